@@ -1,0 +1,294 @@
+// The CPU backend: float32 weights converted once at load, OpenBLAS GEMMs, OpenMP attention. The numerical reference.
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/backend.h"
+#include "loader/weights.h"
+
+typedef struct {
+    float *w[W_N_LAYER_TENSORS];   // float32 copies, shapes as layer_tensor_shape; NULL where absent
+} cpu_layer;
+
+typedef struct {
+    backend base;
+    int n_threads;
+    float *embed;        // (vocab, dim)
+    float *final_norm;   // (dim)
+    float *lm_head;      // (vocab, dim); aliases embed when tied
+    cpu_layer *layers;   // (n_layers)
+    float *inv_freq;     // (head_dim / 2) RoPE inverse frequencies
+    size_t weight_bytes;
+    // activations for one forward step
+    int cap_rows;
+    float *x;            // (cap_rows, dim) hidden state, the residual stream
+    float *xb, *h;       // (cap_rows, dim) gathered rows, normed rows
+    float *q, *att;      // (cap_rows, n_heads * head_dim)
+    float *k, *v;        // (cap_rows, n_kv_heads * head_dim)
+    float *gate, *up;    // (cap_rows, hidden_dim)
+    float *rope_cos, *rope_sin;  // (cap_rows, head_dim / 2)
+    int cap_scores;
+    float *scores;       // (n_threads, cap_scores) attention scores, one row per thread
+} cpu_backend;
+
+static float *to_f32(cpu_backend *b, const st_tensor *t) {
+    float *p = malloc(sizeof(float) * (size_t)st_numel(t));
+    tensor_to_f32(t, p);
+    b->weight_bytes += sizeof(float) * (size_t)st_numel(t);
+    return p;
+}
+
+static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
+    cpu_backend *b = (cpu_backend *)base;
+    const model_config *c = base->cfg;
+    if (weights_check(c, a, err)) return -1;
+    b->embed = to_f32(b, weights_global(c, a, G_EMBED));
+    b->final_norm = to_f32(b, weights_global(c, a, G_FINAL_NORM));
+    b->lm_head = c->tied_embeddings ? b->embed : to_f32(b, weights_global(c, a, G_LM_HEAD));
+    b->layers = calloc((size_t)c->n_layers, sizeof *b->layers);
+    int64_t shape[2];
+    for (int l = 0; l < c->n_layers; l++)
+        for (int w = 0; w < W_N_LAYER_TENSORS; w++)
+            if (layer_tensor_shape(c, (layer_tensor)w, shape)) b->layers[l].w[w] = to_f32(b, weights_layer(a, l, (layer_tensor)w));
+    return 0;
+}
+
+static void grow(float **p, size_t n) { *p = realloc(*p, sizeof(float) * (n ? n : 1)); }
+
+static void cpu_reserve(backend *base, int n_rows) {
+    cpu_backend *b = (cpu_backend *)base;
+    if (n_rows <= b->cap_rows) return;
+    const model_config *c = base->cfg;
+    size_t r = (size_t)n_rows, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    grow(&b->x, r * c->dim);
+    grow(&b->xb, r * c->dim);
+    grow(&b->h, r * c->dim);
+    grow(&b->q, r * qd);
+    grow(&b->att, r * qd);
+    grow(&b->k, r * kvd);
+    grow(&b->v, r * kvd);
+    grow(&b->gate, r * c->hidden_dim);
+    grow(&b->up, r * c->hidden_dim);
+    grow(&b->rope_cos, r * c->head_dim / 2);
+    grow(&b->rope_sin, r * c->head_dim / 2);
+    b->cap_rows = n_rows;
+}
+
+static void cpu_embed(backend *base, const int *tokens, int n, int row0) {
+    cpu_backend *b = (cpu_backend *)base;
+    int dim = base->cfg->dim;
+    for (int i = 0; i < n; i++) memcpy(b->x + (size_t)(row0 + i) * dim, b->embed + (size_t)tokens[i] * dim, sizeof(float) * dim);
+}
+
+// out = x / sqrt(mean(x^2) + eps) * w, for each of n rows of length d.
+static void rmsnorm(float *out, const float *x, const float *w, int n, int d, float eps) {
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d;
+        double ss = 0;
+        for (int j = 0; j < d; j++) ss += (double)xi[j] * xi[j];
+        float inv = 1.0f / sqrtf((float)(ss / d) + eps);
+        for (int j = 0; j < d; j++) out[(size_t)i * d + j] = w[j] * (xi[j] * inv);
+    }
+}
+
+// out (n, rows_w) = x (n, cols) . W^T, W (rows_w, cols) row-major like a torch Linear weight.
+static void matmul(float *out, const float *x, const float *w, int n, int rows_w, int cols) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows_w, cols, 1.0f, x, cols, w, cols, 0.0f, out, rows_w);
+}
+
+static void add_bias(float *x, const float *bias, int n, int d) {
+    if (!bias) return;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) x[(size_t)i * d + j] += bias[j];
+}
+
+// Rotates each head of x by the row's angles: HF's rotate_half pairing (i, i + head_dim/2).
+static void rope(float *x, int n_heads, int hd, const float *cosr, const float *sinr) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *p = x + (size_t)h * hd;
+        for (int i = 0; i < half; i++) {
+            float x0 = p[i], x1 = p[i + half];
+            p[i] = x0 * cosr[i] - x1 * sinr[i];
+            p[i + half] = x1 * cosr[i] + x0 * sinr[i];
+        }
+    }
+}
+
+// Causal attention of one query row (all heads) over positions 0..pos of a KV slot, GQA-aware.
+static void attend(const model_config *c, const float *q, const kv_slot *kv, int pos, int head, float *scores, float *out) {
+    int hd = c->head_dim, kvd = c->n_kv_heads * hd, kvh = head / (c->n_heads / c->n_kv_heads);
+    const float *qh = q + (size_t)head * hd, *K = (const float *)kv->k, *V = (const float *)kv->v;
+    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
+    for (int t = 0; t <= pos; t++) {
+        const float *kt = K + (size_t)t * kvd + (size_t)kvh * hd;
+        float s = 0;
+        for (int i = 0; i < hd; i++) s += qh[i] * kt[i];
+        scores[t] = s * scale;
+        if (scores[t] > mx) mx = scores[t];
+    }
+    float sum = 0;
+    for (int t = 0; t <= pos; t++) sum += scores[t] = expf(scores[t] - mx);
+    float *oh = out + (size_t)head * hd;
+    memset(oh, 0, sizeof(float) * hd);
+    for (int t = 0; t <= pos; t++) {
+        const float *vt = V + (size_t)t * kvd + (size_t)kvh * hd;
+        float p = scores[t] / sum;
+        for (int i = 0; i < hd; i++) oh[i] += p * vt[i];
+    }
+}
+
+static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
+    cpu_backend *b = (cpu_backend *)base;
+    const model_config *c = base->cfg;
+    float *const *w = b->layers[layer].w;
+    int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, half = hd / 2;
+
+    // Gather the parts' rows into one block, so each weight matrix is read once for all of them.
+    int R = 0, max_pos = 0;
+    for (int p = 0; p < n_parts; p++) {
+        memcpy(b->xb + (size_t)R * dim, b->x + (size_t)parts[p].row0 * dim, sizeof(float) * dim * parts[p].n_rows);
+        for (int i = 0; i < parts[p].n_rows; i++) {
+            float pos = (float)(parts[p].pos0 + i);
+            for (int j = 0; j < half; j++) {
+                // float32 angle, as HF computes it
+                float ang = pos * b->inv_freq[j];
+                b->rope_cos[(size_t)(R + i) * half + j] = cosf(ang);
+                b->rope_sin[(size_t)(R + i) * half + j] = sinf(ang);
+            }
+        }
+        R += parts[p].n_rows;
+        if (parts[p].pos0 + parts[p].n_rows > max_pos) max_pos = parts[p].pos0 + parts[p].n_rows;
+    }
+    if (max_pos > b->cap_scores) {
+        b->cap_scores = max_pos;
+        grow(&b->scores, (size_t)b->n_threads * max_pos);
+    }
+
+    // attention block: norm, QKV (+bias), q/k norm, RoPE, KV append
+    rmsnorm(b->h, b->xb, w[W_ATTN_NORM], R, dim, c->norm_eps);
+    matmul(b->q, b->h, w[W_Q], R, qd, dim);
+    matmul(b->k, b->h, w[W_K], R, kvd, dim);
+    matmul(b->v, b->h, w[W_V], R, kvd, dim);
+    add_bias(b->q, w[W_Q_BIAS], R, qd);
+    add_bias(b->k, w[W_K_BIAS], R, kvd);
+    add_bias(b->v, w[W_V_BIAS], R, kvd);
+    if (c->qk_norm) {
+        rmsnorm(b->q, b->q, w[W_Q_NORM], R * c->n_heads, hd, c->norm_eps);
+        rmsnorm(b->k, b->k, w[W_K_NORM], R * c->n_kv_heads, hd, c->norm_eps);
+    }
+    for (int r = 0; r < R; r++) {
+        rope(b->q + (size_t)r * qd, c->n_heads, hd, b->rope_cos + (size_t)r * half, b->rope_sin + (size_t)r * half);
+        rope(b->k + (size_t)r * kvd, c->n_kv_heads, hd, b->rope_cos + (size_t)r * half, b->rope_sin + (size_t)r * half);
+    }
+    for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++) {
+        float *K = (float *)parts[p].kv->k, *V = (float *)parts[p].kv->v;
+        memcpy(K + (size_t)parts[p].pos0 * kvd, b->k + (size_t)r * kvd, sizeof(float) * kvd * parts[p].n_rows);
+        memcpy(V + (size_t)parts[p].pos0 * kvd, b->v + (size_t)r * kvd, sizeof(float) * kvd * parts[p].n_rows);
+    }
+
+    // attention over each part's own KV slot, one (row, head) per task
+    int *part_of_row = malloc(sizeof(int) * R);
+    for (int p = 0, r = 0; p < n_parts; p++)
+        for (int i = 0; i < parts[p].n_rows; i++) part_of_row[r++] = p;
+    int row_start[n_parts + 1];
+    row_start[0] = 0;
+    for (int p = 0; p < n_parts; p++) row_start[p + 1] = row_start[p] + parts[p].n_rows;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(b->n_threads)
+    for (int task = 0; task < R * c->n_heads; task++) {
+        int r = task / c->n_heads, head = task % c->n_heads, p = part_of_row[r];
+        int pos = parts[p].pos0 + (r - row_start[p]);
+        float *scores = b->scores + (size_t)omp_get_thread_num() * b->cap_scores;
+        attend(c, b->q + (size_t)r * qd, parts[p].kv, pos, head, scores, b->att + (size_t)r * qd);
+    }
+    free(part_of_row);
+    matmul(b->h, b->att, w[W_O], R, dim, qd);
+    for (size_t i = 0; i < (size_t)R * dim; i++) b->xb[i] += b->h[i];
+
+    // MLP block: norm, SwiGLU, residual
+    rmsnorm(b->h, b->xb, w[W_FFN_NORM], R, dim, c->norm_eps);
+    matmul(b->gate, b->h, w[W_GATE], R, c->hidden_dim, dim);
+    matmul(b->up, b->h, w[W_UP], R, c->hidden_dim, dim);
+    for (size_t i = 0; i < (size_t)R * c->hidden_dim; i++) {
+        float g = b->gate[i];
+        b->gate[i] = g / (1.0f + expf(-g)) * b->up[i];
+    }
+    matmul(b->h, b->gate, w[W_DOWN], R, dim, c->hidden_dim);
+    for (size_t i = 0; i < (size_t)R * dim; i++) b->xb[i] += b->h[i];
+
+    // scatter back
+    for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++)
+        memcpy(b->x + (size_t)parts[p].row0 * dim, b->xb + (size_t)r * dim, sizeof(float) * dim * parts[p].n_rows);
+}
+
+static void cpu_logits(backend *base, const int *rows, int n, float *out) {
+    cpu_backend *b = (cpu_backend *)base;
+    const model_config *c = base->cfg;
+    cpu_reserve(base, n);
+    for (int i = 0; i < n; i++) memcpy(b->xb + (size_t)i * c->dim, b->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim);
+    rmsnorm(b->h, b->xb, b->final_norm, n, c->dim, c->norm_eps);
+    matmul(out, b->h, b->lm_head, n, c->vocab_size, c->dim);
+}
+
+static size_t cpu_kv_bytes_per_token(const backend *base) {
+    return 2 * sizeof(float) * (size_t)base->cfg->n_kv_heads * base->cfg->head_dim;
+}
+
+static int cpu_kv_alloc(backend *base, kv_slot *kv, int capacity, rp_err *err) {
+    size_t n = (size_t)capacity * base->cfg->n_kv_heads * base->cfg->head_dim;
+    // calloc: pages are only touched as positions fill, so a large context costs nothing until used
+    kv->k = calloc(n, sizeof(float));
+    kv->v = calloc(n, sizeof(float));
+    kv->capacity = capacity;
+    if (!kv->k || !kv->v) {
+        free(kv->k);
+        free(kv->v);
+        kv->k = kv->v = NULL;
+        return rp_fail(err, "out of memory allocating a KV slot of %d positions", capacity);
+    }
+    return 0;
+}
+
+static void cpu_kv_free(backend *base, kv_slot *kv) {
+    (void)base;
+    free(kv->k);
+    free(kv->v);
+    kv->k = kv->v = NULL;
+}
+
+static size_t cpu_weight_bytes(const backend *base) { return ((const cpu_backend *)base)->weight_bytes; }
+
+static void cpu_destroy(backend *base) {
+    cpu_backend *b = (cpu_backend *)base;
+    if (b->layers)
+        for (int l = 0; l < base->cfg->n_layers; l++)
+            for (int w = 0; w < W_N_LAYER_TENSORS; w++) free(b->layers[l].w[w]);
+    if (b->lm_head != b->embed) free(b->lm_head);
+    free(b->embed);
+    free(b->final_norm);
+    free(b->layers);
+    free(b->inv_freq);
+    float *bufs[] = {b->x, b->xb, b->h, b->q, b->att, b->k, b->v, b->gate, b->up, b->rope_cos, b->rope_sin, b->scores};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(b);
+}
+
+backend *backend_cpu_create(const model_config *cfg, int n_threads) {
+    cpu_backend *b = calloc(1, sizeof *b);
+    if (n_threads <= 0) n_threads = omp_get_num_procs();
+    b->n_threads = n_threads;
+    openblas_set_num_threads(n_threads);
+    b->base = (backend){
+        .name = "cpu", .cfg = cfg, .load_weights = cpu_load_weights, .reserve = cpu_reserve, .embed = cpu_embed,
+        .layer = cpu_layer_run, .logits = cpu_logits, .kv_alloc = cpu_kv_alloc, .kv_free = cpu_kv_free,
+        .kv_bytes_per_token = cpu_kv_bytes_per_token, .weight_bytes = cpu_weight_bytes, .destroy = cpu_destroy,
+    };
+    int half = cfg->head_dim / 2;
+    double inv[half];
+    config_rope_inv_freq(cfg, inv);
+    b->inv_freq = malloc(sizeof(float) * half);
+    for (int i = 0; i < half; i++) b->inv_freq[i] = (float)inv[i];
+    return &b->base;
+}

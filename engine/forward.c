@@ -1,0 +1,103 @@
+// The forward pass over a batch of sequences, each with its own schedule and KV cache.
+//
+// A sequence alone is run as: embed, then for each visit v, layer schedule[v] against KV slot v, then final norm
+// and LM head. A batch runs every sequence through all of its visits too, but sequences whose next visit is the
+// same layer share one execution of it, so its weights are read once for all of them (DESIGN.md 2b): each
+// sequence keeps a cursor into its schedule; repeatedly pick the layer that is the next visit of the most
+// sequences (ties: lowest layer), run it for exactly those, and advance their cursors.
+#include "engine/forward.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int sequence_init(sequence *s, model *m, const schedule *sched, int capacity, rp_err *err) {
+    memset(s, 0, sizeof *s);
+    if (capacity < 1) return rp_fail(err, "context length %d must be at least 1", capacity);
+    if (capacity > m->cfg.max_pos)
+        return rp_fail(err, "context length %d exceeds the model's max_position_embeddings %d", capacity, m->cfg.max_pos);
+    for (int v = 0; v < sched->n_visits; v++)
+        if (sched->layer[v] < 0 || sched->layer[v] >= m->cfg.n_layers)
+            return rp_fail(err, "schedule visit %d runs layer %d, but the model has %d layers", v, sched->layer[v],
+                           m->cfg.n_layers);
+    schedule_copy(&s->sched, sched);
+    if (kv_cache_init(&s->cache, m->be, sched->n_visits, capacity, err)) {
+        schedule_free(&s->sched);
+        return -1;
+    }
+    return 0;
+}
+
+void sequence_free(sequence *s, model *m) {
+    kv_cache_free(&s->cache, m->be);
+    schedule_free(&s->sched);
+}
+
+// Picks the layer that is the next visit of the most sequences (ties: lowest layer); -1 when all are done.
+static int next_layer(sequence **seqs, int n_seqs, const int *cursor, int *count_by_layer, int n_layers) {
+    memset(count_by_layer, 0, sizeof(int) * n_layers);
+    int best = -1;
+    for (int i = 0; i < n_seqs; i++)
+        if (cursor[i] < seqs[i]->sched.n_visits) count_by_layer[seqs[i]->sched.layer[cursor[i]]]++;
+    for (int l = 0; l < n_layers; l++)
+        if (count_by_layer[l] && (best < 0 || count_by_layer[l] > count_by_layer[best])) best = l;
+    return best;
+}
+
+int forward(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, int all_logits,
+            float *logits, forward_stats *stats, rp_err *err) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    if (n_seqs < 1) return rp_fail(err, "forward: no sequences");
+    int total = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        kv_cache *kc = &seqs[i]->cache;
+        if (n_tokens[i] < 1) return rp_fail(err, "sequence %d: nothing to feed", i);
+        if (kc->n_past + n_tokens[i] > kc->capacity)
+            return rp_fail(err, "context full: sequence %d holds %d tokens and %d more exceed the context length %d",
+                           i, kc->n_past, n_tokens[i], kc->capacity);
+        for (int t = 0; t < n_tokens[i]; t++)
+            if (tokens[i][t] < 0 || tokens[i][t] >= c->vocab_size)
+                return rp_fail(err, "token id %d is outside the vocabulary [0, %d)", tokens[i][t], c->vocab_size);
+        total += n_tokens[i];
+    }
+
+    // embed: sequence i owns rows row0[i] .. row0[i] + n_tokens[i] - 1
+    size_t ns = (size_t)n_seqs;
+    int *row0 = malloc(sizeof(int) * ns), *cursor = calloc(ns, sizeof(int));
+    int *count_by_layer = malloc(sizeof(int) * (size_t)c->n_layers);
+    visit_part *parts = malloc(sizeof *parts * ns);
+    be->reserve(be, total);
+    for (int i = 0, r = 0; i < n_seqs; r += n_tokens[i], i++) {
+        row0[i] = r;
+        be->embed(be, tokens[i], n_tokens[i], r);
+    }
+
+    // visits: each layer execution serves every sequence whose next visit it is, each with its own KV slot
+    for (int layer; (layer = next_layer(seqs, n_seqs, cursor, count_by_layer, c->n_layers)) >= 0;) {
+        int n_parts = 0;
+        for (int i = 0; i < n_seqs; i++) {
+            sequence *s = seqs[i];
+            if (cursor[i] == s->sched.n_visits || s->sched.layer[cursor[i]] != layer) continue;
+            kv_slot *kv = &s->cache.slots[cursor[i]++];
+            parts[n_parts++] = (visit_part){.row0 = row0[i], .n_rows = n_tokens[i], .pos0 = s->cache.n_past, .kv = kv};
+        }
+        be->layer(be, layer, parts, n_parts);
+        if (stats) {
+            stats->layer_execs++;
+            stats->visits += n_parts;
+        }
+    }
+
+    // final norm and LM head
+    int n_out = all_logits ? total : n_seqs;
+    int *rows = malloc(sizeof(int) * n_out);
+    for (int i = 0; i < n_out; i++) rows[i] = all_logits ? i : row0[i] + n_tokens[i] - 1;
+    be->logits(be, rows, n_out, logits);
+    for (int i = 0; i < n_seqs; i++) seqs[i]->cache.n_past += n_tokens[i];
+    free(rows);
+    free(row0);
+    free(cursor);
+    free(count_by_layer);
+    free(parts);
+    return 0;
+}

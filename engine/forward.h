@@ -1,0 +1,29 @@
+// The forward pass over a batch of sequences, each with its own schedule and KV cache.
+#ifndef REPRISE_FORWARD_H
+#define REPRISE_FORWARD_H
+
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/schedule.h"
+
+typedef struct {
+    schedule sched;
+    kv_cache cache;   // one slot per visit of sched
+} sequence;
+
+// capacity: context length in tokens (at most max_position_embeddings).
+int sequence_init(sequence *s, model *m, const schedule *sched, int capacity, rp_err *err);
+void sequence_free(sequence *s, model *m);
+
+typedef struct {
+    long layer_execs;   // backend layer calls (each reads one layer's weights once)
+    long visits;        // sequence visits run (what one-by-one execution would cost in layer calls)
+} forward_stats;
+
+// Feeds n_tokens[i] tokens to sequence i, for all i at once. Writes logits for every fed token
+// ((sum n_tokens, vocab), sequence by sequence) when all_logits, else for each sequence's last token
+// ((n_seqs, vocab)). A token outside the vocabulary or a full context is an error; nothing is fed then.
+int forward(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, int all_logits,
+            float *logits, forward_stats *stats, rp_err *err);
+
+#endif

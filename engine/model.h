@@ -1,0 +1,20 @@
+// A model: its config, its mmap'ed checkpoint, and its weights converted once into a backend's layout.
+#ifndef REPRISE_MODEL_H
+#define REPRISE_MODEL_H
+
+#include "engine/backend.h"
+#include "loader/config.h"
+#include "loader/safetensors.h"
+
+typedef struct {
+    char *dir;
+    model_config cfg;
+    st_archive weights;   // the checkpoint as stored (kept mapped for inspect and export)
+    backend *be;
+} model;
+
+// Loads DIR (config.json + safetensors) into the named backend ("cpu"). n_threads <= 0: all cores.
+int model_load(model *m, const char *dir, const char *backend_name, int n_threads, rp_err *err);
+void model_free(model *m);
+
+#endif

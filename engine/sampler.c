@@ -1,0 +1,77 @@
+// Choosing the next token from logits: greedy, or temperature with top-k, top-p and min-p, from a seeded RNG.
+// The filters apply in HF transformers' order: temperature, top-k, top-p, min-p; then one draw.
+#include "engine/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void sampler_init(sampler *s, const sampler_params *p, int vocab) {
+    s->p = *p;
+    s->rng = p->seed ^ 0x9e3779b97f4a7c15ull;
+    s->vocab = vocab;
+    s->work = malloc(sizeof *s->work * vocab);
+}
+
+void sampler_free(sampler *s) { free(s->work); }
+
+// xorshift64*: small, fast, and reproducible across machines for a given seed.
+static float rng_uniform(uint64_t *state) {
+    uint64_t x = *state ? *state : 1;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return (float)((x * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;   // [0, 1)
+}
+
+int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static int by_prob_desc(const void *a, const void *b) {
+    const struct prob_id *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->id - y->id;
+}
+
+int sampler_sample(sampler *s, const float *logits) {
+    int n = s->vocab;
+    if (s->p.temp <= 0) return argmax(logits, n);
+    float mx = logits[argmax(logits, n)], sum = 0;
+    for (int i = 0; i < n; i++) {
+        s->work[i].id = i;
+        s->work[i].p = expf((logits[i] - mx) / s->p.temp);
+        sum += s->work[i].p;
+    }
+    for (int i = 0; i < n; i++) s->work[i].p /= sum;
+    qsort(s->work, n, sizeof *s->work, by_prob_desc);
+    int keep = n;
+    if (s->p.top_k > 0 && s->p.top_k < keep) keep = s->p.top_k;
+    if (s->p.top_p < 1) {
+        float cum = 0;
+        for (int i = 0; i < keep; i++) {
+            cum += s->work[i].p;
+            if (cum >= s->p.top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    if (s->p.min_p > 0) {
+        float floor_p = s->p.min_p * s->work[0].p;
+        int k = 1;
+        while (k < keep && s->work[k].p >= floor_p) k++;
+        keep = k;
+    }
+    float total = 0;
+    for (int i = 0; i < keep; i++) total += s->work[i].p;
+    float r = rng_uniform(&s->rng) * total, cum = 0;
+    for (int i = 0; i < keep; i++) {
+        cum += s->work[i].p;
+        if (r < cum) return s->work[i].id;
+    }
+    return s->work[keep - 1].id;
+}

@@ -1,0 +1,27 @@
+// Choosing the next token from logits: greedy, or temperature with top-k, top-p and min-p, from a seeded RNG.
+#ifndef REPRISE_SAMPLER_H
+#define REPRISE_SAMPLER_H
+
+#include <stdint.h>
+
+typedef struct {
+    float temp;     // <= 0: greedy (argmax, lowest id on ties)
+    int top_k;      // <= 0: off
+    float top_p;    // >= 1: off
+    float min_p;    // <= 0: off
+    uint64_t seed;
+} sampler_params;
+
+typedef struct {
+    sampler_params p;
+    uint64_t rng;
+    int vocab;
+    struct prob_id { float p; int id; } *work;   // (vocab)
+} sampler;
+
+void sampler_init(sampler *s, const sampler_params *p, int vocab);
+void sampler_free(sampler *s);
+int sampler_sample(sampler *s, const float *logits);
+int argmax(const float *x, int n);
+
+#endif

@@ -1,0 +1,144 @@
+// Layer schedules: the ordered list of layers one forward pass visits.
+#include "engine/schedule.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Visits beyond this are surely a typo (a 1000-layer model run 100 times over).
+#define MAX_VISITS 100000
+
+static void push(schedule *s, int *cap, int layer) {
+    if (s->n_visits == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        s->layer = realloc(s->layer, sizeof *s->layer * *cap);
+    }
+    s->layer[s->n_visits++] = layer;
+}
+
+// Parses a non-negative decimal integer spanning exactly [p, end).
+static int parse_uint(const char *p, const char *end, long *out) {
+    if (p == end) return -1;
+    long v = 0;
+    for (; p < end; p++) {
+        if (!isdigit((unsigned char)*p)) return -1;
+        if (v > (LONG_MAX - 9) / 10) return -1;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_rys(schedule *s, const char *args, int n_layers, rp_err *err) {
+    long v[3];
+    int n = 0, cap = 0;
+    const char *p = args;
+    while (1) {
+        const char *e = strchr(p, ',');
+        if (!e) e = p + strlen(p);
+        if (n == 3) return rp_fail(err, "schedule 'rys:%s': too many numbers (rys:I,J or rys:I,J,K)", args);
+        if (parse_uint(p, e, &v[n]))
+            return rp_fail(err, "schedule 'rys:%s': '%.*s' is not a non-negative integer", args, (int)(e - p), p);
+        n++;
+        if (!*e) break;
+        p = e + 1;
+    }
+    if (n < 2) return rp_fail(err, "schedule 'rys:%s': expected rys:I,J or rys:I,J,K", args);
+    long i = v[0], j = v[1], k = n == 3 ? v[2] : 2;
+    if (j > n_layers) return rp_fail(err, "schedule 'rys:%s': J=%ld is past the last layer (model has %d layers)", args, j, n_layers);
+    if (i >= j) return rp_fail(err, "schedule 'rys:%s': I=%ld must be below J=%ld", args, i, j);
+    if (k < 1) return rp_fail(err, "schedule 'rys:%s': K=%ld must be at least 1", args, k);
+    if ((j - i) * (k - 1) + n_layers > MAX_VISITS)
+        return rp_fail(err, "schedule 'rys:%s': more than %d visits", args, MAX_VISITS);
+    for (long l = 0; l < j; l++) push(s, &cap, (int)l);
+    for (long r = 1; r < k; r++)
+        for (long l = i; l < j; l++) push(s, &cap, (int)l);
+    for (long l = j; l < n_layers; l++) push(s, &cap, (int)l);
+    return 0;
+}
+
+static int parse_ranges(schedule *s, const char *text, int n_layers, rp_err *err) {
+    int cap = 0;
+    const char *p = text;
+    while (1) {
+        const char *e = strchr(p, ',');
+        if (!e) e = p + strlen(p);
+        const char *dash = memchr(p, '-', (size_t)(e - p));
+        long a, b;
+        int bad = dash ? parse_uint(p, dash, &a) || parse_uint(dash + 1, e, &b) : parse_uint(p, e, &a);
+        if (!dash) b = a;
+        if (bad) {
+            if (p == e) return rp_fail(err, "schedule '%s': empty item (stray comma?)", text);
+            return rp_fail(err, "schedule '%s': '%.*s' is not a layer or an inclusive range A-B", text, (int)(e - p), p);
+        }
+        if (a >= n_layers || b >= n_layers)
+            return rp_fail(err, "schedule '%s': layer %ld in '%.*s' is out of range (model has layers 0-%d)", text,
+                           a >= n_layers ? a : b, (int)(e - p), p, n_layers - 1);
+        if (b < a) return rp_fail(err, "schedule '%s': range '%.*s' runs backwards", text, (int)(e - p), p);
+        if (s->n_visits + (b - a + 1) > MAX_VISITS)
+            return rp_fail(err, "schedule '%s': more than %d visits", text, MAX_VISITS);
+        for (long l = a; l <= b; l++) push(s, &cap, (int)l);
+        if (!*e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+int schedule_parse(schedule *s, const char *text, int n_layers, rp_err *err) {
+    s->n_visits = 0;
+    s->layer = NULL;
+    int rc;
+    if (!text || !*text) rc = rp_fail(err, "schedule is empty");
+    else if (strcmp(text, "base") == 0) {
+        schedule_base(s, n_layers);
+        return 0;
+    } else if (strncmp(text, "rys:", 4) == 0) rc = parse_rys(s, text + 4, n_layers, err);
+    else rc = parse_ranges(s, text, n_layers, err);
+    if (!rc && s->n_visits == 0) rc = rp_fail(err, "schedule '%s' has no visits", text);
+    if (rc) schedule_free(s);
+    return rc;
+}
+
+void schedule_base(schedule *s, int n_layers) {
+    s->n_visits = n_layers;
+    s->layer = malloc(sizeof *s->layer * (n_layers ? n_layers : 1));
+    for (int l = 0; l < n_layers; l++) s->layer[l] = l;
+}
+
+void schedule_free(schedule *s) {
+    free(s->layer);
+    s->layer = NULL;
+    s->n_visits = 0;
+}
+
+int schedule_copy(schedule *dst, const schedule *src) {
+    dst->n_visits = src->n_visits;
+    dst->layer = malloc(sizeof *dst->layer * (src->n_visits ? src->n_visits : 1));
+    memcpy(dst->layer, src->layer, sizeof *dst->layer * src->n_visits);
+    return 0;
+}
+
+int schedule_unique_layers(const schedule *s, int n_layers) {
+    char *seen = calloc((size_t)n_layers, 1);
+    int n = 0;
+    for (int v = 0; v < s->n_visits; v++)
+        if (!seen[s->layer[v]]++) n++;
+    free(seen);
+    return n;
+}
+
+int schedule_format(const schedule *s, char *buf, int cap) {
+    int n = 0;
+    for (int v = 0; v < s->n_visits;) {
+        int w = v;
+        while (w + 1 < s->n_visits && s->layer[w + 1] == s->layer[w] + 1) w++;
+        int room = cap - n > 0 ? cap - n : 0;
+        if (w == v) n += snprintf(room ? buf + n : NULL, (size_t)room, "%s%d", v ? "," : "", s->layer[v]);
+        else n += snprintf(room ? buf + n : NULL, (size_t)room, "%s%d-%d", v ? "," : "", s->layer[v], s->layer[w]);
+        v = w + 1;
+    }
+    return n;
+}

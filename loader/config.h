@@ -1,0 +1,43 @@
+// The model description: config.json (and generation_config.json) for Llama, Qwen2, Mistral and Qwen3.
+#ifndef REPRISE_CONFIG_H
+#define REPRISE_CONFIG_H
+
+#include "loader/error.h"
+
+typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL, ARCH_QWEN3 } arch_kind;
+
+#define MAX_EOS_IDS 8
+
+typedef struct {
+    arch_kind arch;
+    char model_type[16];
+    int dim;            // hidden_size
+    int hidden_dim;     // intermediate_size
+    int n_layers;       // num_hidden_layers
+    int n_heads;        // num_attention_heads
+    int n_kv_heads;     // num_key_value_heads (GQA)
+    int head_dim;       // head_dim, or hidden_size / num_attention_heads
+    int vocab_size;
+    int max_pos;        // max_position_embeddings
+    float norm_eps;     // rms_norm_eps
+    double rope_theta;
+    int rope_llama3;    // rope_scaling type llama3, with the four values below
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos;
+    int qkv_bias;       // qwen2: q/k/v projections carry a bias
+    int qk_norm;        // qwen3: per-head RMSNorm of q and k before RoPE
+    int tied_embeddings;
+    int bos_id;         // -1 if none
+    int n_eos;
+    int eos_ids[MAX_EOS_IDS];
+} model_config;
+
+const char *arch_name(arch_kind a);
+
+// Reads DIR/config.json, then DIR/generation_config.json if present (its eos/bos ids take precedence).
+int config_load(model_config *c, const char *dir, rp_err *err);
+
+// The RoPE inverse frequencies (head_dim / 2 of them), with llama3 scaling applied when configured.
+void config_rope_inv_freq(const model_config *c, double *inv_freq);
+
+#endif

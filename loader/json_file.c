@@ -1,0 +1,79 @@
+// Reading small files whole, and JSON files into cJSON trees with errors that name the file.
+#include "loader/json_file.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+char *read_file_all(const char *path, size_t *len, rp_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        rp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        rp_fail(err, "%s: read error", path);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+cJSON *json_parse_text(const char *text, size_t len, const char *what, rp_err *err) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root) {
+        size_t off = end && end >= text ? (size_t)(end - text) : 0;
+        rp_fail(err, "%s: malformed JSON near byte %zu", what, off);
+        return NULL;
+    }
+    // cJSON stops after the first value; anything but whitespace after it is malformed.
+    for (const char *p = end; p && p < text + len; p++) {
+        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t' && *p != 0) {
+            cJSON_Delete(root);
+            rp_fail(err, "%s: malformed JSON: trailing data at byte %zu", what, (size_t)(p - text));
+            return NULL;
+        }
+    }
+    return root;
+}
+
+cJSON *json_parse_file(const char *path, rp_err *err) {
+    size_t len;
+    char *text = read_file_all(path, &len, err);
+    if (!text) return NULL;
+    cJSON *root = json_parse_text(text, len, path, err);
+    free(text);
+    return root;
+}
+
+int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}

@@ -1,0 +1,121 @@
+// The tensors a model of a given config must have: names, shapes, and conversion of their data to float32.
+#include "loader/weights.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *const layer_tensor_suffix[W_N_LAYER_TENSORS] = {
+    [W_ATTN_NORM] = "input_layernorm.weight",  [W_Q] = "self_attn.q_proj.weight",
+    [W_K] = "self_attn.k_proj.weight",         [W_V] = "self_attn.v_proj.weight",
+    [W_Q_BIAS] = "self_attn.q_proj.bias",      [W_K_BIAS] = "self_attn.k_proj.bias",
+    [W_V_BIAS] = "self_attn.v_proj.bias",      [W_Q_NORM] = "self_attn.q_norm.weight",
+    [W_K_NORM] = "self_attn.k_norm.weight",    [W_O] = "self_attn.o_proj.weight",
+    [W_FFN_NORM] = "post_attention_layernorm.weight", [W_GATE] = "mlp.gate_proj.weight",
+    [W_UP] = "mlp.up_proj.weight",             [W_DOWN] = "mlp.down_proj.weight",
+};
+
+const char *const global_tensor_name[G_N_GLOBAL_TENSORS] = {
+    [G_EMBED] = "model.embed_tokens.weight", [G_FINAL_NORM] = "model.norm.weight", [G_LM_HEAD] = "lm_head.weight"};
+
+int layer_tensor_shape(const model_config *c, layer_tensor w, int64_t s[2]) {
+    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    switch (w) {
+    case W_ATTN_NORM: case W_FFN_NORM: s[0] = c->dim; return 1;
+    case W_Q: s[0] = q; s[1] = c->dim; return 2;
+    case W_K: case W_V: s[0] = kv; s[1] = c->dim; return 2;
+    case W_Q_BIAS: s[0] = q; return c->qkv_bias ? 1 : 0;
+    case W_K_BIAS: case W_V_BIAS: s[0] = kv; return c->qkv_bias ? 1 : 0;
+    case W_Q_NORM: case W_K_NORM: s[0] = c->head_dim; return c->qk_norm ? 1 : 0;
+    case W_O: s[0] = c->dim; s[1] = q; return 2;
+    case W_GATE: case W_UP: s[0] = c->hidden_dim; s[1] = c->dim; return 2;
+    case W_DOWN: s[0] = c->dim; s[1] = c->hidden_dim; return 2;
+    default: return 0;
+    }
+}
+
+int global_tensor_shape(const model_config *c, global_tensor g, int64_t s[2]) {
+    switch (g) {
+    case G_EMBED: s[0] = c->vocab_size; s[1] = c->dim; return 2;
+    case G_FINAL_NORM: s[0] = c->dim; return 1;
+    case G_LM_HEAD: s[0] = c->vocab_size; s[1] = c->dim; return c->tied_embeddings ? 0 : 2;
+    default: return 0;
+    }
+}
+
+static int check_one(const st_archive *a, const char *name, int ndim, const int64_t *shape, rp_err *err) {
+    const st_tensor *t = st_find(a, name);
+    if (!t) return rp_fail(err, "tensor '%s' is missing", name);
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char got[128] = "", want[128] = "";
+        for (int i = 0, n = 0; i < t->ndim; i++) n += snprintf(got + n, sizeof got - n, "%s%lld", i ? "," : "", (long long)t->shape[i]);
+        for (int i = 0, n = 0; i < ndim; i++) n += snprintf(want + n, sizeof want - n, "%s%lld", i ? "," : "", (long long)shape[i]);
+        return rp_fail(err, "tensor '%s' has shape [%s], config.json implies [%s]", name, got, want);
+    }
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+        return rp_fail(err, "tensor '%s' has dtype %s (supported: F32, F16, BF16)", name, st_dtype_name(t->dtype));
+    return 0;
+}
+
+int weights_check(const model_config *c, const st_archive *a, rp_err *err) {
+    int64_t s[2];
+    for (int g = 0; g < G_N_GLOBAL_TENSORS; g++) {
+        int nd = global_tensor_shape(c, (global_tensor)g, s);
+        if (nd && check_one(a, global_tensor_name[g], nd, s, err)) return -1;
+    }
+    char name[160];
+    for (int l = 0; l < c->n_layers; l++)
+        for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
+            int nd = layer_tensor_shape(c, (layer_tensor)w, s);
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, layer_tensor_suffix[w]);
+            if (nd && check_one(a, name, nd, s, err)) return -1;
+        }
+    return 0;
+}
+
+const st_tensor *weights_layer(const st_archive *a, int layer, layer_tensor w) {
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%d.%s", layer, layer_tensor_suffix[w]);
+    return st_find(a, name);
+}
+
+const st_tensor *weights_global(const model_config *c, const st_archive *a, global_tensor g) {
+    if (g == G_LM_HEAD && c->tied_embeddings) g = G_EMBED;
+    return st_find(a, global_tensor_name[g]);
+}
+
+float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    if (exp == 0x1f) u = sign | 0x7f800000u | (man << 13);          // inf / nan
+    else if (exp) u = sign | ((exp + 112) << 23) | (man << 13);      // normal
+    else if (!man) u = sign;                                         // zero
+    else {                                                           // subnormal: normalise
+        int e = -1;
+        do { e++; man <<= 1; } while (!(man & 0x400));
+        u = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void tensor_to_f32(const st_tensor *t, float *dst) {
+    int64_t n = st_numel(t);
+    const unsigned char *p = t->data;
+    // The mapping gives no alignment guarantee for a tensor's data, so elements are read with memcpy.
+    if (t->dtype == ST_F32) memcpy(dst, p, (size_t)n * 4);
+    else
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = t->dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+        }
+}

@@ -1,0 +1,38 @@
+// The tensors a model of a given config must have: names, shapes, and conversion of their data to float32.
+#ifndef REPRISE_WEIGHTS_H
+#define REPRISE_WEIGHTS_H
+
+#include <stdint.h>
+
+#include "loader/config.h"
+#include "loader/safetensors.h"
+
+typedef enum {
+    W_ATTN_NORM, W_Q, W_K, W_V, W_Q_BIAS, W_K_BIAS, W_V_BIAS, W_Q_NORM, W_K_NORM, W_O,
+    W_FFN_NORM, W_GATE, W_UP, W_DOWN, W_N_LAYER_TENSORS
+} layer_tensor;
+
+typedef enum { G_EMBED, G_FINAL_NORM, G_LM_HEAD, G_N_GLOBAL_TENSORS } global_tensor;
+
+// HF name suffix after "model.layers.N.".
+extern const char *const layer_tensor_suffix[W_N_LAYER_TENSORS];
+extern const char *const global_tensor_name[G_N_GLOBAL_TENSORS];
+
+// Expected shape of a tensor for this config; returns its ndim, or 0 when the architecture has no such tensor.
+int layer_tensor_shape(const model_config *c, layer_tensor w, int64_t shape[2]);
+int global_tensor_shape(const model_config *c, global_tensor g, int64_t shape[2]);
+
+// Checks that every tensor the config needs is present with its shape and a float dtype (F32, F16, BF16).
+int weights_check(const model_config *c, const st_archive *a, rp_err *err);
+
+// The tensor for layer l (NULL when absent); the global tensor (lm_head resolves to the embedding when tied).
+const st_tensor *weights_layer(const st_archive *a, int layer, layer_tensor w);
+const st_tensor *weights_global(const model_config *c, const st_archive *a, global_tensor g);
+
+// Converts a F32/F16/BF16 tensor to float32 (dst holds numel floats).
+void tensor_to_f32(const st_tensor *t, float *dst);
+
+float bf16_to_f32(uint16_t h);
+float f16_to_f32(uint16_t h);
+
+#endif

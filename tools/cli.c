@@ -1,0 +1,121 @@
+// Command-line options shared by the reprise subcommands, parsed one way everywhere.
+#include "tools/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int allowed_flag(const char *allowed, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = allowed; (p = strstr(p, name)); p += n)
+        if ((p == allowed || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static int parse_int(const char *flag, const char *v, long lo, long hi, int *out, rp_err *err) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return rp_fail(err, "%s: '%s' is not an integer in [%ld, %ld]", flag, v, lo, hi);
+    *out = (int)x;
+    return 0;
+}
+
+static int parse_float(const char *flag, const char *v, double lo, double hi, float *out, rp_err *err) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi))
+        return rp_fail(err, "%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
+    *out = (float)x;
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o, rp_err *err) {
+    memset(o, 0, sizeof *o);
+    o->schedule = "base";
+    o->backend = "cpu";
+    o->n_predict = 128;
+    o->sampling = (sampler_params){.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 0};
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            o->help = 1;
+            return 0;
+        }
+        const char *name = a[0] == '-' ? (a[1] == '-' ? a + 2 : a + 1) : NULL;
+        if (!name || !*name) return rp_fail(err, "unexpected argument '%s'", a);
+        if (!allowed_flag(allowed, name)) return rp_fail(err, "unknown option '%s' (see --help)", a);
+        // flags without a value
+        if (strcmp(name, "ignore-eos") == 0) { o->ignore_eos = 1; continue; }
+        if (strcmp(name, "json") == 0) { o->json = 1; continue; }
+        if (strcmp(name, "tensors") == 0) { o->all_tensors = 1; continue; }
+        if (i + 1 >= argc) return rp_fail(err, "%s needs a value", a);
+        const char *v = argv[++i];
+        int rc = 0, seed = 0;
+        if (strcmp(name, "m") == 0) o->model_dir = v;
+        else if (strcmp(name, "schedule") == 0) o->schedule = v;
+        else if (strcmp(name, "backend") == 0) o->backend = v;
+        else if (strcmp(name, "tokens") == 0) o->tokens = v;
+        else if (strcmp(name, "o") == 0) o->out = v;
+        else if (strcmp(name, "dump-logits") == 0) o->dump_logits = v;
+        else if (strcmp(name, "n") == 0) rc = parse_int(a, v, 0, 1 << 30, &o->n_predict, err);
+        else if (strcmp(name, "t") == 0) rc = parse_int(a, v, 1, 1024, &o->threads, err);
+        else if (strcmp(name, "c") == 0) rc = parse_int(a, v, 1, 1 << 30, &o->ctx, err);
+        else if (strcmp(name, "temp") == 0) rc = parse_float(a, v, 0, 100, &o->sampling.temp, err);
+        else if (strcmp(name, "top-k") == 0) rc = parse_int(a, v, 0, 1 << 30, &o->sampling.top_k, err);
+        else if (strcmp(name, "top-p") == 0) rc = parse_float(a, v, 0, 1, &o->sampling.top_p, err);
+        else if (strcmp(name, "min-p") == 0) rc = parse_float(a, v, 0, 1, &o->sampling.min_p, err);
+        else if (strcmp(name, "seed") == 0) {
+            rc = parse_int(a, v, 0, 2147483647L, &seed, err);
+            o->sampling.seed = (uint64_t)seed;
+        } else return rp_fail(err, "unknown option '%s' (see --help)", a);
+        if (rc) return rc;
+    }
+    if (allowed_flag(allowed, "m") && !o->model_dir) return rp_fail(err, "-m DIR is required (see --help)");
+    return 0;
+}
+
+int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err) {
+    int cap = 16;
+    *n = 0;
+    *ids = malloc(sizeof(int) * cap);
+    const char *p = text;
+    while (*p) {
+        while (*p == ',' || *p == ' ') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 2147483647L || (*end && *end != ',' && *end != ' ')) {
+            int len = (int)strcspn(p, ", ");
+            free(*ids);
+            *ids = NULL;
+            return rp_fail(err, "--tokens: '%.*s' is not a token id", len, p);
+        }
+        if (*n == cap) *ids = realloc(*ids, sizeof(int) * (cap *= 2));
+        (*ids)[(*n)++] = (int)v;
+        p = end;
+    }
+    if (*n == 0) {
+        free(*ids);
+        *ids = NULL;
+        return rp_fail(err, "--tokens: no token ids given");
+    }
+    return 0;
+}
+
+int cli_load_model(const cli_opts *o, model *m, schedule *s, rp_err *err) {
+    if (model_load(m, o->model_dir, o->backend, o->threads, err)) return -1;
+    if (schedule_parse(s, o->schedule, m->cfg.n_layers, err)) {
+        rp_wrap(err, "--schedule");
+        model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_context(const cli_opts *o, const model_config *c) { return o->ctx ? o->ctx : c->max_pos; }

@@ -1,0 +1,44 @@
+// Command-line options shared by the reprise subcommands, parsed one way everywhere.
+#ifndef REPRISE_CLI_H
+#define REPRISE_CLI_H
+
+#include "engine/forward.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+
+typedef struct {
+    const char *model_dir;   // -m
+    const char *schedule;    // --schedule
+    const char *backend;     // --backend
+    const char *tokens;      // --tokens
+    const char *out;         // -o
+    const char *dump_logits; // --dump-logits
+    int n_predict;           // -n
+    int threads;             // -t
+    int ctx;                 // -c (0: model's max_position_embeddings)
+    int ignore_eos;          // --ignore-eos
+    int json;                // --json
+    int all_tensors;         // --tensors
+    int help;
+    sampler_params sampling; // --temp --top-k --top-p --min-p --seed
+} cli_opts;
+
+// Parses argv[first..] into o. `allowed` lists the flags this command takes, e.g. "m schedule tokens n".
+// Unknown or disallowed flags and malformed values are errors naming the flag.
+int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o, rp_err *err);
+
+// Parses "1,2,3" (commas and/or spaces) into a fresh array.
+int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err);
+
+// Loads -m with --backend and -t, and parses --schedule against it.
+int cli_load_model(const cli_opts *o, model *m, schedule *s, rp_err *err);
+
+// The context length to use: -c, or the model's max_position_embeddings.
+int cli_context(const cli_opts *o, const model_config *c);
+
+int cmd_inspect(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+#endif

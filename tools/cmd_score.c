@@ -1,0 +1,111 @@
+// `reprise score`: log-probability of each token given the ones before it, and the perplexity.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tools/cli.h"
+
+static const char *usage =
+    "usage: reprise score -m DIR --tokens IDS [--schedule S] [--dump-logits FILE] [--json]\n"
+    "Runs the tokens through the model in one pass and prints, for each token after the first,\n"
+    "`position<TAB>id<TAB>log-probability`, then `perplexity<TAB>value`.\n"
+    "  -m DIR              model directory\n"
+    "  --tokens IDS        token ids, e.g. 1,403,407 (at least 2)\n"
+    "  --schedule S        layer schedule (default base)\n"
+    "  --dump-logits FILE  write the raw logits, float32 little-endian, shape [tokens][vocab]\n"
+    "  --json              print {\"tokens\", \"logprobs\", \"perplexity\"} as JSON instead\n"
+    "  -c N                context length (default: the number of tokens)\n"
+    "  --backend B         cpu (default cpu)\n"
+    "  -t N                threads (default: all cores)\n";
+
+// log softmax(logits)[id], computed stably.
+static double log_prob(const float *logits, int vocab, int id) {
+    float mx = logits[0];
+    for (int i = 1; i < vocab; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
+    return (double)logits[id] - mx - log(sum);
+}
+
+int cmd_score(int argc, char **argv) {
+    cli_opts o;
+    rp_err err;
+    if (cli_parse(argc, argv, 2, "m schedule backend tokens t c dump-logits json", &o, &err)) {
+        fprintf(stderr, "reprise score: %s\n", err.msg);
+        return 2;
+    }
+    if (o.help) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    int *ids = NULL, n = 0;
+    if (!o.tokens) {
+        fprintf(stderr, "reprise score: --tokens IDS is required (see --help)\n");
+        return 2;
+    }
+    if (cli_parse_tokens(o.tokens, &ids, &n, &err)) {
+        fprintf(stderr, "reprise score: %s\n", err.msg);
+        return 2;
+    }
+    if (n < 2 && !o.dump_logits) {
+        fprintf(stderr, "reprise score: --tokens needs at least 2 ids to score\n");
+        free(ids);
+        return 2;
+    }
+    model m;
+    schedule s;
+    if (cli_load_model(&o, &m, &s, &err)) {
+        fprintf(stderr, "reprise score: %s\n", err.msg);
+        free(ids);
+        return 1;
+    }
+    int vocab = m.cfg.vocab_size, rc = 0;
+    float *logits = malloc(sizeof(float) * (size_t)n * vocab);
+    sequence seq;
+    sequence *batch[1] = {&seq};
+    const int *feed = ids;
+    if (sequence_init(&seq, &m, &s, o.ctx ? o.ctx : n, &err)) {
+        fprintf(stderr, "reprise score: %s\n", err.msg);
+        rc = 1;
+        goto out_model;
+    }
+    if (forward(&m, batch, 1, &feed, &n, 1, logits, NULL, &err)) {
+        fprintf(stderr, "reprise score: %s\n", err.msg);
+        rc = 1;
+        goto out_seq;
+    }
+    double total = 0;
+    double *lp = malloc(sizeof(double) * n);
+    for (int t = 1; t < n; t++) total += lp[t] = log_prob(logits + (size_t)(t - 1) * vocab, vocab, ids[t]);
+    double ppl = n > 1 ? exp(-total / (n - 1)) : NAN;
+    if (o.json) {
+        printf("{\"tokens\": [");
+        for (int t = 0; t < n; t++) printf("%s%d", t ? ", " : "", ids[t]);
+        printf("], \"logprobs\": [");
+        for (int t = 1; t < n; t++) printf("%s%.6f", t > 1 ? ", " : "", lp[t]);
+        if (n > 1) printf("], \"perplexity\": %.6f}\n", ppl);
+        else printf("], \"perplexity\": null}\n");
+    } else {
+        for (int t = 1; t < n; t++) printf("%d\t%d\t%.6f\n", t, ids[t], lp[t]);
+        if (n > 1) printf("perplexity\t%.6f\n", ppl);
+    }
+    free(lp);
+    if (o.dump_logits) {
+        FILE *f = fopen(o.dump_logits, "wb");
+        int ok = f && fwrite(logits, sizeof(float) * vocab, (size_t)n, f) == (size_t)n;
+        if (f && fclose(f)) ok = 0;
+        if (!ok) {
+            fprintf(stderr, "reprise score: --dump-logits %s: cannot write\n", o.dump_logits);
+            rc = 1;
+        }
+    }
+out_seq:
+    sequence_free(&seq, &m);
+out_model:
+    free(logits);
+    schedule_free(&s);
+    model_free(&m);
+    free(ids);
+    return rc;
+}

@@ -1,0 +1,29 @@
+// The `reprise` command: one subcommand per use.
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/cli.h"
+
+static const char *usage =
+    "usage: reprise COMMAND [options]   (reprise COMMAND --help for its options)\n"
+    "Runs decoder-only LLMs (Llama, Qwen2, Mistral, Qwen3; HF safetensors) with any layer schedule.\n"
+    "commands:\n"
+    "  inspect    architecture, tensors, parameters, memory, what a schedule costs\n"
+    "  generate   generate token ids from prompt token ids\n"
+    "  score      per-token log-probabilities and perplexity; raw logits on request\n"
+    "  export     write the physically duplicated checkpoint of a schedule\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } cmds[] = {{"inspect", cmd_inspect}, {"generate", cmd_generate}, {"score", cmd_score}, {"export", cmd_export}};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].run(argc, argv);
+    fprintf(stderr, "reprise: unknown command '%s'\n%s", argv[1], usage);
+    return 2;
+}
