@@ -1,11 +1,12 @@
-// The CPU backend: float32 weights converted once at load, OpenBLAS GEMMs, OpenMP attention. The numerical reference.
-#include <cblas.h>
+// The CPU backend: float32 weights converted once at load, batch-invariant matmuls and attention over OpenMP
+// threads. The numerical reference.
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/backend.h"
+#include "engine/matmul.h"
 #include "loader/weights.h"
 
 typedef struct {
@@ -93,11 +94,6 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, int d, fl
     }
 }
 
-// out (n, rows_w) = x (n, cols) . W^T, W (rows_w, cols) row-major like a torch Linear weight.
-static void matmul(float *out, const float *x, const float *w, int n, int rows_w, int cols) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows_w, cols, 1.0f, x, cols, w, cols, 0.0f, out, rows_w);
-}
-
 static void add_bias(float *x, const float *bias, int n, int d) {
     if (!bias) return;
     for (int i = 0; i < n; i++)
@@ -169,9 +165,9 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
 
     // attention block: norm, QKV (+bias), q/k norm, RoPE, KV append
     rmsnorm(b->h, b->xb, w[W_ATTN_NORM], R, dim, c->norm_eps);
-    matmul(b->q, b->h, w[W_Q], R, qd, dim);
-    matmul(b->k, b->h, w[W_K], R, kvd, dim);
-    matmul(b->v, b->h, w[W_V], R, kvd, dim);
+    matmul(b->q, b->h, w[W_Q], R, qd, dim, b->n_threads);
+    matmul(b->k, b->h, w[W_K], R, kvd, dim, b->n_threads);
+    matmul(b->v, b->h, w[W_V], R, kvd, dim, b->n_threads);
     add_bias(b->q, w[W_Q_BIAS], R, qd);
     add_bias(b->k, w[W_K_BIAS], R, kvd);
     add_bias(b->v, w[W_V_BIAS], R, kvd);
@@ -204,18 +200,18 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
         attend(c, b->q + (size_t)r * qd, parts[p].kv, pos, head, scores, b->att + (size_t)r * qd);
     }
     free(part_of_row);
-    matmul(b->h, b->att, w[W_O], R, dim, qd);
+    matmul(b->h, b->att, w[W_O], R, dim, qd, b->n_threads);
     for (size_t i = 0; i < (size_t)R * dim; i++) b->xb[i] += b->h[i];
 
     // MLP block: norm, SwiGLU, residual
     rmsnorm(b->h, b->xb, w[W_FFN_NORM], R, dim, c->norm_eps);
-    matmul(b->gate, b->h, w[W_GATE], R, c->hidden_dim, dim);
-    matmul(b->up, b->h, w[W_UP], R, c->hidden_dim, dim);
+    matmul(b->gate, b->h, w[W_GATE], R, c->hidden_dim, dim, b->n_threads);
+    matmul(b->up, b->h, w[W_UP], R, c->hidden_dim, dim, b->n_threads);
     for (size_t i = 0; i < (size_t)R * c->hidden_dim; i++) {
         float g = b->gate[i];
         b->gate[i] = g / (1.0f + expf(-g)) * b->up[i];
     }
-    matmul(b->h, b->gate, w[W_DOWN], R, dim, c->hidden_dim);
+    matmul(b->h, b->gate, w[W_DOWN], R, dim, c->hidden_dim, b->n_threads);
     for (size_t i = 0; i < (size_t)R * dim; i++) b->xb[i] += b->h[i];
 
     // scatter back
@@ -229,7 +225,7 @@ static void cpu_logits(backend *base, const int *rows, int n, float *out) {
     cpu_reserve(base, n);
     for (int i = 0; i < n; i++) memcpy(b->xb + (size_t)i * c->dim, b->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim);
     rmsnorm(b->h, b->xb, b->final_norm, n, c->dim, c->norm_eps);
-    matmul(out, b->h, b->lm_head, n, c->vocab_size, c->dim);
+    matmul(out, b->h, b->lm_head, n, c->vocab_size, c->dim, b->n_threads);
 }
 
 static size_t cpu_kv_bytes_per_token(const backend *base) {
@@ -279,7 +275,6 @@ backend *backend_cpu_create(const model_config *cfg, int n_threads) {
     cpu_backend *b = calloc(1, sizeof *b);
     if (n_threads <= 0) n_threads = omp_get_num_procs();
     b->n_threads = n_threads;
-    openblas_set_num_threads(n_threads);
     b->base = (backend){
         .name = "cpu", .cfg = cfg, .load_weights = cpu_load_weights, .reserve = cpu_reserve, .embed = cpu_embed,
         .layer = cpu_layer_run, .logits = cpu_logits, .kv_alloc = cpu_kv_alloc, .kv_free = cpu_kv_free,

@@ -119,3 +119,9 @@ int cli_load_model(const cli_opts *o, model *m, schedule *s, rp_err *err) {
 }
 
 int cli_context(const cli_opts *o, const model_config *c) { return o->ctx ? o->ctx : c->max_pos; }
+
+int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= vocab) return rp_fail(err, "--tokens: token id %d is outside the vocabulary [0, %d)", ids[i], vocab);
+    return 0;
+}

@@ -30,6 +30,9 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
 // Parses "1,2,3" (commas and/or spaces) into a fresh array.
 int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err);
 
+// Checks that every id is below the vocabulary size.
+int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err);
+
 // Loads -m with --backend and -t, and parses --schedule against it.
 int cli_load_model(const cli_opts *o, model *m, schedule *s, rp_err *err);
 

@@ -65,21 +65,18 @@ int cmd_generate(int argc, char **argv) {
     // The last sampled token is never fed back, so the context must hold the prompt and N - 1 more.
     int need = n_prompt + (o.n_predict > 0 ? o.n_predict - 1 : 0);
     int ctx = o.ctx ? o.ctx : (need < m.cfg.max_pos ? need : m.cfg.max_pos);
-    int rc = 0;
     sequence seq;
-    if (need > ctx) {
-        fprintf(stderr, "reprise generate: prompt of %d tokens + -n %d needs a context of %d, more than %s %d\n",
-                n_prompt, o.n_predict, need, o.ctx ? "-c" : "max_position_embeddings", ctx);
-        rc = 1;
-    } else if (sequence_init(&seq, &m, &s, ctx, &err)) {
-        fprintf(stderr, "reprise generate: %s\n", err.msg);
-        rc = 1;
-    }
+    int rc = cli_check_tokens(prompt, n_prompt, m.cfg.vocab_size, &err);
+    if (!rc && need > ctx)
+        rc = rp_fail(&err, "prompt of %d tokens + -n %d needs a context of %d, more than %s %d", n_prompt, o.n_predict,
+                     need, o.ctx ? "-c" : "max_position_embeddings", ctx);
+    if (!rc) rc = sequence_init(&seq, &m, &s, ctx, &err);
     if (rc) {
+        fprintf(stderr, "reprise generate: %s\n", err.msg);
         schedule_free(&s);
         model_free(&m);
         free(prompt);
-        return rc;
+        return 1;
     }
 
     sampler smp;
@@ -104,12 +101,14 @@ int cmd_generate(int argc, char **argv) {
         feed = &next;
         n_feed = 1;
     }
-    printf("\n");
+    if (generated) printf("\n");
+    if (rc) goto out;
     double t_all = now_s() - t0;
     fprintf(stderr, "reprise generate: %d prompt tokens in %.3f s (%.1f tok/s), %d generated in %.3f s (%.1f tok/s), "
                     "schedule %d visits over %d layers\n",
             n_prompt, t_prefill, n_prompt / (t_prefill > 0 ? t_prefill : 1e-9), generated, t_all - t_prefill,
             generated > 1 ? (generated - 1) / (t_all - t_prefill) : 0.0, s.n_visits, m.cfg.n_layers);
+out:
     free(logits);
     sampler_free(&smp);
     sequence_free(&seq, &m);

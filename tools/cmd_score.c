@@ -65,7 +65,7 @@ int cmd_score(int argc, char **argv) {
     sequence seq;
     sequence *batch[1] = {&seq};
     const int *feed = ids;
-    if (sequence_init(&seq, &m, &s, o.ctx ? o.ctx : n, &err)) {
+    if (cli_check_tokens(ids, n, vocab, &err) || sequence_init(&seq, &m, &s, o.ctx ? o.ctx : n, &err)) {
         fprintf(stderr, "reprise score: %s\n", err.msg);
         rc = 1;
         goto out_model;

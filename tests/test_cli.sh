@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The `reprise` command end to end: outputs, exports, logits dumps, and a clear error for each bad input.
+set -u
+BIN=$1 FIX=$2 SHARED=$3
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail=0
+check() {   # check NAME CONDITION-EXIT-CODE
+    if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi
+}
+# expect_error NAME TEXT-IN-STDERR COMMAND...: must exit non-zero, print TEXT on stderr, print nothing on stdout
+expect_error() {
+    local name=$1 text=$2
+    shift 2
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -qF -- "$text" "$T/err" && [ ! -s "$T/out" ]; then echo "ok   $name"
+    else echo "FAIL $name (exit $rc; stderr: $(head -c 300 "$T/err"))"; fail=1; fi
+}
+
+M=$FIX/llama
+for cmd in inspect generate score export; do
+    "$BIN" $cmd --help | grep -q "usage: reprise $cmd"
+    check "$cmd --help" $?
+done
+
+"$BIN" inspect -m "$M" --schedule rys:1,3 >"$T/inspect" 2>&1
+grep -q "6 visits over 4 unique layers" "$T/inspect" && grep -q "architecture  *llama" "$T/inspect"
+check "inspect reports visits and architecture" $?
+
+# a schedule on the model equals base on its export, through the command line
+"$BIN" generate -m "$M" --tokens 1,5,9 -n 12 --temp 0 --ignore-eos --schedule 0-2,1-3 >"$T/a" 2>/dev/null
+"$BIN" export -m "$M" --schedule 0-2,1-3 -o "$T/exp" 2>/dev/null
+"$BIN" generate -m "$T/exp" --tokens 1,5,9 -n 12 --temp 0 --ignore-eos >"$T/b" 2>/dev/null
+[ "$(wc -w <"$T/a")" -eq 12 ] && cmp -s "$T/a" "$T/b"
+check "generate with a schedule equals generate on its export" $?
+grep -qE '"num_hidden_layers":\s*6,' "$T/exp/config.json" && [ -f "$T/exp/expected.json" ]
+check "export writes config.json with 6 layers and copies other files" $?
+
+"$BIN" score -m "$M" --tokens 1,5,9,3 --schedule rys:1,3 --dump-logits "$T/l.f32" >"$T/s" 2>/dev/null
+[ "$(stat -c %s "$T/l.f32")" -eq $((4 * 96 * 4)) ] && [ "$(grep -c . "$T/s")" -eq 4 ] && grep -q '^perplexity' "$T/s"
+check "score prints 3 log-probabilities, perplexity, and dumps [4][96] logits" $?
+"$BIN" score -m "$M" --tokens 1,5,9,3 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d["logprobs"])==3 and d["perplexity"]>1'
+check "score --json is JSON" $?
+
+"$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 7 --ignore-eos >"$T/r1" 2>/dev/null
+"$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 7 --ignore-eos >"$T/r2" 2>/dev/null
+"$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 8 --ignore-eos >"$T/r3" 2>/dev/null
+cmp -s "$T/r1" "$T/r2" && ! cmp -s "$T/r1" "$T/r3"
+check "sampling is reproducible by --seed" $?
+
+expect_error "bad schedule names its token" "'7'" "$BIN" generate -m "$M" --tokens 1 --schedule 0-2,7
+expect_error "rys with I >= J" "I=3 must be below J=2" "$BIN" inspect -m "$M" --schedule rys:3,2
+expect_error "missing -m" "-m DIR is required" "$BIN" generate --tokens 1
+expect_error "unknown option" "unknown option '--frobnicate'" "$BIN" generate -m "$M" --tokens 1 --frobnicate
+expect_error "bad token list" "'x3'" "$BIN" generate -m "$M" --tokens 1,x3
+expect_error "token outside the vocabulary" "token id 96 is outside the vocabulary" "$BIN" generate -m "$M" --tokens 1,96 -n 2
+expect_error "context overflow" "needs a context of 7, more than -c 4" "$BIN" generate -m "$M" --tokens 1,2,3 -n 5 -c 4
+expect_error "longer than max_position_embeddings" "more than max_position_embeddings 64" "$BIN" generate -m "$M" --tokens 1 -n 100
+expect_error "bad -n" "-n: 'abc'" "$BIN" generate -m "$M" --tokens 1 -n abc
+expect_error "bad --top-p" "--top-p: '1.5'" "$BIN" generate -m "$M" --tokens 1 --top-p 1.5
+expect_error "unknown backend" "--backend tpu" "$BIN" generate -m "$M" --tokens 1 --backend tpu
+expect_error "no model" "config.json" "$BIN" score -m "$T/nothing" --tokens 1,2
+expect_error "export onto its source" "must differ" "$BIN" export -m "$M" --schedule base -o "$M"
+expect_error "unknown command" "unknown command 'frob'" "$BIN" frob
+mkdir -p "$T/trunc" && cp "$M/config.json" "$T/trunc/" && head -c 5000 "$M/model.safetensors" >"$T/trunc/model.safetensors"
+expect_error "truncated safetensors" "past the end" "$BIN" generate -m "$T/trunc" --tokens 1
+
+S=$SHARED/models/stories260K
+if [ -f "$S/expected.json" ]; then
+    "$BIN" generate -m "$S" --tokens 1 -n 200 --temp 0 >"$T/g" 2>/dev/null
+    python3 - "$S/expected.json" "$T/g" <<'PY'
+import json, sys
+want = json.load(open(sys.argv[1]))["greedy_bos_200"]["ids"][1:201]
+got = [int(x) for x in open(sys.argv[2]).read().split()]
+sys.exit(0 if got == want else 1)
+PY
+    check "stories260K: generate --tokens 1 -n 200 --temp 0 prints greedy_bos_200 ids[1..200]" $?
+else
+    echo "skip stories260K: $S is absent"
+fi
+exit $fail

@@ -1,0 +1,84 @@
+// A minimal test harness: named checks that print the first failing value and where, and temp directories.
+#ifndef REPRISE_TEST_UTIL_H
+#define REPRISE_TEST_UTIL_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int test_failures = 0;
+
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, __VA_ARGS__);                                                      \
+            fprintf(stderr, "\n");                                                             \
+            test_failures++;                                                                   \
+        }                                                                                      \
+    } while (0)
+
+#define RUN(test)                                                                              \
+    do {                                                                                       \
+        int before_ = test_failures;                                                           \
+        test();                                                                                \
+        fprintf(stderr, "%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #test);        \
+    } while (0)
+
+#define TEST_EXIT() (test_failures ? (fprintf(stderr, "%d check(s) failed\n", test_failures), 1) : 0)
+
+// Exit code ctest reads as "skipped" (SKIP_RETURN_CODE 77).
+#define TEST_SKIP 77
+
+// Largest |a - b| over n floats; *where gets its index.
+static inline float max_abs_diff(const float *a, const float *b, size_t n, size_t *where) {
+    float worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (d > worst || d != d) {
+            worst = d != d ? INFINITY : d;
+            at = i;
+        }
+    }
+    if (where) *where = at;
+    return worst;
+}
+
+// A fresh directory under $TMPDIR (or /tmp); the caller frees the string.
+static inline char *make_temp_dir(const char *tag) {
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char *p = malloc(strlen(base) + strlen(tag) + 32);
+    sprintf(p, "%s/reprise-%s-XXXXXX", base, tag);
+    if (!mkdtemp(p)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    return p;
+}
+
+static inline void remove_tree(const char *dir) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+static inline float *read_f32_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    float *p = malloc((size_t)sz + 4);
+    size_t got = fread(p, 1, (size_t)sz, f);
+    fclose(f);
+    if (got != (size_t)sz) {
+        free(p);
+        return NULL;
+    }
+    *n = (size_t)sz / sizeof(float);
+    return p;
+}
+
+#endif
