@@ -1,1 +1,167 @@
-int main(void){return 0;}
+// CPU benchmark: prefill and decode tokens/s for `base` and a repeated schedule, and their time ratio beside
+// visits/layers (DESIGN.md 7: a schedule of V visits over N layers should cost V/N of base). Prints, never asserts.
+//
+// usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N]
+// Without -m it writes a ~100M-parameter Llama (dim 768, 12 layers, GQA 12:4, vocab 32000, BF16, random weights)
+// into a temporary directory and removes it afterwards.
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/forward.h"
+#include "engine/sampler.h"
+#include "loader/json_file.h"
+#include "loader/weights.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static uint16_t random_bf16(float scale) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    float f = ((float)(rng >> 40) / 16777216.0f * 2 - 1) * scale;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
+}
+
+static int write_model(const char *dir) {
+    const char *config = "{\"model_type\":\"llama\",\"hidden_size\":768,\"intermediate_size\":2048,"
+                         "\"num_hidden_layers\":12,\"num_attention_heads\":12,\"num_key_value_heads\":4,"
+                         "\"vocab_size\":32000,\"max_position_embeddings\":2048,\"rms_norm_eps\":1e-5,"
+                         "\"rope_theta\":10000.0,\"tie_word_embeddings\":true,\"hidden_act\":\"silu\"}";
+    char *p = path_join(dir, "config.json");
+    FILE *f = fopen(p, "w");
+    fputs(config, f);
+    fclose(f);
+    free(p);
+    model_config c;
+    rp_err err;
+    if (config_load(&c, dir, &err)) return fprintf(stderr, "%s\n", err.msg), -1;
+    int n = 0, cap = 2 + c.n_layers * W_N_LAYER_TENSORS;
+    st_out_tensor *t = calloc((size_t)cap, sizeof *t);
+    char **names = calloc((size_t)cap, sizeof *names);
+    for (int g = 0; g < G_N_GLOBAL_TENSORS; g++) {
+        t[n].ndim = global_tensor_shape(&c, (global_tensor)g, t[n].shape);
+        if (!t[n].ndim) continue;
+        names[n] = strdup(global_tensor_name[g]);
+        n++;
+    }
+    for (int l = 0; l < c.n_layers; l++)
+        for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
+            t[n].ndim = layer_tensor_shape(&c, (layer_tensor)w, t[n].shape);
+            if (!t[n].ndim) continue;
+            names[n] = malloc(128);
+            snprintf(names[n], 128, "model.layers.%d.%s", l, layer_tensor_suffix[w]);
+            n++;
+        }
+    for (int i = 0; i < n; i++) {
+        int64_t numel = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
+        uint16_t *d = malloc(sizeof(uint16_t) * numel);
+        int is_norm = t[i].ndim == 1;
+        float scale = is_norm ? 0.0f : t[i].ndim == 2 ? 1.7f / 27.7f : 1;   // ~ uniform(-1,1)*sqrt(3/dim)
+        for (int64_t j = 0; j < numel; j++) d[j] = is_norm ? 0x3f80 /* 1.0 */ : random_bf16(scale);
+        t[i] = (st_out_tensor){.name = names[i], .dtype = ST_BF16, .ndim = t[i].ndim, .shape = {t[i].shape[0], t[i].shape[1]},
+                               .data = d, .nbytes = sizeof(uint16_t) * numel};
+    }
+    p = path_join(dir, "model.safetensors");
+    int rc = st_write_file(p, t, n, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    free(p);
+    for (int i = 0; i < n; i++) free((void *)t[i].data), free(names[i]);
+    free(t);
+    free(names);
+    return rc;
+}
+
+typedef struct {
+    double prefill_s, decode_s;
+} timing;
+
+static int run(model *m, const schedule *s, int n_prompt, int n_decode, timing *out) {
+    sequence seq, *b[1] = {&seq};
+    rp_err err;
+    if (sequence_init(&seq, m, s, n_prompt + n_decode, &err)) return fprintf(stderr, "%s\n", err.msg), -1;
+    int *prompt = malloc(sizeof(int) * n_prompt);
+    for (int i = 0; i < n_prompt; i++) prompt[i] = (i * 7919 + 1) % m->cfg.vocab_size;
+    float *logits = malloc(sizeof(float) * m->cfg.vocab_size);
+    const int *feed = prompt;
+    double t0 = now_s();
+    forward(m, b, 1, &feed, &n_prompt, 0, logits, NULL, &err);
+    double t1 = now_s();
+    int one = 1, next = 0;
+    for (int i = 0; i < n_decode; i++) {
+        next = argmax(logits, m->cfg.vocab_size);
+        feed = &next;
+        forward(m, b, 1, &feed, &one, 0, logits, NULL, &err);
+    }
+    double t2 = now_s();
+    *out = (timing){t1 - t0, t2 - t1};
+    free(logits);
+    free(prompt);
+    sequence_free(&seq, m);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = NULL, *sched_text = "rys:4,8";
+    int n_prompt = 128, n_decode = 32, threads = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "-m")) dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--schedule")) sched_text = argv[i + 1];
+        else if (!strcmp(argv[i], "--prompt")) n_prompt = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--decode")) n_decode = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
+        else return fprintf(stderr, "usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N]\n"), 2;
+    }
+    char tmpl[] = "/tmp/reprise-bench-XXXXXX";
+    int own = !dir;
+    if (own) {
+        dir = mkdtemp(tmpl);
+        fprintf(stderr, "writing a ~100M-parameter model to %s\n", dir);
+        if (!dir || write_model(dir)) return 1;
+    }
+    model m;
+    rp_err err;
+    double t0 = now_s();
+    if (model_load(&m, dir, "cpu", threads, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    double load_s = now_s() - t0;
+    schedule base, rep;
+    schedule_base(&base, m.cfg.n_layers);
+    if (schedule_parse(&rep, sched_text, m.cfg.n_layers, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    long long params = 0;
+    for (int i = 0; i < m.weights.n_tensors; i++) params += st_numel(&m.weights.tensors[i]);
+    printf("model: %s, %.1fM parameters, %d layers; load + convert %.2f s; %d prompt tokens, %d decode steps\n",
+           own ? "generated llama" : dir, params / 1e6, m.cfg.n_layers, load_s, n_prompt, n_decode);
+    timing tb, tr, warm;
+    run(&m, &base, 8, 2, &warm);   // first touch of the weights and buffers
+    run(&m, &base, n_prompt, n_decode, &tb);
+    run(&m, &rep, n_prompt, n_decode, &tr);
+    double vr = (double)rep.n_visits / base.n_visits;
+    printf("%-12s %7s %14s %14s\n", "schedule", "visits", "prefill tok/s", "decode tok/s");
+    printf("%-12s %7d %14.1f %14.2f\n", "base", base.n_visits, n_prompt / tb.prefill_s, n_decode / tb.decode_s);
+    printf("%-12s %7d %14.1f %14.2f\n", sched_text, rep.n_visits, n_prompt / tr.prefill_s, n_decode / tr.decode_s);
+    // Decode reads every visited layer's weights plus the LM head once per token: with the head's fixed cost,
+    // the expected decode ratio is below visits/layers.
+    double head = (double)m.cfg.vocab_size * m.cfg.dim, layers = (double)params - head * (m.cfg.tied_embeddings ? 1 : 2);
+    printf("time ratio %s / base: prefill %.3f, decode %.3f; visits/layers %.3f; decode weight bytes ratio %.3f\n",
+           sched_text, tr.prefill_s / tb.prefill_s, tr.decode_s / tb.decode_s, vr, (layers * vr + head) / (layers + head));
+    schedule_free(&base);
+    schedule_free(&rep);
+    model_free(&m);
+    if (own) {
+        char *p = path_join(dir, "model.safetensors");
+        remove(p);
+        free(p);
+        p = path_join(dir, "config.json");
+        remove(p);
+        free(p);
+        remove(dir);
+    }
+    return 0;
+}
