@@ -125,3 +125,23 @@ int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err) {
         if (ids[i] >= vocab) return rp_fail(err, "--tokens: token id %d is outside the vocabulary [0, %d)", ids[i], vocab);
     return 0;
 }
+
+int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli_opts *o, int *exit_code) {
+    rp_err err;
+    if (cli_parse(argc, argv, 2, allowed, o, &err)) {
+        fprintf(stderr, "reprise %s: %s\n", argv[1], err.msg);
+        *exit_code = 2;
+        return -1;
+    }
+    if (o->help) {
+        fputs(usage, stdout);
+        *exit_code = 0;
+        return -1;
+    }
+    return 0;
+}
+
+int cli_prompt_ids(const cli_opts *o, int **ids, int *n, rp_err *err) {
+    if (!o->tokens) return rp_fail(err, "--tokens IDS is required (see --help)");
+    return cli_parse_tokens(o->tokens, ids, n, err);
+}

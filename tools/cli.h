@@ -27,6 +27,13 @@ typedef struct {
 // Unknown or disallowed flags and malformed values are errors naming the flag.
 int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o, rp_err *err);
 
+// Parses the options of command argv[1]; prints --help or the error itself. Returns -1 when the command is to exit
+// at once with *exit_code.
+int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli_opts *o, int *exit_code);
+
+// The prompt's token ids, from --tokens.
+int cli_prompt_ids(const cli_opts *o, int **ids, int *n, rp_err *err);
+
 // Parses "1,2,3" (commas and/or spaces) into a fresh array.
 int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err);
 

@@ -16,14 +16,8 @@ static const char *usage =
 int cmd_export(int argc, char **argv) {
     cli_opts o;
     rp_err err;
-    if (cli_parse(argc, argv, 2, "m schedule o", &o, &err)) {
-        fprintf(stderr, "reprise export: %s\n", err.msg);
-        return 2;
-    }
-    if (o.help) {
-        fputs(usage, stdout);
-        return 0;
-    }
+    int code;
+    if (cli_begin(argc, argv, "m schedule o", usage, &o, &code)) return code;
     if (!o.out) {
         fprintf(stderr, "reprise export: -o OUT is required (see --help)\n");
         return 2;

@@ -38,20 +38,10 @@ static int is_eos(const model_config *c, int id) {
 int cmd_generate(int argc, char **argv) {
     cli_opts o;
     rp_err err;
-    if (cli_parse(argc, argv, 2, "m schedule backend tokens n t c temp top-k top-p min-p seed ignore-eos", &o, &err)) {
-        fprintf(stderr, "reprise generate: %s\n", err.msg);
-        return 2;
-    }
-    if (o.help) {
-        fputs(usage, stdout);
-        return 0;
-    }
+    int code;
+    if (cli_begin(argc, argv, "m schedule backend tokens n t c temp top-k top-p min-p seed ignore-eos", usage, &o, &code)) return code;
     int *prompt = NULL, n_prompt = 0;
-    if (!o.tokens) {
-        fprintf(stderr, "reprise generate: --tokens IDS is required (see --help)\n");
-        return 2;
-    }
-    if (cli_parse_tokens(o.tokens, &prompt, &n_prompt, &err)) {
+    if (cli_prompt_ids(&o, &prompt, &n_prompt, &err)) {
         fprintf(stderr, "reprise generate: %s\n", err.msg);
         return 2;
     }

@@ -24,14 +24,8 @@ static void print_bytes(const char *label, double b) {
 int cmd_inspect(int argc, char **argv) {
     cli_opts o;
     rp_err err;
-    if (cli_parse(argc, argv, 2, "m schedule tensors", &o, &err)) {
-        fprintf(stderr, "reprise inspect: %s\n", err.msg);
-        return 2;
-    }
-    if (o.help) {
-        fputs(usage, stdout);
-        return 0;
-    }
+    int code;
+    if (cli_begin(argc, argv, "m schedule tensors", usage, &o, &code)) return code;
     model_config c;
     st_archive a;
     schedule s;

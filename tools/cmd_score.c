@@ -31,20 +31,10 @@ static double log_prob(const float *logits, int vocab, int id) {
 int cmd_score(int argc, char **argv) {
     cli_opts o;
     rp_err err;
-    if (cli_parse(argc, argv, 2, "m schedule backend tokens t c dump-logits json", &o, &err)) {
-        fprintf(stderr, "reprise score: %s\n", err.msg);
-        return 2;
-    }
-    if (o.help) {
-        fputs(usage, stdout);
-        return 0;
-    }
+    int code;
+    if (cli_begin(argc, argv, "m schedule backend tokens t c dump-logits json", usage, &o, &code)) return code;
     int *ids = NULL, n = 0;
-    if (!o.tokens) {
-        fprintf(stderr, "reprise score: --tokens IDS is required (see --help)\n");
-        return 2;
-    }
-    if (cli_parse_tokens(o.tokens, &ids, &n, &err)) {
+    if (cli_prompt_ids(&o, &ids, &n, &err)) {
         fprintf(stderr, "reprise score: %s\n", err.msg);
         return 2;
     }
