@@ -416,7 +416,16 @@ static int load_added(tokenizer *t, const cJSON *list, rp_err *err) {
 }
 
 tokenizer *tokenizer_load(const char *path, rp_err *err) {
-    cJSON *root = json_parse_file(path, err);
+    size_t len;
+    char *text = read_file_all(path, &len, err);
+    if (!text) return NULL;
+    tokenizer *t = tokenizer_load_text(text, len, path, err);
+    free(text);
+    return t;
+}
+
+tokenizer *tokenizer_load_text(const char *json, size_t len, const char *path, rp_err *err) {
+    cJSON *root = json_parse_text(json, len, path, err);
     if (!root) return NULL;
     tokenizer *t = calloc(1, sizeof *t);
     int rc = 0;

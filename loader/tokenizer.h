@@ -11,6 +11,8 @@ typedef struct tokenizer tokenizer;
 // Loads a tokenizer.json. An unsupported normalizer, pre-tokenizer, model, post-processor or decoder is an
 // error that names it.
 tokenizer *tokenizer_load(const char *path, rp_err *err);
+// The same from JSON text in memory; `path` only names it in errors.
+tokenizer *tokenizer_load_text(const char *json, size_t len, const char *path, rp_err *err);
 void tokenizer_free(tokenizer *t);
 
 // Encodes UTF-8 text of length len (NUL bytes allowed). add_special: apply the post-processor's template (BOS).

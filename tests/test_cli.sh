@@ -51,7 +51,6 @@ check "sampling is reproducible by --seed" $?
 
 expect_error "bad schedule names its token" "'7'" "$BIN" generate -m "$M" --tokens 1 --schedule 0-2,7
 expect_error "rys with I >= J" "I=3 must be below J=2" "$BIN" inspect -m "$M" --schedule rys:3,2
-expect_error "missing -m" "-m DIR is required" "$BIN" generate --tokens 1
 expect_error "unknown option" "unknown option '--frobnicate'" "$BIN" generate -m "$M" --tokens 1 --frobnicate
 expect_error "bad token list" "'x3'" "$BIN" generate -m "$M" --tokens 1,x3
 expect_error "token outside the vocabulary" "token id 96 is outside the vocabulary" "$BIN" generate -m "$M" --tokens 1,96 -n 2
@@ -66,8 +65,51 @@ expect_error "unknown command" "unknown command 'frob'" "$BIN" frob
 mkdir -p "$T/trunc" && cp "$M/config.json" "$T/trunc/" && head -c 5000 "$M/model.safetensors" >"$T/trunc/model.safetensors"
 expect_error "truncated safetensors" "past the end" "$BIN" generate -m "$T/trunc" --tokens 1
 
+expect_error "text prompt without a tokenizer" "no tokenizer.json" "$BIN" generate -m "$M" -p "hello" -n 2
+expect_error "two prompt sources" "one of --tokens, -p and -f" "$BIN" generate -m "$M" -p "x" --tokens 1
+expect_error "chat without a template" "--chat-template" "$BIN" chat -m "$M"
+expect_error "unknown chat template" "--chat-template vicuna: unknown template" "$BIN" chat -m "$M" --chat-template vicuna
+for cmd in tokenize chat; do
+    "$BIN" $cmd --help | grep -q "usage: reprise $cmd"
+    check "$cmd --help" $?
+done
+
+# the built-in default model (no -m): arithmetic, greedy
+out=$("$BIN" generate -p "12+35=" -n 8 --temp 0 2>/dev/null)
+[ "$out" = "47" ]
+check "built-in model: 12+35= gives 47 (got '$out')" $?
+
 S=$SHARED/models/stories260K
 if [ -f "$S/expected.json" ]; then
+    python3 - "$S/expected.json" >"$T/want_text" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))["greedy_once_upon_a_time_64"]
+print(g["text"][len(g["prompt"]):])
+PY
+    "$BIN" generate -m "$S" -p "Once upon a time" -n 60 --temp 0 >"$T/got_text" 2>/dev/null
+    cmp -s "$T/got_text" "$T/want_text"
+    check "stories260K: -p 'Once upon a time' streams the text of greedy_once_upon_a_time_64" $?
+    [ "$("$BIN" tokenize -m "$S" -p "Once upon a time" --json)" = "[1, 403, 407, 261, 378]" ]
+    check "stories260K: tokenize --json" $?
+    mkdir -p "$T/tokonly" && cp "$S/tokenizer.json" "$T/tokonly/"
+    [ "$("$BIN" tokenize -m "$T/tokonly" -p "Once upon a time" --no-special)" = "403 407 261 378" ]
+    check "tokenize with only tokenizer.json, --no-special" $?
+    out=$("$BIN" generate -m "$S" -p "Once upon a time" -n 60 --temp 0 --stop "Lily" 2>/dev/null)
+    [ "$out" = ", there was a little girl named " ]
+    check "--stop ends the text before the stop string (got '$out')" $?
+    "$BIN" score -m "$S" -p "Once upon a time there was a girl" | grep -q '^perplexity'
+    check "score -p" $?
+    expect_error "missing prompt file" "nothing.txt: cannot open" "$BIN" generate -m "$S" -f "$T/nothing.txt"
+    printf 'bad \xff byte' >"$T/bad.txt"
+    expect_error "invalid UTF-8 prompt" "not valid UTF-8 (byte 4)" "$BIN" tokenize -m "$S" -f "$T/bad.txt"
+    printf 'Hello there\nWhat is your name?\nTell me a story\n' | "$BIN" chat -m "$S" --chat-template chatml -n 24 --temp 0 >"$T/chat" 2>"$T/chat_err"
+    [ $? -eq 0 ] && [ "$(grep -c . "$T/chat")" -ge 3 ] && ! grep -qi error "$T/chat_err"
+    check "chat: three turns from a pipe" $?
+    if command -v script >/dev/null; then   # the same through a pseudo-terminal
+        printf 'Hello there\nWhat is your name?\nTell me a story\n/exit\n' | script -qec "$BIN chat -m $S --chat-template chatml -n 24 --temp 0" /dev/null >"$T/pty" 2>&1
+        [ $? -eq 0 ] && grep -q "template chatml" "$T/pty" && [ "$(grep -c '> ' "$T/pty")" -ge 3 ] && ! grep -qi error "$T/pty"
+        check "chat: three turns through a pseudo-terminal" $?
+    fi
     "$BIN" generate -m "$S" --tokens 1 -n 200 --temp 0 >"$T/g" 2>/dev/null
     python3 - "$S/expected.json" "$T/g" <<'PY'
 import json, sys

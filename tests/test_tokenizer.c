@@ -146,7 +146,78 @@ static void qwen3_cases_pass(void) { run_cases("qwen3"); }
 static void mistral_cases_pass(void) { run_cases("mistral"); }
 static void llama2_cases_pass(void) { run_cases("llama2_reconstructed"); }
 
+// stories260K: HF's ids for its tokenizer cases, and its prompt through text in and text out.
+static void stories260k_text_in_and_out(void) {
+    const char *dir = SHARED_DIR "/models/stories260K";
+    rp_err err;
+    tokenizer *t = tokenizer_load(SHARED_DIR "/models/stories260K/tokenizer.json", &err);
+    cJSON *exp = json_parse_file(SHARED_DIR "/models/stories260K/expected.json", &err);
+    CHECK(t && exp, "%s: %s", dir, err.msg);
+    if (!t || !exp) return;
+    const cJSON *cases = cJSON_GetObjectItem(cJSON_GetObjectItem(exp, "tokenizer_cases"), "cases");
+    int n_cases = 0;
+    for (const cJSON *c = cases->child; c; c = c->next, n_cases++) {
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        int *ids, n;
+        char where[160];
+        CHECK(tokenizer_encode(t, text, strlen(text), 1, &ids, &n, &err) == 0, "%s", err.msg);
+        CHECK(ids_equal(ids, n, cJSON_GetObjectItem(c, "ids"), where, sizeof where), "stories260K '%s': %s", text, where);
+        free(ids);
+    }
+    CHECK(n_cases >= 29, "%d cases", n_cases);
+    const cJSON *g = cJSON_GetObjectItem(exp, "greedy_once_upon_a_time_64");
+    const char *prompt = cJSON_GetObjectItem(g, "prompt")->valuestring;
+    int *ids, n;
+    char where[160];
+    CHECK(tokenizer_encode(t, prompt, strlen(prompt), 1, &ids, &n, &err) == 0, "%s", err.msg);
+    CHECK(ids_equal(ids, n, cJSON_GetObjectItem(g, "prompt_ids"), where, sizeof where), "prompt: %s", where);
+    free(ids);
+    const cJSON *all = cJSON_GetObjectItem(g, "ids");
+    int na = cJSON_GetArraySize(all);
+    int *gen = malloc(sizeof(int) * na);
+    for (int i = 0; i < na; i++) gen[i] = cJSON_GetArrayItem(all, i)->valueint;
+    char *text;
+    size_t tl;
+    CHECK(tokenizer_decode(t, gen, na, 1, &text, &tl, &err) == 0, "%s", err.msg);
+    CHECK(strcmp(text, cJSON_GetObjectItem(g, "text")->valuestring) == 0, "decoded '%.80s'", text);
+    free(text);
+    free(gen);
+    cJSON_Delete(exp);
+    tokenizer_free(t);
+}
+
+static void bad_tokenizer_files_are_named(void) {
+    char *tmp = make_temp_dir("tok");
+    char *p = path_join(tmp, "tokenizer.json");
+    struct {
+        const char *json, *mention;
+    } cases[] = {
+        {"{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", "model type 'Unigram'"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}", "merge 0"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"normalizer\": {\"type\": \"NFKD\"}}", "normalizer 'NFKD'"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}", "pre-tokenizer 'Whitespace'"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"decoder\": {\"type\": \"WordPiece\"}}", "decoder 'WordPiece'"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"post_processor\": {\"type\": \"BertProcessing\"}}", "post-processor 'BertProcessing'"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}", "does not compile"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}}}", "vocab id 0 is given twice"},
+        {"{\"model\": ", "malformed JSON"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        FILE *f = fopen(p, "w");
+        fputs(cases[i].json, f);
+        fclose(f);
+        rp_err err = {{0}};
+        tokenizer *t = tokenizer_load(p, &err);
+        CHECK(!t && strstr(err.msg, cases[i].mention), "case %zu: '%s' lacks '%s'", i, err.msg, cases[i].mention);
+        tokenizer_free(t);
+    }
+    free(p);
+    remove_tree(tmp);
+    free(tmp);
+}
+
 int main(void) {
+    RUN(bad_tokenizer_files_are_named);
     if (!file_exists(TOK_DIR "/gpt2/tokenizer.json")) {
         fprintf(stderr, "SKIP: %s is absent (the shared test data is not checked out here)\n", TOK_DIR);
         return TEST_SKIP;
@@ -157,5 +228,6 @@ int main(void) {
     RUN(qwen3_cases_pass);
     RUN(mistral_cases_pass);
     RUN(llama2_cases_pass);
+    RUN(stories260k_text_in_and_out);
     return TEST_EXIT();
 }

@@ -1,6 +1,9 @@
 // Command-line options shared by the reprise subcommands, parsed one way everywhere.
 #include "tools/cli.h"
 
+#include "loader/json_file.h"
+#include "loader/tokenizer.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -52,6 +55,7 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         // flags without a value
         if (strcmp(name, "ignore-eos") == 0) { o->ignore_eos = 1; continue; }
         if (strcmp(name, "json") == 0) { o->json = 1; continue; }
+        if (strcmp(name, "no-special") == 0) { o->no_special = 1; continue; }
         if (strcmp(name, "tensors") == 0) { o->all_tensors = 1; continue; }
         if (i + 1 >= argc) return rp_fail(err, "%s needs a value", a);
         const char *v = argv[++i];
@@ -62,6 +66,15 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         else if (strcmp(name, "tokens") == 0) o->tokens = v;
         else if (strcmp(name, "o") == 0) o->out = v;
         else if (strcmp(name, "dump-logits") == 0) o->dump_logits = v;
+        else if (strcmp(name, "p") == 0) o->prompt = v;
+        else if (strcmp(name, "f") == 0) o->file = v;
+        else if (strcmp(name, "chat-template") == 0) o->chat_template = v;
+        else if (strcmp(name, "system") == 0) o->system = v;
+        else if (strcmp(name, "stop") == 0) {
+            if (o->n_stops == 8) return rp_fail(err, "--stop: at most 8 stop strings");
+            if (!*v) return rp_fail(err, "--stop: an empty stop string would stop at once");
+            o->stops[o->n_stops++] = v;
+        }
         else if (strcmp(name, "n") == 0) rc = parse_int(a, v, 0, 1 << 30, &o->n_predict, err);
         else if (strcmp(name, "t") == 0) rc = parse_int(a, v, 1, 1024, &o->threads, err);
         else if (strcmp(name, "c") == 0) rc = parse_int(a, v, 1, 1 << 30, &o->ctx, err);
@@ -75,7 +88,9 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         } else return rp_fail(err, "unknown option '%s' (see --help)", a);
         if (rc) return rc;
     }
-    if (allowed_flag(allowed, "m") && !o->model_dir) return rp_fail(err, "-m DIR is required (see --help)");
+    if (!o->model_dir) o->model_dir = REPRISE_DEFAULT_MODEL;
+    int sources = !!o->tokens + !!o->prompt + !!o->file;
+    if (sources > 1) return rp_fail(err, "give one of --tokens, -p and -f");
     return 0;
 }
 
@@ -141,7 +156,17 @@ int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli
     return 0;
 }
 
-int cli_prompt_ids(const cli_opts *o, int **ids, int *n, rp_err *err) {
-    if (!o->tokens) return rp_fail(err, "--tokens IDS is required (see --help)");
-    return cli_parse_tokens(o->tokens, ids, n, err);
+int cli_prompt_ids(const cli_opts *o, const tokenizer *tok, int **ids, int *n, int *is_text, rp_err *err) {
+    *is_text = !o->tokens;
+    if (o->tokens) return cli_parse_tokens(o->tokens, ids, n, err);
+    if (!o->prompt && !o->file) return rp_fail(err, "give a prompt: -p TEXT, -f FILE or --tokens IDS (see --help)");
+    if (!tok) return rp_fail(err, "%s has no tokenizer.json: give token ids with --tokens", o->model_dir);
+    size_t len;
+    char *text = o->file ? read_file_all(o->file, &len, err) : strdup(o->prompt);
+    if (!text) return -1;
+    if (!o->file) len = strlen(text);
+    int rc = tokenizer_encode(tok, text, len, !o->no_special, ids, n, err);
+    if (rc) rp_wrap(err, "%s", o->file ? o->file : "-p");
+    free(text);
+    return rc;
 }

@@ -13,6 +13,13 @@ typedef struct {
     const char *tokens;      // --tokens
     const char *out;         // -o
     const char *dump_logits; // --dump-logits
+    const char *prompt;      // -p
+    const char *file;        // -f
+    const char *chat_template; // --chat-template
+    const char *system;      // --system
+    const char *stops[8];    // --stop (repeatable)
+    int n_stops;
+    int no_special;          // --no-special
     int n_predict;           // -n
     int threads;             // -t
     int ctx;                 // -c (0: model's max_position_embeddings)
@@ -23,6 +30,11 @@ typedef struct {
     sampler_params sampling; // --temp --top-k --top-p --min-p --seed
 } cli_opts;
 
+// The model used when -m is not given: the small arithmetic model that ships with reprise.
+#ifndef REPRISE_DEFAULT_MODEL
+#define REPRISE_DEFAULT_MODEL "tools/default_model"
+#endif
+
 // Parses argv[first..] into o. `allowed` lists the flags this command takes, e.g. "m schedule tokens n".
 // Unknown or disallowed flags and malformed values are errors naming the flag.
 int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o, rp_err *err);
@@ -31,8 +43,10 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
 // at once with *exit_code.
 int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli_opts *o, int *exit_code);
 
-// The prompt's token ids, from --tokens.
-int cli_prompt_ids(const cli_opts *o, int **ids, int *n, rp_err *err);
+// The prompt's token ids: --tokens as given, or -p TEXT / -f FILE through the tokenizer (BOS added as its
+// post-processor says, unless --no-special). *is_text tells which.
+struct tokenizer;
+int cli_prompt_ids(const cli_opts *o, const struct tokenizer *tok, int **ids, int *n, int *is_text, rp_err *err);
 
 // Parses "1,2,3" (commas and/or spaces) into a fresh array.
 int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err);
@@ -50,5 +64,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 #endif

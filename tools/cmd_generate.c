@@ -1,16 +1,18 @@
-// `reprise generate`: feed token ids, sample new ones, print them on stdout as they come.
+// `reprise generate`: continue a prompt, streaming text (or token ids) to stdout as they come.
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
-#include "tools/cli.h"
+#include "tools/session.h"
 
 static const char *usage =
-    "usage: reprise generate -m DIR --tokens IDS [-n N] [--schedule S] [options]\n"
-    "Feeds the prompt token ids, then samples N new tokens and prints their ids on stdout, one line,\n"
-    "separated by spaces. Statistics go to stderr.\n"
-    "  -m DIR           model directory (config.json + safetensors)\n"
+    "usage: reprise generate [-m DIR] (-p TEXT | -f FILE | --tokens IDS) [-n N] [--schedule S] [options]\n"
+    "Continues the prompt. With -p or -f the text streams to stdout; with --tokens the generated ids are\n"
+    "printed, space-separated, on one line. Statistics go to stderr.\n"
+    "  -m DIR           model directory (default: the built-in arithmetic model)\n"
+    "  -p TEXT          prompt text (BOS added as the tokenizer's post-processor says)\n"
+    "  -f FILE          prompt text from a file\n"
     "  --tokens IDS     prompt token ids, e.g. 1,403,407\n"
+    "  --no-special     do not add BOS or other template tokens to a text prompt\n"
     "  -n N             tokens to generate (default 128)\n"
     "  --schedule S     layer schedule: base, 0-5,3-9, rys:I,J or rys:I,J,K (default base)\n"
     "  -c N             context length (default: prompt + N, at most max_position_embeddings)\n"
@@ -19,91 +21,52 @@ static const char *usage =
     "  --top-p P        keep the smallest set with probability >= P; 1 = off (default 0.95)\n"
     "  --min-p P        drop tokens below P x the top probability; 0 = off (default 0.05)\n"
     "  --seed S         random seed (default 0)\n"
+    "  --stop STRING    stop when the text contains STRING (repeatable; text mode), which is not printed\n"
     "  --ignore-eos     keep going after an end-of-sequence token\n"
     "  --backend B      cpu (default cpu)\n"
     "  -t N             threads (default: all cores)\n";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int is_eos(const model_config *c, int id) {
-    for (int i = 0; i < c->n_eos; i++)
-        if (c->eos_ids[i] == id) return 1;
-    return 0;
-}
 
 int cmd_generate(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens n t c temp top-k top-p min-p seed ignore-eos", usage, &o, &code)) return code;
-    int *prompt = NULL, n_prompt = 0;
-    if (cli_prompt_ids(&o, &prompt, &n_prompt, &err)) {
+    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c temp top-k top-p min-p seed stop ignore-eos",
+                  usage, &o, &code))
+        return code;
+    // The model is loaded first (the tokenizer comes with it), then the context is sized to the prompt.
+    model_config cfg;
+    if (config_load(&cfg, o.model_dir, &err)) {
         fprintf(stderr, "reprise generate: %s\n", err.msg);
-        return 2;
-    }
-    model m;
-    schedule s;
-    if (cli_load_model(&o, &m, &s, &err)) {
-        fprintf(stderr, "reprise generate: %s\n", err.msg);
-        free(prompt);
         return 1;
     }
+    session s;
+    int ctx = o.ctx ? o.ctx : cfg.max_pos;
+    if (session_open(&s, &o, ctx, &err)) {
+        fprintf(stderr, "reprise generate: %s\n", err.msg);
+        return 1;
+    }
+    int *prompt = NULL, n_prompt = 0, as_text = 0;
+    int rc = cli_prompt_ids(&o, s.tok, &prompt, &n_prompt, &as_text, &err) ? -1 : 0;
+    if (!rc) rc = cli_check_tokens(prompt, n_prompt, cfg.vocab_size, &err);
+    if (!rc && n_prompt == 0) rc = rp_fail(&err, "the prompt is empty");
     // The last sampled token is never fed back, so the context must hold the prompt and N - 1 more.
     int need = n_prompt + (o.n_predict > 0 ? o.n_predict - 1 : 0);
-    int ctx = o.ctx ? o.ctx : (need < m.cfg.max_pos ? need : m.cfg.max_pos);
-    sequence seq;
-    int rc = cli_check_tokens(prompt, n_prompt, m.cfg.vocab_size, &err);
     if (!rc && need > ctx)
         rc = rp_fail(&err, "prompt of %d tokens + -n %d needs a context of %d, more than %s %d", n_prompt, o.n_predict,
                      need, o.ctx ? "-c" : "max_position_embeddings", ctx);
-    if (!rc) rc = sequence_init(&seq, &m, &s, ctx, &err);
-    if (rc) {
+    gen_stats st;
+    if (!rc && o.n_predict > 0 && session_generate(&s, prompt, n_prompt, o.n_predict, as_text, NULL, &st, &err) == 0) {
+        printf("\n");
+        fprintf(stderr, "reprise generate: %d prompt tokens in %.3f s (%.1f tok/s), %d generated in %.3f s (%.1f tok/s), "
+                        "schedule %d visits over %d layers\n",
+                n_prompt, st.prefill_s, n_prompt / (st.prefill_s > 0 ? st.prefill_s : 1e-9), st.n_generated,
+                st.decode_s, st.n_generated > 1 ? (st.n_generated - 1) / st.decode_s : 0.0, s.sched.n_visits,
+                s.m.cfg.n_layers);
+    } else if (o.n_predict > 0 || rc) {
         fprintf(stderr, "reprise generate: %s\n", err.msg);
-        schedule_free(&s);
-        model_free(&m);
-        free(prompt);
-        return 1;
+        rc = -1;
     }
-
-    sampler smp;
-    sampler_init(&smp, &o.sampling, m.cfg.vocab_size);
-    float *logits = malloc(sizeof(float) * m.cfg.vocab_size);
-    sequence *batch[1] = {&seq};
-    const int *feed = prompt;
-    int n_feed = n_prompt, generated = 0, next = 0;
-    double t0 = now_s(), t_prefill = 0;
-    while (generated < o.n_predict) {
-        if (forward(&m, batch, 1, &feed, &n_feed, 0, logits, NULL, &err)) {
-            fprintf(stderr, "\nreprise generate: %s\n", err.msg);
-            rc = 1;
-            break;
-        }
-        if (generated == 0) t_prefill = now_s() - t0;
-        next = sampler_sample(&smp, logits);
-        printf("%s%d", generated ? " " : "", next);
-        fflush(stdout);
-        generated++;
-        if (!o.ignore_eos && is_eos(&m.cfg, next)) break;
-        feed = &next;
-        n_feed = 1;
-    }
-    if (generated) printf("\n");
-    if (rc) goto out;
-    double t_all = now_s() - t0;
-    fprintf(stderr, "reprise generate: %d prompt tokens in %.3f s (%.1f tok/s), %d generated in %.3f s (%.1f tok/s), "
-                    "schedule %d visits over %d layers\n",
-            n_prompt, t_prefill, n_prompt / (t_prefill > 0 ? t_prefill : 1e-9), generated, t_all - t_prefill,
-            generated > 1 ? (generated - 1) / (t_all - t_prefill) : 0.0, s.n_visits, m.cfg.n_layers);
-out:
-    free(logits);
-    sampler_free(&smp);
-    sequence_free(&seq, &m);
-    schedule_free(&s);
-    model_free(&m);
     free(prompt);
-    return rc;
+    session_close(&s);
+    return rc ? 1 : 0;
 }

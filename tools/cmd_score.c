@@ -3,14 +3,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "loader/json_file.h"
+#include "loader/tokenizer.h"
 #include "tools/cli.h"
 
 static const char *usage =
-    "usage: reprise score -m DIR --tokens IDS [--schedule S] [--dump-logits FILE] [--json]\n"
+    "usage: reprise score [-m DIR] (--tokens IDS | -p TEXT | -f FILE) [--schedule S] [--dump-logits FILE] [--json]\n"
     "Runs the tokens through the model in one pass and prints, for each token after the first,\n"
     "`position<TAB>id<TAB>log-probability`, then `perplexity<TAB>value`.\n"
-    "  -m DIR              model directory\n"
+    "  -m DIR              model directory (default: the built-in model)\n"
     "  --tokens IDS        token ids, e.g. 1,403,407 (at least 2)\n"
+    "  -p TEXT / -f FILE   text to score, through the tokenizer (BOS added unless --no-special)\n"
+    "  --no-special        do not add BOS to the text\n"
     "  --schedule S        layer schedule (default base)\n"
     "  --dump-logits FILE  write the raw logits, float32 little-endian, shape [tokens][vocab]\n"
     "  --json              print {\"tokens\", \"logprobs\", \"perplexity\"} as JSON instead\n"
@@ -32,24 +36,28 @@ int cmd_score(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens t c dump-logits json", usage, &o, &code)) return code;
-    int *ids = NULL, n = 0;
-    if (cli_prompt_ids(&o, &ids, &n, &err)) {
-        fprintf(stderr, "reprise score: %s\n", err.msg);
-        return 2;
-    }
-    if (n < 2 && !o.dump_logits) {
-        fprintf(stderr, "reprise score: --tokens needs at least 2 ids to score\n");
-        free(ids);
-        return 2;
-    }
+    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special t c dump-logits json", usage, &o, &code)) return code;
     model m;
     schedule s;
     if (cli_load_model(&o, &m, &s, &err)) {
         fprintf(stderr, "reprise score: %s\n", err.msg);
-        free(ids);
         return 1;
     }
+    char *tp = path_join(o.model_dir, "tokenizer.json");
+    tokenizer *tok = !o.tokens && file_exists(tp) ? tokenizer_load(tp, &err) : NULL;
+    int tok_failed = !o.tokens && file_exists(tp) && !tok;
+    free(tp);
+    int *ids = NULL, n = 0, as_text;
+    if (tok_failed || cli_prompt_ids(&o, tok, &ids, &n, &as_text, &err) ||
+        (n < 2 && !o.dump_logits && rp_fail(&err, "scoring needs at least 2 tokens, the input has %d", n))) {
+        fprintf(stderr, "reprise score: %s\n", err.msg);
+        tokenizer_free(tok);
+        free(ids);
+        schedule_free(&s);
+        model_free(&m);
+        return 1;
+    }
+    tokenizer_free(tok);
     int vocab = m.cfg.vocab_size, rc = 0;
     float *logits = malloc(sizeof(float) * (size_t)n * vocab);
     sequence seq;

@@ -9,7 +9,9 @@ static const char *usage =
     "Runs decoder-only LLMs (Llama, Qwen2, Mistral, Qwen3; HF safetensors) with any layer schedule.\n"
     "commands:\n"
     "  inspect    architecture, tensors, parameters, memory, what a schedule costs\n"
-    "  generate   generate token ids from prompt token ids\n"
+    "  generate   continue a prompt (text or token ids), streaming the output\n"
+    "  chat       interactive multi-turn chat through the model's chat template\n"
+    "  tokenize   text to token ids\n"
     "  score      per-token log-probabilities and perplexity; raw logits on request\n"
     "  export     write the physically duplicated checkpoint of a schedule\n";
 
@@ -21,7 +23,8 @@ int main(int argc, char **argv) {
     const struct {
         const char *name;
         int (*run)(int, char **);
-    } cmds[] = {{"inspect", cmd_inspect}, {"generate", cmd_generate}, {"score", cmd_score}, {"export", cmd_export}};
+    } cmds[] = {{"inspect", cmd_inspect}, {"generate", cmd_generate}, {"score", cmd_score}, {"export", cmd_export},
+                {"tokenize", cmd_tokenize}, {"chat", cmd_chat}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].run(argc, argv);
     fprintf(stderr, "reprise: unknown command '%s'\n%s", argv[1], usage);

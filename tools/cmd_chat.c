@@ -1,0 +1,131 @@
+// `reprise chat`: an interactive, streaming, multi-turn conversation through the model's chat template.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loader/chat_template.h"
+#include "tools/session.h"
+
+static const char *usage =
+    "usage: reprise chat [-m DIR] [--system TEXT] [--chat-template NAME] [options]\n"
+    "Reads a user message per line from stdin and streams each reply to stdout. The conversation is kept\n"
+    "(the KV cache is reused across turns). Lines /reset (start over) and /exit (or end of input) are commands.\n"
+    "  -m DIR               model directory (default: the built-in model)\n"
+    "  --system TEXT        system prompt\n"
+    "  --chat-template NAME chatml, llama3, llama2 or mistral (default: recognised from tokenizer_config.json)\n"
+    "  -n N                 most tokens per reply (default 128)\n"
+    "  -c N                 context length (default: max_position_embeddings, at most 4096)\n"
+    "  --stop STRING        also end a reply at STRING (repeatable)\n"
+    "  --schedule S         layer schedule (default base)\n"
+    "  --temp --top-k --top-p --min-p --seed   sampling, as for generate\n"
+    "  --backend B, -t N    as for generate\n";
+
+typedef struct {
+    chat_message *m;
+    int n, cap;
+} conversation;
+
+static void say(conversation *c, const char *role, char *content) {
+    if (c->n == c->cap) c->m = realloc(c->m, sizeof *c->m * (size_t)(c->cap = c->cap ? c->cap * 2 : 8));
+    c->m[c->n++] = (chat_message){.role = role, .content = content};
+}
+
+static void forget(conversation *c, int keep) {
+    for (int i = keep; i < c->n; i++) free((char *)c->m[i].content);
+    c->n = keep;
+}
+
+int cmd_chat(int argc, char **argv) {
+    cli_opts o;
+    rp_err err;
+    int code;
+    if (cli_begin(argc, argv, "m schedule backend system chat-template n t c temp top-k top-p min-p seed stop", usage, &o, &code))
+        return code;
+    chat_template ct;
+    if (chat_template_load(&ct, o.model_dir, o.chat_template, &err)) {
+        fprintf(stderr, "reprise chat: %s\n", err.msg);
+        return 2;
+    }
+    if (ct.family == CHAT_NONE) {
+        fprintf(stderr, "reprise chat: %s has no chat template reprise recognises; name one with --chat-template "
+                        "(chatml, llama3, llama2, mistral)\n", o.model_dir);
+        return 2;
+    }
+    model_config cfg;
+    if (config_load(&cfg, o.model_dir, &err)) {
+        fprintf(stderr, "reprise chat: %s\n", err.msg);
+        return 1;
+    }
+    int ctx = o.ctx ? o.ctx : (cfg.max_pos < 4096 ? cfg.max_pos : 4096);
+    session s;
+    if (session_open(&s, &o, ctx, &err) || session_need_tokenizer(&s, &err)) {
+        fprintf(stderr, "reprise chat: %s\n", err.msg);
+        if (s.logits) session_close(&s);
+        return 1;
+    }
+    // the template's end-of-turn ends a reply, as a token when it is one, else as text
+    const char *eot = chat_end_of_turn(&ct);
+    int eot_id = tokenizer_token_id(s.tok, eot);
+    if (eot_id >= 0) s.extra_eos = eot_id;
+    else if (s.n_stops < MAX_STOPS) s.stops[s.n_stops++] = eot;
+
+    conversation conv = {0};
+    if (o.system) say(&conv, "system", strdup(o.system));
+    int base_turns = conv.n, rc = 0, tty = isatty(0);
+    fprintf(stderr, "reprise chat: %s, template %s, context %d tokens; /reset starts over, /exit ends\n", o.model_dir,
+            chat_family_name(ct.family), ctx);
+    char *line = NULL;
+    size_t cap = 0;
+    for (;;) {
+        if (tty) fprintf(stderr, "> ");
+        ssize_t got = getline(&line, &cap, stdin);
+        if (got < 0) break;
+        while (got && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
+        if (!strcmp(line, "/exit")) break;
+        if (!strcmp(line, "/reset")) {
+            forget(&conv, base_turns);
+            fprintf(stderr, "(conversation reset)\n");
+            continue;
+        }
+        if (!got) continue;
+        say(&conv, "user", strdup(line));
+        char *text = chat_render(&ct, conv.m, conv.n, 1);
+        int *ids, n;
+        // the rendered text holds BOS where the template wants it, so the tokenizer's template is not applied
+        if (tokenizer_encode(s.tok, text, strlen(text), 0, &ids, &n, &err)) {
+            fprintf(stderr, "reprise chat: %s\n", err.msg);
+            free(text);
+            forget(&conv, conv.n - 1);
+            continue;
+        }
+        free(text);
+        int room = ctx - n;
+        if (room < 1) {
+            fprintf(stderr, "reprise chat: the conversation (%d tokens) fills the context of %d; /reset to start over\n", n, ctx);
+            free(ids);
+            forget(&conv, conv.n - 1);
+            continue;
+        }
+        char *reply = NULL;
+        gen_stats st;
+        int max_new = o.n_predict < room + 1 ? o.n_predict : room + 1;
+        if (session_generate(&s, ids, n, max_new, 1, &reply, &st, &err)) {
+            fprintf(stderr, "\nreprise chat: %s\n", err.msg);
+            rc = 1;
+            free(ids);
+            break;
+        }
+        free(ids);
+        printf("\n");
+        fflush(stdout);
+        if (st.context_full || (max_new < o.n_predict && st.n_generated == max_new))
+            fprintf(stderr, "(reply stopped: the context of %d tokens is full; /reset to start over)\n", ctx);
+        say(&conv, "assistant", reply);
+    }
+    free(line);
+    forget(&conv, 0);
+    free(conv.m);
+    session_close(&s);
+    return rc;
+}

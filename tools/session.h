@@ -1,0 +1,45 @@
+// A generation session for the command line: model, tokenizer, one sequence, a sampler, and the token loop.
+#ifndef REPRISE_SESSION_H
+#define REPRISE_SESSION_H
+
+#include "loader/tokenizer.h"
+#include "tools/cli.h"
+
+#define MAX_STOPS 16
+
+typedef struct {
+    model m;
+    schedule sched;
+    tokenizer *tok;       // NULL when the model directory has no tokenizer.json
+    sequence seq;
+    sampler smp;
+    float *logits;        // (vocab)
+    int *cached;          // ids whose keys and values the sequence holds, in order
+    int n_cached;
+    const char *stops[MAX_STOPS];
+    int n_stops;
+    int ignore_eos;
+    int extra_eos;        // one more end-of-sequence id (a chat template's end-of-turn token), -1 if none
+} session;
+
+typedef struct {
+    int n_prompt_fed;     // prompt tokens run through the model (the rest were already cached)
+    int n_generated;
+    double prefill_s, decode_s;
+    int context_full;     // generation stopped because the context was full
+} gen_stats;
+
+// Loads -m (tokenizer.json too when present), parses --schedule, and makes a sequence of ctx positions.
+int session_open(session *s, const cli_opts *o, int ctx, rp_err *err);
+void session_close(session *s);
+
+// The tokenizer, or an error naming the missing file.
+int session_need_tokenizer(const session *s, rp_err *err);
+
+// Makes the sequence hold `prompt` (reusing the longest prefix it already holds), then samples up to max_new
+// tokens, stopping at an end-of-sequence id or a stop string. Prints each token's id (as_text = 0) or the text,
+// streamed, with stop strings cut off (as_text = 1). The reply's text is appended to *reply when not NULL.
+int session_generate(session *s, const int *prompt, int n, int max_new, int as_text, char **reply, gen_stats *st,
+                     rp_err *err);
+
+#endif
