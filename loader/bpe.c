@@ -225,9 +225,9 @@ static int char_id(const bpe_model *b, const char *c, int len, int first, int la
     char buf[64];
     size_t n = 0, pl = b->cont_prefix && !first ? strlen(b->cont_prefix) : 0, sl = b->end_suffix && last ? strlen(b->end_suffix) : 0;
     if (pl + sl + (size_t)len > sizeof buf) return -1;
-    memcpy(buf, b->cont_prefix, pl), n += pl;
+    if (pl) memcpy(buf, b->cont_prefix, pl), n += pl;
     memcpy(buf + n, c, (size_t)len), n += (size_t)len;
-    memcpy(buf + n, b->end_suffix, sl), n += sl;
+    if (sl) memcpy(buf + n, b->end_suffix, sl), n += sl;
     return str_map_get(&b->vocab, buf, n);
 }
 

@@ -105,12 +105,17 @@ char *chat_render(const chat_template *ct, const chat_message *m, int n, int gen
             if (!strcmp(m[i].role, "user")) {
                 if (ct->family == CHAT_LLAMA2) add(&t, ct->bos);
                 add(&t, "[INST] ");
+                // Llama 2 strips the whole content, <<SYS>> block included; Mistral strips nothing
+                text content = {0};
+                add(&content, "");
                 if (first_user && system) {
-                    if (ct->family == CHAT_LLAMA2) add(&t, "<<SYS>>\n"), add(&t, system), add(&t, "\n<</SYS>>\n\n");
-                    else add(&t, system), add(&t, "\n\n");
+                    if (ct->family == CHAT_LLAMA2) add(&content, "<<SYS>>\n"), add(&content, system), add(&content, "\n<</SYS>>\n\n");
+                    else add(&content, system), add(&content, "\n\n");
                 }
-                if (ct->family == CHAT_LLAMA2) add_trimmed(&t, m[i].content);
-                else add(&t, m[i].content);
+                add(&content, m[i].content);
+                if (ct->family == CHAT_LLAMA2) add_trimmed(&t, content.p);
+                else add(&t, content.p);
+                free(content.p);
                 add(&t, " [/INST]");
                 first_user = 0;
             } else {

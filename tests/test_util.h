@@ -49,7 +49,7 @@ static inline float max_abs_diff(const float *a, const float *b, size_t n, size_
 // A fresh directory under $TMPDIR (or /tmp); the caller frees the string.
 static inline char *make_temp_dir(const char *tag) {
     const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    char *p = malloc(strlen(base) + strlen(tag) + 32);
+    char *p = (char *)malloc(strlen(base) + strlen(tag) + 32);
     sprintf(p, "%s/reprise-%s-XXXXXX", base, tag);
     if (!mkdtemp(p)) {
         perror("mkdtemp");
@@ -70,7 +70,7 @@ static inline float *read_f32_file(const char *path, size_t *n) {
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
-    float *p = malloc((size_t)sz + 4);
+    float *p = (float *)malloc((size_t)sz + 4);
     size_t got = fread(p, 1, (size_t)sz, f);
     fclose(f);
     if (got != (size_t)sz) {

@@ -1,0 +1,15 @@
+// What every kernel source includes: the CUDA headers under nvcc, the CPU emulation of them otherwise.
+#ifndef REPRISE_CUDA_COMPAT_H
+#define REPRISE_CUDA_COMPAT_H
+
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+// Dynamic shared memory of the launch, typed (`extern __shared__` under nvcc).
+#define REPRISE_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#else
+#include "kernels/emu/emu_device.h"
+#endif
+
+#endif

@@ -1,0 +1,24 @@
+// Settings of the CUDA emulation that a real GPU fixes in hardware: memory size and device count.
+#ifndef REPRISE_EMU_CONTROL_H
+#define REPRISE_EMU_CONTROL_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Memory of an emulated device (default 16 GiB); cudaMalloc past it fails with cudaErrorMemoryAllocation.
+void emu_set_device_memory(int device, size_t bytes);
+// Number of emulated devices (default 2, or REPRISE_EMU_DEVICES).
+void emu_set_device_count(int n);
+
+// Runs the threads of a block in a random order (from this seed) between barriers, to expose missing
+// barriers; 0 (the default, or REPRISE_EMU_SHUFFLE) runs them in index order.
+void emu_set_shuffle_seed(unsigned long long seed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

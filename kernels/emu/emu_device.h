@@ -1,0 +1,157 @@
+// CPU emulation of the CUDA device side, for kernel sources compiled by the host C++ compiler (DESIGN.md 4).
+//
+// Each CUDA thread runs as a fiber; the threads of a block share one OS thread, so `__shared__` variables become
+// function-local `static thread_local` ones: one copy per block in flight, as on a GPU. threadIdx and friends read
+// the running fiber's coordinates. __syncthreads() and the warp intrinsics are true barriers (kernels/emu/emu_exec.cpp).
+#ifndef REPRISE_EMU_DEVICE_H
+#define REPRISE_EMU_DEVICE_H
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#undef __shared__
+#define __shared__ static thread_local
+#ifndef __launch_bounds__
+#define __launch_bounds__(...)
+#endif
+#define REPRISE_DYNAMIC_SHARED(type, name) type *name = reinterpret_cast<type *>(emu::dynamic_shared())
+
+namespace emu {
+
+struct thread_coords {
+    uint3 thread_idx, block_idx;
+    dim3 block_dim, grid_dim;
+};
+
+const thread_coords &coords();   // of the CUDA thread running now
+void *dynamic_shared();
+void syncthreads(const char *file, int line);
+
+enum warp_op { SHFL_IDX, SHFL_XOR, SHFL_DOWN, SHFL_UP, VOTE, SYNCWARP };
+// Every lane of `mask` must arrive at the same call; each lane gives `in` and gets back, in `out`, the value of
+// the lane the op selects (its own when out of range). VOTE gives back the ballot of the predicates in `out`.
+void warp_exchange(warp_op op, unsigned mask, const void *in, void *out, size_t size, int arg, int width,
+                   const char *file, int line);
+unsigned active_mask();
+
+using kernel_body = std::function<void()>;
+cudaError_t launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                   kernel_body body);
+
+// The launch wrapper's target: arguments are converted to the kernel's parameter types and captured by value,
+// so a launch recorded into a CUDA graph replays with the arguments it was captured with.
+template <typename... P, typename... A>
+cudaError_t launch_kernel(const char *name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                          cudaStream_t stream, A &&...args) {
+    static_assert(sizeof...(P) == sizeof...(A), "wrong number of kernel arguments");
+    std::tuple<std::decay_t<P>...> captured(static_cast<std::decay_t<P>>(args)...);
+    return launch(name, reinterpret_cast<const void *>(kernel), grid, block, smem, stream,
+                  [kernel, captured]() { std::apply(kernel, captured); });
+}
+
+template <typename T>
+T shuffle(warp_op op, const char *file, int line, unsigned mask, T var, int arg, int width) {
+    static_assert(sizeof(T) <= 16, "shuffle of a value over 16 bytes");
+    T out;
+    warp_exchange(op, mask, &var, &out, sizeof(T), arg, width, file, line);
+    return out;
+}
+template <typename T> T shfl_sync(const char *f, int l, unsigned m, T v, int src, int w = 32) { return shuffle(SHFL_IDX, f, l, m, v, src, w); }
+template <typename T> T shfl_xor_sync(const char *f, int l, unsigned m, T v, int x, int w = 32) { return shuffle(SHFL_XOR, f, l, m, v, x, w); }
+template <typename T> T shfl_down_sync(const char *f, int l, unsigned m, T v, unsigned d, int w = 32) { return shuffle(SHFL_DOWN, f, l, m, v, (int)d, w); }
+template <typename T> T shfl_up_sync(const char *f, int l, unsigned m, T v, unsigned d, int w = 32) { return shuffle(SHFL_UP, f, l, m, v, (int)d, w); }
+inline unsigned ballot_sync(const char *f, int l, unsigned m, int pred) {
+    int p = pred != 0;
+    unsigned out;
+    warp_exchange(VOTE, m, &p, &out, sizeof p, 0, 32, f, l);
+    return out;
+}
+inline void syncwarp(const char *f, int l, unsigned m = 0xffffffffu) {
+    int none = 0, out;
+    warp_exchange(SYNCWARP, m, &none, &out, sizeof none, 0, 32, f, l);
+}
+
+}   // namespace emu
+
+#define threadIdx (emu::coords().thread_idx)
+#define blockIdx (emu::coords().block_idx)
+#define blockDim (emu::coords().block_dim)
+#define gridDim (emu::coords().grid_dim)
+#define warpSize 32
+#define __syncthreads() emu::syncthreads(__FILE__, __LINE__)
+#define __shfl_sync(...) emu::shfl_sync(__FILE__, __LINE__, __VA_ARGS__)
+#define __shfl_xor_sync(...) emu::shfl_xor_sync(__FILE__, __LINE__, __VA_ARGS__)
+#define __shfl_down_sync(...) emu::shfl_down_sync(__FILE__, __LINE__, __VA_ARGS__)
+#define __shfl_up_sync(...) emu::shfl_up_sync(__FILE__, __LINE__, __VA_ARGS__)
+#define __ballot_sync(mask, pred) emu::ballot_sync(__FILE__, __LINE__, (mask), (pred))
+#define __any_sync(mask, pred) (emu::ballot_sync(__FILE__, __LINE__, (mask), (pred)) != 0u)
+#define __all_sync(mask, pred) (emu::ballot_sync(__FILE__, __LINE__, (mask), (pred)) == (unsigned)(mask))
+#define __syncwarp(...) emu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
+#define __activemask() emu::active_mask()
+
+// ---- loads, math and bit intrinsics the kernels use ----
+template <typename T> static inline T __ldg(const T *p) { return *p; }
+// __expf and __logf: glibc declares and exports them (the accurate versions), which is fine for a reference.
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline float __frcp_rn(float x) { return 1.0f / x; }
+static inline float __saturatef(float x) { return x < 0 ? 0 : x > 1 ? 1 : x; }
+static inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
+static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
+static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+
+// half2 / bfloat162 fused multiply-add, which the host headers do not define: computed in float, rounded once,
+// as the hardware's single-rounding FMA does.
+static inline __nv_bfloat162 __hfma2(__nv_bfloat162 a, __nv_bfloat162 b, __nv_bfloat162 c) {
+    float2 x = __bfloat1622float2(a), y = __bfloat1622float2(b), z = __bfloat1622float2(c);
+    return __floats2bfloat162_rn(fmaf(x.x, y.x, z.x), fmaf(x.y, y.y, z.y));
+}
+static inline __half2 __hfma2(__half2 a, __half2 b, __half2 c) {
+    float2 x = __half22float2(a), y = __half22float2(b), z = __half22float2(c);
+    return __floats2half2_rn(fmaf(x.x, y.x, z.x), fmaf(x.y, y.y, z.y));
+}
+
+// ---- atomics (blocks may one day run on several OS threads, so these are real atomics) ----
+static inline int atomicAdd(int *a, int v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
+static inline unsigned atomicAdd(unsigned *a, unsigned v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
+static inline unsigned long long atomicAdd(unsigned long long *a, unsigned long long v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
+static inline float atomicAdd(float *a, float v) {
+    unsigned *u = reinterpret_cast<unsigned *>(a), old = __atomic_load_n(u, __ATOMIC_RELAXED), want;
+    do want = __float_as_uint(__uint_as_float(old) + v);
+    while (!__atomic_compare_exchange_n(u, &old, want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return __uint_as_float(old);
+}
+static inline int atomicMax(int *a, int v) {
+    int old = __atomic_load_n(a, __ATOMIC_RELAXED);
+    while (old < v && !__atomic_compare_exchange_n(a, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+    return old;
+}
+static inline int atomicMin(int *a, int v) {
+    int old = __atomic_load_n(a, __ATOMIC_RELAXED);
+    while (old > v && !__atomic_compare_exchange_n(a, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+    return old;
+}
+static inline int atomicCAS(int *a, int cmp, int v) { __atomic_compare_exchange_n(a, &cmp, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED); return cmp; }
+static inline unsigned atomicCAS(unsigned *a, unsigned cmp, unsigned v) { __atomic_compare_exchange_n(a, &cmp, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED); return cmp; }
+static inline int atomicExch(int *a, int v) { return __atomic_exchange_n(a, v, __ATOMIC_RELAXED); }
+static inline unsigned atomicExch(unsigned *a, unsigned v) { return __atomic_exchange_n(a, v, __ATOMIC_RELAXED); }
+static inline float atomicExch(float *a, float v) { return __uint_as_float(__atomic_exchange_n(reinterpret_cast<unsigned *>(a), __float_as_uint(v), __ATOMIC_RELAXED)); }
+
+#endif

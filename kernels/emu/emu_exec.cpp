@@ -1,0 +1,309 @@
+// CPU emulation of kernel execution: each CUDA thread is a fiber, blocks run one after another.
+//
+// A block's threads are fibers (ucontext) on the launching OS thread. The scheduler resumes every runnable fiber in
+// turn (in index order, or shuffled when REPRISE_EMU_SHUFFLE=seed is set, to expose missing barriers) until it
+// finishes or waits at a barrier. __syncthreads() releases when every live thread of the block has arrived at the
+// same call; a warp intrinsic releases when every lane of its mask has arrived at the same call, and then hands
+// each lane the value it selects. A barrier that cannot complete - a thread that exited or waits elsewhere - is
+// reported with the kernel name, block and thread, and aborts, instead of hanging or passing.
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <vector>
+
+#include "kernels/emu/emu_internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
+
+namespace emu {
+
+namespace {
+
+enum fiber_state { RUNNABLE, AT_SYNC, AT_WARP, DONE };
+
+struct fiber {
+    ucontext_t ctx;
+    char *stack;
+    thread_coords c;
+    int linear;
+    fiber_state state;
+    const char *file;   // where it waits
+    int line;
+    unsigned char in[16], out[16];
+    void *fake_stack;
+};
+
+struct warp_wait {
+    unsigned mask, arrived;
+    warp_op op;
+    const char *file;
+    int line, arg, width;
+    size_t size;
+};
+
+struct block_run {
+    const char *kernel;
+    const kernel_body *body;
+    std::vector<fiber> *f;
+    int n, live, at_sync, exited;
+    std::vector<warp_wait> warps;
+    char *smem;
+    ucontext_t sched;
+    const void *sched_bottom;
+    size_t sched_size;
+};
+
+thread_local block_run *B;
+thread_local fiber *F;
+thread_local std::vector<char *> stack_pool;
+
+#if EMU_ASAN
+const size_t STACK_SIZE = 512 * 1024;   // ASan's redzones and fake frames need room
+#else
+const size_t STACK_SIZE = 128 * 1024;
+#endif
+
+unsigned long long shuffle_seed = [] {
+    const char *s = getenv("REPRISE_EMU_SHUFFLE");
+    return s ? strtoull(s, nullptr, 10) : 0ull;
+}();
+
+char *stack_for(int i) {
+    while ((int)stack_pool.size() <= i) {
+        void *p = mmap(nullptr, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) fatal("cannot map a %zu-byte fiber stack", STACK_SIZE);
+        stack_pool.push_back(static_cast<char *>(p));
+    }
+    return stack_pool[i];
+}
+
+[[noreturn]] void fault(const fiber *at, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fault(const fiber *at, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (at)
+        fatal("kernel '%s', block (%u,%u,%u), thread (%u,%u,%u): %s", B->kernel, at->c.block_idx.x, at->c.block_idx.y,
+              at->c.block_idx.z, at->c.thread_idx.x, at->c.thread_idx.y, at->c.thread_idx.z, msg);
+    fatal("kernel '%s': %s", B->kernel, msg);
+}
+
+void to_scheduler() {
+#if EMU_ASAN
+    __sanitizer_start_switch_fiber(&F->fake_stack, B->sched_bottom, B->sched_size);
+#endif
+    swapcontext(&F->ctx, &B->sched);
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(F->fake_stack, &B->sched_bottom, &B->sched_size);
+#endif
+}
+
+void fiber_main(int index) {
+    F = &(*B->f)[index];
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &B->sched_bottom, &B->sched_size);
+#endif
+    (*B->body)();
+    fiber *me = F;
+    me->state = DONE;
+    B->live--;
+    B->exited++;
+    if (B->at_sync)
+        for (fiber &o : *B->f)
+            if (o.state == AT_SYNC)
+                fault(me, "exited while %d thread(s) wait at __syncthreads() (%s:%d), thread (%u,%u,%u) among them: the "
+                          "barrier is divergent", B->at_sync, o.file, o.line, o.c.thread_idx.x, o.c.thread_idx.y, o.c.thread_idx.z);
+    int w = me->linear / 32;
+    if (B->warps[w].arrived && (B->warps[w].mask >> (me->linear % 32) & 1))
+        fault(me, "exited while lanes of its warp wait for it at a warp intrinsic (%s:%d)", B->warps[w].file, B->warps[w].line);
+#if EMU_ASAN
+    __sanitizer_start_switch_fiber(nullptr, B->sched_bottom, B->sched_size);
+#endif
+    setcontext(&B->sched);
+}
+
+void run_block(block_run &b) {
+    B = &b;
+    std::vector<fiber> &f = *b.f;
+    for (int i = 0; i < b.n; i++) {
+        getcontext(&f[i].ctx);
+        f[i].stack = stack_for(i);
+        f[i].ctx.uc_stack.ss_sp = f[i].stack;
+        f[i].ctx.uc_stack.ss_size = STACK_SIZE;
+        f[i].ctx.uc_link = &b.sched;
+        f[i].state = RUNNABLE;
+        f[i].file = nullptr;
+        f[i].line = 0;
+        makecontext(&f[i].ctx, reinterpret_cast<void (*)()>(fiber_main), 1, i);
+    }
+    std::vector<int> order(b.n);
+    for (int i = 0; i < b.n; i++) order[i] = i;
+    unsigned long long seed = shuffle_seed;
+    std::mt19937_64 rng(seed ^ (0x9e3779b97f4a7c15ull * (f[0].c.block_idx.x + 1)));
+    while (b.live > 0) {
+        if (seed) std::shuffle(order.begin(), order.end(), rng);
+        bool ran = false;
+        for (int i : order) {
+            if (f[i].state != RUNNABLE) continue;
+            F = &f[i];
+            ran = true;
+#if EMU_ASAN
+            void *fake = nullptr;
+            __sanitizer_start_switch_fiber(&fake, f[i].stack, STACK_SIZE);
+#endif
+            swapcontext(&b.sched, &f[i].ctx);
+#if EMU_ASAN
+            __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+        }
+        if (!ran) {   // everyone left waits: a barrier that can never complete
+            for (int i = 0; i < b.n; i++)
+                if (f[i].state == AT_WARP)
+                    fault(&f[i], "waits at a warp intrinsic (%s:%d) for lanes 0x%08x of mask 0x%08x that never arrive "
+                                 "(they wait at __syncthreads or elsewhere)", f[i].file, f[i].line,
+                          b.warps[i / 32].mask & ~b.warps[i / 32].arrived, b.warps[i / 32].mask);
+            fault(nullptr, "deadlock: no thread can run");
+        }
+    }
+}
+
+}   // namespace
+
+}   // namespace emu
+
+extern "C" void emu_set_shuffle_seed(unsigned long long seed) { emu::shuffle_seed = seed; }
+
+namespace emu {
+
+const thread_coords &coords() {
+    if (!F) fatal("threadIdx/blockIdx read outside a kernel");
+    return F->c;
+}
+
+void *dynamic_shared() { return B ? B->smem : nullptr; }
+
+void syncthreads(const char *file, int line) {
+    fiber *me = F;
+    if (B->exited)
+        fault(me, "reached __syncthreads() (%s:%d) after %d thread(s) of its block exited: the barrier is divergent",
+              file, line, B->exited);
+    me->state = AT_SYNC;
+    me->file = file;
+    me->line = line;
+    if (++B->at_sync < B->live) {
+        to_scheduler();
+        return;
+    }
+    // the last to arrive: all must be at the same call
+    for (fiber &o : *B->f)
+        if (o.state == AT_SYNC && (o.line != line || o.file != file))
+            fault(&o, "waits at __syncthreads() (%s:%d) while thread (%u,%u,%u) waits at another (%s:%d): divergent "
+                      "barriers", o.file, o.line, me->c.thread_idx.x, me->c.thread_idx.y, me->c.thread_idx.z, file, line);
+    for (fiber &o : *B->f)
+        if (o.state == AT_SYNC) o.state = RUNNABLE;
+    B->at_sync = 0;
+}
+
+static int source_lane(warp_op op, int lane, int arg, int width) {
+    int base = lane & ~(width - 1);
+    switch (op) {
+    case SHFL_IDX: return base + (arg & (width - 1));
+    case SHFL_XOR: { int s = lane ^ arg; return s >= base + width || s < base ? lane : s; }
+    case SHFL_DOWN: { int s = lane + arg; return s >= base + width ? lane : s; }
+    case SHFL_UP: { int s = lane - arg; return s < base ? lane : s; }
+    default: return lane;
+    }
+}
+
+void warp_exchange(warp_op op, unsigned mask, const void *in, void *out, size_t size, int arg, int width,
+                   const char *file, int line) {
+    fiber *me = F;
+    int lane = me->linear % 32, w = me->linear / 32, first = w * 32;
+    if (!(mask >> lane & 1)) fault(me, "calls a warp intrinsic (%s:%d) with mask 0x%08x that leaves out its own lane %d", file, line, mask, lane);
+    if (width < 1 || width > 32 || (width & (width - 1))) fault(me, "warp intrinsic (%s:%d) with width %d, not a power of 2 up to 32", file, line, width);
+    for (int l = 0; l < 32; l++)
+        if (mask >> l & 1) {
+            if (first + l >= B->n) fault(me, "warp intrinsic (%s:%d) mask 0x%08x names lane %d, past the block's last thread", file, line, mask, l);
+            if ((*B->f)[first + l].state == DONE) fault(me, "warp intrinsic (%s:%d) waits for lane %d, which has exited", file, line, l);
+        }
+    warp_wait &ww = B->warps[w];
+    if (!ww.arrived) ww = warp_wait{mask, 0, op, file, line, arg, width, size};
+    else if (ww.mask != mask || ww.op != op || ww.line != line || ww.file != file)
+        fault(me, "lanes of one warp meet at different warp intrinsics or masks (%s:%d mask 0x%08x vs %s:%d mask 0x%08x)",
+              file, line, mask, ww.file, ww.line, ww.mask);
+    memcpy(me->in, in, size);
+    me->file = file;
+    me->line = line;
+    ww.arrived |= 1u << lane;
+    if (ww.arrived != mask) {
+        me->state = AT_WARP;
+        to_scheduler();
+    } else {   // the last lane: compute everyone's result, release them
+        unsigned ballot = 0;
+        if (op == VOTE)
+            for (int l = 0; l < 32; l++)
+                if (mask >> l & 1) ballot |= ((*B->f)[first + l].in[0] ? 1u : 0u) << l;
+        for (int l = 0; l < 32; l++) {
+            if (!(mask >> l & 1)) continue;
+            fiber &o = (*B->f)[first + l];
+            if (op == VOTE) memcpy(o.out, &ballot, sizeof ballot);
+            else if (op != SYNCWARP) {
+                int src = source_lane(op, l, ww.arg, ww.width);
+                if (!(mask >> src & 1)) fault(&o, "shuffle (%s:%d) reads lane %d, which is not in mask 0x%08x", file, line, src, mask);
+                memcpy(o.out, (*B->f)[first + src].in, size);
+            }
+            if (&o != me) o.state = RUNNABLE;
+        }
+        ww.arrived = 0;
+    }
+    if (op != SYNCWARP) memcpy(out, me->out, op == VOTE ? sizeof(unsigned) : size);
+}
+
+unsigned active_mask() {
+    int w = F->linear / 32;
+    unsigned m = 0;
+    for (int l = 0; l < 32 && w * 32 + l < B->n; l++)
+        if ((*B->f)[w * 32 + l].state != DONE) m |= 1u << l;
+    return m;
+}
+
+void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kernel_body &body) {
+    block_run *outer_b = B;   // a kernel launched from inside another is not supported, but keep state sane
+    fiber *outer_f = F;
+    int n = (int)(block.x * block.y * block.z);
+    std::vector<fiber> fibers(n);
+    std::vector<char> shared(smem ? smem : 1);
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                block_run b{};
+                b.kernel = name;
+                b.body = &body;
+                b.f = &fibers;
+                b.n = b.live = n;
+                b.warps.assign((n + 31) / 32, warp_wait{});
+                b.smem = shared.data();
+                int i = 0;
+                for (unsigned tz = 0; tz < block.z; tz++)
+                    for (unsigned ty = 0; ty < block.y; ty++)
+                        for (unsigned tx = 0; tx < block.x; tx++, i++) {
+                            fibers[i].c = thread_coords{{tx, ty, tz}, {bx, by, bz}, block, grid};
+                            fibers[i].linear = i;
+                        }
+                run_block(b);
+            }
+    B = outer_b;
+    F = outer_f;
+}
+
+}   // namespace emu

@@ -1,0 +1,409 @@
+// CPU emulation of the CUDA runtime API subset reprise uses: devices, memory, streams, events, graphs, errors.
+//
+// The functions carry the real names and signatures (declared by the toolkit's cuda_runtime_api.h), so host code
+// is the same in both builds. Device memory is host memory, tracked per allocation so that copies past an
+// allocation's end fail and a device has an out-of-memory limit. A stream runs its work at once, in order; while it
+// captures a graph, the work is recorded instead, and a graph launch replays the recorded operations with the
+// arguments they were captured with.
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "kernels/emu/emu_control.h"
+#include "kernels/emu/emu_internal.h"
+
+#undef warpSize   // a device-side name; here it is the cudaDeviceProp field
+
+struct CUstream_st {
+    int device;
+    bool capturing;
+    std::vector<emu::op> captured;
+};
+struct CUevent_st {
+    double ms;
+};
+struct CUgraph_st {
+    std::vector<emu::op> ops;
+};
+struct CUgraphExec_st {
+    std::vector<emu::op> ops;
+};
+
+namespace emu {
+
+namespace {
+
+const int MAX_DEVICES = 8;
+struct device {
+    size_t limit = 16ull << 30, used = 0;
+    std::map<const void *, int> max_smem;   // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
+};
+
+std::mutex mu;   // allocations and devices: NCCL's per-device threads use them too
+device devices[MAX_DEVICES];
+int n_devices = [] {
+    const char *s = getenv("REPRISE_EMU_DEVICES");
+    int n = s ? atoi(s) : 2;
+    return n < 1 ? 1 : n > MAX_DEVICES ? MAX_DEVICES : n;
+}();
+struct allocation {
+    size_t size;
+    int device;
+};
+std::map<uintptr_t, allocation> allocations;
+thread_local int current = 0;
+thread_local cudaError_t last_error = cudaSuccess;
+
+cudaError_t record(cudaError_t e) {
+    if (e != cudaSuccess) last_error = e;
+    return e;
+}
+
+double now_ms() {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+const std::map<uintptr_t, allocation>::const_iterator find_allocation(const void *p) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    auto it = allocations.upper_bound(a);
+    if (it == allocations.begin()) return allocations.end();
+    --it;
+    return a < it->first + (it->second.size ? it->second.size : 1) ? it : allocations.end();
+}
+
+}   // namespace
+
+bool is_device_range(const void *p, size_t n) {
+    std::lock_guard<std::mutex> g(mu);
+    auto it = find_allocation(p);
+    return it != allocations.end() && reinterpret_cast<uintptr_t>(p) + n <= it->first + it->second.size;
+}
+
+void fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "reprise CUDA emulation: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    fflush(stderr);
+    abort();
+}
+
+cudaError_t submit(cudaStream_t stream, op o) {
+    if (stream && stream->capturing) {
+        stream->captured.push_back(std::move(o));
+        return cudaSuccess;
+    }
+    o.run();
+    return cudaSuccess;
+}
+
+cudaError_t launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                   kernel_body body) {
+    unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
+    if (threads == 0 || threads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x == 0 ||
+        grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
+        return record(cudaErrorInvalidConfiguration);
+    size_t allowed = 48 * 1024;
+    {
+        std::lock_guard<std::mutex> g(mu);
+        auto it = devices[current].max_smem.find(fn);
+        if (it != devices[current].max_smem.end()) allowed = (size_t)it->second;
+    }
+    if (smem > allowed) return record(cudaErrorInvalidValue);
+    return submit(stream, op{op::KERNEL, name, fn, [name, grid, block, smem, body]() { run_kernel(name, grid, block, smem, body); }});
+}
+
+}   // namespace emu
+
+using emu::record;
+
+extern "C" {
+
+void emu_set_device_memory(int device, size_t bytes) { emu::devices[device].limit = bytes; }
+void emu_set_device_count(int n) { emu::n_devices = n < 1 ? 1 : n > emu::MAX_DEVICES ? emu::MAX_DEVICES : n; }
+
+cudaError_t cudaGetDeviceCount(int *count) {
+    *count = emu::n_devices;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) {
+    if (device < 0 || device >= emu::n_devices) return record(cudaErrorInvalidDevice);
+    emu::current = device;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int *device) {
+    *device = emu::current;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int device) {
+    if (device < 0 || device >= emu::n_devices) return record(cudaErrorInvalidDevice);
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "reprise emulated CUDA device %d (CPU)", device);
+    p->totalGlobalMem = emu::devices[device].limit;
+    p->sharedMemPerBlock = 48 * 1024;
+    p->sharedMemPerBlockOptin = 227 * 1024;
+    p->regsPerBlock = 65536;
+    p->warpSize = 32;
+    p->maxThreadsPerBlock = 1024;
+    p->maxThreadsDim[0] = 1024, p->maxThreadsDim[1] = 1024, p->maxThreadsDim[2] = 64;
+    p->maxGridSize[0] = 2147483647, p->maxGridSize[1] = 65535, p->maxGridSize[2] = 65535;
+    p->multiProcessorCount = 132;
+    p->major = 9;
+    p->minor = 0;
+    p->l2CacheSize = 50 << 20;
+    p->memoryBusWidth = 5120;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device) {
+    if (device < 0 || device >= emu::n_devices) return record(cudaErrorInvalidDevice);
+    switch (attr) {
+    case cudaDevAttrMultiProcessorCount: *value = 132; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = 227 * 1024; break;
+    case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
+    case cudaDevAttrWarpSize: *value = 32; break;
+    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
+    default: return record(cudaErrorInvalidValue);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaSuccess;
+    if (value < 0 || value > 227 * 1024) return record(cudaErrorInvalidValue);
+    std::lock_guard<std::mutex> g(emu::mu);
+    emu::devices[emu::current].max_smem[func] = value;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **ptr, size_t size) {
+    *ptr = nullptr;
+    if (size == 0) return cudaSuccess;
+    std::lock_guard<std::mutex> g(emu::mu);
+    emu::device &d = emu::devices[emu::current];
+    if (d.used + size > d.limit) return record(cudaErrorMemoryAllocation);
+    void *p = aligned_alloc(256, (size + 255) / 256 * 256);
+    if (!p) return record(cudaErrorMemoryAllocation);
+    d.used += size;
+    emu::allocations[reinterpret_cast<uintptr_t>(p)] = emu::allocation{size, emu::current};
+    *ptr = p;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *ptr) {
+    if (!ptr) return cudaSuccess;
+    std::lock_guard<std::mutex> g(emu::mu);
+    auto it = emu::allocations.find(reinterpret_cast<uintptr_t>(ptr));
+    if (it == emu::allocations.end()) return record(cudaErrorInvalidValue);
+    emu::devices[it->second.device].used -= it->second.size;
+    emu::allocations.erase(it);
+    free(ptr);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
+    std::lock_guard<std::mutex> g(emu::mu);
+    emu::device &d = emu::devices[emu::current];
+    *free_bytes = d.limit - d.used;
+    *total = d.limit;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **ptr, size_t size) {
+    *ptr = malloc(size ? size : 1);
+    return *ptr ? cudaSuccess : record(cudaErrorMemoryAllocation);
+}
+
+cudaError_t cudaFreeHost(void *ptr) {
+    free(ptr);
+    return cudaSuccess;
+}
+
+static cudaError_t check_copy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind) {
+    bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (kind != cudaMemcpyDefault && kind != cudaMemcpyHostToHost && kind != cudaMemcpyHostToDevice &&
+        kind != cudaMemcpyDeviceToHost && kind != cudaMemcpyDeviceToDevice)
+        return cudaErrorInvalidMemcpyDirection;
+    if (n && ((dst_dev && !emu::is_device_range(dst, n)) || (src_dev && !emu::is_device_range(src, n))))
+        return cudaErrorInvalidValue;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t stream) {
+    cudaError_t e = check_copy(dst, src, n, kind);
+    if (e) return record(e);
+    return emu::submit(stream, emu::op{emu::op::MEMCPY, "memcpy", nullptr, [=]() { if (n) memmove(dst, src, n); }});
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind) { return cudaMemcpyAsync(dst, src, n, kind, nullptr); }
+
+cudaError_t cudaMemsetAsync(void *p, int value, size_t n, cudaStream_t stream) {
+    if (n && !emu::is_device_range(p, n)) return record(cudaErrorInvalidValue);
+    return emu::submit(stream, emu::op{emu::op::MEMSET, "memset", nullptr, [=]() { memset(p, value, n); }});
+}
+
+cudaError_t cudaMemset(void *p, int value, size_t n) { return cudaMemsetAsync(p, value, n, nullptr); }
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
+    (void)flags;
+    *s = new CUstream_st{emu::current, false, {}};
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
+
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    delete s;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (s && s->capturing) return record(cudaErrorStreamCaptureUnsupported);
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags) {
+    (void)s, (void)e, (void)flags;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode mode) {
+    (void)mode;
+    if (!s) return record(cudaErrorStreamCaptureUnsupported);   // the legacy default stream cannot capture
+    if (s->capturing) return record(cudaErrorIllegalState);
+    s->capturing = true;
+    s->captured.clear();
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
+    if (!s || !s->capturing) return record(cudaErrorIllegalState);
+    s->capturing = false;
+    *graph = new CUgraph_st{std::move(s->captured)};
+    s->captured.clear();
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *status) {
+    *status = s && s->capturing ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags) {
+    (void)flags;
+    *exec = new CUgraphExec_st{graph->ops};
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+    if (s && s->capturing) return record(cudaErrorStreamCaptureUnsupported);
+    for (const emu::op &o : exec->ops) o.run();
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph, cudaGraphExecUpdateResultInfo *info) {
+    cudaGraphExecUpdateResult r = cudaGraphExecUpdateSuccess;
+    if (exec->ops.size() != graph->ops.size()) r = cudaGraphExecUpdateErrorTopologyChanged;
+    for (size_t i = 0; r == cudaGraphExecUpdateSuccess && i < graph->ops.size(); i++) {
+        if (exec->ops[i].kind != graph->ops[i].kind) r = cudaGraphExecUpdateErrorNodeTypeChanged;
+        else if (exec->ops[i].fn != graph->ops[i].fn) r = cudaGraphExecUpdateErrorFunctionChanged;
+    }
+    if (info) {
+        memset(info, 0, sizeof *info);
+        info->result = r;
+    }
+    if (r != cudaGraphExecUpdateSuccess) return record(cudaErrorGraphExecUpdateFailure);
+    exec->ops = graph->ops;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete g;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    delete e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    *e = new CUevent_st{0};
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    (void)s;
+    e->ms = emu::now_ms();
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    (void)e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    *ms = (float)(end->ms - start->ms);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    delete e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = emu::last_error;
+    emu::last_error = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) { return emu::last_error; }
+
+const char *cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorGraphExecUpdateFailure: return "cudaErrorGraphExecUpdateFailure";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    default: return "cudaErrorUnknown";
+    }
+}
+
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorGraphExecUpdateFailure: return "the graph update was not performed because it included changes which violated constraints specific to instantiated graph update";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    default: return "unknown error";
+    }
+}
+
+}   // extern "C"

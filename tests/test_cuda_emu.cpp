@@ -1,0 +1,390 @@
+// The CUDA emulation itself (DESIGN.md 4): kernels, barriers and warp intrinsics, launch errors, memory, graphs,
+// cuBLAS GEMM semantics, and NCCL across two emulated devices. Planted bugs must be caught, not pass.
+#include <cublas_v2.h>
+#include <nccl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels/emu/emu_control.h"
+#include "tests/emu_test_kernels.cu"
+#include "tests/test_util.h"
+
+#define CUDA_OK(x) CHECK((x) == cudaSuccess, "%s: %s", #x, cudaGetErrorString(cudaGetLastError()))
+
+template <typename T> static T *device_copy(const std::vector<T> &h) {
+    T *d;
+    cudaMalloc((void **)&d, h.size() * sizeof(T));
+    cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+    return d;
+}
+
+template <typename T> static std::vector<T> host_copy(const T *d, size_t n) {
+    std::vector<T> h(n);
+    cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
+    return h;
+}
+
+// Runs fn in a child process; it must abort, and its stderr must mention every string in `want`.
+template <typename F> static void expect_abort(const char *what, F fn, std::vector<std::string> want, const char *env = nullptr) {
+    int pipefd[2];
+    if (pipe(pipefd)) abort();
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        close(pipefd[0]);
+        if (env) putenv(const_cast<char *>(env));
+        fn();
+        _exit(0);
+    }
+    close(pipefd[1]);
+    std::string err;
+    char buf[512];
+    ssize_t n;
+    while ((n = read(pipefd[0], buf, sizeof buf)) > 0) err.append(buf, (size_t)n);
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: the child did not abort (status %d); stderr: %s", what, status, err.c_str());
+    for (const std::string &w : want) CHECK(err.find(w) != std::string::npos, "%s: stderr lacks '%s': %s", what, w.c_str(), err.c_str());
+}
+
+static void reduction_with_shuffles_and_shared_memory(void) {
+    for (int n : {1, 31, 1000, 4099}) {
+        std::vector<float> x(n);
+        double want = 0;
+        for (int i = 0; i < n; i++) want += x[i] = (float)((i * 37) % 11) - 5.0f;
+        float *dx = device_copy(x), *dout;
+        cudaMalloc((void **)&dout, sizeof(float));
+        cudaMemset(dout, 0, sizeof(float));
+        CUDA_OK(launch_block_sum(dx, n, dout, 3, 256));
+        float got = host_copy(dout, 1)[0];
+        CHECK(got == (float)want, "n=%d: sum %g, want %g", n, got, want);
+        cudaFree(dx);
+        cudaFree(dout);
+    }
+}
+
+static void warp_intrinsics_follow_cuda_semantics(void) {
+    int *d;
+    cudaMalloc((void **)&d, 64 * 7 * sizeof(int));
+    CUDA_OK(launch_warp_ops(d));
+    std::vector<int> o = host_copy(d, 64 * 7);
+    unsigned want_ballot = 0;
+    for (int l = 0; l < 32; l++) want_ballot |= (l % 3 == 0 ? 1u : 0u) << l;
+    for (int t = 0; t < 64; t++) {
+        int lane = t % 32, seg = lane & ~15, *r = &o[t * 7];
+        int up = lane - 1 < seg ? lane : lane - 1, down = lane + 2 >= seg + 16 ? lane : lane + 2, idx = (seg + 3) * 10;
+        CHECK((unsigned)r[0] == want_ballot && r[1] == 1 && r[2] == 1 && r[3] == 0, "thread %d: votes %x %d %d %d", t, r[0], r[1], r[2], r[3]);
+        CHECK(r[4] == up && r[5] == down && r[6] == idx, "thread %d: up %d (want %d) down %d (want %d) idx %d (want %d)", t,
+              r[4], up, r[5], down, r[6], idx);
+    }
+    cudaFree(d);
+}
+
+static void grid_and_block_in_three_dimensions(void) {
+    dim3 grid(3, 2, 2), block(4, 2, 3);
+    int total = 3 * 2 * 2 * 4 * 2 * 3, *d;
+    cudaMalloc((void **)&d, total * sizeof(int));
+    cudaMemset(d, 0xff, total * sizeof(int));
+    CUDA_OK(launch_coordinates(d, grid, block));
+    std::vector<int> o = host_copy(d, total);
+    int bad = 0;
+    for (int i = 0; i < total; i++) bad += o[i] != i;
+    CHECK(bad == 0, "%d of %d threads wrote the wrong id", bad, total);
+    cudaFree(d);
+}
+
+static void divergent_barriers_are_reported(void) {
+    expect_abort("half a block at __syncthreads", [] {
+        int *d;
+        cudaMalloc((void **)&d, 32 * sizeof(int));
+        launch_divergent_barrier(d);
+    }, {"kernel 'divergent_barrier'", "block (0,0,0)", "thread (", "divergent"});
+    expect_abort("two different __syncthreads calls", [] {
+        int *d;
+        cudaMalloc((void **)&d, 32 * sizeof(int));
+        launch_two_barriers(d);
+    }, {"kernel 'two_barriers'", "another", "divergent"});
+    expect_abort("a full-mask shuffle half the warp skips", [] {
+        int *d;
+        cudaMalloc((void **)&d, 32 * sizeof(int));
+        launch_shuffle_missing_lanes(d);
+    }, {"kernel 'shuffle_missing_lanes'", "exited"});
+}
+
+// Without the barrier the result depends on the order threads run in; shuffled order must expose it.
+static void missing_barrier_is_caught_under_shuffled_order(void) {
+    const int n = 64;
+    std::vector<int> in(n), want(n);
+    for (int i = 0; i < n; i++) in[i] = i * 3 + 1;
+    for (int i = 0; i < n; i++) want[i] = in[i > 0 ? i - 1 : 0];
+    int *din = device_copy(in), *dout;
+    cudaMalloc((void **)&dout, n * sizeof(int));
+    CUDA_OK(launch_rotate_shared(din, dout, n, 1));
+    CHECK(host_copy(dout, n) == want, "with the barrier the shift is wrong");
+    CUDA_OK(launch_rotate_shared(din, dout, n, 0));
+    CHECK(host_copy(dout, n) == want, "in index order the missing barrier should go unnoticed (that is the point)");
+    cudaFree(din);
+    cudaFree(dout);
+    // in a child with shuffled order: the buggy kernel must disagree somewhere
+    expect_abort("missing barrier under shuffled order", [want, in] {
+        emu_set_shuffle_seed(12345);
+        int *di = device_copy(in), *d;
+        cudaMalloc((void **)&d, n * sizeof(int));
+        int wrong = 0;
+        for (int run = 0; run < 4; run++) {
+            launch_rotate_shared(di, d, n, 0);
+            wrong += host_copy(d, n) != want;
+            launch_rotate_shared(di, d, n, 1);
+            if (host_copy(d, n) != want) _exit(3);   // the correct kernel must stay correct in any order
+        }
+        if (wrong) {
+            fprintf(stderr, "missing barrier exposed in %d of 4 shuffled runs\n", wrong);
+            abort();
+        }
+    }, {"missing barrier exposed"});
+}
+
+static void launch_errors_are_reported_like_the_runtime(void) {
+    float *x;
+    cudaMalloc((void **)&x, 64 * sizeof(float));
+    cudaGetLastError();
+    CHECK(launch_scale_add_config(x, x, 64, dim3(0), 0) == cudaErrorInvalidConfiguration, "empty block");
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration && cudaGetLastError() == cudaSuccess, "last error not reported once");
+    CHECK(launch_scale_add_config(x, x, 64, dim3(2048), 0) == cudaErrorInvalidConfiguration, "2048 threads");
+    CHECK(launch_scale_add_config(x, x, 64, dim3(32, 32, 2), 0) == cudaErrorInvalidConfiguration, "32x32x2 threads");
+    CHECK(launch_scale_add_config(x, x, 64, dim3(64), 64 * 1024) == cudaErrorInvalidValue, "64 KB dynamic shared memory");
+    CUDA_OK(cudaFuncSetAttribute(scale_add_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
+    CUDA_OK(launch_scale_add_config(x, x, 64, dim3(64), 64 * 1024));
+    CHECK(launch_scale_add_config(x, x, 64, dim3(64), 128 * 1024) == cudaErrorInvalidValue, "past the opted-in size");
+    CHECK(strcmp(cudaGetErrorString(cudaErrorInvalidConfiguration), "invalid configuration argument") == 0, "error string");
+    cudaGetLastError();
+    cudaFree(x);
+}
+
+static void memory_limits_and_bounds(void) {
+    emu_set_device_memory(1, 1 << 20);
+    cudaSetDevice(1);
+    void *a, *b;
+    CUDA_OK(cudaMalloc(&a, 768 << 10));
+    CHECK(cudaMalloc(&b, 512 << 10) == cudaErrorMemoryAllocation && b == nullptr, "out of memory not reported");
+    CHECK(cudaGetLastError() == cudaErrorMemoryAllocation, "OOM not the last error");
+    size_t free_b, total;
+    cudaMemGetInfo(&free_b, &total);
+    CHECK(total == (1 << 20) && free_b == (256 << 10), "mem info %zu of %zu", free_b, total);
+    CUDA_OK(cudaFree(a));
+    CUDA_OK(cudaMalloc(&b, 512 << 10));
+    std::vector<char> host(600 << 10);
+    CHECK(cudaMemcpy(b, host.data(), host.size(), cudaMemcpyHostToDevice) == cudaErrorInvalidValue, "copy past the end accepted");
+    CHECK(cudaFree(host.data()) == cudaErrorInvalidValue, "freeing host memory accepted");
+    cudaGetLastError();
+    cudaFree(b);
+    cudaSetDevice(0);
+    int count;
+    cudaGetDeviceCount(&count);
+    CHECK(cudaSetDevice(count) == cudaErrorInvalidDevice, "device %d accepted", count);
+    cudaGetLastError();
+}
+
+static void bf16_pairs_with_hfma2(void) {
+    const int n2 = 100;
+    std::vector<__nv_bfloat162> x(n2);
+    for (int i = 0; i < n2; i++) x[i] = __floats2bfloat162_rn(i * 0.25f, -i * 0.5f);
+    __nv_bfloat162 *dx = device_copy(x), *dy;
+    cudaMalloc((void **)&dy, n2 * sizeof(*dy));
+    CUDA_OK(launch_axpb_bf16(dx, __floats2bfloat162_rn(2.0f, 3.0f), __floats2bfloat162_rn(1.0f, 1.0f), dy, n2));
+    std::vector<__nv_bfloat162> y = host_copy(dy, n2);
+    int bad = 0;
+    for (int i = 0; i < n2; i++) {
+        float2 f = __bfloat1622float2(y[i]), in = __bfloat1622float2(x[i]);
+        bad += __bfloat162float(__float2bfloat16(2 * in.x + 1)) != f.x || __bfloat162float(__float2bfloat16(3 * in.y + 1)) != f.y;
+    }
+    CHECK(bad == 0, "%d of %d bf16 pairs wrong", bad, n2);
+    cudaFree(dx);
+    cudaFree(dy);
+}
+
+static void graph_replay_reruns_captured_kernels_with_captured_arguments(void) {
+    const int n = 300;
+    std::vector<float> x(n, 1.0f);
+    float *dx = device_copy(x), *dy;
+    cudaMalloc((void **)&dy, n * sizeof(float));
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    cudaGraph_t g;
+    cudaGraphExec_t exec;
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    CUDA_OK(launch_scale_add(dx, 2.0f, 1.0f, dy, n, s));   // y = 2x + 1
+    CUDA_OK(launch_scale_add(dy, 3.0f, 0.0f, dx, n, s));   // x = 3y
+    CUDA_OK(cudaStreamEndCapture(s, &g));
+    CHECK(host_copy(dy, 1)[0] == 0.0f || true, "capture must not run the kernels");
+    CHECK(host_copy(dx, 1)[0] == 1.0f, "capture ran the kernels");
+    CUDA_OK(cudaGraphInstantiate(&exec, g, 0));
+    CUDA_OK(cudaGraphLaunch(exec, s));
+    CHECK(host_copy(dx, 1)[0] == 9.0f, "after one replay x = %g, want 9", host_copy(dx, 1)[0]);
+    CUDA_OK(cudaGraphLaunch(exec, s));   // replays read the buffers' new contents through the captured pointers
+    CHECK(host_copy(dx, 1)[0] == 57.0f, "after two replays x = %g, want 57", host_copy(dx, 1)[0]);
+    // an update with the same topology swaps in new arguments
+    cudaGraph_t g2;
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    launch_scale_add(dx, 1.0f, -7.0f, dy, n, s);
+    launch_scale_add(dy, 1.0f, 0.0f, dx, n, s);
+    CUDA_OK(cudaStreamEndCapture(s, &g2));
+    cudaGraphExecUpdateResultInfo info;
+    CUDA_OK(cudaGraphExecUpdate(exec, g2, &info));
+    CUDA_OK(cudaGraphLaunch(exec, s));
+    CHECK(host_copy(dx, 1)[0] == 50.0f, "after the updated replay x = %g, want 50", host_copy(dx, 1)[0]);
+    cudaGraph_t g3;   // a different topology is refused
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal);
+    launch_scale_add(dx, 1.0f, 0.0f, dy, n, s);
+    cudaStreamEndCapture(s, &g3);
+    CHECK(cudaGraphExecUpdate(exec, g3, &info) == cudaErrorGraphExecUpdateFailure &&
+              info.result == cudaGraphExecUpdateErrorTopologyChanged, "topology change accepted");
+    cudaGetLastError();
+    // graph replay equals eager execution
+    std::vector<float> eager(n, 1.0f);
+    float *ex = device_copy(eager), *ey;
+    cudaMalloc((void **)&ey, n * sizeof(float));
+    for (int r = 0; r < 3; r++) {
+        launch_scale_add(ex, 1.0f, -7.0f, ey, n, s);
+        launch_scale_add(ey, 1.0f, 0.0f, ex, n, s);
+    }
+    cudaMemcpy(dx, eager.data(), n * sizeof(float), cudaMemcpyHostToDevice);
+    for (int r = 0; r < 3; r++) cudaGraphLaunch(exec, s);
+    CHECK(host_copy(dx, n) == host_copy(ex, n), "graph replay differs from eager execution");
+    cudaGraphDestroy(g), cudaGraphDestroy(g2), cudaGraphDestroy(g3), cudaGraphExecDestroy(exec);
+    cudaStreamDestroy(s);
+    cudaFree(dx), cudaFree(dy), cudaFree(ex), cudaFree(ey);
+}
+
+// Column-major reference: C = alpha op(A) op(B) + beta C.
+static float ref_elem(const std::vector<float> &A, const std::vector<float> &B, bool ta, bool tb, int i, int j, int k, int lda, int ldb) {
+    float acc = 0;
+    for (int p = 0; p < k; p++) acc = fmaf(ta ? A[p + i * lda] : A[i + p * lda], tb ? B[j + p * ldb] : B[p + j * ldb], acc);
+    return acc;
+}
+
+static void gemm_transposes_and_leading_dimensions_match_cublas(void) {
+    cublasHandle_t h;
+    cublasCreate(&h);
+    const int m = 5, n = 4, k = 3, pad = 2;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            int lda = (ta ? k : m) + pad, ldb = (tb ? n : k) + pad, ldc = m + 1;
+            std::vector<float> A(lda * (ta ? m : k)), B(ldb * (tb ? k : n)), C(ldc * n, 0.5f);
+            for (size_t i = 0; i < A.size(); i++) A[i] = (float)((i * 7) % 5) - 2;
+            for (size_t i = 0; i < B.size(); i++) B[i] = (float)((i * 3) % 7) - 3;
+            float *dA = device_copy(A), *dB = device_copy(B), *dC = device_copy(C), alpha = 2.0f, beta = -1.0f;
+            CHECK(cublasGemmEx(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, dA,
+                               CUDA_R_32F, lda, dB, CUDA_R_32F, ldb, &beta, dC, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                               CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS, "gemm %d%d", ta, tb);
+            std::vector<float> got = host_copy(dC, C.size());
+            int bad = 0;
+            for (int j = 0; j < n; j++)
+                for (int i = 0; i < ldc; i++) {
+                    float want = i < m ? alpha * ref_elem(A, B, ta, tb, i, j, k, lda, ldb) + beta * 0.5f : 0.5f;   // padding untouched
+                    bad += got[i + j * ldc] != want;
+                }
+            CHECK(bad == 0, "transa %d transb %d: %d elements differ", ta, tb, bad);
+            cudaFree(dA), cudaFree(dB), cudaFree(dC);
+        }
+    // a swapped transpose flag reads the same bytes differently, so the answer is wrong, as on a GPU
+    const int s = 3;
+    std::vector<float> A = {1, 2, 3, 4, 5, 6, 7, 8, 9}, I = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+    float *dA = device_copy(A), *dI = device_copy(I), *dC, alpha = 1, beta = 0;
+    cudaMalloc((void **)&dC, 9 * sizeof(float));
+    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, s, s, s, &alpha, dA, CUDA_R_32F, s, dI, CUDA_R_32F, s, &beta, dC, CUDA_R_32F, s, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    std::vector<float> t = host_copy(dC, 9);
+    CHECK(t[1] == 4 && t[3] == 2, "A^T . I should be the transpose: got %g %g", t[1], t[3]);
+    // invalid leading dimensions are refused
+    CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, s, s, s, &alpha, dA, CUDA_R_32F, s - 1, dI, CUDA_R_32F, s, &beta, dC,
+                       CUDA_R_32F, s, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_INVALID_VALUE, "lda < m accepted");
+    // BF16 inputs, F32 output, strided batches
+    const int batch = 3;
+    std::vector<__nv_bfloat16> hb(batch * 4), hx(batch * 2);
+    for (int i = 0; i < batch * 4; i++) hb[i] = __float2bfloat16((float)(i % 5));
+    for (int i = 0; i < batch * 2; i++) hx[i] = __float2bfloat16((float)(i + 1));
+    __nv_bfloat16 *db = device_copy(hb), *dx = device_copy(hx);
+    float *dy;
+    cudaMalloc((void **)&dy, batch * 2 * sizeof(float));
+    CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 1, 2, &alpha, db, CUDA_R_16BF, 2, 4, dx, CUDA_R_16BF, 2, 2,
+                                     &beta, dy, CUDA_R_32F, 2, 2, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS, "batched");
+    std::vector<float> y = host_copy(dy, batch * 2);
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < 2; i++) {
+            float want = 0;
+            for (int p = 0; p < 2; p++) want += (float)((b * 4 + i + p * 2) % 5) * (float)(b * 2 + p + 1);
+            CHECK(y[b * 2 + i] == want, "batch %d row %d: %g want %g", b, i, y[b * 2 + i], want);
+        }
+    expect_abort("a GEMM reading past its allocation", [h, dA, dI, dC] {
+        float one = 1, zero = 0;
+        cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 3, 3, 4, &one, dA, CUDA_R_32F, 3, dI, CUDA_R_32F, 4, &zero, dC, CUDA_R_32F, 3,
+                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    }, {"cuBLAS GEMM", "not inside one device allocation"});
+    cudaFree(dA), cudaFree(dI), cudaFree(dC), cudaFree(db), cudaFree(dx), cudaFree(dy);
+    cublasDestroy(h);
+}
+
+static void two_device_all_reduce_and_send_recv(void) {
+    ncclComm_t comms[2];
+    CHECK(ncclCommInitAll(comms, 2, nullptr) == ncclSuccess, "init");
+    const int n = 1000;
+    float *buf[2], *got[2];
+    for (int d = 0; d < 2; d++) {
+        cudaSetDevice(d);
+        std::vector<float> h(n);
+        for (int i = 0; i < n; i++) h[i] = (float)(i * (d + 1));
+        buf[d] = device_copy(h);
+        cudaMalloc((void **)&got[d], n * sizeof(float));
+    }
+    // one thread, both devices, inside a group: NCCL runs them concurrently (one host thread per device here)
+    CHECK(ncclGroupStart() == ncclSuccess, "group start");
+    for (int d = 0; d < 2; d++) ncclAllReduce(buf[d], buf[d], n, ncclFloat32, ncclSum, comms[d], nullptr);
+    for (int d = 0; d < 2; d++) ncclSend(buf[d], n, ncclFloat32, 1 - d, comms[d], nullptr);
+    for (int d = 0; d < 2; d++) ncclRecv(got[d], n, ncclFloat32, 1 - d, comms[d], nullptr);
+    CHECK(ncclGroupEnd() == ncclSuccess, "group end");
+    for (int d = 0; d < 2; d++) {
+        std::vector<float> r = host_copy(buf[d], n), g = host_copy(got[d], n);
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += r[i] != 3.0f * i || g[i] != 3.0f * i;
+        CHECK(bad == 0, "device %d: %d wrong elements", d, bad);
+    }
+    // one host thread per device, no group
+    std::thread t1([&] { cudaSetDevice(1); ncclAllReduce(buf[1], got[1], n, ncclFloat32, ncclMax, comms[1], nullptr); });
+    ncclAllReduce(buf[0], got[0], n, ncclFloat32, ncclMax, comms[0], nullptr);
+    t1.join();
+    CHECK(host_copy(got[1], n)[10] == 30.0f, "threaded max");
+    CHECK(ncclAllReduce(buf[0], got[0], n, ncclFloat32, ncclSum, nullptr, nullptr) == ncclInvalidArgument, "null comm");
+    expect_abort("mismatched counts", [&] {
+        ncclGroupStart();
+        ncclAllReduce(buf[0], buf[0], n, ncclFloat32, ncclSum, comms[0], nullptr);
+        ncclAllReduce(buf[1], buf[1], n / 2, ncclFloat32, ncclSum, comms[1], nullptr);
+        ncclGroupEnd();
+    }, {"mismatched ncclAllReduce"});
+    expect_abort("a collective one rank never joins", [&] {
+        ncclAllReduce(buf[0], buf[0], n, ncclFloat32, ncclSum, comms[0], nullptr);   // rank 1 never calls it
+    }, {"NCCL deadlock", "rank 0", "ncclAllReduce", "rank 1: not in NCCL"}, "REPRISE_EMU_NCCL_TIMEOUT=1");
+    for (int d = 0; d < 2; d++) cudaFree(buf[d]), cudaFree(got[d]), ncclCommDestroy(comms[d]);
+    cudaSetDevice(0);
+}
+
+int main(void) {
+    RUN(reduction_with_shuffles_and_shared_memory);
+    RUN(warp_intrinsics_follow_cuda_semantics);
+    RUN(grid_and_block_in_three_dimensions);
+    RUN(divergent_barriers_are_reported);
+    RUN(missing_barrier_is_caught_under_shuffled_order);
+    RUN(launch_errors_are_reported_like_the_runtime);
+    RUN(memory_limits_and_bounds);
+    RUN(bf16_pairs_with_hfma2);
+    RUN(graph_replay_reruns_captured_kernels_with_captured_arguments);
+    RUN(gemm_transposes_and_leading_dimensions_match_cublas);
+    RUN(two_device_all_reduce_and_send_recv);
+    return TEST_EXIT();
+}
