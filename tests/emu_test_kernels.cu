@@ -100,3 +100,11 @@ cudaError_t launch_scale_add_config(const float *x, float *y, int n, dim3 block,
     return REPRISE_LAUNCH(scale_add, dim3(1), block, smem, (cudaStream_t)0, x, 1.0f, 0.0f, y, n);
 }
 const void *scale_add_fn() { return reinterpret_cast<const void *>(scale_add); }
+
+// Planted bugs for the sanitizer build: a 16-byte load from an address that is not 16-byte aligned, and a read
+// one element past the end of an allocation.
+__global__ void misaligned_load(const char *p, uint4 *out) { *out = *reinterpret_cast<const uint4 *>(p + 4); }
+__global__ void read_past_end(const float *x, int n, float *out) { out[threadIdx.x] = x[n + threadIdx.x]; }
+
+cudaError_t launch_misaligned_load(const char *p, uint4 *out) { return REPRISE_LAUNCH(misaligned_load, dim3(1), dim3(1), 0, (cudaStream_t)0, p, out); }
+cudaError_t launch_read_past_end(const float *x, int n, float *out) { return REPRISE_LAUNCH(read_past_end, dim3(1), dim3(1), 0, (cudaStream_t)0, x, n, out); }

@@ -29,8 +29,10 @@ template <typename T> static std::vector<T> host_copy(const T *d, size_t n) {
     return h;
 }
 
-// Runs fn in a child process; it must abort, and its stderr must mention every string in `want`.
-template <typename F> static void expect_abort(const char *what, F fn, std::vector<std::string> want, const char *env = nullptr) {
+// Runs fn in a child process; it must abort (or, for sanitizer reports, exit non-zero when `any_failure`), and its
+// stderr must mention every string in `want`.
+template <typename F>
+static void expect_abort(const char *what, F fn, std::vector<std::string> want, const char *env = nullptr, bool any_failure = false) {
     int pipefd[2];
     if (pipe(pipefd)) abort();
     fflush(stderr);
@@ -50,7 +52,8 @@ template <typename F> static void expect_abort(const char *what, F fn, std::vect
     close(pipefd[0]);
     int status;
     waitpid(pid, &status, 0);
-    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: the child did not abort (status %d); stderr: %s", what, status, err.c_str());
+    bool failed = (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT) || (any_failure && WIFEXITED(status) && WEXITSTATUS(status));
+    CHECK(failed, "%s: the child did not abort (status %d); stderr: %s", what, status, err.c_str());
     for (const std::string &w : want) CHECK(err.find(w) != std::string::npos, "%s: stderr lacks '%s': %s", what, w.c_str(), err.c_str());
 }
 
@@ -374,6 +377,28 @@ static void two_device_all_reduce_and_send_recv(void) {
     cudaSetDevice(0);
 }
 
+// In the sanitizer build device memory is host memory under ASan and UBSan: a kernel's misaligned vector load or
+// out-of-bounds read stops the test, as it would fault on a GPU.
+static void sanitizers_catch_kernel_memory_bugs(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    expect_abort("misaligned 16-byte load", [] {
+        char *p;
+        uint4 *o;
+        cudaMalloc((void **)&p, 64);
+        cudaMalloc((void **)&o, sizeof(uint4));
+        launch_misaligned_load(p, o);
+    }, {"misaligned"}, nullptr, true);
+    expect_abort("read past the end", [] {
+        float *x, *o;
+        cudaMalloc((void **)&x, 10 * sizeof(float));
+        cudaMalloc((void **)&o, sizeof(float));
+        launch_read_past_end(x, 10, o);
+    }, {"heap-buffer-overflow"}, nullptr, true);
+#else
+    fprintf(stderr, "  (runs in the sanitizer build only)\n");
+#endif
+}
+
 int main(void) {
     RUN(reduction_with_shuffles_and_shared_memory);
     RUN(warp_intrinsics_follow_cuda_semantics);
@@ -386,5 +411,6 @@ int main(void) {
     RUN(graph_replay_reruns_captured_kernels_with_captured_arguments);
     RUN(gemm_transposes_and_leading_dimensions_match_cublas);
     RUN(two_device_all_reduce_and_send_recv);
+    RUN(sanitizers_catch_kernel_memory_bugs);
     return TEST_EXIT();
 }

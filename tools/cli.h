@@ -20,7 +20,7 @@ typedef struct {
     const char *stops[8];    // --stop (repeatable)
     int n_stops;
     int no_special;          // --no-special
-    int n_predict;           // -n
+    int n_predict;           // -n (-1: until end-of-sequence or a full context)
     int threads;             // -t
     int ctx;                 // -c (0: model's max_position_embeddings)
     int ignore_eos;          // --ignore-eos

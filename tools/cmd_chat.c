@@ -14,7 +14,7 @@ static const char *usage =
     "  -m DIR               model directory (default: the built-in model)\n"
     "  --system TEXT        system prompt\n"
     "  --chat-template NAME chatml, llama3, llama2 or mistral (default: recognised from tokenizer_config.json)\n"
-    "  -n N                 most tokens per reply (default 128)\n"
+    "  -n N                 most tokens per reply (default: until the end of the turn or a full context)\n"
     "  -c N                 context length (default: max_position_embeddings, at most 4096)\n"
     "  --stop STRING        also end a reply at STRING (repeatable)\n"
     "  --schedule S         layer schedule (default base)\n"
@@ -109,7 +109,7 @@ int cmd_chat(int argc, char **argv) {
         }
         char *reply = NULL;
         gen_stats st;
-        int max_new = o.n_predict < room + 1 ? o.n_predict : room + 1;
+        int max_new = o.n_predict >= 0 && o.n_predict < room + 1 ? o.n_predict : room + 1;
         if (session_generate(&s, ids, n, max_new, 1, &reply, &st, &err)) {
             fprintf(stderr, "\nreprise chat: %s\n", err.msg);
             rc = 1;
@@ -119,7 +119,7 @@ int cmd_chat(int argc, char **argv) {
         free(ids);
         printf("\n");
         fflush(stdout);
-        if (st.context_full || (max_new < o.n_predict && st.n_generated == max_new))
+        if (st.context_full || (max_new == room + 1 && st.n_generated == max_new))
             fprintf(stderr, "(reply stopped: the context of %d tokens is full; /reset to start over)\n", ctx);
         say(&conv, "assistant", reply);
     }

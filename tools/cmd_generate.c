@@ -13,7 +13,7 @@ static const char *usage =
     "  -f FILE          prompt text from a file\n"
     "  --tokens IDS     prompt token ids, e.g. 1,403,407\n"
     "  --no-special     do not add BOS or other template tokens to a text prompt\n"
-    "  -n N             tokens to generate (default 128)\n"
+    "  -n N             tokens to generate (default: until end-of-sequence or the context is full)\n"
     "  --schedule S     layer schedule: base, 0-5,3-9, rys:I,J or rys:I,J,K (default base)\n"
     "  -c N             context length (default: prompt + N, at most max_position_embeddings)\n"
     "  --temp T         temperature; 0 = greedy (default 0.8)\n"
@@ -50,19 +50,24 @@ int cmd_generate(int argc, char **argv) {
     if (!rc) rc = cli_check_tokens(prompt, n_prompt, cfg.vocab_size, &err);
     if (!rc && n_prompt == 0) rc = rp_fail(&err, "the prompt is empty");
     // The last sampled token is never fed back, so the context must hold the prompt and N - 1 more.
-    int need = n_prompt + (o.n_predict > 0 ? o.n_predict - 1 : 0);
-    if (!rc && need > ctx)
+    int until_full = o.n_predict < 0, n_new = until_full ? ctx - n_prompt + 1 : o.n_predict;
+    int need = n_prompt + (n_new > 0 ? n_new - 1 : 0);
+    if (!rc && until_full && n_prompt > ctx)
+        rc = rp_fail(&err, "the prompt has %d tokens, more than the context length %d", n_prompt, ctx);
+    else if (!rc && need > ctx)
         rc = rp_fail(&err, "prompt of %d tokens + -n %d needs a context of %d, more than %s %d", n_prompt, o.n_predict,
                      need, o.ctx ? "-c" : "max_position_embeddings", ctx);
     gen_stats st;
-    if (!rc && o.n_predict > 0 && session_generate(&s, prompt, n_prompt, o.n_predict, as_text, NULL, &st, &err) == 0) {
+    if (!rc && n_new > 0 && session_generate(&s, prompt, n_prompt, n_new, as_text, NULL, &st, &err) == 0) {
         printf("\n");
+        if (until_full && st.n_generated == n_new)
+            fprintf(stderr, "reprise generate: stopped at the end of the context (%d tokens); -c sets it\n", ctx);
         fprintf(stderr, "reprise generate: %d prompt tokens in %.3f s (%.1f tok/s), %d generated in %.3f s (%.1f tok/s), "
                         "schedule %d visits over %d layers\n",
                 n_prompt, st.prefill_s, n_prompt / (st.prefill_s > 0 ? st.prefill_s : 1e-9), st.n_generated,
                 st.decode_s, st.n_generated > 1 ? (st.n_generated - 1) / st.decode_s : 0.0, s.sched.n_visits,
                 s.m.cfg.n_layers);
-    } else if (o.n_predict > 0 || rc) {
+    } else if (n_new > 0 || rc) {
         fprintf(stderr, "reprise generate: %s\n", err.msg);
         rc = -1;
     }

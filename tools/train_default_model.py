@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Trains reprise's built-in default model: a small Llama that does arithmetic, written in HF format.
 
-Run with Debian's python3-torch on a CPU (a few minutes, fixed seed):
+Run with Debian's python3-torch on a CPU (about 15 minutes on 2 cores, fixed seed):
     /usr/bin/python3 tools/train_default_model.py [--steps N] [--out tools/default_model]
 It writes model.safetensors (F32), config.json, generation_config.json, tokenizer.json (a character-level BPE:
 no merges, one token per character), tokenizer_config.json and eval.json (held-out accuracy by digit count).

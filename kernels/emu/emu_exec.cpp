@@ -132,20 +132,23 @@ void fiber_main(int index) {
     setcontext(&B->sched);
 }
 
+// Kept apart from the loop that calls it: getcontext returns like setjmp, which would clobber loop variables.
+__attribute__((noinline)) void init_fiber(fiber *f, int index, ucontext_t *link) {
+    f->stack = stack_for(index);
+    f->state = RUNNABLE;
+    f->file = nullptr;
+    f->line = 0;
+    getcontext(&f->ctx);
+    f->ctx.uc_stack.ss_sp = f->stack;
+    f->ctx.uc_stack.ss_size = STACK_SIZE;
+    f->ctx.uc_link = link;
+    makecontext(&f->ctx, reinterpret_cast<void (*)()>(fiber_main), 1, index);
+}
+
 void run_block(block_run &b) {
     B = &b;
     std::vector<fiber> &f = *b.f;
-    for (int i = 0; i < b.n; i++) {
-        getcontext(&f[i].ctx);
-        f[i].stack = stack_for(i);
-        f[i].ctx.uc_stack.ss_sp = f[i].stack;
-        f[i].ctx.uc_stack.ss_size = STACK_SIZE;
-        f[i].ctx.uc_link = &b.sched;
-        f[i].state = RUNNABLE;
-        f[i].file = nullptr;
-        f[i].line = 0;
-        makecontext(&f[i].ctx, reinterpret_cast<void (*)()>(fiber_main), 1, i);
-    }
+    for (int i = 0; i < b.n; i++) init_fiber(&f[i], i, &b.sched);
     std::vector<int> order(b.n);
     for (int i = 0; i < b.n; i++) order[i] = i;
     unsigned long long seed = shuffle_seed;

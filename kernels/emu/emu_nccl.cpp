@@ -30,7 +30,7 @@ struct message {
 };
 
 struct clique {
-    int n;
+    int n, alive;   // alive: communicators not yet destroyed
     std::mutex mu;
     std::condition_variable cv;
     long generation = 0;
@@ -192,7 +192,7 @@ ncclResult_t ncclCommInitAll(ncclComm_t *comms, int ndev, const int *devlist) {
     int count;
     cudaGetDeviceCount(&count);
     clique *c = new clique();
-    c->n = ndev;
+    c->n = c->alive = ndev;
     for (int i = 0; i < ndev; i++) {
         int dev = devlist ? devlist[i] : i;
         if (dev < 0 || dev >= count) {
@@ -205,7 +205,13 @@ ncclResult_t ncclCommInitAll(ncclComm_t *comms, int ndev, const int *devlist) {
 }
 
 ncclResult_t ncclCommDestroy(ncclComm_t comm) {
-    // the clique is shared; it lives until the program ends (a few bytes), which keeps destroy order free
+    if (!comm) return ncclInvalidArgument;
+    bool last;
+    {
+        std::lock_guard<std::mutex> lk(comm->cl->mu);
+        last = --comm->cl->alive == 0;
+    }
+    if (last) delete comm->cl;
     delete comm;
     return ncclSuccess;
 }

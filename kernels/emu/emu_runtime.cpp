@@ -192,8 +192,8 @@ cudaError_t cudaMalloc(void **ptr, size_t size) {
     std::lock_guard<std::mutex> g(emu::mu);
     emu::device &d = emu::devices[emu::current];
     if (d.used + size > d.limit) return record(cudaErrorMemoryAllocation);
-    void *p = aligned_alloc(256, (size + 255) / 256 * 256);
-    if (!p) return record(cudaErrorMemoryAllocation);
+    void *p = nullptr;   // exactly `size` bytes, so ASan sees a read one past the end
+    if (posix_memalign(&p, 256, size)) return record(cudaErrorMemoryAllocation);
     d.used += size;
     emu::allocations[reinterpret_cast<uintptr_t>(p)] = emu::allocation{size, emu::current};
     *ptr = p;
