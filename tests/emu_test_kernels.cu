@@ -108,3 +108,17 @@ __global__ void read_past_end(const float *x, int n, float *out) { out[threadIdx
 
 cudaError_t launch_misaligned_load(const char *p, uint4 *out) { return REPRISE_LAUNCH(misaligned_load, dim3(1), dim3(1), 0, (cudaStream_t)0, p, out); }
 cudaError_t launch_read_past_end(const float *x, int n, float *out) { return REPRISE_LAUNCH(read_past_end, dim3(1), dim3(1), 0, (cudaStream_t)0, x, n, out); }
+
+// The fast-math intrinsics the kernels use: out = {__expf, rsqrtf, __fdividef, __saturatef} of x.
+__global__ void math_intrinsics(const float *x, float *out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        out[4 * i] = __expf(x[i]);
+        out[4 * i + 1] = rsqrtf(x[i] + 2.0f);
+        out[4 * i + 2] = __fdividef(x[i], 3.0f);
+        out[4 * i + 3] = __saturatef(x[i]);
+    }
+}
+cudaError_t launch_math_intrinsics(const float *x, float *out, int n) {
+    return REPRISE_LAUNCH(math_intrinsics, dim3((n + 31) / 32), dim3(32), 0, (cudaStream_t)0, x, out, n);
+}

@@ -213,6 +213,23 @@ static void bf16_pairs_with_hfma2(void) {
     cudaFree(dy);
 }
 
+// Reference values: the hardware's fast versions differ in the last bits, so a relative tolerance of 1e-6.
+static void math_intrinsics_match_libm(void) {
+    const int n = 50;
+    std::vector<float> x(n);
+    for (int i = 0; i < n; i++) x[i] = -1.5f + i * 0.07f;
+    float *dx = device_copy(x), *dout;
+    cudaMalloc((void **)&dout, 4 * n * sizeof(float));
+    CUDA_OK(launch_math_intrinsics(dx, dout, n));
+    std::vector<float> o = host_copy(dout, 4 * n);
+    for (int i = 0; i < n; i++) {
+        float want[4] = {expf(x[i]), 1.0f / sqrtf(x[i] + 2.0f), x[i] / 3.0f, x[i] < 0 ? 0.0f : x[i] > 1 ? 1.0f : x[i]};
+        for (int k = 0; k < 4; k++)
+            CHECK(fabsf(o[4 * i + k] - want[k]) <= 1e-6f * fabsf(want[k]) + 1e-7f, "x=%g op %d: %g want %g", x[i], k, o[4 * i + k], want[k]);
+    }
+    cudaFree(dx), cudaFree(dout);
+}
+
 static void graph_replay_reruns_captured_kernels_with_captured_arguments(void) {
     const int n = 300;
     std::vector<float> x(n, 1.0f);
@@ -408,6 +425,7 @@ int main(void) {
     RUN(launch_errors_are_reported_like_the_runtime);
     RUN(memory_limits_and_bounds);
     RUN(bf16_pairs_with_hfma2);
+    RUN(math_intrinsics_match_libm);
     RUN(graph_replay_reruns_captured_kernels_with_captured_arguments);
     RUN(gemm_transposes_and_leading_dimensions_match_cublas);
     RUN(two_device_all_reduce_and_send_recv);
