@@ -100,7 +100,9 @@ inline void syncwarp(const char *f, int l, unsigned m = 0xffffffffu) {
 
 // ---- loads, math and bit intrinsics the kernels use ----
 template <typename T> static inline T __ldg(const T *p) { return *p; }
-// __expf and __logf: glibc declares and exports them (the accurate versions), which is fine for a reference.
+// glibc declares __expf and __logf but does not export them: macros, defined after <cmath> declared them.
+#define __expf(x) expf(x)
+#define __logf(x) logf(x)
 static inline float __fdividef(float a, float b) { return a / b; }
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline float __frcp_rn(float x) { return 1.0f / x; }
