@@ -37,6 +37,11 @@ struct backend {
     void (*embed)(backend *b, const int *tokens, int n, int row0);
     // Runs layer `layer` once for every part, each against its own KV slot (hidden state updated in place).
     void (*layer)(backend *b, int layer, const visit_part *parts, int n_parts);
+    // Copies rows of the hidden state to host memory, (n, dim), or from it.
+    void (*read_rows)(backend *b, int row0, int n, float *out);
+    void (*write_rows)(backend *b, int row0, int n, const float *in);
+    // Copies the first n positions of one KV slot into another (a shared prefix, reused).
+    void (*kv_copy)(backend *b, kv_slot *dst, const kv_slot *src, int n);
     // Final norm and LM head for the given rows; logits to host memory, (n, vocab_size).
     void (*logits)(backend *b, const int *rows, int n, float *out);
     int (*kv_alloc)(backend *b, kv_slot *kv, int capacity, rp_err *err);

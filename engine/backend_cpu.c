@@ -219,6 +219,22 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
         memcpy(b->x + (size_t)parts[p].row0 * dim, b->xb + (size_t)r * dim, sizeof(float) * dim * parts[p].n_rows);
 }
 
+static void cpu_read_rows(backend *base, int row0, int n, float *out) {
+    cpu_backend *b = (cpu_backend *)base;
+    memcpy(out, b->x + (size_t)row0 * base->cfg->dim, sizeof(float) * (size_t)n * base->cfg->dim);
+}
+
+static void cpu_write_rows(backend *base, int row0, int n, const float *in) {
+    cpu_backend *b = (cpu_backend *)base;
+    memcpy(b->x + (size_t)row0 * base->cfg->dim, in, sizeof(float) * (size_t)n * base->cfg->dim);
+}
+
+static void cpu_kv_copy(backend *base, kv_slot *dst, const kv_slot *src, int n) {
+    size_t bytes = sizeof(float) * (size_t)n * base->cfg->n_kv_heads * base->cfg->head_dim;
+    memcpy(dst->k, src->k, bytes);
+    memcpy(dst->v, src->v, bytes);
+}
+
 static void cpu_logits(backend *base, const int *rows, int n, float *out) {
     cpu_backend *b = (cpu_backend *)base;
     const model_config *c = base->cfg;
@@ -277,7 +293,8 @@ backend *backend_cpu_create(const model_config *cfg, int n_threads) {
     b->n_threads = n_threads;
     b->base = (backend){
         .name = "cpu", .cfg = cfg, .load_weights = cpu_load_weights, .reserve = cpu_reserve, .embed = cpu_embed,
-        .layer = cpu_layer_run, .logits = cpu_logits, .kv_alloc = cpu_kv_alloc, .kv_free = cpu_kv_free,
+        .layer = cpu_layer_run, .read_rows = cpu_read_rows,
+        .write_rows = cpu_write_rows, .kv_copy = cpu_kv_copy, .logits = cpu_logits, .kv_alloc = cpu_kv_alloc, .kv_free = cpu_kv_free,
         .kv_bytes_per_token = cpu_kv_bytes_per_token, .weight_bytes = cpu_weight_bytes, .destroy = cpu_destroy,
     };
     int half = cfg->head_dim / 2;

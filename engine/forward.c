@@ -33,11 +33,11 @@ void sequence_free(sequence *s, model *m) {
 }
 
 // Picks the layer that is the next visit of the most sequences (ties: lowest layer); -1 when all are done.
-static int next_layer(sequence **seqs, int n_seqs, const int *cursor, int *count_by_layer, int n_layers) {
+static int next_layer(sequence **seqs, int n_seqs, const int *cursor, const int *end, int *count_by_layer, int n_layers) {
     memset(count_by_layer, 0, sizeof(int) * n_layers);
     int best = -1;
     for (int i = 0; i < n_seqs; i++)
-        if (cursor[i] < seqs[i]->sched.n_visits) count_by_layer[seqs[i]->sched.layer[cursor[i]]]++;
+        if (cursor[i] < end[i]) count_by_layer[seqs[i]->sched.layer[cursor[i]]]++;
     for (int l = 0; l < n_layers; l++)
         if (count_by_layer[l] && (best < 0 || count_by_layer[l] > count_by_layer[best])) best = l;
     return best;
@@ -45,6 +45,11 @@ static int next_layer(sequence **seqs, int n_seqs, const int *cursor, int *count
 
 int forward(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, int all_logits,
             float *logits, forward_stats *stats, rp_err *err) {
+    return forward_span_run(m, seqs, n_seqs, tokens, n_tokens, NULL, all_logits, logits, stats, err);
+}
+
+int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
+                     const forward_span *span, int all_logits, float *logits, forward_stats *stats, rp_err *err) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     if (n_seqs < 1) return rp_fail(err, "forward: no sequences");
@@ -61,23 +66,28 @@ int forward(model *m, sequence **seqs, int n_seqs, const int *const *tokens, con
         total += n_tokens[i];
     }
 
-    // embed: sequence i owns rows row0[i] .. row0[i] + n_tokens[i] - 1
+    // embed (or take the given hidden state): sequence i owns rows row0[i] .. row0[i] + n_tokens[i] - 1
     size_t ns = (size_t)n_seqs;
-    int *row0 = malloc(sizeof(int) * ns), *cursor = calloc(ns, sizeof(int));
+    int *row0 = malloc(sizeof(int) * ns), *cursor = calloc(ns, sizeof(int)), *end = malloc(sizeof(int) * ns);
     int *count_by_layer = malloc(sizeof(int) * (size_t)c->n_layers);
     visit_part *parts = malloc(sizeof *parts * ns);
+    int partial = span && span->to_visit >= 0;
     be->reserve(be, total);
     for (int i = 0, r = 0; i < n_seqs; r += n_tokens[i], i++) {
+        int n_visits = seqs[i]->sched.n_visits;
         row0[i] = r;
-        be->embed(be, tokens[i], n_tokens[i], r);
+        cursor[i] = span && span->from_visit ? span->from_visit[i] : 0;
+        end[i] = partial && span->to_visit < n_visits ? span->to_visit : n_visits;
+        if (cursor[i] > 0) be->write_rows(be, r, n_tokens[i], span->hidden_in + (size_t)r * c->dim);
+        else be->embed(be, tokens[i], n_tokens[i], r);
     }
 
     // visits: each layer execution serves every sequence whose next visit it is, each with its own KV slot
-    for (int layer; (layer = next_layer(seqs, n_seqs, cursor, count_by_layer, c->n_layers)) >= 0;) {
+    for (int layer; (layer = next_layer(seqs, n_seqs, cursor, end, count_by_layer, c->n_layers)) >= 0;) {
         int n_parts = 0;
         for (int i = 0; i < n_seqs; i++) {
             sequence *s = seqs[i];
-            if (cursor[i] == s->sched.n_visits || s->sched.layer[cursor[i]] != layer) continue;
+            if (cursor[i] >= end[i] || s->sched.layer[cursor[i]] != layer) continue;
             kv_slot *kv = &s->cache.slots[cursor[i]++];
             parts[n_parts++] = (visit_part){.row0 = row0[i], .n_rows = n_tokens[i], .pos0 = s->cache.n_past, .kv = kv};
         }
@@ -86,6 +96,12 @@ int forward(model *m, sequence **seqs, int n_seqs, const int *const *tokens, con
             stats->layer_execs++;
             stats->visits += n_parts;
         }
+    }
+
+    if (partial) {   // stop here: hand the hidden state back, positions do not advance
+        be->read_rows(be, 0, total, span->hidden_out);
+        free(row0), free(cursor), free(end), free(count_by_layer), free(parts);
+        return 0;
     }
 
     // final norm and LM head
@@ -97,6 +113,7 @@ int forward(model *m, sequence **seqs, int n_seqs, const int *const *tokens, con
     free(rows);
     free(row0);
     free(cursor);
+    free(end);
     free(count_by_layer);
     free(parts);
     return 0;

@@ -20,6 +20,21 @@ typedef struct {
     long visits;        // sequence visits run (what one-by-one execution would cost in layer calls)
 } forward_stats;
 
+// A part of the forward pass: sequence i runs visits [from_visit[i], to_visit) only. A sequence that starts past
+// visit 0 takes the hidden state entering its first visit from hidden_in instead of embedding its tokens (its KV
+// slots before that visit must already hold these positions). With to_visit >= 0 the pass stops there and writes
+// the hidden state to hidden_out, without logits, and the sequences' positions do not advance; to_visit < 0 runs
+// to the end. Hidden states are (sum n_tokens, dim), sequence by sequence.
+typedef struct {
+    const int *from_visit;   // per sequence; NULL: all start at visit 0
+    const float *hidden_in;
+    int to_visit;
+    float *hidden_out;
+} forward_span;
+
+int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
+                     const forward_span *span, int all_logits, float *logits, forward_stats *stats, rp_err *err);
+
 // Feeds n_tokens[i] tokens to sequence i, for all i at once. Writes logits for every fed token
 // ((sum n_tokens, vocab), sequence by sequence) when all_logits, else for each sequence's last token
 // ((n_seqs, vocab)). A token outside the vocabulary or a full context is an error; nothing is fed then.

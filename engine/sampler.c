@@ -31,6 +31,13 @@ int argmax(const float *x, int n) {
     return best;
 }
 
+double log_prob_of(const float *logits, int vocab, int id) {
+    float mx = logits[argmax(logits, vocab)];
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
+    return (double)logits[id] - mx - log(sum);
+}
+
 static int by_prob_desc(const void *a, const void *b) {
     const struct prob_id *x = a, *y = b;
     if (x->p != y->p) return x->p > y->p ? -1 : 1;

@@ -23,5 +23,7 @@ void sampler_init(sampler *s, const sampler_params *p, int vocab);
 void sampler_free(sampler *s);
 int sampler_sample(sampler *s, const float *logits);
 int argmax(const float *x, int n);
+// log softmax(logits)[id], computed stably in double.
+double log_prob_of(const float *logits, int vocab, int id);
 
 #endif

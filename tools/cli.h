@@ -66,5 +66,6 @@ int cmd_score(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "loader/json_file.h"
 #include "loader/tokenizer.h"
+#include "engine/sampler.h"
 #include "tools/cli.h"
 
 static const char *usage =
@@ -21,16 +22,6 @@ static const char *usage =
     "  -c N                context length (default: the number of tokens)\n"
     "  --backend B         cpu (default cpu)\n"
     "  -t N                threads (default: all cores)\n";
-
-// log softmax(logits)[id], computed stably.
-static double log_prob(const float *logits, int vocab, int id) {
-    float mx = logits[0];
-    for (int i = 1; i < vocab; i++)
-        if (logits[i] > mx) mx = logits[i];
-    double sum = 0;
-    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
-    return (double)logits[id] - mx - log(sum);
-}
 
 int cmd_score(int argc, char **argv) {
     cli_opts o;
@@ -75,7 +66,7 @@ int cmd_score(int argc, char **argv) {
     }
     double total = 0;
     double *lp = malloc(sizeof(double) * n);
-    for (int t = 1; t < n; t++) total += lp[t] = log_prob(logits + (size_t)(t - 1) * vocab, vocab, ids[t]);
+    for (int t = 1; t < n; t++) total += lp[t] = log_prob_of(logits + (size_t)(t - 1) * vocab, vocab, ids[t]);
     double ppl = n > 1 ? exp(-total / (n - 1)) : NAN;
     if (o.json) {
         printf("{\"tokens\": [");

@@ -1,0 +1,226 @@
+// `reprise sweep`: evaluate many layer schedules on probe sets, resumably, and report deltas, rankings and heatmaps.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loader/json_file.h"
+#include "tools/cli.h"
+#include "tools/sweep_report.h"
+#include "tools/sweep_run.h"
+
+static const char *usage =
+    "usage: reprise sweep [-m DIR] --probe KIND[:FILE] [--probe ...] --out DIR [config space] [options]\n"
+    "       reprise sweep merge --out DIR DB [DB ...]\n"
+    "Evaluates base and every config on every probe item; results go to DIR/results.sqlite as each completes, so\n"
+    "running the same command again resumes. Then prints the top configs and writes DIR/summary.csv, summary.json,\n"
+    "results.csv, heatmap_<probe>.png, heatmap_combined.png and skyline.png.\n"
+    "probes:\n"
+    "  --probe math[:FILE]  RYS math (FILE in RYS's format, or generated questions), partial credit\n"
+    "  --probe eq:FILE      RYS EQ-Bench dialogues, parse-confidence-weighted score\n"
+    "  --probe mc:FILE      multiple choice by log-likelihood; jsonl {\"prompt\", \"options\", \"answer\": index}\n"
+    "  --probe jsonl:FILE   {\"prompt\", \"answer\", \"match\": \"exact\"|\"numeric\"|\"regex\"} per line\n"
+    "  --probe arith        generated A+B= / A*B= problems for the built-in model, partial credit\n"
+    "  --items N            items per probe (generated: how many; files: the first N) (default 32)\n"
+    "  --seed S             seed of generated items (default 0)\n"
+    "config space (base is always included):\n"
+    "  --i-range A:B        block starts I (default 0:N-1)\n"
+    "  --j-range A:B        block ends J, exclusive (default 1:N)\n"
+    "  --block-sizes LIST   allowed J-I, e.g. 1,2,4 (default any)\n"
+    "  --stride S           step of I and J (default 1)\n"
+    "  --repeat K           run the grid's blocks K times in all (rys:I,J,K; default 2)\n"
+    "  --configs LIST       explicit schedules separated by ';', e.g. \"rys:3,5;0-4,2-7\" (no grid unless grid flags)\n"
+    "  --configs-file FILE  one schedule per line\n"
+    "  --shard K/N          evaluate configs K, K+N, ... only (merge the databases with `sweep merge`)\n"
+    "options:\n"
+    "  --chat-template NAME chatml, llama3, llama2, mistral (default: the model's, or plain text without one)\n"
+    "  --system TEXT        system prompt for chat models\n"
+    "  --batch N            most configs decoded together (default 64)\n"
+    "  --top N              rows of the ranking (default 10)\n"
+    "  --naive              one config at a time, nothing shared (the baseline of bench_sweep)\n"
+    "  --backend B, -t N    as for generate\n";
+
+static int make_dir(const char *d, rp_err *err) {
+    if (mkdir(d, 0755) && errno != EEXIST) return rp_fail(err, "--out %s: cannot create: %s", d, strerror(errno));
+    return 0;
+}
+
+// merge: copy configs (matched by label), items and results of each database into DIR/results.sqlite.
+static int merge(int argc, char **argv) {
+    const char *out = NULL;
+    int first = 0;
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!first) first = i;
+    }
+    rp_err err;
+    if (!out || !first) {
+        fprintf(stderr, "reprise sweep merge: usage: reprise sweep merge --out DIR DB [DB ...]\n");
+        return 2;
+    }
+    if (make_dir(out, &err)) return fprintf(stderr, "reprise sweep merge: %s\n", err.msg), 1;
+    char *path = path_join(out, "results.sqlite");
+    sweep_db d;
+    if (sweep_db_open(&d, path, &err)) {
+        free(path);
+        return fprintf(stderr, "reprise sweep merge: %s\n", err.msg), 1;
+    }
+    int rc = 0;
+    long added = 0;
+    for (int i = first; i < argc && !rc; i++) {
+        if (!strcmp(argv[i], "--out")) {
+            i++;
+            continue;
+        }
+        sweep_db in;
+        if (sweep_db_open(&in, argv[i], &err)) {
+            rc = 1;
+            break;
+        }
+        sqlite3_stmt *st;
+        sqlite3_prepare_v2(in.db, "SELECT key, value FROM meta", -1, &st, NULL);
+        while (!rc && sqlite3_step(st) == SQLITE_ROW)
+            rc = sweep_db_check_meta(&d, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1), &err);
+        sqlite3_finalize(st);
+        sqlite3_prepare_v2(in.db, "SELECT probe, item, prompt, answer FROM items", -1, &st, NULL);
+        while (!rc && sqlite3_step(st) == SQLITE_ROW)
+            rc = sweep_db_item(&d, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+                               (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3), &err);
+        sqlite3_finalize(st);
+        sqlite3_prepare_v2(in.db, "SELECT c.label, c.schedule, c.i, c.j, c.k, c.visits, r.probe, r.item, r.score, r.reply "
+                                  "FROM results r JOIN configs c ON c.id = r.config", -1, &st, NULL);
+        while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+            int id, ci = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 2);
+            rc = sweep_db_config(&d, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1), ci,
+                                 sqlite3_column_int(st, 3), sqlite3_column_int(st, 4), sqlite3_column_int(st, 5), &id, &err);
+            const char *probe = (const char *)sqlite3_column_text(st, 6), *item = (const char *)sqlite3_column_text(st, 7);
+            if (!rc && !sweep_db_has_result(&d, id, probe, item)) {
+                rc = sweep_db_add_result(&d, id, probe, item, sqlite3_column_double(st, 8), (const char *)sqlite3_column_text(st, 9), &err);
+                added++;
+            }
+        }
+        sqlite3_finalize(st);
+        sweep_db_close(&in);
+    }
+    if (!rc) {
+        fprintf(stderr, "reprise sweep merge: %ld rows added to %s\n", added, path);
+        rc = sweep_report(&d, out, "merged sweep", 10, &err);
+    }
+    if (rc) fprintf(stderr, "reprise sweep merge: %s\n", err.msg);
+    sweep_db_close(&d);
+    free(path);
+    return rc ? 1 : 0;
+}
+
+int cmd_sweep(int argc, char **argv) {
+    if (argc > 2 && !strcmp(argv[2], "merge")) return merge(argc, argv);
+    // the sweep's own flags first; the rest go through the shared parser
+    const char *probes[16], *out = NULL;
+    int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, code;
+    unsigned seed = 0;
+    space_opts so = {.stride = 1, .repeat = 2};
+    char **rest = malloc(sizeof(char *) * (size_t)argc);
+    int n_rest = 0;
+    rp_err err;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (i < 2) takes = 0;
+        else if (!strcmp(a, "--probe") && v) {
+            if (n_probes == 16) return fprintf(stderr, "reprise sweep: at most 16 probes\n"), 2;
+            probes[n_probes++] = v;
+        } else if (!strcmp(a, "--out") && v) out = v;
+        else if (!strcmp(a, "--items") && v) items = atoi(v);
+        else if (!strcmp(a, "--batch") && v) batch = atoi(v);
+        else if (!strcmp(a, "--top") && v) top = atoi(v);
+        else if (!strcmp(a, "--i-range") && v) so.i_range = v;
+        else if (!strcmp(a, "--j-range") && v) so.j_range = v;
+        else if (!strcmp(a, "--block-sizes") && v) so.block_sizes = v;
+        else if (!strcmp(a, "--stride") && v) so.stride = atoi(v);
+        else if (!strcmp(a, "--repeat") && v) so.repeat = atoi(v);
+        else if (!strcmp(a, "--configs") && v) so.configs = v;
+        else if (!strcmp(a, "--configs-file") && v) so.configs_file = v;
+        else if (!strcmp(a, "--shard") && v) {
+            int n;
+            if (sscanf(v, "%d/%d%n", &so.shard_k, &so.shard_n, &n) != 2 || v[n] || so.shard_n < 1 || so.shard_k < 0 ||
+                so.shard_k >= so.shard_n)
+                return fprintf(stderr, "reprise sweep: --shard %s: expected K/N with 0 <= K < N\n", v), 2;
+        } else if (!strcmp(a, "--naive")) naive = 1, takes = 0;
+        else takes = 0;
+        if (takes) i++;
+        else if (i >= 2 && strcmp(a, "--naive")) rest[n_rest++] = argv[i];
+    }
+    if (items < 1 || batch < 1 || top < 0 || so.stride < 1 || so.repeat < 1) {
+        free(rest);
+        return fprintf(stderr, "reprise sweep: --items, --batch, --stride and --repeat must be positive\n"), 2;
+    }
+    // forward the remaining flags (-m, --backend, -t, --seed, --chat-template, --system, --help) to the shared parser
+    char **fw = malloc(sizeof(char *) * (size_t)(n_rest + 2));
+    fw[0] = argv[0], fw[1] = argv[1];
+    for (int i = 0; i < n_rest; i++) fw[i + 2] = rest[i];
+    cli_opts o;
+    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system", usage, &o, &code);
+    free(fw);
+    free(rest);
+    if (rc) return code;
+    seed = (unsigned)o.sampling.seed;
+    if (!n_probes || !out) return fprintf(stderr, "reprise sweep: --probe and --out are required (see --help)\n"), 2;
+
+    model m;
+    if (model_load(&m, o.model_dir, o.backend, o.threads, &err)) return fprintf(stderr, "reprise sweep: %s\n", err.msg), 1;
+    char *tp = path_join(o.model_dir, "tokenizer.json");
+    tokenizer *tok = file_exists(tp) ? tokenizer_load(tp, &err) : NULL;
+    if (!tok && !file_exists(tp)) rp_fail(&err, "%s has no tokenizer.json, which a sweep needs", o.model_dir);
+    free(tp);
+    probe ps[16];
+    int loaded = 0;
+    config_list cl = {0};
+    sweep_db d = {0};
+    sweep_run r = {.m = &m, .tok = tok, .system = o.system, .probes = ps, .configs = &cl, .db = &d, .batch = batch,
+                   .naive = naive, .progress = isatty(2) ? 2 : 1};
+    rc = tok ? 0 : -1;
+    if (!rc) rc = chat_template_load(&r.ct, o.model_dir, o.chat_template, &err);
+    for (int p = 0; p < n_probes && !rc; p++, loaded++) rc = probe_load(&ps[p], probes[p], items, items, seed, &err);
+    r.n_probes = loaded;
+    if (!rc) rc = sweep_space_build(&cl, m.cfg.n_layers, &so, &err);
+    if (!rc) rc = make_dir(out, &err);
+    char *dbp = path_join(out, "results.sqlite");
+    if (!rc) rc = sweep_db_open(&d, dbp, &err);
+    if (!rc) {
+        char *abs = realpath(o.model_dir, NULL);
+        rc = sweep_db_check_meta(&d, "model", abs ? abs : o.model_dir, &err);
+        free(abs);
+    }
+    if (!rc) rc = sweep_db_check_meta(&d, "chat_template", chat_family_name(r.ct.family), &err);
+    r.config_ids = malloc(sizeof(int) * (size_t)(cl.n ? cl.n : 1));
+    for (int c = 0; c < cl.n && !rc; c++) {
+        char text[4096];
+        schedule_format(&cl.c[c].sched, text, sizeof text);
+        rc = sweep_db_config(&d, cl.c[c].label, text, cl.c[c].i, cl.c[c].j, cl.c[c].k, cl.c[c].sched.n_visits, &r.config_ids[c], &err);
+    }
+    for (int p = 0; p < loaded && !rc; p++)
+        for (int i = 0; i < ps[p].n_items && !rc; i++)
+            rc = sweep_db_item(&d, ps[p].name, ps[p].items[i].id, ps[p].items[i].prompt, ps[p].items[i].answer, &err);
+    if (!rc) {
+        fprintf(stderr, "reprise sweep: %d configs (base included) x %d probe(s) on %s%s\n", cl.n, loaded, o.model_dir,
+                r.ct.family != CHAT_NONE ? ", through its chat template" : "");
+        rc = sweep_run_all(&r, &err);
+    }
+    if (!rc) {
+        const char *name = strrchr(o.model_dir, '/');
+        rc = sweep_report(&d, out, name && name[1] ? name + 1 : o.model_dir, top, &err);
+    }
+    if (!rc) fprintf(stderr, "reprise sweep: results in %s; summary, heatmaps and skyline in %s/\n", dbp, out);
+    else fprintf(stderr, "reprise sweep: %s\n", err.msg);
+    free(dbp);
+    free(r.config_ids);
+    sweep_db_close(&d);
+    sweep_space_free(&cl);
+    for (int p = 0; p < loaded; p++) probe_free(&ps[p]);
+    tokenizer_free(tok);
+    model_free(&m);
+    return rc ? 1 : 0;
+}

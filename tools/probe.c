@@ -1,0 +1,434 @@
+// Probe sets for sweeps: loading or generating items, and scoring replies as RYS does (../shared/probes/README.md).
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "tools/probe.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "loader/json_file.h"
+
+// ---- math ----
+
+// Exact |A - E| for two digit strings of the same length, as a long double (via decimal subtraction).
+static long double abs_diff(const char *a, const char *b, size_t n) {
+    const char *hi = strcmp(a, b) >= 0 ? a : b, *lo = hi == a ? b : a;
+    char *d = malloc(n + 1);
+    int borrow = 0;
+    for (size_t i = n; i-- > 0;) {
+        int x = (hi[i] - '0') - (lo[i] - '0') - borrow;
+        borrow = x < 0;
+        d[i] = (char)('0' + (x + 10) % 10);
+    }
+    long double v = 0;
+    for (size_t i = 0; i < n; i++) v = v * 10 + (d[i] - '0');
+    free(d);
+    return v;
+}
+
+static const char *skip_zeros(const char *s) {
+    while (s[0] == '0' && s[1]) s++;
+    return s;
+}
+
+double math_score(const char *actual, const char *estimate) {
+    actual = skip_zeros(actual), estimate = skip_zeros(estimate);
+    size_t la = strlen(actual), le = strlen(estimate), L = la > le ? la : le, pad = L - (la < le ? la : le);
+    if (!la || !le) return 0;
+    // right-pad both with zeros to L digits
+    char *A = malloc(L + 1), *E = malloc(L + 1);
+    memset(A, '0', L), memset(E, '0', L);
+    memcpy(A, actual, la), memcpy(E, estimate, le);
+    A[L] = E[L] = 0;
+    long double a = 0, e = 0;
+    for (size_t i = 0; i < L; i++) a = a * 10 + (A[i] - '0'), e = e * 10 + (E[i] - '0');
+    long double mx = a > e ? a : e;
+    double score = 0;
+    if (mx > 0) score = (double)((1 - abs_diff(A, E, L) / mx) * (1 - (long double)pad / L));
+    free(A), free(E);
+    return score < 0 ? 0 : score > 1 ? 1 : score;
+}
+
+double math_reply_score(const char *reply, const char *answer) {
+    double best = 0;
+    for (const char *p = reply; *p;) {
+        if (!isdigit((unsigned char)*p)) {
+            p++;
+            continue;
+        }
+        size_t n = 0;
+        while (isdigit((unsigned char)p[n])) n++;
+        char *run = strndup(p, n);
+        double s = math_score(answer, run);
+        if (s > best) best = s;
+        free(run);
+        p += n;
+    }
+    return best;
+}
+
+// ---- EQ ----
+
+#define REVISE_WEIGHT 0.5   // how a revised section counts against the first pass when both parse
+
+// Parses "<emotion>: <number>" for all four emotions within [from, to); 0 if any is missing.
+static int parse_section(const char *from, const char *to, char *const *emotions, double *out) {
+    for (int k = 0; k < 4; k++) {
+        size_t el = strlen(emotions[k]);
+        int found = 0;
+        for (const char *p = from; p && p + el < to && !found; p++) {
+            if (strncasecmp(p, emotions[k], el) != 0 || (p > from && isalpha((unsigned char)p[-1]))) continue;
+            const char *q = p + el;
+            while (q < to && (*q == ' ' || *q == '*')) q++;
+            if (q >= to || *q != ':') continue;
+            q++;
+            while (q < to && (*q == ' ' || *q == '*')) q++;
+            char *end;
+            double v = strtod(q, &end);
+            if (end > q && end <= to) out[k] = v, found = 1;
+        }
+        if (!found) return 0;
+    }
+    return 1;
+}
+
+static const char *find_ci(const char *s, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *s; s++)
+        if (strncasecmp(s, needle, n) == 0) return s;
+    return NULL;
+}
+
+double eq_reply_score(const char *reply, char *const *emotions, const double *ref, double *confidence) {
+    double first[4], revised[4], p[4] = {5, 5, 5, 5}, conf = 0;
+    const char *end = reply + strlen(reply);
+    const char *f = find_ci(reply, "First pass scores:"), *r = find_ci(reply, "Revised scores:");
+    const char *crit = f ? find_ci(f, "Critique:") : NULL;
+    int have_first = f && parse_section(f, crit ? crit : (r && r > f ? r : end), emotions, first);
+    int have_rev = r && parse_section(r, end, emotions, revised);
+    if (have_first && have_rev) {
+        conf = 1.0;
+        for (int k = 0; k < 4; k++) p[k] = (1 - REVISE_WEIGHT) * first[k] + REVISE_WEIGHT * revised[k];
+    } else if (have_rev) {
+        conf = 0.9;
+        memcpy(p, revised, sizeof p);
+    } else if (have_first) {
+        conf = 0.8;
+        memcpy(p, first, sizeof p);
+    } else {   // any numbers from 0 to 10 in the reply, in order
+        int n = 0;
+        for (const char *q = reply; *q && n < 4;) {
+            if (!isdigit((unsigned char)*q) || (q > reply && (isdigit((unsigned char)q[-1]) || q[-1] == '.'))) {
+                q++;
+                continue;
+            }
+            char *e;
+            double v = strtod(q, &e);
+            if (v >= 0 && v <= 10) p[n++] = v;
+            q = e > q ? e : q + 1;
+        }
+        conf = n >= 4 ? 0.5 : n / 8.0;
+    }
+    double dist = 0;
+    for (int k = 0; k < 4; k++) dist += fabs(p[k] - ref[k]);
+    double raw = 1 - dist / 40;
+    if (raw < 0) raw = 0;
+    if (confidence) *confidence = conf;
+    return conf * raw + (1 - conf) * 0.5;
+}
+
+// ---- jsonl ----
+
+static const char *strip_left(const char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    return s;
+}
+
+int jsonl_match(match_kind m, const char *reply, const char *answer) {
+    if (m == MATCH_EXACT) {
+        const char *r = strip_left(reply), *a = strip_left(answer);
+        size_t al = strlen(a);
+        while (al && isspace((unsigned char)a[al - 1])) al--;
+        return strncmp(r, a, al) == 0;
+    }
+    if (m == MATCH_NUMERIC) {   // the first number in the reply equals the answer's
+        char *end;
+        double want = strtod(answer, &end);
+        for (const char *p = reply; *p; p++)
+            if (isdigit((unsigned char)*p) || ((*p == '-' || *p == '.') && isdigit((unsigned char)p[1]))) {
+                double got = strtod(p, &end);
+                return fabs(got - want) <= 1e-9 * (fabs(want) > 1 ? fabs(want) : 1);
+            }
+        return 0;
+    }
+    int code;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)answer, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &off, NULL);
+    if (!re) return 0;   // checked at load, so not reached
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    int ok = pcre2_match(re, (PCRE2_SPTR)reply, strlen(reply), 0, 0, md, NULL) >= 0;
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return ok;
+}
+
+double probe_score_reply(const probe *p, const probe_item *it, const char *reply) {
+    switch (p->kind) {
+    case PROBE_MATH: case PROBE_ARITH: return math_reply_score(reply, it->answer);
+    case PROBE_EQ: return eq_reply_score(reply, it->emotions, it->ref, NULL);
+    case PROBE_JSONL: return jsonl_match(it->match, reply, it->answer);
+    default: return 0;
+    }
+}
+
+// ---- loading ----
+
+static probe_item *add_item(probe *p) {
+    p->items = realloc(p->items, sizeof *p->items * (size_t)(p->n_items + 1));
+    probe_item *it = &p->items[p->n_items++];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
+static char *id_of(int i) {
+    char b[16];
+    snprintf(b, sizeof b, "%d", i);
+    return strdup(b);
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+
+static const char *ANSWER_RULES =
+    "Give your guess as an integer value without any other text or commentary. Do not use commas or scientific "
+    "notation in your answer! Do not include intermediate results!";
+
+// Square roots, cube roots and products of large integers, as in RYS's math probe; answers are exact integers.
+static void generate_math(probe *p, int n, unsigned seed) {
+    uint64_t s = 0x9e3779b97f4a7c15ull ^ seed;
+    for (int i = 0; i < n; i++) {
+        probe_item *it = add_item(p);
+        char q[512], a[64];
+        unsigned __int128 x;
+        switch (i % 3) {
+        case 0: {
+            uint64_t r = 100000000 + rng_next(&s) % 900000000;   // 9-digit root
+            x = (unsigned __int128)r * r + rng_next(&s) % (2 * r);   // not a perfect square: the answer rounds down
+            snprintf(a, sizeof a, "%llu", (unsigned long long)r);
+            snprintf(q, sizeof q, "What is the square root of %llu? %s", (unsigned long long)x, ANSWER_RULES);
+            break;
+        }
+        case 1: {
+            uint64_t r = 100000 + rng_next(&s) % 900000;   // 6-digit root
+            x = (unsigned __int128)r * r * r;
+            snprintf(a, sizeof a, "%llu", (unsigned long long)r);
+            snprintf(q, sizeof q, "What is the cube root of %llu? %s", (unsigned long long)x, ANSWER_RULES);
+            break;
+        }
+        default: {
+            uint64_t u = 10000 + rng_next(&s) % 90000, v = 10000 + rng_next(&s) % 90000;
+            snprintf(a, sizeof a, "%llu", (unsigned long long)(u * v));
+            snprintf(q, sizeof q, "What is %llu multiplied by %llu? %s", (unsigned long long)u, (unsigned long long)v, ANSWER_RULES);
+        }
+        }
+        it->id = id_of(i);
+        it->prompt = strdup(q);
+        it->answer = strdup(a);
+    }
+}
+
+// The built-in model's task: "A+B=" and "A*B=", with operands of 1 to 4 (sums) or 1 to 2 (products) digits.
+static void generate_arith(probe *p, int n, unsigned seed) {
+    uint64_t s = 0x51ed270b27a1c2d5ull ^ seed;
+    static const uint64_t pow10[] = {1, 10, 100, 1000, 10000};
+    for (int i = 0; i < n; i++) {
+        probe_item *it = add_item(p);
+        int mul = i % 3 == 2, da = 1 + (int)(rng_next(&s) % (mul ? 2 : 4)), db = 1 + (int)(rng_next(&s) % (mul ? 2 : 4));
+        uint64_t a = (da > 1 ? pow10[da - 1] : 0) + rng_next(&s) % (pow10[da] - (da > 1 ? pow10[da - 1] : 0));
+        uint64_t b = (db > 1 ? pow10[db - 1] : 0) + rng_next(&s) % (pow10[db] - (db > 1 ? pow10[db - 1] : 0));
+        char q[64], ans[32];
+        snprintf(q, sizeof q, "%llu%c%llu=", (unsigned long long)a, mul ? '*' : '+', (unsigned long long)b);
+        snprintf(ans, sizeof ans, "%llu", (unsigned long long)(mul ? a * b : a + b));
+        it->id = id_of(i);
+        it->prompt = strdup(q);
+        it->answer = strdup(ans);
+    }
+}
+
+static int load_math_file(probe *p, const char *file, rp_err *err) {
+    cJSON *root = json_parse_file(file, err);
+    if (!root) return -1;
+    int rc = cJSON_IsObject(root) ? 0 : rp_fail(err, "%s: expected an object of {\"question\", \"answer\"} records", file);
+    for (const cJSON *e = root->child; e && !rc; e = e->next) {
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(e, "question"), *a = cJSON_GetObjectItemCaseSensitive(e, "answer");
+        if (!cJSON_IsString(q) || !cJSON_IsNumber(a) || a->valuedouble < 0 || a->valuedouble != floor(a->valuedouble)) {
+            rc = rp_fail(err, "%s: record '%s' needs a string \"question\" and a non-negative integer \"answer\"", file, e->string);
+            break;
+        }
+        probe_item *it = add_item(p);
+        char ans[64];
+        snprintf(ans, sizeof ans, "%.0f", a->valuedouble);
+        it->id = strdup(e->string);
+        it->prompt = strdup(q->valuestring);
+        it->answer = strdup(ans);
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int load_eq_file(probe *p, const char *file, rp_err *err) {
+    cJSON *root = json_parse_file(file, err);
+    if (!root) return -1;
+    int rc = cJSON_IsObject(root) ? 0 : rp_fail(err, "%s: expected an object of EQ-Bench records", file);
+    for (const cJSON *e = root->child; e && !rc; e = e->next) {
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(e, "prompt"), *ref = cJSON_GetObjectItemCaseSensitive(e, "reference_answer");
+        probe_item it = {0};
+        int ok = cJSON_IsString(q) && cJSON_IsObject(ref);
+        for (int k = 0; ok && k < 4; k++) {
+            char key[32];
+            snprintf(key, sizeof key, "emotion%d", k + 1);
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(ref, key);
+            snprintf(key, sizeof key, "emotion%d_score", k + 1);
+            const cJSON *score = cJSON_GetObjectItemCaseSensitive(ref, key);
+            ok = cJSON_IsString(name) && cJSON_IsNumber(score);
+            if (ok) it.emotions[k] = strdup(name->valuestring), it.ref[k] = score->valuedouble;
+        }
+        if (!ok) {
+            for (int k = 0; k < 4; k++) free(it.emotions[k]);
+            rc = rp_fail(err, "%s: record '%s' needs \"prompt\" and reference_answer emotion1..4 with scores", file, e->string);
+            break;
+        }
+        it.id = strdup(e->string);
+        it.prompt = strdup(q->valuestring);
+        *add_item(p) = it;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+// One JSON object per line; blank lines are skipped; a bad line is an error naming its number.
+static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
+    FILE *f = fopen(file, "r");
+    if (!f) return rp_fail(err, "%s: cannot open", file);
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0, rc = 0;
+    while (!rc && getline(&line, &cap, f) > 0) {
+        lineno++;
+        if (!*strip_left(line)) continue;
+        char what[600];
+        snprintf(what, sizeof what, "%s line %d", file, lineno);
+        cJSON *o = json_parse_text(line, strlen(line), what, err);
+        if (!o) {
+            rc = -1;
+            break;
+        }
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "prompt"), *a = cJSON_GetObjectItemCaseSensitive(o, "answer");
+        probe_item it = {0};
+        if (!cJSON_IsString(q)) rc = rp_fail(err, "%s: needs a string \"prompt\"", what);
+        else if (mc) {
+            const cJSON *opts = cJSON_GetObjectItemCaseSensitive(o, "options");
+            int n = cJSON_IsArray(opts) ? cJSON_GetArraySize(opts) : 0;
+            if (n < 2 || !cJSON_IsNumber(a) || a->valueint < 0 || a->valueint >= n || a->valuedouble != a->valueint)
+                rc = rp_fail(err, "%s: needs \"options\" (at least 2 strings) and \"answer\", the index of the right one", what);
+            for (int k = 0; !rc && k < n; k++)
+                if (!cJSON_IsString(cJSON_GetArrayItem(opts, k))) rc = rp_fail(err, "%s: option %d is not a string", what, k);
+            if (!rc) {
+                it.options = calloc((size_t)n, sizeof *it.options);
+                it.n_options = n;
+                for (int k = 0; k < n; k++) it.options[k] = strdup(cJSON_GetArrayItem(opts, k)->valuestring);
+                char ans[16];
+                snprintf(ans, sizeof ans, "%d", a->valueint);
+                it.answer = strdup(ans);
+            }
+        } else {
+            const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "match");
+            const char *ms = cJSON_IsString(m) ? m->valuestring : "exact";
+            if (!cJSON_IsString(a)) rc = rp_fail(err, "%s: needs a string \"answer\"", what);
+            else if (!strcmp(ms, "exact")) it.match = MATCH_EXACT;
+            else if (!strcmp(ms, "numeric")) it.match = MATCH_NUMERIC;
+            else if (!strcmp(ms, "regex")) {
+                int code;
+                PCRE2_SIZE off;
+                pcre2_code *re = pcre2_compile((PCRE2_SPTR)a->valuestring, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &off, NULL);
+                if (!re) rc = rp_fail(err, "%s: \"answer\" is not a valid regex (at offset %zu)", what, (size_t)off);
+                pcre2_code_free(re);
+                it.match = MATCH_REGEX;
+            } else rc = rp_fail(err, "%s: \"match\" must be exact, numeric or regex, not '%s'", what, ms);
+            if (!rc) it.answer = strdup(a->valuestring);
+            if (!rc && !strcmp(ms, "numeric")) {
+                char *end;
+                strtod(a->valuestring, &end);
+                if (end == a->valuestring) rc = rp_fail(err, "%s: a numeric \"answer\" must be a number", what);
+            }
+        }
+        if (!rc) {
+            it.id = id_of(p->n_items);
+            it.prompt = strdup(q->valuestring);
+            *add_item(p) = it;
+        } else free(it.answer);
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    if (!rc && p->n_items == 0) rc = rp_fail(err, "%s: no items", file);
+    return rc;
+}
+
+static void item_free(probe_item *it) {
+    free(it->id), free(it->prompt), free(it->answer);
+    for (int k = 0; k < it->n_options; k++) free(it->options[k]);
+    free(it->options);
+    for (int k = 0; k < 4; k++) free(it->emotions[k]);
+}
+
+int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsigned seed, rp_err *err) {
+    memset(p, 0, sizeof *p);
+    const char *colon = strchr(spec, ':');
+    size_t kl = colon ? (size_t)(colon - spec) : strlen(spec);
+    const char *file = colon ? colon + 1 : NULL;
+    int rc;
+    snprintf(p->name, sizeof p->name, "%s", spec);
+    if (kl == 4 && !strncmp(spec, "math", 4)) {
+        p->kind = PROBE_MATH, p->max_new = 64;
+        rc = file ? load_math_file(p, file, err) : (generate_math(p, n_generate, seed), 0);
+    } else if (kl == 5 && !strncmp(spec, "arith", 5)) {
+        if (file) return rp_fail(err, "--probe arith: generated only (no file)");
+        p->kind = PROBE_ARITH, p->max_new = 12;
+        generate_arith(p, n_generate, seed);
+        rc = 0;
+    } else if (kl == 2 && !strncmp(spec, "eq", 2)) {
+        p->kind = PROBE_EQ, p->max_new = 96;
+        rc = file ? load_eq_file(p, file, err) : rp_fail(err, "--probe eq needs a file: eq:FILE");
+    } else if (kl == 2 && !strncmp(spec, "mc", 2)) {
+        p->kind = PROBE_MC, p->max_new = 0;
+        rc = file ? load_jsonl(p, file, 1, err) : rp_fail(err, "--probe mc needs a file: mc:FILE");
+    } else if (kl == 5 && !strncmp(spec, "jsonl", 5)) {
+        p->kind = PROBE_JSONL, p->max_new = 64;
+        rc = file ? load_jsonl(p, file, 0, err) : rp_fail(err, "--probe jsonl needs a file: jsonl:FILE");
+    } else rc = rp_fail(err, "--probe %s: unknown kind (math, eq, mc, jsonl, arith)", spec);
+    if (!rc && p->n_items == 0) rc = rp_fail(err, "--probe %s: no items", spec);
+    if (rc) {
+        probe_free(p);
+        return -1;
+    }
+    if (max_items > 0 && p->n_items > max_items) {
+        for (int i = max_items; i < p->n_items; i++) item_free(&p->items[i]);
+        p->n_items = max_items;
+    }
+    return 0;
+}
+
+void probe_free(probe *p) {
+    for (int i = 0; i < p->n_items; i++) item_free(&p->items[i]);
+    free(p->items);
+    memset(p, 0, sizeof *p);
+}

@@ -1,0 +1,46 @@
+// Probe sets for sweeps: loading or generating items, and scoring replies as RYS does (../shared/probes/README.md).
+#ifndef REPRISE_PROBE_H
+#define REPRISE_PROBE_H
+
+#include "loader/error.h"
+
+typedef enum { PROBE_MATH, PROBE_EQ, PROBE_MC, PROBE_JSONL, PROBE_ARITH } probe_kind;
+typedef enum { MATCH_EXACT, MATCH_NUMERIC, MATCH_REGEX } match_kind;
+
+typedef struct {
+    char *id;
+    char *prompt;          // the user's text
+    char *answer;          // math/arith: the integer; jsonl: the expected text or pattern; mc: the option index
+    match_kind match;      // jsonl
+    char **options;        // mc
+    int n_options;
+    char *emotions[4];     // eq
+    double ref[4];         // eq: reference_answer, normalised to sum 10
+} probe_item;
+
+typedef struct {
+    probe_kind kind;
+    char name[96];         // the probe's key in the results: "math", "eq:FILE", ...
+    probe_item *items;
+    int n_items;
+    int max_new;           // tokens a reply may have
+} probe;
+
+// spec: "math[:FILE]", "eq:FILE", "mc:FILE", "jsonl:FILE", "arith". Without a file, math and arith items are
+// generated from seed (n_generate of them). max_items > 0 keeps the first max_items.
+int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsigned seed, rp_err *err);
+void probe_free(probe *p);
+
+// Score of a generated reply to item (not for mc), in [0, 1].
+double probe_score_reply(const probe *p, const probe_item *it, const char *reply);
+
+// RYS's math partial credit for one estimate (both decimal digit strings).
+double math_score(const char *actual, const char *estimate);
+// The best math_score over every maximal run of digits in the reply; 0 when there is none.
+double math_reply_score(const char *reply, const char *answer);
+// RYS's EQ-Bench score of a reply: parsed scores, parse confidence, and the confidence-weighted result.
+double eq_reply_score(const char *reply, char *const *emotions, const double *ref, double *confidence);
+// Does the reply match the jsonl answer?
+int jsonl_match(match_kind m, const char *reply, const char *answer);
+
+#endif

@@ -1,0 +1,143 @@
+// A sweep's results in SQLite: configs, probe items, and one row per (config, probe item), committed as it completes.
+//
+// Each result is its own transaction in WAL mode: a process killed at any moment (SIGKILL) leaves every completed
+// row in the database and no partial one, and a rerun skips exactly the rows present.
+#include "tools/sweep_db.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *SCHEMA =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS configs(id INTEGER PRIMARY KEY, label TEXT UNIQUE NOT NULL, schedule TEXT NOT NULL,"
+    " i INTEGER, j INTEGER, k INTEGER, visits INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS items(probe TEXT NOT NULL, item TEXT NOT NULL, prompt TEXT NOT NULL, answer TEXT,"
+    " PRIMARY KEY(probe, item));"
+    "CREATE TABLE IF NOT EXISTS results(config INTEGER NOT NULL REFERENCES configs(id), probe TEXT NOT NULL,"
+    " item TEXT NOT NULL, score REAL NOT NULL, reply TEXT, PRIMARY KEY(config, probe, item));";
+
+static int fail(sweep_db *d, rp_err *err, const char *what) {
+    return rp_fail(err, "%s: %s: %s", d->path, what, sqlite3_errmsg(d->db));
+}
+
+int sweep_db_open(sweep_db *d, const char *path, rp_err *err) {
+    memset(d, 0, sizeof *d);
+    d->path = strdup(path);
+    if (sqlite3_open(path, &d->db) != SQLITE_OK) {
+        fail(d, err, "cannot open");
+        sweep_db_close(d);
+        return -1;
+    }
+    sqlite3_busy_timeout(d->db, 10000);
+    char *msg = NULL;
+    if (sqlite3_exec(d->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
+        rp_fail(err, "%s: not a reprise sweep database: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        sweep_db_close(d);
+        return -1;
+    }
+    if (sqlite3_prepare_v2(d->db, "INSERT INTO results(config, probe, item, score, reply) VALUES(?,?,?,?,?)", -1,
+                           &d->insert_result, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(d->db, "SELECT 1 FROM results WHERE config=? AND probe=? AND item=?", -1, &d->has_result,
+                           NULL) != SQLITE_OK) {
+        fail(d, err, "prepare");
+        sweep_db_close(d);
+        return -1;
+    }
+    return 0;
+}
+
+void sweep_db_close(sweep_db *d) {
+    sqlite3_finalize(d->insert_result);
+    sqlite3_finalize(d->has_result);
+    if (d->db) sqlite3_close(d->db);
+    free(d->path);
+    memset(d, 0, sizeof *d);
+}
+
+int sweep_db_check_meta(sweep_db *d, const char *key, const char *value, rp_err *err) {
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(d->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    int rc = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *have = (const char *)sqlite3_column_text(st, 0);
+        if (strcmp(have, value) != 0)
+            rc = rp_fail(err, "%s holds a sweep with %s '%s', not '%s': use another --out to start a new sweep", d->path,
+                         key, have, value);
+    } else {
+        sqlite3_stmt *ins;
+        sqlite3_prepare_v2(d->db, "INSERT INTO meta(key, value) VALUES(?,?)", -1, &ins, NULL);
+        sqlite3_bind_text(ins, 1, key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(ins, 2, value, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(ins) != SQLITE_DONE) rc = fail(d, err, "write meta");
+        sqlite3_finalize(ins);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int sweep_db_config(sweep_db *d, const char *label, const char *schedule, int i, int j, int k, int visits, int *id, rp_err *err) {
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(d->db, "INSERT OR IGNORE INTO configs(label, schedule, i, j, k, visits) VALUES(?,?,?,?,?,?)", -1, &st, NULL);
+    sqlite3_bind_text(st, 1, label, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, schedule, -1, SQLITE_TRANSIENT);
+    if (i >= 0) sqlite3_bind_int(st, 3, i), sqlite3_bind_int(st, 4, j), sqlite3_bind_int(st, 5, k);
+    else sqlite3_bind_null(st, 3), sqlite3_bind_null(st, 4), sqlite3_bind_null(st, 5);
+    sqlite3_bind_int(st, 6, visits);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : fail(d, err, "add config");
+    sqlite3_finalize(st);
+    if (rc) return rc;
+    sqlite3_prepare_v2(d->db, "SELECT id, schedule FROM configs WHERE label=?", -1, &st, NULL);
+    sqlite3_bind_text(st, 1, label, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_ROW) rc = fail(d, err, "read config");
+    else if (strcmp((const char *)sqlite3_column_text(st, 1), schedule) != 0)
+        rc = rp_fail(err, "%s: config '%s' was stored with schedule %s, now %s", d->path, label, sqlite3_column_text(st, 1), schedule);
+    else *id = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int sweep_db_item(sweep_db *d, const char *probe, const char *item, const char *prompt, const char *answer, rp_err *err) {
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(d->db, "INSERT OR IGNORE INTO items(probe, item, prompt, answer) VALUES(?,?,?,?)", -1, &st, NULL);
+    sqlite3_bind_text(st, 1, probe, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, item, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, prompt, -1, SQLITE_TRANSIENT);
+    if (answer) sqlite3_bind_text(st, 4, answer, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, 4);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : fail(d, err, "add item");
+    sqlite3_finalize(st);
+    if (rc) return rc;
+    sqlite3_prepare_v2(d->db, "SELECT prompt, answer FROM items WHERE probe=? AND item=?", -1, &st, NULL);
+    sqlite3_bind_text(st, 1, probe, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, item, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *p = (const char *)sqlite3_column_text(st, 0), *a = (const char *)sqlite3_column_text(st, 1);
+        if (strcmp(p, prompt) != 0 || (answer && (!a || strcmp(a, answer) != 0)))
+            rc = rp_fail(err, "%s: probe %s item %s differs from the one this sweep started with (another file or seed?)",
+                         d->path, probe, item);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int sweep_db_has_result(sweep_db *d, int config, const char *probe, const char *item) {
+    sqlite3_reset(d->has_result);
+    sqlite3_bind_int(d->has_result, 1, config);
+    sqlite3_bind_text(d->has_result, 2, probe, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(d->has_result, 3, item, -1, SQLITE_TRANSIENT);
+    return sqlite3_step(d->has_result) == SQLITE_ROW;
+}
+
+int sweep_db_add_result(sweep_db *d, int config, const char *probe, const char *item, double score, const char *reply, rp_err *err) {
+    sqlite3_reset(d->insert_result);
+    sqlite3_bind_int(d->insert_result, 1, config);
+    sqlite3_bind_text(d->insert_result, 2, probe, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(d->insert_result, 3, item, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(d->insert_result, 4, score);
+    sqlite3_bind_text(d->insert_result, 5, reply ? reply : "", -1, SQLITE_TRANSIENT);
+    return sqlite3_step(d->insert_result) == SQLITE_DONE ? 0 : fail(d, err, "add result");
+}

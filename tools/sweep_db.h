@@ -1,0 +1,31 @@
+// A sweep's results in SQLite: configs, probe items, and one row per (config, probe item), committed as it completes.
+#ifndef REPRISE_SWEEP_DB_H
+#define REPRISE_SWEEP_DB_H
+
+#include <sqlite3.h>
+
+#include "loader/error.h"
+
+typedef struct {
+    sqlite3 *db;
+    sqlite3_stmt *insert_result, *has_result;
+    char *path;
+} sweep_db;
+
+int sweep_db_open(sweep_db *d, const char *path, rp_err *err);
+void sweep_db_close(sweep_db *d);
+
+// meta: key -> value. sweep_db_check_meta sets it when absent, and fails naming the key when it differs, so
+// that resuming a sweep with another model or other probes is refused instead of mixing results.
+int sweep_db_check_meta(sweep_db *d, const char *key, const char *value, rp_err *err);
+
+// The config's id (adding it when new). i, j, k: the rys block, or -1 for a general schedule.
+int sweep_db_config(sweep_db *d, const char *label, const char *schedule, int i, int j, int k, int visits, int *id, rp_err *err);
+
+// The item as stored, or adds it; a stored item whose prompt or answer differs is an error.
+int sweep_db_item(sweep_db *d, const char *probe, const char *item, const char *prompt, const char *answer, rp_err *err);
+
+int sweep_db_has_result(sweep_db *d, int config, const char *probe, const char *item);
+int sweep_db_add_result(sweep_db *d, int config, const char *probe, const char *item, double score, const char *reply, rp_err *err);
+
+#endif

@@ -1,0 +1,430 @@
+// What a sweep found: deltas against base with paired standard errors, z-scores, a ranking, exports and pictures.
+//
+// Every probe item is scored for base and for each config, so a config's delta is the mean of its per-item
+// differences from base, and its standard error comes from those paired differences: a delta within two
+// standard errors of zero is marked as noise. Deltas become z-scores across the sweep's configs, per probe; a
+// config's balanced score is the sum of its z-scores (RYS: z(delta math) + z(delta eq)).
+#include "tools/sweep_report.h"
+
+#include <cairo.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loader/json_file.h"
+
+typedef struct {
+    int id, i, j, k, visits;
+    char *label, *schedule;
+    double *delta, *se, *mean, *z;   // per probe
+    int *n;
+    double balanced;
+} cfg_row;
+
+typedef struct {
+    int n_cfg, n_probe, base;
+    cfg_row *c;
+    char **probe;
+} summary;
+
+static double *score_table(sqlite3 *db, int config, const char *probe, char ***items, int *n) {
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT item, score FROM results WHERE config=? AND probe=? ORDER BY item", -1, &st, NULL);
+    sqlite3_bind_int(st, 1, config);
+    sqlite3_bind_text(st, 2, probe, -1, SQLITE_TRANSIENT);
+    double *s = NULL;
+    *n = 0;
+    *items = NULL;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        s = realloc(s, sizeof *s * (size_t)(*n + 1));
+        *items = realloc(*items, sizeof **items * (size_t)(*n + 1));
+        (*items)[*n] = strdup((const char *)sqlite3_column_text(st, 0));
+        s[(*n)++] = sqlite3_column_double(st, 1);
+    }
+    sqlite3_finalize(st);
+    return s;
+}
+
+static void free_items(char **items, int n) {
+    for (int i = 0; i < n; i++) free(items[i]);
+    free(items);
+}
+
+static int build(sqlite3 *db, summary *S, rp_err *err) {
+    memset(S, 0, sizeof *S);
+    S->base = -1;
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT DISTINCT probe FROM results ORDER BY probe", -1, &st, NULL);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        S->probe = realloc(S->probe, sizeof *S->probe * (size_t)(S->n_probe + 1));
+        S->probe[S->n_probe++] = strdup((const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    sqlite3_prepare_v2(db, "SELECT id, label, schedule, i, j, k, visits FROM configs ORDER BY id", -1, &st, NULL);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        S->c = realloc(S->c, sizeof *S->c * (size_t)(S->n_cfg + 1));
+        cfg_row *c = &S->c[S->n_cfg];
+        memset(c, 0, sizeof *c);
+        c->id = sqlite3_column_int(st, 0);
+        c->label = strdup((const char *)sqlite3_column_text(st, 1));
+        c->schedule = strdup((const char *)sqlite3_column_text(st, 2));
+        c->i = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 3);
+        c->j = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 4);
+        c->k = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 5);
+        c->visits = sqlite3_column_int(st, 6);
+        if (!strcmp(c->label, "base")) S->base = S->n_cfg;
+        S->n_cfg++;
+    }
+    sqlite3_finalize(st);
+    if (S->base < 0) return rp_fail(err, "the sweep has no base results to compare with");
+    for (int ci = 0; ci < S->n_cfg; ci++) {
+        cfg_row *c = &S->c[ci];
+        c->delta = calloc((size_t)S->n_probe, sizeof(double));
+        c->se = calloc((size_t)S->n_probe, sizeof(double));
+        c->mean = calloc((size_t)S->n_probe, sizeof(double));
+        c->z = calloc((size_t)S->n_probe, sizeof(double));
+        c->n = calloc((size_t)S->n_probe, sizeof(int));
+    }
+    for (int p = 0; p < S->n_probe; p++) {
+        char **bi;
+        int nb;
+        double *bs = score_table(db, S->c[S->base].id, S->probe[p], &bi, &nb);
+        for (int ci = 0; ci < S->n_cfg; ci++) {
+            cfg_row *c = &S->c[ci];
+            char **items;
+            int n;
+            double *s = score_table(db, c->id, S->probe[p], &items, &n);
+            // paired over the items both have (both lists are sorted by item)
+            double sum = 0, sum2 = 0, msum = 0;
+            int k = 0;
+            for (int a = 0, b = 0; a < n && b < nb;) {
+                int cmp = strcmp(items[a], bi[b]);
+                if (cmp < 0) a++;
+                else if (cmp > 0) b++;
+                else {
+                    double d = s[a] - bs[b];
+                    sum += d, sum2 += d * d, msum += s[a], k++, a++, b++;
+                }
+            }
+            c->n[p] = k;
+            c->mean[p] = k ? msum / k : NAN;
+            c->delta[p] = k ? sum / k : NAN;
+            c->se[p] = k > 1 ? sqrt(fmax(0, (sum2 - sum * sum / k) / (k - 1)) / k) : NAN;
+            free(s);
+            free_items(items, n);
+        }
+        free(bs);
+        free_items(bi, nb);
+        // z-scores of the deltas across the configs (base excluded)
+        double m = 0, m2 = 0;
+        int cnt = 0;
+        for (int ci = 0; ci < S->n_cfg; ci++)
+            if (ci != S->base && S->c[ci].n[p]) m += S->c[ci].delta[p], m2 += S->c[ci].delta[p] * S->c[ci].delta[p], cnt++;
+        double mean = cnt ? m / cnt : 0, sd = cnt > 1 ? sqrt(fmax(0, (m2 - m * m / cnt) / (cnt - 1))) : 0;
+        for (int ci = 0; ci < S->n_cfg; ci++) S->c[ci].z[p] = ci != S->base && S->c[ci].n[p] && sd > 0 ? (S->c[ci].delta[p] - mean) / sd : 0;
+    }
+    for (int ci = 0; ci < S->n_cfg; ci++) {
+        S->c[ci].balanced = 0;
+        for (int p = 0; p < S->n_probe; p++) S->c[ci].balanced += S->c[ci].z[p];
+    }
+    return 0;
+}
+
+static void summary_free(summary *S) {
+    for (int ci = 0; ci < S->n_cfg; ci++) {
+        cfg_row *c = &S->c[ci];
+        free(c->label), free(c->schedule), free(c->delta), free(c->se), free(c->mean), free(c->z), free(c->n);
+    }
+    for (int p = 0; p < S->n_probe; p++) free(S->probe[p]);
+    free(S->c), free(S->probe);
+}
+
+static int noise(const cfg_row *c, int p) { return !(fabs(c->delta[p]) > 2 * c->se[p]); }
+
+static void csv_field(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err *err) {
+    char *path = path_join(out, "summary.csv");
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        rp_fail(err, "%s: cannot write", path);
+        free(path);
+        return -1;
+    }
+    fprintf(f, "config,schedule,i,j,k,visits,probe,items,mean,delta,se,within_noise,z,balanced\n");
+    for (int ci = 0; ci < S->n_cfg; ci++)
+        for (int p = 0; p < S->n_probe; p++) {
+            const cfg_row *c = &S->c[ci];
+            csv_field(f, c->label), fputc(',', f), csv_field(f, c->schedule);
+            fprintf(f, ",%d,%d,%d,%d,", c->i, c->j, c->k, c->visits);
+            csv_field(f, S->probe[p]);
+            fprintf(f, ",%d,%.6f,%.6f,%.6f,%d,%.4f,%.4f\n", c->n[p], c->mean[p], c->delta[p], c->se[p], noise(c, p), c->z[p], c->balanced);
+        }
+    fclose(f);
+    free(path);
+
+    path = path_join(out, "summary.json");
+    f = fopen(path, "w");
+    fprintf(f, "{\"probes\": [");
+    for (int p = 0; p < S->n_probe; p++) fprintf(f, "%s\"%s\"", p ? ", " : "", S->probe[p]);
+    fprintf(f, "], \"configs\": [\n");
+    for (int ci = 0; ci < S->n_cfg; ci++) {
+        const cfg_row *c = &S->c[ci];
+        fprintf(f, "  {\"config\": \"%s\", \"schedule\": \"%s\", \"visits\": %d, \"balanced\": %.4f, \"probes\": {", c->label,
+                c->schedule, c->visits, c->balanced);
+        for (int p = 0; p < S->n_probe; p++) {
+            char se[32] = "null";
+            if (!isnan(c->se[p])) snprintf(se, sizeof se, "%.6f", c->se[p]);
+            fprintf(f, "%s\"%s\": {\"items\": %d, \"mean\": %.6f, \"delta\": %.6f, \"se\": %s, \"within_noise\": %s, \"z\": %.4f}",
+                    p ? ", " : "", S->probe[p], c->n[p], isnan(c->mean[p]) ? 0 : c->mean[p], isnan(c->delta[p]) ? 0 : c->delta[p],
+                    se, noise(c, p) ? "true" : "false", c->z[p]);
+        }
+        fprintf(f, "}}%s\n", ci + 1 < S->n_cfg ? "," : "");
+    }
+    fprintf(f, "]}\n");
+    fclose(f);
+    free(path);
+
+    path = path_join(out, "results.csv");
+    f = fopen(path, "w");
+    fprintf(f, "config,probe,item,score,reply\n");
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT c.label, r.probe, r.item, r.score, r.reply FROM results r JOIN configs c ON c.id = r.config "
+                           "ORDER BY c.id, r.probe, r.item", -1, &st, NULL);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        csv_field(f, (const char *)sqlite3_column_text(st, 0)), fputc(',', f);
+        csv_field(f, (const char *)sqlite3_column_text(st, 1)), fputc(',', f);
+        csv_field(f, (const char *)sqlite3_column_text(st, 2));
+        fprintf(f, ",%.6f,", sqlite3_column_double(st, 3));
+        csv_field(f, sqlite3_column_text(st, 4) ? (const char *)sqlite3_column_text(st, 4) : "");
+        fputc('\n', f);
+    }
+    sqlite3_finalize(st);
+    fclose(f);
+    free(path);
+    return 0;
+}
+
+// ---- pictures ----
+
+// Diverging colour: blue (-1) through white (0) to red (+1).
+static void diverging(double t, double *r, double *g, double *b) {
+    t = t < -1 ? -1 : t > 1 ? 1 : t;
+    if (t >= 0) *r = 1, *g = 1 - 0.8 * t, *b = 1 - 0.85 * t;
+    else *r = 1 + 0.85 * t, *g = 1 + 0.7 * t, *b = 1;
+}
+
+static void text_at(cairo_t *cr, double x, double y, const char *s, double align_x, double size) {
+    cairo_set_font_size(cr, size);
+    cairo_text_extents_t e;
+    cairo_text_extents(cr, s, &e);
+    cairo_move_to(cr, x - align_x * e.width, y + e.height / 2);
+    cairo_show_text(cr, s);
+}
+
+// value(cfg) for the rys configs with repeat count k, drawn at (y = i, x = j).
+static int heatmap(const summary *S, int k, const double *value, const char *title, const char *path, rp_err *err) {
+    int imin = 1 << 30, imax = -1, jmin = 1 << 30, jmax = -1;
+    double vmax = 0;
+    for (int ci = 0; ci < S->n_cfg; ci++) {
+        const cfg_row *c = &S->c[ci];
+        if (c->k != k || c->i < 0 || isnan(value[ci])) continue;
+        if (c->i < imin) imin = c->i;
+        if (c->i > imax) imax = c->i;
+        if (c->j < jmin) jmin = c->j;
+        if (c->j > jmax) jmax = c->j;
+        if (fabs(value[ci]) > vmax) vmax = fabs(value[ci]);
+    }
+    if (imax < 0) return 0;
+    if (vmax == 0) vmax = 1;
+    const int W = 900, H = 760, L = 90, R = 150, T = 70, B = 80;
+    int ni = imax - imin + 1, nj = jmax - jmin + 1;
+    double cw = (double)(W - L - R) / nj, ch = (double)(H - T - B) / ni;
+    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+    cairo_t *cr = cairo_create(surf);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);   // cells with no config (j <= i)
+    cairo_rectangle(cr, L, T, W - L - R, H - T - B);
+    cairo_fill(cr);
+    for (int ci = 0; ci < S->n_cfg; ci++) {
+        const cfg_row *c = &S->c[ci];
+        if (c->k != k || c->i < 0 || isnan(value[ci])) continue;
+        double r, g, b;
+        diverging(value[ci] / vmax, &r, &g, &b);
+        cairo_set_source_rgb(cr, r, g, b);
+        cairo_rectangle(cr, L + (c->j - jmin) * cw, T + (c->i - imin) * ch, cw, ch);
+        cairo_fill(cr);
+    }
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, L, T, W - L - R, H - T - B);
+    cairo_stroke(cr);
+    char buf[64];
+    int xstep = nj > 20 ? (nj + 19) / 20 : 1, ystep = ni > 20 ? (ni + 19) / 20 : 1;
+    for (int j = jmin; j <= jmax; j += xstep) {
+        snprintf(buf, sizeof buf, "%d", j);
+        text_at(cr, L + (j - jmin + 0.5) * cw, H - B + 14, buf, 0.5, 11);
+    }
+    for (int i = imin; i <= imax; i += ystep) {
+        snprintf(buf, sizeof buf, "%d", i);
+        text_at(cr, L - 8, T + (i - imin + 0.5) * ch, buf, 1, 11);
+    }
+    text_at(cr, L + (W - L - R) / 2.0, H - B + 40, "j: end of the repeated block (exclusive)", 0.5, 13);
+    cairo_save(cr);
+    cairo_translate(cr, 24, T + (H - T - B) / 2.0);
+    cairo_rotate(cr, -M_PI / 2);
+    text_at(cr, 0, 0, "i: start of the repeated block", 0.5, 13);
+    cairo_restore(cr);
+    text_at(cr, W / 2.0, 28, title, 0.5, 15);
+    // colour bar
+    double bx = W - R + 40, by = T, bh = H - T - B;
+    for (int y = 0; y < (int)bh; y++) {
+        double r, g, b;
+        diverging(1 - 2.0 * y / bh, &r, &g, &b);
+        cairo_set_source_rgb(cr, r, g, b);
+        cairo_rectangle(cr, bx, by + y, 24, 1);
+        cairo_fill(cr);
+    }
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    cairo_rectangle(cr, bx, by, 24, bh);
+    cairo_stroke(cr);
+    for (int t = 0; t <= 4; t++) {
+        snprintf(buf, sizeof buf, "%+.3g", vmax * (1 - t / 2.0));
+        text_at(cr, bx + 30, by + bh * t / 4.0, buf, 0, 11);
+    }
+    cairo_status_t st = cairo_surface_write_to_png(surf, path);
+    cairo_destroy(cr);
+    cairo_surface_destroy(surf);
+    return st == CAIRO_STATUS_SUCCESS ? 0 : rp_fail(err, "%s: cannot write the PNG: %s", path, cairo_status_to_string(st));
+}
+
+// Mean of value over each i (row) and each j (column) of the grid, as two bar charts.
+static int skyline(const summary *S, int k, const double *value, const char *title, const char *path, rp_err *err) {
+    int n = 0;
+    for (int ci = 0; ci < S->n_cfg; ci++) n = S->c[ci].j > n ? S->c[ci].j : n;
+    double *rs = calloc((size_t)n + 1, sizeof(double)), *cs = calloc((size_t)n + 1, sizeof(double));
+    int *rn = calloc((size_t)n + 1, sizeof(int)), *cn = calloc((size_t)n + 1, sizeof(int));
+    for (int ci = 0; ci < S->n_cfg; ci++) {
+        const cfg_row *c = &S->c[ci];
+        if (c->k != k || c->i < 0 || isnan(value[ci])) continue;
+        rs[c->i] += value[ci], rn[c->i]++, cs[c->j] += value[ci], cn[c->j]++;
+    }
+    const int W = 900, H = 640;
+    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+    cairo_t *cr = cairo_create(surf);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    text_at(cr, W / 2.0, 22, title, 0.5, 15);
+    for (int panel = 0; panel < 2; panel++) {
+        double *s = panel ? cs : rs;
+        int *cnt = panel ? cn : rn;
+        double top = 60 + panel * 290, h = 220, left = 70, w = W - 110, vmax = 0;
+        for (int x = 0; x <= n; x++)
+            if (cnt[x] && fabs(s[x] / cnt[x]) > vmax) vmax = fabs(s[x] / cnt[x]);
+        if (vmax == 0) vmax = 1;
+        double mid = top + h / 2, bw = w / (n + 1);
+        for (int x = 0; x <= n; x++) {
+            if (!cnt[x]) continue;
+            double v = s[x] / cnt[x], r, g, b;
+            diverging(v / vmax, &r, &g, &b);
+            cairo_set_source_rgb(cr, r * 0.9, g * 0.9, b * 0.9);
+            cairo_rectangle(cr, left + x * bw + 1, v >= 0 ? mid - v / vmax * h / 2 : mid, bw - 2, fabs(v) / vmax * h / 2);
+            cairo_fill(cr);
+        }
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        cairo_move_to(cr, left, mid);
+        cairo_line_to(cr, left + w, mid);
+        cairo_stroke(cr);
+        char buf[64];
+        int step = n > 30 ? (n + 29) / 30 : 1;
+        for (int x = 0; x <= n; x += step) {
+            snprintf(buf, sizeof buf, "%d", x);
+            text_at(cr, left + (x + 0.5) * bw, top + h + 12, buf, 0.5, 10);
+        }
+        snprintf(buf, sizeof buf, "%+.3g", vmax);
+        text_at(cr, left - 6, top, buf, 1, 10);
+        snprintf(buf, sizeof buf, "%+.3g", -vmax);
+        text_at(cr, left - 6, top + h, buf, 1, 10);
+        text_at(cr, left + w / 2, top + h + 32, panel ? "j: mean over the configs ending their block at j" : "i: mean over the configs starting their block at i", 0.5, 12);
+    }
+    cairo_status_t st = cairo_surface_write_to_png(surf, path);
+    cairo_destroy(cr);
+    cairo_surface_destroy(surf);
+    free(rs), free(cs), free(rn), free(cn);
+    return st == CAIRO_STATUS_SUCCESS ? 0 : rp_fail(err, "%s: cannot write the PNG: %s", path, cairo_status_to_string(st));
+}
+
+int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_n, rp_err *err) {
+    summary S;
+    if (build(db->db, &S, err) || write_exports(db->db, &S, out, err)) {
+        summary_free(&S);
+        return -1;
+    }
+    // the grid's repeat count: the most common k among rys configs
+    int counts[64] = {0}, k = 2, best = 0;
+    for (int ci = 0; ci < S.n_cfg; ci++)
+        if (S.c[ci].k > 0 && S.c[ci].k < 64 && ++counts[S.c[ci].k] > best) best = counts[S.c[ci].k], k = S.c[ci].k;
+    double *v = malloc(sizeof(double) * S.n_cfg);
+    int rc = 0;
+    char title[256], file[64];
+    for (int p = 0; p <= S.n_probe && !rc; p++) {
+        const char *name = p < S.n_probe ? S.probe[p] : "combined";
+        for (int ci = 0; ci < S.n_cfg; ci++) v[ci] = p < S.n_probe ? S.c[ci].delta[p] : S.c[ci].balanced;
+        if (p < S.n_probe) snprintf(title, sizeof title, "%s - %s: delta vs base (block run %dx)", model_name, name, k);
+        else snprintf(title, sizeof title, "%s - combined: sum of per-probe z(delta) (block run %dx)", model_name, k);
+        snprintf(file, sizeof file, "heatmap_%.40s.png", name);
+        for (char *c = file; *c; c++)
+            if (*c == '/' || *c == ':') *c = '_';
+        char *path = path_join(out, file);
+        rc = heatmap(&S, k, v, title, path, err);
+        free(path);
+        if (!rc && p == S.n_probe) {
+            snprintf(title, sizeof title, "%s - skyline of the combined score (block run %dx)", model_name, k);
+            path = path_join(out, "skyline.png");
+            rc = skyline(&S, k, v, title, path, err);
+            free(path);
+        }
+    }
+    free(v);
+    // top-N by balanced score
+    int *order = malloc(sizeof(int) * S.n_cfg), n = 0;
+    for (int ci = 0; ci < S.n_cfg; ci++)
+        if (ci != S.base) order[n++] = ci;
+    for (int a = 1; a < n; a++)   // insertion sort: small lists
+        for (int b = a; b > 0 && S.c[order[b]].balanced > S.c[order[b - 1]].balanced; b--) {
+            int t = order[b];
+            order[b] = order[b - 1], order[b - 1] = t;
+        }
+    printf("%-4s %-18s %6s", "rank", "config", "visits");
+    for (int p = 0; p < S.n_probe; p++) printf("  %-24.24s", S.probe[p]);
+    printf("  %8s\n", "balanced");
+    printf("%-4s %-18s %6d", "-", "base", S.c[S.base].visits);
+    for (int p = 0; p < S.n_probe; p++) printf("  mean %-19.4f", S.c[S.base].mean[p]);
+    printf("\n");
+    for (int r = 0; r < n && r < top_n; r++) {
+        const cfg_row *c = &S.c[order[r]];
+        printf("%-4d %-18.18s %6d", r + 1, c->label, c->visits);
+        for (int p = 0; p < S.n_probe; p++) {
+            char cell[64];
+            snprintf(cell, sizeof cell, "%+.4f+-%.4f%s", c->delta[p], isnan(c->se[p]) ? 0.0 : c->se[p], noise(c, p) ? " ~" : " *");
+            printf("  %-24s", cell);
+        }
+        printf("  %8.3f\n", c->balanced);
+    }
+    printf("(delta vs base +- paired standard error; ~ within two standard errors of zero, * beyond)\n");
+    free(order);
+    summary_free(&S);
+    return rc;
+}

@@ -1,0 +1,11 @@
+// What a sweep found: deltas against base with paired standard errors, z-scores, a ranking, exports and pictures.
+#ifndef REPRISE_SWEEP_REPORT_H
+#define REPRISE_SWEEP_REPORT_H
+
+#include "tools/sweep_db.h"
+
+// Reads the database and writes into out_dir: summary.csv, summary.json, results.csv, heatmap_<probe>.png per probe,
+// heatmap_combined.png and skyline.png (when the sweep has rys:I,J configs); prints the top_n configs on stdout.
+int sweep_report(sweep_db *db, const char *out_dir, const char *model_name, int top_n, rp_err *err);
+
+#endif

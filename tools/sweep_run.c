@@ -1,0 +1,292 @@
+// Evaluating a sweep: every config on every probe item, sharing work between configs, results into the database.
+//
+// Per prompt: the base model runs first, in segments that end where configs leave it. A config whose schedule
+// begins with the base's first L visits (rys:I,J begins with 0..J-1) takes the base's hidden state after visit L
+// and copies its KV slots 0..L-1, so only its remaining visits run for the prompt. Then all configs of the prompt
+// decode together, one forward step for all of them, so a layer's weights are read once per step for every
+// config that visits it next (DESIGN.md 2b). Replies are scored and committed one by one as each config finishes.
+#include "tools/sweep_run.h"
+
+#include "engine/sampler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// The prompt's ids: through the chat template when there is one, else the text with the tokenizer's BOS.
+static int prompt_ids(sweep_run *r, const char *text, int **ids, int *n, rp_err *err) {
+    if (r->ct.family == CHAT_NONE) return tokenizer_encode(r->tok, text, strlen(text), 1, ids, n, err);
+    chat_message msgs[2];
+    int k = 0;
+    if (r->system) msgs[k++] = (chat_message){"system", r->system};
+    msgs[k++] = (chat_message){"user", text};
+    char *rendered = chat_render(&r->ct, msgs, k, 1);
+    int rc = tokenizer_encode(r->tok, rendered, strlen(rendered), 0, ids, n, err);
+    free(rendered);
+    return rc;
+}
+
+// Leading visits a schedule shares with base (0, 1, 2, ...).
+static int shared_prefix(const schedule *s, int n_layers) {
+    int v = 0;
+    while (v < s->n_visits && v < n_layers && s->layer[v] == v) v++;
+    return v;
+}
+
+static int is_stop(const sweep_run *r, int id, int eot) {
+    if (id == eot) return 1;
+    for (int i = 0; i < r->m->cfg.n_eos; i++)
+        if (r->m->cfg.eos_ids[i] == id) return 1;
+    return 0;
+}
+
+static void report_progress(sweep_run *r, double t0) {
+    if (!r->progress) return;
+    double el = now_s() - t0, frac = r->rows_total ? (double)r->rows_done / r->rows_total : 1;
+    int n_items = 0;
+    for (int p = 0; p < r->n_probes; p++) n_items += r->probes[p].n_items;
+    double cfg_per_hour = el > 0 && n_items ? (double)r->rows_done / n_items / el * 3600 : 0;
+    double eta = frac > 0 ? el / frac - el : 0;
+    if (r->progress == 2) {
+        char bar[31];
+        int f = (int)(frac * 30);
+        for (int i = 0; i < 30; i++) bar[i] = i < f ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r[%s] %5.1f%% %ld/%ld rows, %.0f configs/hour, ETA %.0f s   ", bar, 100 * frac, r->rows_done,
+                r->rows_total, cfg_per_hour, eta);
+    } else
+        fprintf(stderr, "sweep: %ld/%ld rows (%.1f%%), %.0f configs/hour, ETA %.0f s\n", r->rows_done, r->rows_total,
+                100 * frac, cfg_per_hour, eta);
+}
+
+// One batch of configs on one item: sequences already prefilled, logits given; decode (or score options), commit.
+typedef struct {
+    int cfg;          // index into r->configs
+    sequence seq;
+    int *reply;
+    int n_reply, done;
+} slot;
+
+static int finish(sweep_run *r, const probe *p, const probe_item *it, slot *s, double score_override, rp_err *err) {
+    double score = score_override;
+    char *text = NULL;
+    size_t tl;
+    if (score_override < 0) {
+        if (tokenizer_decode(r->tok, s->reply, s->n_reply, 1, &text, &tl, err)) return -1;
+        score = probe_score_reply(p, it, text);
+    }
+    int rc = sweep_db_add_result(r->db, r->config_ids[s->cfg], p->name, it->id, score, text, err);
+    free(text);
+    s->done = 1;
+    r->rows_done++;
+    return rc;
+}
+
+// Multiple choice: the log-likelihood of each option after the prompt, every config at once; rewinding the cache
+// to the prompt between options.
+static int score_options(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const float *prompt_logits,
+                         int n_prompt, rp_err *err) {
+    int vocab = r->m->cfg.vocab_size, rc = 0;
+    double *best = malloc(sizeof(double) * n);
+    int *pick = calloc((size_t)n, sizeof(int));
+    sequence **seqs = malloc(sizeof *seqs * n);
+    for (int o = 0; o < it->n_options && !rc; o++) {
+        int *opt, no;
+        if ((rc = tokenizer_encode(r->tok, it->options[o], strlen(it->options[o]), 0, &opt, &no, err))) break;
+        if (no == 0) {
+            free(opt);
+            rc = rp_fail(err, "%s item %s: option %d is empty after tokenization", p->name, it->id, o);
+            break;
+        }
+        double *ll = malloc(sizeof(double) * n);
+        for (int i = 0; i < n; i++) ll[i] = log_prob_of(prompt_logits + (size_t)i * vocab, vocab, opt[0]);
+        if (no > 1) {   // the option's later tokens, fed after the prompt
+            int m = no - 1;
+            float *lg = malloc(sizeof(float) * (size_t)n * m * vocab);
+            const int **feeds = malloc(sizeof *feeds * n);
+            int *counts = malloc(sizeof(int) * n);
+            for (int i = 0; i < n; i++) seqs[i] = &slots[i].seq, feeds[i] = opt, counts[i] = m, slots[i].seq.cache.n_past = n_prompt;
+            rc = forward(r->m, seqs, n, feeds, counts, 1, lg, &r->stats, err);
+            for (int i = 0; i < n && !rc; i++)
+                for (int t = 1; t < no; t++) ll[i] += log_prob_of(lg + ((size_t)i * m + (t - 1)) * vocab, vocab, opt[t]);
+            free(lg), free(feeds), free(counts);
+        }
+        for (int i = 0; i < n; i++)
+            if (o == 0 || ll[i] > best[i]) best[i] = ll[i], pick[i] = o;
+        free(ll);
+        free(opt);
+    }
+    int answer = atoi(it->answer);
+    for (int i = 0; i < n && !rc; i++) rc = finish(r, p, it, &slots[i], pick[i] == answer ? 1.0 : 0.0, err);
+    free(best), free(pick), free(seqs);
+    return rc;
+}
+
+// Greedy decoding of all slots together until each stops: one forward step feeds every active slot its token.
+static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const float *logits, int eot, rp_err *err) {
+    int vocab = r->m->cfg.vocab_size, rc = 0;
+    sequence **seqs = malloc(sizeof *seqs * n);
+    const int **feeds = malloc(sizeof *feeds * n);
+    int *counts = malloc(sizeof(int) * n), *next = malloc(sizeof(int) * n), *row = malloc(sizeof(int) * n), *idx = malloc(sizeof(int) * n);
+    float *cur = malloc(sizeof(float) * (size_t)n * vocab);
+    memcpy(cur, logits, sizeof(float) * (size_t)n * vocab);
+    for (int i = 0; i < n; i++) row[i] = i;
+    while (!rc) {
+        int m = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            slot *s = &slots[i];
+            if (s->done) continue;
+            int tok = argmax(cur + (size_t)row[i] * vocab, vocab);
+            if (is_stop(r, tok, eot)) {
+                rc = finish(r, p, it, s, -1, err);
+                continue;
+            }
+            s->reply[s->n_reply++] = tok;
+            if (s->n_reply >= p->max_new) {
+                rc = finish(r, p, it, s, -1, err);
+                continue;
+            }
+            next[i] = tok;
+            seqs[m] = &s->seq, feeds[m] = &next[i], counts[m] = 1, idx[m] = i;
+            m++;
+        }
+        if (!m || rc) break;
+        rc = forward(r->m, seqs, m, feeds, counts, 0, cur, &r->stats, err);
+        for (int k = 0; k < m; k++) row[idx[k]] = k;
+    }
+    free(seqs), free(feeds), free(counts), free(next), free(row), free(idx), free(cur);
+    return rc;
+}
+
+static int compare_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+// Runs the slots' prompts: each from visit from[i] (with the base's hidden state there and its KV slots before it)
+// or from the start; returns their last-token logits.
+static int prefill(sweep_run *r, slot *slots, int n, const int *ids, int P, const int *from, float *const *snap_of,
+                   float *logits, rp_err *err) {
+    int dim = r->m->cfg.dim;
+    sequence **seqs = malloc(sizeof *seqs * n);
+    const int **feeds = malloc(sizeof *feeds * n);
+    int *counts = malloc(sizeof(int) * n);
+    float *hidden = malloc(sizeof(float) * (size_t)n * P * dim);
+    for (int i = 0; i < n; i++) {
+        seqs[i] = &slots[i].seq, feeds[i] = ids, counts[i] = P;
+        if (from[i] > 0) memcpy(hidden + (size_t)i * P * dim, snap_of[i], sizeof(float) * (size_t)P * dim);
+    }
+    forward_span span = {.from_visit = from, .hidden_in = hidden, .to_visit = -1};
+    int rc = forward_span_run(r->m, seqs, n, feeds, counts, &span, 0, logits, &r->stats, err);
+    free(seqs), free(feeds), free(counts), free(hidden);
+    return rc;
+}
+
+static int run_item(sweep_run *r, const probe *p, const probe_item *it, double t0, rp_err *err) {
+    config_list *cl = r->configs;
+    int *todo = malloc(sizeof(int) * cl->n), n_todo = 0;
+    for (int c = 0; c < cl->n; c++)
+        if (!sweep_db_has_result(r->db, r->config_ids[c], p->name, it->id)) todo[n_todo++] = c;
+    if (!n_todo) {
+        free(todo);
+        return 0;
+    }
+    int *ids, P, rc;
+    if ((rc = prompt_ids(r, it->prompt, &ids, &P, err))) {
+        free(todo);
+        return rp_wrap(err, "%s item %s", p->name, it->id);
+    }
+    int longest = p->max_new;
+    for (int o = 0; o < it->n_options; o++) longest = longest > (int)strlen(it->options[o]) + 1 ? longest : (int)strlen(it->options[o]) + 1;
+    int ctx = P + longest, N = r->m->cfg.n_layers, dim = r->m->cfg.dim, vocab = r->m->cfg.vocab_size;
+    if (P == 0 || ctx > r->m->cfg.max_pos) {
+        free(todo), free(ids);
+        return rp_fail(err, "%s item %s: the prompt (%d tokens) and its reply (%d) do not fit the context of %d", p->name,
+                       it->id, P, longest, r->m->cfg.max_pos);
+    }
+    int eot = r->ct.family != CHAT_NONE ? tokenizer_token_id(r->tok, chat_end_of_turn(&r->ct)) : -1;
+
+    // the base's hidden state at every visit where a config leaves it (none when naive: nothing is shared)
+    int *from = calloc((size_t)n_todo, sizeof(int)), *cuts = malloc(sizeof(int) * (n_todo + 1)), n_cuts = 0;
+    for (int t = 0; t < n_todo && !r->naive; t++) {
+        from[t] = shared_prefix(&cl->c[todo[t]].sched, N);
+        if (from[t] > 0) cuts[n_cuts++] = from[t];
+    }
+    qsort(cuts, n_cuts, sizeof(int), compare_int);
+    int w = 0;
+    for (int k = 0; k < n_cuts; k++)
+        if (!w || cuts[w - 1] != cuts[k]) cuts[w++] = cuts[k];
+    n_cuts = w;
+    float **snap = calloc((size_t)n_cuts + 1, sizeof *snap);
+    slot base = {0};
+    schedule base_sched;
+    schedule_base(&base_sched, N);
+    float *logits = malloc(sizeof(float) * (size_t)(r->batch + 1) * vocab);
+    if (n_cuts) {
+        rc = sequence_init(&base.seq, r->m, &base_sched, ctx, err);
+        sequence *b1[1] = {&base.seq};
+        const int *feed = ids;
+        for (int k = 0; k < n_cuts && !rc; k++) {
+            snap[k] = malloc(sizeof(float) * (size_t)P * dim);
+            int start = k ? cuts[k - 1] : 0;
+            forward_span span = {.from_visit = &start, .hidden_in = k ? snap[k - 1] : NULL, .to_visit = cuts[k], .hidden_out = snap[k]};
+            rc = forward_span_run(r->m, b1, 1, &feed, &P, &span, 0, NULL, &r->stats, err);
+        }
+    }
+
+    // configs in batches: KV slots before `from` copied from the base, the rest of the prompt run, then decoding
+    int step = r->naive ? 1 : r->batch;
+    for (int t0i = 0; t0i < n_todo && !rc; t0i += step) {
+        int n = n_todo - t0i < step ? n_todo - t0i : step;
+        slot *slots = calloc((size_t)n, sizeof *slots);
+        float **snap_of = malloc(sizeof *snap_of * n);
+        int *fr = malloc(sizeof(int) * n), made = 0;
+        for (int i = 0; i < n && !rc; i++, made++) {
+            int c = todo[t0i + i];
+            slots[i].cfg = c;
+            slots[i].reply = malloc(sizeof(int) * (size_t)(longest + 1));
+            fr[i] = from[t0i + i];
+            if ((rc = sequence_init(&slots[i].seq, r->m, &cl->c[c].sched, ctx, err))) break;
+            snap_of[i] = NULL;
+            for (int k = 0; k < n_cuts; k++)
+                if (cuts[k] == fr[i]) snap_of[i] = snap[k];
+            for (int v = 0; v < fr[i]; v++) r->m->be->kv_copy(r->m->be, &slots[i].seq.cache.slots[v], &base.seq.cache.slots[v], P);
+        }
+        if (!rc) rc = prefill(r, slots, n, ids, P, fr, snap_of, logits, err);
+        if (!rc) rc = p->kind == PROBE_MC ? score_options(r, p, it, slots, n, logits, P, err) : decode(r, p, it, slots, n, logits, eot, err);
+        for (int i = 0; i < made; i++) sequence_free(&slots[i].seq, r->m), free(slots[i].reply);
+        if (made < n) free(slots[made].reply);
+        free(slots), free(snap_of), free(fr);
+        report_progress(r, t0);
+    }
+    if (n_cuts) sequence_free(&base.seq, r->m);
+    for (int k = 0; k < n_cuts; k++) free(snap[k]);
+    free(snap), free(cuts), free(from), free(todo), free(ids), free(logits);
+    schedule_free(&base_sched);
+    return rc;
+}
+
+int sweep_run_all(sweep_run *r, rp_err *err) {
+    r->rows_total = 0;
+    r->rows_done = 0;
+    for (int p = 0; p < r->n_probes; p++)
+        for (int i = 0; i < r->probes[p].n_items; i++)
+            for (int c = 0; c < r->configs->n; c++) {
+                r->rows_total++;
+                r->rows_done += sweep_db_has_result(r->db, r->config_ids[c], r->probes[p].name, r->probes[p].items[i].id);
+            }
+    double t0 = now_s();
+    long already = r->rows_done;
+    int rc = 0;
+    for (int p = 0; p < r->n_probes && !rc; p++)
+        for (int i = 0; i < r->probes[p].n_items && !rc; i++) rc = run_item(r, &r->probes[p], &r->probes[p].items[i], t0, err);
+    if (r->progress == 2) fprintf(stderr, "\n");
+    if (r->progress)
+        fprintf(stderr, "sweep: %ld new rows (%ld were already done) in %.1f s; %ld layer executions for %ld visits\n",
+                r->rows_done - already, already, now_s() - t0, r->stats.layer_execs, r->stats.visits);
+    return rc;
+}
