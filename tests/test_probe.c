@@ -1,0 +1,96 @@
+// Probe scoring against hand-computed cases: RYS's math partial credit, EQ-Bench parsing and confidence, jsonl matches.
+#include "tests/test_util.h"
+#include "tools/probe.h"
+
+#define NEAR(a, b) (fabs((a) - (b)) < 1e-9)
+
+static void math_partial_credit(void) {
+    CHECK(NEAR(math_score("123", "123"), 1.0), "exact");
+    // "90" is right-padded to "900": (1 - 800/900) * (1 - 1/3) = 2/27
+    CHECK(NEAR(math_score("100", "90"), 2.0 / 27), "%.9f", math_score("100", "90"));
+    CHECK(NEAR(math_score("596252164", "596252000"), 1 - 164.0 / 596252164), "%.12f", math_score("596252164", "596252000"));
+    CHECK(NEAR(math_score("5", "50"), 0.5), "5 vs 50: %.9f", math_score("5", "50"));   // 50 vs 50, half for the extra digit
+    CHECK(NEAR(math_score("0", "0"), 0.0), "both zero");
+    CHECK(NEAR(math_score("7", "007"), 1.0), "leading zeros are not digits of the integer");
+    // 20 digits overflow 64-bit integers; the score is still computed (as RYS's Python floats round it)
+    CHECK(fabs(math_score("100000000000000000000", "50000000000000000000") - 0.2 * (1 - 1.0 / 21)) < 1e-12, "21 vs 20 digits (5e19 pads to 5e20): %.12f",
+          math_score("100000000000000000000", "50000000000000000000"));
+    // the best over every run of digits: 12 -> "120" (score 0.650...), 123 -> 1
+    CHECK(NEAR(math_reply_score("I think 12, no, 123.", "123"), 1.0), "best run");
+    CHECK(NEAR(math_reply_score("about 12", "123"), (1 - 3.0 / 123) * (2.0 / 3)), "%.9f", math_reply_score("about 12", "123"));
+    CHECK(NEAR(math_reply_score("no idea", "123"), 0.0), "no digits");
+}
+
+static void eq_parse_and_confidence(void) {
+    char *emo[4] = {"Anger", "Joy", "Fear", "Calm"};
+    double ref[4] = {1, 2, 3, 4}, conf;
+    const char *first = "First pass scores:\nAnger: 1\nJoy: 2\nFear: 3\nCalm: 4\n";
+    CHECK(NEAR(eq_reply_score(first, emo, ref, &conf), 0.9) && NEAR(conf, 0.8), "first pass only: 0.8 * 1 + 0.2 * 0.5");
+    const char *both = "First pass scores:\nAnger: 1\nJoy: 2\nFear: 3\nCalm: 4\nCritique: fine\nRevised scores:\nAnger: 1\nJoy: 2\nFear: 3\nCalm: 4\n";
+    CHECK(NEAR(eq_reply_score(both, emo, ref, &conf), 1.0) && NEAR(conf, 1.0), "both sections");
+    const char *revised = "Revised scores:\nanger: 2\nJOY: 2\nFear: 3\nCalm: 4\n";   // names match case-insensitively
+    CHECK(NEAR(eq_reply_score(revised, emo, ref, &conf), 0.9 * (1 - 1.0 / 40) + 0.1 * 0.5) && NEAR(conf, 0.9), "revised only");
+    // four loose numbers: (5,5,5,5) is 10 away from the reference: 0.5 * 0.75 + 0.5 * 0.5
+    CHECK(NEAR(eq_reply_score("maybe 5, 5, 5 and 5", emo, ref, &conf), 0.625) && NEAR(conf, 0.5), "four numbers");
+    // two numbers: (3,4,5,5), 7 away: confidence 2/8
+    CHECK(NEAR(eq_reply_score("3 then 4", emo, ref, &conf), 0.25 * (1 - 7.0 / 40) + 0.75 * 0.5), "two numbers: %.9f",
+          eq_reply_score("3 then 4", emo, ref, &conf));
+    CHECK(NEAR(eq_reply_score("I cannot say.", emo, ref, &conf), 0.5) && conf == 0, "nothing parses");
+    CHECK(NEAR(eq_reply_score("scores 11 and 12", emo, ref, &conf), 0.5), "numbers above 10 do not count");
+}
+
+static void jsonl_matching(void) {
+    CHECK(jsonl_match(MATCH_EXACT, "  Paris is the capital", "Paris"), "exact: starts with");
+    CHECK(!jsonl_match(MATCH_EXACT, "The answer: Paris", "Paris"), "exact: must start with");
+    CHECK(jsonl_match(MATCH_NUMERIC, "about 3.50 units", "3.5"), "numeric");
+    CHECK(!jsonl_match(MATCH_NUMERIC, "2 and 3.5", "3.5"), "numeric: the first number counts");
+    CHECK(jsonl_match(MATCH_NUMERIC, "-4", "-4.0"), "numeric: sign");
+    CHECK(jsonl_match(MATCH_REGEX, " Yes!", "^\\s*(yes|Yes)"), "regex");
+    CHECK(!jsonl_match(MATCH_REGEX, "no", "^\\s*(yes|Yes)"), "regex: no match");
+}
+
+static void bad_probe_files_are_named(void) {
+    char *tmp = make_temp_dir("probe");
+    char path[600];
+    snprintf(path, sizeof path, "%s/p.jsonl", tmp);
+    struct {
+        const char *spec_kind, *content, *mention;
+    } cases[] = {
+        {"jsonl", "{\"prompt\": \"a\", \"answer\": \"b\"}\n{\"prompt\": 3}\n", "line 2"},
+        {"jsonl", "{\"prompt\": \"a\", \"answer\": \"b\", \"match\": \"fuzzy\"}\n", "'fuzzy'"},
+        {"jsonl", "{\"prompt\": \"a\", \"answer\": \"(\", \"match\": \"regex\"}\n", "not a valid regex"},
+        {"jsonl", "{\"prompt\": \"a\"", "malformed JSON"},
+        {"mc", "{\"prompt\": \"a\", \"options\": [\"x\", \"y\"], \"answer\": 2}\n", "index"},
+        {"math", "{\"0\": {\"question\": \"q\", \"answer\": -1}}", "non-negative integer"},
+        {"eq", "{\"0\": {\"prompt\": \"p\", \"reference_answer\": {\"emotion1\": \"a\"}}}", "emotion1..4"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(cases[i].content, f);
+        fclose(f);
+        char spec[700];
+        snprintf(spec, sizeof spec, "%s:%s", cases[i].spec_kind, path);
+        probe p;
+        rp_err err = {{0}};
+        CHECK(probe_load(&p, spec, 0, 0, 0, &err) != 0 && strstr(err.msg, cases[i].mention), "case %zu: '%s' lacks '%s'", i,
+              err.msg, cases[i].mention);
+    }
+    probe p;
+    rp_err err;
+    CHECK(probe_load(&p, "trivia", 0, 0, 0, &err) != 0 && strstr(err.msg, "unknown kind"), "unknown kind: %s", err.msg);
+    CHECK(probe_load(&p, "math", 0, 9, 1, &err) == 0 && p.n_items == 9, "generated math");
+    if (p.n_items == 9) {
+        CHECK(strstr(p.items[0].prompt, "square root") && strstr(p.items[1].prompt, "cube root"), "kinds of generated questions");
+        probe_free(&p);
+    }
+    remove_tree(tmp);
+    free(tmp);
+}
+
+int main(void) {
+    RUN(math_partial_credit);
+    RUN(eq_parse_and_confidence);
+    RUN(jsonl_matching);
+    RUN(bad_probe_files_are_named);
+    return TEST_EXIT();
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# `reprise sweep` end to end: outputs, shared-prefix results equal to naive ones, kill -9 and resume row by row,
+# shards merged, bad inputs named; on the built-in model and on ../shared's stories260K with RYS's probe files.
+set -u
+BIN=$1 SHARED=$2
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail=0
+check() { if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
+rows() {   # every result row, sorted, as text
+    python3 - "$1" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+for r in db.execute("SELECT c.label, r.probe, r.item, r.score, r.reply FROM results r JOIN configs c ON c.id = r.config ORDER BY 1, 2, 3"):
+    print("\t".join(map(repr, r)))
+PY
+}
+
+# 1. a small sweep of the built-in model writes everything it promises
+"$BIN" sweep --probe arith --items 12 --out "$T/a" >"$T/a.out" 2>"$T/a.err"
+r=$?
+[ $r -eq 0 ] && for f in results.sqlite summary.csv summary.json results.csv heatmap_arith.png heatmap_combined.png skyline.png; do [ -s "$T/a/$f" ] || r=1; done
+python3 -c "import json,sys; d=json.load(open('$T/a/summary.json')); assert len(d['configs']) == 22" || r=1
+grep -q "^1 " "$T/a.out" && grep -q "within two standard errors" "$T/a.out" || r=1
+check "built-in model: 21 configs + base, database, summaries, heatmaps, skyline, ranking" $r
+[ "$(head -c 8 "$T/a/heatmap_arith.png" | od -An -c | tr -d ' ')" = "211PNG\r\n032\n" ]
+check "heatmaps are PNG files" $?
+
+# 2. sharing the base's prefix and batching configs changes no result
+"$BIN" sweep --probe arith --items 12 --out "$T/naive" --naive >/dev/null 2>&1
+cmp -s <(rows "$T/a/results.sqlite") <(rows "$T/naive/results.sqlite")
+check "shared-prefix batched sweep equals one-config-at-a-time, row by row" $?
+
+# 3. the same command again resumes: nothing new, nothing repeated
+"$BIN" sweep --probe arith --items 12 --out "$T/a" >/dev/null 2>"$T/again.err"
+grep -q "0 new rows (264 were already done)" "$T/again.err"
+check "rerunning a finished sweep adds no row" $?
+
+# 4. shards merged equal the whole sweep
+"$BIN" sweep --probe arith --items 12 --out "$T/s0" --shard 0/2 >/dev/null 2>&1 &&
+"$BIN" sweep --probe arith --items 12 --out "$T/s1" --shard 1/2 >/dev/null 2>&1 &&
+"$BIN" sweep merge --out "$T/m" "$T/s0/results.sqlite" "$T/s1/results.sqlite" >/dev/null 2>&1
+cmp -s <(rows "$T/a/results.sqlite") <(rows "$T/m/results.sqlite")
+check "--shard 0/2 and 1/2, merged, equal the unsharded sweep" $?
+
+# 5. killed with SIGKILL mid-way, then resumed: the final database equals an uninterrupted run's
+args=(--probe arith --items 150 --out)
+"$BIN" sweep "${args[@]}" "$T/full" >/dev/null 2>&1
+"$BIN" sweep "${args[@]}" "$T/k" >/dev/null 2>&1 &
+pid=$!
+python3 - "$T/k/results.sqlite" <<'PY'
+import os, sqlite3, sys, time
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        if sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM results").fetchone()[0] >= 200: break
+    except sqlite3.Error: pass
+    time.sleep(0.01)
+PY
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+before=$(rows "$T/k/results.sqlite")
+n_before=$(printf '%s\n' "$before" | grep -c .)
+"$BIN" sweep "${args[@]}" "$T/k" >/dev/null 2>"$T/resume.err"
+total=$((22 * 150))
+grep -q "$((total - n_before)) new rows ($n_before were already done)" "$T/resume.err" &&
+    [ "$n_before" -lt "$total" ] && [ "$n_before" -gt 0 ] &&
+    cmp -s <(rows "$T/k/results.sqlite") <(rows "$T/full/results.sqlite") &&
+    [ -z "$(comm -23 <(printf '%s\n' "$before" | sort) <(rows "$T/k/results.sqlite" | sort))" ]
+check "SIGKILL after $n_before of $total rows, then resume: every row once, equal to an uninterrupted run" $?
+
+# 6. errors name their cause
+expect_error() {
+    local name=$1 text=$2
+    shift 2
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -qF -- "$text" "$T/err"; then echo "ok   $name"; else echo "FAIL $name (exit $rc: $(head -c 300 "$T/err"))"; fail=1; fi
+}
+expect_error "unknown probe" "unknown kind" "$BIN" sweep --probe trivia --out "$T/e1"
+expect_error "bad range" "--i-range 5:2" "$BIN" sweep --probe arith --out "$T/e2" --i-range 5:2
+expect_error "bad shard" "--shard 2/2" "$BIN" sweep --probe arith --out "$T/e3" --shard 2/2
+expect_error "bad config" "'9'" "$BIN" sweep --probe arith --out "$T/e4" --configs "rys:1,3;0-2,9"
+expect_error "another model in the same --out" "holds a sweep with model" "$BIN" sweep -m "$SHARED/models/stories260K" --probe arith --out "$T/a"
+
+S=$SHARED/models/stories260K
+if [ -f "$S/config.json" ] && [ -f "$SHARED/probes/rys/math_16.json" ]; then
+    printf '%s\n' '{"prompt": "Once upon a time", "answer": ", there", "match": "exact"}' \
+        '{"prompt": "Lily and Tom", "answer": "\\w+", "match": "regex"}' >"$T/custom.jsonl"
+    printf '%s\n' '{"prompt": "Once upon a time, there was a little", "options": [" girl", " banana"], "answer": 0}' \
+        '{"prompt": "The sun was", "options": [" shining", " purple"], "answer": 0}' >"$T/mc.jsonl"
+    # RYS's EQ prompts (over 1500 tokens) do not fit stories260K's 512 positions: a short one in the same format
+    printf '%s' '{"1": {"prompt": "Tom lost his ball. First pass scores:\nSad: <score>\nHappy: <score>\nAngry: <score>\nCalm: <score>\n",' \
+        '"reference_answer": {"emotion1": "Sad", "emotion1_score": 5, "emotion2": "Happy", "emotion2_score": 0, "emotion3": "Angry",' \
+        '"emotion3_score": 3, "emotion4": "Calm", "emotion4_score": 2}}}' >"$T/eq.json"
+    expect_error "a prompt longer than the context" "do not fit the context of 512" "$BIN" sweep -m "$S" \
+        --probe "eq:$SHARED/probes/rys/eq_16.json" --items 1 --configs "rys:1,3" --out "$T/eqlong"
+    "$BIN" sweep -m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --probe "eq:$T/eq.json" \
+        --probe "jsonl:$T/custom.jsonl" --probe "mc:$T/mc.jsonl" --items 3 --configs "rys:1,3;rys:2,4;0-1,3-4" \
+        --out "$T/st" >"$T/st.out" 2>"$T/st.err"
+    r=$?
+    python3 - "$T/st/results.sqlite" <<'PY' || r=1
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+n = dict(db.execute("SELECT probe, count(*) FROM results GROUP BY probe").fetchall())
+assert len(n) == 4 and all(v == 4 * (3 if p.startswith("math") else 1 if p.startswith("eq") else 2) for p, v in n.items()), n
+base = dict(db.execute("SELECT r.probe, avg(r.score) FROM results r JOIN configs c ON c.id = r.config WHERE c.label = 'base' GROUP BY r.probe"))
+mc = [p for p in base if p.startswith("mc:")][0]; js = [p for p in base if p.startswith("jsonl:")][0]
+assert base[mc] == 1.0 and base[js] == 1.0, base   # stories continues "Once upon a time" with ", there", prefers " girl"
+PY
+    [ -s "$T/st/heatmap_combined.png" ] || r=1
+    check "stories260K: RYS math and EQ files, jsonl and mc probes, explicit configs" $r
+else
+    echo "skip stories260K sweep: $S or the probe files are absent"
+fi
+exit $fail
