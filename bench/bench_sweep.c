@@ -1,0 +1,148 @@
+// Sweep throughput: configs evaluated per hour and layer work, for three ways to run the same sweep on the same
+// model in the same process, each writing its own database:
+//   duplicated: per config, export the physically duplicated checkpoint, load it, evaluate it alone (mergekit's way)
+//   naive:      one model loaded once; each config alone, nothing shared
+//   sweep:      reprise sweep: the base's prefix shared, configs decoded together
+// Prints figures and ratios; asserts nothing. All three must give the same scores; it says whether they do.
+// usage: bench_sweep [-m DIR] [--probe SPEC] [--items N] [--configs LIST] [--no-duplicated]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/export.h"
+#include "loader/json_file.h"
+#include "tools/cli.h"
+#include "tools/sweep_run.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double total_score(sweep_db *d) {
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(d->db, "SELECT total(score), count(*) FROM results", -1, &st, NULL);
+    sqlite3_step(st);
+    double s = sqlite3_column_double(st, 0) * 1000003 + sqlite3_column_int(st, 1);
+    sqlite3_finalize(st);
+    return s;
+}
+
+typedef struct {
+    double seconds, score;
+    long layer_execs, visits;
+} outcome;
+
+static int setup(sweep_run *r, model *m, tokenizer *tok, probe *p, config_list *cl, sweep_db *d, const char *db_path,
+                 int naive, rp_err *err) {
+    memset(r, 0, sizeof *r);
+    *r = (sweep_run){.m = m, .tok = tok, .probes = p, .n_probes = 1, .configs = cl, .db = d, .batch = 64, .naive = naive};
+    unlink(db_path);
+    if (sweep_db_open(d, db_path, err)) return -1;
+    r->config_ids = malloc(sizeof(int) * cl->n);
+    for (int c = 0; c < cl->n; c++) {
+        char text[4096];
+        schedule_format(&cl->c[c].sched, text, sizeof text);
+        if (sweep_db_config(d, cl->c[c].label, text, cl->c[c].i, cl->c[c].j, cl->c[c].k, cl->c[c].sched.n_visits, &r->config_ids[c], err)) return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = REPRISE_DEFAULT_MODEL, *spec = "arith", *configs = NULL;
+    int items = 32, duplicated = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-m") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--probe") && i + 1 < argc) spec = argv[++i];
+        else if (!strcmp(argv[i], "--items") && i + 1 < argc) items = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--configs") && i + 1 < argc) configs = argv[++i];
+        else if (!strcmp(argv[i], "--no-duplicated")) duplicated = 0;
+        else return fprintf(stderr, "usage: bench_sweep [-m DIR] [--probe SPEC] [--items N] [--configs LIST] [--no-duplicated]\n"), 2;
+    }
+    rp_err err;
+    model m;
+    double t_load = now_s();
+    if (model_load(&m, dir, "cpu", 0, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    t_load = now_s() - t_load;
+    char *tp = path_join(dir, "tokenizer.json");
+    tokenizer *tok = tokenizer_load(tp, &err);
+    free(tp);
+    probe p;
+    config_list cl;
+    space_opts so = {.stride = 1, .repeat = 2, .configs = configs};
+    if (!tok || probe_load(&p, spec, items, items, 0, &err) || sweep_space_build(&cl, m.cfg.n_layers, &so, &err))
+        return fprintf(stderr, "%s\n", err.msg), 1;
+    char tmpl[] = "/tmp/reprise-bench-sweep-XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    outcome out[3] = {{0}};
+    const char *names[3] = {"duplicated", "naive", "sweep"};
+    for (int mode = duplicated ? 0 : 1; mode < 3; mode++) {
+        char db_path[256];
+        snprintf(db_path, sizeof db_path, "%s/%s.sqlite", tmp, names[mode]);
+        sweep_run r;
+        sweep_db d;
+        double t0 = now_s();
+        if (mode == 0) {   // per config: export, load, evaluate alone as `base`
+            unlink(db_path);
+            if (sweep_db_open(&d, db_path, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+            for (int c = 0; c < cl.n; c++) {
+                char out_dir[300];
+                snprintf(out_dir, sizeof out_dir, "%s/dup%d", tmp, c);
+                model dm;
+                if (export_schedule(dir, &cl.c[c].sched, out_dir, &err) || model_load(&dm, out_dir, "cpu", 0, &err))
+                    return fprintf(stderr, "%s\n", err.msg), 1;
+                config_list one = {0};
+                space_opts base_only = {.configs = "base"};
+                sweep_space_build(&one, dm.cfg.n_layers, &base_only, &err);
+                // keep the config's own label so the databases compare
+                free(one.c[0].label);
+                one.c[0].label = strdup(cl.c[c].label);
+                sweep_run rr = {.m = &dm, .tok = tok, .probes = &p, .n_probes = 1, .configs = &one, .db = &d, .batch = 1, .naive = 1};
+                int id;
+                char text[4096];
+                schedule_format(&cl.c[c].sched, text, sizeof text);
+                sweep_db_config(&d, cl.c[c].label, text, cl.c[c].i, cl.c[c].j, cl.c[c].k, cl.c[c].sched.n_visits, &id, &err);
+                rr.config_ids = &id;
+                if (sweep_run_all(&rr, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+                out[0].layer_execs += rr.stats.layer_execs, out[0].visits += rr.stats.visits;
+                sweep_space_free(&one);
+                model_free(&dm);
+                char cmd[400];
+                snprintf(cmd, sizeof cmd, "rm -rf '%s'", out_dir);
+                if (system(cmd)) {}
+            }
+        } else {
+            if (setup(&r, &m, tok, &p, &cl, &d, db_path, mode == 1, &err) || sweep_run_all(&r, &err))
+                return fprintf(stderr, "%s\n", err.msg), 1;
+            out[mode].layer_execs = r.stats.layer_execs, out[mode].visits = r.stats.visits;
+            free(r.config_ids);
+        }
+        out[mode].seconds = now_s() - t0;
+        out[mode].score = total_score(&d);
+        sweep_db_close(&d);
+    }
+    double hours_per_config[3];
+    printf("model %s (%d layers), probe %s x %d items, %d configs (base included); model load %.3f s\n", dir,
+           m.cfg.n_layers, spec, p.n_items, cl.n, t_load);
+    printf("%-11s %10s %14s %16s %14s %10s\n", "mode", "seconds", "configs/hour", "layer execs", "visits run", "scores");
+    for (int mode = duplicated ? 0 : 1; mode < 3; mode++) {
+        hours_per_config[mode] = out[mode].seconds / 3600 / cl.n;
+        printf("%-11s %10.3f %14.0f %16ld %14ld %10s\n", names[mode], out[mode].seconds, 1 / hours_per_config[mode],
+               out[mode].layer_execs, out[mode].visits, out[mode].score == out[2].score ? "same" : "DIFFER");
+    }
+    printf("reprise sweep vs naive: %.2fx configs/hour, %.2fx fewer layer executions, %.2fx fewer visits\n",
+           out[1].seconds / out[2].seconds, (double)out[1].layer_execs / out[2].layer_execs, (double)out[1].visits / out[2].visits);
+    if (duplicated)
+        printf("reprise sweep vs one duplicated checkpoint per config: %.2fx configs/hour\n", out[0].seconds / out[2].seconds);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd)) {}
+    sweep_space_free(&cl);
+    probe_free(&p);
+    tokenizer_free(tok);
+    model_free(&m);
+    return 0;
+}
