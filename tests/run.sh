@@ -9,5 +9,6 @@ for cfg in "build:-DREPRISE_SANITIZE=OFF" "build-asan:-DREPRISE_SANITIZE=ON"; do
     cmake -S . -B "$dir" $flags >/dev/null
     cmake --build "$dir" -j "$jobs"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
         ctest --test-dir "$dir" --output-on-failure -j "$jobs"
 done
