@@ -226,15 +226,20 @@ static const char *type_of(const cJSON *o) {
     return cJSON_IsString(t) ? t->valuestring : "(no type)";
 }
 
-static int load_normalizer(tokenizer *t, const cJSON *o, rp_err *err) {
+// A component is null (absent), a {"type": "Sequence"} whose list under `list_key` holds components (flattened
+// here, in order), or one component that load_one reads.
+typedef int (*component_loader)(tokenizer *t, const cJSON *o, rp_err *err);
+static int load_component(tokenizer *t, const cJSON *o, const char *list_key, component_loader load_one, rp_err *err) {
     if (!o || cJSON_IsNull(o)) return 0;
+    if (strcmp(type_of(o), "Sequence") != 0) return load_one(t, o, err);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, list_key);
+    for (const cJSON *e = cJSON_IsArray(list) ? list->child : NULL; e; e = e->next)
+        if (load_component(t, e, list_key, load_one, err)) return -1;
+    return 0;
+}
+
+static int load_normalizer_one(tokenizer *t, const cJSON *o, rp_err *err) {
     const char *type = type_of(o);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "normalizers");
-        for (const cJSON *e = cJSON_IsArray(list) ? list->child : NULL; e; e = e->next)
-            if (load_normalizer(t, e, err)) return -1;
-        return 0;
-    }
     norm_step s = {0};
     if (!strcmp(type, "NFC")) s.kind = N_NFC;
     else if (!strcmp(type, "Prepend")) {
@@ -254,15 +259,8 @@ static int load_normalizer(tokenizer *t, const cJSON *o, rp_err *err) {
     return 0;
 }
 
-static int load_pretok(tokenizer *t, const cJSON *o, rp_err *err) {
-    if (!o || cJSON_IsNull(o)) return 0;
+static int load_pretok_one(tokenizer *t, const cJSON *o, rp_err *err) {
     const char *type = type_of(o);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "pretokenizers");
-        for (const cJSON *e = cJSON_IsArray(list) ? list->child : NULL; e; e = e->next)
-            if (load_pretok(t, e, err)) return -1;
-        return 0;
-    }
     pretok_step s = {0};
     if (!strcmp(type, "Split")) {
         s.kind = P_SPLIT;
@@ -295,16 +293,8 @@ static int load_pretok(tokenizer *t, const cJSON *o, rp_err *err) {
     return 0;
 }
 
-static int load_decoder(tokenizer *t, const cJSON *o, rp_err *err) {
-    if (!o || cJSON_IsNull(o)) return 0;
-    t->has_decoder = 1;
+static int load_decoder_one(tokenizer *t, const cJSON *o, rp_err *err) {
     const char *type = type_of(o);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "decoders");
-        for (const cJSON *e = cJSON_IsArray(list) ? list->child : NULL; e; e = e->next)
-            if (load_decoder(t, e, err)) return -1;
-        return 0;
-    }
     decode_step s = {0};
     if (!strcmp(type, "ByteLevel")) s.kind = D_BYTELEVEL;
     else if (!strcmp(type, "ByteFallback")) s.kind = D_BYTEFALLBACK;
@@ -360,15 +350,8 @@ static int load_template(tokenizer *t, const cJSON *o, rp_err *err) {
     return 0;
 }
 
-static int load_post(tokenizer *t, const cJSON *o, rp_err *err) {
-    if (!o || cJSON_IsNull(o)) return 0;
+static int load_post_one(tokenizer *t, const cJSON *o, rp_err *err) {
     const char *type = type_of(o);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "processors");
-        for (const cJSON *e = cJSON_IsArray(list) ? list->child : NULL; e; e = e->next)
-            if (load_post(t, e, err)) return -1;
-        return 0;
-    }
     if (!strcmp(type, "ByteLevel")) return 0;   // only adjusts offsets, which reprise does not report
     if (!strcmp(type, "TemplateProcessing")) return load_template(t, o, err);
     return rp_fail(err, "tokenizer.json: post-processor '%s' is not supported (supported: TemplateProcessing, ByteLevel, Sequence)", type);
@@ -433,10 +416,12 @@ tokenizer *tokenizer_load_text(const char *json, size_t len, const char *path, r
     if (!rc) rc = bpe_load(&t->bpe, cJSON_GetObjectItemCaseSensitive(root, "model"), err);
     t->vocab_size = t->bpe.n_vocab;
     if (!rc) rc = load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), err);
-    if (!rc) rc = load_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), err);
-    if (!rc) rc = load_pretok(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), err);
-    if (!rc) rc = load_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), err);
-    if (!rc) rc = load_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), err);
+    const cJSON *decoder = cJSON_GetObjectItemCaseSensitive(root, "decoder");
+    t->has_decoder = decoder && !cJSON_IsNull(decoder);
+    if (!rc) rc = load_component(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers", load_normalizer_one, err);
+    if (!rc) rc = load_component(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "pretokenizers", load_pretok_one, err);
+    if (!rc) rc = load_component(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "processors", load_post_one, err);
+    if (!rc) rc = load_component(t, decoder, "decoders", load_decoder_one, err);
     if (!rc && !(t->gpt2_re = compile_re(GPT2_PATTERN, err))) rc = -1;
     for (int i = 0; !rc && i < t->n_tmpl; i++)
         if (t->tmpl[i] >= t->vocab_size) rc = rp_fail(err, "tokenizer.json: template id %d is outside the vocabulary", t->tmpl[i]);
