@@ -4,14 +4,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+// Defined when the CUDA backend is linked in (a GPU build, or the emulated one); NULL otherwise.
+extern backend *backend_cuda_create(const model_config *cfg, rp_err *err) __attribute__((weak));
+
 int model_load(model *m, const char *dir, const char *backend_name, int n_threads, rp_err *err) {
     memset(m, 0, sizeof *m);
     if (config_load(&m->cfg, dir, err)) return -1;
     if (st_open_dir(&m->weights, dir, err)) return -1;
-    if (strcmp(backend_name, "cpu") == 0) m->be = backend_cpu_create(&m->cfg, n_threads);
-    else {
+    if (strcmp(backend_name, "auto") == 0) {   // cuda when it is built in and finds a device, else cpu
+        rp_err quiet;
+        m->be = backend_cuda_create ? backend_cuda_create(&m->cfg, &quiet) : NULL;
+        if (!m->be) m->be = backend_cpu_create(&m->cfg, n_threads);
+    } else if (strcmp(backend_name, "cpu") == 0) m->be = backend_cpu_create(&m->cfg, n_threads);
+    else if (strcmp(backend_name, "cuda") == 0 && !backend_cuda_create)
+        rp_fail(err, "--backend cuda: this reprise was built without the CUDA backend (cmake -DREPRISE_CUDA=ON, or "
+                     "-DREPRISE_CUDA_EMULATED=ON to run it on the CPU)");
+    else if (strcmp(backend_name, "cuda") == 0) m->be = backend_cuda_create(&m->cfg, err);
+    else rp_fail(err, "--backend %s: unknown backend (cpu, cuda, auto)", backend_name);
+    if (!m->be) {
         st_close(&m->weights);
-        return rp_fail(err, "--backend %s: unknown backend (available: cpu)", backend_name);
+        return -1;
     }
     m->dir = strdup(dir);
     if (m->be->load_weights(m->be, &m->weights, err)) {

@@ -13,7 +13,8 @@ typedef struct {
     backend *be;
 } model;
 
-// Loads DIR (config.json + safetensors) into the named backend ("cpu"). n_threads <= 0: all cores.
+// Loads DIR (config.json + safetensors) into the named backend: "cpu", "cuda", or "auto" (cuda when it is built
+// in and a device is present, else cpu). n_threads <= 0: all cores.
 int model_load(model *m, const char *dir, const char *backend_name, int n_threads, rp_err *err);
 void model_free(model *m);
 

@@ -40,7 +40,7 @@ static int parse_float(const char *flag, const char *v, double lo, double hi, fl
 int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o, rp_err *err) {
     memset(o, 0, sizeof *o);
     o->schedule = "base";
-    o->backend = "cpu";
+    o->backend = "auto";
     o->n_predict = -1;   // until end-of-sequence or a full context
     o->sampling = (sampler_params){.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 0};
     for (int i = first; i < argc; i++) {

@@ -23,7 +23,7 @@ static const char *usage =
     "  --seed S         random seed (default 0)\n"
     "  --stop STRING    stop when the text contains STRING (repeatable; text mode), which is not printed\n"
     "  --ignore-eos     keep going after an end-of-sequence token\n"
-    "  --backend B      cpu (default cpu)\n"
+    "  --backend B      cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
     "  -t N             threads (default: all cores)\n";
 
 int cmd_generate(int argc, char **argv) {

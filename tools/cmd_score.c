@@ -20,7 +20,7 @@ static const char *usage =
     "  --dump-logits FILE  write the raw logits, float32 little-endian, shape [tokens][vocab]\n"
     "  --json              print {\"tokens\", \"logprobs\", \"perplexity\"} as JSON instead\n"
     "  -c N                context length (default: the number of tokens)\n"
-    "  --backend B         cpu (default cpu)\n"
+    "  --backend B         cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
     "  -t N                threads (default: all cores)\n";
 
 int cmd_score(int argc, char **argv) {

@@ -80,6 +80,13 @@ inline void syncwarp(const char *f, int l, unsigned m = 0xffffffffu) {
     warp_exchange(SYNCWARP, m, &none, &out, sizeof none, 0, 32, f, l);
 }
 
+// __syncwarp() and __syncwarp(mask): the call site is bound first, the optional mask after.
+struct syncwarp_call {
+    const char *file;
+    int line;
+    void operator()(unsigned mask = 0xffffffffu) const { syncwarp(file, line, mask); }
+};
+
 }   // namespace emu
 
 #define threadIdx (emu::coords().thread_idx)
@@ -95,7 +102,7 @@ inline void syncwarp(const char *f, int l, unsigned m = 0xffffffffu) {
 #define __ballot_sync(mask, pred) emu::ballot_sync(__FILE__, __LINE__, (mask), (pred))
 #define __any_sync(mask, pred) (emu::ballot_sync(__FILE__, __LINE__, (mask), (pred)) != 0u)
 #define __all_sync(mask, pred) (emu::ballot_sync(__FILE__, __LINE__, (mask), (pred)) == (unsigned)(mask))
-#define __syncwarp(...) emu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
+#define __syncwarp(...) emu::syncwarp_call{__FILE__, __LINE__}(__VA_ARGS__)
 #define __activemask() emu::active_mask()
 
 // ---- loads, math and bit intrinsics the kernels use ----

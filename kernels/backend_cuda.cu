@@ -1,0 +1,264 @@
+// The CUDA backend: BF16 weights uploaded once (every visit of a layer uses the same device pointers), a BF16 KV
+// cache per visit, float32 activations. A layer execution gathers its sequences' rows, then: RMSNorm, the QKV
+// projections (a BF16 GEMV for up to 8 rows, cuBLAS GEMM beyond), bias + q/k norm + RoPE + KV append fused,
+// split-KV attention, output projection, residual fused into the next RMSNorm, SwiGLU MLP, residual.
+#include <cublas_v2.h>
+
+#include <cstring>
+#include <vector>
+
+#include "kernels/backend_cuda.h"
+#include "kernels/cuda_check.h"
+#include "kernels/kernels.h"
+extern "C" {
+#include "loader/weights.h"
+}
+
+namespace {
+
+struct cuda_backend {
+    backend base;
+    cublasHandle_t blas;
+    cudaStream_t stream;
+    bf16 *embed, *final_norm, *lm_head;           // lm_head aliases embed when tied
+    std::vector<std::vector<bf16 *>> layers;      // [layer][layer_tensor], nullptr where absent
+    float *inv_freq;                              // (head_dim / 2)
+    size_t weight_bytes;
+    int cap_rows, cap_ctx;
+    float *x, *xb, *h, *q, *k, *v, *att, *gate, *up, *tmp, *partial;
+    bf16 *act_bf16;                               // a BF16 copy of a GEMM's input
+    int *d_tokens, *d_pos;
+    bf16 **d_krow, **d_vrow;
+    float *d_logits;
+};
+
+cuda_backend *cb(backend *b) { return reinterpret_cast<cuda_backend *>(b); }
+
+template <typename T> T *dev_alloc(size_t n) {
+    T *p = nullptr;
+    if (n) CUDA_CHECK(cudaMalloc((void **)&p, n * sizeof(T)));
+    return p;
+}
+
+bf16 *upload(cuda_backend *b, const st_tensor *t) {
+    size_t n = (size_t)st_numel(t);
+    std::vector<float> f(n);
+    tensor_to_f32(t, f.data());
+    std::vector<bf16> h(n);
+    for (size_t i = 0; i < n; i++) h[i] = __float2bfloat16(f[i]);
+    bf16 *d = dev_alloc<bf16>(n);
+    CUDA_CHECK(cudaMemcpy(d, h.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+    b->weight_bytes += n * sizeof(bf16);
+    return d;
+}
+
+int load_weights(backend *base, const st_archive *a, rp_err *err) {
+    cuda_backend *b = cb(base);
+    const model_config *c = base->cfg;
+    if (weights_check(c, a, err)) return -1;
+    b->embed = upload(b, weights_global(c, a, G_EMBED));
+    b->final_norm = upload(b, weights_global(c, a, G_FINAL_NORM));
+    b->lm_head = c->tied_embeddings ? b->embed : upload(b, weights_global(c, a, G_LM_HEAD));
+    b->layers.assign(c->n_layers, std::vector<bf16 *>(W_N_LAYER_TENSORS, nullptr));
+    int64_t shape[2];
+    for (int l = 0; l < c->n_layers; l++)
+        for (int w = 0; w < W_N_LAYER_TENSORS; w++)
+            if (layer_tensor_shape(c, (layer_tensor)w, shape)) b->layers[l][w] = upload(b, weights_layer(a, l, (layer_tensor)w));
+    return 0;
+}
+
+template <typename T> void grow(T **p, size_t n) {
+    CUDA_CHECK(cudaFree(*p));
+    *p = dev_alloc<T>(n ? n : 1);
+}
+
+void reserve(backend *base, int n_rows) {
+    cuda_backend *b = cb(base);
+    if (n_rows <= b->cap_rows) return;
+    const model_config *c = base->cfg;
+    size_t r = (size_t)n_rows, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t widest = qd > (size_t)c->dim ? qd : (size_t)c->dim;
+    if ((size_t)c->hidden_dim > widest) widest = c->hidden_dim;
+    if ((size_t)c->vocab_size > widest) widest = c->vocab_size;
+    std::vector<float> keep((size_t)b->cap_rows * c->dim);   // the residual stream survives a grow
+    if (b->cap_rows) CUDA_CHECK(cudaMemcpy(keep.data(), b->x, keep.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    grow(&b->x, r * c->dim);
+    if (b->cap_rows) CUDA_CHECK(cudaMemcpy(b->x, keep.data(), keep.size() * sizeof(float), cudaMemcpyHostToDevice));
+    grow(&b->xb, r * c->dim), grow(&b->h, r * c->dim), grow(&b->tmp, r * widest);
+    grow(&b->q, r * qd), grow(&b->att, r * qd), grow(&b->k, r * kvd), grow(&b->v, r * kvd);
+    grow(&b->gate, r * c->hidden_dim), grow(&b->up, r * c->hidden_dim);
+    grow(&b->act_bf16, r * widest), grow(&b->d_tokens, r), grow(&b->d_pos, r), grow(&b->d_krow, r), grow(&b->d_vrow, r);
+    grow(&b->d_logits, r * c->vocab_size);
+    b->cap_rows = n_rows;
+}
+
+void embed(backend *base, const int *tokens, int n, int row0) {
+    cuda_backend *b = cb(base);
+    CUDA_CHECK(cudaMemcpy(b->d_tokens, tokens, n * sizeof(int), cudaMemcpyHostToDevice));
+    CUDA_CHECK(launch_embed(b->embed, b->d_tokens, n, base->cfg->dim, b->x + (size_t)row0 * base->cfg->dim, b->stream));
+}
+
+// out (R, N) = in (R, K) . W^T: the GEMV for a decode-sized batch, cuBLAS (BF16 inputs, F32 output) beyond it.
+void linear(cuda_backend *b, const float *in, const bf16 *W, int R, int N, int K, float *out) {
+    if (R <= GEMV_MAX_ROWS) {
+        CUDA_CHECK(launch_gemv_bf16(W, in, R, N, K, out, b->stream));
+        return;
+    }
+    CUDA_CHECK(launch_to_bf16(in, (long)R * K, b->act_bf16, b->stream));
+    float one = 1, zero = 0;
+    // row-major out (R, N) is column-major (N, R) = W (column-major K x N, transposed) . in^T (column-major K x R)
+    CUBLAS_CHECK(cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, R, K, &one, W, CUDA_R_16BF, K, b->act_bf16, CUDA_R_16BF,
+                              K, &zero, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
+    cuda_backend *b = cb(base);
+    const model_config *c = base->cfg;
+    const std::vector<bf16 *> &w = b->layers[layer];
+    int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+
+    // gather the parts' rows, and each row's position and KV slot
+    std::vector<int> pos;
+    std::vector<bf16 *> krow, vrow;
+    int R = 0, max_len = 0;
+    for (int p = 0; p < n_parts; p++) {
+        CUDA_CHECK(cudaMemcpyAsync(b->xb + (size_t)R * dim, b->x + (size_t)parts[p].row0 * dim,
+                                   sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, b->stream));
+        for (int i = 0; i < parts[p].n_rows; i++) {
+            pos.push_back(parts[p].pos0 + i);
+            krow.push_back((bf16 *)parts[p].kv->k);
+            vrow.push_back((bf16 *)parts[p].kv->v);
+        }
+        R += parts[p].n_rows;
+        if (parts[p].pos0 + parts[p].n_rows > max_len) max_len = parts[p].pos0 + parts[p].n_rows;
+    }
+    CUDA_CHECK(cudaMemcpyAsync(b->d_pos, pos.data(), R * sizeof(int), cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_krow, krow.data(), R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_vrow, vrow.data(), R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
+
+    // attention block
+    CUDA_CHECK(launch_rmsnorm(b->xb, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, b->h, b->stream));
+    linear(b, b->h, w[W_Q], R, qd, dim, b->q);
+    linear(b, b->h, w[W_K], R, kvd, dim, b->k);
+    linear(b, b->h, w[W_V], R, kvd, dim, b->v);
+    CUDA_CHECK(launch_qkv_rope(b->q, b->k, b->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], b->inv_freq,
+                               b->d_pos, b->d_krow, b->d_vrow, R, c->n_heads, c->n_kv_heads, hd, c->norm_eps, b->stream));
+    const int chunk = 256;
+    int n_splits = (max_len + chunk - 1) / chunk;
+    size_t need = (size_t)R * c->n_heads * n_splits * (hd + 2);
+    if (need > (size_t)b->cap_ctx) {
+        grow(&b->partial, need);
+        b->cap_ctx = (int)need;
+    }
+    CUDA_CHECK(launch_attention(b->q, b->d_pos, b->d_krow, b->d_vrow, R, c->n_heads, c->n_kv_heads, hd, n_splits, chunk,
+                                b->partial, b->att, b->stream));
+    linear(b, b->att, w[W_O], R, dim, qd, b->tmp);
+
+    // MLP block: the residual add fused into the norm
+    CUDA_CHECK(launch_rmsnorm(b->xb, b->tmp, w[W_FFN_NORM], R, dim, c->norm_eps, b->h, b->stream));
+    linear(b, b->h, w[W_GATE], R, c->hidden_dim, dim, b->gate);
+    linear(b, b->h, w[W_UP], R, c->hidden_dim, dim, b->up);
+    CUDA_CHECK(launch_swiglu(b->gate, b->up, (long)R * c->hidden_dim, b->stream));
+    linear(b, b->gate, w[W_DOWN], R, dim, c->hidden_dim, b->tmp);
+    CUDA_CHECK(launch_add(b->xb, b->tmp, (long)R * dim, b->stream));
+
+    for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++)
+        CUDA_CHECK(cudaMemcpyAsync(b->x + (size_t)parts[p].row0 * dim, b->xb + (size_t)r * dim,
+                                   sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, b->stream));
+}
+
+void read_rows(backend *base, int row0, int n, float *out) {
+    cuda_backend *b = cb(base);
+    CUDA_CHECK(cudaMemcpy(out, b->x + (size_t)row0 * base->cfg->dim, sizeof(float) * n * base->cfg->dim, cudaMemcpyDeviceToHost));
+}
+
+void write_rows(backend *base, int row0, int n, const float *in) {
+    cuda_backend *b = cb(base);
+    CUDA_CHECK(cudaMemcpy(b->x + (size_t)row0 * base->cfg->dim, in, sizeof(float) * n * base->cfg->dim, cudaMemcpyHostToDevice));
+}
+
+void logits(backend *base, const int *rows, int n, float *out) {
+    cuda_backend *b = cb(base);
+    const model_config *c = base->cfg;
+    reserve(base, n);
+    for (int i = 0; i < n; i++)
+        CUDA_CHECK(cudaMemcpyAsync(b->xb + (size_t)i * c->dim, b->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim,
+                                   cudaMemcpyDeviceToDevice, b->stream));
+    CUDA_CHECK(launch_rmsnorm(b->xb, nullptr, b->final_norm, n, c->dim, c->norm_eps, b->h, b->stream));
+    linear(b, b->h, b->lm_head, n, c->vocab_size, c->dim, b->d_logits);
+    CUDA_CHECK(cudaMemcpy(out, b->d_logits, sizeof(float) * n * c->vocab_size, cudaMemcpyDeviceToHost));
+}
+
+size_t kv_bytes_per_token(const backend *base) { return 2 * sizeof(bf16) * (size_t)base->cfg->n_kv_heads * base->cfg->head_dim; }
+
+int kv_alloc(backend *base, kv_slot *kv, int capacity, rp_err *err) {
+    size_t n = (size_t)capacity * base->cfg->n_kv_heads * base->cfg->head_dim;
+    kv->k = kv->v = nullptr;
+    kv->capacity = capacity;
+    if (cudaMalloc(&kv->k, n * sizeof(bf16)) != cudaSuccess || cudaMalloc(&kv->v, n * sizeof(bf16)) != cudaSuccess) {
+        cudaGetLastError();
+        cudaFree(kv->k);
+        kv->k = kv->v = nullptr;
+        return rp_fail(err, "out of GPU memory for a KV slot of %d positions (%zu bytes)", capacity, 2 * n * sizeof(bf16));
+    }
+    return 0;
+}
+
+void kv_free(backend *, kv_slot *kv) {
+    CUDA_CHECK(cudaFree(kv->k));
+    CUDA_CHECK(cudaFree(kv->v));
+    kv->k = kv->v = nullptr;
+}
+
+void kv_copy(backend *base, kv_slot *dst, const kv_slot *src, int n) {
+    size_t bytes = sizeof(bf16) * (size_t)n * base->cfg->n_kv_heads * base->cfg->head_dim;
+    CUDA_CHECK(cudaMemcpy(dst->k, src->k, bytes, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cudaMemcpy(dst->v, src->v, bytes, cudaMemcpyDeviceToDevice));
+}
+
+size_t weight_bytes(const backend *base) { return reinterpret_cast<const cuda_backend *>(base)->weight_bytes; }
+
+void destroy(backend *base) {
+    cuda_backend *b = cb(base);
+    for (auto &l : b->layers)
+        for (bf16 *p : l) cudaFree(p);
+    if (b->lm_head != b->embed) cudaFree(b->lm_head);
+    cudaFree(b->embed), cudaFree(b->final_norm), cudaFree(b->inv_freq);
+    for (float *p : {b->x, b->xb, b->h, b->q, b->k, b->v, b->att, b->gate, b->up, b->tmp, b->partial, b->d_logits}) cudaFree(p);
+    cudaFree(b->act_bf16), cudaFree(b->d_tokens), cudaFree(b->d_pos), cudaFree(b->d_krow), cudaFree(b->d_vrow);
+    cublasDestroy(b->blas);
+    cudaStreamDestroy(b->stream);
+    delete b;
+}
+
+}   // namespace
+
+extern "C" backend *backend_cuda_create(const model_config *cfg, rp_err *err) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        cudaGetLastError();
+        rp_fail(err, "--backend cuda: no CUDA GPU found (%s); use --backend cpu", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        return nullptr;
+    }
+#ifdef REPRISE_CUDA_EMULATION
+    fprintf(stderr, "reprise: the CUDA backend runs under CPU emulation here (a test build): correct, and slow\n");
+#endif
+    cuda_backend *b = new cuda_backend();
+    b->base.name = "cuda";
+    b->base.cfg = cfg;
+    b->base.load_weights = load_weights, b->base.reserve = reserve, b->base.embed = embed, b->base.layer = layer_run;
+    b->base.read_rows = read_rows, b->base.write_rows = write_rows, b->base.kv_copy = kv_copy, b->base.logits = logits;
+    b->base.kv_alloc = kv_alloc, b->base.kv_free = kv_free, b->base.kv_bytes_per_token = kv_bytes_per_token;
+    b->base.weight_bytes = weight_bytes, b->base.destroy = destroy;
+    CUDA_CHECK(cudaStreamCreate(&b->stream));
+    CUBLAS_CHECK(cublasCreate(&b->blas));
+    CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
+    int half = cfg->head_dim / 2;
+    std::vector<double> inv(half);
+    config_rope_inv_freq(cfg, inv.data());
+    std::vector<float> f(inv.begin(), inv.end());
+    b->inv_freq = dev_alloc<float>(half);
+    CUDA_CHECK(cudaMemcpy(b->inv_freq, f.data(), half * sizeof(float), cudaMemcpyHostToDevice));
+    return &b->base;
+}

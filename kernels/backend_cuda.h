@@ -1,0 +1,18 @@
+// The CUDA backend: the engine's backend interface on a GPU (or on the CPU through the emulation).
+#ifndef REPRISE_BACKEND_CUDA_H
+#define REPRISE_BACKEND_CUDA_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "engine/backend.h"
+
+// NULL with an error naming the problem when there is no usable CUDA device.
+backend *backend_cuda_create(const model_config *cfg, rp_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,55 @@
+// After the QKV projection, per row and per head, fused: add the q/k/v biases (Qwen2), RMSNorm q and k over the head
+// (Qwen3), rotate q and k by RoPE at the row's position (HF rotate_half pairs i and i + head_dim/2), and append
+// k and v to the row's KV slot in BF16. One block per row; warp w takes heads w, w + 4, ...; lanes stride over a
+// head's dimensions, a warp reduction gives the norm, and __syncwarp orders the in-place steps.
+#include "kernels/kernels.h"
+#include "kernels/launch.h"
+
+__device__ static void head_transform(float *h, int hd, const bf16 *bias, const bf16 *norm_w, float eps,
+                                      const float *inv_freq, float pos, int lane) {
+    if (bias)
+        for (int i = lane; i < hd; i += 32) h[i] += __bfloat162float(bias[i]);
+    __syncwarp();
+    if (norm_w) {
+        float ss = 0;
+        for (int i = lane; i < hd; i += 32) ss += h[i] * h[i];
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        float inv = rsqrtf(ss / hd + eps);
+        for (int i = lane; i < hd; i += 32) h[i] = h[i] * inv * __bfloat162float(norm_w[i]);
+        __syncwarp();
+    }
+    int half = hd / 2;
+    for (int i = lane; i < half; i += 32) {
+        float a = h[i], b = h[i + half], ang = pos * inv_freq[i], c = cosf(ang), s = sinf(ang);
+        h[i] = a * c - b * s;
+        h[i + half] = b * c + a * s;
+    }
+    __syncwarp();
+}
+
+__global__ void qkv_rope_kernel(float *q, float *k, const float *v, const bf16 *bq, const bf16 *bk, const bf16 *bv,
+                                const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, const int *row_pos,
+                                bf16 *const *row_k, bf16 *const *row_v, int n_heads, int n_kv_heads, int hd, float eps) {
+    int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    int qd = n_heads * hd, kvd = n_kv_heads * hd, pos = row_pos[r];
+    float *qr = q + (size_t)r * qd, *kr = k + (size_t)r * kvd;
+    const float *vr = v + (size_t)r * kvd;
+    for (int h = warp; h < n_heads; h += n_warps)
+        head_transform(qr + h * hd, hd, bq ? bq + h * hd : nullptr, q_norm, eps, inv_freq, (float)pos, lane);
+    for (int h = warp; h < n_kv_heads; h += n_warps) {
+        head_transform(kr + h * hd, hd, bk ? bk + h * hd : nullptr, k_norm, eps, inv_freq, (float)pos, lane);
+        bf16 *kc = row_k[r] + (size_t)pos * kvd + h * hd, *vc = row_v[r] + (size_t)pos * kvd + h * hd;
+        for (int i = lane; i < hd; i += 32) {
+            kc[i] = __float2bfloat16(kr[h * hd + i]);
+            vc[i] = __float2bfloat16(vr[h * hd + i] + (bv ? __bfloat162float(bv[h * hd + i]) : 0.0f));
+        }
+    }
+}
+
+cudaError_t launch_qkv_rope(float *q, float *k, const float *v, const bf16 *bq, const bf16 *bk, const bf16 *bv,
+                            const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, const int *row_pos,
+                            bf16 *const *row_k, bf16 *const *row_v, int rows, int n_heads, int n_kv_heads, int head_dim,
+                            float eps, cudaStream_t s) {
+    return REPRISE_LAUNCH(qkv_rope_kernel, dim3(rows), dim3(128), 0, s, q, k, v, bq, bk, bv, q_norm, k_norm, inv_freq,
+                          row_pos, row_k, row_v, n_heads, n_kv_heads, head_dim, eps);
+}
