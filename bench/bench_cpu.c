@@ -14,69 +14,12 @@
 #include "engine/sampler.h"
 #include "loader/json_file.h"
 #include "loader/weights.h"
+#include "bench/random_model.h"
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng = 88172645463325252ull;
-static uint16_t random_bf16(float scale) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    float f = ((float)(rng >> 40) / 16777216.0f * 2 - 1) * scale;
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)(u >> 16);
-}
-
-static int write_model(const char *dir) {
-    const char *config = "{\"model_type\":\"llama\",\"hidden_size\":768,\"intermediate_size\":2048,"
-                         "\"num_hidden_layers\":12,\"num_attention_heads\":12,\"num_key_value_heads\":4,"
-                         "\"vocab_size\":32000,\"max_position_embeddings\":2048,\"rms_norm_eps\":1e-5,"
-                         "\"rope_theta\":10000.0,\"tie_word_embeddings\":true,\"hidden_act\":\"silu\"}";
-    char *p = path_join(dir, "config.json");
-    FILE *f = fopen(p, "w");
-    fputs(config, f);
-    fclose(f);
-    free(p);
-    model_config c;
-    rp_err err;
-    if (config_load(&c, dir, &err)) return fprintf(stderr, "%s\n", err.msg), -1;
-    int n = 0, cap = 2 + c.n_layers * W_N_LAYER_TENSORS;
-    st_out_tensor *t = calloc((size_t)cap, sizeof *t);
-    char **names = calloc((size_t)cap, sizeof *names);
-    for (int g = 0; g < G_N_GLOBAL_TENSORS; g++) {
-        t[n].ndim = global_tensor_shape(&c, (global_tensor)g, t[n].shape);
-        if (!t[n].ndim) continue;
-        names[n] = strdup(global_tensor_name[g]);
-        n++;
-    }
-    for (int l = 0; l < c.n_layers; l++)
-        for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
-            t[n].ndim = layer_tensor_shape(&c, (layer_tensor)w, t[n].shape);
-            if (!t[n].ndim) continue;
-            names[n] = malloc(128);
-            snprintf(names[n], 128, "model.layers.%d.%s", l, layer_tensor_suffix[w]);
-            n++;
-        }
-    for (int i = 0; i < n; i++) {
-        int64_t numel = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
-        uint16_t *d = malloc(sizeof(uint16_t) * numel);
-        int is_norm = t[i].ndim == 1;
-        float scale = is_norm ? 0.0f : t[i].ndim == 2 ? 1.7f / 27.7f : 1;   // ~ uniform(-1,1)*sqrt(3/dim)
-        for (int64_t j = 0; j < numel; j++) d[j] = is_norm ? 0x3f80 /* 1.0 */ : random_bf16(scale);
-        t[i] = (st_out_tensor){.name = names[i], .dtype = ST_BF16, .ndim = t[i].ndim, .shape = {t[i].shape[0], t[i].shape[1]},
-                               .data = d, .nbytes = sizeof(uint16_t) * numel};
-    }
-    p = path_join(dir, "model.safetensors");
-    int rc = st_write_file(p, t, n, &err);
-    if (rc) fprintf(stderr, "%s\n", err.msg);
-    free(p);
-    for (int i = 0; i < n; i++) free((void *)t[i].data), free(names[i]);
-    free(t);
-    free(names);
-    return rc;
 }
 
 typedef struct {
@@ -124,7 +67,7 @@ int main(int argc, char **argv) {
     if (own) {
         dir = mkdtemp(tmpl);
         fprintf(stderr, "writing a ~100M-parameter model to %s\n", dir);
-        if (!dir || write_model(dir)) return 1;
+        if (!dir || random_model_write(dir, RANDOM_MODEL_100M, 1)) return 1;
     }
     model m;
     rp_err err;
@@ -154,14 +97,6 @@ int main(int argc, char **argv) {
     schedule_free(&base);
     schedule_free(&rep);
     model_free(&m);
-    if (own) {
-        char *p = path_join(dir, "model.safetensors");
-        remove(p);
-        free(p);
-        p = path_join(dir, "config.json");
-        remove(p);
-        free(p);
-        remove(dir);
-    }
+    if (own) random_model_remove(dir);
     return 0;
 }

@@ -2,7 +2,8 @@
 #ifndef REPRISE_CUDA_COMPAT_H
 #define REPRISE_CUDA_COMPAT_H
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(REPRISE_REAL_CUDA)
+// nvcc, or host code built against the real runtime (a GPU build's tests)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

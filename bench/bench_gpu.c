@@ -1,0 +1,156 @@
+// GPU benchmark: prefill tokens/s, and decode tokens/s at batch 1, 4 and 16, for base and a repeated schedule,
+// each beside its roofline - decode: the bytes of weights and KV a step must read over the memory bandwidth;
+// prefill: the matmul FLOPs over the BF16 tensor-core peak - and the percentage reached. Without a GPU it prints
+// the rooflines for the GPU named by --gpu and says that nothing was measured. Prints, never asserts.
+// usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench/random_model.h"
+#include "engine/forward.h"
+#include "engine/sampler.h"
+#include "loader/json_file.h"
+#include "loader/weights.h"
+
+static const struct {
+    const char *name;
+    double bandwidth, bf16_flops;   // bytes/s, dense FLOP/s
+} gpus[] = {{"h100", 3.35e12, 989e12}, {"h200", 4.8e12, 989e12}, {"a100", 2.0e12, 312e12}};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// Bytes of BF16 weights one visit of a layer reads, and the LM head's.
+static double layer_bytes(const model_config *c) {
+    double p = 0;
+    int64_t s[2];
+    for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
+        int nd = layer_tensor_shape(c, (layer_tensor)w, s);
+        if (nd) p += (double)s[0] * (nd == 2 ? s[1] : 1);
+    }
+    return 2 * p;
+}
+
+static void roofline(const model_config *c, const schedule *s, int batch, int ctx, double bw, double flops, double *decode_tps,
+                     double *prefill_tps) {
+    double kv = 2.0 * 2 * c->n_kv_heads * c->head_dim * s->n_visits * (double)ctx * batch;   // K and V, BF16, read
+    double step = layer_bytes(c) * s->n_visits + 2.0 * c->vocab_size * c->dim + kv;
+    *decode_tps = batch / (step / bw);
+    double flop_per_token = 2 * (layer_bytes(c) / 2 * s->n_visits + (double)c->vocab_size * c->dim);
+    *prefill_tps = flops / flop_per_token;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = NULL, *gpu = NULL, *sched_text = NULL;
+    int n_prompt = 512, n_decode = 32;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "-m")) dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--gpu")) gpu = argv[i + 1];
+        else if (!strcmp(argv[i], "--schedule")) sched_text = argv[i + 1];
+        else if (!strcmp(argv[i], "--prompt")) n_prompt = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--decode")) n_decode = atoi(argv[i + 1]);
+        else return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N]\n"), 2;
+    }
+    char tmpl[] = "/tmp/reprise-bench-gpu-XXXXXX";
+    int own = !dir;
+    random_model_shape shape = {2048, 5632, 16, 16, 4, 32000, 4096};   // ~1.1B parameters, Llama-style
+    if (own) {
+        dir = mkdtemp(tmpl);
+#ifdef REPRISE_REAL_CUDA
+        int weights = 1;   // a GPU build: the model will run
+#else
+        int weights = 0;   // no CUDA backend here: the rooflines need only the config
+#endif
+        if (weights) fprintf(stderr, "writing a ~1.1B-parameter random model to %s\n", dir);
+        if (!dir || random_model_write(dir, shape, weights)) return 1;
+    }
+    model m;
+    rp_err err;
+#ifdef REPRISE_REAL_CUDA
+    int measured = model_load(&m, dir, "cuda", 0, &err) == 0;
+#else
+    int measured = 0;
+    rp_fail(&err, "built without the CUDA backend (cmake -DREPRISE_CUDA=ON on a machine with a GPU)");
+#endif
+    model_config cfg;
+    if (!measured) {
+        fprintf(stderr, "bench_gpu: %s\n", err.msg);
+        if (config_load(&cfg, dir, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    } else cfg = m.cfg;
+    int g = 0;
+    for (int i = 0; i < 3; i++)
+        if (gpu && !strcmp(gpu, gpus[i].name)) g = i;
+    schedule base, rep;
+    schedule_base(&base, cfg.n_layers);
+    char def[64];
+    snprintf(def, sizeof def, "rys:%d,%d", cfg.n_layers / 2, cfg.n_layers / 2 + cfg.n_layers / 4);
+    if (schedule_parse(&rep, sched_text ? sched_text : def, cfg.n_layers, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    printf("model %s: %d layers, dim %d; roofline for %s (%.2f TB/s, %.0f TFLOPS BF16 dense)\n", own ? "random 1.1B" : dir,
+           cfg.n_layers, cfg.dim, gpus[g].name, gpus[g].bandwidth / 1e12, gpus[g].bf16_flops / 1e12);
+    if (!measured) printf("no GPU here: NOTHING WAS MEASURED; the rows below are rooflines only\n");
+    printf("%-14s %-9s %6s %14s %16s %8s\n", "schedule", "phase", "batch", "measured tok/s", "roofline tok/s", "% roof");
+    const schedule *ss[2] = {&base, &rep};
+    for (int k = 0; k < 2; k++) {
+        const char *name = k ? (sched_text ? sched_text : def) : "base";
+        double dtps, ptps;
+        roofline(&cfg, ss[k], 1, n_prompt, gpus[g].bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
+        double got = 0;
+        if (measured) {   // prefill of one prompt
+            sequence seq, *b1[1] = {&seq};
+            int *ids = malloc(sizeof(int) * n_prompt);
+            for (int i = 0; i < n_prompt; i++) ids[i] = (i * 7919 + 1) % cfg.vocab_size;
+            float *lg = malloc(sizeof(float) * cfg.vocab_size);
+            const int *f = ids;
+            sequence_init(&seq, &m, ss[k], n_prompt, &err);
+            forward(&m, b1, 1, &f, &n_prompt, 0, lg, NULL, &err);   // warm-up
+            sequence_free(&seq, &m);
+            sequence_init(&seq, &m, ss[k], n_prompt, &err);
+            double t0 = now_s();
+            forward(&m, b1, 1, &f, &n_prompt, 0, lg, NULL, &err);
+            got = n_prompt / (now_s() - t0);
+            sequence_free(&seq, &m);
+            free(ids), free(lg);
+        }
+        if (measured) printf("%-14s %-9s %6d %14.0f %16.0f %7.1f\n", name, "prefill", 1, got, ptps, 100 * got / ptps);
+        else printf("%-14s %-9s %6d %14s %16.0f %7s\n", name, "prefill", 1, "-", ptps, "-");
+        static const int batches[3] = {1, 4, 16};
+        for (int bi = 0; bi < 3; bi++) {
+            int batch = batches[bi];
+            roofline(&cfg, ss[k], batch, n_prompt + n_decode, gpus[g].bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
+            got = 0;
+            if (measured) {
+                sequence *seqs = calloc((size_t)batch, sizeof *seqs), **ptr = malloc(sizeof *ptr * batch);
+                const int **feeds = malloc(sizeof *feeds * batch);
+                int *counts = malloc(sizeof(int) * batch), *tok = malloc(sizeof(int) * batch);
+                float *lg = malloc(sizeof(float) * (size_t)batch * cfg.vocab_size);
+                for (int i = 0; i < batch; i++) {
+                    sequence_init(&seqs[i], &m, ss[k], n_prompt + n_decode, &err);
+                    ptr[i] = &seqs[i];
+                    seqs[i].cache.n_past = n_prompt;   // decode as if after a prompt: attention reads n_prompt positions
+                    tok[i] = i + 1, feeds[i] = &tok[i], counts[i] = 1;
+                }
+                double t0 = 0;
+                for (int step = 0; step < n_decode; step++) {
+                    if (step == 2) t0 = now_s();   // two warm-up steps
+                    forward(&m, ptr, batch, feeds, counts, 0, lg, NULL, &err);
+                }
+                got = (double)batch * (n_decode - 2) / (now_s() - t0);
+                for (int i = 0; i < batch; i++) sequence_free(&seqs[i], &m);
+                free(seqs), free(ptr), free(feeds), free(counts), free(tok), free(lg);
+            }
+            if (measured) printf("%-14s %-9s %6d %14.0f %16.0f %7.1f\n", name, "decode", batch, got, dtps, 100 * got / dtps);
+            else printf("%-14s %-9s %6d %14s %16.0f %7s\n", name, "decode", batch, "-", dtps, "-");
+        }
+    }
+    printf("(%s has %d visits over %d layers: %.3fx the layer work of base; targets: decode >= 90%% and prefill >= 60%% of roofline)\n",
+           sched_text ? sched_text : def, rep.n_visits, cfg.n_layers, (double)rep.n_visits / cfg.n_layers);
+    schedule_free(&base), schedule_free(&rep);
+    if (measured) model_free(&m);
+    if (own) random_model_remove(dir);
+    return 0;
+}
