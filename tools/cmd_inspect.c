@@ -8,7 +8,8 @@
 static const char *usage =
     "usage: reprise inspect -m DIR [--schedule S] [--tensors]\n"
     "Prints the architecture, the tensors (a summary, or every one with --tensors), the parameter count,\n"
-    "the weight memory, and for the schedule: visits vs unique layers and KV-cache bytes per token.\n"
+    "the weight memory (CPU float32, GPU BF16), and for the schedule: visits vs unique layers, KV-cache bytes per\n"
+    "token on each backend, and the GPU memory the schedule needs at the maximum context (one sequence).\n"
     "  -m DIR         model directory\n"
     "  --schedule S   layer schedule (default base)\n"
     "  --tensors      list every tensor with its dtype and shape\n";
@@ -63,6 +64,7 @@ int cmd_inspect(int argc, char **argv) {
     printf("%-28s %lld (%.3f B)\n", "parameters", params, params / 1e9);
     print_bytes("weights as stored", (double)stored);
     print_bytes("weights in cpu backend", 4.0 * params);
+    print_bytes("weights on a GPU (bf16)", 2.0 * params);
     char text[256];
     int len = schedule_format(&s, text, sizeof text);
     printf("%-28s %s%s\n", "schedule", text, len >= (int)sizeof text ? "..." : "");
@@ -71,6 +73,8 @@ int cmd_inspect(int argc, char **argv) {
     double kv_visit = 2.0 * 4 * c.n_kv_heads * c.head_dim;
     print_bytes("KV per token, cpu (f32)", kv_visit * s.n_visits);
     print_bytes("KV at max context, cpu", kv_visit * s.n_visits * c.max_pos);
+    print_bytes("KV per token, cuda (bf16)", kv_visit / 2 * s.n_visits);
+    print_bytes("GPU memory at max context", 2.0 * params + kv_visit / 2 * s.n_visits * c.max_pos);
     if (o.all_tensors)
         for (int i = 0; i < a.n_tensors; i++) {
             const st_tensor *t = &a.tensors[i];
