@@ -31,6 +31,9 @@ struct backend {
     const model_config *cfg;
     // Converts the weights into the backend's layout once. Missing or misshapen tensors are errors.
     int (*load_weights)(backend *b, const st_archive *a, rp_err *err);
+    // Announces a forward step. key != 0 marks a decode step whose shape (sequences, their schedules, one token
+    // each) repeats: a backend may capture the step once and replay it (CUDA graphs). May be NULL.
+    void (*step_begin)(backend *b, unsigned long long key);
     // Makes room for n_rows rows of hidden state (the rows of one forward step).
     void (*reserve)(backend *b, int n_rows);
     // Writes the embeddings of tokens[0..n) into rows row0.. of the hidden state.

@@ -43,6 +43,25 @@ static int next_layer(sequence **seqs, int n_seqs, const int *cursor, const int 
     return best;
 }
 
+// A decode step's shape: the same key means the same sequence of layer executions on the same rows, so a
+// captured step can replay (its positions and KV slots change, and are read from device memory). 0: not a
+// step worth capturing (prefill, or a partial span).
+#define GRAPH_MAX_ROWS 16
+static unsigned long long decode_key(sequence **seqs, int n_seqs, const int *n_tokens, const forward_span *span, int all_logits) {
+    if (all_logits || n_seqs > GRAPH_MAX_ROWS || (span && (span->from_visit || span->to_visit >= 0))) return 0;
+    unsigned long long h = 1469598103934665603ull;
+#define MIX(v) (h = (h ^ (unsigned long long)(v)) * 1099511628211ull)
+    MIX(n_seqs);
+    for (int i = 0; i < n_seqs; i++) {
+        if (n_tokens[i] != 1) return 0;
+        MIX(seqs[i]->cache.capacity);
+        MIX(seqs[i]->sched.n_visits);
+        for (int v = 0; v < seqs[i]->sched.n_visits; v++) MIX(seqs[i]->sched.layer[v]);
+    }
+#undef MIX
+    return h ? h : 1;
+}
+
 int forward(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, int all_logits,
             float *logits, forward_stats *stats, rp_err *err) {
     return forward_span_run(m, seqs, n_seqs, tokens, n_tokens, NULL, all_logits, logits, stats, err);
@@ -73,6 +92,7 @@ int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *to
     visit_part *parts = malloc(sizeof *parts * ns);
     int partial = span && span->to_visit >= 0;
     be->reserve(be, total);
+    if (be->step_begin) be->step_begin(be, decode_key(seqs, n_seqs, n_tokens, span, all_logits));
     for (int i = 0, r = 0; i < n_seqs; r += n_tokens[i], i++) {
         int n_visits = seqs[i]->sched.n_visits;
         row0[i] = r;

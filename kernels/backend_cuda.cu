@@ -2,9 +2,17 @@
 // cache per visit, float32 activations. A layer execution gathers its sequences' rows, then: RMSNorm, the QKV
 // projections (a BF16 GEMV for up to 8 rows, cuBLAS GEMM beyond), bias + q/k norm + RoPE + KV append fused,
 // split-KV attention, output projection, residual fused into the next RMSNorm, SwiGLU MLP, residual.
+//
+// Decode steps run as CUDA graphs: the first step of a shape (the engine's key: sequences, schedules, one token
+// each) is captured from the stream and instantiated; later steps of that shape only refresh pinned host staging
+// buffers - tokens, and per layer execution the rows' positions and KV slot pointers - which the graph's first
+// copies read, and replay. Everything else a kernel needs lives at fixed device addresses; attention's grid is
+// sized by the KV slots' capacity, not the current length, so one graph serves the whole generation.
 #include <cublas_v2.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <vector>
 
 #include "kernels/backend_cuda.h"
@@ -16,16 +24,35 @@ extern "C" {
 
 namespace {
 
+// Pinned host memory that a captured graph's copies read: one per layer execution of a step.
+struct staging {
+    int *pos;
+    bf16 **krow, **vrow;
+};
+
+enum step_mode { EAGER, CAPTURE, REPLAY };
+
 struct cuda_backend {
     backend base;
+    int use_graphs;                               // REPRISE_CUDA_GRAPHS=0 turns them off
+    step_mode mode;
+    unsigned long long key;
+    int call;                                     // layer execution index within the step
+    std::vector<staging> stage;                   // grows with the calls; entries never move their buffers
+    int *stage_tokens;                            // (cap_rows) pinned
+    float *stage_logits;                          // (cap_rows, vocab) pinned
+    std::map<unsigned long long, cudaGraphExec_t> graphs;
+    long graph_replays, graph_captures;
+    void *blas_workspace;
     cublasHandle_t blas;
     cudaStream_t stream;
     bf16 *embed, *final_norm, *lm_head;           // lm_head aliases embed when tied
     std::vector<std::vector<bf16 *>> layers;      // [layer][layer_tensor], nullptr where absent
     float *inv_freq;                              // (head_dim / 2)
     size_t weight_bytes;
-    int cap_rows, cap_ctx;
+    int cap_rows;
     float *x, *xb, *h, *q, *k, *v, *att, *gate, *up, *tmp, *partial;
+    size_t cap_partial;
     bf16 *act_bf16;                               // a BF16 copy of a GEMM's input
     int *d_tokens, *d_pos;
     bf16 **d_krow, **d_vrow;
@@ -67,6 +94,14 @@ int load_weights(backend *base, const st_archive *a, rp_err *err) {
     return 0;
 }
 
+const int ATTENTION_CHUNK = 256;   // positions per split of the attention kernel
+const int GRAPH_ROWS = 16;         // decode steps of up to this many rows are captured as graphs
+
+void drop_graphs(cuda_backend *b) {   // their buffers moved
+    for (auto &g : b->graphs) cudaGraphExecDestroy(g.second);
+    b->graphs.clear();
+}
+
 template <typename T> void grow(T **p, size_t n) {
     CUDA_CHECK(cudaFree(*p));
     *p = dev_alloc<T>(n ? n : 1);
@@ -89,13 +124,43 @@ void reserve(backend *base, int n_rows) {
     grow(&b->gate, r * c->hidden_dim), grow(&b->up, r * c->hidden_dim);
     grow(&b->act_bf16, r * widest), grow(&b->d_tokens, r), grow(&b->d_pos, r), grow(&b->d_krow, r), grow(&b->d_vrow, r);
     grow(&b->d_logits, r * c->vocab_size);
+    size_t decode_scratch = (size_t)GRAPH_ROWS * c->n_heads * ((c->max_pos + ATTENTION_CHUNK - 1) / ATTENTION_CHUNK) * (c->head_dim + 2);
+    if (decode_scratch > b->cap_partial) grow(&b->partial, decode_scratch), b->cap_partial = decode_scratch;
+    CUDA_CHECK(cudaFreeHost(b->stage_tokens));
+    CUDA_CHECK(cudaFreeHost(b->stage_logits));
+    CUDA_CHECK(cudaMallocHost((void **)&b->stage_tokens, r * sizeof(int)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->stage_logits, r * c->vocab_size * sizeof(float)));
+    for (staging &st : b->stage) cudaFreeHost(st.pos), cudaFreeHost(st.krow), cudaFreeHost(st.vrow);
+    b->stage.clear();
     b->cap_rows = n_rows;
+    drop_graphs(b);
+}
+
+staging &stage_for(cuda_backend *b, int call) {
+    while ((int)b->stage.size() <= call) {
+        staging st;
+        CUDA_CHECK(cudaMallocHost((void **)&st.pos, b->cap_rows * sizeof(int)));
+        CUDA_CHECK(cudaMallocHost((void **)&st.krow, b->cap_rows * sizeof(bf16 *)));
+        CUDA_CHECK(cudaMallocHost((void **)&st.vrow, b->cap_rows * sizeof(bf16 *)));
+        b->stage.push_back(st);
+    }
+    return b->stage[call];
+}
+
+void step_begin(backend *base, unsigned long long key) {
+    cuda_backend *b = cb(base);
+    b->call = 0;
+    b->key = key;
+    b->mode = !b->use_graphs || !key ? EAGER : b->graphs.count(key) ? REPLAY : CAPTURE;
+    if (b->mode == CAPTURE) CUDA_CHECK(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal));
 }
 
 void embed(backend *base, const int *tokens, int n, int row0) {
     cuda_backend *b = cb(base);
-    CUDA_CHECK(cudaMemcpy(b->d_tokens, tokens, n * sizeof(int), cudaMemcpyHostToDevice));
-    CUDA_CHECK(launch_embed(b->embed, b->d_tokens, n, base->cfg->dim, b->x + (size_t)row0 * base->cfg->dim, b->stream));
+    memcpy(b->stage_tokens + row0, tokens, n * sizeof(int));
+    if (b->mode == REPLAY) return;
+    CUDA_CHECK(cudaMemcpyAsync(b->d_tokens + row0, b->stage_tokens + row0, n * sizeof(int), cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(launch_embed(b->embed, b->d_tokens + row0, n, base->cfg->dim, b->x + (size_t)row0 * base->cfg->dim, b->stream));
 }
 
 // out (R, N) = in (R, K) . W^T: the GEMV for a decode-sized batch, cuBLAS (BF16 inputs, F32 output) beyond it.
@@ -117,24 +182,40 @@ void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     const std::vector<bf16 *> &w = b->layers[layer];
     int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
 
-    // gather the parts' rows, and each row's position and KV slot
-    std::vector<int> pos;
-    std::vector<bf16 *> krow, vrow;
-    int R = 0, max_len = 0;
+    // each row's position and KV slot, staged where a replayed graph reads them
+    staging &st = stage_for(b, b->call++);
+    int R = 0, max_cap = 0, max_len = 0;
     for (int p = 0; p < n_parts; p++) {
-        CUDA_CHECK(cudaMemcpyAsync(b->xb + (size_t)R * dim, b->x + (size_t)parts[p].row0 * dim,
-                                   sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, b->stream));
-        for (int i = 0; i < parts[p].n_rows; i++) {
-            pos.push_back(parts[p].pos0 + i);
-            krow.push_back((bf16 *)parts[p].kv->k);
-            vrow.push_back((bf16 *)parts[p].kv->v);
-        }
-        R += parts[p].n_rows;
         if (parts[p].pos0 + parts[p].n_rows > max_len) max_len = parts[p].pos0 + parts[p].n_rows;
+        for (int i = 0; i < parts[p].n_rows; i++, R++) {
+            st.pos[R] = parts[p].pos0 + i;
+            st.krow[R] = (bf16 *)parts[p].kv->k;
+            st.vrow[R] = (bf16 *)parts[p].kv->v;
+        }
+        if (parts[p].kv->capacity > max_cap) max_cap = parts[p].kv->capacity;
     }
-    CUDA_CHECK(cudaMemcpyAsync(b->d_pos, pos.data(), R * sizeof(int), cudaMemcpyHostToDevice, b->stream));
-    CUDA_CHECK(cudaMemcpyAsync(b->d_krow, krow.data(), R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
-    CUDA_CHECK(cudaMemcpyAsync(b->d_vrow, vrow.data(), R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
+    // A decode-sized call (the steps graphs capture) splits by the KV slots' capacity, so that the grid is the same
+    // at every step, into scratch reserved up front; a prefill-sized one (never captured) by its current length.
+    const int chunk = ATTENTION_CHUNK;
+    int decode_sized = R <= GRAPH_ROWS, n_splits = ((decode_sized ? max_cap : max_len) + chunk - 1) / chunk;
+    size_t need = (size_t)R * c->n_heads * n_splits * (hd + 2);
+    if (need > b->cap_partial) {
+        if (b->mode != EAGER) {   // cannot be: decode-sized scratch is reserved for the longest context
+            fprintf(stderr, "reprise: attention scratch too small for a captured step (internal error)\n");
+            abort();
+        }
+        grow(&b->partial, need);
+        b->cap_partial = need;
+        drop_graphs(b);
+    }
+    if (b->mode == REPLAY) return;
+    // gather the parts' rows
+    for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++)
+        CUDA_CHECK(cudaMemcpyAsync(b->xb + (size_t)r * dim, b->x + (size_t)parts[p].row0 * dim,
+                                   sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_pos + 0, st.pos, R * sizeof(int), cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_krow, st.krow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_vrow, st.vrow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
 
     // attention block
     CUDA_CHECK(launch_rmsnorm(b->xb, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, b->h, b->stream));
@@ -143,13 +224,6 @@ void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     linear(b, b->h, w[W_V], R, kvd, dim, b->v);
     CUDA_CHECK(launch_qkv_rope(b->q, b->k, b->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], b->inv_freq,
                                b->d_pos, b->d_krow, b->d_vrow, R, c->n_heads, c->n_kv_heads, hd, c->norm_eps, b->stream));
-    const int chunk = 256;
-    int n_splits = (max_len + chunk - 1) / chunk;
-    size_t need = (size_t)R * c->n_heads * n_splits * (hd + 2);
-    if (need > (size_t)b->cap_ctx) {
-        grow(&b->partial, need);
-        b->cap_ctx = (int)need;
-    }
     CUDA_CHECK(launch_attention(b->q, b->d_pos, b->d_krow, b->d_vrow, R, c->n_heads, c->n_kv_heads, hd, n_splits, chunk,
                                 b->partial, b->att, b->stream));
     linear(b, b->att, w[W_O], R, dim, qd, b->tmp);
@@ -180,13 +254,30 @@ void write_rows(backend *base, int row0, int n, const float *in) {
 void logits(backend *base, const int *rows, int n, float *out) {
     cuda_backend *b = cb(base);
     const model_config *c = base->cfg;
-    reserve(base, n);
-    for (int i = 0; i < n; i++)
-        CUDA_CHECK(cudaMemcpyAsync(b->xb + (size_t)i * c->dim, b->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim,
-                                   cudaMemcpyDeviceToDevice, b->stream));
-    CUDA_CHECK(launch_rmsnorm(b->xb, nullptr, b->final_norm, n, c->dim, c->norm_eps, b->h, b->stream));
-    linear(b, b->h, b->lm_head, n, c->vocab_size, c->dim, b->d_logits);
-    CUDA_CHECK(cudaMemcpy(out, b->d_logits, sizeof(float) * n * c->vocab_size, cudaMemcpyDeviceToHost));
+    size_t bytes = sizeof(float) * n * c->vocab_size;
+    if (b->mode != REPLAY) {
+        for (int i = 0; i < n; i++)
+            CUDA_CHECK(cudaMemcpyAsync(b->xb + (size_t)i * c->dim, b->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim,
+                                       cudaMemcpyDeviceToDevice, b->stream));
+        CUDA_CHECK(launch_rmsnorm(b->xb, nullptr, b->final_norm, n, c->dim, c->norm_eps, b->h, b->stream));
+        linear(b, b->h, b->lm_head, n, c->vocab_size, c->dim, b->d_logits);
+        CUDA_CHECK(cudaMemcpyAsync(b->stage_logits, b->d_logits, bytes, cudaMemcpyDeviceToHost, b->stream));
+    }
+    if (b->mode == CAPTURE) {
+        cudaGraph_t g;
+        cudaGraphExec_t exec;
+        CUDA_CHECK(cudaStreamEndCapture(b->stream, &g));
+        CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+        CUDA_CHECK(cudaGraphDestroy(g));
+        b->graphs[b->key] = exec;
+        b->graph_captures++;
+        b->mode = REPLAY;
+    } else if (b->mode == REPLAY)
+        b->graph_replays++;
+    if (b->mode == REPLAY) CUDA_CHECK(cudaGraphLaunch(b->graphs[b->key], b->stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    memcpy(out, b->stage_logits, bytes);
+    b->mode = EAGER;
 }
 
 size_t kv_bytes_per_token(const backend *base) { return 2 * sizeof(bf16) * (size_t)base->cfg->n_kv_heads * base->cfg->head_dim; }
@@ -226,12 +317,18 @@ void destroy(backend *base) {
     cudaFree(b->embed), cudaFree(b->final_norm), cudaFree(b->inv_freq);
     for (float *p : {b->x, b->xb, b->h, b->q, b->k, b->v, b->att, b->gate, b->up, b->tmp, b->partial, b->d_logits}) cudaFree(p);
     cudaFree(b->act_bf16), cudaFree(b->d_tokens), cudaFree(b->d_pos), cudaFree(b->d_krow), cudaFree(b->d_vrow);
+    drop_graphs(b);
+    for (staging &st : b->stage) cudaFreeHost(st.pos), cudaFreeHost(st.krow), cudaFreeHost(st.vrow);
+    cudaFreeHost(b->stage_tokens), cudaFreeHost(b->stage_logits);
+    cudaFree(b->blas_workspace);
     cublasDestroy(b->blas);
     cudaStreamDestroy(b->stream);
     delete b;
 }
 
 }   // namespace
+
+extern "C" long backend_cuda_graph_replays(const backend *b) { return reinterpret_cast<const cuda_backend *>(b)->graph_replays; }
 
 extern "C" backend *backend_cuda_create(const model_config *cfg, rp_err *err) {
     int n = 0;
@@ -250,10 +347,16 @@ extern "C" backend *backend_cuda_create(const model_config *cfg, rp_err *err) {
     b->base.load_weights = load_weights, b->base.reserve = reserve, b->base.embed = embed, b->base.layer = layer_run;
     b->base.read_rows = read_rows, b->base.write_rows = write_rows, b->base.kv_copy = kv_copy, b->base.logits = logits;
     b->base.kv_alloc = kv_alloc, b->base.kv_free = kv_free, b->base.kv_bytes_per_token = kv_bytes_per_token;
-    b->base.weight_bytes = weight_bytes, b->base.destroy = destroy;
+    b->base.weight_bytes = weight_bytes, b->base.destroy = destroy, b->base.step_begin = step_begin;
+    const char *g = getenv("REPRISE_CUDA_GRAPHS");
+    b->use_graphs = !(g && !strcmp(g, "0"));
     CUDA_CHECK(cudaStreamCreate(&b->stream));
     CUBLAS_CHECK(cublasCreate(&b->blas));
     CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
+    // a workspace of our own, so that cuBLAS allocates nothing while a graph is being captured
+    const size_t ws = 4 << 20;
+    b->blas_workspace = dev_alloc<char>(ws);
+    CUBLAS_CHECK(cublasSetWorkspace(b->blas, b->blas_workspace, ws));
     int half = cfg->head_dim / 2;
     std::vector<double> inv(half);
     config_rope_inv_freq(cfg, inv.data());

@@ -11,6 +11,9 @@ extern "C" {
 // NULL with an error naming the problem when there is no usable CUDA device.
 backend *backend_cuda_create(const model_config *cfg, rp_err *err);
 
+// Decode steps replayed from a captured CUDA graph so far (set REPRISE_CUDA_GRAPHS=0 to run every step eagerly).
+long backend_cuda_graph_replays(const backend *b);
+
 #ifdef __cplusplus
 }
 #endif
