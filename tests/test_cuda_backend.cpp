@@ -1,5 +1,6 @@
 // The CUDA backend under the emulation: every kernel against a CPU reference on odd sizes, and the whole forward
 // pass against the CPU backend on the PyTorch-checked tiny models and on stories260K.
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -184,6 +185,60 @@ static void swiglu_and_helpers_match_reference(void) {
     cudaFree(dg), cudaFree(du), cudaFree(b);
 }
 
+// The CPU sampler's rules, given the uniform draw: softmax with temperature over the vocabulary, then top-k,
+// top-p, min-p over the sorted probabilities, and the draw u * (kept mass).
+static int reference_sample(const float *l, int vocab, float temp, int top_k, float top_p, float min_p, float u) {
+    float mx = l[argmax(l, vocab)];
+    std::vector<std::pair<float, int>> p(vocab);
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) p[i] = {expf((l[i] - mx) / temp), i}, sum += p[i].first;
+    std::stable_sort(p.begin(), p.end(), [](auto a, auto b) { return a.first > b.first; });
+    int keep = top_k > 0 && top_k < vocab ? top_k : vocab;
+    if (top_p < 1) {
+        double cum = 0;
+        for (int c = 0; c < keep; c++)
+            if ((cum += p[c].first / sum) >= top_p) {
+                keep = c + 1;
+                break;
+            }
+    }
+    if (min_p > 0) {
+        int c = 1;
+        while (c < keep && p[c].first >= min_p * p[0].first) c++;
+        keep = c;
+    }
+    double total = 0, cum = 0;
+    for (int c = 0; c < keep; c++) total += p[c].first;
+    for (int c = 0; c < keep; c++)
+        if (u * total < (cum += p[c].first)) return p[c].second;
+    return p[keep - 1].second;
+}
+
+static void device_sampling_follows_the_cpu_rules(void) {
+    const int rows = 64, vocab = 300;
+    std::vector<float> l = randv((size_t)rows * vocab, 4), u = randv(rows, 0.5f);
+    for (float &x : u) x += 0.5f;   // [0, 1)
+    for (int r = 0; r < rows; r++) l[(size_t)r * vocab + 7] = l[(size_t)r * vocab + 9] = 5;   // ties: the lower id first
+    float *dl = dev(l), *du = dev(u);
+    int *out;
+    unsigned char *scratch;
+    cudaMalloc((void **)&out, rows * sizeof(int)), cudaMalloc((void **)&scratch, (size_t)rows * vocab);
+    struct { float temp; int k; float p, minp; } cases[] = {{0, 0, 1, 0}, {1, 0, 1, 0}, {0.7f, 40, 0.95f, 0.05f}, {1.3f, 5, 1, 0}, {1, 0, 0.5f, 0}, {1, 0, 1, 0.3f}};
+    for (auto c : cases) {
+        CHECK(launch_sample(dl, rows, vocab, c.temp, c.k, c.p, c.minp, du, scratch, out, 0) == cudaSuccess, "launch");
+        std::vector<int> got = host(out, rows);
+        int bad = 0;
+        for (int r = 0; r < rows; r++) {
+            const float *lr = &l[(size_t)r * vocab];
+            int want = c.temp <= 0 ? argmax(lr, vocab) : reference_sample(lr, vocab, c.temp, c.k, c.p, c.minp, u[r]);
+            bad += got[r] != want;
+        }
+        CHECK(bad == 0, "temp %g top-k %d top-p %g min-p %g: %d of %d rows differ", c.temp, c.k, c.p, c.minp, bad, rows);
+    }
+    CHECK(launch_argmax(dl, rows, vocab, out, 0) == cudaSuccess && host(out, 1)[0] == 7, "argmax tie goes to the lower id: %d", host(out, 1)[0]);
+    cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(scratch);
+}
+
 // BF16 weights and KV: logits agree with the float32 CPU backend to a few hundredths relative to their range.
 #define LOGIT_TOL_REL 0.02f
 
@@ -339,6 +394,7 @@ int main(void) {
     RUN(gemv_reads_bf16_weights_for_up_to_8_rows);
     RUN(rope_append_and_attention_match_reference);
     RUN(swiglu_and_helpers_match_reference);
+    RUN(device_sampling_follows_the_cpu_rules);
     RUN(full_forward_matches_cpu_on_tiny_models);
     RUN(prefill_through_cublas_matches_cpu);
     RUN(full_forward_matches_cpu_on_stories260k);
