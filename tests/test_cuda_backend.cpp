@@ -165,7 +165,7 @@ static void rope_append_and_attention_match_reference(void) {
     }
 }
 
-static void swiglu_and_helpers_match_reference(void) {
+static void swiglu_and_convert_helpers_match_reference(void) {
     long n = 1000;
     std::vector<float> g = randv(n, 4), u = randv(n), want(n);
     for (long i = 0; i < n; i++) want[i] = g[i] / (1 + expf(-g[i])) * u[i];
@@ -393,7 +393,7 @@ int main(void) {
     RUN(rmsnorm_with_residual_matches_reference);
     RUN(gemv_reads_bf16_weights_for_up_to_8_rows);
     RUN(rope_append_and_attention_match_reference);
-    RUN(swiglu_and_helpers_match_reference);
+    RUN(swiglu_and_convert_helpers_match_reference);
     RUN(device_sampling_follows_the_cpu_rules);
     RUN(full_forward_matches_cpu_on_tiny_models);
     RUN(prefill_through_cublas_matches_cpu);

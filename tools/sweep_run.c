@@ -188,32 +188,32 @@ static int prefill(sweep_run *r, slot *slots, int n, const int *ids, int P, cons
 
 static int run_item(sweep_run *r, const probe *p, const probe_item *it, double t0, rp_err *err) {
     config_list *cl = r->configs;
-    int *todo = malloc(sizeof(int) * cl->n), n_todo = 0;
+    int *pending = malloc(sizeof(int) * cl->n), n_pending = 0;
     for (int c = 0; c < cl->n; c++)
-        if (!sweep_db_has_result(r->db, r->config_ids[c], p->name, it->id)) todo[n_todo++] = c;
-    if (!n_todo) {
-        free(todo);
+        if (!sweep_db_has_result(r->db, r->config_ids[c], p->name, it->id)) pending[n_pending++] = c;
+    if (!n_pending) {
+        free(pending);
         return 0;
     }
     int *ids, P, rc;
     if ((rc = prompt_ids(r, it->prompt, &ids, &P, err))) {
-        free(todo);
+        free(pending);
         return rp_wrap(err, "%s item %s", p->name, it->id);
     }
     int longest = p->max_new;
     for (int o = 0; o < it->n_options; o++) longest = longest > (int)strlen(it->options[o]) + 1 ? longest : (int)strlen(it->options[o]) + 1;
     int ctx = P + longest, N = r->m->cfg.n_layers, dim = r->m->cfg.dim, vocab = r->m->cfg.vocab_size;
     if (P == 0 || ctx > r->m->cfg.max_pos) {
-        free(todo), free(ids);
+        free(pending), free(ids);
         return rp_fail(err, "%s item %s: the prompt (%d tokens) and its reply (%d) do not fit the context of %d", p->name,
                        it->id, P, longest, r->m->cfg.max_pos);
     }
     int eot = r->ct.family != CHAT_NONE ? tokenizer_token_id(r->tok, chat_end_of_turn(&r->ct)) : -1;
 
     // the base's hidden state at every visit where a config leaves it (none when naive: nothing is shared)
-    int *from = calloc((size_t)n_todo, sizeof(int)), *cuts = malloc(sizeof(int) * (n_todo + 1)), n_cuts = 0;
-    for (int t = 0; t < n_todo && !r->naive; t++) {
-        from[t] = shared_prefix(&cl->c[todo[t]].sched, N);
+    int *from = calloc((size_t)n_pending, sizeof(int)), *cuts = malloc(sizeof(int) * (n_pending + 1)), n_cuts = 0;
+    for (int t = 0; t < n_pending && !r->naive; t++) {
+        from[t] = shared_prefix(&cl->c[pending[t]].sched, N);
         if (from[t] > 0) cuts[n_cuts++] = from[t];
     }
     qsort(cuts, n_cuts, sizeof(int), compare_int);
@@ -240,13 +240,13 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, double t
 
     // configs in batches: KV slots before `from` copied from the base, the rest of the prompt run, then decoding
     int step = r->naive ? 1 : r->batch;
-    for (int t0i = 0; t0i < n_todo && !rc; t0i += step) {
-        int n = n_todo - t0i < step ? n_todo - t0i : step;
+    for (int t0i = 0; t0i < n_pending && !rc; t0i += step) {
+        int n = n_pending - t0i < step ? n_pending - t0i : step;
         slot *slots = calloc((size_t)n, sizeof *slots);
         float **snap_of = malloc(sizeof *snap_of * n);
         int *fr = malloc(sizeof(int) * n), made = 0;
         for (int i = 0; i < n && !rc; i++, made++) {
-            int c = todo[t0i + i];
+            int c = pending[t0i + i];
             slots[i].cfg = c;
             slots[i].reply = malloc(sizeof(int) * (size_t)(longest + 1));
             fr[i] = from[t0i + i];
@@ -265,7 +265,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, double t
     }
     if (n_cuts) sequence_free(&base.seq, r->m);
     for (int k = 0; k < n_cuts; k++) free(snap[k]);
-    free(snap), free(cuts), free(from), free(todo), free(ids), free(logits);
+    free(snap), free(cuts), free(from), free(pending), free(ids), free(logits);
     schedule_free(&base_sched);
     return rc;
 }
