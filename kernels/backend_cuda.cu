@@ -1,7 +1,7 @@
 // The CUDA backend: BF16 weights uploaded once (every visit of a layer uses the same device pointers), a BF16 KV
 // cache per visit, float32 activations. A layer execution gathers its sequences' rows, then: RMSNorm, the QKV
 // projections (a BF16 GEMV for up to 8 rows, cuBLAS GEMM beyond), bias + q/k norm + RoPE + KV append fused,
-// split-KV attention, output projection, residual fused into the next RMSNorm, SwiGLU MLP, residual.
+// attention (split-KV for decode rows, tiled flash-style for a prompt's rows), output projection, residual fused into the next RMSNorm, SwiGLU MLP, residual.
 //
 // Decode steps run as CUDA graphs: the first step of a shape (the engine's key: sequences, schedules, one token
 // each) is captured from the stream and instantiated; later steps of that shape only refresh pinned host staging
@@ -224,8 +224,22 @@ void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     linear(b, b->h, w[W_V], R, kvd, dim, b->v);
     CUDA_CHECK(launch_qkv_rope(b->q, b->k, b->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], b->inv_freq,
                                b->d_pos, b->d_krow, b->d_vrow, R, c->n_heads, c->n_kv_heads, hd, c->norm_eps, b->stream));
-    CUDA_CHECK(launch_attention(b->q, b->d_pos, b->d_krow, b->d_vrow, R, c->n_heads, c->n_kv_heads, hd, n_splits, chunk,
-                                b->partial, b->att, b->stream));
+    // one query per sequence (decode): split-KV over all rows; a sequence's prompt: the tiled prefill kernel
+    int any_prefill = 0;
+    for (int p = 0; p < n_parts; p++) any_prefill |= parts[p].n_rows > 1;
+    if (!any_prefill)
+        CUDA_CHECK(launch_attention(b->q, b->d_pos, b->d_krow, b->d_vrow, R, c->n_heads, c->n_kv_heads, hd, n_splits, chunk,
+                                    b->partial, b->att, b->stream));
+    else
+        for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++) {
+            float *qr = b->q + (size_t)r * qd, *ar = b->att + (size_t)r * qd;
+            if (parts[p].n_rows > 1)
+                CUDA_CHECK(launch_attention_prefill(qr, parts[p].n_rows, parts[p].pos0, (const bf16 *)parts[p].kv->k,
+                                                    (const bf16 *)parts[p].kv->v, c->n_heads, c->n_kv_heads, hd, ar, b->stream));
+            else
+                CUDA_CHECK(launch_attention(qr, b->d_pos + r, b->d_krow + r, b->d_vrow + r, 1, c->n_heads, c->n_kv_heads, hd,
+                                            n_splits, chunk, b->partial, ar, b->stream));
+        }
     linear(b, b->att, w[W_O], R, dim, qd, b->tmp);
 
     // MLP block: the residual add fused into the norm

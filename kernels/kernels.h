@@ -29,6 +29,11 @@ cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *ro
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
                              float *out, cudaStream_t s);
 
+// Causal attention of one sequence's n_rows new queries (positions pos0..) over its KV slot (positions 0..),
+// tiled: a K/V tile in shared memory serves 16 queries (attention_prefill.cu).
+cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const bf16 *k_slot, const bf16 *v_slot,
+                                     int n_heads, int n_kv_heads, int head_dim, float *out, cudaStream_t s);
+
 // gate = silu(gate) * up, elementwise (swiglu.cu).
 cudaError_t launch_swiglu(float *gate, const float *up, long n, cudaStream_t s);
 

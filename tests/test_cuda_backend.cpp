@@ -91,7 +91,7 @@ static void gemv_reads_bf16_weights_for_up_to_8_rows(void) {
 }
 
 // q/k/v bias, q/k norm, RoPE, KV append; then attention over the appended keys, against naive references.
-static void rope_append_and_attention_match_reference(void) {
+static void rope_append_attention_and_attention_prefill_match_reference(void) {
     struct { int heads, kv_heads, hd, len; } cases[] = {{4, 4, 64, 5}, {8, 2, 128, 300}, {7, 1, 64, 257}, {8, 4, 8, 33}};
     for (auto cs : cases) {
         int qd = cs.heads * cs.hd, kvd = cs.kv_heads * cs.hd, L = cs.len, half = cs.hd / 2;
@@ -159,6 +159,16 @@ static void rope_append_and_attention_match_reference(void) {
             }
         float da = max_diff(got, want);
         CHECK(da < 1e-4f, "attention heads %d/%d hd %d len %d (%d splits): max diff %g", cs.heads, cs.kv_heads, cs.hd, L, splits, da);
+        // the tiled prefill kernel: all rows from position 0, and the rows after the first 5 as a continuation
+        for (int pos0 : {0, 5}) {
+            if (pos0 >= L) continue;
+            int n = L - pos0;
+            cudaMemset(att, 0, L * qd * sizeof(float));
+            CHECK(launch_attention_prefill(dq + (size_t)pos0 * qd, n, pos0, kc, vc, cs.heads, cs.kv_heads, cs.hd, att, 0) == cudaSuccess, "prefill");
+            std::vector<float> pg = host(att, (size_t)n * qd), pw(want.begin() + (size_t)pos0 * qd, want.end());
+            float dp = max_diff(pg, pw);
+            CHECK(dp < 1e-4f, "prefill attention heads %d/%d hd %d rows %d from %d: max diff %g", cs.heads, cs.kv_heads, cs.hd, n, pos0, dp);
+        }
         for (void *p : {(void *)kc, (void *)vc, (void *)dq, (void *)dk, (void *)dv, (void *)dinv, (void *)att, (void *)partial, (void *)dpos,
                         (void *)drk, (void *)drv, (void *)dbq, (void *)dbk, (void *)dbv, (void *)dqn, (void *)dkn})
             cudaFree(p);
@@ -392,7 +402,7 @@ int main(void) {
     (void)link_backend;
     RUN(rmsnorm_with_residual_matches_reference);
     RUN(gemv_reads_bf16_weights_for_up_to_8_rows);
-    RUN(rope_append_and_attention_match_reference);
+    RUN(rope_append_attention_and_attention_prefill_match_reference);
     RUN(swiglu_and_convert_helpers_match_reference);
     RUN(device_sampling_follows_the_cpu_rules);
     RUN(full_forward_matches_cpu_on_tiny_models);
