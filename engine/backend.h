@@ -25,6 +25,7 @@ typedef struct {
 } visit_part;
 
 typedef struct backend backend;
+struct sampler_params;
 
 struct backend {
     const char *name;
@@ -45,6 +46,9 @@ struct backend {
     void (*write_rows)(backend *b, int row0, int n, const float *in);
     // Copies the first n positions of one KV slot into another (a shared prefix, reused).
     void (*kv_copy)(backend *b, kv_slot *dst, const kv_slot *src, int n);
+    // Final norm, LM head and sampling on the device for the given rows: one id per row, drawn with uniform[i]
+    // by the rules of sampler_pick (engine/sampler.h). May be NULL: the engine then samples host logits.
+    void (*sample)(backend *b, const int *rows, int n, const struct sampler_params *p, const float *uniform, int *ids);
     // Final norm and LM head for the given rows; logits to host memory, (n, vocab_size).
     void (*logits)(backend *b, const int *rows, int n, float *out);
     int (*kv_alloc)(backend *b, kv_slot *kv, int capacity, rp_err *err);

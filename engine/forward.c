@@ -7,6 +7,8 @@
 // sequences (ties: lowest layer), run it for exactly those, and advance their cursors.
 #include "engine/forward.h"
 
+#include "engine/sampler.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,11 +49,22 @@ static int next_layer(sequence **seqs, int n_seqs, const int *cursor, const int 
 // captured step can replay (its positions and KV slots change, and are read from device memory). 0: not a
 // step worth capturing (prefill, or a partial span).
 #define GRAPH_MAX_ROWS 16
-static unsigned long long decode_key(sequence **seqs, int n_seqs, const int *n_tokens, const forward_span *span, int all_logits) {
+typedef struct {   // what a step ends with when it samples: the shared parameters, per-row draws, the ids
+    const sampler_params *params;
+    const float *uniform;
+    int *ids;
+} sample_request;
+
+static unsigned long long decode_key(sequence **seqs, int n_seqs, const int *n_tokens, const forward_span *span, int all_logits,
+                                     const sample_request *sr) {
     if (all_logits || n_seqs > GRAPH_MAX_ROWS || (span && (span->from_visit || span->to_visit >= 0))) return 0;
     unsigned long long h = 1469598103934665603ull;
 #define MIX(v) (h = (h ^ (unsigned long long)(v)) * 1099511628211ull)
     MIX(n_seqs);
+    if (sr) {   // a sampling step is another graph than a logits step, and its parameters are part of it
+        MIX(0x5a3b1e);
+        MIX(sr->params->temp * 1e6), MIX(sr->params->top_k), MIX(sr->params->top_p * 1e6), MIX(sr->params->min_p * 1e6);
+    }
     for (int i = 0; i < n_seqs; i++) {
         if (n_tokens[i] != 1) return 0;
         MIX(seqs[i]->cache.capacity);
@@ -62,13 +75,32 @@ static unsigned long long decode_key(sequence **seqs, int n_seqs, const int *n_t
     return h ? h : 1;
 }
 
+static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, const forward_span *span,
+               int all_logits, float *logits, const sample_request *sr, forward_stats *stats, rp_err *err);
+
 int forward(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, int all_logits,
             float *logits, forward_stats *stats, rp_err *err) {
-    return forward_span_run(m, seqs, n_seqs, tokens, n_tokens, NULL, all_logits, logits, stats, err);
+    return run(m, seqs, n_seqs, tokens, n_tokens, NULL, all_logits, logits, NULL, stats, err);
 }
 
 int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
                      const forward_span *span, int all_logits, float *logits, forward_stats *stats, rp_err *err) {
+    return run(m, seqs, n_seqs, tokens, n_tokens, span, all_logits, logits, NULL, stats, err);
+}
+
+int forward_sample(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
+                   struct sampler **samplers, int *ids, forward_stats *stats, rp_err *err) {
+    if (n_seqs < 1) return rp_fail(err, "forward: no sequences");
+    float *u = malloc(sizeof(float) * (size_t)n_seqs);
+    for (int i = 0; i < n_seqs; i++) u[i] = sampler_uniform(samplers[i]);
+    sample_request sr = {&samplers[0]->p, u, ids};
+    int rc = run(m, seqs, n_seqs, tokens, n_tokens, NULL, 0, NULL, &sr, stats, err);
+    free(u);
+    return rc;
+}
+
+static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, const forward_span *span,
+               int all_logits, float *logits, const sample_request *sr, forward_stats *stats, rp_err *err) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     if (n_seqs < 1) return rp_fail(err, "forward: no sequences");
@@ -92,7 +124,7 @@ int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *to
     visit_part *parts = malloc(sizeof *parts * ns);
     int partial = span && span->to_visit >= 0;
     be->reserve(be, total);
-    if (be->step_begin) be->step_begin(be, decode_key(seqs, n_seqs, n_tokens, span, all_logits));
+    if (be->step_begin) be->step_begin(be, decode_key(seqs, n_seqs, n_tokens, span, all_logits, sr));
     for (int i = 0, r = 0; i < n_seqs; r += n_tokens[i], i++) {
         int n_visits = seqs[i]->sched.n_visits;
         row0[i] = r;
@@ -128,7 +160,15 @@ int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *to
     int n_out = all_logits ? total : n_seqs;
     int *rows = malloc(sizeof(int) * n_out);
     for (int i = 0; i < n_out; i++) rows[i] = all_logits ? i : row0[i] + n_tokens[i] - 1;
-    be->logits(be, rows, n_out, logits);
+    if (!sr) be->logits(be, rows, n_out, logits);
+    else if (be->sample) be->sample(be, rows, n_out, sr->params, sr->uniform, sr->ids);
+    else {   // sample host logits, one row at a time, by the same rule
+        float *lg = malloc(sizeof(float) * (size_t)n_out * c->vocab_size);
+        struct prob_id *work = malloc(sizeof *work * (size_t)c->vocab_size);
+        be->logits(be, rows, n_out, lg);
+        for (int i = 0; i < n_out; i++) sr->ids[i] = sampler_pick(sr->params, lg + (size_t)i * c->vocab_size, c->vocab_size, sr->uniform[i], work);
+        free(lg), free(work);
+    }
     for (int i = 0; i < n_seqs; i++) seqs[i]->cache.n_past += n_tokens[i];
     free(rows);
     free(row0);

@@ -35,6 +35,12 @@ typedef struct {
 int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
                      const forward_span *span, int all_logits, float *logits, forward_stats *stats, rp_err *err);
 
+// Feeds the tokens like forward() and returns, instead of logits, the next id of each sequence drawn by its
+// sampler (all with the same parameters), on the device when the backend samples there.
+struct sampler;
+int forward_sample(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
+                   struct sampler **samplers, int *ids, forward_stats *stats, rp_err *err);
+
 // Feeds n_tokens[i] tokens to sequence i, for all i at once. Writes logits for every fed token
 // ((sum n_tokens, vocab), sequence by sequence) when all_logits, else for each sequence's last token
 // ((n_seqs, vocab)). A token outside the vocabulary or a full context is an error; nothing is fed then.

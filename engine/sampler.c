@@ -44,41 +44,44 @@ static int by_prob_desc(const void *a, const void *b) {
     return x->id - y->id;
 }
 
-int sampler_sample(sampler *s, const float *logits) {
-    int n = s->vocab;
-    if (s->p.temp <= 0) return argmax(logits, n);
+float sampler_uniform(sampler *s) { return s->p.temp > 0 ? rng_uniform(&s->rng) : 0.0f; }
+
+int sampler_sample(sampler *s, const float *logits) { return sampler_pick(&s->p, logits, s->vocab, sampler_uniform(s), s->work); }
+
+int sampler_pick(const sampler_params *sp, const float *logits, int n, float u, struct prob_id *work) {
+    if (sp->temp <= 0) return argmax(logits, n);
     float mx = logits[argmax(logits, n)], sum = 0;
     for (int i = 0; i < n; i++) {
-        s->work[i].id = i;
-        s->work[i].p = expf((logits[i] - mx) / s->p.temp);
-        sum += s->work[i].p;
+        work[i].id = i;
+        work[i].p = expf((logits[i] - mx) / sp->temp);
+        sum += work[i].p;
     }
-    for (int i = 0; i < n; i++) s->work[i].p /= sum;
-    qsort(s->work, n, sizeof *s->work, by_prob_desc);
+    for (int i = 0; i < n; i++) work[i].p /= sum;
+    qsort(work, n, sizeof *work, by_prob_desc);
     int keep = n;
-    if (s->p.top_k > 0 && s->p.top_k < keep) keep = s->p.top_k;
-    if (s->p.top_p < 1) {
+    if (sp->top_k > 0 && sp->top_k < keep) keep = sp->top_k;
+    if (sp->top_p < 1) {
         float cum = 0;
         for (int i = 0; i < keep; i++) {
-            cum += s->work[i].p;
-            if (cum >= s->p.top_p) {
+            cum += work[i].p;
+            if (cum >= sp->top_p) {
                 keep = i + 1;
                 break;
             }
         }
     }
-    if (s->p.min_p > 0) {
-        float floor_p = s->p.min_p * s->work[0].p;
+    if (sp->min_p > 0) {
+        float floor_p = sp->min_p * work[0].p;
         int k = 1;
-        while (k < keep && s->work[k].p >= floor_p) k++;
+        while (k < keep && work[k].p >= floor_p) k++;
         keep = k;
     }
     float total = 0;
-    for (int i = 0; i < keep; i++) total += s->work[i].p;
-    float r = rng_uniform(&s->rng) * total, cum = 0;
+    for (int i = 0; i < keep; i++) total += work[i].p;
+    float r = u * total, cum = 0;
     for (int i = 0; i < keep; i++) {
-        cum += s->work[i].p;
-        if (r < cum) return s->work[i].id;
+        cum += work[i].p;
+        if (r < cum) return work[i].id;
     }
-    return s->work[keep - 1].id;
+    return work[keep - 1].id;
 }

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-typedef struct {
+typedef struct sampler_params {
     float temp;     // <= 0: greedy (argmax, lowest id on ties)
     int top_k;      // <= 0: off
     float top_p;    // >= 1: off
@@ -12,7 +12,7 @@ typedef struct {
     uint64_t seed;
 } sampler_params;
 
-typedef struct {
+typedef struct sampler {
     sampler_params p;
     uint64_t rng;
     int vocab;
@@ -22,6 +22,10 @@ typedef struct {
 void sampler_init(sampler *s, const sampler_params *p, int vocab);
 void sampler_free(sampler *s);
 int sampler_sample(sampler *s, const float *logits);
+// The two halves of sampler_sample, for sampling elsewhere (on a GPU): the step's uniform draw (the RNG advances
+// only when sampling is random), and the choice from logits given that draw.
+float sampler_uniform(sampler *s);
+int sampler_pick(const sampler_params *p, const float *logits, int vocab, float u, struct prob_id *work);
 int argmax(const float *x, int n);
 // log softmax(logits)[id], computed stably in double.
 double log_prob_of(const float *logits, int vocab, int id);

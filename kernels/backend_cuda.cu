@@ -19,6 +19,7 @@
 #include "kernels/cuda_check.h"
 #include "kernels/kernels.h"
 extern "C" {
+#include "engine/sampler.h"
 #include "loader/weights.h"
 }
 
@@ -41,6 +42,8 @@ struct cuda_backend {
     std::vector<staging> stage;                   // grows with the calls; entries never move their buffers
     int *stage_tokens;                            // (cap_rows) pinned
     float *stage_logits;                          // (cap_rows, vocab) pinned
+    float *stage_uniform;                         // (cap_rows) pinned: each row's draw when sampling
+    int *stage_ids;                               // (cap_rows) pinned: sampled ids
     std::map<unsigned long long, cudaGraphExec_t> graphs;
     long graph_replays, graph_captures;
     void *blas_workspace;
@@ -54,7 +57,9 @@ struct cuda_backend {
     float *x, *xb, *h, *q, *k, *v, *att, *gate, *up, *tmp, *partial;
     size_t cap_partial;
     bf16 *act_bf16;                               // a BF16 copy of a GEMM's input
-    int *d_tokens, *d_pos;
+    int *d_tokens, *d_pos, *d_ids;
+    float *d_uniform;
+    unsigned char *d_sample_scratch;
     bf16 **d_krow, **d_vrow;
     float *d_logits;
 };
@@ -126,10 +131,15 @@ void reserve(backend *base, int n_rows) {
     grow(&b->d_logits, r * c->vocab_size);
     size_t decode_scratch = (size_t)GRAPH_ROWS * c->n_heads * ((c->max_pos + ATTENTION_CHUNK - 1) / ATTENTION_CHUNK) * (c->head_dim + 2);
     if (decode_scratch > b->cap_partial) grow(&b->partial, decode_scratch), b->cap_partial = decode_scratch;
+    grow(&b->d_ids, r), grow(&b->d_uniform, r), grow(&b->d_sample_scratch, r * c->vocab_size);
     CUDA_CHECK(cudaFreeHost(b->stage_tokens));
     CUDA_CHECK(cudaFreeHost(b->stage_logits));
+    CUDA_CHECK(cudaFreeHost(b->stage_uniform));
+    CUDA_CHECK(cudaFreeHost(b->stage_ids));
     CUDA_CHECK(cudaMallocHost((void **)&b->stage_tokens, r * sizeof(int)));
     CUDA_CHECK(cudaMallocHost((void **)&b->stage_logits, r * c->vocab_size * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->stage_uniform, r * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->stage_ids, r * sizeof(int)));
     for (staging &st : b->stage) cudaFreeHost(st.pos), cudaFreeHost(st.krow), cudaFreeHost(st.vrow);
     b->stage.clear();
     b->cap_rows = n_rows;
@@ -265,17 +275,26 @@ void write_rows(backend *base, int row0, int n, const float *in) {
     CUDA_CHECK(cudaMemcpy(b->x + (size_t)row0 * base->cfg->dim, in, sizeof(float) * n * base->cfg->dim, cudaMemcpyHostToDevice));
 }
 
-void logits(backend *base, const int *rows, int n, float *out) {
-    cuda_backend *b = cb(base);
-    const model_config *c = base->cfg;
-    size_t bytes = sizeof(float) * n * c->vocab_size;
+// The end of a step: final norm and LM head for the given rows, then either the logits (out_logits) or sampled
+// ids (params: each row drawn with uniform[i]) back to the host. A capturing step is instantiated and replayed here.
+void finish_step(cuda_backend *b, const int *rows, int n, const sampler_params *params, const float *uniform,
+                 float *out_logits, int *out_ids) {
+    const model_config *c = b->base.cfg;
+    size_t bytes = params ? sizeof(int) * n : sizeof(float) * n * c->vocab_size;
+    if (params) memcpy(b->stage_uniform, uniform, n * sizeof(float));
     if (b->mode != REPLAY) {
         for (int i = 0; i < n; i++)
             CUDA_CHECK(cudaMemcpyAsync(b->xb + (size_t)i * c->dim, b->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim,
                                        cudaMemcpyDeviceToDevice, b->stream));
         CUDA_CHECK(launch_rmsnorm(b->xb, nullptr, b->final_norm, n, c->dim, c->norm_eps, b->h, b->stream));
         linear(b, b->h, b->lm_head, n, c->vocab_size, c->dim, b->d_logits);
-        CUDA_CHECK(cudaMemcpyAsync(b->stage_logits, b->d_logits, bytes, cudaMemcpyDeviceToHost, b->stream));
+        if (params) {
+            CUDA_CHECK(cudaMemcpyAsync(b->d_uniform, b->stage_uniform, n * sizeof(float), cudaMemcpyHostToDevice, b->stream));
+            CUDA_CHECK(launch_sample(b->d_logits, n, c->vocab_size, params->temp, params->top_k, params->top_p, params->min_p,
+                                     b->d_uniform, b->d_sample_scratch, b->d_ids, b->stream));
+            CUDA_CHECK(cudaMemcpyAsync(b->stage_ids, b->d_ids, bytes, cudaMemcpyDeviceToHost, b->stream));
+        } else
+            CUDA_CHECK(cudaMemcpyAsync(b->stage_logits, b->d_logits, bytes, cudaMemcpyDeviceToHost, b->stream));
     }
     if (b->mode == CAPTURE) {
         cudaGraph_t g;
@@ -290,8 +309,15 @@ void logits(backend *base, const int *rows, int n, float *out) {
         b->graph_replays++;
     if (b->mode == REPLAY) CUDA_CHECK(cudaGraphLaunch(b->graphs[b->key], b->stream));
     CUDA_CHECK(cudaStreamSynchronize(b->stream));
-    memcpy(out, b->stage_logits, bytes);
+    if (params) memcpy(out_ids, b->stage_ids, bytes);
+    else memcpy(out_logits, b->stage_logits, bytes);
     b->mode = EAGER;
+}
+
+void logits(backend *base, const int *rows, int n, float *out) { finish_step(cb(base), rows, n, nullptr, nullptr, out, nullptr); }
+
+void sample(backend *base, const int *rows, int n, const sampler_params *p, const float *uniform, int *ids) {
+    finish_step(cb(base), rows, n, p, uniform, nullptr, ids);
 }
 
 size_t kv_bytes_per_token(const backend *base) { return 2 * sizeof(bf16) * (size_t)base->cfg->n_kv_heads * base->cfg->head_dim; }
@@ -333,7 +359,8 @@ void destroy(backend *base) {
     cudaFree(b->act_bf16), cudaFree(b->d_tokens), cudaFree(b->d_pos), cudaFree(b->d_krow), cudaFree(b->d_vrow);
     drop_graphs(b);
     for (staging &st : b->stage) cudaFreeHost(st.pos), cudaFreeHost(st.krow), cudaFreeHost(st.vrow);
-    cudaFreeHost(b->stage_tokens), cudaFreeHost(b->stage_logits);
+    cudaFreeHost(b->stage_tokens), cudaFreeHost(b->stage_logits), cudaFreeHost(b->stage_uniform), cudaFreeHost(b->stage_ids);
+    cudaFree(b->d_ids), cudaFree(b->d_uniform), cudaFree(b->d_sample_scratch);
     cudaFree(b->blas_workspace);
     cublasDestroy(b->blas);
     cudaStreamDestroy(b->stream);
@@ -362,6 +389,7 @@ extern "C" backend *backend_cuda_create(const model_config *cfg, rp_err *err) {
     b->base.read_rows = read_rows, b->base.write_rows = write_rows, b->base.kv_copy = kv_copy, b->base.logits = logits;
     b->base.kv_alloc = kv_alloc, b->base.kv_free = kv_free, b->base.kv_bytes_per_token = kv_bytes_per_token;
     b->base.weight_bytes = weight_bytes, b->base.destroy = destroy, b->base.step_begin = step_begin;
+    b->base.sample = sample;
     const char *g = getenv("REPRISE_CUDA_GRAPHS");
     b->use_graphs = !(g && !strcmp(g, "0"));
     CUDA_CHECK(cudaStreamCreate(&b->stream));

@@ -102,7 +102,9 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     const int *feed = prompt + common;
     int n_feed = n - common;
     double t0 = now_s();
-    if (forward(&s->m, batch, 1, &feed, &n_feed, 0, s->logits, NULL, err)) return -1;
+    sampler *smp[1] = {&s->smp};
+    int next;   // sampled where the backend samples (on the GPU for the CUDA backend)
+    if (forward_sample(&s->m, batch, 1, &feed, &n_feed, smp, &next, NULL, err)) return -1;
     memcpy(s->cached + common, feed, sizeof(int) * (size_t)n_feed);
     s->n_cached = n;
     st->n_prompt_fed = n_feed;
@@ -115,7 +117,6 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     int rc = 0, stopped = 0;
     double t1 = now_s();
     for (int i = 0; i < max_new && !stopped; i++) {
-        int next = sampler_sample(&s->smp, s->logits);
         st->n_generated++;
         int eos = !s->ignore_eos && is_eos(s, next);
         if (!as_text) {
@@ -144,13 +145,14 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
             st->context_full = 1;
             break;
         }
-        feed = &next;
+        int fed = next;
+        feed = &fed;
         n_feed = 1;
-        if (forward(&s->m, batch, 1, &feed, &n_feed, 0, s->logits, NULL, err)) {
+        if (forward_sample(&s->m, batch, 1, &feed, &n_feed, smp, &next, NULL, err)) {
             rc = -1;
             break;
         }
-        s->cached[s->n_cached++] = next;
+        s->cached[s->n_cached++] = fed;
     }
     if (as_text) {
         if (!stopped && rc == 0) {   // whatever the stream still held back

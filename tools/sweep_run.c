@@ -129,21 +129,25 @@ static int score_options(sweep_run *r, const probe *p, const probe_item *it, slo
     return rc;
 }
 
-// Greedy decoding of all slots together until each stops: one forward step feeds every active slot its token.
+// Greedy decoding of all slots together until each stops: one forward step feeds every active slot its token,
+// and the next ids come back chosen where the backend samples (on the GPU for the CUDA backend).
 static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const float *logits, int eot, rp_err *err) {
     int vocab = r->m->cfg.vocab_size, rc = 0;
+    sampler greedy;
+    sampler_params gp = {.temp = 0};
+    sampler_init(&greedy, &gp, vocab);
     sequence **seqs = malloc(sizeof *seqs * n);
+    sampler **smp = malloc(sizeof *smp * n);
     const int **feeds = malloc(sizeof *feeds * n);
-    int *counts = malloc(sizeof(int) * n), *next = malloc(sizeof(int) * n), *row = malloc(sizeof(int) * n), *idx = malloc(sizeof(int) * n);
-    float *cur = malloc(sizeof(float) * (size_t)n * vocab);
-    memcpy(cur, logits, sizeof(float) * (size_t)n * vocab);
-    for (int i = 0; i < n; i++) row[i] = i;
+    int *counts = malloc(sizeof(int) * n), *next = malloc(sizeof(int) * n), *fed = malloc(sizeof(int) * n);
+    int *idx = malloc(sizeof(int) * n), *ids = malloc(sizeof(int) * n);
+    for (int i = 0; i < n; i++) next[i] = argmax(logits + (size_t)i * vocab, vocab), smp[i] = &greedy;
     while (!rc) {
         int m = 0;
         for (int i = 0; i < n && !rc; i++) {
             slot *s = &slots[i];
             if (s->done) continue;
-            int tok = argmax(cur + (size_t)row[i] * vocab, vocab);
+            int tok = next[i];
             if (is_stop(r, tok, eot)) {
                 rc = finish(r, p, it, s, -1, err);
                 continue;
@@ -153,15 +157,16 @@ static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slot
                 rc = finish(r, p, it, s, -1, err);
                 continue;
             }
-            next[i] = tok;
-            seqs[m] = &s->seq, feeds[m] = &next[i], counts[m] = 1, idx[m] = i;
+            fed[i] = tok;
+            seqs[m] = &s->seq, feeds[m] = &fed[i], counts[m] = 1, idx[m] = i;
             m++;
         }
         if (!m || rc) break;
-        rc = forward(r->m, seqs, m, feeds, counts, 0, cur, &r->stats, err);
-        for (int k = 0; k < m; k++) row[idx[k]] = k;
+        rc = forward_sample(r->m, seqs, m, feeds, counts, smp, ids, &r->stats, err);
+        for (int k = 0; k < m; k++) next[idx[k]] = ids[k];
     }
-    free(seqs), free(feeds), free(counts), free(next), free(row), free(idx), free(cur);
+    free(seqs), free(smp), free(feeds), free(counts), free(next), free(fed), free(idx), free(ids);
+    sampler_free(&greedy);
     return rc;
 }
 
