@@ -43,11 +43,8 @@ static int setup(sweep_run *r, model *m, tokenizer *tok, probe *p, config_list *
     unlink(db_path);
     if (sweep_db_open(d, db_path, err)) return -1;
     r->config_ids = malloc(sizeof(int) * cl->n);
-    for (int c = 0; c < cl->n; c++) {
-        char text[4096];
-        schedule_format(&cl->c[c].sched, text, sizeof text);
-        if (sweep_db_config(d, cl->c[c].label, text, cl->c[c].i, cl->c[c].j, cl->c[c].k, cl->c[c].sched.n_visits, &r->config_ids[c], err)) return -1;
-    }
+    for (int c = 0; c < cl->n; c++)
+        if (sweep_db_add_config(d, &cl->c[c], &r->config_ids[c], err)) return -1;
     return 0;
 }
 
@@ -102,9 +99,7 @@ int main(int argc, char **argv) {
                 one.c[0].label = strdup(cl.c[c].label);
                 sweep_run rr = {.m = &dm, .tok = tok, .probes = &p, .n_probes = 1, .configs = &one, .db = &d, .batch = 1, .naive = 1};
                 int id;
-                char text[4096];
-                schedule_format(&cl.c[c].sched, text, sizeof text);
-                sweep_db_config(&d, cl.c[c].label, text, cl.c[c].i, cl.c[c].j, cl.c[c].k, cl.c[c].sched.n_visits, &id, &err);
+                sweep_db_add_config(&d, &cl.c[c], &id, &err);
                 rr.config_ids = &id;
                 if (sweep_run_all(&rr, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
                 out[0].layer_execs += rr.stats.layer_execs, out[0].visits += rr.stats.visits;

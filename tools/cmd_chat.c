@@ -61,7 +61,7 @@ int cmd_chat(int argc, char **argv) {
     session s;
     if (session_open(&s, &o, ctx, &err) || session_need_tokenizer(&s, &err)) {
         fprintf(stderr, "reprise chat: %s\n", err.msg);
-        if (s.logits) session_close(&s);
+        if (s.smp.work) session_close(&s);
         return 1;
     }
     // the template's end-of-turn ends a reply, as a token when it is one, else as text

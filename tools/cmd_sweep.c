@@ -196,11 +196,7 @@ int cmd_sweep(int argc, char **argv) {
     }
     if (!rc) rc = sweep_db_check_meta(&d, "chat_template", chat_family_name(r.ct.family), &err);
     r.config_ids = malloc(sizeof(int) * (size_t)(cl.n ? cl.n : 1));
-    for (int c = 0; c < cl.n && !rc; c++) {
-        char text[4096];
-        schedule_format(&cl.c[c].sched, text, sizeof text);
-        rc = sweep_db_config(&d, cl.c[c].label, text, cl.c[c].i, cl.c[c].j, cl.c[c].k, cl.c[c].sched.n_visits, &r.config_ids[c], &err);
-    }
+    for (int c = 0; c < cl.n && !rc; c++) rc = sweep_db_add_config(&d, &cl.c[c], &r.config_ids[c], &err);
     for (int p = 0; p < loaded && !rc; p++)
         for (int i = 0; i < ps[p].n_items && !rc; i++)
             rc = sweep_db_item(&d, ps[p].name, ps[p].items[i].id, ps[p].items[i].prompt, ps[p].items[i].answer, &err);

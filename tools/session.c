@@ -30,7 +30,6 @@ int session_open(session *s, const cli_opts *o, int ctx, rp_err *err) {
         return -1;
     }
     sampler_init(&s->smp, &o->sampling, s->m.cfg.vocab_size);
-    s->logits = malloc(sizeof(float) * s->m.cfg.vocab_size);
     s->cached = malloc(sizeof(int) * (size_t)ctx);
     s->ignore_eos = o->ignore_eos;
     for (int i = 0; i < o->n_stops && s->n_stops < MAX_STOPS; i++) s->stops[s->n_stops++] = o->stops[i];
@@ -38,11 +37,10 @@ int session_open(session *s, const cli_opts *o, int ctx, rp_err *err) {
 }
 
 void session_close(session *s) {
-    if (s->logits) {
+    if (s->smp.work) {
         sampler_free(&s->smp);
         sequence_free(&s->seq, &s->m);
     }
-    free(s->logits);
     free(s->cached);
     tokenizer_free(s->tok);
     schedule_free(&s->sched);

@@ -12,8 +12,7 @@ typedef struct {
     schedule sched;
     tokenizer *tok;       // NULL when the model directory has no tokenizer.json
     sequence seq;
-    sampler smp;
-    float *logits;        // (vocab)
+    sampler smp;          // smp.work is set once the session is open
     int *cached;          // ids whose keys and values the sequence holds, in order
     int n_cached;
     const char *stops[MAX_STOPS];

@@ -275,6 +275,12 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, double t
     return rc;
 }
 
+int sweep_db_add_config(sweep_db *d, const sweep_config *c, int *id, rp_err *err) {
+    char text[4096];
+    schedule_format(&c->sched, text, sizeof text);
+    return sweep_db_config(d, c->label, text, c->i, c->j, c->k, c->sched.n_visits, id, err);
+}
+
 int sweep_run_all(sweep_run *r, rp_err *err) {
     r->rows_total = 0;
     r->rows_done = 0;

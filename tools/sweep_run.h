@@ -26,6 +26,9 @@ typedef struct {
     long rows_done, rows_total, items_done;
 } sweep_run;
 
+// Registers a config in the database (its schedule in range syntax) and returns its id.
+int sweep_db_add_config(sweep_db *d, const sweep_config *c, int *id, rp_err *err);
+
 // Evaluates every (config, item) that has no row yet. Each row is committed as its config finishes the item.
 int sweep_run_all(sweep_run *r, rp_err *err);
 
