@@ -12,7 +12,7 @@
 
 #include "loader/json_file.h"
 
-static const char *names[] = {"none", "chatml", "llama3", "llama2", "mistral"};
+static const char *names[] = {"none", "chatml", "llama3", "llama2", "mistral", "plain"};
 
 const char *chat_family_name(chat_family f) { return names[f]; }
 
@@ -38,13 +38,14 @@ int chat_template_load(chat_template *ct, const char *dir, const char *forced, r
         else if (strstr(s, "<|start_header_id|>")) ct->family = CHAT_LLAMA3;
         else if (strstr(s, "[INST]") && strstr(s, "<<SYS>>")) ct->family = CHAT_LLAMA2;
         else if (strstr(s, "[INST]")) ct->family = CHAT_MISTRAL;
+        else if (!strcmp(s, CHAT_PLAIN_JINJA)) ct->family = CHAT_PLAIN;
     }
     if (!rc && forced) {
         ct->family = CHAT_NONE;
-        for (int f = CHAT_CHATML; f <= CHAT_MISTRAL; f++)
+        for (int f = CHAT_CHATML; f <= CHAT_PLAIN; f++)
             if (!strcmp(forced, names[f])) ct->family = (chat_family)f;
         if (ct->family == CHAT_NONE)
-            rc = rp_fail(err, "--chat-template %s: unknown template (known: chatml, llama3, llama2, mistral)", forced);
+            rc = rp_fail(err, "--chat-template %s: unknown template (known: chatml, llama3, llama2, mistral, plain)", forced);
     }
     cJSON_Delete(cfg);
     free(path);
@@ -126,6 +127,10 @@ char *chat_render(const chat_template *ct, const chat_message *m, int n, int gen
         }
         break;
     }
+    case CHAT_PLAIN:
+        add(&t, ct->bos);
+        if (n) add(&t, m[n - 1].content);
+        break;
     case CHAT_NONE:
         for (int i = 0; i < n; i++) add(&t, m[i].content);
         break;

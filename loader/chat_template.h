@@ -1,10 +1,16 @@
-// Chat templates, rendered natively for the families reprise recognises: ChatML (Qwen), Llama 3, Llama 2, Mistral.
+// Chat templates, rendered natively for the families reprise recognises: ChatML (Qwen), Llama 3, Llama 2, Mistral,
+// and `plain` for base models (each user message is a prompt of its own).
 #ifndef REPRISE_CHAT_TEMPLATE_H
 #define REPRISE_CHAT_TEMPLATE_H
 
 #include "loader/error.h"
 
-typedef enum { CHAT_NONE, CHAT_CHATML, CHAT_LLAMA3, CHAT_LLAMA2, CHAT_MISTRAL } chat_family;
+typedef enum { CHAT_NONE, CHAT_CHATML, CHAT_LLAMA3, CHAT_LLAMA2, CHAT_MISTRAL, CHAT_PLAIN } chat_family;
+
+// The Jinja text of the `plain` family, as a base model's tokenizer_config.json carries it (the built-in model's
+// does): BOS and the last message, nothing else. A base model has no notion of turns, and earlier problems in
+// its context only confuse it, so a "conversation" is a series of independent prompts.
+#define CHAT_PLAIN_JINJA "{{ bos_token }}{{ messages[-1]['content'] }}"
 
 typedef struct {
     const char *role;      // "system", "user" or "assistant"
@@ -20,7 +26,7 @@ typedef struct {
 // overrides it. No template, or one reprise does not recognise, gives CHAT_NONE when nothing is forced.
 int chat_template_load(chat_template *ct, const char *dir, const char *forced, rp_err *err);
 
-// Names accepted by --chat-template: chatml, llama3, llama2, mistral.
+// Names accepted by --chat-template: chatml, llama3, llama2, mistral, plain.
 const char *chat_family_name(chat_family f);
 
 // The prompt text for the conversation, ending with the assistant's header when add_generation_prompt.

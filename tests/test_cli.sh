@@ -78,6 +78,35 @@ done
 out=$("$BIN" generate -p "12+35=" -n 8 --temp 0 2>/dev/null)
 [ "$out" = "47" ]
 check "built-in model: 12+35= gives 47 (got '$out')" $?
+# the README's demo: a schedule changes the answer
+a=$("$BIN" generate -p "99*99=" --temp 0 2>/dev/null) b=$("$BIN" generate -p "99*99=" --temp 0 --schedule rys:2,4 2>/dev/null)
+[ "$a" = 9701 ] && [ "$b" = 9801 ]
+check "README demo: 99*99= gives 9701 on base and 9801 on rys:2,4 (got '$a', '$b')" $?
+printf '12+35=\n7*8=\n' | "$BIN" chat --temp 0 >"$T/chat_builtin" 2>"$T/chat_builtin_err"
+[ $? -eq 0 ] && [ "$(cat "$T/chat_builtin")" = "$(printf '47\n56')" ] && grep -q "template plain" "$T/chat_builtin_err"
+check "chat without -m: the built-in model's plain template, one problem per line" $?
+"$BIN" generate -p "12+35=" -n 4 --seed -1 2>"$T/seed_err" >"$T/seed_out"
+seed=$(sed -n 's/.*--seed -1: the seed is \([0-9]*\)$/\1/p' "$T/seed_err")
+[ -n "$seed" ] && [ "$("$BIN" generate -p "12+35=" -n 4 --seed "$seed" 2>/dev/null)" = "$(cat "$T/seed_out")" ]
+check "--seed -1 prints the seed it drew, and that seed repeats the run (seed '$seed')" $?
+"$BIN" generate -p "1+1=" -n 2 --seed -1 2>&1 >/dev/null | grep -q "the seed is" &&
+    [ "$(sed -n 's/.*the seed is //p' "$T/seed_err")" != "$("$BIN" generate -p "1+1=" -n 2 --seed -1 2>&1 >/dev/null | sed -n 's/.*the seed is //p')" ]
+check "--seed -1 draws a different seed each run" $?
+"$BIN" generate -p "12+35=" --temp 0 2>&1 >/dev/null | grep -q "context of 64 tokens (max_position_embeddings 64, at most 4096 without -c)"
+check "generate without -n or -c says the context it chose" $?
+expect_error "seed below -1" "--seed: '-2'" "$BIN" generate -p "1+1=" --seed -2
+
+# the README's reference holds each command's --help, verbatim
+README=$FIX/../../README.md
+for cmd in inspect generate chat tokenize sweep "sweep merge" score export; do
+    python3 - "$README" "$cmd" "$("$BIN" $cmd --help)" <<'PY'
+import sys
+readme, cmd, help_text = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
+want = "```text\n$ reprise %s --help\n%s\n```" % (cmd, help_text)
+sys.exit(0 if want in readme else 1)
+PY
+    check "README holds 'reprise $cmd --help' verbatim" $?
+done
 
 S=$SHARED/models/stories260K
 if [ -f "$S/expected.json" ]; then

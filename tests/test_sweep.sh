@@ -81,7 +81,8 @@ expect_error "unknown probe" "unknown kind" "$BIN" sweep --probe trivia --out "$
 expect_error "bad range" "--i-range 5:2" "$BIN" sweep --probe arith --out "$T/e2" --i-range 5:2
 expect_error "bad shard" "--shard 2/2" "$BIN" sweep --probe arith --out "$T/e3" --shard 2/2
 expect_error "bad config" "'9'" "$BIN" sweep --probe arith --out "$T/e4" --configs "rys:1,3;0-2,9"
-expect_error "another model in the same --out" "holds a sweep with model" "$BIN" sweep -m "$SHARED/models/stories260K" --probe arith --out "$T/a"
+"$BIN" export --schedule base -o "$T/other_model" >/dev/null 2>&1   # a copy of the built-in model: another directory
+expect_error "another model in the same --out" "holds a sweep with model" "$BIN" sweep -m "$T/other_model" --probe arith --out "$T/a"
 
 S=$SHARED/models/stories260K
 if [ -f "$S/config.json" ] && [ -f "$SHARED/probes/rys/math_16.json" ]; then

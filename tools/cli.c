@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static int allowed_flag(const char *allowed, const char *name) {
     size_t n = strlen(name);
@@ -25,6 +27,15 @@ static int parse_int(const char *flag, const char *v, long lo, long hi, int *out
         return rp_fail(err, "%s: '%s' is not an integer in [%ld, %ld]", flag, v, lo, hi);
     *out = (int)x;
     return 0;
+}
+
+// --seed -1: a seed from the clock and the process id, in the range --seed accepts, so the run can be repeated.
+static uint64_t random_seed(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
+    x ^= x >> 33, x *= 0xff51afd7ed558ccdull, x ^= x >> 33;
+    return x % 2147483648ull;
 }
 
 static int parse_float(const char *flag, const char *v, double lo, double hi, float *out, rp_err *err) {
@@ -83,8 +94,9 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         else if (strcmp(name, "top-p") == 0) rc = parse_float(a, v, 0, 1, &o->sampling.top_p, err);
         else if (strcmp(name, "min-p") == 0) rc = parse_float(a, v, 0, 1, &o->sampling.min_p, err);
         else if (strcmp(name, "seed") == 0) {
-            rc = parse_int(a, v, 0, 2147483647L, &seed, err);
-            o->sampling.seed = (uint64_t)seed;
+            rc = parse_int(a, v, -1, 2147483647L, &seed, err);
+            o->seed_random = seed == -1;
+            o->sampling.seed = seed == -1 ? random_seed() : (uint64_t)seed;
         } else return rp_fail(err, "unknown option '%s' (see --help)", a);
         if (rc) return rc;
     }
@@ -133,7 +145,17 @@ int cli_load_model(const cli_opts *o, model *m, schedule *s, rp_err *err) {
     return 0;
 }
 
-int cli_context(const cli_opts *o, const model_config *c) { return o->ctx ? o->ctx : c->max_pos; }
+int cli_context(const cli_opts *o, const model_config *c, int n_prompt, const char *cmd) {
+    if (o->ctx) return o->ctx;
+    if (n_prompt > 0 && o->n_predict >= 0) {   // the last sampled token is never fed back
+        long need = (long)n_prompt + (o->n_predict > 0 ? o->n_predict - 1 : 0);
+        return need < c->max_pos ? (int)need : c->max_pos;
+    }
+    int ctx = c->max_pos < CLI_DEFAULT_CONTEXT ? c->max_pos : CLI_DEFAULT_CONTEXT;
+    if (cmd) fprintf(stderr, "reprise %s: context of %d tokens (max_position_embeddings %d, at most %d without -c)\n", cmd, ctx,
+            c->max_pos, CLI_DEFAULT_CONTEXT);
+    return ctx;
+}
 
 int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err) {
     for (int i = 0; i < n; i++)
@@ -153,6 +175,7 @@ int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli
         *exit_code = 0;
         return -1;
     }
+    if (o->seed_random) fprintf(stderr, "reprise %s: --seed -1: the seed is %llu\n", argv[1], (unsigned long long)o->sampling.seed);
     return 0;
 }
 

@@ -22,7 +22,8 @@ typedef struct {
     int no_special;          // --no-special
     int n_predict;           // -n (-1: until end-of-sequence or a full context)
     int threads;             // -t
-    int ctx;                 // -c (0: model's max_position_embeddings)
+    int ctx;                 // -c (0: not given; see cli_context)
+    int seed_random;         // --seed -1 was given: sampling.seed holds the random seed drawn
     int ignore_eos;          // --ignore-eos
     int json;                // --json
     int all_tensors;         // --tensors
@@ -57,8 +58,13 @@ int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err);
 // Loads -m with --backend and -t, and parses --schedule against it.
 int cli_load_model(const cli_opts *o, model *m, schedule *s, rp_err *err);
 
-// The context length to use: -c, or the model's max_position_embeddings.
-int cli_context(const cli_opts *o, const model_config *c);
+// Without -c, a context is never sized by max_position_embeddings alone (131072 for Llama 3.1: 16 GiB of KV).
+#define CLI_DEFAULT_CONTEXT 4096
+
+// The context length to use: -c; else the prompt + -n when both are known (n_prompt > 0 and -n given), capped at
+// max_position_embeddings (the caller's check then names it); else min(max_position_embeddings, 4096), said on
+// stderr as "reprise CMD: context of ..." unless cmd is NULL.
+int cli_context(const cli_opts *o, const model_config *c, int n_prompt, const char *cmd);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

@@ -13,7 +13,8 @@ static const char *usage =
     "(the KV cache is reused across turns). Lines /reset (start over) and /exit (or end of input) are commands.\n"
     "  -m DIR               model directory (default: the built-in model)\n"
     "  --system TEXT        system prompt\n"
-    "  --chat-template NAME chatml, llama3, llama2 or mistral (default: recognised from tokenizer_config.json)\n"
+    "  --chat-template NAME chatml, llama3, llama2, mistral, or plain (a base model: each line is a prompt of\n"
+    "                       its own, BOS + the line) (default: recognised from tokenizer_config.json)\n"
     "  -n N                 most tokens per reply (default: until the end of the turn or a full context)\n"
     "  -c N                 context length (default: max_position_embeddings, at most 4096)\n"
     "  --stop STRING        also end a reply at STRING (repeatable)\n"
@@ -49,7 +50,7 @@ int cmd_chat(int argc, char **argv) {
     }
     if (ct.family == CHAT_NONE) {
         fprintf(stderr, "reprise chat: %s has no chat template reprise recognises; name one with --chat-template "
-                        "(chatml, llama3, llama2, mistral)\n", o.model_dir);
+                        "(chatml, llama3, llama2, mistral, plain)\n", o.model_dir);
         return 2;
     }
     model_config cfg;
@@ -57,7 +58,7 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "reprise chat: %s\n", err.msg);
         return 1;
     }
-    int ctx = o.ctx ? o.ctx : (cfg.max_pos < 4096 ? cfg.max_pos : 4096);
+    int ctx = cli_context(&o, &cfg, 0, NULL);   // said below
     session s;
     if (session_open(&s, &o, ctx, &err) || session_need_tokenizer(&s, &err)) {
         fprintf(stderr, "reprise chat: %s\n", err.msg);
@@ -70,6 +71,8 @@ int cmd_chat(int argc, char **argv) {
     if (eot_id >= 0) s.extra_eos = eot_id;
     else if (s.n_stops < MAX_STOPS) s.stops[s.n_stops++] = eot;
 
+    if (o.system && ct.family == CHAT_PLAIN)
+        fprintf(stderr, "reprise chat: the plain template has no system prompt: --system is not used\n");
     conversation conv = {0};
     if (o.system) say(&conv, "system", strdup(o.system));
     int base_turns = conv.n, rc = 0, tty = isatty(0);

@@ -5,11 +5,11 @@
 #include "tools/cli.h"
 
 static const char *usage =
-    "usage: reprise export -m DIR --schedule S -o OUT\n"
+    "usage: reprise export [-m DIR] --schedule S -o OUT\n"
     "Writes OUT/model.safetensors with one copy of each visited layer (layer v of the output is layer\n"
     "schedule[v] of the input), config.json with num_hidden_layers = visits, and the model's other files.\n"
     "Any engine can run the result; `reprise --schedule base` on it equals `--schedule S` on DIR.\n"
-    "  -m DIR         model directory\n"
+    "  -m DIR         model directory (default: the built-in model)\n"
     "  --schedule S   layer schedule, e.g. rys:3,6 or 0-5,3-9\n"
     "  -o OUT         output directory (created if needed; must differ from DIR)\n";
 

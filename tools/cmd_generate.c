@@ -8,19 +8,20 @@ static const char *usage =
     "usage: reprise generate [-m DIR] (-p TEXT | -f FILE | --tokens IDS) [-n N] [--schedule S] [options]\n"
     "Continues the prompt. With -p or -f the text streams to stdout; with --tokens the generated ids are\n"
     "printed, space-separated, on one line. Statistics go to stderr.\n"
-    "  -m DIR           model directory (default: the built-in arithmetic model)\n"
+    "  -m DIR           model directory (default: the built-in model)\n"
     "  -p TEXT          prompt text (BOS added as the tokenizer's post-processor says)\n"
     "  -f FILE          prompt text from a file\n"
     "  --tokens IDS     prompt token ids, e.g. 1,403,407\n"
     "  --no-special     do not add BOS or other template tokens to a text prompt\n"
     "  -n N             tokens to generate (default: until end-of-sequence or the context is full)\n"
     "  --schedule S     layer schedule: base, 0-5,3-9, rys:I,J or rys:I,J,K (default base)\n"
-    "  -c N             context length (default: prompt + N, at most max_position_embeddings)\n"
+    "  -c N             context length (default: prompt + N with -n, else max_position_embeddings\n"
+    "                   up to 4096)\n"
     "  --temp T         temperature; 0 = greedy (default 0.8)\n"
     "  --top-k K        keep the K most likely tokens; 0 = off (default 40)\n"
     "  --top-p P        keep the smallest set with probability >= P; 1 = off (default 0.95)\n"
     "  --min-p P        drop tokens below P x the top probability; 0 = off (default 0.05)\n"
-    "  --seed S         random seed (default 0)\n"
+    "  --seed S         random seed; -1 = a random one, printed on stderr (default 0)\n"
     "  --stop STRING    stop when the text contains STRING (repeatable; text mode), which is not printed\n"
     "  --ignore-eos     keep going after an end-of-sequence token\n"
     "  --backend B      cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
@@ -33,22 +34,18 @@ int cmd_generate(int argc, char **argv) {
     if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c temp top-k top-p min-p seed stop ignore-eos",
                   usage, &o, &code))
         return code;
-    // The model is loaded first (the tokenizer comes with it), then the context is sized to the prompt.
-    model_config cfg;
-    if (config_load(&cfg, o.model_dir, &err)) {
-        fprintf(stderr, "reprise generate: %s\n", err.msg);
-        return 1;
-    }
+    // The model and its tokenizer are loaded first, then the context is sized to the prompt and -n.
     session s;
-    int ctx = o.ctx ? o.ctx : cfg.max_pos;
-    if (session_open(&s, &o, ctx, &err)) {
+    if (session_load(&s, &o, &err)) {
         fprintf(stderr, "reprise generate: %s\n", err.msg);
         return 1;
     }
-    int *prompt = NULL, n_prompt = 0, as_text = 0;
+    const model_config *cfg = &s.m.cfg;
+    int *prompt = NULL, n_prompt = 0, as_text = 0, ctx = 0;
     int rc = cli_prompt_ids(&o, s.tok, &prompt, &n_prompt, &as_text, &err) ? -1 : 0;
-    if (!rc) rc = cli_check_tokens(prompt, n_prompt, cfg.vocab_size, &err);
+    if (!rc) rc = cli_check_tokens(prompt, n_prompt, cfg->vocab_size, &err);
     if (!rc && n_prompt == 0) rc = rp_fail(&err, "the prompt is empty");
+    if (!rc) ctx = cli_context(&o, cfg, n_prompt, "generate");
     // The last sampled token is never fed back, so the context must hold the prompt and N - 1 more.
     int until_full = o.n_predict < 0, n_new = until_full ? ctx - n_prompt + 1 : o.n_predict;
     int need = n_prompt + (n_new > 0 ? n_new - 1 : 0);
@@ -57,6 +54,11 @@ int cmd_generate(int argc, char **argv) {
     else if (!rc && need > ctx)
         rc = rp_fail(&err, "prompt of %d tokens + -n %d needs a context of %d, more than %s %d", n_prompt, o.n_predict,
                      need, o.ctx ? "-c" : "max_position_embeddings", ctx);
+    if (!rc && session_start(&s, &o, ctx, &err)) {
+        fprintf(stderr, "reprise generate: %s\n", err.msg);
+        free(prompt);
+        return 1;
+    }
     gen_stats st;
     if (!rc && n_new > 0 && session_generate(&s, prompt, n_prompt, n_new, as_text, NULL, &st, &err) == 0) {
         printf("\n");

@@ -6,11 +6,11 @@
 #include "tools/cli.h"
 
 static const char *usage =
-    "usage: reprise inspect -m DIR [--schedule S] [--tensors]\n"
+    "usage: reprise inspect [-m DIR] [--schedule S] [--tensors]\n"
     "Prints the architecture, the tensors (a summary, or every one with --tensors), the parameter count,\n"
     "the weight memory (CPU float32, GPU BF16), and for the schedule: visits vs unique layers, KV-cache bytes per\n"
     "token on each backend, and the GPU memory the schedule needs at the maximum context (one sequence).\n"
-    "  -m DIR         model directory\n"
+    "  -m DIR         model directory (default: the built-in model)\n"
     "  --schedule S   layer schedule (default base)\n"
     "  --tensors      list every tensor with its dtype and shape\n";
 

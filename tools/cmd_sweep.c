@@ -35,7 +35,8 @@ static const char *usage =
     "  --configs-file FILE  one schedule per line\n"
     "  --shard K/N          evaluate configs K, K+N, ... only (merge the databases with `sweep merge`)\n"
     "options:\n"
-    "  --chat-template NAME chatml, llama3, llama2, mistral (default: the model's, or plain text without one)\n"
+    "  --chat-template NAME chatml, llama3, llama2, mistral, plain (default: the model's; without one, the\n"
+    "                       prompt as plain text with BOS)\n"
     "  --system TEXT        system prompt for chat models\n"
     "  --batch N            most configs decoded together (default 64)\n"
     "  --top N              rows of the ranking (default 10)\n"
@@ -52,6 +53,11 @@ static int merge(int argc, char **argv) {
     const char *out = NULL;
     int first = 0;
     for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: reprise sweep merge --out DIR DB [DB ...]\n"
+                   "Combines the databases of a sharded sweep into DIR/results.sqlite and reports on the whole.\n");
+            return 0;
+        }
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!first) first = i;
     }

@@ -14,7 +14,8 @@ static const char *usage =
     "  tokenize   text to token ids\n"
     "  sweep      evaluate many layer schedules on probe sets, with rankings and heatmaps\n"
     "  score      per-token log-probabilities and perplexity; raw logits on request\n"
-    "  export     write the physically duplicated checkpoint of a schedule\n";
+    "  export     write the physically duplicated checkpoint of a schedule\n"
+    "Without -m, a command uses the built-in model (a small Llama trained on arithmetic).\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

@@ -14,7 +14,7 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int session_open(session *s, const cli_opts *o, int ctx, rp_err *err) {
+int session_load(session *s, const cli_opts *o, rp_err *err) {
     memset(s, 0, sizeof *s);
     s->extra_eos = -1;
     if (cli_load_model(o, &s->m, &s->sched, err)) return -1;
@@ -25,6 +25,14 @@ int session_open(session *s, const cli_opts *o, int ctx, rp_err *err) {
         return -1;
     }
     free(tp);
+    return 0;
+}
+
+int session_open(session *s, const cli_opts *o, int ctx, rp_err *err) {
+    return session_load(s, o, err) || session_start(s, o, ctx, err) ? -1 : 0;
+}
+
+int session_start(session *s, const cli_opts *o, int ctx, rp_err *err) {
     if (sequence_init(&s->seq, &s->m, &s->sched, ctx, err)) {
         session_close(s);
         return -1;

@@ -30,6 +30,10 @@ typedef struct {
 
 // Loads -m (tokenizer.json too when present), parses --schedule, and makes a sequence of ctx positions.
 int session_open(session *s, const cli_opts *o, int ctx, rp_err *err);
+// The same in two steps, for a command that needs the tokenizer to size the context: load, then start.
+// On failure either step closes the session.
+int session_load(session *s, const cli_opts *o, rp_err *err);
+int session_start(session *s, const cli_opts *o, int ctx, rp_err *err);
 void session_close(session *s);
 
 // The tokenizer, or an error naming the missing file.

@@ -217,7 +217,9 @@ def write_outputs(model, out):
         json.dump(tok, f, indent=1, ensure_ascii=False)
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
         json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
-                   "model_max_length": CFG["max_position_embeddings"]}, f, indent=1)
+                   "model_max_length": CFG["max_position_embeddings"],
+                   # reprise's `plain` chat template (loader/chat_template.h): each chat line is a problem of its own
+                   "chat_template": "{{ bos_token }}{{ messages[-1]['content'] }}"}, f, indent=1)
 
 
 def main():
