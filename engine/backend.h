@@ -26,16 +26,21 @@ typedef struct {
 
 typedef struct backend backend;
 struct sampler_params;
+struct memory_plan;
 
 struct backend {
     const char *name;
     const model_config *cfg;
     // Converts the weights into the backend's layout once. Missing or misshapen tensors are errors.
     int (*load_weights)(backend *b, const st_archive *a, rp_err *err);
-    // Announces a forward step. key != 0 marks a decode step whose shape (sequences, their schedules, one token
-    // each) repeats: a backend may capture the step once and replay it (CUDA graphs). May be NULL.
-    void (*step_begin)(backend *b, unsigned long long key);
-    // Makes room for n_rows rows of hidden state (the rows of one forward step).
+    // Takes the run's memory plan before any weight is loaded: refuses it, naming the plan, when it does not fit
+    // the device; else allocates the step's buffers by it. May be NULL (the CPU backend grows on demand).
+    int (*plan)(backend *b, const struct memory_plan *p, rp_err *err);
+    // Announces a forward step that stages `staged_rows` (row, visit) pairs in all. key != 0 marks a decode step
+    // whose shape (sequences, their schedules, one token each) repeats: a backend may capture the step once and
+    // replay it (CUDA graphs). May be NULL.
+    void (*step_begin)(backend *b, unsigned long long key, size_t staged_rows);
+    // Makes room for n_rows rows of hidden state (the rows of one forward step; never more than the plan's ubatch).
     void (*reserve)(backend *b, int n_rows);
     // Writes the embeddings of tokens[0..n) into rows row0.. of the hidden state.
     void (*embed)(backend *b, const int *tokens, int n, int row0);

@@ -48,7 +48,6 @@ static int next_layer(sequence **seqs, int n_seqs, const int *cursor, const int 
 // A decode step's shape: the same key means the same sequence of layer executions on the same rows, so a
 // captured step can replay (its positions and KV slots change, and are read from device memory). 0: not a
 // step worth capturing (prefill, or a partial span).
-#define GRAPH_MAX_ROWS 16
 typedef struct {   // what a step ends with when it samples: the shared parameters, per-row draws, the ids
     const sampler_params *params;
     const float *uniform;
@@ -57,7 +56,7 @@ typedef struct {   // what a step ends with when it samples: the shared paramete
 
 static unsigned long long decode_key(sequence **seqs, int n_seqs, const int *n_tokens, const forward_span *span, int all_logits,
                                      const sample_request *sr) {
-    if (all_logits || n_seqs > GRAPH_MAX_ROWS || (span && (span->from_visit || span->to_visit >= 0))) return 0;
+    if (all_logits || n_seqs > PLAN_GRAPH_ROWS || (span && (span->from_visit || span->to_visit >= 0))) return 0;
     unsigned long long h = 1469598103934665603ull;
 #define MIX(v) (h = (h ^ (unsigned long long)(v)) * 1099511628211ull)
     MIX(n_seqs);
@@ -99,9 +98,89 @@ int forward_sample(model *m, sequence **seqs, int n_seqs, const int *const *toke
     return rc;
 }
 
+// One sequence's share of a window of rows.
+typedef struct {
+    sequence *seq;
+    const int *tokens;   // its tokens in this window
+    int n;               // how many
+    int offset;          // its tokens of this call run in earlier windows: positions start past them
+    int from, end;       // the visits to run
+    int out;             // index of its output (logits row or sampled id) when its last row is here, else -1
+} window_seq;
+
+// Runs rows of consecutive sequences as one step: embed (or take hidden_in), every visit, then logits or sampling
+// for the sequences that end here (every row when all_logits). Positions do not advance here.
+static void run_window(model *m, const window_seq *ws, int n, const float *hidden_in, float *hidden_out, int all_logits,
+                       float *logits, const sample_request *sr, unsigned long long key, forward_stats *stats) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    size_t ns = (size_t)n, staged = 0;
+    int *row0 = malloc(sizeof(int) * ns), *cursor = malloc(sizeof(int) * ns), *end = malloc(sizeof(int) * ns);
+    int *count_by_layer = malloc(sizeof(int) * (size_t)c->n_layers);
+    visit_part *parts = malloc(sizeof *parts * ns);
+    sequence **seqs = malloc(sizeof *seqs * ns);
+    int total = 0;
+    for (int i = 0; i < n; i++) {
+        row0[i] = total, total += ws[i].n;
+        cursor[i] = ws[i].from, end[i] = ws[i].end, seqs[i] = ws[i].seq;
+        staged += (size_t)ws[i].n * (size_t)(ws[i].end - ws[i].from);
+    }
+    be->reserve(be, total);
+    if (be->step_begin) be->step_begin(be, key, staged);
+    for (int i = 0; i < n; i++) {
+        if (ws[i].from > 0) be->write_rows(be, row0[i], ws[i].n, hidden_in + (size_t)row0[i] * c->dim);
+        else be->embed(be, ws[i].tokens, ws[i].n, row0[i]);
+    }
+
+    // visits: each layer execution serves every sequence whose next visit it is, each with its own KV slot
+    for (int layer; (layer = next_layer(seqs, n, cursor, end, count_by_layer, c->n_layers)) >= 0;) {
+        int n_parts = 0;
+        for (int i = 0; i < n; i++) {
+            sequence *s = seqs[i];
+            if (cursor[i] >= end[i] || s->sched.layer[cursor[i]] != layer) continue;
+            kv_slot *kv = &s->cache.slots[cursor[i]++];
+            parts[n_parts++] = (visit_part){.row0 = row0[i], .n_rows = ws[i].n, .pos0 = s->cache.n_past + ws[i].offset, .kv = kv};
+        }
+        be->layer(be, layer, parts, n_parts);
+        if (stats) {
+            stats->layer_execs++;
+            stats->visits += n_parts;
+        }
+    }
+
+    if (hidden_out) be->read_rows(be, 0, total, hidden_out);   // a partial span: the hidden state goes back
+    else {   // final norm and LM head
+        int n_out = 0, first_out = -1;
+        int *rows = malloc(sizeof(int) * (size_t)(all_logits ? total : n));
+        if (all_logits)
+            for (int r = 0; r < total; r++) rows[n_out++] = r;
+        else
+            for (int i = 0; i < n; i++)
+                if (ws[i].out >= 0) {
+                    if (first_out < 0) first_out = ws[i].out;
+                    rows[n_out++] = row0[i] + ws[i].n - 1;
+                }
+        if (n_out && !sr) be->logits(be, rows, n_out, all_logits ? logits : logits + (size_t)first_out * c->vocab_size);
+        else if (n_out && be->sample) be->sample(be, rows, n_out, sr->params, sr->uniform + first_out, sr->ids + first_out);
+        else if (n_out) {   // sample host logits, one row at a time, by the same rule
+            float *lg = malloc(sizeof(float) * (size_t)n_out * c->vocab_size);
+            struct prob_id *work = malloc(sizeof *work * (size_t)c->vocab_size);
+            be->logits(be, rows, n_out, lg);
+            for (int i = 0; i < n_out; i++)
+                sr->ids[first_out + i] = sampler_pick(sr->params, lg + (size_t)i * c->vocab_size, c->vocab_size,
+                                                      sr->uniform[first_out + i], work);
+            free(lg), free(work);
+        }
+        free(rows);
+    }
+    free(row0), free(cursor), free(end), free(count_by_layer), free(parts), free(seqs);
+}
+
+// Checks the call, then runs its rows in windows of at most the plan's ubatch rows: a long prompt, or many
+// sequences' prompts, go in chunks, each seeing the KV its earlier chunks wrote. Rows keep their order, so a
+// window is a contiguous range of the call's rows and the sequences that end in it are consecutive.
 static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, const forward_span *span,
                int all_logits, float *logits, const sample_request *sr, forward_stats *stats, rp_err *err) {
-    backend *be = m->be;
     const model_config *c = &m->cfg;
     if (n_seqs < 1) return rp_fail(err, "forward: no sequences");
     int total = 0;
@@ -116,65 +195,25 @@ static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, 
                 return rp_fail(err, "token id %d is outside the vocabulary [0, %d)", tokens[i][t], c->vocab_size);
         total += n_tokens[i];
     }
-
-    // embed (or take the given hidden state): sequence i owns rows row0[i] .. row0[i] + n_tokens[i] - 1
-    size_t ns = (size_t)n_seqs;
-    int *row0 = malloc(sizeof(int) * ns), *cursor = calloc(ns, sizeof(int)), *end = malloc(sizeof(int) * ns);
-    int *count_by_layer = malloc(sizeof(int) * (size_t)c->n_layers);
-    visit_part *parts = malloc(sizeof *parts * ns);
-    int partial = span && span->to_visit >= 0;
-    be->reserve(be, total);
-    if (be->step_begin) be->step_begin(be, decode_key(seqs, n_seqs, n_tokens, span, all_logits, sr));
-    for (int i = 0, r = 0; i < n_seqs; r += n_tokens[i], i++) {
-        int n_visits = seqs[i]->sched.n_visits;
-        row0[i] = r;
-        cursor[i] = span && span->from_visit ? span->from_visit[i] : 0;
-        end[i] = partial && span->to_visit < n_visits ? span->to_visit : n_visits;
-        if (cursor[i] > 0) be->write_rows(be, r, n_tokens[i], span->hidden_in + (size_t)r * c->dim);
-        else be->embed(be, tokens[i], n_tokens[i], r);
-    }
-
-    // visits: each layer execution serves every sequence whose next visit it is, each with its own KV slot
-    for (int layer; (layer = next_layer(seqs, n_seqs, cursor, end, count_by_layer, c->n_layers)) >= 0;) {
-        int n_parts = 0;
-        for (int i = 0; i < n_seqs; i++) {
-            sequence *s = seqs[i];
-            if (cursor[i] >= end[i] || s->sched.layer[cursor[i]] != layer) continue;
-            kv_slot *kv = &s->cache.slots[cursor[i]++];
-            parts[n_parts++] = (visit_part){.row0 = row0[i], .n_rows = n_tokens[i], .pos0 = s->cache.n_past, .kv = kv};
+    int partial = span && span->to_visit >= 0, ub = m->plan.shape.ubatch > 0 ? m->plan.shape.ubatch : total;
+    unsigned long long key = total <= ub ? decode_key(seqs, n_seqs, n_tokens, span, all_logits, sr) : 0;
+    window_seq *ws = malloc(sizeof *ws * (size_t)n_seqs);
+    for (int w0 = 0, first = 0, first_row = 0; w0 < total; w0 += ub) {   // seq `first` starts at row first_row
+        int w1 = total - w0 < ub ? total : w0 + ub, n = 0;
+        while (first_row + n_tokens[first] <= w0) first_row += n_tokens[first++];
+        for (int i = first, r = first_row; i < n_seqs && r < w1; r += n_tokens[i], i++) {
+            int lo = r > w0 ? r : w0, hi = r + n_tokens[i] < w1 ? r + n_tokens[i] : w1, n_visits = seqs[i]->sched.n_visits;
+            ws[n++] = (window_seq){.seq = seqs[i], .tokens = tokens[i] + (lo - r), .n = hi - lo, .offset = lo - r,
+                                   .from = span && span->from_visit ? span->from_visit[i] : 0,
+                                   .end = partial && span->to_visit < n_visits ? span->to_visit : n_visits,
+                                   .out = hi == r + n_tokens[i] ? i : -1};
         }
-        be->layer(be, layer, parts, n_parts);
-        if (stats) {
-            stats->layer_execs++;
-            stats->visits += n_parts;
-        }
+        run_window(m, ws, n, span && span->hidden_in ? span->hidden_in + (size_t)w0 * c->dim : NULL,
+                   partial ? span->hidden_out + (size_t)w0 * c->dim : NULL, all_logits,
+                   all_logits ? logits + (size_t)w0 * c->vocab_size : logits, sr, key, stats);
     }
-
-    if (partial) {   // stop here: hand the hidden state back, positions do not advance
-        be->read_rows(be, 0, total, span->hidden_out);
-        free(row0), free(cursor), free(end), free(count_by_layer), free(parts);
-        return 0;
-    }
-
-    // final norm and LM head
-    int n_out = all_logits ? total : n_seqs;
-    int *rows = malloc(sizeof(int) * n_out);
-    for (int i = 0; i < n_out; i++) rows[i] = all_logits ? i : row0[i] + n_tokens[i] - 1;
-    if (!sr) be->logits(be, rows, n_out, logits);
-    else if (be->sample) be->sample(be, rows, n_out, sr->params, sr->uniform, sr->ids);
-    else {   // sample host logits, one row at a time, by the same rule
-        float *lg = malloc(sizeof(float) * (size_t)n_out * c->vocab_size);
-        struct prob_id *work = malloc(sizeof *work * (size_t)c->vocab_size);
-        be->logits(be, rows, n_out, lg);
-        for (int i = 0; i < n_out; i++) sr->ids[i] = sampler_pick(sr->params, lg + (size_t)i * c->vocab_size, c->vocab_size, sr->uniform[i], work);
-        free(lg), free(work);
-    }
-    for (int i = 0; i < n_seqs; i++) seqs[i]->cache.n_past += n_tokens[i];
-    free(rows);
-    free(row0);
-    free(cursor);
-    free(end);
-    free(count_by_layer);
-    free(parts);
+    free(ws);
+    if (!partial)
+        for (int i = 0; i < n_seqs; i++) seqs[i]->cache.n_past += n_tokens[i];
     return 0;
 }

@@ -8,9 +8,16 @@
 extern backend *backend_cuda_create(const model_config *cfg, rp_err *err) __attribute__((weak));
 
 int model_load(model *m, const char *dir, const char *backend_name, int n_threads, rp_err *err) {
+    return model_load_planned(m, dir, backend_name, n_threads, NULL, err);
+}
+
+int model_load_planned(model *m, const char *dir, const char *backend_name, int n_threads, const plan_shape *shape,
+                       rp_err *err) {
     memset(m, 0, sizeof *m);
     if (config_load(&m->cfg, dir, err)) return -1;
     if (st_open_dir(&m->weights, dir, err)) return -1;
+    plan_shape none = {0};
+    memory_plan_compute(&m->cfg, shape ? shape : &none, &m->plan);
     if (strcmp(backend_name, "auto") == 0) {   // cuda when it is built in and finds a device, else cpu
         rp_err quiet;
         m->be = backend_cuda_create ? backend_cuda_create(&m->cfg, &quiet) : NULL;
@@ -26,6 +33,11 @@ int model_load(model *m, const char *dir, const char *backend_name, int n_thread
         return -1;
     }
     m->dir = strdup(dir);
+    if (m->be->plan && m->be->plan(m->be, &m->plan, err)) {
+        rp_wrap(err, "%s", dir);
+        model_free(m);
+        return -1;
+    }
     if (m->be->load_weights(m->be, &m->weights, err)) {
         rp_wrap(err, "%s", dir);
         model_free(m);

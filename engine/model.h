@@ -3,6 +3,7 @@
 #define REPRISE_MODEL_H
 
 #include "engine/backend.h"
+#include "engine/memory_plan.h"
 #include "loader/config.h"
 #include "loader/safetensors.h"
 
@@ -11,10 +12,14 @@ typedef struct {
     model_config cfg;
     st_archive weights;   // the checkpoint as stored (kept mapped for inspect and export)
     backend *be;
+    memory_plan plan;     // what the run was planned for; plan.shape.ubatch bounds the rows of a forward step
 } model;
 
 // Loads DIR (config.json + safetensors) into the named backend: "cpu", "cuda", or "auto" (cuda when it is built
-// in and a device is present, else cpu). n_threads <= 0: all cores.
+// in and a device is present, else cpu). n_threads <= 0: all cores. The run's shape (NULL: one sequence, no KV
+// planned) gives the memory plan, which the backend refuses before any weight is read when it does not fit.
+int model_load_planned(model *m, const char *dir, const char *backend_name, int n_threads, const plan_shape *shape,
+                       rp_err *err);
 int model_load(model *m, const char *dir, const char *backend_name, int n_threads, rp_err *err);
 void model_free(model *m);
 

@@ -19,17 +19,12 @@
 #include "kernels/cuda_check.h"
 #include "kernels/kernels.h"
 extern "C" {
+#include "engine/memory_plan.h"
 #include "engine/sampler.h"
 #include "loader/weights.h"
 }
 
 namespace {
-
-// Pinned host memory that a captured graph's copies read: one per layer execution of a step.
-struct staging {
-    int *pos;
-    bf16 **krow, **vrow;
-};
 
 enum step_mode { EAGER, CAPTURE, REPLAY };
 
@@ -38,12 +33,16 @@ struct cuda_backend {
     int use_graphs;                               // REPRISE_CUDA_GRAPHS=0 turns them off
     step_mode mode;
     unsigned long long key;
-    int call;                                     // layer execution index within the step
-    std::vector<staging> stage;                   // grows with the calls; entries never move their buffers
+    // Pinned host memory that a captured graph's copies read. Each layer execution of a step takes its rows'
+    // positions and KV slot pointers from the next entries of the arena, so a replay finds them where it was
+    // captured; the arena holds a step's (row, visit) pairs (step_begin makes room before any capture).
+    int *stage_pos;                               // (stage_cap) pinned
+    bf16 **stage_krow, **stage_vrow;              // (stage_cap) pinned
+    size_t stage_cap, stage_at;
     int *stage_tokens;                            // (cap_rows) pinned
-    float *stage_logits;                          // (cap_rows, vocab) pinned
-    float *stage_uniform;                         // (cap_rows) pinned: each row's draw when sampling
-    int *stage_ids;                               // (cap_rows) pinned: sampled ids
+    float *stage_logits;                          // (cap_logit_rows, vocab) pinned
+    float *stage_uniform;                         // (cap_logit_rows) pinned: each row's draw when sampling
+    int *stage_ids;                               // (cap_logit_rows) pinned: sampled ids
     std::map<unsigned long long, cudaGraphExec_t> graphs;
     long graph_replays, graph_captures;
     void *blas_workspace;
@@ -53,7 +52,8 @@ struct cuda_backend {
     std::vector<std::vector<bf16 *>> layers;      // [layer][layer_tensor], nullptr where absent
     float *inv_freq;                              // (head_dim / 2)
     size_t weight_bytes;
-    int cap_rows;
+    memory_plan plan;                             // the buffers below are sized by it
+    int cap_rows, cap_logit_rows;
     float *x, *xb, *h, *q, *k, *v, *att, *gate, *up, *tmp, *partial;
     size_t cap_partial;
     bf16 *act_bf16;                               // a BF16 copy of a GEMM's input
@@ -99,67 +99,107 @@ int load_weights(backend *base, const st_archive *a, rp_err *err) {
     return 0;
 }
 
-const int ATTENTION_CHUNK = 256;   // positions per split of the attention kernel
-const int GRAPH_ROWS = 16;         // decode steps of up to this many rows are captured as graphs
+const int ATTENTION_CHUNK = PLAN_ATTENTION_CHUNK;   // positions per split of the attention kernel
+const int GRAPH_ROWS = PLAN_GRAPH_ROWS;             // decode steps of up to this many rows are captured as graphs
 
 void drop_graphs(cuda_backend *b) {   // their buffers moved
     for (auto &g : b->graphs) cudaGraphExecDestroy(g.second);
     b->graphs.clear();
 }
 
-template <typename T> void grow(T **p, size_t n) {
+template <typename T> void realloc_dev(T **p, size_t bytes) {
     CUDA_CHECK(cudaFree(*p));
-    *p = dev_alloc<T>(n ? n : 1);
+    *p = nullptr;
+    if (bytes) CUDA_CHECK(cudaMalloc((void **)p, bytes));
 }
 
-void reserve(backend *base, int n_rows) {
-    cuda_backend *b = cb(base);
-    if (n_rows <= b->cap_rows) return;
-    const model_config *c = base->cfg;
-    size_t r = (size_t)n_rows, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t widest = qd > (size_t)c->dim ? qd : (size_t)c->dim;
-    if ((size_t)c->hidden_dim > widest) widest = c->hidden_dim;
-    if ((size_t)c->vocab_size > widest) widest = c->vocab_size;
+template <typename T> void realloc_pinned(T **p, size_t bytes) {
+    CUDA_CHECK(cudaFreeHost(*p));
+    *p = nullptr;
+    CUDA_CHECK(cudaMallocHost((void **)p, bytes ? bytes : 1));
+}
+
+void grow_stage(cuda_backend *b, size_t entries) {
+    realloc_pinned(&b->stage_pos, entries * sizeof(int));
+    realloc_pinned(&b->stage_krow, entries * sizeof(bf16 *));
+    realloc_pinned(&b->stage_vrow, entries * sizeof(bf16 *));
+    b->stage_cap = entries;
+    drop_graphs(b);   // they read the old arena
+}
+
+// (Re)allocates every step buffer as the plan sizes it (memory_plan.c names them); the residual stream's rows
+// survive. Never called while a graph is being captured.
+void alloc_buffers(cuda_backend *b, const memory_plan *p) {
+    const size_t *n = p->buffer;
+    const model_config *c = b->base.cfg;
     std::vector<float> keep((size_t)b->cap_rows * c->dim);   // the residual stream survives a grow
     if (b->cap_rows) CUDA_CHECK(cudaMemcpy(keep.data(), b->x, keep.size() * sizeof(float), cudaMemcpyDeviceToHost));
-    grow(&b->x, r * c->dim);
+    realloc_dev(&b->x, n[BUF_X]);
     if (b->cap_rows) CUDA_CHECK(cudaMemcpy(b->x, keep.data(), keep.size() * sizeof(float), cudaMemcpyHostToDevice));
-    grow(&b->xb, r * c->dim), grow(&b->h, r * c->dim), grow(&b->tmp, r * widest);
-    grow(&b->q, r * qd), grow(&b->att, r * qd), grow(&b->k, r * kvd), grow(&b->v, r * kvd);
-    grow(&b->gate, r * c->hidden_dim), grow(&b->up, r * c->hidden_dim);
-    grow(&b->act_bf16, r * widest), grow(&b->d_tokens, r), grow(&b->d_pos, r), grow(&b->d_krow, r), grow(&b->d_vrow, r);
-    grow(&b->d_logits, r * c->vocab_size);
-    size_t decode_scratch = (size_t)GRAPH_ROWS * c->n_heads * ((c->max_pos + ATTENTION_CHUNK - 1) / ATTENTION_CHUNK) * (c->head_dim + 2);
-    if (decode_scratch > b->cap_partial) grow(&b->partial, decode_scratch), b->cap_partial = decode_scratch;
-    grow(&b->d_ids, r), grow(&b->d_uniform, r), grow(&b->d_sample_scratch, r * c->vocab_size);
-    CUDA_CHECK(cudaFreeHost(b->stage_tokens));
-    CUDA_CHECK(cudaFreeHost(b->stage_logits));
-    CUDA_CHECK(cudaFreeHost(b->stage_uniform));
-    CUDA_CHECK(cudaFreeHost(b->stage_ids));
-    CUDA_CHECK(cudaMallocHost((void **)&b->stage_tokens, r * sizeof(int)));
-    CUDA_CHECK(cudaMallocHost((void **)&b->stage_logits, r * c->vocab_size * sizeof(float)));
-    CUDA_CHECK(cudaMallocHost((void **)&b->stage_uniform, r * sizeof(float)));
-    CUDA_CHECK(cudaMallocHost((void **)&b->stage_ids, r * sizeof(int)));
-    for (staging &st : b->stage) cudaFreeHost(st.pos), cudaFreeHost(st.krow), cudaFreeHost(st.vrow);
-    b->stage.clear();
-    b->cap_rows = n_rows;
+    realloc_dev(&b->xb, n[BUF_XB]), realloc_dev(&b->h, n[BUF_H]), realloc_dev(&b->tmp, n[BUF_TMP]);
+    realloc_dev(&b->q, n[BUF_Q]), realloc_dev(&b->att, n[BUF_ATT]), realloc_dev(&b->k, n[BUF_K]), realloc_dev(&b->v, n[BUF_V]);
+    realloc_dev(&b->gate, n[BUF_GATE]), realloc_dev(&b->up, n[BUF_UP]), realloc_dev(&b->act_bf16, n[BUF_ACT_BF16]);
+    realloc_dev(&b->d_tokens, n[BUF_TOKENS]), realloc_dev(&b->d_pos, n[BUF_POS]);
+    realloc_dev(&b->d_krow, n[BUF_KROW]), realloc_dev(&b->d_vrow, n[BUF_VROW]);
+    realloc_dev(&b->d_logits, n[BUF_LOGITS]), realloc_dev(&b->d_ids, n[BUF_IDS]), realloc_dev(&b->d_uniform, n[BUF_UNIFORM]);
+    realloc_dev(&b->d_sample_scratch, n[BUF_SAMPLE_SCRATCH]), realloc_dev(&b->partial, n[BUF_PARTIAL]);
+    if (!b->blas_workspace) {   // cuBLAS's workspace and the RoPE table are set once: they never change size
+        realloc_dev((char **)&b->blas_workspace, n[BUF_WORKSPACE]);
+        CUBLAS_CHECK(cublasSetWorkspace(b->blas, b->blas_workspace, n[BUF_WORKSPACE]));
+        int half = c->head_dim / 2;
+        std::vector<double> inv(half);
+        config_rope_inv_freq(c, inv.data());
+        std::vector<float> f(inv.begin(), inv.end());
+        realloc_dev(&b->inv_freq, n[BUF_ROPE]);
+        CUDA_CHECK(cudaMemcpy(b->inv_freq, f.data(), half * sizeof(float), cudaMemcpyHostToDevice));
+    }
+    b->cap_partial = n[BUF_PARTIAL] / sizeof(float);
+    const plan_shape &s = p->shape;
+    realloc_pinned(&b->stage_tokens, (size_t)s.ubatch * sizeof(int));
+    realloc_pinned(&b->stage_logits, (size_t)s.logit_rows * c->vocab_size * sizeof(float));
+    realloc_pinned(&b->stage_uniform, (size_t)s.logit_rows * sizeof(float));
+    realloc_pinned(&b->stage_ids, (size_t)s.logit_rows * sizeof(int));
+    grow_stage(b, (size_t)s.ubatch * s.max_visits);
+    b->cap_rows = s.ubatch;
+    b->cap_logit_rows = s.logit_rows;
+    b->plan = *p;
     drop_graphs(b);
 }
 
-staging &stage_for(cuda_backend *b, int call) {
-    while ((int)b->stage.size() <= call) {
-        staging st;
-        CUDA_CHECK(cudaMallocHost((void **)&st.pos, b->cap_rows * sizeof(int)));
-        CUDA_CHECK(cudaMallocHost((void **)&st.krow, b->cap_rows * sizeof(bf16 *)));
-        CUDA_CHECK(cudaMallocHost((void **)&st.vrow, b->cap_rows * sizeof(bf16 *)));
-        b->stage.push_back(st);
+// Refuses a plan that does not fit the device's free memory (checked before any weight is uploaded), naming it.
+int plan(backend *base, const memory_plan *p, rp_err *err) {
+    cuda_backend *b = cb(base);
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    if (p->device + PLAN_HEADROOM > free_b) {
+        char text[1024];
+        memory_plan_format(p, free_b, text, sizeof text);
+        return rp_fail(err, "the run needs %.3f GiB of GPU memory, more than the %.3f GiB free (of %.3f GiB) less "
+                            "%.3f GiB headroom; its plan:\n%sa smaller -c, --batch or --ubatch, or a GPU with more "
+                            "memory, would fit (reprise inspect --gpu-memory GIB prints what fits)",
+                       p->device / 1073741824.0, free_b / 1073741824.0, total_b / 1073741824.0,
+                       PLAN_HEADROOM / 1073741824.0, text);
     }
-    return b->stage[call];
+    alloc_buffers(b, p);
+    return 0;
 }
 
-void step_begin(backend *base, unsigned long long key) {
+// A step with more rows than planned (the engine chunks by the plan's ubatch, so only a direct caller asks):
+// grow eagerly, never during a capture.
+void reserve(backend *base, int n_rows) {
     cuda_backend *b = cb(base);
-    b->call = 0;
+    if (n_rows <= b->cap_rows) return;
+    memory_plan p;
+    plan_shape s = b->plan.shape;
+    s.ubatch = n_rows;
+    memory_plan_compute(base->cfg, &s, &p);
+    alloc_buffers(b, &p);
+}
+
+void step_begin(backend *base, unsigned long long key, size_t staged_rows) {
+    cuda_backend *b = cb(base);
+    b->stage_at = 0;
+    if (staged_rows > b->stage_cap) grow_stage(b, staged_rows);   // before any capture: pinned allocation is not capturable
     b->key = key;
     b->mode = !b->use_graphs || !key ? EAGER : b->graphs.count(key) ? REPLAY : CAPTURE;
     if (b->mode == CAPTURE) CUDA_CHECK(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal));
@@ -193,14 +233,22 @@ void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
 
     // each row's position and KV slot, staged where a replayed graph reads them
-    staging &st = stage_for(b, b->call++);
     int R = 0, max_cap = 0, max_len = 0;
+    for (int p = 0; p < n_parts; p++) R += parts[p].n_rows;
+    if (b->stage_at + R > b->stage_cap) {   // cannot be: step_begin made room for the step's rows
+        fprintf(stderr, "reprise: staging arena overrun (internal error)\n");
+        abort();
+    }
+    int *st_pos = b->stage_pos + b->stage_at;
+    bf16 **st_krow = b->stage_krow + b->stage_at, **st_vrow = b->stage_vrow + b->stage_at;
+    b->stage_at += R;
+    R = 0;
     for (int p = 0; p < n_parts; p++) {
         if (parts[p].pos0 + parts[p].n_rows > max_len) max_len = parts[p].pos0 + parts[p].n_rows;
         for (int i = 0; i < parts[p].n_rows; i++, R++) {
-            st.pos[R] = parts[p].pos0 + i;
-            st.krow[R] = (bf16 *)parts[p].kv->k;
-            st.vrow[R] = (bf16 *)parts[p].kv->v;
+            st_pos[R] = parts[p].pos0 + i;
+            st_krow[R] = (bf16 *)parts[p].kv->k;
+            st_vrow[R] = (bf16 *)parts[p].kv->v;
         }
         if (parts[p].kv->capacity > max_cap) max_cap = parts[p].kv->capacity;
     }
@@ -208,13 +256,15 @@ void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     // at every step, into scratch reserved up front; a prefill-sized one (never captured) by its current length.
     const int chunk = ATTENTION_CHUNK;
     int decode_sized = R <= GRAPH_ROWS, n_splits = ((decode_sized ? max_cap : max_len) + chunk - 1) / chunk;
-    size_t need = (size_t)R * c->n_heads * n_splits * (hd + 2);
+    int any_prefill = 0;   // then the split-KV kernel only serves single-row parts, one at a time
+    for (int p = 0; p < n_parts; p++) any_prefill |= parts[p].n_rows > 1;
+    size_t need = (size_t)(any_prefill ? 1 : R) * c->n_heads * n_splits * (hd + 2);
     if (need > b->cap_partial) {
         if (b->mode != EAGER) {   // cannot be: decode-sized scratch is reserved for the longest context
             fprintf(stderr, "reprise: attention scratch too small for a captured step (internal error)\n");
             abort();
         }
-        grow(&b->partial, need);
+        realloc_dev(&b->partial, need * sizeof(float));
         b->cap_partial = need;
         drop_graphs(b);
     }
@@ -223,9 +273,9 @@ void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++)
         CUDA_CHECK(cudaMemcpyAsync(b->xb + (size_t)r * dim, b->x + (size_t)parts[p].row0 * dim,
                                    sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, b->stream));
-    CUDA_CHECK(cudaMemcpyAsync(b->d_pos + 0, st.pos, R * sizeof(int), cudaMemcpyHostToDevice, b->stream));
-    CUDA_CHECK(cudaMemcpyAsync(b->d_krow, st.krow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
-    CUDA_CHECK(cudaMemcpyAsync(b->d_vrow, st.vrow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_pos, st_pos, R * sizeof(int), cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_krow, st_krow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_vrow, st_vrow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, b->stream));
 
     // attention block
     CUDA_CHECK(launch_rmsnorm(b->xb, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, b->h, b->stream));
@@ -235,8 +285,6 @@ void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     CUDA_CHECK(launch_qkv_rope(b->q, b->k, b->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], b->inv_freq,
                                b->d_pos, b->d_krow, b->d_vrow, R, c->n_heads, c->n_kv_heads, hd, c->norm_eps, b->stream));
     // one query per sequence (decode): split-KV over all rows; a sequence's prompt: the tiled prefill kernel
-    int any_prefill = 0;
-    for (int p = 0; p < n_parts; p++) any_prefill |= parts[p].n_rows > 1;
     if (!any_prefill)
         CUDA_CHECK(launch_attention(b->q, b->d_pos, b->d_krow, b->d_vrow, R, c->n_heads, c->n_kv_heads, hd, n_splits, chunk,
                                     b->partial, b->att, b->stream));
@@ -276,8 +324,9 @@ void write_rows(backend *base, int row0, int n, const float *in) {
 }
 
 // The end of a step: final norm and LM head for the given rows, then either the logits (out_logits) or sampled
-// ids (params: each row drawn with uniform[i]) back to the host. A capturing step is instantiated and replayed here.
-void finish_step(cuda_backend *b, const int *rows, int n, const sampler_params *params, const float *uniform,
+// ids (params: each row drawn with uniform[i]) back to the host. A capturing step is instantiated and replayed
+// here. An eager step with more rows than the logits buffers hold goes in chunks (score's every-row logits).
+void finish_rows(cuda_backend *b, const int *rows, int n, const sampler_params *params, const float *uniform,
                  float *out_logits, int *out_ids) {
     const model_config *c = b->base.cfg;
     size_t bytes = params ? sizeof(int) * n : sizeof(float) * n * c->vocab_size;
@@ -311,6 +360,20 @@ void finish_step(cuda_backend *b, const int *rows, int n, const sampler_params *
     CUDA_CHECK(cudaStreamSynchronize(b->stream));
     if (params) memcpy(out_ids, b->stage_ids, bytes);
     else memcpy(out_logits, b->stage_logits, bytes);
+}
+
+void finish_step(cuda_backend *b, const int *rows, int n, const sampler_params *params, const float *uniform,
+                 float *out_logits, int *out_ids) {
+    int chunk = b->cap_logit_rows < b->cap_rows ? b->cap_logit_rows : b->cap_rows;
+    if (n > chunk && b->mode != EAGER) {   // cannot be: captured steps have at most PLAN_GRAPH_ROWS rows
+        fprintf(stderr, "reprise: a captured step's logits exceed the planned rows (internal error)\n");
+        abort();
+    }
+    for (int i = 0; i < n; i += chunk) {
+        int k = n - i < chunk ? n - i : chunk;
+        finish_rows(b, rows + i, k, params, params ? uniform + i : nullptr,
+                    params ? nullptr : out_logits + (size_t)i * b->base.cfg->vocab_size, params ? out_ids + i : nullptr);
+    }
     b->mode = EAGER;
 }
 
@@ -343,8 +406,9 @@ void kv_free(backend *, kv_slot *kv) {
 
 void kv_copy(backend *base, kv_slot *dst, const kv_slot *src, int n) {
     size_t bytes = sizeof(bf16) * (size_t)n * base->cfg->n_kv_heads * base->cfg->head_dim;
-    CUDA_CHECK(cudaMemcpy(dst->k, src->k, bytes, cudaMemcpyDeviceToDevice));
-    CUDA_CHECK(cudaMemcpy(dst->v, src->v, bytes, cudaMemcpyDeviceToDevice));
+    // on the step stream, ordered before the prefill that reads it; the host does not wait
+    CUDA_CHECK(cudaMemcpyAsync(dst->k, src->k, bytes, cudaMemcpyDeviceToDevice, cb(base)->stream));
+    CUDA_CHECK(cudaMemcpyAsync(dst->v, src->v, bytes, cudaMemcpyDeviceToDevice, cb(base)->stream));
 }
 
 size_t weight_bytes(const backend *base) { return reinterpret_cast<const cuda_backend *>(base)->weight_bytes; }
@@ -358,7 +422,7 @@ void destroy(backend *base) {
     for (float *p : {b->x, b->xb, b->h, b->q, b->k, b->v, b->att, b->gate, b->up, b->tmp, b->partial, b->d_logits}) cudaFree(p);
     cudaFree(b->act_bf16), cudaFree(b->d_tokens), cudaFree(b->d_pos), cudaFree(b->d_krow), cudaFree(b->d_vrow);
     drop_graphs(b);
-    for (staging &st : b->stage) cudaFreeHost(st.pos), cudaFreeHost(st.krow), cudaFreeHost(st.vrow);
+    cudaFreeHost(b->stage_pos), cudaFreeHost(b->stage_krow), cudaFreeHost(b->stage_vrow);
     cudaFreeHost(b->stage_tokens), cudaFreeHost(b->stage_logits), cudaFreeHost(b->stage_uniform), cudaFreeHost(b->stage_ids);
     cudaFree(b->d_ids), cudaFree(b->d_uniform), cudaFree(b->d_sample_scratch);
     cudaFree(b->blas_workspace);
@@ -389,21 +453,12 @@ extern "C" backend *backend_cuda_create(const model_config *cfg, rp_err *err) {
     b->base.read_rows = read_rows, b->base.write_rows = write_rows, b->base.kv_copy = kv_copy, b->base.logits = logits;
     b->base.kv_alloc = kv_alloc, b->base.kv_free = kv_free, b->base.kv_bytes_per_token = kv_bytes_per_token;
     b->base.weight_bytes = weight_bytes, b->base.destroy = destroy, b->base.step_begin = step_begin;
-    b->base.sample = sample;
+    b->base.sample = sample, b->base.plan = plan;
     const char *g = getenv("REPRISE_CUDA_GRAPHS");
     b->use_graphs = !(g && !strcmp(g, "0"));
     CUDA_CHECK(cudaStreamCreate(&b->stream));
     CUBLAS_CHECK(cublasCreate(&b->blas));
     CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
-    // a workspace of our own, so that cuBLAS allocates nothing while a graph is being captured
-    const size_t ws = 4 << 20;
-    b->blas_workspace = dev_alloc<char>(ws);
-    CUBLAS_CHECK(cublasSetWorkspace(b->blas, b->blas_workspace, ws));
-    int half = cfg->head_dim / 2;
-    std::vector<double> inv(half);
-    config_rope_inv_freq(cfg, inv.data());
-    std::vector<float> f(inv.begin(), inv.end());
-    b->inv_freq = dev_alloc<float>(half);
-    CUDA_CHECK(cudaMemcpy(b->inv_freq, f.data(), half * sizeof(float), cudaMemcpyHostToDevice));
+    // cuBLAS gets a workspace of our own (alloc_buffers), so that it allocates nothing while a graph is captured
     return &b->base;
 }

@@ -96,6 +96,22 @@ check "--seed -1 draws a different seed each run" $?
 check "generate without -n or -c says the context it chose" $?
 expect_error "seed below -1" "--seed: '-2'" "$BIN" generate -p "1+1=" --seed -2
 
+# the GPU memory plan at real sizes: checkpoints of Qwen2-7B's and Qwen2-72B's real shapes, headers only (sparse)
+Q='"model_type":"qwen2","architectures":["Qwen2ForCausalLM"],"vocab_size":152064,"max_position_embeddings":32768,"rms_norm_eps":1e-6,"rope_theta":1000000.0,"tie_word_embeddings":false'
+python3 "$FIX/../sparse_checkpoint.py" "$T/q7" "{$Q,\"hidden_size\":3584,\"intermediate_size\":18944,\"num_hidden_layers\":28,\"num_attention_heads\":28,\"num_key_value_heads\":4}" &&
+python3 "$FIX/../sparse_checkpoint.py" "$T/q72" "{$Q,\"hidden_size\":8192,\"intermediate_size\":29568,\"num_hidden_layers\":80,\"num_attention_heads\":64,\"num_key_value_heads\":8}"
+check "sparse checkpoints of Qwen2-7B and Qwen2-72B shapes" $?
+"$BIN" inspect -m "$T/q72" --schedule rys:45,52 -c 4096 --gpu-memory 139 >"$T/i72" 2>&1
+grep -q "weights  *135.426 GiB" "$T/i72" && grep -q "87 slots x 4096 positions" "$T/i72" && grep -q "kv cache  *1.359 GiB" "$T/i72" &&
+    grep -q "fits  *yes, on a 139.000 GiB GPU" "$T/i72" && grep -q "parameters  *72706203648" "$T/i72"
+check "inspect: RYS-XLarge (rys:45,52 on Qwen2-72B) at 4096 positions fits one 139 GiB GPU: 135.4 GiB of weights, 87 KV slots" $?
+"$BIN" inspect -m "$T/q72" --schedule rys:45,52 --gpu-memory 79 2>&1 | grep -q "fits  *no, not on a 79.000 GiB GPU"
+check "inspect: RYS-XLarge does not fit one 79 GiB GPU" $?
+"$BIN" inspect -m "$T/q7" --schedule rys:10,20 --batch 64 -c 1600 --gpu-memory 79 >"$T/i7" 2>&1
+grep -q "64 sequence(s) of 1600 positions, 512 rows per step" "$T/i7" && grep -q "2432 slots x 1600 positions" "$T/i7" &&
+    grep -q "logits  *46.407 MiB  64 rows" "$T/i7" && grep -q "most sequences that fit  *551" "$T/i7"
+check "inspect: a 64-config sweep batch of Qwen2-7B plans logits for 64 rows, not every prompt row" $?
+
 # the README's reference holds each command's --help, verbatim
 README=$FIX/../../README.md
 for cmd in inspect generate chat tokenize sweep "sweep merge" score export; do
@@ -105,7 +121,7 @@ readme, cmd, help_text = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
 want = "```text\n$ reprise %s --help\n%s\n```" % (cmd, help_text)
 sys.exit(0 if want in readme else 1)
 PY
-    check "README holds 'reprise $cmd --help' verbatim" $?
+    check "README holds 'reprise $cmd --help' verbatim (python3 tools/update_readme_help.py rewrites it)" $?
 done
 
 S=$SHARED/models/stories260K

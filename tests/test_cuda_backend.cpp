@@ -396,6 +396,71 @@ static void graph_replay_equals_eager(void) {
     CHECK(out[0] == out[1], "replayed logits differ from eager ones (max diff %g)", max_diff(out[0], out[1]));
 }
 
+#ifdef REPRISE_CUDA_EMULATION
+#include "kernels/emu/emu_control.h"
+
+// Runs `batch` sequences of rys:1,3 on the qwen2 fixture as a sweep does (a prompt of P tokens each, then decode
+// steps) under the given shape. Returns the device's peak allocation over the run; *planned gets the plan.
+static size_t run_planned(const plan_shape &shape, int batch, int P, size_t *planned, int *loaded, rp_err *err) {
+    emu_reset_peak(0);
+    size_t before = emu_device_used(0);
+    model m;
+    *loaded = model_load_planned(&m, FIXTURES_DIR "/qwen2", "cuda", 0, &shape, err) == 0;
+    if (!*loaded) return emu_device_peak(0) - before;
+    *planned = m.plan.device;
+    std::vector<schedule> s(batch);
+    std::vector<sequence> seqs(batch);
+    std::vector<sequence *> ptr(batch);
+    std::vector<int> prompt(P), counts(batch, P), tok(batch, 3);
+    std::vector<const int *> feed(batch, prompt.data());
+    for (int t = 0; t < P; t++) prompt[t] = 1 + t % 90;
+    for (int i = 0; i < batch; i++) {
+        schedule_parse(&s[i], "rys:1,3", m.cfg.n_layers, err);
+        CHECK(sequence_init(&seqs[i], &m, &s[i], shape.ctx, err) == 0, "%s", err->msg);
+        ptr[i] = &seqs[i];
+    }
+    std::vector<float> lg((size_t)batch * m.cfg.vocab_size);
+    CHECK(forward(&m, ptr.data(), batch, feed.data(), counts.data(), 0, lg.data(), nullptr, err) == 0, "%s", err->msg);
+    std::fill(counts.begin(), counts.end(), 1);
+    for (int i = 0; i < batch; i++) feed[i] = &tok[i];
+    for (int step = 0; step < 4; step++)
+        CHECK(forward(&m, ptr.data(), batch, feed.data(), counts.data(), 0, lg.data(), nullptr, err) == 0, "%s", err->msg);
+    size_t peak = emu_device_peak(0) - before;
+    for (int i = 0; i < batch; i++) sequence_free(&seqs[i], &m), schedule_free(&s[i]);
+    model_free(&m);
+    return peak;
+}
+
+// The memory plan is what the backend allocates: at several (rows per step, context, sequences) points the
+// emulated device's peak equals the plan within 5%; a device of the plan's size (with headroom) runs it, and a
+// smaller one refuses it before any weight is uploaded, with the plan in the message.
+static void memory_plan_equals_peak_allocation(void) {
+    struct { int ubatch, ctx, batch, prompt; } points[] = {{0, 40, 1, 12}, {8, 48, 4, 20}, {16, 64, 3, 30}, {512, 64, 20, 9}};
+    for (auto &pt : points) {
+        plan_shape shape = {.ubatch = pt.ubatch, .seqs = pt.batch, .logit_rows = 0, .kv_slots = 6L * pt.batch,
+                            .ctx = pt.ctx, .max_visits = 6};
+        size_t planned = 0;
+        int loaded;
+        rp_err err;
+        size_t peak = run_planned(shape, pt.batch, pt.prompt, &planned, &loaded, &err);
+        CHECK(loaded, "%s", err.msg);
+        double ratio = (double)peak / (double)planned;
+        fprintf(stderr, "  ubatch %d, ctx %d, %d sequences: peak %zu bytes, plan %zu (ratio %.4f)\n", pt.ubatch, pt.ctx,
+                pt.batch, peak, planned, ratio);
+        CHECK(ratio > 0.95 && ratio < 1.05, "peak %zu vs plan %zu", peak, planned);
+        // a device just big enough runs it; one smaller than plan + headroom refuses before uploading anything
+        emu_set_device_memory(0, emu_device_used(0) + planned + PLAN_HEADROOM);
+        run_planned(shape, pt.batch, pt.prompt, &planned, &loaded, &err);
+        CHECK(loaded, "a device of the plan's size refused it: %s", err.msg);
+        emu_set_device_memory(0, emu_device_used(0) + planned + PLAN_HEADROOM - 1);
+        size_t refused_peak = run_planned(shape, pt.batch, pt.prompt, &planned, &loaded, &err);
+        CHECK(!loaded && strstr(err.msg, "of GPU memory") && strstr(err.msg, "kv cache") && refused_peak == 0,
+              "refused: %d, peak %zu, '%s'", !loaded, refused_peak, loaded ? "" : err.msg);
+        emu_set_device_memory(0, 16ull << 30);
+    }
+}
+#endif
+
 int main(void) {
     // model_load finds the backend through a weak reference; this strong one links it into the test
     void *volatile link_backend = (void *)backend_cuda_create;
@@ -410,5 +475,8 @@ int main(void) {
     RUN(full_forward_matches_cpu_on_stories260k);
     RUN(repeat_equals_physical_duplicate_on_cuda);
     RUN(graph_replay_equals_eager);
+#ifdef REPRISE_CUDA_EMULATION
+    RUN(memory_plan_equals_peak_allocation);
+#endif
     return TEST_EXIT();
 }

@@ -19,8 +19,11 @@ static int test_failures = 0;
         }                                                                                      \
     } while (0)
 
+// TEST_ONLY=NAME runs only the tests whose name contains NAME (while working on one).
 #define RUN(test)                                                                              \
     do {                                                                                       \
+        const char *only_ = getenv("TEST_ONLY");                                               \
+        if (only_ && !strstr(#test, only_)) break;                                             \
         int before_ = test_failures;                                                           \
         test();                                                                                \
         fprintf(stderr, "%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #test);        \

@@ -89,6 +89,13 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         else if (strcmp(name, "n") == 0) rc = parse_int(a, v, 0, 1 << 30, &o->n_predict, err);
         else if (strcmp(name, "t") == 0) rc = parse_int(a, v, 1, 1024, &o->threads, err);
         else if (strcmp(name, "c") == 0) rc = parse_int(a, v, 1, 1 << 30, &o->ctx, err);
+        else if (strcmp(name, "ubatch") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->ubatch, err);
+        else if (strcmp(name, "batch") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->batch, err);
+        else if (strcmp(name, "gpu-memory") == 0) {
+            float g;
+            rc = parse_float(a, v, 0.001, 1e6, &g, err);
+            o->gpu_memory_gib = g;
+        }
         else if (strcmp(name, "temp") == 0) rc = parse_float(a, v, 0, 100, &o->sampling.temp, err);
         else if (strcmp(name, "top-k") == 0) rc = parse_int(a, v, 0, 1 << 30, &o->sampling.top_k, err);
         else if (strcmp(name, "top-p") == 0) rc = parse_float(a, v, 0, 1, &o->sampling.top_p, err);
@@ -135,11 +142,14 @@ int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err) {
     return 0;
 }
 
-int cli_load_model(const cli_opts *o, model *m, schedule *s, rp_err *err) {
-    if (model_load(m, o->model_dir, o->backend, o->threads, err)) return -1;
-    if (schedule_parse(s, o->schedule, m->cfg.n_layers, err)) {
-        rp_wrap(err, "--schedule");
-        model_free(m);
+int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedule *s, rp_err *err) {
+    model_config cfg;
+    if (config_load(&cfg, o->model_dir, err)) return -1;
+    if (schedule_parse(s, o->schedule, cfg.n_layers, err)) return rp_wrap(err, "--schedule");
+    plan_shape shape = {.ubatch = o->ubatch, .seqs = 1, .logit_rows = logit_rows, .kv_slots = s->n_visits, .ctx = ctx,
+                        .max_visits = s->n_visits};
+    if (model_load_planned(m, o->model_dir, o->backend, o->threads, &shape, err)) {
+        schedule_free(s);
         return -1;
     }
     return 0;

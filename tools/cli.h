@@ -23,6 +23,9 @@ typedef struct {
     int n_predict;           // -n (-1: until end-of-sequence or a full context)
     int threads;             // -t
     int ctx;                 // -c (0: not given; see cli_context)
+    int ubatch;              // --ubatch: most rows of one forward step (0: PLAN_DEFAULT_UBATCH)
+    int batch;               // --batch (inspect: sequences planned together)
+    double gpu_memory_gib;   // --gpu-memory (inspect)
     int seed_random;         // --seed -1 was given: sampling.seed holds the random seed drawn
     int ignore_eos;          // --ignore-eos
     int json;                // --json
@@ -55,8 +58,9 @@ int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err);
 // Checks that every id is below the vocabulary size.
 int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err);
 
-// Loads -m with --backend and -t, and parses --schedule against it.
-int cli_load_model(const cli_opts *o, model *m, schedule *s, rp_err *err);
+// Loads -m with --backend and -t for one sequence of ctx positions (logit_rows rows of logits at a time), planned
+// before any weight is read, and parses --schedule against it.
+int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedule *s, rp_err *err);
 
 // Without -c, a context is never sized by max_position_embeddings alone (131072 for Llama 3.1: 16 GiB of KV).
 #define CLI_DEFAULT_CONTEXT 4096

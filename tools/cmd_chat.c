@@ -17,6 +17,7 @@ static const char *usage =
     "                       its own, BOS + the line) (default: recognised from tokenizer_config.json)\n"
     "  -n N                 most tokens per reply (default: until the end of the turn or a full context)\n"
     "  -c N                 context length (default: max_position_embeddings, at most 4096)\n"
+    "  --ubatch N           most rows of one forward step (default 512)\n"
     "  --stop STRING        also end a reply at STRING (repeatable)\n"
     "  --schedule S         layer schedule (default base)\n"
     "  --temp --top-k --top-p --min-p --seed   sampling, as for generate\n"
@@ -41,7 +42,7 @@ int cmd_chat(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend system chat-template n t c temp top-k top-p min-p seed stop", usage, &o, &code))
+    if (cli_begin(argc, argv, "m schedule backend system chat-template n t c ubatch temp top-k top-p min-p seed stop", usage, &o, &code))
         return code;
     chat_template ct;
     if (chat_template_load(&ct, o.model_dir, o.chat_template, &err)) {
@@ -60,9 +61,9 @@ int cmd_chat(int argc, char **argv) {
     }
     int ctx = cli_context(&o, &cfg, 0, NULL);   // said below
     session s;
-    if (session_open(&s, &o, ctx, &err) || session_need_tokenizer(&s, &err)) {
+    if (session_load(&s, &o, &err) || session_need_tokenizer(&s, &err) || session_start(&s, &o, ctx, &err)) {
         fprintf(stderr, "reprise chat: %s\n", err.msg);
-        if (s.smp.work) session_close(&s);
+        session_close(&s);   // safe after a failed step: each closes what it opened
         return 1;
     }
     // the template's end-of-turn ends a reply, as a token when it is one, else as text

@@ -17,6 +17,7 @@ static const char *usage =
     "  --schedule S     layer schedule: base, 0-5,3-9, rys:I,J or rys:I,J,K (default base)\n"
     "  -c N             context length (default: prompt + N with -n, else max_position_embeddings\n"
     "                   up to 4096)\n"
+    "  --ubatch N       most rows of one forward step; a longer prompt runs in chunks (default 512)\n"
     "  --temp T         temperature; 0 = greedy (default 0.8)\n"
     "  --top-k K        keep the K most likely tokens; 0 = off (default 40)\n"
     "  --top-p P        keep the smallest set with probability >= P; 1 = off (default 0.95)\n"
@@ -31,7 +32,7 @@ int cmd_generate(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c temp top-k top-p min-p seed stop ignore-eos",
+    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c ubatch temp top-k top-p min-p seed stop ignore-eos",
                   usage, &o, &code))
         return code;
     // The model and its tokenizer are loaded first, then the context is sized to the prompt and -n.
@@ -40,7 +41,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "reprise generate: %s\n", err.msg);
         return 1;
     }
-    const model_config *cfg = &s.m.cfg;
+    const model_config *cfg = &s.cfg;
     int *prompt = NULL, n_prompt = 0, as_text = 0, ctx = 0;
     int rc = cli_prompt_ids(&o, s.tok, &prompt, &n_prompt, &as_text, &err) ? -1 : 0;
     if (!rc) rc = cli_check_tokens(prompt, n_prompt, cfg->vocab_size, &err);

@@ -2,17 +2,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "engine/memory_plan.h"
 #include "loader/weights.h"
 #include "tools/cli.h"
 
 static const char *usage =
-    "usage: reprise inspect [-m DIR] [--schedule S] [--tensors]\n"
+    "usage: reprise inspect [-m DIR] [--schedule S] [--tensors] [-c N] [--batch N] [--ubatch N] [--gpu-memory GIB]\n"
     "Prints the architecture, the tensors (a summary, or every one with --tensors), the parameter count,\n"
     "the weight memory (CPU float32, GPU BF16), and for the schedule: visits vs unique layers, KV-cache bytes per\n"
-    "token on each backend, and the GPU memory the schedule needs at the maximum context (one sequence).\n"
-    "  -m DIR         model directory (default: the built-in model)\n"
-    "  --schedule S   layer schedule (default base)\n"
-    "  --tensors      list every tensor with its dtype and shape\n";
+    "token on each backend, and the GPU memory plan of a run of --batch sequences of -c positions each: weights,\n"
+    "KV cache, activations, logits, scratch. With --gpu-memory, whether it fits a GPU of that size, and the longest\n"
+    "context and the most sequences that do. No weight is read.\n"
+    "  -m DIR           model directory (default: the built-in model)\n"
+    "  --schedule S     layer schedule (default base)\n"
+    "  --tensors        list every tensor with its dtype and shape\n"
+    "  -c N             context of each sequence (default: max_position_embeddings up to 4096)\n"
+    "  --batch N        sequences held and decoded together, as a sweep's --batch (default 1)\n"
+    "  --ubatch N       most rows of one forward step (default 512)\n"
+    "  --gpu-memory GIB the GPU's memory in GiB (e.g. 79 for an H100 80GB, 139 for an H200)\n";
 
 static void print_bytes(const char *label, double b) {
     const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -26,7 +33,7 @@ int cmd_inspect(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule tensors", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, "m schedule tensors c batch ubatch gpu-memory", usage, &o, &code)) return code;
     model_config c;
     st_archive a;
     schedule s;
@@ -74,7 +81,25 @@ int cmd_inspect(int argc, char **argv) {
     print_bytes("KV per token, cpu (f32)", kv_visit * s.n_visits);
     print_bytes("KV at max context, cpu", kv_visit * s.n_visits * c.max_pos);
     print_bytes("KV per token, cuda (bf16)", kv_visit / 2 * s.n_visits);
-    print_bytes("GPU memory at max context", 2.0 * params + kv_visit / 2 * s.n_visits * c.max_pos);
+    int batch = o.batch > 0 ? o.batch : 1;
+    plan_shape shape = {.ubatch = o.ubatch, .seqs = batch, .kv_slots = (long)s.n_visits * batch,
+                        .ctx = o.ctx ? o.ctx : cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits};
+    memory_plan plan;
+    memory_plan_compute(&c, &shape, &plan);
+    size_t device = (size_t)(o.gpu_memory_gib * 1073741824.0);
+    char plan_text[2048];
+    memory_plan_format(&plan, 0, plan_text, sizeof plan_text);
+    printf("GPU memory plan: %d sequence(s) of %d positions, %d rows per step\n%s", batch, plan.shape.ctx,
+           plan.shape.ubatch, plan_text);
+    if (device) {
+        int fits = plan.device + PLAN_HEADROOM <= device;
+        printf("%-28s %s a %.3f GiB GPU (%.3f GiB needed with headroom)\n", "fits", fits ? "yes, on" : "no, not on",
+               o.gpu_memory_gib, (plan.device + PLAN_HEADROOM) / 1073741824.0);
+        printf("%-28s %d positions (%d sequence(s))\n", "longest context that fits",
+               memory_plan_max_ctx(&c, &shape, s.n_visits, device), batch);
+        printf("%-28s %d (of %d positions)\n", "most sequences that fit", memory_plan_max_seqs(&c, &shape, s.n_visits, device),
+               plan.shape.ctx);
+    }
     if (o.all_tensors)
         for (int i = 0; i < a.n_tensors; i++) {
             const st_tensor *t = &a.tensors[i];

@@ -20,6 +20,7 @@ static const char *usage =
     "  --dump-logits FILE  write the raw logits, float32 little-endian, shape [tokens][vocab]\n"
     "  --json              print {\"tokens\", \"logprobs\", \"perplexity\"} as JSON instead\n"
     "  -c N                context length (default: the number of tokens)\n"
+    "  --ubatch N          most rows of one forward step; longer inputs run in chunks (default 512)\n"
     "  --backend B         cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
     "  -t N                threads (default: all cores)\n";
 
@@ -27,25 +28,20 @@ int cmd_score(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special t c dump-logits json", usage, &o, &code)) return code;
-    model m;
-    schedule s;
-    if (cli_load_model(&o, &m, &s, &err)) {
-        fprintf(stderr, "reprise score: %s\n", err.msg);
-        return 1;
-    }
+    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special t c ubatch dump-logits json", usage, &o, &code)) return code;
     char *tp = path_join(o.model_dir, "tokenizer.json");
     tokenizer *tok = !o.tokens && file_exists(tp) ? tokenizer_load(tp, &err) : NULL;
     int tok_failed = !o.tokens && file_exists(tp) && !tok;
     free(tp);
     int *ids = NULL, n = 0, as_text;
+    model m;
+    schedule s;
     if (tok_failed || cli_prompt_ids(&o, tok, &ids, &n, &as_text, &err) ||
-        (n < 2 && !o.dump_logits && rp_fail(&err, "scoring needs at least 2 tokens, the input has %d", n))) {
+        (n < 2 && !o.dump_logits && rp_fail(&err, "scoring needs at least 2 tokens, the input has %d", n)) ||
+        cli_load_model(&o, o.ctx ? o.ctx : n, PLAN_SCORE_LOGIT_ROWS, &m, &s, &err)) {
         fprintf(stderr, "reprise score: %s\n", err.msg);
         tokenizer_free(tok);
         free(ids);
-        schedule_free(&s);
-        model_free(&m);
         return 1;
     }
     tokenizer_free(tok);

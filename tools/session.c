@@ -17,7 +17,8 @@ static double now_s(void) {
 int session_load(session *s, const cli_opts *o, rp_err *err) {
     memset(s, 0, sizeof *s);
     s->extra_eos = -1;
-    if (cli_load_model(o, &s->m, &s->sched, err)) return -1;
+    s->dir = o->model_dir;
+    if (config_load(&s->cfg, o->model_dir, err)) return -1;
     char *tp = path_join(o->model_dir, "tokenizer.json");
     if (file_exists(tp) && !(s->tok = tokenizer_load(tp, err))) {
         free(tp);
@@ -33,6 +34,10 @@ int session_open(session *s, const cli_opts *o, int ctx, rp_err *err) {
 }
 
 int session_start(session *s, const cli_opts *o, int ctx, rp_err *err) {
+    if (cli_load_model(o, ctx, 1, &s->m, &s->sched, err)) {
+        session_close(s);
+        return -1;
+    }
     if (sequence_init(&s->seq, &s->m, &s->sched, ctx, err)) {
         session_close(s);
         return -1;
@@ -58,7 +63,7 @@ void session_close(session *s) {
 
 int session_need_tokenizer(const session *s, rp_err *err) {
     if (s->tok) return 0;
-    return rp_fail(err, "%s has no tokenizer.json: give token ids with --tokens instead of text", s->m.dir);
+    return rp_fail(err, "%s has no tokenizer.json: give token ids with --tokens instead of text", s->dir);
 }
 
 static int is_eos(const session *s, int id) {

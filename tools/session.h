@@ -8,7 +8,9 @@
 #define MAX_STOPS 16
 
 typedef struct {
-    model m;
+    const char *dir;      // -m
+    model_config cfg;     // the model's config, known before the model is loaded
+    model m;              // loaded by session_start
     schedule sched;
     tokenizer *tok;       // NULL when the model directory has no tokenizer.json
     sequence seq;
@@ -30,8 +32,9 @@ typedef struct {
 
 // Loads -m (tokenizer.json too when present), parses --schedule, and makes a sequence of ctx positions.
 int session_open(session *s, const cli_opts *o, int ctx, rp_err *err);
-// The same in two steps, for a command that needs the tokenizer to size the context: load, then start.
-// On failure either step closes the session.
+// The same in two steps, for a command that needs the tokenizer to size the context: session_load reads the config
+// and the tokenizer, session_start plans the memory for ctx and loads the model. On failure either step closes
+// the session.
 int session_load(session *s, const cli_opts *o, rp_err *err);
 int session_start(session *s, const cli_opts *o, int ctx, rp_err *err);
 void session_close(session *s);

@@ -8,8 +8,13 @@
 extern "C" {
 #endif
 
-// Memory of an emulated device (default 16 GiB); cudaMalloc past it fails with cudaErrorMemoryAllocation.
+// Memory of an emulated device (default 16 GiB, or REPRISE_EMU_DEVICE_MEMORY=BYTES); cudaMalloc past it fails
+// with cudaErrorMemoryAllocation.
 void emu_set_device_memory(int device, size_t bytes);
+// The most device memory allocated at once since the start (or the last reset), and the current total.
+size_t emu_device_peak(int device);
+size_t emu_device_used(int device);
+void emu_reset_peak(int device);
 // Number of emulated devices (default 2, or REPRISE_EMU_DEVICES).
 void emu_set_device_count(int n);
 

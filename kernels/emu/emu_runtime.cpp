@@ -38,8 +38,14 @@ namespace emu {
 namespace {
 
 const int MAX_DEVICES = 8;
+size_t default_limit() {
+    const char *s = getenv("REPRISE_EMU_DEVICE_MEMORY");
+    unsigned long long v = s ? strtoull(s, nullptr, 10) : 0;
+    return v ? (size_t)v : 16ull << 30;
+}
+
 struct device {
-    size_t limit = 16ull << 30, used = 0;
+    size_t limit = default_limit(), used = 0, peak = 0;
     std::map<const void *, int> max_smem;   // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
 };
 
@@ -126,6 +132,18 @@ using emu::record;
 extern "C" {
 
 void emu_set_device_memory(int device, size_t bytes) { emu::devices[device].limit = bytes; }
+size_t emu_device_peak(int device) {
+    std::lock_guard<std::mutex> g(emu::mu);
+    return emu::devices[device].peak;
+}
+size_t emu_device_used(int device) {
+    std::lock_guard<std::mutex> g(emu::mu);
+    return emu::devices[device].used;
+}
+void emu_reset_peak(int device) {
+    std::lock_guard<std::mutex> g(emu::mu);
+    emu::devices[device].peak = emu::devices[device].used;
+}
 void emu_set_device_count(int n) { emu::n_devices = n < 1 ? 1 : n > emu::MAX_DEVICES ? emu::MAX_DEVICES : n; }
 
 cudaError_t cudaGetDeviceCount(int *count) {
@@ -195,6 +213,7 @@ cudaError_t cudaMalloc(void **ptr, size_t size) {
     void *p = nullptr;   // exactly `size` bytes, so ASan sees a read one past the end
     if (posix_memalign(&p, 256, size)) return record(cudaErrorMemoryAllocation);
     d.used += size;
+    if (d.used > d.peak) d.peak = d.used;
     emu::allocations[reinterpret_cast<uintptr_t>(p)] = emu::allocation{size, emu::current};
     *ptr = p;
     return cudaSuccess;

@@ -1,0 +1,135 @@
+// The device memory of a run, computed from the model's config and the run's shape before any weight is read.
+#include "engine/memory_plan.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "loader/weights.h"
+
+size_t memory_plan_kv_bytes_per_position(const model_config *c) { return 2 * 2 * (size_t)c->n_kv_heads * c->head_dim; }
+
+size_t memory_plan_weight_bytes(const model_config *c) {
+    int64_t shape[2];
+    size_t n = 0;
+    for (int g = 0; g < G_N_GLOBAL_TENSORS; g++) {
+        if (g == G_LM_HEAD && c->tied_embeddings) continue;
+        int nd = global_tensor_shape(c, (global_tensor)g, shape);
+        if (nd) n += (size_t)shape[0] * (nd > 1 ? (size_t)shape[1] : 1);
+    }
+    for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
+        int nd = layer_tensor_shape(c, (layer_tensor)w, shape);
+        if (nd) n += (size_t)c->n_layers * (size_t)shape[0] * (nd > 1 ? (size_t)shape[1] : 1);
+    }
+    return 2 * n;
+}
+
+static void defaults(const model_config *c, const plan_shape *in, plan_shape *s) {
+    *s = *in;
+    if (s->ctx <= 0) s->ctx = c->max_pos < 4096 ? c->max_pos : 4096;
+    if (s->seqs <= 0) s->seqs = 1;
+    if (s->ubatch <= 0) s->ubatch = PLAN_DEFAULT_UBATCH;
+    if ((long)s->ubatch > (long)s->seqs * s->ctx) s->ubatch = s->seqs * s->ctx;   // no step has more rows
+    if (s->ubatch < s->seqs) s->ubatch = s->seqs;   // every sequence of a step has a row
+    if (s->logit_rows < s->seqs) s->logit_rows = s->seqs;
+    if (s->logit_rows < PLAN_GRAPH_ROWS) s->logit_rows = PLAN_GRAPH_ROWS;   // a captured step's rows in one go
+    if (s->kv_slots < 0) s->kv_slots = 0;
+    if (s->max_visits <= 0) s->max_visits = 2 * c->n_layers;
+}
+
+void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_plan *p) {
+    memset(p, 0, sizeof *p);
+    plan_shape s;
+    defaults(c, shape, &s);
+    p->shape = s;
+    size_t r = (size_t)s.ubatch, L = (size_t)s.logit_rows, f = sizeof(float);
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim, hid = (size_t)c->hidden_dim;
+    size_t widest = (size_t)c->dim;
+    if (qd > widest) widest = qd;
+    if (hid > widest) widest = hid;
+    size_t splits = ((size_t)s.ctx + PLAN_ATTENTION_CHUNK - 1) / PLAN_ATTENTION_CHUNK;
+    size_t *b = p->buffer;
+    b[BUF_X] = b[BUF_XB] = b[BUF_H] = b[BUF_TMP] = r * c->dim * f;
+    b[BUF_Q] = b[BUF_ATT] = r * qd * f;
+    b[BUF_K] = b[BUF_V] = r * kvd * f;
+    b[BUF_GATE] = b[BUF_UP] = r * hid * f;
+    b[BUF_ACT_BF16] = r * widest * 2;
+    b[BUF_TOKENS] = b[BUF_POS] = r * sizeof(int);
+    b[BUF_KROW] = b[BUF_VROW] = r * sizeof(void *);
+    b[BUF_LOGITS] = L * c->vocab_size * f;
+    b[BUF_IDS] = L * sizeof(int);
+    b[BUF_UNIFORM] = L * f;
+    b[BUF_SAMPLE_SCRATCH] = L * c->vocab_size;
+    size_t decode_rows = (size_t)s.seqs > PLAN_GRAPH_ROWS ? (size_t)s.seqs : PLAN_GRAPH_ROWS;
+    b[BUF_PARTIAL] = decode_rows * c->n_heads * splits * (c->head_dim + 2) * f;
+    b[BUF_WORKSPACE] = PLAN_BLAS_WORKSPACE;
+    b[BUF_ROPE] = (size_t)(c->head_dim / 2) * f;
+    for (int i = BUF_X; i <= BUF_VROW; i++) p->activations += b[i];
+    for (int i = BUF_LOGITS; i <= BUF_SAMPLE_SCRATCH; i++) p->logits += b[i];
+    p->scratch = b[BUF_PARTIAL] + b[BUF_WORKSPACE] + b[BUF_ROPE];
+    p->weights = memory_plan_weight_bytes(c);
+    p->kv = (size_t)s.kv_slots * s.ctx * memory_plan_kv_bytes_per_position(c);
+    p->device = p->weights + p->kv + p->activations + p->logits + p->scratch;
+    // tokens, logits, draws and ids of a step, and each layer execution's rows (position, K and V slot pointers)
+    p->pinned_host = r * sizeof(int) + L * c->vocab_size * f + L * (f + sizeof(int)) +
+                     r * (size_t)s.max_visits * (sizeof(int) + 2 * sizeof(void *));
+}
+
+static void add_line(char *buf, size_t cap, size_t *at, const char *label, size_t bytes, const char *note) {
+    if (*at >= cap) return;
+    int gib = bytes >= (1u << 30);
+    int n = snprintf(buf + *at, cap - *at, "  %-13s %10.3f %s  %s\n", label, bytes / (gib ? 1073741824.0 : 1048576.0),
+                     gib ? "GiB" : "MiB", note);
+    if (n > 0) *at += (size_t)n;
+}
+
+void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size_t cap) {
+    const plan_shape *s = &p->shape;
+    char note[160];
+    size_t at = 0;
+    buf[0] = 0;
+    add_line(buf, cap, &at, "weights", p->weights, "BF16, each unique layer once");
+    snprintf(note, sizeof note, "%ld slots x %d positions", s->kv_slots, s->ctx);
+    add_line(buf, cap, &at, "kv cache", p->kv, note);
+    snprintf(note, sizeof note, "%d rows per step (--ubatch)", s->ubatch);
+    add_line(buf, cap, &at, "activations", p->activations, note);
+    snprintf(note, sizeof note, "%d rows x vocabulary, and sampling", s->logit_rows);
+    add_line(buf, cap, &at, "logits", p->logits, note);
+    snprintf(note, sizeof note, "attention partials for %d decode rows, cuBLAS workspace", s->seqs > PLAN_GRAPH_ROWS ? s->seqs : PLAN_GRAPH_ROWS);
+    add_line(buf, cap, &at, "scratch", p->scratch, note);
+    if (free_bytes) snprintf(note, sizeof note, "of %.3f GiB free on the device (%.3f GiB kept as headroom)",
+                             free_bytes / 1073741824.0, PLAN_HEADROOM / 1073741824.0);
+    else snprintf(note, sizeof note, "on the device, plus %.3f GiB headroom", PLAN_HEADROOM / 1073741824.0);
+    add_line(buf, cap, &at, "total", p->device, note);
+    add_line(buf, cap, &at, "pinned host", p->pinned_host, "staging in host memory");
+}
+
+static int fits(const model_config *c, const plan_shape *s, size_t device_bytes) {
+    memory_plan p;
+    memory_plan_compute(c, s, &p);
+    return p.device + PLAN_HEADROOM <= device_bytes;
+}
+
+int memory_plan_max_ctx(const model_config *c, const plan_shape *shape, long kv_slots_per_seq, size_t device_bytes) {
+    plan_shape s = *shape;
+    int seqs = s.seqs > 0 ? s.seqs : 1, lo = 0, hi = c->max_pos;
+    while (lo < hi) {   // the plan grows with ctx, so the largest that fits is found by bisection
+        int mid = lo + (hi - lo + 1) / 2;
+        s.ctx = mid, s.kv_slots = kv_slots_per_seq * seqs;
+        if (fits(c, &s, device_bytes)) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+int memory_plan_max_seqs(const model_config *c, const plan_shape *shape, long kv_slots_per_seq, size_t device_bytes) {
+    plan_shape s = *shape;
+    int lo = 0, hi = 1 << 20;
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        s.seqs = mid, s.kv_slots = kv_slots_per_seq * mid;
+        if (s.ubatch > 0 && s.ubatch < mid) s.ubatch = mid;
+        if (fits(c, &s, device_bytes)) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}

@@ -1,0 +1,76 @@
+// The device memory of a run, computed from the model's config and the run's shape before any weight is read:
+// every buffer the CUDA backend allocates, by name, so that the backend sizes its buffers from this one place.
+#ifndef REPRISE_MEMORY_PLAN_H
+#define REPRISE_MEMORY_PLAN_H
+
+#include <stddef.h>
+
+#include "loader/config.h"
+
+#define PLAN_DEFAULT_UBATCH 512        // rows of one forward step; a longer prompt runs in chunks (--ubatch)
+#define PLAN_SCORE_LOGIT_ROWS 64       // all-rows logits (score, multiple choice) are computed this many at a time
+#define PLAN_ATTENTION_CHUNK 256       // positions per split of the decode attention kernel
+#define PLAN_GRAPH_ROWS 16             // decode steps of up to this many rows are captured as CUDA graphs
+#define PLAN_BLAS_WORKSPACE (4u << 20) // cuBLAS's workspace, ours so that it allocates nothing during capture
+#define PLAN_HEADROOM (256u << 20)     // left free beyond the plan: graphs, library kernels loaded lazily
+
+// What a run needs at once. Every count is an upper bound the engine keeps to (it chunks, never overflows).
+typedef struct {
+    int ubatch;       // most rows of one forward step
+    int seqs;         // most sequences in one step: decode rows, one logits or sampling row each
+    int logit_rows;   // rows whose logits are computed at once (>= seqs)
+    long kv_slots;    // KV slots alive at once (the visits of every sequence held together)
+    int ctx;          // positions per KV slot (the context length)
+    int max_visits;   // most visits of one sequence's schedule (sizes the per-step staging of rows' KV slots)
+} plan_shape;
+
+// The buffers of the CUDA backend. Activations are (ubatch, width) float32 unless said otherwise.
+typedef enum {
+    BUF_X, BUF_XB, BUF_H,              // (ubatch, dim): residual stream, gathered rows, normed rows
+    BUF_Q, BUF_ATT,                    // (ubatch, n_heads * head_dim)
+    BUF_K, BUF_V,                      // (ubatch, n_kv_heads * head_dim)
+    BUF_GATE, BUF_UP,                  // (ubatch, hidden_dim)
+    BUF_TMP,                           // (ubatch, dim): projection outputs added to the residual
+    BUF_ACT_BF16,                      // (ubatch, max(dim, q width, hidden_dim)) BF16: a GEMM's input
+    BUF_TOKENS, BUF_POS,               // (ubatch) int
+    BUF_KROW, BUF_VROW,                // (ubatch) pointers: each row's KV slot
+    BUF_LOGITS,                        // (logit_rows, vocab)
+    BUF_IDS, BUF_UNIFORM,              // (logit_rows) sampled ids, their uniform draws
+    BUF_SAMPLE_SCRATCH,                // (logit_rows, vocab) bytes: the sampler's taken-marks
+    BUF_PARTIAL,                       // (seqs, n_heads, ctx / ATTENTION_CHUNK, head_dim + 2): split-KV partials
+    BUF_WORKSPACE,                     // cuBLAS
+    BUF_ROPE,                          // (head_dim / 2) RoPE inverse frequencies
+    BUF_N
+} plan_buffer;
+
+typedef struct memory_plan {
+    plan_shape shape;
+    size_t buffer[BUF_N];   // bytes of each buffer
+    size_t weights;         // BF16 weights, each unique layer once whatever the schedule
+    size_t kv;              // kv_slots x ctx positions x (K and V, BF16)
+    size_t activations;     // BUF_X .. BUF_VROW
+    size_t logits;          // BUF_LOGITS .. BUF_SAMPLE_SCRATCH
+    size_t scratch;         // BUF_PARTIAL + BUF_WORKSPACE + BUF_ROPE
+    size_t device;          // all of the above: what the backend allocates
+    size_t pinned_host;     // pinned staging in host memory (not device memory)
+} memory_plan;
+
+// Fills in the plan; zero or negative fields of the shape take defaults (ubatch 512, 1 sequence, logit_rows =
+// max(seqs, 16), no KV, ctx min(max_position_embeddings, 4096), max_visits 2 x layers).
+void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_plan *p);
+
+// Bytes of one visit's KV slot per position on the CUDA backend (BF16 K and V).
+size_t memory_plan_kv_bytes_per_position(const model_config *c);
+
+// Weight bytes in BF16 (every tensor the config has).
+size_t memory_plan_weight_bytes(const model_config *c);
+
+// The plan as lines "  weights   12.34 GiB" ..., with "of FREE free" when free_bytes > 0, into buf.
+void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size_t cap);
+
+// The largest context for kv_slots_per_seq x seqs sequences, and the largest number of sequences at ctx, that fit
+// in device_bytes (with PLAN_HEADROOM kept free); 0 when none.
+int memory_plan_max_ctx(const model_config *c, const plan_shape *shape, long kv_slots_per_seq, size_t device_bytes);
+int memory_plan_max_seqs(const model_config *c, const plan_shape *shape, long kv_slots_per_seq, size_t device_bytes);
+
+#endif
