@@ -12,8 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int sequence_init(sequence *s, model *m, const schedule *sched, int capacity, rp_err *err) {
-    memset(s, 0, sizeof *s);
+static int check_schedule(const model *m, const schedule *sched, int capacity, rp_err *err) {
     if (capacity < 1) return rp_fail(err, "context length %d must be at least 1", capacity);
     if (capacity > m->cfg.max_pos)
         return rp_fail(err, "context length %d exceeds the model's max_position_embeddings %d", capacity, m->cfg.max_pos);
@@ -21,6 +20,22 @@ int sequence_init(sequence *s, model *m, const schedule *sched, int capacity, rp
         if (sched->layer[v] < 0 || sched->layer[v] >= m->cfg.n_layers)
             return rp_fail(err, "schedule visit %d runs layer %d, but the model has %d layers", v, sched->layer[v],
                            m->cfg.n_layers);
+    return 0;
+}
+
+int sequence_init_pooled(sequence *s, model *m, const schedule *sched, kv_pool *pool, rp_err *err) {
+    memset(s, 0, sizeof *s);
+    if (check_schedule(m, sched, pool->capacity, err)) return -1;
+    kv_slot *slots = kv_pool_take(pool, sched->n_visits, err);
+    if (!slots) return -1;
+    schedule_copy(&s->sched, sched);
+    kv_cache_init_borrowed(&s->cache, slots, sched->n_visits);
+    return 0;
+}
+
+int sequence_init(sequence *s, model *m, const schedule *sched, int capacity, rp_err *err) {
+    memset(s, 0, sizeof *s);
+    if (check_schedule(m, sched, capacity, err)) return -1;
     schedule_copy(&s->sched, sched);
     if (kv_cache_init(&s->cache, m->be, sched->n_visits, capacity, err)) {
         schedule_free(&s->sched);

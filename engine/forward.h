@@ -13,6 +13,8 @@ typedef struct {
 
 // capacity: context length in tokens (at most max_position_embeddings).
 int sequence_init(sequence *s, model *m, const schedule *sched, int capacity, rp_err *err);
+// The same over one slot per visit taken from a pool (their capacity is the context length).
+int sequence_init_pooled(sequence *s, model *m, const schedule *sched, kv_pool *pool, rp_err *err);
 void sequence_free(sequence *s, model *m);
 
 typedef struct {

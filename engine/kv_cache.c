@@ -18,8 +18,45 @@ int kv_cache_init(kv_cache *c, backend *be, int n_visits, int capacity, rp_err *
     return 0;
 }
 
-void kv_cache_free(kv_cache *c, backend *be) {
-    for (int v = 0; v < c->n_slots; v++) be->kv_free(be, &c->slots[v]);
-    free(c->slots);
+void kv_cache_init_borrowed(kv_cache *c, kv_slot *slots, int n_visits) {
     memset(c, 0, sizeof *c);
+    c->slots = slots;
+    c->n_slots = n_visits;
+    c->capacity = n_visits ? slots[0].capacity : 0;
+    c->borrowed = 1;
+}
+
+void kv_cache_free(kv_cache *c, backend *be) {
+    if (!c->borrowed) {
+        for (int v = 0; v < c->n_slots; v++) be->kv_free(be, &c->slots[v]);
+        free(c->slots);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+int kv_pool_init(kv_pool *p, backend *be, int n_slots, int capacity, rp_err *err) {
+    memset(p, 0, sizeof *p);
+    p->slots = calloc((size_t)(n_slots ? n_slots : 1), sizeof *p->slots);
+    p->capacity = capacity;
+    for (; p->n < n_slots; p->n++)
+        if (be->kv_alloc(be, &p->slots[p->n], capacity, err)) {
+            kv_pool_free(p, be);
+            return -1;
+        }
+    return 0;
+}
+
+kv_slot *kv_pool_take(kv_pool *p, int n, rp_err *err) {
+    if (p->used + n > p->n) {
+        rp_fail(err, "KV pool exhausted: %d slots asked for, %d of %d free", n, p->n - p->used, p->n);
+        return NULL;
+    }
+    p->used += n;
+    return p->slots + p->used - n;
+}
+
+void kv_pool_free(kv_pool *p, backend *be) {
+    for (int v = 0; v < p->n; v++) be->kv_free(be, &p->slots[v]);
+    free(p->slots);
+    memset(p, 0, sizeof *p);
 }

@@ -49,6 +49,8 @@ float sampler_uniform(sampler *s) { return s->p.temp > 0 ? rng_uniform(&s->rng) 
 int sampler_sample(sampler *s, const float *logits) { return sampler_pick(&s->p, logits, s->vocab, sampler_uniform(s), s->work); }
 
 int sampler_pick(const sampler_params *sp, const float *logits, int n, float u, struct prob_id *work) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(logits[i])) return -1;   // no distribution to draw from: an error for this sequence
     if (sp->temp <= 0) return argmax(logits, n);
     float mx = logits[argmax(logits, n)], sum = 0;
     for (int i = 0; i < n; i++) {

@@ -23,7 +23,8 @@ void sampler_init(sampler *s, const sampler_params *p, int vocab);
 void sampler_free(sampler *s);
 int sampler_sample(sampler *s, const float *logits);
 // The two halves of sampler_sample, for sampling elsewhere (on a GPU): the step's uniform draw (the RNG advances
-// only when sampling is random), and the choice from logits given that draw.
+// only when sampling is random), and the choice from logits given that draw. A row holding NaN or an infinity
+// gives -1: the sequence has failed, and its caller says so (never an id out of range).
 float sampler_uniform(sampler *s);
 int sampler_pick(const sampler_params *p, const float *logits, int vocab, float u, struct prob_id *work);
 int argmax(const float *x, int n);

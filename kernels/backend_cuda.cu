@@ -3,8 +3,9 @@
 // projections (a BF16 GEMV for up to 8 rows, cuBLAS GEMM beyond), bias + q/k norm + RoPE + KV append fused,
 // attention (split-KV for decode rows, tiled flash-style for a prompt's rows), output projection, residual fused into the next RMSNorm, SwiGLU MLP, residual.
 //
-// Decode steps run as CUDA graphs: the first step of a shape (the engine's key: sequences, schedules, one token
-// each) is captured from the stream and instantiated; later steps of that shape only refresh pinned host staging
+// Decode steps run as CUDA graphs: the second step of a shape (the engine's key: sequences, schedules, one token
+// each) is captured from the stream and instantiated - a shape seen once, as the last steps of a sweep's batch
+// where sequences finish one by one, is never worth a capture - and later steps of that shape only refresh pinned host staging
 // buffers - tokens, and per layer execution the rows' positions and KV slot pointers - which the graph's first
 // copies read, and replay. Everything else a kernel needs lives at fixed device addresses; attention's grid is
 // sized by the KV slots' capacity, not the current length, so one graph serves the whole generation.
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "kernels/backend_cuda.h"
@@ -43,7 +45,14 @@ struct cuda_backend {
     float *stage_logits;                          // (cap_logit_rows, vocab) pinned
     float *stage_uniform;                         // (cap_logit_rows) pinned: each row's draw when sampling
     int *stage_ids;                               // (cap_logit_rows) pinned: sampled ids
-    std::map<unsigned long long, cudaGraphExec_t> graphs;
+    struct graph {
+        cudaGraphExec_t exec;
+        unsigned long long last_used;
+    };
+    std::map<unsigned long long, graph> graphs;   // at most graph_cache, the least recently used evicted
+    std::set<unsigned long long> seen;            // shapes run once, eagerly (captured if they come again)
+    unsigned long long clock;
+    size_t graph_cache;                           // REPRISE_CUDA_GRAPH_CACHE, default 64
     long graph_replays, graph_captures;
     void *blas_workspace;
     cublasHandle_t blas;
@@ -103,7 +112,7 @@ const int ATTENTION_CHUNK = PLAN_ATTENTION_CHUNK;   // positions per split of th
 const int GRAPH_ROWS = PLAN_GRAPH_ROWS;             // decode steps of up to this many rows are captured as graphs
 
 void drop_graphs(cuda_backend *b) {   // their buffers moved
-    for (auto &g : b->graphs) cudaGraphExecDestroy(g.second);
+    for (auto &g : b->graphs) cudaGraphExecDestroy(g.second.exec);
     b->graphs.clear();
 }
 
@@ -201,7 +210,15 @@ void step_begin(backend *base, unsigned long long key, size_t staged_rows) {
     b->stage_at = 0;
     if (staged_rows > b->stage_cap) grow_stage(b, staged_rows);   // before any capture: pinned allocation is not capturable
     b->key = key;
-    b->mode = !b->use_graphs || !key ? EAGER : b->graphs.count(key) ? REPLAY : CAPTURE;
+    b->mode = EAGER;
+    if (b->use_graphs && key) {
+        if (b->graphs.count(key)) b->mode = REPLAY;
+        else if (b->seen.count(key)) b->mode = CAPTURE;
+        else {
+            if (b->seen.size() >= 64 * b->graph_cache) b->seen.clear();   // bounded too: a long sweep sees many shapes
+            b->seen.insert(key);
+        }
+    }
     if (b->mode == CAPTURE) CUDA_CHECK(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal));
 }
 
@@ -351,12 +368,23 @@ void finish_rows(cuda_backend *b, const int *rows, int n, const sampler_params *
         CUDA_CHECK(cudaStreamEndCapture(b->stream, &g));
         CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
         CUDA_CHECK(cudaGraphDestroy(g));
-        b->graphs[b->key] = exec;
+        if (b->graphs.size() >= b->graph_cache) {   // evict the least recently used
+            auto lru = b->graphs.begin();
+            for (auto it = b->graphs.begin(); it != b->graphs.end(); ++it)
+                if (it->second.last_used < lru->second.last_used) lru = it;
+            cudaGraphExecDestroy(lru->second.exec);
+            b->graphs.erase(lru);
+        }
+        b->graphs[b->key] = {exec, 0};
         b->graph_captures++;
         b->mode = REPLAY;
     } else if (b->mode == REPLAY)
         b->graph_replays++;
-    if (b->mode == REPLAY) CUDA_CHECK(cudaGraphLaunch(b->graphs[b->key], b->stream));
+    if (b->mode == REPLAY) {
+        cuda_backend::graph &g = b->graphs[b->key];
+        g.last_used = ++b->clock;
+        CUDA_CHECK(cudaGraphLaunch(g.exec, b->stream));
+    }
     CUDA_CHECK(cudaStreamSynchronize(b->stream));
     if (params) memcpy(out_ids, b->stage_ids, bytes);
     else memcpy(out_logits, b->stage_logits, bytes);
@@ -434,6 +462,8 @@ void destroy(backend *base) {
 }   // namespace
 
 extern "C" long backend_cuda_graph_replays(const backend *b) { return reinterpret_cast<const cuda_backend *>(b)->graph_replays; }
+extern "C" long backend_cuda_graph_captures(const backend *b) { return reinterpret_cast<const cuda_backend *>(b)->graph_captures; }
+extern "C" long backend_cuda_graphs_cached(const backend *b) { return (long)reinterpret_cast<const cuda_backend *>(b)->graphs.size(); }
 
 extern "C" backend *backend_cuda_create(const model_config *cfg, rp_err *err) {
     int n = 0;
@@ -456,6 +486,8 @@ extern "C" backend *backend_cuda_create(const model_config *cfg, rp_err *err) {
     b->base.sample = sample, b->base.plan = plan;
     const char *g = getenv("REPRISE_CUDA_GRAPHS");
     b->use_graphs = !(g && !strcmp(g, "0"));
+    const char *gc = getenv("REPRISE_CUDA_GRAPH_CACHE");
+    b->graph_cache = gc && atoi(gc) > 0 ? (size_t)atoi(gc) : 64;
     CUDA_CHECK(cudaStreamCreate(&b->stream));
     CUBLAS_CHECK(cublasCreate(&b->blas));
     CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));

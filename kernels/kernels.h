@@ -41,10 +41,10 @@ cudaError_t launch_swiglu(float *gate, const float *up, long n, cudaStream_t s);
 cudaError_t launch_to_bf16(const float *src, long n, bf16 *dst, cudaStream_t s);
 cudaError_t launch_add(float *x, const float *d, long n, cudaStream_t s);
 
-// Greedy ids of each row of logits (rows, vocab) (sample.cu).
+// Greedy ids of each row of logits (rows, vocab); -1 for a row holding NaN or an infinity (sample.cu).
 cudaError_t launch_argmax(const float *logits, int rows, int vocab, int *out, cudaStream_t s);
 // One id per row: temperature, then top-k, top-p, min-p over at most SAMPLE_MAX_K candidates, drawn with
-// uniform[r] in [0, 1); temp <= 0 is greedy. scratch: rows * vocab bytes (sample.cu).
+// uniform[r] in [0, 1); temp <= 0 is greedy; -1 for a row that is not finite. scratch: rows * vocab bytes (sample.cu).
 #define SAMPLE_MAX_K 1024
 cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, int top_k, float top_p, float min_p,
                           const float *uniform, unsigned char *scratch, int *out, cudaStream_t s);

@@ -27,9 +27,25 @@ __device__ static void block_argmax(const float *v, int n, const unsigned char *
     __syncthreads();   // sv/si are reused by the next call
 }
 
+// Whether the row holds NaN or an infinity (then its id is -1: the sequence has failed). Every thread gets it.
+__device__ static int row_not_finite(const float *v, int n, int *flag) {
+    if (threadIdx.x == 0) *flag = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        if (!(v[i] - v[i] == 0.0f)) *flag = 1;   // NaN and infinities only; a benign race: every writer writes 1
+    __syncthreads();
+    int bad = *flag;
+    __syncthreads();
+    return bad;
+}
+
 __global__ void argmax_kernel(const float *logits, int vocab, int *out) {
     __shared__ float sv[256];
-    __shared__ int si[256];
+    __shared__ int si[256], bad;
+    if (row_not_finite(logits + (size_t)blockIdx.x * vocab, vocab, &bad)) {
+        if (threadIdx.x == 0) out[blockIdx.x] = -1;
+        return;
+    }
     float best;
     int id;
     block_argmax(logits + (size_t)blockIdx.x * vocab, vocab, nullptr, sv, si, &best, &id);
@@ -39,8 +55,12 @@ __global__ void argmax_kernel(const float *logits, int vocab, int *out) {
 __global__ void sample_kernel(const float *logits, int vocab, float temp, int top_k, float top_p, float min_p,
                               const float *uniform, unsigned char *taken, int *out) {
     __shared__ float sv[256], cand_v[SAMPLE_MAX_K];
-    __shared__ int si[256], cand_id[SAMPLE_MAX_K];
+    __shared__ int si[256], cand_id[SAMPLE_MAX_K], bad;
     const float *l = logits + (size_t)blockIdx.x * vocab;
+    if (row_not_finite(l, vocab, &bad)) {
+        if (threadIdx.x == 0) out[blockIdx.x] = -1;
+        return;
+    }
     unsigned char *tk = taken + (size_t)blockIdx.x * vocab;
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) tk[i] = 0;
     __syncthreads();

@@ -939,10 +939,15 @@ int tokenizer_decode(const tokenizer *t, const int *ids, int n, int skip_special
     for (int i = 0; i < n; i++) {
         size_t tl;
         int special;
-        const char *s = ids[i] >= 0 ? token_text(t, ids[i], &tl, &special) : NULL;
-        if (!s) {
+        if (ids[i] < 0) {
             sl_free(&l);
-            return rp_fail(err, "token id %d is not in the tokenizer's vocabulary", ids[i]);
+            return rp_fail(err, "token id %d is not a token id", ids[i]);
+        }
+        char placeholder[40];   // ASCII without spaces, so that every decoder passes it through unchanged
+        const char *s = token_text(t, ids[i], &tl, &special);
+        if (!s) {
+            tl = (size_t)snprintf(placeholder, sizeof placeholder, "<|reprise:id=%d|>", ids[i]);
+            s = placeholder, special = 0;
         }
         if (skip_special && special) continue;
         sl_add(&l, s, tl);

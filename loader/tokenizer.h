@@ -20,7 +20,9 @@ void tokenizer_free(tokenizer *t);
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_special, int **ids, int *n, rp_err *err);
 
 // Decodes ids into a heap string (NUL-terminated; *len excludes it). skip_special drops special tokens.
-// Bytes that do not form UTF-8 come out as U+FFFD, as in HF tokenizers. An id outside the vocabulary is an error.
+// Bytes that do not form UTF-8 come out as U+FFFD, as in HF tokenizers. An id the tokenizer has no token for (Qwen
+// pads its embedding rows past the tokenizer's vocabulary; a model may sample one) decodes to the visible
+// placeholder "<|reprise:id=N|>"; a negative id is an error.
 int tokenizer_decode(const tokenizer *t, const int *ids, int n, int skip_special, char **out, size_t *len, rp_err *err);
 
 // Number of ids (model vocabulary and added tokens).

@@ -246,6 +246,17 @@ static void device_sampling_follows_the_cpu_rules(void) {
         CHECK(bad == 0, "temp %g top-k %d top-p %g min-p %g: %d of %d rows differ", c.temp, c.k, c.p, c.minp, bad, rows);
     }
     CHECK(launch_argmax(dl, rows, vocab, out, 0) == cudaSuccess && host(out, 1)[0] == 7, "argmax tie goes to the lower id: %d", host(out, 1)[0]);
+    // rows holding NaN or an infinity (one NaN, +inf, -inf, all NaN): -1, for every rule, as on the CPU
+    l[3 * vocab + 100] = NAN, l[5 * vocab + 7] = INFINITY, l[6 * vocab + 0] = -INFINITY;
+    for (int i = 0; i < vocab; i++) l[(size_t)8 * vocab + i] = NAN;
+    cudaMemcpy(dl, l.data(), l.size() * sizeof(float), cudaMemcpyHostToDevice);
+    for (auto c : cases) {
+        launch_sample(dl, rows, vocab, c.temp, c.k, c.p, c.minp, du, scratch, out, 0);
+        std::vector<int> got = host(out, rows);
+        for (int r : {3, 5, 6, 8})   // the CPU sampler's rule is tests/test_sampler.c's
+            CHECK(got[r] == -1, "temp %g: row %d is not finite: device %d", c.temp, r, got[r]);
+        CHECK(got[4] >= 0 && got[4] < vocab, "a finite row still samples");
+    }
     cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(scratch);
 }
 
@@ -361,39 +372,54 @@ static void repeat_equals_physical_duplicate_on_cuda(void) {
 }
 
 // Decode steps of three sequences with different schedules: replayed CUDA graphs give exactly the logits of eager
-// execution (REPRISE_CUDA_GRAPHS=0), step after step.
-static void graph_replay_equals_eager(void) {
+// execution (REPRISE_CUDA_GRAPHS=0), step after step. A shape is captured the second time it comes; with the cache
+// bounded to 2 graphs and steps cycling through 3 shapes (3, 2, then 1 of the sequences), the least recently used
+// graph is evicted and the results stay those of eager execution.
+static void decode_steps(int cycle_shapes, std::vector<float> *out, long *replays, long *captures, long *cached) {
     const char *names[3] = {"base", "rys:1,3", "rys:1,3,3"};
-    std::vector<float> out[2];
-    long replays = 0;
-    for (int graphs = 0; graphs < 2; graphs++) {
-        setenv("REPRISE_CUDA_GRAPHS", graphs ? "1" : "0", 1);
-        model m;
-        rp_err err;
-        CHECK(model_load(&m, FIXTURES_DIR "/llama", "cuda", 0, &err) == 0, "%s", err.msg);
-        int vocab = m.cfg.vocab_size;
-        schedule s[3];
-        sequence seqs[3], *ptr[3];
-        int tok[3] = {1, 2, 3}, one[3] = {1, 1, 1};
-        const int *feed[3] = {&tok[0], &tok[1], &tok[2]};
-        for (int i = 0; i < 3; i++) {
-            schedule_parse(&s[i], names[i], 4, &err);
-            sequence_init(&seqs[i], &m, &s[i], 40, &err);
-            ptr[i] = &seqs[i];
-        }
-        std::vector<float> lg(3 * vocab);
-        for (int step = 0; step < 12; step++) {
-            CHECK(forward(&m, ptr, 3, feed, one, 0, lg.data(), nullptr, &err) == 0, "%s", err.msg);
-            out[graphs].insert(out[graphs].end(), lg.begin(), lg.end());
-            for (int i = 0; i < 3; i++) tok[i] = argmax(&lg[i * vocab], vocab);
-        }
-        if (graphs) replays = backend_cuda_graph_replays(m.be);
-        for (int i = 0; i < 3; i++) sequence_free(&seqs[i], &m), schedule_free(&s[i]);
-        model_free(&m);
+    model m;
+    rp_err err;
+    CHECK(model_load(&m, FIXTURES_DIR "/llama", "cuda", 0, &err) == 0, "%s", err.msg);
+    int vocab = m.cfg.vocab_size;
+    schedule s[3];
+    sequence seqs[3], *ptr[3];
+    int tok[3] = {1, 2, 3}, one[3] = {1, 1, 1};
+    const int *feed[3] = {&tok[0], &tok[1], &tok[2]};
+    for (int i = 0; i < 3; i++) {
+        schedule_parse(&s[i], names[i], 4, &err);
+        sequence_init(&seqs[i], &m, &s[i], 40, &err);
+        ptr[i] = &seqs[i];
     }
-    unsetenv("REPRISE_CUDA_GRAPHS");
-    CHECK(replays == 11, "%ld of 12 steps replayed (the first is captured)", replays);
-    CHECK(out[0] == out[1], "replayed logits differ from eager ones (max diff %g)", max_diff(out[0], out[1]));
+    std::vector<float> lg(3 * vocab);
+    for (int step = 0; step < 12; step++) {
+        int n = cycle_shapes ? 3 - step % 3 : 3;
+        CHECK(forward(&m, ptr, n, feed, one, 0, lg.data(), nullptr, &err) == 0, "%s", err.msg);
+        out->insert(out->end(), lg.begin(), lg.begin() + n * vocab);
+        for (int i = 0; i < n; i++) tok[i] = argmax(&lg[i * vocab], vocab);
+    }
+    *replays = backend_cuda_graph_replays(m.be), *captures = backend_cuda_graph_captures(m.be);
+    *cached = backend_cuda_graphs_cached(m.be);
+    for (int i = 0; i < 3; i++) sequence_free(&seqs[i], &m), schedule_free(&s[i]);
+    model_free(&m);
+}
+
+static void graph_replay_equals_eager(void) {
+    for (int cycle = 0; cycle < 2; cycle++) {
+        std::vector<float> out[2];
+        long replays = 0, captures = 0, cached = 0;
+        if (cycle) setenv("REPRISE_CUDA_GRAPH_CACHE", "2", 1);
+        for (int graphs = 0; graphs < 2; graphs++) {
+            setenv("REPRISE_CUDA_GRAPHS", graphs ? "1" : "0", 1);
+            decode_steps(cycle, &out[graphs], &replays, &captures, &cached);
+        }
+        unsetenv("REPRISE_CUDA_GRAPHS");
+        unsetenv("REPRISE_CUDA_GRAPH_CACHE");
+        if (!cycle)   // one shape: step 1 eager, step 2 captured, steps 3..12 replayed
+            CHECK(replays == 10 && captures == 1 && cached == 1, "%ld replays, %ld captures of 12 steps", replays, captures);
+        else   // three shapes in turn, two graphs kept: each capture evicts the graph needed next
+            CHECK(cached == 2 && captures > 2, "%ld graphs cached after %ld captures (bound 2)", cached, captures);
+        CHECK(out[0] == out[1], "replayed logits differ from eager ones (max diff %g)", max_diff(out[0], out[1]));
+    }
 }
 
 #ifdef REPRISE_CUDA_EMULATION

@@ -59,9 +59,28 @@ static void same_seed_same_draws(void) {
     sampler_free(&c);
 }
 
+// A row holding NaN or an infinity has no distribution: -1 (the sequence failed), never an id, for every rule.
+static void non_finite_logits_give_minus_one(void) {
+    sampler_params rules[] = {{.temp = 0}, {.temp = 1, .top_k = 0, .top_p = 1}, {.temp = 0.7f, .top_k = 3, .top_p = 0.9f, .min_p = 0.05f}};
+    float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (size_t r = 0; r < sizeof rules / sizeof *rules; r++)
+        for (int b = 0; b < 3; b++) {
+            float row[V];
+            memcpy(row, logits, sizeof row);
+            row[2] = bad[b];
+            sampler s;
+            sampler_init(&s, &rules[r], V);
+            int id = sampler_sample(&s, row);
+            CHECK(id == -1, "rule %zu, value %g: got id %d", r, bad[b], id);
+            CHECK(sampler_sample(&s, logits) >= 0, "a finite row still samples");
+            sampler_free(&s);
+        }
+}
+
 int main(void) {
     RUN(greedy_is_argmax_lowest_id_on_ties);
     RUN(filters_keep_only_what_they_allow);
     RUN(same_seed_same_draws);
+    RUN(non_finite_logits_give_minus_one);
     return TEST_EXIT();
 }

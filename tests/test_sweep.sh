@@ -31,6 +31,10 @@ check "heatmaps are PNG files" $?
 cmp -s <(rows "$T/a/results.sqlite") <(rows "$T/naive/results.sqlite")
 check "shared-prefix batched sweep equals one-config-at-a-time, row by row" $?
 
+"$BIN" sweep --probe arith --items 12 --out "$T/b1" --batch 1 --ubatch 3 >/dev/null 2>&1
+cmp -s <(rows "$T/a/results.sqlite") <(rows "$T/b1/results.sqlite")
+check "--batch 1 --ubatch 3 gives the rows of --batch 64 --ubatch 512, exactly" $?
+
 # 3. the same command again resumes: nothing new, nothing repeated
 "$BIN" sweep --probe arith --items 12 --out "$T/a" >/dev/null 2>"$T/again.err"
 grep -q "0 new rows (264 were already done)" "$T/again.err"
@@ -84,6 +88,30 @@ expect_error "bad config" "'9'" "$BIN" sweep --probe arith --out "$T/e4" --confi
 "$BIN" export --schedule base -o "$T/other_model" >/dev/null 2>&1   # a copy of the built-in model: another directory
 expect_error "another model in the same --out" "holds a sweep with model" "$BIN" sweep -m "$T/other_model" --probe arith --out "$T/a"
 
+# 7. NaN logits fail the rows of the configs that meet them, never the sweep: a copy of the built-in model with NaN
+# weights in layer 2; "0-1,3-5" skips layer 2 and is scored, base and rys:1,3 fail with the reason
+"$BIN" export --schedule base -o "$T/nan_model" >/dev/null 2>&1
+python3 - "$T/nan_model/model.safetensors" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "r+b")
+n = struct.unpack("<Q", f.read(8))[0]
+t = json.loads(f.read(n))["model.layers.2.mlp.down_proj.weight"]
+f.seek(8 + n + t["data_offsets"][0])
+f.write(struct.pack("<f", float("nan")) * 64)
+PY
+"$BIN" sweep -m "$T/nan_model" --probe arith --items 4 --configs "0-1,3-5;rys:1,3" --out "$T/nan" >"$T/nan.out" 2>"$T/nan.err"
+r=$?
+python3 - "$T/nan/summary.json" "$T/nan/results.sqlite" <<'PY' || r=1
+import json, sqlite3, sys
+f = json.load(open(sys.argv[1]))["failures"]
+assert len(f) == 8 and {x["config"] for x in f} == {"base", "rys:1,3"}, f
+assert all(x["reason"].startswith("non-finite logits (NaN or infinity)") for x in f), f
+n = sqlite3.connect(sys.argv[2]).execute("SELECT count(*) FROM results r JOIN configs c ON c.id = r.config WHERE c.label = '0-1,3-5'").fetchone()[0]
+assert n == 4, n
+PY
+grep -q "no scored item" "$T/nan.out" || r=1
+check "NaN logits: the configs that meet them fail with the reason, the others are scored, the sweep completes" $r
+
 S=$SHARED/models/stories260K
 if [ -f "$S/config.json" ] && [ -f "$SHARED/probes/rys/math_16.json" ]; then
     printf '%s\n' '{"prompt": "Once upon a time", "answer": ", there", "match": "exact"}' \
@@ -94,8 +122,23 @@ if [ -f "$S/config.json" ] && [ -f "$SHARED/probes/rys/math_16.json" ]; then
     printf '%s' '{"1": {"prompt": "Tom lost his ball. First pass scores:\nSad: <score>\nHappy: <score>\nAngry: <score>\nCalm: <score>\n",' \
         '"reference_answer": {"emotion1": "Sad", "emotion1_score": 5, "emotion2": "Happy", "emotion2_score": 0, "emotion3": "Angry",' \
         '"emotion3_score": 3, "emotion4": "Calm", "emotion4_score": 2}}}' >"$T/eq.json"
-    expect_error "a prompt longer than the context" "do not fit the context of 512" "$BIN" sweep -m "$S" \
-        --probe "eq:$SHARED/probes/rys/eq_16.json" --items 1 --configs "rys:1,3" --out "$T/eqlong"
+    # an item that cannot run is a failed row with its reason; the sweep goes on, and a rerun does not retry it
+    "$BIN" sweep -m "$S" --probe "eq:$SHARED/probes/rys/eq_16.json" --items 2 --configs "rys:1,3" --out "$T/eqlong" \
+        >/dev/null 2>"$T/eqlong.err"
+    r=$?
+    python3 - "$T/eqlong/summary.json" <<'PY' || r=1
+import json, sys
+f = json.load(open(sys.argv[1]))["failures"]
+assert len(f) == 4 and all("do not fit the context of 512" in x["reason"] for x in f), f
+assert {x["config"] for x in f} == {"base", "rys:1,3"}, f
+PY
+    grep -q "4 rows failed and have no score" "$T/eqlong.err" || r=1
+    "$BIN" sweep -m "$S" --probe "eq:$SHARED/probes/rys/eq_16.json" --items 2 --configs "rys:1,3" --out "$T/eqlong" >/dev/null 2>"$T/eqlong2.err"
+    grep -q "0 new rows (4 were already done)" "$T/eqlong2.err" || r=1
+    "$BIN" sweep -m "$S" --probe "eq:$SHARED/probes/rys/eq_16.json" --items 2 --configs "rys:1,3" --out "$T/eqlong" \
+        --retry-failed >/dev/null 2>"$T/eqlong3.err"
+    grep -q -- "--retry-failed: 4 failed rows will run again" "$T/eqlong3.err" || r=1
+    check "prompts longer than the context: failed rows with their reason, the sweep completes, not retried unless asked" $r
     "$BIN" sweep -m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --probe "eq:$T/eq.json" \
         --probe "jsonl:$T/custom.jsonl" --probe "mc:$T/mc.jsonl" --items 3 --configs "rys:1,3;rys:2,4;0-1,3-4" \
         --out "$T/st" >"$T/st.out" 2>"$T/st.err"

@@ -216,8 +216,44 @@ static void bad_tokenizer_files_are_named(void) {
     free(tmp);
 }
 
+// An id past the tokenizer's vocabulary (Qwen pads its embedding rows past it, and a model can sample one) decodes
+// to a visible placeholder, alone, in text, and streamed; a negative id is still an error.
+static void ids_without_a_token_decode_to_a_placeholder(void) {
+    rp_err err;
+    tokenizer *t = tokenizer_load(FIXTURES_DIR "/bytelevel_tokenizer.json", &err);
+    CHECK(t != NULL, "%s", err.msg);
+    if (!t) return;
+    int *ids, n;
+    CHECK(tokenizer_encode(t, "ab", 2, 0, &ids, &n, &err) == 0 && n >= 1, "%s", err.msg);
+    int big = tokenizer_vocab_size(t) + 5, seq[4] = {ids[0], big, ids[0], -1};
+    char *text;
+    size_t len;
+    char want[64];
+    snprintf(want, sizeof want, "<|reprise:id=%d|>", big);
+    CHECK(tokenizer_decode(t, seq, 3, 1, &text, &len, &err) == 0 && strstr(text, want), "decoded '%s'", text);
+    free(text);
+    detok_stream ds;
+    detok_stream_init(&ds, t, 1);
+    char *acc = calloc(1, 1);
+    for (int i = 0; i < 3; i++) {
+        char *piece = detok_stream_push(&ds, seq[i], &err);
+        CHECK(piece != NULL, "%s", err.msg);
+        acc = realloc(acc, strlen(acc) + (piece ? strlen(piece) : 0) + 1), strcat(acc, piece ? piece : "");
+        free(piece);
+    }
+    char *rest = detok_stream_flush(&ds, &err);
+    acc = realloc(acc, strlen(acc) + strlen(rest) + 1), strcat(acc, rest);
+    CHECK(strstr(acc, want) != NULL, "streamed '%s'", acc);
+    free(rest), free(acc);
+    detok_stream_free(&ds);
+    CHECK(tokenizer_decode(t, seq + 3, 1, 1, &text, &len, &err) != 0 && strstr(err.msg, "-1"), "negative id: %s", err.msg);
+    free(ids);
+    tokenizer_free(t);
+}
+
 int main(void) {
     RUN(bad_tokenizer_files_are_named);
+    RUN(ids_without_a_token_decode_to_a_placeholder);
     if (!file_exists(TOK_DIR "/gpt2/tokenizer.json")) {
         fprintf(stderr, "SKIP: %s is absent (the shared test data is not checked out here)\n", TOK_DIR);
         return TEST_SKIP;

@@ -41,6 +41,8 @@ static const char *usage =
     "  --batch N            most configs decoded together (default 64)\n"
     "  --top N              rows of the ranking (default 10)\n"
     "  --naive              one config at a time, nothing shared (the baseline of bench_sweep)\n"
+    "  --ubatch N           most rows of one forward step; prompts run in windows of N rows (default 512)\n"
+    "  --retry-failed       run again the rows that failed (recorded with their reason, otherwise skipped)\n"
     "  --backend B, -t N    as for generate\n";
 
 static int make_dir(const char *d, rp_err *err) {
@@ -108,6 +110,18 @@ static int merge(int argc, char **argv) {
             }
         }
         sqlite3_finalize(st);
+        // failed rows travel too, so the merged summary lists them
+        sqlite3_prepare_v2(in.db, "SELECT c.label, c.schedule, c.i, c.j, c.k, c.visits, f.probe, f.item, f.reason "
+                                  "FROM failures f JOIN configs c ON c.id = f.config", -1, &st, NULL);
+        while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+            int id, ci = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 2);
+            rc = sweep_db_config(&d, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1), ci,
+                                 sqlite3_column_int(st, 3), sqlite3_column_int(st, 4), sqlite3_column_int(st, 5), &id, &err);
+            const char *probe = (const char *)sqlite3_column_text(st, 6), *item = (const char *)sqlite3_column_text(st, 7);
+            if (!rc && !sweep_db_has_result(&d, id, probe, item))
+                rc = sweep_db_add_failure(&d, id, probe, item, (const char *)sqlite3_column_text(st, 8), &err);
+        }
+        sqlite3_finalize(st);
         sweep_db_close(&in);
     }
     if (!rc) {
@@ -124,7 +138,7 @@ int cmd_sweep(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "merge")) return merge(argc, argv);
     // the sweep's own flags first; the rest go through the shared parser
     const char *probes[16], *out = NULL;
-    int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, code;
+    int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, retry_failed = 0, code;
     unsigned seed = 0;
     space_opts so = {.stride = 1, .repeat = 2};
     char **rest = malloc(sizeof(char *) * (size_t)argc);
@@ -155,9 +169,10 @@ int cmd_sweep(int argc, char **argv) {
                 so.shard_k >= so.shard_n)
                 return fprintf(stderr, "reprise sweep: --shard %s: expected K/N with 0 <= K < N\n", v), 2;
         } else if (!strcmp(a, "--naive")) naive = 1, takes = 0;
+        else if (!strcmp(a, "--retry-failed")) retry_failed = 1, takes = 0;
         else takes = 0;
         if (takes) i++;
-        else if (i >= 2 && strcmp(a, "--naive")) rest[n_rest++] = argv[i];
+        else if (i >= 2 && strcmp(a, "--naive") && strcmp(a, "--retry-failed")) rest[n_rest++] = argv[i];
     }
     if (items < 1 || batch < 1 || top < 0 || so.stride < 1 || so.repeat < 1) {
         free(rest);
@@ -168,15 +183,16 @@ int cmd_sweep(int argc, char **argv) {
     fw[0] = argv[0], fw[1] = argv[1];
     for (int i = 0; i < n_rest; i++) fw[i + 2] = rest[i];
     cli_opts o;
-    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system", usage, &o, &code);
+    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system ubatch", usage, &o, &code);
     free(fw);
     free(rest);
     if (rc) return code;
     seed = (unsigned)o.sampling.seed;
     if (!n_probes || !out) return fprintf(stderr, "reprise sweep: --probe and --out are required (see --help)\n"), 2;
 
-    model m;
-    if (model_load(&m, o.model_dir, o.backend, o.threads, &err)) return fprintf(stderr, "reprise sweep: %s\n", err.msg), 1;
+    model m = {0};
+    model_config cfg;
+    if (config_load(&cfg, o.model_dir, &err)) return fprintf(stderr, "reprise sweep: %s\n", err.msg), 1;
     char *tp = path_join(o.model_dir, "tokenizer.json");
     tokenizer *tok = file_exists(tp) ? tokenizer_load(tp, &err) : NULL;
     if (!tok && !file_exists(tp)) rp_fail(&err, "%s has no tokenizer.json, which a sweep needs", o.model_dir);
@@ -186,12 +202,16 @@ int cmd_sweep(int argc, char **argv) {
     config_list cl = {0};
     sweep_db d = {0};
     sweep_run r = {.m = &m, .tok = tok, .system = o.system, .probes = ps, .configs = &cl, .db = &d, .batch = batch,
-                   .naive = naive, .progress = isatty(2) ? 2 : 1};
+                   .naive = naive, .progress = isatty(2) ? 2 : 1, .ubatch = o.ubatch};
     rc = tok ? 0 : -1;
     if (!rc) rc = chat_template_load(&r.ct, o.model_dir, o.chat_template, &err);
     for (int p = 0; p < n_probes && !rc; p++, loaded++) rc = probe_load(&ps[p], probes[p], items, items, seed, &err);
     r.n_probes = loaded;
-    if (!rc) rc = sweep_space_build(&cl, m.cfg.n_layers, &so, &err);
+    if (!rc) rc = sweep_space_build(&cl, cfg.n_layers, &so, &err);
+    // every prompt tokenized first: the memory plan needs the longest, and is checked before any weight is read
+    plan_shape shape;
+    if (!rc) rc = sweep_prepare(&r, &cfg, &shape, &err);
+    if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err);
     if (!rc) rc = make_dir(out, &err);
     char *dbp = path_join(out, "results.sqlite");
     if (!rc) rc = sweep_db_open(&d, dbp, &err);
@@ -201,6 +221,9 @@ int cmd_sweep(int argc, char **argv) {
         free(abs);
     }
     if (!rc) rc = sweep_db_check_meta(&d, "chat_template", chat_family_name(r.ct.family), &err);
+    long forgotten = 0;
+    if (!rc && retry_failed && !(rc = sweep_db_forget_failures(&d, &forgotten, &err)))
+        fprintf(stderr, "reprise sweep: --retry-failed: %ld failed rows will run again\n", forgotten);
     r.config_ids = malloc(sizeof(int) * (size_t)(cl.n ? cl.n : 1));
     for (int c = 0; c < cl.n && !rc; c++) rc = sweep_db_add_config(&d, &cl.c[c], &r.config_ids[c], &err);
     for (int p = 0; p < loaded && !rc; p++)
@@ -221,6 +244,7 @@ int cmd_sweep(int argc, char **argv) {
     free(r.config_ids);
     sweep_db_close(&d);
     sweep_space_free(&cl);
+    sweep_prompts_free(&r);
     for (int p = 0; p < loaded; p++) probe_free(&ps[p]);
     tokenizer_free(tok);
     model_free(&m);

@@ -116,6 +116,7 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     sampler *smp[1] = {&s->smp};
     int next;   // sampled where the backend samples (on the GPU for the CUDA backend)
     if (forward_sample(&s->m, batch, 1, &feed, &n_feed, smp, &next, NULL, err)) return -1;
+    if (next < 0) return rp_fail(err, "the logits after the prompt are not finite (NaN or infinity): nothing to sample");
     memcpy(s->cached + common, feed, sizeof(int) * (size_t)n_feed);
     s->n_cached = n;
     st->n_prompt_fed = n_feed;
@@ -161,6 +162,10 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
         n_feed = 1;
         if (forward_sample(&s->m, batch, 1, &feed, &n_feed, smp, &next, NULL, err)) {
             rc = -1;
+            break;
+        }
+        if (next < 0) {
+            rc = rp_fail(err, "the logits at generated token %d are not finite (NaN or infinity): stopped", i + 2);
             break;
         }
         s->cached[s->n_cached++] = fed;

@@ -16,7 +16,9 @@ static const char *SCHEMA =
     "CREATE TABLE IF NOT EXISTS items(probe TEXT NOT NULL, item TEXT NOT NULL, prompt TEXT NOT NULL, answer TEXT,"
     " PRIMARY KEY(probe, item));"
     "CREATE TABLE IF NOT EXISTS results(config INTEGER NOT NULL REFERENCES configs(id), probe TEXT NOT NULL,"
-    " item TEXT NOT NULL, score REAL NOT NULL, reply TEXT, PRIMARY KEY(config, probe, item));";
+    " item TEXT NOT NULL, score REAL NOT NULL, reply TEXT, PRIMARY KEY(config, probe, item));"
+    "CREATE TABLE IF NOT EXISTS failures(config INTEGER NOT NULL REFERENCES configs(id), probe TEXT NOT NULL,"
+    " item TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY(config, probe, item));";
 
 static int fail(sweep_db *d, rp_err *err, const char *what) {
     return rp_fail(err, "%s: %s: %s", d->path, what, sqlite3_errmsg(d->db));
@@ -40,7 +42,8 @@ int sweep_db_open(sweep_db *d, const char *path, rp_err *err) {
     }
     if (sqlite3_prepare_v2(d->db, "INSERT INTO results(config, probe, item, score, reply) VALUES(?,?,?,?,?)", -1,
                            &d->insert_result, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(d->db, "SELECT 1 FROM results WHERE config=? AND probe=? AND item=?", -1, &d->has_result,
+        sqlite3_prepare_v2(d->db, "SELECT 1 FROM results WHERE config=?1 AND probe=?2 AND item=?3 UNION ALL "
+                           "SELECT 1 FROM failures WHERE config=?1 AND probe=?2 AND item=?3", -1, &d->has_result,
                            NULL) != SQLITE_OK) {
         fail(d, err, "prepare");
         sweep_db_close(d);
@@ -140,4 +143,22 @@ int sweep_db_add_result(sweep_db *d, int config, const char *probe, const char *
     sqlite3_bind_double(d->insert_result, 4, score);
     sqlite3_bind_text(d->insert_result, 5, reply ? reply : "", -1, SQLITE_TRANSIENT);
     return sqlite3_step(d->insert_result) == SQLITE_DONE ? 0 : fail(d, err, "add result");
+}
+
+int sweep_db_add_failure(sweep_db *d, int config, const char *probe, const char *item, const char *reason, rp_err *err) {
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(d->db, "INSERT OR REPLACE INTO failures(config, probe, item, reason) VALUES(?,?,?,?)", -1, &st, NULL);
+    sqlite3_bind_int(st, 1, config);
+    sqlite3_bind_text(st, 2, probe, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, item, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, reason, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : fail(d, err, "add failure");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int sweep_db_forget_failures(sweep_db *d, long *n, rp_err *err) {
+    if (sqlite3_exec(d->db, "DELETE FROM failures", NULL, NULL, NULL) != SQLITE_OK) return fail(d, err, "forget failures");
+    *n = sqlite3_changes(d->db);
+    return 0;
 }

@@ -25,7 +25,13 @@ int sweep_db_config(sweep_db *d, const char *label, const char *schedule, int i,
 // The item as stored, or adds it; a stored item whose prompt or answer differs is an error.
 int sweep_db_item(sweep_db *d, const char *probe, const char *item, const char *prompt, const char *answer, rp_err *err);
 
+// Whether the row is done: a result, or a recorded failure (not retried unless forgotten).
 int sweep_db_has_result(sweep_db *d, int config, const char *probe, const char *item);
 int sweep_db_add_result(sweep_db *d, int config, const char *probe, const char *item, double score, const char *reply, rp_err *err);
+
+// A (config, item) that could not be evaluated, with its reason (a prompt longer than the context, non-finite
+// logits, ...): it has no score, is listed in the summary, and a rerun skips it; --retry-failed forgets them all.
+int sweep_db_add_failure(sweep_db *d, int config, const char *probe, const char *item, const char *reason, rp_err *err);
+int sweep_db_forget_failures(sweep_db *d, long *n, rp_err *err);
 
 #endif

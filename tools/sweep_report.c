@@ -7,6 +7,7 @@
 #include "tools/sweep_report.h"
 
 #include <cairo.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,7 +190,25 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
         }
         fprintf(f, "}}%s\n", ci + 1 < S->n_cfg ? "," : "");
     }
-    fprintf(f, "]}\n");
+    // rows that could not be evaluated, with their reasons
+    cJSON *failures = cJSON_CreateArray();
+    sqlite3_stmt *fs;
+    sqlite3_prepare_v2(db, "SELECT c.label, f.probe, f.item, f.reason FROM failures f JOIN configs c ON c.id = f.config "
+                           "ORDER BY c.id, f.probe, f.item", -1, &fs, NULL);
+    while (sqlite3_step(fs) == SQLITE_ROW) {
+        cJSON *o = cJSON_CreateObject();
+        const char *keys[4] = {"config", "probe", "item", "reason"};
+        for (int k = 0; k < 4; k++) cJSON_AddStringToObject(o, keys[k], (const char *)sqlite3_column_text(fs, k));
+        cJSON_AddItemToArray(failures, o);
+    }
+    sqlite3_finalize(fs);
+    char *ftext = cJSON_PrintUnformatted(failures);
+    fprintf(f, "], \"failures\": %s}\n", ftext);
+    if (cJSON_GetArraySize(failures))
+        fprintf(stderr, "reprise sweep: %d rows failed and have no score; their reasons are in %s\n",
+                cJSON_GetArraySize(failures), path);
+    free(ftext);
+    cJSON_Delete(failures);
     fclose(f);
     free(path);
 
@@ -411,14 +430,17 @@ int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_
     for (int p = 0; p < S.n_probe; p++) printf("  %-24.24s", S.probe[p]);
     printf("  %8s\n", "balanced");
     printf("%-4s %-18s %6d", "-", "base", S.c[S.base].visits);
-    for (int p = 0; p < S.n_probe; p++) printf("  mean %-19.4f", S.c[S.base].mean[p]);
+    for (int p = 0; p < S.n_probe; p++)
+        if (isnan(S.c[S.base].mean[p])) printf("  %-24s", "no scored item");
+        else printf("  mean %-19.4f", S.c[S.base].mean[p]);
     printf("\n");
     for (int r = 0; r < n && r < top_n; r++) {
         const cfg_row *c = &S.c[order[r]];
         printf("%-4d %-18.18s %6d", r + 1, c->label, c->visits);
         for (int p = 0; p < S.n_probe; p++) {
             char cell[64];
-            snprintf(cell, sizeof cell, "%+.4f+-%.4f%s", c->delta[p], isnan(c->se[p]) ? 0.0 : c->se[p], noise(c, p) ? " ~" : " *");
+            if (isnan(c->delta[p])) snprintf(cell, sizeof cell, "no paired item");
+            else snprintf(cell, sizeof cell, "%+.4f+-%.4f%s", c->delta[p], isnan(c->se[p]) ? 0.0 : c->se[p], noise(c, p) ? " ~" : " *");
             printf("  %-24s", cell);
         }
         printf("  %8.3f\n", c->balanced);

@@ -9,6 +9,7 @@
 
 #include "engine/sampler.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,26 @@ static int finish(sweep_run *r, const probe *p, const probe_item *it, slot *s, d
     free(text);
     s->done = 1;
     r->rows_done++;
+    if (rc) r->db_failed = 1;
     return rc;
+}
+
+// A (config, item) that cannot be scored: recorded with its reason and counted, so the sweep goes on. Only a
+// database write that fails is an error (then r->db_failed is set and the sweep stops).
+static int fail_row(sweep_run *r, const probe *p, const probe_item *it, int cfg, const char *reason, rp_err *err) {
+    r->rows_done++;
+    r->rows_failed++;
+    if (r->progress && r->rows_failed <= 5)
+        fprintf(stderr, "%ssweep: %s item %s, config %s: failed: %s%s\n", r->progress == 2 ? "\n" : "", p->name, it->id,
+                r->configs->c[cfg].label, reason, r->rows_failed == 5 ? " (further failures: summary.json)" : "");
+    int rc = sweep_db_add_failure(r->db, r->config_ids[cfg], p->name, it->id, reason, err);
+    if (rc) r->db_failed = 1;
+    return rc;
+}
+
+static int fail_slot(sweep_run *r, const probe *p, const probe_item *it, slot *s, const char *reason, rp_err *err) {
+    s->done = 1;
+    return fail_row(r, p, it, s->cfg, reason, err);
 }
 
 // Multiple choice: the log-likelihood of each option after the prompt, every config at once; rewinding the cache
@@ -124,7 +144,9 @@ static int score_options(sweep_run *r, const probe *p, const probe_item *it, slo
         free(opt);
     }
     int answer = atoi(it->answer);
-    for (int i = 0; i < n && !rc; i++) rc = finish(r, p, it, &slots[i], pick[i] == answer ? 1.0 : 0.0, err);
+    for (int i = 0; i < n && !rc; i++)
+        rc = !isfinite(best[i]) ? fail_slot(r, p, it, &slots[i], "non-finite logits (NaN or infinity) scoring the options", err)
+                                : finish(r, p, it, &slots[i], pick[i] == answer ? 1.0 : 0.0, err);
     free(best), free(pick), free(seqs);
     return rc;
 }
@@ -141,13 +163,19 @@ static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slot
     const int **feeds = malloc(sizeof *feeds * n);
     int *counts = malloc(sizeof(int) * n), *next = malloc(sizeof(int) * n), *fed = malloc(sizeof(int) * n);
     int *idx = malloc(sizeof(int) * n), *ids = malloc(sizeof(int) * n);
-    for (int i = 0; i < n; i++) next[i] = argmax(logits + (size_t)i * vocab, vocab), smp[i] = &greedy;
+    for (int i = 0; i < n; i++) next[i] = sampler_sample(&greedy, logits + (size_t)i * vocab), smp[i] = &greedy;
     while (!rc) {
         int m = 0;
         for (int i = 0; i < n && !rc; i++) {
             slot *s = &slots[i];
             if (s->done) continue;
             int tok = next[i];
+            if (tok < 0) {
+                char why[96];
+                snprintf(why, sizeof why, "non-finite logits (NaN or infinity) after %d reply tokens", s->n_reply);
+                rc = fail_slot(r, p, it, s, why, err);
+                continue;
+            }
             if (is_stop(r, tok, eot)) {
                 rc = finish(r, p, it, s, -1, err);
                 continue;
@@ -191,29 +219,35 @@ static int prefill(sweep_run *r, slot *slots, int n, const int *ids, int P, cons
     return rc;
 }
 
-static int run_item(sweep_run *r, const probe *p, const probe_item *it, double t0, rp_err *err) {
+// Every config of the batch that has no row yet fails with the reason (a model error mid-batch).
+static int fail_unfinished(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const char *reason, rp_err *err) {
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++)
+        if (!slots[i].done) rc = fail_slot(r, p, it, &slots[i], reason, err);
+    return rc;
+}
+
+// Evaluates the item's pending configs. Returns -1 only when the database fails; a problem of the item or of a
+// config (a prompt that does not fit, non-finite logits) is recorded as a failed row and the sweep goes on.
+static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sweep_prompt *sp, double t0, rp_err *err) {
     config_list *cl = r->configs;
-    int *pending = malloc(sizeof(int) * cl->n), n_pending = 0;
+    int *pending = malloc(sizeof(int) * cl->n), n_pending = 0, rc = 0;
     for (int c = 0; c < cl->n; c++)
         if (!sweep_db_has_result(r->db, r->config_ids[c], p->name, it->id)) pending[n_pending++] = c;
+    if (sp->error) {   // the prompt cannot run: every pending config fails with its reason
+        for (int t = 0; t < n_pending && !rc; t++) rc = fail_row(r, p, it, pending[t], sp->error, err);
+        free(pending);
+        report_progress(r, t0);
+        return rc;
+    }
     if (!n_pending) {
         free(pending);
         return 0;
     }
-    int *ids, P, rc;
-    if ((rc = prompt_ids(r, it->prompt, &ids, &P, err))) {
-        free(pending);
-        return rp_wrap(err, "%s item %s", p->name, it->id);
-    }
-    int longest = p->max_new;
-    for (int o = 0; o < it->n_options; o++) longest = longest > (int)strlen(it->options[o]) + 1 ? longest : (int)strlen(it->options[o]) + 1;
-    int ctx = P + longest, N = r->m->cfg.n_layers, dim = r->m->cfg.dim, vocab = r->m->cfg.vocab_size;
-    if (P == 0 || ctx > r->m->cfg.max_pos) {
-        free(pending), free(ids);
-        return rp_fail(err, "%s item %s: the prompt (%d tokens) and its reply (%d) do not fit the context of %d", p->name,
-                       it->id, P, longest, r->m->cfg.max_pos);
-    }
+    const int *ids = sp->ids;
+    int P = sp->n, N = r->m->cfg.n_layers, dim = r->m->cfg.dim, vocab = r->m->cfg.vocab_size;
     int eot = r->ct.family != CHAT_NONE ? tokenizer_token_id(r->tok, chat_end_of_turn(&r->ct)) : -1;
+    rp_err merr;   // a model error: fails the rows it concerns, not the sweep
 
     // the base's hidden state at every visit where a config leaves it (none when naive: nothing is shared)
     int *from = calloc((size_t)n_pending, sizeof(int)), *cuts = malloc(sizeof(int) * (n_pending + 1)), n_cuts = 0;
@@ -231,48 +265,111 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, double t
     schedule base_sched;
     schedule_base(&base_sched, N);
     float *logits = malloc(sizeof(float) * (size_t)(r->batch + 1) * vocab);
+    r->pool.used = 0;   // the pool's slots serve this item: the base's, then each batch's
+    int base_failed = 0, have_base = 0;
     if (n_cuts) {
-        rc = sequence_init(&base.seq, r->m, &base_sched, ctx, err);
+        base_failed = sequence_init_pooled(&base.seq, r->m, &base_sched, &r->pool, &merr);
+        have_base = !base_failed;
         sequence *b1[1] = {&base.seq};
         const int *feed = ids;
-        for (int k = 0; k < n_cuts && !rc; k++) {
+        for (int k = 0; k < n_cuts && !base_failed; k++) {
             snap[k] = malloc(sizeof(float) * (size_t)P * dim);
             int start = k ? cuts[k - 1] : 0;
             forward_span span = {.from_visit = &start, .hidden_in = k ? snap[k - 1] : NULL, .to_visit = cuts[k], .hidden_out = snap[k]};
-            rc = forward_span_run(r->m, b1, 1, &feed, &P, &span, 0, NULL, &r->stats, err);
+            base_failed = forward_span_run(r->m, b1, 1, &feed, &P, &span, 0, NULL, &r->stats, &merr);
         }
     }
+    if (base_failed)   // without the base's prefix no config of this item can run
+        for (int t = 0; t < n_pending && !rc; t++) rc = fail_row(r, p, it, pending[t], merr.msg, err);
 
     // configs in batches: KV slots before `from` copied from the base, the rest of the prompt run, then decoding
-    int step = r->naive ? 1 : r->batch;
-    for (int t0i = 0; t0i < n_pending && !rc; t0i += step) {
+    int step = r->naive ? 1 : r->batch, mark = r->pool.used;
+    for (int t0i = 0; t0i < n_pending && !rc && !base_failed; t0i += step) {
         int n = n_pending - t0i < step ? n_pending - t0i : step;
         slot *slots = calloc((size_t)n, sizeof *slots);
         float **snap_of = malloc(sizeof *snap_of * n);
-        int *fr = malloc(sizeof(int) * n), made = 0;
-        for (int i = 0; i < n && !rc; i++, made++) {
+        int *fr = malloc(sizeof(int) * n), made = 0, failed = 0;
+        r->pool.used = mark;
+        for (int i = 0; i < n; i++) slots[i].cfg = pending[t0i + i];
+        for (int i = 0; i < n && !failed; i++, made++) {
             int c = pending[t0i + i];
-            slots[i].cfg = c;
-            slots[i].reply = malloc(sizeof(int) * (size_t)(longest + 1));
+            slots[i].reply = malloc(sizeof(int) * (size_t)(p->max_new + 1));
             fr[i] = from[t0i + i];
-            if ((rc = sequence_init(&slots[i].seq, r->m, &cl->c[c].sched, ctx, err))) break;
+            if ((failed = sequence_init_pooled(&slots[i].seq, r->m, &cl->c[c].sched, &r->pool, &merr))) break;
             snap_of[i] = NULL;
             for (int k = 0; k < n_cuts; k++)
                 if (cuts[k] == fr[i]) snap_of[i] = snap[k];
             for (int v = 0; v < fr[i]; v++) r->m->be->kv_copy(r->m->be, &slots[i].seq.cache.slots[v], &base.seq.cache.slots[v], P);
         }
-        if (!rc) rc = prefill(r, slots, n, ids, P, fr, snap_of, logits, err);
-        if (!rc) rc = p->kind == PROBE_MC ? score_options(r, p, it, slots, n, logits, P, err) : decode(r, p, it, slots, n, logits, eot, err);
+        if (!failed) failed = prefill(r, slots, n, ids, P, fr, snap_of, logits, &merr);
+        if (!failed)
+            failed = p->kind == PROBE_MC ? score_options(r, p, it, slots, n, logits, P, &merr)
+                                         : decode(r, p, it, slots, n, logits, eot, &merr);
+        if (r->db_failed) rc = -1, *err = merr;
+        else if (failed) rc = fail_unfinished(r, p, it, slots, n, merr.msg, err);
         for (int i = 0; i < made; i++) sequence_free(&slots[i].seq, r->m), free(slots[i].reply);
         if (made < n) free(slots[made].reply);
         free(slots), free(snap_of), free(fr);
         report_progress(r, t0);
     }
-    if (n_cuts) sequence_free(&base.seq, r->m);
+    if (have_base) sequence_free(&base.seq, r->m);
     for (int k = 0; k < n_cuts; k++) free(snap[k]);
-    free(snap), free(cuts), free(from), free(pending), free(ids), free(logits);
+    free(snap), free(cuts), free(from), free(pending), free(logits);
     schedule_free(&base_sched);
     return rc;
+}
+
+static int by_visits_desc(const void *a, const void *b) { return *(const int *)b - *(const int *)a; }
+
+int sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape, rp_err *err) {
+    int ctx_max = 1, N = cfg->n_layers;
+    r->prompts = calloc((size_t)r->n_probes, sizeof *r->prompts);
+    for (int p = 0; p < r->n_probes; p++) {
+        const probe *pr = &r->probes[p];
+        r->prompts[p] = calloc((size_t)(pr->n_items ? pr->n_items : 1), sizeof **r->prompts);
+        for (int i = 0; i < pr->n_items; i++) {
+            const probe_item *it = &pr->items[i];
+            sweep_prompt *sp = &r->prompts[p][i];
+            rp_err e;
+            int longest = pr->max_new;
+            for (int o = 0; o < it->n_options; o++)
+                if ((int)strlen(it->options[o]) + 1 > longest) longest = (int)strlen(it->options[o]) + 1;
+            if (prompt_ids(r, it->prompt, &sp->ids, &sp->n, &e)) rp_wrap(&e, "the prompt cannot be tokenized");
+            else if (sp->n == 0) rp_fail(&e, "the prompt is empty");
+            else if (sp->n + longest > cfg->max_pos)
+                rp_fail(&e, "the prompt (%d tokens) and its reply (%d) do not fit the context of %d", sp->n, longest, cfg->max_pos);
+            else {
+                if (sp->n + longest > ctx_max) ctx_max = sp->n + longest;
+                continue;
+            }
+            sp->error = strdup(e.msg);
+        }
+    }
+    // the pool: the base's slots and those of the batch with the most visits
+    int n = r->configs->n, step = r->naive ? 1 : r->batch, max_visits = N;
+    int *visits = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int c = 0; c < n; c++) {
+        visits[c] = r->configs->c[c].sched.n_visits;
+        if (visits[c] > max_visits) max_visits = visits[c];
+    }
+    qsort(visits, n, sizeof(int), by_visits_desc);
+    long slots = r->naive ? 0 : N;
+    for (int c = 0; c < n && c < step; c++) slots += visits[c];
+    free(visits);
+    *shape = (plan_shape){.ubatch = r->ubatch, .seqs = step, .logit_rows = 0, .kv_slots = slots, .ctx = ctx_max,
+                          .max_visits = max_visits};
+    r->pool_slots = slots, r->pool_ctx = ctx_max;
+    (void)err;
+    return 0;
+}
+
+void sweep_prompts_free(sweep_run *r) {
+    for (int p = 0; r->prompts && p < r->n_probes; p++) {
+        for (int i = 0; i < r->probes[p].n_items; i++) free(r->prompts[p][i].ids), free(r->prompts[p][i].error);
+        free(r->prompts[p]);
+    }
+    free(r->prompts);
+    r->prompts = NULL;
 }
 
 int sweep_db_add_config(sweep_db *d, const sweep_config *c, int *id, rp_err *err) {
@@ -292,12 +389,22 @@ int sweep_run_all(sweep_run *r, rp_err *err) {
             }
     double t0 = now_s();
     long already = r->rows_done;
-    int rc = 0;
+    r->rows_failed = 0;
+    plan_shape shape;
+    int prepared_here = !r->prompts;   // a caller that loaded the model itself: prepare now
+    int rc = prepared_here ? sweep_prepare(r, &r->m->cfg, &shape, err) : 0;
+    if (!rc) rc = kv_pool_init(&r->pool, r->m->be, (int)r->pool_slots, r->pool_ctx, err);
     for (int p = 0; p < r->n_probes && !rc; p++)
-        for (int i = 0; i < r->probes[p].n_items && !rc; i++) rc = run_item(r, &r->probes[p], &r->probes[p].items[i], t0, err);
+        for (int i = 0; i < r->probes[p].n_items && !rc; i++)
+            rc = run_item(r, &r->probes[p], &r->probes[p].items[i], &r->prompts[p][i], t0, err);
+    kv_pool_free(&r->pool, r->m->be);
+    if (prepared_here) sweep_prompts_free(r);
     if (r->progress == 2) fprintf(stderr, "\n");
     if (r->progress)
         fprintf(stderr, "sweep: %ld new rows (%ld were already done) in %.1f s; %ld layer executions for %ld visits\n",
                 r->rows_done - already, already, now_s() - t0, r->stats.layer_execs, r->stats.visits);
+    if (r->progress && r->rows_failed)
+        fprintf(stderr, "sweep: %ld of the new rows failed and have no score (reasons in summary.json; "
+                        "--retry-failed runs them again)\n", r->rows_failed);
     return rc;
 }

@@ -9,6 +9,12 @@
 #include "tools/sweep_db.h"
 #include "tools/sweep_space.h"
 
+// An item's prompt, tokenized once before the model is loaded (the plan needs the longest): ids, or why it cannot run.
+typedef struct {
+    int *ids, n;
+    char *error;   // NULL, or the reason every config fails this item
+} sweep_prompt;
+
 typedef struct {
     model *m;
     tokenizer *tok;
@@ -22,14 +28,26 @@ typedef struct {
     int batch;                 // most configs decoded together
     int naive;                 // one config at a time, nothing shared (the baseline the benchmark compares with)
     int progress;              // 0 quiet, 1 plain lines, 2 a terminal bar
+    int ubatch;                // --ubatch
     forward_stats stats;       // layer executions and visits run
-    long rows_done, rows_total, items_done;
+    long rows_done, rows_total, items_done, rows_failed;
+    int db_failed;             // a database write failed: the sweep stops
+    sweep_prompt **prompts;    // [probe][item], by sweep_prepare
+    kv_pool pool;              // the KV slots of one item's base and batch, reused by every item
+    long pool_slots;
+    int pool_ctx;
 } sweep_run;
+
+// Before the model is loaded: tokenizes every item's prompt (r->tok, r->ct, r->probes and r->configs set) and
+// gives the run's shape for the memory plan: the longest prompt and reply, the batch's sequences and KV slots.
+int sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape, rp_err *err);
+void sweep_prompts_free(sweep_run *r);
 
 // Registers a config in the database (its schedule in range syntax) and returns its id.
 int sweep_db_add_config(sweep_db *d, const sweep_config *c, int *id, rp_err *err);
 
-// Evaluates every (config, item) that has no row yet. Each row is committed as its config finishes the item.
+// Evaluates every (config, item) that has no row yet. Each row is committed as its config finishes the item; a row
+// that cannot be evaluated is committed as a failure with its reason. Calls sweep_prepare when it was not.
 int sweep_run_all(sweep_run *r, rp_err *err);
 
 #endif
