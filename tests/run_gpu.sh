@@ -1,18 +1,120 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU: build reprise for it (nvcc, the real runtime and cuBLAS), run the whole test
-# suite - the CUDA backend's tests against the real device included - and then the GPU benchmark.
-# usage: bash tests/run_gpu.sh [build-dir]   (nvidia-smi must see a GPU)
-set -euo pipefail
+# On a machine with an NVIDIA GPU, online or not: build reprise for it, run the CUDA backend's tests on the device,
+# compare the CPU and CUDA backends through the command line, check the memory plan against the device, and run
+# bench_gpu. Full logs go under --out; a short table is printed last.
+# usage: bash tests/run_gpu.sh [--out DIR] [--bundle DIR] [--build DIR] [--arch ARCH] [--shared DIR]
+#   --bundle DIR  the libraries from tools/offline_bundle.sh (for a machine without Debian's -dev packages)
+#   --arch ARCH   CUDA architecture (default: native, the GPU present; 90a for an H100/H200 build elsewhere)
+#   --shared DIR  reprise's shared test data (stories260K) where it is not at ../shared
+set -uo pipefail
 cd "$(dirname "$0")/.."
-dir=${1:-build-gpu}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-cmake -S . -B "$dir" -DREPRISE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=native >/dev/null
-cmake --build "$dir" -j "$(nproc)"
-ctest --test-dir "$dir" --output-on-failure -j "$(nproc)"
-# the command line on the device: the same greedy text as the CPU backend
-if [ -f ../shared/models/stories260K/config.json ]; then
-    a=$("$dir"/reprise generate -m ../shared/models/stories260K -p "Once upon a time" -n 60 --temp 0 --backend cpu 2>/dev/null)
-    b=$("$dir"/reprise generate -m ../shared/models/stories260K -p "Once upon a time" -n 60 --temp 0 --backend cuda 2>/dev/null)
-    [ "$a" = "$b" ] && echo "ok   stories260K greedy text equal on cpu and cuda" || { echo "FAIL cpu and cuda texts differ"; exit 1; }
+out=gpu-logs build=build-gpu arch=native bundle="" shared=../shared
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --out) out=$2; shift 2 ;;
+    --bundle) bundle=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    --arch) arch=$2; shift 2 ;;
+    --shared) shared=$2; shift 2 ;;
+    *) echo "usage: bash tests/run_gpu.sh [--out DIR] [--bundle DIR] [--build DIR] [--arch ARCH] [--shared DIR]" >&2; exit 2 ;;
+    esac
+done
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+rows=() failed=0
+# step NAME COMMAND...: runs it with its output in $out/NAME.log, and records ok/FAIL and the seconds it took
+step() {
+    local name=$1 t0=$SECONDS
+    shift
+    if "$@" >"$out/$name.log" 2>&1; then rows+=("$name|ok|$((SECONDS - t0))|$(note_of "$name")")
+    else rows+=("$name|FAIL|$((SECONDS - t0))|see $name.log"); failed=1; fi
+}
+note_of() { [ -f "$out/$1.note" ] && cat "$out/$1.note" || true; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$out/device.log" 2>&1 ||
+    { echo "run_gpu.sh: nvidia-smi sees no GPU (see $out/device.log)"; exit 1; }
+gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1 | tr -d ' ')
+
+configure() {
+    local prefix_flag=()
+    if [ -n "$bundle" ]; then
+        prefix=$(bash tools/offline_bundle.sh unpack "$bundle") || return 1
+        prefix_flag=(-DREPRISE_DEPS_PREFIX="$prefix")
+    fi
+    cmake -S . -B "$build" -DREPRISE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" -DREPRISE_NVCC=OFF \
+        -DREPRISE_SHARED_DIR="$(cd "$shared" 2>/dev/null && pwd || echo "$shared")" "${prefix_flag[@]}" &&
+        cmake --build "$build" -j "$(nproc)"
+}
+step build configure
+
+if [ -x "$build/reprise" ]; then
+    B=$build/reprise
+    # the CUDA backend's tests on the device: kernels against CPU references, whole forwards against the CPU backend
+    step gpu_tests "$build/tests/test_cuda_backend_gpu"
+    # the engine's CPU-side tests (the CLI and sweep tests assume the CPU backend's exact outputs: not run here)
+    step cpu_tests ctest --test-dir "$build" --output-on-failure -j "$(nproc)" -E "^(sweep|cli|cuda_emu|cuda_backend)$"
+
+    # the command line on both backends: greedy text on the built-in model, and stories260K when present
+    compare_cli() {
+        local a b ok=0
+        a=$("$B" generate -p "12+35=" -n 8 --temp 0 --backend cpu 2>/dev/null)
+        b=$("$B" generate -p "12+35=" -n 8 --temp 0 --backend cuda 2>>"$out/cli_compare.err")
+        echo "built-in model 12+35=: cpu '$a', cuda '$b'"
+        [ "$a" = "$b" ] || ok=1
+        if [ -f "$shared/models/stories260K/config.json" ]; then
+            a=$("$B" generate -m "$shared/models/stories260K" -p "Once upon a time" -n 60 --temp 0 --backend cpu 2>/dev/null)
+            b=$("$B" generate -m "$shared/models/stories260K" -p "Once upon a time" -n 60 --temp 0 --backend cuda 2>/dev/null)
+            printf 'stories260K cpu:  %s\nstories260K cuda: %s\n' "$a" "$b"
+            [ "$a" = "$b" ] || ok=1
+        fi
+        echo "greedy text equal on cpu and cuda" >"$out/cli_compare.note"
+        return $ok
+    }
+    step cli_compare compare_cli
+
+    # a sweep of the built-in model on both backends: how many rows agree (BF16 on the GPU: not all must)
+    compare_sweep() {
+        rm -rf "$out/sweep_cpu" "$out/sweep_cuda"
+        "$B" sweep --probe arith --items 64 --out "$out/sweep_cpu" --backend cpu >/dev/null &&
+            "$B" sweep --probe arith --items 64 --out "$out/sweep_cuda" --backend cuda >/dev/null || return 1
+        python3 - "$out/sweep_cpu/results.sqlite" "$out/sweep_cuda/results.sqlite" >"$out/sweep_compare.note" <<'PY'
+import sqlite3, sys
+rows = [dict(((r[0], r[1], r[2]), r[3]) for r in sqlite3.connect(p).execute(
+    "SELECT c.label, r.probe, r.item, r.score FROM results r JOIN configs c ON c.id = r.config")) for p in sys.argv[1:]]
+same = sum(rows[0][k] == rows[1].get(k) for k in rows[0])
+print("%d of %d sweep rows score the same on cpu and cuda" % (same, len(rows[0])))
+PY
+        rm -rf "$out/sweep_cpu" "$out/sweep_cuda"
+    }
+    step sweep_compare compare_sweep
+
+    # the memory plan against the device: RYS-XLarge's shapes (headers over a sparse file) at 32768 positions need
+    # more than one GPU holds, and are refused before any weight is read
+    plan_check() {
+        local q='"model_type":"qwen2","architectures":["Qwen2ForCausalLM"],"vocab_size":152064,"max_position_embeddings":32768,"rms_norm_eps":1e-6,"rope_theta":1000000.0,"tie_word_embeddings":false,"hidden_size":8192,"intermediate_size":29568,"num_hidden_layers":80,"num_attention_heads":64,"num_key_value_heads":8'
+        local dir; dir=$(mktemp -d)
+        python3 tests/sparse_checkpoint.py "$dir" "{$q}" || return 1
+        "$B" inspect -m "$dir" --schedule rys:45,52 -c 32768 --gpu-memory "$((gpu_mib / 1024))"
+        local t0=$SECONDS
+        "$B" generate -m "$dir" --schedule rys:45,52 -c 32768 --tokens 1 -n 1 --backend cuda 2>"$out/plan_refusal.txt" && return 1
+        cat "$out/plan_refusal.txt"
+        rm -rf "$dir"
+        grep -q "of GPU memory" "$out/plan_refusal.txt" &&
+            echo "72B at 32768 positions refused in $((SECONDS - t0)) s, before any upload" >"$out/plan_check.note"
+    }
+    step plan_check plan_check
+
+    step bench_gpu "$build/bench_gpu"
+    grep -E "^(base|rys)" "$out/bench_gpu.log" | awk '{print $1" "$2" b"$3": "$4" tok/s ("$6"% of roofline)"}' |
+        paste -sd ';' >"$out/bench_gpu.note"
 fi
-"$dir"/bench_gpu
+
+echo
+echo "device: $(cat "$out/device.log")"
+echo "logs:   $out"
+printf '%-14s %-5s %6s  %s\n' step result sec note
+for r in "${rows[@]}"; do
+    IFS='|' read -r name status secs note <<<"$r"
+    printf '%-14s %-5s %6s  %s\n' "$name" "$status" "$secs" "$note"
+done
+exit $failed

@@ -19,12 +19,16 @@ PY
 # 1. a small sweep of the built-in model writes everything it promises
 "$BIN" sweep --probe arith --items 12 --out "$T/a" >"$T/a.out" 2>"$T/a.err"
 r=$?
-[ $r -eq 0 ] && for f in results.sqlite summary.csv summary.json results.csv heatmap_arith.png heatmap_combined.png skyline.png; do [ -s "$T/a/$f" ] || r=1; done
+pictures="heatmap_arith.png heatmap_combined.png skyline.png"
+if grep -q "built without Cairo" "$T/a.err"; then pictures=""; echo "skip PNG checks: this reprise is built without Cairo (it says so)"; fi
+[ $r -eq 0 ] && for f in results.sqlite summary.csv summary.json results.csv $pictures; do [ -s "$T/a/$f" ] || r=1; done
 python3 -c "import json,sys; d=json.load(open('$T/a/summary.json')); assert len(d['configs']) == 22" || r=1
 grep -q "^1 " "$T/a.out" && grep -q "within two standard errors" "$T/a.out" || r=1
 check "built-in model: 21 configs + base, database, summaries, heatmaps, skyline, ranking" $r
-[ "$(head -c 8 "$T/a/heatmap_arith.png" | od -An -c | tr -d ' ')" = "211PNG\r\n032\n" ]
-check "heatmaps are PNG files" $?
+if [ -n "$pictures" ]; then
+    [ "$(head -c 8 "$T/a/heatmap_arith.png" | od -An -c | tr -d ' ')" = "211PNG\r\n032\n" ]
+    check "heatmaps are PNG files" $?
+fi
 
 # 2. sharing the base's prefix and batching configs changes no result
 "$BIN" sweep --probe arith --items 12 --out "$T/naive" --naive >/dev/null 2>&1
@@ -152,7 +156,7 @@ base = dict(db.execute("SELECT r.probe, avg(r.score) FROM results r JOIN configs
 mc = [p for p in base if p.startswith("mc:")][0]; js = [p for p in base if p.startswith("jsonl:")][0]
 assert base[mc] == 1.0 and base[js] == 1.0, base   # stories continues "Once upon a time" with ", there", prefers " girl"
 PY
-    [ -s "$T/st/heatmap_combined.png" ] || r=1
+    [ -z "$pictures" ] || [ -s "$T/st/heatmap_combined.png" ] || r=1
     check "stories260K: RYS math and EQ files, jsonl and mc probes, explicit configs" $r
 else
     echo "skip stories260K sweep: $S or the probe files are absent"

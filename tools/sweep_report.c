@@ -6,7 +6,9 @@
 // config's balanced score is the sum of its z-scores (RYS: z(delta math) + z(delta eq)).
 #include "tools/sweep_report.h"
 
+#ifdef REPRISE_HAVE_CAIRO
 #include <cairo.h>
+#endif
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -234,6 +236,7 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
 
 // ---- pictures ----
 
+#ifdef REPRISE_HAVE_CAIRO
 // Diverging colour: blue (-1) through white (0) to red (+1).
 static void diverging(double t, double *r, double *g, double *b) {
     t = t < -1 ? -1 : t > 1 ? 1 : t;
@@ -385,6 +388,42 @@ static int skyline(const summary *S, int k, const double *value, const char *tit
     return st == CAIRO_STATUS_SUCCESS ? 0 : rp_fail(err, "%s: cannot write the PNG: %s", path, cairo_status_to_string(st));
 }
 
+// The heatmaps (one per probe and the combined score) and the skyline.
+static int write_pictures(const summary *S, int k, const char *model_name, const char *out, rp_err *err) {
+    double *v = malloc(sizeof(double) * S->n_cfg);
+    int rc = 0;
+    char title[256], file[64];
+    for (int p = 0; p <= S->n_probe && !rc; p++) {
+        const char *name = p < S->n_probe ? S->probe[p] : "combined";
+        for (int ci = 0; ci < S->n_cfg; ci++) v[ci] = p < S->n_probe ? S->c[ci].delta[p] : S->c[ci].balanced;
+        if (p < S->n_probe) snprintf(title, sizeof title, "%s - %s: delta vs base (block run %dx)", model_name, name, k);
+        else snprintf(title, sizeof title, "%s - combined: sum of per-probe z(delta) (block run %dx)", model_name, k);
+        snprintf(file, sizeof file, "heatmap_%.40s.png", name);
+        for (char *c = file; *c; c++)
+            if (*c == '/' || *c == ':') *c = '_';
+        char *path = path_join(out, file);
+        rc = heatmap(S, k, v, title, path, err);
+        free(path);
+        if (!rc && p == S->n_probe) {
+            snprintf(title, sizeof title, "%s - skyline of the combined score (block run %dx)", model_name, k);
+            path = path_join(out, "skyline.png");
+            rc = skyline(S, k, v, title, path, err);
+            free(path);
+        }
+    }
+    free(v);
+    return rc;
+}
+#else
+// A build without Cairo (an offline GPU machine) writes everything but the pictures, and says so once.
+static int write_pictures(const summary *S, int k, const char *model_name, const char *out, rp_err *err) {
+    (void)S, (void)k, (void)model_name, (void)out, (void)err;
+    fprintf(stderr, "reprise sweep: built without Cairo: heatmap_*.png and skyline.png are not written "
+                    "(summary.csv and summary.json hold the same numbers)\n");
+    return 0;
+}
+#endif
+
 int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_n, rp_err *err) {
     summary S;
     if (build(db->db, &S, err) || write_exports(db->db, &S, out, err)) {
@@ -395,28 +434,7 @@ int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_
     int counts[64] = {0}, k = 2, best = 0;
     for (int ci = 0; ci < S.n_cfg; ci++)
         if (S.c[ci].k > 0 && S.c[ci].k < 64 && ++counts[S.c[ci].k] > best) best = counts[S.c[ci].k], k = S.c[ci].k;
-    double *v = malloc(sizeof(double) * S.n_cfg);
-    int rc = 0;
-    char title[256], file[64];
-    for (int p = 0; p <= S.n_probe && !rc; p++) {
-        const char *name = p < S.n_probe ? S.probe[p] : "combined";
-        for (int ci = 0; ci < S.n_cfg; ci++) v[ci] = p < S.n_probe ? S.c[ci].delta[p] : S.c[ci].balanced;
-        if (p < S.n_probe) snprintf(title, sizeof title, "%s - %s: delta vs base (block run %dx)", model_name, name, k);
-        else snprintf(title, sizeof title, "%s - combined: sum of per-probe z(delta) (block run %dx)", model_name, k);
-        snprintf(file, sizeof file, "heatmap_%.40s.png", name);
-        for (char *c = file; *c; c++)
-            if (*c == '/' || *c == ':') *c = '_';
-        char *path = path_join(out, file);
-        rc = heatmap(&S, k, v, title, path, err);
-        free(path);
-        if (!rc && p == S.n_probe) {
-            snprintf(title, sizeof title, "%s - skyline of the combined score (block run %dx)", model_name, k);
-            path = path_join(out, "skyline.png");
-            rc = skyline(&S, k, v, title, path, err);
-            free(path);
-        }
-    }
-    free(v);
+    int rc = write_pictures(&S, k, model_name, out, err);
     // top-N by balanced score
     int *order = malloc(sizeof(int) * S.n_cfg), n = 0;
     for (int ci = 0; ci < S.n_cfg; ci++)
