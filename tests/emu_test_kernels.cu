@@ -122,3 +122,14 @@ __global__ void math_intrinsics(const float *x, float *out, int n) {
 cudaError_t launch_math_intrinsics(const float *x, float *out, int n) {
     return REPRISE_LAUNCH(math_intrinsics, dim3((n + 31) / 32), dim3(32), 0, (cudaStream_t)0, x, out, n);
 }
+
+// Sleeps about ms milliseconds, then writes v: a slow producer, so that work nobody waits for is visibly not done.
+__global__ void slow_write(int *out, int v, int ms) {
+    for (int t = 0; t < ms; t++) __nanosleep(1000000);
+    out[0] = v;
+}
+
+__global__ void copy_one(const int *in, int *out) { out[0] = in[0]; }
+
+cudaError_t launch_slow_write(int *out, int v, int ms, cudaStream_t s) { return REPRISE_LAUNCH(slow_write, dim3(1), dim3(1), 0, s, out, v, ms); }
+cudaError_t launch_copy_one(const int *in, int *out, cudaStream_t s) { return REPRISE_LAUNCH(copy_one, dim3(1), dim3(1), 0, s, in, out); }

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -396,6 +397,107 @@ static void two_device_all_reduce_and_send_recv(void) {
 
 // In the sanitizer build device memory is host memory under ASan and UBSan: a kernel's misaligned vector load or
 // out-of-bounds read stops the test, as it would fault on a GPU.
+// Streams run asynchronously, as on a GPU. Planted bugs: a host read of a pinned buffer without waiting for the copy
+// that fills it, and a stream that reads what another stream is still writing, without an event between them.
+// Each is seen to go wrong, then right once the missing synchronization is added.
+static void streams_run_asynchronously_and_order_like_cuda(void) {
+    cudaStream_t a, b;
+    cudaStreamCreate(&a), cudaStreamCreate(&b);
+    int *d, *d2, *pinned;
+    cudaMalloc((void **)&d, sizeof(int)), cudaMalloc((void **)&d2, sizeof(int));
+    cudaMemset(d, 0, sizeof(int)), cudaMemset(d2, 0, sizeof(int));
+    CUDA_OK(cudaMallocHost((void **)&pinned, sizeof(int)));
+    *pinned = -1;
+    // 1. missing stream synchronize
+    CUDA_OK(launch_slow_write(d, 42, 300, a));
+    CUDA_OK(cudaMemcpyAsync(pinned, d, sizeof(int), cudaMemcpyDeviceToHost, a));
+    int early = *(volatile int *)pinned;
+    CUDA_OK(cudaStreamSynchronize(a));
+    CHECK(early == -1 && *pinned == 42, "read before the sync: %d (want the stale -1); after: %d (want 42)", early, *pinned);
+    // 2. missing cross-stream event wait: b copies d while a is still writing it
+    launch_slow_write(d, 7, 300, a);
+    launch_copy_one(d, d2, b);
+    cudaStreamSynchronize(b);
+    int raced = host_copy(d2, 1)[0];   // host_copy (a synchronous cudaMemcpy) waits for every stream first
+    CHECK(raced == 42 && host_copy(d, 1)[0] == 7, "without the event b read %d (want the old 42)", raced);
+    cudaEvent_t e;
+    cudaEventCreate(&e);
+    launch_slow_write(d, 9, 300, a);
+    CUDA_OK(cudaEventRecord(e, a));
+    CUDA_OK(cudaStreamWaitEvent(b, e, 0));
+    launch_copy_one(d, d2, b);
+    cudaStreamSynchronize(b);
+    CHECK(host_copy(d2, 1)[0] == 9, "with the event b read %d (want 9)", host_copy(d2, 1)[0]);
+    // 3. cudaEventSynchronize waits for the record; the legacy stream's synchronous copy waits for every stream
+    launch_slow_write(d, 11, 200, a);
+    cudaEventRecord(e, a);
+    CUDA_OK(cudaEventSynchronize(e));
+    int v = 0;
+    launch_slow_write(d, 12, 200, b);
+    CUDA_OK(cudaMemcpy(&v, d, sizeof(int), cudaMemcpyDeviceToHost));
+    CHECK(v == 12, "the synchronous copy read %d (want 12)", v);
+    cudaEventDestroy(e);
+    cudaFreeHost(pinned), cudaFree(d), cudaFree(d2);
+    cudaStreamDestroy(a), cudaStreamDestroy(b);
+}
+
+// What CUDA refuses while a stream captures a graph is refused here too, with CUDA's error, and the capture is
+// invalidated (cudaStreamEndCapture fails, no graph): allocation (device and pinned), freeing, synchronizing the
+// capturing stream, and a synchronous copy on the legacy stream. Relaxed mode allows them; thread-local mode
+// ignores other threads, global mode does not.
+static void capture_refuses_what_cuda_refuses(void) {
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    int *d, *spare;
+    cudaMalloc((void **)&d, sizeof(int)), cudaMalloc((void **)&spare, sizeof(int));
+    int host = 0;
+    struct {
+        const char *what;
+        std::function<cudaError_t()> call;
+        cudaError_t want;
+    } cases[] = {
+        {"cudaMalloc", [] { void *p; return cudaMalloc(&p, 64); }, cudaErrorStreamCaptureUnsupported},
+        {"cudaMallocHost", [] { void *p; return cudaMallocHost(&p, 64); }, cudaErrorStreamCaptureUnsupported},
+        {"cudaFree", [&] { return cudaFree(spare); }, cudaErrorStreamCaptureUnsupported},
+        {"cudaStreamSynchronize", [&] { return cudaStreamSynchronize(s); }, cudaErrorStreamCaptureUnsupported},
+        {"cudaMemcpy", [&] { return cudaMemcpy(&host, d, sizeof(int), cudaMemcpyDeviceToHost); }, cudaErrorStreamCaptureImplicit},
+    };
+    for (auto &c : cases) {
+        cudaGraph_t g = (cudaGraph_t)1;
+        CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+        launch_copy_one(d, d, s);
+        cudaError_t got = c.call();
+        cudaError_t end = cudaStreamEndCapture(s, &g);
+        CHECK(got == c.want && end == cudaErrorStreamCaptureInvalidated && g == nullptr, "%s during capture: %s, then %s",
+              c.what, cudaGetErrorName(got), cudaGetErrorName(end));
+        cudaGetLastError();
+    }
+    // relaxed: allowed, the capture stands
+    void *p = nullptr;
+    cudaGraph_t g = nullptr;
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+    CHECK(cudaMalloc(&p, 64) == cudaSuccess, "relaxed capture refused cudaMalloc");
+    CUDA_OK(cudaStreamEndCapture(s, &g));
+    CHECK(g != nullptr, "relaxed capture lost its graph");
+    cudaGraphDestroy(g), cudaFree(p);
+    // another thread: ignored by a thread-local capture, fatal to a global one
+    for (int global = 0; global < 2; global++) {
+        g = (cudaGraph_t)1;
+        CUDA_OK(cudaStreamBeginCapture(s, global ? cudaStreamCaptureModeGlobal : cudaStreamCaptureModeThreadLocal));
+        cudaError_t other;
+        std::thread t([&] { void *q = nullptr; other = cudaMalloc(&q, 64); if (q) cudaFree(q); });
+        t.join();
+        cudaError_t end = cudaStreamEndCapture(s, &g);
+        if (global) CHECK(other == cudaErrorStreamCaptureUnsupported && end == cudaErrorStreamCaptureInvalidated, "global: %s, %s",
+                          cudaGetErrorName(other), cudaGetErrorName(end));
+        else CHECK(other == cudaSuccess && end == cudaSuccess && g, "thread-local: %s, %s", cudaGetErrorName(other), cudaGetErrorName(end));
+        if (g && g != (cudaGraph_t)1) cudaGraphDestroy(g);
+        cudaGetLastError();
+    }
+    cudaFree(d), cudaFree(spare);
+    cudaStreamDestroy(s);
+}
+
 static void sanitizers_catch_kernel_memory_bugs(void) {
 #if defined(__SANITIZE_ADDRESS__)
     expect_abort("misaligned 16-byte load", [] {
@@ -429,6 +531,8 @@ int main(void) {
     RUN(graph_replay_reruns_captured_kernels_with_captured_arguments);
     RUN(gemm_transposes_and_leading_dimensions_match_cublas);
     RUN(two_device_all_reduce_and_send_recv);
+    RUN(streams_run_asynchronously_and_order_like_cuda);
+    RUN(capture_refuses_what_cuda_refuses);
     RUN(sanitizers_catch_kernel_memory_bugs);
     return TEST_EXIT();
 }

@@ -10,8 +10,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <thread>
 #include <cstring>
 #include <functional>
 #include <tuple>
@@ -136,6 +138,9 @@ static inline __half2 __hfma2(__half2 a, __half2 b, __half2 c) {
     float2 x = __half22float2(a), y = __half22float2(b), z = __half22float2(c);
     return __floats2half2_rn(fmaf(x.x, y.x, z.x), fmaf(x.y, y.y, z.y));
 }
+
+// The thread sleeps about ns nanoseconds (the hardware's is approximate too): slow producers in the tests.
+static inline void __nanosleep(unsigned ns) { std::this_thread::sleep_for(std::chrono::nanoseconds(ns)); }
 
 // ---- atomics (blocks may one day run on several OS threads, so these are real atomics) ----
 static inline int atomicAdd(int *a, int v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }

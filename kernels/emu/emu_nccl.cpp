@@ -174,7 +174,10 @@ ncclResult_t enqueue(ncclComm_t comm, cudaStream_t stream, std::function<ncclRes
     }
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     if (stream) cudaStreamIsCapturing(stream, &capturing);
-    if (capturing == cudaStreamCaptureStatusNone) return run();
+    if (capturing == cudaStreamCaptureStatusNone) {
+        if (stream) cudaStreamSynchronize(stream);   // after the stream's earlier work, as on a GPU
+        return run();
+    }
     emu::submit(stream, emu::op{emu::op::LIBRARY, "nccl", nullptr, [run]() {
                                    if (run() != ncclSuccess) emu::fatal("an NCCL call replayed from a CUDA graph failed");
                                }});
@@ -269,6 +272,8 @@ ncclResult_t ncclGroupEnd() {
         for (ncclComm_t c : comms) seen |= c == q.comm;
         if (!seen) comms.push_back(q.comm);
     }
+    for (const queued &q : ops)   // each call runs after its stream's earlier work
+        if (q.stream) cudaStreamSynchronize(q.stream);
     std::vector<ncclResult_t> results(comms.size(), ncclSuccess);
     std::vector<std::thread> threads;
     for (size_t i = 0; i < comms.size(); i++)

@@ -2,11 +2,24 @@
 //
 // The functions carry the real names and signatures (declared by the toolkit's cuda_runtime_api.h), so host code
 // is the same in both builds. Device memory is host memory, tracked per allocation so that copies past an
-// allocation's end fail and a device has an out-of-memory limit. A stream runs its work at once, in order; while it
-// captures a graph, the work is recorded instead, and a graph launch replays the recorded operations with the
-// arguments they were captured with.
+// allocation's end fail and a device has an out-of-memory limit.
+//
+// Streams run asynchronously, as on a GPU: each created stream has a worker thread that runs its work in order, so
+// the host goes on at once after a launch or an async copy, and a host read of a pinned buffer before the copy that
+// fills it has finished sees stale data. cudaStreamSynchronize, events (cudaEventRecord / cudaEventSynchronize /
+// cudaStreamWaitEvent) and the legacy default stream (stream 0, and the synchronous cudaMemcpy: it waits for every
+// stream, then runs on the calling thread) order work as CUDA does; cudaFree waits for the device too. While a stream
+// captures a graph its work is recorded instead, and a graph launch replays the recorded operations with the
+// arguments they were captured with. Calls that CUDA refuses during a capture (allocation and freeing, synchronizing
+// the capturing stream or the device, work on the legacy stream) return its errors and invalidate the capture, whose
+// cudaStreamEndCapture then fails with cudaErrorStreamCaptureInvalidated - from the capturing thread in
+// cudaStreamCaptureModeThreadLocal, from any thread in cudaStreamCaptureModeGlobal, never in Relaxed.
 #include <chrono>
+#include <condition_variable>
 #include <cstdarg>
+#include <deque>
+#include <set>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -20,11 +33,23 @@
 
 struct CUstream_st {
     int device;
-    bool capturing;
+    bool capturing = false, capture_invalid = false;
+    cudaStreamCaptureMode capture_mode = cudaStreamCaptureModeGlobal;
+    std::thread::id capture_thread;
     std::vector<emu::op> captured;
+    // the worker: runs queued work in order
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<std::function<void()>> queue;
+    unsigned long long submitted = 0, completed = 0;
+    bool stop = false;
+    std::thread worker;
 };
 struct CUevent_st {
-    double ms;
+    double ms = 0;
+    std::mutex m;
+    std::condition_variable cv;
+    unsigned long long recorded = 0, reached = 0;   // records asked for, records their stream has reached
 };
 struct CUgraph_st {
     std::vector<emu::op> ops;
@@ -100,11 +125,69 @@ void fatal(const char *fmt, ...) {
     abort();
 }
 
+std::mutex streams_mu;
+std::set<cudaStream_t> streams;   // live created streams (the legacy stream waits for them)
+
+void enqueue(cudaStream_t s, std::function<void()> work) {
+    std::lock_guard<std::mutex> g(s->m);
+    s->queue.push_back(std::move(work));
+    s->submitted++;
+    s->cv.notify_all();
+}
+
+void stream_wait(cudaStream_t s) {
+    std::unique_lock<std::mutex> lk(s->m);
+    s->cv.wait(lk, [s] { return s->completed == s->submitted; });
+}
+
+void worker_loop(cudaStream_t s) {
+    std::unique_lock<std::mutex> lk(s->m);
+    for (;;) {
+        s->cv.wait(lk, [s] { return s->stop || !s->queue.empty(); });
+        if (s->queue.empty()) return;   // stopping, and nothing left
+        std::function<void()> work = std::move(s->queue.front());
+        s->queue.pop_front();
+        lk.unlock();
+        work();
+        lk.lock();
+        s->completed++;
+        s->cv.notify_all();
+    }
+}
+
+void wait_all_streams() {
+    std::vector<cudaStream_t> all;
+    {
+        std::lock_guard<std::mutex> g(streams_mu);
+        all.assign(streams.begin(), streams.end());
+    }
+    for (cudaStream_t s : all) stream_wait(s);
+}
+
+// A call CUDA refuses while a capture is under way: it invalidates every capture it concerns (the calling thread's
+// in thread-local mode, any in global mode) and returns the error; cudaSuccess when no capture is concerned.
+cudaError_t capture_violation(cudaError_t e) {
+    bool hit = false;
+    std::lock_guard<std::mutex> g(streams_mu);
+    for (cudaStream_t s : streams)
+        if (s->capturing && (s->capture_mode == cudaStreamCaptureModeGlobal ||
+                             (s->capture_mode == cudaStreamCaptureModeThreadLocal && s->capture_thread == std::this_thread::get_id())))
+            s->capture_invalid = true, hit = true;
+    return hit ? e : cudaSuccess;
+}
+
 cudaError_t submit(cudaStream_t stream, op o) {
     if (stream && stream->capturing) {
         stream->captured.push_back(std::move(o));
         return cudaSuccess;
     }
+    if (stream) {
+        enqueue(stream, std::move(o.run));
+        return cudaSuccess;
+    }
+    // the legacy default stream: waits for every stream, runs here; it cannot join a capture
+    if (cudaError_t e = capture_violation(cudaErrorStreamCaptureImplicit)) return record(e);
+    wait_all_streams();
     o.run();
     return cudaSuccess;
 }
@@ -206,6 +289,7 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
 
 cudaError_t cudaMalloc(void **ptr, size_t size) {
     *ptr = nullptr;
+    if (cudaError_t e = emu::capture_violation(cudaErrorStreamCaptureUnsupported)) return record(e);
     if (size == 0) return cudaSuccess;
     std::lock_guard<std::mutex> g(emu::mu);
     emu::device &d = emu::devices[emu::current];
@@ -220,7 +304,9 @@ cudaError_t cudaMalloc(void **ptr, size_t size) {
 }
 
 cudaError_t cudaFree(void *ptr) {
+    if (cudaError_t e = emu::capture_violation(cudaErrorStreamCaptureUnsupported)) return record(e);
     if (!ptr) return cudaSuccess;
+    emu::wait_all_streams();   // as CUDA's cudaFree, which synchronizes: no queued kernel still reads it
     std::lock_guard<std::mutex> g(emu::mu);
     auto it = emu::allocations.find(reinterpret_cast<uintptr_t>(ptr));
     if (it == emu::allocations.end()) return record(cudaErrorInvalidValue);
@@ -239,11 +325,15 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
 }
 
 cudaError_t cudaMallocHost(void **ptr, size_t size) {
+    *ptr = nullptr;
+    if (cudaError_t e = emu::capture_violation(cudaErrorStreamCaptureUnsupported)) return record(e);
     *ptr = malloc(size ? size : 1);
     return *ptr ? cudaSuccess : record(cudaErrorMemoryAllocation);
 }
 
 cudaError_t cudaFreeHost(void *ptr) {
+    if (cudaError_t e = emu::capture_violation(cudaErrorStreamCaptureUnsupported)) return record(e);
+    emu::wait_all_streams();
     free(ptr);
     return cudaSuccess;
 }
@@ -276,34 +366,77 @@ cudaError_t cudaMemset(void *p, int value, size_t n) { return cudaMemsetAsync(p,
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
     (void)flags;
-    *s = new CUstream_st{emu::current, false, {}};
+    cudaStream_t st = new CUstream_st();
+    st->device = emu::current;
+    st->worker = std::thread(emu::worker_loop, st);
+    {
+        std::lock_guard<std::mutex> g(emu::streams_mu);
+        emu::streams.insert(st);
+    }
+    *s = st;
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    if (!s) return record(cudaErrorInvalidValue);
+    {   // like CUDA, work already queued still completes
+        std::lock_guard<std::mutex> g(emu::streams_mu);
+        emu::streams.erase(s);
+    }
+    {
+        std::lock_guard<std::mutex> g(s->m);
+        s->stop = true;
+        s->cv.notify_all();
+    }
+    s->worker.join();
     delete s;
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
-    if (s && s->capturing) return record(cudaErrorStreamCaptureUnsupported);
+    if (s && s->capturing) {   // the capturing stream cannot be waited for: the capture is invalidated
+        s->capture_invalid = true;
+        return record(cudaErrorStreamCaptureUnsupported);
+    }
+    if (!s) {
+        if (cudaError_t e = emu::capture_violation(cudaErrorStreamCaptureImplicit)) return record(e);
+        emu::wait_all_streams();
+    } else emu::stream_wait(s);
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+    if (cudaError_t e = emu::capture_violation(cudaErrorStreamCaptureUnsupported)) return record(e);
+    emu::wait_all_streams();
+    return cudaSuccess;
+}
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags) {
-    (void)s, (void)e, (void)flags;
+    (void)flags;
+    unsigned long long want;
+    {
+        std::lock_guard<std::mutex> g(e->m);
+        want = e->recorded;   // the event's latest record at the time of the call
+    }
+    auto wait = [e, want]() {
+        std::unique_lock<std::mutex> lk(e->m);
+        e->cv.wait(lk, [e, want] { return e->reached >= want; });
+    };
+    if (s && s->capturing) return cudaSuccess;   // within one capture the order is the stream's own
+    if (!s) wait();
+    else emu::enqueue(s, wait);
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode mode) {
-    (void)mode;
     if (!s) return record(cudaErrorStreamCaptureUnsupported);   // the legacy default stream cannot capture
     if (s->capturing) return record(cudaErrorIllegalState);
     s->capturing = true;
+    s->capture_invalid = false;
+    s->capture_mode = mode;
+    s->capture_thread = std::this_thread::get_id();
     s->captured.clear();
     return cudaSuccess;
 }
@@ -311,6 +444,11 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode mo
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
     if (!s || !s->capturing) return record(cudaErrorIllegalState);
     s->capturing = false;
+    if (s->capture_invalid) {   // a refused call during the capture: no graph
+        *graph = nullptr;
+        s->captured.clear();
+        return record(cudaErrorStreamCaptureInvalidated);
+    }
     *graph = new CUgraph_st{std::move(s->captured)};
     s->captured.clear();
     return cudaSuccess;
@@ -329,8 +467,10 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
     if (s && s->capturing) return record(cudaErrorStreamCaptureUnsupported);
-    for (const emu::op &o : exec->ops) o.run();
-    return cudaSuccess;
+    std::vector<emu::op> ops = exec->ops;   // the launch keeps what was instantiated, even if exec is updated later
+    return emu::submit(s, emu::op{emu::op::LIBRARY, "graph", nullptr, [ops]() {
+                                      for (const emu::op &o : ops) o.run();
+                                  }});
 }
 
 cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph, cudaGraphExecUpdateResultInfo *info) {
@@ -360,18 +500,28 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
-    *e = new CUevent_st{0};
+    *e = new CUevent_st();
     return cudaSuccess;
 }
 
+// The event is reached when its stream has run everything queued before the record.
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
-    (void)s;
-    e->ms = emu::now_ms();
-    return cudaSuccess;
+    unsigned long long n;
+    {
+        std::lock_guard<std::mutex> g(e->m);
+        n = ++e->recorded;
+    }
+    return emu::submit(s, emu::op{emu::op::LIBRARY, "event", nullptr, [e, n]() {
+                                      std::lock_guard<std::mutex> g(e->m);
+                                      e->ms = emu::now_ms();
+                                      if (n > e->reached) e->reached = n;
+                                      e->cv.notify_all();
+                                  }});
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
-    (void)e;
+    std::unique_lock<std::mutex> lk(e->m);
+    e->cv.wait(lk, [e] { return e->reached >= e->recorded; });
     return cudaSuccess;
 }
 
@@ -405,6 +555,8 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorIllegalState: return "cudaErrorIllegalState";
     case cudaErrorGraphExecUpdateFailure: return "cudaErrorGraphExecUpdateFailure";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
     default: return "cudaErrorUnknown";
     }
 }
@@ -418,6 +570,8 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
     case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
     case cudaErrorGraphExecUpdateFailure: return "the graph update was not performed because it included changes which violated constraints specific to instantiated graph update";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
