@@ -61,11 +61,10 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_SAMPLE_SCRATCH] = L * c->vocab_size;
     size_t decode_rows = (size_t)s.seqs > PLAN_GRAPH_ROWS ? (size_t)s.seqs : PLAN_GRAPH_ROWS;
     b[BUF_PARTIAL] = decode_rows * c->n_heads * splits * (c->head_dim + 2) * f;
-    b[BUF_WORKSPACE] = PLAN_BLAS_WORKSPACE;
     b[BUF_ROPE] = (size_t)(c->head_dim / 2) * f;
     for (int i = BUF_X; i <= BUF_VROW; i++) p->activations += b[i];
     for (int i = BUF_LOGITS; i <= BUF_SAMPLE_SCRATCH; i++) p->logits += b[i];
-    p->scratch = b[BUF_PARTIAL] + b[BUF_WORKSPACE] + b[BUF_ROPE];
+    p->scratch = b[BUF_PARTIAL] + b[BUF_ROPE];
     p->weights = memory_plan_weight_bytes(c);
     p->kv = (size_t)s.kv_slots * s.ctx * memory_plan_kv_bytes_per_position(c);
     p->device = p->weights + p->kv + p->activations + p->logits + p->scratch;
@@ -94,7 +93,7 @@ void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size
     add_line(buf, cap, &at, "activations", p->activations, note);
     snprintf(note, sizeof note, "%d rows x vocabulary, and sampling", s->logit_rows);
     add_line(buf, cap, &at, "logits", p->logits, note);
-    snprintf(note, sizeof note, "attention partials for %d decode rows, cuBLAS workspace", s->seqs > PLAN_GRAPH_ROWS ? s->seqs : PLAN_GRAPH_ROWS);
+    snprintf(note, sizeof note, "attention partials for %d decode rows, RoPE table", s->seqs > PLAN_GRAPH_ROWS ? s->seqs : PLAN_GRAPH_ROWS);
     add_line(buf, cap, &at, "scratch", p->scratch, note);
     if (free_bytes) snprintf(note, sizeof note, "of %.3f GiB free on the device (%.3f GiB kept as headroom)",
                              free_bytes / 1073741824.0, PLAN_HEADROOM / 1073741824.0);

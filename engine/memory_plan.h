@@ -11,7 +11,6 @@
 #define PLAN_SCORE_LOGIT_ROWS 64       // all-rows logits (score, multiple choice) are computed this many at a time
 #define PLAN_ATTENTION_CHUNK 256       // positions per split of the decode attention kernel
 #define PLAN_GRAPH_ROWS 16             // decode steps of up to this many rows are captured as CUDA graphs
-#define PLAN_BLAS_WORKSPACE (4u << 20) // cuBLAS's workspace, ours so that it allocates nothing during capture
 #define PLAN_HEADROOM (256u << 20)     // left free beyond the plan: graphs, library kernels loaded lazily
 
 // What a run needs at once. Every count is an upper bound the engine keeps to (it chunks, never overflows).
@@ -38,7 +37,6 @@ typedef enum {
     BUF_IDS, BUF_UNIFORM,              // (logit_rows) sampled ids, their uniform draws
     BUF_SAMPLE_SCRATCH,                // (logit_rows, vocab) bytes: the sampler's taken-marks
     BUF_PARTIAL,                       // (seqs, n_heads, ctx / ATTENTION_CHUNK, head_dim + 2): split-KV partials
-    BUF_WORKSPACE,                     // cuBLAS
     BUF_ROPE,                          // (head_dim / 2) RoPE inverse frequencies
     BUF_N
 } plan_buffer;
@@ -50,7 +48,7 @@ typedef struct memory_plan {
     size_t kv;              // kv_slots x ctx positions x (K and V, BF16)
     size_t activations;     // BUF_X .. BUF_VROW
     size_t logits;          // BUF_LOGITS .. BUF_SAMPLE_SCRATCH
-    size_t scratch;         // BUF_PARTIAL + BUF_WORKSPACE + BUF_ROPE
+    size_t scratch;         // BUF_PARTIAL + BUF_ROPE
     size_t device;          // all of the above: what the backend allocates
     size_t pinned_host;     // pinned staging in host memory (not device memory)
 } memory_plan;

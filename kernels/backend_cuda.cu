@@ -1,6 +1,6 @@
 // The CUDA backend: BF16 weights uploaded once (every visit of a layer uses the same device pointers), a BF16 KV
 // cache per visit, float32 activations. A layer execution gathers its sequences' rows, then: RMSNorm, the QKV
-// projections (a BF16 GEMV for up to 8 rows, cuBLAS GEMM beyond), bias + q/k norm + RoPE + KV append fused,
+// projections (BF16 activations through reprise's batch-invariant tensor-core GEMM), bias + q/k norm + RoPE + KV append fused,
 // attention (split-KV for decode rows, tiled flash-style for a prompt's rows), output projection, residual fused into the next RMSNorm, SwiGLU MLP, residual.
 //
 // Decode steps run as CUDA graphs: the second step of a shape (the engine's key: sequences, schedules, one token
@@ -9,8 +9,6 @@
 // buffers - tokens, and per layer execution the rows' positions and KV slot pointers - which the graph's first
 // copies read, and replay. Everything else a kernel needs lives at fixed device addresses; attention's grid is
 // sized by the KV slots' capacity, not the current length, so one graph serves the whole generation.
-#include <cublas_v2.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -54,8 +52,6 @@ struct cuda_backend {
     unsigned long long clock;
     size_t graph_cache;                           // REPRISE_CUDA_GRAPH_CACHE, default 64
     long graph_replays, graph_captures;
-    void *blas_workspace;
-    cublasHandle_t blas;
     cudaStream_t stream;
     bf16 *embed, *final_norm, *lm_head;           // lm_head aliases embed when tied
     std::vector<std::vector<bf16 *>> layers;      // [layer][layer_tensor], nullptr where absent
@@ -152,9 +148,7 @@ void alloc_buffers(cuda_backend *b, const memory_plan *p) {
     realloc_dev(&b->d_krow, n[BUF_KROW]), realloc_dev(&b->d_vrow, n[BUF_VROW]);
     realloc_dev(&b->d_logits, n[BUF_LOGITS]), realloc_dev(&b->d_ids, n[BUF_IDS]), realloc_dev(&b->d_uniform, n[BUF_UNIFORM]);
     realloc_dev(&b->d_sample_scratch, n[BUF_SAMPLE_SCRATCH]), realloc_dev(&b->partial, n[BUF_PARTIAL]);
-    if (!b->blas_workspace) {   // cuBLAS's workspace and the RoPE table are set once: they never change size
-        realloc_dev((char **)&b->blas_workspace, n[BUF_WORKSPACE]);
-        CUBLAS_CHECK(cublasSetWorkspace(b->blas, b->blas_workspace, n[BUF_WORKSPACE]));
+    if (!b->inv_freq) {   // the RoPE table is set once: it never changes size
         int half = c->head_dim / 2;
         std::vector<double> inv(half);
         config_rope_inv_freq(c, inv.data());
@@ -230,17 +224,11 @@ void embed(backend *base, const int *tokens, int n, int row0) {
     CUDA_CHECK(launch_embed(b->embed, b->d_tokens + row0, n, base->cfg->dim, b->x + (size_t)row0 * base->cfg->dim, b->stream));
 }
 
-// out (R, N) = in (R, K) . W^T: the GEMV for a decode-sized batch, cuBLAS (BF16 inputs, F32 output) beyond it.
+// out (R, N) = in (R, K) . W^T: the activations rounded to BF16, then reprise's tensor-core GEMM, for every R. One
+// numeric path whatever the batch, so a sequence's logits do not depend on the sequences beside it.
 void linear(cuda_backend *b, const float *in, const bf16 *W, int R, int N, int K, float *out) {
-    if (R <= GEMV_MAX_ROWS) {
-        CUDA_CHECK(launch_gemv_bf16(W, in, R, N, K, out, b->stream));
-        return;
-    }
     CUDA_CHECK(launch_to_bf16(in, (long)R * K, b->act_bf16, b->stream));
-    float one = 1, zero = 0;
-    // row-major out (R, N) is column-major (N, R) = W (column-major K x N, transposed) . in^T (column-major K x R)
-    CUBLAS_CHECK(cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, R, K, &one, W, CUDA_R_16BF, K, b->act_bf16, CUDA_R_16BF,
-                              K, &zero, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    CUDA_CHECK(launch_gemm_bf16(b->act_bf16, W, R, N, K, out, b->stream));
 }
 
 void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
@@ -453,8 +441,6 @@ void destroy(backend *base) {
     cudaFreeHost(b->stage_pos), cudaFreeHost(b->stage_krow), cudaFreeHost(b->stage_vrow);
     cudaFreeHost(b->stage_tokens), cudaFreeHost(b->stage_logits), cudaFreeHost(b->stage_uniform), cudaFreeHost(b->stage_ids);
     cudaFree(b->d_ids), cudaFree(b->d_uniform), cudaFree(b->d_sample_scratch);
-    cudaFree(b->blas_workspace);
-    cublasDestroy(b->blas);
     cudaStreamDestroy(b->stream);
     delete b;
 }
@@ -489,8 +475,5 @@ extern "C" backend *backend_cuda_create(const model_config *cfg, rp_err *err) {
     const char *gc = getenv("REPRISE_CUDA_GRAPH_CACHE");
     b->graph_cache = gc && atoi(gc) > 0 ? (size_t)atoi(gc) : 64;
     CUDA_CHECK(cudaStreamCreate(&b->stream));
-    CUBLAS_CHECK(cublasCreate(&b->blas));
-    CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
-    // cuBLAS gets a workspace of our own (alloc_buffers), so that it allocates nothing while a graph is captured
     return &b->base;
 }

@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 // Dynamic shared memory of the launch, typed (`extern __shared__` under nvcc).
 #define REPRISE_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #else

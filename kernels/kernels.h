@@ -12,9 +12,10 @@ cudaError_t launch_embed(const bf16 *table, const int *tokens, int n, int dim, f
 // x += delta (when delta is not NULL), then out = x / rms(x) * w, per row (rmsnorm.cu).
 cudaError_t launch_rmsnorm(float *x, const float *delta, const bf16 *w, int n, int dim, float eps, float *out, cudaStream_t s);
 
-// out (rows, N) = x (rows, K) . W^T for W (N, K) in BF16, rows <= 8: each weight read once (gemv_bf16.cu).
-cudaError_t launch_gemv_bf16(const bf16 *W, const float *x, int rows, int N, int K, float *out, cudaStream_t s);
-#define GEMV_MAX_ROWS 8
+
+// out (R, N) = X (R, K) . W^T, X and W in BF16, FP32 accumulation on tensor cores (WMMA), any R, N, K; every
+// output element is computed the same way whatever R: batch-invariant (gemm_bf16.cu).
+cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, cudaStream_t s);
 
 // Per row: q/k/v bias, q/k RMSNorm per head, RoPE at row_pos[r], then k and v written into the row's KV slot
 // (row_k[r], row_v[r], position row_pos[r]) as BF16 (qkv_rope.cu).

@@ -67,29 +67,6 @@ static void rmsnorm_with_residual_matches_reference(void) {
     }
 }
 
-static void gemv_reads_bf16_weights_for_up_to_8_rows(void) {
-    for (int K : {64, 172, 96}) {   // 172: not a multiple of 8, the scalar path
-        for (int rows : {1, 3, 8}) {
-            int N = 37;
-            std::vector<float> W = bf16_round(randv(N * K)), x = randv(rows * K), want(rows * N);
-            for (int r = 0; r < rows; r++)
-                for (int n = 0; n < N; n++) {
-                    double s = 0;
-                    for (int k = 0; k < K; k++) s += (double)W[n * K + k] * x[r * K + k];
-                    want[r * N + n] = (float)s;
-                }
-            bf16 *dW = dev_bf16(W);
-            float *dx = dev(x), *out;
-            cudaMalloc((void **)&out, rows * N * sizeof(float));
-            CHECK(launch_gemv_bf16(dW, dx, rows, N, K, out, 0) == cudaSuccess, "launch");
-            float d = max_diff(host(out, rows * N), want);
-            CHECK(d < 1e-4f, "K %d rows %d: max diff %g", K, rows, d);
-            cudaFree(dW), cudaFree(dx), cudaFree(out);
-        }
-    }
-    CHECK(launch_gemv_bf16(nullptr, nullptr, 9, 1, 8, nullptr, 0) == cudaErrorInvalidValue, "9 rows refused");
-}
-
 // q/k/v bias, q/k norm, RoPE, KV append; then attention over the appended keys, against naive references.
 static void rope_append_attention_and_attention_prefill_match_reference(void) {
     struct { int heads, kv_heads, hd, len; } cases[] = {{4, 4, 64, 5}, {8, 2, 128, 300}, {7, 1, 64, 257}, {8, 4, 8, 33}};
@@ -258,6 +235,82 @@ static void device_sampling_follows_the_cpu_rules(void) {
         CHECK(got[4] >= 0 && got[4] < vocab, "a finite row still samples");
     }
     cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(scratch);
+}
+
+// The tensor-core GEMM: each output against a double-precision sum of the same BF16 inputs, on odd sizes; and
+// batch invariance: every row is bit-identical whether it is computed alone or among 40 rows.
+static void gemm_bf16_matches_reference_and_is_batch_invariant(void) {
+    for (int N : {67, 300})
+        for (int K : {64, 172}) {
+            const int R = 40;
+            std::vector<float> x = bf16_round(randv((size_t)R * K)), w = bf16_round(randv((size_t)N * K, 0.5f));
+            std::vector<bf16> xb(x.size());
+            for (size_t i = 0; i < x.size(); i++) xb[i] = __float2bfloat16(x[i]);
+            bf16 *dx = dev(xb), *dw = dev_bf16(w);
+            float *dout;
+            cudaMalloc((void **)&dout, (size_t)R * N * sizeof(float));
+            CHECK(launch_gemm_bf16(dx, dw, R, N, K, dout, 0) == cudaSuccess, "launch");
+            std::vector<float> all = host(dout, (size_t)R * N);
+            float worst = 0;
+            for (int r = 0; r < R; r++)
+                for (int n = 0; n < N; n++) {
+                    double ref = 0;
+                    for (int k = 0; k < K; k++) ref += (double)x[(size_t)r * K + k] * w[(size_t)n * K + k];
+                    worst = fmaxf(worst, fabsf((float)ref - all[(size_t)r * N + n]));
+                }
+            CHECK(worst < 1e-4f * K, "N %d K %d: max error %g", N, K, worst);
+            int differ = 0;
+            for (int r : {0, 5, 16, 17, 39}) {   // the same row computed alone (R = 1), or as part of 17 rows
+                for (int rows : {1, 17}) {
+                    int first = rows == 1 ? r : (r >= 17 ? r - 16 : 0);
+                    if (r - first >= rows) continue;
+                    launch_gemm_bf16(dx + (size_t)first * K, dw, rows, N, K, dout, 0);
+                    std::vector<float> part = host(dout, (size_t)rows * N);
+                    differ += memcmp(&part[(size_t)(r - first) * N], &all[(size_t)r * N], N * sizeof(float)) != 0;
+                }
+            }
+            CHECK(differ == 0, "N %d K %d: %d row computations differ from the 40-row batch", N, K, differ);
+            cudaFree(dx), cudaFree(dw), cudaFree(dout);
+        }
+}
+
+// Batch invariance of the whole CUDA forward: a sequence's logits are bit-identical whether it runs alone or beside
+// 1, 7 or 40 others with other schedules and prompt lengths, through its prompt and 4 decode steps.
+static void sequence_logits_do_not_depend_on_the_batch(void) {
+    const char *names[4] = {"base", "rys:1,3", "rys:0,2", "0,2,1,3"};
+    std::vector<float> alone;
+    for (int others : {0, 1, 7, 40}) {
+        model m;
+        rp_err err;
+        CHECK(model_load(&m, FIXTURES_DIR "/llama", "cuda", 0, &err) == 0, "%s", err.msg);
+        int vocab = m.cfg.vocab_size, n = others + 1;
+        std::vector<schedule> s(n);
+        std::vector<sequence> seqs(n);
+        std::vector<sequence *> ptr(n);
+        std::vector<std::vector<int>> prompts(n);
+        std::vector<const int *> feed(n);
+        std::vector<int> counts(n), tok(n);
+        for (int i = 0; i < n; i++) {   // sequence 0 is the one watched: rys:1,3, 9 tokens
+            schedule_parse(&s[i], i ? names[i % 4] : "rys:1,3", m.cfg.n_layers, &err);
+            sequence_init(&seqs[i], &m, &s[i], 40, &err);
+            ptr[i] = &seqs[i];
+            int len = i ? 1 + (i * 5) % 11 : 9;
+            for (int t = 0; t < len; t++) prompts[i].push_back(1 + (t * 7 + i * 13) % 90);
+            feed[i] = prompts[i].data(), counts[i] = len;
+        }
+        std::vector<float> lg((size_t)n * vocab), mine;
+        CHECK(forward(&m, ptr.data(), n, feed.data(), counts.data(), 0, lg.data(), nullptr, &err) == 0, "%s", err.msg);
+        mine.insert(mine.end(), lg.begin(), lg.begin() + vocab);
+        for (int step = 0; step < 4; step++) {
+            for (int i = 0; i < n; i++) tok[i] = i ? 1 + (step + i) % 90 : argmax(&lg[0], vocab), feed[i] = &tok[i], counts[i] = 1;
+            CHECK(forward(&m, ptr.data(), n, feed.data(), counts.data(), 0, lg.data(), nullptr, &err) == 0, "%s", err.msg);
+            mine.insert(mine.end(), lg.begin(), lg.begin() + vocab);
+        }
+        if (others == 0) alone = mine;
+        else CHECK(mine == alone, "beside %d others the watched sequence's logits differ (max diff %g)", others, max_diff(mine, alone));
+        for (int i = 0; i < n; i++) sequence_free(&seqs[i], &m), schedule_free(&s[i]);
+        model_free(&m);
+    }
 }
 
 // BF16 weights and KV: logits agree with the float32 CPU backend to a few hundredths relative to their range.
@@ -492,10 +545,11 @@ int main(void) {
     void *volatile link_backend = (void *)backend_cuda_create;
     (void)link_backend;
     RUN(rmsnorm_with_residual_matches_reference);
-    RUN(gemv_reads_bf16_weights_for_up_to_8_rows);
     RUN(rope_append_attention_and_attention_prefill_match_reference);
     RUN(swiglu_and_convert_helpers_match_reference);
     RUN(device_sampling_follows_the_cpu_rules);
+    RUN(gemm_bf16_matches_reference_and_is_batch_invariant);
+    RUN(sequence_logits_do_not_depend_on_the_batch);
     RUN(full_forward_matches_cpu_on_tiny_models);
     RUN(prefill_through_cublas_matches_cpu);
     RUN(full_forward_matches_cpu_on_stories260k);

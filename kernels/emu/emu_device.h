@@ -168,4 +168,6 @@ static inline int atomicExch(int *a, int v) { return __atomic_exchange_n(a, v, _
 static inline unsigned atomicExch(unsigned *a, unsigned v) { return __atomic_exchange_n(a, v, __ATOMIC_RELAXED); }
 static inline float atomicExch(float *a, float v) { return __uint_as_float(__atomic_exchange_n(reinterpret_cast<unsigned *>(a), __float_as_uint(v), __ATOMIC_RELAXED)); }
 
+#include "kernels/emu/emu_wmma.h"
+
 #endif

@@ -1,0 +1,64 @@
+// The WMMA fragment API (nvcuda::wmma) on the emulation, at its documented semantics: fragments are warp-wide
+// tiles whose element-to-thread mapping is unspecified, so each emulated thread holds the whole tile; every call is
+// a warp-collective operation, so each one begins with a __syncwarp-style barrier of all 32 lanes (a divergent
+// call is reported like a divergent barrier). mma_sync multiplies BF16 or FP16 tiles into an FP32 accumulator,
+// summing over k in order, each product exact in float. Only the 16x16x16 shape reprise uses is provided.
+#ifndef REPRISE_EMU_WMMA_H
+#define REPRISE_EMU_WMMA_H
+
+namespace nvcuda {
+namespace wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "the emulation provides the 16x16x16 shape");
+    T x[256];   // the whole tile, row-major: (M, K) for matrix_a, (K, N) for matrix_b, (M, N) for the accumulator
+    enum { num_elements = 256 };
+};
+
+static inline float wmma_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+static inline float wmma_float(__half v) { return __half2float(v); }
+
+template <typename Use, typename T, typename Layout>
+static inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout> &f, const T *p, unsigned ldm) {
+    __syncwarp();
+    // element (r, c) of the tile, r the first index of its row-major storage
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) f.x[r * 16 + c] = std::is_same<Layout, col_major>::value ? p[c * ldm + r] : p[r * ldm + c];
+}
+
+template <typename T> static inline void fill_fragment(fragment<accumulator, 16, 16, 16, T> &f, T v) {
+    __syncwarp();
+    for (int i = 0; i < 256; i++) f.x[i] = v;
+}
+
+template <typename T, typename LA, typename LB>
+static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, T, LA> &a,
+                            const fragment<matrix_b, 16, 16, 16, T, LB> &b, const fragment<accumulator, 16, 16, 16, float> &c) {
+    __syncwarp();
+    float out[256];
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            float s = c.x[i * 16 + j];
+            for (int k = 0; k < 16; k++) s += wmma_float(a.x[i * 16 + k]) * wmma_float(b.x[k * 16 + j]);
+            out[i * 16 + j] = s;
+        }
+    for (int i = 0; i < 256; i++) d.x[i] = out[i];
+}
+
+static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t layout) {
+    __syncwarp();
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) (layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c]) = f.x[r * 16 + c];
+}
+
+}   // namespace wmma
+}   // namespace nvcuda
+
+#endif

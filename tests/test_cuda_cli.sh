@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The command line on the CUDA backend (under the emulation): a sweep's rows do not depend on --batch, and the memory
+# plan refuses a run the device cannot hold before any weight is read, and runs one that fits.
+set -u
+BIN=$1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail=0
+check() { if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
+rows() {
+    python3 - "$1" <<'PY'
+import sqlite3, sys
+for r in sqlite3.connect(sys.argv[1]).execute("SELECT c.label, r.probe, r.item, r.score, r.reply FROM results r JOIN configs c ON c.id = r.config ORDER BY 1, 2, 3"):
+    print("\t".join(map(repr, r)))
+PY
+}
+args=(sweep --probe arith --items 3 --configs "rys:1,3;rys:2,4;0-1,3-5" --backend cuda)
+"$BIN" "${args[@]}" --out "$T/b64" >/dev/null 2>"$T/b64.err" &&
+    "$BIN" "${args[@]}" --out "$T/b1" --batch 1 --ubatch 4 >/dev/null 2>"$T/b1.err"
+r=$?
+grep -q "CPU emulation" "$T/b64.err" || r=1
+[ $r -eq 0 ] && [ "$(rows "$T/b64/results.sqlite" | wc -l)" -eq 12 ] && cmp -s <(rows "$T/b64/results.sqlite") <(rows "$T/b1/results.sqlite")
+check "CUDA backend: a sweep at --batch 1 --ubatch 4 gives the rows of --batch 64, exactly" $?
+
+# the plan of generate on the built-in model: refused on a device one byte too small, run on one just big enough
+REPRISE_EMU_DEVICE_MEMORY=1000000 "$BIN" generate -p "12+35=" -n 3 --temp 0 --backend cuda >"$T/small.out" 2>"$T/small.err"
+r=$?
+[ $r -ne 0 ] && grep -q "of GPU memory, more than the" "$T/small.err" && grep -q "kv cache" "$T/small.err" && [ ! -s "$T/small.out" ]
+check "a run larger than the device is refused before loading, with its plan" $?
+total=$(sed -n 's/.*the run needs \([0-9.]*\) GiB.*/\1/p' "$T/small.err")
+bytes=$(python3 -c "print(int(($total + 0.001) * 2**30) + (256 << 20))")
+out=$(REPRISE_EMU_DEVICE_MEMORY=$bytes "$BIN" generate -p "12+35=" -n 3 --temp 0 --backend cuda 2>/dev/null)
+[ "$out" = "47" ]
+check "the same run on a device of the plan's size (plus headroom) completes (got '$out')" $?
+exit $fail
