@@ -50,6 +50,13 @@ static int make_dir(const char *d, rp_err *err) {
     return 0;
 }
 
+// The id, in the merged database, of the config in columns 0-5 (label, schedule, i, j, k, visits) of st's row.
+static int merged_config(sweep_db *d, sqlite3_stmt *st, int *id, rp_err *err) {
+    int ci = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 2);
+    return sweep_db_config(d, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1), ci,
+                           sqlite3_column_int(st, 3), sqlite3_column_int(st, 4), sqlite3_column_int(st, 5), id, err);
+}
+
 // merge: copy configs (matched by label), items and results of each database into DIR/results.sqlite.
 static int merge(int argc, char **argv) {
     const char *out = NULL;
@@ -100,9 +107,8 @@ static int merge(int argc, char **argv) {
         sqlite3_prepare_v2(in.db, "SELECT c.label, c.schedule, c.i, c.j, c.k, c.visits, r.probe, r.item, r.score, r.reply "
                                   "FROM results r JOIN configs c ON c.id = r.config", -1, &st, NULL);
         while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-            int id, ci = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 2);
-            rc = sweep_db_config(&d, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1), ci,
-                                 sqlite3_column_int(st, 3), sqlite3_column_int(st, 4), sqlite3_column_int(st, 5), &id, &err);
+            int id;
+            rc = merged_config(&d, st, &id, &err);
             const char *probe = (const char *)sqlite3_column_text(st, 6), *item = (const char *)sqlite3_column_text(st, 7);
             if (!rc && !sweep_db_has_result(&d, id, probe, item)) {
                 rc = sweep_db_add_result(&d, id, probe, item, sqlite3_column_double(st, 8), (const char *)sqlite3_column_text(st, 9), &err);
@@ -114,9 +120,8 @@ static int merge(int argc, char **argv) {
         sqlite3_prepare_v2(in.db, "SELECT c.label, c.schedule, c.i, c.j, c.k, c.visits, f.probe, f.item, f.reason "
                                   "FROM failures f JOIN configs c ON c.id = f.config", -1, &st, NULL);
         while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-            int id, ci = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 2);
-            rc = sweep_db_config(&d, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1), ci,
-                                 sqlite3_column_int(st, 3), sqlite3_column_int(st, 4), sqlite3_column_int(st, 5), &id, &err);
+            int id;
+            rc = merged_config(&d, st, &id, &err);
             const char *probe = (const char *)sqlite3_column_text(st, 6), *item = (const char *)sqlite3_column_text(st, 7);
             if (!rc && !sweep_db_has_result(&d, id, probe, item))
                 rc = sweep_db_add_failure(&d, id, probe, item, (const char *)sqlite3_column_text(st, 8), &err);
