@@ -22,6 +22,8 @@ typedef struct {
     int row0, n_rows;
     int pos0;
     kv_slot *kv;
+    int prompt;   // the step feeds this sequence several tokens (a prompt, maybe cut by --ubatch windows): rows go
+                  // through prompt attention even when one falls alone in a window, so a window never changes a number
 } visit_part;
 
 typedef struct backend backend;

@@ -119,6 +119,7 @@ typedef struct {
     const int *tokens;   // its tokens in this window
     int n;               // how many
     int offset;          // its tokens of this call run in earlier windows: positions start past them
+    int prompt;          // the call feeds it several tokens
     int from, end;       // the visits to run
     int out;             // index of its output (logits row or sampled id) when its last row is here, else -1
 } window_seq;
@@ -154,7 +155,8 @@ static void run_window(model *m, const window_seq *ws, int n, const float *hidde
             sequence *s = seqs[i];
             if (cursor[i] >= end[i] || s->sched.layer[cursor[i]] != layer) continue;
             kv_slot *kv = &s->cache.slots[cursor[i]++];
-            parts[n_parts++] = (visit_part){.row0 = row0[i], .n_rows = ws[i].n, .pos0 = s->cache.n_past + ws[i].offset, .kv = kv};
+            parts[n_parts++] = (visit_part){.row0 = row0[i], .n_rows = ws[i].n, .pos0 = s->cache.n_past + ws[i].offset, .kv = kv,
+                                            .prompt = ws[i].prompt};
         }
         be->layer(be, layer, parts, n_parts);
         if (stats) {
@@ -221,7 +223,7 @@ static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, 
             ws[n++] = (window_seq){.seq = seqs[i], .tokens = tokens[i] + (lo - r), .n = hi - lo, .offset = lo - r,
                                    .from = span && span->from_visit ? span->from_visit[i] : 0,
                                    .end = partial && span->to_visit < n_visits ? span->to_visit : n_visits,
-                                   .out = hi == r + n_tokens[i] ? i : -1};
+                                   .out = hi == r + n_tokens[i] ? i : -1, .prompt = n_tokens[i] > 1};
         }
         run_window(m, ws, n, span && span->hidden_in ? span->hidden_in + (size_t)w0 * c->dim : NULL,
                    partial ? span->hidden_out + (size_t)w0 * c->dim : NULL, all_logits,

@@ -262,7 +262,7 @@ void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     const int chunk = ATTENTION_CHUNK;
     int decode_sized = R <= GRAPH_ROWS, n_splits = ((decode_sized ? max_cap : max_len) + chunk - 1) / chunk;
     int any_prefill = 0;   // then the split-KV kernel only serves single-row parts, one at a time
-    for (int p = 0; p < n_parts; p++) any_prefill |= parts[p].n_rows > 1;
+    for (int p = 0; p < n_parts; p++) any_prefill |= parts[p].prompt;
     size_t need = (size_t)(any_prefill ? 1 : R) * c->n_heads * n_splits * (hd + 2);
     if (need > b->cap_partial) {
         if (b->mode != EAGER) {   // cannot be: decode-sized scratch is reserved for the longest context
@@ -296,7 +296,7 @@ void layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     else
         for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++) {
             float *qr = b->q + (size_t)r * qd, *ar = b->att + (size_t)r * qd;
-            if (parts[p].n_rows > 1)
+            if (parts[p].prompt)
                 CUDA_CHECK(launch_attention_prefill(qr, parts[p].n_rows, parts[p].pos0, (const bf16 *)parts[p].kv->k,
                                                     (const bf16 *)parts[p].kv->v, c->n_heads, c->n_kv_heads, hd, ar, b->stream));
             else

@@ -227,9 +227,9 @@ static void device_sampling_follows_the_cpu_rules(void) {
     l[3 * vocab + 100] = NAN, l[5 * vocab + 7] = INFINITY, l[6 * vocab + 0] = -INFINITY;
     for (int i = 0; i < vocab; i++) l[(size_t)8 * vocab + i] = NAN;
     cudaMemcpy(dl, l.data(), l.size() * sizeof(float), cudaMemcpyHostToDevice);
-    for (auto c : cases) {
-        launch_sample(dl, rows, vocab, c.temp, c.k, c.p, c.minp, du, scratch, out, 0);
-        std::vector<int> got = host(out, rows);
+    for (auto c : cases) {   // rows 0..8 hold the planted ones
+        launch_sample(dl, 9, vocab, c.temp, c.k, c.p, c.minp, du, scratch, out, 0);
+        std::vector<int> got = host(out, 9);
         for (int r : {3, 5, 6, 8})   // the CPU sampler's rule is tests/test_sampler.c's
             CHECK(got[r] == -1, "temp %g: row %d is not finite: device %d", c.temp, r, got[r]);
         CHECK(got[4] >= 0 && got[4] < vocab, "a finite row still samples");
@@ -309,6 +309,42 @@ static void sequence_logits_do_not_depend_on_the_batch(void) {
         if (others == 0) alone = mine;
         else CHECK(mine == alone, "beside %d others the watched sequence's logits differ (max diff %g)", others, max_diff(mine, alone));
         for (int i = 0; i < n; i++) sequence_free(&seqs[i], &m), schedule_free(&s[i]);
+        model_free(&m);
+    }
+}
+
+// --ubatch windows on the CUDA backend: prompts of three sequences cut into windows of 1, 5, 7 or 16 rows (so a
+// single row can fall alone into a window) give every row's logits bit-identical to one window, then decode too.
+static void ubatch_windows_give_identical_logits_on_cuda(void) {
+    const char *names[3] = {"base", "rys:1,3", "0,2,1,3"};
+    std::vector<float> ref;
+    for (int ub : {0, 1, 5, 7, 16}) {
+        model m;
+        rp_err err;
+        plan_shape shape = {.ubatch = ub, .seqs = 0, .logit_rows = 0, .kv_slots = 0, .ctx = 0, .max_visits = 0};
+        CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cuda", 0, &shape, &err) == 0, "%s", err.msg);
+        int vocab = m.cfg.vocab_size, n_feed[3] = {11, 8, 11}, one[3] = {1, 1, 1}, prompts[3][11];
+        for (int i = 0; i < 3; i++)
+            for (int t = 0; t < 11; t++) prompts[i][t] = (7 * t + 13 * i + 1) % 90;
+        schedule s[3];
+        sequence seqs[3], *ptrs[3];
+        const int *feed[3];
+        for (int i = 0; i < 3; i++) {
+            schedule_parse(&s[i], names[i], m.cfg.n_layers, &err);
+            sequence_init(&seqs[i], &m, &s[i], 24, &err);
+            ptrs[i] = &seqs[i], feed[i] = prompts[i];
+        }
+        std::vector<float> got((size_t)30 * vocab), step(3 * vocab);
+        CHECK(forward(&m, ptrs, 3, feed, n_feed, 1, got.data(), nullptr, &err) == 0, "%s", err.msg);
+        for (int k = 0; k < 3; k++) {
+            int next[3];
+            for (int i = 0; i < 3; i++) next[i] = (k * 5 + i) % 90 + 1, feed[i] = &next[i];
+            CHECK(forward(&m, ptrs, 3, feed, one, 0, step.data(), nullptr, &err) == 0, "%s", err.msg);
+            got.insert(got.end(), step.begin(), step.end());
+        }
+        if (ub == 0) ref = got;
+        else CHECK(got == ref, "--ubatch %d: logits differ from one window (max diff %g)", ub, max_diff(got, ref));
+        for (int i = 0; i < 3; i++) sequence_free(&seqs[i], &m), schedule_free(&s[i]);
         model_free(&m);
     }
 }
@@ -550,6 +586,7 @@ int main(void) {
     RUN(device_sampling_follows_the_cpu_rules);
     RUN(gemm_bf16_matches_reference_and_is_batch_invariant);
     RUN(sequence_logits_do_not_depend_on_the_batch);
+    RUN(ubatch_windows_give_identical_logits_on_cuda);
     RUN(full_forward_matches_cpu_on_tiny_models);
     RUN(prefill_through_cublas_matches_cpu);
     RUN(full_forward_matches_cpu_on_stories260k);

@@ -22,6 +22,9 @@ template <typename Use, int M, int N, int K, typename T, typename Layout = void>
     enum { num_elements = 256 };
 };
 
+static inline int wmma_thread() { return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)); }
+static inline int wmma_warp() { return wmma_thread() / 32; }
+static inline int wmma_lane() { return wmma_thread() % 32; }
 static inline float wmma_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 static inline float wmma_float(__half v) { return __half2float(v); }
 
@@ -41,15 +44,21 @@ template <typename T> static inline void fill_fragment(fragment<accumulator, 16,
 template <typename T, typename LA, typename LB>
 static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, T, LA> &a,
                             const fragment<matrix_b, 16, 16, 16, T, LB> &b, const fragment<accumulator, 16, 16, 16, float> &c) {
+    // every lane holds the same tiles: lane 0 multiplies, the warp's lanes take its product from a per-warp buffer
+    // (the emulation runs one block at a time per OS thread, so a thread-local buffer per warp is private to it)
+    static thread_local float product[32][256];
+    float *out = product[wmma_warp()];
     __syncwarp();
-    float out[256];
-    for (int i = 0; i < 16; i++)
-        for (int j = 0; j < 16; j++) {
-            float s = c.x[i * 16 + j];
-            for (int k = 0; k < 16; k++) s += wmma_float(a.x[i * 16 + k]) * wmma_float(b.x[k * 16 + j]);
-            out[i * 16 + j] = s;
-        }
+    if (wmma_lane() == 0)
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < 16; j++) {
+                float s = c.x[i * 16 + j];
+                for (int k = 0; k < 16; k++) s += wmma_float(a.x[i * 16 + k]) * wmma_float(b.x[k * 16 + j]);
+                out[i * 16 + j] = s;
+            }
+    __syncwarp();
     for (int i = 0; i < 256; i++) d.x[i] = out[i];
+    __syncwarp();   // the buffer is reused by the warp's next mma_sync
 }
 
 static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t layout) {
