@@ -399,7 +399,7 @@ void sample(backend *base, const int *rows, int n, const sampler_params *p, cons
     finish_step(cb(base), rows, n, p, uniform, nullptr, ids);
 }
 
-size_t kv_bytes_per_token(const backend *base) { return 2 * sizeof(bf16) * (size_t)base->cfg->n_kv_heads * base->cfg->head_dim; }
+size_t kv_bytes_per_token(const backend *base) { return memory_plan_kv_bytes_per_position(base->cfg); }
 
 int kv_alloc(backend *base, kv_slot *kv, int capacity, rp_err *err) {
     size_t n = (size_t)capacity * base->cfg->n_kv_heads * base->cfg->head_dim;

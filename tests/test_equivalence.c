@@ -4,6 +4,7 @@
 #include "engine/forward.h"
 #include "engine/sampler.h"
 #include "tests/test_util.h"
+#include "tests/ubatch_run.h"
 
 // Alone, S and its export run the same operations in the same order. In a batch, each row's arithmetic is
 // unchanged too (the CPU matmul is batch-invariant by design), so both comparisons are exact: tolerance 0.
@@ -169,46 +170,22 @@ static void mixed_schedules_share_layer_executions(void) {
 // earlier ones wrote); the CPU backend is batch-invariant, so every window size gives the same bits: prompts of
 // three sequences with different schedules, all-rows logits and last-row logits, then decode steps.
 static void ubatch_chunks_give_identical_logits(void) {
-    const char *names[3] = {"base", "rys:1,3", "0,2,1,3"};
-    int ubatches[] = {0, 1, 5, 7, 16};
-    float *ref_all = NULL, *ref_last = NULL;
-    enum { P = 11 };
-    int prompts[3][P];
-    for (int i = 0; i < 3; i++)
-        for (int t = 0; t < P; t++) prompts[i][t] = (7 * t + 13 * i + 1) % 90;
+    int ubatches[] = {0, 1, 5, 7, 16}, vocab = 0;
+    float *ref = NULL;
     for (size_t u = 0; u < sizeof ubatches / sizeof *ubatches; u++) {
         rp_err err;
-        model m;
-        plan_shape shape = {.ubatch = ubatches[u]};
-        CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cpu", 2, &shape, &err) == 0, "%s", err.msg);
-        int vocab = m.cfg.vocab_size, n_feed[3] = {P, P - 3, P}, one[3] = {1, 1, 1};
-        schedule s[3];
-        sequence seqs[3], *ptrs[3];
-        const int *feed[3];
-        for (int i = 0; i < 3; i++) {
-            schedule_parse(&s[i], names[i], m.cfg.n_layers, &err);
-            sequence_init(&seqs[i], &m, &s[i], 24, &err);
-            ptrs[i] = &seqs[i], feed[i] = prompts[i];
-        }
-        size_t n_all = (size_t)(2 * P + P - 3) * vocab;
-        float *all = malloc(sizeof(float) * n_all), *last = malloc(sizeof(float) * 3 * 4 * vocab);
-        CHECK(forward(&m, ptrs, 3, feed, n_feed, 1, all, NULL, &err) == 0, "%s", err.msg);
-        for (int step = 0; step < 4; step++) {   // decode: each sequence's next token is the argmax
-            int next[3];
-            for (int i = 0; i < 3; i++) next[i] = (step * 5 + i) % 90 + 1;
-            for (int i = 0; i < 3; i++) feed[i] = &next[i];
-            CHECK(forward(&m, ptrs, 3, feed, one, 0, last + (size_t)step * 3 * vocab, NULL, &err) == 0, "%s", err.msg);
-        }
-        if (!ref_all) ref_all = all, ref_last = last;
+        float *got = ubatch_run("cpu", ubatches[u], &vocab, &err);
+        CHECK(got != NULL, "%s", err.msg);
+        if (!got) continue;
+        if (!ref) ref = got;
         else {
-            CHECK(memcmp(all, ref_all, sizeof(float) * n_all) == 0, "--ubatch %d: prompt logits differ", ubatches[u]);
-            CHECK(memcmp(last, ref_last, sizeof(float) * 3 * 4 * vocab) == 0, "--ubatch %d: decode logits differ", ubatches[u]);
-            free(all), free(last);
+            CHECK(memcmp(got, ref, sizeof(float) * 30 * vocab) == 0, "--ubatch %d: prompt logits differ", ubatches[u]);
+            CHECK(memcmp(got + 30 * vocab, ref + 30 * vocab, sizeof(float) * 12 * vocab) == 0,
+                  "--ubatch %d: decode logits differ", ubatches[u]);
+            free(got);
         }
-        for (int i = 0; i < 3; i++) sequence_free(&seqs[i], &m), schedule_free(&s[i]);
-        model_free(&m);
     }
-    free(ref_all), free(ref_last);
+    free(ref);
 }
 
 int main(void) {

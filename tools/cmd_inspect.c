@@ -83,7 +83,7 @@ int cmd_inspect(int argc, char **argv) {
     print_bytes("KV per token, cuda (bf16)", kv_visit / 2 * s.n_visits);
     int batch = o.batch > 0 ? o.batch : 1;
     plan_shape shape = {.ubatch = o.ubatch, .seqs = batch, .kv_slots = (long)s.n_visits * batch,
-                        .ctx = o.ctx ? o.ctx : cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits};
+                        .ctx = cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits};
     memory_plan plan;
     memory_plan_compute(&c, &shape, &plan);
     size_t device = (size_t)(o.gpu_memory_gib * 1073741824.0);

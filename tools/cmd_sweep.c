@@ -215,7 +215,7 @@ int cmd_sweep(int argc, char **argv) {
     if (!rc) rc = sweep_space_build(&cl, cfg.n_layers, &so, &err);
     // every prompt tokenized first: the memory plan needs the longest, and is checked before any weight is read
     plan_shape shape;
-    if (!rc) rc = sweep_prepare(&r, &cfg, &shape, &err);
+    if (!rc) sweep_prepare(&r, &cfg, &shape);
     if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err);
     if (!rc) rc = make_dir(out, &err);
     char *dbp = path_join(out, "results.sqlite");

@@ -29,10 +29,6 @@ int session_load(session *s, const cli_opts *o, rp_err *err) {
     return 0;
 }
 
-int session_open(session *s, const cli_opts *o, int ctx, rp_err *err) {
-    return session_load(s, o, err) || session_start(s, o, ctx, err) ? -1 : 0;
-}
-
 int session_start(session *s, const cli_opts *o, int ctx, rp_err *err) {
     if (cli_load_model(o, ctx, 1, &s->m, &s->sched, err)) {
         session_close(s);

@@ -30,11 +30,9 @@ typedef struct {
     int context_full;     // generation stopped because the context was full
 } gen_stats;
 
-// Loads -m (tokenizer.json too when present), parses --schedule, and makes a sequence of ctx positions.
-int session_open(session *s, const cli_opts *o, int ctx, rp_err *err);
-// The same in two steps, for a command that needs the tokenizer to size the context: session_load reads the config
-// and the tokenizer, session_start plans the memory for ctx and loads the model. On failure either step closes
-// the session.
+// A session opens in two steps, so that the tokenizer can size the context: session_load reads the config and the
+// tokenizer, session_start plans the memory for ctx, loads the model (parsing --schedule) and makes a sequence of
+// ctx positions. On failure either step closes the session.
 int session_load(session *s, const cli_opts *o, rp_err *err);
 int session_start(session *s, const cli_opts *o, int ctx, rp_err *err);
 void session_close(session *s);

@@ -321,7 +321,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
 
 static int by_visits_desc(const void *a, const void *b) { return *(const int *)b - *(const int *)a; }
 
-int sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape, rp_err *err) {
+void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
     int ctx_max = 1, N = cfg->n_layers;
     r->prompts = calloc((size_t)r->n_probes, sizeof *r->prompts);
     for (int p = 0; p < r->n_probes; p++) {
@@ -359,8 +359,6 @@ int sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape, rp_e
     *shape = (plan_shape){.ubatch = r->ubatch, .seqs = step, .logit_rows = 0, .kv_slots = slots, .ctx = ctx_max,
                           .max_visits = max_visits};
     r->pool_slots = slots, r->pool_ctx = ctx_max;
-    (void)err;
-    return 0;
 }
 
 void sweep_prompts_free(sweep_run *r) {
@@ -392,8 +390,8 @@ int sweep_run_all(sweep_run *r, rp_err *err) {
     r->rows_failed = 0;
     plan_shape shape;
     int prepared_here = !r->prompts;   // a caller that loaded the model itself: prepare now
-    int rc = prepared_here ? sweep_prepare(r, &r->m->cfg, &shape, err) : 0;
-    if (!rc) rc = kv_pool_init(&r->pool, r->m->be, (int)r->pool_slots, r->pool_ctx, err);
+    if (prepared_here) sweep_prepare(r, &r->m->cfg, &shape);
+    int rc = kv_pool_init(&r->pool, r->m->be, (int)r->pool_slots, r->pool_ctx, err);
     for (int p = 0; p < r->n_probes && !rc; p++)
         for (int i = 0; i < r->probes[p].n_items && !rc; i++)
             rc = run_item(r, &r->probes[p], &r->probes[p].items[i], &r->prompts[p][i], t0, err);

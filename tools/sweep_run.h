@@ -40,7 +40,8 @@ typedef struct {
 
 // Before the model is loaded: tokenizes every item's prompt (r->tok, r->ct, r->probes and r->configs set) and
 // gives the run's shape for the memory plan: the longest prompt and reply, the batch's sequences and KV slots.
-int sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape, rp_err *err);
+// A prompt that cannot run is not an error here: it is kept as the reason its rows fail.
+void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape);
 void sweep_prompts_free(sweep_run *r);
 
 // Registers a config in the database (its schedule in range syntax) and returns its id.
