@@ -11,6 +11,9 @@
 #include "bench/random_model.h"
 #include "engine/forward.h"
 #include "engine/sampler.h"
+#ifdef REPRISE_REAL_CUDA
+#include "kernels/backend_cuda.h"
+#endif
 #include "loader/json_file.h"
 #include "loader/weights.h"
 
@@ -90,15 +93,26 @@ int main(int argc, char **argv) {
     char def[64];
     snprintf(def, sizeof def, "rys:%d,%d", cfg.n_layers / 2, cfg.n_layers / 2 + cfg.n_layers / 4);
     if (schedule_parse(&rep, sched_text ? sched_text : def, cfg.n_layers, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
-    printf("model %s: %d layers, dim %d; roofline for %s (%.2f TB/s, %.0f TFLOPS BF16 dense)\n", own ? "random 1.1B" : dir,
-           cfg.n_layers, cfg.dim, gpus[g].name, gpus[g].bandwidth / 1e12, gpus[g].bf16_flops / 1e12);
+    double bandwidth = gpus[g].bandwidth;
+    const char *bw_source = "datasheet";
+#ifdef REPRISE_REAL_CUDA
+    if (measured) {   // the roofline of the card at hand: its bandwidth as a 1 GiB device-to-device copy moves it
+        rp_err berr;
+        double bw = backend_cuda_copy_bandwidth((size_t)1 << 30, &berr);
+        if (bw > 0) bandwidth = bw, bw_source = "measured: 1 GiB device-to-device copy, read + write";
+        else fprintf(stderr, "bench_gpu: %s; the roofline uses the datasheet's bandwidth\n", berr.msg);
+    }
+#endif
+    printf("model %s: %d layers, dim %d; roofline for %s (%.2f TB/s %s; datasheet %.2f TB/s; %.0f TFLOPS BF16 dense)\n",
+           own ? "random 1.1B" : dir, cfg.n_layers, cfg.dim, gpus[g].name, bandwidth / 1e12, bw_source,
+           gpus[g].bandwidth / 1e12, gpus[g].bf16_flops / 1e12);
     if (!measured) printf("no GPU here: NOTHING WAS MEASURED; the rows below are rooflines only\n");
     printf("%-14s %-9s %6s %14s %16s %8s\n", "schedule", "phase", "batch", "measured tok/s", "roofline tok/s", "% roof");
     const schedule *ss[2] = {&base, &rep};
     for (int k = 0; k < 2; k++) {
         const char *name = k ? (sched_text ? sched_text : def) : "base";
         double dtps, ptps;
-        roofline(&cfg, ss[k], 1, n_prompt, gpus[g].bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
+        roofline(&cfg, ss[k], 1, n_prompt, bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
         double got = 0;
         if (measured) {   // prefill of one prompt
             sequence seq, *b1[1] = {&seq};
@@ -106,14 +120,14 @@ int main(int argc, char **argv) {
             for (int i = 0; i < n_prompt; i++) ids[i] = (i * 7919 + 1) % cfg.vocab_size;
             float *lg = malloc(sizeof(float) * cfg.vocab_size);
             const int *f = ids;
-            sequence_init(&seq, &m, ss[k], n_prompt, &err);
-            forward(&m, b1, 1, &f, &n_prompt, 0, lg, NULL, &err);   // warm-up
+            int bad = sequence_init(&seq, &m, ss[k], n_prompt, &err) ||
+                      forward(&m, b1, 1, &f, &n_prompt, 0, lg, NULL, &err);   // warm-up
             sequence_free(&seq, &m);
-            sequence_init(&seq, &m, ss[k], n_prompt, &err);
             double t0 = now_s();
-            forward(&m, b1, 1, &f, &n_prompt, 0, lg, NULL, &err);
+            bad = bad || sequence_init(&seq, &m, ss[k], n_prompt, &err) || forward(&m, b1, 1, &f, &n_prompt, 0, lg, NULL, &err);
             got = n_prompt / (now_s() - t0);
             sequence_free(&seq, &m);
+            if (bad) return fprintf(stderr, "bench_gpu: prefill of %s: %s\n", name, err.msg), 1;
             free(ids), free(lg);
         }
         if (measured) printf("%-14s %-9s %6d %14.0f %16.0f %7.1f\n", name, "prefill", 1, got, ptps, 100 * got / ptps);
@@ -121,7 +135,7 @@ int main(int argc, char **argv) {
         static const int batches[3] = {1, 4, 16};
         for (int bi = 0; bi < 3; bi++) {
             int batch = batches[bi];
-            roofline(&cfg, ss[k], batch, n_prompt + n_decode, gpus[g].bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
+            roofline(&cfg, ss[k], batch, n_prompt + n_decode, bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
             got = 0;
             if (measured) {
                 sequence *seqs = calloc((size_t)batch, sizeof *seqs), **ptr = malloc(sizeof *ptr * batch);
@@ -129,7 +143,8 @@ int main(int argc, char **argv) {
                 int *counts = malloc(sizeof(int) * batch), *tok = malloc(sizeof(int) * batch);
                 float *lg = malloc(sizeof(float) * (size_t)batch * cfg.vocab_size);
                 for (int i = 0; i < batch; i++) {
-                    sequence_init(&seqs[i], &m, ss[k], n_prompt + n_decode, &err);
+                    if (sequence_init(&seqs[i], &m, ss[k], n_prompt + n_decode, &err))
+                        return fprintf(stderr, "bench_gpu: %s\n", err.msg), 1;
                     ptr[i] = &seqs[i];
                     seqs[i].cache.n_past = n_prompt;   // decode as if after a prompt: attention reads n_prompt positions
                     tok[i] = i + 1, feeds[i] = &tok[i], counts[i] = 1;
@@ -137,7 +152,8 @@ int main(int argc, char **argv) {
                 double t0 = 0;
                 for (int step = 0; step < n_decode; step++) {
                     if (step == 2) t0 = now_s();   // two warm-up steps
-                    forward(&m, ptr, batch, feeds, counts, 0, lg, NULL, &err);
+                    if (forward(&m, ptr, batch, feeds, counts, 0, lg, NULL, &err))
+                        return fprintf(stderr, "bench_gpu: decode of %s at batch %d: %s\n", name, batch, err.msg), 1;
                 }
                 got = (double)batch * (n_decode - 2) / (now_s() - t0);
                 for (int i = 0; i < batch; i++) sequence_free(&seqs[i], &m);

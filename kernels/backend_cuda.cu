@@ -9,6 +9,7 @@
 // buffers - tokens, and per layer execution the rows' positions and KV slot pointers - which the graph's first
 // copies read, and replay. Everything else a kernel needs lives at fixed device addresses; attention's grid is
 // sized by the KV slots' capacity, not the current length, so one graph serves the whole generation.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -450,6 +451,36 @@ void destroy(backend *base) {
 extern "C" long backend_cuda_graph_replays(const backend *b) { return reinterpret_cast<const cuda_backend *>(b)->graph_replays; }
 extern "C" long backend_cuda_graph_captures(const backend *b) { return reinterpret_cast<const cuda_backend *>(b)->graph_captures; }
 extern "C" long backend_cuda_graphs_cached(const backend *b) { return (long)reinterpret_cast<const cuda_backend *>(b)->graphs.size(); }
+
+extern "C" double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) {
+    void *src = nullptr, *dst = nullptr;
+    cudaEvent_t t0 = nullptr, t1 = nullptr;
+    std::vector<float> ms;
+    cudaError_t e = cudaMalloc(&src, bytes);
+    if (e == cudaSuccess) e = cudaMalloc(&dst, bytes);
+    if (e == cudaSuccess) e = cudaMemset(src, 0x5a, bytes);   // not zeros: nothing may shortcut the copy
+    if (e == cudaSuccess) e = cudaEventCreate(&t0);
+    if (e == cudaSuccess) e = cudaEventCreate(&t1);
+    for (int i = 0; i < 10 && e == cudaSuccess; i++) {   // the first is a warm-up
+        float t = 0;
+        cudaEventRecord(t0);
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice);
+        cudaEventRecord(t1);
+        e = cudaEventSynchronize(t1);
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&t, t0, t1);
+        if (i > 0) ms.push_back(t);
+    }
+    if (t0) cudaEventDestroy(t0);
+    if (t1) cudaEventDestroy(t1);
+    cudaFree(src), cudaFree(dst);
+    if (e != cudaSuccess || ms.empty()) {
+        rp_fail(err, "copy bandwidth: %s", cudaGetErrorString(e));
+        cudaGetLastError();
+        return 0;
+    }
+    std::sort(ms.begin(), ms.end());
+    return 2.0 * (double)bytes / (ms[ms.size() / 2] * 1e-3);
+}
 
 extern "C" backend *backend_cuda_create(const model_config *cfg, rp_err *err) {
     int n = 0;

@@ -17,6 +17,10 @@ long backend_cuda_graph_replays(const backend *b);
 long backend_cuda_graph_captures(const backend *b);
 long backend_cuda_graphs_cached(const backend *b);
 
+// The device's memory bandwidth as a device-to-device copy of `bytes` moves it (bytes read plus bytes written per
+// second, the median of 9 timed copies after a warm-up); 0 with an error when the copy cannot run.
+double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err);
+
 #ifdef __cplusplus
 }
 #endif
