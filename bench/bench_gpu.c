@@ -2,7 +2,10 @@
 // each beside its roofline - decode: the bytes of weights and KV a step must read over the memory bandwidth;
 // prefill: the matmul FLOPs over the BF16 tensor-core peak - and the percentage reached. Without a GPU it prints
 // the rooflines for the GPU named by --gpu and says that nothing was measured. Prints, never asserts.
-// usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N]
+// usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] [--gemm 0|1] [--profile 0|1]
+//   --gemm 0     skip the table of the GEMM alone at the model's shapes
+//   --profile 1  profiler collection (cudaProfilerStart) only around the timed decode steps of base at batch 1: run
+//                under `ncu --profile-from-start off` for a per-kernel breakdown of a decode step
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +53,18 @@ static void roofline(const model_config *c, const schedule *s, int batch, int ct
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *gpu = NULL, *sched_text = NULL;
-    int n_prompt = 512, n_decode = 32;
+    int n_prompt = 512, n_decode = 32, gemm_table = 1, profile = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--gpu")) gpu = argv[i + 1];
         else if (!strcmp(argv[i], "--schedule")) sched_text = argv[i + 1];
         else if (!strcmp(argv[i], "--prompt")) n_prompt = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode")) n_decode = atoi(argv[i + 1]);
-        else return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N]\n"), 2;
+        else if (!strcmp(argv[i], "--gemm")) gemm_table = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--profile")) profile = atoi(argv[i + 1]);
+        else
+            return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] "
+                                   "[--gemm 0|1] [--profile 0|1]\n"), 2;
     }
     char tmpl[] = "/tmp/reprise-bench-gpu-XXXXXX";
     int own = !dir;
@@ -86,6 +93,13 @@ int main(int argc, char **argv) {
         if (config_load(&cfg, dir, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     } else cfg = m.cfg;
     int g = 0;
+#ifdef REPRISE_REAL_CUDA
+    if (!gpu && measured) {   // the card at hand, by its name
+        const char *name = backend_cuda_device_name();
+        gpu = strstr(name, "H200") ? "h200" : strstr(name, "A100") ? "a100" : "h100";
+        printf("device: %s\n", name);
+    }
+#endif
     for (int i = 0; i < 3; i++)
         if (gpu && !strcmp(gpu, gpus[i].name)) g = i;
     schedule base, rep;
@@ -107,6 +121,26 @@ int main(int argc, char **argv) {
            own ? "random 1.1B" : dir, cfg.n_layers, cfg.dim, gpus[g].name, bandwidth / 1e12, bw_source,
            gpus[g].bandwidth / 1e12, gpus[g].bf16_flops / 1e12);
     if (!measured) printf("no GPU here: NOTHING WAS MEASURED; the rows below are rooflines only\n");
+#ifdef REPRISE_REAL_CUDA
+    if (measured && gemm_table) {   // the projections' GEMM alone at the model's shapes: decode rows (bandwidth) and prefill (FLOPs)
+        const struct {
+            const char *name;
+            int n, k;
+        } shapes[] = {{"qkv", (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, cfg.dim}, {"o", cfg.dim, cfg.n_heads * cfg.head_dim},
+                      {"gate|up", 2 * cfg.hidden_dim, cfg.dim}, {"down", cfg.dim, cfg.hidden_dim}, {"lm_head", cfg.vocab_size, cfg.dim}};
+        printf("%-8s %6s %6s %6s %10s %9s %8s %9s %8s\n", "gemm", "R", "N", "K", "us", "GB/s", "% bw", "TFLOP/s", "% peak");
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+            for (int r = 0; r < 3; r++) {
+                int R = r == 0 ? 1 : r == 1 ? 16 : n_prompt, N = shapes[i].n, K = shapes[i].k;
+                rp_err gerr;
+                double sec = backend_cuda_time_gemm(R, N, K, &gerr);
+                if (sec <= 0) return fprintf(stderr, "bench_gpu: %s\n", gerr.msg), 1;
+                double bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
+                printf("%-8s %6d %6d %6d %10.1f %9.0f %8.1f %9.1f %8.1f\n", shapes[i].name, R, N, K, sec * 1e6, bytes / sec / 1e9,
+                       100 * bytes / sec / bandwidth, flops / sec / 1e12, 100 * flops / sec / gpus[g].bf16_flops);
+            }
+    }
+#endif
     printf("%-14s %-9s %6s %14s %16s %8s\n", "schedule", "phase", "batch", "measured tok/s", "roofline tok/s", "% roof");
     const schedule *ss[2] = {&base, &rep};
     for (int k = 0; k < 2; k++) {
@@ -151,11 +185,19 @@ int main(int argc, char **argv) {
                 }
                 double t0 = 0;
                 for (int step = 0; step < n_decode; step++) {
-                    if (step == 2) t0 = now_s();   // two warm-up steps
+                    if (step == 2) {   // two warm-up steps
+#ifdef REPRISE_REAL_CUDA
+                        if (profile && k == 0 && batch == 1) backend_cuda_profile(1);
+#endif
+                        t0 = now_s();
+                    }
                     if (forward(&m, ptr, batch, feeds, counts, 0, lg, NULL, &err))
                         return fprintf(stderr, "bench_gpu: decode of %s at batch %d: %s\n", name, batch, err.msg), 1;
                 }
                 got = (double)batch * (n_decode - 2) / (now_s() - t0);
+#ifdef REPRISE_REAL_CUDA
+                if (profile && k == 0 && batch == 1) backend_cuda_profile(0);
+#endif
                 for (int i = 0; i < batch; i++) sequence_free(&seqs[i], &m);
                 free(seqs), free(ptr), free(feeds), free(counts), free(tok), free(lg);
             }

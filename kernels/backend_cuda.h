@@ -21,6 +21,17 @@ long backend_cuda_graphs_cached(const backend *b);
 // second, the median of 9 timed copies after a warm-up); 0 with an error when the copy cannot run.
 double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err);
 
+// Seconds one launch of the projections' GEMM takes, out (R, N) = X (R, K) . W^T (the median of 9, after a
+// warm-up); 0 with an error.
+double backend_cuda_time_gemm(int R, int N, int K, rp_err *err);
+
+// Starts (on != 0) or stops the profiler's collection (cudaProfilerStart/Stop): a profiler run with
+// --profile-from-start off then sees only the region between.
+void backend_cuda_profile(int on);
+
+// The name of CUDA device 0 (as cudaGetDeviceProperties gives it), or "" when there is none.
+const char *backend_cuda_device_name(void);
+
 #ifdef __cplusplus
 }
 #endif

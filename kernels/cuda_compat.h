@@ -14,4 +14,11 @@
 #include "kernels/emu/emu_device.h"
 #endif
 
+// `#pragma unroll` for nvcc (a register array indexed by an unrolled loop stays in registers); nothing elsewhere.
+#ifdef __CUDACC__
+#define REPRISE_UNROLL _Pragma("unroll")
+#else
+#define REPRISE_UNROLL
+#endif
+
 #endif

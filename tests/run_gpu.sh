@@ -105,6 +105,14 @@ PY
     step plan_check plan_check
 
     step bench_gpu "$build/bench_gpu"
+    # where a decode step's time goes, kernel by kernel (Nsight Compute, where the machine has it)
+    kernel_profile() {
+        local ncu; ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+        [ -n "$ncu" ] || { echo "no ncu here"; return 0; }
+        timeout 240 "$ncu" --profile-from-start off --metrics gpu__time_duration.sum --print-summary per-kernel \
+            "$build/bench_gpu" --gemm 0 --decode 8
+    }
+    step kernel_profile kernel_profile
     grep -E "^(base|rys)" "$out/bench_gpu.log" | awk '{print $1" "$2" b"$3": "$4" tok/s ("$6"% of roofline)"}' |
         paste -sd ';' >"$out/bench_gpu.note"
 fi

@@ -238,11 +238,12 @@ static void device_sampling_follows_the_cpu_rules(void) {
     cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(scratch);
 }
 
-// The tensor-core GEMM: each output against a double-precision sum of the same BF16 inputs, on odd sizes; and
+// The tensor-core GEMM: each output against a double-precision sum of the same BF16 inputs, on odd and aligned sizes
+// (the edge tiles staged, the inner ones loaded directly); and
 // batch invariance: every row is bit-identical whether it is computed alone or among 40 rows.
 static void gemm_bf16_matches_reference_and_is_batch_invariant(void) {
     for (int N : {67, 300})
-        for (int K : {64, 172}) {
+        for (int K : {64, 172, 520, 1024}) {   // one slice per warp or fewer, several, a group and a tail, aligned
             const int R = 40;
             std::vector<float> x = bf16_round(randv((size_t)R * K)), w = bf16_round(randv((size_t)N * K, 0.5f));
             std::vector<bf16> xb(x.size());

@@ -1,6 +1,8 @@
-// CPU emulation of the NCCL subset reprise uses: ncclCommInitAll, ncclAllReduce, ncclSend/ncclRecv, group calls.
+// CPU emulation of the NCCL subset reprise uses: ncclCommInitAll, ncclGetUniqueId + ncclCommInitRank, ncclAllReduce,
+// ncclSend/ncclRecv, group calls.
 //
-// The communicators of one ncclCommInitAll form a clique. A collective is a rendezvous: each rank posts its buffers
+// The communicators of one ncclCommInitAll, or of the ncclCommInitRank calls of one unique id, form a clique. As NCCL
+// does, ncclCommInitRank waits until every rank of the id has called it, and refuses two ranks on one device. A collective is a rendezvous: each rank posts its buffers
 // and waits; the last to arrive checks that every rank called the same operation with the same count and type,
 // reduces, and releases them all. Sends are buffered, receives wait for their send. Calls between ncclGroupStart and
 // ncclGroupEnd are queued and then run with one OS thread per device, so a program that would deadlock or mismatch
@@ -8,7 +10,11 @@
 // the program with what every rank is waiting for, instead of hanging.
 #include <nccl.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
@@ -204,6 +210,59 @@ ncclResult_t ncclCommInitAll(ncclComm_t *comms, int ndev, const int *devlist) {
         }
         comms[i] = new ncclComm{i, dev, c};
     }
+    return ncclSuccess;
+}
+
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
+    static std::atomic<unsigned long> next{1};
+    if (!id) return ncclInvalidArgument;
+    memset(id, 0, sizeof *id);
+    snprintf(id->internal, sizeof id->internal, "reprise-emu-%lu", next++);
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank) {
+    if (!comm || nranks < 1 || nranks > MAX_RANKS || rank < 0 || rank >= nranks) return ncclInvalidArgument;
+    struct pending {
+        clique *c;
+        int joined, left, devices[MAX_RANKS];
+        bool complete, duplicate;
+    };
+    static std::mutex mu;
+    static std::condition_variable cv;
+    static std::map<std::string, pending> waiting;
+    int device = 0;
+    cudaGetDevice(&device);
+    std::string key(id.internal, strnlen(id.internal, sizeof id.internal));
+    std::unique_lock<std::mutex> lk(mu);
+    pending &p = waiting[key];
+    if (!p.c) {
+        p.c = new clique();
+        p.c->n = p.c->alive = nranks;
+    }
+    if (p.c->n != nranks) return ncclInvalidArgument;
+    p.devices[rank] = device;
+    clique *c = p.c;
+    if (++p.joined == nranks) {
+        for (int a = 0; a < nranks; a++)
+            for (int b = a + 1; b < nranks; b++) p.duplicate |= p.devices[a] == p.devices[b];
+        p.complete = true;
+        cv.notify_all();
+    } else if (!cv.wait_for(lk, timeout(), [&] { return p.complete; }))
+        emu::fatal("NCCL deadlock: rank %d of %d waited %lld s in ncclCommInitRank for the other ranks", rank, nranks,
+                   (long long)timeout().count());
+    bool duplicate = p.duplicate;
+    // the last rank to leave forgets the id (every rank has read what it needs)
+    if (++p.left == nranks) {
+        if (duplicate) delete c;
+        waiting.erase(key);
+    }
+    if (duplicate) {
+        fprintf(stderr, "NCCL WARN Duplicate GPU detected : rank %d and another rank both on CUDA device %d\n", rank, device);
+        *comm = nullptr;
+        return ncclInvalidUsage;
+    }
+    *comm = new ncclComm{rank, device, c};
     return ncclSuccess;
 }
 

@@ -26,6 +26,8 @@
 #include <mutex>
 #include <vector>
 
+#include <cuda_profiler_api.h>
+
 #include "kernels/emu/emu_control.h"
 #include "kernels/emu/emu_internal.h"
 
@@ -412,6 +414,10 @@ cudaError_t cudaDeviceSynchronize(void) {
     emu::wait_all_streams();
     return cudaSuccess;
 }
+
+// No profiler attaches to the emulation: starting and stopping its collection does nothing.
+cudaError_t cudaProfilerStart(void) { return cudaSuccess; }
+cudaError_t cudaProfilerStop(void) { return cudaSuccess; }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags) {
     (void)flags;
