@@ -4,23 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/tensor_parallel.h"
 #include "loader/weights.h"
 
-size_t memory_plan_kv_bytes_per_position(const model_config *c) { return 2 * 2 * (size_t)c->n_kv_heads * c->head_dim; }
-
-size_t memory_plan_weight_bytes(const model_config *c) {
-    int64_t shape[2];
-    size_t n = 0;
-    for (int g = 0; g < G_N_GLOBAL_TENSORS; g++) {
-        if (g == G_LM_HEAD && c->tied_embeddings) continue;
-        int nd = global_tensor_shape(c, (global_tensor)g, shape);
-        if (nd) n += (size_t)shape[0] * (nd > 1 ? (size_t)shape[1] : 1);
-    }
-    for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
-        int nd = layer_tensor_shape(c, (layer_tensor)w, shape);
-        if (nd) n += (size_t)c->n_layers * (size_t)shape[0] * (nd > 1 ? (size_t)shape[1] : 1);
-    }
-    return 2 * n;
+size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp) {
+    return 2 * 2 * (size_t)(c->n_kv_heads / (tp > 0 ? tp : 1)) * c->head_dim;
 }
 
 static void defaults(const model_config *c, const plan_shape *in, plan_shape *s) {
@@ -34,6 +22,7 @@ static void defaults(const model_config *c, const plan_shape *in, plan_shape *s)
     if (s->logit_rows < PLAN_GRAPH_ROWS) s->logit_rows = PLAN_GRAPH_ROWS;   // a captured step's rows in one go
     if (s->kv_slots < 0) s->kv_slots = 0;
     if (s->max_visits <= 0) s->max_visits = 2 * c->n_layers;
+    if (s->tp <= 0) s->tp = 1;
 }
 
 void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_plan *p) {
@@ -41,9 +30,11 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     plan_shape s;
     defaults(c, shape, &s);
     p->shape = s;
-    size_t r = (size_t)s.ubatch, L = (size_t)s.logit_rows, f = sizeof(float);
-    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim, hid = (size_t)c->hidden_dim;
-    size_t widest = (size_t)c->dim;
+    size_t r = (size_t)s.ubatch, L = (size_t)s.logit_rows, f = sizeof(float), tp = (size_t)s.tp;
+    tp_shard sh;
+    tp_shard_of(c, s.tp, 0, &sh);   // rank 0's share is the largest
+    size_t qd = (size_t)sh.n_heads * c->head_dim, kvd = (size_t)sh.n_kv_heads * c->head_dim, hid = (size_t)sh.n_hidden;
+    size_t vocab = (size_t)sh.n_vocab, widest = (size_t)c->dim;
     if (qd > widest) widest = qd;
     if (hid > widest) widest = hid;
     size_t splits = ((size_t)s.ctx + PLAN_ATTENTION_CHUNK - 1) / PLAN_ATTENTION_CHUNK;
@@ -55,21 +46,23 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_ACT_BF16] = r * widest * 2;
     b[BUF_TOKENS] = b[BUF_POS] = r * sizeof(int);
     b[BUF_KROW] = b[BUF_VROW] = r * sizeof(void *);
-    b[BUF_LOGITS] = L * c->vocab_size * f;
+    b[BUF_REDUCE] = tp > 1 ? r * c->dim * f : 0;
+    b[BUF_LOGITS] = L * vocab * f;
     b[BUF_IDS] = L * sizeof(int);
     b[BUF_UNIFORM] = L * f;
-    b[BUF_SAMPLE_SCRATCH] = L * c->vocab_size;
+    b[BUF_SAMPLE_SCRATCH] = L * vocab;
+    b[BUF_CANDIDATES] = (1 + tp) * L * PLAN_CANDIDATE_ROW_BYTES(PLAN_SAMPLE_CANDIDATES);
     size_t decode_rows = (size_t)s.seqs > PLAN_GRAPH_ROWS ? (size_t)s.seqs : PLAN_GRAPH_ROWS;
-    b[BUF_PARTIAL] = decode_rows * c->n_heads * splits * (c->head_dim + 2) * f;
+    b[BUF_PARTIAL] = decode_rows * sh.n_heads * splits * (c->head_dim + 2) * f;
     b[BUF_ROPE] = (size_t)(c->head_dim / 2) * f;
-    for (int i = BUF_X; i <= BUF_VROW; i++) p->activations += b[i];
-    for (int i = BUF_LOGITS; i <= BUF_SAMPLE_SCRATCH; i++) p->logits += b[i];
+    for (int i = BUF_X; i <= BUF_REDUCE; i++) p->activations += b[i];
+    for (int i = BUF_LOGITS; i <= BUF_CANDIDATES; i++) p->logits += b[i];
     p->scratch = b[BUF_PARTIAL] + b[BUF_ROPE];
-    p->weights = memory_plan_weight_bytes(c);
-    p->kv = (size_t)s.kv_slots * s.ctx * memory_plan_kv_bytes_per_position(c);
+    p->weights = tp_rank_weight_bytes(c, s.tp, 0);
+    p->kv = (size_t)s.kv_slots * s.ctx * memory_plan_kv_bytes_per_position(c, s.tp);
     p->device = p->weights + p->kv + p->activations + p->logits + p->scratch;
     // tokens, logits, draws and ids of a step, and each layer execution's rows (position, K and V slot pointers)
-    p->pinned_host = r * sizeof(int) + L * c->vocab_size * f + L * (f + sizeof(int)) +
+    p->pinned_host = r * sizeof(int) + L * vocab * f + L * (f + sizeof(int)) +
                      r * (size_t)s.max_visits * (sizeof(int) + 2 * sizeof(void *));
 }
 
@@ -86,7 +79,10 @@ void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size
     char note[160];
     size_t at = 0;
     buf[0] = 0;
-    add_line(buf, cap, &at, "weights", p->weights, "BF16, each unique layer once");
+    if (s->tp > 1) {
+        snprintf(note, sizeof note, "BF16, each unique layer once, this GPU's share of %d", s->tp);
+        add_line(buf, cap, &at, "weights", p->weights, note);
+    } else add_line(buf, cap, &at, "weights", p->weights, "BF16, each unique layer once");
     snprintf(note, sizeof note, "%ld slots x %d positions", s->kv_slots, s->ctx);
     add_line(buf, cap, &at, "kv cache", p->kv, note);
     snprintf(note, sizeof note, "%d rows per step (--ubatch)", s->ubatch);

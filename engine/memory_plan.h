@@ -12,6 +12,10 @@
 #define PLAN_ATTENTION_CHUNK 256       // positions per split of the decode attention kernel
 #define PLAN_GRAPH_ROWS 16             // decode steps of up to this many rows are captured as CUDA graphs
 #define PLAN_HEADROOM (256u << 20)     // left free beyond the plan: graphs, library kernels loaded lazily
+#define PLAN_SAMPLE_CANDIDATES 1024    // most candidates a sampled row keeps (top-k beyond is clamped)
+// Bytes of one row's sampling candidates: a header (max logit, softmax sum, not-finite flag, count) and
+// (logit, id) pairs.
+#define PLAN_CANDIDATE_ROW_BYTES(k) (16 + 8 * (size_t)(k))
 
 // What a run needs at once. Every count is an upper bound the engine keeps to (it chunks, never overflows).
 typedef struct {
@@ -21,22 +25,26 @@ typedef struct {
     long kv_slots;    // KV slots alive at once (the visits of every sequence held together)
     int ctx;          // positions per KV slot (the context length)
     int max_visits;   // most visits of one sequence's schedule (sizes the per-step staging of rows' KV slots)
+    int tp;           // GPUs the model is split over (tensor parallel); the plan is one GPU's share
 } plan_shape;
 
-// The buffers of the CUDA backend. Activations are (ubatch, width) float32 unless said otherwise.
+// The buffers of the CUDA backend on one GPU. Activations are (ubatch, width) float32 unless said otherwise; under
+// tensor parallelism (tp > 1) widths marked /tp are the GPU's share (heads, MLP rows, vocabulary).
 typedef enum {
     BUF_X, BUF_XB, BUF_H,              // (ubatch, dim): residual stream, gathered rows, normed rows
-    BUF_Q, BUF_ATT,                    // (ubatch, n_heads * head_dim)
-    BUF_K, BUF_V,                      // (ubatch, n_kv_heads * head_dim)
-    BUF_GATE, BUF_UP,                  // (ubatch, hidden_dim)
+    BUF_Q, BUF_ATT,                    // (ubatch, n_heads / tp * head_dim)
+    BUF_K, BUF_V,                      // (ubatch, n_kv_heads / tp * head_dim)
+    BUF_GATE, BUF_UP,                  // (ubatch, hidden_dim / tp)
     BUF_TMP,                           // (ubatch, dim): projection outputs added to the residual
     BUF_ACT_BF16,                      // (ubatch, max(dim, q width, hidden_dim)) BF16: a GEMM's input
     BUF_TOKENS, BUF_POS,               // (ubatch) int
     BUF_KROW, BUF_VROW,                // (ubatch) pointers: each row's KV slot
-    BUF_LOGITS,                        // (logit_rows, vocab)
+    BUF_REDUCE,                        // (ubatch, dim) when tp > 1 and the all-reduce goes through device copies
+    BUF_LOGITS,                        // (logit_rows, vocab / tp)
     BUF_IDS, BUF_UNIFORM,              // (logit_rows) sampled ids, their uniform draws
-    BUF_SAMPLE_SCRATCH,                // (logit_rows, vocab) bytes: the sampler's taken-marks
-    BUF_PARTIAL,                       // (seqs, n_heads, ctx / ATTENTION_CHUNK, head_dim + 2): split-KV partials
+    BUF_SAMPLE_SCRATCH,                // (logit_rows, vocab / tp) bytes: the sampler's taken-marks
+    BUF_CANDIDATES,                    // (1 + tp, logit_rows) candidate rows: this GPU's, and every GPU's gathered
+    BUF_PARTIAL,                       // (seqs, n_heads / tp, ctx / ATTENTION_CHUNK, head_dim + 2): split-KV partials
     BUF_ROPE,                          // (head_dim / 2) RoPE inverse frequencies
     BUF_N
 } plan_buffer;
@@ -46,22 +54,20 @@ typedef struct memory_plan {
     size_t buffer[BUF_N];   // bytes of each buffer
     size_t weights;         // BF16 weights, each unique layer once whatever the schedule
     size_t kv;              // kv_slots x ctx positions x (K and V, BF16)
-    size_t activations;     // BUF_X .. BUF_VROW
-    size_t logits;          // BUF_LOGITS .. BUF_SAMPLE_SCRATCH
+    size_t activations;     // BUF_X .. BUF_REDUCE
+    size_t logits;          // BUF_LOGITS .. BUF_CANDIDATES
     size_t scratch;         // BUF_PARTIAL + BUF_ROPE
     size_t device;          // all of the above: what the backend allocates
     size_t pinned_host;     // pinned staging in host memory (not device memory)
 } memory_plan;
 
-// Fills in the plan; zero or negative fields of the shape take defaults (ubatch 512, 1 sequence, logit_rows =
-// max(seqs, 16), no KV, ctx min(max_position_embeddings, 4096), max_visits 2 x layers).
+// Fills in the plan of one GPU (rank 0, the largest share); zero or negative fields of the shape take defaults
+// (ubatch 512, 1 sequence, logit_rows = max(seqs, 16), no KV, ctx min(max_position_embeddings, 4096), max_visits
+// 2 x layers, tp 1).
 void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_plan *p);
 
-// Bytes of one visit's KV slot per position on the CUDA backend (BF16 K and V).
-size_t memory_plan_kv_bytes_per_position(const model_config *c);
-
-// Weight bytes in BF16 (every tensor the config has).
-size_t memory_plan_weight_bytes(const model_config *c);
+// Bytes of one visit's KV slot per position on the CUDA backend (BF16 K and V), on one of tp GPUs.
+size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp);
 
 // The plan as lines "  weights   12.34 GiB" ..., with "of FREE free" when free_bytes > 0, into buf.
 void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size_t cap);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/tensor_parallel.h"
+
 // Defined when the CUDA backend is linked in (a GPU build, or the emulated one); NULL otherwise.
 extern backend *backend_cuda_create(const model_config *cfg, rp_err *err) __attribute__((weak));
 
@@ -18,6 +20,13 @@ int model_load_planned(model *m, const char *dir, const char *backend_name, int 
     if (st_open_dir(&m->weights, dir, err)) return -1;
     plan_shape none = {0};
     memory_plan_compute(&m->cfg, shape ? shape : &none, &m->plan);
+    int tp = m->plan.shape.tp;
+    if (tp > 1 && (tp_check(&m->cfg, tp, err) || strcmp(backend_name, "cpu") == 0)) {
+        if (strcmp(backend_name, "cpu") == 0) rp_fail(err, "--tp %d: tensor parallelism splits the model over GPUs; it needs --backend cuda", tp);
+        st_close(&m->weights);
+        return -1;
+    }
+    if (strcmp(backend_name, "auto") == 0 && tp > 1) backend_name = "cuda";   // the CPU backend cannot split
     if (strcmp(backend_name, "auto") == 0) {   // cuda when it is built in and finds a device, else cpu
         rp_err quiet;
         m->be = backend_cuda_create ? backend_cuda_create(&m->cfg, &quiet) : NULL;

@@ -1,4 +1,5 @@
-// Elementwise helpers, grid-stride: BF16 copies of activations for the cuBLAS GEMMs, and the residual add.
+// Elementwise helpers, grid-stride: BF16 copies of activations for the GEMM, the residual add, and the sum of
+// several GPUs' buffers on one device (the all-reduce of a tensor-parallel run whose ranks share a GPU).
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
 
@@ -8,6 +9,14 @@ __global__ void to_bf16_kernel(const float *src, long n, bf16 *dst) {
 
 __global__ void add_kernel(float *x, const float *d, long n) {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) x[i] += d[i];
+}
+
+__global__ void sum_buffers_kernel(buffer_list bufs, long n, float *out) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        float s = bufs.p[0][i];
+        for (int b = 1; b < bufs.n; b++) s += bufs.p[b][i];   // in rank order: every rank computes the same sum
+        out[i] = s;
+    }
 }
 
 static dim3 grid_for(long n) {
@@ -21,4 +30,9 @@ cudaError_t launch_to_bf16(const float *src, long n, bf16 *dst, cudaStream_t s) 
 
 cudaError_t launch_add(float *x, const float *d, long n, cudaStream_t s) {
     return REPRISE_LAUNCH(add_kernel, grid_for(n), dim3(256), 0, s, x, d, n);
+}
+
+cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_t s) {
+    if (bufs.n < 1 || bufs.n > BUFFER_LIST_MAX) return cudaErrorInvalidValue;
+    return REPRISE_LAUNCH(sum_buffers_kernel, grid_for(n), dim3(256), 0, s, bufs, n, out);
 }

@@ -4,10 +4,15 @@
 
 #include "kernels/cuda_compat.h"
 
+extern "C" {
+#include "engine/memory_plan.h"
+}
+
 typedef __nv_bfloat16 bf16;
 
-// Rows of x (n, dim) = the embedding rows of tokens (embed.cu).
-cudaError_t launch_embed(const bf16 *table, const int *tokens, int n, int dim, float *x, cudaStream_t s);
+// Rows of x (n, dim) = the embedding rows of tokens, for tokens in [vocab0, vocab0 + n_vocab) (the rows the table
+// holds), zeros for the others (embed.cu).
+cudaError_t launch_embed(const bf16 *table, const int *tokens, int n, int dim, int vocab0, int n_vocab, float *x, cudaStream_t s);
 
 // x += delta (when delta is not NULL), then out = x / rms(x) * w, per row (rmsnorm.cu).
 cudaError_t launch_rmsnorm(float *x, const float *delta, const bf16 *w, int n, int dim, float eps, float *out, cudaStream_t s);
@@ -41,13 +46,31 @@ cudaError_t launch_swiglu(float *gate, const float *up, long n, cudaStream_t s);
 // dst = BF16(src), and x += d, elementwise (convert.cu).
 cudaError_t launch_to_bf16(const float *src, long n, bf16 *dst, cudaStream_t s);
 cudaError_t launch_add(float *x, const float *d, long n, cudaStream_t s);
+// out = p[0] + p[1] + ... (in that order), elementwise over n floats; the buffers on the launching device.
+#define BUFFER_LIST_MAX 8
+struct buffer_list {
+    const float *p[BUFFER_LIST_MAX];
+    int n;
+};
+cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_t s);
 
-// Greedy ids of each row of logits (rows, vocab); -1 for a row holding NaN or an infinity (sample.cu).
-cudaError_t launch_argmax(const float *logits, int rows, int vocab, int *out, cudaStream_t s);
-// One id per row: temperature, then top-k, top-p, min-p over at most SAMPLE_MAX_K candidates, drawn with
-// uniform[r] in [0, 1); temp <= 0 is greedy; -1 for a row that is not finite. scratch: rows * vocab bytes (sample.cu).
-#define SAMPLE_MAX_K 1024
+// Sampling, in two launches so that a tensor-parallel run moves only candidates between GPUs (sample.cu):
+// launch_sample_candidates: per row of a slice of the vocabulary (logits (rows, n_vocab), ids vocab0..), the row's
+// candidate record (PLAN_CANDIDATE_ROW_BYTES(k) bytes at cand + r * that): its k best (logit, id) pairs in order
+// of decreasing logit (the lower id first on ties), its max, sum_i e^((l_i - max) / temp) over the slice, and
+// whether it holds NaN or an infinity. k = 1 when temp <= 0 (greedy), else min(top_k or SAMPLE_MAX_K, n_vocab).
+// scratch: rows * n_vocab bytes.
+// launch_sample_pick: per row, the records of n_slices slices (slice s's at cand + s * slice_stride bytes) merged -
+// the k best over all, the denominator over the whole vocabulary - then temperature, top-k, top-p and min-p, and a
+// draw with uniform[r] in [0, 1); greedy when temp <= 0; -1 for a row that is not finite.
+// launch_sample: both on one whole vocabulary (cand: rows * PLAN_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K) bytes).
+#define SAMPLE_MAX_K PLAN_SAMPLE_CANDIDATES
+int sample_candidates_k(float temp, int top_k, int n_vocab);
+cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,
+                                     unsigned char *scratch, unsigned char *cand, cudaStream_t s);
+cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, float temp,
+                               float top_p, float min_p, const float *uniform, int *out, cudaStream_t s);
 cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, int top_k, float top_p, float min_p,
-                          const float *uniform, unsigned char *scratch, int *out, cudaStream_t s);
+                          const float *uniform, unsigned char *scratch, unsigned char *cand, int *out, cudaStream_t s);
 
 #endif

@@ -1,9 +1,11 @@
 // Sampling on the device, per row of logits: greedy (argmax, lowest id on ties), and temperature with top-k,
-// top-p and min-p from a given uniform number - the CPU sampler's rules, on at most SAMPLE_MAX_K candidates.
-// One block of 256 threads per row. Argmax: each thread scans a strided slice, then a shared-memory tree keeps
-// the larger value (the lower id on ties). Sampling: the top candidates are found one by one with that same
-// block argmax, masking each winner (k rounds over the vocabulary: fine for the k of practice); then thread 0
-// applies the filters to the sorted candidates and draws.
+// top-p and min-p from a given uniform number - the CPU sampler's rules, on at most SAMPLE_MAX_K candidates - in
+// two kernels, so that a GPU holding a slice of the vocabulary hands on only its candidates.
+// Candidates: one block of 256 threads per row. Argmax: each thread scans a strided slice, then a shared-memory
+// tree keeps the larger value (the lower id on ties). The top candidates are found one by one with that same
+// block argmax, masking each winner (k rounds over the vocabulary: fine for the k of practice); the softmax's
+// denominator over the slice is a block sum. Pick: one thread per row merges the slices' sorted candidates, scales
+// each slice's denominator to the common max, applies the filters and draws.
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
 
@@ -39,53 +41,101 @@ __device__ static int row_not_finite(const float *v, int n, int *flag) {
     return bad;
 }
 
-__global__ void argmax_kernel(const float *logits, int vocab, int *out) {
-    __shared__ float sv[256];
-    __shared__ int si[256], bad;
-    if (row_not_finite(logits + (size_t)blockIdx.x * vocab, vocab, &bad)) {
-        if (threadIdx.x == 0) out[blockIdx.x] = -1;
-        return;
-    }
-    float best;
+struct cand_header {
+    float max, sum;   // the slice's largest logit; sum of e^((l - max) / temp) over the slice
+    int bad, k;       // the row holds NaN or an infinity; candidates that follow
+};
+struct cand_pair {
+    float v;
     int id;
-    block_argmax(logits + (size_t)blockIdx.x * vocab, vocab, nullptr, sv, si, &best, &id);
-    if (threadIdx.x == 0) out[blockIdx.x] = id;
+};
+
+__device__ static cand_header *record(unsigned char *cand, int row, int k) {
+    return (cand_header *)(cand + (size_t)row * PLAN_CANDIDATE_ROW_BYTES(k));
 }
 
-__global__ void sample_kernel(const float *logits, int vocab, float temp, int top_k, float top_p, float min_p,
-                              const float *uniform, unsigned char *taken, int *out) {
-    __shared__ float sv[256], cand_v[SAMPLE_MAX_K];
-    __shared__ int si[256], cand_id[SAMPLE_MAX_K], bad;
-    const float *l = logits + (size_t)blockIdx.x * vocab;
-    if (row_not_finite(l, vocab, &bad)) {
-        if (threadIdx.x == 0) out[blockIdx.x] = -1;
+__global__ void sample_candidates_kernel(const float *logits, int n_vocab, int vocab0, float temp, int k,
+                                         unsigned char *taken, unsigned char *cand) {
+    __shared__ float sv[256];
+    __shared__ int si[256], bad;
+    __shared__ float first;
+    const float *l = logits + (size_t)blockIdx.x * n_vocab;
+    cand_header *h = record(cand, blockIdx.x, k);
+    cand_pair *pairs = (cand_pair *)(h + 1);
+    if (row_not_finite(l, n_vocab, &bad)) {
+        if (threadIdx.x == 0) h->bad = 1, h->k = 0, h->max = 0, h->sum = 0;
         return;
     }
-    unsigned char *tk = taken + (size_t)blockIdx.x * vocab;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) tk[i] = 0;
-    __syncthreads();
-    int k = top_k > 0 && top_k < SAMPLE_MAX_K ? top_k : SAMPLE_MAX_K;
-    if (k > vocab) k = vocab;
-    for (int c = 0; c < k; c++) {   // candidates in order of decreasing logit
+    int kk = k < n_vocab ? k : n_vocab;
+    if (temp <= 0) {   // greedy: the best alone
         float best;
         int id;
-        block_argmax(l, vocab, tk, sv, si, &best, &id);
-        if (threadIdx.x == 0) cand_v[c] = best, cand_id[c] = id, tk[id] = 1;
+        block_argmax(l, n_vocab, nullptr, sv, si, &best, &id);
+        if (threadIdx.x == 0) h->bad = 0, h->k = 1, h->max = best, h->sum = 0, pairs[0] = cand_pair{best, vocab0 + id};
+        return;
+    }
+    unsigned char *tk = taken + (size_t)blockIdx.x * n_vocab;
+    for (int i = threadIdx.x; i < n_vocab; i += blockDim.x) tk[i] = 0;
+    __syncthreads();
+    for (int c = 0; c < kk; c++) {   // candidates in order of decreasing logit
+        float best;
+        int id;
+        block_argmax(l, n_vocab, tk, sv, si, &best, &id);
+        if (threadIdx.x == 0) {
+            pairs[c] = cand_pair{best, vocab0 + id}, tk[id] = 1;
+            if (c == 0) first = best;
+        }
         __syncthreads();
     }
-    // the softmax's denominator over the whole vocabulary, as the CPU sampler normalises
-    float mx = cand_v[0], part = 0;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) part += __expf((l[i] - mx) / temp);
+    // the softmax's denominator over the slice, as the CPU sampler normalises over the vocabulary
+    float mx = first, part = 0;
+    for (int i = threadIdx.x; i < n_vocab; i += blockDim.x) part += __expf((l[i] - mx) / temp);
     sv[threadIdx.x] = part;
     __syncthreads();
     for (int s2 = blockDim.x / 2; s2 > 0; s2 >>= 1) {
         if ((int)threadIdx.x < s2) sv[threadIdx.x] += sv[threadIdx.x + s2];
         __syncthreads();
     }
-    if (threadIdx.x != 0) return;   // the rest is sequential over k candidates
-    float sum = sv[0];
-    for (int c = 0; c < k; c++) cand_v[c] = __expf((cand_v[c] - mx) / temp);
-    int keep = k;
+    if (threadIdx.x == 0) h->bad = 0, h->k = kk, h->max = mx, h->sum = sv[0];
+}
+
+// (v, id) before (w, jd) in candidate order: the larger logit, the lower id on ties.
+__device__ static bool before(cand_pair a, cand_pair b) { return a.v > b.v || (a.v == b.v && a.id < b.id); }
+
+__global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size_t slice_stride, int k, float temp,
+                                   float top_p, float min_p, const float *uniform, int *out) {
+    __shared__ float cand_v[SAMPLE_MAX_K];
+    __shared__ int cand_id[SAMPLE_MAX_K];
+    if (threadIdx.x != 0) return;   // sequential over the candidates
+    const cand_header *h[BUFFER_LIST_MAX];
+    int at[BUFFER_LIST_MAX], total = 0, bad = 0;
+    for (int s = 0; s < n_slices; s++) {
+        h[s] = record((unsigned char *)cand + s * slice_stride, blockIdx.x, k);
+        at[s] = 0, total += h[s]->k, bad |= h[s]->bad;
+    }
+    if (bad) {
+        out[blockIdx.x] = -1;
+        return;
+    }
+    int kk = k < total ? k : total;
+    for (int c = 0; c < kk; c++) {   // the slices' sorted lists, merged
+        int from = -1;
+        for (int s = 0; s < n_slices; s++)
+            if (at[s] < h[s]->k && (from < 0 || before(((const cand_pair *)(h[s] + 1))[at[s]], ((const cand_pair *)(h[from] + 1))[at[from]])))
+                from = s;
+        cand_pair p = ((const cand_pair *)(h[from] + 1))[at[from]++];
+        cand_v[c] = p.v, cand_id[c] = p.id;
+    }
+    if (temp <= 0) {
+        out[blockIdx.x] = cand_id[0];
+        return;
+    }
+    // the denominator over the whole vocabulary: each slice's sum scaled to the common max (unscaled when the
+    // slice holds it, so one slice gives exactly its own sum)
+    float mx = cand_v[0], sum = 0;
+    for (int s = 0; s < n_slices; s++) sum += h[s]->max == mx ? h[s]->sum : h[s]->sum * __expf((h[s]->max - mx) / temp);
+    for (int c = 0; c < kk; c++) cand_v[c] = __expf((cand_v[c] - mx) / temp);
+    int keep = kk;
     if (top_p < 1) {
         float cum = 0;
         for (int c = 0; c < keep; c++) {
@@ -101,9 +151,9 @@ __global__ void sample_kernel(const float *logits, int vocab, float temp, int to
         while (c < keep && cand_v[c] >= min_p * cand_v[0]) c++;
         keep = c;
     }
-    float total = 0;
-    for (int c = 0; c < keep; c++) total += cand_v[c];
-    float r = uniform[blockIdx.x] * total, cum = 0;
+    float all = 0;
+    for (int c = 0; c < keep; c++) all += cand_v[c];
+    float r = uniform[blockIdx.x] * all, cum = 0;
     int pick = cand_id[keep - 1];
     for (int c = 0; c < keep; c++) {
         cum += cand_v[c];
@@ -115,12 +165,31 @@ __global__ void sample_kernel(const float *logits, int vocab, float temp, int to
     out[blockIdx.x] = pick;
 }
 
-cudaError_t launch_argmax(const float *logits, int rows, int vocab, int *out, cudaStream_t s) {
-    return REPRISE_LAUNCH(argmax_kernel, dim3(rows), dim3(256), 0, s, logits, vocab, out);
+int sample_candidates_k(float temp, int top_k, int n_vocab) {
+    (void)n_vocab;   // the record's stride: a slice with fewer ids keeps fewer
+    if (temp <= 0) return 1;
+    return top_k > 0 && top_k < SAMPLE_MAX_K ? top_k : SAMPLE_MAX_K;
+}
+
+cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,
+                                     unsigned char *scratch, unsigned char *cand, cudaStream_t s) {
+    if (rows == 0) return cudaSuccess;
+    return REPRISE_LAUNCH(sample_candidates_kernel, dim3(rows), dim3(256), 0, s, logits, n_vocab, vocab0, temp,
+                          sample_candidates_k(temp, top_k, n_vocab), scratch, cand);
+}
+
+cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, float temp,
+                               float top_p, float min_p, const float *uniform, int *out, cudaStream_t s) {
+    if (n_slices < 1 || n_slices > BUFFER_LIST_MAX) return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    return REPRISE_LAUNCH(sample_pick_kernel, dim3(rows), dim3(32), 0, s, cand, n_slices, slice_stride, k, temp, top_p,
+                          min_p, uniform, out);
 }
 
 cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, int top_k, float top_p, float min_p,
-                          const float *uniform, unsigned char *scratch, int *out, cudaStream_t s) {
-    if (temp <= 0) return launch_argmax(logits, rows, vocab, out, s);
-    return REPRISE_LAUNCH(sample_kernel, dim3(rows), dim3(256), 0, s, logits, vocab, temp, top_k, top_p, min_p, uniform, scratch, out);
+                          const float *uniform, unsigned char *scratch, unsigned char *cand, int *out, cudaStream_t s) {
+    cudaError_t e = launch_sample_candidates(logits, rows, vocab, 0, temp, top_k, scratch, cand, s);
+    if (e != cudaSuccess) return e;
+    int k = sample_candidates_k(temp, top_k, vocab);
+    return launch_sample_pick(cand, 1, (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(k), rows, k, temp, top_p, min_p, uniform, out, s);
 }

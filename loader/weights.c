@@ -107,15 +107,24 @@ float f16_to_f32(uint16_t h) {
     return f;
 }
 
-void tensor_to_f32(const st_tensor *t, float *dst) {
-    int64_t n = st_numel(t);
-    const unsigned char *p = t->data;
+void tensor_block_to_f32(const st_tensor *t, int64_t row0, int64_t rows, int64_t col0, int64_t cols, float *dst) {
+    int64_t width = t->ndim > 1 ? st_numel(t) / t->shape[0] : 1;
+    size_t es = st_dtype_size(t->dtype);
     // The mapping gives no alignment guarantee for a tensor's data, so elements are read with memcpy.
-    if (t->dtype == ST_F32) memcpy(dst, p, (size_t)n * 4);
-    else
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = t->dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-        }
+    for (int64_t r = 0; r < rows; r++) {
+        const unsigned char *p = (const unsigned char *)t->data + ((row0 + r) * width + col0) * es;
+        float *out = dst + r * cols;
+        if (t->dtype == ST_F32) memcpy(out, p, (size_t)cols * 4);
+        else
+            for (int64_t i = 0; i < cols; i++) {
+                uint16_t h;
+                memcpy(&h, p + 2 * i, 2);
+                out[i] = t->dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+            }
+    }
+}
+
+void tensor_to_f32(const st_tensor *t, float *dst) {
+    int64_t n = st_numel(t), rows = t->ndim > 1 ? t->shape[0] : 1;
+    tensor_block_to_f32(t, 0, rows, 0, n / (rows ? rows : 1), dst);
 }

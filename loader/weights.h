@@ -31,6 +31,9 @@ const st_tensor *weights_global(const model_config *c, const st_archive *a, glob
 
 // Converts a F32/F16/BF16 tensor to float32 (dst holds numel floats).
 void tensor_to_f32(const st_tensor *t, float *dst);
+// Converts the block rows [row0, row0 + rows) x columns [col0, col0 + cols) of a tensor seen as (shape[0], rest)
+// (a 1-D tensor as (shape[0], 1)) to float32, row-major (rows, cols) in dst.
+void tensor_block_to_f32(const st_tensor *t, int64_t row0, int64_t rows, int64_t col0, int64_t cols, float *dst);
 
 float bf16_to_f32(uint16_t h);
 float f16_to_f32(uint16_t h);

@@ -5,6 +5,9 @@
 #include <random>
 #include <vector>
 
+#include <string.h>
+#include <unistd.h>
+
 #include "kernels/backend_cuda.h"
 #include "kernels/kernels.h"
 extern "C" {
@@ -17,6 +20,15 @@ extern "C" {
 #include "tests/ubatch_run.h"
 
 static std::mt19937 rng(7);
+
+// The tensor-parallel degree the CUDA models of the tests below load with (tests run again with 2).
+static int g_tp = 1;
+static int load_cuda(model *m, const char *dir, rp_err *err) {
+    plan_shape shape;
+    memset(&shape, 0, sizeof shape);
+    shape.tp = g_tp;
+    return model_load_planned(m, dir, "cuda", 0, &shape, err);
+}
 static std::vector<float> randv(size_t n, float scale = 1) {
     std::uniform_real_distribution<float> d(-scale, scale);
     std::vector<float> v(n);
@@ -209,12 +221,32 @@ static void device_sampling_follows_the_cpu_rules(void) {
     for (int r = 0; r < rows; r++) l[(size_t)r * vocab + 7] = l[(size_t)r * vocab + 9] = 5;   // ties: the lower id first
     float *dl = dev(l), *du = dev(u);
     int *out;
-    unsigned char *scratch;
+    unsigned char *scratch, *cand, *cand_all;
+    size_t cand_bytes = (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
     cudaMalloc((void **)&out, rows * sizeof(int)), cudaMalloc((void **)&scratch, (size_t)rows * vocab);
+    cudaMalloc((void **)&cand, cand_bytes), cudaMalloc((void **)&cand_all, 3 * cand_bytes);
     struct { float temp; int k; float p, minp; } cases[] = {{0, 0, 1, 0}, {1, 0, 1, 0}, {0.7f, 40, 0.95f, 0.05f}, {1.3f, 5, 1, 0}, {1, 0, 0.5f, 0}, {1, 0, 1, 0.3f}};
     for (auto c : cases) {
-        CHECK(launch_sample(dl, rows, vocab, c.temp, c.k, c.p, c.minp, du, scratch, out, 0) == cudaSuccess, "launch");
+        CHECK(launch_sample(dl, rows, vocab, c.temp, c.k, c.p, c.minp, du, scratch, cand, out, 0) == cudaSuccess, "launch");
         std::vector<int> got = host(out, rows);
+        // the vocabulary cut in 2 and 3 slices (as tensor-parallel GPUs hold it): each slice's candidates, merged
+        for (int n_slices : {2, 3}) {
+            int k = sample_candidates_k(c.temp, c.k, vocab);
+            size_t stride = (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(k);
+            for (int sl = 0; sl < n_slices; sl++) {
+                int v0 = vocab * sl / n_slices, nv = vocab * (sl + 1) / n_slices - v0;
+                std::vector<float> part((size_t)rows * nv);
+                for (int r = 0; r < rows; r++) memcpy(&part[(size_t)r * nv], &l[(size_t)r * vocab + v0], nv * sizeof(float));
+                float *dp = dev(part);
+                launch_sample_candidates(dp, rows, nv, v0, c.temp, c.k, scratch, cand_all + sl * stride, 0);
+                cudaDeviceSynchronize();
+                cudaFree(dp);
+            }
+            launch_sample_pick(cand_all, n_slices, stride, rows, k, c.temp, c.p, c.minp, du, out, 0);
+            std::vector<int> merged = host(out, rows);
+            CHECK(merged == got, "temp %g top-k %d top-p %g min-p %g: %d slices pick other ids than the whole vocabulary",
+                  c.temp, c.k, c.p, c.minp, n_slices);
+        }
         int bad = 0;
         for (int r = 0; r < rows; r++) {
             const float *lr = &l[(size_t)r * vocab];
@@ -223,19 +255,20 @@ static void device_sampling_follows_the_cpu_rules(void) {
         }
         CHECK(bad == 0, "temp %g top-k %d top-p %g min-p %g: %d of %d rows differ", c.temp, c.k, c.p, c.minp, bad, rows);
     }
-    CHECK(launch_argmax(dl, rows, vocab, out, 0) == cudaSuccess && host(out, 1)[0] == 7, "argmax tie goes to the lower id: %d", host(out, 1)[0]);
+    CHECK(launch_sample(dl, rows, vocab, 0, 0, 1, 0, du, scratch, cand, out, 0) == cudaSuccess && host(out, 1)[0] == 7,
+          "argmax tie goes to the lower id: %d", host(out, 1)[0]);
     // rows holding NaN or an infinity (one NaN, +inf, -inf, all NaN): -1, for every rule, as on the CPU
     l[3 * vocab + 100] = NAN, l[5 * vocab + 7] = INFINITY, l[6 * vocab + 0] = -INFINITY;
     for (int i = 0; i < vocab; i++) l[(size_t)8 * vocab + i] = NAN;
     cudaMemcpy(dl, l.data(), l.size() * sizeof(float), cudaMemcpyHostToDevice);
     for (auto c : cases) {   // rows 0..8 hold the planted ones
-        launch_sample(dl, 9, vocab, c.temp, c.k, c.p, c.minp, du, scratch, out, 0);
+        launch_sample(dl, 9, vocab, c.temp, c.k, c.p, c.minp, du, scratch, cand, out, 0);
         std::vector<int> got = host(out, 9);
         for (int r : {3, 5, 6, 8})   // the CPU sampler's rule is tests/test_sampler.c's
             CHECK(got[r] == -1, "temp %g: row %d is not finite: device %d", c.temp, r, got[r]);
         CHECK(got[4] >= 0 && got[4] < vocab, "a finite row still samples");
     }
-    cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(scratch);
+    cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(scratch), cudaFree(cand), cudaFree(cand_all);
 }
 
 // The tensor-core GEMM: each output against a double-precision sum of the same BF16 inputs, on odd and aligned sizes
@@ -284,7 +317,7 @@ static void sequence_logits_do_not_depend_on_the_batch(void) {
     for (int others : {0, 1, 7, 40}) {
         model m;
         rp_err err;
-        CHECK(model_load(&m, FIXTURES_DIR "/llama", "cuda", 0, &err) == 0, "%s", err.msg);
+        CHECK(load_cuda(&m, FIXTURES_DIR "/llama", &err) == 0, "%s", err.msg);
         int vocab = m.cfg.vocab_size, n = others + 1;
         std::vector<schedule> s(n);
         std::vector<sequence> seqs(n);
@@ -338,7 +371,7 @@ static void ubatch_windows_give_identical_logits_on_cuda(void) {
 static void forward_matches_cpu(const char *dir, int n_tokens, const char *sched_text, int check_greedy) {
     model mc, mg;
     rp_err err;
-    if (model_load(&mc, dir, "cpu", 2, &err) || model_load(&mg, dir, "cuda", 0, &err)) {
+    if (model_load(&mc, dir, "cpu", 2, &err) || load_cuda(&mg, dir, &err)) {
         CHECK(0, "%s: %s", dir, err.msg);
         return;
     }
@@ -381,7 +414,7 @@ static void full_forward_matches_cpu_on_tiny_models(void) {
 static void prefill_through_cublas_matches_cpu(void) {
     model mc, mg;
     rp_err err;
-    if (model_load(&mc, FIXTURES_DIR "/qwen2", "cpu", 2, &err) || model_load(&mg, FIXTURES_DIR "/qwen2", "cuda", 0, &err)) {
+    if (model_load(&mc, FIXTURES_DIR "/qwen2", "cpu", 2, &err) || load_cuda(&mg, FIXTURES_DIR "/qwen2", &err)) {
         CHECK(0, "%s", err.msg);
         return;
     }
@@ -420,7 +453,7 @@ static void repeat_equals_physical_duplicate_on_cuda(void) {
     schedule_parse(&s, "rys:1,3", 4, &err);
     CHECK(export_schedule(FIXTURES_DIR "/qwen3", &s, tmp, &err) == 0, "%s", err.msg);
     model m, d;
-    CHECK(model_load(&m, FIXTURES_DIR "/qwen3", "cuda", 0, &err) == 0 && model_load(&d, tmp, "cuda", 0, &err) == 0, "%s", err.msg);
+    CHECK(load_cuda(&m, FIXTURES_DIR "/qwen3", &err) == 0 && load_cuda(&d, tmp, &err) == 0, "%s", err.msg);
     schedule base;
     schedule_base(&base, d.cfg.n_layers);
     sequence a, b, *sa[1] = {&a}, *sb[1] = {&b};
@@ -451,7 +484,7 @@ static void decode_steps(int cycle_shapes, std::vector<float> *out, long *replay
     const char *names[3] = {"base", "rys:1,3", "rys:1,3,3"};
     model m;
     rp_err err;
-    CHECK(model_load(&m, FIXTURES_DIR "/llama", "cuda", 0, &err) == 0, "%s", err.msg);
+    CHECK(load_cuda(&m, FIXTURES_DIR "/llama", &err) == 0, "%s", err.msg);
     int vocab = m.cfg.vocab_size;
     schedule s[3];
     sequence seqs[3], *ptr[3];
@@ -492,6 +525,90 @@ static void graph_replay_equals_eager(void) {
             CHECK(cached == 2 && captures > 2, "%ld graphs cached after %ld captures (bound 2)", cached, captures);
         CHECK(out[0] == out[1], "replayed logits differ from eager ones (max diff %g)", max_diff(out[0], out[1]));
     }
+}
+
+// Tensor parallel: a model split over 2 GPUs (`--tp 2`; emulated, one OS thread each) gives the logits of one GPU
+// within BF16 rounding (the O and down projections' sums are cut in two and added by the all-reduce, and the
+// activations round to BF16 from there), and the same greedy ids, on every fixture whose KV heads split, for base,
+// repeated, skipping and reordered schedules; both ranks read the same prompt and each its own KV heads.
+static void tp_matches_one_gpu(const char *dir, const char *sched_text, int n_steps) {
+    model m1, m2;
+    rp_err err;
+    g_tp = 1;
+    int ok = load_cuda(&m1, dir, &err) == 0;
+    g_tp = 2;
+    ok = ok && load_cuda(&m2, dir, &err) == 0;
+    g_tp = 1;
+    if (!ok) {
+        CHECK(0, "%s: %s", dir, err.msg);
+        return;
+    }
+    schedule s;
+    CHECK(schedule_parse(&s, sched_text, m1.cfg.n_layers, &err) == 0, "%s", err.msg);
+    int vocab = m1.cfg.vocab_size, prompt[5] = {1, 9, 4, 17, 2}, n = 5;
+    sequence a, b, *sa[1] = {&a}, *sb[1] = {&b};
+    sequence_init(&a, &m1, &s, n + n_steps, &err), sequence_init(&b, &m2, &s, n + n_steps, &err);
+    std::vector<float> la(vocab), lb(vocab);
+    const int *fa = prompt, *fb = prompt;
+    int tok_a, tok_b, same_ids = 1;
+    float worst = 0, range = 0;
+    for (int step = 0; step < n_steps; step++) {
+        CHECK(forward(&m1, sa, 1, &fa, &n, 0, la.data(), nullptr, &err) == 0, "%s", err.msg);
+        CHECK(forward(&m2, sb, 1, &fb, &n, 0, lb.data(), nullptr, &err) == 0, "%s", err.msg);
+        for (int i = 0; i < vocab; i++) worst = fmaxf(worst, fabsf(la[i] - lb[i])), range = fmaxf(range, fabsf(la[i]));
+        tok_a = argmax(la.data(), vocab), tok_b = argmax(lb.data(), vocab);
+        same_ids &= tok_a == tok_b;
+        fa = fb = &tok_a, n = 1;   // both fed the one-GPU choice: logits compared on the same inputs
+    }
+    fprintf(stderr, "  %s %s: --tp 2 vs 1: max |dlogit| %.3g over %d steps (max |logit| %.3g)%s\n", dir, sched_text, worst,
+            n_steps, range, same_ids ? ", same greedy ids" : "");
+    CHECK(worst <= 0.01f * range, "%s %s: --tp 2 max |dlogit| %g > %g", dir, sched_text, worst, 0.01f * range);
+    CHECK(same_ids, "%s %s: --tp 2 greedy ids differ from one GPU's within %d steps", dir, sched_text, n_steps);
+    sequence_free(&a, &m1), sequence_free(&b, &m2), schedule_free(&s);
+    model_free(&m1), model_free(&m2);
+}
+
+static void tensor_parallel_matches_one_gpu(void) {
+    for (const char *v : {"llama", "qwen3", "mistral"}) {   // qwen2's one KV head cannot split: refused below
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s", FIXTURES_DIR, v);
+        for (const char *sched : {"base", "rys:1,3", "0,1,3", "0,2,1,3"}) tp_matches_one_gpu(dir, sched, 8);
+    }
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/models/stories260K", SHARED_DIR);
+    if (access(dir, F_OK) == 0) tp_matches_one_gpu(dir, "rys:1,3", 32);
+    else fprintf(stderr, "  (stories260K not found under %s: skipped)\n", SHARED_DIR);
+    // both ranks on one GPU, the all-reduce through device copies (what one lent GPU can check)
+    setenv("REPRISE_TP_SHARE_GPU", "1", 1);
+    tp_matches_one_gpu(FIXTURES_DIR "/qwen3", "rys:1,3", 8);
+    unsetenv("REPRISE_TP_SHARE_GPU");
+}
+
+// Under --tp 2, what holds on one GPU still holds: a repeated layer equals its physical duplicate bit for bit, a
+// sequence's logits do not depend on the batch, and replayed graphs (collectives inside) equal eager steps.
+static void tensor_parallel_keeps_exactness(void) {
+    g_tp = 2;
+    repeat_equals_physical_duplicate_on_cuda();
+    sequence_logits_do_not_depend_on_the_batch();
+    graph_replay_equals_eager();
+    g_tp = 1;
+}
+
+// What cannot be split is refused with the reason: a --tp that does not divide the KV heads, more than 8 GPUs, the
+// CPU backend.
+static void tensor_parallel_refuses_what_it_cannot_split(void) {
+    model m;
+    rp_err err;
+    plan_shape shape;
+    memset(&shape, 0, sizeof shape);
+    shape.tp = 2;
+    CHECK(model_load_planned(&m, FIXTURES_DIR "/qwen2", "cuda", 0, &shape, &err) != 0 && strstr(err.msg, "1 KV heads") &&
+              strstr(err.msg, "--tp 2"), "qwen2 (1 KV head) at --tp 2: %s", err.msg);
+    CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cpu", 1, &shape, &err) != 0 && strstr(err.msg, "--backend cuda"),
+          "--tp 2 on the CPU backend: %s", err.msg);
+    shape.tp = 9;
+    CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cuda", 0, &shape, &err) != 0 && strstr(err.msg, "1 to 8"),
+          "--tp 9: %s", err.msg);
 }
 
 #ifdef REPRISE_CUDA_EMULATION
@@ -536,7 +653,7 @@ static void memory_plan_equals_peak_allocation(void) {
     struct { int ubatch, ctx, batch, prompt; } points[] = {{0, 40, 1, 12}, {8, 48, 4, 20}, {16, 64, 3, 30}, {512, 64, 20, 9}};
     for (auto &pt : points) {
         plan_shape shape = {.ubatch = pt.ubatch, .seqs = pt.batch, .logit_rows = 0, .kv_slots = 6L * pt.batch,
-                            .ctx = pt.ctx, .max_visits = 6};
+                            .ctx = pt.ctx, .max_visits = 6, .tp = 1};
         size_t planned = 0;
         int loaded;
         rp_err err;
@@ -580,6 +697,9 @@ int main(void) {
     RUN(full_forward_matches_cpu_on_stories260k);
     RUN(repeat_equals_physical_duplicate_on_cuda);
     RUN(graph_replay_equals_eager);
+    RUN(tensor_parallel_matches_one_gpu);
+    RUN(tensor_parallel_keeps_exactness);
+    RUN(tensor_parallel_refuses_what_it_cannot_split);
 #ifdef REPRISE_CUDA_EMULATION
     RUN(memory_plan_equals_peak_allocation);
 #endif

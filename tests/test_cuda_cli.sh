@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The command line on the CUDA backend (under the emulation): a sweep's rows do not depend on --batch, and the memory
-# plan refuses a run the device cannot hold before any weight is read, and runs one that fits.
+# The command line on the CUDA backend (under the emulation): a sweep's rows do not depend on --batch, the memory
+# plan refuses a run the device cannot hold before any weight is read, and runs one that fits; --tp 2 (two emulated
+# GPUs) gives the text, samples and sweep rows of one GPU, and is refused where it cannot split.
 set -u
 BIN=$1
 T=$(mktemp -d)
@@ -32,4 +33,20 @@ bytes=$(python3 -c "print(int(($total + 0.001) * 2**30) + (256 << 20))")
 out=$(REPRISE_EMU_DEVICE_MEMORY=$bytes "$BIN" generate -p "12+35=" -n 3 --temp 0 --backend cuda 2>/dev/null)
 [ "$out" = "47" ]
 check "the same run on a device of the plan's size (plus headroom) completes (got '$out')" $?
+
+# tensor parallel: the built-in model split over 2 GPUs
+for s in "--temp 0" "--temp 1.5 --top-k 40 --top-p 0.95 --min-p 0.01 --seed 1"; do
+    a=$("$BIN" generate -p "7" -n 12 $s --backend cuda 2>/dev/null)
+    b=$("$BIN" generate -p "7" -n 12 $s --backend cuda --tp 2 2>"$T/tp.err")
+    [ -n "$a" ] && [ "$a" = "$b" ]
+    check "generate --tp 2 $s gives one GPU's text ('$a' / '$b')" $?
+done
+"$BIN" "${args[@]}" --out "$T/tp2" --tp 2 >/dev/null 2>"$T/tp2.err" && cmp -s <(rows "$T/b64/results.sqlite") <(rows "$T/tp2/results.sqlite")
+check "sweep --tp 2 gives the rows of one GPU" $?
+"$BIN" generate -p "1+1=" -n 2 --tp 2 --backend cpu >/dev/null 2>"$T/cpu.err"
+[ $? -ne 0 ] && grep -q "needs --backend cuda" "$T/cpu.err"
+check "--tp 2 on the CPU backend is refused: $(cat "$T/cpu.err")" $?
+"$BIN" generate -p "1+1=" -n 2 --tp 3 --backend cuda >/dev/null 2>"$T/tp3.err"
+[ $? -ne 0 ] && grep -q "do not split evenly" "$T/tp3.err"
+check "--tp that does not divide the KV heads is refused: $(cat "$T/tp3.err")" $?
 exit $fail

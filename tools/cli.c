@@ -1,6 +1,8 @@
 // Command-line options shared by the reprise subcommands, parsed one way everywhere.
 #include "tools/cli.h"
 
+#include "engine/tensor_parallel.h"
+
 #include "loader/json_file.h"
 #include "loader/tokenizer.h"
 
@@ -91,6 +93,7 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         else if (strcmp(name, "c") == 0) rc = parse_int(a, v, 1, 1 << 30, &o->ctx, err);
         else if (strcmp(name, "ubatch") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->ubatch, err);
         else if (strcmp(name, "batch") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->batch, err);
+        else if (strcmp(name, "tp") == 0) rc = parse_int(a, v, 1, TP_MAX_RANKS, &o->tp, err);
         else if (strcmp(name, "gpu-memory") == 0) {
             float g;
             rc = parse_float(a, v, 0.001, 1e6, &g, err);
@@ -147,7 +150,7 @@ int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedul
     if (config_load(&cfg, o->model_dir, err)) return -1;
     if (schedule_parse(s, o->schedule, cfg.n_layers, err)) return rp_wrap(err, "--schedule");
     plan_shape shape = {.ubatch = o->ubatch, .seqs = 1, .logit_rows = logit_rows, .kv_slots = s->n_visits, .ctx = ctx,
-                        .max_visits = s->n_visits};
+                        .max_visits = s->n_visits, .tp = o->tp};
     if (model_load_planned(m, o->model_dir, o->backend, o->threads, &shape, err)) {
         schedule_free(s);
         return -1;

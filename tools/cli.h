@@ -25,6 +25,7 @@ typedef struct {
     int ctx;                 // -c (0: not given; see cli_context)
     int ubatch;              // --ubatch: most rows of one forward step (0: PLAN_DEFAULT_UBATCH)
     int batch;               // --batch (inspect: sequences planned together)
+    int tp;                  // --tp: GPUs the model is split over (0: 1)
     double gpu_memory_gib;   // --gpu-memory (inspect)
     int seed_random;         // --seed -1 was given: sampling.seed holds the random seed drawn
     int ignore_eos;          // --ignore-eos

@@ -18,6 +18,7 @@ static const char *usage =
     "  -n N                 most tokens per reply (default: until the end of the turn or a full context)\n"
     "  -c N                 context length (default: max_position_embeddings, at most 4096)\n"
     "  --ubatch N           most rows of one forward step (default 512)\n"
+    "  --tp N               split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)\n"
     "  --stop STRING        also end a reply at STRING (repeatable)\n"
     "  --schedule S         layer schedule (default base)\n"
     "  --temp --top-k --top-p --min-p --seed   sampling, as for generate\n"
@@ -42,7 +43,7 @@ int cmd_chat(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend system chat-template n t c ubatch temp top-k top-p min-p seed stop", usage, &o, &code))
+    if (cli_begin(argc, argv, "m schedule backend system chat-template n t c ubatch tp temp top-k top-p min-p seed stop", usage, &o, &code))
         return code;
     chat_template ct;
     if (chat_template_load(&ct, o.model_dir, o.chat_template, &err)) {

@@ -18,6 +18,7 @@ static const char *usage =
     "  -c N             context length (default: prompt + N with -n, else max_position_embeddings\n"
     "                   up to 4096)\n"
     "  --ubatch N       most rows of one forward step; a longer prompt runs in chunks (default 512)\n"
+    "  --tp N           split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)\n"
     "  --temp T         temperature; 0 = greedy (default 0.8)\n"
     "  --top-k K        keep the K most likely tokens; 0 = off (default 40)\n"
     "  --top-p P        keep the smallest set with probability >= P; 1 = off (default 0.95)\n"
@@ -32,7 +33,7 @@ int cmd_generate(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c ubatch temp top-k top-p min-p seed stop ignore-eos",
+    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c ubatch tp temp top-k top-p min-p seed stop ignore-eos",
                   usage, &o, &code))
         return code;
     // The model and its tokenizer are loaded first, then the context is sized to the prompt and -n.

@@ -3,22 +3,25 @@
 #include <stdlib.h>
 
 #include "engine/memory_plan.h"
+#include "engine/tensor_parallel.h"
 #include "loader/weights.h"
 #include "tools/cli.h"
 
 static const char *usage =
-    "usage: reprise inspect [-m DIR] [--schedule S] [--tensors] [-c N] [--batch N] [--ubatch N] [--gpu-memory GIB]\n"
+    "usage: reprise inspect [-m DIR] [--schedule S] [--tensors] [-c N] [--batch N] [--ubatch N] [--tp N]\n"
+    "                       [--gpu-memory GIB]\n"
     "Prints the architecture, the tensors (a summary, or every one with --tensors), the parameter count,\n"
     "the weight memory (CPU float32, GPU BF16), and for the schedule: visits vs unique layers, KV-cache bytes per\n"
     "token on each backend, and the GPU memory plan of a run of --batch sequences of -c positions each: weights,\n"
-    "KV cache, activations, logits, scratch. With --gpu-memory, whether it fits a GPU of that size, and the longest\n"
-    "context and the most sequences that do. No weight is read.\n"
+    "KV cache, activations, logits, scratch (with --tp N, one GPU's share of the split). With --gpu-memory, whether\n"
+    "it fits a GPU of that size, and the longest context and the most sequences that do. No weight is read.\n"
     "  -m DIR           model directory (default: the built-in model)\n"
     "  --schedule S     layer schedule (default base)\n"
     "  --tensors        list every tensor with its dtype and shape\n"
     "  -c N             context of each sequence (default: max_position_embeddings up to 4096)\n"
     "  --batch N        sequences held and decoded together, as a sweep's --batch (default 1)\n"
     "  --ubatch N       most rows of one forward step (default 512)\n"
+    "  --tp N           the model split over N GPUs (tensor parallel): the plan of each (default 1)\n"
     "  --gpu-memory GIB the GPU's memory in GiB (e.g. 79 for an H100 80GB, 139 for an H200)\n";
 
 static void print_bytes(const char *label, double b) {
@@ -33,7 +36,7 @@ int cmd_inspect(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule tensors c batch ubatch gpu-memory", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, "m schedule tensors c batch ubatch tp gpu-memory", usage, &o, &code)) return code;
     model_config c;
     st_archive a;
     schedule s;
@@ -41,7 +44,8 @@ int cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "reprise inspect: %s\n", err.msg);
         return 1;
     }
-    if (weights_check(&c, &a, &err) || schedule_parse(&s, o.schedule, c.n_layers, &err)) {
+    int tp = o.tp > 0 ? o.tp : 1;
+    if (weights_check(&c, &a, &err) || tp_check(&c, tp, &err) || schedule_parse(&s, o.schedule, c.n_layers, &err)) {
         fprintf(stderr, "reprise inspect: %s\n", err.msg);
         st_close(&a);
         return 1;
@@ -81,20 +85,27 @@ int cmd_inspect(int argc, char **argv) {
     print_bytes("KV per token, cpu (f32)", kv_visit * s.n_visits);
     print_bytes("KV at max context, cpu", kv_visit * s.n_visits * c.max_pos);
     print_bytes("KV per token, cuda (bf16)", kv_visit / 2 * s.n_visits);
+    if (tp > 1) {
+        printf("%-28s %d GPUs: %d of %d query heads, %d of %d KV heads, %d of %d MLP rows, %d of %d vocabulary rows each\n",
+               "tensor parallel", tp, c.n_heads / tp, c.n_heads, c.n_kv_heads / tp, c.n_kv_heads, (c.hidden_dim + tp - 1) / tp,
+               c.hidden_dim, (c.vocab_size + tp - 1) / tp, c.vocab_size);
+        print_bytes("weights per GPU (bf16)", (double)tp_rank_weight_bytes(&c, tp, 0));
+        print_bytes("KV per token per GPU", (double)memory_plan_kv_bytes_per_position(&c, tp) * s.n_visits);
+    }
     int batch = o.batch > 0 ? o.batch : 1;
     plan_shape shape = {.ubatch = o.ubatch, .seqs = batch, .kv_slots = (long)s.n_visits * batch,
-                        .ctx = cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits};
+                        .ctx = cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits, .tp = tp};
     memory_plan plan;
     memory_plan_compute(&c, &shape, &plan);
     size_t device = (size_t)(o.gpu_memory_gib * 1073741824.0);
     char plan_text[2048];
     memory_plan_format(&plan, 0, plan_text, sizeof plan_text);
-    printf("GPU memory plan: %d sequence(s) of %d positions, %d rows per step\n%s", batch, plan.shape.ctx,
-           plan.shape.ubatch, plan_text);
+    printf("GPU memory plan%s: %d sequence(s) of %d positions, %d rows per step\n%s", tp > 1 ? " of each GPU" : "", batch,
+           plan.shape.ctx, plan.shape.ubatch, plan_text);
     if (device) {
         int fits = plan.device + PLAN_HEADROOM <= device;
-        printf("%-28s %s a %.3f GiB GPU (%.3f GiB needed with headroom)\n", "fits", fits ? "yes, on" : "no, not on",
-               o.gpu_memory_gib, (plan.device + PLAN_HEADROOM) / 1073741824.0);
+        printf("%-28s %s %s%.3f GiB GPU (%.3f GiB needed with headroom%s)\n", "fits", fits ? "yes, on" : "no, not on",
+               tp > 1 ? "each " : "a ", o.gpu_memory_gib, (plan.device + PLAN_HEADROOM) / 1073741824.0, tp > 1 ? ", per GPU" : "");
         printf("%-28s %d positions (%d sequence(s))\n", "longest context that fits",
                memory_plan_max_ctx(&c, &shape, s.n_visits, device), batch);
         printf("%-28s %d (of %d positions)\n", "most sequences that fit", memory_plan_max_seqs(&c, &shape, s.n_visits, device),

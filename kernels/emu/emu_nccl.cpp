@@ -1,5 +1,5 @@
 // CPU emulation of the NCCL subset reprise uses: ncclCommInitAll, ncclGetUniqueId + ncclCommInitRank, ncclAllReduce,
-// ncclSend/ncclRecv, group calls.
+// ncclAllGather, ncclSend/ncclRecv, group calls.
 //
 // The communicators of one ncclCommInitAll, or of the ncclCommInitRank calls of one unique id, form a clique. As NCCL
 // does, ncclCommInitRank waits until every rank of the id has called it, and refuses two ranks on one device. A collective is a rendezvous: each rank posts its buffers
@@ -134,6 +134,30 @@ ncclResult_t all_reduce(const void *send, void *recv, size_t count, ncclDataType
     }
     for (int r = 0; r < c->n; r++)
         for (size_t i = 0; i < count; i++) put(c->posts[r].recv, type, i, acc[i]);
+    c->arrived = 0;
+    c->generation++;
+    c->cv.notify_all();
+    return ncclSuccess;
+}
+
+// Every rank's count elements, concatenated in rank order, into every rank's recv.
+ncclResult_t all_gather(const void *send, void *recv, size_t count, ncclDataType_t type, ncclComm_t comm) {
+    clique *c = comm->cl;
+    std::unique_lock<std::mutex> lk(c->mu);
+    long gen = c->generation;
+    c->posts[comm->rank] = clique::post{send, recv, count, type, ncclSum};
+    if (++c->arrived < c->n) {
+        wait_or_die(c, lk, comm->rank, "ncclAllGather(count " + std::to_string(count) + ")", [&] { return c->generation != gen; });
+        return ncclSuccess;
+    }
+    for (int r = 1; r < c->n; r++)
+        if (c->posts[r].count != c->posts[0].count || c->posts[r].type != c->posts[0].type)
+            emu::fatal("mismatched ncclAllGather: rank 0 gathers %zu elements of type %d, rank %d %zu of type %d",
+                       c->posts[0].count, c->posts[0].type, r, c->posts[r].count, c->posts[r].type);
+    size_t bytes = count * type_size(type);
+    std::vector<char> all(bytes * c->n);
+    for (int r = 0; r < c->n; r++) memcpy(all.data() + r * bytes, c->posts[r].send, bytes);
+    for (int r = 0; r < c->n; r++) memcpy(c->posts[r].recv, all.data(), all.size());
     c->arrived = 0;
     c->generation++;
     c->cv.notify_all();
@@ -302,6 +326,11 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
     if (!comm || !valid_buffer(send, count, type) || !valid_buffer(recv, count, type) || op < ncclSum || op > ncclAvg)
         return ncclInvalidArgument;
     return enqueue(comm, stream, [=]() { return all_reduce(send, recv, count, type, op, comm); });
+}
+
+ncclResult_t ncclAllGather(const void *send, void *recv, size_t count, ncclDataType_t type, ncclComm_t comm, cudaStream_t stream) {
+    if (!comm || !valid_buffer(send, count, type) || !valid_buffer(recv, count * comm->cl->n, type)) return ncclInvalidArgument;
+    return enqueue(comm, stream, [=]() { return all_gather(send, recv, count, type, comm); });
 }
 
 ncclResult_t ncclSend(const void *buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t stream) {

@@ -510,6 +510,9 @@ cudaError_t cudaEventCreate(cudaEvent_t *e) {
     return cudaSuccess;
 }
 
+// Flags (no timing, blocking sync) change nothing the emulation observes.
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) { return cudaEventCreate(e); }
+
 // The event is reached when its stream has run everything queued before the record.
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     unsigned long long n;

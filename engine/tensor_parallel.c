@@ -1,0 +1,60 @@
+// How a tensor-parallel run splits a model over its ranks: one rule for the memory plan and the upload.
+#include "engine/tensor_parallel.h"
+
+int tp_check(const model_config *c, int tp, rp_err *err) {
+    if (tp < 1 || tp > TP_MAX_RANKS) return rp_fail(err, "--tp %d: tensor parallelism runs on 1 to %d GPUs", tp, TP_MAX_RANKS);
+    if (c->n_kv_heads % tp)
+        return rp_fail(err, "--tp %d: the model's %d KV heads do not split evenly over %d GPUs (a GQA group is never "
+                            "cut); use a --tp that divides %d", tp, c->n_kv_heads, tp, c->n_kv_heads);
+    if (c->hidden_dim < tp || c->vocab_size < tp) return rp_fail(err, "--tp %d: the model is too small to split", tp);
+    return 0;
+}
+
+void tp_shard_of(const model_config *c, int tp, int rank, tp_shard *s) {
+    s->tp = tp, s->rank = rank;
+    s->n_kv_heads = c->n_kv_heads / tp, s->kv_head0 = rank * s->n_kv_heads;
+    s->n_heads = c->n_heads / tp, s->head0 = rank * s->n_heads;   // KV heads divide the heads: whole groups
+    // uneven splits give the first ranks one more row
+    s->hidden0 = (int)((int64_t)c->hidden_dim * rank / tp);
+    s->n_hidden = (int)((int64_t)c->hidden_dim * (rank + 1) / tp) - s->hidden0;
+    s->vocab0 = (int)((int64_t)c->vocab_size * rank / tp);
+    s->n_vocab = (int)((int64_t)c->vocab_size * (rank + 1) / tp) - s->vocab0;
+}
+
+int tp_layer_block(const model_config *c, const tp_shard *s, layer_tensor w, tp_block *b) {
+    int64_t shape[2];
+    int nd = layer_tensor_shape(c, w, shape);
+    if (!nd) return 0;
+    b->row0 = 0, b->rows = shape[0], b->col0 = 0, b->cols = nd > 1 ? shape[1] : 1;
+    int hd = c->head_dim;
+    switch (w) {
+    case W_Q: case W_Q_BIAS: b->row0 = (int64_t)s->head0 * hd, b->rows = (int64_t)s->n_heads * hd; break;
+    case W_K: case W_V: case W_K_BIAS: case W_V_BIAS: b->row0 = (int64_t)s->kv_head0 * hd, b->rows = (int64_t)s->n_kv_heads * hd; break;
+    case W_O: b->col0 = (int64_t)s->head0 * hd, b->cols = (int64_t)s->n_heads * hd; break;
+    case W_GATE: case W_UP: b->row0 = s->hidden0, b->rows = s->n_hidden; break;
+    case W_DOWN: b->col0 = s->hidden0, b->cols = s->n_hidden; break;
+    default: break;   // norms: every rank holds them whole
+    }
+    return nd;
+}
+
+int tp_global_block(const model_config *c, const tp_shard *s, global_tensor g, tp_block *b) {
+    int64_t shape[2];
+    int nd = global_tensor_shape(c, g, shape);
+    if (!nd) return 0;
+    b->row0 = 0, b->rows = shape[0], b->col0 = 0, b->cols = nd > 1 ? shape[1] : 1;
+    if (g == G_EMBED || g == G_LM_HEAD) b->row0 = s->vocab0, b->rows = s->n_vocab;
+    return nd;
+}
+
+size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank) {
+    tp_shard s;
+    tp_block b;
+    tp_shard_of(c, tp, rank, &s);
+    size_t n = 0;
+    for (int g = 0; g < G_N_GLOBAL_TENSORS; g++)
+        if (!(g == G_LM_HEAD && c->tied_embeddings) && tp_global_block(c, &s, (global_tensor)g, &b)) n += (size_t)(b.rows * b.cols);
+    for (int w = 0; w < W_N_LAYER_TENSORS; w++)
+        if (tp_layer_block(c, &s, (layer_tensor)w, &b)) n += (size_t)c->n_layers * (size_t)(b.rows * b.cols);
+    return 2 * n;
+}
