@@ -1,8 +1,11 @@
 // GPU benchmark: prefill tokens/s, and decode tokens/s at batch 1, 4 and 16, for base and a repeated schedule,
 // each beside its roofline - decode: the bytes of weights and KV a step must read over the memory bandwidth;
-// prefill: the matmul FLOPs over the BF16 tensor-core peak - and the percentage reached. Without a GPU it prints
-// the rooflines for the GPU named by --gpu and says that nothing was measured. Prints, never asserts.
-// usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] [--gemm 0|1] [--profile 0|1]
+// prefill: the matmul FLOPs over the BF16 tensor-core peak - and the percentage reached. With --tp N the model is
+// split over N GPUs: the rooflines are N GPUs' (each reads 1/N of the bytes), and the all-reduce's time per step
+// and its share of the step are printed. Without a GPU it prints the rooflines for the GPU named by --gpu and says
+// that nothing was measured. Prints, never asserts.
+// usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] [--tp N] [--gemm 0|1]
+//                  [--profile 0|1]
 //   --gemm 0     skip the table of the GEMM alone at the model's shapes
 //   --profile 1  profiler collection (cudaProfilerStart) only around the timed decode steps of base at batch 1: run
 //                under `ncu --profile-from-start off` for a per-kernel breakdown of a decode step
@@ -42,18 +45,19 @@ static double layer_bytes(const model_config *c) {
     return 2 * p;
 }
 
-static void roofline(const model_config *c, const schedule *s, int batch, int ctx, double bw, double flops, double *decode_tps,
-                     double *prefill_tps) {
+// Tokens/s at the roofline of tp GPUs, each reading (or multiplying) its 1/tp of the step.
+static void roofline(const model_config *c, const schedule *s, int batch, int ctx, int tp, double bw, double flops,
+                     double *decode_tps, double *prefill_tps) {
     double kv = 2.0 * 2 * c->n_kv_heads * c->head_dim * s->n_visits * (double)ctx * batch;   // K and V, BF16, read
     double step = layer_bytes(c) * s->n_visits + 2.0 * c->vocab_size * c->dim + kv;
-    *decode_tps = batch / (step / bw);
+    *decode_tps = batch / (step / tp / bw);
     double flop_per_token = 2 * (layer_bytes(c) / 2 * s->n_visits + (double)c->vocab_size * c->dim);
-    *prefill_tps = flops / flop_per_token;
+    *prefill_tps = flops * tp / flop_per_token;
 }
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *gpu = NULL, *sched_text = NULL;
-    int n_prompt = 512, n_decode = 32, gemm_table = 1, profile = 0;
+    int n_prompt = 512, n_decode = 32, gemm_table = 1, profile = 0, tp = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--gpu")) gpu = argv[i + 1];
@@ -61,10 +65,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prompt")) n_prompt = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode")) n_decode = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--gemm")) gemm_table = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tp")) tp = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--profile")) profile = atoi(argv[i + 1]);
         else
             return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] "
-                                   "[--gemm 0|1] [--profile 0|1]\n"), 2;
+                                   "[--tp N] [--gemm 0|1] [--profile 0|1]\n"), 2;
     }
     char tmpl[] = "/tmp/reprise-bench-gpu-XXXXXX";
     int own = !dir;
@@ -82,7 +87,8 @@ int main(int argc, char **argv) {
     model m;
     rp_err err;
 #ifdef REPRISE_REAL_CUDA
-    int measured = model_load(&m, dir, "cuda", 0, &err) == 0;
+    plan_shape plan = {.seqs = 16, .tp = tp};   // decode batches of up to 16
+    int measured = model_load_planned(&m, dir, "cuda", 0, &plan, &err) == 0;
 #else
     int measured = 0;
     rp_fail(&err, "built without the CUDA backend (cmake -DREPRISE_CUDA=ON on a machine with a GPU)");
@@ -118,9 +124,10 @@ int main(int argc, char **argv) {
         else fprintf(stderr, "bench_gpu: %s; the roofline uses the datasheet's bandwidth\n", berr.msg);
     }
 #endif
-    printf("model %s: %d layers, dim %d; roofline for %s (%.2f TB/s %s; datasheet %.2f TB/s; %.0f TFLOPS BF16 dense)\n",
-           own ? "random 1.1B" : dir, cfg.n_layers, cfg.dim, gpus[g].name, bandwidth / 1e12, bw_source,
-           gpus[g].bandwidth / 1e12, gpus[g].bf16_flops / 1e12);
+    printf("model %s: %d layers, dim %d; roofline for %s%s (%.2f TB/s %s; datasheet %.2f TB/s; %.0f TFLOPS BF16 dense)\n",
+           own ? "random 1.1B" : dir, cfg.n_layers, cfg.dim, tp > 1 ? (tp == 2 ? "2x " : "Nx ") : "", gpus[g].name, bandwidth / 1e12,
+           bw_source, gpus[g].bandwidth / 1e12, gpus[g].bf16_flops / 1e12);
+    if (tp > 1) printf("tensor parallel over %d GPUs: each reads 1/%d of a step's weights and KV\n", tp, tp);
     if (!measured) printf("no GPU here: NOTHING WAS MEASURED; the rows below are rooflines only\n");
 #ifdef REPRISE_REAL_CUDA
     if (measured && gemm_table) {   // the projections' GEMM alone at the model's shapes: decode rows (bandwidth) and prefill (FLOPs)
@@ -144,10 +151,12 @@ int main(int argc, char **argv) {
 #endif
     printf("%-14s %-9s %6s %14s %16s %8s\n", "schedule", "phase", "batch", "measured tok/s", "roofline tok/s", "% roof");
     const schedule *ss[2] = {&base, &rep};
+    double step_seconds[2][3] = {{0}};   // measured decode step times, by schedule and batch
+    (void)step_seconds;
     for (int k = 0; k < 2; k++) {
         const char *name = k ? (sched_text ? sched_text : def) : "base";
         double dtps, ptps;
-        roofline(&cfg, ss[k], 1, n_prompt, bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
+        roofline(&cfg, ss[k], 1, n_prompt, tp, bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
         double got = 0;
         if (measured) {   // prefill of one prompt
             sequence seq, *b1[1] = {&seq};
@@ -170,7 +179,7 @@ int main(int argc, char **argv) {
         static const int batches[3] = {1, 4, 16};
         for (int bi = 0; bi < 3; bi++) {
             int batch = batches[bi];
-            roofline(&cfg, ss[k], batch, n_prompt + n_decode, bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
+            roofline(&cfg, ss[k], batch, n_prompt + n_decode, tp, bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
             got = 0;
             if (measured) {
                 sequence *seqs = calloc((size_t)batch, sizeof *seqs), **ptr = malloc(sizeof *ptr * batch);
@@ -196,6 +205,7 @@ int main(int argc, char **argv) {
                         return fprintf(stderr, "bench_gpu: decode of %s at batch %d: %s\n", name, batch, err.msg), 1;
                 }
                 got = (double)batch * (n_decode - 2) / (now_s() - t0);
+                step_seconds[k][bi] = (double)batch / got;
 #ifdef REPRISE_REAL_CUDA
                 if (profile && k == 0 && batch == 1) backend_cuda_profile(0);
 #endif
@@ -206,6 +216,23 @@ int main(int argc, char **argv) {
             else printf("%-14s %-9s %6d %14s %16.0f %7s\n", name, "decode", batch, "-", dtps, "-");
         }
     }
+#ifdef REPRISE_REAL_CUDA
+    if (measured && tp > 1) {   // the all-reduces of a decode step: 2 per visit (attention, MLP) and 1 for the embedding
+        printf("%-14s %6s %10s %12s %14s %12s\n", "all-reduce", "batch", "KiB", "us each", "per step (ms)", "% of step");
+        static const int batches[3] = {1, 4, 16};
+        for (int k = 0; k < 2; k++)
+            for (int bi = 0; bi < 3; bi++) {
+                rp_err aerr;
+                size_t count = (size_t)batches[bi] * cfg.dim;
+                double t = backend_cuda_time_all_reduce(m.be, count, &aerr);
+                if (t <= 0) return fprintf(stderr, "bench_gpu: %s\n", aerr.msg), 1;
+                int per_step = 2 * ss[k]->n_visits + 1;
+                printf("%-14s %6d %10.1f %12.2f %14.3f %12.1f\n", k ? (sched_text ? sched_text : def) : "base", batches[bi],
+                       count * 4 / 1024.0, t * 1e6, t * per_step * 1e3, 100 * t * per_step / step_seconds[k][bi]);
+            }
+        printf("(target: a 16 KiB all-reduce inside the graph in at most 8 us)\n");
+    }
+#endif
     printf("(%s has %d visits over %d layers: %.3fx the layer work of base; targets: decode >= 90%% and prefill >= 60%% of roofline)\n",
            sched_text ? sched_text : def, rep.n_visits, cfg.n_layers, (double)rep.n_visits / cfg.n_layers);
     schedule_free(&base), schedule_free(&rep);

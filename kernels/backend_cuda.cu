@@ -731,6 +731,45 @@ extern "C" double backend_cuda_time_gemm(int R, int N, int K, rp_err *err) {
     return s;
 }
 
+extern "C" double backend_cuda_time_all_reduce(backend *base, size_t count, rp_err *err) {
+    cuda_backend *b = cb(base);
+    if (b->tp <= 1) return rp_fail(err, "all-reduce timing: the model runs on one GPU (--tp 1)"), 0;
+    if (count > (size_t)b->ranks[0]->cap_rows * base->cfg->dim)
+        return rp_fail(err, "all-reduce timing: %zu floats exceed a step's rows", count), 0;
+    const int per_graph = b->share_gpu ? 1 : 20;
+    double seconds = 0;
+    each(b, [&](rank_state *r) {
+        cudaGraphExec_t exec = nullptr;
+        if (!b->share_gpu) {   // as a decode step runs it: inside a graph
+            cudaGraph_t g;
+            CUDA_CHECK(cudaStreamBeginCapture(r->stream, cudaStreamCaptureModeThreadLocal));
+            for (int i = 0; i < per_graph; i++) all_reduce(b, r, &rank_state::tmp, 0, count);
+            CUDA_CHECK(cudaStreamEndCapture(r->stream, &g));
+            CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+            CUDA_CHECK(cudaGraphDestroy(g));
+        }
+        cudaEvent_t t0, t1;
+        CUDA_CHECK(cudaEventCreate(&t0));
+        CUDA_CHECK(cudaEventCreate(&t1));
+        std::vector<float> ms;
+        for (int rep = 0; rep < 6; rep++) {   // the first is a warm-up
+            CUDA_CHECK(cudaEventRecord(t0, r->stream));
+            if (exec) CUDA_CHECK(cudaGraphLaunch(exec, r->stream));
+            else all_reduce(b, r, &rank_state::tmp, 0, count);
+            CUDA_CHECK(cudaEventRecord(t1, r->stream));
+            CUDA_CHECK(cudaEventSynchronize(t1));
+            float t = 0;
+            CUDA_CHECK(cudaEventElapsedTime(&t, t0, t1));
+            if (rep) ms.push_back(t);
+        }
+        std::sort(ms.begin(), ms.end());
+        if (r->rank == 0) seconds = ms[ms.size() / 2] * 1e-3 / per_graph;
+        cudaEventDestroy(t0), cudaEventDestroy(t1);
+        if (exec) cudaGraphExecDestroy(exec);
+    });
+    return seconds;
+}
+
 extern "C" const char *backend_cuda_device_name(void) {
     static cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {

@@ -25,6 +25,11 @@ double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err);
 // warm-up); 0 with an error.
 double backend_cuda_time_gemm(int R, int N, int K, rp_err *err);
 
+// Seconds one all-reduce of `count` floats among the backend's tensor-parallel ranks takes, as a decode step runs
+// it: 20 in a CUDA graph replayed (NCCL), or eagerly (ranks sharing a GPU); rank 0's median of 5, after a warm-up.
+// 0 with an error when tp is 1 or count exceeds a step's rows.
+double backend_cuda_time_all_reduce(backend *b, size_t count, rp_err *err);
+
 // Starts (on != 0) or stops the profiler's collection (cudaProfilerStart/Stop): a profiler run with
 // --profile-from-start off then sees only the region between.
 void backend_cuda_profile(int on);

@@ -66,8 +66,11 @@ if [ -x "$build/reprise" ]; then
             b=$("$B" generate -m "$shared/models/stories260K" -p "Once upon a time" -n 60 --temp 0 --backend cuda 2>/dev/null)
             printf 'stories260K cpu:  %s\nstories260K cuda: %s\n' "$a" "$b"
             [ "$a" = "$b" ] || ok=1
+            b=$("$B" generate -m "$shared/models/stories260K" -p "Once upon a time" -n 60 --temp 0 --backend cuda --tp 2 2>/dev/null)
+            printf 'stories260K cuda --tp 2: %s\n' "$b"
+            [ "$a" = "$b" ] || ok=1
         fi
-        echo "greedy text equal on cpu and cuda" >"$out/cli_compare.note"
+        echo "greedy text equal on cpu, cuda and cuda --tp 2" >"$out/cli_compare.note"
         return $ok
     }
     step cli_compare compare_cli
@@ -105,11 +108,13 @@ PY
     step plan_check plan_check
 
     step bench_gpu "$build/bench_gpu"
+    # the split over 2 ranks (on one GPU they share it: the sharded kernels, the all-reduce through device copies)
+    step bench_gpu_tp2 "$build/bench_gpu" --tp 2 --gemm 0
     # where a decode step's time goes, kernel by kernel (Nsight Compute, where the machine has it)
     kernel_profile() {
         local ncu; ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
         [ -n "$ncu" ] || { echo "no ncu here"; return 0; }
-        timeout 240 "$ncu" --profile-from-start off --metrics gpu__time_duration.sum --print-summary per-kernel \
+        REPRISE_CUDA_GRAPHS=0 timeout 240 "$ncu" --profile-from-start off --metrics gpu__time_duration.sum --print-summary per-kernel \
             "$build/bench_gpu" --gemm 0 --decode 8
     }
     step kernel_profile kernel_profile
