@@ -115,7 +115,7 @@ PY
         local ncu; ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
         [ -n "$ncu" ] || { echo "no ncu here"; return 0; }
         REPRISE_CUDA_GRAPHS=0 timeout 240 "$ncu" --profile-from-start off --metrics gpu__time_duration.sum --print-summary per-kernel \
-            "$build/bench_gpu" --gemm 0 --decode 8
+            "$build/bench_gpu" --gemm 0 --decode 8 --profile 1
     }
     step kernel_profile kernel_profile
     grep -E "^(base|rys)" "$out/bench_gpu.log" | awk '{print $1" "$2" b"$3": "$4" tok/s ("$6"% of roofline)"}' |

@@ -49,4 +49,7 @@ check "--tp 2 on the CPU backend is refused: $(cat "$T/cpu.err")" $?
 "$BIN" generate -p "1+1=" -n 2 --tp 3 --backend cuda >/dev/null 2>"$T/tp3.err"
 [ $? -ne 0 ] && grep -q "do not split evenly" "$T/tp3.err"
 check "--tp that does not divide the KV heads is refused: $(cat "$T/tp3.err")" $?
+REPRISE_EMU_DEVICE_MEMORY=1000000 "$BIN" generate -p "12+35=" -n 3 --temp 0 --backend cuda --tp 2 >/dev/null 2>"$T/tpsmall.err"
+[ $? -ne 0 ] && grep -q "on GPU 0 (rank 0 of --tp 2)" "$T/tpsmall.err" && grep -q "this GPU's share of 2" "$T/tpsmall.err"
+check "--tp 2 larger than a GPU is refused naming the GPU and rank, with the per-GPU plan" $?
 exit $fail

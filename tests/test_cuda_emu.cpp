@@ -395,6 +395,55 @@ static void two_device_all_reduce_and_send_recv(void) {
     cudaSetDevice(0);
 }
 
+// Communicators made as a one-process-per-GPU launcher would: ncclGetUniqueId once, ncclCommInitRank on every
+// rank's thread (each waits for the others); then an all-gather in rank order. Two ranks on one device are refused
+// as NCCL refuses them; a rank that never joins, or a mismatched all-gather, stops the program with a report.
+static void comm_init_rank_and_all_gather(void) {
+    ncclUniqueId id;
+    CHECK(ncclGetUniqueId(&id) == ncclSuccess, "unique id");
+    ncclComm_t comms[2] = {nullptr, nullptr};
+    ncclResult_t res[2];
+    const int n = 300;
+    float *send[2], *recv[2];
+    std::vector<std::thread> ranks;
+    for (int r = 0; r < 2; r++)
+        ranks.emplace_back([&, r] {
+            cudaSetDevice(r);
+            res[r] = ncclCommInitRank(&comms[r], 2, id, r);
+            std::vector<float> h(n, (float)(r + 1));
+            send[r] = device_copy(h);
+            cudaMalloc((void **)&recv[r], 2 * n * sizeof(float));
+            ncclAllGather(send[r], recv[r], n, ncclFloat32, comms[r], nullptr);
+        });
+    for (std::thread &t : ranks) t.join();
+    CHECK(res[0] == ncclSuccess && res[1] == ncclSuccess, "ncclCommInitRank: %d %d", res[0], res[1]);
+    for (int r = 0; r < 2; r++) {
+        std::vector<float> g = host_copy(recv[r], 2 * n);
+        CHECK(g[0] == 1 && g[n - 1] == 1 && g[n] == 2 && g[2 * n - 1] == 2, "rank %d: the gather is not in rank order", r);
+    }
+    ncclUniqueId same;
+    ncclGetUniqueId(&same);
+    ncclComm_t dup, dup1;
+    std::thread other([&] { cudaSetDevice(0), res[1] = ncclCommInitRank(&dup1, 2, same, 1); });
+    cudaSetDevice(0);
+    res[0] = ncclCommInitRank(&dup, 2, same, 0);
+    other.join();
+    CHECK(res[0] == ncclInvalidUsage && res[1] == ncclInvalidUsage, "two ranks on device 0: %d %d", res[0], res[1]);
+    expect_abort("a rank that never joins", [&] {
+        ncclUniqueId lone;
+        ncclComm_t c;
+        ncclGetUniqueId(&lone);
+        ncclCommInitRank(&c, 2, lone, 0);
+    }, {"NCCL deadlock", "rank 0 of 2", "ncclCommInitRank"}, "REPRISE_EMU_NCCL_TIMEOUT=1");
+    expect_abort("a mismatched all-gather", [&] {
+        std::thread t([&] { cudaSetDevice(1), ncclAllGather(send[1], recv[1], n / 2, ncclFloat32, comms[1], nullptr); });
+        ncclAllGather(send[0], recv[0], n, ncclFloat32, comms[0], nullptr);
+        t.join();
+    }, {"mismatched ncclAllGather", "rank 1"});
+    for (int r = 0; r < 2; r++) cudaFree(send[r]), cudaFree(recv[r]), ncclCommDestroy(comms[r]);
+    cudaSetDevice(0);
+}
+
 // In the sanitizer build device memory is host memory under ASan and UBSan: a kernel's misaligned vector load or
 // out-of-bounds read stops the test, as it would fault on a GPU.
 // Streams run asynchronously, as on a GPU. Planted bugs: a host read of a pinned buffer without waiting for the copy
@@ -531,6 +580,7 @@ int main(void) {
     RUN(graph_replay_reruns_captured_kernels_with_captured_arguments);
     RUN(gemm_transposes_and_leading_dimensions_match_cublas);
     RUN(two_device_all_reduce_and_send_recv);
+    RUN(comm_init_rank_and_all_gather);
     RUN(streams_run_asynchronously_and_order_like_cuda);
     RUN(capture_refuses_what_cuda_refuses);
     RUN(sanitizers_catch_kernel_memory_bugs);
