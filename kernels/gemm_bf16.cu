@@ -21,7 +21,7 @@
 
 #define GEMM_WARPS 8       // the K split, and the warps of a block
 #define GEMM_ROW_TILES 4   // 16-row tiles per block
-#define GEMM_GROUP 4       // weight tiles loaded ahead by a warp
+#define GEMM_GROUP 4       // weight tiles loaded ahead by a warp (launch_gemm_bf16_group tries others)
 
 namespace wmma = nvcuda::wmma;
 
@@ -59,10 +59,13 @@ __device__ static void stage_x_tile(const bf16 *X, int R, int K, int row0, int k
     *(bf16x8 *)(xs + r * 16 + kk) = v;
 }
 
+// GROUP (weight tiles a warp loads ahead) changes how many loads are in flight, never the order of the products:
+// the results are identical for any.
+template <int GROUP>
 __global__ void gemm_bf16_kernel(const bf16 *X, const bf16 *W, int R, int N, int K, float *out) {
-    __shared__ __align__(32) bf16 xs[GEMM_WARPS][GEMM_GROUP][16 * 16];   // per warp: X tiles of a group of slices
-    __shared__ __align__(32) bf16 ws[GEMM_WARPS][16 * 16];               // per warp: an edge weight tile
-    __shared__ __align__(32) float part[GEMM_WARPS][16 * 16];            // per warp: its partial output tile
+    __shared__ __align__(32) bf16 xs[GEMM_WARPS][GROUP][16 * 16];   // per warp: X tiles of a group of slices
+    __shared__ __align__(32) bf16 ws[GEMM_WARPS][16 * 16];          // per warp: an edge weight tile
+    __shared__ __align__(32) float part[GEMM_WARPS][16 * 16];       // per warp: its partial output tile
     int warp = threadIdx.x / 32, row0 = blockIdx.x * 16 * GEMM_ROW_TILES, col0 = blockIdx.y * 16;
     int slices = (K + 15) / 16, per_warp = (slices + GEMM_WARPS - 1) / GEMM_WARPS;
     int s0 = min(warp * per_warp, slices), s1 = min(s0 + per_warp, slices);
@@ -72,20 +75,20 @@ __global__ void gemm_bf16_kernel(const bf16 *X, const bf16 *W, int R, int N, int
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[GEMM_ROW_TILES];
 REPRISE_UNROLL
     for (int t = 0; t < GEMM_ROW_TILES; t++) wmma::fill_fragment(acc[t], 0.0f);
-    for (int s = s0; s < s1; s += GEMM_GROUP) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b[GEMM_GROUP];
+    for (int s = s0; s < s1; s += GROUP) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b[GROUP];
 REPRISE_UNROLL
-        for (int g = 0; g < GEMM_GROUP; g++)
+        for (int g = 0; g < GROUP; g++)
             if (s + g < s1) load_w_tile(b[g], W, N, K, col0, (s + g) * 16, w_aligned, ws[warp]);
 REPRISE_UNROLL
         for (int t = 0; t < GEMM_ROW_TILES; t++) {
             if (t >= tiles) break;
 REPRISE_UNROLL
-            for (int g = 0; g < GEMM_GROUP; g++)
+            for (int g = 0; g < GROUP; g++)
                 if (s + g < s1) stage_x_tile(X, R, K, row0 + t * 16, (s + g) * 16, x_vec, xs[warp][g]);
             __syncwarp();
 REPRISE_UNROLL
-            for (int g = 0; g < GEMM_GROUP; g++)
+            for (int g = 0; g < GROUP; g++)
                 if (s + g < s1) {
                     wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
                     wmma::load_matrix_sync(a, xs[warp][g], 16);
@@ -108,9 +111,15 @@ REPRISE_UNROLL
     }
 }
 
-cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, cudaStream_t s) {
+cudaError_t launch_gemm_bf16_group(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int group, cudaStream_t s) {
     if (R <= 0 || N <= 0 || K <= 0) return R == 0 ? cudaSuccess : cudaErrorInvalidValue;
     if ((N + 15) / 16 > 65535) return cudaErrorInvalidValue;   // the grid's y limit: N up to 1,048,560
     dim3 grid((R + 16 * GEMM_ROW_TILES - 1) / (16 * GEMM_ROW_TILES), (N + 15) / 16);
-    return REPRISE_LAUNCH(gemm_bf16_kernel, grid, dim3(32 * GEMM_WARPS), 0, s, X, W, R, N, K, out);
+    if (group == 8) return REPRISE_LAUNCH(gemm_bf16_kernel<8>, grid, dim3(32 * GEMM_WARPS), 0, s, X, W, R, N, K, out);
+    if (group == 4) return REPRISE_LAUNCH(gemm_bf16_kernel<4>, grid, dim3(32 * GEMM_WARPS), 0, s, X, W, R, N, K, out);
+    return cudaErrorInvalidValue;
+}
+
+cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, cudaStream_t s) {
+    return launch_gemm_bf16_group(X, W, R, N, K, out, GEMM_GROUP, s);
 }

@@ -109,8 +109,14 @@ check "inspect: RYS-XLarge (rys:45,52 on Qwen2-72B) at 4096 positions fits one 1
 check "inspect: RYS-XLarge does not fit one 79 GiB GPU" $?
 "$BIN" inspect -m "$T/q7" --schedule rys:10,20 --batch 64 -c 1600 --gpu-memory 79 >"$T/i7" 2>&1
 grep -q "64 sequence(s) of 1600 positions, 512 rows per step" "$T/i7" && grep -q "2432 slots x 1600 positions" "$T/i7" &&
-    grep -q "logits  *46.407 MiB  64 rows" "$T/i7" && grep -q "most sequences that fit  *551" "$T/i7"
+    grep -q "logits  *47.409 MiB  64 rows" "$T/i7" && grep -q "most sequences that fit  *551" "$T/i7"
 check "inspect: a 64-config sweep batch of Qwen2-7B plans logits for 64 rows, not every prompt row" $?
+"$BIN" inspect -m "$T/q72" --schedule rys:45,52 --tp 2 -c 32768 --gpu-memory 79 >"$T/tp72" 2>&1
+grep -q "weights per GPU (bf16)  *67.71 GiB" "$T/tp72" && grep -q "KV per token per GPU  *174.00 KiB" "$T/tp72" &&
+    grep -q "weights  *67.714 GiB  BF16, each unique layer once, this GPU's share of 2" "$T/tp72" &&
+    grep -q "kv cache  *5.438 GiB  87 slots x 32768 positions" "$T/tp72" && grep -q "fits  *yes, on each 79.000 GiB GPU" "$T/tp72"
+check "inspect --tp 2: RYS-XLarge at 32768 positions fits two 79 GiB GPUs (67.7 GiB of weights and 5.4 GiB of KV each)" $?
+expect_error "--tp that does not divide the KV heads" "do not split evenly" "$BIN" inspect -m "$T/q72" --tp 3
 
 # the README's reference holds each command's --help, verbatim
 README=$FIX/../../README.md
