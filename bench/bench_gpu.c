@@ -136,16 +136,17 @@ int main(int argc, char **argv) {
             int n, k;
         } shapes[] = {{"qkv", (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, cfg.dim}, {"o", cfg.dim, cfg.n_heads * cfg.head_dim},
                       {"gate|up", 2 * cfg.hidden_dim, cfg.dim}, {"down", cfg.dim, cfg.hidden_dim}, {"lm_head", cfg.vocab_size, cfg.dim}};
-        printf("%-8s %5s %6s %6s %6s %10s %9s %8s %9s %8s\n", "gemm", "ahead", "R", "N", "K", "us", "GB/s", "% bw", "TFLOP/s", "% peak");
+        for (int v = 0; backend_cuda_gemm_variant(v); v++) printf("gemm variant %d: %s\n", v, backend_cuda_gemm_variant(v));
+        printf("%-8s %7s %6s %6s %6s %10s %9s %8s %9s %8s\n", "gemm", "variant", "R", "N", "K", "us", "GB/s", "% bw", "TFLOP/s", "% peak");
         for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
             for (int r = 0; r < 3; r++)
-                for (int group = 4; group <= 8; group += 4) {   // weight tiles each warp loads ahead: the same results
+                for (int v = 0; backend_cuda_gemm_variant(v); v++) {   // how the weights arrive: the same results
                     int R = r == 0 ? 1 : r == 1 ? 16 : n_prompt, N = shapes[i].n, K = shapes[i].k;
                     rp_err gerr;
-                    double sec = backend_cuda_time_gemm(R, N, K, group, &gerr);
+                    double sec = backend_cuda_time_gemm(R, N, K, v, &gerr);
                     if (sec <= 0) return fprintf(stderr, "bench_gpu: %s\n", gerr.msg), 1;
                     double bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
-                    printf("%-8s %5d %6d %6d %6d %10.1f %9.0f %8.1f %9.1f %8.1f\n", shapes[i].name, group, R, N, K, sec * 1e6,
+                    printf("%-8s %7d %6d %6d %6d %10.1f %9.0f %8.1f %9.1f %8.1f\n", shapes[i].name, v, R, N, K, sec * 1e6,
                            bytes / sec / 1e9, 100 * bytes / sec / bandwidth, flops / sec / 1e12, 100 * flops / sec / gpus[g].bf16_flops);
                 }
     }

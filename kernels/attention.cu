@@ -27,15 +27,20 @@ __global__ void attention_partial_kernel(const float *q, const int *row_pos, bf1
     REPRISE_UNROLL
     for (int j = 0; j < MAX_HEAD_DIM / 32; j++) acc[j] = 0, qr[j] = lane + 32 * j < hd ? qh[lane + 32 * j] : 0.0f;
     for (int tb = t0 + warp * ATT_UNROLL; tb < t1; tb += ATT_WARPS * ATT_UNROLL) {
-        float s[ATT_UNROLL];
+        float s[ATT_UNROLL], vv[ATT_UNROLL][MAX_HEAD_DIM / 32];
         REPRISE_UNROLL
-        for (int u = 0; u < ATT_UNROLL; u++) {
+        for (int u = 0; u < ATT_UNROLL; u++) {   // the values are loaded with the keys: one round trip, not two
             s[u] = 0;
+            REPRISE_UNROLL
+            for (int j = 0; j < MAX_HEAD_DIM / 32; j++) vv[u][j] = 0;
             if (tb + u < t1) {
-                const bf16 *kt = K + (size_t)(tb + u) * kvd;
+                const bf16 *kt = K + (size_t)(tb + u) * kvd, *vt = V + (size_t)(tb + u) * kvd;
                 REPRISE_UNROLL
                 for (int j = 0; j < MAX_HEAD_DIM / 32; j++)
-                    if (lane + 32 * j < hd) s[u] += qr[j] * __bfloat162float(kt[lane + 32 * j]);
+                    if (lane + 32 * j < hd) {
+                        s[u] += qr[j] * __bfloat162float(kt[lane + 32 * j]);
+                        vv[u][j] = __bfloat162float(vt[lane + 32 * j]);
+                    }
             }
         }
         REPRISE_UNROLL
@@ -58,7 +63,7 @@ __global__ void attention_partial_kernel(const float *q, const int *row_pos, bf1
             float a = acc[j] * correction;
             REPRISE_UNROLL
             for (int u = 0; u < ATT_UNROLL; u++)
-                if (tb + u < t1) a += p[u] * __bfloat162float(V[(size_t)(tb + u) * kvd + lane + 32 * j]);
+                if (tb + u < t1) a += p[u] * vv[u][j];
             acc[j] = a;
         }
         m = m_new;

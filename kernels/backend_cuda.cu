@@ -711,7 +711,9 @@ extern "C" double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) {
     return s > 0 ? 2.0 * (double)bytes / s : 0;
 }
 
-extern "C" double backend_cuda_time_gemm(int R, int N, int K, int group, rp_err *err) {
+extern "C" const char *backend_cuda_gemm_variant(int v) { return v >= 0 && v < GEMM_BF16_VARIANTS ? gemm_bf16_variant_name[v] : nullptr; }
+
+extern "C" double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_err *err) {
     // as many copies of W as make 512 MiB, used in turn, so that the weights come from memory, not from L2
     size_t w_elems = (size_t)N * K, copies = std::min<size_t>(64, std::max<size_t>(1, ((size_t)512 << 20) / (w_elems * 2)));
     bf16 *x = nullptr, *w = nullptr;
@@ -727,7 +729,7 @@ extern "C" double backend_cuda_time_gemm(int R, int N, int K, int group, rp_err 
     else
         s = median_seconds([&] {
                 bf16 *wt = w + (turn++ % copies) * w_elems;
-                return group ? launch_gemm_bf16_group(x, wt, R, N, K, out, group, 0) : launch_gemm_bf16(x, wt, R, N, K, out, 0);
+                return variant >= 0 ? launch_gemm_bf16_variant(x, wt, R, N, K, out, variant, 0) : launch_gemm_bf16(x, wt, R, N, K, out, 0);
             },
                            "gemm timing", err);
     cudaFree(x), cudaFree(w), cudaFree(out);

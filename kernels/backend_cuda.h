@@ -22,8 +22,10 @@ long backend_cuda_graphs_cached(const backend *b);
 double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err);
 
 // Seconds one launch of the projections' GEMM takes, out (R, N) = X (R, K) . W^T (the median of 9, after a
-// warm-up), with `group` weight tiles loaded ahead per warp (0: the default); 0 with an error.
-double backend_cuda_time_gemm(int R, int N, int K, int group, rp_err *err);
+// warm-up), by GEMM variant `variant` (-1: the backend's; names from backend_cuda_gemm_variant); 0 with an error.
+double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_err *err);
+// The name of GEMM variant v, or NULL past the last.
+const char *backend_cuda_gemm_variant(int v);
 
 // Seconds one all-reduce of `count` floats among the backend's tensor-parallel ranks takes, as a decode step runs
 // it: 20 in a CUDA graph replayed (NCCL), or eagerly (ranks sharing a GPU); rank 0's median of 5, after a warm-up.

@@ -21,7 +21,7 @@
 
 #define GEMM_WARPS 8       // the K split, and the warps of a block
 #define GEMM_ROW_TILES 4   // 16-row tiles per block
-#define GEMM_GROUP 4       // weight tiles loaded ahead by a warp (launch_gemm_bf16_group tries others)
+#define GEMM_VARIANT 0     // the launch_gemm_bf16 variant the backend uses (launch_gemm_bf16_variant: the others)
 
 namespace wmma = nvcuda::wmma;
 
@@ -29,19 +29,30 @@ struct __align__(16) bf16x8 {
     bf16 v[8];
 };
 
-// The (16 columns x 16 k) weight tile at (col0, k0) as a col-major B fragment: straight from global memory when the
-// whole tile lies inside W and is 32-byte aligned, else through the warp's shared staging tile, zero-filled.
-__device__ static void load_w_tile(wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> &b, const bf16 *W,
-                                   int N, int K, int col0, int k0, bool aligned, bf16 *stage) {
-    if (aligned && col0 + 16 <= N && k0 + 16 <= K) {
-        wmma::load_matrix_sync(b, W + (size_t)col0 * K + k0, K);
-        return;
-    }
+// Whether the (16 columns x 16 k) weight tile at (col0, k0) lies inside W and can be read with aligned loads.
+__device__ static bool w_tile_whole(int N, int K, int col0, int k0, bool aligned) {
+    return aligned && col0 + 16 <= N && k0 + 16 <= K;
+}
+
+// The weight tile at (col0, k0) into a shared tile, (column, k) at column * 16 + k (a col-major B tile), element by
+// element, zeros past N and K.
+__device__ static void stage_w_tile(const bf16 *W, int N, int K, int col0, int k0, bf16 *stage) {
     const bf16 zero = __float2bfloat16(0.0f);
-    for (int e = threadIdx.x % 32; e < 256; e += 32) {   // (column, k) at column * 16 + k
+    for (int e = threadIdx.x % 32; e < 256; e += 32) {
         int n = e / 16, k = e % 16;
         stage[e] = col0 + n < N && k0 + k < K ? W[(size_t)(col0 + n) * K + k0 + k] : zero;
     }
+}
+
+// The weight tile at (col0, k0) as a col-major B fragment: straight from global memory when whole, else through the
+// warp's shared staging tile.
+__device__ static void load_w_tile(wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> &b, const bf16 *W,
+                                   int N, int K, int col0, int k0, bool aligned, bf16 *stage) {
+    if (w_tile_whole(N, K, col0, k0, aligned)) {
+        wmma::load_matrix_sync(b, W + (size_t)col0 * K + k0, K);
+        return;
+    }
+    stage_w_tile(W, N, K, col0, k0, stage);
     __syncwarp();
     wmma::load_matrix_sync(b, stage, 16);
     __syncwarp();   // the staging tile is refilled next
@@ -59,12 +70,13 @@ __device__ static void stage_x_tile(const bf16 *X, int R, int K, int row0, int k
     *(bf16x8 *)(xs + r * 16 + kk) = v;
 }
 
-// GROUP (weight tiles a warp loads ahead) changes how many loads are in flight, never the order of the products:
-// the results are identical for any.
-template <int GROUP>
+// GROUP (weight tiles a warp loads ahead) and VEC (the tiles through shared memory with one 16-byte load per lane,
+// rather than loaded into fragments from global memory) change how the weights arrive, never the order of the
+// products: the results are identical for every variant.
+template <int GROUP, bool VEC>
 __global__ void gemm_bf16_kernel(const bf16 *X, const bf16 *W, int R, int N, int K, float *out) {
-    __shared__ __align__(32) bf16 xs[GEMM_WARPS][GROUP][16 * 16];   // per warp: X tiles of a group of slices
-    __shared__ __align__(32) bf16 ws[GEMM_WARPS][16 * 16];          // per warp: an edge weight tile
+    __shared__ __align__(32) bf16 xs[GEMM_WARPS][GROUP][16 * 16];             // per warp: X tiles of a group of slices
+    __shared__ __align__(32) bf16 ws[GEMM_WARPS][VEC ? GROUP : 1][16 * 16];   // per warp: weight tiles (VEC), or an edge one
     __shared__ __align__(32) float part[GEMM_WARPS][16 * 16];       // per warp: its partial output tile
     int warp = threadIdx.x / 32, row0 = blockIdx.x * 16 * GEMM_ROW_TILES, col0 = blockIdx.y * 16;
     int slices = (K + 15) / 16, per_warp = (slices + GEMM_WARPS - 1) / GEMM_WARPS;
@@ -77,9 +89,27 @@ REPRISE_UNROLL
     for (int t = 0; t < GEMM_ROW_TILES; t++) wmma::fill_fragment(acc[t], 0.0f);
     for (int s = s0; s < s1; s += GROUP) {
         wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b[GROUP];
+        if (VEC) {   // every lane issues its GROUP 16-byte loads, then the tiles go through shared memory
+            int lane = threadIdx.x % 32, n = lane / 2, kk = (lane % 2) * 8;
+            bf16x8 wv[GROUP];
 REPRISE_UNROLL
-        for (int g = 0; g < GROUP; g++)
-            if (s + g < s1) load_w_tile(b[g], W, N, K, col0, (s + g) * 16, w_aligned, ws[warp]);
+            for (int g = 0; g < GROUP; g++)
+                if (s + g < s1 && w_tile_whole(N, K, col0, (s + g) * 16, w_aligned))
+                    wv[g] = *(const bf16x8 *)(W + (size_t)(col0 + n) * K + (s + g) * 16 + kk);
+REPRISE_UNROLL
+            for (int g = 0; g < GROUP; g++)
+                if (s + g < s1) {
+                    if (w_tile_whole(N, K, col0, (s + g) * 16, w_aligned)) *(bf16x8 *)(ws[warp][g] + n * 16 + kk) = wv[g];
+                    else stage_w_tile(W, N, K, col0, (s + g) * 16, ws[warp][g]);
+                }
+            __syncwarp();
+REPRISE_UNROLL
+            for (int g = 0; g < GROUP; g++)
+                if (s + g < s1) wmma::load_matrix_sync(b[g], ws[warp][g], 16);
+        } else
+REPRISE_UNROLL
+            for (int g = 0; g < GROUP; g++)
+                if (s + g < s1) load_w_tile(b[g], W, N, K, col0, (s + g) * 16, w_aligned, ws[warp][0]);
 REPRISE_UNROLL
         for (int t = 0; t < GEMM_ROW_TILES; t++) {
             if (t >= tiles) break;
@@ -111,15 +141,22 @@ REPRISE_UNROLL
     }
 }
 
-cudaError_t launch_gemm_bf16_group(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int group, cudaStream_t s) {
+const char *const gemm_bf16_variant_name[GEMM_BF16_VARIANTS] = {"4 tiles ahead, fragments from global",
+                                                                 "8 tiles ahead, fragments from global",
+                                                                 "4 tiles ahead, 16-byte loads via shared"};
+
+cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int variant, cudaStream_t s) {
     if (R <= 0 || N <= 0 || K <= 0) return R == 0 ? cudaSuccess : cudaErrorInvalidValue;
     if ((N + 15) / 16 > 65535) return cudaErrorInvalidValue;   // the grid's y limit: N up to 1,048,560
-    dim3 grid((R + 16 * GEMM_ROW_TILES - 1) / (16 * GEMM_ROW_TILES), (N + 15) / 16);
-    if (group == 8) return REPRISE_LAUNCH(gemm_bf16_kernel<8>, grid, dim3(32 * GEMM_WARPS), 0, s, X, W, R, N, K, out);
-    if (group == 4) return REPRISE_LAUNCH(gemm_bf16_kernel<4>, grid, dim3(32 * GEMM_WARPS), 0, s, X, W, R, N, K, out);
-    return cudaErrorInvalidValue;
+    dim3 grid((R + 16 * GEMM_ROW_TILES - 1) / (16 * GEMM_ROW_TILES), (N + 15) / 16), block(32 * GEMM_WARPS);
+    switch (variant) {
+    case 0: return REPRISE_LAUNCH((gemm_bf16_kernel<4, false>), grid, block, 0, s, X, W, R, N, K, out);
+    case 1: return REPRISE_LAUNCH((gemm_bf16_kernel<8, false>), grid, block, 0, s, X, W, R, N, K, out);
+    case 2: return REPRISE_LAUNCH((gemm_bf16_kernel<4, true>), grid, block, 0, s, X, W, R, N, K, out);
+    default: return cudaErrorInvalidValue;
+    }
 }
 
 cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, cudaStream_t s) {
-    return launch_gemm_bf16_group(X, W, R, N, K, out, GEMM_GROUP, s);
+    return launch_gemm_bf16_variant(X, W, R, N, K, out, GEMM_VARIANT, s);
 }

@@ -21,8 +21,11 @@ cudaError_t launch_rmsnorm(float *x, const float *delta, const bf16 *w, int n, i
 // out (R, N) = X (R, K) . W^T, X and W in BF16, FP32 accumulation on tensor cores (WMMA), any R, N, K; every
 // output element is computed the same way whatever R: batch-invariant (gemm_bf16.cu).
 cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, cudaStream_t s);
-// The same with `group` (4 or 8) weight tiles loaded ahead per warp: the same results, another speed (benchmarks).
-cudaError_t launch_gemm_bf16_group(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int group, cudaStream_t s);
+// The same by another variant (how the weight tiles reach the tensor cores): the same results, another speed
+// (benchmarks compare them).
+#define GEMM_BF16_VARIANTS 3
+extern const char *const gemm_bf16_variant_name[GEMM_BF16_VARIANTS];
+cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int variant, cudaStream_t s);
 
 // Per row: q/k/v bias, q/k RMSNorm per head, RoPE at row_pos[r], then k and v written into the row's KV slot
 // (row_k[r], row_v[r], position row_pos[r]) as BF16 (qkv_rope.cu).

@@ -294,8 +294,9 @@ static void gemm_bf16_matches_reference_and_is_batch_invariant(void) {
                     worst = fmaxf(worst, fabsf((float)ref - all[(size_t)r * N + n]));
                 }
             CHECK(worst < 1e-4f * K, "N %d K %d: max error %g", N, K, worst);
-            CHECK(launch_gemm_bf16_group(dx, dw, R, N, K, dout, 8, 0) == cudaSuccess && host(dout, (size_t)R * N) == all,
-                  "N %d K %d: 8 weight tiles ahead give other results than 4", N, K);
+            for (int v = 1; v < GEMM_BF16_VARIANTS; v++)
+                CHECK(launch_gemm_bf16_variant(dx, dw, R, N, K, dout, v, 0) == cudaSuccess && host(dout, (size_t)R * N) == all,
+                      "N %d K %d: variant '%s' gives other results", N, K, gemm_bf16_variant_name[v]);
             int differ = 0;
             for (int r : {0, 5, 16, 17, 39}) {   // the same row computed alone (R = 1), or as part of 17 rows
                 for (int rows : {1, 17}) {
