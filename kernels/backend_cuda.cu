@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -73,7 +74,9 @@ struct rank_state {
     unsigned long long clock;
     long graph_replays, graph_captures;
     bf16 *embed, *final_norm, *lm_head;           // lm_head aliases embed when tied; both the vocabulary shard
-    std::vector<std::vector<bf16 *>> layers;      // [layer][layer_tensor] this rank's blocks, nullptr where absent
+    std::vector<std::vector<bf16 *>> layers;      // [layer][layer_tensor] this rank's blocks, nullptr where absent;
+                                                  // K and V point into Q's allocation, up into gate's (stacked)
+    std::vector<bf16 *> weight_allocs;            // every weight allocation, once
     float *inv_freq;                              // (head_dim / 2)
     size_t weight_bytes;
     memory_plan plan;                             // the buffers below are sized by it
@@ -113,11 +116,10 @@ template <typename T> T *dev_alloc(size_t n) {
     return p;
 }
 
-// The block of a tensor this rank holds, converted to BF16 and uploaded, in pieces of at most 16M elements so the
-// host holds little at once (a 72B model's LM head is 1.2G elements).
-bf16 *upload(rank_state *r, const st_tensor *t, const tp_block &blk) {
+// The block of a tensor this rank holds, converted to BF16 and uploaded to d, in pieces of at most 16M elements so
+// the host holds little at once (a 72B model's LM head is 1.2G elements).
+void upload_to(rank_state *r, bf16 *d, const st_tensor *t, const tp_block &blk) {
     size_t n = (size_t)(blk.rows * blk.cols);
-    bf16 *d = dev_alloc<bf16>(n);
     int64_t step = std::max<int64_t>(1, ((int64_t)16 << 20) / std::max<int64_t>(1, blk.cols));
     std::vector<float> f;
     std::vector<bf16> h;
@@ -130,7 +132,29 @@ bf16 *upload(rank_state *r, const st_tensor *t, const tp_block &blk) {
         CUDA_CHECK(cudaMemcpy(d + (size_t)(row * blk.cols), h.data(), m * sizeof(bf16), cudaMemcpyHostToDevice));
     }
     r->weight_bytes += n * sizeof(bf16);
+}
+
+bf16 *upload(rank_state *r, const st_tensor *t, const tp_block &blk) {
+    bf16 *d = dev_alloc<bf16>((size_t)(blk.rows * blk.cols));
+    r->weight_allocs.push_back(d);
+    upload_to(r, d, t, blk);
     return d;
+}
+
+// Layer tensors with the same columns (Q, K, V; gate, up) uploaded as one matrix, their rows stacked in order, so
+// one GEMM computes them all; each tensor's pointer is its first row.
+void upload_stacked(rank_state *r, const model_config *c, const st_archive *a, int l, std::initializer_list<layer_tensor> ws) {
+    tp_block blk;
+    size_t rows = 0;
+    for (layer_tensor w : ws) tp_layer_block(c, &r->shard, w, &blk), rows += (size_t)blk.rows;
+    bf16 *d = dev_alloc<bf16>(rows * (size_t)blk.cols);
+    r->weight_allocs.push_back(d);
+    for (layer_tensor w : ws) {
+        tp_layer_block(c, &r->shard, w, &blk);
+        r->layers[l][w] = d;
+        upload_to(r, d, weights_layer(a, l, w), blk);
+        d += (size_t)(blk.rows * blk.cols);
+    }
 }
 
 int load_weights(backend *base, const st_archive *a, rp_err *err) {
@@ -140,16 +164,19 @@ int load_weights(backend *base, const st_archive *a, rp_err *err) {
     each(b, [&](rank_state *r) {
         tp_block blk;
         tp_global_block(c, &r->shard, G_EMBED, &blk);
-        r->embed = upload(r, weights_global(c, a, G_EMBED), blk);
+        r->embed = upload(r, weights_global(c, a, G_EMBED), blk);   // (and lm_head, when tied, is the same)
         tp_global_block(c, &r->shard, G_FINAL_NORM, &blk);
         r->final_norm = upload(r, weights_global(c, a, G_FINAL_NORM), blk);
         tp_global_block(c, &r->shard, G_LM_HEAD, &blk);
         r->lm_head = c->tied_embeddings ? r->embed : upload(r, weights_global(c, a, G_LM_HEAD), blk);
         r->layers.assign(c->n_layers, std::vector<bf16 *>(W_N_LAYER_TENSORS, nullptr));
-        for (int l = 0; l < c->n_layers; l++)
+        for (int l = 0; l < c->n_layers; l++) {
+            upload_stacked(r, c, a, l, {W_Q, W_K, W_V});
+            upload_stacked(r, c, a, l, {W_GATE, W_UP});
             for (int w = 0; w < W_N_LAYER_TENSORS; w++)
-                if (tp_layer_block(c, &r->shard, (layer_tensor)w, &blk))
+                if (!r->layers[l][w] && tp_layer_block(c, &r->shard, (layer_tensor)w, &blk))
                     r->layers[l][w] = upload(r, weights_layer(a, l, (layer_tensor)w), blk);
+        }
     });
     return 0;
 }
@@ -381,6 +408,12 @@ void linear(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, 
     CUDA_CHECK(launch_gemm_bf16(r->act_bf16, W, R, N, K, out, r->stream));
 }
 
+// The same for stacked weights, the output's columns split into their buffers (Q, K, V; gate, up).
+void linear_split(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, gemm_out out) {
+    CUDA_CHECK(launch_to_bf16(in, (long)R * K, r->act_bf16, r->stream));
+    CUDA_CHECK(launch_gemm_bf16_split(r->act_bf16, W, R, N, K, out, GEMM_BF16_DEFAULT_VARIANT, r->stream));
+}
+
 bf16 *rank_k(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->k)[r->rank]; }
 bf16 *rank_v(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->v)[r->rank]; }
 
@@ -437,9 +470,7 @@ void layer_rank(cuda_backend *b, rank_state *r, int layer, const visit_part *par
 
     // attention block: this rank's heads; the output projection's partial sums all-reduced
     CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, r->h, r->stream));
-    linear(r, r->h, w[W_Q], R, qd, dim, r->q);
-    linear(r, r->h, w[W_K], R, kvd, dim, r->k);
-    linear(r, r->h, w[W_V], R, kvd, dim, r->v);
+    linear_split(r, r->h, w[W_Q], R, qd + 2 * kvd, dim, gemm_out{{r->q, r->k, r->v}, {0, qd, qd + kvd}, 3});
     CUDA_CHECK(launch_qkv_rope(r->q, r->k, r->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], r->inv_freq,
                                r->d_pos, r->d_krow, r->d_vrow, R, heads, kv_heads, hd, c->norm_eps, r->stream));
     // one query per sequence (decode): split-KV over all rows; a sequence's prompt: the tiled prefill kernel
@@ -461,8 +492,7 @@ void layer_rank(cuda_backend *b, rank_state *r, int layer, const visit_part *par
 
     // MLP block: the residual add fused into the norm; this rank's rows of gate/up, its columns of down
     CUDA_CHECK(launch_rmsnorm(r->xb, r->tmp, w[W_FFN_NORM], R, dim, c->norm_eps, r->h, r->stream));
-    linear(r, r->h, w[W_GATE], R, hidden, dim, r->gate);
-    linear(r, r->h, w[W_UP], R, hidden, dim, r->up);
+    linear_split(r, r->h, w[W_GATE], R, 2 * hidden, dim, gemm_out{{r->gate, r->up}, {0, hidden}, 2});
     CUDA_CHECK(launch_swiglu(r->gate, r->up, (long)R * hidden, r->stream));
     linear(r, r->gate, w[W_DOWN], R, dim, hidden, r->tmp);
     all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
@@ -639,10 +669,8 @@ size_t weight_bytes(const backend *base) {   // one GPU's: rank 0 holds the larg
 }
 
 void destroy_rank(rank_state *r) {
-    for (auto &l : r->layers)
-        for (bf16 *p : l) cudaFree(p);
-    if (r->lm_head != r->embed) cudaFree(r->lm_head);
-    cudaFree(r->embed), cudaFree(r->final_norm), cudaFree(r->inv_freq);
+    for (bf16 *p : r->weight_allocs) cudaFree(p);
+    cudaFree(r->inv_freq);
     for (float *p : {r->x, r->xb, r->h, r->q, r->k, r->v, r->att, r->gate, r->up, r->tmp, r->partial, r->d_logits, r->reduce}) cudaFree(p);
     cudaFree(r->act_bf16), cudaFree(r->d_tokens), cudaFree(r->d_pos), cudaFree(r->d_krow), cudaFree(r->d_vrow);
     drop_graphs(r);

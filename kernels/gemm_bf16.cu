@@ -21,7 +21,6 @@
 
 #define GEMM_WARPS 8       // the K split, and the warps of a block
 #define GEMM_ROW_TILES 4   // 16-row tiles per block
-#define GEMM_VARIANT 0     // the launch_gemm_bf16 variant the backend uses (launch_gemm_bf16_variant: the others)
 
 namespace wmma = nvcuda::wmma;
 
@@ -74,7 +73,7 @@ __device__ static void stage_x_tile(const bf16 *X, int R, int K, int row0, int k
 // rather than loaded into fragments from global memory) change how the weights arrive, never the order of the
 // products: the results are identical for every variant.
 template <int GROUP, bool VEC>
-__global__ void gemm_bf16_kernel(const bf16 *X, const bf16 *W, int R, int N, int K, float *out) {
+__global__ void gemm_bf16_kernel(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out) {
     __shared__ __align__(32) bf16 xs[GEMM_WARPS][GROUP][16 * 16];             // per warp: X tiles of a group of slices
     __shared__ __align__(32) bf16 ws[GEMM_WARPS][VEC ? GROUP : 1][16 * 16];   // per warp: weight tiles (VEC), or an edge one
     __shared__ __align__(32) float part[GEMM_WARPS][16 * 16];       // per warp: its partial output tile
@@ -136,7 +135,12 @@ REPRISE_UNROLL
         int e = threadIdx.x, r = row0 + t * 16 + e / 16, n = col0 + e % 16;
         float sum = 0;
         for (int w = 0; w < GEMM_WARPS; w++) sum += part[w][e];
-        if (r < R && n < N) out[(size_t)r * N + n] = sum;
+        if (r < R && n < N) {   // column n of the segment it falls in
+            int seg = 0;
+            while (seg + 1 < out.n && n >= out.first[seg + 1]) seg++;
+            int width = (seg + 1 < out.n ? out.first[seg + 1] : N) - out.first[seg];
+            out.p[seg][(size_t)r * width + n - out.first[seg]] = sum;
+        }
         __syncthreads();   // part is reused by the next row tile
     }
 }
@@ -145,8 +149,11 @@ const char *const gemm_bf16_variant_name[GEMM_BF16_VARIANTS] = {"4 tiles ahead, 
                                                                  "8 tiles ahead, fragments from global",
                                                                  "4 tiles ahead, 16-byte loads via shared"};
 
-cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int variant, cudaStream_t s) {
+cudaError_t launch_gemm_bf16_split(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, int variant, cudaStream_t s) {
     if (R <= 0 || N <= 0 || K <= 0) return R == 0 ? cudaSuccess : cudaErrorInvalidValue;
+    if (out.n < 1 || out.n > GEMM_OUT_MAX || out.first[0] != 0) return cudaErrorInvalidValue;
+    for (int i = 1; i < out.n; i++)
+        if (out.first[i] <= out.first[i - 1] || out.first[i] >= N) return cudaErrorInvalidValue;
     if ((N + 15) / 16 > 65535) return cudaErrorInvalidValue;   // the grid's y limit: N up to 1,048,560
     dim3 grid((R + 16 * GEMM_ROW_TILES - 1) / (16 * GEMM_ROW_TILES), (N + 15) / 16), block(32 * GEMM_WARPS);
     switch (variant) {
@@ -157,6 +164,11 @@ cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N,
     }
 }
 
+cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int variant, cudaStream_t s) {
+    gemm_out one = {{out}, {0}, 1};
+    return launch_gemm_bf16_split(X, W, R, N, K, one, variant, s);
+}
+
 cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, cudaStream_t s) {
-    return launch_gemm_bf16_variant(X, W, R, N, K, out, GEMM_VARIANT, s);
+    return launch_gemm_bf16_variant(X, W, R, N, K, out, GEMM_BF16_DEFAULT_VARIANT, s);
 }

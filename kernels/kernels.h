@@ -24,8 +24,19 @@ cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, 
 // The same by another variant (how the weight tiles reach the tensor cores): the same results, another speed
 // (benchmarks compare them).
 #define GEMM_BF16_VARIANTS 3
+#define GEMM_BF16_DEFAULT_VARIANT 0   // what launch_gemm_bf16 runs (measured on an H200: no variant is faster)
 extern const char *const gemm_bf16_variant_name[GEMM_BF16_VARIANTS];
 cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int variant, cudaStream_t s);
+// The same with W's rows (the output's columns) in up to GEMM_OUT_MAX segments, each written to its own buffer:
+// columns [first[i], first[i + 1]) to p[i], (R, width) row-major. One launch computes Q, K and V (or gate and up)
+// from the projections' weights stacked in one matrix; every element is computed exactly as alone.
+#define GEMM_OUT_MAX 3
+struct gemm_out {
+    float *p[GEMM_OUT_MAX];
+    int first[GEMM_OUT_MAX];
+    int n;
+};
+cudaError_t launch_gemm_bf16_split(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, int variant, cudaStream_t s);
 
 // Per row: q/k/v bias, q/k RMSNorm per head, RoPE at row_pos[r], then k and v written into the row's KV slot
 // (row_k[r], row_v[r], position row_pos[r]) as BF16 (qkv_rope.cu).

@@ -294,6 +294,20 @@ static void gemm_bf16_matches_reference_and_is_batch_invariant(void) {
                     worst = fmaxf(worst, fabsf((float)ref - all[(size_t)r * N + n]));
                 }
             CHECK(worst < 1e-4f * K, "N %d K %d: max error %g", N, K, worst);
+            {   // the output's columns split over three buffers (stacked Q/K/V): each element exactly as in one
+                float *seg[3];
+                int first[3] = {0, 16, 40}, width[3] = {16, 24, N - 40}, bad = 0;
+                for (int i = 0; i < 3; i++) cudaMalloc((void **)&seg[i], (size_t)R * width[i] * sizeof(float));
+                CHECK(launch_gemm_bf16_split(dx, dw, R, N, K, gemm_out{{seg[0], seg[1], seg[2]}, {0, 16, 40}, 3},
+                                             GEMM_BF16_DEFAULT_VARIANT, 0) == cudaSuccess, "split launch");
+                for (int i = 0; i < 3; i++) {
+                    std::vector<float> got = host(seg[i], (size_t)R * width[i]);
+                    for (int r = 0; r < R; r++)
+                        bad += memcmp(&got[(size_t)r * width[i]], &all[(size_t)r * N + first[i]], width[i] * sizeof(float)) != 0;
+                    cudaFree(seg[i]);
+                }
+                CHECK(bad == 0, "N %d K %d: %d rows of the split output differ", N, K, bad);
+            }
             for (int v = 1; v < GEMM_BF16_VARIANTS; v++)
                 CHECK(launch_gemm_bf16_variant(dx, dw, R, N, K, dout, v, 0) == cudaSuccess && host(dout, (size_t)R * N) == all,
                       "N %d K %d: variant '%s' gives other results", N, K, gemm_bf16_variant_name[v]);
