@@ -9,24 +9,23 @@
 // The rank whose host thread this is (-1: not a rank thread: a single-GPU run).
 inline thread_local int cuda_check_rank = -1;
 
-#define CUDA_CHECK(call)                                                                                        \
-    do {                                                                                                        \
-        cudaError_t e_ = (call);                                                                                \
-        if (e_ != cudaSuccess) {                                                                                \
-            if (cuda_check_rank >= 0) fprintf(stderr, "rank %d: ", cuda_check_rank);                            \
-            fprintf(stderr, "CUDA error: %s at %s:%d: %s\n", #call, __FILE__, __LINE__, cudaGetErrorString(e_)); \
-            abort();                                                                                            \
-        }                                                                                                       \
+// Prints the failure (with the rank, on a rank's thread) and stops the program.
+[[noreturn]] inline void cuda_check_fail(const char *library, const char *call, const char *file, int line, const char *why) {
+    if (cuda_check_rank >= 0) fprintf(stderr, "rank %d: ", cuda_check_rank);
+    fprintf(stderr, "%s error: %s at %s:%d: %s\n", library, call, file, line, why);
+    abort();
+}
+
+#define CUDA_CHECK(call)                                                                              \
+    do {                                                                                              \
+        cudaError_t e_ = (call);                                                                      \
+        if (e_ != cudaSuccess) cuda_check_fail("CUDA", #call, __FILE__, __LINE__, cudaGetErrorString(e_)); \
     } while (0)
 
-#define NCCL_CHECK(call)                                                                                        \
-    do {                                                                                                        \
-        ncclResult_t e_ = (call);                                                                               \
-        if (e_ != ncclSuccess) {                                                                                \
-            if (cuda_check_rank >= 0) fprintf(stderr, "rank %d: ", cuda_check_rank);                            \
-            fprintf(stderr, "NCCL error: %s at %s:%d: %s\n", #call, __FILE__, __LINE__, ncclGetErrorString(e_)); \
-            abort();                                                                                            \
-        }                                                                                                       \
+#define NCCL_CHECK(call)                                                                              \
+    do {                                                                                              \
+        ncclResult_t e_ = (call);                                                                     \
+        if (e_ != ncclSuccess) cuda_check_fail("NCCL", #call, __FILE__, __LINE__, ncclGetErrorString(e_)); \
     } while (0)
 
 #endif

@@ -109,15 +109,29 @@ template <typename F> void wait_or_die(clique *c, std::unique_lock<std::mutex> &
     c->waiting[rank].clear();
 }
 
+// A collective's meeting: posts this rank's buffers and waits for the other ranks; true in the last to arrive,
+// which then does the collective for all and calls release().
+bool rendezvous(clique *c, std::unique_lock<std::mutex> &lk, int rank, const clique::post &p, const std::string &what) {
+    long gen = c->generation;
+    c->posts[rank] = p;
+    if (++c->arrived < c->n) {
+        wait_or_die(c, lk, rank, what, [&] { return c->generation != gen; });
+        return false;
+    }
+    return true;
+}
+
+void release(clique *c) {
+    c->arrived = 0;
+    c->generation++;
+    c->cv.notify_all();
+}
+
 ncclResult_t all_reduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm) {
     clique *c = comm->cl;
     std::unique_lock<std::mutex> lk(c->mu);
-    long gen = c->generation;
-    c->posts[comm->rank] = clique::post{send, recv, count, type, op};
-    if (++c->arrived < c->n) {
-        wait_or_die(c, lk, comm->rank, "ncclAllReduce(count " + std::to_string(count) + ")", [&] { return c->generation != gen; });
+    if (!rendezvous(c, lk, comm->rank, clique::post{send, recv, count, type, op}, "ncclAllReduce(count " + std::to_string(count) + ")"))
         return ncclSuccess;
-    }
     for (int r = 1; r < c->n; r++)
         if (c->posts[r].count != c->posts[0].count || c->posts[r].type != c->posts[0].type || c->posts[r].op != c->posts[0].op)
             emu::fatal("mismatched ncclAllReduce: rank 0 reduces %zu elements of type %d with op %d, rank %d %zu of type %d "
@@ -134,9 +148,7 @@ ncclResult_t all_reduce(const void *send, void *recv, size_t count, ncclDataType
     }
     for (int r = 0; r < c->n; r++)
         for (size_t i = 0; i < count; i++) put(c->posts[r].recv, type, i, acc[i]);
-    c->arrived = 0;
-    c->generation++;
-    c->cv.notify_all();
+    release(c);
     return ncclSuccess;
 }
 
@@ -144,12 +156,8 @@ ncclResult_t all_reduce(const void *send, void *recv, size_t count, ncclDataType
 ncclResult_t all_gather(const void *send, void *recv, size_t count, ncclDataType_t type, ncclComm_t comm) {
     clique *c = comm->cl;
     std::unique_lock<std::mutex> lk(c->mu);
-    long gen = c->generation;
-    c->posts[comm->rank] = clique::post{send, recv, count, type, ncclSum};
-    if (++c->arrived < c->n) {
-        wait_or_die(c, lk, comm->rank, "ncclAllGather(count " + std::to_string(count) + ")", [&] { return c->generation != gen; });
+    if (!rendezvous(c, lk, comm->rank, clique::post{send, recv, count, type, ncclSum}, "ncclAllGather(count " + std::to_string(count) + ")"))
         return ncclSuccess;
-    }
     for (int r = 1; r < c->n; r++)
         if (c->posts[r].count != c->posts[0].count || c->posts[r].type != c->posts[0].type)
             emu::fatal("mismatched ncclAllGather: rank 0 gathers %zu elements of type %d, rank %d %zu of type %d",
@@ -158,9 +166,7 @@ ncclResult_t all_gather(const void *send, void *recv, size_t count, ncclDataType
     std::vector<char> all(bytes * c->n);
     for (int r = 0; r < c->n; r++) memcpy(all.data() + r * bytes, c->posts[r].send, bytes);
     for (int r = 0; r < c->n; r++) memcpy(c->posts[r].recv, all.data(), all.size());
-    c->arrived = 0;
-    c->generation++;
-    c->cv.notify_all();
+    release(c);
     return ncclSuccess;
 }
 
