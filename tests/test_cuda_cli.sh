@@ -41,6 +41,15 @@ for s in "--temp 0" "--temp 1.5 --top-k 40 --top-p 0.95 --min-p 0.01 --seed 1"; 
     [ -n "$a" ] && [ "$a" = "$b" ]
     check "generate --tp 2 $s gives one GPU's text ('$a' / '$b')" $?
 done
+a=$("$BIN" score -p "12+35=47" --backend cuda --json 2>/dev/null)
+b=$("$BIN" score -p "12+35=47" --backend cuda --tp 2 --json 2>/dev/null)
+python3 - "$a" "$b" <<'PY'
+import json, sys
+a, b = (json.loads(x) for x in sys.argv[1:])
+assert a["tokens"] == b["tokens"] and len(a["logprobs"]) == 8
+assert max(abs(x - y) for x, y in zip(a["logprobs"], b["logprobs"])) < 1e-3, (a, b)
+PY
+check "score --tp 2 gives one GPU's log-probabilities (every row's logits gathered from both GPUs' columns)" $?
 "$BIN" "${args[@]}" --out "$T/tp2" --tp 2 >/dev/null 2>"$T/tp2.err" && cmp -s <(rows "$T/b64/results.sqlite") <(rows "$T/tp2/results.sqlite")
 check "sweep --tp 2 gives the rows of one GPU" $?
 "$BIN" generate -p "1+1=" -n 2 --tp 2 --backend cpu >/dev/null 2>"$T/cpu.err"
