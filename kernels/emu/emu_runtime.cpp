@@ -46,6 +46,7 @@ struct CUstream_st {
     unsigned long long submitted = 0, completed = 0;
     bool stop = false;
     std::thread worker;
+    int waiters = 0;   // threads in wait_all_streams holding this stream (under streams_mu): destroy waits for them
 };
 struct CUevent_st {
     double ms = 0;
@@ -128,7 +129,8 @@ void fatal(const char *fmt, ...) {
 }
 
 std::mutex streams_mu;
-std::set<cudaStream_t> streams;   // live created streams (the legacy stream waits for them)
+std::condition_variable streams_cv;   // a stream's waiters dropped to zero
+std::set<cudaStream_t> streams;       // live created streams (the legacy stream waits for them)
 
 void enqueue(cudaStream_t s, std::function<void()> work) {
     std::lock_guard<std::mutex> g(s->m);
@@ -157,13 +159,20 @@ void worker_loop(cudaStream_t s) {
     }
 }
 
+// Another thread may destroy one of the streams meanwhile (tensor-parallel ranks tear down together): each is held
+// (waiters) until waited for, and cudaStreamDestroy waits for its holders.
 void wait_all_streams() {
     std::vector<cudaStream_t> all;
     {
         std::lock_guard<std::mutex> g(streams_mu);
         all.assign(streams.begin(), streams.end());
+        for (cudaStream_t s : all) s->waiters++;
     }
-    for (cudaStream_t s : all) stream_wait(s);
+    for (cudaStream_t s : all) {
+        stream_wait(s);
+        std::lock_guard<std::mutex> g(streams_mu);
+        if (--s->waiters == 0) streams_cv.notify_all();
+    }
 }
 
 // A call CUDA refuses while a capture is under way: it invalidates every capture it concerns (the calling thread's
@@ -384,8 +393,9 @@ cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
     if (!s) return record(cudaErrorInvalidValue);
     {   // like CUDA, work already queued still completes
-        std::lock_guard<std::mutex> g(emu::streams_mu);
+        std::unique_lock<std::mutex> g(emu::streams_mu);
         emu::streams.erase(s);
+        emu::streams_cv.wait(g, [s] { return s->waiters == 0; });
     }
     {
         std::lock_guard<std::mutex> g(s->m);
