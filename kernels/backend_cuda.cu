@@ -543,7 +543,7 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
         CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, r->final_norm, n, c->dim, c->norm_eps, r->h, r->stream));
         linear(r, r->h, r->lm_head, n, nv, c->dim, r->d_logits);
         if (params) {
-            int k = sample_candidates_k(params->temp, params->top_k, nv);
+            int k = sample_candidates_k(params->temp, params->top_k);
             size_t bytes = (size_t)n * PLAN_CANDIDATE_ROW_BYTES(k);
             CUDA_CHECK(launch_sample_candidates(r->d_logits, n, nv, r->shard.vocab0, params->temp, params->top_k,
                                                 r->d_sample_scratch, r->d_cand, r->stream));
@@ -700,17 +700,17 @@ extern "C" long backend_cuda_graphs_cached(const backend *b) { return (long)rank
 
 namespace {
 
-// The median of 9 timings, in seconds, of run() on the legacy stream, after one warm-up; 0 with an error.
-template <typename F> double median_seconds(F run, const char *what, rp_err *err) {
+// The median of 9 timings, in seconds, of run() on stream s, after one warm-up; 0 with an error.
+template <typename F> double median_seconds(F run, cudaStream_t s, const char *what, rp_err *err) {
     cudaEvent_t t0 = nullptr, t1 = nullptr;
     std::vector<float> ms;
     cudaError_t e = cudaEventCreate(&t0);
     if (e == cudaSuccess) e = cudaEventCreate(&t1);
     for (int i = 0; i < 10 && e == cudaSuccess; i++) {
         float t = 0;
-        cudaEventRecord(t0);
+        cudaEventRecord(t0, s);
         e = run();
-        cudaEventRecord(t1);
+        cudaEventRecord(t1, s);
         if (e == cudaSuccess) e = cudaEventSynchronize(t1);
         if (e == cudaSuccess) e = cudaEventElapsedTime(&t, t0, t1);
         if (i > 0) ms.push_back(t);
@@ -734,7 +734,7 @@ extern "C" double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) {
     if (cudaMalloc(&src, bytes) != cudaSuccess || cudaMalloc(&dst, bytes) != cudaSuccess ||
         cudaMemset(src, 0x5a, bytes) != cudaSuccess)   // not zeros: nothing may shortcut the copy
         rp_fail(err, "copy bandwidth: %s", cudaGetErrorString(cudaGetLastError()));
-    else s = median_seconds([&] { return cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice); }, "copy bandwidth", err);
+    else s = median_seconds([&] { return cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice); }, 0, "copy bandwidth", err);
     cudaFree(src), cudaFree(dst);
     return s > 0 ? 2.0 * (double)bytes / s : 0;
 }
@@ -759,7 +759,7 @@ extern "C" double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_er
                 bf16 *wt = w + (turn++ % copies) * w_elems;
                 return variant >= 0 ? launch_gemm_bf16_variant(x, wt, R, N, K, out, variant, 0) : launch_gemm_bf16(x, wt, R, N, K, out, 0);
             },
-                           "gemm timing", err);
+                           0, "gemm timing", err);
     cudaFree(x), cudaFree(w), cudaFree(out);
     return s;
 }
@@ -781,23 +781,13 @@ extern "C" double backend_cuda_time_all_reduce(backend *base, size_t count, rp_e
             CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
             CUDA_CHECK(cudaGraphDestroy(g));
         }
-        cudaEvent_t t0, t1;
-        CUDA_CHECK(cudaEventCreate(&t0));
-        CUDA_CHECK(cudaEventCreate(&t1));
-        std::vector<float> ms;
-        for (int rep = 0; rep < 6; rep++) {   // the first is a warm-up
-            CUDA_CHECK(cudaEventRecord(t0, r->stream));
-            if (exec) CUDA_CHECK(cudaGraphLaunch(exec, r->stream));
-            else all_reduce(b, r, &rank_state::tmp, 0, count);
-            CUDA_CHECK(cudaEventRecord(t1, r->stream));
-            CUDA_CHECK(cudaEventSynchronize(t1));
-            float t = 0;
-            CUDA_CHECK(cudaEventElapsedTime(&t, t0, t1));
-            if (rep) ms.push_back(t);
-        }
-        std::sort(ms.begin(), ms.end());
-        if (r->rank == 0) seconds = ms[ms.size() / 2] * 1e-3 / per_graph;
-        cudaEventDestroy(t0), cudaEventDestroy(t1);
+        rp_err mine;
+        double t = median_seconds([&] {
+                if (exec) return cudaGraphLaunch(exec, r->stream);
+                all_reduce(b, r, &rank_state::tmp, 0, count);
+                return cudaSuccess;
+            }, r->stream, "all-reduce timing", r->rank == 0 ? err : &mine);
+        if (r->rank == 0) seconds = t / per_graph;
         if (exec) cudaGraphExecDestroy(exec);
     });
     return seconds;

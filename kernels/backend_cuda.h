@@ -28,7 +28,7 @@ double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_err *err);
 const char *backend_cuda_gemm_variant(int v);
 
 // Seconds one all-reduce of `count` floats among the backend's tensor-parallel ranks takes, as a decode step runs
-// it: 20 in a CUDA graph replayed (NCCL), or eagerly (ranks sharing a GPU); rank 0's median of 5, after a warm-up.
+// it: 20 in a CUDA graph replayed (NCCL), or eagerly (ranks sharing a GPU); rank 0's median of 9, after a warm-up.
 // 0 with an error when tp is 1 or count exceeds a step's rows.
 double backend_cuda_time_all_reduce(backend *b, size_t count, rp_err *err);
 

@@ -81,7 +81,7 @@ cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_
 // draw with uniform[r] in [0, 1); greedy when temp <= 0; -1 for a row that is not finite.
 // launch_sample: both on one whole vocabulary (cand: rows * PLAN_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K) bytes).
 #define SAMPLE_MAX_K PLAN_SAMPLE_CANDIDATES
-int sample_candidates_k(float temp, int top_k, int n_vocab);
+int sample_candidates_k(float temp, int top_k);   // k of a record: 1 greedy, else top_k up to SAMPLE_MAX_K
 cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,
                                      unsigned char *scratch, unsigned char *cand, cudaStream_t s);
 cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, float temp,

@@ -165,8 +165,7 @@ __global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size
     out[blockIdx.x] = pick;
 }
 
-int sample_candidates_k(float temp, int top_k, int n_vocab) {
-    (void)n_vocab;   // the record's stride: a slice with fewer ids keeps fewer
+int sample_candidates_k(float temp, int top_k) {   // the record's stride: a slice with fewer ids keeps fewer
     if (temp <= 0) return 1;
     return top_k > 0 && top_k < SAMPLE_MAX_K ? top_k : SAMPLE_MAX_K;
 }
@@ -175,7 +174,7 @@ cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab,
                                      unsigned char *scratch, unsigned char *cand, cudaStream_t s) {
     if (rows == 0) return cudaSuccess;
     return REPRISE_LAUNCH(sample_candidates_kernel, dim3(rows), dim3(256), 0, s, logits, n_vocab, vocab0, temp,
-                          sample_candidates_k(temp, top_k, n_vocab), scratch, cand);
+                          sample_candidates_k(temp, top_k), scratch, cand);
 }
 
 cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, float temp,
@@ -190,6 +189,6 @@ cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, 
                           const float *uniform, unsigned char *scratch, unsigned char *cand, int *out, cudaStream_t s) {
     cudaError_t e = launch_sample_candidates(logits, rows, vocab, 0, temp, top_k, scratch, cand, s);
     if (e != cudaSuccess) return e;
-    int k = sample_candidates_k(temp, top_k, vocab);
+    int k = sample_candidates_k(temp, top_k);
     return launch_sample_pick(cand, 1, (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(k), rows, k, temp, top_p, min_p, uniform, out, s);
 }

@@ -231,7 +231,7 @@ static void device_sampling_follows_the_cpu_rules(void) {
         std::vector<int> got = host(out, rows);
         // the vocabulary cut in 2 and 3 slices (as tensor-parallel GPUs hold it): each slice's candidates, merged
         for (int n_slices : {2, 3}) {
-            int k = sample_candidates_k(c.temp, c.k, vocab);
+            int k = sample_candidates_k(c.temp, c.k);
             size_t stride = (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(k);
             for (int sl = 0; sl < n_slices; sl++) {
                 int v0 = vocab * sl / n_slices, nv = vocab * (sl + 1) / n_slices - v0;
