@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "loader/json_file.h"
+#include "tools/text_out.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -69,30 +70,6 @@ static int is_eos(const session *s, int id) {
     return 0;
 }
 
-// Where the first stop string starts in text, or -1. *hold: how many trailing bytes could still begin one.
-static long find_stop(const session *s, const char *text, size_t n, size_t *hold) {
-    long first = -1;
-    *hold = 0;
-    for (int i = 0; i < s->n_stops; i++) {
-        const char *hit = memmem(text, n, s->stops[i], strlen(s->stops[i]));
-        if (hit && (first < 0 || hit - text < first)) first = hit - text;
-        size_t l = strlen(s->stops[i]);
-        for (size_t k = l - 1; k > 0; k--)   // longest proper prefix of the stop that ends the text
-            if (k <= n && memcmp(text + n - k, s->stops[i], k) == 0) {
-                if (k > *hold) *hold = k;
-                break;
-            }
-    }
-    return first;
-}
-
-static void append(char **dst, size_t *len, const char *s, size_t n) {
-    *dst = realloc(*dst, *len + n + 1);
-    memcpy(*dst + *len, s, n);
-    *len += n;
-    (*dst)[*len] = 0;
-}
-
 int session_generate(session *s, const int *prompt, int n, int max_new, int as_text, char **reply, gen_stats *st,
                      rp_err *err) {
     memset(st, 0, sizeof *st);
@@ -118,37 +95,29 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     st->n_prompt_fed = n_feed;
     st->prefill_s = now_s() - t0;
 
-    detok_stream ds;
-    if (as_text) detok_stream_init(&ds, s->tok, 1);
-    char *text = NULL;         // the reply so far, and how much of it is printed
-    size_t text_len = 0, printed = 0;
-    int rc = 0, stopped = 0;
+    text_out out;
+    if (as_text) text_out_init(&out, s->tok, s->stops, s->n_stops);
+    size_t printed = 0;   // of out.text
+    int rc = 0;
     double t1 = now_s();
-    for (int i = 0; i < max_new && !stopped; i++) {
+    for (int i = 0; i < max_new; i++) {
         st->n_generated++;
         int eos = !s->ignore_eos && is_eos(s, next);
         if (!as_text) {
             printf("%s%d", i ? " " : "", next);
             fflush(stdout);
         } else {
-            char *piece = eos ? detok_stream_flush(&ds, err) : detok_stream_push(&ds, next, err);
-            if (!piece) {
+            if (eos ? text_out_finish(&out, err) : text_out_push(&out, next, err)) {
                 rc = -1;
                 break;
             }
-            append(&text, &text_len, piece, strlen(piece));
-            free(piece);
-            size_t hold;
-            long stop = find_stop(s, text, text_len, &hold);
-            size_t upto = stop >= 0 ? (size_t)stop : text_len - hold;
-            if (upto > printed) {
-                fwrite(text + printed, 1, upto - printed, stdout);
+            if (out.committed > printed) {
+                fwrite(out.text + printed, 1, out.committed - printed, stdout);
                 fflush(stdout);
-                printed = upto;
+                printed = out.committed;
             }
-            if (stop >= 0) text_len = (size_t)stop, text[text_len] = 0, stopped = 1;
         }
-        if (eos || stopped || i + 1 == max_new) break;
+        if (eos || (as_text && out.stopped) || i + 1 == max_new) break;
         if (kc->n_past + 1 > kc->capacity) {
             st->context_full = 1;
             break;
@@ -167,16 +136,12 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
         s->cached[s->n_cached++] = fed;
     }
     if (as_text) {
-        if (!stopped && rc == 0) {   // whatever the stream still held back
-            char *rest = detok_stream_flush(&ds, err);
-            if (rest) append(&text, &text_len, rest, strlen(rest)), free(rest);
-            if (text_len > printed) fwrite(text + printed, 1, text_len - printed, stdout);
-        }
-        detok_stream_free(&ds);
+        if (rc == 0 && text_out_finish(&out, err) == 0 && out.len > printed)   // whatever the stream still held back
+            fwrite(out.text + printed, 1, out.len - printed, stdout);
     }
     fflush(stdout);
     st->decode_s = now_s() - t1;
-    if (reply) *reply = text ? text : strdup("");
-    else free(text);
+    if (reply) *reply = as_text ? strdup(out.text) : strdup("");
+    if (as_text) text_out_free(&out);
     return rc;
 }
