@@ -34,6 +34,18 @@ void kv_cache_free(kv_cache *c, backend *be) {
     memset(c, 0, sizeof *c);
 }
 
+int kv_cache_grow(kv_cache *c, backend *be, int capacity, rp_err *err) {
+    if (c->borrowed) return rp_fail(err, "a KV cache borrowed from a pool cannot grow");
+    if (capacity <= c->capacity) return 0;
+    kv_cache bigger;
+    if (kv_cache_init(&bigger, be, c->n_slots, capacity, err)) return -1;
+    for (int v = 0; v < c->n_slots; v++) be->kv_copy(be, &bigger.slots[v], &c->slots[v], c->n_past);
+    bigger.n_past = c->n_past;
+    kv_cache_free(c, be);
+    *c = bigger;
+    return 0;
+}
+
 int kv_pool_init(kv_pool *p, backend *be, int n_slots, int capacity, rp_err *err) {
     memset(p, 0, sizeof *p);
     p->slots = calloc((size_t)(n_slots ? n_slots : 1), sizeof *p->slots);

@@ -16,6 +16,9 @@ int kv_cache_init(kv_cache *c, backend *be, int n_visits, int capacity, rp_err *
 // A cache over slots taken from a pool (kv_pool_take); freeing the cache leaves them to the pool.
 void kv_cache_init_borrowed(kv_cache *c, kv_slot *slots, int n_visits);
 void kv_cache_free(kv_cache *c, backend *be);
+// Moves an owned cache to slots of a larger capacity, keeping the n_past positions it holds (a server grows a
+// request's cache as it generates instead of reserving its whole context up front). On failure the cache is as it was.
+int kv_cache_grow(kv_cache *c, backend *be, int capacity, rp_err *err);
 
 // Slots allocated once and lent again and again: a sweep holds the base's and a batch of configs' slots for one
 // item, then the next item reuses the same device memory (no allocation per item). Taking is a bump of `used`;

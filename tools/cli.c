@@ -55,6 +55,8 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
     o->schedule = "base";
     o->backend = "auto";
     o->n_predict = -1;   // until end-of-sequence or a full context
+    o->host = "127.0.0.1";
+    o->port = 8080;
     o->sampling = (sampler_params){.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 0};
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
@@ -83,6 +85,15 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         else if (strcmp(name, "f") == 0) o->file = v;
         else if (strcmp(name, "chat-template") == 0) o->chat_template = v;
         else if (strcmp(name, "system") == 0) o->system = v;
+        else if (strcmp(name, "host") == 0) o->host = v;
+        else if (strcmp(name, "api-key") == 0) o->api_key = v;
+        else if (strcmp(name, "api-key-file") == 0) o->api_key_file = v;
+        else if (strcmp(name, "served-model-name") == 0) o->served_name = v;
+        else if (strcmp(name, "port") == 0) rc = parse_int(a, v, 0, 65535, &o->port, err);
+        else if (strcmp(name, "parallel") == 0) rc = parse_int(a, v, 1, 4096, &o->parallel, err);
+        else if (strcmp(name, "kv-budget") == 0) rc = parse_int(a, v, 1, 2147483647L, &o->kv_budget, err);
+        else if (strcmp(name, "queue") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->queue, err);
+        else if (strcmp(name, "max-visits") == 0) rc = parse_int(a, v, 1, 1 << 16, &o->max_visits, err);
         else if (strcmp(name, "stop") == 0) {
             if (o->n_stops == 8) return rp_fail(err, "--stop: at most 8 stop strings");
             if (!*v) return rp_fail(err, "--stop: an empty stop string would stop at once");

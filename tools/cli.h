@@ -33,6 +33,16 @@ typedef struct {
     int all_tensors;         // --tensors
     int help;
     sampler_params sampling; // --temp --top-k --top-p --min-p --seed
+    // serve
+    const char *host;        // --host
+    int port;                // --port
+    const char *api_key;     // --api-key
+    const char *api_key_file; // --api-key-file
+    const char *served_name; // --served-model-name
+    int parallel;            // --parallel: requests running at once (0: default)
+    int kv_budget;           // --kv-budget: KV visit-positions (0: default)
+    int queue;               // --queue (0: default)
+    int max_visits;          // --max-visits (0: default)
 } cli_opts;
 
 // The model used when -m is not given: the small arithmetic model that ships with reprise.
@@ -78,5 +88,6 @@ int cmd_export(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -6,7 +6,7 @@
 # Debian's packages, unpacked; no source is copied. Cairo is left out: without it a sweep writes no PNGs.
 set -euo pipefail
 packages=(libcjson-dev libcjson1 libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3
-          libutf8proc-dev libutf8proc2 libsqlite3-dev libsqlite3-0)
+          libutf8proc-dev libutf8proc2 libsqlite3-dev libsqlite3-0 libmicrohttpd-dev libmicrohttpd12)
 cmd=${1:-} dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: offline_bundle.sh make|unpack DIR" >&2; exit 2; }
 case "$cmd" in

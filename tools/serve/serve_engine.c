@@ -1,0 +1,482 @@
+// The server's engine: continuous batching over one model, on one thread.
+//
+// Each loop: the queue joins the waiting line; cancelled requests leave; waiting requests are admitted in order
+// while the KV budget (visit-positions: a position of an 87-visit schedule costs 87) and --parallel allow; a step is
+// planned (one row for every decoding request first, then prompt chunks up to --batch-tokens rows); every request's
+// KV grows to hold its rows, preempting the latest admitted requests when the budget runs out (their KV is freed and
+// they recompute their tokens when readmitted); the step runs as one forward over all of them (their schedules may
+// differ), then each request that completed its feed samples with its own seeded sampler.
+#include "tools/serve/serve_engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/memory_plan.h"
+
+#define SERVE_KV_GROW 64   // positions a request's KV holds beyond its tokens when admitted; it doubles as it grows
+
+struct serve_engine {
+    model *m;
+    const tokenizer *tok;
+    serve_limits lim;
+    serve_metrics *met;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, changed;
+    gen_request *incoming, *incoming_tail;   // submitted, not yet seen by the engine
+    gen_request *waiting;                    // the engine's line: preempted requests go back to its front
+    int n_queued;                            // incoming + waiting
+    gen_request **running;                   // (max_seqs) in admission order
+    int n_running;
+    long kv_used, order;
+    int draining, stopping;
+    int echo_rows;                           // most rows of prompt logprobs in one step
+    float *logits;                           // (max_seqs, vocab): last rows of the step's sequences
+    float *echo_logits;                      // (echo_rows, vocab): every row of the prompts whose logprobs are asked
+    float *biased;                           // (vocab)
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+gen_request *gen_request_new(void) {
+    gen_request *r = calloc(1, sizeof *r);
+    r->refs = 1;
+    r->logprobs = -1;
+    r->extra_eos = -1;
+    return r;
+}
+
+static void request_free(gen_request *r) {
+    free(r->prompt);
+    schedule_free(&r->sched);
+    for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    free(r->bias_id), free(r->bias);
+    free(r->out), free(r->prompt_out), free(r->ids);
+    if (r->text.text) text_out_free(&r->text);
+    if (r->smp.work) sampler_free(&r->smp);
+    free(r);
+}
+
+static void unref(gen_request *r) {   // under the lock
+    if (--r->refs == 0) request_free(r);
+}
+
+void serve_engine_lock(serve_engine *e) { pthread_mutex_lock(&e->mu); }
+void serve_engine_unlock(serve_engine *e) { pthread_mutex_unlock(&e->mu); }
+
+void serve_engine_wait(serve_engine *e, int timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&e->changed, &e->mu, &ts);
+}
+
+void serve_engine_cancel(serve_engine *e, gen_request *r) {
+    pthread_mutex_lock(&e->mu);
+    if (r->finish == FINISH_NONE) r->cancelled = 1;
+    pthread_cond_signal(&e->work);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void gen_request_release(serve_engine *e, gen_request *r) {
+    if (!r) return;
+    pthread_mutex_lock(&e->mu);
+    if (r->finish == FINISH_NONE) r->cancelled = 1;
+    unref(r);
+    pthread_cond_signal(&e->work);
+    pthread_mutex_unlock(&e->mu);
+}
+
+int serve_engine_submit(serve_engine *e, gen_request **reqs, int n, rp_err *err) {
+    pthread_mutex_lock(&e->mu);
+    int rc = 0;
+    if (e->draining) rc = rp_fail(err, "the server is shutting down");
+    else if (e->n_queued + n > e->lim.queue)
+        rc = rp_fail(err, "the server is busy: %d requests are waiting (--queue %d); retry later", e->n_queued, e->lim.queue);
+    for (int i = 0; i < n && !rc; i++) {
+        gen_request *r = reqs[i];
+        r->refs++;
+        r->limit = r->n_prompt + r->max_tokens;
+        r->ids = malloc(sizeof(int) * (size_t)(r->limit + 1));
+        memcpy(r->ids, r->prompt, sizeof(int) * (size_t)r->n_prompt);
+        r->n_ids = r->n_prompt;
+        if (r->prompt_logprobs) r->prompt_out = calloc((size_t)r->n_prompt, sizeof *r->prompt_out);
+        text_out_init(&r->text, e->tok, (const char *const *)r->stops, r->n_stops);
+        r->t_submit = now_s();
+        r->next = NULL;
+        if (e->incoming_tail) e->incoming_tail->next = r;
+        else e->incoming = r;
+        e->incoming_tail = r;
+        e->n_queued++;
+    }
+    pthread_cond_signal(&e->work);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+// --- finishing, preempting ---------------------------------------------------------------------------------------
+
+static long kv_cost(const gen_request *r) { return (long)r->seq.cache.capacity * r->sched.n_visits; }
+
+static void drop_seq(serve_engine *e, gen_request *r) {
+    if (!r->has_seq) return;
+    e->kv_used -= kv_cost(r);
+    sequence_free(&r->seq, e->m);
+    r->has_seq = 0;
+    r->n_fed = 0;
+}
+
+static void remove_running(serve_engine *e, gen_request *r) {
+    for (int i = 0; i < e->n_running; i++)
+        if (e->running[i] == r) {
+            memmove(e->running + i, e->running + i + 1, sizeof *e->running * (size_t)(e->n_running - i - 1));
+            e->n_running--;
+            return;
+        }
+}
+
+// Ends a running request (under the lock): its KV goes back to the budget, and the engine lets go of it.
+static void finish(serve_engine *e, gen_request *r, finish_reason why, const char *error) {
+    rp_err err;
+    if (why != FINISH_ERROR && why != FINISH_ABORT && text_out_finish(&r->text, &err)) why = FINISH_ERROR, error = err.msg;
+    if (why == FINISH_ERROR) snprintf(r->error, sizeof r->error, "%s", error);
+    r->finish = why;
+    drop_seq(e, r);
+    remove_running(e, r);
+    serve_metrics_observe(e->met, &e->met->e2e, now_s() - r->t_submit);
+    serve_metrics_add(e->met, why == FINISH_STOP || why == FINISH_LENGTH ? &e->met->requests_ok : &e->met->requests_error, 1);
+    unref(r);
+}
+
+static void preempt(serve_engine *e, gen_request *r) {
+    drop_seq(e, r);
+    remove_running(e, r);
+    r->in_step = 0;
+    r->next = e->waiting;
+    e->waiting = r;
+    e->n_queued++;
+    serve_metrics_add(e->met, &e->met->preemptions, 1);
+}
+
+// Makes r's KV hold its rows of this step, growing it (doubling, up to what it may ever need), preempting the
+// latest admitted requests while the budget is short. r itself is preempted when it is the latest.
+static void make_room(serve_engine *e, gen_request *r) {
+    int cap = r->seq.cache.capacity, need = r->n_fed + r->in_step;
+    if (need <= cap) return;
+    int grown = 2 * cap < r->limit ? 2 * cap : r->limit;
+    if (grown < need) grown = need;
+    long delta = (long)(grown - cap) * r->sched.n_visits;
+    while (e->kv_used + delta > e->lim.kv_budget) {
+        gen_request *latest = e->running[0];
+        for (int i = 1; i < e->n_running; i++)
+            if (e->running[i]->order > latest->order) latest = e->running[i];
+        preempt(e, latest);
+        if (latest == r) return;
+    }
+    rp_err err;
+    if (kv_cache_grow(&r->seq.cache, e->m->be, grown, &err)) {
+        finish(e, r, FINISH_ERROR, err.msg);
+        return;
+    }
+    e->kv_used += delta;
+}
+
+// --- one loop of the engine ----------------------------------------------------------------------------------------
+
+static void reap_cancelled(serve_engine *e) {
+    for (gen_request **p = &e->waiting; *p;) {
+        gen_request *r = *p;
+        if (!r->cancelled) {
+            p = &r->next;
+            continue;
+        }
+        *p = r->next;
+        e->n_queued--;
+        r->finish = FINISH_ABORT;
+        serve_metrics_add(e->met, &e->met->requests_error, 1);
+        unref(r);
+    }
+    for (int i = e->n_running - 1; i >= 0; i--)
+        if (e->running[i]->cancelled) finish(e, e->running[i], FINISH_ABORT, NULL);
+}
+
+static void admit(serve_engine *e) {
+    while (e->waiting && e->n_running < e->lim.max_seqs) {
+        gen_request *r = e->waiting;
+        int cap = r->n_ids + SERVE_KV_GROW < r->limit ? r->n_ids + SERVE_KV_GROW : r->limit;
+        if (e->kv_used + (long)cap * r->sched.n_visits > e->lim.kv_budget) break;
+        e->waiting = r->next;
+        e->n_queued--;
+        rp_err err;
+        if (sequence_init(&r->seq, e->m, &r->sched, cap, &err)) {
+            e->running[e->n_running++] = r;
+            finish(e, r, FINISH_ERROR, err.msg);
+            continue;
+        }
+        r->has_seq = 1;
+        r->n_fed = 0;
+        r->order = e->order++;
+        e->kv_used += kv_cost(r);
+        if (!r->smp.work) sampler_init(&r->smp, &r->sampling, e->m->cfg.vocab_size);
+        e->running[e->n_running++] = r;
+    }
+}
+
+static int wants_prompt_logprobs(const gen_request *r) { return r->prompt_logprobs && !r->prompt_done; }
+
+// Rows of this step: one for every decoding request, then prompt (or recompute) chunks in admission order.
+static void plan_step(serve_engine *e) {
+    int rows = e->lim.step_tokens, echo_rows = e->echo_rows;
+    for (int i = 0; i < e->n_running; i++) e->running[i]->in_step = 0;
+    for (int i = 0; i < e->n_running && rows > 0; i++) {
+        gen_request *r = e->running[i];
+        if (r->n_ids - r->n_fed == 1 && !wants_prompt_logprobs(r)) r->in_step = 1, rows--;
+    }
+    for (int i = 0; i < e->n_running && rows > 0; i++) {
+        gen_request *r = e->running[i];
+        int n = r->n_ids - r->n_fed;
+        if (r->in_step || n < 1) continue;
+        if (n > rows) n = rows;
+        if (wants_prompt_logprobs(r)) {
+            if (n > echo_rows) n = echo_rows;
+            echo_rows -= n;
+        }
+        r->in_step = n, rows -= n;
+    }
+    for (int i = 0; i < e->n_running; i++) {
+        gen_request *r = e->running[i];
+        if (r->in_step) make_room(e, r);   // may preempt or fail requests: e->running changes
+        if (i < e->n_running && e->running[i] != r) i--;
+    }
+}
+
+// The log-probability of id and the k most likely tokens, from one row of raw logits.
+static void token_logprobs(const float *row, int vocab, int id, int k, serve_token *t) {
+    float mx = -INFINITY;
+    for (int i = 0; i < vocab; i++)
+        if (row[i] > mx) mx = row[i];
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)row[i] - mx);
+    double lse = mx + log(sum);
+    t->id = id;
+    t->logprob = (float)log_prob_of(row, vocab, id);
+    t->n_top = 0;
+    for (int i = 0; i < vocab && k > 0; i++) {   // insertion into the short sorted list (ties: lowest id first)
+        if (t->n_top == k && !(row[i] > t->top_logprob[k - 1])) continue;
+        int j = t->n_top < k ? t->n_top++ : k - 1;
+        while (j > 0 && row[i] > t->top_logprob[j - 1]) {
+            t->top_logprob[j] = t->top_logprob[j - 1], t->top_id[j] = t->top_id[j - 1];
+            j--;
+        }
+        t->top_logprob[j] = row[i], t->top_id[j] = i;
+    }
+    for (int j = 0; j < t->n_top; j++) t->top_logprob[j] = (float)(t->top_logprob[j] - lse);
+}
+
+static int is_eos(const serve_engine *e, const gen_request *r, int id) {
+    if (id == r->extra_eos) return 1;
+    for (int i = 0; i < e->m->cfg.n_eos; i++)
+        if (e->m->cfg.eos_ids[i] == id) return 1;
+    return 0;
+}
+
+// Runs the step's rows: one forward for the requests that need only their last row's logits, one for those whose
+// prompt logprobs are asked (every row). Outside the lock; results go to the requests' engine-side fields.
+typedef struct {
+    gen_request *r;
+    const float *row;   // logits of its last row when this step completes its feed, else NULL
+    char error[1024];
+} step_item;
+
+static int run_group(serve_engine *e, step_item *items, int n, int echo, rp_err *err) {
+    if (!n) return 0;
+    sequence **seqs = calloc((size_t)n, sizeof *seqs);
+    const int **toks = calloc((size_t)n, sizeof *toks);
+    int *counts = calloc((size_t)n, sizeof(int));
+    for (int i = 0; i < n; i++) {
+        gen_request *r = items[i].r;
+        seqs[i] = &r->seq, toks[i] = r->ids + r->n_fed, counts[i] = r->in_step;
+    }
+    int rc = forward(e->m, seqs, n, toks, counts, echo, echo ? e->echo_logits : e->logits, NULL, err);
+    int vocab = e->m->cfg.vocab_size;
+    for (int i = 0, row = 0; i < n && rc == 0; row += counts[i], i++) {
+        gen_request *r = items[i].r;
+        const float *first = echo ? e->echo_logits + (size_t)row * vocab : e->logits + (size_t)i * vocab;
+        if (echo)   // row j predicts token n_fed + j + 1
+            for (int j = 0; j < counts[i]; j++) {
+                int t = r->n_fed + j + 1;
+                if (t < r->n_prompt) token_logprobs(first + (size_t)j * vocab, vocab, r->ids[t], r->logprobs > 1 ? r->logprobs : 1,
+                                                    &r->prompt_out[t]);
+            }
+        if (r->n_fed + counts[i] == r->n_ids) items[i].row = echo ? first + (size_t)(counts[i] - 1) * vocab : first;
+    }
+    free(seqs), free(toks), free(counts);
+    return rc;
+}
+
+static void run_step(serve_engine *e, step_item *items, int n_items) {
+    int n_main = 0;
+    for (int i = 0; i < n_items; i++)   // the requests without prompt logprobs first
+        if (!wants_prompt_logprobs(items[i].r)) {
+            step_item t = items[n_main];
+            items[n_main++] = items[i];
+            items[i] = t;
+        }
+    rp_err err;
+    if (run_group(e, items, n_main, 0, &err))
+        for (int i = 0; i < n_main; i++) snprintf(items[i].error, sizeof items[i].error, "%s", err.msg);
+    if (run_group(e, items + n_main, n_items - n_main, 1, &err))
+        for (int i = n_main; i < n_items; i++) snprintf(items[i].error, sizeof items[i].error, "%s", err.msg);
+}
+
+// Under the lock: positions advance, completed feeds sample their next token, finished requests end.
+static void publish(serve_engine *e, step_item *items, int n_items) {
+    int vocab = e->m->cfg.vocab_size;
+    double t = now_s();
+    for (int i = 0; i < n_items; i++) {
+        gen_request *r = items[i].r;
+        if (items[i].error[0]) {
+            finish(e, r, FINISH_ERROR, items[i].error);
+            continue;
+        }
+        r->n_fed += r->in_step;
+        if (r->prompt_out && !r->prompt_done && r->n_fed >= r->n_prompt) {
+            r->prompt_out[0].id = r->ids[0];
+            r->prompt_out[0].logprob = NAN;
+            r->prompt_done = 1;
+        }
+        if (!items[i].row) continue;
+        if (r->n_generated == 0 && r->n_fed == r->n_prompt) serve_metrics_add(e->met, &e->met->prompt_tokens, r->n_prompt);
+        if (r->max_tokens == 0) {
+            finish(e, r, FINISH_LENGTH, NULL);
+            continue;
+        }
+        const float *row = items[i].row;
+        if (r->n_bias) {
+            memcpy(e->biased, row, sizeof(float) * (size_t)vocab);
+            for (int b = 0; b < r->n_bias; b++) e->biased[r->bias_id[b]] += r->bias[b];
+        }
+        int id = sampler_sample(&r->smp, r->n_bias ? e->biased : row);
+        if (id < 0) {
+            finish(e, r, FINISH_ERROR, "the logits are not finite (NaN or infinity): nothing to sample");
+            continue;
+        }
+        r->n_generated++;
+        serve_metrics_add(e->met, &e->met->generation_tokens, 1);
+        if (r->n_generated == 1) serve_metrics_observe(e->met, &e->met->ttft, t - r->t_submit);
+        else serve_metrics_observe(e->met, &e->met->inter_token, t - r->t_last);
+        r->t_last = t;
+        if (!r->ignore_eos && is_eos(e, r, id)) {
+            finish(e, r, FINISH_STOP, NULL);
+            continue;
+        }
+        if (r->n_out == r->cap_out) r->out = realloc(r->out, sizeof *r->out * (size_t)(r->cap_out = 2 * r->cap_out + 16));
+        serve_token *tok = &r->out[r->n_out++];
+        memset(tok, 0, sizeof *tok);
+        tok->id = id;
+        if (r->logprobs >= 0) token_logprobs(row, vocab, id, r->logprobs > 1 ? r->logprobs : 1, tok);
+        r->ids[r->n_ids++] = id;
+        rp_err err;
+        if (text_out_push(&r->text, id, &err)) finish(e, r, FINISH_ERROR, err.msg);
+        else if (r->text.stopped) finish(e, r, FINISH_STOP, NULL);
+        else if (r->n_generated == r->max_tokens) finish(e, r, FINISH_LENGTH, NULL);
+    }
+}
+
+static void *engine_main(void *arg) {
+    serve_engine *e = arg;
+    step_item *items = calloc((size_t)e->lim.max_seqs, sizeof *items);
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->stopping && !e->incoming && !e->waiting && !e->n_running) pthread_cond_wait(&e->work, &e->mu);
+        if (e->stopping && !e->incoming && !e->waiting && !e->n_running) break;
+        if (e->incoming) {   // the queue joins the end of the waiting line
+            gen_request **p = &e->waiting;
+            while (*p) p = &(*p)->next;
+            *p = e->incoming;
+            e->incoming = e->incoming_tail = NULL;
+        }
+        reap_cancelled(e);
+        admit(e);
+        plan_step(e);
+        int n_items = 0;
+        for (int i = 0; i < e->n_running; i++)
+            if (e->running[i]->in_step) items[n_items++] = (step_item){.r = e->running[i]};
+        pthread_mutex_unlock(&e->mu);
+        run_step(e, items, n_items);
+        pthread_mutex_lock(&e->mu);
+        publish(e, items, n_items);
+        pthread_cond_broadcast(&e->changed);
+    }
+    pthread_mutex_unlock(&e->mu);
+    free(items);
+    return NULL;
+}
+
+serve_engine *serve_engine_start(model *m, const tokenizer *tok, const serve_limits *lim, serve_metrics *met, rp_err *err) {
+    serve_engine *e = calloc(1, sizeof *e);
+    e->m = m, e->tok = tok, e->lim = *lim, e->met = met;
+    int vocab = m->cfg.vocab_size;
+    e->echo_rows = PLAN_SCORE_LOGIT_ROWS < lim->step_tokens ? PLAN_SCORE_LOGIT_ROWS : lim->step_tokens;
+    e->running = calloc((size_t)lim->max_seqs, sizeof *e->running);
+    e->logits = malloc(sizeof(float) * (size_t)lim->max_seqs * vocab);
+    e->echo_logits = malloc(sizeof(float) * (size_t)e->echo_rows * vocab);
+    e->biased = malloc(sizeof(float) * (size_t)vocab);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->work, NULL);
+    pthread_cond_init(&e->changed, NULL);
+    if (pthread_create(&e->thread, NULL, engine_main, e)) {
+        rp_fail(err, "cannot start the engine thread");
+        free(e->running), free(e->logits), free(e->echo_logits), free(e->biased), free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void serve_engine_drain(serve_engine *e) {
+    pthread_mutex_lock(&e->mu);
+    e->draining = 1;
+    pthread_mutex_unlock(&e->mu);
+}
+
+int serve_engine_idle(serve_engine *e) {
+    pthread_mutex_lock(&e->mu);
+    int idle = !e->incoming && !e->waiting && !e->n_running;
+    pthread_mutex_unlock(&e->mu);
+    return idle;
+}
+
+void serve_engine_gauges(serve_engine *e, serve_gauges *g) {
+    pthread_mutex_lock(&e->mu);
+    g->running = e->n_running;
+    g->waiting = e->n_queued;
+    g->kv_used = e->kv_used;
+    g->kv_budget = e->lim.kv_budget;
+    pthread_mutex_unlock(&e->mu);
+}
+
+long serve_engine_kv_budget(const serve_engine *e) { return e->lim.kv_budget; }
+
+void serve_engine_stop(serve_engine *e) {
+    pthread_mutex_lock(&e->mu);
+    e->draining = 1;
+    e->stopping = 1;
+    pthread_cond_signal(&e->work);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->work);
+    pthread_cond_destroy(&e->changed);
+    free(e->running), free(e->logits), free(e->echo_logits), free(e->biased);
+    free(e);
+}

@@ -1,0 +1,99 @@
+// The server's counters and latency histograms, as Prometheus text.
+#include "tools/serve/serve_metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Bucket upper bounds in seconds, shared by the three histograms: from a fast decode step to a long request.
+static const double bounds[METRIC_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                              0.5,   1,      2.5,   5,    10,    30,    60,  120};
+
+void serve_metrics_init(serve_metrics *m) {
+    memset(m, 0, sizeof *m);
+    pthread_mutex_init(&m->mu, NULL);
+}
+
+void serve_metrics_free(serve_metrics *m) { pthread_mutex_destroy(&m->mu); }
+
+void serve_metrics_observe(serve_metrics *m, histogram *h, double seconds) {
+    int b = 0;
+    while (b < METRIC_BUCKETS && seconds > bounds[b]) b++;
+    pthread_mutex_lock(&m->mu);
+    h->count[b]++;
+    h->sum += seconds;
+    h->n++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void serve_metrics_add(serve_metrics *m, long *counter, long n) {
+    pthread_mutex_lock(&m->mu);
+    *counter += n;
+    pthread_mutex_unlock(&m->mu);
+}
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+} strbuf;
+
+static void put(strbuf *b, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = 2 * b->cap + (size_t)n + 1;
+        b->s = realloc(b->s, b->cap);
+    }
+}
+
+static void put_histogram(strbuf *b, const char *name, const char *help, const histogram *h, const char *label) {
+    put(b, "# HELP reprise:%s %s\n# TYPE reprise:%s histogram\n", name, help, name);
+    long cum = 0;
+    for (int i = 0; i <= METRIC_BUCKETS; i++) {
+        cum += h->count[i];
+        if (i < METRIC_BUCKETS) put(b, "reprise:%s_bucket{%s,le=\"%g\"} %ld\n", name, label, bounds[i], cum);
+        else put(b, "reprise:%s_bucket{%s,le=\"+Inf\"} %ld\n", name, label, cum);
+    }
+    put(b, "reprise:%s_sum{%s} %.6f\nreprise:%s_count{%s} %ld\n", name, label, h->sum, name, label, h->n);
+}
+
+char *serve_metrics_render(serve_metrics *m, const serve_gauges *g, const char *model_name) {
+    strbuf b = {malloc(4096), 0, 4096};
+    char label[512];
+    snprintf(label, sizeof label, "model_name=\"%s\"", model_name);
+    pthread_mutex_lock(&m->mu);
+    put(&b, "# HELP reprise:num_requests_running Requests in the running batch.\n# TYPE reprise:num_requests_running gauge\n");
+    put(&b, "reprise:num_requests_running{%s} %d\n", label, g->running);
+    put(&b, "# HELP reprise:num_requests_waiting Requests waiting to be admitted.\n# TYPE reprise:num_requests_waiting gauge\n");
+    put(&b, "reprise:num_requests_waiting{%s} %d\n", label, g->waiting);
+    put(&b, "# HELP reprise:kv_cache_usage_perc KV budget in use, 1 = full (visit-positions held / --kv-budget).\n"
+            "# TYPE reprise:kv_cache_usage_perc gauge\n");
+    put(&b, "reprise:kv_cache_usage_perc{%s} %.6f\n", label, g->kv_budget ? (double)g->kv_used / g->kv_budget : 0.0);
+    put(&b, "# HELP reprise:kv_cache_used_visit_slots KV visit-positions held (a token of an 87-visit schedule holds 87).\n"
+            "# TYPE reprise:kv_cache_used_visit_slots gauge\n");
+    put(&b, "reprise:kv_cache_used_visit_slots{%s} %ld\n", label, g->kv_used);
+    put(&b, "# HELP reprise:prompt_tokens_total Prompt tokens prefilled.\n# TYPE reprise:prompt_tokens_total counter\n");
+    put(&b, "reprise:prompt_tokens_total{%s} %ld\n", label, m->prompt_tokens);
+    put(&b, "# HELP reprise:generation_tokens_total Tokens generated.\n# TYPE reprise:generation_tokens_total counter\n");
+    put(&b, "reprise:generation_tokens_total{%s} %ld\n", label, m->generation_tokens);
+    put(&b, "# HELP reprise:num_preemptions_total Requests preempted (KV freed, recomputed later).\n"
+            "# TYPE reprise:num_preemptions_total counter\n");
+    put(&b, "reprise:num_preemptions_total{%s} %ld\n", label, m->preemptions);
+    put(&b, "# HELP reprise:request_success_total Requests finished.\n# TYPE reprise:request_success_total counter\n");
+    put(&b, "reprise:request_success_total{%s} %ld\n", label, m->requests_ok);
+    put(&b, "# HELP reprise:request_failure_total Requests refused, aborted or failed.\n"
+            "# TYPE reprise:request_failure_total counter\n");
+    put(&b, "reprise:request_failure_total{%s} %ld\n", label, m->requests_error);
+    put_histogram(&b, "time_to_first_token_seconds", "Time to first token.", &m->ttft, label);
+    put_histogram(&b, "inter_token_latency_seconds", "Time between two generated tokens.", &m->inter_token, label);
+    put_histogram(&b, "e2e_request_latency_seconds", "Request latency, submission to last token.", &m->e2e, label);
+    pthread_mutex_unlock(&m->mu);
+    return b.s;
+}
