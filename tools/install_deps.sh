@@ -12,3 +12,9 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 echo "install_deps.sh: installed ${packages[*]}" >&2
+# the official openai npm client, for the server's tests (tests/test_serve.py skips that part without it)
+if command -v npm >/dev/null; then
+    (cd "$(dirname "$0")/../tests/openai_client" && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) &&
+        echo "install_deps.sh: installed the openai npm client for the tests" >&2 ||
+        echo "install_deps.sh: npm ci in tests/openai_client failed: the server test will skip the openai client" >&2
+fi

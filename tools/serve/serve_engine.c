@@ -154,7 +154,10 @@ static void finish(serve_engine *e, gen_request *r, finish_reason why, const cha
     drop_seq(e, r);
     remove_running(e, r);
     serve_metrics_observe(e->met, &e->met->e2e, now_s() - r->t_submit);
-    serve_metrics_add(e->met, why == FINISH_STOP || why == FINISH_LENGTH ? &e->met->requests_ok : &e->met->requests_error, 1);
+    serve_metrics_add(e->met, why == FINISH_STOP     ? &e->met->finished_stop
+                              : why == FINISH_LENGTH ? &e->met->finished_length
+                              : why == FINISH_ABORT  ? &e->met->finished_abort
+                                                     : &e->met->requests_error, 1);
     unref(r);
 }
 
@@ -203,7 +206,7 @@ static void reap_cancelled(serve_engine *e) {
         *p = r->next;
         e->n_queued--;
         r->finish = FINISH_ABORT;
-        serve_metrics_add(e->met, &e->met->requests_error, 1);
+        serve_metrics_add(e->met, &e->met->finished_abort, 1);
         unref(r);
     }
     for (int i = e->n_running - 1; i >= 0; i--)

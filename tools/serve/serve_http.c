@@ -215,9 +215,6 @@ static void generation_free(generation *g) {
     free(g->reqs);
     free(g->sent_tokens), free(g->finish_sent), free(g->head_sent), free(g->sent_text), free(g->out);
     completion_request_free(&g->cr);
-    pthread_mutex_lock(&g->h->mu);
-    if (--g->h->in_flight == 0) pthread_cond_broadcast(&g->h->idle);
-    pthread_mutex_unlock(&g->h->mu);
     free(g);
 }
 
@@ -451,14 +448,6 @@ static void stream_free(void *cls) { generation_free(cls); }
 static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const char *body, size_t len, int chat) {
     generation *g = calloc(1, sizeof *g);
     g->h = h, g->conn = c;
-    pthread_mutex_lock(&h->mu);
-    int refused = h->draining;
-    if (!refused) h->in_flight++;
-    pthread_mutex_unlock(&h->mu);
-    if (refused) {
-        free(g);
-        return fail(h, c, 503, NULL, "the server is shutting down");
-    }
     api_error e;
     if (completion_request_parse(body, len, chat, h->sc, &g->cr, &e)) {
         generation_free(g);
@@ -629,6 +618,7 @@ typedef struct {
     char *body;
     size_t len, cap;
     int too_large, answered;
+    int in_flight;   // a generation request: counted in serve_http.in_flight until its response is sent
 } conn_state;
 
 static int path_is(const char *url, const char *path) {   // at the root or under /v1
@@ -658,6 +648,13 @@ static enum MHD_Result route(serve_http *h, struct MHD_Connection *c, const char
         if (!match) continue;
         if (routes[i].post ? !post : !get)
             return fail(h, c, 405, NULL, "%s takes %s, not %s", routes[i].path, routes[i].post ? "POST" : "GET", method);
+        if (i < 2) {   // a generation: SIGTERM waits for its last byte
+            pthread_mutex_lock(&h->mu);
+            int refused = h->draining;
+            if (!refused) h->in_flight++, st->in_flight = 1;
+            pthread_mutex_unlock(&h->mu);
+            if (refused) return fail(h, c, 503, NULL, "the server is shutting down");
+        }
         switch (i) {
         case 0: return generate(h, c, st->body ? st->body : "", st->len, 0);
         case 1: return generate(h, c, st->body ? st->body : "", st->len, 1);
@@ -705,8 +702,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
-    (void)cls, (void)c, (void)why;
+    (void)c, (void)why;
+    serve_http *h = cls;
     conn_state *st = *con_cls;
+    if (st && st->in_flight) {
+        pthread_mutex_lock(&h->mu);
+        if (--h->in_flight == 0) pthread_cond_broadcast(&h->idle);
+        pthread_mutex_unlock(&h->mu);
+    }
     if (st) free(st->body), free(st);
     *con_cls = NULL;
 }

@@ -86,8 +86,11 @@ char *serve_metrics_render(serve_metrics *m, const serve_gauges *g, const char *
     put(&b, "# HELP reprise:num_preemptions_total Requests preempted (KV freed, recomputed later).\n"
             "# TYPE reprise:num_preemptions_total counter\n");
     put(&b, "reprise:num_preemptions_total{%s} %ld\n", label, m->preemptions);
-    put(&b, "# HELP reprise:request_success_total Requests finished.\n# TYPE reprise:request_success_total counter\n");
-    put(&b, "reprise:request_success_total{%s} %ld\n", label, m->requests_ok);
+    put(&b, "# HELP reprise:request_success_total Requests finished, by finish reason.\n"
+            "# TYPE reprise:request_success_total counter\n");
+    put(&b, "reprise:request_success_total{%s,finished_reason=\"stop\"} %ld\n", label, m->finished_stop);
+    put(&b, "reprise:request_success_total{%s,finished_reason=\"length\"} %ld\n", label, m->finished_length);
+    put(&b, "reprise:request_success_total{%s,finished_reason=\"abort\"} %ld\n", label, m->finished_abort);
     put(&b, "# HELP reprise:request_failure_total Requests refused, aborted or failed.\n"
             "# TYPE reprise:request_failure_total counter\n");
     put(&b, "reprise:request_failure_total{%s} %ld\n", label, m->requests_error);

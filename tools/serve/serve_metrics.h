@@ -17,7 +17,9 @@ typedef struct {
     pthread_mutex_t mu;
     long prompt_tokens, generation_tokens;   // counters
     long preemptions;
-    long requests_ok, requests_error;       // finished requests (error: rejected with a 4xx/5xx, aborted or failed)
+    long finished_stop, finished_length;    // requests finished, by finish reason
+    long finished_abort;                    // cancelled: the client went away
+    long requests_error;                    // refused with a 4xx or 5xx, or failed in the engine
     histogram ttft, inter_token, e2e;       // seconds
 } serve_metrics;
 
