@@ -61,4 +61,39 @@ check "--tp that does not divide the KV heads is refused: $(cat "$T/tp3.err")" $
 REPRISE_EMU_DEVICE_MEMORY=1000000 "$BIN" generate -p "12+35=" -n 3 --temp 0 --backend cuda --tp 2 >/dev/null 2>"$T/tpsmall.err"
 [ $? -ne 0 ] && grep -q "on GPU 0 (rank 0 of --tp 2)" "$T/tpsmall.err" && grep -q "this GPU's share of 2" "$T/tpsmall.err"
 check "--tp 2 larger than a GPU is refused naming the GPU and rank, with the per-GPU plan" $?
+# reprise serve on the CUDA backend (and --tp 2): greedy completions of two schedules in one batch equal generate's,
+# an echo request's logprobs equal score's
+python3 - "$BIN" <<'PY'
+import json, re, subprocess, sys, threading, time, urllib.request
+binary = sys.argv[1]
+def gen(prompt, sched, tp):
+    return subprocess.run([binary, "generate", "-p", prompt, "-n", "8", "--temp", "0", "--schedule", sched, "--backend", "cuda",
+                           "--tp", tp], capture_output=True, text=True, check=True).stdout[:-1]
+for tp in ("1", "2"):
+    p = subprocess.Popen([binary, "serve", "--port", "0", "--backend", "cuda", "--tp", tp], stderr=subprocess.PIPE, text=True)
+    port = None
+    for line in p.stderr:
+        m = re.search(r"listening on http://[^:]+:(\d+)", line)
+        port = port or (m and m.group(1))
+        if "ready:" in line:
+            break
+    def post(body):
+        req = urllib.request.Request("http://127.0.0.1:%s/v1/completions" % port, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=600).read())
+    out = {}
+    jobs = [(pr, sc) for pr in ("99*99=", "12+34=") for sc in ("base", "rys:2,4")]
+    threads = [threading.Thread(target=lambda j=j: out.__setitem__(j, post({"prompt": j[0], "max_tokens": 8, "temperature": 0,
+                                                                             "layer_schedule": j[1]}))) for j in jobs]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for (pr, sc), r in out.items():
+        assert r["choices"][0]["text"] == gen(pr, sc, tp), (tp, pr, sc, r)
+    lp = post({"prompt": [1, 5, 6, 7, 11], "max_tokens": 1, "echo": True, "logprobs": 1})["choices"][0]["logprobs"]["token_logprobs"]
+    want = json.loads(subprocess.run([binary, "score", "--tokens", "1,5,6,7,11", "--json", "--backend", "cuda", "--tp", tp],
+                                     capture_output=True, text=True, check=True).stdout)["logprobs"]
+    assert max(abs(a - b) for a, b in zip(lp[1:5], want)) < 1e-5, (lp, want)
+    p.terminate()
+    assert p.wait(60) == 0
+PY
+check "serve on the CUDA backend (--tp 1 and 2): mixed-schedule greedy text equal to generate's, echo logprobs equal to score's" $?
 exit $fail

@@ -505,6 +505,36 @@ def test_slow(model_dir):
         s.stop()
 
 
+def test_preemption(model_dir):
+    """A KV budget too small for three long requests at once: the latest admitted are preempted as the others' KV
+    grows, recompute their tokens when readmitted, and every text equals the request's text alone."""
+    s = Server("-m", model_dir, "-c", "4096", "--parallel", "4", "--kv-budget", "1600")   # 4 visits: 400 positions
+    try:
+        body = {"prompt": [1, 5, 6], "max_tokens": 300, "ignore_eos": True, "temperature": 0}
+        alone = s.post("/v1/completions", body)[1]
+        seeded = dict(body, temperature=1.0, seed=99)
+        alone_seeded = s.post("/v1/completions", seeded)[1]
+        out = [None] * 4
+
+        def run(i):
+            out[i] = s.post("/v1/completions", body if i % 2 == 0 else seeded)[1]
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        check(s.metric("reprise:num_preemptions_total") > 0, "requests were preempted (reprise:num_preemptions_total)")
+        check(all(o["choices"][0]["text"] == (alone if i % 2 == 0 else alone_seeded)["choices"][0]["text"] and
+                  o["usage"]["completion_tokens"] == 300 for i, o in enumerate(out)),
+              "preempted requests, greedy and seeded, end with the text they have alone")
+        check(s.metric("reprise:kv_cache_used_visit_slots") == 0, "all KV back in the budget")
+        st, b = s.post("/v1/completions", dict(body, max_tokens=500))
+        check(st == 400 and "KV budget" in b["error"]["message"], "a request that cannot fit the budget alone: 400: %r" % b)
+    finally:
+        s.stop()
+
+
 def test_api_key():
     s = Server("--api-key", "sekret")
     try:
@@ -550,6 +580,7 @@ def main():
     test_api_key()
     with tempfile.TemporaryDirectory() as d:
         write_slow_model(d)
+        test_preemption(d)
         test_slow(d)
     print("%d passed, %d failed" % (checks - failures, failures))
     sys.exit(1 if failures else 0)
