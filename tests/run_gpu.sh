@@ -51,7 +51,8 @@ if [ -x "$build/reprise" ]; then
     B=$build/reprise
     # the CUDA backend's tests on the device: kernels against CPU references, whole forwards against the CPU backend
     step gpu_tests "$build/tests/test_cuda_backend_gpu"
-    # the engine's CPU-side tests (the CLI and sweep tests assume the CPU backend's exact outputs: not run here)
+    # the engine's CPU-side tests (the CLI and sweep tests assume the CPU backend's exact outputs: not run here), and
+    # reprise serve's test, which runs on the device here (--backend auto): its texts are compared with generate's there
     step cpu_tests ctest --test-dir "$build" --output-on-failure -j "$(nproc)" -E "^(sweep|cli|cuda_emu|cuda_backend|cuda_cli|cuda_backend_gpu)$"
 
     # the command line on both backends: greedy text on the built-in model, and stories260K when present

@@ -64,36 +64,31 @@ static void put_histogram(strbuf *b, const char *name, const char *help, const h
     put(b, "reprise:%s_sum{%s} %.6f\nreprise:%s_count{%s} %ld\n", name, label, h->sum, name, label, h->n);
 }
 
+static void put_metric(strbuf *b, const char *name, const char *type, const char *help, const char *label, double value) {
+    put(b, "# HELP reprise:%s %s\n# TYPE reprise:%s %s\nreprise:%s{%s} %.17g\n", name, help, name, type, name, label, value);
+}
+
 char *serve_metrics_render(serve_metrics *m, const serve_gauges *g, const char *model_name) {
     strbuf b = {malloc(4096), 0, 4096};
     char label[512];
     snprintf(label, sizeof label, "model_name=\"%s\"", model_name);
     pthread_mutex_lock(&m->mu);
-    put(&b, "# HELP reprise:num_requests_running Requests in the running batch.\n# TYPE reprise:num_requests_running gauge\n");
-    put(&b, "reprise:num_requests_running{%s} %d\n", label, g->running);
-    put(&b, "# HELP reprise:num_requests_waiting Requests waiting to be admitted.\n# TYPE reprise:num_requests_waiting gauge\n");
-    put(&b, "reprise:num_requests_waiting{%s} %d\n", label, g->waiting);
-    put(&b, "# HELP reprise:kv_cache_usage_perc KV budget in use, 1 = full (visit-positions held / --kv-budget).\n"
-            "# TYPE reprise:kv_cache_usage_perc gauge\n");
-    put(&b, "reprise:kv_cache_usage_perc{%s} %.6f\n", label, g->kv_budget ? (double)g->kv_used / g->kv_budget : 0.0);
-    put(&b, "# HELP reprise:kv_cache_used_visit_slots KV visit-positions held (a token of an 87-visit schedule holds 87).\n"
-            "# TYPE reprise:kv_cache_used_visit_slots gauge\n");
-    put(&b, "reprise:kv_cache_used_visit_slots{%s} %ld\n", label, g->kv_used);
-    put(&b, "# HELP reprise:prompt_tokens_total Prompt tokens prefilled.\n# TYPE reprise:prompt_tokens_total counter\n");
-    put(&b, "reprise:prompt_tokens_total{%s} %ld\n", label, m->prompt_tokens);
-    put(&b, "# HELP reprise:generation_tokens_total Tokens generated.\n# TYPE reprise:generation_tokens_total counter\n");
-    put(&b, "reprise:generation_tokens_total{%s} %ld\n", label, m->generation_tokens);
-    put(&b, "# HELP reprise:num_preemptions_total Requests preempted (KV freed, recomputed later).\n"
-            "# TYPE reprise:num_preemptions_total counter\n");
-    put(&b, "reprise:num_preemptions_total{%s} %ld\n", label, m->preemptions);
+    put_metric(&b, "num_requests_running", "gauge", "Requests in the running batch.", label, g->running);
+    put_metric(&b, "num_requests_waiting", "gauge", "Requests waiting to be admitted.", label, g->waiting);
+    put_metric(&b, "kv_cache_usage_perc", "gauge", "KV budget in use, 1 = full (visit-positions held / --kv-budget).", label,
+               g->kv_budget ? (double)g->kv_used / g->kv_budget : 0.0);
+    put_metric(&b, "kv_cache_used_visit_slots", "gauge", "KV visit-positions held (a token of an 87-visit schedule holds 87).",
+               label, (double)g->kv_used);
+    put_metric(&b, "prompt_tokens_total", "counter", "Prompt tokens prefilled.", label, (double)m->prompt_tokens);
+    put_metric(&b, "generation_tokens_total", "counter", "Tokens generated.", label, (double)m->generation_tokens);
+    put_metric(&b, "num_preemptions_total", "counter", "Requests preempted (KV freed, recomputed later).", label,
+               (double)m->preemptions);
     put(&b, "# HELP reprise:request_success_total Requests finished, by finish reason.\n"
             "# TYPE reprise:request_success_total counter\n");
     put(&b, "reprise:request_success_total{%s,finished_reason=\"stop\"} %ld\n", label, m->finished_stop);
     put(&b, "reprise:request_success_total{%s,finished_reason=\"length\"} %ld\n", label, m->finished_length);
     put(&b, "reprise:request_success_total{%s,finished_reason=\"abort\"} %ld\n", label, m->finished_abort);
-    put(&b, "# HELP reprise:request_failure_total Requests refused, aborted or failed.\n"
-            "# TYPE reprise:request_failure_total counter\n");
-    put(&b, "reprise:request_failure_total{%s} %ld\n", label, m->requests_error);
+    put_metric(&b, "request_failure_total", "counter", "Requests refused (4xx, 5xx) or failed in the engine.", label, (double)m->requests_error);
     put_histogram(&b, "time_to_first_token_seconds", "Time to first token.", &m->ttft, label);
     put_histogram(&b, "inter_token_latency_seconds", "Time between two generated tokens.", &m->inter_token, label);
     put_histogram(&b, "e2e_request_latency_seconds", "Request latency, submission to last token.", &m->e2e, label);
