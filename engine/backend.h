@@ -36,8 +36,9 @@ struct backend {
     // Converts the weights into the backend's layout once. Missing or misshapen tensors are errors.
     int (*load_weights)(backend *b, const st_archive *a, rp_err *err);
     // Takes the run's memory plan before any weight is loaded: refuses it, naming the plan, when it does not fit
-    // the device; else allocates the step's buffers by it. May be NULL (the CPU backend grows on demand).
-    int (*plan)(backend *b, const struct memory_plan *p, rp_err *err);
+    // the device; else allocates the step's buffers by it (a shape with kv_fit: lowering its kv_slots to what fits
+    // first). May be NULL (the CPU backend grows on demand).
+    int (*plan)(backend *b, struct memory_plan *p, rp_err *err);
     // Announces a forward step that stages `staged_rows` (row, visit) pairs in all. key != 0 marks a decode step
     // whose shape (sequences, their schedules, one token each) repeats: a backend may capture the step once and
     // replay it (CUDA graphs). May be NULL.

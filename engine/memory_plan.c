@@ -104,6 +104,19 @@ static int fits(const model_config *c, const plan_shape *s, size_t device_bytes)
     return p.device + PLAN_HEADROOM <= device_bytes;
 }
 
+void memory_plan_fit_kv(const model_config *c, memory_plan *p, size_t device_bytes) {
+    plan_shape s = p->shape;
+    long want = s.kv_slots;
+    s.kv_slots = 0;
+    memory_plan_compute(c, &s, p);
+    size_t per_slot = (size_t)s.ctx * memory_plan_kv_bytes_per_position(c, s.tp);
+    long fit = 0;
+    if (per_slot && device_bytes > p->device + PLAN_HEADROOM)
+        fit = (long)((double)(device_bytes - p->device - PLAN_HEADROOM) * 0.95 / (double)per_slot);
+    s.kv_slots = fit < want ? fit : want;
+    memory_plan_compute(c, &s, p);
+}
+
 int memory_plan_max_ctx(const model_config *c, const plan_shape *shape, long kv_slots_per_seq, size_t device_bytes) {
     plan_shape s = *shape;
     int seqs = s.seqs > 0 ? s.seqs : 1, lo = 0, hi = c->max_pos;

@@ -26,6 +26,8 @@ typedef struct {
     int ctx;          // positions per KV slot (the context length)
     int max_visits;   // most visits of one sequence's schedule (sizes the per-step staging of rows' KV slots)
     int tp;           // GPUs the model is split over (tensor parallel); the plan is one GPU's share
+    int kv_fit;       // kv_slots is a most: a backend that knows its free memory lowers it to what fits (a server's
+                      // KV budget by default), and the plan it keeps says what it took
 } plan_shape;
 
 // The buffers of the CUDA backend on one GPU. Activations are (ubatch, width) float32 unless said otherwise; under
@@ -65,6 +67,10 @@ typedef struct memory_plan {
 // (ubatch 512, 1 sequence, logit_rows = max(seqs, 16), no KV, ctx min(max_position_embeddings, 4096), max_visits
 // 2 x layers, tp 1).
 void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_plan *p);
+
+// The shape's kv_slots lowered to what fits in device_bytes with PLAN_HEADROOM kept free (the KV gets 95% of what
+// is left after every other buffer: per-request allocations fragment); the plan recomputed for it.
+void memory_plan_fit_kv(const model_config *c, memory_plan *p, size_t device_bytes);
 
 // Bytes of one visit's KV slot per position on the CUDA backend (BF16 K and V), on one of tp GPUs.
 size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp);

@@ -290,10 +290,15 @@ int setup_ranks(cuda_backend *b, int tp, rp_err *err) {
 }
 
 // Refuses a plan that does not fit a device's free memory (checked before any weight is uploaded), naming it.
-int plan(backend *base, const memory_plan *p, rp_err *err) {
+int plan(backend *base, memory_plan *p, rp_err *err) {
     cuda_backend *b = cb(base);
     if (setup_ranks(b, p->shape.tp, err)) return -1;
     each(b, [](rank_state *r) { CUDA_CHECK(cudaMemGetInfo(&r->free_bytes, &r->total_bytes)); });
+    if (p->shape.kv_fit) {   // the KV takes what the fullest GPU leaves free
+        size_t least = SIZE_MAX;
+        for (rank_state *r : b->ranks) least = std::min(least, r->free_bytes / (b->share_gpu ? b->tp : 1));
+        memory_plan_fit_kv(base->cfg, p, least);
+    }
     for (rank_state *r : b->ranks) {
         int sharing = b->share_gpu ? b->tp : 1;   // ranks on this rank's GPU, each with the plan
         size_t need = sharing * p->device;

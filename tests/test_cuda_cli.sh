@@ -96,4 +96,38 @@ for tp in ("1", "2"):
     assert p.wait(60) == 0
 PY
 check "serve on the CUDA backend (--tp 1 and 2): mixed-schedule greedy text equal to generate's, echo logprobs equal to score's" $?
+
+# without --kv-budget, serve's KV budget is what the GPU's free memory holds when that is less than the default
+python3 - "$BIN" <<'PY'
+import json, os, re, subprocess, sys, urllib.error, urllib.request
+binary = sys.argv[1]
+env = dict(os.environ, REPRISE_EMU_DEVICE_MEMORY=str(263 << 20))   # 256 MiB of headroom, the buffers, a little KV
+p = subprocess.Popen([binary, "serve", "--port", "0", "--backend", "cuda", "--parallel", "64"], stderr=subprocess.PIPE, text=True, env=env)
+port = budget = None
+for line in p.stderr:
+    m = re.search(r"listening on http://[^:]+:(\d+)", line)
+    port = port or (m and m.group(1))
+    m = re.search(r"KV budget (\d+) visit-positions", line)
+    if m:
+        budget = int(m.group(1))
+        break
+assert budget and 6 * 23 <= budget < 64 * 64 * 6, budget   # fits one 23-token request, not the default 64 x 64 x 6
+def post(body):
+    req = urllib.request.Request("http://127.0.0.1:%s/v1/completions" % port, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        return 200, json.loads(urllib.request.urlopen(req, timeout=600).read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+want = subprocess.run([binary, "generate", "-p", "99*99=", "-n", "8", "--temp", "0", "--backend", "cuda"], capture_output=True, text=True).stdout[:-1]
+st, r = post({"prompt": "99*99=", "max_tokens": 8, "temperature": 0})
+assert st == 200 and r["choices"][0]["text"] == want, r
+too_many = budget // 6 - 7 + 1   # (7 prompt tokens + this) x 6 visits is just over the budget, within the context
+assert too_many <= 57, budget
+st, r = post({"prompt": "99*99=", "max_tokens": too_many, "temperature": 0})
+assert st == 400 and "--kv-budget" in r["error"]["message"], r
+p.terminate()
+assert p.wait(60) == 0
+print("KV budget fitted to the device: %d visit-positions" % budget)
+PY
+check "serve without --kv-budget fits the KV budget to the GPU's free memory, and refuses what exceeds it" $?
 exit $fail

@@ -17,7 +17,8 @@ static float *ubatch_run(const char *backend, int ubatch, int *vocab, rp_err *er
     int prompts[3][11], n_feed[3] = {11, 8, 11}, one[3] = {1, 1, 1}, next[3];
     for (int i = 0; i < 3; i++)
         for (int t = 0; t < 11; t++) prompts[i][t] = (7 * t + 13 * i + 1) % 90;
-    plan_shape shape = {ubatch, 0, 0, 0, 0, 0, 0};
+    plan_shape shape = {};   // defaults but the rows of a step
+    shape.ubatch = ubatch;
     model m;
     if (model_load_planned(&m, FIXTURES_DIR "/llama", backend, 2, &shape, err)) return NULL;
     int v = *vocab = m.cfg.vocab_size, rc = 0;

@@ -27,7 +27,8 @@ static const char *usage =
     "  --parallel N            requests running at once (default 16)\n"
     "  --ubatch N              rows of one forward step: decode rows and prompt chunks together (default 512)\n"
     "  --kv-budget N           KV positions x visits held at once (a token of an 87-visit schedule costs 87;\n"
-    "                          default: --parallel x context x the default schedule's visits)\n"
+    "                          default: --parallel x context x the default schedule's visits, or on a GPU what\n"
+    "                          its free memory holds when that is less)\n"
     "  --queue N               requests waiting for admission before new ones get 503 (default 1024)\n"
     "  --max-visits N          most visits of a request's schedule (default: 2 x layers, or the default schedule's)\n"
     "  --tp N                  split the model over N GPUs (tensor parallel; default 1)\n"
@@ -129,9 +130,21 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "reprise serve: listening on http://%s:%d (loading %s)\n", o.host, serve_http_port(http), o.model_dir);
     plan_shape shape = {.ubatch = lim.step_tokens, .seqs = lim.max_seqs,
                         .logit_rows = lim.max_seqs > PLAN_SCORE_LOGIT_ROWS ? lim.max_seqs : PLAN_SCORE_LOGIT_ROWS,
-                        .kv_slots = (lim.kv_budget + ctx - 1) / ctx, .ctx = ctx, .max_visits = max_visits, .tp = o.tp};
-    if (model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err) ||
-        !(engine = serve_engine_start(&m, tok, &lim, &met, &err))) {
+                        .kv_slots = (lim.kv_budget + ctx - 1) / ctx, .ctx = ctx, .max_visits = max_visits, .tp = o.tp,
+                        .kv_fit = !o.kv_budget};
+    if (model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err)) {
+        fprintf(stderr, "reprise serve: %s\n", err.msg);
+        goto out;
+    }
+    if (shape.kv_fit && (long)m.plan.shape.kv_slots * ctx < lim.kv_budget) {   // the GPU's free memory set the budget
+        lim.kv_budget = (long)m.plan.shape.kv_slots * ctx;
+        if (lim.kv_budget < (long)sched.n_visits * 2) {
+            fprintf(stderr, "reprise serve: no GPU memory is left for the KV cache after the weights and buffers; a smaller "
+                            "--parallel, --ubatch or -c, or more GPUs (--tp), would leave room\n");
+            goto out;
+        }
+    }
+    if (!(engine = serve_engine_start(&m, tok, &lim, &met, &err))) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         goto out;
     }

@@ -187,8 +187,9 @@ static void make_room(serve_engine *e, gen_request *r) {
         if (latest == r) return;
     }
     rp_err err;
-    if (kv_cache_grow(&r->seq.cache, e->m->be, grown, &err)) {
-        finish(e, r, FINISH_ERROR, err.msg);
+    if (kv_cache_grow(&r->seq.cache, e->m->be, grown, &err)) {   // out of device memory despite the budget
+        if (e->n_running > 1) preempt(e, r);   // it recomputes once others have finished
+        else finish(e, r, FINISH_ERROR, err.msg);
         return;
     }
     e->kv_used += delta;
@@ -221,7 +222,13 @@ static void admit(serve_engine *e) {
         e->waiting = r->next;
         e->n_queued--;
         rp_err err;
-        if (sequence_init(&r->seq, e->m, &r->sched, cap, &err)) {
+        if (sequence_init(&r->seq, e->m, &r->sched, cap, &err)) {   // the device is fuller than the budget says
+            if (e->n_running) {   // others will free theirs: wait at the front of the line
+                r->next = e->waiting;
+                e->waiting = r;
+                e->n_queued++;
+                break;
+            }
             e->running[e->n_running++] = r;
             finish(e, r, FINISH_ERROR, err.msg);
             continue;
