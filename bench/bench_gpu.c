@@ -20,13 +20,9 @@
 #ifdef REPRISE_REAL_CUDA
 #include "kernels/backend_cuda.h"
 #endif
+#include "engine/roofline.h"
 #include "loader/json_file.h"
 #include "loader/weights.h"
-
-static const struct {
-    const char *name;
-    double bandwidth, bf16_flops;   // bytes/s, dense FLOP/s
-} gpus[] = {{"h100", 3.35e12, 989e12}, {"h200", 4.8e12, 989e12}, {"a100", 2.0e12, 312e12}};
 
 static double now_s(void) {
     struct timespec ts;
@@ -34,25 +30,11 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-// Bytes of BF16 weights one visit of a layer reads, and the LM head's.
-static double layer_bytes(const model_config *c) {
-    double p = 0;
-    int64_t s[2];
-    for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
-        int nd = layer_tensor_shape(c, (layer_tensor)w, s);
-        if (nd) p += (double)s[0] * (nd == 2 ? s[1] : 1);
-    }
-    return 2 * p;
-}
-
-// Tokens/s at the roofline of tp GPUs, each reading (or multiplying) its 1/tp of the step.
+// Tokens/s at the roofline of tp GPUs, each reading (or multiplying) its 1/tp of the step (BF16 weights and KV).
 static void roofline(const model_config *c, const schedule *s, int batch, int ctx, int tp, double bw, double flops,
                      double *decode_tps, double *prefill_tps) {
-    double kv = 2.0 * 2 * c->n_kv_heads * c->head_dim * s->n_visits * (double)ctx * batch;   // K and V, BF16, read
-    double step = layer_bytes(c) * s->n_visits + 2.0 * c->vocab_size * c->dim + kv;
-    *decode_tps = batch / (step / tp / bw);
-    double flop_per_token = 2 * (layer_bytes(c) / 2 * s->n_visits + (double)c->vocab_size * c->dim);
-    *prefill_tps = flops * tp / flop_per_token;
+    *decode_tps = batch / (roofline_decode_bytes(c, s, batch, ctx, 2, 2) / tp / bw);
+    *prefill_tps = flops * tp / roofline_prefill_flops(c, s, ctx / 2.0);
 }
 
 int main(int argc, char **argv) {
@@ -99,7 +81,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_gpu: %s\n", err.msg);
         if (config_load(&cfg, dir, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     } else cfg = m.cfg;
-    int g = 0;
+    const gpu_peaks *peaks = roofline_gpu("h100");
 #ifdef REPRISE_REAL_CUDA
     if (!gpu && measured) {   // the card at hand, by its name
         const char *name = backend_cuda_device_name();
@@ -107,14 +89,14 @@ int main(int argc, char **argv) {
         printf("device: %s\n", name);
     }
 #endif
-    for (int i = 0; i < 3; i++)
-        if (gpu && !strcmp(gpu, gpus[i].name)) g = i;
+    if (gpu && !roofline_gpu(gpu)) return fprintf(stderr, "bench_gpu: --gpu %s: h100, h200 or a100\n", gpu), 2;
+    if (gpu) peaks = roofline_gpu(gpu);
     schedule base, rep;
     schedule_base(&base, cfg.n_layers);
     char def[64];
     snprintf(def, sizeof def, "rys:%d,%d", cfg.n_layers / 2, cfg.n_layers / 2 + cfg.n_layers / 4);
     if (schedule_parse(&rep, sched_text ? sched_text : def, cfg.n_layers, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
-    double bandwidth = gpus[g].bandwidth;
+    double bandwidth = peaks->bandwidth;
     const char *bw_source = "datasheet";
 #ifdef REPRISE_REAL_CUDA
     if (measured) {   // the roofline of the card at hand: its bandwidth as a 1 GiB device-to-device copy moves it
@@ -125,8 +107,8 @@ int main(int argc, char **argv) {
     }
 #endif
     printf("model %s: %d layers, dim %d; roofline for %s%s (%.2f TB/s %s; datasheet %.2f TB/s; %.0f TFLOPS BF16 dense)\n",
-           own ? "random 1.1B" : dir, cfg.n_layers, cfg.dim, tp > 1 ? (tp == 2 ? "2x " : "Nx ") : "", gpus[g].name, bandwidth / 1e12,
-           bw_source, gpus[g].bandwidth / 1e12, gpus[g].bf16_flops / 1e12);
+           own ? "random 1.1B" : dir, cfg.n_layers, cfg.dim, tp > 1 ? (tp == 2 ? "2x " : "Nx ") : "", peaks->name, bandwidth / 1e12,
+           bw_source, peaks->bandwidth / 1e12, peaks->bf16_flops / 1e12);
     if (tp > 1) printf("tensor parallel over %d GPUs: each reads 1/%d of a step's weights and KV\n", tp, tp);
     if (!measured) printf("no GPU here: NOTHING WAS MEASURED; the rows below are rooflines only\n");
 #ifdef REPRISE_REAL_CUDA
@@ -147,7 +129,7 @@ int main(int argc, char **argv) {
                     if (sec <= 0) return fprintf(stderr, "bench_gpu: %s\n", gerr.msg), 1;
                     double bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
                     printf("%-8s %7d %6d %6d %6d %10.1f %9.0f %8.1f %9.1f %8.1f\n", shapes[i].name, v, R, N, K, sec * 1e6,
-                           bytes / sec / 1e9, 100 * bytes / sec / bandwidth, flops / sec / 1e12, 100 * flops / sec / gpus[g].bf16_flops);
+                           bytes / sec / 1e9, 100 * bytes / sec / bandwidth, flops / sec / 1e12, 100 * flops / sec / peaks->bf16_flops);
                 }
     }
 #endif
@@ -158,7 +140,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 2; k++) {
         const char *name = k ? (sched_text ? sched_text : def) : "base";
         double dtps, ptps;
-        roofline(&cfg, ss[k], 1, n_prompt, tp, bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
+        roofline(&cfg, ss[k], 1, n_prompt, tp, bandwidth, peaks->bf16_flops, &dtps, &ptps);
         double got = 0;
         if (measured) {   // prefill of one prompt
             sequence seq, *b1[1] = {&seq};
@@ -181,7 +163,7 @@ int main(int argc, char **argv) {
         static const int batches[3] = {1, 4, 16};
         for (int bi = 0; bi < 3; bi++) {
             int batch = batches[bi];
-            roofline(&cfg, ss[k], batch, n_prompt + n_decode, tp, bandwidth, gpus[g].bf16_flops, &dtps, &ptps);
+            roofline(&cfg, ss[k], batch, n_prompt + n_decode, tp, bandwidth, peaks->bf16_flops, &dtps, &ptps);
             got = 0;
             if (measured) {
                 sequence *seqs = calloc((size_t)batch, sizeof *seqs), **ptr = malloc(sizeof *ptr * batch);

@@ -16,6 +16,7 @@ static const char *usage =
     "  score      per-token log-probabilities and perplexity; raw logits on request\n"
     "  export     write the physically duplicated checkpoint of a schedule\n"
     "  serve      an OpenAI-compatible HTTP server, continuous batching, a layer schedule per request\n"
+    "  bench      latency and throughput of schedules side by side, beside the roofline (llama-bench's flags)\n"
     "Without -m, a command uses the built-in model (a small Llama trained on arithmetic).\n";
 
 int main(int argc, char **argv) {
@@ -27,7 +28,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {{"inspect", cmd_inspect}, {"generate", cmd_generate}, {"score", cmd_score}, {"export", cmd_export},
-                {"tokenize", cmd_tokenize}, {"chat", cmd_chat}, {"sweep", cmd_sweep}, {"serve", cmd_serve}};
+                {"tokenize", cmd_tokenize}, {"chat", cmd_chat}, {"sweep", cmd_sweep}, {"serve", cmd_serve}, {"bench", cmd_bench}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].run(argc, argv);
     fprintf(stderr, "reprise: unknown command '%s'\n%s", argv[1], usage);

@@ -1,0 +1,29 @@
+// The physical limits of a forward step: the bytes a decode step must read and the FLOPs a prompt token costs, for a
+// model, a schedule and a backend's storage, and the datasheet peaks of the GPUs reprise is tuned for.
+#ifndef REPRISE_ROOFLINE_H
+#define REPRISE_ROOFLINE_H
+
+#include "engine/schedule.h"
+#include "loader/config.h"
+
+typedef struct {
+    const char *name;     // h100, h200, a100
+    double bandwidth;     // bytes/s (HBM, datasheet)
+    double bf16_flops;    // dense BF16 tensor-core FLOP/s (datasheet)
+} gpu_peaks;
+
+// The datasheet peaks of a GPU by name (h100, h200, a100), or NULL.
+const gpu_peaks *roofline_gpu(const char *name);
+
+// Bytes one decode step of `batch` sequences must read: the weights of every visit (a repeated layer's are read
+// again: at real sizes a layer does not stay in cache between its visits), the final norm and LM head, and each
+// sequence's keys and values of every visit over ctx positions. weight_bytes and kv_bytes are the backend's bytes
+// per element (4 and 4 on the CPU, 2 and 2 on CUDA).
+double roofline_decode_bytes(const model_config *c, const schedule *s, int batch, double ctx, double weight_bytes,
+                             double kv_bytes);
+
+// FLOPs of one prompt token: 2 x the parameters of every visit and of the LM head, plus attention (QK^T and AV)
+// over ctx positions in every visit.
+double roofline_prefill_flops(const model_config *c, const schedule *s, double ctx);
+
+#endif

@@ -1,0 +1,385 @@
+// `reprise bench` without --serve: each (schedule, depth, sequences, test) is run -r times after a warm-up, timed
+// as a whole and, for generation, step by step; every figure is printed beside its roofline (bytes over the
+// measured bandwidth for decode, FLOPs over the measured peak for prompts) and beside base's time.
+#include "tools/bench/bench_offline.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/forward.h"
+#include "engine/matmul.h"
+#include "engine/sampler.h"
+#include "engine/roofline.h"
+
+// Defined when the CUDA backend is linked in (see engine/model.c).
+extern double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) __attribute__((weak));
+extern const char *backend_cuda_device_name(void) __attribute__((weak));
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    int n_prompt, n_gen, depth, seqs;
+} bench_test;
+
+typedef struct {
+    const char *schedule;
+    int visits;
+    bench_test t;
+    double *samples_s;   // (reps)
+    int n_samples;
+    double *steps_s;     // (reps x n_gen) generation steps
+    int n_steps;
+    double roofline_ts;  // 0: unknown
+    int base_row;        // the row of the first schedule with the same test (the time ratio)
+} bench_row;
+
+// --- the machine's limits -------------------------------------------------------------------------------------------
+
+// Bytes/s of a multi-threaded read of a buffer larger than the caches (the best of 5).
+static double cpu_bandwidth(int threads) {
+    size_t n = (size_t)64 << 20;   // 256 MiB of floats
+    float *buf = malloc(n * sizeof(float));
+    if (!buf) return 0;
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 1023);
+    double best = 0, sink = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s(), sum = 0;
+#pragma omp parallel for reduction(+ : sum) num_threads(threads) schedule(static)
+        for (size_t i = 0; i < n; i += 16) {   // 16 floats a step: the loads, not the adds, set the pace
+            float s = 0;
+            for (int k = 0; k < 16; k++) s += buf[i + k];
+            sum += s;
+        }
+        double bw = n * sizeof(float) / (now_s() - t0);
+        sink += sum;
+        if (bw > best) best = bw;
+    }
+    free(buf);
+    return sink == -1 ? 0 : best;   // (sink keeps the reads)
+}
+
+// FLOP/s of the CPU backend's own matmul on a large product (the best of 3).
+static double cpu_peak_flops(int threads) {
+    int n = 256, d = 1024, k = 1024;
+    float *x = malloc(sizeof(float) * (size_t)n * k), *w = malloc(sizeof(float) * (size_t)d * k),
+          *out = malloc(sizeof(float) * (size_t)n * d);
+    for (size_t i = 0; i < (size_t)n * k; i++) x[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)d * k; i++) w[i] = (float)(i % 5) * 0.1f;
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_s();
+        matmul(out, x, w, n, d, k, threads);
+        double f = 2.0 * n * d * k / (now_s() - t0);
+        if (f > best) best = f;
+    }
+    free(x), free(w), free(out);
+    return best;
+}
+
+// --- running a test -----------------------------------------------------------------------------------------------
+
+// One run: depth tokens fed untimed, then the timed prompt (all sequences in one step) and generation steps.
+static int run_test(model *m, const schedule *s, const bench_test *t, double *seconds, double *steps, rp_err *err) {
+    int B = t->seqs, vocab = m->cfg.vocab_size, ctx = t->depth + t->n_prompt + t->n_gen;
+    int longest = t->depth > t->n_prompt ? t->depth : t->n_prompt;
+    sequence *seqs = calloc((size_t)B, sizeof *seqs);
+    sequence **ptr = malloc(sizeof *ptr * (size_t)B);
+    const int **feeds = malloc(sizeof *feeds * (size_t)B);
+    int *counts = malloc(sizeof(int) * (size_t)B), *ids = malloc(sizeof(int) * (size_t)(longest > 1 ? longest : 1));
+    int *next = malloc(sizeof(int) * (size_t)B);
+    float *logits = malloc(sizeof(float) * (size_t)B * vocab);
+    int rc = 0, made = 0;
+    for (int i = 0; i < (longest > 1 ? longest : 1); i++) ids[i] = (int)((i * 7919L + 1) % vocab);
+    for (; made < B && !rc; made++) {
+        rc = sequence_init(&seqs[made], m, s, ctx, err);
+        ptr[made] = &seqs[made];
+    }
+    if (rc) made--;
+    for (int i = 0; i < B; i++) feeds[i] = ids, counts[i] = t->depth;
+    if (!rc && t->depth) rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
+    double t0 = now_s();
+    for (int i = 0; i < B; i++) counts[i] = t->n_prompt;
+    if (!rc && t->n_prompt) rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
+    for (int g = 0; g < t->n_gen && !rc; g++) {
+        double g0 = now_s();
+        for (int i = 0; i < B; i++) {   // the next token: greedy from the last step, or a fixed first one
+            next[i] = t->n_prompt || g || t->depth ? argmax(logits + (size_t)i * vocab, vocab) : 1 % vocab;
+            feeds[i] = &next[i], counts[i] = 1;
+        }
+        rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
+        if (steps) steps[g] = now_s() - g0;
+    }
+    *seconds = now_s() - t0;
+    for (int i = 0; i < made; i++) sequence_free(&seqs[i], m);
+    free(seqs), free(ptr), free(feeds), free(counts), free(ids), free(next), free(logits);
+    return rc;
+}
+
+// --- statistics and output ------------------------------------------------------------------------------------------
+
+static double mean(const double *x, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return n ? s / n : 0;
+}
+
+static double stddev(const double *x, int n) {
+    if (n < 2) return 0;
+    double m = mean(x, n), s = 0;
+    for (int i = 0; i < n; i++) s += (x[i] - m) * (x[i] - m);
+    return sqrt(s / (n - 1));
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+// The q-th percentile (0..100) of sorted x, by linear interpolation between the closest ranks.
+static double percentile(const double *sorted, int n, double q) {
+    if (n == 0) return 0;
+    double at = q / 100 * (n - 1);
+    int lo = (int)at;
+    return lo + 1 < n ? sorted[lo] + (at - lo) * (sorted[lo + 1] - sorted[lo]) : sorted[n - 1];
+}
+
+static void test_name(const bench_test *t, char *buf, size_t cap) {
+    int n = 0;
+    if (t->n_prompt && t->n_gen) n = snprintf(buf, cap, "pp%d+tg%d", t->n_prompt, t->n_gen);
+    else if (t->n_prompt) n = snprintf(buf, cap, "pp%d", t->n_prompt);
+    else n = snprintf(buf, cap, "tg%d", t->n_gen);
+    if (t->depth && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - n, " @ d%d", t->depth);
+}
+
+typedef struct {
+    double avg_ns, stddev_ns, avg_ts, stddev_ts, p50, p90, p99;   // percentiles of generation steps, ms
+    double *ts;
+} row_stats;
+
+static void stats_of(const bench_row *r, row_stats *st) {
+    int n = r->n_samples;
+    double tokens = (double)r->t.seqs * (r->t.n_prompt + r->t.n_gen);
+    st->ts = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double *ns = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) ns[i] = r->samples_s[i] * 1e9, st->ts[i] = tokens / r->samples_s[i];
+    st->avg_ns = mean(ns, n), st->stddev_ns = stddev(ns, n);
+    st->avg_ts = mean(st->ts, n), st->stddev_ts = stddev(st->ts, n);
+    free(ns);
+    double *sorted = malloc(sizeof(double) * (size_t)(r->n_steps ? r->n_steps : 1));
+    memcpy(sorted, r->steps_s, sizeof(double) * (size_t)r->n_steps);
+    qsort(sorted, (size_t)r->n_steps, sizeof(double), cmp_double);
+    st->p50 = percentile(sorted, r->n_steps, 50) * 1e3;
+    st->p90 = percentile(sorted, r->n_steps, 90) * 1e3;
+    st->p99 = percentile(sorted, r->n_steps, 99) * 1e3;
+    free(sorted);
+}
+
+typedef struct {
+    const char *model, *backend;
+    int tp, threads, n_layers;
+    double bandwidth, peak_flops;   // measured (0: not measured)
+    const char *bandwidth_source, *peak_source;
+} bench_env;
+
+static void print_row(const bench_opts *o, const bench_env *env, const bench_row *rows, int i, int first) {
+    const bench_row *r = &rows[i];
+    row_stats st, base;
+    stats_of(r, &st);
+    double vs_base = 0;
+    if (r->base_row >= 0) {
+        stats_of(&rows[r->base_row], &base);
+        vs_base = base.avg_ns > 0 ? st.avg_ns / base.avg_ns : 0;
+        free(base.ts);
+    }
+    char test[64];
+    test_name(&r->t, test, sizeof test);
+    double pct = r->roofline_ts > 0 && r->n_samples ? 100 * st.avg_ts / r->roofline_ts : 0;
+    int gen = r->n_steps > 0;
+    const char *fmt = o->format;
+    if (!strcmp(fmt, "md")) {
+        if (first) {
+            printf("| schedule | visits | backend | tp | seqs | test | t/s | time vs base | roofline t/s | %% roofline | "
+                   "p50 ms | p90 ms | p99 ms |\n");
+            printf("| --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        }
+        char ts[64] = "-", roof[32] = "-", pc[32] = "-", vb[32] = "-", p[3][32] = {"-", "-", "-"};
+        if (r->n_samples) snprintf(ts, sizeof ts, "%.2f ± %.2f", st.avg_ts, st.stddev_ts);
+        if (r->roofline_ts > 0) snprintf(roof, sizeof roof, "%.2f", r->roofline_ts);
+        if (pct > 0) snprintf(pc, sizeof pc, "%.1f%%", pct);
+        if (vs_base > 0) snprintf(vb, sizeof vb, "%.3fx", vs_base);
+        if (gen && r->n_samples) {
+            snprintf(p[0], sizeof p[0], "%.3f", st.p50);
+            snprintf(p[1], sizeof p[1], "%.3f", st.p90);
+            snprintf(p[2], sizeof p[2], "%.3f", st.p99);
+        }
+        printf("| %s | %d | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", r->schedule, r->visits, env->backend,
+               env->tp, r->t.seqs, test, ts, vb, roof, pc, p[0], p[1], p[2]);
+    } else if (!strcmp(fmt, "csv")) {
+        if (first)
+            printf("model,schedule,visits,n_layers,backend,tp,n_threads,n_seqs,n_prompt,n_gen,n_depth,test,avg_ns,stddev_ns,"
+                   "avg_ts,stddev_ts,time_vs_base,roofline_ts,roofline_pct,bandwidth_gbs,peak_gflops,p50_ms,p90_ms,p99_ms,"
+                   "samples_ns,samples_ts\n");
+        printf("\"%s\",\"%s\",%d,%d,%s,%d,%d,%d,%d,%d,%d,\"%s\",%.0f,%.0f,%.6f,%.6f,%.6f,%.6f,%.3f,%.3f,%.3f,%.6f,%.6f,%.6f,\"",
+               env->model, r->schedule, r->visits, env->n_layers, env->backend, env->tp, env->threads, r->t.seqs, r->t.n_prompt,
+               r->t.n_gen, r->t.depth, test, st.avg_ns, st.stddev_ns, st.avg_ts, st.stddev_ts, vs_base, r->roofline_ts, pct,
+               env->bandwidth / 1e9, env->peak_flops / 1e9, st.p50, st.p90, st.p99);
+        for (int k = 0; k < r->n_samples; k++) printf("%s%.0f", k ? ";" : "", r->samples_s[k] * 1e9);
+        printf("\",\"");
+        for (int k = 0; k < r->n_samples; k++) printf("%s%.6f", k ? ";" : "", st.ts[k]);
+        printf("\"\n");
+    } else {   // json (an array) or jsonl (an object a line)
+        int jsonl = !strcmp(fmt, "jsonl");
+        if (!jsonl) printf(first ? "[\n  " : ",\n  ");
+        printf("{\"model\": \"%s\", \"schedule\": \"%s\", \"visits\": %d, \"n_layers\": %d, \"backend\": \"%s\", \"tp\": %d, "
+               "\"n_threads\": %d, \"n_seqs\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"test\": \"%s\", "
+               "\"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"time_vs_base\": %.6f, "
+               "\"roofline_ts\": %.6f, \"roofline_pct\": %.3f, \"bandwidth_gbs\": %.3f, \"bandwidth_source\": \"%s\", "
+               "\"peak_gflops\": %.3f, \"peak_source\": \"%s\", \"p50_ms\": %.6f, \"p90_ms\": %.6f, \"p99_ms\": %.6f, \"samples_ns\": [",
+               env->model, r->schedule, r->visits, env->n_layers, env->backend, env->tp, env->threads, r->t.seqs, r->t.n_prompt,
+               r->t.n_gen, r->t.depth, test, st.avg_ns, st.stddev_ns, st.avg_ts, st.stddev_ts, vs_base, r->roofline_ts, pct,
+               env->bandwidth / 1e9, env->bandwidth_source, env->peak_flops / 1e9, env->peak_source, st.p50, st.p90, st.p99);
+        for (int k = 0; k < r->n_samples; k++) printf("%s%.0f", k ? ", " : "", r->samples_s[k] * 1e9);
+        printf("], \"samples_ts\": [");
+        for (int k = 0; k < r->n_samples; k++) printf("%s%.6f", k ? ", " : "", st.ts[k]);
+        printf("]}%s", jsonl ? "\n" : "");
+    }
+    free(st.ts);
+}
+
+// Tokens/s at the roofline: the prompt's FLOPs over the peak, then each generation step's bytes over the bandwidth
+// (every GPU of tp reading or multiplying its share).
+static double roofline_ts(const model_config *c, const schedule *s, const bench_test *t, const bench_env *env, double wb) {
+    double secs = 0;
+    if (t->n_prompt) {
+        if (env->peak_flops <= 0) return 0;
+        secs += (double)t->seqs * t->n_prompt * roofline_prefill_flops(c, s, t->depth + t->n_prompt / 2.0) / (env->peak_flops * env->tp);
+    }
+    if (t->n_gen) {
+        if (env->bandwidth <= 0) return 0;
+        secs += t->n_gen * roofline_decode_bytes(c, s, t->seqs, t->depth + t->n_prompt + t->n_gen / 2.0, wb, wb) /
+                (env->bandwidth * env->tp);
+    }
+    return secs > 0 ? (double)t->seqs * (t->n_prompt + t->n_gen) / secs : 0;
+}
+
+int bench_offline(const bench_opts *o) {
+    rp_err err;
+    model_config cfg;
+    if (config_load(&cfg, o->model_dir, &err)) return fprintf(stderr, "reprise bench: %s\n", err.msg), 1;
+    // the tests, in llama-bench's order: for each depth and batch, the prompts, the generations, then both
+    int n_tests = 0, cap = o->n_depths * o->n_batches * (o->n_prompts + o->n_gens + o->n_pg);
+    bench_test *tests = calloc((size_t)(cap ? cap : 1), sizeof *tests);
+    int need_ctx = 0, most_seqs = 1;
+    for (int d = 0; d < o->n_depths; d++)
+        for (int b = 0; b < o->n_batches; b++) {
+            for (int i = 0; i < o->n_prompts; i++) tests[n_tests++] = (bench_test){o->prompts[i], 0, o->depths[d], o->batches[b]};
+            for (int i = 0; i < o->n_gens; i++) tests[n_tests++] = (bench_test){0, o->gens[i], o->depths[d], o->batches[b]};
+            for (int i = 0; i < o->n_pg; i++) tests[n_tests++] = (bench_test){o->pg[i][0], o->pg[i][1], o->depths[d], o->batches[b]};
+        }
+    for (int i = 0; i < n_tests; i++) {
+        int ctx = tests[i].depth + tests[i].n_prompt + tests[i].n_gen;
+        char name[64];
+        test_name(&tests[i], name, sizeof name);
+        if (ctx > cfg.max_pos) {
+            fprintf(stderr, "reprise bench: test %s needs %d positions, more than the model's max_position_embeddings %d "
+                            "(smaller -p, -n or -d)\n", name, ctx, cfg.max_pos);
+            free(tests);
+            return 1;
+        }
+        if (ctx > need_ctx) need_ctx = ctx;
+        if (tests[i].seqs > most_seqs) most_seqs = tests[i].seqs;
+    }
+    schedule *scheds = calloc((size_t)o->n_schedules, sizeof *scheds);
+    int most_visits = 1, rc = 0;
+    for (int k = 0; k < o->n_schedules && !rc; k++) {
+        if (schedule_parse(&scheds[k], o->schedules[k], cfg.n_layers, &err)) {
+            fprintf(stderr, "reprise bench: --schedule: %s\n", err.msg);
+            rc = 1;
+        } else if (scheds[k].n_visits > most_visits) most_visits = scheds[k].n_visits;
+    }
+    bench_env env = {.model = o->model_dir, .tp = o->tp > 0 ? o->tp : 1, .n_layers = cfg.n_layers};
+    model m = {0};
+    int measure = !o->gpu;
+    if (!rc && measure) {   // one load for every schedule: their layers are the same weights
+        plan_shape shape = {.ubatch = 0, .seqs = most_seqs, .logit_rows = most_seqs, .kv_slots = (long)most_visits * most_seqs,
+                            .ctx = need_ctx, .max_visits = most_visits, .tp = o->tp};
+        if (model_load_planned(&m, o->model_dir, o->backend, o->threads, &shape, &err)) {
+            fprintf(stderr, "reprise bench: %s\n", err.msg);
+            rc = 1;
+        }
+    }
+    double wb = 2;   // bytes per weight and KV element: BF16 on a GPU, float32 on the CPU backend
+    if (!rc && measure) {
+        env.backend = m.be->name;
+        env.threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+        if (!strcmp(m.be->name, "cpu")) {
+            wb = 4;
+            fprintf(stderr, "reprise bench: measuring the CPU's bandwidth and its matmul's peak\n");
+            env.bandwidth = cpu_bandwidth(env.threads), env.bandwidth_source = "measured: multi-threaded read of 256 MiB";
+            env.peak_flops = cpu_peak_flops(env.threads), env.peak_source = "measured: the CPU backend's matmul, 256x1024x1024";
+        } else if (backend_cuda_copy_bandwidth) {
+            const char *name = backend_cuda_device_name ? backend_cuda_device_name() : "";
+            int emulated = strstr(name, "emulated") != NULL;
+            env.bandwidth = backend_cuda_copy_bandwidth(emulated ? (size_t)16 << 20 : (size_t)1 << 30, &err);
+            env.bandwidth_source = "measured: device-to-device copy, read + write";
+            const gpu_peaks *peaks = roofline_gpu(strstr(name, "H200") ? "h200" : strstr(name, "A100") ? "a100" : strstr(name, "H100") ? "h100" : "");
+            env.peak_flops = peaks ? peaks->bf16_flops : 0;
+            env.peak_source = peaks ? "datasheet: dense BF16" : "unknown device: no prefill roofline";
+            fprintf(stderr, "reprise bench: %s, %.1f GB/s measured\n", name, env.bandwidth / 1e9);
+        }
+    } else if (!rc) {   // --gpu: the rooflines of that GPU alone
+        const gpu_peaks *peaks = roofline_gpu(o->gpu);
+        env.backend = "cuda", env.bandwidth = peaks->bandwidth, env.peak_flops = peaks->bf16_flops;
+        env.bandwidth_source = env.peak_source = "datasheet";
+        printf("no GPU measured: the rooflines of %s%s (datasheet: %.2f TB/s, %.0f TFLOP/s dense BF16)\n\n", env.tp > 1 ? "GPUs x" : "",
+               o->gpu, peaks->bandwidth / 1e12, peaks->bf16_flops / 1e12);
+    }
+    int n_rows = o->n_schedules * n_tests;
+    bench_row *rows = calloc((size_t)(n_rows ? n_rows : 1), sizeof *rows);
+    for (int k = 0, i = 0; k < o->n_schedules && !rc; k++)
+        for (int t = 0; t < n_tests; t++, i++) {
+            bench_row *r = &rows[i];
+            *r = (bench_row){.schedule = o->schedules[k], .visits = scheds[k].n_visits, .t = tests[t], .base_row = t};
+            r->samples_s = calloc((size_t)o->reps, sizeof(double));
+            r->steps_s = calloc((size_t)o->reps * (tests[t].n_gen ? tests[t].n_gen : 1), sizeof(double));
+            r->roofline_ts = roofline_ts(&cfg, &scheds[k], &tests[t], &env, wb);
+            if (!measure) continue;
+            char name[64];
+            test_name(&tests[t], name, sizeof name);
+            fprintf(stderr, "reprise bench: %s, %s, %d sequence%s (%d/%d)\n", r->schedule, name, tests[t].seqs,
+                    tests[t].seqs == 1 ? "" : "s", i + 1, o->n_schedules * n_tests);
+            for (int rep = o->warmup ? -1 : 0; rep < o->reps && !rc; rep++) {
+                double secs;
+                if (run_test(&m, &scheds[k], &tests[t], &secs, rep < 0 ? NULL : r->steps_s + r->n_steps, &err)) {
+                    fprintf(stderr, "reprise bench: %s %s: %s\n", r->schedule, name, err.msg);
+                    rc = 1;
+                } else if (rep >= 0) {
+                    r->samples_s[r->n_samples++] = secs;
+                    r->n_steps += tests[t].n_gen;
+                }
+            }
+        }
+    if (!rc && !strcmp(o->format, "md") && measure)
+        printf("model %s, %s backend%s, %d threads; bandwidth %.2f GB/s (%s); peak %.1f GFLOP/s (%s)\n\n", o->model_dir, env.backend,
+               env.tp > 1 ? " (tensor parallel)" : "", env.threads, env.bandwidth / 1e9, env.bandwidth_source, env.peak_flops / 1e9,
+               env.peak_source);
+    for (int i = 0; i < n_rows && !rc; i++) print_row(o, &env, rows, i, i == 0);
+    if (!rc && !strcmp(o->format, "json")) printf("\n]\n");
+    if (!rc && !strcmp(o->format, "md"))
+        printf("\nt/s: tokens per second of all sequences, mean ± standard deviation of %d runs; time vs base: this schedule's "
+               "time over the first schedule's for the same test (visits / layers: the work it adds); roofline: decode "
+               "bytes (weights of every visit, KV of every visit) over the bandwidth, prompt FLOPs over the peak;\np50/p90/p99: generation steps' times.\n", o->reps);
+    for (int i = 0; i < n_rows; i++) free(rows[i].samples_s), free(rows[i].steps_s);
+    for (int k = 0; k < o->n_schedules; k++) schedule_free(&scheds[k]);
+    free(rows), free(scheds), free(tests);
+    if (m.be) model_free(&m);
+    return rc;
+}
