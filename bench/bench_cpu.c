@@ -2,6 +2,7 @@
 // visits/layers (DESIGN.md 7: a schedule of V visits over N layers should cost V/N of base). Prints, never asserts.
 //
 // usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N]
+//        bench_cpu --write-model DIR   (writes the random ~100M model into DIR and exits: for `reprise bench -m DIR`)
 // Without -m it writes a ~100M-parameter Llama (dim 768, 12 layers, GQA 12:4, vocab 32000, BF16, random weights)
 // into a temporary directory and removes it afterwards.
 #include <stdint.h>
@@ -55,12 +56,13 @@ int main(int argc, char **argv) {
     const char *dir = NULL, *sched_text = "rys:4,8";
     int n_prompt = 128, n_decode = 32, threads = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--write-model")) return random_model_write(argv[i + 1], RANDOM_MODEL_100M, 1) ? 1 : 0;
         if (!strcmp(argv[i], "-m")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--schedule")) sched_text = argv[i + 1];
         else if (!strcmp(argv[i], "--prompt")) n_prompt = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode")) n_decode = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
-        else return fprintf(stderr, "usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N]\n"), 2;
+        else return fprintf(stderr, "usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N] | --write-model DIR\n"), 2;
     }
     char tmpl[] = "/tmp/reprise-bench-XXXXXX";
     int own = !dir;

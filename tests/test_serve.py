@@ -477,6 +477,8 @@ def test_slow(model_dir):
         check(wait_for(lambda: s.metric("reprise:num_requests_waiting") == 1), "a third request waits")
         status, raw, hdr = s.request("POST", "/v1/completions", long_body)
         check(status == 503 and hdr.get("Retry-After") and b"busy" in raw, "a full queue: 503 with Retry-After: %d %r" % (status, raw[:120]))
+        st, b = s.post("/v1/completions", {"prompt": ["1", "2"], "max_tokens": 2})   # 2 completions, --queue 1
+        check(st == 400 and "--queue 1" in b["error"]["message"], "more completions than the queue ever holds: 400: %r" % b)
         for k in socks + [waiting]:
             k.close()
         check(wait_for(lambda: s.metric("reprise:kv_cache_used_visit_slots") == 0 and s.metric("reprise:num_requests_waiting") == 0),

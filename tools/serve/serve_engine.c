@@ -100,7 +100,9 @@ void gen_request_release(serve_engine *e, gen_request *r) {
 int serve_engine_submit(serve_engine *e, gen_request **reqs, int n, rp_err *err) {
     pthread_mutex_lock(&e->mu);
     int rc = 0;
-    if (e->draining) rc = rp_fail(err, "the server is shutting down");
+    if (n > e->lim.queue) rc = rp_fail(err, "the request asks for %d completions (prompts x n), more than the server's "
+                                            "queue holds (--queue %d)", n, e->lim.queue), rc = -2;
+    else if (e->draining) rc = rp_fail(err, "the server is shutting down");
     else if (e->n_queued + n > e->lim.queue)
         rc = rp_fail(err, "the server is busy: %d requests are waiting (--queue %d); retry later", e->n_queued, e->lim.queue);
     for (int i = 0; i < n && !rc; i++) {

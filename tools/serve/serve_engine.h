@@ -85,8 +85,8 @@ void serve_engine_stop(serve_engine *e);
 
 // A new request for the caller to fill in (one reference: the caller's).
 gen_request *gen_request_new(void);
-// Queues requests together, all or none. -1 when the queue has no room for them or the engine is draining (the
-// error says which); the caller still holds its references.
+// Queues requests together, all or none. -1 when the queue has no room for them now or the engine is draining,
+// -2 when they are more than the queue ever holds (the error says which); the caller still holds its references.
 int serve_engine_submit(serve_engine *e, gen_request **reqs, int n, rp_err *err);
 // The caller is done with the request: drops its reference (and cancels it if it still runs).
 void gen_request_release(serve_engine *e, gen_request *r);

@@ -88,7 +88,10 @@ static cJSON *error_body(const api_error *e) {
 }
 
 static enum MHD_Result send_error(serve_http *h, struct MHD_Connection *c, const api_error *e) {
-    if (h->met) serve_metrics_add(h->met, &h->met->requests_error, 1);
+    pthread_mutex_lock(&h->mu);   // the metrics exist once the model is loaded
+    serve_metrics *met = h->met;
+    pthread_mutex_unlock(&h->mu);
+    if (met) serve_metrics_add(met, &met->requests_error, 1);
     cJSON *body = error_body(e);
     char *text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
@@ -466,9 +469,10 @@ static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const c
     for (int p = 0; p < g->cr.n_prompts; p++)
         for (int k = 0; k < g->cr.n; k++) g->reqs[p * g->cr.n + k] = make_request(h, &g->cr, p, k);
     rp_err err;
-    if (serve_engine_submit(h->engine, g->reqs, g->n_reqs, &err)) {
+    int refused = serve_engine_submit(h->engine, g->reqs, g->n_reqs, &err);
+    if (refused) {
         generation_free(g);
-        return fail(h, c, 503, NULL, "%s", err.msg);
+        return fail(h, c, refused == -2 ? 400 : 503, refused == -2 ? "n" : NULL, "%s", err.msg);
     }
     if (g->cr.stream) {
         int n = g->n_reqs;
