@@ -66,21 +66,25 @@ static double cpu_bandwidth(int threads) {
     return sink == -1 ? 0 : best;   // (sink keeps the reads)
 }
 
-// FLOP/s of the CPU backend's own matmul on a large product (the best of 3).
+// FLOP/s of the CPU backend's own matmul: the best of 3 runs of each of three shapes (a few rows over a wide
+// matrix, a projection's, a large square one), as the kernel's speed varies with the shape.
 static double cpu_peak_flops(int threads) {
-    int n = 256, d = 1024, k = 1024;
-    float *x = malloc(sizeof(float) * (size_t)n * k), *w = malloc(sizeof(float) * (size_t)d * k),
-          *out = malloc(sizeof(float) * (size_t)n * d);
-    for (size_t i = 0; i < (size_t)n * k; i++) x[i] = (float)(i % 7) * 0.1f;
-    for (size_t i = 0; i < (size_t)d * k; i++) w[i] = (float)(i % 5) * 0.1f;
+    static const int shapes[3][3] = {{64, 4096, 1024}, {128, 2048, 768}, {256, 2048, 2048}};
     double best = 0;
-    for (int r = 0; r < 3; r++) {
-        double t0 = now_s();
-        matmul(out, x, w, n, d, k, threads);
-        double f = 2.0 * n * d * k / (now_s() - t0);
-        if (f > best) best = f;
+    for (int s = 0; s < 3; s++) {
+        int n = shapes[s][0], d = shapes[s][1], k = shapes[s][2];
+        float *x = malloc(sizeof(float) * (size_t)n * k), *w = malloc(sizeof(float) * (size_t)d * k),
+              *out = malloc(sizeof(float) * (size_t)n * d);
+        for (size_t i = 0; i < (size_t)n * k; i++) x[i] = (float)(i % 7) * 0.1f;
+        for (size_t i = 0; i < (size_t)d * k; i++) w[i] = (float)(i % 5) * 0.1f;
+        for (int r = 0; r < 3; r++) {
+            double t0 = now_s();
+            matmul(out, x, w, n, d, k, threads);
+            double f = 2.0 * n * d * k / (now_s() - t0);
+            if (f > best) best = f;
+        }
+        free(x), free(w), free(out);
     }
-    free(x), free(w), free(out);
     return best;
 }
 
@@ -324,7 +328,7 @@ int bench_offline(const bench_opts *o) {
             wb = 4;
             fprintf(stderr, "reprise bench: measuring the CPU's bandwidth and its matmul's peak\n");
             env.bandwidth = cpu_bandwidth(env.threads), env.bandwidth_source = "measured: multi-threaded read of 256 MiB";
-            env.peak_flops = cpu_peak_flops(env.threads), env.peak_source = "measured: the CPU backend's matmul, 256x1024x1024";
+            env.peak_flops = cpu_peak_flops(env.threads), env.peak_source = "measured: the CPU backend's matmul, best of three shapes";
         } else if (backend_cuda_copy_bandwidth) {
             const char *name = backend_cuda_device_name ? backend_cuda_device_name() : "";
             int emulated = strstr(name, "emulated") != NULL;
