@@ -111,6 +111,16 @@ PY
     step bench_gpu "$build/bench_gpu"
     # the split over 2 ranks (on one GPU they share it: the sharded kernels, the all-reduce through device copies)
     step bench_gpu_tp2 "$build/bench_gpu" --tp 2 --gemm 0
+    # reprise bench on the device: base and a repeated block side by side, with the measured bandwidth's roofline
+    reprise_bench() {
+        local dir; dir=$(mktemp -d)
+        "$build/bench_cpu" --write-model "$dir" || return 1
+        "$B" bench -m "$dir" --backend cuda -p 512 -n 128 -b 1,16 -r 3 --schedule "base;rys:4,8"
+        local rc=$?
+        rm -rf "$dir"
+        return $rc
+    }
+    step reprise_bench reprise_bench
     # where a decode step's time goes, kernel by kernel (Nsight Compute, where the machine has it)
     kernel_profile() {
         local ncu; ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
