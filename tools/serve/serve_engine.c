@@ -81,13 +81,6 @@ void serve_engine_wait(serve_engine *e, int timeout_ms) {
     pthread_cond_timedwait(&e->changed, &e->mu, &ts);
 }
 
-void serve_engine_cancel(serve_engine *e, gen_request *r) {
-    pthread_mutex_lock(&e->mu);
-    if (r->finish == FINISH_NONE) r->cancelled = 1;
-    pthread_cond_signal(&e->work);
-    pthread_mutex_unlock(&e->mu);
-}
-
 void gen_request_release(serve_engine *e, gen_request *r) {
     if (!r) return;
     pthread_mutex_lock(&e->mu);
@@ -281,7 +274,7 @@ static void token_logprobs(const float *row, int vocab, int id, int k, serve_tok
     for (int i = 0; i < vocab; i++) sum += exp((double)row[i] - mx);
     double lse = mx + log(sum);
     t->id = id;
-    t->logprob = (float)log_prob_of(row, vocab, id);
+    t->logprob = (float)((double)row[id] - mx - log(sum));   // log_prob_of's formula, without its second pass
     t->n_top = 0;
     for (int i = 0; i < vocab && k > 0; i++) {   // insertion into the short sorted list (ties: lowest id first)
         if (t->n_top == k && !(row[i] > t->top_logprob[k - 1])) continue;
@@ -461,13 +454,6 @@ void serve_engine_drain(serve_engine *e) {
     pthread_mutex_unlock(&e->mu);
 }
 
-int serve_engine_idle(serve_engine *e) {
-    pthread_mutex_lock(&e->mu);
-    int idle = !e->incoming && !e->waiting && !e->n_running;
-    pthread_mutex_unlock(&e->mu);
-    return idle;
-}
-
 void serve_engine_gauges(serve_engine *e, serve_gauges *g) {
     pthread_mutex_lock(&e->mu);
     g->running = e->n_running;
@@ -476,8 +462,6 @@ void serve_engine_gauges(serve_engine *e, serve_gauges *g) {
     g->kv_budget = e->lim.kv_budget;
     pthread_mutex_unlock(&e->mu);
 }
-
-long serve_engine_kv_budget(const serve_engine *e) { return e->lim.kv_budget; }
 
 void serve_engine_stop(serve_engine *e) {
     pthread_mutex_lock(&e->mu);

@@ -90,7 +90,6 @@ gen_request *gen_request_new(void);
 int serve_engine_submit(serve_engine *e, gen_request **reqs, int n, rp_err *err);
 // The caller is done with the request: drops its reference (and cancels it if it still runs).
 void gen_request_release(serve_engine *e, gen_request *r);
-void serve_engine_cancel(serve_engine *e, gen_request *r);
 
 // Reading results: hold the lock; wait (with the lock held) until anything changes or timeout_ms pass.
 void serve_engine_lock(serve_engine *e);
@@ -99,8 +98,6 @@ void serve_engine_wait(serve_engine *e, int timeout_ms);
 
 // Stops admitting new requests (SIGTERM); submits fail from then on.
 void serve_engine_drain(serve_engine *e);
-int serve_engine_idle(serve_engine *e);
 void serve_engine_gauges(serve_engine *e, serve_gauges *g);
-long serve_engine_kv_budget(const serve_engine *e);
 
 #endif

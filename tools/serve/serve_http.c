@@ -456,12 +456,6 @@ static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const c
         generation_free(g);
         return send_error(h, c, &e);
     }
-    if (chat) {   // the template's end of turn ends the reply: as a token when it is one, else as a stop string
-        const char *eot = chat_end_of_turn(h->sc->ct);
-        int eot_id = eot && *eot ? tokenizer_token_id(h->sc->tok, eot) : -1;
-        if (eot_id >= 0) g->cr.extra_eos = eot_id;
-        else if (eot && *eot && g->cr.n_stops < 4) g->cr.stops[g->cr.n_stops++] = strdup(eot);
-    }
     snprintf(g->id, sizeof g->id, "%s-%016llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)next_random(h));
     g->created = (long)time(NULL);
     g->n_reqs = g->cr.n_prompts * g->cr.n;

@@ -205,6 +205,11 @@ static int parse_messages(const cJSON *root, const serve_context *sc, completion
         rc = encode(sc, text, 0, "messages", &ids, &n_ids, e);   // the rendered text holds BOS where the template wants it
         if (!rc) add_prompt(r, ids, n_ids, NULL);
         free(text);
+        // the template's end of turn ends the reply: as a token when it is one, else as a stop string
+        const char *eot = chat_end_of_turn(sc->ct);
+        int eot_id = eot && *eot ? tokenizer_token_id(sc->tok, eot) : -1;
+        if (eot_id >= 0) r->extra_eos = eot_id;
+        else if (eot && *eot && r->n_stops < 4) r->stops[r->n_stops++] = strdup(eot);
     }
     for (int i = 0; i < n; i++) free(owned[i]);
     free(owned), free(msgs);
@@ -313,11 +318,9 @@ int completion_request_parse(const char *body, size_t len, int chat, const serve
                  r->sched.n_visits, sc->max_visits);
         goto out;
     }
-    cJSON *mt = field(root, "max_tokens");
     const char *mt_name = "max_tokens";
-    if (chat && !mt && field(root, "max_completion_tokens")) mt_name = "max_completion_tokens";
+    if (chat && !field(root, "max_tokens") && field(root, "max_completion_tokens")) mt_name = "max_completion_tokens";
     max_tokens_given = field(root, mt_name) != NULL;
-    (void)mt;
     if (get_int(root, mt_name, 0, 1 << 30, &r->max_tokens, e) || get_float(root, "temperature", 0, 2, &r->sampling.temp, e) ||
         get_float(root, "top_p", 1e-9, 1, &r->sampling.top_p, e) || get_int(root, "top_k", -1, 1 << 30, &top_k, e) ||
         get_float(root, "min_p", 0, 1, &r->sampling.min_p, e) || get_int(root, "n", 1, SERVE_MAX_N, &r->n, e) ||

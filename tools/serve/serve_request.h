@@ -49,7 +49,7 @@ typedef struct {
     int echo;                  // completions: the prompt (and its logprobs) comes back before the completion
     int stream, include_usage;
     int ignore_eos;
-    int extra_eos;             // chat: the template's end-of-turn token, -1 if none
+    int extra_eos;             // chat: the template's end-of-turn token, -1 if none (else it is a stop string)
     char *stops[4];
     int n_stops;
     int n_bias;
