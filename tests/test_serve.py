@@ -567,9 +567,20 @@ def test_openai_client(s):
     check(out.returncode == 0, "the openai npm client: " + out.stdout[-500:] + out.stderr[-500:])
 
 
+def test_openmp_spinning(s):
+    """With no OpenMP wait policy chosen, reprise runs itself again with libgomp's spinning bounded (tools/reprise.c)."""
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        print("skip the spinning check: this environment chose an OpenMP wait policy")
+        return
+    with open("/proc/%d/environ" % s.proc.pid, "rb") as f:
+        env = f.read().split(b"\0")
+    check(b"GOMP_SPINCOUNT=1000" in env, "the server runs with GOMP_SPINCOUNT=1000")
+
+
 def main():
     s = Server("--parallel", "64")
     try:
+        test_openmp_spinning(s)
         test_basics(s)
         test_loglikelihood(s)
         test_malformed(s)
