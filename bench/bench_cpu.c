@@ -9,19 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine/forward.h"
 #include "engine/sampler.h"
 #include "loader/json_file.h"
 #include "loader/weights.h"
 #include "bench/random_model.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "engine/stats.h"
 
 typedef struct {
     double prefill_s, decode_s;
@@ -35,16 +29,16 @@ static int run(model *m, const schedule *s, int n_prompt, int n_decode, timing *
     for (int i = 0; i < n_prompt; i++) prompt[i] = (i * 7919 + 1) % m->cfg.vocab_size;
     float *logits = malloc(sizeof(float) * m->cfg.vocab_size);
     const int *feed = prompt;
-    double t0 = now_s();
+    double t0 = rp_now_s();
     forward(m, b, 1, &feed, &n_prompt, 0, logits, NULL, &err);
-    double t1 = now_s();
+    double t1 = rp_now_s();
     int one = 1, next = 0;
     for (int i = 0; i < n_decode; i++) {
         next = argmax(logits, m->cfg.vocab_size);
         feed = &next;
         forward(m, b, 1, &feed, &one, 0, logits, NULL, &err);
     }
-    double t2 = now_s();
+    double t2 = rp_now_s();
     *out = (timing){t1 - t0, t2 - t1};
     free(logits);
     free(prompt);
@@ -73,9 +67,9 @@ int main(int argc, char **argv) {
     }
     model m;
     rp_err err;
-    double t0 = now_s();
+    double t0 = rp_now_s();
     if (model_load(&m, dir, "cpu", threads, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
-    double load_s = now_s() - t0;
+    double load_s = rp_now_s() - t0;
     schedule base, rep;
     schedule_base(&base, m.cfg.n_layers);
     if (schedule_parse(&rep, sched_text, m.cfg.n_layers, &err)) return fprintf(stderr, "%s\n", err.msg), 1;

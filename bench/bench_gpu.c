@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench/random_model.h"
 #include "engine/forward.h"
@@ -23,12 +22,7 @@
 #include "engine/roofline.h"
 #include "loader/json_file.h"
 #include "loader/weights.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "engine/stats.h"
 
 // Tokens/s at the roofline of tp GPUs, each reading (or multiplying) its 1/tp of the step (BF16 weights and KV).
 static void roofline(const model_config *c, const schedule *s, int batch, int ctx, int tp, double bw, double flops,
@@ -151,9 +145,9 @@ int main(int argc, char **argv) {
             int bad = sequence_init(&seq, &m, ss[k], n_prompt, &err) ||
                       forward(&m, b1, 1, &f, &n_prompt, 0, lg, NULL, &err);   // warm-up
             sequence_free(&seq, &m);
-            double t0 = now_s();
+            double t0 = rp_now_s();
             bad = bad || sequence_init(&seq, &m, ss[k], n_prompt, &err) || forward(&m, b1, 1, &f, &n_prompt, 0, lg, NULL, &err);
-            got = n_prompt / (now_s() - t0);
+            got = n_prompt / (rp_now_s() - t0);
             sequence_free(&seq, &m);
             if (bad) return fprintf(stderr, "bench_gpu: prefill of %s: %s\n", name, err.msg), 1;
             free(ids), free(lg);
@@ -183,12 +177,12 @@ int main(int argc, char **argv) {
 #ifdef REPRISE_REAL_CUDA
                         if (profile && k == 0 && batch == 1) backend_cuda_profile(1);
 #endif
-                        t0 = now_s();
+                        t0 = rp_now_s();
                     }
                     if (forward(&m, ptr, batch, feeds, counts, 0, lg, NULL, &err))
                         return fprintf(stderr, "bench_gpu: decode of %s at batch %d: %s\n", name, batch, err.msg), 1;
                 }
-                got = (double)batch * (n_decode - 2) / (now_s() - t0);
+                got = (double)batch * (n_decode - 2) / (rp_now_s() - t0);
                 step_seconds[k][bi] = (double)batch / got;
 #ifdef REPRISE_REAL_CUDA
                 if (profile && k == 0 && batch == 1) backend_cuda_profile(0);

@@ -8,19 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "engine/export.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/sweep_run.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "engine/stats.h"
 
 static double total_score(sweep_db *d) {
     sqlite3_stmt *st;
@@ -61,9 +55,9 @@ int main(int argc, char **argv) {
     }
     rp_err err;
     model m;
-    double t_load = now_s();
+    double t_load = rp_now_s();
     if (model_load(&m, dir, "cpu", 0, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
-    t_load = now_s() - t_load;
+    t_load = rp_now_s() - t_load;
     char *tp = path_join(dir, "tokenizer.json");
     tokenizer *tok = tokenizer_load(tp, &err);
     free(tp);
@@ -81,7 +75,7 @@ int main(int argc, char **argv) {
         snprintf(db_path, sizeof db_path, "%s/%s.sqlite", tmp, names[mode]);
         sweep_run r;
         sweep_db d;
-        double t0 = now_s();
+        double t0 = rp_now_s();
         if (mode == 0) {   // per config: export, load, evaluate alone as `base`
             unlink(db_path);
             if (sweep_db_open(&d, db_path, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
@@ -115,7 +109,7 @@ int main(int argc, char **argv) {
             out[mode].layer_execs = r.stats.layer_execs, out[mode].visits = r.stats.visits;
             free(r.config_ids);
         }
-        out[mode].seconds = now_s() - t0;
+        out[mode].seconds = rp_now_s() - t0;
         out[mode].score = total_score(&d);
         sweep_db_close(&d);
     }

@@ -4,16 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "loader/json_file.h"
 #include "loader/tokenizer.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "engine/stats.h"
 
 // 1 MB of text cycling through English prose, code, numbers, Chinese, Russian, Arabic, Hindi and emoji.
 static char *mixed_text(size_t size) {
@@ -48,12 +42,12 @@ static double encode_seconds(const tokenizer *t, const char *text, size_t len, i
     for (int rep = 0; rep < 3; rep++) {
         int *ids;
         rp_err err;
-        double t0 = now_s();
+        double t0 = rp_now_s();
         if (tokenizer_encode(t, text, len, 0, &ids, n_ids, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             exit(1);
         }
-        double dt = now_s() - t0;
+        double dt = rp_now_s() - t0;
         free(ids);
         if (dt < best) best = dt;
     }

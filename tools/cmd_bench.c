@@ -1,6 +1,7 @@
 // `reprise bench`: latency and throughput with llama-bench's flags, several schedules side by side, each figure
 // beside its roofline.
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "engine/tensor_parallel.h"
 #include "loader/config.h"
 #include "tools/bench/bench_offline.h"
+#include "tools/bench/bench_serve.h"
 #include "tools/cli.h"
 
 static const char *usage =
@@ -29,7 +31,39 @@ static const char *usage =
     "  --gpu NAME        h100, h200 or a100: print that GPU's rooflines alone, measuring nothing (no GPU here)\n"
     "  --backend B       cpu, cuda, or auto (default auto)\n"
     "  --tp N            split the model over N GPUs (tensor parallel; default 1)\n"
-    "  -t N              threads of the CPU backend (default: all cores)\n";
+    "  -t N              threads of the CPU backend (default: all cores)\n"
+    "\n"
+    "usage: reprise bench --serve URL [options]\n"
+    "vLLM's serving benchmark (benchmark_serving's flags, definitions and result keys) against reprise serve or any\n"
+    "OpenAI-compatible server: TTFT, TPOT = (E2EL - TTFT) / (output tokens - 1) per request, ITL between chunks,\n"
+    "E2EL; streamed requests, timed chunk by chunk.\n"
+    "  --serve URL            the server, e.g. http://127.0.0.1:8000\n"
+    "  --endpoint PATH        /v1/completions (default) or /v1/chat/completions\n"
+    "  --model NAME           the model to name in requests (default: the first the server lists)\n"
+    "  -m DIR                 a model directory whose tokenizer.json gives the random prompts' vocabulary (default:\n"
+    "                         the server's /tokenizer_info)\n"
+    "  --api-key KEY          sent as a bearer token (default: $OPENAI_API_KEY)\n"
+    "  --num-prompts N        requests in all (default 1000)\n"
+    "  --request-rate R       requests per second, arriving at random (default inf: all at once)\n"
+    "  --burstiness B         the gamma shape of the gaps between arrivals: 1 Poisson (default), < 1 burstier\n"
+    "  --max-concurrency N    at most N requests in flight; the others wait their turn (default: no limit)\n"
+    "  --dataset-name NAME    random (default): token-id prompts of random ids; jsonl: --dataset-path's lines\n"
+    "  --dataset-path FILE    JSONL, a request per line: {\"prompt\": \"text\" or [ids], \"output_len\": N}\n"
+    "  --random-input-len N   prompt tokens of a random request (default 1024)\n"
+    "  --random-output-len N  tokens to generate (default 128; also jsonl lines without output_len)\n"
+    "  --random-range-ratio R lengths uniform in [N(1-R), N(1+R)] (default 0)\n"
+    "  --ignore-eos           generate every requested token (sent as ignore_eos)\n"
+    "  --temperature T        sampling temperature sent (default 0)\n"
+    "  --seed N               the random prompts and arrival times (default 0)\n"
+    "  --schedule \"S;..\"      a layer_schedule per request, in turn: schedules compared on one server, request\n"
+    "                         pairs sharing a prompt; a table of them side by side, the first the base of the ratios\n"
+    "  --goodput SLOS         requests/s meeting every SLO, e.g. ttft:500,tpot:20 (ms; keys ttft, tpot, e2el)\n"
+    "  --percentile-metrics L metrics to report percentiles of (default ttft,tpot,itl; also e2el)\n"
+    "  --metric-percentiles L percentiles to report (default 99), e.g. 50,90,99\n"
+    "  --request-timeout S    a request not finished in S seconds fails (default 600)\n"
+    "  --save-result          write the result JSON (vLLM's keys, with every request's figures)\n"
+    "  --result-dir DIR       where (default: here)\n"
+    "  --result-filename F    its name (default reprise-RATEqps-MODEL-DATE.json)\n";
 
 static int parse_list(const char *flag, const char *v, int lo, int *out, int *n, rp_err *err) {
     *n = 0;
@@ -97,7 +131,107 @@ static int parse_args(int argc, char **argv, bench_opts *o, char **sched_text, i
     return 0;
 }
 
+static int parse_number(const char *flag, const char *v, double lo, double hi, double *out, rp_err *err) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno || !(x >= lo && x <= hi)) return rp_fail(err, "%s: '%s' is not a number from %g to %g", flag, v, lo, hi);
+    *out = x;
+    return 0;
+}
+
+static int parse_serve_args(int argc, char **argv, serve_bench_opts *o, char **sched_text, int *help, rp_err *err) {
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return *help = 1, 0;
+        if (!strcmp(a, "--ignore-eos") || !strcmp(a, "--save-result")) {
+            *(!strcmp(a, "--ignore-eos") ? &o->ignore_eos : &o->save_result) = 1;
+            continue;
+        }
+        if (i + 1 >= argc) return rp_fail(err, "%s needs a value (see --help)", a);
+        const char *v = argv[++i];
+        double x;
+        int rc = 0;
+        if (!strcmp(a, "--serve")) o->url = v;
+        else if (!strcmp(a, "--endpoint")) o->endpoint = v;
+        else if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "-m")) o->model_dir = v;
+        else if (!strcmp(a, "--api-key")) o->api_key = v;
+        else if (!strcmp(a, "--dataset-path")) o->dataset_path = v;
+        else if (!strcmp(a, "--result-dir")) o->result_dir = v;
+        else if (!strcmp(a, "--result-filename")) o->result_filename = v;
+        else if (!strcmp(a, "--schedule")) free(*sched_text), *sched_text = strdup(v);
+        else if (!strcmp(a, "--goodput")) rc = serve_parse_goodput(o, v, err);
+        else if (!strcmp(a, "--percentile-metrics")) rc = serve_parse_percentile_metrics(o, v, err);
+        else if (!strcmp(a, "--metric-percentiles")) rc = serve_parse_percentiles(o, v, err);
+        else if (!strcmp(a, "--dataset-name")) {
+            if (strcmp(v, "random") && strcmp(v, "jsonl")) rc = rp_fail(err, "--dataset-name: '%s': random or jsonl", v);
+            o->dataset_name = v;
+        } else if (!strcmp(a, "--request-rate")) {
+            if (!strcmp(v, "inf")) o->request_rate = INFINITY;
+            else if (!(rc = parse_number(a, v, 1e-9, 1e9, &x, err))) o->request_rate = x;
+        } else if (!strcmp(a, "--burstiness")) {
+            if (!(rc = parse_number(a, v, 1e-3, 1e3, &x, err))) o->burstiness = x;
+        } else if (!strcmp(a, "--random-range-ratio")) {
+            if (!(rc = parse_number(a, v, 0, 0.999, &x, err))) o->random_range_ratio = x;
+        } else if (!strcmp(a, "--temperature")) {
+            if (!(rc = parse_number(a, v, 0, 100, &x, err))) o->temperature = x;
+        } else if (!strcmp(a, "--request-timeout")) {
+            if (!(rc = parse_number(a, v, 0.001, 1e7, &x, err))) o->request_timeout_s = x;
+        } else if (!strcmp(a, "--seed")) {
+            if (!(rc = parse_number(a, v, 0, 9e15, &x, err))) o->seed = (unsigned long long)x;
+        } else if (!strcmp(a, "--num-prompts") || !strcmp(a, "--max-concurrency") || !strcmp(a, "--random-input-len") ||
+                   !strcmp(a, "--random-output-len")) {
+            if (!(rc = parse_number(a, v, 1, 1e7, &x, err)) && x != (int)x) rc = rp_fail(err, "%s: '%s' is not an integer", a, v);
+            if (!rc) *(!strcmp(a, "--num-prompts") ? &o->num_prompts : !strcmp(a, "--max-concurrency") ? &o->max_concurrency
+                       : !strcmp(a, "--random-input-len") ? &o->random_input_len : &o->random_output_len) = (int)x;
+        } else rc = rp_fail(err, "unknown option '%s' for bench --serve (see --help)", a);
+        if (rc) return rc;
+    }
+    if (strncmp(o->url, "http://", 7) && strncmp(o->url, "https://", 8))
+        return rp_fail(err, "--serve: '%s' is not an http:// or https:// URL", o->url);
+    if (!strcmp(o->dataset_name, "jsonl") && !o->dataset_path) return rp_fail(err, "--dataset-name jsonl needs --dataset-path");
+    if (o->dataset_path && strcmp(o->dataset_name, "jsonl"))
+        return rp_fail(err, "--dataset-path is for --dataset-name jsonl");
+    if (!o->api_key) o->api_key = getenv("OPENAI_API_KEY");
+    return 0;
+}
+
+// Splits "a;b;c" into o's schedules (pointers into *list, which the caller frees).
+static int split_schedules(const char *text, char **list, char **out, int *n) {
+    *list = strdup(text);
+    char *save = NULL;
+    *n = 0;
+    for (char *s = strtok_r(*list, ";", &save); s && *n < BENCH_MAX_LIST; s = strtok_r(NULL, ";", &save))
+        if (*s) out[(*n)++] = s;
+    if (*n) return 0;
+    fprintf(stderr, "reprise bench: --schedule: no schedules\n");
+    return -1;
+}
+
+static int cmd_bench_serve(int argc, char **argv) {
+    serve_bench_opts o = {.endpoint = "/v1/completions", .num_prompts = 1000, .request_rate = INFINITY,
+                          .burstiness = 1, .dataset_name = "random", .random_input_len = 1024,
+                          .random_output_len = 128, .percentile_metrics = 1 << METRIC_TTFT | 1 << METRIC_TPOT | 1 << METRIC_ITL,
+                          .percentiles = {99}, .n_percentiles = 1, .request_timeout_s = 600};
+    char *sched_text = NULL, *list = NULL;
+    int help = 0, rc;
+    rp_err err;
+    if (parse_serve_args(argc, argv, &o, &sched_text, &help, &err)) {
+        fprintf(stderr, "reprise bench: %s\n", err.msg);
+        free(sched_text);
+        return 2;
+    }
+    if (help) rc = (fputs(usage, stdout), 0);
+    else if (sched_text && split_schedules(sched_text, &list, o.schedules, &o.n_schedules)) rc = 2;
+    else rc = bench_serve(&o);
+    free(list), free(sched_text);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--serve")) return cmd_bench_serve(argc, argv);
     bench_opts o = {.model_dir = REPRISE_DEFAULT_MODEL, .backend = "auto", .reps = 5, .warmup = 1, .format = "md",
                     .depths = {0}, .n_depths = 1, .batches = {1}, .n_batches = 1};
     char *sched_text = NULL;
@@ -113,10 +247,8 @@ int cmd_bench(int argc, char **argv) {
         free(sched_text);
         return 0;
     }
-    char *list = strdup(sched_text ? sched_text : "base"), *save = NULL;
-    for (char *s = strtok_r(list, ";", &save); s && o.n_schedules < BENCH_MAX_LIST; s = strtok_r(NULL, ";", &save))
-        if (*s) o.schedules[o.n_schedules++] = s;
-    int rc = o.n_schedules ? bench_offline(&o) : (fprintf(stderr, "reprise bench: --schedule: no schedules\n"), 2);
+    char *list = NULL;
+    int rc = split_schedules(sched_text ? sched_text : "base", &list, o.schedules, &o.n_schedules) ? 2 : bench_offline(&o);
     free(list), free(sched_text);
     return rc;
 }

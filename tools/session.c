@@ -4,16 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "loader/json_file.h"
 #include "tools/text_out.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "engine/stats.h"
 
 int session_load(session *s, const cli_opts *o, rp_err *err) {
     memset(s, 0, sizeof *s);
@@ -85,7 +79,7 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     sequence *batch[1] = {&s->seq};
     const int *feed = prompt + common;
     int n_feed = n - common;
-    double t0 = now_s();
+    double t0 = rp_now_s();
     sampler *smp[1] = {&s->smp};
     int next;   // sampled where the backend samples (on the GPU for the CUDA backend)
     if (forward_sample(&s->m, batch, 1, &feed, &n_feed, smp, &next, NULL, err)) return -1;
@@ -93,13 +87,13 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     memcpy(s->cached + common, feed, sizeof(int) * (size_t)n_feed);
     s->n_cached = n;
     st->n_prompt_fed = n_feed;
-    st->prefill_s = now_s() - t0;
+    st->prefill_s = rp_now_s() - t0;
 
     text_out out;
     if (as_text) text_out_init(&out, s->tok, s->stops, s->n_stops);
     size_t printed = 0;   // of out.text
     int rc = 0;
-    double t1 = now_s();
+    double t1 = rp_now_s();
     for (int i = 0; i < max_new; i++) {
         st->n_generated++;
         int eos = !s->ignore_eos && is_eos(s, next);
@@ -140,7 +134,7 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
             fwrite(out.text + printed, 1, out.len - printed, stdout);
     }
     fflush(stdout);
-    st->decode_s = now_s() - t1;
+    st->decode_s = rp_now_s() - t1;
     if (reply) *reply = as_text ? strdup(out.text) : strdup("");
     if (as_text) text_out_free(&out);
     return rc;

@@ -8,18 +8,12 @@
 #include "tools/sweep_run.h"
 
 #include "engine/sampler.h"
+#include "engine/stats.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 // The prompt's ids: through the chat template when there is one, else the text with the tokenizer's BOS.
 static int prompt_ids(sweep_run *r, const char *text, int **ids, int *n, rp_err *err) {
@@ -50,7 +44,7 @@ static int is_stop(const sweep_run *r, int id, int eot) {
 
 static void report_progress(sweep_run *r, double t0) {
     if (!r->progress) return;
-    double el = now_s() - t0, frac = r->rows_total ? (double)r->rows_done / r->rows_total : 1;
+    double el = rp_now_s() - t0, frac = r->rows_total ? (double)r->rows_done / r->rows_total : 1;
     int n_items = 0;
     for (int p = 0; p < r->n_probes; p++) n_items += r->probes[p].n_items;
     double cfg_per_hour = el > 0 && n_items ? (double)r->rows_done / n_items / el * 3600 : 0;
@@ -385,7 +379,7 @@ int sweep_run_all(sweep_run *r, rp_err *err) {
                 r->rows_total++;
                 r->rows_done += sweep_db_has_result(r->db, r->config_ids[c], r->probes[p].name, r->probes[p].items[i].id);
             }
-    double t0 = now_s();
+    double t0 = rp_now_s();
     long already = r->rows_done;
     r->rows_failed = 0;
     plan_shape shape;
@@ -400,7 +394,7 @@ int sweep_run_all(sweep_run *r, rp_err *err) {
     if (r->progress == 2) fprintf(stderr, "\n");
     if (r->progress)
         fprintf(stderr, "sweep: %ld new rows (%ld were already done) in %.1f s; %ld layer executions for %ld visits\n",
-                r->rows_done - already, already, now_s() - t0, r->stats.layer_execs, r->stats.visits);
+                r->rows_done - already, already, rp_now_s() - t0, r->stats.layer_execs, r->stats.visits);
     if (r->progress && r->rows_failed)
         fprintf(stderr, "sweep: %ld of the new rows failed and have no score (reasons in summary.json; "
                         "--retry-failed runs them again)\n", r->rows_failed);

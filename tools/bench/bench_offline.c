@@ -8,22 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine/forward.h"
 #include "engine/matmul.h"
 #include "engine/sampler.h"
 #include "engine/roofline.h"
+#include "engine/stats.h"
 
 // Defined when the CUDA backend is linked in (see engine/model.c).
 extern double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) __attribute__((weak));
 extern const char *backend_cuda_device_name(void) __attribute__((weak));
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct {
     int n_prompt, n_gen, depth, seqs;
@@ -51,14 +45,14 @@ static double cpu_bandwidth(int threads) {
     for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 1023);
     double best = 0, sink = 0;
     for (int r = 0; r < 5; r++) {
-        double t0 = now_s(), sum = 0;
+        double t0 = rp_now_s(), sum = 0;
 #pragma omp parallel for reduction(+ : sum) num_threads(threads) schedule(static)
         for (size_t i = 0; i < n; i += 16) {   // 16 floats a step: the loads, not the adds, set the pace
             float s = 0;
             for (int k = 0; k < 16; k++) s += buf[i + k];
             sum += s;
         }
-        double bw = n * sizeof(float) / (now_s() - t0);
+        double bw = n * sizeof(float) / (rp_now_s() - t0);
         sink += sum;
         if (bw > best) best = bw;
     }
@@ -78,9 +72,9 @@ static double cpu_peak_flops(int threads) {
         for (size_t i = 0; i < (size_t)n * k; i++) x[i] = (float)(i % 7) * 0.1f;
         for (size_t i = 0; i < (size_t)d * k; i++) w[i] = (float)(i % 5) * 0.1f;
         for (int r = 0; r < 3; r++) {
-            double t0 = now_s();
+            double t0 = rp_now_s();
             matmul(out, x, w, n, d, k, threads);
-            double f = 2.0 * n * d * k / (now_s() - t0);
+            double f = 2.0 * n * d * k / (rp_now_s() - t0);
             if (f > best) best = f;
         }
         free(x), free(w), free(out);
@@ -109,51 +103,25 @@ static int run_test(model *m, const schedule *s, const bench_test *t, double *se
     if (rc) made--;
     for (int i = 0; i < B; i++) feeds[i] = ids, counts[i] = t->depth;
     if (!rc && t->depth) rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
-    double t0 = now_s();
+    double t0 = rp_now_s();
     for (int i = 0; i < B; i++) counts[i] = t->n_prompt;
     if (!rc && t->n_prompt) rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
     for (int g = 0; g < t->n_gen && !rc; g++) {
-        double g0 = now_s();
+        double g0 = rp_now_s();
         for (int i = 0; i < B; i++) {   // the next token: greedy from the last step, or a fixed first one
             next[i] = t->n_prompt || g || t->depth ? argmax(logits + (size_t)i * vocab, vocab) : 1 % vocab;
             feeds[i] = &next[i], counts[i] = 1;
         }
         rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
-        if (steps) steps[g] = now_s() - g0;
+        if (steps) steps[g] = rp_now_s() - g0;
     }
-    *seconds = now_s() - t0;
+    *seconds = rp_now_s() - t0;
     for (int i = 0; i < made; i++) sequence_free(&seqs[i], m);
     free(seqs), free(ptr), free(feeds), free(counts), free(ids), free(next), free(logits);
     return rc;
 }
 
 // --- statistics and output ------------------------------------------------------------------------------------------
-
-static double mean(const double *x, int n) {
-    double s = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    return n ? s / n : 0;
-}
-
-static double stddev(const double *x, int n) {
-    if (n < 2) return 0;
-    double m = mean(x, n), s = 0;
-    for (int i = 0; i < n; i++) s += (x[i] - m) * (x[i] - m);
-    return sqrt(s / (n - 1));
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-// The q-th percentile (0..100) of sorted x, by linear interpolation between the closest ranks.
-static double percentile(const double *sorted, int n, double q) {
-    if (n == 0) return 0;
-    double at = q / 100 * (n - 1);
-    int lo = (int)at;
-    return lo + 1 < n ? sorted[lo] + (at - lo) * (sorted[lo + 1] - sorted[lo]) : sorted[n - 1];
-}
 
 static void test_name(const bench_test *t, char *buf, size_t cap) {
     int n = 0;
@@ -174,15 +142,15 @@ static void stats_of(const bench_row *r, row_stats *st) {
     st->ts = malloc(sizeof(double) * (size_t)(n ? n : 1));
     double *ns = malloc(sizeof(double) * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) ns[i] = r->samples_s[i] * 1e9, st->ts[i] = tokens / r->samples_s[i];
-    st->avg_ns = mean(ns, n), st->stddev_ns = stddev(ns, n);
-    st->avg_ts = mean(st->ts, n), st->stddev_ts = stddev(st->ts, n);
+    st->avg_ns = stats_mean(ns, n), st->stddev_ns = stats_stddev(ns, n, 1);
+    st->avg_ts = stats_mean(st->ts, n), st->stddev_ts = stats_stddev(st->ts, n, 1);
     free(ns);
     double *sorted = malloc(sizeof(double) * (size_t)(r->n_steps ? r->n_steps : 1));
     memcpy(sorted, r->steps_s, sizeof(double) * (size_t)r->n_steps);
-    qsort(sorted, (size_t)r->n_steps, sizeof(double), cmp_double);
-    st->p50 = percentile(sorted, r->n_steps, 50) * 1e3;
-    st->p90 = percentile(sorted, r->n_steps, 90) * 1e3;
-    st->p99 = percentile(sorted, r->n_steps, 99) * 1e3;
+    stats_sort(sorted, r->n_steps);
+    st->p50 = stats_percentile(sorted, r->n_steps, 50) * 1e3;
+    st->p90 = stats_percentile(sorted, r->n_steps, 90) * 1e3;
+    st->p99 = stats_percentile(sorted, r->n_steps, 99) * 1e3;
     free(sorted);
 }
 

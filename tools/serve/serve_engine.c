@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "engine/memory_plan.h"
+#include "engine/stats.h"
 
 #define SERVE_KV_GROW 64   // positions a request's KV holds beyond its tokens when admitted; it doubles as it grows
 
@@ -39,12 +40,6 @@ struct serve_engine {
     float *echo_logits;                      // (echo_rows, vocab): every row of the prompts whose logprobs are asked
     float *biased;                           // (vocab)
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 gen_request *gen_request_new(void) {
     gen_request *r = calloc(1, sizeof *r);
@@ -107,7 +102,7 @@ int serve_engine_submit(serve_engine *e, gen_request **reqs, int n, rp_err *err)
         r->n_ids = r->n_prompt;
         if (r->prompt_logprobs) r->prompt_out = calloc((size_t)r->n_prompt, sizeof *r->prompt_out);
         text_out_init(&r->text, e->tok, (const char *const *)r->stops, r->n_stops);
-        r->t_submit = now_s();
+        r->t_submit = rp_now_s();
         r->next = NULL;
         if (e->incoming_tail) e->incoming_tail->next = r;
         else e->incoming = r;
@@ -148,7 +143,7 @@ static void finish(serve_engine *e, gen_request *r, finish_reason why, const cha
     r->finish = why;
     drop_seq(e, r);
     remove_running(e, r);
-    serve_metrics_observe(e->met, &e->met->e2e, now_s() - r->t_submit);
+    serve_metrics_observe(e->met, &e->met->e2e, rp_now_s() - r->t_submit);
     serve_metrics_add(e->met, why == FINISH_STOP     ? &e->met->finished_stop
                               : why == FINISH_LENGTH ? &e->met->finished_length
                               : why == FINISH_ABORT  ? &e->met->finished_abort
@@ -347,7 +342,7 @@ static void run_step(serve_engine *e, step_item *items, int n_items) {
 // Under the lock: positions advance, completed feeds sample their next token, finished requests end.
 static void publish(serve_engine *e, step_item *items, int n_items) {
     int vocab = e->m->cfg.vocab_size;
-    double t = now_s();
+    double t = rp_now_s();
     for (int i = 0; i < n_items; i++) {
         gen_request *r = items[i].r;
         if (items[i].error[0]) {

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/stats.h"
+
 #define WAIT_MS 200            // how often a waiting request looks for a gone client
 #define KEEPALIVE_S 10.0       // an SSE comment after this long without data
 
@@ -33,12 +35,6 @@ struct serve_http {
     const char *model_dir;
     long started;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t next_random(serve_http *h) {   // splitmix64, for request ids and unseeded requests' seeds
     pthread_mutex_lock(&h->mu);
@@ -363,6 +359,8 @@ static void collect(generation *g) {
         gen_request *r = g->reqs[i];
         if (g->finish_sent[i]) continue;
         if (!g->head_sent[i]) {   // chat: the role first; completions with echo: the prompt's text first
+            // the role goes with the first token, as vLLM sends it: a client times its first token by the first chunk
+            if (g->cr.chat && !r->n_out && r->finish == FINISH_NONE) continue;
             g->head_sent[i] = 1;
             if (g->cr.chat) out_event(g, chunk(g, i, "", 1, NULL, NULL));
             else if (g->cr.echo) {
@@ -389,19 +387,24 @@ static void collect(generation *g) {
                 out_event(g, chunk(g, i, text, 0, lp, NULL));
                 free(text);
             }
-        if (r->text.committed > g->sent_text[i]) {
+        const char *finish = r->finish != FINISH_NONE && r->finish != FINISH_ERROR ? finish_name(r->finish) : NULL;
+        if (r->text.committed > g->sent_text[i]) {   // the last text carries finish_reason, as vLLM's does
             char *text = strndup(r->text.text + g->sent_text[i], r->text.committed - g->sent_text[i]);
-            out_event(g, chunk(g, i, text, 0, NULL, NULL));
+            out_event(g, chunk(g, i, text, 0, NULL, finish));
             free(text);
             g->sent_text[i] = r->text.committed;
+            if (finish) {
+                g->finish_sent[i] = 1;
+                continue;
+            }
         }
         if (r->finish == FINISH_ERROR) {
             api_error e = {.status = 500};
             snprintf(e.message, sizeof e.message, "%s", r->error);
             out_event(g, error_body(&e));
             g->finish_sent[i] = 1;
-        } else if (r->finish != FINISH_NONE) {
-            out_event(g, chunk(g, i, g->cr.chat ? NULL : "", 0, NULL, finish_name(r->finish)));
+        } else if (finish) {
+            out_event(g, chunk(g, i, g->cr.chat ? NULL : "", 0, NULL, finish));
             g->finish_sent[i] = 1;
         }
     }
@@ -427,7 +430,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             size_t n = g->out_len - g->out_pos < max ? g->out_len - g->out_pos : max;
             memcpy(buf, g->out + g->out_pos, n);
             g->out_pos += n;
-            g->last_write = now_s();
+            g->last_write = rp_now_s();
             return (ssize_t)n;
         }
         g->out_len = g->out_pos = 0;
@@ -441,7 +444,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         serve_engine_unlock(g->h->engine);
         if (!g->out_len) {
             if (client_gone(g->conn)) return MHD_CONTENT_READER_END_WITH_ERROR;   // frees g: the requests are cancelled
-            if (now_s() - g->last_write > KEEPALIVE_S) out_put(g, ": keepalive\n\n", 13);
+            if (rp_now_s() - g->last_write > KEEPALIVE_S) out_put(g, ": keepalive\n\n", 13);
         }
     }
 }
@@ -472,7 +475,7 @@ static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const c
         int n = g->n_reqs;
         g->sent_tokens = calloc((size_t)n, sizeof(int)), g->finish_sent = calloc((size_t)n, sizeof(int));
         g->head_sent = calloc((size_t)n, sizeof(int)), g->sent_text = calloc((size_t)n, sizeof(size_t));
-        g->last_write = now_s();
+        g->last_write = rp_now_s();
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, g, stream_free);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
