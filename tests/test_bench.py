@@ -5,19 +5,14 @@ Timing values are never compared with anything. usage: test_bench.py REPRISE"""
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, finish  # noqa: E402
+
 REPRISE = sys.argv[1]
-failures = checks = 0
-
-
-def check(cond, what):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-    print("%s %s" % ("ok  " if cond else "FAIL", what), flush=True)
 
 
 def bench(*args):
@@ -68,5 +63,4 @@ for args, words in [(["-p", "100"], "max_position_embeddings 64"), (["-p", "x"],
     out = bench(*args)
     check(out.returncode != 0 and words in out.stderr and not out.stdout.strip(), "refused: %s: %s" % (" ".join(args), out.stderr.strip()[-120:]))
 
-print("%d passed, %d failed" % (checks - failures, failures))
-sys.exit(1 if failures else 0)
+finish()

@@ -13,18 +13,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, finish  # noqa: E402
 from test_serve import Server  # noqa: E402  (reprise serve on a free port)
 
 REPRISE = sys.argv[1]
-failures = checks = 0
-
-
-def check(cond, what):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-    print("%s %s" % ("ok  " if cond else "FAIL", what), flush=True)
 
 
 def bench(url, *args, timeout=300):
@@ -185,8 +177,7 @@ def main():
     out = subprocess.run([REPRISE, "bench", "--serve", "ftp://x"], capture_output=True, text=True)
     check(out.returncode == 2 and "not an http" in out.stderr, "refused: a URL that is not http")
 
-    print("%d passed, %d failed" % (checks - failures, failures))
-    sys.exit(1 if failures else 0)
+    finish()
 
 
 if __name__ == "__main__":
