@@ -130,4 +130,15 @@ assert p.wait(60) == 0
 print("KV budget fitted to the device: %d visit-positions" % budget)
 PY
 check "serve without --kv-budget fits the KV budget to the GPU's free memory, and refuses what exceeds it" $?
+
+# reprise bench on the CUDA backend measures the device's bandwidth (a copy) and its peak (the backend's own GEMM)
+"$BIN" bench --backend cuda -p 8 -n 4 -r 1 --no-warmup -o json >"$T/bench.json" 2>"$T/bench.err"
+r=$?
+python3 - "$T/bench.json" <<'PY' || r=1
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert len(rows) == 2 and all(r["backend"] == "cuda" and r["bandwidth_gbs"] > 0 and r["peak_gflops"] > 0 for r in rows), rows
+assert all(r["peak_source"].startswith("measured: the CUDA backend's BF16 GEMM") and r["roofline_ts"] > 0 for r in rows), rows
+PY
+check "bench on the CUDA backend: bandwidth and GEMM peak measured, rooflines from them ($(sed -n 2p "$T/bench.err" | cut -c1-80))" $r
 exit $fail

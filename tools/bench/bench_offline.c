@@ -18,6 +18,7 @@
 // Defined when the CUDA backend is linked in (see engine/model.c).
 extern double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) __attribute__((weak));
 extern const char *backend_cuda_device_name(void) __attribute__((weak));
+extern double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_err *err) __attribute__((weak));
 
 typedef struct {
     int n_prompt, n_gen, depth, seqs;
@@ -36,6 +37,19 @@ typedef struct {
 } bench_row;
 
 // --- the machine's limits -------------------------------------------------------------------------------------------
+
+// FLOP/s of the CUDA backend's own BF16 GEMM on square shapes from 256 to 8192 (the best; a GEMM of 8192^3 is
+// 1.1 TFLOP, milliseconds on an H100, so the largest shapes approach what the kernel can do). Under the emulation,
+// where a GEMM of 256^3 takes seconds, 64^3 alone. 0 with err set.
+static double gpu_gemm_peak(int emulated, rp_err *err) {
+    double best = 0;
+    for (int d = emulated ? 64 : 256; d <= (emulated ? 64 : 8192); d *= 2) {
+        double s = backend_cuda_time_gemm(d, d, d, -1, err);
+        if (s <= 0) return 0;
+        if (2.0 * d * d * d / s > best) best = 2.0 * d * d * d / s;
+    }
+    return best;
+}
 
 // Bytes/s of a multi-threaded read of a buffer larger than the caches (the best of 5).
 static double cpu_bandwidth(int threads) {
@@ -303,9 +317,15 @@ int bench_offline(const bench_opts *o) {
             env.bandwidth = backend_cuda_copy_bandwidth(emulated ? (size_t)16 << 20 : (size_t)1 << 30, &err);
             env.bandwidth_source = "measured: device-to-device copy, read + write";
             const gpu_peaks *peaks = roofline_gpu(strstr(name, "H200") ? "h200" : strstr(name, "A100") ? "a100" : strstr(name, "H100") ? "h100" : "");
-            env.peak_flops = peaks ? peaks->bf16_flops : 0;
-            env.peak_source = peaks ? "datasheet: dense BF16" : "unknown device: no prefill roofline";
-            fprintf(stderr, "reprise bench: %s, %.1f GB/s measured\n", name, env.bandwidth / 1e9);
+            if (env.bandwidth > 0 && backend_cuda_time_gemm) env.peak_flops = gpu_gemm_peak(emulated, &err);
+            env.peak_source = emulated ? "measured: the CUDA backend's BF16 GEMM, 64^3 under the emulation"
+                                       : "measured: the CUDA backend's BF16 GEMM, best of 256^3..8192^3";
+            if (env.peak_flops <= 0 && peaks) env.peak_flops = peaks->bf16_flops, env.peak_source = "datasheet: dense BF16";
+            if (env.bandwidth <= 0 || env.peak_flops <= 0) fprintf(stderr, "reprise bench: measuring the GPU: %s\n", err.msg);
+            fprintf(stderr, "reprise bench: %s, %.1f GB/s measured (copy), %.3g TFLOP/s (%s)", name, env.bandwidth / 1e9,
+                    env.peak_flops / 1e12, env.peak_source);
+            if (peaks) fprintf(stderr, "; datasheet %.2f TB/s, %.0f TFLOP/s dense BF16", peaks->bandwidth / 1e12, peaks->bf16_flops / 1e12);
+            fputc('\n', stderr);
         }
     } else if (!rc) {   // --gpu: the rooflines of that GPU alone
         const gpu_peaks *peaks = roofline_gpu(o->gpu);
