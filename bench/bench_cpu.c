@@ -2,14 +2,19 @@
 // visits/layers (DESIGN.md 7: a schedule of V visits over N layers should cost V/N of base). Prints, never asserts.
 //
 // usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N]
+//        bench_cpu --contention [-m DIR] [--decode N]   (decode beside other work: see contention())
 //        bench_cpu --write-model DIR   (writes the random ~100M model into DIR and exits: for `reprise bench -m DIR`)
 // Without -m it writes a ~100M-parameter Llama (dim 768, 12 layers, GQA 12:4, vocab 32000, BF16, random weights)
 // into a temporary directory and removes it afterwards.
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "engine/cpu_threads.h"
 #include "engine/forward.h"
 #include "engine/sampler.h"
 #include "loader/json_file.h"
@@ -46,9 +51,89 @@ static int run(model *m, const schedule *s, int n_prompt, int n_decode, timing *
     return 0;
 }
 
+// --- decode beside other work ---------------------------------------------------------------------------------------
+
+// Starts `bench_cpu --decode-only` on dir in a child with GOMP_SPINCOUNT=spin and -t threads (0: all cores); its
+// stdout (one line: decode tokens/s) comes back through *fd.
+static pid_t start_decoder(const char *self, const char *dir, int n_decode, int threads, const char *spin, int *fd) {
+    int p[2];
+    if (pipe(p)) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1), close(p[0]), close(p[1]);
+        char t[16], n[16];
+        snprintf(t, sizeof t, "%d", threads), snprintf(n, sizeof n, "%d", n_decode);
+        setenv("GOMP_SPINCOUNT", spin, 1);
+        execl(self, self, "--decode-only", "-m", dir, "--decode", n, "-t", t, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    *fd = p[0];
+    return pid;
+}
+
+static double finish_decoder(pid_t pid, int fd) {
+    char buf[64] = "";
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return got > 0 && WIFEXITED(status) && !WEXITSTATUS(status) ? atof(buf) : 0;
+}
+
+// A busy loop on every core: processes that spin until killed.
+static int start_busy(pid_t *pids, int n) {
+    for (int i = 0; i < n; i++)
+        if ((pids[i] = fork()) == 0)
+            for (volatile unsigned long x = 0;; x++) {}
+    return 0;
+}
+
+static void stop_busy(pid_t *pids, int n) {
+    for (int i = 0; i < n; i++) kill(pids[i], SIGKILL), waitpid(pids[i], NULL, 0);
+}
+
+// Decode tokens/s alone, two runs at once, and beside a busy loop on every core, each with all cores and with -t 1,
+// under reprise's bounded spinning (GOMP_SPINCOUNT=1000) and libgomp's default (300000). The figure to watch: a
+// run beside other work against -t 1 beside the same work (the target: within 2x).
+static int contention(const char *self, const char *dir, int n_decode) {
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    const char *spins[2] = {CPU_THREADS_SPINCOUNT, "300000"};
+    printf("decode tokens/s of the model beside other work, %d cores, %d decode steps a run\n", cores, n_decode);
+    printf("%-10s %-26s %12s %12s %14s\n", "spincount", "situation", "all cores", "-t 1", "all / -t 1");
+    for (int s = 0; s < 2; s++) {
+        double alone[2], pair[2], busy[2];
+        for (int k = 0; k < 2; k++) {
+            int threads = k ? 1 : 0, fa, fb;
+            pid_t a = start_decoder(self, dir, n_decode, threads, spins[s], &fa);
+            alone[k] = finish_decoder(a, fa);
+            a = start_decoder(self, dir, n_decode, threads, spins[s], &fa);
+            pid_t b = start_decoder(self, dir, n_decode, threads, spins[s], &fb);
+            double x = finish_decoder(a, fa), y = finish_decoder(b, fb);
+            pair[k] = (x + y) / 2;
+            pid_t busy_pids[256];
+            int n_busy = cores < 256 ? cores : 256;
+            start_busy(busy_pids, n_busy);
+            a = start_decoder(self, dir, n_decode, threads, spins[s], &fa);
+            busy[k] = finish_decoder(a, fa);
+            stop_busy(busy_pids, n_busy);
+        }
+        printf("%-10s %-26s %12.2f %12.2f %14.2f\n", spins[s], "alone", alone[0], alone[1], alone[0] / alone[1]);
+        printf("%-10s %-26s %12.2f %12.2f %14.2f\n", spins[s], "two runs at once (each)", pair[0], pair[1], pair[0] / pair[1]);
+        printf("%-10s %-26s %12.2f %12.2f %14.2f\n", spins[s], "beside a busy loop", busy[0], busy[1], busy[0] / busy[1]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    cpu_threads_bound_spinning(argv);
     const char *dir = NULL, *sched_text = "rys:4,8";
-    int n_prompt = 128, n_decode = 32, threads = 0;
+    int n_prompt = 128, n_decode = 32, threads = 0, decode_only = 0, contend = 0;
+    for (int i = 1; i < argc; i++)   // the flags without a value
+        if (!strcmp(argv[i], "--decode-only") || !strcmp(argv[i], "--contention")) {
+            *(!strcmp(argv[i], "--contention") ? &contend : &decode_only) = 1;
+            memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof *argv), argc--, i--;
+        }
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--write-model")) return random_model_write(argv[i + 1], RANDOM_MODEL_100M, 1) ? 1 : 0;
         if (!strcmp(argv[i], "-m")) dir = argv[i + 1];
@@ -56,7 +141,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prompt")) n_prompt = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode")) n_decode = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
-        else return fprintf(stderr, "usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N] | --write-model DIR\n"), 2;
+        else return fprintf(stderr, "usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N] | "
+                                    "--contention [-m DIR] [--decode N] | --write-model DIR\n"), 2;
     }
     char tmpl[] = "/tmp/reprise-bench-XXXXXX";
     int own = !dir;
@@ -65,10 +151,25 @@ int main(int argc, char **argv) {
         fprintf(stderr, "writing a ~100M-parameter model to %s\n", dir);
         if (!dir || random_model_write(dir, RANDOM_MODEL_100M, 1)) return 1;
     }
+    if (contend) {
+        int rc = contention("/proc/self/exe", dir, n_decode);
+        if (own) random_model_remove(dir);
+        return rc;
+    }
     model m;
     rp_err err;
     double t0 = rp_now_s();
     if (model_load(&m, dir, "cpu", threads, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    if (decode_only) {   // a child of --contention: one line, decode tokens/s after a 16-token prompt
+        schedule base;
+        schedule_base(&base, m.cfg.n_layers);
+        timing t;
+        int rc = run(&m, &base, 16, n_decode, &t);
+        if (!rc) printf("%.3f\n", n_decode / t.decode_s);
+        schedule_free(&base);
+        model_free(&m);
+        return rc ? 1 : 0;
+    }
     double load_s = rp_now_s() - t0;
     schedule base, rep;
     schedule_base(&base, m.cfg.n_layers);

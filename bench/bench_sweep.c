@@ -14,6 +14,7 @@
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/sweep_run.h"
+#include "engine/cpu_threads.h"
 #include "engine/stats.h"
 
 static double total_score(sweep_db *d) {
@@ -43,6 +44,7 @@ static int setup(sweep_run *r, model *m, tokenizer *tok, probe *p, config_list *
 }
 
 int main(int argc, char **argv) {
+    cpu_threads_bound_spinning(argv);
     const char *dir = REPRISE_DEFAULT_MODEL, *spec = "arith", *configs = NULL;
     int items = 32, duplicated = 1;
     for (int i = 1; i < argc; i++) {

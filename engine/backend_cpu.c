@@ -192,7 +192,11 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
     int row_start[n_parts + 1];
     row_start[0] = 0;
     for (int p = 0; p < n_parts; p++) row_start[p + 1] = row_start[p] + parts[p].n_rows;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(b->n_threads)
+    size_t work = 0;   // multiply-adds: each row's query against positions 0..pos, for scores and for values
+    for (int p = 0; p < n_parts; p++)
+        work += (size_t)parts[p].n_rows * parts[p].pos0 + (size_t)parts[p].n_rows * (parts[p].n_rows + 1) / 2;
+    work *= (size_t)2 * qd;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(b->n_threads) if (work > PARALLEL_MIN_WORK)
     for (int task = 0; task < R * c->n_heads; task++) {
         int r = task / c->n_heads, head = task % c->n_heads, p = part_of_row[r];
         int pos = parts[p].pos0 + (r - row_start[p]);

@@ -68,7 +68,7 @@ void matmul(float *out, const float *x, const float *w, int n, int d, int k, int
     int tiles = (d + 3) / 4;
     for (int r0 = 0; r0 < n; r0 += ROW_BLOCK) {
         int r1 = r0 + ROW_BLOCK < n ? r0 + ROW_BLOCK : n;
-#pragma omp parallel for schedule(static) num_threads(n_threads) if ((size_t)(r1 - r0) * d * k > 100000)
+#pragma omp parallel for schedule(static) num_threads(n_threads) if ((size_t)(r1 - r0) * d * k > PARALLEL_MIN_WORK)
         for (int t = 0; t < tiles; t++) {
             int j0 = t * 4;
             if (j0 + 4 <= d) tile4(out, x, w, r0, r1, j0, d, k);

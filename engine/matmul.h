@@ -7,4 +7,8 @@
 // what it is batched with (OpenBLAS picks different kernels by size, and its results do).
 void matmul(float *out, const float *x, const float *w, int n, int d, int k, int n_threads);
 
+// The multiply-adds below which a parallel region costs more than it saves (waking the team, the barrier): such
+// work runs on the calling thread alone, so a tiny model never wakes, or waits for, a thread.
+#define PARALLEL_MIN_WORK 100000
+
 #endif

@@ -1,9 +1,8 @@
 // The `reprise` command: one subcommand per use.
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "engine/cpu_threads.h"
 #include "tools/cli.h"
 
 static const char *usage =
@@ -21,21 +20,8 @@ static const char *usage =
     "  bench      latency and throughput of schedules side by side, beside the roofline (llama-bench's flags)\n"
     "Without -m, a command uses the built-in model (a small Llama trained on arithmetic).\n";
 
-// libgomp's workers spin 300,000 times at every barrier before they sleep (its default when OMP_WAIT_POLICY is
-// unset). Alone on a machine that is the fastest wait; beside any other busy process (a second shard of a sweep, the
-// server's own HTTP threads, a client) the spinning workers take the cores the others need, and both slow down by
-// 10x or more: two sweeps on 2 cores took 337 s together against 18 s alone. 1,000 spins, libgomp's own figure for
-// an oversubscribed machine, keeps the single-process speed (decode of the 100M bench model: 33.4 tokens/s either
-// way) and took the pair to 30 s. libgomp reads the variable once, when it is loaded, before main: so reprise sets
-// it and runs itself again, unless the user chose a policy. Where exec fails, reprise goes on with the default.
-static void bound_openmp_spinning(char **argv) {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("GOMP_SPINCOUNT", "1000", 1) != 0) return;
-    execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv) {
-    bound_openmp_spinning(argv);
+    cpu_threads_bound_spinning(argv);   // before anything else: it may run reprise again
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
