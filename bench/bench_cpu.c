@@ -16,6 +16,7 @@
 
 #include "engine/cpu_threads.h"
 #include "engine/forward.h"
+#include "engine/roofline.h"
 #include "engine/sampler.h"
 #include "loader/json_file.h"
 #include "loader/weights.h"
@@ -197,6 +198,14 @@ int main(int argc, char **argv) {
     double head = (double)m.cfg.vocab_size * m.cfg.dim, layers = (double)params - head * (m.cfg.tied_embeddings ? 1 : 2);
     printf("time ratio %s / base: prefill %.3f, decode %.3f; visits/layers %.3f; decode weight bytes ratio %.3f\n",
            sched_text, tr.prefill_s / tb.prefill_s, tr.decode_s / tb.decode_s, vr, (layers * vr + head) / (layers + head));
+    // decode against the machine: the bytes a step reads (every visit's weights, the head, the KV) over the read
+    // bandwidth measured now, with the threads decode ran on
+    int n_threads = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    double bw = roofline_cpu_bandwidth(n_threads), ctx = n_prompt + n_decode / 2.0;
+    double bytes_base = roofline_decode_bytes(&m.cfg, &base, 1, ctx, 4, 4), bytes_rep = roofline_decode_bytes(&m.cfg, &rep, 1, ctx, 4, 4);
+    printf("read bandwidth (measured, %d threads): %.1f GB/s; decode reads %.1f MB a step (base), reaching %.0f%% of it; "
+           "%s %.0f%%\n", n_threads, bw / 1e9, bytes_base / 1e6, 100 * bytes_base * n_decode / tb.decode_s / bw, sched_text,
+           100 * bytes_rep * n_decode / tr.decode_s / bw);
     schedule_free(&base);
     schedule_free(&rep);
     model_free(&m);

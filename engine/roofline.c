@@ -1,10 +1,13 @@
-// The physical limits of a forward step, from the model's shapes alone.
+// The physical limits of a forward step: the bytes and FLOPs from the model's shapes, the CPU's limits measured.
 #include "engine/roofline.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "engine/matmul.h"
+#include "engine/stats.h"
 #include "loader/weights.h"
 
 static const gpu_peaks gpus[] = {{"h100", 3.35e12, 989e12}, {"h200", 4.8e12, 989e12}, {"a100", 2.0e12, 312e12}};
@@ -36,4 +39,46 @@ double roofline_prefill_flops(const model_config *c, const schedule *s, double c
     double matmuls = 2 * (layer_params(c) * s->n_visits + (double)c->vocab_size * c->dim);
     double attention = 4.0 * c->n_heads * c->head_dim * ctx * s->n_visits;
     return matmuls + attention;
+}
+
+double roofline_cpu_bandwidth(int threads) {
+    size_t n = (size_t)64 << 20;   // 256 MiB of floats
+    float *buf = malloc(n * sizeof(float));
+    if (!buf) return 0;
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 1023);
+    double best = 0, sink = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = rp_now_s(), sum = 0;
+#pragma omp parallel for reduction(+ : sum) num_threads(threads) schedule(static)
+        for (size_t i = 0; i < n; i += 16) {   // 16 floats a step: the loads, not the adds, set the pace
+            float s = 0;
+            for (int k = 0; k < 16; k++) s += buf[i + k];
+            sum += s;
+        }
+        double bw = n * sizeof(float) / (rp_now_s() - t0);
+        sink += sum;
+        if (bw > best) best = bw;
+    }
+    free(buf);
+    return sink == -1 ? 0 : best;   // (sink keeps the reads)
+}
+
+double roofline_cpu_matmul_peak(int threads) {
+    static const int shapes[3][3] = {{64, 4096, 1024}, {128, 2048, 768}, {256, 2048, 2048}};
+    double best = 0;
+    for (int s = 0; s < 3; s++) {
+        int n = shapes[s][0], d = shapes[s][1], k = shapes[s][2];
+        float *x = malloc(sizeof(float) * (size_t)n * k), *w = malloc(sizeof(float) * (size_t)d * k),
+              *out = malloc(sizeof(float) * (size_t)n * d);
+        for (size_t i = 0; i < (size_t)n * k; i++) x[i] = (float)(i % 7) * 0.1f;
+        for (size_t i = 0; i < (size_t)d * k; i++) w[i] = (float)(i % 5) * 0.1f;
+        for (int r = 0; r < 3; r++) {
+            double t0 = rp_now_s();
+            matmul(out, x, w, n, d, k, threads);
+            double f = 2.0 * n * d * k / (rp_now_s() - t0);
+            if (f > best) best = f;
+        }
+        free(x), free(w), free(out);
+    }
+    return best;
 }

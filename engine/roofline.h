@@ -26,4 +26,10 @@ double roofline_decode_bytes(const model_config *c, const schedule *s, int batch
 // over ctx positions in every visit.
 double roofline_prefill_flops(const model_config *c, const schedule *s, double ctx);
 
+// The CPU's limits, measured: bytes/s of a multi-threaded read of 256 MiB (larger than the caches; the best of 5),
+// and FLOP/s of the CPU backend's own matmul (the best of 3 runs of each of three shapes: a few rows over a wide
+// matrix, a projection's, a large square one, as the kernel's speed varies with the shape). Seconds each.
+double roofline_cpu_bandwidth(int threads);
+double roofline_cpu_matmul_peak(int threads);
+
 #endif

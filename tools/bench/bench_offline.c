@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "engine/forward.h"
-#include "engine/matmul.h"
 #include "engine/sampler.h"
 #include "engine/roofline.h"
 #include "engine/stats.h"
@@ -47,51 +46,6 @@ static double gpu_gemm_peak(int emulated, rp_err *err) {
         double s = backend_cuda_time_gemm(d, d, d, -1, err);
         if (s <= 0) return 0;
         if (2.0 * d * d * d / s > best) best = 2.0 * d * d * d / s;
-    }
-    return best;
-}
-
-// Bytes/s of a multi-threaded read of a buffer larger than the caches (the best of 5).
-static double cpu_bandwidth(int threads) {
-    size_t n = (size_t)64 << 20;   // 256 MiB of floats
-    float *buf = malloc(n * sizeof(float));
-    if (!buf) return 0;
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 1023);
-    double best = 0, sink = 0;
-    for (int r = 0; r < 5; r++) {
-        double t0 = rp_now_s(), sum = 0;
-#pragma omp parallel for reduction(+ : sum) num_threads(threads) schedule(static)
-        for (size_t i = 0; i < n; i += 16) {   // 16 floats a step: the loads, not the adds, set the pace
-            float s = 0;
-            for (int k = 0; k < 16; k++) s += buf[i + k];
-            sum += s;
-        }
-        double bw = n * sizeof(float) / (rp_now_s() - t0);
-        sink += sum;
-        if (bw > best) best = bw;
-    }
-    free(buf);
-    return sink == -1 ? 0 : best;   // (sink keeps the reads)
-}
-
-// FLOP/s of the CPU backend's own matmul: the best of 3 runs of each of three shapes (a few rows over a wide
-// matrix, a projection's, a large square one), as the kernel's speed varies with the shape.
-static double cpu_peak_flops(int threads) {
-    static const int shapes[3][3] = {{64, 4096, 1024}, {128, 2048, 768}, {256, 2048, 2048}};
-    double best = 0;
-    for (int s = 0; s < 3; s++) {
-        int n = shapes[s][0], d = shapes[s][1], k = shapes[s][2];
-        float *x = malloc(sizeof(float) * (size_t)n * k), *w = malloc(sizeof(float) * (size_t)d * k),
-              *out = malloc(sizeof(float) * (size_t)n * d);
-        for (size_t i = 0; i < (size_t)n * k; i++) x[i] = (float)(i % 7) * 0.1f;
-        for (size_t i = 0; i < (size_t)d * k; i++) w[i] = (float)(i % 5) * 0.1f;
-        for (int r = 0; r < 3; r++) {
-            double t0 = rp_now_s();
-            matmul(out, x, w, n, d, k, threads);
-            double f = 2.0 * n * d * k / (rp_now_s() - t0);
-            if (f > best) best = f;
-        }
-        free(x), free(w), free(out);
     }
     return best;
 }
@@ -309,8 +263,8 @@ int bench_offline(const bench_opts *o) {
         if (!strcmp(m.be->name, "cpu")) {
             wb = 4;
             fprintf(stderr, "reprise bench: measuring the CPU's bandwidth and its matmul's peak\n");
-            env.bandwidth = cpu_bandwidth(env.threads), env.bandwidth_source = "measured: multi-threaded read of 256 MiB";
-            env.peak_flops = cpu_peak_flops(env.threads), env.peak_source = "measured: the CPU backend's matmul, best of three shapes";
+            env.bandwidth = roofline_cpu_bandwidth(env.threads), env.bandwidth_source = "measured: multi-threaded read of 256 MiB";
+            env.peak_flops = roofline_cpu_matmul_peak(env.threads), env.peak_source = "measured: the CPU backend's matmul, best of three shapes";
         } else if (backend_cuda_copy_bandwidth) {
             const char *name = backend_cuda_device_name ? backend_cuda_device_name() : "";
             int emulated = strstr(name, "emulated") != NULL;
