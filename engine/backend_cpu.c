@@ -1,5 +1,5 @@
-// The CPU backend: float32 weights converted once at load, batch-invariant matmuls and attention over OpenMP
-// threads. The numerical reference.
+// The CPU backend: float32 weights converted once at load (matrices packed into the matmul's panels), batch-invariant
+// matmuls and attention over OpenMP threads. The numerical reference.
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -10,15 +10,16 @@
 #include "loader/weights.h"
 
 typedef struct {
-    float *w[W_N_LAYER_TENSORS];   // float32 copies, shapes as layer_tensor_shape; NULL where absent
+    float *w[W_N_LAYER_TENSORS];   // float32 copies of the vectors (norms, biases), shapes as layer_tensor_shape
+    packed_matrix m[W_N_LAYER_TENSORS];   // the matrices (W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN), packed
 } cpu_layer;
 
 typedef struct {
     backend base;
     int n_threads;
-    float *embed;        // (vocab, dim)
+    float *embed;        // (vocab, dim) row-major, when the LM head is not tied to it
     float *final_norm;   // (dim)
-    float *lm_head;      // (vocab, dim); aliases embed when tied
+    packed_matrix lm_head;   // (vocab, dim); the embedding table too when tied (rows read out of the panels)
     cpu_layer *layers;   // (n_layers)
     float *inv_freq;     // (head_dim / 2) RoPE inverse frequencies
     size_t weight_bytes;
@@ -41,18 +42,38 @@ static float *to_f32(cpu_backend *b, const st_tensor *t) {
     return p;
 }
 
+// A matrix converted to float32 and packed; the float32 copy lives only while it is packed.
+static int to_packed(cpu_backend *b, const st_tensor *t, packed_matrix *m, rp_err *err) {
+    float *w = malloc(sizeof(float) * (size_t)st_numel(t));
+    if (!w) return rp_fail(err, "out of memory converting %s", t->name);
+    tensor_to_f32(t, w);
+    int rc = matrix_pack(m, w, (int)t->shape[0], (int)t->shape[1]);
+    free(w);
+    if (rc) return rp_fail(err, "out of memory packing %s", t->name);
+    b->weight_bytes += matrix_bytes(m);
+    return 0;
+}
+
+static int is_matrix(layer_tensor w) {
+    return w == W_Q || w == W_K || w == W_V || w == W_O || w == W_GATE || w == W_UP || w == W_DOWN;
+}
+
 static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     cpu_backend *b = (cpu_backend *)base;
     const model_config *c = base->cfg;
     if (weights_check(c, a, err)) return -1;
-    b->embed = to_f32(b, weights_global(c, a, G_EMBED));
+    if (!c->tied_embeddings) b->embed = to_f32(b, weights_global(c, a, G_EMBED));
     b->final_norm = to_f32(b, weights_global(c, a, G_FINAL_NORM));
-    b->lm_head = c->tied_embeddings ? b->embed : to_f32(b, weights_global(c, a, G_LM_HEAD));
+    if (to_packed(b, weights_global(c, a, c->tied_embeddings ? G_EMBED : G_LM_HEAD), &b->lm_head, err)) return -1;
     b->layers = calloc((size_t)c->n_layers, sizeof *b->layers);
     int64_t shape[2];
     for (int l = 0; l < c->n_layers; l++)
-        for (int w = 0; w < W_N_LAYER_TENSORS; w++)
-            if (layer_tensor_shape(c, (layer_tensor)w, shape)) b->layers[l].w[w] = to_f32(b, weights_layer(a, l, (layer_tensor)w));
+        for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
+            if (!layer_tensor_shape(c, (layer_tensor)w, shape)) continue;
+            const st_tensor *t = weights_layer(a, l, (layer_tensor)w);
+            if (!is_matrix((layer_tensor)w)) b->layers[l].w[w] = to_f32(b, t);
+            else if (to_packed(b, t, &b->layers[l].m[w], err)) return -1;
+        }
     return 0;
 }
 
@@ -80,7 +101,11 @@ static void cpu_reserve(backend *base, int n_rows) {
 static void cpu_embed(backend *base, const int *tokens, int n, int row0) {
     cpu_backend *b = (cpu_backend *)base;
     int dim = base->cfg->dim;
-    for (int i = 0; i < n; i++) memcpy(b->x + (size_t)(row0 + i) * dim, b->embed + (size_t)tokens[i] * dim, sizeof(float) * dim);
+    for (int i = 0; i < n; i++) {
+        float *row = b->x + (size_t)(row0 + i) * dim;
+        if (b->embed) memcpy(row, b->embed + (size_t)tokens[i] * dim, sizeof(float) * dim);
+        else matrix_row(&b->lm_head, tokens[i], row);
+    }
 }
 
 // out = x / sqrt(mean(x^2) + eps) * w, for each of n rows of length d.
@@ -140,6 +165,7 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
     cpu_backend *b = (cpu_backend *)base;
     const model_config *c = base->cfg;
     float *const *w = b->layers[layer].w;
+    const packed_matrix *m = b->layers[layer].m;
     int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, half = hd / 2;
 
     // Gather the parts' rows into one block, so each weight matrix is read once for all of them.
@@ -165,9 +191,9 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
 
     // attention block: norm, QKV (+bias), q/k norm, RoPE, KV append
     rmsnorm(b->h, b->xb, w[W_ATTN_NORM], R, dim, c->norm_eps);
-    matmul(b->q, b->h, w[W_Q], R, qd, dim, b->n_threads);
-    matmul(b->k, b->h, w[W_K], R, kvd, dim, b->n_threads);
-    matmul(b->v, b->h, w[W_V], R, kvd, dim, b->n_threads);
+    matmul(b->q, b->h, &m[W_Q], R, b->n_threads);
+    matmul(b->k, b->h, &m[W_K], R, b->n_threads);
+    matmul(b->v, b->h, &m[W_V], R, b->n_threads);
     add_bias(b->q, w[W_Q_BIAS], R, qd);
     add_bias(b->k, w[W_K_BIAS], R, kvd);
     add_bias(b->v, w[W_V_BIAS], R, kvd);
@@ -204,18 +230,18 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
         attend(c, b->q + (size_t)r * qd, parts[p].kv, pos, head, scores, b->att + (size_t)r * qd);
     }
     free(part_of_row);
-    matmul(b->h, b->att, w[W_O], R, dim, qd, b->n_threads);
+    matmul(b->h, b->att, &m[W_O], R, b->n_threads);
     for (size_t i = 0; i < (size_t)R * dim; i++) b->xb[i] += b->h[i];
 
     // MLP block: norm, SwiGLU, residual
     rmsnorm(b->h, b->xb, w[W_FFN_NORM], R, dim, c->norm_eps);
-    matmul(b->gate, b->h, w[W_GATE], R, c->hidden_dim, dim, b->n_threads);
-    matmul(b->up, b->h, w[W_UP], R, c->hidden_dim, dim, b->n_threads);
+    matmul(b->gate, b->h, &m[W_GATE], R, b->n_threads);
+    matmul(b->up, b->h, &m[W_UP], R, b->n_threads);
     for (size_t i = 0; i < (size_t)R * c->hidden_dim; i++) {
         float g = b->gate[i];
         b->gate[i] = g / (1.0f + expf(-g)) * b->up[i];
     }
-    matmul(b->h, b->gate, w[W_DOWN], R, dim, c->hidden_dim, b->n_threads);
+    matmul(b->h, b->gate, &m[W_DOWN], R, b->n_threads);
     for (size_t i = 0; i < (size_t)R * dim; i++) b->xb[i] += b->h[i];
 
     // scatter back
@@ -245,7 +271,7 @@ static void cpu_logits(backend *base, const int *rows, int n, float *out) {
     cpu_reserve(base, n);
     for (int i = 0; i < n; i++) memcpy(b->xb + (size_t)i * c->dim, b->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim);
     rmsnorm(b->h, b->xb, b->final_norm, n, c->dim, c->norm_eps);
-    matmul(out, b->h, b->lm_head, n, c->vocab_size, c->dim, b->n_threads);
+    matmul(out, b->h, &b->lm_head, n, b->n_threads);
 }
 
 static size_t cpu_kv_bytes_per_token(const backend *base) {
@@ -280,8 +306,8 @@ static void cpu_destroy(backend *base) {
     cpu_backend *b = (cpu_backend *)base;
     if (b->layers)
         for (int l = 0; l < base->cfg->n_layers; l++)
-            for (int w = 0; w < W_N_LAYER_TENSORS; w++) free(b->layers[l].w[w]);
-    if (b->lm_head != b->embed) free(b->lm_head);
+            for (int w = 0; w < W_N_LAYER_TENSORS; w++) free(b->layers[l].w[w]), matrix_free(&b->layers[l].m[w]);
+    matrix_free(&b->lm_head);
     free(b->embed);
     free(b->final_norm);
     free(b->layers);

@@ -1,11 +1,37 @@
-// The CPU backend's matrix multiply: out = x . W^T with W stored like a torch Linear weight.
+// The CPU backend's matrix multiply: out = x . W^T with W packed once at load into panels of output rows.
 #ifndef REPRISE_MATMUL_H
 #define REPRISE_MATMUL_H
 
-// out (n, d) = x (n, k) . W^T, W (d, k) row-major. Each output element is computed by the same sequence of
-// float operations whatever n is and whichever rows share the call, so a sequence's logits do not depend on
-// what it is batched with (OpenBLAS picks different kernels by size, and its results do).
-void matmul(float *out, const float *x, const float *w, int n, int d, int k, int n_threads);
+#include <stddef.h>
+
+#define MATMUL_LANES 16   // output rows per panel: one AVX-512 vector of floats
+
+// A weight matrix W (d, k), torch Linear layout, packed for the matmul: panel p holds output rows 16p..16p+15
+// interleaved by k, so that the 16 weights of one input column are contiguous (an AVX-512 load, or two AVX2 ones).
+// Element (j, kk) sits at panels[(j / 16) * k * 16 + kk * 16 + j % 16]; rows past d are zeros.
+typedef struct {
+    float *panels;   // (n_panels, k, 16)
+    int d, k, n_panels;
+} packed_matrix;
+
+// Packs row-major w (d, k); 0, or -1 out of memory.
+int matrix_pack(packed_matrix *m, const float *w, int d, int k);
+void matrix_free(packed_matrix *m);
+size_t matrix_bytes(const packed_matrix *m);
+
+// Row j of W (an embedding lookup from a packed, tied table), into out (k).
+void matrix_row(const packed_matrix *m, int j, float *out);
+
+// out (n, d) = x (n, k) . W^T. Every output element is one chain of fused multiply-adds over k in order, from 0,
+// whatever n is, whichever rows share the call and whichever code path (AVX2, portable) computes it: a
+// sequence's logits do not depend on what it is batched with, and duplicated layers give bit-identical results.
+void matmul(float *out, const float *x, const packed_matrix *w, int n, int n_threads);
+
+// The code paths this CPU can run, best first (avx2, portable): matmul runs the first. For the tests that
+// check the paths agree bit for bit, matmul_use_path(i) makes path i the one it runs (not while a matmul runs).
+int matmul_path_count(void);
+const char *matmul_path_name(int i);
+void matmul_use_path(int i);
 
 // The multiply-adds below which a parallel region costs more than it saves (waking the team, the barrier): such
 // work runs on the calling thread alone, so a tiny model never wakes, or waits for, a thread.

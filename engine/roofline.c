@@ -1,6 +1,7 @@
 // The physical limits of a forward step: the bytes and FLOPs from the model's shapes, the CPU's limits measured.
 #include "engine/roofline.h"
 
+#include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,11 +50,16 @@ double roofline_cpu_bandwidth(int threads) {
     double best = 0, sink = 0;
     for (int r = 0; r < 5; r++) {
         double t0 = rp_now_s(), sum = 0;
-#pragma omp parallel for reduction(+ : sum) num_threads(threads) schedule(static)
-        for (size_t i = 0; i < n; i += 16) {   // 16 floats a step: the loads, not the adds, set the pace
-            float s = 0;
-            for (int k = 0; k < 16; k++) s += buf[i + k];
-            sum += s;
+#pragma omp parallel num_threads(threads) reduction(+ : sum)
+        {
+            // 32 independent lane sums (two or four vector adds a step, no chain between steps' lanes): the loads,
+            // not the adds, set the pace
+            float lanes[32] = {0};
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            size_t a = n / 32 * t / nt * 32, b = n / 32 * (t + 1) / nt * 32;
+            for (size_t i = a; i < b; i += 32)
+                for (int k = 0; k < 32; k++) lanes[k] += buf[i + k];
+            for (int k = 0; k < 32; k++) sum += lanes[k];
         }
         double bw = n * sizeof(float) / (rp_now_s() - t0);
         sink += sum;
@@ -70,14 +76,17 @@ double roofline_cpu_matmul_peak(int threads) {
         int n = shapes[s][0], d = shapes[s][1], k = shapes[s][2];
         float *x = malloc(sizeof(float) * (size_t)n * k), *w = malloc(sizeof(float) * (size_t)d * k),
               *out = malloc(sizeof(float) * (size_t)n * d);
+        packed_matrix pw = {0};
         for (size_t i = 0; i < (size_t)n * k; i++) x[i] = (float)(i % 7) * 0.1f;
         for (size_t i = 0; i < (size_t)d * k; i++) w[i] = (float)(i % 5) * 0.1f;
-        for (int r = 0; r < 3; r++) {
+        int ok = x && w && out && !matrix_pack(&pw, w, d, k);
+        for (int r = 0; ok && r < 3; r++) {
             double t0 = rp_now_s();
-            matmul(out, x, w, n, d, k, threads);
+            matmul(out, x, &pw, n, threads);
             double f = 2.0 * n * d * k / (rp_now_s() - t0);
             if (f > best) best = f;
         }
+        matrix_free(&pw);
         free(x), free(w), free(out);
     }
     return best;
