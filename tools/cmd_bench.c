@@ -182,7 +182,7 @@ static int parse_serve_args(int argc, char **argv, serve_bench_opts *o, char **s
             if (!(rc = parse_number(a, v, 0, 9e15, &x, err))) o->seed = (unsigned long long)x;
         } else if (!strcmp(a, "--num-prompts") || !strcmp(a, "--max-concurrency") || !strcmp(a, "--random-input-len") ||
                    !strcmp(a, "--random-output-len")) {
-            if (!(rc = parse_number(a, v, 1, 1e7, &x, err)) && x != (int)x) rc = rp_fail(err, "%s: '%s' is not an integer", a, v);
+            if (!(rc = parse_number(a, v, 1, 1e6, &x, err)) && x != (int)x) rc = rp_fail(err, "%s: '%s' is not an integer", a, v);
             if (!rc) *(!strcmp(a, "--num-prompts") ? &o->num_prompts : !strcmp(a, "--max-concurrency") ? &o->max_concurrency
                        : !strcmp(a, "--random-input-len") ? &o->random_input_len : &o->random_output_len) = (int)x;
         } else rc = rp_fail(err, "unknown option '%s' for bench --serve (see --help)", a);

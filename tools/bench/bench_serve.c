@@ -20,10 +20,12 @@
 // --- the requests: prompts, lengths and arrival times, all from --seed ----------------------------------------------
 
 typedef struct {
-    int *ids, n_ids;   // a token-id prompt (the random dataset; a jsonl line's list)
+    int *ids, n_ids;   // a token-id prompt (a jsonl line's list; the random dataset's are drawn when sent)
     char *text;        // a text prompt (a jsonl line's string)
     int max_tokens;
     int line;          // its line in the jsonl file
+    uint64_t seed;     // the random dataset: n_ids ids drawn from this seed, below vocab, when the request is sent
+    int vocab;
 } prompt_spec;
 
 static uint64_t next_u64(uint64_t *s) {   // splitmix64
@@ -65,19 +67,17 @@ static int length_near(uint64_t *rng, int len, double ratio) {   // uniform in [
     return lo + (int)(next_u64(rng) % (uint64_t)(hi - lo + 1));
 }
 
-static int random_prompts(const serve_bench_opts *o, uint64_t *rng, int vocab, prompt_spec *p, int n) {
+// Lengths now, token ids when sent (a million prompts of 1024 ids would be 4 GB held for the whole run).
+static void random_prompts(const serve_bench_opts *o, uint64_t *rng, int vocab, prompt_spec *p, int n) {
     for (int i = 0; i < n; i++) {
         p[i].n_ids = length_near(rng, o->random_input_len, o->random_range_ratio);
         p[i].max_tokens = length_near(rng, o->random_output_len, o->random_range_ratio);
-        p[i].ids = malloc((size_t)p[i].n_ids * sizeof(int));
-        if (!p[i].ids) return -1;
-        for (int k = 0; k < p[i].n_ids; k++) p[i].ids[k] = (int)(next_u64(rng) % (uint64_t)vocab);
+        p[i].seed = next_u64(rng), p[i].vocab = vocab;
     }
-    return 0;
 }
 
 // A JSONL file, a request per line: {"prompt": "text" or [ids], "output_len": N (optional; also "max_tokens")}.
-// Fewer lines than prompts wanted: the lines again, in order.
+// Reads up to n lines into p; the number read, or -1. (Fewer lines than prompts: the caller uses them again.)
 static int jsonl_prompts(const serve_bench_opts *o, prompt_spec *p, int n, rp_err *err) {
     size_t len;
     char *data = read_file_all(o->dataset_path, &len, err);
@@ -120,16 +120,7 @@ static int jsonl_prompts(const serve_bench_opts *o, prompt_spec *p, int n, rp_er
     if (have < n)
         fprintf(stderr, "bench: %s holds %d request%s for %d prompts: the lines are used again, in order\n",
                 o->dataset_path, have, have == 1 ? "" : "s", n);
-    for (int i = have; i < n; i++) {
-        const prompt_spec *from = &p[i % have];
-        p[i] = (prompt_spec){.n_ids = from->n_ids, .max_tokens = from->max_tokens, .line = from->line,
-                             .text = from->text ? strdup(from->text) : NULL};
-        if (from->ids) {
-            p[i].ids = malloc((size_t)from->n_ids * sizeof(int));
-            memcpy(p[i].ids, from->ids, (size_t)from->n_ids * sizeof(int));
-        }
-    }
-    return 0;
+    return have;
 }
 
 #ifndef REPRISE_HAVE_CURL
@@ -291,8 +282,15 @@ static char *request_body(const serve_bench_opts *o, const char *model, const pr
         cJSON_AddStringToObject(m, "role", "user");
         cJSON_AddStringToObject(m, "content", p->text);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(j, "messages"), m);
-    } else if (p->ids) cJSON_AddItemToObject(j, "prompt", cJSON_CreateIntArray(p->ids, p->n_ids));
-    else cJSON_AddStringToObject(j, "prompt", p->text);
+    } else if (p->text) cJSON_AddStringToObject(j, "prompt", p->text);
+    else if (p->ids) cJSON_AddItemToObject(j, "prompt", cJSON_CreateIntArray(p->ids, p->n_ids));
+    else {   // the random dataset: the ids drawn now, the same every time from the prompt's seed
+        int *ids = malloc((size_t)p->n_ids * sizeof(int));
+        uint64_t rng = p->seed;
+        for (int k = 0; ids && k < p->n_ids; k++) ids[k] = (int)(next_u64(&rng) % (uint64_t)p->vocab);
+        if (ids) cJSON_AddItemToObject(j, "prompt", cJSON_CreateIntArray(ids, p->n_ids));
+        free(ids);
+    }
     cJSON_AddNumberToObject(j, chat ? "max_completion_tokens" : "max_tokens", p->max_tokens);
     cJSON_AddNumberToObject(j, "temperature", o->temperature);
     cJSON_AddTrueToObject(j, "stream");
@@ -466,6 +464,8 @@ static double run_requests(const serve_bench_opts *o, const char *model, const p
     CURLM *multi = curl_multi_init();
     live_request *live = calloc((size_t)n, sizeof *live);
     int started = 0, running = 0, finished = 0, failed = 0;
+    if (!live)
+        for (; finished < n; finished++) res[finished].error = strdup("out of memory for the requests in flight");
     double t0 = rp_now_s(), last_report = t0;
     while (finished < n) {
         double now = rp_now_s() - t0;
@@ -534,7 +534,11 @@ int bench_serve(const serve_bench_opts *o) {
     serve_result *res = calloc((size_t)n, sizeof *res);
     uint64_t rng = o->seed;
     char *model = NULL;
-    int rc = 1, vocab = 0;
+    int rc = 1, vocab = 0, have = n_prompts;
+    if (!prompts || !prompt_of || !schedule_of || !arrival || !res) {
+        rp_fail(&err, "out of memory for %d requests", n);
+        goto fail;
+    }
     if (!(model = served_model(o, &err))) goto fail;
     if (!strcmp(o->dataset_name, "random")) {
         if (chat) {
@@ -542,15 +546,16 @@ int bench_serve(const serve_bench_opts *o) {
                           "with text prompts, or --endpoint /v1/completions", o->endpoint);
             goto fail;
         }
-        if ((vocab = vocab_size(o, &err)) < 0 || random_prompts(o, &rng, vocab, prompts, n_prompts)) goto fail;
-    } else if (jsonl_prompts(o, prompts, n_prompts, &err)) goto fail;
+        if ((vocab = vocab_size(o, &err)) < 0) goto fail;
+        random_prompts(o, &rng, vocab, prompts, n_prompts);
+    } else if ((have = jsonl_prompts(o, prompts, n_prompts, &err)) < 0) goto fail;
     if (chat)
-        for (int i = 0; i < n_prompts; i++)
+        for (int i = 0; i < have; i++)
             if (!prompts[i].text) {
                 rp_fail(&err, "%s:%d: a chat request needs a text prompt, not token ids", o->dataset_path, prompts[i].line);
                 goto fail;
             }
-    for (int i = 0; i < n; i++) prompt_of[i] = i / n_sched, schedule_of[i] = o->n_schedules ? i % n_sched : -1;
+    for (int i = 0; i < n; i++) prompt_of[i] = i / n_sched % have, schedule_of[i] = o->n_schedules ? i % n_sched : -1;
     arrival_times(o, &rng, arrival, n);
 
     // a first request alone, as vLLM sends one: a wrong URL, model or schedule stops here, named
@@ -621,8 +626,8 @@ int bench_serve(const serve_bench_opts *o) {
 fail:
     fprintf(stderr, "reprise bench: %s\n", err.msg);
 done:
-    for (int i = 0; i < n_prompts; i++) free(prompts[i].ids), free(prompts[i].text);
-    for (int i = 0; i < n; i++) free_result(&res[i]);
+    for (int i = 0; prompts && i < n_prompts; i++) free(prompts[i].ids), free(prompts[i].text);
+    for (int i = 0; res && i < n; i++) free_result(&res[i]);
     free(prompts), free(prompt_of), free(schedule_of), free(arrival), free(res), free(model);
     curl_global_cleanup();
     return rc;
