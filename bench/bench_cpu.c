@@ -83,11 +83,10 @@ static double finish_decoder(pid_t pid, int fd) {
 }
 
 // A busy loop on every core: processes that spin until killed.
-static int start_busy(pid_t *pids, int n) {
+static void start_busy(pid_t *pids, int n) {
     for (int i = 0; i < n; i++)
         if ((pids[i] = fork()) == 0)
             for (volatile unsigned long x = 0;; x++) {}
-    return 0;
 }
 
 static void stop_busy(pid_t *pids, int n) {

@@ -54,10 +54,6 @@ static int to_packed(cpu_backend *b, const st_tensor *t, packed_matrix *m, rp_er
     return 0;
 }
 
-static int is_matrix(layer_tensor w) {
-    return w == W_Q || w == W_K || w == W_V || w == W_O || w == W_GATE || w == W_UP || w == W_DOWN;
-}
-
 static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     cpu_backend *b = (cpu_backend *)base;
     const model_config *c = base->cfg;
@@ -69,9 +65,10 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     int64_t shape[2];
     for (int l = 0; l < c->n_layers; l++)
         for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
-            if (!layer_tensor_shape(c, (layer_tensor)w, shape)) continue;
+            int rank = layer_tensor_shape(c, (layer_tensor)w, shape);   // 0: absent; 1: a vector; 2: a matrix
+            if (!rank) continue;
             const st_tensor *t = weights_layer(a, l, (layer_tensor)w);
-            if (!is_matrix((layer_tensor)w)) b->layers[l].w[w] = to_f32(b, t);
+            if (rank == 1) b->layers[l].w[w] = to_f32(b, t);
             else if (to_packed(b, t, &b->layers[l].m[w], err)) return -1;
         }
     return 0;

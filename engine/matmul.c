@@ -1,14 +1,14 @@
 // The CPU backend's matrix multiply: out = x . W^T with W packed once at load into panels of output rows.
 //
 // Algorithm: W is packed into panels of 16 output rows interleaved by k (matmul.h), so one input column's 16
-// weights are one AVX-512 vector or two AVX2 ones. A tile of 3 input rows x 2 panels (32 outputs) keeps its 12
-// AVX2 vectors of sums in registers; for each k it loads the panels' four weight vectors once and, per row,
-// broadcasts x[r][k] into a fused multiply-add with each. Decode (1 row) streams each panel once; prefill reuses each weight vector across 6 rows
-// from registers and each panel pair across a block of rows from L2. Threads split the panels.
+// weights are contiguous (two AVX2 vectors). The AVX2 tile, 3 input rows x 2 panels (32 outputs), keeps its 12
+// vectors of sums in registers; for each k it loads the panels' four weight vectors once and, per row, broadcasts
+// x[r][k] into a fused multiply-add with each. Decode (1 row) streams each panel once; prefill reuses each weight
+// vector across 3 rows from registers and each panel pair across a block of rows from L2. Threads split the panels.
 //
 // The tile is chosen once for the CPU (AVX2 with FMA, or portable C). Every output element is the chain
 // s = fma(x[k], w[k], s) over k in order from s = 0, in every tile shape and on every path: a fused multiply-add is
-// exactly rounded, so the three paths agree bit for bit, and a row's result never depends on the rows beside it.
+// exactly rounded, so the two paths agree bit for bit, and a row's result never depends on the rows beside it.
 #include "engine/matmul.h"
 
 #include <math.h>
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MR 6          // input rows per tile
+#define MR 6          // input rows per call of a tile function (the AVX2 tile takes them 3 at a time)
 #define NP 2          // panels per tile
 #define ROW_BLOCK 48  // input rows whose x stays in L2 while a thread's panels pass over them
 

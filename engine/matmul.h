@@ -4,10 +4,10 @@
 
 #include <stddef.h>
 
-#define MATMUL_LANES 16   // output rows per panel: one AVX-512 vector of floats
+#define MATMUL_LANES 16   // output rows per panel: two AVX2 vectors of floats (one AVX-512 vector)
 
 // A weight matrix W (d, k), torch Linear layout, packed for the matmul: panel p holds output rows 16p..16p+15
-// interleaved by k, so that the 16 weights of one input column are contiguous (an AVX-512 load, or two AVX2 ones).
+// interleaved by k, so that the 16 weights of one input column are contiguous (two AVX2 loads).
 // Element (j, kk) sits at panels[(j / 16) * k * 16 + kk * 16 + j % 16]; rows past d are zeros.
 typedef struct {
     float *panels;   // (n_panels, k, 16)
