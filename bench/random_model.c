@@ -1,11 +1,13 @@
 // A Llama-architecture model with random BF16 weights, written in HF format for benchmarks.
 #include "bench/random_model.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "loader/config.h"
 #include "loader/json_file.h"
@@ -22,8 +24,14 @@ static uint16_t random_bf16(float scale) {
 }
 
 int random_model_write(const char *dir, random_model_shape m, int with_weights) {
+    if (mkdir(dir, 0755) && errno != EEXIST) return fprintf(stderr, "%s: cannot create: %s\n", dir, strerror(errno)), -1;
     char *p = path_join(dir, "config.json");
     FILE *f = fopen(p, "w");
+    if (!f) {
+        fprintf(stderr, "%s: cannot write: %s\n", p, strerror(errno));
+        free(p);
+        return -1;
+    }
     fprintf(f, "{\"model_type\":\"llama\",\"hidden_size\":%d,\"intermediate_size\":%d,\"num_hidden_layers\":%d,"
                "\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"vocab_size\":%d,\"max_position_embeddings\":%d,"
                "\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,\"tie_word_embeddings\":true,\"hidden_act\":\"silu\"}",

@@ -37,7 +37,7 @@ struct backend {
     int (*load_weights)(backend *b, const st_archive *a, rp_err *err);
     // Takes the run's memory plan before any weight is loaded: refuses it, naming the plan, when it does not fit
     // the device; else allocates the step's buffers by it (a shape with kv_fit: lowering its kv_slots to what fits
-    // first). May be NULL (the CPU backend grows on demand).
+    // first). The CPU backend, which grows on demand, takes only the KV dtype from it.
     int (*plan)(backend *b, struct memory_plan *p, rp_err *err);
     // Announces a forward step that stages `staged_rows` (row, visit) pairs in all. key != 0 marks a decode step
     // whose shape (sequences, their schedules, one token each) repeats: a backend may capture the step once and

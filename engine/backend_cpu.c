@@ -1,4 +1,5 @@
-// The CPU backend: float32 weights converted once at load (matrices packed into the matmul's panels), batch-invariant
+// The CPU backend: matrices packed once at load into the matmul's panels in their stored dtype (F32, BF16, F16),
+// vectors in float32, a KV cache of float32 or BF16 (BF16 for BF16 models unless --kv-dtype f32), batch-invariant
 // matmuls and attention over OpenMP threads. The numerical reference.
 #include <math.h>
 #include <omp.h>
@@ -7,6 +8,7 @@
 
 #include "engine/backend.h"
 #include "engine/matmul.h"
+#include "engine/memory_plan.h"
 #include "loader/weights.h"
 
 typedef struct {
@@ -17,9 +19,11 @@ typedef struct {
 typedef struct {
     backend base;
     int n_threads;
-    float *embed;        // (vocab, dim) row-major, when the LM head is not tied to it
+    kv_dtype kv_asked;   // the plan's --kv-dtype
+    int kv_bf16;         // the KV cache holds BF16 (else float32): decided at load, from kv_asked and the weights
+    packed_matrix embed;     // (vocab, dim) when the LM head is not tied to it (rows read out of the panels)
     float *final_norm;   // (dim)
-    packed_matrix lm_head;   // (vocab, dim); the embedding table too when tied (rows read out of the panels)
+    packed_matrix lm_head;   // (vocab, dim); the embedding table too when tied
     cpu_layer *layers;   // (n_layers)
     float *inv_freq;     // (head_dim / 2) RoPE inverse frequencies
     size_t weight_bytes;
@@ -42,15 +46,17 @@ static float *to_f32(cpu_backend *b, const st_tensor *t) {
     return p;
 }
 
-// A matrix converted to float32 and packed; the float32 copy lives only while it is packed.
+// A matrix packed straight from the mapped checkpoint, in its stored dtype.
 static int to_packed(cpu_backend *b, const st_tensor *t, packed_matrix *m, rp_err *err) {
-    float *w = malloc(sizeof(float) * (size_t)st_numel(t));
-    if (!w) return rp_fail(err, "out of memory converting %s", t->name);
-    tensor_to_f32(t, w);
-    int rc = matrix_pack(m, w, (int)t->shape[0], (int)t->shape[1]);
-    free(w);
-    if (rc) return rp_fail(err, "out of memory packing %s", t->name);
+    if (matrix_pack(m, t->data, t->dtype, (int)t->shape[0], (int)t->shape[1]))
+        return rp_fail(err, "out of memory packing %s (%zu bytes)", t->name, (size_t)st_numel(t) * st_dtype_size(t->dtype));
     b->weight_bytes += matrix_bytes(m);
+    return 0;
+}
+
+static int cpu_plan(backend *base, memory_plan *p, rp_err *err) {
+    (void)err;
+    ((cpu_backend *)base)->kv_asked = p->shape.kv_dtype;
     return 0;
 }
 
@@ -58,7 +64,9 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     cpu_backend *b = (cpu_backend *)base;
     const model_config *c = base->cfg;
     if (weights_check(c, a, err)) return -1;
-    if (!c->tied_embeddings) b->embed = to_f32(b, weights_global(c, a, G_EMBED));
+    // auto: a BF16 model's keys and values in BF16, as it was trained and as the CUDA backend keeps them
+    b->kv_bf16 = b->kv_asked == KV_DTYPE_BF16 || (b->kv_asked == KV_DTYPE_AUTO && weights_layer(a, 0, W_Q)->dtype == ST_BF16);
+    if (!c->tied_embeddings && to_packed(b, weights_global(c, a, G_EMBED), &b->embed, err)) return -1;
     b->final_norm = to_f32(b, weights_global(c, a, G_FINAL_NORM));
     if (to_packed(b, weights_global(c, a, c->tied_embeddings ? G_EMBED : G_LM_HEAD), &b->lm_head, err)) return -1;
     b->layers = calloc((size_t)c->n_layers, sizeof *b->layers);
@@ -100,8 +108,7 @@ static void cpu_embed(backend *base, const int *tokens, int n, int row0) {
     int dim = base->cfg->dim;
     for (int i = 0; i < n; i++) {
         float *row = b->x + (size_t)(row0 + i) * dim;
-        if (b->embed) memcpy(row, b->embed + (size_t)tokens[i] * dim, sizeof(float) * dim);
-        else matrix_row(&b->lm_head, tokens[i], row);
+        matrix_row(b->embed.panels ? &b->embed : &b->lm_head, tokens[i], row);
     }
 }
 
@@ -135,15 +142,24 @@ static void rope(float *x, int n_heads, int hd, const float *cosr, const float *
     }
 }
 
-// Causal attention of one query row (all heads) over positions 0..pos of a KV slot, GQA-aware.
-static void attend(const model_config *c, const float *q, const kv_slot *kv, int pos, int head, float *scores, float *out) {
+// Element i of a KV row, float32 or BF16 (widened exactly).
+static inline float kv_at(const void *row, int bf16, int i) {
+    return bf16 ? bf16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+// Causal attention of one query row (all heads) over positions 0..pos of a KV slot, GQA-aware. bf16 is a constant
+// in each caller below, so each element type gets its own loops.
+static inline __attribute__((always_inline)) void attend_typed(const model_config *c, const float *q, const kv_slot *kv,
+                                                              int pos, int head, float *scores, float *out, int bf16) {
     int hd = c->head_dim, kvd = c->n_kv_heads * hd, kvh = head / (c->n_heads / c->n_kv_heads);
-    const float *qh = q + (size_t)head * hd, *K = (const float *)kv->k, *V = (const float *)kv->v;
+    size_t es = bf16 ? 2 : 4;
+    const float *qh = q + (size_t)head * hd;
+    const unsigned char *K = kv->k, *V = kv->v;
     float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
     for (int t = 0; t <= pos; t++) {
-        const float *kt = K + (size_t)t * kvd + (size_t)kvh * hd;
+        const void *kt = K + ((size_t)t * kvd + (size_t)kvh * hd) * es;
         float s = 0;
-        for (int i = 0; i < hd; i++) s += qh[i] * kt[i];
+        for (int i = 0; i < hd; i++) s += qh[i] * kv_at(kt, bf16, i);
         scores[t] = s * scale;
         if (scores[t] > mx) mx = scores[t];
     }
@@ -152,10 +168,27 @@ static void attend(const model_config *c, const float *q, const kv_slot *kv, int
     float *oh = out + (size_t)head * hd;
     memset(oh, 0, sizeof(float) * hd);
     for (int t = 0; t <= pos; t++) {
-        const float *vt = V + (size_t)t * kvd + (size_t)kvh * hd;
+        const void *vt = V + ((size_t)t * kvd + (size_t)kvh * hd) * es;
         float p = scores[t] / sum;
-        for (int i = 0; i < hd; i++) oh[i] += p * vt[i];
+        for (int i = 0; i < hd; i++) oh[i] += p * kv_at(vt, bf16, i);
     }
+}
+
+static void attend(const model_config *c, const float *q, const kv_slot *kv, int pos, int head, float *scores, float *out,
+                   int bf16) {
+    if (bf16) attend_typed(c, q, kv, pos, head, scores, out, 1);
+    else attend_typed(c, q, kv, pos, head, scores, out, 0);
+}
+
+// Rows of keys or values (n, kvd) into a KV slot from position pos0, rounded to BF16 when the cache holds BF16.
+static void kv_store(void *cache, int bf16, int pos0, const float *rows, int n, int kvd) {
+    size_t at = (size_t)pos0 * kvd, count = (size_t)n * kvd;
+    if (!bf16) {
+        memcpy((float *)cache + at, rows, sizeof(float) * count);
+        return;
+    }
+    uint16_t *dst = (uint16_t *)cache + at;
+    for (size_t i = 0; i < count; i++) dst[i] = f32_to_bf16(rows[i]);
 }
 
 static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
@@ -203,9 +236,8 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
         rope(b->k + (size_t)r * kvd, c->n_kv_heads, hd, b->rope_cos + (size_t)r * half, b->rope_sin + (size_t)r * half);
     }
     for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++) {
-        float *K = (float *)parts[p].kv->k, *V = (float *)parts[p].kv->v;
-        memcpy(K + (size_t)parts[p].pos0 * kvd, b->k + (size_t)r * kvd, sizeof(float) * kvd * parts[p].n_rows);
-        memcpy(V + (size_t)parts[p].pos0 * kvd, b->v + (size_t)r * kvd, sizeof(float) * kvd * parts[p].n_rows);
+        kv_store(parts[p].kv->k, b->kv_bf16, parts[p].pos0, b->k + (size_t)r * kvd, parts[p].n_rows, kvd);
+        kv_store(parts[p].kv->v, b->kv_bf16, parts[p].pos0, b->v + (size_t)r * kvd, parts[p].n_rows, kvd);
     }
 
     // attention over each part's own KV slot, one (row, head) per task
@@ -224,7 +256,7 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
         int r = task / c->n_heads, head = task % c->n_heads, p = part_of_row[r];
         int pos = parts[p].pos0 + (r - row_start[p]);
         float *scores = b->scores + (size_t)omp_get_thread_num() * b->cap_scores;
-        attend(c, b->q + (size_t)r * qd, parts[p].kv, pos, head, scores, b->att + (size_t)r * qd);
+        attend(c, b->q + (size_t)r * qd, parts[p].kv, pos, head, scores, b->att + (size_t)r * qd, b->kv_bf16);
     }
     free(part_of_row);
     matmul(b->h, b->att, &m[W_O], R, b->n_threads);
@@ -256,8 +288,10 @@ static void cpu_write_rows(backend *base, int row0, int n, const float *in) {
     memcpy(b->x + (size_t)row0 * base->cfg->dim, in, sizeof(float) * (size_t)n * base->cfg->dim);
 }
 
+static size_t kv_elem_bytes(const cpu_backend *b) { return b->kv_bf16 ? 2 : sizeof(float); }
+
 static void cpu_kv_copy(backend *base, kv_slot *dst, const kv_slot *src, int n) {
-    size_t bytes = sizeof(float) * (size_t)n * base->cfg->n_kv_heads * base->cfg->head_dim;
+    size_t bytes = kv_elem_bytes((cpu_backend *)base) * (size_t)n * base->cfg->n_kv_heads * base->cfg->head_dim;
     memcpy(dst->k, src->k, bytes);
     memcpy(dst->v, src->v, bytes);
 }
@@ -272,14 +306,14 @@ static void cpu_logits(backend *base, const int *rows, int n, float *out) {
 }
 
 static size_t cpu_kv_bytes_per_token(const backend *base) {
-    return 2 * sizeof(float) * (size_t)base->cfg->n_kv_heads * base->cfg->head_dim;
+    return 2 * kv_elem_bytes((const cpu_backend *)base) * (size_t)base->cfg->n_kv_heads * base->cfg->head_dim;
 }
 
 static int cpu_kv_alloc(backend *base, kv_slot *kv, int capacity, rp_err *err) {
     size_t n = (size_t)capacity * base->cfg->n_kv_heads * base->cfg->head_dim;
     // calloc: pages are only touched as positions fill, so a large context costs nothing until used
-    kv->k = calloc(n, sizeof(float));
-    kv->v = calloc(n, sizeof(float));
+    kv->k = calloc(n, kv_elem_bytes((cpu_backend *)base));
+    kv->v = calloc(n, kv_elem_bytes((cpu_backend *)base));
     kv->capacity = capacity;
     if (!kv->k || !kv->v) {
         free(kv->k);
@@ -305,7 +339,7 @@ static void cpu_destroy(backend *base) {
         for (int l = 0; l < base->cfg->n_layers; l++)
             for (int w = 0; w < W_N_LAYER_TENSORS; w++) free(b->layers[l].w[w]), matrix_free(&b->layers[l].m[w]);
     matrix_free(&b->lm_head);
-    free(b->embed);
+    matrix_free(&b->embed);
     free(b->final_norm);
     free(b->layers);
     free(b->inv_freq);
@@ -319,7 +353,7 @@ backend *backend_cpu_create(const model_config *cfg, int n_threads) {
     if (n_threads <= 0) n_threads = omp_get_num_procs();
     b->n_threads = n_threads;
     b->base = (backend){
-        .name = "cpu", .cfg = cfg, .load_weights = cpu_load_weights, .reserve = cpu_reserve, .embed = cpu_embed,
+        .name = "cpu", .cfg = cfg, .plan = cpu_plan, .load_weights = cpu_load_weights, .reserve = cpu_reserve, .embed = cpu_embed,
         .layer = cpu_layer_run, .read_rows = cpu_read_rows,
         .write_rows = cpu_write_rows, .kv_copy = cpu_kv_copy, .logits = cpu_logits, .kv_alloc = cpu_kv_alloc, .kv_free = cpu_kv_free,
         .kv_bytes_per_token = cpu_kv_bytes_per_token, .weight_bytes = cpu_weight_bytes, .destroy = cpu_destroy,

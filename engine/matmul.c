@@ -6,33 +6,51 @@
 // x[r][k] into a fused multiply-add with each. Decode (1 row) streams each panel once; prefill reuses each weight
 // vector across 3 rows from registers and each panel pair across a block of rows from L2. Threads split the panels.
 //
-// The tile is chosen once for the CPU (AVX2 with FMA, or portable C). Every output element is the chain
+// BF16 and F16 panels: a decode step (at most 3 rows) widens each weight vector to float32 in registers as it is
+// loaded, so it streams half the bytes of float32; more rows first widen a panel pair into a float32 scratch once
+// per block of rows, so the widening costs one pass per 48 rows and the tile runs at float32 speed. Widening is
+// exact, so neither choice changes a bit.
+//
+// The tile is chosen once for the CPU (AVX2 with FMA and F16C, or portable C). Every output element is the chain
 // s = fma(x[k], w[k], s) over k in order from s = 0, in every tile shape and on every path: a fused multiply-add is
-// exactly rounded, so the two paths agree bit for bit, and a row's result never depends on the rows beside it.
+// exactly rounded, so the paths agree bit for bit, and a row's result never depends on the rows beside it.
 #include "engine/matmul.h"
 
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "loader/weights.h"
 
 #define MR 6          // input rows per call of a tile function (the AVX2 tile takes them 3 at a time)
 #define NP 2          // panels per tile
 #define ROW_BLOCK 48  // input rows whose x stays in L2 while a thread's panels pass over them
+#define DIRECT_ROWS 3 // up to this many rows, a path that can widens BF16/F16 weights in registers
 
-int matrix_pack(packed_matrix *m, const float *w, int d, int k) {
-    m->d = d, m->k = k, m->n_panels = (d + MATMUL_LANES - 1) / MATMUL_LANES;
-    size_t n = (size_t)m->n_panels * k * MATMUL_LANES;
-    m->panels = aligned_alloc(64, (n * sizeof(float) + 63) & ~(size_t)63);
+static size_t elem_size(st_dtype t) { return t == ST_F32 ? 4 : 2; }
+
+static float elem_f32(const void *p, st_dtype t, size_t i) {
+    if (t == ST_F32) return ((const float *)p)[i];
+    uint16_t h = ((const uint16_t *)p)[i];
+    return t == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
+int matrix_pack(packed_matrix *m, const void *w, st_dtype dtype, int d, int k) {
+    m->d = d, m->k = k, m->dtype = dtype, m->n_panels = (d + MATMUL_LANES - 1) / MATMUL_LANES;
+    size_t es = elem_size(dtype), panel = (size_t)k * MATMUL_LANES * es;
+    m->panels = aligned_alloc(64, (matrix_bytes(m) + 63) & ~(size_t)63);
     if (!m->panels) return -1;
-    for (int p = 0; p < m->n_panels; p++)
-        for (int kk = 0; kk < k; kk++) {
-            float *dst = m->panels + ((size_t)p * k + kk) * MATMUL_LANES;
-            for (int l = 0; l < MATMUL_LANES; l++) {
-                int j = p * MATMUL_LANES + l;
-                dst[l] = j < d ? w[(size_t)j * k + kk] : 0.0f;
-            }
+    // Row by row: the source is read in order (it may be a mapped file) and each panel's writes stay in cache.
+    for (int j = 0; j < m->n_panels * MATMUL_LANES; j++) {
+        unsigned char *dst = (unsigned char *)m->panels + (size_t)(j / MATMUL_LANES) * panel + (size_t)(j % MATMUL_LANES) * es;
+        const unsigned char *src = (const unsigned char *)w + (size_t)j * k * es;
+        for (int kk = 0; kk < k; kk++, dst += MATMUL_LANES * es) {
+            if (j >= d) memset(dst, 0, es);
+            else memcpy(dst, src + (size_t)kk * es, es);
         }
+    }
     return 0;
 }
 
@@ -41,20 +59,36 @@ void matrix_free(packed_matrix *m) {
     m->panels = NULL;
 }
 
-size_t matrix_bytes(const packed_matrix *m) { return (size_t)m->n_panels * m->k * MATMUL_LANES * sizeof(float); }
-
-void matrix_row(const packed_matrix *m, int j, float *out) {
-    const float *p = m->panels + (size_t)(j / MATMUL_LANES) * m->k * MATMUL_LANES + j % MATMUL_LANES;
-    for (int kk = 0; kk < m->k; kk++) out[kk] = p[(size_t)kk * MATMUL_LANES];
+size_t matrix_packed_bytes(st_dtype dtype, int d, int k) {
+    return (size_t)((d + MATMUL_LANES - 1) / MATMUL_LANES) * k * MATMUL_LANES * elem_size(dtype);
 }
 
-// The portable tile: rows [0, mr) x panels [p0, p0 + np), lane by lane.
-static void tile_portable(float *out, int d, const float *x, int k, const float *panels, int p0, int mr, int np) {
-    float acc[MR][NP][MATMUL_LANES] = {{{0}}};
-    const float *w0 = panels + (size_t)p0 * k * MATMUL_LANES;
+size_t matrix_bytes(const packed_matrix *m) { return matrix_packed_bytes(m->dtype, m->d, m->k); }
+
+void matrix_row(const packed_matrix *m, int j, float *out) {
+    size_t base = (size_t)(j / MATMUL_LANES) * m->k * MATMUL_LANES + j % MATMUL_LANES;
+    for (int kk = 0; kk < m->k; kk++) out[kk] = elem_f32(m->panels, m->dtype, base + (size_t)kk * MATMUL_LANES);
+}
+
+// A tile: rows [0, mr) of x against the np panels starting at w0 (elements of dtype), whose first output column
+// is j0.
+typedef void tile_fn(float *out, int d, const float *x, int k, const void *w0, st_dtype dtype, int j0, int mr, int np);
+// Widens n elements of dtype to float32.
+typedef void widen_fn(float *dst, const void *src, st_dtype dtype, size_t n);
+
+static void widen_portable(float *dst, const void *src, st_dtype dtype, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = elem_f32(src, dtype, i);
+}
+
+// The portable tile, lane by lane (BF16/F16 panels element by element: slow, and only used when matmul could not
+// get the scratch to widen them into).
+static void tile_portable(float *out, int d, const float *x, int k, const void *w0, st_dtype dtype, int j0, int mr, int np) {
+    float acc[MR][NP][MATMUL_LANES] = {{{0}}}, widened[MATMUL_LANES];
     for (int kk = 0; kk < k; kk++)
         for (int p = 0; p < np; p++) {
-            const float *wv = w0 + ((size_t)p * k + kk) * MATMUL_LANES;
+            size_t at = ((size_t)p * k + kk) * MATMUL_LANES;
+            const float *wv = (const float *)w0 + at;
+            if (dtype != ST_F32) widen_portable(widened, (const uint16_t *)w0 + at, dtype, MATMUL_LANES), wv = widened;
             for (int r = 0; r < mr; r++) {
                 float xv = x[(size_t)r * k + kk];
                 for (int l = 0; l < MATMUL_LANES; l++) acc[r][p][l] = fmaf(xv, wv[l], acc[r][p][l]);
@@ -63,27 +97,35 @@ static void tile_portable(float *out, int d, const float *x, int k, const float 
     for (int r = 0; r < mr; r++)
         for (int p = 0; p < np; p++)
             for (int l = 0; l < MATMUL_LANES; l++) {
-                int j = (p0 + p) * MATMUL_LANES + l;
+                int j = j0 + p * MATMUL_LANES + l;
                 if (j < d) out[(size_t)r * d + j] = acc[r][p][l];
             }
 }
 
-typedef void tile_fn(float *out, int d, const float *x, int k, const float *panels, int p0, int mr, int np);
-
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// Eight weights from element i, widened to float32 (aligned: i is a multiple of 8).
+AVX2 __attribute__((always_inline)) static inline __m256 load8(const void *w, size_t i, st_dtype dtype) {
+    if (dtype == ST_F32) return _mm256_load_ps((const float *)w + i);
+    __m128i h = _mm_load_si128((const __m128i *)((const uint16_t *)w + i));
+    if (dtype == ST_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
 // AVX2: a panel is two ymm halves; 3 rows x 2 panels, 12 ymm sums.
-__attribute__((target("avx2,fma"), always_inline)) static inline void tile256(float *out, int d, const float *x, int k,
-                                                                             const float *panels, int p0, int mr, int np) {
+AVX2 __attribute__((always_inline)) static inline void tile256(float *out, int d, const float *x, int k, const void *w0,
+                                                               st_dtype dtype, int j0, int mr, int np) {
     __m256 acc[3][NP][2];
     for (int r = 0; r < 3; r++)
         for (int p = 0; p < NP; p++) acc[r][p][0] = acc[r][p][1] = _mm256_setzero_ps();
-    const float *w0 = panels + (size_t)p0 * k * MATMUL_LANES, *w1 = w0 + (size_t)k * MATMUL_LANES;
+    size_t panel = (size_t)k * MATMUL_LANES;
     for (int kk = 0; kk < k; kk++) {
-        __m256 a0 = _mm256_load_ps(w0 + (size_t)kk * MATMUL_LANES), a1 = _mm256_load_ps(w0 + (size_t)kk * MATMUL_LANES + 8);
-        __m256 b0 = a0, b1 = a1;
-        if (np > 1) b0 = _mm256_load_ps(w1 + (size_t)kk * MATMUL_LANES), b1 = _mm256_load_ps(w1 + (size_t)kk * MATMUL_LANES + 8);
+        size_t i = (size_t)kk * MATMUL_LANES;
+        __m256 a0 = load8(w0, i, dtype), a1 = load8(w0, i + 8, dtype), b0 = a0, b1 = a1;
+        if (np > 1) b0 = load8(w0, panel + i, dtype), b1 = load8(w0, panel + i + 8, dtype);
         for (int r = 0; r < mr; r++) {
             __m256 xv = _mm256_set1_ps(x[(size_t)r * k + kk]);
             acc[r][0][0] = _mm256_fmadd_ps(xv, a0, acc[r][0][0]), acc[r][0][1] = _mm256_fmadd_ps(xv, a1, acc[r][0][1]);
@@ -94,69 +136,104 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile256(fl
         for (int p = 0; p < np; p++) {
             float tmp[MATMUL_LANES];
             _mm256_storeu_ps(tmp, acc[r][p][0]), _mm256_storeu_ps(tmp + 8, acc[r][p][1]);
-            int j = (p0 + p) * MATMUL_LANES, valid = d - j < MATMUL_LANES ? d - j : MATMUL_LANES;
+            int j = j0 + p * MATMUL_LANES, valid = d - j < MATMUL_LANES ? d - j : MATMUL_LANES;
             memcpy(out + (size_t)r * d + j, tmp, sizeof(float) * (size_t)valid);
         }
 }
 
-__attribute__((target("avx2,fma"))) static void tile_avx2(float *out, int d, const float *x, int k, const float *panels,
-                                                          int p0, int mr, int np) {
+// The rows of one call, 3 at a time, for one dtype known at compile time (so load8 is specialised).
+AVX2 __attribute__((always_inline)) static inline void tile_avx2_rows(float *out, int d, const float *x, int k, const void *w0,
+                                                                      st_dtype dtype, int j0, int mr, int np) {
     int r = 0;
-    for (; r + 3 <= mr && np == NP; r += 3) tile256(out + (size_t)r * d, d, x + (size_t)r * k, k, panels, p0, 3, NP);
-    for (; r < mr; r++) tile256(out + (size_t)r * d, d, x + (size_t)r * k, k, panels, p0, 1, np);
+    for (; r + 3 <= mr && np == NP; r += 3) tile256(out + (size_t)r * d, d, x + (size_t)r * k, k, w0, dtype, j0, 3, NP);
+    for (; r < mr; r++) tile256(out + (size_t)r * d, d, x + (size_t)r * k, k, w0, dtype, j0, 1, np);
+}
+
+AVX2 static void tile_avx2(float *out, int d, const float *x, int k, const void *w0, st_dtype dtype, int j0, int mr, int np) {
+    if (dtype == ST_F32) tile_avx2_rows(out, d, x, k, w0, ST_F32, j0, mr, np);
+    else if (dtype == ST_BF16) tile_avx2_rows(out, d, x, k, w0, ST_BF16, j0, mr, np);
+    else tile_avx2_rows(out, d, x, k, w0, ST_F16, j0, mr, np);
+}
+
+AVX2 static void widen_avx2(float *dst, const void *src, st_dtype dtype, size_t n) {
+    size_t i = 0;   // src is a panel (64-byte aligned), n a multiple of 16
+    if (dtype == ST_BF16)
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(src, i, ST_BF16));
+    else if (dtype == ST_F16)
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(src, i, ST_F16));
+    widen_portable(dst + i, (const unsigned char *)src + i * elem_size(dtype), dtype, n - i);
 }
 #endif
 
-// The paths this CPU can run, best first: AVX2 with FMA, portable. All give the same bits. (An AVX-512 tile is the
-// next step, to land once it has run on a CPU that has AVX-512: the machine this was written on has none.)
-static struct {
+// The paths this CPU can run, best first: AVX2 with FMA (and F16C), portable. All give the same bits. (An AVX-512
+// tile is the next step, to land once it has run on a CPU that has AVX-512: the machine this was written on has none.)
+typedef struct {
     const char *name;
     tile_fn *tile;
-} paths[2];
+    widen_fn *widen;
+    int widens;   // the tile reads BF16/F16 panels at full speed (used for up to DIRECT_ROWS rows; more are widened first)
+} matmul_path;
+static matmul_path paths[2];
 static int n_paths;
-static tile_fn *tile_of_cpu;
+static const matmul_path *path_of_cpu;
 
-__attribute__((constructor)) static void choose_tile(void) {
+__attribute__((constructor)) static void choose_path(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) paths[n_paths].name = "avx2", paths[n_paths++].tile = tile_avx2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        paths[n_paths++] = (matmul_path){"avx2", tile_avx2, widen_avx2, 1};
 #endif
-    paths[n_paths].name = "portable", paths[n_paths++].tile = tile_portable;
-    tile_of_cpu = paths[0].tile;
+    paths[n_paths++] = (matmul_path){"portable", tile_portable, widen_portable, 0};
+    path_of_cpu = &paths[0];
 }
 
 int matmul_path_count(void) { return n_paths; }
 const char *matmul_path_name(int i) { return i >= 0 && i < n_paths ? paths[i].name : NULL; }
 void matmul_use_path(int i) {
-    if (i >= 0 && i < n_paths) tile_of_cpu = paths[i].tile;
+    if (i >= 0 && i < n_paths) path_of_cpu = &paths[i];
 }
 
-// Rows [0, n) against panels [pa, pb), one thread's share.
-static void matmul_panels(tile_fn *tile, float *out, const float *x, const packed_matrix *w, int n, int pa, int pb) {
+// Rows [0, n) against panels [pa, pb), one thread's share. scratch: NP panels of float32, when the panels are to
+// be widened before the tile reads them.
+static void matmul_panels(const matmul_path *path, float *out, const float *x, const packed_matrix *w, int n, int pa,
+                          int pb, float *scratch) {
     int k = w->k, d = w->d;
+    size_t panel = (size_t)k * MATMUL_LANES, es = elem_size(w->dtype);
     for (int r0 = 0; r0 < n; r0 += ROW_BLOCK) {
         int r1 = r0 + ROW_BLOCK < n ? r0 + ROW_BLOCK : n;
         for (int p = pa; p < pb; p += NP) {
             int np = pb - p < NP ? pb - p : NP;
+            const void *w0 = (const unsigned char *)w->panels + p * panel * es;
+            st_dtype dtype = w->dtype;
+            if (scratch) path->widen(scratch, w0, dtype, np * panel), w0 = scratch, dtype = ST_F32;
             for (int r = r0; r < r1; r += MR)
-                tile(out + (size_t)r * d, d, x + (size_t)r * k, k, w->panels, p, r1 - r < MR ? r1 - r : MR, np);
+                path->tile(out + (size_t)r * d, d, x + (size_t)r * k, k, w0, dtype, p * MATMUL_LANES, r1 - r < MR ? r1 - r : MR, np);
         }
     }
 }
 
+// One thread's share, with the scratch it needs (without it, out of memory, the tile reads the panels as they are).
+static void matmul_share(const matmul_path *path, float *out, const float *x, const packed_matrix *w, int n, int pa, int pb) {
+    float *scratch = NULL;
+    if (w->dtype != ST_F32 && !(path->widens && n <= DIRECT_ROWS))
+        scratch = aligned_alloc(64, sizeof(float) * NP * MATMUL_LANES * (size_t)w->k);
+    matmul_panels(path, out, x, w, n, pa, pb, scratch);
+    free(scratch);
+}
+
 void matmul(float *out, const float *x, const packed_matrix *w, int n, int n_threads) {
-    tile_fn *tile = tile_of_cpu;
+    const matmul_path *path = path_of_cpu;
     int pairs = (w->n_panels + NP - 1) / NP;
     int threads = (size_t)n * w->d * w->k > PARALLEL_MIN_WORK ? n_threads : 1;
     if (threads > pairs) threads = pairs;
     if (threads <= 1) {
-        matmul_panels(tile, out, x, w, n, 0, w->n_panels);
+        matmul_share(path, out, x, w, n, 0, w->n_panels);
         return;
     }
 #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         int a = pairs * t / nt * NP, b = pairs * (t + 1) / nt * NP;
-        matmul_panels(tile, out, x, w, n, a, b < w->n_panels ? b : w->n_panels);
+        matmul_share(path, out, x, w, n, a, b < w->n_panels ? b : w->n_panels);
     }
 }

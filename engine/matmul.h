@@ -1,25 +1,34 @@
-// The CPU backend's matrix multiply: out = x . W^T with W packed once at load into panels of output rows.
+// The CPU backend's matrix multiply: out = x . W^T with W packed once at load into panels of output rows, in the
+// dtype it was stored in (F32, BF16 or F16).
 #ifndef REPRISE_MATMUL_H
 #define REPRISE_MATMUL_H
 
 #include <stddef.h>
+
+#include "loader/safetensors.h"
 
 #define MATMUL_LANES 16   // output rows per panel: two AVX2 vectors of floats (one AVX-512 vector)
 
 // A weight matrix W (d, k), torch Linear layout, packed for the matmul: panel p holds output rows 16p..16p+15
 // interleaved by k, so that the 16 weights of one input column are contiguous (two AVX2 loads).
 // Element (j, kk) sits at panels[(j / 16) * k * 16 + kk * 16 + j % 16]; rows past d are zeros.
+// The elements keep the checkpoint's dtype: a BF16 model costs its file size in memory, and decode reads half the
+// bytes of float32. Every BF16 and F16 value is exactly a float32, so the dtype changes no result.
 typedef struct {
-    float *panels;   // (n_panels, k, 16)
+    void *panels;     // (n_panels, k, 16) elements of dtype
+    st_dtype dtype;   // ST_F32, ST_BF16 or ST_F16
     int d, k, n_panels;
 } packed_matrix;
 
-// Packs row-major w (d, k); 0, or -1 out of memory.
-int matrix_pack(packed_matrix *m, const float *w, int d, int k);
+// Packs row-major w (d, k) of the given dtype (ST_F32, ST_BF16, ST_F16; w need not be aligned, e.g. a tensor in
+// the mapped checkpoint). 0, or -1 out of memory.
+int matrix_pack(packed_matrix *m, const void *w, st_dtype dtype, int d, int k);
 void matrix_free(packed_matrix *m);
 size_t matrix_bytes(const packed_matrix *m);
+// The bytes a (d, k) matrix of dtype takes once packed (its rows padded to whole panels).
+size_t matrix_packed_bytes(st_dtype dtype, int d, int k);
 
-// Row j of W (an embedding lookup from a packed, tied table), into out (k).
+// Row j of W as float32 (an embedding lookup from a packed table), into out (k).
 void matrix_row(const packed_matrix *m, int j, float *out);
 
 // out (n, d) = x (n, k) . W^T. Every output element is one chain of fused multiply-adds over k in order, from 0,

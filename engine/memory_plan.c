@@ -7,6 +7,14 @@
 #include "engine/tensor_parallel.h"
 #include "loader/weights.h"
 
+int kv_dtype_parse(const char *text, kv_dtype *out) {
+    for (int t = KV_DTYPE_AUTO; t <= KV_DTYPE_BF16; t++)
+        if (!strcmp(text, kv_dtype_name((kv_dtype)t))) return *out = (kv_dtype)t, 0;
+    return -1;
+}
+
+const char *kv_dtype_name(kv_dtype t) { return t == KV_DTYPE_F32 ? "f32" : t == KV_DTYPE_BF16 ? "bf16" : "auto"; }
+
 size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp) {
     return 2 * 2 * (size_t)(c->n_kv_heads / (tp > 0 ? tp : 1)) * c->head_dim;
 }

@@ -17,6 +17,13 @@
 // (logit, id) pairs.
 #define PLAN_CANDIDATE_ROW_BYTES(k) (16 + 8 * (size_t)(k))
 
+// The KV cache's element type (--kv-dtype). The CUDA backend keeps BF16 and refuses f32; the CPU backend keeps
+// either, and by default (auto) BF16 for a model stored in BF16, float32 otherwise.
+typedef enum { KV_DTYPE_AUTO, KV_DTYPE_F32, KV_DTYPE_BF16 } kv_dtype;
+// "auto", "f32", "bf16": 0, or -1 for anything else.
+int kv_dtype_parse(const char *text, kv_dtype *out);
+const char *kv_dtype_name(kv_dtype t);
+
 // What a run needs at once. Every count is an upper bound the engine keeps to (it chunks, never overflows).
 typedef struct {
     int ubatch;       // most rows of one forward step
@@ -28,6 +35,7 @@ typedef struct {
     int tp;           // GPUs the model is split over (tensor parallel); the plan is one GPU's share
     int kv_fit;       // kv_slots is a most: a backend that knows its free memory lowers it to what fits (a server's
                       // KV budget by default), and the plan it keeps says what it took
+    kv_dtype kv_dtype;   // --kv-dtype
 } plan_shape;
 
 // The buffers of the CUDA backend on one GPU. Activations are (ubatch, width) float32 unless said otherwise; under

@@ -79,7 +79,7 @@ double roofline_cpu_matmul_peak(int threads) {
         packed_matrix pw = {0};
         for (size_t i = 0; i < (size_t)n * k; i++) x[i] = (float)(i % 7) * 0.1f;
         for (size_t i = 0; i < (size_t)d * k; i++) w[i] = (float)(i % 5) * 0.1f;
-        int ok = x && w && out && !matrix_pack(&pw, w, d, k);
+        int ok = x && w && out && !matrix_pack(&pw, w, ST_F32, d, k);
         for (int r = 0; ok && r < 3; r++) {
             double t0 = rp_now_s();
             matmul(out, x, &pw, n, threads);

@@ -85,13 +85,6 @@ const st_tensor *weights_global(const model_config *c, const st_archive *a, glob
     return st_find(a, global_tensor_name[g]);
 }
 
-float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 float f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
     if (exp == 0x1f) u = sign | 0x7f800000u | (man << 13);          // inf / nan

@@ -3,6 +3,7 @@
 #define REPRISE_WEIGHTS_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "loader/config.h"
 #include "loader/safetensors.h"
@@ -35,7 +36,20 @@ void tensor_to_f32(const st_tensor *t, float *dst);
 // (a 1-D tensor as (shape[0], 1)) to float32, row-major (rows, cols) in dst.
 void tensor_block_to_f32(const st_tensor *t, int64_t row0, int64_t rows, int64_t col0, int64_t cols, float *dst);
 
-float bf16_to_f32(uint16_t h);
+// BF16 is the top half of a float32: widening is exact (and inlined: the CPU backend's attention reads BF16 keys).
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+// Round to nearest even, as CUDA's __float2bfloat16 (a NaN stays a quiet NaN).
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
 float f16_to_f32(uint16_t h);
 
 #endif

@@ -43,6 +43,21 @@ check "score prints 3 log-probabilities, perplexity, and dumps [4][96] logits" $
 "$BIN" score -m "$M" --tokens 1,5,9,3 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d["logprobs"])==3 and d["perplexity"]>1'
 check "score --json is JSON" $?
 
+# the CPU backend's KV cache: BF16 for this BF16 model by default, float32 on request; the logits of the two agree
+# to BF16's rounding of keys and values, and differ (the option is not ignored)
+"$BIN" inspect -m "$M" | grep -q "KV per token, cpu (bf16)" && "$BIN" inspect -m "$M" --kv-dtype f32 | grep -q "KV per token, cpu (f32)"
+check "inspect: the CPU KV cache of a BF16 model is bf16 by default, f32 with --kv-dtype f32" $?
+"$BIN" score -m "$M" --tokens 1,5,9,3,7,2,8 --dump-logits "$T/kv_auto.f32" >/dev/null 2>&1 &&
+"$BIN" score -m "$M" --tokens 1,5,9,3,7,2,8 --kv-dtype bf16 --dump-logits "$T/kv_bf16.f32" >/dev/null 2>&1 &&
+"$BIN" score -m "$M" --tokens 1,5,9,3,7,2,8 --kv-dtype f32 --dump-logits "$T/kv_f32.f32" >/dev/null 2>&1 &&
+cmp -s "$T/kv_auto.f32" "$T/kv_bf16.f32" && python3 - "$T/kv_bf16.f32" "$T/kv_f32.f32" <<'PY'
+import struct, sys
+a, b = (struct.unpack(f"<{n}f", open(p, "rb").read()) for p, n in ((sys.argv[1], 7 * 96), (sys.argv[2], 7 * 96)))
+d = max(abs(x - y) for x, y in zip(a, b))
+assert 0 < d < 2e-2, d
+PY
+check "score: --kv-dtype bf16 (the default here) and f32 differ by less than 2e-2 in every logit" $?
+expect_error "bad --kv-dtype" "--kv-dtype: 'f16'" "$BIN" generate -m "$M" --tokens 1 --kv-dtype f16
 "$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 7 --ignore-eos >"$T/r1" 2>/dev/null
 "$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 7 --ignore-eos >"$T/r2" 2>/dev/null
 "$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 8 --ignore-eos >"$T/r3" 2>/dev/null
@@ -105,6 +120,9 @@ check "sparse checkpoints of Qwen2-7B and Qwen2-72B shapes" $?
 grep -q "weights  *135.426 GiB" "$T/i72" && grep -q "87 slots x 4096 positions" "$T/i72" && grep -q "kv cache  *1.359 GiB" "$T/i72" &&
     grep -q "fits  *yes, on a 139.000 GiB GPU" "$T/i72" && grep -q "parameters  *72706203648" "$T/i72"
 check "inspect: RYS-XLarge (rys:45,52 on Qwen2-72B) at 4096 positions fits one 139 GiB GPU: 135.4 GiB of weights, 87 KV slots" $?
+grep -q "weights in cpu backend  *135.43 GiB" "$T/i72" && grep -q "KV per token, cpu (bf16)  *348.00 KiB" "$T/i72"
+check "inspect: the CPU backend keeps Qwen2-72B's BF16 weights in BF16 (135.43 GiB, not 270) and its KV in BF16" $?
+
 "$BIN" inspect -m "$T/q72" --schedule rys:45,52 --gpu-memory 79 2>&1 | grep -q "fits  *no, not on a 79.000 GiB GPU"
 check "inspect: RYS-XLarge does not fit one 79 GiB GPU" $?
 "$BIN" inspect -m "$T/q7" --schedule rys:10,20 --batch 64 -c 1600 --gpu-memory 79 >"$T/i7" 2>&1

@@ -680,7 +680,7 @@ static void memory_plan_equals_peak_allocation(void) {
     struct { int ubatch, ctx, batch, prompt; } points[] = {{0, 40, 1, 12}, {8, 48, 4, 20}, {16, 64, 3, 30}, {512, 64, 20, 9}};
     for (auto &pt : points) {
         plan_shape shape = {.ubatch = pt.ubatch, .seqs = pt.batch, .logit_rows = 0, .kv_slots = 6L * pt.batch,
-                            .ctx = pt.ctx, .max_visits = 6, .tp = 1, .kv_fit = 0};
+                            .ctx = pt.ctx, .max_visits = 6, .tp = 1, .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO};
         size_t planned = 0;
         int loaded;
         rp_err err;

@@ -23,6 +23,10 @@ grep -q "CPU emulation" "$T/b64.err" || r=1
 [ $r -eq 0 ] && [ "$(rows "$T/b64/results.sqlite" | wc -l)" -eq 12 ] && cmp -s <(rows "$T/b64/results.sqlite") <(rows "$T/b1/results.sqlite")
 check "CUDA backend: a sweep at --batch 1 --ubatch 4 gives the rows of --batch 64, exactly" $?
 
+"$BIN" generate -p "7" -n 2 --backend cuda --kv-dtype f32 >"$T/kv.out" 2>"$T/kv.err"
+[ $? -ne 0 ] && grep -q "the CUDA backend keeps its KV cache in BF16" "$T/kv.err" && [ ! -s "$T/kv.out" ]
+check "CUDA backend: --kv-dtype f32 refused, naming why" $?
+
 # the plan of generate on the built-in model: refused on a device one byte too small, run on one just big enough
 REPRISE_EMU_DEVICE_MEMORY=1000000 "$BIN" generate -p "12+35=" -n 3 --temp 0 --backend cuda >"$T/small.out" 2>"$T/small.err"
 r=$?

@@ -1,7 +1,10 @@
 // The CPU matmul: every code path this CPU runs (AVX2, portable) gives the same bits, a row's result does
-// not depend on the rows beside it or on the thread count, the packing keeps every element, and the sums agree
-// with a double-precision reference.
+// not depend on the rows beside it or on the thread count, BF16 and F16 panels give the bits of their float32
+// widening, the packing keeps every element, and the sums agree with a double-precision reference.
+#include <stdint.h>
+
 #include "engine/matmul.h"
+#include "loader/weights.h"
 #include "tests/test_util.h"
 
 static unsigned rng = 12345;
@@ -16,44 +19,81 @@ static float *random_floats(size_t n) {
     return p;
 }
 
-static void packing_keeps_every_element(void) {
-    int d = 37, k = 19;
-    float *w = random_floats((size_t)d * k), row[19];
-    packed_matrix m;
-    CHECK(matrix_pack(&m, w, d, k) == 0, "pack");
-    for (int j = 0; j < d; j++) {
-        matrix_row(&m, j, row);
-        CHECK(!memcmp(row, w + (size_t)j * k, sizeof row), "row %d read back from the panels", j);
+// w (n floats) stored as dtype: the raw elements (returned) and, in w, the float32 values they hold.
+static void *stored_as(float *w, size_t n, st_dtype dtype) {
+    if (dtype == ST_F32) {
+        float *raw = malloc(sizeof(float) * (n ? n : 1));
+        memcpy(raw, w, sizeof(float) * n);
+        return raw;
     }
-    matrix_free(&m);
-    free(w);
+    uint16_t *raw = malloc(sizeof(uint16_t) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        rng = rng * 1664525u + 1013904223u;
+        // any bit pattern but inf/nan (F16: up to its largest; BF16: up to 2^7, so sums stay finite): subnormals and
+        // signed zeros included
+        uint16_t h = (uint16_t)(rng >> 16);
+        if (dtype == ST_BF16) h = (uint16_t)((h & 0x807f) | ((((h >> 7) & 0xff) % 0x87) << 7));
+        if (dtype == ST_F16 && ((h >> 10) & 0x1f) == 0x1f) h &= 0xbfff;
+        if (i % 3 == 0) {   // mostly values of sane size, so sums are meaningful
+            float f = w[i];
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            h = dtype == ST_BF16 ? (uint16_t)(u >> 16) : h;
+        }
+        raw[i] = h;
+        w[i] = dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+    }
+    return raw;
+}
+
+static const st_dtype dtypes[] = {ST_F32, ST_BF16, ST_F16};
+
+static void packing_keeps_every_element(void) {
+    for (size_t t = 0; t < sizeof dtypes / sizeof *dtypes; t++) {
+        int d = 37, k = 19;
+        float *w = random_floats((size_t)d * k), row[19];
+        void *raw = stored_as(w, (size_t)d * k, dtypes[t]);
+        packed_matrix m;
+        CHECK(matrix_pack(&m, raw, dtypes[t], d, k) == 0, "pack");
+        CHECK(matrix_bytes(&m) == (size_t)3 * 16 * k * st_dtype_size(dtypes[t]), "%s: bytes %zu", st_dtype_name(dtypes[t]), matrix_bytes(&m));
+        for (int j = 0; j < d; j++) {
+            matrix_row(&m, j, row);
+            CHECK(!memcmp(row, w + (size_t)j * k, sizeof row), "%s: row %d read back from the panels", st_dtype_name(dtypes[t]), j);
+        }
+        matrix_free(&m);
+        free(w), free(raw);
+    }
 }
 
 static void paths_agree_bit_for_bit_and_rows_stand_alone(void) {
-    static const int ns[] = {1, 2, 5, 6, 7, 13, 50}, ds[] = {1, 15, 16, 17, 33, 100}, ks[] = {1, 7, 64, 129};
+    static const int ns[] = {1, 2, 3, 4, 6, 7, 13, 50}, ds[] = {1, 15, 16, 17, 33, 100}, ks[] = {1, 7, 64, 129};
     fprintf(stderr, "  paths on this CPU:");
     for (int p = 0; p < matmul_path_count(); p++) fprintf(stderr, " %s", matmul_path_name(p));
     fprintf(stderr, "\n");
+    for (size_t t = 0; t < sizeof dtypes / sizeof *dtypes; t++)
     for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
         for (size_t b = 0; b < sizeof ds / sizeof *ds; b++)
             for (size_t c = 0; c < sizeof ks / sizeof *ks; c++) {
                 int n = ns[a], d = ds[b], k = ks[c];
                 float *x = random_floats((size_t)n * k), *w = random_floats((size_t)d * k);
+                void *raw = stored_as(w, (size_t)d * k, dtypes[t]);
                 float *first = malloc(sizeof(float) * n * d), *out = malloc(sizeof(float) * n * d), *one = malloc(sizeof(float) * d);
-                packed_matrix m;
-                CHECK(matrix_pack(&m, w, d, k) == 0, "pack");
+                packed_matrix m, m32;
+                CHECK(matrix_pack(&m, raw, dtypes[t], d, k) == 0, "pack");
+                CHECK(matrix_pack(&m32, w, ST_F32, d, k) == 0, "pack");
+                // the float32 packing of the same values: BF16/F16 panels must give its bits exactly
+                matmul(first, x, &m32, n, 1);
                 for (int p = 0; p < matmul_path_count(); p++) {
                     matmul_use_path(p);
                     for (int threads = 1; threads <= 3; threads += 2) {
                         matmul(out, x, &m, n, threads);
-                        if (p == 0 && threads == 1) memcpy(first, out, sizeof(float) * n * d);
-                        else CHECK(!memcmp(out, first, sizeof(float) * n * d), "n %d d %d k %d: path %s, %d threads differ",
-                                   n, d, k, matmul_path_name(p), threads);
+                        CHECK(!memcmp(out, first, sizeof(float) * n * d), "%s n %d d %d k %d: path %s, %d threads differ",
+                              st_dtype_name(dtypes[t]), n, d, k, matmul_path_name(p), threads);
                     }
                     for (int r = 0; r < n; r += 3) {   // a row alone: the bits it had in the batch
                         matmul(one, x + (size_t)r * k, &m, 1, 1);
-                        CHECK(!memcmp(one, first + (size_t)r * d, sizeof(float) * d), "n %d d %d k %d: row %d alone (%s)", n,
-                              d, k, r, matmul_path_name(p));
+                        CHECK(!memcmp(one, first + (size_t)r * d, sizeof(float) * d), "%s n %d d %d k %d: row %d alone (%s)",
+                              st_dtype_name(dtypes[t]), n, d, k, r, matmul_path_name(p));
                     }
                 }
                 double worst = 0;
@@ -61,13 +101,13 @@ static void paths_agree_bit_for_bit_and_rows_stand_alone(void) {
                     for (int j = 0; j < d; j++) {
                         double s = 0, mag = 0;
                         for (int i = 0; i < k; i++) s += (double)x[(size_t)r * k + i] * w[(size_t)j * k + i], mag += fabs((double)x[(size_t)r * k + i] * w[(size_t)j * k + i]);
-                        double e = fabs(first[(size_t)r * d + j] - s) / (mag + 1e-30);
+                        double e = mag ? fabs(first[(size_t)r * d + j] - s) / mag : fabs(first[(size_t)r * d + j] - s);
                         if (e > worst) worst = e;
                     }
-                CHECK(worst < 1e-5, "n %d d %d k %d: relative error %.3g against float64", n, d, k, worst);
+                CHECK(worst < 1e-5, "%s n %d d %d k %d: relative error %.3g against float64", st_dtype_name(dtypes[t]), n, d, k, worst);
                 matmul_use_path(0);
-                matrix_free(&m);
-                free(x), free(w), free(first), free(out), free(one);
+                matrix_free(&m), matrix_free(&m32);
+                free(x), free(w), free(raw), free(first), free(out), free(one);
             }
 }
 

@@ -6,10 +6,13 @@
 #include "loader/json_file.h"
 #include "tests/test_util.h"
 
-// float32 engine vs a float64 reference: agreement observed ~1e-6; 1e-4 is the bound.
+// float32 engine (float32 KV cache) vs a float64 reference: agreement observed ~2e-5; 1e-4 is the bound.
 #define TOL 1e-4f
+// With the KV cache in BF16 (the default for a BF16 model): keys and values rounded to 8 bits of mantissa, as
+// the CUDA backend keeps them; observed 1.1e-2 on the llama fixture.
+#define TOL_BF16_KV 2e-2f
 
-static void check_variant(const char *name) {
+static void check_variant(const char *name, kv_dtype kv, float tol) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", FIXTURES_DIR, name);
     char *exp_path = path_join(dir, "expected.json");
@@ -19,11 +22,18 @@ static void check_variant(const char *name) {
     CHECK(exp != NULL, "%s", err.msg);
     if (!exp) return;
     model m;
-    if (model_load(&m, dir, "cpu", 2, &err)) {
+    plan_shape shape = {.kv_dtype = kv};
+    if (model_load_planned(&m, dir, "cpu", 2, &shape, &err)) {
         CHECK(0, "%s: %s", name, err.msg);
         cJSON_Delete(exp);
         return;
     }
+    // auto keeps a BF16 model's KV cache in BF16, any other in float32
+    int kvd = m.cfg.n_kv_heads * m.cfg.head_dim;
+    const st_tensor *wq = st_find(&m.weights, "model.layers.0.self_attn.q_proj.weight");
+    size_t es = kv == KV_DTYPE_F32 ? 4 : kv == KV_DTYPE_BF16 || (wq && wq->dtype == ST_BF16) ? 2 : 4;
+    CHECK(m.be->kv_bytes_per_token(m.be) == 2 * es * kvd, "%s KV %s: %zu bytes per position, want %zu", name, kv_dtype_name(kv),
+          m.be->kv_bytes_per_token(m.be), 2 * es * kvd);
     const cJSON *jt = cJSON_GetObjectItem(exp, "tokens");
     int n = cJSON_GetArraySize(jt), vocab = m.cfg.vocab_size;
     int *tokens = malloc(sizeof(int) * n);
@@ -53,9 +63,10 @@ static void check_variant(const char *name) {
                 }
             size_t at;
             float d = max_abs_diff(got, want, (size_t)n * vocab, &at);
-            CHECK(d <= TOL, "%s schedule %s (%s): max |dlogit| %.3g at token %zu id %zu (got %.6f want %.6f)", name,
-                  e->string, mode ? "token by token" : "one pass", d, at / vocab, at % vocab, got[at], want[at]);
-            fprintf(stderr, "  %-8s %-10s %-15s max |dlogit| %.2g\n", name, e->string, mode ? "token by token" : "one pass", d);
+            CHECK(d <= tol, "%s schedule %s (%s, KV %s): max |dlogit| %.3g at token %zu id %zu (got %.6f want %.6f)", name,
+                  e->string, mode ? "token by token" : "one pass", kv_dtype_name(kv), d, at / vocab, at % vocab, got[at], want[at]);
+            fprintf(stderr, "  %-8s %-10s %-15s KV %-4s max |dlogit| %.2g\n", name, e->string, mode ? "token by token" : "one pass",
+                    kv_dtype_name(kv), d);
             sequence_free(&seq, &m);
         }
         schedule_free(&s);
@@ -67,10 +78,14 @@ static void check_variant(const char *name) {
     cJSON_Delete(exp);
 }
 
-static void llama_matches_pytorch(void) { check_variant("llama"); }       // GQA 2:1, llama3 rope scaling, BF16
-static void qwen2_matches_pytorch(void) { check_variant("qwen2"); }       // qkv bias, tied, GQA 4:1, F16
-static void qwen3_matches_pytorch(void) { check_variant("qwen3"); }       // q/k norm, head_dim 24 != 64/4
-static void mistral_matches_pytorch(void) { check_variant("mistral"); }   // MHA, sharded checkpoint
+// Every variant with a float32 KV cache; the BF16 one also as it runs by default, with its KV cache in BF16.
+static void llama_matches_pytorch(void) {   // GQA 2:1, llama3 rope scaling, BF16
+    check_variant("llama", KV_DTYPE_F32, TOL);
+    check_variant("llama", KV_DTYPE_AUTO, TOL_BF16_KV);
+}
+static void qwen2_matches_pytorch(void) { check_variant("qwen2", KV_DTYPE_AUTO, TOL); }     // qkv bias, tied, GQA 4:1, F16
+static void qwen3_matches_pytorch(void) { check_variant("qwen3", KV_DTYPE_AUTO, TOL); }     // q/k norm, head_dim 24 != 64/4
+static void mistral_matches_pytorch(void) { check_variant("mistral", KV_DTYPE_AUTO, TOL); } // MHA, sharded checkpoint
 
 int main(void) {
     RUN(llama_matches_pytorch);

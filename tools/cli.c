@@ -78,6 +78,9 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         if (strcmp(name, "m") == 0) o->model_dir = v;
         else if (strcmp(name, "schedule") == 0) o->schedule = v;
         else if (strcmp(name, "backend") == 0) o->backend = v;
+        else if (strcmp(name, "kv-dtype") == 0) {
+            if (kv_dtype_parse(v, &o->kv_dtype)) return rp_fail(err, "--kv-dtype: '%s': auto, bf16 or f32", v);
+        }
         else if (strcmp(name, "tokens") == 0) o->tokens = v;
         else if (strcmp(name, "o") == 0) o->out = v;
         else if (strcmp(name, "dump-logits") == 0) o->dump_logits = v;
@@ -161,7 +164,7 @@ int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedul
     if (config_load(&cfg, o->model_dir, err)) return -1;
     if (schedule_parse(s, o->schedule, cfg.n_layers, err)) return rp_wrap(err, "--schedule");
     plan_shape shape = {.ubatch = o->ubatch, .seqs = 1, .logit_rows = logit_rows, .kv_slots = s->n_visits, .ctx = ctx,
-                        .max_visits = s->n_visits, .tp = o->tp};
+                        .max_visits = s->n_visits, .tp = o->tp, .kv_dtype = o->kv_dtype};
     if (model_load_planned(m, o->model_dir, o->backend, o->threads, &shape, err)) {
         schedule_free(s);
         return -1;

@@ -22,6 +22,7 @@ typedef struct {
     int no_special;          // --no-special
     int n_predict;           // -n (-1: until end-of-sequence or a full context)
     int threads;             // -t
+    kv_dtype kv_dtype;       // --kv-dtype (auto, bf16, f32)
     int ctx;                 // -c (0: not given; see cli_context)
     int ubatch;              // --ubatch: most rows of one forward step (0: PLAN_DEFAULT_UBATCH)
     int batch;               // --batch (inspect: sequences planned together)

@@ -32,6 +32,7 @@ static const char *usage =
     "  --backend B       cpu, cuda, or auto (default auto)\n"
     "  --tp N            split the model over N GPUs (tensor parallel; default 1)\n"
     "  -t N              threads of the CPU backend (default: all cores)\n"
+    "  --kv-dtype T      the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
     "\n"
     "usage: reprise bench --serve URL [options]\n"
     "vLLM's serving benchmark (benchmark_serving's flags, definitions and result keys) against reprise serve or any\n"
@@ -117,7 +118,9 @@ static int parse_args(int argc, char **argv, bench_opts *o, char **sched_text, i
             if (!roofline_gpu(v)) rc = rp_fail(err, "--gpu: '%s': h100, h200 or a100", v);
             o->gpu = v;
         } else if (!strcmp(a, "--backend")) o->backend = v;
-        else rc = rp_fail(err, "unknown option '%s' (see --help)", a);
+        else if (!strcmp(a, "--kv-dtype")) {
+            if (kv_dtype_parse(v, &o->kv_dtype)) rc = rp_fail(err, "--kv-dtype: '%s': auto, bf16 or f32", v);
+        } else rc = rp_fail(err, "unknown option '%s' (see --help)", a);
         if (rc) return rc;
     }
     model_config cfg;   // llama-bench's defaults, cut to the context of a small model

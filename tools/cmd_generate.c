@@ -27,13 +27,14 @@ static const char *usage =
     "  --stop STRING    stop when the text contains STRING (repeatable; text mode), which is not printed\n"
     "  --ignore-eos     keep going after an end-of-sequence token\n"
     "  --backend B      cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
-    "  -t N             threads (default: all cores)\n";
+    "  -t N             threads (default: all cores)\n"
+    "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n";
 
 int cmd_generate(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c ubatch tp temp top-k top-p min-p seed stop ignore-eos",
+    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c ubatch tp temp top-k top-p min-p seed stop ignore-eos kv-dtype",
                   usage, &o, &code))
         return code;
     // The model and its tokenizer are loaded first, then the context is sized to the prompt and -n.

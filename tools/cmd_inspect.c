@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "engine/matmul.h"
 #include "engine/memory_plan.h"
 #include "engine/tensor_parallel.h"
 #include "loader/weights.h"
@@ -11,7 +12,7 @@ static const char *usage =
     "usage: reprise inspect [-m DIR] [--schedule S] [--tensors] [-c N] [--batch N] [--ubatch N] [--tp N]\n"
     "                       [--gpu-memory GIB]\n"
     "Prints the architecture, the tensors (a summary, or every one with --tensors), the parameter count,\n"
-    "the weight memory (CPU float32, GPU BF16), and for the schedule: visits vs unique layers, KV-cache bytes per\n"
+    "the weight memory (CPU: as stored; GPU: BF16), and for the schedule: visits vs unique layers, KV-cache bytes per\n"
     "token on each backend, and the GPU memory plan of a run of --batch sequences of -c positions each: weights,\n"
     "KV cache, activations, logits, scratch (with --tp N, one GPU's share of the split). With --gpu-memory, whether\n"
     "it fits a GPU of that size, and the longest context and the most sequences that do. No weight is read.\n"
@@ -22,7 +23,8 @@ static const char *usage =
     "  --batch N        sequences held and decoded together, as a sweep's --batch (default 1)\n"
     "  --ubatch N       most rows of one forward step (default 512)\n"
     "  --tp N           the model split over N GPUs (tensor parallel): the plan of each (default 1)\n"
-    "  --gpu-memory GIB the GPU's memory in GiB (e.g. 79 for an H100 80GB, 139 for an H200)\n";
+    "  --gpu-memory GIB the GPU's memory in GiB (e.g. 79 for an H100 80GB, 139 for an H200)\n"
+    "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n";
 
 static void print_bytes(const char *label, double b) {
     const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -36,7 +38,7 @@ int cmd_inspect(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule tensors c batch ubatch tp gpu-memory", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, "m schedule tensors c batch ubatch tp gpu-memory kv-dtype", usage, &o, &code)) return code;
     model_config c;
     st_archive a;
     schedule s;
@@ -51,11 +53,17 @@ int cmd_inspect(int argc, char **argv) {
         return 1;
     }
     long long params = 0, stored = 0, by_dtype[ST_N_DTYPES] = {0};
+    double cpu = 0;   // the CPU backend: matrices packed in their stored dtype, vectors in float32
     for (int i = 0; i < a.n_tensors; i++) {
-        params += st_numel(&a.tensors[i]);
-        stored += (long long)a.tensors[i].nbytes;
-        by_dtype[a.tensors[i].dtype]++;
+        const st_tensor *t = &a.tensors[i];
+        params += st_numel(t);
+        stored += (long long)t->nbytes;
+        by_dtype[t->dtype]++;
+        cpu += t->ndim == 2 ? (double)matrix_packed_bytes(t->dtype, (int)t->shape[0], (int)t->shape[1]) : 4.0 * st_numel(t);
     }
+    // the KV cache on the CPU backend: BF16 for a BF16 model unless --kv-dtype f32 (auto's rule in backend_cpu.c)
+    const st_tensor *wq = weights_layer(&a, 0, W_Q);
+    int cpu_kv_bytes = o.kv_dtype == KV_DTYPE_BF16 || (o.kv_dtype == KV_DTYPE_AUTO && wq->dtype == ST_BF16) ? 2 : 4;
     printf("%-28s %s\n", "model", o.model_dir);
     printf("%-28s %s\n", "architecture", arch_name(c.arch));
     printf("%-28s %d\n", "layers", c.n_layers);
@@ -74,17 +82,19 @@ int cmd_inspect(int argc, char **argv) {
     printf("\n");
     printf("%-28s %lld (%.3f B)\n", "parameters", params, params / 1e9);
     print_bytes("weights as stored", (double)stored);
-    print_bytes("weights in cpu backend", 4.0 * params);
+    print_bytes("weights in cpu backend", cpu);
     print_bytes("weights on a GPU (bf16)", 2.0 * params);
     char text[256];
     int len = schedule_format(&s, text, sizeof text);
     printf("%-28s %s%s\n", "schedule", text, len >= (int)sizeof text ? "..." : "");
     printf("%-28s %d visits over %d unique layers (%.3fx the layer work of base)\n", "visits", s.n_visits,
            schedule_unique_layers(&s, c.n_layers), (double)s.n_visits / c.n_layers);
-    double kv_visit = 2.0 * 4 * c.n_kv_heads * c.head_dim;
-    print_bytes("KV per token, cpu (f32)", kv_visit * s.n_visits);
+    double kv_visit = 2.0 * cpu_kv_bytes * c.n_kv_heads * c.head_dim;
+    char label[64];
+    snprintf(label, sizeof label, "KV per token, cpu (%s)", cpu_kv_bytes == 2 ? "bf16" : "f32");
+    print_bytes(label, kv_visit * s.n_visits);
     print_bytes("KV at max context, cpu", kv_visit * s.n_visits * c.max_pos);
-    print_bytes("KV per token, cuda (bf16)", kv_visit / 2 * s.n_visits);
+    print_bytes("KV per token, cuda (bf16)", 2.0 * 2 * c.n_kv_heads * c.head_dim * s.n_visits);
     if (tp > 1) {
         printf("%-28s %d GPUs: %d of %d query heads, %d of %d KV heads, %d of %d MLP rows, %d of %d vocabulary rows each\n",
                "tensor parallel", tp, c.n_heads / tp, c.n_heads, c.n_kv_heads / tp, c.n_kv_heads, (c.hidden_dim + tp - 1) / tp,

@@ -44,7 +44,7 @@ static const char *usage =
     "  --ubatch N           most rows of one forward step; prompts run in windows of N rows (default 512)\n"
     "  --tp N               split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)\n"
     "  --retry-failed       run again the rows that failed (recorded with their reason, otherwise skipped)\n"
-    "  --backend B, -t N    as for generate\n";
+    "  --backend B, -t N, --kv-dtype T   as for generate\n";
 
 static int make_dir(const char *d, rp_err *err) {
     if (mkdir(d, 0755) && errno != EEXIST) return rp_fail(err, "--out %s: cannot create: %s", d, strerror(errno));
@@ -189,7 +189,7 @@ int cmd_sweep(int argc, char **argv) {
     fw[0] = argv[0], fw[1] = argv[1];
     for (int i = 0; i < n_rest; i++) fw[i + 2] = rest[i];
     cli_opts o;
-    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system ubatch tp", usage, &o, &code);
+    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system ubatch tp kv-dtype", usage, &o, &code);
     free(fw);
     free(rest);
     if (rc) return code;
@@ -217,7 +217,7 @@ int cmd_sweep(int argc, char **argv) {
     // every prompt tokenized first: the memory plan needs the longest, and is checked before any weight is read
     plan_shape shape;
     if (!rc) sweep_prepare(&r, &cfg, &shape);
-    shape.tp = o.tp;
+    shape.tp = o.tp, shape.kv_dtype = o.kv_dtype;
     if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err);
     if (!rc) rc = make_dir(out, &err);
     char *dbp = path_join(out, "results.sqlite");

@@ -3,11 +3,14 @@
 #ifndef REPRISE_BENCH_OFFLINE_H
 #define REPRISE_BENCH_OFFLINE_H
 
+#include "engine/memory_plan.h"
+
 #define BENCH_MAX_LIST 32
 
 typedef struct {
     const char *model_dir, *backend;
     int threads, tp;
+    kv_dtype kv_dtype;                           // --kv-dtype
     int prompts[BENCH_MAX_LIST], n_prompts;      // -p
     int gens[BENCH_MAX_LIST], n_gens;            // -n
     int pg[BENCH_MAX_LIST][2], n_pg;             // -pg N,M
