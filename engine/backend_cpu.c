@@ -142,40 +142,151 @@ static void rope(float *x, int n_heads, int hd, const float *cosr, const float *
     }
 }
 
-// Element i of a KV row, float32 or BF16 (widened exactly).
-static inline float kv_at(const void *row, int bf16, int i) {
+// Attention arithmetic runs on 8-float vectors (GCC's vector extension: one AVX2 register, or two SSE ones on the
+// baseline CPU, the same operations lane by lane). A sum is taken in 8 lanes, lane j adding elements j, j + 8, ...,
+// joined by a fixed tree: eight independent chains instead of one that waits on each add; the order is fixed, so a
+// row's result never depends on the rows beside it. No FMA is enabled here, so no multiply-add is contracted.
+// (-Wpsabi warns that passing such vectors between functions differs with and without AVX: these are static and
+// inlined, so no call passes one. GCC reports it at the end of the file, so it stays off to the end.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v8f __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint16_t v8h __attribute__((vector_size(16)));
+#define VCHUNK 64   // output columns whose sums a pass over the values holds in registers (eight AVX2 vectors)
+
+static inline float kv_at(const void *row, int bf16, int i) {   // element i of a KV row, widened exactly
     return bf16 ? bf16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+static inline __attribute__((always_inline)) v8f load8(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) v8f kv_load8(const void *row, int bf16, int i) {   // elements i..i+7 of a KV row, widened exactly
+    if (!bf16) return load8((const float *)row + i);
+    v8h h;
+    memcpy(&h, (const uint16_t *)row + i, sizeof h);
+    v8u u = __builtin_convertvector(h, v8u) << 16;
+    v8f f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline __attribute__((always_inline)) float join_lanes(v8f a) { return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])); }
+
+// q . k over n elements (k float32 or BF16).
+static inline __attribute__((always_inline)) float dot_lanes(const float *q, const void *k, int n, int bf16) {
+    v8f acc = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc += load8(q + i) * kv_load8(k, bf16, i);
+    for (int j = 0; i < n; i++, j++) acc[j] += q[i] * kv_at(k, bf16, i);
+    return join_lanes(acc);
+}
+
+// dot_lanes of q with four keys (stride bytes apart) at once, into out[0..4): four independent chains where one
+// would wait on each add; each key's dot product is the same operations as dot_lanes'.
+static inline __attribute__((always_inline)) void dot4_lanes(const float *q, const void *k, size_t stride, int n, int bf16,
+                                                             float *out) {
+    const unsigned char *k0 = k;
+    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f qv = load8(q + i);
+        a0 += qv * kv_load8(k0, bf16, i), a1 += qv * kv_load8(k0 + stride, bf16, i);
+        a2 += qv * kv_load8(k0 + 2 * stride, bf16, i), a3 += qv * kv_load8(k0 + 3 * stride, bf16, i);
+    }
+    for (int j = 0; i < n; i++, j++) {
+        a0[j] += q[i] * kv_at(k0, bf16, i), a1[j] += q[i] * kv_at(k0 + stride, bf16, i);
+        a2[j] += q[i] * kv_at(k0 + 2 * stride, bf16, i), a3[j] += q[i] * kv_at(k0 + 3 * stride, bf16, i);
+    }
+    out[0] = join_lanes(a0), out[1] = join_lanes(a1), out[2] = join_lanes(a2), out[3] = join_lanes(a3);
+}
+
+static inline float sum_lanes(const float *x, int n) {
+    v8f acc = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc += load8(x + i);
+    for (int j = 0; i < n; i++, j++) acc[j] += x[i];
+    return join_lanes(acc);
+}
+
+// e^x for x <= 0 (a score minus the row's largest), lane by lane in operations a vector unit has (libm's expf is a
+// call per element): x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so that n ln2 is exact), e^r by its Taylor
+// series to r^7 (relative error under 2e-7), 2^n put into the exponent bits. Below -87.3, where e^x leaves the
+// normal floats, it gives e^-87.3: nothing beside the row's largest term, 1.
+static inline __attribute__((always_inline)) v8f exp_nonpositive(v8f x) {
+    const v8f lo = {-87.3f, -87.3f, -87.3f, -87.3f, -87.3f, -87.3f, -87.3f, -87.3f};
+    v8i below = x < lo;   // all ones where x < lo (a vector ?: is C++ only)
+    x = (v8f)(((v8i)x & ~below) | ((v8i)lo & below));
+    v8i n = __builtin_convertvector(x * 1.44269504f - 0.5f, v8i);   // truncation of x/ln2 - 0.5: nearest, for x <= 0
+    v8f nf = __builtin_convertvector(n, v8f);
+    v8f r = x - nf * 0.693145752f - nf * 1.42860677e-6f;
+    v8f p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    v8i bits = (n + 127) << 23;
+    v8f scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
 // Causal attention of one query row (all heads) over positions 0..pos of a KV slot, GQA-aware. bf16 is a constant
 // in each caller below, so each element type gets its own loops.
 static inline __attribute__((always_inline)) void attend_typed(const model_config *c, const float *q, const kv_slot *kv,
                                                               int pos, int head, float *scores, float *out, int bf16) {
-    int hd = c->head_dim, kvd = c->n_kv_heads * hd, kvh = head / (c->n_heads / c->n_kv_heads);
+    int hd = c->head_dim, kvd = c->n_kv_heads * hd, kvh = head / (c->n_heads / c->n_kv_heads), n = pos + 1;
     size_t es = bf16 ? 2 : 4;
     const float *qh = q + (size_t)head * hd;
-    const unsigned char *K = kv->k, *V = kv->v;
+    const unsigned char *Kh = (const unsigned char *)kv->k + (size_t)kvh * hd * es;
+    const unsigned char *Vh = (const unsigned char *)kv->v + (size_t)kvh * hd * es;
     float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
-    for (int t = 0; t <= pos; t++) {
-        const void *kt = K + ((size_t)t * kvd + (size_t)kvh * hd) * es;
-        float s = 0;
-        for (int i = 0; i < hd; i++) s += qh[i] * kv_at(kt, bf16, i);
-        scores[t] = s * scale;
+    int t = 0;
+    for (; t + 4 <= n; t += 4) dot4_lanes(qh, Kh + (size_t)t * kvd * es, (size_t)kvd * es, hd, bf16, scores + t);
+    for (; t < n; t++) scores[t] = dot_lanes(qh, Kh + (size_t)t * kvd * es, hd, bf16);
+    for (t = 0; t < n; t++) {
+        scores[t] *= scale;
         if (scores[t] > mx) mx = scores[t];
     }
-    float sum = 0;
-    for (int t = 0; t <= pos; t++) sum += scores[t] = expf(scores[t] - mx);
+    // e^(s - max), 8 at a time (the last few through a padded vector: the same operations on each lane)
+    for (int t = 0; t < n; t += 8) {
+        v8f v = {0};
+        int m = n - t < 8 ? n - t : 8;
+        memcpy(&v, scores + t, sizeof(float) * m);
+        v = exp_nonpositive(v - mx);
+        memcpy(scores + t, &v, sizeof(float) * m);
+    }
+    float inv_sum = 1.0f / sum_lanes(scores, n);
+    // out = (sum over t of e_t v_t) / sum: VCHUNK columns at a time, their sums held in registers over t
     float *oh = out + (size_t)head * hd;
-    memset(oh, 0, sizeof(float) * hd);
-    for (int t = 0; t <= pos; t++) {
-        const void *vt = V + ((size_t)t * kvd + (size_t)kvh * hd) * es;
-        float p = scores[t] / sum;
-        for (int i = 0; i < hd; i++) oh[i] += p * kv_at(vt, bf16, i);
+    int i0 = 0;
+    for (; i0 + VCHUNK <= hd; i0 += VCHUNK) {
+        v8f acc[VCHUNK / 8] = {{0}};
+        for (int t = 0; t < n; t++) {
+            const void *vt = Vh + ((size_t)t * kvd + i0) * es;
+            for (int c8 = 0; c8 < VCHUNK / 8; c8++) acc[c8] += scores[t] * kv_load8(vt, bf16, 8 * c8);
+        }
+        for (int c8 = 0; c8 < VCHUNK / 8; c8++) {
+            v8f o = acc[c8] * inv_sum;
+            memcpy(oh + i0 + 8 * c8, &o, sizeof o);
+        }
+    }
+    for (; i0 < hd; i0 += 8) {   // the columns past the last whole chunk, 8 (or fewer) at a time
+        int w = hd - i0 < 8 ? hd - i0 : 8;
+        float acc[8] = {0};
+        for (int t = 0; t < n; t++) {
+            const void *vt = Vh + ((size_t)t * kvd + i0) * es;
+            for (int j = 0; j < w; j++) acc[j] += scores[t] * kv_at(vt, bf16, j);
+        }
+        for (int j = 0; j < w; j++) oh[i0 + j] = acc[j] * inv_sum;
     }
 }
 
-static void attend(const model_config *c, const float *q, const kv_slot *kv, int pos, int head, float *scores, float *out,
-                   int bf16) {
+// Built twice, for AVX2 and the baseline CPU, picked at load: neither has FMA, so the two run the same operations
+// in the same order and give the same bits.
+__attribute__((target_clones("avx2", "default"))) static void attend(const model_config *c, const float *q,
+                                                                     const kv_slot *kv, int pos, int head, float *scores,
+                                                                     float *out, int bf16) {
     if (bf16) attend_typed(c, q, kv, pos, head, scores, out, 1);
     else attend_typed(c, q, kv, pos, head, scores, out, 0);
 }

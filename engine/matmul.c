@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,13 +213,30 @@ static void matmul_panels(const matmul_path *path, float *out, const float *x, c
     }
 }
 
+// Each thread's scratch for widened panels, kept from call to call: a fresh allocation of over 128 KiB is a fresh
+// mapping, whose page faults cost more than the widening. It grows to the largest k and is freed when its thread
+// ends (a pthread key's destructor: OpenMP teams come and go).
+static _Thread_local float *thread_scratch;
+static _Thread_local size_t thread_scratch_floats;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void make_scratch_key(void) { pthread_key_create(&scratch_key, free); }
+
+static float *scratch_of_thread(size_t floats) {
+    if (thread_scratch_floats >= floats) return thread_scratch;
+    pthread_once(&scratch_once, make_scratch_key);
+    free(thread_scratch);
+    thread_scratch = aligned_alloc(64, sizeof(float) * floats);
+    thread_scratch_floats = thread_scratch ? floats : 0;
+    pthread_setspecific(scratch_key, thread_scratch);
+    return thread_scratch;
+}
+
 // One thread's share, with the scratch it needs (without it, out of memory, the tile reads the panels as they are).
 static void matmul_share(const matmul_path *path, float *out, const float *x, const packed_matrix *w, int n, int pa, int pb) {
     float *scratch = NULL;
-    if (w->dtype != ST_F32 && !(path->widens && n <= DIRECT_ROWS))
-        scratch = aligned_alloc(64, sizeof(float) * NP * MATMUL_LANES * (size_t)w->k);
+    if (w->dtype != ST_F32 && !(path->widens && n <= DIRECT_ROWS)) scratch = scratch_of_thread((size_t)NP * MATMUL_LANES * w->k);
     matmul_panels(path, out, x, w, n, pa, pb, scratch);
-    free(scratch);
 }
 
 void matmul(float *out, const float *x, const packed_matrix *w, int n, int n_threads) {

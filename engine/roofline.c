@@ -36,6 +36,13 @@ double roofline_decode_bytes(const model_config *c, const schedule *s, int batch
     return weights + kv;
 }
 
+void roofline_element_bytes(const model *m, double *weight_bytes, double *kv_bytes) {
+    double params = 0;
+    for (int i = 0; i < m->weights.n_tensors; i++) params += (double)st_numel(&m->weights.tensors[i]);
+    *weight_bytes = params > 0 ? (double)m->be->weight_bytes(m->be) / params : 0;
+    *kv_bytes = (double)m->be->kv_bytes_per_token(m->be) / (2.0 * m->cfg.n_kv_heads * m->cfg.head_dim);
+}
+
 double roofline_prefill_flops(const model_config *c, const schedule *s, double ctx) {
     double matmuls = 2 * (layer_params(c) * s->n_visits + (double)c->vocab_size * c->dim);
     double attention = 4.0 * c->n_heads * c->head_dim * ctx * s->n_visits;

@@ -3,6 +3,7 @@
 #ifndef REPRISE_ROOFLINE_H
 #define REPRISE_ROOFLINE_H
 
+#include "engine/model.h"
 #include "engine/schedule.h"
 #include "loader/config.h"
 
@@ -18,9 +19,13 @@ const gpu_peaks *roofline_gpu(const char *name);
 // Bytes one decode step of `batch` sequences must read: the weights of every visit (a repeated layer's are read
 // again: at real sizes a layer does not stay in cache between its visits), the final norm and LM head, and each
 // sequence's keys and values of every visit over ctx positions. weight_bytes and kv_bytes are the backend's bytes
-// per element (4 and 4 on the CPU, 2 and 2 on CUDA).
+// per element (2 and 2 on CUDA; on the CPU as roofline_element_bytes says).
 double roofline_decode_bytes(const model_config *c, const schedule *s, int batch, double ctx, double weight_bytes,
                              double kv_bytes);
+
+// Bytes per weight (what the backend holds over the checkpoint's parameters) and per KV element, as the loaded
+// model's backend stores them: a BF16 model on the CPU backend is 2 and 2, an F32 one 4 and 4.
+void roofline_element_bytes(const model *m, double *weight_bytes, double *kv_bytes);
 
 // FLOPs of one prompt token: 2 x the parameters of every visit and of the LM head, plus attention (QK^T and AV)
 // over ctx positions in every visit.
