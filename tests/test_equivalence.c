@@ -1,5 +1,6 @@
 // Duplication equivalence (DESIGN.md 5.1): schedule S on a model gives the logits and greedy ids of `base` on the
 // checkpoint `reprise export` writes for S, prefill plus 16 decode steps, alone and in one batch mixing schedules.
+#include "bench/random_model.h"
 #include "engine/export.h"
 #include "engine/forward.h"
 #include "engine/sampler.h"
@@ -188,11 +189,75 @@ static void ubatch_chunks_give_identical_logits(void) {
     free(ref);
 }
 
+// The fixtures' heads are 8 to 32 wide; a real model's are 64 or 128, which the CPU attention runs in other loops
+// (whole 64-column chunks of values), with its threads (the work is over PARALLEL_MIN_WORK). A random BF16 model
+// with 64-wide heads: a 70-token prompt's logits are the same bits in one pass, token by token, and batched with a
+// second sequence of another schedule and length, with the KV cache in BF16 (this model's default) and in float32.
+static void batch_invariant_at_real_head_size(void) {
+    char *dir = make_temp_dir("heads64");
+    if (random_model_write(dir, (random_model_shape){256, 512, 2, 4, 2, 320, 256}, 1)) {
+        CHECK(0, "random model");
+        return;
+    }
+    enum { N = 70, M = 45 };
+    int a[N], b[M];
+    for (int i = 0; i < N; i++) a[i] = (i * 37 + 11) % 320;
+    for (int i = 0; i < M; i++) b[i] = (i * 53 + 5) % 320;
+    kv_dtype kinds[2] = {KV_DTYPE_AUTO, KV_DTYPE_F32};
+    for (int k = 0; k < 2; k++) {
+        plan_shape shape = {.kv_dtype = kinds[k]};
+        model m;
+        rp_err err;
+        if (model_load_planned(&m, dir, "cpu", 2, &shape, &err)) {
+            CHECK(0, "%s", err.msg);
+            continue;
+        }
+        CHECK(m.cfg.head_dim == 64, "head_dim %d", m.cfg.head_dim);
+        int v = m.cfg.vocab_size;
+        float *one = malloc(sizeof(float) * N * v), *step = malloc(sizeof(float) * N * v), *both = malloc(sizeof(float) * (N + M) * v);
+        schedule sa, sb;
+        schedule_parse(&sa, "rys:0,2", 2, &err), schedule_parse(&sb, "0,1,1", 2, &err);
+        sequence s1, s2;
+        sequence *p1[1] = {&s1}, *p2[2] = {&s2, &s1};
+        const int *feed[2];
+        int n_feed[2];
+        // one pass, every row's logits
+        CHECK(sequence_init(&s1, &m, &sa, N, &err) == 0, "%s", err.msg);
+        feed[0] = a, n_feed[0] = N;
+        CHECK(forward(&m, p1, 1, feed, n_feed, 1, one, NULL, &err) == 0, "%s", err.msg);
+        sequence_free(&s1, &m);
+        // token by token
+        CHECK(sequence_init(&s1, &m, &sa, N, &err) == 0, "%s", err.msg);
+        for (int i = 0; i < N; i++) {
+            feed[0] = a + i, n_feed[0] = 1;
+            CHECK(forward(&m, p1, 1, feed, n_feed, 0, step + (size_t)i * v, NULL, &err) == 0, "%s", err.msg);
+        }
+        sequence_free(&s1, &m);
+        // batched after another sequence: its rows come first, so a's rows sit at other offsets of every matmul
+        CHECK(sequence_init(&s1, &m, &sa, N, &err) == 0, "%s", err.msg);
+        CHECK(sequence_init(&s2, &m, &sb, M, &err) == 0, "%s", err.msg);
+        feed[0] = b, n_feed[0] = M, feed[1] = a, n_feed[1] = N;
+        CHECK(forward(&m, p2, 2, feed, n_feed, 1, both, NULL, &err) == 0, "%s", err.msg);
+        sequence_free(&s1, &m), sequence_free(&s2, &m);
+        const char *kv = kv_dtype_name(kinds[k]);
+        CHECK(!memcmp(one, step, sizeof(float) * N * v), "KV %s: token by token differs from one pass", kv);
+        CHECK(!memcmp(one, both + (size_t)M * v, sizeof(float) * N * v), "KV %s: batched differs from alone", kv);
+        size_t at;
+        CHECK(max_abs_diff(one, one + v, (size_t)(N - 1) * v, &at) > 0, "KV %s: the logits are all alike", kv);
+        schedule_free(&sa), schedule_free(&sb);
+        free(one), free(step), free(both);
+        model_free(&m);
+    }
+    random_model_remove(dir);
+    free(dir);
+}
+
 int main(void) {
     RUN(repeat_equals_physical_duplicate_llama);
     RUN(repeat_equals_physical_duplicate_qwen2);
     RUN(repeat_equals_physical_duplicate_qwen3);
     RUN(mixed_schedules_share_layer_executions);
     RUN(ubatch_chunks_give_identical_logits);
+    RUN(batch_invariant_at_real_head_size);
     return TEST_EXIT();
 }
