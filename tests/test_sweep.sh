@@ -91,6 +91,7 @@ expect_error "bad shard" "--shard 2/2" "$BIN" sweep --probe arith --out "$T/e3" 
 expect_error "bad config" "'9'" "$BIN" sweep --probe arith --out "$T/e4" --configs "rys:1,3;0-2,9"
 "$BIN" export --schedule base -o "$T/other_model" >/dev/null 2>&1   # a copy of the built-in model: another directory
 expect_error "another model in the same --out" "holds a sweep with model" "$BIN" sweep -m "$T/other_model" --probe arith --out "$T/a"
+expect_error "another KV dtype in the same --out" "holds a sweep with kv_dtype 'f32', not 'bf16'" "$BIN" sweep --probe arith --items 12 --out "$T/a" --kv-dtype bf16
 
 # 7. NaN logits fail the rows of the configs that meet them, never the sweep: a copy of the built-in model with NaN
 # weights in layer 2; "0-1,3-5" skips layer 2 and is scored, base and rys:1,3 fail with the reason

@@ -228,6 +228,10 @@ int cmd_sweep(int argc, char **argv) {
         free(abs);
     }
     if (!rc) rc = sweep_db_check_meta(&d, "chat_template", chat_family_name(r.ct.family), &err);
+    if (!rc) {   // BF16 keys and values change the scores a little: rows of the two never share a ranking
+        size_t elem = m.be->kv_bytes_per_token(m.be) / (2 * (size_t)m.cfg.n_kv_heads * m.cfg.head_dim);
+        rc = sweep_db_check_meta(&d, "kv_dtype", elem == 2 ? "bf16" : "f32", &err);
+    }
     long forgotten = 0;
     if (!rc && retry_failed && !(rc = sweep_db_forget_failures(&d, &forgotten, &err)))
         fprintf(stderr, "reprise sweep: --retry-failed: %ld failed rows will run again\n", forgotten);
