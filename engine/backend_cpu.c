@@ -27,6 +27,7 @@ typedef struct {
     cpu_layer *layers;   // (n_layers)
     float *inv_freq;     // (head_dim / 2) RoPE inverse frequencies
     size_t weight_bytes;
+    size_t layer_params; // multiply-adds of one row through one layer's matrices
     // activations for one forward step
     int cap_rows;
     float *x;            // (cap_rows, dim) hidden state, the residual stream
@@ -78,6 +79,7 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
             const st_tensor *t = weights_layer(a, l, (layer_tensor)w);
             if (rank == 1) b->layers[l].w[w] = to_f32(b, t);
             else if (to_packed(b, t, &b->layers[l].m[w], err)) return -1;
+            else if (l == 0) b->layer_params += (size_t)shape[0] * shape[1];
         }
     return 0;
 }
@@ -302,18 +304,96 @@ static void kv_store(void *cache, int bf16, int pos0, const float *rows, int n, 
     for (size_t i = 0; i < count; i++) dst[i] = f32_to_bf16(rows[i]);
 }
 
+// Rows [*r0, *r1) of n, thread t's share of nt.
+static void share(int n, int t, int nt, int *r0, int *r1) {
+    *r0 = (int)((long)n * t / nt), *r1 = (int)((long)n * (t + 1) / nt);
+}
+
+// A layer's rows as the parts gathered them: R rows, row r of part part_of_row[r] at position pos_of_row[r].
+typedef struct {
+    const visit_part *parts;
+    int n_parts, R;
+    const int *part_of_row, *pos_of_row;
+} layer_rows;
+
+// The layer's steps, run by every thread of one parallel region (or by one thread alone): each step splits its
+// work over the threads (rows, panels of a weight matrix, (row, head) pairs), a barrier between steps. One
+// region per layer: its threads wake once, where a region per matmul woke them seven times. The split never
+// changes a bit: every element is computed by the same operations whichever thread takes it.
+static void layer_steps(cpu_backend *b, const model_config *c, int layer, const layer_rows *lr) {
+    float *const *w = b->layers[layer].w;
+    const packed_matrix *m = b->layers[layer].m;
+    int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, half = hd / 2, R = lr->R;
+    int t = omp_get_thread_num(), nt = omp_get_num_threads(), r0, r1, h0, h1;
+    share(R, t, nt, &r0, &r1);
+
+    // attention block: norm, QKV (+bias), q/k norm, RoPE, KV append
+    rmsnorm(b->h + (size_t)r0 * dim, b->xb + (size_t)r0 * dim, w[W_ATTN_NORM], r1 - r0, dim, c->norm_eps);
+#pragma omp barrier
+    matmul_part(b->q, b->h, &m[W_Q], R, t, nt);
+    matmul_part(b->k, b->h, &m[W_K], R, t, nt);
+    matmul_part(b->v, b->h, &m[W_V], R, t, nt);
+#pragma omp barrier
+    add_bias(b->q + (size_t)r0 * qd, w[W_Q_BIAS], r1 - r0, qd);
+    add_bias(b->k + (size_t)r0 * kvd, w[W_K_BIAS], r1 - r0, kvd);
+    add_bias(b->v + (size_t)r0 * kvd, w[W_V_BIAS], r1 - r0, kvd);
+    if (c->qk_norm) {
+        rmsnorm(b->q + (size_t)r0 * qd, b->q + (size_t)r0 * qd, w[W_Q_NORM], (r1 - r0) * c->n_heads, hd, c->norm_eps);
+        rmsnorm(b->k + (size_t)r0 * kvd, b->k + (size_t)r0 * kvd, w[W_K_NORM], (r1 - r0) * c->n_kv_heads, hd, c->norm_eps);
+    }
+    for (int r = r0; r < r1; r++) {
+        const visit_part *p = &lr->parts[lr->part_of_row[r]];
+        rope(b->q + (size_t)r * qd, c->n_heads, hd, b->rope_cos + (size_t)r * half, b->rope_sin + (size_t)r * half);
+        rope(b->k + (size_t)r * kvd, c->n_kv_heads, hd, b->rope_cos + (size_t)r * half, b->rope_sin + (size_t)r * half);
+        kv_store(p->kv->k, b->kv_bf16, lr->pos_of_row[r], b->k + (size_t)r * kvd, 1, kvd);
+        kv_store(p->kv->v, b->kv_bf16, lr->pos_of_row[r], b->v + (size_t)r * kvd, 1, kvd);
+    }
+#pragma omp barrier
+
+    // attention over each part's own KV slot, one (row, head) per task, handed out in fours as threads come free
+#pragma omp for schedule(dynamic, 4)
+    for (int task = 0; task < R * c->n_heads; task++) {
+        int r = task / c->n_heads, head = task % c->n_heads;
+        float *scores = b->scores + (size_t)t * b->cap_scores;
+        attend(c, b->q + (size_t)r * qd, lr->parts[lr->part_of_row[r]].kv, lr->pos_of_row[r], head, scores,
+               b->att + (size_t)r * qd, b->kv_bf16);
+    }   // (the loop ends in a barrier)
+    matmul_part(b->h, b->att, &m[W_O], R, t, nt);
+#pragma omp barrier
+    for (size_t i = (size_t)r0 * dim; i < (size_t)r1 * dim; i++) b->xb[i] += b->h[i];
+
+    // MLP block: norm, SwiGLU, residual (each thread's rows, so no barrier between the add and the norm)
+    rmsnorm(b->h + (size_t)r0 * dim, b->xb + (size_t)r0 * dim, w[W_FFN_NORM], r1 - r0, dim, c->norm_eps);
+#pragma omp barrier
+    matmul_part(b->gate, b->h, &m[W_GATE], R, t, nt);
+    matmul_part(b->up, b->h, &m[W_UP], R, t, nt);
+#pragma omp barrier
+    share(R * c->hidden_dim, t, nt, &h0, &h1);
+    for (size_t i = (size_t)h0; i < (size_t)h1; i++) {
+        float g = b->gate[i];
+        b->gate[i] = g / (1.0f + expf(-g)) * b->up[i];
+    }
+#pragma omp barrier
+    matmul_part(b->h, b->gate, &m[W_DOWN], R, t, nt);
+#pragma omp barrier
+    for (size_t i = (size_t)r0 * dim; i < (size_t)r1 * dim; i++) b->xb[i] += b->h[i];
+}
+
 static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
     cpu_backend *b = (cpu_backend *)base;
     const model_config *c = base->cfg;
-    float *const *w = b->layers[layer].w;
-    const packed_matrix *m = b->layers[layer].m;
-    int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, half = hd / 2;
+    int dim = c->dim, half = c->head_dim / 2;
 
     // Gather the parts' rows into one block, so each weight matrix is read once for all of them.
     int R = 0, max_pos = 0;
+    for (int p = 0; p < n_parts; p++) R += parts[p].n_rows;
+    int *part_of_row = malloc(sizeof(int) * 2 * (size_t)(R ? R : 1)), *pos_of_row = part_of_row + R;
+    R = 0;
+    size_t attention = 0;   // multiply-adds: each row's query against positions 0..pos, for scores and for values
     for (int p = 0; p < n_parts; p++) {
         memcpy(b->xb + (size_t)R * dim, b->x + (size_t)parts[p].row0 * dim, sizeof(float) * dim * parts[p].n_rows);
         for (int i = 0; i < parts[p].n_rows; i++) {
+            part_of_row[R + i] = p, pos_of_row[R + i] = parts[p].pos0 + i;
             float pos = (float)(parts[p].pos0 + i);
             for (int j = 0; j < half; j++) {
                 // float32 angle, as HF computes it
@@ -321,6 +401,7 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
                 b->rope_cos[(size_t)(R + i) * half + j] = cosf(ang);
                 b->rope_sin[(size_t)(R + i) * half + j] = sinf(ang);
             }
+            attention += (size_t)2 * c->n_heads * c->head_dim * (parts[p].pos0 + i + 1);
         }
         R += parts[p].n_rows;
         if (parts[p].pos0 + parts[p].n_rows > max_pos) max_pos = parts[p].pos0 + parts[p].n_rows;
@@ -329,60 +410,12 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
         b->cap_scores = max_pos;
         grow(&b->scores, (size_t)b->n_threads * max_pos);
     }
-
-    // attention block: norm, QKV (+bias), q/k norm, RoPE, KV append
-    rmsnorm(b->h, b->xb, w[W_ATTN_NORM], R, dim, c->norm_eps);
-    matmul(b->q, b->h, &m[W_Q], R, b->n_threads);
-    matmul(b->k, b->h, &m[W_K], R, b->n_threads);
-    matmul(b->v, b->h, &m[W_V], R, b->n_threads);
-    add_bias(b->q, w[W_Q_BIAS], R, qd);
-    add_bias(b->k, w[W_K_BIAS], R, kvd);
-    add_bias(b->v, w[W_V_BIAS], R, kvd);
-    if (c->qk_norm) {
-        rmsnorm(b->q, b->q, w[W_Q_NORM], R * c->n_heads, hd, c->norm_eps);
-        rmsnorm(b->k, b->k, w[W_K_NORM], R * c->n_kv_heads, hd, c->norm_eps);
-    }
-    for (int r = 0; r < R; r++) {
-        rope(b->q + (size_t)r * qd, c->n_heads, hd, b->rope_cos + (size_t)r * half, b->rope_sin + (size_t)r * half);
-        rope(b->k + (size_t)r * kvd, c->n_kv_heads, hd, b->rope_cos + (size_t)r * half, b->rope_sin + (size_t)r * half);
-    }
-    for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++) {
-        kv_store(parts[p].kv->k, b->kv_bf16, parts[p].pos0, b->k + (size_t)r * kvd, parts[p].n_rows, kvd);
-        kv_store(parts[p].kv->v, b->kv_bf16, parts[p].pos0, b->v + (size_t)r * kvd, parts[p].n_rows, kvd);
-    }
-
-    // attention over each part's own KV slot, one (row, head) per task
-    int *part_of_row = malloc(sizeof(int) * R);
-    for (int p = 0, r = 0; p < n_parts; p++)
-        for (int i = 0; i < parts[p].n_rows; i++) part_of_row[r++] = p;
-    int row_start[n_parts + 1];
-    row_start[0] = 0;
-    for (int p = 0; p < n_parts; p++) row_start[p + 1] = row_start[p] + parts[p].n_rows;
-    size_t work = 0;   // multiply-adds: each row's query against positions 0..pos, for scores and for values
-    for (int p = 0; p < n_parts; p++)
-        work += (size_t)parts[p].n_rows * parts[p].pos0 + (size_t)parts[p].n_rows * (parts[p].n_rows + 1) / 2;
-    work *= (size_t)2 * qd;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(b->n_threads) if (work > PARALLEL_MIN_WORK)
-    for (int task = 0; task < R * c->n_heads; task++) {
-        int r = task / c->n_heads, head = task % c->n_heads, p = part_of_row[r];
-        int pos = parts[p].pos0 + (r - row_start[p]);
-        float *scores = b->scores + (size_t)omp_get_thread_num() * b->cap_scores;
-        attend(c, b->q + (size_t)r * qd, parts[p].kv, pos, head, scores, b->att + (size_t)r * qd, b->kv_bf16);
-    }
+    layer_rows lr = {parts, n_parts, R, part_of_row, pos_of_row};
+    // a layer too small to repay waking the threads runs on this one
+    size_t work = (size_t)R * b->layer_params + attention;
+#pragma omp parallel num_threads(b->n_threads) if (work > PARALLEL_MIN_WORK)
+    layer_steps(b, c, layer, &lr);
     free(part_of_row);
-    matmul(b->h, b->att, &m[W_O], R, b->n_threads);
-    for (size_t i = 0; i < (size_t)R * dim; i++) b->xb[i] += b->h[i];
-
-    // MLP block: norm, SwiGLU, residual
-    rmsnorm(b->h, b->xb, w[W_FFN_NORM], R, dim, c->norm_eps);
-    matmul(b->gate, b->h, &m[W_GATE], R, b->n_threads);
-    matmul(b->up, b->h, &m[W_UP], R, b->n_threads);
-    for (size_t i = 0; i < (size_t)R * c->hidden_dim; i++) {
-        float g = b->gate[i];
-        b->gate[i] = g / (1.0f + expf(-g)) * b->up[i];
-    }
-    matmul(b->h, b->gate, &m[W_DOWN], R, b->n_threads);
-    for (size_t i = 0; i < (size_t)R * dim; i++) b->xb[i] += b->h[i];
 
     // scatter back
     for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++)

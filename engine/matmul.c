@@ -239,19 +239,21 @@ static void matmul_share(const matmul_path *path, float *out, const float *x, co
     matmul_panels(path, out, x, w, n, pa, pb, scratch);
 }
 
+void matmul_part(float *out, const float *x, const packed_matrix *w, int n, int part, int n_parts) {
+    int pairs = (w->n_panels + NP - 1) / NP;
+    int a = (int)((long)pairs * part / n_parts) * NP, b = (int)((long)pairs * (part + 1) / n_parts) * NP;
+    if (b > w->n_panels) b = w->n_panels;
+    if (a < b) matmul_share(path_of_cpu, out, x, w, n, a, b);
+}
+
 void matmul(float *out, const float *x, const packed_matrix *w, int n, int n_threads) {
-    const matmul_path *path = path_of_cpu;
     int pairs = (w->n_panels + NP - 1) / NP;
     int threads = (size_t)n * w->d * w->k > PARALLEL_MIN_WORK ? n_threads : 1;
     if (threads > pairs) threads = pairs;
     if (threads <= 1) {
-        matmul_share(path, out, x, w, n, 0, w->n_panels);
+        matmul_part(out, x, w, n, 0, 1);
         return;
     }
 #pragma omp parallel num_threads(threads)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int a = pairs * t / nt * NP, b = pairs * (t + 1) / nt * NP;
-        matmul_share(path, out, x, w, n, a, b < w->n_panels ? b : w->n_panels);
-    }
+    matmul_part(out, x, w, n, omp_get_thread_num(), omp_get_num_threads());
 }

@@ -36,6 +36,10 @@ void matrix_row(const packed_matrix *m, int j, float *out);
 // sequence's logits do not depend on what it is batched with, and duplicated layers give bit-identical results.
 void matmul(float *out, const float *x, const packed_matrix *w, int n, int n_threads);
 
+// One of n_parts shares of that product (the panels split evenly), for a parallel region whose threads each take
+// theirs: the region's thread t calls it with part t. The bits are matmul's, whatever the split.
+void matmul_part(float *out, const float *x, const packed_matrix *w, int n, int part, int n_parts);
+
 // The code paths this CPU can run, best first (avx2, portable): matmul runs the first. For the tests that
 // check the paths agree bit for bit, matmul_use_path(i) makes path i the one it runs (not while a matmul runs).
 int matmul_path_count(void);
