@@ -38,6 +38,8 @@ typedef struct {
     float *rope_cos, *rope_sin;  // (cap_rows, head_dim / 2)
     int cap_scores;
     float *scores;       // (n_threads, cap_scores) attention scores, one row per thread
+    int cap_widened;
+    float *widened;      // (n_threads, 2, cap_widened, head_dim) a BF16 KV head widened for a block of rows
 } cpu_backend;
 
 static float *to_f32(cpu_backend *b, const st_tensor *t) {
@@ -233,15 +235,13 @@ static inline __attribute__((always_inline)) v8f exp_nonpositive(v8f x) {
     return p * scale;
 }
 
-// Causal attention of one query row (all heads) over positions 0..pos of a KV slot, GQA-aware. bf16 is a constant
-// in each caller below, so each element type gets its own loops.
-static inline __attribute__((always_inline)) void attend_typed(const model_config *c, const float *q, const kv_slot *kv,
-                                                              int pos, int head, float *scores, float *out, int bf16) {
-    int hd = c->head_dim, kvd = c->n_kv_heads * hd, kvh = head / (c->n_heads / c->n_kv_heads), n = pos + 1;
+// Causal attention of one query head qh (hd) over n positions of its KV head: Kh and Vh point at position 0's
+// hd elements, the next position kvd elements on. Writes oh (hd). bf16 is a constant in each caller below, so each
+// element type gets its own loops.
+static inline __attribute__((always_inline)) void attend_typed(const float *qh, const void *Kh_, const void *Vh_, int kvd,
+                                                              int n, int hd, float *scores, float *oh, int bf16) {
     size_t es = bf16 ? 2 : 4;
-    const float *qh = q + (size_t)head * hd;
-    const unsigned char *Kh = (const unsigned char *)kv->k + (size_t)kvh * hd * es;
-    const unsigned char *Vh = (const unsigned char *)kv->v + (size_t)kvh * hd * es;
+    const unsigned char *Kh = Kh_, *Vh = Vh_;
     float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
     int t = 0;
     for (; t + 4 <= n; t += 4) dot4_lanes(qh, Kh + (size_t)t * kvd * es, (size_t)kvd * es, hd, bf16, scores + t);
@@ -260,7 +260,6 @@ static inline __attribute__((always_inline)) void attend_typed(const model_confi
     }
     float inv_sum = 1.0f / sum_lanes(scores, n);
     // out = (sum over t of e_t v_t) / sum: VCHUNK columns at a time, their sums held in registers over t
-    float *oh = out + (size_t)head * hd;
     int i0 = 0;
     for (; i0 + VCHUNK <= hd; i0 += VCHUNK) {
         v8f acc[VCHUNK / 8] = {{0}};
@@ -286,11 +285,17 @@ static inline __attribute__((always_inline)) void attend_typed(const model_confi
 
 // Built twice, for AVX2 and the baseline CPU, picked at load: neither has FMA, so the two run the same operations
 // in the same order and give the same bits.
-__attribute__((target_clones("avx2", "default"))) static void attend(const model_config *c, const float *q,
-                                                                     const kv_slot *kv, int pos, int head, float *scores,
-                                                                     float *out, int bf16) {
-    if (bf16) attend_typed(c, q, kv, pos, head, scores, out, 1);
-    else attend_typed(c, q, kv, pos, head, scores, out, 0);
+__attribute__((target_clones("avx2", "default"))) static void attend(const float *qh, const void *Kh, const void *Vh,
+                                                                     int kvd, int n, int hd, float *scores, float *oh,
+                                                                     int bf16) {
+    if (bf16) attend_typed(qh, Kh, Vh, kvd, n, hd, scores, oh, 1);
+    else attend_typed(qh, Kh, Vh, kvd, n, hd, scores, oh, 0);
+}
+
+// Positions [0, n) of one KV head of a BF16 cache (rows kvd elements apart) widened into dst (n, hd).
+static void widen_kv_head(float *dst, const uint16_t *src, int kvd, int n, int hd) {
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < hd; i++) dst[(size_t)t * hd + i] = bf16_to_f32(src[(size_t)t * kvd + i]);
 }
 
 // Rows of keys or values (n, kvd) into a KV slot from position pos0, rounded to BF16 when the cache holds BF16.
@@ -314,7 +319,12 @@ typedef struct {
     const visit_part *parts;
     int n_parts, R;
     const int *part_of_row, *pos_of_row;
+    int n_blocks;
+    const int *block_start;   // (n_blocks + 1) attention blocks: rows [block_start[i], block_start[i + 1]), one part's
 } layer_rows;
+
+#define ATT_BLOCK 16        // rows of one part whose attention a task runs together (sharing a widened KV head)
+#define WIDEN_MAX_POS 8192  // a BF16 KV head is widened for a block up to this many positions (2 x 4 MiB at hd 128)
 
 // The layer's steps, run by every thread of one parallel region (or by one thread alone): each step splits its
 // work over the threads (rows, panels of a weight matrix, (row, head) pairs), a barrier between steps. One
@@ -350,13 +360,28 @@ static void layer_steps(cpu_backend *b, const model_config *c, int layer, const 
     }
 #pragma omp barrier
 
-    // attention over each part's own KV slot, one (row, head) per task, handed out in fours as threads come free
-#pragma omp for schedule(dynamic, 4)
-    for (int task = 0; task < R * c->n_heads; task++) {
-        int r = task / c->n_heads, head = task % c->n_heads;
+    // attention over each part's own KV slot: a task is a block of up to ATT_BLOCK consecutive rows of one part
+    // and one head, handed out as threads come free. A BF16 cache's head is widened once per block into the
+    // thread's scratch (exactly: the same bits as reading it in place), so a prompt's rows do not each widen it.
+    int group = c->n_heads / c->n_kv_heads;
+#pragma omp for schedule(dynamic, 1)
+    for (int task = 0; task < lr->n_blocks * c->n_heads; task++) {
+        int blk = task / c->n_heads, head = task % c->n_heads, kvh = head / group;
+        int ra = lr->block_start[blk], rb = lr->block_start[blk + 1], n_last = lr->pos_of_row[rb - 1] + 1;
+        const kv_slot *kv = lr->parts[lr->part_of_row[ra]].kv;
+        size_t es = b->kv_bf16 ? 2 : 4;
+        const void *Kh = (const unsigned char *)kv->k + (size_t)kvh * hd * es, *Vh = (const unsigned char *)kv->v + (size_t)kvh * hd * es;
+        int stride = kvd, bf16 = b->kv_bf16;
+        if (bf16 && rb - ra > 1 && n_last <= b->cap_widened) {
+            float *wk = b->widened + (size_t)t * 2 * b->cap_widened * hd, *wv = wk + (size_t)b->cap_widened * hd;
+            widen_kv_head(wk, Kh, kvd, n_last, hd);
+            widen_kv_head(wv, Vh, kvd, n_last, hd);
+            Kh = wk, Vh = wv, stride = hd, bf16 = 0;
+        }
         float *scores = b->scores + (size_t)t * b->cap_scores;
-        attend(c, b->q + (size_t)r * qd, lr->parts[lr->part_of_row[r]].kv, lr->pos_of_row[r], head, scores,
-               b->att + (size_t)r * qd, b->kv_bf16);
+        for (int r = ra; r < rb; r++)
+            attend(b->q + (size_t)r * qd + (size_t)head * hd, Kh, Vh, stride, lr->pos_of_row[r] + 1, hd, scores,
+                   b->att + (size_t)r * qd + (size_t)head * hd, bf16);
     }   // (the loop ends in a barrier)
     matmul_part(b->h, b->att, &m[W_O], R, t, nt);
 #pragma omp barrier
@@ -387,7 +412,8 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
     // Gather the parts' rows into one block, so each weight matrix is read once for all of them.
     int R = 0, max_pos = 0;
     for (int p = 0; p < n_parts; p++) R += parts[p].n_rows;
-    int *part_of_row = malloc(sizeof(int) * 2 * (size_t)(R ? R : 1)), *pos_of_row = part_of_row + R;
+    int *part_of_row = malloc(sizeof(int) * 3 * (size_t)(R + n_parts + 1)), *pos_of_row = part_of_row + R;
+    int *block_start = pos_of_row + R, n_blocks = 0;
     R = 0;
     size_t attention = 0;   // multiply-adds: each row's query against positions 0..pos, for scores and for values
     for (int p = 0; p < n_parts; p++) {
@@ -403,14 +429,22 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
             }
             attention += (size_t)2 * c->n_heads * c->head_dim * (parts[p].pos0 + i + 1);
         }
+        for (int i = 0; i < parts[p].n_rows; i += ATT_BLOCK) block_start[n_blocks++] = R + i;
         R += parts[p].n_rows;
         if (parts[p].pos0 + parts[p].n_rows > max_pos) max_pos = parts[p].pos0 + parts[p].n_rows;
     }
+    block_start[n_blocks] = R;
     if (max_pos > b->cap_scores) {
         b->cap_scores = max_pos;
         grow(&b->scores, (size_t)b->n_threads * max_pos);
     }
-    layer_rows lr = {parts, n_parts, R, part_of_row, pos_of_row};
+    // a prompt (a block of several rows) on a BF16 cache: room to widen one KV head per thread
+    int widen_to = max_pos < WIDEN_MAX_POS ? max_pos : WIDEN_MAX_POS;
+    if (b->kv_bf16 && R > n_parts && widen_to > b->cap_widened) {
+        b->cap_widened = widen_to;
+        grow(&b->widened, (size_t)b->n_threads * 2 * widen_to * c->head_dim);
+    }
+    layer_rows lr = {parts, n_parts, R, part_of_row, pos_of_row, n_blocks, block_start};
     // a layer too small to repay waking the threads runs on this one
     size_t work = (size_t)R * b->layer_params + attention;
 #pragma omp parallel num_threads(b->n_threads) if (work > PARALLEL_MIN_WORK)
@@ -487,7 +521,7 @@ static void cpu_destroy(backend *base) {
     free(b->final_norm);
     free(b->layers);
     free(b->inv_freq);
-    float *bufs[] = {b->x, b->xb, b->h, b->q, b->att, b->k, b->v, b->gate, b->up, b->rope_cos, b->rope_sin, b->scores};
+    float *bufs[] = {b->x, b->xb, b->h, b->q, b->att, b->k, b->v, b->gate, b->up, b->rope_cos, b->rope_sin, b->scores, b->widened};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(b);
 }
