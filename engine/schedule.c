@@ -60,19 +60,33 @@ static int parse_rys(schedule *s, const char *args, int n_layers, rp_err *err) {
     return 0;
 }
 
-static int parse_ranges(schedule *s, const char *text, int n_layers, rp_err *err) {
+// The first occurrence of sep in [p, e), or NULL.
+static const char *find_in(const char *p, const char *e, const char *sep) {
+    size_t n = strlen(sep);
+    for (; p + n <= e; p++)
+        if (!memcmp(p, sep, n)) return p;
+    return NULL;
+}
+
+// Comma-separated single layers and inclusive ranges A<sep>B: reprise's `0-51,45-79` (sep "-"), or ExLlamaV3's
+// layer_map `0..51,45..79` (sep "..", open_ends: `..B` starts at layer 0, `A..` runs to the last layer).
+static int parse_ranges(schedule *s, const char *text, const char *sep, int open_ends, int n_layers, rp_err *err) {
     int cap = 0;
     const char *p = text;
     while (1) {
         const char *e = strchr(p, ',');
         if (!e) e = p + strlen(p);
-        const char *dash = memchr(p, '-', (size_t)(e - p));
+        const char *mid = find_in(p, e, sep), *after = mid ? mid + strlen(sep) : NULL;
         long a, b;
-        int bad = dash ? parse_uint(p, dash, &a) || parse_uint(dash + 1, e, &b) : parse_uint(p, e, &a);
-        if (!dash) b = a;
+        int bad;
+        if (!mid) bad = parse_uint(p, e, &a), b = a;
+        else {
+            bad = open_ends && mid == p ? (a = 0, 0) : parse_uint(p, mid, &a);
+            if (!bad) bad = open_ends && after == e && mid != p ? (b = n_layers - 1, 0) : parse_uint(after, e, &b);
+        }
         if (bad) {
             if (p == e) return rp_fail(err, "schedule '%s': empty item (stray comma?)", text);
-            return rp_fail(err, "schedule '%s': '%.*s' is not a layer or an inclusive range A-B", text, (int)(e - p), p);
+            return rp_fail(err, "schedule '%s': '%.*s' is not a layer or an inclusive range A%sB", text, (int)(e - p), p, sep);
         }
         if (a >= n_layers || b >= n_layers)
             return rp_fail(err, "schedule '%s': layer %ld in '%.*s' is out of range (model has layers 0-%d)", text,
@@ -87,6 +101,46 @@ static int parse_ranges(schedule *s, const char *text, int n_layers, rp_err *err
     return 0;
 }
 
+static const char *skip_space(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return p;
+}
+
+// PEFT's layer_replication: a JSON list of [start, end) pairs, `[[0,52],[45,80]]`, each run in turn.
+static int parse_replication(schedule *s, const char *text, int n_layers, rp_err *err) {
+    int cap = 0;
+    const char *p = skip_space(text + 1);   // past the outer '['
+    if (*p == ']') return rp_fail(err, "schedule '%s': no [start, end) pairs", text);
+    while (1) {
+        const char *item = p;
+        long v[2];
+        if (*p != '[') return rp_fail(err, "schedule '%s': expected '[' at '%.20s' (layer_replication is [[start, end], ...])", text, p);
+        p = skip_space(p + 1);
+        for (int k = 0; k < 2; k++) {
+            const char *d = p;
+            while (isdigit((unsigned char)*d)) d++;
+            if (parse_uint(p, d, &v[k]))
+                return rp_fail(err, "schedule '%s': '%.20s' is not a non-negative integer (in a [start, end) pair)", text, p);
+            p = skip_space(d);
+            if (*p != (k ? ']' : ','))
+                return rp_fail(err, "schedule '%s': expected '%c' at '%.20s' (a pair is [start, end])", text, k ? ']' : ',', p);
+            p = skip_space(p + 1);
+        }
+        int len = (int)(p - item);
+        if (v[1] > n_layers)
+            return rp_fail(err, "schedule '%s': '%.*s' ends past the last layer (end is exclusive; model has %d layers)", text,
+                           len, item, n_layers);
+        if (v[0] >= v[1]) return rp_fail(err, "schedule '%s': '%.*s' is empty (start must be below end)", text, len, item);
+        if (s->n_visits + (v[1] - v[0]) > MAX_VISITS) return rp_fail(err, "schedule '%s': more than %d visits", text, MAX_VISITS);
+        for (long l = v[0]; l < v[1]; l++) push(s, &cap, (int)l);
+        if (*p == ']') break;
+        if (*p != ',') return rp_fail(err, "schedule '%s': expected ',' or ']' at '%.20s'", text, p);
+        p = skip_space(p + 1);
+    }
+    if (*skip_space(p + 1)) return rp_fail(err, "schedule '%s': text after the closing ']'", text);
+    return 0;
+}
+
 int schedule_parse(schedule *s, const char *text, int n_layers, rp_err *err) {
     s->n_visits = 0;
     s->layer = NULL;
@@ -96,7 +150,9 @@ int schedule_parse(schedule *s, const char *text, int n_layers, rp_err *err) {
         schedule_base(s, n_layers);
         return 0;
     } else if (strncmp(text, "rys:", 4) == 0) rc = parse_rys(s, text + 4, n_layers, err);
-    else rc = parse_ranges(s, text, n_layers, err);
+    else if (*skip_space(text) == '[') rc = parse_replication(s, skip_space(text), n_layers, err);
+    else if (strstr(text, "..")) rc = parse_ranges(s, text, "..", 1, n_layers, err);
+    else rc = parse_ranges(s, text, "-", 0, n_layers, err);
     if (!rc && s->n_visits == 0) rc = rp_fail(err, "schedule '%s' has no visits", text);
     if (rc) schedule_free(s);
     return rc;

@@ -38,6 +38,44 @@ static void forms_parse_to_their_visits(void) {
     expect("rys:2,3,2", 4, (int[]){0, 1, 2, 2, 3}, 5);
 }
 
+// ExLlamaV3's layer_map (inclusive, open ends) and PEFT's layer_replication ([start, end)) give reprise's schedules.
+static void foreign_syntaxes_give_the_same_schedules(void) {
+    static const char *same[][3] = {
+        {"0-51,45-79", "0..51,45..79", "[[0,52],[45,80]]"},   // RYS-XLarge
+        {"0-51,45-79", "..51,45..", "[ [0, 52], [45, 80] ]"},
+        {"base", "0..79", "[[0,80]]"},
+        {"0-9,5,10-79", "0..9,5,10..", "[[0,10],[5,6],[10,80]]"},
+        {"rys:45,52,3", "..51,45..51,45..", "[[0,52],[45,52],[45,80]]"},
+    };
+    for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+        schedule want, got;
+        rp_err err;
+        CHECK(schedule_parse(&want, same[i][0], 80, &err) == 0, "%s", err.msg);
+        for (int k = 1; k < 3; k++) {
+            if (schedule_parse(&got, same[i][k], 80, &err)) {
+                CHECK(0, "'%s' rejected: %s", same[i][k], err.msg);
+                continue;
+            }
+            CHECK(got.n_visits == want.n_visits && !memcmp(got.layer, want.layer, sizeof(int) * want.n_visits),
+                  "'%s' is not the schedule '%s' (%d visits, want %d)", same[i][k], same[i][0], got.n_visits, want.n_visits);
+            schedule_free(&got);
+        }
+        schedule_free(&want);
+    }
+    expect_error("0..80", 80, "layer 80");
+    expect_error("5..3", 80, "runs backwards");
+    expect_error("0..x", 80, "'0..x'");
+    expect_error("..", 80, "'..'");
+    expect_error("[[0,81]]", 80, "ends past the last layer");
+    expect_error("[[5,5]]", 80, "is empty");
+    expect_error("[[0,52],[45]]", 80, "expected ','");
+    expect_error("[[0,52] [45,80]]", 80, "expected ',' or ']'");
+    expect_error("[[0,-1]]", 80, "not a non-negative integer");
+    expect_error("[]", 80, "no [start, end) pairs");
+    expect_error("[[0,52]] x", 80, "after the closing");
+    expect_error("[[0,52]", 80, "expected ',' or ']'");
+}
+
 static void rys_xlarge_has_87_visits(void) {
     schedule s;
     rp_err err;
@@ -80,6 +118,7 @@ static void bad_schedules_name_the_offending_token(void) {
 int main(void) {
     RUN(forms_parse_to_their_visits);
     RUN(rys_xlarge_has_87_visits);
+    RUN(foreign_syntaxes_give_the_same_schedules);
     RUN(bad_schedules_name_the_offending_token);
     return TEST_EXIT();
 }
