@@ -93,6 +93,44 @@ expect_error "bad config" "'9'" "$BIN" sweep --probe arith --out "$T/e4" --confi
 expect_error "another model in the same --out" "holds a sweep with model" "$BIN" sweep -m "$T/other_model" --probe arith --out "$T/a"
 expect_error "another KV dtype in the same --out" "holds a sweep with kv_dtype 'f32', not 'bf16'" "$BIN" sweep --probe arith --items 12 --out "$T/a" --kv-dtype bf16
 
+# --score loglik: each row is the log-probability of the answer after the prompt, as `reprise score` gives it for the
+# prompt's ids followed by the answer's (the built-in model's template is BOS + the text: `tokenize -p` gives the ids)
+printf '%s\n' '{"prompt": "12+35=", "answer": "47", "match": "exact"}' '{"prompt": "8*7=", "answer": "56", "match": "exact"}' \
+    '{"prompt": "31+4=", "answer": "99", "match": "numeric"}' >"$T/ll.jsonl"
+"$BIN" sweep --probe "jsonl:$T/ll.jsonl" --score loglik --configs "rys:1,3" --out "$T/ll" >"$T/ll.out" 2>&1
+r=$?
+for sched in base rys:1,3; do
+    for q in "12+35=:47" "8*7=:56" "31+4=:99"; do
+        prompt=${q%%:*} answer=${q##*:}
+        ids=$("$BIN" tokenize -p "$prompt" --json | tr -d '[] ')
+        ans=$("$BIN" tokenize -p "$answer" --no-special --json | tr -d '[] ')
+        "$BIN" score --tokens "$ids,$ans" --schedule "$sched" --json 2>/dev/null |
+            python3 -c "import json,sys; d=json.load(sys.stdin); print('$sched', '$prompt', sum(d['logprobs'][-len('$ans'.split(',')):]))"
+    done
+done >"$T/ll.want" || r=1
+python3 - "$T/ll/results.sqlite" "$T/ll.want" <<'PY' || r=1
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+got = {(label, item): score for label, item, score in db.execute(
+    "SELECT c.label, r.item, r.score FROM results r JOIN configs c ON c.id = r.config")}
+probes = {p for (p,) in db.execute("SELECT DISTINCT probe FROM results")}
+assert len(probes) == 1 and next(iter(probes)).startswith("loglik:jsonl:"), probes
+want = [l.split() for l in open(sys.argv[2])]
+assert len(want) == 6 and len(got) == 6, (want, got)
+prompts = ["12+35=", "8*7=", "31+4="]
+for sched, prompt, ll in want:
+    g = got[(sched, str(prompts.index(prompt)))]
+    assert g < 0 and abs(g - float(ll)) < 1e-4, (sched, prompt, g, ll)
+PY
+check "--score loglik: each row is reprise score's log-probability of the answer after the prompt" $r
+printf '%s' '{"1": {"prompt": "Tom lost his ball.\nSad: <score>\nHappy: <score>\nAngry: <score>\nCalm: <score>\n",' \
+    '"reference_answer": {"emotion1": "Sad", "emotion1_score": 5, "emotion2": "Happy", "emotion2_score": 0, "emotion3": "Angry",' \
+    '"emotion3_score": 3, "emotion4": "Calm", "emotion4_score": 2}}}' >"$T/eq_small.json"
+expect_error "--score loglik on eq" "has no reference answer text" "$BIN" sweep --probe "eq:$T/eq_small.json" --score loglik --out "$T/e5"
+printf '%s\n' '{"prompt": "1+1=", "answer": "[0-9]+", "match": "regex"}' >"$T/re.jsonl"
+expect_error "--score loglik on a regex answer" "matched by a regex" "$BIN" sweep --probe "jsonl:$T/re.jsonl" --score loglik --out "$T/e6"
+expect_error "bad --score" "--score best: gen or loglik" "$BIN" sweep --probe arith --score best --out "$T/e7"
+
 # 7. NaN logits fail the rows of the configs that meet them, never the sweep: a copy of the built-in model with NaN
 # weights in layer 2; "0-1,3-5" skips layer 2 and is scored, base and rys:1,3 fail with the reason
 "$BIN" export --schedule base -o "$T/nan_model" >/dev/null 2>&1

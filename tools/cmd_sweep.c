@@ -25,6 +25,10 @@ static const char *usage =
     "  --probe arith        generated A+B= / A*B= problems for the built-in model, partial credit\n"
     "  --items N            items per probe (generated: how many; files: the first N) (default 32)\n"
     "  --seed S             seed of generated items (default 0)\n"
+    "  --score MODE         gen (default): greedy replies scored as each probe defines; loglik: the log-probability\n"
+    "                       of the reference answer after the prompt, one forward and no decoding (math, arith,\n"
+    "                       jsonl exact/numeric; mc is always by log-likelihood): a cheap, noise-free screen.\n"
+    "                       Its rows are kept apart, under probe \"loglik:NAME\"\n"
     "config space (base is always included):\n"
     "  --i-range A:B        block starts I (default 0:N-1)\n"
     "  --j-range A:B        block ends J, exclusive (default 1:N)\n"
@@ -144,7 +148,7 @@ int cmd_sweep(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "merge")) return merge(argc, argv);
     // the sweep's own flags first; the rest go through the shared parser
     const char *probes[16], *out = NULL;
-    int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, retry_failed = 0, code;
+    int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, retry_failed = 0, loglik = 0, code;
     unsigned seed = 0;
     space_opts so = {.stride = 1, .repeat = 2};
     char **rest = malloc(sizeof(char *) * (size_t)argc);
@@ -174,6 +178,10 @@ int cmd_sweep(int argc, char **argv) {
             if (sscanf(v, "%d/%d%n", &so.shard_k, &so.shard_n, &n) != 2 || v[n] || so.shard_n < 1 || so.shard_k < 0 ||
                 so.shard_k >= so.shard_n)
                 return fprintf(stderr, "reprise sweep: --shard %s: expected K/N with 0 <= K < N\n", v), 2;
+        } else if (!strcmp(a, "--score") && v) {
+            if (strcmp(v, "gen") && strcmp(v, "loglik"))
+                return fprintf(stderr, "reprise sweep: --score %s: gen or loglik\n", v), 2;
+            loglik = !strcmp(v, "loglik");
         } else if (!strcmp(a, "--naive")) naive = 1, takes = 0;
         else if (!strcmp(a, "--retry-failed")) retry_failed = 1, takes = 0;
         else takes = 0;
@@ -211,7 +219,10 @@ int cmd_sweep(int argc, char **argv) {
                    .naive = naive, .progress = isatty(2) ? 2 : 1, .ubatch = o.ubatch};
     rc = tok ? 0 : -1;
     if (!rc) rc = chat_template_load(&r.ct, o.model_dir, o.chat_template, &err);
-    for (int p = 0; p < n_probes && !rc; p++, loaded++) rc = probe_load(&ps[p], probes[p], items, items, seed, &err);
+    for (int p = 0; p < n_probes && !rc; p++, loaded++) {
+        rc = probe_load(&ps[p], probes[p], items, items, seed, &err);
+        if (!rc && loglik) rc = probe_use_loglik(&ps[p], &err);
+    }
     r.n_probes = loaded;
     if (!rc) rc = sweep_space_build(&cl, cfg.n_layers, &so, &err);
     // every prompt tokenized first: the memory plan needs the longest, and is checked before any weight is read

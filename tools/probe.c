@@ -432,3 +432,17 @@ void probe_free(probe *p) {
     free(p->items);
     memset(p, 0, sizeof *p);
 }
+
+int probe_use_loglik(probe *p, rp_err *err) {
+    if (p->kind == PROBE_MC) return 0;
+    if (p->kind == PROBE_EQ) return rp_fail(err, "--score loglik: %s has no reference answer text (EQ-Bench scores emotions)", p->name);
+    for (int i = 0; i < p->n_items; i++)
+        if (p->kind == PROBE_JSONL && p->items[i].match == MATCH_REGEX)
+            return rp_fail(err, "--score loglik: %s item %s is matched by a regex, which has no text to score", p->name, p->items[i].id);
+    char name[sizeof p->name];
+    int n = snprintf(name, sizeof name, "loglik:%s", p->name);
+    if (n >= (int)sizeof name) return rp_fail(err, "--score loglik: the probe name '%s' is too long", p->name);
+    memcpy(p->name, name, sizeof name);
+    p->loglik = 1;
+    return 0;
+}

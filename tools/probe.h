@@ -24,12 +24,18 @@ typedef struct {
     probe_item *items;
     int n_items;
     int max_new;           // tokens a reply may have
+    int loglik;            // scored by the log-probability of the answer after the prompt, no decoding (--score loglik)
 } probe;
 
 // spec: "math[:FILE]", "eq:FILE", "mc:FILE", "jsonl:FILE", "arith". Without a file, math and arith items are
 // generated from seed (n_generate of them). max_items > 0 keeps the first max_items.
 int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsigned seed, rp_err *err);
 void probe_free(probe *p);
+
+// Makes p a --score loglik probe: its key becomes "loglik:NAME" (its rows never mix with generated ones). Refused,
+// with the reason, for probes without a reference answer text: eq, and jsonl items matched by a regex. mc probes
+// score by log-likelihood already and are left as they are.
+int probe_use_loglik(probe *p, rp_err *err);
 
 // Score of a generated reply to item (not for mc), in [0, 1].
 double probe_score_reply(const probe *p, const probe_item *it, const char *reply);

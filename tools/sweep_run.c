@@ -69,11 +69,12 @@ typedef struct {
     int n_reply, done;
 } slot;
 
-static int finish(sweep_run *r, const probe *p, const probe_item *it, slot *s, double score_override, rp_err *err) {
-    double score = score_override;
+// Commits the slot's row: *given when the score is known (options, log-likelihood), else the reply's score.
+static int finish(sweep_run *r, const probe *p, const probe_item *it, slot *s, const double *given, rp_err *err) {
+    double score = given ? *given : 0;
     char *text = NULL;
     size_t tl;
-    if (score_override < 0) {
+    if (!given) {
         if (tokenizer_decode(r->tok, s->reply, s->n_reply, 1, &text, &tl, err)) return -1;
         score = probe_score_reply(p, it, text);
     }
@@ -103,45 +104,67 @@ static int fail_slot(sweep_run *r, const probe *p, const probe_item *it, slot *s
     return fail_row(r, p, it, s->cfg, reason, err);
 }
 
-// Multiple choice: the log-likelihood of each option after the prompt, every config at once; rewinding the cache
-// to the prompt between options.
+// ll[i] = log P(text | prompt) for every config's slot at once: the text's first token from the prompt's logits, the
+// later ones fed after the prompt (the cache rewound to the prompt first, so a call can follow another).
+static int text_loglik(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const float *prompt_logits,
+                       int n_prompt, const char *text, const char *what, double *ll, rp_err *err) {
+    int vocab = r->m->cfg.vocab_size, rc = 0, *ids, n_ids;
+    if (tokenizer_encode(r->tok, text, strlen(text), 0, &ids, &n_ids, err)) return -1;
+    if (n_ids == 0) {
+        free(ids);
+        return rp_fail(err, "%s item %s: %s is empty after tokenization", p->name, it->id, what);
+    }
+    for (int i = 0; i < n; i++) ll[i] = log_prob_of(prompt_logits + (size_t)i * vocab, vocab, ids[0]);
+    if (n_ids > 1) {
+        int m = n_ids - 1;
+        float *lg = malloc(sizeof(float) * (size_t)n * m * vocab);
+        sequence **seqs = malloc(sizeof *seqs * n);
+        const int **feeds = malloc(sizeof *feeds * n);
+        int *counts = malloc(sizeof(int) * n);
+        for (int i = 0; i < n; i++) seqs[i] = &slots[i].seq, feeds[i] = ids, counts[i] = m, slots[i].seq.cache.n_past = n_prompt;
+        rc = forward(r->m, seqs, n, feeds, counts, 1, lg, &r->stats, err);
+        for (int i = 0; i < n && !rc; i++)
+            for (int t = 1; t < n_ids; t++) ll[i] += log_prob_of(lg + ((size_t)i * m + (t - 1)) * vocab, vocab, ids[t]);
+        free(lg), free(seqs), free(feeds), free(counts);
+    }
+    free(ids);
+    return rc;
+}
+
+// Multiple choice: the log-likelihood of each option after the prompt, every config at once; the best option scores
+// 1 when it is the answer.
 static int score_options(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const float *prompt_logits,
                          int n_prompt, rp_err *err) {
-    int vocab = r->m->cfg.vocab_size, rc = 0;
-    double *best = malloc(sizeof(double) * n);
+    int rc = 0;
+    double *best = malloc(sizeof(double) * n), *ll = malloc(sizeof(double) * n);
     int *pick = calloc((size_t)n, sizeof(int));
-    sequence **seqs = malloc(sizeof *seqs * n);
     for (int o = 0; o < it->n_options && !rc; o++) {
-        int *opt, no;
-        if ((rc = tokenizer_encode(r->tok, it->options[o], strlen(it->options[o]), 0, &opt, &no, err))) break;
-        if (no == 0) {
-            free(opt);
-            rc = rp_fail(err, "%s item %s: option %d is empty after tokenization", p->name, it->id, o);
-            break;
-        }
-        double *ll = malloc(sizeof(double) * n);
-        for (int i = 0; i < n; i++) ll[i] = log_prob_of(prompt_logits + (size_t)i * vocab, vocab, opt[0]);
-        if (no > 1) {   // the option's later tokens, fed after the prompt
-            int m = no - 1;
-            float *lg = malloc(sizeof(float) * (size_t)n * m * vocab);
-            const int **feeds = malloc(sizeof *feeds * n);
-            int *counts = malloc(sizeof(int) * n);
-            for (int i = 0; i < n; i++) seqs[i] = &slots[i].seq, feeds[i] = opt, counts[i] = m, slots[i].seq.cache.n_past = n_prompt;
-            rc = forward(r->m, seqs, n, feeds, counts, 1, lg, &r->stats, err);
-            for (int i = 0; i < n && !rc; i++)
-                for (int t = 1; t < no; t++) ll[i] += log_prob_of(lg + ((size_t)i * m + (t - 1)) * vocab, vocab, opt[t]);
-            free(lg), free(feeds), free(counts);
-        }
-        for (int i = 0; i < n; i++)
+        char what[32];
+        snprintf(what, sizeof what, "option %d", o);
+        rc = text_loglik(r, p, it, slots, n, prompt_logits, n_prompt, it->options[o], what, ll, err);
+        for (int i = 0; i < n && !rc; i++)
             if (o == 0 || ll[i] > best[i]) best[i] = ll[i], pick[i] = o;
-        free(ll);
-        free(opt);
     }
     int answer = atoi(it->answer);
-    for (int i = 0; i < n && !rc; i++)
+    for (int i = 0; i < n && !rc; i++) {
+        double score = pick[i] == answer ? 1.0 : 0.0;
         rc = !isfinite(best[i]) ? fail_slot(r, p, it, &slots[i], "non-finite logits (NaN or infinity) scoring the options", err)
-                                : finish(r, p, it, &slots[i], pick[i] == answer ? 1.0 : 0.0, err);
-    free(best), free(pick), free(seqs);
+                                : finish(r, p, it, &slots[i], &score, err);
+    }
+    free(best), free(ll), free(pick);
+    return rc;
+}
+
+// --score loglik: the log-probability of the reference answer after the prompt, one forward and no decoding (a
+// screening score with no sampling noise: higher is better).
+static int score_answer(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const float *prompt_logits,
+                        int n_prompt, rp_err *err) {
+    double *ll = malloc(sizeof(double) * n);
+    int rc = text_loglik(r, p, it, slots, n, prompt_logits, n_prompt, it->answer, "the answer", ll, err);
+    for (int i = 0; i < n && !rc; i++)
+        rc = !isfinite(ll[i]) ? fail_slot(r, p, it, &slots[i], "non-finite logits (NaN or infinity) scoring the answer", err)
+                              : finish(r, p, it, &slots[i], &ll[i], err);
+    free(ll);
     return rc;
 }
 
@@ -171,12 +194,12 @@ static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slot
                 continue;
             }
             if (is_stop(r, tok, eot)) {
-                rc = finish(r, p, it, s, -1, err);
+                rc = finish(r, p, it, s, NULL, err);
                 continue;
             }
             s->reply[s->n_reply++] = tok;
             if (s->n_reply >= p->max_new) {
-                rc = finish(r, p, it, s, -1, err);
+                rc = finish(r, p, it, s, NULL, err);
                 continue;
             }
             fed[i] = tok;
@@ -298,6 +321,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
         if (!failed) failed = prefill(r, slots, n, ids, P, fr, snap_of, logits, &merr);
         if (!failed)
             failed = p->kind == PROBE_MC ? score_options(r, p, it, slots, n, logits, P, &merr)
+                     : p->loglik         ? score_answer(r, p, it, slots, n, logits, P, &merr)
                                          : decode(r, p, it, slots, n, logits, eot, &merr);
         if (r->db_failed) rc = -1, *err = merr;
         else if (failed) rc = fail_unfinished(r, p, it, slots, n, merr.msg, err);
@@ -325,7 +349,8 @@ void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
             const probe_item *it = &pr->items[i];
             sweep_prompt *sp = &r->prompts[p][i];
             rp_err e;
-            int longest = pr->max_new;
+            // the reply's room: tokens to decode, or an option's or the answer's text (a token is at least a byte)
+            int longest = pr->loglik ? (int)strlen(it->answer) + 1 : pr->max_new;
             for (int o = 0; o < it->n_options; o++)
                 if ((int)strlen(it->options[o]) + 1 > longest) longest = (int)strlen(it->options[o]) + 1;
             if (prompt_ids(r, it->prompt, &sp->ids, &sp->n, &e)) rp_wrap(&e, "the prompt cannot be tokenized");
