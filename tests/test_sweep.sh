@@ -25,6 +25,32 @@ if grep -q "built without Cairo" "$T/a.err"; then pictures=""; echo "skip PNG ch
 python3 -c "import json,sys; d=json.load(open('$T/a/summary.json')); assert len(d['configs']) == 22" || r=1
 grep -q "^1 " "$T/a.out" && grep -q "within two standard errors" "$T/a.out" || r=1
 check "built-in model: 21 configs + base, database, summaries, heatmaps, skyline, ranking" $r
+# each config's p-value (two-sided, z = delta / se) and Benjamini-Hochberg q-value, recomputed here from its delta
+# and standard error; the printed count of configs below p < 0.05 beside the count expected by chance
+python3 - "$T/a/summary.json" "$T/a.out" <<'PY'
+import json, math, sys
+d = json.load(open(sys.argv[1]))
+rows = [(c["probes"]["arith"], c["config"]) for c in d["configs"] if c["config"] != "base"]
+def p_of(x):
+    if x["se"] is None: return None
+    if x["se"] == 0: return 1.0 if x["delta"] == 0 else 0.0
+    return math.erfc(abs(x["delta"] / x["se"]) / math.sqrt(2))
+ps = [p_of(x) for x, _ in rows]
+order = sorted((p, i) for i, p in enumerate(ps) if p is not None)
+m, q, run = len(order), {}, 1.0
+for r in range(m - 1, -1, -1):
+    run = min(run, order[r][0] * m / (r + 1))
+    q[order[r][1]] = run
+assert m == 21 and any(0 < p < 1 for p in ps), ps
+for i, (x, name) in enumerate(rows):
+    # (delta and se are printed to 6 decimals: z here carries their rounding)
+    assert abs(x["p"] - ps[i]) <= 1e-3 and abs(x["q"] - q[i]) <= 1e-3, (name, x, ps[i], q[i])
+line = [l for l in open(sys.argv[2]) if l.startswith("arith: ")][0]
+n_pass = sum(p < 0.05 for p in ps)
+assert line.startswith(f"arith: {n_pass} of 21 configs differ from base at p < 0.05, where 1.1 would by chance alone; "
+                       f"{sum(v < 0.05 for v in q.values())} at a false discovery rate"), line
+PY
+check "p-values and Benjamini-Hochberg q-values of every config, and how many pass by chance" $?
 if [ -n "$pictures" ]; then
     [ "$(head -c 8 "$T/a/heatmap_arith.png" | od -An -c | tr -d ' ')" = "211PNG\r\n032\n" ]
     check "heatmaps are PNG files" $?

@@ -21,6 +21,7 @@ typedef struct {
     int id, i, j, k, visits;
     char *label, *schedule;
     double *delta, *se, *mean, *z;   // per probe
+    double *p_value, *q_value;       // per probe: two-sided p of delta = 0 (normal approximation), BH-adjusted q
     int *n;
     double balanced;
 } cfg_row;
@@ -52,6 +53,43 @@ static double *score_table(sqlite3 *db, int config, const char *probe, char ***i
 static void free_items(char **items, int n) {
     for (int i = 0; i < n; i++) free(items[i]);
     free(items);
+}
+
+// Two-sided p-value of a delta with standard error se under "no effect" (z = delta / se, normal approximation:
+// the paired differences of dozens of items); NAN without a standard error (fewer than two paired items).
+static double p_of(double delta, double se) {
+    if (isnan(delta) || isnan(se)) return NAN;
+    if (se == 0) return delta == 0 ? 1 : 0;
+    return erfc(fabs(delta / se) / sqrt(2.0));
+}
+
+typedef struct {
+    double p;
+    int at;
+} p_at;
+
+static int by_p(const void *a, const void *b) {
+    double x = ((const p_at *)a)->p, y = ((const p_at *)b)->p;
+    return (x > y) - (x < y);
+}
+
+// Benjamini-Hochberg: q of the r-th smallest of m p-values = min over r' >= r of p(r') m / r' (at most 1). Configs
+// whose q is below a level form a set whose expected share of false discoveries is at most that level.
+static void bh_adjust(const double *p, double *q, int n) {
+    p_at *order = malloc(sizeof *order * (size_t)(n ? n : 1));
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        q[i] = NAN;
+        if (!isnan(p[i])) order[m++] = (p_at){p[i], i};
+    }
+    qsort(order, (size_t)m, sizeof *order, by_p);
+    double run = 1;
+    for (int r = m - 1; r >= 0; r--) {
+        double v = order[r].p * m / (r + 1);
+        if (v < run) run = v;
+        q[order[r].at] = run;
+    }
+    free(order);
 }
 
 static int build(sqlite3 *db, summary *S, rp_err *err) {
@@ -88,6 +126,8 @@ static int build(sqlite3 *db, summary *S, rp_err *err) {
         c->mean = calloc((size_t)S->n_probe, sizeof(double));
         c->z = calloc((size_t)S->n_probe, sizeof(double));
         c->n = calloc((size_t)S->n_probe, sizeof(int));
+        c->p_value = calloc((size_t)S->n_probe, sizeof(double));
+        c->q_value = calloc((size_t)S->n_probe, sizeof(double));
     }
     for (int p = 0; p < S->n_probe; p++) {
         char **bi;
@@ -126,6 +166,12 @@ static int build(sqlite3 *db, summary *S, rp_err *err) {
             if (ci != S->base && S->c[ci].n[p]) m += S->c[ci].delta[p], m2 += S->c[ci].delta[p] * S->c[ci].delta[p], cnt++;
         double mean = cnt ? m / cnt : 0, sd = cnt > 1 ? sqrt(fmax(0, (m2 - m * m / cnt) / (cnt - 1))) : 0;
         for (int ci = 0; ci < S->n_cfg; ci++) S->c[ci].z[p] = ci != S->base && S->c[ci].n[p] && sd > 0 ? (S->c[ci].delta[p] - mean) / sd : 0;
+        // p-values of "no effect", and q-values over the sweep's configs (base excluded)
+        double *pv = malloc(sizeof(double) * S->n_cfg), *qv = malloc(sizeof(double) * S->n_cfg);
+        for (int ci = 0; ci < S->n_cfg; ci++) pv[ci] = ci == S->base ? NAN : p_of(S->c[ci].delta[p], S->c[ci].se[p]);
+        bh_adjust(pv, qv, S->n_cfg);
+        for (int ci = 0; ci < S->n_cfg; ci++) S->c[ci].p_value[p] = pv[ci], S->c[ci].q_value[p] = qv[ci];
+        free(pv), free(qv);
     }
     for (int ci = 0; ci < S->n_cfg; ci++) {
         S->c[ci].balanced = 0;
@@ -138,6 +184,7 @@ static void summary_free(summary *S) {
     for (int ci = 0; ci < S->n_cfg; ci++) {
         cfg_row *c = &S->c[ci];
         free(c->label), free(c->schedule), free(c->delta), free(c->se), free(c->mean), free(c->z), free(c->n);
+        free(c->p_value), free(c->q_value);
     }
     for (int p = 0; p < S->n_probe; p++) free(S->probe[p]);
     free(S->c), free(S->probe);
@@ -162,14 +209,15 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
         free(path);
         return -1;
     }
-    fprintf(f, "config,schedule,i,j,k,visits,probe,items,mean,delta,se,within_noise,z,balanced\n");
+    fprintf(f, "config,schedule,i,j,k,visits,probe,items,mean,delta,se,within_noise,z,balanced,p,q\n");
     for (int ci = 0; ci < S->n_cfg; ci++)
         for (int p = 0; p < S->n_probe; p++) {
             const cfg_row *c = &S->c[ci];
             csv_field(f, c->label), fputc(',', f), csv_field(f, c->schedule);
             fprintf(f, ",%d,%d,%d,%d,", c->i, c->j, c->k, c->visits);
             csv_field(f, S->probe[p]);
-            fprintf(f, ",%d,%.6f,%.6f,%.6f,%d,%.4f,%.4f\n", c->n[p], c->mean[p], c->delta[p], c->se[p], noise(c, p), c->z[p], c->balanced);
+            fprintf(f, ",%d,%.6f,%.6f,%.6f,%d,%.4f,%.4f,%.6g,%.6g\n", c->n[p], c->mean[p], c->delta[p], c->se[p], noise(c, p), c->z[p],
+                    c->balanced, c->p_value[p], c->q_value[p]);
         }
     fclose(f);
     free(path);
@@ -184,11 +232,14 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
         fprintf(f, "  {\"config\": \"%s\", \"schedule\": \"%s\", \"visits\": %d, \"balanced\": %.4f, \"probes\": {", c->label,
                 c->schedule, c->visits, c->balanced);
         for (int p = 0; p < S->n_probe; p++) {
-            char se[32] = "null";
+            char se[32] = "null", pv[32] = "null", qv[32] = "null";
             if (!isnan(c->se[p])) snprintf(se, sizeof se, "%.6f", c->se[p]);
-            fprintf(f, "%s\"%s\": {\"items\": %d, \"mean\": %.6f, \"delta\": %.6f, \"se\": %s, \"within_noise\": %s, \"z\": %.4f}",
+            if (!isnan(c->p_value[p])) snprintf(pv, sizeof pv, "%.6g", c->p_value[p]);
+            if (!isnan(c->q_value[p])) snprintf(qv, sizeof qv, "%.6g", c->q_value[p]);
+            fprintf(f, "%s\"%s\": {\"items\": %d, \"mean\": %.6f, \"delta\": %.6f, \"se\": %s, \"within_noise\": %s, \"z\": %.4f, "
+                       "\"p\": %s, \"q\": %s}",
                     p ? ", " : "", S->probe[p], c->n[p], isnan(c->mean[p]) ? 0 : c->mean[p], isnan(c->delta[p]) ? 0 : c->delta[p],
-                    se, noise(c, p) ? "true" : "false", c->z[p]);
+                    se, noise(c, p) ? "true" : "false", c->z[p], pv, qv);
         }
         fprintf(f, "}}%s\n", ci + 1 < S->n_cfg ? "," : "");
     }
@@ -464,6 +515,19 @@ int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_
         printf("  %8.3f\n", c->balanced);
     }
     printf("(delta vs base +- paired standard error; ~ within two standard errors of zero, * beyond)\n");
+    // how much of that is luck: among m configs tested at p < 0.05, about 0.05 m pass by chance alone
+    for (int p = 0; p < S.n_probe; p++) {
+        int m = 0, pass = 0, discoveries = 0;
+        for (int ci = 0; ci < S.n_cfg; ci++) {
+            if (ci == S.base || isnan(S.c[ci].p_value[p])) continue;
+            m++;
+            pass += S.c[ci].p_value[p] < 0.05;
+            discoveries += S.c[ci].q_value[p] < 0.05;
+        }
+        if (m)
+            printf("%s: %d of %d configs differ from base at p < 0.05, where %.1f would by chance alone; %d at a false "
+                   "discovery rate of 5%% (Benjamini-Hochberg q < 0.05)\n", S.probe[p], pass, m, 0.05 * m, discoveries);
+    }
     free(order);
     summary_free(&S);
     return rc;
