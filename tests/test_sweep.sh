@@ -25,6 +25,30 @@ if grep -q "built without Cairo" "$T/a.err"; then pictures=""; echo "skip PNG ch
 python3 -c "import json,sys; d=json.load(open('$T/a/summary.json')); assert len(d['configs']) == 22" || r=1
 grep -q "^1 " "$T/a.out" && grep -q "within two standard errors" "$T/a.out" || r=1
 check "built-in model: 21 configs + base, database, summaries, heatmaps, skyline, ranking" $r
+# --confirm: the screen's top 3 and base again on 40 fresh generated items, in DIR/confirm/; run again, nothing new
+"$BIN" sweep --probe arith --items 12 --out "$T/a" --confirm 3 --confirm-probe arith --confirm-items 40 >"$T/cf.out" 2>"$T/cf.err"
+r=$?
+"$BIN" sweep --probe arith --items 12 --out "$T/a" --confirm 3 --confirm-probe arith --confirm-items 40 >/dev/null 2>"$T/cf2.err" || r=1
+python3 - "$T/a/summary.json" "$T/a/confirm/summary.json" "$T/a/confirm/results.sqlite" <<'PY' || r=1
+import json, sqlite3, sys
+screen, conf = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+ranked = sorted((c for c in screen["configs"] if c["config"] != "base"), key=lambda c: -c["balanced"])
+top = {c["config"] for c in ranked[:3]}
+# ties at the cut: any config as good as the third may stand in for it
+third = ranked[2]["balanced"]
+got = {c["config"] for c in conf["configs"] if c["config"] != "base"}
+assert len(got) == 3 and all(c in top or [x for x in ranked if x["config"] == c][0]["balanced"] == third for c in got), (got, top)
+assert conf["probes"] == ["confirm:arith"], conf["probes"]
+assert all(c["probes"]["confirm:arith"]["items"] == 40 for c in conf["configs"]), conf["configs"]
+db = sqlite3.connect(sys.argv[3])
+assert db.execute("SELECT count(*) FROM results").fetchone()[0] == 4 * 40
+screen_prompts = {p for (p,) in sqlite3.connect(sys.argv[3].replace("/confirm", "")).execute("SELECT prompt FROM items")}
+conf_prompts = {p for (p,) in db.execute("SELECT prompt FROM items")}
+assert len(conf_prompts & screen_prompts) < 10, len(conf_prompts & screen_prompts)   # another seed: mostly new items
+PY
+grep -q "^confirmation" "$T/cf.out" && grep -q "confirm:arith: " "$T/cf.out" && grep -q "0 new rows (160 were already done)" "$T/cf2.err" || r=1
+check "--confirm 3: the screen's top 3 and base on 40 other items, a report of their own; a rerun resumes" $r
+
 # each config's p-value (two-sided, z = delta / se) and Benjamini-Hochberg q-value, recomputed here from its delta
 # and standard error; the printed count of configs below p < 0.05 beside the count expected by chance
 python3 - "$T/a/summary.json" "$T/a.out" <<'PY'
@@ -156,6 +180,7 @@ expect_error "--score loglik on eq" "has no reference answer text" "$BIN" sweep 
 printf '%s\n' '{"prompt": "1+1=", "answer": "[0-9]+", "match": "regex"}' >"$T/re.jsonl"
 expect_error "--score loglik on a regex answer" "matched by a regex" "$BIN" sweep --probe "jsonl:$T/re.jsonl" --score loglik --out "$T/e6"
 expect_error "bad --score" "--score best: gen or loglik" "$BIN" sweep --probe arith --score best --out "$T/e7"
+expect_error "--confirm without --confirm-probe" "go together" "$BIN" sweep --probe arith --out "$T/e8" --confirm 3
 
 # 7. NaN logits fail the rows of the configs that meet them, never the sweep: a copy of the built-in model with NaN
 # weights in layer 2; "0-1,3-5" skips layer 2 and is scored, base and rys:1,3 fail with the reason

@@ -48,6 +48,12 @@ static const char *usage =
     "  --ubatch N           most rows of one forward step; prompts run in windows of N rows (default 512)\n"
     "  --tp N               split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)\n"
     "  --retry-failed       run again the rows that failed (recorded with their reason, otherwise skipped)\n"
+    "  --confirm N          then re-measure the top N configs and base on --confirm-probe, into DIR/confirm/ (its\n"
+    "                       own database, summaries and ranking with standard errors, p- and q-values)\n"
+    "  --confirm-probe SPEC a larger probe set for --confirm, as --probe (repeatable); generated replies scored\n"
+    "                       as --score gen\n"
+    "  --confirm-items N    items of each confirm probe (default: all of a file; generated: 4 x --items, from\n"
+    "                       another seed than the screen's)\n"
     "  --backend B, -t N, --kv-dtype T   as for generate\n";
 
 static int make_dir(const char *d, rp_err *err) {
@@ -144,11 +150,91 @@ static int merge(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+// Opens DIR/results.sqlite and checks that it holds nothing of another model, chat template or KV dtype (a new one
+// records them).
+static int open_db(sweep_db *d, const char *dir, const cli_opts *o, const chat_template *ct, const model *m, rp_err *err) {
+    int rc = make_dir(dir, err);
+    char *dbp = path_join(dir, "results.sqlite");
+    if (!rc) rc = sweep_db_open(d, dbp, err);
+    free(dbp);
+    if (!rc) {
+        char *abs = realpath(o->model_dir, NULL);
+        rc = sweep_db_check_meta(d, "model", abs ? abs : o->model_dir, err);
+        free(abs);
+    }
+    if (!rc) rc = sweep_db_check_meta(d, "chat_template", chat_family_name(ct->family), err);
+    if (!rc) {   // BF16 keys and values change the scores a little: rows of the two never share a ranking
+        size_t elem = m->be->kv_bytes_per_token(m->be) / (2 * (size_t)m->cfg.n_kv_heads * m->cfg.head_dim);
+        rc = sweep_db_check_meta(d, "kv_dtype", elem == 2 ? "bf16" : "f32", err);
+    }
+    return rc;
+}
+
+// Registers the run's configs and its probes' items in its database.
+static int register_run(sweep_run *r, rp_err *err) {
+    int rc = 0;
+    r->config_ids = malloc(sizeof(int) * (size_t)(r->configs->n ? r->configs->n : 1));
+    for (int c = 0; c < r->configs->n && !rc; c++) rc = sweep_db_add_config(r->db, &r->configs->c[c], &r->config_ids[c], err);
+    for (int p = 0; p < r->n_probes && !rc; p++)
+        for (int i = 0; i < r->probes[p].n_items && !rc; i++) {
+            const probe_item *it = &r->probes[p].items[i];
+            rc = sweep_db_item(r->db, r->probes[p].name, it->id, it->prompt, it->answer, err);
+        }
+    return rc;
+}
+
+// The larger of two run shapes, field by field: one plan for the screen and the confirmation after it.
+static void shape_max(plan_shape *a, const plan_shape *b) {
+    if (b->seqs > a->seqs) a->seqs = b->seqs;
+    if (b->kv_slots > a->kv_slots) a->kv_slots = b->kv_slots;
+    if (b->ctx > a->ctx) a->ctx = b->ctx;
+    if (b->max_visits > a->max_visits) a->max_visits = b->max_visits;
+}
+
+// --confirm: the screen's top n configs and base again, on the confirm probes, into DIR/confirm/ (its own
+// database and report: the ranking there is the one to believe).
+static int run_confirm(sweep_run *cr, sweep_db *screen, int n, const cli_opts *o, const char *out, const char *model_name,
+                       rp_err *err) {
+    char **labels;
+    int n_labels;
+    if (sweep_top_configs(screen, n, &labels, &n_labels, err)) return -1;
+    size_t len = 1;
+    for (int i = 0; i < n_labels; i++) len += strlen(labels[i]) + 1;
+    char *list = calloc(len, 1);
+    for (int i = 0; i < n_labels; i++) strcat(strcat(list, i ? ";" : ""), labels[i]);
+    space_opts so = {.configs = list, .stride = 1, .repeat = 2, .shard_n = 1};
+    config_list cl = {0};
+    sweep_db d = {0};
+    char *dir = path_join(out, "confirm");
+    int rc = n_labels ? sweep_space_build(&cl, cr->m->cfg.n_layers, &so, err) : rp_fail(err, "--confirm: no config to confirm");
+    cr->configs = &cl, cr->db = &d;
+    if (!rc) rc = open_db(&d, dir, o, &cr->ct, cr->m, err);
+    if (!rc) rc = register_run(cr, err);
+    if (!rc) {
+        fprintf(stderr, "reprise sweep: confirming the top %d configs and base on %d probe(s) into %s/\n", n_labels,
+                cr->n_probes, dir);
+        sweep_prompts_free(cr);   // prepared for the plan with every config; prepared again for these
+        rc = sweep_run_all(cr, err);
+    }
+    if (!rc) {
+        printf("\nconfirmation (%s/):\n", dir);
+        rc = sweep_report(&d, dir, model_name, n_labels, err);
+    }
+    for (int i = 0; i < n_labels; i++) free(labels[i]);
+    free(labels), free(list), free(dir), free(cr->config_ids);
+    cr->config_ids = NULL;
+    sweep_db_close(&d);
+    sweep_space_free(&cl);
+    return rc;
+}
+
 int cmd_sweep(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "merge")) return merge(argc, argv);
     // the sweep's own flags first; the rest go through the shared parser
     const char *probes[16], *out = NULL;
     int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, retry_failed = 0, loglik = 0, code;
+    int confirm = 0, confirm_items = 0, n_cprobes = 0;   // --confirm N on --confirm-probe SPEC (--confirm-items)
+    const char *cprobes[16];
     unsigned seed = 0;
     space_opts so = {.stride = 1, .repeat = 2};
     char **rest = malloc(sizeof(char *) * (size_t)argc);
@@ -178,6 +264,11 @@ int cmd_sweep(int argc, char **argv) {
             if (sscanf(v, "%d/%d%n", &so.shard_k, &so.shard_n, &n) != 2 || v[n] || so.shard_n < 1 || so.shard_k < 0 ||
                 so.shard_k >= so.shard_n)
                 return fprintf(stderr, "reprise sweep: --shard %s: expected K/N with 0 <= K < N\n", v), 2;
+        } else if (!strcmp(a, "--confirm") && v) confirm = atoi(v);
+        else if (!strcmp(a, "--confirm-items") && v) confirm_items = atoi(v);
+        else if (!strcmp(a, "--confirm-probe") && v) {
+            if (n_cprobes == 16) return fprintf(stderr, "reprise sweep: at most 16 confirm probes\n"), 2;
+            cprobes[n_cprobes++] = v;
         } else if (!strcmp(a, "--score") && v) {
             if (strcmp(v, "gen") && strcmp(v, "loglik"))
                 return fprintf(stderr, "reprise sweep: --score %s: gen or loglik\n", v), 2;
@@ -203,6 +294,8 @@ int cmd_sweep(int argc, char **argv) {
     if (rc) return code;
     seed = (unsigned)o.sampling.seed;
     if (!n_probes || !out) return fprintf(stderr, "reprise sweep: --probe and --out are required (see --help)\n"), 2;
+    if (confirm < 0 || confirm_items < 0 || (confirm > 0) != (n_cprobes > 0))
+        return fprintf(stderr, "reprise sweep: --confirm N (N > 0) and --confirm-probe SPEC go together\n"), 2;
 
     model m = {0};
     model_config cfg;
@@ -211,8 +304,8 @@ int cmd_sweep(int argc, char **argv) {
     tokenizer *tok = file_exists(tp) ? tokenizer_load(tp, &err) : NULL;
     if (!tok && !file_exists(tp)) rp_fail(&err, "%s has no tokenizer.json, which a sweep needs", o.model_dir);
     free(tp);
-    probe ps[16];
-    int loaded = 0;
+    probe ps[16], cps[16];
+    int loaded = 0, cloaded = 0;
     config_list cl = {0};
     sweep_db d = {0};
     sweep_run r = {.m = &m, .tok = tok, .system = o.system, .probes = ps, .configs = &cl, .db = &d, .batch = batch,
@@ -224,42 +317,38 @@ int cmd_sweep(int argc, char **argv) {
         if (!rc && loglik) rc = probe_use_loglik(&ps[p], &err);
     }
     r.n_probes = loaded;
+    // confirm probes: every item of a file unless --confirm-items; generated ones, 4x the screen's --items
+    // (generated from another seed: items the screen never saw)
+    for (int p = 0; p < n_cprobes && !rc; p++, cloaded++)
+        rc = probe_load(&cps[p], cprobes[p], confirm_items, confirm_items ? confirm_items : 4 * items, seed + 1000003u, &err);
+    for (int p = 0; p < cloaded && !rc; p++)   // kept apart from the screen's rows of the same probe
+        if (snprintf(cps[p].name, sizeof cps[p].name, "confirm:%s", cprobes[p]) >= (int)sizeof cps[p].name)
+            rc = rp_fail(&err, "--confirm-probe %s: too long a name", cprobes[p]);
+    sweep_run cr = r;   // the confirmation: the screen's model and settings, other probes
+    cr.probes = cps, cr.n_probes = cloaded, cr.config_ids = NULL, cr.prompts = NULL;
     if (!rc) rc = sweep_space_build(&cl, cfg.n_layers, &so, &err);
-    // every prompt tokenized first: the memory plan needs the longest, and is checked before any weight is read
-    plan_shape shape;
+    // every prompt tokenized first: the memory plan needs the longest, and is checked before any weight is read (the
+    // confirmation's too, planned with every config of the screen: its top ones are among them)
+    plan_shape shape, cshape;
     if (!rc) sweep_prepare(&r, &cfg, &shape);
+    if (!rc && confirm) cr.configs = &cl, sweep_prepare(&cr, &cfg, &cshape), shape_max(&shape, &cshape);
     shape.tp = o.tp, shape.kv_dtype = o.kv_dtype;
     if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err);
-    if (!rc) rc = make_dir(out, &err);
+    if (!rc) rc = open_db(&d, out, &o, &r.ct, &m, &err);
     char *dbp = path_join(out, "results.sqlite");
-    if (!rc) rc = sweep_db_open(&d, dbp, &err);
-    if (!rc) {
-        char *abs = realpath(o.model_dir, NULL);
-        rc = sweep_db_check_meta(&d, "model", abs ? abs : o.model_dir, &err);
-        free(abs);
-    }
-    if (!rc) rc = sweep_db_check_meta(&d, "chat_template", chat_family_name(r.ct.family), &err);
-    if (!rc) {   // BF16 keys and values change the scores a little: rows of the two never share a ranking
-        size_t elem = m.be->kv_bytes_per_token(m.be) / (2 * (size_t)m.cfg.n_kv_heads * m.cfg.head_dim);
-        rc = sweep_db_check_meta(&d, "kv_dtype", elem == 2 ? "bf16" : "f32", &err);
-    }
     long forgotten = 0;
     if (!rc && retry_failed && !(rc = sweep_db_forget_failures(&d, &forgotten, &err)))
         fprintf(stderr, "reprise sweep: --retry-failed: %ld failed rows will run again\n", forgotten);
-    r.config_ids = malloc(sizeof(int) * (size_t)(cl.n ? cl.n : 1));
-    for (int c = 0; c < cl.n && !rc; c++) rc = sweep_db_add_config(&d, &cl.c[c], &r.config_ids[c], &err);
-    for (int p = 0; p < loaded && !rc; p++)
-        for (int i = 0; i < ps[p].n_items && !rc; i++)
-            rc = sweep_db_item(&d, ps[p].name, ps[p].items[i].id, ps[p].items[i].prompt, ps[p].items[i].answer, &err);
+    if (!rc) rc = register_run(&r, &err);
     if (!rc) {
         fprintf(stderr, "reprise sweep: %d configs (base included) x %d probe(s) on %s%s\n", cl.n, loaded, o.model_dir,
                 r.ct.family != CHAT_NONE ? ", through its chat template" : "");
         rc = sweep_run_all(&r, &err);
     }
-    if (!rc) {
-        const char *name = strrchr(o.model_dir, '/');
-        rc = sweep_report(&d, out, name && name[1] ? name + 1 : o.model_dir, top, &err);
-    }
+    const char *name = strrchr(o.model_dir, '/');
+    name = name && name[1] ? name + 1 : o.model_dir;
+    if (!rc) rc = sweep_report(&d, out, name, top, &err);
+    if (!rc && confirm) rc = run_confirm(&cr, &d, confirm, &o, out, name, &err);
     if (!rc) fprintf(stderr, "reprise sweep: results in %s; summary, heatmaps and skyline in %s/\n", dbp, out);
     else fprintf(stderr, "reprise sweep: %s\n", err.msg);
     free(dbp);
@@ -267,7 +356,9 @@ int cmd_sweep(int argc, char **argv) {
     sweep_db_close(&d);
     sweep_space_free(&cl);
     sweep_prompts_free(&r);
+    sweep_prompts_free(&cr);
     for (int p = 0; p < loaded; p++) probe_free(&ps[p]);
+    for (int p = 0; p < cloaded; p++) probe_free(&cps[p]);
     tokenizer_free(tok);
     model_free(&m);
     return rc ? 1 : 0;

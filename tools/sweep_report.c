@@ -76,7 +76,7 @@ static int by_p(const void *a, const void *b) {
 // Benjamini-Hochberg: q of the r-th smallest of m p-values = min over r' >= r of p(r') m / r' (at most 1). Configs
 // whose q is below a level form a set whose expected share of false discoveries is at most that level.
 static void bh_adjust(const double *p, double *q, int n) {
-    p_at *order = malloc(sizeof *order * (size_t)(n ? n : 1));
+    p_at *order = malloc(sizeof *order * (n > 0 ? (size_t)n : 1));
     int m = 0;
     for (int i = 0; i < n; i++) {
         q[i] = NAN;
@@ -475,6 +475,35 @@ static int write_pictures(const summary *S, int k, const char *model_name, const
 }
 #endif
 
+// The configs but base, best balanced score first, into order (n_cfg - 1 entries); returns their count.
+static int rank_configs(const summary *S, int *order) {
+    int n = 0;
+    for (int ci = 0; ci < S->n_cfg; ci++)
+        if (ci != S->base) order[n++] = ci;
+    for (int a = 1; a < n; a++)   // insertion sort, stable: ties keep the database's order
+        for (int b = a; b > 0 && S->c[order[b]].balanced > S->c[order[b - 1]].balanced; b--) {
+            int t = order[b];
+            order[b] = order[b - 1], order[b - 1] = t;
+        }
+    return n;
+}
+
+int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp_err *err) {
+    summary S;
+    *labels = NULL, *n_labels = 0;
+    if (build(db->db, &S, err)) {
+        summary_free(&S);
+        return -1;
+    }
+    int *order = malloc(sizeof(int) * (size_t)S.n_cfg), n = rank_configs(&S, order);
+    *n_labels = n < top_n ? n : top_n;
+    *labels = malloc(sizeof(char *) * (size_t)(*n_labels ? *n_labels : 1));
+    for (int r = 0; r < *n_labels; r++) (*labels)[r] = strdup(S.c[order[r]].label);
+    free(order);
+    summary_free(&S);
+    return 0;
+}
+
 int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_n, rp_err *err) {
     summary S;
     if (build(db->db, &S, err) || write_exports(db->db, &S, out, err)) {
@@ -487,14 +516,7 @@ int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_
         if (S.c[ci].k > 0 && S.c[ci].k < 64 && ++counts[S.c[ci].k] > best) best = counts[S.c[ci].k], k = S.c[ci].k;
     int rc = write_pictures(&S, k, model_name, out, err);
     // top-N by balanced score
-    int *order = malloc(sizeof(int) * S.n_cfg), n = 0;
-    for (int ci = 0; ci < S.n_cfg; ci++)
-        if (ci != S.base) order[n++] = ci;
-    for (int a = 1; a < n; a++)   // insertion sort: small lists
-        for (int b = a; b > 0 && S.c[order[b]].balanced > S.c[order[b - 1]].balanced; b--) {
-            int t = order[b];
-            order[b] = order[b - 1], order[b - 1] = t;
-        }
+    int *order = malloc(sizeof(int) * S.n_cfg), n = rank_configs(&S, order);
     printf("%-4s %-18s %6s", "rank", "config", "visits");
     for (int p = 0; p < S.n_probe; p++) printf("  %-24.24s", S.probe[p]);
     printf("  %8s\n", "balanced");

@@ -8,4 +8,8 @@
 // heatmap_combined.png and skyline.png (when the sweep has rys:I,J configs); prints the top_n configs on stdout.
 int sweep_report(sweep_db *db, const char *out_dir, const char *model_name, int top_n, rp_err *err);
 
+// The labels of the top_n configs by balanced score (base excluded), best first, as the report ranks them: fresh
+// strings in *labels (free each and the array).
+int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp_err *err);
+
 #endif
