@@ -139,8 +139,14 @@ expect_error "unknown probe" "unknown kind" "$BIN" sweep --probe trivia --out "$
 expect_error "bad range" "--i-range 5:2" "$BIN" sweep --probe arith --out "$T/e2" --i-range 5:2
 expect_error "bad shard" "--shard 2/2" "$BIN" sweep --probe arith --out "$T/e3" --shard 2/2
 expect_error "bad config" "'9'" "$BIN" sweep --probe arith --out "$T/e4" --configs "rys:1,3;0-2,9"
-"$BIN" export --schedule base -o "$T/other_model" >/dev/null 2>&1   # a copy of the built-in model: another directory
-expect_error "another model in the same --out" "holds a sweep with model" "$BIN" sweep -m "$T/other_model" --probe arith --out "$T/a"
+# a model is known by its content: a copy elsewhere (re-written by export) resumes the sweep, another model is refused
+"$BIN" export --schedule base -o "$T/same_model" >/dev/null 2>&1
+"$BIN" sweep -m "$T/same_model" --probe arith --items 12 --out "$T/a" >/dev/null 2>"$T/same.err" && grep -q "0 new rows" "$T/same.err"
+check "the built-in model copied to another directory resumes its sweep" $?
+"$BIN" export --schedule 0-4 -o "$T/other_model" >/dev/null 2>&1   # five of its six layers: another model
+expect_error "another model in the same --out" "holds a sweep with model (config.json and tensors)" "$BIN" sweep -m "$T/other_model" --probe arith --items 12 --out "$T/a"
+expect_error "other items in the same --out" "holds a sweep with items of probe arith '12 items" "$BIN" sweep --probe arith --items 6 --out "$T/a"
+expect_error "another system prompt in the same --out" "holds a sweep with decoding" "$BIN" sweep --probe arith --items 12 --system "Be brief." --out "$T/a"
 expect_error "another KV dtype in the same --out" "holds a sweep with kv_dtype 'f32', not 'bf16'" "$BIN" sweep --probe arith --items 12 --out "$T/a" --kv-dtype bf16
 
 # --score loglik: each row is the log-probability of the answer after the prompt, as `reprise score` gives it for the

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "loader/fingerprint.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/sweep_report.h"
@@ -150,19 +151,33 @@ static int merge(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
-// Opens DIR/results.sqlite and checks that it holds nothing of another model, chat template or KV dtype (a new one
-// records them).
-static int open_db(sweep_db *d, const char *dir, const cli_opts *o, const chat_template *ct, const model *m, rp_err *err) {
+// Opens DIR/results.sqlite and checks that its rows mean what this run's would (a new one records it): the same
+// model by content (any copy of it, wherever it lies), chat template, system prompt, KV dtype, the same items of
+// each probe, and the same reprise. Any difference is refused, naming it.
+static int open_db(sweep_db *d, const char *dir, const sweep_run *r, const model *m, rp_err *err) {
     int rc = make_dir(dir, err);
     char *dbp = path_join(dir, "results.sqlite");
     if (!rc) rc = sweep_db_open(d, dbp, err);
     free(dbp);
+    uint64_t fp;
+    char text[160];
+    if (!rc) rc = fingerprint_model(m->dir, &m->weights, &fp, err);
     if (!rc) {
-        char *abs = realpath(o->model_dir, NULL);
-        rc = sweep_db_check_meta(d, "model", abs ? abs : o->model_dir, err);
-        free(abs);
+        snprintf(text, sizeof text, "%016llx", (unsigned long long)fp);
+        rc = sweep_db_check_meta(d, "model (config.json and tensors)", text, err);
     }
-    if (!rc) rc = sweep_db_check_meta(d, "chat_template", chat_family_name(ct->family), err);
+    if (!rc) rc = sweep_db_check_meta(d, "chat_template", chat_family_name(r->ct.family), err);
+    if (!rc) {
+        snprintf(text, sizeof text, "greedy; system prompt %016llx", (unsigned long long)fingerprint_str(FINGERPRINT_SEED, r->system));
+        rc = sweep_db_check_meta(d, "decoding", text, err);
+    }
+    if (!rc) rc = sweep_db_check_meta(d, "reprise version", REPRISE_VERSION, err);
+    for (int p = 0; p < r->n_probes && !rc; p++) {
+        char key[160];
+        snprintf(key, sizeof key, "items of probe %s", r->probes[p].name);
+        probe_describe(&r->probes[p], text, sizeof text);
+        rc = sweep_db_check_meta(d, key, text, err);
+    }
     if (!rc) {   // BF16 keys and values change the scores a little: rows of the two never share a ranking
         size_t elem = m->be->kv_bytes_per_token(m->be) / (2 * (size_t)m->cfg.n_kv_heads * m->cfg.head_dim);
         rc = sweep_db_check_meta(d, "kv_dtype", elem == 2 ? "bf16" : "f32", err);
@@ -193,8 +208,7 @@ static void shape_max(plan_shape *a, const plan_shape *b) {
 
 // --confirm: the screen's top n configs and base again, on the confirm probes, into DIR/confirm/ (its own
 // database and report: the ranking there is the one to believe).
-static int run_confirm(sweep_run *cr, sweep_db *screen, int n, const cli_opts *o, const char *out, const char *model_name,
-                       rp_err *err) {
+static int run_confirm(sweep_run *cr, sweep_db *screen, int n, const char *out, const char *model_name, rp_err *err) {
     char **labels;
     int n_labels;
     if (sweep_top_configs(screen, n, &labels, &n_labels, err)) return -1;
@@ -208,7 +222,7 @@ static int run_confirm(sweep_run *cr, sweep_db *screen, int n, const cli_opts *o
     char *dir = path_join(out, "confirm");
     int rc = n_labels ? sweep_space_build(&cl, cr->m->cfg.n_layers, &so, err) : rp_fail(err, "--confirm: no config to confirm");
     cr->configs = &cl, cr->db = &d;
-    if (!rc) rc = open_db(&d, dir, o, &cr->ct, cr->m, err);
+    if (!rc) rc = open_db(&d, dir, cr, cr->m, err);
     if (!rc) rc = register_run(cr, err);
     if (!rc) {
         fprintf(stderr, "reprise sweep: confirming the top %d configs and base on %d probe(s) into %s/\n", n_labels,
@@ -334,7 +348,7 @@ int cmd_sweep(int argc, char **argv) {
     if (!rc && confirm) cr.configs = &cl, sweep_prepare(&cr, &cfg, &cshape), shape_max(&shape, &cshape);
     shape.tp = o.tp, shape.kv_dtype = o.kv_dtype;
     if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err);
-    if (!rc) rc = open_db(&d, out, &o, &r.ct, &m, &err);
+    if (!rc) rc = open_db(&d, out, &r, &m, &err);
     char *dbp = path_join(out, "results.sqlite");
     long forgotten = 0;
     if (!rc && retry_failed && !(rc = sweep_db_forget_failures(&d, &forgotten, &err)))
@@ -348,7 +362,7 @@ int cmd_sweep(int argc, char **argv) {
     const char *name = strrchr(o.model_dir, '/');
     name = name && name[1] ? name + 1 : o.model_dir;
     if (!rc) rc = sweep_report(&d, out, name, top, &err);
-    if (!rc && confirm) rc = run_confirm(&cr, &d, confirm, &o, out, name, &err);
+    if (!rc && confirm) rc = run_confirm(&cr, &d, confirm, out, name, &err);
     if (!rc) fprintf(stderr, "reprise sweep: results in %s; summary, heatmaps and skyline in %s/\n", dbp, out);
     else fprintf(stderr, "reprise sweep: %s\n", err.msg);
     free(dbp);

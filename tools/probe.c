@@ -2,6 +2,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tools/probe.h"
 
+#include "loader/fingerprint.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
@@ -445,4 +447,18 @@ int probe_use_loglik(probe *p, rp_err *err) {
     memcpy(p->name, name, sizeof name);
     p->loglik = 1;
     return 0;
+}
+
+void probe_describe(const probe *p, char *out, size_t cap) {
+    uint64_t h = FINGERPRINT_SEED;
+    int head[4] = {(int)p->kind, p->max_new, p->loglik, p->n_items};
+    h = fingerprint_bytes(h, head, sizeof head);
+    for (int i = 0; i < p->n_items; i++) {
+        const probe_item *it = &p->items[i];
+        h = fingerprint_str(fingerprint_str(fingerprint_str(h, it->id), it->prompt), it->answer);
+        h = fingerprint_bytes(h, &it->match, sizeof it->match);
+        for (int o = 0; o < it->n_options; o++) h = fingerprint_str(h, it->options[o]);
+        for (int e = 0; e < 4; e++) h = fingerprint_bytes(fingerprint_str(h, it->emotions[e]), &it->ref[e], sizeof it->ref[e]);
+    }
+    snprintf(out, cap, "%d items, fingerprint %016llx", p->n_items, (unsigned long long)h);
 }

@@ -2,6 +2,8 @@
 #ifndef REPRISE_PROBE_H
 #define REPRISE_PROBE_H
 
+#include <stddef.h>
+
 #include "loader/error.h"
 
 typedef enum { PROBE_MATH, PROBE_EQ, PROBE_MC, PROBE_JSONL, PROBE_ARITH } probe_kind;
@@ -36,6 +38,10 @@ void probe_free(probe *p);
 // with the reason, for probes without a reference answer text: eq, and jsonl items matched by a regex. mc probes
 // score by log-likelihood already and are left as they are.
 int probe_use_loglik(probe *p, rp_err *err);
+
+// What the probe's rows mean, as text for the sweep database: its items (ids, prompts, answers, options,
+// references), how many, its kind, scoring and reply length, fingerprinted ("12 items, fingerprint 0123abcd...").
+void probe_describe(const probe *p, char *out, size_t cap);
 
 // Score of a generated reply to item (not for mc), in [0, 1].
 double probe_score_reply(const probe *p, const probe_item *it, const char *reply);

@@ -18,7 +18,8 @@ static const char *usage =
     "  export     write the physically duplicated checkpoint of a schedule\n"
     "  serve      an OpenAI-compatible HTTP server, continuous batching, a layer schedule per request\n"
     "  bench      latency and throughput of schedules side by side, beside the roofline (llama-bench's flags)\n"
-    "Without -m, a command uses the built-in model (a small Llama trained on arithmetic).\n";
+    "Without -m, a command uses the built-in model (a small Llama trained on arithmetic). reprise --version: the\n"
+    "version (sweep databases record it).\n";
 
 int main(int argc, char **argv) {
     cpu_threads_bound_spinning(argv);   // before anything else: it may run reprise again
@@ -26,6 +27,7 @@ int main(int argc, char **argv) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (strcmp(argv[1], "--version") == 0) return printf("reprise %s\n", REPRISE_VERSION), 0;
     const struct {
         const char *name;
         int (*run)(int, char **);
