@@ -127,6 +127,43 @@ grep -q "$((total - n_before)) new rows ($n_before were already done)" "$T/resum
     [ -z "$(comm -23 <(printf '%s\n' "$before" | sort) <(rows "$T/k/results.sqlite" | sort))" ]
 check "SIGKILL after $n_before of $total rows, then resume: every row once, equal to an uninterrupted run" $?
 
+# --search halving: 21 configs on 4 items, the better 11 on 8, the better 6 on all 16; killed in its second rung and
+# resumed, the same rows as an uninterrupted search; run again, nothing new
+hargs=(--probe arith --items 16 --search halving --out)
+"$BIN" sweep "${hargs[@]}" "$T/hv" >/dev/null 2>"$T/hv.err"
+r=$?
+python3 - "$T/hv/results.sqlite" <<'PY' || r=1
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+per = dict(db.execute("SELECT c.label, count(*) FROM results r JOIN configs c ON c.id = r.config GROUP BY c.label"))
+sizes = sorted(per.values())
+assert per["base"] == 16 and sizes.count(4) == 10 and sizes.count(8) == 5 and sizes.count(16) == 7, per
+score = {(l, int(i)): s for l, i, s in db.execute("SELECT c.label, r.item, r.score FROM results r JOIN configs c ON c.id = r.config")}
+def delta(label, n): return sum(score[(label, i)] - score[("base", i)] for i in range(n)) / n
+for n, lost, kept in ((4, 4, 8), (8, 8, 16)):   # each rung's survivors are at least as good as those it dropped
+    dropped = [l for l, k in per.items() if k == lost and l != "base"]
+    survived = [l for l, k in per.items() if k >= kept and l != "base"]
+    assert min(delta(l, n) for l in survived) >= max(delta(l, n) for l in dropped) - 1e-9, n
+PY
+"$BIN" sweep "${hargs[@]}" "$T/hk" >/dev/null 2>&1 &
+pid=$!
+python3 - "$T/hk/results.sqlite" <<'PY'
+import sqlite3, sys, time
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        if sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM results").fetchone()[0] >= 100: break
+    except sqlite3.Error: pass
+    time.sleep(0.005)
+PY
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+"$BIN" sweep "${hargs[@]}" "$T/hk" >/dev/null 2>&1 || r=1
+cmp -s <(rows "$T/hk/results.sqlite") <(rows "$T/hv/results.sqlite") || r=1
+"$BIN" sweep "${hargs[@]}" "$T/hv" >/dev/null 2>"$T/hv2.err" || r=1
+[ "$(grep -c " 0 new rows" "$T/hv2.err")" -eq 3 ] || r=1
+check "--search halving: 21 configs on 4 items, the better 11 on 8, the better 6 on 16; killed and resumed, the same rows" $r
+
 # 6. errors name their cause
 expect_error() {
     local name=$1 text=$2
@@ -187,6 +224,8 @@ printf '%s\n' '{"prompt": "1+1=", "answer": "[0-9]+", "match": "regex"}' >"$T/re
 expect_error "--score loglik on a regex answer" "matched by a regex" "$BIN" sweep --probe "jsonl:$T/re.jsonl" --score loglik --out "$T/e6"
 expect_error "bad --score" "--score best: gen or loglik" "$BIN" sweep --probe arith --score best --out "$T/e7"
 expect_error "--confirm without --confirm-probe" "go together" "$BIN" sweep --probe arith --out "$T/e8" --confirm 3
+expect_error "--search halving with --shard" "takes no --shard" "$BIN" sweep --probe arith --out "$T/e9" --search halving --shard 0/2
+expect_error "--search beam" "--search beam: grid or halving" "$BIN" sweep --probe arith --out "$T/e10" --search beam
 
 # 7. NaN logits fail the rows of the configs that meet them, never the sweep: a copy of the built-in model with NaN
 # weights in layer 2; "0-1,3-5" skips layer 2 and is scored, base and rys:1,3 fail with the reason

@@ -11,6 +11,7 @@
 #include "tools/cli.h"
 #include "tools/sweep_report.h"
 #include "tools/sweep_run.h"
+#include "tools/sweep_search.h"
 
 static const char *usage =
     "usage: reprise sweep [-m DIR] --probe KIND[:FILE] [--probe ...] --out DIR [config space] [options]\n"
@@ -39,6 +40,11 @@ static const char *usage =
     "  --configs LIST       explicit schedules separated by ';', e.g. \"rys:3,5;0-4,2-7\" (no grid unless grid flags)\n"
     "  --configs-file FILE  one schedule per line\n"
     "  --shard K/N          evaluate configs K, K+N, ... only (merge the databases with `sweep merge`)\n"
+    "search:\n"
+    "  --search MODE        grid (default): every config on every item; halving: every config on --halving-items\n"
+    "                       items per probe, the better half (balanced score) on twice as many, ..., the last\n"
+    "                       rung on all --items (no --shard)\n"
+    "  --halving-items N    items of the first halving rung (default 4)\n"
     "options:\n"
     "  --chat-template NAME chatml, llama3, llama2, mistral, plain (default: the model's; without one, the\n"
     "                       prompt as plain text with BOS)\n"
@@ -248,6 +254,7 @@ int cmd_sweep(int argc, char **argv) {
     const char *probes[16], *out = NULL;
     int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, retry_failed = 0, loglik = 0, code;
     int confirm = 0, confirm_items = 0, n_cprobes = 0;   // --confirm N on --confirm-probe SPEC (--confirm-items)
+    int halving = 0, halving_items = 4;                  // --search halving, --halving-items
     const char *cprobes[16];
     unsigned seed = 0;
     space_opts so = {.stride = 1, .repeat = 2};
@@ -278,7 +285,12 @@ int cmd_sweep(int argc, char **argv) {
             if (sscanf(v, "%d/%d%n", &so.shard_k, &so.shard_n, &n) != 2 || v[n] || so.shard_n < 1 || so.shard_k < 0 ||
                 so.shard_k >= so.shard_n)
                 return fprintf(stderr, "reprise sweep: --shard %s: expected K/N with 0 <= K < N\n", v), 2;
-        } else if (!strcmp(a, "--confirm") && v) confirm = atoi(v);
+        } else if (!strcmp(a, "--search") && v) {
+            if (strcmp(v, "grid") && strcmp(v, "halving"))
+                return fprintf(stderr, "reprise sweep: --search %s: grid or halving (beam and surrogate are not built yet)\n", v), 2;
+            halving = !strcmp(v, "halving");
+        } else if (!strcmp(a, "--halving-items") && v) halving_items = atoi(v);
+        else if (!strcmp(a, "--confirm") && v) confirm = atoi(v);
         else if (!strcmp(a, "--confirm-items") && v) confirm_items = atoi(v);
         else if (!strcmp(a, "--confirm-probe") && v) {
             if (n_cprobes == 16) return fprintf(stderr, "reprise sweep: at most 16 confirm probes\n"), 2;
@@ -308,6 +320,9 @@ int cmd_sweep(int argc, char **argv) {
     if (rc) return code;
     seed = (unsigned)o.sampling.seed;
     if (!n_probes || !out) return fprintf(stderr, "reprise sweep: --probe and --out are required (see --help)\n"), 2;
+    if (halving && (halving_items < 1 || so.shard_n > 1))
+        return fprintf(stderr, "reprise sweep: --search halving ranks all configs between rungs: it takes no --shard, "
+                               "and --halving-items must be positive\n"), 2;
     if (confirm < 0 || confirm_items < 0 || (confirm > 0) != (n_cprobes > 0))
         return fprintf(stderr, "reprise sweep: --confirm N (N > 0) and --confirm-probe SPEC go together\n"), 2;
 
@@ -357,7 +372,7 @@ int cmd_sweep(int argc, char **argv) {
     if (!rc) {
         fprintf(stderr, "reprise sweep: %d configs (base included) x %d probe(s) on %s%s\n", cl.n, loaded, o.model_dir,
                 r.ct.family != CHAT_NONE ? ", through its chat template" : "");
-        rc = sweep_run_all(&r, &err);
+        rc = halving ? sweep_halving(&r, halving_items, &err) : sweep_run_all(&r, &err);
     }
     const char *name = strrchr(o.model_dir, '/');
     name = name && name[1] ? name + 1 : o.model_dir;

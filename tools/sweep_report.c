@@ -92,14 +92,22 @@ static void bh_adjust(const double *p, double *q, int n) {
     free(order);
 }
 
-static int build(sqlite3 *db, summary *S, rp_err *err) {
+static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// Reads the database into S. only (n_only probes; NULL: every probe and item there is) limits it to those probes
+// and, of each, its first n_items items: a halving rung ranks on the items its configs all have.
+static int build(sqlite3 *db, summary *S, const probe *only, int n_only, rp_err *err) {
     memset(S, 0, sizeof *S);
     S->base = -1;
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "SELECT DISTINCT probe FROM results ORDER BY probe", -1, &st, NULL);
     while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        int keep = !only;
+        for (int q = 0; q < n_only; q++) keep |= !strcmp(only[q].name, name);
+        if (!keep) continue;
         S->probe = realloc(S->probe, sizeof *S->probe * (size_t)(S->n_probe + 1));
-        S->probe[S->n_probe++] = strdup((const char *)sqlite3_column_text(st, 0));
+        S->probe[S->n_probe++] = strdup(name);
     }
     sqlite3_finalize(st);
     sqlite3_prepare_v2(db, "SELECT id, label, schedule, i, j, k, visits FROM configs ORDER BY id", -1, &st, NULL);
@@ -130,6 +138,14 @@ static int build(sqlite3 *db, summary *S, rp_err *err) {
         c->q_value = calloc((size_t)S->n_probe, sizeof(double));
     }
     for (int p = 0; p < S->n_probe; p++) {
+        char **allowed = NULL;   // with only: the probe's items that count, sorted
+        int n_allowed = 0;
+        for (int q = 0; q < n_only; q++)
+            if (!strcmp(only[q].name, S->probe[p])) {
+                allowed = malloc(sizeof(char *) * (size_t)(only[q].n_items ? only[q].n_items : 1));
+                for (int i = 0; i < only[q].n_items; i++) allowed[n_allowed++] = only[q].items[i].id;
+                qsort(allowed, (size_t)n_allowed, sizeof(char *), by_string);
+            }
         char **bi;
         int nb;
         double *bs = score_table(db, S->c[S->base].id, S->probe[p], &bi, &nb);
@@ -145,6 +161,7 @@ static int build(sqlite3 *db, summary *S, rp_err *err) {
                 int cmp = strcmp(items[a], bi[b]);
                 if (cmp < 0) a++;
                 else if (cmp > 0) b++;
+                else if (allowed && !bsearch(&items[a], allowed, (size_t)n_allowed, sizeof(char *), by_string)) a++, b++;
                 else {
                     double d = s[a] - bs[b];
                     sum += d, sum2 += d * d, msum += s[a], k++, a++, b++;
@@ -159,6 +176,7 @@ static int build(sqlite3 *db, summary *S, rp_err *err) {
         }
         free(bs);
         free_items(bi, nb);
+        free(allowed);
         // z-scores of the deltas across the configs (base excluded)
         double m = 0, m2 = 0;
         int cnt = 0;
@@ -488,10 +506,33 @@ static int rank_configs(const summary *S, int *order) {
     return n;
 }
 
+int sweep_rank_among(sweep_db *db, char *const *labels, int n, const probe *probes, int n_probes, int *order, rp_err *err) {
+    summary S;
+    if (build(db->db, &S, probes, n_probes, err)) {
+        summary_free(&S);
+        return -1;
+    }
+    double *score = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        score[i] = -INFINITY;
+        for (int ci = 0; ci < S.n_cfg; ci++)
+            if (ci != S.base && !strcmp(S.c[ci].label, labels[i])) score[i] = S.c[ci].balanced;
+        order[i] = i;
+    }
+    for (int a = 1; a < n; a++)   // insertion sort, stable: ties keep the given order
+        for (int b = a; b > 0 && score[order[b]] > score[order[b - 1]]; b--) {
+            int t = order[b];
+            order[b] = order[b - 1], order[b - 1] = t;
+        }
+    free(score);
+    summary_free(&S);
+    return 0;
+}
+
 int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp_err *err) {
     summary S;
     *labels = NULL, *n_labels = 0;
-    if (build(db->db, &S, err)) {
+    if (build(db->db, &S, NULL, 0, err)) {
         summary_free(&S);
         return -1;
     }
@@ -506,7 +547,7 @@ int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp
 
 int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_n, rp_err *err) {
     summary S;
-    if (build(db->db, &S, err) || write_exports(db->db, &S, out, err)) {
+    if (build(db->db, &S, NULL, 0, err) || write_exports(db->db, &S, out, err)) {
         summary_free(&S);
         return -1;
     }

@@ -2,11 +2,16 @@
 #ifndef REPRISE_SWEEP_REPORT_H
 #define REPRISE_SWEEP_REPORT_H
 
+#include "tools/probe.h"
 #include "tools/sweep_db.h"
 
 // Reads the database and writes into out_dir: summary.csv, summary.json, results.csv, heatmap_<probe>.png per probe,
 // heatmap_combined.png and skyline.png (when the sweep has rys:I,J configs); prints the top_n configs on stdout.
 int sweep_report(sweep_db *db, const char *out_dir, const char *model_name, int top_n, rp_err *err);
+
+// Ranks the configs named labels[0..n) by the report's balanced score over the given probes' first n_items items
+// (best first; one not in the database last): order[0..n) receives indices into labels.
+int sweep_rank_among(sweep_db *db, char *const *labels, int n, const probe *probes, int n_probes, int *order, rp_err *err);
 
 // The labels of the top_n configs by balanced score (base excluded), best first, as the report ranks them: fresh
 // strings in *labels (free each and the array).
