@@ -224,6 +224,18 @@ printf '%s\n' '{"prompt": "1+1=", "answer": "[0-9]+", "match": "regex"}' >"$T/re
 expect_error "--score loglik on a regex answer" "matched by a regex" "$BIN" sweep --probe "jsonl:$T/re.jsonl" --score loglik --out "$T/e6"
 expect_error "bad --score" "--score best: gen or loglik" "$BIN" sweep --probe arith --score best --out "$T/e7"
 expect_error "--confirm without --confirm-probe" "go together" "$BIN" sweep --probe arith --out "$T/e8" --confirm 3
+expect_error "a number with trailing text" "--batch: '64x'" "$BIN" sweep --probe arith --out "$T/e11" --batch 64x
+expect_error "zero items" "--items: '0'" "$BIN" sweep --probe arith --out "$T/e12" --items 0
+# probe names that need JSON escaping, and two that share their first 70 bytes: summary.json parses, each has a heatmap
+L="$T/a \"quoted\" folder whose name is long enough to share more than forty bytes"
+mkdir -p "$L"
+printf '%s\n' '{"prompt": "1+2=", "answer": "3", "match": "exact"}' '{"prompt": "2+2=", "answer": "4", "match": "exact"}' >"$L/probe_one.jsonl"
+cp "$L/probe_one.jsonl" "$L/probe_two.jsonl"
+"$BIN" sweep --probe "jsonl:$L/probe_one.jsonl" --probe "jsonl:$L/probe_two.jsonl" --configs "rys:1,3" --score loglik --out "$T/names" >/dev/null 2>&1
+r=$?
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['probes']) == 2 and all('\"quoted\"' in p for p in d['probes']), d['probes']" "$T/names/summary.json" || r=1
+[ -z "$pictures" ] || [ "$(ls "$T/names"/heatmap_*.png | wc -l)" -eq 3 ] || r=1
+check "probe names with quotes in summary.json; two long names sharing their first 100 bytes stay two probes, a heatmap each" $r
 expect_error "--search halving with --shard" "takes no --shard" "$BIN" sweep --probe arith --out "$T/e9" --search halving --shard 0/2
 expect_error "--search beam" "--search beam: grid or halving" "$BIN" sweep --probe arith --out "$T/e10" --search beam
 

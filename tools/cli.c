@@ -21,7 +21,7 @@ static int allowed_flag(const char *allowed, const char *name) {
     return 0;
 }
 
-static int parse_int(const char *flag, const char *v, long lo, long hi, int *out, rp_err *err) {
+int cli_parse_int(const char *flag, const char *v, long lo, long hi, int *out, rp_err *err) {
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
@@ -92,33 +92,33 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         else if (strcmp(name, "api-key") == 0) o->api_key = v;
         else if (strcmp(name, "api-key-file") == 0) o->api_key_file = v;
         else if (strcmp(name, "served-model-name") == 0) o->served_name = v;
-        else if (strcmp(name, "port") == 0) rc = parse_int(a, v, 0, 65535, &o->port, err);
-        else if (strcmp(name, "parallel") == 0) rc = parse_int(a, v, 1, 4096, &o->parallel, err);
-        else if (strcmp(name, "kv-budget") == 0) rc = parse_int(a, v, 1, 2147483647L, &o->kv_budget, err);
-        else if (strcmp(name, "queue") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->queue, err);
-        else if (strcmp(name, "max-visits") == 0) rc = parse_int(a, v, 1, 1 << 16, &o->max_visits, err);
+        else if (strcmp(name, "port") == 0) rc = cli_parse_int(a, v, 0, 65535, &o->port, err);
+        else if (strcmp(name, "parallel") == 0) rc = cli_parse_int(a, v, 1, 4096, &o->parallel, err);
+        else if (strcmp(name, "kv-budget") == 0) rc = cli_parse_int(a, v, 1, 2147483647L, &o->kv_budget, err);
+        else if (strcmp(name, "queue") == 0) rc = cli_parse_int(a, v, 1, 1 << 20, &o->queue, err);
+        else if (strcmp(name, "max-visits") == 0) rc = cli_parse_int(a, v, 1, 1 << 16, &o->max_visits, err);
         else if (strcmp(name, "stop") == 0) {
             if (o->n_stops == 8) return rp_fail(err, "--stop: at most 8 stop strings");
             if (!*v) return rp_fail(err, "--stop: an empty stop string would stop at once");
             o->stops[o->n_stops++] = v;
         }
-        else if (strcmp(name, "n") == 0) rc = parse_int(a, v, 0, 1 << 30, &o->n_predict, err);
-        else if (strcmp(name, "t") == 0) rc = parse_int(a, v, 1, 1024, &o->threads, err);
-        else if (strcmp(name, "c") == 0) rc = parse_int(a, v, 1, 1 << 30, &o->ctx, err);
-        else if (strcmp(name, "ubatch") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->ubatch, err);
-        else if (strcmp(name, "batch") == 0) rc = parse_int(a, v, 1, 1 << 20, &o->batch, err);
-        else if (strcmp(name, "tp") == 0) rc = parse_int(a, v, 1, TP_MAX_RANKS, &o->tp, err);
+        else if (strcmp(name, "n") == 0) rc = cli_parse_int(a, v, 0, 1 << 30, &o->n_predict, err);
+        else if (strcmp(name, "t") == 0) rc = cli_parse_int(a, v, 1, 1024, &o->threads, err);
+        else if (strcmp(name, "c") == 0) rc = cli_parse_int(a, v, 1, 1 << 30, &o->ctx, err);
+        else if (strcmp(name, "ubatch") == 0) rc = cli_parse_int(a, v, 1, 1 << 20, &o->ubatch, err);
+        else if (strcmp(name, "batch") == 0) rc = cli_parse_int(a, v, 1, 1 << 20, &o->batch, err);
+        else if (strcmp(name, "tp") == 0) rc = cli_parse_int(a, v, 1, TP_MAX_RANKS, &o->tp, err);
         else if (strcmp(name, "gpu-memory") == 0) {
             float g;
             rc = parse_float(a, v, 0.001, 1e6, &g, err);
             o->gpu_memory_gib = g;
         }
         else if (strcmp(name, "temp") == 0) rc = parse_float(a, v, 0, 100, &o->sampling.temp, err);
-        else if (strcmp(name, "top-k") == 0) rc = parse_int(a, v, 0, 1 << 30, &o->sampling.top_k, err);
+        else if (strcmp(name, "top-k") == 0) rc = cli_parse_int(a, v, 0, 1 << 30, &o->sampling.top_k, err);
         else if (strcmp(name, "top-p") == 0) rc = parse_float(a, v, 0, 1, &o->sampling.top_p, err);
         else if (strcmp(name, "min-p") == 0) rc = parse_float(a, v, 0, 1, &o->sampling.min_p, err);
         else if (strcmp(name, "seed") == 0) {
-            rc = parse_int(a, v, -1, 2147483647L, &seed, err);
+            rc = cli_parse_int(a, v, -1, 2147483647L, &seed, err);
             o->seed_random = seed == -1;
             o->sampling.seed = seed == -1 ? random_seed() : (uint64_t)seed;
         } else return rp_fail(err, "unknown option '%s' (see --help)", a);

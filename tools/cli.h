@@ -64,6 +64,9 @@ int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli
 struct tokenizer;
 int cli_prompt_ids(const cli_opts *o, const struct tokenizer *tok, int **ids, int *n, int *is_text, rp_err *err);
 
+// A whole decimal number in [lo, hi], all of v ("64x" is an error naming the flag and the range).
+int cli_parse_int(const char *flag, const char *v, long lo, long hi, int *out, rp_err *err);
+
 // Parses "1,2,3" (commas and/or spaces) into a fresh array.
 int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err);
 

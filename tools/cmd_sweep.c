@@ -179,7 +179,7 @@ static int open_db(sweep_db *d, const char *dir, const sweep_run *r, const model
     }
     if (!rc) rc = sweep_db_check_meta(d, "reprise version", REPRISE_VERSION, err);
     for (int p = 0; p < r->n_probes && !rc; p++) {
-        char key[160];
+        char key[PROBE_NAME_MAX + 32];
         snprintf(key, sizeof key, "items of probe %s", r->probes[p].name);
         probe_describe(&r->probes[p], text, sizeof text);
         rc = sweep_db_check_meta(d, key, text, err);
@@ -264,20 +264,20 @@ int cmd_sweep(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1;
+        int takes = 1, bad = 0;
         if (i < 2) takes = 0;
         else if (!strcmp(a, "--probe") && v) {
             if (n_probes == 16) return fprintf(stderr, "reprise sweep: at most 16 probes\n"), 2;
             probes[n_probes++] = v;
         } else if (!strcmp(a, "--out") && v) out = v;
-        else if (!strcmp(a, "--items") && v) items = atoi(v);
-        else if (!strcmp(a, "--batch") && v) batch = atoi(v);
-        else if (!strcmp(a, "--top") && v) top = atoi(v);
+        else if (!strcmp(a, "--items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &items, &err);
+        else if (!strcmp(a, "--batch") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &batch, &err);
+        else if (!strcmp(a, "--top") && v) bad = cli_parse_int(a, v, 0, 1 << 24, &top, &err);
         else if (!strcmp(a, "--i-range") && v) so.i_range = v;
         else if (!strcmp(a, "--j-range") && v) so.j_range = v;
         else if (!strcmp(a, "--block-sizes") && v) so.block_sizes = v;
-        else if (!strcmp(a, "--stride") && v) so.stride = atoi(v);
-        else if (!strcmp(a, "--repeat") && v) so.repeat = atoi(v);
+        else if (!strcmp(a, "--stride") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &so.stride, &err);
+        else if (!strcmp(a, "--repeat") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &so.repeat, &err);
         else if (!strcmp(a, "--configs") && v) so.configs = v;
         else if (!strcmp(a, "--configs-file") && v) so.configs_file = v;
         else if (!strcmp(a, "--shard") && v) {
@@ -289,9 +289,9 @@ int cmd_sweep(int argc, char **argv) {
             if (strcmp(v, "grid") && strcmp(v, "halving"))
                 return fprintf(stderr, "reprise sweep: --search %s: grid or halving (beam and surrogate are not built yet)\n", v), 2;
             halving = !strcmp(v, "halving");
-        } else if (!strcmp(a, "--halving-items") && v) halving_items = atoi(v);
-        else if (!strcmp(a, "--confirm") && v) confirm = atoi(v);
-        else if (!strcmp(a, "--confirm-items") && v) confirm_items = atoi(v);
+        } else if (!strcmp(a, "--halving-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &halving_items, &err);
+        else if (!strcmp(a, "--confirm") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &confirm, &err);
+        else if (!strcmp(a, "--confirm-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &confirm_items, &err);
         else if (!strcmp(a, "--confirm-probe") && v) {
             if (n_cprobes == 16) return fprintf(stderr, "reprise sweep: at most 16 confirm probes\n"), 2;
             cprobes[n_cprobes++] = v;
@@ -302,6 +302,10 @@ int cmd_sweep(int argc, char **argv) {
         } else if (!strcmp(a, "--naive")) naive = 1, takes = 0;
         else if (!strcmp(a, "--retry-failed")) retry_failed = 1, takes = 0;
         else takes = 0;
+        if (bad) {
+            free(rest);
+            return fprintf(stderr, "reprise sweep: %s\n", err.msg), 2;
+        }
         if (takes) i++;
         else if (i >= 2 && strcmp(a, "--naive") && strcmp(a, "--retry-failed")) rest[n_rest++] = argv[i];
     }

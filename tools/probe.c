@@ -398,7 +398,8 @@ int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsign
     size_t kl = colon ? (size_t)(colon - spec) : strlen(spec);
     const char *file = colon ? colon + 1 : NULL;
     int rc;
-    snprintf(p->name, sizeof p->name, "%s", spec);
+    if (snprintf(p->name, sizeof p->name, "%s", spec) >= (int)sizeof p->name)
+        return rp_fail(err, "--probe: the spec is %zu bytes, more than the %d a probe's name holds", strlen(spec), PROBE_NAME_MAX - 1);
     if (kl == 4 && !strncmp(spec, "math", 4)) {
         p->kind = PROBE_MATH, p->max_new = 64;
         rc = file ? load_math_file(p, file, err) : (generate_math(p, n_generate, seed), 0);

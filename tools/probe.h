@@ -20,9 +20,13 @@ typedef struct {
     double ref[4];         // eq: reference_answer, normalised to sum 10
 } probe_item;
 
+// A probe's key holds its spec whole (a path of up to PATH_MAX and a prefix): a longer one is refused, never cut, so
+// two long paths never share a key.
+#define PROBE_NAME_MAX 4200
+
 typedef struct {
     probe_kind kind;
-    char name[96];         // the probe's key in the results: "math", "eq:FILE", ...
+    char name[PROBE_NAME_MAX];   // the probe's key in the results: "math", "eq:FILE", ..., never cut
     probe_item *items;
     int n_items;
     int max_new;           // tokens a reply may have

@@ -10,11 +10,13 @@
 #include <cairo.h>
 #endif
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "loader/fingerprint.h"
 #include "loader/json_file.h"
 
 typedef struct {
@@ -219,14 +221,27 @@ static void csv_field(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+// s as a JSON string, quotes and escapes included (a probe's name is a path, which may hold any character).
+static void json_string(FILE *f, const char *s) {
+    cJSON *j = cJSON_CreateString(s ? s : "");
+    char *text = cJSON_PrintUnformatted(j);
+    fputs(text ? text : "\"\"", f);
+    free(text);
+    cJSON_Delete(j);
+}
+
+// Opens path for writing, or fails naming it and why.
+static FILE *create(const char *path, rp_err *err) {
+    FILE *f = fopen(path, "w");
+    if (!f) rp_fail(err, "%s: cannot write: %s", path, strerror(errno));
+    return f;
+}
+
 static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err *err) {
     char *path = path_join(out, "summary.csv");
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        rp_fail(err, "%s: cannot write", path);
-        free(path);
-        return -1;
-    }
+    FILE *f = create(path, err);
+    free(path);
+    if (!f) return -1;
     fprintf(f, "config,schedule,i,j,k,visits,probe,items,mean,delta,se,within_noise,z,balanced,p,q\n");
     for (int ci = 0; ci < S->n_cfg; ci++)
         for (int p = 0; p < S->n_probe; p++) {
@@ -238,25 +253,28 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
                     c->balanced, c->p_value[p], c->q_value[p]);
         }
     fclose(f);
-    free(path);
 
     path = path_join(out, "summary.json");
-    f = fopen(path, "w");
+    if (!(f = create(path, err))) {
+        free(path);
+        return -1;
+    }
     fprintf(f, "{\"probes\": [");
-    for (int p = 0; p < S->n_probe; p++) fprintf(f, "%s\"%s\"", p ? ", " : "", S->probe[p]);
+    for (int p = 0; p < S->n_probe; p++) fputs(p ? ", " : "", f), json_string(f, S->probe[p]);
     fprintf(f, "], \"configs\": [\n");
     for (int ci = 0; ci < S->n_cfg; ci++) {
         const cfg_row *c = &S->c[ci];
-        fprintf(f, "  {\"config\": \"%s\", \"schedule\": \"%s\", \"visits\": %d, \"balanced\": %.4f, \"probes\": {", c->label,
-                c->schedule, c->visits, c->balanced);
+        fputs("  {\"config\": ", f), json_string(f, c->label), fputs(", \"schedule\": ", f), json_string(f, c->schedule);
+        fprintf(f, ", \"visits\": %d, \"balanced\": %.4f, \"probes\": {", c->visits, c->balanced);
         for (int p = 0; p < S->n_probe; p++) {
             char se[32] = "null", pv[32] = "null", qv[32] = "null";
             if (!isnan(c->se[p])) snprintf(se, sizeof se, "%.6f", c->se[p]);
             if (!isnan(c->p_value[p])) snprintf(pv, sizeof pv, "%.6g", c->p_value[p]);
             if (!isnan(c->q_value[p])) snprintf(qv, sizeof qv, "%.6g", c->q_value[p]);
-            fprintf(f, "%s\"%s\": {\"items\": %d, \"mean\": %.6f, \"delta\": %.6f, \"se\": %s, \"within_noise\": %s, \"z\": %.4f, "
+            fputs(p ? ", " : "", f), json_string(f, S->probe[p]);
+            fprintf(f, ": {\"items\": %d, \"mean\": %.6f, \"delta\": %.6f, \"se\": %s, \"within_noise\": %s, \"z\": %.4f, "
                        "\"p\": %s, \"q\": %s}",
-                    p ? ", " : "", S->probe[p], c->n[p], isnan(c->mean[p]) ? 0 : c->mean[p], isnan(c->delta[p]) ? 0 : c->delta[p],
+                    c->n[p], isnan(c->mean[p]) ? 0 : c->mean[p], isnan(c->delta[p]) ? 0 : c->delta[p],
                     se, noise(c, p) ? "true" : "false", c->z[p], pv, qv);
         }
         fprintf(f, "}}%s\n", ci + 1 < S->n_cfg ? "," : "");
@@ -284,7 +302,9 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
     free(path);
 
     path = path_join(out, "results.csv");
-    f = fopen(path, "w");
+    f = create(path, err);
+    free(path);
+    if (!f) return -1;
     fprintf(f, "config,probe,item,score,reply\n");
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "SELECT c.label, r.probe, r.item, r.score, r.reply FROM results r JOIN configs c ON c.id = r.config "
@@ -299,7 +319,6 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
     }
     sqlite3_finalize(st);
     fclose(f);
-    free(path);
     return 0;
 }
 
@@ -461,15 +480,18 @@ static int skyline(const summary *S, int k, const double *value, const char *tit
 static int write_pictures(const summary *S, int k, const char *model_name, const char *out, rp_err *err) {
     double *v = malloc(sizeof(double) * S->n_cfg);
     int rc = 0;
-    char title[256], file[64];
+    char title[256], file[128];
     for (int p = 0; p <= S->n_probe && !rc; p++) {
         const char *name = p < S->n_probe ? S->probe[p] : "combined";
         for (int ci = 0; ci < S->n_cfg; ci++) v[ci] = p < S->n_probe ? S->c[ci].delta[p] : S->c[ci].balanced;
         if (p < S->n_probe) snprintf(title, sizeof title, "%s - %s: delta vs base (block run %dx)", model_name, name, k);
         else snprintf(title, sizeof title, "%s - combined: sum of per-probe z(delta) (block run %dx)", model_name, k);
-        snprintf(file, sizeof file, "heatmap_%.40s.png", name);
+        // the probe's whole name, or, past 80 bytes, its first 60 and a fingerprint of all of it: two probes whose
+        // names share a long prefix never write the same file
+        if (strlen(name) <= 80) snprintf(file, sizeof file, "heatmap_%s.png", name);
+        else snprintf(file, sizeof file, "heatmap_%.60s_%016llx.png", name, (unsigned long long)fingerprint_str(FINGERPRINT_SEED, name));
         for (char *c = file; *c; c++)
-            if (*c == '/' || *c == ':') *c = '_';
+            if (*c == '/' || *c == ':' || *c == '\\' || (unsigned char)*c < 32) *c = '_';
         char *path = path_join(out, file);
         rc = heatmap(S, k, v, title, path, err);
         free(path);
