@@ -7,6 +7,23 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0
 check() { if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
+kill_after_rows() {   # kill_after_rows N DB COMMAND...: runs COMMAND, and SIGKILLs it once DB holds N result rows
+    local n=$1 db=$2
+    shift 2
+    "$@" >/dev/null 2>&1 &
+    local pid=$!
+    python3 - "$db" "$n" <<'PY'
+import sqlite3, sys, time
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        if sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM results").fetchone()[0] >= int(sys.argv[2]): break
+    except sqlite3.Error: pass
+    time.sleep(0.005)
+PY
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+}
 rows() {   # every result row, sorted, as text
     python3 - "$1" <<'PY'
 import sqlite3, sys
@@ -104,19 +121,7 @@ check "--shard 0/2 and 1/2, merged, equal the unsharded sweep" $?
 # 5. killed with SIGKILL mid-way, then resumed: the final database equals an uninterrupted run's
 args=(--probe arith --items 150 --out)
 "$BIN" sweep "${args[@]}" "$T/full" >/dev/null 2>&1
-"$BIN" sweep "${args[@]}" "$T/k" >/dev/null 2>&1 &
-pid=$!
-python3 - "$T/k/results.sqlite" <<'PY'
-import os, sqlite3, sys, time
-deadline = time.time() + 60
-while time.time() < deadline:
-    try:
-        if sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM results").fetchone()[0] >= 200: break
-    except sqlite3.Error: pass
-    time.sleep(0.01)
-PY
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
+kill_after_rows 200 "$T/k/results.sqlite" "$BIN" sweep "${args[@]}" "$T/k"
 before=$(rows "$T/k/results.sqlite")
 n_before=$(printf '%s\n' "$before" | grep -c .)
 "$BIN" sweep "${args[@]}" "$T/k" >/dev/null 2>"$T/resume.err"
@@ -145,19 +150,7 @@ for n, lost, kept in ((4, 4, 8), (8, 8, 16)):   # each rung's survivors are at l
     survived = [l for l, k in per.items() if k >= kept and l != "base"]
     assert min(delta(l, n) for l in survived) >= max(delta(l, n) for l in dropped) - 1e-9, n
 PY
-"$BIN" sweep "${hargs[@]}" "$T/hk" >/dev/null 2>&1 &
-pid=$!
-python3 - "$T/hk/results.sqlite" <<'PY'
-import sqlite3, sys, time
-deadline = time.time() + 60
-while time.time() < deadline:
-    try:
-        if sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM results").fetchone()[0] >= 100: break
-    except sqlite3.Error: pass
-    time.sleep(0.005)
-PY
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
+kill_after_rows 100 "$T/hk/results.sqlite" "$BIN" sweep "${hargs[@]}" "$T/hk"
 "$BIN" sweep "${hargs[@]}" "$T/hk" >/dev/null 2>&1 || r=1
 cmp -s <(rows "$T/hk/results.sqlite") <(rows "$T/hv/results.sqlite") || r=1
 "$BIN" sweep "${hargs[@]}" "$T/hv" >/dev/null 2>"$T/hv2.err" || r=1
