@@ -67,8 +67,7 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     cpu_backend *b = (cpu_backend *)base;
     const model_config *c = base->cfg;
     if (weights_check(c, a, err)) return -1;
-    // auto: a BF16 model's keys and values in BF16, as it was trained and as the CUDA backend keeps them
-    b->kv_bf16 = b->kv_asked == KV_DTYPE_BF16 || (b->kv_asked == KV_DTYPE_AUTO && weights_layer(a, 0, W_Q)->dtype == ST_BF16);
+    b->kv_bf16 = kv_dtype_for_cpu(b->kv_asked, weights_layer(a, 0, W_Q)->dtype) == KV_DTYPE_BF16;
     if (!c->tied_embeddings && to_packed(b, weights_global(c, a, G_EMBED), &b->embed, err)) return -1;
     b->final_norm = to_f32(b, weights_global(c, a, G_FINAL_NORM));
     if (to_packed(b, weights_global(c, a, c->tied_embeddings ? G_EMBED : G_LM_HEAD), &b->lm_head, err)) return -1;

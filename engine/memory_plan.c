@@ -13,6 +13,11 @@ int kv_dtype_parse(const char *text, kv_dtype *out) {
     return -1;
 }
 
+kv_dtype kv_dtype_for_cpu(kv_dtype asked, st_dtype weights) {
+    if (asked != KV_DTYPE_AUTO) return asked;
+    return weights == ST_BF16 ? KV_DTYPE_BF16 : KV_DTYPE_F32;
+}
+
 const char *kv_dtype_name(kv_dtype t) { return t == KV_DTYPE_F32 ? "f32" : t == KV_DTYPE_BF16 ? "bf16" : "auto"; }
 
 size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp) {

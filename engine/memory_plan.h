@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "loader/config.h"
+#include "loader/safetensors.h"
 
 #define PLAN_DEFAULT_UBATCH 512        // rows of one forward step; a longer prompt runs in chunks (--ubatch)
 #define PLAN_SCORE_LOGIT_ROWS 64       // all-rows logits (score, multiple choice) are computed this many at a time
@@ -23,6 +24,9 @@ typedef enum { KV_DTYPE_AUTO, KV_DTYPE_F32, KV_DTYPE_BF16 } kv_dtype;
 // "auto", "f32", "bf16": 0, or -1 for anything else.
 int kv_dtype_parse(const char *text, kv_dtype *out);
 const char *kv_dtype_name(kv_dtype t);
+// The CPU backend's KV dtype for what was asked and the dtype the weights are stored in: auto is BF16 for a BF16
+// model (as it was trained, and as the CUDA backend keeps it), float32 otherwise.
+kv_dtype kv_dtype_for_cpu(kv_dtype asked, st_dtype weights);
 
 // What a run needs at once. Every count is an upper bound the engine keeps to (it chunks, never overflows).
 typedef struct {

@@ -61,9 +61,8 @@ int cmd_inspect(int argc, char **argv) {
         by_dtype[t->dtype]++;
         cpu += t->ndim == 2 ? (double)matrix_packed_bytes(t->dtype, (int)t->shape[0], (int)t->shape[1]) : 4.0 * st_numel(t);
     }
-    // the KV cache on the CPU backend: BF16 for a BF16 model unless --kv-dtype f32 (auto's rule in backend_cpu.c)
-    const st_tensor *wq = weights_layer(&a, 0, W_Q);
-    int cpu_kv_bytes = o.kv_dtype == KV_DTYPE_BF16 || (o.kv_dtype == KV_DTYPE_AUTO && wq->dtype == ST_BF16) ? 2 : 4;
+    kv_dtype cpu_kv = kv_dtype_for_cpu(o.kv_dtype, weights_layer(&a, 0, W_Q)->dtype);
+    int cpu_kv_bytes = cpu_kv == KV_DTYPE_BF16 ? 2 : 4;
     printf("%-28s %s\n", "model", o.model_dir);
     printf("%-28s %s\n", "architecture", arch_name(c.arch));
     printf("%-28s %d\n", "layers", c.n_layers);
@@ -91,7 +90,7 @@ int cmd_inspect(int argc, char **argv) {
            schedule_unique_layers(&s, c.n_layers), (double)s.n_visits / c.n_layers);
     double kv_visit = 2.0 * cpu_kv_bytes * c.n_kv_heads * c.head_dim;
     char label[64];
-    snprintf(label, sizeof label, "KV per token, cpu (%s)", cpu_kv_bytes == 2 ? "bf16" : "f32");
+    snprintf(label, sizeof label, "KV per token, cpu (%s)", kv_dtype_name(cpu_kv));
     print_bytes(label, kv_visit * s.n_visits);
     print_bytes("KV at max context, cpu", kv_visit * s.n_visits * c.max_pos);
     print_bytes("KV per token, cuda (bf16)", 2.0 * 2 * c.n_kv_heads * c.head_dim * s.n_visits);

@@ -309,10 +309,6 @@ int cmd_sweep(int argc, char **argv) {
         if (takes) i++;
         else if (i >= 2 && strcmp(a, "--naive") && strcmp(a, "--retry-failed")) rest[n_rest++] = argv[i];
     }
-    if (items < 1 || batch < 1 || top < 0 || so.stride < 1 || so.repeat < 1) {
-        free(rest);
-        return fprintf(stderr, "reprise sweep: --items, --batch, --stride and --repeat must be positive\n"), 2;
-    }
     // forward the remaining flags (-m, --backend, -t, --seed, --chat-template, --system, --help) to the shared parser
     char **fw = malloc(sizeof(char *) * (size_t)(n_rest + 2));
     fw[0] = argv[0], fw[1] = argv[1];
@@ -324,10 +320,9 @@ int cmd_sweep(int argc, char **argv) {
     if (rc) return code;
     seed = (unsigned)o.sampling.seed;
     if (!n_probes || !out) return fprintf(stderr, "reprise sweep: --probe and --out are required (see --help)\n"), 2;
-    if (halving && (halving_items < 1 || so.shard_n > 1))
-        return fprintf(stderr, "reprise sweep: --search halving ranks all configs between rungs: it takes no --shard, "
-                               "and --halving-items must be positive\n"), 2;
-    if (confirm < 0 || confirm_items < 0 || (confirm > 0) != (n_cprobes > 0))
+    if (halving && so.shard_n > 1)
+        return fprintf(stderr, "reprise sweep: --search halving ranks all configs between rungs: it takes no --shard\n"), 2;
+    if ((confirm > 0) != (n_cprobes > 0))
         return fprintf(stderr, "reprise sweep: --confirm N (N > 0) and --confirm-probe SPEC go together\n"), 2;
 
     model m = {0};
