@@ -13,7 +13,7 @@
 #include "engine/export.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
-#include "tools/sweep_run.h"
+#include "tools/sweep/run.h"
 #include "engine/cpu_threads.h"
 #include "engine/stats.h"
 

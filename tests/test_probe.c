@@ -1,6 +1,6 @@
 // Probe scoring against hand-computed cases: RYS's math partial credit, EQ-Bench parsing and confidence, jsonl matches.
 #include "tests/test_util.h"
-#include "tools/probe.h"
+#include "tools/sweep/probe.h"
 
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-9)
 

@@ -1,5 +1,5 @@
 // The configurations a sweep evaluates: a grid of RYS blocks, explicit schedules, or a file of them; base first.
-#include "tools/sweep_space.h"
+#include "tools/sweep/space.h"
 
 #include <stdio.h>
 #include <stdlib.h>

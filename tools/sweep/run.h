@@ -5,9 +5,9 @@
 #include "engine/forward.h"
 #include "loader/chat_template.h"
 #include "loader/tokenizer.h"
-#include "tools/probe.h"
-#include "tools/sweep_db.h"
-#include "tools/sweep_space.h"
+#include "tools/sweep/probe.h"
+#include "tools/sweep/db.h"
+#include "tools/sweep/space.h"
 
 // An item's prompt, tokenized once before the model is loaded (the plan needs the longest): ids, or why it cannot run.
 typedef struct {

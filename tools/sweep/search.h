@@ -2,7 +2,7 @@
 #ifndef REPRISE_SWEEP_SEARCH_H
 #define REPRISE_SWEEP_SEARCH_H
 
-#include "tools/sweep_run.h"
+#include "tools/sweep/run.h"
 
 // Successive halving over r->configs (base first): every config on the first start_items items of each probe, the
 // better half by the report's balanced score on twice as many, and so on; the last rung runs all of each probe's

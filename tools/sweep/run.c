@@ -5,7 +5,7 @@
 // and copies its KV slots 0..L-1, so only its remaining visits run for the prompt. Then all configs of the prompt
 // decode together, one forward step for all of them, so a layer's weights are read once per step for every
 // config that visits it next (DESIGN.md 2b). Replies are scored and committed one by one as each config finishes.
-#include "tools/sweep_run.h"
+#include "tools/sweep/run.h"
 
 #include "engine/sampler.h"
 #include "engine/stats.h"

@@ -4,7 +4,7 @@
 // differences from base, and its standard error comes from those paired differences: a delta within two
 // standard errors of zero is marked as noise. Deltas become z-scores across the sweep's configs, per probe; a
 // config's balanced score is the sum of its z-scores (RYS: z(delta math) + z(delta eq)).
-#include "tools/sweep_report.h"
+#include "tools/sweep/report.h"
 
 #ifdef REPRISE_HAVE_CAIRO
 #include <cairo.h>

@@ -2,7 +2,7 @@
 //
 // Each result is its own transaction in WAL mode: a process killed at any moment (SIGKILL) leaves every completed
 // row in the database and no partial one, and a rerun skips exactly the rows present.
-#include "tools/sweep_db.h"
+#include "tools/sweep/db.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 // Probe sets for sweeps: loading or generating items, and scoring replies as RYS does (../shared/probes/README.md).
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "tools/probe.h"
+#include "tools/sweep/probe.h"
 
 #include "loader/fingerprint.h"
 

@@ -9,9 +9,9 @@
 #include "loader/fingerprint.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
-#include "tools/sweep_report.h"
-#include "tools/sweep_run.h"
-#include "tools/sweep_search.h"
+#include "tools/sweep/report.h"
+#include "tools/sweep/run.h"
+#include "tools/sweep/search.h"
 
 static const char *usage =
     "usage: reprise sweep [-m DIR] --probe KIND[:FILE] [--probe ...] --out DIR [config space] [options]\n"

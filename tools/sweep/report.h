@@ -2,8 +2,8 @@
 #ifndef REPRISE_SWEEP_REPORT_H
 #define REPRISE_SWEEP_REPORT_H
 
-#include "tools/probe.h"
-#include "tools/sweep_db.h"
+#include "tools/sweep/probe.h"
+#include "tools/sweep/db.h"
 
 // Reads the database and writes into out_dir: summary.csv, summary.json, results.csv, heatmap_<probe>.png per probe,
 // heatmap_combined.png and skyline.png (when the sweep has rys:I,J configs); prints the top_n configs on stdout.

@@ -4,13 +4,13 @@
 // Halving spends items where they decide something: all configs on a few items, the better half on twice as many,
 // ..., the last few on the full set. Each rung is a sweep of its configs (base always) over the first n items, so
 // rows are shared across rungs and a killed search resumes from its database.
-#include "tools/sweep_search.h"
+#include "tools/sweep/search.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/sweep_report.h"
+#include "tools/sweep/report.h"
 
 int sweep_halving(sweep_run *r, int start_items, rp_err *err) {
     config_list *all = r->configs;
