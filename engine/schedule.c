@@ -32,31 +32,53 @@ static int parse_uint(const char *p, const char *end, long *out) {
     return 0;
 }
 
-static int parse_rys(schedule *s, const char *args, int n_layers, rp_err *err) {
-    long v[3];
-    int n = 0, cap = 0;
-    const char *p = args;
+// One block of a rys: schedule, "I,J" or "I,J,K", spanning [p, e): its numbers into v (K defaults to 2).
+static int parse_rys_block(const char *args, const char *p, const char *e, long v[3], rp_err *err) {
+    int n = 0;
     while (1) {
-        const char *e = strchr(p, ',');
-        if (!e) e = p + strlen(p);
-        if (n == 3) return rp_fail(err, "schedule 'rys:%s': too many numbers (rys:I,J or rys:I,J,K)", args);
-        if (parse_uint(p, e, &v[n]))
-            return rp_fail(err, "schedule 'rys:%s': '%.*s' is not a non-negative integer", args, (int)(e - p), p);
+        const char *c = memchr(p, ',', (size_t)(e - p));
+        if (!c) c = e;
+        if (n == 3) return rp_fail(err, "schedule 'rys:%s': too many numbers in '%.*s' (a block is I,J or I,J,K)", args, (int)(e - p), p);
+        if (parse_uint(p, c, &v[n]))
+            return rp_fail(err, "schedule 'rys:%s': '%.*s' is not a non-negative integer", args, (int)(c - p), p);
         n++;
+        if (c == e) break;
+        p = c + 1;
+    }
+    if (n < 2) return rp_fail(err, "schedule 'rys:%s': expected rys:I,J or rys:I,J,K (blocks joined by '+')", args);
+    if (n == 2) v[2] = 2;
+    return 0;
+}
+
+// rys:I,J[,K] runs layers 0..J-1, then the block I..J-1 K-1 more times (K in all, default 2), then J..N-1. Blocks
+// joined by '+' (rys:3,5+7,9,3) each repeat so, in ascending order and apart (a block starts at or after the
+// previous one's J).
+static int parse_rys(schedule *s, const char *args, int n_layers, rp_err *err) {
+    int cap = 0;
+    long next = 0, visits = n_layers;   // next: the first layer not yet visited
+    for (const char *p = args;;) {
+        const char *e = strchr(p, '+');
+        if (!e) e = p + strlen(p);
+        long v[3];
+        if (p == e) return rp_fail(err, "schedule 'rys:%s': empty block (stray '+'?)", args);
+        if (parse_rys_block(args, p, e, v, err)) return -1;
+        long i = v[0], j = v[1], k = v[2];
+        if (j > n_layers) return rp_fail(err, "schedule 'rys:%s': J=%ld is past the last layer (model has %d layers)", args, j, n_layers);
+        if (i >= j) return rp_fail(err, "schedule 'rys:%s': I=%ld must be below J=%ld", args, i, j);
+        if (k < 1) return rp_fail(err, "schedule 'rys:%s': K=%ld must be at least 1", args, k);
+        if (i < next)
+            return rp_fail(err, "schedule 'rys:%s': block %ld,%ld overlaps or precedes the one before it (blocks go in "
+                           "ascending order, apart)", args, i, j);
+        if (k - 1 > (MAX_VISITS - visits) / (j - i)) return rp_fail(err, "schedule 'rys:%s': more than %d visits", args, MAX_VISITS);
+        visits += (j - i) * (k - 1);
+        for (long l = next; l < j; l++) push(s, &cap, (int)l);
+        for (long r = 1; r < k; r++)
+            for (long l = i; l < j; l++) push(s, &cap, (int)l);
+        next = j;
         if (!*e) break;
         p = e + 1;
     }
-    if (n < 2) return rp_fail(err, "schedule 'rys:%s': expected rys:I,J or rys:I,J,K", args);
-    long i = v[0], j = v[1], k = n == 3 ? v[2] : 2;
-    if (j > n_layers) return rp_fail(err, "schedule 'rys:%s': J=%ld is past the last layer (model has %d layers)", args, j, n_layers);
-    if (i >= j) return rp_fail(err, "schedule 'rys:%s': I=%ld must be below J=%ld", args, i, j);
-    if (k < 1) return rp_fail(err, "schedule 'rys:%s': K=%ld must be at least 1", args, k);
-    if ((j - i) * (k - 1) + n_layers > MAX_VISITS)
-        return rp_fail(err, "schedule 'rys:%s': more than %d visits", args, MAX_VISITS);
-    for (long l = 0; l < j; l++) push(s, &cap, (int)l);
-    for (long r = 1; r < k; r++)
-        for (long l = i; l < j; l++) push(s, &cap, (int)l);
-    for (long l = j; l < n_layers; l++) push(s, &cap, (int)l);
+    for (long l = next; l < n_layers; l++) push(s, &cap, (int)l);
     return 0;
 }
 

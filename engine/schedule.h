@@ -11,8 +11,9 @@ typedef struct {
 
 // Parses `text` for a model of n_layers layers. Syntax: `base`; comma-separated inclusive ranges and single
 // layers (`0-51,45-79`, `0-9,5,10-31`); `rys:I,J` = 0..J-1 then I..N-1; `rys:I,J,K` = block I..J-1 run K times
-// in all. As other tools write them: ExLlamaV3's layer_map, inclusive ranges with `..` and open ends
-// (`..51,45..`); PEFT's layer_replication, [start, end) pairs (`[[0,52],[45,80]]`). Errors name the offending token.
+// in all; blocks joined by '+' (`rys:3,5+7,9,3`), ascending and apart, each repeated so. As other tools write
+// them: ExLlamaV3's layer_map, inclusive ranges with `..` and open ends (`..51,45..`); PEFT's layer_replication,
+// [start, end) pairs (`[[0,52],[45,80]]`). Errors name the offending token.
 int schedule_parse(schedule *s, const char *text, int n_layers, rp_err *err);
 void schedule_base(schedule *s, int n_layers);
 void schedule_free(schedule *s);

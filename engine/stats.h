@@ -18,4 +18,7 @@ void stats_sort(double *x, int n);
 // 0 for no values.
 double stats_percentile(const double *sorted, int n, double q);
 
+// Spearman's rank correlation of x and y (ties get average ranks: scipy.stats.spearmanr); NAN when either is constant.
+double stats_spearman(const double *x, const double *y, int n);
+
 #endif

@@ -36,6 +36,8 @@ static void forms_parse_to_their_visits(void) {
     expect("rys:1,3,3", 4, (int[]){0, 1, 2, 1, 2, 1, 2, 3}, 8);
     expect("rys:1,3,1", 4, (int[]){0, 1, 2, 3}, 4);      // run once in all: base
     expect("rys:2,3,2", 4, (int[]){0, 1, 2, 2, 3}, 5);
+    expect("rys:0,1+2,4", 5, (int[]){0, 0, 1, 2, 3, 2, 3, 4}, 8);   // blocks joined by '+'
+    expect("rys:0,2,3+2,3", 4, (int[]){0, 1, 0, 1, 0, 1, 2, 2, 3}, 9);   // adjacent blocks, the first run 3 times
 }
 
 // ExLlamaV3's layer_map (inclusive, open ends) and PEFT's layer_replication ([start, end)) give reprise's schedules.
@@ -113,6 +115,10 @@ static void bad_schedules_name_the_offending_token(void) {
     expect_error("rys:x,3", 4, "'x'");
     expect_error("rys:1,3,9999999", 4, "visits");
     expect_error("bases", 4, "'bases'");
+    expect_error("rys:2,4+1,3", 5, "overlaps or precedes");
+    expect_error("rys:1,3+", 5, "empty block");
+    expect_error("rys:1,3+2", 5, "rys:I,J");
+    expect_error("rys:1,2+3,4,1,1", 5, "too many");
 }
 
 int main(void) {

@@ -157,6 +157,58 @@ cmp -s <(rows "$T/hk/results.sqlite") <(rows "$T/hv/results.sqlite") || r=1
 [ "$(grep -c " 0 new rows" "$T/hv2.err")" -eq 3 ] || r=1
 check "--search halving: 21 configs on 4 items, the better 11 on 8, the better 6 on 16; killed and resumed, the same rows" $r
 
+# beam and surrogate: within the budget; every config measured once, on every item; killed with SIGKILL half-way and
+# resumed, the same rows as an uninterrupted search; run again, nothing new. best_delta: the best mean delta vs base.
+best_delta() {
+    python3 - "$1" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT c.label, r.probe, r.item, r.score FROM results r JOIN configs c ON c.id = r.config").fetchall()
+base = {(p, i): s for l, p, i, s in rows if l == "base"}
+d = {}
+for l, p, i, s in rows:
+    if l != "base": d.setdefault(l, []).append(s - base[(p, i)])
+print("%.9f" % max(sum(v) / len(v) for v in d.values()))
+PY
+}
+search_checks() {   # search_checks NAME BUDGET SWEEP-ARGS...
+    local name=$1 budget=$2 r=0
+    shift 2
+    "$BIN" sweep "$@" --budget "$budget" --out "$T/$name" >/dev/null 2>"$T/$name.err" || r=1
+    local total
+    total=$(python3 - "$T/$name/results.sqlite" "$budget" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+per = dict(db.execute("SELECT c.label, count(*) FROM results r JOIN configs c ON c.id = r.config GROUP BY c.label"))
+assert 1 < len(per) <= int(sys.argv[2]) + 1, (len(per), sys.argv[2])
+assert len(set(per.values())) == 1, per   # each config once, on every item
+print(sum(per.values()))
+PY
+) || r=1
+    kill_after_rows $((total / 2)) "$T/$name-k/results.sqlite" "$BIN" sweep "$@" --budget "$budget" --out "$T/$name-k"
+    "$BIN" sweep "$@" --budget "$budget" --out "$T/$name-k" >/dev/null 2>&1 || r=1
+    cmp -s <(rows "$T/$name-k/results.sqlite") <(rows "$T/$name/results.sqlite") || r=1
+    "$BIN" sweep "$@" --budget "$budget" --out "$T/$name" >/dev/null 2>"$T/$name-2.err" || r=1
+    [ "$(grep -c " new rows" "$T/$name-2.err")" -eq "$(grep -c " 0 new rows" "$T/$name-2.err")" ] || r=1
+    return $r
+}
+search_checks beam 30 --probe arith --items 16 --search beam --beam 4 --max-visits 10
+check "--search beam: 30 configs at most, each once on every item; killed and resumed, the same rows; rerun, nothing new" $?
+search_checks surrogate 45 --probe arith --items 16 --search surrogate --round 8
+r=$?
+grep -q "Spearman .* on the fifth held out" "$T/surrogate.err" || r=1
+check "--search surrogate: 45 configs at most, each once on every item; killed and resumed, the same rows; Spearman printed" $r
+# with a budget that covers the grid, from a coarse seed (--stride 2), each finds the grid's best
+"$BIN" sweep --probe arith --items 16 --score loglik --out "$T/grid16" >/dev/null 2>&1
+want=$(best_delta "$T/grid16/results.sqlite")
+r=0
+for mode in beam surrogate; do
+    "$BIN" sweep --probe arith --items 16 --score loglik --search $mode --stride 2 --max-blocks 1 --max-passes 2 --budget 21 \
+        --out "$T/cover-$mode" >/dev/null 2>&1 || r=1
+    [ "$(best_delta "$T/cover-$mode/results.sqlite")" = "$want" ] || { echo "$mode: best $(best_delta "$T/cover-$mode/results.sqlite"), grid $want"; r=1; }
+done
+check "beam and surrogate from a coarse seed, with a budget covering the grid, find the grid's best (delta $want)" $r
+
 # 6. errors name their cause
 expect_error() {
     local name=$1 text=$2
@@ -230,7 +282,10 @@ python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['probe
 [ -z "$pictures" ] || [ "$(ls "$T/names"/heatmap_*.png | wc -l)" -eq 3 ] || r=1
 check "probe names with quotes in summary.json; two long names sharing their first 100 bytes stay two probes, a heatmap each" $r
 expect_error "--search halving with --shard" "takes no --shard" "$BIN" sweep --probe arith --out "$T/e9" --search halving --shard 0/2
-expect_error "--search beam" "--search beam: grid or halving" "$BIN" sweep --probe arith --out "$T/e10" --search beam
+expect_error "--search beam with --shard" "beam decides each step" "$BIN" sweep --probe arith --out "$T/e10" --search beam --shard 0/2
+expect_error "--search annealing" "--search annealing: grid, halving, beam or surrogate" "$BIN" sweep --probe arith --out "$T/e11" --search annealing
+expect_error "a seed over the budget" "21 configs, more than --budget 5" "$BIN" sweep --probe arith --out "$T/e12" --search beam --budget 5
+expect_error "--max-passes 1" "--max-passes: '1' is not" "$BIN" sweep --probe arith --out "$T/e13" --search surrogate --max-passes 1
 
 # 7. NaN logits fail the rows of the configs that meet them, never the sweep: a copy of the built-in model with NaN
 # weights in layer 2; "0-1,3-5" skips layer 2 and is scored, base and rys:1,3 fail with the reason
@@ -298,6 +353,10 @@ assert base[mc] == 1.0 and base[js] == 1.0, base   # stories continues "Once upo
 PY
     [ -z "$pictures" ] || [ -s "$T/st/heatmap_combined.png" ] || r=1
     check "stories260K: RYS math and EQ files, jsonl and mc probes, explicit configs" $r
+    search_checks st-beam 25 -m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --items 4 --score loglik --search beam --beam 3
+    check "stories260K: --search beam on RYS math by log-likelihood, in budget, resumed after SIGKILL to the same rows" $?
+    search_checks st-surrogate 30 -m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --items 4 --score loglik --search surrogate
+    check "stories260K: --search surrogate on RYS math by log-likelihood, in budget, resumed after SIGKILL to the same rows" $?
 else
     echo "skip stories260K sweep: $S or the probe files are absent"
 fi

@@ -40,7 +40,7 @@ static uint64_t random_seed(void) {
     return x % 2147483648ull;
 }
 
-static int parse_float(const char *flag, const char *v, double lo, double hi, float *out, rp_err *err) {
+int cli_parse_float(const char *flag, const char *v, double lo, double hi, float *out, rp_err *err) {
     char *end;
     errno = 0;
     double x = strtod(v, &end);
@@ -110,13 +110,13 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         else if (strcmp(name, "tp") == 0) rc = cli_parse_int(a, v, 1, TP_MAX_RANKS, &o->tp, err);
         else if (strcmp(name, "gpu-memory") == 0) {
             float g;
-            rc = parse_float(a, v, 0.001, 1e6, &g, err);
+            rc = cli_parse_float(a, v, 0.001, 1e6, &g, err);
             o->gpu_memory_gib = g;
         }
-        else if (strcmp(name, "temp") == 0) rc = parse_float(a, v, 0, 100, &o->sampling.temp, err);
+        else if (strcmp(name, "temp") == 0) rc = cli_parse_float(a, v, 0, 100, &o->sampling.temp, err);
         else if (strcmp(name, "top-k") == 0) rc = cli_parse_int(a, v, 0, 1 << 30, &o->sampling.top_k, err);
-        else if (strcmp(name, "top-p") == 0) rc = parse_float(a, v, 0, 1, &o->sampling.top_p, err);
-        else if (strcmp(name, "min-p") == 0) rc = parse_float(a, v, 0, 1, &o->sampling.min_p, err);
+        else if (strcmp(name, "top-p") == 0) rc = cli_parse_float(a, v, 0, 1, &o->sampling.top_p, err);
+        else if (strcmp(name, "min-p") == 0) rc = cli_parse_float(a, v, 0, 1, &o->sampling.min_p, err);
         else if (strcmp(name, "seed") == 0) {
             rc = cli_parse_int(a, v, -1, 2147483647L, &seed, err);
             o->seed_random = seed == -1;

@@ -66,6 +66,8 @@ int cli_prompt_ids(const cli_opts *o, const struct tokenizer *tok, int **ids, in
 
 // A whole decimal number in [lo, hi], all of v ("64x" is an error naming the flag and the range).
 int cli_parse_int(const char *flag, const char *v, long lo, long hi, int *out, rp_err *err);
+// The same for a real number in [lo, hi].
+int cli_parse_float(const char *flag, const char *v, double lo, double hi, float *out, rp_err *err);
 
 // Parses "1,2,3" (commas and/or spaces) into a fresh array.
 int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err);

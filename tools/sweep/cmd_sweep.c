@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "loader/fingerprint.h"
+#include "engine/stats.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/sweep/report.h"
@@ -43,8 +44,21 @@ static const char *usage =
     "search:\n"
     "  --search MODE        grid (default): every config on every item; halving: every config on --halving-items\n"
     "                       items per probe, the better half (balanced score) on twice as many, ..., the last\n"
-    "                       rung on all --items (no --shard)\n"
+    "                       rung on all --items; beam, surrogate: measure the config space (the seed), then\n"
+    "                       propose and measure configs of up to --max-blocks repeated blocks until --budget\n"
+    "                       (beam: grow, shrink, shift a block of the best --beam configs, add a pass or a second\n"
+    "                       block; surrogate: libxgboost trained on the measured configs' per-layer visit counts\n"
+    "                       ranks a pool of candidates, the best --round are measured, retrain, repeat).\n"
+    "                       Searches take no --shard; each resumes from its database\n"
     "  --halving-items N    items of the first halving rung (default 4)\n"
+    "  --budget N           beam, surrogate: most configs measured, the seed included (default 200)\n"
+    "  --budget-hours H     any mode: start no new item after H hours; the same command resumes\n"
+    "  --beam W             configs a beam step expands (default 24)\n"
+    "  --max-blocks K       blocks of a proposed config (default 2)\n"
+    "  --max-passes R       most passes of a block (default 3)\n"
+    "  --max-visits V       most visits of a proposed config (default 2 x layers)\n"
+    "  --pool N             surrogate: candidates ranked each round (default 100000; drawn with --seed)\n"
+    "  --round N            surrogate: configs measured each round (default 16)\n"
     "options:\n"
     "  --chat-template NAME chatml, llama3, llama2, mistral, plain (default: the model's; without one, the\n"
     "                       prompt as plain text with BOS)\n"
@@ -255,6 +269,10 @@ int cmd_sweep(int argc, char **argv) {
     int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, retry_failed = 0, loglik = 0, code;
     int confirm = 0, confirm_items = 0, n_cprobes = 0;   // --confirm N on --confirm-probe SPEC (--confirm-items)
     int halving = 0, halving_items = 4;                  // --search halving, --halving-items
+    int search = 0;                                      // 1: beam, 2: surrogate
+    search_opts sopt = {.budget = 200, .beam = 24, .pool = 100000, .round = 16,
+                        .space = {.max_blocks = 2, .max_passes = 3}};
+    float budget_hours = 0;
     const char *cprobes[16];
     unsigned seed = 0;
     space_opts so = {.stride = 1, .repeat = 2};
@@ -286,10 +304,19 @@ int cmd_sweep(int argc, char **argv) {
                 so.shard_k >= so.shard_n)
                 return fprintf(stderr, "reprise sweep: --shard %s: expected K/N with 0 <= K < N\n", v), 2;
         } else if (!strcmp(a, "--search") && v) {
-            if (strcmp(v, "grid") && strcmp(v, "halving"))
-                return fprintf(stderr, "reprise sweep: --search %s: grid or halving (beam and surrogate are not built yet)\n", v), 2;
+            if (strcmp(v, "grid") && strcmp(v, "halving") && strcmp(v, "beam") && strcmp(v, "surrogate"))
+                return fprintf(stderr, "reprise sweep: --search %s: grid, halving, beam or surrogate\n", v), 2;
             halving = !strcmp(v, "halving");
+            search = !strcmp(v, "beam") ? 1 : !strcmp(v, "surrogate") ? 2 : 0;
         } else if (!strcmp(a, "--halving-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &halving_items, &err);
+        else if (!strcmp(a, "--budget") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &sopt.budget, &err);
+        else if (!strcmp(a, "--budget-hours") && v) bad = cli_parse_float(a, v, 1e-6, 1e6, &budget_hours, &err);
+        else if (!strcmp(a, "--beam") && v) bad = cli_parse_int(a, v, 1, 4096, &sopt.beam, &err);
+        else if (!strcmp(a, "--max-blocks") && v) bad = cli_parse_int(a, v, 1, BLOCKS_MAX, &sopt.space.max_blocks, &err);
+        else if (!strcmp(a, "--max-passes") && v) bad = cli_parse_int(a, v, 2, 64, &sopt.space.max_passes, &err);
+        else if (!strcmp(a, "--max-visits") && v) bad = cli_parse_int(a, v, 1, 100000, &sopt.space.max_visits, &err);
+        else if (!strcmp(a, "--pool") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &sopt.pool, &err);
+        else if (!strcmp(a, "--round") && v) bad = cli_parse_int(a, v, 1, 1 << 20, &sopt.round, &err);
         else if (!strcmp(a, "--confirm") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &confirm, &err);
         else if (!strcmp(a, "--confirm-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &confirm_items, &err);
         else if (!strcmp(a, "--confirm-probe") && v) {
@@ -320,8 +347,9 @@ int cmd_sweep(int argc, char **argv) {
     if (rc) return code;
     seed = (unsigned)o.sampling.seed;
     if (!n_probes || !out) return fprintf(stderr, "reprise sweep: --probe and --out are required (see --help)\n"), 2;
-    if (halving && so.shard_n > 1)
-        return fprintf(stderr, "reprise sweep: --search halving ranks all configs between rungs: it takes no --shard\n"), 2;
+    if ((halving || search) && so.shard_n > 1)
+        return fprintf(stderr, "reprise sweep: --search %s decides each step from every config measured before it: it "
+                               "takes no --shard\n", halving ? "halving" : search == 1 ? "beam" : "surrogate"), 2;
     if ((confirm > 0) != (n_cprobes > 0))
         return fprintf(stderr, "reprise sweep: --confirm N (N > 0) and --confirm-probe SPEC go together\n"), 2;
 
@@ -355,6 +383,9 @@ int cmd_sweep(int argc, char **argv) {
     sweep_run cr = r;   // the confirmation: the screen's model and settings, other probes
     cr.probes = cps, cr.n_probes = cloaded, cr.config_ids = NULL, cr.prompts = NULL;
     if (!rc) rc = sweep_space_build(&cl, cfg.n_layers, &so, &err);
+    sopt.space.n_layers = cfg.n_layers, sopt.seed = seed;
+    if (!sopt.space.max_visits) sopt.space.max_visits = 2 * cfg.n_layers;
+    if (search) r.plan_visits = sopt.space.max_visits;   // the plan covers any config the search may propose
     // every prompt tokenized first: the memory plan needs the longest, and is checked before any weight is read (the
     // confirmation's too, planned with every config of the screen: its top ones are among them)
     plan_shape shape, cshape;
@@ -371,7 +402,14 @@ int cmd_sweep(int argc, char **argv) {
     if (!rc) {
         fprintf(stderr, "reprise sweep: %d configs (base included) x %d probe(s) on %s%s\n", cl.n, loaded, o.model_dir,
                 r.ct.family != CHAT_NONE ? ", through its chat template" : "");
-        rc = halving ? sweep_halving(&r, halving_items, &err) : sweep_run_all(&r, &err);
+        if (budget_hours > 0) r.deadline = rp_now_s() + budget_hours * 3600.0;
+        rc = halving ? sweep_halving(&r, halving_items, &err)
+             : search == 1 ? sweep_beam(&r, &sopt, &err)
+             : search == 2 ? sweep_surrogate(&r, &sopt, &err)
+                           : sweep_run_all(&r, &err);
+        if (!rc && r.timed_out)
+            fprintf(stderr, "reprise sweep: --budget-hours %g spent: every finished row is in the database; the same "
+                            "command resumes\n", budget_hours);
     }
     const char *name = strrchr(o.model_dir, '/');
     name = name && name[1] ? name + 1 : o.model_dir;

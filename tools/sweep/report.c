@@ -18,6 +18,7 @@
 
 #include "loader/fingerprint.h"
 #include "loader/json_file.h"
+#include "tools/sweep/label_set.h"
 
 typedef struct {
     int id, i, j, k, visits;
@@ -97,8 +98,10 @@ static void bh_adjust(const double *p, double *q, int n) {
 static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 // Reads the database into S. only (n_only probes; NULL: every probe and item there is) limits it to those probes
-// and, of each, its first n_items items: a halving rung ranks on the items its configs all have.
-static int build(sqlite3 *db, summary *S, const probe *only, int n_only, rp_err *err) {
+// and, of each, its first n_items items: a halving rung ranks on the items its configs all have. among (NULL: every
+// config) limits it to base and those configs: z-scores are then over them alone, so a search's scores at a step
+// do not depend on configs it measured after that step (a resumed search retraces its path).
+static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const label_set *among, rp_err *err) {
     memset(S, 0, sizeof *S);
     S->base = -1;
     sqlite3_stmt *st;
@@ -114,6 +117,8 @@ static int build(sqlite3 *db, summary *S, const probe *only, int n_only, rp_err 
     sqlite3_finalize(st);
     sqlite3_prepare_v2(db, "SELECT id, label, schedule, i, j, k, visits FROM configs ORDER BY id", -1, &st, NULL);
     while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *label = (const char *)sqlite3_column_text(st, 1);
+        if (among && strcmp(label, "base") && !label_set_has(among, label)) continue;
         S->c = realloc(S->c, sizeof *S->c * (size_t)(S->n_cfg + 1));
         cfg_row *c = &S->c[S->n_cfg];
         memset(c, 0, sizeof *c);
@@ -528,17 +533,45 @@ static int rank_configs(const summary *S, int *order) {
     return n;
 }
 
-int sweep_rank_among(sweep_db *db, char *const *labels, int n, const probe *probes, int n_probes, int *order, rp_err *err) {
+int sweep_scores_among(sweep_db *db, char *const *labels, int n, const probe *probes, int n_probes, double *score, rp_err *err) {
     summary S;
-    if (build(db->db, &S, probes, n_probes, err)) {
-        summary_free(&S);
-        return -1;
-    }
-    double *score = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    for (int i = 0; i < n; i++) {
-        score[i] = -INFINITY;
+    label_set among;
+    label_set_init(&among, n);
+    for (int i = 0; i < n; i++) label_set_add(&among, labels[i]);
+    int rc = build(db->db, &S, probes, n_probes, &among, err);
+    label_set_free(&among);
+    if (!rc) {
+        int *at = malloc(sizeof(int) * (size_t)(n ? n : 1)), n_at = 0;   // S's configs but base, sorted by label
         for (int ci = 0; ci < S.n_cfg; ci++)
-            if (ci != S.base && !strcmp(S.c[ci].label, labels[i])) score[i] = S.c[ci].balanced;
+            if (ci != S.base) at[n_at++] = ci;
+        for (int a = 1; a < n_at; a++)
+            for (int b = a; b > 0 && strcmp(S.c[at[b]].label, S.c[at[b - 1]].label) < 0; b--) {
+                int t = at[b];
+                at[b] = at[b - 1], at[b - 1] = t;
+            }
+        for (int i = 0; i < n; i++) {   // binary search for each label
+            int lo = 0, hi = n_at;
+            while (lo < hi) {
+                int mid = (lo + hi) / 2;
+                if (strcmp(S.c[at[mid]].label, labels[i]) < 0) lo = mid + 1;
+                else hi = mid;
+            }
+            int have = lo < n_at && !strcmp(S.c[at[lo]].label, labels[i]);
+            int rows = 0;
+            for (int p = 0; have && p < S.n_probe; p++) rows += S.c[at[lo]].n[p];
+            score[i] = have && rows ? S.c[at[lo]].balanced : NAN;
+        }
+        free(at);
+    }
+    summary_free(&S);
+    return rc;
+}
+
+int sweep_rank_among(sweep_db *db, char *const *labels, int n, const probe *probes, int n_probes, int *order, rp_err *err) {
+    double *score = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    if (sweep_scores_among(db, labels, n, probes, n_probes, score, err)) return free(score), -1;
+    for (int i = 0; i < n; i++) {
+        if (isnan(score[i])) score[i] = -INFINITY;
         order[i] = i;
     }
     for (int a = 1; a < n; a++)   // insertion sort, stable: ties keep the given order
@@ -547,14 +580,13 @@ int sweep_rank_among(sweep_db *db, char *const *labels, int n, const probe *prob
             order[b] = order[b - 1], order[b - 1] = t;
         }
     free(score);
-    summary_free(&S);
     return 0;
 }
 
 int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp_err *err) {
     summary S;
     *labels = NULL, *n_labels = 0;
-    if (build(db->db, &S, NULL, 0, err)) {
+    if (build(db->db, &S, NULL, 0, NULL, err)) {
         summary_free(&S);
         return -1;
     }
@@ -569,7 +601,7 @@ int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp
 
 int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_n, rp_err *err) {
     summary S;
-    if (build(db->db, &S, NULL, 0, err) || write_exports(db->db, &S, out, err)) {
+    if (build(db->db, &S, NULL, 0, NULL, err) || write_exports(db->db, &S, out, err)) {
         summary_free(&S);
         return -1;
     }

@@ -375,6 +375,10 @@ void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
     long slots = r->naive ? 0 : N;
     for (int c = 0; c < n && c < step; c++) slots += visits[c];
     free(visits);
+    if (r->plan_visits > 0) {   // a search: any batch of configs of up to plan_visits visits
+        if (r->plan_visits > max_visits) max_visits = r->plan_visits;
+        slots = (r->naive ? 0 : N) + (long)step * max_visits;
+    }
     *shape = (plan_shape){.ubatch = r->ubatch, .seqs = step, .logit_rows = 0, .kv_slots = slots, .ctx = ctx_max,
                           .max_visits = max_visits};
     r->pool_slots = slots, r->pool_ctx = ctx_max;
@@ -411,9 +415,14 @@ int sweep_run_all(sweep_run *r, rp_err *err) {
     int prepared_here = !r->prompts;   // a caller that loaded the model itself: prepare now
     if (prepared_here) sweep_prepare(r, &r->m->cfg, &shape);
     int rc = kv_pool_init(&r->pool, r->m->be, (int)r->pool_slots, r->pool_ctx, err);
-    for (int p = 0; p < r->n_probes && !rc; p++)
-        for (int i = 0; i < r->probes[p].n_items && !rc; i++)
+    for (int p = 0; p < r->n_probes && !rc && !r->timed_out; p++)
+        for (int i = 0; i < r->probes[p].n_items && !rc; i++) {
+            if (r->deadline > 0 && rp_now_s() >= r->deadline) {
+                r->timed_out = 1;
+                break;
+            }
             rc = run_item(r, &r->probes[p], &r->probes[p].items[i], &r->prompts[p][i], t0, err);
+        }
     kv_pool_free(&r->pool, r->m->be);
     if (prepared_here) sweep_prompts_free(r);
     if (r->progress == 2) fprintf(stderr, "\n");

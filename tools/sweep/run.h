@@ -29,6 +29,10 @@ typedef struct {
     int naive;                 // one config at a time, nothing shared (the baseline the benchmark compares with)
     int progress;              // 0 quiet, 1 plain lines, 2 a terminal bar
     int ubatch;                // --ubatch
+    int plan_visits;           // > 0: plan the KV pool for configs of up to this many visits (a search's configs
+                               // are not known when the model is loaded)
+    double deadline;           // rp_now_s() after which no new item starts (0: none; --budget-hours)
+    int timed_out;             // the deadline stopped sweep_run_all before its last item
     forward_stats stats;       // layer executions and visits run
     long rows_done, rows_total, items_done, rows_failed;
     int db_failed;             // a database write failed: the sweep stops

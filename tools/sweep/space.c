@@ -7,7 +7,7 @@
 
 #include "loader/json_file.h"
 
-static int add(config_list *l, const char *label, const char *text, int n_layers, rp_err *err) {
+int sweep_space_add(config_list *l, const char *label, const char *text, int n_layers, rp_err *err) {
     for (int i = 0; i < l->n; i++)
         if (!strcmp(l->c[i].label, label)) return 0;
     sweep_config c = {.label = strdup(label), .i = -1, .j = -1, .k = -1};
@@ -44,7 +44,7 @@ static int size_allowed(const char *list, int size) {
 
 int sweep_space_build(config_list *l, int n_layers, const space_opts *o, rp_err *err) {
     memset(l, 0, sizeof *l);
-    if (add(l, "base", "base", n_layers, err)) return -1;
+    if (sweep_space_add(l, "base", "base", n_layers, err)) return -1;
     int explicit = o->configs || o->configs_file;
     int grid = o->i_range || o->j_range || o->block_sizes || o->stride > 1 || !explicit;
     int rc = 0, ia, ib, ja, jb;
@@ -61,12 +61,12 @@ int sweep_space_build(config_list *l, int n_layers, const space_opts *o, rp_err 
                 char label[64];
                 if (k == 2) snprintf(label, sizeof label, "rys:%d,%d", i, j);
                 else snprintf(label, sizeof label, "rys:%d,%d,%d", i, j, k);
-                rc = add(l, label, label, n_layers, err);
+                rc = sweep_space_add(l, label, label, n_layers, err);
             }
     }
     char *copy = o->configs ? strdup(o->configs) : NULL;
     for (char *save, *t = copy ? strtok_r(copy, ";", &save) : NULL; t && !rc; t = strtok_r(NULL, ";", &save))
-        if ((rc = add(l, t, t, n_layers, err))) rp_wrap(err, "--configs");
+        if ((rc = sweep_space_add(l, t, t, n_layers, err))) rp_wrap(err, "--configs");
     free(copy);
     if (!rc && o->configs_file) {
         FILE *f = fopen(o->configs_file, "r");
@@ -79,7 +79,7 @@ int sweep_space_build(config_list *l, int n_layers, const space_opts *o, rp_err 
             char *s = line, *e = line + strlen(line);
             while (*s == ' ' || *s == '\t') s++;
             while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
-            if (*s && (rc = add(l, s, s, n_layers, err))) rp_wrap(err, "%s line %d", o->configs_file, lineno);
+            if (*s && (rc = sweep_space_add(l, s, s, n_layers, err))) rp_wrap(err, "%s line %d", o->configs_file, lineno);
         }
         free(line);
         if (f) fclose(f);

@@ -29,5 +29,7 @@ typedef struct {
 // else is), then explicit configs. Duplicates are dropped. Errors name the flag and the token.
 int sweep_space_build(config_list *l, int n_layers, const space_opts *o, rp_err *err);
 void sweep_space_free(config_list *l);
+// Appends the config label, schedule text (unless a config of that label is there); errors are schedule_parse's.
+int sweep_space_add(config_list *l, const char *label, const char *text, int n_layers, rp_err *err);
 
 #endif
