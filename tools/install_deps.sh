@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages reprise builds and tests with (the README's first command and CI use it).
 # Works as root and as a user with sudo; fetches the package lists first, so a fresh machine or container works.
 set -euo pipefail
-packages=(build-essential cmake pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libsqlite3-dev libcairo2-dev libmicrohttpd-dev libcurl4-openssl-dev libxgboost-dev python3)
+packages=(build-essential cmake pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libsqlite3-dev libcairo2-dev libmicrohttpd-dev libcurl4-openssl-dev libxgboost-dev python3 python3-numpy)
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null || { echo "install_deps.sh: not root and no sudo: install as root: apt-get install ${packages[*]}" >&2; exit 1; }

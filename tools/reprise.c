@@ -14,6 +14,7 @@ static const char *usage =
     "  chat       interactive multi-turn chat through the model's chat template\n"
     "  tokenize   text to token ids\n"
     "  sweep      evaluate many layer schedules on probe sets, with rankings and heatmaps\n"
+    "  profile    what each layer and block does to the hidden state: distances, similarity, zones\n"
     "  score      per-token log-probabilities and perplexity; raw logits on request\n"
     "  export     write the physically duplicated checkpoint of a schedule\n"
     "  serve      an OpenAI-compatible HTTP server, continuous batching, a layer schedule per request\n"
@@ -32,7 +33,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {{"inspect", cmd_inspect}, {"generate", cmd_generate}, {"score", cmd_score}, {"export", cmd_export},
-                {"tokenize", cmd_tokenize}, {"chat", cmd_chat}, {"sweep", cmd_sweep}, {"serve", cmd_serve}, {"bench", cmd_bench}};
+                {"tokenize", cmd_tokenize}, {"chat", cmd_chat}, {"sweep", cmd_sweep}, {"profile", cmd_profile}, {"serve", cmd_serve}, {"bench", cmd_bench}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].run(argc, argv);
     fprintf(stderr, "reprise: unknown command '%s'\n%s", argv[1], usage);

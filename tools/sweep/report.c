@@ -18,6 +18,7 @@
 
 #include "loader/fingerprint.h"
 #include "loader/json_file.h"
+#include "tools/plot/plot.h"
 #include "tools/sweep/label_set.h"
 
 typedef struct {
@@ -330,25 +331,9 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
 // ---- pictures ----
 
 #ifdef REPRISE_HAVE_CAIRO
-// Diverging colour: blue (-1) through white (0) to red (+1).
-static void diverging(double t, double *r, double *g, double *b) {
-    t = t < -1 ? -1 : t > 1 ? 1 : t;
-    if (t >= 0) *r = 1, *g = 1 - 0.8 * t, *b = 1 - 0.85 * t;
-    else *r = 1 + 0.85 * t, *g = 1 + 0.7 * t, *b = 1;
-}
-
-static void text_at(cairo_t *cr, double x, double y, const char *s, double align_x, double size) {
-    cairo_set_font_size(cr, size);
-    cairo_text_extents_t e;
-    cairo_text_extents(cr, s, &e);
-    cairo_move_to(cr, x - align_x * e.width, y + e.height / 2);
-    cairo_show_text(cr, s);
-}
-
 // value(cfg) for the rys configs with repeat count k, drawn at (y = i, x = j).
 static int heatmap(const summary *S, int k, const double *value, const char *title, const char *path, rp_err *err) {
     int imin = 1 << 30, imax = -1, jmin = 1 << 30, jmax = -1;
-    double vmax = 0;
     for (int ci = 0; ci < S->n_cfg; ci++) {
         const cfg_row *c = &S->c[ci];
         if (c->k != k || c->i < 0 || isnan(value[ci])) continue;
@@ -356,71 +341,19 @@ static int heatmap(const summary *S, int k, const double *value, const char *tit
         if (c->i > imax) imax = c->i;
         if (c->j < jmin) jmin = c->j;
         if (c->j > jmax) jmax = c->j;
-        if (fabs(value[ci]) > vmax) vmax = fabs(value[ci]);
     }
     if (imax < 0) return 0;
-    if (vmax == 0) vmax = 1;
-    const int W = 900, H = 760, L = 90, R = 150, T = 70, B = 80;
     int ni = imax - imin + 1, nj = jmax - jmin + 1;
-    double cw = (double)(W - L - R) / nj, ch = (double)(H - T - B) / ni;
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    cairo_t *cr = cairo_create(surf);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-    cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);   // cells with no config (j <= i)
-    cairo_rectangle(cr, L, T, W - L - R, H - T - B);
-    cairo_fill(cr);
+    double *cell = malloc(sizeof(double) * (size_t)ni * (size_t)nj);
+    for (long c = 0; c < (long)ni * nj; c++) cell[c] = NAN;
     for (int ci = 0; ci < S->n_cfg; ci++) {
         const cfg_row *c = &S->c[ci];
-        if (c->k != k || c->i < 0 || isnan(value[ci])) continue;
-        double r, g, b;
-        diverging(value[ci] / vmax, &r, &g, &b);
-        cairo_set_source_rgb(cr, r, g, b);
-        cairo_rectangle(cr, L + (c->j - jmin) * cw, T + (c->i - imin) * ch, cw, ch);
-        cairo_fill(cr);
+        if (c->k == k && c->i >= 0 && !isnan(value[ci])) cell[(long)(c->i - imin) * nj + (c->j - jmin)] = value[ci];
     }
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    cairo_set_line_width(cr, 1);
-    cairo_rectangle(cr, L, T, W - L - R, H - T - B);
-    cairo_stroke(cr);
-    char buf[64];
-    int xstep = nj > 20 ? (nj + 19) / 20 : 1, ystep = ni > 20 ? (ni + 19) / 20 : 1;
-    for (int j = jmin; j <= jmax; j += xstep) {
-        snprintf(buf, sizeof buf, "%d", j);
-        text_at(cr, L + (j - jmin + 0.5) * cw, H - B + 14, buf, 0.5, 11);
-    }
-    for (int i = imin; i <= imax; i += ystep) {
-        snprintf(buf, sizeof buf, "%d", i);
-        text_at(cr, L - 8, T + (i - imin + 0.5) * ch, buf, 1, 11);
-    }
-    text_at(cr, L + (W - L - R) / 2.0, H - B + 40, "j: end of the repeated block (exclusive)", 0.5, 13);
-    cairo_save(cr);
-    cairo_translate(cr, 24, T + (H - T - B) / 2.0);
-    cairo_rotate(cr, -M_PI / 2);
-    text_at(cr, 0, 0, "i: start of the repeated block", 0.5, 13);
-    cairo_restore(cr);
-    text_at(cr, W / 2.0, 28, title, 0.5, 15);
-    // colour bar
-    double bx = W - R + 40, by = T, bh = H - T - B;
-    for (int y = 0; y < (int)bh; y++) {
-        double r, g, b;
-        diverging(1 - 2.0 * y / bh, &r, &g, &b);
-        cairo_set_source_rgb(cr, r, g, b);
-        cairo_rectangle(cr, bx, by + y, 24, 1);
-        cairo_fill(cr);
-    }
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    cairo_rectangle(cr, bx, by, 24, bh);
-    cairo_stroke(cr);
-    for (int t = 0; t <= 4; t++) {
-        snprintf(buf, sizeof buf, "%+.3g", vmax * (1 - t / 2.0));
-        text_at(cr, bx + 30, by + bh * t / 4.0, buf, 0, 11);
-    }
-    cairo_status_t st = cairo_surface_write_to_png(surf, path);
-    cairo_destroy(cr);
-    cairo_surface_destroy(surf);
-    return st == CAIRO_STATUS_SUCCESS ? 0 : rp_fail(err, "%s: cannot write the PNG: %s", path, cairo_status_to_string(st));
+    int rc = plot_heatmap(path, title, cell, ni, imin, nj, jmin, "j: end of the repeated block (exclusive)",
+                          "i: start of the repeated block", PLOT_DIVERGING, err);
+    free(cell);
+    return rc;
 }
 
 // Mean of value over each i (row) and each j (column) of the grid, as two bar charts.
@@ -441,7 +374,7 @@ static int skyline(const summary *S, int k, const double *value, const char *tit
     cairo_paint(cr);
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_source_rgb(cr, 0, 0, 0);
-    text_at(cr, W / 2.0, 22, title, 0.5, 15);
+    plot_text_at(cr, W / 2.0, 22, title, 0.5, 15);
     for (int panel = 0; panel < 2; panel++) {
         double *s = panel ? cs : rs;
         int *cnt = panel ? cn : rn;
@@ -453,7 +386,7 @@ static int skyline(const summary *S, int k, const double *value, const char *tit
         for (int x = 0; x <= n; x++) {
             if (!cnt[x]) continue;
             double v = s[x] / cnt[x], r, g, b;
-            diverging(v / vmax, &r, &g, &b);
+            plot_diverging(v / vmax, &r, &g, &b);
             cairo_set_source_rgb(cr, r * 0.9, g * 0.9, b * 0.9);
             cairo_rectangle(cr, left + x * bw + 1, v >= 0 ? mid - v / vmax * h / 2 : mid, bw - 2, fabs(v) / vmax * h / 2);
             cairo_fill(cr);
@@ -466,13 +399,13 @@ static int skyline(const summary *S, int k, const double *value, const char *tit
         int step = n > 30 ? (n + 29) / 30 : 1;
         for (int x = 0; x <= n; x += step) {
             snprintf(buf, sizeof buf, "%d", x);
-            text_at(cr, left + (x + 0.5) * bw, top + h + 12, buf, 0.5, 10);
+            plot_text_at(cr, left + (x + 0.5) * bw, top + h + 12, buf, 0.5, 10);
         }
         snprintf(buf, sizeof buf, "%+.3g", vmax);
-        text_at(cr, left - 6, top, buf, 1, 10);
+        plot_text_at(cr, left - 6, top, buf, 1, 10);
         snprintf(buf, sizeof buf, "%+.3g", -vmax);
-        text_at(cr, left - 6, top + h, buf, 1, 10);
-        text_at(cr, left + w / 2, top + h + 32, panel ? "j: mean over the configs ending their block at j" : "i: mean over the configs starting their block at i", 0.5, 12);
+        plot_text_at(cr, left - 6, top + h, buf, 1, 10);
+        plot_text_at(cr, left + w / 2, top + h + 32, panel ? "j: mean over the configs ending their block at j" : "i: mean over the configs starting their block at i", 0.5, 12);
     }
     cairo_status_t st = cairo_surface_write_to_png(surf, path);
     cairo_destroy(cr);

@@ -15,8 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-// The prompt's ids: through the chat template when there is one, else the text with the tokenizer's BOS.
-static int prompt_ids(sweep_run *r, const char *text, int **ids, int *n, rp_err *err) {
+int sweep_prompt_ids(const sweep_run *r, const char *text, int **ids, int *n, rp_err *err) {
     if (r->ct.family == CHAT_NONE) return tokenizer_encode(r->tok, text, strlen(text), 1, ids, n, err);
     chat_message msgs[2];
     int k = 0;
@@ -353,7 +352,7 @@ void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
             int longest = pr->loglik ? (int)strlen(it->answer) + 1 : pr->max_new;
             for (int o = 0; o < it->n_options; o++)
                 if ((int)strlen(it->options[o]) + 1 > longest) longest = (int)strlen(it->options[o]) + 1;
-            if (prompt_ids(r, it->prompt, &sp->ids, &sp->n, &e)) rp_wrap(&e, "the prompt cannot be tokenized");
+            if (sweep_prompt_ids(r, it->prompt, &sp->ids, &sp->n, &e)) rp_wrap(&e, "the prompt cannot be tokenized");
             else if (sp->n == 0) rp_fail(&e, "the prompt is empty");
             else if (sp->n + longest > cfg->max_pos)
                 rp_fail(&e, "the prompt (%d tokens) and its reply (%d) do not fit the context of %d", sp->n, longest, cfg->max_pos);

@@ -48,6 +48,10 @@ typedef struct {
 void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape);
 void sweep_prompts_free(sweep_run *r);
 
+// An item's prompt ids: through r->ct when the model has a chat template (r->system first), else the text with the
+// tokenizer's BOS. Only r->tok, r->ct and r->system are read (reprise profile feeds probe items the same way).
+int sweep_prompt_ids(const sweep_run *r, const char *text, int **ids, int *n, rp_err *err);
+
 // Registers a config in the database (its schedule in range syntax) and returns its id.
 int sweep_db_add_config(sweep_db *d, const sweep_config *c, int *id, rp_err *err);
 

@@ -1,0 +1,25 @@
+// PNG pictures with Cairo: a matrix as a heatmap (the sweep's and the profile's) and curves against depth.
+#ifndef REPRISE_PLOT_H
+#define REPRISE_PLOT_H
+
+#include "loader/error.h"
+
+typedef enum { PLOT_DIVERGING, PLOT_SEQUENTIAL } plot_scale;
+
+// v (n_rows x n_cols, row-major) drawn cell (r, c) at y = row0 + r, x = col0 + c (the sweep heatmap's geometry: y = i,
+// x = j); NAN cells grey. DIVERGING: blue - white - red, symmetric about 0; SEQUENTIAL: white to red, min to max.
+int plot_heatmap(const char *path, const char *title, const double *v, int n_rows, int row0, int n_cols, int col0,
+                 const char *x_label, const char *y_label, plot_scale scale, rp_err *err);
+
+// n_series curves y[s][0..n) against x = x0 .. x0 + n - 1, one panel each, titled names[s] (NAN points skipped).
+int plot_curves(const char *path, const char *title, const double *const *y, const char *const *names, int n_series,
+                int n, int x0, const char *x_label, rp_err *err);
+
+#ifdef REPRISE_HAVE_CAIRO
+#include <cairo.h>
+// The helpers the sweep's skyline draws with.
+void plot_diverging(double t, double *r, double *g, double *b);
+void plot_text_at(cairo_t *cr, double x, double y, const char *s, double align_x, double size);
+#endif
+
+#endif
