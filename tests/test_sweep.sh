@@ -209,6 +209,21 @@ for mode in beam surrogate; do
 done
 check "beam and surrogate from a coarse seed, with a budget covering the grid, find the grid's best (delta $want)" $r
 
+# --prune-by-profile: exactly the grid's blocks inside the profile's reasoning zone; a profile of another model or
+# of a repeated schedule is refused
+"$BIN" profile -p "12+34=46 7*8=56 99+1=100" --out "$T/prof" >/dev/null 2>&1
+"$BIN" sweep --probe arith --items 4 --prune-by-profile "$T/prof" --out "$T/pruned" >/dev/null 2>&1
+r=$?
+python3 - "$T/prof/profile.json" "$T/pruned/results.sqlite" <<'PY' || r=1
+import json, sqlite3, sys
+z = json.load(open(sys.argv[1]))["reasoning_zone"]
+got = {l for (l,) in sqlite3.connect(sys.argv[2]).execute("SELECT label FROM configs") if l != "base"}
+want = {f"rys:{i},{j}" for i in range(z["start"], z["end"]) for j in range(i + 1, z["end"] + 1)}
+assert got == want and got, (got, want, z)
+PY
+check "--prune-by-profile: the grid's blocks inside the profile's reasoning zone, no others" $r
+"$BIN" profile -p "12+34=46" --schedule rys:1,3 --out "$T/prof_rys" >/dev/null 2>&1
+
 # 6. errors name their cause
 expect_error() {
     local name=$1 text=$2
@@ -281,6 +296,9 @@ r=$?
 python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['probes']) == 2 and all('\"quoted\"' in p for p in d['probes']), d['probes']" "$T/names/summary.json" || r=1
 [ -z "$pictures" ] || [ "$(ls "$T/names"/heatmap_*.png | wc -l)" -eq 3 ] || r=1
 check "probe names with quotes in summary.json; two long names sharing their first 100 bytes stay two probes, a heatmap each" $r
+expect_error "--prune-by-profile of a repeated schedule" "the grid needs one of the base schedule" "$BIN" sweep --probe arith --out "$T/e14" --prune-by-profile "$T/prof_rys"
+expect_error "--prune-by-profile with --i-range" "give neither" "$BIN" sweep --probe arith --out "$T/e15" --prune-by-profile "$T/prof" --i-range 0:2
+expect_error "--prune-by-profile of no profile" "profile.json" "$BIN" sweep --probe arith --out "$T/e16" --prune-by-profile "$T/nothing"
 expect_error "--search halving with --shard" "takes no --shard" "$BIN" sweep --probe arith --out "$T/e9" --search halving --shard 0/2
 expect_error "--search beam with --shard" "beam decides each step" "$BIN" sweep --probe arith --out "$T/e10" --search beam --shard 0/2
 expect_error "--search annealing" "--search annealing: grid, halving, beam or surrogate" "$BIN" sweep --probe arith --out "$T/e11" --search annealing
@@ -353,6 +371,10 @@ assert base[mc] == 1.0 and base[js] == 1.0, base   # stories continues "Once upo
 PY
     [ -z "$pictures" ] || [ -s "$T/st/heatmap_combined.png" ] || r=1
     check "stories260K: RYS math and EQ files, jsonl and mc probes, explicit configs" $r
+    "$BIN" profile -m "$S" -p "Once upon a time, there was a girl" --out "$T/st_prof" >/dev/null 2>&1
+    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); j['model_fingerprint']='0123456789abcdef'; json.dump(j, open(sys.argv[1], 'w'))" "$T/st_prof/profile.json"
+    expect_error "stories260K: --prune-by-profile of another model" "a profile of another model" "$BIN" sweep -m "$S" --probe arith \
+        --items 2 --out "$T/e17" --prune-by-profile "$T/st_prof"
     search_checks st-beam 25 -m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --items 4 --score loglik --search beam --beam 3
     check "stories260K: --search beam on RYS math by log-likelihood, in budget, resumed after SIGKILL to the same rows" $?
     search_checks st-surrogate 30 -m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --items 4 --score loglik --search surrogate

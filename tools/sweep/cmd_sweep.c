@@ -41,6 +41,8 @@ static const char *usage =
     "  --configs LIST       explicit schedules separated by ';', e.g. \"rys:3,5;0-4,2-7\" (no grid unless grid flags)\n"
     "  --configs-file FILE  one schedule per line\n"
     "  --shard K/N          evaluate configs K, K+N, ... only (merge the databases with `sweep merge`)\n"
+    "  --prune-by-profile DIR  the grid's blocks inside the reasoning zone of DIR/profile.json only (`reprise\n"
+    "                       profile` of this model, base schedule): zone states [S, E) keep S <= I and J <= E\n"
     "search:\n"
     "  --search MODE        grid (default): every config on every item; halving: every config on --halving-items\n"
     "                       items per probe, the better half (balanced score) on twice as many, ..., the last\n"
@@ -218,6 +220,40 @@ static int register_run(sweep_run *r, rp_err *err) {
     return rc;
 }
 
+// --prune-by-profile DIR: the grid's ranges from the reasoning zone of DIR/profile.json, written into i_range and
+// j_range ("A:B"); *fingerprint gets the profiled model's, to check against the sweep's once it is loaded.
+static int prune_by_profile(const char *dir, int n_layers, char *i_range, char *j_range, size_t cap, char *fingerprint,
+                            size_t fp_cap, rp_err *err) {
+    char *path = path_join(dir, "profile.json");
+    cJSON *j = json_parse_file(path, err);
+    int rc = j ? 0 : -1;
+    const cJSON *zone = j ? cJSON_GetObjectItemCaseSensitive(j, "reasoning_zone") : NULL;
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(zone, "start"), *e = cJSON_GetObjectItemCaseSensitive(zone, "end");
+    const cJSON *fp = j ? cJSON_GetObjectItemCaseSensitive(j, "model_fingerprint") : NULL;
+    const cJSON *visits = j ? cJSON_GetObjectItemCaseSensitive(j, "visits") : NULL;
+    if (!rc && (!cJSON_IsNumber(s) || !cJSON_IsNumber(e) || !cJSON_IsString(fp) || !cJSON_IsNumber(visits)))
+        rc = rp_fail(err, "%s: not a reprise profile (no reasoning_zone start and end, model_fingerprint, visits)", path);
+    const cJSON *sched = j ? cJSON_GetObjectItemCaseSensitive(j, "schedule") : NULL;
+    char base[32];
+    snprintf(base, sizeof base, n_layers > 1 ? "0-%d" : "0", n_layers - 1);
+    if (!rc && (visits->valueint != n_layers || !cJSON_IsString(sched) || strcmp(sched->valuestring, base)))
+        rc = rp_fail(err, "%s: a profile of %d visits (schedule %s); the grid needs one of the base schedule (%d layers)",
+                     path, visits->valueint, cJSON_IsString(sched) ? sched->valuestring : "?", n_layers);
+    int zs = rc ? 0 : s->valueint, ze = rc ? 0 : e->valueint;
+    if (!rc && (zs < 0 || ze > n_layers || ze - zs < 1))
+        rc = rp_fail(err, "%s: reasoning zone [%d, %d) holds no block of a %d-layer model", path, zs, ze, n_layers);
+    if (!rc) {
+        snprintf(i_range, cap, "%d:%d", zs, ze - 1);
+        snprintf(j_range, cap, "%d:%d", zs + 1, ze);
+        snprintf(fingerprint, fp_cap, "%s", fp->valuestring);
+        fprintf(stderr, "reprise sweep: --prune-by-profile: the reasoning zone of %s is layers %d..%d: I in %s, J in %s\n",
+                path, zs, ze - 1, i_range, j_range);
+    }
+    cJSON_Delete(j);
+    free(path);
+    return rc;
+}
+
 // The larger of two run shapes, field by field: one plan for the screen and the confirmation after it.
 static void shape_max(plan_shape *a, const plan_shape *b) {
     if (b->seqs > a->seqs) a->seqs = b->seqs;
@@ -273,6 +309,8 @@ int cmd_sweep(int argc, char **argv) {
     search_opts sopt = {.budget = 200, .beam = 24, .pool = 100000, .round = 16,
                         .space = {.max_blocks = 2, .max_passes = 3}};
     float budget_hours = 0;
+    const char *prune_dir = NULL;   // --prune-by-profile
+    char prune_i[48], prune_j[48], prune_fp[64] = "";
     const char *cprobes[16];
     unsigned seed = 0;
     space_opts so = {.stride = 1, .repeat = 2};
@@ -298,6 +336,7 @@ int cmd_sweep(int argc, char **argv) {
         else if (!strcmp(a, "--repeat") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &so.repeat, &err);
         else if (!strcmp(a, "--configs") && v) so.configs = v;
         else if (!strcmp(a, "--configs-file") && v) so.configs_file = v;
+        else if (!strcmp(a, "--prune-by-profile") && v) prune_dir = v;
         else if (!strcmp(a, "--shard") && v) {
             int n;
             if (sscanf(v, "%d/%d%n", &so.shard_k, &so.shard_n, &n) != 2 || v[n] || so.shard_n < 1 || so.shard_k < 0 ||
@@ -382,6 +421,11 @@ int cmd_sweep(int argc, char **argv) {
             rc = rp_fail(&err, "--confirm-probe %s: too long a name", cprobes[p]);
     sweep_run cr = r;   // the confirmation: the screen's model and settings, other probes
     cr.probes = cps, cr.n_probes = cloaded, cr.config_ids = NULL, cr.prompts = NULL;
+    if (!rc && prune_dir && (so.i_range || so.j_range))
+        rc = rp_fail(&err, "--prune-by-profile sets the grid's --i-range and --j-range: give neither");
+    if (!rc && prune_dir && !(rc = prune_by_profile(prune_dir, cfg.n_layers, prune_i, prune_j, sizeof prune_i, prune_fp,
+                                                    sizeof prune_fp, &err)))
+        so.i_range = prune_i, so.j_range = prune_j;
     if (!rc) rc = sweep_space_build(&cl, cfg.n_layers, &so, &err);
     sopt.space.n_layers = cfg.n_layers, sopt.seed = seed;
     if (!sopt.space.max_visits) sopt.space.max_visits = 2 * cfg.n_layers;
@@ -393,6 +437,16 @@ int cmd_sweep(int argc, char **argv) {
     if (!rc && confirm) cr.configs = &cl, sweep_prepare(&cr, &cfg, &cshape), shape_max(&shape, &cshape);
     shape.tp = o.tp, shape.kv_dtype = o.kv_dtype;
     if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err);
+    if (!rc && prune_dir) {   // the profile must be of this model, by content
+        uint64_t fp;
+        char hex[32];
+        if (!(rc = fingerprint_model(m.dir, &m.weights, &fp, &err))) {
+            snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fp);
+            if (strcmp(hex, prune_fp))
+                rc = rp_fail(&err, "--prune-by-profile %s: a profile of another model (fingerprint %s; this one's is %s)",
+                             prune_dir, prune_fp, hex);
+        }
+    }
     if (!rc) rc = open_db(&d, out, &r, &m, &err);
     char *dbp = path_join(out, "results.sqlite");
     long forgotten = 0;
