@@ -15,7 +15,9 @@
 static int check_schedule(const model *m, const schedule *sched, int capacity, rp_err *err) {
     if (capacity < 1) return rp_fail(err, "context length %d must be at least 1", capacity);
     if (capacity > m->cfg.max_pos)
-        return rp_fail(err, "context length %d exceeds the model's max_position_embeddings %d", capacity, m->cfg.max_pos);
+        return rp_fail(err, "context length %d exceeds the model's %s %d%s", capacity, config_context_name(&m->cfg),
+                       m->cfg.max_pos, m->cfg.sliding_window ? " (reprise's attention is full attention, which equals "
+                                                               "sliding-window attention only up to the window)" : "");
     for (int v = 0; v < sched->n_visits; v++)
         if (sched->layer[v] < 0 || sched->layer[v] >= m->cfg.n_layers)
             return rp_fail(err, "schedule visit %d runs layer %d, but the model has %d layers", v, sched->layer[v],

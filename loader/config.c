@@ -144,8 +144,17 @@ static int parse_config(const cJSON *root, model_config *c, const char *file, rp
     else if (attn_bias) return rp_fail(err, "%s: attention_bias true is not supported for %s", file, t);
     c->qk_norm = c->arch == ARCH_QWEN3;
     if (parse_rope_scaling(root, c, file, err) || get_eos(root, c, file, err)) return -1;
+    // sliding-window attention: Mistral v0.1 sets sliding_window; Qwen2/Qwen3 set it with use_sliding_window false
+    int window = 0, use_window = 1;
+    if (get_int(root, "sliding_window", 0, 1, 1 << 30, &window, file, err) ||
+        get_bool(root, "use_sliding_window", &use_window, file, err))
+        return -1;
+    c->declared_max_pos = c->max_pos;
+    if (use_window && window > 0 && window < c->max_pos) c->sliding_window = window, c->max_pos = window;
     return 0;
 }
+
+const char *config_context_name(const model_config *c) { return c->sliding_window ? "sliding_window" : "max_position_embeddings"; }
 
 int config_load(model_config *c, const char *dir, rp_err *err) {
     memset(c, 0, sizeof *c);

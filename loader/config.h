@@ -18,7 +18,12 @@ typedef struct {
     int n_kv_heads;     // num_key_value_heads (GQA)
     int head_dim;       // head_dim, or hidden_size / num_attention_heads
     int vocab_size;
-    int max_pos;        // max_position_embeddings
+    int max_pos;        // positions a sequence may hold: max_position_embeddings, or sliding_window when smaller
+    int sliding_window; // the window of sliding-window attention when the model uses one below its
+                        // max_position_embeddings (Mistral-7B-v0.1: 4096), else 0. reprise's attention is full
+                        // causal attention, equal to sliding-window attention up to the window, so max_pos is
+                        // capped there: a longer context is refused, naming the window, never computed wrongly
+    int declared_max_pos;   // max_position_embeddings as config.json says
     float norm_eps;     // rms_norm_eps
     double rope_theta;
     int rope_llama3;    // rope_scaling type llama3, with the four values below
@@ -33,6 +38,8 @@ typedef struct {
 } model_config;
 
 const char *arch_name(arch_kind a);
+// What limits max_pos, for messages: "sliding_window" or "max_position_embeddings".
+const char *config_context_name(const model_config *c);
 
 // Reads DIR/config.json, then DIR/generation_config.json if present (its eos/bos ids take precedence).
 int config_load(model_config *c, const char *dir, rp_err *err);

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/forward.h"
 #include "engine/model.h"
 #include "loader/json_file.h"
 #include "loader/safetensors.h"
@@ -213,6 +214,42 @@ static void bad_configs_and_weights_are_rejected(void) {
     expect_model_error("no model directory", "/nonexistent-model", "config.json");
 }
 
+// Sliding-window attention (issue 16): a window below max_position_embeddings caps the context at the window, where
+// full attention (what reprise computes) equals it; a longer sequence is refused naming the window. Qwen2's
+// use_sliding_window false, a null window, or one past max_position_embeddings change nothing.
+static void sliding_window_caps_the_context(void) {
+    struct {
+        const char *extra;
+        int max_pos, window;
+    } cases[] = {{",\"sliding_window\":32", 32, 32}, {",\"sliding_window\":32,\"use_sliding_window\":false", 64, 0},
+                 {",\"sliding_window\":null", 64, 0}, {",\"sliding_window\":4096", 64, 0}, {"", 64, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char cfg[2048];
+        snprintf(cfg, sizeof cfg, good_config, cases[i].extra);
+        char *dir = model_dir_with(cfg, -1, -1, ST_N_DTYPES);
+        model m;
+        rp_err err;
+        CHECK(model_load(&m, dir, "cpu", 1, &err) == 0, "%s: %s", cases[i].extra, err.msg);
+        CHECK(m.cfg.max_pos == cases[i].max_pos && m.cfg.sliding_window == cases[i].window && m.cfg.declared_max_pos == 64,
+              "%s: max_pos %d window %d declared %d", cases[i].extra, m.cfg.max_pos, m.cfg.sliding_window, m.cfg.declared_max_pos);
+        schedule s;
+        schedule_base(&s, m.cfg.n_layers);
+        sequence seq;
+        int rc = sequence_init(&seq, &m, &s, 40, &err);
+        if (cases[i].window) CHECK(rc != 0 && strstr(err.msg, "sliding_window 32"), "a context of 40: '%s'", rc ? err.msg : "accepted");
+        else CHECK(rc == 0, "a context of 40: %s", err.msg);
+        if (!rc) sequence_free(&seq, &m);
+        schedule_free(&s);
+        model_free(&m);
+        free(dir);
+    }
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg, good_config, ",\"sliding_window\":\"4096\"");
+    char *dir = model_dir_with(cfg, -1, -1, ST_N_DTYPES);
+    expect_model_error("sliding_window as a string", dir, "\"sliding_window\" must be an integer");
+    free(dir);
+}
+
 static void shard_index_errors_are_named(void) {
     char *dir = path_join(tmp, "sharded");
     mkdir(dir, 0755);
@@ -270,6 +307,7 @@ int main(void) {
     RUN(malformed_files_are_rejected);
     RUN(truncated_files_are_rejected);
     RUN(bad_configs_and_weights_are_rejected);
+    RUN(sliding_window_caps_the_context);
     RUN(shard_index_errors_are_named);
     RUN(written_file_reads_back);
     remove_tree(tmp);

@@ -179,8 +179,8 @@ int cli_context(const cli_opts *o, const model_config *c, int n_prompt, const ch
         return need < c->max_pos ? (int)need : c->max_pos;
     }
     int ctx = c->max_pos < CLI_DEFAULT_CONTEXT ? c->max_pos : CLI_DEFAULT_CONTEXT;
-    if (cmd) fprintf(stderr, "reprise %s: context of %d tokens (max_position_embeddings %d, at most %d without -c)\n", cmd, ctx,
-            c->max_pos, CLI_DEFAULT_CONTEXT);
+    if (cmd) fprintf(stderr, "reprise %s: context of %d tokens (%s %d, at most %d without -c)\n", cmd, ctx,
+            config_context_name(c), c->max_pos, CLI_DEFAULT_CONTEXT);
     return ctx;
 }
 

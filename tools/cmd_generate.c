@@ -56,7 +56,7 @@ int cmd_generate(int argc, char **argv) {
         rc = rp_fail(&err, "the prompt has %d tokens, more than the context length %d", n_prompt, ctx);
     else if (!rc && need > ctx)
         rc = rp_fail(&err, "prompt of %d tokens + -n %d needs a context of %d, more than %s %d", n_prompt, o.n_predict,
-                     need, o.ctx ? "-c" : "max_position_embeddings", ctx);
+                     need, o.ctx ? "-c" : config_context_name(cfg), ctx);
     if (!rc && session_start(&s, &o, ctx, &err)) {
         fprintf(stderr, "reprise generate: %s\n", err.msg);
         free(prompt);

@@ -71,7 +71,10 @@ int cmd_inspect(int argc, char **argv) {
     printf("%-28s %d query, %d key/value (GQA %d:1), head_dim %d\n", "attention heads", c.n_heads, c.n_kv_heads,
            c.n_heads / c.n_kv_heads, c.head_dim);
     printf("%-28s %d\n", "vocabulary", c.vocab_size);
-    printf("%-28s %d\n", "max position embeddings", c.max_pos);
+    printf("%-28s %d\n", "max position embeddings", c.declared_max_pos);
+    if (c.sliding_window)
+        printf("%-28s %d (contexts are capped there: full attention equals sliding-window attention up to it)\n",
+               "sliding window", c.sliding_window);
     printf("%-28s theta %g%s\n", "rope", c.rope_theta, c.rope_llama3 ? ", llama3 scaling" : "");
     printf("%-28s %s%s%s\n", "features", c.tied_embeddings ? "tied embeddings" : "untied embeddings",
            c.qkv_bias ? ", qkv bias" : "", c.qk_norm ? ", q/k norm" : "");

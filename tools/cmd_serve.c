@@ -111,7 +111,8 @@ int cmd_serve(int argc, char **argv) {
     serve_metrics met;
     serve_metrics_init(&met);
     if (ctx > cfg.max_pos) {
-        fprintf(stderr, "reprise serve: -c %d exceeds the model's max_position_embeddings %d\n", ctx, cfg.max_pos);
+        fprintf(stderr, "reprise serve: -c %d exceeds the model's %s %d\n", ctx,
+                config_context_name(&cfg), cfg.max_pos);
         goto out;
     }
     if (lim.step_tokens < lim.max_seqs) {

@@ -230,8 +230,8 @@ int bench_offline(const bench_opts *o) {
         char name[64];
         test_name(&tests[i], name, sizeof name);
         if (ctx > cfg.max_pos) {
-            fprintf(stderr, "reprise bench: test %s needs %d positions, more than the model's max_position_embeddings %d "
-                            "(smaller -p, -n or -d)\n", name, ctx, cfg.max_pos);
+            fprintf(stderr, "reprise bench: test %s needs %d positions, more than the model's %s %d "
+                            "(smaller -p, -n or -d)\n", name, ctx, config_context_name(&cfg), cfg.max_pos);
             free(tests);
             return 1;
         }
