@@ -62,10 +62,11 @@ int sampler_pick(const sampler_params *sp, const float *logits, int n, float u, 
     qsort(work, n, sizeof *work, by_prob_desc);
     int keep = n;
     if (sp->top_k > 0 && sp->top_k < keep) keep = sp->top_k;
-    if (sp->top_p < 1) {
-        float cum = 0;
+    if (sp->top_p < 1) {   // HF: over the top-k survivors, renormalised (top-k off: the whole vocabulary, sum 1)
+        float kept = 0, cum = 0;
+        for (int i = 0; i < keep; i++) kept += work[i].p;
         for (int i = 0; i < keep; i++) {
-            cum += work[i].p;
+            cum += work[i].p / kept;
             if (cum >= sp->top_p) {
                 keep = i + 1;
                 break;

@@ -12,11 +12,16 @@ typedef struct sampler_params {
     uint64_t seed;
 } sampler_params;
 
+struct prob_id {   // a probability and its token id: the sampler's work space
+    float p;
+    int id;
+};
+
 typedef struct sampler {
     sampler_params p;
     uint64_t rng;
     int vocab;
-    struct prob_id { float p; int id; } *work;   // (vocab)
+    struct prob_id *work;   // (vocab)
 } sampler;
 
 void sampler_init(sampler *s, const sampler_params *p, int vocab);

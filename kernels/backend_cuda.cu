@@ -97,6 +97,7 @@ struct cuda_backend {
     bool share_gpu;                               // every rank on one GPU: collectives through device copies
     int use_graphs;                               // REPRISE_CUDA_GRAPHS=0 turns them off
     size_t graph_cache;                           // REPRISE_CUDA_GRAPH_CACHE, default 64
+    long host_sampled_rows;                       // rows the device's candidates could not decide (sample())
     std::vector<rank_state *> ranks;
     rank_threads threads;                         // tp > 1: one per rank
     rank_barrier barrier;
@@ -557,7 +558,7 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
             const unsigned char *cand = b->tp > 1 ? all_gather_candidates(b, r, bytes) : r->d_cand;
             if (r->rank == 0) {
                 CUDA_CHECK(cudaMemcpyAsync(r->d_uniform, r->stage_uniform, n * sizeof(float), cudaMemcpyHostToDevice, r->stream));
-                CUDA_CHECK(launch_sample_pick(cand, b->tp, bytes, n, k, params->temp, params->top_p, params->min_p,
+                CUDA_CHECK(launch_sample_pick(cand, b->tp, bytes, n, k, params->top_k, params->temp, params->top_p, params->min_p,
                                               r->d_uniform, r->d_ids, r->stream));
                 CUDA_CHECK(cudaMemcpyAsync(r->stage_ids, r->d_ids, sizeof(int) * n, cudaMemcpyDeviceToHost, r->stream));
             }
@@ -614,8 +615,22 @@ void finish_step(cuda_backend *b, const int *rows, int n, const sampler_params *
 
 void logits(backend *base, const int *rows, int n, float *out) { finish_step(cb(base), rows, n, nullptr, nullptr, out, nullptr); }
 
+// The device draws each row from its candidates; a row they cannot decide (SAMPLE_NEEDS_HOST: top-k off with a
+// nucleus past SAMPLE_MAX_K tokens, say) gets its logits and is drawn on the host by the same rule and draw.
 void sample(backend *base, const int *rows, int n, const sampler_params *p, const float *uniform, int *ids) {
-    finish_step(cb(base), rows, n, p, uniform, nullptr, ids);
+    cuda_backend *b = cb(base);
+    finish_step(b, rows, n, p, uniform, nullptr, ids);
+    std::vector<int> host_rows, at;
+    for (int i = 0; i < n; i++)
+        if (ids[i] == SAMPLE_NEEDS_HOST) host_rows.push_back(rows[i]), at.push_back(i);
+    if (host_rows.empty()) return;
+    int vocab = b->base.cfg->vocab_size;
+    std::vector<float> lg((size_t)host_rows.size() * vocab);
+    std::vector<prob_id> work(vocab);
+    finish_step(b, host_rows.data(), (int)host_rows.size(), nullptr, nullptr, lg.data(), nullptr);   // eager: x holds the step's rows
+    for (size_t j = 0; j < host_rows.size(); j++)
+        ids[at[j]] = sampler_pick(p, lg.data() + j * vocab, vocab, uniform[at[j]], work.data());
+    b->host_sampled_rows += (long)host_rows.size();
 }
 
 size_t kv_bytes_per_token(const backend *base) {
@@ -704,6 +719,7 @@ static const rank_state *rank0(const backend *b) { return reinterpret_cast<const
 extern "C" long backend_cuda_graph_replays(const backend *b) { return rank0(b)->graph_replays; }
 extern "C" long backend_cuda_graph_captures(const backend *b) { return rank0(b)->graph_captures; }
 extern "C" long backend_cuda_graphs_cached(const backend *b) { return (long)rank0(b)->graphs.size(); }
+extern "C" long backend_cuda_host_sampled_rows(const backend *b) { return reinterpret_cast<const cuda_backend *>(b)->host_sampled_rows; }
 
 namespace {
 

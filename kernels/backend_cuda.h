@@ -14,6 +14,8 @@ backend *backend_cuda_create(const model_config *cfg, rp_err *err);
 // Decode steps replayed from a captured CUDA graph so far (set REPRISE_CUDA_GRAPHS=0 to run every step eagerly),
 // graphs captured so far, and graphs held now (at most REPRISE_CUDA_GRAPH_CACHE, default 64).
 long backend_cuda_graph_replays(const backend *b);
+// Sampled rows whose device candidates could not decide the draw, drawn on the host from their logits instead.
+long backend_cuda_host_sampled_rows(const backend *b);
 long backend_cuda_graph_captures(const backend *b);
 long backend_cuda_graphs_cached(const backend *b);
 

@@ -78,13 +78,16 @@ cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_
 // scratch: rows * n_vocab bytes.
 // launch_sample_pick: per row, the records of n_slices slices (slice s's at cand + s * slice_stride bytes) merged -
 // the k best over all, the denominator over the whole vocabulary - then temperature, top-k, top-p and min-p, and a
-// draw with uniform[r] in [0, 1); greedy when temp <= 0; -1 for a row that is not finite.
+// draw with uniform[r] in [0, 1); greedy when temp <= 0; -1 for a row that is not finite; SAMPLE_NEEDS_HOST for a
+// row whose candidates cannot decide (top-k off or past SAMPLE_MAX_K, and the top-p / min-p cut, if any, beyond
+// the candidates): its logits are then sampled on the host (sampler_pick), so every draw follows the same rule.
 // launch_sample: both on one whole vocabulary (cand: rows * PLAN_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K) bytes).
 #define SAMPLE_MAX_K PLAN_SAMPLE_CANDIDATES
+#define SAMPLE_NEEDS_HOST (-2)
 int sample_candidates_k(float temp, int top_k);   // k of a record: 1 greedy, else top_k up to SAMPLE_MAX_K
 cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,
                                      unsigned char *scratch, unsigned char *cand, cudaStream_t s);
-cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, float temp,
+cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, int top_k, float temp,
                                float top_p, float min_p, const float *uniform, int *out, cudaStream_t s);
 cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, int top_k, float top_p, float min_p,
                           const float *uniform, unsigned char *scratch, unsigned char *cand, int *out, cudaStream_t s);

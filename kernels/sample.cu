@@ -102,7 +102,7 @@ __global__ void sample_candidates_kernel(const float *logits, int n_vocab, int v
 // (v, id) before (w, jd) in candidate order: the larger logit, the lower id on ties.
 __device__ static bool before(cand_pair a, cand_pair b) { return a.v > b.v || (a.v == b.v && a.id < b.id); }
 
-__global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size_t slice_stride, int k, float temp,
+__global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size_t slice_stride, int k, int top_k, float temp,
                                    float top_p, float min_p, const float *uniform, int *out) {
     __shared__ float cand_v[SAMPLE_MAX_K];
     __shared__ int cand_id[SAMPLE_MAX_K];
@@ -135,13 +135,28 @@ __global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size
     float mx = cand_v[0], sum = 0;
     for (int s = 0; s < n_slices; s++) sum += h[s]->max == mx ? h[s]->sum : h[s]->sum * __expf((h[s]->max - mx) / temp);
     for (int c = 0; c < kk; c++) cand_v[c] = __expf((cand_v[c] - mx) / temp);
+    // The candidates decide the draw when they hold every token the filters could keep: the whole vocabulary (each
+    // slice kept fewer than k), or every top-k survivor, or a top-p / min-p cut that falls inside them. Otherwise
+    // the row is SAMPLE_NEEDS_HOST and the backend samples its logits on the host by the same rule.
+    int complete = 1;
+    for (int s = 0; s < n_slices; s++) complete &= h[s]->k < k;
+    int decided = complete || (top_k > 0 && top_k <= SAMPLE_MAX_K);
+    if (!decided && top_k > 0) {   // top-k past the candidates
+        out[blockIdx.x] = SAMPLE_NEEDS_HOST;
+        return;
+    }
+    float norm = sum;   // HF: top-p over the top-k survivors, renormalised; top-k off: the whole vocabulary
+    if (top_k > 0) {
+        norm = 0;
+        for (int c = 0; c < kk; c++) norm += cand_v[c];
+    }
     int keep = kk;
     if (top_p < 1) {
         float cum = 0;
         for (int c = 0; c < keep; c++) {
-            cum += cand_v[c] / sum;
+            cum += cand_v[c] / norm;
             if (cum >= top_p) {
-                keep = c + 1;
+                keep = c + 1, decided = 1;
                 break;
             }
         }
@@ -149,7 +164,12 @@ __global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size
     if (min_p > 0) {
         int c = 1;
         while (c < keep && cand_v[c] >= min_p * cand_v[0]) c++;
+        if (c < keep) decided = 1;   // a candidate below the floor: every token after it is too
         keep = c;
+    }
+    if (!decided) {
+        out[blockIdx.x] = SAMPLE_NEEDS_HOST;
+        return;
     }
     float all = 0;
     for (int c = 0; c < keep; c++) all += cand_v[c];
@@ -177,11 +197,11 @@ cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab,
                           sample_candidates_k(temp, top_k), scratch, cand);
 }
 
-cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, float temp,
+cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, int top_k, float temp,
                                float top_p, float min_p, const float *uniform, int *out, cudaStream_t s) {
     if (n_slices < 1 || n_slices > BUFFER_LIST_MAX) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
-    return REPRISE_LAUNCH(sample_pick_kernel, dim3(rows), dim3(32), 0, s, cand, n_slices, slice_stride, k, temp, top_p,
+    return REPRISE_LAUNCH(sample_pick_kernel, dim3(rows), dim3(32), 0, s, cand, n_slices, slice_stride, k, top_k, temp, top_p,
                           min_p, uniform, out);
 }
 
@@ -190,5 +210,5 @@ cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, 
     cudaError_t e = launch_sample_candidates(logits, rows, vocab, 0, temp, top_k, scratch, cand, s);
     if (e != cudaSuccess) return e;
     int k = sample_candidates_k(temp, top_k);
-    return launch_sample_pick(cand, 1, (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(k), rows, k, temp, top_p, min_p, uniform, out, s);
+    return launch_sample_pick(cand, 1, (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(k), rows, k, top_k, temp, top_p, min_p, uniform, out, s);
 }

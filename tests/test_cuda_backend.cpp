@@ -185,8 +185,8 @@ static void swiglu_and_convert_helpers_match_reference(void) {
     cudaFree(dg), cudaFree(du), cudaFree(b);
 }
 
-// The CPU sampler's rules, given the uniform draw: softmax with temperature over the vocabulary, then top-k,
-// top-p, min-p over the sorted probabilities, and the draw u * (kept mass).
+// The CPU sampler's rules (HF's), given the uniform draw: softmax with temperature over the vocabulary, then top-k,
+// top-p over the top-k survivors renormalised, min-p over the sorted probabilities, and the draw u * (kept mass).
 static int reference_sample(const float *l, int vocab, float temp, int top_k, float top_p, float min_p, float u) {
     float mx = l[argmax(l, vocab)];
     std::vector<std::pair<float, int>> p(vocab);
@@ -195,9 +195,10 @@ static int reference_sample(const float *l, int vocab, float temp, int top_k, fl
     std::stable_sort(p.begin(), p.end(), [](auto a, auto b) { return a.first > b.first; });
     int keep = top_k > 0 && top_k < vocab ? top_k : vocab;
     if (top_p < 1) {
-        double cum = 0;
+        double cum = 0, kept = 0;
+        for (int c = 0; c < keep; c++) kept += p[c].first;
         for (int c = 0; c < keep; c++)
-            if ((cum += p[c].first / sum) >= top_p) {
+            if ((cum += p[c].first / kept) >= top_p) {
                 keep = c + 1;
                 break;
             }
@@ -225,7 +226,8 @@ static void device_sampling_follows_the_cpu_rules(void) {
     size_t cand_bytes = (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
     cudaMalloc((void **)&out, rows * sizeof(int)), cudaMalloc((void **)&scratch, (size_t)rows * vocab);
     cudaMalloc((void **)&cand, cand_bytes), cudaMalloc((void **)&cand_all, 3 * cand_bytes);
-    struct { float temp; int k; float p, minp; } cases[] = {{0, 0, 1, 0}, {1, 0, 1, 0}, {0.7f, 40, 0.95f, 0.05f}, {1.3f, 5, 1, 0}, {1, 0, 0.5f, 0}, {1, 0, 1, 0.3f}};
+    struct { float temp; int k; float p, minp; } cases[] = {{0, 0, 1, 0}, {1, 0, 1, 0}, {0.7f, 40, 0.95f, 0.05f}, {1.3f, 5, 1, 0}, {1, 0, 0.5f, 0}, {1, 0, 1, 0.3f},
+                 {1, 5, 0.6f, 0}};   // top-p over the 5 survivors, renormalised
     for (auto c : cases) {
         CHECK(launch_sample(dl, rows, vocab, c.temp, c.k, c.p, c.minp, du, scratch, cand, out, 0) == cudaSuccess, "launch");
         std::vector<int> got = host(out, rows);
@@ -242,7 +244,7 @@ static void device_sampling_follows_the_cpu_rules(void) {
                 cudaDeviceSynchronize();
                 cudaFree(dp);
             }
-            launch_sample_pick(cand_all, n_slices, stride, rows, k, c.temp, c.p, c.minp, du, out, 0);
+            launch_sample_pick(cand_all, n_slices, stride, rows, k, c.k, c.temp, c.p, c.minp, du, out, 0);
             std::vector<int> merged = host(out, rows);
             CHECK(merged == got, "temp %g top-k %d top-p %g min-p %g: %d slices pick other ids than the whole vocabulary",
                   c.temp, c.k, c.p, c.minp, n_slices);
@@ -269,6 +271,32 @@ static void device_sampling_follows_the_cpu_rules(void) {
         CHECK(got[4] >= 0 && got[4] < vocab, "a finite row still samples");
     }
     cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(scratch), cudaFree(cand), cudaFree(cand_all);
+
+    // A vocabulary past SAMPLE_MAX_K candidates: a row is decided on the device when its top-k survivors, or its
+    // top-p or min-p cut, lie inside the candidates, else it is SAMPLE_NEEDS_HOST (the backend then samples the row's
+    // logits on the host). Row 0 is flat (no cut inside 1024 of 1500 ids), row 1 peaked on 3 ids.
+    const int big = SAMPLE_MAX_K + 476;
+    std::vector<float> lb((size_t)2 * big, 0.0f), ub = {0.3f, 0.6f};
+    lb[(size_t)big + 10] = lb[(size_t)big + 20] = lb[(size_t)big + 30] = 12;
+    float *dlb = dev(lb), *dub = dev(ub);
+    unsigned char *sb, *cb_;
+    cudaMalloc((void **)&out, 2 * sizeof(int)), cudaMalloc((void **)&sb, (size_t)2 * big);
+    cudaMalloc((void **)&cb_, 2 * PLAN_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
+    struct { float temp; int k; float p, minp; int flat_on_host; } bc[] = {
+        {1, 0, 1, 0, 1}, {1, 0, 0.9f, 0, 1}, {1, 0, 1, 0.5f, 1}, {1, 50, 1, 0, 0}, {1, SAMPLE_MAX_K + 1, 1, 0, 1}};
+    for (auto c : bc) {
+        launch_sample(dlb, 2, big, c.temp, c.k, c.p, c.minp, dub, sb, cb_, out, 0);
+        std::vector<int> got = host(out, 2);
+        CHECK((got[0] == SAMPLE_NEEDS_HOST) == (c.flat_on_host == 1), "vocab %d, top-k %d top-p %g min-p %g: flat row gave %d",
+              big, c.k, c.p, c.minp, got[0]);
+        if (got[0] != SAMPLE_NEEDS_HOST)
+            CHECK(got[0] == reference_sample(&lb[0], big, c.temp, c.k, c.p, c.minp, ub[0]), "flat row: %d", got[0]);
+        int want1 = c.k > SAMPLE_MAX_K ? SAMPLE_NEEDS_HOST : reference_sample(&lb[(size_t)big], big, c.temp, c.k, c.p, c.minp, ub[1]);
+        if (c.k == 0 && c.p >= 1 && c.minp <= 0) want1 = SAMPLE_NEEDS_HOST;   // nothing cuts: the whole vocabulary counts
+        CHECK(got[1] == want1, "vocab %d, top-k %d top-p %g min-p %g: peaked row gave %d, want %d", big, c.k, c.p, c.minp,
+              got[1], want1);
+    }
+    cudaFree(dlb), cudaFree(dub), cudaFree(out), cudaFree(sb), cudaFree(cb_);
 }
 
 // The tensor-core GEMM: each output against a double-precision sum of the same BF16 inputs, on odd and aligned sizes

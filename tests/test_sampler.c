@@ -31,6 +31,10 @@ static void filters_keep_only_what_they_allow(void) {
               count[4], "top-k 2 keeps ids 1 and 4");
     CHECK(histogram((sampler_params){.temp = 1, .top_k = 0, .top_p = 0.5f, .seed = 3}, 2000, count) == 2,
           "top-p 0.5 keeps the two tied top ids (0.36 each)");
+    // HF's order: top-p over the top-k survivors, renormalised. Top-3 are 0.384, 0.384, 0.233 of their own mass:
+    // top-p 0.75 keeps 2 (over the whole vocabulary they are 0.355, 0.355, 0.215: it would keep 3)
+    CHECK(histogram((sampler_params){.temp = 1, .top_k = 3, .top_p = 0.75f, .seed = 6}, 2000, count) == 2 && !count[2],
+          "top-k 3 then top-p 0.75 keeps ids 1 and 4");
     // min-p 0.5: keep p >= 0.5 p_max, i.e. logit >= 3 - ln 2 = 2.31: ids 1, 4, 2
     CHECK(histogram((sampler_params){.temp = 1, .top_k = 0, .top_p = 1, .min_p = 0.5f, .seed = 4}, 2000, count) == 3 &&
               count[2] && !count[0], "min-p 0.5 keeps ids 1, 2, 4");
