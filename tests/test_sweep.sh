@@ -117,6 +117,31 @@ check "rerunning a finished sweep adds no row" $?
 "$BIN" sweep merge --out "$T/m" "$T/s0/results.sqlite" "$T/s1/results.sqlite" >/dev/null 2>&1
 cmp -s <(rows "$T/a/results.sqlite") <(rows "$T/m/results.sqlite")
 check "--shard 0/2 and 1/2, merged, equal the unsharded sweep" $?
+# merge only reads its inputs: read-only shards in a read-only directory merge, and stay byte for byte as they were
+mkdir -p "$T/ro" && cp "$T/s0/results.sqlite" "$T/ro/s0.sqlite" && cp "$T/s1/results.sqlite" "$T/ro/s1.sqlite"
+sum_before=$(cat "$T/ro/"*.sqlite | cksum)
+chmod 444 "$T/ro/"*.sqlite && chmod 555 "$T/ro"
+"$BIN" sweep merge --out "$T/m2" "$T/ro/s0.sqlite" "$T/ro/s1.sqlite" >/dev/null 2>&1
+r=$?
+cmp -s <(rows "$T/a/results.sqlite") <(rows "$T/m2/results.sqlite") || r=1
+chmod 755 "$T/ro"
+[ "$(cat "$T/ro/"*.sqlite | cksum)" = "$sum_before" ] && [ "$(ls "$T/ro")" = "$(printf 's0.sqlite\ns1.sqlite')" ] || r=1
+check "merge of read-only shards in a read-only directory: equal to the whole, the shards untouched" $r
+# a SQLite file that is no sweep is refused and gets no table; a shard with a NULL label is named; a failed merge
+# leaves --out as it was
+python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE notes(x)'); c.commit()" "$T/stray.sqlite"
+cp -r "$T/m" "$T/m3" && before=$(rows "$T/m3/results.sqlite")
+"$BIN" sweep merge --out "$T/m3" "$T/s0/results.sqlite" "$T/stray.sqlite" >/dev/null 2>"$T/stray.err"
+r=$((1 - $?))
+grep -q "stray.sqlite: not a reprise sweep database (no table 'meta')" "$T/stray.err" || r=1
+grep -q "is unchanged" "$T/stray.err" || r=1
+[ "$(python3 -c "import sqlite3,sys; print([n for (n,) in sqlite3.connect(sys.argv[1]).execute('SELECT name FROM sqlite_master')])" "$T/stray.sqlite")" = "['notes']" ] || r=1
+[ "$before" = "$(rows "$T/m3/results.sqlite")" ] && [ -z "$(ls "$T/m3" | grep merging)" ] || r=1
+cp "$T/s1/results.sqlite" "$T/nul.sqlite"
+python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE c2 AS SELECT * FROM configs'); c.execute('DROP TABLE configs'); c.execute('CREATE TABLE configs(id INTEGER PRIMARY KEY, label TEXT, schedule TEXT, i, j, k, visits)'); c.execute('INSERT INTO configs SELECT * FROM c2'); c.execute('UPDATE configs SET label = NULL WHERE id = 2'); c.commit()" "$T/nul.sqlite"
+"$BIN" sweep merge --out "$T/m4" "$T/nul.sqlite" >/dev/null 2>"$T/nul.err"
+[ $? -eq 1 ] && grep -q "nul.sqlite: a row with no label" "$T/nul.err" || r=1
+check "merge: a stray SQLite file refused and untouched, a NULL label named, a failed merge leaves --out as it was" $r
 
 # 5. killed with SIGKILL mid-way, then resumed: the final database equals an uninterrupted run's
 args=(--probe arith --items 150 --out)

@@ -4,8 +4,10 @@
 // row in the database and no partial one, and a rerun skips exactly the rows present.
 #include "tools/sweep/db.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *SCHEMA =
     "PRAGMA journal_mode=WAL;"
@@ -50,6 +52,51 @@ int sweep_db_open(sweep_db *d, const char *path, rp_err *err) {
         return -1;
     }
     return 0;
+}
+
+// path as a SQLite URI ("file:" and the path with '%', '?' and '#' escaped), then the query.
+static char *uri_of(const char *path, const char *query) {
+    size_t n = strlen(path);
+    char *u = malloc(3 * n + strlen(query) + 8), *o = u + sprintf(u, "file:");
+    for (const char *p = path; *p; p++) o += *p == '%' || *p == '?' || *p == '#' ? sprintf(o, "%%%02X", (unsigned char)*p) : (*o = *p, 1);
+    strcpy(o, query);
+    return u;
+}
+
+int sweep_db_open_input(sweep_db *d, const char *path, rp_err *err) {
+    memset(d, 0, sizeof *d);
+    d->path = strdup(path);
+    // With no -wal beside it, every row is in the file: immutable=1 reads it without locks or a -shm file (nothing
+    // is created, a read-only directory works). With one (its sweep still running, or killed), mode=ro reads the
+    // WAL too, through its -shm.
+    char *wal = malloc(strlen(path) + 5);
+    sprintf(wal, "%s-wal", path);
+    int has_wal = access(wal, F_OK) == 0;
+    free(wal);
+    char *uri = uri_of(path, has_wal ? "?mode=ro" : "?immutable=1");
+    int rc = sqlite3_open_v2(uri, &d->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    free(uri);
+    static const char *const tables[] = {"meta", "configs", "items", "results", "failures"};
+    sqlite3_stmt *st = NULL;
+    int missing = -1;   // -1: unreadable; 0: a sweep's tables are all there; t + 1: table t is not
+    if (rc == SQLITE_OK &&
+        sqlite3_prepare_v2(d->db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?", -1, &st, NULL) == SQLITE_OK) {
+        missing = 0;
+        for (int t = 0; t < 5 && !missing; t++) {
+            sqlite3_reset(st);
+            sqlite3_bind_text(st, 1, tables[t], -1, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_ROW) missing = -1;
+            else if (sqlite3_column_int(st, 0) != 1) missing = t + 1;
+        }
+    }
+    sqlite3_finalize(st);
+    if (missing == 0) return 0;
+    if (missing > 0) rp_fail(err, "%s: not a reprise sweep database (no table '%s')", path, tables[missing - 1]);
+    else
+        rp_fail(err, "%s: cannot read as a SQLite database: %s%s", path, d->db ? sqlite3_errmsg(d->db) : "out of memory",
+                has_wal ? " (it has a -wal file: its sweep may still run; merge it where it can be written)" : "");
+    sweep_db_close(d);
+    return -1;
 }
 
 void sweep_db_close(sweep_db *d) {

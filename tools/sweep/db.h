@@ -13,6 +13,9 @@ typedef struct {
 } sweep_db;
 
 int sweep_db_open(sweep_db *d, const char *path, rp_err *err);
+// Opens someone else's database to read (a shard to merge): read-only, never changed (no journal switch, no new
+// table), and refused unless it holds a reprise sweep's tables. Works on a read-only file or directory.
+int sweep_db_open_input(sweep_db *d, const char *path, rp_err *err);
 void sweep_db_close(sweep_db *d);
 
 // meta: key -> value. sweep_db_check_meta sets it when absent, and fails naming the key when it differs, so
