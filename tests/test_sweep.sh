@@ -157,6 +157,74 @@ grep -q "$((total - n_before)) new rows ($n_before were already done)" "$T/resum
     [ -z "$(comm -23 <(printf '%s\n' "$before" | sort) <(rows "$T/k/results.sqlite" | sort))" ]
 check "SIGKILL after $n_before of $total rows, then resume: every row once, equal to an uninterrupted run" $?
 
+# killed at random points, again and again (each resume killed too), then finished: equal to an uninterrupted run
+r=0
+points=""
+for round in 1 2 3 4; do
+    at=$(( (RANDOM * 32768 + RANDOM) % (total - 100) + 50 ))
+    points="$points $at"
+    kill_after_rows "$at" "$T/kr/results.sqlite" "$BIN" sweep "${args[@]}" "$T/kr"
+    python3 -c "import sqlite3,sys; assert sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0] == 'ok'" \
+        "$T/kr/results.sqlite" || r=1
+done
+"$BIN" sweep "${args[@]}" "$T/kr" >/dev/null 2>&1 || r=1
+cmp -s <(rows "$T/kr/results.sqlite") <(rows "$T/full/results.sqlite") || r=1
+check "SIGKILL at random points (rows$points), each resume killed again, then finished: equal to an uninterrupted run" $r
+
+# Ctrl-C: stops after the item in progress, says how many rows are safe and how to resume (exit 130); the resume
+# counts its own rate
+"$BIN" sweep "${args[@]}" "$T/ci" >/dev/null 2>"$T/ci.err" &
+pid=$!
+python3 - "$T/ci/results.sqlite" <<'PY'
+import sqlite3, sys, time
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        if sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM results").fetchone()[0] >= 300: break
+    except sqlite3.Error: pass
+    time.sleep(0.005)
+PY
+kill -INT $pid
+wait $pid
+r=$(( $? == 130 ? 0 : 1 ))
+safe=$(sed -n 's/.*interrupted: \([0-9]*\) rows are safe in .* run the same command again to resume/\1/p' "$T/ci.err")
+grep -q "stopping after the item in progress" "$T/ci.err" || r=1
+[ -n "$safe" ] && [ "$safe" -lt "$total" ] || r=1
+"$BIN" sweep "${args[@]}" "$T/ci" >/dev/null 2>"$T/ci2.err" || r=1
+grep -q "($safe were already done)" "$T/ci2.err" || r=1
+cmp -s <(rows "$T/ci/results.sqlite") <(rows "$T/full/results.sqlite") || r=1
+check "Ctrl-C: stops after the item in progress with ${safe:-?} rows safe (exit 130), and the rerun resumes from them" $r
+
+# one writer: a second sweep on the same --out while the first runs is refused, naming why; the first goes on
+"$BIN" sweep "${args[@]}" "$T/lock" >/dev/null 2>&1 &
+pid=$!
+python3 - "$T/lock/results.sqlite" <<'PY'
+import sqlite3, sys, time
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        if sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM results").fetchone()[0] >= 50: break
+    except sqlite3.Error: pass
+    time.sleep(0.005)
+PY
+"$BIN" sweep "${args[@]}" "$T/lock" >/dev/null 2>"$T/lock.err"
+r=$(( $? == 1 ? 0 : 1 ))
+grep -q "is being written by another process" "$T/lock.err" || r=1
+wait $pid || r=1
+cmp -s <(rows "$T/lock/results.sqlite") <(rows "$T/full/results.sqlite") || r=1
+check "a second sweep on the same --out while one runs: refused with the reason; the first completes intact" $r
+
+# a full disk (a file size limit: the WAL cannot grow past 3.5 MB, some hundred rows in): the sweep stops with the
+# database's reason, nothing is corrupted, and the rerun with room resumes to the same rows as an uninterrupted run
+(trap '' XFSZ; ulimit -f 3500; exec "$BIN" sweep "${args[@]}" "$T/full_disk") >/dev/null 2>"$T/disk.err"
+r=$(( $? == 1 ? 0 : 1 ))
+grep -q "add result: .*error" "$T/disk.err" && grep -q "could not be written (a full disk?)" "$T/disk.err" || { r=1; tail -2 "$T/disk.err"; }
+python3 -c "import sqlite3,sys; assert sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0] == 'ok'" \
+    "$T/full_disk/results.sqlite" || r=1
+"$BIN" sweep "${args[@]}" "$T/full_disk" >/dev/null 2>&1 || r=1
+cmp -s <(rows "$T/full_disk/results.sqlite") <(rows "$T/full/results.sqlite") || r=1
+check "a full disk mid-sweep: a clear error, the database intact, the rerun resumes to the same rows" $r
+
 # --search halving: 21 configs on 4 items, the better 11 on 8, the better 6 on all 16; killed in its second rung and
 # resumed, the same rows as an uninterrupted search; run again, nothing new
 hargs=(--probe arith --items 16 --search halving --out)
@@ -375,6 +443,10 @@ assert len(f) == 4 and all("do not fit the context of 512" in x["reason"] for x 
 assert {x["config"] for x in f} == {"base", "rys:1,3"}, f
 PY
     grep -q "4 rows failed and have no score" "$T/eqlong.err" || r=1
+    # each item that cannot run is named before the first config runs
+    [ "$(grep -n "item 1 cannot run: the prompt (1531 tokens) and its reply (96) do not fit the context of 512" "$T/eqlong.err" | cut -d: -f1)" \
+        -lt "$(grep -n "configs (base included)" "$T/eqlong.err" | cut -d: -f1)" ] || r=1
+    grep -q "item 2 cannot run" "$T/eqlong.err" || r=1
     "$BIN" sweep -m "$S" --probe "eq:$SHARED/probes/rys/eq_16.json" --items 2 --configs "rys:1,3" --out "$T/eqlong" >/dev/null 2>"$T/eqlong2.err"
     grep -q "0 new rows (4 were already done)" "$T/eqlong2.err" || r=1
     "$BIN" sweep -m "$S" --probe "eq:$SHARED/probes/rys/eq_16.json" --items 2 --configs "rys:1,3" --out "$T/eqlong" \

@@ -289,6 +289,18 @@ static int prune_by_profile(const char *dir, int n_layers, char *i_range, char *
     return rc;
 }
 
+// The first Ctrl-C stops the sweep after the item in progress (its rows are committed as they finish); the handler
+// then steps aside, so a second one stops it at once (the committed rows are safe either way).
+static void on_sigint(int sig) {
+    (void)sig;
+    sweep_stop_requested = 1;
+    static const char msg[] = "\nreprise sweep: stopping after the item in progress (Ctrl-C again stops at once; "
+                              "finished rows are kept either way)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    signal(SIGINT, SIG_DFL);
+}
+
 // The larger of two run shapes, field by field: one plan for the screen and the confirmation after it.
 static void shape_max(plan_shape *a, const plan_shape *b) {
     if (b->seqs > a->seqs) a->seqs = b->seqs;
@@ -468,7 +480,7 @@ int cmd_sweep(int argc, char **argv) {
     // every prompt tokenized first: the memory plan needs the longest, and is checked before any weight is read (the
     // confirmation's too, planned with every config of the screen: its top ones are among them)
     plan_shape shape, cshape;
-    if (!rc) sweep_prepare(&r, &cfg, &shape);
+    if (!rc) sweep_prepare(&r, &cfg, &shape), sweep_name_unrunnable(&r);
     if (!rc && confirm) cr.configs = &cl, sweep_prepare(&cr, &cfg, &cshape), shape_max(&shape, &cshape);
     shape.tp = o.tp, shape.kv_dtype = o.kv_dtype;
     if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err);
@@ -492,6 +504,9 @@ int cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "reprise sweep: %d configs (base included) x %d probe(s) on %s%s\n", cl.n, loaded, o.model_dir,
                 r.ct.family != CHAT_NONE ? ", through its chat template" : "");
         if (budget_hours > 0) r.deadline = rp_now_s() + budget_hours * 3600.0;
+        struct sigaction sa = {.sa_handler = on_sigint};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
         rc = halving ? sweep_halving(&r, halving_items, &err)
              : search == 1 ? sweep_beam(&r, &sopt, &err)
              : search == 2 ? sweep_surrogate(&r, &sopt, &err)
@@ -503,9 +518,21 @@ int cmd_sweep(int argc, char **argv) {
     const char *name = strrchr(o.model_dir, '/');
     name = name && name[1] ? name + 1 : o.model_dir;
     if (!rc) rc = sweep_report(&d, out, name, top, &err);
-    if (!rc && confirm) rc = run_confirm(&cr, &d, confirm, out, name, &err);
-    if (!rc) fprintf(stderr, "reprise sweep: results in %s; summary, heatmaps and skyline in %s/\n", dbp, out);
-    else fprintf(stderr, "reprise sweep: %s\n", err.msg);
+    if (!rc && r.interrupted) {
+        long n_rows = 0;
+        sqlite3_stmt *st;
+        sqlite3_prepare_v2(d.db, "SELECT (SELECT count(*) FROM results) + (SELECT count(*) FROM failures)", -1, &st, NULL);
+        if (sqlite3_step(st) == SQLITE_ROW) n_rows = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        fprintf(stderr, "reprise sweep: interrupted: %ld rows are safe in %s (the summary above covers them); run the same "
+                        "command again to resume\n", n_rows, dbp);
+    }
+    if (!rc && confirm && !r.interrupted) rc = run_confirm(&cr, &d, confirm, out, name, &err);
+    if (!rc && !r.interrupted) fprintf(stderr, "reprise sweep: results in %s; summary, heatmaps and skyline in %s/\n", dbp, out);
+    else if (rc && r.db_failed)
+        fprintf(stderr, "reprise sweep: %s\nreprise sweep: the database could not be written (a full disk?): every row "
+                        "committed before is kept; make room and run the same command to resume\n", err.msg);
+    else if (rc) fprintf(stderr, "reprise sweep: %s\n", err.msg);
     free(dbp);
     free(r.config_ids);
     sweep_db_close(&d);
@@ -516,5 +543,5 @@ int cmd_sweep(int argc, char **argv) {
     for (int p = 0; p < cloaded; p++) probe_free(&cps[p]);
     tokenizer_free(tok);
     model_free(&m);
-    return rc ? 1 : 0;
+    return rc ? 1 : r.interrupted ? 130 : 0;
 }

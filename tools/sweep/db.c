@@ -4,9 +4,12 @@
 // row in the database and no partial one, and a rerun skips exactly the rows present.
 #include "tools/sweep/db.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 static const char *SCHEMA =
@@ -31,6 +34,16 @@ int sweep_db_open(sweep_db *d, const char *path, rp_err *err) {
     d->path = strdup(path);
     if (sqlite3_open(path, &d->db) != SQLITE_OK) {
         fail(d, err, "cannot open");
+        sweep_db_close(d);
+        return -1;
+    }
+    // one writer: an exclusive flock on the file (SQLite's own locks are fcntl locks, independent of it)
+    d->lock_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (d->lock_fd < 0 || flock(d->lock_fd, LOCK_EX | LOCK_NB)) {
+        if (d->lock_fd >= 0 && errno == EWOULDBLOCK)
+            rp_fail(err, "%s is being written by another process (another reprise sweep on the same --out?): one "
+                    "writer at a time; wait for it, or stop it (its finished rows are kept)", path);
+        else rp_fail(err, "%s: cannot lock: %s", path, strerror(errno));
         sweep_db_close(d);
         return -1;
     }
@@ -103,6 +116,7 @@ void sweep_db_close(sweep_db *d) {
     sqlite3_finalize(d->insert_result);
     sqlite3_finalize(d->has_result);
     if (d->db) sqlite3_close(d->db);
+    if (d->lock_fd > 0) close(d->lock_fd);   // releases the flock
     free(d->path);
     memset(d, 0, sizeof *d);
 }

@@ -10,8 +10,11 @@ typedef struct {
     sqlite3 *db;
     sqlite3_stmt *insert_result, *has_result;
     char *path;
+    int lock_fd;   // > 0: the file, flock'ed exclusively while this writer has it open
 } sweep_db;
 
+// Opens (creating) a database to write. One writer at a time: a second process opening the same file is refused
+// (an exclusive flock held until sweep_db_close), so two sweeps on one --out never interleave.
 int sweep_db_open(sweep_db *d, const char *path, rp_err *err);
 // Opens someone else's database to read (a shard to merge): read-only, never changed (no journal switch, no new
 // table), and refused unless it holds a reprise sweep's tables. Works on a read-only file or directory.

@@ -41,13 +41,19 @@ static int is_stop(const sweep_run *r, int id, int eot) {
     return 0;
 }
 
+volatile sig_atomic_t sweep_stop_requested;
+
+// The rate counts only the rows this run made (not those a resumed sweep found done), and the ETA is the rows left
+// at that rate.
 static void report_progress(sweep_run *r, double t0) {
     if (!r->progress) return;
     double el = rp_now_s() - t0, frac = r->rows_total ? (double)r->rows_done / r->rows_total : 1;
     int n_items = 0;
     for (int p = 0; p < r->n_probes; p++) n_items += r->probes[p].n_items;
-    double cfg_per_hour = el > 0 && n_items ? (double)r->rows_done / n_items / el * 3600 : 0;
-    double eta = frac > 0 ? el / frac - el : 0;
+    long made = r->rows_done - r->rows_at_start;
+    double rows_per_s = el > 0 ? made / el : 0;
+    double cfg_per_hour = n_items ? rows_per_s / n_items * 3600 : 0;
+    double eta = rows_per_s > 0 ? (r->rows_total - r->rows_done) / rows_per_s : 0;
     if (r->progress == 2) {
         char bar[31];
         int f = (int)(frac * 30);
@@ -383,6 +389,20 @@ void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
     r->pool_slots = slots, r->pool_ctx = ctx_max;
 }
 
+int sweep_name_unrunnable(const sweep_run *r) {
+    int n = 0;
+    for (int p = 0; r->prompts && p < r->n_probes; p++)
+        for (int i = 0; i < r->probes[p].n_items; i++) {
+            const char *why = r->prompts[p][i].error;
+            if (!why) continue;
+            if (n++ < 20) fprintf(stderr, "reprise sweep: probe %s item %s cannot run: %s\n", r->probes[p].name, r->probes[p].items[i].id, why);
+        }
+    if (n > 20) fprintf(stderr, "reprise sweep: ... and %d more items that cannot run\n", n - 20);
+    if (n) fprintf(stderr, "reprise sweep: %d item(s) cannot run: every config records them as failed rows with the reason "
+                           "(in summary.json); the others are evaluated\n", n);
+    return n;
+}
+
 void sweep_prompts_free(sweep_run *r) {
     for (int p = 0; r->prompts && p < r->n_probes; p++) {
         for (int i = 0; i < r->probes[p].n_items; i++) free(r->prompts[p][i].ids), free(r->prompts[p][i].error);
@@ -409,15 +429,20 @@ int sweep_run_all(sweep_run *r, rp_err *err) {
             }
     double t0 = rp_now_s();
     long already = r->rows_done;
+    r->rows_at_start = already;
     r->rows_failed = 0;
     plan_shape shape;
     int prepared_here = !r->prompts;   // a caller that loaded the model itself: prepare now
     if (prepared_here) sweep_prepare(r, &r->m->cfg, &shape);
     int rc = kv_pool_init(&r->pool, r->m->be, (int)r->pool_slots, r->pool_ctx, err);
-    for (int p = 0; p < r->n_probes && !rc && !r->timed_out; p++)
+    for (int p = 0; p < r->n_probes && !rc && !r->timed_out && !r->interrupted; p++)
         for (int i = 0; i < r->probes[p].n_items && !rc; i++) {
             if (r->deadline > 0 && rp_now_s() >= r->deadline) {
                 r->timed_out = 1;
+                break;
+            }
+            if (sweep_stop_requested) {
+                r->interrupted = 1;
                 break;
             }
             rc = run_item(r, &r->probes[p], &r->probes[p].items[i], &r->prompts[p][i], t0, err);

@@ -2,6 +2,8 @@
 #ifndef REPRISE_SWEEP_RUN_H
 #define REPRISE_SWEEP_RUN_H
 
+#include <signal.h>
+
 #include "engine/forward.h"
 #include "loader/chat_template.h"
 #include "loader/tokenizer.h"
@@ -33,6 +35,8 @@ typedef struct {
                                // are not known when the model is loaded)
     double deadline;           // rp_now_s() after which no new item starts (0: none; --budget-hours)
     int timed_out;             // the deadline stopped sweep_run_all before its last item
+    int interrupted;           // sweep_stop_requested stopped it
+    long rows_at_start;        // rows already in the database when this sweep_run_all began (the rate counts after)
     forward_stats stats;       // layer executions and visits run
     long rows_done, rows_total, items_done, rows_failed;
     int db_failed;             // a database write failed: the sweep stops
@@ -47,10 +51,17 @@ typedef struct {
 // A prompt that cannot run is not an error here: it is kept as the reason its rows fail.
 void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape);
 void sweep_prompts_free(sweep_run *r);
+// After sweep_prepare, before any config runs: names on stderr each item that cannot run (a prompt and reply
+// longer than the context, say), whose rows will be failures with that reason. Returns how many.
+int sweep_name_unrunnable(const sweep_run *r);
 
 // An item's prompt ids: through r->ct when the model has a chat template (r->system first), else the text with the
 // tokenizer's BOS. Only r->tok, r->ct and r->system are read (reprise profile feeds probe items the same way).
 int sweep_prompt_ids(const sweep_run *r, const char *text, int **ids, int *n, rp_err *err);
+
+// Set (from a SIGINT handler) to stop a sweep after the item in progress: every finished row is committed, and the
+// same command resumes.
+extern volatile sig_atomic_t sweep_stop_requested;
 
 // Registers a config in the database (its schedule in range syntax) and returns its id.
 int sweep_db_add_config(sweep_db *d, const sweep_config *c, int *id, rp_err *err);

@@ -37,7 +37,7 @@ int sweep_halving(sweep_run *r, int start_items, rp_err *err) {
         for (int p = 0; p < r->n_probes; p++) r->probes[p].n_items = items < saved[p] ? items : saved[p];
         fprintf(stderr, "reprise sweep: halving rung %d: %d configs and base on %d item(s) per probe\n", k, n_alive, items);
         r->configs = &rung, r->config_ids = rung_ids;
-        if ((rc = sweep_run_all(r, err)) || r->timed_out || items >= full || n_alive <= 1) break;
+        if ((rc = sweep_run_all(r, err)) || r->timed_out || r->interrupted || items >= full || n_alive <= 1) break;
         for (int a = 0; a < n_alive; a++) labels[a] = all->c[alive[a]].label;
         if ((rc = sweep_rank_among(r->db, labels, n_alive, r->probes, r->n_probes, order, err))) break;
         int keep = (n_alive + 1) / 2, *next = malloc(sizeof(int) * (size_t)keep);
@@ -76,7 +76,7 @@ static void trail_free(trail *t) {
     label_set_free(&t->seen);
 }
 
-static int out_of_time(const sweep_run *r) { return r->deadline > 0 && rp_now_s() >= r->deadline; }
+static int out_of_time(const sweep_run *r) { return (r->deadline > 0 && rp_now_s() >= r->deadline) || r->interrupted; }
 
 // Measures the configs labels[0..n) (new ones: the caller checked t->seen) on every item, as many as the budget
 // leaves room for, then scores every config of the trail. Returns how many it measured through *measured.
@@ -163,6 +163,7 @@ static void print_best(const trail *t, const char *mode, const char *when) {
 
 // Why a search stopped, on stderr.
 static void print_stop(const trail *t, const char *mode, int exhausted) {
+    if (t->r->interrupted) return;   // cmd_sweep says how to resume
     if (out_of_time(t->r))
         fprintf(stderr, "reprise sweep: %s: --budget-hours spent after %d configs; the same command resumes\n", mode, t->n);
     else if (exhausted) fprintf(stderr, "reprise sweep: %s: nothing new to propose after %d configs\n", mode, t->n);
