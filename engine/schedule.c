@@ -208,6 +208,13 @@ int schedule_unique_layers(const schedule *s, int n_layers) {
     return n;
 }
 
+char *schedule_text(const schedule *s) {
+    int n = schedule_format(s, NULL, 0);
+    char *t = malloc((size_t)n + 1);
+    schedule_format(s, t, n + 1);
+    return t;
+}
+
 int schedule_format(const schedule *s, char *buf, int cap) {
     int n = 0;
     for (int v = 0; v < s->n_visits;) {

@@ -21,5 +21,7 @@ int schedule_copy(schedule *dst, const schedule *src);
 int schedule_unique_layers(const schedule *s, int n_layers);
 // Writes the schedule in range syntax ("0-3,2-5"); returns the length snprintf would.
 int schedule_format(const schedule *s, char *buf, int cap);
+// The same as a fresh string, whole whatever its length.
+char *schedule_text(const schedule *s);
 
 #endif

@@ -42,15 +42,26 @@ int global_tensor_shape(const model_config *c, global_tensor g, int64_t s[2]) {
     }
 }
 
+// "d0,d1,..." into buf, cut (never overrun) when it does not fit (the parser allows 8 dimensions up to 2^53: 120 bytes).
+static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < ndim && n < cap; i++) {
+        int w = snprintf(buf + n, cap - n, "%s%lld", i ? "," : "", (long long)shape[i]);
+        if (w < 0) break;
+        n += (size_t)w;
+    }
+}
+
 static int check_one(const st_archive *a, const char *name, int ndim, const int64_t *shape, rp_err *err) {
     const st_tensor *t = st_find(a, name);
     if (!t) return rp_fail(err, "tensor '%s' is missing", name);
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (!ok) {
-        char got[128] = "", want[128] = "";
-        for (int i = 0, n = 0; i < t->ndim; i++) n += snprintf(got + n, sizeof got - n, "%s%lld", i ? "," : "", (long long)t->shape[i]);
-        for (int i = 0, n = 0; i < ndim; i++) n += snprintf(want + n, sizeof want - n, "%s%lld", i ? "," : "", (long long)shape[i]);
+        char got[128], want[128];
+        format_shape(got, sizeof got, t->ndim, t->shape);
+        format_shape(want, sizeof want, ndim, shape);
         return rp_fail(err, "tensor '%s' has shape [%s], config.json implies [%s]", name, got, want);
     }
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)

@@ -212,6 +212,21 @@ static void bad_configs_and_weights_are_rejected(void) {
     expect_model_error("integer weights", dir, "dtype I16");
     free(dir);
     expect_model_error("no model directory", "/nonexistent-model", "config.json");
+    // an empty tensor of 8 dimensions of 16 digits (the parser's largest: 2^53 - 1; valid: it holds 0 bytes): its shape
+    // is named, and the message's buffer is clamped, never overrun
+    char *wide = path_join(tmp, "wide");
+    mkdir(wide, 0755);
+    char *p = path_join(wide, "config.json");
+    FILE *f = fopen(p, "w");
+    fprintf(f, good_config, "");
+    fclose(f);
+    free(p);
+    const char *hdr = "{\"model.embed_tokens.weight\":{\"dtype\":\"F32\",\"shape\":[0,9007199254740991,"
+                      "9007199254740991,9007199254740991,9007199254740991,9007199254740991,"
+                      "9007199254740991,9007199254740991],\"data_offsets\":[0,0]}}";
+    char *st = write_st("wide/model.safetensors", -1, hdr, 0);
+    expect_model_error("an 8-dimensional empty tensor", wide, "tensor 'model.embed_tokens.weight' has shape [0,9007199254740991,");
+    free(st), free(wide);
 }
 
 // Sliding-window attention (issue 16): a window below max_position_embeddings caps the context at the window, where

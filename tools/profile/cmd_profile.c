@@ -287,8 +287,7 @@ int cmd_profile(int argc, char **argv) {
         profile_metrics pm;
         profile_finish(&acc, &pm);
         uint64_t fp;
-        char stext[4096];
-        schedule_format(&sched, stext, sizeof stext);
+        char *stext = schedule_text(&sched);
         const char *name = strrchr(o.model_dir, '/');
         name = name && name[1] ? name + 1 : o.model_dir;
         rc = fingerprint_model(m.dir, &m.weights, &fp, &err);
@@ -297,6 +296,7 @@ int cmd_profile(int argc, char **argv) {
             fprintf(stderr, "reprise profile: %ld tokens; reasoning zone: states %d-%d (visits %d..%d); files in %s/\n",
                     acc.tokens, pm.zone_start, pm.zone_end, pm.zone_start, pm.zone_end - 1, out);
         profile_metrics_free(&pm);
+        free(stext);
     }
     if (rc) fprintf(stderr, "reprise profile: %s\n", err.msg);
     profile_acc_free(&acc);

@@ -413,9 +413,10 @@ void sweep_prompts_free(sweep_run *r) {
 }
 
 int sweep_db_add_config(sweep_db *d, const sweep_config *c, int *id, rp_err *err) {
-    char text[4096];
-    schedule_format(&c->sched, text, sizeof text);
-    return sweep_db_config(d, c->label, text, c->i, c->j, c->k, c->sched.n_visits, id, err);
+    char *text = schedule_text(&c->sched);   // whole: a schedule of thousands of visits is never cut
+    int rc = sweep_db_config(d, c->label, text, c->i, c->j, c->k, c->sched.n_visits, id, err);
+    free(text);
+    return rc;
 }
 
 int sweep_run_all(sweep_run *r, rp_err *err) {
