@@ -302,6 +302,14 @@ for mode in beam surrogate; do
 done
 check "beam and surrogate from a coarse seed, with a budget covering the grid, find the grid's best (delta $want)" $r
 
+# a schedule of 2,404 visits is stored whole in the database, never cut at 4,095 bytes
+long=$(python3 -c "print(','.join(['0,1'] * 1200) + ',2-5')")
+"$BIN" sweep --probe arith --items 1 --configs "$long" --out "$T/long" >/dev/null 2>&1
+r=$?
+want=$(python3 -c "print(','.join(['0-1'] * 1200) + ',2-5')")   # as the database writes it: range syntax
+[ "$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT schedule FROM configs WHERE label != 'base'\").fetchone()[0])" "$T/long/results.sqlite")" = "$want" ] || r=1
+check "a schedule of 2,404 visits (${#want} bytes in range syntax) is stored whole" $r
+
 # --prune-by-profile: exactly the grid's blocks inside the profile's reasoning zone; a profile of another model or
 # of a repeated schedule is refused
 "$BIN" profile -p "12+34=46 7*8=56 99+1=100" --out "$T/prof" >/dev/null 2>&1
