@@ -62,6 +62,7 @@ static void bad_probe_files_are_named(void) {
         {"jsonl", "{\"prompt\": \"a\"", "malformed JSON"},
         {"mc", "{\"prompt\": \"a\", \"options\": [\"x\", \"y\"], \"answer\": 2}\n", "index"},
         {"math", "{\"0\": {\"question\": \"q\", \"answer\": -1}}", "non-negative integer"},
+        {"math", "{\"0\": {\"question\": \"q\", \"answer\": 1e5}}", "no exponent"},
         {"eq", "{\"0\": {\"prompt\": \"p\", \"reference_answer\": {\"emotion1\": \"a\"}}}", "emotion1..4"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -87,8 +88,60 @@ static void bad_probe_files_are_named(void) {
     free(tmp);
 }
 
+// RYS's math_16.json has 28-digit answers: each is kept digit for digit (a JSON number is a double, 15-17 digits):
+// the database, results.csv and --score loglik (the answer's tokens) see the true number. Keys named "answer"
+// inside questions do not confuse it.
+static void math_answers_keep_every_digit(void) {
+    char *tmp = make_temp_dir("probe");
+    char path[600];
+    snprintf(path, sizeof path, "%s/m.json", tmp);
+    FILE *f = fopen(path, "w");
+    fputs("{\"a\": {\"question\": \"say \\\"answer\\\": 5\", \"answer\": 6201399810632809383082905801},\n"
+          " \"b\": {\"answer\" : 12, \"question\": \"{\\\"answer\\\": [1]}\"}}", f);
+    fclose(f);
+    char spec[700];
+    snprintf(spec, sizeof spec, "math:%s", path);
+    probe p;
+    rp_err err;
+    CHECK(probe_load(&p, spec, 0, 0, 0, &err) == 0, "%s", err.msg);
+    if (p.n_items == 2) {
+        CHECK(!strcmp(p.items[0].answer, "6201399810632809383082905801"), "28 digits became %s", p.items[0].answer);
+        CHECK(!strcmp(p.items[1].answer, "12"), "second answer %s", p.items[1].answer);
+        CHECK(NEAR(probe_score_reply(&p, &p.items[0], "It is 6201399810632809383082905801."), 1.0), "the exact reply");
+        CHECK(probe_score_reply(&p, &p.items[0], "6201399811632809383082905801") < 1.0, "a digit off scores 1");
+        probe_free(&p);
+    } else CHECK(0, "%d items", p.n_items);
+    remove_tree(tmp);
+    free(tmp);
+}
+
+// arith never asks for 0 (RYS's partial credit scores any reply to an answer of 0 as 0): 3,000 items, each answer
+// right for its question and none 0.
+static void arith_items_have_scoreable_answers(void) {
+    probe p;
+    rp_err err;
+    CHECK(probe_load(&p, "arith", 3000, 3000, 7, &err) == 0, "%s", err.msg);
+    int zero = 0, wrong = 0;
+    for (int i = 0; i < p.n_items; i++) {
+        unsigned long long a, b, want;
+        char op;
+        if (sscanf(p.items[i].prompt, "%llu%c%llu=", &a, &op, &b) != 3) {
+            wrong++;
+            continue;
+        }
+        want = op == '*' ? a * b : a + b;
+        zero += !strcmp(p.items[i].answer, "0");
+        wrong += strtoull(p.items[i].answer, NULL, 10) != want;
+        if (i < 50) CHECK(NEAR(probe_score_reply(&p, &p.items[i], p.items[i].answer), 1.0), "%s scores its own answer < 1", p.items[i].prompt);
+    }
+    CHECK(zero == 0 && wrong == 0, "%d answers of 0, %d wrong", zero, wrong);
+    probe_free(&p);
+}
+
 int main(void) {
     RUN(math_partial_credit);
+    RUN(arith_items_have_scoreable_answers);
+    RUN(math_answers_keep_every_digit);
     RUN(eq_parse_and_confidence);
     RUN(jsonl_matching);
     RUN(bad_probe_files_are_named);

@@ -287,10 +287,10 @@ PY
 }
 search_checks beam 30 --probe arith --items 16 --search beam --beam 4 --max-visits 10
 check "--search beam: 30 configs at most, each once on every item; killed and resumed, the same rows; rerun, nothing new" $?
-search_checks surrogate 45 --probe arith --items 16 --search surrogate --round 8
+search_checks surrogate 61 --probe arith --items 16 --search surrogate --round 8
 r=$?
 grep -q "Spearman .* on the fifth held out" "$T/surrogate.err" || r=1
-check "--search surrogate: 45 configs at most, each once on every item; killed and resumed, the same rows; Spearman printed" $r
+check "--search surrogate: 61 configs at most, each once on every item; killed and resumed, the same rows; Spearman printed" $r
 # with a budget that covers the grid, from a coarse seed (--stride 2), each finds the grid's best
 "$BIN" sweep --probe arith --items 16 --score loglik --out "$T/grid16" >/dev/null 2>&1
 want=$(best_delta "$T/grid16/results.sqlite")

@@ -247,15 +247,16 @@ static void generate_math(probe *p, int n, unsigned seed) {
     }
 }
 
-// The built-in model's task: "A+B=" and "A*B=", with operands of 1 to 4 (sums) or 1 to 2 (products) digits.
+// The built-in model's task: "A+B=" and "A*B=", with operands of 1 to 4 (sums) or 1 to 2 (products) digits, never
+// 0: an answer of 0 has no digits for RYS's partial credit, which would score even the right reply 0.
 static void generate_arith(probe *p, int n, unsigned seed) {
     uint64_t s = 0x51ed270b27a1c2d5ull ^ seed;
     static const uint64_t pow10[] = {1, 10, 100, 1000, 10000};
     for (int i = 0; i < n; i++) {
         probe_item *it = add_item(p);
         int mul = i % 3 == 2, da = 1 + (int)(rng_next(&s) % (mul ? 2 : 4)), db = 1 + (int)(rng_next(&s) % (mul ? 2 : 4));
-        uint64_t a = (da > 1 ? pow10[da - 1] : 0) + rng_next(&s) % (pow10[da] - (da > 1 ? pow10[da - 1] : 0));
-        uint64_t b = (db > 1 ? pow10[db - 1] : 0) + rng_next(&s) % (pow10[db] - (db > 1 ? pow10[db - 1] : 0));
+        uint64_t a = pow10[da - 1] + rng_next(&s) % (pow10[da] - pow10[da - 1]);   // da digits, 1.. for one digit
+        uint64_t b = pow10[db - 1] + rng_next(&s) % (pow10[db] - pow10[db - 1]);
         char q[64], ans[32];
         snprintf(q, sizeof q, "%llu%c%llu=", (unsigned long long)a, mul ? '*' : '+', (unsigned long long)b);
         snprintf(ans, sizeof ans, "%llu", (unsigned long long)(mul ? a * b : a + b));
@@ -265,23 +266,60 @@ static void generate_arith(probe *p, int n, unsigned seed) {
     }
 }
 
+// The raw text of each record's "answer" number (depth 2: {"id": {"answer": N}}), in file order. JSON numbers
+// parse to doubles, which keep 15-17 digits; RYS's math_16.json has 28-digit answers, scored digit by digit, so
+// the digits come from the text. Returns how many (at most cap) were found.
+static int raw_answers(const char *text, size_t len, const char **at, int *n_chars, int cap) {
+    int depth = 0, n = 0;
+    const char *key = NULL;   // the last string at depth 2, while it may be a key
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '"') {
+            size_t s = ++i;
+            while (i < len && text[i] != '"') i += text[i] == '\\' ? 2 : 1;
+            key = depth == 2 && i - s == 6 && !memcmp(text + s, "answer", 6) ? text + s : NULL;
+            continue;
+        }
+        if (c == '{' || c == '[') depth++, key = NULL;
+        else if (c == '}' || c == ']') depth--, key = NULL;
+        else if (c == ':' && key) {
+            size_t j = i + 1;
+            while (j < len && (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r')) j++;
+            size_t k = j;
+            while (k < len && strchr("0123456789+-.eE", text[k])) k++;
+            if (n < cap && k > j) at[n] = text + j, n_chars[n] = (int)(k - j), n++;
+            key = NULL;
+        } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') key = NULL;
+    }
+    return n;
+}
+
 static int load_math_file(probe *p, const char *file, rp_err *err) {
-    cJSON *root = json_parse_file(file, err);
-    if (!root) return -1;
+    size_t len;
+    char *text = read_file_all(file, &len, err);
+    cJSON *root = text ? json_parse_text(text, len, file, err) : NULL;
+    if (!root) return free(text), -1;
     int rc = cJSON_IsObject(root) ? 0 : rp_fail(err, "%s: expected an object of {\"question\", \"answer\"} records", file);
-    for (const cJSON *e = root->child; e && !rc; e = e->next) {
+    int n_rec = cJSON_GetArraySize(root), *n_chars = malloc(sizeof(int) * (size_t)(n_rec > 0 ? n_rec : 1));
+    const char **raw = malloc(sizeof(char *) * (size_t)(n_rec > 0 ? n_rec : 1));
+    int n_raw = rc ? 0 : raw_answers(text, len, raw, n_chars, n_rec), r = 0;
+    if (!rc && n_raw != n_rec)
+        rc = rp_fail(err, "%s: %d records but %d \"answer\" numbers in the text", file, n_rec, n_raw);
+    for (const cJSON *e = root->child; e && !rc; e = e->next, r++) {
         const cJSON *q = cJSON_GetObjectItemCaseSensitive(e, "question"), *a = cJSON_GetObjectItemCaseSensitive(e, "answer");
-        if (!cJSON_IsString(q) || !cJSON_IsNumber(a) || a->valuedouble < 0 || a->valuedouble != floor(a->valuedouble)) {
-            rc = rp_fail(err, "%s: record '%s' needs a string \"question\" and a non-negative integer \"answer\"", file, e->string);
+        int digits = 1;
+        for (int c = 0; c < n_chars[r]; c++) digits &= raw[r][c] >= '0' && raw[r][c] <= '9';
+        if (!cJSON_IsString(q) || !cJSON_IsNumber(a) || !digits) {
+            rc = rp_fail(err, "%s: record '%s' needs a string \"question\" and a non-negative integer \"answer\" (digits only, "
+                         "no exponent)", file, e->string);
             break;
         }
         probe_item *it = add_item(p);
-        char ans[64];
-        snprintf(ans, sizeof ans, "%.0f", a->valuedouble);
         it->id = strdup(e->string);
         it->prompt = strdup(q->valuestring);
-        it->answer = strdup(ans);
+        it->answer = strndup(raw[r], (size_t)n_chars[r]);
     }
+    free(raw), free(n_chars), free(text);
     cJSON_Delete(root);
     return rc;
 }
