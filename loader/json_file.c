@@ -7,28 +7,49 @@
 #include <string.h>
 #include <sys/stat.h>
 
-char *read_file_all(const char *path, size_t *len, rp_err *err) {
+char *read_file_all(const char *path, size_t limit, const char *kind, size_t *len, rp_err *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         rp_fail(err, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        rp_fail(err, "%s: is a directory, not %s", path, kind);
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (unsigned long long)st.st_size > limit) {
+        fclose(f);
+        rp_fail(err, "%s: %lld bytes, more than the %zu MiB a %s may have", path, (long long)st.st_size, limit >> 20, kind);
+        return NULL;
+    }
+    // read to the end, never past the limit: a stream (a FIFO, /dev/zero) has no size to check first
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
+    int too_big = 0;
     for (;;) {
         if (n + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
+            if (n >= limit) {
+                too_big = 1;
+                break;
+            }
+            cap = cap * 2 > limit + 2 ? limit + 2 : cap * 2;
+            char *grown = realloc(buf, cap);
+            if (!grown) break;
+            buf = grown;
         }
         size_t got = fread(buf + n, 1, cap - n - 1, f);
         n += got;
         if (got == 0) break;
     }
-    int bad = ferror(f);
+    if (n > limit) too_big = 1;
+    int bad = ferror(f) || (n + 1 >= cap && !too_big && !feof(f));
     fclose(f);
-    if (bad) {
+    if (too_big || bad) {
         free(buf);
-        rp_fail(err, "%s: read error", path);
+        if (too_big) rp_fail(err, "%s: more than the %zu MiB a %s may have (read stopped there)", path, limit >> 20, kind);
+        else rp_fail(err, "%s: read error", path);
         return NULL;
     }
     buf[n] = 0;
@@ -57,7 +78,7 @@ cJSON *json_parse_text(const char *text, size_t len, const char *what, rp_err *e
 
 cJSON *json_parse_file(const char *path, rp_err *err) {
     size_t len;
-    char *text = read_file_all(path, &len, err);
+    char *text = read_file_all(path, READ_LIMIT_JSON, "JSON file of settings", &len, err);
     if (!text) return NULL;
     cJSON *root = json_parse_text(text, len, path, err);
     free(text);

@@ -7,10 +7,21 @@
 
 #include "loader/error.h"
 
-// Reads a whole file (NUL-terminated; *len excludes the NUL). Returns NULL and sets err on failure.
-char *read_file_all(const char *path, size_t *len, rp_err *err);
+// What reprise reads whole, by kind of file: far above any real one, far below what would exhaust a machine (a
+// "config.json" of 10 GB, -f /dev/zero or a FIFO that never ends is refused at the limit, naming it).
+#define READ_LIMIT_JSON ((size_t)64 << 20)        // config.json, generation_config.json, tokenizer_config.json, indexes
+#define READ_LIMIT_TOKENIZER ((size_t)1 << 30)    // tokenizer.json (the largest real ones are tens of MB)
+#define READ_LIMIT_PROBE ((size_t)1 << 30)        // probe files
+#define READ_LIMIT_PROMPT ((size_t)256 << 20)     // -f FILE: a prompt (a 1M-token context is about 4 MB)
+#define READ_LIMIT_DATASET ((size_t)8 << 30)      // bench --dataset (ShareGPT's is 0.7 GB)
+#define READ_LIMIT_SECRET ((size_t)1 << 20)       // --api-key-file
 
-// Parses a JSON file. Returns NULL and sets err (naming the file and byte offset) on failure.
+// Reads a whole file (NUL-terminated; *len excludes the NUL), at most limit bytes: a larger file, or a stream that
+// goes past it, is an error naming the file, the limit and `kind`. Returns NULL and sets err on failure.
+char *read_file_all(const char *path, size_t limit, const char *kind, size_t *len, rp_err *err);
+
+// Parses a JSON file of at most READ_LIMIT_JSON bytes. Returns NULL and sets err (naming the file and byte offset)
+// on failure.
 cJSON *json_parse_file(const char *path, rp_err *err);
 
 // Parses JSON text of a known length; `what` names the source in errors.

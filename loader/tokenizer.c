@@ -400,7 +400,7 @@ static int load_added(tokenizer *t, const cJSON *list, rp_err *err) {
 
 tokenizer *tokenizer_load(const char *path, rp_err *err) {
     size_t len;
-    char *text = read_file_all(path, &len, err);
+    char *text = read_file_all(path, READ_LIMIT_TOKENIZER, "tokenizer.json", &len, err);
     if (!text) return NULL;
     tokenizer *t = tokenizer_load_text(text, len, path, err);
     free(text);

@@ -20,7 +20,7 @@ int main(int argc, char **argv) {
     rng = argc > 2 ? (uint64_t)atoll(argv[2]) : 12345;
     size_t seed_len = 0;
     rp_err err;
-    char *tok_json = read_file_all(FIXTURES_DIR "/bytelevel_tokenizer.json", &seed_len, &err);
+    char *tok_json = read_file_all(FIXTURES_DIR "/bytelevel_tokenizer.json", READ_LIMIT_TOKENIZER, "tokenizer.json", &seed_len, &err);
     if (!tok_json) return fprintf(stderr, "%s\n", err.msg), 1;
     const char *texts[] = {"Hello world", "  the\tthe\n\nthe  ", "naïve café 日本語 🦙 <|endoftext|>!", "12345 'll 've",
                            "\xf0\x9f\x98\x80\xe2\x80\x8d", "a\0b"};

@@ -77,6 +77,14 @@ expect_error "unknown backend" "--backend tpu" "$BIN" generate -m "$M" --tokens 
 expect_error "no model" "config.json" "$BIN" score -m "$T/nothing" --tokens 1,2
 expect_error "export onto its source" "must differ" "$BIN" export -m "$M" --schedule base -o "$M"
 expect_error "unknown command" "unknown command 'frob'" "$BIN" frob
+# files past their kind's limit are refused, naming it: a stream without end read up to the limit, a huge file at once
+expect_error "-f /dev/zero" "more than the 256 MiB a prompt file may have" "$BIN" score -f /dev/zero
+mkdir -p "$T/huge" && cp "$M"/* "$T/huge/" && truncate -s 10G "$T/huge/config.json"
+expect_error "a 10 GB config.json" "10737418240 bytes, more than the 64 MiB a JSON file of settings may have" "$BIN" score -m "$T/huge" --tokens 1,2
+truncate -s 2G "$T/huge/probe.jsonl"
+expect_error "a 2 GB probe file" "more than the 1024 MiB a probe file may have" "$BIN" sweep --probe "jsonl:$T/huge/probe.jsonl" --out "$T/hugeout"
+expect_error "a directory as a prompt file" "is a directory" "$BIN" score -f "$T"
+rm -rf "$T/huge"
 mkdir -p "$T/trunc" && cp "$M/config.json" "$T/trunc/" && head -c 5000 "$M/model.safetensors" >"$T/trunc/model.safetensors"
 expect_error "truncated safetensors" "past the end" "$BIN" generate -m "$T/trunc" --tokens 1
 

@@ -212,7 +212,7 @@ int cli_prompt_ids(const cli_opts *o, const tokenizer *tok, int **ids, int *n, i
     if (!o->prompt && !o->file) return rp_fail(err, "give a prompt: -p TEXT, -f FILE or --tokens IDS (see --help)");
     if (!tok) return rp_fail(err, "%s has no tokenizer.json: give token ids with --tokens", o->model_dir);
     size_t len;
-    char *text = o->file ? read_file_all(o->file, &len, err) : strdup(o->prompt);
+    char *text = o->file ? read_file_all(o->file, READ_LIMIT_PROMPT, "prompt file", &len, err) : strdup(o->prompt);
     if (!text) return -1;
     if (!o->file) len = strlen(text);
     int rc = tokenizer_encode(tok, text, len, !o->no_special, ids, n, err);

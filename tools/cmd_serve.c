@@ -38,7 +38,7 @@ static const char *usage =
 
 static char *read_key_file(const char *path, rp_err *err) {
     size_t len;
-    char *text = read_file_all(path, &len, err);
+    char *text = read_file_all(path, READ_LIMIT_SECRET, "key file", &len, err);
     if (!text) return NULL;
     text[strcspn(text, "\r\n")] = 0;
     if (!*text) {

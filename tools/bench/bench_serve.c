@@ -80,7 +80,7 @@ static void random_prompts(const serve_bench_opts *o, uint64_t *rng, int vocab, 
 // Reads up to n lines into p; the number read, or -1. (Fewer lines than prompts: the caller uses them again.)
 static int jsonl_prompts(const serve_bench_opts *o, prompt_spec *p, int n, rp_err *err) {
     size_t len;
-    char *data = read_file_all(o->dataset_path, &len, err);
+    char *data = read_file_all(o->dataset_path, READ_LIMIT_DATASET, "dataset", &len, err);
     if (!data) return -1;
     int have = 0, line_no = 0, rc = 0;
     for (char *line = data, *next; line && *line && have < n && !rc; line = next) {

@@ -296,7 +296,7 @@ static int raw_answers(const char *text, size_t len, const char **at, int *n_cha
 
 static int load_math_file(probe *p, const char *file, rp_err *err) {
     size_t len;
-    char *text = read_file_all(file, &len, err);
+    char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
     cJSON *root = text ? json_parse_text(text, len, file, err) : NULL;
     if (!root) return free(text), -1;
     int rc = cJSON_IsObject(root) ? 0 : rp_fail(err, "%s: expected an object of {\"question\", \"answer\"} records", file);
@@ -324,8 +324,17 @@ static int load_math_file(probe *p, const char *file, rp_err *err) {
     return rc;
 }
 
+// A probe file parsed as JSON, at most READ_LIMIT_PROBE bytes.
+static cJSON *probe_json(const char *file, rp_err *err) {
+    size_t len;
+    char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
+    cJSON *root = text ? json_parse_text(text, len, file, err) : NULL;
+    free(text);
+    return root;
+}
+
 static int load_eq_file(probe *p, const char *file, rp_err *err) {
-    cJSON *root = json_parse_file(file, err);
+    cJSON *root = probe_json(file, err);
     if (!root) return -1;
     int rc = cJSON_IsObject(root) ? 0 : rp_fail(err, "%s: expected an object of EQ-Bench records", file);
     for (const cJSON *e = root->child; e && !rc; e = e->next) {
@@ -356,12 +365,14 @@ static int load_eq_file(probe *p, const char *file, rp_err *err) {
 
 // One JSON object per line; blank lines are skipped; a bad line is an error naming its number.
 static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
-    FILE *f = fopen(file, "r");
-    if (!f) return rp_fail(err, "%s: cannot open", file);
-    char *line = NULL;
-    size_t cap = 0;
+    size_t len;
+    char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
+    if (!text) return -1;
     int lineno = 0, rc = 0;
-    while (!rc && getline(&line, &cap, f) > 0) {
+    for (char *line = text, *next; !rc && line < text + len; line = next) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        next = nl ? nl + 1 : text + len;
+        if (nl) *nl = 0;
         lineno++;
         if (!*strip_left(line)) continue;
         char what[600];
@@ -417,8 +428,7 @@ static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
         } else free(it.answer);
         cJSON_Delete(o);
     }
-    free(line);
-    fclose(f);
+    free(text);
     if (!rc && p->n_items == 0) rc = rp_fail(err, "%s: no items", file);
     return rc;
 }
