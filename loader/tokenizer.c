@@ -110,10 +110,17 @@ typedef struct {
     int id, special, lstrip, rstrip, single_word;
 } added_token;
 
+// The added tokens' trie, one node per byte of their text: 12 bytes a node, children as a sibling list (a node
+// with 256 child slots would be 1 KiB per byte of an untrusted tokenizer.json's added tokens).
 typedef struct trie_node {
     int token;                  // index into added, -1 if none ends here
-    int child[256];             // node index, 0 = none (node 0 is the root)
+    int first_child;            // node index, 0 = none (node 0 is the root, nobody's child)
+    int next_sibling;           // the parent's next child, 0 = none
+    unsigned char byte;         // the byte on the edge from the parent
 } trie_node;
+
+// Added tokens' text in all, at most: real tokenizers have well under 1 MB of it.
+#define ADDED_TOKENS_MAX_BYTES ((size_t)64 << 20)
 
 struct tokenizer {
     bpe_model bpe;
@@ -126,7 +133,7 @@ struct tokenizer {
     added_token *added;
     int n_added;
     trie_node *trie;
-    int n_trie;
+    int n_trie, cap_trie;
     int *tmpl;          // post-processor template: ids, with -1 standing for the text's ids
     int n_tmpl, has_tmpl;
     int vocab_size;
@@ -357,25 +364,38 @@ static int load_post_one(tokenizer *t, const cJSON *o, rp_err *err) {
     return rp_fail(err, "tokenizer.json: post-processor '%s' is not supported (supported: TemplateProcessing, ByteLevel, Sequence)", type);
 }
 
+// The child of node along byte c, or 0.
+static int trie_child(const tokenizer *t, int node, unsigned char c) {
+    for (int k = t->trie[node].first_child; k; k = t->trie[k].next_sibling)
+        if (t->trie[k].byte == c) return k;
+    return 0;
+}
+
 static void trie_insert(tokenizer *t, const char *s, size_t n, int token) {
     int node = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!t->trie[node].child[c]) {
-            t->trie = realloc(t->trie, sizeof *t->trie * (size_t)(t->n_trie + 1));
-            memset(&t->trie[t->n_trie], 0, sizeof *t->trie);
-            t->trie[t->n_trie].token = -1;
-            t->trie[node].child[c] = t->n_trie++;
+        int next = trie_child(t, node, c);
+        if (!next) {
+            if (t->n_trie == t->cap_trie) {   // doubling: n inserts cost O(n) copies, not O(n^2)
+                t->cap_trie *= 2;
+                t->trie = realloc(t->trie, sizeof *t->trie * (size_t)t->cap_trie);
+            }
+            next = t->n_trie++;
+            t->trie[next] = (trie_node){.token = -1, .next_sibling = t->trie[node].first_child, .byte = c};
+            t->trie[node].first_child = next;
         }
-        node = t->trie[node].child[c];
+        node = next;
     }
     if (t->trie[node].token < 0) t->trie[node].token = token;
 }
 
 static int load_added(tokenizer *t, const cJSON *list, rp_err *err) {
-    t->trie = calloc(1, sizeof *t->trie);
+    t->cap_trie = 64;
+    t->trie = calloc((size_t)t->cap_trie, sizeof *t->trie);
     t->trie[0].token = -1;
     t->n_trie = 1;
+    size_t text_bytes = 0;
     if (!list || cJSON_IsNull(list)) return 0;
     if (!cJSON_IsArray(list)) return rp_fail(err, "tokenizer.json: added_tokens is not an array");
     t->added = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof *t->added);
@@ -383,9 +403,13 @@ static int load_added(tokenizer *t, const cJSON *list, rp_err *err) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id"), *c = cJSON_GetObjectItemCaseSensitive(e, "content");
         if (!cJSON_IsNumber(id) || id->valueint < 0 || id->valuedouble > 16777216 || !cJSON_IsString(c) || !c->valuestring[0])
             return rp_fail(err, "tokenizer.json: added token %d has no valid id or content", t->n_added);
+        size_t len = strlen(c->valuestring);
+        if ((text_bytes += len) > ADDED_TOKENS_MAX_BYTES)
+            return rp_fail(err, "tokenizer.json: added tokens hold more than %zu MiB of text (real ones: under 1 MB)",
+                           ADDED_TOKENS_MAX_BYTES >> 20);
         added_token *a = &t->added[t->n_added];
         a->content = strdup(c->valuestring);
-        a->len = strlen(a->content);
+        a->len = len;
         a->id = id->valueint;
         a->special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special"));
         a->lstrip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "lstrip"));
@@ -727,7 +751,7 @@ static int match_added(const tokenizer *t, const char *s, size_t n, size_t i, si
     int node = 0, best = -1;
     size_t best_end = 0;
     for (size_t k = i; k < n; k++) {
-        node = t->trie[node].child[(unsigned char)s[k]];
+        node = trie_child(t, node, (unsigned char)s[k]);
         if (!node) break;
         int tok = t->trie[node].token;
         if (tok >= 0 && (!t->added[tok].single_word || (!is_word_byte(s, n, i, 1) && !is_word_byte(s, n, k + 1, 0))))

@@ -85,6 +85,27 @@ truncate -s 2G "$T/huge/probe.jsonl"
 expect_error "a 2 GB probe file" "more than the 1024 MiB a probe file may have" "$BIN" sweep --probe "jsonl:$T/huge/probe.jsonl" --out "$T/hugeout"
 expect_error "a directory as a prompt file" "is a directory" "$BIN" score -f "$T"
 rm -rf "$T/huge"
+# added tokens: 4 MB of them load (12 bytes of trie a byte, not 1 KiB) and match; 65 MiB are refused, naming the limit
+D=$(dirname "$0")/../tools/default_model
+mkdir -p "$T/added" && cp "$D"/* "$T/added/"
+python3 - "$T/added/tokenizer.json" 4000 <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+base = max(a["id"] for a in t["added_tokens"]) + 1 if t["added_tokens"] else len(t["model"]["vocab"])
+t["added_tokens"] += [{"id": base + i, "content": "<tok%06d>" % i + "x" * 1000, "special": True} for i in range(int(sys.argv[2]))]
+json.dump(t, open(sys.argv[1], "w"))
+PY
+"$BIN" tokenize -m "$T/added" -p "1+1=<tok000007>$(printf 'x%.0s' $(seq 1000))2" --json >"$T/added.out" 2>&1
+grep -q "$(python3 -c "import json; t=json.load(open('$T/added/tokenizer.json')); print([a['id'] for a in t['added_tokens'] if a['content'].startswith('<tok000007>')][0])")" "$T/added.out"
+check "4 MB of added tokens load, and one of them matches" $?
+python3 - "$T/added/tokenizer.json" 62000 <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["added_tokens"] += [{"id": 100000 + i, "content": "<big%06d>" % i + "y" * 1100, "special": True} for i in range(int(sys.argv[2]))]
+json.dump(t, open(sys.argv[1], "w"))
+PY
+expect_error "65 MiB of added tokens" "added tokens hold more than 64 MiB of text" "$BIN" tokenize -m "$T/added" -p "1+1="
+rm -rf "$T/added"
 mkdir -p "$T/trunc" && cp "$M/config.json" "$T/trunc/" && head -c 5000 "$M/model.safetensors" >"$T/trunc/model.safetensors"
 expect_error "truncated safetensors" "past the end" "$BIN" generate -m "$T/trunc" --tokens 1
 
