@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/backend.h"
+#include "loader/alloc.h"
 #include "engine/matmul.h"
 #include "engine/memory_plan.h"
 #include "loader/weights.h"
@@ -43,7 +44,7 @@ typedef struct {
 } cpu_backend;
 
 static float *to_f32(cpu_backend *b, const st_tensor *t) {
-    float *p = malloc(sizeof(float) * (size_t)st_numel(t));
+    float *p = rp_malloc(sizeof(float) * (size_t)st_numel(t));
     tensor_to_f32(t, p);
     b->weight_bytes += sizeof(float) * (size_t)st_numel(t);
     return p;
@@ -71,7 +72,7 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     if (!c->tied_embeddings && to_packed(b, weights_global(c, a, G_EMBED), &b->embed, err)) return -1;
     b->final_norm = to_f32(b, weights_global(c, a, G_FINAL_NORM));
     if (to_packed(b, weights_global(c, a, c->tied_embeddings ? G_EMBED : G_LM_HEAD), &b->lm_head, err)) return -1;
-    b->layers = calloc((size_t)c->n_layers, sizeof *b->layers);
+    b->layers = rp_calloc((size_t)c->n_layers, sizeof *b->layers);
     int64_t shape[2];
     for (int l = 0; l < c->n_layers; l++)
         for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
@@ -85,7 +86,7 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     return 0;
 }
 
-static void grow(float **p, size_t n) { *p = realloc(*p, sizeof(float) * (n ? n : 1)); }
+static void grow(float **p, size_t n) { *p = rp_realloc(*p, sizeof(float) * (n ? n : 1)); }
 
 static void cpu_reserve(backend *base, int n_rows) {
     cpu_backend *b = (cpu_backend *)base;
@@ -411,7 +412,7 @@ static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int
     // Gather the parts' rows into one block, so each weight matrix is read once for all of them.
     int R = 0, max_pos = 0;
     for (int p = 0; p < n_parts; p++) R += parts[p].n_rows;
-    int *part_of_row = malloc(sizeof(int) * 3 * (size_t)(R + n_parts + 1)), *pos_of_row = part_of_row + R;
+    int *part_of_row = rp_malloc(sizeof(int) * 3 * (size_t)(R + n_parts + 1)), *pos_of_row = part_of_row + R;
     int *block_start = pos_of_row + R, n_blocks = 0;
     R = 0;
     size_t attention = 0;   // multiply-adds: each row's query against positions 0..pos, for scores and for values
@@ -526,7 +527,7 @@ static void cpu_destroy(backend *base) {
 }
 
 backend *backend_cpu_create(const model_config *cfg, int n_threads) {
-    cpu_backend *b = calloc(1, sizeof *b);
+    cpu_backend *b = rp_calloc(1, sizeof *b);
     if (n_threads <= 0) n_threads = omp_get_num_procs();
     b->n_threads = n_threads;
     b->base = (backend){
@@ -538,7 +539,7 @@ backend *backend_cpu_create(const model_config *cfg, int n_threads) {
     int half = cfg->head_dim / 2;
     double inv[half];
     config_rope_inv_freq(cfg, inv);
-    b->inv_freq = malloc(sizeof(float) * half);
+    b->inv_freq = rp_malloc(sizeof(float) * half);
     for (int i = 0; i < half; i++) b->inv_freq[i] = (float)inv[i];
     return &b->base;
 }

@@ -1,5 +1,6 @@
 // Writing the physically duplicated checkpoint of a schedule, for engines without layer schedules.
 #include "engine/export.h"
+#include "loader/alloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,14 +28,14 @@ static int layer_of(const char *name, const char **rest) {
 
 static int write_tensors(const st_archive *a, const schedule *s, const char *path, rp_err *err) {
     int cap = a->n_tensors * 2 + 16, n = 0;
-    st_out_tensor *out = malloc(sizeof *out * cap);
-    char **names = malloc(sizeof *names * cap);
+    st_out_tensor *out = rp_malloc(sizeof *out * cap);
+    char **names = rp_malloc(sizeof *names * cap);
     // non-layer tensors as they are; then each visit's copy of its layer, renamed to the visit's index
     for (int i = 0; i < a->n_tensors; i++) {
         const char *rest = NULL;
         if (layer_of(a->tensors[i].name, &rest) >= 0) continue;
         const st_tensor *t = &a->tensors[i];
-        names[n] = strdup(t->name);
+        names[n] = rp_strdup(t->name);
         out[n] = (st_out_tensor){.name = names[n], .dtype = t->dtype, .ndim = t->ndim, .data = t->data, .nbytes = t->nbytes};
         memcpy(out[n].shape, t->shape, sizeof t->shape);
         n++;
@@ -46,10 +47,10 @@ static int write_tensors(const st_archive *a, const schedule *s, const char *pat
             const st_tensor *t = &a->tensors[i];
             if (n == cap) {
                 cap *= 2;
-                out = realloc(out, sizeof *out * cap);
-                names = realloc(names, sizeof *names * cap);
+                out = rp_realloc(out, sizeof *out * cap);
+                names = rp_realloc(names, sizeof *names * cap);
             }
-            names[n] = malloc(strlen(rest) + 32);
+            names[n] = rp_malloc(strlen(rest) + 32);
             sprintf(names[n], "model.layers.%d.%s", v, rest);
             out[n] = (st_out_tensor){.name = names[n], .dtype = t->dtype, .ndim = t->ndim, .data = t->data, .nbytes = t->nbytes};
             memcpy(out[n].shape, t->shape, sizeof t->shape);

@@ -6,6 +6,7 @@
 // sequence keeps a cursor into its schedule; repeatedly pick the layer that is the next visit of the most
 // sequences (ties: lowest layer), run it for exactly those, and advance their cursors.
 #include "engine/forward.h"
+#include "loader/alloc.h"
 
 #include "engine/sampler.h"
 
@@ -107,7 +108,7 @@ int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *to
 int forward_sample(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
                    struct sampler **samplers, int *ids, forward_stats *stats, rp_err *err) {
     if (n_seqs < 1) return rp_fail(err, "forward: no sequences");
-    float *u = malloc(sizeof(float) * (size_t)n_seqs);
+    float *u = rp_malloc(sizeof(float) * (size_t)n_seqs);
     for (int i = 0; i < n_seqs; i++) u[i] = sampler_uniform(samplers[i]);
     sample_request sr = {&samplers[0]->p, u, ids};
     int rc = run(m, seqs, n_seqs, tokens, n_tokens, NULL, 0, NULL, &sr, stats, err);
@@ -133,10 +134,10 @@ static void run_window(model *m, const window_seq *ws, int n, const float *hidde
     backend *be = m->be;
     const model_config *c = &m->cfg;
     size_t ns = (size_t)n, staged = 0;
-    int *row0 = malloc(sizeof(int) * ns), *cursor = malloc(sizeof(int) * ns), *end = malloc(sizeof(int) * ns);
-    int *count_by_layer = malloc(sizeof(int) * (size_t)c->n_layers);
-    visit_part *parts = malloc(sizeof *parts * ns);
-    sequence **seqs = malloc(sizeof *seqs * ns);
+    int *row0 = rp_malloc(sizeof(int) * ns), *cursor = rp_malloc(sizeof(int) * ns), *end = rp_malloc(sizeof(int) * ns);
+    int *count_by_layer = rp_malloc(sizeof(int) * (size_t)c->n_layers);
+    visit_part *parts = rp_malloc(sizeof *parts * ns);
+    sequence **seqs = rp_malloc(sizeof *seqs * ns);
     int total = 0;
     for (int i = 0; i < n; i++) {
         row0[i] = total, total += ws[i].n;
@@ -170,7 +171,7 @@ static void run_window(model *m, const window_seq *ws, int n, const float *hidde
     if (hidden_out) be->read_rows(be, 0, total, hidden_out);   // a partial span: the hidden state goes back
     else {   // final norm and LM head
         int n_out = 0, first_out = -1;
-        int *rows = malloc(sizeof(int) * (size_t)(all_logits ? total : n));
+        int *rows = rp_malloc(sizeof(int) * (size_t)(all_logits ? total : n));
         if (all_logits)
             for (int r = 0; r < total; r++) rows[n_out++] = r;
         else
@@ -182,8 +183,8 @@ static void run_window(model *m, const window_seq *ws, int n, const float *hidde
         if (n_out && !sr) be->logits(be, rows, n_out, all_logits ? logits : logits + (size_t)first_out * c->vocab_size);
         else if (n_out && be->sample) be->sample(be, rows, n_out, sr->params, sr->uniform + first_out, sr->ids + first_out);
         else if (n_out) {   // sample host logits, one row at a time, by the same rule
-            float *lg = malloc(sizeof(float) * (size_t)n_out * c->vocab_size);
-            struct prob_id *work = malloc(sizeof *work * (size_t)c->vocab_size);
+            float *lg = rp_malloc(sizeof(float) * (size_t)n_out * c->vocab_size);
+            struct prob_id *work = rp_malloc(sizeof *work * (size_t)c->vocab_size);
             be->logits(be, rows, n_out, lg);
             for (int i = 0; i < n_out; i++)
                 sr->ids[first_out + i] = sampler_pick(sr->params, lg + (size_t)i * c->vocab_size, c->vocab_size,
@@ -216,7 +217,7 @@ static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, 
     }
     int partial = span && span->to_visit >= 0, ub = m->plan.shape.ubatch > 0 ? m->plan.shape.ubatch : total;
     unsigned long long key = total <= ub ? decode_key(seqs, n_seqs, n_tokens, span, all_logits, sr) : 0;
-    window_seq *ws = malloc(sizeof *ws * (size_t)n_seqs);
+    window_seq *ws = rp_malloc(sizeof *ws * (size_t)n_seqs);
     for (int w0 = 0, first = 0, first_row = 0; w0 < total; w0 += ub) {   // seq `first` starts at row first_row
         int w1 = total - w0 < ub ? total : w0 + ub, n = 0;
         while (first_row + n_tokens[first] <= w0) first_row += n_tokens[first++];

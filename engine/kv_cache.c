@@ -1,12 +1,13 @@
 // The KV cache of one sequence: one slot per visit of its schedule, never shared between two visits.
 #include "engine/kv_cache.h"
+#include "loader/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 int kv_cache_init(kv_cache *c, backend *be, int n_visits, int capacity, rp_err *err) {
     memset(c, 0, sizeof *c);
-    c->slots = calloc((size_t)n_visits, sizeof *c->slots);
+    c->slots = rp_calloc((size_t)n_visits, sizeof *c->slots);
     c->capacity = capacity;
     for (int v = 0; v < n_visits; v++) {
         if (be->kv_alloc(be, &c->slots[v], capacity, err)) {
@@ -48,7 +49,7 @@ int kv_cache_grow(kv_cache *c, backend *be, int capacity, rp_err *err) {
 
 int kv_pool_init(kv_pool *p, backend *be, int n_slots, int capacity, rp_err *err) {
     memset(p, 0, sizeof *p);
-    p->slots = calloc((size_t)(n_slots ? n_slots : 1), sizeof *p->slots);
+    p->slots = rp_calloc((size_t)(n_slots ? n_slots : 1), sizeof *p->slots);
     p->capacity = capacity;
     for (; p->n < n_slots; p->n++)
         if (be->kv_alloc(be, &p->slots[p->n], capacity, err)) {

@@ -1,5 +1,6 @@
 // A model: its config, its mmap'ed checkpoint, and its weights converted once into a backend's layout.
 #include "engine/model.h"
+#include "loader/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ int model_load_planned(model *m, const char *dir, const char *backend_name, int 
         st_close(&m->weights);
         return -1;
     }
-    m->dir = strdup(dir);
+    m->dir = rp_strdup(dir);
     if (m->be->plan && m->be->plan(m->be, &m->plan, err)) {
         rp_wrap(err, "%s", dir);
         model_free(m);

@@ -1,5 +1,6 @@
 // The physical limits of a forward step: the bytes and FLOPs from the model's shapes, the CPU's limits measured.
 #include "engine/roofline.h"
+#include "loader/alloc.h"
 
 #include <omp.h>
 #include <stddef.h>
@@ -51,7 +52,7 @@ double roofline_prefill_flops(const model_config *c, const schedule *s, double c
 
 double roofline_cpu_bandwidth(int threads) {
     size_t n = (size_t)64 << 20;   // 256 MiB of floats
-    float *buf = malloc(n * sizeof(float));
+    float *buf = rp_malloc(n * sizeof(float));
     if (!buf) return 0;
     for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 1023);
     double best = 0, sink = 0;
@@ -81,8 +82,8 @@ double roofline_cpu_matmul_peak(int threads) {
     double best = 0;
     for (int s = 0; s < 3; s++) {
         int n = shapes[s][0], d = shapes[s][1], k = shapes[s][2];
-        float *x = malloc(sizeof(float) * (size_t)n * k), *w = malloc(sizeof(float) * (size_t)d * k),
-              *out = malloc(sizeof(float) * (size_t)n * d);
+        float *x = rp_malloc(sizeof(float) * (size_t)n * k), *w = rp_malloc(sizeof(float) * (size_t)d * k),
+              *out = rp_malloc(sizeof(float) * (size_t)n * d);
         packed_matrix pw = {0};
         for (size_t i = 0; i < (size_t)n * k; i++) x[i] = (float)(i % 7) * 0.1f;
         for (size_t i = 0; i < (size_t)d * k; i++) w[i] = (float)(i % 5) * 0.1f;

@@ -1,6 +1,7 @@
 // Choosing the next token from logits: greedy, or temperature with top-k, top-p and min-p, from a seeded RNG.
 // The filters apply in HF transformers' order: temperature, top-k, top-p, min-p; then one draw.
 #include "engine/sampler.h"
+#include "loader/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -9,7 +10,7 @@ void sampler_init(sampler *s, const sampler_params *p, int vocab) {
     s->p = *p;
     s->rng = p->seed ^ 0x9e3779b97f4a7c15ull;
     s->vocab = vocab;
-    s->work = malloc(sizeof *s->work * vocab);
+    s->work = rp_malloc(sizeof *s->work * vocab);
 }
 
 void sampler_free(sampler *s) { free(s->work); }

@@ -1,5 +1,6 @@
 // Layer schedules: the ordered list of layers one forward pass visits.
 #include "engine/schedule.h"
+#include "loader/alloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,7 +15,7 @@
 static void push(schedule *s, int *cap, int layer) {
     if (s->n_visits == *cap) {
         *cap = *cap ? *cap * 2 : 64;
-        s->layer = realloc(s->layer, sizeof *s->layer * *cap);
+        s->layer = rp_realloc(s->layer, sizeof *s->layer * *cap);
     }
     s->layer[s->n_visits++] = layer;
 }
@@ -182,7 +183,7 @@ int schedule_parse(schedule *s, const char *text, int n_layers, rp_err *err) {
 
 void schedule_base(schedule *s, int n_layers) {
     s->n_visits = n_layers;
-    s->layer = malloc(sizeof *s->layer * (n_layers ? n_layers : 1));
+    s->layer = rp_malloc(sizeof *s->layer * (n_layers ? n_layers : 1));
     for (int l = 0; l < n_layers; l++) s->layer[l] = l;
 }
 
@@ -194,13 +195,13 @@ void schedule_free(schedule *s) {
 
 int schedule_copy(schedule *dst, const schedule *src) {
     dst->n_visits = src->n_visits;
-    dst->layer = malloc(sizeof *dst->layer * (src->n_visits ? src->n_visits : 1));
+    dst->layer = rp_malloc(sizeof *dst->layer * (src->n_visits ? src->n_visits : 1));
     memcpy(dst->layer, src->layer, sizeof *dst->layer * src->n_visits);
     return 0;
 }
 
 int schedule_unique_layers(const schedule *s, int n_layers) {
-    char *seen = calloc((size_t)n_layers, 1);
+    char *seen = rp_calloc((size_t)n_layers, 1);
     int n = 0;
     for (int v = 0; v < s->n_visits; v++)
         if (!seen[s->layer[v]]++) n++;
@@ -210,7 +211,7 @@ int schedule_unique_layers(const schedule *s, int n_layers) {
 
 char *schedule_text(const schedule *s) {
     int n = schedule_format(s, NULL, 0);
-    char *t = malloc((size_t)n + 1);
+    char *t = rp_malloc((size_t)n + 1);
     schedule_format(s, t, n + 1);
     return t;
 }

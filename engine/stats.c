@@ -1,5 +1,6 @@
 // The clock and the summary statistics that the benchmarks, the server and the sweep share.
 #include "engine/stats.h"
+#include "loader/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@ double stats_percentile(const double *sorted, int n, double q) {
 
 // Average ranks (1-based; ties share the mean of their ranks), as scipy.stats.rankdata does.
 static void ranks(const double *x, int n, double *r) {
-    int *idx = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    int *idx = rp_malloc(sizeof(int) * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) idx[i] = i;
     for (int a = 1; a < n; a++)   // insertion sort by value: n is a search's configs, thousands at most
         for (int b = a; b > 0 && x[idx[b]] < x[idx[b - 1]]; b--) {
@@ -60,7 +61,7 @@ static void ranks(const double *x, int n, double *r) {
 
 double stats_spearman(const double *x, const double *y, int n) {
     if (n < 2) return NAN;
-    double *rx = malloc(sizeof(double) * (size_t)n), *ry = malloc(sizeof(double) * (size_t)n);
+    double *rx = rp_malloc(sizeof(double) * (size_t)n), *ry = rp_malloc(sizeof(double) * (size_t)n);
     ranks(x, n, rx), ranks(y, n, ry);
     double mx = stats_mean(rx, n), my = stats_mean(ry, n), sxy = 0, sxx = 0, syy = 0;
     for (int i = 0; i < n; i++) sxy += (rx[i] - mx) * (ry[i] - my), sxx += (rx[i] - mx) * (rx[i] - mx), syy += (ry[i] - my) * (ry[i] - my);

@@ -5,6 +5,7 @@
 // Pop the best; skip it if either symbol has changed since it was pushed; else merge the two symbols and push the
 // new pairs with its neighbours. O(n log n) in the word's length, so a long unsplit text stays fast.
 #include "loader/bpe.h"
+#include "loader/alloc.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@ void str_map_init(str_map *m, size_t expected) {
     m->cap = 16;
     while (m->cap < expected * 2) m->cap *= 2;
     m->n = 0;
-    m->slots = calloc(m->cap, sizeof *m->slots);
+    m->slots = rp_calloc(m->cap, sizeof *m->slots);
 }
 
 void str_map_free(str_map *m) {
@@ -36,7 +37,7 @@ static void str_map_grow(str_map *m) {
     str_map bigger;
     bigger.cap = m->cap * 2;
     bigger.n = 0;
-    bigger.slots = calloc(bigger.cap, sizeof *bigger.slots);
+    bigger.slots = rp_calloc(bigger.cap, sizeof *bigger.slots);
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].key) {
             size_t j = hash_bytes(m->slots[i].key, m->slots[i].len) & (bigger.cap - 1);
@@ -53,7 +54,7 @@ int str_map_put(str_map *m, const char *key, size_t len, int id) {
     size_t j = hash_bytes(key, len) & (m->cap - 1);
     for (; m->slots[j].key; j = (j + 1) & (m->cap - 1))
         if (m->slots[j].len == len && memcmp(m->slots[j].key, key, len) == 0) return -1;
-    m->slots[j].key = malloc(len + 1);
+    m->slots[j].key = rp_malloc(len + 1);
     memcpy(m->slots[j].key, key, len);
     m->slots[j].key[len] = 0;
     m->slots[j].len = (uint32_t)len;
@@ -89,7 +90,7 @@ static int load_merges(bpe_model *b, const cJSON *merges, rp_err *err) {
     int n = cJSON_GetArraySize(merges);
     b->merge_cap = 16;
     while (b->merge_cap < (size_t)n * 2 + 2) b->merge_cap *= 2;
-    b->merges = malloc(sizeof *b->merges * b->merge_cap);
+    b->merges = rp_malloc(sizeof *b->merges * b->merge_cap);
     for (size_t i = 0; i < b->merge_cap; i++) b->merges[i].id = -1;
     int rank = 0;
     char buf[1024];
@@ -143,11 +144,11 @@ int bpe_load(bpe_model *b, const void *model_json, rp_err *err) {
         if (e->valueint > max_id) max_id = e->valueint;
     }
     b->n_vocab = max_id + 1;
-    b->id_to_token = calloc((size_t)b->n_vocab + 1, sizeof *b->id_to_token);
-    b->token_len = calloc((size_t)b->n_vocab + 1, sizeof *b->token_len);
+    b->id_to_token = rp_calloc((size_t)b->n_vocab + 1, sizeof *b->id_to_token);
+    b->token_len = rp_calloc((size_t)b->n_vocab + 1, sizeof *b->token_len);
     for (const cJSON *e = vocab->child; e; e = e->next) {
         if (b->id_to_token[e->valueint]) return rp_fail(err, "tokenizer.json: vocab id %d is given twice", e->valueint);
-        b->id_to_token[e->valueint] = strdup(e->string);
+        b->id_to_token[e->valueint] = rp_strdup(e->string);
         b->token_len[e->valueint] = (uint32_t)strlen(e->string);
     }
     const char *unk = opt_string(m, "unk_token");
@@ -157,8 +158,8 @@ int bpe_load(bpe_model *b, const void *model_json, rp_err *err) {
     b->fuse_unk = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "fuse_unk"));
     b->ignore_merges = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "ignore_merges"));
     const char *cp = opt_string(m, "continuing_subword_prefix"), *es = opt_string(m, "end_of_word_suffix");
-    b->cont_prefix = cp ? strdup(cp) : NULL;
-    b->end_suffix = es ? strdup(es) : NULL;
+    b->cont_prefix = cp ? rp_strdup(cp) : NULL;
+    b->end_suffix = es ? rp_strdup(es) : NULL;
     for (int i = 0; i < 256; i++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", i);
@@ -215,7 +216,7 @@ static candidate heap_pop(candidate *h, int *n) {
 static void push_id(int **ids, int *n, int *cap, int id) {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 64;
-        *ids = realloc(*ids, sizeof **ids * (size_t)*cap);
+        *ids = rp_realloc(*ids, sizeof **ids * (size_t)*cap);
     }
     (*ids)[(*n)++] = id;
 }
@@ -251,7 +252,7 @@ void bpe_encode_word(const bpe_model *b, const char *word, size_t len, int **ids
             return;
         }
     }
-    symbol *sym = malloc(sizeof *sym * (len + 1));
+    symbol *sym = rp_malloc(sizeof *sym * (len + 1));
     int ns = 0;
     const unsigned char *p = (const unsigned char *)word;
     for (size_t i = 0; i < len;) {
@@ -268,7 +269,7 @@ void bpe_encode_word(const bpe_model *b, const char *word, size_t len, int **ids
     }
     if (ns) sym[ns - 1].next = -1;
 
-    candidate *heap = malloc(sizeof *heap * (size_t)(ns + 1) * 3);   // each merge pushes at most 2
+    candidate *heap = rp_malloc(sizeof *heap * (size_t)(ns + 1) * 3);   // each merge pushes at most 2
     int nh = 0;
     for (int i = 0; i + 1 < ns; i++) {
         const struct merge_slot *m = merge_get(b, sym[i].id, sym[i + 1].id);

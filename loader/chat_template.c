@@ -4,6 +4,7 @@
 // markers the template writes and renders it the way those templates do (HF's Qwen, Llama-3 and Llama-2-chat
 // templates, and Mistral-Instruct v0.1's).
 #include "loader/chat_template.h"
+#include "loader/alloc.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -61,7 +62,7 @@ static void add(text *t, const char *s) {
     size_t l = strlen(s);
     if (t->n + l + 1 > t->cap) {
         t->cap = (t->n + l + 1) * 2;
-        t->p = realloc(t->p, t->cap);
+        t->p = rp_realloc(t->p, t->cap);
     }
     memcpy(t->p + t->n, s, l + 1);
     t->n += l;
@@ -72,7 +73,7 @@ static void add_trimmed(text *t, const char *s) {
     while (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r') s++;
     size_t l = strlen(s);
     while (l && (s[l - 1] == ' ' || s[l - 1] == '\n' || s[l - 1] == '\t' || s[l - 1] == '\r')) l--;
-    char *c = strndup(s, l);
+    char *c = rp_strndup(s, l);
     add(t, c);
     free(c);
 }

@@ -1,5 +1,6 @@
 // Reading small files whole, and JSON files into cJSON trees with errors that name the file.
 #include "loader/json_file.h"
+#include "loader/alloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@ char *read_file_all(const char *path, size_t limit, const char *kind, size_t *le
     }
     // read to the end, never past the limit: a stream (a FIFO, /dev/zero) has no size to check first
     size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
+    char *buf = rp_malloc(cap);
     int too_big = 0;
     for (;;) {
         if (n + 1 >= cap) {
@@ -92,7 +93,7 @@ int file_exists(const char *path) {
 
 char *path_join(const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
+    char *p = rp_malloc(a + b + 2);
     memcpy(p, dir, a);
     p[a] = '/';
     memcpy(p + a + 1, name, b + 1);

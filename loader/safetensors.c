@@ -6,6 +6,7 @@
 // and below a bound, the header a well-formed JSON object, dtypes known, shape x dtype size == end - begin,
 // offsets inside the data section, tensors non-overlapping and together covering the data section exactly.
 #include "loader/safetensors.h"
+#include "loader/alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -115,7 +116,7 @@ static int parse_entry(const cJSON *e, const char *path, const char *data, uint6
 
 // Checks that the tensors of one file tile its data section: sorted by offset, each starts where the last ended.
 static int check_tiling(st_tensor *ts, int n, const char *data, uint64_t data_size, const char *path, rp_err *err) {
-    st_tensor **order = malloc(sizeof *order * (n ? n : 1));
+    st_tensor **order = rp_malloc(sizeof *order * (n ? n : 1));
     for (int i = 0; i < n; i++) order[i] = &ts[i];
     qsort(order, n, sizeof *order, cmp_by_offset);
     uint64_t at = 0;
@@ -154,9 +155,9 @@ static int load_one(st_archive *a, const char *path, rp_err *err) {
     close(fd);
     if (map == MAP_FAILED) return rp_fail(err, "%s: mmap failed: %s", path, strerror(errno));
 
-    a->files = realloc(a->files, sizeof *a->files * (a->n_files + 1));
+    a->files = rp_realloc(a->files, sizeof *a->files * (a->n_files + 1));
     int fi = a->n_files++;
-    a->files[fi] = (st_file){.path = strdup(path), .map = map, .size = size};
+    a->files[fi] = (st_file){.path = rp_strdup(path), .map = map, .size = size};
 
     const unsigned char *p = map;
     uint64_t hlen = 0;
@@ -187,8 +188,8 @@ static int load_one(st_archive *a, const char *path, rp_err *err) {
         st_tensor t = {.file = fi};
         uint64_t begin;
         if ((rc = parse_entry(e, path, data, data_size, &t, &begin, err))) break;
-        t.name = strdup(e->string);
-        a->tensors = realloc(a->tensors, sizeof *a->tensors * (a->n_tensors + 1));
+        t.name = rp_strdup(e->string);
+        a->tensors = rp_realloc(a->tensors, sizeof *a->tensors * (a->n_tensors + 1));
         a->tensors[a->n_tensors++] = t;
     }
     cJSON_Delete(h);
@@ -311,8 +312,8 @@ int st_write_file(const char *path, const st_out_tensor *t, int n, rp_err *err) 
     char *hdr = NULL;
     size_t hlen = 0;
     FILE *h = open_memstream(&hdr, &hlen);
-    const st_out_tensor **sorted = malloc(sizeof *sorted * (n ? n : 1));
-    uint64_t *begin = malloc(sizeof *begin * (n ? n : 1));
+    const st_out_tensor **sorted = rp_malloc(sizeof *sorted * (n ? n : 1));
+    uint64_t *begin = rp_malloc(sizeof *begin * (n ? n : 1));
     uint64_t at = 0;
     for (int i = 0; i < n; i++) {
         sorted[i] = &t[i];
@@ -336,7 +337,7 @@ int st_write_file(const char *path, const st_out_tensor *t, int n, rp_err *err) 
     free(sorted);
     free(begin);
 
-    char *tmp = malloc(strlen(path) + 8);
+    char *tmp = rp_malloc(strlen(path) + 8);
     sprintf(tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     int rc = 0;

@@ -5,6 +5,7 @@
 // post-processor's template adds BOS and the like. Decoding maps ids to token strings and runs the decoder chain.
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "loader/tokenizer.h"
+#include "loader/alloc.h"
 
 #include <cjson/cJSON.h>
 #include <pcre2.h>
@@ -28,7 +29,7 @@ typedef struct {
 static void buf_add(buf *b, const void *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         b->cap = (b->n + n + 1) * 2;
-        b->p = realloc(b->p, b->cap);
+        b->p = rp_realloc(b->p, b->cap);
     }
     memcpy(b->p + b->n, s, n);
     b->n += n;
@@ -46,9 +47,9 @@ typedef struct {
 static void pieces_add(pieces *ps, const char *s, size_t n, int at_start) {
     if (ps->n == ps->cap) {
         ps->cap = ps->cap ? ps->cap * 2 : 16;
-        ps->off = realloc(ps->off, sizeof *ps->off * ps->cap);
-        ps->len = realloc(ps->len, sizeof *ps->len * ps->cap);
-        ps->at_start = realloc(ps->at_start, (size_t)ps->cap);
+        ps->off = rp_realloc(ps->off, sizeof *ps->off * ps->cap);
+        ps->len = rp_realloc(ps->len, sizeof *ps->len * ps->cap);
+        ps->at_start = rp_realloc(ps->at_start, (size_t)ps->cap);
     }
     ps->off[ps->n] = ps->text.n;
     ps->len[ps->n] = n;
@@ -160,7 +161,7 @@ static pcre2_code *compile_re(const char *re, rp_err *err) {
 static int parse_pattern(const cJSON *o, pattern *p, const char *where, rp_err *err) {
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "String"), *r = cJSON_GetObjectItemCaseSensitive(o, "Regex");
     if (cJSON_IsString(s)) {
-        p->literal = strdup(s->valuestring);
+        p->literal = rp_strdup(s->valuestring);
         p->literal_len = strlen(s->valuestring);
         if (!p->literal_len) return rp_fail(err, "tokenizer.json: %s has an empty pattern", where);
         return 0;
@@ -253,15 +254,15 @@ static int load_normalizer_one(tokenizer *t, const cJSON *o, rp_err *err) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prepend");
         if (!cJSON_IsString(p)) return rp_fail(err, "tokenizer.json: Prepend normalizer without \"prepend\"");
         s.kind = N_PREPEND;
-        s.text = strdup(p->valuestring);
+        s.text = rp_strdup(p->valuestring);
     } else if (!strcmp(type, "Replace")) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "content");
         if (!cJSON_IsString(c)) return rp_fail(err, "tokenizer.json: Replace normalizer without \"content\"");
         if (parse_pattern(cJSON_GetObjectItemCaseSensitive(o, "pattern"), &s.pat, "Replace normalizer", err)) return -1;
         s.kind = N_REPLACE;
-        s.text = strdup(c->valuestring);
+        s.text = rp_strdup(c->valuestring);
     } else return rp_fail(err, "tokenizer.json: normalizer '%s' is not supported (supported: NFC, Prepend, Replace, Sequence)", type);
-    t->norm = realloc(t->norm, sizeof *t->norm * (size_t)(t->n_norm + 1));
+    t->norm = rp_realloc(t->norm, sizeof *t->norm * (size_t)(t->n_norm + 1));
     t->norm[t->n_norm++] = s;
     return 0;
 }
@@ -295,7 +296,7 @@ static int load_pretok_one(tokenizer *t, const cJSON *o, rp_err *err) {
         s.kind = P_DIGITS;
         s.individual_digits = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "individual_digits"));
     } else return rp_fail(err, "tokenizer.json: pre-tokenizer '%s' is not supported (supported: Split, ByteLevel, Metaspace, Digits, Sequence)", type);
-    t->pretok = realloc(t->pretok, sizeof *t->pretok * (size_t)(t->n_pretok + 1));
+    t->pretok = rp_realloc(t->pretok, sizeof *t->pretok * (size_t)(t->n_pretok + 1));
     t->pretok[t->n_pretok++] = s;
     return 0;
 }
@@ -311,7 +312,7 @@ static int load_decoder_one(tokenizer *t, const cJSON *o, rp_err *err) {
         if (!cJSON_IsString(c)) return rp_fail(err, "tokenizer.json: Replace decoder without \"content\"");
         if (parse_pattern(cJSON_GetObjectItemCaseSensitive(o, "pattern"), &s.pat, "Replace decoder", err)) return -1;
         s.kind = D_REPLACE;
-        s.content = strdup(c->valuestring);
+        s.content = rp_strdup(c->valuestring);
     } else if (!strcmp(type, "Strip")) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "content"), *a = cJSON_GetObjectItemCaseSensitive(o, "start"),
                     *b = cJSON_GetObjectItemCaseSensitive(o, "stop");
@@ -327,7 +328,7 @@ static int load_decoder_one(tokenizer *t, const cJSON *o, rp_err *err) {
         if (replacement_char(o, s.replacement) || parse_scheme(o, &s.scheme))
             return rp_fail(err, "tokenizer.json: Metaspace decoder has a bad replacement or prepend_scheme");
     } else return rp_fail(err, "tokenizer.json: decoder '%s' is not supported (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)", type);
-    t->dec = realloc(t->dec, sizeof *t->dec * (size_t)(t->n_dec + 1));
+    t->dec = rp_realloc(t->dec, sizeof *t->dec * (size_t)(t->n_dec + 1));
     t->dec[t->n_dec++] = s;
     return 0;
 }
@@ -340,7 +341,7 @@ static int load_template(tokenizer *t, const cJSON *o, rp_err *err) {
     for (const cJSON *e = single->child; e; e = e->next) {
         const cJSON *sp = cJSON_GetObjectItemCaseSensitive(e, "SpecialToken");
         if (cJSON_GetObjectItemCaseSensitive(e, "Sequence")) {
-            t->tmpl = realloc(t->tmpl, sizeof(int) * (size_t)(t->n_tmpl + 1));
+            t->tmpl = rp_realloc(t->tmpl, sizeof(int) * (size_t)(t->n_tmpl + 1));
             t->tmpl[t->n_tmpl++] = -1;
             continue;
         }
@@ -350,7 +351,7 @@ static int load_template(tokenizer *t, const cJSON *o, rp_err *err) {
         if (!cJSON_IsArray(ids)) return rp_fail(err, "tokenizer.json: TemplateProcessing names a special token it does not define");
         for (const cJSON *i = ids->child; i; i = i->next) {
             if (!cJSON_IsNumber(i) || i->valueint < 0) return rp_fail(err, "tokenizer.json: TemplateProcessing has a bad id");
-            t->tmpl = realloc(t->tmpl, sizeof(int) * (size_t)(t->n_tmpl + 1));
+            t->tmpl = rp_realloc(t->tmpl, sizeof(int) * (size_t)(t->n_tmpl + 1));
             t->tmpl[t->n_tmpl++] = i->valueint;
         }
     }
@@ -379,7 +380,7 @@ static void trie_insert(tokenizer *t, const char *s, size_t n, int token) {
         if (!next) {
             if (t->n_trie == t->cap_trie) {   // doubling: n inserts cost O(n) copies, not O(n^2)
                 t->cap_trie *= 2;
-                t->trie = realloc(t->trie, sizeof *t->trie * (size_t)t->cap_trie);
+                t->trie = rp_realloc(t->trie, sizeof *t->trie * (size_t)t->cap_trie);
             }
             next = t->n_trie++;
             t->trie[next] = (trie_node){.token = -1, .next_sibling = t->trie[node].first_child, .byte = c};
@@ -392,13 +393,13 @@ static void trie_insert(tokenizer *t, const char *s, size_t n, int token) {
 
 static int load_added(tokenizer *t, const cJSON *list, rp_err *err) {
     t->cap_trie = 64;
-    t->trie = calloc((size_t)t->cap_trie, sizeof *t->trie);
+    t->trie = rp_calloc((size_t)t->cap_trie, sizeof *t->trie);
     t->trie[0].token = -1;
     t->n_trie = 1;
     size_t text_bytes = 0;
     if (!list || cJSON_IsNull(list)) return 0;
     if (!cJSON_IsArray(list)) return rp_fail(err, "tokenizer.json: added_tokens is not an array");
-    t->added = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof *t->added);
+    t->added = rp_calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof *t->added);
     for (const cJSON *e = list->child; e; e = e->next) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id"), *c = cJSON_GetObjectItemCaseSensitive(e, "content");
         if (!cJSON_IsNumber(id) || id->valueint < 0 || id->valuedouble > 16777216 || !cJSON_IsString(c) || !c->valuestring[0])
@@ -408,7 +409,7 @@ static int load_added(tokenizer *t, const cJSON *list, rp_err *err) {
             return rp_fail(err, "tokenizer.json: added tokens hold more than %zu MiB of text (real ones: under 1 MB)",
                            ADDED_TOKENS_MAX_BYTES >> 20);
         added_token *a = &t->added[t->n_added];
-        a->content = strdup(c->valuestring);
+        a->content = rp_strdup(c->valuestring);
         a->len = len;
         a->id = id->valueint;
         a->special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special"));
@@ -434,7 +435,7 @@ tokenizer *tokenizer_load(const char *path, rp_err *err) {
 tokenizer *tokenizer_load_text(const char *json, size_t len, const char *path, rp_err *err) {
     cJSON *root = json_parse_text(json, len, path, err);
     if (!root) return NULL;
-    tokenizer *t = calloc(1, sizeof *t);
+    tokenizer *t = rp_calloc(1, sizeof *t);
     int rc = 0;
     if (!cJSON_IsObject(root)) rc = rp_fail(err, "%s: not a JSON object", path);
     if (!rc) rc = bpe_load(&t->bpe, cJSON_GetObjectItemCaseSensitive(root, "model"), err);
@@ -549,8 +550,8 @@ static void on_span(void *c, size_t a, size_t b) {
     spans *s = c;
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 16;
-        s->a = realloc(s->a, sizeof *s->a * s->cap);
-        s->b = realloc(s->b, sizeof *s->b * s->cap);
+        s->a = rp_realloc(s->a, sizeof *s->a * s->cap);
+        s->b = rp_realloc(s->b, sizeof *s->b * s->cap);
     }
     s->a[s->n] = a;
     s->b[s->n] = b;
@@ -562,8 +563,8 @@ static void on_span(void *c, size_t a, size_t b) {
 // glued to the segment before or after them.
 static void split_piece(pieces *out, const char *s, size_t n, int at_start, const spans *m, split_behavior beh, int invert) {
     int cap = 2 * m->n + 2, k = 0;
-    size_t *a = malloc(sizeof *a * cap), *b = malloc(sizeof *b * cap);
-    char *delim = malloc((size_t)cap);
+    size_t *a = rp_malloc(sizeof *a * cap), *b = rp_malloc(sizeof *b * cap);
+    char *delim = rp_malloc((size_t)cap);
     size_t prev = 0;
     for (int i = 0; i <= m->n; i++) {
         size_t ma = i < m->n ? m->a[i] : n, mb = i < m->n ? m->b[i] : n;
@@ -706,7 +707,7 @@ static void pretok_digits(const pretok_step *st, pieces *ps) {
 static void push(int **ids, int *n, int *cap, int id) {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 64;
-        *ids = realloc(*ids, sizeof **ids * (size_t)*cap);
+        *ids = rp_realloc(*ids, sizeof **ids * (size_t)*cap);
     }
     (*ids)[(*n)++] = id;
 }
@@ -796,7 +797,7 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
         free(out);
         out = full, nids = nf;
     }
-    *ids = out ? out : malloc(sizeof(int));
+    *ids = out ? out : rp_malloc(sizeof(int));
     *n = nids;
     return 0;
 }
@@ -812,10 +813,10 @@ typedef struct {
 static void sl_add(strlist *l, const char *s, size_t n) {
     if (l->count == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 16;
-        l->s = realloc(l->s, sizeof *l->s * l->cap);
-        l->n = realloc(l->n, sizeof *l->n * l->cap);
+        l->s = rp_realloc(l->s, sizeof *l->s * l->cap);
+        l->n = rp_realloc(l->n, sizeof *l->n * l->cap);
     }
-    l->s[l->count] = malloc(n + 1);
+    l->s[l->count] = rp_malloc(n + 1);
     memcpy(l->s[l->count], s, n);
     l->s[l->count][n] = 0;
     l->n[l->count++] = n;
@@ -1006,7 +1007,7 @@ static int ends_incomplete(const char *s, size_t n) { return n >= 3 && !memcmp(s
 char *detok_stream_push(detok_stream *s, int id, rp_err *err) {
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 64;
-        s->ids = realloc(s->ids, sizeof *s->ids * (size_t)s->cap);
+        s->ids = rp_realloc(s->ids, sizeof *s->ids * (size_t)s->cap);
     }
     s->ids[s->n++] = id;
     char *prefix, *full;
@@ -1021,17 +1022,17 @@ char *detok_stream_push(detok_stream *s, int id, rp_err *err) {
     if (fl > pl && !ends_incomplete(full, fl)) {
         size_t common = 0;   // the window's text normally extends the prefix's; if not, print from where they part
         while (common < pl && full[common] == prefix[common]) common++;
-        out = strdup(full + common);
+        out = rp_strdup(full + common);
         s->prefix_start = s->read_start;
         s->read_start = s->n;
-    } else out = strdup("");
+    } else out = rp_strdup("");
     free(prefix);
     free(full);
     return out;
 }
 
 char *detok_stream_flush(detok_stream *s, rp_err *err) {
-    if (s->read_start == s->n) return strdup("");
+    if (s->read_start == s->n) return rp_strdup("");
     char *prefix, *full;
     size_t pl, fl;
     if (tokenizer_decode(s->t, s->ids + s->prefix_start, s->read_start - s->prefix_start, s->skip_special, &prefix, &pl, err))
@@ -1042,7 +1043,7 @@ char *detok_stream_flush(detok_stream *s, rp_err *err) {
     }
     size_t common = 0;
     while (common < pl && common < fl && full[common] == prefix[common]) common++;
-    char *out = strdup(full + common);
+    char *out = rp_strdup(full + common);
     s->prefix_start = s->read_start = s->n;
     free(prefix);
     free(full);

@@ -1,5 +1,6 @@
 // UTF-8 helpers: validation, decoding, Rust-style lossy repair, and GPT-2's byte <-> character map.
 #include "loader/utf8.h"
+#include "loader/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,7 @@ static size_t invalid_span(const unsigned char *s, size_t n) {
 
 size_t utf8_lossy(const char *s, size_t n, char **out) {
     const unsigned char *p = (const unsigned char *)s;
-    char *o = malloc(n * 3 + 1);
+    char *o = rp_malloc(n * 3 + 1);
     size_t k = 0, i = 0;
     while (i < n) {
         int l = utf8_seq_len(p + i, n - i);

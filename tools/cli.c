@@ -1,5 +1,6 @@
 // Command-line options shared by the reprise subcommands, parsed one way everywhere.
 #include "tools/cli.h"
+#include "loader/alloc.h"
 
 #include "engine/tensor_parallel.h"
 
@@ -133,7 +134,7 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
 int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err) {
     int cap = 16;
     *n = 0;
-    *ids = malloc(sizeof(int) * cap);
+    *ids = rp_malloc(sizeof(int) * cap);
     const char *p = text;
     while (*p) {
         while (*p == ',' || *p == ' ') p++;
@@ -147,7 +148,7 @@ int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err) {
             *ids = NULL;
             return rp_fail(err, "--tokens: '%.*s' is not a token id", len, p);
         }
-        if (*n == cap) *ids = realloc(*ids, sizeof(int) * (cap *= 2));
+        if (*n == cap) *ids = rp_realloc(*ids, sizeof(int) * (cap *= 2));
         (*ids)[(*n)++] = (int)v;
         p = end;
     }
@@ -212,7 +213,7 @@ int cli_prompt_ids(const cli_opts *o, const tokenizer *tok, int **ids, int *n, i
     if (!o->prompt && !o->file) return rp_fail(err, "give a prompt: -p TEXT, -f FILE or --tokens IDS (see --help)");
     if (!tok) return rp_fail(err, "%s has no tokenizer.json: give token ids with --tokens", o->model_dir);
     size_t len;
-    char *text = o->file ? read_file_all(o->file, READ_LIMIT_PROMPT, "prompt file", &len, err) : strdup(o->prompt);
+    char *text = o->file ? read_file_all(o->file, READ_LIMIT_PROMPT, "prompt file", &len, err) : rp_strdup(o->prompt);
     if (!text) return -1;
     if (!o->file) len = strlen(text);
     int rc = tokenizer_encode(tok, text, len, !o->no_special, ids, n, err);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/roofline.h"
+#include "loader/alloc.h"
 #include "engine/tensor_parallel.h"
 #include "loader/config.h"
 #include "tools/bench/bench_offline.h"
@@ -109,7 +110,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, char **sched_text, i
             if (!rc && n1 != 1) rc = rp_fail(err, "%s takes one integer", a);
             if (!rc) *(!strcmp(a, "-r") ? &o->reps : !strcmp(a, "-t") ? &o->threads : &o->tp) = one[0];
             if (!rc && !strcmp(a, "--tp") && o->tp > TP_MAX_RANKS) rc = rp_fail(err, "--tp: at most %d", TP_MAX_RANKS);
-        } else if (!strcmp(a, "--schedule")) *sched_text = strdup(v);
+        } else if (!strcmp(a, "--schedule")) *sched_text = rp_strdup(v);
         else if (!strcmp(a, "-o")) {
             if (strcmp(v, "md") && strcmp(v, "csv") && strcmp(v, "json") && strcmp(v, "jsonl"))
                 rc = rp_fail(err, "-o: '%s': md, csv, json or jsonl", v);
@@ -163,7 +164,7 @@ static int parse_serve_args(int argc, char **argv, serve_bench_opts *o, char **s
         else if (!strcmp(a, "--dataset-path")) o->dataset_path = v;
         else if (!strcmp(a, "--result-dir")) o->result_dir = v;
         else if (!strcmp(a, "--result-filename")) o->result_filename = v;
-        else if (!strcmp(a, "--schedule")) free(*sched_text), *sched_text = strdup(v);
+        else if (!strcmp(a, "--schedule")) free(*sched_text), *sched_text = rp_strdup(v);
         else if (!strcmp(a, "--goodput")) rc = serve_parse_goodput(o, v, err);
         else if (!strcmp(a, "--percentile-metrics")) rc = serve_parse_percentile_metrics(o, v, err);
         else if (!strcmp(a, "--metric-percentiles")) rc = serve_parse_percentiles(o, v, err);
@@ -202,7 +203,7 @@ static int parse_serve_args(int argc, char **argv, serve_bench_opts *o, char **s
 
 // Splits "a;b;c" into o's schedules (pointers into *list, which the caller frees).
 static int split_schedules(const char *text, char **list, char **out, int *n) {
-    *list = strdup(text);
+    *list = rp_strdup(text);
     char *save = NULL;
     *n = 0;
     for (char *s = strtok_r(*list, ";", &save); s && *n < BENCH_MAX_LIST; s = strtok_r(NULL, ";", &save))

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "loader/chat_template.h"
+#include "loader/alloc.h"
 #include "tools/session.h"
 
 static const char *usage =
@@ -30,7 +31,7 @@ typedef struct {
 } conversation;
 
 static void say(conversation *c, const char *role, char *content) {
-    if (c->n == c->cap) c->m = realloc(c->m, sizeof *c->m * (size_t)(c->cap = c->cap ? c->cap * 2 : 8));
+    if (c->n == c->cap) c->m = rp_realloc(c->m, sizeof *c->m * (size_t)(c->cap = c->cap ? c->cap * 2 : 8));
     c->m[c->n++] = (chat_message){.role = role, .content = content};
 }
 
@@ -76,7 +77,7 @@ int cmd_chat(int argc, char **argv) {
     if (o.system && ct.family == CHAT_PLAIN)
         fprintf(stderr, "reprise chat: the plain template has no system prompt: --system is not used\n");
     conversation conv = {0};
-    if (o.system) say(&conv, "system", strdup(o.system));
+    if (o.system) say(&conv, "system", rp_strdup(o.system));
     int base_turns = conv.n, rc = 0, tty = isatty(0);
     fprintf(stderr, "reprise chat: %s, template %s, context %d tokens; /reset starts over, /exit ends\n", o.model_dir,
             chat_family_name(ct.family), ctx);
@@ -94,7 +95,7 @@ int cmd_chat(int argc, char **argv) {
             continue;
         }
         if (!got) continue;
-        say(&conv, "user", strdup(line));
+        say(&conv, "user", rp_strdup(line));
         char *text = chat_render(&ct, conv.m, conv.n, 1);
         int *ids, n;
         // the rendered text holds BOS where the template wants it, so the tokenizer's template is not applied

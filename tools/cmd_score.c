@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "loader/json_file.h"
+#include "loader/alloc.h"
 #include "loader/tokenizer.h"
 #include "engine/sampler.h"
 #include "tools/cli.h"
@@ -48,7 +49,7 @@ int cmd_score(int argc, char **argv) {
     }
     tokenizer_free(tok);
     int vocab = m.cfg.vocab_size, rc = 0;
-    float *logits = malloc(sizeof(float) * (size_t)n * vocab);
+    float *logits = rp_malloc(sizeof(float) * (size_t)n * vocab);
     sequence seq;
     sequence *batch[1] = {&seq};
     const int *feed = ids;
@@ -63,7 +64,7 @@ int cmd_score(int argc, char **argv) {
         goto out_seq;
     }
     double total = 0;
-    double *lp = malloc(sizeof(double) * n);
+    double *lp = rp_malloc(sizeof(double) * n);
     for (int t = 1; t < n; t++) total += lp[t] = log_prob_of(logits + (size_t)(t - 1) * vocab, vocab, ids[t]);
     double ppl = n > 1 ? exp(-total / (n - 1)) : NAN;
     if (o.json) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/model.h"
+#include "loader/alloc.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/serve/serve_http.h"
@@ -54,7 +55,7 @@ static char *model_name_of(const char *dir) {
     while (n > 1 && dir[n - 1] == '/') n--;
     size_t start = n;
     while (start > 0 && dir[start - 1] != '/') start--;
-    char *name = strndup(dir + start, n - start);
+    char *name = rp_strndup(dir + start, n - start);
     for (char *p = name; *p; p++)   // it goes into a Prometheus label too
         if (*p == '"' || *p == '\\' || *p == '\n') *p = '_';
     return name;
@@ -75,12 +76,12 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    char *key = o.api_key ? strdup(o.api_key) : NULL;
+    char *key = o.api_key ? rp_strdup(o.api_key) : NULL;
     if (!key && o.api_key_file && !(key = read_key_file(o.api_key_file, &err))) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         return 1;
     }
-    if (!key && getenv("REPRISE_API_KEY") && *getenv("REPRISE_API_KEY")) key = strdup(getenv("REPRISE_API_KEY"));
+    if (!key && getenv("REPRISE_API_KEY") && *getenv("REPRISE_API_KEY")) key = rp_strdup(getenv("REPRISE_API_KEY"));
 
     model_config cfg;
     chat_template ct;
@@ -104,7 +105,7 @@ int cmd_serve(int argc, char **argv) {
     lim.kv_budget = o.kv_budget ? o.kv_budget : (long)lim.max_seqs * ctx * sched.n_visits;
     int max_visits = o.max_visits ? o.max_visits : 2 * cfg.n_layers;
     if (max_visits < sched.n_visits) max_visits = sched.n_visits;
-    char *name = o.served_name ? strdup(o.served_name) : model_name_of(o.model_dir);
+    char *name = o.served_name ? rp_strdup(o.served_name) : model_name_of(o.model_dir);
     serve_http *http = NULL;
     serve_engine *engine = NULL;
     model m = {0};

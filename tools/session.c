@@ -1,5 +1,6 @@
 // A generation session for the command line: model, tokenizer, one sequence, a sampler, and the token loop.
 #include "tools/session.h"
+#include "loader/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@ int session_start(session *s, const cli_opts *o, int ctx, rp_err *err) {
         return -1;
     }
     sampler_init(&s->smp, &o->sampling, s->m.cfg.vocab_size);
-    s->cached = malloc(sizeof(int) * (size_t)ctx);
+    s->cached = rp_malloc(sizeof(int) * (size_t)ctx);
     s->ignore_eos = o->ignore_eos;
     for (int i = 0; i < o->n_stops && s->n_stops < MAX_STOPS; i++) s->stops[s->n_stops++] = o->stops[i];
     return 0;
@@ -135,7 +136,7 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     }
     fflush(stdout);
     st->decode_s = rp_now_s() - t1;
-    if (reply) *reply = as_text ? strdup(out.text) : strdup("");
+    if (reply) *reply = as_text ? rp_strdup(out.text) : rp_strdup("");
     if (as_text) text_out_free(&out);
     return rc;
 }

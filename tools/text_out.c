@@ -1,5 +1,6 @@
 // Generated text as it becomes final: detokenization, stop strings and their hold-back.
 #include "tools/text_out.h"
+#include "loader/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,7 @@ void text_out_init(text_out *t, const tokenizer *tok, const char *const *stops, 
     detok_stream_init(&t->ds, tok, 1);
     t->stops = stops;
     t->n_stops = n_stops;
-    t->text = calloc(1, 1);
+    t->text = rp_calloc(1, 1);
 }
 
 void text_out_free(text_out *t) {
@@ -20,7 +21,7 @@ void text_out_free(text_out *t) {
 
 static void append(text_out *t, const char *s) {
     size_t n = strlen(s);
-    t->text = realloc(t->text, t->len + n + 1);
+    t->text = rp_realloc(t->text, t->len + n + 1);
     memcpy(t->text + t->len, s, n + 1);
     t->len += n;
 }

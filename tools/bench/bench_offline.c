@@ -2,6 +2,7 @@
 // as a whole and, for generation, step by step; every figure is printed beside its roofline (bytes over the
 // measured bandwidth for decode, FLOPs over the measured peak for prompts) and beside base's time.
 #include "tools/bench/bench_offline.h"
+#include "loader/alloc.h"
 
 #include <math.h>
 #include <omp.h>
@@ -56,12 +57,12 @@ static double gpu_gemm_peak(int emulated, rp_err *err) {
 static int run_test(model *m, const schedule *s, const bench_test *t, double *seconds, double *steps, rp_err *err) {
     int B = t->seqs, vocab = m->cfg.vocab_size, ctx = t->depth + t->n_prompt + t->n_gen;
     int longest = t->depth > t->n_prompt ? t->depth : t->n_prompt;
-    sequence *seqs = calloc((size_t)B, sizeof *seqs);
-    sequence **ptr = malloc(sizeof *ptr * (size_t)B);
-    const int **feeds = malloc(sizeof *feeds * (size_t)B);
-    int *counts = malloc(sizeof(int) * (size_t)B), *ids = malloc(sizeof(int) * (size_t)(longest > 1 ? longest : 1));
-    int *next = malloc(sizeof(int) * (size_t)B);
-    float *logits = malloc(sizeof(float) * (size_t)B * vocab);
+    sequence *seqs = rp_calloc((size_t)B, sizeof *seqs);
+    sequence **ptr = rp_malloc(sizeof *ptr * (size_t)B);
+    const int **feeds = rp_malloc(sizeof *feeds * (size_t)B);
+    int *counts = rp_malloc(sizeof(int) * (size_t)B), *ids = rp_malloc(sizeof(int) * (size_t)(longest > 1 ? longest : 1));
+    int *next = rp_malloc(sizeof(int) * (size_t)B);
+    float *logits = rp_malloc(sizeof(float) * (size_t)B * vocab);
     int rc = 0, made = 0;
     for (int i = 0; i < (longest > 1 ? longest : 1); i++) ids[i] = (int)((i * 7919L + 1) % vocab);
     for (; made < B && !rc; made++) {
@@ -107,13 +108,13 @@ typedef struct {
 static void stats_of(const bench_row *r, row_stats *st) {
     int n = r->n_samples;
     double tokens = (double)r->t.seqs * (r->t.n_prompt + r->t.n_gen);
-    st->ts = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    double *ns = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    st->ts = rp_malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double *ns = rp_malloc(sizeof(double) * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) ns[i] = r->samples_s[i] * 1e9, st->ts[i] = tokens / r->samples_s[i];
     st->avg_ns = stats_mean(ns, n), st->stddev_ns = stats_stddev(ns, n, 1);
     st->avg_ts = stats_mean(st->ts, n), st->stddev_ts = stats_stddev(st->ts, n, 1);
     free(ns);
-    double *sorted = malloc(sizeof(double) * (size_t)(r->n_steps ? r->n_steps : 1));
+    double *sorted = rp_malloc(sizeof(double) * (size_t)(r->n_steps ? r->n_steps : 1));
     memcpy(sorted, r->steps_s, sizeof(double) * (size_t)r->n_steps);
     stats_sort(sorted, r->n_steps);
     st->p50 = stats_percentile(sorted, r->n_steps, 50) * 1e3;
@@ -217,7 +218,7 @@ int bench_offline(const bench_opts *o) {
     if (config_load(&cfg, o->model_dir, &err)) return fprintf(stderr, "reprise bench: %s\n", err.msg), 1;
     // the tests, in llama-bench's order: for each depth and batch, the prompts, the generations, then both
     int n_tests = 0, cap = o->n_depths * o->n_batches * (o->n_prompts + o->n_gens + o->n_pg);
-    bench_test *tests = calloc((size_t)(cap ? cap : 1), sizeof *tests);
+    bench_test *tests = rp_calloc((size_t)(cap ? cap : 1), sizeof *tests);
     int need_ctx = 0, most_seqs = 1;
     for (int d = 0; d < o->n_depths; d++)
         for (int b = 0; b < o->n_batches; b++) {
@@ -238,7 +239,7 @@ int bench_offline(const bench_opts *o) {
         if (ctx > need_ctx) need_ctx = ctx;
         if (tests[i].seqs > most_seqs) most_seqs = tests[i].seqs;
     }
-    schedule *scheds = calloc((size_t)o->n_schedules, sizeof *scheds);
+    schedule *scheds = rp_calloc((size_t)o->n_schedules, sizeof *scheds);
     int most_visits = 1, rc = 0;
     for (int k = 0; k < o->n_schedules && !rc; k++) {
         if (schedule_parse(&scheds[k], o->schedules[k], cfg.n_layers, &err)) {
@@ -290,13 +291,13 @@ int bench_offline(const bench_opts *o) {
                o->gpu, peaks->bandwidth / 1e12, peaks->bf16_flops / 1e12);
     }
     int n_rows = o->n_schedules * n_tests;
-    bench_row *rows = calloc((size_t)(n_rows ? n_rows : 1), sizeof *rows);
+    bench_row *rows = rp_calloc((size_t)(n_rows ? n_rows : 1), sizeof *rows);
     for (int k = 0, i = 0; k < o->n_schedules && !rc; k++)
         for (int t = 0; t < n_tests; t++, i++) {
             bench_row *r = &rows[i];
             *r = (bench_row){.schedule = o->schedules[k], .visits = scheds[k].n_visits, .t = tests[t], .base_row = t};
-            r->samples_s = calloc((size_t)o->reps, sizeof(double));
-            r->steps_s = calloc((size_t)o->reps * (tests[t].n_gen ? tests[t].n_gen : 1), sizeof(double));
+            r->samples_s = rp_calloc((size_t)o->reps, sizeof(double));
+            r->steps_s = rp_calloc((size_t)o->reps * (tests[t].n_gen ? tests[t].n_gen : 1), sizeof(double));
             r->roofline_ts = roofline_ts(&cfg, &scheds[k], &tests[t], &env, wb, kb);
             if (!measure) continue;
             char name[64];

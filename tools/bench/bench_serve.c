@@ -2,6 +2,7 @@
 // burstiness 1), wait for a slot under --max-concurrency, and stream from the server; one thread drives every
 // connection through libcurl's multi interface, timing each chunk as it arrives. The figures: bench_serve_report.c.
 #include "tools/bench/bench_serve.h"
+#include "loader/alloc.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -98,10 +99,10 @@ static int jsonl_prompts(const serve_bench_opts *o, prompt_spec *p, int n, rp_er
         else if (ol && (!cJSON_IsNumber(ol) || ol->valuedouble < 1 || ol->valuedouble > 1e7 ||
                         ol->valuedouble != (int)ol->valuedouble))
             rc = rp_fail(err, "%s:%d: \"output_len\" is not a positive integer", o->dataset_path, line_no);
-        else if (cJSON_IsString(pr)) s->text = strdup(pr->valuestring);
+        else if (cJSON_IsString(pr)) s->text = rp_strdup(pr->valuestring);
         else if (cJSON_IsArray(pr) && cJSON_GetArraySize(pr) > 0) {
             s->n_ids = cJSON_GetArraySize(pr);
-            s->ids = malloc((size_t)s->n_ids * sizeof(int));
+            s->ids = rp_malloc((size_t)s->n_ids * sizeof(int));
             int k = 0;
             for (cJSON *e = pr->child; e && !rc; e = e->next, k++) {
                 if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e9 || e->valuedouble != (int)e->valuedouble)
@@ -168,7 +169,7 @@ static void fail_request(live_request *q, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    q->res->error = strdup(msg);
+    q->res->error = rp_strdup(msg);
 }
 
 static int grow(void *pp, size_t *cap, size_t need, size_t elem) {
@@ -245,7 +246,7 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *user) {
     if (!q->status) curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &q->status);
     if (q->status != 200) {   // keep the start of the body, to name the error
         size_t keep = q->error_len + n > MAX_ERROR_BODY ? MAX_ERROR_BODY - q->error_len : n;
-        char *b = realloc(q->error_body, q->error_len + keep + 1);
+        char *b = rp_realloc(q->error_body, q->error_len + keep + 1);
         if (!b) return 0;
         memcpy(b + q->error_len, data, keep);
         q->error_len += keep;
@@ -285,7 +286,7 @@ static char *request_body(const serve_bench_opts *o, const char *model, const pr
     } else if (p->text) cJSON_AddStringToObject(j, "prompt", p->text);
     else if (p->ids) cJSON_AddItemToObject(j, "prompt", cJSON_CreateIntArray(p->ids, p->n_ids));
     else {   // the random dataset: the ids drawn now, the same every time from the prompt's seed
-        int *ids = malloc((size_t)p->n_ids * sizeof(int));
+        int *ids = rp_malloc((size_t)p->n_ids * sizeof(int));
         uint64_t rng = p->seed;
         for (int k = 0; ids && k < p->n_ids; k++) ids[k] = (int)(next_u64(&rng) % (uint64_t)p->vocab);
         if (ids) cJSON_AddItemToObject(j, "prompt", cJSON_CreateIntArray(ids, p->n_ids));
@@ -305,7 +306,7 @@ static char *request_body(const serve_bench_opts *o, const char *model, const pr
 static char *url_of(const char *base, const char *path) {
     size_t n = strlen(base);
     while (n && base[n - 1] == '/') n--;
-    char *u = malloc(n + strlen(path) + 2);
+    char *u = rp_malloc(n + strlen(path) + 2);
     sprintf(u, "%.*s%s%s", (int)n, base, path[0] == '/' ? "" : "/", path);
     return u;
 }
@@ -372,7 +373,7 @@ static size_t on_get_data(char *data, size_t size, size_t nmemb, void *user) {
     char **buf = user;
     size_t n = size * nmemb, have = *buf ? strlen(*buf) : 0;
     if (have + n > ((size_t)16 << 20)) return 0;
-    char *b = realloc(*buf, have + n + 1);
+    char *b = rp_realloc(*buf, have + n + 1);
     if (!b) return 0;
     memcpy(b + have, data, n);
     b[have + n] = 0;
@@ -410,12 +411,12 @@ static cJSON *get_json(const serve_bench_opts *o, const char *path, rp_err *err)
 
 // The model to name in requests: --model, else the first the server lists.
 static char *served_model(const serve_bench_opts *o, rp_err *err) {
-    if (o->model) return strdup(o->model);
+    if (o->model) return rp_strdup(o->model);
     cJSON *j = get_json(o, "/v1/models", err);
     if (!j) return NULL;
     cJSON *d = cJSON_GetObjectItem(j, "data"), *first = cJSON_IsArray(d) ? cJSON_GetArrayItem(d, 0) : NULL;
     cJSON *id = first ? cJSON_GetObjectItem(first, "id") : NULL;
-    char *name = cJSON_IsString(id) ? strdup(id->valuestring) : NULL;
+    char *name = cJSON_IsString(id) ? rp_strdup(id->valuestring) : NULL;
     cJSON_Delete(j);
     if (!name) rp_fail(err, "%s/v1/models lists no model: name one with --model", o->url);
     return name;
@@ -462,10 +463,10 @@ static double run_requests(const serve_bench_opts *o, const char *model, const p
     int chat = strstr(o->endpoint, "chat/completions") != NULL;
     char *url = url_of(o->url, o->endpoint);
     CURLM *multi = curl_multi_init();
-    live_request *live = calloc((size_t)n, sizeof *live);
+    live_request *live = rp_calloc((size_t)n, sizeof *live);
     int started = 0, running = 0, finished = 0, failed = 0;
     if (!live)
-        for (; finished < n; finished++) res[finished].error = strdup("out of memory for the requests in flight");
+        for (; finished < n; finished++) res[finished].error = rp_strdup("out of memory for the requests in flight");
     double t0 = rp_now_s(), last_report = t0;
     while (finished < n) {
         double now = rp_now_s() - t0;

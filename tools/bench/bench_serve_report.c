@@ -2,6 +2,7 @@
 // tokens - 1) per request, ITL pooled over every gap between chunks, E2EL; means, medians, numpy's population std
 // and linearly interpolated percentiles; goodput against SLOs. Printing and the result JSON with vLLM's keys.
 #include "tools/bench/bench_serve.h"
+#include "loader/alloc.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -88,7 +89,7 @@ void serve_summarize(const serve_bench_opts *o, const serve_result *r, int n, in
         if (r[i].ok && (schedule < 0 || r[i].schedule == schedule)) n_itl += (size_t)r[i].n_itl;
     double *v[N_METRICS];
     int nv[N_METRICS] = {0};
-    for (int m = 0; m < N_METRICS; m++) v[m] = malloc(((m == METRIC_ITL ? n_itl : (size_t)n) + 1) * sizeof(double));
+    for (int m = 0; m < N_METRICS; m++) v[m] = rp_malloc(((m == METRIC_ITL ? n_itl : (size_t)n) + 1) * sizeof(double));
     int any_slo = 0;
     for (int m = 0; m < N_METRICS; m++) any_slo |= o->goodput_ms[m] > 0;
     for (int i = 0; i < n; i++) {

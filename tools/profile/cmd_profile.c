@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "loader/fingerprint.h"
+#include "loader/alloc.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/plot/plot.h"
@@ -66,8 +67,8 @@ static int run_prompt(model *m, const schedule *sched, const prompt *p, int chun
     sequence seq;
     sequence *batch[1] = {&seq};
     if (sequence_init(&seq, m, sched, p->n, err)) return -1;
-    float *states = malloc(sizeof(float) * (size_t)B * (size_t)chunk * (size_t)d);
-    const float **h = malloc(sizeof(float *) * (size_t)B);
+    float *states = rp_malloc(sizeof(float) * (size_t)B * (size_t)chunk * (size_t)d);
+    const float **h = rp_malloc(sizeof(float *) * (size_t)B);
     rc = cli_check_tokens(p->ids, p->n, m->cfg.vocab_size, err);
     for (int c0 = 0; c0 < p->n && !rc; c0 += chunk) {
         int n = p->n - c0 < chunk ? p->n - c0 : chunk;
@@ -176,7 +177,7 @@ static int write_outputs(const char *out, const profile_metrics *pm, const sched
     free(path);
 
     // pictures: the block-distance matrix as the sweep's heatmap (y = i in 0..V-1, x = j in 1..V)
-    double *cells = malloc(sizeof(double) * (size_t)V * (size_t)V);
+    double *cells = rp_malloc(sizeof(double) * (size_t)V * (size_t)V);
     for (int i = 0; i < V; i++)
         for (int jj = 1; jj <= V; jj++) cells[(size_t)i * V + jj - 1] = jj > i ? pm->angular[(size_t)i * B + jj] : NAN;
     char title[256];
@@ -191,7 +192,7 @@ static int write_outputs(const char *out, const profile_metrics *pm, const sched
     if (!rc) rc = plot_heatmap(path, title, pm->centred, B, 0, B, 0, "state b (the input of visit b)",
                                "state a (the input of visit a)", PLOT_DIVERGING, err);
     free(path);
-    double *infl = malloc(sizeof(double) * (size_t)V), *corr = malloc(sizeof(double) * (size_t)V);
+    double *infl = rp_malloc(sizeof(double) * (size_t)V), *corr = rp_malloc(sizeof(double) * (size_t)V);
     for (int a = 0; a < V; a++) infl[a] = pm->influence[(size_t)a * B + a + 1], corr[a] = a + 2 < B ? pm->update_corr[a] : NAN;
     const double *series[3] = {infl, pm->update_rel, corr};
     const char *snames[3] = {"block influence of the visit (1 - cos(input, output))", "update norm / state norm",
@@ -207,7 +208,7 @@ int cmd_profile(int argc, char **argv) {
     const char *specs[16], *out = NULL, *dump_path = NULL;
     int n_specs = 0, items = 16, code;
     rp_err err;
-    char **rest = malloc(sizeof(char *) * (size_t)argc);
+    char **rest = rp_malloc(sizeof(char *) * (size_t)argc);
     int n_rest = 0;
     rest[n_rest++] = argv[0], rest[n_rest++] = argv[1];
     for (int i = 2; i < argc; i++) {   // profile's own flags; the rest go through the shared parser
@@ -243,7 +244,7 @@ int cmd_profile(int argc, char **argv) {
     for (int s = 0; s < n_specs && !rc; s++) {
         probe pr;
         if ((rc = probe_load(&pr, specs[s], items, items, (unsigned)o.sampling.seed, &err))) break;
-        ps = realloc(ps, sizeof *ps * (size_t)(n_ps + pr.n_items));
+        ps = rp_realloc(ps, sizeof *ps * (size_t)(n_ps + pr.n_items));
         for (int i = 0; i < pr.n_items && !rc; i++, n_ps++)
             if ((rc = sweep_prompt_ids(&feed, pr.items[i].prompt, &ps[n_ps].ids, &ps[n_ps].n, &err)))
                 rp_wrap(&err, "%s item %s", specs[s], pr.items[i].id);
@@ -251,7 +252,7 @@ int cmd_profile(int argc, char **argv) {
     }
     if (!rc && (o.prompt || o.file)) {
         int is_text;
-        ps = realloc(ps, sizeof *ps * (size_t)(n_ps + 1));
+        ps = rp_realloc(ps, sizeof *ps * (size_t)(n_ps + 1));
         if (!(rc = cli_prompt_ids(&o, feed.tok, &ps[n_ps].ids, &ps[n_ps].n, &is_text, &err))) n_ps++;
     }
     for (int i = 0; i < n_ps && !rc; i++) {

@@ -4,6 +4,7 @@
 // the updates' norms and correlations (<h_{a+1} - h_a, h_{a+2} - h_{a+1}> expands into Gram entries). Dot products
 // are summed in double: updates are small next to the states, and their norms come from differences of Gram entries.
 #include "tools/profile/metrics.h"
+#include "loader/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -12,10 +13,10 @@
 void profile_acc_init(profile_acc *p, int n_states, int dim) {
     size_t bb = (size_t)n_states * (size_t)n_states;
     p->n_states = n_states, p->dim = dim, p->tokens = 0;
-    p->gram = calloc(bb, sizeof(double)), p->cos_sum = calloc(bb, sizeof(double)), p->ang_sum = calloc(bb, sizeof(double));
-    p->sum = calloc((size_t)n_states * (size_t)dim, sizeof(double));
-    p->upd_norm = calloc((size_t)n_states, sizeof(double)), p->upd_rel = calloc((size_t)n_states, sizeof(double));
-    p->upd_corr = calloc((size_t)n_states, sizeof(double));
+    p->gram = rp_calloc(bb, sizeof(double)), p->cos_sum = rp_calloc(bb, sizeof(double)), p->ang_sum = rp_calloc(bb, sizeof(double));
+    p->sum = rp_calloc((size_t)n_states * (size_t)dim, sizeof(double));
+    p->upd_norm = rp_calloc((size_t)n_states, sizeof(double)), p->upd_rel = rp_calloc((size_t)n_states, sizeof(double));
+    p->upd_corr = rp_calloc((size_t)n_states, sizeof(double));
 }
 
 void profile_acc_free(profile_acc *p) {
@@ -36,7 +37,7 @@ static double cos_of(double xy, double xx, double yy) {
 
 void profile_acc_add(profile_acc *p, const float *const *h) {
     int B = p->n_states, d = p->dim;
-    double *g = malloc(sizeof(double) * (size_t)B * (size_t)B);
+    double *g = rp_malloc(sizeof(double) * (size_t)B * (size_t)B);
     for (int a = 0; a < B; a++)
         for (int b = a; b < B; b++) g[(size_t)a * B + b] = g[(size_t)b * B + a] = dot(h[a], h[b], d);
     for (int a = 0; a < B; a++) {
@@ -75,10 +76,10 @@ void profile_finish(const profile_acc *p, profile_metrics *m) {
     double T = p->tokens > 0 ? (double)p->tokens : 1;
     size_t bb = (size_t)B * (size_t)B;
     m->n_states = B;
-    m->angular = malloc(sizeof(double) * bb), m->influence = malloc(sizeof(double) * bb), m->centred = malloc(sizeof(double) * bb);
-    m->update_norm = calloc((size_t)B, sizeof(double)), m->update_rel = calloc((size_t)B, sizeof(double));
-    m->update_corr = calloc((size_t)B, sizeof(double));
-    double *cg = malloc(sizeof(double) * bb);   // centred Gram: sum_t <h_a - m_a, h_b - m_b>
+    m->angular = rp_malloc(sizeof(double) * bb), m->influence = rp_malloc(sizeof(double) * bb), m->centred = rp_malloc(sizeof(double) * bb);
+    m->update_norm = rp_calloc((size_t)B, sizeof(double)), m->update_rel = rp_calloc((size_t)B, sizeof(double));
+    m->update_corr = rp_calloc((size_t)B, sizeof(double));
+    double *cg = rp_malloc(sizeof(double) * bb);   // centred Gram: sum_t <h_a - m_a, h_b - m_b>
     for (int a = 0; a < B; a++)
         for (int b = 0; b < B; b++) {
             double s = 0;
@@ -106,7 +107,7 @@ void profile_finish(const profile_acc *p, profile_metrics *m) {
             if (a != b && !isnan(m->centred[(size_t)a * B + b])) mean += m->centred[(size_t)a * B + b], cnt++;
     mean = cnt ? mean / cnt : 0;
     int W = B + 1;
-    double *P = calloc((size_t)W * (size_t)W, sizeof(double));
+    double *P = rp_calloc((size_t)W * (size_t)W, sizeof(double));
     for (int a = 0; a < B; a++)
         for (int b = 0; b < B; b++) {
             double v = m->centred[(size_t)a * B + b];

@@ -7,6 +7,7 @@
 // they recompute their tokens when readmitted); the step runs as one forward over all of them (their schedules may
 // differ), then each request that completed its feed samples with its own seeded sampler.
 #include "tools/serve/serve_engine.h"
+#include "loader/alloc.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -42,7 +43,7 @@ struct serve_engine {
 };
 
 gen_request *gen_request_new(void) {
-    gen_request *r = calloc(1, sizeof *r);
+    gen_request *r = rp_calloc(1, sizeof *r);
     r->refs = 1;
     r->logprobs = -1;
     r->extra_eos = -1;
@@ -97,10 +98,10 @@ int serve_engine_submit(serve_engine *e, gen_request **reqs, int n, rp_err *err)
         gen_request *r = reqs[i];
         r->refs++;
         r->limit = r->n_prompt + r->max_tokens;
-        r->ids = malloc(sizeof(int) * (size_t)(r->limit + 1));
+        r->ids = rp_malloc(sizeof(int) * (size_t)(r->limit + 1));
         memcpy(r->ids, r->prompt, sizeof(int) * (size_t)r->n_prompt);
         r->n_ids = r->n_prompt;
-        if (r->prompt_logprobs) r->prompt_out = calloc((size_t)r->n_prompt, sizeof *r->prompt_out);
+        if (r->prompt_logprobs) r->prompt_out = rp_calloc((size_t)r->n_prompt, sizeof *r->prompt_out);
         text_out_init(&r->text, e->tok, (const char *const *)r->stops, r->n_stops);
         r->t_submit = rp_now_s();
         r->next = NULL;
@@ -300,9 +301,9 @@ typedef struct {
 
 static int run_group(serve_engine *e, step_item *items, int n, int echo, rp_err *err) {
     if (!n) return 0;
-    sequence **seqs = calloc((size_t)n, sizeof *seqs);
-    const int **toks = calloc((size_t)n, sizeof *toks);
-    int *counts = calloc((size_t)n, sizeof(int));
+    sequence **seqs = rp_calloc((size_t)n, sizeof *seqs);
+    const int **toks = rp_calloc((size_t)n, sizeof *toks);
+    int *counts = rp_calloc((size_t)n, sizeof(int));
     for (int i = 0; i < n; i++) {
         gen_request *r = items[i].r;
         seqs[i] = &r->seq, toks[i] = r->ids + r->n_fed, counts[i] = r->in_step;
@@ -380,7 +381,7 @@ static void publish(serve_engine *e, step_item *items, int n_items) {
             finish(e, r, FINISH_STOP, NULL);
             continue;
         }
-        if (r->n_out == r->cap_out) r->out = realloc(r->out, sizeof *r->out * (size_t)(r->cap_out = 2 * r->cap_out + 16));
+        if (r->n_out == r->cap_out) r->out = rp_realloc(r->out, sizeof *r->out * (size_t)(r->cap_out = 2 * r->cap_out + 16));
         serve_token *tok = &r->out[r->n_out++];
         memset(tok, 0, sizeof *tok);
         tok->id = id;
@@ -395,7 +396,7 @@ static void publish(serve_engine *e, step_item *items, int n_items) {
 
 static void *engine_main(void *arg) {
     serve_engine *e = arg;
-    step_item *items = calloc((size_t)e->lim.max_seqs, sizeof *items);
+    step_item *items = rp_calloc((size_t)e->lim.max_seqs, sizeof *items);
     pthread_mutex_lock(&e->mu);
     for (;;) {
         while (!e->stopping && !e->incoming && !e->waiting && !e->n_running) pthread_cond_wait(&e->work, &e->mu);
@@ -424,14 +425,14 @@ static void *engine_main(void *arg) {
 }
 
 serve_engine *serve_engine_start(model *m, const tokenizer *tok, const serve_limits *lim, serve_metrics *met, rp_err *err) {
-    serve_engine *e = calloc(1, sizeof *e);
+    serve_engine *e = rp_calloc(1, sizeof *e);
     e->m = m, e->tok = tok, e->lim = *lim, e->met = met;
     int vocab = m->cfg.vocab_size;
     e->echo_rows = PLAN_SCORE_LOGIT_ROWS < lim->step_tokens ? PLAN_SCORE_LOGIT_ROWS : lim->step_tokens;
-    e->running = calloc((size_t)lim->max_seqs, sizeof *e->running);
-    e->logits = malloc(sizeof(float) * (size_t)lim->max_seqs * vocab);
-    e->echo_logits = malloc(sizeof(float) * (size_t)e->echo_rows * vocab);
-    e->biased = malloc(sizeof(float) * (size_t)vocab);
+    e->running = rp_calloc((size_t)lim->max_seqs, sizeof *e->running);
+    e->logits = rp_malloc(sizeof(float) * (size_t)lim->max_seqs * vocab);
+    e->echo_logits = rp_malloc(sizeof(float) * (size_t)e->echo_rows * vocab);
+    e->biased = rp_malloc(sizeof(float) * (size_t)vocab);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->work, NULL);
     pthread_cond_init(&e->changed, NULL);

@@ -1,6 +1,7 @@
 // The server's HTTP side: libmicrohttpd with a thread per connection, so that a generation request may block its
 // own thread while the engine works; disconnects are seen by peeking at the socket while waiting.
 #include "tools/serve/serve_http.h"
+#include "loader/alloc.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -120,7 +121,7 @@ static char *token_text(const serve_http *h, int id) {
     char *s;
     size_t len;
     rp_err err;
-    if (tokenizer_decode(h->sc->tok, &id, 1, 0, &s, &len, &err)) return strdup("");
+    if (tokenizer_decode(h->sc->tok, &id, 1, 0, &s, &len, &err)) return rp_strdup("");
     return s;
 }
 
@@ -220,7 +221,7 @@ static void generation_free(generation *g) {
 static gen_request *make_request(serve_http *h, const completion_request *cr, int p, int choice) {
     gen_request *r = gen_request_new();
     r->n_prompt = cr->n_prompt[p];
-    r->prompt = malloc(sizeof(int) * (size_t)r->n_prompt);
+    r->prompt = rp_malloc(sizeof(int) * (size_t)r->n_prompt);
     memcpy(r->prompt, cr->prompts[p], sizeof(int) * (size_t)r->n_prompt);
     schedule_copy(&r->sched, &cr->sched);
     r->sampling = cr->sampling;
@@ -231,11 +232,11 @@ static gen_request *make_request(serve_http *h, const completion_request *cr, in
     r->prompt_logprobs = cr->echo && cr->logprobs >= 0;
     r->ignore_eos = cr->ignore_eos;
     r->extra_eos = cr->extra_eos;
-    for (int i = 0; i < cr->n_stops; i++) r->stops[r->n_stops++] = strdup(cr->stops[i]);
+    for (int i = 0; i < cr->n_stops; i++) r->stops[r->n_stops++] = rp_strdup(cr->stops[i]);
     if (cr->n_bias) {
         r->n_bias = cr->n_bias;
-        r->bias_id = malloc(sizeof(int) * (size_t)cr->n_bias);
-        r->bias = malloc(sizeof(float) * (size_t)cr->n_bias);
+        r->bias_id = rp_malloc(sizeof(int) * (size_t)cr->n_bias);
+        r->bias = rp_malloc(sizeof(float) * (size_t)cr->n_bias);
         memcpy(r->bias_id, cr->bias_id, sizeof(int) * (size_t)cr->n_bias);
         memcpy(r->bias, cr->bias, sizeof(float) * (size_t)cr->n_bias);
     }
@@ -249,11 +250,11 @@ static int all_finished(const generation *g) {
 }
 
 static char *prompt_text(const generation *g, int p) {
-    if (g->cr.prompt_text[p]) return strdup(g->cr.prompt_text[p]);
+    if (g->cr.prompt_text[p]) return rp_strdup(g->cr.prompt_text[p]);
     char *s;
     size_t len;
     rp_err err;
-    if (tokenizer_decode(g->h->sc->tok, g->cr.prompts[p], g->cr.n_prompt[p], 0, &s, &len, &err)) return strdup("");
+    if (tokenizer_decode(g->h->sc->tok, g->cr.prompts[p], g->cr.n_prompt[p], 0, &s, &len, &err)) return rp_strdup("");
     return s;
 }
 
@@ -297,9 +298,9 @@ static cJSON *full_response(const generation *g) {
             } else cJSON_AddNullToObject(ch, "logprobs");
         } else {
             int p = i / g->cr.n;
-            char *text = g->cr.echo ? prompt_text(g, p) : strdup("");
+            char *text = g->cr.echo ? prompt_text(g, p) : rp_strdup("");
             size_t tl = strlen(text);
-            text = realloc(text, tl + r->text.len + 1);
+            text = rp_realloc(text, tl + r->text.len + 1);
             memcpy(text + tl, r->text.text, r->text.len + 1);
             cJSON_AddStringToObject(ch, "text", text);
             free(text);
@@ -320,7 +321,7 @@ static cJSON *full_response(const generation *g) {
 }
 
 static void out_put(generation *g, const char *s, size_t n) {
-    if (g->out_len + n + 1 > g->out_cap) g->out = realloc(g->out, g->out_cap = 2 * (g->out_len + n + 1));
+    if (g->out_len + n + 1 > g->out_cap) g->out = rp_realloc(g->out, g->out_cap = 2 * (g->out_len + n + 1));
     memcpy(g->out + g->out_len, s, n);
     g->out_len += n;
 }
@@ -373,7 +374,7 @@ static void collect(generation *g) {
             for (; g->sent_tokens[i] < r->n_out; g->sent_tokens[i]++) {
                 const serve_token *t = &r->out[g->sent_tokens[i]];
                 int last = g->sent_tokens[i] + 1 == r->n_out;
-                char *text = last ? strndup(r->text.text + g->sent_text[i], r->text.committed - g->sent_text[i]) : strdup("");
+                char *text = last ? rp_strndup(r->text.text + g->sent_text[i], r->text.committed - g->sent_text[i]) : rp_strdup("");
                 if (last) g->sent_text[i] = r->text.committed;
                 cJSON *lp;
                 if (g->cr.chat) {
@@ -389,7 +390,7 @@ static void collect(generation *g) {
             }
         const char *finish = r->finish != FINISH_NONE && r->finish != FINISH_ERROR ? finish_name(r->finish) : NULL;
         if (r->text.committed > g->sent_text[i]) {   // the last text carries finish_reason, as vLLM's does
-            char *text = strndup(r->text.text + g->sent_text[i], r->text.committed - g->sent_text[i]);
+            char *text = rp_strndup(r->text.text + g->sent_text[i], r->text.committed - g->sent_text[i]);
             out_event(g, chunk(g, i, text, 0, NULL, finish));
             free(text);
             g->sent_text[i] = r->text.committed;
@@ -452,7 +453,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) { generation_free(cls); }
 
 static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const char *body, size_t len, int chat) {
-    generation *g = calloc(1, sizeof *g);
+    generation *g = rp_calloc(1, sizeof *g);
     g->h = h, g->conn = c;
     api_error e;
     if (completion_request_parse(body, len, chat, h->sc, &g->cr, &e)) {
@@ -462,7 +463,7 @@ static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const c
     snprintf(g->id, sizeof g->id, "%s-%016llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)next_random(h));
     g->created = (long)time(NULL);
     g->n_reqs = g->cr.n_prompts * g->cr.n;
-    g->reqs = calloc((size_t)g->n_reqs, sizeof *g->reqs);
+    g->reqs = rp_calloc((size_t)g->n_reqs, sizeof *g->reqs);
     for (int p = 0; p < g->cr.n_prompts; p++)
         for (int k = 0; k < g->cr.n; k++) g->reqs[p * g->cr.n + k] = make_request(h, &g->cr, p, k);
     rp_err err;
@@ -473,8 +474,8 @@ static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const c
     }
     if (g->cr.stream) {
         int n = g->n_reqs;
-        g->sent_tokens = calloc((size_t)n, sizeof(int)), g->finish_sent = calloc((size_t)n, sizeof(int));
-        g->head_sent = calloc((size_t)n, sizeof(int)), g->sent_text = calloc((size_t)n, sizeof(size_t));
+        g->sent_tokens = rp_calloc((size_t)n, sizeof(int)), g->finish_sent = rp_calloc((size_t)n, sizeof(int));
+        g->head_sent = rp_calloc((size_t)n, sizeof(int)), g->sent_text = rp_calloc((size_t)n, sizeof(size_t));
         g->last_write = rp_now_s();
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, g, stream_free);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
@@ -545,7 +546,7 @@ static enum MHD_Result detokenize(serve_http *h, struct MHD_Connection *c, const
         cJSON_Delete(root);
         return fail(h, c, 400, "tokens", "/detokenize takes {\"tokens\": [ids]}");
     }
-    int *ids = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    int *ids = rp_malloc(sizeof(int) * (size_t)(n ? n : 1));
     for (const cJSON *t = toks->child; t; t = t->next, k++)
         if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) || t->valuedouble < 0 ||
             t->valuedouble >= h->sc->cfg->vocab_size) {
@@ -634,7 +635,7 @@ static enum MHD_Result route(serve_http *h, struct MHD_Connection *c, const char
     if (!strcmp(url, "/health")) {
         if (!ready) return fail(h, c, 503, NULL, "the model is loading");
         if (draining) return fail(h, c, 503, NULL, "the server is shutting down");
-        return send_text(c, 200, "text/plain", strdup(""), NULL);
+        return send_text(c, 200, "text/plain", rp_strdup(""), NULL);
     }
     if (!authorized(h, c)) return fail(h, c, 401, NULL, "Unauthorized: give the server's API key as 'Authorization: Bearer KEY'");
     if (!ready) return fail(h, c, 503, NULL, "the model is loading");
@@ -675,7 +676,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     serve_http *h = cls;
     conn_state *st = *con_cls;
     if (!st) {   // the headers are in; the body (if any) comes next
-        st = calloc(1, sizeof *st);
+        st = rp_calloc(1, sizeof *st);
         *con_cls = st;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > SERVE_MAX_BODY) {   // refused before reading it
@@ -688,7 +689,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!st->answered && !st->too_large) {
             if (st->len + *upload_size > SERVE_MAX_BODY) st->too_large = 1;
             else {
-                if (st->len + *upload_size + 1 > st->cap) st->body = realloc(st->body, st->cap = 2 * (st->len + *upload_size + 1));
+                if (st->len + *upload_size + 1 > st->cap) st->body = rp_realloc(st->body, st->cap = 2 * (st->len + *upload_size + 1));
                 memcpy(st->body + st->len, upload, *upload_size);
                 st->len += *upload_size;
                 st->body[st->len] = 0;
@@ -724,8 +725,8 @@ serve_http *serve_http_start(const char *host, int port, const char *api_key, rp
         rp_fail(err, "--host %s: %s", host, gai_strerror(gai));
         return NULL;
     }
-    serve_http *h = calloc(1, sizeof *h);
-    h->api_key = api_key ? strdup(api_key) : NULL;
+    serve_http *h = rp_calloc(1, sizeof *h);
+    h->api_key = api_key ? rp_strdup(api_key) : NULL;
     h->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     h->started = (long)time(NULL);
     pthread_mutex_init(&h->mu, NULL);

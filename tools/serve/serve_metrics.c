@@ -1,5 +1,6 @@
 // The server's counters and latency histograms, as Prometheus text.
 #include "tools/serve/serve_metrics.h"
+#include "loader/alloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,7 +50,7 @@ static void put(strbuf *b, const char *fmt, ...) {
             return;
         }
         b->cap = 2 * b->cap + (size_t)n + 1;
-        b->s = realloc(b->s, b->cap);
+        b->s = rp_realloc(b->s, b->cap);
     }
 }
 
@@ -69,7 +70,7 @@ static void put_metric(strbuf *b, const char *name, const char *type, const char
 }
 
 char *serve_metrics_render(serve_metrics *m, const serve_gauges *g, const char *model_name) {
-    strbuf b = {malloc(4096), 0, 4096};
+    strbuf b = {rp_malloc(4096), 0, 4096};
     char label[512];
     snprintf(label, sizeof label, "model_name=\"%s\"", model_name);
     pthread_mutex_lock(&m->mu);

@@ -1,5 +1,6 @@
 // Parsing and checking request bodies: every field's type and range, with messages that name the field.
 #include "tools/serve/serve_request.h"
+#include "loader/alloc.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -101,7 +102,7 @@ static int get_bool(const cJSON *o, const char *name, int *out, api_error *e) {
 
 static int check_ids(const cJSON *arr, const char *param, int vocab, int **ids, int *n, api_error *e) {
     int count = cJSON_GetArraySize(arr), k = 0;
-    *ids = malloc(sizeof(int) * (size_t)(count ? count : 1));
+    *ids = rp_malloc(sizeof(int) * (size_t)(count ? count : 1));
     for (const cJSON *t = arr->child; t; t = t->next) {
         if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble)) {
             free(*ids), *ids = NULL;
@@ -118,10 +119,10 @@ static int check_ids(const cJSON *arr, const char *param, int vocab, int **ids, 
 }
 
 static void add_prompt(completion_request *r, int *ids, int n, const char *text) {
-    r->prompts = realloc(r->prompts, sizeof *r->prompts * (size_t)(r->n_prompts + 1));
-    r->n_prompt = realloc(r->n_prompt, sizeof *r->n_prompt * (size_t)(r->n_prompts + 1));
-    r->prompt_text = realloc(r->prompt_text, sizeof *r->prompt_text * (size_t)(r->n_prompts + 1));
-    r->prompt_text[r->n_prompts] = text ? strdup(text) : NULL;
+    r->prompts = rp_realloc(r->prompts, sizeof *r->prompts * (size_t)(r->n_prompts + 1));
+    r->n_prompt = rp_realloc(r->n_prompt, sizeof *r->n_prompt * (size_t)(r->n_prompts + 1));
+    r->prompt_text = rp_realloc(r->prompt_text, sizeof *r->prompt_text * (size_t)(r->n_prompts + 1));
+    r->prompt_text[r->n_prompts] = text ? rp_strdup(text) : NULL;
     r->prompts[r->n_prompts] = ids;
     r->n_prompt[r->n_prompts++] = n;
 }
@@ -172,8 +173,8 @@ static int parse_messages(const cJSON *root, const serve_context *sc, completion
     cJSON *ms = field(root, "messages");
     if (!ms || !cJSON_IsArray(ms) || !ms->child) return api_fail(e, 400, "messages", "messages must be a non-empty list");
     int n = cJSON_GetArraySize(ms), k = 0, rc = 0;
-    chat_message *msgs = calloc((size_t)n, sizeof *msgs);
-    char **owned = calloc((size_t)n, sizeof *owned);
+    chat_message *msgs = rp_calloc((size_t)n, sizeof *msgs);
+    char **owned = rp_calloc((size_t)n, sizeof *owned);
     for (const cJSON *m = ms->child; m && !rc; m = m->next, k++) {
         cJSON *role = cJSON_IsObject(m) ? field(m, "role") : NULL, *content = cJSON_IsObject(m) ? field(m, "content") : NULL;
         if (!cJSON_IsObject(m)) rc = api_fail(e, 400, "messages", "messages[%d] must be an object", k);
@@ -183,14 +184,14 @@ static int parse_messages(const cJSON *root, const serve_context *sc, completion
         else if (cJSON_IsString(content)) msgs[k] = (chat_message){role->valuestring, content->valuestring};
         else if (cJSON_IsArray(content)) {   // text parts, joined
             size_t len = 0;
-            char *text = calloc(1, 1);
+            char *text = rp_calloc(1, 1);
             for (const cJSON *part = content->child; part && !rc; part = part->next) {
                 cJSON *type = cJSON_IsObject(part) ? field(part, "type") : NULL, *t = type ? field(part, "text") : NULL;
                 if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") || !cJSON_IsString(t))
                     rc = api_fail(e, 400, "messages", "messages[%d].content: only parts of type \"text\" with a \"text\" string are supported", k);
                 else {
                     size_t l = strlen(t->valuestring);
-                    text = realloc(text, len + l + 1);
+                    text = rp_realloc(text, len + l + 1);
                     memcpy(text + len, t->valuestring, l + 1);
                     len += l;
                 }
@@ -209,7 +210,7 @@ static int parse_messages(const cJSON *root, const serve_context *sc, completion
         const char *eot = chat_end_of_turn(sc->ct);
         int eot_id = eot && *eot ? tokenizer_token_id(sc->tok, eot) : -1;
         if (eot_id >= 0) r->extra_eos = eot_id;
-        else if (eot && *eot && r->n_stops < 4) r->stops[r->n_stops++] = strdup(eot);
+        else if (eot && *eot && r->n_stops < 4) r->stops[r->n_stops++] = rp_strdup(eot);
     }
     for (int i = 0; i < n; i++) free(owned[i]);
     free(owned), free(msgs);
@@ -221,14 +222,14 @@ static int parse_stop(const cJSON *root, completion_request *r, api_error *e) {
     if (!s) return 0;
     if (cJSON_IsString(s)) {
         if (!*s->valuestring) return 0;
-        r->stops[r->n_stops++] = strdup(s->valuestring);
+        r->stops[r->n_stops++] = rp_strdup(s->valuestring);
         return 0;
     }
     if (!cJSON_IsArray(s)) return api_fail(e, 400, "stop", "stop must be a string or a list of strings");
     if (cJSON_GetArraySize(s) > 4) return api_fail(e, 400, "stop", "stop: at most 4 stop strings");
     for (const cJSON *x = s->child; x; x = x->next) {
         if (!cJSON_IsString(x)) return api_fail(e, 400, "stop", "stop must be a string or a list of strings");
-        if (*x->valuestring) r->stops[r->n_stops++] = strdup(x->valuestring);
+        if (*x->valuestring) r->stops[r->n_stops++] = rp_strdup(x->valuestring);
     }
     return 0;
 }
@@ -238,8 +239,8 @@ static int parse_bias(const cJSON *root, int vocab, completion_request *r, api_e
     if (!b) return 0;
     if (!cJSON_IsObject(b)) return api_fail(e, 400, "logit_bias", "logit_bias must be an object of token id: bias");
     int n = cJSON_GetArraySize(b);
-    r->bias_id = malloc(sizeof(int) * (size_t)(n ? n : 1));
-    r->bias = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    r->bias_id = rp_malloc(sizeof(int) * (size_t)(n ? n : 1));
+    r->bias = rp_malloc(sizeof(float) * (size_t)(n ? n : 1));
     for (const cJSON *x = b->child; x; x = x->next) {
         char *end;
         long id = strtol(x->string, &end, 10);
@@ -307,7 +308,7 @@ int completion_request_parse(const char *body, size_t len, int chat, const serve
         api_fail(e, 400, "layer_schedule", "layer_schedule must be a string such as \"rys:2,4\" or \"0-5,2-3\"");
         goto out;
     }
-    r->schedule_text = strdup(sched ? sched->valuestring : sc->default_schedule);
+    r->schedule_text = rp_strdup(sched ? sched->valuestring : sc->default_schedule);
     rp_err err;
     if (schedule_parse(&r->sched, r->schedule_text, sc->cfg->n_layers, &err)) {
         api_fail(e, 400, "layer_schedule", "layer_schedule: %s", err.msg);

@@ -1,5 +1,6 @@
 // Schedules as repeated blocks (rys:I,J,K joined by '+'): labels, features, the beam's moves and the surrogate's pool.
 #include "tools/sweep/blocks.h"
+#include "loader/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,7 +107,7 @@ static uint64_t splitmix(uint64_t *s) {
 
 int blocks_pool(const block_space *sp, int cap, uint64_t seed, blocks **out) {
     int n = 0, N = sp->n_layers;
-    blocks *pool = malloc(sizeof *pool * (size_t)(cap > 0 ? cap : 1));
+    blocks *pool = rp_malloc(sizeof *pool * (size_t)(cap > 0 ? cap : 1));
     label_set seen;
     label_set_init(&seen, cap);
     char label[256];

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "loader/fingerprint.h"
+#include "loader/alloc.h"
 #include "engine/stats.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
@@ -148,7 +149,7 @@ static int merge_one(sweep_db *d, const char *path, long *added, rp_err *err) {
 // A database file and its WAL companions, removed.
 static void remove_db(const char *path) {
     size_t n = strlen(path) + 5;
-    char *side = malloc(n);
+    char *side = rp_malloc(n);
     unlink(path);
     snprintf(side, n, "%s-wal", path), unlink(side);
     snprintf(side, n, "%s-shm", path), unlink(side);
@@ -176,7 +177,7 @@ static int merge(int argc, char **argv) {
         return 2;
     }
     if (make_dir(out, &err)) return fprintf(stderr, "reprise sweep merge: %s\n", err.msg), 1;
-    char *path = path_join(out, "results.sqlite"), *tmp = malloc(strlen(path) + 40);
+    char *path = path_join(out, "results.sqlite"), *tmp = rp_malloc(strlen(path) + 40);
     sprintf(tmp, "%s.merging-%ld", path, (long)getpid());
     remove_db(tmp);
     sweep_db d;
@@ -245,7 +246,7 @@ static int open_db(sweep_db *d, const char *dir, const sweep_run *r, const model
 // Registers the run's configs and its probes' items in its database.
 static int register_run(sweep_run *r, rp_err *err) {
     int rc = 0;
-    r->config_ids = malloc(sizeof(int) * (size_t)(r->configs->n ? r->configs->n : 1));
+    r->config_ids = rp_malloc(sizeof(int) * (size_t)(r->configs->n ? r->configs->n : 1));
     for (int c = 0; c < r->configs->n && !rc; c++) rc = sweep_db_add_config(r->db, &r->configs->c[c], &r->config_ids[c], err);
     for (int p = 0; p < r->n_probes && !rc; p++)
         for (int i = 0; i < r->probes[p].n_items && !rc; i++) {
@@ -317,7 +318,7 @@ static int run_confirm(sweep_run *cr, sweep_db *screen, int n, const char *out, 
     if (sweep_top_configs(screen, n, &labels, &n_labels, err)) return -1;
     size_t len = 1;
     for (int i = 0; i < n_labels; i++) len += strlen(labels[i]) + 1;
-    char *list = calloc(len, 1);
+    char *list = rp_calloc(len, 1);
     for (int i = 0; i < n_labels; i++) strcat(strcat(list, i ? ";" : ""), labels[i]);
     space_opts so = {.configs = list, .stride = 1, .repeat = 2, .shard_n = 1};
     config_list cl = {0};
@@ -361,7 +362,7 @@ int cmd_sweep(int argc, char **argv) {
     const char *cprobes[16];
     unsigned seed = 0;
     space_opts so = {.stride = 1, .repeat = 2};
-    char **rest = malloc(sizeof(char *) * (size_t)argc);
+    char **rest = rp_malloc(sizeof(char *) * (size_t)argc);
     int n_rest = 0;
     rp_err err;
     for (int i = 0; i < argc; i++) {
@@ -423,7 +424,7 @@ int cmd_sweep(int argc, char **argv) {
         else if (i >= 2 && strcmp(a, "--naive") && strcmp(a, "--retry-failed")) rest[n_rest++] = argv[i];
     }
     // forward the remaining flags (-m, --backend, -t, --seed, --chat-template, --system, --help) to the shared parser
-    char **fw = malloc(sizeof(char *) * (size_t)(n_rest + 2));
+    char **fw = rp_malloc(sizeof(char *) * (size_t)(n_rest + 2));
     fw[0] = argv[0], fw[1] = argv[1];
     for (int i = 0; i < n_rest; i++) fw[i + 2] = rest[i];
     cli_opts o;

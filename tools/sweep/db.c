@@ -3,6 +3,7 @@
 // Each result is its own transaction in WAL mode: a process killed at any moment (SIGKILL) leaves every completed
 // row in the database and no partial one, and a rerun skips exactly the rows present.
 #include "tools/sweep/db.h"
+#include "loader/alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +32,7 @@ static int fail(sweep_db *d, rp_err *err, const char *what) {
 
 int sweep_db_open(sweep_db *d, const char *path, rp_err *err) {
     memset(d, 0, sizeof *d);
-    d->path = strdup(path);
+    d->path = rp_strdup(path);
     if (sqlite3_open(path, &d->db) != SQLITE_OK) {
         fail(d, err, "cannot open");
         sweep_db_close(d);
@@ -70,7 +71,7 @@ int sweep_db_open(sweep_db *d, const char *path, rp_err *err) {
 // path as a SQLite URI ("file:" and the path with '%', '?' and '#' escaped), then the query.
 static char *uri_of(const char *path, const char *query) {
     size_t n = strlen(path);
-    char *u = malloc(3 * n + strlen(query) + 8), *o = u + sprintf(u, "file:");
+    char *u = rp_malloc(3 * n + strlen(query) + 8), *o = u + sprintf(u, "file:");
     for (const char *p = path; *p; p++) o += *p == '%' || *p == '?' || *p == '#' ? sprintf(o, "%%%02X", (unsigned char)*p) : (*o = *p, 1);
     strcpy(o, query);
     return u;
@@ -78,11 +79,11 @@ static char *uri_of(const char *path, const char *query) {
 
 int sweep_db_open_input(sweep_db *d, const char *path, rp_err *err) {
     memset(d, 0, sizeof *d);
-    d->path = strdup(path);
+    d->path = rp_strdup(path);
     // With no -wal beside it, every row is in the file: immutable=1 reads it without locks or a -shm file (nothing
     // is created, a read-only directory works). With one (its sweep still running, or killed), mode=ro reads the
     // WAL too, through its -shm.
-    char *wal = malloc(strlen(path) + 5);
+    char *wal = rp_malloc(strlen(path) + 5);
     sprintf(wal, "%s-wal", path);
     int has_wal = access(wal, F_OK) == 0;
     free(wal);

@@ -1,5 +1,6 @@
 // A set of config labels (by 64-bit fingerprint), open addressing with linear probing, grown at half full.
 #include "tools/sweep/label_set.h"
+#include "loader/alloc.h"
 
 #include <stdlib.h>
 
@@ -13,7 +14,7 @@ static uint64_t key_of(const char *label) {
 void label_set_init(label_set *s, long expected) {
     s->cap = 64;
     while (s->cap < 2 * expected) s->cap *= 2;
-    s->slot = calloc((size_t)s->cap, sizeof *s->slot);
+    s->slot = rp_calloc((size_t)s->cap, sizeof *s->slot);
     s->n = 0;
 }
 
@@ -31,7 +32,7 @@ int label_set_add(label_set *s, const char *label) {
     if (2 * s->n > s->cap) {
         label_set old = *s;
         s->cap *= 2;
-        s->slot = calloc((size_t)s->cap, sizeof *s->slot);
+        s->slot = rp_calloc((size_t)s->cap, sizeof *s->slot);
         for (long j = 0; j < old.cap; j++)
             if (old.slot[j]) s->slot[find(s, old.slot[j])] = old.slot[j];
         free(old.slot);

@@ -1,6 +1,7 @@
 // Probe sets for sweeps: loading or generating items, and scoring replies as RYS does (../shared/probes/README.md).
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tools/sweep/probe.h"
+#include "loader/alloc.h"
 
 #include "loader/fingerprint.h"
 
@@ -21,7 +22,7 @@
 // Exact |A - E| for two digit strings of the same length, as a long double (via decimal subtraction).
 static long double abs_diff(const char *a, const char *b, size_t n) {
     const char *hi = strcmp(a, b) >= 0 ? a : b, *lo = hi == a ? b : a;
-    char *d = malloc(n + 1);
+    char *d = rp_malloc(n + 1);
     int borrow = 0;
     for (size_t i = n; i-- > 0;) {
         int x = (hi[i] - '0') - (lo[i] - '0') - borrow;
@@ -44,7 +45,7 @@ double math_score(const char *actual, const char *estimate) {
     size_t la = strlen(actual), le = strlen(estimate), L = la > le ? la : le, pad = L - (la < le ? la : le);
     if (!la || !le) return 0;
     // right-pad both with zeros to L digits
-    char *A = malloc(L + 1), *E = malloc(L + 1);
+    char *A = rp_malloc(L + 1), *E = rp_malloc(L + 1);
     memset(A, '0', L), memset(E, '0', L);
     memcpy(A, actual, la), memcpy(E, estimate, le);
     A[L] = E[L] = 0;
@@ -66,7 +67,7 @@ double math_reply_score(const char *reply, const char *answer) {
         }
         size_t n = 0;
         while (isdigit((unsigned char)p[n])) n++;
-        char *run = strndup(p, n);
+        char *run = rp_strndup(p, n);
         double s = math_score(answer, run);
         if (s > best) best = s;
         free(run);
@@ -192,7 +193,7 @@ double probe_score_reply(const probe *p, const probe_item *it, const char *reply
 // ---- loading ----
 
 static probe_item *add_item(probe *p) {
-    p->items = realloc(p->items, sizeof *p->items * (size_t)(p->n_items + 1));
+    p->items = rp_realloc(p->items, sizeof *p->items * (size_t)(p->n_items + 1));
     probe_item *it = &p->items[p->n_items++];
     memset(it, 0, sizeof *it);
     return it;
@@ -201,7 +202,7 @@ static probe_item *add_item(probe *p) {
 static char *id_of(int i) {
     char b[16];
     snprintf(b, sizeof b, "%d", i);
-    return strdup(b);
+    return rp_strdup(b);
 }
 
 static uint64_t rng_next(uint64_t *s) {
@@ -242,8 +243,8 @@ static void generate_math(probe *p, int n, unsigned seed) {
         }
         }
         it->id = id_of(i);
-        it->prompt = strdup(q);
-        it->answer = strdup(a);
+        it->prompt = rp_strdup(q);
+        it->answer = rp_strdup(a);
     }
 }
 
@@ -261,8 +262,8 @@ static void generate_arith(probe *p, int n, unsigned seed) {
         snprintf(q, sizeof q, "%llu%c%llu=", (unsigned long long)a, mul ? '*' : '+', (unsigned long long)b);
         snprintf(ans, sizeof ans, "%llu", (unsigned long long)(mul ? a * b : a + b));
         it->id = id_of(i);
-        it->prompt = strdup(q);
-        it->answer = strdup(ans);
+        it->prompt = rp_strdup(q);
+        it->answer = rp_strdup(ans);
     }
 }
 
@@ -300,8 +301,8 @@ static int load_math_file(probe *p, const char *file, rp_err *err) {
     cJSON *root = text ? json_parse_text(text, len, file, err) : NULL;
     if (!root) return free(text), -1;
     int rc = cJSON_IsObject(root) ? 0 : rp_fail(err, "%s: expected an object of {\"question\", \"answer\"} records", file);
-    int n_rec = cJSON_GetArraySize(root), *n_chars = malloc(sizeof(int) * (size_t)(n_rec > 0 ? n_rec : 1));
-    const char **raw = malloc(sizeof(char *) * (size_t)(n_rec > 0 ? n_rec : 1));
+    int n_rec = cJSON_GetArraySize(root), *n_chars = rp_malloc(sizeof(int) * (size_t)(n_rec > 0 ? n_rec : 1));
+    const char **raw = rp_malloc(sizeof(char *) * (size_t)(n_rec > 0 ? n_rec : 1));
     int n_raw = rc ? 0 : raw_answers(text, len, raw, n_chars, n_rec), r = 0;
     if (!rc && n_raw != n_rec)
         rc = rp_fail(err, "%s: %d records but %d \"answer\" numbers in the text", file, n_rec, n_raw);
@@ -315,9 +316,9 @@ static int load_math_file(probe *p, const char *file, rp_err *err) {
             break;
         }
         probe_item *it = add_item(p);
-        it->id = strdup(e->string);
-        it->prompt = strdup(q->valuestring);
-        it->answer = strndup(raw[r], (size_t)n_chars[r]);
+        it->id = rp_strdup(e->string);
+        it->prompt = rp_strdup(q->valuestring);
+        it->answer = rp_strndup(raw[r], (size_t)n_chars[r]);
     }
     free(raw), free(n_chars), free(text);
     cJSON_Delete(root);
@@ -348,15 +349,15 @@ static int load_eq_file(probe *p, const char *file, rp_err *err) {
             snprintf(key, sizeof key, "emotion%d_score", k + 1);
             const cJSON *score = cJSON_GetObjectItemCaseSensitive(ref, key);
             ok = cJSON_IsString(name) && cJSON_IsNumber(score);
-            if (ok) it.emotions[k] = strdup(name->valuestring), it.ref[k] = score->valuedouble;
+            if (ok) it.emotions[k] = rp_strdup(name->valuestring), it.ref[k] = score->valuedouble;
         }
         if (!ok) {
             for (int k = 0; k < 4; k++) free(it.emotions[k]);
             rc = rp_fail(err, "%s: record '%s' needs \"prompt\" and reference_answer emotion1..4 with scores", file, e->string);
             break;
         }
-        it.id = strdup(e->string);
-        it.prompt = strdup(q->valuestring);
+        it.id = rp_strdup(e->string);
+        it.prompt = rp_strdup(q->valuestring);
         *add_item(p) = it;
     }
     cJSON_Delete(root);
@@ -393,12 +394,12 @@ static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
             for (int k = 0; !rc && k < n; k++)
                 if (!cJSON_IsString(cJSON_GetArrayItem(opts, k))) rc = rp_fail(err, "%s: option %d is not a string", what, k);
             if (!rc) {
-                it.options = calloc((size_t)n, sizeof *it.options);
+                it.options = rp_calloc((size_t)n, sizeof *it.options);
                 it.n_options = n;
-                for (int k = 0; k < n; k++) it.options[k] = strdup(cJSON_GetArrayItem(opts, k)->valuestring);
+                for (int k = 0; k < n; k++) it.options[k] = rp_strdup(cJSON_GetArrayItem(opts, k)->valuestring);
                 char ans[16];
                 snprintf(ans, sizeof ans, "%d", a->valueint);
-                it.answer = strdup(ans);
+                it.answer = rp_strdup(ans);
             }
         } else {
             const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "match");
@@ -414,7 +415,7 @@ static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
                 pcre2_code_free(re);
                 it.match = MATCH_REGEX;
             } else rc = rp_fail(err, "%s: \"match\" must be exact, numeric or regex, not '%s'", what, ms);
-            if (!rc) it.answer = strdup(a->valuestring);
+            if (!rc) it.answer = rp_strdup(a->valuestring);
             if (!rc && !strcmp(ms, "numeric")) {
                 char *end;
                 strtod(a->valuestring, &end);
@@ -423,7 +424,7 @@ static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
         }
         if (!rc) {
             it.id = id_of(p->n_items);
-            it.prompt = strdup(q->valuestring);
+            it.prompt = rp_strdup(q->valuestring);
             *add_item(p) = it;
         } else free(it.answer);
         cJSON_Delete(o);

@@ -5,6 +5,7 @@
 // standard errors of zero is marked as noise. Deltas become z-scores across the sweep's configs, per probe; a
 // config's balanced score is the sum of its z-scores (RYS: z(delta math) + z(delta eq)).
 #include "tools/sweep/report.h"
+#include "loader/alloc.h"
 
 #ifdef REPRISE_HAVE_CAIRO
 #include <cairo.h>
@@ -45,9 +46,9 @@ static double *score_table(sqlite3 *db, int config, const char *probe, char ***i
     *n = 0;
     *items = NULL;
     while (sqlite3_step(st) == SQLITE_ROW) {
-        s = realloc(s, sizeof *s * (size_t)(*n + 1));
-        *items = realloc(*items, sizeof **items * (size_t)(*n + 1));
-        (*items)[*n] = strdup((const char *)sqlite3_column_text(st, 0));
+        s = rp_realloc(s, sizeof *s * (size_t)(*n + 1));
+        *items = rp_realloc(*items, sizeof **items * (size_t)(*n + 1));
+        (*items)[*n] = rp_strdup((const char *)sqlite3_column_text(st, 0));
         s[(*n)++] = sqlite3_column_double(st, 1);
     }
     sqlite3_finalize(st);
@@ -80,7 +81,7 @@ static int by_p(const void *a, const void *b) {
 // Benjamini-Hochberg: q of the r-th smallest of m p-values = min over r' >= r of p(r') m / r' (at most 1). Configs
 // whose q is below a level form a set whose expected share of false discoveries is at most that level.
 static void bh_adjust(const double *p, double *q, int n) {
-    p_at *order = malloc(sizeof *order * (n > 0 ? (size_t)n : 1));
+    p_at *order = rp_malloc(sizeof *order * (n > 0 ? (size_t)n : 1));
     int m = 0;
     for (int i = 0; i < n; i++) {
         q[i] = NAN;
@@ -112,20 +113,20 @@ static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const l
         int keep = !only;
         for (int q = 0; q < n_only; q++) keep |= !strcmp(only[q].name, name);
         if (!keep) continue;
-        S->probe = realloc(S->probe, sizeof *S->probe * (size_t)(S->n_probe + 1));
-        S->probe[S->n_probe++] = strdup(name);
+        S->probe = rp_realloc(S->probe, sizeof *S->probe * (size_t)(S->n_probe + 1));
+        S->probe[S->n_probe++] = rp_strdup(name);
     }
     sqlite3_finalize(st);
     sqlite3_prepare_v2(db, "SELECT id, label, schedule, i, j, k, visits FROM configs ORDER BY id", -1, &st, NULL);
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *label = (const char *)sqlite3_column_text(st, 1);
         if (among && strcmp(label, "base") && !label_set_has(among, label)) continue;
-        S->c = realloc(S->c, sizeof *S->c * (size_t)(S->n_cfg + 1));
+        S->c = rp_realloc(S->c, sizeof *S->c * (size_t)(S->n_cfg + 1));
         cfg_row *c = &S->c[S->n_cfg];
         memset(c, 0, sizeof *c);
         c->id = sqlite3_column_int(st, 0);
-        c->label = strdup((const char *)sqlite3_column_text(st, 1));
-        c->schedule = strdup((const char *)sqlite3_column_text(st, 2));
+        c->label = rp_strdup((const char *)sqlite3_column_text(st, 1));
+        c->schedule = rp_strdup((const char *)sqlite3_column_text(st, 2));
         c->i = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 3);
         c->j = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 4);
         c->k = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 5);
@@ -137,20 +138,20 @@ static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const l
     if (S->base < 0) return rp_fail(err, "the sweep has no base results to compare with");
     for (int ci = 0; ci < S->n_cfg; ci++) {
         cfg_row *c = &S->c[ci];
-        c->delta = calloc((size_t)S->n_probe, sizeof(double));
-        c->se = calloc((size_t)S->n_probe, sizeof(double));
-        c->mean = calloc((size_t)S->n_probe, sizeof(double));
-        c->z = calloc((size_t)S->n_probe, sizeof(double));
-        c->n = calloc((size_t)S->n_probe, sizeof(int));
-        c->p_value = calloc((size_t)S->n_probe, sizeof(double));
-        c->q_value = calloc((size_t)S->n_probe, sizeof(double));
+        c->delta = rp_calloc((size_t)S->n_probe, sizeof(double));
+        c->se = rp_calloc((size_t)S->n_probe, sizeof(double));
+        c->mean = rp_calloc((size_t)S->n_probe, sizeof(double));
+        c->z = rp_calloc((size_t)S->n_probe, sizeof(double));
+        c->n = rp_calloc((size_t)S->n_probe, sizeof(int));
+        c->p_value = rp_calloc((size_t)S->n_probe, sizeof(double));
+        c->q_value = rp_calloc((size_t)S->n_probe, sizeof(double));
     }
     for (int p = 0; p < S->n_probe; p++) {
         char **allowed = NULL;   // with only: the probe's items that count, sorted
         int n_allowed = 0;
         for (int q = 0; q < n_only; q++)
             if (!strcmp(only[q].name, S->probe[p])) {
-                allowed = malloc(sizeof(char *) * (size_t)(only[q].n_items ? only[q].n_items : 1));
+                allowed = rp_malloc(sizeof(char *) * (size_t)(only[q].n_items ? only[q].n_items : 1));
                 for (int i = 0; i < only[q].n_items; i++) allowed[n_allowed++] = only[q].items[i].id;
                 qsort(allowed, (size_t)n_allowed, sizeof(char *), by_string);
             }
@@ -193,7 +194,7 @@ static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const l
         double mean = cnt ? m / cnt : 0, sd = cnt > 1 ? sqrt(fmax(0, (m2 - m * m / cnt) / (cnt - 1))) : 0;
         for (int ci = 0; ci < S->n_cfg; ci++) S->c[ci].z[p] = ci != S->base && S->c[ci].n[p] && sd > 0 ? (S->c[ci].delta[p] - mean) / sd : 0;
         // p-values of "no effect", and q-values over the sweep's configs (base excluded)
-        double *pv = malloc(sizeof(double) * S->n_cfg), *qv = malloc(sizeof(double) * S->n_cfg);
+        double *pv = rp_malloc(sizeof(double) * S->n_cfg), *qv = rp_malloc(sizeof(double) * S->n_cfg);
         for (int ci = 0; ci < S->n_cfg; ci++) pv[ci] = ci == S->base ? NAN : p_of(S->c[ci].delta[p], S->c[ci].se[p]);
         bh_adjust(pv, qv, S->n_cfg);
         for (int ci = 0; ci < S->n_cfg; ci++) S->c[ci].p_value[p] = pv[ci], S->c[ci].q_value[p] = qv[ci];
@@ -344,7 +345,7 @@ static int heatmap(const summary *S, int k, const double *value, const char *tit
     }
     if (imax < 0) return 0;
     int ni = imax - imin + 1, nj = jmax - jmin + 1;
-    double *cell = malloc(sizeof(double) * (size_t)ni * (size_t)nj);
+    double *cell = rp_malloc(sizeof(double) * (size_t)ni * (size_t)nj);
     for (long c = 0; c < (long)ni * nj; c++) cell[c] = NAN;
     for (int ci = 0; ci < S->n_cfg; ci++) {
         const cfg_row *c = &S->c[ci];
@@ -360,8 +361,8 @@ static int heatmap(const summary *S, int k, const double *value, const char *tit
 static int skyline(const summary *S, int k, const double *value, const char *title, const char *path, rp_err *err) {
     int n = 0;
     for (int ci = 0; ci < S->n_cfg; ci++) n = S->c[ci].j > n ? S->c[ci].j : n;
-    double *rs = calloc((size_t)n + 1, sizeof(double)), *cs = calloc((size_t)n + 1, sizeof(double));
-    int *rn = calloc((size_t)n + 1, sizeof(int)), *cn = calloc((size_t)n + 1, sizeof(int));
+    double *rs = rp_calloc((size_t)n + 1, sizeof(double)), *cs = rp_calloc((size_t)n + 1, sizeof(double));
+    int *rn = rp_calloc((size_t)n + 1, sizeof(int)), *cn = rp_calloc((size_t)n + 1, sizeof(int));
     for (int ci = 0; ci < S->n_cfg; ci++) {
         const cfg_row *c = &S->c[ci];
         if (c->k != k || c->i < 0 || isnan(value[ci])) continue;
@@ -416,7 +417,7 @@ static int skyline(const summary *S, int k, const double *value, const char *tit
 
 // The heatmaps (one per probe and the combined score) and the skyline.
 static int write_pictures(const summary *S, int k, const char *model_name, const char *out, rp_err *err) {
-    double *v = malloc(sizeof(double) * S->n_cfg);
+    double *v = rp_malloc(sizeof(double) * S->n_cfg);
     int rc = 0;
     char title[256], file[128];
     for (int p = 0; p <= S->n_probe && !rc; p++) {
@@ -474,7 +475,7 @@ int sweep_scores_among(sweep_db *db, char *const *labels, int n, const probe *pr
     int rc = build(db->db, &S, probes, n_probes, &among, err);
     label_set_free(&among);
     if (!rc) {
-        int *at = malloc(sizeof(int) * (size_t)(n ? n : 1)), n_at = 0;   // S's configs but base, sorted by label
+        int *at = rp_malloc(sizeof(int) * (size_t)(n ? n : 1)), n_at = 0;   // S's configs but base, sorted by label
         for (int ci = 0; ci < S.n_cfg; ci++)
             if (ci != S.base) at[n_at++] = ci;
         for (int a = 1; a < n_at; a++)
@@ -501,7 +502,7 @@ int sweep_scores_among(sweep_db *db, char *const *labels, int n, const probe *pr
 }
 
 int sweep_rank_among(sweep_db *db, char *const *labels, int n, const probe *probes, int n_probes, int *order, rp_err *err) {
-    double *score = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double *score = rp_malloc(sizeof(double) * (size_t)(n ? n : 1));
     if (sweep_scores_among(db, labels, n, probes, n_probes, score, err)) return free(score), -1;
     for (int i = 0; i < n; i++) {
         if (isnan(score[i])) score[i] = -INFINITY;
@@ -523,10 +524,10 @@ int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp
         summary_free(&S);
         return -1;
     }
-    int *order = malloc(sizeof(int) * (size_t)S.n_cfg), n = rank_configs(&S, order);
+    int *order = rp_malloc(sizeof(int) * (size_t)S.n_cfg), n = rank_configs(&S, order);
     *n_labels = n < top_n ? n : top_n;
-    *labels = malloc(sizeof(char *) * (size_t)(*n_labels ? *n_labels : 1));
-    for (int r = 0; r < *n_labels; r++) (*labels)[r] = strdup(S.c[order[r]].label);
+    *labels = rp_malloc(sizeof(char *) * (size_t)(*n_labels ? *n_labels : 1));
+    for (int r = 0; r < *n_labels; r++) (*labels)[r] = rp_strdup(S.c[order[r]].label);
     free(order);
     summary_free(&S);
     return 0;
@@ -544,7 +545,7 @@ int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_
         if (S.c[ci].k > 0 && S.c[ci].k < 64 && ++counts[S.c[ci].k] > best) best = counts[S.c[ci].k], k = S.c[ci].k;
     int rc = write_pictures(&S, k, model_name, out, err);
     // top-N by balanced score
-    int *order = malloc(sizeof(int) * S.n_cfg), n = rank_configs(&S, order);
+    int *order = rp_malloc(sizeof(int) * S.n_cfg), n = rank_configs(&S, order);
     printf("%-4s %-18s %6s", "rank", "config", "visits");
     for (int p = 0; p < S.n_probe; p++) printf("  %-24.24s", S.probe[p]);
     printf("  %8s\n", "balanced");

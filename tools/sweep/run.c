@@ -6,6 +6,7 @@
 // decode together, one forward step for all of them, so a layer's weights are read once per step for every
 // config that visits it next (DESIGN.md 2b). Replies are scored and committed one by one as each config finishes.
 #include "tools/sweep/run.h"
+#include "loader/alloc.h"
 
 #include "engine/sampler.h"
 #include "engine/stats.h"
@@ -122,10 +123,10 @@ static int text_loglik(sweep_run *r, const probe *p, const probe_item *it, slot 
     for (int i = 0; i < n; i++) ll[i] = log_prob_of(prompt_logits + (size_t)i * vocab, vocab, ids[0]);
     if (n_ids > 1) {
         int m = n_ids - 1;
-        float *lg = malloc(sizeof(float) * (size_t)n * m * vocab);
-        sequence **seqs = malloc(sizeof *seqs * n);
-        const int **feeds = malloc(sizeof *feeds * n);
-        int *counts = malloc(sizeof(int) * n);
+        float *lg = rp_malloc(sizeof(float) * (size_t)n * m * vocab);
+        sequence **seqs = rp_malloc(sizeof *seqs * n);
+        const int **feeds = rp_malloc(sizeof *feeds * n);
+        int *counts = rp_malloc(sizeof(int) * n);
         for (int i = 0; i < n; i++) seqs[i] = &slots[i].seq, feeds[i] = ids, counts[i] = m, slots[i].seq.cache.n_past = n_prompt;
         rc = forward(r->m, seqs, n, feeds, counts, 1, lg, &r->stats, err);
         for (int i = 0; i < n && !rc; i++)
@@ -141,8 +142,8 @@ static int text_loglik(sweep_run *r, const probe *p, const probe_item *it, slot 
 static int score_options(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const float *prompt_logits,
                          int n_prompt, rp_err *err) {
     int rc = 0;
-    double *best = malloc(sizeof(double) * n), *ll = malloc(sizeof(double) * n);
-    int *pick = calloc((size_t)n, sizeof(int));
+    double *best = rp_malloc(sizeof(double) * n), *ll = rp_malloc(sizeof(double) * n);
+    int *pick = rp_calloc((size_t)n, sizeof(int));
     for (int o = 0; o < it->n_options && !rc; o++) {
         char what[32];
         snprintf(what, sizeof what, "option %d", o);
@@ -164,7 +165,7 @@ static int score_options(sweep_run *r, const probe *p, const probe_item *it, slo
 // screening score with no sampling noise: higher is better).
 static int score_answer(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const float *prompt_logits,
                         int n_prompt, rp_err *err) {
-    double *ll = malloc(sizeof(double) * n);
+    double *ll = rp_malloc(sizeof(double) * n);
     int rc = text_loglik(r, p, it, slots, n, prompt_logits, n_prompt, it->answer, "the answer", ll, err);
     for (int i = 0; i < n && !rc; i++)
         rc = !isfinite(ll[i]) ? fail_slot(r, p, it, &slots[i], "non-finite logits (NaN or infinity) scoring the answer", err)
@@ -180,11 +181,11 @@ static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slot
     sampler greedy;
     sampler_params gp = {.temp = 0};
     sampler_init(&greedy, &gp, vocab);
-    sequence **seqs = malloc(sizeof *seqs * n);
-    sampler **smp = malloc(sizeof *smp * n);
-    const int **feeds = malloc(sizeof *feeds * n);
-    int *counts = malloc(sizeof(int) * n), *next = malloc(sizeof(int) * n), *fed = malloc(sizeof(int) * n);
-    int *idx = malloc(sizeof(int) * n), *ids = malloc(sizeof(int) * n);
+    sequence **seqs = rp_malloc(sizeof *seqs * n);
+    sampler **smp = rp_malloc(sizeof *smp * n);
+    const int **feeds = rp_malloc(sizeof *feeds * n);
+    int *counts = rp_malloc(sizeof(int) * n), *next = rp_malloc(sizeof(int) * n), *fed = rp_malloc(sizeof(int) * n);
+    int *idx = rp_malloc(sizeof(int) * n), *ids = rp_malloc(sizeof(int) * n);
     for (int i = 0; i < n; i++) next[i] = sampler_sample(&greedy, logits + (size_t)i * vocab), smp[i] = &greedy;
     while (!rc) {
         int m = 0;
@@ -227,10 +228,10 @@ static int compare_int(const void *a, const void *b) { return *(const int *)a - 
 static int prefill(sweep_run *r, slot *slots, int n, const int *ids, int P, const int *from, float *const *snap_of,
                    float *logits, rp_err *err) {
     int dim = r->m->cfg.dim;
-    sequence **seqs = malloc(sizeof *seqs * n);
-    const int **feeds = malloc(sizeof *feeds * n);
-    int *counts = malloc(sizeof(int) * n);
-    float *hidden = malloc(sizeof(float) * (size_t)n * P * dim);
+    sequence **seqs = rp_malloc(sizeof *seqs * n);
+    const int **feeds = rp_malloc(sizeof *feeds * n);
+    int *counts = rp_malloc(sizeof(int) * n);
+    float *hidden = rp_malloc(sizeof(float) * (size_t)n * P * dim);
     for (int i = 0; i < n; i++) {
         seqs[i] = &slots[i].seq, feeds[i] = ids, counts[i] = P;
         if (from[i] > 0) memcpy(hidden + (size_t)i * P * dim, snap_of[i], sizeof(float) * (size_t)P * dim);
@@ -253,7 +254,7 @@ static int fail_unfinished(sweep_run *r, const probe *p, const probe_item *it, s
 // config (a prompt that does not fit, non-finite logits) is recorded as a failed row and the sweep goes on.
 static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sweep_prompt *sp, double t0, rp_err *err) {
     config_list *cl = r->configs;
-    int *pending = malloc(sizeof(int) * cl->n), n_pending = 0, rc = 0;
+    int *pending = rp_malloc(sizeof(int) * cl->n), n_pending = 0, rc = 0;
     for (int c = 0; c < cl->n; c++)
         if (!sweep_db_has_result(r->db, r->config_ids[c], p->name, it->id)) pending[n_pending++] = c;
     if (sp->error) {   // the prompt cannot run: every pending config fails with its reason
@@ -272,7 +273,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
     rp_err merr;   // a model error: fails the rows it concerns, not the sweep
 
     // the base's hidden state at every visit where a config leaves it (none when naive: nothing is shared)
-    int *from = calloc((size_t)n_pending, sizeof(int)), *cuts = malloc(sizeof(int) * (n_pending + 1)), n_cuts = 0;
+    int *from = rp_calloc((size_t)n_pending, sizeof(int)), *cuts = rp_malloc(sizeof(int) * (n_pending + 1)), n_cuts = 0;
     for (int t = 0; t < n_pending && !r->naive; t++) {
         from[t] = shared_prefix(&cl->c[pending[t]].sched, N);
         if (from[t] > 0) cuts[n_cuts++] = from[t];
@@ -282,11 +283,11 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
     for (int k = 0; k < n_cuts; k++)
         if (!w || cuts[w - 1] != cuts[k]) cuts[w++] = cuts[k];
     n_cuts = w;
-    float **snap = calloc((size_t)n_cuts + 1, sizeof *snap);
+    float **snap = rp_calloc((size_t)n_cuts + 1, sizeof *snap);
     slot base = {0};
     schedule base_sched;
     schedule_base(&base_sched, N);
-    float *logits = malloc(sizeof(float) * (size_t)(r->batch + 1) * vocab);
+    float *logits = rp_malloc(sizeof(float) * (size_t)(r->batch + 1) * vocab);
     r->pool.used = 0;   // the pool's slots serve this item: the base's, then each batch's
     int base_failed = 0, have_base = 0;
     if (n_cuts) {
@@ -295,7 +296,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
         sequence *b1[1] = {&base.seq};
         const int *feed = ids;
         for (int k = 0; k < n_cuts && !base_failed; k++) {
-            snap[k] = malloc(sizeof(float) * (size_t)P * dim);
+            snap[k] = rp_malloc(sizeof(float) * (size_t)P * dim);
             int start = k ? cuts[k - 1] : 0;
             forward_span span = {.from_visit = &start, .hidden_in = k ? snap[k - 1] : NULL, .to_visit = cuts[k], .hidden_out = snap[k]};
             base_failed = forward_span_run(r->m, b1, 1, &feed, &P, &span, 0, NULL, &r->stats, &merr);
@@ -308,14 +309,14 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
     int step = r->naive ? 1 : r->batch, mark = r->pool.used;
     for (int t0i = 0; t0i < n_pending && !rc && !base_failed; t0i += step) {
         int n = n_pending - t0i < step ? n_pending - t0i : step;
-        slot *slots = calloc((size_t)n, sizeof *slots);
-        float **snap_of = malloc(sizeof *snap_of * n);
-        int *fr = malloc(sizeof(int) * n), made = 0, failed = 0;
+        slot *slots = rp_calloc((size_t)n, sizeof *slots);
+        float **snap_of = rp_malloc(sizeof *snap_of * n);
+        int *fr = rp_malloc(sizeof(int) * n), made = 0, failed = 0;
         r->pool.used = mark;
         for (int i = 0; i < n; i++) slots[i].cfg = pending[t0i + i];
         for (int i = 0; i < n && !failed; i++, made++) {
             int c = pending[t0i + i];
-            slots[i].reply = malloc(sizeof(int) * (size_t)(p->max_new + 1));
+            slots[i].reply = rp_malloc(sizeof(int) * (size_t)(p->max_new + 1));
             fr[i] = from[t0i + i];
             if ((failed = sequence_init_pooled(&slots[i].seq, r->m, &cl->c[c].sched, &r->pool, &merr))) break;
             snap_of[i] = NULL;
@@ -346,10 +347,10 @@ static int by_visits_desc(const void *a, const void *b) { return *(const int *)b
 
 void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
     int ctx_max = 1, N = cfg->n_layers;
-    r->prompts = calloc((size_t)r->n_probes, sizeof *r->prompts);
+    r->prompts = rp_calloc((size_t)r->n_probes, sizeof *r->prompts);
     for (int p = 0; p < r->n_probes; p++) {
         const probe *pr = &r->probes[p];
-        r->prompts[p] = calloc((size_t)(pr->n_items ? pr->n_items : 1), sizeof **r->prompts);
+        r->prompts[p] = rp_calloc((size_t)(pr->n_items ? pr->n_items : 1), sizeof **r->prompts);
         for (int i = 0; i < pr->n_items; i++) {
             const probe_item *it = &pr->items[i];
             sweep_prompt *sp = &r->prompts[p][i];
@@ -366,12 +367,12 @@ void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
                 if (sp->n + longest > ctx_max) ctx_max = sp->n + longest;
                 continue;
             }
-            sp->error = strdup(e.msg);
+            sp->error = rp_strdup(e.msg);
         }
     }
     // the pool: the base's slots and those of the batch with the most visits
     int n = r->configs->n, step = r->naive ? 1 : r->batch, max_visits = N;
-    int *visits = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    int *visits = rp_malloc(sizeof(int) * (size_t)(n ? n : 1));
     for (int c = 0; c < n; c++) {
         visits[c] = r->configs->c[c].sched.n_visits;
         if (visits[c] > max_visits) max_visits = visits[c];

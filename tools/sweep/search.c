@@ -5,6 +5,7 @@
 // ..., the last few on the full set. Each rung is a sweep of its configs (base always) over the first n items, so
 // rows are shared across rungs and a killed search resumes from its database.
 #include "tools/sweep/search.h"
+#include "loader/alloc.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,16 +21,16 @@
 int sweep_halving(sweep_run *r, int start_items, rp_err *err) {
     config_list *all = r->configs;
     int *all_ids = r->config_ids, full = 0, rc = 0;
-    int *saved = malloc(sizeof(int) * (size_t)(r->n_probes ? r->n_probes : 1));
+    int *saved = rp_malloc(sizeof(int) * (size_t)(r->n_probes ? r->n_probes : 1));
     for (int p = 0; p < r->n_probes; p++) {
         saved[p] = r->probes[p].n_items;
         if (saved[p] > full) full = saved[p];
     }
-    int n_alive = all->n - 1, *alive = malloc(sizeof(int) * (size_t)(all->n ? all->n : 1));   // indices into all (base: 0)
+    int n_alive = all->n - 1, *alive = rp_malloc(sizeof(int) * (size_t)(all->n ? all->n : 1));   // indices into all (base: 0)
     for (int c = 1; c < all->n; c++) alive[c - 1] = c;
-    config_list rung = {malloc(sizeof(sweep_config) * (size_t)all->n), 0};
-    int *rung_ids = malloc(sizeof(int) * (size_t)all->n), *order = malloc(sizeof(int) * (size_t)all->n);
-    char **labels = malloc(sizeof(char *) * (size_t)all->n);
+    config_list rung = {rp_malloc(sizeof(sweep_config) * (size_t)all->n), 0};
+    int *rung_ids = rp_malloc(sizeof(int) * (size_t)all->n), *order = rp_malloc(sizeof(int) * (size_t)all->n);
+    char **labels = rp_malloc(sizeof(char *) * (size_t)all->n);
     for (int items = start_items < full ? start_items : full, k = 1;; k++) {
         rung.n = 0;
         rung.c[rung.n] = all->c[0], rung_ids[rung.n++] = all_ids[0];
@@ -40,7 +41,7 @@ int sweep_halving(sweep_run *r, int start_items, rp_err *err) {
         if ((rc = sweep_run_all(r, err)) || r->timed_out || r->interrupted || items >= full || n_alive <= 1) break;
         for (int a = 0; a < n_alive; a++) labels[a] = all->c[alive[a]].label;
         if ((rc = sweep_rank_among(r->db, labels, n_alive, r->probes, r->n_probes, order, err))) break;
-        int keep = (n_alive + 1) / 2, *next = malloc(sizeof(int) * (size_t)keep);
+        int keep = (n_alive + 1) / 2, *next = rp_malloc(sizeof(int) * (size_t)keep);
         for (int a = 0; a < keep; a++) next[a] = alive[order[a]];
         memcpy(alive, next, sizeof(int) * (size_t)keep);
         free(next);
@@ -89,7 +90,7 @@ static int measure(trail *t, char *const *labels, int n, int *measured, rp_err *
     config_list rung = {0}, *all = r->configs;
     int *all_ids = r->config_ids, rc = sweep_space_add(&rung, "base", "base", N, err);
     for (int i = 0; i < n && !rc; i++) rc = sweep_space_add(&rung, labels[i], labels[i], N, err);
-    int *ids = malloc(sizeof(int) * (size_t)(rung.n ? rung.n : 1));
+    int *ids = rp_malloc(sizeof(int) * (size_t)(rung.n ? rung.n : 1));
     for (int c = 0; c < rung.n && !rc; c++) rc = sweep_db_add_config(r->db, &rung.c[c], &ids[c], err);
     if (!rc) {
         r->configs = &rung, r->config_ids = ids;
@@ -98,9 +99,9 @@ static int measure(trail *t, char *const *labels, int n, int *measured, rp_err *
     }
     if (!rc && t->n + n > t->cap) {
         t->cap = t->n + n > 2 * t->cap ? t->n + n : 2 * t->cap;
-        t->label = realloc(t->label, sizeof(char *) * (size_t)t->cap);
-        t->features = realloc(t->features, sizeof(float) * (size_t)t->cap * (size_t)N);
-        t->score = realloc(t->score, sizeof(double) * (size_t)t->cap);
+        t->label = rp_realloc(t->label, sizeof(char *) * (size_t)t->cap);
+        t->features = rp_realloc(t->features, sizeof(float) * (size_t)t->cap * (size_t)N);
+        t->score = rp_realloc(t->score, sizeof(double) * (size_t)t->cap);
     }
     for (int i = 0; i < n && !rc; i++) {   // rung.c[1 + i] is labels[i]: labels are new, so none was dropped
         float *f = t->features + (size_t)t->n * (size_t)N;
@@ -108,7 +109,7 @@ static int measure(trail *t, char *const *labels, int n, int *measured, rp_err *
         const schedule *s = &rung.c[1 + i].sched;
         for (int v = 0; v < s->n_visits; v++) f[s->layer[v]] += 1;
         label_set_add(&t->seen, labels[i]);
-        t->label[t->n++] = strdup(labels[i]);
+        t->label[t->n++] = rp_strdup(labels[i]);
     }
     if (!rc) rc = sweep_scores_among(r->db, t->label, t->n, r->probes, r->n_probes, t->score, err);
     free(ids);
@@ -118,7 +119,7 @@ static int measure(trail *t, char *const *labels, int n, int *measured, rp_err *
 
 // The trail's indices, best score first (no score last; ties: measured first).
 static int *trail_order(const trail *t) {
-    int *order = malloc(sizeof(int) * (size_t)(t->n > 0 ? t->n : 1));
+    int *order = rp_malloc(sizeof(int) * (size_t)(t->n > 0 ? t->n : 1));
     for (int i = 0; i < t->n; i++) order[i] = i;
     for (int a = 1; a < t->n; a++)
         for (int b = a; b > 0; b--) {
@@ -134,7 +135,7 @@ static int *trail_order(const trail *t) {
 static int measure_seed(trail *t, const char *mode, rp_err *err) {
     sweep_run *r = t->r;
     int n = 0, measured;
-    char **labels = malloc(sizeof(char *) * (size_t)r->configs->n);
+    char **labels = rp_malloc(sizeof(char *) * (size_t)r->configs->n);
     for (int c = 0; c < r->configs->n; c++)
         if (strcmp(r->configs->c[c].label, "base") && label_set_add(&t->seen, r->configs->c[c].label))
             labels[n++] = r->configs->c[c].label;
@@ -174,13 +175,13 @@ int sweep_beam(sweep_run *r, const search_opts *o, rp_err *err) {
     trail t;
     trail_init(&t, r, o->budget);
     int rc = measure_seed(&t, "beam", err), exhausted = 0, cap_moves = 7 * BLOCKS_MAX + o->beam * BLOCKS_MAX;
-    blocks *partners = malloc(sizeof(blocks) * (size_t)o->beam), *moves = malloc(sizeof(blocks) * (size_t)cap_moves);
+    blocks *partners = rp_malloc(sizeof(blocks) * (size_t)o->beam), *moves = rp_malloc(sizeof(blocks) * (size_t)cap_moves);
     for (int step = 1; !rc && t.n < t.budget && !out_of_time(r); step++) {
         char when[32];
         snprintf(when, sizeof when, "step %d", step - 1);
         print_best(&t, "beam", step == 1 ? "seed" : when);
         int *order = trail_order(&t), n_partners = 0, n_beam = 0, n_new = 0, measured;
-        blocks *beam = malloc(sizeof(blocks) * (size_t)o->beam);
+        blocks *beam = rp_malloc(sizeof(blocks) * (size_t)o->beam);
         for (int a = 0; a < t.n && (n_beam < o->beam || n_partners < o->beam); a++) {
             blocks b;
             if (isnan(t.score[order[a]]) || blocks_from_label(t.label[order[a]], &b) || !blocks_valid(&b, &o->space)) continue;
@@ -194,8 +195,8 @@ int sweep_beam(sweep_run *r, const search_opts *o, rp_err *err) {
                 char label[256];
                 blocks_label(&moves[m], label, sizeof label);
                 if (label_set_has(&t.seen, label)) continue;
-                labels = realloc(labels, sizeof(char *) * (size_t)(n_new + 1));
-                labels[n_new++] = strdup(label);
+                labels = rp_realloc(labels, sizeof(char *) * (size_t)(n_new + 1));
+                labels[n_new++] = rp_strdup(label);
                 label_set_add(&t.seen, label);   // proposed: not again this step
             }
         }
@@ -219,9 +220,9 @@ int sweep_beam(sweep_run *r, const search_opts *o, rp_err *err) {
 // hashes to 0 mod 5, trained on the others; NAN when either part is too small.
 static double held_out_spearman(const trail *t, int N, rp_err *err, int *rc) {
     int n_test = 0, n_train = 0;
-    float *xtr = malloc(sizeof(float) * (size_t)(t->n > 0 ? t->n : 1) * (size_t)N), *ytr = malloc(sizeof(float) * (size_t)(t->n > 0 ? t->n : 1));
-    float *xte = malloc(sizeof(float) * (size_t)(t->n > 0 ? t->n : 1) * (size_t)N);
-    double *yte = malloc(sizeof(double) * (size_t)(t->n > 0 ? t->n : 1));
+    float *xtr = rp_malloc(sizeof(float) * (size_t)(t->n > 0 ? t->n : 1) * (size_t)N), *ytr = rp_malloc(sizeof(float) * (size_t)(t->n > 0 ? t->n : 1));
+    float *xte = rp_malloc(sizeof(float) * (size_t)(t->n > 0 ? t->n : 1) * (size_t)N);
+    double *yte = rp_malloc(sizeof(double) * (size_t)(t->n > 0 ? t->n : 1));
     for (int i = 0; i < t->n; i++) {
         if (isnan(t->score[i])) continue;
         int test = fingerprint_str(FINGERPRINT_SEED, t->label[i]) % 5 == 0;
@@ -232,8 +233,8 @@ static double held_out_spearman(const trail *t, int N, rp_err *err, int *rc) {
     double rho = NAN;
     surrogate *s = NULL;
     if (n_test >= 5 && n_train >= 10 && !(*rc = surrogate_fit(&s, xtr, ytr, n_train, N, err))) {
-        float *pred = malloc(sizeof(float) * (size_t)n_test);
-        double *p = malloc(sizeof(double) * (size_t)n_test);
+        float *pred = rp_malloc(sizeof(float) * (size_t)n_test);
+        double *p = rp_malloc(sizeof(double) * (size_t)n_test);
         if (!(*rc = surrogate_predict(s, xte, n_test, pred, err))) {
             for (int i = 0; i < n_test; i++) p[i] = pred[i];
             rho = stats_spearman(p, yte, n_test);
@@ -252,14 +253,14 @@ int sweep_surrogate(sweep_run *r, const search_opts *o, rp_err *err) {
     blocks *pool = NULL;
     int n_pool = rc ? 0 : blocks_pool(&o->space, o->pool, o->seed, &pool);
     if (!rc) fprintf(stderr, "reprise sweep: surrogate: a pool of %d candidate configs\n", n_pool);
-    float *pool_x = malloc(sizeof(float) * (size_t)(n_pool > 0 ? n_pool : 1) * (size_t)N);
-    float *pred = malloc(sizeof(float) * (size_t)(n_pool > 0 ? n_pool : 1));
-    int *open = malloc(sizeof(int) * (size_t)(n_pool > 0 ? n_pool : 1));
+    float *pool_x = rp_malloc(sizeof(float) * (size_t)(n_pool > 0 ? n_pool : 1) * (size_t)N);
+    float *pred = rp_malloc(sizeof(float) * (size_t)(n_pool > 0 ? n_pool : 1));
+    int *open = rp_malloc(sizeof(int) * (size_t)(n_pool > 0 ? n_pool : 1));
     for (int c = 0; c < n_pool; c++) blocks_features(&pool[c], N, pool_x + (size_t)c * N);
     for (int round = 1; !rc && t.n < t.budget && !out_of_time(r); round++) {
         // training rows: the measured configs with a score
         int n_train = 0;
-        float *x = malloc(sizeof(float) * (size_t)t.n * (size_t)N), *y = malloc(sizeof(float) * (size_t)t.n);
+        float *x = rp_malloc(sizeof(float) * (size_t)t.n * (size_t)N), *y = rp_malloc(sizeof(float) * (size_t)t.n);
         for (int i = 0; i < t.n; i++)
             if (!isnan(t.score[i])) {
                 memcpy(x + (size_t)n_train * N, t.features + (size_t)i * N, sizeof(float) * (size_t)N);
@@ -277,7 +278,7 @@ int sweep_surrogate(sweep_run *r, const search_opts *o, rp_err *err) {
             blocks_label(&pool[c], label, sizeof label);
             if (!label_set_has(&t.seen, label)) open[n_open++] = c;
         }
-        float *ox = malloc(sizeof(float) * (size_t)(n_open > 0 ? n_open : 1) * (size_t)N);
+        float *ox = rp_malloc(sizeof(float) * (size_t)(n_open > 0 ? n_open : 1) * (size_t)N);
         for (int a = 0; a < n_open; a++) memcpy(ox + (size_t)a * N, pool_x + (size_t)open[a] * N, sizeof(float) * (size_t)N);
         if (!rc) rc = surrogate_predict(s, ox, n_open, pred, err);
         free(ox);
@@ -298,16 +299,16 @@ int sweep_surrogate(sweep_run *r, const search_opts *o, rp_err *err) {
                         round, n_train, rho);
             if (!want) exhausted = 1;
         }
-        char **labels = malloc(sizeof(char *) * (size_t)(want > 0 ? want : 1));
+        char **labels = rp_malloc(sizeof(char *) * (size_t)(want > 0 ? want : 1));
         int n_labels = 0;
         for (int a = 0; a < want && !rc; a++) {
             blocks_label(&pool[open[a]], label, sizeof label);
-            labels[n_labels++] = strdup(label);
+            labels[n_labels++] = rp_strdup(label);
         }
         int measured = 0, first = t.n;
         if (!rc && want) rc = measure(&t, labels, want, &measured, err);
         if (!rc && measured >= 5) {   // how well it ranked what it chose, now measured
-            double *p = malloc(sizeof(double) * (size_t)measured), *m = malloc(sizeof(double) * (size_t)measured);
+            double *p = rp_malloc(sizeof(double) * (size_t)measured), *m = rp_malloc(sizeof(double) * (size_t)measured);
             for (int a = 0; a < measured; a++) p[a] = pred[a], m[a] = t.score[first + a];
             fprintf(stderr, "reprise sweep: surrogate round %d: measured %d configs; Spearman %.3f of predicted and measured\n",
                     round, measured, stats_spearman(p, m, measured));

@@ -1,5 +1,6 @@
 // The configurations a sweep evaluates: a grid of RYS blocks, explicit schedules, or a file of them; base first.
 #include "tools/sweep/space.h"
+#include "loader/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 int sweep_space_add(config_list *l, const char *label, const char *text, int n_layers, rp_err *err) {
     for (int i = 0; i < l->n; i++)
         if (!strcmp(l->c[i].label, label)) return 0;
-    sweep_config c = {.label = strdup(label), .i = -1, .j = -1, .k = -1};
+    sweep_config c = {.label = rp_strdup(label), .i = -1, .j = -1, .k = -1};
     if (schedule_parse(&c.sched, text, n_layers, err)) {
         free(c.label);
         return -1;
@@ -18,7 +19,7 @@ int sweep_space_add(config_list *l, const char *label, const char *text, int n_l
     int i, j, k, n;
     if (sscanf(text, "rys:%d,%d,%d%n", &i, &j, &k, &n) == 3 && !text[n]) c.i = i, c.j = j, c.k = k;
     else if (sscanf(text, "rys:%d,%d%n", &i, &j, &n) == 2 && !text[n]) c.i = i, c.j = j, c.k = 2;
-    l->c = realloc(l->c, sizeof *l->c * (size_t)(l->n + 1));
+    l->c = rp_realloc(l->c, sizeof *l->c * (size_t)(l->n + 1));
     l->c[l->n++] = c;
     return 0;
 }
@@ -64,7 +65,7 @@ int sweep_space_build(config_list *l, int n_layers, const space_opts *o, rp_err 
                 rc = sweep_space_add(l, label, label, n_layers, err);
             }
     }
-    char *copy = o->configs ? strdup(o->configs) : NULL;
+    char *copy = o->configs ? rp_strdup(o->configs) : NULL;
     for (char *save, *t = copy ? strtok_r(copy, ";", &save) : NULL; t && !rc; t = strtok_r(NULL, ";", &save))
         if ((rc = sweep_space_add(l, t, t, n_layers, err))) rp_wrap(err, "--configs");
     free(copy);

@@ -4,6 +4,7 @@
 // interacting layer ranges, which shallow trees capture; with a few hundred measured rows more depth overfits.
 // One thread, so the same rows give the same model and a resumed search takes the same path.
 #include "tools/sweep/surrogate.h"
+#include "loader/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ int surrogate_fit(surrogate **out, const float *x, const float *y, int n, int n_
     if (n < 2) return rp_fail(err, "the surrogate needs at least 2 measured configs, has %d", n);
     DMatrixHandle d;
     if (XGDMatrixCreateFromMat(x, (bst_ulong)n, (bst_ulong)n_features, NAN, &d)) return xgb_fail(err, "XGDMatrixCreateFromMat");
-    surrogate *s = calloc(1, sizeof *s);
+    surrogate *s = rp_calloc(1, sizeof *s);
     s->n_features = n_features;
     static const char *params[][2] = {{"objective", "reg:squarederror"}, {"max_depth", "4"}, {"eta", "0.1"},
                                       {"nthread", "1"}, {"seed", "0"}, {"tree_method", "exact"}, {"verbosity", "0"}};
