@@ -16,6 +16,9 @@
 // exactly rounded, so the paths agree bit for bit, and a row's result never depends on the rows beside it.
 #include "engine/matmul.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
@@ -178,10 +181,18 @@ static matmul_path paths[2];
 static int n_paths;
 static const matmul_path *path_of_cpu;
 
+#if defined(__x86_64__)
+// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+#endif
+
 __attribute__((constructor)) static void choose_path(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
         paths[n_paths++] = (matmul_path){"avx2", tile_avx2, widen_avx2, 1};
 #endif
     paths[n_paths++] = (matmul_path){"portable", tile_portable, widen_portable, 0};

@@ -616,7 +616,10 @@ int bench_serve(const serve_bench_opts *o) {
         char *json = serve_result_json(o, model, date, res, n, &all, per);
         FILE *f = fopen(path, "w");
         int bad = !f;
-        if (f) bad = (fputs(json, f) < 0) | (fputc('\n', f) < 0) | (fclose(f) != 0);
+        if (f) {   // every call made (fclose above all), then any failure counts
+            int put = fputs(json, f) < 0, nl = fputc('\n', f) < 0, closed = fclose(f) != 0;
+            bad = put || nl || closed;
+        }
         if (bad) {
             fprintf(stderr, "reprise bench: cannot write %s\n", path);
             rc = 1;

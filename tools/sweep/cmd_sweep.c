@@ -11,6 +11,7 @@
 #include "engine/stats.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
+#include "tools/sweep/merge.h"
 #include "tools/sweep/report.h"
 #include "tools/sweep/run.h"
 #include "tools/sweep/search.h"
@@ -85,67 +86,6 @@ static int make_dir(const char *d, rp_err *err) {
     return 0;
 }
 
-// Column i of st's row as text; NULL (a database someone else wrote may hold one) is an error naming the column.
-static const char *need_text(sqlite3_stmt *st, int i, const char *path, rp_err *err, int *rc) {
-    const char *t = (const char *)sqlite3_column_text(st, i);
-    if (!t && !*rc) *rc = rp_fail(err, "%s: a row with no %s", path, sqlite3_column_name(st, i));
-    return t ? t : "";
-}
-
-// The id, in the merged database, of the config in columns 0-5 (label, schedule, i, j, k, visits) of st's row.
-static int merged_config(sweep_db *d, sqlite3_stmt *st, const char *path, int *id, rp_err *err) {
-    int rc = 0, ci = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 2);
-    const char *label = need_text(st, 0, path, err, &rc), *sched = need_text(st, 1, path, err, &rc);
-    return rc ? rc : sweep_db_config(d, label, sched, ci, sqlite3_column_int(st, 3), sqlite3_column_int(st, 4),
-                                     sqlite3_column_int(st, 5), id, err);
-}
-
-// Copies meta, items, configs, results and failures of the database at path (opened read-only) into d.
-static int merge_one(sweep_db *d, const char *path, long *added, rp_err *err) {
-    sweep_db in;
-    if (sweep_db_open_input(&in, path, err)) return -1;
-    int rc = 0;
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(in.db, "SELECT key, value FROM meta", -1, &st, NULL);
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-        const char *k = need_text(st, 0, path, err, &rc), *v = need_text(st, 1, path, err, &rc);
-        if (!rc) rc = sweep_db_check_meta(d, k, v, err);
-    }
-    sqlite3_finalize(st);
-    sqlite3_prepare_v2(in.db, "SELECT probe, item, prompt, answer FROM items", -1, &st, NULL);
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-        const char *pr = need_text(st, 0, path, err, &rc), *it = need_text(st, 1, path, err, &rc);
-        const char *prompt = need_text(st, 2, path, err, &rc);
-        if (!rc) rc = sweep_db_item(d, pr, it, prompt, (const char *)sqlite3_column_text(st, 3), err);
-    }
-    sqlite3_finalize(st);
-    sqlite3_prepare_v2(in.db, "SELECT c.label, c.schedule, c.i, c.j, c.k, c.visits, r.probe, r.item, r.score, r.reply "
-                              "FROM results r JOIN configs c ON c.id = r.config", -1, &st, NULL);
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-        int id;
-        rc = merged_config(d, st, path, &id, err);
-        const char *probe = need_text(st, 6, path, err, &rc), *item = need_text(st, 7, path, err, &rc);
-        if (!rc && !sweep_db_has_result(d, id, probe, item)) {
-            rc = sweep_db_add_result(d, id, probe, item, sqlite3_column_double(st, 8), (const char *)sqlite3_column_text(st, 9), err);
-            ++*added;
-        }
-    }
-    sqlite3_finalize(st);
-    // failed rows travel too, so the merged summary lists them
-    sqlite3_prepare_v2(in.db, "SELECT c.label, c.schedule, c.i, c.j, c.k, c.visits, f.probe, f.item, f.reason "
-                              "FROM failures f JOIN configs c ON c.id = f.config", -1, &st, NULL);
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-        int id;
-        rc = merged_config(d, st, path, &id, err);
-        const char *probe = need_text(st, 6, path, err, &rc), *item = need_text(st, 7, path, err, &rc);
-        const char *reason = need_text(st, 8, path, err, &rc);
-        if (!rc && !sweep_db_has_result(d, id, probe, item)) rc = sweep_db_add_failure(d, id, probe, item, reason, err);
-    }
-    sqlite3_finalize(st);
-    sweep_db_close(&in);
-    return rc;
-}
-
 // A database file and its WAL companions, removed.
 static void remove_db(const char *path) {
     size_t n = strlen(path) + 5;
@@ -183,13 +123,13 @@ static int merge(int argc, char **argv) {
     sweep_db d;
     int rc = sweep_db_open(&d, tmp, &err);
     long added = 0;
-    if (!rc && file_exists(path)) rc = merge_one(&d, path, &added, &err);   // what DIR held already
+    if (!rc && file_exists(path)) rc = sweep_merge_one(&d, path, &added, &err);   // what DIR held already
     for (int i = first; i < argc && !rc; i++) {
         if (!strcmp(argv[i], "--out")) {
             i++;
             continue;
         }
-        rc = merge_one(&d, argv[i], &added, &err);
+        rc = sweep_merge_one(&d, argv[i], &added, &err);
     }
     sweep_db_close(&d);
     if (!rc && rename(tmp, path)) rc = rp_fail(&err, "%s: cannot rename into %s: %s", tmp, path, strerror(errno));
