@@ -1,5 +1,7 @@
 // Probe scoring against hand-computed cases: RYS's math partial credit, EQ-Bench parsing and confidence, jsonl matches.
 #include "tests/test_util.h"
+#include <unistd.h>
+
 #include "tools/sweep/probe.h"
 
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-9)
@@ -138,8 +140,56 @@ static void arith_items_have_scoreable_answers(void) {
     probe_free(&p);
 }
 
+// BIG-Bench Hard: its task format and a jsonl of the same objects; BBH's answer rule on hand-written replies; the
+// log-likelihood view; a seeded subset of a 250-item task.
+static void bbh_reads_and_scores_as_bbh_does(void) {
+    probe p;
+    rp_err err;
+    CHECK(probe_load(&p, "bbh:" FIXTURES_DIR "/bbh_mc.json", 0, 0, 0, &err) == 0, "%s", err.msg);
+    CHECK(p.n_items == 3 && p.kind == PROBE_BBH, "%d items", p.n_items);
+    if (p.n_items == 3) {
+        CHECK(!strcmp(p.items[1].id, "1") && !strcmp(p.items[1].answer, "(B)"), "item 1: %s %s", p.items[1].id, p.items[1].answer);
+        CHECK(strstr(p.items[0].prompt, "(C) The blue book is the leftmost\nAnswer with the letter"), "the instruction follows the input");
+        CHECK(p.items[0].n_options == 3 && p.items[2].n_options == 2 && !strcmp(p.items[2].options[1], "(B)"), "option letters");
+        struct { const char *reply; int item, right; } r[] = {
+            {"A", 0, 1}, {"(A)", 0, 1}, {"  B.", 1, 1}, {"The answer is (B).", 1, 1}, {"(A) or (B)", 1, 0},
+            {"(B), not (A)", 1, 1}, {"b", 1, 0}, {"Both", 1, 0}, {"", 2, 0}, {"A cup is (B) rightmost", 2, 1}};
+        for (size_t i = 0; i < sizeof r / sizeof *r; i++)
+            CHECK(probe_score_reply(&p, &p.items[r[i].item], r[i].reply) == r[i].right, "'%s' against %s", r[i].reply,
+                  p.items[r[i].item].answer);
+        CHECK(probe_use_loglik(&p, &err) == 0 && p.kind == PROBE_MC && !strcmp(p.items[1].answer, "1") &&
+                  !strncmp(p.name, "loglik:bbh:", 11), "the log-likelihood view is mc over the letters: %s", p.name);
+    }
+    probe_free(&p);
+    CHECK(probe_load(&p, "bbh:" FIXTURES_DIR "/bbh_free.jsonl", 0, 0, 0, &err) == 0 && p.n_items == 2, "%s", err.msg);
+    if (p.n_items == 2) {
+        CHECK(bbh_match("False", "False") && bbh_match("So the answer is valid.", "valid") && !bbh_match("invalid", "valid") &&
+                  !bbh_match("Valid", "valid") && bbh_match("valid\nbecause cats", "valid"), "free-form answers");
+        CHECK(strstr(p.items[0].prompt, "Give only the final answer."), "free-form instruction");
+        CHECK(probe_use_loglik(&p, &err) == 0 && p.kind == PROBE_BBH && p.loglik, "free-form loglik scores the target's text");
+    }
+    probe_free(&p);
+    const char *task = SHARED_DIR "/probes/bbh/logical_deduction_three_objects.json";
+    if (access(task, R_OK)) {
+        fprintf(stderr, "skip the 250-item subset: %s is absent\n", task);
+        return;
+    }
+    char spec[600];
+    snprintf(spec, sizeof spec, "bbh:%s", task);
+    probe a, b, c;
+    CHECK(probe_load(&a, spec, 50, 0, 0, &err) == 0 && probe_load(&b, spec, 50, 0, 0, &err) == 0 &&
+              probe_load(&c, spec, 50, 0, 1, &err) == 0, "%s", err.msg);
+    int same = a.n_items == 50 && b.n_items == 50, other = 0, ordered = 1;
+    for (int i = 0; i < a.n_items && i < b.n_items; i++) same &= !strcmp(a.items[i].id, b.items[i].id);
+    for (int i = 0; i < a.n_items && i < c.n_items; i++) other += strcmp(a.items[i].id, c.items[i].id) != 0;
+    for (int i = 1; i < a.n_items; i++) ordered &= atoi(a.items[i].id) > atoi(a.items[i - 1].id);
+    CHECK(same && other > 0 && ordered && atoi(a.items[49].id) > 49, "a seeded subset of 50: the same twice, another seed another, in order, not the first 50");
+    probe_free(&a), probe_free(&b), probe_free(&c);
+}
+
 int main(void) {
     RUN(math_partial_credit);
+    RUN(bbh_reads_and_scores_as_bbh_does);
     RUN(arith_items_have_scoreable_answers);
     RUN(math_answers_keep_every_digit);
     RUN(eq_parse_and_confidence);

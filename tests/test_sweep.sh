@@ -480,6 +480,37 @@ PY
     python3 -c "import json,sys; j=json.load(open(sys.argv[1])); j['model_fingerprint']='0123456789abcdef'; json.dump(j, open(sys.argv[1], 'w'))" "$T/st_prof/profile.json"
     expect_error "stories260K: --prune-by-profile of another model" "a profile of another model" "$BIN" sweep -m "$S" --probe arith \
         --items 2 --out "$T/e17" --prune-by-profile "$T/st_prof"
+    # BIG-Bench Hard: a seeded subset of a logical deduction task, generated and by the option letters' log-likelihood;
+    # each loglik row is 1 exactly when `reprise score` gives the right letter the highest log-probability
+    B=$SHARED/probes/bbh/logical_deduction_three_objects.json
+    "$BIN" sweep -m "$S" --probe "bbh:$B" --items 6 --configs "rys:1,3" --out "$T/bbh" >/dev/null 2>&1 &&
+        "$BIN" sweep -m "$S" --probe "bbh:$B" --items 6 --configs "rys:1,3" --score loglik --out "$T/bbhll" >/dev/null 2>&1
+    r=$?
+    python3 - "$BIN" "$S" "$T/bbh/results.sqlite" "$T/bbhll/results.sqlite" <<'PY' || r=1
+import json, sqlite3, subprocess, sys
+BIN, S, gen, ll = sys.argv[1:]
+n = sqlite3.connect(gen).execute("SELECT count(*) FROM results").fetchone()[0]
+assert n == 12, n
+db = sqlite3.connect(ll)
+items = {i: (p, int(a)) for i, p, a in db.execute("SELECT item, prompt, answer FROM items")}
+assert len(items) == 6 and sorted(items) != [str(k) for k in range(6)], sorted(items)   # a subset, not the first six
+def ids(text, special):
+    args = [BIN, "tokenize", "-m", S, "-p", text, "--json"] + ([] if special else ["--no-special"])
+    return json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+for (label, sched) in (("base", "base"), ("rys:1,3", "rys:1,3")):
+    for item, score in db.execute("SELECT r.item, r.score FROM results r JOIN configs c ON c.id = r.config WHERE c.label = ?", (label,)):
+        prompt, right = items[item]
+        letters = [l[:3] for l in prompt.split("\n") if l[:1] == "(" and l[2:3] == ")"]
+        lls = []
+        for opt in letters:
+            p, o = ids(prompt, True), ids(opt, False)
+            out = subprocess.run([BIN, "score", "-m", S, "--tokens", ",".join(map(str, p + o)), "--schedule", sched, "--json"],
+                                 capture_output=True, text=True, check=True).stdout
+            lls.append(sum(json.loads(out)["logprobs"][-len(o):]))
+        want = 1.0 if max(range(len(lls)), key=lambda k: lls[k]) == right else 0.0
+        assert score == want, (label, item, score, lls, right)
+PY
+    check "stories260K: BBH logical deduction, generated and by the option letters' log-likelihood (each row as reprise score ranks the letters)" $r
     search_checks st-beam 25 -m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --items 4 --score loglik --search beam --beam 3
     check "stories260K: --search beam on RYS math by log-likelihood, in budget, resumed after SIGKILL to the same rows" $?
     search_checks st-surrogate 30 -m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --items 4 --score loglik --search surrogate

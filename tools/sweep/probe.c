@@ -181,8 +181,32 @@ int jsonl_match(match_kind m, const char *reply, const char *answer) {
     return ok;
 }
 
+// "(X)": the option letter X of a multiple-choice target, else 0.
+static char option_letter(const char *s) {
+    return s[0] == '(' && s[1] >= 'A' && s[1] <= 'Z' && s[2] == ')' && !s[3] ? s[1] : 0;
+}
+
+int bbh_match(const char *reply, const char *target) {
+    char want = option_letter(target);
+    if (want) {
+        for (const char *p = reply; *p; p++)   // the first "(X)"
+            if (p[0] == '(' && p[1] >= 'A' && p[1] <= 'Z' && p[2] == ')') return p[1] == want;
+        const char *r = strip_left(reply);     // or the bare letter: "B", "B.", "B)"
+        return r[0] == want && (!r[1] || r[1] == '.' || r[1] == ')' || isspace((unsigned char)r[1]));
+    }
+    const char *at = strstr(reply, "answer is");
+    const char *r = strip_left(at ? at + 9 : reply);
+    size_t n = strcspn(r, "\n");
+    while (n && (isspace((unsigned char)r[n - 1]) || r[n - 1] == '.')) n--;
+    const char *t = strip_left(target);
+    size_t tn = strlen(t);
+    while (tn && isspace((unsigned char)t[tn - 1])) tn--;
+    return n == tn && !strncmp(r, t, n);
+}
+
 double probe_score_reply(const probe *p, const probe_item *it, const char *reply) {
     switch (p->kind) {
+    case PROBE_BBH: return bbh_match(reply, it->answer);
     case PROBE_MATH: case PROBE_ARITH: return math_reply_score(reply, it->answer);
     case PROBE_EQ: return eq_reply_score(reply, it->emotions, it->ref, NULL);
     case PROBE_JSONL: return jsonl_match(it->match, reply, it->answer);
@@ -364,6 +388,85 @@ static int load_eq_file(probe *p, const char *file, rp_err *err) {
     return rc;
 }
 
+// BIG-Bench Hard: a task file {"canary", "examples": [{"input", "target"}]} as the BIG-Bench-Hard repository
+// publishes it, or a jsonl of the same objects. A multiple-choice item (target "(X)") keeps its options' letters,
+// "(A)", "(B)", ... from the input's "(X) ..." lines, for the log-likelihood view. With max_items, a subset of that
+// many drawn with seed (a 50-item subset is the same every run; ids are the examples' indices).
+static int load_bbh(probe *p, const char *file, int max_items, unsigned seed, rp_err *err) {
+    size_t len;
+    char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
+    if (!text) return -1;
+    // a task file is one object with "examples" (cJSON reads only the first value: a jsonl's first line is an object
+    // too, without them)
+    cJSON *root = cJSON_ParseWithLength(text, len), *examples = NULL, *owned = NULL;
+    if (root && cJSON_IsObject(root)) examples = cJSON_GetObjectItemCaseSensitive(root, "examples");
+    if (!examples) {   // jsonl: the lines' objects as one array
+        owned = cJSON_CreateArray();
+        int lineno = 0;
+        for (char *line = text, *next; line < text + len; line = next) {
+            char *nl = memchr(line, '\n', (size_t)(text + len - line));
+            next = nl ? nl + 1 : text + len;
+            if (nl) *nl = 0;
+            lineno++;
+            if (!*strip_left(line)) continue;
+            char what[600];
+            snprintf(what, sizeof what, "%s line %d", file, lineno);
+            cJSON *o = json_parse_text(line, strlen(line), what, err);
+            if (!o) {
+                cJSON_Delete(owned), cJSON_Delete(root), free(text);
+                return -1;
+            }
+            cJSON_AddItemToArray(owned, o);
+        }
+        examples = owned;
+    }
+    int n = cJSON_IsArray(examples) ? cJSON_GetArraySize(examples) : -1, rc = 0;
+    if (n < 0) rc = rp_fail(err, "%s: expected BIG-Bench Hard's {\"examples\": [{\"input\", \"target\"}, ...]} or a jsonl of them", file);
+    // which examples: all, or max_items of them drawn with seed, in file order
+    int *pick = rp_malloc(sizeof(int) * (size_t)(n > 0 ? n : 1)), n_pick = n > 0 ? n : 0;
+    for (int i = 0; i < n_pick; i++) pick[i] = i;
+    if (max_items > 0 && n_pick > max_items) {
+        uint64_t s = 0xbb4ull ^ ((uint64_t)seed << 20);
+        for (int i = 0; i < max_items; i++) {   // a partial Fisher-Yates shuffle, then the chosen in order
+            int j = i + (int)(rng_next(&s) % (uint64_t)(n_pick - i)), t = pick[i];
+            pick[i] = pick[j], pick[j] = t;
+        }
+        n_pick = max_items;
+        for (int a = 1; a < n_pick; a++)
+            for (int b = a; b > 0 && pick[b] < pick[b - 1]; b--) {
+                int t = pick[b];
+                pick[b] = pick[b - 1], pick[b - 1] = t;
+            }
+    }
+    for (int k = 0; k < n_pick && !rc; k++) {
+        const cJSON *e = cJSON_GetArrayItem(examples, pick[k]);
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(e, "input"), *tg = cJSON_GetObjectItemCaseSensitive(e, "target");
+        if (!cJSON_IsString(in) || !cJSON_IsString(tg) || !*strip_left(tg->valuestring)) {
+            rc = rp_fail(err, "%s: example %d needs a string \"input\" and a non-empty string \"target\"", file, pick[k]);
+            break;
+        }
+        int mc = option_letter(tg->valuestring) != 0;
+        const char *ask = mc ? "\nAnswer with the letter of the right option in parentheses, e.g. (A)."
+                             : "\nGive only the final answer.";
+        probe_item *it = add_item(p);
+        char id[16];
+        snprintf(id, sizeof id, "%d", pick[k]);
+        it->id = rp_strdup(id);
+        it->prompt = rp_malloc(strlen(in->valuestring) + strlen(ask) + 1);
+        strcat(strcpy(it->prompt, in->valuestring), ask);
+        it->answer = rp_strdup(tg->valuestring);
+        for (const char *l = in->valuestring; mc && l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+            if (l[0] == '(' && l[1] >= 'A' && l[1] <= 'Z' && l[2] == ')') {
+                it->options = rp_realloc(it->options, sizeof *it->options * (size_t)(it->n_options + 1));
+                char opt[4] = {'(', l[1], ')', 0};
+                it->options[it->n_options++] = rp_strdup(opt);
+            }
+    }
+    free(pick);
+    cJSON_Delete(owned), cJSON_Delete(root), free(text);
+    return rc;
+}
+
 // One JSON object per line; blank lines are skipped; a bad line is an error naming its number.
 static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
     size_t len;
@@ -466,7 +569,10 @@ int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsign
     } else if (kl == 5 && !strncmp(spec, "jsonl", 5)) {
         p->kind = PROBE_JSONL, p->max_new = 64;
         rc = file ? load_jsonl(p, file, 0, err) : rp_fail(err, "--probe jsonl needs a file: jsonl:FILE");
-    } else rc = rp_fail(err, "--probe %s: unknown kind (math, eq, mc, jsonl, arith)", spec);
+    } else if (kl == 3 && !strncmp(spec, "bbh", 3)) {
+        p->kind = PROBE_BBH, p->max_new = 48;
+        rc = file ? load_bbh(p, file, max_items, seed, err) : rp_fail(err, "--probe bbh needs a task file: bbh:FILE");
+    } else rc = rp_fail(err, "--probe %s: unknown kind (math, eq, mc, jsonl, arith, bbh)", spec);
     if (!rc && p->n_items == 0) rc = rp_fail(err, "--probe %s: no items", spec);
     if (rc) {
         probe_free(p);
@@ -491,8 +597,34 @@ int probe_use_loglik(probe *p, rp_err *err) {
     for (int i = 0; i < p->n_items; i++)
         if (p->kind == PROBE_JSONL && p->items[i].match == MATCH_REGEX)
             return rp_fail(err, "--score loglik: %s item %s is matched by a regex, which has no text to score", p->name, p->items[i].id);
+    // BBH's multiple-choice tasks: the option letters by log-likelihood (an mc view of the same items)
+    int all_mc = p->kind == PROBE_BBH;
+    for (int i = 0; i < p->n_items && all_mc; i++) {
+        const probe_item *it = &p->items[i];
+        int right = -1;
+        for (int o = 0; o < it->n_options; o++)
+            if (!strcmp(it->options[o], it->answer)) right = o;
+        all_mc = right >= 0 && it->n_options >= 2;
+    }
     char name[sizeof p->name];
     int n = snprintf(name, sizeof name, "loglik:%s", p->name);
+    if (all_mc) {
+        if (n >= (int)sizeof name) return rp_fail(err, "--score loglik: the probe name '%s' is too long", p->name);
+        for (int i = 0; i < p->n_items; i++) {   // the answer becomes the right option's index, as mc has it
+            probe_item *it = &p->items[i];
+            for (int o = 0; o < it->n_options; o++)
+                if (!strcmp(it->options[o], it->answer)) {
+                    char idx[16];
+                    snprintf(idx, sizeof idx, "%d", o);
+                    free(it->answer);
+                    it->answer = rp_strdup(idx);
+                    break;
+                }
+        }
+        memcpy(p->name, name, sizeof name);
+        p->kind = PROBE_MC, p->max_new = 0;
+        return 0;
+    }
     if (n >= (int)sizeof name) return rp_fail(err, "--score loglik: the probe name '%s' is too long", p->name);
     memcpy(p->name, name, sizeof name);
     p->loglik = 1;

@@ -6,7 +6,7 @@
 
 #include "loader/error.h"
 
-typedef enum { PROBE_MATH, PROBE_EQ, PROBE_MC, PROBE_JSONL, PROBE_ARITH } probe_kind;
+typedef enum { PROBE_MATH, PROBE_EQ, PROBE_MC, PROBE_JSONL, PROBE_ARITH, PROBE_BBH } probe_kind;
 typedef enum { MATCH_EXACT, MATCH_NUMERIC, MATCH_REGEX } match_kind;
 
 typedef struct {
@@ -33,8 +33,9 @@ typedef struct {
     int loglik;            // scored by the log-probability of the answer after the prompt, no decoding (--score loglik)
 } probe;
 
-// spec: "math[:FILE]", "eq:FILE", "mc:FILE", "jsonl:FILE", "arith". Without a file, math and arith items are
-// generated from seed (n_generate of them). max_items > 0 keeps the first max_items.
+// spec: "math[:FILE]", "eq:FILE", "mc:FILE", "jsonl:FILE", "arith", "bbh:FILE". Without a file, math and arith
+// items are generated from seed (n_generate of them). max_items > 0 keeps the first max_items; of a bbh task, a
+// subset of max_items drawn with seed (ids stay the examples' indices, so a subset is the same every run).
 int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsigned seed, rp_err *err);
 void probe_free(probe *p);
 
@@ -58,5 +59,8 @@ double math_reply_score(const char *reply, const char *answer);
 double eq_reply_score(const char *reply, char *const *emotions, const double *ref, double *confidence);
 // Does the reply match the jsonl answer?
 int jsonl_match(match_kind m, const char *reply, const char *answer);
+// BIG-Bench Hard's scoring: a target "(X)" matches the first "(X)" in the reply (or a reply that is the bare letter);
+// a free-form target matches the reply's final answer (after "the answer is", else its first line), stripped.
+int bbh_match(const char *reply, const char *target);
 
 #endif
