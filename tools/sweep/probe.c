@@ -388,6 +388,32 @@ static int load_eq_file(probe *p, const char *file, rp_err *err) {
     return rc;
 }
 
+// The objects of a jsonl text (blank lines skipped) as a cJSON array, and each one's line number in *lines (malloc'd);
+// a line that is not JSON is an error naming it. The text's newlines become NULs.
+static cJSON *jsonl_parse(char *text, size_t len, const char *file, int **lines, rp_err *err) {
+    cJSON *all = cJSON_CreateArray();
+    int n = 0, lineno = 0;
+    *lines = NULL;
+    for (char *line = text, *next; line < text + len; line = next) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        next = nl ? nl + 1 : text + len;
+        if (nl) *nl = 0;
+        lineno++;
+        if (!*strip_left(line)) continue;
+        char what[600];
+        snprintf(what, sizeof what, "%s line %d", file, lineno);
+        cJSON *o = json_parse_text(line, strlen(line), what, err);
+        if (!o) {
+            cJSON_Delete(all), free(*lines), *lines = NULL;
+            return NULL;
+        }
+        cJSON_AddItemToArray(all, o);
+        *lines = rp_realloc(*lines, sizeof **lines * (size_t)(n + 1));
+        (*lines)[n++] = lineno;
+    }
+    return all;
+}
+
 // BIG-Bench Hard: a task file {"canary", "examples": [{"input", "target"}]} as the BIG-Bench-Hard repository
 // publishes it, or a jsonl of the same objects. A multiple-choice item (target "(X)") keeps its options' letters,
 // "(A)", "(B)", ... from the input's "(X) ..." lines, for the log-likelihood view. With max_items, a subset of that
@@ -401,23 +427,9 @@ static int load_bbh(probe *p, const char *file, int max_items, unsigned seed, rp
     cJSON *root = cJSON_ParseWithLength(text, len), *examples = NULL, *owned = NULL;
     if (root && cJSON_IsObject(root)) examples = cJSON_GetObjectItemCaseSensitive(root, "examples");
     if (!examples) {   // jsonl: the lines' objects as one array
-        owned = cJSON_CreateArray();
-        int lineno = 0;
-        for (char *line = text, *next; line < text + len; line = next) {
-            char *nl = memchr(line, '\n', (size_t)(text + len - line));
-            next = nl ? nl + 1 : text + len;
-            if (nl) *nl = 0;
-            lineno++;
-            if (!*strip_left(line)) continue;
-            char what[600];
-            snprintf(what, sizeof what, "%s line %d", file, lineno);
-            cJSON *o = json_parse_text(line, strlen(line), what, err);
-            if (!o) {
-                cJSON_Delete(owned), cJSON_Delete(root), free(text);
-                return -1;
-            }
-            cJSON_AddItemToArray(owned, o);
-        }
+        int *lines;
+        if (!(owned = jsonl_parse(text, len, file, &lines, err))) return cJSON_Delete(root), free(text), -1;
+        free(lines);
         examples = owned;
     }
     int n = cJSON_IsArray(examples) ? cJSON_GetArraySize(examples) : -1, rc = 0;
@@ -470,22 +482,14 @@ static int load_bbh(probe *p, const char *file, int max_items, unsigned seed, rp
 // One JSON object per line; blank lines are skipped; a bad line is an error naming its number.
 static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
     size_t len;
+    int *lines, k = 0, rc = 0;
     char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
-    if (!text) return -1;
-    int lineno = 0, rc = 0;
-    for (char *line = text, *next; !rc && line < text + len; line = next) {
-        char *nl = memchr(line, '\n', (size_t)(text + len - line));
-        next = nl ? nl + 1 : text + len;
-        if (nl) *nl = 0;
-        lineno++;
-        if (!*strip_left(line)) continue;
+    cJSON *all = text ? jsonl_parse(text, len, file, &lines, err) : NULL;
+    free(text);
+    if (!all) return -1;
+    for (cJSON *o = all->child; o && !rc; o = o->next, k++) {
         char what[600];
-        snprintf(what, sizeof what, "%s line %d", file, lineno);
-        cJSON *o = json_parse_text(line, strlen(line), what, err);
-        if (!o) {
-            rc = -1;
-            break;
-        }
+        snprintf(what, sizeof what, "%s line %d", file, lines[k]);
         const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "prompt"), *a = cJSON_GetObjectItemCaseSensitive(o, "answer");
         probe_item it = {0};
         if (!cJSON_IsString(q)) rc = rp_fail(err, "%s: needs a string \"prompt\"", what);
@@ -530,9 +534,8 @@ static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
             it.prompt = rp_strdup(q->valuestring);
             *add_item(p) = it;
         } else free(it.answer);
-        cJSON_Delete(o);
     }
-    free(text);
+    cJSON_Delete(all), free(lines);
     if (!rc && p->n_items == 0) rc = rp_fail(err, "%s: no items", file);
     return rc;
 }
