@@ -2,7 +2,7 @@
 # `reprise sweep` end to end: outputs, shared-prefix results equal to naive ones, kill -9 and resume row by row,
 # shards merged, bad inputs named; on the built-in model and on ../shared's stories260K with RYS's probe files.
 set -u
-BIN=$1 SHARED=$2
+BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") SHARED=$2   # absolute: some cases run from other directories
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0
@@ -388,15 +388,32 @@ expect_error "--confirm without --confirm-probe" "go together" "$BIN" sweep --pr
 expect_error "a number with trailing text" "--batch: '64x'" "$BIN" sweep --probe arith --out "$T/e11" --batch 64x
 expect_error "zero items" "--items: '0'" "$BIN" sweep --probe arith --out "$T/e12" --items 0
 # probe names that need JSON escaping, and two that share their first 70 bytes: summary.json parses, each has a heatmap
-L="$T/a \"quoted\" folder whose name is long enough to share more than forty bytes"
+L="$T/probes"
+F1='a "quoted" probe file whose name is long enough to share more than seventy bytes with its sibling, one.jsonl'
+F2='a "quoted" probe file whose name is long enough to share more than seventy bytes with its sibling, two.jsonl'
 mkdir -p "$L"
-printf '%s\n' '{"prompt": "1+2=", "answer": "3", "match": "exact"}' '{"prompt": "2+2=", "answer": "4", "match": "exact"}' >"$L/probe_one.jsonl"
-cp "$L/probe_one.jsonl" "$L/probe_two.jsonl"
-"$BIN" sweep --probe "jsonl:$L/probe_one.jsonl" --probe "jsonl:$L/probe_two.jsonl" --configs "rys:1,3" --score loglik --out "$T/names" >/dev/null 2>&1
+printf '%s\n' '{"prompt": "1+2=", "answer": "3", "match": "exact"}' '{"prompt": "2+2=", "answer": "4", "match": "exact"}' >"$L/$F1"
+printf '%s\n' '{"prompt": "1+3=", "answer": "4", "match": "exact"}' '{"prompt": "2+3=", "answer": "5", "match": "exact"}' >"$L/$F2"
+"$BIN" sweep --probe "jsonl:$L/$F1" --probe "jsonl:$L/$F2" --configs "rys:1,3" --score loglik --out "$T/names" >/dev/null 2>&1
 r=$?
 python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['probes']) == 2 and all('\"quoted\"' in p for p in d['probes']), d['probes']" "$T/names/summary.json" || r=1
 [ -z "$pictures" ] || [ "$(ls "$T/names"/heatmap_*.png | wc -l)" -eq 3 ] || r=1
 check "probe names with quotes in summary.json; two long names sharing their first 100 bytes stay two probes, a heatmap each" $r
+# a probe is known by its content: the same file by a relative path, then an absolute one, then a copy in another
+# directory resumes the same rows; shards run from different directories merge into one probe
+cp "$L/$F1" "$T/copy.jsonl"
+(cd "$L" && "$BIN" sweep --probe "jsonl:$F1" --configs "rys:1,3" --score loglik --out "$T/byname" >/dev/null 2>&1)
+r=$?
+"$BIN" sweep --probe "jsonl:$L/$F1" --configs "rys:1,3" --score loglik --out "$T/byname" >/dev/null 2>"$T/byname.err" || r=1
+grep -q " 0 new rows (4 were already done)" "$T/byname.err" || r=1
+mkdir -p "$T/elsewhere" && cp "$L/$F1" "$T/elsewhere/$F1"
+"$BIN" sweep --probe "jsonl:$T/elsewhere/$F1" --configs "rys:1,3" --score loglik --out "$T/byname" >/dev/null 2>"$T/byname2.err" || r=1
+grep -q " 0 new rows (4 were already done)" "$T/byname2.err" || r=1
+(cd "$L" && "$BIN" sweep --probe "jsonl:$F1" --configs "rys:1,3;rys:2,4" --score loglik --shard 0/2 --out "$T/sh0" >/dev/null 2>&1) || r=1
+(cd "$T/elsewhere" && "$BIN" sweep --probe "jsonl:./$F1" --configs "rys:1,3;rys:2,4" --score loglik --shard 1/2 --out "$T/sh1" >/dev/null 2>&1) || r=1
+"$BIN" sweep merge --out "$T/shm" "$T/sh0/results.sqlite" "$T/sh1/results.sqlite" >/dev/null 2>&1 || r=1
+[ "$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT count(DISTINCT probe) FROM results').fetchone()[0])" "$T/shm/results.sqlite")" = 1 ] || r=1
+check "a probe file by a relative path, an absolute one, a copy elsewhere, and shards from two directories: one probe" $r
 expect_error "--prune-by-profile of a repeated schedule" "the grid needs one of the base schedule" "$BIN" sweep --probe arith --out "$T/e14" --prune-by-profile "$T/prof_rys"
 expect_error "--prune-by-profile with --i-range" "give neither" "$BIN" sweep --probe arith --out "$T/e15" --prune-by-profile "$T/prof" --i-range 0:2
 expect_error "--prune-by-profile of no profile" "profile.json" "$BIN" sweep --probe arith --out "$T/e16" --prune-by-profile "$T/nothing"

@@ -407,9 +407,12 @@ int cmd_sweep(int argc, char **argv) {
     // (generated from another seed: items the screen never saw)
     for (int p = 0; p < n_cprobes && !rc; p++, cloaded++)
         rc = probe_load(&cps[p], cprobes[p], confirm_items, confirm_items ? confirm_items : 4 * items, seed + 1000003u, &err);
-    for (int p = 0; p < cloaded && !rc; p++)   // kept apart from the screen's rows of the same probe
-        if (snprintf(cps[p].name, sizeof cps[p].name, "confirm:%s", cprobes[p]) >= (int)sizeof cps[p].name)
+    for (int p = 0; p < cloaded && !rc; p++) {   // kept apart from the screen's rows of the same probe
+        char key[PROBE_NAME_MAX];
+        memcpy(key, cps[p].name, sizeof key);
+        if (snprintf(cps[p].name, sizeof cps[p].name, "confirm:%s", key) >= (int)sizeof cps[p].name)
             rc = rp_fail(&err, "--confirm-probe %s: too long a name", cprobes[p]);
+    }
     sweep_run cr = r;   // the confirmation: the screen's model and settings, other probes
     cr.probes = cps, cr.n_probes = cloaded, cr.config_ids = NULL, cr.prompts = NULL;
     if (!rc && prune_dir && (so.i_range || so.j_range))

@@ -585,6 +585,16 @@ int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsign
         for (int i = max_items; i < p->n_items; i++) item_free(&p->items[i]);
         p->n_items = max_items;
     }
+    if (file) {   // known by content: KIND:BASENAME@FINGERPRINT, whatever path reached the file
+        size_t len;
+        char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
+        if (!text) return probe_free(p), -1;
+        uint64_t h = fingerprint_bytes(FINGERPRINT_SEED, text, len);
+        free(text);
+        const char *base = strrchr(file, '/');
+        base = base && base[1] ? base + 1 : file;
+        snprintf(p->name, sizeof p->name, "%.*s:%s@%08llx", (int)kl, spec, base, (unsigned long long)(h >> 32));
+    }
     return 0;
 }
 

@@ -26,14 +26,17 @@ typedef struct {
 
 typedef struct {
     probe_kind kind;
-    char name[PROBE_NAME_MAX];   // the probe's key in the results: "math", "eq:FILE", ..., never cut
+    char name[PROBE_NAME_MAX];   // the probe's key in the results: "math", "arith" (generated), or for a file
+                                 // KIND:BASENAME@FINGERPRINT of its bytes ("eq:eq_16.json@1a2b3c4d"): the same
+                                 // file reached by another path, on another machine, is the same probe
     probe_item *items;
     int n_items;
     int max_new;           // tokens a reply may have
     int loglik;            // scored by the log-probability of the answer after the prompt, no decoding (--score loglik)
 } probe;
 
-// spec: "math[:FILE]", "eq:FILE", "mc:FILE", "jsonl:FILE", "arith", "bbh:FILE". Without a file, math and arith
+// spec: "math[:FILE]", "eq:FILE", "mc:FILE", "jsonl:FILE", "arith", "bbh:FILE" (a spec of up to PROBE_NAME_MAX - 1
+// bytes). Without a file, math and arith
 // items are generated from seed (n_generate of them). max_items > 0 keeps the first max_items; of a bbh task, a
 // subset of max_items drawn with seed (ids stay the examples' indices, so a subset is the same every run).
 int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsigned seed, rp_err *err);
