@@ -38,6 +38,15 @@ static void load_roundtrip_tokenizers(void) {
     }
 }
 
+// libFuzzer calls this once before any input: loading the real tokenizers (seconds under ASan) is not an input's
+// time, which -timeout limits. The deterministic driver does not call it; the first input loads them then.
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    load_roundtrip_tokenizers();
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (n_roundtrip < 0) load_roundtrip_tokenizers();
