@@ -7,12 +7,8 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0
 check() { if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
-kill_after_rows() {   # kill_after_rows N DB COMMAND...: runs COMMAND, and SIGKILLs it once DB holds N result rows
-    local n=$1 db=$2
-    shift 2
-    "$@" >/dev/null 2>&1 &
-    local pid=$!
-    python3 - "$db" "$n" <<'PY'
+wait_rows() {   # wait_rows N DB: returns once DB holds N result rows (or after 60 s)
+    python3 - "$2" "$1" <<'PY'
 import sqlite3, sys, time
 deadline = time.time() + 60
 while time.time() < deadline:
@@ -21,6 +17,13 @@ while time.time() < deadline:
     except sqlite3.Error: pass
     time.sleep(0.005)
 PY
+}
+kill_after_rows() {   # kill_after_rows N DB COMMAND...: runs COMMAND, and SIGKILLs it once DB holds N result rows
+    local n=$1 db=$2
+    shift 2
+    "$@" >/dev/null 2>&1 &
+    local pid=$!
+    wait_rows "$n" "$db"
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
 }
@@ -175,15 +178,7 @@ check "SIGKILL at random points (rows$points), each resume killed again, then fi
 # counts its own rate
 "$BIN" sweep "${args[@]}" "$T/ci" >/dev/null 2>"$T/ci.err" &
 pid=$!
-python3 - "$T/ci/results.sqlite" <<'PY'
-import sqlite3, sys, time
-deadline = time.time() + 60
-while time.time() < deadline:
-    try:
-        if sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM results").fetchone()[0] >= 300: break
-    except sqlite3.Error: pass
-    time.sleep(0.005)
-PY
+wait_rows 300 "$T/ci/results.sqlite"
 kill -INT $pid
 wait $pid
 r=$(( $? == 130 ? 0 : 1 ))
@@ -198,15 +193,7 @@ check "Ctrl-C: stops after the item in progress with ${safe:-?} rows safe (exit 
 # one writer: a second sweep on the same --out while the first runs is refused, naming why; the first goes on
 "$BIN" sweep "${args[@]}" "$T/lock" >/dev/null 2>&1 &
 pid=$!
-python3 - "$T/lock/results.sqlite" <<'PY'
-import sqlite3, sys, time
-deadline = time.time() + 60
-while time.time() < deadline:
-    try:
-        if sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM results").fetchone()[0] >= 50: break
-    except sqlite3.Error: pass
-    time.sleep(0.005)
-PY
+wait_rows 50 "$T/lock/results.sqlite"
 "$BIN" sweep "${args[@]}" "$T/lock" >/dev/null 2>"$T/lock.err"
 r=$(( $? == 1 ? 0 : 1 ))
 grep -q "is being written by another process" "$T/lock.err" || r=1
