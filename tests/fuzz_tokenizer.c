@@ -1,4 +1,4 @@
-// Fuzz target for tokenizer.json loading and encoding (libFuzzer entry point; tests/fuzz_driver.c runs it without).
+// Fuzz target for tokenizer.json loading and encoding (libFuzzer entry point; tests/fuzz/driver.c runs it without, on tests/fuzz/corpus/tokenizer).
 //
 // The first input byte picks the mode. Mode 0: the rest is a tokenizer.json; loading must fail cleanly or give a
 // tokenizer that can encode and decode a fixed text. Mode 1: the rest is text for the byte-level tokenizers

@@ -216,6 +216,20 @@ double probe_score_reply(const probe *p, const probe_item *it, const char *reply
 
 // ---- loading ----
 
+// A probe file's text, read once: its fingerprint also renames p (whose name holds the spec "KIND:FILE" until now)
+// to KIND:BASENAME@FINGERPRINT, so the same file reached by another path, on another machine, is the same probe.
+static char *read_probe_file(probe *p, const char *file, size_t *len, rp_err *err) {
+    char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", len, err);
+    if (!text) return NULL;
+    uint64_t h = fingerprint_bytes(FINGERPRINT_SEED, text, *len);
+    const char *base = strrchr(file, '/');
+    base = base && base[1] ? base + 1 : file;
+    char kind[16];
+    snprintf(kind, sizeof kind, "%.*s", (int)strcspn(p->name, ":"), p->name);
+    snprintf(p->name, sizeof p->name, "%s:%s@%08llx", kind, base, (unsigned long long)(h >> 32));
+    return text;
+}
+
 static probe_item *add_item(probe *p) {
     p->items = rp_realloc(p->items, sizeof *p->items * (size_t)(p->n_items + 1));
     probe_item *it = &p->items[p->n_items++];
@@ -321,7 +335,7 @@ static int raw_answers(const char *text, size_t len, const char **at, int *n_cha
 
 static int load_math_file(probe *p, const char *file, rp_err *err) {
     size_t len;
-    char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
+    char *text = read_probe_file(p, file, &len, err);
     cJSON *root = text ? json_parse_text(text, len, file, err) : NULL;
     if (!root) return free(text), -1;
     int rc = cJSON_IsObject(root) ? 0 : rp_fail(err, "%s: expected an object of {\"question\", \"answer\"} records", file);
@@ -350,16 +364,16 @@ static int load_math_file(probe *p, const char *file, rp_err *err) {
 }
 
 // A probe file parsed as JSON, at most READ_LIMIT_PROBE bytes.
-static cJSON *probe_json(const char *file, rp_err *err) {
+static cJSON *probe_json(probe *p, const char *file, rp_err *err) {
     size_t len;
-    char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
+    char *text = read_probe_file(p, file, &len, err);
     cJSON *root = text ? json_parse_text(text, len, file, err) : NULL;
     free(text);
     return root;
 }
 
 static int load_eq_file(probe *p, const char *file, rp_err *err) {
-    cJSON *root = probe_json(file, err);
+    cJSON *root = probe_json(p, file, err);
     if (!root) return -1;
     int rc = cJSON_IsObject(root) ? 0 : rp_fail(err, "%s: expected an object of EQ-Bench records", file);
     for (const cJSON *e = root->child; e && !rc; e = e->next) {
@@ -420,7 +434,7 @@ static cJSON *jsonl_parse(char *text, size_t len, const char *file, int **lines,
 // many drawn with seed (a 50-item subset is the same every run; ids are the examples' indices).
 static int load_bbh(probe *p, const char *file, int max_items, unsigned seed, rp_err *err) {
     size_t len;
-    char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
+    char *text = read_probe_file(p, file, &len, err);
     if (!text) return -1;
     // a task file is one object with "examples" (cJSON reads only the first value: a jsonl's first line is an object
     // too, without them)
@@ -483,7 +497,7 @@ static int load_bbh(probe *p, const char *file, int max_items, unsigned seed, rp
 static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
     size_t len;
     int *lines, k = 0, rc = 0;
-    char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
+    char *text = read_probe_file(p, file, &len, err);
     cJSON *all = text ? jsonl_parse(text, len, file, &lines, err) : NULL;
     free(text);
     if (!all) return -1;
@@ -584,16 +598,6 @@ int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsign
     if (max_items > 0 && p->n_items > max_items) {
         for (int i = max_items; i < p->n_items; i++) item_free(&p->items[i]);
         p->n_items = max_items;
-    }
-    if (file) {   // known by content: KIND:BASENAME@FINGERPRINT, whatever path reached the file
-        size_t len;
-        char *text = read_file_all(file, READ_LIMIT_PROBE, "probe file", &len, err);
-        if (!text) return probe_free(p), -1;
-        uint64_t h = fingerprint_bytes(FINGERPRINT_SEED, text, len);
-        free(text);
-        const char *base = strrchr(file, '/');
-        base = base && base[1] ? base + 1 : file;
-        snprintf(p->name, sizeof p->name, "%.*s:%s@%08llx", (int)kl, spec, base, (unsigned long long)(h >> 32));
     }
     return 0;
 }

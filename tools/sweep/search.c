@@ -77,7 +77,7 @@ static void trail_free(trail *t) {
     label_set_free(&t->seen);
 }
 
-static int out_of_time(const sweep_run *r) { return (r->deadline > 0 && rp_now_s() >= r->deadline) || r->interrupted; }
+static int should_stop(const sweep_run *r) { return (r->deadline > 0 && rp_now_s() >= r->deadline) || r->interrupted; }
 
 // Measures the configs labels[0..n) (new ones: the caller checked t->seen) on every item, as many as the budget
 // leaves room for, then scores every config of the trail. Returns how many it measured through *measured.
@@ -136,11 +136,8 @@ static int measure_seed(trail *t, const char *mode, rp_err *err) {
     sweep_run *r = t->r;
     int n = 0, measured;
     char **labels = rp_malloc(sizeof(char *) * (size_t)r->configs->n);
-    for (int c = 0; c < r->configs->n; c++)
-        if (strcmp(r->configs->c[c].label, "base") && label_set_add(&t->seen, r->configs->c[c].label))
-            labels[n++] = r->configs->c[c].label;
-    label_set_free(&t->seen);   // measure() marks them again as it measures them
-    label_set_init(&t->seen, t->budget);
+    for (int c = 0; c < r->configs->n; c++)   // the space is free of duplicates already (sweep_space_build)
+        if (strcmp(r->configs->c[c].label, "base")) labels[n++] = r->configs->c[c].label;
     int rc = 0;
     if (n == 0) rc = rp_fail(err, "--search %s: the config space is empty: it starts from the grid or --configs", mode);
     else if (n > t->budget)
@@ -165,7 +162,7 @@ static void print_best(const trail *t, const char *mode, const char *when) {
 // Why a search stopped, on stderr.
 static void print_stop(const trail *t, const char *mode, int exhausted) {
     if (t->r->interrupted) return;   // cmd_sweep says how to resume
-    if (out_of_time(t->r))
+    if (should_stop(t->r))
         fprintf(stderr, "reprise sweep: %s: --budget-hours spent after %d configs; the same command resumes\n", mode, t->n);
     else if (exhausted) fprintf(stderr, "reprise sweep: %s: nothing new to propose after %d configs\n", mode, t->n);
     else fprintf(stderr, "reprise sweep: %s: --budget of %d configs spent\n", mode, t->budget);
@@ -176,7 +173,7 @@ int sweep_beam(sweep_run *r, const search_opts *o, rp_err *err) {
     trail_init(&t, r, o->budget);
     int rc = measure_seed(&t, "beam", err), exhausted = 0, cap_moves = 7 * BLOCKS_MAX + o->beam * BLOCKS_MAX;
     blocks *partners = rp_malloc(sizeof(blocks) * (size_t)o->beam), *moves = rp_malloc(sizeof(blocks) * (size_t)cap_moves);
-    for (int step = 1; !rc && t.n < t.budget && !out_of_time(r); step++) {
+    for (int step = 1; !rc && t.n < t.budget && !should_stop(r); step++) {
         char when[32];
         snprintf(when, sizeof when, "step %d", step - 1);
         print_best(&t, "beam", step == 1 ? "seed" : when);
@@ -257,7 +254,7 @@ int sweep_surrogate(sweep_run *r, const search_opts *o, rp_err *err) {
     float *pred = rp_malloc(sizeof(float) * (size_t)(n_pool > 0 ? n_pool : 1));
     int *open = rp_malloc(sizeof(int) * (size_t)(n_pool > 0 ? n_pool : 1));
     for (int c = 0; c < n_pool; c++) blocks_features(&pool[c], N, pool_x + (size_t)c * N);
-    for (int round = 1; !rc && t.n < t.budget && !out_of_time(r); round++) {
+    for (int round = 1; !rc && t.n < t.budget && !should_stop(r); round++) {
         // training rows: the measured configs with a score
         int n_train = 0;
         float *x = rp_malloc(sizeof(float) * (size_t)t.n * (size_t)N), *y = rp_malloc(sizeof(float) * (size_t)t.n);
