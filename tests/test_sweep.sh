@@ -289,6 +289,65 @@ for mode in beam surrogate; do
 done
 check "beam and surrogate from a coarse seed, with a budget covering the grid, find the grid's best (delta $want)" $r
 
+# sharded searches: --shard K/N --exchange DIR splits each step's configs over the shards, which trade rows through
+# DIR: every shard ends with the rows of the same search run unsharded, having measured a disjoint part of each step
+exchange_split() {   # exchange_split DIR N: each shard's step files hold rows, and no config is in two shards' files of a step
+    python3 - "$@" <<'PY'
+import glob, os, re, sqlite3, sys
+d, n = sys.argv[1], int(sys.argv[2])
+steps, rows = {}, [0] * n
+for f in glob.glob(os.path.join(d, "step-*.sqlite")):
+    s, k, of = map(int, re.match(r"step-(\d+)\.shard-(\d+)-of-(\d+)\.sqlite$", os.path.basename(f)).groups())
+    assert of == n, f
+    db = sqlite3.connect(f)
+    labels = {l for (l,) in db.execute("SELECT label FROM configs")}
+    rows[k] += db.execute("SELECT count(*) FROM results").fetchone()[0]
+    for other, theirs in steps.setdefault(s, {}).items(): assert not labels & theirs, (f, other, labels & theirs)
+    steps[s][k] = labels
+assert steps and all(len(v) == n for v in steps.values()) and all(rows), (rows, {s: len(v) for s, v in steps.items()})
+PY
+}
+shard_checks() {   # shard_checks NAME N SWEEP-ARGS...: N shards at once against the unsharded run in $T/NAME-one
+    local name=$1 n=$2 r=0 k pids=()
+    shift 2
+    "$BIN" sweep "$@" --out "$T/$name-one" >/dev/null 2>&1 || r=1
+    for ((k = 0; k < n; k++)); do
+        timeout 300 "$BIN" sweep "$@" --shard $k/$n --exchange "$T/$name-ex" --out "$T/$name-s$k" >/dev/null 2>"$T/$name-s$k.err" &
+        pids+=($!)
+    done
+    for k in "${pids[@]}"; do wait "$k" || r=1; done
+    for ((k = 0; k < n; k++)); do cmp -s <(rows "$T/$name-s$k/results.sqlite") <(rows "$T/$name-one/results.sqlite") || { echo "$name shard $k: other rows"; r=1; }; done
+    exchange_split "$T/$name-ex" "$n" || r=1
+    return $r
+}
+shard_checks shbeam 2 --probe arith --items 16 --search beam --beam 4 --max-visits 10 --budget 30
+check "--search beam in 2 shards: each shard holds the unsharded search's rows, each step split between them" $?
+shard_checks shhalving 3 --probe arith --items 16 --search halving
+check "--search halving in 3 shards: each shard holds the unsharded search's rows, each rung split between them" $?
+shard_checks shsurrogate 3 --probe arith --items 16 --search surrogate --round 8 --budget 61
+check "--search surrogate in 3 shards: each shard holds the unsharded search's rows, each round split between them" $?
+# a shard killed with SIGKILL half-way (the other waits for it) and started again: both end with the same rows
+sargs=(--probe arith --items 16 --search beam --beam 4 --max-visits 10 --budget 30 --exchange "$T/shk-ex")
+timeout 300 "$BIN" sweep "${sargs[@]}" --shard 1/2 --out "$T/shk-s1" >/dev/null 2>"$T/shk-s1.err" &
+other=$!
+kill_after_rows 150 "$T/shk-s0/results.sqlite" "$BIN" sweep "${sargs[@]}" --shard 0/2 --out "$T/shk-s0"
+timeout 300 "$BIN" sweep "${sargs[@]}" --shard 0/2 --out "$T/shk-s0" >/dev/null 2>&1
+r=$?
+wait $other || r=1
+for k in 0 1; do cmp -s <(rows "$T/shk-s$k/results.sqlite") <(rows "$T/shbeam-one/results.sqlite") || r=1; done
+check "a search's shard killed half-way and started again: both shards end with the unsharded search's rows" $r
+# shards given different flags diverge at the step where it matters: refused there, naming the file
+timeout 120 "$BIN" sweep --probe arith --items 16 --search beam --beam 4 --budget 30 --shard 0/2 --exchange "$T/shx-ex" --out "$T/shx-s0" >/dev/null 2>"$T/shx-s0.err" &
+other=$!
+timeout 120 "$BIN" sweep --probe arith --items 16 --search beam --beam 3 --budget 30 --shard 1/2 --exchange "$T/shx-ex" --out "$T/shx-s1" >/dev/null 2>"$T/shx-s1.err"
+r1=$?
+wait $other
+r0=$?
+r=0
+for k in 0 1; do grep -q "shards were given different flags" "$T/shx-s$k.err" || r=1; done
+[ $r0 -eq 1 ] && [ $r1 -eq 1 ] || r=1
+check "shards of a search given different flags (--beam 4 and 3): both refuse at the step that differs, naming the file" $r
+
 # a schedule of 2,404 visits is stored whole in the database, never cut at 4,095 bytes
 long=$(python3 -c "print(','.join(['0,1'] * 1200) + ',2-5')")
 "$BIN" sweep --probe arith --items 1 --configs "$long" --out "$T/long" >/dev/null 2>&1
@@ -333,6 +392,24 @@ expect_error "another model in the same --out" "holds a sweep with model (config
 expect_error "other items in the same --out" "holds a sweep with items of probe arith '12 items" "$BIN" sweep --probe arith --items 6 --out "$T/a"
 expect_error "another system prompt in the same --out" "holds a sweep with decoding" "$BIN" sweep --probe arith --items 12 --system "Be brief." --out "$T/a"
 expect_error "another KV dtype in the same --out" "holds a sweep with kv_dtype 'f32', not 'bf16'" "$BIN" sweep --probe arith --items 12 --out "$T/a" --kv-dtype bf16
+# a read-only --out is refused at once, naming it; so is a finished sweep's database that cannot be written, whose
+# rows `sweep merge` still reads into a new directory. As root (which ignores permissions) these run as user nobody.
+as_user=()
+[ "$(id -u)" -eq 0 ] && as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+chmod 755 "$T"
+mkdir -p "$T/ro" "$T/w" && chmod 555 "$T/ro" && chmod 777 "$T/w"
+"$BIN" sweep --probe arith --items 2 --out "$T/ro_db" >/dev/null 2>&1
+chmod 444 "$T/ro_db/results.sqlite" && chmod 777 "$T/ro_db"
+if "${as_user[@]}" "$BIN" inspect >/dev/null 2>&1; then
+    expect_error "a read-only --out" "--out $T/ro: cannot write there" "${as_user[@]}" "$BIN" sweep --probe arith --items 2 --out "$T/ro"
+    expect_error "a sweep database that cannot be written" "ro_db/results.sqlite: cannot write it" "${as_user[@]}" "$BIN" sweep --probe arith --items 2 --out "$T/ro_db"
+    chmod 555 "$T/ro_db"
+    "${as_user[@]}" "$BIN" sweep merge --out "$T/w/merged" "$T/ro_db/results.sqlite" >/dev/null 2>&1 &&
+        cmp -s <(rows "$T/w/merged/results.sqlite") <(rows "$T/ro_db/results.sqlite")
+    check "a read-only sweep in a read-only directory merges into a writable one, every row" $?
+else
+    echo "skip read-only --out checks: $BIN cannot run as user nobody here (a directory above it is private)"
+fi
 
 # --score loglik: each row is the log-probability of the answer after the prompt, as `reprise score` gives it for the
 # prompt's ids followed by the answer's (the built-in model's template is BOS + the text: `tokenize -p` gives the ids)
@@ -404,8 +481,9 @@ check "a probe file by a relative path, an absolute one, a copy elsewhere, and s
 expect_error "--prune-by-profile of a repeated schedule" "the grid needs one of the base schedule" "$BIN" sweep --probe arith --out "$T/e14" --prune-by-profile "$T/prof_rys"
 expect_error "--prune-by-profile with --i-range" "give neither" "$BIN" sweep --probe arith --out "$T/e15" --prune-by-profile "$T/prof" --i-range 0:2
 expect_error "--prune-by-profile of no profile" "profile.json" "$BIN" sweep --probe arith --out "$T/e16" --prune-by-profile "$T/nothing"
-expect_error "--search halving with --shard" "takes no --shard" "$BIN" sweep --probe arith --out "$T/e9" --search halving --shard 0/2
-expect_error "--search beam with --shard" "beam decides each step" "$BIN" sweep --probe arith --out "$T/e10" --search beam --shard 0/2
+expect_error "--search halving with --shard, no --exchange" "its shards need --exchange DIR" "$BIN" sweep --probe arith --out "$T/e9" --search halving --shard 0/2
+expect_error "--search beam with --shard, no --exchange" "beam decides each step" "$BIN" sweep --probe arith --out "$T/e10" --search beam --shard 0/2
+expect_error "--exchange on a grid" "--exchange DIR goes with --shard K/N and a --search" "$BIN" sweep --probe arith --out "$T/e10b" --shard 0/2 --exchange "$T/e10x"
 expect_error "--search annealing" "--search annealing: grid, halving, beam or surrogate" "$BIN" sweep --probe arith --out "$T/e11" --search annealing
 expect_error "a seed over the budget" "21 configs, more than --budget 5" "$BIN" sweep --probe arith --out "$T/e12" --search beam --budget 5
 expect_error "--max-passes 1" "--max-passes: '1' is not" "$BIN" sweep --probe arith --out "$T/e13" --search surrogate --max-passes 1

@@ -45,7 +45,11 @@ static const char *usage =
     "  --repeat K           run the grid's blocks K times in all (rys:I,J,K; default 2)\n"
     "  --configs LIST       explicit schedules separated by ';', e.g. \"rys:3,5;0-4,2-7\" (no grid unless grid flags)\n"
     "  --configs-file FILE  one schedule per line\n"
-    "  --shard K/N          evaluate configs K, K+N, ... only (merge the databases with `sweep merge`)\n"
+    "  --shard K/N          evaluate configs K, K+N, ... only (merge the databases with `sweep merge`); with a\n"
+    "                       search, configs K, K+N, ... of each step, the shards trading rows through --exchange\n"
+    "  --exchange DIR       a sharded search's meeting place (every shard reads and writes it: a shared filesystem\n"
+    "                       across machines): each shard puts its rows of a step there and waits for the others',\n"
+    "                       so every shard's --out holds every row and all take the same next step\n"
     "  --prune-by-profile DIR  the grid's blocks inside the reasoning zone of DIR/profile.json only (`reprise\n"
     "                       profile` of this model, base schedule): zone states [S, E) keep S <= I and J <= E\n"
     "search:\n"
@@ -56,7 +60,7 @@ static const char *usage =
     "                       (beam: grow, shrink, shift a block of the best --beam configs, add a pass or a second\n"
     "                       block; surrogate: libxgboost trained on the measured configs' per-layer visit counts\n"
     "                       ranks a pool of candidates, the best --round are measured, retrain, repeat).\n"
-    "                       Searches take no --shard; each resumes from its database\n"
+    "                       Each resumes from its database; --shard splits each step's measuring\n"
     "  --halving-items N    items of the first halving rung (default 4)\n"
     "  --budget N           beam, surrogate: most configs measured, the seed included (default 200)\n"
     "  --budget-hours H     any mode: start no new item after H hours; the same command resumes\n"
@@ -84,8 +88,11 @@ static const char *usage =
     "                       another seed than the screen's)\n"
     "  --backend B, -t N, --kv-dtype T   as for generate\n";
 
+// --out, made when missing; one that cannot be written is named now, not at the first row a long run writes.
 static int make_dir(const char *d, rp_err *err) {
     if (mkdir(d, 0755) && errno != EEXIST) return rp_fail(err, "--out %s: cannot create: %s", d, strerror(errno));
+    if (access(d, W_OK | X_OK))
+        return rp_fail(err, "--out %s: cannot write there (%s): a sweep keeps its database and report in it", d, strerror(errno));
     return 0;
 }
 
@@ -158,6 +165,9 @@ static int merge(int argc, char **argv) {
 static int open_db(sweep_db *d, const char *dir, const sweep_run *r, const model *m, rp_err *err) {
     int rc = make_dir(dir, err);
     char *dbp = path_join(dir, "results.sqlite");
+    if (!rc && file_exists(dbp) && access(dbp, W_OK))
+        rc = rp_fail(err, "%s: cannot write it (%s), so this sweep cannot resume there; its rows can be read: `reprise "
+                     "sweep merge --out NEWDIR %s` reports on them, and a copy of it in a directory you can write resumes there (as --out)", dbp, strerror(errno), dbp);
     if (!rc) rc = sweep_db_open(d, dbp, err);
     free(dbp);
     uint64_t fp;
@@ -301,6 +311,7 @@ int cmd_sweep(int argc, char **argv) {
                         .space = {.max_blocks = 2, .max_passes = 3}};
     float budget_hours = 0;
     const char *prune_dir = NULL;   // --prune-by-profile
+    const char *exchange = NULL;    // --exchange: a sharded search's directory
     char prune_i[48], prune_j[48], prune_fp[64] = "";
     const char *cprobes[16];
     unsigned seed = 0;
@@ -328,6 +339,7 @@ int cmd_sweep(int argc, char **argv) {
         else if (!strcmp(a, "--configs") && v) so.configs = v;
         else if (!strcmp(a, "--configs-file") && v) so.configs_file = v;
         else if (!strcmp(a, "--prune-by-profile") && v) prune_dir = v;
+        else if (!strcmp(a, "--exchange") && v) exchange = v;
         else if (!strcmp(a, "--shard") && v) {
             int n;
             if (sscanf(v, "%d/%d%n", &so.shard_k, &so.shard_n, &n) != 2 || v[n] || so.shard_n < 1 || so.shard_k < 0 ||
@@ -377,9 +389,18 @@ int cmd_sweep(int argc, char **argv) {
     if (rc) return code;
     seed = (unsigned)o.sampling.seed;
     if (!n_probes || !out) return fprintf(stderr, "reprise sweep: --probe and --out are required (see --help)\n"), 2;
-    if ((halving || search) && so.shard_n > 1)
-        return fprintf(stderr, "reprise sweep: --search %s decides each step from every config measured before it: it "
-                               "takes no --shard\n", halving ? "halving" : search == 1 ? "beam" : "surrogate"), 2;
+    // a search's shards split each step, not the space: every shard builds the whole space and takes the same steps
+    int search_shard_k = 0, search_shard_n = 1;
+    if ((halving || search) && so.shard_n > 1) {
+        if (!exchange)
+            return fprintf(stderr, "reprise sweep: --search %s decides each step from every config measured before it: "
+                                   "its shards need --exchange DIR, a directory they all read and write\n",
+                           halving ? "halving" : search == 1 ? "beam" : "surrogate"), 2;
+        search_shard_k = so.shard_k, search_shard_n = so.shard_n;
+        so.shard_k = 0, so.shard_n = 1;
+    } else if (exchange)
+        return fprintf(stderr, "reprise sweep: --exchange DIR goes with --shard K/N and a --search (halving, beam, "
+                               "surrogate); a grid's shards share nothing until `sweep merge`\n"), 2;
     if ((confirm > 0) != (n_cprobes > 0))
         return fprintf(stderr, "reprise sweep: --confirm N (N > 0) and --confirm-probe SPEC go together\n"), 2;
 
@@ -395,7 +416,8 @@ int cmd_sweep(int argc, char **argv) {
     config_list cl = {0};
     sweep_db d = {0};
     sweep_run r = {.m = &m, .tok = tok, .system = o.system, .probes = ps, .configs = &cl, .db = &d, .batch = batch,
-                   .naive = naive, .progress = isatty(2) ? 2 : 1, .ubatch = o.ubatch};
+                   .naive = naive, .progress = isatty(2) ? 2 : 1, .ubatch = o.ubatch, .exchange = exchange,
+                   .shard_k = search_shard_k, .shard_n = search_shard_n};
     rc = tok ? 0 : -1;
     if (!rc) rc = chat_template_load(&r.ct, o.model_dir, o.chat_template, &err);
     for (int p = 0; p < n_probes && !rc; p++, loaded++) {
@@ -414,7 +436,7 @@ int cmd_sweep(int argc, char **argv) {
             rc = rp_fail(&err, "--confirm-probe %s: too long a name", cprobes[p]);
     }
     sweep_run cr = r;   // the confirmation: the screen's model and settings, other probes
-    cr.probes = cps, cr.n_probes = cloaded, cr.config_ids = NULL, cr.prompts = NULL;
+    cr.probes = cps, cr.n_probes = cloaded, cr.config_ids = NULL, cr.prompts = NULL, cr.exchange = NULL;
     if (!rc && prune_dir && (so.i_range || so.j_range))
         rc = rp_fail(&err, "--prune-by-profile sets the grid's --i-range and --j-range: give neither");
     if (!rc && prune_dir && !(rc = prune_by_profile(prune_dir, cfg.n_layers, prune_i, prune_j, sizeof prune_i, prune_fp,
@@ -474,7 +496,10 @@ int cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "reprise sweep: interrupted: %ld rows are safe in %s (the summary above covers them); run the same "
                         "command again to resume\n", n_rows, dbp);
     }
-    if (!rc && confirm && !r.interrupted) rc = run_confirm(&cr, &d, confirm, out, name, &err);
+    if (!rc && confirm && !r.interrupted && search_shard_k > 0)
+        fprintf(stderr, "reprise sweep: --confirm: shard 0 of the search confirms its winners (every shard holds the "
+                        "same rows)\n");
+    else if (!rc && confirm && !r.interrupted) rc = run_confirm(&cr, &d, confirm, out, name, &err);
     if (!rc && !r.interrupted) fprintf(stderr, "reprise sweep: results in %s; summary, heatmaps and skyline in %s/\n", dbp, out);
     else if (rc && r.db_failed)
         fprintf(stderr, "reprise sweep: %s\nreprise sweep: the database could not be written (a full disk?): every row "

@@ -117,7 +117,10 @@ static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const l
         S->probe[S->n_probe++] = rp_strdup(name);
     }
     sqlite3_finalize(st);
-    sqlite3_prepare_v2(db, "SELECT id, label, schedule, i, j, k, visits FROM configs ORDER BY id", -1, &st, NULL);
+    // among: in label order, so the z-scores' sums run in one order whatever order the rows arrived in (the shards
+    // of a search, each with every row, must score a step alike)
+    sqlite3_prepare_v2(db, among ? "SELECT id, label, schedule, i, j, k, visits FROM configs ORDER BY label"
+                                 : "SELECT id, label, schedule, i, j, k, visits FROM configs ORDER BY id", -1, &st, NULL);
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *label = (const char *)sqlite3_column_text(st, 1);
         if (among && strcmp(label, "base") && !label_set_has(among, label)) continue;

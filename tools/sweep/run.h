@@ -33,6 +33,9 @@ typedef struct {
     int ubatch;                // --ubatch
     int plan_visits;           // > 0: plan the KV pool for configs of up to this many visits (a search's configs
                                // are not known when the model is loaded)
+    const char *exchange;      // a sharded search (--shard K/N --exchange DIR): each step's configs split over the
+    int shard_k, shard_n;      // shards, their rows traded through DIR (exchange.c); NULL: one process does it all
+    int step;                  // the search's steps so far (its exchange files are numbered by them)
     double deadline;           // rp_now_s() after which no new item starts (0: none; --budget-hours)
     int timed_out;             // the deadline stopped sweep_run_all before its last item
     int interrupted;           // sweep_stop_requested stopped it

@@ -14,6 +14,7 @@
 
 #include "engine/stats.h"
 #include "loader/fingerprint.h"
+#include "tools/sweep/exchange.h"
 #include "tools/sweep/label_set.h"
 #include "tools/sweep/report.h"
 #include "tools/sweep/surrogate.h"
@@ -38,7 +39,7 @@ int sweep_halving(sweep_run *r, int start_items, rp_err *err) {
         for (int p = 0; p < r->n_probes; p++) r->probes[p].n_items = items < saved[p] ? items : saved[p];
         fprintf(stderr, "reprise sweep: halving rung %d: %d configs and base on %d item(s) per probe\n", k, n_alive, items);
         r->configs = &rung, r->config_ids = rung_ids;
-        if ((rc = sweep_run_all(r, err)) || r->timed_out || r->interrupted || items >= full || n_alive <= 1) break;
+        if ((rc = sweep_run_step(r, err)) || r->timed_out || r->interrupted || items >= full || n_alive <= 1) break;
         for (int a = 0; a < n_alive; a++) labels[a] = all->c[alive[a]].label;
         if ((rc = sweep_rank_among(r->db, labels, n_alive, r->probes, r->n_probes, order, err))) break;
         int keep = (n_alive + 1) / 2, *next = rp_malloc(sizeof(int) * (size_t)keep);
@@ -94,7 +95,7 @@ static int measure(trail *t, char *const *labels, int n, int *measured, rp_err *
     for (int c = 0; c < rung.n && !rc; c++) rc = sweep_db_add_config(r->db, &rung.c[c], &ids[c], err);
     if (!rc) {
         r->configs = &rung, r->config_ids = ids;
-        rc = sweep_run_all(r, err);
+        rc = sweep_run_step(r, err);
         r->configs = all, r->config_ids = all_ids;
     }
     if (!rc && t->n + n > t->cap) {
