@@ -597,6 +597,26 @@ PY
     check "stories260K: --search beam on RYS math by log-likelihood, in budget, resumed after SIGKILL to the same rows" $?
     search_checks st-surrogate 30 -m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --items 4 --score loglik --search surrogate
     check "stories260K: --search surrogate on RYS math by log-likelihood, in budget, resumed after SIGKILL to the same rows" $?
+    # halving: 15 configs on 2 items, the better 8 on 4, the better 4 on all 8; killed half-way and resumed, the same
+    # rows; and in 2 shards, each holding those rows
+    hs=(-m "$S" --probe "math:$SHARED/probes/rys/math_16.json" --items 8 --score loglik --search halving --halving-items 2)
+    "$BIN" sweep "${hs[@]}" --out "$T/st-hv" >/dev/null 2>&1
+    r=$?
+    python3 - "$T/st-hv/results.sqlite" <<'PY' || r=1
+import sqlite3, sys
+per = dict(sqlite3.connect(sys.argv[1]).execute("SELECT c.label, count(*) FROM results r JOIN configs c ON c.id = r.config GROUP BY c.label"))
+sizes = sorted(v for l, v in per.items() if l != "base")
+assert per["base"] == 8 and sizes == [2] * 7 + [4] * 4 + [8] * 4, per
+PY
+    kill_after_rows 30 "$T/st-hk/results.sqlite" "$BIN" sweep "${hs[@]}" --out "$T/st-hk"
+    "$BIN" sweep "${hs[@]}" --out "$T/st-hk" >/dev/null 2>&1 || r=1
+    cmp -s <(rows "$T/st-hk/results.sqlite") <(rows "$T/st-hv/results.sqlite") || r=1
+    timeout 300 "$BIN" sweep "${hs[@]}" --shard 1/2 --exchange "$T/st-hx" --out "$T/st-hs1" >/dev/null 2>&1 &
+    other=$!
+    timeout 300 "$BIN" sweep "${hs[@]}" --shard 0/2 --exchange "$T/st-hx" --out "$T/st-hs0" >/dev/null 2>&1 || r=1
+    wait $other || r=1
+    for k in 0 1; do cmp -s <(rows "$T/st-hs$k/results.sqlite") <(rows "$T/st-hv/results.sqlite") || r=1; done
+    check "stories260K: --search halving on RYS math, 15 -> 8 -> 4 configs; killed and resumed, and in 2 shards, the same rows" $r
 else
     echo "skip stories260K sweep: $S or the probe files are absent"
 fi
