@@ -337,6 +337,9 @@ void reserve(backend *base, int n_rows) {
 void step_begin(backend *base, unsigned long long key, size_t staged_rows) {
     cuda_backend *b = cb(base);
     each(b, [&](rank_state *r) {
+        // A window of a long prompt ends no sequence, so nothing synchronised it: its copies from the pinned staging
+        // (tokens, positions, KV rows) may still be in flight, and this step is about to overwrite that staging.
+        CUDA_CHECK(cudaStreamSynchronize(r->stream));
         r->stage_at = 0;
         if (staged_rows > r->stage_cap) grow_stage(r, staged_rows);   // before any capture: pinned allocation is not capturable
         r->key = key;

@@ -23,6 +23,61 @@ grep -q "CPU emulation" "$T/b64.err" || r=1
 [ $r -eq 0 ] && [ "$(rows "$T/b64/results.sqlite" | wc -l)" -eq 12 ] && cmp -s <(rows "$T/b64/results.sqlite") <(rows "$T/b1/results.sqlite")
 check "CUDA backend: a sweep at --batch 1 --ubatch 4 gives the rows of --batch 64, exactly" $?
 
+# a prompt longer than --ubatch runs in windows; a window that ends no sequence must not change a number. Every
+# window size against one window, on both backends, at prompt lengths that straddle the window (w-1, w, w+1, 2w+1):
+# through generate (greedy and sampled), serve and a sweep
+r=0
+for w in 3 4 8; do
+    for len in $((w - 1)) $w $((w + 1)) $((2 * w + 1)); do
+        ids=$(python3 -c "import sys; print(','.join(str(3 + (i * 7) % 13) for i in range(int(sys.argv[1]))))" $len)
+        for be in cuda cpu; do
+            for s in "--temp 0" "--temp 1 --seed 3"; do
+                one=$("$BIN" generate --tokens "$ids" -n 4 $s --ignore-eos --backend $be --ubatch 512 2>"$T/w.err")
+                win=$("$BIN" generate --tokens "$ids" -n 4 $s --ignore-eos --backend $be --ubatch $w 2>>"$T/w.err")
+                [ -n "$one" ] && [ "$one" = "$win" ] || { echo "generate $be $s: $len tokens at --ubatch $w: '$win', one window: '$one'"; cat "$T/w.err"; r=1; }
+            done
+        done
+    done
+done
+check "generate: prompts of w-1, w, w+1, 2w+1 tokens at --ubatch w (3, 4, 8) give one window's ids, CUDA and CPU" $r
+python3 - "$BIN" <<'PY'
+import json, re, subprocess, sys, urllib.request
+binary = sys.argv[1]
+def serve(backend, ubatch):
+    p = subprocess.Popen([binary, "serve", "--port", "0", "--backend", backend, "--ubatch", str(ubatch), "--parallel", "2"], stderr=subprocess.PIPE, text=True)
+    port = None
+    for line in p.stderr:
+        m = re.search(r"listening on http://[^:]+:(\d+)", line)
+        port = port or (m and m.group(1))
+        if "ready:" in line:
+            break
+    return p, port
+for backend in ("cuda", "cpu"):
+    got = {}
+    for ub in (512, 4):
+        p, port = serve(backend, ub)
+        for n in (3, 4, 5, 9, 13):
+            ids = [3 + (i * 7) % 13 for i in range(n)]
+            body = {"prompt": ids, "max_tokens": 4, "temperature": 0, "ignore_eos": True, "logprobs": 1}
+            req = urllib.request.Request("http://127.0.0.1:%s/v1/completions" % port, json.dumps(body).encode(), {"Content-Type": "application/json"})
+            c = json.loads(urllib.request.urlopen(req, timeout=600).read())["choices"][0]
+            got.setdefault(n, []).append((c["text"], c["logprobs"]["token_logprobs"]))
+        p.terminate()
+        assert p.wait(60) == 0
+    for n, (one, win) in got.items():
+        assert one[0] == win[0] and max(abs(a - b) for a, b in zip(one[1], win[1])) < 1e-5, (backend, n, one, win)
+PY
+check "serve --ubatch 4: prompts of 3, 4, 5, 9 and 13 tokens complete as in one window (text and logprobs), CUDA and CPU" $?
+r=0
+for be in cuda cpu; do
+    "$BIN" sweep --probe arith --items 3 --configs "rys:1,3" --backend $be --batch 1 --ubatch 512 --out "$T/sw1-$be" >/dev/null 2>&1 || r=1
+    for w in 3 5; do
+        "$BIN" sweep --probe arith --items 3 --configs "rys:1,3" --backend $be --batch 1 --ubatch $w --out "$T/sw$w-$be" >/dev/null 2>&1 || r=1
+        cmp -s <(rows "$T/sw1-$be/results.sqlite") <(rows "$T/sw$w-$be/results.sqlite") || { echo "sweep $be --ubatch $w: other rows"; r=1; }
+    done
+done
+check "sweep --ubatch 3 and 5 (prompts of about 7 tokens) give one window's rows, CUDA and CPU" $r
+
 "$BIN" generate -p "7" -n 2 --backend cuda --kv-dtype f32 >"$T/kv.out" 2>"$T/kv.err"
 [ $? -ne 0 ] && grep -q "the CUDA backend keeps its KV cache in BF16" "$T/kv.err" && [ ! -s "$T/kv.out" ]
 check "CUDA backend: --kv-dtype f32 refused, naming why" $?
