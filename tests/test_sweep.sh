@@ -331,11 +331,30 @@ sargs=(--probe arith --items 16 --search beam --beam 4 --max-visits 10 --budget 
 timeout 300 "$BIN" sweep "${sargs[@]}" --shard 1/2 --out "$T/shk-s1" >/dev/null 2>"$T/shk-s1.err" &
 other=$!
 kill_after_rows 150 "$T/shk-s0/results.sqlite" "$BIN" sweep "${sargs[@]}" --shard 0/2 --out "$T/shk-s0"
-timeout 300 "$BIN" sweep "${sargs[@]}" --shard 0/2 --out "$T/shk-s0" >/dev/null 2>&1
+timeout 300 "$BIN" sweep "${sargs[@]}" --shard 0/2 --out "$T/shk-s0" >/dev/null 2>"$T/shk-s0.err"
 r=$?
+[ $r -eq 0 ] || cat "$T/shk-s0.err"
 wait $other || r=1
 for k in 0 1; do cmp -s <(rows "$T/shk-s$k/results.sqlite") <(rows "$T/shbeam-one/results.sqlite") || r=1; done
 check "a search's shard killed half-way and started again: both shards end with the unsharded search's rows" $r
+# The same at chosen points, exactly (this search takes a fraction of a second, so a kill by polling lands where
+# it may): shard 0's database as a kill after its first N rows leaves it (rows are committed one by one), its step
+# files gone (at worst a half-built .tmp-PID of one left behind, as a kill while writing leaves it), then started
+# again: it finds rows ending a step and rewrites that step's file, which must not stop it at the next step.
+n0=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM results').fetchone()[0])" "$T/shk-s0/results.sqlite")
+r=0
+for n in 1 40 150 $((n0 - 1)) $n0; do
+    rm -rf "$T/shk-cut" "$T/shk-ex$n" && cp -r "$T/shk-ex" "$T/shk-ex$n" && mkdir "$T/shk-cut" &&
+        cp "$T/shk-s0/results.sqlite" "$T/shk-cut/" &&
+        python3 -c "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.execute('DELETE FROM results WHERE rowid NOT IN (SELECT rowid FROM results ORDER BY rowid LIMIT ?)', (int(sys.argv[2]),)); d.commit()" "$T/shk-cut/results.sqlite" $n || r=1
+    f=$(ls "$T/shk-ex$n"/*.shard-0-of-2.sqlite | tail -1)
+    head -c 3000 "$f" >"$f.tmp-99999999"   # a half-built file of a killed writer
+    rm -f "$T/shk-ex$n"/*.shard-0-of-2.sqlite
+    timeout 300 "$BIN" sweep "${sargs[@]/$T\/shk-ex/$T/shk-ex$n}" --shard 0/2 --out "$T/shk-cut" >/dev/null 2>"$T/shk-cut.err" || { echo "after $n rows:"; cat "$T/shk-cut.err"; r=1; }
+    cmp -s <(rows "$T/shk-cut/results.sqlite") <(rows "$T/shbeam-one/results.sqlite") || { echo "after $n rows: other rows"; r=1; }
+    [ "$(ls "$T/shk-ex$n"/*.shard-0-of-2.sqlite | wc -l)" = "$(ls "$T/shk-ex"/*.shard-0-of-2.sqlite | wc -l)" ] || { echo "after $n rows: other step files"; r=1; }
+done
+check "shard 0 stopped after 1, 40, 150, all but one and all of the $n0 rows its database ends with (its own and merged), its step files gone and one half-built: started again, it rewrites them and ends with the unsharded rows" $r
 # shards given different flags diverge at the step where it matters: refused there, naming the file
 timeout 120 "$BIN" sweep --probe arith --items 16 --search beam --beam 4 --budget 30 --shard 0/2 --exchange "$T/shx-ex" --out "$T/shx-s0" >/dev/null 2>"$T/shx-s0.err" &
 other=$!

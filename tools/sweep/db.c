@@ -194,7 +194,11 @@ int sweep_db_has_result(sweep_db *d, int config, const char *probe, const char *
     sqlite3_bind_int(d->has_result, 1, config);
     sqlite3_bind_text(d->has_result, 2, probe, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(d->has_result, 3, item, -1, SQLITE_TRANSIENT);
-    return sqlite3_step(d->has_result) == SQLITE_ROW;
+    int found = sqlite3_step(d->has_result) == SQLITE_ROW;
+    // reset at once: a statement left on its row keeps a read transaction open, and a database attached to this
+    // connection then cannot be detached (a resumed shard's exchange file, written after its rows were found)
+    sqlite3_reset(d->has_result);
+    return found;
 }
 
 int sweep_db_add_result(sweep_db *d, int config, const char *probe, const char *item, double score, const char *reply, rp_err *err) {

@@ -131,7 +131,10 @@ static int write_share(sweep_run *r, const config_list *share, const char *path,
     }
     if (attached) {
         if (exec(db, rc ? "ROLLBACK" : "COMMIT", tmp, err) && !rc) rc = -1;
-        sqlite3_exec(db, "DETACH DATABASE exchange_out", NULL, NULL, NULL);
+        char *msg = NULL;   // a failed detach would refuse the next step's attach: say it here, naming why
+        if (sqlite3_exec(db, "DETACH DATABASE exchange_out", NULL, NULL, &msg) != SQLITE_OK && !rc)
+            rc = rp_fail(err, "%s: cannot detach after writing: %s", tmp, msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
     }
     if (!rc && rename(tmp, path)) rc = rp_fail(err, "%s: cannot rename into %s: %s", tmp, path, strerror(errno));
     if (rc) unlink(tmp);
