@@ -1000,6 +1000,50 @@ void detok_stream_init(detok_stream *s, const tokenizer *t, int skip_special) {
     s->skip_special = skip_special;
 }
 
+// Where the window of context that decides how the next token reads begins: its last few tokens (a SentencePiece
+// decoder strips a leading space only at the start of what it decodes, and a character split over byte tokens
+// needs its first bytes), reaching back past special tokens a skip_special decode drops (a chat template's
+// closing tokens) to one that has text.
+static int context_start(const tokenizer *t, const int *context, int n_context, int skip_special) {
+    int start = n_context > 6 ? n_context - 6 : 0, floor = n_context > 256 ? n_context - 256 : 0, visible = 0;
+    for (int i = start; i < n_context && !visible; i++) visible = !skip_special || !tokenizer_is_special(t, context[i]);
+    while (!visible && start > floor) visible = !tokenizer_is_special(t, context[--start]);
+    return start;
+}
+
+void detok_stream_init_after(detok_stream *s, const tokenizer *t, int skip_special, const int *context, int n_context) {
+    detok_stream_init(s, t, skip_special);
+    int start = context_start(t, context, n_context, skip_special);
+    s->n = s->cap = n_context - start;
+    if (s->n) {
+        s->ids = rp_malloc(sizeof *s->ids * (size_t)s->cap);
+        memcpy(s->ids, context + start, sizeof *s->ids * (size_t)s->n);
+    }
+    s->read_start = s->n;
+}
+
+int tokenizer_decode_after(const tokenizer *t, const int *context, int n_context, const int *ids, int n, int skip_special,
+                           char **out, size_t *len, rp_err *err) {
+    int start = context_start(t, context, n_context, skip_special), nc = n_context - start;
+    int *all = rp_malloc(sizeof *all * (size_t)(nc + n + 1));
+    memcpy(all, context + start, sizeof *all * (size_t)nc);
+    memcpy(all + nc, ids, sizeof *all * (size_t)n);
+    char *prefix = NULL, *full = NULL;
+    size_t pl = 0, fl = 0;
+    int rc = tokenizer_decode(t, all, nc, skip_special, &prefix, &pl, err);
+    if (!rc) rc = tokenizer_decode(t, all, nc + n, skip_special, &full, &fl, err);
+    free(all);
+    if (!rc) {   // the full text normally extends the context's; if not (a character completed), from where they part
+        size_t common = 0;
+        while (common < pl && common < fl && full[common] == prefix[common]) common++;
+        *len = fl - common;
+        *out = rp_malloc(*len + 1);
+        memcpy(*out, full + common, *len + 1);
+    }
+    free(prefix), free(full);
+    return rc;
+}
+
 void detok_stream_free(detok_stream *s) { free(s->ids); }
 
 static int ends_incomplete(const char *s, size_t n) { return n >= 3 && !memcmp(s + n - 3, "\xef\xbf\xbd", 3); }

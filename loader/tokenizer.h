@@ -25,6 +25,12 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
 // placeholder "<|reprise:id=N|>"; a negative id is an error.
 int tokenizer_decode(const tokenizer *t, const int *ids, int n, int skip_special, char **out, size_t *len, rp_err *err);
 
+// Decodes ids as the continuation of context: the text decode(context + ids) has past decode(context), read from a
+// window of the context's last tokens. A completion decoded alone would lose its first space to a SentencePiece
+// decoder's strip-at-start step ("The dog" + " was" read as "was").
+int tokenizer_decode_after(const tokenizer *t, const int *context, int n_context, const int *ids, int n, int skip_special,
+                           char **out, size_t *len, rp_err *err);
+
 // Number of ids (model vocabulary and added tokens).
 int tokenizer_vocab_size(const tokenizer *t);
 // Id of a token's exact text (vocabulary or added token), -1 if none.
@@ -43,6 +49,8 @@ typedef struct {
 } detok_stream;
 
 void detok_stream_init(detok_stream *s, const tokenizer *t, int skip_special);
+// The same for text that continues context (a prompt): the first token reads as it does after it.
+void detok_stream_init_after(detok_stream *s, const tokenizer *t, int skip_special, const int *context, int n_context);
 // Appends id; returns a heap string with the newly final text (possibly empty), or NULL on error.
 char *detok_stream_push(detok_stream *s, int id, rp_err *err);
 // Whatever is still held back (an incomplete sequence at the end of generation, as U+FFFD).

@@ -91,7 +91,7 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     st->prefill_s = rp_now_s() - t0;
 
     text_out out;
-    if (as_text) text_out_init(&out, s->tok, s->stops, s->n_stops);
+    if (as_text) text_out_init(&out, s->tok, prompt, n, s->stops, s->n_stops);
     size_t printed = 0;   // of out.text
     int rc = 0;
     double t1 = rp_now_s();

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void text_out_init(text_out *t, const tokenizer *tok, const char *const *stops, int n_stops) {
+void text_out_init(text_out *t, const tokenizer *tok, const int *prompt, int n_prompt, const char *const *stops, int n_stops) {
     memset(t, 0, sizeof *t);
-    detok_stream_init(&t->ds, tok, 1);
+    detok_stream_init_after(&t->ds, tok, 1, prompt, n_prompt);
     t->stops = stops;
     t->n_stops = n_stops;
     t->text = rp_calloc(1, 1);

@@ -17,7 +17,8 @@ typedef struct {
     int stopped;                // a stop string was hit
 } text_out;
 
-void text_out_init(text_out *t, const tokenizer *tok, const char *const *stops, int n_stops);
+// prompt: the ids the text continues (a completion reads as it does after them; "The dog" + " was", not "was").
+void text_out_init(text_out *t, const tokenizer *tok, const int *prompt, int n_prompt, const char *const *stops, int n_stops);
 // Adds a generated token. Returns -1 (with err) when it cannot be decoded.
 int text_out_push(text_out *t, int id, rp_err *err);
 // The generation has ended (end-of-sequence or a limit): whatever the stream held back becomes final text.

@@ -102,7 +102,7 @@ int serve_engine_submit(serve_engine *e, gen_request **reqs, int n, rp_err *err)
         memcpy(r->ids, r->prompt, sizeof(int) * (size_t)r->n_prompt);
         r->n_ids = r->n_prompt;
         if (r->prompt_logprobs) r->prompt_out = rp_calloc((size_t)r->n_prompt, sizeof *r->prompt_out);
-        text_out_init(&r->text, e->tok, (const char *const *)r->stops, r->n_stops);
+        text_out_init(&r->text, e->tok, r->prompt, r->n_prompt, (const char *const *)r->stops, r->n_stops);
         r->t_submit = rp_now_s();
         r->next = NULL;
         if (e->incoming_tail) e->incoming_tail->next = r;

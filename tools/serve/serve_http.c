@@ -117,27 +117,43 @@ static int client_gone(struct MHD_Connection *c) {
 
 // --- token strings and logprobs ---------------------------------------------------------------------------------------
 
-static char *token_text(const serve_http *h, int id) {
+// A token's text where it stands: after the ids before it (context), special tokens written out. Read alone, a
+// SentencePiece token would lose its leading space ("was" for " was").
+static char *token_text(const serve_http *h, const int *context, int n_context, int id) {
     char *s;
     size_t len;
     rp_err err;
-    if (tokenizer_decode(h->sc->tok, &id, 1, 0, &s, &len, &err)) return rp_strdup("");
+    if (tokenizer_decode_after(h->sc->tok, context, n_context, &id, 1, 0, &s, &len, &err)) return rp_strdup("");
     return s;
 }
 
-static void add_top(cJSON *dict, const serve_http *h, int id, double lp) {
-    char *s = token_text(h, id);
+// How many bytes a token adds to the returned text (special tokens skipped, as the text skips them): 0 for the first
+// bytes of a character split over byte tokens, the whole character for the token that completes it.
+static size_t token_visible_bytes(const serve_http *h, const int *context, int n_context, int id) {
+    char *s;
+    size_t len;
+    rp_err err;
+    if (tokenizer_decode_after(h->sc->tok, context, n_context, &id, 1, 1, &s, &len, &err)) return 0;
+    if (len >= 3 && !memcmp(s + len - 3, "\xef\xbf\xbd", 3)) len = 0;   // incomplete: held back until completed
+    free(s);
+    return len;
+}
+
+static void add_top(cJSON *dict, const serve_http *h, const int *context, int n_context, int id, double lp) {
+    char *s = token_text(h, context, n_context, id);
     if (!cJSON_GetObjectItemCaseSensitive(dict, s)) cJSON_AddNumberToObject(dict, s, lp);
     free(s);
 }
 
-// One entry of a completion's logprobs: token, its logprob (null for the prompt's first), the `logprobs` most likely
-// tokens with the argmax always among them, and the chosen token.
-static void completion_lp_entry(cJSON *lp, const serve_http *h, const serve_token *t, int k, int first, size_t *offset) {
-    char *s = token_text(h, t->id);
+// One entry of a completion's logprobs: token (its text after context, the ids before it), its logprob (null for
+// the prompt's first), the `logprobs` most likely tokens with the argmax always among them, and the chosen token;
+// text_offset is where the token's text starts in the returned text (*offset, advanced past it; at most text_len).
+static void completion_lp_entry(cJSON *lp, const serve_http *h, const int *context, int n_context, const serve_token *t,
+                                int k, int first, size_t *offset, size_t text_len) {
+    char *s = token_text(h, context, n_context, t->id);
     cJSON_AddItemToArray(cJSON_GetObjectItem(lp, "tokens"), cJSON_CreateString(s));
-    cJSON_AddItemToArray(cJSON_GetObjectItem(lp, "text_offset"), cJSON_CreateNumber((double)*offset));
-    *offset += strlen(s);
+    cJSON_AddItemToArray(cJSON_GetObjectItem(lp, "text_offset"), cJSON_CreateNumber((double)(*offset < text_len ? *offset : text_len)));
+    *offset += token_visible_bytes(h, context, n_context, t->id);
     free(s);
     if (first) {
         cJSON_AddItemToArray(cJSON_GetObjectItem(lp, "token_logprobs"), cJSON_CreateNull());
@@ -146,8 +162,8 @@ static void completion_lp_entry(cJSON *lp, const serve_http *h, const serve_toke
     }
     cJSON_AddItemToArray(cJSON_GetObjectItem(lp, "token_logprobs"), cJSON_CreateNumber(t->logprob));
     cJSON *dict = cJSON_CreateObject();
-    for (int j = 0; j < t->n_top && j < (k > 1 ? k : 1); j++) add_top(dict, h, t->top_id[j], t->top_logprob[j]);
-    add_top(dict, h, t->id, t->logprob);
+    for (int j = 0; j < t->n_top && j < (k > 1 ? k : 1); j++) add_top(dict, h, context, n_context, t->top_id[j], t->top_logprob[j]);
+    add_top(dict, h, context, n_context, t->id, t->logprob);
     cJSON_AddItemToArray(cJSON_GetObjectItem(lp, "top_logprobs"), dict);
 }
 
@@ -166,9 +182,9 @@ static cJSON *bytes_of(const char *s) {
     return b;
 }
 
-static cJSON *chat_lp_entry(const serve_http *h, const serve_token *t, int k) {
+static cJSON *chat_lp_entry(const serve_http *h, const int *context, int n_context, const serve_token *t, int k) {
     cJSON *o = cJSON_CreateObject();
-    char *s = token_text(h, t->id);
+    char *s = token_text(h, context, n_context, t->id);
     cJSON_AddStringToObject(o, "token", s);
     cJSON_AddNumberToObject(o, "logprob", t->logprob);
     cJSON_AddItemToObject(o, "bytes", bytes_of(s));
@@ -176,7 +192,7 @@ static cJSON *chat_lp_entry(const serve_http *h, const serve_token *t, int k) {
     cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs");
     for (int j = 0; j < t->n_top && j < k; j++) {
         cJSON *x = cJSON_CreateObject();
-        char *ts = token_text(h, t->top_id[j]);
+        char *ts = token_text(h, context, n_context, t->top_id[j]);
         cJSON_AddStringToObject(x, "token", ts);
         cJSON_AddNumberToObject(x, "logprob", t->top_logprob[j]);
         cJSON_AddItemToObject(x, "bytes", bytes_of(ts));
@@ -294,7 +310,8 @@ static cJSON *full_response(const generation *g) {
             cJSON_AddStringToObject(m, "content", r->text.text);
             if (r->logprobs >= 0) {
                 cJSON *lp = cJSON_AddObjectToObject(ch, "logprobs"), *content = cJSON_AddArrayToObject(lp, "content");
-                for (int t = 0; t < r->n_out; t++) cJSON_AddItemToArray(content, chat_lp_entry(h, &r->out[t], r->logprobs));
+                for (int t = 0; t < r->n_out; t++)
+                    cJSON_AddItemToArray(content, chat_lp_entry(h, r->ids, r->n_prompt + t, &r->out[t], r->logprobs));
             } else cJSON_AddNullToObject(ch, "logprobs");
         } else {
             int p = i / g->cr.n;
@@ -304,12 +321,15 @@ static cJSON *full_response(const generation *g) {
             memcpy(text + tl, r->text.text, r->text.len + 1);
             cJSON_AddStringToObject(ch, "text", text);
             free(text);
-            if (r->logprobs >= 0) {
+            if (r->logprobs >= 0) {   // offsets index the returned text: the echoed prompt's tokens, then the reply's
                 cJSON *lp = completion_lp_new();
                 size_t offset = 0;
                 if (g->cr.echo)
-                    for (int t = 0; t < r->n_prompt; t++) completion_lp_entry(lp, h, &r->prompt_out[t], r->logprobs, t == 0, &offset);
-                for (int t = 0; t < r->n_out; t++) completion_lp_entry(lp, h, &r->out[t], r->logprobs, 0, &offset);
+                    for (int t = 0; t < r->n_prompt; t++)
+                        completion_lp_entry(lp, h, r->prompt, t, &r->prompt_out[t], r->logprobs, t == 0, &offset, tl);
+                offset = tl;   // the reply starts after the prompt as returned (a string prompt is returned as given)
+                for (int t = 0; t < r->n_out; t++)
+                    completion_lp_entry(lp, h, r->ids, r->n_prompt + t, &r->out[t], r->logprobs, 0, &offset, tl + r->text.len);
                 cJSON_AddItemToObject(ch, "logprobs", lp);
             } else cJSON_AddNullToObject(ch, "logprobs");
         }
@@ -379,11 +399,12 @@ static void collect(generation *g) {
                 cJSON *lp;
                 if (g->cr.chat) {
                     lp = cJSON_CreateObject();
-                    cJSON_AddItemToArray(cJSON_AddArrayToObject(lp, "content"), chat_lp_entry(h, t, r->logprobs));
+                    cJSON_AddItemToArray(cJSON_AddArrayToObject(lp, "content"),
+                                         chat_lp_entry(h, r->ids, r->n_prompt + g->sent_tokens[i], t, r->logprobs));
                 } else {
                     lp = completion_lp_new();
                     size_t offset = g->sent_text[i];
-                    completion_lp_entry(lp, h, t, r->logprobs, 0, &offset);
+                    completion_lp_entry(lp, h, r->ids, r->n_prompt + g->sent_tokens[i], t, r->logprobs, 0, &offset, (size_t)-1);
                 }
                 out_event(g, chunk(g, i, text, 0, lp, NULL));
                 free(text);

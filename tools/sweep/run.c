@@ -75,13 +75,15 @@ typedef struct {
     int n_reply, done;
 } slot;
 
-// Commits the slot's row: *given when the score is known (options, log-likelihood), else the reply's score.
-static int finish(sweep_run *r, const probe *p, const probe_item *it, slot *s, const double *given, rp_err *err) {
+// Commits the slot's row: *given when the score is known (options, log-likelihood), else the score of the reply,
+// read as the continuation of the prompt's ids (a reply's first space is its own).
+static int finish(sweep_run *r, const probe *p, const probe_item *it, slot *s, const double *given, const int *prompt,
+                  int n_prompt, rp_err *err) {
     double score = given ? *given : 0;
     char *text = NULL;
     size_t tl;
     if (!given) {
-        if (tokenizer_decode(r->tok, s->reply, s->n_reply, 1, &text, &tl, err)) return -1;
+        if (tokenizer_decode_after(r->tok, prompt, n_prompt, s->reply, s->n_reply, 1, &text, &tl, err)) return -1;
         score = probe_score_reply(p, it, text);
     }
     int rc = sweep_db_add_result(r->db, r->config_ids[s->cfg], p->name, it->id, score, text, err);
@@ -155,7 +157,7 @@ static int score_options(sweep_run *r, const probe *p, const probe_item *it, slo
     for (int i = 0; i < n && !rc; i++) {
         double score = pick[i] == answer ? 1.0 : 0.0;
         rc = !isfinite(best[i]) ? fail_slot(r, p, it, &slots[i], "non-finite logits (NaN or infinity) scoring the options", err)
-                                : finish(r, p, it, &slots[i], &score, err);
+                                : finish(r, p, it, &slots[i], &score, NULL, 0, err);
     }
     free(best), free(ll), free(pick);
     return rc;
@@ -169,14 +171,15 @@ static int score_answer(sweep_run *r, const probe *p, const probe_item *it, slot
     int rc = text_loglik(r, p, it, slots, n, prompt_logits, n_prompt, it->answer, "the answer", ll, err);
     for (int i = 0; i < n && !rc; i++)
         rc = !isfinite(ll[i]) ? fail_slot(r, p, it, &slots[i], "non-finite logits (NaN or infinity) scoring the answer", err)
-                              : finish(r, p, it, &slots[i], &ll[i], err);
+                              : finish(r, p, it, &slots[i], &ll[i], NULL, 0, err);
     free(ll);
     return rc;
 }
 
 // Greedy decoding of all slots together until each stops: one forward step feeds every active slot its token,
 // and the next ids come back chosen where the backend samples (on the GPU for the CUDA backend).
-static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const float *logits, int eot, rp_err *err) {
+static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const int *prompt, int n_prompt,
+                  const float *logits, int eot, rp_err *err) {
     int vocab = r->m->cfg.vocab_size, rc = 0;
     sampler greedy;
     sampler_params gp = {.temp = 0};
@@ -200,12 +203,12 @@ static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slot
                 continue;
             }
             if (is_stop(r, tok, eot)) {
-                rc = finish(r, p, it, s, NULL, err);
+                rc = finish(r, p, it, s, NULL, prompt, n_prompt, err);
                 continue;
             }
             s->reply[s->n_reply++] = tok;
             if (s->n_reply >= p->max_new) {
-                rc = finish(r, p, it, s, NULL, err);
+                rc = finish(r, p, it, s, NULL, prompt, n_prompt, err);
                 continue;
             }
             fed[i] = tok;
@@ -328,7 +331,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
         if (!failed)
             failed = p->kind == PROBE_MC ? score_options(r, p, it, slots, n, logits, P, &merr)
                      : p->loglik         ? score_answer(r, p, it, slots, n, logits, P, &merr)
-                                         : decode(r, p, it, slots, n, logits, eot, &merr);
+                                         : decode(r, p, it, slots, n, ids, P, logits, eot, &merr);
         if (r->db_failed) rc = -1, *err = merr;
         else if (failed) rc = fail_unfinished(r, p, it, slots, n, merr.msg, err);
         for (int i = 0; i < made; i++) sequence_free(&slots[i].seq, r->m), free(slots[i].reply);
