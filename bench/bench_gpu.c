@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
     rp_err err;
 #ifdef REPRISE_REAL_CUDA
     plan_shape plan = {.seqs = 16, .tp = tp};   // decode batches of up to 16
-    int measured = model_load_planned(&m, dir, "cuda", 0, &plan, &err) == 0;
+    int measured = model_load_planned(&m, dir, "cuda", 0, &plan, 0, &err) == 0;
 #else
     int measured = 0;
     rp_fail(&err, "built without the CUDA backend (cmake -DREPRISE_CUDA=ON on a machine with a GPU)");

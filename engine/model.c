@@ -6,19 +6,25 @@
 #include <string.h>
 
 #include "engine/tensor_parallel.h"
+#include "loader/weights.h"
 
 // Defined when the CUDA backend is linked in (a GPU build, or the emulated one); NULL otherwise.
 extern backend *backend_cuda_create(const model_config *cfg, rp_err *err) __attribute__((weak));
 
 int model_load(model *m, const char *dir, const char *backend_name, int n_threads, rp_err *err) {
-    return model_load_planned(m, dir, backend_name, n_threads, NULL, err);
+    return model_load_planned(m, dir, backend_name, n_threads, NULL, 0, err);
 }
 
 int model_load_planned(model *m, const char *dir, const char *backend_name, int n_threads, const plan_shape *shape,
-                       rp_err *err) {
+                       int allow_unused_tensors, rp_err *err) {
     memset(m, 0, sizeof *m);
     if (config_load(&m->cfg, dir, err)) return -1;
     if (st_open_dir(&m->weights, dir, err)) return -1;
+    if (!allow_unused_tensors && weights_refuse_unused(&m->cfg, &m->weights, err)) {
+        rp_wrap(err, "%s", dir);
+        st_close(&m->weights);
+        return -1;
+    }
     plan_shape none = {0};
     memory_plan_compute(&m->cfg, shape ? shape : &none, &m->plan);
     int tp = m->plan.shape.tp;

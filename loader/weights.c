@@ -85,6 +85,55 @@ int weights_check(const model_config *c, const st_archive *a, rp_err *err) {
     return 0;
 }
 
+// Whether the architecture reads the tensor `name` for config c.
+static int weights_reads(const model_config *c, const char *name) {
+    int64_t s[2];
+    for (int g = 0; g < G_N_GLOBAL_TENSORS; g++)
+        if (!strcmp(name, global_tensor_name[g])) return global_tensor_shape(c, (global_tensor)g, s) > 0;
+    int layer, at = 0;
+    if (sscanf(name, "model.layers.%d.%n", &layer, &at) != 1 || !at || layer < 0 || layer >= c->n_layers) return 0;
+    for (int w = 0; w < W_N_LAYER_TENSORS; w++)
+        if (!strcmp(name + at, layer_tensor_suffix[w])) return layer_tensor_shape(c, (layer_tensor)w, s) > 0;
+    return 0;
+}
+
+int weights_unused(const model_config *c, const st_archive *a, const st_tensor **out, int cap) {
+    int n = 0;
+    for (int i = 0; i < a->n_tensors; i++) {
+        const char *name = a->tensors[i].name;
+        size_t len = strlen(name), tail = strlen("rotary_emb.inv_freq");
+        if (len >= tail && !strcmp(name + len - tail, "rotary_emb.inv_freq")) continue;   // a buffer HF recomputes
+        if (weights_reads(c, name)) continue;
+        if (n < cap) out[n] = &a->tensors[i];
+        n++;
+    }
+    return n;
+}
+
+int weights_refuse_unused(const model_config *c, const st_archive *a, rp_err *err) {
+    const st_tensor *some[4];
+    int n = weights_unused(c, a, some, 4), beyond = 0, top = -1;
+    if (!n) return 0;
+    for (int i = 0; i < a->n_tensors; i++) {   // layers past num_hidden_layers: the hand-duplicated RYS mistake
+        int layer;
+        if (sscanf(a->tensors[i].name, "model.layers.%d.", &layer) == 1 && layer >= c->n_layers) {
+            beyond++;
+            if (layer > top) top = layer;
+        }
+    }
+    char names[640] = "";
+    for (int i = 0; i < n && i < 4; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%.120s'", i ? ", " : "", some[i]->name);
+    char why[320] = "";
+    if (beyond)
+        snprintf(why, sizeof why, "; %d of them belong to layers %d-%d, at or beyond num_hidden_layers %d of config.json "
+                 "(a checkpoint with layers added by hand whose config.json was not raised to %d?)", beyond, c->n_layers,
+                 top, c->n_layers, top + 1);
+    return rp_fail(err, "%d tensor(s) in the checkpoint are not read by this %s model: %s%s%s; the model would run "
+                   "without them. Fix config.json, or pass --allow-unused-tensors to run anyway",
+                   n, arch_name(c->arch), names, n > 4 ? ", ..." : "", why);
+}
+
 const st_tensor *weights_layer(const st_archive *a, int layer, layer_tensor w) {
     char name[160];
     snprintf(name, sizeof name, "model.layers.%d.%s", layer, layer_tensor_suffix[w]);

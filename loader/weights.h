@@ -26,6 +26,13 @@ int global_tensor_shape(const model_config *c, global_tensor g, int64_t shape[2]
 // Checks that every tensor the config needs is present with its shape and a float dtype (F32, F16, BF16).
 int weights_check(const model_config *c, const st_archive *a, rp_err *err);
 
+// The checkpoint's tensors the model does not read (a layer at or beyond num_hidden_layers, a name the architecture
+// does not use; HF's recomputed rotary_emb.inv_freq buffers aside): their count, the first `cap` of them in out.
+int weights_unused(const model_config *c, const st_archive *a, const st_tensor **out, int cap);
+// An error naming them and the config field when there are any (a checkpoint that disagrees with its config.json
+// would run truncated, with no other sign); 0 when every tensor is read.
+int weights_refuse_unused(const model_config *c, const st_archive *a, rp_err *err);
+
 // The tensor for layer l (NULL when absent); the global tensor (lm_head resolves to the embedding when tied).
 const st_tensor *weights_layer(const st_archive *a, int layer, layer_tensor w);
 const st_tensor *weights_global(const model_config *c, const st_archive *a, global_tensor g);

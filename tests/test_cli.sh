@@ -37,6 +37,40 @@ check "generate with a schedule equals generate on its export" $?
 grep -qE '"num_hidden_layers":\s*6,' "$T/exp/config.json" && [ -f "$T/exp/expected.json" ]
 check "export writes config.json with 6 layers and copies other files" $?
 
+# a hand-duplicated RYS checkpoint whose num_hidden_layers was set back (the built-in model's rys:3,4 exported: 7
+# layers of tensors; config.json says 5): every command that runs it refuses, naming the tensors and the field;
+# --allow-unused-tensors runs the 5 layers; inspect lists the unused tensors and does not count them
+D=$(dirname "$0")/../tools/default_model
+"$BIN" export --schedule rys:3,4 -o "$T/rys" 2>/dev/null
+cp -r "$T/rys" "$T/trunc" && sed -i -E 's/"num_hidden_layers":\s*7,/"num_hidden_layers": 5,/' "$T/trunc/config.json"
+expect_error "generate refuses a checkpoint with layers beyond num_hidden_layers" "belong to layers 5-6, at or beyond num_hidden_layers 5" \
+    "$BIN" generate -m "$T/trunc" -p 1+1= -n 2 --temp 0
+for cmd in "score -p 1+1=2" "chat" "export --schedule base -o $T/trunc-exp" "sweep --probe arith --items 1 --configs base --out $T/trunc-sweep" \
+           "bench -p 4 -n 2 -r 1" "profile -p 1+1= --out $T/trunc-prof" "serve --port 0"; do
+    expect_error "$cmd refuses it, naming the field and the way out" "--allow-unused-tensors" "$BIN" $cmd -m "$T/trunc" </dev/null
+done
+"$BIN" generate -m "$T/trunc" -p 99*99= -n 6 --temp 0 --ignore-eos --allow-unused-tensors >"$T/trunc.out" 2>/dev/null
+r=$?
+"$BIN" generate -p 99*99= -n 6 --temp 0 --ignore-eos --schedule 0-3,3 >"$T/trunc.want" 2>/dev/null
+[ $r -eq 0 ] && [ -s "$T/trunc.out" ] && cmp -s "$T/trunc.out" "$T/trunc.want"
+check "--allow-unused-tensors runs the 5 layers config.json names (= layers 0-3,3 of the source)" $?
+"$BIN" inspect -m "$T/trunc" >"$T/trunc.inspect" 2>&1
+r=$?
+"$BIN" inspect >"$T/src.inspect" 2>&1
+python3 - "$T/trunc.inspect" "$T/src.inspect" "$D/config.json" <<'PY' || r=1
+import json, re, sys
+text, src, c = open(sys.argv[1]).read(), open(sys.argv[2]).read(), json.load(open(sys.argv[3]))
+count = lambda t: int(re.search(r"^parameters +(\d+)", t, re.M).group(1))
+n = int(re.search(r"^unused tensors +(\d+), not counted", text, re.M).group(1))
+layers = [int(l) for l in re.findall(r"^  model\.layers\.(\d+)\.\S+$", text, re.M)]
+assert n == len(layers) == 18 and set(layers) == {5, 6}, (n, layers)
+d, h, kv = c["hidden_size"], c["intermediate_size"], c["num_key_value_heads"] * c["hidden_size"] // c["num_attention_heads"]
+per_layer = 2 * d + 2 * d * d + 2 * kv * d + 3 * d * h
+assert count(text) == count(src) - per_layer, (count(text), count(src), per_layer)   # 5 layers read, not 7
+assert re.search(r"^parameters +\d+ \(\d+\.\d+ [KM]\)", src, re.M), src   # a small model's count is not "0.000 B"
+PY
+check "inspect lists the 18 tensors of layers 5-6 as unused and counts only the 5 layers' parameters, in K or M" $r
+
 "$BIN" score -m "$M" --tokens 1,5,9,3 --schedule rys:1,3 --dump-logits "$T/l.f32" >"$T/s" 2>/dev/null
 [ "$(stat -c %s "$T/l.f32")" -eq $((4 * 96 * 4)) ] && [ "$(grep -c . "$T/s")" -eq 4 ] && grep -q '^perplexity' "$T/s"
 check "score prints 3 log-probabilities, perplexity, and dumps [4][96] logits" $?

@@ -27,7 +27,7 @@ static int load_cuda(model *m, const char *dir, rp_err *err) {
     plan_shape shape;
     memset(&shape, 0, sizeof shape);
     shape.tp = g_tp;
-    return model_load_planned(m, dir, "cuda", 0, &shape, err);
+    return model_load_planned(m, dir, "cuda", 0, &shape, 0, err);
 }
 static std::vector<float> randv(size_t n, float scale = 1) {
     std::uniform_real_distribution<float> d(-scale, scale);
@@ -657,12 +657,12 @@ static void tensor_parallel_refuses_what_it_cannot_split(void) {
     plan_shape shape;
     memset(&shape, 0, sizeof shape);
     shape.tp = 2;
-    CHECK(model_load_planned(&m, FIXTURES_DIR "/qwen2", "cuda", 0, &shape, &err) != 0 && strstr(err.msg, "1 KV heads") &&
+    CHECK(model_load_planned(&m, FIXTURES_DIR "/qwen2", "cuda", 0, &shape, 0, &err) != 0 && strstr(err.msg, "1 KV heads") &&
               strstr(err.msg, "--tp 2"), "qwen2 (1 KV head) at --tp 2: %s", err.msg);
-    CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cpu", 1, &shape, &err) != 0 && strstr(err.msg, "--backend cuda"),
+    CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cpu", 1, &shape, 0, &err) != 0 && strstr(err.msg, "--backend cuda"),
           "--tp 2 on the CPU backend: %s", err.msg);
     shape.tp = 9;
-    CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cuda", 0, &shape, &err) != 0 && strstr(err.msg, "1 to 8"),
+    CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cuda", 0, &shape, 0, &err) != 0 && strstr(err.msg, "1 to 8"),
           "--tp 9: %s", err.msg);
 }
 
@@ -675,7 +675,7 @@ static size_t run_planned(const plan_shape &shape, int batch, int P, size_t *pla
     emu_reset_peak(0);
     size_t before = emu_device_used(0);
     model m;
-    *loaded = model_load_planned(&m, FIXTURES_DIR "/qwen2", "cuda", 0, &shape, err) == 0;
+    *loaded = model_load_planned(&m, FIXTURES_DIR "/qwen2", "cuda", 0, &shape, 0, err) == 0;
     if (!*loaded) return emu_device_peak(0) - before;
     *planned = m.plan.device;
     std::vector<schedule> s(batch);

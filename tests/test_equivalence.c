@@ -208,7 +208,7 @@ static void batch_invariant_at_real_head_size(void) {
         plan_shape shape = {.kv_dtype = kinds[k]};
         model m;
         rp_err err;
-        if (model_load_planned(&m, dir, "cpu", 2, &shape, &err)) {
+        if (model_load_planned(&m, dir, "cpu", 2, &shape, 0, &err)) {
             CHECK(0, "%s", err.msg);
             continue;
         }

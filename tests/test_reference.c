@@ -23,7 +23,7 @@ static void check_variant(const char *name, kv_dtype kv, float tol) {
     if (!exp) return;
     model m;
     plan_shape shape = {.kv_dtype = kv};
-    if (model_load_planned(&m, dir, "cpu", 2, &shape, &err)) {
+    if (model_load_planned(&m, dir, "cpu", 2, &shape, 0, &err)) {
         CHECK(0, "%s: %s", name, err.msg);
         cJSON_Delete(exp);
         return;

@@ -20,7 +20,7 @@ static float *ubatch_run(const char *backend, int ubatch, int *vocab, rp_err *er
     plan_shape shape = {};   // defaults but the rows of a step
     shape.ubatch = ubatch;
     model m;
-    if (model_load_planned(&m, FIXTURES_DIR "/llama", backend, 2, &shape, err)) return NULL;
+    if (model_load_planned(&m, FIXTURES_DIR "/llama", backend, 2, &shape, 0, err)) return NULL;
     int v = *vocab = m.cfg.vocab_size, rc = 0;
     schedule s[3];
     sequence seqs[3], *ptrs[3];

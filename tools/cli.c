@@ -73,6 +73,7 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         if (strcmp(name, "json") == 0) { o->json = 1; continue; }
         if (strcmp(name, "no-special") == 0) { o->no_special = 1; continue; }
         if (strcmp(name, "tensors") == 0) { o->all_tensors = 1; continue; }
+        if (strcmp(name, "allow-unused-tensors") == 0) { o->allow_unused_tensors = 1; continue; }
         if (i + 1 >= argc) return rp_fail(err, "%s needs a value", a);
         const char *v = argv[++i];
         int rc = 0, seed = 0;
@@ -166,7 +167,7 @@ int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedul
     if (schedule_parse(s, o->schedule, cfg.n_layers, err)) return rp_wrap(err, "--schedule");
     plan_shape shape = {.ubatch = o->ubatch, .seqs = 1, .logit_rows = logit_rows, .kv_slots = s->n_visits, .ctx = ctx,
                         .max_visits = s->n_visits, .tp = o->tp, .kv_dtype = o->kv_dtype};
-    if (model_load_planned(m, o->model_dir, o->backend, o->threads, &shape, err)) {
+    if (model_load_planned(m, o->model_dir, o->backend, o->threads, &shape, o->allow_unused_tensors, err)) {
         schedule_free(s);
         return -1;
     }

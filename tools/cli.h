@@ -32,6 +32,7 @@ typedef struct {
     int ignore_eos;          // --ignore-eos
     int json;                // --json
     int all_tensors;         // --tensors
+    int allow_unused_tensors; // --allow-unused-tensors: run a checkpoint with tensors the model does not read
     int help;
     sampler_params sampling; // --temp --top-k --top-p --min-p --seed
     // serve

@@ -34,6 +34,7 @@ static const char *usage =
     "  --tp N            split the model over N GPUs (tensor parallel; default 1)\n"
     "  -t N              threads of the CPU backend (default: all cores)\n"
     "  --kv-dtype T      the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
+    "  --allow-unused-tensors   run a checkpoint holding tensors the model does not read (else refused)\n"
     "\n"
     "usage: reprise bench --serve URL [options]\n"
     "vLLM's serving benchmark (benchmark_serving's flags, definitions and result keys) against reprise serve or any\n"
@@ -90,6 +91,10 @@ static int parse_args(int argc, char **argv, bench_opts *o, char **sched_text, i
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return *help = 1, 0;
         if (!strcmp(a, "--no-warmup")) {
             o->warmup = 0;
+            continue;
+        }
+        if (!strcmp(a, "--allow-unused-tensors")) {
+            o->allow_unused_tensors = 1;
             continue;
         }
         if (i + 1 >= argc) return rp_fail(err, "%s needs a value (see --help)", a);

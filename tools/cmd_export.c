@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "engine/export.h"
+#include "loader/weights.h"
 #include "tools/cli.h"
 
 static const char *usage =
@@ -11,20 +12,28 @@ static const char *usage =
     "Any engine can run the result; `reprise --schedule base` on it equals `--schedule S` on DIR.\n"
     "  -m DIR         model directory (default: the built-in model)\n"
     "  --schedule S   layer schedule, e.g. rys:3,6 or 0-5,3-9\n"
-    "  -o OUT         output directory (created if needed; must differ from DIR)\n";
+    "  -o OUT         output directory (created if needed; must differ from DIR)\n"
+    "  --allow-unused-tensors   export a checkpoint holding tensors the model does not read (they are left out)\n";
 
 int cmd_export(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule o", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, "m schedule o allow-unused-tensors", usage, &o, &code)) return code;
     if (!o.out) {
         fprintf(stderr, "reprise export: -o OUT is required (see --help)\n");
         return 2;
     }
     model_config c;
     schedule s;
-    if (config_load(&c, o.model_dir, &err) || schedule_parse(&s, o.schedule, c.n_layers, &err)) {
+    st_archive a;
+    if (config_load(&c, o.model_dir, &err) || st_open_dir(&a, o.model_dir, &err)) {
+        fprintf(stderr, "reprise export: %s\n", err.msg);
+        return 1;
+    }
+    int unused = !o.allow_unused_tensors && weights_refuse_unused(&c, &a, &err);   // they would be left behind
+    st_close(&a);
+    if (unused || schedule_parse(&s, o.schedule, c.n_layers, &err)) {
         fprintf(stderr, "reprise export: %s\n", err.msg);
         return 1;
     }

@@ -28,13 +28,16 @@ static const char *usage =
     "  --ignore-eos     keep going after an end-of-sequence token\n"
     "  --backend B      cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
     "  -t N             threads (default: all cores)\n"
-    "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n";
+    "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
+    "  --allow-unused-tensors   run a checkpoint holding tensors the model does not read (layers at or beyond\n"
+    "                   num_hidden_layers, names the architecture does not use), which is otherwise refused\n";
 
 int cmd_generate(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c ubatch tp temp top-k top-p min-p seed stop ignore-eos kv-dtype",
+    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c ubatch tp temp top-k top-p min-p seed stop ignore-eos kv-dtype "
+                  "allow-unused-tensors",
                   usage, &o, &code))
         return code;
     // The model and its tokenizer are loaded first, then the context is sized to the prompt and -n.

@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "loader/alloc.h"
+
 #include "engine/matmul.h"
 #include "engine/memory_plan.h"
 #include "engine/tensor_parallel.h"
@@ -24,7 +26,19 @@ static const char *usage =
     "  --ubatch N       most rows of one forward step (default 512)\n"
     "  --tp N           the model split over N GPUs (tensor parallel): the plan of each (default 1)\n"
     "  --gpu-memory GIB the GPU's memory in GiB (e.g. 79 for an H100 80GB, 139 for an H200)\n"
-    "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n";
+    "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
+    "Tensors the model does not read (layers at or beyond num_hidden_layers, names the architecture does not\n"
+    "use) are listed and not counted; every command that runs the model refuses them unless\n"
+    "--allow-unused-tensors is given.\n";
+
+// A count as people say it: 260.4 K, 6.74 M, 72.71 B.
+static const char *count_text(long long n, char *buf, size_t cap) {
+    if (n >= 1000000000LL) snprintf(buf, cap, "%.2f B", n / 1e9);
+    else if (n >= 1000000) snprintf(buf, cap, "%.2f M", n / 1e6);
+    else if (n >= 1000) snprintf(buf, cap, "%.1f K", n / 1e3);
+    else snprintf(buf, cap, "%lld", n);
+    return buf;
+}
 
 static void print_bytes(const char *label, double b) {
     const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -38,7 +52,7 @@ int cmd_inspect(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule tensors c batch ubatch tp gpu-memory kv-dtype", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, "m schedule tensors c batch ubatch tp gpu-memory kv-dtype allow-unused-tensors", usage, &o, &code)) return code;
     model_config c;
     st_archive a;
     schedule s;
@@ -54,8 +68,14 @@ int cmd_inspect(int argc, char **argv) {
     }
     long long params = 0, stored = 0, by_dtype[ST_N_DTYPES] = {0};
     double cpu = 0;   // the CPU backend: matrices packed in their stored dtype, vectors in float32
+    int n_unused = weights_unused(&c, &a, NULL, 0);
+    const st_tensor **unused = rp_malloc(sizeof *unused * (size_t)(n_unused + 1));
+    weights_unused(&c, &a, unused, n_unused);
     for (int i = 0; i < a.n_tensors; i++) {
         const st_tensor *t = &a.tensors[i];
+        int skip = 0;   // the parameters are those the model reads
+        for (int u = 0; u < n_unused && !skip; u++) skip = unused[u] == t;
+        if (skip) continue;
         params += st_numel(t);
         stored += (long long)t->nbytes;
         by_dtype[t->dtype]++;
@@ -82,7 +102,13 @@ int cmd_inspect(int argc, char **argv) {
     for (int d = 0; d < ST_N_DTYPES; d++)
         if (by_dtype[d]) printf(" %lld %s", by_dtype[d], st_dtype_name((st_dtype)d));
     printf("\n");
-    printf("%-28s %lld (%.3f B)\n", "parameters", params, params / 1e9);
+    printf("%-28s %lld (%s)\n", "parameters", params, count_text(params, (char[32]){0}, 32));
+    if (n_unused) {   // a checkpoint that disagrees with its config.json: every other command refuses it
+        printf("%-28s %d, not counted above; run commands refuse this checkpoint without --allow-unused-tensors\n",
+               "unused tensors", n_unused);
+        for (int u = 0; u < n_unused; u++) printf("  %s\n", unused[u]->name);
+    }
+    free(unused);
     print_bytes("weights as stored", (double)stored);
     print_bytes("weights in cpu backend", cpu);
     print_bytes("weights on a GPU (bf16)", 2.0 * params);

@@ -25,13 +25,14 @@ static const char *usage =
     "  --tp N              split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)\n"
     "  --backend B         cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
     "  -t N                threads (default: all cores)\n"
-    "  --kv-dtype T        the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n";
+    "  --kv-dtype T        the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
+    "  --allow-unused-tensors   run a checkpoint holding tensors the model does not read (else refused)\n";
 
 int cmd_score(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special t c ubatch tp dump-logits json kv-dtype", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special t c ubatch tp dump-logits json kv-dtype allow-unused-tensors", usage, &o, &code)) return code;
     char *tp = path_join(o.model_dir, "tokenizer.json");
     tokenizer *tok = !o.tokens && file_exists(tp) ? tokenizer_load(tp, &err) : NULL;
     int tok_failed = !o.tokens && file_exists(tp) && !tok;

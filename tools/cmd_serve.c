@@ -35,7 +35,8 @@ static const char *usage =
     "  --tp N                  split the model over N GPUs (tensor parallel; default 1)\n"
     "  --backend B             cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
     "  -t N                    threads of the CPU backend (default: all cores)\n"
-    "  --kv-dtype T            the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16, f32\n";
+    "  --kv-dtype T            the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16, f32\n"
+    "  --allow-unused-tensors  serve a checkpoint holding tensors the model does not read (else refused)\n";
 
 static char *read_key_file(const char *path, rp_err *err) {
     size_t len;
@@ -66,7 +67,7 @@ int cmd_serve(int argc, char **argv) {
     rp_err err;
     int code;
     if (cli_begin(argc, argv, "m host port schedule served-model-name c chat-template api-key api-key-file parallel ubatch "
-                              "kv-budget queue max-visits tp backend t kv-dtype", usage, &o, &code))
+                              "kv-budget queue max-visits tp backend t kv-dtype allow-unused-tensors", usage, &o, &code))
         return code;
     // the signals are waited for by this thread alone; every thread started from here on blocks them
     sigset_t stop_signals;
@@ -135,7 +136,7 @@ int cmd_serve(int argc, char **argv) {
                         .logit_rows = lim.max_seqs > PLAN_SCORE_LOGIT_ROWS ? lim.max_seqs : PLAN_SCORE_LOGIT_ROWS,
                         .kv_slots = (lim.kv_budget + ctx - 1) / ctx, .ctx = ctx, .max_visits = max_visits, .tp = o.tp,
                         .kv_fit = !o.kv_budget, .kv_dtype = o.kv_dtype};
-    if (model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err)) {
+    if (model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, o.allow_unused_tensors, &err)) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         goto out;
     }

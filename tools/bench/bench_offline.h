@@ -10,6 +10,7 @@
 typedef struct {
     const char *model_dir, *backend;
     int threads, tp;
+    int allow_unused_tensors;                    // --allow-unused-tensors
     kv_dtype kv_dtype;                           // --kv-dtype
     int prompts[BENCH_MAX_LIST], n_prompts;      // -p
     int gens[BENCH_MAX_LIST], n_gens;            // -n

@@ -41,7 +41,7 @@ static const char *usage =
     "  --seed S            seed of generated items (default 0)\n"
     "  --chat-template NAME, --system TEXT   as for sweep\n"
     "  --ubatch N          tokens per chunk (default 512): the states held at once are N x (visits+1) x dim floats\n"
-    "  --backend B, -t N, --tp N, --kv-dtype T   as for generate\n";
+    "  --backend B, -t N, --tp N, --kv-dtype T, --allow-unused-tensors   as for generate\n";
 
 typedef struct {
     int *ids, n;
@@ -224,7 +224,7 @@ int cmd_profile(int argc, char **argv) {
         if (bad) return free(rest), fprintf(stderr, "reprise profile: %s\n", err.msg), 2;
     }
     cli_opts o;
-    int rc = cli_begin(n_rest, rest, "m schedule backend p f t ubatch tp kv-dtype seed chat-template system", usage, &o, &code);
+    int rc = cli_begin(n_rest, rest, "m schedule backend p f t ubatch tp kv-dtype seed chat-template system allow-unused-tensors", usage, &o, &code);
     free(rest);
     if (rc) return code;
     if (!out) return fprintf(stderr, "reprise profile: --out DIR is required (see --help)\n"), 2;
@@ -266,7 +266,7 @@ int cmd_profile(int argc, char **argv) {
     if (!rc) {
         plan_shape shape = {.ubatch = chunk, .seqs = 1, .logit_rows = 1, .kv_slots = sched.n_visits, .ctx = longest,
                             .max_visits = sched.n_visits, .tp = o.tp, .kv_dtype = o.kv_dtype};
-        rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err);
+        rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, o.allow_unused_tensors, &err);
     }
     if (!rc && mkdir(out, 0755) && errno != EEXIST) rc = rp_fail(&err, "--out %s: cannot create: %s", out, strerror(errno));
     FILE *dump = NULL;

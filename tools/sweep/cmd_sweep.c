@@ -86,7 +86,7 @@ static const char *usage =
     "                       as --score gen\n"
     "  --confirm-items N    items of each confirm probe (default: all of a file; generated: 4 x --items, from\n"
     "                       another seed than the screen's)\n"
-    "  --backend B, -t N, --kv-dtype T   as for generate\n";
+    "  --backend B, -t N, --kv-dtype T, --allow-unused-tensors   as for generate\n";
 
 // --out, made when missing; one that cannot be written is named now, not at the first row a long run writes.
 static int make_dir(const char *d, rp_err *err) {
@@ -383,7 +383,7 @@ int cmd_sweep(int argc, char **argv) {
     fw[0] = argv[0], fw[1] = argv[1];
     for (int i = 0; i < n_rest; i++) fw[i + 2] = rest[i];
     cli_opts o;
-    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system ubatch tp kv-dtype", usage, &o, &code);
+    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system ubatch tp kv-dtype allow-unused-tensors", usage, &o, &code);
     free(fw);
     free(rest);
     if (rc) return code;
@@ -452,7 +452,7 @@ int cmd_sweep(int argc, char **argv) {
     if (!rc) sweep_prepare(&r, &cfg, &shape), sweep_name_unrunnable(&r);
     if (!rc && confirm) cr.configs = &cl, sweep_prepare(&cr, &cfg, &cshape), shape_max(&shape, &cshape);
     shape.tp = o.tp, shape.kv_dtype = o.kv_dtype;
-    if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, &err);
+    if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, o.allow_unused_tensors, &err);
     if (!rc && prune_dir) {   // the profile must be of this model, by content
         uint64_t fp;
         char hex[32];
