@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 char *read_file_all(const char *path, size_t limit, const char *kind, size_t *len, rp_err *err) {
     FILE *f = fopen(path, "rb");
@@ -98,4 +99,23 @@ char *path_join(const char *dir, const char *name) {
     p[a] = '/';
     memcpy(p + a + 1, name, b + 1);
     return p;
+}
+
+int dir_make_writable(const char *dir, const char *flag, const char *why, rp_err *err) {
+    char *p = rp_strdup(dir);
+    for (char *s = p + 1; *s; s++) {   // the parents first, as mkdir -p
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) && errno != EEXIST) {
+            int e = errno;
+            rp_fail(err, "%s %s: cannot create %s: %s", flag, dir, p, strerror(e));
+            free(p);
+            return -1;
+        }
+        *s = '/';
+    }
+    free(p);
+    if (mkdir(dir, 0755) && errno != EEXIST) return rp_fail(err, "%s %s: cannot create: %s", flag, dir, strerror(errno));
+    if (access(dir, W_OK | X_OK)) return rp_fail(err, "%s %s: cannot write there (%s): %s", flag, dir, strerror(errno), why);
+    return 0;
 }

@@ -30,6 +30,10 @@ cJSON *json_parse_text(const char *text, size_t len, const char *what, rp_err *e
 // Does a file exist (and is it a regular file)?
 int file_exists(const char *path);
 
+// An output directory a long run will write in: made when missing (its parents too), and named now when it cannot be
+// made or written, with `flag` (the option that gave it) and `why` (what it holds), not when the run ends.
+int dir_make_writable(const char *dir, const char *flag, const char *why, rp_err *err);
+
 // dir + "/" + name into a fresh heap string.
 char *path_join(const char *dir, const char *name);
 

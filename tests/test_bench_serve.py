@@ -99,19 +99,41 @@ def main():
             for m in ("ttft", "tpot", "itl"):
                 keys |= {"mean_%s_ms" % m, "median_%s_ms" % m, "std_%s_ms" % m, "p50_%s_ms" % m, "p99_%s_ms" % m}
             check(keys <= set(r), "the result file holds vLLM's keys: missing %s" % sorted(keys - set(r)))
-            check(r.get("completed") == 40 and r.get("failed") == 0 and r.get("num_prompts") == 40, "every request completed")
+            # each schedule in its own phase: the 40 prompts with base, then the same 40 with rys:2,4
+            check(r.get("completed") == 80 and r.get("failed") == 0 and r.get("num_prompts") == 40, "every request completed")
             e2els = r.get("e2els", [])
-            check(len(r.get("ttfts", [])) == 40 and all(0 < t <= e for t, e in zip(r["ttfts"], e2els)), "TTFT <= E2EL for each request")
-            check(r.get("output_lens") == [12] * 40 and r.get("input_lens") == [8] * 40 and r.get("total_output_tokens") == 480,
+            check(len(r.get("ttfts", [])) == 80 and all(0 < t <= e for t, e in zip(r["ttfts"], e2els)), "TTFT <= E2EL for each request")
+            check(r.get("output_lens") == [12] * 80 and r.get("input_lens") == [8] * 80 and r.get("total_output_tokens") == 960,
                   "--ignore-eos: every request generated its 12 tokens; random prompts of 8 token ids")
             check(all(len(g) <= 11 and all(x >= 0 for x in g) for g in r.get("itls", [])), "ITL: a gap per chunk after the first")
-            check(r.get("layer_schedules") == ["base", "rys:2,4"] * 20, "schedules interleaved, request by request")
+            check(r.get("layer_schedules") == ["base"] * 40 + ["rys:2,4"] * 40 and r.get("schedule_mode") == "phases",
+                  "each schedule in its own phase, never sharing a batch step with the other")
             per = r.get("schedules", [])
-            check(len(per) == 2 and [p["completed"] for p in per] == [20, 20] and per[0]["mean_tpot_vs_first"] == 1 and
+            check(len(per) == 2 and [p["completed"] for p in per] == [40, 40] and per[0]["mean_tpot_vs_first"] == 1 and
                   per[1]["mean_tpot_vs_first"] > 0, "a summary per schedule, the first the base of the ratios")
+            check(len(per) == 2 and abs(per[0]["duration"] + per[1]["duration"] - r["duration"]) < 1e-6 and
+                  all(abs(p["output_throughput"] - p["total_output_tokens"] / p["duration"]) < 1e-6 * p["output_throughput"] for p in per),
+                  "each schedule's throughput from its own requests over its own phase; the phases make the run")
             check(r.get("mean_ttft_ms", 0) > 0 and r["p99_ttft_ms"] >= r["p50_ttft_ms"] and r["request_goodput"] is None,
                   "figures positive, percentiles ordered, no goodput without --goodput")
-            check("| rys:2,4 | 20 | 0 |" in out.stdout, "the schedules side by side on stdout")
+            check("| rys:2,4 | 40 | 0 |" in out.stdout and "in its own phase" in out.stdout, "the schedules side by side on stdout, saying how they ran")
+            # --interleave-schedules: the old mix, said to be a mix
+            out = bench(url, "--num-prompts", "8", "--random-input-len", "8", "--random-output-len", "4", "--ignore-eos",
+                        "--max-concurrency", "2", "--schedule", "base;rys:2,4", "--interleave-schedules", "--save-result",
+                        "--result-filename", result)
+            r = json.load(open(result)) if out.returncode == 0 else {}
+            check(r.get("layer_schedules") == ["base", "rys:2,4"] * 4 and r.get("schedule_mode") == "interleaved" and
+                  "measures the mix" in out.stdout, "--interleave-schedules: request by request, the table says it measures the mix")
+            # --result-dir: made when missing; one that cannot be made is refused before the run
+            out = bench(url, "--num-prompts", "2", "--random-input-len", "4", "--random-output-len", "4", "--save-result",
+                        "--result-dir", os.path.join(d, "new", "sub"), "--result-filename", "n.json")
+            check(out.returncode == 0 and os.path.exists(os.path.join(d, "new", "sub", "n.json")), "a missing --result-dir is made")
+            open(os.path.join(d, "file"), "w").close()
+            out = bench(url, "--num-prompts", "2", "--random-input-len", "4", "--random-output-len", "4", "--save-result",
+                        "--result-dir", os.path.join(d, "file", "sub"))
+            check(out.returncode != 0 and "--result-dir" in out.stderr and "Not a directory" in out.stderr and
+                  "Serving Benchmark Result" not in out.stdout and "a first request" not in out.stderr,
+                  "a --result-dir that cannot be made is refused at start, with the reason: %s" % out.stderr[-200:])
 
             out = bench(url, "--num-prompts", "6", "--random-input-len", "4", "--random-output-len", "4", "--goodput",
                         "ttft:1e9,tpot:1e9,e2el:1e9", "--percentile-metrics", "ttft,e2el", "--metric-percentiles", "99.9",

@@ -8,6 +8,7 @@
 
 #include "engine/roofline.h"
 #include "loader/alloc.h"
+#include "loader/json_file.h"
 #include "engine/tensor_parallel.h"
 #include "loader/config.h"
 #include "tools/bench/bench_offline.h"
@@ -58,14 +59,18 @@ static const char *usage =
     "  --ignore-eos           generate every requested token (sent as ignore_eos)\n"
     "  --temperature T        sampling temperature sent (default 0)\n"
     "  --seed N               the random prompts and arrival times (default 0)\n"
-    "  --schedule \"S;..\"      a layer_schedule per request, in turn: schedules compared on one server, request\n"
-    "                         pairs sharing a prompt; a table of them side by side, the first the base of the ratios\n"
+    "  --schedule \"S;..\"      schedules compared on one server, each in its own phase: --num-prompts requests\n"
+    "                         with every schedule in turn, on the same prompts at the same arrival times, each\n"
+    "                         schedule's figures from its own requests and phase; a table of them side by side, the\n"
+    "                         first the base of the ratios\n"
+    "  --interleave-schedules one run instead, request i with schedule i % n (pairs sharing a prompt): the schedules\n"
+    "                         share batch steps, so the per-schedule figures measure the mix, not each schedule\n"
     "  --goodput SLOS         requests/s meeting every SLO, e.g. ttft:500,tpot:20 (ms; keys ttft, tpot, e2el)\n"
     "  --percentile-metrics L metrics to report percentiles of (default ttft,tpot,itl; also e2el)\n"
     "  --metric-percentiles L percentiles to report (default 99), e.g. 50,90,99\n"
     "  --request-timeout S    a request not finished in S seconds fails (default 600)\n"
     "  --save-result          write the result JSON (vLLM's keys, with every request's figures)\n"
-    "  --result-dir DIR       where (default: here)\n"
+    "  --result-dir DIR       where (default: here; made when missing, checked before the run)\n"
     "  --result-filename F    its name (default reprise-RATEqps-MODEL-DATE.json)\n";
 
 static int parse_list(const char *flag, const char *v, int lo, int *out, int *n, rp_err *err) {
@@ -153,8 +158,9 @@ static int parse_serve_args(int argc, char **argv, serve_bench_opts *o, char **s
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return *help = 1, 0;
-        if (!strcmp(a, "--ignore-eos") || !strcmp(a, "--save-result")) {
-            *(!strcmp(a, "--ignore-eos") ? &o->ignore_eos : &o->save_result) = 1;
+        if (!strcmp(a, "--ignore-eos") || !strcmp(a, "--save-result") || !strcmp(a, "--interleave-schedules")) {
+            *(!strcmp(a, "--ignore-eos") ? &o->ignore_eos : !strcmp(a, "--save-result") ? &o->save_result
+                                                                                         : &o->interleave_schedules) = 1;
             continue;
         }
         if (i + 1 >= argc) return rp_fail(err, "%s needs a value (see --help)", a);
@@ -203,6 +209,9 @@ static int parse_serve_args(int argc, char **argv, serve_bench_opts *o, char **s
     if (o->dataset_path && strcmp(o->dataset_name, "jsonl"))
         return rp_fail(err, "--dataset-path is for --dataset-name jsonl");
     if (!o->api_key) o->api_key = getenv("OPENAI_API_KEY");
+    if (o->save_result && o->result_dir &&   // made now: a whole benchmark is not run to fail at its last step
+        dir_make_writable(o->result_dir, "--result-dir", "the result JSON goes there", err))
+        return -1;
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "loader/alloc.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -527,12 +528,15 @@ int bench_serve(const serve_bench_opts *o) {
     }
     if (raise_open_files(o->max_concurrency ? o->max_concurrency : n))
         fprintf(stderr, "bench: the open-file limit is below one socket per request in flight: requests may fail\n");
-    // requests pair up over schedules: request i sends prompt i / n_sched with schedule i % n_sched
-    int n_prompts = (n + n_sched - 1) / n_sched;
+    // Interleaved, requests pair up over schedules: request i sends prompt i / n_sched with schedule i % n_sched, all
+    // in one run. In phases (the default), phase k sends every prompt with schedule k, at the same arrival times:
+    // requests k * n .. k * n + n - 1.
+    int phases = n_sched > 1 && !o->interleave_schedules, n_prompts = phases ? n : (n + n_sched - 1) / n_sched;
+    int n_req = phases ? n * n_sched : n;
     prompt_spec *prompts = calloc((size_t)n_prompts, sizeof *prompts);
-    int *prompt_of = malloc((size_t)n * sizeof(int)), *schedule_of = malloc((size_t)n * sizeof(int));
-    double *arrival = malloc((size_t)n * sizeof(double));
-    serve_result *res = calloc((size_t)n, sizeof *res);
+    int *prompt_of = malloc((size_t)n_req * sizeof(int)), *schedule_of = malloc((size_t)n_req * sizeof(int));
+    double *arrival = malloc((size_t)n_req * sizeof(double));
+    serve_result *res = calloc((size_t)n_req, sizeof *res);
     uint64_t rng = o->seed;
     char *model = NULL;
     int rc = 1, vocab = 0, have = n_prompts;
@@ -556,15 +560,20 @@ int bench_serve(const serve_bench_opts *o) {
                 rp_fail(&err, "%s:%d: a chat request needs a text prompt, not token ids", o->dataset_path, prompts[i].line);
                 goto fail;
             }
-    for (int i = 0; i < n; i++) prompt_of[i] = i / n_sched % have, schedule_of[i] = o->n_schedules ? i % n_sched : -1;
+    if (phases)
+        for (int i = 0; i < n_req; i++) prompt_of[i] = i % n % have, schedule_of[i] = i / n;
+    else
+        for (int i = 0; i < n; i++) prompt_of[i] = i / n_sched % have, schedule_of[i] = o->n_schedules ? i % n_sched : -1;
     arrival_times(o, &rng, arrival, n);
+    for (int i = n; i < n_req; i++) arrival[i] = arrival[i % n];   // every phase at the same times
 
     // a first request alone, as vLLM sends one: a wrong URL, model or schedule stops here, named
     fprintf(stderr, "bench: a first request alone, to check the setup...\n");
-    for (int k = 0; k < n_sched && k < n; k++) {
+    for (int k = 0; k < n_sched && k < n_req; k++) {
         serve_result probe = {0};
         double zero = 0;
-        run_requests(o, model, prompts, &prompt_of[k], &schedule_of[k], &zero, &probe, 1, 0);
+        int first = phases ? k * n : k;
+        run_requests(o, model, prompts, &prompt_of[first], &schedule_of[first], &zero, &probe, 1, 0);
         if (!probe.ok) {
             char *url = url_of(o->url, o->endpoint);
             rp_fail(&err, "the first request to %s failed: %s", url, probe.error);
@@ -578,20 +587,31 @@ int bench_serve(const serve_bench_opts *o) {
     snprintf(rate, sizeof rate, isinf(o->request_rate) ? "inf" : "%g/s", o->request_rate);
     snprintf(conc, sizeof conc, o->max_concurrency ? "%d" : "none", o->max_concurrency);
     char *url = url_of(o->url, o->endpoint);
-    fprintf(stderr, "bench: %d requests to %s, model %s; rate %s, burstiness %g (%s), max concurrency %s\n", n, url,
-            model, rate, o->burstiness, o->burstiness == 1 ? "Poisson" : "gamma", conc);
+    fprintf(stderr, "bench: %d requests to %s, model %s; rate %s, burstiness %g (%s), max concurrency %s%s\n", n, url,
+            model, rate, o->burstiness, o->burstiness == 1 ? "Poisson" : "gamma", conc,
+            phases ? "; each schedule in its own phase, on the same prompts at the same times"
+            : n_sched > 1 ? "; the schedules interleaved (they share batch steps)" : "");
     free(url);
-    double duration = run_requests(o, model, prompts, prompt_of, schedule_of, arrival, res, n, 1);
-
     serve_summary all, per[BENCH_MAX_LIST];
-    serve_summarize(o, res, n, -1, duration, &all);
-    for (int k = 0; k < o->n_schedules; k++) serve_summarize(o, res, n, k, duration, &per[k]);
+    double duration = 0;
+    if (phases)   // each phase's figures from its own requests over its own duration
+        for (int k = 0; k < n_sched; k++) {
+            fprintf(stderr, "bench: phase %d of %d: schedule %s\n", k + 1, n_sched, o->schedules[k]);
+            double d = run_requests(o, model, prompts, prompt_of + k * n, schedule_of + k * n, arrival + k * n, res + k * n, n, 1);
+            serve_summarize(o, res + k * n, n, k, d, &per[k]);
+            duration += d;
+        }
+    else {
+        duration = run_requests(o, model, prompts, prompt_of, schedule_of, arrival, res, n, 1);
+        for (int k = 0; k < o->n_schedules; k++) serve_summarize(o, res, n, k, duration, &per[k]);
+    }
+    serve_summarize(o, res, n_req, -1, duration, &all);
     serve_print_summary(o, &all);
     if (o->n_schedules > 1) serve_print_schedules(o, per);
     if (all.failed) {   // the first few distinct causes
-        fprintf(stderr, "bench: %d of %d requests failed:\n", all.failed, n);
+        fprintf(stderr, "bench: %d of %d requests failed:\n", all.failed, n_req);
         int shown = 0;
-        for (int i = 0; i < n && shown < 5; i++) {
+        for (int i = 0; i < n_req && shown < 5; i++) {
             if (res[i].ok) continue;
             int seen = 0;
             for (int k = 0; k < i && !seen; k++) seen = !res[k].ok && !strcmp(res[k].error, res[i].error);
@@ -613,15 +633,16 @@ int bench_serve(const serve_bench_opts *o) {
             snprintf(path, sizeof path, "%s%sreprise-%sqps-%s-%s.json", o->result_dir ? o->result_dir : "",
                      o->result_dir ? "/" : "", rate, base, date);
         }
-        char *json = serve_result_json(o, model, date, res, n, &all, per);
+        char *json = serve_result_json(o, model, date, res, n_req, &all, per);
         FILE *f = fopen(path, "w");
-        int bad = !f;
+        int bad = !f, why = errno;
         if (f) {   // every call made (fclose above all), then any failure counts
             int put = fputs(json, f) < 0, nl = fputc('\n', f) < 0, closed = fclose(f) != 0;
             bad = put || nl || closed;
+            why = errno;
         }
         if (bad) {
-            fprintf(stderr, "reprise bench: cannot write %s\n", path);
+            fprintf(stderr, "reprise bench: cannot write %s: %s\n", path, strerror(why));
             rc = 1;
         } else fprintf(stderr, "bench: the result is in %s\n", path);
         free(json);
@@ -631,7 +652,7 @@ fail:
     fprintf(stderr, "reprise bench: %s\n", err.msg);
 done:
     for (int i = 0; prompts && i < n_prompts; i++) free(prompts[i].ids), free(prompts[i].text);
-    for (int i = 0; res && i < n; i++) free_result(&res[i]);
+    for (int i = 0; res && i < n_req; i++) free_result(&res[i]);
     free(prompts), free(prompt_of), free(schedule_of), free(arrival), free(res), free(model);
     curl_global_cleanup();
     return rc;

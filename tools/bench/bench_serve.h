@@ -18,7 +18,7 @@ typedef struct {
     const char *model;            // --model (NULL: the first model the server lists)
     const char *model_dir;        // -m: a local model whose tokenizer gives the random dataset's vocabulary
     const char *api_key;          // --api-key, else $OPENAI_API_KEY
-    int num_prompts;              // --num-prompts: requests in all
+    int num_prompts;              // --num-prompts: requests in all (with several schedules: of each schedule)
     double request_rate;          // --request-rate: requests/s (INFINITY: all at once)
     double burstiness;            // --burstiness: the gamma shape of the gaps (1: Poisson)
     int max_concurrency;          // --max-concurrency (0: no limit)
@@ -38,8 +38,11 @@ typedef struct {
     const char *result_dir;       // --result-dir
     const char *result_filename;  // --result-filename
     double request_timeout_s;     // --request-timeout: a request not done by then fails
-    char *schedules[BENCH_MAX_LIST];   // --schedule "base;rys:2,4": request i gets schedule i % n (none: not sent)
+    char *schedules[BENCH_MAX_LIST];   // --schedule "base;rys:2,4" (none: not sent)
     int n_schedules;
+    int interleave_schedules;     // --interleave-schedules: one run, request i with schedule i % n (they share batch
+                                  // steps: a measure of the mix); else each schedule runs alone, in turn, on the
+                                  // same prompts at the same arrival times
 } serve_bench_opts;
 
 // One request's outcome, in vLLM's terms.

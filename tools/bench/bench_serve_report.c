@@ -166,6 +166,12 @@ void serve_print_summary(const serve_bench_opts *o, const serve_summary *s) {
 
 // The schedules side by side: each one's latencies, and its mean TPOT and E2EL over the first schedule's.
 void serve_print_schedules(const serve_bench_opts *o, const serve_summary *per) {
+    if (o->interleave_schedules)
+        printf("\nSchedules interleaved in one run (--interleave-schedules): their requests shared batch steps, so each\n"
+               "row measures the mix, not the schedule alone.\n");
+    else
+        printf("\nEach schedule alone, in its own phase: the same %d prompts at the same arrival times; each row from\n"
+               "that schedule's requests over its phase's duration.\n", o->num_prompts);
     printf("\n| schedule | completed | failed | output tok/s | mean TTFT (ms) | mean TPOT (ms) | median TPOT (ms) | "
            "mean E2EL (ms) | TPOT vs %s | E2EL vs %s |\n",
            o->schedules[0], o->schedules[0]);
@@ -245,6 +251,7 @@ char *serve_result_json(const serve_bench_opts *o, const char *model, const char
         cJSON_AddItemToArray(sched, q->schedule >= 0 ? cJSON_CreateString(o->schedules[q->schedule]) : cJSON_CreateNull());
     }
     if (o->n_schedules) {
+        cJSON_AddStringToObject(j, "schedule_mode", o->interleave_schedules || o->n_schedules == 1 ? "interleaved" : "phases");
         cJSON *list = cJSON_AddArrayToObject(j, "schedules");
         for (int k = 0; k < o->n_schedules; k++) {
             cJSON *e = cJSON_CreateObject();

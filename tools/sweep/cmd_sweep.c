@@ -90,10 +90,7 @@ static const char *usage =
 
 // --out, made when missing; one that cannot be written is named now, not at the first row a long run writes.
 static int make_dir(const char *d, rp_err *err) {
-    if (mkdir(d, 0755) && errno != EEXIST) return rp_fail(err, "--out %s: cannot create: %s", d, strerror(errno));
-    if (access(d, W_OK | X_OK))
-        return rp_fail(err, "--out %s: cannot write there (%s): a sweep keeps its database and report in it", d, strerror(errno));
-    return 0;
+    return dir_make_writable(d, "--out", "a sweep keeps its database and report in it", err);
 }
 
 // A database file and its WAL companions, removed.
