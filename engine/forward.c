@@ -108,6 +108,13 @@ int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *to
 int forward_sample(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
                    struct sampler **samplers, int *ids, forward_stats *stats, rp_err *err) {
     if (n_seqs < 1) return rp_fail(err, "forward: no sequences");
+    if (sampler_has_penalties(&samplers[0]->p)) {   // the penalties need what each sequence saw: drawn on the host
+        float *lg = rp_malloc(sizeof(float) * (size_t)n_seqs * m->cfg.vocab_size);
+        int rc = run(m, seqs, n_seqs, tokens, n_tokens, NULL, 0, lg, NULL, stats, err);
+        for (int i = 0; i < n_seqs && !rc; i++) ids[i] = sampler_sample(samplers[i], lg + (size_t)i * m->cfg.vocab_size);
+        free(lg);
+        return rc;
+    }
     float *u = rp_malloc(sizeof(float) * (size_t)n_seqs);
     for (int i = 0; i < n_seqs; i++) u[i] = sampler_uniform(samplers[i]);
     sample_request sr = {&samplers[0]->p, u, ids};

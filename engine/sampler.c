@@ -5,15 +5,76 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void sampler_init(sampler *s, const sampler_params *p, int vocab) {
     s->p = *p;
     s->rng = p->seed ^ 0x9e3779b97f4a7c15ull;
     s->vocab = vocab;
     s->work = rp_malloc(sizeof *s->work * vocab);
+    memset(&s->seen, 0, sizeof s->seen);
+    s->penalized = sampler_has_penalties(p) ? rp_malloc(sizeof(float) * (size_t)vocab) : NULL;
 }
 
-void sampler_free(sampler *s) { free(s->work); }
+void sampler_free(sampler *s) {
+    free(s->work), free(s->penalized);
+    free(s->seen.id), free(s->seen.count), free(s->seen.in_prompt);
+    memset(&s->seen, 0, sizeof s->seen);
+}
+
+int sampler_has_penalties(const sampler_params *p) {
+    return (p->repeat_penalty > 0 && p->repeat_penalty != 1) || p->frequency_penalty != 0 || p->presence_penalty != 0;
+}
+
+// The slot of id in h (its own, or the empty one where it goes); h->cap is a power of two, never full.
+static int history_slot(const token_history *h, int id) {
+    unsigned mask = (unsigned)h->cap - 1, at = ((unsigned)id * 2654435761u) & mask;
+    while (h->id[at] >= 0 && h->id[at] != id) at = (at + 1) & mask;
+    return (int)at;
+}
+
+static void history_add(token_history *h, int id, int generated) {
+    if (2 * (h->n + 1) > h->cap) {   // grow at half full: a 32k-token prompt's ids in a few doublings
+        token_history old = *h;
+        h->cap = old.cap ? 2 * old.cap : 64;
+        h->id = rp_malloc(sizeof(int) * (size_t)h->cap), h->count = rp_calloc((size_t)h->cap, sizeof(int));
+        h->in_prompt = rp_calloc((size_t)h->cap, 1);
+        memset(h->id, 0xff, sizeof(int) * (size_t)h->cap);
+        h->n = 0;
+        for (int i = 0; i < old.cap; i++)
+            if (old.id[i] >= 0) {
+                int at = history_slot(h, old.id[i]);
+                h->id[at] = old.id[i], h->count[at] = old.count[i], h->in_prompt[at] = old.in_prompt[i], h->n++;
+            }
+        free(old.id), free(old.count), free(old.in_prompt);
+    }
+    int at = history_slot(h, id);
+    if (h->id[at] < 0) h->id[at] = id, h->n++;
+    if (generated) h->count[at]++;
+    else h->in_prompt[at] = 1;
+}
+
+void sampler_set_prompt(sampler *s, const int *ids, int n) {
+    if (!sampler_has_penalties(&s->p)) return;
+    if (s->seen.cap) {
+        memset(s->seen.id, 0xff, sizeof(int) * (size_t)s->seen.cap);
+        memset(s->seen.count, 0, sizeof(int) * (size_t)s->seen.cap);
+        memset(s->seen.in_prompt, 0, (size_t)s->seen.cap);
+        s->seen.n = 0;
+    }
+    for (int i = 0; i < n; i++) history_add(&s->seen, ids[i], 0);
+}
+
+// vLLM's order: repetition on every token seen (prompt or generated), then frequency and presence on the generated.
+void penalties_apply(const sampler_params *p, const token_history *h, float *logits) {
+    float rep = p->repeat_penalty > 0 ? p->repeat_penalty : 1;
+    for (int i = 0; i < h->cap; i++) {
+        if (h->id[i] < 0) continue;
+        float *l = &logits[h->id[i]];
+        if (rep != 1) *l = *l > 0 ? *l / rep : *l * rep;
+        if (h->count[i]) *l -= p->frequency_penalty * (float)h->count[i] + p->presence_penalty;
+    }
+}
 
 // xorshift64*: small, fast, and reproducible across machines for a given seed.
 static float rng_uniform(uint64_t *state) {
@@ -47,7 +108,14 @@ static int by_prob_desc(const void *a, const void *b) {
 
 float sampler_uniform(sampler *s) { return s->p.temp > 0 ? rng_uniform(&s->rng) : 0.0f; }
 
-int sampler_sample(sampler *s, const float *logits) { return sampler_pick(&s->p, logits, s->vocab, sampler_uniform(s), s->work); }
+int sampler_sample(sampler *s, const float *logits) {
+    if (!s->penalized) return sampler_pick(&s->p, logits, s->vocab, sampler_uniform(s), s->work);
+    memcpy(s->penalized, logits, sizeof(float) * (size_t)s->vocab);
+    if (s->seen.cap) penalties_apply(&s->p, &s->seen, s->penalized);
+    int id = sampler_pick(&s->p, s->penalized, s->vocab, sampler_uniform(s), s->work);
+    if (id >= 0) history_add(&s->seen, id, 1);
+    return id;
+}
 
 int sampler_pick(const sampler_params *sp, const float *logits, int n, float u, struct prob_id *work) {
     for (int i = 0; i < n; i++)

@@ -91,6 +91,36 @@ d = max(abs(x - y) for x, y in zip(a, b))
 assert 0 < d < 2e-2, d
 PY
 check "score: --kv-dtype bf16 (the default here) and f32 differ by less than 2e-2 in every logit" $?
+# the penalties against their definition (vLLM's): each greedy id is the argmax of the step's raw logits (from
+# score --dump-logits) after repetition (prompt and output tokens), frequency and presence (output tokens)
+r=0
+for pen in "--repeat-penalty 5" "--repeat-penalty 0.5" "--frequency-penalty 2" "--presence-penalty 2 --frequency-penalty 0.5" \
+           "--repeat-penalty 3 --presence-penalty -1"; do
+    ids=$("$BIN" generate --tokens 1,12,12,4,12,12,14 -n 10 --temp 0 --ignore-eos $pen 2>/dev/null)
+    plain=$("$BIN" generate --tokens 1,12,12,4,12,12,14 -n 10 --temp 0 --ignore-eos 2>/dev/null)
+    "$BIN" score --tokens "1,12,12,4,12,12,14,$(tr ' ' ',' <<<"$ids")" --dump-logits "$T/pen.f32" >/dev/null 2>&1 || r=1
+    python3 - "$T/pen.f32" "$ids" "$pen" <<'PY' || { echo "penalties $pen: $ids"; r=1; }
+import struct, sys
+raw, out, flags = open(sys.argv[1], "rb").read(), [int(x) for x in sys.argv[2].split()], sys.argv[3].split()
+opt = {flags[i]: float(flags[i + 1]) for i in range(0, len(flags), 2)}
+rep, freq, pres = opt.get("--repeat-penalty", 1), opt.get("--frequency-penalty", 0), opt.get("--presence-penalty", 0)
+prompt, V = [1, 12, 12, 4, 12, 12, 14], 16
+rows = [list(struct.unpack_from("<%df" % V, raw, 4 * V * i)) for i in range(len(raw) // (4 * V))]
+for t, want in enumerate(out):
+    l = rows[len(prompt) - 1 + t][:]
+    gen = out[:t]
+    for i in set(prompt) | set(gen):
+        l[i] = l[i] / rep if l[i] > 0 else l[i] * rep
+    for i in set(gen):
+        l[i] -= freq * gen.count(i) + pres
+    assert l.index(max(l)) == want, (t, want, l)
+PY
+    [ "$ids" != "$plain" ] || { echo "penalties $pen changed nothing: $ids"; r=1; }
+done
+check "--repeat-penalty, --frequency-penalty, --presence-penalty: each greedy id the argmax of the penalized logits" $r
+expect_error "a repeat penalty of 0" "--repeat-penalty: '0'" "$BIN" generate --tokens 1 --repeat-penalty 0
+expect_error "a presence penalty past 2" "--presence-penalty: '3'" "$BIN" generate --tokens 1 --presence-penalty 3
+
 expect_error "bad --kv-dtype" "--kv-dtype: 'f16'" "$BIN" generate -m "$M" --tokens 1 --kv-dtype f16
 "$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 7 --ignore-eos >"$T/r1" 2>/dev/null
 "$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 7 --ignore-eos >"$T/r2" 2>/dev/null

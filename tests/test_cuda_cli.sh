@@ -78,6 +78,16 @@ for be in cuda cpu; do
 done
 check "sweep --ubatch 3 and 5 (prompts of about 7 tokens) give one window's rows, CUDA and CPU" $r
 
+# the penalties on the CUDA backend: a seeded (and a greedy) generation gives the CPU backend's text
+r=0
+for s in "--temp 0 --repeat-penalty 5" "--temp 1 --seed 3 --frequency-penalty 2 --presence-penalty 0.5" "--temp 0.8 --seed 9 --repeat-penalty 1.5"; do
+    a=$("$BIN" generate -p "7" -n 12 --ignore-eos $s --backend cuda 2>/dev/null)
+    b=$("$BIN" generate -p "7" -n 12 --ignore-eos $s --backend cpu 2>/dev/null)
+    c=$("$BIN" generate -p "7" -n 12 --ignore-eos ${s%% --*} --backend cpu 2>/dev/null)
+    [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" != "$c" ] || { echo "$s: cuda '$a', cpu '$b', no penalty '$c'"; r=1; }
+done
+check "penalties: CUDA and CPU give the same text (greedy and seeded), which the penalties changed" $r
+
 "$BIN" generate -p "7" -n 2 --backend cuda --kv-dtype f32 >"$T/kv.out" 2>"$T/kv.err"
 [ $? -ne 0 ] && grep -q "the CUDA backend keeps its KV cache in BF16" "$T/kv.err" && [ ! -s "$T/kv.out" ]
 check "CUDA backend: --kv-dtype f32 refused, naming why" $?

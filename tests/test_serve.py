@@ -242,6 +242,16 @@ def test_basics(s):
     st, b = s.post("/v1/completions", {"prompt": "99*99=", "max_tokens": 3, "temperature": 0, "ignore_eos": True,
                                        "logit_bias": {str(t["tokens"][0]): 100}})
     check(b["choices"][0]["text"] == "555", "logit_bias +100 forces the token: %r" % b)
+    # the penalties, as vLLM's: a request's greedy text equals generate's with the same penalties (whose ids are
+    # checked against the definition in test_cli.sh), and differs from the text without them
+    for pen, flags in (({"repetition_penalty": 5}, ["--repeat-penalty", "5"]),
+                       ({"frequency_penalty": 2, "presence_penalty": 0.5}, ["--frequency-penalty", "2", "--presence-penalty", "0.5"])):
+        prompt = "7" if "frequency_penalty" in pen else "12+34="
+        want = subprocess.run([REPRISE, "generate", "-p", prompt, "-n", "10", "--temp", "0", "--ignore-eos", *flags],
+                              capture_output=True, text=True, check=True).stdout[:-1]
+        st, b = s.post("/v1/completions", dict({"prompt": prompt, "max_tokens": 10, "temperature": 0, "ignore_eos": True}, **pen))
+        check(st == 200 and b["choices"][0]["text"] == want and want != generate_cli(prompt, 10)[:len(want)],
+              "penalties %s: %r, generate's %r" % (pen, b.get("choices"), want))
 
 
 def test_loglikelihood(s):
@@ -296,6 +306,15 @@ MALFORMED = [
     ({"prompt": "a", "model": "gpt-4"}, 404, "The model `gpt-4` does not exist."),
     ({"prompt": []}, 400, "prompt must be"),
     ({}, 400, "prompt is required"),
+    ({"prompt": "a", "presence_penalty": 3}, 400, "presence_penalty must be in [-2, 2]"),
+    ({"prompt": "a", "frequency_penalty": "x"}, 400, "frequency_penalty must be a number"),
+    ({"prompt": "a", "repetition_penalty": 0}, 400, "repetition_penalty must be in"),
+    ({"prompt": "a", "best_of": 3}, 400, "best_of is not supported"),
+    ({"prompt": "a", "response_format": {"type": "json_object"}}, 400, "response_format is not supported"),
+    ({"prompt": "a", "suffix": "b"}, 400, "suffix is not supported"),
+    ({"prompt": "a", "tools": [{"type": "function"}]}, 400, "tools is not supported"),
+    ({"prompt": "a", "guided_json": {}}, 400, "guided_json is not supported"),
+    ({"prompt": "a", "min_tokens": 2}, 400, "min_tokens is not supported"),
 ]
 CHAT_MALFORMED = [
     ({"messages": "hi"}, 400, "messages must be a non-empty list"),

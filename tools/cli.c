@@ -119,6 +119,9 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         else if (strcmp(name, "top-k") == 0) rc = cli_parse_int(a, v, 0, 1 << 30, &o->sampling.top_k, err);
         else if (strcmp(name, "top-p") == 0) rc = cli_parse_float(a, v, 0, 1, &o->sampling.top_p, err);
         else if (strcmp(name, "min-p") == 0) rc = cli_parse_float(a, v, 0, 1, &o->sampling.min_p, err);
+        else if (strcmp(name, "repeat-penalty") == 0) rc = cli_parse_float(a, v, 1e-3, 100, &o->sampling.repeat_penalty, err);
+        else if (strcmp(name, "presence-penalty") == 0) rc = cli_parse_float(a, v, -2, 2, &o->sampling.presence_penalty, err);
+        else if (strcmp(name, "frequency-penalty") == 0) rc = cli_parse_float(a, v, -2, 2, &o->sampling.frequency_penalty, err);
         else if (strcmp(name, "seed") == 0) {
             rc = cli_parse_int(a, v, -1, 2147483647L, &seed, err);
             o->seed_random = seed == -1;

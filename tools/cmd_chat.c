@@ -23,6 +23,7 @@ static const char *usage =
     "  --stop STRING        also end a reply at STRING (repeatable)\n"
     "  --schedule S         layer schedule (default base)\n"
     "  --temp --top-k --top-p --min-p --seed   sampling, as for generate\n"
+    "  --repeat-penalty --presence-penalty --frequency-penalty   penalties, as for generate (over each reply's prompt)\n"
     "  --backend B, -t N, --kv-dtype T, --allow-unused-tensors   as for generate\n";
 
 typedef struct {
@@ -44,7 +45,8 @@ int cmd_chat(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend system chat-template n t c ubatch tp temp top-k top-p min-p seed stop kv-dtype allow-unused-tensors", usage, &o, &code))
+    if (cli_begin(argc, argv, "m schedule backend system chat-template n t c ubatch tp temp top-k top-p min-p seed stop kv-dtype allow-unused-tensors "
+                  "repeat-penalty presence-penalty frequency-penalty", usage, &o, &code))
         return code;
     chat_template ct;
     if (chat_template_load(&ct, o.model_dir, o.chat_template, &err)) {

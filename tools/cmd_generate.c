@@ -24,6 +24,10 @@ static const char *usage =
     "  --top-p P        keep the smallest set with probability >= P; 1 = off (default 0.95)\n"
     "  --min-p P        drop tokens below P x the top probability; 0 = off (default 0.05)\n"
     "  --seed S         random seed; -1 = a random one, printed on stderr (default 0)\n"
+    "  --repeat-penalty R     a token seen in the prompt or the output: its logit divided by R when positive,\n"
+    "                   multiplied when not (vLLM's repetition_penalty; 1 = off, the default)\n"
+    "  --presence-penalty P   minus P on the logit of a token already generated (-2 to 2; 0 = off, the default)\n"
+    "  --frequency-penalty F  minus F times its count in the output so far (-2 to 2; 0 = off, the default)\n"
     "  --stop STRING    stop when the text contains STRING (repeatable; text mode), which is not printed\n"
     "  --ignore-eos     keep going after an end-of-sequence token\n"
     "  --backend B      cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
@@ -37,7 +41,7 @@ int cmd_generate(int argc, char **argv) {
     rp_err err;
     int code;
     if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c ubatch tp temp top-k top-p min-p seed stop ignore-eos kv-dtype "
-                  "allow-unused-tensors",
+                  "allow-unused-tensors repeat-penalty presence-penalty frequency-penalty",
                   usage, &o, &code))
         return code;
     // The model and its tokenizer are loaded first, then the context is sized to the prompt and -n.

@@ -69,6 +69,7 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
                      rp_err *err) {
     memset(st, 0, sizeof *st);
     kv_cache *kc = &s->seq.cache;
+    sampler_set_prompt(&s->smp, prompt, n);   // the penalties see this generation's prompt and what it generates
     // reuse what the cache already holds; at least one token is fed, to get fresh logits
     int common = 0;
     while (common < s->n_cached && common < n && s->cached[common] == prompt[common]) common++;

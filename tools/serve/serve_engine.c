@@ -228,7 +228,10 @@ static void admit(serve_engine *e) {
         r->n_fed = 0;
         r->order = e->order++;
         e->kv_used += kv_cost(r);
-        if (!r->smp.work) sampler_init(&r->smp, &r->sampling, e->m->cfg.vocab_size);
+        if (!r->smp.work) {
+            sampler_init(&r->smp, &r->sampling, e->m->cfg.vocab_size);
+            sampler_set_prompt(&r->smp, r->prompt, r->n_prompt);
+        }
         e->running[e->n_running++] = r;
     }
 }

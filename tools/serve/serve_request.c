@@ -282,6 +282,40 @@ static int check_lengths(const serve_context *sc, completion_request *r, int max
     return 0;
 }
 
+// Fields the OpenAI API (or vLLM's) defines that this server does not implement: accepted only at a value that asks
+// for nothing (absent, null, or the one named here), else a 400 naming the field, never silently ignored.
+static int refuse_unimplemented(const cJSON *root, const completion_request *r, api_error *e) {
+    const cJSON *f;
+    if ((f = field(root, "best_of")) && !(cJSON_IsNumber(f) && (f->valuedouble == 1 || f->valuedouble == r->n)))
+        return api_fail(e, 400, "best_of", "best_of is not supported (only best_of = n: every completion is returned)");
+    if ((f = field(root, "response_format"))) {
+        const cJSON *t = cJSON_IsObject(f) ? cJSON_GetObjectItemCaseSensitive(f, "type") : NULL;
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text"))
+            return api_fail(e, 400, "response_format", "response_format is not supported (only {\"type\": \"text\"}): "
+                            "reprise does not constrain its output to JSON or a schema");
+    }
+    if ((f = field(root, "suffix")) && !(cJSON_IsString(f) && !*f->valuestring))
+        return api_fail(e, 400, "suffix", "suffix is not supported (no insertion after a suffix)");
+    static const char *const lists[] = {"tools", "functions", "stop_token_ids", "bad_words", "allowed_token_ids"};
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++)
+        if ((f = field(root, lists[i])) && !(cJSON_IsArray(f) && cJSON_GetArraySize(f) == 0))
+            return api_fail(e, 400, lists[i], "%s is not supported", lists[i]);
+    if ((f = field(root, "tool_choice")) && !(cJSON_IsString(f) && !strcmp(f->valuestring, "none")))
+        return api_fail(e, 400, "tool_choice", "tool_choice is not supported (no tool calls)");
+    static const char *const guided[] = {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "logits_processors"};
+    for (size_t i = 0; i < sizeof guided / sizeof *guided; i++)
+        if (field(root, guided[i])) return api_fail(e, 400, guided[i], "%s is not supported", guided[i]);
+    if ((f = field(root, "use_beam_search")) && !cJSON_IsFalse(f))
+        return api_fail(e, 400, "use_beam_search", "use_beam_search is not supported");
+    if ((f = field(root, "min_tokens")) && !(cJSON_IsNumber(f) && f->valuedouble == 0))
+        return api_fail(e, 400, "min_tokens", "min_tokens is not supported");
+    if ((f = field(root, "include_stop_str_in_output")) && !cJSON_IsFalse(f))
+        return api_fail(e, 400, "include_stop_str_in_output", "include_stop_str_in_output is not supported");
+    if ((f = field(root, "skip_special_tokens")) && !cJSON_IsTrue(f))
+        return api_fail(e, 400, "skip_special_tokens", "skip_special_tokens false is not supported");
+    return 0;
+}
+
 int completion_request_parse(const char *body, size_t len, int chat, const serve_context *sc, completion_request *r,
                              api_error *e) {
     memset(r, 0, sizeof *r);
@@ -327,7 +361,10 @@ int completion_request_parse(const char *body, size_t len, int chat, const serve
         get_float(root, "min_p", 0, 1, &r->sampling.min_p, e) || get_int(root, "n", 1, SERVE_MAX_N, &r->n, e) ||
         get_bool(root, "echo", &r->echo, e) || get_bool(root, "stream", &r->stream, e) ||
         get_bool(root, "ignore_eos", &r->ignore_eos, e) || parse_stop(root, r, e) ||
-        parse_bias(root, sc->cfg->vocab_size, r, e))
+        parse_bias(root, sc->cfg->vocab_size, r, e) ||
+        get_float(root, "presence_penalty", -2, 2, &r->sampling.presence_penalty, e) ||
+        get_float(root, "frequency_penalty", -2, 2, &r->sampling.frequency_penalty, e) ||
+        get_float(root, "repetition_penalty", 1e-3, 100, &r->sampling.repeat_penalty, e) || refuse_unimplemented(root, r, e))
         goto out;
     if (top_k == 0) {
         api_fail(e, 400, "top_k", "top_k must be -1 (off) or at least 1, got 0");
