@@ -390,6 +390,72 @@ PY
 check "--prune-by-profile: the grid's blocks inside the profile's reasoning zone, no others" $r
 "$BIN" profile -p "12+34=46" --schedule rys:1,3 --out "$T/prof_rys" >/dev/null 2>&1
 
+# Rankings and pictures anchored to base: the ranking's order is the sum over probes of delta / SE (vs base), every
+# colour of the combined heatmap is that score's (red only above base), and the ranking ends with who beats base
+# beyond noise, or that none does. A probe whose rows all failed is named; names are never cut; each probe's item
+# count is said at the start and in the ranking; a jsonl line's max_tokens and --max-tokens set the reply budget.
+for i in 1 2 3; do echo '{"prompt": "99*99=", "answer": "9801", "match": "numeric"}'; done >"$T/rys_wins_on_this_long_named_probe_a.jsonl"
+for i in 1 2; do echo '{"prompt": "12+35=", "answer": "47", "max_tokens": 1000}'; done >"$T/rys_wins_on_this_long_named_probe_b.jsonl"
+"$BIN" sweep --probe "jsonl:$T/rys_wins_on_this_long_named_probe_a.jsonl" --probe "jsonl:$T/rys_wins_on_this_long_named_probe_b.jsonl" \
+    --configs "rys:2,4;rys:1,3" --max-tokens 8 --out "$T/anch" >"$T/anch.out" 2>"$T/anch.err"
+r=$?
+grep -q "^Beats base beyond noise: rys:2,4 on jsonl:rys_wins_on_this_long_named_probe_a.jsonl@[0-9a-f]* (+1.0000 +- 0.0000)$" "$T/anch.out" || r=1
+grep -q "^Probe jsonl:rys_wins_on_this_long_named_probe_b.jsonl@[0-9a-f]*: every row failed (6), nothing scored; first reason: the prompt (7 tokens) and its reply (1000) do not fit" "$T/anch.out" || r=1
+grep -q "jsonl:rys_wins_on_this_long_named_probe_a.jsonl@[0-9a-f]* (3 items)" "$T/anch.out" || r=1
+grep -q "probe jsonl:rys_wins_on_this_long_named_probe_a.jsonl@[0-9a-f]*: 3 item(s), replies of up to 8 tokens" "$T/anch.err" || r=1
+[ "$(sed -n 's/^1  *\([^ ]*\) .*/\1/p' "$T/anch.out")" = "rys:2,4" ] || r=1
+check "the ranking ends with who beats base beyond noise; the probe whose every row failed is named; item counts and whole names" $r
+"$BIN" sweep --probe arith --items 24 --out "$T/anch2" >"$T/anch2.out" 2>"$T/anch2.err"
+r=$?
+python3 - "$T/anch2" "$T/anch2.out" "${pictures:+png}" <<'PY' || r=1
+import json, re, struct, sys, zlib
+d, out, png = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
+cfgs = {c["config"]: c for c in json.load(open(d + "/summary.json"))["configs"]}
+ranked = re.findall(r"^\d+ +(\S+) ", out, re.M)
+vs = [cfgs[l]["vs_base"] for l in ranked]
+assert ranked and vs == sorted(vs, reverse=True), (ranked, vs)   # ranked by the score against base
+beats = [l for l, c in cfgs.items() if l != "base" and any(p["delta"] > 0 and not p["within_noise"] for p in c["probes"].values())]
+assert ("No config beats base beyond noise on any probe" in out) == (not beats), beats
+if png:   # the combined heatmap: each rys cell red exactly when its vs_base is above 0, blue below
+    raw = open(d + "/heatmap_combined.png", "rb").read()
+    w, h, depth, ctype = struct.unpack(">IIBB", raw[16:26])
+    assert depth == 8 and ctype in (2, 6), (depth, ctype)
+    bpp, data, at = 3 if ctype == 2 else 4, b"", 8
+    while at < len(raw):
+        n, kind = struct.unpack(">I4s", raw[at:at + 8])
+        if kind == b"IDAT": data += raw[at + 8:at + 8 + n]
+        at += 12 + n
+    data, stride, rows, prev = zlib.decompress(data), w * bpp, [], bytearray(w * bpp)
+    for y in range(h):
+        f, line = data[y * (stride + 1)], bytearray(data[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            a, b, c = line[x - bpp] if x >= bpp else 0, prev[x], prev[x - bpp] if x >= bpp else 0
+            pr = a + b - c
+            pred = [0, a, b, (a + b) // 2, a if abs(pr - a) <= abs(pr - b) and abs(pr - a) <= abs(pr - c) else b if abs(pr - b) <= abs(pr - c) else c][f]
+            line[x] = (line[x] + pred) & 255
+        rows.append(line)
+        prev = line
+    grid = [(c["config"], int(m.group(1)), int(m.group(2))) for c in cfgs.values() if (m := re.fullmatch(r"rys:(\d+),(\d+)", c["config"]))]
+    imin, jmin = min(i for _, i, _ in grid), min(j for _, _, j in grid)
+    ni, nj = max(i for _, i, _ in grid) - imin + 1, max(j for _, _, j in grid) - jmin + 1
+    L, R, T, B = 90, 150, 70, 80
+    for label, i, j in grid:
+        x, y = int(L + (j - jmin + 0.5) * (w - L - R) / nj), int(T + (i - imin + 0.5) * (h - T - B) / ni)
+        px = rows[y][x * bpp:x * bpp + 3]
+        red, blue = px[0] > px[2], px[2] > px[0]   # Cairo's RGB24 is written as RGB
+        v = cfgs[label]["vs_base"]
+        assert (v > 0) == red and (v < 0) == blue, (label, v, list(px))
+PY
+check "arith: ranked by the score against base; the combined heatmap red only above base, blue below; the last line agrees" $r
+"$BIN" sweep --probe arith --items 8 --configs "rys:2,4" --max-tokens 2 --out "$T/mt" >/dev/null 2>"$T/mt.err"
+r=$?
+python3 -c "import sqlite3,sys; rs=[r for (r,) in sqlite3.connect(sys.argv[1]).execute('SELECT reply FROM results')]; assert len(rs) == 16 and max(map(len, rs)) <= 2, rs" "$T/mt/results.sqlite" || r=1
+grep -q "probe arith: 8 item(s), replies of up to 2 tokens" "$T/mt.err" || r=1
+for i in $(seq 120); do echo '{"prompt": "1+1=", "answer": "2"}'; done >"$T/p120.jsonl"
+"$BIN" sweep --probe "jsonl:$T/p120.jsonl" --configs "rys:2,4" --max-tokens 4 --out "$T/p120" >/dev/null 2>"$T/p120.err" || r=1
+grep -q "probe jsonl:p120.jsonl@[0-9a-f]*: 32 item(s) of the 120 it holds (--items 32)" "$T/p120.err" || r=1
+check "--max-tokens 2 cuts every reply at 2 tokens; a 120-line file at the default --items says it runs 32 of 120" $r
+
 # 6. errors name their cause
 expect_error() {
     local name=$1 text=$2

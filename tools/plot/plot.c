@@ -43,7 +43,7 @@ static void colour(plot_scale scale, double v, double lo, double hi, double *r, 
 }
 
 int plot_heatmap(const char *path, const char *title, const double *v, int n_rows, int row0, int n_cols, int col0,
-                 const char *x_label, const char *y_label, plot_scale scale, rp_err *err) {
+                 const char *x_label, const char *y_label, plot_scale scale, const char *legend, rp_err *err) {
     double lo = INFINITY, hi = -INFINITY;
     for (long c = 0; c < (long)n_rows * n_cols; c++)
         if (!isnan(v[c])) lo = fmin(lo, v[c]), hi = fmax(hi, v[c]);
@@ -87,6 +87,7 @@ int plot_heatmap(const char *path, const char *title, const double *v, int n_row
     plot_text_at(cr, 0, 0, y_label, 0.5, 13);
     cairo_restore(cr);
     plot_text_at(cr, W / 2.0, 28, title, 0.5, 15);
+    if (legend) plot_text_at(cr, W / 2.0, 48, legend, 0.5, 11);
     double bx = W - R + 40, by = T, bh = H - T - B;   // colour bar, hi at the top
     for (int y = 0; y < (int)bh; y++) {
         double r, g, b;
@@ -161,9 +162,9 @@ int plot_curves(const char *path, const char *title, const double *const *y, con
 #else
 
 int plot_heatmap(const char *path, const char *title, const double *v, int n_rows, int row0, int n_cols, int col0,
-                 const char *x_label, const char *y_label, plot_scale scale, rp_err *err) {
+                 const char *x_label, const char *y_label, plot_scale scale, const char *legend, rp_err *err) {
     (void)path, (void)title, (void)v, (void)n_rows, (void)row0, (void)n_cols, (void)col0, (void)x_label, (void)y_label;
-    (void)scale, (void)err;
+    (void)scale, (void)legend, (void)err;
     return 0;
 }
 

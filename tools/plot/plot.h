@@ -8,8 +8,9 @@ typedef enum { PLOT_DIVERGING, PLOT_SEQUENTIAL } plot_scale;
 
 // v (n_rows x n_cols, row-major) drawn cell (r, c) at y = row0 + r, x = col0 + c (the sweep heatmap's geometry: y = i,
 // x = j); NAN cells grey. DIVERGING: blue - white - red, symmetric about 0; SEQUENTIAL: white to red, min to max.
+// legend (NULL: none): what the colours mean, under the title.
 int plot_heatmap(const char *path, const char *title, const double *v, int n_rows, int row0, int n_cols, int col0,
-                 const char *x_label, const char *y_label, plot_scale scale, rp_err *err);
+                 const char *x_label, const char *y_label, plot_scale scale, const char *legend, rp_err *err);
 
 // n_series curves y[s][0..n) against x = x0 .. x0 + n - 1, one panel each, titled names[s] (NAN points skipped).
 int plot_curves(const char *path, const char *title, const double *const *y, const char *const *names, int n_series,

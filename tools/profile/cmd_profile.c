@@ -184,13 +184,13 @@ static int write_outputs(const char *out, const profile_metrics *pm, const sched
     snprintf(title, sizeof title, "%s - angular distance between the input of visit i and of visit j", model_name);
     path = path_join(out, "block_distance.png");
     int rc = plot_heatmap(path, title, cells, V, 0, V, 1, "j: end of the block (exclusive)", "i: start of the block",
-                          PLOT_SEQUENTIAL, err);
+                          PLOT_SEQUENTIAL, NULL, err);
     free(path), free(cells);
     snprintf(title, sizeof title, "%s - centred cosine similarity of the states (zones: %d | %d | %d)", model_name,
              pm->zone_start, pm->zone_end - pm->zone_start, B - pm->zone_end);
     path = path_join(out, "centred_cosine.png");
     if (!rc) rc = plot_heatmap(path, title, pm->centred, B, 0, B, 0, "state b (the input of visit b)",
-                               "state a (the input of visit a)", PLOT_DIVERGING, err);
+                               "state a (the input of visit a)", PLOT_DIVERGING, NULL, err);
     free(path);
     double *infl = rp_malloc(sizeof(double) * (size_t)V), *corr = rp_malloc(sizeof(double) * (size_t)V);
     for (int a = 0; a < V; a++) infl[a] = pm->influence[(size_t)a * B + a + 1], corr[a] = a + 2 < B ? pm->update_corr[a] : NAN;

@@ -26,12 +26,16 @@ static const char *usage =
     "  --probe math[:FILE]  RYS math (FILE in RYS's format, or generated questions), partial credit\n"
     "  --probe eq:FILE      RYS EQ-Bench dialogues, parse-confidence-weighted score\n"
     "  --probe mc:FILE      multiple choice by log-likelihood; jsonl {\"prompt\", \"options\", \"answer\": index}\n"
-    "  --probe jsonl:FILE   {\"prompt\", \"answer\", \"match\": \"exact\"|\"numeric\"|\"regex\"} per line\n"
+    "  --probe jsonl:FILE   {\"prompt\", \"answer\", \"match\": \"exact\"|\"numeric\"|\"regex\"} per line; a line's\n"
+    "                       \"max_tokens\" is its reply budget\n"
     "  --probe arith        generated A+B= / A*B= problems for the built-in model, partial credit\n"
     "  --probe bbh:FILE     a BIG-Bench Hard task ({\"examples\": [{\"input\", \"target\"}]}, or a jsonl of them):\n"
     "                       BBH's exact match (the first \"(X)\", or the final answer); --items draws a seeded subset\n"
     "  --items N            items per probe (generated: how many; files: the first N; bbh: N drawn with --seed)\n"
-    "                       (default 32)\n"
+    "                       (default 32; each probe's count, of how many it holds, is printed at the start and\n"
+    "                       in the ranking)\n"
+    "  --max-tokens N       the reply budget of probes that generate replies (defaults: math 64, arith 12, eq 96,\n"
+    "                       jsonl 64, bbh 48; a jsonl line's own max_tokens wins): a short-context model runs them\n"
     "  --seed S             seed of generated items and of bbh's subset (default 0)\n"
     "  --score MODE         gen (default): greedy replies scored as each probe defines; loglik: the log-probability\n"
     "                       of the reference answer after the prompt, one forward and no decoding (math, arith,\n"
@@ -300,7 +304,7 @@ int cmd_sweep(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "merge")) return merge(argc, argv);
     // the sweep's own flags first; the rest go through the shared parser
     const char *probes[16], *out = NULL;
-    int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, retry_failed = 0, loglik = 0, code;
+    int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, retry_failed = 0, loglik = 0, code, max_tokens = 0;
     int confirm = 0, confirm_items = 0, n_cprobes = 0;   // --confirm N on --confirm-probe SPEC (--confirm-items)
     int halving = 0, halving_items = 4;                  // --search halving, --halving-items
     int search = 0;                                      // 1: beam, 2: surrogate
@@ -326,6 +330,7 @@ int cmd_sweep(int argc, char **argv) {
             probes[n_probes++] = v;
         } else if (!strcmp(a, "--out") && v) out = v;
         else if (!strcmp(a, "--items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &items, &err);
+        else if (!strcmp(a, "--max-tokens") && v) bad = cli_parse_int(a, v, 1, 1 << 20, &max_tokens, &err);
         else if (!strcmp(a, "--batch") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &batch, &err);
         else if (!strcmp(a, "--top") && v) bad = cli_parse_int(a, v, 0, 1 << 24, &top, &err);
         else if (!strcmp(a, "--i-range") && v) so.i_range = v;
@@ -420,12 +425,15 @@ int cmd_sweep(int argc, char **argv) {
     for (int p = 0; p < n_probes && !rc; p++, loaded++) {
         rc = probe_load(&ps[p], probes[p], items, items, seed, &err);
         if (!rc && loglik) rc = probe_use_loglik(&ps[p], &err);
+        if (!rc && max_tokens) probe_set_max_new(&ps[p], max_tokens);
     }
     r.n_probes = loaded;
     // confirm probes: every item of a file unless --confirm-items; generated ones, 4x the screen's --items
     // (generated from another seed: items the screen never saw)
-    for (int p = 0; p < n_cprobes && !rc; p++, cloaded++)
+    for (int p = 0; p < n_cprobes && !rc; p++, cloaded++) {
         rc = probe_load(&cps[p], cprobes[p], confirm_items, confirm_items ? confirm_items : 4 * items, seed + 1000003u, &err);
+        if (!rc && max_tokens) probe_set_max_new(&cps[p], max_tokens);
+    }
     for (int p = 0; p < cloaded && !rc; p++) {   // kept apart from the screen's rows of the same probe
         char key[PROBE_NAME_MAX];
         memcpy(key, cps[p].name, sizeof key);
@@ -469,6 +477,13 @@ int cmd_sweep(int argc, char **argv) {
     if (!rc) {
         fprintf(stderr, "reprise sweep: %d configs (base included) x %d probe(s) on %s%s\n", cl.n, loaded, o.model_dir,
                 r.ct.family != CHAT_NONE ? ", through its chat template" : "");
+        for (int p = 0; p < loaded; p++) {   // what is measured: each probe's items, of how many it has
+            char of[96] = "", reply[64] = "";
+            if (ps[p].n_items < ps[p].n_available)
+                snprintf(of, sizeof of, " of the %d it holds (--items %d)", ps[p].n_available, items);
+            if (ps[p].kind != PROBE_MC && !ps[p].loglik) snprintf(reply, sizeof reply, ", replies of up to %d tokens", ps[p].max_new);
+            fprintf(stderr, "reprise sweep: probe %s: %d item(s)%s%s\n", ps[p].name, ps[p].n_items, of, reply);
+        }
         if (budget_hours > 0) r.deadline = rp_now_s() + budget_hours * 3600.0;
         struct sigaction sa = {.sa_handler = on_sigint};
         sigemptyset(&sa.sa_mask);

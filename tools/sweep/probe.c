@@ -543,11 +543,16 @@ static int load_jsonl(probe *p, const char *file, int mc, rp_err *err) {
                 if (end == a->valuestring) rc = rp_fail(err, "%s: a numeric \"answer\" must be a number", what);
             }
         }
+        const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "max_tokens");
+        if (!rc && mt && !mc && (!cJSON_IsNumber(mt) || mt->valuedouble != (int)mt->valuedouble || mt->valuedouble < 1 ||
+                                 mt->valuedouble > 1 << 20))
+            rc = rp_fail(err, "%s: \"max_tokens\" must be an integer from 1 to %d", what, 1 << 20);
+        if (!rc && mt && !mc) it.max_new = (int)mt->valuedouble;
         if (!rc) {
             it.id = id_of(p->n_items);
             it.prompt = rp_strdup(q->valuestring);
             *add_item(p) = it;
-        } else free(it.answer);
+        } else free(it.answer), free(it.options);
     }
     cJSON_Delete(all), free(lines);
     if (!rc && p->n_items == 0) rc = rp_fail(err, "%s: no items", file);
@@ -595,11 +600,16 @@ int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsign
         probe_free(p);
         return -1;
     }
+    p->n_available = p->n_items;
     if (max_items > 0 && p->n_items > max_items) {
         for (int i = max_items; i < p->n_items; i++) item_free(&p->items[i]);
         p->n_items = max_items;
     }
     return 0;
+}
+
+void probe_set_max_new(probe *p, int max_new) {
+    if (p->kind != PROBE_MC && !p->loglik) p->max_new = max_new;
 }
 
 void probe_free(probe *p) {
@@ -658,6 +668,7 @@ void probe_describe(const probe *p, char *out, size_t cap) {
         h = fingerprint_bytes(h, &it->match, sizeof it->match);
         for (int o = 0; o < it->n_options; o++) h = fingerprint_str(h, it->options[o]);
         for (int e = 0; e < 4; e++) h = fingerprint_bytes(fingerprint_str(h, it->emotions[e]), &it->ref[e], sizeof it->ref[e]);
+        if (it->max_new) h = fingerprint_bytes(h, &it->max_new, sizeof it->max_new);   // (absent: the old fingerprint)
     }
     snprintf(out, cap, "%d items, fingerprint %016llx", p->n_items, (unsigned long long)h);
 }

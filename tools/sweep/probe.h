@@ -18,6 +18,7 @@ typedef struct {
     int n_options;
     char *emotions[4];     // eq
     double ref[4];         // eq: reference_answer, normalised to sum 10
+    int max_new;           // jsonl: the line's own "max_tokens" for its reply (0: the probe's)
 } probe_item;
 
 // A probe's key holds its spec whole (a path of up to PATH_MAX and a prefix): a longer one is refused, never cut, so
@@ -31,7 +32,8 @@ typedef struct {
                                  // file reached by another path, on another machine, is the same probe
     probe_item *items;
     int n_items;
-    int max_new;           // tokens a reply may have
+    int n_available;       // items the file holds (or were generated) before --items kept the first n_items
+    int max_new;           // tokens a reply may have (an item's own max_new overrides it)
     int loglik;            // scored by the log-probability of the answer after the prompt, no decoding (--score loglik)
 } probe;
 
@@ -41,6 +43,11 @@ typedef struct {
 // subset of max_items drawn with seed (ids stay the examples' indices, so a subset is the same every run).
 int probe_load(probe *p, const char *spec, int max_items, int n_generate, unsigned seed, rp_err *err);
 void probe_free(probe *p);
+// The reply budget of an item: its own, else the probe's.
+static inline int probe_item_max_new(const probe *p, const probe_item *it) { return it->max_new > 0 ? it->max_new : p->max_new; }
+// --max-tokens N: the reply budget of a probe that generates replies (not mc, not --score loglik); items with their
+// own max_tokens keep it.
+void probe_set_max_new(probe *p, int max_new);
 
 // Makes p a --score loglik probe: its key becomes "loglik:NAME" (its rows never mix with generated ones). Refused,
 // with the reason, for probes without a reference answer text: eq, and jsonl items matched by a regex. mc probes

@@ -3,7 +3,10 @@
 // Every probe item is scored for base and for each config, so a config's delta is the mean of its per-item
 // differences from base, and its standard error comes from those paired differences: a delta within two
 // standard errors of zero is marked as noise. Deltas become z-scores across the sweep's configs, per probe; a
-// config's balanced score is the sum of its z-scores (RYS: z(delta math) + z(delta eq)).
+// config's balanced score is the sum of its z-scores (RYS: z(delta math) + z(delta eq)). The z-scores compare
+// configs with each other, so a config can top them while every config is worse than base: what a user reads, the
+// ranking's order, its pictures' colours and its last line, is anchored to base instead: each probe's delta over its
+// paired standard error (a t statistic against base), summed over the probes ("vs base").
 #include "tools/sweep/report.h"
 #include "loader/alloc.h"
 
@@ -29,6 +32,7 @@ typedef struct {
     double *p_value, *q_value;       // per probe: two-sided p of delta = 0 (normal approximation), BH-adjusted q
     int *n;
     double balanced;
+    double vs_base;                  // sum over probes of delta / paired SE: > 0 better than base, < 0 worse
 } cfg_row;
 
 typedef struct {
@@ -98,6 +102,15 @@ static void bh_adjust(const double *p, double *q, int n) {
 }
 
 static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// delta / its paired standard error, clipped to +-10: a probe with no paired item adds nothing, and a delta with no
+// spread at all (every item moved alike, SE 0) counts as the clip, in its sign.
+#define T_CLIP 10.0
+static double t_vs_base(double delta, double se) {
+    if (isnan(delta) || delta == 0) return 0;
+    double t = isnan(se) || se == 0 ? copysign(T_CLIP, delta) : delta / se;
+    return t > T_CLIP ? T_CLIP : t < -T_CLIP ? -T_CLIP : t;
+}
 
 // Reads the database into S. only (n_only probes; NULL: every probe and item there is) limits it to those probes
 // and, of each, its first n_items items: a halving rung ranks on the items its configs all have. among (NULL: every
@@ -204,8 +217,9 @@ static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const l
         free(pv), free(qv);
     }
     for (int ci = 0; ci < S->n_cfg; ci++) {
-        S->c[ci].balanced = 0;
-        for (int p = 0; p < S->n_probe; p++) S->c[ci].balanced += S->c[ci].z[p];
+        cfg_row *c = &S->c[ci];
+        c->balanced = c->vs_base = 0;
+        for (int p = 0; p < S->n_probe; p++) c->balanced += c->z[p], c->vs_base += t_vs_base(c->delta[p], c->se[p]);
     }
     return 0;
 }
@@ -252,15 +266,15 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
     FILE *f = create(path, err);
     free(path);
     if (!f) return -1;
-    fprintf(f, "config,schedule,i,j,k,visits,probe,items,mean,delta,se,within_noise,z,balanced,p,q\n");
+    fprintf(f, "config,schedule,i,j,k,visits,probe,items,mean,delta,se,within_noise,z,balanced,p,q,vs_base\n");
     for (int ci = 0; ci < S->n_cfg; ci++)
         for (int p = 0; p < S->n_probe; p++) {
             const cfg_row *c = &S->c[ci];
             csv_field(f, c->label), fputc(',', f), csv_field(f, c->schedule);
             fprintf(f, ",%d,%d,%d,%d,", c->i, c->j, c->k, c->visits);
             csv_field(f, S->probe[p]);
-            fprintf(f, ",%d,%.6f,%.6f,%.6f,%d,%.4f,%.4f,%.6g,%.6g\n", c->n[p], c->mean[p], c->delta[p], c->se[p], noise(c, p), c->z[p],
-                    c->balanced, c->p_value[p], c->q_value[p]);
+            fprintf(f, ",%d,%.6f,%.6f,%.6f,%d,%.4f,%.4f,%.6g,%.6g,%.4f\n", c->n[p], c->mean[p], c->delta[p], c->se[p], noise(c, p),
+                    c->z[p], c->balanced, c->p_value[p], c->q_value[p], c->vs_base);
         }
     fclose(f);
 
@@ -275,7 +289,7 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
     for (int ci = 0; ci < S->n_cfg; ci++) {
         const cfg_row *c = &S->c[ci];
         fputs("  {\"config\": ", f), json_string(f, c->label), fputs(", \"schedule\": ", f), json_string(f, c->schedule);
-        fprintf(f, ", \"visits\": %d, \"balanced\": %.4f, \"probes\": {", c->visits, c->balanced);
+        fprintf(f, ", \"visits\": %d, \"vs_base\": %.4f, \"balanced\": %.4f, \"probes\": {", c->visits, c->vs_base, c->balanced);
         for (int p = 0; p < S->n_probe; p++) {
             char se[32] = "null", pv[32] = "null", qv[32] = "null";
             if (!isnan(c->se[p])) snprintf(se, sizeof se, "%.6f", c->se[p]);
@@ -336,7 +350,8 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
 
 #ifdef REPRISE_HAVE_CAIRO
 // value(cfg) for the rys configs with repeat count k, drawn at (y = i, x = j).
-static int heatmap(const summary *S, int k, const double *value, const char *title, const char *path, rp_err *err) {
+static int heatmap(const summary *S, int k, const double *value, const char *title, const char *legend, const char *path,
+                   rp_err *err) {
     int imin = 1 << 30, imax = -1, jmin = 1 << 30, jmax = -1;
     for (int ci = 0; ci < S->n_cfg; ci++) {
         const cfg_row *c = &S->c[ci];
@@ -355,13 +370,14 @@ static int heatmap(const summary *S, int k, const double *value, const char *tit
         if (c->k == k && c->i >= 0 && !isnan(value[ci])) cell[(long)(c->i - imin) * nj + (c->j - jmin)] = value[ci];
     }
     int rc = plot_heatmap(path, title, cell, ni, imin, nj, jmin, "j: end of the repeated block (exclusive)",
-                          "i: start of the repeated block", PLOT_DIVERGING, err);
+                          "i: start of the repeated block", PLOT_DIVERGING, legend, err);
     free(cell);
     return rc;
 }
 
 // Mean of value over each i (row) and each j (column) of the grid, as two bar charts.
-static int skyline(const summary *S, int k, const double *value, const char *title, const char *path, rp_err *err) {
+static int skyline(const summary *S, int k, const double *value, const char *title, const char *legend, const char *path,
+                   rp_err *err) {
     int n = 0;
     for (int ci = 0; ci < S->n_cfg; ci++) n = S->c[ci].j > n ? S->c[ci].j : n;
     double *rs = rp_calloc((size_t)n + 1, sizeof(double)), *cs = rp_calloc((size_t)n + 1, sizeof(double));
@@ -379,6 +395,7 @@ static int skyline(const summary *S, int k, const double *value, const char *tit
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_source_rgb(cr, 0, 0, 0);
     plot_text_at(cr, W / 2.0, 22, title, 0.5, 15);
+    plot_text_at(cr, W / 2.0, 42, legend, 0.5, 11);
     for (int panel = 0; panel < 2; panel++) {
         double *s = panel ? cs : rs;
         int *cnt = panel ? cn : rn;
@@ -425,9 +442,11 @@ static int write_pictures(const summary *S, int k, const char *model_name, const
     char title[256], file[128];
     for (int p = 0; p <= S->n_probe && !rc; p++) {
         const char *name = p < S->n_probe ? S->probe[p] : "combined";
-        for (int ci = 0; ci < S->n_cfg; ci++) v[ci] = p < S->n_probe ? S->c[ci].delta[p] : S->c[ci].balanced;
-        if (p < S->n_probe) snprintf(title, sizeof title, "%s - %s: delta vs base (block run %dx)", model_name, name, k);
-        else snprintf(title, sizeof title, "%s - combined: sum of per-probe z(delta) (block run %dx)", model_name, k);
+        for (int ci = 0; ci < S->n_cfg; ci++) v[ci] = p < S->n_probe ? S->c[ci].delta[p] : S->c[ci].vs_base;
+        if (p < S->n_probe) snprintf(title, sizeof title, "%s - %s: score minus base's (block run %dx)", model_name, name, k);
+        else snprintf(title, sizeof title, "%s - combined: sum over probes of delta / paired SE (block run %dx)", model_name, k);
+        const char *legend = p < S->n_probe ? "0 (white) = base's score; red: above base, blue: below"
+                                            : "0 (white) = base; red: better than base, blue: worse; |value| > 2 on one probe is beyond noise";
         // the probe's whole name, or, past 80 bytes, its first 60 and a fingerprint of all of it: two probes whose
         // names share a long prefix never write the same file
         if (strlen(name) <= 80) snprintf(file, sizeof file, "heatmap_%s.png", name);
@@ -435,12 +454,12 @@ static int write_pictures(const summary *S, int k, const char *model_name, const
         for (char *c = file; *c; c++)
             if (*c == '/' || *c == ':' || *c == '\\' || (unsigned char)*c < 32) *c = '_';
         char *path = path_join(out, file);
-        rc = heatmap(S, k, v, title, path, err);
+        rc = heatmap(S, k, v, title, legend, path, err);
         free(path);
         if (!rc && p == S->n_probe) {
             snprintf(title, sizeof title, "%s - skyline of the combined score (block run %dx)", model_name, k);
             path = path_join(out, "skyline.png");
-            rc = skyline(S, k, v, title, path, err);
+            rc = skyline(S, k, v, title, "bars: the mean of the combined score vs base (0 = base; up, red: better than base)", path, err);
             free(path);
         }
     }
@@ -457,13 +476,13 @@ static int write_pictures(const summary *S, int k, const char *model_name, const
 }
 #endif
 
-// The configs but base, best balanced score first, into order (n_cfg - 1 entries); returns their count.
+// The configs but base, best score against base first, into order (n_cfg - 1 entries); returns their count.
 static int rank_configs(const summary *S, int *order) {
     int n = 0;
     for (int ci = 0; ci < S->n_cfg; ci++)
         if (ci != S->base) order[n++] = ci;
     for (int a = 1; a < n; a++)   // insertion sort, stable: ties keep the database's order
-        for (int b = a; b > 0 && S->c[order[b]].balanced > S->c[order[b - 1]].balanced; b--) {
+        for (int b = a; b > 0 && S->c[order[b]].vs_base > S->c[order[b - 1]].vs_base; b--) {
             int t = order[b];
             order[b] = order[b - 1], order[b - 1] = t;
         }
@@ -536,6 +555,33 @@ int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp
     return 0;
 }
 
+// The ranking's last word: which configs beat base beyond noise (delta above two paired SEs) on which probes, or
+// that none does; and each probe no row of which could be scored (every item failed), named, never dropped silently.
+static void print_verdict(sqlite3 *db, const summary *S) {
+    int winners = 0;
+    for (int ci = 0; ci < S->n_cfg; ci++) {
+        const cfg_row *c = &S->c[ci];
+        if (ci == S->base) continue;
+        int first = 1;
+        for (int p = 0; p < S->n_probe; p++) {
+            if (isnan(c->delta[p]) || c->delta[p] <= 0 || noise(c, p)) continue;
+            if (!winners++) printf("Beats base beyond noise:");
+            printf("%s %s on %s (%+.4f +- %.4f)", first ? (winners > 1 ? ";" : "") : ",", first ? c->label : "", S->probe[p],
+                   c->delta[p], isnan(c->se[p]) ? 0.0 : c->se[p]);
+            first = 0;
+        }
+    }
+    if (winners) printf("\n");
+    else printf("No config beats base beyond noise on any probe (%d configs, %d probe(s)).\n", S->n_cfg - 1, S->n_probe);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT probe, count(*), min(reason) FROM failures WHERE probe NOT IN (SELECT DISTINCT probe FROM results) "
+                           "GROUP BY probe ORDER BY probe", -1, &st, NULL);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        printf("Probe %s: every row failed (%d), nothing scored; first reason: %s\n", (const char *)sqlite3_column_text(st, 0),
+               sqlite3_column_int(st, 1), (const char *)sqlite3_column_text(st, 2));
+    sqlite3_finalize(st);
+}
+
 int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_n, rp_err *err) {
     summary S;
     if (build(db->db, &S, NULL, 0, NULL, err) || write_exports(db->db, &S, out, err)) {
@@ -547,28 +593,37 @@ int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_
     for (int ci = 0; ci < S.n_cfg; ci++)
         if (S.c[ci].k > 0 && S.c[ci].k < 64 && ++counts[S.c[ci].k] > best) best = counts[S.c[ci].k], k = S.c[ci].k;
     int rc = write_pictures(&S, k, model_name, out, err);
-    // top-N by balanced score
-    int *order = rp_malloc(sizeof(int) * S.n_cfg), n = rank_configs(&S, order);
-    printf("%-4s %-18s %6s", "rank", "config", "visits");
-    for (int p = 0; p < S.n_probe; p++) printf("  %-24.24s", S.probe[p]);
-    printf("  %8s\n", "balanced");
-    printf("%-4s %-18s %6d", "-", "base", S.c[S.base].visits);
+    // top-N by the score against base; every name whole (two probes may share a long prefix)
+    int *order = rp_malloc(sizeof(int) * S.n_cfg), n = rank_configs(&S, order), wl = 18;
+    for (int r = 0; r < n && r < top_n; r++) wl = (int)strlen(S.c[order[r]].label) > wl ? (int)strlen(S.c[order[r]].label) : wl;
+    int *wp = rp_malloc(sizeof(int) * (size_t)(S.n_probe ? S.n_probe : 1));
+    char head[512];
+    printf("%-4s %-*s %6s", "rank", wl, "config", "visits");
+    for (int p = 0; p < S.n_probe; p++) {
+        snprintf(head, sizeof head, "%s (%d items)", S.probe[p], S.c[S.base].n[p]);
+        wp[p] = (int)strlen(head) > 24 ? (int)strlen(head) : 24;
+        printf("  %-*s", wp[p], head);
+    }
+    printf("  %8s  %8s\n", "vs base", "balanced");
+    printf("%-4s %-*s %6d", "-", wl, "base", S.c[S.base].visits);
     for (int p = 0; p < S.n_probe; p++)
-        if (isnan(S.c[S.base].mean[p])) printf("  %-24s", "no scored item");
-        else printf("  mean %-19.4f", S.c[S.base].mean[p]);
+        if (isnan(S.c[S.base].mean[p])) printf("  %-*s", wp[p], "no scored item");
+        else printf("  mean %-*.4f", wp[p] - 5, S.c[S.base].mean[p]);
     printf("\n");
     for (int r = 0; r < n && r < top_n; r++) {
         const cfg_row *c = &S.c[order[r]];
-        printf("%-4d %-18.18s %6d", r + 1, c->label, c->visits);
+        printf("%-4d %-*s %6d", r + 1, wl, c->label, c->visits);
         for (int p = 0; p < S.n_probe; p++) {
             char cell[64];
             if (isnan(c->delta[p])) snprintf(cell, sizeof cell, "no paired item");
             else snprintf(cell, sizeof cell, "%+.4f+-%.4f%s", c->delta[p], isnan(c->se[p]) ? 0.0 : c->se[p], noise(c, p) ? " ~" : " *");
-            printf("  %-24s", cell);
+            printf("  %-*s", wp[p], cell);
         }
-        printf("  %8.3f\n", c->balanced);
+        printf("  %+8.2f  %8.3f\n", c->vs_base, c->balanced);
     }
-    printf("(delta vs base +- paired standard error; ~ within two standard errors of zero, * beyond)\n");
+    free(wp);
+    printf("(delta vs base +- paired standard error; ~ within two standard errors of zero, * beyond; ranked by vs base: the\n"
+           " sum over probes of delta / SE, > 0 better than base; balanced: RYS's sum of z-scores among the configs)\n");
     // how much of that is luck: among m configs tested at p < 0.05, about 0.05 m pass by chance alone
     for (int p = 0; p < S.n_probe; p++) {
         int m = 0, pass = 0, discoveries = 0;
@@ -582,6 +637,7 @@ int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_
             printf("%s: %d of %d configs differ from base at p < 0.05, where %.1f would by chance alone; %d at a false "
                    "discovery rate of 5%% (Benjamini-Hochberg q < 0.05)\n", S.probe[p], pass, m, 0.05 * m, discoveries);
     }
+    print_verdict(db->db, &S);
     free(order);
     summary_free(&S);
     return rc;

@@ -207,7 +207,7 @@ static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slot
                 continue;
             }
             s->reply[s->n_reply++] = tok;
-            if (s->n_reply >= p->max_new) {
+            if (s->n_reply >= probe_item_max_new(p, it)) {
                 rc = finish(r, p, it, s, NULL, prompt, n_prompt, err);
                 continue;
             }
@@ -319,7 +319,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
         for (int i = 0; i < n; i++) slots[i].cfg = pending[t0i + i];
         for (int i = 0; i < n && !failed; i++, made++) {
             int c = pending[t0i + i];
-            slots[i].reply = rp_malloc(sizeof(int) * (size_t)(p->max_new + 1));
+            slots[i].reply = rp_malloc(sizeof(int) * (size_t)(probe_item_max_new(p, it) + 1));
             fr[i] = from[t0i + i];
             if ((failed = sequence_init_pooled(&slots[i].seq, r->m, &cl->c[c].sched, &r->pool, &merr))) break;
             snap_of[i] = NULL;
@@ -359,7 +359,7 @@ void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
             sweep_prompt *sp = &r->prompts[p][i];
             rp_err e;
             // the reply's room: tokens to decode, or an option's or the answer's text (a token is at least a byte)
-            int longest = pr->loglik ? (int)strlen(it->answer) + 1 : pr->max_new;
+            int longest = pr->loglik ? (int)strlen(it->answer) + 1 : probe_item_max_new(pr, it);
             for (int o = 0; o < it->n_options; o++)
                 if ((int)strlen(it->options[o]) + 1 > longest) longest = (int)strlen(it->options[o]) + 1;
             if (sweep_prompt_ids(r, it->prompt, &sp->ids, &sp->n, &e)) rp_wrap(&e, "the prompt cannot be tokenized");
