@@ -3,7 +3,7 @@
 //   duplicated: per config, export the physically duplicated checkpoint, load it, evaluate it alone (mergekit's way)
 //   naive:      one model loaded once; each config alone, nothing shared
 //   sweep:      reprise sweep: the base's prefix shared, configs decoded together
-// Prints figures and ratios; asserts nothing. All three must give the same scores; it says whether they do.
+// Prints figures and ratios; asserts nothing. All three must give the same rows; it says whether they do.
 // usage: bench_sweep [-m DIR] [--probe SPEC] [--items N] [--configs LIST] [--no-duplicated]
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,23 +11,34 @@
 #include <unistd.h>
 
 #include "engine/export.h"
+#include "loader/fingerprint.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/sweep/run.h"
 #include "engine/cpu_threads.h"
 #include "engine/stats.h"
 
-static double total_score(sweep_db *d) {
+// Every row (config label, probe, item, score to the last bit, reply), in one order whatever order they were written
+// in, fingerprinted: the modes agree when their rows do (a floating-point total summed in another row order can
+// differ in its last bits while every row is the same).
+static uint64_t rows_fingerprint(sweep_db *d) {
     sqlite3_stmt *st;
-    sqlite3_prepare_v2(d->db, "SELECT total(score), count(*) FROM results", -1, &st, NULL);
-    sqlite3_step(st);
-    double s = sqlite3_column_double(st, 0) * 1000003 + sqlite3_column_int(st, 1);
+    sqlite3_prepare_v2(d->db, "SELECT c.label, r.probe, r.item, r.score, r.reply FROM results r JOIN configs c ON c.id = r.config "
+                              "ORDER BY c.label, r.probe, r.item", -1, &st, NULL);
+    uint64_t h = FINGERPRINT_SEED;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        double score = sqlite3_column_double(st, 3);
+        for (int k = 0; k < 5; k++)
+            if (k == 3) h = fingerprint_bytes(h, &score, sizeof score);
+            else h = fingerprint_str(h, sqlite3_column_text(st, k) ? (const char *)sqlite3_column_text(st, k) : "");
+    }
     sqlite3_finalize(st);
-    return s;
+    return h;
 }
 
 typedef struct {
-    double seconds, score;
+    double seconds;
+    uint64_t rows;   // rows_fingerprint
     long layer_execs, visits;
 } outcome;
 
@@ -112,7 +123,7 @@ int main(int argc, char **argv) {
             free(r.config_ids);
         }
         out[mode].seconds = rp_now_s() - t0;
-        out[mode].score = total_score(&d);
+        out[mode].rows = rows_fingerprint(&d);
         sweep_db_close(&d);
     }
     double hours_per_config[3];
@@ -122,7 +133,7 @@ int main(int argc, char **argv) {
     for (int mode = duplicated ? 0 : 1; mode < 3; mode++) {
         hours_per_config[mode] = out[mode].seconds / 3600 / cl.n;
         printf("%-11s %10.3f %14.0f %16ld %14ld %10s\n", names[mode], out[mode].seconds, 1 / hours_per_config[mode],
-               out[mode].layer_execs, out[mode].visits, out[mode].score == out[2].score ? "same" : "DIFFER");
+               out[mode].layer_execs, out[mode].visits, out[mode].rows == out[2].rows ? "same" : "DIFFER");
     }
     printf("reprise sweep vs naive: %.2fx configs/hour, %.2fx fewer layer executions, %.2fx fewer visits\n",
            out[1].seconds / out[2].seconds, (double)out[1].layer_execs / out[2].layer_execs, (double)out[1].visits / out[2].visits);

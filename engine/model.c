@@ -33,6 +33,12 @@ int model_load_planned(model *m, const char *dir, const char *backend_name, int 
         st_close(&m->weights);
         return -1;
     }
+    if (tp > 1 && !backend_cuda_create) {   // the user may never have named a backend: say what --tp needs
+        rp_fail(err, "--tp %d splits the model over GPUs, and this reprise was built without the CUDA backend (cmake "
+                     "-DREPRISE_CUDA=ON, or -DREPRISE_CUDA_EMULATED=ON to run it on the CPU)", tp);
+        st_close(&m->weights);
+        return -1;
+    }
     if (strcmp(backend_name, "auto") == 0 && tp > 1) backend_name = "cuda";   // the CPU backend cannot split
     if (strcmp(backend_name, "auto") == 0) {   // cuda when it is built in and finds a device, else cpu
         rp_err quiet;

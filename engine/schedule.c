@@ -164,13 +164,35 @@ static int parse_replication(schedule *s, const char *text, int n_layers, rp_err
     return 0;
 }
 
-int schedule_parse(schedule *s, const char *text, int n_layers, rp_err *err) {
+static int is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_separator(char c) { return c && strchr(",;+:-.[]", c) != NULL; }
+
+char *schedule_tidy(const char *text) {
+    size_t n = strlen(text);
+    char *out = rp_malloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_blank(text[i])) {
+            *o++ = text[i];
+            continue;
+        }
+        size_t j = i;   // a run of blanks: kept only between two characters that are not separators
+        while (j < n && is_blank(text[j])) j++;
+        if (o > out && j < n && !is_separator(o[-1]) && !is_separator(text[j])) *o++ = ' ';
+        i = j - 1;
+    }
+    *o = 0;
+    return out;
+}
+
+int schedule_parse(schedule *s, const char *given, int n_layers, rp_err *err) {
     s->n_visits = 0;
     s->layer = NULL;
     int rc;
+    char *text = schedule_tidy(given ? given : "");
     if (!text || !*text) rc = rp_fail(err, "schedule is empty");
     else if (strcmp(text, "base") == 0) {
         schedule_base(s, n_layers);
+        free(text);
         return 0;
     } else if (strncmp(text, "rys:", 4) == 0) rc = parse_rys(s, text + 4, n_layers, err);
     else if (*skip_space(text) == '[') rc = parse_replication(s, skip_space(text), n_layers, err);
@@ -178,6 +200,7 @@ int schedule_parse(schedule *s, const char *text, int n_layers, rp_err *err) {
     else rc = parse_ranges(s, text, "-", 0, n_layers, err);
     if (!rc && s->n_visits == 0) rc = rp_fail(err, "schedule '%s' has no visits", text);
     if (rc) schedule_free(s);
+    free(text);
     return rc;
 }
 

@@ -121,6 +121,42 @@ check "--repeat-penalty, --frequency-penalty, --presence-penalty: each greedy id
 expect_error "a repeat penalty of 0" "--repeat-penalty: '0'" "$BIN" generate --tokens 1 --repeat-penalty 0
 expect_error "a presence penalty past 2" "--presence-penalty: '3'" "$BIN" generate --tokens 1 --presence-penalty 3
 
+# small ones: flags named for what the user typed, at once; schedules as people type them; the percentiles of a
+# prompt test left empty; bench_sweep's modes compared row by row
+if "$BIN" generate --backend cuda --tokens 1 -n 1 2>&1 | grep -q "built without the CUDA backend"; then
+    expect_error "--tp 2 on a build without CUDA names --tp, not a --backend never given" "--tp 2 splits the model over GPUs, and this reprise was built without the CUDA backend" \
+        "$BIN" generate --tp 2 --tokens 1 -n 1
+fi
+expect_error "--backend gpu refused before any model is read" "--backend gpu: unknown backend (cpu, cuda, auto)" "$BIN" generate -m "$T/no-such-model" --backend gpu --tokens 1
+expect_error "bench --backend gpu refused at once" "--backend gpu: unknown backend" "$BIN" bench -m "$T/no-such-model" --backend gpu
+"$BIN" generate -m "$M" --tokens 1,5 -n 2 --temp 0 -t 100000 >/dev/null 2>"$T/t.err"
+[ $? -ne 0 ] && grep -q "1024" "$T/t.err"
+check "-t 100000 is refused with the bound" $?
+cores=$(nproc)
+"$BIN" generate -m "$M" --tokens 1,5 -n 2 --temp 0 -t $((cores + 7)) >/dev/null 2>"$T/t.err"
+[ $? -eq 0 ] && grep -q "^reprise: -t $((cores + 7)): this machine has $cores cores; using $cores" "$T/t.err"
+check "-t past the cores is said and lowered to them: $(head -1 "$T/t.err")" $?
+a=$("$BIN" generate -m "$M" --tokens 1,5,9 -n 6 --temp 0 --ignore-eos --schedule "0-2,1-3" 2>/dev/null)
+b=$("$BIN" generate -m "$M" --tokens 1,5,9 -n 6 --temp 0 --ignore-eos --schedule " 0-2, 1 - 3 " 2>/dev/null)
+c=$("$BIN" generate -m "$M" --tokens 1,5,9 -n 6 --temp 0 --ignore-eos --schedule "rys: 1, 3" 2>/dev/null)
+d=$("$BIN" generate -m "$M" --tokens 1,5,9 -n 6 --temp 0 --ignore-eos --schedule "rys:1,3" 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] && [ -n "$c" ] && [ "$c" = "$d" ]
+check "schedules with blanks after commas and around separators read as without them" $?
+expect_error "a blank between two numbers is still an error" "'1 2'" "$BIN" generate -m "$M" --tokens 1 --schedule "0,1 2"
+"$BIN" bench -m "$M" --schedule "base; rys:1,3" -p 4 -n 2 -r 1 -o csv >"$T/b.csv" 2>/dev/null
+python3 - "$T/b.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [r["schedule"] for r in rows] == ["base", "base", "rys:1,3", "rys:1,3"], rows
+for r in rows:
+    gen = int(r["n_gen"]) > 0
+    assert all((r[k] != "" and float(r[k]) > 0) if gen else r[k] == "" for k in ("p50_ms", "p90_ms", "p99_ms")), r
+PY
+check "bench -o csv: a prompt test's percentiles empty, a generation test's positive; 'base; rys:1,3' split and tidied" $?
+"$(dirname "$BIN")/bench_sweep" >"$T/bs.out" 2>&1
+[ $? -eq 0 ] && [ "$(grep -c ' same$' "$T/bs.out")" -eq 3 ] && ! grep -q DIFFER "$T/bs.out"
+check "bench_sweep: duplicated checkpoints, naive and sweep give the same rows (compared row by row)" $?
+
 expect_error "bad --kv-dtype" "--kv-dtype: 'f16'" "$BIN" generate -m "$M" --tokens 1 --kv-dtype f16
 "$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 7 --ignore-eos >"$T/r1" 2>/dev/null
 "$BIN" generate -m "$M" --tokens 1 -n 20 --temp 1 --seed 7 --ignore-eos >"$T/r2" 2>/dev/null

@@ -606,6 +606,10 @@ def main():
         test_openai_client(s)
         test_seeded_under_load(s)
         test_load(s, LOAD)
+        # a second server on the same port: refused at once, naming the port and why (errno)
+        out = subprocess.run([REPRISE, "serve", "--port", str(s.port)], capture_output=True, text=True, timeout=120)
+        check(out.returncode != 0 and "cannot listen on 127.0.0.1:%d: Address already in use" % s.port in out.stderr,
+              "a port in use is refused with the reason: %s" % out.stderr.strip()[-200:])
         check(s.stop() == 0, "the server exits 0")
     finally:
         s.stop()

@@ -137,9 +137,16 @@ cp -r "$T/m" "$T/m3" && before=$(rows "$T/m3/results.sqlite")
 "$BIN" sweep merge --out "$T/m3" "$T/s0/results.sqlite" "$T/stray.sqlite" >/dev/null 2>"$T/stray.err"
 r=$((1 - $?))
 grep -q "stray.sqlite: not a reprise sweep database (no table 'meta')" "$T/stray.err" || r=1
-grep -q "is unchanged" "$T/stray.err" || r=1
+grep -q "is as it was" "$T/stray.err" || r=1
 [ "$(python3 -c "import sqlite3,sys; print([n for (n,) in sqlite3.connect(sys.argv[1]).execute('SELECT name FROM sqlite_master')])" "$T/stray.sqlite")" = "['notes']" ] || r=1
 [ "$before" = "$(rows "$T/m3/results.sqlite")" ] && [ -z "$(ls "$T/m3" | grep merging)" ] || r=1
+# shards of two sweeps (other --items): the file refused is named, not the merge's temporary one, with a merge's advice
+"$BIN" sweep --probe arith --items 3 --configs "rys:1,3" --out "$T/other3" >/dev/null 2>&1
+"$BIN" sweep merge --out "$T/m5" "$T/s0/results.sqlite" "$T/other3/results.sqlite" >/dev/null 2>"$T/other.err"
+r=$((1 - $?))
+grep -q "other3/results.sqlite is another sweep's: its items of probe arith is '3 items" "$T/other.err" &&
+    grep -q "only the shards of one sweep merge" "$T/other.err" && ! grep -q "merging-\|use another --out" "$T/other.err" || r=1
+check "merge of another sweep's database names that file and says what merges: $(head -c 160 "$T/other.err")" $r
 cp "$T/s1/results.sqlite" "$T/nul.sqlite"
 python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE c2 AS SELECT * FROM configs'); c.execute('DROP TABLE configs'); c.execute('CREATE TABLE configs(id INTEGER PRIMARY KEY, label TEXT, schedule TEXT, i, j, k, visits)'); c.execute('INSERT INTO configs SELECT * FROM c2'); c.execute('UPDATE configs SET label = NULL WHERE id = 2'); c.commit()" "$T/nul.sqlite"
 "$BIN" sweep merge --out "$T/m4" "$T/nul.sqlite" >/dev/null 2>"$T/nul.err"

@@ -79,7 +79,10 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         int rc = 0, seed = 0;
         if (strcmp(name, "m") == 0) o->model_dir = v;
         else if (strcmp(name, "schedule") == 0) o->schedule = v;
-        else if (strcmp(name, "backend") == 0) o->backend = v;
+        else if (strcmp(name, "backend") == 0) {   // named now, before a model is read
+            o->backend = v;
+            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) rc = rp_fail(err, "--backend %s: unknown backend (cpu, cuda, auto)", v);
+        }
         else if (strcmp(name, "kv-dtype") == 0) {
             if (kv_dtype_parse(v, &o->kv_dtype)) return rp_fail(err, "--kv-dtype: '%s': auto, bf16 or f32", v);
         }
@@ -105,7 +108,9 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
             o->stops[o->n_stops++] = v;
         }
         else if (strcmp(name, "n") == 0) rc = cli_parse_int(a, v, 0, 1 << 30, &o->n_predict, err);
-        else if (strcmp(name, "t") == 0) rc = cli_parse_int(a, v, 1, 1024, &o->threads, err);
+        else if (strcmp(name, "t") == 0) {
+            if (!(rc = cli_parse_int(a, v, 1, 1024, &o->threads, err))) o->threads = cli_clamp_threads(o->threads);
+        }
         else if (strcmp(name, "c") == 0) rc = cli_parse_int(a, v, 1, 1 << 30, &o->ctx, err);
         else if (strcmp(name, "ubatch") == 0) rc = cli_parse_int(a, v, 1, 1 << 20, &o->ubatch, err);
         else if (strcmp(name, "batch") == 0) rc = cli_parse_int(a, v, 1, 1 << 20, &o->batch, err);
@@ -162,6 +167,14 @@ int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err) {
         return rp_fail(err, "--tokens: no token ids given");
     }
     return 0;
+}
+
+int cli_clamp_threads(int n) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1 || n <= cores) return n;
+    fprintf(stderr, "reprise: -t %d: this machine has %ld cores; using %ld (threads past the cores only wait on each "
+                    "other at every step)\n", n, cores, cores);
+    return (int)cores;
 }
 
 int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedule *s, rp_err *err) {

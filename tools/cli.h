@@ -60,6 +60,9 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
 // at once with *exit_code.
 int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli_opts *o, int *exit_code);
 
+// -t N past this machine's cores: said on stderr and lowered to the cores.
+int cli_clamp_threads(int n);
+
 // The prompt's token ids: --tokens as given, or -p TEXT / -f FILE through the tokenizer (BOS added as its
 // post-processor says, unless --no-special). *is_text tells which.
 struct tokenizer;

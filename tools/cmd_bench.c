@@ -119,6 +119,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, char **sched_text, i
             rc = parse_list(a, v, 1, one, &n1, err);
             if (!rc && n1 != 1) rc = rp_fail(err, "%s takes one integer", a);
             if (!rc) *(!strcmp(a, "-r") ? &o->reps : !strcmp(a, "-t") ? &o->threads : &o->tp) = one[0];
+            if (!rc && !strcmp(a, "-t")) o->threads = cli_clamp_threads(o->threads);
             if (!rc && !strcmp(a, "--tp") && o->tp > TP_MAX_RANKS) rc = rp_fail(err, "--tp: at most %d", TP_MAX_RANKS);
         } else if (!strcmp(a, "--schedule")) *sched_text = rp_strdup(v);
         else if (!strcmp(a, "-o")) {
@@ -128,7 +129,10 @@ static int parse_args(int argc, char **argv, bench_opts *o, char **sched_text, i
         } else if (!strcmp(a, "--gpu")) {
             if (!roofline_gpu(v)) rc = rp_fail(err, "--gpu: '%s': h100, h200 or a100", v);
             o->gpu = v;
-        } else if (!strcmp(a, "--backend")) o->backend = v;
+        } else if (!strcmp(a, "--backend")) {
+            o->backend = v;
+            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) rc = rp_fail(err, "--backend %s: unknown backend (cpu, cuda, auto)", v);
+        }
         else if (!strcmp(a, "--kv-dtype")) {
             if (kv_dtype_parse(v, &o->kv_dtype)) rc = rp_fail(err, "--kv-dtype: '%s': auto, bf16 or f32", v);
         } else rc = rp_fail(err, "unknown option '%s' (see --help)", a);
@@ -220,8 +224,12 @@ static int split_schedules(const char *text, char **list, char **out, int *n) {
     *list = rp_strdup(text);
     char *save = NULL;
     *n = 0;
-    for (char *s = strtok_r(*list, ";", &save); s && *n < BENCH_MAX_LIST; s = strtok_r(NULL, ";", &save))
+    for (char *s = strtok_r(*list, ";", &save); s && *n < BENCH_MAX_LIST; s = strtok_r(NULL, ";", &save)) {
+        char *t = schedule_tidy(s);   // "base; rys:1,3": the row is named "rys:1,3"
+        strcpy(s, t);                 // never longer
+        free(t);
         if (*s) out[(*n)++] = s;
+    }
     if (*n) return 0;
     fprintf(stderr, "reprise bench: --schedule: no schedules\n");
     return -1;

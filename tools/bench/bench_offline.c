@@ -168,25 +168,33 @@ static void print_row(const bench_opts *o, const bench_env *env, const bench_row
             printf("model,schedule,visits,n_layers,backend,tp,n_threads,n_seqs,n_prompt,n_gen,n_depth,test,avg_ns,stddev_ns,"
                    "avg_ts,stddev_ts,time_vs_base,roofline_ts,roofline_pct,bandwidth_gbs,peak_gflops,p50_ms,p90_ms,p99_ms,"
                    "samples_ns,samples_ts\n");
-        printf("\"%s\",\"%s\",%d,%d,%s,%d,%d,%d,%d,%d,%d,\"%s\",%.0f,%.0f,%.6f,%.6f,%.6f,%.6f,%.3f,%.3f,%.3f,%.6f,%.6f,%.6f,\"",
+        char p[3][32] = {"", "", ""};   // a prompt test has no generation steps: empty, never a 0 that reads as a time
+        if (gen && r->n_samples)
+            snprintf(p[0], sizeof p[0], "%.6f", st.p50), snprintf(p[1], sizeof p[1], "%.6f", st.p90),
+                snprintf(p[2], sizeof p[2], "%.6f", st.p99);
+        printf("\"%s\",\"%s\",%d,%d,%s,%d,%d,%d,%d,%d,%d,\"%s\",%.0f,%.0f,%.6f,%.6f,%.6f,%.6f,%.3f,%.3f,%.3f,%s,%s,%s,\"",
                env->model, r->schedule, r->visits, env->n_layers, env->backend, env->tp, env->threads, r->t.seqs, r->t.n_prompt,
                r->t.n_gen, r->t.depth, test, st.avg_ns, st.stddev_ns, st.avg_ts, st.stddev_ts, vs_base, r->roofline_ts, pct,
-               env->bandwidth / 1e9, env->peak_flops / 1e9, st.p50, st.p90, st.p99);
+               env->bandwidth / 1e9, env->peak_flops / 1e9, p[0], p[1], p[2]);
         for (int k = 0; k < r->n_samples; k++) printf("%s%.0f", k ? ";" : "", r->samples_s[k] * 1e9);
         printf("\",\"");
         for (int k = 0; k < r->n_samples; k++) printf("%s%.6f", k ? ";" : "", st.ts[k]);
         printf("\"\n");
     } else {   // json (an array) or jsonl (an object a line)
         int jsonl = !strcmp(fmt, "jsonl");
+        char p[3][32] = {"null", "null", "null"};   // a prompt test has no generation steps
+        if (gen && r->n_samples)
+            snprintf(p[0], sizeof p[0], "%.6f", st.p50), snprintf(p[1], sizeof p[1], "%.6f", st.p90),
+                snprintf(p[2], sizeof p[2], "%.6f", st.p99);
         if (!jsonl) printf(first ? "[\n  " : ",\n  ");
         printf("{\"model\": \"%s\", \"schedule\": \"%s\", \"visits\": %d, \"n_layers\": %d, \"backend\": \"%s\", \"tp\": %d, "
                "\"n_threads\": %d, \"n_seqs\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"test\": \"%s\", "
                "\"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"time_vs_base\": %.6f, "
                "\"roofline_ts\": %.6f, \"roofline_pct\": %.3f, \"bandwidth_gbs\": %.3f, \"bandwidth_source\": \"%s\", "
-               "\"peak_gflops\": %.3f, \"peak_source\": \"%s\", \"p50_ms\": %.6f, \"p90_ms\": %.6f, \"p99_ms\": %.6f, \"samples_ns\": [",
+               "\"peak_gflops\": %.3f, \"peak_source\": \"%s\", \"p50_ms\": %s, \"p90_ms\": %s, \"p99_ms\": %s, \"samples_ns\": [",
                env->model, r->schedule, r->visits, env->n_layers, env->backend, env->tp, env->threads, r->t.seqs, r->t.n_prompt,
                r->t.n_gen, r->t.depth, test, st.avg_ns, st.stddev_ns, st.avg_ts, st.stddev_ts, vs_base, r->roofline_ts, pct,
-               env->bandwidth / 1e9, env->bandwidth_source, env->peak_flops / 1e9, env->peak_source, st.p50, st.p90, st.p99);
+               env->bandwidth / 1e9, env->bandwidth_source, env->peak_flops / 1e9, env->peak_source, p[0], p[1], p[2]);
         for (int k = 0; k < r->n_samples; k++) printf("%s%.0f", k ? ", " : "", r->samples_s[k] * 1e9);
         printf("], \"samples_ts\": [");
         for (int k = 0; k < r->n_samples; k++) printf("%s%.6f", k ? ", " : "", st.ts[k]);

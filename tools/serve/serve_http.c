@@ -746,6 +746,18 @@ serve_http *serve_http_start(const char *host, int port, const char *api_key, rp
         rp_fail(err, "--host %s: %s", host, gai_strerror(gai));
         return NULL;
     }
+    // the listening socket is made here, not by libmicrohttpd, so a failure says why (errno: in use, no such address)
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 1024)) {
+        int e = errno;
+        rp_fail(err, "cannot listen on %s:%d: %s%s", host, port, strerror(e),
+                e == EADDRINUSE ? " (another server has that port: stop it, or choose another --port)"
+                : e == EADDRNOTAVAIL ? " (not an address of this machine: --host 0.0.0.0 listens on all)" : "");
+        if (fd >= 0) close(fd);
+        freeaddrinfo(ai);
+        return NULL;
+    }
     serve_http *h = rp_calloc(1, sizeof *h);
     h->api_key = api_key ? rp_strdup(api_key) : NULL;
     h->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
@@ -754,13 +766,14 @@ serve_http *serve_http_start(const char *host, int port, const char *api_key, rp
     pthread_cond_init(&h->idle, NULL);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    h->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT, 1000u,
                                  MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
                                  MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!h->daemon) {
-        rp_fail(err, "cannot listen on %s:%d (in use, or not an address of this machine?)", host, port);
+        rp_fail(err, "cannot serve on %s:%d: libmicrohttpd would not start (%s)", host, port, strerror(errno));
+        close(fd);
         serve_http_stop(h);
         return NULL;
     }

@@ -146,7 +146,7 @@ static int merge(int argc, char **argv) {
     if (!rc && rename(tmp, path)) rc = rp_fail(&err, "%s: cannot rename into %s: %s", tmp, path, strerror(errno));
     if (rc) {
         remove_db(tmp);
-        fprintf(stderr, "reprise sweep merge: %s (%s is unchanged)\n", err.msg, path);
+        fprintf(stderr, "reprise sweep merge: %s (%s is as it was)\n", err.msg, path);
         free(path), free(tmp);
         return 1;
     }

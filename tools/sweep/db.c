@@ -122,16 +122,20 @@ void sweep_db_close(sweep_db *d) {
     memset(d, 0, sizeof *d);
 }
 
-int sweep_db_check_meta(sweep_db *d, const char *key, const char *value, rp_err *err) {
+static int check_meta(sweep_db *d, const char *source, const char *key, const char *value, rp_err *err) {
     sqlite3_stmt *st;
     sqlite3_prepare_v2(d->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL);
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
     int rc = 0;
     if (sqlite3_step(st) == SQLITE_ROW) {
         const char *have = (const char *)sqlite3_column_text(st, 0);
-        if (strcmp(have, value) != 0)
+        if (strcmp(have, value) != 0 && !source)
             rc = rp_fail(err, "%s holds a sweep with %s '%s', not '%s': use another --out to start a new sweep", d->path,
                          key, have, value);
+        else if (strcmp(have, value) != 0)
+            rc = rp_fail(err, "%s is another sweep's: its %s is '%s', where the databases merged before it have '%s'; only "
+                         "the shards of one sweep merge (the same model, probes, items and flags, all but --shard and "
+                         "--out)", source, key, value, have);
     } else {
         sqlite3_stmt *ins;
         sqlite3_prepare_v2(d->db, "INSERT INTO meta(key, value) VALUES(?,?)", -1, &ins, NULL);
@@ -142,6 +146,14 @@ int sweep_db_check_meta(sweep_db *d, const char *key, const char *value, rp_err 
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+int sweep_db_check_meta(sweep_db *d, const char *key, const char *value, rp_err *err) {
+    return check_meta(d, NULL, key, value, err);
+}
+
+int sweep_db_check_merged_meta(sweep_db *d, const char *source, const char *key, const char *value, rp_err *err) {
+    return check_meta(d, source, key, value, err);
 }
 
 int sweep_db_config(sweep_db *d, const char *label, const char *schedule, int i, int j, int k, int visits, int *id, rp_err *err) {

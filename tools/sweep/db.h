@@ -24,6 +24,9 @@ void sweep_db_close(sweep_db *d);
 // meta: key -> value. sweep_db_check_meta sets it when absent, and fails naming the key when it differs, so
 // that resuming a sweep with another model or other probes is refused instead of mixing results.
 int sweep_db_check_meta(sweep_db *d, const char *key, const char *value, rp_err *err);
+// The same for a database being merged in (a shard's, an exchange file): the difference is named by source, the
+// file whose rows are refused, with a merge's way out.
+int sweep_db_check_merged_meta(sweep_db *d, const char *source, const char *key, const char *value, rp_err *err);
 
 // The config's id (adding it when new). i, j, k: the rys block, or -1 for a general schedule.
 int sweep_db_config(sweep_db *d, const char *label, const char *schedule, int i, int j, int k, int visits, int *id, rp_err *err);

@@ -32,7 +32,7 @@ int sweep_merge_one(sweep_db *d, const char *path, long *added, rp_err *err) {
     if (query(&in, "SELECT key, value FROM meta", &st, err)) return sweep_db_close(&in), -1;
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
         const char *k = need_text(st, 0, path, err, &rc), *v = need_text(st, 1, path, err, &rc);
-        if (!rc) rc = sweep_db_check_meta(d, k, v, err);
+        if (!rc) rc = sweep_db_check_merged_meta(d, path, k, v, err);
     }
     sqlite3_finalize(st), st = NULL;
     if (!rc) rc = query(&in, "SELECT probe, item, prompt, answer FROM items", &st, err);

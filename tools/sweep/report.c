@@ -103,12 +103,12 @@ static void bh_adjust(const double *p, double *q, int n) {
 
 static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-// delta / its paired standard error, clipped to +-10: a probe with no paired item adds nothing, and a delta with no
-// spread at all (every item moved alike, SE 0) counts as the clip, in its sign.
+// delta / its paired standard error, clipped to +-10: a probe with fewer than two paired items (no standard error)
+// adds nothing, and a delta with no spread at all (every item moved alike, SE 0) counts as the clip, in its sign.
 #define T_CLIP 10.0
 static double t_vs_base(double delta, double se) {
-    if (isnan(delta) || delta == 0) return 0;
-    double t = isnan(se) || se == 0 ? copysign(T_CLIP, delta) : delta / se;
+    if (isnan(delta) || delta == 0 || isnan(se)) return 0;
+    double t = se == 0 ? copysign(T_CLIP, delta) : delta / se;
     return t > T_CLIP ? T_CLIP : t < -T_CLIP ? -T_CLIP : t;
 }
 

@@ -66,8 +66,11 @@ int sweep_space_build(config_list *l, int n_layers, const space_opts *o, rp_err 
             }
     }
     char *copy = o->configs ? rp_strdup(o->configs) : NULL;
-    for (char *save, *t = copy ? strtok_r(copy, ";", &save) : NULL; t && !rc; t = strtok_r(NULL, ";", &save))
-        if ((rc = sweep_space_add(l, t, t, n_layers, err))) rp_wrap(err, "--configs");
+    for (char *save, *t = copy ? strtok_r(copy, ";", &save) : NULL; t && !rc; t = strtok_r(NULL, ";", &save)) {
+        char *label = schedule_tidy(t);   // "base; rys:1,3" labels its second config "rys:1,3"
+        if (*label && (rc = sweep_space_add(l, label, label, n_layers, err))) rp_wrap(err, "--configs");
+        free(label);
+    }
     free(copy);
     if (!rc && o->configs_file) {
         FILE *f = fopen(o->configs_file, "r");
