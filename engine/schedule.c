@@ -165,7 +165,7 @@ static int parse_replication(schedule *s, const char *text, int n_layers, rp_err
 }
 
 static int is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-static int is_separator(char c) { return c && strchr(",;+:-.[]", c) != NULL; }
+static int is_separator(char c) { return c && strchr(",;+:[]", c) != NULL; }   // not '-' or "..": "0 - 3" stays an error
 
 char *schedule_tidy(const char *text) {
     size_t n = strlen(text);

@@ -15,8 +15,9 @@ typedef struct {
 // them: ExLlamaV3's layer_map, inclusive ranges with `..` and open ends (`..51,45..`); PEFT's layer_replication,
 // [start, end) pairs (`[[0,52],[45,80]]`). Errors name the offending token.
 int schedule_parse(schedule *s, const char *text, int n_layers, rp_err *err);
-// A fresh copy of text without the blanks people type around separators ("0-2, 1-4", "base; rys:1,3", "rys: 1, 3")
-// or at its ends; a blank between two digits stays (and is an error to parse). schedule_parse reads text this way.
+// A fresh copy of text without the blanks people type around list separators (',', ';', '+', ':', brackets: "0-2,
+// 1-4", "base; rys:1,3", "rys: 1, 3") or at its ends; any other blank stays, and is an error to parse ("0 - 3",
+// "1 2"). schedule_parse reads text this way.
 char *schedule_tidy(const char *text);
 void schedule_base(schedule *s, int n_layers);
 void schedule_free(schedule *s);

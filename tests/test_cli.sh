@@ -137,7 +137,7 @@ cores=$(nproc)
 [ $? -eq 0 ] && grep -q "^reprise: -t $((cores + 7)): this machine has $cores cores; using $cores" "$T/t.err"
 check "-t past the cores is said and lowered to them: $(head -1 "$T/t.err")" $?
 a=$("$BIN" generate -m "$M" --tokens 1,5,9 -n 6 --temp 0 --ignore-eos --schedule "0-2,1-3" 2>/dev/null)
-b=$("$BIN" generate -m "$M" --tokens 1,5,9 -n 6 --temp 0 --ignore-eos --schedule " 0-2, 1 - 3 " 2>/dev/null)
+b=$("$BIN" generate -m "$M" --tokens 1,5,9 -n 6 --temp 0 --ignore-eos --schedule " 0-2, 1-3 " 2>/dev/null)
 c=$("$BIN" generate -m "$M" --tokens 1,5,9 -n 6 --temp 0 --ignore-eos --schedule "rys: 1, 3" 2>/dev/null)
 d=$("$BIN" generate -m "$M" --tokens 1,5,9 -n 6 --temp 0 --ignore-eos --schedule "rys:1,3" 2>/dev/null)
 [ -n "$a" ] && [ "$a" = "$b" ] && [ -n "$c" ] && [ "$c" = "$d" ]

@@ -16,6 +16,7 @@ import sqlite3
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import serve_proc  # noqa: E402
 from checks import check, finish  # noqa: E402
 
 REPRISE, SHARED = sys.argv[1], sys.argv[2]
@@ -45,14 +46,7 @@ def run(*args, stdin=None):
 
 class Server:
     def __init__(self, model, template):
-        self.p = subprocess.Popen([REPRISE, "serve", "-m", model, "--port", "0", "--parallel", "4", "--chat-template", template],
-                                  stderr=subprocess.PIPE, text=True)
-        self.port = None
-        for line in self.p.stderr:
-            m = re.search(r"listening on http://[^:]+:(\d+)", line)
-            self.port = self.port or (m and m.group(1))
-            if "ready:" in line:
-                break
+        self.p, self.port = serve_proc.start(REPRISE, "-m", model, "--parallel", "4", "--chat-template", template)
 
     def post(self, path, body, stream=False):
         req = urllib.request.Request("http://127.0.0.1:%s%s" % (self.port, path), json.dumps(body).encode(),

@@ -40,18 +40,13 @@ for w in 3 4 8; do
     done
 done
 check "generate: prompts of w-1, w, w+1, 2w+1 tokens at --ubatch w (3, 4, 8) give one window's ids, CUDA and CPU" $r
-python3 - "$BIN" <<'PY'
-import json, re, subprocess, sys, urllib.request
+python3 - "$BIN" "$(dirname "$0")" <<'PY'
+import json, subprocess, sys, urllib.request
 binary = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+from serve_proc import start
 def serve(backend, ubatch):
-    p = subprocess.Popen([binary, "serve", "--port", "0", "--backend", backend, "--ubatch", str(ubatch), "--parallel", "2"], stderr=subprocess.PIPE, text=True)
-    port = None
-    for line in p.stderr:
-        m = re.search(r"listening on http://[^:]+:(\d+)", line)
-        port = port or (m and m.group(1))
-        if "ready:" in line:
-            break
-    return p, port
+    return start(binary, "--backend", backend, "--ubatch", str(ubatch), "--parallel", "2")
 for backend in ("cuda", "cpu"):
     got = {}
     for ub in (512, 4):
@@ -68,15 +63,19 @@ for backend in ("cuda", "cpu"):
         assert one[0] == win[0] and max(abs(a - b) for a, b in zip(one[1], win[1])) < 1e-5, (backend, n, one, win)
 PY
 check "serve --ubatch 4: prompts of 3, 4, 5, 9 and 13 tokens complete as in one window (text and logprobs), CUDA and CPU" $?
+# a sweep: prompts of 3, 4, 5 and 9 tokens (BOS and a character a token) at --ubatch 4, and arith's at 3 and 5
 r=0
+for p in 1+ 1+1 1+1= 12+34=12; do echo "{\"prompt\": \"$p\", \"answer\": \"2\", \"match\": \"numeric\"}"; done >"$T/w.jsonl"
 for be in cuda cpu; do
-    "$BIN" sweep --probe arith --items 3 --configs "rys:1,3" --backend $be --batch 1 --ubatch 512 --out "$T/sw1-$be" >/dev/null 2>&1 || r=1
-    for w in 3 5; do
-        "$BIN" sweep --probe arith --items 3 --configs "rys:1,3" --backend $be --batch 1 --ubatch $w --out "$T/sw$w-$be" >/dev/null 2>&1 || r=1
+    sw=(--probe arith --items 4 --probe "jsonl:$T/w.jsonl" --max-tokens 6 --configs "rys:1,3" --backend $be --batch 1)
+    "$BIN" sweep "${sw[@]}" --ubatch 512 --out "$T/sw1-$be" >/dev/null 2>&1 || r=1
+    for w in 3 4 5; do
+        "$BIN" sweep "${sw[@]}" --ubatch $w --out "$T/sw$w-$be" >/dev/null 2>&1 || r=1
         cmp -s <(rows "$T/sw1-$be/results.sqlite") <(rows "$T/sw$w-$be/results.sqlite") || { echo "sweep $be --ubatch $w: other rows"; r=1; }
     done
+    [ "$(rows "$T/sw1-$be/results.sqlite" | wc -l)" -eq 16 ] || r=1
 done
-check "sweep --ubatch 3 and 5 (prompts of about 7 tokens) give one window's rows, CUDA and CPU" $r
+check "sweep --ubatch 3, 4, 5 (prompts of 3, 4, 5, 9 tokens, and arith's) give one window's rows, CUDA and CPU" $r
 
 # the penalties on the CUDA backend: a seeded (and a greedy) generation gives the CPU backend's text
 r=0
@@ -132,20 +131,16 @@ REPRISE_EMU_DEVICE_MEMORY=1000000 "$BIN" generate -p "12+35=" -n 3 --temp 0 --ba
 check "--tp 2 larger than a GPU is refused naming the GPU and rank, with the per-GPU plan" $?
 # reprise serve on the CUDA backend (and --tp 2): greedy completions of two schedules in one batch equal generate's,
 # an echo request's logprobs equal score's
-python3 - "$BIN" <<'PY'
+python3 - "$BIN" "$(dirname "$0")" <<'PY'
 import json, re, subprocess, sys, threading, time, urllib.request
 binary = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+from serve_proc import start
 def gen(prompt, sched, tp):
     return subprocess.run([binary, "generate", "-p", prompt, "-n", "8", "--temp", "0", "--schedule", sched, "--backend", "cuda",
                            "--tp", tp], capture_output=True, text=True, check=True).stdout[:-1]
 for tp in ("1", "2"):
-    p = subprocess.Popen([binary, "serve", "--port", "0", "--backend", "cuda", "--tp", tp], stderr=subprocess.PIPE, text=True)
-    port = None
-    for line in p.stderr:
-        m = re.search(r"listening on http://[^:]+:(\d+)", line)
-        port = port or (m and m.group(1))
-        if "ready:" in line:
-            break
+    p, port = start(binary, "--backend", "cuda", "--tp", tp)
     def post(body):
         req = urllib.request.Request("http://127.0.0.1:%s/v1/completions" % port, json.dumps(body).encode(), {"Content-Type": "application/json"})
         return json.loads(urllib.request.urlopen(req, timeout=600).read())

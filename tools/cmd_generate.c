@@ -31,7 +31,7 @@ static const char *usage =
     "  --stop STRING    stop when the text contains STRING (repeatable; text mode), which is not printed\n"
     "  --ignore-eos     keep going after an end-of-sequence token\n"
     "  --backend B      cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
-    "  -t N             threads (default: all cores)\n"
+    "  -t N             threads (default: all cores; more than the cores are lowered to them, said on stderr)\n"
     "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
     "  --allow-unused-tensors   run a checkpoint holding tensors the model does not read (layers at or beyond\n"
     "                   num_hidden_layers, names the architecture does not use), which is otherwise refused\n";
