@@ -61,6 +61,7 @@ struct rank_state {
     int *stage_pos;                               // (stage_cap) pinned
     bf16 **stage_krow, **stage_vrow;              // (stage_cap) pinned
     size_t stage_cap, stage_at;
+    bool staged_unsynced = false;                 // a step's copies from the staging may be in flight (no sync since)
     int *stage_tokens;                            // (cap_rows) pinned
     float *stage_logits;                          // (cap_logit_rows, shard vocabulary) pinned
     float *stage_uniform;                         // (cap_logit_rows) pinned: each row's draw when sampling
@@ -338,8 +339,10 @@ void step_begin(backend *base, unsigned long long key, size_t staged_rows) {
     cuda_backend *b = cb(base);
     each(b, [&](rank_state *r) {
         // A window of a long prompt ends no sequence, so nothing synchronised it: its copies from the pinned staging
-        // (tokens, positions, KV rows) may still be in flight, and this step is about to overwrite that staging.
-        CUDA_CHECK(cudaStreamSynchronize(r->stream));
+        // (tokens, positions, KV rows) may still be in flight, and this step is about to overwrite that staging. A
+        // step that ended with its logits or ids synchronised already (every decode step): no wait added there.
+        if (r->staged_unsynced) CUDA_CHECK(cudaStreamSynchronize(r->stream));
+        r->staged_unsynced = true;
         r->stage_at = 0;
         if (staged_rows > r->stage_cap) grow_stage(r, staged_rows);   // before any capture: pinned allocation is not capturable
         r->key = key;
@@ -526,6 +529,7 @@ void read_rows(backend *base, int row0, int n, float *out) {
         if (r->rank == 0)
             CUDA_CHECK(cudaMemcpyAsync(out, r->x + (size_t)row0 * dim, sizeof(float) * n * dim, cudaMemcpyDeviceToHost, r->stream));
         CUDA_CHECK(cudaStreamSynchronize(r->stream));
+        r->staged_unsynced = false;
     });
 }
 
@@ -535,6 +539,7 @@ void write_rows(backend *base, int row0, int n, const float *in) {
     each(b, [&](rank_state *r) {
         CUDA_CHECK(cudaMemcpyAsync(r->x + (size_t)row0 * dim, in, sizeof(float) * n * dim, cudaMemcpyHostToDevice, r->stream));
         CUDA_CHECK(cudaStreamSynchronize(r->stream));
+        r->staged_unsynced = false;
     });
 }
 
@@ -592,6 +597,7 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
         CUDA_CHECK(cudaGraphLaunch(g.exec, r->stream));
     }
     CUDA_CHECK(cudaStreamSynchronize(r->stream));
+    r->staged_unsynced = false;
     if (params) {
         if (r->rank == 0) memcpy(out_ids, r->stage_ids, sizeof(int) * n);
     } else

@@ -1022,31 +1022,39 @@ void detok_stream_init_after(detok_stream *s, const tokenizer *t, int skip_speci
     s->read_start = s->n;
 }
 
+// The text of ids[0..n_all) and where it parts from the text of ids[0..n_prefix) (*common bytes are shared; the
+// whole text normally extends the prefix's, but a character completed by a later byte token replaces the U+FFFD the
+// prefix ended with). *full is a heap string.
+static int decode_pair(const tokenizer *t, const int *ids, int n_prefix, int n_all, int skip_special, char **full,
+                       size_t *fl, size_t *pl, size_t *common, rp_err *err) {
+    char *prefix;
+    if (tokenizer_decode(t, ids, n_prefix, skip_special, &prefix, pl, err)) return -1;
+    if (tokenizer_decode(t, ids, n_all, skip_special, full, fl, err)) return free(prefix), -1;
+    for (*common = 0; *common < *pl && *common < *fl && (*full)[*common] == prefix[*common];) ++*common;
+    free(prefix);
+    return 0;
+}
+
 int tokenizer_decode_after(const tokenizer *t, const int *context, int n_context, const int *ids, int n, int skip_special,
                            char **out, size_t *len, rp_err *err) {
     int start = context_start(t, context, n_context, skip_special), nc = n_context - start;
     int *all = rp_malloc(sizeof *all * (size_t)(nc + n + 1));
     memcpy(all, context + start, sizeof *all * (size_t)nc);
     memcpy(all + nc, ids, sizeof *all * (size_t)n);
-    char *prefix = NULL, *full = NULL;
-    size_t pl = 0, fl = 0;
-    int rc = tokenizer_decode(t, all, nc, skip_special, &prefix, &pl, err);
-    if (!rc) rc = tokenizer_decode(t, all, nc + n, skip_special, &full, &fl, err);
+    char *full;
+    size_t fl, pl, common;
+    int rc = decode_pair(t, all, nc, nc + n, skip_special, &full, &fl, &pl, &common, err);
     free(all);
-    if (!rc) {   // the full text normally extends the context's; if not (a character completed), from where they part
-        size_t common = 0;
-        while (common < pl && common < fl && full[common] == prefix[common]) common++;
-        *len = fl - common;
-        *out = rp_malloc(*len + 1);
-        memcpy(*out, full + common, *len + 1);
-    }
-    free(prefix), free(full);
-    return rc;
+    if (rc) return -1;
+    *len = fl - common;
+    *out = rp_strdup(full + common);
+    free(full);
+    return 0;
 }
 
 void detok_stream_free(detok_stream *s) { free(s->ids); }
 
-static int ends_incomplete(const char *s, size_t n) { return n >= 3 && !memcmp(s + n - 3, "\xef\xbf\xbd", 3); }
+int tokenizer_text_incomplete(const char *s, size_t n) { return n >= 3 && !memcmp(s + n - 3, "\xef\xbf\xbd", 3); }
 
 char *detok_stream_push(detok_stream *s, int id, rp_err *err) {
     if (s->n == s->cap) {
@@ -1054,42 +1062,29 @@ char *detok_stream_push(detok_stream *s, int id, rp_err *err) {
         s->ids = rp_realloc(s->ids, sizeof *s->ids * (size_t)s->cap);
     }
     s->ids[s->n++] = id;
-    char *prefix, *full;
-    size_t pl, fl;
-    if (tokenizer_decode(s->t, s->ids + s->prefix_start, s->read_start - s->prefix_start, s->skip_special, &prefix, &pl, err))
+    char *full, *out;
+    size_t fl, pl, common;
+    if (decode_pair(s->t, s->ids + s->prefix_start, s->read_start - s->prefix_start, s->n - s->prefix_start, s->skip_special,
+                    &full, &fl, &pl, &common, err))
         return NULL;
-    if (tokenizer_decode(s->t, s->ids + s->prefix_start, s->n - s->prefix_start, s->skip_special, &full, &fl, err)) {
-        free(prefix);
-        return NULL;
-    }
-    char *out;
-    if (fl > pl && !ends_incomplete(full, fl)) {
-        size_t common = 0;   // the window's text normally extends the prefix's; if not, print from where they part
-        while (common < pl && full[common] == prefix[common]) common++;
+    if (fl > pl && !tokenizer_text_incomplete(full, fl)) {
         out = rp_strdup(full + common);
         s->prefix_start = s->read_start;
         s->read_start = s->n;
     } else out = rp_strdup("");
-    free(prefix);
     free(full);
     return out;
 }
 
 char *detok_stream_flush(detok_stream *s, rp_err *err) {
     if (s->read_start == s->n) return rp_strdup("");
-    char *prefix, *full;
-    size_t pl, fl;
-    if (tokenizer_decode(s->t, s->ids + s->prefix_start, s->read_start - s->prefix_start, s->skip_special, &prefix, &pl, err))
+    char *full;
+    size_t fl, pl, common;
+    if (decode_pair(s->t, s->ids + s->prefix_start, s->read_start - s->prefix_start, s->n - s->prefix_start, s->skip_special,
+                    &full, &fl, &pl, &common, err))
         return NULL;
-    if (tokenizer_decode(s->t, s->ids + s->prefix_start, s->n - s->prefix_start, s->skip_special, &full, &fl, err)) {
-        free(prefix);
-        return NULL;
-    }
-    size_t common = 0;
-    while (common < pl && common < fl && full[common] == prefix[common]) common++;
     char *out = rp_strdup(full + common);
     s->prefix_start = s->read_start = s->n;
-    free(prefix);
     free(full);
     return out;
 }

@@ -31,6 +31,9 @@ int tokenizer_decode(const tokenizer *t, const int *ids, int n, int skip_special
 int tokenizer_decode_after(const tokenizer *t, const int *context, int n_context, const int *ids, int n, int skip_special,
                            char **out, size_t *len, rp_err *err);
 
+// Does decoded text end in U+FFFD, the first bytes of a character a later byte token may complete?
+int tokenizer_text_incomplete(const char *s, size_t n);
+
 // Number of ids (model vocabulary and added tokens).
 int tokenizer_vocab_size(const tokenizer *t);
 // Id of a token's exact text (vocabulary or added token), -1 if none.

@@ -79,10 +79,7 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         int rc = 0, seed = 0;
         if (strcmp(name, "m") == 0) o->model_dir = v;
         else if (strcmp(name, "schedule") == 0) o->schedule = v;
-        else if (strcmp(name, "backend") == 0) {   // named now, before a model is read
-            o->backend = v;
-            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) rc = rp_fail(err, "--backend %s: unknown backend (cpu, cuda, auto)", v);
-        }
+        else if (strcmp(name, "backend") == 0) rc = cli_parse_backend(v, &o->backend, err);
         else if (strcmp(name, "kv-dtype") == 0) {
             if (kv_dtype_parse(v, &o->kv_dtype)) return rp_fail(err, "--kv-dtype: '%s': auto, bf16 or f32", v);
         }
@@ -166,6 +163,12 @@ int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err) {
         *ids = NULL;
         return rp_fail(err, "--tokens: no token ids given");
     }
+    return 0;
+}
+
+int cli_parse_backend(const char *v, const char **out, rp_err *err) {
+    *out = v;
+    if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) return rp_fail(err, "--backend %s: unknown backend (cpu, cuda, auto)", v);
     return 0;
 }
 

@@ -60,6 +60,8 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
 // at once with *exit_code.
 int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli_opts *o, int *exit_code);
 
+// --backend: cpu, cuda or auto, named as it is parsed (before any model is read), else an error.
+int cli_parse_backend(const char *v, const char **out, rp_err *err);
 // -t N past this machine's cores: said on stderr and lowered to the cores.
 int cli_clamp_threads(int n);
 

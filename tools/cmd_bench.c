@@ -129,10 +129,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, char **sched_text, i
         } else if (!strcmp(a, "--gpu")) {
             if (!roofline_gpu(v)) rc = rp_fail(err, "--gpu: '%s': h100, h200 or a100", v);
             o->gpu = v;
-        } else if (!strcmp(a, "--backend")) {
-            o->backend = v;
-            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) rc = rp_fail(err, "--backend %s: unknown backend (cpu, cuda, auto)", v);
-        }
+        } else if (!strcmp(a, "--backend")) rc = cli_parse_backend(v, &o->backend, err);
         else if (!strcmp(a, "--kv-dtype")) {
             if (kv_dtype_parse(v, &o->kv_dtype)) rc = rp_fail(err, "--kv-dtype: '%s': auto, bf16 or f32", v);
         } else rc = rp_fail(err, "unknown option '%s' (see --help)", a);

@@ -134,7 +134,7 @@ static size_t token_visible_bytes(const serve_http *h, const int *context, int n
     size_t len;
     rp_err err;
     if (tokenizer_decode_after(h->sc->tok, context, n_context, &id, 1, 1, &s, &len, &err)) return 0;
-    if (len >= 3 && !memcmp(s + len - 3, "\xef\xbf\xbd", 3)) len = 0;   // incomplete: held back until completed
+    if (tokenizer_text_incomplete(s, len)) len = 0;   // held back until a later token completes it
     free(s);
     return len;
 }
