@@ -1,5 +1,5 @@
 // CPU benchmark: prefill and decode tokens/s for `base` and a repeated schedule, and their time ratio beside
-// visits/layers (DESIGN.md 7: a schedule of V visits over N layers should cost V/N of base). Prints, never asserts.
+// visits/layers (a schedule of V visits over N layers should cost V/N of base). Prints, never asserts.
 //
 // usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N]
 //        bench_cpu --contention [-m DIR] [--decode N]   (decode beside other work: see contention())
@@ -14,14 +14,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/cpu_threads.h"
+#include "tools/common/cpu_threads.h"
 #include "engine/forward.h"
-#include "engine/roofline.h"
+#include "tools/bench/roofline.h"
 #include "engine/sampler.h"
 #include "loader/json_file.h"
 #include "loader/weights.h"
 #include "bench/random_model.h"
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 
 typedef struct {
     double prefill_s, decode_s;

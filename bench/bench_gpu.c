@@ -17,12 +17,12 @@
 #include "engine/forward.h"
 #include "engine/sampler.h"
 #ifdef REPRISE_REAL_CUDA
-#include "kernels/backend_cuda.h"
+#include "engine/backends/cuda/backend_cuda.h"
 #endif
-#include "engine/roofline.h"
+#include "tools/bench/roofline.h"
 #include "loader/json_file.h"
 #include "loader/weights.h"
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 
 // Tokens/s at the roofline of tp GPUs, each reading (or multiplying) its 1/tp of the step (BF16 weights and KV).
 static void roofline(const model_config *c, const schedule *s, int batch, int ctx, int tp, double bw, double flops,

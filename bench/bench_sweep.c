@@ -10,13 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/export.h"
+#include "tools/export.h"
 #include "loader/fingerprint.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/sweep/run.h"
-#include "engine/cpu_threads.h"
-#include "engine/stats.h"
+#include "tools/common/cpu_threads.h"
+#include "tools/common/stats.h"
 
 // Every row (config label, probe, item, score to the last bit, reply), in one order whatever order they were written
 // in, fingerprinted: the modes agree when their rows do (a floating-point total summed in another row order can

@@ -7,7 +7,7 @@
 
 #include "loader/json_file.h"
 #include "loader/tokenizer.h"
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 
 // 1 MB of text cycling through English prose, code, numbers, Chinese, Russian, Arabic, Hindi and emoji.
 static char *mixed_text(size_t size) {

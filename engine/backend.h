@@ -26,8 +26,38 @@ typedef struct {
                   // through prompt attention even when one falls alone in a window, so a window never changes a number
 } visit_part;
 
-typedef struct backend backend;
+// One layer execution: layer `layer` run once for every part, each against its own KV slot. Its rows are the
+// parts' rows gathered in part order (rows 0..n_rows of the execution); which part and position each takes is
+// computed once, by the engine (engine/forward.c), for every backend.
+typedef struct {
+    int layer;
+    const visit_part *parts;
+    int n_parts;
+    int n_rows;             // the parts' rows, in all
+    const int *row_part;    // (n_rows) the part of each gathered row
+    const int *row_pos;     // (n_rows) its position
+    int max_end;            // the most positions a row attends to (max over parts of pos0 + n_rows)
+    int max_capacity;       // the largest KV slot among the parts, in positions
+    int any_prompt;         // some part is a prompt's
+} layer_exec;
+
 struct sampler_params;
+
+// A forward step (one window of rows) as planned before it runs: every layer execution, how it starts and what it
+// ends with. A backend may capture a step and replay it when the same plan comes again (CUDA graphs).
+typedef struct {
+    int n_rows;                           // rows of hidden state
+    const layer_exec *execs;              // in the order they run
+    int n_execs;
+    int from_hidden;                      // its rows come in by write_rows (a span's later part), not by embed
+    int to_hidden;                        // it ends by read_rows (a span's earlier part), without logits
+    int all_logits;                       // logits for every row
+    int n_out;                            // rows it ends with: their logits, or an id sampled from each
+    const struct sampler_params *sample;  // the sampling parameters when it samples; NULL: logits
+    int whole_call;                       // the forward call fits in this one window
+} step_plan;
+
+typedef struct backend backend;
 struct memory_plan;
 
 struct backend {
@@ -39,16 +69,15 @@ struct backend {
     // the device; else allocates the step's buffers by it (a shape with kv_fit: lowering its kv_slots to what fits
     // first). The CPU backend, which grows on demand, takes only the KV dtype from it.
     int (*plan)(backend *b, struct memory_plan *p, rp_err *err);
-    // Announces a forward step that stages `staged_rows` (row, visit) pairs in all. key != 0 marks a decode step
-    // whose shape (sequences, their schedules, one token each) repeats: a backend may capture the step once and
-    // replay it (CUDA graphs). May be NULL.
-    void (*step_begin)(backend *b, unsigned long long key, size_t staged_rows);
+    // Announces a forward step, before its embed (or write_rows), layer executions and logits or sampling run, in
+    // that order. May be NULL.
+    void (*step_begin)(backend *b, const step_plan *step);
     // Makes room for n_rows rows of hidden state (the rows of one forward step; never more than the plan's ubatch).
     void (*reserve)(backend *b, int n_rows);
     // Writes the embeddings of tokens[0..n) into rows row0.. of the hidden state.
     void (*embed)(backend *b, const int *tokens, int n, int row0);
-    // Runs layer `layer` once for every part, each against its own KV slot (hidden state updated in place).
-    void (*layer)(backend *b, int layer, const visit_part *parts, int n_parts);
+    // Runs one layer execution of the step (the hidden state's rows updated in place).
+    void (*layer)(backend *b, const layer_exec *e);
     // Copies rows of the hidden state to host memory, (n, dim), or from it.
     void (*read_rows)(backend *b, int row0, int n, float *out);
     void (*write_rows)(backend *b, int row0, int n, const float *in);
@@ -65,7 +94,5 @@ struct backend {
     size_t (*weight_bytes)(const backend *b);
     void (*destroy)(backend *b);
 };
-
-backend *backend_cpu_create(const model_config *cfg, int n_threads);
 
 #endif

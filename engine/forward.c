@@ -2,7 +2,7 @@
 //
 // A sequence alone is run as: embed, then for each visit v, layer schedule[v] against KV slot v, then final norm
 // and LM head. A batch runs every sequence through all of its visits too, but sequences whose next visit is the
-// same layer share one execution of it, so its weights are read once for all of them (DESIGN.md 2b): each
+// same layer share one execution of it, so its weights are read once for all of them (engine/README.md): each
 // sequence keeps a cursor into its schedule; repeatedly pick the layer that is the next visit of the most
 // sequences (ties: lowest layer), run it for exactly those, and advance their cursors.
 #include "engine/forward.h"
@@ -63,34 +63,11 @@ static int next_layer(sequence **seqs, int n_seqs, const int *cursor, const int 
     return best;
 }
 
-// A decode step's shape: the same key means the same sequence of layer executions on the same rows, so a
-// captured step can replay (its positions and KV slots change, and are read from device memory). 0: not a
-// step worth capturing (prefill, or a partial span).
 typedef struct {   // what a step ends with when it samples: the shared parameters, per-row draws, the ids
     const sampler_params *params;
     const float *uniform;
     int *ids;
 } sample_request;
-
-static unsigned long long decode_key(sequence **seqs, int n_seqs, const int *n_tokens, const forward_span *span, int all_logits,
-                                     const sample_request *sr) {
-    if (all_logits || n_seqs > PLAN_GRAPH_ROWS || (span && (span->from_visit || span->to_visit >= 0))) return 0;
-    unsigned long long h = 1469598103934665603ull;
-#define MIX(v) (h = (h ^ (unsigned long long)(v)) * 1099511628211ull)
-    MIX(n_seqs);
-    if (sr) {   // a sampling step is another graph than a logits step, and its parameters are part of it
-        MIX(0x5a3b1e);
-        MIX(sr->params->temp * 1e6), MIX(sr->params->top_k), MIX(sr->params->top_p * 1e6), MIX(sr->params->min_p * 1e6);
-    }
-    for (int i = 0; i < n_seqs; i++) {
-        if (n_tokens[i] != 1) return 0;
-        MIX(seqs[i]->cache.capacity);
-        MIX(seqs[i]->sched.n_visits);
-        for (int v = 0; v < seqs[i]->sched.n_visits; v++) MIX(seqs[i]->sched.layer[v]);
-    }
-#undef MIX
-    return h ? h : 1;
-}
 
 static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, const forward_span *span,
                int all_logits, float *logits, const sample_request *sr, forward_stats *stats, rp_err *err);
@@ -134,73 +111,109 @@ typedef struct {
     int out;             // index of its output (logits row or sampled id) when its last row is here, else -1
 } window_seq;
 
-// Runs rows of consecutive sequences as one step: embed (or take hidden_in), every visit, then logits or sampling
-// for the sequences that end here (every row when all_logits). Positions do not advance here.
-static void run_window(model *m, const window_seq *ws, int n, const float *hidden_in, float *hidden_out, int all_logits,
-                       float *logits, const sample_request *sr, unsigned long long key, forward_stats *stats) {
-    backend *be = m->be;
-    const model_config *c = &m->cfg;
-    size_t ns = (size_t)n, staged = 0;
-    int *row0 = rp_malloc(sizeof(int) * ns), *cursor = rp_malloc(sizeof(int) * ns), *end = rp_malloc(sizeof(int) * ns);
-    int *count_by_layer = rp_malloc(sizeof(int) * (size_t)c->n_layers);
-    visit_part *parts = rp_malloc(sizeof *parts * ns);
-    sequence **seqs = rp_malloc(sizeof *seqs * ns);
-    int total = 0;
-    for (int i = 0; i < n; i++) {
-        row0[i] = total, total += ws[i].n;
-        cursor[i] = ws[i].from, end[i] = ws[i].end, seqs[i] = ws[i].seq;
-        staged += (size_t)ws[i].n * (size_t)(ws[i].end - ws[i].from);
-    }
-    be->reserve(be, total);
-    if (be->step_begin) be->step_begin(be, key, staged);
-    for (int i = 0; i < n; i++) {
-        if (ws[i].from > 0) be->write_rows(be, row0[i], ws[i].n, hidden_in + (size_t)row0[i] * c->dim);
-        else be->embed(be, ws[i].tokens, ws[i].n, row0[i]);
-    }
+// A window's layer executions, planned before any runs: each execution serves every sequence whose next visit it
+// is, each with its own KV slot, its rows gathered in part order with their parts and positions.
+typedef struct {
+    layer_exec *execs;
+    int n_execs;
+    visit_part *parts;      // (staged) every execution's parts, one after another
+    int *row_part, *row_pos;   // (staged rows) every execution's rows, one after another
+} step_layers;
 
-    // visits: each layer execution serves every sequence whose next visit it is, each with its own KV slot
-    for (int layer; (layer = next_layer(seqs, n, cursor, end, count_by_layer, c->n_layers)) >= 0;) {
-        int n_parts = 0;
+static void plan_layers(const model *m, const window_seq *ws, int n, const int *row0, step_layers *out) {
+    int n_layers = m->cfg.n_layers;
+    size_t ns = (size_t)n, parts_max = 0, rows_max = 0;
+    for (int i = 0; i < n; i++) {
+        parts_max += (size_t)(ws[i].end - ws[i].from);
+        rows_max += (size_t)ws[i].n * (size_t)(ws[i].end - ws[i].from);
+    }
+    int *cursor = rp_malloc(sizeof(int) * ns), *end = rp_malloc(sizeof(int) * ns);
+    int *count_by_layer = rp_malloc(sizeof(int) * (size_t)n_layers);
+    sequence **seqs = rp_malloc(sizeof *seqs * ns);
+    for (int i = 0; i < n; i++) cursor[i] = ws[i].from, end[i] = ws[i].end, seqs[i] = ws[i].seq;
+    out->execs = rp_malloc(sizeof *out->execs * (parts_max ? parts_max : 1));
+    out->parts = rp_malloc(sizeof *out->parts * (parts_max ? parts_max : 1));
+    out->row_part = rp_malloc(sizeof(int) * 2 * (rows_max ? rows_max : 1)), out->row_pos = out->row_part + rows_max;
+    out->n_execs = 0;
+    size_t at_part = 0, at_row = 0;
+    for (int layer; (layer = next_layer(seqs, n, cursor, end, count_by_layer, n_layers)) >= 0;) {
+        layer_exec *e = &out->execs[out->n_execs++];
+        visit_part *parts = out->parts + at_part;
+        *e = (layer_exec){.layer = layer, .parts = parts, .row_part = out->row_part + at_row, .row_pos = out->row_pos + at_row};
         for (int i = 0; i < n; i++) {
             sequence *s = seqs[i];
             if (cursor[i] >= end[i] || s->sched.layer[cursor[i]] != layer) continue;
             kv_slot *kv = &s->cache.slots[cursor[i]++];
-            parts[n_parts++] = (visit_part){.row0 = row0[i], .n_rows = ws[i].n, .pos0 = s->cache.n_past + ws[i].offset, .kv = kv,
-                                            .prompt = ws[i].prompt};
+            visit_part *p = &parts[e->n_parts];
+            *p = (visit_part){.row0 = row0[i], .n_rows = ws[i].n, .pos0 = s->cache.n_past + ws[i].offset, .kv = kv,
+                              .prompt = ws[i].prompt};
+            for (int r = 0; r < p->n_rows; r++) {
+                out->row_part[at_row + (size_t)e->n_rows + r] = e->n_parts;
+                out->row_pos[at_row + (size_t)e->n_rows + r] = p->pos0 + r;
+            }
+            e->n_rows += p->n_rows;
+            if (p->pos0 + p->n_rows > e->max_end) e->max_end = p->pos0 + p->n_rows;
+            if (kv->capacity > e->max_capacity) e->max_capacity = kv->capacity;
+            e->any_prompt |= p->prompt;
+            e->n_parts++;
         }
-        be->layer(be, layer, parts, n_parts);
+        at_part += (size_t)e->n_parts, at_row += (size_t)e->n_rows;
+    }
+    free(cursor), free(end), free(count_by_layer), free(seqs);
+}
+
+// Runs rows of consecutive sequences as one step: embed (or take hidden_in), every visit, then logits or sampling
+// for the sequences that end here (every row when all_logits). Positions do not advance here.
+static void run_window(model *m, const window_seq *ws, int n, const float *hidden_in, float *hidden_out, int all_logits,
+                       float *logits, const sample_request *sr, int whole_call, forward_stats *stats) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    int *row0 = rp_malloc(sizeof(int) * (size_t)n), total = 0, n_out = 0, first_out = -1;
+    for (int i = 0; i < n; i++) {
+        row0[i] = total, total += ws[i].n;
+        if (ws[i].out >= 0 && first_out < 0) first_out = ws[i].out;
+        n_out += ws[i].out >= 0;
+    }
+    int *rows = rp_malloc(sizeof(int) * (size_t)(all_logits ? total : n));   // the rows the step ends with
+    if (all_logits)
+        for (int r = n_out = 0; r < total; r++) rows[n_out++] = r;
+    else
+        for (int i = 0, k = 0; i < n; i++)
+            if (ws[i].out >= 0) rows[k++] = row0[i] + ws[i].n - 1;
+    if (hidden_out) n_out = 0;
+    step_layers sl;
+    plan_layers(m, ws, n, row0, &sl);
+    step_plan step = {.n_rows = total, .execs = sl.execs, .n_execs = sl.n_execs, .from_hidden = hidden_in != NULL,
+                      .to_hidden = hidden_out != NULL, .all_logits = all_logits, .n_out = n_out,
+                      .sample = sr ? sr->params : NULL, .whole_call = whole_call};
+
+    be->reserve(be, total);
+    if (be->step_begin) be->step_begin(be, &step);
+    for (int i = 0; i < n; i++) {
+        if (ws[i].from > 0) be->write_rows(be, row0[i], ws[i].n, hidden_in + (size_t)row0[i] * c->dim);
+        else be->embed(be, ws[i].tokens, ws[i].n, row0[i]);
+    }
+    for (int x = 0; x < sl.n_execs; x++) {   // each layer execution reads its weights once for all its parts
+        be->layer(be, &sl.execs[x]);
         if (stats) {
             stats->layer_execs++;
-            stats->visits += n_parts;
+            stats->visits += sl.execs[x].n_parts;
         }
     }
 
     if (hidden_out) be->read_rows(be, 0, total, hidden_out);   // a partial span: the hidden state goes back
-    else {   // final norm and LM head
-        int n_out = 0, first_out = -1;
-        int *rows = rp_malloc(sizeof(int) * (size_t)(all_logits ? total : n));
-        if (all_logits)
-            for (int r = 0; r < total; r++) rows[n_out++] = r;
-        else
-            for (int i = 0; i < n; i++)
-                if (ws[i].out >= 0) {
-                    if (first_out < 0) first_out = ws[i].out;
-                    rows[n_out++] = row0[i] + ws[i].n - 1;
-                }
-        if (n_out && !sr) be->logits(be, rows, n_out, all_logits ? logits : logits + (size_t)first_out * c->vocab_size);
-        else if (n_out && be->sample) be->sample(be, rows, n_out, sr->params, sr->uniform + first_out, sr->ids + first_out);
-        else if (n_out) {   // sample host logits, one row at a time, by the same rule
-            float *lg = rp_malloc(sizeof(float) * (size_t)n_out * c->vocab_size);
-            struct prob_id *work = rp_malloc(sizeof *work * (size_t)c->vocab_size);
-            be->logits(be, rows, n_out, lg);
-            for (int i = 0; i < n_out; i++)
-                sr->ids[first_out + i] = sampler_pick(sr->params, lg + (size_t)i * c->vocab_size, c->vocab_size,
-                                                      sr->uniform[first_out + i], work);
-            free(lg), free(work);
-        }
-        free(rows);
+    else if (n_out && !sr) be->logits(be, rows, n_out, all_logits ? logits : logits + (size_t)first_out * c->vocab_size);
+    else if (n_out && be->sample) be->sample(be, rows, n_out, sr->params, sr->uniform + first_out, sr->ids + first_out);
+    else if (n_out) {   // sample host logits, one row at a time, by the same rule
+        float *lg = rp_malloc(sizeof(float) * (size_t)n_out * c->vocab_size);
+        struct prob_id *work = rp_malloc(sizeof *work * (size_t)c->vocab_size);
+        be->logits(be, rows, n_out, lg);
+        for (int i = 0; i < n_out; i++)
+            sr->ids[first_out + i] = sampler_pick(sr->params, lg + (size_t)i * c->vocab_size, c->vocab_size,
+                                                  sr->uniform[first_out + i], work);
+        free(lg), free(work);
     }
-    free(row0), free(cursor), free(end), free(count_by_layer), free(parts), free(seqs);
+    free(rows), free(row0), free(sl.execs), free(sl.parts), free(sl.row_part);
 }
 
 // Checks the call, then runs its rows in windows of at most the plan's ubatch rows: a long prompt, or many
@@ -223,7 +236,6 @@ static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, 
         total += n_tokens[i];
     }
     int partial = span && span->to_visit >= 0, ub = m->plan.shape.ubatch > 0 ? m->plan.shape.ubatch : total;
-    unsigned long long key = total <= ub ? decode_key(seqs, n_seqs, n_tokens, span, all_logits, sr) : 0;
     window_seq *ws = rp_malloc(sizeof *ws * (size_t)n_seqs);
     for (int w0 = 0, first = 0, first_row = 0; w0 < total; w0 += ub) {   // seq `first` starts at row first_row
         int w1 = total - w0 < ub ? total : w0 + ub, n = 0;
@@ -237,7 +249,7 @@ static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, 
         }
         run_window(m, ws, n, span && span->hidden_in ? span->hidden_in + (size_t)w0 * c->dim : NULL,
                    partial ? span->hidden_out + (size_t)w0 * c->dim : NULL, all_logits,
-                   all_logits ? logits + (size_t)w0 * c->vocab_size : logits, sr, key, stats);
+                   all_logits ? logits + (size_t)w0 * c->vocab_size : logits, sr, total <= ub, stats);
     }
     free(ws);
     if (!partial)

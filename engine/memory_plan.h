@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "kernels/shapes.h"
 #include "loader/config.h"
 #include "loader/safetensors.h"
 
@@ -13,10 +14,6 @@
 #define PLAN_ATTENTION_CHUNK 256       // positions per split of the decode attention kernel
 #define PLAN_GRAPH_ROWS 16             // decode steps of up to this many rows are captured as CUDA graphs
 #define PLAN_HEADROOM (256u << 20)     // left free beyond the plan: graphs, library kernels loaded lazily
-#define PLAN_SAMPLE_CANDIDATES 1024    // most candidates a sampled row keeps (top-k beyond is clamped)
-// Bytes of one row's sampling candidates: a header (max logit, softmax sum, not-finite flag, count) and
-// (logit, id) pairs.
-#define PLAN_CANDIDATE_ROW_BYTES(k) (16 + 8 * (size_t)(k))
 
 // The KV cache's element type (--kv-dtype). The CUDA backend keeps BF16 and refuses f32; the CPU backend keeps
 // either, and by default (auto) BF16 for a model stored in BF16, float32 otherwise.

@@ -5,11 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/backends/builtin.h"
 #include "engine/tensor_parallel.h"
 #include "loader/weights.h"
 
-// Defined when the CUDA backend is linked in (a GPU build, or the emulated one); NULL otherwise.
-extern backend *backend_cuda_create(const model_config *cfg, rp_err *err) __attribute__((weak));
+const backend_entry *backend_builtin_find(const char *name) {
+    for (const backend_entry *e = backend_builtin; e->name; e++)
+        if (strcmp(e->name, name) == 0) return e;
+    return NULL;
+}
 
 int model_load(model *m, const char *dir, const char *backend_name, int n_threads, rp_err *err) {
     return model_load_planned(m, dir, backend_name, n_threads, NULL, 0, err);
@@ -33,22 +37,21 @@ int model_load_planned(model *m, const char *dir, const char *backend_name, int 
         st_close(&m->weights);
         return -1;
     }
-    if (tp > 1 && !backend_cuda_create) {   // the user may never have named a backend: say what --tp needs
+    const backend_entry *cuda = backend_builtin_find("cuda"), *named = NULL;
+    if (tp > 1 && !cuda) {   // the user may never have named a backend: say what --tp needs
         rp_fail(err, "--tp %d splits the model over GPUs, and this reprise was built without the CUDA backend (cmake "
                      "-DREPRISE_CUDA=ON, or -DREPRISE_CUDA_EMULATED=ON to run it on the CPU)", tp);
         st_close(&m->weights);
         return -1;
     }
-    if (strcmp(backend_name, "auto") == 0 && tp > 1) backend_name = "cuda";   // the CPU backend cannot split
-    if (strcmp(backend_name, "auto") == 0) {   // cuda when it is built in and finds a device, else cpu
+    if (strcmp(backend_name, "auto") == 0) {   // the first that runs here (a GPU where there is one); the CPU cannot split
         rp_err quiet;
-        m->be = backend_cuda_create ? backend_cuda_create(&m->cfg, &quiet) : NULL;
-        if (!m->be) m->be = backend_cpu_create(&m->cfg, n_threads);
-    } else if (strcmp(backend_name, "cpu") == 0) m->be = backend_cpu_create(&m->cfg, n_threads);
-    else if (strcmp(backend_name, "cuda") == 0 && !backend_cuda_create)
+        for (const backend_entry *e = backend_builtin; e->name && !m->be; e++)
+            if (tp == 1 || e == cuda) m->be = e->create(&m->cfg, n_threads, tp > 1 ? err : &quiet);
+    } else if ((named = backend_builtin_find(backend_name))) m->be = named->create(&m->cfg, n_threads, err);
+    else if (strcmp(backend_name, "cuda") == 0)
         rp_fail(err, "--backend cuda: this reprise was built without the CUDA backend (cmake -DREPRISE_CUDA=ON, or "
                      "-DREPRISE_CUDA_EMULATED=ON to run it on the CPU)");
-    else if (strcmp(backend_name, "cuda") == 0) m->be = backend_cuda_create(&m->cfg, err);
     else rp_fail(err, "--backend %s: unknown backend (cpu, cuda, auto)", backend_name);
     if (!m->be) {
         st_close(&m->weights);

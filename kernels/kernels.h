@@ -4,9 +4,7 @@
 
 #include "kernels/cuda_compat.h"
 
-extern "C" {
-#include "engine/memory_plan.h"
-}
+#include "kernels/shapes.h"
 
 typedef __nv_bfloat16 bf16;
 
@@ -72,7 +70,7 @@ cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_
 
 // Sampling, in two launches so that a tensor-parallel run moves only candidates between GPUs (sample.cu):
 // launch_sample_candidates: per row of a slice of the vocabulary (logits (rows, n_vocab), ids vocab0..), the row's
-// candidate record (PLAN_CANDIDATE_ROW_BYTES(k) bytes at cand + r * that): its k best (logit, id) pairs in order
+// candidate record (SAMPLE_CANDIDATE_ROW_BYTES(k) bytes at cand + r * that): its k best (logit, id) pairs in order
 // of decreasing logit (the lower id first on ties), its max, sum_i e^((l_i - max) / temp) over the slice, and
 // whether it holds NaN or an infinity. k = 1 when temp <= 0 (greedy), else min(top_k or SAMPLE_MAX_K, n_vocab).
 // scratch: rows * n_vocab bytes.
@@ -81,8 +79,7 @@ cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_
 // draw with uniform[r] in [0, 1); greedy when temp <= 0; -1 for a row that is not finite; SAMPLE_NEEDS_HOST for a
 // row whose candidates cannot decide (top-k off or past SAMPLE_MAX_K, and the top-p / min-p cut, if any, beyond
 // the candidates): its logits are then sampled on the host (sampler_pick), so every draw follows the same rule.
-// launch_sample: both on one whole vocabulary (cand: rows * PLAN_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K) bytes).
-#define SAMPLE_MAX_K PLAN_SAMPLE_CANDIDATES
+// launch_sample: both on one whole vocabulary (cand: rows * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K) bytes).
 #define SAMPLE_NEEDS_HOST (-2)
 int sample_candidates_k(float temp, int top_k);   // k of a record: 1 greedy, else top_k up to SAMPLE_MAX_K
 cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,

@@ -51,7 +51,7 @@ struct cand_pair {
 };
 
 __device__ static cand_header *record(unsigned char *cand, int row, int k) {
-    return (cand_header *)(cand + (size_t)row * PLAN_CANDIDATE_ROW_BYTES(k));
+    return (cand_header *)(cand + (size_t)row * SAMPLE_CANDIDATE_ROW_BYTES(k));
 }
 
 __global__ void sample_candidates_kernel(const float *logits, int n_vocab, int vocab0, float temp, int k,
@@ -210,5 +210,5 @@ cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, 
     cudaError_t e = launch_sample_candidates(logits, rows, vocab, 0, temp, top_k, scratch, cand, s);
     if (e != cudaSuccess) return e;
     int k = sample_candidates_k(temp, top_k);
-    return launch_sample_pick(cand, 1, (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(k), rows, k, top_k, temp, top_p, min_p, uniform, out, s);
+    return launch_sample_pick(cand, 1, (size_t)rows * SAMPLE_CANDIDATE_ROW_BYTES(k), rows, k, top_k, temp, top_p, min_p, uniform, out, s);
 }

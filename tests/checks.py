@@ -1,8 +1,9 @@
-"""The Python tests' check counter: `check(cond, what)` prints ok/FAIL as it goes; `finish()` prints the totals and
-exits 1 when any check failed."""
+"""The Python tests' check counter: `check(cond, what)` prints ok/FAIL as it goes; `skip(why)` says that a part
+cannot run here; `finish()` prints the totals and exits 1 when any check failed, else 77 (ctest: skipped) when a
+part was skipped, else 0."""
 import sys
 
-failures = checks = 0
+failures = checks = skips = 0
 
 
 def check(cond, what):
@@ -13,6 +14,12 @@ def check(cond, what):
     print("%s %s" % ("ok  " if cond else "FAIL", what), flush=True)
 
 
+def skip(why):
+    global skips
+    skips += 1
+    print("skip %s" % why, flush=True)
+
+
 def finish():
-    print("%d passed, %d failed" % (checks - failures, failures))
-    sys.exit(1 if failures else 0)
+    print("%d passed, %d failed%s" % (checks - failures, failures, ", %d part(s) skipped" % skips if skips else ""))
+    sys.exit(1 if failures else 77 if skips else 0)

@@ -46,7 +46,7 @@ static void templates_are_recognised_or_forced(void) {
         char dir[512];
         snprintf(dir, sizeof dir, "%s/tokenizers/%s", SHARED_DIR, cases[i].dir);
         if (!file_exists(SHARED_DIR "/tokenizers/qwen3/tokenizer_config.json")) {
-            fprintf(stderr, "  skip: %s absent\n", dir);
+            SKIP("%s absent", dir);
             break;
         }
         chat_template ct;

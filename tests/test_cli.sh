@@ -5,6 +5,9 @@ BIN=$1 FIX=$2 SHARED=$3
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0
+skipped=0
+# a part that cannot run here: said, counted, and the script exits 77 (ctest: skipped) when nothing failed
+skip() { echo "skip $1"; skipped=$((skipped + 1)); }
 check() {   # check NAME CONDITION-EXIT-CODE
     if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi
 }
@@ -317,6 +320,7 @@ sys.exit(0 if got == want else 1)
 PY
     check "stories260K: generate --tokens 1 -n 200 --temp 0 prints greedy_bos_200 ids[1..200]" $?
 else
-    echo "skip stories260K: $S is absent"
+    skip "stories260K: $S is absent"
 fi
+if [ $fail -eq 0 ] && [ $skipped -gt 0 ]; then echo "$skipped part(s) skipped"; exit 77; fi
 exit $fail

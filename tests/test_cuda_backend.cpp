@@ -8,10 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kernels/backend_cuda.h"
+#include "engine/backends/cuda/backend_cuda.h"
 #include "kernels/kernels.h"
 extern "C" {
-#include "engine/export.h"
+#include "tools/export.h"
 #include "engine/forward.h"
 #include "engine/sampler.h"
 #include "loader/json_file.h"
@@ -223,7 +223,7 @@ static void device_sampling_follows_the_cpu_rules(void) {
     float *dl = dev(l), *du = dev(u);
     int *out;
     unsigned char *scratch, *cand, *cand_all;
-    size_t cand_bytes = (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
+    size_t cand_bytes = (size_t)rows * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
     cudaMalloc((void **)&out, rows * sizeof(int)), cudaMalloc((void **)&scratch, (size_t)rows * vocab);
     cudaMalloc((void **)&cand, cand_bytes), cudaMalloc((void **)&cand_all, 3 * cand_bytes);
     struct { float temp; int k; float p, minp; } cases[] = {{0, 0, 1, 0}, {1, 0, 1, 0}, {0.7f, 40, 0.95f, 0.05f}, {1.3f, 5, 1, 0}, {1, 0, 0.5f, 0}, {1, 0, 1, 0.3f},
@@ -234,7 +234,7 @@ static void device_sampling_follows_the_cpu_rules(void) {
         // the vocabulary cut in 2 and 3 slices (as tensor-parallel GPUs hold it): each slice's candidates, merged
         for (int n_slices : {2, 3}) {
             int k = sample_candidates_k(c.temp, c.k);
-            size_t stride = (size_t)rows * PLAN_CANDIDATE_ROW_BYTES(k);
+            size_t stride = (size_t)rows * SAMPLE_CANDIDATE_ROW_BYTES(k);
             for (int sl = 0; sl < n_slices; sl++) {
                 int v0 = vocab * sl / n_slices, nv = vocab * (sl + 1) / n_slices - v0;
                 std::vector<float> part((size_t)rows * nv);
@@ -281,7 +281,7 @@ static void device_sampling_follows_the_cpu_rules(void) {
     float *dlb = dev(lb), *dub = dev(ub);
     unsigned char *sb, *cb_;
     cudaMalloc((void **)&out, 2 * sizeof(int)), cudaMalloc((void **)&sb, (size_t)2 * big);
-    cudaMalloc((void **)&cb_, 2 * PLAN_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
+    cudaMalloc((void **)&cb_, 2 * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
     struct { float temp; int k; float p, minp; int flat_on_host; } bc[] = {
         {1, 0, 1, 0, 1}, {1, 0, 0.9f, 0, 1}, {1, 0, 1, 0.5f, 1}, {1, 50, 1, 0, 0}, {1, SAMPLE_MAX_K + 1, 1, 0, 1}};
     for (auto c : bc) {
@@ -485,7 +485,7 @@ static void prefill_through_cublas_matches_cpu(void) {
 static void full_forward_matches_cpu_on_stories260k(void) {
     const char *dir = SHARED_DIR "/models/stories260K";
     if (!file_exists(SHARED_DIR "/models/stories260K/config.json")) {
-        fprintf(stderr, "  skip: %s absent\n", dir);
+        SKIP("%s absent", dir);
         return;
     }
     forward_matches_cpu(dir, 32, "base", 1);
@@ -632,7 +632,7 @@ static void tensor_parallel_matches_one_gpu(void) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/models/stories260K", SHARED_DIR);
     if (access(dir, F_OK) == 0) tp_matches_one_gpu(dir, "rys:1,3", 32);
-    else fprintf(stderr, "  (stories260K not found under %s: skipped)\n", SHARED_DIR);
+    else SKIP("tensor parallel on stories260K: %s absent", dir);
     // both ranks on one GPU, the all-reduce through device copies (what one lent GPU can check)
     setenv("REPRISE_TP_SHARE_GPU", "1", 1);
     tp_matches_one_gpu(FIXTURES_DIR "/qwen3", "rys:1,3", 8);
@@ -732,9 +732,6 @@ static void memory_plan_equals_peak_allocation(void) {
 #endif
 
 int main(void) {
-    // model_load finds the backend through a weak reference; this strong one links it into the test
-    void *volatile link_backend = (void *)backend_cuda_create;
-    (void)link_backend;
     int n_devices = 0;
     if (cudaGetDeviceCount(&n_devices) != cudaSuccess || n_devices == 0) {
         printf("SKIP: no CUDA device here (%s)\n", cudaGetErrorString(cudaGetLastError()));

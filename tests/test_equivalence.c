@@ -1,7 +1,7 @@
-// Duplication equivalence (DESIGN.md 5.1): schedule S on a model gives the logits and greedy ids of `base` on the
+// Duplication equivalence (engine/README.md, invariants): schedule S on a model gives the logits and greedy ids of `base` on the
 // checkpoint `reprise export` writes for S, prefill plus 16 decode steps, alone and in one batch mixing schedules.
 #include "bench/random_model.h"
-#include "engine/export.h"
+#include "tools/export.h"
 #include "engine/forward.h"
 #include "engine/sampler.h"
 #include "tests/test_util.h"
@@ -134,7 +134,7 @@ static void repeat_equals_physical_duplicate_llama(void) { check_variant("llama"
 static void repeat_equals_physical_duplicate_qwen2(void) { check_variant("qwen2"); }
 static void repeat_equals_physical_duplicate_qwen3(void) { check_variant("qwen3"); }
 
-// DESIGN.md 2b's example: base, rys:1,3 and rys:2,4 on 6 layers take 9 layer executions together, not 22.
+// engine/README.md's example: base, rys:1,3 and rys:2,4 on 6 layers take 9 layer executions together, not 22.
 static void mixed_schedules_share_layer_executions(void) {
     char *tmp = make_temp_dir("six");
     rp_err err;

@@ -3,7 +3,7 @@
 // widening, the packing keeps every element, and the sums agree with a double-precision reference.
 #include <stdint.h>
 
-#include "engine/matmul.h"
+#include "engine/backends/cpu/matmul.h"
 #include "loader/weights.h"
 #include "tests/test_util.h"
 

@@ -171,7 +171,7 @@ static void bbh_reads_and_scores_as_bbh_does(void) {
     probe_free(&p);
     const char *task = SHARED_DIR "/probes/bbh/logical_deduction_three_objects.json";
     if (access(task, R_OK)) {
-        fprintf(stderr, "skip the 250-item subset: %s is absent\n", task);
+        SKIP("the 250-item subset: %s is absent", task);
         return;
     }
     char spec[600];

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """reprise serve against a real running server on loopback: curl, the API's shapes, greedy text and logprobs
 against `reprise generate` and `reprise score`, malformed requests, streaming, disconnects, the queue, the API key,
-a load run, SIGTERM. usage: test_serve.py REPRISE [--load N] [--openai DIR]"""
+a load run, SIGTERM. usage: test_serve.py REPRISE [--load N] | test_serve.py REPRISE --openai DIR (the openai npm
+client's checks alone: a test of their own, skipped where the client is not installed)"""
 import http.client
 import json
 import os
@@ -20,16 +21,8 @@ REPRISE = sys.argv[1]
 LOAD = int(sys.argv[sys.argv.index("--load") + 1]) if "--load" in sys.argv else 10000
 OPENAI_DIR = sys.argv[sys.argv.index("--openai") + 1] if "--openai" in sys.argv else None
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "default_model")
-failures = 0
-checks = 0
-
-
-def check(cond, what):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", what, flush=True)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, finish, skip  # noqa: E402
 
 
 class Server:
@@ -576,8 +569,8 @@ def test_api_key():
 
 
 def test_openai_client(s):
-    if not OPENAI_DIR or not os.path.isdir(os.path.join(OPENAI_DIR, "node_modules", "openai")):
-        print("SKIP: the openai npm client is not installed (tests/openai_client: npm ci)")
+    if not os.path.isdir(os.path.join(OPENAI_DIR, "node_modules", "openai")):
+        skip("the openai npm client is not installed (tests/openai_client: npm ci)")
         return
     expect = {"completion": generate_cli("99*99=", 8), "rys": generate_cli("99*99=", 8, "rys:2,4"), "chat": generate_cli("12+34=", 8)}
     out = subprocess.run(["node", os.path.join(OPENAI_DIR, "test_openai.mjs"), "http://127.0.0.1:%d/v1" % s.port, json.dumps(expect)],
@@ -589,7 +582,7 @@ def test_openai_client(s):
 def test_openmp_spinning(s):
     """With no OpenMP wait policy chosen, reprise runs itself again with libgomp's spinning bounded (tools/reprise.c)."""
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        print("skip the spinning check: this environment chose an OpenMP wait policy")
+        skip("the spinning check: this environment chose an OpenMP wait policy")
         return
     with open("/proc/%d/environ" % s.proc.pid, "rb") as f:
         env = f.read().split(b"\0")
@@ -597,13 +590,19 @@ def test_openmp_spinning(s):
 
 
 def main():
+    if OPENAI_DIR:
+        s = Server("--parallel", "64")
+        try:
+            test_openai_client(s)
+        finally:
+            s.stop()
+        finish()
     s = Server("--parallel", "64")
     try:
         test_openmp_spinning(s)
         test_basics(s)
         test_loglikelihood(s)
         test_malformed(s)
-        test_openai_client(s)
         test_seeded_under_load(s)
         test_load(s, LOAD)
         # a second server on the same port: refused at once, naming the port and why (errno)
@@ -618,8 +617,7 @@ def main():
         write_slow_model(d)
         test_preemption(d)
         test_slow(d)
-    print("%d passed, %d failed" % (checks - failures, failures))
-    sys.exit(1 if failures else 0)
+    finish()
 
 
 if __name__ == "__main__":

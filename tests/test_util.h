@@ -1,4 +1,6 @@
-// A minimal test harness: named checks that print the first failing value and where, and temp directories.
+// A minimal test harness: named checks that print the first failing value and where, counted skips, and temp
+// directories. Every test run by RUN must make a check or say why it skipped (SKIP): one that did neither could never
+// fail, and fails. A program that skipped anything and failed nothing exits 77, which ctest shows as skipped.
 #ifndef REPRISE_TEST_UTIL_H
 #define REPRISE_TEST_UTIL_H
 
@@ -8,9 +10,12 @@
 #include <string.h>
 
 static int test_failures = 0;
+static long test_checks = 0;   // checks made (CHECK), all tests
+static int test_skips = 0;     // skips said (SKIP), all tests
 
 #define CHECK(cond, ...)                                                                       \
     do {                                                                                       \
+        test_checks++;                                                                         \
         if (!(cond)) {                                                                         \
             fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);          \
             fprintf(stderr, __VA_ARGS__);                                                      \
@@ -19,17 +24,36 @@ static int test_failures = 0;
         }                                                                                      \
     } while (0)
 
+// A part of a test that cannot run here (its data or a tool is absent): says why, and counts.
+#define SKIP(...)                                                                              \
+    do {                                                                                       \
+        fprintf(stderr, "  skip: ");                                                           \
+        fprintf(stderr, __VA_ARGS__);                                                          \
+        fprintf(stderr, "\n");                                                                 \
+        test_skips++;                                                                          \
+    } while (0)
+
 // TEST_ONLY=NAME runs only the tests whose name contains NAME (while working on one).
 #define RUN(test)                                                                              \
     do {                                                                                       \
         const char *only_ = getenv("TEST_ONLY");                                               \
         if (only_ && !strstr(#test, only_)) break;                                             \
-        int before_ = test_failures;                                                           \
+        int before_ = test_failures, skips_ = test_skips;                                      \
+        long checks_ = test_checks;                                                            \
         test();                                                                                \
-        fprintf(stderr, "%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #test);        \
+        if (test_checks == checks_ && test_skips == skips_) {                                  \
+            fprintf(stderr, "%s: made no check and said no skip\n", #test);                   \
+            test_failures++;                                                                   \
+        }                                                                                      \
+        fprintf(stderr, "%s %s\n",                                                             \
+                test_failures != before_ ? "FAIL" : test_skips != skips_ ? "skip" : "ok  ", #test); \
     } while (0)
 
-#define TEST_EXIT() (test_failures ? (fprintf(stderr, "%d check(s) failed\n", test_failures), 1) : 0)
+// The program's exit code: 1 when a check failed, else 77 (ctest: skipped) when a part was skipped, else 0.
+#define TEST_EXIT()                                                                            \
+    (test_failures ? (fprintf(stderr, "%d check(s) failed\n", test_failures), 1)               \
+     : test_skips  ? (fprintf(stderr, "%ld checks passed, %d part(s) skipped\n", test_checks, test_skips), TEST_SKIP) \
+                   : 0)
 
 // Exit code ctest reads as "skipped" (SKIP_RETURN_CODE 77).
 #define TEST_SKIP 77

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/roofline.h"
+#include "tools/bench/roofline.h"
 #include "loader/alloc.h"
 #include "loader/json_file.h"
 #include "engine/tensor_parallel.h"

@@ -1,7 +1,7 @@
 // `reprise export`: write the physically duplicated checkpoint of a schedule.
 #include <stdio.h>
 
-#include "engine/export.h"
+#include "tools/export.h"
 #include "loader/weights.h"
 #include "tools/cli.h"
 

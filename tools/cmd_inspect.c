@@ -4,7 +4,7 @@
 
 #include "loader/alloc.h"
 
-#include "engine/matmul.h"
+#include "engine/backends/cpu/matmul.h"
 #include "engine/memory_plan.h"
 #include "engine/tensor_parallel.h"
 #include "loader/weights.h"

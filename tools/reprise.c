@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/cpu_threads.h"
+#include "tools/common/cpu_threads.h"
 #include "tools/cli.h"
 
 static const char *usage =

@@ -8,7 +8,7 @@
 
 #include "loader/json_file.h"
 #include "tools/text_out.h"
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 
 int session_load(session *s, const cli_opts *o, rp_err *err) {
     memset(s, 0, sizeof *s);

@@ -1,4 +1,4 @@
-// CPU emulation of the CUDA device side, for kernel sources compiled by the host C++ compiler (DESIGN.md 4).
+// CPU emulation of the CUDA device side, for kernel sources compiled by the host C++ compiler (kernels/README.md).
 //
 // Each CUDA thread runs as a fiber; the threads of a block share one OS thread, so `__shared__` variables become
 // function-local `static thread_local` ones: one copy per block in flight, as on a GPU. threadIdx and friends read

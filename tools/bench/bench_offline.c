@@ -10,15 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/backends/builtin.h"
 #include "engine/forward.h"
 #include "engine/sampler.h"
-#include "engine/roofline.h"
-#include "engine/stats.h"
+#include "tools/bench/roofline.h"
+#include "tools/common/stats.h"
 
-// Defined when the CUDA backend is linked in (see engine/model.c).
-extern double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) __attribute__((weak));
-extern const char *backend_cuda_device_name(void) __attribute__((weak));
-extern double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_err *err) __attribute__((weak));
 
 typedef struct {
     int n_prompt, n_gen, depth, seqs;
@@ -41,10 +38,10 @@ typedef struct {
 // FLOP/s of the CUDA backend's own BF16 GEMM on square shapes from 256 to 8192 (the best; a GEMM of 8192^3 is
 // 1.1 TFLOP, milliseconds on an H100, so the largest shapes approach what the kernel can do). Under the emulation,
 // where a GEMM of 256^3 takes seconds, 64^3 alone. 0 with err set.
-static double gpu_gemm_peak(int emulated, rp_err *err) {
+static double gpu_gemm_peak(const backend_entry *dev, int emulated, rp_err *err) {
     double best = 0;
     for (int d = emulated ? 64 : 256; d <= (emulated ? 64 : 8192); d *= 2) {
-        double s = backend_cuda_time_gemm(d, d, d, -1, err);
+        double s = dev->time_gemm(d, d, d, -1, err);
         if (s <= 0) return 0;
         if (2.0 * d * d * d / s > best) best = 2.0 * d * d * d / s;
     }
@@ -270,18 +267,19 @@ int bench_offline(const bench_opts *o) {
     if (!rc && measure) {
         env.backend = m.be->name;
         env.threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+        const backend_entry *dev = backend_builtin_find(m.be->name);   // a device backend measures its device
         if (!strcmp(m.be->name, "cpu")) {
             roofline_element_bytes(&m, &wb, &kb);
             fprintf(stderr, "reprise bench: measuring the CPU's bandwidth and its matmul's peak\n");
             env.bandwidth = roofline_cpu_bandwidth(env.threads), env.bandwidth_source = "measured: multi-threaded read of 256 MiB";
             env.peak_flops = roofline_cpu_matmul_peak(env.threads), env.peak_source = "measured: the CPU backend's matmul, best of three shapes";
-        } else if (backend_cuda_copy_bandwidth) {
-            const char *name = backend_cuda_device_name ? backend_cuda_device_name() : "";
+        } else if (dev && dev->copy_bandwidth) {
+            const char *name = dev->device_name ? dev->device_name() : "";
             int emulated = strstr(name, "emulated") != NULL;
-            env.bandwidth = backend_cuda_copy_bandwidth(emulated ? (size_t)16 << 20 : (size_t)1 << 30, &err);
+            env.bandwidth = dev->copy_bandwidth(emulated ? (size_t)16 << 20 : (size_t)1 << 30, &err);
             env.bandwidth_source = "measured: device-to-device copy, read + write";
             const gpu_peaks *peaks = roofline_gpu(strstr(name, "H200") ? "h200" : strstr(name, "A100") ? "a100" : strstr(name, "H100") ? "h100" : "");
-            if (env.bandwidth > 0 && backend_cuda_time_gemm) env.peak_flops = gpu_gemm_peak(emulated, &err);
+            if (env.bandwidth > 0 && dev->time_gemm) env.peak_flops = gpu_gemm_peak(dev, emulated, &err);
             env.peak_source = emulated ? "measured: the CUDA backend's BF16 GEMM, 64^3 under the emulation"
                                        : "measured: the CUDA backend's BF16 GEMM, best of 256^3..8192^3";
             if (env.peak_flops <= 0 && peaks) env.peak_flops = peaks->bf16_flops, env.peak_source = "datasheet: dense BF16";

@@ -15,7 +15,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 #include "loader/json_file.h"
 #include "loader/tokenizer.h"
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 
 const char *const serve_metric_names[N_METRICS] = {"ttft", "tpot", "itl", "e2el"};
 static const char *const metric_upper[N_METRICS] = {"TTFT", "TPOT", "ITL", "E2EL"};

@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "engine/memory_plan.h"
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 
 #define SERVE_KV_GROW 64   // positions a request's KV holds beyond its tokens when admitted; it doubles as it grows
 

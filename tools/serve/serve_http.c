@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 
 #define WAIT_MS 200            // how often a waiting request looks for a gone client
 #define KEEPALIVE_S 10.0       // an SSE comment after this long without data

@@ -8,7 +8,7 @@
 
 #include "loader/fingerprint.h"
 #include "loader/alloc.h"
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/sweep/merge.h"

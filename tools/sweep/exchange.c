@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 #include "loader/alloc.h"
 #include "loader/fingerprint.h"
 #include "loader/json_file.h"

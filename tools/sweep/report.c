@@ -24,6 +24,7 @@
 #include "loader/json_file.h"
 #include "tools/plot/plot.h"
 #include "tools/sweep/label_set.h"
+#include "tools/sweep/statistics.h"
 
 typedef struct {
     int id, i, j, k, visits;
@@ -64,53 +65,7 @@ static void free_items(char **items, int n) {
     free(items);
 }
 
-// Two-sided p-value of a delta with standard error se under "no effect" (z = delta / se, normal approximation:
-// the paired differences of dozens of items); NAN without a standard error (fewer than two paired items).
-static double p_of(double delta, double se) {
-    if (isnan(delta) || isnan(se)) return NAN;
-    if (se == 0) return delta == 0 ? 1 : 0;
-    return erfc(fabs(delta / se) / sqrt(2.0));
-}
-
-typedef struct {
-    double p;
-    int at;
-} p_at;
-
-static int by_p(const void *a, const void *b) {
-    double x = ((const p_at *)a)->p, y = ((const p_at *)b)->p;
-    return (x > y) - (x < y);
-}
-
-// Benjamini-Hochberg: q of the r-th smallest of m p-values = min over r' >= r of p(r') m / r' (at most 1). Configs
-// whose q is below a level form a set whose expected share of false discoveries is at most that level.
-static void bh_adjust(const double *p, double *q, int n) {
-    p_at *order = rp_malloc(sizeof *order * (n > 0 ? (size_t)n : 1));
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        q[i] = NAN;
-        if (!isnan(p[i])) order[m++] = (p_at){p[i], i};
-    }
-    qsort(order, (size_t)m, sizeof *order, by_p);
-    double run = 1;
-    for (int r = m - 1; r >= 0; r--) {
-        double v = order[r].p * m / (r + 1);
-        if (v < run) run = v;
-        q[order[r].at] = run;
-    }
-    free(order);
-}
-
 static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-// delta / its paired standard error, clipped to +-10: a probe with fewer than two paired items (no standard error)
-// adds nothing, and a delta with no spread at all (every item moved alike, SE 0) counts as the clip, in its sign.
-#define T_CLIP 10.0
-static double t_vs_base(double delta, double se) {
-    if (isnan(delta) || delta == 0 || isnan(se)) return 0;
-    double t = se == 0 ? copysign(T_CLIP, delta) : delta / se;
-    return t > T_CLIP ? T_CLIP : t < -T_CLIP ? -T_CLIP : t;
-}
 
 // Reads the database into S. only (n_only probes; NULL: every probe and item there is) limits it to those probes
 // and, of each, its first n_items items: a halving rung ranks on the items its configs all have. among (NULL: every
@@ -180,22 +135,16 @@ static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const l
             int n;
             double *s = score_table(db, c->id, S->probe[p], &items, &n);
             // paired over the items both have (both lists are sorted by item)
-            double sum = 0, sum2 = 0, msum = 0;
-            int k = 0;
+            paired_sum ps = {0};
             for (int a = 0, b = 0; a < n && b < nb;) {
                 int cmp = strcmp(items[a], bi[b]);
                 if (cmp < 0) a++;
                 else if (cmp > 0) b++;
                 else if (allowed && !bsearch(&items[a], allowed, (size_t)n_allowed, sizeof(char *), by_string)) a++, b++;
-                else {
-                    double d = s[a] - bs[b];
-                    sum += d, sum2 += d * d, msum += s[a], k++, a++, b++;
-                }
+                else paired_add(&ps, s[a++], bs[b++]);
             }
-            c->n[p] = k;
-            c->mean[p] = k ? msum / k : NAN;
-            c->delta[p] = k ? sum / k : NAN;
-            c->se[p] = k > 1 ? sqrt(fmax(0, (sum2 - sum * sum / k) / (k - 1)) / k) : NAN;
+            c->n[p] = ps.n;
+            paired_result(&ps, &c->mean[p], &c->delta[p], &c->se[p]);
             free(s);
             free_items(items, n);
         }
@@ -203,15 +152,15 @@ static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const l
         free_items(bi, nb);
         free(allowed);
         // z-scores of the deltas across the configs (base excluded)
-        double m = 0, m2 = 0;
-        int cnt = 0;
-        for (int ci = 0; ci < S->n_cfg; ci++)
-            if (ci != S->base && S->c[ci].n[p]) m += S->c[ci].delta[p], m2 += S->c[ci].delta[p] * S->c[ci].delta[p], cnt++;
-        double mean = cnt ? m / cnt : 0, sd = cnt > 1 ? sqrt(fmax(0, (m2 - m * m / cnt) / (cnt - 1))) : 0;
-        for (int ci = 0; ci < S->n_cfg; ci++) S->c[ci].z[p] = ci != S->base && S->c[ci].n[p] && sd > 0 ? (S->c[ci].delta[p] - mean) / sd : 0;
+        double *x = rp_malloc(sizeof(double) * S->n_cfg), *z = rp_malloc(sizeof(double) * S->n_cfg);
+        int *use = rp_malloc(sizeof(int) * S->n_cfg);
+        for (int ci = 0; ci < S->n_cfg; ci++) x[ci] = S->c[ci].delta[p], use[ci] = ci != S->base && S->c[ci].n[p];
+        z_scores(x, use, S->n_cfg, z);
+        for (int ci = 0; ci < S->n_cfg; ci++) S->c[ci].z[p] = z[ci];
+        free(x), free(z), free(use);
         // p-values of "no effect", and q-values over the sweep's configs (base excluded)
         double *pv = rp_malloc(sizeof(double) * S->n_cfg), *qv = rp_malloc(sizeof(double) * S->n_cfg);
-        for (int ci = 0; ci < S->n_cfg; ci++) pv[ci] = ci == S->base ? NAN : p_of(S->c[ci].delta[p], S->c[ci].se[p]);
+        for (int ci = 0; ci < S->n_cfg; ci++) pv[ci] = ci == S->base ? NAN : p_two_sided(S->c[ci].delta[p], S->c[ci].se[p]);
         bh_adjust(pv, qv, S->n_cfg);
         for (int ci = 0; ci < S->n_cfg; ci++) S->c[ci].p_value[p] = pv[ci], S->c[ci].q_value[p] = qv[ci];
         free(pv), free(qv);

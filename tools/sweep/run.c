@@ -4,12 +4,12 @@
 // begins with the base's first L visits (rys:I,J begins with 0..J-1) takes the base's hidden state after visit L
 // and copies its KV slots 0..L-1, so only its remaining visits run for the prompt. Then all configs of the prompt
 // decode together, one forward step for all of them, so a layer's weights are read once per step for every
-// config that visits it next (DESIGN.md 2b). Replies are scored and committed one by one as each config finishes.
+// config that visits it next (engine/README.md, the forward pass). Replies are scored and committed one by one as each config finishes.
 #include "tools/sweep/run.h"
 #include "loader/alloc.h"
 
 #include "engine/sampler.h"
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 #include "loader/fingerprint.h"
 #include "tools/sweep/exchange.h"
 #include "tools/sweep/label_set.h"

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/backend.h"
+#include "engine/backends/cpu/backend_cpu.h"
 #include "loader/alloc.h"
-#include "engine/matmul.h"
+#include "engine/backends/cpu/matmul.h"
 #include "engine/memory_plan.h"
 #include "loader/weights.h"
 
@@ -314,11 +314,9 @@ static void share(int n, int t, int nt, int *r0, int *r1) {
     *r0 = (int)((long)n * t / nt), *r1 = (int)((long)n * (t + 1) / nt);
 }
 
-// A layer's rows as the parts gathered them: R rows, row r of part part_of_row[r] at position pos_of_row[r].
+// A layer execution's rows (as the engine gathered them) and their attention blocks.
 typedef struct {
-    const visit_part *parts;
-    int n_parts, R;
-    const int *part_of_row, *pos_of_row;
+    const layer_exec *e;
     int n_blocks;
     const int *block_start;   // (n_blocks + 1) attention blocks: rows [block_start[i], block_start[i + 1]), one part's
 } layer_rows;
@@ -330,10 +328,11 @@ typedef struct {
 // work over the threads (rows, panels of a weight matrix, (row, head) pairs), a barrier between steps. One
 // region per layer: its threads wake once, where a region per matmul woke them seven times. The split never
 // changes a bit: every element is computed by the same operations whichever thread takes it.
-static void layer_steps(cpu_backend *b, const model_config *c, int layer, const layer_rows *lr) {
-    float *const *w = b->layers[layer].w;
-    const packed_matrix *m = b->layers[layer].m;
-    int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, half = hd / 2, R = lr->R;
+static void layer_steps(cpu_backend *b, const model_config *c, const layer_rows *lr) {
+    const layer_exec *e = lr->e;
+    float *const *w = b->layers[e->layer].w;
+    const packed_matrix *m = b->layers[e->layer].m;
+    int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, half = hd / 2, R = e->n_rows;
     int t = omp_get_thread_num(), nt = omp_get_num_threads(), r0, r1, h0, h1;
     share(R, t, nt, &r0, &r1);
 
@@ -352,11 +351,11 @@ static void layer_steps(cpu_backend *b, const model_config *c, int layer, const 
         rmsnorm(b->k + (size_t)r0 * kvd, b->k + (size_t)r0 * kvd, w[W_K_NORM], (r1 - r0) * c->n_kv_heads, hd, c->norm_eps);
     }
     for (int r = r0; r < r1; r++) {
-        const visit_part *p = &lr->parts[lr->part_of_row[r]];
+        const visit_part *p = &e->parts[e->row_part[r]];
         rope(b->q + (size_t)r * qd, c->n_heads, hd, b->rope_cos + (size_t)r * half, b->rope_sin + (size_t)r * half);
         rope(b->k + (size_t)r * kvd, c->n_kv_heads, hd, b->rope_cos + (size_t)r * half, b->rope_sin + (size_t)r * half);
-        kv_store(p->kv->k, b->kv_bf16, lr->pos_of_row[r], b->k + (size_t)r * kvd, 1, kvd);
-        kv_store(p->kv->v, b->kv_bf16, lr->pos_of_row[r], b->v + (size_t)r * kvd, 1, kvd);
+        kv_store(p->kv->k, b->kv_bf16, e->row_pos[r], b->k + (size_t)r * kvd, 1, kvd);
+        kv_store(p->kv->v, b->kv_bf16, e->row_pos[r], b->v + (size_t)r * kvd, 1, kvd);
     }
 #pragma omp barrier
 
@@ -367,8 +366,8 @@ static void layer_steps(cpu_backend *b, const model_config *c, int layer, const 
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < lr->n_blocks * c->n_heads; task++) {
         int blk = task / c->n_heads, head = task % c->n_heads, kvh = head / group;
-        int ra = lr->block_start[blk], rb = lr->block_start[blk + 1], n_last = lr->pos_of_row[rb - 1] + 1;
-        const kv_slot *kv = lr->parts[lr->part_of_row[ra]].kv;
+        int ra = lr->block_start[blk], rb = lr->block_start[blk + 1], n_last = e->row_pos[rb - 1] + 1;
+        const kv_slot *kv = e->parts[e->row_part[ra]].kv;
         size_t es = b->kv_bf16 ? 2 : 4;
         const void *Kh = (const unsigned char *)kv->k + (size_t)kvh * hd * es, *Vh = (const unsigned char *)kv->v + (size_t)kvh * hd * es;
         int stride = kvd, bf16 = b->kv_bf16;
@@ -380,7 +379,7 @@ static void layer_steps(cpu_backend *b, const model_config *c, int layer, const 
         }
         float *scores = b->scores + (size_t)t * b->cap_scores;
         for (int r = ra; r < rb; r++)
-            attend(b->q + (size_t)r * qd + (size_t)head * hd, Kh, Vh, stride, lr->pos_of_row[r] + 1, hd, scores,
+            attend(b->q + (size_t)r * qd + (size_t)head * hd, Kh, Vh, stride, e->row_pos[r] + 1, hd, scores,
                    b->att + (size_t)r * qd + (size_t)head * hd, bf16);
     }   // (the loop ends in a barrier)
     matmul_part(b->h, b->att, &m[W_O], R, t, nt);
@@ -404,56 +403,49 @@ static void layer_steps(cpu_backend *b, const model_config *c, int layer, const 
     for (size_t i = (size_t)r0 * dim; i < (size_t)r1 * dim; i++) b->xb[i] += b->h[i];
 }
 
-static void cpu_layer_run(backend *base, int layer, const visit_part *parts, int n_parts) {
+static void cpu_layer_run(backend *base, const layer_exec *e) {
     cpu_backend *b = (cpu_backend *)base;
     const model_config *c = base->cfg;
-    int dim = c->dim, half = c->head_dim / 2;
+    int dim = c->dim, half = c->head_dim / 2, R = e->n_rows, max_pos = e->max_end;
 
     // Gather the parts' rows into one block, so each weight matrix is read once for all of them.
-    int R = 0, max_pos = 0;
-    for (int p = 0; p < n_parts; p++) R += parts[p].n_rows;
-    int *part_of_row = rp_malloc(sizeof(int) * 3 * (size_t)(R + n_parts + 1)), *pos_of_row = part_of_row + R;
-    int *block_start = pos_of_row + R, n_blocks = 0;
-    R = 0;
+    int *block_start = rp_malloc(sizeof(int) * (size_t)(R + e->n_parts + 1)), n_blocks = 0;
     size_t attention = 0;   // multiply-adds: each row's query against positions 0..pos, for scores and for values
-    for (int p = 0; p < n_parts; p++) {
-        memcpy(b->xb + (size_t)R * dim, b->x + (size_t)parts[p].row0 * dim, sizeof(float) * dim * parts[p].n_rows);
-        for (int i = 0; i < parts[p].n_rows; i++) {
-            part_of_row[R + i] = p, pos_of_row[R + i] = parts[p].pos0 + i;
-            float pos = (float)(parts[p].pos0 + i);
-            for (int j = 0; j < half; j++) {
-                // float32 angle, as HF computes it
-                float ang = pos * b->inv_freq[j];
-                b->rope_cos[(size_t)(R + i) * half + j] = cosf(ang);
-                b->rope_sin[(size_t)(R + i) * half + j] = sinf(ang);
-            }
-            attention += (size_t)2 * c->n_heads * c->head_dim * (parts[p].pos0 + i + 1);
-        }
-        for (int i = 0; i < parts[p].n_rows; i += ATT_BLOCK) block_start[n_blocks++] = R + i;
-        R += parts[p].n_rows;
-        if (parts[p].pos0 + parts[p].n_rows > max_pos) max_pos = parts[p].pos0 + parts[p].n_rows;
+    for (int p = 0, r = 0; p < e->n_parts; r += e->parts[p].n_rows, p++) {
+        memcpy(b->xb + (size_t)r * dim, b->x + (size_t)e->parts[p].row0 * dim, sizeof(float) * dim * e->parts[p].n_rows);
+        for (int i = 0; i < e->parts[p].n_rows; i += ATT_BLOCK) block_start[n_blocks++] = r + i;
     }
     block_start[n_blocks] = R;
+    for (int r = 0; r < R; r++) {
+        float pos = (float)e->row_pos[r];
+        for (int j = 0; j < half; j++) {
+            // float32 angle, as HF computes it
+            float ang = pos * b->inv_freq[j];
+            b->rope_cos[(size_t)r * half + j] = cosf(ang);
+            b->rope_sin[(size_t)r * half + j] = sinf(ang);
+        }
+        attention += (size_t)2 * c->n_heads * c->head_dim * (e->row_pos[r] + 1);
+    }
     if (max_pos > b->cap_scores) {
         b->cap_scores = max_pos;
         grow(&b->scores, (size_t)b->n_threads * max_pos);
     }
     // a prompt (a block of several rows) on a BF16 cache: room to widen one KV head per thread
     int widen_to = max_pos < WIDEN_MAX_POS ? max_pos : WIDEN_MAX_POS;
-    if (b->kv_bf16 && R > n_parts && widen_to > b->cap_widened) {
+    if (b->kv_bf16 && R > e->n_parts && widen_to > b->cap_widened) {
         b->cap_widened = widen_to;
         grow(&b->widened, (size_t)b->n_threads * 2 * widen_to * c->head_dim);
     }
-    layer_rows lr = {parts, n_parts, R, part_of_row, pos_of_row, n_blocks, block_start};
+    layer_rows lr = {e, n_blocks, block_start};
     // a layer too small to repay waking the threads runs on this one
     size_t work = (size_t)R * b->layer_params + attention;
 #pragma omp parallel num_threads(b->n_threads) if (work > PARALLEL_MIN_WORK)
-    layer_steps(b, c, layer, &lr);
-    free(part_of_row);
+    layer_steps(b, c, &lr);
+    free(block_start);
 
     // scatter back
-    for (int p = 0, r = 0; p < n_parts; r += parts[p].n_rows, p++)
-        memcpy(b->x + (size_t)parts[p].row0 * dim, b->xb + (size_t)r * dim, sizeof(float) * dim * parts[p].n_rows);
+    for (int p = 0, r = 0; p < e->n_parts; r += e->parts[p].n_rows, p++)
+        memcpy(b->x + (size_t)e->parts[p].row0 * dim, b->xb + (size_t)r * dim, sizeof(float) * dim * e->parts[p].n_rows);
 }
 
 static void cpu_read_rows(backend *base, int row0, int n, float *out) {
@@ -526,7 +518,8 @@ static void cpu_destroy(backend *base) {
     free(b);
 }
 
-backend *backend_cpu_create(const model_config *cfg, int n_threads) {
+backend *backend_cpu_create(const model_config *cfg, int n_threads, rp_err *err) {
+    (void)err;
     cpu_backend *b = rp_calloc(1, sizeof *b);
     if (n_threads <= 0) n_threads = omp_get_num_procs();
     b->n_threads = n_threads;

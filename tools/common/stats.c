@@ -1,5 +1,5 @@
 // The clock and the summary statistics that the benchmarks, the server and the sweep share.
-#include "engine/stats.h"
+#include "tools/common/stats.h"
 #include "loader/alloc.h"
 
 #include <math.h>

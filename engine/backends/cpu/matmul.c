@@ -14,7 +14,7 @@
 // The tile is chosen once for the CPU (AVX2 with FMA and F16C, or portable C). Every output element is the chain
 // s = fma(x[k], w[k], s) over k in order from s = 0, in every tile shape and on every path: a fused multiply-add is
 // exactly rounded, so the paths agree bit for bit, and a row's result never depends on the rows beside it.
-#include "engine/matmul.h"
+#include "engine/backends/cpu/matmul.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>

@@ -9,7 +9,7 @@ extern "C" {
 #include "engine/backend.h"
 
 // NULL with an error naming the problem when there is no usable CUDA device.
-backend *backend_cuda_create(const model_config *cfg, rp_err *err);
+backend *backend_cuda_create(const model_config *cfg, int n_threads, rp_err *err);   // n_threads: unused
 
 // Decode steps replayed from a captured CUDA graph so far (set REPRISE_CUDA_GRAPHS=0 to run every step eagerly),
 // graphs captured so far, and graphs held now (at most REPRISE_CUDA_GRAPH_CACHE, default 64).

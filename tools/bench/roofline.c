@@ -1,5 +1,5 @@
 // The physical limits of a forward step: the bytes and FLOPs from the model's shapes, the CPU's limits measured.
-#include "engine/roofline.h"
+#include "tools/bench/roofline.h"
 #include "loader/alloc.h"
 
 #include <omp.h>
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/matmul.h"
-#include "engine/stats.h"
+#include "engine/backends/cpu/matmul.h"
+#include "tools/common/stats.h"
 #include "loader/weights.h"
 
 static const gpu_peaks gpus[] = {{"h100", 3.35e12, 989e12}, {"h200", 4.8e12, 989e12}, {"a100", 2.0e12, 312e12}};

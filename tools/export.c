@@ -1,5 +1,5 @@
 // Writing the physically duplicated checkpoint of a schedule, for engines without layer schedules.
-#include "engine/export.h"
+#include "tools/export.h"
 #include "loader/alloc.h"
 
 #include <dirent.h>

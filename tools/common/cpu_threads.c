@@ -1,5 +1,5 @@
 // How the CPU backend's OpenMP threads wait for work: spinning bounded, so that other work on the machine runs.
-#include "engine/cpu_threads.h"
+#include "tools/common/cpu_threads.h"
 
 #include <stdlib.h>
 #include <unistd.h>

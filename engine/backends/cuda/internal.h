@@ -1,0 +1,143 @@
+// The CUDA backend's insides, shared by its files: a rank's state, the backend's, and the functions one file
+// gives another (upload.cu, plan.cu, step.cu, collectives.cu, timing.cu, backend_cuda.cu).
+#ifndef REPRISE_CUDA_BACKEND_INTERNAL_H
+#define REPRISE_CUDA_BACKEND_INTERNAL_H
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nccl.h>
+
+#include "engine/backends/cuda/backend_cuda.h"
+#include "engine/backends/cuda/cuda_check.h"
+#include "engine/backends/cuda/rank_threads.h"
+#include "kernels/kernels.h"
+extern "C" {
+#include "engine/memory_plan.h"
+#include "engine/sampler.h"
+#include "engine/tensor_parallel.h"
+#include "loader/weights.h"
+}
+
+namespace reprise_cuda {
+
+enum step_mode { EAGER, CAPTURE, REPLAY };
+
+// One GPU's share of the run: a tensor-parallel rank (the whole model when tp = 1).
+struct rank_state {
+    int rank, device;
+    tp_shard shard;                               // the heads, MLP rows and vocabulary this rank holds
+    cudaStream_t stream;
+    ncclComm_t comm;                              // nullptr: tp 1, or ranks sharing one GPU
+    cudaEvent_t ready, done;                      // the collectives through device copies
+    size_t free_bytes, total_bytes;               // the device's memory when the plan was checked
+    step_mode mode;
+    unsigned long long key;
+    // Pinned host memory that a captured graph's copies read. Each layer execution of a step takes its rows'
+    // positions and KV slot pointers from the next entries of the arena, so a replay finds them where it was
+    // captured; the arena holds a step's (row, visit) pairs (step_begin makes room before any capture).
+    int *stage_pos;                               // (stage_cap) pinned
+    bf16 **stage_krow, **stage_vrow;              // (stage_cap) pinned
+    size_t stage_cap, stage_at;
+    bool staged_unsynced = false;                 // a step's copies from the staging may be in flight (no sync since)
+    int *stage_tokens;                            // (cap_rows) pinned
+    float *stage_logits;                          // (cap_logit_rows, shard vocabulary) pinned
+    float *stage_uniform;                         // (cap_logit_rows) pinned: each row's draw when sampling
+    int *stage_ids;                               // (cap_logit_rows) pinned: sampled ids
+    struct graph {
+        cudaGraphExec_t exec;
+        unsigned long long last_used;
+    };
+    std::map<unsigned long long, graph> graphs;   // at most graph_cache, the least recently used evicted
+    std::set<unsigned long long> seen;            // shapes run once, eagerly (captured if they come again)
+    unsigned long long clock;
+    long graph_replays, graph_captures;
+    bf16 *embed, *final_norm, *lm_head;           // lm_head aliases embed when tied; both the vocabulary shard
+    std::vector<std::vector<bf16 *>> layers;      // [layer][layer_tensor] this rank's blocks, nullptr where absent;
+                                                  // K and V point into Q's allocation, up into gate's (stacked)
+    std::vector<bf16 *> weight_allocs;            // every weight allocation, once
+    float *inv_freq;                              // (head_dim / 2)
+    size_t weight_bytes;
+    memory_plan plan;                             // the buffers below are sized by it
+    int cap_rows, cap_logit_rows;
+    float *x, *xb, *h, *q, *k, *v, *att, *gate, *up, *tmp, *partial, *reduce;
+    size_t cap_partial;
+    bf16 *act_bf16;                               // a BF16 copy of a GEMM's input
+    int *d_tokens, *d_pos, *d_ids;
+    float *d_uniform;
+    unsigned char *d_sample_scratch, *d_cand;     // d_cand: this rank's candidate rows, then all ranks' gathered
+    bf16 **d_krow, **d_vrow;
+    float *d_logits;
+};
+
+struct cuda_backend {
+    backend base;
+    int tp;                                       // ranks; 0 until the plan says
+    bool share_gpu;                               // every rank on one GPU: collectives through device copies
+    int use_graphs;                               // REPRISE_CUDA_GRAPHS=0 turns them off
+    size_t graph_cache;                           // REPRISE_CUDA_GRAPH_CACHE, default 64
+    long host_sampled_rows;                       // rows the device's candidates could not decide (sample())
+    std::vector<rank_state *> ranks;
+    rank_threads threads;                         // tp > 1: one per rank
+    rank_barrier barrier;
+};
+
+inline cuda_backend *cb(backend *b) { return reinterpret_cast<cuda_backend *>(b); }
+
+// Every rank runs f(rank) on its own thread (tp 1: on the caller's); returns when all have.
+template <typename F> void each(cuda_backend *b, F f) {
+    if (b->tp <= 1) f(b->ranks[0]);
+    else b->threads.run([&](int i) { f(b->ranks[i]); });
+}
+
+template <typename T> T *dev_alloc(size_t n) {
+    T *p = nullptr;
+    if (n) CUDA_CHECK(cudaMalloc((void **)&p, n * sizeof(T)));
+    return p;
+}
+
+const int ATTENTION_CHUNK = PLAN_ATTENTION_CHUNK;   // positions per split of the attention kernel
+const int GRAPH_ROWS = PLAN_GRAPH_ROWS;             // decode steps of up to this many rows are captured as graphs
+
+template <typename T> void realloc_dev(T **p, size_t bytes) {
+    CUDA_CHECK(cudaFree(*p));
+    *p = nullptr;
+    if (bytes) CUDA_CHECK(cudaMalloc((void **)p, bytes));
+}
+
+template <typename T> void realloc_pinned(T **p, size_t bytes) {
+    CUDA_CHECK(cudaFreeHost(*p));
+    *p = nullptr;
+    CUDA_CHECK(cudaMallocHost((void **)p, bytes ? bytes : 1));
+}
+
+bf16 *rank_k(const kv_slot *kv, const rank_state *r);   // this rank's K of a slot (step.cu)
+bf16 *rank_v(const kv_slot *kv, const rank_state *r);
+
+// upload.cu
+int load_weights(backend *base, const st_archive *a, rp_err *err);
+// plan.cu
+void drop_graphs(rank_state *r);
+void grow_stage(rank_state *r, size_t entries);
+int plan(backend *base, memory_plan *p, rp_err *err);
+void reserve(backend *base, int n_rows);
+// collectives.cu
+void all_reduce(cuda_backend *b, rank_state *r, float *rank_state::*buf, size_t at, size_t count);
+unsigned char *all_gather_candidates(cuda_backend *b, rank_state *r, size_t bytes);
+// step.cu
+void step_begin(backend *base, const step_plan *step);
+void embed(backend *base, const int *tokens, int n, int row0);
+void layer_run(backend *base, const layer_exec *e);
+void read_rows(backend *base, int row0, int n, float *out);
+void write_rows(backend *base, int row0, int n, const float *in);
+void logits(backend *base, const int *rows, int n, float *out);
+void sample(backend *base, const int *rows, int n, const sampler_params *p, const float *uniform, int *ids);
+
+}   // namespace reprise_cuda
+
+#endif

@@ -1,0 +1,312 @@
+// The CUDA backend's forward step: BF16 weights uploaded once (every visit of a layer uses the same device pointers), a BF16 KV
+// cache per visit, float32 activations. A layer execution gathers its sequences' rows, then: RMSNorm, the QKV
+// projections (BF16 activations through reprise's batch-invariant tensor-core GEMM), bias + q/k norm + RoPE + KV
+// append fused, attention (split-KV for decode rows, tiled flash-style for a prompt's rows), output projection,
+// residual fused into the next RMSNorm, SwiGLU MLP, residual.
+//
+// Tensor parallel (--tp N): one host thread per GPU (rank), each holding 1/N of every unique layer
+// (engine/tensor_parallel.c says which rows and columns): its query heads' whole GQA groups of Q/K/V and their KV,
+// its rows of gate/up, and the matching columns of O and down, whose partial outputs one all-reduce each sums
+// (NCCL, or device copies when the ranks share one GPU); the embedding and LM head by vocabulary, so sampling moves
+// only each rank's candidates (an all-gather), never logit rows. The residual stream is whole on every rank. With
+// N = 1 the same code runs on the caller's thread, with no collective.
+//
+// Decode steps run as CUDA graphs, one per rank, collectives included: the second step of a shape (the engine's
+// key: sequences, schedules, one token each) is captured from the stream and instantiated - a shape seen once, as
+// the last steps of a sweep's batch where sequences finish one by one, is never worth a capture - and later steps of
+// that shape only refresh pinned host staging buffers - tokens, and per layer execution the rows' positions and KV
+// slot pointers - which the graph's first copies read, and replay. Everything else a kernel needs lives at fixed
+// device addresses; attention's grid is sized by the KV slots' capacity, not the current length, so one graph
+// serves the whole generation.
+#include "engine/backends/cuda/internal.h"
+
+namespace reprise_cuda {
+
+// A step's graph key: a decode step - the whole call in one window, one row per sequence, from the embeddings to
+// logits or samples of at most GRAPH_ROWS rows - hashed over what its captured graph fixes: each layer execution's
+// layer and parts (their rows, which the gathers copy from, and their KV slots' capacity, which sizes attention's
+// grid) and the sampling parameters. Positions and KV slot pointers are not in it: a replay reads them from the
+// staging. 0: a step never captured (a prompt's, a span's, every row's logits).
+unsigned long long graph_key(const step_plan *p) {
+    if (!p->whole_call || p->from_hidden || p->to_hidden || p->all_logits || p->n_rows > GRAPH_ROWS) return 0;
+    unsigned long long h = 1469598103934665603ull;
+    auto mix = [&h](unsigned long long v) { h = (h ^ v) * 1099511628211ull; };
+    mix((unsigned long long)p->n_rows);
+    if (p->sample) {   // a sampling step is another graph than a logits step, and its parameters are part of it
+        mix(0x5a3b1e);
+        mix((unsigned long long)(long long)(p->sample->temp * 1e6)), mix((unsigned long long)p->sample->top_k);
+        mix((unsigned long long)(long long)(p->sample->top_p * 1e6)), mix((unsigned long long)(long long)(p->sample->min_p * 1e6));
+    }
+    for (int x = 0; x < p->n_execs; x++) {
+        const layer_exec &e = p->execs[x];
+        mix((unsigned long long)e.layer), mix((unsigned long long)e.n_parts);
+        for (int i = 0; i < e.n_parts; i++) {
+            if (e.parts[i].n_rows != 1 || e.parts[i].prompt) return 0;
+            mix((unsigned long long)e.parts[i].row0), mix((unsigned long long)e.parts[i].kv->capacity);
+        }
+    }
+    return h ? h : 1;
+}
+
+void step_begin(backend *base, const step_plan *step) {
+    cuda_backend *b = cb(base);
+    unsigned long long key = graph_key(step);
+    size_t staged_rows = 0;
+    for (int x = 0; x < step->n_execs; x++) staged_rows += (size_t)step->execs[x].n_rows;
+    each(b, [&](rank_state *r) {
+        // A window of a long prompt ends no sequence, so nothing synchronised it: its copies from the pinned staging
+        // (tokens, positions, KV rows) may still be in flight, and this step is about to overwrite that staging. A
+        // step that ended with its logits or ids synchronised already (every decode step): no wait added there.
+        if (r->staged_unsynced) CUDA_CHECK(cudaStreamSynchronize(r->stream));
+        r->staged_unsynced = true;
+        r->stage_at = 0;
+        if (staged_rows > r->stage_cap) grow_stage(r, staged_rows);   // before any capture: pinned allocation is not capturable
+        r->key = key;
+        r->mode = EAGER;
+        if (b->use_graphs && key) {
+            if (r->graphs.count(key)) r->mode = REPLAY;
+            else if (r->seen.count(key)) r->mode = CAPTURE;
+            else {
+                if (r->seen.size() >= 64 * b->graph_cache) r->seen.clear();   // bounded too: a long sweep sees many shapes
+                r->seen.insert(key);
+            }
+        }
+        if (r->mode == CAPTURE) CUDA_CHECK(cudaStreamBeginCapture(r->stream, cudaStreamCaptureModeThreadLocal));
+    });
+}
+
+void embed(backend *base, const int *tokens, int n, int row0) {
+    cuda_backend *b = cb(base);
+    int dim = base->cfg->dim;
+    each(b, [&](rank_state *r) {
+        memcpy(r->stage_tokens + row0, tokens, n * sizeof(int));
+        if (r->mode == REPLAY) return;
+        CUDA_CHECK(cudaMemcpyAsync(r->d_tokens + row0, r->stage_tokens + row0, n * sizeof(int), cudaMemcpyHostToDevice, r->stream));
+        CUDA_CHECK(launch_embed(r->embed, r->d_tokens + row0, n, dim, r->shard.vocab0, r->shard.n_vocab,
+                                r->x + (size_t)row0 * dim, r->stream));
+        all_reduce(b, r, &rank_state::x, (size_t)row0 * dim, (size_t)n * dim);   // each token's row is on one rank
+    });
+}
+
+// out (R, N) = in (R, K) . W^T: the activations rounded to BF16, then reprise's tensor-core GEMM, for every R. One
+// numeric path whatever the batch, so a sequence's logits do not depend on the sequences beside it.
+void linear(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, float *out) {
+    CUDA_CHECK(launch_to_bf16(in, (long)R * K, r->act_bf16, r->stream));
+    CUDA_CHECK(launch_gemm_bf16(r->act_bf16, W, R, N, K, out, r->stream));
+}
+
+// The same for stacked weights, the output's columns split into their buffers (Q, K, V; gate, up).
+void linear_split(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, gemm_out out) {
+    CUDA_CHECK(launch_to_bf16(in, (long)R * K, r->act_bf16, r->stream));
+    CUDA_CHECK(launch_gemm_bf16_split(r->act_bf16, W, R, N, K, out, GEMM_BF16_DEFAULT_VARIANT, r->stream));
+}
+
+bf16 *rank_k(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->k)[r->rank]; }
+bf16 *rank_v(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->v)[r->rank]; }
+
+void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
+    const model_config *c = b->base.cfg;
+    const std::vector<bf16 *> &w = r->layers[e->layer];
+    const visit_part *parts = e->parts;
+    int n_parts = e->n_parts, R = e->n_rows;
+    int dim = c->dim, hd = c->head_dim, heads = r->shard.n_heads, kv_heads = r->shard.n_kv_heads;
+    int qd = heads * hd, kvd = kv_heads * hd, hidden = r->shard.n_hidden;
+
+    // each row's position and KV slot, staged where a replayed graph reads them
+    if (r->stage_at + R > r->stage_cap) {   // cannot be: step_begin made room for the step's rows
+        fprintf(stderr, "reprise: staging arena overrun (internal error)\n");
+        abort();
+    }
+    int *st_pos = r->stage_pos + r->stage_at;
+    bf16 **st_krow = r->stage_krow + r->stage_at, **st_vrow = r->stage_vrow + r->stage_at;
+    r->stage_at += R;
+    memcpy(st_pos, e->row_pos, sizeof(int) * R);
+    for (int i = 0; i < R; i++) {
+        st_krow[i] = rank_k(parts[e->row_part[i]].kv, r);
+        st_vrow[i] = rank_v(parts[e->row_part[i]].kv, r);
+    }
+    // A decode-sized call (the steps graphs capture) splits by the KV slots' capacity, so that the grid is the same
+    // at every step, into scratch reserved up front; a prefill-sized one (never captured) by its current length.
+    const int chunk = ATTENTION_CHUNK;
+    int decode_sized = R <= GRAPH_ROWS, n_splits = ((decode_sized ? e->max_capacity : e->max_end) + chunk - 1) / chunk;
+    int any_prefill = e->any_prompt;   // then the split-KV kernel only serves single-row parts, one at a time
+    size_t need = (size_t)(any_prefill ? 1 : R) * heads * n_splits * (hd + 2);
+    if (need > r->cap_partial) {
+        if (r->mode != EAGER) {   // cannot be: decode-sized scratch is reserved for the longest context
+            fprintf(stderr, "reprise: attention scratch too small for a captured step (internal error)\n");
+            abort();
+        }
+        realloc_dev(&r->partial, need * sizeof(float));
+        r->cap_partial = need;
+        drop_graphs(r);
+    }
+    if (r->mode == REPLAY) return;
+    // gather the parts' rows
+    for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++)
+        CUDA_CHECK(cudaMemcpyAsync(r->xb + (size_t)i * dim, r->x + (size_t)parts[p].row0 * dim,
+                                   sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, r->stream));
+    CUDA_CHECK(cudaMemcpyAsync(r->d_pos, st_pos, R * sizeof(int), cudaMemcpyHostToDevice, r->stream));
+    CUDA_CHECK(cudaMemcpyAsync(r->d_krow, st_krow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, r->stream));
+    CUDA_CHECK(cudaMemcpyAsync(r->d_vrow, st_vrow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, r->stream));
+
+    // attention block: this rank's heads; the output projection's partial sums all-reduced
+    CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, r->h, r->stream));
+    linear_split(r, r->h, w[W_Q], R, qd + 2 * kvd, dim, gemm_out{{r->q, r->k, r->v}, {0, qd, qd + kvd}, 3});
+    CUDA_CHECK(launch_qkv_rope(r->q, r->k, r->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], r->inv_freq,
+                               r->d_pos, r->d_krow, r->d_vrow, R, heads, kv_heads, hd, c->norm_eps, r->stream));
+    // one query per sequence (decode): split-KV over all rows; a sequence's prompt: the tiled prefill kernel
+    if (!any_prefill)
+        CUDA_CHECK(launch_attention(r->q, r->d_pos, r->d_krow, r->d_vrow, R, heads, kv_heads, hd, n_splits, chunk,
+                                    r->partial, r->att, r->stream));
+    else
+        for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++) {
+            float *qr = r->q + (size_t)i * qd, *ar = r->att + (size_t)i * qd;
+            if (parts[p].prompt)
+                CUDA_CHECK(launch_attention_prefill(qr, parts[p].n_rows, parts[p].pos0, rank_k(parts[p].kv, r),
+                                                    rank_v(parts[p].kv, r), heads, kv_heads, hd, ar, r->stream));
+            else
+                CUDA_CHECK(launch_attention(qr, r->d_pos + i, r->d_krow + i, r->d_vrow + i, 1, heads, kv_heads, hd,
+                                            n_splits, chunk, r->partial, ar, r->stream));
+        }
+    linear(r, r->att, w[W_O], R, dim, qd, r->tmp);
+    all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
+
+    // MLP block: the residual add fused into the norm; this rank's rows of gate/up, its columns of down
+    CUDA_CHECK(launch_rmsnorm(r->xb, r->tmp, w[W_FFN_NORM], R, dim, c->norm_eps, r->h, r->stream));
+    linear_split(r, r->h, w[W_GATE], R, 2 * hidden, dim, gemm_out{{r->gate, r->up}, {0, hidden}, 2});
+    CUDA_CHECK(launch_swiglu(r->gate, r->up, (long)R * hidden, r->stream));
+    linear(r, r->gate, w[W_DOWN], R, dim, hidden, r->tmp);
+    all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
+    CUDA_CHECK(launch_add(r->xb, r->tmp, (long)R * dim, r->stream));
+
+    for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++)
+        CUDA_CHECK(cudaMemcpyAsync(r->x + (size_t)parts[p].row0 * dim, r->xb + (size_t)i * dim,
+                                   sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, r->stream));
+}
+
+void layer_run(backend *base, const layer_exec *e) {
+    cuda_backend *b = cb(base);
+    each(b, [&](rank_state *r) { layer_rank(b, r, e); });
+}
+
+void read_rows(backend *base, int row0, int n, float *out) {
+    cuda_backend *b = cb(base);
+    int dim = base->cfg->dim;
+    each(b, [&](rank_state *r) {   // the residual stream is the same on every rank
+        if (r->rank == 0)
+            CUDA_CHECK(cudaMemcpyAsync(out, r->x + (size_t)row0 * dim, sizeof(float) * n * dim, cudaMemcpyDeviceToHost, r->stream));
+        CUDA_CHECK(cudaStreamSynchronize(r->stream));
+        r->staged_unsynced = false;
+    });
+}
+
+void write_rows(backend *base, int row0, int n, const float *in) {
+    cuda_backend *b = cb(base);
+    int dim = base->cfg->dim;
+    each(b, [&](rank_state *r) {
+        CUDA_CHECK(cudaMemcpyAsync(r->x + (size_t)row0 * dim, in, sizeof(float) * n * dim, cudaMemcpyHostToDevice, r->stream));
+        CUDA_CHECK(cudaStreamSynchronize(r->stream));
+        r->staged_unsynced = false;
+    });
+}
+
+// The end of a step on one rank: final norm and its vocabulary's LM head for the given rows, then either the
+// logits (each rank fills its columns of out_logits) or sampled ids (params: each row drawn with uniform[i]; the
+// ranks' candidates gathered, rank 0's pick returned). A capturing step is instantiated and replayed here. An
+// eager step with more rows than the logits buffers hold goes in chunks (score's every-row logits).
+void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const sampler_params *params,
+                 const float *uniform, float *out_logits, int *out_ids) {
+    const model_config *c = b->base.cfg;
+    int nv = r->shard.n_vocab;
+    if (params) memcpy(r->stage_uniform, uniform, n * sizeof(float));
+    if (r->mode != REPLAY) {
+        for (int i = 0; i < n; i++)
+            CUDA_CHECK(cudaMemcpyAsync(r->xb + (size_t)i * c->dim, r->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim,
+                                       cudaMemcpyDeviceToDevice, r->stream));
+        CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, r->final_norm, n, c->dim, c->norm_eps, r->h, r->stream));
+        linear(r, r->h, r->lm_head, n, nv, c->dim, r->d_logits);
+        if (params) {
+            int k = sample_candidates_k(params->temp, params->top_k);
+            size_t bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k);
+            CUDA_CHECK(launch_sample_candidates(r->d_logits, n, nv, r->shard.vocab0, params->temp, params->top_k,
+                                                r->d_sample_scratch, r->d_cand, r->stream));
+            const unsigned char *cand = b->tp > 1 ? all_gather_candidates(b, r, bytes) : r->d_cand;
+            if (r->rank == 0) {
+                CUDA_CHECK(cudaMemcpyAsync(r->d_uniform, r->stage_uniform, n * sizeof(float), cudaMemcpyHostToDevice, r->stream));
+                CUDA_CHECK(launch_sample_pick(cand, b->tp, bytes, n, k, params->top_k, params->temp, params->top_p, params->min_p,
+                                              r->d_uniform, r->d_ids, r->stream));
+                CUDA_CHECK(cudaMemcpyAsync(r->stage_ids, r->d_ids, sizeof(int) * n, cudaMemcpyDeviceToHost, r->stream));
+            }
+        } else
+            CUDA_CHECK(cudaMemcpyAsync(r->stage_logits, r->d_logits, sizeof(float) * n * nv, cudaMemcpyDeviceToHost, r->stream));
+    }
+    if (r->mode == CAPTURE) {
+        cudaGraph_t g;
+        cudaGraphExec_t exec;
+        CUDA_CHECK(cudaStreamEndCapture(r->stream, &g));
+        CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+        CUDA_CHECK(cudaGraphDestroy(g));
+        if (r->graphs.size() >= b->graph_cache) {   // evict the least recently used
+            auto lru = r->graphs.begin();
+            for (auto it = r->graphs.begin(); it != r->graphs.end(); ++it)
+                if (it->second.last_used < lru->second.last_used) lru = it;
+            cudaGraphExecDestroy(lru->second.exec);
+            r->graphs.erase(lru);
+        }
+        r->graphs[r->key] = {exec, 0};
+        r->graph_captures++;
+        r->mode = REPLAY;
+    } else if (r->mode == REPLAY)
+        r->graph_replays++;
+    if (r->mode == REPLAY) {
+        rank_state::graph &g = r->graphs[r->key];
+        g.last_used = ++r->clock;
+        CUDA_CHECK(cudaGraphLaunch(g.exec, r->stream));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(r->stream));
+    r->staged_unsynced = false;
+    if (params) {
+        if (r->rank == 0) memcpy(out_ids, r->stage_ids, sizeof(int) * n);
+    } else
+        for (int i = 0; i < n; i++)
+            memcpy(out_logits + (size_t)i * c->vocab_size + r->shard.vocab0, r->stage_logits + (size_t)i * nv, sizeof(float) * nv);
+}
+
+void finish_step(cuda_backend *b, const int *rows, int n, const sampler_params *params, const float *uniform,
+                 float *out_logits, int *out_ids) {
+    each(b, [&](rank_state *r) {
+        int chunk = r->cap_logit_rows < r->cap_rows ? r->cap_logit_rows : r->cap_rows;
+        if (n > chunk && r->mode != EAGER) {   // cannot be: captured steps have at most PLAN_GRAPH_ROWS rows
+            fprintf(stderr, "reprise: a captured step's logits exceed the planned rows (internal error)\n");
+            abort();
+        }
+        for (int i = 0; i < n; i += chunk) {
+            int k = n - i < chunk ? n - i : chunk;
+            finish_rows(b, r, rows + i, k, params, params ? uniform + i : nullptr,
+                        params ? nullptr : out_logits + (size_t)i * b->base.cfg->vocab_size, params ? out_ids + i : nullptr);
+        }
+        r->mode = EAGER;
+    });
+}
+
+void logits(backend *base, const int *rows, int n, float *out) { finish_step(cb(base), rows, n, nullptr, nullptr, out, nullptr); }
+
+// The device draws each row from its candidates; a row they cannot decide (SAMPLE_NEEDS_HOST: top-k off with a
+// nucleus past SAMPLE_MAX_K tokens, say) gets its logits and is drawn on the host by the same rule and draw.
+void sample(backend *base, const int *rows, int n, const sampler_params *p, const float *uniform, int *ids) {
+    cuda_backend *b = cb(base);
+    finish_step(b, rows, n, p, uniform, nullptr, ids);
+    std::vector<int> host_rows, at;
+    for (int i = 0; i < n; i++)
+        if (ids[i] == SAMPLE_NEEDS_HOST) host_rows.push_back(rows[i]), at.push_back(i);
+    if (host_rows.empty()) return;
+    int vocab = b->base.cfg->vocab_size;
+    std::vector<float> lg((size_t)host_rows.size() * vocab);
+    std::vector<prob_id> work(vocab);
+    finish_step(b, host_rows.data(), (int)host_rows.size(), nullptr, nullptr, lg.data(), nullptr);   // eager: x holds the step's rows
+    for (size_t j = 0; j < host_rows.size(); j++)
+        ids[at[j]] = sampler_pick(p, lg.data() + j * vocab, vocab, uniform[at[j]], work.data());
+    b->host_sampled_rows += (long)host_rows.size();
+}
+
+}   // namespace reprise_cuda

@@ -1,0 +1,114 @@
+// The CUDA backend's measurements of its device for bench: copy bandwidth, its GEMM's time, an all-reduce's time.
+#include <cuda_profiler_api.h>
+
+#include "engine/backends/cuda/internal.h"
+
+namespace reprise_cuda {
+
+// The median of 9 timings, in seconds, of run() on stream s, after one warm-up; 0 with an error.
+template <typename F> double median_seconds(F run, cudaStream_t s, const char *what, rp_err *err) {
+    cudaEvent_t t0 = nullptr, t1 = nullptr;
+    std::vector<float> ms;
+    cudaError_t e = cudaEventCreate(&t0);
+    if (e == cudaSuccess) e = cudaEventCreate(&t1);
+    for (int i = 0; i < 10 && e == cudaSuccess; i++) {
+        float t = 0;
+        cudaEventRecord(t0, s);
+        e = run();
+        cudaEventRecord(t1, s);
+        if (e == cudaSuccess) e = cudaEventSynchronize(t1);
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&t, t0, t1);
+        if (i > 0) ms.push_back(t);
+    }
+    if (t0) cudaEventDestroy(t0);
+    if (t1) cudaEventDestroy(t1);
+    if (e != cudaSuccess || ms.empty()) {
+        rp_fail(err, "%s: %s", what, cudaGetErrorString(e));
+        cudaGetLastError();
+        return 0;
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2] * 1e-3;
+}
+
+extern "C" double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) {
+    void *src = nullptr, *dst = nullptr;
+    double s = 0;
+    if (cudaMalloc(&src, bytes) != cudaSuccess || cudaMalloc(&dst, bytes) != cudaSuccess ||
+        cudaMemset(src, 0x5a, bytes) != cudaSuccess)   // not zeros: nothing may shortcut the copy
+        rp_fail(err, "copy bandwidth: %s", cudaGetErrorString(cudaGetLastError()));
+    else s = median_seconds([&] { return cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice); }, 0, "copy bandwidth", err);
+    cudaFree(src), cudaFree(dst);
+    return s > 0 ? 2.0 * (double)bytes / s : 0;
+}
+
+extern "C" const char *backend_cuda_gemm_variant(int v) { return v >= 0 && v < GEMM_BF16_VARIANTS ? gemm_bf16_variant_name[v] : nullptr; }
+
+extern "C" double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_err *err) {
+    // as many copies of W as make 512 MiB, used in turn, so that the weights come from memory, not from L2
+    size_t w_elems = (size_t)N * K, copies = std::min<size_t>(64, std::max<size_t>(1, ((size_t)512 << 20) / (w_elems * 2)));
+    bf16 *x = nullptr, *w = nullptr;
+    float *out = nullptr;
+    double s = 0;
+    int turn = 0;
+    if (cudaMalloc((void **)&x, (size_t)R * K * sizeof(bf16)) != cudaSuccess ||
+        cudaMalloc((void **)&w, copies * w_elems * sizeof(bf16)) != cudaSuccess ||
+        cudaMalloc((void **)&out, (size_t)R * N * sizeof(float)) != cudaSuccess ||
+        cudaMemset(x, 0x3c, (size_t)R * K * sizeof(bf16)) != cudaSuccess ||   // BF16 0x3c3c: about 0.0115, not zero
+        cudaMemset(w, 0x3c, copies * w_elems * sizeof(bf16)) != cudaSuccess)
+        rp_fail(err, "gemm timing: %s", cudaGetErrorString(cudaGetLastError()));
+    else
+        s = median_seconds([&] {
+                bf16 *wt = w + (turn++ % copies) * w_elems;
+                return variant >= 0 ? launch_gemm_bf16_variant(x, wt, R, N, K, out, variant, 0) : launch_gemm_bf16(x, wt, R, N, K, out, 0);
+            },
+                           0, "gemm timing", err);
+    cudaFree(x), cudaFree(w), cudaFree(out);
+    return s;
+}
+
+extern "C" double backend_cuda_time_all_reduce(backend *base, size_t count, rp_err *err) {
+    cuda_backend *b = cb(base);
+    if (b->tp <= 1) return rp_fail(err, "all-reduce timing: the model runs on one GPU (--tp 1)"), 0;
+    if (count > (size_t)b->ranks[0]->cap_rows * base->cfg->dim)
+        return rp_fail(err, "all-reduce timing: %zu floats exceed a step's rows", count), 0;
+    const int per_graph = b->share_gpu ? 1 : 20;
+    double seconds = 0;
+    each(b, [&](rank_state *r) {
+        cudaGraphExec_t exec = nullptr;
+        if (!b->share_gpu) {   // as a decode step runs it: inside a graph
+            cudaGraph_t g;
+            CUDA_CHECK(cudaStreamBeginCapture(r->stream, cudaStreamCaptureModeThreadLocal));
+            for (int i = 0; i < per_graph; i++) all_reduce(b, r, &rank_state::tmp, 0, count);
+            CUDA_CHECK(cudaStreamEndCapture(r->stream, &g));
+            CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+            CUDA_CHECK(cudaGraphDestroy(g));
+        }
+        rp_err mine;
+        double t = median_seconds([&] {
+                if (exec) return cudaGraphLaunch(exec, r->stream);
+                all_reduce(b, r, &rank_state::tmp, 0, count);
+                return cudaSuccess;
+            }, r->stream, "all-reduce timing", r->rank == 0 ? err : &mine);
+        if (r->rank == 0) seconds = t / per_graph;
+        if (exec) cudaGraphExecDestroy(exec);
+    });
+    return seconds;
+}
+
+extern "C" const char *backend_cuda_device_name(void) {
+    static cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+        cudaGetLastError();
+        return "";
+    }
+    return prop.name;
+}
+
+extern "C" void backend_cuda_profile(int on) {
+    cudaDeviceSynchronize();
+    if (on) cudaProfilerStart();
+    else cudaProfilerStop();
+}
+
+}   // namespace reprise_cuda

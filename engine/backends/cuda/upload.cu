@@ -1,0 +1,73 @@
+// The CUDA backend's weights: each rank's share converted to BF16 and uploaded once, Q/K/V and gate/up stacked.
+#include <initializer_list>
+
+#include "engine/backends/cuda/internal.h"
+
+namespace reprise_cuda {
+
+// The block of a tensor this rank holds, converted to BF16 and uploaded to d, in pieces of at most 16M elements so
+// the host holds little at once (a 72B model's LM head is 1.2G elements).
+void upload_to(rank_state *r, bf16 *d, const st_tensor *t, const tp_block &blk) {
+    size_t n = (size_t)(blk.rows * blk.cols);
+    int64_t step = std::max<int64_t>(1, ((int64_t)16 << 20) / std::max<int64_t>(1, blk.cols));
+    std::vector<float> f;
+    std::vector<bf16> h;
+    for (int64_t row = 0; row < blk.rows; row += step) {
+        int64_t rows = std::min(step, blk.rows - row);
+        size_t m = (size_t)(rows * blk.cols);
+        f.resize(m), h.resize(m);
+        tensor_block_to_f32(t, blk.row0 + row, rows, blk.col0, blk.cols, f.data());
+        for (size_t i = 0; i < m; i++) h[i] = __float2bfloat16(f[i]);
+        CUDA_CHECK(cudaMemcpy(d + (size_t)(row * blk.cols), h.data(), m * sizeof(bf16), cudaMemcpyHostToDevice));
+    }
+    r->weight_bytes += n * sizeof(bf16);
+}
+
+bf16 *upload(rank_state *r, const st_tensor *t, const tp_block &blk) {
+    bf16 *d = dev_alloc<bf16>((size_t)(blk.rows * blk.cols));
+    r->weight_allocs.push_back(d);
+    upload_to(r, d, t, blk);
+    return d;
+}
+
+// Layer tensors with the same columns (Q, K, V; gate, up) uploaded as one matrix, their rows stacked in order, so
+// one GEMM computes them all; each tensor's pointer is its first row.
+void upload_stacked(rank_state *r, const model_config *c, const st_archive *a, int l, std::initializer_list<layer_tensor> ws) {
+    tp_block blk;
+    size_t rows = 0;
+    for (layer_tensor w : ws) tp_layer_block(c, &r->shard, w, &blk), rows += (size_t)blk.rows;
+    bf16 *d = dev_alloc<bf16>(rows * (size_t)blk.cols);
+    r->weight_allocs.push_back(d);
+    for (layer_tensor w : ws) {
+        tp_layer_block(c, &r->shard, w, &blk);
+        r->layers[l][w] = d;
+        upload_to(r, d, weights_layer(a, l, w), blk);
+        d += (size_t)(blk.rows * blk.cols);
+    }
+}
+
+int load_weights(backend *base, const st_archive *a, rp_err *err) {
+    cuda_backend *b = cb(base);
+    const model_config *c = base->cfg;
+    if (weights_check(c, a, err)) return -1;
+    each(b, [&](rank_state *r) {
+        tp_block blk;
+        tp_global_block(c, &r->shard, G_EMBED, &blk);
+        r->embed = upload(r, weights_global(c, a, G_EMBED), blk);   // (and lm_head, when tied, is the same)
+        tp_global_block(c, &r->shard, G_FINAL_NORM, &blk);
+        r->final_norm = upload(r, weights_global(c, a, G_FINAL_NORM), blk);
+        tp_global_block(c, &r->shard, G_LM_HEAD, &blk);
+        r->lm_head = c->tied_embeddings ? r->embed : upload(r, weights_global(c, a, G_LM_HEAD), blk);
+        r->layers.assign(c->n_layers, std::vector<bf16 *>(W_N_LAYER_TENSORS, nullptr));
+        for (int l = 0; l < c->n_layers; l++) {
+            upload_stacked(r, c, a, l, {W_Q, W_K, W_V});
+            upload_stacked(r, c, a, l, {W_GATE, W_UP});
+            for (int w = 0; w < W_N_LAYER_TENSORS; w++)
+                if (!r->layers[l][w] && tp_layer_block(c, &r->shard, (layer_tensor)w, &blk))
+                    r->layers[l][w] = upload(r, weights_layer(a, l, (layer_tensor)w), blk);
+        }
+    });
+    return 0;
+}
+
+}   // namespace reprise_cuda
