@@ -16,6 +16,7 @@
 
 #include "tools/common/cpu_threads.h"
 #include "engine/forward.h"
+#include "engine/generate.h"
 #include "tools/bench/roofline.h"
 #include "engine/sampler.h"
 #include "loader/json_file.h"
@@ -28,28 +29,28 @@ typedef struct {
 } timing;
 
 static int run(model *m, const schedule *s, int n_prompt, int n_decode, timing *out) {
-    sequence seq, *b[1] = {&seq};
+    sequence seq;
     rp_err err;
     if (sequence_init(&seq, m, s, n_prompt + n_decode, &err)) return fprintf(stderr, "%s\n", err.msg), -1;
     int *prompt = malloc(sizeof(int) * n_prompt);
     for (int i = 0; i < n_prompt; i++) prompt[i] = (i * 7919 + 1) % m->cfg.vocab_size;
-    float *logits = malloc(sizeof(float) * m->cfg.vocab_size);
-    const int *feed = prompt;
+    sampler greedy;
+    sampler_params gp = {.temp = 0};
+    sampler_init(&greedy, &gp, m->cfg.vocab_size);
+    gen_seq g, *b[1] = {&g};   // the prompt, then greedy steps as `reprise generate` runs them
+    gen_begin(&g, &seq, &greedy, prompt, n_prompt, -1);
+    g.ignore_eos = 1;
     double t0 = rp_now_s();
-    forward(m, b, 1, &feed, &n_prompt, 0, logits, NULL, &err);
+    int rc = generate_step(m, b, 1, NULL, &err) < 0;
     double t1 = rp_now_s();
-    int one = 1, next = 0;
-    for (int i = 0; i < n_decode; i++) {
-        next = argmax(logits, m->cfg.vocab_size);
-        feed = &next;
-        forward(m, b, 1, &feed, &one, 0, logits, NULL, &err);
-    }
+    for (int i = 0; i < n_decode && !rc; i++) rc = generate_step(m, b, 1, NULL, &err) < 0;
     double t2 = rp_now_s();
     *out = (timing){t1 - t0, t2 - t1};
-    free(logits);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    sampler_free(&greedy);
     free(prompt);
     sequence_free(&seq, m);
-    return 0;
+    return rc ? -1 : 0;
 }
 
 // --- decode beside other work ---------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 
 #include "bench/random_model.h"
 #include "engine/forward.h"
+#include "engine/generate.h"
 #include "engine/sampler.h"
 #ifdef REPRISE_REAL_CUDA
 #include "engine/backends/cuda/backend_cuda.h"
@@ -160,16 +161,19 @@ int main(int argc, char **argv) {
             roofline(&cfg, ss[k], batch, n_prompt + n_decode, tp, bandwidth, peaks->bf16_flops, &dtps, &ptps);
             got = 0;
             if (measured) {
-                sequence *seqs = calloc((size_t)batch, sizeof *seqs), **ptr = malloc(sizeof *ptr * batch);
-                const int **feeds = malloc(sizeof *feeds * batch);
-                int *counts = malloc(sizeof(int) * batch), *tok = malloc(sizeof(int) * batch);
-                float *lg = malloc(sizeof(float) * (size_t)batch * cfg.vocab_size);
+                sequence *seqs = calloc((size_t)batch, sizeof *seqs);
+                gen_seq *gs = calloc((size_t)batch, sizeof *gs), **g = malloc(sizeof *g * batch);
+                int *tok = malloc(sizeof(int) * batch);
+                sampler greedy;   // the steps `reprise generate` runs: greedy, drawn on the device
+                sampler_params gp = {.temp = 0};
+                sampler_init(&greedy, &gp, cfg.vocab_size);
                 for (int i = 0; i < batch; i++) {
                     if (sequence_init(&seqs[i], &m, ss[k], n_prompt + n_decode, &err))
                         return fprintf(stderr, "bench_gpu: %s\n", err.msg), 1;
-                    ptr[i] = &seqs[i];
                     seqs[i].cache.n_past = n_prompt;   // decode as if after a prompt: attention reads n_prompt positions
-                    tok[i] = i + 1, feeds[i] = &tok[i], counts[i] = 1;
+                    tok[i] = i + 1;
+                    gen_begin(&gs[i], &seqs[i], &greedy, &tok[i], 1, -1);
+                    gs[i].ignore_eos = 1, g[i] = &gs[i];
                 }
                 double t0 = 0;
                 for (int step = 0; step < n_decode; step++) {
@@ -179,7 +183,7 @@ int main(int argc, char **argv) {
 #endif
                         t0 = rp_now_s();
                     }
-                    if (forward(&m, ptr, batch, feeds, counts, 0, lg, NULL, &err))
+                    if (generate_step(&m, g, batch, NULL, &err) < 0)
                         return fprintf(stderr, "bench_gpu: decode of %s at batch %d: %s\n", name, batch, err.msg), 1;
                 }
                 got = (double)batch * (n_decode - 2) / (rp_now_s() - t0);
@@ -188,7 +192,8 @@ int main(int argc, char **argv) {
                 if (profile && k == 0 && batch == 1) backend_cuda_profile(0);
 #endif
                 for (int i = 0; i < batch; i++) sequence_free(&seqs[i], &m);
-                free(seqs), free(ptr), free(feeds), free(counts), free(tok), free(lg);
+                sampler_free(&greedy);
+                free(seqs), free(gs), free(g), free(tok);
             }
             if (measured) printf("%-14s %-9s %6d %14.0f %16.0f %7.1f\n", name, "decode", batch, got, dtps, 100 * got / dtps);
             else printf("%-14s %-9s %6d %14s %16.0f %7s\n", name, "decode", batch, "-", dtps, "-");

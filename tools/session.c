@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/generate.h"
 #include "loader/json_file.h"
 #include "tools/text_out.h"
 #include "tools/common/stats.h"
@@ -58,13 +59,6 @@ int session_need_tokenizer(const session *s, rp_err *err) {
     return rp_fail(err, "%s has no tokenizer.json: give token ids with --tokens instead of text", s->dir);
 }
 
-static int is_eos(const session *s, int id) {
-    if (id == s->extra_eos) return 1;
-    for (int i = 0; i < s->m.cfg.n_eos; i++)
-        if (s->m.cfg.eos_ids[i] == id) return 1;
-    return 0;
-}
-
 int session_generate(session *s, const int *prompt, int n, int max_new, int as_text, char **reply, gen_stats *st,
                      rp_err *err) {
     memset(st, 0, sizeof *st);
@@ -78,17 +72,16 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
         return rp_fail(err, "context full: the prompt has %d tokens, the context holds %d (-c)", n, kc->capacity);
     kc->n_past = common;   // positions past this are simply overwritten
     s->n_cached = common;
-    sequence *batch[1] = {&s->seq};
-    const int *feed = prompt + common;
-    int n_feed = n - common;
+    gen_seq g;   // its ids are drawn where the backend samples (on the GPU for the CUDA backend)
+    gen_begin(&g, &s->seq, &s->smp, prompt + common, n - common, max_new > 0 ? max_new : 1);
+    g.ignore_eos = s->ignore_eos, g.extra_eos = s->extra_eos;
+    gen_seq *batch[1] = {&g};
     double t0 = rp_now_s();
-    sampler *smp[1] = {&s->smp};
-    int next;   // sampled where the backend samples (on the GPU for the CUDA backend)
-    if (forward_sample(&s->m, batch, 1, &feed, &n_feed, smp, &next, NULL, err)) return -1;
-    if (next < 0) return rp_fail(err, "the logits after the prompt are not finite (NaN or infinity): nothing to sample");
-    memcpy(s->cached + common, feed, sizeof(int) * (size_t)n_feed);
+    if (generate_step(&s->m, batch, 1, NULL, err) < 0) return -1;
+    if (g.state == GEN_NOT_FINITE) return rp_fail(err, "the logits after the prompt are not finite (NaN or infinity): nothing to sample");
+    memcpy(s->cached + common, prompt + common, sizeof(int) * (size_t)(n - common));
     s->n_cached = n;
-    st->n_prompt_fed = n_feed;
+    st->n_prompt_fed = n - common;
     st->prefill_s = rp_now_s() - t0;
 
     text_out out;
@@ -98,12 +91,12 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     double t1 = rp_now_s();
     for (int i = 0; i < max_new; i++) {
         st->n_generated++;
-        int eos = !s->ignore_eos && is_eos(s, next);
+        int eos = g.state == GEN_EOS;
         if (!as_text) {
-            printf("%s%d", i ? " " : "", next);
+            printf("%s%d", i ? " " : "", g.next);
             fflush(stdout);
         } else {
-            if (eos ? text_out_finish(&out, err) : text_out_push(&out, next, err)) {
+            if (eos ? text_out_finish(&out, err) : text_out_push(&out, g.next, err)) {
                 rc = -1;
                 break;
             }
@@ -113,19 +106,17 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
                 printed = out.committed;
             }
         }
-        if (eos || (as_text && out.stopped) || i + 1 == max_new) break;
-        if (kc->n_past + 1 > kc->capacity) {
-            st->context_full = 1;
+        if (as_text && out.stopped) break;
+        if (g.state != GEN_RUNNING) {
+            st->context_full = g.state == GEN_CONTEXT_FULL;
             break;
         }
-        int fed = next;
-        feed = &fed;
-        n_feed = 1;
-        if (forward_sample(&s->m, batch, 1, &feed, &n_feed, smp, &next, NULL, err)) {
+        int fed = g.next;
+        if (generate_step(&s->m, batch, 1, NULL, err) < 0) {
             rc = -1;
             break;
         }
-        if (next < 0) {
+        if (g.state == GEN_NOT_FINITE) {
             rc = rp_fail(err, "the logits at generated token %d are not finite (NaN or infinity): stopped", i + 2);
             break;
         }

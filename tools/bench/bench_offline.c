@@ -12,6 +12,7 @@
 
 #include "engine/backends/builtin.h"
 #include "engine/forward.h"
+#include "engine/generate.h"
 #include "engine/sampler.h"
 #include "tools/bench/roofline.h"
 #include "tools/common/stats.h"
@@ -50,7 +51,8 @@ static double gpu_gemm_peak(const backend_entry *dev, int emulated, rp_err *err)
 
 // --- running a test -----------------------------------------------------------------------------------------------
 
-// One run: depth tokens fed untimed, then the timed prompt (all sequences in one step) and generation steps.
+// One run: depth tokens fed untimed, then the timed prompt (all sequences in one step) and generation steps, each a
+// generation step as `reprise generate` runs it (greedy, drawn where the backend samples), end-of-sequence ignored.
 static int run_test(model *m, const schedule *s, const bench_test *t, double *seconds, double *steps, rp_err *err) {
     int B = t->seqs, vocab = m->cfg.vocab_size, ctx = t->depth + t->n_prompt + t->n_gen;
     int longest = t->depth > t->n_prompt ? t->depth : t->n_prompt;
@@ -58,8 +60,12 @@ static int run_test(model *m, const schedule *s, const bench_test *t, double *se
     sequence **ptr = rp_malloc(sizeof *ptr * (size_t)B);
     const int **feeds = rp_malloc(sizeof *feeds * (size_t)B);
     int *counts = rp_malloc(sizeof(int) * (size_t)B), *ids = rp_malloc(sizeof(int) * (size_t)(longest > 1 ? longest : 1));
-    int *next = rp_malloc(sizeof(int) * (size_t)B);
+    int *first = rp_malloc(sizeof(int) * (size_t)B);
     float *logits = rp_malloc(sizeof(float) * (size_t)B * vocab);
+    gen_seq *gs = rp_calloc((size_t)B, sizeof *gs), **g = rp_malloc(sizeof *g * (size_t)B);
+    sampler greedy;
+    sampler_params gp = {.temp = 0};
+    sampler_init(&greedy, &gp, vocab);
     int rc = 0, made = 0;
     for (int i = 0; i < (longest > 1 ? longest : 1); i++) ids[i] = (int)((i * 7919L + 1) % vocab);
     for (; made < B && !rc; made++) {
@@ -69,21 +75,27 @@ static int run_test(model *m, const schedule *s, const bench_test *t, double *se
     if (rc) made--;
     for (int i = 0; i < B; i++) feeds[i] = ids, counts[i] = t->depth;
     if (!rc && t->depth) rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
+    for (int i = 0; i < B && !rc; i++) {   // the prompt, or the first token: greedy after the depth, or a fixed one
+        first[i] = t->depth ? argmax(logits + (size_t)i * vocab, vocab) : 1 % vocab;
+        gen_begin(&gs[i], ptr[i], &greedy, t->n_prompt ? ids : &first[i], t->n_prompt ? t->n_prompt : 1, -1);
+        gs[i].ignore_eos = 1;
+        g[i] = &gs[i];
+    }
     double t0 = rp_now_s();
-    for (int i = 0; i < B; i++) counts[i] = t->n_prompt;
-    if (!rc && t->n_prompt) rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
-    for (int g = 0; g < t->n_gen && !rc; g++) {
+    if (!rc && t->n_prompt && generate_step(m, g, B, NULL, err) < 0) rc = -1;
+    for (int k = 0; k < t->n_gen && !rc; k++) {
+        for (int i = 0; i < B && !rc; i++)
+            if (gs[i].state != GEN_RUNNING)   // cannot be with the context sized for the test, but for NaN logits
+                rc = rp_fail(err, "sequence %d stopped after %d tokens: %s", i, gs[i].n_generated,
+                             gs[i].state == GEN_NOT_FINITE ? "its logits are not finite" : "its context is full");
         double g0 = rp_now_s();
-        for (int i = 0; i < B; i++) {   // the next token: greedy from the last step, or a fixed first one
-            next[i] = t->n_prompt || g || t->depth ? argmax(logits + (size_t)i * vocab, vocab) : 1 % vocab;
-            feeds[i] = &next[i], counts[i] = 1;
-        }
-        rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
-        if (steps) steps[g] = rp_now_s() - g0;
+        if (!rc && generate_step(m, g, B, NULL, err) < 0) rc = -1;
+        if (steps) steps[k] = rp_now_s() - g0;
     }
     *seconds = rp_now_s() - t0;
     for (int i = 0; i < made; i++) sequence_free(&seqs[i], m);
-    free(seqs), free(ptr), free(feeds), free(counts), free(ids), free(next), free(logits);
+    sampler_free(&greedy);
+    free(seqs), free(ptr), free(feeds), free(counts), free(ids), free(first), free(logits), free(gs), free(g);
     return rc;
 }
 

@@ -8,6 +8,7 @@
 #include "tools/sweep/run.h"
 #include "loader/alloc.h"
 
+#include "engine/generate.h"
 #include "engine/sampler.h"
 #include "tools/common/stats.h"
 
@@ -33,13 +34,6 @@ static int shared_prefix(const schedule *s, int n_layers) {
     int v = 0;
     while (v < s->n_visits && v < n_layers && s->layer[v] == v) v++;
     return v;
-}
-
-static int is_stop(const sweep_run *r, int id, int eot) {
-    if (id == eot) return 1;
-    for (int i = 0; i < r->m->cfg.n_eos; i++)
-        if (r->m->cfg.eos_ids[i] == id) return 1;
-    return 0;
 }
 
 volatile sig_atomic_t sweep_stop_requested;
@@ -176,7 +170,7 @@ static int score_answer(sweep_run *r, const probe *p, const probe_item *it, slot
     return rc;
 }
 
-// Greedy decoding of all slots together until each stops: one forward step feeds every active slot its token,
+// Greedy decoding of all slots together until each stops: one generation step feeds every running slot its token,
 // and the next ids come back chosen where the backend samples (on the GPU for the CUDA backend).
 static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slots, int n, const int *prompt, int n_prompt,
                   const float *logits, int eot, rp_err *err) {
@@ -184,42 +178,38 @@ static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slot
     sampler greedy;
     sampler_params gp = {.temp = 0};
     sampler_init(&greedy, &gp, vocab);
-    sequence **seqs = rp_malloc(sizeof *seqs * n);
-    sampler **smp = rp_malloc(sizeof *smp * n);
-    const int **feeds = rp_malloc(sizeof *feeds * n);
-    int *counts = rp_malloc(sizeof(int) * n), *next = rp_malloc(sizeof(int) * n), *fed = rp_malloc(sizeof(int) * n);
-    int *idx = rp_malloc(sizeof(int) * n), *ids = rp_malloc(sizeof(int) * n);
-    for (int i = 0; i < n; i++) next[i] = sampler_sample(&greedy, logits + (size_t)i * vocab), smp[i] = &greedy;
-    while (!rc) {
-        int m = 0;
-        for (int i = 0; i < n && !rc; i++) {
+    gen_seq *gs = rp_malloc(sizeof *gs * n), **g = rp_malloc(sizeof *g * n);
+    unsigned char *drew = rp_calloc((size_t)n, 1);   // the slots that drew an id (or failed to) since last looked at
+    for (int i = 0; i < n; i++) {   // the first id from the prefill's logits
+        gen_begin(&gs[i], &slots[i].seq, &greedy, NULL, 0, probe_item_max_new(p, it));
+        gs[i].extra_eos = eot;
+        if (!slots[i].done) gen_take(r->m, &gs[i], sampler_sample(&greedy, logits + (size_t)i * vocab)), drew[i] = 1;
+        g[i] = &gs[i];
+    }
+    for (int running = 1; running && !rc;) {
+        for (int i = 0; i < n && !rc; i++) {   // what each slot drew: a reply token, its end, or a failure
             slot *s = &slots[i];
-            if (s->done) continue;
-            int tok = next[i];
-            if (tok < 0) {
+            if (!drew[i]) continue;
+            drew[i] = 0;
+            if (gs[i].state == GEN_NOT_FINITE) {
                 char why[96];
                 snprintf(why, sizeof why, "non-finite logits (NaN or infinity) after %d reply tokens", s->n_reply);
                 rc = fail_slot(r, p, it, s, why, err);
-                continue;
+            } else if (gs[i].state == GEN_EOS) rc = finish(r, p, it, s, NULL, prompt, n_prompt, err);
+            else {
+                s->reply[s->n_reply++] = gs[i].next;
+                if (gs[i].state != GEN_RUNNING) rc = finish(r, p, it, s, NULL, prompt, n_prompt, err);
             }
-            if (is_stop(r, tok, eot)) {
-                rc = finish(r, p, it, s, NULL, prompt, n_prompt, err);
-                continue;
-            }
-            s->reply[s->n_reply++] = tok;
-            if (s->n_reply >= probe_item_max_new(p, it)) {
-                rc = finish(r, p, it, s, NULL, prompt, n_prompt, err);
-                continue;
-            }
-            fed[i] = tok;
-            seqs[m] = &s->seq, feeds[m] = &fed[i], counts[m] = 1, idx[m] = i;
-            m++;
         }
-        if (!m || rc) break;
-        rc = forward_sample(r->m, seqs, m, feeds, counts, smp, ids, &r->stats, err);
-        for (int k = 0; k < m; k++) next[idx[k]] = ids[k];
+        running = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            if (slots[i].done && gs[i].state == GEN_RUNNING) gs[i].state = GEN_STOPPED;
+            if (gs[i].state == GEN_RUNNING) drew[i] = 1, running++;
+        }
+        if (running && !rc && generate_step(r->m, g, n, &r->stats, err) < 0) rc = -1;
     }
-    free(seqs), free(smp), free(feeds), free(counts), free(next), free(fed), free(idx), free(ids);
+    free(drew);
+    free(gs), free(g);
     sampler_free(&greedy);
     return rc;
 }
