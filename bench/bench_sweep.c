@@ -13,6 +13,7 @@
 #include "tools/export.h"
 #include "loader/fingerprint.h"
 #include "loader/json_file.h"
+#include "loader/model_dir.h"
 #include "tools/cli.h"
 #include "tools/sweep/run.h"
 #include "tools/common/cpu_threads.h"
@@ -71,9 +72,8 @@ int main(int argc, char **argv) {
     double t_load = rp_now_s();
     if (model_load(&m, dir, "cpu", 0, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     t_load = rp_now_s() - t_load;
-    char *tp = path_join(dir, "tokenizer.json");
-    tokenizer *tok = tokenizer_load(tp, &err);
-    free(tp);
+    model_dir md;   // its tokenizer (the model above reads the rest)
+    tokenizer *tok = model_dir_open(&md, dir, MODEL_DIR_TOKENIZER, NULL, "bench_sweep", &err) ? NULL : md.tok;
     probe p;
     config_list cl;
     space_opts so = {.stride = 1, .repeat = 2, .configs = configs};
@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
     if (system(cmd)) {}
     sweep_space_free(&cl);
     probe_free(&p);
-    tokenizer_free(tok);
+    model_dir_close(&md);
     model_free(&m);
     return 0;
 }

@@ -9,7 +9,7 @@ void gen_begin(gen_seq *g, sequence *seq, sampler *smp, const int *ids, int n, i
     memset(g, 0, sizeof *g);
     g->seq = seq, g->smp = smp, g->feed = ids, g->n_feed = n, g->max_new = max_new;
     g->extra_eos = -1, g->next = -1;
-    g->state = max_new == 0 ? GEN_LENGTH : GEN_RUNNING;
+    g->state = GEN_RUNNING;
 }
 
 int gen_is_eos(const model_config *c, int extra, int id) {
@@ -17,12 +17,6 @@ int gen_is_eos(const model_config *c, int extra, int id) {
     for (int i = 0; i < c->n_eos; i++)
         if (c->eos_ids[i] == id) return 1;
     return 0;
-}
-
-static int same_params(const sampler_params *a, const sampler_params *b) {
-    return a->temp == b->temp && a->top_k == b->top_k && a->top_p == b->top_p && a->min_p == b->min_p &&
-           a->repeat_penalty == b->repeat_penalty && a->frequency_penalty == b->frequency_penalty &&
-           a->presence_penalty == b->presence_penalty;
 }
 
 void gen_take(const model *m, gen_seq *g, int id) {
@@ -34,35 +28,47 @@ void gen_take(const model *m, gen_seq *g, int id) {
     g->n_generated++;
     g->feed = &g->next, g->n_feed = 1;
     const kv_cache *kc = &g->seq->cache;
+    int ctx = g->ctx > 0 ? g->ctx : kc->capacity;
     if (!g->ignore_eos && gen_is_eos(&m->cfg, g->extra_eos, id)) g->state = GEN_EOS;
     else if (g->max_new >= 0 && g->n_generated >= g->max_new) g->state = GEN_LENGTH;
-    else if (kc->n_past + 1 > kc->capacity) g->state = GEN_CONTEXT_FULL;
+    else if (kc->n_past + 1 > ctx) g->state = GEN_CONTEXT_FULL;
 }
 
-int generate_step(model *m, gen_seq *const *g, int n, forward_stats *stats, rp_err *err) {
-    int vocab = m->cfg.vocab_size, n_run = 0, on_host = 0;
-    size_t cap = n > 0 ? (size_t)n : 1;
+static int same_params(const sampler_params *a, const sampler_params *b) {
+    return a->temp == b->temp && a->top_k == b->top_k && a->top_p == b->top_p && a->min_p == b->min_p &&
+           a->repeat_penalty == b->repeat_penalty && a->frequency_penalty == b->frequency_penalty &&
+           a->presence_penalty == b->presence_penalty;
+}
+
+static int step_rows(const gen_seq *s) { return s->n_step > 0 && s->n_step < s->n_feed ? s->n_step : s->n_feed; }
+
+// One forward pass over group[0..n): feeds each its step's rows; ids[i] is the id drawn for a sequence whose feed
+// completed (-1: none drawn, or non-finite logits). all_rows: every row's logits go to rows_out.
+static int run_group(model *m, gen_seq **group, int n, int all_rows, int *ids, forward_stats *stats, rp_err *err) {
+    int vocab = m->cfg.vocab_size, on_host = all_rows, total = 0;
+    size_t cap = (size_t)n;
     sequence **seqs = rp_malloc(sizeof *seqs * cap);
     const int **feeds = rp_malloc(sizeof *feeds * cap);
-    int *counts = rp_malloc(sizeof(int) * cap), *ids = rp_malloc(sizeof(int) * cap);
+    int *counts = rp_malloc(sizeof(int) * cap);
     sampler **smp = rp_malloc(sizeof *smp * cap);
-    gen_seq **run = rp_malloc(sizeof *run * cap);
     for (int i = 0; i < n; i++) {
-        if (g[i]->state != GEN_RUNNING) continue;
-        gen_seq *s = g[i];
-        // a sequence that needs its logits, or draws by parameters of its own, is drawn on the host
-        on_host |= s->n_bias > 0 || s->logits_out != NULL || (n_run && !same_params(&s->smp->p, &run[0]->smp->p));
-        run[n_run] = s, seqs[n_run] = s->seq, feeds[n_run] = s->feed, counts[n_run] = s->n_feed, smp[n_run] = s->smp;
-        n_run++;
+        gen_seq *s = group[i];
+        seqs[i] = s->seq, feeds[i] = s->feed, counts[i] = step_rows(s), smp[i] = s->smp, total += counts[i];
+        // a draw the device cannot make, or a step that draws for some sequences only, is made on the host
+        on_host |= s->n_bias > 0 || s->logits_out || counts[i] < s->n_feed || s->max_new == 0 ||
+                   !same_params(&s->smp->p, &group[0]->smp->p);
     }
-    int rc = 0;
-    if (n_run && !on_host) rc = forward_sample(m, seqs, n_run, feeds, counts, smp, ids, stats, err);
-    else if (n_run) {
-        float *logits = rp_malloc(sizeof(float) * (size_t)n_run * vocab), *biased = NULL;
-        rc = forward(m, seqs, n_run, feeds, counts, 0, logits, stats, err);
-        for (int i = 0; i < n_run && !rc; i++) {
-            gen_seq *s = run[i];
-            const float *row = logits + (size_t)i * vocab;
+    int rc;
+    if (!on_host) rc = forward_sample(m, seqs, n, feeds, counts, smp, ids, stats, err);
+    else {
+        float *logits = rp_malloc(sizeof(float) * (size_t)(all_rows ? total : n) * vocab), *biased = NULL;
+        rc = forward(m, seqs, n, feeds, counts, all_rows, logits, stats, err);
+        for (int i = 0, row0 = 0; i < n && !rc; row0 += counts[i], i++) {
+            gen_seq *s = group[i];
+            const float *row = logits + (size_t)(all_rows ? row0 + counts[i] - 1 : i) * vocab;
+            if (all_rows) memcpy(s->rows_out, logits + (size_t)row0 * vocab, sizeof(float) * (size_t)counts[i] * vocab);
+            ids[i] = -1;
+            if (counts[i] < s->n_feed || s->max_new == 0) continue;   // nothing to draw (yet)
             if (s->logits_out) memcpy(s->logits_out, row, sizeof(float) * (size_t)vocab);
             if (s->n_bias) {
                 if (!biased) biased = rp_malloc(sizeof(float) * (size_t)vocab);
@@ -74,9 +80,35 @@ int generate_step(model *m, gen_seq *const *g, int n, forward_stats *stats, rp_e
         }
         free(logits), free(biased);
     }
+    for (int i = 0; i < n; i++) {
+        gen_seq *s = group[i];
+        if (rc) {
+            s->state = GEN_FAILED;
+            continue;
+        }
+        int fed = counts[i];
+        if (fed < s->n_feed) s->feed += fed, s->n_feed -= fed;
+        else if (s->max_new == 0) s->n_feed = 0, s->state = GEN_LENGTH;
+        else gen_take(m, s, ids[i]);
+    }
+    free(seqs), free(feeds), free(counts), free(smp);
+    return rc;
+}
+
+int generate_step(model *m, gen_seq *const *g, int n, forward_stats *stats, rp_err *err) {
+    size_t cap = n > 0 ? (size_t)n : 1;
+    gen_seq **last = rp_malloc(sizeof *last * cap), **every = rp_malloc(sizeof *every * cap);
+    int *ids = rp_malloc(sizeof(int) * cap), n_last = 0, n_every = 0, rc = 0;
+    for (int i = 0; i < n; i++)
+        if (g[i]->state == GEN_RUNNING && g[i]->n_feed > 0) {
+            if (g[i]->rows_out) every[n_every++] = g[i];
+            else last[n_last++] = g[i];
+        }
+    rp_err second;
+    if (n_last) rc = run_group(m, last, n_last, 0, ids, stats, err);
+    if (n_every && run_group(m, every, n_every, 1, ids, stats, rc ? &second : err)) rc = -1;
     int running = 0;
-    for (int i = 0; i < n_run && !rc; i++) gen_take(m, run[i], ids[i]);
     for (int i = 0; i < n; i++) running += g[i]->state == GEN_RUNNING;
-    free(seqs), free(feeds), free(counts), free(ids), free(smp), free(run);
+    free(last), free(every), free(ids);
     return rc ? -1 : running;
 }

@@ -7,11 +7,12 @@
 #include "engine/sampler.h"
 
 typedef enum {
-    GEN_RUNNING,      // feeds its next id at the next step
-    GEN_EOS,          // sampled an end-of-sequence id (the model's, or extra_eos): `next` holds it, not part of the reply
-    GEN_LENGTH,       // sampled max_new ids, the last one in `next`
-    GEN_CONTEXT_FULL, // sampled an id (in `next`) that the context has no room to feed
-    GEN_NOT_FINITE,   // the logits held NaN or an infinity: nothing was sampled
+    GEN_RUNNING,      // feeds its pending tokens at the next step it takes part in
+    GEN_EOS,          // drew an end-of-sequence id (the model's, or extra_eos): `next` holds it, not part of the reply
+    GEN_LENGTH,       // drew max_new ids, the last one in `next` (max_new 0: fed its tokens and drew none)
+    GEN_CONTEXT_FULL, // drew an id (in `next`) that the context has no room to feed
+    GEN_NOT_FINITE,   // the logits held NaN or an infinity: nothing was drawn
+    GEN_FAILED,       // the step's forward pass failed (generate_step's error says why)
     GEN_STOPPED,      // its caller stopped it (a stop string, a cancelled request)
 } gen_state;
 
@@ -19,35 +20,40 @@ typedef enum {
 typedef struct {
     sequence *seq;
     sampler *smp;            // draws its ids (its penalties see what it generates)
-    int max_new;             // ids to sample at most (< 0: no limit but the context)
+    int max_new;             // ids to draw in all (< 0: no limit but the context; 0: feed, draw nothing)
+    int ctx;                 // positions the sequence may ever hold (its KV may grow to it); 0: its KV's capacity
     int ignore_eos;
     int extra_eos;           // one more end-of-sequence id (a chat template's end of turn), -1 if none
-    const int *bias_id;      // logit_bias: bias[i] added to logit bias_id[i] before sampling (n_bias entries)
+    const int *bias_id;      // logit_bias: bias[i] added to logit bias_id[i] before drawing (n_bias entries)
     const float *bias;
     int n_bias;
-    float *logits_out;       // when not NULL: each step's logits (vocab), before bias, as the id was drawn from them
+    float *logits_out;       // when not NULL: the logits (vocab) the id was drawn from, before bias
+    float *rows_out;         // when not NULL: the logits of every row a step feeds ((n_step, vocab): prompt logprobs)
+    int n_step;              // of the pending tokens, how many the next step feeds (0: all); the id is drawn once
+                             // a step feeds the last of them
 
-    const int *feed;         // the tokens the next step feeds: a prompt (gen_begin), then the id last sampled
+    const int *feed;         // the pending tokens: a prompt (gen_begin), then the id last drawn
     int n_feed;
-    int next;                // the id the last step sampled
-    int n_generated;         // ids sampled, an end-of-sequence one included
+    int next;                // the id last drawn
+    int n_generated;         // ids drawn, an end-of-sequence one included
     gen_state state;
 } gen_seq;
 
 // A sequence to generate from: feeds ids[0..n) (a prompt, or its part the KV cache does not hold yet; the caller
-// keeps them alive until the first step) and then what it samples, drawing with smp, at most max_new ids. The other
-// fields start as none (no bias, no logits out, no extra end-of-sequence id).
+// keeps them alive while they are pending) and then what it draws with smp, at most max_new ids. The other fields
+// start as none (no bias, no logits out, no extra end-of-sequence id, the KV's capacity as the context).
 void gen_begin(gen_seq *g, sequence *seq, sampler *smp, const int *ids, int n, int max_new);
 
 // Takes an id drawn elsewhere (from a prefill's logits) as a step's draw: counts it, applies the stop rules, and
 // feeds it next while the sequence runs.
 void gen_take(const model *m, gen_seq *g, int id);
 
-// One step: feeds every running sequence of g its pending tokens in one forward pass, draws each one's next id
-// (on the device where the backend samples and no sequence needs its logits, its bias or sampling parameters of its
-// own), and applies the stop rules, in this order: non-finite logits, an end-of-sequence id (unless ignore_eos),
-// max_new ids, no room in the context to feed the id. Returns how many still run; -1 with err when the pass failed
-// (nothing advanced then).
+// One step over the running sequences of g: feeds each its pending tokens (n_step of them where set) in one forward
+// pass (those with rows_out in a second, every row's logits kept), draws the next id of each whose feed completes -
+// on the device where the backend samples, when every feed completes and no sequence needs its logits, its bias or
+// sampling parameters of its own - and applies the stop rules, in this order: non-finite logits, an end-of-sequence
+// id (unless ignore_eos), max_new ids, no room in the context to feed the id. Returns how many still run; -1 with err
+// when a pass failed (its sequences are GEN_FAILED, nothing of theirs advanced).
 int generate_step(model *m, gen_seq *const *g, int n, forward_stats *stats, rp_err *err);
 
 // Is id one of the model's end-of-sequence ids, or extra (>= 0)?

@@ -48,33 +48,28 @@ int cmd_chat(int argc, char **argv) {
     if (cli_begin(argc, argv, "m schedule backend system chat-template n t c ubatch tp temp top-k top-p min-p seed stop kv-dtype allow-unused-tensors "
                   "repeat-penalty presence-penalty frequency-penalty", usage, &o, &code))
         return code;
-    chat_template ct;
-    if (chat_template_load(&ct, o.model_dir, o.chat_template, &err)) {
+    session s;
+    if (session_load(&s, &o, MODEL_DIR_CHAT, &err)) {
         fprintf(stderr, "reprise chat: %s\n", err.msg);
         return 2;
     }
+    const chat_template ct = s.md.ct;
     if (ct.family == CHAT_NONE) {
         fprintf(stderr, "reprise chat: %s has no chat template reprise recognises; name one with --chat-template "
                         "(chatml, llama3, llama2, mistral, plain)\n", o.model_dir);
+        session_close(&s);
         return 2;
     }
-    model_config cfg;
-    if (config_load(&cfg, o.model_dir, &err)) {
+    int ctx = cli_context(&o, &s.md.cfg, 0, NULL);   // said below
+    if (session_need_tokenizer(&s, &err) || session_start(&s, &o, ctx, &err)) {
+        session_close(&s);
         fprintf(stderr, "reprise chat: %s\n", err.msg);
         return 1;
     }
-    int ctx = cli_context(&o, &cfg, 0, NULL);   // said below
-    session s;
-    if (session_load(&s, &o, &err) || session_need_tokenizer(&s, &err) || session_start(&s, &o, ctx, &err)) {
-        fprintf(stderr, "reprise chat: %s\n", err.msg);
-        session_close(&s);   // safe after a failed step: each closes what it opened
-        return 1;
-    }
-    // the template's end-of-turn ends a reply, as a token when it is one, else as text
-    const char *eot = chat_end_of_turn(&ct);
-    int eot_id = tokenizer_token_id(s.tok, eot);
-    if (eot_id >= 0) s.extra_eos = eot_id;
-    else if (s.n_stops < MAX_STOPS) s.stops[s.n_stops++] = eot;
+    // the template's end of turn ends a reply, as a token when it is one, else as text
+    const char *eot_text;
+    model_dir_end_of_turn(&ct, s.md.tok, &s.extra_eos, &eot_text);
+    if (eot_text && s.n_stops < MAX_STOPS) s.stops[s.n_stops++] = eot_text;
 
     if (o.system && ct.family == CHAT_PLAIN)
         fprintf(stderr, "reprise chat: the plain template has no system prompt: --system is not used\n");
@@ -101,7 +96,7 @@ int cmd_chat(int argc, char **argv) {
         char *text = chat_render(&ct, conv.m, conv.n, 1);
         int *ids, n;
         // the rendered text holds BOS where the template wants it, so the tokenizer's template is not applied
-        if (tokenizer_encode(s.tok, text, strlen(text), 0, &ids, &n, &err)) {
+        if (tokenizer_encode(s.md.tok, text, strlen(text), 0, &ids, &n, &err)) {
             fprintf(stderr, "reprise chat: %s\n", err.msg);
             free(text);
             forget(&conv, conv.n - 1);

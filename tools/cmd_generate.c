@@ -46,13 +46,13 @@ int cmd_generate(int argc, char **argv) {
         return code;
     // The model and its tokenizer are loaded first, then the context is sized to the prompt and -n.
     session s;
-    if (session_load(&s, &o, &err)) {
+    if (session_load(&s, &o, 0, &err)) {
         fprintf(stderr, "reprise generate: %s\n", err.msg);
         return 1;
     }
-    const model_config *cfg = &s.cfg;
+    const model_config *cfg = &s.md.cfg;
     int *prompt = NULL, n_prompt = 0, as_text = 0, ctx = 0;
-    int rc = cli_prompt_ids(&o, s.tok, &prompt, &n_prompt, &as_text, &err) ? -1 : 0;
+    int rc = cli_prompt_ids(&o, s.md.tok, &prompt, &n_prompt, &as_text, &err) ? -1 : 0;
     if (!rc) rc = cli_check_tokens(prompt, n_prompt, cfg->vocab_size, &err);
     if (!rc && n_prompt == 0) rc = rp_fail(&err, "the prompt is empty");
     if (!rc) ctx = cli_context(&o, cfg, n_prompt, "generate");

@@ -7,6 +7,7 @@
 
 #include "engine/model.h"
 #include "loader/alloc.h"
+#include "loader/model_dir.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/serve/serve_http.h"
@@ -84,22 +85,19 @@ int cmd_serve(int argc, char **argv) {
     }
     if (!key && getenv("REPRISE_API_KEY") && *getenv("REPRISE_API_KEY")) key = rp_strdup(getenv("REPRISE_API_KEY"));
 
-    model_config cfg;
-    chat_template ct;
+    model_dir md;
     schedule sched = {0};
-    tokenizer *tok = NULL;
-    char *tok_path = path_join(o.model_dir, "tokenizer.json");
     int rc = 1;
-    if (config_load(&cfg, o.model_dir, &err) || chat_template_load(&ct, o.model_dir, o.chat_template, &err) ||
-        (!file_exists(tok_path) && rp_fail(&err, "%s has no tokenizer.json: the server needs one", o.model_dir)) ||
-        !(tok = tokenizer_load(tok_path, &err)) ||
-        (schedule_parse(&sched, o.schedule, cfg.n_layers, &err) && rp_wrap(&err, "--schedule"))) {
+    if (model_dir_open(&md, o.model_dir, MODEL_DIR_TOKENIZER | MODEL_DIR_CHAT, o.chat_template, "the server", &err) ||
+        (schedule_parse(&sched, o.schedule, md.cfg.n_layers, &err) && rp_wrap(&err, "--schedule"))) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
-        free(tok_path), free(key);
-        tokenizer_free(tok);
+        free(key);
+        model_dir_close(&md);
         return 1;
     }
-    free(tok_path);
+    const model_config cfg = md.cfg;
+    const chat_template ct = md.ct;
+    tokenizer *tok = md.tok;
     int ctx = cli_context(&o, &cfg, 0, NULL);
     serve_limits lim = {.max_seqs = o.parallel ? o.parallel : 16, .step_tokens = o.ubatch ? o.ubatch : PLAN_DEFAULT_UBATCH,
                         .queue = o.queue ? o.queue : 1024, .ctx = ctx};
@@ -174,7 +172,7 @@ out:
     if (m.be) model_free(&m);
     serve_metrics_free(&met);
     schedule_free(&sched);
-    tokenizer_free(tok);
+    model_dir_close(&md);
     free(name), free(key);
     return rc;
 }

@@ -11,19 +11,10 @@
 #include "tools/text_out.h"
 #include "tools/common/stats.h"
 
-int session_load(session *s, const cli_opts *o, rp_err *err) {
+int session_load(session *s, const cli_opts *o, unsigned need, rp_err *err) {
     memset(s, 0, sizeof *s);
     s->extra_eos = -1;
-    s->dir = o->model_dir;
-    if (config_load(&s->cfg, o->model_dir, err)) return -1;
-    char *tp = path_join(o->model_dir, "tokenizer.json");
-    if (file_exists(tp) && !(s->tok = tokenizer_load(tp, err))) {
-        free(tp);
-        session_close(s);
-        return -1;
-    }
-    free(tp);
-    return 0;
+    return model_dir_open(&s->md, o->model_dir, need, o->chat_template, "chat", err);
 }
 
 int session_start(session *s, const cli_opts *o, int ctx, rp_err *err) {
@@ -48,15 +39,15 @@ void session_close(session *s) {
         sequence_free(&s->seq, &s->m);
     }
     free(s->cached);
-    tokenizer_free(s->tok);
+    model_dir_close(&s->md);
     schedule_free(&s->sched);
     model_free(&s->m);
     memset(s, 0, sizeof *s);
 }
 
 int session_need_tokenizer(const session *s, rp_err *err) {
-    if (s->tok) return 0;
-    return rp_fail(err, "%s has no tokenizer.json: give token ids with --tokens instead of text", s->dir);
+    if (s->md.tok) return 0;
+    return rp_fail(err, "%s has no tokenizer.json: give token ids with --tokens instead of text", s->md.path);
 }
 
 int session_generate(session *s, const int *prompt, int n, int max_new, int as_text, char **reply, gen_stats *st,
@@ -85,7 +76,7 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     st->prefill_s = rp_now_s() - t0;
 
     text_out out;
-    if (as_text) text_out_init(&out, s->tok, prompt, n, s->stops, s->n_stops);
+    if (as_text) text_out_init(&out, s->md.tok, prompt, n, s->stops, s->n_stops);
     size_t printed = 0;   // of out.text
     int rc = 0;
     double t1 = rp_now_s();

@@ -2,17 +2,16 @@
 #ifndef REPRISE_SESSION_H
 #define REPRISE_SESSION_H
 
-#include "loader/tokenizer.h"
+#include "loader/model_dir.h"
 #include "tools/cli.h"
 
 #define MAX_STOPS 16
 
 typedef struct {
-    const char *dir;      // -m
-    model_config cfg;     // the model's config, known before the model is loaded
+    model_dir md;         // -m's config (known before the model is loaded), tokenizer (NULL when it has no
+                          // tokenizer.json) and, for chat, chat template
     model m;              // loaded by session_start
     schedule sched;
-    tokenizer *tok;       // NULL when the model directory has no tokenizer.json
     sequence seq;
     sampler smp;          // smp.work is set once the session is open
     int *cached;          // ids whose keys and values the sequence holds, in order
@@ -30,10 +29,10 @@ typedef struct {
     int context_full;     // generation stopped because the context was full
 } gen_stats;
 
-// A session opens in two steps, so that the tokenizer can size the context: session_load reads the config and the
-// tokenizer, session_start plans the memory for ctx, loads the model (parsing --schedule) and makes a sequence of
+// A session opens in two steps, so that the tokenizer can size the context: session_load reads the config, the
+// tokenizer and what `need` asks for (model_dir.h's MODEL_DIR_*), session_start plans the memory for ctx, loads the model (parsing --schedule) and makes a sequence of
 // ctx positions. On failure either step closes the session.
-int session_load(session *s, const cli_opts *o, rp_err *err);
+int session_load(session *s, const cli_opts *o, unsigned need, rp_err *err);
 int session_start(session *s, const cli_opts *o, int ctx, rp_err *err);
 void session_close(session *s);
 

@@ -88,5 +88,5 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++) free(in[i].data);
     free(in), free(buf);
     fprintf(stderr, "%s: %d seed inputs and %ld mutations, no crash\n", argv[0], n, iters);
-    return 0;
+    return fuzz_run_check(n + iters);
 }

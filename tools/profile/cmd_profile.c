@@ -14,6 +14,7 @@
 
 #include "loader/fingerprint.h"
 #include "loader/alloc.h"
+#include "loader/model_dir.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
 #include "tools/plot/plot.h"
@@ -230,17 +231,14 @@ int cmd_profile(int argc, char **argv) {
     if (!out) return fprintf(stderr, "reprise profile: --out DIR is required (see --help)\n"), 2;
     if (!n_specs && !o.prompt && !o.file) return fprintf(stderr, "reprise profile: give prompts: --probe SPEC, -p TEXT or -f FILE\n"), 2;
 
-    model_config cfg;
+    model_dir md;
     schedule sched = {0};
     sweep_run feed = {.system = o.system};   // how a sweep turns an item into ids
     prompt *ps = NULL;
     int n_ps = 0, longest = 1;
-    char *tp = path_join(o.model_dir, "tokenizer.json");
-    rc = config_load(&cfg, o.model_dir, &err);
-    if (!rc && !file_exists(tp)) rc = rp_fail(&err, "%s has no tokenizer.json, which profile needs", o.model_dir);
-    if (!rc && !(feed.tok = tokenizer_load(tp, &err))) rc = -1;
-    free(tp);
-    if (!rc) rc = chat_template_load(&feed.ct, o.model_dir, o.chat_template, &err);
+    rc = model_dir_open(&md, o.model_dir, MODEL_DIR_TOKENIZER | MODEL_DIR_CHAT, o.chat_template, "profile", &err);
+    const model_config cfg = md.cfg;
+    feed.tok = md.tok, feed.ct = md.ct;
     for (int s = 0; s < n_specs && !rc; s++) {
         probe pr;
         if ((rc = probe_load(&pr, specs[s], items, items, (unsigned)o.sampling.seed, &err))) break;
@@ -304,7 +302,7 @@ int cmd_profile(int argc, char **argv) {
     for (int i = 0; i < n_ps; i++) free(ps[i].ids);
     free(ps);
     schedule_free(&sched);
-    tokenizer_free(feed.tok);
+    model_dir_close(&md);
     model_free(&m);
     return rc ? 1 : 0;
 }

@@ -37,9 +37,8 @@ struct serve_engine {
     long kv_used, order;
     int draining, stopping;
     int echo_rows;                           // most rows of prompt logprobs in one step
-    float *logits;                           // (max_seqs, vocab): last rows of the step's sequences
+    float *logits;                           // (max_seqs, vocab): the rows ids were drawn from, where logprobs are asked
     float *echo_logits;                      // (echo_rows, vocab): every row of the prompts whose logprobs are asked
-    float *biased;                           // (vocab)
 };
 
 gen_request *gen_request_new(void) {
@@ -232,6 +231,11 @@ static void admit(serve_engine *e) {
             sampler_init(&r->smp, &r->sampling, e->m->cfg.vocab_size);
             sampler_set_prompt(&r->smp, r->prompt, r->n_prompt);
         }
+        // (again after a preemption: its ids so far are fed anew, and it goes on counting what it drew)
+        gen_begin(&r->gen, &r->seq, &r->smp, r->ids, r->n_ids, r->max_tokens);
+        r->gen.n_generated = r->n_generated, r->gen.ctx = r->limit;
+        r->gen.ignore_eos = r->ignore_eos, r->gen.extra_eos = r->extra_eos;
+        r->gen.bias_id = r->bias_id, r->gen.bias = r->bias, r->gen.n_bias = r->n_bias;
         e->running[e->n_running++] = r;
     }
 }
@@ -287,68 +291,48 @@ static void token_logprobs(const float *row, int vocab, int id, int k, serve_tok
     for (int j = 0; j < t->n_top; j++) t->top_logprob[j] = (float)(t->top_logprob[j] - lse);
 }
 
-static int is_eos(const serve_engine *e, const gen_request *r, int id) {
-    if (id == r->extra_eos) return 1;
-    for (int i = 0; i < e->m->cfg.n_eos; i++)
-        if (e->m->cfg.eos_ids[i] == id) return 1;
-    return 0;
-}
-
-// Runs the step's rows: one forward for the requests that need only their last row's logits, one for those whose
-// prompt logprobs are asked (every row). Outside the lock; results go to the requests' engine-side fields.
+// Runs the step's rows as one generation step (outside the lock): each request feeds its rows of the step, those
+// whose prompt logprobs are asked keep every row's logits, and each whose feed completes draws its next id.
 typedef struct {
     gen_request *r;
-    const float *row;   // logits of its last row when this step completes its feed, else NULL
     char error[1024];
 } step_item;
 
-static int run_group(serve_engine *e, step_item *items, int n, int echo, rp_err *err) {
-    if (!n) return 0;
-    sequence **seqs = rp_calloc((size_t)n, sizeof *seqs);
-    const int **toks = rp_calloc((size_t)n, sizeof *toks);
-    int *counts = rp_calloc((size_t)n, sizeof(int));
-    for (int i = 0; i < n; i++) {
-        gen_request *r = items[i].r;
-        seqs[i] = &r->seq, toks[i] = r->ids + r->n_fed, counts[i] = r->in_step;
-    }
-    int rc = forward(e->m, seqs, n, toks, counts, echo, echo ? e->echo_logits : e->logits, NULL, err);
-    int vocab = e->m->cfg.vocab_size;
-    for (int i = 0, row = 0; i < n && rc == 0; row += counts[i], i++) {
-        gen_request *r = items[i].r;
-        const float *first = echo ? e->echo_logits + (size_t)row * vocab : e->logits + (size_t)i * vocab;
-        if (echo)   // row j predicts token n_fed + j + 1
-            for (int j = 0; j < counts[i]; j++) {
-                int t = r->n_fed + j + 1;
-                if (t < r->n_prompt) token_logprobs(first + (size_t)j * vocab, vocab, r->ids[t], r->logprobs > 1 ? r->logprobs : 1,
-                                                    &r->prompt_out[t]);
-            }
-        if (r->n_fed + counts[i] == r->n_ids) items[i].row = echo ? first + (size_t)(counts[i] - 1) * vocab : first;
-    }
-    free(seqs), free(toks), free(counts);
-    return rc;
-}
-
 static void run_step(serve_engine *e, step_item *items, int n_items) {
-    int n_main = 0;
-    for (int i = 0; i < n_items; i++)   // the requests without prompt logprobs first
-        if (!wants_prompt_logprobs(items[i].r)) {
-            step_item t = items[n_main];
-            items[n_main++] = items[i];
-            items[i] = t;
-        }
+    int vocab = e->m->cfg.vocab_size, echo_row = 0;
+    gen_seq **g = rp_malloc(sizeof *g * (size_t)(n_items ? n_items : 1));
+    for (int i = 0; i < n_items; i++) {
+        gen_request *r = items[i].r;
+        gen_seq *s = &r->gen;
+        s->feed = r->ids + r->n_fed, s->n_feed = r->n_ids - r->n_fed, s->n_step = r->in_step;
+        s->logits_out = r->logprobs >= 0 ? e->logits + (size_t)i * vocab : NULL;
+        s->rows_out = NULL;
+        if (wants_prompt_logprobs(r)) s->rows_out = e->echo_logits + (size_t)echo_row * vocab, echo_row += r->in_step;
+        g[i] = s;
+    }
     rp_err err;
-    if (run_group(e, items, n_main, 0, &err))
-        for (int i = 0; i < n_main; i++) snprintf(items[i].error, sizeof items[i].error, "%s", err.msg);
-    if (run_group(e, items + n_main, n_items - n_main, 1, &err))
-        for (int i = n_main; i < n_items; i++) snprintf(items[i].error, sizeof items[i].error, "%s", err.msg);
+    if (generate_step(e->m, g, n_items, NULL, &err) < 0)
+        for (int i = 0; i < n_items; i++)
+            if (g[i]->state == GEN_FAILED) snprintf(items[i].error, sizeof items[i].error, "%s", err.msg);
+    for (int i = 0; i < n_items; i++) {   // prompt logprobs: row j predicts token n_fed + j + 1
+        gen_request *r = items[i].r;
+        if (!g[i]->rows_out || items[i].error[0]) continue;
+        for (int j = 0; j < r->in_step; j++) {
+            int t = r->n_fed + j + 1;
+            if (t < r->n_prompt) token_logprobs(g[i]->rows_out + (size_t)j * vocab, vocab, r->ids[t], r->logprobs > 1 ? r->logprobs : 1,
+                                                &r->prompt_out[t]);
+        }
+    }
+    free(g);
 }
 
-// Under the lock: positions advance, completed feeds sample their next token, finished requests end.
+// Under the lock: positions advance, completed feeds take their drawn token, finished requests end.
 static void publish(serve_engine *e, step_item *items, int n_items) {
     int vocab = e->m->cfg.vocab_size;
     double t = rp_now_s();
     for (int i = 0; i < n_items; i++) {
         gen_request *r = items[i].r;
+        gen_seq *g = &r->gen;
         if (items[i].error[0]) {
             finish(e, r, FINISH_ERROR, items[i].error);
             continue;
@@ -359,28 +343,23 @@ static void publish(serve_engine *e, step_item *items, int n_items) {
             r->prompt_out[0].logprob = NAN;
             r->prompt_done = 1;
         }
-        if (!items[i].row) continue;
+        if (r->n_fed < r->n_ids) continue;   // its feed goes on next step
         if (r->n_generated == 0 && r->n_fed == r->n_prompt) serve_metrics_add(e->met, &e->met->prompt_tokens, r->n_prompt);
         if (r->max_tokens == 0) {
             finish(e, r, FINISH_LENGTH, NULL);
             continue;
         }
-        const float *row = items[i].row;
-        if (r->n_bias) {
-            memcpy(e->biased, row, sizeof(float) * (size_t)vocab);
-            for (int b = 0; b < r->n_bias; b++) e->biased[r->bias_id[b]] += r->bias[b];
-        }
-        int id = sampler_sample(&r->smp, r->n_bias ? e->biased : row);
-        if (id < 0) {
+        if (g->state == GEN_NOT_FINITE) {
             finish(e, r, FINISH_ERROR, "the logits are not finite (NaN or infinity): nothing to sample");
             continue;
         }
+        int id = g->next;
         r->n_generated++;
         serve_metrics_add(e->met, &e->met->generation_tokens, 1);
         if (r->n_generated == 1) serve_metrics_observe(e->met, &e->met->ttft, t - r->t_submit);
         else serve_metrics_observe(e->met, &e->met->inter_token, t - r->t_last);
         r->t_last = t;
-        if (!r->ignore_eos && is_eos(e, r, id)) {
+        if (g->state == GEN_EOS) {
             finish(e, r, FINISH_STOP, NULL);
             continue;
         }
@@ -388,7 +367,7 @@ static void publish(serve_engine *e, step_item *items, int n_items) {
         serve_token *tok = &r->out[r->n_out++];
         memset(tok, 0, sizeof *tok);
         tok->id = id;
-        if (r->logprobs >= 0) token_logprobs(row, vocab, id, r->logprobs > 1 ? r->logprobs : 1, tok);
+        if (r->logprobs >= 0) token_logprobs(g->logits_out, vocab, id, r->logprobs > 1 ? r->logprobs : 1, tok);
         r->ids[r->n_ids++] = id;
         rp_err err;
         if (text_out_push(&r->text, id, &err)) finish(e, r, FINISH_ERROR, err.msg);
@@ -435,13 +414,12 @@ serve_engine *serve_engine_start(model *m, const tokenizer *tok, const serve_lim
     e->running = rp_calloc((size_t)lim->max_seqs, sizeof *e->running);
     e->logits = rp_malloc(sizeof(float) * (size_t)lim->max_seqs * vocab);
     e->echo_logits = rp_malloc(sizeof(float) * (size_t)e->echo_rows * vocab);
-    e->biased = rp_malloc(sizeof(float) * (size_t)vocab);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->work, NULL);
     pthread_cond_init(&e->changed, NULL);
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
         rp_fail(err, "cannot start the engine thread");
-        free(e->running), free(e->logits), free(e->echo_logits), free(e->biased), free(e);
+        free(e->running), free(e->logits), free(e->echo_logits), free(e);
         return NULL;
     }
     return e;
@@ -472,6 +450,6 @@ void serve_engine_stop(serve_engine *e) {
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->work);
     pthread_cond_destroy(&e->changed);
-    free(e->running), free(e->logits), free(e->echo_logits), free(e->biased);
+    free(e->running), free(e->logits), free(e->echo_logits);
     free(e);
 }

@@ -4,6 +4,7 @@
 #define REPRISE_SERVE_ENGINE_H
 
 #include "engine/forward.h"
+#include "engine/generate.h"
 #include "engine/sampler.h"
 #include "tools/serve/serve_metrics.h"
 #include "tools/text_out.h"
@@ -57,6 +58,7 @@ struct gen_request {
     sequence seq;
     int has_seq;
     sampler smp;
+    gen_seq gen;             // its generation: what a step feeds it, how its ids are drawn, its stop rules
     int *ids;                // prompt, then the generated tokens: what the KV must hold (recomputed after preemption)
     int n_ids;
     int n_fed;               // ids whose keys and values the KV holds

@@ -1,6 +1,7 @@
 // Parsing and checking request bodies: every field's type and range, with messages that name the field.
 #include "tools/serve/serve_request.h"
 #include "loader/alloc.h"
+#include "loader/model_dir.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -207,10 +208,9 @@ static int parse_messages(const cJSON *root, const serve_context *sc, completion
         if (!rc) add_prompt(r, ids, n_ids, NULL);
         free(text);
         // the template's end of turn ends the reply: as a token when it is one, else as a stop string
-        const char *eot = chat_end_of_turn(sc->ct);
-        int eot_id = eot && *eot ? tokenizer_token_id(sc->tok, eot) : -1;
-        if (eot_id >= 0) r->extra_eos = eot_id;
-        else if (eot && *eot && r->n_stops < 4) r->stops[r->n_stops++] = rp_strdup(eot);
+        const char *eot_text;
+        model_dir_end_of_turn(sc->ct, sc->tok, &r->extra_eos, &eot_text);
+        if (eot_text && r->n_stops < 4) r->stops[r->n_stops++] = rp_strdup(eot_text);
     }
     for (int i = 0; i < n; i++) free(owned[i]);
     free(owned), free(msgs);

@@ -8,6 +8,7 @@
 
 #include "loader/fingerprint.h"
 #include "loader/alloc.h"
+#include "loader/model_dir.h"
 #include "tools/common/stats.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
@@ -407,21 +408,18 @@ int cmd_sweep(int argc, char **argv) {
         return fprintf(stderr, "reprise sweep: --confirm N (N > 0) and --confirm-probe SPEC go together\n"), 2;
 
     model m = {0};
-    model_config cfg;
-    if (config_load(&cfg, o.model_dir, &err)) return fprintf(stderr, "reprise sweep: %s\n", err.msg), 1;
-    char *tp = path_join(o.model_dir, "tokenizer.json");
-    tokenizer *tok = file_exists(tp) ? tokenizer_load(tp, &err) : NULL;
-    if (!tok && !file_exists(tp)) rp_fail(&err, "%s has no tokenizer.json, which a sweep needs", o.model_dir);
-    free(tp);
+    model_dir md;
+    if (model_dir_open(&md, o.model_dir, MODEL_DIR_TOKENIZER | MODEL_DIR_CHAT, o.chat_template, "a sweep", &err))
+        return fprintf(stderr, "reprise sweep: %s\n", err.msg), 1;
+    const model_config cfg = md.cfg;
     probe ps[16], cps[16];
     int loaded = 0, cloaded = 0;
     config_list cl = {0};
     sweep_db d = {0};
-    sweep_run r = {.m = &m, .tok = tok, .system = o.system, .probes = ps, .configs = &cl, .db = &d, .batch = batch,
+    sweep_run r = {.m = &m, .tok = md.tok, .ct = md.ct, .system = o.system, .probes = ps, .configs = &cl, .db = &d, .batch = batch,
                    .naive = naive, .progress = isatty(2) ? 2 : 1, .ubatch = o.ubatch, .exchange = exchange,
                    .shard_k = search_shard_k, .shard_n = search_shard_n};
-    rc = tok ? 0 : -1;
-    if (!rc) rc = chat_template_load(&r.ct, o.model_dir, o.chat_template, &err);
+    rc = 0;
     for (int p = 0; p < n_probes && !rc; p++, loaded++) {
         rc = probe_load(&ps[p], probes[p], items, items, seed, &err);
         if (!rc && loglik) rc = probe_use_loglik(&ps[p], &err);
@@ -525,7 +523,7 @@ int cmd_sweep(int argc, char **argv) {
     sweep_prompts_free(&cr);
     for (int p = 0; p < loaded; p++) probe_free(&ps[p]);
     for (int p = 0; p < cloaded; p++) probe_free(&cps[p]);
-    tokenizer_free(tok);
+    model_dir_close(&md);
     model_free(&m);
     return rc ? 1 : r.interrupted ? 130 : 0;
 }

@@ -9,6 +9,7 @@
 #include "loader/alloc.h"
 
 #include "engine/generate.h"
+#include "loader/model_dir.h"
 #include "engine/sampler.h"
 #include "tools/common/stats.h"
 
@@ -262,7 +263,9 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
     }
     const int *ids = sp->ids;
     int P = sp->n, N = r->m->cfg.n_layers, dim = r->m->cfg.dim, vocab = r->m->cfg.vocab_size;
-    int eot = r->ct.family != CHAT_NONE ? tokenizer_token_id(r->tok, chat_end_of_turn(&r->ct)) : -1;
+    int eot;   // a reply ends at the chat template's end of turn when it is one token (no stop strings here)
+    const char *eot_text;
+    model_dir_end_of_turn(&r->ct, r->tok, &eot, &eot_text);
     rp_err merr;   // a model error: fails the rows it concerns, not the sweep
 
     // the base's hidden state at every visit where a config leaves it (none when naive: nothing is shared)
