@@ -22,18 +22,15 @@
 // Every row (config label, probe, item, score to the last bit, reply), in one order whatever order they were written
 // in, fingerprinted: the modes agree when their rows do (a floating-point total summed in another row order can
 // differ in its last bits while every row is the same).
+static void fingerprint_row(void *ctx, const sweep_db_result_row *row) {
+    uint64_t *h = ctx;
+    *h = fingerprint_str(*h, row->label), *h = fingerprint_str(*h, row->probe), *h = fingerprint_str(*h, row->item);
+    *h = fingerprint_bytes(*h, &row->score, sizeof row->score), *h = fingerprint_str(*h, row->reply);
+}
+
 static uint64_t rows_fingerprint(sweep_db *d) {
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(d->db, "SELECT c.label, r.probe, r.item, r.score, r.reply FROM results r JOIN configs c ON c.id = r.config "
-                              "ORDER BY c.label, r.probe, r.item", -1, &st, NULL);
     uint64_t h = FINGERPRINT_SEED;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        double score = sqlite3_column_double(st, 3);
-        for (int k = 0; k < 5; k++)
-            if (k == 3) h = fingerprint_bytes(h, &score, sizeof score);
-            else h = fingerprint_str(h, sqlite3_column_text(st, k) ? (const char *)sqlite3_column_text(st, k) : "");
-    }
-    sqlite3_finalize(st);
+    sweep_db_each_result(d, 1, fingerprint_row, &h);
     return h;
 }
 

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "fuzz_target.h"
-#include "tools/sweep/merge.h"
+#include "tools/sweep/db.h"
 #include "tools/sweep/report.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rp_err err;
     if (sweep_db_open(&d, out, &err)) abort();
     long added = 0;
-    if (sweep_merge_one(&d, in, &added, &err) == 0) {
+    if (sweep_db_merge(&d, in, &added, &err) == 0) {
         char **labels;
         int n;
         if (sweep_top_configs(&d, 5, &labels, &n, &err) == 0) {

@@ -2,17 +2,20 @@
 #include "tools/plot/plot.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 
 #ifdef REPRISE_HAVE_CAIRO
+#include <cairo.h>
+
 // Diverging colour: blue (-1) through white (0) to red (+1).
-void plot_diverging(double t, double *r, double *g, double *b) {
+static void plot_diverging(double t, double *r, double *g, double *b) {
     t = t < -1 ? -1 : t > 1 ? 1 : t;
     if (t >= 0) *r = 1, *g = 1 - 0.8 * t, *b = 1 - 0.85 * t;
     else *r = 1 + 0.85 * t, *g = 1 + 0.7 * t, *b = 1;
 }
 
-void plot_text_at(cairo_t *cr, double x, double y, const char *s, double align_x, double size) {
+static void plot_text_at(cairo_t *cr, double x, double y, const char *s, double align_x, double size) {
     cairo_set_font_size(cr, size);
     cairo_text_extents_t e;
     cairo_text_extents(cr, s, &e);
@@ -159,7 +162,55 @@ int plot_curves(const char *path, const char *title, const double *const *y, con
     return finish(cr, surf, path, err);
 }
 
+int plot_signed_bars(const char *path, const char *title, const char *legend, const double *const *v,
+                     const char *const *x_labels, int n_panels, int n, rp_err *err) {
+    const int W = 900, panel_h = 290, H = 60 + n_panels * panel_h;
+    cairo_surface_t *surf;
+    cairo_t *cr = canvas(W, H, &surf);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    plot_text_at(cr, W / 2.0, 22, title, 0.5, 15);
+    if (legend) plot_text_at(cr, W / 2.0, 42, legend, 0.5, 11);
+    for (int panel = 0; panel < n_panels; panel++) {
+        const double *s = v[panel];
+        double top = 60 + panel * panel_h, h = 220, left = 70, w = W - 110, vmax = 0;
+        for (int x = 0; x < n; x++)
+            if (!isnan(s[x]) && fabs(s[x]) > vmax) vmax = fabs(s[x]);
+        if (vmax == 0) vmax = 1;
+        double mid = top + h / 2, bw = w / n;
+        for (int x = 0; x < n; x++) {
+            if (isnan(s[x])) continue;
+            double r, g, b;
+            plot_diverging(s[x] / vmax, &r, &g, &b);
+            cairo_set_source_rgb(cr, r * 0.9, g * 0.9, b * 0.9);
+            cairo_rectangle(cr, left + x * bw + 1, s[x] >= 0 ? mid - s[x] / vmax * h / 2 : mid, bw - 2, fabs(s[x]) / vmax * h / 2);
+            cairo_fill(cr);
+        }
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        cairo_move_to(cr, left, mid);
+        cairo_line_to(cr, left + w, mid);
+        cairo_stroke(cr);
+        char buf[64];
+        int step = n > 31 ? (n + 28) / 30 : 1;
+        for (int x = 0; x < n; x += step) {
+            snprintf(buf, sizeof buf, "%d", x);
+            plot_text_at(cr, left + (x + 0.5) * bw, top + h + 12, buf, 0.5, 10);
+        }
+        snprintf(buf, sizeof buf, "%+.3g", vmax);
+        plot_text_at(cr, left - 6, top, buf, 1, 10);
+        snprintf(buf, sizeof buf, "%+.3g", -vmax);
+        plot_text_at(cr, left - 6, top + h, buf, 1, 10);
+        plot_text_at(cr, left + w / 2, top + h + 32, x_labels[panel], 0.5, 12);
+    }
+    return finish(cr, surf, path, err);
+}
+
 #else
+
+int plot_signed_bars(const char *path, const char *title, const char *legend, const double *const *v,
+                     const char *const *x_labels, int n_panels, int n, rp_err *err) {
+    (void)path, (void)title, (void)legend, (void)v, (void)x_labels, (void)n_panels, (void)n, (void)err;
+    return 0;
+}
 
 int plot_heatmap(const char *path, const char *title, const double *v, int n_rows, int row0, int n_cols, int col0,
                  const char *x_label, const char *y_label, plot_scale scale, const char *legend, rp_err *err) {

@@ -1,4 +1,4 @@
-// PNG pictures with Cairo: a matrix as a heatmap (the sweep's and the profile's) and curves against depth.
+// PNG pictures with Cairo: a matrix as a heatmap (the sweep's and the profile's), curves against depth, signed bars.
 #ifndef REPRISE_PLOT_H
 #define REPRISE_PLOT_H
 
@@ -16,11 +16,10 @@ int plot_heatmap(const char *path, const char *title, const double *v, int n_row
 int plot_curves(const char *path, const char *title, const double *const *y, const char *const *names, int n_series,
                 int n, int x0, const char *x_label, rp_err *err);
 
-#ifdef REPRISE_HAVE_CAIRO
-#include <cairo.h>
-// The helpers the sweep's skyline draws with.
-void plot_diverging(double t, double *r, double *g, double *b);
-void plot_text_at(cairo_t *cr, double x, double y, const char *s, double align_x, double size);
-#endif
+// n_panels panels of signed bars, one above the other: panel p's bars v[p][0..n) at x = 0..n-1 (NAN: no bar),
+// coloured blue - white - red and scaled to the panel's largest |v|, the axis labelled x_labels[p] (the sweep's
+// skyline: the mean score by block start and by block end).
+int plot_signed_bars(const char *path, const char *title, const char *legend, const double *const *v,
+                     const char *const *x_labels, int n_panels, int n, rp_err *err);
 
 #endif

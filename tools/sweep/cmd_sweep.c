@@ -12,7 +12,7 @@
 #include "tools/common/stats.h"
 #include "loader/json_file.h"
 #include "tools/cli.h"
-#include "tools/sweep/merge.h"
+#include "tools/sweep/db.h"
 #include "tools/sweep/report.h"
 #include "tools/sweep/run.h"
 #include "tools/sweep/search.h"
@@ -135,13 +135,13 @@ static int merge(int argc, char **argv) {
     sweep_db d;
     int rc = sweep_db_open(&d, tmp, &err);
     long added = 0;
-    if (!rc && file_exists(path)) rc = sweep_merge_one(&d, path, &added, &err);   // what DIR held already
+    if (!rc && file_exists(path)) rc = sweep_db_merge(&d, path, &added, &err);   // what DIR held already
     for (int i = first; i < argc && !rc; i++) {
         if (!strcmp(argv[i], "--out")) {
             i++;
             continue;
         }
-        rc = sweep_merge_one(&d, argv[i], &added, &err);
+        rc = sweep_db_merge(&d, argv[i], &added, &err);
     }
     sweep_db_close(&d);
     if (!rc && rename(tmp, path)) rc = rp_fail(&err, "%s: cannot rename into %s: %s", tmp, path, strerror(errno));
@@ -498,11 +498,7 @@ int cmd_sweep(int argc, char **argv) {
     name = name && name[1] ? name + 1 : o.model_dir;
     if (!rc) rc = sweep_report(&d, out, name, top, &err);
     if (!rc && r.interrupted) {
-        long n_rows = 0;
-        sqlite3_stmt *st;
-        sqlite3_prepare_v2(d.db, "SELECT (SELECT count(*) FROM results) + (SELECT count(*) FROM failures)", -1, &st, NULL);
-        if (sqlite3_step(st) == SQLITE_ROW) n_rows = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+        long n_rows = sweep_db_count_rows(&d);
         fprintf(stderr, "reprise sweep: interrupted: %ld rows are safe in %s (the summary above covers them); run the same "
                         "command again to resume\n", n_rows, dbp);
     }

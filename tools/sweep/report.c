@@ -10,9 +10,6 @@
 #include "tools/sweep/report.h"
 #include "loader/alloc.h"
 
-#ifdef REPRISE_HAVE_CAIRO
-#include <cairo.h>
-#endif
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -42,24 +39,6 @@ typedef struct {
     char **probe;
 } summary;
 
-static double *score_table(sqlite3 *db, int config, const char *probe, char ***items, int *n) {
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(db, "SELECT item, score FROM results WHERE config=? AND probe=? ORDER BY item", -1, &st, NULL);
-    sqlite3_bind_int(st, 1, config);
-    sqlite3_bind_text(st, 2, probe, -1, SQLITE_TRANSIENT);
-    double *s = NULL;
-    *n = 0;
-    *items = NULL;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        s = rp_realloc(s, sizeof *s * (size_t)(*n + 1));
-        *items = rp_realloc(*items, sizeof **items * (size_t)(*n + 1));
-        (*items)[*n] = rp_strdup((const char *)sqlite3_column_text(st, 0));
-        s[(*n)++] = sqlite3_column_double(st, 1);
-    }
-    sqlite3_finalize(st);
-    return s;
-}
-
 static void free_items(char **items, int n) {
     for (int i = 0; i < n; i++) free(items[i]);
     free(items);
@@ -71,41 +50,46 @@ static int by_string(const void *a, const void *b) { return strcmp(*(char *const
 // and, of each, its first n_items items: a halving rung ranks on the items its configs all have. among (NULL: every
 // config) limits it to base and those configs: z-scores are then over them alone, so a search's scores at a step
 // do not depend on configs it measured after that step (a resumed search retraces its path).
-static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const label_set *among, rp_err *err) {
+typedef struct {   // the configs being read into a summary
+    summary *S;
+    const label_set *among;
+} config_reader;
+
+static void add_config(void *ctx, const sweep_db_config_row *row) {
+    config_reader *cr = ctx;
+    summary *S = cr->S;
+    if (cr->among && strcmp(row->label, "base") && !label_set_has(cr->among, row->label)) return;
+    S->c = rp_realloc(S->c, sizeof *S->c * (size_t)(S->n_cfg + 1));
+    cfg_row *c = &S->c[S->n_cfg];
+    memset(c, 0, sizeof *c);
+    c->id = row->id, c->i = row->i, c->j = row->j, c->k = row->k, c->visits = row->visits;
+    c->label = rp_strdup(row->label);
+    c->schedule = rp_strdup(row->schedule);
+    if (!strcmp(c->label, "base")) S->base = S->n_cfg;
+    S->n_cfg++;
+}
+
+static int build(sweep_db *db, summary *S, const probe *only, int n_only, const label_set *among, rp_err *err) {
     memset(S, 0, sizeof *S);
     S->base = -1;
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(db, "SELECT DISTINCT probe FROM results ORDER BY probe", -1, &st, NULL);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
+    char **names;
+    int n_names;
+    sweep_db_scored_probes(db, &names, &n_names);
+    for (int i = 0; i < n_names; i++) {
         int keep = !only;
-        for (int q = 0; q < n_only; q++) keep |= !strcmp(only[q].name, name);
-        if (!keep) continue;
+        for (int q = 0; q < n_only; q++) keep |= !strcmp(only[q].name, names[i]);
+        if (!keep) {
+            free(names[i]);
+            continue;
+        }
         S->probe = rp_realloc(S->probe, sizeof *S->probe * (size_t)(S->n_probe + 1));
-        S->probe[S->n_probe++] = rp_strdup(name);
+        S->probe[S->n_probe++] = names[i];
     }
-    sqlite3_finalize(st);
+    free(names);
     // among: in label order, so the z-scores' sums run in one order whatever order the rows arrived in (the shards
     // of a search, each with every row, must score a step alike)
-    sqlite3_prepare_v2(db, among ? "SELECT id, label, schedule, i, j, k, visits FROM configs ORDER BY label"
-                                 : "SELECT id, label, schedule, i, j, k, visits FROM configs ORDER BY id", -1, &st, NULL);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *label = (const char *)sqlite3_column_text(st, 1);
-        if (among && strcmp(label, "base") && !label_set_has(among, label)) continue;
-        S->c = rp_realloc(S->c, sizeof *S->c * (size_t)(S->n_cfg + 1));
-        cfg_row *c = &S->c[S->n_cfg];
-        memset(c, 0, sizeof *c);
-        c->id = sqlite3_column_int(st, 0);
-        c->label = rp_strdup((const char *)sqlite3_column_text(st, 1));
-        c->schedule = rp_strdup((const char *)sqlite3_column_text(st, 2));
-        c->i = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 3);
-        c->j = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 4);
-        c->k = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 5);
-        c->visits = sqlite3_column_int(st, 6);
-        if (!strcmp(c->label, "base")) S->base = S->n_cfg;
-        S->n_cfg++;
-    }
-    sqlite3_finalize(st);
+    config_reader cr = {S, among};
+    sweep_db_each_config(db, among != NULL, add_config, &cr);
     if (S->base < 0) return rp_fail(err, "the sweep has no base results to compare with");
     for (int ci = 0; ci < S->n_cfg; ci++) {
         cfg_row *c = &S->c[ci];
@@ -128,12 +112,14 @@ static int build(sqlite3 *db, summary *S, const probe *only, int n_only, const l
             }
         char **bi;
         int nb;
-        double *bs = score_table(db, S->c[S->base].id, S->probe[p], &bi, &nb);
+        double *bs;
+        sweep_db_scores(db, S->c[S->base].id, S->probe[p], &bi, &bs, &nb);
         for (int ci = 0; ci < S->n_cfg; ci++) {
             cfg_row *c = &S->c[ci];
             char **items;
             int n;
-            double *s = score_table(db, c->id, S->probe[p], &items, &n);
+            double *s;
+            sweep_db_scores(db, c->id, S->probe[p], &items, &s, &n);
             // paired over the items both have (both lists are sorted by item)
             paired_sum ps = {0};
             for (int a = 0, b = 0; a < n && b < nb;) {
@@ -210,7 +196,26 @@ static FILE *create(const char *path, rp_err *err) {
     return f;
 }
 
-static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err *err) {
+static void add_failure(void *ctx, const char *label, const char *probe, const char *item, const char *reason) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "config", label);
+    cJSON_AddStringToObject(o, "probe", probe);
+    cJSON_AddStringToObject(o, "item", item);
+    cJSON_AddStringToObject(o, "reason", reason);
+    cJSON_AddItemToArray((cJSON *)ctx, o);
+}
+
+static void write_csv_row(void *ctx, const sweep_db_result_row *row) {
+    FILE *f = ctx;
+    csv_field(f, row->label), fputc(',', f);
+    csv_field(f, row->probe), fputc(',', f);
+    csv_field(f, row->item);
+    fprintf(f, ",%.6f,", row->score);
+    csv_field(f, row->reply);
+    fputc('\n', f);
+}
+
+static int write_exports(sweep_db *db, const summary *S, const char *out, rp_err *err) {
     char *path = path_join(out, "summary.csv");
     FILE *f = create(path, err);
     free(path);
@@ -254,16 +259,7 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
     }
     // rows that could not be evaluated, with their reasons
     cJSON *failures = cJSON_CreateArray();
-    sqlite3_stmt *fs;
-    sqlite3_prepare_v2(db, "SELECT c.label, f.probe, f.item, f.reason FROM failures f JOIN configs c ON c.id = f.config "
-                           "ORDER BY c.id, f.probe, f.item", -1, &fs, NULL);
-    while (sqlite3_step(fs) == SQLITE_ROW) {
-        cJSON *o = cJSON_CreateObject();
-        const char *keys[4] = {"config", "probe", "item", "reason"};
-        for (int k = 0; k < 4; k++) cJSON_AddStringToObject(o, keys[k], (const char *)sqlite3_column_text(fs, k));
-        cJSON_AddItemToArray(failures, o);
-    }
-    sqlite3_finalize(fs);
+    sweep_db_each_failure(db, add_failure, failures);
     char *ftext = cJSON_PrintUnformatted(failures);
     fprintf(f, "], \"failures\": %s}\n", ftext);
     if (cJSON_GetArraySize(failures))
@@ -279,18 +275,7 @@ static int write_exports(sqlite3 *db, const summary *S, const char *out, rp_err 
     free(path);
     if (!f) return -1;
     fprintf(f, "config,probe,item,score,reply\n");
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(db, "SELECT c.label, r.probe, r.item, r.score, r.reply FROM results r JOIN configs c ON c.id = r.config "
-                           "ORDER BY c.id, r.probe, r.item", -1, &st, NULL);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        csv_field(f, (const char *)sqlite3_column_text(st, 0)), fputc(',', f);
-        csv_field(f, (const char *)sqlite3_column_text(st, 1)), fputc(',', f);
-        csv_field(f, (const char *)sqlite3_column_text(st, 2));
-        fprintf(f, ",%.6f,", sqlite3_column_double(st, 3));
-        csv_field(f, sqlite3_column_text(st, 4) ? (const char *)sqlite3_column_text(st, 4) : "");
-        fputc('\n', f);
-    }
-    sqlite3_finalize(st);
+    sweep_db_each_result(db, 0, write_csv_row, f);
     fclose(f);
     return 0;
 }
@@ -324,7 +309,7 @@ static int heatmap(const summary *S, int k, const double *value, const char *tit
     return rc;
 }
 
-// Mean of value over each i (row) and each j (column) of the grid, as two bar charts.
+// Mean of value over each i (row) and each j (column) of the grid, as two panels of bars.
 static int skyline(const summary *S, int k, const double *value, const char *title, const char *legend, const char *path,
                    rp_err *err) {
     int n = 0;
@@ -336,52 +321,12 @@ static int skyline(const summary *S, int k, const double *value, const char *tit
         if (c->k != k || c->i < 0 || isnan(value[ci])) continue;
         rs[c->i] += value[ci], rn[c->i]++, cs[c->j] += value[ci], cn[c->j]++;
     }
-    const int W = 900, H = 640;
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    cairo_t *cr = cairo_create(surf);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    plot_text_at(cr, W / 2.0, 22, title, 0.5, 15);
-    plot_text_at(cr, W / 2.0, 42, legend, 0.5, 11);
-    for (int panel = 0; panel < 2; panel++) {
-        double *s = panel ? cs : rs;
-        int *cnt = panel ? cn : rn;
-        double top = 60 + panel * 290, h = 220, left = 70, w = W - 110, vmax = 0;
-        for (int x = 0; x <= n; x++)
-            if (cnt[x] && fabs(s[x] / cnt[x]) > vmax) vmax = fabs(s[x] / cnt[x]);
-        if (vmax == 0) vmax = 1;
-        double mid = top + h / 2, bw = w / (n + 1);
-        for (int x = 0; x <= n; x++) {
-            if (!cnt[x]) continue;
-            double v = s[x] / cnt[x], r, g, b;
-            plot_diverging(v / vmax, &r, &g, &b);
-            cairo_set_source_rgb(cr, r * 0.9, g * 0.9, b * 0.9);
-            cairo_rectangle(cr, left + x * bw + 1, v >= 0 ? mid - v / vmax * h / 2 : mid, bw - 2, fabs(v) / vmax * h / 2);
-            cairo_fill(cr);
-        }
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        cairo_move_to(cr, left, mid);
-        cairo_line_to(cr, left + w, mid);
-        cairo_stroke(cr);
-        char buf[64];
-        int step = n > 30 ? (n + 29) / 30 : 1;
-        for (int x = 0; x <= n; x += step) {
-            snprintf(buf, sizeof buf, "%d", x);
-            plot_text_at(cr, left + (x + 0.5) * bw, top + h + 12, buf, 0.5, 10);
-        }
-        snprintf(buf, sizeof buf, "%+.3g", vmax);
-        plot_text_at(cr, left - 6, top, buf, 1, 10);
-        snprintf(buf, sizeof buf, "%+.3g", -vmax);
-        plot_text_at(cr, left - 6, top + h, buf, 1, 10);
-        plot_text_at(cr, left + w / 2, top + h + 32, panel ? "j: mean over the configs ending their block at j" : "i: mean over the configs starting their block at i", 0.5, 12);
-    }
-    cairo_status_t st = cairo_surface_write_to_png(surf, path);
-    cairo_destroy(cr);
-    cairo_surface_destroy(surf);
+    for (int x = 0; x <= n; x++) rs[x] = rn[x] ? rs[x] / rn[x] : NAN, cs[x] = cn[x] ? cs[x] / cn[x] : NAN;
+    const double *panels[2] = {rs, cs};
+    const char *labels[2] = {"i: mean over the configs starting their block at i", "j: mean over the configs ending their block at j"};
+    int rc = plot_signed_bars(path, title, legend, panels, labels, 2, n + 1, err);
     free(rs), free(cs), free(rn), free(cn);
-    return st == CAIRO_STATUS_SUCCESS ? 0 : rp_fail(err, "%s: cannot write the PNG: %s", path, cairo_status_to_string(st));
+    return rc;
 }
 
 // The heatmaps (one per probe and the combined score) and the skyline.
@@ -443,7 +388,7 @@ int sweep_scores_among(sweep_db *db, char *const *labels, int n, const probe *pr
     label_set among;
     label_set_init(&among, n);
     for (int i = 0; i < n; i++) label_set_add(&among, labels[i]);
-    int rc = build(db->db, &S, probes, n_probes, &among, err);
+    int rc = build(db, &S, probes, n_probes, &among, err);
     label_set_free(&among);
     if (!rc) {
         int *at = rp_malloc(sizeof(int) * (size_t)(n ? n : 1)), n_at = 0;   // S's configs but base, sorted by label
@@ -491,7 +436,7 @@ int sweep_rank_among(sweep_db *db, char *const *labels, int n, const probe *prob
 int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp_err *err) {
     summary S;
     *labels = NULL, *n_labels = 0;
-    if (build(db->db, &S, NULL, 0, NULL, err)) {
+    if (build(db, &S, NULL, 0, NULL, err)) {
         summary_free(&S);
         return -1;
     }
@@ -506,7 +451,12 @@ int sweep_top_configs(sweep_db *db, int top_n, char ***labels, int *n_labels, rp
 
 // The ranking's last word: which configs beat base beyond noise (delta above two paired SEs) on which probes, or
 // that none does; and each probe no row of which could be scored (every item failed), named, never dropped silently.
-static void print_verdict(sqlite3 *db, const summary *S) {
+static void print_unscored(void *ctx, const char *probe, int failures, const char *reason) {
+    (void)ctx;
+    printf("Probe %s: every row failed (%d), nothing scored; first reason: %s\n", probe, failures, reason);
+}
+
+static void print_verdict(sweep_db *db, const summary *S) {
     int winners = 0;
     for (int ci = 0; ci < S->n_cfg; ci++) {
         const cfg_row *c = &S->c[ci];
@@ -522,18 +472,12 @@ static void print_verdict(sqlite3 *db, const summary *S) {
     }
     if (winners) printf("\n");
     else printf("No config beats base beyond noise on any probe (%d configs, %d probe(s)).\n", S->n_cfg - 1, S->n_probe);
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(db, "SELECT probe, count(*), min(reason) FROM failures WHERE probe NOT IN (SELECT DISTINCT probe FROM results) "
-                           "GROUP BY probe ORDER BY probe", -1, &st, NULL);
-    while (sqlite3_step(st) == SQLITE_ROW)
-        printf("Probe %s: every row failed (%d), nothing scored; first reason: %s\n", (const char *)sqlite3_column_text(st, 0),
-               sqlite3_column_int(st, 1), (const char *)sqlite3_column_text(st, 2));
-    sqlite3_finalize(st);
+    sweep_db_each_unscored_probe(db, print_unscored, NULL);
 }
 
 int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_n, rp_err *err) {
     summary S;
-    if (build(db->db, &S, NULL, 0, NULL, err) || write_exports(db->db, &S, out, err)) {
+    if (build(db, &S, NULL, 0, NULL, err) || write_exports(db, &S, out, err)) {
         summary_free(&S);
         return -1;
     }
@@ -586,7 +530,7 @@ int sweep_report(sweep_db *db, const char *out, const char *model_name, int top_
             printf("%s: %d of %d configs differ from base at p < 0.05, where %.1f would by chance alone; %d at a false "
                    "discovery rate of 5%% (Benjamini-Hochberg q < 0.05)\n", S.probe[p], pass, m, 0.05 * m, discoveries);
     }
-    print_verdict(db->db, &S);
+    print_verdict(db, &S);
     free(order);
     summary_free(&S);
     return rc;
