@@ -105,7 +105,7 @@ int main(int argc, char **argv) {
                 int id;
                 sweep_db_add_config(&d, &cl.c[c], &id, &err);
                 rr.config_ids = &id;
-                if (sweep_run_all(&rr, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+                if (sweep_run_all(&rr, NULL, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
                 out[0].layer_execs += rr.stats.layer_execs, out[0].visits += rr.stats.visits;
                 sweep_space_free(&one);
                 model_free(&dm);
@@ -114,7 +114,7 @@ int main(int argc, char **argv) {
                 if (system(cmd)) {}
             }
         } else {
-            if (setup(&r, &m, tok, &p, &cl, &d, db_path, mode == 1, &err) || sweep_run_all(&r, &err))
+            if (setup(&r, &m, tok, &p, &cl, &d, db_path, mode == 1, &err) || sweep_run_all(&r, NULL, &err))
                 return fprintf(stderr, "%s\n", err.msg), 1;
             out[mode].layer_execs = r.stats.layer_execs, out[mode].visits = r.stats.visits;
             free(r.config_ids);

@@ -287,7 +287,7 @@ static int run_confirm(sweep_run *cr, sweep_db *screen, int n, const char *out, 
         fprintf(stderr, "reprise sweep: confirming the top %d configs and base on %d probe(s) into %s/\n", n_labels,
                 cr->n_probes, dir);
         sweep_prompts_free(cr);   // prepared for the plan with every config; prepared again for these
-        rc = sweep_run_all(cr, err);
+        rc = sweep_run_all(cr, NULL, err);
     }
     if (!rc) {
         printf("\nconfirmation (%s/):\n", dir);
@@ -489,7 +489,7 @@ int cmd_sweep(int argc, char **argv) {
         rc = halving ? sweep_halving(&r, halving_items, &err)
              : search == 1 ? sweep_beam(&r, &sopt, &err)
              : search == 2 ? sweep_surrogate(&r, &sopt, &err)
-                           : sweep_run_all(&r, &err);
+                           : sweep_run_all(&r, NULL, &err);
         if (!rc && r.timed_out)
             fprintf(stderr, "reprise sweep: --budget-hours %g spent: every finished row is in the database; the same "
                             "command resumes\n", budget_hours);

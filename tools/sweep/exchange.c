@@ -25,16 +25,16 @@
 
 // What the step is, whoever runs it: its number, the shard count, each probe's items and every config in order.
 // Two shards started with the same flags compute the same key at every step.
-static void step_key(const sweep_run *r, char *key, size_t cap) {
+static void step_key(const sweep_run *r, const sweep_step *st, char *key, size_t cap) {
     char head[64];
     snprintf(head, sizeof head, "step %d of a search in %d shards", r->step, r->shard_n);
     uint64_t h = fingerprint_str(FINGERPRINT_SEED, head);
     for (int p = 0; p < r->n_probes; p++) {
         char n[32];
-        snprintf(n, sizeof n, "%d items", r->probes[p].n_items);
+        snprintf(n, sizeof n, "%d items", sweep_step_items(r, st, p));
         h = fingerprint_str(fingerprint_str(h, r->probes[p].name), n);
     }
-    for (int c = 0; c < r->configs->n; c++) h = fingerprint_str(h, r->configs->c[c].label);
+    for (int c = 0; c < st->configs->n; c++) h = fingerprint_str(h, st->configs->c[c].label);
     snprintf(key, cap, "%016llx", (unsigned long long)h);
 }
 
@@ -44,16 +44,17 @@ static char *step_path(const sweep_run *r, int shard) {
     return path_join(r->exchange, name);
 }
 
-// The share's rows on the step's items (each probe's first n_items, which a halving rung lowers) into path.
-static int write_share(sweep_run *r, const config_list *share, const char *path, const char *key, rp_err *err) {
+// The share's rows on the step's items (each probe's first ones, as many as a halving rung measures) into path.
+static int write_share(sweep_run *r, const sweep_step *st, const config_list *share, const char *path, const char *key,
+                       rp_err *err) {
     int n_items = 0;
-    for (int p = 0; p < r->n_probes; p++) n_items += r->probes[p].n_items;
+    for (int p = 0; p < r->n_probes; p++) n_items += sweep_step_items(r, st, p);
     const char **labels = rp_malloc(sizeof(char *) * (size_t)(share->n ? share->n : 1));
     const char **probe = rp_malloc(sizeof(char *) * (size_t)(n_items ? n_items : 1));
     const char **item = rp_malloc(sizeof(char *) * (size_t)(n_items ? n_items : 1));
     for (int c = 0; c < share->n; c++) labels[c] = share->c[c].label;
     for (int p = 0, k = 0; p < r->n_probes; p++)
-        for (int i = 0; i < r->probes[p].n_items; i++, k++) probe[k] = r->probes[p].name, item[k] = r->probes[p].items[i].id;
+        for (int i = 0; i < sweep_step_items(r, st, p); i++, k++) probe[k] = r->probes[p].name, item[k] = r->probes[p].items[i].id;
     sweep_db_share s = {labels, share->n, probe, item, n_items};
     int rc = sweep_db_write_share(r->db, &s, path, key, err);
     free(labels), free(probe), free(item);
@@ -77,25 +78,23 @@ static void sleep_s(double s) {
     nanosleep(&ts, NULL);
 }
 
-int sweep_run_step(sweep_run *r, rp_err *err) {
-    if (!r->exchange) return sweep_run_all(r, err);
+int sweep_run_step(sweep_run *r, const sweep_step *step, rp_err *err) {
+    if (!r->exchange) return sweep_run_all(r, step, err);
     r->step++;
-    config_list *all = r->configs, share = {rp_malloc(sizeof(sweep_config) * (size_t)(all->n ? all->n : 1)), 0};
-    int *all_ids = r->config_ids, *share_ids = rp_malloc(sizeof(int) * (size_t)(all->n ? all->n : 1)), rc = 0;
-    for (int c = r->shard_k; c < all->n; c += r->shard_n) share.c[share.n] = all->c[c], share_ids[share.n++] = all_ids[c];
+    const config_list *all = step->configs;
+    config_list share = {rp_malloc(sizeof(sweep_config) * (size_t)(all->n ? all->n : 1)), 0};
+    int *share_ids = rp_malloc(sizeof(int) * (size_t)(all->n ? all->n : 1)), rc = 0;
+    for (int c = r->shard_k; c < all->n; c += r->shard_n) share.c[share.n] = all->c[c], share_ids[share.n++] = step->config_ids[c];
     char key[40];
-    step_key(r, key, sizeof key);
+    step_key(r, step, key, sizeof key);
     if (mkdir(r->exchange, 0755) && errno != EEXIST)
         rc = rp_fail(err, "--exchange %s: cannot create: %s", r->exchange, strerror(errno));
-    if (!rc && share.n) {
-        r->configs = &share, r->config_ids = share_ids;
-        rc = sweep_run_all(r, err);
-        r->configs = all, r->config_ids = all_ids;
-    }
+    sweep_step mine_step = {&share, share_ids, step->items};
+    if (!rc && share.n) rc = sweep_run_all(r, &mine_step, err);
     if (rc || r->timed_out || r->interrupted) goto done;   // an unfinished share is not exchanged
     char *mine = step_path(r, r->shard_k);
     if (file_exists(mine)) rc = check_key(r, mine, r->shard_k, key, err);   // a rerun wrote it before
-    else rc = write_share(r, &share, mine, key, err);
+    else rc = write_share(r, step, &share, mine, key, err);
     free(mine);
     // the other shards' rows of the step
     int *have = rp_calloc((size_t)r->shard_n, sizeof(int)), left = r->shard_n - 1;

@@ -45,7 +45,7 @@ static void report_progress(sweep_run *r, double t0) {
     if (!r->progress) return;
     double el = rp_now_s() - t0, frac = r->rows_total ? (double)r->rows_done / r->rows_total : 1;
     int n_items = 0;
-    for (int p = 0; p < r->n_probes; p++) n_items += r->probes[p].n_items;
+    for (int p = 0; p < r->n_probes; p++) n_items += sweep_step_items(r, &r->now, p);
     long made = r->rows_done - r->rows_at_start;
     double rows_per_s = el > 0 ? made / el : 0;
     double cfg_per_hour = n_items ? rows_per_s / n_items * 3600 : 0;
@@ -64,7 +64,7 @@ static void report_progress(sweep_run *r, double t0) {
 
 // One batch of configs on one item: sequences already prefilled, logits given; decode (or score options), commit.
 typedef struct {
-    int cfg;          // index into r->configs
+    int cfg;          // index into the step's configs
     sequence seq;
     int *reply;
     int n_reply, done;
@@ -81,7 +81,7 @@ static int finish(sweep_run *r, const probe *p, const probe_item *it, slot *s, c
         if (tokenizer_decode_after(r->tok, prompt, n_prompt, s->reply, s->n_reply, 1, &text, &tl, err)) return -1;
         score = probe_score_reply(p, it, text);
     }
-    int rc = sweep_db_add_result(r->db, r->config_ids[s->cfg], p->name, it->id, score, text, err);
+    int rc = sweep_db_add_result(r->db, r->now.config_ids[s->cfg], p->name, it->id, score, text, err);
     free(text);
     s->done = 1;
     r->rows_done++;
@@ -96,8 +96,8 @@ static int fail_row(sweep_run *r, const probe *p, const probe_item *it, int cfg,
     r->rows_failed++;
     if (r->progress && r->rows_failed <= 5)
         fprintf(stderr, "%ssweep: %s item %s, config %s: failed: %s%s\n", r->progress == 2 ? "\n" : "", p->name, it->id,
-                r->configs->c[cfg].label, reason, r->rows_failed == 5 ? " (further failures: summary.json)" : "");
-    int rc = sweep_db_add_failure(r->db, r->config_ids[cfg], p->name, it->id, reason, err);
+                r->now.configs->c[cfg].label, reason, r->rows_failed == 5 ? " (further failures: summary.json)" : "");
+    int rc = sweep_db_add_failure(r->db, r->now.config_ids[cfg], p->name, it->id, reason, err);
     if (rc) r->db_failed = 1;
     return rc;
 }
@@ -247,10 +247,10 @@ static int fail_unfinished(sweep_run *r, const probe *p, const probe_item *it, s
 // Evaluates the item's pending configs. Returns -1 only when the database fails; a problem of the item or of a
 // config (a prompt that does not fit, non-finite logits) is recorded as a failed row and the sweep goes on.
 static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sweep_prompt *sp, double t0, rp_err *err) {
-    config_list *cl = r->configs;
+    const config_list *cl = r->now.configs;
     int *pending = rp_malloc(sizeof(int) * cl->n), n_pending = 0, rc = 0;
     for (int c = 0; c < cl->n; c++)
-        if (!sweep_db_has_result(r->db, r->config_ids[c], p->name, it->id)) pending[n_pending++] = c;
+        if (!sweep_db_has_result(r->db, r->now.config_ids[c], p->name, it->id)) pending[n_pending++] = c;
     if (sp->error) {   // the prompt cannot run: every pending config fails with its reason
         for (int t = 0; t < n_pending && !rc; t++) rc = fail_row(r, p, it, pending[t], sp->error, err);
         free(pending);
@@ -416,14 +416,20 @@ int sweep_db_add_config(sweep_db *d, const sweep_config *c, int *id, rp_err *err
     return rc;
 }
 
-int sweep_run_all(sweep_run *r, rp_err *err) {
+int sweep_step_items(const sweep_run *r, const sweep_step *st, int p) {
+    int n = r->probes[p].n_items;
+    return st->items > 0 && st->items < n ? st->items : n;
+}
+
+int sweep_run_all(sweep_run *r, const sweep_step *step, rp_err *err) {
+    r->now = step ? *step : (sweep_step){r->configs, r->config_ids, 0};
     r->rows_total = 0;
     r->rows_done = 0;
     for (int p = 0; p < r->n_probes; p++)
-        for (int i = 0; i < r->probes[p].n_items; i++)
-            for (int c = 0; c < r->configs->n; c++) {
+        for (int i = 0; i < sweep_step_items(r, &r->now, p); i++)
+            for (int c = 0; c < r->now.configs->n; c++) {
                 r->rows_total++;
-                r->rows_done += sweep_db_has_result(r->db, r->config_ids[c], r->probes[p].name, r->probes[p].items[i].id);
+                r->rows_done += sweep_db_has_result(r->db, r->now.config_ids[c], r->probes[p].name, r->probes[p].items[i].id);
             }
     double t0 = rp_now_s();
     long already = r->rows_done;
@@ -434,7 +440,7 @@ int sweep_run_all(sweep_run *r, rp_err *err) {
     if (prepared_here) sweep_prepare(r, &r->m->cfg, &shape);
     int rc = kv_pool_init(&r->pool, r->m->be, (int)r->pool_slots, r->pool_ctx, err);
     for (int p = 0; p < r->n_probes && !rc && !r->timed_out && !r->interrupted; p++)
-        for (int i = 0; i < r->probes[p].n_items && !rc; i++) {
+        for (int i = 0; i < sweep_step_items(r, &r->now, p) && !rc; i++) {
             if (r->deadline > 0 && rp_now_s() >= r->deadline) {
                 r->timed_out = 1;
                 break;

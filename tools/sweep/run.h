@@ -17,6 +17,14 @@ typedef struct {
     char *error;   // NULL, or the reason every config fails this item
 } sweep_prompt;
 
+// What one call of sweep_run_all measures: these configs (base among them) with their database ids, on each
+// probe's first `items` items (0: all of them). A search's step (a halving rung, a beam's candidates) is one.
+typedef struct {
+    const config_list *configs;
+    const int *config_ids;
+    int items;
+} sweep_step;
+
 typedef struct {
     model *m;
     tokenizer *tok;
@@ -24,8 +32,9 @@ typedef struct {
     const char *system;        // system prompt for chat models, or NULL
     probe *probes;
     int n_probes;
-    config_list *configs;
+    config_list *configs;      // the sweep's configs (its space, or a search's candidates)
     int *config_ids;           // database ids, parallel to configs
+    sweep_step now;            // what the sweep_run_all in progress measures (set by it alone)
     sweep_db *db;
     int batch;                 // most configs decoded together
     int naive;                 // one config at a time, nothing shared (the baseline the benchmark compares with)
@@ -69,8 +78,12 @@ extern volatile sig_atomic_t sweep_stop_requested;
 // Registers a config in the database (its schedule in range syntax) and returns its id.
 int sweep_db_add_config(sweep_db *d, const sweep_config *c, int *id, rp_err *err);
 
-// Evaluates every (config, item) that has no row yet. Each row is committed as its config finishes the item; a row
-// that cannot be evaluated is committed as a failure with its reason. Calls sweep_prepare when it was not.
-int sweep_run_all(sweep_run *r, rp_err *err);
+// Evaluates every (config, item) of the step (NULL: r->configs on every item) that has no row yet. Each row is
+// committed as its config finishes the item; a row that cannot be evaluated is committed as a failure with its
+// reason. Calls sweep_prepare when it was not.
+int sweep_run_all(sweep_run *r, const sweep_step *step, rp_err *err);
+
+// Items of probe p that step st measures.
+int sweep_step_items(const sweep_run *r, const sweep_step *st, int p);
 
 #endif

@@ -19,14 +19,24 @@
 #include "tools/sweep/report.h"
 #include "tools/sweep/surrogate.h"
 
-int sweep_halving(sweep_run *r, int start_items, rp_err *err) {
-    config_list *all = r->configs;
-    int *all_ids = r->config_ids, full = 0, rc = 0;
-    int *saved = rp_malloc(sizeof(int) * (size_t)(r->n_probes ? r->n_probes : 1));
+// The rung's configs ranked on the items the rung measured: each probe's first `items` (a view of the probes; the
+// sweep's own are not changed).
+static int rank_rung(sweep_run *r, char *const *labels, int n, int items, int *order, rp_err *err) {
+    probe *view = rp_malloc(sizeof *view * (size_t)(r->n_probes ? r->n_probes : 1));
     for (int p = 0; p < r->n_probes; p++) {
-        saved[p] = r->probes[p].n_items;
-        if (saved[p] > full) full = saved[p];
+        view[p] = r->probes[p];
+        if (items < view[p].n_items) view[p].n_items = items;
     }
+    int rc = sweep_rank_among(r->db, labels, n, view, r->n_probes, order, err);
+    free(view);
+    return rc;
+}
+
+int sweep_halving(sweep_run *r, int start_items, rp_err *err) {
+    const config_list *all = r->configs;
+    int full = 0, rc = 0;
+    for (int p = 0; p < r->n_probes; p++)
+        if (r->probes[p].n_items > full) full = r->probes[p].n_items;
     int n_alive = all->n - 1, *alive = rp_malloc(sizeof(int) * (size_t)(all->n ? all->n : 1));   // indices into all (base: 0)
     for (int c = 1; c < all->n; c++) alive[c - 1] = c;
     config_list rung = {rp_malloc(sizeof(sweep_config) * (size_t)all->n), 0};
@@ -34,14 +44,13 @@ int sweep_halving(sweep_run *r, int start_items, rp_err *err) {
     char **labels = rp_malloc(sizeof(char *) * (size_t)all->n);
     for (int items = start_items < full ? start_items : full, k = 1;; k++) {
         rung.n = 0;
-        rung.c[rung.n] = all->c[0], rung_ids[rung.n++] = all_ids[0];
-        for (int a = 0; a < n_alive; a++) rung.c[rung.n] = all->c[alive[a]], rung_ids[rung.n++] = all_ids[alive[a]];
-        for (int p = 0; p < r->n_probes; p++) r->probes[p].n_items = items < saved[p] ? items : saved[p];
+        rung.c[rung.n] = all->c[0], rung_ids[rung.n++] = r->config_ids[0];
+        for (int a = 0; a < n_alive; a++) rung.c[rung.n] = all->c[alive[a]], rung_ids[rung.n++] = r->config_ids[alive[a]];
         fprintf(stderr, "reprise sweep: halving rung %d: %d configs and base on %d item(s) per probe\n", k, n_alive, items);
-        r->configs = &rung, r->config_ids = rung_ids;
-        if ((rc = sweep_run_step(r, err)) || r->timed_out || r->interrupted || items >= full || n_alive <= 1) break;
+        sweep_step step = {&rung, rung_ids, items};   // each probe's first `items` items (all it has, when fewer)
+        if ((rc = sweep_run_step(r, &step, err)) || r->timed_out || r->interrupted || items >= full || n_alive <= 1) break;
         for (int a = 0; a < n_alive; a++) labels[a] = all->c[alive[a]].label;
-        if ((rc = sweep_rank_among(r->db, labels, n_alive, r->probes, r->n_probes, order, err))) break;
+        if ((rc = rank_rung(r, labels, n_alive, items, order, err))) break;
         int keep = (n_alive + 1) / 2, *next = rp_malloc(sizeof(int) * (size_t)keep);
         for (int a = 0; a < keep; a++) next[a] = alive[order[a]];
         memcpy(alive, next, sizeof(int) * (size_t)keep);
@@ -49,9 +58,7 @@ int sweep_halving(sweep_run *r, int start_items, rp_err *err) {
         n_alive = keep;
         items = items * 2 < full ? items * 2 : full;
     }
-    for (int p = 0; p < r->n_probes; p++) r->probes[p].n_items = saved[p];
-    r->configs = all, r->config_ids = all_ids;
-    free(saved), free(alive), free(rung.c), free(rung_ids), free(order), free(labels);
+    free(alive), free(rung.c), free(rung_ids), free(order), free(labels);
     return rc;
 }
 
@@ -88,16 +95,13 @@ static int measure(trail *t, char *const *labels, int n, int *measured, rp_err *
     if (n > room) n = room;
     *measured = n;
     if (n <= 0) return 0;
-    config_list rung = {0}, *all = r->configs;
-    int *all_ids = r->config_ids, rc = sweep_space_add(&rung, "base", "base", N, err);
+    config_list rung = {0};
+    int rc = sweep_space_add(&rung, "base", "base", N, err);
     for (int i = 0; i < n && !rc; i++) rc = sweep_space_add(&rung, labels[i], labels[i], N, err);
     int *ids = rp_malloc(sizeof(int) * (size_t)(rung.n ? rung.n : 1));
     for (int c = 0; c < rung.n && !rc; c++) rc = sweep_db_add_config(r->db, &rung.c[c], &ids[c], err);
-    if (!rc) {
-        r->configs = &rung, r->config_ids = ids;
-        rc = sweep_run_step(r, err);
-        r->configs = all, r->config_ids = all_ids;
-    }
+    sweep_step step = {&rung, ids, 0};
+    if (!rc) rc = sweep_run_step(r, &step, err);
     if (!rc && t->n + n > t->cap) {
         t->cap = t->n + n > 2 * t->cap ? t->n + n : 2 * t->cap;
         t->label = rp_realloc(t->label, sizeof(char *) * (size_t)t->cap);
