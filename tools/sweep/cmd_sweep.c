@@ -301,82 +301,92 @@ static int run_confirm(sweep_run *cr, sweep_db *screen, int n, const char *out, 
     return rc;
 }
 
-int cmd_sweep(int argc, char **argv) {
-    if (argc > 2 && !strcmp(argv[2], "merge")) return merge(argc, argv);
-    // the sweep's own flags first; the rest go through the shared parser
-    const char *probes[16], *out = NULL;
-    int n_probes = 0, items = 32, batch = 64, top = 10, naive = 0, retry_failed = 0, loglik = 0, code, max_tokens = 0;
-    int confirm = 0, confirm_items = 0, n_cprobes = 0;   // --confirm N on --confirm-probe SPEC (--confirm-items)
-    int halving = 0, halving_items = 4;                  // --search halving, --halving-items
-    int search = 0;                                      // 1: beam, 2: surrogate
-    search_opts sopt = {.budget = 200, .beam = 24, .pool = 100000, .round = 16,
-                        .space = {.max_blocks = 2, .max_passes = 3}};
-    float budget_hours = 0;
-    const char *prune_dir = NULL;   // --prune-by-profile
-    const char *exchange = NULL;    // --exchange: a sharded search's directory
-    char prune_i[48], prune_j[48], prune_fp[64] = "";
-    const char *cprobes[16];
-    unsigned seed = 0;
-    space_opts so = {.stride = 1, .repeat = 2};
+// A sweep's command line: its own flags, and the shared ones (cli_opts) after them.
+typedef struct {
+    cli_opts o;
+    const char *probes[16], *cprobes[16], *out;
+    int n_probes, n_cprobes;
+    int items, batch, top, naive, retry_failed, loglik, max_tokens;
+    int confirm, confirm_items;    // --confirm N on --confirm-probe SPEC (--confirm-items)
+    int halving, halving_items;    // --search halving, --halving-items
+    int search;                    // 1: beam, 2: surrogate
+    search_opts sopt;
+    float budget_hours;
+    const char *prune_dir;         // --prune-by-profile
+    char prune_i[48], prune_j[48]; // the grid's ranges it gives
+    const char *exchange;          // --exchange: a sharded search's directory
+    int search_shard_k, search_shard_n;   // a search's shards split each step, not the space
+    unsigned seed;
+    space_opts so;
+} sweep_flags;
+
+// Phase 1: the flags. Returns -1 when the command is to exit at once with *code (help, or a flag refused).
+static int parse_flags(int argc, char **argv, sweep_flags *f, int *code) {
+    *f = (sweep_flags){.items = 32, .batch = 64, .top = 10, .halving_items = 4, .so = {.stride = 1, .repeat = 2},
+                       .sopt = {.budget = 200, .beam = 24, .pool = 100000, .round = 16, .space = {.max_blocks = 2, .max_passes = 3}},
+                       .search_shard_n = 1};
+    space_opts *so = &f->so;
+    search_opts *sopt = &f->sopt;
     char **rest = rp_malloc(sizeof(char *) * (size_t)argc);
     int n_rest = 0;
     rp_err err;
+    *code = 2;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1, bad = 0;
         if (i < 2) takes = 0;
         else if (!strcmp(a, "--probe") && v) {
-            if (n_probes == 16) return fprintf(stderr, "reprise sweep: at most 16 probes\n"), 2;
-            probes[n_probes++] = v;
-        } else if (!strcmp(a, "--out") && v) out = v;
-        else if (!strcmp(a, "--items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &items, &err);
-        else if (!strcmp(a, "--max-tokens") && v) bad = cli_parse_int(a, v, 1, 1 << 20, &max_tokens, &err);
-        else if (!strcmp(a, "--batch") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &batch, &err);
-        else if (!strcmp(a, "--top") && v) bad = cli_parse_int(a, v, 0, 1 << 24, &top, &err);
-        else if (!strcmp(a, "--i-range") && v) so.i_range = v;
-        else if (!strcmp(a, "--j-range") && v) so.j_range = v;
-        else if (!strcmp(a, "--block-sizes") && v) so.block_sizes = v;
-        else if (!strcmp(a, "--stride") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &so.stride, &err);
-        else if (!strcmp(a, "--repeat") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &so.repeat, &err);
-        else if (!strcmp(a, "--configs") && v) so.configs = v;
-        else if (!strcmp(a, "--configs-file") && v) so.configs_file = v;
-        else if (!strcmp(a, "--prune-by-profile") && v) prune_dir = v;
-        else if (!strcmp(a, "--exchange") && v) exchange = v;
+            if (f->n_probes == 16) return free(rest), fprintf(stderr, "reprise sweep: at most 16 probes\n"), -1;
+            f->probes[f->n_probes++] = v;
+        } else if (!strcmp(a, "--out") && v) f->out = v;
+        else if (!strcmp(a, "--items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &f->items, &err);
+        else if (!strcmp(a, "--max-tokens") && v) bad = cli_parse_int(a, v, 1, 1 << 20, &f->max_tokens, &err);
+        else if (!strcmp(a, "--batch") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &f->batch, &err);
+        else if (!strcmp(a, "--top") && v) bad = cli_parse_int(a, v, 0, 1 << 24, &f->top, &err);
+        else if (!strcmp(a, "--i-range") && v) so->i_range = v;
+        else if (!strcmp(a, "--j-range") && v) so->j_range = v;
+        else if (!strcmp(a, "--block-sizes") && v) so->block_sizes = v;
+        else if (!strcmp(a, "--stride") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &so->stride, &err);
+        else if (!strcmp(a, "--repeat") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &so->repeat, &err);
+        else if (!strcmp(a, "--configs") && v) so->configs = v;
+        else if (!strcmp(a, "--configs-file") && v) so->configs_file = v;
+        else if (!strcmp(a, "--prune-by-profile") && v) f->prune_dir = v;
+        else if (!strcmp(a, "--exchange") && v) f->exchange = v;
         else if (!strcmp(a, "--shard") && v) {
             int n;
-            if (sscanf(v, "%d/%d%n", &so.shard_k, &so.shard_n, &n) != 2 || v[n] || so.shard_n < 1 || so.shard_k < 0 ||
-                so.shard_k >= so.shard_n)
-                return fprintf(stderr, "reprise sweep: --shard %s: expected K/N with 0 <= K < N\n", v), 2;
+            if (sscanf(v, "%d/%d%n", &so->shard_k, &so->shard_n, &n) != 2 || v[n] || so->shard_n < 1 || so->shard_k < 0 ||
+                so->shard_k >= so->shard_n)
+                return free(rest), fprintf(stderr, "reprise sweep: --shard %s: expected K/N with 0 <= K < N\n", v), -1;
         } else if (!strcmp(a, "--search") && v) {
             if (strcmp(v, "grid") && strcmp(v, "halving") && strcmp(v, "beam") && strcmp(v, "surrogate"))
-                return fprintf(stderr, "reprise sweep: --search %s: grid, halving, beam or surrogate\n", v), 2;
-            halving = !strcmp(v, "halving");
-            search = !strcmp(v, "beam") ? 1 : !strcmp(v, "surrogate") ? 2 : 0;
-        } else if (!strcmp(a, "--halving-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &halving_items, &err);
-        else if (!strcmp(a, "--budget") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &sopt.budget, &err);
-        else if (!strcmp(a, "--budget-hours") && v) bad = cli_parse_float(a, v, 1e-6, 1e6, &budget_hours, &err);
-        else if (!strcmp(a, "--beam") && v) bad = cli_parse_int(a, v, 1, 4096, &sopt.beam, &err);
-        else if (!strcmp(a, "--max-blocks") && v) bad = cli_parse_int(a, v, 1, BLOCKS_MAX, &sopt.space.max_blocks, &err);
-        else if (!strcmp(a, "--max-passes") && v) bad = cli_parse_int(a, v, 2, 64, &sopt.space.max_passes, &err);
-        else if (!strcmp(a, "--max-visits") && v) bad = cli_parse_int(a, v, 1, 100000, &sopt.space.max_visits, &err);
-        else if (!strcmp(a, "--pool") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &sopt.pool, &err);
-        else if (!strcmp(a, "--round") && v) bad = cli_parse_int(a, v, 1, 1 << 20, &sopt.round, &err);
-        else if (!strcmp(a, "--confirm") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &confirm, &err);
-        else if (!strcmp(a, "--confirm-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &confirm_items, &err);
+                return free(rest), fprintf(stderr, "reprise sweep: --search %s: grid, halving, beam or surrogate\n", v), -1;
+            f->halving = !strcmp(v, "halving");
+            f->search = !strcmp(v, "beam") ? 1 : !strcmp(v, "surrogate") ? 2 : 0;
+        } else if (!strcmp(a, "--halving-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &f->halving_items, &err);
+        else if (!strcmp(a, "--budget") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &sopt->budget, &err);
+        else if (!strcmp(a, "--budget-hours") && v) bad = cli_parse_float(a, v, 1e-6, 1e6, &f->budget_hours, &err);
+        else if (!strcmp(a, "--beam") && v) bad = cli_parse_int(a, v, 1, 4096, &sopt->beam, &err);
+        else if (!strcmp(a, "--max-blocks") && v) bad = cli_parse_int(a, v, 1, BLOCKS_MAX, &sopt->space.max_blocks, &err);
+        else if (!strcmp(a, "--max-passes") && v) bad = cli_parse_int(a, v, 2, 64, &sopt->space.max_passes, &err);
+        else if (!strcmp(a, "--max-visits") && v) bad = cli_parse_int(a, v, 1, 100000, &sopt->space.max_visits, &err);
+        else if (!strcmp(a, "--pool") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &sopt->pool, &err);
+        else if (!strcmp(a, "--round") && v) bad = cli_parse_int(a, v, 1, 1 << 20, &sopt->round, &err);
+        else if (!strcmp(a, "--confirm") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &f->confirm, &err);
+        else if (!strcmp(a, "--confirm-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &f->confirm_items, &err);
         else if (!strcmp(a, "--confirm-probe") && v) {
-            if (n_cprobes == 16) return fprintf(stderr, "reprise sweep: at most 16 confirm probes\n"), 2;
-            cprobes[n_cprobes++] = v;
+            if (f->n_cprobes == 16) return free(rest), fprintf(stderr, "reprise sweep: at most 16 confirm probes\n"), -1;
+            f->cprobes[f->n_cprobes++] = v;
         } else if (!strcmp(a, "--score") && v) {
             if (strcmp(v, "gen") && strcmp(v, "loglik"))
-                return fprintf(stderr, "reprise sweep: --score %s: gen or loglik\n", v), 2;
-            loglik = !strcmp(v, "loglik");
-        } else if (!strcmp(a, "--naive")) naive = 1, takes = 0;
-        else if (!strcmp(a, "--retry-failed")) retry_failed = 1, takes = 0;
+                return free(rest), fprintf(stderr, "reprise sweep: --score %s: gen or loglik\n", v), -1;
+            f->loglik = !strcmp(v, "loglik");
+        } else if (!strcmp(a, "--naive")) f->naive = 1, takes = 0;
+        else if (!strcmp(a, "--retry-failed")) f->retry_failed = 1, takes = 0;
         else takes = 0;
         if (bad) {
             free(rest);
-            return fprintf(stderr, "reprise sweep: %s\n", err.msg), 2;
+            return fprintf(stderr, "reprise sweep: %s\n", err.msg), -1;
         }
         if (takes) i++;
         else if (i >= 2 && strcmp(a, "--naive") && strcmp(a, "--retry-failed")) rest[n_rest++] = argv[i];
@@ -385,128 +395,165 @@ int cmd_sweep(int argc, char **argv) {
     char **fw = rp_malloc(sizeof(char *) * (size_t)(n_rest + 2));
     fw[0] = argv[0], fw[1] = argv[1];
     for (int i = 0; i < n_rest; i++) fw[i + 2] = rest[i];
-    cli_opts o;
-    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system ubatch tp kv-dtype allow-unused-tensors", usage, &o, &code);
+    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system ubatch tp kv-dtype allow-unused-tensors", usage, &f->o, code);
     free(fw);
     free(rest);
-    if (rc) return code;
-    seed = (unsigned)o.sampling.seed;
-    if (!n_probes || !out) return fprintf(stderr, "reprise sweep: --probe and --out are required (see --help)\n"), 2;
+    if (rc) return -1;
+    f->seed = (unsigned)f->o.sampling.seed;
+    return 0;
+}
+
+// Phase 2: the flags that go together, and those that exclude each other. -1 with the message printed.
+static int check_flags(sweep_flags *f) {
+    if (!f->n_probes || !f->out) return fprintf(stderr, "reprise sweep: --probe and --out are required (see --help)\n"), -1;
     // a search's shards split each step, not the space: every shard builds the whole space and takes the same steps
-    int search_shard_k = 0, search_shard_n = 1;
-    if ((halving || search) && so.shard_n > 1) {
-        if (!exchange)
+    if ((f->halving || f->search) && f->so.shard_n > 1) {
+        if (!f->exchange)
             return fprintf(stderr, "reprise sweep: --search %s decides each step from every config measured before it: "
                                    "its shards need --exchange DIR, a directory they all read and write\n",
-                           halving ? "halving" : search == 1 ? "beam" : "surrogate"), 2;
-        search_shard_k = so.shard_k, search_shard_n = so.shard_n;
-        so.shard_k = 0, so.shard_n = 1;
-    } else if (exchange)
+                           f->halving ? "halving" : f->search == 1 ? "beam" : "surrogate"), -1;
+        f->search_shard_k = f->so.shard_k, f->search_shard_n = f->so.shard_n;
+        f->so.shard_k = 0, f->so.shard_n = 1;
+    } else if (f->exchange)
         return fprintf(stderr, "reprise sweep: --exchange DIR goes with --shard K/N and a --search (halving, beam, "
-                               "surrogate); a grid's shards share nothing until `sweep merge`\n"), 2;
-    if ((confirm > 0) != (n_cprobes > 0))
-        return fprintf(stderr, "reprise sweep: --confirm N (N > 0) and --confirm-probe SPEC go together\n"), 2;
+                               "surrogate); a grid's shards share nothing until `sweep merge`\n"), -1;
+    if ((f->confirm > 0) != (f->n_cprobes > 0))
+        return fprintf(stderr, "reprise sweep: --confirm N (N > 0) and --confirm-probe SPEC go together\n"), -1;
+    return 0;
+}
 
+// Phase 3: the probes (the screen's, then the confirmation's, named apart). *loaded and *cloaded count what was
+// loaded, for freeing, whatever failed.
+static int load_probes(const sweep_flags *f, probe *ps, int *loaded, probe *cps, int *cloaded, rp_err *err) {
+    int rc = 0;
+    for (int p = 0; p < f->n_probes && !rc; p++, ++*loaded) {
+        rc = probe_load(&ps[p], f->probes[p], f->items, f->items, f->seed, err);
+        if (!rc && f->loglik) rc = probe_use_loglik(&ps[p], err);
+        if (!rc && f->max_tokens) probe_set_max_new(&ps[p], f->max_tokens);
+    }
+    // confirm probes: every item of a file unless --confirm-items; generated ones, 4x the screen's --items
+    // (generated from another seed: items the screen never saw)
+    for (int p = 0; p < f->n_cprobes && !rc; p++, ++*cloaded) {
+        int n = f->confirm_items ? f->confirm_items : 4 * f->items;
+        rc = probe_load(&cps[p], f->cprobes[p], f->confirm_items, n, f->seed + 1000003u, err);
+        if (!rc && f->max_tokens) probe_set_max_new(&cps[p], f->max_tokens);
+    }
+    for (int p = 0; p < *cloaded && !rc; p++) {   // kept apart from the screen's rows of the same probe
+        char key[PROBE_NAME_MAX];
+        memcpy(key, cps[p].name, sizeof key);
+        if (snprintf(cps[p].name, sizeof cps[p].name, "confirm:%s", key) >= (int)sizeof cps[p].name)
+            rc = rp_fail(err, "--confirm-probe %s: too long a name", f->cprobes[p]);
+    }
+    return rc;
+}
+
+// Phase 4: the config space (the grid, pruned by a profile when asked, or a search's starting point).
+static int build_space(sweep_flags *f, int n_layers, config_list *cl, char *prune_fp, size_t fp_cap, rp_err *err) {
+    int rc = 0;
+    if (f->prune_dir && (f->so.i_range || f->so.j_range))
+        rc = rp_fail(err, "--prune-by-profile sets the grid's --i-range and --j-range: give neither");
+    if (!rc && f->prune_dir &&
+        !(rc = prune_by_profile(f->prune_dir, n_layers, f->prune_i, f->prune_j, sizeof f->prune_i, prune_fp, fp_cap, err)))
+        f->so.i_range = f->prune_i, f->so.j_range = f->prune_j;
+    if (!rc) rc = sweep_space_build(cl, n_layers, &f->so, err);
+    f->sopt.space.n_layers = n_layers, f->sopt.seed = f->seed;
+    if (!f->sopt.space.max_visits) f->sopt.space.max_visits = 2 * n_layers;
+    return rc;
+}
+
+// A profile used to prune must be of this model, by content.
+static int check_profile_model(const sweep_flags *f, model *m, const char *prune_fp, rp_err *err) {
+    uint64_t fp;
+    char hex[32];
+    if (fingerprint_model(m->dir, &m->weights, &fp, err)) return -1;
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fp);
+    if (strcmp(hex, prune_fp))
+        return rp_fail(err, "--prune-by-profile %s: a profile of another model (fingerprint %s; this one's is %s)",
+                       f->prune_dir, prune_fp, hex);
+    return 0;
+}
+
+// Phase 5: what is measured, said; then the grid or the search, until done, the budget, or Ctrl-C.
+static int run_sweep(const sweep_flags *f, sweep_run *r, const config_list *cl, rp_err *err) {
+    fprintf(stderr, "reprise sweep: %d configs (base included) x %d probe(s) on %s%s\n", cl->n, r->n_probes, f->o.model_dir,
+            r->ct.family != CHAT_NONE ? ", through its chat template" : "");
+    for (int p = 0; p < r->n_probes; p++) {   // what is measured: each probe's items, of how many it has
+        const probe *ps = &r->probes[p];
+        char of[96] = "", reply[64] = "";
+        if (ps->n_items < ps->n_available) snprintf(of, sizeof of, " of the %d it holds (--items %d)", ps->n_available, f->items);
+        if (ps->kind != PROBE_MC && !ps->loglik) snprintf(reply, sizeof reply, ", replies of up to %d tokens", ps->max_new);
+        fprintf(stderr, "reprise sweep: probe %s: %d item(s)%s%s\n", ps->name, ps->n_items, of, reply);
+    }
+    if (f->budget_hours > 0) r->deadline = rp_now_s() + f->budget_hours * 3600.0;
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    int rc = f->halving ? sweep_halving(r, f->halving_items, err)
+             : f->search == 1 ? sweep_beam(r, &f->sopt, err)
+             : f->search == 2 ? sweep_surrogate(r, &f->sopt, err)
+                              : sweep_run_all(r, NULL, err);
+    if (!rc && r->timed_out)
+        fprintf(stderr, "reprise sweep: --budget-hours %g spent: every finished row is in the database; the same "
+                        "command resumes\n", f->budget_hours);
+    return rc;
+}
+
+int cmd_sweep(int argc, char **argv) {
+    if (argc > 2 && !strcmp(argv[2], "merge")) return merge(argc, argv);
+    sweep_flags f;
+    int code;
+    if (parse_flags(argc, argv, &f, &code)) return code;
+    if (check_flags(&f)) return 2;
+    const cli_opts *o = &f.o;
+    rp_err err;
     model m = {0};
     model_dir md;
-    if (model_dir_open(&md, o.model_dir, MODEL_DIR_TOKENIZER | MODEL_DIR_CHAT, o.chat_template, "a sweep", &err))
+    if (model_dir_open(&md, o->model_dir, MODEL_DIR_TOKENIZER | MODEL_DIR_CHAT, o->chat_template, "a sweep", &err))
         return fprintf(stderr, "reprise sweep: %s\n", err.msg), 1;
     const model_config cfg = md.cfg;
     probe ps[16], cps[16];
     int loaded = 0, cloaded = 0;
     config_list cl = {0};
     sweep_db d = {0};
-    sweep_run r = {.m = &m, .tok = md.tok, .ct = md.ct, .system = o.system, .probes = ps, .configs = &cl, .db = &d, .batch = batch,
-                   .naive = naive, .progress = isatty(2) ? 2 : 1, .ubatch = o.ubatch, .exchange = exchange,
-                   .shard_k = search_shard_k, .shard_n = search_shard_n};
-    rc = 0;
-    for (int p = 0; p < n_probes && !rc; p++, loaded++) {
-        rc = probe_load(&ps[p], probes[p], items, items, seed, &err);
-        if (!rc && loglik) rc = probe_use_loglik(&ps[p], &err);
-        if (!rc && max_tokens) probe_set_max_new(&ps[p], max_tokens);
-    }
+    char prune_fp[64] = "";
+    sweep_run r = {.m = &m, .tok = md.tok, .ct = md.ct, .system = o->system, .probes = ps, .configs = &cl, .db = &d, .batch = f.batch,
+                   .naive = f.naive, .progress = isatty(2) ? 2 : 1, .ubatch = o->ubatch, .exchange = f.exchange,
+                   .shard_k = f.search_shard_k, .shard_n = f.search_shard_n};
+    int rc = load_probes(&f, ps, &loaded, cps, &cloaded, &err);
     r.n_probes = loaded;
-    // confirm probes: every item of a file unless --confirm-items; generated ones, 4x the screen's --items
-    // (generated from another seed: items the screen never saw)
-    for (int p = 0; p < n_cprobes && !rc; p++, cloaded++) {
-        rc = probe_load(&cps[p], cprobes[p], confirm_items, confirm_items ? confirm_items : 4 * items, seed + 1000003u, &err);
-        if (!rc && max_tokens) probe_set_max_new(&cps[p], max_tokens);
-    }
-    for (int p = 0; p < cloaded && !rc; p++) {   // kept apart from the screen's rows of the same probe
-        char key[PROBE_NAME_MAX];
-        memcpy(key, cps[p].name, sizeof key);
-        if (snprintf(cps[p].name, sizeof cps[p].name, "confirm:%s", key) >= (int)sizeof cps[p].name)
-            rc = rp_fail(&err, "--confirm-probe %s: too long a name", cprobes[p]);
-    }
     sweep_run cr = r;   // the confirmation: the screen's model and settings, other probes
     cr.probes = cps, cr.n_probes = cloaded, cr.config_ids = NULL, cr.prompts = NULL, cr.exchange = NULL;
-    if (!rc && prune_dir && (so.i_range || so.j_range))
-        rc = rp_fail(&err, "--prune-by-profile sets the grid's --i-range and --j-range: give neither");
-    if (!rc && prune_dir && !(rc = prune_by_profile(prune_dir, cfg.n_layers, prune_i, prune_j, sizeof prune_i, prune_fp,
-                                                    sizeof prune_fp, &err)))
-        so.i_range = prune_i, so.j_range = prune_j;
-    if (!rc) rc = sweep_space_build(&cl, cfg.n_layers, &so, &err);
-    sopt.space.n_layers = cfg.n_layers, sopt.seed = seed;
-    if (!sopt.space.max_visits) sopt.space.max_visits = 2 * cfg.n_layers;
-    if (search) r.plan_visits = sopt.space.max_visits;   // the plan covers any config the search may propose
+    if (!rc) rc = build_space(&f, cfg.n_layers, &cl, prune_fp, sizeof prune_fp, &err);
+    if (f.search) r.plan_visits = f.sopt.space.max_visits;   // the plan covers any config the search may propose
     // every prompt tokenized first: the memory plan needs the longest, and is checked before any weight is read (the
     // confirmation's too, planned with every config of the screen: its top ones are among them)
     plan_shape shape, cshape;
     if (!rc) sweep_prepare(&r, &cfg, &shape), sweep_name_unrunnable(&r);
-    if (!rc && confirm) cr.configs = &cl, sweep_prepare(&cr, &cfg, &cshape), shape_max(&shape, &cshape);
-    shape.tp = o.tp, shape.kv_dtype = o.kv_dtype;
-    if (!rc) rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, o.allow_unused_tensors, &err);
-    if (!rc && prune_dir) {   // the profile must be of this model, by content
-        uint64_t fp;
-        char hex[32];
-        if (!(rc = fingerprint_model(m.dir, &m.weights, &fp, &err))) {
-            snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fp);
-            if (strcmp(hex, prune_fp))
-                rc = rp_fail(&err, "--prune-by-profile %s: a profile of another model (fingerprint %s; this one's is %s)",
-                             prune_dir, prune_fp, hex);
-        }
-    }
-    if (!rc) rc = open_db(&d, out, &r, &m, &err);
-    char *dbp = path_join(out, "results.sqlite");
+    if (!rc && f.confirm) cr.configs = &cl, sweep_prepare(&cr, &cfg, &cshape), shape_max(&shape, &cshape);
+    shape.tp = o->tp, shape.kv_dtype = o->kv_dtype;
+    if (!rc) rc = model_load_planned(&m, o->model_dir, o->backend, o->threads, &shape, o->allow_unused_tensors, &err);
+    if (!rc && f.prune_dir) rc = check_profile_model(&f, &m, prune_fp, &err);
+    if (!rc) rc = open_db(&d, f.out, &r, &m, &err);
+    char *dbp = path_join(f.out, "results.sqlite");
     long forgotten = 0;
-    if (!rc && retry_failed && !(rc = sweep_db_forget_failures(&d, &forgotten, &err)))
+    if (!rc && f.retry_failed && !(rc = sweep_db_forget_failures(&d, &forgotten, &err)))
         fprintf(stderr, "reprise sweep: --retry-failed: %ld failed rows will run again\n", forgotten);
     if (!rc) rc = register_run(&r, &err);
-    if (!rc) {
-        fprintf(stderr, "reprise sweep: %d configs (base included) x %d probe(s) on %s%s\n", cl.n, loaded, o.model_dir,
-                r.ct.family != CHAT_NONE ? ", through its chat template" : "");
-        for (int p = 0; p < loaded; p++) {   // what is measured: each probe's items, of how many it has
-            char of[96] = "", reply[64] = "";
-            if (ps[p].n_items < ps[p].n_available)
-                snprintf(of, sizeof of, " of the %d it holds (--items %d)", ps[p].n_available, items);
-            if (ps[p].kind != PROBE_MC && !ps[p].loglik) snprintf(reply, sizeof reply, ", replies of up to %d tokens", ps[p].max_new);
-            fprintf(stderr, "reprise sweep: probe %s: %d item(s)%s%s\n", ps[p].name, ps[p].n_items, of, reply);
-        }
-        if (budget_hours > 0) r.deadline = rp_now_s() + budget_hours * 3600.0;
-        struct sigaction sa = {.sa_handler = on_sigint};
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        rc = halving ? sweep_halving(&r, halving_items, &err)
-             : search == 1 ? sweep_beam(&r, &sopt, &err)
-             : search == 2 ? sweep_surrogate(&r, &sopt, &err)
-                           : sweep_run_all(&r, NULL, &err);
-        if (!rc && r.timed_out)
-            fprintf(stderr, "reprise sweep: --budget-hours %g spent: every finished row is in the database; the same "
-                            "command resumes\n", budget_hours);
-    }
-    const char *name = strrchr(o.model_dir, '/');
-    name = name && name[1] ? name + 1 : o.model_dir;
-    if (!rc) rc = sweep_report(&d, out, name, top, &err);
+    if (!rc) rc = run_sweep(&f, &r, &cl, &err);
+    // phase 6: the report, and the confirmation of the top configs
+    const char *name = strrchr(o->model_dir, '/');
+    name = name && name[1] ? name + 1 : o->model_dir;
+    if (!rc) rc = sweep_report(&d, f.out, name, f.top, &err);
     if (!rc && r.interrupted) {
         long n_rows = sweep_db_count_rows(&d);
         fprintf(stderr, "reprise sweep: interrupted: %ld rows are safe in %s (the summary above covers them); run the same "
                         "command again to resume\n", n_rows, dbp);
     }
-    if (!rc && confirm && !r.interrupted && search_shard_k > 0)
+    if (!rc && f.confirm && !r.interrupted && f.search_shard_k > 0)
         fprintf(stderr, "reprise sweep: --confirm: shard 0 of the search confirms its winners (every shard holds the "
                         "same rows)\n");
-    else if (!rc && confirm && !r.interrupted) rc = run_confirm(&cr, &d, confirm, out, name, &err);
-    if (!rc && !r.interrupted) fprintf(stderr, "reprise sweep: results in %s; summary, heatmaps and skyline in %s/\n", dbp, out);
+    else if (!rc && f.confirm && !r.interrupted) rc = run_confirm(&cr, &d, f.confirm, f.out, name, &err);
+    if (!rc && !r.interrupted) fprintf(stderr, "reprise sweep: results in %s; summary, heatmaps and skyline in %s/\n", dbp, f.out);
     else if (rc && r.db_failed)
         fprintf(stderr, "reprise sweep: %s\nreprise sweep: the database could not be written (a full disk?): every row "
                         "committed before is kept; make room and run the same command to resume\n", err.msg);
