@@ -8,6 +8,7 @@
 #include "loader/tokenizer.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,91 @@ int cli_parse_float(const char *flag, const char *v, double lo, double hi, float
     return 0;
 }
 
+// How each shared flag is read, declared once: a switch, a text, a whole or real number in a range, or its own
+// rule (own_flag). A command says which of them it takes (cli_begin's `allowed`); its help says what they do.
+typedef enum { FLAG_SWITCH, FLAG_TEXT, FLAG_INT, FLAG_REAL, FLAG_OWN } flag_kind;
+typedef struct {
+    const char *name;   // without its dashes
+    flag_kind kind;
+    size_t at;          // the field of cli_opts it sets
+    double lo, hi;      // FLAG_INT, FLAG_REAL: the accepted range
+} cli_flag;
+
+#define AT(field) offsetof(cli_opts, field)
+static const cli_flag FLAGS[] = {
+    {"ignore-eos", FLAG_SWITCH, AT(ignore_eos), 0, 0},
+    {"json", FLAG_SWITCH, AT(json), 0, 0},
+    {"no-special", FLAG_SWITCH, AT(no_special), 0, 0},
+    {"tensors", FLAG_SWITCH, AT(all_tensors), 0, 0},
+    {"allow-unused-tensors", FLAG_SWITCH, AT(allow_unused_tensors), 0, 0},
+    {"m", FLAG_TEXT, AT(model_dir), 0, 0},
+    {"schedule", FLAG_TEXT, AT(schedule), 0, 0},
+    {"tokens", FLAG_TEXT, AT(tokens), 0, 0},
+    {"o", FLAG_TEXT, AT(out), 0, 0},
+    {"dump-logits", FLAG_TEXT, AT(dump_logits), 0, 0},
+    {"p", FLAG_TEXT, AT(prompt), 0, 0},
+    {"f", FLAG_TEXT, AT(file), 0, 0},
+    {"chat-template", FLAG_TEXT, AT(chat_template), 0, 0},
+    {"system", FLAG_TEXT, AT(system), 0, 0},
+    {"host", FLAG_TEXT, AT(host), 0, 0},
+    {"api-key", FLAG_TEXT, AT(api_key), 0, 0},
+    {"api-key-file", FLAG_TEXT, AT(api_key_file), 0, 0},
+    {"served-model-name", FLAG_TEXT, AT(served_name), 0, 0},
+    {"port", FLAG_INT, AT(port), 0, 65535},
+    {"parallel", FLAG_INT, AT(parallel), 1, 4096},
+    {"kv-budget", FLAG_INT, AT(kv_budget), 1, 2147483647L},
+    {"queue", FLAG_INT, AT(queue), 1, 1 << 20},
+    {"max-visits", FLAG_INT, AT(max_visits), 1, 1 << 16},
+    {"n", FLAG_INT, AT(n_predict), 0, 1 << 30},
+    {"c", FLAG_INT, AT(ctx), 1, 1 << 30},
+    {"ubatch", FLAG_INT, AT(ubatch), 1, 1 << 20},
+    {"batch", FLAG_INT, AT(batch), 1, 1 << 20},
+    {"tp", FLAG_INT, AT(tp), 1, TP_MAX_RANKS},
+    {"temp", FLAG_REAL, AT(sampling.temp), 0, 100},
+    {"top-k", FLAG_INT, AT(sampling.top_k), 0, 1 << 30},
+    {"top-p", FLAG_REAL, AT(sampling.top_p), 0, 1},
+    {"min-p", FLAG_REAL, AT(sampling.min_p), 0, 1},
+    {"repeat-penalty", FLAG_REAL, AT(sampling.repeat_penalty), 1e-3, 100},
+    {"presence-penalty", FLAG_REAL, AT(sampling.presence_penalty), -2, 2},
+    {"frequency-penalty", FLAG_REAL, AT(sampling.frequency_penalty), -2, 2},
+    {"backend", FLAG_OWN, AT(backend), 0, 0},
+    {"kv-dtype", FLAG_OWN, AT(kv_dtype), 0, 0},
+    {"stop", FLAG_OWN, AT(stops), 0, 0},
+    {"t", FLAG_OWN, AT(threads), 1, 1024},
+    {"gpu-memory", FLAG_OWN, AT(gpu_memory_gib), 0.001, 1e6},
+    {"seed", FLAG_OWN, AT(sampling.seed), -1, 2147483647L},
+};
+#undef AT
+
+// The flags read by a rule of their own. a: the flag as typed (for errors), v: its value.
+static int own_flag(cli_opts *o, const cli_flag *f, const char *a, const char *v, rp_err *err) {
+    if (!strcmp(f->name, "backend")) return cli_parse_backend(v, &o->backend, err);
+    if (!strcmp(f->name, "kv-dtype"))
+        return kv_dtype_parse(v, &o->kv_dtype) ? rp_fail(err, "--kv-dtype: '%s': auto, bf16 or f32", v) : 0;
+    if (!strcmp(f->name, "stop")) {
+        if (o->n_stops == 8) return rp_fail(err, "--stop: at most 8 stop strings");
+        if (!*v) return rp_fail(err, "--stop: an empty stop string would stop at once");
+        o->stops[o->n_stops++] = v;
+        return 0;
+    }
+    if (!strcmp(f->name, "t")) {   // past the cores: said, and lowered to them
+        if (cli_parse_int(a, v, (long)f->lo, (long)f->hi, &o->threads, err)) return -1;
+        o->threads = cli_clamp_threads(o->threads);
+        return 0;
+    }
+    if (!strcmp(f->name, "gpu-memory")) {
+        float g = 0;
+        if (cli_parse_float(a, v, f->lo, f->hi, &g, err)) return -1;
+        o->gpu_memory_gib = g;
+        return 0;
+    }
+    int seed = 0;   // --seed: -1 draws a random one
+    if (cli_parse_int(a, v, (long)f->lo, (long)f->hi, &seed, err)) return -1;
+    o->seed_random = seed == -1;
+    o->sampling.seed = seed == -1 ? random_seed() : (uint64_t)seed;
+    return 0;
+}
+
 int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o, rp_err *err) {
     memset(o, 0, sizeof *o);
     o->schedule = "base";
@@ -67,68 +153,22 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         }
         const char *name = a[0] == '-' ? (a[1] == '-' ? a + 2 : a + 1) : NULL;
         if (!name || !*name) return rp_fail(err, "unexpected argument '%s'", a);
-        if (!allowed_flag(allowed, name)) return rp_fail(err, "unknown option '%s' (see --help)", a);
-        // flags without a value
-        if (strcmp(name, "ignore-eos") == 0) { o->ignore_eos = 1; continue; }
-        if (strcmp(name, "json") == 0) { o->json = 1; continue; }
-        if (strcmp(name, "no-special") == 0) { o->no_special = 1; continue; }
-        if (strcmp(name, "tensors") == 0) { o->all_tensors = 1; continue; }
-        if (strcmp(name, "allow-unused-tensors") == 0) { o->allow_unused_tensors = 1; continue; }
+        const cli_flag *f = NULL;
+        for (size_t k = 0; k < sizeof FLAGS / sizeof *FLAGS && !f; k++)
+            if (!strcmp(FLAGS[k].name, name)) f = &FLAGS[k];
+        if (!f || !allowed_flag(allowed, name)) return rp_fail(err, "unknown option '%s' (see --help)", a);
+        char *field = (char *)o + f->at;
+        if (f->kind == FLAG_SWITCH) {
+            *(int *)field = 1;
+            continue;
+        }
         if (i + 1 >= argc) return rp_fail(err, "%s needs a value", a);
         const char *v = argv[++i];
-        int rc = 0, seed = 0;
-        if (strcmp(name, "m") == 0) o->model_dir = v;
-        else if (strcmp(name, "schedule") == 0) o->schedule = v;
-        else if (strcmp(name, "backend") == 0) rc = cli_parse_backend(v, &o->backend, err);
-        else if (strcmp(name, "kv-dtype") == 0) {
-            if (kv_dtype_parse(v, &o->kv_dtype)) return rp_fail(err, "--kv-dtype: '%s': auto, bf16 or f32", v);
-        }
-        else if (strcmp(name, "tokens") == 0) o->tokens = v;
-        else if (strcmp(name, "o") == 0) o->out = v;
-        else if (strcmp(name, "dump-logits") == 0) o->dump_logits = v;
-        else if (strcmp(name, "p") == 0) o->prompt = v;
-        else if (strcmp(name, "f") == 0) o->file = v;
-        else if (strcmp(name, "chat-template") == 0) o->chat_template = v;
-        else if (strcmp(name, "system") == 0) o->system = v;
-        else if (strcmp(name, "host") == 0) o->host = v;
-        else if (strcmp(name, "api-key") == 0) o->api_key = v;
-        else if (strcmp(name, "api-key-file") == 0) o->api_key_file = v;
-        else if (strcmp(name, "served-model-name") == 0) o->served_name = v;
-        else if (strcmp(name, "port") == 0) rc = cli_parse_int(a, v, 0, 65535, &o->port, err);
-        else if (strcmp(name, "parallel") == 0) rc = cli_parse_int(a, v, 1, 4096, &o->parallel, err);
-        else if (strcmp(name, "kv-budget") == 0) rc = cli_parse_int(a, v, 1, 2147483647L, &o->kv_budget, err);
-        else if (strcmp(name, "queue") == 0) rc = cli_parse_int(a, v, 1, 1 << 20, &o->queue, err);
-        else if (strcmp(name, "max-visits") == 0) rc = cli_parse_int(a, v, 1, 1 << 16, &o->max_visits, err);
-        else if (strcmp(name, "stop") == 0) {
-            if (o->n_stops == 8) return rp_fail(err, "--stop: at most 8 stop strings");
-            if (!*v) return rp_fail(err, "--stop: an empty stop string would stop at once");
-            o->stops[o->n_stops++] = v;
-        }
-        else if (strcmp(name, "n") == 0) rc = cli_parse_int(a, v, 0, 1 << 30, &o->n_predict, err);
-        else if (strcmp(name, "t") == 0) {
-            if (!(rc = cli_parse_int(a, v, 1, 1024, &o->threads, err))) o->threads = cli_clamp_threads(o->threads);
-        }
-        else if (strcmp(name, "c") == 0) rc = cli_parse_int(a, v, 1, 1 << 30, &o->ctx, err);
-        else if (strcmp(name, "ubatch") == 0) rc = cli_parse_int(a, v, 1, 1 << 20, &o->ubatch, err);
-        else if (strcmp(name, "batch") == 0) rc = cli_parse_int(a, v, 1, 1 << 20, &o->batch, err);
-        else if (strcmp(name, "tp") == 0) rc = cli_parse_int(a, v, 1, TP_MAX_RANKS, &o->tp, err);
-        else if (strcmp(name, "gpu-memory") == 0) {
-            float g;
-            rc = cli_parse_float(a, v, 0.001, 1e6, &g, err);
-            o->gpu_memory_gib = g;
-        }
-        else if (strcmp(name, "temp") == 0) rc = cli_parse_float(a, v, 0, 100, &o->sampling.temp, err);
-        else if (strcmp(name, "top-k") == 0) rc = cli_parse_int(a, v, 0, 1 << 30, &o->sampling.top_k, err);
-        else if (strcmp(name, "top-p") == 0) rc = cli_parse_float(a, v, 0, 1, &o->sampling.top_p, err);
-        else if (strcmp(name, "min-p") == 0) rc = cli_parse_float(a, v, 0, 1, &o->sampling.min_p, err);
-        else if (strcmp(name, "repeat-penalty") == 0) rc = cli_parse_float(a, v, 1e-3, 100, &o->sampling.repeat_penalty, err);
-        else if (strcmp(name, "presence-penalty") == 0) rc = cli_parse_float(a, v, -2, 2, &o->sampling.presence_penalty, err);
-        else if (strcmp(name, "frequency-penalty") == 0) rc = cli_parse_float(a, v, -2, 2, &o->sampling.frequency_penalty, err);
-        else if (strcmp(name, "seed") == 0) {
-            rc = cli_parse_int(a, v, -1, 2147483647L, &seed, err);
-            o->seed_random = seed == -1;
-            o->sampling.seed = seed == -1 ? random_seed() : (uint64_t)seed;
-        } else return rp_fail(err, "unknown option '%s' (see --help)", a);
+        int rc = 0;
+        if (f->kind == FLAG_TEXT) *(const char **)field = v;
+        else if (f->kind == FLAG_INT) rc = cli_parse_int(a, v, (long)f->lo, (long)f->hi, (int *)field, err);
+        else if (f->kind == FLAG_REAL) rc = cli_parse_float(a, v, f->lo, f->hi, (float *)field, err);
+        else rc = own_flag(o, f, a, v, err);
         if (rc) return rc;
     }
     if (!o->model_dir) o->model_dir = REPRISE_DEFAULT_MODEL;
