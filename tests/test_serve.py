@@ -236,7 +236,7 @@ def test_basics(s):
                                        "logit_bias": {str(t["tokens"][0]): 100}})
     check(b["choices"][0]["text"] == "555", "logit_bias +100 forces the token: %r" % b)
     # the penalties, as vLLM's: a request's greedy text equals generate's with the same penalties (whose ids are
-    # checked against the definition in test_cli.sh), and differs from the text without them
+    # checked against the definition in test_cli.py), and differs from the text without them
     for pen, flags in (({"repetition_penalty": 5}, ["--repeat-penalty", "5"]),
                        ({"frequency_penalty": 2, "presence_penalty": 0.5}, ["--frequency-penalty", "2", "--presence-penalty", "0.5"])):
         prompt = "7" if "frequency_penalty" in pen else "12+34="

@@ -7,6 +7,7 @@
 #include "loader/json_file.h"
 #include "loader/tokenizer.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <math.h>
@@ -16,10 +17,24 @@
 #include <time.h>
 #include <unistd.h>
 
-static int allowed_flag(const char *allowed, const char *name) {
+int cli_usage_lists(const char *usage, const char *name) {
     size_t n = strlen(name);
-    for (const char *p = allowed; (p = strstr(p, name)); p += n)
-        if ((p == allowed || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+    for (const char *line = usage; *line;) {
+        const char *end = strchr(line, '\n');
+        if (!end) end = line + strlen(line);
+        if (end - line > 3 && !strncmp(line, "  -", 3)) {
+            // the label: up to the first two blanks in a row (what follows is the help)
+            const char *label = line + 2, *stop = label;
+            while (stop < end && !(stop[0] == ' ' && stop + 1 < end && stop[1] == ' ')) stop++;
+            for (const char *p = label; p < stop; p++) {
+                if (*p != '-' || (p > label && p[-1] != ' ' && p[-1] != ',' && p[-1] != '/')) continue;   // a flag starts
+                const char *q = p + 1 + (p[1] == '-');
+                if (stop - q >= (long)n && !strncmp(q, name, n) && (q + n == stop || !(isalnum((unsigned char)q[n]) || q[n] == '-')))
+                    return 1;
+            }
+        }
+        line = *end ? end + 1 : end;
+    }
     return 0;
 }
 
@@ -53,7 +68,7 @@ int cli_parse_float(const char *flag, const char *v, double lo, double hi, float
 }
 
 // How each shared flag is read, declared once: a switch, a text, a whole or real number in a range, or its own
-// rule (own_flag). A command says which of them it takes (cli_begin's `allowed`); its help says what they do.
+// rule (own_flag). A command takes those its usage names (cli_usage_lists), where it says what they do.
 typedef enum { FLAG_SWITCH, FLAG_TEXT, FLAG_INT, FLAG_REAL, FLAG_OWN } flag_kind;
 typedef struct {
     const char *name;   // without its dashes
@@ -137,7 +152,7 @@ static int own_flag(cli_opts *o, const cli_flag *f, const char *a, const char *v
     return 0;
 }
 
-int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o, rp_err *err) {
+int cli_parse(int argc, char **argv, int first, const char *usage, cli_opts *o, rp_err *err) {
     memset(o, 0, sizeof *o);
     o->schedule = "base";
     o->backend = "auto";
@@ -156,7 +171,7 @@ int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o
         const cli_flag *f = NULL;
         for (size_t k = 0; k < sizeof FLAGS / sizeof *FLAGS && !f; k++)
             if (!strcmp(FLAGS[k].name, name)) f = &FLAGS[k];
-        if (!f || !allowed_flag(allowed, name)) return rp_fail(err, "unknown option '%s' (see --help)", a);
+        if (!f || !cli_usage_lists(usage, name)) return rp_fail(err, "unknown option '%s' (see --help)", a);
         char *field = (char *)o + f->at;
         if (f->kind == FLAG_SWITCH) {
             *(int *)field = 1;
@@ -251,9 +266,9 @@ int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err) {
     return 0;
 }
 
-int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli_opts *o, int *exit_code) {
+int cli_begin(int argc, char **argv, const char *usage, cli_opts *o, int *exit_code) {
     rp_err err;
-    if (cli_parse(argc, argv, 2, allowed, o, &err)) {
+    if (cli_parse(argc, argv, 2, usage, o, &err)) {
         fprintf(stderr, "reprise %s: %s\n", argv[1], err.msg);
         *exit_code = 2;
         return -1;

@@ -52,13 +52,17 @@ typedef struct {
 #define REPRISE_DEFAULT_MODEL "tools/default_model"
 #endif
 
-// Parses argv[first..] into o. `allowed` lists the flags this command takes, e.g. "m schedule tokens n".
-// Unknown or disallowed flags and malformed values are errors naming the flag.
-int cli_parse(int argc, char **argv, int first, const char *allowed, cli_opts *o, rp_err *err);
+// Parses argv[first..] into o. A command's flags are declared once, in its usage (what --help prints): the flags
+// named in its option lines ("  -m DIR   ...", "  --backend B, -t N   as for generate") are the ones it takes, so
+// its help and what it accepts cannot differ. Other flags and malformed values are errors naming the flag.
+int cli_parse(int argc, char **argv, int first, const char *usage, cli_opts *o, rp_err *err);
 
-// Parses the options of command argv[1]; prints --help or the error itself. Returns -1 when the command is to exit
-// at once with *exit_code.
-int cli_begin(int argc, char **argv, const char *allowed, const char *usage, cli_opts *o, int *exit_code);
+// Parses the options of command argv[1] (declared by usage, as cli_parse says); prints --help or the error itself.
+// Returns -1 when the command is to exit at once with *exit_code.
+int cli_begin(int argc, char **argv, const char *usage, cli_opts *o, int *exit_code);
+
+// Whether usage's option lines name the flag (given without its dashes).
+int cli_usage_lists(const char *usage, const char *name);
 
 // --backend: cpu, cuda or auto, named as it is parsed (before any model is read), else an error.
 int cli_parse_backend(const char *v, const char **out, rp_err *err);

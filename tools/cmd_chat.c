@@ -45,8 +45,7 @@ int cmd_chat(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend system chat-template n t c ubatch tp temp top-k top-p min-p seed stop kv-dtype allow-unused-tensors "
-                  "repeat-penalty presence-penalty frequency-penalty", usage, &o, &code))
+    if (cli_begin(argc, argv, usage, &o, &code))
         return code;
     session s;
     if (session_load(&s, &o, MODEL_DIR_CHAT, &err)) {

@@ -19,7 +19,7 @@ int cmd_export(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule o allow-unused-tensors", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, usage, &o, &code)) return code;
     if (!o.out) {
         fprintf(stderr, "reprise export: -o OUT is required (see --help)\n");
         return 2;

@@ -40,9 +40,7 @@ int cmd_generate(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special n t c ubatch tp temp top-k top-p min-p seed stop ignore-eos kv-dtype "
-                  "allow-unused-tensors repeat-penalty presence-penalty frequency-penalty",
-                  usage, &o, &code))
+    if (cli_begin(argc, argv, usage, &o, &code))
         return code;
     // The model and its tokenizer are loaded first, then the context is sized to the prompt and -n.
     session s;

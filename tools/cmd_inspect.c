@@ -27,6 +27,7 @@ static const char *usage =
     "  --tp N           the model split over N GPUs (tensor parallel): the plan of each (default 1)\n"
     "  --gpu-memory GIB the GPU's memory in GiB (e.g. 79 for an H100 80GB, 139 for an H200)\n"
     "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
+    "  --allow-unused-tensors   accepted as by the commands that run the model; inspect lists such tensors anyway\n"
     "Tensors the model does not read (layers at or beyond num_hidden_layers, names the architecture does not\n"
     "use) are listed and not counted; every command that runs the model refuses them unless\n"
     "--allow-unused-tensors is given.\n";
@@ -52,7 +53,7 @@ int cmd_inspect(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule tensors c batch ubatch tp gpu-memory kv-dtype allow-unused-tensors", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, usage, &o, &code)) return code;
     model_config c;
     st_archive a;
     schedule s;

@@ -32,7 +32,7 @@ int cmd_score(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m schedule backend tokens p f no-special t c ubatch tp dump-logits json kv-dtype allow-unused-tensors", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, usage, &o, &code)) return code;
     char *tp = path_join(o.model_dir, "tokenizer.json");
     tokenizer *tok = !o.tokens && file_exists(tp) ? tokenizer_load(tp, &err) : NULL;
     int tok_failed = !o.tokens && file_exists(tp) && !tok;

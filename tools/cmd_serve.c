@@ -67,8 +67,7 @@ int cmd_serve(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m host port schedule served-model-name c chat-template api-key api-key-file parallel ubatch "
-                              "kv-budget queue max-visits tp backend t kv-dtype allow-unused-tensors", usage, &o, &code))
+    if (cli_begin(argc, argv, usage, &o, &code))
         return code;
     // the signals are waited for by this thread alone; every thread started from here on blocks them
     sigset_t stop_signals;

@@ -19,7 +19,7 @@ int cmd_tokenize(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, "m p f no-special json", usage, &o, &code)) return code;
+    if (cli_begin(argc, argv, usage, &o, &code)) return code;
     char *path = path_join(o.model_dir, "tokenizer.json");
     tokenizer *t = tokenizer_load(path, &err);
     free(path);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Rewrites the README's `reprise CMD --help` blocks from the built binary, so the reference never drifts from the
-code (tests/test_cli.sh fails while they differ). usage: python3 tools/update_readme_help.py [build/reprise]"""
+code (tests/test_cli.py fails while they differ). usage: python3 tools/update_readme_help.py [build/reprise]"""
 import os
 import re
 import subprocess

@@ -225,7 +225,7 @@ int cmd_profile(int argc, char **argv) {
         if (bad) return free(rest), fprintf(stderr, "reprise profile: %s\n", err.msg), 2;
     }
     cli_opts o;
-    int rc = cli_begin(n_rest, rest, "m schedule backend p f t ubatch tp kv-dtype seed chat-template system allow-unused-tensors", usage, &o, &code);
+    int rc = cli_begin(n_rest, rest, usage, &o, &code);
     free(rest);
     if (rc) return code;
     if (!out) return fprintf(stderr, "reprise profile: --out DIR is required (see --help)\n"), 2;

@@ -76,6 +76,7 @@ static const char *usage =
     "  --pool N             surrogate: candidates ranked each round (default 100000; drawn with --seed)\n"
     "  --round N            surrogate: configs measured each round (default 16)\n"
     "options:\n"
+    "  -m DIR               model directory, with tokenizer.json (default: the built-in model)\n"
     "  --chat-template NAME chatml, llama3, llama2, mistral, plain (default: the model's; without one, the\n"
     "                       prompt as plain text with BOS)\n"
     "  --system TEXT        system prompt for chat models\n"
@@ -395,7 +396,7 @@ static int parse_flags(int argc, char **argv, sweep_flags *f, int *code) {
     char **fw = rp_malloc(sizeof(char *) * (size_t)(n_rest + 2));
     fw[0] = argv[0], fw[1] = argv[1];
     for (int i = 0; i < n_rest; i++) fw[i + 2] = rest[i];
-    int rc = cli_begin(n_rest + 2, fw, "m backend t seed chat-template system ubatch tp kv-dtype allow-unused-tensors", usage, &f->o, code);
+    int rc = cli_begin(n_rest + 2, fw, usage, &f->o, code);
     free(fw);
     free(rest);
     if (rc) return -1;
