@@ -3,7 +3,6 @@
 #define REPRISE_KERNELS_H
 
 #include "kernels/cuda_compat.h"
-
 #include "kernels/shapes.h"
 
 typedef __nv_bfloat16 bf16;

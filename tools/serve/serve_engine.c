@@ -354,7 +354,7 @@ static void publish(serve_engine *e, step_item *items, int n_items) {
             continue;
         }
         int id = g->next;
-        r->n_generated++;
+        r->n_generated = g->n_generated;   // the engine's count, published under the lock
         serve_metrics_add(e->met, &e->met->generation_tokens, 1);
         if (r->n_generated == 1) serve_metrics_observe(e->met, &e->met->ttft, t - r->t_submit);
         else serve_metrics_observe(e->met, &e->met->inter_token, t - r->t_last);
@@ -372,7 +372,7 @@ static void publish(serve_engine *e, step_item *items, int n_items) {
         rp_err err;
         if (text_out_push(&r->text, id, &err)) finish(e, r, FINISH_ERROR, err.msg);
         else if (r->text.stopped) finish(e, r, FINISH_STOP, NULL);
-        else if (r->n_generated == r->max_tokens) finish(e, r, FINISH_LENGTH, NULL);
+        else if (g->state != GEN_RUNNING) finish(e, r, FINISH_LENGTH, NULL);   // max_tokens (the engine's length rule)
     }
 }
 
