@@ -17,37 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int cli_usage_lists(const char *usage, const char *name) {
-    size_t n = strlen(name);
-    for (const char *line = usage; *line;) {
-        const char *end = strchr(line, '\n');
-        if (!end) end = line + strlen(line);
-        if (end - line > 3 && !strncmp(line, "  -", 3)) {
-            // the label: up to the first two blanks in a row (what follows is the help)
-            const char *label = line + 2, *stop = label;
-            while (stop < end && !(stop[0] == ' ' && stop + 1 < end && stop[1] == ' ')) stop++;
-            for (const char *p = label; p < stop; p++) {
-                if (*p != '-' || (p > label && p[-1] != ' ' && p[-1] != ',' && p[-1] != '/')) continue;   // a flag starts
-                const char *q = p + 1 + (p[1] == '-');
-                if (stop - q >= (long)n && !strncmp(q, name, n) && (q + n == stop || !(isalnum((unsigned char)q[n]) || q[n] == '-')))
-                    return 1;
-            }
-        }
-        line = *end ? end + 1 : end;
-    }
-    return 0;
-}
-
-int cli_parse_int(const char *flag, const char *v, long lo, long hi, int *out, rp_err *err) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        return rp_fail(err, "%s: '%s' is not an integer in [%ld, %ld]", flag, v, lo, hi);
-    *out = (int)x;
-    return 0;
-}
-
 // --seed -1: a seed from the clock and the process id, in the range --seed accepts, so the run can be repeated.
 static uint64_t random_seed(void) {
     struct timespec ts;
@@ -57,138 +26,129 @@ static uint64_t random_seed(void) {
     return x % 2147483648ull;
 }
 
-int cli_parse_float(const char *flag, const char *v, double lo, double hi, float *out, rp_err *err) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !(x >= lo && x <= hi))
-        return rp_fail(err, "%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
-    *out = (float)x;
+// --backend: cpu, cuda or auto, named as it is parsed (before any model is read).
+static int parse_backend(const char *v, const char **out, rp_err *err) {
+    *out = v;
+    if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) return rp_fail(err, "--backend %s: unknown backend (cpu, cuda, auto)", v);
     return 0;
 }
 
-// How each shared flag is read, declared once: a switch, a text, a whole or real number in a range, or its own
-// rule (own_flag). A command takes those its usage names (cli_usage_lists), where it says what they do.
-typedef enum { FLAG_SWITCH, FLAG_TEXT, FLAG_INT, FLAG_REAL, FLAG_OWN } flag_kind;
-typedef struct {
-    const char *name;   // without its dashes
-    flag_kind kind;
-    size_t at;          // the field of cli_opts it sets
-    double lo, hi;      // FLAG_INT, FLAG_REAL: the accepted range
-} cli_flag;
+// -t N past this machine's cores: said on stderr and lowered to the cores.
+static int clamp_threads(int n) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1 || n <= cores) return n;
+    fprintf(stderr, "reprise: -t %d: this machine has %ld cores; using %ld (threads past the cores only wait on each "
+                    "other at every step)\n", n, cores, cores);
+    return (int)cores;
+}
 
-#define AT(field) offsetof(cli_opts, field)
-static const cli_flag FLAGS[] = {
-    {"ignore-eos", FLAG_SWITCH, AT(ignore_eos), 0, 0},
-    {"json", FLAG_SWITCH, AT(json), 0, 0},
-    {"no-special", FLAG_SWITCH, AT(no_special), 0, 0},
-    {"tensors", FLAG_SWITCH, AT(all_tensors), 0, 0},
-    {"allow-unused-tensors", FLAG_SWITCH, AT(allow_unused_tensors), 0, 0},
-    {"m", FLAG_TEXT, AT(model_dir), 0, 0},
-    {"schedule", FLAG_TEXT, AT(schedule), 0, 0},
-    {"tokens", FLAG_TEXT, AT(tokens), 0, 0},
-    {"o", FLAG_TEXT, AT(out), 0, 0},
-    {"dump-logits", FLAG_TEXT, AT(dump_logits), 0, 0},
-    {"p", FLAG_TEXT, AT(prompt), 0, 0},
-    {"f", FLAG_TEXT, AT(file), 0, 0},
-    {"chat-template", FLAG_TEXT, AT(chat_template), 0, 0},
-    {"system", FLAG_TEXT, AT(system), 0, 0},
-    {"host", FLAG_TEXT, AT(host), 0, 0},
-    {"api-key", FLAG_TEXT, AT(api_key), 0, 0},
-    {"api-key-file", FLAG_TEXT, AT(api_key_file), 0, 0},
-    {"served-model-name", FLAG_TEXT, AT(served_name), 0, 0},
-    {"port", FLAG_INT, AT(port), 0, 65535},
-    {"parallel", FLAG_INT, AT(parallel), 1, 4096},
-    {"kv-budget", FLAG_INT, AT(kv_budget), 1, 2147483647L},
-    {"queue", FLAG_INT, AT(queue), 1, 1 << 20},
-    {"max-visits", FLAG_INT, AT(max_visits), 1, 1 << 16},
-    {"n", FLAG_INT, AT(n_predict), 0, 1 << 30},
-    {"c", FLAG_INT, AT(ctx), 1, 1 << 30},
-    {"ubatch", FLAG_INT, AT(ubatch), 1, 1 << 20},
-    {"batch", FLAG_INT, AT(batch), 1, 1 << 20},
-    {"tp", FLAG_INT, AT(tp), 1, TP_MAX_RANKS},
-    {"temp", FLAG_REAL, AT(sampling.temp), 0, 100},
-    {"top-k", FLAG_INT, AT(sampling.top_k), 0, 1 << 30},
-    {"top-p", FLAG_REAL, AT(sampling.top_p), 0, 1},
-    {"min-p", FLAG_REAL, AT(sampling.min_p), 0, 1},
-    {"repeat-penalty", FLAG_REAL, AT(sampling.repeat_penalty), 1e-3, 100},
-    {"presence-penalty", FLAG_REAL, AT(sampling.presence_penalty), -2, 2},
-    {"frequency-penalty", FLAG_REAL, AT(sampling.frequency_penalty), -2, 2},
-    {"backend", FLAG_OWN, AT(backend), 0, 0},
-    {"kv-dtype", FLAG_OWN, AT(kv_dtype), 0, 0},
-    {"stop", FLAG_OWN, AT(stops), 0, 0},
-    {"t", FLAG_OWN, AT(threads), 1, 1024},
-    {"gpu-memory", FLAG_OWN, AT(gpu_memory_gib), 0.001, 1e6},
-    {"seed", FLAG_OWN, AT(sampling.seed), -1, 2147483647L},
-};
-#undef AT
-
-// The flags read by a rule of their own. a: the flag as typed (for errors), v: its value.
-static int own_flag(cli_opts *o, const cli_flag *f, const char *a, const char *v, rp_err *err) {
-    if (!strcmp(f->name, "backend")) return cli_parse_backend(v, &o->backend, err);
-    if (!strcmp(f->name, "kv-dtype"))
-        return kv_dtype_parse(v, &o->kv_dtype) ? rp_fail(err, "--kv-dtype: '%s': auto, bf16 or f32", v) : 0;
-    if (!strcmp(f->name, "stop")) {
-        if (o->n_stops == 8) return rp_fail(err, "--stop: at most 8 stop strings");
-        if (!*v) return rp_fail(err, "--stop: an empty stop string would stop at once");
-        o->stops[o->n_stops++] = v;
-        return 0;
-    }
-    if (!strcmp(f->name, "t")) {   // past the cores: said, and lowered to them
-        if (cli_parse_int(a, v, (long)f->lo, (long)f->hi, &o->threads, err)) return -1;
-        o->threads = cli_clamp_threads(o->threads);
-        return 0;
-    }
-    if (!strcmp(f->name, "gpu-memory")) {
-        float g = 0;
-        if (cli_parse_float(a, v, f->lo, f->hi, &g, err)) return -1;
-        o->gpu_memory_gib = g;
-        return 0;
-    }
-    int seed = 0;   // --seed: -1 draws a random one
-    if (cli_parse_int(a, v, (long)f->lo, (long)f->hi, &seed, err)) return -1;
+// The shared flags read by a rule of their own.
+static int rule_seed(void *at, const char *flag, const char *v, rp_err *err) {   // -1 draws a random one
+    cli_opts *o = at;
+    int seed;
+    if (options_parse_int(flag, v, -1, 2147483647L, &seed, err)) return -1;
     o->seed_random = seed == -1;
     o->sampling.seed = seed == -1 ? random_seed() : (uint64_t)seed;
     return 0;
 }
+static int rule_backend(void *at, const char *flag, const char *v, rp_err *err) {
+    (void)flag;
+    return parse_backend(v, at, err);
+}
+static int rule_kv_dtype(void *at, const char *flag, const char *v, rp_err *err) {
+    return kv_dtype_parse(v, at) ? rp_fail(err, "%s: '%s': auto, bf16 or f32", flag, v) : 0;
+}
+static int rule_stop(void *at, const char *flag, const char *v, rp_err *err) {
+    cli_opts *o = at;
+    if (o->n_stops == 8) return rp_fail(err, "%s: at most 8 stop strings", flag);
+    if (!*v) return rp_fail(err, "%s: an empty stop string would stop at once", flag);
+    o->stops[o->n_stops++] = v;
+    return 0;
+}
+static int rule_threads(void *at, const char *flag, const char *v, rp_err *err) {   // past the cores: said, lowered
+    if (options_parse_int(flag, v, 1, 1024, at, err)) return -1;
+    *(int *)at = clamp_threads(*(int *)at);
+    return 0;
+}
 
-int cli_parse(int argc, char **argv, int first, const char *usage, cli_opts *o, rp_err *err) {
+// Every shared flag, declared once: how it is read into o, its default and its help. A command takes those its
+// table names (OPT_SHARED), and may say more in its own words there.
+#define SHARED_MAX 40
+static void shared_table(cli_opts *o, option_def t[SHARED_MAX]) {
+    const option_def list[] = {
+        {OPT_TEXT, "-m", "DIR", &o->model_dir, .help = "model directory (default: the built-in model)"},
+        {OPT_TEXT, "-p", "TEXT", &o->prompt, .help = "prompt text (BOS added as the tokenizer's post-processor says)"},
+        {OPT_TEXT, "-f", "FILE", &o->file, .help = "prompt text from a file"},
+        {OPT_TEXT, "--tokens", "IDS", &o->tokens, .help = "prompt token ids, e.g. 1,403,407"},
+        {OPT_SWITCH, "--no-special", NULL, &o->no_special, .help = "do not add BOS or other template tokens to a text prompt"},
+        {OPT_INT, "-n", "N", &o->n_predict, 0, 1 << 30,
+         .help = "tokens to generate (default: until end-of-sequence or the context is full)"},
+        {OPT_TEXT, "--schedule", "S", &o->schedule, .def = "base",
+         .help = "layer schedule: base, 0-5,3-9, rys:I,J or rys:I,J,K"},
+        {OPT_INT, "-c", "N", &o->ctx, 1, 1 << 30,
+         .help = "context length (default: prompt + N with -n, else max_position_embeddings up to 4096)"},
+        {OPT_INT, "--ubatch", "N", &o->ubatch, 1, 1 << 20,
+         .help = "most rows of one forward step; a longer prompt runs in chunks (default 512)"},
+        {OPT_INT, "--tp", "N", &o->tp, 1, TP_MAX_RANKS,
+         .help = "split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)"},
+        {OPT_TEXT, "--chat-template", "NAME", &o->chat_template,
+         .help = "chatml, llama3, llama2, mistral, or plain (a base model: the prompt as plain text with BOS) "
+                 "(default: recognised from tokenizer_config.json)"},
+        {OPT_TEXT, "--system", "TEXT", &o->system, .help = "system prompt for chat models"},
+        {OPT_REAL, "--temp", "T", &o->sampling.temp, 0, 100, .def = "0.8", .help = "temperature; 0 = greedy"},
+        {OPT_INT, "--top-k", "K", &o->sampling.top_k, 0, 1 << 30, .def = "40", .help = "keep the K most likely tokens; 0 = off"},
+        {OPT_REAL, "--top-p", "P", &o->sampling.top_p, 0, 1, .def = "0.95",
+         .help = "keep the smallest set with probability >= P; 1 = off"},
+        {OPT_REAL, "--min-p", "P", &o->sampling.min_p, 0, 1, .def = "0.05",
+         .help = "drop tokens below P x the top probability; 0 = off"},
+        {OPT_RULE, "--seed", "S", o, .rule = rule_seed, .def = "0", .help = "random seed; -1 = a random one, printed on stderr"},
+        {OPT_REAL, "--repeat-penalty", "R", &o->sampling.repeat_penalty, 1e-3, 100,
+         .help = "a token seen in the prompt or the output: its logit divided by R when positive, multiplied when "
+                 "not (vLLM's repetition_penalty; 1 = off, the default)"},
+        {OPT_REAL, "--presence-penalty", "P", &o->sampling.presence_penalty, -2, 2,
+         .help = "minus P on the logit of a token already generated (-2 to 2; 0 = off, the default)"},
+        {OPT_REAL, "--frequency-penalty", "F", &o->sampling.frequency_penalty, -2, 2,
+         .help = "minus F times its count in the output so far (-2 to 2; 0 = off, the default)"},
+        {OPT_RULE, "--stop", "STRING", o, .rule = rule_stop,
+         .help = "stop when the text contains STRING (repeatable; text mode), which is not printed"},
+        {OPT_SWITCH, "--ignore-eos", NULL, &o->ignore_eos, .help = "keep going after an end-of-sequence token"},
+        {OPT_RULE, "--backend", "B", &o->backend, .rule = rule_backend, .def = "auto",
+         .help = "cpu, cuda, or auto: cuda when built in and a GPU is present"},
+        {OPT_RULE, "-t", "N", &o->threads, .rule = rule_threads,
+         .help = "threads (default: all cores; more than the cores are lowered to them, said on stderr)"},
+        {OPT_RULE, "--kv-dtype", "T", &o->kv_dtype, .rule = rule_kv_dtype,
+         .help = "the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32"},
+        {OPT_SWITCH, "--allow-unused-tensors", NULL, &o->allow_unused_tensors,
+         .help = "run a checkpoint holding tensors the model does not read (layers at or beyond num_hidden_layers, "
+                 "names the architecture does not use), which is otherwise refused"},
+        OPTIONS_END,
+    };
+    _Static_assert(sizeof list / sizeof *list <= SHARED_MAX, "SHARED_MAX");
+    memcpy(t, list, sizeof list);
+}
+
+int cli_begin(int argc, char **argv, const char *synopsis, const option_def *table, cli_opts *o, int *exit_code) {
+    rp_err err;
+    option_def shared[SHARED_MAX];
     memset(o, 0, sizeof *o);
-    o->schedule = "base";
-    o->backend = "auto";
     o->n_predict = -1;   // until end-of-sequence or a full context
-    o->host = "127.0.0.1";
-    o->port = 8080;
-    o->sampling = (sampler_params){.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 0};
-    for (int i = first; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            o->help = 1;
-            return 0;
-        }
-        const char *name = a[0] == '-' ? (a[1] == '-' ? a + 2 : a + 1) : NULL;
-        if (!name || !*name) return rp_fail(err, "unexpected argument '%s'", a);
-        const cli_flag *f = NULL;
-        for (size_t k = 0; k < sizeof FLAGS / sizeof *FLAGS && !f; k++)
-            if (!strcmp(FLAGS[k].name, name)) f = &FLAGS[k];
-        if (!f || !cli_usage_lists(usage, name)) return rp_fail(err, "unknown option '%s' (see --help)", a);
-        char *field = (char *)o + f->at;
-        if (f->kind == FLAG_SWITCH) {
-            *(int *)field = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return rp_fail(err, "%s needs a value", a);
-        const char *v = argv[++i];
-        int rc = 0;
-        if (f->kind == FLAG_TEXT) *(const char **)field = v;
-        else if (f->kind == FLAG_INT) rc = cli_parse_int(a, v, (long)f->lo, (long)f->hi, (int *)field, err);
-        else if (f->kind == FLAG_REAL) rc = cli_parse_float(a, v, f->lo, f->hi, (float *)field, err);
-        else rc = own_flag(o, f, a, v, err);
-        if (rc) return rc;
+    shared_table(o, shared);
+    int help = 0;   // every shared default, named by the command or not: the engine reads them all
+    int rc = options_parse(0, argv, 0, shared, NULL, &help, &err);
+    if (!rc) rc = options_parse(argc, argv, 2, table, shared, &help, &err);
+    if (!rc && !help && !!o->tokens + !!o->prompt + !!o->file > 1) rc = rp_fail(&err, "give one of --tokens, -p and -f");
+    if (rc) {
+        fprintf(stderr, "reprise %s: %s\n", argv[1], err.msg);
+        *exit_code = 2;
+        return -1;
+    }
+    if (help) {
+        options_print_help(synopsis, table, shared);
+        *exit_code = 0;
+        return -1;
     }
     if (!o->model_dir) o->model_dir = REPRISE_DEFAULT_MODEL;
-    int sources = !!o->tokens + !!o->prompt + !!o->file;
-    if (sources > 1) return rp_fail(err, "give one of --tokens, -p and -f");
+    if (o->seed_random) fprintf(stderr, "reprise %s: --seed -1: the seed is %llu\n", argv[1], (unsigned long long)o->sampling.seed);
     return 0;
 }
 
@@ -221,20 +181,6 @@ int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err) {
     return 0;
 }
 
-int cli_parse_backend(const char *v, const char **out, rp_err *err) {
-    *out = v;
-    if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) return rp_fail(err, "--backend %s: unknown backend (cpu, cuda, auto)", v);
-    return 0;
-}
-
-int cli_clamp_threads(int n) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1 || n <= cores) return n;
-    fprintf(stderr, "reprise: -t %d: this machine has %ld cores; using %ld (threads past the cores only wait on each "
-                    "other at every step)\n", n, cores, cores);
-    return (int)cores;
-}
-
 int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedule *s, rp_err *err) {
     model_config cfg;
     if (config_load(&cfg, o->model_dir, err)) return -1;
@@ -263,22 +209,6 @@ int cli_context(const cli_opts *o, const model_config *c, int n_prompt, const ch
 int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err) {
     for (int i = 0; i < n; i++)
         if (ids[i] >= vocab) return rp_fail(err, "--tokens: token id %d is outside the vocabulary [0, %d)", ids[i], vocab);
-    return 0;
-}
-
-int cli_begin(int argc, char **argv, const char *usage, cli_opts *o, int *exit_code) {
-    rp_err err;
-    if (cli_parse(argc, argv, 2, usage, o, &err)) {
-        fprintf(stderr, "reprise %s: %s\n", argv[1], err.msg);
-        *exit_code = 2;
-        return -1;
-    }
-    if (o->help) {
-        fputs(usage, stdout);
-        *exit_code = 0;
-        return -1;
-    }
-    if (o->seed_random) fprintf(stderr, "reprise %s: --seed -1: the seed is %llu\n", argv[1], (unsigned long long)o->sampling.seed);
     return 0;
 }
 

@@ -5,14 +5,15 @@
 #include "engine/forward.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "tools/options.h"
 
+// The flags several commands share (cli.c's table says how each is read and what it does); a command's own flags
+// live in its own file, in its own table.
 typedef struct {
     const char *model_dir;   // -m
     const char *schedule;    // --schedule
     const char *backend;     // --backend
     const char *tokens;      // --tokens
-    const char *out;         // -o
-    const char *dump_logits; // --dump-logits
     const char *prompt;      // -p
     const char *file;        // -f
     const char *chat_template; // --chat-template
@@ -25,26 +26,11 @@ typedef struct {
     kv_dtype kv_dtype;       // --kv-dtype (auto, bf16, f32)
     int ctx;                 // -c (0: not given; see cli_context)
     int ubatch;              // --ubatch: most rows of one forward step (0: PLAN_DEFAULT_UBATCH)
-    int batch;               // --batch (inspect: sequences planned together)
     int tp;                  // --tp: GPUs the model is split over (0: 1)
-    double gpu_memory_gib;   // --gpu-memory (inspect)
     int seed_random;         // --seed -1 was given: sampling.seed holds the random seed drawn
     int ignore_eos;          // --ignore-eos
-    int json;                // --json
-    int all_tensors;         // --tensors
     int allow_unused_tensors; // --allow-unused-tensors: run a checkpoint with tensors the model does not read
-    int help;
-    sampler_params sampling; // --temp --top-k --top-p --min-p --seed
-    // serve
-    const char *host;        // --host
-    int port;                // --port
-    const char *api_key;     // --api-key
-    const char *api_key_file; // --api-key-file
-    const char *served_name; // --served-model-name
-    int parallel;            // --parallel: requests running at once (0: default)
-    int kv_budget;           // --kv-budget: KV visit-positions (0: default)
-    int queue;               // --queue (0: default)
-    int max_visits;          // --max-visits (0: default)
+    sampler_params sampling; // --temp --top-k --top-p --min-p --seed and the penalties
 } cli_opts;
 
 // The model used when -m is not given: the small arithmetic model that ships with reprise.
@@ -52,32 +38,15 @@ typedef struct {
 #define REPRISE_DEFAULT_MODEL "tools/default_model"
 #endif
 
-// Parses argv[first..] into o. A command's flags are declared once, in its usage (what --help prints): the flags
-// named in its option lines ("  -m DIR   ...", "  --backend B, -t N   as for generate") are the ones it takes, so
-// its help and what it accepts cannot differ. Other flags and malformed values are errors naming the flag.
-int cli_parse(int argc, char **argv, int first, const char *usage, cli_opts *o, rp_err *err);
-
-// Parses the options of command argv[1] (declared by usage, as cli_parse says); prints --help or the error itself.
-// Returns -1 when the command is to exit at once with *exit_code.
-int cli_begin(int argc, char **argv, const char *usage, cli_opts *o, int *exit_code);
-
-// Whether usage's option lines name the flag (given without its dashes).
-int cli_usage_lists(const char *usage, const char *name);
-
-// --backend: cpu, cuda or auto, named as it is parsed (before any model is read), else an error.
-int cli_parse_backend(const char *v, const char **out, rp_err *err);
-// -t N past this machine's cores: said on stderr and lowered to the cores.
-int cli_clamp_threads(int n);
+// Parses the options of command argv[1]: its table (own flags, and OPT_SHARED entries naming shared ones, which
+// are read into o), o's defaults first. Prints --help (synopsis, then the table) or the error itself. Returns -1
+// when the command is to exit at once with *exit_code.
+int cli_begin(int argc, char **argv, const char *synopsis, const option_def *table, cli_opts *o, int *exit_code);
 
 // The prompt's token ids: --tokens as given, or -p TEXT / -f FILE through the tokenizer (BOS added as its
 // post-processor says, unless --no-special). *is_text tells which.
 struct tokenizer;
 int cli_prompt_ids(const cli_opts *o, const struct tokenizer *tok, int **ids, int *n, int *is_text, rp_err *err);
-
-// A whole decimal number in [lo, hi], all of v ("64x" is an error naming the flag and the range).
-int cli_parse_int(const char *flag, const char *v, long lo, long hi, int *out, rp_err *err);
-// The same for a real number in [lo, hi].
-int cli_parse_float(const char *flag, const char *v, double lo, double hi, float *out, rp_err *err);
 
 // Parses "1,2,3" (commas and/or spaces) into a fresh array.
 int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err);

@@ -8,23 +8,29 @@
 #include "loader/alloc.h"
 #include "tools/session.h"
 
-static const char *usage =
+static const char *synopsis =
     "usage: reprise chat [-m DIR] [--system TEXT] [--chat-template NAME] [options]\n"
     "Reads a user message per line from stdin and streams each reply to stdout. The conversation is kept\n"
-    "(the KV cache is reused across turns). Lines /reset (start over) and /exit (or end of input) are commands.\n"
-    "  -m DIR               model directory (default: the built-in model)\n"
-    "  --system TEXT        system prompt\n"
-    "  --chat-template NAME chatml, llama3, llama2, mistral, or plain (a base model: each line is a prompt of\n"
-    "                       its own, BOS + the line) (default: recognised from tokenizer_config.json)\n"
-    "  -n N                 most tokens per reply (default: until the end of the turn or a full context)\n"
-    "  -c N                 context length (default: max_position_embeddings, at most 4096)\n"
-    "  --ubatch N           most rows of one forward step (default 512)\n"
-    "  --tp N               split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)\n"
-    "  --stop STRING        also end a reply at STRING (repeatable)\n"
-    "  --schedule S         layer schedule (default base)\n"
-    "  --temp --top-k --top-p --min-p --seed   sampling, as for generate\n"
-    "  --repeat-penalty --presence-penalty --frequency-penalty   penalties, as for generate (over each reply's prompt)\n"
-    "  --backend B, -t N, --kv-dtype T, --allow-unused-tensors   as for generate\n";
+    "(the KV cache is reused across turns). Lines /reset (start over) and /exit (or end of input) are commands.\n";
+
+static const option_def options[] = {
+    SHARED_FLAG("-m"),
+    {OPT_SHARED, "--system", .help = "system prompt"},
+    {OPT_SHARED, "--chat-template",
+     .help = "chatml, llama3, llama2, mistral, or plain (a base model: each line is a prompt of its own, BOS + the "
+             "line) (default: recognised from tokenizer_config.json)"},
+    {OPT_SHARED, "-n", .help = "most tokens per reply (default: until the end of the turn or a full context)"},
+    {OPT_SHARED, "-c", .help = "context length (default: max_position_embeddings, at most 4096)"},
+    SHARED_FLAG("--ubatch"), SHARED_FLAG("--tp"),
+    {OPT_SHARED, "--stop", .help = "also end a reply at STRING (repeatable)"},
+    SHARED_FLAG("--schedule"),
+    SHARED_FLAG("--temp"), SHARED_FLAG("--top-k"), SHARED_FLAG("--top-p"), SHARED_FLAG("--min-p"),
+    SHARED_FLAG("--seed"),
+    {.kind = OPT_HEADING, .flag = "penalties (over each reply's prompt):"},
+    SHARED_FLAG("--repeat-penalty"), SHARED_FLAG("--presence-penalty"), SHARED_FLAG("--frequency-penalty"),
+    SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--allow-unused-tensors"),
+    OPTIONS_END,
+};
 
 typedef struct {
     chat_message *m;
@@ -45,7 +51,7 @@ int cmd_chat(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, usage, &o, &code))
+    if (cli_begin(argc, argv, synopsis, options, &o, &code))
         return code;
     session s;
     if (session_load(&s, &o, MODEL_DIR_CHAT, &err)) {

@@ -5,22 +5,27 @@
 #include "loader/weights.h"
 #include "tools/cli.h"
 
-static const char *usage =
+static const char *synopsis =
     "usage: reprise export [-m DIR] --schedule S -o OUT\n"
     "Writes OUT/model.safetensors with one copy of each visited layer (layer v of the output is layer\n"
     "schedule[v] of the input), config.json with num_hidden_layers = visits, and the model's other files.\n"
-    "Any engine can run the result; `reprise --schedule base` on it equals `--schedule S` on DIR.\n"
-    "  -m DIR         model directory (default: the built-in model)\n"
-    "  --schedule S   layer schedule, e.g. rys:3,6 or 0-5,3-9\n"
-    "  -o OUT         output directory (created if needed; must differ from DIR)\n"
-    "  --allow-unused-tensors   export a checkpoint holding tensors the model does not read (they are left out)\n";
+    "Any engine can run the result; `reprise --schedule base` on it equals `--schedule S` on DIR.\n";
 
 int cmd_export(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, usage, &o, &code)) return code;
-    if (!o.out) {
+    const char *out = NULL;
+    const option_def options[] = {
+        SHARED_FLAG("-m"),
+        {OPT_SHARED, "--schedule", .help = "layer schedule, e.g. rys:3,6 or 0-5,3-9"},
+        {OPT_TEXT, "-o", "OUT", &out, .help = "output directory (created if needed; must differ from DIR)"},
+        {OPT_SHARED, "--allow-unused-tensors",
+         .help = "export a checkpoint holding tensors the model does not read (they are left out)"},
+        OPTIONS_END,
+    };
+    if (cli_begin(argc, argv, synopsis, options, &o, &code)) return code;
+    if (!out) {
         fprintf(stderr, "reprise export: -o OUT is required (see --help)\n");
         return 2;
     }
@@ -37,9 +42,9 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "reprise export: %s\n", err.msg);
         return 1;
     }
-    int rc = export_schedule(o.model_dir, &s, o.out, &err);
+    int rc = export_schedule(o.model_dir, &s, out, &err);
     if (rc) fprintf(stderr, "reprise export: %s\n", err.msg);
-    else fprintf(stderr, "reprise export: wrote %s (%d layers from %d)\n", o.out, s.n_visits, c.n_layers);
+    else fprintf(stderr, "reprise export: wrote %s (%d layers from %d)\n", out, s.n_visits, c.n_layers);
     schedule_free(&s);
     return rc ? 1 : 0;
 }

@@ -4,43 +4,26 @@
 
 #include "tools/session.h"
 
-static const char *usage =
+static const char *synopsis =
     "usage: reprise generate [-m DIR] (-p TEXT | -f FILE | --tokens IDS) [-n N] [--schedule S] [options]\n"
     "Continues the prompt. With -p or -f the text streams to stdout; with --tokens the generated ids are\n"
-    "printed, space-separated, on one line. Statistics go to stderr.\n"
-    "  -m DIR           model directory (default: the built-in model)\n"
-    "  -p TEXT          prompt text (BOS added as the tokenizer's post-processor says)\n"
-    "  -f FILE          prompt text from a file\n"
-    "  --tokens IDS     prompt token ids, e.g. 1,403,407\n"
-    "  --no-special     do not add BOS or other template tokens to a text prompt\n"
-    "  -n N             tokens to generate (default: until end-of-sequence or the context is full)\n"
-    "  --schedule S     layer schedule: base, 0-5,3-9, rys:I,J or rys:I,J,K (default base)\n"
-    "  -c N             context length (default: prompt + N with -n, else max_position_embeddings\n"
-    "                   up to 4096)\n"
-    "  --ubatch N       most rows of one forward step; a longer prompt runs in chunks (default 512)\n"
-    "  --tp N           split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)\n"
-    "  --temp T         temperature; 0 = greedy (default 0.8)\n"
-    "  --top-k K        keep the K most likely tokens; 0 = off (default 40)\n"
-    "  --top-p P        keep the smallest set with probability >= P; 1 = off (default 0.95)\n"
-    "  --min-p P        drop tokens below P x the top probability; 0 = off (default 0.05)\n"
-    "  --seed S         random seed; -1 = a random one, printed on stderr (default 0)\n"
-    "  --repeat-penalty R     a token seen in the prompt or the output: its logit divided by R when positive,\n"
-    "                   multiplied when not (vLLM's repetition_penalty; 1 = off, the default)\n"
-    "  --presence-penalty P   minus P on the logit of a token already generated (-2 to 2; 0 = off, the default)\n"
-    "  --frequency-penalty F  minus F times its count in the output so far (-2 to 2; 0 = off, the default)\n"
-    "  --stop STRING    stop when the text contains STRING (repeatable; text mode), which is not printed\n"
-    "  --ignore-eos     keep going after an end-of-sequence token\n"
-    "  --backend B      cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
-    "  -t N             threads (default: all cores; more than the cores are lowered to them, said on stderr)\n"
-    "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
-    "  --allow-unused-tensors   run a checkpoint holding tensors the model does not read (layers at or beyond\n"
-    "                   num_hidden_layers, names the architecture does not use), which is otherwise refused\n";
+    "printed, space-separated, on one line. Statistics go to stderr.\n";
+
+static const option_def options[] = {
+    SHARED_FLAG("-m"), SHARED_FLAG("-p"), SHARED_FLAG("-f"), SHARED_FLAG("--tokens"), SHARED_FLAG("--no-special"),
+    SHARED_FLAG("-n"), SHARED_FLAG("--schedule"), SHARED_FLAG("-c"), SHARED_FLAG("--ubatch"), SHARED_FLAG("--tp"),
+    SHARED_FLAG("--temp"), SHARED_FLAG("--top-k"), SHARED_FLAG("--top-p"), SHARED_FLAG("--min-p"),
+    SHARED_FLAG("--seed"), SHARED_FLAG("--repeat-penalty"), SHARED_FLAG("--presence-penalty"),
+    SHARED_FLAG("--frequency-penalty"), SHARED_FLAG("--stop"), SHARED_FLAG("--ignore-eos"),
+    SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--allow-unused-tensors"),
+    OPTIONS_END,
+};
 
 int cmd_generate(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, usage, &o, &code))
+    if (cli_begin(argc, argv, synopsis, options, &o, &code))
         return code;
     // The model and its tokenizer are loaded first, then the context is sized to the prompt and -n.
     session s;

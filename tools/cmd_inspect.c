@@ -10,27 +10,14 @@
 #include "loader/weights.h"
 #include "tools/cli.h"
 
-static const char *usage =
+static const char *synopsis =
     "usage: reprise inspect [-m DIR] [--schedule S] [--tensors] [-c N] [--batch N] [--ubatch N] [--tp N]\n"
     "                       [--gpu-memory GIB]\n"
     "Prints the architecture, the tensors (a summary, or every one with --tensors), the parameter count,\n"
     "the weight memory (CPU: as stored; GPU: BF16), and for the schedule: visits vs unique layers, KV-cache bytes per\n"
     "token on each backend, and the GPU memory plan of a run of --batch sequences of -c positions each: weights,\n"
     "KV cache, activations, logits, scratch (with --tp N, one GPU's share of the split). With --gpu-memory, whether\n"
-    "it fits a GPU of that size, and the longest context and the most sequences that do. No weight is read.\n"
-    "  -m DIR           model directory (default: the built-in model)\n"
-    "  --schedule S     layer schedule (default base)\n"
-    "  --tensors        list every tensor with its dtype and shape\n"
-    "  -c N             context of each sequence (default: max_position_embeddings up to 4096)\n"
-    "  --batch N        sequences held and decoded together, as a sweep's --batch (default 1)\n"
-    "  --ubatch N       most rows of one forward step (default 512)\n"
-    "  --tp N           the model split over N GPUs (tensor parallel): the plan of each (default 1)\n"
-    "  --gpu-memory GIB the GPU's memory in GiB (e.g. 79 for an H100 80GB, 139 for an H200)\n"
-    "  --kv-dtype T     the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
-    "  --allow-unused-tensors   accepted as by the commands that run the model; inspect lists such tensors anyway\n"
-    "Tensors the model does not read (layers at or beyond num_hidden_layers, names the architecture does not\n"
-    "use) are listed and not counted; every command that runs the model refuses them unless\n"
-    "--allow-unused-tensors is given.\n";
+    "it fits a GPU of that size, and the longest context and the most sequences that do. No weight is read.\n";
 
 // A count as people say it: 260.4 K, 6.74 M, 72.71 B.
 static const char *count_text(long long n, char *buf, size_t cap) {
@@ -52,8 +39,28 @@ static void print_bytes(const char *label, double b) {
 int cmd_inspect(int argc, char **argv) {
     cli_opts o;
     rp_err err;
-    int code;
-    if (cli_begin(argc, argv, usage, &o, &code)) return code;
+    int code, all_tensors = 0, batch = 1;
+    float gpu_memory_gib = 0;
+    const option_def options[] = {
+        SHARED_FLAG("-m"),
+        SHARED_FLAG("--schedule"),
+        {OPT_SWITCH, "--tensors", NULL, &all_tensors, .help = "list every tensor with its dtype and shape"},
+        {OPT_SHARED, "-c", .help = "context of each sequence (default: max_position_embeddings up to 4096)"},
+        {OPT_INT, "--batch", "N", &batch, 1, 1 << 20, .def = "1",
+         .help = "sequences held and decoded together, as a sweep's --batch"},
+        {OPT_SHARED, "--ubatch", .help = "most rows of one forward step (default 512)"},
+        {OPT_SHARED, "--tp", .help = "the model split over N GPUs (tensor parallel): the plan of each (default 1)"},
+        {OPT_REAL, "--gpu-memory", "GIB", &gpu_memory_gib, 0.001, 1e6,
+         .help = "the GPU's memory in GiB (e.g. 79 for an H100 80GB, 139 for an H200)"},
+        SHARED_FLAG("--kv-dtype"),
+        {OPT_SHARED, "--allow-unused-tensors",
+         .help = "accepted as by the commands that run the model; inspect lists such tensors anyway"},
+        {.kind = OPT_HEADING, .flag = "Tensors the model does not read (layers at or beyond num_hidden_layers, names the architecture does not\n"
+                      "use) are listed and not counted; every command that runs the model refuses them unless\n"
+                      "--allow-unused-tensors is given."},
+        OPTIONS_END,
+    };
+    if (cli_begin(argc, argv, synopsis, options, &o, &code)) return code;
     model_config c;
     st_archive a;
     schedule s;
@@ -131,12 +138,11 @@ int cmd_inspect(int argc, char **argv) {
         print_bytes("weights per GPU (bf16)", (double)tp_rank_weight_bytes(&c, tp, 0));
         print_bytes("KV per token per GPU", (double)memory_plan_kv_bytes_per_position(&c, tp) * s.n_visits);
     }
-    int batch = o.batch > 0 ? o.batch : 1;
     plan_shape shape = {.ubatch = o.ubatch, .seqs = batch, .kv_slots = (long)s.n_visits * batch,
                         .ctx = cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits, .tp = tp};
     memory_plan plan;
     memory_plan_compute(&c, &shape, &plan);
-    size_t device = (size_t)(o.gpu_memory_gib * 1073741824.0);
+    size_t device = (size_t)(gpu_memory_gib * 1073741824.0);
     char plan_text[2048];
     memory_plan_format(&plan, 0, plan_text, sizeof plan_text);
     printf("GPU memory plan%s: %d sequence(s) of %d positions, %d rows per step\n%s", tp > 1 ? " of each GPU" : "", batch,
@@ -144,13 +150,13 @@ int cmd_inspect(int argc, char **argv) {
     if (device) {
         int fits = plan.device + PLAN_HEADROOM <= device;
         printf("%-28s %s %s%.3f GiB GPU (%.3f GiB needed with headroom%s)\n", "fits", fits ? "yes, on" : "no, not on",
-               tp > 1 ? "each " : "a ", o.gpu_memory_gib, (plan.device + PLAN_HEADROOM) / 1073741824.0, tp > 1 ? ", per GPU" : "");
+               tp > 1 ? "each " : "a ", gpu_memory_gib, (plan.device + PLAN_HEADROOM) / 1073741824.0, tp > 1 ? ", per GPU" : "");
         printf("%-28s %d positions (%d sequence(s))\n", "longest context that fits",
                memory_plan_max_ctx(&c, &shape, s.n_visits, device), batch);
         printf("%-28s %d (of %d positions)\n", "most sequences that fit", memory_plan_max_seqs(&c, &shape, s.n_visits, device),
                plan.shape.ctx);
     }
-    if (o.all_tensors)
+    if (all_tensors)
         for (int i = 0; i < a.n_tensors; i++) {
             const st_tensor *t = &a.tensors[i];
             printf("  %-60s %-5s [", t->name, st_dtype_name(t->dtype));

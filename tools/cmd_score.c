@@ -9,30 +9,31 @@
 #include "engine/sampler.h"
 #include "tools/cli.h"
 
-static const char *usage =
+static const char *synopsis =
     "usage: reprise score [-m DIR] (--tokens IDS | -p TEXT | -f FILE) [--schedule S] [--dump-logits FILE] [--json]\n"
     "Runs the tokens through the model in one pass and prints, for each token after the first,\n"
-    "`position<TAB>id<TAB>log-probability`, then `perplexity<TAB>value`.\n"
-    "  -m DIR              model directory (default: the built-in model)\n"
-    "  --tokens IDS        token ids, e.g. 1,403,407 (at least 2)\n"
-    "  -p TEXT / -f FILE   text to score, through the tokenizer (BOS added unless --no-special)\n"
-    "  --no-special        do not add BOS to the text\n"
-    "  --schedule S        layer schedule (default base)\n"
-    "  --dump-logits FILE  write the raw logits, float32 little-endian, shape [tokens][vocab]\n"
-    "  --json              print {\"tokens\", \"logprobs\", \"perplexity\"} as JSON instead\n"
-    "  -c N                context length (default: the number of tokens)\n"
-    "  --ubatch N          most rows of one forward step; longer inputs run in chunks (default 512)\n"
-    "  --tp N              split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)\n"
-    "  --backend B         cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
-    "  -t N                threads (default: all cores)\n"
-    "  --kv-dtype T        the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32\n"
-    "  --allow-unused-tensors   run a checkpoint holding tensors the model does not read (else refused)\n";
+    "`position<TAB>id<TAB>log-probability`, then `perplexity<TAB>value`.\n";
 
 int cmd_score(int argc, char **argv) {
     cli_opts o;
     rp_err err;
-    int code;
-    if (cli_begin(argc, argv, usage, &o, &code)) return code;
+    int code, json = 0;
+    const char *dump_logits = NULL;
+    const option_def options[] = {
+        SHARED_FLAG("-m"),
+        {OPT_SHARED, "--tokens", .help = "token ids, e.g. 1,403,407 (at least 2)"},
+        {OPT_SHARED, "-p", .help = "text to score, through the tokenizer (BOS added unless --no-special)"},
+        {OPT_SHARED, "-f", .help = "text to score, from a file"},
+        {OPT_SHARED, "--no-special", .help = "do not add BOS to the text"},
+        SHARED_FLAG("--schedule"),
+        {OPT_TEXT, "--dump-logits", "FILE", &dump_logits, .help = "write the raw logits, float32 little-endian, shape [tokens][vocab]"},
+        {OPT_SWITCH, "--json", NULL, &json, .help = "print {\"tokens\", \"logprobs\", \"perplexity\"} as JSON instead"},
+        {OPT_SHARED, "-c", .help = "context length (default: the number of tokens)"},
+        SHARED_FLAG("--ubatch"), SHARED_FLAG("--tp"), SHARED_FLAG("--backend"), SHARED_FLAG("-t"),
+        SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--allow-unused-tensors"),
+        OPTIONS_END,
+    };
+    if (cli_begin(argc, argv, synopsis, options, &o, &code)) return code;
     char *tp = path_join(o.model_dir, "tokenizer.json");
     tokenizer *tok = !o.tokens && file_exists(tp) ? tokenizer_load(tp, &err) : NULL;
     int tok_failed = !o.tokens && file_exists(tp) && !tok;
@@ -41,7 +42,7 @@ int cmd_score(int argc, char **argv) {
     model m;
     schedule s;
     if (tok_failed || cli_prompt_ids(&o, tok, &ids, &n, &as_text, &err) ||
-        (n < 2 && !o.dump_logits && rp_fail(&err, "scoring needs at least 2 tokens, the input has %d", n)) ||
+        (n < 2 && !dump_logits && rp_fail(&err, "scoring needs at least 2 tokens, the input has %d", n)) ||
         cli_load_model(&o, o.ctx ? o.ctx : n, PLAN_SCORE_LOGIT_ROWS, &m, &s, &err)) {
         fprintf(stderr, "reprise score: %s\n", err.msg);
         tokenizer_free(tok);
@@ -68,7 +69,7 @@ int cmd_score(int argc, char **argv) {
     double *lp = rp_malloc(sizeof(double) * n);
     for (int t = 1; t < n; t++) total += lp[t] = log_prob_of(logits + (size_t)(t - 1) * vocab, vocab, ids[t]);
     double ppl = n > 1 ? exp(-total / (n - 1)) : NAN;
-    if (o.json) {
+    if (json) {
         printf("{\"tokens\": [");
         for (int t = 0; t < n; t++) printf("%s%d", t ? ", " : "", ids[t]);
         printf("], \"logprobs\": [");
@@ -80,12 +81,12 @@ int cmd_score(int argc, char **argv) {
         if (n > 1) printf("perplexity\t%.6f\n", ppl);
     }
     free(lp);
-    if (o.dump_logits) {
-        FILE *f = fopen(o.dump_logits, "wb");
+    if (dump_logits) {
+        FILE *f = fopen(dump_logits, "wb");
         int ok = f && fwrite(logits, sizeof(float) * vocab, (size_t)n, f) == (size_t)n;
         if (f && fclose(f)) ok = 0;
         if (!ok) {
-            fprintf(stderr, "reprise score: --dump-logits %s: cannot write\n", o.dump_logits);
+            fprintf(stderr, "reprise score: --dump-logits %s: cannot write\n", dump_logits);
             rc = 1;
         }
     }

@@ -12,32 +12,18 @@
 #include "tools/cli.h"
 #include "tools/serve/serve_http.h"
 
-static const char *usage =
+static const char *synopsis =
     "usage: reprise serve [-m DIR] [--host ADDR] [--port N] [--schedule S] [-c N] [options]\n"
     "An OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics,\n"
     "/tokenize, /detokenize, /tokenizer_info. Requests run together in continuous batches; a request's\n"
-    "\"layer_schedule\" field runs it with that schedule. SIGTERM or SIGINT: finish what is in flight, then exit.\n"
-    "  -m DIR                  model directory, with tokenizer.json (default: the built-in model)\n"
-    "  --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 or :: for every interface)\n"
-    "  --port N                port (default 8080; 0: any free port, printed on stderr)\n"
-    "  --schedule S            the layer schedule of requests that name none (default base)\n"
-    "  --served-model-name S   the model's name in the API (default: the model directory's name)\n"
-    "  -c N                    context length: prompt + completion of one request (default min(max_position_embeddings, 4096))\n"
-    "  --chat-template NAME    chatml, llama3, llama2, mistral or plain (default: the model's tokenizer_config.json)\n"
-    "  --api-key KEY           require 'Authorization: Bearer KEY' on every route but /health; also\n"
-    "  --api-key-file FILE     the key from the first line of FILE, or the environment variable REPRISE_API_KEY\n"
-    "  --parallel N            requests running at once (default 16)\n"
-    "  --ubatch N              rows of one forward step: decode rows and prompt chunks together (default 512)\n"
-    "  --kv-budget N           KV positions x visits held at once (a token of an 87-visit schedule costs 87;\n"
-    "                          default: --parallel x context x the default schedule's visits, or on a GPU what\n"
-    "                          its free memory holds when that is less)\n"
-    "  --queue N               requests waiting for admission before new ones get 503 (default 1024)\n"
-    "  --max-visits N          most visits of a request's schedule (default: 2 x layers, or the default schedule's)\n"
-    "  --tp N                  split the model over N GPUs (tensor parallel; default 1)\n"
-    "  --backend B             cpu, cuda, or auto: cuda when built in and a GPU is present (default auto)\n"
-    "  -t N                    threads of the CPU backend (default: all cores)\n"
-    "  --kv-dtype T            the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16, f32\n"
-    "  --allow-unused-tensors  serve a checkpoint holding tensors the model does not read (else refused)\n";
+    "\"layer_schedule\" field runs it with that schedule. SIGTERM or SIGINT: finish what is in flight, then exit.\n";
+
+// serve's own flags (the shared ones are in cli_opts).
+typedef struct {
+    const char *host, *api_key, *api_key_file, *served_name;
+    int port, parallel, queue;
+    int kv_budget, max_visits;   // 0: not given (see their help)
+} serve_flags;
 
 static char *read_key_file(const char *path, rp_err *err) {
     size_t len;
@@ -67,7 +53,39 @@ int cmd_serve(int argc, char **argv) {
     cli_opts o;
     rp_err err;
     int code;
-    if (cli_begin(argc, argv, usage, &o, &code))
+    serve_flags f = {0};
+    const option_def options[] = {
+        {OPT_SHARED, "-m", .help = "model directory, with tokenizer.json (default: the built-in model)"},
+        {OPT_TEXT, "--host", "ADDR", &f.host, .def = "127.0.0.1",
+         .help = "address to listen on (0.0.0.0 or :: for every interface)"},
+        {OPT_INT, "--port", "N", &f.port, 0, 65535, .def = "8080", .help = "port (0: any free port, printed on stderr)"},
+        {OPT_SHARED, "--schedule", .help = "the layer schedule of requests that name none"},
+        {OPT_TEXT, "--served-model-name", "S", &f.served_name,
+         .help = "the model's name in the API (default: the model directory's name)"},
+        {OPT_SHARED, "-c",
+         .help = "context length: prompt + completion of one request (default min(max_position_embeddings, 4096))"},
+        {OPT_SHARED, "--chat-template", .help = "chatml, llama3, llama2, mistral or plain (default: the model's "
+                                                "tokenizer_config.json)"},
+        {OPT_TEXT, "--api-key", "KEY", &f.api_key, .help = "require 'Authorization: Bearer KEY' on every route but /health; also"},
+        {OPT_TEXT, "--api-key-file", "FILE", &f.api_key_file,
+         .help = "the key from the first line of FILE, or the environment variable REPRISE_API_KEY"},
+        {OPT_INT, "--parallel", "N", &f.parallel, 1, 4096, .def = "16", .help = "requests running at once"},
+        {OPT_SHARED, "--ubatch", .help = "rows of one forward step: decode rows and prompt chunks together (default 512)"},
+        {OPT_INT, "--kv-budget", "N", &f.kv_budget, 1, 2147483647L,
+         .help = "KV positions x visits held at once (a token of an 87-visit schedule costs 87; default: --parallel x "
+                 "context x the default schedule's visits, or on a GPU what its free memory holds when that is less)"},
+        {OPT_INT, "--queue", "N", &f.queue, 1, 1 << 20, .def = "1024",
+         .help = "requests waiting for admission before new ones get 503"},
+        {OPT_INT, "--max-visits", "N", &f.max_visits, 1, 1 << 16,
+         .help = "most visits of a request's schedule (default: 2 x layers, or the default schedule's)"},
+        {OPT_SHARED, "--tp", .help = "split the model over N GPUs (tensor parallel; default 1)"},
+        SHARED_FLAG("--backend"),
+        {OPT_SHARED, "-t", .help = "threads of the CPU backend (default: all cores)"},
+        SHARED_FLAG("--kv-dtype"),
+        {OPT_SHARED, "--allow-unused-tensors", .help = "serve a checkpoint holding tensors the model does not read (else refused)"},
+        OPTIONS_END,
+    };
+    if (cli_begin(argc, argv, synopsis, options, &o, &code))
         return code;
     // the signals are waited for by this thread alone; every thread started from here on blocks them
     sigset_t stop_signals;
@@ -77,8 +95,8 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    char *key = o.api_key ? rp_strdup(o.api_key) : NULL;
-    if (!key && o.api_key_file && !(key = read_key_file(o.api_key_file, &err))) {
+    char *key = f.api_key ? rp_strdup(f.api_key) : NULL;
+    if (!key && f.api_key_file && !(key = read_key_file(f.api_key_file, &err))) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         return 1;
     }
@@ -98,12 +116,12 @@ int cmd_serve(int argc, char **argv) {
     const chat_template ct = md.ct;
     tokenizer *tok = md.tok;
     int ctx = cli_context(&o, &cfg, 0, NULL);
-    serve_limits lim = {.max_seqs = o.parallel ? o.parallel : 16, .step_tokens = o.ubatch ? o.ubatch : PLAN_DEFAULT_UBATCH,
-                        .queue = o.queue ? o.queue : 1024, .ctx = ctx};
-    lim.kv_budget = o.kv_budget ? o.kv_budget : (long)lim.max_seqs * ctx * sched.n_visits;
-    int max_visits = o.max_visits ? o.max_visits : 2 * cfg.n_layers;
+    serve_limits lim = {.max_seqs = f.parallel, .step_tokens = o.ubatch ? o.ubatch : PLAN_DEFAULT_UBATCH,
+                        .queue = f.queue, .ctx = ctx};
+    lim.kv_budget = f.kv_budget ? f.kv_budget : (long)lim.max_seqs * ctx * sched.n_visits;
+    int max_visits = f.max_visits ? f.max_visits : 2 * cfg.n_layers;
     if (max_visits < sched.n_visits) max_visits = sched.n_visits;
-    char *name = o.served_name ? rp_strdup(o.served_name) : model_name_of(o.model_dir);
+    char *name = f.served_name ? rp_strdup(f.served_name) : model_name_of(o.model_dir);
     serve_http *http = NULL;
     serve_engine *engine = NULL;
     model m = {0};
@@ -124,15 +142,15 @@ int cmd_serve(int argc, char **argv) {
                 lim.kv_budget, sched.n_visits);
         goto out;
     }
-    if (!(http = serve_http_start(o.host, o.port, key, &err))) {
+    if (!(http = serve_http_start(f.host, f.port, key, &err))) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         goto out;
     }
-    fprintf(stderr, "reprise serve: listening on http://%s:%d (loading %s)\n", o.host, serve_http_port(http), o.model_dir);
+    fprintf(stderr, "reprise serve: listening on http://%s:%d (loading %s)\n", f.host, serve_http_port(http), o.model_dir);
     plan_shape shape = {.ubatch = lim.step_tokens, .seqs = lim.max_seqs,
                         .logit_rows = lim.max_seqs > PLAN_SCORE_LOGIT_ROWS ? lim.max_seqs : PLAN_SCORE_LOGIT_ROWS,
                         .kv_slots = (lim.kv_budget + ctx - 1) / ctx, .ctx = ctx, .max_visits = max_visits, .tp = o.tp,
-                        .kv_fit = !o.kv_budget, .kv_dtype = o.kv_dtype};
+                        .kv_fit = !f.kv_budget, .kv_dtype = o.kv_dtype};
     if (model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, o.allow_unused_tensors, &err)) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         goto out;

@@ -6,20 +6,23 @@
 #include "loader/tokenizer.h"
 #include "tools/cli.h"
 
-static const char *usage =
+static const char *synopsis =
     "usage: reprise tokenize [-m DIR] (-p TEXT | -f FILE) [--no-special] [--json]\n"
-    "Prints the token ids of the text, space-separated (a directory holding only tokenizer.json is enough).\n"
-    "  -m DIR         directory with tokenizer.json (default: the built-in model)\n"
-    "  -p TEXT        the text\n"
-    "  -f FILE        the text, from a file\n"
-    "  --no-special   do not add BOS or other tokens of the post-processor's template\n"
-    "  --json         print a JSON array\n";
+    "Prints the token ids of the text, space-separated (a directory holding only tokenizer.json is enough).\n";
 
 int cmd_tokenize(int argc, char **argv) {
     cli_opts o;
     rp_err err;
-    int code;
-    if (cli_begin(argc, argv, usage, &o, &code)) return code;
+    int code, json = 0;
+    const option_def options[] = {
+        {OPT_SHARED, "-m", .help = "directory with tokenizer.json (default: the built-in model)"},
+        {OPT_SHARED, "-p", .help = "the text"},
+        {OPT_SHARED, "-f", .help = "the text, from a file"},
+        {OPT_SHARED, "--no-special", .help = "do not add BOS or other tokens of the post-processor's template"},
+        {OPT_SWITCH, "--json", NULL, &json, .help = "print a JSON array"},
+        OPTIONS_END,
+    };
+    if (cli_begin(argc, argv, synopsis, options, &o, &code)) return code;
     char *path = path_join(o.model_dir, "tokenizer.json");
     tokenizer *t = tokenizer_load(path, &err);
     free(path);
@@ -29,9 +32,9 @@ int cmd_tokenize(int argc, char **argv) {
         tokenizer_free(t);
         return 1;
     }
-    if (o.json) printf("[");
-    for (int i = 0; i < n; i++) printf(o.json ? "%s%d" : "%s%d", i ? (o.json ? ", " : " ") : "", ids[i]);
-    printf(o.json ? "]\n" : "\n");
+    if (json) printf("[");
+    for (int i = 0; i < n; i++) printf(json ? "%s%d" : "%s%d", i ? (json ? ", " : " ") : "", ids[i]);
+    printf(json ? "]\n" : "\n");
     free(ids);
     tokenizer_free(t);
     return 0;

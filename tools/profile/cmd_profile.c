@@ -21,7 +21,7 @@
 #include "tools/profile/metrics.h"
 #include "tools/sweep/run.h"
 
-static const char *usage =
+static const char *synopsis =
     "usage: reprise profile [-m DIR] (--probe SPEC | -p TEXT | -f FILE) --out DIR [--schedule S] [options]\n"
     "Runs the prompts once, recording the hidden state entering every visit and the last visit's output, and writes\n"
     "into DIR: layers.csv (per visit: angular distance to the next state, block influence, centred cosine,\n"
@@ -29,20 +29,7 @@ static const char *usage =
     "angular distance, block influence, centred cosine between its input and output), profile.json (all of it, the\n"
     "three matrices and the encode / reason / decode zones), block_distance.png (angular distance, y = i, x = j as\n"
     "the sweep's heatmaps), centred_cosine.png and layers.png. The first position of each prompt (an attention\n"
-    "sink, whose state is an outlier) is left out.\n"
-    "  -m DIR              model directory (default: the built-in model)\n"
-    "  --probe SPEC        prompts of a probe, as sweep's --probe (math[:FILE], eq:FILE, mc:FILE, jsonl:FILE, arith);\n"
-    "                      repeatable; through the chat template as a sweep feeds them\n"
-    "  --items N           items per probe (default 16)\n"
-    "  -p TEXT / -f FILE   a text as one more prompt (BOS added, no chat template)\n"
-    "  --out DIR           where the files go (created)\n"
-    "  --schedule S        layer schedule (default base): the states are those of its visits\n"
-    "  --dump-states FILE  also write every counted token's states as float32 .npy, shape [tokens][visits+1][dim]\n"
-    "                      (tests and small models: 72B x 1,000 tokens is 2.6 GB)\n"
-    "  --seed S            seed of generated items (default 0)\n"
-    "  --chat-template NAME, --system TEXT   as for sweep\n"
-    "  --ubatch N          tokens per chunk (default 512): the states held at once are N x (visits+1) x dim floats\n"
-    "  --backend B, -t N, --tp N, --kv-dtype T, --allow-unused-tensors   as for generate\n";
+    "sink, whose state is an outlier) is left out.\n";
 
 typedef struct {
     int *ids, n;
@@ -209,25 +196,30 @@ int cmd_profile(int argc, char **argv) {
     const char *specs[16], *out = NULL, *dump_path = NULL;
     int n_specs = 0, items = 16, code;
     rp_err err;
-    char **rest = rp_malloc(sizeof(char *) * (size_t)argc);
-    int n_rest = 0;
-    rest[n_rest++] = argv[0], rest[n_rest++] = argv[1];
-    for (int i = 2; i < argc; i++) {   // profile's own flags; the rest go through the shared parser
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--probe") && v) {
-            if (n_specs == 16) return free(rest), fprintf(stderr, "reprise profile: at most 16 probes\n"), 2;
-            specs[n_specs++] = v, i++;
-        } else if (!strcmp(a, "--out") && v) out = v, i++;
-        else if (!strcmp(a, "--dump-states") && v) dump_path = v, i++;
-        else if (!strcmp(a, "--items") && v) bad = cli_parse_int(a, v, 1, 1 << 20, &items, &err), i++;
-        else rest[n_rest++] = argv[i];
-        if (bad) return free(rest), fprintf(stderr, "reprise profile: %s\n", err.msg), 2;
-    }
     cli_opts o;
-    int rc = cli_begin(n_rest, rest, usage, &o, &code);
-    free(rest);
-    if (rc) return code;
+    const option_def options[] = {
+        SHARED_FLAG("-m"),
+        {OPT_REPEAT, "--probe", "SPEC", specs, 0, 16, &n_specs,
+         .help = "prompts of a probe, as sweep's --probe (math[:FILE], eq:FILE, mc:FILE, jsonl:FILE, arith); "
+                 "repeatable; through the chat template as a sweep feeds them"},
+        {OPT_INT, "--items", "N", &items, 1, 1 << 20, .def = "16", .help = "items per probe"},
+        {OPT_SHARED, "-p", .help = "a text as one more prompt (BOS added, no chat template)"},
+        {OPT_SHARED, "-f", .help = "the same, from a file"},
+        {OPT_TEXT, "--out", "DIR", &out, .help = "where the files go (created)"},
+        {OPT_SHARED, "--schedule", .help = "layer schedule: the states are those of its visits"},
+        {OPT_TEXT, "--dump-states", "FILE", &dump_path,
+         .help = "also write every counted token's states as float32 .npy, shape [tokens][visits+1][dim] (tests and "
+                 "small models: 72B x 1,000 tokens is 2.6 GB)"},
+        {OPT_SHARED, "--seed", .help = "seed of generated items"},
+        SHARED_FLAG("--chat-template"), SHARED_FLAG("--system"),
+        {OPT_SHARED, "--ubatch",
+         .help = "tokens per chunk (default 512): the states held at once are N x (visits+1) x dim floats"},
+        SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--tp"), SHARED_FLAG("--kv-dtype"),
+        SHARED_FLAG("--allow-unused-tensors"),
+        OPTIONS_END,
+    };
+    if (cli_begin(argc, argv, synopsis, options, &o, &code)) return code;
+    int rc;
     if (!out) return fprintf(stderr, "reprise profile: --out DIR is required (see --help)\n"), 2;
     if (!n_specs && !o.prompt && !o.file) return fprintf(stderr, "reprise profile: give prompts: --probe SPEC, -p TEXT or -f FILE\n"), 2;
 

@@ -17,82 +17,16 @@
 #include "tools/sweep/run.h"
 #include "tools/sweep/search.h"
 
-static const char *usage =
+static const char *synopsis =
     "usage: reprise sweep [-m DIR] --probe KIND[:FILE] [--probe ...] --out DIR [config space] [options]\n"
     "       reprise sweep merge --out DIR DB [DB ...]\n"
     "Evaluates base and every config on every probe item; results go to DIR/results.sqlite as each completes, so\n"
     "running the same command again resumes. Then prints the top configs and writes DIR/summary.csv, summary.json,\n"
-    "results.csv, heatmap_<probe>.png, heatmap_combined.png and skyline.png.\n"
-    "probes:\n"
-    "  --probe math[:FILE]  RYS math (FILE in RYS's format, or generated questions), partial credit\n"
-    "  --probe eq:FILE      RYS EQ-Bench dialogues, parse-confidence-weighted score\n"
-    "  --probe mc:FILE      multiple choice by log-likelihood; jsonl {\"prompt\", \"options\", \"answer\": index}\n"
-    "  --probe jsonl:FILE   {\"prompt\", \"answer\", \"match\": \"exact\"|\"numeric\"|\"regex\"} per line; a line's\n"
-    "                       \"max_tokens\" is its reply budget\n"
-    "  --probe arith        generated A+B= / A*B= problems for the built-in model, partial credit\n"
-    "  --probe bbh:FILE     a BIG-Bench Hard task ({\"examples\": [{\"input\", \"target\"}]}, or a jsonl of them):\n"
-    "                       BBH's exact match (the first \"(X)\", or the final answer); --items draws a seeded subset\n"
-    "  --items N            items per probe (generated: how many; files: the first N; bbh: N drawn with --seed)\n"
-    "                       (default 32; each probe's count, of how many it holds, is printed at the start and\n"
-    "                       in the ranking)\n"
-    "  --max-tokens N       the reply budget of probes that generate replies (defaults: math 64, arith 12, eq 96,\n"
-    "                       jsonl 64, bbh 48; a jsonl line's own max_tokens wins): a short-context model runs them\n"
-    "  --seed S             seed of generated items and of bbh's subset (default 0)\n"
-    "  --score MODE         gen (default): greedy replies scored as each probe defines; loglik: the log-probability\n"
-    "                       of the reference answer after the prompt, one forward and no decoding (math, arith,\n"
-    "                       jsonl exact/numeric, bbh: its option letters as mc; mc is always by log-likelihood):\n"
-    "                       a cheap, noise-free screen. Its rows are kept apart, under probe \"loglik:NAME\"\n"
-    "config space (base is always included):\n"
-    "  --i-range A:B        block starts I (default 0:N-1)\n"
-    "  --j-range A:B        block ends J, exclusive (default 1:N)\n"
-    "  --block-sizes LIST   allowed J-I, e.g. 1,2,4 (default any)\n"
-    "  --stride S           step of I and J (default 1)\n"
-    "  --repeat K           run the grid's blocks K times in all (rys:I,J,K; default 2)\n"
-    "  --configs LIST       explicit schedules separated by ';', e.g. \"rys:3,5;0-4,2-7\" (no grid unless grid flags)\n"
-    "  --configs-file FILE  one schedule per line\n"
-    "  --shard K/N          evaluate configs K, K+N, ... only (merge the databases with `sweep merge`); with a\n"
-    "                       search, configs K, K+N, ... of each step, the shards trading rows through --exchange\n"
-    "  --exchange DIR       a sharded search's meeting place (every shard reads and writes it: a shared filesystem\n"
-    "                       across machines): each shard puts its rows of a step there and waits for the others',\n"
-    "                       so every shard's --out holds every row and all take the same next step\n"
-    "  --prune-by-profile DIR  the grid's blocks inside the reasoning zone of DIR/profile.json only (`reprise\n"
-    "                       profile` of this model, base schedule): zone states [S, E) keep S <= I and J <= E\n"
-    "search:\n"
-    "  --search MODE        grid (default): every config on every item; halving: every config on --halving-items\n"
-    "                       items per probe, the better half (balanced score) on twice as many, ..., the last\n"
-    "                       rung on all --items; beam, surrogate: measure the config space (the seed), then\n"
-    "                       propose and measure configs of up to --max-blocks repeated blocks until --budget\n"
-    "                       (beam: grow, shrink, shift a block of the best --beam configs, add a pass or a second\n"
-    "                       block; surrogate: libxgboost trained on the measured configs' per-layer visit counts\n"
-    "                       ranks a pool of candidates, the best --round are measured, retrain, repeat).\n"
-    "                       Each resumes from its database; --shard splits each step's measuring\n"
-    "  --halving-items N    items of the first halving rung (default 4)\n"
-    "  --budget N           beam, surrogate: most configs measured, the seed included (default 200)\n"
-    "  --budget-hours H     any mode: start no new item after H hours; the same command resumes\n"
-    "  --beam W             configs a beam step expands (default 24)\n"
-    "  --max-blocks K       blocks of a proposed config (default 2)\n"
-    "  --max-passes R       most passes of a block (default 3)\n"
-    "  --max-visits V       most visits of a proposed config (default 2 x layers)\n"
-    "  --pool N             surrogate: candidates ranked each round (default 100000; drawn with --seed)\n"
-    "  --round N            surrogate: configs measured each round (default 16)\n"
-    "options:\n"
-    "  -m DIR               model directory, with tokenizer.json (default: the built-in model)\n"
-    "  --chat-template NAME chatml, llama3, llama2, mistral, plain (default: the model's; without one, the\n"
-    "                       prompt as plain text with BOS)\n"
-    "  --system TEXT        system prompt for chat models\n"
-    "  --batch N            most configs decoded together (default 64)\n"
-    "  --top N              rows of the ranking (default 10)\n"
-    "  --naive              one config at a time, nothing shared (the baseline of bench_sweep)\n"
-    "  --ubatch N           most rows of one forward step; prompts run in windows of N rows (default 512)\n"
-    "  --tp N               split the model over N GPUs (tensor parallel; N divides the KV heads; default 1)\n"
-    "  --retry-failed       run again the rows that failed (recorded with their reason, otherwise skipped)\n"
-    "  --confirm N          then re-measure the top N configs and base on --confirm-probe, into DIR/confirm/ (its\n"
-    "                       own database, summaries and ranking with standard errors, p- and q-values)\n"
-    "  --confirm-probe SPEC a larger probe set for --confirm, as --probe (repeatable); generated replies scored\n"
-    "                       as --score gen\n"
-    "  --confirm-items N    items of each confirm probe (default: all of a file; generated: 4 x --items, from\n"
-    "                       another seed than the screen's)\n"
-    "  --backend B, -t N, --kv-dtype T, --allow-unused-tensors   as for generate\n";
+    "results.csv, heatmap_<probe>.png, heatmap_combined.png and skyline.png.\n";
+
+static const char *merge_synopsis =
+    "usage: reprise sweep merge --out DIR DB [DB ...]\n"
+    "Combines the databases of a sharded sweep into DIR/results.sqlite and reports on the whole.\n";
 
 // --out, made when missing; one that cannot be written is named now, not at the first row a long run writes.
 static int make_dir(const char *d, rp_err *err) {
@@ -114,22 +48,25 @@ static void remove_db(const char *path) {
 // DIR as it was. The inputs are only read.
 static int merge(int argc, char **argv) {
     const char *out = NULL;
-    int first = 0;
-    for (int i = 3; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: reprise sweep merge --out DIR DB [DB ...]\n"
-                   "Combines the databases of a sharded sweep into DIR/results.sqlite and reports on the whole.\n");
-            return 0;
-        }
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!first) first = i;
-    }
+    option_args dbs = {0};
+    const option_def options[] = {
+        {OPT_TEXT, "--out", "DIR", &out, .help = "where the merged database and the report go (made when missing)"},
+        {OPT_ARGS, "DB", .at = &dbs},
+        OPTIONS_END,
+    };
     rp_err err;
-    if (!out || !first) {
+    int help;
+    if (options_parse(argc, argv, 3, options, NULL, &help, &err)) {
+        free(dbs.items);
+        return fprintf(stderr, "reprise sweep merge: %s\n", err.msg), 2;
+    }
+    if (help) return options_print_help(merge_synopsis, options, NULL), free(dbs.items), 0;
+    if (!out || !dbs.n) {
+        free(dbs.items);
         fprintf(stderr, "reprise sweep merge: usage: reprise sweep merge --out DIR DB [DB ...]\n");
         return 2;
     }
-    if (make_dir(out, &err)) return fprintf(stderr, "reprise sweep merge: %s\n", err.msg), 1;
+    if (make_dir(out, &err)) return free(dbs.items), fprintf(stderr, "reprise sweep merge: %s\n", err.msg), 1;
     char *path = path_join(out, "results.sqlite"), *tmp = rp_malloc(strlen(path) + 40);
     sprintf(tmp, "%s.merging-%ld", path, (long)getpid());
     remove_db(tmp);
@@ -137,13 +74,8 @@ static int merge(int argc, char **argv) {
     int rc = sweep_db_open(&d, tmp, &err);
     long added = 0;
     if (!rc && file_exists(path)) rc = sweep_db_merge(&d, path, &added, &err);   // what DIR held already
-    for (int i = first; i < argc && !rc; i++) {
-        if (!strcmp(argv[i], "--out")) {
-            i++;
-            continue;
-        }
-        rc = sweep_db_merge(&d, argv[i], &added, &err);
-    }
+    for (int i = 0; i < dbs.n && !rc; i++) rc = sweep_db_merge(&d, dbs.items[i], &added, &err);
+    free(dbs.items);
     sweep_db_close(&d);
     if (!rc && rename(tmp, path)) rc = rp_fail(&err, "%s: cannot rename into %s: %s", tmp, path, strerror(errno));
     if (rc) {
@@ -321,85 +253,114 @@ typedef struct {
     space_opts so;
 } sweep_flags;
 
+// --shard K/N
+static int rule_shard(void *at, const char *flag, const char *v, rp_err *err) {
+    space_opts *so = at;
+    int n;
+    if (sscanf(v, "%d/%d%n", &so->shard_k, &so->shard_n, &n) != 2 || v[n] || so->shard_n < 1 || so->shard_k < 0 ||
+        so->shard_k >= so->shard_n)
+        return rp_fail(err, "%s %s: expected K/N with 0 <= K < N", flag, v);
+    return 0;
+}
+
 // Phase 1: the flags. Returns -1 when the command is to exit at once with *code (help, or a flag refused).
 static int parse_flags(int argc, char **argv, sweep_flags *f, int *code) {
-    *f = (sweep_flags){.items = 32, .batch = 64, .top = 10, .halving_items = 4, .so = {.stride = 1, .repeat = 2},
-                       .sopt = {.budget = 200, .beam = 24, .pool = 100000, .round = 16, .space = {.max_blocks = 2, .max_passes = 3}},
-                       .search_shard_n = 1};
+    *f = (sweep_flags){.search_shard_n = 1};
     space_opts *so = &f->so;
     search_opts *sopt = &f->sopt;
-    char **rest = rp_malloc(sizeof(char *) * (size_t)argc);
-    int n_rest = 0;
-    rp_err err;
-    *code = 2;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1, bad = 0;
-        if (i < 2) takes = 0;
-        else if (!strcmp(a, "--probe") && v) {
-            if (f->n_probes == 16) return free(rest), fprintf(stderr, "reprise sweep: at most 16 probes\n"), -1;
-            f->probes[f->n_probes++] = v;
-        } else if (!strcmp(a, "--out") && v) f->out = v;
-        else if (!strcmp(a, "--items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &f->items, &err);
-        else if (!strcmp(a, "--max-tokens") && v) bad = cli_parse_int(a, v, 1, 1 << 20, &f->max_tokens, &err);
-        else if (!strcmp(a, "--batch") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &f->batch, &err);
-        else if (!strcmp(a, "--top") && v) bad = cli_parse_int(a, v, 0, 1 << 24, &f->top, &err);
-        else if (!strcmp(a, "--i-range") && v) so->i_range = v;
-        else if (!strcmp(a, "--j-range") && v) so->j_range = v;
-        else if (!strcmp(a, "--block-sizes") && v) so->block_sizes = v;
-        else if (!strcmp(a, "--stride") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &so->stride, &err);
-        else if (!strcmp(a, "--repeat") && v) bad = cli_parse_int(a, v, 1, 1 << 16, &so->repeat, &err);
-        else if (!strcmp(a, "--configs") && v) so->configs = v;
-        else if (!strcmp(a, "--configs-file") && v) so->configs_file = v;
-        else if (!strcmp(a, "--prune-by-profile") && v) f->prune_dir = v;
-        else if (!strcmp(a, "--exchange") && v) f->exchange = v;
-        else if (!strcmp(a, "--shard") && v) {
-            int n;
-            if (sscanf(v, "%d/%d%n", &so->shard_k, &so->shard_n, &n) != 2 || v[n] || so->shard_n < 1 || so->shard_k < 0 ||
-                so->shard_k >= so->shard_n)
-                return free(rest), fprintf(stderr, "reprise sweep: --shard %s: expected K/N with 0 <= K < N\n", v), -1;
-        } else if (!strcmp(a, "--search") && v) {
-            if (strcmp(v, "grid") && strcmp(v, "halving") && strcmp(v, "beam") && strcmp(v, "surrogate"))
-                return free(rest), fprintf(stderr, "reprise sweep: --search %s: grid, halving, beam or surrogate\n", v), -1;
-            f->halving = !strcmp(v, "halving");
-            f->search = !strcmp(v, "beam") ? 1 : !strcmp(v, "surrogate") ? 2 : 0;
-        } else if (!strcmp(a, "--halving-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &f->halving_items, &err);
-        else if (!strcmp(a, "--budget") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &sopt->budget, &err);
-        else if (!strcmp(a, "--budget-hours") && v) bad = cli_parse_float(a, v, 1e-6, 1e6, &f->budget_hours, &err);
-        else if (!strcmp(a, "--beam") && v) bad = cli_parse_int(a, v, 1, 4096, &sopt->beam, &err);
-        else if (!strcmp(a, "--max-blocks") && v) bad = cli_parse_int(a, v, 1, BLOCKS_MAX, &sopt->space.max_blocks, &err);
-        else if (!strcmp(a, "--max-passes") && v) bad = cli_parse_int(a, v, 2, 64, &sopt->space.max_passes, &err);
-        else if (!strcmp(a, "--max-visits") && v) bad = cli_parse_int(a, v, 1, 100000, &sopt->space.max_visits, &err);
-        else if (!strcmp(a, "--pool") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &sopt->pool, &err);
-        else if (!strcmp(a, "--round") && v) bad = cli_parse_int(a, v, 1, 1 << 20, &sopt->round, &err);
-        else if (!strcmp(a, "--confirm") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &f->confirm, &err);
-        else if (!strcmp(a, "--confirm-items") && v) bad = cli_parse_int(a, v, 1, 1 << 24, &f->confirm_items, &err);
-        else if (!strcmp(a, "--confirm-probe") && v) {
-            if (f->n_cprobes == 16) return free(rest), fprintf(stderr, "reprise sweep: at most 16 confirm probes\n"), -1;
-            f->cprobes[f->n_cprobes++] = v;
-        } else if (!strcmp(a, "--score") && v) {
-            if (strcmp(v, "gen") && strcmp(v, "loglik"))
-                return free(rest), fprintf(stderr, "reprise sweep: --score %s: gen or loglik\n", v), -1;
-            f->loglik = !strcmp(v, "loglik");
-        } else if (!strcmp(a, "--naive")) f->naive = 1, takes = 0;
-        else if (!strcmp(a, "--retry-failed")) f->retry_failed = 1, takes = 0;
-        else takes = 0;
-        if (bad) {
-            free(rest);
-            return fprintf(stderr, "reprise sweep: %s\n", err.msg), -1;
-        }
-        if (takes) i++;
-        else if (i >= 2 && strcmp(a, "--naive") && strcmp(a, "--retry-failed")) rest[n_rest++] = argv[i];
-    }
-    // forward the remaining flags (-m, --backend, -t, --seed, --chat-template, --system, --help) to the shared parser
-    char **fw = rp_malloc(sizeof(char *) * (size_t)(n_rest + 2));
-    fw[0] = argv[0], fw[1] = argv[1];
-    for (int i = 0; i < n_rest; i++) fw[i + 2] = rest[i];
-    int rc = cli_begin(n_rest + 2, fw, usage, &f->o, code);
-    free(fw);
-    free(rest);
-    if (rc) return -1;
+    int search_mode = 0;
+    const option_def options[] = {
+        {.kind = OPT_HEADING, .flag = "probes:"},
+        {OPT_REPEAT, "--probe", "KIND[:FILE]", f->probes, 0, 16, &f->n_probes,
+         .help = "a probe set (repeatable):\n"
+                 "math[:FILE]  RYS math (FILE in RYS's format, or generated questions), partial credit\n"
+                 "eq:FILE      RYS EQ-Bench dialogues, parse-confidence-weighted score\n"
+                 "mc:FILE      multiple choice by log-likelihood; jsonl {\"prompt\", \"options\", \"answer\": index}\n"
+                 "jsonl:FILE   {\"prompt\", \"answer\", \"match\": \"exact\"|\"numeric\"|\"regex\"} per line; a "
+                 "line's \"max_tokens\" is its reply budget\n"
+                 "arith        generated A+B= / A*B= problems for the built-in model, partial credit\n"
+                 "bbh:FILE     a BIG-Bench Hard task ({\"examples\": [{\"input\", \"target\"}]}, or a jsonl of them): "
+                 "BBH's exact match (the first \"(X)\", or the final answer); --items draws a seeded subset"},
+        {OPT_INT, "--items", "N", &f->items, 1, 1 << 24, .def = "32",
+         .help = "items per probe (generated: how many; files: the first N; bbh: N drawn with --seed); each probe's "
+                 "count, of how many it holds, is printed at the start and in the ranking"},
+        {OPT_INT, "--max-tokens", "N", &f->max_tokens, 1, 1 << 20,
+         .help = "the reply budget of probes that generate replies (defaults: math 64, arith 12, eq 96, jsonl 64, "
+                 "bbh 48; a jsonl line's own max_tokens wins): a short-context model runs them"},
+        {OPT_SHARED, "--seed", .help = "seed of generated items and of bbh's subset"},
+        {OPT_CHOICE, "--score", "MODE", &f->loglik, .choices = "gen|loglik", .def = "gen",
+         .help = "gen: greedy replies scored as each probe defines; loglik: the log-probability of the reference "
+                 "answer after the prompt, one forward and no decoding (math, arith, jsonl exact/numeric, bbh: its "
+                 "option letters as mc; mc is always by log-likelihood): a cheap, noise-free screen. Its rows are "
+                 "kept apart, under probe \"loglik:NAME\""},
+        {.kind = OPT_HEADING, .flag = "config space (base is always included):"},
+        {OPT_TEXT, "--i-range", "A:B", &so->i_range, .help = "block starts I (default 0:N-1)"},
+        {OPT_TEXT, "--j-range", "A:B", &so->j_range, .help = "block ends J, exclusive (default 1:N)"},
+        {OPT_TEXT, "--block-sizes", "LIST", &so->block_sizes, .help = "allowed J-I, e.g. 1,2,4 (default any)"},
+        {OPT_INT, "--stride", "S", &so->stride, 1, 1 << 16, .def = "1", .help = "step of I and J"},
+        {OPT_INT, "--repeat", "K", &so->repeat, 1, 1 << 16, .def = "2", .help = "run the grid's blocks K times in all (rys:I,J,K)"},
+        {OPT_TEXT, "--configs", "LIST", &so->configs,
+         .help = "explicit schedules separated by ';', e.g. \"rys:3,5;0-4,2-7\" (no grid unless grid flags)"},
+        {OPT_TEXT, "--configs-file", "FILE", &so->configs_file, .help = "one schedule per line"},
+        {OPT_RULE, "--shard", "K/N", so, .rule = rule_shard,
+         .help = "evaluate configs K, K+N, ... only (merge the databases with `sweep merge`); with a search, "
+                 "configs K, K+N, ... of each step, the shards trading rows through --exchange"},
+        {OPT_TEXT, "--exchange", "DIR", &f->exchange,
+         .help = "a sharded search's meeting place (every shard reads and writes it: a shared filesystem across "
+                 "machines): each shard puts its rows of a step there and waits for the others', so every shard's "
+                 "--out holds every row and all take the same next step"},
+        {OPT_TEXT, "--prune-by-profile", "DIR", &f->prune_dir,
+         .help = "the grid's blocks inside the reasoning zone of DIR/profile.json only (`reprise profile` of this "
+                 "model, base schedule): zone states [S, E) keep S <= I and J <= E"},
+        {.kind = OPT_HEADING, .flag = "search:"},
+        {OPT_CHOICE, "--search", "MODE", &search_mode, .choices = "grid|halving|beam|surrogate", .def = "grid",
+         .help = "grid: every config on every item; halving: every config on --halving-items items per probe, the "
+                 "better half (balanced score) on twice as many, ..., the last rung on all --items; beam, surrogate: "
+                 "measure the config space (the seed), then propose and measure configs of up to --max-blocks "
+                 "repeated blocks until --budget (beam: grow, shrink, shift a block of the best --beam configs, add a "
+                 "pass or a second block; surrogate: libxgboost trained on the measured configs' per-layer visit "
+                 "counts ranks a pool of candidates, the best --round are measured, retrain, repeat). Each resumes "
+                 "from its database; --shard splits each step's measuring"},
+        {OPT_INT, "--halving-items", "N", &f->halving_items, 1, 1 << 24, .def = "4", .help = "items of the first halving rung"},
+        {OPT_INT, "--budget", "N", &sopt->budget, 1, 1 << 24, .def = "200",
+         .help = "beam, surrogate: most configs measured, the seed included"},
+        {OPT_REAL, "--budget-hours", "H", &f->budget_hours, 1e-6, 1e6,
+         .help = "any mode: start no new item after H hours; the same command resumes"},
+        {OPT_INT, "--beam", "W", &sopt->beam, 1, 4096, .def = "24", .help = "configs a beam step expands"},
+        {OPT_INT, "--max-blocks", "K", &sopt->space.max_blocks, 1, BLOCKS_MAX, .def = "2", .help = "blocks of a proposed config"},
+        {OPT_INT, "--max-passes", "R", &sopt->space.max_passes, 2, 64, .def = "3", .help = "most passes of a block"},
+        {OPT_INT, "--max-visits", "V", &sopt->space.max_visits, 1, 100000,
+         .help = "most visits of a proposed config (default 2 x layers)"},
+        {OPT_INT, "--pool", "N", &sopt->pool, 1, 1 << 24, .def = "100000",
+         .help = "surrogate: candidates ranked each round (drawn with --seed)"},
+        {OPT_INT, "--round", "N", &sopt->round, 1, 1 << 20, .def = "16", .help = "surrogate: configs measured each round"},
+        {.kind = OPT_HEADING, .flag = "options:"},
+        {OPT_TEXT, "--out", "DIR", &f->out,
+         .help = "the database and the report (made when missing); the same command with the same DIR resumes"},
+        {OPT_SHARED, "-m", .help = "model directory, with tokenizer.json (default: the built-in model)"},
+        SHARED_FLAG("--chat-template"),
+        SHARED_FLAG("--system"),
+        {OPT_INT, "--batch", "N", &f->batch, 1, 1 << 16, .def = "64", .help = "most configs decoded together"},
+        {OPT_INT, "--top", "N", &f->top, 0, 1 << 24, .def = "10", .help = "rows of the ranking"},
+        {OPT_SWITCH, "--naive", NULL, &f->naive, .help = "one config at a time, nothing shared (the baseline of bench_sweep)"},
+        {OPT_SHARED, "--ubatch", .help = "most rows of one forward step; prompts run in windows of N rows (default 512)"},
+        SHARED_FLAG("--tp"),
+        {OPT_SWITCH, "--retry-failed", NULL, &f->retry_failed,
+         .help = "run again the rows that failed (recorded with their reason, otherwise skipped)"},
+        {OPT_INT, "--confirm", "N", &f->confirm, 1, 1 << 24,
+         .help = "then re-measure the top N configs and base on --confirm-probe, into DIR/confirm/ (its own database, "
+                 "summaries and ranking with standard errors, p- and q-values)"},
+        {OPT_REPEAT, "--confirm-probe", "SPEC", f->cprobes, 0, 16, &f->n_cprobes,
+         .help = "a larger probe set for --confirm, as --probe (repeatable); generated replies scored as --score gen"},
+        {OPT_INT, "--confirm-items", "N", &f->confirm_items, 1, 1 << 24,
+         .help = "items of each confirm probe (default: all of a file; generated: 4 x --items, from another seed "
+                 "than the screen's)"},
+        SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--allow-unused-tensors"),
+        OPTIONS_END,
+    };
+    if (cli_begin(argc, argv, synopsis, options, &f->o, code)) return -1;
+    f->halving = search_mode == 1;
+    f->search = search_mode == 2 ? 1 : search_mode == 3 ? 2 : 0;
     f->seed = (unsigned)f->o.sampling.seed;
     return 0;
 }
