@@ -284,6 +284,64 @@ static void graph_replay_reruns_captured_kernels_with_captured_arguments(void) {
     cudaFree(dx), cudaFree(dy), cudaFree(ex), cudaFree(ey);
 }
 
+// The launch counters: a line per kernel launch (name, grid, block, shared memory, CTAs), copy (direction, bytes) and
+// graph launch (its nodes by kind, whether captured anew, then each node), in issue order; nothing for a capture.
+static void launch_counters_say_what_ran(void) {
+    char path[] = "/tmp/reprise-emu-profile-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    close(fd);
+    CHECK(emu_profile_open(path) == 0, "emu_profile_open(%s)", path);
+    const int n = 300;
+    std::vector<float> h(n, 1.0f);
+    float *dx = device_copy(h), *dy;
+    cudaMalloc((void **)&dy, n * sizeof(float));
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    CUDA_OK(launch_scale_add(dx, 2.0f, 1.0f, dy, n, s));
+    cudaGraph_t g;
+    cudaGraphExec_t exec;
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    launch_scale_add(dx, 2.0f, 1.0f, dy, n, s);
+    cudaMemcpyAsync(dx, dy, n * sizeof(float), cudaMemcpyDeviceToDevice, s);
+    cudaMemsetAsync(dy, 0, 16, s);
+    launch_scale_add(dy, 3.0f, 0.0f, dx, n, s);
+    CUDA_OK(cudaStreamEndCapture(s, &g));
+    CUDA_OK(cudaGraphInstantiate(&exec, g, 0));
+    CUDA_OK(cudaGraphLaunch(exec, s));
+    CUDA_OK(cudaGraphLaunch(exec, s));
+    CUDA_OK(cudaGraphExecUpdate(exec, g, nullptr));
+    CUDA_OK(cudaGraphLaunch(exec, s));
+    cudaStreamSynchronize(s);
+    emu_profile_open(nullptr);
+    std::vector<std::string> lines;
+    FILE *f = fopen(path, "r");
+    char buf[1024];
+    while (f && fgets(buf, sizeof buf, f)) lines.push_back(buf);
+    if (f) fclose(f);
+    unlink(path);
+    const char *want[] = {
+        "{\"launch\":\"memcpy_h2d\",\"name\":\"memcpy\",\"device\":0,\"bytes\":1200}\n",
+        "{\"launch\":\"kernel\",\"name\":\"scale_add\",\"device\":0,\"grid\":[3,1,1],\"block\":[128,1,1],\"smem\":0,"
+        "\"ctas\":3,\"threads\":128}\n",
+        "{\"launch\":\"graph\",\"graph\":1,\"device\":0,\"new\":true,\"nodes\":4,\"kernel\":2,\"memcpy_h2d\":0,"
+        "\"memcpy_d2d\":1,\"memcpy_d2h\":0,\"memset\":1,\"other\":0}\n",
+        "{\"launch\":\"kernel\",\"name\":\"scale_add\",\"device\":0,\"grid\":[3,1,1],\"block\":[128,1,1],\"smem\":0,"
+        "\"ctas\":3,\"threads\":128,\"graph\":1}\n",
+        "{\"launch\":\"memcpy_d2d\",\"name\":\"memcpy\",\"device\":0,\"bytes\":1200,\"graph\":1}\n",
+        "{\"launch\":\"memset\",\"name\":\"memset\",\"device\":0,\"bytes\":16,\"graph\":1}\n",
+    };
+    CHECK(lines.size() == 2 + 3 * 5, "%zu lines", lines.size());
+    for (size_t i = 0; i < 6 && i < lines.size(); i++) CHECK(lines[i] == want[i], "line %zu: %s", i, lines[i].c_str());
+    CHECK(lines.size() > 12 && lines[7].find("\"graph\":2,\"device\":0,\"new\":false") != std::string::npos, "a replay is not new: %s",
+          lines.size() > 7 ? lines[7].c_str() : "");
+    CHECK(lines.size() > 12 && lines[12].find("\"graph\":3,\"device\":0,\"new\":true") != std::string::npos, "an update is new: %s",
+          lines.size() > 12 ? lines[12].c_str() : "");
+    cudaGraphDestroy(g), cudaGraphExecDestroy(exec);
+    cudaStreamDestroy(s);
+    cudaFree(dx), cudaFree(dy);
+}
+
 // Column-major reference: C = alpha op(A) op(B) + beta C.
 static float ref_elem(const std::vector<float> &A, const std::vector<float> &B, bool ta, bool tb, int i, int j, int k, int lda, int ldb) {
     float acc = 0;
@@ -576,6 +634,7 @@ int main(void) {
     RUN(bf16_pairs_with_hfma2);
     RUN(math_intrinsics_match_libm);
     RUN(graph_replay_reruns_captured_kernels_with_captured_arguments);
+    RUN(launch_counters_say_what_ran);
     RUN(gemm_transposes_and_leading_dimensions_match_cublas);
     RUN(two_device_all_reduce_and_send_recv);
     RUN(comm_init_rank_and_all_gather);

@@ -22,6 +22,11 @@ void emu_set_device_count(int n);
 // barriers; 0 (the default, or REPRISE_EMU_SHUFFLE) runs them in index order.
 void emu_set_shuffle_seed(unsigned long long seed);
 
+// The launch counters: one JSON line per kernel launch, copy, memset, library call and graph launch (with its
+// nodes) into path, truncated; NULL stops them. REPRISE_EMU_PROFILE=FILE does the same from the start, appending.
+// -1 when path cannot be written.
+int emu_profile_open(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -38,6 +38,14 @@ const thread_coords &coords();   // of the CUDA thread running now
 void *dynamic_shared();
 void syncthreads(const char *file, int line);
 
+// For the perf build's counters (kernels/emu/perf/), which see a kernel's loads and stores through its compiler's
+// instrumentation: code that emulates a warp-wide operation thread by thread (WMMA) turns that off around its own
+// accesses (perf_quiet) and reports what the hardware would do instead (perf_access: this lane's share; perf_tensor:
+// tensor-core FLOPs, once per warp). No-ops in every other build.
+void perf_quiet(bool on);
+void perf_access(const void *p, size_t bytes, bool write);
+void perf_tensor(double flops);
+
 enum warp_op { SHFL_IDX, SHFL_XOR, SHFL_DOWN, SHFL_UP, VOTE, SYNCWARP };
 // Every lane of `mask` must arrive at the same call; each lane gives `in` and gets back, in `out`, the value of
 // the lane the op selects (its own when out of range). VOTE gives back the ballot of the predicates in `out`.

@@ -237,6 +237,24 @@ extern "C" void emu_set_shuffle_seed(unsigned long long seed) { emu::shuffle_see
 
 namespace emu {
 
+perf_hooks *perf = nullptr;
+
+void perf_quiet(bool on) {
+    if (perf) perf->quiet(on);
+}
+void perf_access(const void *p, size_t bytes, bool write) {
+    if (perf) perf->access(p, bytes, write, __builtin_return_address(0));
+}
+void perf_tensor(double flops) {
+    if (perf) perf->tensor(flops);
+}
+
+int current_thread() { return F && B ? F->linear : -1; }
+
+bool on_thread_stack(const void *p) {
+    return F && (const char *)p >= F->stack && (const char *)p < F->stack + STACK_SIZE;
+}
+
 const thread_coords &coords() {
     if (!F) fatal("threadIdx/blockIdx read outside a kernel");
     return F->c;
@@ -335,9 +353,12 @@ void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kern
     int n = (int)(block.x * block.y * block.z);
     std::vector<fiber> fibers(n);
     std::vector<char> shared(smem ? smem : 1);
+    if (perf) perf->launch_begin(name, grid, block, smem, shared.data());
+    unsigned long long linear_block = 0;
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
+            for (unsigned bx = 0; bx < grid.x; bx++, linear_block++) {
+                if (perf && !perf->run_block(linear_block)) continue;
                 block_run b{};
                 b.kernel = name;
                 b.body = &body;
@@ -352,8 +373,11 @@ void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kern
                             fibers[i].c = thread_coords{{tx, ty, tz}, {bx, by, bz}, block, grid};
                             fibers[i].linear = i;
                         }
+                if (perf) perf->block_begin(n);
                 run_block(b);
+                if (perf) perf->block_end();
             }
+    if (perf) perf->launch_end();
     B = outer_b;
     F = outer_f;
 }

@@ -59,6 +59,7 @@ struct CUgraph_st {
 };
 struct CUgraphExec_st {
     std::vector<emu::op> ops;
+    bool fresh = true;   // instantiated or updated since its last launch (the launch counters say so)
 };
 
 namespace emu {
@@ -115,6 +116,14 @@ bool is_device_range(const void *p, size_t n) {
     std::lock_guard<std::mutex> g(mu);
     auto it = find_allocation(p);
     return it != allocations.end() && reinterpret_cast<uintptr_t>(p) + n <= it->first + it->second.size;
+}
+
+bool device_allocation(const void *p, uintptr_t *lo, uintptr_t *hi) {
+    std::lock_guard<std::mutex> g(mu);
+    auto it = find_allocation(p);
+    if (it == allocations.end()) return false;
+    *lo = it->first, *hi = it->first + it->second.size;
+    return true;
 }
 
 void fatal(const char *fmt, ...) {
@@ -192,6 +201,7 @@ cudaError_t submit(cudaStream_t stream, op o) {
         stream->captured.push_back(std::move(o));
         return cudaSuccess;
     }
+    if (o.name != "event" && o.name != "graph") profile_launch(o, current);
     if (stream) {
         enqueue(stream, std::move(o.run));
         return cudaSuccess;
@@ -216,7 +226,9 @@ cudaError_t launch(const char *name, const void *fn, dim3 grid, dim3 block, size
         if (it != devices[current].max_smem.end()) allowed = (size_t)it->second;
     }
     if (smem > allowed) return record(cudaErrorInvalidValue);
-    return submit(stream, op{op::KERNEL, name, fn, [name, grid, block, smem, body]() { run_kernel(name, grid, block, smem, body); }});
+    op o{op::KERNEL, name, fn, [name, grid, block, smem, body]() { run_kernel(name, grid, block, smem, body); }};
+    o.grid = grid, o.block = block, o.smem = smem;
+    return submit(stream, std::move(o));
 }
 
 }   // namespace emu
@@ -363,14 +375,18 @@ static cudaError_t check_copy(void *dst, const void *src, size_t n, enum cudaMem
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t stream) {
     cudaError_t e = check_copy(dst, src, n, kind);
     if (e) return record(e);
-    return emu::submit(stream, emu::op{emu::op::MEMCPY, "memcpy", nullptr, [=]() { if (n) memmove(dst, src, n); }});
+    emu::op o{emu::op::MEMCPY, "memcpy", nullptr, [=]() { if (n) memmove(dst, src, n); }};
+    o.bytes = n, o.copy_kind = kind;
+    return emu::submit(stream, std::move(o));
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind) { return cudaMemcpyAsync(dst, src, n, kind, nullptr); }
 
 cudaError_t cudaMemsetAsync(void *p, int value, size_t n, cudaStream_t stream) {
     if (n && !emu::is_device_range(p, n)) return record(cudaErrorInvalidValue);
-    return emu::submit(stream, emu::op{emu::op::MEMSET, "memset", nullptr, [=]() { memset(p, value, n); }});
+    emu::op o{emu::op::MEMSET, "memset", nullptr, [=]() { memset(p, value, n); }};
+    o.bytes = n;
+    return emu::submit(stream, std::move(o));
 }
 
 cudaError_t cudaMemset(void *p, int value, size_t n) { return cudaMemsetAsync(p, value, n, nullptr); }
@@ -484,6 +500,8 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
     if (s && s->capturing) return record(cudaErrorStreamCaptureUnsupported);
     std::vector<emu::op> ops = exec->ops;   // the launch keeps what was instantiated, even if exec is updated later
+    emu::profile_graph(ops, exec->fresh, emu::current);
+    exec->fresh = false;
     return emu::submit(s, emu::op{emu::op::LIBRARY, "graph", nullptr, [ops]() {
                                       for (const emu::op &o : ops) o.run();
                                   }});
@@ -502,6 +520,7 @@ cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph, cudaGra
     }
     if (r != cudaGraphExecUpdateSuccess) return record(cudaErrorGraphExecUpdateFailure);
     exec->ops = graph->ops;
+    exec->fresh = true;
     return cudaSuccess;
 }
 

@@ -28,12 +28,22 @@ static inline int wmma_lane() { return wmma_thread() % 32; }
 static inline float wmma_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 static inline float wmma_float(__half v) { return __half2float(v); }
 
+// What the hardware reads or writes of a tile for this lane, for the perf build's counters (each emulated lane moves
+// the whole tile): the tile's 16 lines of 16 elements in memory (rows, or columns when col_major), two lanes a line.
+template <typename T> static inline void wmma_lane_share(const T *p, unsigned ldm, bool write) {
+    int lane = wmma_lane();
+    emu::perf_access(p + (size_t)(lane / 2) * ldm + (lane % 2) * 8, 8 * sizeof(T), write);
+}
+
 template <typename Use, typename T, typename Layout>
 static inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout> &f, const T *p, unsigned ldm) {
     __syncwarp();
+    emu::perf_quiet(true);
     // element (r, c) of the tile, r the first index of its row-major storage
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 16; c++) f.x[r * 16 + c] = std::is_same<Layout, col_major>::value ? p[c * ldm + r] : p[r * ldm + c];
+    emu::perf_quiet(false);
+    wmma_lane_share(p, ldm, false);
 }
 
 template <typename T> static inline void fill_fragment(fragment<accumulator, 16, 16, 16, T> &f, T v) {
@@ -49,6 +59,8 @@ static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const f
     static thread_local float product[32][256];
     float *out = product[wmma_warp()];
     __syncwarp();
+    emu::perf_quiet(true);   // the buffer is the emulation's, not the kernel's shared memory
+    if (wmma_lane() == 0) emu::perf_tensor(2.0 * 16 * 16 * 16);
     if (wmma_lane() == 0)
         for (int i = 0; i < 16; i++)
             for (int j = 0; j < 16; j++) {
@@ -58,13 +70,17 @@ static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const f
             }
     __syncwarp();
     for (int i = 0; i < 256; i++) d.x[i] = out[i];
+    emu::perf_quiet(false);
     __syncwarp();   // the buffer is reused by the warp's next mma_sync
 }
 
 static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t layout) {
     __syncwarp();
+    emu::perf_quiet(true);
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 16; c++) (layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c]) = f.x[r * 16 + c];
+    emu::perf_quiet(false);
+    wmma_lane_share(p, ldm, true);
 }
 
 }   // namespace wmma

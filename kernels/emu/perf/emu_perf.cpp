@@ -1,0 +1,213 @@
+// The perf build's memory counters: every load and store a kernel makes, seen through the compiler's thread-sanitizer
+// instrumentation (kernel sources compiled with -fsanitize=thread -O1 and linked with this file instead of the
+// sanitizer's runtime), counted per launch as a GPU's memory system would see them. -O1, not -O0: at -O0 gcc does not
+// instrument the load of a small struct passed by value (__bfloat162float(x[i])); at -O1 it does, and a 16-byte load
+// stays one access.
+//
+// An access is global (inside a device allocation), shared (in the block's dynamic shared memory, or in the OS
+// thread's static TLS, where the emulation keeps each block's __shared__ arrays) or neither (the CUDA thread's stack,
+// the emulation's own structures: not counted). Lanes of a warp run one after another here, so a warp's request is rebuilt from its lanes' accesses in
+// program order: the i-th access of every lane of a warp, at the same instruction, is one request (lanes that diverge
+// make requests of their own). Per launch, on one JSON line ("launch":"counters") after the kernel's:
+//   global load and store bytes, and the share in 16-byte (or wider) accesses;
+//   requests and the 32-byte sectors they touch (sectors per request: 4 when 32 lanes read 4 consecutive bytes each,
+//   32 when each lane's 4 bytes sit in another sector);
+//   compulsory DRAM sectors: distinct sectors the launch touches (each would come from DRAM once at best);
+//   shared memory requests, the wavefronts they take over 32 banks of 4 bytes (one word read by many lanes is one
+//   broadcast) and the fewest they could take (their bytes over 128);
+//   tensor-core FLOPs, as the WMMA emulation reports them.
+// REPRISE_EMU_PERF_SAMPLE=k runs one CTA in k (the first, then every k-th) and says so ("ctas_run", "ctas"); counts
+// are of the CTAs run, so a reader scales them by ctas / ctas_run (compulsory sectors shared by every CTA, such as an
+// activation vector read by all, are then overcounted: the reader is told by "sample").
+#include <link.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "kernels/emu/emu_internal.h"
+
+namespace emu {
+namespace {
+
+struct request {
+    const void *pc;
+    bool global, write;
+    size_t bytes;
+    std::vector<uint64_t> units;   // global: sector numbers; shared: 4-byte word numbers (repeats allowed)
+};
+
+struct counters {
+    unsigned long long load_bytes, store_bytes, wide_bytes, load_requests, store_requests, load_sectors, store_sectors,
+        shared_bytes, shared_requests, shared_wavefronts, shared_ideal;
+    double tensor_flops;
+};
+
+struct launch_state {
+    bool active = false;
+    std::string name;
+    dim3 grid, block;
+    size_t smem = 0;
+    unsigned long long ctas = 0, ctas_run = 0;
+    counters c{};
+    std::unordered_set<uint64_t> sectors;   // distinct global sectors of the launch
+    // the CTA running: each thread's access count, each warp's requests by (access index, instruction)
+    std::vector<unsigned> next_access;
+    std::vector<std::unordered_map<uint64_t, request>> warps;
+    bool quiet = false;
+    uintptr_t lo = 1, hi = 0;   // the device allocation of the last global access
+    uintptr_t smem_lo = 0, smem_hi = 0, tls_lo = 0, tls_hi = 0;   // where shared memory is
+};
+
+thread_local launch_state L;   // a block runs on one OS thread; a stream's launches run one at a time on it
+
+// The static TLS of every module loaded at start-up (x86-64 keeps it just below the thread pointer), with room for
+// alignment: where `static thread_local` (__shared__) variables live.
+size_t static_tls_bytes = [] {
+    size_t total = 0;
+    dl_iterate_phdr([](dl_phdr_info *info, size_t, void *sum) {
+        for (int i = 0; i < info->dlpi_phnum; i++)
+            if (info->dlpi_phdr[i].p_type == PT_TLS)
+                *(size_t *)sum += info->dlpi_phdr[i].p_memsz + info->dlpi_phdr[i].p_align;
+        return 0;
+    }, &total);
+    return total + 64;
+}();
+
+unsigned long long sample_every = [] {
+    const char *s = getenv("REPRISE_EMU_PERF_SAMPLE");
+    unsigned long long k = s ? strtoull(s, nullptr, 10) : 1;
+    return k ? k : 1;
+}();
+
+void launch_begin(const char *name, dim3 grid, dim3 block, size_t smem, const void *smem_buffer) {
+    L.active = true;
+    L.name = name;
+    L.grid = grid, L.block = block, L.smem = smem;
+    L.ctas = (unsigned long long)grid.x * grid.y * grid.z;
+    L.ctas_run = 0;
+    L.c = counters{};
+    L.sectors.clear();
+    L.lo = 1, L.hi = 0;
+    L.tls_hi = reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
+    L.tls_lo = L.tls_hi - static_tls_bytes;
+    L.smem_lo = reinterpret_cast<uintptr_t>(smem_buffer), L.smem_hi = L.smem_lo + smem;
+}
+
+bool run_block(unsigned long long linear_block) { return linear_block % sample_every == 0; }
+
+void block_begin(int threads) {
+    L.ctas_run++;
+    L.next_access.assign(threads, 0);
+    L.warps.assign((threads + 31) / 32, {});
+}
+
+// A shared-memory request's wavefronts: the most distinct words any one bank must deliver.
+unsigned long long wavefronts(const std::vector<uint64_t> &words) {
+    std::unordered_set<uint64_t> distinct(words.begin(), words.end());
+    unsigned per_bank[32] = {0};
+    unsigned most = 0;
+    for (uint64_t w : distinct) most = std::max(most, ++per_bank[w % 32]);
+    return most;
+}
+
+void block_end() {
+    for (auto &warp : L.warps)
+        for (auto &kv : warp) {
+            request &r = kv.second;
+            if (r.global) {
+                std::unordered_set<uint64_t> distinct(r.units.begin(), r.units.end());
+                (r.write ? L.c.store_requests : L.c.load_requests)++;
+                (r.write ? L.c.store_sectors : L.c.load_sectors) += distinct.size();
+            } else {
+                L.c.shared_requests++;
+                L.c.shared_wavefronts += wavefronts(r.units);
+                L.c.shared_ideal += (r.bytes + 127) / 128;
+            }
+        }
+    L.warps.clear();
+}
+
+void launch_end() {
+    if (!L.active) return;
+    L.active = false;
+    const counters &c = L.c;
+    char buf[1024];
+    snprintf(buf, sizeof buf,
+             ",\"grid\":[%u,%u,%u],\"block\":[%u,%u,%u],\"smem\":%zu,\"ctas\":%llu,\"ctas_run\":%llu,\"sample\":%llu,"
+             "\"load_bytes\":%llu,\"store_bytes\":%llu,\"wide_bytes\":%llu,\"load_requests\":%llu,\"load_sectors\":%llu,"
+             "\"store_requests\":%llu,\"store_sectors\":%llu,\"dram_sectors\":%zu,\"shared_bytes\":%llu,"
+             "\"shared_requests\":%llu,\"shared_wavefronts\":%llu,\"shared_ideal\":%llu,\"tensor_flops\":%.0f}",
+             L.grid.x, L.grid.y, L.grid.z, L.block.x, L.block.y, L.block.z, L.smem, L.ctas, L.ctas_run, sample_every,
+             c.load_bytes, c.store_bytes, c.wide_bytes, c.load_requests, c.load_sectors, c.store_requests, c.store_sectors,
+             L.sectors.size(), c.shared_bytes, c.shared_requests, c.shared_wavefronts, c.shared_ideal, c.tensor_flops);
+    std::string name;
+    for (char ch : L.name) name += ch == '"' || ch == '\\' ? '_' : ch;
+    profile_line("{\"launch\":\"counters\",\"name\":\"" + name + "\"" + buf);
+}
+
+void access(const void *p, size_t bytes, bool write, const void *pc) {
+    if (!L.active || L.quiet || !bytes) return;
+    int t = current_thread();
+    if (t < 0 || on_thread_stack(p)) return;   // outside a kernel, or a local variable
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    bool global = a >= L.lo && a + bytes <= L.hi;
+    if (!global && device_allocation(p, &L.lo, &L.hi)) global = a + bytes <= L.hi;
+    if (!global && !(a >= L.smem_lo && a < L.smem_hi) && !(a >= L.tls_lo && a < L.tls_hi)) return;
+    request &r = L.warps[t / 32][(uint64_t)L.next_access[t]++ * 0x9e3779b97f4a7c15ull ^ reinterpret_cast<uintptr_t>(pc)];
+    if (r.units.empty()) r.pc = pc, r.global = global, r.write = write;
+    r.bytes += bytes;
+    if (global) {
+        for (uint64_t s = a / 32; s <= (a + bytes - 1) / 32; s++) r.units.push_back(s), L.sectors.insert(s);
+        (write ? L.c.store_bytes : L.c.load_bytes) += bytes;
+        if (bytes >= 16) L.c.wide_bytes += bytes;
+    } else {
+        for (uint64_t w = a / 4; w <= (a + bytes - 1) / 4; w++) r.units.push_back(w);
+        L.c.shared_bytes += bytes;
+    }
+}
+
+void tensor(double flops) {
+    if (L.active) L.c.tensor_flops += flops;
+}
+
+void quiet(bool on) { L.quiet = on; }
+
+perf_hooks hooks = {launch_begin, run_block, block_begin, block_end, launch_end, access, tensor, quiet};
+
+// Linked in only by instrumented kernels (they call the __tsan_ functions below): installs the counters.
+struct install {
+    install() { perf = &hooks; }
+} installed;
+
+}   // namespace
+}   // namespace emu
+
+// The instrumentation's entry points. Reads and writes of 1 to 16 bytes (aligned or not), ranges, and the calls the
+// instrumentation makes on function entry and exit and at start-up, which need nothing here.
+#define PC __builtin_return_address(0)
+extern "C" {
+void __tsan_init() {}
+void __tsan_func_entry(void *) {}
+void __tsan_func_exit() {}
+#define EMU_TSAN_SIZE(n)                                                                        \
+    void __tsan_read##n(void *p) { emu::access(p, n, false, PC); }                              \
+    void __tsan_write##n(void *p) { emu::access(p, n, true, PC); }                              \
+    void __tsan_unaligned_read##n(void *p) { emu::access(p, n, false, PC); }                    \
+    void __tsan_unaligned_write##n(void *p) { emu::access(p, n, true, PC); }                    \
+    void __tsan_volatile_read##n(void *p) { emu::access(p, n, false, PC); }                     \
+    void __tsan_volatile_write##n(void *p) { emu::access(p, n, true, PC); }
+EMU_TSAN_SIZE(1)
+EMU_TSAN_SIZE(2)
+EMU_TSAN_SIZE(4)
+EMU_TSAN_SIZE(8)
+EMU_TSAN_SIZE(16)
+void __tsan_read_range(void *p, unsigned long n) { emu::access(p, n, false, PC); }
+void __tsan_write_range(void *p, unsigned long n) { emu::access(p, n, true, PC); }
+void __tsan_vptr_update(void **, void *) {}
+void __tsan_vptr_read(void **) {}
+}

@@ -1,0 +1,65 @@
+// Kernels whose speed on a GPU differs by known factors for one known reason each (tests/test_emu_perf.cpp): the perf
+// build's counters must see the reason, and the speed model must rank them and predict the ratios. They compile with
+// nvcc too (tests/run_gpu.sh times them on a GPU).
+#include "kernels/cuda_compat.h"
+#include "kernels/launch.h"
+
+// out[i] = in[i], a grid-stride loop: a warp's 32 floats are 128 consecutive bytes, 4 sectors a request. Launched
+// as one CTA or as a full grid, the same bytes move; one CTA uses one SM of 132.
+__global__ void planted_copy(const float *in, float *out, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) out[i] = in[i];
+}
+
+// The same copy, lanes 32 floats apart: every lane's 4 bytes in a sector of their own, 32 sectors a request, and the
+// same bytes moved.
+__global__ void planted_copy_strided(const float *in, float *out, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int j = (int)(((long)i * 32) % n + ((long)i * 32) / n);   // a permutation of [0, n) when 32 divides n
+        out[j] = in[j];
+    }
+}
+
+// The sum of n bf16 values per thread's share, read 2 bytes at a time.
+__global__ void planted_sum_narrow(const __nv_bfloat16 *x, int n, float *out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, stride = gridDim.x * blockDim.x;
+    float s = 0;
+    for (int k = i; k < n; k += stride) s += __bfloat162float(x[k]);
+    out[i] = s;
+}
+
+// The same sum, 8 values (16 bytes) a load.
+__global__ void planted_sum_wide(const __nv_bfloat16 *x, int n, float *out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, stride = gridDim.x * blockDim.x;
+    float s = 0;
+    for (int k = i; k < n / 8; k += stride) {
+        uint4 v = reinterpret_cast<const uint4 *>(x)[k];
+        const __nv_bfloat16 *h = reinterpret_cast<const __nv_bfloat16 *>(&v);
+        for (int e = 0; e < 8; e++) s += __bfloat162float(h[e]);
+    }
+    out[i] = s;
+}
+
+// A 32 x 32 tile transposed through shared memory: written by rows, read by columns. Without padding a column is one
+// bank, 32 lanes on it: 32 wavefronts a read; a row of 33 spreads it over every bank.
+template <int PAD>
+__global__ void planted_transpose(const float *in, float *out, int n) {
+    __shared__ float tile[32][32 + PAD];
+    int x = blockIdx.x * 32 + threadIdx.x, y = blockIdx.y * 32 + threadIdx.y;
+    tile[threadIdx.y][threadIdx.x] = in[(long)y * n + x];
+    __syncthreads();
+    x = blockIdx.y * 32 + threadIdx.x, y = blockIdx.x * 32 + threadIdx.y;
+    out[(long)y * n + x] = tile[threadIdx.x][threadIdx.y];
+}
+
+cudaError_t launch_planted_copy(const float *in, float *out, int n, int strided, int blocks, cudaStream_t s) {
+    if (strided) return REPRISE_LAUNCH(planted_copy_strided, dim3(blocks), dim3(256), 0, s, in, out, n);
+    return REPRISE_LAUNCH(planted_copy, dim3(blocks), dim3(256), 0, s, in, out, n);
+}
+cudaError_t launch_planted_sum(const __nv_bfloat16 *x, int n, float *out, int wide, int blocks, cudaStream_t s) {
+    if (wide) return REPRISE_LAUNCH(planted_sum_wide, dim3(blocks), dim3(256), 0, s, x, n, out);
+    return REPRISE_LAUNCH(planted_sum_narrow, dim3(blocks), dim3(256), 0, s, x, n, out);
+}
+cudaError_t launch_planted_transpose(const float *in, float *out, int n, int padded, cudaStream_t s) {
+    if (padded) return REPRISE_LAUNCH(planted_transpose<1>, dim3(n / 32, n / 32), dim3(32, 32), 0, s, in, out, n);
+    return REPRISE_LAUNCH(planted_transpose<0>, dim3(n / 32, n / 32), dim3(32, 32), 0, s, in, out, n);
+}

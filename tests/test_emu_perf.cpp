@@ -1,0 +1,136 @@
+// The perf build's counters on kernels planted with one known inefficiency each (tests/perf_planted_kernels.cu):
+// coalescing (sectors a request), access width, shared-memory bank conflicts, compulsory DRAM sectors, and the launch
+// lines they come with.
+#include <unistd.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include "kernels/emu/emu_control.h"
+#include "tests/test_util.h"
+
+cudaError_t launch_planted_copy(const float *in, float *out, int n, int strided, int blocks, cudaStream_t s);
+cudaError_t launch_planted_sum(const __nv_bfloat16 *x, int n, float *out, int wide, int blocks, cudaStream_t s);
+cudaError_t launch_planted_transpose(const float *in, float *out, int n, int padded, cudaStream_t s);
+
+// The numbers of each "counters" line of the file, in order: {"name": ..., "load_sectors": ...}.
+typedef std::map<std::string, double> record;
+static std::vector<record> counter_lines(const char *path) {
+    std::vector<record> out;
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strstr(line, "\"launch\":\"counters\"")) continue;
+        record r;
+        const char *name = strstr(line, "\"name\":\"");
+        if (name) r["name:" + std::string(name + 8, strchr(name + 8, '"'))] = 1;
+        for (const char *p = line; (p = strstr(p, "\":")); p += 2) {
+            const char *k = p;
+            while (k > line && k[-1] != '"') k--;
+            char *end;
+            double v = strtod(p + 2, &end);
+            if (end != p + 2) r[std::string(k, p)] = v;
+        }
+        out.push_back(r);
+    }
+    if (f) fclose(f);
+    return out;
+}
+
+static std::vector<record> counted(void (*work)()) {
+    char path[] = "/tmp/reprise-emu-perf-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    emu_profile_open(path);
+    work();
+    cudaDeviceSynchronize();
+    emu_profile_open(nullptr);
+    std::vector<record> r = counter_lines(path);
+    unlink(path);
+    return r;
+}
+
+const int N = 1 << 16;   // floats: 256 KiB
+static float *dev_floats(int n) {
+    float *d;
+    cudaMalloc((void **)&d, sizeof(float) * n);
+    cudaMemset(d, 0, sizeof(float) * n);
+    return d;
+}
+
+static void coalescing_and_compulsory_sectors(void) {
+    std::vector<record> r = counted([] {
+        float *in = dev_floats(N), *out = dev_floats(N);
+        launch_planted_copy(in, out, N, 0, 64, 0);
+        launch_planted_copy(in, out, N, 1, 64, 0);
+        launch_planted_copy(in, out, N, 0, 1, 0);
+        cudaDeviceSynchronize();
+        cudaFree(in), cudaFree(out);
+    });
+    CHECK(r.size() == 3, "%zu counter lines", r.size());
+    if (r.size() != 3) return;
+    record &c = r[0], &s = r[1], &one = r[2];
+    CHECK(c["load_bytes"] == 4.0 * N && c["store_bytes"] == 4.0 * N, "copy: %g bytes loaded, %g stored", c["load_bytes"], c["store_bytes"]);
+    CHECK(c["load_requests"] == N / 32 && c["load_sectors"] / c["load_requests"] == 4, "copy: %g sectors a request",
+          c["load_sectors"] / c["load_requests"]);
+    CHECK(c["dram_sectors"] == 2.0 * N * 4 / 32, "copy: %g compulsory sectors, want %d", c["dram_sectors"], 2 * N * 4 / 32);
+    CHECK(s["load_bytes"] == c["load_bytes"] && s["load_sectors"] / s["load_requests"] == 32 &&
+              s["store_sectors"] / s["store_requests"] == 32 && s["dram_sectors"] == c["dram_sectors"],
+          "strided: %g sectors a request, %g compulsory", s["load_sectors"] / s["load_requests"], s["dram_sectors"]);
+    CHECK(one["ctas"] == 1 && one["load_bytes"] == c["load_bytes"] && one["load_sectors"] == c["load_sectors"],
+          "one CTA moves what the grid moves");
+    CHECK(c["shared_bytes"] == 0 && c["tensor_flops"] == 0 && c["wide_bytes"] == 0, "copy: no shared memory, tensor or wide access");
+}
+
+static void access_width(void) {
+    std::vector<record> r = counted([] {
+        __nv_bfloat16 *x;
+        cudaMalloc((void **)&x, 2 * N);
+        cudaMemset(x, 0, 2 * N);
+        float *out = dev_floats(132 * 256);
+        launch_planted_sum(x, N, out, 0, 16, 0);
+        launch_planted_sum(x, N, out, 1, 16, 0);
+        cudaDeviceSynchronize();
+        cudaFree(x), cudaFree(out);
+    });
+    CHECK(r.size() == 2, "%zu counter lines", r.size());
+    if (r.size() != 2) return;
+    double narrow_loads = r[0]["load_bytes"] - 4.0 * 16 * 256, wide_loads = r[1]["load_bytes"] - 4.0 * 16 * 256;
+    (void)narrow_loads, (void)wide_loads;
+    CHECK(r[0]["load_bytes"] == 2.0 * N && r[1]["load_bytes"] == 2.0 * N, "both read the %d bytes: %g and %g", 2 * N,
+          r[0]["load_bytes"], r[1]["load_bytes"]);
+    CHECK(r[0]["wide_bytes"] == 0 && r[1]["wide_bytes"] == 2.0 * N, "wide bytes: %g (2-byte loads), %g (16-byte loads)",
+          r[0]["wide_bytes"], r[1]["wide_bytes"]);
+    CHECK(r[0]["load_requests"] == 8 * r[1]["load_requests"], "8 times the requests 2 bytes at a time: %g vs %g",
+          r[0]["load_requests"], r[1]["load_requests"]);
+}
+
+static void bank_conflicts(void) {
+    const int n = 128;
+    std::vector<record> r = counted([] {
+        float *in = dev_floats(n * n), *out = dev_floats(n * n);
+        launch_planted_transpose(in, out, n, 0, 0);
+        launch_planted_transpose(in, out, n, 1, 0);
+        cudaDeviceSynchronize();
+        cudaFree(in), cudaFree(out);
+    });
+    CHECK(r.size() == 2, "%zu counter lines", r.size());
+    if (r.size() != 2) return;
+    // per warp: a conflict-free row write (1 wavefront) and a column read (32 without padding, 1 with)
+    double warps = n * n / 32.0;
+    CHECK(r[0]["shared_requests"] == 2 * warps && r[0]["shared_wavefronts"] == 33 * warps && r[0]["shared_ideal"] == 2 * warps,
+          "unpadded: %g requests, %g wavefronts, %g at best", r[0]["shared_requests"], r[0]["shared_wavefronts"], r[0]["shared_ideal"]);
+    CHECK(r[1]["shared_wavefronts"] == 2 * warps && r[1]["shared_ideal"] == 2 * warps, "padded: %g wavefronts, %g at best",
+          r[1]["shared_wavefronts"], r[1]["shared_ideal"]);
+}
+
+int main(void) {
+    RUN(coalescing_and_compulsory_sectors);
+    RUN(access_width);
+    RUN(bank_conflicts);
+    return TEST_EXIT();
+}
