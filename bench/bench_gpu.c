@@ -6,6 +6,11 @@
 // that nothing was measured. Prints, never asserts.
 // usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] [--tp N] [--gemm 0|1]
 //                  [--profile 0|1]
+// Built on the emulation's perf build (bench_gpu_emu: no GPU), it measures nothing and predicts instead: for each
+// shape -m names (bench, llama3-8b, qwen2-72b-tp2, all), one decode step at batch 1 after --prompt positions is
+// counted (one CTA in 16, or REPRISE_EMU_PERF_SAMPLE) on 1 and 2 layers, and tools/bench/gpu_model.c turns each
+// launch into a time on an H100 and an H200: a layer visit's kernels and the whole step's tok/s beside its roofline.
+//   --counters FILE  append the counted steps' launch lines there (the tests read them)
 //   --gemm 0     skip the table of the GEMM alone at the model's shapes
 //   --profile 1  profiler collection (cudaProfilerStart) only around the timed decode steps of base at batch 1: run
 //                under `ncu --profile-from-start off` for a per-kernel breakdown of a decode step
@@ -24,6 +29,155 @@
 #include "loader/json_file.h"
 #include "loader/weights.h"
 #include "tools/common/stats.h"
+
+#ifdef REPRISE_EMU_PERF
+#include <cuda_runtime_api.h>
+#include <unistd.h>
+
+static const char *counters_path;   // --counters FILE
+
+#include "bench/random_model.h"
+#include "kernels/emu/emu_control.h"
+#include "tools/bench/gpu_model.h"
+
+// Under the perf build (no GPU: the CUDA backend runs under the emulation with its kernels' accesses counted): one
+// decode step of `batch` sequences, `ctx` positions each already in the KV cache, through generate_step as
+// `reprise generate` runs it, on a random model of `layers` layers of shape s; its launches' counters into *out.
+static int counted_decode_step(random_model_shape s, int layers, int batch, int ctx, launch_list *out, rp_err *err) {
+    char dir[] = "/tmp/reprise-bench-predict-XXXXXX", prof[] = "/tmp/reprise-bench-counters-XXXXXX";
+    s.layers = layers;
+    if (!mkdtemp(dir) || random_model_write(dir, s, 1)) return rp_fail(err, "cannot write a random model");
+    model m;
+    plan_shape plan = {.seqs = batch, .ctx = ctx + 8};
+    int rc = model_load_planned(&m, dir, "cuda", 0, &plan, 0, err);
+    if (rc) {
+        random_model_remove(dir);
+        return -1;
+    }
+    schedule base;
+    schedule_base(&base, layers);
+    sequence *seqs = calloc((size_t)batch, sizeof *seqs);
+    gen_seq *gs = calloc((size_t)batch, sizeof *gs), **g = malloc(sizeof *g * batch);
+    int *tok = malloc(sizeof(int) * batch);
+    sampler greedy;
+    sampler_params gp = {.temp = 0};
+    sampler_init(&greedy, &gp, m.cfg.vocab_size);
+    for (int i = 0; i < batch && !rc; i++) {
+        rc = sequence_init(&seqs[i], &m, &base, ctx + 8, err);
+        // decode as if after a prompt of ctx positions: their keys and values zeros, not whatever the memory held (a
+        // NaN there would end the sequence before the step counted)
+        size_t row = m.be->kv_bytes_per_token(m.be) / 2;
+        for (int v = 0; v < seqs[i].cache.n_slots && !rc; v++)
+            cudaMemset(seqs[i].cache.slots[v].k, 0, row * (ctx + 8)), cudaMemset(seqs[i].cache.slots[v].v, 0, row * (ctx + 8));
+        tok[i] = i + 1;
+        g[i] = &gs[i];
+    }
+    for (int step = 0; step < 3 && !rc; step++) {   // two to warm up (graph capture), the third counted
+        for (int i = 0; i < batch; i++) {   // each step the same: one token after ctx positions (sampled CTAs leave
+            seqs[i].cache.n_past = ctx;     // the logits unwritten, so no step's draw is trusted, or fed back)
+            gen_begin(&gs[i], &seqs[i], &greedy, &tok[i], 1, -1);
+            gs[i].ignore_eos = 1;
+        }
+        int fd = step == 2 ? mkstemp(prof) : -1;
+        cudaDeviceSynchronize();   // a step's work may still run when generate_step returns: count exactly this one's
+        if (fd >= 0) close(fd), emu_profile_open(prof);
+        rc = generate_step(&m, g, batch, NULL, err) < 0 ? -1 : 0;
+        cudaDeviceSynchronize();
+        if (fd >= 0) emu_profile_open(NULL);
+    }
+    if (!rc) rc = launch_list_read(out, prof, err);
+    const char *keep = counters_path;   // --counters: the counted steps' lines, appended there to read again
+    FILE *in = keep && !rc ? fopen(prof, "r") : NULL, *to = in ? fopen(keep, "a") : NULL;
+    for (int ch; in && to && (ch = fgetc(in)) != EOF;) fputc(ch, to);
+    if (in) fclose(in);
+    if (to) fclose(to);
+    unlink(prof);
+    for (int i = 0; i < batch; i++) sequence_free(&seqs[i], &m);
+    sampler_free(&greedy);
+    free(seqs), free(gs), free(g), free(tok);
+    schedule_free(&base);
+    model_free(&m);
+    random_model_remove(dir);
+    return rc;
+}
+
+typedef struct {
+    char name[160];
+    int launches;
+    double seconds, dram_bytes, flops;
+    const char *bound;
+} kernel_row;
+
+// Adds each launch's prediction to its kernel's row (sign -1 takes it away: the 2-layer step minus the 1-layer one is
+// one layer visit).
+static int add_rows(kernel_row *rows, int n, const launch_list *l, const gpu_model *g, const kernel_resource_table *res, int sign) {
+    for (int i = 0; i < l->n; i++) {
+        const launch_counters *c = &l->l[i];
+        launch_prediction p = gpu_predict(g, sm_limits_hopper(), res ? kernel_resources_find(res, c->name) : NULL, c);
+        int r = 0;
+        while (r < n && strcmp(rows[r].name, c->name)) r++;
+        if (r == n) snprintf(rows[n++].name, sizeof rows[r].name, "%s", c->name);
+        rows[r].launches += sign, rows[r].seconds += sign * p.seconds;
+        rows[r].dram_bytes += sign * p.dram_bytes, rows[r].flops += sign * p.flops, rows[r].bound = p.bound;
+    }
+    return n;
+}
+
+// Predicted tables for one shape: a layer visit's kernels (time, DRAM bytes, % of bandwidth or tensor peak) on each
+// GPU, and the decode step of a whole model of that shape (every other kernel once, a layer's n_layers times).
+static int predict_shape(const char *title, random_model_shape s, int batch, int ctx, const kernel_resource_table *res) {
+    launch_list one, two;
+    rp_err err;
+    fprintf(stderr, "bench_gpu: counting a decode step of %s at batch %d (1 and 2 layers, under the emulation)\n", title, batch);
+    if (counted_decode_step(s, 1, batch, ctx, &one, &err) || counted_decode_step(s, 2, batch, ctx, &two, &err))
+        return fprintf(stderr, "bench_gpu: %s: %s\n", title, err.msg), -1;
+    fprintf(stderr, "bench_gpu: %d launches with 1 layer, %d with 2\n", one.n, two.n);
+    const char *gpus[2] = {"h100", "h200"};
+    printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): %s, batch %d, %d positions in the KV cache\n",
+           title, batch, ctx);
+    printf("%-30s %8s %10s | %9s %7s %-8s | %9s %7s %-8s\n", "kernel (one layer visit)", "launches", "DRAM KB", "h100 us",
+           "% bw", "bound", "h200 us", "% bw", "bound");
+    kernel_row rows[2][64];
+    int n[2] = {0, 0};
+    double visit[2] = {0}, rest[2] = {0};
+    for (int gi = 0; gi < 2; gi++) {
+        const gpu_model *g = gpu_model_named(gpus[gi]);
+        memset(rows[gi], 0, sizeof rows[gi]);
+        n[gi] = add_rows(rows[gi], 0, &two, g, res, 1);
+        n[gi] = add_rows(rows[gi], n[gi], &one, g, res, -1);
+        kernel_row fixed[64];
+        memset(fixed, 0, sizeof fixed);
+        int nf = add_rows(fixed, 0, &one, g, res, 1);
+        for (int r = 0; r < n[gi]; r++) visit[gi] += rows[gi][r].seconds;
+        for (int r = 0; r < nf; r++) rest[gi] += fixed[r].seconds;
+        rest[gi] -= visit[gi];   // the 1-layer step holds one visit
+    }
+    for (int r = 0; r < n[0]; r++) {
+        if (rows[0][r].launches <= 0) continue;
+        const kernel_row *a = &rows[0][r], *b = &rows[1][r];
+        double bw_a = a->dram_bytes / a->seconds / gpu_model_named("h100")->dram_bandwidth;
+        double bw_b = b->dram_bytes / b->seconds / gpu_model_named("h200")->dram_bandwidth;
+        printf("%-30s %8d %10.1f | %9.2f %6.1f%% %-8s | %9.2f %6.1f%% %-8s\n", a->name, a->launches, a->dram_bytes / 1024,
+               a->seconds * 1e6, 100 * bw_a, a->bound, b->seconds * 1e6, 100 * bw_b, b->bound);
+    }
+    for (int gi = 0; gi < 2; gi++) {
+        double step = rest[gi] + s.layers * visit[gi];
+        const gpu_model *g = gpu_model_named(gpus[gi]);
+        model_config cfg = {0};
+        cfg.dim = s.dim, cfg.hidden_dim = s.hidden, cfg.n_layers = s.layers, cfg.n_heads = s.heads, cfg.n_kv_heads = s.kv_heads;
+        cfg.vocab_size = s.vocab, cfg.head_dim = s.dim / s.heads, cfg.tied_embeddings = 1;
+        schedule base;
+        schedule_base(&base, s.layers);
+        double roof = batch / (roofline_decode_bytes(&cfg, &base, batch, ctx, 2, 2) / g->dram_bandwidth);
+        schedule_free(&base);
+        printf("%s: a layer visit %.1f us, the rest of the step %.1f us; a step of %d layers %.3f ms: %.0f tok/s, %.1f%% of "
+               "the %.0f tok/s roofline at %.2f TB/s\n", gpus[gi], visit[gi] * 1e6, rest[gi] * 1e6, s.layers, step * 1e3,
+               batch / step, 100 * batch / step / roof, roof, g->dram_bandwidth / 1e12);
+    }
+    launch_list_free(&one), launch_list_free(&two);
+    return 0;
+}
+#endif
 
 // Tokens/s at the roofline of tp GPUs, each reading (or multiplying) its 1/tp of the step (BF16 weights and KV).
 static void roofline(const model_config *c, const schedule *s, int batch, int ctx, int tp, double bw, double flops,
@@ -44,6 +198,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--gemm")) gemm_table = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--tp")) tp = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--profile")) profile = atoi(argv[i + 1]);
+#ifdef REPRISE_EMU_PERF
+        else if (!strcmp(argv[i], "--counters")) counters_path = argv[i + 1];
+#endif
         else
             return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] "
                                    "[--tp N] [--gemm 0|1] [--profile 0|1]\n"), 2;
@@ -51,6 +208,33 @@ int main(int argc, char **argv) {
     char tmpl[] = "/tmp/reprise-bench-gpu-XXXXXX";
     int own = !dir;
     random_model_shape shape = {2048, 5632, 16, 16, 4, 32000, 4096};   // ~1.1B parameters, Llama-style
+#ifdef REPRISE_EMU_PERF
+    // no GPU: predictions from the emulation's counters, for this model and for a layer visit at real models' shapes
+    (void)gemm_table, (void)profile, (void)tp, (void)sched_text, (void)gpu, (void)n_decode, (void)own, (void)tmpl;
+    const char *sample = getenv("REPRISE_EMU_PERF_SAMPLE");
+    emu_set_perf_sample(sample ? strtoull(sample, NULL, 10) : 16);   // one CTA in 16 by default: minutes, not hours
+    kernel_resource_table res;
+    rp_err rerr;
+    int have_res = kernel_resources_load(&res, KERNEL_RESOURCES_PATH, &rerr) == 0;
+    if (!have_res) fprintf(stderr, "bench_gpu: %s; occupancy assumes 32 registers a thread\n", rerr.msg);
+    const char *which = dir ? dir : "bench";   // -m names a shape here: bench, llama3-8b, qwen2-72b-tp2, all
+    struct {
+        const char *name, *title;
+        random_model_shape s;
+    } shapes[] = {
+        {"bench", "bench_gpu's random 1.1B Llama (16 layers)", shape},
+        {"llama3-8b", "Llama-3-8B's shapes (32 layers, dim 4096, GQA 32:8, vocabulary 128256)", {4096, 14336, 32, 32, 8, 128256, 8192}},
+        {"qwen2-72b-tp2", "Qwen2-72B's shapes split over 2 GPUs, one GPU's share (80 layers, dim 8192, 32:4 heads of 64, "
+                          "hidden 14784, vocabulary 76032)", {8192, 14784, 80, 32, 4, 76032, 8192}},
+    };
+    int rc = 0, any = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes && !rc; i++)
+        if (!strcmp(which, "all") || !strcmp(which, shapes[i].name))
+            any = 1, rc = predict_shape(shapes[i].title, shapes[i].s, 1, n_prompt, have_res ? &res : NULL);
+    if (have_res) kernel_resources_free(&res);
+    if (!any) return fprintf(stderr, "bench_gpu: -m %s: under the emulation, bench, llama3-8b, qwen2-72b-tp2 or all\n", which), 2;
+    return rc ? 1 : 0;
+#endif
     if (own) {
         dir = mkdtemp(tmpl);
 #ifdef REPRISE_REAL_CUDA

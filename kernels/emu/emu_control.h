@@ -26,6 +26,9 @@ void emu_set_shuffle_seed(unsigned long long seed);
 // nodes) into path, truncated; NULL stops them. REPRISE_EMU_PROFILE=FILE does the same from the start, appending.
 // -1 when path cannot be written.
 int emu_profile_open(const char *path);
+// The perf build only: runs one CTA in k of every launch (REPRISE_EMU_PERF_SAMPLE=k): counts for the CTAs run, whose
+// lines say so, and results that are wrong (the other CTAs never ran).
+void emu_set_perf_sample(unsigned long long k);
 
 #ifdef __cplusplus
 }

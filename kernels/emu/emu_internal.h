@@ -52,8 +52,9 @@ int current_thread();
 bool on_thread_stack(const void *p);
 // The device allocation holding p, as [*lo, *hi); false when p is in none.
 bool device_allocation(const void *p, uintptr_t *lo, uintptr_t *hi);
-// One line into the launch counters' file (REPRISE_EMU_PROFILE), when it is open.
+// One line into the launch counters' file (REPRISE_EMU_PROFILE), when it is open; whether it is.
 void profile_line(const std::string &line);
+bool profile_open();
 
 // Is [p, p + n) inside one device allocation? (n = 0: is p inside one.)
 bool is_device_range(const void *p, size_t n);

@@ -88,6 +88,11 @@ void profile_launch(const op &o, int device) {
     if (FILE *f = profile_out()) write_op(f, o, device, 0), fflush(f);
 }
 
+bool profile_open() {
+    std::lock_guard<std::mutex> g(profile_mu);
+    return profile_out() != nullptr;
+}
+
 void profile_line(const std::string &line) {
     std::lock_guard<std::mutex> g(profile_mu);
     if (FILE *f = profile_out()) fputs(line.c_str(), f), fputc('\n', f), fflush(f);

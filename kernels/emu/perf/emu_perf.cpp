@@ -58,7 +58,7 @@ struct launch_state {
     // the CTA running: each thread's access count, each warp's requests by (access index, instruction)
     std::vector<unsigned> next_access;
     std::vector<std::unordered_map<uint64_t, request>> warps;
-    bool quiet = false;
+    std::vector<char> quiet;   // per CUDA thread: its accesses are not counted (perf_quiet)
     uintptr_t lo = 1, hi = 0;   // the device allocation of the last global access
     uintptr_t smem_lo = 0, smem_hi = 0, tls_lo = 0, tls_hi = 0;   // where shared memory is
 };
@@ -85,7 +85,7 @@ unsigned long long sample_every = [] {
 }();
 
 void launch_begin(const char *name, dim3 grid, dim3 block, size_t smem, const void *smem_buffer) {
-    L.active = true;
+    L.active = profile_open();   // counting costs: only while the counters have somewhere to go
     L.name = name;
     L.grid = grid, L.block = block, L.smem = smem;
     L.ctas = (unsigned long long)grid.x * grid.y * grid.z;
@@ -102,7 +102,9 @@ bool run_block(unsigned long long linear_block) { return linear_block % sample_e
 
 void block_begin(int threads) {
     L.ctas_run++;
+    if (!L.active) return;
     L.next_access.assign(threads, 0);
+    L.quiet.assign(threads, 0);
     L.warps.assign((threads + 31) / 32, {});
 }
 
@@ -116,6 +118,7 @@ unsigned long long wavefronts(const std::vector<uint64_t> &words) {
 }
 
 void block_end() {
+    if (!L.active) return;
     for (auto &warp : L.warps)
         for (auto &kv : warp) {
             request &r = kv.second;
@@ -151,9 +154,9 @@ void launch_end() {
 }
 
 void access(const void *p, size_t bytes, bool write, const void *pc) {
-    if (!L.active || L.quiet || !bytes) return;
+    if (!L.active || !bytes) return;
     int t = current_thread();
-    if (t < 0 || on_thread_stack(p)) return;   // outside a kernel, or a local variable
+    if (t < 0 || L.quiet[t] || on_thread_stack(p)) return;   // outside a kernel, quiet, or a local variable
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     bool global = a >= L.lo && a + bytes <= L.hi;
     if (!global && device_allocation(p, &L.lo, &L.hi)) global = a + bytes <= L.hi;
@@ -175,7 +178,10 @@ void tensor(double flops) {
     if (L.active) L.c.tensor_flops += flops;
 }
 
-void quiet(bool on) { L.quiet = on; }
+void quiet(bool on) {   // per CUDA thread: its lanes run one after another, switching at every barrier
+    int t = current_thread();
+    if (L.active && t >= 0 && t < (int)L.quiet.size()) L.quiet[t] = on;
+}
 
 perf_hooks hooks = {launch_begin, run_block, block_begin, block_end, launch_end, access, tensor, quiet};
 
@@ -186,6 +192,8 @@ struct install {
 
 }   // namespace
 }   // namespace emu
+
+extern "C" void emu_set_perf_sample(unsigned long long k) { emu::sample_every = k ? k : 1; }
 
 // The instrumentation's entry points. Reads and writes of 1 to 16 bytes (aligned or not), ranges, and the calls the
 // instrumentation makes on function entry and exit and at start-up, which need nothing here.

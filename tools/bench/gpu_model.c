@@ -1,0 +1,113 @@
+// The speed model: a launch's time from its counted traffic and work, per GPU.
+#include "tools/bench/gpu_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "loader/alloc.h"
+#include "loader/json_file.h"
+
+// Fitted to the H200 (bench/GPU_NOTES.md, "speed model"); the H100 differs in DRAM bandwidth (HBM3 at 3.35 TB/s on
+// the datasheet, HBM3e at 4.8 on the H200: the same 0.875 of it reached by a copy) and nothing else: the same SMs,
+// clocks, L2 and tensor cores.
+static const gpu_model models[] = {
+    {"h200", 4.2e12, 10.0e12, 660e12, 1.755e9, 2.3e-6, 0.84e-6, 4.0},
+    {"h100", 2.93e12, 10.0e12, 660e12, 1.755e9, 2.3e-6, 0.84e-6, 4.0},
+};
+
+const gpu_model *gpu_model_named(const char *name) {
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++)
+        if (!strcmp(models[i].name, name)) return &models[i];
+    return NULL;
+}
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+int launch_list_read(launch_list *out, const char *path, rp_err *err) {
+    *out = (launch_list){0};
+    FILE *f = fopen(path, "r");
+    if (!f) return rp_fail(err, "%s: cannot read the launch counters", path);
+    char *line = NULL;
+    size_t cap = 0;
+    int n_cap = 0, rc = 0, lineno = 0;
+    while (getline(&line, &cap, f) > 0 && !rc) {
+        lineno++;
+        if (!strstr(line, "\"launch\":\"counters\"")) continue;
+        cJSON *j = cJSON_Parse(line);
+        if (!j) {
+            rc = rp_fail(err, "%s:%d: not a JSON line", path, lineno);
+            break;
+        }
+        if (out->n == n_cap) out->l = rp_realloc(out->l, sizeof *out->l * (size_t)(n_cap = n_cap ? 2 * n_cap : 64));
+        launch_counters *c = &out->l[out->n++];
+        memset(c, 0, sizeof *c);
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name"), *block = cJSON_GetObjectItemCaseSensitive(j, "block");
+        snprintf(c->name, sizeof c->name, "%s", cJSON_IsString(name) ? name->valuestring : "?");
+        c->ctas = (long)num(j, "ctas"), c->ctas_run = (long)num(j, "ctas_run"), c->smem = (int)num(j, "smem");
+        c->threads = 1;
+        for (int d = 0; d < 3 && cJSON_GetArrayItem(block, d); d++) c->threads *= cJSON_GetArrayItem(block, d)->valueint;
+        c->load_bytes = num(j, "load_bytes"), c->store_bytes = num(j, "store_bytes"), c->wide_bytes = num(j, "wide_bytes");
+        c->load_requests = num(j, "load_requests"), c->load_sectors = num(j, "load_sectors");
+        c->store_requests = num(j, "store_requests"), c->store_sectors = num(j, "store_sectors");
+        c->dram_sectors = num(j, "dram_sectors"), c->shared_bytes = num(j, "shared_bytes");
+        c->shared_requests = num(j, "shared_requests"), c->shared_wavefronts = num(j, "shared_wavefronts");
+        c->shared_ideal = num(j, "shared_ideal"), c->tensor_flops = num(j, "tensor_flops");
+        cJSON_Delete(j);
+    }
+    free(line);
+    fclose(f);
+    if (rc) launch_list_free(out);
+    return rc;
+}
+
+void launch_list_free(launch_list *l) {
+    free(l->l);
+    *l = (launch_list){0};
+}
+
+// launch + max(dram, l2, tensor, smem, latency):
+//   dram     compulsory bytes over the bandwidth the launch can draw: the GPU's, or less when too few warps are
+//            resident to keep it busy (Little's law: bytes in flight / latency, each resident warp with `in_flight`
+//            requests of its mean size outstanding);
+//   l2       every sector requested, over L2's bandwidth (uncoalesced access costs here);
+//   tensor   FLOPs over the tensor cores' rate;
+//   smem     shared-memory wavefronts, one per clock on each SM the launch occupies;
+//   latency  each warp's requests, `in_flight` at a time, one round trip each, wave after wave.
+launch_prediction gpu_predict(const gpu_model *g, const sm_limits *sm, const kernel_resources *k, const launch_counters *c) {
+    launch_prediction p = {0};
+    kernel_resources assumed = {.registers = 32};
+    if (!k) k = &assumed;
+    double scale = c->ctas_run > 0 ? (double)c->ctas / c->ctas_run : 1;
+    p.occ = kernel_occupancy(sm, k, c->threads, c->smem, c->ctas);
+    int warps_per_cta = (c->threads + 31) / 32;
+    double resident_ctas = fmin((double)c->ctas, (double)(p.occ.ctas_per_sm > 0 ? p.occ.ctas_per_sm : 1) * sm->sms);
+    double resident_warps = resident_ctas * warps_per_cta;
+    double requests = (c->load_requests + c->store_requests) * scale;
+    double sectors = (c->load_sectors + c->store_sectors) * scale;
+    double bytes_per_request = requests > 0 ? sectors * 32 / requests : 128;
+    double reachable = fmin(g->dram_bandwidth, resident_warps * g->in_flight * bytes_per_request / g->latency);
+    p.dram_bytes = c->dram_sectors * 32 * scale;
+    p.flops = c->tensor_flops * scale;
+    p.launch = g->launch;
+    p.dram = p.dram_bytes / reachable;
+    p.l2 = sectors * 32 / g->l2_bandwidth;
+    p.tensor = p.flops / g->tensor_flops;
+    p.smem = c->shared_wavefronts * scale / (g->clock * fmin((double)c->ctas, sm->sms));
+    double total_warps = (double)c->ctas * warps_per_cta;
+    p.latency = p.occ.waves * (requests / total_warps / g->in_flight) * g->latency;
+    const char *names[] = {"dram", "l2", "tensor", "smem", "latency"};
+    double terms[] = {p.dram, p.l2, p.tensor, p.smem, p.latency};
+    int top = 0;
+    for (int i = 1; i < 5; i++)
+        if (terms[i] > terms[top]) top = i;
+    p.bound = names[top];
+    p.seconds = p.launch + terms[top];
+    return p;
+}
