@@ -43,12 +43,12 @@ static const char *counters_path;   // --counters FILE
 // Under the perf build (no GPU: the CUDA backend runs under the emulation with its kernels' accesses counted): one
 // decode step of `batch` sequences, `ctx` positions each already in the KV cache, through generate_step as
 // `reprise generate` runs it, on a random model of `layers` layers of shape s; its launches' counters into *out.
-static int counted_decode_step(random_model_shape s, int layers, int batch, int ctx, launch_list *out, rp_err *err) {
+static int counted_decode_step(random_model_shape s, int layers, int batch, int ctx, int tp, launch_list *out, rp_err *err) {
     char dir[] = "/tmp/reprise-bench-predict-XXXXXX", prof[] = "/tmp/reprise-bench-counters-XXXXXX";
     s.layers = layers;
     if (!mkdtemp(dir) || random_model_write(dir, s, 1)) return rp_fail(err, "cannot write a random model");
     model m;
-    plan_shape plan = {.seqs = batch, .ctx = ctx + 8};
+    plan_shape plan = {.seqs = batch, .ctx = ctx + 8, .tp = tp};
     int rc = model_load_planned(&m, dir, "cuda", 0, &plan, 0, err);
     if (rc) {
         random_model_remove(dir);
@@ -103,21 +103,21 @@ static int counted_decode_step(random_model_shape s, int layers, int batch, int 
 
 typedef struct {
     char name[160];
-    int launches;
+    double launches;
     double seconds, dram_bytes, flops;
     const char *bound;
 } kernel_row;
 
 // Adds each launch's prediction to its kernel's row (sign -1 takes it away: the 2-layer step minus the 1-layer one is
-// one layer visit).
-static int add_rows(kernel_row *rows, int n, const launch_list *l, const gpu_model *g, const kernel_resource_table *res, int sign) {
+// one layer visit; with tp GPUs, each runs 1/tp of the launches, the same ones: a GPU's share is sign / tp).
+static int add_rows(kernel_row *rows, int n, const launch_list *l, const gpu_model *g, const kernel_resource_table *res, double sign) {
     for (int i = 0; i < l->n; i++) {
         const launch_counters *c = &l->l[i];
         launch_prediction p = gpu_predict(g, sm_limits_hopper(), res ? kernel_resources_find(res, c->name) : NULL, c);
         int r = 0;
         while (r < n && strcmp(rows[r].name, c->name)) r++;
         if (r == n) snprintf(rows[n++].name, sizeof rows[r].name, "%s", c->name);
-        rows[r].launches += sign, rows[r].seconds += sign * p.seconds;
+        rows[r].launches += sign, rows[r].seconds += sign * p.seconds;   // (launches: a count, whole per GPU)
         rows[r].dram_bytes += sign * p.dram_bytes, rows[r].flops += sign * p.flops, rows[r].bound = p.bound;
     }
     return n;
@@ -125,11 +125,11 @@ static int add_rows(kernel_row *rows, int n, const launch_list *l, const gpu_mod
 
 // Predicted tables for one shape: a layer visit's kernels (time, DRAM bytes, % of bandwidth or tensor peak) on each
 // GPU, and the decode step of a whole model of that shape (every other kernel once, a layer's n_layers times).
-static int predict_shape(const char *title, random_model_shape s, int batch, int ctx, const kernel_resource_table *res) {
+static int predict_shape(const char *title, random_model_shape s, int tp, int batch, int ctx, const kernel_resource_table *res) {
     launch_list one, two;
     rp_err err;
     fprintf(stderr, "bench_gpu: counting a decode step of %s at batch %d (1 and 2 layers, under the emulation)\n", title, batch);
-    if (counted_decode_step(s, 1, batch, ctx, &one, &err) || counted_decode_step(s, 2, batch, ctx, &two, &err))
+    if (counted_decode_step(s, 1, batch, ctx, tp, &one, &err) || counted_decode_step(s, 2, batch, ctx, tp, &two, &err))
         return fprintf(stderr, "bench_gpu: %s: %s\n", title, err.msg), -1;
     fprintf(stderr, "bench_gpu: %d launches with 1 layer, %d with 2\n", one.n, two.n);
     const char *gpus[2] = {"h100", "h200"};
@@ -143,21 +143,21 @@ static int predict_shape(const char *title, random_model_shape s, int batch, int
     for (int gi = 0; gi < 2; gi++) {
         const gpu_model *g = gpu_model_named(gpus[gi]);
         memset(rows[gi], 0, sizeof rows[gi]);
-        n[gi] = add_rows(rows[gi], 0, &two, g, res, 1);
-        n[gi] = add_rows(rows[gi], n[gi], &one, g, res, -1);
+        n[gi] = add_rows(rows[gi], 0, &two, g, res, 1.0 / tp);
+        n[gi] = add_rows(rows[gi], n[gi], &one, g, res, -1.0 / tp);
         kernel_row fixed[64];
         memset(fixed, 0, sizeof fixed);
-        int nf = add_rows(fixed, 0, &one, g, res, 1);
+        int nf = add_rows(fixed, 0, &one, g, res, 1.0 / tp);
         for (int r = 0; r < n[gi]; r++) visit[gi] += rows[gi][r].seconds;
         for (int r = 0; r < nf; r++) rest[gi] += fixed[r].seconds;
         rest[gi] -= visit[gi];   // the 1-layer step holds one visit
     }
     for (int r = 0; r < n[0]; r++) {
-        if (rows[0][r].launches <= 0) continue;
+        if (rows[0][r].launches < 0.5) continue;
         const kernel_row *a = &rows[0][r], *b = &rows[1][r];
         double bw_a = a->dram_bytes / a->seconds / gpu_model_named("h100")->dram_bandwidth;
         double bw_b = b->dram_bytes / b->seconds / gpu_model_named("h200")->dram_bandwidth;
-        printf("%-30s %8d %10.1f | %9.2f %6.1f%% %-8s | %9.2f %6.1f%% %-8s\n", a->name, a->launches, a->dram_bytes / 1024,
+        printf("%-30s %8.0f %10.1f | %9.2f %6.1f%% %-8s | %9.2f %6.1f%% %-8s\n", a->name, a->launches, a->dram_bytes / 1024,
                a->seconds * 1e6, 100 * bw_a, a->bound, b->seconds * 1e6, 100 * bw_b, b->bound);
     }
     for (int gi = 0; gi < 2; gi++) {
@@ -168,7 +168,7 @@ static int predict_shape(const char *title, random_model_shape s, int batch, int
         cfg.vocab_size = s.vocab, cfg.head_dim = s.dim / s.heads, cfg.tied_embeddings = 1;
         schedule base;
         schedule_base(&base, s.layers);
-        double roof = batch / (roofline_decode_bytes(&cfg, &base, batch, ctx, 2, 2) / g->dram_bandwidth);
+        double roof = batch / (roofline_decode_bytes(&cfg, &base, batch, ctx, 2, 2) / tp / g->dram_bandwidth);
         schedule_free(&base);
         printf("%s: a layer visit %.1f us, the rest of the step %.1f us; a step of %d layers %.3f ms: %.0f tok/s, %.1f%% of "
                "the %.0f tok/s roofline at %.2f TB/s\n", gpus[gi], visit[gi] * 1e6, rest[gi] * 1e6, s.layers, step * 1e3,
@@ -207,7 +207,7 @@ int main(int argc, char **argv) {
     }
     char tmpl[] = "/tmp/reprise-bench-gpu-XXXXXX";
     int own = !dir;
-    random_model_shape shape = {2048, 5632, 16, 16, 4, 32000, 4096};   // ~1.1B parameters, Llama-style
+    random_model_shape shape = {2048, 5632, 16, 16, 4, 32000, 4096};   // 0.79B parameters (45.1M a layer, 65.5M tied embeddings)
 #ifdef REPRISE_EMU_PERF
     // no GPU: predictions from the emulation's counters, for this model and for a layer visit at real models' shapes
     (void)gemm_table, (void)profile, (void)tp, (void)sched_text, (void)gpu, (void)n_decode, (void)own, (void)tmpl;
@@ -222,15 +222,16 @@ int main(int argc, char **argv) {
         const char *name, *title;
         random_model_shape s;
     } shapes[] = {
-        {"bench", "bench_gpu's random 1.1B Llama (16 layers)", shape},
+        {"bench", "bench_gpu's random 0.79B Llama (16 layers)", shape},
         {"llama3-8b", "Llama-3-8B's shapes (32 layers, dim 4096, GQA 32:8, vocabulary 128256)", {4096, 14336, 32, 32, 8, 128256, 8192}},
-        {"qwen2-72b-tp2", "Qwen2-72B's shapes split over 2 GPUs, one GPU's share (80 layers, dim 8192, 32:4 heads of 64, "
-                          "hidden 14784, vocabulary 76032)", {8192, 14784, 80, 32, 4, 76032, 8192}},
+        {"qwen2-72b-tp2", "Qwen2-72B's shapes over 2 GPUs (--tp 2: 80 layers, dim 8192, GQA 64:8, hidden 29568, vocabulary "
+                          "152064; one GPU's share, all-reduces not counted)", {8192, 29568, 80, 64, 8, 152064, 8192}},
     };
     int rc = 0, any = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes && !rc; i++)
         if (!strcmp(which, "all") || !strcmp(which, shapes[i].name))
-            any = 1, rc = predict_shape(shapes[i].title, shapes[i].s, 1, n_prompt, have_res ? &res : NULL);
+            any = 1, rc = predict_shape(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1, 1, n_prompt,
+                                        have_res ? &res : NULL);
     if (have_res) kernel_resources_free(&res);
     if (!any) return fprintf(stderr, "bench_gpu: -m %s: under the emulation, bench, llama3-8b, qwen2-72b-tp2 or all\n", which), 2;
     return rc ? 1 : 0;
@@ -242,7 +243,7 @@ int main(int argc, char **argv) {
 #else
         int weights = 0;   // no CUDA backend here: the rooflines need only the config
 #endif
-        if (weights) fprintf(stderr, "writing a ~1.1B-parameter random model to %s\n", dir);
+        if (weights) fprintf(stderr, "writing a 0.79B-parameter random model to %s\n", dir);
         if (!dir || random_model_write(dir, shape, weights)) return 1;
     }
     model m;
@@ -286,7 +287,7 @@ int main(int argc, char **argv) {
     }
 #endif
     printf("model %s: %d layers, dim %d; roofline for %s%s (%.2f TB/s %s; datasheet %.2f TB/s; %.0f TFLOPS BF16 dense)\n",
-           own ? "random 1.1B" : dir, cfg.n_layers, cfg.dim, tp > 1 ? (tp == 2 ? "2x " : "Nx ") : "", peaks->name, bandwidth / 1e12,
+           own ? "random 0.79B" : dir, cfg.n_layers, cfg.dim, tp > 1 ? (tp == 2 ? "2x " : "Nx ") : "", peaks->name, bandwidth / 1e12,
            bw_source, peaks->bandwidth / 1e12, peaks->bf16_flops / 1e12);
     if (tp > 1) printf("tensor parallel over %d GPUs: each reads 1/%d of a step's weights and KV\n", tp, tp);
     if (!measured) printf("no GPU here: NOTHING WAS MEASURED; the rows below are rooflines only\n");

@@ -12,6 +12,9 @@
 
 #include "kernels/emu/emu_control.h"
 #include "tests/test_util.h"
+extern "C" {
+#include "tools/bench/gpu_model.h"
+}
 
 cudaError_t launch_planted_copy(const float *in, float *out, int n, int strided, int blocks, cudaStream_t s);
 cudaError_t launch_planted_sum(const __nv_bfloat16 *x, int n, float *out, int wide, int blocks, cudaStream_t s);
@@ -128,9 +131,66 @@ static void bank_conflicts(void) {
           r[1]["shared_wavefronts"], r[1]["shared_ideal"]);
 }
 
+// The speed model ranks the planted kernels at sizes past the caches, one CTA in 16 counted: the strided copy, the
+// copy in one CTA, 2-byte loads and the unpadded transpose each slower than their twin (by how much, a GPU says:
+// tests/run_gpu.sh times them; the ratios predicted are printed).
+static launch_list planted_at_size(void (*work)()) {
+    char path[] = "/tmp/reprise-emu-rank-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    emu_set_perf_sample(16);
+    emu_profile_open(path);
+    work();
+    cudaDeviceSynchronize();
+    emu_profile_open(nullptr);
+    emu_set_perf_sample(1);
+    launch_list l;
+    rp_err err;
+    if (launch_list_read(&l, path, &err)) l = launch_list{nullptr, 0};
+    unlink(path);
+    return l;
+}
+
+static void the_model_ranks_them(void) {
+    const int big = 1 << 22;   // 16 MiB of floats
+    launch_list l = planted_at_size([] {
+        float *in = dev_floats(big), *out = dev_floats(big);
+        launch_planted_copy(in, out, big, 0, 132 * 8, 0);
+        launch_planted_copy(in, out, big, 1, 132 * 8, 0);
+        launch_planted_copy(in, out, big, 0, 1, 0);
+        launch_planted_sum((const __nv_bfloat16 *)in, 2 * big, out, 0, 132 * 8, 0);
+        launch_planted_sum((const __nv_bfloat16 *)in, 2 * big, out, 1, 132 * 8, 0);
+        launch_planted_transpose(in, out, 2048, 0, 0);
+        launch_planted_transpose(in, out, 2048, 1, 0);
+        cudaDeviceSynchronize();
+        cudaFree(in), cudaFree(out);
+    });
+    CHECK(l.n == 7, "%d launches counted", l.n);
+    if (l.n != 7) return launch_list_free(&l);
+    const gpu_model *g = gpu_model_named("h200");
+    double t[7];
+    const char *bound[7];
+    for (int i = 0; i < 7; i++) {
+        launch_prediction p = gpu_predict(g, sm_limits_hopper(), nullptr, &l.l[i]);
+        t[i] = p.seconds, bound[i] = p.bound;
+    }
+    printf("  h200, predicted: copy %.1f us (%s), strided %.1f us (%s, %.1fx), one CTA %.0f us (%.0fx); sum of bf16 2 bytes "
+           "at a time %.1f us (%.1fx 16 bytes at a time); transpose %.1f us (%s) vs %.1f us padded (%.1fx)\n",
+           t[0] * 1e6, bound[0], t[1] * 1e6, bound[1], t[1] / t[0], t[2] * 1e6, t[2] / t[0], t[3] * 1e6, t[3] / t[4],
+           t[5] * 1e6, bound[5], t[6] * 1e6, t[5] / t[6]);
+    CHECK(!strcmp(bound[0], "dram"), "a coalesced copy of 32 MiB streams at the bandwidth: %s", bound[0]);
+    CHECK(t[1] > 1.5 * t[0], "the strided copy is slower: %.1f vs %.1f us", t[1] * 1e6, t[0] * 1e6);
+    CHECK(t[2] > 10 * t[0], "one CTA is far slower than 1,056: %.0f vs %.1f us", t[2] * 1e6, t[0] * 1e6);
+    CHECK(t[3] >= t[4], "2-byte loads are no faster than 16-byte ones: %.1f vs %.1f us", t[3] * 1e6, t[4] * 1e6);
+    CHECK(t[5] > 1.5 * t[6] && !strcmp(bound[5], "smem"), "the unpadded transpose is slower, bound by shared memory: %.1f vs %.1f us (%s)",
+          t[5] * 1e6, t[6] * 1e6, bound[5]);
+    launch_list_free(&l);
+}
+
 int main(void) {
     RUN(coalescing_and_compulsory_sectors);
     RUN(access_width);
     RUN(bank_conflicts);
+    RUN(the_model_ranks_them);
     return TEST_EXIT();
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Speed gates of the CUDA backend's decode step, counted under the emulation's perf build (counts, never times):
-bench_gpu_emu counts one decode step of bench_gpu's 1.1B shapes on 1 and 2 layers; the difference is one layer visit.
+bench_gpu_emu counts one decode step of bench_gpu's 0.79B model's shapes on 1 and 2 layers; the difference is one layer visit.
 Each gate holds today's value (issue 28's baseline); the kernel issues tighten them, and a change that makes one worse
 fails here before any GPU sees it. usage: test_gpu_gates.py BENCH_GPU_EMU"""
 import json
