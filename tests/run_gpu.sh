@@ -129,6 +129,12 @@ PY
             "$build/bench_gpu" --gemm 0 --decode 8 --profile 1
     }
     step kernel_profile kernel_profile
+    # the planted kernels: the speed model's predicted times (under the emulation, built here too) beside the device's
+    planted() {
+        "$build/tests/test_emu_perf" | grep "predicted:" && "$build/tests/time_planted_gpu" || return 1
+        { grep -o "strided [0-9.]* us ([0-9.]*x" "$out/planted.log" | paste -sd ' ' ; } >"$out/planted.note" 2>/dev/null || true
+    }
+    step planted planted
     grep -E "^(base|rys)" "$out/bench_gpu.log" | awk '{print $1" "$2" b"$3": "$4" tok/s ("$6"% of roofline)"}' |
         paste -sd ';' >"$out/bench_gpu.note"
 fi
