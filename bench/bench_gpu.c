@@ -11,6 +11,7 @@
 // counted (one CTA in 16, or REPRISE_EMU_PERF_SAMPLE) on 1 and 2 layers, and tools/bench/gpu_model.c turns each
 // launch into a time on an H100 and an H200: a layer visit's kernels and the whole step's tok/s beside its roofline.
 //   --counters FILE  append the counted steps' launch lines there (the tests read them)
+//   --prefill 1      with -m bench, also the prefill of --prompt tokens (% of the tensor cores' rate per kernel)
 //   --gemm 0     skip the table of the GEMM alone at the model's shapes
 //   --profile 1  profiler collection (cudaProfilerStart) only around the timed decode steps of base at batch 1: run
 //                under `ncu --profile-from-start off` for a per-kernel breakdown of a decode step
@@ -35,15 +36,18 @@
 #include <unistd.h>
 
 static const char *counters_path;   // --counters FILE
+static int prefill_too;             // --prefill 1
 
 #include "bench/random_model.h"
 #include "kernels/emu/emu_control.h"
 #include "tools/bench/gpu_model.h"
 
 // Under the perf build (no GPU: the CUDA backend runs under the emulation with its kernels' accesses counted): one
-// decode step of `batch` sequences, `ctx` positions each already in the KV cache, through generate_step as
-// `reprise generate` runs it, on a random model of `layers` layers of shape s; its launches' counters into *out.
-static int counted_decode_step(random_model_shape s, int layers, int batch, int ctx, int tp, launch_list *out, rp_err *err) {
+// step through generate_step as `reprise generate` runs it, on a random model of `layers` layers of shape s: a decode
+// step of `batch` sequences, `ctx` positions each already in the KV cache, or (prompt > 0) the prefill of a prompt of
+// that many tokens; its launches' counters into *out.
+static int counted_step(random_model_shape s, int layers, int batch, int ctx, int prompt, int tp, launch_list *out,
+                        rp_err *err) {
     char dir[] = "/tmp/reprise-bench-predict-XXXXXX", prof[] = "/tmp/reprise-bench-counters-XXXXXX";
     s.layers = layers;
     if (!mkdtemp(dir) || random_model_write(dir, s, 1)) return rp_fail(err, "cannot write a random model");
@@ -58,7 +62,7 @@ static int counted_decode_step(random_model_shape s, int layers, int batch, int 
     schedule_base(&base, layers);
     sequence *seqs = calloc((size_t)batch, sizeof *seqs);
     gen_seq *gs = calloc((size_t)batch, sizeof *gs), **g = malloc(sizeof *g * batch);
-    int *tok = malloc(sizeof(int) * batch);
+    int *tok = malloc(sizeof(int) * (batch > prompt ? batch : prompt));
     sampler greedy;
     sampler_params gp = {.temp = 0};
     sampler_init(&greedy, &gp, m.cfg.vocab_size);
@@ -69,16 +73,17 @@ static int counted_decode_step(random_model_shape s, int layers, int batch, int 
         size_t row = m.be->kv_bytes_per_token(m.be) / 2;
         for (int v = 0; v < seqs[i].cache.n_slots && !rc; v++)
             cudaMemset(seqs[i].cache.slots[v].k, 0, row * (ctx + 8)), cudaMemset(seqs[i].cache.slots[v].v, 0, row * (ctx + 8));
-        tok[i] = i + 1;
         g[i] = &gs[i];
     }
-    for (int step = 0; step < 3 && !rc; step++) {   // two to warm up (graph capture), the third counted
-        for (int i = 0; i < batch; i++) {   // each step the same: one token after ctx positions (sampled CTAs leave
-            seqs[i].cache.n_past = ctx;     // the logits unwritten, so no step's draw is trusted, or fed back)
-            gen_begin(&gs[i], &seqs[i], &greedy, &tok[i], 1, -1);
+    for (int i = 0; i < (batch > prompt ? batch : prompt); i++) tok[i] = (i * 7919 + 1) % m.cfg.vocab_size;
+    int steps = prompt ? 2 : 3;   // decode: two to warm up (graph capture), the third counted; prefill: one of each
+    for (int step = 0; step < steps && !rc; step++) {
+        for (int i = 0; i < batch; i++) {   // each step the same: one token after ctx positions, or the prompt (sampled
+            seqs[i].cache.n_past = prompt ? 0 : ctx;   // CTAs leave the logits unwritten: no draw is trusted or fed back)
+            gen_begin(&gs[i], &seqs[i], &greedy, prompt ? tok : &tok[i], prompt ? prompt : 1, -1);
             gs[i].ignore_eos = 1;
         }
-        int fd = step == 2 ? mkstemp(prof) : -1;
+        int fd = step == steps - 1 ? mkstemp(prof) : -1;
         cudaDeviceSynchronize();   // a step's work may still run when generate_step returns: count exactly this one's
         if (fd >= 0) close(fd), emu_profile_open(prof);
         rc = generate_step(&m, g, batch, NULL, err) < 0 ? -1 : 0;
@@ -125,18 +130,23 @@ static int add_rows(kernel_row *rows, int n, const launch_list *l, const gpu_mod
 
 // Predicted tables for one shape: a layer visit's kernels (time, DRAM bytes, % of bandwidth or tensor peak) on each
 // GPU, and the decode step of a whole model of that shape (every other kernel once, a layer's n_layers times).
-static int predict_shape(const char *title, random_model_shape s, int tp, int batch, int ctx, const kernel_resource_table *res) {
+static int predict_shape(const char *title, random_model_shape s, int tp, int batch, int ctx, int prompt,
+                         const kernel_resource_table *res) {
     launch_list one, two;
     rp_err err;
-    fprintf(stderr, "bench_gpu: counting a decode step of %s at batch %d (1 and 2 layers, under the emulation)\n", title, batch);
-    if (counted_decode_step(s, 1, batch, ctx, tp, &one, &err) || counted_decode_step(s, 2, batch, ctx, tp, &two, &err))
+    fprintf(stderr, "bench_gpu: counting %s of %s (1 and 2 layers, under the emulation)\n", prompt ? "a prefill" : "a decode step", title);
+    if (counted_step(s, 1, batch, ctx, prompt, tp, &one, &err) || counted_step(s, 2, batch, ctx, prompt, tp, &two, &err))
         return fprintf(stderr, "bench_gpu: %s: %s\n", title, err.msg), -1;
     fprintf(stderr, "bench_gpu: %d launches with 1 layer, %d with 2\n", one.n, two.n);
     const char *gpus[2] = {"h100", "h200"};
-    printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): %s, batch %d, %d positions in the KV cache\n",
-           title, batch, ctx);
-    printf("%-30s %8s %10s | %9s %7s %-8s | %9s %7s %-8s\n", "kernel (one layer visit)", "launches", "DRAM KB", "h100 us",
-           "% bw", "bound", "h200 us", "% bw", "bound");
+    if (prompt)
+        printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): %s, prefill of %d tokens\n", title, prompt);
+    else
+        printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): %s, decode at batch %d, %d positions "
+               "in the KV cache\n", title, batch, ctx);
+    const char *share = prompt ? "% tensor" : "% bw";   // of the tensor cores' rate, or of the bandwidth
+    printf("%-30s %8s %10s | %9s %8s %-8s | %9s %8s %-8s\n", "kernel (one layer visit)", "launches", "DRAM KB", "h100 us",
+           share, "bound", "h200 us", share, "bound");
     kernel_row rows[2][64];
     int n[2] = {0, 0};
     double visit[2] = {0}, rest[2] = {0};
@@ -148,16 +158,18 @@ static int predict_shape(const char *title, random_model_shape s, int tp, int ba
         kernel_row fixed[64];
         memset(fixed, 0, sizeof fixed);
         int nf = add_rows(fixed, 0, &one, g, res, 1.0 / tp);
-        for (int r = 0; r < n[gi]; r++) visit[gi] += rows[gi][r].seconds;
+        for (int r = 0; r < n[gi]; r++)   // the kernels a visit adds (a per-step kernel's time may differ between
+            if (rows[gi][r].launches >= 0.5) visit[gi] += rows[gi][r].seconds;   // the runs with the data: not a visit's)
         for (int r = 0; r < nf; r++) rest[gi] += fixed[r].seconds;
         rest[gi] -= visit[gi];   // the 1-layer step holds one visit
     }
     for (int r = 0; r < n[0]; r++) {
         if (rows[0][r].launches < 0.5) continue;
         const kernel_row *a = &rows[0][r], *b = &rows[1][r];
-        double bw_a = a->dram_bytes / a->seconds / gpu_model_named("h100")->dram_bandwidth;
-        double bw_b = b->dram_bytes / b->seconds / gpu_model_named("h200")->dram_bandwidth;
-        printf("%-30s %8.0f %10.1f | %9.2f %6.1f%% %-8s | %9.2f %6.1f%% %-8s\n", a->name, a->launches, a->dram_bytes / 1024,
+        const gpu_model *ga = gpu_model_named("h100"), *gb = gpu_model_named("h200");
+        double bw_a = prompt ? a->flops / a->seconds / ga->tensor_flops : a->dram_bytes / a->seconds / ga->dram_bandwidth;
+        double bw_b = prompt ? b->flops / b->seconds / gb->tensor_flops : b->dram_bytes / b->seconds / gb->dram_bandwidth;
+        printf("%-30s %8.0f %10.1f | %9.2f %7.1f%% %-8s | %9.2f %7.1f%% %-8s\n", a->name, a->launches, a->dram_bytes / 1024,
                a->seconds * 1e6, 100 * bw_a, a->bound, b->seconds * 1e6, 100 * bw_b, b->bound);
     }
     for (int gi = 0; gi < 2; gi++) {
@@ -168,11 +180,16 @@ static int predict_shape(const char *title, random_model_shape s, int tp, int ba
         cfg.vocab_size = s.vocab, cfg.head_dim = s.dim / s.heads, cfg.tied_embeddings = 1;
         schedule base;
         schedule_base(&base, s.layers);
-        double roof = batch / (roofline_decode_bytes(&cfg, &base, batch, ctx, 2, 2) / tp / g->dram_bandwidth);
+        double tokens = prompt ? prompt : batch;
+        double roof = prompt ? roofline_gpu(gpus[gi])->bf16_flops * tp / roofline_prefill_flops(&cfg, &base, prompt / 2.0)
+                             : batch / (roofline_decode_bytes(&cfg, &base, batch, ctx, 2, 2) / tp / g->dram_bandwidth);
         schedule_free(&base);
+        char at[64];
+        if (prompt) snprintf(at, sizeof at, "%.0f TFLOP/s dense BF16, datasheet", roofline_gpu(gpus[gi])->bf16_flops / 1e12);
+        else snprintf(at, sizeof at, "%.2f TB/s", g->dram_bandwidth / 1e12);
         printf("%s: a layer visit %.1f us, the rest of the step %.1f us; a step of %d layers %.3f ms: %.0f tok/s, %.1f%% of "
-               "the %.0f tok/s roofline at %.2f TB/s\n", gpus[gi], visit[gi] * 1e6, rest[gi] * 1e6, s.layers, step * 1e3,
-               batch / step, 100 * batch / step / roof, roof, g->dram_bandwidth / 1e12);
+               "the %.0f tok/s roofline at %s\n", gpus[gi], visit[gi] * 1e6, rest[gi] * 1e6, s.layers, step * 1e3,
+               tokens / step, 100 * tokens / step / roof, roof, at);
     }
     launch_list_free(&one), launch_list_free(&two);
     return 0;
@@ -200,6 +217,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--profile")) profile = atoi(argv[i + 1]);
 #ifdef REPRISE_EMU_PERF
         else if (!strcmp(argv[i], "--counters")) counters_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--prefill")) prefill_too = atoi(argv[i + 1]);
 #endif
         else
             return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] "
@@ -230,8 +248,10 @@ int main(int argc, char **argv) {
     int rc = 0, any = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes && !rc; i++)
         if (!strcmp(which, "all") || !strcmp(which, shapes[i].name))
-            any = 1, rc = predict_shape(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1, 1, n_prompt,
+            any = 1, rc = predict_shape(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1, 1, n_prompt, 0,
                                         have_res ? &res : NULL);
+    if (!rc && !strcmp(which, "bench") && prefill_too)   // the prefill of --prompt tokens (the bench model only: minutes)
+        rc = predict_shape(shapes[0].title, shapes[0].s, 1, 1, n_prompt, n_prompt, have_res ? &res : NULL);
     if (have_res) kernel_resources_free(&res);
     if (!any) return fprintf(stderr, "bench_gpu: -m %s: under the emulation, bench, llama3-8b, qwen2-72b-tp2 or all\n", which), 2;
     return rc ? 1 : 0;
