@@ -16,9 +16,10 @@
 //   shared memory requests, the wavefronts they take over 32 banks of 4 bytes (one word read by many lanes is one
 //   broadcast) and the fewest they could take (their bytes over 128);
 //   tensor-core FLOPs, as the WMMA emulation reports them.
-// REPRISE_EMU_PERF_SAMPLE=k runs one CTA in k (the first, then every k-th) and says so ("ctas_run", "ctas"); counts
-// are of the CTAs run, so a reader scales them by ctas / ctas_run (compulsory sectors shared by every CTA, such as an
-// activation vector read by all, are then overcounted: the reader is told by "sample").
+// REPRISE_EMU_PERF_SAMPLE=k runs about one CTA in k of a grid of 32 k CTAs or more (the first, and others picked by a
+// hash of their index, spread over the grid; smaller grids run whole) and says so ("ctas_run", "ctas"); counts are of the CTAs run, so a reader scales them by
+// ctas / ctas_run (compulsory sectors every CTA shares, such as an activation row read by all, are then overcounted
+// by up to k times their bytes: the reader is told by "sample").
 #include <link.h>
 
 #include <cstdio>
@@ -98,7 +99,17 @@ void launch_begin(const char *name, dim3 grid, dim3 block, size_t smem, const vo
     L.smem_lo = reinterpret_cast<uintptr_t>(smem_buffer), L.smem_hi = L.smem_lo + smem;
 }
 
-bool run_block(unsigned long long linear_block) { return linear_block % sample_every == 0; }
+// One CTA in k, spread over the grid by a hash of its index (every k-th would always fall on the same row of a 2-D grid,
+// and rows every sampled CTA shares would then be scaled as if private), and always the first.
+bool run_block(unsigned long long linear_block) {
+    // a grid under 32 k CTAs runs whole: it is cheap, and a sample of a few CTAs of uneven work (attention's splits)
+    // would be a poor one
+    if (sample_every == 1 || linear_block == 0 || L.ctas < 32 * sample_every) return true;
+    uint64_t x = linear_block + 0x9e3779b97f4a7c15ull;   // splitmix64
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return (x ^ (x >> 31)) % sample_every == 0;
+}
 
 void block_begin(int threads) {
     L.ctas_run++;
