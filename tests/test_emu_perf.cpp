@@ -102,8 +102,6 @@ static void access_width(void) {
     });
     CHECK(r.size() == 2, "%zu counter lines", r.size());
     if (r.size() != 2) return;
-    double narrow_loads = r[0]["load_bytes"] - 4.0 * 16 * 256, wide_loads = r[1]["load_bytes"] - 4.0 * 16 * 256;
-    (void)narrow_loads, (void)wide_loads;
     CHECK(r[0]["load_bytes"] == 2.0 * N && r[1]["load_bytes"] == 2.0 * N, "both read the %d bytes: %g and %g", 2 * N,
           r[0]["load_bytes"], r[1]["load_bytes"]);
     CHECK(r[0]["wide_bytes"] == 0 && r[1]["wide_bytes"] == 2.0 * N, "wide bytes: %g (2-byte loads), %g (16-byte loads)",

@@ -36,7 +36,6 @@ namespace emu {
 namespace {
 
 struct request {
-    const void *pc;
     bool global, write;
     size_t bytes;
     std::vector<uint64_t> units;   // global: sector numbers; shared: 4-byte word numbers (repeats allowed)
@@ -173,7 +172,7 @@ void access(const void *p, size_t bytes, bool write, const void *pc) {
     if (!global && device_allocation(p, &L.lo, &L.hi)) global = a + bytes <= L.hi;
     if (!global && !(a >= L.smem_lo && a < L.smem_hi) && !(a >= L.tls_lo && a < L.tls_hi)) return;
     request &r = L.warps[t / 32][(uint64_t)L.next_access[t]++ * 0x9e3779b97f4a7c15ull ^ reinterpret_cast<uintptr_t>(pc)];
-    if (r.units.empty()) r.pc = pc, r.global = global, r.write = write;
+    if (r.units.empty()) r.global = global, r.write = write;
     r.bytes += bytes;
     if (global) {
         for (uint64_t s = a / 32; s <= (a + bytes - 1) / 32; s++) r.units.push_back(s), L.sectors.insert(s);
