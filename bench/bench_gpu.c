@@ -12,6 +12,9 @@
 // launch into a time on an H100 and an H200: a layer visit's kernels and the whole step's tok/s beside its roofline.
 //   --counters FILE  append the counted steps' launch lines there (the tests read them)
 //   --prefill 1      with -m bench, also the prefill of --prompt tokens (% of the tensor cores' rate per kernel)
+//   --measured CSV   with -m bench: ncu's per-launch times of bench_gpu's decode steps on a device (`ncu --csv
+//                    --metrics gpu__time_duration.sum`, tests/run_gpu.sh) beside the predictions for the GPU --gpu
+//                    names (h200 by default), and the model's constants refitted to them (tools/bench/gpu_fit.c)
 //   --gemm 0     skip the table of the GEMM alone at the model's shapes
 //   --profile 1  profiler collection (cudaProfilerStart) only around the timed decode steps of base at batch 1: run
 //                under `ncu --profile-from-start off` for a per-kernel breakdown of a decode step
@@ -37,9 +40,11 @@
 
 static const char *counters_path;   // --counters FILE
 static int prefill_too;             // --prefill 1
+static const char *measured_path;   // --measured CSV
 
 #include "bench/random_model.h"
 #include "kernels/emu/emu_control.h"
+#include "tools/bench/gpu_fit.h"
 #include "tools/bench/gpu_model.h"
 
 // Under the perf build (no GPU: the CUDA backend runs under the emulation with its kernels' accesses counted): one
@@ -131,7 +136,7 @@ static int add_rows(kernel_row *rows, int n, const launch_list *l, const gpu_mod
 // Predicted tables for one shape: a layer visit's kernels (time, DRAM bytes, % of bandwidth or tensor peak) on each
 // GPU, and the decode step of a whole model of that shape (every other kernel once, a layer's n_layers times).
 static int predict_shape(const char *title, random_model_shape s, int tp, int batch, int ctx, int prompt,
-                         const kernel_resource_table *res) {
+                         const kernel_resource_table *res, launch_list *keep) {
     launch_list one, two;
     rp_err err;
     fprintf(stderr, "bench_gpu: counting %s of %s (1 and 2 layers, under the emulation)\n", prompt ? "a prefill" : "a decode step", title);
@@ -191,8 +196,34 @@ static int predict_shape(const char *title, random_model_shape s, int tp, int ba
                "the %.0f tok/s roofline at %s\n", gpus[gi], visit[gi] * 1e6, rest[gi] * 1e6, s.layers, step * 1e3,
                tokens / step, 100 * tokens / step / roof, roof, at);
     }
-    launch_list_free(&one), launch_list_free(&two);
+    launch_list_free(&one);
+    if (keep) *keep = two;   // the 2-layer step's launches: every kernel and shape of a step
+    else launch_list_free(&two);
     return 0;
+}
+
+// --measured: the device's kernel times beside the predictions for the same kernels and shapes, and a refit.
+static int fit_to_measured(const launch_list *counted, const kernel_resource_table *res, const char *gpu) {
+    const gpu_model *g = gpu_model_named(gpu ? gpu : "h200");
+    if (!g) return fprintf(stderr, "bench_gpu: --gpu %s: the speed model knows h100 and h200\n", gpu), 2;
+    measured_list m;
+    rp_err err;
+    if (measured_list_read_ncu(&m, measured_path, &err)) return fprintf(stderr, "bench_gpu: %s\n", err.msg), 1;
+    fit_set set;
+    fit_set_match(&set, &m, counted, res);
+    int rc = 0;
+    if (!set.n) {
+        fprintf(stderr, "bench_gpu: %s: no measured kernel matches a counted launch (kernel, CTAs, threads)\n", measured_path);
+        rc = 1;
+    } else {
+        gpu_model fitted = gpu_model_fit(&set, g);
+        printf("\nMEASURED (%s) beside PREDICTED (%s's constants, then refitted to these times): the decode step's kernels, "
+               "mean time a launch\n", measured_path, g->name);
+        fit_report(stdout, &set, g, &fitted);
+    }
+    fit_set_free(&set);
+    measured_list_free(&m);
+    return rc;
 }
 #endif
 
@@ -218,6 +249,7 @@ int main(int argc, char **argv) {
 #ifdef REPRISE_EMU_PERF
         else if (!strcmp(argv[i], "--counters")) counters_path = argv[i + 1];
         else if (!strcmp(argv[i], "--prefill")) prefill_too = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--measured")) measured_path = argv[i + 1];
 #endif
         else
             return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] "
@@ -228,7 +260,7 @@ int main(int argc, char **argv) {
     random_model_shape shape = {2048, 5632, 16, 16, 4, 32000, 4096};   // 0.79B parameters (45.1M a layer, 65.5M tied embeddings)
 #ifdef REPRISE_EMU_PERF
     // no GPU: predictions from the emulation's counters, for this model and for a layer visit at real models' shapes
-    (void)gemm_table, (void)profile, (void)tp, (void)sched_text, (void)gpu, (void)n_decode, (void)own, (void)tmpl;
+    (void)gemm_table, (void)profile, (void)tp, (void)sched_text, (void)n_decode, (void)own, (void)tmpl;
     const char *sample = getenv("REPRISE_EMU_PERF_SAMPLE");
     emu_set_perf_sample(sample ? strtoull(sample, NULL, 10) : 16);   // one CTA in 16 by default: minutes, not hours
     kernel_resource_table res;
@@ -246,12 +278,17 @@ int main(int argc, char **argv) {
                           "152064; one GPU's share, all-reduces not counted)", {8192, 29568, 80, 64, 8, 152064, 8192}},
     };
     int rc = 0, any = 0;
+    if (measured_path && strcmp(which, "bench"))
+        return fprintf(stderr, "bench_gpu: --measured: with -m bench (the model bench_gpu measures on a device)\n"), 2;
+    launch_list bench_step = {0};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes && !rc; i++)
         if (!strcmp(which, "all") || !strcmp(which, shapes[i].name))
             any = 1, rc = predict_shape(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1, 1, n_prompt, 0,
-                                        have_res ? &res : NULL);
+                                        have_res ? &res : NULL, i == 0 && measured_path ? &bench_step : NULL);
+    if (!rc && measured_path) rc = fit_to_measured(&bench_step, have_res ? &res : NULL, gpu);
+    launch_list_free(&bench_step);
     if (!rc && !strcmp(which, "bench") && prefill_too)   // the prefill of --prompt tokens (the bench model only: minutes)
-        rc = predict_shape(shapes[0].title, shapes[0].s, 1, 1, n_prompt, n_prompt, have_res ? &res : NULL);
+        rc = predict_shape(shapes[0].title, shapes[0].s, 1, 1, n_prompt, n_prompt, have_res ? &res : NULL, NULL);
     if (have_res) kernel_resources_free(&res);
     if (!any) return fprintf(stderr, "bench_gpu: -m %s: under the emulation, bench, llama3-8b, qwen2-72b-tp2 or all\n", which), 2;
     return rc ? 1 : 0;

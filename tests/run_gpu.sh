@@ -121,12 +121,13 @@ PY
         return $rc
     }
     step reprise_bench reprise_bench
-    # where a decode step's time goes, kernel by kernel (Nsight Compute, where the machine has it)
+    # where a decode step's time goes, kernel by kernel (Nsight Compute, where the machine has it): each launch's time,
+    # as CSV for the speed model's side by side below
     kernel_profile() {
         local ncu; ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
         [ -n "$ncu" ] || { echo "no ncu here"; return 0; }
-        REPRISE_CUDA_GRAPHS=0 timeout 240 "$ncu" --profile-from-start off --metrics gpu__time_duration.sum --print-summary per-kernel \
-            "$build/bench_gpu" --gemm 0 --decode 8 --profile 1
+        REPRISE_CUDA_GRAPHS=0 timeout 240 "$ncu" --profile-from-start off --metrics gpu__time_duration.sum --csv \
+            --log-file "$out/ncu.csv" "$build/bench_gpu" --gemm 0 --decode 8 --profile 1
     }
     step kernel_profile kernel_profile
     # the planted kernels: the speed model's predicted times (under the emulation, built here too) beside the device's
@@ -135,8 +136,19 @@ PY
         { grep -o "strided [0-9.]* us ([0-9.]*x" "$out/planted.log" | paste -sd ' ' ; } >"$out/planted.note" 2>/dev/null || true
     }
     step planted planted
+    # the speed model beside the device: the same decode step counted under the emulation (CPU only), each kernel's
+    # predicted time beside ncu's, and the model's constants refitted to them (tools/bench/gpu_fit.c); last, as it
+    # takes a minute or two of CPU
+    model_fit() {
+        [ -s "$out/ncu.csv" ] || { echo "no ncu.csv (kernel_profile): nothing to fit"; return 0; }
+        local kind=h100
+        grep -q H200 "$out/device.log" && kind=h200
+        "$build/bench_gpu_emu" -m bench --prompt 512 --gpu "$kind" --measured "$out/ncu.csv" || return 1
+        grep -o "rms log error: [0-9.]* with [a-z0-9]*'s constants, [0-9.]* refitted" "$out/model_fit.log" >"$out/model_fit.note"
+    }
     grep -E "^(base|rys)" "$out/bench_gpu.log" | awk '{print $1" "$2" b"$3": "$4" tok/s ("$6"% of roofline)"}' |
         paste -sd ';' >"$out/bench_gpu.note"
+    step model_fit model_fit
 fi
 
 echo
