@@ -19,6 +19,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #undef __shared__
 #define __shared__ static thread_local
@@ -45,6 +46,23 @@ void syncthreads(const char *file, int line);
 void perf_quiet(bool on);
 void perf_access(const void *p, size_t bytes, bool write);
 void perf_tensor(double flops);
+
+// The running CUDA thread's asynchronous copies (cp.async, kernels/emu/emu_ptx.h): each holds the bytes it read at
+// issue until a wait completes its group; empty when the thread's block begins.
+struct async_copy {
+    unsigned char *dst;
+    unsigned char data[16];
+    int group;   // the commit group it belongs to: `committed` at its issue
+};
+struct async_state {
+    std::vector<async_copy> pending;
+    int committed = 0;   // groups committed so far
+};
+async_state &async_copies();
+int thread_linear();   // the running CUDA thread's index in its block
+// A fault of the running CUDA thread (a misaligned address, an instruction misused): reported with the kernel,
+// block and thread, and the run aborts, as a GPU's kernel would fail.
+[[noreturn]] void thread_fault(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 enum warp_op { SHFL_IDX, SHFL_XOR, SHFL_DOWN, SHFL_UP, VOTE, SYNCWARP };
 // Every lane of `mask` must arrive at the same call; each lane gives `in` and gets back, in `out`, the value of
@@ -177,5 +195,6 @@ static inline unsigned atomicExch(unsigned *a, unsigned v) { return __atomic_exc
 static inline float atomicExch(float *a, float v) { return __uint_as_float(__atomic_exchange_n(reinterpret_cast<unsigned *>(a), __float_as_uint(v), __ATOMIC_RELAXED)); }
 
 #include "kernels/emu/emu_wmma.h"
+#include "kernels/emu/emu_ptx.h"
 
 #endif

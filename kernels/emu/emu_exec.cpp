@@ -40,6 +40,7 @@ struct fiber {
     int line;
     unsigned char in[16], out[16];
     void *fake_stack;
+    async_state async;   // its cp.async copies not yet waited for
 };
 
 struct warp_wait {
@@ -172,6 +173,8 @@ __attribute__((noinline)) void init_fiber(fiber *f, int index, ucontext_t *link)
     f->state = RUNNABLE;
     f->file = nullptr;
     f->line = 0;
+    f->async.pending.clear();   // copies a thread of the previous block never waited for are gone with it
+    f->async.committed = 0;
 #if EMU_FAST_SWITCH
     // a stack that the first switch "returns" into fiber_trampoline from: six zeroed registers, the trampoline's
     // address, and a null return address for it, keeping the ABI's 16-byte alignment at its entry
@@ -250,6 +253,20 @@ void perf_tensor(double flops) {
 }
 
 int current_thread() { return F && B ? F->linear : -1; }
+int thread_linear() { return F ? F->linear : 0; }
+void thread_fault(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!F || !B) fatal("%s", msg);
+    fault(F, "%s", msg);
+}
+async_state &async_copies() {
+    if (!F || !B) fatal("cp.async outside a kernel");
+    return F->async;
+}
 
 bool on_thread_stack(const void *p) {
     return F && (const char *)p >= F->stack && (const char *)p < F->stack + STACK_SIZE;

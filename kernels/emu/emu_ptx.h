@@ -1,0 +1,109 @@
+// The emulation's twins of kernels/ptx.h, at the PTX ISA's documented semantics:
+// - mma_bf16_16816 and ldmatrix are warp-collective (all 32 lanes arrive, as .sync.aligned requires); each lane
+//   leaves its registers in a per-warp buffer, and takes back exactly the elements the documented fragment layout
+//   gives it, so a wrong fragment index computes a wrong product here as on a GPU. The hardware's order of the 16
+//   products' sum is not documented: here each output sums its products in k order in FP32 (each product exact),
+//   then adds C; results match a reference within rounding, not the GPU's bits;
+// - cp.async reads its source at issue and writes shared memory only when a cp_async_wait completes its group, so a
+//   kernel that reads before its wait sees the old contents, as it may on a GPU; misaligned addresses fault.
+#ifndef REPRISE_EMU_PTX_H
+#define REPRISE_EMU_PTX_H
+
+#include <cstdint>
+
+namespace emu {
+namespace ptx {
+
+static inline int lane() { return thread_linear() % 32; }
+static inline int warp() { return thread_linear() / 32; }
+static inline float bf16_bits(uint32_t bits) { return __uint_as_float(bits << 16); }
+
+}   // namespace ptx
+}   // namespace emu
+
+static inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+    static thread_local uint32_t A[32][32][4], Bf[32][32][2];   // [warp][lane]: the block's lanes' registers
+    int lane = emu::ptx::lane(), w = emu::ptx::warp();
+    __syncwarp();
+    emu::perf_quiet(true);   // the buffers are the emulation's, not the kernel's memory
+    for (int i = 0; i < 4; i++) A[w][lane][i] = a[i];
+    for (int i = 0; i < 2; i++) Bf[w][lane][i] = b[i];
+    emu::perf_quiet(false);
+    __syncwarp();
+    emu::perf_quiet(true);
+    int g = lane / 4, t = lane % 4;
+    float out[4];
+    for (int i = 0; i < 4; i++) {
+        int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
+        float s = 0;
+        for (int k = 0; k < 16; k++) {
+            // A (row, k): lane 4 (row % 8) + (k % 8) / 2, register (row >= 8) + 2 (k >= 8), half k % 2
+            uint32_t ra = A[w][4 * (row % 8) + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)];
+            // B (k, col): lane 4 col + (k % 8) / 2, register k >= 8, half k % 2
+            uint32_t rb = Bf[w][4 * col + (k % 8) / 2][k >= 8];
+            s += emu::ptx::bf16_bits(k % 2 ? ra >> 16 : ra & 0xffff) * emu::ptx::bf16_bits(k % 2 ? rb >> 16 : rb & 0xffff);
+        }
+        out[i] = s + c[i];
+    }
+    for (int i = 0; i < 4; i++) d[i] = out[i];
+    emu::perf_quiet(false);
+    if (lane == 0) emu::perf_tensor(2.0 * 16 * 8 * 16);
+    __syncwarp();   // the buffers are reused by the warp's next mma
+}
+
+// ldmatrix .x1/.x2/.x4 (NUM matrices), without .trans.
+template <int NUM> static inline void emu_ldmatrix(uint32_t *r, const void *smem_row) {
+    static thread_local const unsigned char *row_of[32][32];   // [warp][lane]: the rows the lanes give
+    int lane = emu::ptx::lane(), w = emu::ptx::warp();
+    if (lane < 8 * NUM && reinterpret_cast<uintptr_t>(smem_row) % 16)
+        emu::thread_fault("ldmatrix: row address %p is not 16-byte aligned", smem_row);
+    __syncwarp();
+    emu::perf_quiet(true);
+    row_of[w][lane] = static_cast<const unsigned char *>(smem_row);
+    emu::perf_quiet(false);
+    __syncwarp();
+    emu::perf_quiet(true);
+    for (int i = 0; i < NUM; i++) {
+        uint16_t e[2];
+        memcpy(e, row_of[w][8 * i + lane / 4] + 4 * (lane % 4), 4);
+        r[i] = e[0] | (uint32_t)e[1] << 16;
+    }
+    emu::perf_quiet(false);
+    if (lane < 8 * NUM) emu::perf_access(smem_row, 16, false);   // what the hardware reads: each given row
+    __syncwarp();   // the buffer is reused next
+}
+static inline void ldmatrix_x4(uint32_t r[4], const void *smem_row) { emu_ldmatrix<4>(r, smem_row); }
+static inline void ldmatrix_x2(uint32_t r[2], const void *smem_row) { emu_ldmatrix<2>(r, smem_row); }
+
+static inline uint64_t l2_evict_first() { return 1; }   // a cache hint: nothing to emulate
+
+static inline void cp_async_16(void *smem, const void *gmem, int src_bytes) {
+    if (reinterpret_cast<uintptr_t>(smem) % 16 || reinterpret_cast<uintptr_t>(gmem) % 16)
+        emu::thread_fault("cp.async: %p -> %p is not 16-byte aligned", gmem, smem);
+    if (src_bytes < 0 || src_bytes > 16) emu::thread_fault("cp.async: src-size %d outside 0..16", src_bytes);
+    emu::async_state &st = emu::async_copies();
+    emu::async_copy c;
+    c.dst = static_cast<unsigned char *>(smem), c.group = st.committed;
+    emu::perf_quiet(true);
+    for (int i = 0; i < 16; i++) c.data[i] = i < src_bytes ? static_cast<const unsigned char *>(gmem)[i] : 0;
+    st.pending.push_back(c);
+    emu::perf_quiet(false);
+    if (src_bytes) emu::perf_access(gmem, (size_t)src_bytes, false);
+    emu::perf_access(smem, 16, true);
+}
+static inline void cp_async_16_policy(void *smem, const void *gmem, uint64_t) { cp_async_16(smem, gmem, 16); }
+static inline void cp_async_commit() { emu::async_copies().committed++; }
+template <int N> static inline void cp_async_wait() {
+    emu::async_state &st = emu::async_copies();
+    emu::perf_quiet(true);
+    size_t keep = 0;
+    for (size_t i = 0; i < st.pending.size(); i++) {
+        const emu::async_copy &c = st.pending[i];
+        if (c.group < st.committed - N) memcpy(c.dst, c.data, 16);   // complete: now visible
+        else st.pending[keep++] = c;
+    }
+    st.pending.resize(keep);
+    emu::perf_quiet(false);
+}
+
+#endif

@@ -1,0 +1,83 @@
+// Kernels that drive kernels/ptx.h's instructions, each with a planted bug to switch on (test_ptx_emu.cpp runs them
+// under the emulation; nvcc compiles them too, so they are what a GPU would run).
+#include "kernels/launch.h"
+#include "kernels/ptx.h"
+
+typedef __nv_bfloat16 bf16;
+
+// Two BF16s as one 32-bit register, lo in the low half.
+__device__ static uint32_t pack2(bf16 lo, bf16 hi) {
+    return (uint32_t)__bfloat16_as_ushort(lo) | (uint32_t)__bfloat16_as_ushort(hi) << 16;
+}
+
+// D (16 x 8) = A (16 x 16, row-major) . B + C, B given N-major (Bt: 8 rows of 16 k), one warp. via_ldmatrix: the
+// fragments through shared memory with ldmatrix; else gathered element by element from global memory by the
+// documented layout. plant 1: A's registers 1 and 2 swapped (a wrong fragment index).
+__global__ void mma_tile_kernel(const bf16 *A, const bf16 *Bt, const float *C, float *D, int via_ldmatrix, int plant) {
+    __shared__ __align__(16) bf16 as[16 * 16], bs[8 * 16];
+    int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+    uint32_t a[4], b[2];
+    if (via_ldmatrix) {
+        for (int e = lane; e < 256; e += 32) as[e] = A[e];
+        for (int e = lane; e < 128; e += 32) bs[e] = Bt[e];
+        __syncwarp();
+        ldmatrix_x4(a, &as[(lane % 16) * 16 + 8 * (lane / 16)]);
+        ldmatrix_x2(b, &bs[(lane % 8) * 16 + 8 * ((lane / 8) % 2)]);
+    } else {
+        for (int i = 0; i < 4; i++) {
+            int row = g + (i % 2) * 8, col = 2 * t + (i / 2) * 8;
+            a[i] = pack2(A[row * 16 + col], A[row * 16 + col + 1]);
+        }
+        for (int i = 0; i < 2; i++) b[i] = pack2(Bt[g * 16 + 2 * t + 8 * i], Bt[g * 16 + 2 * t + 8 * i + 1]);
+    }
+    if (plant == 1) {
+        uint32_t x = a[1];
+        a[1] = a[2], a[2] = x;
+    }
+    float c[4], d[4];
+    for (int i = 0; i < 4; i++) c[i] = C[(g + (i / 2) * 8) * 8 + 2 * t + i % 2];
+    mma_bf16_16816(d, a, b, c);
+    for (int i = 0; i < 4; i++) D[(g + (i / 2) * 8) * 8 + 2 * t + i % 2] = d[i];
+}
+
+// 32 threads; each copies 16 bytes into the slot of the thread after it, asynchronously, in two groups (even slots,
+// then odd), over shared memory that holds -1 first; then out[t] = slot t's first int after:
+//   mode 0: wait for both groups, barrier;  mode 1 (planted): no wait, barrier;  mode 2: wait_group 1 (the odd
+//   group may still be in flight), barrier;  mode 3: the copies read 8 bytes (zero-filled), wait, barrier, and out
+//   takes the slot's third int.
+__global__ void cp_async_kernel(const int4 *src, int *out, int mode) {
+    __shared__ __align__(16) int4 slot[32];
+    int t = threadIdx.x, to = (t + 1) % 32;
+    slot[t] = make_int4(-1, -1, -1, -1);
+    __syncthreads();
+    for (int parity = 0; parity < 2; parity++) {
+        if (to % 2 == parity) cp_async_16(&slot[to], &src[to], mode == 3 ? 8 : 16);
+        cp_async_commit();
+    }
+    if (mode == 0 || mode == 3) cp_async_wait<0>();
+    if (mode == 2) cp_async_wait<1>();
+    __syncthreads();
+    out[t] = mode == 3 ? slot[t].z : slot[t].x;
+}
+
+// A misaligned asynchronous copy (faults), and a misaligned ldmatrix row (faults).
+__global__ void misaligned_kernel(const int4 *src, int which) {
+    __shared__ __align__(16) bf16 buf[32 * 16];
+    if (which == 0) cp_async_16(buf + 1, src, 16);
+    else {
+        uint32_t r[4];
+        ldmatrix_x4(r, buf + 8 * threadIdx.x + 1);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+}
+
+cudaError_t launch_mma_tile(const bf16 *A, const bf16 *Bt, const float *C, float *D, int via_ldmatrix, int plant) {
+    return REPRISE_LAUNCH(mma_tile_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, A, Bt, C, D, via_ldmatrix, plant);
+}
+cudaError_t launch_cp_async(const int4 *src, int *out, int mode) {
+    return REPRISE_LAUNCH(cp_async_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, src, out, mode);
+}
+cudaError_t launch_misaligned(const int4 *src, int which) {
+    return REPRISE_LAUNCH(misaligned_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, src, which);
+}
