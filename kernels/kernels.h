@@ -35,6 +35,16 @@ struct gemm_out {
 };
 cudaError_t launch_gemm_bf16_split(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, int variant, cudaStream_t s);
 
+// The GEMM on mma.sync with a cp.async pipeline (gemm_mma.cu): out (R, N) = X (R, K) . W^T into out's column segments,
+// every element summed by the rule of gemm_k_segments(N, K) whatever R. Up to GEMM_SPLIT_ROWS rows with more than
+// one segment it needs a workspace of gemm_workspace_floats(N, K) floats and gemm_workspace_counters(N) counters,
+// zeroed once (launches on one stream may share it: each leaves the counters zero).
+struct gemm_workspace {
+    float *partial;
+    unsigned *count;
+};
+cudaError_t launch_gemm_mma(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s);
+
 // Per row: q/k/v bias, q/k RMSNorm per head, RoPE at row_pos[r], then k and v written into the row's KV slot
 // (row_k[r], row_v[r], position row_pos[r]) as BF16 (qkv_rope.cu).
 cudaError_t launch_qkv_rope(float *q, float *k, const float *v, const bf16 *bq, const bf16 *bk, const bf16 *bv,

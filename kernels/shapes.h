@@ -10,4 +10,22 @@
 #define SAMPLE_MAX_K 1024
 #define SAMPLE_CANDIDATE_ROW_BYTES(k) (16 + 8 * (size_t)(k))
 
+// The GEMM (gemm_mma.cu): how many segments K's 16-wide steps are cut into, by the weight's shape (N outputs, K
+// inputs) alone - it fixes every output's order of summation, whatever the row count. Doubled from 1 while the
+// decode grid (a CTA per 64 outputs and segment) has fewer than 2 CTAs for each of an H100's 132 SMs, keeping at
+// least 8 steps (128 k) a segment, at most 32 segments.
+#define GEMM_SPLIT_ROWS 64   // up to this many rows, the segments run in CTAs of their own (the decode grid)
+static inline int gemm_k_segments(int N, int K) {
+    int blocks = (N + 63) / 64, steps = (K + 15) / 16, S = 1;
+    while (blocks * S < 2 * 132 && S < 32 && steps >= 2 * S * 8) S *= 2;
+    return S;
+}
+// The workspace a GEMM of that shape needs, in floats (the segments' partials of up to GEMM_SPLIT_ROWS rows) and in
+// counters (one per 64 outputs, zero before the first launch; each launch leaves them zero).
+static inline size_t gemm_workspace_floats(int N, int K) {
+    int S = gemm_k_segments(N, K);
+    return S > 1 ? (size_t)S * GEMM_SPLIT_ROWS * (size_t)N : 0;
+}
+static inline size_t gemm_workspace_counters(int N) { return (size_t)(N + 63) / 64; }
+
 #endif

@@ -354,6 +354,70 @@ static void gemm_bf16_matches_reference_and_is_batch_invariant(void) {
         }
 }
 
+// The mma.sync GEMM (gemm_mma.cu): against a double-precision sum on odd and aligned shapes, one segment or many
+// (gemm_k_segments), the slow path (K not a multiple of 8) and the fast one; every row bit-identical alone and in
+// batches of the M list issue 29 names (the decode split up to 64 rows, the prefill tiling past it); the output's
+// columns split over three buffers exactly as in one; the workspace's counters left zero; no workspace refused.
+static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
+    const int Rmax = 129, Ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 65, 128, 129};
+    struct { int N, K; } shapes[] = {{67, 172}, {300, 520}, {67, 1024}, {200, 2048}};
+    for (auto sh : shapes) {
+        int N = sh.N, K = sh.K, S = gemm_k_segments(N, K);
+        std::vector<float> x = bf16_round(randv((size_t)Rmax * K)), w = bf16_round(randv((size_t)N * K, 0.5f));
+        bf16 *dx = dev_bf16(x), *dw = dev_bf16(w);
+        float *dout, *partial = nullptr;
+        unsigned *count;
+        cudaMalloc((void **)&dout, (size_t)Rmax * N * sizeof(float));
+        cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16);
+        cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
+        cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned));
+        gemm_workspace ws = {partial, count};
+        gemm_out one = {{dout}, {0}, 1};
+        CHECK(launch_gemm_mma(dx, dw, Rmax, N, K, one, ws, 0) == cudaSuccess, "launch");
+        std::vector<float> all = host(dout, (size_t)Rmax * N);
+        float worst = 0;
+        for (int r = 0; r < Rmax; r++)
+            for (int n = 0; n < N; n++) {
+                double ref = 0;
+                for (int k = 0; k < K; k++) ref += (double)x[(size_t)r * K + k] * w[(size_t)n * K + k];
+                worst = fmaxf(worst, fabsf((float)ref - all[(size_t)r * N + n]));
+            }
+        CHECK(worst < 1e-4f * K, "N %d K %d (%d segments): max error %g", N, K, S, worst);
+        std::vector<std::vector<float>> alone(Rmax);   // each row computed by itself
+        for (int r = 0; r < Rmax; r++) {
+            CHECK(launch_gemm_mma(dx + (size_t)r * K, dw, 1, N, K, one, ws, 0) == cudaSuccess, "launch of one row");
+            alone[r] = host(dout, N);
+        }
+        int differ = 0;
+        for (int M : Ms) {
+            CHECK(launch_gemm_mma(dx, dw, M, N, K, one, ws, 0) == cudaSuccess, "launch of %d rows", M);
+            std::vector<float> got = host(dout, (size_t)M * N);
+            for (int r = 0; r < M; r++) differ += memcmp(&got[(size_t)r * N], alone[r].data(), N * sizeof(float)) != 0;
+        }
+        CHECK(differ == 0, "N %d K %d (%d segments): %d rows differ between alone and a batch", N, K, S, differ);
+        for (int M : {5, 100}) {   // split output (stacked Q/K/V): each element exactly as in one buffer
+            float *seg[3];
+            int first[3] = {0, 16, 40}, width[3] = {16, 24, N - 40}, bad = 0;
+            for (int i = 0; i < 3; i++) cudaMalloc((void **)&seg[i], (size_t)M * width[i] * sizeof(float));
+            CHECK(launch_gemm_mma(dx, dw, M, N, K, gemm_out{{seg[0], seg[1], seg[2]}, {0, 16, 40}, 3}, ws, 0) == cudaSuccess,
+                  "split launch");
+            for (int i = 0; i < 3; i++) {
+                std::vector<float> got = host(seg[i], (size_t)M * width[i]);
+                for (int r = 0; r < M; r++)
+                    bad += memcmp(&got[(size_t)r * width[i]], &all[(size_t)r * N + first[i]], width[i] * sizeof(float)) != 0;
+                cudaFree(seg[i]);
+            }
+            CHECK(bad == 0, "N %d K %d, %d rows: %d rows of the split output differ", N, K, M, bad);
+        }
+        std::vector<unsigned> left = host(count, gemm_workspace_counters(N));
+        CHECK(std::count(left.begin(), left.end(), 0u) == (long)left.size(), "N %d K %d: counters not left zero", N, K);
+        if (S > 1)
+            CHECK(launch_gemm_mma(dx, dw, 1, N, K, one, gemm_workspace{nullptr, nullptr}, 0) == cudaErrorInvalidValue,
+                  "N %d K %d: a split launch without its workspace was accepted", N, K);
+        cudaFree(dx), cudaFree(dw), cudaFree(dout), cudaFree(partial), cudaFree(count);
+    }
+}
+
 // Batch invariance of the whole CUDA forward: a sequence's logits are bit-identical whether it runs alone or beside
 // 1, 7 or 40 others with other schedules and prompt lengths, through its prompt and 4 decode steps.
 static void sequence_logits_do_not_depend_on_the_batch(void) {
@@ -742,6 +806,7 @@ int main(void) {
     RUN(swiglu_and_convert_helpers_match_reference);
     RUN(device_sampling_follows_the_cpu_rules);
     RUN(gemm_bf16_matches_reference_and_is_batch_invariant);
+    RUN(gemm_mma_matches_reference_and_is_batch_invariant);
     RUN(sequence_logits_do_not_depend_on_the_batch);
     RUN(ubatch_windows_give_identical_logits_on_cuda);
     RUN(full_forward_matches_cpu_on_tiny_models);

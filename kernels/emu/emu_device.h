@@ -135,6 +135,9 @@ struct syncwarp_call {
 
 // ---- loads, math and bit intrinsics the kernels use ----
 template <typename T> static inline T __ldg(const T *p) { return *p; }
+template <typename T> static inline T __ldcg(const T *p) { return *p; }   // (bypassing L1: one memory here)
+// Blocks run one after another on an OS thread, or on several: a real fence.
+static inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 // glibc declares __expf and __logf but does not export them: macros, defined after <cmath> declared them.
 #define __expf(x) expf(x)
 #define __logf(x) logf(x)

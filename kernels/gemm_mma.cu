@@ -1,0 +1,174 @@
+// The projections' GEMM on mma.sync with a cp.async pipeline, batch-invariant by one numeric rule: out (R, N) =
+// X (R, K) . W^T, X and W in BF16, FP32 accumulation.
+//
+// The rule: K's 16-wide steps are cut into S = gemm_k_segments(N, K) segments (shapes.h: by the weight's shape
+// alone). An output element is sum = 0; for each segment in order: sum += (the segment's k-steps, in order, each one
+// mma_bf16_16816 accumulating into a chain that starts at zero). Nothing in it depends on R, on the other rows or on
+// the tile the element falls in, so a row's numbers are the same alone or in any batch; only how the work is cut
+// over CTAs changes with R:
+//   R <= GEMM_SPLIT_ROWS (decode): one CTA per (64 features, segment), so even a 2048-wide weight fills the GPU;
+//     each writes its segment's partial to the workspace and the last CTA of a feature block to finish (a counter)
+//     adds the S partials in segment order and writes the output; the counter is reset for the next launch;
+//   R > GEMM_SPLIT_ROWS (prefill): one CTA per (64 features, 64 rows) runs every segment in turn, adding each
+//     segment's chain to its running sum in the same order.
+// The weight is the MMA's first operand (16 features x 16 k) and the tokens its narrow second (8 rows a tile), so a
+// decode step of 1-8 rows wastes no weight bandwidth on padding. Each CTA (4 warps, 16 features each) streams its
+// weight rows and the rows of X through a GEMM_STAGES-deep ring of shared-memory stages (32 k each) filled by 16-byte
+// cp.async copies, the weights with an evict-first L2 policy; tiles are padded to 80-byte rows so that ldmatrix reads
+// them without bank conflicts. K not a multiple of 8 or unaligned pointers take element-by-element copies into the
+// same stages: the same products in the same order.
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+#include "kernels/launch.h"
+#include "kernels/ptx.h"
+
+#define GM_WARPS 4
+#define GM_FEATURES (16 * GM_WARPS)   // output columns a CTA computes
+#define GM_STAGE_K 32                 // k a pipeline stage holds: two mma k-steps
+#define GM_ROW 40                     // a tile row in shared memory: 32 k + 8 of padding (80 bytes)
+
+// One stage: the CTA's weight rows and up to 8 * NT rows of X, for 32 k.
+template <int NT> struct gm_stage {
+    bf16 w[GM_FEATURES][GM_ROW];
+    bf16 x[8 * NT][GM_ROW];
+};
+
+// Issues the copies of one stage: k in [k0, k0 + 32) clipped to kend (the segment's end; zeros past it), weight rows
+// f0.., X rows row0.., zeros past N, R and K.
+template <int NT>
+__device__ static void gm_load_stage(gm_stage<NT> &st, const bf16 *X, const bf16 *W, int R, int N, int K, int f0, int row0,
+                                     int k0, int kend, bool fast, uint64_t policy) {
+    const int chunks_w = GM_FEATURES * 4, chunks = chunks_w + 8 * NT * 4;   // 16-byte chunks: 4 per 32 k of a row
+    for (int c = threadIdx.x; c < chunks; c += 32 * GM_WARPS) {
+        bool is_w = c < chunks_w;
+        int row = is_w ? c / 4 : (c - chunks_w) / 4, kk = 8 * (c % 4), k = k0 + kk;
+        int src_row = is_w ? f0 + row : row0 + row, rows = is_w ? N : R;
+        bf16 *dst = is_w ? &st.w[row][kk] : &st.x[row][kk];
+        const bf16 *base = is_w ? W : X;
+        int valid = src_row < rows ? min(8, max(0, kend - k)) : 0;   // elements of this chunk inside the segment
+        if (fast) {
+            const bf16 *src = valid ? base + (size_t)src_row * K + k : base;
+            if (is_w && valid == 8) cp_async_16_policy(dst, src, policy);
+            else cp_async_16(dst, src, 2 * valid);
+        } else
+            for (int e = 0; e < 8; e++) dst[e] = e < valid ? base[(size_t)src_row * K + k + e] : __float2bfloat16(0.0f);
+    }
+}
+
+// One segment's chain for this warp's 16 features and the CTA's 8 * NT rows: acc = sum over k-steps [ks0, ks1) in
+// order, starting from zero.
+template <int NT, int STAGES>
+__device__ static void gm_segment(float acc[NT][4], gm_stage<NT> *ring, const bf16 *X, const bf16 *W, int R, int N, int K,
+                                  int f0, int row0, int ks0, int ks1, bool fast, uint64_t policy) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int j = 0; j < NT; j++)
+        for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
+    int kend = min(16 * ks1, K), stages = (ks1 - ks0 + 1) / 2;
+    for (int s = 0; s < STAGES - 1; s++) {   // the ring's first stages in flight
+        if (s < stages) gm_load_stage<NT>(ring[s], X, W, R, N, K, f0, row0, 16 * (ks0 + 2 * s), kend, fast, policy);
+        cp_async_commit();
+    }
+    for (int s = 0; s < stages; s++) {
+        cp_async_wait<STAGES - 2>();   // stage s has arrived (for this thread's copies)...
+        __syncthreads();               // ...and everyone's; and stage s - 1 is no longer read: refill it
+        int next = s + STAGES - 1;
+        if (next < stages)
+            gm_load_stage<NT>(ring[next % STAGES], X, W, R, N, K, f0, row0, 16 * (ks0 + 2 * next), kend, fast, policy);
+        cp_async_commit();
+        gm_stage<NT> &st = ring[s % STAGES];
+        for (int h = 0; h < 2 && ks0 + 2 * s + h < ks1; h++) {
+            uint32_t a[4];
+            ldmatrix_x4(a, &st.w[16 * warp + lane % 16][16 * h + 8 * (lane / 16)]);
+REPRISE_UNROLL
+            for (int j = 0; j < NT; j++) {
+                uint32_t b[2];
+                ldmatrix_x2(b, &st.x[8 * j + lane % 8][16 * h + 8 * ((lane / 8) % 2)]);
+                mma_bf16_16816(acc[j], a, b, acc[j]);
+            }
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();   // the ring is free for the next segment
+}
+
+// Column n of the output, in the segment of `out` it falls in.
+__device__ static float *gm_out(gemm_out out, int N, int r, int n) {
+    int seg = 0;
+    while (seg + 1 < out.n && n >= out.first[seg + 1]) seg++;
+    int width = (seg + 1 < out.n ? out.first[seg + 1] : N) - out.first[seg];
+    return &out.p[seg][(size_t)r * width + n - out.first[seg]];
+}
+
+// acc's element (feature, row) of this lane: feature f0 + 16 warp + g (+ 8), row row0 + 8 j + 2 t (+ 1).
+#define GM_FOR_EACH_ELEMENT(body)                                                                                   \
+    for (int j = 0; j < NT; j++)                                                                                    \
+        for (int i = 0; i < 4; i++) {                                                                               \
+            int n = f0 + 16 * (threadIdx.x / 32) + (threadIdx.x % 32) / 4 + 8 * (i / 2);                            \
+            int r = row0 + 8 * j + 2 * (threadIdx.x % 4) + i % 2;                                                   \
+            body                                                                                                    \
+        }
+
+// The decode split's end: this CTA's segment partial into the workspace; the last CTA of the feature block to finish
+// adds the S partials in segment order into the output and resets the block's counter.
+template <int NT>
+__device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int S, int f0, gemm_out out, float *partial,
+                                       unsigned *count) {
+    __shared__ bool last;
+    const int row0 = 0;
+    GM_FOR_EACH_ELEMENT(if (n < N && r < R) partial[((size_t)blockIdx.y * R + r) * N + n] = acc[j][i];)
+    __threadfence();   // the partial is visible device-wide before the counter says so
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&count[blockIdx.x], 1u) == (unsigned)S - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    GM_FOR_EACH_ELEMENT(if (n < N && r < R) {
+        float total = 0.0f;
+        for (int s = 0; s < S; s++) total += __ldcg(&partial[((size_t)s * R + r) * N + n]);
+        *gm_out(out, N, r, n) = total;
+    })
+    if (threadIdx.x == 0) count[blockIdx.x] = 0;   // ready for the next launch
+}
+
+template <int NT, int STAGES, bool SPLIT>
+__global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, const bf16 *W, int R, int N, int K, int S,
+                                                                  gemm_out out, float *partial, unsigned *count) {
+    __shared__ __align__(128) gm_stage<NT> ring[STAGES];
+    int f0 = blockIdx.x * GM_FEATURES, row0 = SPLIT ? 0 : blockIdx.y * 8 * NT;
+    int steps = (K + 15) / 16, per_seg = (steps + S - 1) / S;
+    bool fast = K % 8 == 0 && (uintptr_t)X % 16 == 0 && (uintptr_t)W % 16 == 0;
+    uint64_t policy = l2_evict_first();
+    float acc[NT][4], sum[NT][4];
+    for (int j = 0; j < NT; j++)
+        for (int i = 0; i < 4; i++) sum[j][i] = 0.0f;
+    int s_first = SPLIT ? blockIdx.y : 0, s_end = SPLIT ? blockIdx.y + 1 : S;
+    for (int s = s_first; s < s_end; s++) {
+        gm_segment<NT, STAGES>(acc, ring, X, W, R, N, K, f0, row0, s * per_seg, min(steps, (s + 1) * per_seg), fast, policy);
+        for (int j = 0; j < NT; j++)
+            for (int i = 0; i < 4; i++) sum[j][i] += acc[j][i];
+    }
+    if (SPLIT && S > 1) gm_finish_split<NT>(acc, R, N, S, f0, out, partial, count);
+    else GM_FOR_EACH_ELEMENT(if (n < N && r < R) *gm_out(out, N, r, n) = sum[j][i];)
+}
+
+template <int NT, bool SPLIT>
+static cudaError_t gm_launch(const bf16 *X, const bf16 *W, int R, int N, int K, int S, gemm_out out, gemm_workspace ws,
+                             cudaStream_t s) {
+    dim3 grid((N + GM_FEATURES - 1) / GM_FEATURES, SPLIT ? S : (R + 8 * NT - 1) / (8 * NT)), block(32 * GM_WARPS);
+    return REPRISE_LAUNCH((gemm_mma_kernel<NT, 4, SPLIT>), grid, block, 0, s, X, W, R, N, K, S, out, ws.partial, ws.count);
+}
+
+cudaError_t launch_gemm_mma(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s) {
+    if (R <= 0 || N <= 0 || K <= 0) return R == 0 ? cudaSuccess : cudaErrorInvalidValue;
+    if (out.n < 1 || out.n > GEMM_OUT_MAX || out.first[0] != 0) return cudaErrorInvalidValue;
+    for (int i = 1; i < out.n; i++)
+        if (out.first[i] <= out.first[i - 1] || out.first[i] >= N) return cudaErrorInvalidValue;
+    int S = gemm_k_segments(N, K);
+    if (R > GEMM_SPLIT_ROWS) return gm_launch<8, false>(X, W, R, N, K, S, out, ws, s);
+    if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;   // the split needs its workspace
+    if (R <= 8) return gm_launch<1, true>(X, W, R, N, K, S, out, ws, s);
+    if (R <= 16) return gm_launch<2, true>(X, W, R, N, K, S, out, ws, s);
+    if (R <= 32) return gm_launch<4, true>(X, W, R, N, K, S, out, ws, s);
+    return gm_launch<8, true>(X, W, R, N, K, S, out, ws, s);
+}
