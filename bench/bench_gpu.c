@@ -12,12 +12,15 @@
 // launch into a time on an H100 and an H200: a layer visit's kernels and the whole step's tok/s beside its roofline.
 //   --counters FILE  append the counted steps' launch lines there (the tests read them)
 //   --prefill 1      with -m bench, also the prefill of --prompt tokens (% of the tensor cores' rate per kernel)
+//   --gemm 1         the GEMM alone instead of the step, at each shape's weights: every variant, decode rows (1, 16,
+//                    64) against the bandwidth and, at the bench model's shapes, 512 rows against the tensor cores
 //   --measured CSV   with -m bench: ncu's per-launch times of bench_gpu's decode steps on a device (`ncu --csv
 //                    --metrics gpu__time_duration.sum`, tests/run_gpu.sh) beside the predictions for the GPU --gpu
 //                    names (h200 by default), and the model's constants refitted to them (tools/bench/gpu_fit.c)
 //   --gemm 0     skip the table of the GEMM alone at the model's shapes
 //   --profile 1  profiler collection (cudaProfilerStart) only around the timed decode steps of base at batch 1: run
 //                under `ncu --profile-from-start off` for a per-kernel breakdown of a decode step
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +44,10 @@
 static const char *counters_path;   // --counters FILE
 static int prefill_too;             // --prefill 1
 static const char *measured_path;   // --measured CSV
+static int gemm_predict;            // --gemm 1
 
 #include "bench/random_model.h"
+#include "engine/backends/cuda/backend_cuda.h"
 #include "kernels/emu/emu_control.h"
 #include "tools/bench/gpu_fit.h"
 #include "tools/bench/gpu_model.h"
@@ -202,6 +207,55 @@ static int predict_shape(const char *title, random_model_shape s, int tp, int ba
     return 0;
 }
 
+// --gemm 1: the GEMM alone at a shape's weights (one GPU's share under --tp 2), each variant beside the others:
+// counted under the emulation, predicted per GPU; decode rows against the bandwidth, prefill rows against the
+// tensor cores. Rows of 512 only at the bench model's shapes (the emulation's minutes grow with R x N x K).
+static int predict_gemms(const char *title, random_model_shape s, int tp, const kernel_resource_table *res) {
+    const struct {
+        const char *name;
+        int n, k;
+    } w[] = {{"qkv", (s.heads + 2 * s.kv_heads) * (s.dim / s.heads) / tp, s.dim}, {"o", s.dim, s.dim / tp},
+             {"gate|up", 2 * s.hidden / tp, s.dim}, {"down", s.dim, s.hidden / tp}, {"lm_head", s.vocab / tp, s.dim}};
+    int rows[] = {1, 16, 64, 512}, n_rows = s.dim <= 2048 ? 4 : 3;
+    printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): the GEMM alone, %s\n", title);
+    for (int v = 0; backend_cuda_gemm_variant(v); v++) printf("variant %d: %s\n", v, backend_cuda_gemm_variant(v));
+    printf("%-8s %5s %6s %6s %7s %5s | %9s %9s %-8s | %9s %9s %-8s\n", "gemm", "R", "N", "K", "variant", "CTAs", "h100 us",
+           "% roof", "bound", "h200 us", "% roof", "bound");
+    for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+        for (int ri = 0; ri < n_rows; ri++)
+            for (int v = 0; backend_cuda_gemm_variant(v); v++) {
+                if (v == 1 || v == 2) continue;   // the WMMA kernel's other variants: the same kernel, no faster
+                int R = rows[ri], N = w[i].n, K = w[i].k;
+                char prof[] = "/tmp/reprise-bench-gemm-XXXXXX";
+                int fd = mkstemp(prof);
+                if (fd < 0) return fprintf(stderr, "bench_gpu: cannot make a temporary file\n"), -1;
+                close(fd);
+                rp_err err;
+                emu_profile_open(prof);
+                int rc = backend_cuda_run_gemm(R, N, K, v, &err);
+                emu_profile_open(NULL);
+                launch_list l;
+                if (!rc) rc = launch_list_read(&l, prof, &err);
+                unlink(prof);
+                if (rc) return fprintf(stderr, "bench_gpu: %s\n", err.msg), -1;
+                printf("%-8s %5d %6d %6d %7d %5ld |", w[i].name, R, N, K, v, l.n ? l.l[0].ctas : 0L);
+                for (int gi = 0; gi < 2; gi++) {
+                    const gpu_model *g = gpu_model_named(gi ? "h200" : "h100");
+                    double sec = 0, bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
+                    const char *bound = "-";
+                    for (int j = 0; j < l.n; j++) {
+                        launch_prediction p = gpu_predict(g, sm_limits_hopper(), res ? kernel_resources_find(res, l.l[j].name) : NULL, &l.l[j]);
+                        sec += p.seconds, bound = p.bound;
+                    }
+                    double roof = R <= 64 ? bytes / g->dram_bandwidth : fmax(bytes / g->dram_bandwidth, flops / g->tensor_flops);
+                    printf(" %9.2f %8.1f%% %-8s |", sec * 1e6, 100 * roof / sec, bound);
+                }
+                printf("\n");
+                launch_list_free(&l);
+            }
+    return 0;
+}
+
 // --measured: the device's kernel times beside the predictions for the same kernels and shapes, and a refit.
 static int fit_to_measured(const launch_list *counted, const kernel_resource_table *res, const char *gpu) {
     const gpu_model *g = gpu_model_named(gpu ? gpu : "h200");
@@ -260,7 +314,9 @@ int main(int argc, char **argv) {
     random_model_shape shape = {2048, 5632, 16, 16, 4, 32000, 4096};   // 0.79B parameters (45.1M a layer, 65.5M tied embeddings)
 #ifdef REPRISE_EMU_PERF
     // no GPU: predictions from the emulation's counters, for this model and for a layer visit at real models' shapes
-    (void)gemm_table, (void)profile, (void)tp, (void)sched_text, (void)n_decode, (void)own, (void)tmpl;
+    (void)profile, (void)tp, (void)sched_text, (void)n_decode, (void)own, (void)tmpl;
+    for (int i = 1; i + 1 < argc; i += 2)   // the GEMM table only when asked for here: minutes of emulation
+        if (!strcmp(argv[i], "--gemm")) gemm_predict = gemm_table;
     const char *sample = getenv("REPRISE_EMU_PERF_SAMPLE");
     emu_set_perf_sample(sample ? strtoull(sample, NULL, 10) : 16);   // one CTA in 16 by default: minutes, not hours
     kernel_resource_table res;
@@ -283,8 +339,10 @@ int main(int argc, char **argv) {
     launch_list bench_step = {0};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes && !rc; i++)
         if (!strcmp(which, "all") || !strcmp(which, shapes[i].name))
-            any = 1, rc = predict_shape(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1, 1, n_prompt, 0,
-                                        have_res ? &res : NULL, i == 0 && measured_path ? &bench_step : NULL);
+            any = 1, rc = gemm_predict ? predict_gemms(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1,
+                                                       have_res ? &res : NULL)
+                                       : predict_shape(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1, 1,
+                                                       n_prompt, 0, have_res ? &res : NULL, i == 0 && measured_path ? &bench_step : NULL);
     if (!rc && measured_path) rc = fit_to_measured(&bench_step, have_res ? &res : NULL, gpu);
     launch_list_free(&bench_step);
     if (!rc && !strcmp(which, "bench") && prefill_too)   // the prefill of --prompt tokens (the bench model only: minutes)

@@ -136,8 +136,12 @@ struct syncwarp_call {
 // ---- loads, math and bit intrinsics the kernels use ----
 template <typename T> static inline T __ldg(const T *p) { return *p; }
 template <typename T> static inline T __ldcg(const T *p) { return *p; }   // (bypassing L1: one memory here)
-// Blocks run one after another on an OS thread, or on several: a real fence.
-static inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+// Blocks run one after another on an OS thread, or on several: a real fence (out of line: the perf build's
+// instrumentation refuses fences in the kernels it compiles).
+namespace emu {
+void threadfence();
+}
+static inline void __threadfence() { emu::threadfence(); }
 // glibc declares __expf and __logf but does not export them: macros, defined after <cmath> declared them.
 #define __expf(x) expf(x)
 #define __logf(x) logf(x)

@@ -28,6 +28,9 @@ double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err);
 double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_err *err);
 // The name of GEMM variant v, or NULL past the last.
 const char *backend_cuda_gemm_variant(int v);
+// One launch of GEMM variant `variant` at that shape, waited for (the emulation's counters see it); 0, or -1 with
+// an error.
+int backend_cuda_run_gemm(int R, int N, int K, int variant, rp_err *err);
 
 // Seconds one all-reduce of `count` floats among the backend's tensor-parallel ranks takes, as a decode step runs
 // it: 20 in a CUDA graph replayed (NCCL), or eagerly (ranks sharing a GPU); rank 0's median of 9, after a warm-up.

@@ -42,29 +42,53 @@ extern "C" double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) {
     return s > 0 ? 2.0 * (double)bytes / s : 0;
 }
 
-extern "C" const char *backend_cuda_gemm_variant(int v) { return v >= 0 && v < GEMM_BF16_VARIANTS ? gemm_bf16_variant_name[v] : nullptr; }
+// The GEMM variants bench compares: gemm_bf16.cu's (WMMA), then gemm_mma.cu's (mma.sync, K segments by shape).
+#define GEMM_MMA_VARIANT GEMM_BF16_VARIANTS
+extern "C" const char *backend_cuda_gemm_variant(int v) {
+    if (v == GEMM_MMA_VARIANT) return "mma.sync, 4-stage cp.async ring, K segments by the weight's shape (gemm_mma.cu)";
+    return v >= 0 && v < GEMM_BF16_VARIANTS ? gemm_bf16_variant_name[v] : nullptr;
+}
+
+// A GEMM's buffers on the device: X, `copies` copies of W (used in turn), the output and the mma variant's workspace.
+struct gemm_buffers {
+    bf16 *x = nullptr, *w = nullptr;
+    float *out = nullptr, *partial = nullptr;
+    unsigned *count = nullptr;
+    size_t copies = 1;
+    int turn = 0;
+    ~gemm_buffers() { cudaFree(x), cudaFree(w), cudaFree(out), cudaFree(partial), cudaFree(count); }
+    bool alloc(int R, int N, int K, size_t n_copies) {
+        copies = n_copies;
+        size_t w_elems = (size_t)N * K;
+        return cudaMalloc((void **)&x, (size_t)R * K * sizeof(bf16)) == cudaSuccess &&
+               cudaMalloc((void **)&w, copies * w_elems * sizeof(bf16)) == cudaSuccess &&
+               cudaMalloc((void **)&out, (size_t)R * N * sizeof(float)) == cudaSuccess &&
+               cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16) == cudaSuccess &&
+               cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned)) == cudaSuccess &&
+               cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned)) == cudaSuccess &&
+               cudaMemset(x, 0x3c, (size_t)R * K * sizeof(bf16)) == cudaSuccess &&   // BF16 0x3c3c: about 0.0115, not zero
+               cudaMemset(w, 0x3c, copies * w_elems * sizeof(bf16)) == cudaSuccess;
+    }
+    cudaError_t launch(int R, int N, int K, int variant) {
+        bf16 *wt = w + (turn++ % copies) * (size_t)N * K;
+        if (variant == GEMM_MMA_VARIANT) return launch_gemm_mma(x, wt, R, N, K, gemm_out{{out}, {0}, 1}, gemm_workspace{partial, count}, 0);
+        return variant >= 0 ? launch_gemm_bf16_variant(x, wt, R, N, K, out, variant, 0) : launch_gemm_bf16(x, wt, R, N, K, out, 0);
+    }
+};
 
 extern "C" double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_err *err) {
     // as many copies of W as make 512 MiB, used in turn, so that the weights come from memory, not from L2
     size_t w_elems = (size_t)N * K, copies = std::min<size_t>(64, std::max<size_t>(1, ((size_t)512 << 20) / (w_elems * 2)));
-    bf16 *x = nullptr, *w = nullptr;
-    float *out = nullptr;
-    double s = 0;
-    int turn = 0;
-    if (cudaMalloc((void **)&x, (size_t)R * K * sizeof(bf16)) != cudaSuccess ||
-        cudaMalloc((void **)&w, copies * w_elems * sizeof(bf16)) != cudaSuccess ||
-        cudaMalloc((void **)&out, (size_t)R * N * sizeof(float)) != cudaSuccess ||
-        cudaMemset(x, 0x3c, (size_t)R * K * sizeof(bf16)) != cudaSuccess ||   // BF16 0x3c3c: about 0.0115, not zero
-        cudaMemset(w, 0x3c, copies * w_elems * sizeof(bf16)) != cudaSuccess)
-        rp_fail(err, "gemm timing: %s", cudaGetErrorString(cudaGetLastError()));
-    else
-        s = median_seconds([&] {
-                bf16 *wt = w + (turn++ % copies) * w_elems;
-                return variant >= 0 ? launch_gemm_bf16_variant(x, wt, R, N, K, out, variant, 0) : launch_gemm_bf16(x, wt, R, N, K, out, 0);
-            },
-                           0, "gemm timing", err);
-    cudaFree(x), cudaFree(w), cudaFree(out);
-    return s;
+    gemm_buffers g;
+    if (!g.alloc(R, N, K, copies)) return rp_fail(err, "gemm timing: %s", cudaGetErrorString(cudaGetLastError())), 0;
+    return median_seconds([&] { return g.launch(R, N, K, variant); }, 0, "gemm timing", err);
+}
+
+extern "C" int backend_cuda_run_gemm(int R, int N, int K, int variant, rp_err *err) {
+    gemm_buffers g;
+    cudaError_t e = g.alloc(R, N, K, 1) ? g.launch(R, N, K, variant) : cudaGetLastError();
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    return e == cudaSuccess ? 0 : rp_fail(err, "gemm run: %s", cudaGetErrorString(e));
 }
 
 extern "C" double backend_cuda_time_all_reduce(backend *base, size_t count, rp_err *err) {

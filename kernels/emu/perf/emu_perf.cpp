@@ -228,4 +228,38 @@ void __tsan_read_range(void *p, unsigned long n) { emu::access(p, n, false, PC);
 void __tsan_write_range(void *p, unsigned long n) { emu::access(p, n, true, PC); }
 void __tsan_vptr_update(void **, void *) {}
 void __tsan_vptr_read(void **) {}
+// Atomics (atomicAdd and friends, emu_device.h): done, and counted as an access of their size.
+#define EMU_TSAN_ATOMIC(bits, T)                                                                                   \
+    T __tsan_atomic##bits##_load(const volatile T *a, int) {                                                      \
+        emu::access((const void *)a, sizeof(T), false, PC);                                                       \
+        return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                                              \
+    }                                                                                                              \
+    void __tsan_atomic##bits##_store(volatile T *a, T v, int) {                                                   \
+        emu::access((const void *)a, sizeof(T), true, PC);                                                        \
+        __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                                 \
+    }                                                                                                              \
+    T __tsan_atomic##bits##_exchange(volatile T *a, T v, int) {                                                   \
+        emu::access((const void *)a, sizeof(T), true, PC);                                                        \
+        return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                                       \
+    }                                                                                                              \
+    T __tsan_atomic##bits##_fetch_add(volatile T *a, T v, int) {                                                  \
+        emu::access((const void *)a, sizeof(T), true, PC);                                                        \
+        return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                                        \
+    }                                                                                                              \
+    int __tsan_atomic##bits##_compare_exchange_strong(volatile T *a, T *c, T v, int, int) {                       \
+        emu::access((const void *)a, sizeof(T), true, PC);                                                        \
+        return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                  \
+    }                                                                                                              \
+    int __tsan_atomic##bits##_compare_exchange_weak(volatile T *a, T *c, T v, int, int) {                         \
+        emu::access((const void *)a, sizeof(T), true, PC);                                                        \
+        return __atomic_compare_exchange_n(a, c, v, true, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                   \
+    }                                                                                                              \
+    T __tsan_atomic##bits##_compare_exchange_val(volatile T *a, T c, T v, int, int) {                             \
+        emu::access((const void *)a, sizeof(T), true, PC);                                                        \
+        __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                        \
+        return c;                                                                                                  \
+    }
+EMU_TSAN_ATOMIC(32, int)
+EMU_TSAN_ATOMIC(64, long long)
+void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 }
