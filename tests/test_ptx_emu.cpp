@@ -1,28 +1,13 @@
 // kernels/ptx.h under the emulation: mma.m16n8k16's fragments (by hand and through ldmatrix) against a CPU
 // product, cp.async's groups and waits, and the planted bugs each must expose: a wrong fragment index, a missing
 // wait, misaligned addresses.
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "tests/ptx_test_kernels.cu"
+#include "tests/emu_test_util.h"
 #include "tests/test_util.h"
-
-template <typename T> static T *device_copy(const std::vector<T> &h) {
-    T *d;
-    cudaMalloc((void **)&d, h.size() * sizeof(T));
-    cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
-    return d;
-}
-template <typename T> static std::vector<T> host_copy(const T *d, size_t n) {
-    std::vector<T> h(n);
-    cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
-    return h;
-}
 
 // The largest |D - (A . B + C)| over the tile, with the kernel's fragments by hand or through ldmatrix.
 static double mma_error(int via_ldmatrix, int plant) {
@@ -85,35 +70,11 @@ static void cp_async_data_arrives_at_its_wait(void) {
     CHECK(bad == 0, "zero fill: %d slots not zero past the bytes read", bad);
 }
 
-template <typename F> static void expect_abort(const char *what, F fn, const char *want) {
-    int pipefd[2];
-    if (pipe(pipefd)) abort();
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pipefd[1], 2);
-        close(pipefd[0]);
-        fn();
-        _exit(0);
-    }
-    close(pipefd[1]);
-    std::string err;
-    char buf[512];
-    ssize_t n;
-    while ((n = read(pipefd[0], buf, sizeof buf)) > 0) err.append(buf, (size_t)n);
-    close(pipefd[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: no abort (status %d): %s", what, status, err.c_str());
-    CHECK(err.find(want) != std::string::npos && err.find("misaligned_kernel") != std::string::npos, "%s: stderr: %s", what,
-          err.c_str());
-}
-
 static void misaligned_addresses_fault(void) {
     int4 *src;
     cudaMalloc((void **)&src, 64);
-    expect_abort("cp.async to a 2-byte offset", [src] { launch_misaligned(src, 0); }, "cp.async");
-    expect_abort("ldmatrix from a 2-byte offset", [src] { launch_misaligned(src, 1); }, "ldmatrix");
+    expect_abort("cp.async to a 2-byte offset", [src] { launch_misaligned(src, 0); }, {"kernel 'misaligned_kernel'", "cp.async"});
+    expect_abort("ldmatrix from a 2-byte offset", [src] { launch_misaligned(src, 1); }, {"kernel 'misaligned_kernel'", "ldmatrix"});
     cudaFree(src);
 }
 
