@@ -44,13 +44,37 @@
 static const char *counters_path;   // --counters FILE
 static int prefill_too;             // --prefill 1
 static const char *measured_path;   // --measured CSV
-static int gemm_predict;            // --gemm 1
 
-#include "bench/random_model.h"
 #include "engine/backends/cuda/backend_cuda.h"
 #include "kernels/emu/emu_control.h"
 #include "tools/bench/gpu_fit.h"
 #include "tools/bench/gpu_model.h"
+
+// The emulation's launch counters around some work: counting_begin opens a temporary file for them (prof: a
+// mkstemp template); counting_end closes it, reads its counters lines into *out, appends them to --counters' file
+// when given, and removes it.
+static int counting_begin(char *prof, rp_err *err) {
+    int fd = mkstemp(prof);
+    if (fd < 0) return rp_fail(err, "cannot make a temporary file for the launch counters");
+    close(fd);
+    emu_profile_open(prof);
+    return 0;
+}
+static int counting_end(char *prof, launch_list *out, rp_err *err) {
+    emu_profile_open(NULL);
+    int rc = launch_list_read(out, prof, err);
+    FILE *in = counters_path && !rc ? fopen(prof, "r") : NULL, *to = in ? fopen(counters_path, "a") : NULL;
+    for (int ch; in && to && (ch = fgetc(in)) != EOF;) fputc(ch, to);
+    if (in) fclose(in);
+    if (to) fclose(to);
+    unlink(prof);
+    return rc;
+}
+
+// One launch's predicted time on g, with ptxas's figures for its kernel where the report has them.
+static launch_prediction predict_launch(const gpu_model *g, const kernel_resource_table *res, const launch_counters *c) {
+    return gpu_predict(g, sm_limits_hopper(), res ? kernel_resources_find(res, c->name) : NULL, c);
+}
 
 // Under the perf build (no GPU: the CUDA backend runs under the emulation with its kernels' accesses counted): one
 // step through generate_step as `reprise generate` runs it, on a random model of `layers` layers of shape s: a decode
@@ -86,27 +110,24 @@ static int counted_step(random_model_shape s, int layers, int batch, int ctx, in
         g[i] = &gs[i];
     }
     for (int i = 0; i < (batch > prompt ? batch : prompt); i++) tok[i] = (i * 7919 + 1) % m.cfg.vocab_size;
-    int steps = prompt ? 2 : 3;   // decode: two to warm up (graph capture), the third counted; prefill: one of each
+    int steps = prompt ? 2 : 3, counting = 0;   // decode: two to warm up (graph capture), the third counted; prefill: one of each
     for (int step = 0; step < steps && !rc; step++) {
         for (int i = 0; i < batch; i++) {   // each step the same: one token after ctx positions, or the prompt (sampled
             seqs[i].cache.n_past = prompt ? 0 : ctx;   // CTAs leave the logits unwritten: no draw is trusted or fed back)
             gen_begin(&gs[i], &seqs[i], &greedy, prompt ? tok : &tok[i], prompt ? prompt : 1, -1);
             gs[i].ignore_eos = 1;
         }
-        int fd = step == steps - 1 ? mkstemp(prof) : -1;
         cudaDeviceSynchronize();   // a step's work may still run when generate_step returns: count exactly this one's
-        if (fd >= 0) close(fd), emu_profile_open(prof);
-        rc = generate_step(&m, g, batch, NULL, err) < 0 ? -1 : 0;
+        if (step == steps - 1) rc = counting_begin(prof, err), counting = !rc;
+        if (!rc) rc = generate_step(&m, g, batch, NULL, err) < 0 ? -1 : 0;
         cudaDeviceSynchronize();
-        if (fd >= 0) emu_profile_open(NULL);
     }
-    if (!rc) rc = launch_list_read(out, prof, err);
-    const char *keep = counters_path;   // --counters: the counted steps' lines, appended there to read again
-    FILE *in = keep && !rc ? fopen(prof, "r") : NULL, *to = in ? fopen(keep, "a") : NULL;
-    for (int ch; in && to && (ch = fgetc(in)) != EOF;) fputc(ch, to);
-    if (in) fclose(in);
-    if (to) fclose(to);
-    unlink(prof);
+    if (counting) {   // the profile closed however the step went; its counters kept only when it went well
+        rp_err end_err;
+        int end = counting_end(prof, out, &end_err);
+        if (!rc && end) rc = -1, *err = end_err;
+        else if (rc && !end) launch_list_free(out);
+    }
     for (int i = 0; i < batch; i++) sequence_free(&seqs[i], &m);
     sampler_free(&greedy);
     free(seqs), free(gs), free(g), free(tok);
@@ -128,7 +149,7 @@ typedef struct {
 static int add_rows(kernel_row *rows, int n, const launch_list *l, const gpu_model *g, const kernel_resource_table *res, double sign) {
     for (int i = 0; i < l->n; i++) {
         const launch_counters *c = &l->l[i];
-        launch_prediction p = gpu_predict(g, sm_limits_hopper(), res ? kernel_resources_find(res, c->name) : NULL, c);
+        launch_prediction p = predict_launch(g, res, c);
         int r = 0;
         while (r < n && strcmp(rows[r].name, c->name)) r++;
         if (r == n) snprintf(rows[n++].name, sizeof rows[r].name, "%s", c->name);
@@ -227,16 +248,12 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
                 if (v == 1 || v == 2) continue;   // the WMMA kernel's other variants: the same kernel, no faster
                 int R = rows[ri], N = w[i].n, K = w[i].k;
                 char prof[] = "/tmp/reprise-bench-gemm-XXXXXX";
-                int fd = mkstemp(prof);
-                if (fd < 0) return fprintf(stderr, "bench_gpu: cannot make a temporary file\n"), -1;
-                close(fd);
-                rp_err err;
-                emu_profile_open(prof);
-                int rc = backend_cuda_run_gemm(R, N, K, v, &err);
-                emu_profile_open(NULL);
+                rp_err err, end_err;
                 launch_list l;
-                if (!rc) rc = launch_list_read(&l, prof, &err);
-                unlink(prof);
+                if (counting_begin(prof, &err)) return fprintf(stderr, "bench_gpu: %s\n", err.msg), -1;
+                int rc = backend_cuda_run_gemm(R, N, K, v, &err), end = counting_end(prof, &l, &end_err);
+                if (!rc && end) rc = -1, err = end_err;
+                else if (rc && !end) launch_list_free(&l);
                 if (rc) return fprintf(stderr, "bench_gpu: %s\n", err.msg), -1;
                 printf("%-8s %5d %6d %6d %7d %5ld |", w[i].name, R, N, K, v, l.n ? l.l[0].ctas : 0L);
                 for (int gi = 0; gi < 2; gi++) {
@@ -244,7 +261,7 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
                     double sec = 0, bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
                     const char *bound = "-";
                     for (int j = 0; j < l.n; j++) {
-                        launch_prediction p = gpu_predict(g, sm_limits_hopper(), res ? kernel_resources_find(res, l.l[j].name) : NULL, &l.l[j]);
+                        launch_prediction p = predict_launch(g, res, &l.l[j]);
                         sec += p.seconds, bound = p.bound;
                     }
                     double roof = R <= 64 ? bytes / g->dram_bandwidth : fmax(bytes / g->dram_bandwidth, flops / g->tensor_flops);
@@ -290,7 +307,8 @@ static void roofline(const model_config *c, const schedule *s, int batch, int ct
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *gpu = NULL, *sched_text = NULL;
-    int n_prompt = 512, n_decode = 32, gemm_table = 1, profile = 0, tp = 1;
+    int n_prompt = 512, n_decode = 32, profile = 0, tp = 1;
+    int gemm_table = -1;   // --gemm; not given: on with a GPU, off under the emulation (minutes of it)
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--gpu")) gpu = argv[i + 1];
@@ -315,8 +333,6 @@ int main(int argc, char **argv) {
 #ifdef REPRISE_EMU_PERF
     // no GPU: predictions from the emulation's counters, for this model and for a layer visit at real models' shapes
     (void)profile, (void)tp, (void)sched_text, (void)n_decode, (void)own, (void)tmpl;
-    for (int i = 1; i + 1 < argc; i += 2)   // the GEMM table only when asked for here: minutes of emulation
-        if (!strcmp(argv[i], "--gemm")) gemm_predict = gemm_table;
     const char *sample = getenv("REPRISE_EMU_PERF_SAMPLE");
     emu_set_perf_sample(sample ? strtoull(sample, NULL, 10) : 16);   // one CTA in 16 by default: minutes, not hours
     kernel_resource_table res;
@@ -339,7 +355,7 @@ int main(int argc, char **argv) {
     launch_list bench_step = {0};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes && !rc; i++)
         if (!strcmp(which, "all") || !strcmp(which, shapes[i].name))
-            any = 1, rc = gemm_predict ? predict_gemms(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1,
+            any = 1, rc = gemm_table > 0 ? predict_gemms(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1,
                                                        have_res ? &res : NULL)
                                        : predict_shape(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1, 1,
                                                        n_prompt, 0, have_res ? &res : NULL, i == 0 && measured_path ? &bench_step : NULL);

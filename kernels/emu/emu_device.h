@@ -59,7 +59,10 @@ struct async_state {
     int committed = 0;   // groups committed so far
 };
 async_state &async_copies();
-int thread_linear();   // the running CUDA thread's index in its block
+// The running CUDA thread's index in its block (-1 outside a kernel), and its warp and lane.
+int current_thread();
+static inline int warp_index() { return current_thread() / 32; }
+static inline int lane_index() { return current_thread() % 32; }
 // A fault of the running CUDA thread (a misaligned address, an instruction misused): reported with the kernel,
 // block and thread, and the run aborts, as a GPU's kernel would fail.
 [[noreturn]] void thread_fault(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

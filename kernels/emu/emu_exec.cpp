@@ -253,7 +253,6 @@ void perf_tensor(double flops) {
 }
 
 int current_thread() { return F && B ? F->linear : -1; }
-int thread_linear() { return F ? F->linear : 0; }
 void threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 void thread_fault(const char *fmt, ...) {
     char msg[1024];

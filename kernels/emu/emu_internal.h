@@ -47,8 +47,7 @@ struct perf_hooks {
 };
 extern perf_hooks *perf;
 
-// The running CUDA thread's index in its block, -1 outside a kernel; whether p is on its stack (a local variable).
-int current_thread();
+// Whether p is on the running CUDA thread's stack (a local variable).
 bool on_thread_stack(const void *p);
 // The device allocation holding p, as [*lo, *hi); false when p is in none.
 bool device_allocation(const void *p, uintptr_t *lo, uintptr_t *hi);

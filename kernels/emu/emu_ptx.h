@@ -12,18 +12,12 @@
 #include <cstdint>
 
 namespace emu {
-namespace ptx {
-
-static inline int lane() { return thread_linear() % 32; }
-static inline int warp() { return thread_linear() / 32; }
 static inline float bf16_bits(uint32_t bits) { return __uint_as_float(bits << 16); }
-
-}   // namespace ptx
 }   // namespace emu
 
 static inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
     static thread_local uint32_t A[32][32][4], Bf[32][32][2];   // [warp][lane]: the block's lanes' registers
-    int lane = emu::ptx::lane(), w = emu::ptx::warp();
+    int lane = emu::lane_index(), w = emu::warp_index();
     __syncwarp();
     emu::perf_quiet(true);   // the buffers are the emulation's, not the kernel's memory
     for (int i = 0; i < 4; i++) A[w][lane][i] = a[i];
@@ -41,7 +35,7 @@ static inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_
             uint32_t ra = A[w][4 * (row % 8) + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)];
             // B (k, col): lane 4 col + (k % 8) / 2, register k >= 8, half k % 2
             uint32_t rb = Bf[w][4 * col + (k % 8) / 2][k >= 8];
-            s += emu::ptx::bf16_bits(k % 2 ? ra >> 16 : ra & 0xffff) * emu::ptx::bf16_bits(k % 2 ? rb >> 16 : rb & 0xffff);
+            s += emu::bf16_bits(k % 2 ? ra >> 16 : ra & 0xffff) * emu::bf16_bits(k % 2 ? rb >> 16 : rb & 0xffff);
         }
         out[i] = s + c[i];
     }
@@ -54,7 +48,7 @@ static inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_
 // ldmatrix .x1/.x2/.x4 (NUM matrices), without .trans.
 template <int NUM> static inline void emu_ldmatrix(uint32_t *r, const void *smem_row) {
     static thread_local const unsigned char *row_of[32][32];   // [warp][lane]: the rows the lanes give
-    int lane = emu::ptx::lane(), w = emu::ptx::warp();
+    int lane = emu::lane_index(), w = emu::warp_index();
     if (lane < 8 * NUM && reinterpret_cast<uintptr_t>(smem_row) % 16)
         emu::thread_fault("ldmatrix: row address %p is not 16-byte aligned", smem_row);
     __syncwarp();

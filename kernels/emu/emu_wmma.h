@@ -22,16 +22,13 @@ template <typename Use, int M, int N, int K, typename T, typename Layout = void>
     enum { num_elements = 256 };
 };
 
-static inline int wmma_thread() { return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)); }
-static inline int wmma_warp() { return wmma_thread() / 32; }
-static inline int wmma_lane() { return wmma_thread() % 32; }
 static inline float wmma_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 static inline float wmma_float(__half v) { return __half2float(v); }
 
 // What the hardware reads or writes of a tile for this lane, for the perf build's counters (each emulated lane moves
 // the whole tile): the tile's 16 lines of 16 elements in memory (rows, or columns when col_major), two lanes a line.
 template <typename T> static inline void wmma_lane_share(const T *p, unsigned ldm, bool write) {
-    int lane = wmma_lane();
+    int lane = emu::lane_index();
     emu::perf_access(p + (size_t)(lane / 2) * ldm + (lane % 2) * 8, 8 * sizeof(T), write);
 }
 
@@ -57,11 +54,11 @@ static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const f
     // every lane holds the same tiles: lane 0 multiplies, the warp's lanes take its product from a per-warp buffer
     // (the emulation runs one block at a time per OS thread, so a thread-local buffer per warp is private to it)
     static thread_local float product[32][256];
-    float *out = product[wmma_warp()];
+    float *out = product[emu::warp_index()];
     __syncwarp();
     emu::perf_quiet(true);   // the buffer is the emulation's, not the kernel's shared memory
-    if (wmma_lane() == 0) emu::perf_tensor(2.0 * 16 * 16 * 16);
-    if (wmma_lane() == 0)
+    if (emu::lane_index() == 0) emu::perf_tensor(2.0 * 16 * 16 * 16);
+    if (emu::lane_index() == 0)
         for (int i = 0; i < 16; i++)
             for (int j = 0; j < 16; j++) {
                 float s = c.x[i * 16 + j];
