@@ -24,6 +24,18 @@ size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp) {
     return 2 * 2 * (size_t)(c->n_kv_heads / (tp > 0 ? tp : 1)) * c->head_dim;
 }
 
+// The GEMM's workspace (gemm_mma.cu) for every weight one GPU multiplies by: Q|K|V, O, gate|up, down, the LM head.
+static void gemm_workspace(const model_config *c, const tp_shard *sh, size_t *floats, size_t *counters) {
+    int qd = sh->n_heads * c->head_dim, kvd = sh->n_kv_heads * c->head_dim, hid = sh->n_hidden;
+    int shapes[5][2] = {{qd + 2 * kvd, c->dim}, {c->dim, qd}, {2 * hid, c->dim}, {c->dim, hid}, {sh->n_vocab, c->dim}};
+    *floats = *counters = 0;
+    for (int i = 0; i < 5; i++) {
+        size_t f = gemm_workspace_floats(shapes[i][0], shapes[i][1]), n = gemm_workspace_counters(shapes[i][0]);
+        if (f > *floats) *floats = f;
+        if (n > *counters) *counters = n;
+    }
+}
+
 static void defaults(const model_config *c, const plan_shape *in, plan_shape *s) {
     *s = *in;
     if (s->ctx <= 0) s->ctx = c->max_pos < 4096 ? c->max_pos : 4096;
@@ -67,10 +79,14 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_CANDIDATES] = (1 + tp) * L * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
     size_t decode_rows = (size_t)s.seqs > PLAN_GRAPH_ROWS ? (size_t)s.seqs : PLAN_GRAPH_ROWS;
     b[BUF_PARTIAL] = decode_rows * sh.n_heads * splits * (c->head_dim + 2) * f;
+    size_t gemm_floats, gemm_counters;
+    gemm_workspace(c, &sh, &gemm_floats, &gemm_counters);
+    b[BUF_GEMM_PARTIAL] = gemm_floats * f;
+    b[BUF_GEMM_COUNT] = gemm_counters * sizeof(unsigned);
     b[BUF_ROPE] = (size_t)(c->head_dim / 2) * f;
     for (int i = BUF_X; i <= BUF_REDUCE; i++) p->activations += b[i];
     for (int i = BUF_LOGITS; i <= BUF_CANDIDATES; i++) p->logits += b[i];
-    p->scratch = b[BUF_PARTIAL] + b[BUF_ROPE];
+    for (int i = BUF_PARTIAL; i <= BUF_ROPE; i++) p->scratch += b[i];
     p->weights = tp_rank_weight_bytes(c, s.tp, 0);
     p->kv = (size_t)s.kv_slots * s.ctx * memory_plan_kv_bytes_per_position(c, s.tp);
     p->device = p->weights + p->kv + p->activations + p->logits + p->scratch;
@@ -102,7 +118,7 @@ void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size
     add_line(buf, cap, &at, "activations", p->activations, note);
     snprintf(note, sizeof note, "%d rows x vocabulary, and sampling", s->logit_rows);
     add_line(buf, cap, &at, "logits", p->logits, note);
-    snprintf(note, sizeof note, "attention partials for %d decode rows, RoPE table", s->seqs > PLAN_GRAPH_ROWS ? s->seqs : PLAN_GRAPH_ROWS);
+    snprintf(note, sizeof note, "attention partials for %d decode rows, GEMM partials, RoPE table", s->seqs > PLAN_GRAPH_ROWS ? s->seqs : PLAN_GRAPH_ROWS);
     add_line(buf, cap, &at, "scratch", p->scratch, note);
     if (free_bytes) snprintf(note, sizeof note, "of %.3f GiB free on the device (%.3f GiB kept as headroom)",
                              free_bytes / 1073741824.0, PLAN_HEADROOM / 1073741824.0);

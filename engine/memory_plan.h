@@ -56,6 +56,8 @@ typedef enum {
     BUF_SAMPLE_SCRATCH,                // (logit_rows, vocab / tp) bytes: the sampler's taken-marks
     BUF_CANDIDATES,                    // (1 + tp, logit_rows) candidate rows: this GPU's, and every GPU's gathered
     BUF_PARTIAL,                       // (seqs, n_heads / tp, ctx / ATTENTION_CHUNK, head_dim + 2): split-KV partials
+    BUF_GEMM_PARTIAL,                  // the GEMM's K-segment partials: the most gemm_workspace_floats of a weight
+    BUF_GEMM_COUNT,                    // its per-feature-block counters (unsigned, zeroed once)
     BUF_ROPE,                          // (head_dim / 2) RoPE inverse frequencies
     BUF_N
 } plan_buffer;
@@ -67,7 +69,7 @@ typedef struct memory_plan {
     size_t kv;              // kv_slots x ctx positions x (K and V, BF16)
     size_t activations;     // BUF_X .. BUF_REDUCE
     size_t logits;          // BUF_LOGITS .. BUF_CANDIDATES
-    size_t scratch;         // BUF_PARTIAL + BUF_ROPE
+    size_t scratch;         // BUF_PARTIAL .. BUF_ROPE
     size_t device;          // all of the above: what the backend allocates
     size_t pinned_host;     // pinned staging in host memory (not device memory)
 } memory_plan;

@@ -16,7 +16,8 @@ cudaError_t launch_rmsnorm(float *x, const float *delta, const bf16 *w, int n, i
 
 
 // out (R, N) = X (R, K) . W^T, X and W in BF16, FP32 accumulation on tensor cores (WMMA), any R, N, K; every
-// output element is computed the same way whatever R: batch-invariant (gemm_bf16.cu).
+// output element is computed the same way whatever R: batch-invariant (gemm_bf16.cu). The forward's GEMM before
+// gemm_mma.cu; kept as the baseline bench_gpu's GEMM table measures the new one against.
 cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, cudaStream_t s);
 // The same by another variant (how the weight tiles reach the tensor cores): the same results, another speed
 // (benchmarks compare them).

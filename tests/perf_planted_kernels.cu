@@ -41,10 +41,13 @@ __global__ void planted_sum_wide(const __nv_bfloat16 *x, int n, float *out) {
 
 // A 32 x 32 tile transposed through shared memory: written by rows, read by columns. Without padding a column is one
 // bank, 32 lanes on it: 32 wavefronts a read; a row of 33 spreads it over every bank.
-template <int PAD>
+// ODD_FIRST: odd lanes first store to their row once more, an instruction even lanes skip; the counters must still
+// make each later instruction one request of the whole warp.
+template <int PAD, bool ODD_FIRST>
 __global__ void planted_transpose(const float *in, float *out, int n) {
     __shared__ float tile[32][32 + PAD];
     int x = blockIdx.x * 32 + threadIdx.x, y = blockIdx.y * 32 + threadIdx.y;
+    if (ODD_FIRST && threadIdx.x % 2) tile[threadIdx.y][threadIdx.x] = 0.0f;
     tile[threadIdx.y][threadIdx.x] = in[(long)y * n + x];
     __syncthreads();
     x = blockIdx.y * 32 + threadIdx.x, y = blockIdx.x * 32 + threadIdx.y;
@@ -59,7 +62,10 @@ cudaError_t launch_planted_sum(const __nv_bfloat16 *x, int n, float *out, int wi
     if (wide) return REPRISE_LAUNCH(planted_sum_wide, dim3(blocks), dim3(256), 0, s, x, n, out);
     return REPRISE_LAUNCH(planted_sum_narrow, dim3(blocks), dim3(256), 0, s, x, n, out);
 }
+// padded: 0 no padding, 1 padded, 2 padded with the odd lanes' extra store.
 cudaError_t launch_planted_transpose(const float *in, float *out, int n, int padded, cudaStream_t s) {
-    if (padded) return REPRISE_LAUNCH(planted_transpose<1>, dim3(n / 32, n / 32), dim3(32, 32), 0, s, in, out, n);
-    return REPRISE_LAUNCH(planted_transpose<0>, dim3(n / 32, n / 32), dim3(32, 32), 0, s, in, out, n);
+    dim3 grid(n / 32, n / 32), block(32, 32);
+    if (padded == 2) return REPRISE_LAUNCH((planted_transpose<1, true>), grid, block, 0, s, in, out, n);
+    if (padded) return REPRISE_LAUNCH((planted_transpose<1, false>), grid, block, 0, s, in, out, n);
+    return REPRISE_LAUNCH((planted_transpose<0, false>), grid, block, 0, s, in, out, n);
 }

@@ -14,12 +14,14 @@ from checks import attempt, check, finish  # noqa: E402
 
 BENCH = sys.argv[1]
 PROMPT = 64
-# today's values (2026-12-06): what the kernel issues improve on
+# today's values (2026-12-06, the forward's GEMM on mma.sync, issue 29): what the kernel issues improve on. The 16-byte
+# share is of all the GEMMs' loads: the weights and activations come in 16-byte cp.async copies, and the split's
+# last CTA reads the segment partials by the float (about 0.1% of the bytes).
 GATES = {
     "kernels per layer visit": 15,
     "memcpy nodes per layer visit": 5,
-    "decode GEMMs over 8 MB with fewer CTAs than SMs, per visit": 2,
-    "share of weight bytes in 16-byte loads (at least)": 1.0,
+    "decode GEMMs over 8 MB with fewer than 2 CTAs per SM, in a step": 0,
+    "share of the GEMMs' global loads in 16-byte loads (at least)": 0.99,
     "compulsory DRAM bytes of a visit over its minimum": 1.02,
     "GEMM shared-memory wavefronts over the fewest": 1.01,
 }
@@ -78,16 +80,16 @@ VISIT_WEIGHTS = 2 * (DIM * (HEADS + 2 * KV_HEADS) * HEAD_DIM + HEADS * HEAD_DIM 
 def thin_gemms():
     # a GEMM's weight bytes: its compulsory DRAM bytes less its activations' (R = 1: a row of K and of N)
     def thin(step):
-        return sum(1 for r in gemms(step) if r["dram_sectors"] * 32 * scale(r) > 8e6 and r["ctas"] < SMS)
-    n = per_visit(thin)
-    assert n <= GATES["decode GEMMs over 8 MB with fewer CTAs than SMs, per visit"], n
-    print("  thin GEMMs per visit: %d" % n)
+        return sum(1 for r in gemms(step) if r["dram_sectors"] * 32 * scale(r) > 8e6 and r["ctas"] < 2 * SMS)
+    n = thin(steps[1])   # the whole step: the LM head too
+    assert n <= GATES["decode GEMMs over 8 MB with fewer than 2 CTAs per SM, in a step"], n
+    print("  thin GEMMs in a step: %d" % n)
 
 
 def wide_share():
     g = gemms(steps[1])
     share = sum(r["wide_bytes"] for r in g) / max(1, sum(r["load_bytes"] for r in g))
-    assert share >= GATES["share of weight bytes in 16-byte loads (at least)"] - 1e-9, share
+    assert share >= GATES["share of the GEMMs' global loads in 16-byte loads (at least)"] - 1e-9, share
     print("  16-byte share of the GEMMs' loads: %.3f" % share)
 
 
@@ -108,9 +110,10 @@ def bank_conflicts():
 
 attempt("kernels per decode layer visit at most %d" % GATES["kernels per layer visit"], kernels_per_visit)
 attempt("memcpy nodes per decode layer visit at most %d" % GATES["memcpy nodes per layer visit"], copies_per_visit)
-attempt("decode GEMMs over 8 MB of weights with fewer CTAs than the %d SMs: at most %d a visit"
-        % (SMS, GATES["decode GEMMs over 8 MB with fewer CTAs than SMs, per visit"]), thin_gemms)
-attempt("the GEMMs read their weights in 16-byte loads", wide_share)
+attempt("decode GEMMs over 8 MB of weights with fewer than 2 CTAs for each of the %d SMs: at most %d a step"
+        % (SMS, GATES["decode GEMMs over 8 MB with fewer than 2 CTAs per SM, in a step"]), thin_gemms)
+attempt("the GEMMs read at least %.2f of their bytes in 16-byte loads" % GATES["share of the GEMMs' global loads in 16-byte loads (at least)"],
+        wide_share)
 attempt("a visit's compulsory DRAM bytes within %.2f x its weights and KV" % GATES["compulsory DRAM bytes of a visit over its minimum"],
         compulsory_bytes)
 attempt("GEMM shared-memory bank conflicts at most %.2f x the fewest wavefronts" % GATES["GEMM shared-memory wavefronts over the fewest"],

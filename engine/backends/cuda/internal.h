@@ -68,6 +68,8 @@ struct rank_state {
     float *x, *xb, *h, *q, *k, *v, *att, *gate, *up, *tmp, *partial, *reduce;
     size_t cap_partial;
     bf16 *act_bf16;                               // a BF16 copy of a GEMM's input
+    gemm_workspace gemm_ws;                       // the GEMM's K-segment partials and counters (every launch on
+                                                  // the rank's stream shares them: each leaves the counters zero)
     int *d_tokens, *d_pos, *d_ids;
     float *d_uniform;
     unsigned char *d_sample_scratch, *d_cand;     // d_cand: this rank's candidate rows, then all ranks' gathered

@@ -33,6 +33,8 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     realloc_dev(&r->d_logits, n[BUF_LOGITS]), realloc_dev(&r->d_ids, n[BUF_IDS]), realloc_dev(&r->d_uniform, n[BUF_UNIFORM]);
     realloc_dev(&r->d_sample_scratch, n[BUF_SAMPLE_SCRATCH]), realloc_dev(&r->d_cand, n[BUF_CANDIDATES]);
     realloc_dev(&r->partial, n[BUF_PARTIAL]);
+    realloc_dev(&r->gemm_ws.partial, n[BUF_GEMM_PARTIAL]), realloc_dev(&r->gemm_ws.count, n[BUF_GEMM_COUNT]);
+    if (n[BUF_GEMM_COUNT]) CUDA_CHECK(cudaMemset(r->gemm_ws.count, 0, n[BUF_GEMM_COUNT]));
     if (!r->inv_freq) {   // the RoPE table is set once: it never changes size
         int half = c->head_dim / 2;
         std::vector<double> inv(half);

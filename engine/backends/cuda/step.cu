@@ -88,17 +88,17 @@ void embed(backend *base, const int *tokens, int n, int row0) {
     });
 }
 
-// out (R, N) = in (R, K) . W^T: the activations rounded to BF16, then reprise's tensor-core GEMM, for every R. One
-// numeric path whatever the batch, so a sequence's logits do not depend on the sequences beside it.
-void linear(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, float *out) {
-    CUDA_CHECK(launch_to_bf16(in, (long)R * K, r->act_bf16, r->stream));
-    CUDA_CHECK(launch_gemm_bf16(r->act_bf16, W, R, N, K, out, r->stream));
-}
-
-// The same for stacked weights, the output's columns split into their buffers (Q, K, V; gate, up).
+// out (R, N) = in (R, K) . W^T into out's column segments (Q, K, V of stacked weights; gate, up): the activations
+// rounded to BF16, then reprise's tensor-core GEMM (gemm_mma.cu), for every R. One numeric rule whatever the batch
+// (K's segments fixed by the weight's shape), so a sequence's logits do not depend on the sequences beside it.
 void linear_split(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, gemm_out out) {
     CUDA_CHECK(launch_to_bf16(in, (long)R * K, r->act_bf16, r->stream));
-    CUDA_CHECK(launch_gemm_bf16_split(r->act_bf16, W, R, N, K, out, GEMM_BF16_DEFAULT_VARIANT, r->stream));
+    CUDA_CHECK(launch_gemm_mma(r->act_bf16, W, R, N, K, out, r->gemm_ws, r->stream));
+}
+
+// The same into one buffer.
+void linear(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, float *out) {
+    linear_split(r, in, W, R, N, K, gemm_out{{out}, {0}, 1});
 }
 
 bf16 *rank_k(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->k)[r->rank]; }

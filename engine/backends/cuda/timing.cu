@@ -42,7 +42,8 @@ extern "C" double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) {
     return s > 0 ? 2.0 * (double)bytes / s : 0;
 }
 
-// The GEMM variants bench compares: gemm_bf16.cu's (WMMA), then gemm_mma.cu's (mma.sync, K segments by shape).
+// The GEMM variants bench compares: gemm_bf16.cu's (WMMA, the forward's before issue 29), then gemm_mma.cu's (mma.sync,
+// K segments by shape: the forward's).
 #define GEMM_MMA_VARIANT GEMM_BF16_VARIANTS
 extern "C" const char *backend_cuda_gemm_variant(int v) {
     if (v == GEMM_MMA_VARIANT) return "mma.sync, 4-stage cp.async ring, K segments by the weight's shape (gemm_mma.cu)";
@@ -71,8 +72,9 @@ struct gemm_buffers {
     }
     cudaError_t launch(int R, int N, int K, int variant) {
         bf16 *wt = w + (turn++ % copies) * (size_t)N * K;
-        if (variant == GEMM_MMA_VARIANT) return launch_gemm_mma(x, wt, R, N, K, gemm_out{{out}, {0}, 1}, gemm_workspace{partial, count}, 0);
-        return variant >= 0 ? launch_gemm_bf16_variant(x, wt, R, N, K, out, variant, 0) : launch_gemm_bf16(x, wt, R, N, K, out, 0);
+        if (variant < 0 || variant == GEMM_MMA_VARIANT)   // the forward's GEMM
+            return launch_gemm_mma(x, wt, R, N, K, gemm_out{{out}, {0}, 1}, gemm_workspace{partial, count}, 0);
+        return launch_gemm_bf16_variant(x, wt, R, N, K, out, variant, 0);
     }
 };
 

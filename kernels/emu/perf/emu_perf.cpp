@@ -6,9 +6,10 @@
 //
 // An access is global (inside a device allocation), shared (in the block's dynamic shared memory, or in the OS
 // thread's static TLS, where the emulation keeps each block's __shared__ arrays) or neither (the CUDA thread's stack,
-// the emulation's own structures: not counted). Lanes of a warp run one after another here, so a warp's request is rebuilt from its lanes' accesses in
-// program order: the i-th access of every lane of a warp, at the same instruction, is one request (lanes that diverge
-// make requests of their own). Per launch, on one JSON line ("launch":"counters") after the kernel's:
+// the emulation's own structures: not counted). Lanes of a warp run one after another here, so a warp's request is rebuilt from its lanes' accesses:
+// the i-th time each lane of a warp runs the same instruction is one request. Counted per instruction, not over all of
+// a lane's accesses, so that lanes an instruction leaves out (ldmatrix .x2 takes 16 lanes' rows, a zero-fill copy
+// reads nothing) do not shift every later access of theirs into another instruction's request. Per launch, on one JSON line ("launch":"counters") after the kernel's:
 //   global load and store bytes, and the share in 16-byte (or wider) accesses;
 //   requests and the 32-byte sectors they touch (sectors per request: 4 when 32 lanes read 4 consecutive bytes each,
 //   32 when each lane's 4 bytes sit in another sector);
@@ -55,8 +56,8 @@ struct launch_state {
     unsigned long long ctas = 0, ctas_run = 0;
     counters c{};
     std::unordered_set<uint64_t> sectors;   // distinct global sectors of the launch
-    // the CTA running: each thread's access count, each warp's requests by (access index, instruction)
-    std::vector<unsigned> next_access;
+    // the CTA running: each thread's access count per instruction, each warp's requests by (count, instruction)
+    std::vector<std::vector<std::pair<const void *, unsigned>>> next_access;
     std::vector<std::unordered_map<uint64_t, request>> warps;
     std::vector<char> quiet;   // per CUDA thread: its accesses are not counted (perf_quiet)
     uintptr_t lo = 1, hi = 0;   // the device allocation of the last global access
@@ -113,7 +114,7 @@ bool run_block(unsigned long long linear_block) {
 void block_begin(int threads) {
     L.ctas_run++;
     if (!L.active) return;
-    L.next_access.assign(threads, 0);
+    L.next_access.assign(threads, {});
     L.quiet.assign(threads, 0);
     L.warps.assign((threads + 31) / 32, {});
 }
@@ -163,6 +164,14 @@ void launch_end() {
     profile_line("{\"launch\":\"counters\",\"name\":\"" + name + "\"" + buf);
 }
 
+// How many times this thread ran instruction pc before (a kernel has few memory instructions: a short list).
+unsigned occurrence(std::vector<std::pair<const void *, unsigned>> &seen, const void *pc) {
+    for (auto &e : seen)
+        if (e.first == pc) return e.second++;
+    seen.push_back({pc, 1});
+    return 0;
+}
+
 void access(const void *p, size_t bytes, bool write, const void *pc) {
     if (!L.active || !bytes) return;
     int t = current_thread();
@@ -171,7 +180,7 @@ void access(const void *p, size_t bytes, bool write, const void *pc) {
     bool global = a >= L.lo && a + bytes <= L.hi;
     if (!global && device_allocation(p, &L.lo, &L.hi)) global = a + bytes <= L.hi;
     if (!global && !(a >= L.smem_lo && a < L.smem_hi) && !(a >= L.tls_lo && a < L.tls_hi)) return;
-    request &r = L.warps[t / 32][(uint64_t)L.next_access[t]++ * 0x9e3779b97f4a7c15ull ^ reinterpret_cast<uintptr_t>(pc)];
+    request &r = L.warps[t / 32][(uint64_t)occurrence(L.next_access[t], pc) * 0x9e3779b97f4a7c15ull ^ reinterpret_cast<uintptr_t>(pc)];
     if (r.units.empty()) r.global = global, r.write = write;
     r.bytes += bytes;
     if (global) {
