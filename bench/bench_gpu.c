@@ -240,8 +240,9 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
     int rows[] = {1, 16, 64, 512}, n_rows = s.dim <= 2048 ? 4 : 3;
     printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): the GEMM alone, %s\n", title);
     for (int v = 0; backend_cuda_gemm_variant(v); v++) printf("variant %d: %s\n", v, backend_cuda_gemm_variant(v));
-    printf("%-8s %5s %6s %6s %7s %5s | %9s %9s %-8s | %9s %9s %-8s\n", "gemm", "R", "N", "K", "variant", "CTAs", "h100 us",
-           "% roof", "bound", "h200 us", "% roof", "bound");
+    printf("(in flight: a warp's requests in flight at once, and the KB in flight on each SM, the first launch's)\n");
+    printf("%-8s %5s %6s %6s %7s %5s %9s | %9s %9s %-8s | %9s %9s %-8s\n", "gemm", "R", "N", "K", "variant", "CTAs",
+           "in flight", "h100 us", "% roof", "bound", "h200 us", "% roof", "bound");
     for (size_t i = 0; i < sizeof w / sizeof *w; i++)
         for (int ri = 0; ri < n_rows; ri++)
             for (int v = 0; backend_cuda_gemm_variant(v); v++) {
@@ -255,7 +256,10 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
                 if (!rc && end) rc = -1, err = end_err;
                 else if (rc && !end) launch_list_free(&l);
                 if (rc) return fprintf(stderr, "bench_gpu: %s\n", err.msg), -1;
-                printf("%-8s %5d %6d %6d %7d %5ld |", w[i].name, R, N, K, v, l.n ? l.l[0].ctas : 0L);
+                launch_prediction first = {0};
+                if (l.n) first = predict_launch(gpu_model_named("h100"), res, &l.l[0]);
+                printf("%-8s %5d %6d %6d %7d %5ld %3.0f %4.0fK |", w[i].name, R, N, K, v, l.n ? l.l[0].ctas : 0L, first.in_flight,
+                       first.in_flight_sm_bytes / 1024);
                 for (int gi = 0; gi < 2; gi++) {
                     const gpu_model *g = gpu_model_named(gi ? "h200" : "h100");
                     double sec = 0, bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;

@@ -13,7 +13,7 @@
 //     segment's chain to its running sum in the same order.
 // The weight is the MMA's first operand (16 features x 16 k) and the tokens its narrow second (8 rows a tile), so a
 // decode step of 1-8 rows wastes no weight bandwidth on padding. Each CTA (4 warps, 16 features each) streams its
-// weight rows and the rows of X through a GEMM_STAGES-deep ring of shared-memory stages (32 k each) filled by 16-byte
+// weight rows and the rows of X through a ring of gm_stages(NT) shared-memory stages (32 k each) filled by 16-byte
 // cp.async copies, the weights with an evict-first L2 policy; tiles are padded to 80-byte rows so that ldmatrix reads
 // them without bank conflicts. K not a multiple of 8 or unaligned pointers take element-by-element copies into the
 // same stages: the same products in the same order.
@@ -28,6 +28,19 @@
 #define GM_STAGE_K 32                 // k a pipeline stage holds: two mma k-steps
 #define GM_ROW 40                     // a tile row in shared memory: 32 k + 8 of padding (80 bytes)
 
+// The ring's depth for 8 * NT rows: as deep as 46 KB of static shared memory allows (a stage is 5.6 KB of weights and
+// 0.6 KB per 8 rows), so that a warp has 2 x (depth - 1) 16-byte copies of weights in flight at each wait: at 2 CTAs
+// an SM, 56 KB in flight for 1-8 rows (the bandwidth of HBM over its latency wants about 32 KB an SM).
+constexpr int gm_stages(int NT) { return NT <= 1 ? 8 : NT == 2 ? 7 : NT == 4 ? 6 : 4; }
+
+// How a weight type reaches the tensor cores: the seam FP8 weights will come through (kernels.h, gemm_weight). For
+// BF16 a stage's weight tile holds the elements as stored (64 rows of 32 k, 16-byte copies of 8 elements) and the
+// MMA's A fragment is read from it by ldmatrix as it is.
+template <typename WT> struct gm_weight_traits;
+template <> struct gm_weight_traits<bf16> {
+    static constexpr int per_copy = 8;   // elements of one 16-byte copy
+};
+
 // One stage: the CTA's weight rows and up to 8 * NT rows of X, for 32 k.
 template <int NT> struct gm_stage {
     bf16 w[GM_FEATURES][GM_ROW];
@@ -39,20 +52,21 @@ template <int NT> struct gm_stage {
 template <int NT>
 __device__ static void gm_load_stage(gm_stage<NT> &st, const bf16 *X, const bf16 *W, int R, int N, int K, int f0, int row0,
                                      int k0, int kend, bool fast, uint64_t policy) {
-    const int chunks_w = GM_FEATURES * 4, chunks = chunks_w + 8 * NT * 4;   // 16-byte chunks: 4 per 32 k of a row
+    constexpr int E = gm_weight_traits<bf16>::per_copy, per_row = GM_STAGE_K / E;   // 16-byte chunks of a row's 32 k
+    const int chunks_w = GM_FEATURES * per_row, chunks = chunks_w + 8 * NT * per_row;
     for (int c = threadIdx.x; c < chunks; c += 32 * GM_WARPS) {
         bool is_w = c < chunks_w;
-        int row = is_w ? c / 4 : (c - chunks_w) / 4, kk = 8 * (c % 4), k = k0 + kk;
+        int row = is_w ? c / per_row : (c - chunks_w) / per_row, kk = E * (c % per_row), k = k0 + kk;
         int src_row = is_w ? f0 + row : row0 + row, rows = is_w ? N : R;
         bf16 *dst = is_w ? &st.w[row][kk] : &st.x[row][kk];
         const bf16 *base = is_w ? W : X;
-        int valid = src_row < rows ? min(8, max(0, kend - k)) : 0;   // elements of this chunk inside the segment
+        int valid = src_row < rows ? min(E, max(0, kend - k)) : 0;   // elements of this chunk inside the segment
         if (fast) {
             const bf16 *src = valid ? base + (size_t)src_row * K + k : base;
             if (is_w && valid == 8) cp_async_16_policy(dst, src, policy);
             else cp_async_16(dst, src, 2 * valid);
         } else
-            for (int e = 0; e < 8; e++) dst[e] = e < valid ? base[(size_t)src_row * K + k + e] : __float2bfloat16(0.0f);
+            for (int e = 0; e < E; e++) dst[e] = e < valid ? base[(size_t)src_row * K + k + e] : __float2bfloat16(0.0f);
     }
 }
 
@@ -156,19 +170,28 @@ template <int NT, bool SPLIT>
 static cudaError_t gm_launch(const bf16 *X, const bf16 *W, int R, int N, int K, int S, gemm_out out, gemm_workspace ws,
                              cudaStream_t s) {
     dim3 grid((N + GM_FEATURES - 1) / GM_FEATURES, SPLIT ? S : (R + 8 * NT - 1) / (8 * NT)), block(32 * GM_WARPS);
-    return REPRISE_LAUNCH((gemm_mma_kernel<NT, 4, SPLIT>), grid, block, 0, s, X, W, R, N, K, S, out, ws.partial, ws.count);
+    return REPRISE_LAUNCH((gemm_mma_kernel<NT, gm_stages(NT), SPLIT>), grid, block, 0, s, X, W, R, N, K, S, out, ws.partial,
+                          ws.count);
 }
 
-cudaError_t launch_gemm_mma(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s) {
+cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N, int K, int S, gemm_out out,
+                                     gemm_workspace ws, cudaStream_t s) {
     if (R <= 0 || N <= 0 || K <= 0) return R == 0 ? cudaSuccess : cudaErrorInvalidValue;
     if (out.n < 1 || out.n > GEMM_OUT_MAX || out.first[0] != 0) return cudaErrorInvalidValue;
     for (int i = 1; i < out.n; i++)
         if (out.first[i] <= out.first[i - 1] || out.first[i] >= N) return cudaErrorInvalidValue;
-    int S = gemm_k_segments(N, K);
+    if (Wt.type != GEMM_WEIGHT_BF16) return cudaErrorNotSupported;
+    if (S < 1 || (R <= GEMM_SPLIT_ROWS && S > 1 && gemm_workspace_floats(N, K) < (size_t)S * GEMM_SPLIT_ROWS * N))
+        return cudaErrorInvalidValue;   // more segments than the workspace holds partials for
+    const bf16 *W = static_cast<const bf16 *>(Wt.data);
     if (R > GEMM_SPLIT_ROWS) return gm_launch<8, false>(X, W, R, N, K, S, out, ws, s);
     if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;   // the split needs its workspace
     if (R <= 8) return gm_launch<1, true>(X, W, R, N, K, S, out, ws, s);
     if (R <= 16) return gm_launch<2, true>(X, W, R, N, K, S, out, ws, s);
     if (R <= 32) return gm_launch<4, true>(X, W, R, N, K, S, out, ws, s);
     return gm_launch<8, true>(X, W, R, N, K, S, out, ws, s);
+}
+
+cudaError_t launch_gemm_mma(const bf16 *X, gemm_weight W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s) {
+    return launch_gemm_mma_segments(X, W, R, N, K, gemm_k_segments(N, K), out, ws, s);
 }

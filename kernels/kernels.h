@@ -44,7 +44,21 @@ struct gemm_workspace {
     float *partial;
     unsigned *count;
 };
-cudaError_t launch_gemm_mma(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s);
+// The weight operand: its elements' type, and for the types that need one a scale per output feature. BF16 alone
+// today; FP8 (E4M3, a scale per row) is to come through the same kernel, its tiles loaded and widened by their own
+// functions (gemm_mma.cu's gm_weight_traits). A type the kernel does not know: cudaErrorNotSupported.
+enum gemm_weight_type { GEMM_WEIGHT_BF16 };
+struct gemm_weight {
+    const void *data;          // (N, K) row-major
+    gemm_weight_type type;
+    const float *row_scale;    // (N), or nullptr where the type has none
+};
+static inline gemm_weight gemm_weight_bf16(const bf16 *w) { return gemm_weight{w, GEMM_WEIGHT_BF16, nullptr}; }
+cudaError_t launch_gemm_mma(const bf16 *X, gemm_weight W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s);
+// The same kernel with K cut into `segments` given by the caller: bench's yardstick of what batch invariance costs
+// (segments chosen by R, as a library would, change a row's bits with the batch). The forward never calls it.
+cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight W, int R, int N, int K, int segments, gemm_out out,
+                                     gemm_workspace ws, cudaStream_t s);
 
 // Per row: q/k/v bias, q/k RMSNorm per head, RoPE at row_pos[r], then k and v written into the row's KV slot
 // (row_k[r], row_v[r], position row_pos[r]) as BF16 (qkv_rope.cu).

@@ -3,6 +3,7 @@
 // nvcc too (tests/run_gpu.sh times them on a GPU).
 #include "kernels/cuda_compat.h"
 #include "kernels/launch.h"
+#include "kernels/ptx.h"
 
 // out[i] = in[i], a grid-stride loop: a warp's 32 floats are 128 consecutive bytes, 4 sectors a request. Launched
 // as one CTA or as a full grid, the same bytes move; one CTA uses one SM of 132.
@@ -52,6 +53,36 @@ __global__ void planted_transpose(const float *in, float *out, int n) {
     __syncthreads();
     x = blockIdx.y * 32 + threadIdx.x, y = blockIdx.x * 32 + threadIdx.y;
     out[(long)y * n + x] = tile[threadIdx.x][threadIdx.y];
+}
+
+// A sum streamed through a ring of STAGES cp.async stages, 16 bytes a thread a stage (128 threads, 2 KB a stage): a
+// thread has STAGES - 1 copies in flight at each wait. With 2 stages the warp waits on every copy almost at once; with
+// 8 the same bytes come 7 at a time.
+template <int STAGES>
+__global__ void planted_async_sum(const float4 *in, int stages_per_cta, float *out) {
+    __shared__ __align__(16) float4 ring[STAGES][128];
+    const float4 *src = in + (size_t)blockIdx.x * stages_per_cta * 128 + threadIdx.x;
+    for (int i = 0; i < STAGES - 1; i++) {
+        if (i < stages_per_cta) cp_async_16(&ring[i][threadIdx.x], src + (size_t)i * 128, 16);
+        cp_async_commit();
+    }
+    float s = 0;
+    for (int i = 0; i < stages_per_cta; i++) {
+        cp_async_wait<STAGES - 2>();   // stage i is here (each thread reads only its own copies: no barrier)
+        float4 v = ring[i % STAGES][threadIdx.x];
+        s += v.x + v.y + v.z + v.w;
+        int next = i + STAGES - 1;   // the slot of stage i - 1, read last iteration by this thread alone
+        if (next < stages_per_cta) cp_async_16(&ring[next % STAGES][threadIdx.x], src + (size_t)next * 128, 16);
+        cp_async_commit();
+    }
+    cp_async_wait<0>();
+    out[blockIdx.x * 128 + threadIdx.x] = s;
+}
+
+cudaError_t launch_planted_async_sum(const float *in, int stages_per_cta, int deep, int blocks, float *out, cudaStream_t s) {
+    const float4 *v = reinterpret_cast<const float4 *>(in);
+    if (deep) return REPRISE_LAUNCH(planted_async_sum<8>, dim3(blocks), dim3(128), 0, s, v, stages_per_cta, out);
+    return REPRISE_LAUNCH(planted_async_sum<2>, dim3(blocks), dim3(128), 0, s, v, stages_per_cta, out);
 }
 
 cudaError_t launch_planted_copy(const float *in, float *out, int n, int strided, int blocks, cudaStream_t s) {

@@ -19,6 +19,7 @@ extern "C" {
 cudaError_t launch_planted_copy(const float *in, float *out, int n, int strided, int blocks, cudaStream_t s);
 cudaError_t launch_planted_sum(const __nv_bfloat16 *x, int n, float *out, int wide, int blocks, cudaStream_t s);
 cudaError_t launch_planted_transpose(const float *in, float *out, int n, int padded, cudaStream_t s);
+cudaError_t launch_planted_async_sum(const float *in, int stages_per_cta, int deep, int blocks, float *out, cudaStream_t s);
 
 // The numbers of each "counters" line of the file, in order: {"name": ..., "load_sectors": ...}.
 typedef std::map<std::string, double> record;
@@ -135,6 +136,30 @@ static void bank_conflicts(void) {
           r[2]["shared_requests"], 3 * warps, r[2]["shared_wavefronts"], r[2]["load_requests"], r[2]["store_requests"]);
 }
 
+// cp.async: its reads are counted as asynchronous requests, and how many copies a thread has in flight when it waits
+// (7 in an 8-stage ring, 1 in a 2-stage one); the model then gives the deep ring the bandwidth the shallow one lacks.
+static void async_pipeline_depth(void) {
+    const int stages = 32, blocks = 132 * 2;   // 16 KB a warp's stream
+    std::vector<record> r = counted([] {
+        float *in = dev_floats(blocks * stages * 512), *out = dev_floats(blocks * 128);
+        launch_planted_async_sum(in, stages, 0, blocks, out, 0);
+        launch_planted_async_sum(in, stages, 1, blocks, out, 0);
+        cudaDeviceSynchronize();
+        cudaFree(in), cudaFree(out);
+    });
+    CHECK(r.size() == 2, "%zu counter lines", r.size());
+    if (r.size() != 2) return;
+    double warps = blocks * 4.0;
+    for (int i = 0; i < 2; i++)
+        CHECK(r[i]["async_requests"] == warps * stages && r[i]["load_requests"] == warps * stages &&
+                  r[i]["wide_bytes"] == 16.0 * 128 * blocks * stages && r[i]["async_threads"] == 128.0 * blocks,
+              "%s ring: %g async requests of %g loads (want %g), %g threads waited", i ? "deep" : "shallow",
+              r[i]["async_requests"], r[i]["load_requests"], warps * stages, r[i]["async_threads"]);
+    CHECK(r[0]["async_peak"] == 1.0 * 128 * blocks && r[1]["async_peak"] == 7.0 * 128 * blocks,
+          "copies in flight at a wait: %g and %g a thread (want 1 and 7)", r[0]["async_peak"] / (128 * blocks),
+          r[1]["async_peak"] / (128 * blocks));
+}
+
 // The speed model ranks the planted kernels at sizes past the caches, one CTA in 16 counted: the strided copy, the
 // copy in one CTA, 2-byte loads and the unpadded transpose each slower than their twin (by how much, a GPU says:
 // tests/run_gpu.sh times them; the ratios predicted are printed).
@@ -166,28 +191,33 @@ static void the_model_ranks_them(void) {
         launch_planted_sum((const __nv_bfloat16 *)in, 2 * big, out, 1, 132 * 8, 0);
         launch_planted_transpose(in, out, 2048, 0, 0);
         launch_planted_transpose(in, out, 2048, 1, 0);
+        launch_planted_async_sum(in, 30, 0, 264, out, 0);   // 16 MB through 2 and 8 stages
+        launch_planted_async_sum(in, 30, 1, 264, out, 0);
         cudaDeviceSynchronize();
         cudaFree(in), cudaFree(out);
     });
-    CHECK(l.n == 7, "%d launches counted", l.n);
-    if (l.n != 7) return launch_list_free(&l);
+    CHECK(l.n == 9, "%d launches counted", l.n);
+    if (l.n != 9) return launch_list_free(&l);
     const gpu_model *g = gpu_model_named("h200");
-    double t[7];
-    const char *bound[7];
-    for (int i = 0; i < 7; i++) {
+    double t[9];
+    const char *bound[9];
+    for (int i = 0; i < 9; i++) {
         launch_prediction p = gpu_predict(g, sm_limits_hopper(), nullptr, &l.l[i]);
         t[i] = p.seconds, bound[i] = p.bound;
     }
     printf("  h200, predicted: copy %.1f us (%s), strided %.1f us (%s, %.1fx), one CTA %.0f us (%.0fx); sum of bf16 2 bytes "
-           "at a time %.1f us (%.1fx 16 bytes at a time); transpose %.1f us (%s) vs %.1f us padded (%.1fx)\n",
+           "at a time %.1f us (%.1fx 16 bytes at a time); transpose %.1f us (%s) vs %.1f us padded (%.1fx); a cp.async "
+           "ring of 2 stages %.1f us (%s) vs 8 stages %.1f us (%s, %.1fx)\n",
            t[0] * 1e6, bound[0], t[1] * 1e6, bound[1], t[1] / t[0], t[2] * 1e6, t[2] / t[0], t[3] * 1e6, t[3] / t[4],
-           t[5] * 1e6, bound[5], t[6] * 1e6, t[5] / t[6]);
+           t[5] * 1e6, bound[5], t[6] * 1e6, t[5] / t[6], t[7] * 1e6, bound[7], t[8] * 1e6, bound[8], t[7] / t[8]);
     CHECK(!strcmp(bound[0], "dram"), "a coalesced copy of 32 MiB streams at the bandwidth: %s", bound[0]);
     CHECK(t[1] > 1.5 * t[0], "the strided copy is slower: %.1f vs %.1f us", t[1] * 1e6, t[0] * 1e6);
     CHECK(t[2] > 10 * t[0], "one CTA is far slower than 1,056: %.0f vs %.1f us", t[2] * 1e6, t[0] * 1e6);
     CHECK(t[3] >= t[4], "2-byte loads are no faster than 16-byte ones: %.1f vs %.1f us", t[3] * 1e6, t[4] * 1e6);
     CHECK(t[5] > 1.5 * t[6] && !strcmp(bound[5], "smem"), "the unpadded transpose is slower, bound by shared memory: %.1f vs %.1f us (%s)",
           t[5] * 1e6, t[6] * 1e6, bound[5]);
+    CHECK(t[7] > 2 * t[8] && !strcmp(bound[8], "dram"), "the deep ring streams at the bandwidth, the shallow one cannot: "
+          "%.1f us (%s) vs %.1f us (%s)", t[7] * 1e6, bound[7], t[8] * 1e6, bound[8]);
     launch_list_free(&l);
 }
 
@@ -195,6 +225,7 @@ int main(void) {
     RUN(coalescing_and_compulsory_sectors);
     RUN(access_width);
     RUN(bank_conflicts);
+    RUN(async_pipeline_depth);
     RUN(the_model_ranks_them);
     return TEST_EXIT();
 }

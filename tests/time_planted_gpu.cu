@@ -32,7 +32,7 @@ int main() {
     if (cudaMalloc((void **)&in, sizeof(float) * big) || cudaMalloc((void **)&out, sizeof(float) * big))
         return fprintf(stderr, "time_planted_gpu: no GPU memory: %s\n", cudaGetErrorString(cudaGetLastError())), 1;
     cudaMemset(in, 0, sizeof(float) * big);
-    double t[7] = {
+    double t[9] = {
         median_us([&] { launch_planted_copy(in, out, big, 0, 132 * 8, 0); }),
         median_us([&] { launch_planted_copy(in, out, big, 1, 132 * 8, 0); }),
         median_us([&] { launch_planted_copy(in, out, big, 0, 1, 0); }),
@@ -40,11 +40,14 @@ int main() {
         median_us([&] { launch_planted_sum((const __nv_bfloat16 *)in, 2 * big, out, 1, 132 * 8, 0); }),
         median_us([&] { launch_planted_transpose(in, out, 2048, 0, 0); }),
         median_us([&] { launch_planted_transpose(in, out, 2048, 1, 0); }),
+        median_us([&] { launch_planted_async_sum(in, 30, 0, 264, out, 0); }),
+        median_us([&] { launch_planted_async_sum(in, 30, 1, 264, out, 0); }),
     };
     if (cudaGetLastError() != cudaSuccess) return fprintf(stderr, "time_planted_gpu: a launch failed\n"), 1;
     printf("  measured: copy %.1f us, strided %.1f us (%.1fx), one CTA %.0f us (%.0fx); sum of bf16 2 bytes at a time "
-           "%.1f us (%.1fx 16 bytes at a time); transpose %.1f us vs %.1f us padded (%.1fx)\n",
-           t[0], t[1], t[1] / t[0], t[2], t[2] / t[0], t[3], t[3] / t[4], t[5], t[6], t[5] / t[6]);
+           "%.1f us (%.1fx 16 bytes at a time); transpose %.1f us vs %.1f us padded (%.1fx); a cp.async ring of 2 stages "
+           "%.1f us vs 8 stages %.1f us (%.1fx)\n",
+           t[0], t[1], t[1] / t[0], t[2], t[2] / t[0], t[3], t[3] / t[4], t[5], t[6], t[5] / t[6], t[7], t[8], t[7] / t[8]);
     cudaFree(in), cudaFree(out);
     return 0;
 }

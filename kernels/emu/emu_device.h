@@ -46,6 +46,10 @@ void syncthreads(const char *file, int line);
 void perf_quiet(bool on);
 void perf_access(const void *p, size_t bytes, bool write);
 void perf_tensor(double flops);
+// An asynchronous copy's global read (cp.async: the warp does not wait for it), and a thread's wait for its copies
+// with `outstanding` of them still in flight (how deep its pipeline is).
+void perf_async_load(const void *p, size_t bytes);
+void perf_async_wait(unsigned outstanding);
 
 // The running CUDA thread's asynchronous copies (cp.async, kernels/emu/emu_ptx.h): each holds the bytes it read at
 // issue until a wait completes its group; empty when the thread's block begins.

@@ -248,6 +248,12 @@ void perf_quiet(bool on) {
 void perf_access(const void *p, size_t bytes, bool write) {
     if (perf) perf->access(p, bytes, write, __builtin_return_address(0));
 }
+void perf_async_load(const void *p, size_t bytes) {
+    if (perf) perf->async_load(p, bytes, __builtin_return_address(0));
+}
+void perf_async_wait(unsigned outstanding) {
+    if (perf) perf->async_wait(outstanding);
+}
 void perf_tensor(double flops) {
     if (perf) perf->tensor(flops);
 }

@@ -42,6 +42,8 @@ struct perf_hooks {
     void (*block_end)();
     void (*launch_end)();
     void (*access)(const void *p, size_t bytes, bool write, const void *pc);
+    void (*async_load)(const void *p, size_t bytes, const void *pc);   // a cp.async read of global memory
+    void (*async_wait)(unsigned outstanding);   // a thread waits with this many of its copies in flight
     void (*tensor)(double flops);
     void (*quiet)(bool on);
 };

@@ -82,13 +82,14 @@ static inline void cp_async_16(void *smem, const void *gmem, int src_bytes) {
     for (int i = 0; i < 16; i++) c.data[i] = i < src_bytes ? static_cast<const unsigned char *>(gmem)[i] : 0;
     st.pending.push_back(c);
     emu::perf_quiet(false);
-    if (src_bytes) emu::perf_access(gmem, (size_t)src_bytes, false);
+    if (src_bytes) emu::perf_async_load(gmem, (size_t)src_bytes);
     emu::perf_access(smem, 16, true);
 }
 static inline void cp_async_16_policy(void *smem, const void *gmem, uint64_t) { cp_async_16(smem, gmem, 16); }
 static inline void cp_async_commit() { emu::async_copies().committed++; }
 template <int N> static inline void cp_async_wait() {
     emu::async_state &st = emu::async_copies();
+    emu::perf_async_wait((unsigned)st.pending.size());
     emu::perf_quiet(true);
     size_t keep = 0;
     for (size_t i = 0; i < st.pending.size(); i++) {

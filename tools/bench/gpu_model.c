@@ -59,6 +59,8 @@ int launch_list_read(launch_list *out, const char *path, rp_err *err) {
         c->dram_sectors = num(j, "dram_sectors"), c->shared_bytes = num(j, "shared_bytes");
         c->shared_requests = num(j, "shared_requests"), c->shared_wavefronts = num(j, "shared_wavefronts");
         c->shared_ideal = num(j, "shared_ideal"), c->tensor_flops = num(j, "tensor_flops");
+        c->async_requests = num(j, "async_requests"), c->async_threads = num(j, "async_threads");
+        c->async_peak = num(j, "async_peak");
         cJSON_Delete(j);
     }
     free(line);
@@ -74,12 +76,14 @@ void launch_list_free(launch_list *l) {
 
 // launch + max(dram, l2, tensor, smem, latency):
 //   dram     compulsory bytes over the bandwidth the launch can draw: the GPU's, or less when too few warps are
-//            resident to keep it busy (Little's law: bytes in flight / latency, each resident warp with `in_flight`
-//            requests of its mean size outstanding);
+//            resident to keep it busy (Little's law: bytes in flight / latency, each resident warp with its
+//            requests in flight, of their mean size, outstanding);
 //   l2       every sector requested, over L2's bandwidth (uncoalesced access costs here);
 //   tensor   FLOPs over the tensor cores' rate;
 //   smem     shared-memory wavefronts, one per clock on each SM the launch occupies;
-//   latency  each warp's requests, `in_flight` at a time, one round trip each, wave after wave.
+//   latency  each warp's requests, one round trip for each `in_flight` of them, wave after wave.
+// A warp's requests in flight: `in_flight` (the GPU's constant) for loads it waits on; for cp.async copies, the most
+// its threads had in flight at a wait, on average over them (its pipeline's depth when full, counted).
 launch_prediction gpu_predict(const gpu_model *g, const sm_limits *sm, const kernel_resources *k, const launch_counters *c) {
     launch_prediction p = {0};
     kernel_resources assumed = {.registers = 32};
@@ -92,7 +96,12 @@ launch_prediction gpu_predict(const gpu_model *g, const sm_limits *sm, const ker
     double requests = (c->load_requests + c->store_requests) * scale;
     double sectors = (c->load_sectors + c->store_sectors) * scale;
     double bytes_per_request = requests > 0 ? sectors * 32 / requests : 128;
-    double reachable = fmin(g->dram_bandwidth, resident_warps * g->in_flight * bytes_per_request / g->latency);
+    double async = fmin(c->async_requests * scale, requests), depth = g->in_flight;
+    if (c->async_threads > 0) depth = fmax(1.0, c->async_peak / c->async_threads);
+    double trips = (requests - async) / g->in_flight + async / depth;   // round trips of all warps together
+    p.in_flight = trips > 0 ? requests / trips : g->in_flight;
+    p.in_flight_sm_bytes = resident_warps / fmin((double)c->ctas, sm->sms) * p.in_flight * bytes_per_request;
+    double reachable = fmin(g->dram_bandwidth, resident_warps * p.in_flight * bytes_per_request / g->latency);
     p.dram_bytes = c->dram_sectors * 32 * scale;
     p.flops = c->tensor_flops * scale;
     p.launch = g->launch;
@@ -101,7 +110,7 @@ launch_prediction gpu_predict(const gpu_model *g, const sm_limits *sm, const ker
     p.tensor = p.flops / g->tensor_flops;
     p.smem = c->shared_wavefronts * scale / (g->clock * fmin((double)c->ctas, sm->sms));
     double total_warps = (double)c->ctas * warps_per_cta;
-    p.latency = p.occ.waves * (requests / total_warps / g->in_flight) * g->latency;
+    p.latency = p.occ.waves * (trips / total_warps) * g->latency;
     const char *names[] = {"dram", "l2", "tensor", "smem", "latency"};
     double terms[] = {p.dram, p.l2, p.tensor, p.smem, p.latency};
     int top = 0;

@@ -30,6 +30,8 @@ typedef struct {
     int threads, smem;
     double load_bytes, store_bytes, wide_bytes, load_requests, load_sectors, store_requests, store_sectors,
         dram_sectors, shared_bytes, shared_requests, shared_wavefronts, shared_ideal, tensor_flops;
+    double async_requests;                 // of the load requests, cp.async's (the warp does not wait for them)
+    double async_threads, async_peak;     // threads that waited for copies, and the sum of their most in flight
 } launch_counters;
 
 typedef struct {
@@ -47,6 +49,8 @@ typedef struct {
     const char *bound;                                     // the largest term: "dram", "l2", "tensor", "smem", "latency"
     double dram_bytes;                                     // compulsory DRAM bytes, scaled to every CTA
     double flops;                                          // tensor FLOPs, scaled
+    double in_flight;                                      // a warp's requests in flight at once, on average
+    double in_flight_sm_bytes;                             // bytes in flight on each SM the launch occupies
     occupancy occ;
 } launch_prediction;
 

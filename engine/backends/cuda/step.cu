@@ -93,7 +93,7 @@ void embed(backend *base, const int *tokens, int n, int row0) {
 // (K's segments fixed by the weight's shape), so a sequence's logits do not depend on the sequences beside it.
 void linear_split(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, gemm_out out) {
     CUDA_CHECK(launch_to_bf16(in, (long)R * K, r->act_bf16, r->stream));
-    CUDA_CHECK(launch_gemm_mma(r->act_bf16, W, R, N, K, out, r->gemm_ws, r->stream));
+    CUDA_CHECK(launch_gemm_mma(r->act_bf16, gemm_weight_bf16(W), R, N, K, out, r->gemm_ws, r->stream));
 }
 
 // The same into one buffer.

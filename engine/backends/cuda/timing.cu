@@ -43,10 +43,14 @@ extern "C" double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) {
 }
 
 // The GEMM variants bench compares: gemm_bf16.cu's (WMMA, the forward's before issue 29), then gemm_mma.cu's (mma.sync,
-// K segments by shape: the forward's).
+// K segments by shape: the forward's), then the same kernel with K's segments chosen by the row count (no longer
+// batch-invariant: what invariance costs).
 #define GEMM_MMA_VARIANT GEMM_BF16_VARIANTS
+#define GEMM_MMA_BY_ROWS_VARIANT (GEMM_BF16_VARIANTS + 1)
 extern "C" const char *backend_cuda_gemm_variant(int v) {
-    if (v == GEMM_MMA_VARIANT) return "mma.sync, 4-stage cp.async ring, K segments by the weight's shape (gemm_mma.cu)";
+    if (v == GEMM_MMA_VARIANT) return "mma.sync, a 4-8-stage cp.async ring, K segments by the weight's shape (gemm_mma.cu)";
+    if (v == GEMM_MMA_BY_ROWS_VARIANT)
+        return "the same, K cut by the row count (one segment past 64 rows): not batch-invariant, the yardstick";
     return v >= 0 && v < GEMM_BF16_VARIANTS ? gemm_bf16_variant_name[v] : nullptr;
 }
 
@@ -72,8 +76,12 @@ struct gemm_buffers {
     }
     cudaError_t launch(int R, int N, int K, int variant) {
         bf16 *wt = w + (turn++ % copies) * (size_t)N * K;
+        gemm_out o{{out}, {0}, 1};
         if (variant < 0 || variant == GEMM_MMA_VARIANT)   // the forward's GEMM
-            return launch_gemm_mma(x, wt, R, N, K, gemm_out{{out}, {0}, 1}, gemm_workspace{partial, count}, 0);
+            return launch_gemm_mma(x, gemm_weight_bf16(wt), R, N, K, o, gemm_workspace{partial, count}, 0);
+        if (variant == GEMM_MMA_BY_ROWS_VARIANT)
+            return launch_gemm_mma_segments(x, gemm_weight_bf16(wt), R, N, K, R > GEMM_SPLIT_ROWS ? 1 : gemm_k_segments(N, K), o,
+                                            gemm_workspace{partial, count}, 0);
         return launch_gemm_bf16_variant(x, wt, R, N, K, out, variant, 0);
     }
 };

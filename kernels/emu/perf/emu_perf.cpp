@@ -16,13 +16,16 @@
 //   compulsory DRAM sectors: distinct sectors the launch touches (each would come from DRAM once at best);
 //   shared memory requests, the wavefronts they take over 32 banks of 4 bytes (one word read by many lanes is one
 //   broadcast) and the fewest they could take (their bytes over 128);
-//   tensor-core FLOPs, as the WMMA emulation reports them.
+//   tensor-core FLOPs, as the WMMA emulation reports them;
+//   asynchronous copies (cp.async): their global read requests, and each thread's most copies in flight at a wait
+//   (summed over the threads that waited, and their number): how deep its pipeline runs.
 // REPRISE_EMU_PERF_SAMPLE=k runs about one CTA in k of a grid of 32 k CTAs or more (the first, and others picked by a
 // hash of their index, spread over the grid; smaller grids run whole) and says so ("ctas_run", "ctas"); counts are of the CTAs run, so a reader scales them by
 // ctas / ctas_run (compulsory sectors every CTA shares, such as an activation row read by all, are then overcounted
 // by up to k times their bytes: the reader is told by "sample").
 #include <link.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -37,14 +40,14 @@ namespace emu {
 namespace {
 
 struct request {
-    bool global, write;
+    bool global, write, async;
     size_t bytes;
     std::vector<uint64_t> units;   // global: sector numbers; shared: 4-byte word numbers (repeats allowed)
 };
 
 struct counters {
     unsigned long long load_bytes, store_bytes, wide_bytes, load_requests, store_requests, load_sectors, store_sectors,
-        shared_bytes, shared_requests, shared_wavefronts, shared_ideal;
+        shared_bytes, shared_requests, shared_wavefronts, shared_ideal, async_requests, async_threads, async_peak;
     double tensor_flops;
 };
 
@@ -60,6 +63,7 @@ struct launch_state {
     std::vector<std::vector<std::pair<const void *, unsigned>>> next_access;
     std::vector<std::unordered_map<uint64_t, request>> warps;
     std::vector<char> quiet;   // per CUDA thread: its accesses are not counted (perf_quiet)
+    std::vector<unsigned> async_peak;   // per CUDA thread: the most copies it had in flight at a wait (+1; 0: none)
     uintptr_t lo = 1, hi = 0;   // the device allocation of the last global access
     uintptr_t smem_lo = 0, smem_hi = 0, tls_lo = 0, tls_hi = 0;   // where shared memory is
 };
@@ -77,6 +81,13 @@ size_t static_tls_bytes = [] {
         return 0;
     }, &total);
     return total + 64;
+}();
+
+// REPRISE_EMU_PERF_SAMPLE_FROM=n samples grids of n CTAs or more instead (checks of per-CTA behaviour at a large
+// model's shapes, where the CTAs do alike and a few hundred are too many to emulate whole).
+unsigned long long sample_from = [] {
+    const char *s = getenv("REPRISE_EMU_PERF_SAMPLE_FROM");
+    return s ? strtoull(s, nullptr, 10) : 0;
 }();
 
 unsigned long long sample_every = [] {
@@ -104,7 +115,7 @@ void launch_begin(const char *name, dim3 grid, dim3 block, size_t smem, const vo
 bool run_block(unsigned long long linear_block) {
     // a grid under 32 k CTAs runs whole: it is cheap, and a sample of a few CTAs of uneven work (attention's splits)
     // would be a poor one
-    if (sample_every == 1 || linear_block == 0 || L.ctas < 32 * sample_every) return true;
+    if (sample_every == 1 || linear_block == 0 || L.ctas < (sample_from ? sample_from : 32 * sample_every)) return true;
     uint64_t x = linear_block + 0x9e3779b97f4a7c15ull;   // splitmix64
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
@@ -116,6 +127,7 @@ void block_begin(int threads) {
     if (!L.active) return;
     L.next_access.assign(threads, {});
     L.quiet.assign(threads, 0);
+    L.async_peak.assign(threads, 0);
     L.warps.assign((threads + 31) / 32, {});
 }
 
@@ -137,6 +149,7 @@ void block_end() {
                 std::unordered_set<uint64_t> distinct(r.units.begin(), r.units.end());
                 (r.write ? L.c.store_requests : L.c.load_requests)++;
                 (r.write ? L.c.store_sectors : L.c.load_sectors) += distinct.size();
+                if (r.async) L.c.async_requests++;
             } else {
                 L.c.shared_requests++;
                 L.c.shared_wavefronts += wavefronts(r.units);
@@ -144,6 +157,8 @@ void block_end() {
             }
         }
     L.warps.clear();
+    for (unsigned peak : L.async_peak)
+        if (peak) L.c.async_threads++, L.c.async_peak += peak - 1;
 }
 
 void launch_end() {
@@ -155,10 +170,12 @@ void launch_end() {
              ",\"grid\":[%u,%u,%u],\"block\":[%u,%u,%u],\"smem\":%zu,\"ctas\":%llu,\"ctas_run\":%llu,\"sample\":%llu,"
              "\"load_bytes\":%llu,\"store_bytes\":%llu,\"wide_bytes\":%llu,\"load_requests\":%llu,\"load_sectors\":%llu,"
              "\"store_requests\":%llu,\"store_sectors\":%llu,\"dram_sectors\":%zu,\"shared_bytes\":%llu,"
-             "\"shared_requests\":%llu,\"shared_wavefronts\":%llu,\"shared_ideal\":%llu,\"tensor_flops\":%.0f}",
+             "\"shared_requests\":%llu,\"shared_wavefronts\":%llu,\"shared_ideal\":%llu,\"tensor_flops\":%.0f,"
+             "\"async_requests\":%llu,\"async_threads\":%llu,\"async_peak\":%llu}",
              L.grid.x, L.grid.y, L.grid.z, L.block.x, L.block.y, L.block.z, L.smem, L.ctas, L.ctas_run, sample_every,
              c.load_bytes, c.store_bytes, c.wide_bytes, c.load_requests, c.load_sectors, c.store_requests, c.store_sectors,
-             L.sectors.size(), c.shared_bytes, c.shared_requests, c.shared_wavefronts, c.shared_ideal, c.tensor_flops);
+             L.sectors.size(), c.shared_bytes, c.shared_requests, c.shared_wavefronts, c.shared_ideal, c.tensor_flops,
+             c.async_requests, c.async_threads, c.async_peak);
     std::string name;
     for (char ch : L.name) name += ch == '"' || ch == '\\' ? '_' : ch;
     profile_line("{\"launch\":\"counters\",\"name\":\"" + name + "\"" + buf);
@@ -172,16 +189,17 @@ unsigned occurrence(std::vector<std::pair<const void *, unsigned>> &seen, const 
     return 0;
 }
 
-void access(const void *p, size_t bytes, bool write, const void *pc) {
-    if (!L.active || !bytes) return;
+// The request an access joins, after counting its bytes; NULL when it is not counted.
+request *record(const void *p, size_t bytes, bool write, const void *pc) {
+    if (!L.active || !bytes) return nullptr;
     int t = current_thread();
-    if (t < 0 || L.quiet[t] || on_thread_stack(p)) return;   // outside a kernel, quiet, or a local variable
+    if (t < 0 || L.quiet[t] || on_thread_stack(p)) return nullptr;   // outside a kernel, quiet, or a local variable
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     bool global = a >= L.lo && a + bytes <= L.hi;
     if (!global && device_allocation(p, &L.lo, &L.hi)) global = a + bytes <= L.hi;
-    if (!global && !(a >= L.smem_lo && a < L.smem_hi) && !(a >= L.tls_lo && a < L.tls_hi)) return;
+    if (!global && !(a >= L.smem_lo && a < L.smem_hi) && !(a >= L.tls_lo && a < L.tls_hi)) return nullptr;
     request &r = L.warps[t / 32][(uint64_t)occurrence(L.next_access[t], pc) * 0x9e3779b97f4a7c15ull ^ reinterpret_cast<uintptr_t>(pc)];
-    if (r.units.empty()) r.global = global, r.write = write;
+    if (r.units.empty()) r.global = global, r.write = write, r.async = false;
     r.bytes += bytes;
     if (global) {
         for (uint64_t s = a / 32; s <= (a + bytes - 1) / 32; s++) r.units.push_back(s), L.sectors.insert(s);
@@ -191,6 +209,21 @@ void access(const void *p, size_t bytes, bool write, const void *pc) {
         for (uint64_t w = a / 4; w <= (a + bytes - 1) / 4; w++) r.units.push_back(w);
         L.c.shared_bytes += bytes;
     }
+    return &r;
+}
+
+void access(const void *p, size_t bytes, bool write, const void *pc) { record(p, bytes, write, pc); }
+
+// cp.async's read: counted as a load; its request is asynchronous (the warp goes on without it).
+void async_load(const void *p, size_t bytes, const void *pc) {
+    if (request *r = record(p, bytes, false, pc)) r->async = true;
+}
+
+void async_wait(unsigned outstanding) {
+    if (!L.active) return;
+    int t = current_thread();
+    if (t < 0 || L.quiet[t]) return;
+    L.async_peak[t] = std::max(L.async_peak[t], outstanding + 1);
 }
 
 void tensor(double flops) {
@@ -202,7 +235,7 @@ void quiet(bool on) {   // per CUDA thread: its lanes run one after another, swi
     if (L.active && t >= 0 && t < (int)L.quiet.size()) L.quiet[t] = on;
 }
 
-perf_hooks hooks = {launch_begin, run_block, block_begin, block_end, launch_end, access, tensor, quiet};
+perf_hooks hooks = {launch_begin, run_block, block_begin, block_end, launch_end, access, async_load, async_wait, tensor, quiet};
 
 // Linked in only by instrumented kernels (they call the __tsan_ functions below): installs the counters.
 struct install {
