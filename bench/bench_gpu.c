@@ -14,6 +14,8 @@
 //   --prefill 1      with -m bench, also the prefill of --prompt tokens (% of the tensor cores' rate per kernel)
 //   --gemm 1         the GEMM alone instead of the step, at each shape's weights: every variant, decode rows (1, 16,
 //                    64) against the bandwidth and, at the bench model's shapes, 512 rows against the tensor cores
+//   --gemm-rows LIST the GEMM table's row counts instead (e.g. 1,16)
+//   --gemm-variant V the GEMM table's variant V alone
 //   --measured CSV   with -m bench: ncu's per-launch times of bench_gpu's decode steps on a device (`ncu --csv
 //                    --metrics gpu__time_duration.sum`, tests/run_gpu.sh) beside the predictions for the GPU --gpu
 //                    names (h200 by default), and the model's constants refitted to them (tools/bench/gpu_fit.c)
@@ -26,6 +28,7 @@
 #include <string.h>
 
 #include "bench/random_model.h"
+#include "kernels/shapes.h"
 #include "engine/forward.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
@@ -44,6 +47,8 @@
 static const char *counters_path;   // --counters FILE
 static int prefill_too;             // --prefill 1
 static const char *measured_path;   // --measured CSV
+static const char *gemm_rows;       // --gemm-rows LIST: the GEMM table's row counts (default 1,16,64 and 512)
+static int gemm_variant = -1;       // --gemm-variant V: only that variant in the GEMM table (-1: every one)
 
 #include "engine/backends/cuda/backend_cuda.h"
 #include "kernels/emu/emu_control.h"
@@ -237,16 +242,29 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
         int n, k;
     } w[] = {{"qkv", (s.heads + 2 * s.kv_heads) * (s.dim / s.heads) / tp, s.dim}, {"o", s.dim, s.dim / tp},
              {"gate|up", 2 * s.hidden / tp, s.dim}, {"down", s.dim, s.hidden / tp}, {"lm_head", s.vocab / tp, s.dim}};
-    int rows[] = {1, 16, 64, 512}, n_rows = s.dim <= 2048 ? 4 : 3;
+    int rows[8] = {1, 16, 64, 512}, n_rows = s.dim <= 2048 ? 4 : 3;
+    if (gemm_rows) {
+        n_rows = 0;
+        for (const char *p = gemm_rows; *p && n_rows < 8; p += strcspn(p, ","), p += *p == ',') {
+            char *end;
+            long r = strtol(p, &end, 10);
+            if (end == p || r < 1 || r > 4096 || (*end && *end != ','))
+                return fprintf(stderr, "bench_gpu: --gemm-rows %s: row counts from 1 to 4096, comma-separated\n", gemm_rows), -1;
+            rows[n_rows++] = (int)r;
+        }
+    }
     printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): the GEMM alone, %s\n", title);
     for (int v = 0; backend_cuda_gemm_variant(v); v++) printf("variant %d: %s\n", v, backend_cuda_gemm_variant(v));
-    printf("(in flight: a warp's requests in flight at once, and the KB in flight on each SM, the first launch's)\n");
-    printf("%-8s %5s %6s %6s %7s %5s %9s | %9s %9s %-8s | %9s %9s %-8s\n", "gemm", "R", "N", "K", "variant", "CTAs",
-           "in flight", "h100 us", "% roof", "bound", "h200 us", "% roof", "bound");
+    printf("(/SM: CTAs resident on an SM at once; in flight: a warp's requests in flight at once, and the KB in flight on\n"
+           "each SM; of the first launch)\n");
+    printf("%-8s %5s %6s %6s %7s %5s %3s %9s | %9s %9s %-8s | %9s %9s %-8s\n", "gemm", "R", "N", "K", "variant", "CTAs",
+           "/SM", "in flight", "h100 us", "% roof", "bound", "h200 us", "% roof", "bound");
     for (size_t i = 0; i < sizeof w / sizeof *w; i++)
         for (int ri = 0; ri < n_rows; ri++)
             for (int v = 0; backend_cuda_gemm_variant(v); v++) {
                 if (v == 1 || v == 2) continue;   // the WMMA kernel's other variants: the same kernel, no faster
+                if (gemm_variant >= 0 && v != gemm_variant) continue;
+                if (v == 4 && rows[ri] <= GEMM_SPLIT_ROWS) continue;   // K cut by the row count: variant 3's launch there
                 int R = rows[ri], N = w[i].n, K = w[i].k;
                 char prof[] = "/tmp/reprise-bench-gemm-XXXXXX";
                 rp_err err, end_err;
@@ -258,8 +276,8 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
                 if (rc) return fprintf(stderr, "bench_gpu: %s\n", err.msg), -1;
                 launch_prediction first = {0};
                 if (l.n) first = predict_launch(gpu_model_named("h100"), res, &l.l[0]);
-                printf("%-8s %5d %6d %6d %7d %5ld %3.0f %4.0fK |", w[i].name, R, N, K, v, l.n ? l.l[0].ctas : 0L, first.in_flight,
-                       first.in_flight_sm_bytes / 1024);
+                printf("%-8s %5d %6d %6d %7d %5ld %3d %3.0f %4.0fK |", w[i].name, R, N, K, v, l.n ? l.l[0].ctas : 0L,
+                       first.occ.ctas_per_sm, first.in_flight, first.in_flight_sm_bytes / 1024);
                 for (int gi = 0; gi < 2; gi++) {
                     const gpu_model *g = gpu_model_named(gi ? "h200" : "h100");
                     double sec = 0, bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
@@ -326,6 +344,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--counters")) counters_path = argv[i + 1];
         else if (!strcmp(argv[i], "--prefill")) prefill_too = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--measured")) measured_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--gemm-rows")) gemm_rows = argv[i + 1];
+        else if (!strcmp(argv[i], "--gemm-variant")) gemm_variant = atoi(argv[i + 1]);
 #endif
         else
             return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] "
