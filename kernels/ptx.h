@@ -10,12 +10,54 @@
 // ldmatrix.x4 fills exactly such an A fragment when lane l gives the address of row l % 16, column 8 * (l / 16) of
 // a 16 x 16 tile; ldmatrix.x2 a B fragment when lane l < 16 gives row (n) l % 8, column (k) 8 * (l / 8) of an
 // N-major 8 x 16 tile.
+//
+// The bulk tensor copy engine (TMA, sm_90): a 2-D box of a tensor map (tma_map_2d) copied into shared memory by one
+// thread, completing its bytes on an mbarrier that the consumers wait on (mbar_wait, by phase parity). Swizzled boxes
+// hold each row's 16-byte chunk c at chunk c ^ (row bits): tma_swizzled_offset says where an element landed.
 #ifndef REPRISE_PTX_H
 #define REPRISE_PTX_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/cuda_compat.h"
+
+// How the copy engine lays a box's rows in shared memory (CUtensorMapSwizzle's first four): none, or each 16-byte
+// chunk of a row moved within a span of 32, 64 or 128 bytes.
+enum tma_swizzle { TMA_SWIZZLE_NONE = 0, TMA_SWIZZLE_32B = 1, TMA_SWIZZLE_64B = 2, TMA_SWIZZLE_128B = 3 };
+
+// Where the byte at offset `off` of a box (rows of the box's inner width, packed) lands in shared memory under swizzle
+// mode sw: bits [4, 4 + sw) of the offset XORed with bits [7, 7 + sw) (the PTX ISA's swizzle patterns: the 16-byte
+// chunk index within the span, by the row's place in a 256, 512 or 1024-byte repeat). The box must start at a
+// multiple of that repeat for the pattern to be the box's own.
+__host__ __device__ static inline size_t tma_swizzled_offset(size_t off, int sw) {
+    return sw ? off ^ (((off >> 7) & ((1u << sw) - 1)) << 4) : off;
+}
+// Bytes one repeat of the pattern covers (the alignment a swizzled box needs), and the span a box row may not exceed.
+__host__ __device__ static inline unsigned tma_swizzle_repeat(int sw) { return sw ? 128u << sw : 128u; }
+__host__ __device__ static inline unsigned tma_swizzle_span(int sw) { return 16u << sw; }
+
+// A 2-D tensor map: under nvcc the driver's opaque CUtensorMap (passed to a kernel by value, as a __grid_constant__
+// parameter), under the emulation the fields the copy twin reads.
+#ifdef __CUDACC__
+#include <cuda.h>
+struct tma_map {
+    CUtensorMap map;
+};
+#else
+struct alignas(64) tma_map {
+    const unsigned char *base;
+    uint64_t dim[2], row_bytes;   // elements of a row and rows; bytes from one row to the next
+    unsigned box[2];              // the box: elements of a row, rows
+    int elem_bytes, swizzle;
+};
+#endif
+// A tensor map of a row-major matrix of `rows` rows of `cols` elements of elem_bytes (1 or 2), rows row_bytes apart,
+// read in boxes of box_rows x box_cols (kernels/tma_map.cu). Out-of-bounds elements of a box read as zeros.
+// cudaErrorInvalidValue for a shape the copy engine refuses (see tma_map.cu), cudaErrorNotSupported where the driver
+// has no tensor maps.
+cudaError_t tma_map_2d(tma_map *m, const void *base, int elem_bytes, uint64_t rows, uint64_t cols, uint64_t row_bytes,
+                       unsigned box_rows, unsigned box_cols, tma_swizzle sw);
 
 #ifdef __CUDACC__
 
@@ -67,6 +109,51 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 // waited for). Other threads' copies need a barrier after it to be seen.
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
-#endif   // __CUDACC__ (the emulation's twins: kernels/emu/emu_ptx.h, through cuda_compat.h)
+// --- mbarriers and the bulk tensor copy engine (sm_90; on older targets these trap) ---
+
+#if __CUDA_ARCH__ >= 900
+#define REPRISE_SM90(body) body
+#else
+#define REPRISE_SM90(body) __trap();
+#endif
+
+// A barrier in shared memory (8 bytes, 8-aligned) whose phase completes when `count` threads have arrived and every
+// byte announced by expect_tx has landed. One thread initialises it; then mbar_init_fence, then __syncthreads.
+__device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count) {
+    REPRISE_SM90(asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"((unsigned)__cvta_generic_to_shared(bar)),
+                              "r"(count) : "memory");)
+}
+// Makes this thread's barrier initialisations visible to the copy engine (the async proxy).
+__device__ __forceinline__ void mbar_init_fence() { REPRISE_SM90(asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");) }
+// This thread's arrival, announcing `bytes` more that copies will complete on the barrier's current phase.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t *bar, unsigned bytes) {
+    REPRISE_SM90(asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                                  (unsigned)__cvta_generic_to_shared(bar)), "r"(bytes) : "memory");)
+}
+// This thread's arrival.
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
+    REPRISE_SM90(asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"((unsigned)__cvta_generic_to_shared(bar)) : "memory");)
+}
+// Waits until the barrier's phase of this parity has completed (phase 0, 1, 2 ... have parities 0, 1, 0 ...): the
+// data copies completed on it are then visible to this thread.
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity) {
+    REPRISE_SM90(asm volatile("{\n .reg .pred done;\n WAIT_%=:\n"
+                              " mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                              " @!done bra WAIT_%=;\n}\n" ::"r"((unsigned)__cvta_generic_to_shared(bar)),
+                              "r"(parity) : "memory");)
+}
+// Orders this thread's ordinary shared-memory writes before later reads by the async proxy (wgmma, bulk copies out).
+__device__ __forceinline__ void fence_proxy_async() { REPRISE_SM90(asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");) }
+// One thread: the box at (col, row) of map into shared memory at dst (128-byte aligned; a swizzled box at a multiple
+// of tma_swizzle_repeat), its bytes completing on bar (whose phase must expect them: mbar_arrive_expect_tx).
+__device__ __forceinline__ void tma_load_2d(void *dst, const tma_map *map, int col, int row, uint64_t *bar) {
+    REPRISE_SM90(asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+                              ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(map), "r"(col), "r"(row),
+                              "r"((unsigned)__cvta_generic_to_shared(bar)) : "memory");)
+}
+
+#else
+#include "kernels/emu/emu_ptx.h"   // the emulation's twins
+#endif
 
 #endif

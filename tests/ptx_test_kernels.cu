@@ -72,6 +72,38 @@ __global__ void misaligned_kernel(const int4 *src, int which) {
     cp_async_wait<0>();
 }
 
+// The copy engine: thread 0 loads the box at (col, row), rows x cols BF16, of `map` into a tile that held -1s,
+// completing on an mbarrier every thread then waits on; out[r * cols + c] = the tile's element (r, c), found where
+// swizzle mode read_sw puts it (the map's own; planted: another). plant 1: no wait (a barrier instead); 2: expect_tx
+// announces 16 bytes more than the box; 3: the barrier is not fenced after its init.
+__global__ void tma_tile_kernel(const __grid_constant__ tma_map map, int col, int row, int rows, int cols, int read_sw,
+                                bf16 *out, int plant) {
+    __shared__ __align__(1024) bf16 tile[64 * 64];
+    __shared__ __align__(8) uint64_t bar;
+    for (int e = threadIdx.x; e < rows * cols; e += blockDim.x) tile[e] = __float2bfloat16(-1.0f);
+    if (threadIdx.x == 0) {
+        mbar_init(&bar, 1);
+        if (plant != 3) mbar_init_fence();
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        mbar_arrive_expect_tx(&bar, rows * cols * 2 + (plant == 2 ? 16 : 0));
+        tma_load_2d(tile, &map, col, row, &bar);
+    }
+    if (plant == 1) __syncthreads();
+    else mbar_wait(&bar, 0);
+    for (int e = threadIdx.x; e < rows * cols; e += blockDim.x)
+        out[e] = tile[tma_swizzled_offset((size_t)e * 2, read_sw) / 2];
+}
+
+cudaError_t launch_tma_tile(const bf16 *src, int src_rows, int src_cols, int col, int row, int rows, int cols, int sw,
+                            int read_sw, bf16 *out, int plant) {
+    tma_map m;
+    cudaError_t e = tma_map_2d(&m, src, 2, src_rows, src_cols, (uint64_t)src_cols * 2, rows, cols, (tma_swizzle)sw);
+    if (e != cudaSuccess) return e;
+    return REPRISE_LAUNCH(tma_tile_kernel, dim3(1), dim3(128), 0, (cudaStream_t)0, m, col, row, rows, cols, read_sw, out, plant);
+}
+
 cudaError_t launch_mma_tile(const bf16 *A, const bf16 *Bt, const float *C, float *D, int via_ldmatrix, int plant) {
     return REPRISE_LAUNCH(mma_tile_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, A, Bt, C, D, via_ldmatrix, plant);
 }

@@ -1,6 +1,8 @@
 // kernels/ptx.h under the emulation: mma.m16n8k16's fragments (by hand and through ldmatrix) against a CPU
-// product, cp.async's groups and waits, and the planted bugs each must expose: a wrong fragment index, a missing
-// wait, misaligned addresses.
+// product, cp.async's groups and waits, the copy engine's boxes (swizzle modes, edges, mbarrier waits), and the
+// planted bugs each must expose: a wrong fragment index, a missing wait, misaligned addresses, a wrong swizzle, bytes
+// announced that never come, an unfenced barrier. tests/test_ptx_gpu.cu runs the same checks, less the planted
+// bugs, on a device.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -56,6 +58,7 @@ static void cp_async_data_arrives_at_its_wait(void) {
     int bad = 0;
     for (int s = 0; s < 32; s++) bad += o[s] != 1000 * s + 1;
     CHECK(bad == 0, "waited for: %d slots wrong", bad);
+#ifndef REPRISE_PTX_ON_GPU   // on a device the copies not waited for may or may not have landed
     o = cp_async_run(1);   // planted: no wait
     bad = 0;
     for (int s = 0; s < 32; s++) bad += o[s] != -1;
@@ -64,6 +67,7 @@ static void cp_async_data_arrives_at_its_wait(void) {
     bad = 0;
     for (int s = 0; s < 32; s++) bad += o[s] != (s % 2 ? -1 : 1000 * s + 1);
     CHECK(bad == 0, "wait_group 1: %d slots wrong", bad);
+#endif
     o = cp_async_run(3);   // 8 bytes read: the rest zeros
     bad = 0;
     for (int s = 0; s < 32; s++) bad += o[s] != 0;
@@ -78,9 +82,76 @@ static void misaligned_addresses_fault(void) {
     cudaFree(src);
 }
 
+// The copy engine: boxes inside the tensor and over its edges (zeros there) land as the swizzle mode lays them, for
+// each mode; read by another mode's pattern, a missing wait, bytes announced that never come, an unfenced barrier
+// init, and shapes the engine refuses, each caught.
+static void tma_boxes_land_swizzled_at_their_wait(void) {
+    const int R = 100, C = 72;   // a 100 x 72 BF16 matrix (144-byte rows)
+    std::vector<bf16> src((size_t)R * C);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) src[(size_t)r * C + c] = __float2bfloat16((float)((r * 7 + c) % 256));
+    bf16 *dsrc = device_copy(src), *dout;
+    cudaMalloc((void **)&dout, 64 * 64 * sizeof(bf16));
+    auto load = [&](int col, int row, int rows, int cols, int sw, int read_sw, int plant, std::vector<bf16> *got) {
+        cudaError_t e = launch_tma_tile(dsrc, R, C, col, row, rows, cols, sw, read_sw, dout, plant);
+        if (e == cudaSuccess) cudaDeviceSynchronize(), *got = host_copy(dout, (size_t)rows * cols);
+        return e;
+    };
+    auto expected = [&](int col, int row, int rows, int cols) {
+        std::vector<float> want((size_t)rows * cols);
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) {
+                int gr = row + r, gc = col + c;
+                want[(size_t)r * cols + c] = gr < R && gc < C ? __bfloat162float(src[(size_t)gr * C + gc]) : 0.0f;
+            }
+        return want;
+    };
+    auto differing = [](const std::vector<bf16> &got, const std::vector<float> &want) {
+        int bad = 0;
+        for (size_t i = 0; i < want.size(); i++) bad += __bfloat162float(got[i]) != want[i];
+        return bad;
+    };
+    for (int sw = TMA_SWIZZLE_NONE; sw <= TMA_SWIZZLE_128B; sw++) {
+        int cols = sw ? (int)tma_swizzle_span(sw) / 2 : 40, rows = 24;
+        for (int edge = 0; edge < 2; edge++) {
+            int col = edge ? C - cols / 2 : 8, row = edge ? R - 10 : 5;
+            std::vector<bf16> got;
+            CHECK(load(col, row, rows, cols, sw, sw, 0, &got) == cudaSuccess, "swizzle %d: launch", sw);
+            int bad = differing(got, expected(col, row, rows, cols));
+            CHECK(bad == 0, "swizzle mode %d, box %dx%d at (%d, %d)%s: %d elements differ", sw, rows, cols, col, row,
+                  edge ? " over the edge" : "", bad);
+        }
+    }
+    std::vector<bf16> got;
+#ifndef REPRISE_PTX_ON_GPU   // the planted bugs: on a device a race or a hang, not a check
+    CHECK(load(8, 5, 24, 64, TMA_SWIZZLE_128B, TMA_SWIZZLE_64B, 0, &got) == cudaSuccess &&
+              differing(got, expected(8, 5, 24, 64)) > 0,
+          "a 128-byte swizzled box read by the 64-byte pattern gives the wrong elements");
+    CHECK(load(8, 5, 24, 64, TMA_SWIZZLE_128B, TMA_SWIZZLE_128B, 1, &got) == cudaSuccess &&
+              differing(got, std::vector<float>(24 * 64, -1.0f)) == 0,
+          "without the wait, the tile still holds what it held before the copy");
+    expect_abort("expect_tx announcing bytes that never come", [&] { load(8, 5, 24, 64, TMA_SWIZZLE_128B, TMA_SWIZZLE_128B, 2, &got); },
+                 {"kernel 'tma_tile_kernel'", "never completes", "16 bytes still expected"});
+    expect_abort("a copy on a barrier not fenced after its init", [&] { load(8, 5, 24, 64, TMA_SWIZZLE_128B, TMA_SWIZZLE_128B, 3, &got); },
+                 {"kernel 'tma_tile_kernel'", "mbar_init_fence"});
+#endif
+    tma_map m;
+    CHECK(tma_map_2d(&m, dsrc, 2, R, C, C * 2, 24, 40, TMA_SWIZZLE_128B) == cudaErrorInvalidValue &&
+              tma_map_2d(&m, dsrc + 1, 2, R, C, C * 2, 24, 64, TMA_SWIZZLE_128B) == cudaErrorInvalidValue &&
+              tma_map_2d(&m, dsrc, 2, R, C, C * 2 + 8, 24, 64, TMA_SWIZZLE_128B) == cudaErrorInvalidValue &&
+              tma_map_2d(&m, dsrc, 2, R, C, C * 2, 300, 64, TMA_SWIZZLE_128B) == cudaErrorInvalidValue &&
+              tma_map_2d(&m, dsrc, 2, R, C, C * 2, 24, 64, TMA_SWIZZLE_128B) == cudaSuccess,
+          "tensor maps the copy engine refuses are refused (a row narrower than the swizzle span, a misaligned base or "
+          "stride, a box side over 256), and a good one is made");
+    cudaFree(dsrc), cudaFree(dout);
+}
+
 int main(void) {
     RUN(mma_fragments_follow_the_isa);
     RUN(cp_async_data_arrives_at_its_wait);
+#ifndef REPRISE_PTX_ON_GPU   // a fault ends the device's context
     RUN(misaligned_addresses_fault);
+#endif
+    RUN(tma_boxes_land_swizzled_at_their_wait);
     return TEST_EXIT();
 }

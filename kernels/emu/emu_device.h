@@ -23,6 +23,9 @@
 
 #undef __shared__
 #define __shared__ static thread_local
+#ifndef __grid_constant__
+#define __grid_constant__
+#endif
 #ifndef __launch_bounds__
 #define __launch_bounds__(...)
 #endif
@@ -63,6 +66,28 @@ struct async_state {
     int committed = 0;   // groups committed so far
 };
 async_state &async_copies();
+// The running block's mbarriers and bulk tensor copies (TMA, kernels/emu/emu_ptx.h), empty when the block begins.
+// An mbarrier's 8 bytes of shared memory hold a tag and its index here. A bulk copy read its box at issue, already
+// in the order shared memory will hold it (swizzled); it lands, and completes its bytes on its barrier, when a
+// thread waits on that barrier.
+struct mbarrier_state {
+    unsigned expected, pending;   // arrivals a phase needs, and those still missing
+    long tx;                      // bytes the phase still expects
+    unsigned phase;               // phases completed (parity: the low bit)
+    bool fenced;                  // fence.mbarrier_init seen since its init: the copy engine may use it
+};
+struct bulk_copy {
+    unsigned char *dst;
+    std::vector<unsigned char> data;
+    uint64_t *bar;
+};
+struct block_async_state {
+    std::vector<mbarrier_state> bars;
+    std::vector<bulk_copy> copies;
+};
+block_async_state &block_async();
+// Lets the block's other threads run (a thread spinning on an mbarrier).
+void yield_thread();
 // The running CUDA thread's index in its block (-1 outside a kernel), and its warp and lane.
 int current_thread();
 static inline int warp_index() { return current_thread() / 32; }
@@ -209,6 +234,5 @@ static inline unsigned atomicExch(unsigned *a, unsigned v) { return __atomic_exc
 static inline float atomicExch(float *a, float v) { return __uint_as_float(__atomic_exchange_n(reinterpret_cast<unsigned *>(a), __float_as_uint(v), __ATOMIC_RELAXED)); }
 
 #include "kernels/emu/emu_wmma.h"
-#include "kernels/emu/emu_ptx.h"
 
 #endif

@@ -58,6 +58,7 @@ struct block_run {
     int n, live, at_sync, exited;
     std::vector<warp_wait> warps;
     char *smem;
+    block_async_state async;   // its mbarriers and bulk copies
     ucontext_t sched;
     void *sched_sp;
     const void *sched_bottom;
@@ -269,6 +270,16 @@ void thread_fault(const char *fmt, ...) {
     if (!F || !B) fatal("%s", msg);
     fault(F, "%s", msg);
 }
+block_async_state &block_async() {
+    if (!F || !B) fatal("an mbarrier or bulk copy outside a kernel");
+    return B->async;
+}
+
+void yield_thread() {
+    if (!F || !B) fatal("a wait outside a kernel");
+    to_scheduler();   // still RUNNABLE: the scheduler comes back to it after the others
+}
+
 async_state &async_copies() {
     if (!F || !B) fatal("cp.async outside a kernel");
     return F->async;

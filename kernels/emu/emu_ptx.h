@@ -5,11 +5,16 @@
 //   products' sum is not documented: here each output sums its products in k order in FP32 (each product exact),
 //   then adds C; results match a reference within rounding, not the GPU's bits;
 // - cp.async reads its source at issue and writes shared memory only when a cp_async_wait completes its group, so a
-//   kernel that reads before its wait sees the old contents, as it may on a GPU; misaligned addresses fault.
+//   kernel that reads before its wait sees the old contents, as it may on a GPU; misaligned addresses fault;
+// - mbarriers keep their arrivals, expected bytes and phase in a table of the block, and a bulk tensor copy lands
+//   (swizzled as its tensor map says) only when a thread waits on its barrier (below).
+// Included by kernels/ptx.h where nvcc does not compile it.
 #ifndef REPRISE_EMU_PTX_H
 #define REPRISE_EMU_PTX_H
 
 #include <cstdint>
+#include <cstring>
+#include <utility>
 
 namespace emu {
 static inline float bf16_bits(uint32_t bits) { return __uint_as_float(bits << 16); }
@@ -99,6 +104,108 @@ template <int N> static inline void cp_async_wait() {
     }
     st.pending.resize(keep);
     emu::perf_quiet(false);
+}
+
+
+// --- mbarriers and the bulk tensor copy engine ---
+// A barrier's 8 bytes hold a tag and its index in the block's table (emu::block_async); waiting on anything else
+// faults. Copies land, and complete their bytes, when a thread waits on their barrier: a thread that reads the box
+// without waiting sees what shared memory held before. A wait that cannot complete (arrivals or bytes that never come)
+// faults with the barrier's counts instead of hanging.
+namespace emu {
+const uint64_t MBAR_TAG = 0x4d424152ull << 32;   // "MBAR"
+static inline mbarrier_state &mbar_of(uint64_t *bar, const char *op) {
+    if (reinterpret_cast<uintptr_t>(bar) % 8) thread_fault("%s: mbarrier %p is not 8-byte aligned", op, (void *)bar);
+    perf_quiet(true);
+    uint64_t v = *bar;
+    perf_quiet(false);
+    block_async_state &st = block_async();
+    if ((v & ~0xffffffffull) != MBAR_TAG || (v & 0xffffffffull) >= st.bars.size())
+        thread_fault("%s: %p is not an initialised mbarrier (mbar_init)", op, (void *)bar);
+    return st.bars[v & 0xffffffffull];
+}
+static inline void mbar_complete_if_due(mbarrier_state &b) {
+    if (b.pending == 0 && b.tx == 0) b.phase++, b.pending = b.expected;
+}
+static inline void mbar_arrival(uint64_t *bar, long bytes, const char *op) {
+    mbarrier_state &b = mbar_of(bar, op);
+    if (b.pending == 0) thread_fault("%s: more arrivals than the barrier's %u", op, b.expected);
+    b.tx += bytes;
+    b.pending--;
+    mbar_complete_if_due(b);
+}
+}   // namespace emu
+
+static inline void mbar_init(uint64_t *bar, unsigned count) {
+    if (reinterpret_cast<uintptr_t>(bar) % 8) emu::thread_fault("mbarrier.init: %p is not 8-byte aligned", (void *)bar);
+    if (count == 0 || count >= (1u << 20)) emu::thread_fault("mbarrier.init: count %u outside 1 .. 2^20 - 1", count);
+    emu::block_async_state &st = emu::block_async();
+    st.bars.push_back(emu::mbarrier_state{count, count, 0, 0, false});
+    emu::perf_quiet(true);
+    *bar = emu::MBAR_TAG | (uint64_t)(st.bars.size() - 1);
+    emu::perf_quiet(false);
+}
+static inline void mbar_init_fence() {
+    for (emu::mbarrier_state &b : emu::block_async().bars) b.fenced = true;
+}
+static inline void mbar_arrive_expect_tx(uint64_t *bar, unsigned bytes) { emu::mbar_arrival(bar, bytes, "mbarrier.arrive.expect_tx"); }
+static inline void mbar_arrive(uint64_t *bar) { emu::mbar_arrival(bar, 0, "mbarrier.arrive"); }
+static inline void mbar_wait(uint64_t *bar, unsigned parity) {
+    for (long spins = 0;; spins++) {
+        emu::block_async_state &st = emu::block_async();
+        emu::mbarrier_state &b = emu::mbar_of(bar, "mbarrier.try_wait");
+        size_t keep = 0;   // the copies on this barrier land now
+        emu::perf_quiet(true);
+        for (size_t i = 0; i < st.copies.size(); i++) {
+            emu::bulk_copy &c = st.copies[i];
+            if (c.bar != bar) {
+                if (keep != i) st.copies[keep] = std::move(c);
+                keep++;
+                continue;
+            }
+            memcpy(c.dst, c.data.data(), c.data.size());
+            b.tx -= (long)c.data.size();
+        }
+        emu::perf_quiet(false);
+        st.copies.resize(keep);
+        emu::mbar_complete_if_due(b);
+        if ((b.phase & 1) != (parity & 1)) return;
+        if (spins > 10000)
+            emu::thread_fault("mbarrier wait (parity %u) never completes: %u of %u arrivals missing, %ld bytes still "
+                              "expected (expect_tx announced more than the copies bring, or a thread never arrives)",
+                              parity & 1, b.pending, b.expected, b.tx);
+        emu::yield_thread();
+    }
+}
+static inline void fence_proxy_async() {}
+static inline void tma_load_2d(void *dst, const tma_map *map, int col, int row, uint64_t *bar) {
+    const tma_map &m = *map;
+    uintptr_t d = reinterpret_cast<uintptr_t>(dst);
+    if (d % tma_swizzle_repeat(m.swizzle))
+        emu::thread_fault("cp.async.bulk.tensor: shared address %p is not a multiple of %u bytes (%s)", dst,
+                          tma_swizzle_repeat(m.swizzle), m.swizzle ? "the swizzle pattern's repeat" : "128-byte alignment");
+    emu::mbarrier_state &b = emu::mbar_of(bar, "cp.async.bulk.tensor");
+    if (!b.fenced) emu::thread_fault("cp.async.bulk.tensor: its mbarrier was initialised without mbar_init_fence (the copy engine may not see it)");
+    size_t row_box = (size_t)m.box[0] * m.elem_bytes;
+    emu::bulk_copy c;
+    c.dst = static_cast<unsigned char *>(dst), c.bar = bar;
+    c.data.assign(row_box * m.box[1], 0);
+    for (unsigned r = 0; r < m.box[1]; r++) {
+        long gr = (long)row + r;
+        if (gr < 0 || gr >= (long)m.dim[1]) continue;   // zeros
+        const unsigned char *src = m.base + (size_t)gr * m.row_bytes;
+        long first = -1, last = -1;
+        for (unsigned e = 0; e < m.box[0]; e++) {
+            long gc = (long)col + e;
+            if (gc < 0 || gc >= (long)m.dim[0]) continue;
+            if (first < 0) first = gc;
+            last = gc;
+            for (int k = 0; k < m.elem_bytes; k++)
+                c.data[tma_swizzled_offset(r * row_box + (size_t)e * m.elem_bytes + k, m.swizzle)] = src[(size_t)gc * m.elem_bytes + k];
+        }
+        if (first >= 0) emu::perf_async_load(src + (size_t)first * m.elem_bytes, (size_t)(last - first + 1) * m.elem_bytes);
+    }
+    emu::block_async().copies.push_back(std::move(c));
 }
 
 #endif
