@@ -45,12 +45,7 @@ struct tma_map {
     CUtensorMap map;
 };
 #else
-struct alignas(64) tma_map {
-    const unsigned char *base;
-    uint64_t dim[2], row_bytes;   // elements of a row and rows; bytes from one row to the next
-    unsigned box[2];              // the box: elements of a row, rows
-    int elem_bytes, swizzle;
-};
+struct alignas(64) tma_map : emu::tma_map_fields {};   // base; dim (a row's elements, rows); row_bytes; box; ...
 #endif
 // A tensor map of a row-major matrix of `rows` rows of `cols` elements of elem_bytes (1 or 2), rows row_bytes apart,
 // read in boxes of box_rows x box_cols (kernels/tma_map.cu). Out-of-bounds elements of a box read as zeros.
@@ -145,11 +140,25 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity) {
 // Orders this thread's ordinary shared-memory writes before later reads by the async proxy (wgmma, bulk copies out).
 __device__ __forceinline__ void fence_proxy_async() { REPRISE_SM90(asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");) }
 // One thread: the box at (col, row) of map into shared memory at dst (128-byte aligned; a swizzled box at a multiple
-// of tma_swizzle_repeat), its bytes completing on bar (whose phase must expect them: mbar_arrive_expect_tx).
+// of tma_swizzle_repeat), its bytes completing on bar (whose phase must expect them: mbar_arrive_expect_tx). Its
+// writes are the async proxy's: ordinary reads see them after the wait, with no proxy fence.
 __device__ __forceinline__ void tma_load_2d(void *dst, const tma_map *map, int col, int row, uint64_t *bar) {
     REPRISE_SM90(asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
                               ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(map), "r"(col), "r"(row),
                               "r"((unsigned)__cvta_generic_to_shared(bar)) : "memory");)
+}
+// One thread: the box in shared memory at src (laid out as the map's swizzle says) out to (col, row) of map, elements
+// past the tensor's edge left out. It reads shared memory through the async proxy: ordinary stores to src need
+// fence_proxy_async in each writing thread, then a barrier, before it. Grouped by bulk_commit; src may be written
+// again after bulk_wait_read covers its group.
+__device__ __forceinline__ void tma_store_2d(const tma_map *map, int col, int row, const void *src) {
+    REPRISE_SM90(asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(map),
+                              "r"(col), "r"(row), "r"((unsigned)__cvta_generic_to_shared(src)) : "memory");)
+}
+__device__ __forceinline__ void bulk_commit() { REPRISE_SM90(asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");) }
+// Waits until at most N of this thread's bulk groups still read their shared memory.
+template <int N> __device__ __forceinline__ void bulk_wait_read() {
+    REPRISE_SM90(asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");)
 }
 
 #else

@@ -96,6 +96,32 @@ __global__ void tma_tile_kernel(const __grid_constant__ tma_map map, int col, in
         out[e] = tile[tma_swizzled_offset((size_t)e * 2, read_sw) / 2];
 }
 
+// The copy engine out, and the proxy fence: two rounds, each writing the tile (rows x cols BF16, 128-byte swizzled)
+// with ordinary stores, then fence.proxy.async, a barrier, and thread 0 storing the box to rows [round * rows, ..) of
+// map. plant 1: round 1 without the fence (the copy engine may read the first round's bytes).
+__global__ void tma_store_kernel(const __grid_constant__ tma_map map, int rows, int cols, int plant) {
+    __shared__ __align__(1024) bf16 tile[64 * 64];
+    for (int round = 0; round < 2; round++) {
+        for (int e = threadIdx.x; e < rows * cols; e += blockDim.x)
+            tile[tma_swizzled_offset((size_t)e * 2, TMA_SWIZZLE_128B) / 2] = __float2bfloat16((float)(e % 128 + 128 * round));
+        if (!(plant == 1 && round == 1)) fence_proxy_async();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            tma_store_2d(&map, 0, round * rows, tile);
+            bulk_commit();
+            bulk_wait_read<0>();
+        }
+        __syncthreads();   // the tile is free to be written again
+    }
+}
+
+cudaError_t launch_tma_store(bf16 *dst, int rows, int cols, int plant) {
+    tma_map m;
+    cudaError_t e = tma_map_2d(&m, dst, 2, 2 * rows, cols, (uint64_t)cols * 2, rows, cols, TMA_SWIZZLE_128B);
+    if (e != cudaSuccess) return e;
+    return REPRISE_LAUNCH(tma_store_kernel, dim3(1), dim3(128), 0, (cudaStream_t)0, m, rows, cols, plant);
+}
+
 cudaError_t launch_tma_tile(const bf16 *src, int src_rows, int src_cols, int col, int row, int rows, int cols, int sw,
                             int read_sw, bf16 *out, int plant) {
     tma_map m;

@@ -81,11 +81,42 @@ struct bulk_copy {
     std::vector<unsigned char> data;
     uint64_t *bar;
 };
+// A bulk tensor copy out (shared to global memory): it reads its box when its thread's wait_group.read covers its
+// group (or when the block ends), through the async proxy's view.
+struct tma_map_fields {
+    const unsigned char *base;
+    uint64_t dim[2], row_bytes;
+    unsigned box[2];
+    int elem_bytes, swizzle;
+};
+struct bulk_store {
+    tma_map_fields map;
+    int col, row, group, thread;
+    const unsigned char *src;
+};
+// What the async proxy (the copy engine, wgmma) sees of a range of shared memory it has read before: its bytes as of
+// the last fence.proxy.async of any thread of the block, or as the copy engine itself wrote them. Ordinary stores
+// after the last fence are not in it: an async read then gets the old bytes, as a GPU may give it.
+struct async_view {
+    const unsigned char *at;
+    std::vector<unsigned char> bytes;
+};
 struct block_async_state {
     std::vector<mbarrier_state> bars;
     std::vector<bulk_copy> copies;
+    std::vector<bulk_store> stores;
+    std::vector<async_view> views;
+    std::vector<int> store_groups;   // per thread: bulk groups committed so far
 };
 block_async_state &block_async();
+// The async proxy's accesses to shared memory (above): a fence (every view refreshed from shared memory), a write by
+// the copy engine (shared memory and the views both), and a read (from the view that holds the range; a range read
+// the first time gets a view of its bytes now).
+void async_proxy_fence();
+void async_proxy_write(unsigned char *dst, const unsigned char *src, size_t n);
+void async_proxy_read(unsigned char *out, const unsigned char *src, size_t n);
+// Lands the thread's bulk stores of groups older than `keep_groups` from its newest (all at the block's end).
+void land_bulk_stores(int thread, int keep_groups);
 // Lets the block's other threads run (a thread spinning on an mbarrier).
 void yield_thread();
 // The running CUDA thread's index in its block (-1 outside a kernel), and its warp and lane.

@@ -6,9 +6,11 @@
 // same call; a warp intrinsic releases when every lane of its mask has arrived at the same call, and then hands
 // each lane the value it selects. A barrier that cannot complete - a thread that exited or waits elsewhere - is
 // reported with the kernel name, block and thread, and aborts, instead of hanging or passing.
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <sys/mman.h>
 #include <ucontext.h>
@@ -275,6 +277,61 @@ block_async_state &block_async() {
     return B->async;
 }
 
+void async_proxy_fence() {
+    for (async_view &v : block_async().views) memcpy(v.bytes.data(), v.at, v.bytes.size());
+}
+
+void async_proxy_write(unsigned char *dst, const unsigned char *src, size_t n) {
+    memcpy(dst, src, n);
+    for (async_view &v : block_async().views) {
+        const unsigned char *lo = std::max<const unsigned char *>(v.at, dst), *hi = std::min<const unsigned char *>(v.at + v.bytes.size(), dst + n);
+        if (lo < hi) memcpy(v.bytes.data() + (lo - v.at), lo, (size_t)(hi - lo));
+    }
+}
+
+void async_proxy_read(unsigned char *out, const unsigned char *src, size_t n) {
+    block_async_state &st = block_async();
+    for (const async_view &v : st.views)
+        if (src >= v.at && src + n <= v.at + v.bytes.size()) return (void)memcpy(out, v.bytes.data() + (src - v.at), n);
+    st.views.push_back(async_view{src, std::vector<unsigned char>(src, src + n)});
+    memcpy(out, src, n);
+}
+
+// One bulk store: the box, as the async proxy sees it in shared memory and laid out by the map's swizzle, into the
+// in-bounds elements of global memory.
+static void land_store(const bulk_store &s) {
+    const tma_map_fields &m = s.map;
+    size_t row_box = (size_t)m.box[0] * m.elem_bytes, bytes = row_box * m.box[1];
+    std::vector<unsigned char> box(bytes);
+    async_proxy_read(box.data(), s.src, bytes);
+    unsigned char *base = const_cast<unsigned char *>(m.base);
+    for (unsigned r = 0; r < m.box[1]; r++) {
+        long gr = (long)s.row + r;
+        if (gr < 0 || gr >= (long)m.dim[1]) continue;
+        for (unsigned e = 0; e < m.box[0]; e++) {
+            long gc = (long)s.col + e;
+            if (gc < 0 || gc >= (long)m.dim[0]) continue;
+            for (int k = 0; k < m.elem_bytes; k++) {
+                size_t off = r * row_box + (size_t)e * m.elem_bytes + k;
+                size_t at = m.swizzle ? off ^ (((off >> 7) & ((1u << m.swizzle) - 1)) << 4) : off;
+                base[(size_t)gr * m.row_bytes + (size_t)gc * m.elem_bytes + k] = box[at];
+            }
+        }
+    }
+}
+
+void land_bulk_stores(int thread, int keep_groups) {
+    block_async_state &st = block_async();
+    int committed = thread >= 0 && thread < (int)st.store_groups.size() ? st.store_groups[thread] : 0;
+    size_t keep = 0;
+    for (size_t i = 0; i < st.stores.size(); i++) {
+        bulk_store &s = st.stores[i];
+        if (thread < 0 || (s.thread == thread && s.group < committed - keep_groups)) land_store(s);
+        else st.stores[keep++] = s;
+    }
+    st.stores.resize(keep);
+}
+
 void yield_thread() {
     if (!F || !B) fatal("a wait outside a kernel");
     to_scheduler();   // still RUNNABLE: the scheduler comes back to it after the others
@@ -409,6 +466,13 @@ void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kern
                         }
                 if (perf) perf->block_begin(n);
                 run_block(b);
+                {   // bulk stores never waited for complete before the kernel does
+                    block_run *keep_b = B;
+                    fiber *keep_f = F;
+                    F = &fibers[0];
+                    land_bulk_stores(-1, 0);
+                    B = keep_b, F = keep_f;
+                }
                 if (perf) perf->block_end();
             }
     if (perf) perf->launch_end();

@@ -7,7 +7,9 @@
 // - cp.async reads its source at issue and writes shared memory only when a cp_async_wait completes its group, so a
 //   kernel that reads before its wait sees the old contents, as it may on a GPU; misaligned addresses fault;
 // - mbarriers keep their arrivals, expected bytes and phase in a table of the block, and a bulk tensor copy lands
-//   (swizzled as its tensor map says) only when a thread waits on its barrier (below).
+//   (swizzled as its tensor map says) only when a thread waits on its barrier (below); a bulk copy out reads shared
+//   memory at the wait that covers its group, through the async proxy's view, which ordinary stores reach only
+//   through fence.proxy.async (emu_device.h, async_view).
 // Included by kernels/ptx.h where nvcc does not compile it.
 #ifndef REPRISE_EMU_PTX_H
 #define REPRISE_EMU_PTX_H
@@ -163,7 +165,7 @@ static inline void mbar_wait(uint64_t *bar, unsigned parity) {
                 keep++;
                 continue;
             }
-            memcpy(c.dst, c.data.data(), c.data.size());
+            emu::async_proxy_write(c.dst, c.data.data(), c.data.size());
             b.tx -= (long)c.data.size();
         }
         emu::perf_quiet(false);
@@ -177,7 +179,7 @@ static inline void mbar_wait(uint64_t *bar, unsigned parity) {
         emu::yield_thread();
     }
 }
-static inline void fence_proxy_async() {}
+static inline void fence_proxy_async() { emu::async_proxy_fence(); }
 static inline void tma_load_2d(void *dst, const tma_map *map, int col, int row, uint64_t *bar) {
     const tma_map &m = *map;
     uintptr_t d = reinterpret_cast<uintptr_t>(dst);
@@ -207,5 +209,21 @@ static inline void tma_load_2d(void *dst, const tma_map *map, int col, int row, 
     }
     emu::block_async().copies.push_back(std::move(c));
 }
+static inline void tma_store_2d(const tma_map *map, int col, int row, const void *src) {
+    if (reinterpret_cast<uintptr_t>(src) % tma_swizzle_repeat(map->swizzle))
+        emu::thread_fault("cp.async.bulk.tensor (store): shared address %p is not a multiple of %u bytes", src,
+                          tma_swizzle_repeat(map->swizzle));
+    emu::block_async_state &st = emu::block_async();
+    int t = emu::current_thread();
+    if ((int)st.store_groups.size() <= t) st.store_groups.resize(t + 1, 0);
+    st.stores.push_back(emu::bulk_store{*map, col, row, st.store_groups[t], t, static_cast<const unsigned char *>(src)});
+}
+static inline void bulk_commit() {
+    emu::block_async_state &st = emu::block_async();
+    int t = emu::current_thread();
+    if ((int)st.store_groups.size() <= t) st.store_groups.resize(t + 1, 0);
+    st.store_groups[t]++;
+}
+template <int N> static inline void bulk_wait_read() { emu::land_bulk_stores(emu::current_thread(), N); }
 
 #endif
