@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/emu/emu_internal.h"
+#include "kernels/ptx.h"   // tma_swizzled_offset
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -313,8 +314,7 @@ static void land_store(const bulk_store &s) {
             if (gc < 0 || gc >= (long)m.dim[0]) continue;
             for (int k = 0; k < m.elem_bytes; k++) {
                 size_t off = r * row_box + (size_t)e * m.elem_bytes + k;
-                size_t at = m.swizzle ? off ^ (((off >> 7) & ((1u << m.swizzle) - 1)) << 4) : off;
-                base[(size_t)gr * m.row_bytes + (size_t)gc * m.elem_bytes + k] = box[at];
+                base[(size_t)gr * m.row_bytes + (size_t)gc * m.elem_bytes + k] = box[tma_swizzled_offset(off, m.swizzle)];
             }
         }
     }
