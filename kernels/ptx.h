@@ -161,6 +161,47 @@ template <int N> __device__ __forceinline__ void bulk_wait_read() {
     REPRISE_SM90(asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");)
 }
 
+// --- warpgroup MMA (wgmma, sm_90a only; elsewhere these trap) ---
+// A warpgroup (4 consecutive warps, the first a multiple of 4) computes D (64 x N, FP32) = A (64 x 16) . B (16 x N)
+// (+ D), A and B BF16 in shared memory, both K-major (each of A's 64 rows and each of B's N columns holds its 16 k
+// contiguously), read through matrix descriptors. D's registers: thread 32 w + 4 g + t of the warpgroup holds, for each
+// 8-column block j, d[4j + i] = D(16 w + g + 8 (i / 2), 8 j + 2 t + i % 2) - mma.m16n8's C layout, one warp per 16
+// rows. The product is asynchronous: D is defined only after a wgmma_wait that covers its group; shared memory
+// written by ordinary stores needs fence_proxy_async (and a barrier) before the wgmma that reads it.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define REPRISE_SM90A(body) body
+#else
+#define REPRISE_SM90A(body) __trap();
+#endif
+
+// A matrix descriptor (PTX ISA, "Matrix Descriptor Format"): the operand's start (bits 0-13, address / 16), the
+// leading byte offset (16-29, / 16), the stride byte offset (32-45, / 16) and the swizzle mode (62-63: 1 for 128-byte,
+// 2 for 64-byte, 3 for 32-byte, 0 none). K-major operands: rows in groups of 8 `sbo` bytes apart; swizzled, each row
+// is the span's bytes (its k from the start) laid out as the copy engine's swizzle mode of the same name lays them
+// (tma_swizzled_offset), and adding 2 to the descriptor moves it 32 bytes along k (the next 16 k within the span);
+// unswizzled, 8 x 16-byte core matrices (8 rows of 8 k), `lbo` bytes apart along k. A swizzled operand starts at a
+// multiple of the pattern's repeat (tma_swizzle_repeat), plus multiples of 32 bytes along k.
+__device__ __forceinline__ uint64_t wgmma_desc(const void *smem, unsigned lbo, unsigned sbo, tma_swizzle sw) {
+    uint64_t a = (unsigned)__cvta_generic_to_shared(smem);
+    uint64_t mode = sw == TMA_SWIZZLE_128B ? 1 : sw == TMA_SWIZZLE_64B ? 2 : sw == TMA_SWIZZLE_32B ? 3 : 0;
+    return ((a & 0x3FFFF) >> 4) | (uint64_t)((lbo & 0x3FFFF) >> 4) << 16 | (uint64_t)((sbo & 0x3FFFF) >> 4) << 32 | mode << 62;
+}
+// Orders the warpgroup's register accesses before the wgmma that uses those registers (before the first of a group).
+__device__ __forceinline__ void wgmma_fence() { REPRISE_SM90A(asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");) }
+// Closes this thread's group of wgmma operations.
+__device__ __forceinline__ void wgmma_commit() { REPRISE_SM90A(asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");) }
+// Waits until at most N of the warpgroup's committed groups are pending: their D registers are then defined.
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+    REPRISE_SM90A(asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");)
+}
+// D (64 x 8) = A . B + (accumulate ? D : 0), one warpgroup, d[4] as above.
+__device__ __forceinline__ void wgmma_bf16_m64n8k16(float d[4], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+    REPRISE_SM90A(asm volatile("{\n .reg .pred acc;\n setp.ne.b32 acc, %6, 0;\n"
+                               " wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, %4, %5, acc, 1, 1, 0, 0;\n}\n"
+                               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                               : "l"(desc_a), "l"(desc_b), "r"(accumulate));)
+}
+
 #else
 #include "kernels/emu/emu_ptx.h"   // the emulation's twins
 #endif

@@ -122,6 +122,69 @@ cudaError_t launch_tma_store(bf16 *dst, int rows, int cols, int plant) {
     return REPRISE_LAUNCH(tma_store_kernel, dim3(1), dim3(128), 0, (cudaStream_t)0, m, rows, cols, plant);
 }
 
+// Element (r, k) of a K-major operand of 16 k in 8 x 16-byte core matrices, 128 bytes apart along k and 256 along rows
+// (wgmma's layout without swizzle, lbo 128, sbo 256), in elements.
+__device__ static int core_matrix_index(int r, int k) { return ((r / 8) * 256 + (k / 8) * 128 + (r % 8) * 16 + (k % 8) * 2) / 2; }
+
+// One warpgroup: D (64 x 8) = A (64 x 16) . Bt^T through wgmma, out as D[row * 8 + col] by the accumulator layout.
+//   mode 0: A and B by the copy engine, 32-byte swizzled, descriptors saying so; 1 (planted): the descriptors say
+//   no swizzle; 2: written by ordinary stores in core matrices, proxy fence, barrier; 3 (planted): that twice, A
+//   negated the second time, which has no proxy fence (the wgmma may read the first round's A); 4 (planted): D read
+//   before the wait.
+__global__ void wgmma_tile_kernel(const __grid_constant__ tma_map map_a, const __grid_constant__ tma_map map_b, const bf16 *A,
+                                  const bf16 *Bt, float *D, int mode) {
+    __shared__ __align__(1024) bf16 as[64 * 16];
+    __shared__ __align__(256) bf16 bs[8 * 16];
+    __shared__ __align__(8) uint64_t bar;
+    int t = threadIdx.x, warp = t / 32, g = (t % 32) / 4, q = t % 4;
+    float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    bool early = false;
+    if (mode <= 1) {
+        if (t == 0) {
+            mbar_init(&bar, 1);
+            mbar_init_fence();
+        }
+        __syncthreads();
+        if (t == 0) {
+            mbar_arrive_expect_tx(&bar, (64 + 8) * 32);
+            tma_load_2d(as, &map_a, 0, 0, &bar);
+            tma_load_2d(bs, &map_b, 0, 0, &bar);
+        }
+        mbar_wait(&bar, 0);
+        tma_swizzle sw = mode == 0 ? TMA_SWIZZLE_32B : TMA_SWIZZLE_NONE;
+        wgmma_fence();
+        wgmma_bf16_m64n8k16(d, wgmma_desc(as, 128, 256, sw), wgmma_desc(bs, 128, 256, sw), 0);
+        wgmma_commit();
+        wgmma_wait<0>();
+    } else
+        for (int round = 0; round < (mode == 3 ? 2 : 1); round++) {
+            for (int e = t; e < 64 * 16; e += 128)
+                as[core_matrix_index(e / 16, e % 16)] = __float2bfloat16((round ? -1.0f : 1.0f) * __bfloat162float(A[e]));
+            for (int e = t; e < 8 * 16; e += 128) bs[core_matrix_index(e / 16, e % 16)] = Bt[e];
+            if (!(mode == 3 && round == 1)) fence_proxy_async();
+            __syncthreads();
+            wgmma_fence();
+            wgmma_bf16_m64n8k16(d, wgmma_desc(as, 128, 256, TMA_SWIZZLE_NONE), wgmma_desc(bs, 128, 256, TMA_SWIZZLE_NONE), 0);
+            wgmma_commit();
+            if (mode == 4) {
+                for (int i = 0; i < 4; i++) D[(16 * warp + g + 8 * (i / 2)) * 8 + 2 * q + i % 2] = d[i];
+                early = true;
+            }
+            wgmma_wait<0>();
+            __syncthreads();   // the tiles are free to be written again
+        }
+    if (!early)
+        for (int i = 0; i < 4; i++) D[(16 * warp + g + 8 * (i / 2)) * 8 + 2 * q + i % 2] = d[i];
+}
+
+cudaError_t launch_wgmma_tile(const bf16 *A, const bf16 *Bt, float *D, int mode) {
+    tma_map ma, mb;
+    cudaError_t e = tma_map_2d(&ma, A, 2, 64, 16, 32, 64, 16, TMA_SWIZZLE_32B);
+    if (e == cudaSuccess) e = tma_map_2d(&mb, Bt, 2, 8, 16, 32, 8, 16, TMA_SWIZZLE_32B);
+    if (e != cudaSuccess) return e;
+    return REPRISE_LAUNCH(wgmma_tile_kernel, dim3(1), dim3(128), 0, (cudaStream_t)0, ma, mb, A, Bt, D, mode);
+}
+
 cudaError_t launch_tma_tile(const bf16 *src, int src_rows, int src_cols, int col, int row, int rows, int cols, int sw,
                             int read_sw, bf16 *out, int plant) {
     tma_map m;

@@ -172,6 +172,42 @@ static void tma_store_needs_the_proxy_fence(void) {
     cudaFree(d);
 }
 
+// wgmma: D = A . B through descriptors, operands from the copy engine (32-byte swizzle) or ordinary stores (core
+// matrices), against a CPU product; the planted bugs: a descriptor's wrong swizzle, a missing proxy fence (the old A
+// read), D read before its wait.
+static void wgmma_reads_its_descriptors(void) {
+    std::vector<bf16> A(64 * 16), Bt(8 * 16);
+    for (int i = 0; i < 64 * 16; i++) A[i] = __float2bfloat16((float)((i * 37) % 19 - 9) / 8);
+    for (int i = 0; i < 8 * 16; i++) Bt[i] = __float2bfloat16((float)((i * 11) % 13 - 6) / 4);
+    std::vector<float> ref(64 * 8);
+    for (int m = 0; m < 64; m++)
+        for (int n = 0; n < 8; n++) {
+            double s = 0;
+            for (int k = 0; k < 16; k++) s += (double)__bfloat162float(A[m * 16 + k]) * __bfloat162float(Bt[n * 16 + k]);
+            ref[m * 8 + n] = (float)s;
+        }
+    bf16 *dA = device_copy(A), *dB = device_copy(Bt);
+    float *dD;
+    cudaMalloc((void **)&dD, 64 * 8 * sizeof(float));
+    auto run = [&](int mode, float sign) {   // elements of D that differ from sign x the reference
+        cudaMemset(dD, 0, 64 * 8 * sizeof(float));
+        if (launch_wgmma_tile(dA, dB, dD, mode) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) return -1;
+        std::vector<float> got = host_copy(dD, 64 * 8);
+        int bad = 0;
+        for (int i = 0; i < 64 * 8; i++) bad += got[i] != sign * ref[i];
+        return bad;
+    };
+    // the inputs are multiples of 1/32: every product and partial sum is exact in FP32
+    CHECK(run(0, 1) == 0, "operands by the copy engine, 32-byte swizzled: %d elements wrong", run(0, 1));
+    CHECK(run(2, 1) == 0, "operands by ordinary stores in core matrices: %d elements wrong", run(2, 1));
+#ifndef REPRISE_PTX_ON_GPU   // the planted bugs: on a device, wrong or racy, not a check
+    CHECK(run(1, 1) > 0, "a descriptor that says no swizzle over a swizzled tile gave the right product");
+    CHECK(run(3, 1) == 0 && run(3, -1) > 0, "without the proxy fence the second round read the first round's A");
+    CHECK(run(4, 0) == 0, "D read before its wait holds what it held (zeros)");
+#endif
+    cudaFree(dA), cudaFree(dB), cudaFree(dD);
+}
+
 int main(void) {
     RUN(mma_fragments_follow_the_isa);
     RUN(cp_async_data_arrives_at_its_wait);
@@ -180,5 +216,6 @@ int main(void) {
 #endif
     RUN(tma_boxes_land_swizzled_at_their_wait);
     RUN(tma_store_needs_the_proxy_fence);
+    RUN(wgmma_reads_its_descriptors);
     return TEST_EXIT();
 }

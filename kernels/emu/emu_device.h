@@ -61,9 +61,19 @@ struct async_copy {
     unsigned char data[16];
     int group;   // the commit group it belongs to: `committed` at its issue
 };
+// A wgmma issued by the thread and not yet waited for: its share of D is computed at the wait that covers its group.
+struct wgmma_op {
+    float *d;                 // the thread's accumulator registers (n / 2 of them)
+    int n;                    // N: the columns of D
+    uint64_t desc_a, desc_b;
+    bool accumulate;
+    int group;
+};
 struct async_state {
     std::vector<async_copy> pending;
     int committed = 0;   // groups committed so far
+    std::vector<wgmma_op> wgmma;
+    int wgmma_committed = 0;
 };
 async_state &async_copies();
 // The running block's mbarriers and bulk tensor copies (TMA, kernels/emu/emu_ptx.h), empty when the block begins.
@@ -107,6 +117,7 @@ struct block_async_state {
     std::vector<bulk_store> stores;
     std::vector<async_view> views;
     std::vector<int> store_groups;   // per thread: bulk groups committed so far
+    std::vector<const unsigned char *> desc_regions;   // wgmma descriptors' bases (below)
 };
 block_async_state &block_async();
 // The async proxy's accesses to shared memory (above): a fence (every view refreshed from shared memory), a write by
@@ -117,6 +128,13 @@ void async_proxy_write(unsigned char *dst, const unsigned char *src, size_t n);
 void async_proxy_read(unsigned char *out, const unsigned char *src, size_t n);
 // Lands the thread's bulk stores of groups older than `keep_groups` from its newest (all at the block's end).
 void land_bulk_stores(int thread, int keep_groups);
+// wgmma's matrix descriptors under the emulation: the descriptor's fields as the ISA has them, its 14-bit start
+// address counted from a base in shared memory that bits 52-61 name (a block's table), so that a kernel's arithmetic on
+// the start field moves it as on a GPU. A descriptor for an address, and the address a descriptor starts at.
+uint64_t wgmma_descriptor(const void *smem, unsigned lbo, unsigned sbo, int tma_swizzle_mode);
+const unsigned char *wgmma_descriptor_start(uint64_t desc);
+// Computes the running thread's share of one wgmma (its operands read through the async proxy's view).
+void run_wgmma(const wgmma_op &op);
 // Lets the block's other threads run (a thread spinning on an mbarrier).
 void yield_thread();
 // The running CUDA thread's index in its block (-1 outside a kernel), and its warp and lane.

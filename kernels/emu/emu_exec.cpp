@@ -179,6 +179,8 @@ __attribute__((noinline)) void init_fiber(fiber *f, int index, ucontext_t *link)
     f->line = 0;
     f->async.pending.clear();   // copies a thread of the previous block never waited for are gone with it
     f->async.committed = 0;
+    f->async.wgmma.clear();
+    f->async.wgmma_committed = 0;
 #if EMU_FAST_SWITCH
     // a stack that the first switch "returns" into fiber_trampoline from: six zeroed registers, the trampoline's
     // address, and a null return address for it, keeping the ABI's 16-byte alignment at its entry
@@ -330,6 +332,77 @@ void land_bulk_stores(int thread, int keep_groups) {
         else st.stores[keep++] = s;
     }
     st.stores.resize(keep);
+}
+
+uint64_t wgmma_descriptor(const void *smem, unsigned lbo, unsigned sbo, int sw) {
+    block_async_state &st = block_async();
+    const unsigned char *p = static_cast<const unsigned char *>(smem);
+    size_t region = 0;
+    while (region < st.desc_regions.size() && !(p >= st.desc_regions[region] && p < st.desc_regions[region] + (1 << 18)))
+        region++;
+    if (region == st.desc_regions.size()) {
+        if (region >= 1023) thread_fault("wgmma descriptors over more than 1023 regions of shared memory");
+        st.desc_regions.push_back(p);
+    }
+    uint64_t start = (uint64_t)(p - st.desc_regions[region]);
+    if (start % 16 || lbo % 16 || sbo % 16) thread_fault("wgmma descriptor: %p, lbo %u, sbo %u: not multiples of 16 bytes", smem, lbo, sbo);
+    uint64_t mode = sw == TMA_SWIZZLE_128B ? 1 : sw == TMA_SWIZZLE_64B ? 2 : sw == TMA_SWIZZLE_32B ? 3 : 0;
+    return (start >> 4) | (uint64_t)((lbo & 0x3FFFF) >> 4) << 16 | (uint64_t)((sbo & 0x3FFFF) >> 4) << 32 |
+           (uint64_t)(region + 1) << 52 | mode << 62;
+}
+
+const unsigned char *wgmma_descriptor_start(uint64_t desc) {
+    block_async_state &st = block_async();
+    size_t region = (desc >> 52) & 0x3FF;
+    if (region == 0 || region > st.desc_regions.size()) thread_fault("wgmma: descriptor 0x%016llx was not made by wgmma_desc", (unsigned long long)desc);
+    return st.desc_regions[region - 1] + (desc & 0x3FFF) * 16;
+}
+
+// The byte address of element (row, k) of a K-major operand (PTX ISA, "Shared Memory Matrix Layout"), before the
+// swizzle: rows in groups of 8 sbo apart; swizzled, each row the span's bytes; unswizzled, 8 x 16-byte core matrices
+// lbo apart along k.
+static size_t wgmma_operand_offset(int row, int k, unsigned lbo, unsigned sbo, int sw) {
+    if (sw) return (size_t)(row / 8) * sbo + (size_t)(row % 8) * tma_swizzle_span(sw) + (size_t)k * 2;
+    return (size_t)(row / 8) * sbo + (size_t)(k / 8) * lbo + (size_t)(row % 8) * 16 + (size_t)(k % 8) * 2;
+}
+
+void run_wgmma(const wgmma_op &op) {
+    int mode_bits[2] = {(int)(op.desc_a >> 62), (int)(op.desc_b >> 62)};
+    const unsigned char *start[2] = {wgmma_descriptor_start(op.desc_a), wgmma_descriptor_start(op.desc_b)};
+    unsigned lbo[2] = {(unsigned)((op.desc_a >> 16) & 0x3FFF) * 16, (unsigned)((op.desc_b >> 16) & 0x3FFF) * 16};
+    unsigned sbo[2] = {(unsigned)((op.desc_a >> 32) & 0x3FFF) * 16, (unsigned)((op.desc_b >> 32) & 0x3FFF) * 16};
+    int rows[2] = {64, op.n}, sw[2];
+    std::vector<float> tile[2];
+    for (int o = 0; o < 2; o++) {
+        sw[o] = mode_bits[o] == 1 ? TMA_SWIZZLE_128B : mode_bits[o] == 2 ? TMA_SWIZZLE_64B : mode_bits[o] == 3 ? TMA_SWIZZLE_32B : 0;
+        // the swizzle pattern runs over the address (the descriptor's base offset field taken as 0): the start's
+        // place within its repeat comes along
+        size_t phase = sw[o] ? (size_t)(reinterpret_cast<uintptr_t>(start[o]) % tma_swizzle_repeat(sw[o])) : 0;
+        const unsigned char *base = start[o] - phase;
+        std::vector<size_t> at((size_t)rows[o] * 16);
+        size_t end = 0;
+        for (int r = 0; r < rows[o]; r++)
+            for (int k = 0; k < 16; k++) {
+                at[(size_t)r * 16 + k] = tma_swizzled_offset(phase + wgmma_operand_offset(r, k, lbo[o], sbo[o], sw[o]), sw[o]);
+                end = std::max(end, at[(size_t)r * 16 + k] + 2);
+            }
+        std::vector<unsigned char> bytes(end);   // the operand's bytes, read once
+        async_proxy_read(bytes.data(), base, bytes.size());
+        tile[o].resize(at.size());
+        for (size_t i = 0; i < at.size(); i++) {
+            uint16_t v;
+            memcpy(&v, &bytes[at[i]], 2);
+            tile[o][i] = __uint_as_float((uint32_t)v << 16);
+        }
+    }
+    int t = current_thread() % 128, warp = t / 32, g = (t % 32) / 4, q = t % 4;
+    for (int j = 0; j < op.n / 8; j++)
+        for (int i = 0; i < 4; i++) {
+            int row = 16 * warp + g + 8 * (i / 2), col = 8 * j + 2 * q + i % 2;
+            float s = 0;
+            for (int k = 0; k < 16; k++) s += tile[0][(size_t)row * 16 + k] * tile[1][(size_t)col * 16 + k];
+            op.d[4 * j + i] = s + (op.accumulate ? op.d[4 * j + i] : 0.0f);
+        }
 }
 
 void yield_thread() {

@@ -226,4 +226,29 @@ static inline void bulk_commit() {
 }
 template <int N> static inline void bulk_wait_read() { emu::land_bulk_stores(emu::current_thread(), N); }
 
+// wgmma: each thread computes its own share of D from shared memory (no registers cross lanes: A and B are both
+// read through descriptors), at the wait that covers the op's group, so that D read before its wait holds what it
+// held, and operands written by ordinary stores after the last proxy fence are read as they were.
+static inline uint64_t wgmma_desc(const void *smem, unsigned lbo, unsigned sbo, tma_swizzle sw) {
+    return emu::wgmma_descriptor(smem, lbo, sbo, sw);
+}
+static inline void wgmma_fence() {}
+static inline void wgmma_commit() { emu::async_copies().wgmma_committed++; }
+template <int N> static inline void wgmma_wait() {
+    emu::async_state &st = emu::async_copies();
+    size_t keep = 0;
+    for (size_t i = 0; i < st.wgmma.size(); i++) {
+        if (st.wgmma[i].group < st.wgmma_committed - N) emu::run_wgmma(st.wgmma[i]);
+        else st.wgmma[keep++] = st.wgmma[i];
+    }
+    st.wgmma.resize(keep);
+}
+static inline void wgmma_bf16_m64n8k16(float d[4], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+    if ((blockDim.x * blockDim.y * blockDim.z) % 128)
+        emu::thread_fault("wgmma: the block's %u threads are not whole warpgroups of 128", blockDim.x * blockDim.y * blockDim.z);
+    emu::async_state &st = emu::async_copies();
+    st.wgmma.push_back(emu::wgmma_op{d, 8, desc_a, desc_b, accumulate != 0, st.wgmma_committed});
+    if (emu::current_thread() % 128 == 0) emu::perf_tensor(2.0 * 64 * 8 * 16);
+}
+
 #endif
