@@ -51,9 +51,14 @@ if [ -x "$build/reprise" ]; then
     B=$build/reprise
     # the CUDA backend's tests on the device: kernels against CPU references, whole forwards against the CPU backend
     step gpu_tests "$build/tests/test_cuda_backend_gpu"
-    # kernels/ptx.h's instructions on the device: mma.sync fragments, cp.async groups, and the copy engine's boxes in
-    # each swizzle mode as the emulation lays them (an undocumented pattern would show here first)
-    step ptx_tests "$build/tests/test_ptx_gpu"
+    # kernels/ptx.h's instructions on the device: mma.sync fragments, cp.async groups, the copy engine's boxes in each
+    # swizzle mode as the emulation lays them, wgmma through its descriptors (an undocumented layout would show here
+    # first), and whether mma.sync and wgmma give the same bits for the same sums (the note)
+    ptx_tests() {
+        "$build/tests/test_ptx_gpu" || return 1
+        grep -o "mma.sync vs wgmma.*" "$out/ptx_tests.log" >"$out/ptx_tests.note" || true
+    }
+    step ptx_tests ptx_tests
     # the engine's CPU-side tests (the CLI and sweep tests assume the CPU backend's exact outputs: not run here), and
     # reprise serve's test, which runs on the device here (--backend auto): its texts are compared with generate's there
     step cpu_tests ctest --test-dir "$build" --output-on-failure -j "$(nproc)" -E "^(sweep|cli|cuda_emu|cuda_backend|cuda_cli|cuda_backend_gpu)$"

@@ -4,6 +4,7 @@
 // announced that never come, an unfenced barrier. tests/test_ptx_gpu.cu runs the same checks, less the planted
 // bugs, on a device.
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -208,6 +209,31 @@ static void wgmma_reads_its_descriptors(void) {
     cudaFree(dA), cudaFree(dB), cudaFree(dD);
 }
 
+// The question nothing documents: do mma.sync (four m16n8k16 tiles) and wgmma (one m64n8k16) give the same bits for
+// the same 16-term sums? Inputs whose sums round. Under the emulation both twins sum in k order (the answer is yes by
+// construction: this checks that the two paths map D's elements alike); on a device the count is the answer, printed
+// for tests/run_gpu.sh and not asserted.
+static void mma_and_wgmma_bits(void) {
+    std::vector<bf16> A(64 * 16), Bt(8 * 16);
+    for (int i = 0; i < 64 * 16; i++) A[i] = __float2bfloat16(sinf(0.37f * i) * 1.7f);
+    for (int i = 0; i < 8 * 16; i++) Bt[i] = __float2bfloat16(cosf(0.11f * i + 0.5f) * 0.9f);
+    bf16 *dA = device_copy(A), *dB = device_copy(Bt);
+    float *dW, *dM, *dC = device_copy(std::vector<float>(16 * 8, 0.0f));
+    cudaMalloc((void **)&dW, 64 * 8 * sizeof(float)), cudaMalloc((void **)&dM, 64 * 8 * sizeof(float));
+    bool ok = launch_wgmma_tile(dA, dB, dW, 2) == cudaSuccess;
+    for (int s = 0; s < 4; s++) ok = ok && launch_mma_tile(dA + s * 16 * 16, dB, dC, dM + s * 16 * 8, 1, 0) == cudaSuccess;
+    ok = ok && cudaDeviceSynchronize() == cudaSuccess;
+    std::vector<float> w = host_copy(dW, 64 * 8), m = host_copy(dM, 64 * 8);
+    int differ = 0;
+    for (int i = 0; i < 64 * 8; i++) differ += memcmp(&w[i], &m[i], sizeof(float)) != 0;
+    CHECK(ok, "launches");
+    printf("  mma.sync vs wgmma, the same 16-term sums: %d of 512 elements differ in their bits\n", differ);
+#ifndef REPRISE_PTX_ON_GPU
+    CHECK(differ == 0, "the emulation's mma.sync and wgmma differ in %d elements: their D layouts disagree", differ);
+#endif
+    cudaFree(dA), cudaFree(dB), cudaFree(dW), cudaFree(dM), cudaFree(dC);
+}
+
 int main(void) {
     RUN(mma_fragments_follow_the_isa);
     RUN(cp_async_data_arrives_at_its_wait);
@@ -217,5 +243,6 @@ int main(void) {
     RUN(tma_boxes_land_swizzled_at_their_wait);
     RUN(tma_store_needs_the_proxy_fence);
     RUN(wgmma_reads_its_descriptors);
+    RUN(mma_and_wgmma_bits);
     return TEST_EXIT();
 }
