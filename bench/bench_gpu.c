@@ -19,7 +19,9 @@
 //   --measured CSV   with -m bench: ncu's per-launch times of bench_gpu's decode steps on a device (`ncu --csv
 //                    --metrics gpu__time_duration.sum`, tests/run_gpu.sh) beside the predictions for the GPU --gpu
 //                    names (h200 by default), and the model's constants refitted to them (tools/bench/gpu_fit.c)
-//   --gemm 0     skip the table of the GEMM alone at the model's shapes
+//   --gemm 0     skip the table of the GEMM alone: at this model's weights and one GPU's share of Llama-3-8B's and
+//                Qwen2-72B's (--tp 2), at 1, 16, 64 and 1024 rows (and --prompt's here), each variant beside cuBLAS
+//                (bench/gemm_yardstick.cu), and the BF16 peak cuBLAS reached in the run
 //   --profile 1  profiler collection (cudaProfilerStart) only around the timed decode steps of base at batch 1: run
 //                under `ncu --profile-from-start off` for a per-kernel breakdown of a decode step
 #include <math.h>
@@ -34,11 +36,44 @@
 #include "engine/sampler.h"
 #ifdef REPRISE_REAL_CUDA
 #include "engine/backends/cuda/backend_cuda.h"
+// bench/gemm_yardstick.cu: cuBLAS at a shape, seconds (0 with a message)
+double bench_cublas_gemm_seconds(int R, int N, int K, char *err, size_t cap);
 #endif
 #include "tools/bench/roofline.h"
 #include "loader/json_file.h"
 #include "loader/weights.h"
 #include "tools/common/stats.h"
+
+// The model shapes the GEMM tables and the predictions are made at (-m under the emulation): bench_gpu's own model,
+// and one GPU's share of two real ones.
+static const struct model_shape {
+    const char *name, *title;
+    random_model_shape s;
+    int tp;
+} model_shapes[] = {
+    {"bench", "bench_gpu's random 0.79B Llama (16 layers)", {2048, 5632, 16, 16, 4, 32000, 4096}, 1},
+    {"llama3-8b", "Llama-3-8B's shapes (32 layers, dim 4096, GQA 32:8, vocabulary 128256)", {4096, 14336, 32, 32, 8, 128256, 8192}, 1},
+    {"qwen2-72b-tp2", "Qwen2-72B's shapes over 2 GPUs (--tp 2: 80 layers, dim 8192, GQA 64:8, hidden 29568, vocabulary "
+                      "152064; one GPU's share, all-reduces not counted)", {8192, 29568, 80, 64, 8, 152064, 8192}, 2},
+};
+#define N_MODEL_SHAPES (int)(sizeof model_shapes / sizeof *model_shapes)
+
+// A shape's GEMM weights on one of tp GPUs: out (R, n) = X (R, k) . W^T for Q|K|V, O, gate|up, down, the LM head
+// (the GEMM tables: a GPU's, or the emulation's).
+#if defined(REPRISE_REAL_CUDA) || defined(REPRISE_EMU_PERF)
+typedef struct {
+    const char *name;
+    int n, k;
+} gemm_weight_shape;
+static void gemm_weights_of(random_model_shape s, int tp, gemm_weight_shape w[5]) {
+    int hd = s.dim / s.heads;
+    w[0] = (gemm_weight_shape){"qkv", (s.heads + 2 * s.kv_heads) * hd / tp, s.dim};
+    w[1] = (gemm_weight_shape){"o", s.dim, s.heads * hd / tp};
+    w[2] = (gemm_weight_shape){"gate|up", 2 * s.hidden / tp, s.dim};
+    w[3] = (gemm_weight_shape){"down", s.dim, s.hidden / tp};
+    w[4] = (gemm_weight_shape){"lm_head", s.vocab / tp, s.dim};
+}
+#endif
 
 #ifdef REPRISE_EMU_PERF
 #include <cuda_runtime_api.h>
@@ -237,11 +272,8 @@ static int predict_shape(const char *title, random_model_shape s, int tp, int ba
 // counted under the emulation, predicted per GPU; decode rows against the bandwidth, prefill rows against the
 // tensor cores. Rows of 512 only at the bench model's shapes (the emulation's minutes grow with R x N x K).
 static int predict_gemms(const char *title, random_model_shape s, int tp, const kernel_resource_table *res) {
-    const struct {
-        const char *name;
-        int n, k;
-    } w[] = {{"qkv", (s.heads + 2 * s.kv_heads) * (s.dim / s.heads) / tp, s.dim}, {"o", s.dim, s.dim / tp},
-             {"gate|up", 2 * s.hidden / tp, s.dim}, {"down", s.dim, s.hidden / tp}, {"lm_head", s.vocab / tp, s.dim}};
+    gemm_weight_shape w[5];
+    gemm_weights_of(s, tp, w);
     int rows[8] = {1, 16, 64, 512}, n_rows = s.dim <= 2048 ? 4 : 3;
     if (gemm_rows) {
         n_rows = 0;
@@ -259,7 +291,7 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
            "each SM; of the first launch)\n");
     printf("%-8s %5s %6s %6s %7s %5s %3s %9s | %9s %9s %-8s | %9s %9s %-8s\n", "gemm", "R", "N", "K", "variant", "CTAs",
            "/SM", "in flight", "h100 us", "% roof", "bound", "h200 us", "% roof", "bound");
-    for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+    for (int i = 0; i < 5; i++)
         for (int ri = 0; ri < n_rows; ri++)
             for (int v = 0; backend_cuda_gemm_variant(v); v++) {
                 if (v == 1 || v == 2) continue;   // the WMMA kernel's other variants: the same kernel, no faster
@@ -353,7 +385,7 @@ int main(int argc, char **argv) {
     }
     char tmpl[] = "/tmp/reprise-bench-gpu-XXXXXX";
     int own = !dir;
-    random_model_shape shape = {2048, 5632, 16, 16, 4, 32000, 4096};   // 0.79B parameters (45.1M a layer, 65.5M tied embeddings)
+    random_model_shape shape = model_shapes[0].s;   // 0.79B parameters (45.1M a layer, 65.5M tied embeddings)
 #ifdef REPRISE_EMU_PERF
     // no GPU: predictions from the emulation's counters, for this model and for a layer visit at real models' shapes
     (void)profile, (void)tp, (void)sched_text, (void)n_decode, (void)own, (void)tmpl;
@@ -364,25 +396,16 @@ int main(int argc, char **argv) {
     int have_res = kernel_resources_load(&res, KERNEL_RESOURCES_PATH, &rerr) == 0;
     if (!have_res) fprintf(stderr, "bench_gpu: %s; occupancy assumes 32 registers a thread\n", rerr.msg);
     const char *which = dir ? dir : "bench";   // -m names a shape here: bench, llama3-8b, qwen2-72b-tp2, all
-    struct {
-        const char *name, *title;
-        random_model_shape s;
-    } shapes[] = {
-        {"bench", "bench_gpu's random 0.79B Llama (16 layers)", shape},
-        {"llama3-8b", "Llama-3-8B's shapes (32 layers, dim 4096, GQA 32:8, vocabulary 128256)", {4096, 14336, 32, 32, 8, 128256, 8192}},
-        {"qwen2-72b-tp2", "Qwen2-72B's shapes over 2 GPUs (--tp 2: 80 layers, dim 8192, GQA 64:8, hidden 29568, vocabulary "
-                          "152064; one GPU's share, all-reduces not counted)", {8192, 29568, 80, 64, 8, 152064, 8192}},
-    };
+    const struct model_shape *shapes = model_shapes;
     int rc = 0, any = 0;
     if (measured_path && strcmp(which, "bench"))
         return fprintf(stderr, "bench_gpu: --measured: with -m bench (the model bench_gpu measures on a device)\n"), 2;
     launch_list bench_step = {0};
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes && !rc; i++)
+    for (int i = 0; i < N_MODEL_SHAPES && !rc; i++)
         if (!strcmp(which, "all") || !strcmp(which, shapes[i].name))
-            any = 1, rc = gemm_table > 0 ? predict_gemms(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1,
-                                                       have_res ? &res : NULL)
-                                       : predict_shape(shapes[i].title, shapes[i].s, strstr(shapes[i].name, "tp2") ? 2 : 1, 1,
-                                                       n_prompt, 0, have_res ? &res : NULL, i == 0 && measured_path ? &bench_step : NULL);
+            any = 1, rc = gemm_table > 0 ? predict_gemms(shapes[i].title, shapes[i].s, shapes[i].tp, have_res ? &res : NULL)
+                                       : predict_shape(shapes[i].title, shapes[i].s, shapes[i].tp, 1, n_prompt, 0,
+                                                       have_res ? &res : NULL, i == 0 && measured_path ? &bench_step : NULL);
     if (!rc && measured_path) rc = fit_to_measured(&bench_step, have_res ? &res : NULL, gpu);
     launch_list_free(&bench_step);
     if (!rc && !strcmp(which, "bench") && prefill_too)   // the prefill of --prompt tokens (the bench model only: minutes)
@@ -448,24 +471,42 @@ int main(int argc, char **argv) {
     if (!measured) printf("no GPU here: NOTHING WAS MEASURED; the rows below are rooflines only\n");
 #ifdef REPRISE_REAL_CUDA
     if (measured && gemm_table) {   // the projections' GEMM alone at the model's shapes: decode rows (bandwidth) and prefill (FLOPs)
-        const struct {
-            const char *name;
-            int n, k;
-        } shapes[] = {{"qkv", (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, cfg.dim}, {"o", cfg.dim, cfg.n_heads * cfg.head_dim},
-                      {"gate|up", 2 * cfg.hidden_dim, cfg.dim}, {"down", cfg.dim, cfg.hidden_dim}, {"lm_head", cfg.vocab_size, cfg.dim}};
         for (int v = 0; backend_cuda_gemm_variant(v); v++) printf("gemm variant %d: %s\n", v, backend_cuda_gemm_variant(v));
-        printf("%-8s %7s %6s %6s %6s %10s %9s %8s %9s %8s\n", "gemm", "variant", "R", "N", "K", "us", "GB/s", "% bw", "TFLOP/s", "% peak");
-        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-            for (int r = 0; r < 3; r++)
-                for (int v = 0; backend_cuda_gemm_variant(v); v++) {   // how the weights arrive: the same results
-                    int R = r == 0 ? 1 : r == 1 ? 16 : n_prompt, N = shapes[i].n, K = shapes[i].k;
-                    rp_err gerr;
-                    double sec = backend_cuda_time_gemm(R, N, K, v, &gerr);
-                    if (sec <= 0) return fprintf(stderr, "bench_gpu: %s\n", gerr.msg), 1;
+        printf("gemm variant cublas: cuBLAS's BF16 GEMM (cublasGemmEx, FP32 accumulation): the yardstick, never in the forward\n");
+        // this model's weights, then one GPU's share of Llama-3-8B's and Qwen2-72B's; the WMMA baseline (variant 0) and
+        // the prompt's rows at this model's only
+        random_model_shape here = {cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.vocab_size, 0};
+        double peak = 0;   // the best cuBLAS FLOP/s of the run: the BF16 peak the prefill rows are measured against
+        printf("%-14s %-8s %7s %6s %6s %6s %10s %9s %8s %9s %9s\n", "shape", "gemm", "variant", "R", "N", "K", "us", "GB/s",
+               "% bw", "TFLOP/s", "x cuBLAS");
+        for (int m = 0; m < N_MODEL_SHAPES; m++) {
+            gemm_weight_shape w[5];
+            gemm_weights_of(m == 0 ? here : model_shapes[m].s, m == 0 ? 1 : model_shapes[m].tp, w);
+            int rows[] = {1, 16, 64, 1024, n_prompt}, n_rows = m == 0 && n_prompt != 1024 && n_prompt > 64 ? 5 : 4;
+            for (int i = 0; i < 5; i++)
+                for (int r = 0; r < n_rows; r++) {
+                    int R = rows[r], N = w[i].n, K = w[i].k;
+                    char cerr[256];
+                    double ref = bench_cublas_gemm_seconds(R, N, K, cerr, sizeof cerr);
+                    if (ref <= 0) return fprintf(stderr, "bench_gpu: %s\n", cerr), 1;
                     double bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
-                    printf("%-8s %7d %6d %6d %6d %10.1f %9.0f %8.1f %9.1f %8.1f\n", shapes[i].name, v, R, N, K, sec * 1e6,
-                           bytes / sec / 1e9, 100 * bytes / sec / bandwidth, flops / sec / 1e12, 100 * flops / sec / peaks->bf16_flops);
+                    if (flops / ref > peak) peak = flops / ref;
+                    for (int v = -1; v < 0 || backend_cuda_gemm_variant(v); v++) {
+                        if (v == 1 || v == 2 || (v == 0 && m > 0) || (v == 4 && R <= 64)) continue;   // (v 4 is v 3 there)
+                        double sec = ref;
+                        if (v >= 0) {
+                            rp_err gerr;
+                            if ((sec = backend_cuda_time_gemm(R, N, K, v, &gerr)) <= 0) return fprintf(stderr, "bench_gpu: %s\n", gerr.msg), 1;
+                        }
+                        char vname[16];
+                        snprintf(vname, sizeof vname, v < 0 ? "cublas" : "%d", v);
+                        printf("%-14s %-8s %7s %6d %6d %6d %10.1f %9.0f %8.1f %9.1f %9.2f\n", model_shapes[m].name, w[i].name, vname,
+                               R, N, K, sec * 1e6, bytes / sec / 1e9, 100 * bytes / sec / bandwidth, flops / sec / 1e12, ref / sec);
+                    }
                 }
+        }
+        printf("BF16 peak measured in this run (the best cuBLAS rate above): %.1f TFLOP/s (%.0f%% of the datasheet's %.0f)\n",
+               peak / 1e12, 100 * peak / peaks->bf16_flops, peaks->bf16_flops / 1e12);
     }
 #endif
     printf("%-14s %-9s %6s %14s %16s %8s\n", "schedule", "phase", "batch", "measured tok/s", "roofline tok/s", "% roof");
