@@ -185,6 +185,41 @@ cudaError_t launch_wgmma_tile(const bf16 *A, const bf16 *Bt, float *D, int mode)
     return REPRISE_LAUNCH(wgmma_tile_kernel, dim3(1), dim3(128), 0, (cudaStream_t)0, ma, mb, A, Bt, D, mode);
 }
 
+// One warpgroup: D (64 x 64) = A (64 x 64 k) . Bt^T (64 x 64 k), the tiles 128-byte swizzled by the copy engine, K in
+// four wgmma m64n64k16 steps, each descriptor 2 (32 bytes) past the last, accumulating after the first; D[row * 64 + col].
+__global__ void wgmma_k64_kernel(const __grid_constant__ tma_map map_a, const __grid_constant__ tma_map map_b, float *D) {
+    __shared__ __align__(1024) bf16 as[64 * 64], bs[64 * 64];
+    __shared__ __align__(8) uint64_t bar;
+    int t = threadIdx.x, warp = t / 32, g = (t % 32) / 4, q = t % 4;
+    if (t == 0) {
+        mbar_init(&bar, 1);
+        mbar_init_fence();
+    }
+    __syncthreads();
+    if (t == 0) {
+        mbar_arrive_expect_tx(&bar, 2 * 64 * 128);
+        tma_load_2d(as, &map_a, 0, 0, &bar);
+        tma_load_2d(bs, &map_b, 0, 0, &bar);
+    }
+    mbar_wait(&bar, 0);
+    float d[32];
+    uint64_t da = wgmma_desc(as, 16, 1024, TMA_SWIZZLE_128B), db = wgmma_desc(bs, 16, 1024, TMA_SWIZZLE_128B);
+    wgmma_fence();
+    for (int s = 0; s < 4; s++) wgmma_bf16_m64n64k16(d, da + 2 * s, db + 2 * s, s > 0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < 4; i++) D[(16 * warp + g + 8 * (i / 2)) * 64 + 8 * j + 2 * q + i % 2] = d[4 * j + i];
+}
+
+cudaError_t launch_wgmma_k64(const bf16 *A, const bf16 *Bt, float *D) {
+    tma_map ma, mb;
+    cudaError_t e = tma_map_2d(&ma, A, 2, 64, 64, 128, 64, 64, TMA_SWIZZLE_128B);
+    if (e == cudaSuccess) e = tma_map_2d(&mb, Bt, 2, 64, 64, 128, 64, 64, TMA_SWIZZLE_128B);
+    if (e != cudaSuccess) return e;
+    return REPRISE_LAUNCH(wgmma_k64_kernel, dim3(1), dim3(128), 0, (cudaStream_t)0, ma, mb, D);
+}
+
 cudaError_t launch_tma_tile(const bf16 *src, int src_rows, int src_cols, int col, int row, int rows, int cols, int sw,
                             int read_sw, bf16 *out, int plant) {
     tma_map m;

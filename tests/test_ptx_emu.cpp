@@ -209,6 +209,27 @@ static void wgmma_reads_its_descriptors(void) {
     cudaFree(dA), cudaFree(dB), cudaFree(dD);
 }
 
+// wgmma over K = 64: four m64n64k16 steps over 128-byte swizzled tiles, each descriptor advanced by 32 bytes, as a
+// GEMM's k loop does, against a CPU product (exact: multiples of 1/8 and 1/4, sums within FP32's integers).
+static void wgmma_steps_along_k(void) {
+    std::vector<bf16> A(64 * 64), Bt(64 * 64);
+    for (int i = 0; i < 64 * 64; i++) A[i] = __float2bfloat16((float)((i * 37) % 17 - 8) / 8);
+    for (int i = 0; i < 64 * 64; i++) Bt[i] = __float2bfloat16((float)((i * 11) % 13 - 6) / 4);
+    bf16 *dA = device_copy(A), *dB = device_copy(Bt);
+    float *dD = device_copy(std::vector<float>(64 * 64, NAN));
+    CHECK(launch_wgmma_k64(dA, dB, dD) == cudaSuccess && cudaDeviceSynchronize() == cudaSuccess, "launch");
+    std::vector<float> got = host_copy(dD, 64 * 64);
+    int bad = 0;
+    for (int m = 0; m < 64; m++)
+        for (int n = 0; n < 64; n++) {
+            double s = 0;
+            for (int k = 0; k < 64; k++) s += (double)__bfloat162float(A[m * 64 + k]) * __bfloat162float(Bt[n * 64 + k]);
+            bad += got[m * 64 + n] != (float)s;
+        }
+    CHECK(bad == 0, "K = 64 in four steps of the descriptors: %d of 4096 elements wrong", bad);
+    cudaFree(dA), cudaFree(dB), cudaFree(dD);
+}
+
 // The question nothing documents: do mma.sync (four m16n8k16 tiles) and wgmma (one m64n8k16) give the same bits for
 // the same 16-term sums? Inputs whose sums round. Under the emulation both twins sum in k order (the answer is yes by
 // construction: this checks that the two paths map D's elements alike); on a device the count is the answer, printed
@@ -243,6 +264,7 @@ int main(void) {
     RUN(tma_boxes_land_swizzled_at_their_wait);
     RUN(tma_store_needs_the_proxy_fence);
     RUN(wgmma_reads_its_descriptors);
+    RUN(wgmma_steps_along_k);
     RUN(mma_and_wgmma_bits);
     return TEST_EXIT();
 }

@@ -243,12 +243,20 @@ template <int N> static inline void wgmma_wait() {
     }
     st.wgmma.resize(keep);
 }
-static inline void wgmma_bf16_m64n8k16(float d[4], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+namespace emu {
+template <int N> static inline void wgmma_issue(float *d, uint64_t desc_a, uint64_t desc_b, int accumulate) {
     if ((blockDim.x * blockDim.y * blockDim.z) % 128)
-        emu::thread_fault("wgmma: the block's %u threads are not whole warpgroups of 128", blockDim.x * blockDim.y * blockDim.z);
-    emu::async_state &st = emu::async_copies();
-    st.wgmma.push_back(emu::wgmma_op{d, 8, desc_a, desc_b, accumulate != 0, st.wgmma_committed});
-    if (emu::current_thread() % 128 == 0) emu::perf_tensor(2.0 * 64 * 8 * 16);
+        thread_fault("wgmma: the block's %u threads are not whole warpgroups of 128", blockDim.x * blockDim.y * blockDim.z);
+    async_state &st = async_copies();
+    st.wgmma.push_back(wgmma_op{d, N, desc_a, desc_b, accumulate != 0, st.wgmma_committed});
+    if (current_thread() % 128 == 0) perf_tensor(2.0 * 64 * N * 16);
+}
+}   // namespace emu
+static inline void wgmma_bf16_m64n8k16(float d[4], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+    emu::wgmma_issue<8>(d, desc_a, desc_b, accumulate);
+}
+static inline void wgmma_bf16_m64n64k16(float d[32], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+    emu::wgmma_issue<64>(d, desc_a, desc_b, accumulate);
 }
 
 #endif
