@@ -34,6 +34,7 @@
 #include "engine/forward.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
+#include "engine/tensor_parallel.h"
 #ifdef REPRISE_REAL_CUDA
 #include "engine/backends/cuda/backend_cuda.h"
 // bench/gemm_yardstick.cu: cuBLAS at a shape, seconds (0 with a message)
@@ -58,21 +59,25 @@ static const struct model_shape {
 };
 #define N_MODEL_SHAPES (int)(sizeof model_shapes / sizeof *model_shapes)
 
-// A shape's GEMM weights on one of tp GPUs: out (R, n) = X (R, k) . W^T for Q|K|V, O, gate|up, down, the LM head
-// (the GEMM tables: a GPU's, or the emulation's).
 #if defined(REPRISE_REAL_CUDA) || defined(REPRISE_EMU_PERF)
-typedef struct {
-    const char *name;
-    int n, k;
-} gemm_weight_shape;
-static void gemm_weights_of(random_model_shape s, int tp, gemm_weight_shape w[5]) {
-    int hd = s.dim / s.heads;
-    w[0] = (gemm_weight_shape){"qkv", (s.heads + 2 * s.kv_heads) * hd / tp, s.dim};
-    w[1] = (gemm_weight_shape){"o", s.dim, s.heads * hd / tp};
-    w[2] = (gemm_weight_shape){"gate|up", 2 * s.hidden / tp, s.dim};
-    w[3] = (gemm_weight_shape){"down", s.dim, s.hidden / tp};
-    w[4] = (gemm_weight_shape){"lm_head", s.vocab / tp, s.dim};
+// The config of a random model's shape (what random_model_write writes).
+static model_config config_of(random_model_shape s) {
+    model_config cfg = {0};
+    cfg.dim = s.dim, cfg.hidden_dim = s.hidden, cfg.n_layers = s.layers, cfg.n_heads = s.heads, cfg.n_kv_heads = s.kv_heads;
+    cfg.vocab_size = s.vocab, cfg.head_dim = s.dim / s.heads, cfg.tied_embeddings = 1;
+    return cfg;
 }
+
+// The GEMMs rank 0 of tp runs (the largest share).
+static void gemms_of(const model_config *c, int tp, tp_gemm out[TP_GEMMS]) {
+    tp_shard sh;
+    tp_shard_of(c, tp, 0, &sh);
+    tp_gemms_of(c, &sh, out);
+}
+
+// Whether a GEMM table shows variant v at R rows: not the WMMA kernel's other variants (1, 2: the same kernel, no
+// faster), nor K cut by the row count (4) up to GEMM_SPLIT_ROWS rows, where it is variant 3's launch.
+static int gemm_variant_shown(int v, int R) { return v != 1 && v != 2 && !(v == 4 && R <= GEMM_SPLIT_ROWS); }
 #endif
 
 #ifdef REPRISE_EMU_PERF
@@ -246,9 +251,7 @@ static int predict_shape(const char *title, random_model_shape s, int tp, int ba
     for (int gi = 0; gi < 2; gi++) {
         double step = rest[gi] + s.layers * visit[gi];
         const gpu_model *g = gpu_model_named(gpus[gi]);
-        model_config cfg = {0};
-        cfg.dim = s.dim, cfg.hidden_dim = s.hidden, cfg.n_layers = s.layers, cfg.n_heads = s.heads, cfg.n_kv_heads = s.kv_heads;
-        cfg.vocab_size = s.vocab, cfg.head_dim = s.dim / s.heads, cfg.tied_embeddings = 1;
+        model_config cfg = config_of(s);
         schedule base;
         schedule_base(&base, s.layers);
         double tokens = prompt ? prompt : batch;
@@ -272,8 +275,9 @@ static int predict_shape(const char *title, random_model_shape s, int tp, int ba
 // counted under the emulation, predicted per GPU; decode rows against the bandwidth, prefill rows against the
 // tensor cores. Rows of 512 only at the bench model's shapes (the emulation's minutes grow with R x N x K).
 static int predict_gemms(const char *title, random_model_shape s, int tp, const kernel_resource_table *res) {
-    gemm_weight_shape w[5];
-    gemm_weights_of(s, tp, w);
+    model_config cfg = config_of(s);
+    tp_gemm w[TP_GEMMS];
+    gemms_of(&cfg, tp, w);
     int rows[8] = {1, 16, 64, 512}, n_rows = s.dim <= 2048 ? 4 : 3;
     if (gemm_rows) {
         n_rows = 0;
@@ -291,12 +295,10 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
            "each SM; of the first launch)\n");
     printf("%-8s %5s %6s %6s %7s %5s %3s %9s | %9s %9s %-8s | %9s %9s %-8s\n", "gemm", "R", "N", "K", "variant", "CTAs",
            "/SM", "in flight", "h100 us", "% roof", "bound", "h200 us", "% roof", "bound");
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < TP_GEMMS; i++)
         for (int ri = 0; ri < n_rows; ri++)
             for (int v = 0; backend_cuda_gemm_variant(v); v++) {
-                if (v == 1 || v == 2) continue;   // the WMMA kernel's other variants: the same kernel, no faster
-                if (gemm_variant >= 0 && v != gemm_variant) continue;
-                if (v == 4 && rows[ri] <= GEMM_SPLIT_ROWS) continue;   // K cut by the row count: variant 3's launch there
+                if (!gemm_variant_shown(v, rows[ri]) || (gemm_variant >= 0 && v != gemm_variant)) continue;
                 int R = rows[ri], N = w[i].n, K = w[i].k;
                 char prof[] = "/tmp/reprise-bench-gemm-XXXXXX";
                 rp_err err, end_err;
@@ -475,15 +477,15 @@ int main(int argc, char **argv) {
         printf("gemm variant cublas: cuBLAS's BF16 GEMM (cublasGemmEx, FP32 accumulation): the yardstick, never in the forward\n");
         // this model's weights, then one GPU's share of Llama-3-8B's and Qwen2-72B's; the WMMA baseline (variant 0) and
         // the prompt's rows at this model's only
-        random_model_shape here = {cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.vocab_size, 0};
         double peak = 0;   // the best cuBLAS FLOP/s of the run: the BF16 peak the prefill rows are measured against
         printf("%-14s %-8s %7s %6s %6s %6s %10s %9s %8s %9s %9s\n", "shape", "gemm", "variant", "R", "N", "K", "us", "GB/s",
                "% bw", "TFLOP/s", "x cuBLAS");
         for (int m = 0; m < N_MODEL_SHAPES; m++) {
-            gemm_weight_shape w[5];
-            gemm_weights_of(m == 0 ? here : model_shapes[m].s, m == 0 ? 1 : model_shapes[m].tp, w);
+            model_config other = config_of(model_shapes[m].s);
+            tp_gemm w[TP_GEMMS];
+            gemms_of(m == 0 ? &cfg : &other, m == 0 ? 1 : model_shapes[m].tp, w);
             int rows[] = {1, 16, 64, 1024, n_prompt}, n_rows = m == 0 && n_prompt != 1024 && n_prompt > 64 ? 5 : 4;
-            for (int i = 0; i < 5; i++)
+            for (int i = 0; i < TP_GEMMS; i++)
                 for (int r = 0; r < n_rows; r++) {
                     int R = rows[r], N = w[i].n, K = w[i].k;
                     char cerr[256];
@@ -492,7 +494,7 @@ int main(int argc, char **argv) {
                     double bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
                     if (flops / ref > peak) peak = flops / ref;
                     for (int v = -1; v < 0 || backend_cuda_gemm_variant(v); v++) {
-                        if (v == 1 || v == 2 || (v == 0 && m > 0) || (v == 4 && R <= 64)) continue;   // (v 4 is v 3 there)
+                        if (v >= 0 && (!gemm_variant_shown(v, R) || (v == 0 && m > 0))) continue;
                         double sec = ref;
                         if (v >= 0) {
                             rp_err gerr;

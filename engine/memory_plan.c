@@ -24,13 +24,13 @@ size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp) {
     return 2 * 2 * (size_t)(c->n_kv_heads / (tp > 0 ? tp : 1)) * c->head_dim;
 }
 
-// The GEMM's workspace (gemm_mma.cu) for every weight one GPU multiplies by: Q|K|V, O, gate|up, down, the LM head.
+// The GEMM's workspace (gemm_mma.cu): the most any weight one GPU multiplies by needs.
 static void gemm_workspace(const model_config *c, const tp_shard *sh, size_t *floats, size_t *counters) {
-    int qd = sh->n_heads * c->head_dim, kvd = sh->n_kv_heads * c->head_dim, hid = sh->n_hidden;
-    int shapes[5][2] = {{qd + 2 * kvd, c->dim}, {c->dim, qd}, {2 * hid, c->dim}, {c->dim, hid}, {sh->n_vocab, c->dim}};
+    tp_gemm g[TP_GEMMS];
+    tp_gemms_of(c, sh, g);
     *floats = *counters = 0;
-    for (int i = 0; i < 5; i++) {
-        size_t f = gemm_workspace_floats(shapes[i][0], shapes[i][1]), n = gemm_workspace_counters(shapes[i][0]);
+    for (int i = 0; i < TP_GEMMS; i++) {
+        size_t f = gemm_workspace_floats(g[i].n, g[i].k), n = gemm_workspace_counters(g[i].n);
         if (f > *floats) *floats = f;
         if (n > *counters) *counters = n;
     }

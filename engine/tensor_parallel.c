@@ -21,6 +21,15 @@ void tp_shard_of(const model_config *c, int tp, int rank, tp_shard *s) {
     s->n_vocab = (int)((int64_t)c->vocab_size * (rank + 1) / tp) - s->vocab0;
 }
 
+void tp_gemms_of(const model_config *c, const tp_shard *s, tp_gemm out[TP_GEMMS]) {
+    int qd = s->n_heads * c->head_dim, kvd = s->n_kv_heads * c->head_dim;
+    out[0] = (tp_gemm){"qkv", qd + 2 * kvd, c->dim};
+    out[1] = (tp_gemm){"o", c->dim, qd};
+    out[2] = (tp_gemm){"gate|up", 2 * s->n_hidden, c->dim};
+    out[3] = (tp_gemm){"down", c->dim, s->n_hidden};
+    out[4] = (tp_gemm){"lm_head", s->n_vocab, c->dim};
+}
+
 int tp_layer_block(const model_config *c, const tp_shard *s, layer_tensor w, tp_block *b) {
     int64_t shape[2];
     int nd = layer_tensor_shape(c, w, shape);

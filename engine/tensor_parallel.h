@@ -36,4 +36,14 @@ int tp_global_block(const model_config *c, const tp_shard *s, global_tensor g, t
 // BF16 weight bytes rank `rank` holds (each unique layer once, whatever the schedule).
 size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank);
 
+// The GEMMs a rank runs, one per weight as the CUDA backend multiplies by them (Q|K|V stacked, O, gate|up stacked,
+// down, the LM head): out (R, n) = X (R, k) . W^T. The memory plan sizes the GEMM's workspace by them; bench_gpu
+// times and predicts them.
+#define TP_GEMMS 5
+typedef struct {
+    const char *name;
+    int n, k;
+} tp_gemm;
+void tp_gemms_of(const model_config *c, const tp_shard *s, tp_gemm out[TP_GEMMS]);
+
 #endif
