@@ -37,6 +37,18 @@ __host__ __device__ static inline size_t tma_swizzled_offset(size_t off, int sw)
 __host__ __device__ static inline unsigned tma_swizzle_repeat(int sw) { return sw ? 128u << sw : 128u; }
 __host__ __device__ static inline unsigned tma_swizzle_span(int sw) { return 16u << sw; }
 
+// A wgmma matrix descriptor's fields (PTX ISA, "Matrix Descriptor Format"; wgmma_desc below says what they mean): the
+// start in 16-byte units (bits 0-13), the leading and stride byte offsets (16-29, 32-45, / 16), and the swizzle mode
+// (62-63: 1 for 128-byte, 2 for 64-byte, 3 for 32-byte, 0 none); and the mode a descriptor names, as a tma_swizzle.
+__host__ __device__ static inline uint64_t wgmma_desc_fields(uint64_t start16, unsigned lbo, unsigned sbo, int sw) {
+    uint64_t mode = sw == TMA_SWIZZLE_128B ? 1 : sw == TMA_SWIZZLE_64B ? 2 : sw == TMA_SWIZZLE_32B ? 3 : 0;
+    return (start16 & 0x3FFF) | (uint64_t)((lbo & 0x3FFFF) >> 4) << 16 | (uint64_t)((sbo & 0x3FFFF) >> 4) << 32 | mode << 62;
+}
+__host__ __device__ static inline int wgmma_desc_swizzle(uint64_t desc) {
+    int mode = (int)(desc >> 62);
+    return mode == 1 ? TMA_SWIZZLE_128B : mode == 2 ? TMA_SWIZZLE_64B : mode == 3 ? TMA_SWIZZLE_32B : TMA_SWIZZLE_NONE;
+}
+
 // A 2-D tensor map: under nvcc the driver's opaque CUtensorMap (passed to a kernel by value, as a __grid_constant__
 // parameter), under the emulation the fields the copy twin reads.
 #ifdef __CUDACC__
@@ -174,17 +186,13 @@ template <int N> __device__ __forceinline__ void bulk_wait_read() {
 #define REPRISE_SM90A(body) __trap();
 #endif
 
-// A matrix descriptor (PTX ISA, "Matrix Descriptor Format"): the operand's start (bits 0-13, address / 16), the
-// leading byte offset (16-29, / 16), the stride byte offset (32-45, / 16) and the swizzle mode (62-63: 1 for 128-byte,
-// 2 for 64-byte, 3 for 32-byte, 0 none). K-major operands: rows in groups of 8 `sbo` bytes apart; swizzled, each row
-// is the span's bytes (its k from the start) laid out as the copy engine's swizzle mode of the same name lays them
-// (tma_swizzled_offset), and adding 2 to the descriptor moves it 32 bytes along k (the next 16 k within the span);
+// A matrix descriptor (wgmma_desc_fields) of the operand at smem. K-major operands: rows in groups of 8 `sbo` bytes
+// apart; swizzled, each row is the span's bytes (its k from the start) laid out as the copy engine's swizzle mode of
+// the same name lays them (tma_swizzled_offset), and adding 2 to the descriptor moves it 32 bytes along k (the next 16 k within the span);
 // unswizzled, 8 x 16-byte core matrices (8 rows of 8 k), `lbo` bytes apart along k. A swizzled operand starts at a
 // multiple of the pattern's repeat (tma_swizzle_repeat), plus multiples of 32 bytes along k.
 __device__ __forceinline__ uint64_t wgmma_desc(const void *smem, unsigned lbo, unsigned sbo, tma_swizzle sw) {
-    uint64_t a = (unsigned)__cvta_generic_to_shared(smem);
-    uint64_t mode = sw == TMA_SWIZZLE_128B ? 1 : sw == TMA_SWIZZLE_64B ? 2 : sw == TMA_SWIZZLE_32B ? 3 : 0;
-    return ((a & 0x3FFFF) >> 4) | (uint64_t)((lbo & 0x3FFFF) >> 4) << 16 | (uint64_t)((sbo & 0x3FFFF) >> 4) << 32 | mode << 62;
+    return wgmma_desc_fields((unsigned)__cvta_generic_to_shared(smem) >> 4, lbo, sbo, sw);
 }
 // Orders the warpgroup's register accesses before the wgmma that uses those registers (before the first of a group).
 __device__ __forceinline__ void wgmma_fence() { REPRISE_SM90A(asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");) }

@@ -45,13 +45,6 @@ check(len(rows) == 30 and len(launches) == len(rows),
       "30 decode GEMMs counted (3 shapes, 5 weights, 2 row counts): %d rows, %d launches" % (len(rows), len(launches)))
 
 
-def segments(n, k):   # kernels/shapes.h's gemm_k_segments
-    blocks, steps, s = (n + 63) // 64, (k + 15) // 16, 1
-    while blocks * s < 2 * 132 and s < 32 and steps >= 2 * s * 8:
-        s *= 2
-    return s
-
-
 def each(test):
     bad = []
     for row, c in zip(rows, launches):
@@ -76,7 +69,7 @@ def wide(row, c, scale):
 
 def read_once(row, c, scale):
     N, K, R = row["N"], row["K"], row["R"]
-    S = segments(N, K)
+    S = c["grid"][1]   # a decode launch's grid: (feature blocks, K segments)
     # the partials are read by the last CTA of a feature block to finish: under sampling, whose other CTAs do not run,
     # none is ever last
     sampled = c["ctas_run"] < c["ctas"]

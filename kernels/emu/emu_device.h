@@ -74,8 +74,22 @@ struct async_state {
     int committed = 0;   // groups committed so far
     std::vector<wgmma_op> wgmma;
     int wgmma_committed = 0;
+    int bulk_committed = 0;   // bulk copy-out groups (the copies themselves: the block's, below)
 };
 async_state &async_copies();
+// Lands, in order, the items `due` picks (through `land`) and keeps the others, in order: the completion of every
+// kind of asynchronous operation the twins keep (copies at a wait, wgmma groups, bulk copies on a barrier or out).
+template <typename T, typename Due, typename Land> static inline void land_if(std::vector<T> &items, Due due, Land land) {
+    size_t keep = 0;
+    for (size_t i = 0; i < items.size(); i++) {
+        if (due(items[i])) land(items[i]);
+        else {
+            if (keep != i) items[keep] = std::move(items[i]);
+            keep++;
+        }
+    }
+    items.resize(keep);
+}
 // The running block's mbarriers and bulk tensor copies (TMA, kernels/emu/emu_ptx.h), empty when the block begins.
 // An mbarrier's 8 bytes of shared memory hold a tag and its index here. A bulk copy read its box at issue, already
 // in the order shared memory will hold it (swizzled); it lands, and completes its bytes on its barrier, when a
@@ -116,7 +130,6 @@ struct block_async_state {
     std::vector<bulk_copy> copies;
     std::vector<bulk_store> stores;
     std::vector<async_view> views;
-    std::vector<int> store_groups;   // per thread: bulk groups committed so far
     std::vector<const unsigned char *> desc_regions;   // wgmma descriptors' bases (below)
 };
 block_async_state &block_async();
@@ -126,8 +139,8 @@ block_async_state &block_async();
 void async_proxy_fence();
 void async_proxy_write(unsigned char *dst, const unsigned char *src, size_t n);
 void async_proxy_read(unsigned char *out, const unsigned char *src, size_t n);
-// Lands the thread's bulk stores of groups older than `keep_groups` from its newest (all at the block's end).
-void land_bulk_stores(int thread, int keep_groups);
+// Lands the running thread's bulk copies out of groups before `group`.
+void land_bulk_stores(int group);
 // wgmma's matrix descriptors under the emulation: the descriptor's fields as the ISA has them, its 14-bit start
 // address counted from a base in shared memory that bits 52-61 name (a block's table), so that a kernel's arithmetic on
 // the start field moves it as on a GPU. A descriptor for an address, and the address a descriptor starts at.

@@ -181,6 +181,7 @@ __attribute__((noinline)) void init_fiber(fiber *f, int index, ucontext_t *link)
     f->async.committed = 0;
     f->async.wgmma.clear();
     f->async.wgmma_committed = 0;
+    f->async.bulk_committed = 0;
 #if EMU_FAST_SWITCH
     // a stack that the first switch "returns" into fiber_trampoline from: six zeroed registers, the trampoline's
     // address, and a null return address for it, keeping the ABI's 16-byte alignment at its entry
@@ -292,21 +293,22 @@ void async_proxy_write(unsigned char *dst, const unsigned char *src, size_t n) {
     }
 }
 
-void async_proxy_read(unsigned char *out, const unsigned char *src, size_t n) {
-    block_async_state &st = block_async();
+static void proxy_read(block_async_state &st, unsigned char *out, const unsigned char *src, size_t n) {
     for (const async_view &v : st.views)
         if (src >= v.at && src + n <= v.at + v.bytes.size()) return (void)memcpy(out, v.bytes.data() + (src - v.at), n);
     st.views.push_back(async_view{src, std::vector<unsigned char>(src, src + n)});
     memcpy(out, src, n);
 }
 
+void async_proxy_read(unsigned char *out, const unsigned char *src, size_t n) { proxy_read(block_async(), out, src, n); }
+
 // One bulk store: the box, as the async proxy sees it in shared memory and laid out by the map's swizzle, into the
 // in-bounds elements of global memory.
-static void land_store(const bulk_store &s) {
+static void land_store(block_async_state &st, const bulk_store &s) {
     const tma_map_fields &m = s.map;
     size_t row_box = (size_t)m.box[0] * m.elem_bytes, bytes = row_box * m.box[1];
     std::vector<unsigned char> box(bytes);
-    async_proxy_read(box.data(), s.src, bytes);
+    proxy_read(st, box.data(), s.src, bytes);
     unsigned char *base = const_cast<unsigned char *>(m.base);
     for (unsigned r = 0; r < m.box[1]; r++) {
         long gr = (long)s.row + r;
@@ -322,16 +324,11 @@ static void land_store(const bulk_store &s) {
     }
 }
 
-void land_bulk_stores(int thread, int keep_groups) {
+void land_bulk_stores(int group) {
     block_async_state &st = block_async();
-    int committed = thread >= 0 && thread < (int)st.store_groups.size() ? st.store_groups[thread] : 0;
-    size_t keep = 0;
-    for (size_t i = 0; i < st.stores.size(); i++) {
-        bulk_store &s = st.stores[i];
-        if (thread < 0 || (s.thread == thread && s.group < committed - keep_groups)) land_store(s);
-        else st.stores[keep++] = s;
-    }
-    st.stores.resize(keep);
+    int t = current_thread();
+    land_if(st.stores, [&](const bulk_store &s) { return s.thread == t && s.group < group; },
+            [&](const bulk_store &s) { land_store(st, s); });
 }
 
 uint64_t wgmma_descriptor(const void *smem, unsigned lbo, unsigned sbo, int sw) {
@@ -346,9 +343,7 @@ uint64_t wgmma_descriptor(const void *smem, unsigned lbo, unsigned sbo, int sw) 
     }
     uint64_t start = (uint64_t)(p - st.desc_regions[region]);
     if (start % 16 || lbo % 16 || sbo % 16) thread_fault("wgmma descriptor: %p, lbo %u, sbo %u: not multiples of 16 bytes", smem, lbo, sbo);
-    uint64_t mode = sw == TMA_SWIZZLE_128B ? 1 : sw == TMA_SWIZZLE_64B ? 2 : sw == TMA_SWIZZLE_32B ? 3 : 0;
-    return (start >> 4) | (uint64_t)((lbo & 0x3FFFF) >> 4) << 16 | (uint64_t)((sbo & 0x3FFFF) >> 4) << 32 |
-           (uint64_t)(region + 1) << 52 | mode << 62;
+    return wgmma_desc_fields(start >> 4, lbo, sbo, sw) | (uint64_t)(region + 1) << 52;
 }
 
 const unsigned char *wgmma_descriptor_start(uint64_t desc) {
@@ -367,14 +362,12 @@ static size_t wgmma_operand_offset(int row, int k, unsigned lbo, unsigned sbo, i
 }
 
 void run_wgmma(const wgmma_op &op) {
-    int mode_bits[2] = {(int)(op.desc_a >> 62), (int)(op.desc_b >> 62)};
     const unsigned char *start[2] = {wgmma_descriptor_start(op.desc_a), wgmma_descriptor_start(op.desc_b)};
     unsigned lbo[2] = {(unsigned)((op.desc_a >> 16) & 0x3FFF) * 16, (unsigned)((op.desc_b >> 16) & 0x3FFF) * 16};
     unsigned sbo[2] = {(unsigned)((op.desc_a >> 32) & 0x3FFF) * 16, (unsigned)((op.desc_b >> 32) & 0x3FFF) * 16};
-    int rows[2] = {64, op.n}, sw[2];
+    int rows[2] = {64, op.n}, sw[2] = {wgmma_desc_swizzle(op.desc_a), wgmma_desc_swizzle(op.desc_b)};
     std::vector<float> tile[2];
     for (int o = 0; o < 2; o++) {
-        sw[o] = mode_bits[o] == 1 ? TMA_SWIZZLE_128B : mode_bits[o] == 2 ? TMA_SWIZZLE_64B : mode_bits[o] == 3 ? TMA_SWIZZLE_32B : 0;
         // the swizzle pattern runs over the address (the descriptor's base offset field taken as 0): the start's
         // place within its repeat comes along
         size_t phase = sw[o] ? (size_t)(reinterpret_cast<uintptr_t>(start[o]) % tma_swizzle_repeat(sw[o])) : 0;
@@ -539,13 +532,7 @@ void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kern
                         }
                 if (perf) perf->block_begin(n);
                 run_block(b);
-                {   // bulk stores never waited for complete before the kernel does
-                    block_run *keep_b = B;
-                    fiber *keep_f = F;
-                    F = &fibers[0];
-                    land_bulk_stores(-1, 0);
-                    B = keep_b, F = keep_f;
-                }
+                for (const bulk_store &s : b.async.stores) land_store(b.async, s);   // never waited for: done by the kernel's end
                 if (perf) perf->block_end();
             }
     if (perf) perf->launch_end();

@@ -98,13 +98,8 @@ template <int N> static inline void cp_async_wait() {
     emu::async_state &st = emu::async_copies();
     emu::perf_async_wait((unsigned)st.pending.size());
     emu::perf_quiet(true);
-    size_t keep = 0;
-    for (size_t i = 0; i < st.pending.size(); i++) {
-        const emu::async_copy &c = st.pending[i];
-        if (c.group < st.committed - N) memcpy(c.dst, c.data, 16);   // complete: now visible
-        else st.pending[keep++] = c;
-    }
-    st.pending.resize(keep);
+    emu::land_if(st.pending, [&](const emu::async_copy &c) { return c.group < st.committed - N; },
+                 [](const emu::async_copy &c) { memcpy(c.dst, c.data, 16); });   // complete: now visible
     emu::perf_quiet(false);
 }
 
@@ -156,20 +151,12 @@ static inline void mbar_wait(uint64_t *bar, unsigned parity) {
     for (long spins = 0;; spins++) {
         emu::block_async_state &st = emu::block_async();
         emu::mbarrier_state &b = emu::mbar_of(bar, "mbarrier.try_wait");
-        size_t keep = 0;   // the copies on this barrier land now
-        emu::perf_quiet(true);
-        for (size_t i = 0; i < st.copies.size(); i++) {
-            emu::bulk_copy &c = st.copies[i];
-            if (c.bar != bar) {
-                if (keep != i) st.copies[keep] = std::move(c);
-                keep++;
-                continue;
-            }
+        emu::perf_quiet(true);   // the copies on this barrier land now
+        emu::land_if(st.copies, [&](const emu::bulk_copy &c) { return c.bar == bar; }, [&](const emu::bulk_copy &c) {
             emu::async_proxy_write(c.dst, c.data.data(), c.data.size());
             b.tx -= (long)c.data.size();
-        }
+        });
         emu::perf_quiet(false);
-        st.copies.resize(keep);
         emu::mbar_complete_if_due(b);
         if ((b.phase & 1) != (parity & 1)) return;
         if (spins > 10000)
@@ -213,18 +200,11 @@ static inline void tma_store_2d(const tma_map *map, int col, int row, const void
     if (reinterpret_cast<uintptr_t>(src) % tma_swizzle_repeat(map->swizzle))
         emu::thread_fault("cp.async.bulk.tensor (store): shared address %p is not a multiple of %u bytes", src,
                           tma_swizzle_repeat(map->swizzle));
-    emu::block_async_state &st = emu::block_async();
-    int t = emu::current_thread();
-    if ((int)st.store_groups.size() <= t) st.store_groups.resize(t + 1, 0);
-    st.stores.push_back(emu::bulk_store{*map, col, row, st.store_groups[t], t, static_cast<const unsigned char *>(src)});
+    emu::block_async().stores.push_back(emu::bulk_store{*map, col, row, emu::async_copies().bulk_committed,
+                                                        emu::current_thread(), static_cast<const unsigned char *>(src)});
 }
-static inline void bulk_commit() {
-    emu::block_async_state &st = emu::block_async();
-    int t = emu::current_thread();
-    if ((int)st.store_groups.size() <= t) st.store_groups.resize(t + 1, 0);
-    st.store_groups[t]++;
-}
-template <int N> static inline void bulk_wait_read() { emu::land_bulk_stores(emu::current_thread(), N); }
+static inline void bulk_commit() { emu::async_copies().bulk_committed++; }
+template <int N> static inline void bulk_wait_read() { emu::land_bulk_stores(emu::async_copies().bulk_committed - N); }
 
 // wgmma: each thread computes its own share of D from shared memory (no registers cross lanes: A and B are both
 // read through descriptors), at the wait that covers the op's group, so that D read before its wait holds what it
@@ -236,12 +216,7 @@ static inline void wgmma_fence() {}
 static inline void wgmma_commit() { emu::async_copies().wgmma_committed++; }
 template <int N> static inline void wgmma_wait() {
     emu::async_state &st = emu::async_copies();
-    size_t keep = 0;
-    for (size_t i = 0; i < st.wgmma.size(); i++) {
-        if (st.wgmma[i].group < st.wgmma_committed - N) emu::run_wgmma(st.wgmma[i]);
-        else st.wgmma[keep++] = st.wgmma[i];
-    }
-    st.wgmma.resize(keep);
+    emu::land_if(st.wgmma, [&](const emu::wgmma_op &op) { return op.group < st.wgmma_committed - N; }, emu::run_wgmma);
 }
 namespace emu {
 template <int N> static inline void wgmma_issue(float *d, uint64_t desc_a, uint64_t desc_b, int accumulate) {

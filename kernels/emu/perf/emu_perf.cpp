@@ -6,10 +6,11 @@
 //
 // An access is global (inside a device allocation), shared (in the block's dynamic shared memory, or in the OS
 // thread's static TLS, where the emulation keeps each block's __shared__ arrays) or neither (the CUDA thread's stack,
-// the emulation's own structures: not counted). Lanes of a warp run one after another here, so a warp's request is rebuilt from its lanes' accesses:
-// the i-th time each lane of a warp runs the same instruction is one request. Counted per instruction, not over all of
-// a lane's accesses, so that lanes an instruction leaves out (ldmatrix .x2 takes 16 lanes' rows, a zero-fill copy
-// reads nothing) do not shift every later access of theirs into another instruction's request. Per launch, on one JSON line ("launch":"counters") after the kernel's:
+// the emulation's own structures: not counted). Lanes of a warp run one after another here, so a warp's request is
+// rebuilt from its lanes' accesses: the i-th time each lane of a warp runs the same instruction is one request.
+// Counted per instruction, not over all of a lane's accesses, so that lanes an instruction leaves out (ldmatrix .x2
+// takes 16 lanes' rows, a zero-fill copy reads nothing) do not shift every later access of theirs into another
+// instruction's request. Per launch, on one JSON line ("launch":"counters") after the kernel's:
 //   global load and store bytes, and the share in 16-byte (or wider) accesses;
 //   requests and the 32-byte sectors they touch (sectors per request: 4 when 32 lanes read 4 consecutive bytes each,
 //   32 when each lane's 4 bytes sit in another sector);
