@@ -76,8 +76,11 @@ static void gemms_of(const model_config *c, int tp, tp_gemm out[TP_GEMMS]) {
 }
 
 // Whether a GEMM table shows variant v at R rows: not the WMMA kernel's other variants (1, 2: the same kernel, no
-// faster), nor K cut by the row count (4) up to GEMM_SPLIT_ROWS rows, where it is variant 3's launch.
-static int gemm_variant_shown(int v, int R) { return v != 1 && v != 2 && !(v == 4 && R <= GEMM_SPLIT_ROWS); }
+// faster), nor K cut by the row count (4) up to GEMM_SPLIT_ROWS rows, nor mma.sync alone (5) below GEMM_WGMMA_ROWS:
+// there they are variant 3's launch.
+static int gemm_variant_shown(int v, int R) {
+    return v != 1 && v != 2 && !(v == 4 && R <= GEMM_SPLIT_ROWS) && !(v == 5 && R < GEMM_WGMMA_ROWS);
+}
 #endif
 
 #ifdef REPRISE_EMU_PERF
@@ -291,6 +294,10 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
     }
     printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): the GEMM alone, %s\n", title);
     for (int v = 0; backend_cuda_gemm_variant(v); v++) printf("variant %d: %s\n", v, backend_cuda_gemm_variant(v));
+    rp_err perr;
+    const char *prefill = backend_cuda_gemm_prefill(&perr);
+    if (!prefill) return fprintf(stderr, "bench_gpu: %s\n", perr.msg), -1;
+    printf("at prefill rows the emulated GPU runs: %s\n", prefill);
     printf("(/SM: CTAs resident on an SM at once; in flight: a warp's requests in flight at once, and the KB in flight on\n"
            "each SM; of the first launch)\n");
     printf("%-8s %5s %6s %6s %7s %5s %3s %9s | %9s %9s %-8s | %9s %9s %-8s\n", "gemm", "R", "N", "K", "variant", "CTAs",
@@ -474,6 +481,10 @@ int main(int argc, char **argv) {
 #ifdef REPRISE_REAL_CUDA
     if (measured && gemm_table) {   // the projections' GEMM alone at the model's shapes: decode rows (bandwidth) and prefill (FLOPs)
         for (int v = 0; backend_cuda_gemm_variant(v); v++) printf("gemm variant %d: %s\n", v, backend_cuda_gemm_variant(v));
+        rp_err perr;
+        const char *prefill = backend_cuda_gemm_prefill(&perr);
+        if (!prefill) return fprintf(stderr, "bench_gpu: %s\n", perr.msg), 1;
+        printf("gemm at prefill rows on this GPU: %s\n", prefill);
         printf("gemm variant cublas: cuBLAS's BF16 GEMM (cublasGemmEx, FP32 accumulation): the yardstick, never in the forward\n");
         // this model's weights, then one GPU's share of Llama-3-8B's and Qwen2-72B's; the WMMA baseline (variant 0) and
         // the prompt's rows at this model's only

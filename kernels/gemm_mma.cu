@@ -19,6 +19,7 @@
 // same stages: the same products in the same order.
 #include <stdint.h>
 
+#include "kernels/gemm_out.h"
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
 #include "kernels/ptx.h"
@@ -106,14 +107,6 @@ REPRISE_UNROLL
     __syncthreads();   // the ring is free for the next segment
 }
 
-// Column n of the output, in the segment of `out` it falls in.
-__device__ static float *gm_out(gemm_out out, int N, int r, int n) {
-    int seg = 0;
-    while (seg + 1 < out.n && n >= out.first[seg + 1]) seg++;
-    int width = (seg + 1 < out.n ? out.first[seg + 1] : N) - out.first[seg];
-    return &out.p[seg][(size_t)r * width + n - out.first[seg]];
-}
-
 // acc's element (feature, row) of this lane: feature f0 + 16 warp + g (+ 8), row row0 + 8 j + 2 t (+ 1).
 #define GM_FOR_EACH_ELEMENT(body)                                                                                   \
     for (int j = 0; j < NT; j++)                                                                                    \
@@ -140,7 +133,7 @@ __device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int
     GM_FOR_EACH_ELEMENT(if (n < N && r < R) {
         float total = 0.0f;
         for (int s = 0; s < S; s++) total += __ldcg(&partial[((size_t)s * R + r) * N + n]);
-        *gm_out(out, N, r, n) = total;
+        *gemm_out_at(out, N, r, n) = total;
     })
     if (threadIdx.x == 0) count[blockIdx.x] = 0;   // ready for the next launch
 }
@@ -163,7 +156,7 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
             for (int i = 0; i < 4; i++) sum[j][i] += acc[j][i];
     }
     if (SPLIT && S > 1) gm_finish_split<NT>(acc, R, N, S, f0, out, partial, count);
-    else GM_FOR_EACH_ELEMENT(if (n < N && r < R) *gm_out(out, N, r, n) = sum[j][i];)
+    else GM_FOR_EACH_ELEMENT(if (n < N && r < R) *gemm_out_at(out, N, r, n) = sum[j][i];)
 }
 
 // The launch of one instantiation, spelled with literals so that the emulation's launch name is ptxas's (the speed
@@ -183,6 +176,8 @@ cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N
     if (Wt.type != GEMM_WEIGHT_BF16) return cudaErrorNotSupported;
     if (S < 1 || (R <= GEMM_SPLIT_ROWS && S > 1 && gemm_workspace_floats(N, K) < (size_t)S * GEMM_SPLIT_ROWS * N))
         return cudaErrorInvalidValue;   // more segments than the workspace holds partials for
+    if (R >= GEMM_WGMMA_ROWS && ws.wgmma == GEMM_WGMMA_ON && gemm_wgmma_fits(X, Wt, K))
+        return launch_gemm_wgmma(X, Wt, R, N, K, S, out, s);   // the same rule on Hopper's warpgroup MMA
     const bf16 *W = static_cast<const bf16 *>(Wt.data);
     if (R > GEMM_SPLIT_ROWS) return GM_LAUNCH(8, 4, false);
     if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;   // the split needs its workspace

@@ -43,6 +43,7 @@ cudaError_t launch_gemm_bf16_split(const bf16 *X, const bf16 *W, int R, int N, i
 struct gemm_workspace {
     float *partial;
     unsigned *count;
+    int wgmma;   // GEMM_WGMMA_ON (gemm_wgmma_probe's answer on this GPU): GEMM_WGMMA_ROWS rows and more on wgmma
 };
 // The weight operand: its elements' type, and for the types that need one a scale per output feature. BF16 alone
 // today; FP8 (E4M3, a scale per row) is to come through the same kernel, its tiles loaded and widened by their own
@@ -59,6 +60,20 @@ cudaError_t launch_gemm_mma(const bf16 *X, gemm_weight W, int R, int N, int K, g
 // (segments chosen by R, as a library would, change a row's bits with the batch). The forward never calls it.
 cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight W, int R, int N, int K, int segments, gemm_out out,
                                      gemm_workspace ws, cudaStream_t s);
+
+// The prefill GEMM on sm_90a (gemm_wgmma.cu): warp-specialised, TMA into a ring of 128-byte-swizzled stages, wgmma
+// m64n128k16, a CTA per 128 rows x 128 outputs; K cut into `segments` (the forward: gemm_k_segments(N, K)) summed by
+// gemm_mma.cu's rule. Needs K % 8 == 0 and 16-byte aligned X and W (gemm_wgmma_fits); cudaErrorInvalidValue
+// otherwise. launch_gemm_mma runs it for GEMM_WGMMA_ROWS rows and more when the workspace says GEMM_WGMMA_ON.
+bool gemm_wgmma_fits(const bf16 *X, gemm_weight W, int K);
+cudaError_t launch_gemm_wgmma(const bf16 *X, gemm_weight W, int R, int N, int K, int segments, gemm_out out, cudaStream_t s);
+// Whether the forward may run it on the current GPU: an sm_90 GPU, a binary with sm_90a code, and the same product
+// through mma.sync and wgmma bit for bit (nothing documents that the two families sum a k-step alike; batch
+// invariance needs it). *answer is one of these; cudaSuccess unless the GPU failed.
+enum { GEMM_WGMMA_ON = 1, GEMM_WGMMA_NOT_SM90 = 0, GEMM_WGMMA_NOT_BUILT = -1, GEMM_WGMMA_BITS_DIFFER = -2,
+       GEMM_WGMMA_REFUSED = -3, GEMM_WGMMA_OFF = -4 };
+cudaError_t gemm_wgmma_probe(int *answer, cudaStream_t s);
+const char *gemm_wgmma_probe_name(int answer);
 
 // Per row: q/k/v bias, q/k RMSNorm per head, RoPE at row_pos[r], then k and v written into the row's KV slot
 // (row_k[r], row_v[r], position row_pos[r]) as BF16 (qkv_rope.cu).

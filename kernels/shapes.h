@@ -15,6 +15,7 @@
 // decode grid (a CTA per 64 outputs and segment) has fewer than 2 CTAs for each of an H100's 132 SMs, keeping at
 // least 8 steps (128 k) a segment, at most 32 segments.
 #define GEMM_SPLIT_ROWS 64   // up to this many rows, the segments run in CTAs of their own (the decode grid)
+#define GEMM_WGMMA_ROWS 128  // from this many rows, the prefill GEMM on wgmma where the GPU allows (gemm_wgmma.cu)
 static inline int gemm_k_segments(int N, int K) {
     int blocks = (N + 63) / 64, steps = (K + 15) / 16, S = 1;
     while (blocks * S < 2 * 132 && S < 32 && steps >= 2 * S * 8) S *= 2;

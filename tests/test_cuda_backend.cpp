@@ -23,10 +23,10 @@ static std::mt19937 rng(7);
 
 // The tensor-parallel degree the CUDA models of the tests below load with (tests run again with 2).
 static int g_tp = 1;
-static int load_cuda(model *m, const char *dir, rp_err *err) {
+static int load_cuda(model *m, const char *dir, rp_err *err, int seqs = 0) {
     plan_shape shape;
     memset(&shape, 0, sizeof shape);
-    shape.tp = g_tp;
+    shape.tp = g_tp, shape.seqs = seqs;
     return model_load_planned(m, dir, "cuda", 0, &shape, 0, err);
 }
 static std::vector<float> randv(size_t n, float scale = 1) {
@@ -354,15 +354,17 @@ static void gemm_bf16_matches_reference_and_is_batch_invariant(void) {
         }
 }
 
-// The mma.sync GEMM (gemm_mma.cu): against a double-precision sum on odd and aligned shapes, one segment or many
-// (gemm_k_segments), the slow path (K not a multiple of 8) and the fast one; every row bit-identical alone and in
-// batches of the M list issue 29 names (the decode split up to 64 rows, the prefill tiling past it); the output's
-// columns split over three buffers exactly as in one; the workspace's counters left zero; no workspace refused.
+// The forward's GEMM (gemm_mma.cu, and gemm_wgmma.cu from GEMM_WGMMA_ROWS rows): against a double-precision sum on
+// odd and aligned shapes, one segment or many (gemm_k_segments), the slow path (K not a multiple of 8) and the fast
+// one; every row bit-identical alone (mma.sync's decode split) and in batches of the M list issue 29 names (the
+// split up to 64 rows, mma.sync's prefill tiles past it, wgmma's from 128 rows; 512 at one shape); the wgmma kernel
+// bit-identical to mma.sync's tiles (what gemm_wgmma_probe asks a GPU); the output's columns split over three
+// buffers exactly as in one; the workspace's counters left zero; no workspace refused.
 static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
-    const int Rmax = 129, Ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 65, 128, 129};
-    struct { int N, K; } shapes[] = {{67, 172}, {300, 520}, {67, 1024}, {200, 2048}};
+    const int Ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 65, 128, 129, 512};
+    struct { int N, K, Rmax; } shapes[] = {{67, 172, 129}, {300, 520, 512}, {67, 1024, 129}, {200, 2048, 129}};
     for (auto sh : shapes) {
-        int N = sh.N, K = sh.K, S = gemm_k_segments(N, K);
+        int N = sh.N, K = sh.K, S = gemm_k_segments(N, K), Rmax = sh.Rmax;
         std::vector<float> x = bf16_round(randv((size_t)Rmax * K)), w = bf16_round(randv((size_t)N * K, 0.5f));
         bf16 *dx = dev_bf16(x), *dw = dev_bf16(w);
         float *dout, *partial = nullptr;
@@ -371,7 +373,7 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
         cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16);
         cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
         cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned));
-        gemm_workspace ws = {partial, count};
+        gemm_workspace ws = {partial, count, GEMM_WGMMA_ON}, mma_only = {partial, count, 0};
         gemm_out one = {{dout}, {0}, 1};
         CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), Rmax, N, K, one, ws, 0) == cudaSuccess, "launch");
         std::vector<float> all = host(dout, (size_t)Rmax * N);
@@ -390,11 +392,20 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
         }
         int differ = 0;
         for (int M : Ms) {
+            if (M > Rmax) continue;
             CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), M, N, K, one, ws, 0) == cudaSuccess, "launch of %d rows", M);
             std::vector<float> got = host(dout, (size_t)M * N);
             for (int r = 0; r < M; r++) differ += memcmp(&got[(size_t)r * N], alone[r].data(), N * sizeof(float)) != 0;
         }
         CHECK(differ == 0, "N %d K %d (%d segments): %d rows differ between alone and a batch", N, K, S, differ);
+        if (gemm_wgmma_fits(dx, gemm_weight_bf16(dw), K)) {   // wgmma against mma.sync's tiles, at once
+            CHECK(launch_gemm_wgmma(dx, gemm_weight_bf16(dw), 129, N, K, S, one, 0) == cudaSuccess, "wgmma launch");
+            std::vector<float> by_wgmma = host(dout, (size_t)129 * N);
+            CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), 129, N, K, one, mma_only, 0) == cudaSuccess, "mma.sync launch");
+            CHECK(host(dout, (size_t)129 * N) == by_wgmma, "N %d K %d: wgmma's bits differ from mma.sync's", N, K);
+        } else
+            CHECK(launch_gemm_wgmma(dx, gemm_weight_bf16(dw), 129, N, K, S, one, 0) == cudaErrorInvalidValue,
+                  "N %d K %d: the wgmma kernel accepted K %% 8 != 0", N, K);
         if (S > 1) {   // the check can fail: K cut by the row count (bench's yardstick) changes the bits of a batch's rows
             CHECK(launch_gemm_mma_segments(dx, gemm_weight_bf16(dw), 100, N, K, 1, one, ws, 0) == cudaSuccess, "one segment");
             std::vector<float> got = host(dout, (size_t)100 * N);
@@ -419,7 +430,7 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
         std::vector<unsigned> left = host(count, gemm_workspace_counters(N));
         CHECK(std::count(left.begin(), left.end(), 0u) == (long)left.size(), "N %d K %d: counters not left zero", N, K);
         if (S > 1)
-            CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), 1, N, K, one, gemm_workspace{nullptr, nullptr}, 0) == cudaErrorInvalidValue,
+            CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), 1, N, K, one, gemm_workspace{nullptr, nullptr, 0}, 0) == cudaErrorInvalidValue,
                   "N %d K %d: a split launch without its workspace was accepted", N, K);
         CHECK(launch_gemm_mma(dx, gemm_weight{dw, (gemm_weight_type)(GEMM_WEIGHT_BF16 + 1), nullptr}, 1, N, K, one, ws, 0) ==
                   cudaErrorNotSupported, "a weight type the kernel does not know was accepted");
@@ -428,7 +439,8 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
 }
 
 // Batch invariance of the whole CUDA forward: a sequence's logits are bit-identical whether it runs alone or beside
-// 1, 7 or 40 others with other schedules and prompt lengths, through its prompt and 4 decode steps.
+// 1, 7 or 40 others with other schedules and prompt lengths, through its prompt and 4 decode steps (beside 40, its
+// prompt's GEMMs run on wgmma where the GPU passed gemm_wgmma_probe: the emulated one does).
 static void sequence_logits_do_not_depend_on_the_batch(void) {
     const char *names[4] = {"base", "rys:1,3", "rys:0,2", "0,2,1,3"};
     std::vector<float> alone;
@@ -436,7 +448,7 @@ static void sequence_logits_do_not_depend_on_the_batch(void) {
     for (int others : batches) {
         model m;
         rp_err err;
-        CHECK(load_cuda(&m, FIXTURES_DIR "/llama", &err) == 0, "%s", err.msg);
+        CHECK(load_cuda(&m, FIXTURES_DIR "/llama", &err, others + 1) == 0, "%s", err.msg);   // one window of rows
         int vocab = m.cfg.vocab_size, n = others + 1;
         std::vector<schedule> s(n);
         std::vector<sequence> seqs(n);
@@ -448,7 +460,7 @@ static void sequence_logits_do_not_depend_on_the_batch(void) {
             schedule_parse(&s[i], i ? names[i % 4] : "rys:1,3", m.cfg.n_layers, &err);
             sequence_init(&seqs[i], &m, &s[i], 40, &err);
             ptr[i] = &seqs[i];
-            int len = i ? 1 + (i * 5) % 11 : 9;
+            int len = i ? 1 + (i * 5) % 29 : 9;   // 40 others: layer executions of 128 rows and more (wgmma)
             for (int t = 0; t < len; t++) prompts[i].push_back(1 + (t * 7 + i * 13) % 90);
             feed[i] = prompts[i].data(), counts[i] = len;
         }

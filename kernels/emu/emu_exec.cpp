@@ -366,35 +366,39 @@ void run_wgmma(const wgmma_op &op) {
     unsigned lbo[2] = {(unsigned)((op.desc_a >> 16) & 0x3FFF) * 16, (unsigned)((op.desc_b >> 16) & 0x3FFF) * 16};
     unsigned sbo[2] = {(unsigned)((op.desc_a >> 32) & 0x3FFF) * 16, (unsigned)((op.desc_b >> 32) & 0x3FFF) * 16};
     int rows[2] = {64, op.n}, sw[2] = {wgmma_desc_swizzle(op.desc_a), wgmma_desc_swizzle(op.desc_b)};
-    std::vector<float> tile[2];
+    static thread_local std::vector<unsigned char> bytes[2];   // each operand's span, as the async proxy sees it
+    size_t phase[2];
     for (int o = 0; o < 2; o++) {
         // the swizzle pattern runs over the address (the descriptor's base offset field taken as 0): the start's
         // place within its repeat comes along
-        size_t phase = sw[o] ? (size_t)(reinterpret_cast<uintptr_t>(start[o]) % tma_swizzle_repeat(sw[o])) : 0;
-        const unsigned char *base = start[o] - phase;
-        std::vector<size_t> at((size_t)rows[o] * 16);
-        size_t end = 0;
+        phase[o] = sw[o] ? (size_t)(reinterpret_cast<uintptr_t>(start[o]) % tma_swizzle_repeat(sw[o])) : 0;
+        size_t end = 0;   // one past the operand's last byte (each row's k fall in two 16-byte chunks)
         for (int r = 0; r < rows[o]; r++)
-            for (int k = 0; k < 16; k++) {
-                at[(size_t)r * 16 + k] = tma_swizzled_offset(phase + wgmma_operand_offset(r, k, lbo[o], sbo[o], sw[o]), sw[o]);
-                end = std::max(end, at[(size_t)r * 16 + k] + 2);
-            }
-        std::vector<unsigned char> bytes(end);   // the operand's bytes, read once
-        async_proxy_read(bytes.data(), base, bytes.size());
-        tile[o].resize(at.size());
-        for (size_t i = 0; i < at.size(); i++) {
-            uint16_t v;
-            memcpy(&v, &bytes[at[i]], 2);
-            tile[o][i] = __uint_as_float((uint32_t)v << 16);
-        }
+            for (int k = 0; k < 16; k += 8)
+                end = std::max(end, tma_swizzled_offset(phase[o] + wgmma_operand_offset(r, k, lbo[o], sbo[o], sw[o]), sw[o]) + 16);
+        bytes[o].resize(end);
+        async_proxy_read(bytes[o].data(), start[o] - phase[o], end);
     }
+    // element (r, k) of operand o
+    auto at = [&](int o, int r, int k) {
+        uint16_t v;
+        memcpy(&v, &bytes[o][tma_swizzled_offset(phase[o] + wgmma_operand_offset(r, k, lbo[o], sbo[o], sw[o]), sw[o])], 2);
+        return __uint_as_float((uint32_t)v << 16);
+    };
     int t = current_thread() % 128, warp = t / 32, g = (t % 32) / 4, q = t % 4;
+    float a[2][16];   // this thread's two rows of A
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 16; k++) a[h][k] = at(0, 16 * warp + g + 8 * h, k);
     for (int j = 0; j < op.n / 8; j++)
-        for (int i = 0; i < 4; i++) {
-            int row = 16 * warp + g + 8 * (i / 2), col = 8 * j + 2 * q + i % 2;
-            float s = 0;
-            for (int k = 0; k < 16; k++) s += tile[0][(size_t)row * 16 + k] * tile[1][(size_t)col * 16 + k];
-            op.d[4 * j + i] = s + (op.accumulate ? op.d[4 * j + i] : 0.0f);
+        for (int c = 0; c < 2; c++) {
+            float b[16];   // column 8 j + 2 q + c of B
+            for (int k = 0; k < 16; k++) b[k] = at(1, 8 * j + 2 * q + c, k);
+            for (int h = 0; h < 2; h++) {
+                float s = 0;
+                for (int k = 0; k < 16; k++) s += a[h][k] * b[k];
+                float &d = op.d[4 * j + 2 * h + c];
+                d = s + (op.accumulate ? d : 0.0f);
+            }
         }
 }
 

@@ -233,5 +233,8 @@ static inline void wgmma_bf16_m64n8k16(float d[4], uint64_t desc_a, uint64_t des
 static inline void wgmma_bf16_m64n64k16(float d[32], uint64_t desc_a, uint64_t desc_b, int accumulate) {
     emu::wgmma_issue<64>(d, desc_a, desc_b, accumulate);
 }
+static inline void wgmma_bf16_m64n128k16(float d[64], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+    emu::wgmma_issue<128>(d, desc_a, desc_b, accumulate);
+}
 
 #endif

@@ -28,6 +28,9 @@ double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err);
 double backend_cuda_time_gemm(int R, int N, int K, int variant, rp_err *err);
 // The name of GEMM variant v, or NULL past the last.
 const char *backend_cuda_gemm_variant(int v);
+// What the forward's GEMM runs at prefill rows on the current GPU, in words (wgmma, or mma.sync and why); NULL with an
+// error where the GPU failed.
+const char *backend_cuda_gemm_prefill(rp_err *err);
 // One launch of GEMM variant `variant` at that shape, waited for (the emulation's counters see it); 0, or -1 with
 // an error.
 int backend_cuda_run_gemm(int R, int N, int K, int variant, rp_err *err);

@@ -81,6 +81,7 @@ int setup_ranks(cuda_backend *b, int tp, rp_err *err) {
         if (tp > 1) cuda_check_rank = r->rank;
         CUDA_CHECK(cudaSetDevice(r->device));
         CUDA_CHECK(cudaStreamCreate(&r->stream));
+        CUDA_CHECK(gemm_wgmma_probe(&r->gemm_ws.wgmma, r->stream));   // prefill on wgmma where it keeps the bits
         if (b->share_gpu) {
             CUDA_CHECK(cudaEventCreateWithFlags(&r->ready, cudaEventDisableTiming));
             CUDA_CHECK(cudaEventCreateWithFlags(&r->done, cudaEventDisableTiming));

@@ -42,16 +42,29 @@ extern "C" double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) {
     return s > 0 ? 2.0 * (double)bytes / s : 0;
 }
 
-// The GEMM variants bench compares: gemm_bf16.cu's (WMMA, the forward's before issue 29), then gemm_mma.cu's (mma.sync,
-// K segments by shape: the forward's), then the same kernel with K's segments chosen by the row count (no longer
-// batch-invariant: what invariance costs).
+// The GEMM variants bench compares: gemm_bf16.cu's (WMMA, the forward's before issue 29), then the forward's
+// (launch_gemm_mma: mma.sync, K segments by shape; wgmma from GEMM_WGMMA_ROWS rows where gemm_wgmma_probe allows),
+// then the same with K's segments chosen by the row count (no longer batch-invariant: what invariance costs), then
+// mma.sync alone at every row count (wgmma's yardstick).
 #define GEMM_MMA_VARIANT GEMM_BF16_VARIANTS
 #define GEMM_MMA_BY_ROWS_VARIANT (GEMM_BF16_VARIANTS + 1)
+#define GEMM_MMA_ONLY_VARIANT (GEMM_BF16_VARIANTS + 2)
 extern "C" const char *backend_cuda_gemm_variant(int v) {
-    if (v == GEMM_MMA_VARIANT) return "mma.sync, a 4-8-stage cp.async ring, K segments by the weight's shape (gemm_mma.cu)";
+    if (v == GEMM_MMA_VARIANT)
+        return "the forward's: mma.sync with a 4-8-stage cp.async ring (gemm_mma.cu), from 128 rows wgmma + TMA "
+               "(gemm_wgmma.cu) where the GPU gives mma.sync's bits; K segments by the weight's shape";
     if (v == GEMM_MMA_BY_ROWS_VARIANT)
         return "the same, K cut by the row count (one segment past 64 rows): not batch-invariant, the yardstick";
+    if (v == GEMM_MMA_ONLY_VARIANT) return "mma.sync alone at every row count (no wgmma)";
     return v >= 0 && v < GEMM_BF16_VARIANTS ? gemm_bf16_variant_name[v] : nullptr;
+}
+
+// What the forward's GEMM runs at prefill rows on the current GPU (gemm_wgmma_probe's answer, in words).
+extern "C" const char *backend_cuda_gemm_prefill(rp_err *err) {
+    int answer;
+    cudaError_t e = gemm_wgmma_probe(&answer, 0);
+    if (e != cudaSuccess) return rp_fail(err, "gemm probe: %s", cudaGetErrorString(e)), nullptr;
+    return gemm_wgmma_probe_name(answer);
 }
 
 // A GEMM's buffers on the device: X, `copies` copies of W (used in turn), the output and the mma variant's workspace.
@@ -77,11 +90,14 @@ struct gemm_buffers {
     cudaError_t launch(int R, int N, int K, int variant) {
         bf16 *wt = w + (turn++ % copies) * (size_t)N * K;
         gemm_out o{{out}, {0}, 1};
-        if (variant < 0 || variant == GEMM_MMA_VARIANT)   // the forward's GEMM
-            return launch_gemm_mma(x, gemm_weight_bf16(wt), R, N, K, o, gemm_workspace{partial, count}, 0);
+        int wgmma = 0;
+        if (variant != GEMM_MMA_ONLY_VARIANT && gemm_wgmma_probe(&wgmma, 0) != cudaSuccess) return cudaGetLastError();
+        gemm_workspace ws{partial, count, wgmma};
+        if (variant < 0 || variant == GEMM_MMA_VARIANT || variant == GEMM_MMA_ONLY_VARIANT)   // the forward's GEMM
+            return launch_gemm_mma(x, gemm_weight_bf16(wt), R, N, K, o, ws, 0);
         if (variant == GEMM_MMA_BY_ROWS_VARIANT)
             return launch_gemm_mma_segments(x, gemm_weight_bf16(wt), R, N, K, R > GEMM_SPLIT_ROWS ? 1 : gemm_k_segments(N, K), o,
-                                            gemm_workspace{partial, count}, 0);
+                                            ws, 0);
         return launch_gemm_bf16_variant(x, wt, R, N, K, out, variant, 0);
     }
 };
