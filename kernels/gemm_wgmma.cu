@@ -50,7 +50,9 @@ __global__ void __launch_bounds__(GW_THREADS, 1)
     // the warpgroup's index, as one warp-uniform value (a shuffle from lane 0), so that ptxas sees the consumers' wgmma
     // outside a divergent path (else it serialises them)
     const int steps = (K + 15) / 16, per_seg = (steps + S - 1) / S, wg = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0);
-    const int row0 = blockIdx.y * GW_ROWS, f0 = blockIdx.x * GW_FEATURES;
+    // rows vary fastest over the grid: the CTAs that share a weight tile run in one wave, so each weight byte comes
+    // from DRAM once and X (R x K, a few MB) stays in L2
+    const int row0 = blockIdx.x * GW_ROWS, f0 = blockIdx.y * GW_FEATURES;
     if (threadIdx.x == 0) {
         for (int i = 0; i < GW_STAGES; i++) mbar_init(&full[i], 1), mbar_init(&empty[i], 2);
         mbar_init_fence();
@@ -142,7 +144,8 @@ cudaError_t launch_gemm_wgmma(const bf16 *X, gemm_weight Wt, int R, int N, int K
     if (e == cudaSuccess) e = cudaFuncSetAttribute((const void *)gemm_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    (int)gw_smem_bytes);
     if (e != cudaSuccess) return e;
-    dim3 grid((N + GW_FEATURES - 1) / GW_FEATURES, (R + GW_ROWS - 1) / GW_ROWS);
+    dim3 grid((R + GW_ROWS - 1) / GW_ROWS, (N + GW_FEATURES - 1) / GW_FEATURES);
+    if (grid.y > 65535) return cudaErrorInvalidValue;
     return REPRISE_LAUNCH(gemm_wgmma_kernel, grid, dim3(GW_THREADS), gw_smem_bytes, s, mx, mw, R, N, K, S, out);
 }
 

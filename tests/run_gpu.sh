@@ -50,7 +50,12 @@ step build configure
 if [ -x "$build/reprise" ]; then
     B=$build/reprise
     # the CUDA backend's tests on the device: kernels against CPU references, whole forwards against the CPU backend
-    step gpu_tests "$build/tests/test_cuda_backend_gpu"
+    # (the note: what the forward's GEMM runs at prefill rows here - wgmma where its bits equal mma.sync's)
+    gpu_tests() {
+        "$build/tests/test_cuda_backend_gpu" || return 1
+        grep -o "gemm at prefill rows on this GPU.*" "$out/gpu_tests.log" >"$out/gpu_tests.note" || true
+    }
+    step gpu_tests gpu_tests
     # kernels/ptx.h's instructions on the device: mma.sync fragments, cp.async groups, the copy engine's boxes in each
     # swizzle mode as the emulation lays them, wgmma through its descriptors (an undocumented layout would show here
     # first), and whether mma.sync and wgmma give the same bits for the same sums (the note)

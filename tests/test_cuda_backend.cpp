@@ -438,6 +438,47 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
     }
 }
 
+// On a GPU (test_cuda_backend_gpu): every weight shape of bench_gpu's model (dim 2048, MLP 5632, 16 heads of 128, 4
+// KV heads, vocabulary 32000), each row of a 512-row X bit-identical alone and in batches of the M list,
+// through the forward's GEMM as this GPU runs it (wgmma from 128 rows where gemm_wgmma_probe allows; the answer is
+// printed). Under the emulation the odd shapes above take the same paths in minutes less.
+#ifdef REPRISE_REAL_CUDA
+static void gemm_rows_bit_identical_at_the_bench_shapes(void) {
+    int answer;
+    CHECK(gemm_wgmma_probe(&answer, 0) == cudaSuccess, "probe");
+    printf("  gemm at prefill rows on this GPU: %s\n", gemm_wgmma_probe_name(answer));
+    const int R = 512, Ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 65, 128, 129, 512};
+    struct { const char *name; int N, K; } shapes[] = {
+        {"qkv", 3072, 2048}, {"o", 2048, 2048}, {"gate|up", 11264, 2048}, {"down", 2048, 5632}, {"lm_head", 32000, 2048}};
+    for (auto sh : shapes) {
+        int N = sh.N, K = sh.K;
+        bf16 *dx = dev_bf16(bf16_round(randv((size_t)R * K))), *dw = dev_bf16(bf16_round(randv((size_t)N * K, 0.05f)));
+        float *dout, *partial;
+        unsigned *count;
+        cudaMalloc((void **)&dout, (size_t)R * N * sizeof(float));
+        cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16);
+        cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
+        cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned));
+        gemm_workspace ws = {partial, count, answer};
+        gemm_out one = {{dout}, {0}, 1};
+        std::vector<float> alone((size_t)R * N);
+        for (int r = 0; r < R; r++) {
+            CHECK(launch_gemm_mma(dx + (size_t)r * K, gemm_weight_bf16(dw), 1, N, K, one, ws, 0) == cudaSuccess, "one row");
+            cudaMemcpy(&alone[(size_t)r * N], dout, N * sizeof(float), cudaMemcpyDeviceToHost);
+        }
+        int differ = 0;
+        for (int M : Ms) {
+            CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), M, N, K, one, ws, 0) == cudaSuccess, "%d rows", M);
+            std::vector<float> got = host(dout, (size_t)M * N);
+            for (int r = 0; r < M; r++) differ += memcmp(&got[(size_t)r * N], &alone[(size_t)r * N], N * sizeof(float)) != 0;
+        }
+        CHECK(differ == 0, "%s (%d x %d): %d rows differ between alone and a batch", sh.name, N, K, differ);
+        printf("  %s (%d x %d): every row of the M list bit-identical to the row alone\n", sh.name, N, K);
+        cudaFree(dx), cudaFree(dw), cudaFree(dout), cudaFree(partial), cudaFree(count);
+    }
+}
+#endif
+
 // Batch invariance of the whole CUDA forward: a sequence's logits are bit-identical whether it runs alone or beside
 // 1, 7 or 40 others with other schedules and prompt lengths, through its prompt and 4 decode steps (beside 40, its
 // prompt's GEMMs run on wgmma where the GPU passed gemm_wgmma_probe: the emulated one does).
@@ -828,6 +869,9 @@ int main(void) {
     RUN(device_sampling_follows_the_cpu_rules);
     RUN(gemm_bf16_matches_reference_and_is_batch_invariant);
     RUN(gemm_mma_matches_reference_and_is_batch_invariant);
+#ifdef REPRISE_REAL_CUDA
+    RUN(gemm_rows_bit_identical_at_the_bench_shapes);   // a GPU's check: minutes under the emulation
+#endif
     RUN(sequence_logits_do_not_depend_on_the_batch);
     RUN(ubatch_windows_give_identical_logits_on_cuda);
     RUN(full_forward_matches_cpu_on_tiny_models);

@@ -11,6 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include "kernels/emu/emu_control.h"
+#include "kernels/kernels.h"
 #include "tests/test_util.h"
 extern "C" {
 #include "tools/bench/gpu_model.h"
@@ -160,6 +161,32 @@ static void async_pipeline_depth(void) {
           r[1]["async_peak"] / (128 * blocks));
 }
 
+// The copy engine's boxes as the model sees them: the prefill GEMM (kernels/gemm_wgmma.cu) at 128 x 128 x 512 loads
+// 8 stages of two 16 KB boxes; each box is one asynchronous request of 512 sectors (not one per row), issued by one
+// thread whose waits find up to the ring's 12 boxes in flight; and the wgmma FLOPs are the product's.
+static void bulk_copies_are_requests_of_the_copy_engine(void) {
+    std::vector<record> r = counted([] {
+        const int R = 128, N = 128, K = 512;
+        bf16 *x, *w;
+        float *out;
+        cudaMalloc((void **)&x, (size_t)R * K * sizeof(bf16)), cudaMalloc((void **)&w, (size_t)N * K * sizeof(bf16));
+        cudaMalloc((void **)&out, (size_t)R * N * sizeof(float));
+        cudaMemset(x, 0, (size_t)R * K * sizeof(bf16)), cudaMemset(w, 0, (size_t)N * K * sizeof(bf16));
+        launch_gemm_wgmma(x, gemm_weight_bf16(w), R, N, K, gemm_k_segments(N, K), gemm_out{{out}, {0}, 1}, 0);
+        cudaDeviceSynchronize();
+        cudaFree(x), cudaFree(w), cudaFree(out);
+    });
+    CHECK(r.size() == 1, "%zu counter lines", r.size());
+    if (r.size() != 1) return;
+    CHECK(r[0]["async_requests"] == 16 && r[0]["load_requests"] == 16 && r[0]["load_sectors"] == 16 * 512.0,
+          "%g async requests of %g loads, %g sectors (want 16 boxes of 512 sectors)", r[0]["async_requests"],
+          r[0]["load_requests"], r[0]["load_sectors"]);
+    CHECK(r[0]["async_threads"] == 1 && r[0]["async_peak"] >= 10 && r[0]["async_peak"] <= 13,
+          "%g threads waited with copies in flight, at most %g boxes (want the producer alone, 10-12 and its next)",
+          r[0]["async_threads"], r[0]["async_peak"]);
+    CHECK(r[0]["tensor_flops"] == 2.0 * 128 * 128 * 512, "%g tensor FLOPs", r[0]["tensor_flops"]);
+}
+
 // The speed model ranks the planted kernels at sizes past the caches, one CTA in 16 counted: the strided copy, the
 // copy in one CTA, 2-byte loads and the unpadded transpose each slower than their twin (by how much, a GPU says:
 // tests/run_gpu.sh times them; the ratios predicted are printed).
@@ -226,6 +253,7 @@ int main(void) {
     RUN(access_width);
     RUN(bank_conflicts);
     RUN(async_pipeline_depth);
+    RUN(bulk_copies_are_requests_of_the_copy_engine);
     RUN(the_model_ranks_them);
     return TEST_EXIT();
 }

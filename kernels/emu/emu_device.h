@@ -53,6 +53,8 @@ void perf_tensor(double flops);
 // with `outstanding` of them still in flight (how deep its pipeline is).
 void perf_async_load(const void *p, size_t bytes);
 void perf_async_wait(unsigned outstanding);
+// The perf_async_loads between perf_bulk(true) and perf_bulk(false) are one request (the rows of one bulk copy).
+void perf_bulk(bool open);
 
 // The running CUDA thread's asynchronous copies (cp.async, kernels/emu/emu_ptx.h): each holds the bytes it read at
 // issue until a wait completes its group; empty when the thread's block begins.
@@ -104,6 +106,7 @@ struct bulk_copy {
     unsigned char *dst;
     std::vector<unsigned char> data;
     uint64_t *bar;
+    int thread;   // the block's thread that issued it
 };
 // A bulk tensor copy out (shared to global memory): it reads its box when its thread's wait_group.read covers its
 // group (or when the block ends), through the async proxy's view.

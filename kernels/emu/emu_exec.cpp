@@ -261,6 +261,9 @@ void perf_async_load(const void *p, size_t bytes) {
 void perf_async_wait(unsigned outstanding) {
     if (perf) perf->async_wait(outstanding);
 }
+void perf_bulk(bool open) {
+    if (perf) perf->bulk(open);
+}
 void perf_tensor(double flops) {
     if (perf) perf->tensor(flops);
 }

@@ -44,6 +44,7 @@ struct perf_hooks {
     void (*access)(const void *p, size_t bytes, bool write, const void *pc);
     void (*async_load)(const void *p, size_t bytes, const void *pc);   // a cp.async read of global memory
     void (*async_wait)(unsigned outstanding);   // a thread waits with this many of its copies in flight
+    void (*bulk)(bool open);   // a bulk tensor copy's rows: async_loads between open and close are one request
     void (*tensor)(double flops);
     void (*quiet)(bool on);
 };

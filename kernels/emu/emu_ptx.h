@@ -148,6 +148,11 @@ static inline void mbar_init_fence() {
 static inline void mbar_arrive_expect_tx(uint64_t *bar, unsigned bytes) { emu::mbar_arrival(bar, bytes, "mbarrier.arrive.expect_tx"); }
 static inline void mbar_arrive(uint64_t *bar) { emu::mbar_arrival(bar, 0, "mbarrier.arrive"); }
 static inline void mbar_wait(uint64_t *bar, unsigned parity) {
+    {   // a producer's depth: the bulk copies it issued that are still in flight as it waits
+        unsigned mine = 0;
+        for (const emu::bulk_copy &c : emu::block_async().copies) mine += c.thread == emu::current_thread();
+        if (mine) emu::perf_async_wait(mine);
+    }
     for (long spins = 0;; spins++) {
         emu::block_async_state &st = emu::block_async();
         emu::mbarrier_state &b = emu::mbar_of(bar, "mbarrier.try_wait");
@@ -177,8 +182,9 @@ static inline void tma_load_2d(void *dst, const tma_map *map, int col, int row, 
     if (!b.fenced) emu::thread_fault("cp.async.bulk.tensor: its mbarrier was initialised without mbar_init_fence (the copy engine may not see it)");
     size_t row_box = (size_t)m.box[0] * m.elem_bytes;
     emu::bulk_copy c;
-    c.dst = static_cast<unsigned char *>(dst), c.bar = bar;
+    c.dst = static_cast<unsigned char *>(dst), c.bar = bar, c.thread = emu::current_thread();
     c.data.assign(row_box * m.box[1], 0);
+    emu::perf_bulk(true);   // the box's rows are one request of the copy engine
     for (unsigned r = 0; r < m.box[1]; r++) {
         long gr = (long)row + r;
         if (gr < 0 || gr >= (long)m.dim[1]) continue;   // zeros
@@ -194,6 +200,7 @@ static inline void tma_load_2d(void *dst, const tma_map *map, int col, int row, 
         }
         if (first >= 0) emu::perf_async_load(src + (size_t)first * m.elem_bytes, (size_t)(last - first + 1) * m.elem_bytes);
     }
+    emu::perf_bulk(false);
     emu::block_async().copies.push_back(std::move(c));
 }
 static inline void tma_store_2d(const tma_map *map, int col, int row, const void *src) {

@@ -79,7 +79,8 @@ void launch_list_free(launch_list *l) {
 //            resident to keep it busy (Little's law: bytes in flight / latency, each resident warp with its
 //            requests in flight, of their mean size, outstanding);
 //   l2       every sector requested, over L2's bandwidth (uncoalesced access costs here);
-//   tensor   FLOPs over the tensor cores' rate;
+//   tensor   FLOPs over the tensor cores' rate, of the SMs the grid occupies, wave after wave (a grid of 96 CTAs, one
+//            an SM, uses 96 of 132 SMs' tensor cores; 133 take two waves);
 //   smem     shared-memory wavefronts, one per clock on each SM the launch occupies;
 //   latency  each warp's requests, one round trip for each `in_flight` of them, wave after wave.
 // A warp's requests in flight: `in_flight` (the GPU's constant) for loads it waits on; for cp.async copies, the most
@@ -107,7 +108,8 @@ launch_prediction gpu_predict(const gpu_model *g, const sm_limits *sm, const ker
     p.launch = g->launch;
     p.dram = p.dram_bytes / reachable;
     p.l2 = sectors * 32 / g->l2_bandwidth;
-    p.tensor = p.flops / g->tensor_flops;
+    double per_sm = ceil(resident_ctas / sm->sms);   // CTAs sharing an SM's tensor cores in a full wave
+    p.tensor = c->ctas > 0 ? p.occ.waves * (p.flops / c->ctas) * per_sm / (g->tensor_flops / sm->sms) : 0;
     p.smem = c->shared_wavefronts * scale / (g->clock * fmin((double)c->ctas, sm->sms));
     double total_warps = (double)c->ctas * warps_per_cta;
     p.latency = p.occ.waves * (trips / total_warps) * g->latency;

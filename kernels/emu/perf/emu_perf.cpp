@@ -65,6 +65,8 @@ struct launch_state {
     std::vector<std::unordered_map<uint64_t, request>> warps;
     std::vector<char> quiet;   // per CUDA thread: its accesses are not counted (perf_quiet)
     std::vector<unsigned> async_peak;   // per CUDA thread: the most copies it had in flight at a wait (+1; 0: none)
+    std::vector<char> bulk_open;        // per CUDA thread: its async loads now are one bulk copy's rows...
+    std::vector<request *> bulk_req;    // ...joining this request (null until the first row)
     uintptr_t lo = 1, hi = 0;   // the device allocation of the last global access
     uintptr_t smem_lo = 0, smem_hi = 0, tls_lo = 0, tls_hi = 0;   // where shared memory is
 };
@@ -129,6 +131,8 @@ void block_begin(int threads) {
     L.next_access.assign(threads, {});
     L.quiet.assign(threads, 0);
     L.async_peak.assign(threads, 0);
+    L.bulk_open.assign(threads, 0);
+    L.bulk_req.assign(threads, nullptr);
     L.warps.assign((threads + 31) / 32, {});
 }
 
@@ -199,7 +203,11 @@ request *record(const void *p, size_t bytes, bool write, const void *pc) {
     bool global = a >= L.lo && a + bytes <= L.hi;
     if (!global && device_allocation(p, &L.lo, &L.hi)) global = a + bytes <= L.hi;
     if (!global && !(a >= L.smem_lo && a < L.smem_hi) && !(a >= L.tls_lo && a < L.tls_hi)) return nullptr;
-    request &r = L.warps[t / 32][(uint64_t)occurrence(L.next_access[t], pc) * 0x9e3779b97f4a7c15ull ^ reinterpret_cast<uintptr_t>(pc)];
+    bool bulk = L.bulk_open[t];
+    request &r = bulk && L.bulk_req[t] ? *L.bulk_req[t]
+                                       : L.warps[t / 32][(uint64_t)occurrence(L.next_access[t], pc) * 0x9e3779b97f4a7c15ull ^
+                                                         reinterpret_cast<uintptr_t>(pc)];
+    if (bulk) L.bulk_req[t] = &r;   // (an unordered_map's elements stay where they are)
     if (r.units.empty()) r.global = global, r.write = write, r.async = false;
     r.bytes += bytes;
     if (global) {
@@ -227,6 +235,12 @@ void async_wait(unsigned outstanding) {
     L.async_peak[t] = std::max(L.async_peak[t], outstanding + 1);
 }
 
+void bulk(bool open) {
+    int t = current_thread();
+    if (!L.active || t < 0 || t >= (int)L.bulk_open.size()) return;
+    L.bulk_open[t] = open, L.bulk_req[t] = nullptr;
+}
+
 void tensor(double flops) {
     if (L.active) L.c.tensor_flops += flops;
 }
@@ -236,7 +250,7 @@ void quiet(bool on) {   // per CUDA thread: its lanes run one after another, swi
     if (L.active && t >= 0 && t < (int)L.quiet.size()) L.quiet[t] = on;
 }
 
-perf_hooks hooks = {launch_begin, run_block, block_begin, block_end, launch_end, access, async_load, async_wait, tensor, quiet};
+perf_hooks hooks = {launch_begin, run_block, block_begin, block_end, launch_end, access, async_load, async_wait, bulk, tensor, quiet};
 
 // Linked in only by instrumented kernels (they call the __tsan_ functions below): installs the counters.
 struct install {
