@@ -134,7 +134,11 @@ struct block_async_state {
     std::vector<bulk_store> stores;
     std::vector<async_view> views;
     std::vector<const unsigned char *> desc_regions;   // wgmma descriptors' bases (below)
+    std::vector<std::pair<unsigned, unsigned>> warpgroup_meet;   // per warpgroup: threads arrived, generation
 };
+// Returns once all 128 threads of the running thread's warpgroup have called it (a .sync.aligned warpgroup
+// instruction: wgmma.wait_group); a warpgroup thread that has exited is reported, naming `what`.
+void warpgroup_sync(const char *what);
 block_async_state &block_async();
 // The async proxy's accesses to shared memory (above): a fence (every view refreshed from shared memory), a write by
 // the copy engine (shared memory and the views both), and a read (from the view that holds the range; a range read

@@ -410,6 +410,26 @@ void yield_thread() {
     to_scheduler();   // still RUNNABLE: the scheduler comes back to it after the others
 }
 
+void warpgroup_sync(const char *what) {
+    if (!F || !B) fatal("%s outside a kernel", what);
+    fiber *me = F;
+    size_t wg = (size_t)me->linear / 128;
+    int first = (int)wg * 128;
+    if (first + 128 > B->n) fault(me, "%s: the block's %d threads leave its warpgroup short of 128", what, B->n);
+    std::vector<std::pair<unsigned, unsigned>> &meet = B->async.warpgroup_meet;
+    if (meet.size() <= wg) meet.resize(wg + 1, {0u, 0u});
+    unsigned generation = meet[wg].second;
+    if (++meet[wg].first == 128) {   // the last to arrive lets the others go
+        meet[wg].first = 0, meet[wg].second++;
+        return;
+    }
+    while (B->async.warpgroup_meet[wg].second == generation) {
+        for (int i = first; i < first + 128; i++)
+            if ((*B->f)[i].state == DONE) fault(me, "%s: thread %d of its warpgroup has exited", what, i);
+        to_scheduler();
+    }
+}
+
 async_state &async_copies() {
     if (!F || !B) fatal("cp.async outside a kernel");
     return F->async;

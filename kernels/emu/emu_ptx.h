@@ -224,6 +224,9 @@ static inline void wgmma_commit() { emu::async_copies().wgmma_committed++; }
 template <int N> static inline void wgmma_wait() {
     emu::async_state &st = emu::async_copies();
     emu::land_if(st.wgmma, [&](const emu::wgmma_op &op) { return op.group < st.wgmma_committed - N; }, emu::run_wgmma);
+    // warpgroup-wide, as on a GPU: past the wait, the whole warpgroup's operations have read their shared memory (a
+    // thread that releases a stage then speaks for all 128)
+    emu::warpgroup_sync("wgmma.wait_group");
 }
 namespace emu {
 template <int N> static inline void wgmma_issue(float *d, uint64_t desc_a, uint64_t desc_b, int accumulate) {
