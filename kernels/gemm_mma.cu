@@ -177,7 +177,7 @@ cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N
     if (S < 1 || (R <= GEMM_SPLIT_ROWS && S > 1 && gemm_workspace_floats(N, K) < (size_t)S * GEMM_SPLIT_ROWS * N))
         return cudaErrorInvalidValue;   // more segments than the workspace holds partials for
     if (R >= GEMM_WGMMA_ROWS && ws.wgmma == GEMM_WGMMA_ON && gemm_wgmma_fits(X, Wt, K))
-        return launch_gemm_wgmma(X, Wt, R, N, K, S, out, s);   // the same rule on Hopper's warpgroup MMA
+        return launch_gemm_wgmma(X, Wt, R, N, K, S, out, 0, s);   // the same rule on Hopper's warpgroup MMA
     const bf16 *W = static_cast<const bf16 *>(Wt.data);
     if (R > GEMM_SPLIT_ROWS) return GM_LAUNCH(8, 4, false);
     if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;   // the split needs its workspace

@@ -61,12 +61,14 @@ cudaError_t launch_gemm_mma(const bf16 *X, gemm_weight W, int R, int N, int K, g
 cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight W, int R, int N, int K, int segments, gemm_out out,
                                      gemm_workspace ws, cudaStream_t s);
 
-// The prefill GEMM on sm_90a (gemm_wgmma.cu): warp-specialised, TMA into a ring of 128-byte-swizzled stages, wgmma
-// m64n128k16, a CTA per 128 rows x 128 outputs; K cut into `segments` (the forward: gemm_k_segments(N, K)) summed by
-// gemm_mma.cu's rule. Needs K % 8 == 0 and 16-byte aligned X and W (gemm_wgmma_fits); cudaErrorInvalidValue
-// otherwise. launch_gemm_mma runs it for GEMM_WGMMA_ROWS rows and more when the workspace says GEMM_WGMMA_ON.
+// The prefill GEMM on sm_90a (gemm_wgmma.cu): warp-specialised, TMA into a ring of 128-byte-swizzled stages, wgmma,
+// a CTA per 128 rows x `tile` outputs (128, or 64; 0: 128 where that fills the GPU's SMs, else 64); K cut into
+// `segments` (the forward: gemm_k_segments(N, K)) summed by gemm_mma.cu's rule. Needs K % 8 == 0 and 16-byte aligned
+// X and W (gemm_wgmma_fits); cudaErrorInvalidValue otherwise. launch_gemm_mma runs it (tile 0) for GEMM_WGMMA_ROWS
+// rows and more when the workspace says GEMM_WGMMA_ON.
 bool gemm_wgmma_fits(const bf16 *X, gemm_weight W, int K);
-cudaError_t launch_gemm_wgmma(const bf16 *X, gemm_weight W, int R, int N, int K, int segments, gemm_out out, cudaStream_t s);
+cudaError_t launch_gemm_wgmma(const bf16 *X, gemm_weight W, int R, int N, int K, int segments, gemm_out out, int tile,
+                              cudaStream_t s);
 // Whether the forward may run it on the current GPU: an sm_90 GPU, a binary with sm_90a code, and the same product
 // through mma.sync and wgmma bit for bit (nothing documents that the two families sum a k-step alike; batch
 // invariance needs it). *answer is one of these; cudaSuccess unless the GPU failed.

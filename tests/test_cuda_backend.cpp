@@ -398,13 +398,15 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
             for (int r = 0; r < M; r++) differ += memcmp(&got[(size_t)r * N], alone[r].data(), N * sizeof(float)) != 0;
         }
         CHECK(differ == 0, "N %d K %d (%d segments): %d rows differ between alone and a batch", N, K, S, differ);
-        if (gemm_wgmma_fits(dx, gemm_weight_bf16(dw), K)) {   // wgmma against mma.sync's tiles, at once
-            CHECK(launch_gemm_wgmma(dx, gemm_weight_bf16(dw), 129, N, K, S, one, 0) == cudaSuccess, "wgmma launch");
-            std::vector<float> by_wgmma = host(dout, (size_t)129 * N);
+        if (gemm_wgmma_fits(dx, gemm_weight_bf16(dw), K)) {   // wgmma's two tile widths against mma.sync's tiles
             CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), 129, N, K, one, mma_only, 0) == cudaSuccess, "mma.sync launch");
-            CHECK(host(dout, (size_t)129 * N) == by_wgmma, "N %d K %d: wgmma's bits differ from mma.sync's", N, K);
+            std::vector<float> by_mma = host(dout, (size_t)129 * N);
+            for (int tile : {64, 128}) {
+                CHECK(launch_gemm_wgmma(dx, gemm_weight_bf16(dw), 129, N, K, S, one, tile, 0) == cudaSuccess, "wgmma launch");
+                CHECK(host(dout, (size_t)129 * N) == by_mma, "N %d K %d: wgmma's bits (%d-wide tiles) differ from mma.sync's", N, K, tile);
+            }
         } else
-            CHECK(launch_gemm_wgmma(dx, gemm_weight_bf16(dw), 129, N, K, S, one, 0) == cudaErrorInvalidValue,
+            CHECK(launch_gemm_wgmma(dx, gemm_weight_bf16(dw), 129, N, K, S, one, 0, 0) == cudaErrorInvalidValue,
                   "N %d K %d: the wgmma kernel accepted K %% 8 != 0", N, K);
         if (S > 1) {   // the check can fail: K cut by the row count (bench's yardstick) changes the bits of a batch's rows
             CHECK(launch_gemm_mma_segments(dx, gemm_weight_bf16(dw), 100, N, K, 1, one, ws, 0) == cudaSuccess, "one segment");
