@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/tensor_parallel.h"
+#include "kernels/shapes.h"
 #include "loader/weights.h"
 
 int kv_dtype_parse(const char *text, kv_dtype *out) {
@@ -79,6 +80,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_CANDIDATES] = (1 + tp) * L * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
     size_t decode_rows = (size_t)s.seqs > PLAN_GRAPH_ROWS ? (size_t)s.seqs : PLAN_GRAPH_ROWS;
     b[BUF_PARTIAL] = decode_rows * sh.n_heads * splits * (c->head_dim + 2) * f;
+    b[BUF_ATT_COUNT] = attention_counters((int)decode_rows, sh.n_heads) * sizeof(unsigned);
     size_t gemm_floats, gemm_counters;
     gemm_workspace(c, &sh, &gemm_floats, &gemm_counters);
     b[BUF_GEMM_PARTIAL] = gemm_floats * f;

@@ -56,6 +56,7 @@ typedef enum {
     BUF_SAMPLE_SCRATCH,                // (logit_rows, vocab / tp) bytes: the sampler's taken-marks
     BUF_CANDIDATES,                    // (1 + tp, logit_rows) candidate rows: this GPU's, and every GPU's gathered
     BUF_PARTIAL,                       // (seqs, n_heads / tp, ctx / ATTENTION_CHUNK, head_dim + 2): split-KV partials
+    BUF_ATT_COUNT,                     // (seqs, n_heads / tp) unsigned: the splits' counters (zeroed once)
     BUF_GEMM_PARTIAL,                  // the GEMM's K-segment partials: the most gemm_workspace_floats of a weight
     BUF_GEMM_COUNT,                    // its per-feature-block counters (unsigned, zeroed once)
     BUF_ROPE,                          // (head_dim / 2) RoPE inverse frequencies

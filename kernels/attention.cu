@@ -1,121 +1,184 @@
-// Split-KV (flash-decoding) attention: each row's query attends causally to positions 0..pos of its KV slot.
-// Pass 1: one block of 8 warps per (row, head, split of `chunk` positions). Warp w takes positions t0 + w, t0 + w + 8,
-// ... four at a time - four independent dot products (lanes splitting head_dim, warp reductions interleaved), so
-// four loads are in flight where a position-at-a-time loop waits on each - with an online softmax: running max m,
-// running sum l, and the output accumulated with rescaling. The 8 warps' states then merge in warp order in shared
-// memory into the split's (m, l, acc). Pass 2: one warp per (row, head) merges the splits:
-// out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M). GQA: query head h reads key/value head h / (heads / kv).
-// Which positions a warp and a split take depends on `chunk` alone, never on the rows beside it or the grid's size
-// (splits past a row's length are empty), so the result is batch-invariant.
+// Decode attention in one kernel (split-KV, flash-decoding): each row's query heads attend causally to positions
+// 0..pos of its KV slot.
+// Grid: (row, head group, split of `chunk` positions). A head group is `gs` query heads of one GQA group (the whole
+// group, or an equal part of it when it has more than ATT_GROUP heads), so each K/V row a CTA reads serves all of
+// them. A split past the row's length (read from device memory: a replayed graph covers the current length) exits at
+// once. Within a split, a lane holds 8 dimensions of a position (16-byte loads; hd / 8 lanes a position, rounded up
+// to a power of two: `lanes`), so a warp reads 32 / lanes positions at a time; the block's 8 x 32 / lanes position
+// slots take positions t0 + slot, t0 + slot + slots, ..., ATT_LOADS of them a lane at once, each slot with its own
+// online softmax (running max m, sum l, output acc, rescaled) per head. The slots' states then merge in slot order
+// into the split's (M, L, acc), written to `partial`; the last CTA of the (row, head group) to finish (a counter)
+// merges the splits in split order - out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M) - and resets the counter.
+// Which positions a slot and a split take depends on `chunk` and the head size alone, never on the rows beside it or
+// the grid's size, so the result is batch-invariant.
+#include <stdint.h>
+
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
 
 #define MAX_HEAD_DIM 256
 #define ATT_WARPS 8   // warps per split
-#define ATT_UNROLL 4  // positions a warp scores together
+#define ATT_GROUP 4   // most query heads a CTA serves
+#define ATT_LOADS 2   // positions a lane loads at once (keys and values)
 
-__global__ void attention_partial_kernel(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v,
-                                         int n_heads, int n_kv_heads, int hd, int chunk, float *partial) {
-    __shared__ float warp_ml[ATT_WARPS][2];
-    __shared__ float warp_acc[ATT_WARPS][MAX_HEAD_DIM];
-    int r = blockIdx.x, h = blockIdx.y, split = blockIdx.z, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    int n_splits = gridDim.z, kvd = n_kv_heads * hd, kvh = h / (n_heads / n_kv_heads), len = row_pos[r] + 1;
-    int t0 = split * chunk, t1 = min(t0 + chunk, len);
-    const float *qh = q + ((size_t)r * n_heads + h) * hd;
-    const bf16 *K = row_k[r] + kvh * hd, *V = row_v[r] + kvh * hd;
-    float scale = rsqrtf((float)hd), m = -INFINITY, l = 0, acc[MAX_HEAD_DIM / 32], qr[MAX_HEAD_DIM / 32];
-    REPRISE_UNROLL
-    for (int j = 0; j < MAX_HEAD_DIM / 32; j++) acc[j] = 0, qr[j] = lane + 32 * j < hd ? qh[lane + 32 * j] : 0.0f;
-    for (int tb = t0 + warp * ATT_UNROLL; tb < t1; tb += ATT_WARPS * ATT_UNROLL) {
-        float s[ATT_UNROLL], vv[ATT_UNROLL][MAX_HEAD_DIM / 32];
-        REPRISE_UNROLL
-        for (int u = 0; u < ATT_UNROLL; u++) {   // the values are loaded with the keys: one round trip, not two
-            s[u] = 0;
-            REPRISE_UNROLL
-            for (int j = 0; j < MAX_HEAD_DIM / 32; j++) vv[u][j] = 0;
-            if (tb + u < t1) {
-                const bf16 *kt = K + (size_t)(tb + u) * kvd, *vt = V + (size_t)(tb + u) * kvd;
-                REPRISE_UNROLL
-                for (int j = 0; j < MAX_HEAD_DIM / 32; j++)
-                    if (lane + 32 * j < hd) {
-                        s[u] += qr[j] * __bfloat162float(kt[lane + 32 * j]);
-                        vv[u][j] = __bfloat162float(vt[lane + 32 * j]);
-                    }
-            }
-        }
-        REPRISE_UNROLL
-        for (int o = 16; o > 0; o >>= 1)
-            REPRISE_UNROLL
-            for (int u = 0; u < ATT_UNROLL; u++) s[u] += __shfl_xor_sync(0xffffffffu, s[u], o);
-        float m_new = m;
-        REPRISE_UNROLL
-        for (int u = 0; u < ATT_UNROLL; u++) {
-            s[u] = tb + u < t1 ? s[u] * scale : -INFINITY;
-            m_new = fmaxf(m_new, s[u]);
-        }
-        float correction = __expf(m - m_new), p[ATT_UNROLL];
-        l *= correction;
-        REPRISE_UNROLL
-        for (int u = 0; u < ATT_UNROLL; u++) p[u] = tb + u < t1 ? __expf(s[u] - m_new) : 0.0f, l += p[u];
-        REPRISE_UNROLL
-        for (int j = 0; j < MAX_HEAD_DIM / 32; j++) {
-            if (lane + 32 * j >= hd) continue;
-            float a = acc[j] * correction;
-            REPRISE_UNROLL
-            for (int u = 0; u < ATT_UNROLL; u++)
-                if (tb + u < t1) a += p[u] * vv[u][j];
-            acc[j] = a;
-        }
-        m = m_new;
-    }
-    // the warps' states, merged in warp order
-    if (lane == 0) warp_ml[warp][0] = m, warp_ml[warp][1] = l;
-    REPRISE_UNROLL
-    for (int j = 0; j < MAX_HEAD_DIM / 32; j++)
-        if (lane + 32 * j < hd) warp_acc[warp][lane + 32 * j] = acc[j];
-    __syncthreads();
-    float M = -INFINITY, L = 0;
-    for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, warp_ml[w][0]);
-    for (int w = 0; w < ATT_WARPS; w++)
-        if (warp_ml[w][0] > -INFINITY) L += warp_ml[w][1] * __expf(warp_ml[w][0] - M);
-    float *out = partial + (((size_t)r * n_heads + h) * n_splits + split) * (hd + 2);
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float a = 0;
-        for (int w = 0; w < ATT_WARPS; w++)
-            if (warp_ml[w][0] > -INFINITY) a += warp_acc[w][i] * __expf(warp_ml[w][0] - M);
-        out[i] = a;
-    }
-    if (threadIdx.x == 0) out[hd] = M, out[hd + 1] = L;
+// Lanes that hold one position: its 16-byte chunks (hd / 8), rounded up to a power of two.
+__host__ __device__ static inline int att_lanes(int hd) {
+    int chunks = (hd + 7) / 8, lanes = 1;
+    while (lanes < chunks) lanes *= 2;
+    return lanes;
 }
 
-__global__ void attention_merge_kernel(const float *partial, int n_heads, int hd, int n_splits, float *out) {
-    int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
-    const float *p = partial + ((size_t)r * n_heads + h) * n_splits * (hd + 2);
-    float M = -INFINITY;
-    for (int s = 0; s < n_splits; s++) M = fmaxf(M, p[s * (hd + 2) + hd]);
-    float denom = 0;
-    for (int s = 0; s < n_splits; s++) {
-        float ms = p[s * (hd + 2) + hd];
-        if (ms > -INFINITY) denom += p[s * (hd + 2) + hd + 1] * __expf(ms - M);
+// 8 elements of a BF16 row from element `at` (zeros past hd): one 16-byte load where the row allows it.
+__device__ static inline void att_load8(const bf16 *row, int at, int hd, bool wide, float v[8]) {
+    if (wide && at + 8 <= hd) {
+        uint4 raw = *reinterpret_cast<const uint4 *>(row + at);
+        uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+REPRISE_UNROLL
+        for (int e = 0; e < 8; e++) v[e] = __uint_as_float((w[e / 2] >> (16 * (e % 2)) & 0xffffu) << 16);
+    } else {
+REPRISE_UNROLL
+        for (int e = 0; e < 8; e++) v[e] = at + e < hd ? __bfloat162float(row[at + e]) : 0.0f;
     }
-    float *o = out + ((size_t)r * n_heads + h) * hd;
-    for (int i = lane; i < hd; i += 32) {
-        float num = 0;
-        for (int s = 0; s < n_splits; s++) {
-            float ms = p[s * (hd + 2) + hd];
-            if (ms > -INFINITY) num += p[s * (hd + 2) + i] * __expf(ms - M);
+}
+
+__global__ void __launch_bounds__(32 * ATT_WARPS, 2)
+    attention_decode_kernel(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int n_heads,
+                            int n_kv_heads, int hd, int gs, int chunk, float *partial, unsigned *count, float *out) {
+    // each slot's (m, l) and acc per head: slots x gs x (lanes x 8) floats, at most 8 x 32 x 4 x 8 (32 KB)
+    __shared__ float slot_ml[ATT_WARPS * 32 * ATT_GROUP][2];
+    __shared__ float slot_acc[ATT_WARPS * 32 * ATT_GROUP * 8];
+    __shared__ bool last;
+    const int r = blockIdx.x, hg = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
+    const int h0 = hg * gs, kvh = h0 / (n_heads / n_kv_heads), len = row_pos[r] + 1, active = (len + chunk - 1) / chunk;
+    if (split >= active) return;   // past the row's length: no work, not counted
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, lanes = att_lanes(hd), per_warp = 32 / lanes;
+    const int sub = lane / lanes, at = 8 * (lane % lanes), slot = warp * per_warp + sub, slots = ATT_WARPS * per_warp;
+    const int kvd = n_kv_heads * hd, t0 = split * chunk, t1 = min(t0 + chunk, len);
+    const bf16 *K = row_k[r] + (size_t)kvh * hd, *V = row_v[r] + (size_t)kvh * hd;
+    const bool wide = hd % 8 == 0 && reinterpret_cast<uintptr_t>(K) % 16 == 0 && reinterpret_cast<uintptr_t>(V) % 16 == 0;
+    const float scale = rsqrtf((float)hd);
+    float qv[ATT_GROUP][8], acc[ATT_GROUP][8], m[ATT_GROUP], l[ATT_GROUP];
+REPRISE_UNROLL
+    for (int g = 0; g < ATT_GROUP; g++) {
+REPRISE_UNROLL
+        for (int e = 0; e < 8; e++) {
+            qv[g][e] = g < gs && at + e < hd ? q[((size_t)r * n_heads + h0 + g) * hd + at + e] : 0.0f;
+            acc[g][e] = 0.0f;
         }
-        o[i] = num / denom;
+        m[g] = -INFINITY, l[g] = 0.0f;
     }
+    // the warp's loop runs while its first slot has positions left (uniform, for the shuffles); a lane past t1 idles
+    for (int tb = t0 + warp * per_warp; tb < t1; tb += ATT_LOADS * slots) {
+        float kk[ATT_LOADS][8], vv[ATT_LOADS][8], s[ATT_LOADS][ATT_GROUP];
+        bool valid[ATT_LOADS];
+REPRISE_UNROLL
+        for (int u = 0; u < ATT_LOADS; u++) {   // keys and values together: one round trip
+            int t = t0 + slot + (tb - t0 - warp * per_warp) + u * slots;
+            valid[u] = t < t1 && at < hd;
+            if (valid[u]) {
+                att_load8(K + (size_t)t * kvd, at, hd, wide, kk[u]);
+                att_load8(V + (size_t)t * kvd, at, hd, wide, vv[u]);
+            } else {
+REPRISE_UNROLL
+                for (int e = 0; e < 8; e++) kk[u][e] = vv[u][e] = 0.0f;
+            }
+REPRISE_UNROLL
+            for (int g = 0; g < ATT_GROUP; g++) {
+                float d = 0.0f;
+REPRISE_UNROLL
+                for (int e = 0; e < 8; e++) d += qv[g][e] * kk[u][e];
+                s[u][g] = d;
+            }
+            valid[u] = t < t1;
+        }
+        // each position's dot products summed over its lanes (xor within aligned groups of `lanes`)
+        for (int o = lanes / 2; o > 0; o >>= 1)
+REPRISE_UNROLL
+            for (int u = 0; u < ATT_LOADS; u++)
+REPRISE_UNROLL
+                for (int g = 0; g < ATT_GROUP; g++) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
+REPRISE_UNROLL
+        for (int g = 0; g < ATT_GROUP; g++) {
+            float m_new = m[g], p[ATT_LOADS];
+REPRISE_UNROLL
+            for (int u = 0; u < ATT_LOADS; u++) m_new = valid[u] ? fmaxf(m_new, s[u][g] * scale) : m_new;
+            if (m_new == -INFINITY) continue;   // nothing valid yet for this slot
+            float correction = __expf(m[g] - m_new);
+            l[g] *= correction;
+REPRISE_UNROLL
+            for (int u = 0; u < ATT_LOADS; u++) p[u] = valid[u] ? __expf(s[u][g] * scale - m_new) : 0.0f, l[g] += p[u];
+REPRISE_UNROLL
+            for (int e = 0; e < 8; e++) {
+                float a = acc[g][e] * correction;
+REPRISE_UNROLL
+                for (int u = 0; u < ATT_LOADS; u++) a += p[u] * vv[u][e];
+                acc[g][e] = a;
+            }
+            m[g] = m_new;
+        }
+    }
+    // the slots' states, merged in slot order into the split's
+REPRISE_UNROLL
+    for (int g = 0; g < ATT_GROUP; g++) {
+        if (g >= gs) break;
+        if (lane % lanes == 0) slot_ml[slot * gs + g][0] = m[g], slot_ml[slot * gs + g][1] = l[g];
+REPRISE_UNROLL
+        for (int e = 0; e < 8; e++) slot_acc[((size_t)(slot * gs + g) * lanes * 8) + at + e] = acc[g][e];
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < gs * hd; idx += blockDim.x) {
+        int g = idx / hd, i = idx % hd;
+        float M = -INFINITY, L = 0.0f, a = 0.0f;
+        for (int sl = 0; sl < slots; sl++) M = fmaxf(M, slot_ml[sl * gs + g][0]);
+        for (int sl = 0; sl < slots; sl++) {
+            float ms = slot_ml[sl * gs + g][0];
+            if (ms == -INFINITY) continue;
+            float w = __expf(ms - M);
+            L += slot_ml[sl * gs + g][1] * w;
+            a += slot_acc[(size_t)(sl * gs + g) * lanes * 8 + i] * w;
+        }
+        float *p = partial + (((size_t)r * n_heads + h0 + g) * n_splits + split) * (hd + 2);
+        p[i] = a;
+        if (i == 0) p[hd] = M, p[hd + 1] = L;
+    }
+    __threadfence();   // the split's partial is visible device-wide before the counter says so
+    __syncthreads();
+    unsigned *counter = &count[(size_t)r * gridDim.y + hg];
+    if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == (unsigned)active - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int idx = threadIdx.x; idx < gs * hd; idx += blockDim.x) {   // the splits, merged in split order
+        int g = idx / hd, i = idx % hd;
+        const float *p = partial + ((size_t)r * n_heads + h0 + g) * n_splits * (hd + 2);
+        float M = -INFINITY, denom = 0.0f, num = 0.0f;
+        for (int sp = 0; sp < active; sp++) M = fmaxf(M, __ldcg(&p[sp * (hd + 2) + hd]));
+        for (int sp = 0; sp < active; sp++) {
+            float ms = __ldcg(&p[sp * (hd + 2) + hd]);
+            if (ms == -INFINITY) continue;
+            float w = __expf(ms - M);
+            denom += __ldcg(&p[sp * (hd + 2) + hd + 1]) * w;
+            num += __ldcg(&p[sp * (hd + 2) + i]) * w;
+        }
+        out[((size_t)r * n_heads + h0 + g) * hd + i] = num / denom;
+    }
+    if (threadIdx.x == 0) *counter = 0;   // ready for the next launch
+}
+
+// The query heads a CTA serves: the largest divisor of the GQA group's size up to ATT_GROUP.
+static int att_heads_per_cta(int n_heads, int n_kv_heads) {
+    int group = n_heads / n_kv_heads, gs = ATT_GROUP < group ? ATT_GROUP : group;
+    while (group % gs) gs--;
+    return gs;
 }
 
 cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
-                             float *out, cudaStream_t s) {
-    if (head_dim > MAX_HEAD_DIM) return cudaErrorInvalidValue;
-    cudaError_t e = REPRISE_LAUNCH(attention_partial_kernel, dim3(rows, n_heads, n_splits), dim3(32 * ATT_WARPS), 0, s, q, row_pos,
-                                   row_k, row_v, n_heads, n_kv_heads, head_dim, chunk, partial);
-    if (e != cudaSuccess) return e;
-    return REPRISE_LAUNCH(attention_merge_kernel, dim3(rows, n_heads), dim3(32), 0, s, (const float *)partial, n_heads,
-                          head_dim, n_splits, out);
+                             unsigned *count, float *out, cudaStream_t s) {
+    if (head_dim < 1 || head_dim > MAX_HEAD_DIM || n_kv_heads < 1 || n_heads % n_kv_heads || n_splits < 1 || chunk < 1)
+        return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    int gs = att_heads_per_cta(n_heads, n_kv_heads);
+    return REPRISE_LAUNCH(attention_decode_kernel, dim3(rows, n_heads / gs, n_splits), dim3(32 * ATT_WARPS), 0, s, q, row_pos,
+                          row_k, row_v, n_heads, n_kv_heads, head_dim, gs, chunk, partial, count, out);
 }

@@ -84,11 +84,14 @@ cudaError_t launch_qkv_rope(float *q, float *k, const float *v, const bf16 *bq, 
                             bf16 *const *row_k, bf16 *const *row_v, int rows, int n_heads, int n_kv_heads, int head_dim,
                             float eps, cudaStream_t s);
 
-// Causal attention of each row's query over positions 0..row_pos[r] of its KV slot, split over n_splits chunks
-// whose partial (max, sum, output) are merged (attention.cu). partial: rows * n_heads * n_splits * (head_dim + 2).
+// Causal attention of each row's query over positions 0..row_pos[r] of its KV slot, in one kernel (attention.cu):
+// n_splits chunks of `chunk` positions (those past a row's length do nothing), each CTA serving the query heads of
+// one GQA group that share its K/V reads; the splits' partial (max, sum, output) merged in split order by the last
+// CTA to finish. partial: rows * n_heads * n_splits * (head_dim + 2) floats; count: attention_counters(rows,
+// n_heads) counters (shapes.h), zero before the first launch (each launch leaves them zero).
 cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
-                             float *out, cudaStream_t s);
+                             unsigned *count, float *out, cudaStream_t s);
 
 // Causal attention of one sequence's n_rows new queries (positions pos0..) over its KV slot (positions 0..),
 // tiled: a K/V tile in shared memory serves 16 queries (attention_prefill.cu).

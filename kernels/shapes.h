@@ -29,4 +29,8 @@ static inline size_t gemm_workspace_floats(int N, int K) {
 }
 static inline size_t gemm_workspace_counters(int N) { return (size_t)(N + 63) / 64; }
 
+// Decode attention (attention.cu): one counter per row and head at most (its CTAs serve a head group each), zero
+// before the first launch; each launch leaves them zero.
+static inline size_t attention_counters(int rows, int n_heads) { return (size_t)rows * (size_t)n_heads; }
+
 #endif

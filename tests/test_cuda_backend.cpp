@@ -82,7 +82,7 @@ static void rmsnorm_with_residual_matches_reference(void) {
 
 // q/k/v bias, q/k norm, RoPE, KV append; then attention over the appended keys, against naive references.
 static void rope_append_attention_and_attention_prefill_match_reference(void) {
-    struct { int heads, kv_heads, hd, len; } cases[] = {{4, 4, 64, 5}, {8, 2, 128, 300}, {7, 1, 64, 257}, {8, 4, 8, 33}};
+    struct { int heads, kv_heads, hd, len; } cases[] = {{4, 4, 64, 5}, {8, 2, 128, 300}, {7, 1, 64, 257}, {8, 4, 8, 33}, {16, 2, 256, 140}, {6, 2, 80, 40}};
     for (auto cs : cases) {
         int qd = cs.heads * cs.hd, kvd = cs.kv_heads * cs.hd, L = cs.len, half = cs.hd / 2;
         std::vector<float> inv(half);
@@ -128,7 +128,15 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
         int splits = (L + chunk - 1) / chunk;
         cudaMalloc((void **)&att, L * qd * sizeof(float));
         cudaMalloc((void **)&partial, (size_t)L * cs.heads * splits * (cs.hd + 2) * sizeof(float));
-        CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, att, 0) == cudaSuccess, "attention");
+        unsigned *count;
+        cudaMalloc((void **)&count, attention_counters(L, cs.heads) * sizeof(unsigned));
+        cudaMemset(count, 0, attention_counters(L, cs.heads) * sizeof(unsigned));
+        CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, 0) == cudaSuccess,
+              "attention");
+        std::vector<unsigned> left = host(count, attention_counters(L, cs.heads));
+        CHECK(std::count(left.begin(), left.end(), 0u) == (long)left.size(), "heads %d/%d hd %d: attention's counters not left zero",
+              cs.heads, cs.kv_heads, cs.hd);
+        cudaFree(count);
         std::vector<float> got = host(att, L * qd), qf = host(dq, L * qd), want(L * qd);
         for (int t = 0; t < L; t++)
             for (int h = 0; h < cs.heads; h++) {

@@ -185,6 +185,9 @@ static void bulk_copies_are_requests_of_the_copy_engine(void) {
           "%g threads waited with copies in flight, at most %g boxes (want the producer alone, 10-12 and its next)",
           r[0]["async_threads"], r[0]["async_peak"]);
     CHECK(r[0]["tensor_flops"] == 2.0 * 128 * 128 * 512, "%g tensor FLOPs", r[0]["tensor_flops"]);
+    // the footprint: X and W (128 KB each) and the output (64 KB), each sector once
+    CHECK(r[0]["span_sectors"] == 10240 && r[0]["dram_sectors"] == 10240, "footprint %g sectors, %g distinct (want 10240)",
+          r[0]["span_sectors"], r[0]["dram_sectors"]);
 }
 
 // The speed model ranks the planted kernels at sizes past the caches, one CTA in 16 counted: the strided copy, the

@@ -60,7 +60,7 @@ int launch_list_read(launch_list *out, const char *path, rp_err *err) {
         c->shared_requests = num(j, "shared_requests"), c->shared_wavefronts = num(j, "shared_wavefronts");
         c->shared_ideal = num(j, "shared_ideal"), c->tensor_flops = num(j, "tensor_flops");
         c->async_requests = num(j, "async_requests"), c->async_threads = num(j, "async_threads");
-        c->async_peak = num(j, "async_peak");
+        c->async_peak = num(j, "async_peak"), c->span_sectors = num(j, "span_sectors");
         cJSON_Delete(j);
     }
     free(line);
@@ -75,7 +75,7 @@ void launch_list_free(launch_list *l) {
 }
 
 // launch + max(dram, l2, tensor, smem, latency):
-//   dram     compulsory bytes over the bandwidth the launch can draw: the GPU's, or less when too few warps are
+//   dram     compulsory bytes (the sample's distinct sectors scaled up, at most the footprint) over the bandwidth the launch can draw: the GPU's, or less when too few warps are
 //            resident to keep it busy (Little's law: bytes in flight / latency, each resident warp with its
 //            requests in flight, of their mean size, outstanding);
 //   l2       every sector requested, over L2's bandwidth (uncoalesced access costs here);
@@ -103,7 +103,10 @@ launch_prediction gpu_predict(const gpu_model *g, const sm_limits *sm, const ker
     p.in_flight = trips > 0 ? requests / trips : g->in_flight;
     p.in_flight_sm_bytes = resident_warps / fmin((double)c->ctas, sm->sms) * p.in_flight * bytes_per_request;
     double reachable = fmin(g->dram_bandwidth, resident_warps * p.in_flight * bytes_per_request / g->latency);
+    // a sample's distinct sectors scaled up count the tiles CTAs share (a GEMM's X and weight tiles) once per CTA; no
+    // launch needs more from DRAM than the spans its counted CTAs touched (L2 taken to hold a wave's shared tiles)
     p.dram_bytes = c->dram_sectors * 32 * scale;
+    if (c->span_sectors > 0 && c->span_sectors * 32 < p.dram_bytes) p.dram_bytes = c->span_sectors * 32;
     p.flops = c->tensor_flops * scale;
     p.launch = g->launch;
     p.dram = p.dram_bytes / reachable;

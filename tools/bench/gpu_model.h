@@ -31,6 +31,7 @@ typedef struct {
     double load_bytes, store_bytes, wide_bytes, load_requests, load_sectors, store_requests, store_sectors,
         dram_sectors, shared_bytes, shared_requests, shared_wavefronts, shared_ideal, tensor_flops;
     double async_requests;                 // of the load requests, cp.async's (the warp does not wait for them)
+    double span_sectors;                   // the counted CTAs' footprint: each allocation's touched span, summed
     double async_threads, async_peak;     // threads that waited for copies, and the sum of their most in flight
 } launch_counters;
 

@@ -67,6 +67,8 @@ struct rank_state {
     int cap_rows, cap_logit_rows;
     float *x, *xb, *h, *q, *k, *v, *att, *gate, *up, *tmp, *partial, *reduce;
     size_t cap_partial;
+    unsigned *att_count;                          // decode attention's split counters (zero between launches)
+    size_t cap_att_count;
     bf16 *act_bf16;                               // a BF16 copy of a GEMM's input
     gemm_workspace gemm_ws;                       // the GEMM's K-segment partials and counters (every launch on
                                                   // the rank's stream shares them: each leaves the counters zero)

@@ -32,7 +32,8 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     realloc_dev(&r->d_krow, n[BUF_KROW]), realloc_dev(&r->d_vrow, n[BUF_VROW]), realloc_dev(&r->reduce, n[BUF_REDUCE]);
     realloc_dev(&r->d_logits, n[BUF_LOGITS]), realloc_dev(&r->d_ids, n[BUF_IDS]), realloc_dev(&r->d_uniform, n[BUF_UNIFORM]);
     realloc_dev(&r->d_sample_scratch, n[BUF_SAMPLE_SCRATCH]), realloc_dev(&r->d_cand, n[BUF_CANDIDATES]);
-    realloc_dev(&r->partial, n[BUF_PARTIAL]);
+    realloc_dev(&r->partial, n[BUF_PARTIAL]), realloc_dev(&r->att_count, n[BUF_ATT_COUNT]);
+    if (n[BUF_ATT_COUNT]) CUDA_CHECK(cudaMemset(r->att_count, 0, n[BUF_ATT_COUNT]));
     realloc_dev(&r->gemm_ws.partial, n[BUF_GEMM_PARTIAL]), realloc_dev(&r->gemm_ws.count, n[BUF_GEMM_COUNT]);
     if (n[BUF_GEMM_COUNT]) CUDA_CHECK(cudaMemset(r->gemm_ws.count, 0, n[BUF_GEMM_COUNT]));
     if (!r->inv_freq) {   // the RoPE table is set once: it never changes size
@@ -43,7 +44,7 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
         realloc_dev(&r->inv_freq, n[BUF_ROPE]);
         CUDA_CHECK(cudaMemcpy(r->inv_freq, f.data(), half * sizeof(float), cudaMemcpyHostToDevice));
     }
-    r->cap_partial = n[BUF_PARTIAL] / sizeof(float);
+    r->cap_partial = n[BUF_PARTIAL] / sizeof(float), r->cap_att_count = n[BUF_ATT_COUNT] / sizeof(unsigned);
     const plan_shape &s = p->shape;
     realloc_pinned(&r->stage_tokens, (size_t)s.ubatch * sizeof(int));
     realloc_pinned(&r->stage_logits, (size_t)s.logit_rows * r->shard.n_vocab * sizeof(float));

@@ -130,14 +130,17 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     const int chunk = ATTENTION_CHUNK;
     int decode_sized = R <= GRAPH_ROWS, n_splits = ((decode_sized ? e->max_capacity : e->max_end) + chunk - 1) / chunk;
     int any_prefill = e->any_prompt;   // then the split-KV kernel only serves single-row parts, one at a time
-    size_t need = (size_t)(any_prefill ? 1 : R) * heads * n_splits * (hd + 2);
-    if (need > r->cap_partial) {
+    size_t need = (size_t)(any_prefill ? 1 : R) * heads * n_splits * (hd + 2), counters = attention_counters(any_prefill ? 1 : R, heads);
+    if (need > r->cap_partial || counters > r->cap_att_count) {
         if (r->mode != EAGER) {   // cannot be: decode-sized scratch is reserved for the longest context
             fprintf(stderr, "reprise: attention scratch too small for a captured step (internal error)\n");
             abort();
         }
-        realloc_dev(&r->partial, need * sizeof(float));
-        r->cap_partial = need;
+        if (need > r->cap_partial) realloc_dev(&r->partial, need * sizeof(float)), r->cap_partial = need;
+        if (counters > r->cap_att_count) {
+            realloc_dev(&r->att_count, counters * sizeof(unsigned)), r->cap_att_count = counters;
+            CUDA_CHECK(cudaMemsetAsync(r->att_count, 0, counters * sizeof(unsigned), r->stream));
+        }
         drop_graphs(r);
     }
     if (r->mode == REPLAY) return;
@@ -157,7 +160,7 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     // one query per sequence (decode): split-KV over all rows; a sequence's prompt: the tiled prefill kernel
     if (!any_prefill)
         CUDA_CHECK(launch_attention(r->q, r->d_pos, r->d_krow, r->d_vrow, R, heads, kv_heads, hd, n_splits, chunk,
-                                    r->partial, r->att, r->stream));
+                                    r->partial, r->att_count, r->att, r->stream));
     else
         for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++) {
             float *qr = r->q + (size_t)i * qd, *ar = r->att + (size_t)i * qd;
@@ -166,7 +169,7 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
                                                     rank_v(parts[p].kv, r), heads, kv_heads, hd, ar, r->stream));
             else
                 CUDA_CHECK(launch_attention(qr, r->d_pos + i, r->d_krow + i, r->d_vrow + i, 1, heads, kv_heads, hd,
-                                            n_splits, chunk, r->partial, ar, r->stream));
+                                            n_splits, chunk, r->partial, r->att_count, ar, r->stream));
         }
     linear(r, r->att, w[W_O], R, dim, qd, r->tmp);
     all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);

@@ -14,22 +14,25 @@
 //   global load and store bytes, and the share in 16-byte (or wider) accesses;
 //   requests and the 32-byte sectors they touch (sectors per request: 4 when 32 lanes read 4 consecutive bytes each,
 //   32 when each lane's 4 bytes sit in another sector);
-//   compulsory DRAM sectors: distinct sectors the launch touches (each would come from DRAM once at best);
+//   compulsory DRAM sectors: distinct sectors the launch touches (each would come from DRAM once at best), and the
+//   footprint: the span each device allocation's touched bytes cover, in sectors, summed ("span_sectors");
 //   shared memory requests, the wavefronts they take over 32 banks of 4 bytes (one word read by many lanes is one
 //   broadcast) and the fewest they could take (their bytes over 128);
 //   tensor-core FLOPs, as the WMMA emulation reports them;
-//   asynchronous copies (cp.async): their global read requests, and each thread's most copies in flight at a wait
-//   (summed over the threads that waited, and their number): how deep its pipeline runs.
+//   asynchronous copies (cp.async, and bulk tensor copies: a box is one request): their global read requests, and each
+//   thread's most copies in flight at a wait (summed over the threads that waited, and their number): how deep its
+//   pipeline runs.
 // REPRISE_EMU_PERF_SAMPLE=k runs about one CTA in k of a grid of 32 k CTAs or more (the first, and others picked by a
 // hash of their index, spread over the grid; smaller grids run whole) and says so ("ctas_run", "ctas"); counts are of the CTAs run, so a reader scales them by
 // ctas / ctas_run (compulsory sectors every CTA shares, such as an activation row read by all, are then overcounted
-// by up to k times their bytes: the reader is told by "sample").
+// by up to k times their bytes: the reader is told by "sample", and the footprint bounds them).
 #include <link.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <array>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -60,6 +63,9 @@ struct launch_state {
     unsigned long long ctas = 0, ctas_run = 0;
     counters c{};
     std::unordered_set<uint64_t> sectors;   // distinct global sectors of the launch
+    // per device allocation touched: its start, and the first and one past the last byte the counted CTAs touched;
+    // summed, an upper bound of what a sampled launch can need from DRAM (dense tiles: the operands' footprint)
+    std::vector<std::array<uintptr_t, 3>> spans;
     // the CTA running: each thread's access count per instruction, each warp's requests by (count, instruction)
     std::vector<std::vector<std::pair<const void *, unsigned>>> next_access;
     std::vector<std::unordered_map<uint64_t, request>> warps;
@@ -107,6 +113,7 @@ void launch_begin(const char *name, dim3 grid, dim3 block, size_t smem, const vo
     L.ctas_run = 0;
     L.c = counters{};
     L.sectors.clear();
+    L.spans.clear();
     L.lo = 1, L.hi = 0;
     L.tls_hi = reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
     L.tls_lo = L.tls_hi - static_tls_bytes;
@@ -170,17 +177,19 @@ void launch_end() {
     if (!L.active) return;
     L.active = false;
     const counters &c = L.c;
-    char buf[1024];
+    unsigned long long span_sectors = 0;
+    for (const auto &x : L.spans) span_sectors += (x[2] + 31) / 32 - x[1] / 32;
+    char buf[1100];
     snprintf(buf, sizeof buf,
              ",\"grid\":[%u,%u,%u],\"block\":[%u,%u,%u],\"smem\":%zu,\"ctas\":%llu,\"ctas_run\":%llu,\"sample\":%llu,"
              "\"load_bytes\":%llu,\"store_bytes\":%llu,\"wide_bytes\":%llu,\"load_requests\":%llu,\"load_sectors\":%llu,"
              "\"store_requests\":%llu,\"store_sectors\":%llu,\"dram_sectors\":%zu,\"shared_bytes\":%llu,"
              "\"shared_requests\":%llu,\"shared_wavefronts\":%llu,\"shared_ideal\":%llu,\"tensor_flops\":%.0f,"
-             "\"async_requests\":%llu,\"async_threads\":%llu,\"async_peak\":%llu}",
+             "\"async_requests\":%llu,\"async_threads\":%llu,\"async_peak\":%llu,\"span_sectors\":%llu}",
              L.grid.x, L.grid.y, L.grid.z, L.block.x, L.block.y, L.block.z, L.smem, L.ctas, L.ctas_run, sample_every,
              c.load_bytes, c.store_bytes, c.wide_bytes, c.load_requests, c.load_sectors, c.store_requests, c.store_sectors,
              L.sectors.size(), c.shared_bytes, c.shared_requests, c.shared_wavefronts, c.shared_ideal, c.tensor_flops,
-             c.async_requests, c.async_threads, c.async_peak);
+             c.async_requests, c.async_threads, c.async_peak, span_sectors);
     std::string name;
     for (char ch : L.name) name += ch == '"' || ch == '\\' ? '_' : ch;
     profile_line("{\"launch\":\"counters\",\"name\":\"" + name + "\"" + buf);
@@ -211,6 +220,9 @@ request *record(const void *p, size_t bytes, bool write, const void *pc) {
     if (r.units.empty()) r.global = global, r.write = write, r.async = false;
     r.bytes += bytes;
     if (global) {
+        auto span = std::find_if(L.spans.begin(), L.spans.end(), [](const std::array<uintptr_t, 3> &x) { return x[0] == L.lo; });
+        if (span == L.spans.end()) L.spans.push_back({L.lo, a, a + bytes});
+        else (*span)[1] = std::min((*span)[1], a), (*span)[2] = std::max((*span)[2], a + bytes);
         for (uint64_t s = a / 32; s <= (a + bytes - 1) / 32; s++) r.units.push_back(s), L.sectors.insert(s);
         (write ? L.c.store_bytes : L.c.load_bytes) += bytes;
         if (bytes >= 16) L.c.wide_bytes += bytes;
