@@ -8,8 +8,8 @@
 // them; warpgroup 2's first thread (producer) fills a ring of stages, each 64 k of the X rows and of the weight rows
 // (two boxes, one mbarrier counting their bytes). A consumer releases a stage (one arrival per warpgroup on its
 // `empty` barrier) once the wgmma group that read it has completed, keeping one group in flight. BN is 128 (6 stages,
-// 1 CTA an SM) where the grid fills the GPU, else 64 (4 stages, 2 CTAs an SM): a short prompt or a narrow weight
-// gets twice the CTAs. A stage never crosses a segment's end: the last stage of a segment runs only its own k-steps
+// 1 CTA an SM), or 64 (4 stages, 2 CTAs an SM) where 128-wide tiles would leave over half the SMs idle: a short
+// prompt or a narrow weight gets twice the CTAs. A stage never crosses a segment's end: the last stage of a segment runs only its own k-steps
 // (the box's rest is read but not used), so each segment's chain is exactly gemm_mma.cu's. Past R, N and K the copy
 // engine fills zeros. The running sum of the segments stays in registers beside the chain (2 x BN / 2 a thread),
 // which is what keeps the tile at 128 x 128.
@@ -173,12 +173,14 @@ cudaError_t launch_gemm_wgmma(const bf16 *X, gemm_weight Wt, int R, int N, int K
         return cudaErrorInvalidValue;
     for (int i = 1; i < out.n; i++)
         if (out.first[i] <= out.first[i - 1] || out.first[i] >= N) return cudaErrorInvalidValue;
-    // 128-wide tiles, or 64-wide where 128 would give fewer CTAs than the GPU has SMs (a short prompt, a narrow weight)
+    // 128-wide tiles, or 64-wide where 128 would leave more than half the GPU's SMs idle (a short prompt, a narrow
+    // weight): below that, twice the CTAs of half the width finish no sooner (two share an SM's tensor cores) and
+    // read twice the X tiles through L2
     int dev, sms = 132;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
         return cudaGetLastError();
     long row_blocks = (R + GW_ROWS - 1) / GW_ROWS;
-    int BN = tile ? tile : row_blocks * ((N + 127) / 128) >= sms ? 128 : 64;
+    int BN = tile ? tile : 2 * row_blocks * ((N + 127) / 128) > sms ? 128 : 64;
     tma_map mx, mw;
     cudaError_t e = tma_map_2d(&mx, X, 2, R, K, (uint64_t)K * 2, GW_ROWS, GW_K, TMA_SWIZZLE_128B);
     if (e == cudaSuccess) e = tma_map_2d(&mw, Wt.data, 2, N, K, (uint64_t)K * 2, BN, GW_K, TMA_SWIZZLE_128B);

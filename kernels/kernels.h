@@ -62,7 +62,7 @@ cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight W, int R, int N,
                                      gemm_workspace ws, cudaStream_t s);
 
 // The prefill GEMM on sm_90a (gemm_wgmma.cu): warp-specialised, TMA into a ring of 128-byte-swizzled stages, wgmma,
-// a CTA per 128 rows x `tile` outputs (128, or 64; 0: 128 where that fills the GPU's SMs, else 64); K cut into
+// a CTA per 128 rows x `tile` outputs (128, or 64; 0: 64 where 128 would leave over half the SMs idle); K cut into
 // `segments` (the forward: gemm_k_segments(N, K)) summed by gemm_mma.cu's rule. Needs K % 8 == 0 and 16-byte aligned
 // X and W (gemm_wgmma_fits); cudaErrorInvalidValue otherwise. launch_gemm_mma runs it (tile 0) for GEMM_WGMMA_ROWS
 // rows and more when the workspace says GEMM_WGMMA_ON.
