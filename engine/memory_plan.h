@@ -42,7 +42,7 @@ typedef struct {
 // The buffers of the CUDA backend on one GPU. Activations are (ubatch, width) float32 unless said otherwise; under
 // tensor parallelism (tp > 1) widths marked /tp are the GPU's share (heads, MLP rows, vocabulary).
 typedef enum {
-    BUF_X, BUF_XB, BUF_H,              // (ubatch, dim): residual stream, gathered rows, normed rows
+    BUF_X, BUF_XB,                     // (ubatch, dim): residual stream, gathered rows
     BUF_Q, BUF_ATT,                    // (ubatch, n_heads / tp * head_dim)
     BUF_K, BUF_V,                      // (ubatch, n_kv_heads / tp * head_dim)
     BUF_GATE, BUF_UP,                  // (ubatch, hidden_dim / tp)

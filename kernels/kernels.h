@@ -11,8 +11,10 @@ typedef __nv_bfloat16 bf16;
 // holds), zeros for the others (embed.cu).
 cudaError_t launch_embed(const bf16 *table, const int *tokens, int n, int dim, int vocab0, int n_vocab, float *x, cudaStream_t s);
 
-// x += delta (when delta is not NULL), then out = x / rms(x) * w, per row (rmsnorm.cu).
-cudaError_t launch_rmsnorm(float *x, const float *delta, const bf16 *w, int n, int dim, float eps, float *out, cudaStream_t s);
+// x += delta (when delta is not NULL), then out = x / rms(x) * w, per row (rmsnorm.cu): into out (FP32) and/or
+// out_bf16 (rounded as launch_to_bf16 rounds: a GEMM's input without a conversion launch); at least one.
+cudaError_t launch_rmsnorm(float *x, const float *delta, const bf16 *w, int n, int dim, float eps, float *out, bf16 *out_bf16,
+                           cudaStream_t s);
 
 
 // out (R, N) = X (R, K) . W^T, X and W in BF16, FP32 accumulation on tensor cores (WMMA), any R, N, K; every
@@ -98,8 +100,8 @@ cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *ro
 cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const bf16 *k_slot, const bf16 *v_slot,
                                      int n_heads, int n_kv_heads, int head_dim, float *out, cudaStream_t s);
 
-// gate = silu(gate) * up, elementwise (swiglu.cu).
-cudaError_t launch_swiglu(float *gate, const float *up, long n, cudaStream_t s);
+// silu(gate) * up, elementwise (swiglu.cu): into gate, or, rounded as launch_to_bf16 rounds, into out_bf16 when given.
+cudaError_t launch_swiglu(float *gate, const float *up, long n, bf16 *out_bf16, cudaStream_t s);
 
 // dst = BF16(src), and x += d, elementwise (convert.cu).
 cudaError_t launch_to_bf16(const float *src, long n, bf16 *dst, cudaStream_t s);

@@ -74,9 +74,17 @@ static void rmsnorm_with_residual_matches_reference(void) {
         float *dx = dev(x), *dd = dev(d), *out;
         cudaMalloc((void **)&out, n * dim * sizeof(float));
         bf16 *dw = dev_bf16(w);
-        CHECK(launch_rmsnorm(dx, dd, dw, n, dim, 1e-5f, out, 0) == cudaSuccess, "launch");
+        CHECK(launch_rmsnorm(dx, dd, dw, n, dim, 1e-5f, out, nullptr, 0) == cudaSuccess, "launch");
         CHECK(max_diff(host(out, n * dim), want) < 1e-5f && max_diff(host(dx, n * dim), xs) == 0, "dim %d: %g", dim, max_diff(host(out, n * dim), want));
-        cudaFree(dx), cudaFree(dd), cudaFree(out), cudaFree(dw);
+        // the BF16 output (a GEMM's input): bit for bit what launch_to_bf16 makes of the FP32 one
+        bf16 *o16, *conv;
+        cudaMalloc((void **)&o16, n * dim * sizeof(bf16)), cudaMalloc((void **)&conv, n * dim * sizeof(bf16));
+        CHECK(launch_rmsnorm(dx, nullptr, dw, n, dim, 1e-5f, out, o16, 0) == cudaSuccess && launch_to_bf16(out, n * dim, conv, 0) == cudaSuccess,
+              "launch with BF16 output");
+        std::vector<bf16> a = host(o16, n * dim), b = host(conv, n * dim);
+        CHECK(!memcmp(a.data(), b.data(), a.size() * sizeof(bf16)), "dim %d: the BF16 output differs from the FP32 one rounded", dim);
+        CHECK(launch_rmsnorm(dx, nullptr, dw, n, dim, 1e-5f, nullptr, nullptr, 0) == cudaErrorInvalidValue, "no output accepted");
+        cudaFree(dx), cudaFree(dd), cudaFree(out), cudaFree(dw), cudaFree(o16), cudaFree(conv);
     }
 }
 
@@ -178,8 +186,15 @@ static void swiglu_and_convert_helpers_match_reference(void) {
     std::vector<float> g = randv(n, 4), u = randv(n), want(n);
     for (long i = 0; i < n; i++) want[i] = g[i] / (1 + expf(-g[i])) * u[i];
     float *dg = dev(g), *du = dev(u);
-    CHECK(launch_swiglu(dg, du, n, 0) == cudaSuccess, "launch");
+    bf16 *s16, *conv;   // first into BF16 (gate untouched): bit for bit launch_to_bf16 of the FP32 result below
+    cudaMalloc((void **)&s16, n * sizeof(bf16)), cudaMalloc((void **)&conv, n * sizeof(bf16));
+    CHECK(launch_swiglu(dg, du, n, s16, 0) == cudaSuccess && max_diff(host(dg, n), g) == 0, "launch into BF16");
+    CHECK(launch_swiglu(dg, du, n, nullptr, 0) == cudaSuccess, "launch");
     CHECK(max_diff(host(dg, n), want) < 1e-6f, "swiglu");
+    CHECK(launch_to_bf16(dg, n, conv, 0) == cudaSuccess, "to_bf16");
+    std::vector<bf16> s16h = host(s16, n), convh = host(conv, n);
+    CHECK(!memcmp(s16h.data(), convh.data(), n * sizeof(bf16)), "swiglu's BF16 output differs from its FP32 one rounded");
+    cudaFree(s16), cudaFree(conv);
     CHECK(launch_add(dg, du, n, 0) == cudaSuccess, "add");
     for (long i = 0; i < n; i++) want[i] += u[i];
     CHECK(max_diff(host(dg, n), want) < 1e-6f, "add");

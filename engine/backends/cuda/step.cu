@@ -88,17 +88,18 @@ void embed(backend *base, const int *tokens, int n, int row0) {
     });
 }
 
-// out (R, N) = in (R, K) . W^T into out's column segments (Q, K, V of stacked weights; gate, up): the activations
-// rounded to BF16, then reprise's tensor-core GEMM (gemm_mma.cu), for every R. One numeric rule whatever the batch
-// (K's segments fixed by the weight's shape), so a sequence's logits do not depend on the sequences beside it.
-void linear_split(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, gemm_out out) {
-    CUDA_CHECK(launch_to_bf16(in, (long)R * K, r->act_bf16, r->stream));
+// out (R, N) = in (R, K) . W^T into out's column segments (Q, K, V of stacked weights; gate, up) by reprise's
+// tensor-core GEMM (gemm_mma.cu), for every R, its input the BF16 rows in act_bf16 that the kernel before wrote
+// (RMSNorm, SwiGLU: no conversion launch). One numeric rule whatever the batch (K's segments fixed by the weight's
+// shape), so a sequence's logits do not depend on the sequences beside it.
+void linear_bf16(rank_state *r, const bf16 *W, int R, int N, int K, gemm_out out) {
     CUDA_CHECK(launch_gemm_mma(r->act_bf16, gemm_weight_bf16(W), R, N, K, out, r->gemm_ws, r->stream));
 }
 
-// The same into one buffer.
+// The same from FP32 rows (attention's output), rounded to BF16 into act_bf16 first, into one buffer.
 void linear(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, float *out) {
-    linear_split(r, in, W, R, N, K, gemm_out{{out}, {0}, 1});
+    CUDA_CHECK(launch_to_bf16(in, (long)R * K, r->act_bf16, r->stream));
+    linear_bf16(r, W, R, N, K, gemm_out{{out}, {0}, 1});
 }
 
 bf16 *rank_k(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->k)[r->rank]; }
@@ -153,8 +154,8 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     CUDA_CHECK(cudaMemcpyAsync(r->d_vrow, st_vrow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, r->stream));
 
     // attention block: this rank's heads; the output projection's partial sums all-reduced
-    CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, r->h, r->stream));
-    linear_split(r, r->h, w[W_Q], R, qd + 2 * kvd, dim, gemm_out{{r->q, r->k, r->v}, {0, qd, qd + kvd}, 3});
+    CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
+    linear_bf16(r, w[W_Q], R, qd + 2 * kvd, dim, gemm_out{{r->q, r->k, r->v}, {0, qd, qd + kvd}, 3});
     CUDA_CHECK(launch_qkv_rope(r->q, r->k, r->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], r->inv_freq,
                                r->d_pos, r->d_krow, r->d_vrow, R, heads, kv_heads, hd, c->norm_eps, r->stream));
     // one query per sequence (decode): split-KV over all rows; a sequence's prompt: the tiled prefill kernel
@@ -175,10 +176,10 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
 
     // MLP block: the residual add fused into the norm; this rank's rows of gate/up, its columns of down
-    CUDA_CHECK(launch_rmsnorm(r->xb, r->tmp, w[W_FFN_NORM], R, dim, c->norm_eps, r->h, r->stream));
-    linear_split(r, r->h, w[W_GATE], R, 2 * hidden, dim, gemm_out{{r->gate, r->up}, {0, hidden}, 2});
-    CUDA_CHECK(launch_swiglu(r->gate, r->up, (long)R * hidden, r->stream));
-    linear(r, r->gate, w[W_DOWN], R, dim, hidden, r->tmp);
+    CUDA_CHECK(launch_rmsnorm(r->xb, r->tmp, w[W_FFN_NORM], R, dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
+    linear_bf16(r, w[W_GATE], R, 2 * hidden, dim, gemm_out{{r->gate, r->up}, {0, hidden}, 2});
+    CUDA_CHECK(launch_swiglu(r->gate, r->up, (long)R * hidden, r->act_bf16, r->stream));
+    linear_bf16(r, w[W_DOWN], R, dim, hidden, gemm_out{{r->tmp}, {0}, 1});
     all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
     CUDA_CHECK(launch_add(r->xb, r->tmp, (long)R * dim, r->stream));
 
@@ -226,8 +227,8 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
         for (int i = 0; i < n; i++)
             CUDA_CHECK(cudaMemcpyAsync(r->xb + (size_t)i * c->dim, r->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim,
                                        cudaMemcpyDeviceToDevice, r->stream));
-        CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, r->final_norm, n, c->dim, c->norm_eps, r->h, r->stream));
-        linear(r, r->h, r->lm_head, n, nv, c->dim, r->d_logits);
+        CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, r->final_norm, n, c->dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
+        linear_bf16(r, r->lm_head, n, nv, c->dim, gemm_out{{r->d_logits}, {0}, 1});
         if (params) {
             int k = sample_candidates_k(params->temp, params->top_k);
             size_t bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k);
