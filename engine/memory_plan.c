@@ -66,7 +66,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     size_t splits = ((size_t)s.ctx + PLAN_ATTENTION_CHUNK - 1) / PLAN_ATTENTION_CHUNK;
     size_t *b = p->buffer;
     b[BUF_X] = b[BUF_XB] = b[BUF_TMP] = r * c->dim * f;
-    b[BUF_Q] = b[BUF_ATT] = r * qd * f;
+    b[BUF_Q] = r * qd * f;
     b[BUF_K] = b[BUF_V] = r * kvd * f;
     b[BUF_GATE] = b[BUF_UP] = r * hid * f;
     b[BUF_ACT_BF16] = r * widest * 2;

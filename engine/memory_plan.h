@@ -43,7 +43,7 @@ typedef struct {
 // tensor parallelism (tp > 1) widths marked /tp are the GPU's share (heads, MLP rows, vocabulary).
 typedef enum {
     BUF_X, BUF_XB,                     // (ubatch, dim): residual stream, gathered rows
-    BUF_Q, BUF_ATT,                    // (ubatch, n_heads / tp * head_dim)
+    BUF_Q,                             // (ubatch, n_heads / tp * head_dim)
     BUF_K, BUF_V,                      // (ubatch, n_kv_heads / tp * head_dim)
     BUF_GATE, BUF_UP,                  // (ubatch, hidden_dim / tp)
     BUF_TMP,                           // (ubatch, dim): projection outputs added to the residual

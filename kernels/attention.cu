@@ -9,6 +9,7 @@
 // online softmax (running max m, sum l, output acc, rescaled) per head. The slots' states then merge in slot order
 // into the split's (M, L, acc), written to `partial`; the last CTA of the (row, head group) to finish (a counter)
 // merges the splits in split order - out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M) - and resets the counter.
+// The output in FP32, or rounded to BF16 (the output projection's input, as launch_to_bf16 rounds) into out16.
 // Which positions a slot and a split take depends on `chunk` and the head size alone, never on the rows beside it or
 // the grid's size, so the result is batch-invariant.
 #include <stdint.h>
@@ -43,7 +44,8 @@ REPRISE_UNROLL
 
 __global__ void __launch_bounds__(32 * ATT_WARPS, 2)
     attention_decode_kernel(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int n_heads,
-                            int n_kv_heads, int hd, int gs, int chunk, float *partial, unsigned *count, float *out) {
+                            int n_kv_heads, int hd, int gs, int chunk, float *partial, unsigned *count, float *out,
+                            bf16 *out16) {
     // each slot's (m, l) and acc per head: slots x gs x (lanes x 8) floats, at most 8 x 32 x 4 x 8 (32 KB)
     __shared__ float slot_ml[ATT_WARPS * 32 * ATT_GROUP][2];
     __shared__ float slot_acc[ATT_WARPS * 32 * ATT_GROUP * 8];
@@ -160,7 +162,9 @@ REPRISE_UNROLL
             denom += __ldcg(&p[sp * (hd + 2) + hd + 1]) * w;
             num += __ldcg(&p[sp * (hd + 2) + i]) * w;
         }
-        out[((size_t)r * n_heads + h0 + g) * hd + i] = num / denom;
+        size_t o = ((size_t)r * n_heads + h0 + g) * hd + i;
+        if (out16) out16[o] = __float2bfloat16(num / denom);
+        else out[o] = num / denom;
     }
     if (threadIdx.x == 0) *counter = 0;   // ready for the next launch
 }
@@ -174,11 +178,12 @@ static int att_heads_per_cta(int n_heads, int n_kv_heads) {
 
 cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
-                             unsigned *count, float *out, cudaStream_t s) {
-    if (head_dim < 1 || head_dim > MAX_HEAD_DIM || n_kv_heads < 1 || n_heads % n_kv_heads || n_splits < 1 || chunk < 1)
+                             unsigned *count, float *out, bf16 *out_bf16, cudaStream_t s) {
+    if (head_dim < 1 || head_dim > MAX_HEAD_DIM || n_kv_heads < 1 || n_heads % n_kv_heads || n_splits < 1 || chunk < 1 ||
+        !out == !out_bf16)
         return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
     int gs = att_heads_per_cta(n_heads, n_kv_heads);
     return REPRISE_LAUNCH(attention_decode_kernel, dim3(rows, n_heads / gs, n_splits), dim3(32 * ATT_WARPS), 0, s, q, row_pos,
-                          row_k, row_v, n_heads, n_kv_heads, head_dim, gs, chunk, partial, count, out);
+                          row_k, row_v, n_heads, n_kv_heads, head_dim, gs, chunk, partial, count, out, out_bf16);
 }

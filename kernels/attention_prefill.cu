@@ -3,7 +3,8 @@
 // tiles: all 128 threads load a tile of K and V (BF16 to float) into shared memory, barrier, then each warp
 // updates its rows' online softmax - running max, running sum, and the output rescaled - over the tile's positions
 // up to each row's own (the causal mask), lanes splitting head_dim. So a K/V tile is read from memory once per
-// 16 queries instead of once per query. GQA: query head h reads key/value head h / (heads / kv_heads).
+// 16 queries instead of once per query. GQA: query head h reads key/value head h / (heads / kv_heads). The output in
+// FP32, or rounded to BF16 (the output projection's input, as launch_to_bf16 rounds) into out16.
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
 
@@ -11,7 +12,7 @@
 #define MAX_HD 256
 
 __global__ void attention_prefill_kernel(const float *q, int n_rows, int pos0, const bf16 *Kc, const bf16 *Vc, int n_heads,
-                                         int n_kv_heads, int hd, int tile, float *out) {
+                                         int n_kv_heads, int hd, int tile, float *out, bf16 *out16) {
     REPRISE_DYNAMIC_SHARED(float, smem);   // K tile then V tile: 2 * tile * hd floats
     float *ks = smem, *vs = smem + (size_t)tile * hd;
     int h = blockIdx.y, kvh = h / (n_heads / n_kv_heads), kvd = n_kv_heads * hd, qd = n_heads * hd;
@@ -51,17 +52,21 @@ __global__ void attention_prefill_kernel(const float *q, int n_rows, int pos0, c
     for (int j = 0; j < 4; j++) {
         int row = first + warp * 4 + j;
         if (row >= n_rows) break;
-        float *o = out + (size_t)row * qd + h * hd;
-        for (int i = lane, c = 0; i < hd; i += 32, c++) o[i] = acc[j][c] / l[j];
+        size_t o = (size_t)row * qd + h * hd;
+        for (int i = lane, c = 0; i < hd; i += 32, c++) {
+            float v = acc[j][c] / l[j];
+            if (out16) out16[o + i] = __float2bfloat16(v);
+            else out[o + i] = v;
+        }
     }
 }
 
 cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const bf16 *k_slot, const bf16 *v_slot,
-                                     int n_heads, int n_kv_heads, int head_dim, float *out, cudaStream_t s) {
-    if (head_dim > MAX_HD) return cudaErrorInvalidValue;
+                                     int n_heads, int n_kv_heads, int head_dim, float *out, bf16 *out_bf16, cudaStream_t s) {
+    if (head_dim > MAX_HD || !out == !out_bf16) return cudaErrorInvalidValue;
     int tile = 4096 / head_dim;   // 2 * tile * head_dim floats = 32 KB of shared memory
     if (tile < 8) tile = 8;
     size_t smem = 2 * (size_t)tile * head_dim * sizeof(float);
     return REPRISE_LAUNCH(attention_prefill_kernel, dim3((n_rows + PREFILL_ROWS - 1) / PREFILL_ROWS, n_heads), dim3(128), smem,
-                          s, q, n_rows, pos0, k_slot, v_slot, n_heads, n_kv_heads, head_dim, tile, out);
+                          s, q, n_rows, pos0, k_slot, v_slot, n_heads, n_kv_heads, head_dim, tile, out, out_bf16);
 }

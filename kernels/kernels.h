@@ -90,15 +90,17 @@ cudaError_t launch_qkv_rope(float *q, float *k, const float *v, const bf16 *bq, 
 // n_splits chunks of `chunk` positions (those past a row's length do nothing), each CTA serving the query heads of
 // one GQA group that share its K/V reads; the splits' partial (max, sum, output) merged in split order by the last
 // CTA to finish. partial: rows * n_heads * n_splits * (head_dim + 2) floats; count: attention_counters(rows,
-// n_heads) counters (shapes.h), zero before the first launch (each launch leaves them zero).
+// n_heads) counters (shapes.h), zero before the first launch (each launch leaves them zero). The output into out
+// (FP32) or out_bf16 (rounded as launch_to_bf16 rounds: the output projection's input), exactly one of them.
 cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
-                             unsigned *count, float *out, cudaStream_t s);
+                             unsigned *count, float *out, bf16 *out_bf16, cudaStream_t s);
 
 // Causal attention of one sequence's n_rows new queries (positions pos0..) over its KV slot (positions 0..),
-// tiled: a K/V tile in shared memory serves 16 queries (attention_prefill.cu).
+// tiled: a K/V tile in shared memory serves 16 queries (attention_prefill.cu); into out or out_bf16, as above.
 cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const bf16 *k_slot, const bf16 *v_slot,
-                                     int n_heads, int n_kv_heads, int head_dim, float *out, cudaStream_t s);
+                                     int n_heads, int n_kv_heads, int head_dim, float *out, bf16 *out_bf16,
+                                     cudaStream_t s);
 
 // silu(gate) * up, elementwise (swiglu.cu): into gate, or, rounded as launch_to_bf16 rounds, into out_bf16 when given.
 cudaError_t launch_swiglu(float *gate, const float *up, long n, bf16 *out_bf16, cudaStream_t s);

@@ -139,8 +139,34 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
         unsigned *count;
         cudaMalloc((void **)&count, attention_counters(L, cs.heads) * sizeof(unsigned));
         cudaMemset(count, 0, attention_counters(L, cs.heads) * sizeof(unsigned));
-        CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, 0) == cudaSuccess,
+        CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
+                  cudaSuccess,
               "attention");
+        {   // into BF16 (the output projection's input): bit for bit launch_to_bf16 of the FP32 output
+            bf16 *a16, *conv;
+            cudaMalloc((void **)&a16, L * qd * sizeof(bf16)), cudaMalloc((void **)&conv, L * qd * sizeof(bf16));
+            CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, nullptr, a16, 0) ==
+                          cudaSuccess &&
+                      launch_to_bf16(att, L * qd, conv, 0) == cudaSuccess,
+                  "attention into BF16");
+            std::vector<bf16> x = host(a16, L * qd), y = host(conv, L * qd);
+            CHECK(!memcmp(x.data(), y.data(), x.size() * sizeof(bf16)), "heads %d/%d hd %d: BF16 attention differs", cs.heads, cs.kv_heads, cs.hd);
+            CHECK(launch_attention_prefill(dq, L, 0, kc, vc, cs.heads, cs.kv_heads, cs.hd, nullptr, a16, 0) == cudaSuccess &&
+                      launch_attention_prefill(dq, L, 0, kc, vc, cs.heads, cs.kv_heads, cs.hd, att, nullptr, 0) == cudaSuccess &&
+                      launch_to_bf16(att, L * qd, conv, 0) == cudaSuccess,
+                  "prefill attention into BF16");
+            x = host(a16, L * qd), y = host(conv, L * qd);
+            CHECK(!memcmp(x.data(), y.data(), x.size() * sizeof(bf16)), "heads %d/%d hd %d: BF16 prefill attention differs", cs.heads,
+                  cs.kv_heads, cs.hd);
+            CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, a16, 0) ==
+                      cudaErrorInvalidValue,
+                  "two outputs accepted");
+            cudaFree(a16), cudaFree(conv);
+            // the FP32 decode output again, for the reference below
+            CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
+                      cudaSuccess,
+                  "attention");
+        }
         std::vector<unsigned> left = host(count, attention_counters(L, cs.heads));
         CHECK(std::count(left.begin(), left.end(), 0u) == (long)left.size(), "heads %d/%d hd %d: attention's counters not left zero",
               cs.heads, cs.kv_heads, cs.hd);
@@ -170,7 +196,8 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
             if (pos0 >= L) continue;
             int n = L - pos0;
             cudaMemset(att, 0, L * qd * sizeof(float));
-            CHECK(launch_attention_prefill(dq + (size_t)pos0 * qd, n, pos0, kc, vc, cs.heads, cs.kv_heads, cs.hd, att, 0) == cudaSuccess, "prefill");
+            CHECK(launch_attention_prefill(dq + (size_t)pos0 * qd, n, pos0, kc, vc, cs.heads, cs.kv_heads, cs.hd, att, nullptr, 0) == cudaSuccess,
+                  "prefill");
             std::vector<float> pg = host(att, (size_t)n * qd), pw(want.begin() + (size_t)pos0 * qd, want.end());
             float dp = max_diff(pg, pw);
             CHECK(dp < 1e-4f, "prefill attention heads %d/%d hd %d rows %d from %d: max diff %g", cs.heads, cs.kv_heads, cs.hd, n, pos0, dp);

@@ -64,7 +64,7 @@ size_t weight_bytes(const backend *base) {   // one GPU's: rank 0 holds the larg
 void destroy_rank(rank_state *r) {
     for (bf16 *p : r->weight_allocs) cudaFree(p);
     cudaFree(r->inv_freq);
-    for (float *p : {r->x, r->xb, r->q, r->k, r->v, r->att, r->gate, r->up, r->tmp, r->partial, r->d_logits, r->reduce, r->gemm_ws.partial}) cudaFree(p);
+    for (float *p : {r->x, r->xb, r->q, r->k, r->v, r->gate, r->up, r->tmp, r->partial, r->d_logits, r->reduce, r->gemm_ws.partial}) cudaFree(p);
     cudaFree(r->act_bf16), cudaFree(r->gemm_ws.count), cudaFree(r->att_count), cudaFree(r->d_tokens), cudaFree(r->d_pos), cudaFree(r->d_krow), cudaFree(r->d_vrow);
     drop_graphs(r);
     cudaFreeHost(r->stage_pos), cudaFreeHost(r->stage_krow), cudaFreeHost(r->stage_vrow);

@@ -65,7 +65,7 @@ struct rank_state {
     size_t weight_bytes;
     memory_plan plan;                             // the buffers below are sized by it
     int cap_rows, cap_logit_rows;
-    float *x, *xb, *q, *k, *v, *att, *gate, *up, *tmp, *partial, *reduce;
+    float *x, *xb, *q, *k, *v, *gate, *up, *tmp, *partial, *reduce;
     size_t cap_partial;
     unsigned *att_count;                          // decode attention's split counters (zero between launches)
     size_t cap_att_count;

@@ -26,7 +26,7 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     realloc_dev(&r->x, n[BUF_X]);
     if (r->cap_rows) CUDA_CHECK(cudaMemcpy(r->x, keep.data(), keep.size() * sizeof(float), cudaMemcpyHostToDevice));
     realloc_dev(&r->xb, n[BUF_XB]), realloc_dev(&r->tmp, n[BUF_TMP]);
-    realloc_dev(&r->q, n[BUF_Q]), realloc_dev(&r->att, n[BUF_ATT]), realloc_dev(&r->k, n[BUF_K]), realloc_dev(&r->v, n[BUF_V]);
+    realloc_dev(&r->q, n[BUF_Q]), realloc_dev(&r->k, n[BUF_K]), realloc_dev(&r->v, n[BUF_V]);
     realloc_dev(&r->gate, n[BUF_GATE]), realloc_dev(&r->up, n[BUF_UP]), realloc_dev(&r->act_bf16, n[BUF_ACT_BF16]);
     realloc_dev(&r->d_tokens, n[BUF_TOKENS]), realloc_dev(&r->d_pos, n[BUF_POS]);
     realloc_dev(&r->d_krow, n[BUF_KROW]), realloc_dev(&r->d_vrow, n[BUF_VROW]), realloc_dev(&r->reduce, n[BUF_REDUCE]);

@@ -90,16 +90,10 @@ void embed(backend *base, const int *tokens, int n, int row0) {
 
 // out (R, N) = in (R, K) . W^T into out's column segments (Q, K, V of stacked weights; gate, up) by reprise's
 // tensor-core GEMM (gemm_mma.cu), for every R, its input the BF16 rows in act_bf16 that the kernel before wrote
-// (RMSNorm, SwiGLU: no conversion launch). One numeric rule whatever the batch (K's segments fixed by the weight's
+// (RMSNorm, attention, SwiGLU: no conversion launch). One numeric rule whatever the batch (K's segments fixed by the weight's
 // shape), so a sequence's logits do not depend on the sequences beside it.
 void linear_bf16(rank_state *r, const bf16 *W, int R, int N, int K, gemm_out out) {
     CUDA_CHECK(launch_gemm_mma(r->act_bf16, gemm_weight_bf16(W), R, N, K, out, r->gemm_ws, r->stream));
-}
-
-// The same from FP32 rows (attention's output), rounded to BF16 into act_bf16 first, into one buffer.
-void linear(rank_state *r, const float *in, const bf16 *W, int R, int N, int K, float *out) {
-    CUDA_CHECK(launch_to_bf16(in, (long)R * K, r->act_bf16, r->stream));
-    linear_bf16(r, W, R, N, K, gemm_out{{out}, {0}, 1});
 }
 
 bf16 *rank_k(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->k)[r->rank]; }
@@ -159,20 +153,22 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     CUDA_CHECK(launch_qkv_rope(r->q, r->k, r->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], r->inv_freq,
                                r->d_pos, r->d_krow, r->d_vrow, R, heads, kv_heads, hd, c->norm_eps, r->stream));
     // one query per sequence (decode): split-KV over all rows; a sequence's prompt: the tiled prefill kernel
+    // (their output in BF16: the output projection's input)
     if (!any_prefill)
         CUDA_CHECK(launch_attention(r->q, r->d_pos, r->d_krow, r->d_vrow, R, heads, kv_heads, hd, n_splits, chunk,
-                                    r->partial, r->att_count, r->att, r->stream));
+                                    r->partial, r->att_count, nullptr, r->act_bf16, r->stream));
     else
         for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++) {
-            float *qr = r->q + (size_t)i * qd, *ar = r->att + (size_t)i * qd;
+            float *qr = r->q + (size_t)i * qd;
+            bf16 *ar = r->act_bf16 + (size_t)i * qd;
             if (parts[p].prompt)
                 CUDA_CHECK(launch_attention_prefill(qr, parts[p].n_rows, parts[p].pos0, rank_k(parts[p].kv, r),
-                                                    rank_v(parts[p].kv, r), heads, kv_heads, hd, ar, r->stream));
+                                                    rank_v(parts[p].kv, r), heads, kv_heads, hd, nullptr, ar, r->stream));
             else
                 CUDA_CHECK(launch_attention(qr, r->d_pos + i, r->d_krow + i, r->d_vrow + i, 1, heads, kv_heads, hd,
-                                            n_splits, chunk, r->partial, r->att_count, ar, r->stream));
+                                            n_splits, chunk, r->partial, r->att_count, nullptr, ar, r->stream));
         }
-    linear(r, r->att, w[W_O], R, dim, qd, r->tmp);
+    linear_bf16(r, w[W_O], R, dim, qd, gemm_out{{r->tmp}, {0}, 1});
     all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
 
     // MLP block: the residual add fused into the norm; this rank's rows of gate/up, its columns of down
