@@ -14,7 +14,9 @@
 // engine fills zeros. The running sum of the segments stays in registers beside the chain (2 x BN / 2 a thread),
 // which is what keeps the tile at 128 x 128.
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <map>
@@ -211,6 +213,34 @@ const char *gemm_wgmma_probe_name(int answer) {
     return "?";
 }
 
+// Waits for the stream. On a GPU, a kernel that has not finished in a minute (the probe takes milliseconds) is a
+// kernel that hangs on this GPU: said, with the way around it, instead of waiting for ever.
+static cudaError_t gw_wait(cudaStream_t s, const char *what) {
+#ifdef __CUDACC__
+    cudaEvent_t ev;
+    cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+    if (e == cudaSuccess) e = cudaEventRecord(ev, s);
+    for (int ms = 0; e == cudaSuccess; ms++) {
+        cudaError_t q = cudaEventQuery(ev);
+        if (q != cudaErrorNotReady) {
+            e = q;
+            break;
+        }
+        if (ms >= 60000) {
+            fprintf(stderr, "reprise: %s has not finished in 60 s: its kernel hangs on this GPU; run with "
+                            "REPRISE_GEMM_WGMMA=0 (prefill on mma.sync) and report it\n", what);
+            return cudaErrorLaunchTimeout;
+        }
+        usleep(1000);
+    }
+    cudaEventDestroy(ev);
+    return e;
+#else
+    (void)what;
+    return cudaStreamSynchronize(s);   // the emulation reports a kernel that cannot finish itself
+#endif
+}
+
 // The product of one 128 x 512 X and 128 x 512 W (4 segments) into out: through mma.sync (tile 0), or through the
 // wgmma kernel's 64- or 128-wide tiles.
 static cudaError_t gw_probe_product(const bf16 *d, int tile, float *out, std::vector<float> &host, cudaStream_t s) {
@@ -221,7 +251,7 @@ static cudaError_t gw_probe_product(const bf16 *d, int tile, float *out, std::ve
                          : launch_gemm_mma(d, w, R, N, K, gemm_out{{out}, {0}, 1}, none, s);
     host.resize((size_t)R * N);
     if (e == cudaSuccess) e = cudaMemcpyAsync(host.data(), out, host.size() * sizeof(float), cudaMemcpyDeviceToHost, s);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+    if (e == cudaSuccess) e = gw_wait(s, tile ? "the wgmma GEMM's probe" : "the mma.sync GEMM's probe");
     return e;
 }
 
