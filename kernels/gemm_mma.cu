@@ -170,9 +170,7 @@ static_assert(gm_stages(1) == 8 && gm_stages(2) == 7 && gm_stages(4) == 6 && gm_
 cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N, int K, int S, gemm_out out,
                                      gemm_workspace ws, cudaStream_t s) {
     if (R <= 0 || N <= 0 || K <= 0) return R == 0 ? cudaSuccess : cudaErrorInvalidValue;
-    if (out.n < 1 || out.n > GEMM_OUT_MAX || out.first[0] != 0) return cudaErrorInvalidValue;
-    for (int i = 1; i < out.n; i++)
-        if (out.first[i] <= out.first[i - 1] || out.first[i] >= N) return cudaErrorInvalidValue;
+    if (!gemm_out_valid(out, N)) return cudaErrorInvalidValue;
     if (Wt.type != GEMM_WEIGHT_BF16) return cudaErrorNotSupported;
     if (S < 1 || (R <= GEMM_SPLIT_ROWS && S > 1 && gemm_workspace_floats(N, K) < (size_t)S * GEMM_SPLIT_ROWS * N))
         return cudaErrorInvalidValue;   // more segments than the workspace holds partials for

@@ -9,9 +9,9 @@
 // (two boxes, one mbarrier counting their bytes). A consumer releases a stage (one arrival per warpgroup on its
 // `empty` barrier) once the wgmma group that read it has completed, keeping one group in flight. BN is 128 (6 stages,
 // 1 CTA an SM), or 64 (4 stages, 2 CTAs an SM) where 128-wide tiles would leave over half the SMs idle: a short
-// prompt or a narrow weight gets twice the CTAs. A stage never crosses a segment's end: the last stage of a segment runs only its own k-steps
-// (the box's rest is read but not used), so each segment's chain is exactly gemm_mma.cu's. Past R, N and K the copy
-// engine fills zeros. The running sum of the segments stays in registers beside the chain (2 x BN / 2 a thread),
+// prompt or a narrow weight gets twice the CTAs. A stage never crosses a segment's end: the last stage of a segment
+// runs only its own k-steps (the box's rest is read but not used), so each segment's chain is exactly gemm_mma.cu's.
+// Past R, N and K the copy engine fills zeros. The running sum of the segments stays in registers beside the chain (2 x BN / 2 a thread),
 // which is what keeps the tile at 128 x 128.
 #include <stdint.h>
 #include <stdio.h>
@@ -170,11 +170,8 @@ static_assert(gw_tile<128>::stages == 6 && gw_tile<128>::ctas == 1 && gw_tile<64
 cudaError_t launch_gemm_wgmma(const bf16 *X, gemm_weight Wt, int R, int N, int K, int S, gemm_out out, int tile, cudaStream_t s) {
     if (R <= 0 || N <= 0 || K <= 0) return R == 0 ? cudaSuccess : cudaErrorInvalidValue;
     if (Wt.type != GEMM_WEIGHT_BF16) return cudaErrorNotSupported;
-    if (!gemm_wgmma_fits(X, Wt, K) || S < 1 || out.n < 1 || out.n > GEMM_OUT_MAX || out.first[0] != 0 ||
-        (tile != 0 && tile != 64 && tile != 128))
+    if (!gemm_wgmma_fits(X, Wt, K) || S < 1 || !gemm_out_valid(out, N) || (tile != 0 && tile != 64 && tile != 128))
         return cudaErrorInvalidValue;
-    for (int i = 1; i < out.n; i++)
-        if (out.first[i] <= out.first[i - 1] || out.first[i] >= N) return cudaErrorInvalidValue;
     // 128-wide tiles, or 64-wide where 128 would leave more than half the GPU's SMs idle (a short prompt, a narrow
     // weight): below that, twice the CTAs of half the width finish no sooner (two share an SM's tensor cores) and
     // read twice the X tiles through L2

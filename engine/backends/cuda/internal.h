@@ -69,7 +69,7 @@ struct rank_state {
     size_t cap_partial;
     unsigned *att_count;                          // decode attention's split counters (zero between launches)
     size_t cap_att_count;
-    bf16 *act_bf16;                               // a BF16 copy of a GEMM's input
+    bf16 *act_bf16;                               // a GEMM's input in BF16, written by the kernel before it
     gemm_workspace gemm_ws;                       // the GEMM's K-segment partials and counters (every launch on
                                                   // the rank's stream shares them: each leaves the counters zero)
     int *d_tokens, *d_pos, *d_ids;

@@ -90,8 +90,8 @@ void embed(backend *base, const int *tokens, int n, int row0) {
 
 // out (R, N) = in (R, K) . W^T into out's column segments (Q, K, V of stacked weights; gate, up) by reprise's
 // tensor-core GEMM (gemm_mma.cu), for every R, its input the BF16 rows in act_bf16 that the kernel before wrote
-// (RMSNorm, attention, SwiGLU: no conversion launch). One numeric rule whatever the batch (K's segments fixed by the weight's
-// shape), so a sequence's logits do not depend on the sequences beside it.
+// (RMSNorm, attention, SwiGLU: no conversion launch). One numeric rule whatever the batch (K's segments fixed by the
+// weight's shape), so a sequence's logits do not depend on the sequences beside it.
 void linear_bf16(rank_state *r, const bf16 *W, int R, int N, int K, gemm_out out) {
     CUDA_CHECK(launch_gemm_mma(r->act_bf16, gemm_weight_bf16(W), R, N, K, out, r->gemm_ws, r->stream));
 }

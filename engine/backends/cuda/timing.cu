@@ -73,12 +73,12 @@ struct gemm_buffers {
     float *out = nullptr, *partial = nullptr;
     unsigned *count = nullptr;
     size_t copies = 1;
-    int turn = 0;
+    int turn = 0, wgmma = 0;   // wgmma: gemm_wgmma_probe's answer on this GPU, asked once, outside the timed launches
     ~gemm_buffers() { cudaFree(x), cudaFree(w), cudaFree(out), cudaFree(partial), cudaFree(count); }
     bool alloc(int R, int N, int K, size_t n_copies) {
         copies = n_copies;
         size_t w_elems = (size_t)N * K;
-        return cudaMalloc((void **)&x, (size_t)R * K * sizeof(bf16)) == cudaSuccess &&
+        return gemm_wgmma_probe(&wgmma, 0) == cudaSuccess && cudaMalloc((void **)&x, (size_t)R * K * sizeof(bf16)) == cudaSuccess &&
                cudaMalloc((void **)&w, copies * w_elems * sizeof(bf16)) == cudaSuccess &&
                cudaMalloc((void **)&out, (size_t)R * N * sizeof(float)) == cudaSuccess &&
                cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16) == cudaSuccess &&
@@ -90,9 +90,7 @@ struct gemm_buffers {
     cudaError_t launch(int R, int N, int K, int variant) {
         bf16 *wt = w + (turn++ % copies) * (size_t)N * K;
         gemm_out o{{out}, {0}, 1};
-        int wgmma = 0;
-        if (variant != GEMM_MMA_ONLY_VARIANT && gemm_wgmma_probe(&wgmma, 0) != cudaSuccess) return cudaGetLastError();
-        gemm_workspace ws{partial, count, wgmma};
+        gemm_workspace ws{partial, count, variant == GEMM_MMA_ONLY_VARIANT ? 0 : wgmma};
         if (variant < 0 || variant == GEMM_MMA_VARIANT || variant == GEMM_MMA_ONLY_VARIANT)   // the forward's GEMM
             return launch_gemm_mma(x, gemm_weight_bf16(wt), R, N, K, o, ws, 0);
         if (variant == GEMM_MMA_BY_ROWS_VARIANT)
