@@ -62,16 +62,15 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     size_t qd = (size_t)sh.n_heads * c->head_dim, kvd = (size_t)sh.n_kv_heads * c->head_dim, hid = (size_t)sh.n_hidden;
     size_t vocab = (size_t)sh.n_vocab, widest = (size_t)c->dim;
     if (qd > widest) widest = qd;
-    if (hid > widest) widest = hid;
     size_t splits = ((size_t)s.ctx + PLAN_ATTENTION_CHUNK - 1) / PLAN_ATTENTION_CHUNK;
     size_t *b = p->buffer;
     b[BUF_X] = b[BUF_XB] = b[BUF_TMP] = r * c->dim * f;
     b[BUF_Q] = r * qd * f;
     b[BUF_K] = b[BUF_V] = r * kvd * f;
-    b[BUF_GATE] = b[BUF_UP] = r * hid * f;
     b[BUF_ACT_BF16] = r * widest * 2;
-    b[BUF_TOKENS] = b[BUF_POS] = r * sizeof(int);
-    b[BUF_KROW] = b[BUF_VROW] = r * sizeof(void *);
+    b[BUF_MLP_BF16] = r * hid * 2;
+    b[BUF_TOKENS] = r * sizeof(int);
+    b[BUF_META] = r * (size_t)s.max_visits * PLAN_META_ROW_BYTES;
     b[BUF_REDUCE] = tp > 1 ? r * c->dim * f : 0;
     b[BUF_LOGITS] = L * vocab * f;
     b[BUF_IDS] = L * sizeof(int);
@@ -94,7 +93,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     p->device = p->weights + p->kv + p->activations + p->logits + p->scratch;
     // tokens, logits, draws and ids of a step, and each layer execution's rows (position, K and V slot pointers)
     p->pinned_host = r * sizeof(int) + L * vocab * f + L * (f + sizeof(int)) +
-                     r * (size_t)s.max_visits * (sizeof(int) + 2 * sizeof(void *));
+                     r * (size_t)s.max_visits * PLAN_META_ROW_BYTES;
 }
 
 static void add_line(char *buf, size_t cap, size_t *at, const char *label, size_t bytes, const char *note) {

@@ -13,6 +13,7 @@
 #define PLAN_SCORE_LOGIT_ROWS 64       // all-rows logits (score, multiple choice) are computed this many at a time
 #define PLAN_ATTENTION_CHUNK 256       // positions per split of the decode attention kernel
 #define PLAN_GRAPH_ROWS 16             // decode steps of up to this many rows are captured as CUDA graphs
+#define PLAN_META_ROW_BYTES (sizeof(int) + 2 * sizeof(void *))   // a step row's position and KV slot (K, V)
 #define PLAN_HEADROOM (256u << 20)     // left free beyond the plan: graphs, library kernels loaded lazily
 
 // The KV cache's element type (--kv-dtype). The CUDA backend keeps BF16 and refuses f32; the CPU backend keeps
@@ -45,11 +46,12 @@ typedef enum {
     BUF_X, BUF_XB,                     // (ubatch, dim): residual stream, gathered rows
     BUF_Q,                             // (ubatch, n_heads / tp * head_dim)
     BUF_K, BUF_V,                      // (ubatch, n_kv_heads / tp * head_dim)
-    BUF_GATE, BUF_UP,                  // (ubatch, hidden_dim / tp)
     BUF_TMP,                           // (ubatch, dim): projection outputs added to the residual
-    BUF_ACT_BF16,                      // (ubatch, max(dim, q width, hidden_dim)) BF16: a GEMM's input
-    BUF_TOKENS, BUF_POS,               // (ubatch) int
-    BUF_KROW, BUF_VROW,                // (ubatch) pointers: each row's KV slot
+    BUF_ACT_BF16,                      // (ubatch, max(dim, q width)) BF16: the QKV, O and gate/up GEMMs' input
+    BUF_MLP_BF16,                      // (ubatch, hidden_dim / tp) BF16: SwiGLU's output, the down GEMM's input
+    BUF_TOKENS,                        // (ubatch) int
+    BUF_META,                          // (ubatch x max_visits) rows of a step's layer executions: each one's KV slot
+                                       // (K and V pointers) and position, copied from the host in one piece a step
     BUF_REDUCE,                        // (ubatch, dim) when tp > 1 and the all-reduce goes through device copies
     BUF_LOGITS,                        // (logit_rows, vocab / tp)
     BUF_IDS, BUF_UNIFORM,              // (logit_rows) sampled ids, their uniform draws

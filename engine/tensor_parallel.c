@@ -1,6 +1,8 @@
 // How a tensor-parallel run splits a model over its ranks: one rule for the memory plan and the upload.
 #include "engine/tensor_parallel.h"
 
+#include "kernels/shapes.h"
+
 int tp_check(const model_config *c, int tp, rp_err *err) {
     if (tp < 1 || tp > TP_MAX_RANKS) return rp_fail(err, "--tp %d: tensor parallelism runs on 1 to %d GPUs", tp, TP_MAX_RANKS);
     if (c->n_kv_heads % tp)
@@ -25,7 +27,7 @@ void tp_gemms_of(const model_config *c, const tp_shard *s, tp_gemm out[TP_GEMMS]
     int qd = s->n_heads * c->head_dim, kvd = s->n_kv_heads * c->head_dim;
     out[0] = (tp_gemm){"qkv", qd + 2 * kvd, c->dim};
     out[1] = (tp_gemm){"o", c->dim, qd};
-    out[2] = (tp_gemm){"gate|up", 2 * s->n_hidden, c->dim};
+    out[2] = (tp_gemm){"gate|up", gemm_swiglu_rows(s->n_hidden), c->dim};   // interleaved, SwiGLU in the epilogue
     out[3] = (tp_gemm){"down", c->dim, s->n_hidden};
     out[4] = (tp_gemm){"lm_head", s->n_vocab, c->dim};
 }
@@ -64,6 +66,9 @@ size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank) {
     for (int g = 0; g < G_N_GLOBAL_TENSORS; g++)
         if (!(g == G_LM_HEAD && c->tied_embeddings) && tp_global_block(c, &s, (global_tensor)g, &b)) n += (size_t)(b.rows * b.cols);
     for (int w = 0; w < W_N_LAYER_TENSORS; w++)
-        if (tp_layer_block(c, &s, (layer_tensor)w, &b)) n += (size_t)c->n_layers * (size_t)(b.rows * b.cols);
+        if (tp_layer_block(c, &s, (layer_tensor)w, &b)) {
+            if (w == W_GATE || w == W_UP) b.rows = gemm_swiglu_rows((int)b.rows) / 2;   // their zero rows (interleaved)
+            n += (size_t)c->n_layers * (size_t)(b.rows * b.cols);
+        }
     return 2 * n;
 }

@@ -33,7 +33,8 @@ void tp_shard_of(const model_config *c, int tp, int rank, tp_shard *s);
 // The block of a layer tensor or a global tensor that rank s holds; 0 when the architecture has no such tensor.
 int tp_layer_block(const model_config *c, const tp_shard *s, layer_tensor w, tp_block *b);
 int tp_global_block(const model_config *c, const tp_shard *s, global_tensor g, tp_block *b);
-// BF16 weight bytes rank `rank` holds (each unique layer once, whatever the schedule).
+// BF16 weight bytes rank `rank` holds (each unique layer once, whatever the schedule; gate and up with the zero
+// rows their interleaving pads them by).
 size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank);
 
 // The GEMMs a rank runs, one per weight as the CUDA backend multiplies by them (Q|K|V stacked, O, gate|up stacked,

@@ -16,6 +16,7 @@
 // shared memory with zeros past the edges.
 #include <stdint.h>
 
+#include "kernels/gemm_out.h"
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
 
@@ -135,12 +136,7 @@ REPRISE_UNROLL
         int e = threadIdx.x, r = row0 + t * 16 + e / 16, n = col0 + e % 16;
         float sum = 0;
         for (int w = 0; w < GEMM_WARPS; w++) sum += part[w][e];
-        if (r < R && n < N) {   // column n of the segment it falls in
-            int seg = 0;
-            while (seg + 1 < out.n && n >= out.first[seg + 1]) seg++;
-            int width = (seg + 1 < out.n ? out.first[seg + 1] : N) - out.first[seg];
-            out.p[seg][(size_t)r * width + n - out.first[seg]] = sum;
-        }
+        if (r < R && n < N) *gemm_out_at(out, N, r, n) = sum;   // column n of the segment it falls in
         __syncthreads();   // part is reused by the next row tile
     }
 }
@@ -151,9 +147,8 @@ const char *const gemm_bf16_variant_name[GEMM_BF16_VARIANTS] = {"4 tiles ahead, 
 
 cudaError_t launch_gemm_bf16_split(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, int variant, cudaStream_t s) {
     if (R <= 0 || N <= 0 || K <= 0) return R == 0 ? cudaSuccess : cudaErrorInvalidValue;
-    if (out.n < 1 || out.n > GEMM_OUT_MAX || out.first[0] != 0) return cudaErrorInvalidValue;
-    for (int i = 1; i < out.n; i++)
-        if (out.first[i] <= out.first[i - 1] || out.first[i] >= N) return cudaErrorInvalidValue;
+    if (!gemm_out_valid(out, N)) return cudaErrorInvalidValue;
+    if (out.epilogue != GEMM_STORE) return cudaErrorNotSupported;   // the baseline stores only
     if ((N + 15) / 16 > 65535) return cudaErrorInvalidValue;   // the grid's y limit: N up to 1,048,560
     dim3 grid((R + 16 * GEMM_ROW_TILES - 1) / (16 * GEMM_ROW_TILES), (N + 15) / 16), block(32 * GEMM_WARPS);
     switch (variant) {
@@ -165,8 +160,7 @@ cudaError_t launch_gemm_bf16_split(const bf16 *X, const bf16 *W, int R, int N, i
 }
 
 cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int variant, cudaStream_t s) {
-    gemm_out one = {{out}, {0}, 1};
-    return launch_gemm_bf16_split(X, W, R, N, K, one, variant, s);
+    return launch_gemm_bf16_split(X, W, R, N, K, gemm_store(out), variant, s);
 }
 
 cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, cudaStream_t s) {

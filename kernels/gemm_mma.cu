@@ -16,7 +16,8 @@
 // weight rows and the rows of X through a ring of gm_stages(NT) shared-memory stages (32 k each) filled by 16-byte
 // cp.async copies, the weights with an evict-first L2 policy; tiles are padded to 80-byte rows so that ldmatrix reads
 // them without bank conflicts. K not a multiple of 8 or unaligned pointers take element-by-element copies into the
-// same stages: the same products in the same order.
+// same stages: the same products in the same order. The last write is out's epilogue (gemm_out.h): stored, added to
+// the residual stream, or SwiGLU of interleaved gate/up rows.
 #include <stdint.h>
 
 #include "kernels/gemm_out.h"
@@ -116,11 +117,22 @@ REPRISE_UNROLL
             body                                                                                                    \
         }
 
-// The decode split's end: this CTA's segment partial into the workspace; the last CTA of the feature block to finish
-// adds the S partials in segment order into the output and resets the block's counter.
+// The CTA's elements written by out's epilogue (tot: their sums, laid out as acc): stored or added element by
+// element, or, for GEMM_SWIGLU, each gate (i = 0, 1: feature g of the warp's 16) with its up (i + 2: feature g + 8,
+// the same rows) into h.
 template <int NT>
-__device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int S, int f0, gemm_out out, float *partial,
-                                       unsigned *count) {
+__device__ static void gm_write(const float tot[NT][4], int R, int N, int f0, int row0, const gemm_out &out) {
+    if (out.epilogue == GEMM_SWIGLU) {
+        GM_FOR_EACH_ELEMENT(if (i < 2 && n < N && r < R) gemm_out_put_swiglu(out, r, n, tot[j][i], tot[j][i + 2]);)
+    } else
+        GM_FOR_EACH_ELEMENT(if (n < N && r < R) gemm_out_put(out, N, r, n, tot[j][i]);)
+}
+
+// The decode split's end: this CTA's segment partial into the workspace; the last CTA of the feature block to finish
+// adds the S partials in segment order, writes the output and resets the block's counter.
+template <int NT>
+__device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int S, int f0, const gemm_out &out,
+                                       float *partial, unsigned *count) {
     __shared__ bool last;
     const int row0 = 0;
     GM_FOR_EACH_ELEMENT(if (n < N && r < R) partial[((size_t)blockIdx.y * R + r) * N + n] = acc[j][i];)
@@ -130,11 +142,11 @@ __device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int
     __syncthreads();
     if (!last) return;
     __threadfence();
-    GM_FOR_EACH_ELEMENT(if (n < N && r < R) {
-        float total = 0.0f;
-        for (int s = 0; s < S; s++) total += __ldcg(&partial[((size_t)s * R + r) * N + n]);
-        *gemm_out_at(out, N, r, n) = total;
+    float tot[NT][4];
+    GM_FOR_EACH_ELEMENT(tot[j][i] = 0.0f; if (n < N && r < R) {
+        for (int s = 0; s < S; s++) tot[j][i] += __ldcg(&partial[((size_t)s * R + r) * N + n]);
     })
+    gm_write<NT>(tot, R, N, f0, row0, out);
     if (threadIdx.x == 0) count[blockIdx.x] = 0;   // ready for the next launch
 }
 
@@ -156,7 +168,7 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
             for (int i = 0; i < 4; i++) sum[j][i] += acc[j][i];
     }
     if (SPLIT && S > 1) gm_finish_split<NT>(acc, R, N, S, f0, out, partial, count);
-    else GM_FOR_EACH_ELEMENT(if (n < N && r < R) *gemm_out_at(out, N, r, n) = sum[j][i];)
+    else gm_write<NT>(sum, R, N, f0, row0, out);
 }
 
 // The launch of one instantiation, spelled with literals so that the emulation's launch name is ptxas's (the speed

@@ -1,24 +1,43 @@
-// The GEMMs' output segments (gemm_mma.cu, gemm_wgmma.cu; kernels.h: columns [first[i], first[i + 1]) to p[i],
-// row-major of the segment's width): whether a gemm_out is well formed, and where an output element goes.
+// The GEMMs' epilogues (gemm_mma.cu, gemm_wgmma.cu, gemm_bf16.cu; kernels.h's gemm_out): whether a gemm_out is well
+// formed for N columns, and the write of an output element (GEMM_STORE, GEMM_ADD) or of a gate/up pair (GEMM_SWIGLU).
 #ifndef REPRISE_GEMM_OUT_H
 #define REPRISE_GEMM_OUT_H
 
 #include "kernels/kernels.h"
 
-// Whether out's segments describe N columns: 1 to GEMM_OUT_MAX of them, the first at column 0, each starting past
-// the one before and inside N.
-__host__ __device__ static inline bool gemm_out_valid(const gemm_out &out, int N) {
-    if (out.n < 1 || out.n > GEMM_OUT_MAX || out.first[0] != 0) return false;
+// GEMM_STORE: 1 to GEMM_OUT_MAX segments, the first at column 0, each starting past the one before and inside N;
+// GEMM_ADD: one buffer; GEMM_SWIGLU: N the interleaved rows of `width` MLP rows (gemm_swiglu_rows) and h given.
+static inline bool gemm_out_valid(const gemm_out &out, int N) {
+    if (out.epilogue == GEMM_SWIGLU) return out.h && out.width > 0 && N == gemm_swiglu_rows(out.width);
+    if (out.n < 1 || out.n > GEMM_OUT_MAX || out.first[0] != 0 || !out.p[0]) return false;
+    if (out.epilogue == GEMM_ADD) return out.n == 1;
+    if (out.epilogue != GEMM_STORE) return false;
     for (int i = 1; i < out.n; i++)
         if (out.first[i] <= out.first[i - 1] || out.first[i] >= N) return false;
     return true;
 }
 
-__device__ static inline float *gemm_out_at(gemm_out out, int N, int r, int n) {
+// Where element (r, n) of a GEMM_STORE or GEMM_ADD output lives.
+__device__ static inline float *gemm_out_at(const gemm_out &out, int N, int r, int n) {
     int seg = 0;
     while (seg + 1 < out.n && n >= out.first[seg + 1]) seg++;
     int width = (seg + 1 < out.n ? out.first[seg + 1] : N) - out.first[seg];
     return &out.p[seg][(size_t)r * width + n - out.first[seg]];
+}
+
+// Element (r, n) of the product is v: stored, or added to what is there.
+__device__ static inline void gemm_out_put(const gemm_out &out, int N, int r, int n, float v) {
+    float *p = gemm_out_at(out, N, r, n);
+    *p = out.epilogue == GEMM_ADD ? *p + v : v;
+}
+
+// silu(gate) * up: the SwiGLU of the MLP, as the CPU backend computes it (gate / (1 + e^-gate) * up).
+__device__ static inline float swiglu_value(float gate, float up) { return gate / (1.0f + __expf(-gate)) * up; }
+
+// GEMM_SWIGLU: the product's columns n (a gate row: n % 16 < 8) and n + 8 (its up row) of row r are gate and up.
+__device__ static inline void gemm_out_put_swiglu(const gemm_out &out, int r, int n, float gate, float up) {
+    int m = n / 16 * 8 + n % 16;   // the MLP row
+    if (m < out.width) out.h[(size_t)r * out.width + m] = __float2bfloat16(swiglu_value(gate, up));
 }
 
 #endif

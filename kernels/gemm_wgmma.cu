@@ -133,7 +133,8 @@ REPRISE_UNROLL
     }
 
     // sum[4 j + i] is D(16 w + g + 8 (i / 2), 8 j + 2 t + i % 2) of this warpgroup's 64 x BN (ptx.h's layout):
-    // two neighbouring outputs at once where they fall in one segment of `out`
+    // two neighbouring outputs at once where they fall in one segment of `out`; GEMM_SWIGLU's gate columns (j even)
+    // meet their up columns (j + 1) in the same thread
     int t = threadIdx.x % 128, warp = t / 32, g = (t % 32) / 4, q = t % 4;
 REPRISE_UNROLL
     for (int j = 0; j < BN / 8; j++)
@@ -142,6 +143,18 @@ REPRISE_UNROLL
             int r = row0 + 64 * wg + 16 * warp + g + 8 * half, n = f0 + 8 * j + 2 * q;
             if (r >= R || n >= N) continue;
             float v0 = sum[4 * j + 2 * half], v1 = sum[4 * j + 2 * half + 1];
+            if (out.epilogue == GEMM_SWIGLU) {
+                if (j % 2 == 0) {
+                    gemm_out_put_swiglu(out, r, n, v0, sum[4 * (j + 1) + 2 * half]);
+                    gemm_out_put_swiglu(out, r, n + 1, v1, sum[4 * (j + 1) + 2 * half + 1]);
+                }
+                continue;
+            }
+            if (out.epilogue == GEMM_ADD) {
+                gemm_out_put(out, N, r, n, v0);
+                if (n + 1 < N) gemm_out_put(out, N, r, n + 1, v1);
+                continue;
+            }
             float *p0 = gemm_out_at(out, N, r, n), *p1 = n + 1 < N ? gemm_out_at(out, N, r, n + 1) : nullptr;
             if (p1 == p0 + 1 && reinterpret_cast<uintptr_t>(p0) % 8 == 0) *reinterpret_cast<float2 *>(p0) = make_float2(v0, v1);
             else {
@@ -244,8 +257,8 @@ static cudaError_t gw_probe_product(const bf16 *d, int tile, float *out, std::ve
     const int R = 128, N = 128, K = 512;
     gemm_weight w = gemm_weight_bf16(d + (size_t)R * K);
     gemm_workspace none = {nullptr, nullptr, 0};   // rows past GEMM_SPLIT_ROWS: mma.sync's tiles, no workspace
-    cudaError_t e = tile ? launch_gemm_wgmma(d, w, R, N, K, gemm_k_segments(N, K), gemm_out{{out}, {0}, 1}, tile, s)
-                         : launch_gemm_mma(d, w, R, N, K, gemm_out{{out}, {0}, 1}, none, s);
+    cudaError_t e = tile ? launch_gemm_wgmma(d, w, R, N, K, gemm_k_segments(N, K), gemm_store(out), tile, s)
+                         : launch_gemm_mma(d, w, R, N, K, gemm_store(out), none, s);
     host.resize((size_t)R * N);
     if (e == cudaSuccess) e = cudaMemcpyAsync(host.data(), out, host.size() * sizeof(float), cudaMemcpyDeviceToHost, s);
     if (e == cudaSuccess) e = gw_wait(s, tile ? "the wgmma GEMM's probe" : "the mma.sync GEMM's probe");

@@ -27,15 +27,32 @@ cudaError_t launch_gemm_bf16(const bf16 *X, const bf16 *W, int R, int N, int K, 
 #define GEMM_BF16_DEFAULT_VARIANT 0   // what launch_gemm_bf16 runs (measured on an H200: no variant is faster)
 extern const char *const gemm_bf16_variant_name[GEMM_BF16_VARIANTS];
 cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N, int K, float *out, int variant, cudaStream_t s);
-// The same with W's rows (the output's columns) in up to GEMM_OUT_MAX segments, each written to its own buffer:
-// columns [first[i], first[i + 1]) to p[i], (R, width) row-major. One launch computes Q, K and V (or gate and up)
-// from the projections' weights stacked in one matrix; every element is computed exactly as alone.
+// Where a GEMM's output goes (its epilogue), built by the functions below:
+// GEMM_STORE: W's rows (the output's columns) in up to GEMM_OUT_MAX segments, each written to its own buffer:
+//   columns [first[i], first[i + 1]) to p[i], (R, width) row-major. One launch computes Q, K and V from the
+//   projections' weights stacked in one matrix; every element is computed exactly as alone.
+// GEMM_ADD: p[0] (R, N) += the product: the residual add of the O and down projections, in the GEMM's last write.
+// GEMM_SWIGLU: W is gate and up interleaved by 8 rows (gemm_swiglu_rows: rows 16 b .. 16 b + 7 are gate's 8 b ..,
+//   the next 8 up's, zero rows past the MLP's width) and h (R, width) gets BF16(silu(gate) * up) - the down
+//   projection's input, rounded as launch_to_bf16 rounds - for the `width` MLP rows; gate and up never stored.
 #define GEMM_OUT_MAX 3
+enum gemm_epilogue { GEMM_STORE, GEMM_ADD, GEMM_SWIGLU };
 struct gemm_out {
     float *p[GEMM_OUT_MAX];
     int first[GEMM_OUT_MAX];
     int n;
+    gemm_epilogue epilogue;
+    bf16 *h;     // GEMM_SWIGLU's output
+    int width;   // GEMM_SWIGLU: h's columns
 };
+static inline gemm_out gemm_store(float *p) { return gemm_out{{p, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_STORE, nullptr, 0}; }
+static inline gemm_out gemm_store_segments(float *p0, float *p1, int first1, float *p2 = nullptr, int first2 = 0) {
+    return gemm_out{{p0, p1, p2}, {0, first1, first2}, p2 ? 3 : 2, GEMM_STORE, nullptr, 0};
+}
+static inline gemm_out gemm_add_to(float *x) { return gemm_out{{x, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_ADD, nullptr, 0}; }
+static inline gemm_out gemm_swiglu(bf16 *h, int width) {
+    return gemm_out{{nullptr, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_SWIGLU, h, width};
+}
 cudaError_t launch_gemm_bf16_split(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, int variant, cudaStream_t s);
 
 // The GEMM on mma.sync with a cp.async pipeline (gemm_mma.cu): out (R, N) = X (R, K) . W^T into out's column segments,
@@ -101,9 +118,6 @@ cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *ro
 cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const bf16 *k_slot, const bf16 *v_slot,
                                      int n_heads, int n_kv_heads, int head_dim, float *out, bf16 *out_bf16,
                                      cudaStream_t s);
-
-// silu(gate) * up, elementwise (swiglu.cu): into gate, or, rounded as launch_to_bf16 rounds, into out_bf16 when given.
-cudaError_t launch_swiglu(float *gate, const float *up, long n, bf16 *out_bf16, cudaStream_t s);
 
 // dst = BF16(src), and x += d, elementwise (convert.cu).
 cudaError_t launch_to_bf16(const float *src, long n, bf16 *dst, cudaStream_t s);

@@ -21,6 +21,9 @@ static inline int gemm_k_segments(int N, int K) {
     while (blocks * S < 2 * 132 && S < 32 && steps >= 2 * S * 8) S *= 2;
     return S;
 }
+// The rows of gate and up stacked for the GEMM's SwiGLU epilogue (kernels.h, GEMM_SWIGLU): interleaved by 8 rows,
+// each padded to a multiple of 8 with zero rows, so that an output and its pair fall in one thread's accumulators.
+static inline int gemm_swiglu_rows(int hidden) { return 16 * ((hidden + 7) / 8); }
 // The workspace a GEMM of that shape needs, in floats (the segments' partials of up to GEMM_SPLIT_ROWS rows) and in
 // counters (one per 64 outputs, zero before the first launch; each launch leaves them zero).
 static inline size_t gemm_workspace_floats(int N, int K) {

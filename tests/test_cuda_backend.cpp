@@ -208,20 +208,10 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
     }
 }
 
-static void swiglu_and_convert_helpers_match_reference(void) {
+static void convert_helpers_match_reference(void) {
     long n = 1000;
-    std::vector<float> g = randv(n, 4), u = randv(n), want(n);
-    for (long i = 0; i < n; i++) want[i] = g[i] / (1 + expf(-g[i])) * u[i];
+    std::vector<float> g = randv(n, 4), u = randv(n), want = g;
     float *dg = dev(g), *du = dev(u);
-    bf16 *s16, *conv;   // first into BF16 (gate untouched): bit for bit launch_to_bf16 of the FP32 result below
-    cudaMalloc((void **)&s16, n * sizeof(bf16)), cudaMalloc((void **)&conv, n * sizeof(bf16));
-    CHECK(launch_swiglu(dg, du, n, s16, 0) == cudaSuccess && max_diff(host(dg, n), g) == 0, "launch into BF16");
-    CHECK(launch_swiglu(dg, du, n, nullptr, 0) == cudaSuccess, "launch");
-    CHECK(max_diff(host(dg, n), want) < 1e-6f, "swiglu");
-    CHECK(launch_to_bf16(dg, n, conv, 0) == cudaSuccess, "to_bf16");
-    std::vector<bf16> s16h = host(s16, n), convh = host(conv, n);
-    CHECK(!memcmp(s16h.data(), convh.data(), n * sizeof(bf16)), "swiglu's BF16 output differs from its FP32 one rounded");
-    cudaFree(s16), cudaFree(conv);
     CHECK(launch_add(dg, du, n, 0) == cudaSuccess, "add");
     for (long i = 0; i < n; i++) want[i] += u[i];
     CHECK(max_diff(host(dg, n), want) < 1e-6f, "add");
@@ -376,7 +366,7 @@ static void gemm_bf16_matches_reference_and_is_batch_invariant(void) {
                 float *seg[3];
                 int first[3] = {0, 16, 40}, width[3] = {16, 24, N - 40}, bad = 0;
                 for (int i = 0; i < 3; i++) cudaMalloc((void **)&seg[i], (size_t)R * width[i] * sizeof(float));
-                CHECK(launch_gemm_bf16_split(dx, dw, R, N, K, gemm_out{{seg[0], seg[1], seg[2]}, {0, 16, 40}, 3},
+                CHECK(launch_gemm_bf16_split(dx, dw, R, N, K, gemm_store_segments(seg[0], seg[1], 16, seg[2], 40),
                                              GEMM_BF16_DEFAULT_VARIANT, 0) == cudaSuccess, "split launch");
                 for (int i = 0; i < 3; i++) {
                     std::vector<float> got = host(seg[i], (size_t)R * width[i]);
@@ -424,7 +414,7 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
         cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
         cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned));
         gemm_workspace ws = {partial, count, GEMM_WGMMA_ON}, mma_only = {partial, count, 0};
-        gemm_out one = {{dout}, {0}, 1};
+        gemm_out one = gemm_store(dout);
         CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), Rmax, N, K, one, ws, 0) == cudaSuccess, "launch");
         std::vector<float> all = host(dout, (size_t)Rmax * N);
         float worst = 0;
@@ -469,7 +459,7 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
             float *seg[3];
             int first[3] = {0, 16, 40}, width[3] = {16, 24, N - 40}, bad = 0;
             for (int i = 0; i < 3; i++) cudaMalloc((void **)&seg[i], (size_t)M * width[i] * sizeof(float));
-            CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), M, N, K, gemm_out{{seg[0], seg[1], seg[2]}, {0, 16, 40}, 3}, ws, 0) == cudaSuccess,
+            CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), M, N, K, gemm_store_segments(seg[0], seg[1], 16, seg[2], 40), ws, 0) == cudaSuccess,
                   "split launch");
             for (int i = 0; i < 3; i++) {
                 std::vector<float> got = host(seg[i], (size_t)M * width[i]);
@@ -487,6 +477,72 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
         CHECK(launch_gemm_mma(dx, gemm_weight{dw, (gemm_weight_type)(GEMM_WEIGHT_BF16 + 1), nullptr}, 1, N, K, one, ws, 0) ==
                   cudaErrorNotSupported, "a weight type the kernel does not know was accepted");
         cudaFree(dx), cudaFree(dw), cudaFree(dout), cudaFree(partial), cudaFree(count);
+    }
+}
+
+// The GEMM's epilogues (kernels.h, gemm_out.h) through every path of it (the decode split, one segment, mma.sync's
+// prefill tiles, wgmma's from 128 rows): GEMM_ADD leaves x + the stored product, bit for bit; GEMM_SWIGLU of gate
+// and up interleaved by 8 rows (an MLP width not a multiple of 8: zero rows padding the last run) gives
+// BF16(silu(gate) * up) of the stored product's columns, against the CPU's formula within a BF16 step, and writes
+// nothing past the MLP's width; each row's SwiGLU output bit-identical alone and in the batch.
+static void gemm_epilogues_add_and_swiglu(void) {
+    struct { int hidden, K, R; } shapes[] = {{172, 64, 129}, {40, 520, 100}, {300, 2048, 5}};
+    for (auto sh : shapes) {
+        int hidden = sh.hidden, K = sh.K, R = sh.R, N = gemm_swiglu_rows(hidden);
+        std::vector<float> x = bf16_round(randv((size_t)R * K)), gate = bf16_round(randv((size_t)hidden * K, 0.3f)),
+                           up = bf16_round(randv((size_t)hidden * K, 0.3f)), w((size_t)N * K, 0.0f);
+        for (int m = 0; m < hidden; m++)   // MLP row m: gate at row 16 (m / 8) + m % 8, up 8 rows further
+            for (int k = 0; k < K; k++) {
+                w[(size_t)(m / 8 * 16 + m % 8) * K + k] = gate[(size_t)m * K + k];
+                w[(size_t)(m / 8 * 16 + m % 8 + 8) * K + k] = up[(size_t)m * K + k];
+            }
+        bf16 *dx = dev_bf16(x), *dw = dev_bf16(w), *dh;
+        float *dout, *partial;
+        unsigned *count;
+        size_t wsf = std::max(gemm_workspace_floats(N, K), gemm_workspace_floats(hidden, K));
+        cudaMalloc((void **)&dout, (size_t)R * N * sizeof(float));
+        cudaMalloc((void **)&dh, ((size_t)R * hidden + 64) * sizeof(bf16));
+        cudaMalloc((void **)&partial, wsf * sizeof(float) + 16);
+        cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
+        cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned));
+        gemm_workspace ws = {partial, count, GEMM_WGMMA_ON};
+        CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N, K, gemm_store(dout), ws, 0) == cudaSuccess, "store");
+        std::vector<float> P = host(dout, (size_t)R * N);
+        // GEMM_ADD: onto a residual stream of other values
+        std::vector<float> x0 = randv((size_t)R * N), added(x0);
+        cudaMemcpy(dout, x0.data(), x0.size() * sizeof(float), cudaMemcpyHostToDevice);
+        CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N, K, gemm_add_to(dout), ws, 0) == cudaSuccess, "add");
+        for (size_t i = 0; i < added.size(); i++) added[i] += P[i];
+        CHECK(host(dout, (size_t)R * N) == added, "hidden %d K %d rows %d: GEMM_ADD is not x + the product", hidden, K, R);
+        // GEMM_SWIGLU: a guard past the output stays
+        cudaMemset(dh, 0x7f, ((size_t)R * hidden + 64) * sizeof(bf16));
+        CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N, K, gemm_swiglu(dh, hidden), ws, 0) == cudaSuccess, "swiglu");
+        std::vector<bf16> h = host(dh, (size_t)R * hidden + 64);
+        float worst = 0;
+        for (int r = 0; r < R; r++)
+            for (int m = 0; m < hidden; m++) {
+                float g = P[(size_t)r * N + m / 8 * 16 + m % 8], u = P[(size_t)r * N + m / 8 * 16 + m % 8 + 8];
+                float want = g / (1 + expf(-g)) * u, got = __bfloat162float(h[(size_t)r * hidden + m]);
+                worst = fmaxf(worst, fabsf(got - want) / (fabsf(want) + 1e-3f));
+            }
+        CHECK(worst < 1.0f / 128, "hidden %d K %d rows %d: SwiGLU epilogue off by %g (relative)", hidden, K, R, worst);
+        int guard = 0;
+        for (int i = 0; i < 64; i++) {
+            unsigned short bits;
+            memcpy(&bits, &h[(size_t)R * hidden + i], sizeof bits);
+            guard += bits != 0x7f7f;
+        }
+        CHECK(guard == 0, "hidden %d: the SwiGLU epilogue wrote past its %d columns", hidden, hidden);
+        int differ = 0;
+        for (int r = 0; r < R; r += 7) {
+            CHECK(launch_gemm_mma(dx + (size_t)r * K, gemm_weight_bf16(dw), 1, N, K, gemm_swiglu(dh, hidden), ws, 0) == cudaSuccess, "row");
+            std::vector<bf16> one = host(dh, (size_t)hidden);
+            differ += memcmp(one.data(), &h[(size_t)r * hidden], hidden * sizeof(bf16)) != 0;
+        }
+        CHECK(differ == 0, "hidden %d K %d: %d rows' SwiGLU differ alone and in %d rows", hidden, K, differ, R);
+        CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N + 16, K, gemm_swiglu(dh, hidden), ws, 0) == cudaErrorInvalidValue,
+              "a SwiGLU output of the wrong rows was accepted");
+        cudaFree(dx), cudaFree(dw), cudaFree(dh), cudaFree(dout), cudaFree(partial), cudaFree(count);
     }
 }
 
@@ -512,7 +568,7 @@ static void gemm_rows_bit_identical_at_the_bench_shapes(void) {
         cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
         cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned));
         gemm_workspace ws = {partial, count, answer};
-        gemm_out one = {{dout}, {0}, 1};
+        gemm_out one = gemm_store(dout);
         std::vector<float> alone((size_t)R * N);
         for (int r = 0; r < R; r++) {
             CHECK(launch_gemm_mma(dx + (size_t)r * K, gemm_weight_bf16(dw), 1, N, K, one, ws, 0) == cudaSuccess, "one row");
@@ -917,10 +973,11 @@ int main(void) {
     }
     RUN(rmsnorm_with_residual_matches_reference);
     RUN(rope_append_attention_and_attention_prefill_match_reference);
-    RUN(swiglu_and_convert_helpers_match_reference);
+    RUN(convert_helpers_match_reference);
     RUN(device_sampling_follows_the_cpu_rules);
     RUN(gemm_bf16_matches_reference_and_is_batch_invariant);
     RUN(gemm_mma_matches_reference_and_is_batch_invariant);
+    RUN(gemm_epilogues_add_and_swiglu);
 #ifdef REPRISE_REAL_CUDA
     RUN(gemm_rows_bit_identical_at_the_bench_shapes);   // a GPU's check: minutes under the emulation
 #endif

@@ -172,7 +172,7 @@ static void bulk_copies_are_requests_of_the_copy_engine(void) {
         cudaMalloc((void **)&x, (size_t)R * K * sizeof(bf16)), cudaMalloc((void **)&w, (size_t)N * K * sizeof(bf16));
         cudaMalloc((void **)&out, (size_t)R * N * sizeof(float));
         cudaMemset(x, 0, (size_t)R * K * sizeof(bf16)), cudaMemset(w, 0, (size_t)N * K * sizeof(bf16));
-        launch_gemm_wgmma(x, gemm_weight_bf16(w), R, N, K, gemm_k_segments(N, K), gemm_out{{out}, {0}, 1}, 128, 0);
+        launch_gemm_wgmma(x, gemm_weight_bf16(w), R, N, K, gemm_k_segments(N, K), gemm_store(out), 128, 0);
         cudaDeviceSynchronize();
         cudaFree(x), cudaFree(w), cudaFree(out);
     });

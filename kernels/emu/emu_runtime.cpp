@@ -382,6 +382,31 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind) { return cudaMemcpyAsync(dst, src, n, kind, nullptr); }
 
+// height rows of width bytes, src's every spitch bytes, dst's every dpitch (each pitch at least width, as CUDA asks).
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                              enum cudaMemcpyKind kind, cudaStream_t stream) {
+    if (dpitch < width || spitch < width) return record(cudaErrorInvalidPitchValue);
+    if (!width || !height) return cudaSuccess;
+    size_t dspan = dpitch * (height - 1) + width, sspan = spitch * (height - 1) + width;
+    if (cudaError_t e = check_copy(dst, src, 0, kind)) return record(e);
+    bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if ((dst_dev && !emu::is_device_range(dst, dspan)) || (src_dev && !emu::is_device_range(src, sspan)))
+        return record(cudaErrorInvalidValue);
+    char *d = static_cast<char *>(dst);
+    const char *s = static_cast<const char *>(src);
+    emu::op o{emu::op::MEMCPY, "memcpy", nullptr, [=]() {
+                  for (size_t i = 0; i < height; i++) memmove(d + i * dpitch, s + i * spitch, width);
+              }};
+    o.bytes = width * height, o.copy_kind = kind;
+    return emu::submit(stream, std::move(o));
+}
+
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                         enum cudaMemcpyKind kind) {
+    return cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind, nullptr);
+}
+
 cudaError_t cudaMemsetAsync(void *p, int value, size_t n, cudaStream_t stream) {
     if (n && !emu::is_device_range(p, n)) return record(cudaErrorInvalidValue);
     emu::op o{emu::op::MEMSET, "memset", nullptr, [=]() { memset(p, value, n); }};

@@ -64,10 +64,10 @@ size_t weight_bytes(const backend *base) {   // one GPU's: rank 0 holds the larg
 void destroy_rank(rank_state *r) {
     for (bf16 *p : r->weight_allocs) cudaFree(p);
     cudaFree(r->inv_freq);
-    for (float *p : {r->x, r->xb, r->q, r->k, r->v, r->gate, r->up, r->tmp, r->partial, r->d_logits, r->reduce, r->gemm_ws.partial}) cudaFree(p);
-    cudaFree(r->act_bf16), cudaFree(r->gemm_ws.count), cudaFree(r->att_count), cudaFree(r->d_tokens), cudaFree(r->d_pos), cudaFree(r->d_krow), cudaFree(r->d_vrow);
+    for (float *p : {r->x, r->xb, r->q, r->k, r->v, r->tmp, r->partial, r->d_logits, r->reduce, r->gemm_ws.partial}) cudaFree(p);
+    cudaFree(r->act_bf16), cudaFree(r->mlp_bf16), cudaFree(r->gemm_ws.count), cudaFree(r->att_count), cudaFree(r->d_tokens), cudaFree(r->d_meta);
     drop_graphs(r);
-    cudaFreeHost(r->stage_pos), cudaFreeHost(r->stage_krow), cudaFreeHost(r->stage_vrow);
+    cudaFreeHost(r->stage_meta);
     cudaFreeHost(r->stage_tokens), cudaFreeHost(r->stage_logits), cudaFreeHost(r->stage_uniform), cudaFreeHost(r->stage_ids);
     cudaFree(r->d_ids), cudaFree(r->d_uniform), cudaFree(r->d_sample_scratch), cudaFree(r->d_cand);
     if (r->comm) ncclCommDestroy(r->comm);

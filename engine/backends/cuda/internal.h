@@ -38,14 +38,16 @@ struct rank_state {
     size_t free_bytes, total_bytes;               // the device's memory when the plan was checked
     step_mode mode;
     unsigned long long key;
-    // Pinned host memory that a captured graph's copies read. Each layer execution of a step takes its rows'
-    // positions and KV slot pointers from the next entries of the arena, so a replay finds them where it was
-    // captured; the arena holds a step's (row, visit) pairs (step_begin makes room before any capture).
-    int *stage_pos;                               // (stage_cap) pinned
-    bf16 **stage_krow, **stage_vrow;              // (stage_cap) pinned
-    size_t stage_cap, stage_at;
+    // Pinned host memory that a captured graph's copies read. step_begin stages every layer execution's rows (KV
+    // slot pointers and positions, step_meta's layout) and copies them to d_meta in one piece; each layer
+    // execution then takes the next meta_rows entries, so a replay finds them where it was captured (step_begin
+    // makes room before any capture).
+    unsigned char *stage_meta;                    // (stage_cap rows) pinned
+    unsigned char *d_meta;                        // (stage_cap rows) on the device
+    size_t stage_cap, stage_at, meta_rows;        // rows held; the next one a layer execution takes; the step's
     bool staged_unsynced = false;                 // a step's copies from the staging may be in flight (no sync since)
     int *stage_tokens;                            // (cap_rows) pinned
+    int embed_lo, embed_hi;                       // rows whose tokens are staged, not yet embedded (flush_embed)
     float *stage_logits;                          // (cap_logit_rows, shard vocabulary) pinned
     float *stage_uniform;                         // (cap_logit_rows) pinned: each row's draw when sampling
     int *stage_ids;                               // (cap_logit_rows) pinned: sampled ids
@@ -59,23 +61,24 @@ struct rank_state {
     long graph_replays, graph_captures;
     bf16 *embed, *final_norm, *lm_head;           // lm_head aliases embed when tied; both the vocabulary shard
     std::vector<std::vector<bf16 *>> layers;      // [layer][layer_tensor] this rank's blocks, nullptr where absent;
-                                                  // K and V point into Q's allocation, up into gate's (stacked)
+                                                  // K and V point into Q's allocation (stacked), up into gate's
+                                                  // (interleaved by 8 rows: gemm_swiglu_rows)
     std::vector<bf16 *> weight_allocs;            // every weight allocation, once
     float *inv_freq;                              // (head_dim / 2)
     size_t weight_bytes;
     memory_plan plan;                             // the buffers below are sized by it
     int cap_rows, cap_logit_rows;
-    float *x, *xb, *q, *k, *v, *gate, *up, *tmp, *partial, *reduce;
+    float *x, *xb, *q, *k, *v, *tmp, *partial, *reduce;
     size_t cap_partial;
     unsigned *att_count;                          // decode attention's split counters (zero between launches)
     size_t cap_att_count;
     bf16 *act_bf16;                               // a GEMM's input in BF16, written by the kernel before it
+    bf16 *mlp_bf16;                               // the down GEMM's: SwiGLU's output, the gate/up GEMM's epilogue
     gemm_workspace gemm_ws;                       // the GEMM's K-segment partials and counters (every launch on
                                                   // the rank's stream shares them: each leaves the counters zero)
-    int *d_tokens, *d_pos, *d_ids;
+    int *d_tokens, *d_ids;
     float *d_uniform;
     unsigned char *d_sample_scratch, *d_cand;     // d_cand: this rank's candidate rows, then all ranks' gathered
-    bf16 **d_krow, **d_vrow;
     float *d_logits;
 };
 
@@ -90,6 +93,17 @@ struct cuda_backend {
     rank_threads threads;                         // tp > 1: one per rank
     rank_barrier barrier;
 };
+
+// A step's rows as staged and copied (n of them: every layer execution's, in run order): K slot pointers, V slot
+// pointers, positions.
+struct step_meta {
+    bf16 **krow, **vrow;
+    int *pos;
+};
+inline step_meta step_meta_at(unsigned char *base, size_t n) {
+    bf16 **p = reinterpret_cast<bf16 **>(base);
+    return step_meta{p, p + n, reinterpret_cast<int *>(p + 2 * n)};
+}
 
 inline cuda_backend *cb(backend *b) { return reinterpret_cast<cuda_backend *>(b); }
 

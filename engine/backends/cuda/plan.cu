@@ -10,9 +10,8 @@ void drop_graphs(rank_state *r) {   // their buffers moved
 }
 
 void grow_stage(rank_state *r, size_t entries) {
-    realloc_pinned(&r->stage_pos, entries * sizeof(int));
-    realloc_pinned(&r->stage_krow, entries * sizeof(bf16 *));
-    realloc_pinned(&r->stage_vrow, entries * sizeof(bf16 *));
+    realloc_pinned(&r->stage_meta, entries * PLAN_META_ROW_BYTES);
+    realloc_dev(&r->d_meta, entries * PLAN_META_ROW_BYTES);
     r->stage_cap = entries;
     drop_graphs(r);   // they read the old arena
 }
@@ -27,9 +26,8 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     if (r->cap_rows) CUDA_CHECK(cudaMemcpy(r->x, keep.data(), keep.size() * sizeof(float), cudaMemcpyHostToDevice));
     realloc_dev(&r->xb, n[BUF_XB]), realloc_dev(&r->tmp, n[BUF_TMP]);
     realloc_dev(&r->q, n[BUF_Q]), realloc_dev(&r->k, n[BUF_K]), realloc_dev(&r->v, n[BUF_V]);
-    realloc_dev(&r->gate, n[BUF_GATE]), realloc_dev(&r->up, n[BUF_UP]), realloc_dev(&r->act_bf16, n[BUF_ACT_BF16]);
-    realloc_dev(&r->d_tokens, n[BUF_TOKENS]), realloc_dev(&r->d_pos, n[BUF_POS]);
-    realloc_dev(&r->d_krow, n[BUF_KROW]), realloc_dev(&r->d_vrow, n[BUF_VROW]), realloc_dev(&r->reduce, n[BUF_REDUCE]);
+    realloc_dev(&r->act_bf16, n[BUF_ACT_BF16]), realloc_dev(&r->mlp_bf16, n[BUF_MLP_BF16]);
+    realloc_dev(&r->d_tokens, n[BUF_TOKENS]), realloc_dev(&r->reduce, n[BUF_REDUCE]);
     realloc_dev(&r->d_logits, n[BUF_LOGITS]), realloc_dev(&r->d_ids, n[BUF_IDS]), realloc_dev(&r->d_uniform, n[BUF_UNIFORM]);
     realloc_dev(&r->d_sample_scratch, n[BUF_SAMPLE_SCRATCH]), realloc_dev(&r->d_cand, n[BUF_CANDIDATES]);
     realloc_dev(&r->partial, n[BUF_PARTIAL]), realloc_dev(&r->att_count, n[BUF_ATT_COUNT]);
@@ -50,7 +48,7 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     realloc_pinned(&r->stage_logits, (size_t)s.logit_rows * r->shard.n_vocab * sizeof(float));
     realloc_pinned(&r->stage_uniform, (size_t)s.logit_rows * sizeof(float));
     realloc_pinned(&r->stage_ids, (size_t)s.logit_rows * sizeof(int));
-    grow_stage(r, (size_t)s.ubatch * s.max_visits);
+    grow_stage(r, n[BUF_META] / PLAN_META_ROW_BYTES);   // (ubatch x max_visits)
     r->cap_rows = s.ubatch;
     r->cap_logit_rows = s.logit_rows;
     r->plan = *p;

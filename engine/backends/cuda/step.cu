@@ -1,8 +1,8 @@
 // The CUDA backend's forward step: BF16 weights uploaded once (every visit of a layer uses the same device pointers), a BF16 KV
 // cache per visit, float32 activations. A layer execution gathers its sequences' rows, then: RMSNorm, the QKV
 // projections (BF16 activations through reprise's batch-invariant tensor-core GEMM), bias + q/k norm + RoPE + KV
-// append fused, attention (split-KV for decode rows, tiled flash-style for a prompt's rows), output projection,
-// residual fused into the next RMSNorm, SwiGLU MLP, residual.
+// append fused, attention (split-KV for decode rows, tiled flash-style for a prompt's rows), output projection with
+// the residual add in its epilogue, RMSNorm, gate/up with SwiGLU in its epilogue, down with the residual add.
 //
 // Tensor parallel (--tp N): one host thread per GPU (rank), each holding 1/N of every unique layer
 // (engine/tensor_parallel.c says which rows and columns): its query heads' whole GQA groups of Q/K/V and their KV,
@@ -14,8 +14,10 @@
 // Decode steps run as CUDA graphs, one per rank, collectives included: the second step of a shape (the engine's
 // key: sequences, schedules, one token each) is captured from the stream and instantiated - a shape seen once, as
 // the last steps of a sweep's batch where sequences finish one by one, is never worth a capture - and later steps of
-// that shape only refresh pinned host staging buffers - tokens, and per layer execution the rows' positions and KV
-// slot pointers - which the graph's first copies read, and replay. Everything else a kernel needs lives at fixed
+// that shape only refresh pinned host staging buffers - tokens, and every layer execution's rows' positions and KV
+// slot pointers - which the graph's two copies (one each, a step) read, and replay. A layer execution whose rows
+// follow one another (a decode step's, where its sequences all visit the layer) works on the residual stream in
+// place: no copy nodes within a visit. Everything else a kernel needs lives at fixed
 // device addresses; attention's grid is sized by the KV slots' capacity, not the current length, so one graph
 // serves the whole generation.
 #include "engine/backends/cuda/internal.h"
@@ -24,8 +26,8 @@ namespace reprise_cuda {
 
 // A step's graph key: a decode step - the whole call in one window, one row per sequence, from the embeddings to
 // logits or samples of at most GRAPH_ROWS rows - hashed over what its captured graph fixes: each layer execution's
-// layer and parts (their rows, which the gathers copy from, and their KV slots' capacity, which sizes attention's
-// grid) and the sampling parameters. Positions and KV slot pointers are not in it: a replay reads them from the
+// layer and parts (their rows, in place or gathered, and their KV slots' capacity, which sizes attention's grid) and
+// the sampling parameters. Positions and KV slot pointers are not in it: a replay reads them from the
 // staging. 0: a step never captured (a prompt's, a span's, every row's logits).
 unsigned long long graph_key(const step_plan *p) {
     if (!p->whole_call || p->from_hidden || p->to_hidden || p->all_logits || p->n_rows > GRAPH_ROWS) return 0;
@@ -72,28 +74,51 @@ void step_begin(backend *base, const step_plan *step) {
             }
         }
         if (r->mode == CAPTURE) CUDA_CHECK(cudaStreamBeginCapture(r->stream, cudaStreamCaptureModeThreadLocal));
+        // every layer execution's rows - KV slot pointers and positions - staged, and copied in one piece (a replay
+        // refreshes the staging its graph's copy reads)
+        step_meta h = step_meta_at(r->stage_meta, staged_rows);
+        size_t at = 0;
+        for (int x = 0; x < step->n_execs; x++) {
+            const layer_exec &e = step->execs[x];
+            for (int i = 0; i < e.n_rows; i++, at++) {
+                const kv_slot *kv = e.parts[e.row_part[i]].kv;
+                h.krow[at] = rank_k(kv, r), h.vrow[at] = rank_v(kv, r), h.pos[at] = e.row_pos[i];
+            }
+        }
+        r->meta_rows = staged_rows;
+        if (r->mode != REPLAY && staged_rows)
+            CUDA_CHECK(cudaMemcpyAsync(r->d_meta, r->stage_meta, staged_rows * PLAN_META_ROW_BYTES, cudaMemcpyHostToDevice, r->stream));
     });
+}
+
+// Tokens are staged as the engine hands them over, sequence by sequence, and embedded by one copy and one launch for
+// each run of consecutive rows (a decode step's: one), before the step's first layer execution or row copy.
+void flush_embed(cuda_backend *b, rank_state *r) {
+    int row0 = r->embed_lo, n = r->embed_hi - r->embed_lo, dim = b->base.cfg->dim;
+    r->embed_lo = r->embed_hi = 0;
+    if (n <= 0 || r->mode == REPLAY) return;
+    CUDA_CHECK(cudaMemcpyAsync(r->d_tokens + row0, r->stage_tokens + row0, n * sizeof(int), cudaMemcpyHostToDevice, r->stream));
+    CUDA_CHECK(launch_embed(r->embed, r->d_tokens + row0, n, dim, r->shard.vocab0, r->shard.n_vocab, r->x + (size_t)row0 * dim,
+                            r->stream));
+    all_reduce(b, r, &rank_state::x, (size_t)row0 * dim, (size_t)n * dim);   // each token's row is on one rank
 }
 
 void embed(backend *base, const int *tokens, int n, int row0) {
     cuda_backend *b = cb(base);
-    int dim = base->cfg->dim;
     each(b, [&](rank_state *r) {
+        if (r->embed_hi > r->embed_lo && row0 != r->embed_hi) flush_embed(b, r);   // not the run's next rows
         memcpy(r->stage_tokens + row0, tokens, n * sizeof(int));
-        if (r->mode == REPLAY) return;
-        CUDA_CHECK(cudaMemcpyAsync(r->d_tokens + row0, r->stage_tokens + row0, n * sizeof(int), cudaMemcpyHostToDevice, r->stream));
-        CUDA_CHECK(launch_embed(r->embed, r->d_tokens + row0, n, dim, r->shard.vocab0, r->shard.n_vocab,
-                                r->x + (size_t)row0 * dim, r->stream));
-        all_reduce(b, r, &rank_state::x, (size_t)row0 * dim, (size_t)n * dim);   // each token's row is on one rank
+        if (r->embed_hi <= r->embed_lo) r->embed_lo = row0;
+        r->embed_hi = row0 + n;
     });
 }
 
-// out (R, N) = in (R, K) . W^T into out's column segments (Q, K, V of stacked weights; gate, up) by reprise's
-// tensor-core GEMM (gemm_mma.cu), for every R, its input the BF16 rows in act_bf16 that the kernel before wrote
-// (RMSNorm, attention, SwiGLU: no conversion launch). One numeric rule whatever the batch (K's segments fixed by the
-// weight's shape), so a sequence's logits do not depend on the sequences beside it.
-void linear_bf16(rank_state *r, const bf16 *W, int R, int N, int K, gemm_out out) {
-    CUDA_CHECK(launch_gemm_mma(r->act_bf16, gemm_weight_bf16(W), R, N, K, out, r->gemm_ws, r->stream));
+// out (R, N) = X (R, K) . W^T by reprise's tensor-core GEMM (gemm_mma.cu), for every R, through out's epilogue (Q, K,
+// V stored from stacked weights; the residual added; SwiGLU of interleaved gate/up), its input the BF16 rows the
+// kernel before wrote (RMSNorm, attention, the gate/up GEMM: no conversion launch). One numeric rule whatever the
+// batch (K's segments fixed by the weight's shape), so a sequence's logits do not depend on the sequences beside it.
+void linear_bf16(rank_state *r, const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out) {
+    CUDA_CHECK(launch_gemm_mma(X, gemm_weight_bf16(W), R, N, K, out, r->gemm_ws, r->stream));
 }
 
 bf16 *rank_k(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->k)[r->rank]; }
@@ -107,19 +132,16 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     int dim = c->dim, hd = c->head_dim, heads = r->shard.n_heads, kv_heads = r->shard.n_kv_heads;
     int qd = heads * hd, kvd = kv_heads * hd, hidden = r->shard.n_hidden;
 
-    // each row's position and KV slot, staged where a replayed graph reads them
-    if (r->stage_at + R > r->stage_cap) {   // cannot be: step_begin made room for the step's rows
-        fprintf(stderr, "reprise: staging arena overrun (internal error)\n");
+    flush_embed(b, r);
+    // each row's position and KV slot: the next rows of the step's metadata, which step_begin copied
+    if (r->stage_at + R > r->meta_rows) {   // cannot be: step_begin staged every execution's rows
+        fprintf(stderr, "reprise: step metadata overrun (internal error)\n");
         abort();
     }
-    int *st_pos = r->stage_pos + r->stage_at;
-    bf16 **st_krow = r->stage_krow + r->stage_at, **st_vrow = r->stage_vrow + r->stage_at;
+    step_meta d = step_meta_at(r->d_meta, r->meta_rows);
+    int *pos = d.pos + r->stage_at;
+    bf16 **krow = d.krow + r->stage_at, **vrow = d.vrow + r->stage_at;
     r->stage_at += R;
-    memcpy(st_pos, e->row_pos, sizeof(int) * R);
-    for (int i = 0; i < R; i++) {
-        st_krow[i] = rank_k(parts[e->row_part[i]].kv, r);
-        st_vrow[i] = rank_v(parts[e->row_part[i]].kv, r);
-    }
     // A decode-sized call (the steps graphs capture) splits by the KV slots' capacity, so that the grid is the same
     // at every step, into scratch reserved up front; a prefill-sized one (never captured) by its current length.
     const int chunk = ATTENTION_CHUNK;
@@ -139,23 +161,25 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
         drop_graphs(r);
     }
     if (r->mode == REPLAY) return;
-    // gather the parts' rows
-    for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++)
-        CUDA_CHECK(cudaMemcpyAsync(r->xb + (size_t)i * dim, r->x + (size_t)parts[p].row0 * dim,
-                                   sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, r->stream));
-    CUDA_CHECK(cudaMemcpyAsync(r->d_pos, st_pos, R * sizeof(int), cudaMemcpyHostToDevice, r->stream));
-    CUDA_CHECK(cudaMemcpyAsync(r->d_krow, st_krow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, r->stream));
-    CUDA_CHECK(cudaMemcpyAsync(r->d_vrow, st_vrow, R * sizeof(bf16 *), cudaMemcpyHostToDevice, r->stream));
+    // the parts' rows: in place where they follow one another in part order (a decode step's every execution
+    // where all its sequences visit the layer), else gathered into xb and copied back at the end
+    bool in_place = true;
+    for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++) in_place &= parts[p].row0 == parts[0].row0 + i;
+    float *xr = in_place ? r->x + (size_t)parts[0].row0 * dim : r->xb;
+    if (!in_place)
+        for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++)
+            CUDA_CHECK(cudaMemcpyAsync(r->xb + (size_t)i * dim, r->x + (size_t)parts[p].row0 * dim,
+                                       sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, r->stream));
 
     // attention block: this rank's heads; the output projection's partial sums all-reduced
-    CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
-    linear_bf16(r, w[W_Q], R, qd + 2 * kvd, dim, gemm_out{{r->q, r->k, r->v}, {0, qd, qd + kvd}, 3});
+    CUDA_CHECK(launch_rmsnorm(xr, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
+    linear_bf16(r, r->act_bf16, w[W_Q], R, qd + 2 * kvd, dim, gemm_store_segments(r->q, r->k, qd, r->v, qd + kvd));
     CUDA_CHECK(launch_qkv_rope(r->q, r->k, r->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], r->inv_freq,
-                               r->d_pos, r->d_krow, r->d_vrow, R, heads, kv_heads, hd, c->norm_eps, r->stream));
+                               pos, krow, vrow, R, heads, kv_heads, hd, c->norm_eps, r->stream));
     // one query per sequence (decode): split-KV over all rows; a sequence's prompt: the tiled prefill kernel
     // (their output in BF16: the output projection's input)
     if (!any_prefill)
-        CUDA_CHECK(launch_attention(r->q, r->d_pos, r->d_krow, r->d_vrow, R, heads, kv_heads, hd, n_splits, chunk,
+        CUDA_CHECK(launch_attention(r->q, pos, krow, vrow, R, heads, kv_heads, hd, n_splits, chunk,
                                     r->partial, r->att_count, nullptr, r->act_bf16, r->stream));
     else
         for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++) {
@@ -165,22 +189,27 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
                 CUDA_CHECK(launch_attention_prefill(qr, parts[p].n_rows, parts[p].pos0, rank_k(parts[p].kv, r),
                                                     rank_v(parts[p].kv, r), heads, kv_heads, hd, nullptr, ar, r->stream));
             else
-                CUDA_CHECK(launch_attention(qr, r->d_pos + i, r->d_krow + i, r->d_vrow + i, 1, heads, kv_heads, hd,
+                CUDA_CHECK(launch_attention(qr, pos + i, krow + i, vrow + i, 1, heads, kv_heads, hd,
                                             n_splits, chunk, r->partial, r->att_count, nullptr, ar, r->stream));
         }
-    linear_bf16(r, w[W_O], R, dim, qd, gemm_out{{r->tmp}, {0}, 1});
-    all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
+    // one GPU: the residual added in the GEMM's epilogue; tensor parallel: the ranks' partial sums all-reduced
+    // first, then added in the next norm
+    bool whole = b->tp == 1;
+    linear_bf16(r, r->act_bf16, w[W_O], R, dim, qd, whole ? gemm_add_to(xr) : gemm_store(r->tmp));
+    if (!whole) all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
 
-    // MLP block: the residual add fused into the norm; this rank's rows of gate/up, its columns of down
-    CUDA_CHECK(launch_rmsnorm(r->xb, r->tmp, w[W_FFN_NORM], R, dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
-    linear_bf16(r, w[W_GATE], R, 2 * hidden, dim, gemm_out{{r->gate, r->up}, {0, hidden}, 2});
-    CUDA_CHECK(launch_swiglu(r->gate, r->up, (long)R * hidden, r->act_bf16, r->stream));
-    linear_bf16(r, w[W_DOWN], R, dim, hidden, gemm_out{{r->tmp}, {0}, 1});
-    all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
-    CUDA_CHECK(launch_add(r->xb, r->tmp, (long)R * dim, r->stream));
+    // MLP block: this rank's rows of gate/up (interleaved: SwiGLU in the GEMM's epilogue), its columns of down
+    CUDA_CHECK(launch_rmsnorm(xr, whole ? nullptr : r->tmp, w[W_FFN_NORM], R, dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
+    linear_bf16(r, r->act_bf16, w[W_GATE], R, gemm_swiglu_rows(hidden), dim, gemm_swiglu(r->mlp_bf16, hidden));
+    linear_bf16(r, r->mlp_bf16, w[W_DOWN], R, dim, hidden, whole ? gemm_add_to(xr) : gemm_store(r->tmp));
+    if (!whole) {
+        all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
+        CUDA_CHECK(launch_add(xr, r->tmp, (long)R * dim, r->stream));
+    }
 
-    for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++)
-        CUDA_CHECK(cudaMemcpyAsync(r->x + (size_t)parts[p].row0 * dim, r->xb + (size_t)i * dim,
+    if (!in_place)
+        for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++)
+            CUDA_CHECK(cudaMemcpyAsync(r->x + (size_t)parts[p].row0 * dim, r->xb + (size_t)i * dim,
                                    sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, r->stream));
 }
 
@@ -193,6 +222,7 @@ void read_rows(backend *base, int row0, int n, float *out) {
     cuda_backend *b = cb(base);
     int dim = base->cfg->dim;
     each(b, [&](rank_state *r) {   // the residual stream is the same on every rank
+        flush_embed(b, r);
         if (r->rank == 0)
             CUDA_CHECK(cudaMemcpyAsync(out, r->x + (size_t)row0 * dim, sizeof(float) * n * dim, cudaMemcpyDeviceToHost, r->stream));
         CUDA_CHECK(cudaStreamSynchronize(r->stream));
@@ -204,6 +234,7 @@ void write_rows(backend *base, int row0, int n, const float *in) {
     cuda_backend *b = cb(base);
     int dim = base->cfg->dim;
     each(b, [&](rank_state *r) {
+        flush_embed(b, r);
         CUDA_CHECK(cudaMemcpyAsync(r->x + (size_t)row0 * dim, in, sizeof(float) * n * dim, cudaMemcpyHostToDevice, r->stream));
         CUDA_CHECK(cudaStreamSynchronize(r->stream));
         r->staged_unsynced = false;
@@ -218,13 +249,17 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
                  const float *uniform, float *out_logits, int *out_ids) {
     const model_config *c = b->base.cfg;
     int nv = r->shard.n_vocab;
+    flush_embed(b, r);
     if (params) memcpy(r->stage_uniform, uniform, n * sizeof(float));
     if (r->mode != REPLAY) {
-        for (int i = 0; i < n; i++)
+        bool in_order = true;   // consecutive rows (a decode step's) are normalised where they are, others gathered
+        for (int i = 1; i < n; i++) in_order &= rows[i] == rows[0] + i;
+        float *xr = in_order ? r->x + (size_t)rows[0] * c->dim : r->xb;
+        for (int i = 0; i < n && !in_order; i++)
             CUDA_CHECK(cudaMemcpyAsync(r->xb + (size_t)i * c->dim, r->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim,
                                        cudaMemcpyDeviceToDevice, r->stream));
-        CUDA_CHECK(launch_rmsnorm(r->xb, nullptr, r->final_norm, n, c->dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
-        linear_bf16(r, r->lm_head, n, nv, c->dim, gemm_out{{r->d_logits}, {0}, 1});
+        CUDA_CHECK(launch_rmsnorm(xr, nullptr, r->final_norm, n, c->dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
+        linear_bf16(r, r->act_bf16, r->lm_head, n, nv, c->dim, gemm_store(r->d_logits));
         if (params) {
             int k = sample_candidates_k(params->temp, params->top_k);
             size_t bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k);

@@ -89,7 +89,7 @@ struct gemm_buffers {
     }
     cudaError_t launch(int R, int N, int K, int variant) {
         bf16 *wt = w + (turn++ % copies) * (size_t)N * K;
-        gemm_out o{{out}, {0}, 1};
+        gemm_out o = gemm_store(out);
         gemm_workspace ws{partial, count, variant == GEMM_MMA_ONLY_VARIANT ? 0 : wgmma};
         if (variant < 0 || variant == GEMM_MMA_VARIANT || variant == GEMM_MMA_ONLY_VARIANT)   // the forward's GEMM
             return launch_gemm_mma(x, gemm_weight_bf16(wt), R, N, K, o, ws, 0);

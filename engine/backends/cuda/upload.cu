@@ -1,4 +1,5 @@
-// The CUDA backend's weights: each rank's share converted to BF16 and uploaded once, Q/K/V and gate/up stacked.
+// The CUDA backend's weights: each rank's share converted to BF16 and uploaded once, Q/K/V stacked, gate/up
+// interleaved.
 #include <initializer_list>
 
 #include "engine/backends/cuda/internal.h"
@@ -6,19 +7,27 @@
 namespace reprise_cuda {
 
 // The block of a tensor this rank holds, converted to BF16 and uploaded to d, in pieces of at most 16M elements so
-// the host holds little at once (a 72B model's LM head is 1.2G elements).
-void upload_to(rank_state *r, bf16 *d, const st_tensor *t, const tp_block &blk) {
-    size_t n = (size_t)(blk.rows * blk.cols);
+// the host holds little at once (a 72B model's LM head is 1.2G elements). Its rows go in runs of `run` rows, run i
+// at row i x `pitch` of d (the gate/up interleaving), or all in a row when run is 0.
+void upload_to(rank_state *r, bf16 *d, const st_tensor *t, const tp_block &blk, int64_t run = 0, int64_t pitch = 0) {
+    size_t n = (size_t)(blk.rows * blk.cols), row_bytes = (size_t)blk.cols * sizeof(bf16);
+    if (run <= 0) run = pitch = std::max<int64_t>(1, blk.rows);
     int64_t step = std::max<int64_t>(1, ((int64_t)16 << 20) / std::max<int64_t>(1, blk.cols));
+    step = std::max<int64_t>(run, step / run * run);   // whole runs a piece
     std::vector<float> f;
     std::vector<bf16> h;
     for (int64_t row = 0; row < blk.rows; row += step) {
-        int64_t rows = std::min(step, blk.rows - row);
+        int64_t rows = std::min(step, blk.rows - row), whole = rows / run, rest = rows % run;
         size_t m = (size_t)(rows * blk.cols);
         f.resize(m), h.resize(m);
         tensor_block_to_f32(t, blk.row0 + row, rows, blk.col0, blk.cols, f.data());
         for (size_t i = 0; i < m; i++) h[i] = __float2bfloat16(f[i]);
-        CUDA_CHECK(cudaMemcpy(d + (size_t)(row * blk.cols), h.data(), m * sizeof(bf16), cudaMemcpyHostToDevice));
+        bf16 *at = d + (size_t)(row / run * pitch * blk.cols);
+        if (whole)
+            CUDA_CHECK(cudaMemcpy2D(at, pitch * row_bytes, h.data(), run * row_bytes, run * row_bytes, whole, cudaMemcpyHostToDevice));
+        if (rest)
+            CUDA_CHECK(cudaMemcpy(at + (size_t)(whole * pitch * blk.cols), h.data() + (size_t)(whole * run * blk.cols), rest * row_bytes,
+                                  cudaMemcpyHostToDevice));
     }
     r->weight_bytes += n * sizeof(bf16);
 }
@@ -46,6 +55,22 @@ void upload_stacked(rank_state *r, const model_config *c, const st_archive *a, i
     }
 }
 
+// Gate and up as the GEMM's SwiGLU epilogue reads them (kernels.h, GEMM_SWIGLU): interleaved by 8 rows, zero rows
+// past the MLP's width; gate's pointer is the matrix, up's its ninth row.
+void upload_gate_up(rank_state *r, const model_config *c, const st_archive *a, int l) {
+    tp_block blk;
+    tp_layer_block(c, &r->shard, W_GATE, &blk);
+    size_t rows = (size_t)gemm_swiglu_rows((int)blk.rows);
+    bf16 *d = dev_alloc<bf16>(rows * (size_t)blk.cols);
+    r->weight_allocs.push_back(d);
+    CUDA_CHECK(cudaMemset(d, 0, rows * (size_t)blk.cols * sizeof(bf16)));
+    upload_to(r, d, weights_layer(a, l, W_GATE), blk, 8, 16);
+    tp_layer_block(c, &r->shard, W_UP, &blk);
+    upload_to(r, d + 8 * (size_t)blk.cols, weights_layer(a, l, W_UP), blk, 8, 16);
+    r->layers[l][W_GATE] = d, r->layers[l][W_UP] = d + 8 * (size_t)blk.cols;
+    r->weight_bytes += (rows - 2 * (size_t)blk.rows) * (size_t)blk.cols * sizeof(bf16);   // the zero rows
+}
+
 int load_weights(backend *base, const st_archive *a, rp_err *err) {
     cuda_backend *b = cb(base);
     const model_config *c = base->cfg;
@@ -61,7 +86,7 @@ int load_weights(backend *base, const st_archive *a, rp_err *err) {
         r->layers.assign(c->n_layers, std::vector<bf16 *>(W_N_LAYER_TENSORS, nullptr));
         for (int l = 0; l < c->n_layers; l++) {
             upload_stacked(r, c, a, l, {W_Q, W_K, W_V});
-            upload_stacked(r, c, a, l, {W_GATE, W_UP});
+            upload_gate_up(r, c, a, l);
             for (int w = 0; w < W_N_LAYER_TENSORS; w++)
                 if (!r->layers[l][w] && tp_layer_block(c, &r->shard, (layer_tensor)w, &blk))
                     r->layers[l][w] = upload(r, weights_layer(a, l, (layer_tensor)w), blk);
