@@ -110,7 +110,9 @@ REPRISE_UNROLL
 
 // acc's element (feature, row) of this lane: feature f0 + 16 warp + g (+ 8), row row0 + 8 j + 2 t (+ 1).
 #define GM_FOR_EACH_ELEMENT(body)                                                                                   \
+    REPRISE_UNROLL                                                                                                  \
     for (int j = 0; j < NT; j++)                                                                                    \
+        REPRISE_UNROLL                                                                                              \
         for (int i = 0; i < 4; i++) {                                                                               \
             int n = f0 + 16 * (threadIdx.x / 32) + (threadIdx.x % 32) / 4 + 8 * (i / 2);                            \
             int r = row0 + 8 * j + 2 * (threadIdx.x % 4) + i % 2;                                                   \
@@ -167,7 +169,7 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
         for (int j = 0; j < NT; j++)
             for (int i = 0; i < 4; i++) sum[j][i] += acc[j][i];
     }
-    if (SPLIT && S > 1) gm_finish_split<NT>(acc, R, N, S, f0, out, partial, count);
+    if (SPLIT && S > 1) gm_finish_split<NT>(sum, R, N, S, f0, out, partial, count);   // sum: the one segment's chain
     else gm_write<NT>(sum, R, N, f0, row0, out);
 }
 

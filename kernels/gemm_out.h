@@ -17,12 +17,14 @@ static inline bool gemm_out_valid(const gemm_out &out, int N) {
     return true;
 }
 
-// Where element (r, n) of a GEMM_STORE or GEMM_ADD output lives.
+// Where element (r, n) of a GEMM_STORE or GEMM_ADD output lives. The segment is picked by comparisons, not an index
+// into the parameter's arrays, which would copy them to local memory.
 __device__ static inline float *gemm_out_at(const gemm_out &out, int N, int r, int n) {
-    int seg = 0;
-    while (seg + 1 < out.n && n >= out.first[seg + 1]) seg++;
-    int width = (seg + 1 < out.n ? out.first[seg + 1] : N) - out.first[seg];
-    return &out.p[seg][(size_t)r * width + n - out.first[seg]];
+    bool in1 = out.n > 1 && n >= out.first[1], in2 = out.n > 2 && n >= out.first[2];
+    int first = in2 ? out.first[2] : in1 ? out.first[1] : 0;
+    int end = in2 ? N : in1 ? (out.n > 2 ? out.first[2] : N) : (out.n > 1 ? out.first[1] : N);
+    float *p = in2 ? out.p[2] : in1 ? out.p[1] : out.p[0];
+    return &p[(size_t)r * (end - first) + n - first];
 }
 
 // Element (r, n) of the product is v: stored, or added to what is there.
