@@ -69,6 +69,8 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_K] = b[BUF_V] = r * kvd * f;
     b[BUF_ACT_BF16] = r * widest * 2;
     b[BUF_MLP_BF16] = r * hid * 2;
+    b[BUF_X_BF16] = r * c->dim * 2;
+    b[BUF_ROW_SSQ] = r * (size_t)row_ssq_blocks(c->dim) * f;
     b[BUF_TOKENS] = r * sizeof(int);
     b[BUF_META] = r * (size_t)s.max_visits * PLAN_META_ROW_BYTES;
     b[BUF_REDUCE] = tp > 1 ? r * c->dim * f : 0;

@@ -52,6 +52,8 @@ typedef enum {
     BUF_TOKENS,                        // (ubatch) int
     BUF_META,                          // (ubatch x max_visits) rows of a step's layer executions: each one's KV slot
                                        // (K and V pointers) and position, copied from the host in one piece a step
+    BUF_X_BF16,                        // (ubatch, dim) BF16: the residual stream rounded, the gate/up GEMM's input
+    BUF_ROW_SSQ,                       // (ubatch, dim / 64): its rows' sums of squares (the RMSNorm folded in)
     BUF_REDUCE,                        // (ubatch, dim) when tp > 1 and the all-reduce goes through device copies
     BUF_LOGITS,                        // (logit_rows, vocab / tp)
     BUF_IDS, BUF_UNIFORM,              // (logit_rows) sampled ids, their uniform draws

@@ -1,5 +1,8 @@
 // Decode attention in one kernel (split-KV, flash-decoding): each row's query heads attend causally to positions
-// 0..pos of its KV slot.
+// 0..pos of its KV slot. Fed the QKV projection's raw output (qkv_raw), it first does qkv_rope.cu's work by the same
+// function (head_transform.h): each CTA transforms its own query heads into shared memory, and the CTAs of the split
+// holding the row's position transform its key and value, use them for that position from shared memory, and one
+// of them (the KV head's first head group) appends them to the slot - no CTA reads what another writes.
 // Grid: (row, head group, split of `chunk` positions). A head group is `gs` query heads of one GQA group (the whole
 // group, or an equal part of it when it has more than ATT_GROUP heads), so each K/V row a CTA reads serves all of
 // them. A split past the row's length (read from device memory: a replayed graph covers the current length) exits at
@@ -14,6 +17,7 @@
 // the grid's size, so the result is batch-invariant.
 #include <stdint.h>
 
+#include "kernels/head_transform.h"
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
 
@@ -42,29 +46,58 @@ REPRISE_UNROLL
     }
 }
 
+// The same 8 elements of the row's own key or value, from shared memory (kept as floats, BF16-rounded).
+__device__ static inline void att_own8(const float *row, int at, int hd, float v[8]) {
+REPRISE_UNROLL
+    for (int e = 0; e < 8; e++) v[e] = at + e < hd ? row[at + e] : 0.0f;
+}
+
 __global__ void __launch_bounds__(32 * ATT_WARPS, 2)
-    attention_decode_kernel(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int n_heads,
-                            int n_kv_heads, int hd, int gs, int chunk, float *partial, unsigned *count, float *out,
-                            bf16 *out16) {
+    attention_decode_kernel(const float *q, qkv_raw raw, bool fused, const int *row_pos, bf16 *const *row_k,
+                            bf16 *const *row_v, int n_heads, int n_kv_heads, int hd, int gs, int chunk, float *partial,
+                            unsigned *count, float *out, bf16 *out16) {
     // each slot's (m, l) and acc per head: slots x gs x (lanes x 8) floats, at most 8 x 32 x 4 x 8 (32 KB)
     __shared__ float slot_ml[ATT_WARPS * 32 * ATT_GROUP][2];
     __shared__ float slot_acc[ATT_WARPS * 32 * ATT_GROUP * 8];
+    __shared__ float q_head[ATT_GROUP][MAX_HEAD_DIM];   // fused: the CTA's query heads, transformed
+    __shared__ float kv_own[2][MAX_HEAD_DIM];           // fused, the last split: the row's key and value (as cached)
     __shared__ bool last;
-    const int r = blockIdx.x, hg = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
-    const int h0 = hg * gs, kvh = h0 / (n_heads / n_kv_heads), len = row_pos[r] + 1, active = (len + chunk - 1) / chunk;
+    const int r = blockIdx.x, hg = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z, group = n_heads / n_kv_heads;
+    const int h0 = hg * gs, kvh = h0 / group, pos = row_pos[r], len = pos + 1, active = (len + chunk - 1) / chunk;
     if (split >= active) return;   // past the row's length: no work, not counted
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, lanes = att_lanes(hd), per_warp = 32 / lanes;
     const int sub = lane / lanes, at = 8 * (lane % lanes), slot = warp * per_warp + sub, slots = ATT_WARPS * per_warp;
     const int kvd = n_kv_heads * hd, t0 = split * chunk, t1 = min(t0 + chunk, len);
-    const bf16 *K = row_k[r] + (size_t)kvh * hd, *V = row_v[r] + (size_t)kvh * hd;
+    bf16 *K = row_k[r] + (size_t)kvh * hd, *V = row_v[r] + (size_t)kvh * hd;
     const bool wide = hd % 8 == 0 && reinterpret_cast<uintptr_t>(K) % 16 == 0 && reinterpret_cast<uintptr_t>(V) % 16 == 0;
+    const bool own = fused && split == active - 1;   // this split holds the row's position: its key and value from kv_own
+    const int own_t = own ? pos : -1;
     const float scale = rsqrtf((float)hd);
+    if (fused) {   // warp g < gs: query head h0 + g; warp gs, in the last split: the KV head's new key and value
+        if (warp < gs) {
+            float *h = q_head[warp];
+            for (int i = lane; i < hd; i += 32) h[i] = q[((size_t)r * n_heads + h0 + warp) * hd + i];
+            __syncwarp();
+            head_transform(h, hd, raw.bq ? raw.bq + (h0 + warp) * hd : nullptr, raw.q_norm, raw.eps, raw.inv_freq, (float)pos, lane);
+        } else if (warp == gs && own) {
+            float *h = kv_own[0];
+            for (int i = lane; i < hd; i += 32) h[i] = raw.k[(size_t)r * kvd + kvh * hd + i];
+            __syncwarp();
+            head_transform(h, hd, raw.bk ? raw.bk + kvh * hd : nullptr, raw.k_norm, raw.eps, raw.inv_freq, (float)pos, lane);
+            for (int i = lane; i < hd; i += 32) {
+                bf16 kb = __float2bfloat16(h[i]), vb = head_value(raw.v[(size_t)r * kvd + kvh * hd + i], raw.bv ? raw.bv + kvh * hd : nullptr, i);
+                h[i] = __bfloat162float(kb), kv_own[1][i] = __bfloat162float(vb);
+                if (h0 % group == 0) K[(size_t)pos * kvd + i] = kb, V[(size_t)pos * kvd + i] = vb;   // one writer per KV head
+            }
+        }
+        __syncthreads();
+    }
     float qv[ATT_GROUP][8], acc[ATT_GROUP][8], m[ATT_GROUP], l[ATT_GROUP];
 REPRISE_UNROLL
     for (int g = 0; g < ATT_GROUP; g++) {
 REPRISE_UNROLL
         for (int e = 0; e < 8; e++) {
-            qv[g][e] = g < gs && at + e < hd ? q[((size_t)r * n_heads + h0 + g) * hd + at + e] : 0.0f;
+            qv[g][e] = g < gs && at + e < hd ? (fused ? q_head[g][at + e] : q[((size_t)r * n_heads + h0 + g) * hd + at + e]) : 0.0f;
             acc[g][e] = 0.0f;
         }
         m[g] = -INFINITY, l[g] = 0.0f;
@@ -77,7 +110,10 @@ REPRISE_UNROLL
         for (int u = 0; u < ATT_LOADS; u++) {   // keys and values together: one round trip
             int t = t0 + slot + (tb - t0 - warp * per_warp) + u * slots;
             valid[u] = t < t1 && at < hd;
-            if (valid[u]) {
+            if (valid[u] && t == own_t) {   // the row's own key and value, as the slot now holds them
+                att_own8(kv_own[0], at, hd, kk[u]);
+                att_own8(kv_own[1], at, hd, vv[u]);
+            } else if (valid[u]) {
                 att_load8(K + (size_t)t * kvd, at, hd, wide, kk[u]);
                 att_load8(V + (size_t)t * kvd, at, hd, wide, vv[u]);
             } else {
@@ -176,7 +212,7 @@ static int att_heads_per_cta(int n_heads, int n_kv_heads) {
     return gs;
 }
 
-cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
+cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
                              unsigned *count, float *out, bf16 *out_bf16, cudaStream_t s) {
     if (head_dim < 1 || head_dim > MAX_HEAD_DIM || n_kv_heads < 1 || n_heads % n_kv_heads || n_splits < 1 || chunk < 1 ||
@@ -184,6 +220,7 @@ cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *ro
         return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
     int gs = att_heads_per_cta(n_heads, n_kv_heads);
-    return REPRISE_LAUNCH(attention_decode_kernel, dim3(rows, n_heads / gs, n_splits), dim3(32 * ATT_WARPS), 0, s, q, row_pos,
-                          row_k, row_v, n_heads, n_kv_heads, head_dim, gs, chunk, partial, count, out, out_bf16);
+    qkv_raw none = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0.0f};
+    return REPRISE_LAUNCH(attention_decode_kernel, dim3(rows, n_heads / gs, n_splits), dim3(32 * ATT_WARPS), 0, s, q,
+                          raw ? *raw : none, raw != nullptr, row_pos, row_k, row_v, n_heads, n_kv_heads, head_dim, gs, chunk, partial, count, out, out_bf16);
 }

@@ -120,21 +120,44 @@ REPRISE_UNROLL
         }
 
 // The CTA's elements written by out's epilogue (tot: their sums, laid out as acc): stored or added element by
-// element, or, for GEMM_SWIGLU, each gate (i = 0, 1: feature g of the warp's 16) with its up (i + 2: feature g + 8,
-// the same rows) into h.
+// element - GEMM_ADD with ssq: the new values gathered in `scratch` (the free ring: 8 NT rows of 64 floats), then
+// each row's sum of squares over the CTA's 64 features (one ROW_SSQ_BLOCK) by one thread - or, for GEMM_SWIGLU,
+// each gate (i = 0, 1: feature g of the warp's 16) with its up (i + 2: feature g + 8, the same rows), both times
+// their row's scale, into h.
+static_assert(GM_FEATURES == ROW_SSQ_BLOCK, "a CTA's features are one block of a row's sum of squares");
 template <int NT>
-__device__ static void gm_write(const float tot[NT][4], int R, int N, int f0, int row0, const gemm_out &out) {
+__device__ static void gm_write(const float tot[NT][4], int R, int N, int K, int f0, int row0, const gemm_out &out,
+                                float *scratch) {
     if (out.epilogue == GEMM_SWIGLU) {
-        GM_FOR_EACH_ELEMENT(if (i < 2 && n < N && r < R) gemm_out_put_swiglu(out, r, n, tot[j][i], tot[j][i + 2]);)
-    } else
-        GM_FOR_EACH_ELEMENT(if (n < N && r < R) gemm_out_put(out, N, r, n, tot[j][i]);)
+        float scale[NT][2];   // this lane's rows' (row0 + 8 j + 2 t + h)
+REPRISE_UNROLL
+        for (int j = 0; j < NT; j++)
+REPRISE_UNROLL
+            for (int h = 0; h < 2; h++) {
+                int r = row0 + 8 * j + 2 * (threadIdx.x % 4) + h;
+                scale[j][h] = r < R ? gemm_out_row_scale(out, K, r) : 0.0f;
+            }
+        GM_FOR_EACH_ELEMENT(if (i < 2 && n < N && r < R)
+                                gemm_out_put_swiglu(out, r, n, tot[j][i] * scale[j][i], tot[j][i + 2] * scale[j][i]);)
+        return;
+    }
+    bool stats = out.epilogue == GEMM_ADD && out.ssq;
+    GM_FOR_EACH_ELEMENT(if (n < N && r < R) {
+        float v = gemm_out_put(out, N, r, n, tot[j][i]);
+        if (stats) scratch[(r - row0) * GM_FEATURES + n - f0] = v;
+    })
+    if (!stats) return;
+    __syncthreads();
+    int blocks = (N + ROW_SSQ_BLOCK - 1) / ROW_SSQ_BLOCK;
+    for (int rr = threadIdx.x; rr < 8 * NT && row0 + rr < R; rr += blockDim.x)
+        out.ssq[(size_t)(row0 + rr) * blocks + f0 / ROW_SSQ_BLOCK] = row_ssq_block(scratch + rr * GM_FEATURES, min(GM_FEATURES, N - f0));
 }
 
 // The decode split's end: this CTA's segment partial into the workspace; the last CTA of the feature block to finish
 // adds the S partials in segment order, writes the output and resets the block's counter.
 template <int NT>
-__device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int S, int f0, const gemm_out &out,
-                                       float *partial, unsigned *count) {
+__device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int K, int S, int f0, const gemm_out &out,
+                                       float *partial, unsigned *count, float *scratch) {
     __shared__ bool last;
     const int row0 = 0;
     GM_FOR_EACH_ELEMENT(if (n < N && r < R) partial[((size_t)blockIdx.y * R + r) * N + n] = acc[j][i];)
@@ -148,7 +171,7 @@ __device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int
     GM_FOR_EACH_ELEMENT(tot[j][i] = 0.0f; if (n < N && r < R) {
         for (int s = 0; s < S; s++) tot[j][i] += __ldcg(&partial[((size_t)s * R + r) * N + n]);
     })
-    gm_write<NT>(tot, R, N, f0, row0, out);
+    gm_write<NT>(tot, R, N, K, f0, row0, out, scratch);
     if (threadIdx.x == 0) count[blockIdx.x] = 0;   // ready for the next launch
 }
 
@@ -169,8 +192,10 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
         for (int j = 0; j < NT; j++)
             for (int i = 0; i < 4; i++) sum[j][i] += acc[j][i];
     }
-    if (SPLIT && S > 1) gm_finish_split<NT>(sum, R, N, S, f0, out, partial, count);   // sum: the one segment's chain
-    else gm_write<NT>(sum, R, N, f0, row0, out);
+    static_assert(sizeof(ring) >= 8 * NT * GM_FEATURES * sizeof(float), "the epilogue's scratch fits the ring");
+    float *scratch = reinterpret_cast<float *>(ring);   // free once the segments are done
+    if (SPLIT && S > 1) gm_finish_split<NT>(sum, R, N, K, S, f0, out, partial, count, scratch);   // sum: the one segment's chain
+    else gm_write<NT>(sum, R, N, K, f0, row0, out, scratch);
 }
 
 // The launch of one instantiation, spelled with literals so that the emulation's launch name is ptxas's (the speed
@@ -188,8 +213,12 @@ cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N
     if (Wt.type != GEMM_WEIGHT_BF16) return cudaErrorNotSupported;
     if (S < 1 || (R <= GEMM_SPLIT_ROWS && S > 1 && gemm_workspace_floats(N, K) < (size_t)S * GEMM_SPLIT_ROWS * N))
         return cudaErrorInvalidValue;   // more segments than the workspace holds partials for
-    if (R >= GEMM_WGMMA_ROWS && ws.wgmma == GEMM_WGMMA_ON && gemm_wgmma_fits(X, Wt, K))
-        return launch_gemm_wgmma(X, Wt, R, N, K, S, out, 0, s);   // the same rule on Hopper's warpgroup MMA
+    if (R >= GEMM_WGMMA_ROWS && ws.wgmma == GEMM_WGMMA_ON && gemm_wgmma_fits(X, Wt, K)) {   // the same rule on Hopper's warpgroup MMA
+        if (out.epilogue != GEMM_ADD || !out.ssq) return launch_gemm_wgmma(X, Wt, R, N, K, S, out, 0, s);
+        gemm_out add = gemm_add_to(out.p[0]);   // its epilogue keeps no statistics: row_stats makes the same bits
+        cudaError_t e = launch_gemm_wgmma(X, Wt, R, N, K, S, add, 0, s);
+        return e ? e : launch_row_stats(out.p[0], nullptr, R, N, out.h, out.ssq, s);
+    }
     const bf16 *W = static_cast<const bf16 *>(Wt.data);
     if (R > GEMM_SPLIT_ROWS) return GM_LAUNCH(8, 4, false);
     if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;   // the split needs its workspace

@@ -4,13 +4,14 @@
 #define REPRISE_GEMM_OUT_H
 
 #include "kernels/kernels.h"
+#include "kernels/row_stats.h"
 
 // GEMM_STORE: 1 to GEMM_OUT_MAX segments, the first at column 0, each starting past the one before and inside N;
 // GEMM_ADD: one buffer; GEMM_SWIGLU: N the interleaved rows of `width` MLP rows (gemm_swiglu_rows) and h given.
 static inline bool gemm_out_valid(const gemm_out &out, int N) {
     if (out.epilogue == GEMM_SWIGLU) return out.h && out.width > 0 && N == gemm_swiglu_rows(out.width);
     if (out.n < 1 || out.n > GEMM_OUT_MAX || out.first[0] != 0 || !out.p[0]) return false;
-    if (out.epilogue == GEMM_ADD) return out.n == 1;
+    if (out.epilogue == GEMM_ADD) return out.n == 1 && (!out.ssq || out.h);
     if (out.epilogue != GEMM_STORE) return false;
     for (int i = 1; i < out.n; i++)
         if (out.first[i] <= out.first[i - 1] || out.first[i] >= N) return false;
@@ -27,10 +28,22 @@ __device__ static inline float *gemm_out_at(const gemm_out &out, int N, int r, i
     return &p[(size_t)r * (end - first) + n - first];
 }
 
-// Element (r, n) of the product is v: stored, or added to what is there.
-__device__ static inline void gemm_out_put(const gemm_out &out, int N, int r, int n, float v) {
+// Element (r, n) of the product is v: stored, or added to what is there (GEMM_ADD, the sum rounded into h too where
+// h is given); returns what was written.
+__device__ static inline float gemm_out_put(const gemm_out &out, int N, int r, int n, float v) {
     float *p = gemm_out_at(out, N, r, n);
-    *p = out.epilogue == GEMM_ADD ? *p + v : v;
+    if (out.epilogue == GEMM_ADD) {
+        v = *p + v;
+        if (out.h) out.h[(size_t)r * N + n] = __float2bfloat16(v);
+    }
+    *p = v;
+    return v;
+}
+
+// GEMM_SWIGLU: what gate and up of row r are multiplied by before SwiGLU: 1 / rms from out.ssq (a row of K
+// elements), or 1 without.
+__device__ static inline float gemm_out_row_scale(const gemm_out &out, int K, int r) {
+    return out.ssq ? row_inv_rms(out.ssq + (size_t)r * ((K + ROW_SSQ_BLOCK - 1) / ROW_SSQ_BLOCK), K, out.eps) : 1.0f;
 }
 
 // silu(gate) * up: the SwiGLU of the MLP, as the CPU backend computes it (gate / (1 + e^-gate) * up).

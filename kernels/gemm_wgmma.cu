@@ -136,6 +136,12 @@ REPRISE_UNROLL
     // two neighbouring outputs at once where they fall in one segment of `out`; GEMM_SWIGLU's gate columns (j even)
     // meet their up columns (j + 1) in the same thread
     int t = threadIdx.x % 128, warp = t / 32, g = (t % 32) / 4, q = t % 4;
+    float scale[2];   // GEMM_SWIGLU: this thread's two rows' (half 0, 1)
+REPRISE_UNROLL
+    for (int half = 0; half < 2; half++) {
+        int r = row0 + 64 * wg + 16 * warp + g + 8 * half;
+        scale[half] = out.epilogue == GEMM_SWIGLU && r < R ? gemm_out_row_scale(out, K, r) : 0.0f;
+    }
 REPRISE_UNROLL
     for (int j = 0; j < BN / 8; j++)
 REPRISE_UNROLL
@@ -145,8 +151,9 @@ REPRISE_UNROLL
             float v0 = sum[4 * j + 2 * half], v1 = sum[4 * j + 2 * half + 1];
             if (out.epilogue == GEMM_SWIGLU) {
                 if (j % 2 == 0) {
-                    gemm_out_put_swiglu(out, r, n, v0, sum[4 * (j + 1) + 2 * half]);
-                    gemm_out_put_swiglu(out, r, n + 1, v1, sum[4 * (j + 1) + 2 * half + 1]);
+                    float c = scale[half];
+                    gemm_out_put_swiglu(out, r, n, v0 * c, sum[4 * (j + 1) + 2 * half] * c);
+                    gemm_out_put_swiglu(out, r, n + 1, v1 * c, sum[4 * (j + 1) + 2 * half + 1] * c);
                 }
                 continue;
             }
@@ -183,6 +190,7 @@ static_assert(gw_tile<128>::stages == 6 && gw_tile<128>::ctas == 1 && gw_tile<64
 cudaError_t launch_gemm_wgmma(const bf16 *X, gemm_weight Wt, int R, int N, int K, int S, gemm_out out, int tile, cudaStream_t s) {
     if (R <= 0 || N <= 0 || K <= 0) return R == 0 ? cudaSuccess : cudaErrorInvalidValue;
     if (Wt.type != GEMM_WEIGHT_BF16) return cudaErrorNotSupported;
+    if (out.epilogue == GEMM_ADD && out.ssq) return cudaErrorNotSupported;   // launch_gemm_mma adds row_stats' launch
     if (!gemm_wgmma_fits(X, Wt, K) || S < 1 || !gemm_out_valid(out, N) || (tile != 0 && tile != 64 && tile != 128))
         return cudaErrorInvalidValue;
     // 128-wide tiles, or 64-wide where 128 would leave more than half the GPU's SMs idle (a short prompt, a narrow

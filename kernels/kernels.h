@@ -31,10 +31,14 @@ cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N,
 // GEMM_STORE: W's rows (the output's columns) in up to GEMM_OUT_MAX segments, each written to its own buffer:
 //   columns [first[i], first[i + 1]) to p[i], (R, width) row-major. One launch computes Q, K and V from the
 //   projections' weights stacked in one matrix; every element is computed exactly as alone.
-// GEMM_ADD: p[0] (R, N) += the product: the residual add of the O and down projections, in the GEMM's last write.
+// GEMM_ADD: p[0] (R, N) += the product: the residual add of the O and down projections, in the GEMM's last write;
+//   with ssq, also the new rows rounded to BF16 into h (R, N) and their sums of squares into ssq (R,
+//   row_ssq_blocks(N)): the next RMSNorm's statistics (row_stats.h), so that no kernel of its own runs.
 // GEMM_SWIGLU: W is gate and up interleaved by 8 rows (gemm_swiglu_rows: rows 16 b .. 16 b + 7 are gate's 8 b ..,
 //   the next 8 up's, zero rows past the MLP's width) and h (R, width) gets BF16(silu(gate) * up) - the down
 //   projection's input, rounded as launch_to_bf16 rounds - for the `width` MLP rows; gate and up never stored.
+//   With ssq, gate and up are first multiplied by each row's 1 / rms (from ssq, (R, row_ssq_blocks(K)), and eps):
+//   the RMSNorm before the MLP folded in, its weight in W's columns.
 #define GEMM_OUT_MAX 3
 enum gemm_epilogue { GEMM_STORE, GEMM_ADD, GEMM_SWIGLU };
 struct gemm_out {
@@ -42,16 +46,22 @@ struct gemm_out {
     int first[GEMM_OUT_MAX];
     int n;
     gemm_epilogue epilogue;
-    bf16 *h;     // GEMM_SWIGLU's output
-    int width;   // GEMM_SWIGLU: h's columns
+    bf16 *h;      // GEMM_SWIGLU's output; GEMM_ADD's rows in BF16 (with ssq)
+    int width;    // GEMM_SWIGLU: h's columns
+    float *ssq;   // sums of squares: GEMM_ADD writes them, GEMM_SWIGLU reads them; or nullptr
+    float eps;    // GEMM_SWIGLU with ssq: the RMSNorm's epsilon
 };
-static inline gemm_out gemm_store(float *p) { return gemm_out{{p, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_STORE, nullptr, 0}; }
-static inline gemm_out gemm_store_segments(float *p0, float *p1, int first1, float *p2 = nullptr, int first2 = 0) {
-    return gemm_out{{p0, p1, p2}, {0, first1, first2}, p2 ? 3 : 2, GEMM_STORE, nullptr, 0};
+static inline gemm_out gemm_store(float *p) {
+    return gemm_out{{p, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_STORE, nullptr, 0, nullptr, 0.0f};
 }
-static inline gemm_out gemm_add_to(float *x) { return gemm_out{{x, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_ADD, nullptr, 0}; }
-static inline gemm_out gemm_swiglu(bf16 *h, int width) {
-    return gemm_out{{nullptr, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_SWIGLU, h, width};
+static inline gemm_out gemm_store_segments(float *p0, float *p1, int first1, float *p2 = nullptr, int first2 = 0) {
+    return gemm_out{{p0, p1, p2}, {0, first1, first2}, p2 ? 3 : 2, GEMM_STORE, nullptr, 0, nullptr, 0.0f};
+}
+static inline gemm_out gemm_add_to(float *x, bf16 *x_bf16 = nullptr, float *ssq = nullptr) {
+    return gemm_out{{x, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_ADD, x_bf16, 0, ssq, 0.0f};
+}
+static inline gemm_out gemm_swiglu(bf16 *h, int width, const float *ssq = nullptr, float eps = 0.0f) {
+    return gemm_out{{nullptr, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_SWIGLU, h, width, const_cast<float *>(ssq), eps};
 }
 cudaError_t launch_gemm_bf16_split(const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out, int variant, cudaStream_t s);
 
@@ -103,13 +113,23 @@ cudaError_t launch_qkv_rope(float *q, float *k, const float *v, const bf16 *bq, 
                             bf16 *const *row_k, bf16 *const *row_v, int rows, int n_heads, int n_kv_heads, int head_dim,
                             float eps, cudaStream_t s);
 
+// A decode step's QKV projection as the GEMM wrote it, and what makes attention's inputs of it (head_transform.h).
+struct qkv_raw {
+    const float *k, *v;                           // (rows, n_kv_heads * head_dim)
+    const bf16 *bq, *bk, *bv, *q_norm, *k_norm;   // nullptr where the model has none
+    const float *inv_freq;                        // (head_dim / 2)
+    float eps;
+};
+
 // Causal attention of each row's query over positions 0..row_pos[r] of its KV slot, in one kernel (attention.cu):
 // n_splits chunks of `chunk` positions (those past a row's length do nothing), each CTA serving the query heads of
 // one GQA group that share its K/V reads; the splits' partial (max, sum, output) merged in split order by the last
-// CTA to finish. partial: rows * n_heads * n_splits * (head_dim + 2) floats; count: attention_counters(rows,
+// CTA to finish. With raw, q is the projection's raw output and the kernel does launch_qkv_rope's work itself -
+// the same bits - appending each row's k and v at row_pos[r]; without, q is final and the KV slot holds the row's
+// own position. partial: rows * n_heads * n_splits * (head_dim + 2) floats; count: attention_counters(rows,
 // n_heads) counters (shapes.h), zero before the first launch (each launch leaves them zero). The output into out
 // (FP32) or out_bf16 (rounded as launch_to_bf16 rounds: the output projection's input), exactly one of them.
-cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
+cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
                              unsigned *count, float *out, bf16 *out_bf16, cudaStream_t s);
 
@@ -118,6 +138,10 @@ cudaError_t launch_attention(const float *q, const int *row_pos, bf16 *const *ro
 cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const bf16 *k_slot, const bf16 *v_slot,
                                      int n_heads, int n_kv_heads, int head_dim, float *out, bf16 *out_bf16,
                                      cudaStream_t s);
+
+// Per row: x += delta (when given), the row rounded to BF16 into out_bf16, and its sums of squares into ssq (n,
+// row_ssq_blocks(dim)) - what GEMM_ADD's epilogue with ssq leaves, bit for bit (row_stats.cu).
+cudaError_t launch_row_stats(float *x, const float *delta, int n, int dim, bf16 *out_bf16, float *ssq, cudaStream_t s);
 
 // dst = BF16(src), and x += d, elementwise (convert.cu).
 cudaError_t launch_to_bf16(const float *src, long n, bf16 *dst, cudaStream_t s);

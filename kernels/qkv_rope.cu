@@ -1,31 +1,10 @@
 // After the QKV projection, per row and per head, fused: add the q/k/v biases (Qwen2), RMSNorm q and k over the head
-// (Qwen3), rotate q and k by RoPE at the row's position (HF rotate_half pairs i and i + head_dim/2), and append
-// k and v to the row's KV slot in BF16. One block per row; warp w takes heads w, w + 4, ...; lanes stride over a
-// head's dimensions, a warp reduction gives the norm, and __syncwarp orders the in-place steps.
+// (Qwen3), rotate q and k by RoPE at the row's position (head_transform.h), and append k and v to the row's KV slot
+// in BF16. One block per row; warp w takes heads w, w + 4, .... A prompt's rows take this kernel before attention;
+// a decode step's attention kernel applies the same transform itself (attention.cu).
+#include "kernels/head_transform.h"
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
-
-__device__ static void head_transform(float *h, int hd, const bf16 *bias, const bf16 *norm_w, float eps,
-                                      const float *inv_freq, float pos, int lane) {
-    if (bias)
-        for (int i = lane; i < hd; i += 32) h[i] += __bfloat162float(bias[i]);
-    __syncwarp();
-    if (norm_w) {
-        float ss = 0;
-        for (int i = lane; i < hd; i += 32) ss += h[i] * h[i];
-        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        float inv = rsqrtf(ss / hd + eps);
-        for (int i = lane; i < hd; i += 32) h[i] = h[i] * inv * __bfloat162float(norm_w[i]);
-        __syncwarp();
-    }
-    int half = hd / 2;
-    for (int i = lane; i < half; i += 32) {
-        float a = h[i], b = h[i + half], ang = pos * inv_freq[i], c = cosf(ang), s = sinf(ang);
-        h[i] = a * c - b * s;
-        h[i + half] = b * c + a * s;
-    }
-    __syncwarp();
-}
 
 __global__ void qkv_rope_kernel(float *q, float *k, const float *v, const bf16 *bq, const bf16 *bk, const bf16 *bv,
                                 const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, const int *row_pos,
@@ -41,7 +20,7 @@ __global__ void qkv_rope_kernel(float *q, float *k, const float *v, const bf16 *
         bf16 *kc = row_k[r] + (size_t)pos * kvd + h * hd, *vc = row_v[r] + (size_t)pos * kvd + h * hd;
         for (int i = lane; i < hd; i += 32) {
             kc[i] = __float2bfloat16(kr[h * hd + i]);
-            vc[i] = __float2bfloat16(vr[h * hd + i] + (bv ? __bfloat162float(bv[h * hd + i]) : 0.0f));
+            vc[i] = head_value(vr[h * hd + i], bv ? bv + h * hd : nullptr, i);
         }
     }
 }

@@ -24,6 +24,10 @@ static inline int gemm_k_segments(int N, int K) {
 // The rows of gate and up stacked for the GEMM's SwiGLU epilogue (kernels.h, GEMM_SWIGLU): interleaved by 8 rows,
 // each padded to a multiple of 8 with zero rows, so that an output and its pair fall in one thread's accumulators.
 static inline int gemm_swiglu_rows(int hidden) { return 16 * ((hidden + 7) / 8); }
+// A row's sum of squares (the RMSNorm folded into the gate/up GEMM, row_stats.h): in blocks of 64 elements, each a
+// sequential sum, the blocks then added in order; (rows, row_ssq_blocks(dim)) floats hold the blocks' sums.
+#define ROW_SSQ_BLOCK 64
+static inline int row_ssq_blocks(int dim) { return (dim + ROW_SSQ_BLOCK - 1) / ROW_SSQ_BLOCK; }
 // The workspace a GEMM of that shape needs, in floats (the segments' partials of up to GEMM_SPLIT_ROWS rows) and in
 // counters (one per 64 outputs, zero before the first launch; each launch leaves them zero).
 static inline size_t gemm_workspace_floats(int N, int K) {

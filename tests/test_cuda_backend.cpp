@@ -139,13 +139,13 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
         unsigned *count;
         cudaMalloc((void **)&count, attention_counters(L, cs.heads) * sizeof(unsigned));
         cudaMemset(count, 0, attention_counters(L, cs.heads) * sizeof(unsigned));
-        CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
+        CHECK(launch_attention(dq, nullptr, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
                   cudaSuccess,
               "attention");
         {   // into BF16 (the output projection's input): bit for bit launch_to_bf16 of the FP32 output
             bf16 *a16, *conv;
             cudaMalloc((void **)&a16, L * qd * sizeof(bf16)), cudaMalloc((void **)&conv, L * qd * sizeof(bf16));
-            CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, nullptr, a16, 0) ==
+            CHECK(launch_attention(dq, nullptr, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, nullptr, a16, 0) ==
                           cudaSuccess &&
                       launch_to_bf16(att, L * qd, conv, 0) == cudaSuccess,
                   "attention into BF16");
@@ -158,19 +158,18 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
             x = host(a16, L * qd), y = host(conv, L * qd);
             CHECK(!memcmp(x.data(), y.data(), x.size() * sizeof(bf16)), "heads %d/%d hd %d: BF16 prefill attention differs", cs.heads,
                   cs.kv_heads, cs.hd);
-            CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, a16, 0) ==
+            CHECK(launch_attention(dq, nullptr, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, a16, 0) ==
                       cudaErrorInvalidValue,
                   "two outputs accepted");
             cudaFree(a16), cudaFree(conv);
             // the FP32 decode output again, for the reference below
-            CHECK(launch_attention(dq, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
+            CHECK(launch_attention(dq, nullptr, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
                       cudaSuccess,
                   "attention");
         }
         std::vector<unsigned> left = host(count, attention_counters(L, cs.heads));
         CHECK(std::count(left.begin(), left.end(), 0u) == (long)left.size(), "heads %d/%d hd %d: attention's counters not left zero",
               cs.heads, cs.kv_heads, cs.hd);
-        cudaFree(count);
         std::vector<float> got = host(att, L * qd), qf = host(dq, L * qd), want(L * qd);
         for (int t = 0; t < L; t++)
             for (int h = 0; h < cs.heads; h++) {
@@ -191,6 +190,49 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
             }
         float da = max_diff(got, want);
         CHECK(da < 1e-4f, "attention heads %d/%d hd %d len %d (%d splits): max diff %g", cs.heads, cs.kv_heads, cs.hd, L, splits, da);
+        {   // fused (a decode step's): the raw projection of rows L - 1 and L / 2, each in its own copy of the cache
+            // with its own position poisoned - the kernel transforms and appends them itself; the same bits as above
+            int rows[2] = {L - 1, L / 2};
+            size_t slot_bytes = (size_t)L * kvd * sizeof(bf16);
+            std::vector<float> q2, k2, v2;
+            for (int t : rows)
+                q2.insert(q2.end(), q.begin() + (size_t)t * qd, q.begin() + (size_t)(t + 1) * qd),
+                    k2.insert(k2.end(), k.begin() + (size_t)t * kvd, k.begin() + (size_t)(t + 1) * kvd),
+                    v2.insert(v2.end(), v.begin() + (size_t)t * kvd, v.begin() + (size_t)(t + 1) * kvd);
+            bf16 *slots[2][2];
+            std::vector<bf16 *> fk(2), fv(2);
+            std::vector<int> fpos(rows, rows + 2);
+            for (int i = 0; i < 2; i++) {
+                for (int kv = 0; kv < 2; kv++) {
+                    cudaMalloc((void **)&slots[i][kv], slot_bytes);
+                    cudaMemcpy(slots[i][kv], kv ? vc : kc, slot_bytes, cudaMemcpyDeviceToDevice);
+                    cudaMemset(slots[i][kv] + (size_t)rows[i] * kvd, 0x7f, kvd * sizeof(bf16));
+                }
+                fk[i] = slots[i][0], fv[i] = slots[i][1];
+            }
+            float *fq = dev(q2), *fkr = dev(k2), *fvr = dev(v2), *fatt;
+            int *dfpos = dev(fpos);
+            bf16 **dfk = dev(fk), **dfv = dev(fv);
+            cudaMalloc((void **)&fatt, 2 * qd * sizeof(float));
+            qkv_raw raw = {fkr, fvr, dbq, dbk, dbv, dqn, dkn, dinv, 1e-6f};
+            CHECK(launch_attention(fq, &raw, dfpos, dfk, dfv, 2, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, fatt,
+                                   nullptr, 0) == cudaSuccess,
+                  "fused attention");
+            std::vector<float> fgot = host(fatt, 2 * (size_t)qd);
+            int differ = 0;
+            for (int i = 0; i < 2; i++) {
+                differ += memcmp(&fgot[(size_t)i * qd], &got[(size_t)rows[i] * qd], qd * sizeof(float)) != 0;
+                for (int kv = 0; kv < 2; kv++) {
+                    std::vector<bf16> slot = host(slots[i][kv], (size_t)(rows[i] + 1) * kvd);
+                    differ += memcmp(slot.data(), (kv ? vh : kh).data(), slot.size() * sizeof(bf16)) != 0;
+                    cudaFree(slots[i][kv]);
+                }
+            }
+            CHECK(differ == 0, "heads %d/%d hd %d len %d: fused attention differs from qkv_rope + attention (%d of 6 outputs/slots)",
+                  cs.heads, cs.kv_heads, cs.hd, L, differ);
+            for (void *p : {(void *)fq, (void *)fkr, (void *)fvr, (void *)fatt, (void *)dfpos, (void *)dfk, (void *)dfv, (void *)count})
+                cudaFree(p);
+        }
         // the tiled prefill kernel: all rows from position 0, and the rows after the first 5 as a continuation
         for (int pos0 : {0, 5}) {
             if (pos0 >= L) continue;
@@ -481,10 +523,12 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
 }
 
 // The GEMM's epilogues (kernels.h, gemm_out.h) through every path of it (the decode split, one segment, mma.sync's
-// prefill tiles, wgmma's from 128 rows): GEMM_ADD leaves x + the stored product, bit for bit; GEMM_SWIGLU of gate
-// and up interleaved by 8 rows (an MLP width not a multiple of 8: zero rows padding the last run) gives
-// BF16(silu(gate) * up) of the stored product's columns, against the CPU's formula within a BF16 step, and writes
-// nothing past the MLP's width; each row's SwiGLU output bit-identical alone and in the batch.
+// prefill tiles, wgmma's from 128 rows): GEMM_ADD leaves x + the stored product, bit for bit, and with statistics
+// the new rows in BF16 and their sums of squares exactly as the host's fused multiply-adds and row_stats make them;
+// GEMM_SWIGLU of gate and up interleaved by 8 rows (an MLP width not a multiple of 8: zero rows padding the last
+// run) gives BF16(silu(gate) * up) of the stored product's columns, against the CPU's formula within a BF16 step,
+// writes nothing past the MLP's width, and with each row's 1 / rms from sums of squares scales gate and up by it;
+// each row's SwiGLU output bit-identical alone and in the batch.
 static void gemm_epilogues_add_and_swiglu(void) {
     struct { int hidden, K, R; } shapes[] = {{172, 64, 129}, {40, 520, 100}, {300, 2048, 5}};
     for (auto sh : shapes) {
@@ -514,6 +558,37 @@ static void gemm_epilogues_add_and_swiglu(void) {
         CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N, K, gemm_add_to(dout), ws, 0) == cudaSuccess, "add");
         for (size_t i = 0; i < added.size(); i++) added[i] += P[i];
         CHECK(host(dout, (size_t)R * N) == added, "hidden %d K %d rows %d: GEMM_ADD is not x + the product", hidden, K, R);
+        {   // GEMM_ADD with statistics: the new rows in BF16 and their blocks' sums of squares (fused multiply-adds in
+            // order), bit for bit as row_stats makes them from the same rows
+            int blocks = row_ssq_blocks(N);
+            bf16 *xb16;
+            float *ssq, *ssq2;
+            cudaMalloc((void **)&xb16, (size_t)R * N * sizeof(bf16));
+            cudaMalloc((void **)&ssq, (size_t)R * blocks * sizeof(float)), cudaMalloc((void **)&ssq2, (size_t)R * blocks * sizeof(float));
+            cudaMemcpy(dout, x0.data(), x0.size() * sizeof(float), cudaMemcpyHostToDevice);
+            CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N, K, gemm_add_to(dout, xb16, ssq), ws, 0) == cudaSuccess, "add+stats");
+            CHECK(host(dout, (size_t)R * N) == added, "hidden %d K %d rows %d: GEMM_ADD with statistics changed the sum", hidden, K, R);
+            std::vector<bf16> got16 = host(xb16, (size_t)R * N);
+            std::vector<float> got_ssq = host(ssq, (size_t)R * blocks);
+            int bad16 = 0, bad_ssq = 0;
+            for (int r = 0; r < R; r++) {
+                for (int n = 0; n < N; n++) {
+                    bf16 want = __float2bfloat16(added[(size_t)r * N + n]);
+                    bad16 += memcmp(&want, &got16[(size_t)r * N + n], sizeof want) != 0;
+                }
+                for (int b = 0; b < blocks; b++) {
+                    float s = 0.0f;
+                    for (int n = 64 * b; n < N && n < 64 * (b + 1); n++) s = fmaf(added[(size_t)r * N + n], added[(size_t)r * N + n], s);
+                    bad_ssq += memcmp(&s, &got_ssq[(size_t)r * blocks + b], sizeof s) != 0;
+                }
+            }
+            CHECK(bad16 == 0 && bad_ssq == 0, "hidden %d K %d rows %d: GEMM_ADD's BF16 rows (%d wrong) or sums of squares (%d wrong)",
+                  hidden, K, R, bad16, bad_ssq);
+            CHECK(launch_row_stats(dout, nullptr, R, N, xb16, ssq2, 0) == cudaSuccess, "row_stats");
+            CHECK(host(ssq2, (size_t)R * blocks) == got_ssq && host(xb16, (size_t)R * N) == got16,
+                  "hidden %d K %d rows %d: row_stats differs from GEMM_ADD's statistics", hidden, K, R);
+            cudaFree(xb16), cudaFree(ssq), cudaFree(ssq2);
+        }
         // GEMM_SWIGLU: a guard past the output stays
         cudaMemset(dh, 0x7f, ((size_t)R * hidden + 64) * sizeof(bf16));
         CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N, K, gemm_swiglu(dh, hidden), ws, 0) == cudaSuccess, "swiglu");
@@ -540,6 +615,38 @@ static void gemm_epilogues_add_and_swiglu(void) {
             differ += memcmp(one.data(), &h[(size_t)r * hidden], hidden * sizeof(bf16)) != 0;
         }
         CHECK(differ == 0, "hidden %d K %d: %d rows' SwiGLU differ alone and in %d rows", hidden, K, differ, R);
+        {   // with each row's 1 / rms from sums of squares (the RMSNorm folded in): against the host's scale, and each
+            // row the same alone as in the batch
+            int blocks = row_ssq_blocks(K);
+            std::vector<float> ssq = randv((size_t)R * blocks, 2.0f);
+            for (float &s : ssq) s = fabsf(s) + 0.1f;
+            float *dssq = dev(ssq);
+            gemm_out o = gemm_swiglu(dh, hidden, dssq, 1e-5f);
+            CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N, K, o, ws, 0) == cudaSuccess, "swiglu with scale");
+            std::vector<bf16> hs = host(dh, (size_t)R * hidden);
+            float worst_s = 0;
+            for (int r = 0; r < R; r++) {
+                float total = 0;
+                for (int b = 0; b < blocks; b++) total += ssq[(size_t)r * blocks + b];
+                float c = 1.0f / sqrtf(total / K + 1e-5f);
+                for (int m = 0; m < hidden; m++) {
+                    float g = P[(size_t)r * N + m / 8 * 16 + m % 8] * c, u = P[(size_t)r * N + m / 8 * 16 + m % 8 + 8] * c;
+                    float want = g / (1 + expf(-g)) * u, got = __bfloat162float(hs[(size_t)r * hidden + m]);
+                    worst_s = fmaxf(worst_s, fabsf(got - want) / (fabsf(want) + 1e-3f));
+                }
+            }
+            CHECK(worst_s < 1.0f / 64, "hidden %d K %d rows %d: scaled SwiGLU epilogue off by %g (relative)", hidden, K, R, worst_s);
+            int differ_s = 0;
+            for (int r = 0; r < R; r += 7) {
+                CHECK(launch_gemm_mma(dx + (size_t)r * K, gemm_weight_bf16(dw), 1, N, K, gemm_swiglu(dh, hidden, dssq + (size_t)r * blocks, 1e-5f),
+                                      ws, 0) == cudaSuccess,
+                      "row");
+                std::vector<bf16> one = host(dh, (size_t)hidden);
+                differ_s += memcmp(one.data(), &hs[(size_t)r * hidden], hidden * sizeof(bf16)) != 0;
+            }
+            CHECK(differ_s == 0, "hidden %d K %d: %d rows' scaled SwiGLU differ alone and in %d rows", hidden, K, differ_s, R);
+            cudaFree(dssq);
+        }
         CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N + 16, K, gemm_swiglu(dh, hidden), ws, 0) == cudaErrorInvalidValue,
               "a SwiGLU output of the wrong rows was accepted");
         cudaFree(dx), cudaFree(dw), cudaFree(dh), cudaFree(dout), cudaFree(partial), cudaFree(count);

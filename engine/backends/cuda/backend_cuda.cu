@@ -65,7 +65,7 @@ void destroy_rank(rank_state *r) {
     for (bf16 *p : r->weight_allocs) cudaFree(p);
     cudaFree(r->inv_freq);
     for (float *p : {r->x, r->xb, r->q, r->k, r->v, r->tmp, r->partial, r->d_logits, r->reduce, r->gemm_ws.partial}) cudaFree(p);
-    cudaFree(r->act_bf16), cudaFree(r->mlp_bf16), cudaFree(r->gemm_ws.count), cudaFree(r->att_count), cudaFree(r->d_tokens), cudaFree(r->d_meta);
+    cudaFree(r->act_bf16), cudaFree(r->mlp_bf16), cudaFree(r->x_bf16), cudaFree(r->row_ssq), cudaFree(r->gemm_ws.count), cudaFree(r->att_count), cudaFree(r->d_tokens), cudaFree(r->d_meta);
     drop_graphs(r);
     cudaFreeHost(r->stage_meta);
     cudaFreeHost(r->stage_tokens), cudaFreeHost(r->stage_logits), cudaFreeHost(r->stage_uniform), cudaFreeHost(r->stage_ids);

@@ -74,6 +74,8 @@ struct rank_state {
     size_t cap_att_count;
     bf16 *act_bf16;                               // a GEMM's input in BF16, written by the kernel before it
     bf16 *mlp_bf16;                               // the down GEMM's: SwiGLU's output, the gate/up GEMM's epilogue
+    bf16 *x_bf16;                                 // the gate/up GEMM's: the residual stream after attention, rounded
+    float *row_ssq;                               // ... and its rows' sums of squares (the RMSNorm folded into gate/up)
     gemm_workspace gemm_ws;                       // the GEMM's K-segment partials and counters (every launch on
                                                   // the rank's stream shares them: each leaves the counters zero)
     int *d_tokens, *d_ids;

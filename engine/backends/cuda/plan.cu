@@ -27,6 +27,7 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     realloc_dev(&r->xb, n[BUF_XB]), realloc_dev(&r->tmp, n[BUF_TMP]);
     realloc_dev(&r->q, n[BUF_Q]), realloc_dev(&r->k, n[BUF_K]), realloc_dev(&r->v, n[BUF_V]);
     realloc_dev(&r->act_bf16, n[BUF_ACT_BF16]), realloc_dev(&r->mlp_bf16, n[BUF_MLP_BF16]);
+    realloc_dev(&r->x_bf16, n[BUF_X_BF16]), realloc_dev(&r->row_ssq, n[BUF_ROW_SSQ]);
     realloc_dev(&r->d_tokens, n[BUF_TOKENS]), realloc_dev(&r->reduce, n[BUF_REDUCE]);
     realloc_dev(&r->d_logits, n[BUF_LOGITS]), realloc_dev(&r->d_ids, n[BUF_IDS]), realloc_dev(&r->d_uniform, n[BUF_UNIFORM]);
     realloc_dev(&r->d_sample_scratch, n[BUF_SAMPLE_SCRATCH]), realloc_dev(&r->d_cand, n[BUF_CANDIDATES]);

@@ -174,14 +174,16 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     // attention block: this rank's heads; the output projection's partial sums all-reduced
     CUDA_CHECK(launch_rmsnorm(xr, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
     linear_bf16(r, r->act_bf16, w[W_Q], R, qd + 2 * kvd, dim, gemm_store_segments(r->q, r->k, qd, r->v, qd + kvd));
-    CUDA_CHECK(launch_qkv_rope(r->q, r->k, r->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], r->inv_freq,
-                               pos, krow, vrow, R, heads, kv_heads, hd, c->norm_eps, r->stream));
-    // one query per sequence (decode): split-KV over all rows; a sequence's prompt: the tiled prefill kernel
-    // (their output in BF16: the output projection's input)
+    // one query per sequence (decode): split-KV over all rows, bias + q/k norm + RoPE + KV append done by the
+    // attention kernel itself; a sequence's prompt: those first (qkv_rope), then the tiled prefill kernel (their
+    // output in BF16: the output projection's input)
+    qkv_raw raw = {r->k, r->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], r->inv_freq, c->norm_eps};
     if (!any_prefill)
-        CUDA_CHECK(launch_attention(r->q, pos, krow, vrow, R, heads, kv_heads, hd, n_splits, chunk,
+        CUDA_CHECK(launch_attention(r->q, &raw, pos, krow, vrow, R, heads, kv_heads, hd, n_splits, chunk,
                                     r->partial, r->att_count, nullptr, r->act_bf16, r->stream));
-    else
+    else {
+        CUDA_CHECK(launch_qkv_rope(r->q, r->k, r->v, raw.bq, raw.bk, raw.bv, raw.q_norm, raw.k_norm, r->inv_freq, pos, krow,
+                                   vrow, R, heads, kv_heads, hd, c->norm_eps, r->stream));
         for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++) {
             float *qr = r->q + (size_t)i * qd;
             bf16 *ar = r->act_bf16 + (size_t)i * qd;
@@ -189,18 +191,23 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
                 CUDA_CHECK(launch_attention_prefill(qr, parts[p].n_rows, parts[p].pos0, rank_k(parts[p].kv, r),
                                                     rank_v(parts[p].kv, r), heads, kv_heads, hd, nullptr, ar, r->stream));
             else
-                CUDA_CHECK(launch_attention(qr, pos + i, krow + i, vrow + i, 1, heads, kv_heads, hd,
+                CUDA_CHECK(launch_attention(qr, nullptr, pos + i, krow + i, vrow + i, 1, heads, kv_heads, hd,
                                             n_splits, chunk, r->partial, r->att_count, nullptr, ar, r->stream));
         }
-    // one GPU: the residual added in the GEMM's epilogue; tensor parallel: the ranks' partial sums all-reduced
-    // first, then added in the next norm
+    }
+    // one GPU: the residual added in the GEMM's epilogue, which also leaves the rows in BF16 and their sums of
+    // squares (the next RMSNorm's statistics); tensor parallel: the ranks' partial sums all-reduced first, then
+    // added by row_stats, which leaves the same
     bool whole = b->tp == 1;
-    linear_bf16(r, r->act_bf16, w[W_O], R, dim, qd, whole ? gemm_add_to(xr) : gemm_store(r->tmp));
-    if (!whole) all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
+    linear_bf16(r, r->act_bf16, w[W_O], R, dim, qd, whole ? gemm_add_to(xr, r->x_bf16, r->row_ssq) : gemm_store(r->tmp));
+    if (!whole) {
+        all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
+        CUDA_CHECK(launch_row_stats(xr, r->tmp, R, dim, r->x_bf16, r->row_ssq, r->stream));
+    }
 
-    // MLP block: this rank's rows of gate/up (interleaved: SwiGLU in the GEMM's epilogue), its columns of down
-    CUDA_CHECK(launch_rmsnorm(xr, whole ? nullptr : r->tmp, w[W_FFN_NORM], R, dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
-    linear_bf16(r, r->act_bf16, w[W_GATE], R, gemm_swiglu_rows(hidden), dim, gemm_swiglu(r->mlp_bf16, hidden));
+    // MLP block: the RMSNorm folded into this rank's rows of gate/up (its weight in their columns, each row's
+    // 1 / rms and SwiGLU in the GEMM's epilogue: gate and up interleaved), then its columns of down
+    linear_bf16(r, r->x_bf16, w[W_GATE], R, gemm_swiglu_rows(hidden), dim, gemm_swiglu(r->mlp_bf16, hidden, r->row_ssq, c->norm_eps));
     linear_bf16(r, r->mlp_bf16, w[W_DOWN], R, dim, hidden, whole ? gemm_add_to(xr) : gemm_store(r->tmp));
     if (!whole) {
         all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);

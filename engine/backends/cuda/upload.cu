@@ -8,8 +8,10 @@ namespace reprise_cuda {
 
 // The block of a tensor this rank holds, converted to BF16 and uploaded to d, in pieces of at most 16M elements so
 // the host holds little at once (a 72B model's LM head is 1.2G elements). Its rows go in runs of `run` rows, run i
-// at row i x `pitch` of d (the gate/up interleaving), or all in a row when run is 0.
-void upload_to(rank_state *r, bf16 *d, const st_tensor *t, const tp_block &blk, int64_t run = 0, int64_t pitch = 0) {
+// at row i x `pitch` of d (the gate/up interleaving), or all in a row when run is 0; with col_scale, each element
+// times its column's scale first (in FP32, then rounded).
+void upload_to(rank_state *r, bf16 *d, const st_tensor *t, const tp_block &blk, int64_t run = 0, int64_t pitch = 0,
+               const float *col_scale = nullptr) {
     size_t n = (size_t)(blk.rows * blk.cols), row_bytes = (size_t)blk.cols * sizeof(bf16);
     if (run <= 0) run = pitch = std::max<int64_t>(1, blk.rows);
     int64_t step = std::max<int64_t>(1, ((int64_t)16 << 20) / std::max<int64_t>(1, blk.cols));
@@ -21,6 +23,8 @@ void upload_to(rank_state *r, bf16 *d, const st_tensor *t, const tp_block &blk, 
         size_t m = (size_t)(rows * blk.cols);
         f.resize(m), h.resize(m);
         tensor_block_to_f32(t, blk.row0 + row, rows, blk.col0, blk.cols, f.data());
+        if (col_scale)
+            for (size_t i = 0; i < m; i++) f[i] *= col_scale[i % (size_t)blk.cols];
         for (size_t i = 0; i < m; i++) h[i] = __float2bfloat16(f[i]);
         bf16 *at = d + (size_t)(row / run * pitch * blk.cols);
         if (whole)
@@ -56,17 +60,21 @@ void upload_stacked(rank_state *r, const model_config *c, const st_archive *a, i
 }
 
 // Gate and up as the GEMM's SwiGLU epilogue reads them (kernels.h, GEMM_SWIGLU): interleaved by 8 rows, zero rows
-// past the MLP's width; gate's pointer is the matrix, up's its ninth row.
+// past the MLP's width; gate's pointer is the matrix, up's its ninth row. The RMSNorm before the MLP is folded in:
+// its weight multiplies their columns here, each row's 1 / rms the products in the epilogue.
 void upload_gate_up(rank_state *r, const model_config *c, const st_archive *a, int l) {
     tp_block blk;
+    tp_layer_block(c, &r->shard, W_FFN_NORM, &blk);
+    std::vector<float> norm((size_t)(blk.rows * blk.cols));
+    tensor_block_to_f32(weights_layer(a, l, W_FFN_NORM), blk.row0, blk.rows, blk.col0, blk.cols, norm.data());
     tp_layer_block(c, &r->shard, W_GATE, &blk);
     size_t rows = (size_t)gemm_swiglu_rows((int)blk.rows);
     bf16 *d = dev_alloc<bf16>(rows * (size_t)blk.cols);
     r->weight_allocs.push_back(d);
     CUDA_CHECK(cudaMemset(d, 0, rows * (size_t)blk.cols * sizeof(bf16)));
-    upload_to(r, d, weights_layer(a, l, W_GATE), blk, 8, 16);
+    upload_to(r, d, weights_layer(a, l, W_GATE), blk, 8, 16, norm.data());
     tp_layer_block(c, &r->shard, W_UP, &blk);
-    upload_to(r, d + 8 * (size_t)blk.cols, weights_layer(a, l, W_UP), blk, 8, 16);
+    upload_to(r, d + 8 * (size_t)blk.cols, weights_layer(a, l, W_UP), blk, 8, 16, norm.data());
     r->layers[l][W_GATE] = d, r->layers[l][W_UP] = d + 8 * (size_t)blk.cols;
     r->weight_bytes += (rows - 2 * (size_t)blk.rows) * (size_t)blk.cols * sizeof(bf16);   // the zero rows
 }
