@@ -37,7 +37,6 @@ typedef struct {
     const int *row_part;    // (n_rows) the part of each gathered row
     const int *row_pos;     // (n_rows) its position
     int max_end;            // the most positions a row attends to (max over parts of pos0 + n_rows)
-    int max_capacity;       // the largest KV slot among the parts, in positions
     int any_prompt;         // some part is a prompt's
 } layer_exec;
 

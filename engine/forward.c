@@ -153,7 +153,6 @@ static void plan_layers(const model *m, const window_seq *ws, int n, const int *
             }
             e->n_rows += p->n_rows;
             if (p->pos0 + p->n_rows > e->max_end) e->max_end = p->pos0 + p->n_rows;
-            if (kv->capacity > e->max_capacity) e->max_capacity = kv->capacity;
             e->any_prompt |= p->prompt;
             e->n_parts++;
         }

@@ -3,18 +3,20 @@
 // function (head_transform.h): each CTA transforms its own query heads into shared memory, and the CTAs of the split
 // holding the row's position transform its key and value, use them for that position from shared memory, and one
 // of them (the KV head's first head group) appends them to the slot - no CTA reads what another writes.
-// Grid: (row, head group, split of `chunk` positions). A head group is `gs` query heads of one GQA group (the whole
-// group, or an equal part of it when it has more than ATT_GROUP heads), so each K/V row a CTA reads serves all of
-// them. A split past the row's length (read from device memory: a replayed graph covers the current length) exits at
-// once. Within a split, a lane holds 8 dimensions of a position (16-byte loads; hd / 8 lanes a position, rounded up
+// Grid: (row, head group, CTA of the group's splits of `chunk` positions). A head group is `gs` query heads of one GQA
+// group (the whole group, or an equal part of it when it has more than ATT_GROUP heads), so each K/V row a CTA reads
+// serves all of them. A group's CTAs (att_split_ctas: enough for two an SM) take its splits in turn, z, z + ctas, ...,
+// up to the row's length (read from device memory: a replayed graph covers the current length), so a grid sized
+// for the longest context costs a short sequence only CTAs that exit at once. Within a split, a lane holds 8 dimensions of a position (16-byte loads; hd / 8 lanes a position, rounded up
 // to a power of two: `lanes`), so a warp reads 32 / lanes positions at a time; the block's 8 x 32 / lanes position
 // slots take positions t0 + slot, t0 + slot + slots, ..., ATT_LOADS of them a lane at once, each slot with its own
 // online softmax (running max m, sum l, output acc, rescaled) per head. The slots' states then merge in slot order
-// into the split's (M, L, acc), written to `partial`; the last CTA of the (row, head group) to finish (a counter)
-// merges the splits in split order - out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M) - and resets the counter.
+// into the split's (M, L, acc), written to `partial` (n_splits a row and head: the grid's most); the CTA that
+// finishes the (row, head group)'s last split (a counter) merges the splits in split order - out = sum_s acc_s
+// e^(m_s - M) / sum_s l_s e^(m_s - M) - and resets the counter.
 // The output in FP32, or rounded to BF16 (the output projection's input, as launch_to_bf16 rounds) into out16.
 // Which positions a slot and a split take depends on `chunk` and the head size alone, never on the rows beside it or
-// the grid's size, so the result is batch-invariant.
+// the grid's size or which CTA takes a split, so the result is batch-invariant.
 #include <stdint.h>
 
 #include "kernels/head_transform.h"
@@ -54,32 +56,32 @@ REPRISE_UNROLL
 
 __global__ void __launch_bounds__(32 * ATT_WARPS, 2)
     attention_decode_kernel(const float *q, qkv_raw raw, bool fused, const int *row_pos, bf16 *const *row_k,
-                            bf16 *const *row_v, int n_heads, int n_kv_heads, int hd, int gs, int chunk, float *partial,
-                            unsigned *count, float *out, bf16 *out16) {
+                            bf16 *const *row_v, int n_heads, int n_kv_heads, int hd, int gs, int chunk, int n_splits,
+                            float *partial, unsigned *count, float *out, bf16 *out16) {
     // each slot's (m, l) and acc per head: slots x gs x (lanes x 8) floats, at most 8 x 32 x 4 x 8 (32 KB)
     __shared__ float slot_ml[ATT_WARPS * 32 * ATT_GROUP][2];
     __shared__ float slot_acc[ATT_WARPS * 32 * ATT_GROUP * 8];
     __shared__ float q_head[ATT_GROUP][MAX_HEAD_DIM];   // fused: the CTA's query heads, transformed
     __shared__ float kv_own[2][MAX_HEAD_DIM];           // fused, the last split: the row's key and value (as cached)
     __shared__ bool last;
-    const int r = blockIdx.x, hg = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z, group = n_heads / n_kv_heads;
+    const int r = blockIdx.x, hg = blockIdx.y, group = n_heads / n_kv_heads;
     const int h0 = hg * gs, kvh = h0 / group, pos = row_pos[r], len = pos + 1, active = (len + chunk - 1) / chunk;
-    if (split >= active) return;   // past the row's length: no work, not counted
+    if ((int)blockIdx.z >= active) return;   // past the row's length: no work, not counted
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, lanes = att_lanes(hd), per_warp = 32 / lanes;
     const int sub = lane / lanes, at = 8 * (lane % lanes), slot = warp * per_warp + sub, slots = ATT_WARPS * per_warp;
-    const int kvd = n_kv_heads * hd, t0 = split * chunk, t1 = min(t0 + chunk, len);
+    const int kvd = n_kv_heads * hd;
     bf16 *K = row_k[r] + (size_t)kvh * hd, *V = row_v[r] + (size_t)kvh * hd;
     const bool wide = hd % 8 == 0 && reinterpret_cast<uintptr_t>(K) % 16 == 0 && reinterpret_cast<uintptr_t>(V) % 16 == 0;
-    const bool own = fused && split == active - 1;   // this split holds the row's position: its key and value from kv_own
-    const int own_t = own ? pos : -1;
+    // fused, the CTA that takes the split holding the row's position: its key and value from kv_own
+    const bool own_cta = fused && (active - 1) % (int)gridDim.z == (int)blockIdx.z;
     const float scale = rsqrtf((float)hd);
-    if (fused) {   // warp g < gs: query head h0 + g; warp gs, in the last split: the KV head's new key and value
+    if (fused) {   // warp g < gs: query head h0 + g; warp gs, in the last split's CTA: the KV head's new key and value
         if (warp < gs) {
             float *h = q_head[warp];
             for (int i = lane; i < hd; i += 32) h[i] = q[((size_t)r * n_heads + h0 + warp) * hd + i];
             __syncwarp();
             head_transform(h, hd, raw.bq ? raw.bq + (h0 + warp) * hd : nullptr, raw.q_norm, raw.eps, raw.inv_freq, (float)pos, lane);
-        } else if (warp == gs && own) {
+        } else if (warp == gs && own_cta) {
             float *h = kv_own[0];
             for (int i = lane; i < hd; i += 32) h[i] = raw.k[(size_t)r * kvd + kvh * hd + i];
             __syncwarp();
@@ -92,117 +94,138 @@ __global__ void __launch_bounds__(32 * ATT_WARPS, 2)
         }
         __syncthreads();
     }
-    float qv[ATT_GROUP][8], acc[ATT_GROUP][8], m[ATT_GROUP], l[ATT_GROUP];
+    float qv[ATT_GROUP][8];
 REPRISE_UNROLL
-    for (int g = 0; g < ATT_GROUP; g++) {
+    for (int g = 0; g < ATT_GROUP; g++)
 REPRISE_UNROLL
-        for (int e = 0; e < 8; e++) {
+        for (int e = 0; e < 8; e++)
             qv[g][e] = g < gs && at + e < hd ? (fused ? q_head[g][at + e] : q[((size_t)r * n_heads + h0 + g) * hd + at + e]) : 0.0f;
-            acc[g][e] = 0.0f;
-        }
-        m[g] = -INFINITY, l[g] = 0.0f;
-    }
-    // the warp's loop runs while its first slot has positions left (uniform, for the shuffles); a lane past t1 idles
-    for (int tb = t0 + warp * per_warp; tb < t1; tb += ATT_LOADS * slots) {
-        float kk[ATT_LOADS][8], vv[ATT_LOADS][8], s[ATT_LOADS][ATT_GROUP];
-        bool valid[ATT_LOADS];
-REPRISE_UNROLL
-        for (int u = 0; u < ATT_LOADS; u++) {   // keys and values together: one round trip
-            int t = t0 + slot + (tb - t0 - warp * per_warp) + u * slots;
-            valid[u] = t < t1 && at < hd;
-            if (valid[u] && t == own_t) {   // the row's own key and value, as the slot now holds them
-                att_own8(kv_own[0], at, hd, kk[u]);
-                att_own8(kv_own[1], at, hd, vv[u]);
-            } else if (valid[u]) {
-                att_load8(K + (size_t)t * kvd, at, hd, wide, kk[u]);
-                att_load8(V + (size_t)t * kvd, at, hd, wide, vv[u]);
-            } else {
-REPRISE_UNROLL
-                for (int e = 0; e < 8; e++) kk[u][e] = vv[u][e] = 0.0f;
-            }
-REPRISE_UNROLL
-            for (int g = 0; g < ATT_GROUP; g++) {
-                float d = 0.0f;
-REPRISE_UNROLL
-                for (int e = 0; e < 8; e++) d += qv[g][e] * kk[u][e];
-                s[u][g] = d;
-            }
-            valid[u] = t < t1;
-        }
-        // each position's dot products summed over its lanes (xor within aligned groups of `lanes`)
-        for (int o = lanes / 2; o > 0; o >>= 1)
-REPRISE_UNROLL
-            for (int u = 0; u < ATT_LOADS; u++)
-REPRISE_UNROLL
-                for (int g = 0; g < ATT_GROUP; g++) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
+    unsigned *counter = &count[(size_t)r * gridDim.y + hg];
+    for (int split = blockIdx.z; split < active; split += gridDim.z) {   // the CTA's splits, one after another
+        const int t0 = split * chunk, t1 = min(t0 + chunk, len), own_t = fused && split == active - 1 ? pos : -1;
+        float acc[ATT_GROUP][8], m[ATT_GROUP], l[ATT_GROUP];
 REPRISE_UNROLL
         for (int g = 0; g < ATT_GROUP; g++) {
-            float m_new = m[g], p[ATT_LOADS];
 REPRISE_UNROLL
-            for (int u = 0; u < ATT_LOADS; u++) m_new = valid[u] ? fmaxf(m_new, s[u][g] * scale) : m_new;
-            if (m_new == -INFINITY) continue;   // nothing valid yet for this slot
-            float correction = __expf(m[g] - m_new);
-            l[g] *= correction;
+            for (int e = 0; e < 8; e++) acc[g][e] = 0.0f;
+            m[g] = -INFINITY, l[g] = 0.0f;
+        }
+        // the warp's loop runs while its first slot has positions left (uniform, for the shuffles); a lane past t1 idles
+        for (int tb = t0 + warp * per_warp; tb < t1; tb += ATT_LOADS * slots) {
+            float kk[ATT_LOADS][8], vv[ATT_LOADS][8], s[ATT_LOADS][ATT_GROUP];
+            bool valid[ATT_LOADS];
 REPRISE_UNROLL
-            for (int u = 0; u < ATT_LOADS; u++) p[u] = valid[u] ? __expf(s[u][g] * scale - m_new) : 0.0f, l[g] += p[u];
+            for (int u = 0; u < ATT_LOADS; u++) {   // keys and values together: one round trip
+                int t = t0 + slot + (tb - t0 - warp * per_warp) + u * slots;
+                valid[u] = t < t1 && at < hd;
+                if (valid[u] && t == own_t) {   // the row's own key and value, as the slot now holds them
+                    att_own8(kv_own[0], at, hd, kk[u]);
+                    att_own8(kv_own[1], at, hd, vv[u]);
+                } else if (valid[u]) {
+                    att_load8(K + (size_t)t * kvd, at, hd, wide, kk[u]);
+                    att_load8(V + (size_t)t * kvd, at, hd, wide, vv[u]);
+                } else {
 REPRISE_UNROLL
-            for (int e = 0; e < 8; e++) {
-                float a = acc[g][e] * correction;
+                    for (int e = 0; e < 8; e++) kk[u][e] = vv[u][e] = 0.0f;
+                }
 REPRISE_UNROLL
-                for (int u = 0; u < ATT_LOADS; u++) a += p[u] * vv[u][e];
-                acc[g][e] = a;
+                for (int g = 0; g < ATT_GROUP; g++) {
+                    float d = 0.0f;
+REPRISE_UNROLL
+                    for (int e = 0; e < 8; e++) d += qv[g][e] * kk[u][e];
+                    s[u][g] = d;
+                }
+                valid[u] = t < t1;
             }
-            m[g] = m_new;
-        }
-    }
-    // the slots' states, merged in slot order into the split's
+            // each position's dot products summed over its lanes (xor within aligned groups of `lanes`)
+            for (int o = lanes / 2; o > 0; o >>= 1)
 REPRISE_UNROLL
-    for (int g = 0; g < ATT_GROUP; g++) {
-        if (g >= gs) break;
-        if (lane % lanes == 0) slot_ml[slot * gs + g][0] = m[g], slot_ml[slot * gs + g][1] = l[g];
+                for (int u = 0; u < ATT_LOADS; u++)
 REPRISE_UNROLL
-        for (int e = 0; e < 8; e++) slot_acc[((size_t)(slot * gs + g) * lanes * 8) + at + e] = acc[g][e];
-    }
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < gs * hd; idx += blockDim.x) {
-        int g = idx / hd, i = idx % hd;
-        float M = -INFINITY, L = 0.0f, a = 0.0f;
-        for (int sl = 0; sl < slots; sl++) M = fmaxf(M, slot_ml[sl * gs + g][0]);
-        for (int sl = 0; sl < slots; sl++) {
-            float ms = slot_ml[sl * gs + g][0];
-            if (ms == -INFINITY) continue;
-            float w = __expf(ms - M);
-            L += slot_ml[sl * gs + g][1] * w;
-            a += slot_acc[(size_t)(sl * gs + g) * lanes * 8 + i] * w;
+                    for (int g = 0; g < ATT_GROUP; g++) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
+REPRISE_UNROLL
+            for (int g = 0; g < ATT_GROUP; g++) {
+                float m_new = m[g], p[ATT_LOADS];
+REPRISE_UNROLL
+                for (int u = 0; u < ATT_LOADS; u++) m_new = valid[u] ? fmaxf(m_new, s[u][g] * scale) : m_new;
+                if (m_new == -INFINITY) continue;   // nothing valid yet for this slot
+                float correction = __expf(m[g] - m_new);
+                l[g] *= correction;
+REPRISE_UNROLL
+                for (int u = 0; u < ATT_LOADS; u++) p[u] = valid[u] ? __expf(s[u][g] * scale - m_new) : 0.0f, l[g] += p[u];
+REPRISE_UNROLL
+                for (int e = 0; e < 8; e++) {
+                    float a = acc[g][e] * correction;
+REPRISE_UNROLL
+                    for (int u = 0; u < ATT_LOADS; u++) a += p[u] * vv[u][e];
+                    acc[g][e] = a;
+                }
+                m[g] = m_new;
+            }
         }
-        float *p = partial + (((size_t)r * n_heads + h0 + g) * n_splits + split) * (hd + 2);
-        p[i] = a;
-        if (i == 0) p[hd] = M, p[hd + 1] = L;
-    }
-    __threadfence();   // the split's partial is visible device-wide before the counter says so
-    __syncthreads();
-    unsigned *counter = &count[(size_t)r * gridDim.y + hg];
-    if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == (unsigned)active - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    for (int idx = threadIdx.x; idx < gs * hd; idx += blockDim.x) {   // the splits, merged in split order
-        int g = idx / hd, i = idx % hd;
-        const float *p = partial + ((size_t)r * n_heads + h0 + g) * n_splits * (hd + 2);
-        float M = -INFINITY, denom = 0.0f, num = 0.0f;
-        for (int sp = 0; sp < active; sp++) M = fmaxf(M, __ldcg(&p[sp * (hd + 2) + hd]));
-        for (int sp = 0; sp < active; sp++) {
-            float ms = __ldcg(&p[sp * (hd + 2) + hd]);
-            if (ms == -INFINITY) continue;
-            float w = __expf(ms - M);
-            denom += __ldcg(&p[sp * (hd + 2) + hd + 1]) * w;
-            num += __ldcg(&p[sp * (hd + 2) + i]) * w;
+        // the slots' states, merged in slot order into the split's
+REPRISE_UNROLL
+        for (int g = 0; g < ATT_GROUP; g++) {
+            if (g >= gs) break;
+            if (lane % lanes == 0) slot_ml[slot * gs + g][0] = m[g], slot_ml[slot * gs + g][1] = l[g];
+REPRISE_UNROLL
+            for (int e = 0; e < 8; e++) slot_acc[((size_t)(slot * gs + g) * lanes * 8) + at + e] = acc[g][e];
         }
-        size_t o = ((size_t)r * n_heads + h0 + g) * hd + i;
-        if (out16) out16[o] = __float2bfloat16(num / denom);
-        else out[o] = num / denom;
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < gs * hd; idx += blockDim.x) {
+            int g = idx / hd, i = idx % hd;
+            float M = -INFINITY, L = 0.0f, a = 0.0f;
+            for (int sl = 0; sl < slots; sl++) M = fmaxf(M, slot_ml[sl * gs + g][0]);
+            for (int sl = 0; sl < slots; sl++) {
+                float ms = slot_ml[sl * gs + g][0];
+                if (ms == -INFINITY) continue;
+                float w = __expf(ms - M);
+                L += slot_ml[sl * gs + g][1] * w;
+                a += slot_acc[(size_t)(sl * gs + g) * lanes * 8 + i] * w;
+            }
+            float *p = partial + (((size_t)r * n_heads + h0 + g) * n_splits + split) * (hd + 2);
+            p[i] = a;
+            if (i == 0) p[hd] = M, p[hd + 1] = L;
+        }
+        __threadfence();   // the split's partial is visible device-wide before the counter says so
+        __syncthreads();
+        if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == (unsigned)active - 1;
+        __syncthreads();
+        if (!last) continue;   // (slot_ml and slot_acc are free: every thread has passed the barrier above)
+        __threadfence();
+        for (int idx = threadIdx.x; idx < gs * hd; idx += blockDim.x) {   // the splits, merged in split order
+            int g = idx / hd, i = idx % hd;
+            const float *p = partial + ((size_t)r * n_heads + h0 + g) * n_splits * (hd + 2);
+            float M = -INFINITY, denom = 0.0f, num = 0.0f;
+            for (int sp = 0; sp < active; sp++) M = fmaxf(M, __ldcg(&p[sp * (hd + 2) + hd]));
+            for (int sp = 0; sp < active; sp++) {
+                float ms = __ldcg(&p[sp * (hd + 2) + hd]);
+                if (ms == -INFINITY) continue;
+                float w = __expf(ms - M);
+                denom += __ldcg(&p[sp * (hd + 2) + hd + 1]) * w;
+                num += __ldcg(&p[sp * (hd + 2) + i]) * w;
+            }
+            size_t o = ((size_t)r * n_heads + h0 + g) * hd + i;
+            if (out16) out16[o] = __float2bfloat16(num / denom);
+            else out[o] = num / denom;
+        }
+        if (threadIdx.x == 0) *counter = 0;   // ready for the next launch
     }
-    if (threadIdx.x == 0) *counter = 0;   // ready for the next launch
+}
+
+// The CTAs of a row's head group: enough in all for two an SM, never more than the splits; CTA z takes splits z,
+// z + ctas, ... (which CTA takes a split changes no number). So a grid sized for a long KV slot costs little while
+// the sequence is short, and a graph's grid need not change as it grows.
+static int att_ctas_fixed = 0;   // attention_fix_split_ctas
+void attention_fix_split_ctas(int ctas) { att_ctas_fixed = ctas > 0 ? ctas : 0; }
+
+static int att_split_ctas(int rows, int groups, int n_splits) {
+    if (att_ctas_fixed) return att_ctas_fixed < n_splits ? att_ctas_fixed : n_splits;
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        sms = 132;
+    long cells = (long)rows * groups, per = (2L * sms + cells - 1) / cells;
+    return (int)(per < 1 ? 1 : per > n_splits ? n_splits : per);
 }
 
 // The query heads a CTA serves: the largest divisor of the GQA group's size up to ATT_GROUP.
@@ -219,8 +242,8 @@ cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_
         !out == !out_bf16)
         return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
-    int gs = att_heads_per_cta(n_heads, n_kv_heads);
+    int gs = att_heads_per_cta(n_heads, n_kv_heads), ctas = att_split_ctas(rows, n_heads / gs, n_splits);
     qkv_raw none = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0.0f};
-    return REPRISE_LAUNCH(attention_decode_kernel, dim3(rows, n_heads / gs, n_splits), dim3(32 * ATT_WARPS), 0, s, q,
-                          raw ? *raw : none, raw != nullptr, row_pos, row_k, row_v, n_heads, n_kv_heads, head_dim, gs, chunk, partial, count, out, out_bf16);
+    return REPRISE_LAUNCH(attention_decode_kernel, dim3(rows, n_heads / gs, ctas), dim3(32 * ATT_WARPS), 0, s, q,
+                          raw ? *raw : none, raw != nullptr, row_pos, row_k, row_v, n_heads, n_kv_heads, head_dim, gs, chunk, n_splits, partial, count, out, out_bf16);
 }

@@ -133,6 +133,10 @@ cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
                              unsigned *count, float *out, bf16 *out_bf16, cudaStream_t s);
 
+// The CTAs launch_attention gives each row's head group from now on (capped by n_splits; 0: two an SM in all, the
+// default): the tests' way to have CTAs take several splits. The numbers never depend on it.
+void attention_fix_split_ctas(int ctas);
+
 // Causal attention of one sequence's n_rows new queries (positions pos0..) over its KV slot (positions 0..),
 // tiled: a K/V tile in shared memory serves 16 queries (attention_prefill.cu); into out or out_bf16, as above.
 cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const bf16 *k_slot, const bf16 *v_slot,

@@ -215,9 +215,11 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
             bf16 **dfk = dev(fk), **dfv = dev(fv);
             cudaMalloc((void **)&fatt, 2 * qd * sizeof(float));
             qkv_raw raw = {fkr, fvr, dbq, dbk, dbv, dqn, dkn, dinv, 1e-6f};
+            attention_fix_split_ctas(2);   // the last split taken by a CTA that took another first, where there are 3
             CHECK(launch_attention(fq, &raw, dfpos, dfk, dfv, 2, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, fatt,
                                    nullptr, 0) == cudaSuccess,
                   "fused attention");
+            attention_fix_split_ctas(0);
             std::vector<float> fgot = host(fatt, 2 * (size_t)qd);
             int differ = 0;
             for (int i = 0; i < 2; i++) {
@@ -918,6 +920,36 @@ static void graph_replay_equals_eager(void) {
     }
 }
 
+// A captured step serves its schedule whatever its sequences' KV capacity (attention's grid is the run's context's):
+// a sequence of capacity 24 for 6 steps, then another of capacity 40 for 6, is one capture and 10 replays.
+static void graphs_do_not_depend_on_kv_capacity(void) {
+    int n_dev = 0;
+    cudaGetDeviceCount(&n_dev);
+    if (g_tp > n_dev) return;   // the ranks share a GPU: no graphs
+    model m;
+    rp_err err;
+    CHECK(load_cuda(&m, FIXTURES_DIR "/llama", &err) == 0, "%s", err.msg);
+    schedule s;
+    schedule_parse(&s, "rys:1,3", 4, &err);
+    std::vector<float> lg(m.cfg.vocab_size);
+    int tok = 1, one = 1;
+    const int *feed[1] = {&tok};
+    for (int cap : {24, 40}) {
+        sequence seq, *ptr = &seq;
+        CHECK(sequence_init(&seq, &m, &s, cap, &err) == 0, "%s", err.msg);
+        for (int step = 0; step < 6; step++) {
+            CHECK(forward(&m, &ptr, 1, feed, &one, 0, lg.data(), nullptr, &err) == 0, "%s", err.msg);
+            tok = argmax(lg.data(), m.cfg.vocab_size);
+        }
+        sequence_free(&seq, &m);
+    }
+    long captures = backend_cuda_graph_captures(m.be), replays = backend_cuda_graph_replays(m.be);
+    CHECK(captures == 1 && replays == 10, "KV slots of 24 and 40 positions: %ld captures, %ld replays of 12 steps (want 1, 10)",
+          captures, replays);
+    schedule_free(&s);
+    model_free(&m);
+}
+
 // Tensor parallel: a model split over 2 GPUs (`--tp 2`; emulated, one OS thread each) gives the logits of one GPU
 // within BF16 rounding (the O and down projections' sums are cut in two and added by the all-reduce, and the
 // activations round to BF16 from there), and the same greedy ids, on every fixture whose KV heads split, for base,
@@ -1095,6 +1127,7 @@ int main(void) {
     RUN(full_forward_matches_cpu_on_stories260k);
     RUN(repeat_equals_physical_duplicate_on_cuda);
     RUN(graph_replay_equals_eager);
+    RUN(graphs_do_not_depend_on_kv_capacity);
     RUN(tensor_parallel_matches_one_gpu);
 #if !defined(__SANITIZE_ADDRESS__)   // the same tests at --tp 2: the optimised build runs them; ASan's run would be long
     RUN(tensor_parallel_keeps_exactness);

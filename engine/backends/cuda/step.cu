@@ -15,21 +15,22 @@
 // key: sequences, schedules, one token each) is captured from the stream and instantiated - a shape seen once, as
 // the last steps of a sweep's batch where sequences finish one by one, is never worth a capture - and later steps of
 // that shape only refresh pinned host staging buffers - tokens, and every layer execution's rows' positions and KV
-// slot pointers - which the graph's two copies (one each, a step) read, and replay. A layer execution whose rows
+// slot pointers - which the graph's two copies (one each, a step) read, and replay; attention's grid is sized by the
+// run's context, its CTAs taking the splits up to each row's current length. A layer execution whose rows
 // follow one another (a decode step's, where its sequences all visit the layer) works on the residual stream in
 // place: no copy nodes within a visit. Everything else a kernel needs lives at fixed
-// device addresses; attention's grid is sized by the KV slots' capacity, not the current length, so one graph
-// serves the whole generation.
+// device addresses, so one graph serves the whole generation.
 #include "engine/backends/cuda/internal.h"
 
 namespace reprise_cuda {
 
 // A step's graph key: a decode step - the whole call in one window, one row per sequence, from the embeddings to
 // logits or samples of at most GRAPH_ROWS rows - hashed over what its captured graph fixes: each layer execution's
-// layer and parts (their rows, in place or gathered, and their KV slots' capacity, which sizes attention's grid) and
-// the sampling parameters. Positions and KV slot pointers are not in it: a replay reads them from the
-// staging. 0: a step never captured (a prompt's, a span's, every row's logits).
-unsigned long long graph_key(const step_plan *p) {
+// layer and parts (their rows, in place or gathered) and the sampling parameters. Positions, lengths and KV slot
+// pointers are not in it: a replay reads them from the staging, and attention's grid is sized by the run's context
+// (ctx), whatever the slots' capacity, so a sequence keeps its graph as it grows and a server's requests share
+// theirs. 0: a step never captured (a prompt's, a span's, every row's logits, or positions past ctx).
+unsigned long long graph_key(const step_plan *p, int ctx) {
     if (!p->whole_call || p->from_hidden || p->to_hidden || p->all_logits || p->n_rows > GRAPH_ROWS) return 0;
     unsigned long long h = 1469598103934665603ull;
     auto mix = [&h](unsigned long long v) { h = (h ^ v) * 1099511628211ull; };
@@ -43,8 +44,8 @@ unsigned long long graph_key(const step_plan *p) {
         const layer_exec &e = p->execs[x];
         mix((unsigned long long)e.layer), mix((unsigned long long)e.n_parts);
         for (int i = 0; i < e.n_parts; i++) {
-            if (e.parts[i].n_rows != 1 || e.parts[i].prompt) return 0;
-            mix((unsigned long long)e.parts[i].row0), mix((unsigned long long)e.parts[i].kv->capacity);
+            if (e.parts[i].n_rows != 1 || e.parts[i].prompt || e.max_end > ctx) return 0;
+            mix((unsigned long long)e.parts[i].row0);
         }
     }
     return h ? h : 1;
@@ -52,7 +53,7 @@ unsigned long long graph_key(const step_plan *p) {
 
 void step_begin(backend *base, const step_plan *step) {
     cuda_backend *b = cb(base);
-    unsigned long long key = graph_key(step);
+    unsigned long long key = graph_key(step, b->ranks[0]->plan.shape.ctx);
     size_t staged_rows = 0;
     for (int x = 0; x < step->n_execs; x++) staged_rows += (size_t)step->execs[x].n_rows;
     each(b, [&](rank_state *r) {
@@ -142,10 +143,12 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     int *pos = d.pos + r->stage_at;
     bf16 **krow = d.krow + r->stage_at, **vrow = d.vrow + r->stage_at;
     r->stage_at += R;
-    // A decode-sized call (the steps graphs capture) splits by the KV slots' capacity, so that the grid is the same
-    // at every step, into scratch reserved up front; a prefill-sized one (never captured) by its current length.
+    // A decode-sized call (the steps graphs capture) has the splits of the run's context, so that the grid is the
+    // same at every step (its CTAs take the splits up to each row's length), into scratch reserved up front; a
+    // prefill-sized one (never captured) those of its current length.
     const int chunk = ATTENTION_CHUNK;
-    int decode_sized = R <= GRAPH_ROWS, n_splits = ((decode_sized ? e->max_capacity : e->max_end) + chunk - 1) / chunk;
+    int decode_sized = R <= GRAPH_ROWS, ctx = std::max(r->plan.shape.ctx, e->max_end);
+    int n_splits = ((decode_sized ? ctx : e->max_end) + chunk - 1) / chunk;
     int any_prefill = e->any_prompt;   // then the split-KV kernel only serves single-row parts, one at a time
     size_t need = (size_t)(any_prefill ? 1 : R) * heads * n_splits * (hd + 2), counters = attention_counters(any_prefill ? 1 : R, heads);
     if (need > r->cap_partial || counters > r->cap_att_count) {
