@@ -91,6 +91,9 @@ struct backend {
     void (*kv_free)(backend *b, kv_slot *kv);
     size_t (*kv_bytes_per_token)(const backend *b);   // one visit
     size_t (*weight_bytes)(const backend *b);
+    // Device allocations and frees made since the run's first step: none, by design, where the plan sized the KV
+    // (serve, sweep). NULL for a backend without device memory.
+    long (*allocations_after_start)(const backend *b);
     void (*destroy)(backend *b);
 };
 

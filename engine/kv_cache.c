@@ -38,12 +38,19 @@ void kv_cache_free(kv_cache *c, backend *be) {
 int kv_cache_grow(kv_cache *c, backend *be, int capacity, rp_err *err) {
     if (c->borrowed) return rp_fail(err, "a KV cache borrowed from a pool cannot grow");
     if (capacity <= c->capacity) return 0;
-    kv_cache bigger;
-    if (kv_cache_init(&bigger, be, c->n_slots, capacity, err)) return -1;
-    for (int v = 0; v < c->n_slots; v++) be->kv_copy(be, &bigger.slots[v], &c->slots[v], c->n_past);
-    bigger.n_past = c->n_past;
-    kv_cache_free(c, be);
-    *c = bigger;
+    // slot by slot, so that the device holds one slot twice at a time, not the whole cache (a KV arena sized by the
+    // plan has room for that); a slot's old memory is given back as soon as its copy is queued (the copies run in
+    // order on the backend's stream, so a slot made later in that memory is written after the read)
+    for (int v = 0; v < c->n_slots; v++) {
+        if (c->slots[v].capacity >= capacity) continue;   // grown by an earlier call that failed further on
+        kv_slot bigger;
+        memset(&bigger, 0, sizeof bigger);
+        if (be->kv_alloc(be, &bigger, capacity, err)) return -1;   // the slots before it grown, the cache's capacity not
+        be->kv_copy(be, &bigger, &c->slots[v], c->n_past);
+        be->kv_free(be, &c->slots[v]);
+        c->slots[v] = bigger;
+    }
+    c->capacity = capacity;
     return 0;
 }
 

@@ -25,6 +25,11 @@ size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp) {
     return 2 * 2 * (size_t)(c->n_kv_heads / (tp > 0 ? tp : 1)) * c->head_dim;
 }
 
+size_t memory_plan_kv_slot_bytes(const model_config *c, int tp, int capacity) {
+    size_t half = (size_t)capacity * memory_plan_kv_bytes_per_position(c, tp) / 2;
+    return 2 * ((half + PLAN_KV_ALIGN - 1) / PLAN_KV_ALIGN * PLAN_KV_ALIGN);
+}
+
 // The GEMM's workspace (gemm_mma.cu): the most any weight one GPU multiplies by needs.
 static void gemm_workspace(const model_config *c, const tp_shard *sh, size_t *floats, size_t *counters) {
     tp_gemm g[TP_GEMMS];
@@ -91,7 +96,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     for (int i = BUF_LOGITS; i <= BUF_CANDIDATES; i++) p->logits += b[i];
     for (int i = BUF_PARTIAL; i <= BUF_ROPE; i++) p->scratch += b[i];
     p->weights = tp_rank_weight_bytes(c, s.tp, 0);
-    p->kv = (size_t)s.kv_slots * s.ctx * memory_plan_kv_bytes_per_position(c, s.tp);
+    p->kv = (size_t)s.kv_slots * memory_plan_kv_slot_bytes(c, s.tp, s.ctx);
     p->device = p->weights + p->kv + p->activations + p->logits + p->scratch;
     // tokens, logits, draws and ids of a step, and each layer execution's rows (position, K and V slot pointers)
     p->pinned_host = r * sizeof(int) + L * vocab * f + L * (f + sizeof(int)) +
@@ -141,7 +146,7 @@ void memory_plan_fit_kv(const model_config *c, memory_plan *p, size_t device_byt
     long want = s.kv_slots;
     s.kv_slots = 0;
     memory_plan_compute(c, &s, p);
-    size_t per_slot = (size_t)s.ctx * memory_plan_kv_bytes_per_position(c, s.tp);
+    size_t per_slot = memory_plan_kv_slot_bytes(c, s.tp, s.ctx);
     long fit = 0;
     if (per_slot && device_bytes > p->device + PLAN_HEADROOM)
         fit = (long)((double)(device_bytes - p->device - PLAN_HEADROOM) * 0.95 / (double)per_slot);

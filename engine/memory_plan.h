@@ -90,6 +90,10 @@ void memory_plan_fit_kv(const model_config *c, memory_plan *p, size_t device_byt
 
 // Bytes of one visit's KV slot per position on the CUDA backend (BF16 K and V), on one of tp GPUs.
 size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp);
+// Bytes of one KV slot of `capacity` positions as the CUDA backend's KV arena holds it: K, then V, each from a
+// multiple of PLAN_KV_ALIGN bytes.
+#define PLAN_KV_ALIGN 256
+size_t memory_plan_kv_slot_bytes(const model_config *c, int tp, int capacity);
 
 // The plan as lines "  weights   12.34 GiB" ..., with "of FREE free" when free_bytes > 0, into buf.
 void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size_t cap);

@@ -950,6 +950,55 @@ static void graphs_do_not_depend_on_kv_capacity(void) {
     model_free(&m);
 }
 
+// No device allocation after the first step where the plan holds the KV (kv_pool.cu's arena): sequences that end
+// and start, a cache that grows (a server's requests), and a pool's slots lent again (a sweep's items) take none;
+// slots past the plan's KV are allocations of their own, and the count sees them.
+static void kv_slots_come_from_the_planned_arena(void) {
+    plan_shape shape = {.ubatch = 0, .seqs = 2, .logit_rows = 0, .kv_slots = 2L * 6, .ctx = 40, .max_visits = 6, .tp = g_tp,
+                        .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO};
+    model m;
+    rp_err err;
+    CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cuda", 0, &shape, 0, &err) == 0, "%s", err.msg);
+    schedule s;
+    schedule_parse(&s, "rys:1,3", m.cfg.n_layers, &err);   // 6 visits
+    std::vector<float> lg(2 * (size_t)m.cfg.vocab_size);
+    int toks[2] = {1, 2}, one[2] = {1, 1};
+    const int *feed[2] = {&toks[0], &toks[1]};
+    auto steps = [&](sequence **ptr, int n, int count) {
+        for (int i = 0; i < count; i++) CHECK(forward(&m, ptr, n, feed, one, 0, lg.data(), nullptr, &err) == 0, "%s", err.msg);
+    };
+    sequence a, b, *ptr[2] = {&a, &b};
+    CHECK(sequence_init(&a, &m, &s, 16, &err) == 0 && sequence_init(&b, &m, &s, 40, &err) == 0, "%s", err.msg);
+    steps(ptr, 2, 3);
+    for (int round = 0; round < 3; round++) {   // a request ends, another starts; a cache grows as a server's does
+        sequence_free(&b, &m);
+        CHECK(sequence_init(&b, &m, &s, 8 + 8 * round, &err) == 0, "round %d: %s", round, err.msg);
+        CHECK(kv_cache_grow(&a.cache, m.be, 24 + 8 * round, &err) == 0, "grow: %s", err.msg);
+        steps(ptr, 2, 2);
+    }
+    long after = backend_cuda_allocations_after_start(m.be);
+    CHECK(after == 0, "%ld device allocations and frees after the first step with the KV in the plan", after);
+    sequence_free(&a, &m), sequence_free(&b, &m);
+    kv_pool pool;   // a sweep's: the pool takes the arena's slots once, its sequences borrow them item after item
+    CHECK(kv_pool_init(&pool, m.be, 12, 40, &err) == 0, "%s", err.msg);
+    for (int item = 0; item < 3; item++) {
+        pool.used = 0;
+        CHECK(sequence_init_pooled(&a, &m, &s, &pool, &err) == 0 && sequence_init_pooled(&b, &m, &s, &pool, &err) == 0, "%s", err.msg);
+        steps(ptr, 2, 2);
+        sequence_free(&a, &m), sequence_free(&b, &m);
+    }
+    after = backend_cuda_allocations_after_start(m.be);
+    CHECK(after == 0, "%ld device allocations and frees with a pool's slots lent again", after);
+    sequence extra;   // past the plan's KV: a slot of its own, counted
+    CHECK(sequence_init(&extra, &m, &s, 8, &err) == 0, "%s", err.msg);
+    after = backend_cuda_allocations_after_start(m.be);
+    CHECK(after >= 12, "a cache past the plan's KV: %ld allocations counted (want one K and one V a slot, 6 slots)", after);
+    sequence_free(&extra, &m);
+    kv_pool_free(&pool, m.be);
+    schedule_free(&s);
+    model_free(&m);
+}
+
 // Tensor parallel: a model split over 2 GPUs (`--tp 2`; emulated, one OS thread each) gives the logits of one GPU
 // within BF16 rounding (the O and down projections' sums are cut in two and added by the all-reduce, and the
 // activations round to BF16 from there), and the same greedy ids, on every fixture whose KV heads split, for base,
@@ -1128,6 +1177,7 @@ int main(void) {
     RUN(repeat_equals_physical_duplicate_on_cuda);
     RUN(graph_replay_equals_eager);
     RUN(graphs_do_not_depend_on_kv_capacity);
+    RUN(kv_slots_come_from_the_planned_arena);
     RUN(tensor_parallel_matches_one_gpu);
 #if !defined(__SANITIZE_ADDRESS__)   // the same tests at --tp 2: the optimised build runs them; ASan's run would be long
     RUN(tensor_parallel_keeps_exactness);

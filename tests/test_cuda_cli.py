@@ -199,11 +199,16 @@ for tp in ("1", "2"):
     want = json.loads(out("score", "--tokens", "1,5,6,7,11", "--json", "--backend", "cuda", "--tp", tp) or "{}").get("logprobs", [])
     if len(lp) < 5 or not want or max(abs(a - b) for a, b in zip(lp[1:5], want)) >= 1e-5:
         bad.append("--tp %s echo logprobs %r, score %r" % (tp, lp, want))
+    # every request's KV came from the planned arena: no device allocation or free since the first step
+    metrics = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port, timeout=60).read().decode()
+    m = re.search(r"^reprise:device_allocations_after_start\{[^}]*\} (\S+)$", metrics, re.M)
+    if not m or float(m.group(1)) != 0:
+        bad.append("--tp %s: device allocations after the first step: %s" % (tp, m.group(1) if m else "no metric"))
     p.terminate()
     if p.wait(60) != 0:
         bad.append("--tp %s: the server exited %s" % (tp, p.returncode))
 check(not bad, "serve on the CUDA backend (--tp 1 and 2): mixed-schedule greedy text equal to generate's, echo logprobs "
-      "equal to score's%s" % (": " + "; ".join(bad[:3]) if bad else ""))
+      "equal to score's, no device allocation after the first step%s" % (": " + "; ".join(bad[:3]) if bad else ""))
 
 # without --kv-budget, serve's KV budget is what the GPU's free memory holds when that is less than the default
 # 256 MiB of headroom, the buffers (64 KiB of them the GEMM's K-segment partials of the down projection; 512 KiB fewer

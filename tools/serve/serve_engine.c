@@ -437,6 +437,7 @@ void serve_engine_gauges(serve_engine *e, serve_gauges *g) {
     g->waiting = e->n_queued;
     g->kv_used = e->kv_used;
     g->kv_budget = e->lim.kv_budget;
+    g->device_allocations = e->m->be->allocations_after_start ? e->m->be->allocations_after_start(e->m->be) : -1;
     pthread_mutex_unlock(&e->mu);
 }
 

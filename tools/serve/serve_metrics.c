@@ -80,6 +80,10 @@ char *serve_metrics_render(serve_metrics *m, const serve_gauges *g, const char *
                g->kv_budget ? (double)g->kv_used / g->kv_budget : 0.0);
     put_metric(&b, "kv_cache_used_visit_slots", "gauge", "KV visit-positions held (a token of an 87-visit schedule holds 87).",
                label, (double)g->kv_used);
+    if (g->device_allocations >= 0)
+        put_metric(&b, "device_allocations_after_start", "counter",
+                   "Device memory allocations and frees since the first step (none: KV slots come from the planned arena).",
+                   label, (double)g->device_allocations);
     put_metric(&b, "prompt_tokens_total", "counter", "Prompt tokens prefilled.", label, (double)m->prompt_tokens);
     put_metric(&b, "generation_tokens_total", "counter", "Tokens generated.", label, (double)m->generation_tokens);
     put_metric(&b, "num_preemptions_total", "counter", "Requests preempted (KV freed, recomputed later).", label,

@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
     int running, waiting;
     long kv_used, kv_budget;   // visit-positions
+    long device_allocations;   // the backend's device allocations and frees since its first step; -1: no device
 } serve_gauges;
 
 void serve_metrics_init(serve_metrics *m);

@@ -17,6 +17,8 @@ long backend_cuda_graph_replays(const backend *b);
 // Sampled rows whose device candidates could not decide the draw, drawn on the host from their logits instead.
 long backend_cuda_host_sampled_rows(const backend *b);
 long backend_cuda_graph_captures(const backend *b);
+// Device allocations and frees since the first step (the backend's allocations_after_start).
+long backend_cuda_allocations_after_start(const backend *b);
 long backend_cuda_graphs_cached(const backend *b);
 
 // The device's memory bandwidth as a device-to-device copy of `bytes` moves it (bytes read plus bytes written per

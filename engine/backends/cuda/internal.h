@@ -4,6 +4,7 @@
 #define REPRISE_CUDA_BACKEND_INTERNAL_H
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -82,6 +83,7 @@ struct rank_state {
     float *d_uniform;
     unsigned char *d_sample_scratch, *d_cand;     // d_cand: this rank's candidate rows, then all ranks' gathered
     float *d_logits;
+    unsigned char *kv_arena;                      // the KV slots' memory (kv_pool.cu): the plan's KV
 };
 
 struct cuda_backend {
@@ -91,6 +93,9 @@ struct cuda_backend {
     int use_graphs;                               // REPRISE_CUDA_GRAPHS=0 turns them off
     size_t graph_cache;                           // REPRISE_CUDA_GRAPH_CACHE, default 64
     long host_sampled_rows;                       // rows the device's candidates could not decide (sample())
+    size_t kv_arena_bytes;                        // each rank's arena (kv_pool.cu)
+    std::map<size_t, size_t> kv_free_ranges;      // its free ranges: offset -> bytes (the same on every rank)
+    long allocations_at_start = -1;               // device_allocations at the first step
     std::vector<rank_state *> ranks;
     rank_threads threads;                         // tp > 1: one per rank
     rank_barrier barrier;
@@ -115,9 +120,21 @@ template <typename F> void each(cuda_backend *b, F f) {
     else b->threads.run([&](int i) { f(b->ranks[i]); });
 }
 
+// Every device allocation and free of the backend goes through these two, counted: once a run has started (its
+// first step), a server's or a sweep's should make none (backend_cuda_allocations_after_start).
+extern std::atomic<long> device_allocations;
+inline cudaError_t device_malloc(void **p, size_t bytes) {
+    device_allocations++;
+    return cudaMalloc(p, bytes);
+}
+inline cudaError_t device_free(void *p) {
+    if (p) device_allocations++;
+    return cudaFree(p);
+}
+
 template <typename T> T *dev_alloc(size_t n) {
     T *p = nullptr;
-    if (n) CUDA_CHECK(cudaMalloc((void **)&p, n * sizeof(T)));
+    if (n) CUDA_CHECK(device_malloc((void **)&p, n * sizeof(T)));
     return p;
 }
 
@@ -125,9 +142,9 @@ const int ATTENTION_CHUNK = PLAN_ATTENTION_CHUNK;   // positions per split of th
 const int GRAPH_ROWS = PLAN_GRAPH_ROWS;             // decode steps of up to this many rows are captured as graphs
 
 template <typename T> void realloc_dev(T **p, size_t bytes) {
-    CUDA_CHECK(cudaFree(*p));
+    CUDA_CHECK(device_free(*p));
     *p = nullptr;
-    if (bytes) CUDA_CHECK(cudaMalloc((void **)p, bytes));
+    if (bytes) CUDA_CHECK(device_malloc((void **)p, bytes));
 }
 
 template <typename T> void realloc_pinned(T **p, size_t bytes) {
@@ -141,6 +158,12 @@ bf16 *rank_v(const kv_slot *kv, const rank_state *r);
 
 // upload.cu
 int load_weights(backend *base, const st_archive *a, rp_err *err);
+// kv_pool.cu
+size_t kv_bytes_per_token(const backend *base);
+void kv_arena_alloc(cuda_backend *b, size_t bytes);
+int kv_alloc(backend *base, kv_slot *kv, int capacity, rp_err *err);
+void kv_free(backend *base, kv_slot *kv);
+void kv_copy(backend *base, kv_slot *dst, const kv_slot *src, int n);
 // plan.cu
 void drop_graphs(rank_state *r);
 void grow_stage(rank_state *r, size_t entries);

@@ -53,6 +53,7 @@ unsigned long long graph_key(const step_plan *p, int ctx) {
 
 void step_begin(backend *base, const step_plan *step) {
     cuda_backend *b = cb(base);
+    if (b->allocations_at_start < 0) b->allocations_at_start = device_allocations;
     unsigned long long key = graph_key(step, b->ranks[0]->plan.shape.ctx);
     size_t staged_rows = 0;
     for (int x = 0; x < step->n_execs; x++) staged_rows += (size_t)step->execs[x].n_rows;
