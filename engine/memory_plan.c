@@ -78,7 +78,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_ROW_SSQ] = r * (size_t)row_ssq_blocks(c->dim) * f;
     b[BUF_TOKENS] = r * sizeof(int);
     b[BUF_META] = r * (size_t)s.max_visits * PLAN_META_ROW_BYTES;
-    b[BUF_REDUCE] = tp > 1 ? r * c->dim * f : 0;
+    b[BUF_REDUCE] = tp > 2 ? tp * r * c->dim * f : tp > 1 ? r * c->dim * f : 0;   // > 2: every rank's copy
     b[BUF_LOGITS] = L * vocab * f;
     b[BUF_IDS] = L * sizeof(int);
     b[BUF_UNIFORM] = L * f;

@@ -54,7 +54,8 @@ typedef enum {
                                        // (K and V pointers) and position, copied from the host in one piece a step
     BUF_X_BF16,                        // (ubatch, dim) BF16: the residual stream rounded, the gate/up GEMM's input
     BUF_ROW_SSQ,                       // (ubatch, dim / 64): its rows' sums of squares (the RMSNorm folded in)
-    BUF_REDUCE,                        // (ubatch, dim) when tp > 1 and the all-reduce goes through device copies
+    BUF_REDUCE,                        // (ubatch, dim) when tp > 1 (the all-reduce through device copies), (tp,
+                                       // ubatch, dim) when tp > 2 (every rank's copy, summed in rank order)
     BUF_LOGITS,                        // (logit_rows, vocab / tp)
     BUF_IDS, BUF_UNIFORM,              // (logit_rows) sampled ids, their uniform draws
     BUF_SAMPLE_SCRATCH,                // (logit_rows, vocab / tp) bytes: the sampler's taken-marks

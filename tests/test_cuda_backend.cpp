@@ -18,6 +18,9 @@ extern "C" {
 }
 #include "tests/test_util.h"
 #include "tests/ubatch_run.h"
+#ifdef REPRISE_CUDA_EMULATION
+#include "kernels/emu/emu_control.h"
+#endif
 
 static std::mt19937 rng(7);
 
@@ -699,15 +702,15 @@ static void gemm_rows_bit_identical_at_the_bench_shapes(void) {
 // Batch invariance of the whole CUDA forward: a sequence's logits are bit-identical whether it runs alone or beside
 // 1, 7 or 40 others with other schedules and prompt lengths, through its prompt and 4 decode steps (beside 40, its
 // prompt's GEMMs run on wgmma where the GPU passed gemm_wgmma_probe: the emulated one does).
-static void sequence_logits_do_not_depend_on_the_batch(void) {
+static void batch_invariance_on(const char *dir) {
     const char *names[4] = {"base", "rys:1,3", "rys:0,2", "0,2,1,3"};
     std::vector<float> alone;
     std::vector<int> batches = g_tp == 1 ? std::vector<int>{0, 1, 7, 40} : std::vector<int>{0, 7};   // split: slower here
     for (int others : batches) {
         model m;
         rp_err err;
-        CHECK(load_cuda(&m, FIXTURES_DIR "/llama", &err, others + 1) == 0, "%s", err.msg);   // one window of rows
-        int vocab = m.cfg.vocab_size, n = others + 1;
+        CHECK(load_cuda(&m, dir, &err, others + 1) == 0, "%s", err.msg);   // one window of rows
+        int vocab = m.cfg.vocab_size, n = others + 1, span = vocab - 1 < 90 ? vocab - 1 : 90;
         std::vector<schedule> s(n);
         std::vector<sequence> seqs(n);
         std::vector<sequence *> ptr(n);
@@ -719,14 +722,14 @@ static void sequence_logits_do_not_depend_on_the_batch(void) {
             sequence_init(&seqs[i], &m, &s[i], 40, &err);
             ptr[i] = &seqs[i];
             int len = i ? 1 + (i * 5) % 29 : 9;   // 40 others: layer executions of 128 rows and more (wgmma)
-            for (int t = 0; t < len; t++) prompts[i].push_back(1 + (t * 7 + i * 13) % 90);
+            for (int t = 0; t < len; t++) prompts[i].push_back(1 + (t * 7 + i * 13) % span);
             feed[i] = prompts[i].data(), counts[i] = len;
         }
         std::vector<float> lg((size_t)n * vocab), mine;
         CHECK(forward(&m, ptr.data(), n, feed.data(), counts.data(), 0, lg.data(), nullptr, &err) == 0, "%s", err.msg);
         mine.insert(mine.end(), lg.begin(), lg.begin() + vocab);
         for (int step = 0; step < 4; step++) {
-            for (int i = 0; i < n; i++) tok[i] = i ? 1 + (step + i) % 90 : argmax(&lg[0], vocab), feed[i] = &tok[i], counts[i] = 1;
+            for (int i = 0; i < n; i++) tok[i] = i ? 1 + (step + i) % span : argmax(&lg[0], vocab), feed[i] = &tok[i], counts[i] = 1;
             CHECK(forward(&m, ptr.data(), n, feed.data(), counts.data(), 0, lg.data(), nullptr, &err) == 0, "%s", err.msg);
             mine.insert(mine.end(), lg.begin(), lg.begin() + vocab);
         }
@@ -736,6 +739,8 @@ static void sequence_logits_do_not_depend_on_the_batch(void) {
         model_free(&m);
     }
 }
+
+static void sequence_logits_do_not_depend_on_the_batch(void) { batch_invariance_on(FIXTURES_DIR "/llama"); }
 
 // --ubatch windows on the CUDA backend: prompts of three sequences cut into windows of 1, 5, 7 or 16 rows (so a
 // single row can fall alone into a window) give every row's logits bit-identical to one window, then decode too.
@@ -1003,12 +1008,12 @@ static void kv_slots_come_from_the_planned_arena(void) {
 // within BF16 rounding (the O and down projections' sums are cut in two and added by the all-reduce, and the
 // activations round to BF16 from there), and the same greedy ids, on every fixture whose KV heads split, for base,
 // repeated, skipping and reordered schedules; both ranks read the same prompt and each its own KV heads.
-static void tp_matches_one_gpu(const char *dir, const char *sched_text, int n_steps) {
+static void tp_matches_one_gpu(const char *dir, const char *sched_text, int n_steps, int tp = 2) {
     model m1, m2;
     rp_err err;
     g_tp = 1;
     int ok = load_cuda(&m1, dir, &err) == 0;
-    g_tp = 2;
+    g_tp = tp;
     ok = ok && load_cuda(&m2, dir, &err) == 0;
     g_tp = 1;
     if (!ok) {
@@ -1032,10 +1037,10 @@ static void tp_matches_one_gpu(const char *dir, const char *sched_text, int n_st
         same_ids &= tok_a == tok_b;
         fa = fb = &tok_a, n = 1;   // both fed the one-GPU choice: logits compared on the same inputs
     }
-    fprintf(stderr, "  %s %s: --tp 2 vs 1: max |dlogit| %.3g over %d steps (max |logit| %.3g)%s\n", dir, sched_text, worst,
+    fprintf(stderr, "  %s %s: --tp %d vs 1: max |dlogit| %.3g over %d steps (max |logit| %.3g)%s\n", dir, sched_text, tp, worst,
             n_steps, range, same_ids ? ", same greedy ids" : "");
-    CHECK(worst <= 0.01f * range, "%s %s: --tp 2 max |dlogit| %g > %g", dir, sched_text, worst, 0.01f * range);
-    CHECK(same_ids, "%s %s: --tp 2 greedy ids differ from one GPU's within %d steps", dir, sched_text, n_steps);
+    CHECK(worst <= 0.01f * range, "%s %s: --tp %d max |dlogit| %g > %g", dir, sched_text, tp, worst, 0.01f * range);
+    CHECK(same_ids, "%s %s: --tp %d greedy ids differ from one GPU's within %d steps", dir, sched_text, tp, n_steps);
     sequence_free(&a, &m1), sequence_free(&b, &m2), schedule_free(&s);
     model_free(&m1), model_free(&m2);
 }
@@ -1059,6 +1064,23 @@ static void tensor_parallel_matches_one_gpu(void) {
     setenv("REPRISE_TP_SHARE_GPU", "1", 1);
     tp_matches_one_gpu(FIXTURES_DIR "/qwen3", "rys:1,3", 8);
     unsetenv("REPRISE_TP_SHARE_GPU");
+}
+
+// --tp 3 (mistral's 6 KV heads, 2 a GPU; its MLP rows split unevenly): the all-reduce as an all-gather and a sum in
+// rank order; one GPU's logits within BF16 rounding, and a sequence's logits bit-identical alone and beside others.
+static void tensor_parallel_over_three_gpus(void) {
+    int n_dev = 0;
+    cudaGetDeviceCount(&n_dev);
+#ifdef REPRISE_CUDA_EMULATION
+    emu_set_device_count(3);
+#endif
+    tp_matches_one_gpu(FIXTURES_DIR "/mistral", "rys:1,3", 8, 3);
+    g_tp = 3;
+    batch_invariance_on(FIXTURES_DIR "/mistral");
+    g_tp = 1;
+#ifdef REPRISE_CUDA_EMULATION
+    emu_set_device_count(n_dev);
+#endif
 }
 
 // Under --tp 2, what holds on one GPU still holds: a repeated layer equals its physical duplicate bit for bit, a
@@ -1089,8 +1111,6 @@ static void tensor_parallel_refuses_what_it_cannot_split(void) {
 }
 
 #ifdef REPRISE_CUDA_EMULATION
-#include "kernels/emu/emu_control.h"
-
 // Runs `batch` sequences of rys:1,3 on the qwen2 fixture as a sweep does (a prompt of P tokens each, then decode
 // steps) under the given shape. Returns the device's peak allocation over the run; *planned gets the plan.
 static size_t run_planned(const plan_shape &shape, int batch, int P, size_t *planned, int *loaded, rp_err *err) {
@@ -1182,6 +1202,7 @@ int main(void) {
 #if !defined(__SANITIZE_ADDRESS__)   // the same tests at --tp 2: the optimised build runs them; ASan's run would be long
     RUN(tensor_parallel_keeps_exactness);
 #endif
+    RUN(tensor_parallel_over_three_gpus);
     RUN(tensor_parallel_refuses_what_it_cannot_split);
 #ifdef REPRISE_CUDA_EMULATION
     RUN(memory_plan_equals_peak_allocation);

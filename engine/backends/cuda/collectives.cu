@@ -4,13 +4,25 @@
 namespace reprise_cuda {
 
 // The ranks' copies of one buffer (the member `buf` of each, `count` floats from element `at`) summed, in place on
-// every rank: NCCL's all-reduce, or, where the ranks share a GPU, each rank sums all ranks' copies in rank order
-// into its scratch once every rank has written its copy, and copies the sum back once every rank has read them.
+// every rank, in rank order, so that a row's sum does not depend on how many rows the message has (batch
+// invariance): two ranks by NCCL's all-reduce (a sum of two is the same in either order); more by NCCL's all-gather
+// of every rank's copy into `reduce` and a sum over them in rank order (NCCL's ring all-reduce adds each chunk in
+// another order, and the chunks follow the message's size); where the ranks share a GPU, each rank sums all ranks'
+// copies in rank order into its scratch once every rank has written its copy, and copies the sum back once every
+// rank has read them.
 void all_reduce(cuda_backend *b, rank_state *r, float *rank_state::*buf, size_t at, size_t count) {
     if (b->tp <= 1 || count == 0) return;
     float *mine = r->*buf + at;
-    if (!b->share_gpu) {
+    if (!b->share_gpu && b->tp == 2) {
         NCCL_CHECK(ncclAllReduce(mine, mine, count, ncclFloat32, ncclSum, r->comm, r->stream));
+        return;
+    }
+    if (!b->share_gpu) {
+        NCCL_CHECK(ncclAllGather(mine, r->reduce, count, ncclFloat32, r->comm, r->stream));
+        buffer_list gathered;
+        gathered.n = b->tp;
+        for (int s = 0; s < b->tp; s++) gathered.p[s] = r->reduce + (size_t)s * count;
+        CUDA_CHECK(launch_sum_buffers(gathered, (long)count, mine, r->stream));
         return;
     }
     buffer_list all;
