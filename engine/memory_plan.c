@@ -25,6 +25,12 @@ size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp) {
     return 2 * 2 * (size_t)(c->n_kv_heads / (tp > 0 ? tp : 1)) * c->head_dim;
 }
 
+int memory_plan_graph_rows(const memory_plan *p) {
+    int rows = p->shape.seqs > PLAN_GRAPH_ROWS ? p->shape.seqs : PLAN_GRAPH_ROWS;
+    if (rows > p->shape.logit_rows) rows = p->shape.logit_rows;
+    return rows < PLAN_GRAPH_ROWS_MAX ? rows : PLAN_GRAPH_ROWS_MAX;
+}
+
 size_t memory_plan_kv_slot_bytes(const model_config *c, int tp, int capacity) {
     size_t half = (size_t)capacity * memory_plan_kv_bytes_per_position(c, tp) / 2;
     return 2 * ((half + PLAN_KV_ALIGN - 1) / PLAN_KV_ALIGN * PLAN_KV_ALIGN);

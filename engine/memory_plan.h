@@ -12,7 +12,8 @@
 #define PLAN_DEFAULT_UBATCH 512        // rows of one forward step; a longer prompt runs in chunks (--ubatch)
 #define PLAN_SCORE_LOGIT_ROWS 64       // all-rows logits (score, multiple choice) are computed this many at a time
 #define PLAN_ATTENTION_CHUNK 256       // positions per split of the decode attention kernel
-#define PLAN_GRAPH_ROWS 16             // decode steps of up to this many rows are captured as CUDA graphs
+#define PLAN_GRAPH_ROWS 16             // decode rows always planned for (attention partials, logits): captured
+#define PLAN_GRAPH_ROWS_MAX 256        // decode steps of up to the plan's decode rows, at most this many, are captured
 #define PLAN_META_ROW_BYTES (sizeof(int) + 2 * sizeof(void *))   // a step row's position and KV slot (K, V)
 #define PLAN_HEADROOM (256u << 20)     // left free beyond the plan: graphs, library kernels loaded lazily
 
@@ -79,6 +80,10 @@ typedef struct memory_plan {
     size_t device;          // all of the above: what the backend allocates
     size_t pinned_host;     // pinned staging in host memory (not device memory)
 } memory_plan;
+
+// The most rows of a decode step the CUDA backend captures as a graph under this plan: its decode rows (attention
+// partials, max(seqs, PLAN_GRAPH_ROWS)) and logit rows, up to PLAN_GRAPH_ROWS_MAX.
+int memory_plan_graph_rows(const memory_plan *p);
 
 // Fills in the plan of one GPU (rank 0, the largest share); zero or negative fields of the shape take defaults
 // (ubatch 512, 1 sequence, logit_rows = max(seqs, 16), no KV, ctx min(max_position_embeddings, 4096), max_visits

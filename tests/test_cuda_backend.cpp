@@ -735,6 +735,8 @@ static void batch_invariance_on(const char *dir) {
         }
         if (others == 0) alone = mine;
         else CHECK(mine == alone, "beside %d others the watched sequence's logits differ (max diff %g)", others, max_diff(mine, alone));
+        if (others == 40)   // a 41-row decode step is captured (the plan's decode rows, up to PLAN_GRAPH_ROWS_MAX)
+            CHECK(backend_cuda_graph_captures(m.be) >= 1, "41-row decode steps: %ld captures", backend_cuda_graph_captures(m.be));
         for (int i = 0; i < n; i++) sequence_free(&seqs[i], &m), schedule_free(&s[i]);
         model_free(&m);
     }

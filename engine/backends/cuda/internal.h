@@ -69,6 +69,7 @@ struct rank_state {
     size_t weight_bytes;
     memory_plan plan;                             // the buffers below are sized by it
     int cap_rows, cap_logit_rows;
+    int graph_rows;                               // decode steps of up to this many rows are captured (the plan's)
     float *x, *xb, *q, *k, *v, *tmp, *partial, *reduce;
     size_t cap_partial;
     unsigned *att_count;                          // decode attention's split counters (zero between launches)
@@ -139,7 +140,6 @@ template <typename T> T *dev_alloc(size_t n) {
 }
 
 const int ATTENTION_CHUNK = PLAN_ATTENTION_CHUNK;   // positions per split of the attention kernel
-const int GRAPH_ROWS = PLAN_GRAPH_ROWS;             // decode steps of up to this many rows are captured as graphs
 
 template <typename T> void realloc_dev(T **p, size_t bytes) {
     CUDA_CHECK(device_free(*p));

@@ -52,6 +52,7 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     grow_stage(r, n[BUF_META] / PLAN_META_ROW_BYTES);   // (ubatch x max_visits)
     r->cap_rows = s.ubatch;
     r->cap_logit_rows = s.logit_rows;
+    r->graph_rows = memory_plan_graph_rows(p);
     r->plan = *p;
     drop_graphs(r);
 }

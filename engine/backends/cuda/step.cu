@@ -25,13 +25,13 @@
 namespace reprise_cuda {
 
 // A step's graph key: a decode step - the whole call in one window, one row per sequence, from the embeddings to
-// logits or samples of at most GRAPH_ROWS rows - hashed over what its captured graph fixes: each layer execution's
+// logits or samples of at most graph_rows rows (the plan's decode rows, up to PLAN_GRAPH_ROWS_MAX) - hashed over what its captured graph fixes: each layer execution's
 // layer and parts (their rows, in place or gathered) and the sampling parameters. Positions, lengths and KV slot
 // pointers are not in it: a replay reads them from the staging, and attention's grid is sized by the run's context
 // (ctx), whatever the slots' capacity, so a sequence keeps its graph as it grows and a server's requests share
 // theirs. 0: a step never captured (a prompt's, a span's, every row's logits, or positions past ctx).
-unsigned long long graph_key(const step_plan *p, int ctx) {
-    if (!p->whole_call || p->from_hidden || p->to_hidden || p->all_logits || p->n_rows > GRAPH_ROWS) return 0;
+unsigned long long graph_key(const step_plan *p, int ctx, int graph_rows) {
+    if (!p->whole_call || p->from_hidden || p->to_hidden || p->all_logits || p->n_rows > graph_rows) return 0;
     unsigned long long h = 1469598103934665603ull;
     auto mix = [&h](unsigned long long v) { h = (h ^ v) * 1099511628211ull; };
     mix((unsigned long long)p->n_rows);
@@ -54,7 +54,7 @@ unsigned long long graph_key(const step_plan *p, int ctx) {
 void step_begin(backend *base, const step_plan *step) {
     cuda_backend *b = cb(base);
     if (b->allocations_at_start < 0) b->allocations_at_start = device_allocations;
-    unsigned long long key = graph_key(step, b->ranks[0]->plan.shape.ctx);
+    unsigned long long key = graph_key(step, b->ranks[0]->plan.shape.ctx, b->ranks[0]->graph_rows);
     size_t staged_rows = 0;
     for (int x = 0; x < step->n_execs; x++) staged_rows += (size_t)step->execs[x].n_rows;
     each(b, [&](rank_state *r) {
@@ -107,6 +107,10 @@ void flush_embed(cuda_backend *b, rank_state *r) {
 
 void embed(backend *base, const int *tokens, int n, int row0) {
     cuda_backend *b = cb(base);
+    if (b->ranks[0]->mode == REPLAY) {   // only the staging to refresh: from this thread, the rank threads idle
+        for (rank_state *r : b->ranks) memcpy(r->stage_tokens + row0, tokens, n * sizeof(int));
+        return;
+    }
     each(b, [&](rank_state *r) {
         if (r->embed_hi > r->embed_lo && row0 != r->embed_hi) flush_embed(b, r);   // not the run's next rows
         memcpy(r->stage_tokens + row0, tokens, n * sizeof(int));
@@ -148,7 +152,7 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     // same at every step (its CTAs take the splits up to each row's length), into scratch reserved up front; a
     // prefill-sized one (never captured) those of its current length.
     const int chunk = ATTENTION_CHUNK;
-    int decode_sized = R <= GRAPH_ROWS, ctx = std::max(r->plan.shape.ctx, e->max_end);
+    int decode_sized = R <= r->graph_rows, ctx = std::max(r->plan.shape.ctx, e->max_end);
     int n_splits = ((decode_sized ? ctx : e->max_end) + chunk - 1) / chunk;
     int any_prefill = e->any_prompt;   // then the split-KV kernel only serves single-row parts, one at a time
     size_t need = (size_t)(any_prefill ? 1 : R) * heads * n_splits * (hd + 2), counters = attention_counters(any_prefill ? 1 : R, heads);
@@ -164,7 +168,6 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
         }
         drop_graphs(r);
     }
-    if (r->mode == REPLAY) return;
     // the parts' rows: in place where they follow one another in part order (a decode step's every execution
     // where all its sequences visit the layer), else gathered into xb and copied back at the end
     bool in_place = true;
@@ -224,8 +227,11 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
                                    sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, r->stream));
 }
 
+// A replayed step's executions are in its graph (their rows' metadata staged by step_begin): nothing to hand to
+// the rank threads, which under --tp would cost a wake-up per layer visit.
 void layer_run(backend *base, const layer_exec *e) {
     cuda_backend *b = cb(base);
+    if (b->ranks[0]->mode == REPLAY) return;   // every rank replays the same steps
     each(b, [&](rank_state *r) { layer_rank(b, r, e); });
 }
 
@@ -322,7 +328,7 @@ void finish_step(cuda_backend *b, const int *rows, int n, const sampler_params *
                  float *out_logits, int *out_ids) {
     each(b, [&](rank_state *r) {
         int chunk = r->cap_logit_rows < r->cap_rows ? r->cap_logit_rows : r->cap_rows;
-        if (n > chunk && r->mode != EAGER) {   // cannot be: captured steps have at most PLAN_GRAPH_ROWS rows
+        if (n > chunk && r->mode != EAGER) {   // cannot be: captured steps have at most graph_rows rows
             fprintf(stderr, "reprise: a captured step's logits exceed the planned rows (internal error)\n");
             abort();
         }
