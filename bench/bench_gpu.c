@@ -12,6 +12,7 @@
 // launch into a time on an H100 and an H200: a layer visit's kernels and the whole step's tok/s beside its roofline.
 //   --counters FILE  append the counted steps' launch lines there (the tests read them)
 //   --prefill 1      with -m bench, also the prefill of --prompt tokens (% of the tensor cores' rate per kernel)
+//   --batch N        the decode step of N sequences (default 1), each after --prompt positions
 //   --gemm 1         the GEMM alone instead of the step, at each shape's weights: every variant, decode rows (1, 16,
 //                    64) against the bandwidth and, at the bench model's shapes, 512 rows against the tensor cores
 //   --gemm-rows LIST the GEMM table's row counts instead (e.g. 1,16)
@@ -89,6 +90,7 @@ static int gemm_variant_shown(int v, int R) {
 
 static const char *counters_path;   // --counters FILE
 static int prefill_too;             // --prefill 1
+static int pred_batch = 1;          // --batch N: the counted decode step's sequences
 static const char *measured_path;   // --measured CSV
 static const char *gemm_rows;       // --gemm-rows LIST: the GEMM table's row counts (default 1,16,64 and 512)
 static int gemm_variant = -1;       // --gemm-variant V: only that variant in the GEMM table (-1: every one)
@@ -384,6 +386,7 @@ int main(int argc, char **argv) {
 #ifdef REPRISE_EMU_PERF
         else if (!strcmp(argv[i], "--counters")) counters_path = argv[i + 1];
         else if (!strcmp(argv[i], "--prefill")) prefill_too = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch")) pred_batch = atoi(argv[i + 1]) > 0 ? atoi(argv[i + 1]) : 1;
         else if (!strcmp(argv[i], "--measured")) measured_path = argv[i + 1];
         else if (!strcmp(argv[i], "--gemm-rows")) gemm_rows = argv[i + 1];
         else if (!strcmp(argv[i], "--gemm-variant")) gemm_variant = atoi(argv[i + 1]);
@@ -413,7 +416,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N_MODEL_SHAPES && !rc; i++)
         if (!strcmp(which, "all") || !strcmp(which, shapes[i].name))
             any = 1, rc = gemm_table > 0 ? predict_gemms(shapes[i].title, shapes[i].s, shapes[i].tp, have_res ? &res : NULL)
-                                       : predict_shape(shapes[i].title, shapes[i].s, shapes[i].tp, 1, n_prompt, 0,
+                                       : predict_shape(shapes[i].title, shapes[i].s, shapes[i].tp, pred_batch, n_prompt, 0,
                                                        have_res ? &res : NULL, i == 0 && measured_path ? &bench_step : NULL);
     if (!rc && measured_path) rc = fit_to_measured(&bench_step, have_res ? &res : NULL, gpu);
     launch_list_free(&bench_step);

@@ -88,7 +88,6 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_LOGITS] = L * vocab * f;
     b[BUF_IDS] = L * sizeof(int);
     b[BUF_UNIFORM] = L * f;
-    b[BUF_SAMPLE_SCRATCH] = L * vocab;
     b[BUF_CANDIDATES] = (1 + tp) * L * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
     size_t decode_rows = (size_t)s.seqs > PLAN_GRAPH_ROWS ? (size_t)s.seqs : PLAN_GRAPH_ROWS;
     b[BUF_PARTIAL] = decode_rows * sh.n_heads * splits * (c->head_dim + 2) * f;

@@ -59,7 +59,6 @@ typedef enum {
                                        // ubatch, dim) when tp > 2 (every rank's copy, summed in rank order)
     BUF_LOGITS,                        // (logit_rows, vocab / tp)
     BUF_IDS, BUF_UNIFORM,              // (logit_rows) sampled ids, their uniform draws
-    BUF_SAMPLE_SCRATCH,                // (logit_rows, vocab / tp) bytes: the sampler's taken-marks
     BUF_CANDIDATES,                    // (1 + tp, logit_rows) candidate rows: this GPU's, and every GPU's gathered
     BUF_PARTIAL,                       // (seqs, n_heads / tp, ctx / ATTENTION_CHUNK, head_dim + 2): split-KV partials
     BUF_ATT_COUNT,                     // (seqs, n_heads / tp) unsigned: the splits' counters (zeroed once)

@@ -162,8 +162,8 @@ cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_
 // launch_sample_candidates: per row of a slice of the vocabulary (logits (rows, n_vocab), ids vocab0..), the row's
 // candidate record (SAMPLE_CANDIDATE_ROW_BYTES(k) bytes at cand + r * that): its k best (logit, id) pairs in order
 // of decreasing logit (the lower id first on ties), its max, sum_i e^((l_i - max) / temp) over the slice, and
-// whether it holds NaN or an infinity. k = 1 when temp <= 0 (greedy), else min(top_k or SAMPLE_MAX_K, n_vocab).
-// scratch: rows * n_vocab bytes.
+// whether it holds NaN or an infinity. k = 1 when temp <= 0 (greedy), else min(top_k or SAMPLE_MAX_K, n_vocab);
+// found by a radix select, six passes over the row whatever k.
 // launch_sample_pick: per row, the records of n_slices slices (slice s's at cand + s * slice_stride bytes) merged -
 // the k best over all, the denominator over the whole vocabulary - then temperature, top-k, top-p and min-p, and a
 // draw with uniform[r] in [0, 1); greedy when temp <= 0; -1 for a row that is not finite; SAMPLE_NEEDS_HOST for a
@@ -173,10 +173,10 @@ cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_
 #define SAMPLE_NEEDS_HOST (-2)
 int sample_candidates_k(float temp, int top_k);   // k of a record: 1 greedy, else top_k up to SAMPLE_MAX_K
 cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,
-                                     unsigned char *scratch, unsigned char *cand, cudaStream_t s);
+                                     unsigned char *cand, cudaStream_t s);
 cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, int top_k, float temp,
                                float top_p, float min_p, const float *uniform, int *out, cudaStream_t s);
 cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, int top_k, float top_p, float min_p,
-                          const float *uniform, unsigned char *scratch, unsigned char *cand, int *out, cudaStream_t s);
+                          const float *uniform, unsigned char *cand, int *out, cudaStream_t s);
 
 #endif

@@ -1,20 +1,24 @@
 // Sampling on the device, per row of logits: greedy (argmax, lowest id on ties), and temperature with top-k,
 // top-p and min-p from a given uniform number - the CPU sampler's rules, on at most SAMPLE_MAX_K candidates - in
 // two kernels, so that a GPU holding a slice of the vocabulary hands on only its candidates.
-// Candidates: one block of 256 threads per row. Argmax: each thread scans a strided slice, then a shared-memory
-// tree keeps the larger value (the lower id on ties). The top candidates are found one by one with that same
-// block argmax, masking each winner (k rounds over the vocabulary: fine for the k of practice); the softmax's
-// denominator over the slice is a block sum. Pick: one thread per row merges the slices' sorted candidates, scales
-// each slice's denominator to the common max, applies the filters and draws.
+// Candidates: one block of 256 threads per row. Argmax (greedy): each thread scans a strided slice, then a
+// shared-memory tree keeps the larger value (the lower id on ties). The top k (up to SAMPLE_MAX_K) by a radix select:
+// the logits as order-preserving 32-bit keys, 8 bits a pass from the top, a histogram of the next digit among the keys
+// that share the digits chosen so far (one per warp, then added) finds the k-th largest key in 4 passes over the
+// row; the keys above it are gathered, then the lowest ids of the keys equal to it (a pass in id order, a block scan
+// a tile) up to k, and the k sorted (a bitonic sort in shared memory: larger logit first, lower id on ties) - the
+// same candidates as k rounds of argmax, in 6 passes instead of k. The softmax's denominator over the slice is a
+// block sum. Pick: one thread per row merges the slices' sorted candidates, scales each slice's denominator to the
+// common max, applies the filters and draws.
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
 
-// Block-wide argmax of v over the ids where mask allows; every thread gets (best value, best id).
-__device__ static void block_argmax(const float *v, int n, const unsigned char *taken, float *sv, int *si, float *best, int *best_id) {
+// Block-wide argmax of v; every thread gets (best value, best id).
+__device__ static void block_argmax(const float *v, int n, float *sv, int *si, float *best, int *best_id) {
     float m = -INFINITY;
     int id = n;
     for (int i = threadIdx.x; i < n; i += blockDim.x)
-        if ((!taken || !taken[i]) && (v[i] > m || (v[i] == m && i < id))) m = v[i], id = i;
+        if (v[i] > m || (v[i] == m && i < id)) m = v[i], id = i;
     sv[threadIdx.x] = m, si[threadIdx.x] = id;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
@@ -54,11 +58,78 @@ __device__ static cand_header *record(unsigned char *cand, int row, int k) {
     return (cand_header *)(cand + (size_t)row * SAMPLE_CANDIDATE_ROW_BYTES(k));
 }
 
-__global__ void sample_candidates_kernel(const float *logits, int n_vocab, int vocab0, float temp, int k,
-                                         unsigned char *taken, unsigned char *cand) {
-    __shared__ float sv[256];
-    __shared__ int si[256], bad;
-    __shared__ float first;
+// A logit as a key whose unsigned order is the logits' order (finite values: the row was checked).
+__device__ static inline unsigned order_key(float v) {
+    unsigned u = __float_as_uint(v);
+    return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
+#define SC_THREADS 256
+#define SC_WARPS (SC_THREADS / 32)
+
+// The k-th largest key of row l (k <= n); *equal_needed: how many of the keys equal to it are among the k largest
+// (the keys above it are k - that many). Every thread gets both.
+__device__ static unsigned block_kth_key(const float *l, int n, int k, unsigned (*hist)[256], int *equal_needed) {
+    __shared__ unsigned digit, left;
+    unsigned prefix = 0, mask = 0;
+    int want = k;   // the rank sought among the keys that share the prefix
+    int warp = threadIdx.x / 32;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int b = threadIdx.x; b < SC_WARPS * 256; b += blockDim.x) hist[b / 256][b % 256] = 0;
+        __syncthreads();
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            unsigned key = order_key(l[i]);
+            if ((key & mask) == prefix) atomicAdd(&hist[warp][(key >> shift) & 255u], 1u);
+        }
+        __syncthreads();
+        for (int b = threadIdx.x; b < 256; b += blockDim.x)   // the warps' histograms, added
+            for (int w = 1; w < SC_WARPS; w++) hist[0][b] += hist[w][b];
+        __syncthreads();
+        if (threadIdx.x == 0) {   // from the top digit down: the bin that holds the want-th largest
+            unsigned cum = 0;
+            int d = 255;
+            for (; d > 0 && cum + hist[0][d] < (unsigned)want; d--) cum += hist[0][d];
+            digit = (unsigned)d, left = (unsigned)want - cum;
+        }
+        __syncthreads();
+        prefix |= digit << shift, mask |= 255u << shift, want = (int)left;
+        __syncthreads();   // digit and left are written again next pass
+    }
+    *equal_needed = want;
+    return prefix;
+}
+
+// Sorts n (<= SAMPLE_MAX_K) candidates in place into candidate order (larger logit first, lower id on ties): bitonic,
+// over the next power of two, the padding last.
+__device__ static void block_sort_candidates(float *v, int *id, int n) {
+    int size = 1;
+    while (size < n) size *= 2;
+    for (int i = n + threadIdx.x; i < size; i += blockDim.x) v[i] = -INFINITY, id[i] = 0x7fffffff;
+    __syncthreads();
+    for (int k = 2; k <= size; k *= 2)
+        for (int j = k / 2; j > 0; j /= 2) {
+            for (int i = threadIdx.x; i < size; i += blockDim.x) {
+                int o = i ^ j;
+                if (o <= i) continue;
+                bool ascending_block = (i & k) == 0;   // this pair's half of the bitonic step puts "before" first
+                bool o_first = v[o] > v[i] || (v[o] == v[i] && id[o] < id[i]);
+                if (o_first == ascending_block) {
+                    float tv = v[i];
+                    int ti = id[i];
+                    v[i] = v[o], id[i] = id[o], v[o] = tv, id[o] = ti;
+                }
+            }
+            __syncthreads();
+        }
+}
+
+__global__ void __launch_bounds__(SC_THREADS) sample_candidates_kernel(const float *logits, int n_vocab, int vocab0,
+                                                                         float temp, int k, unsigned char *cand) {
+    __shared__ float sv[SC_THREADS];
+    __shared__ int si[SC_THREADS], bad;
+    __shared__ unsigned hist[SC_WARPS][256];
+    __shared__ float top_v[SAMPLE_MAX_K];
+    __shared__ int top_id[SAMPLE_MAX_K], n_above, n_equal;
     const float *l = logits + (size_t)blockIdx.x * n_vocab;
     cand_header *h = record(cand, blockIdx.x, k);
     cand_pair *pairs = (cand_pair *)(h + 1);
@@ -70,25 +141,39 @@ __global__ void sample_candidates_kernel(const float *logits, int n_vocab, int v
     if (temp <= 0) {   // greedy: the best alone
         float best;
         int id;
-        block_argmax(l, n_vocab, nullptr, sv, si, &best, &id);
+        block_argmax(l, n_vocab, sv, si, &best, &id);
         if (threadIdx.x == 0) h->bad = 0, h->k = 1, h->max = best, h->sum = 0, pairs[0] = cand_pair{best, vocab0 + id};
         return;
     }
-    unsigned char *tk = taken + (size_t)blockIdx.x * n_vocab;
-    for (int i = threadIdx.x; i < n_vocab; i += blockDim.x) tk[i] = 0;
+    int equal_needed;
+    unsigned kth = block_kth_key(l, n_vocab, kk, hist, &equal_needed);
+    if (threadIdx.x == 0) n_above = 0, n_equal = 0;
     __syncthreads();
-    for (int c = 0; c < kk; c++) {   // candidates in order of decreasing logit
-        float best;
-        int id;
-        block_argmax(l, n_vocab, tk, sv, si, &best, &id);
-        if (threadIdx.x == 0) {
-            pairs[c] = cand_pair{best, vocab0 + id}, tk[id] = 1;
-            if (c == 0) first = best;
+    for (int i = threadIdx.x; i < n_vocab; i += blockDim.x)   // the keys above the k-th: fewer than k, in any order
+        if (order_key(l[i]) > kth) {
+            int at = atomicAdd(&n_above, 1);
+            top_v[at] = l[i], top_id[at] = i;
         }
+    __syncthreads();
+    const int above = n_above, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int base = 0; base < n_vocab && n_equal < equal_needed; base += blockDim.x) {   // the equal ones, lowest ids first
+        int i = base + threadIdx.x;
+        bool eq = i < n_vocab && order_key(l[i]) == kth;
+        unsigned ballot = __ballot_sync(0xffffffffu, eq);
+        if (lane == 0) si[warp] = __popc(ballot);
+        __syncthreads();
+        int rank = n_equal + __popc(ballot & ((1u << lane) - 1u));
+        for (int w = 0; w < warp; w++) rank += si[w];
+        if (eq && rank < equal_needed) top_v[above + rank] = l[i], top_id[above + rank] = i;
+        __syncthreads();
+        if (threadIdx.x == 0)
+            for (int w = 0; w < SC_WARPS; w++) n_equal += si[w];
         __syncthreads();
     }
+    block_sort_candidates(top_v, top_id, kk);
+    for (int c = threadIdx.x; c < kk; c += blockDim.x) pairs[c] = cand_pair{top_v[c], vocab0 + top_id[c]};
     // the softmax's denominator over the slice, as the CPU sampler normalises over the vocabulary
-    float mx = first, part = 0;
+    float mx = top_v[0], part = 0;
     for (int i = threadIdx.x; i < n_vocab; i += blockDim.x) part += __expf((l[i] - mx) / temp);
     sv[threadIdx.x] = part;
     __syncthreads();
@@ -191,10 +276,10 @@ int sample_candidates_k(float temp, int top_k) {   // the record's stride: a sli
 }
 
 cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,
-                                     unsigned char *scratch, unsigned char *cand, cudaStream_t s) {
+                                     unsigned char *cand, cudaStream_t s) {
     if (rows == 0) return cudaSuccess;
-    return REPRISE_LAUNCH(sample_candidates_kernel, dim3(rows), dim3(256), 0, s, logits, n_vocab, vocab0, temp,
-                          sample_candidates_k(temp, top_k), scratch, cand);
+    return REPRISE_LAUNCH(sample_candidates_kernel, dim3(rows), dim3(SC_THREADS), 0, s, logits, n_vocab, vocab0, temp,
+                          sample_candidates_k(temp, top_k), cand);
 }
 
 cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, int top_k, float temp,
@@ -206,8 +291,8 @@ cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t s
 }
 
 cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, int top_k, float top_p, float min_p,
-                          const float *uniform, unsigned char *scratch, unsigned char *cand, int *out, cudaStream_t s) {
-    cudaError_t e = launch_sample_candidates(logits, rows, vocab, 0, temp, top_k, scratch, cand, s);
+                          const float *uniform, unsigned char *cand, int *out, cudaStream_t s) {
+    cudaError_t e = launch_sample_candidates(logits, rows, vocab, 0, temp, top_k, cand, s);
     if (e != cudaSuccess) return e;
     int k = sample_candidates_k(temp, top_k);
     return launch_sample_pick(cand, 1, (size_t)rows * SAMPLE_CANDIDATE_ROW_BYTES(k), rows, k, top_k, temp, top_p, min_p, uniform, out, s);

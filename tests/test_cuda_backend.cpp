@@ -309,14 +309,14 @@ static void device_sampling_follows_the_cpu_rules(void) {
     for (int r = 0; r < rows; r++) l[(size_t)r * vocab + 7] = l[(size_t)r * vocab + 9] = 5;   // ties: the lower id first
     float *dl = dev(l), *du = dev(u);
     int *out;
-    unsigned char *scratch, *cand, *cand_all;
+    unsigned char *cand, *cand_all;
     size_t cand_bytes = (size_t)rows * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
-    cudaMalloc((void **)&out, rows * sizeof(int)), cudaMalloc((void **)&scratch, (size_t)rows * vocab);
+    cudaMalloc((void **)&out, rows * sizeof(int));
     cudaMalloc((void **)&cand, cand_bytes), cudaMalloc((void **)&cand_all, 3 * cand_bytes);
     struct { float temp; int k; float p, minp; } cases[] = {{0, 0, 1, 0}, {1, 0, 1, 0}, {0.7f, 40, 0.95f, 0.05f}, {1.3f, 5, 1, 0}, {1, 0, 0.5f, 0}, {1, 0, 1, 0.3f},
                  {1, 5, 0.6f, 0}};   // top-p over the 5 survivors, renormalised
     for (auto c : cases) {
-        CHECK(launch_sample(dl, rows, vocab, c.temp, c.k, c.p, c.minp, du, scratch, cand, out, 0) == cudaSuccess, "launch");
+        CHECK(launch_sample(dl, rows, vocab, c.temp, c.k, c.p, c.minp, du, cand, out, 0) == cudaSuccess, "launch");
         std::vector<int> got = host(out, rows);
         // the vocabulary cut in 2 and 3 slices (as tensor-parallel GPUs hold it): each slice's candidates, merged
         for (int n_slices : {2, 3}) {
@@ -327,7 +327,7 @@ static void device_sampling_follows_the_cpu_rules(void) {
                 std::vector<float> part((size_t)rows * nv);
                 for (int r = 0; r < rows; r++) memcpy(&part[(size_t)r * nv], &l[(size_t)r * vocab + v0], nv * sizeof(float));
                 float *dp = dev(part);
-                launch_sample_candidates(dp, rows, nv, v0, c.temp, c.k, scratch, cand_all + sl * stride, 0);
+                launch_sample_candidates(dp, rows, nv, v0, c.temp, c.k, cand_all + sl * stride, 0);
                 cudaDeviceSynchronize();
                 cudaFree(dp);
             }
@@ -344,20 +344,20 @@ static void device_sampling_follows_the_cpu_rules(void) {
         }
         CHECK(bad == 0, "temp %g top-k %d top-p %g min-p %g: %d of %d rows differ", c.temp, c.k, c.p, c.minp, bad, rows);
     }
-    CHECK(launch_sample(dl, rows, vocab, 0, 0, 1, 0, du, scratch, cand, out, 0) == cudaSuccess && host(out, 1)[0] == 7,
+    CHECK(launch_sample(dl, rows, vocab, 0, 0, 1, 0, du, cand, out, 0) == cudaSuccess && host(out, 1)[0] == 7,
           "argmax tie goes to the lower id: %d", host(out, 1)[0]);
     // rows holding NaN or an infinity (one NaN, +inf, -inf, all NaN): -1, for every rule, as on the CPU
     l[3 * vocab + 100] = NAN, l[5 * vocab + 7] = INFINITY, l[6 * vocab + 0] = -INFINITY;
     for (int i = 0; i < vocab; i++) l[(size_t)8 * vocab + i] = NAN;
     cudaMemcpy(dl, l.data(), l.size() * sizeof(float), cudaMemcpyHostToDevice);
     for (auto c : cases) {   // rows 0..8 hold the planted ones
-        launch_sample(dl, 9, vocab, c.temp, c.k, c.p, c.minp, du, scratch, cand, out, 0);
+        launch_sample(dl, 9, vocab, c.temp, c.k, c.p, c.minp, du, cand, out, 0);
         std::vector<int> got = host(out, 9);
         for (int r : {3, 5, 6, 8})   // the CPU sampler's rule is tests/test_sampler.c's
             CHECK(got[r] == -1, "temp %g: row %d is not finite: device %d", c.temp, r, got[r]);
         CHECK(got[4] >= 0 && got[4] < vocab, "a finite row still samples");
     }
-    cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(scratch), cudaFree(cand), cudaFree(cand_all);
+    cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(cand), cudaFree(cand_all);
 
     // A vocabulary past SAMPLE_MAX_K candidates: a row is decided on the device when its top-k survivors, or its
     // top-p or min-p cut, lie inside the candidates, else it is SAMPLE_NEEDS_HOST (the backend then samples the row's
@@ -366,13 +366,13 @@ static void device_sampling_follows_the_cpu_rules(void) {
     std::vector<float> lb((size_t)2 * big, 0.0f), ub = {0.3f, 0.6f};
     lb[(size_t)big + 10] = lb[(size_t)big + 20] = lb[(size_t)big + 30] = 12;
     float *dlb = dev(lb), *dub = dev(ub);
-    unsigned char *sb, *cb_;
-    cudaMalloc((void **)&out, 2 * sizeof(int)), cudaMalloc((void **)&sb, (size_t)2 * big);
+    unsigned char *cb_;
+    cudaMalloc((void **)&out, 2 * sizeof(int));
     cudaMalloc((void **)&cb_, 2 * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
     struct { float temp; int k; float p, minp; int flat_on_host; } bc[] = {
         {1, 0, 1, 0, 1}, {1, 0, 0.9f, 0, 1}, {1, 0, 1, 0.5f, 1}, {1, 50, 1, 0, 0}, {1, SAMPLE_MAX_K + 1, 1, 0, 1}};
     for (auto c : bc) {
-        launch_sample(dlb, 2, big, c.temp, c.k, c.p, c.minp, dub, sb, cb_, out, 0);
+        launch_sample(dlb, 2, big, c.temp, c.k, c.p, c.minp, dub, cb_, out, 0);
         std::vector<int> got = host(out, 2);
         CHECK((got[0] == SAMPLE_NEEDS_HOST) == (c.flat_on_host == 1), "vocab %d, top-k %d top-p %g min-p %g: flat row gave %d",
               big, c.k, c.p, c.minp, got[0]);
@@ -383,7 +383,86 @@ static void device_sampling_follows_the_cpu_rules(void) {
         CHECK(got[1] == want1, "vocab %d, top-k %d top-p %g min-p %g: peaked row gave %d, want %d", big, c.k, c.p, c.minp,
               got[1], want1);
     }
-    cudaFree(dlb), cudaFree(dub), cudaFree(out), cudaFree(sb), cudaFree(cb_);
+    cudaFree(dlb), cudaFree(dub), cudaFree(out), cudaFree(cb_);
+
+    // The candidate records themselves (the radix select): the k largest logits, larger first and the lower id on
+    // ties, over rows of many ties (4 distinct values), negative and positive ones, k from 1 to the whole row
+    const int tv = 2000;
+    std::vector<float> lt((size_t)3 * tv);
+    for (int i = 0; i < tv; i++)
+        lt[i] = (float)(i * 7 % 4) - 1.5f, lt[(size_t)tv + i] = -(float)((i * 13) % 5), lt[(size_t)2 * tv + i] = randv(1, 8)[0];
+    float *dlt = dev(lt);
+    unsigned char *ct;
+    cudaMalloc((void **)&ct, 3 * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
+    for (int k : {1, 2, 7, 500, 501, SAMPLE_MAX_K}) {
+        CHECK(launch_sample_candidates(dlt, 3, tv, 100, 1.0f, k, ct, 0) == cudaSuccess, "candidates");
+        size_t stride = SAMPLE_CANDIDATE_ROW_BYTES(k);
+        std::vector<unsigned char> rec = host(ct, 3 * stride);
+        int bad = 0;
+        for (int r = 0; r < 3; r++) {
+            std::vector<std::pair<float, int>> want(tv);
+            for (int i = 0; i < tv; i++) want[i] = {lt[(size_t)r * tv + i], i};
+            std::stable_sort(want.begin(), want.end(), [](auto a, auto b) { return a.first > b.first; });
+            int n_got;
+            memcpy(&n_got, &rec[r * stride + 12], sizeof n_got);
+            bad += n_got != k;
+            for (int c = 0; c < k && c < n_got; c++) {
+                float v;
+                int id;
+                memcpy(&v, &rec[r * stride + 16 + 8 * c], 4), memcpy(&id, &rec[r * stride + 16 + 8 * c + 4], 4);
+                bad += v != want[c].first || id != want[c].second + 100;
+            }
+        }
+        CHECK(bad == 0, "top %d candidates: %d wrong entries (counts, values or ids)", k, bad);
+    }
+    cudaFree(dlt), cudaFree(ct);
+}
+
+// The device sampler's distribution: 4000 draws of one 12-token row (the uniforms from the CPU sampler's seeded RNG)
+// against the CPU sampler's probabilities after temperature, top-k, top-p and min-p - a chi-square test at the 0.1%
+// level for each rule (deterministic: a fixed seed).
+static void device_sampling_passes_a_chi_square_test(void) {
+    const int vocab = 12, draws = 4000;
+    std::vector<float> row = {2.0f, 1.5f, 1.4f, 0.3f, 0.0f, -0.2f, -1.0f, -1.1f, 0.9f, 0.5f, -3.0f, 1.0f};
+    std::vector<float> logits((size_t)draws * vocab);
+    for (int d = 0; d < draws; d++) memcpy(&logits[(size_t)d * vocab], row.data(), vocab * sizeof(float));
+    float *dl = dev(logits), *du;
+    int *out;
+    unsigned char *cand;
+    cudaMalloc((void **)&du, draws * sizeof(float)), cudaMalloc((void **)&out, draws * sizeof(int));
+    cudaMalloc((void **)&cand, (size_t)draws * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
+    struct { float temp; int k; float p, minp; } cases[] = {{1, 0, 1, 0}, {0.7f, 5, 1, 0}, {1.2f, 0, 0.8f, 0}, {1, 0, 1, 0.2f}};
+    for (auto c : cases) {
+        sampler_params sp = {.temp = c.temp, .top_k = c.k, .top_p = c.p, .min_p = c.minp, .seed = 42, .repeat_penalty = 0,
+                             .frequency_penalty = 0, .presence_penalty = 0};
+        sampler s;
+        sampler_init(&s, &sp, vocab);
+        std::vector<float> u(draws);
+        for (float &x : u) x = sampler_uniform(&s);
+        sampler_free(&s);
+        cudaMemcpy(du, u.data(), draws * sizeof(float), cudaMemcpyHostToDevice);
+        CHECK(launch_sample(dl, draws, vocab, c.temp, c.k, c.p, c.minp, du, cand, out, 0) == cudaSuccess, "launch");
+        std::vector<int> got = host(out, draws), count(vocab, 0);
+        for (int id : got) count[id >= 0 && id < vocab ? id : 0]++;
+        // the CPU rule's probabilities: the mass each token gets over u in [0, 1), from its cumulative cut points
+        std::vector<double> prob(vocab, 0.0);
+        const int grid = 20000;
+        for (int g = 0; g < grid; g++) prob[reference_sample(row.data(), vocab, c.temp, c.k, c.p, c.minp, (g + 0.5f) / grid)] += 1.0 / grid;
+        double chi2 = 0;
+        int df = -1, outside = 0;
+        for (int i = 0; i < vocab; i++) {
+            if (prob[i] == 0) {
+                outside += count[i];
+                continue;
+            }
+            double e = prob[i] * draws;
+            chi2 += (count[i] - e) * (count[i] - e) / e, df++;
+        }
+        // the 99.9th percentile of chi-square, df <= 11: 31.3 at df 11 bounds them all
+        CHECK(outside == 0 && chi2 < 31.3, "temp %g top-k %d top-p %g min-p %g: chi-square %.1f over %d degrees of freedom, "
+              "%d draws of tokens the rule drops", c.temp, c.k, c.p, c.minp, chi2, df, outside);
+    }
+    cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(cand);
 }
 
 // The tensor-core GEMM: each output against a double-precision sum of the same BF16 inputs, on odd and aligned sizes
@@ -1185,6 +1264,7 @@ int main(void) {
     RUN(rope_append_attention_and_attention_prefill_match_reference);
     RUN(convert_helpers_match_reference);
     RUN(device_sampling_follows_the_cpu_rules);
+    RUN(device_sampling_passes_a_chi_square_test);
     RUN(gemm_bf16_matches_reference_and_is_batch_invariant);
     RUN(gemm_mma_matches_reference_and_is_batch_invariant);
     RUN(gemm_epilogues_add_and_swiglu);

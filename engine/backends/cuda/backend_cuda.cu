@@ -20,7 +20,7 @@ void destroy_rank(rank_state *r) {
     cudaFree(r->kv_arena);
     cudaFreeHost(r->stage_meta);
     cudaFreeHost(r->stage_tokens), cudaFreeHost(r->stage_logits), cudaFreeHost(r->stage_uniform), cudaFreeHost(r->stage_ids);
-    cudaFree(r->d_ids), cudaFree(r->d_uniform), cudaFree(r->d_sample_scratch), cudaFree(r->d_cand);
+    cudaFree(r->d_ids), cudaFree(r->d_uniform), cudaFree(r->d_cand);
     if (r->comm) ncclCommDestroy(r->comm);
     if (r->ready) cudaEventDestroy(r->ready), cudaEventDestroy(r->done);
     if (r->stream) cudaStreamDestroy(r->stream);

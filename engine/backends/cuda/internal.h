@@ -82,7 +82,7 @@ struct rank_state {
                                                   // the rank's stream shares them: each leaves the counters zero)
     int *d_tokens, *d_ids;
     float *d_uniform;
-    unsigned char *d_sample_scratch, *d_cand;     // d_cand: this rank's candidate rows, then all ranks' gathered
+    unsigned char *d_cand;                        // d_cand: this rank's candidate rows, then all ranks' gathered
     float *d_logits;
     unsigned char *kv_arena;                      // the KV slots' memory (kv_pool.cu): the plan's KV
 };

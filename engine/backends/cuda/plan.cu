@@ -30,7 +30,7 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     realloc_dev(&r->x_bf16, n[BUF_X_BF16]), realloc_dev(&r->row_ssq, n[BUF_ROW_SSQ]);
     realloc_dev(&r->d_tokens, n[BUF_TOKENS]), realloc_dev(&r->reduce, n[BUF_REDUCE]);
     realloc_dev(&r->d_logits, n[BUF_LOGITS]), realloc_dev(&r->d_ids, n[BUF_IDS]), realloc_dev(&r->d_uniform, n[BUF_UNIFORM]);
-    realloc_dev(&r->d_sample_scratch, n[BUF_SAMPLE_SCRATCH]), realloc_dev(&r->d_cand, n[BUF_CANDIDATES]);
+    realloc_dev(&r->d_cand, n[BUF_CANDIDATES]);
     realloc_dev(&r->partial, n[BUF_PARTIAL]), realloc_dev(&r->att_count, n[BUF_ATT_COUNT]);
     if (n[BUF_ATT_COUNT]) CUDA_CHECK(cudaMemset(r->att_count, 0, n[BUF_ATT_COUNT]));
     realloc_dev(&r->gemm_ws.partial, n[BUF_GEMM_PARTIAL]), realloc_dev(&r->gemm_ws.count, n[BUF_GEMM_COUNT]);

@@ -281,7 +281,7 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
             int k = sample_candidates_k(params->temp, params->top_k);
             size_t bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k);
             CUDA_CHECK(launch_sample_candidates(r->d_logits, n, nv, r->shard.vocab0, params->temp, params->top_k,
-                                                r->d_sample_scratch, r->d_cand, r->stream));
+                                                r->d_cand, r->stream));
             const unsigned char *cand = b->tp > 1 ? all_gather_candidates(b, r, bytes) : r->d_cand;
             if (r->rank == 0) {
                 CUDA_CHECK(cudaMemcpyAsync(r->d_uniform, r->stage_uniform, n * sizeof(float), cudaMemcpyHostToDevice, r->stream));
