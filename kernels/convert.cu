@@ -1,14 +1,11 @@
-// Elementwise helpers, grid-stride: BF16 copies of activations for the GEMM, the residual add, and the sum of
-// several GPUs' buffers on one device (the all-reduce of a tensor-parallel run whose ranks share a GPU).
+// Elementwise helpers, grid-stride: BF16 copies of activations (the rounding every kernel that writes a GEMM's BF16
+// input makes, and the tests' reference for it), and the sum of several buffers in order (the all-reduce of a
+// tensor-parallel run: the ranks' copies on one GPU, or gathered from more than two).
 #include "kernels/kernels.h"
 #include "kernels/launch.h"
 
 __global__ void to_bf16_kernel(const float *src, long n, bf16 *dst) {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) dst[i] = __float2bfloat16(src[i]);
-}
-
-__global__ void add_kernel(float *x, const float *d, long n) {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) x[i] += d[i];
 }
 
 __global__ void sum_buffers_kernel(buffer_list bufs, long n, float *out) {
@@ -26,10 +23,6 @@ static dim3 grid_for(long n) {
 
 cudaError_t launch_to_bf16(const float *src, long n, bf16 *dst, cudaStream_t s) {
     return REPRISE_LAUNCH(to_bf16_kernel, grid_for(n), dim3(256), 0, s, src, n, dst);
-}
-
-cudaError_t launch_add(float *x, const float *d, long n, cudaStream_t s) {
-    return REPRISE_LAUNCH(add_kernel, grid_for(n), dim3(256), 0, s, x, d, n);
 }
 
 cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_t s) {

@@ -126,9 +126,9 @@ REPRISE_UNROLL
 // their row's scale, into h.
 static_assert(GM_FEATURES == ROW_SSQ_BLOCK, "a CTA's features are one block of a row's sum of squares");
 template <int NT>
-__device__ static void gm_write(const float tot[NT][4], int R, int N, int K, int f0, int row0, const gemm_out &out,
+__device__ static void gm_write(float tot[NT][4], int R, int N, int K, int f0, int row0, const gemm_out &out,
                                 float *scratch) {
-    if (out.epilogue == GEMM_SWIGLU) {
+    if (out.ssq && out.epilogue != GEMM_ADD) {   // each row times its 1 / rms first (the RMSNorm folded in)
         float scale[NT][2];   // this lane's rows' (row0 + 8 j + 2 t + h)
 REPRISE_UNROLL
         for (int j = 0; j < NT; j++)
@@ -137,8 +137,13 @@ REPRISE_UNROLL
                 int r = row0 + 8 * j + 2 * (threadIdx.x % 4) + h;
                 scale[j][h] = r < R ? gemm_out_row_scale(out, K, r) : 0.0f;
             }
-        GM_FOR_EACH_ELEMENT(if (i < 2 && n < N && r < R)
-                                gemm_out_put_swiglu(out, r, n, tot[j][i] * scale[j][i], tot[j][i + 2] * scale[j][i]);)
+REPRISE_UNROLL
+        for (int j = 0; j < NT; j++)
+REPRISE_UNROLL
+            for (int i = 0; i < 4; i++) tot[j][i] *= scale[j][i % 2];
+    }
+    if (out.epilogue == GEMM_SWIGLU) {
+        GM_FOR_EACH_ELEMENT(if (i < 2 && n < N && r < R) gemm_out_put_swiglu(out, r, n, tot[j][i], tot[j][i + 2]);)
         return;
     }
     bool stats = out.epilogue == GEMM_ADD && out.ssq;

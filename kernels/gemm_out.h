@@ -40,8 +40,8 @@ __device__ static inline float gemm_out_put(const gemm_out &out, int N, int r, i
     return v;
 }
 
-// GEMM_SWIGLU: what gate and up of row r are multiplied by before SwiGLU: 1 / rms from out.ssq (a row of K
-// elements), or 1 without.
+// GEMM_SWIGLU and GEMM_STORE: what row r's products are multiplied by: 1 / rms from out.ssq (a row of K elements),
+// or 1 without.
 __device__ static inline float gemm_out_row_scale(const gemm_out &out, int K, int r) {
     return out.ssq ? row_inv_rms(out.ssq + (size_t)r * ((K + ROW_SSQ_BLOCK - 1) / ROW_SSQ_BLOCK), K, out.eps) : 1.0f;
 }

@@ -140,7 +140,7 @@ REPRISE_UNROLL
 REPRISE_UNROLL
     for (int half = 0; half < 2; half++) {
         int r = row0 + 64 * wg + 16 * warp + g + 8 * half;
-        scale[half] = out.epilogue == GEMM_SWIGLU && r < R ? gemm_out_row_scale(out, K, r) : 0.0f;
+        scale[half] = out.epilogue != GEMM_ADD && r < R ? gemm_out_row_scale(out, K, r) : 0.0f;
     }
 REPRISE_UNROLL
     for (int j = 0; j < BN / 8; j++)
@@ -157,6 +157,7 @@ REPRISE_UNROLL
                 }
                 continue;
             }
+            if (out.ssq && out.epilogue == GEMM_STORE) v0 *= scale[half], v1 *= scale[half];   // the RMSNorm folded in
             if (out.epilogue == GEMM_ADD) {
                 gemm_out_put(out, N, r, n, v0);
                 if (n + 1 < N) gemm_out_put(out, N, r, n + 1, v1);

@@ -30,7 +30,8 @@ cudaError_t launch_gemm_bf16_variant(const bf16 *X, const bf16 *W, int R, int N,
 // Where a GEMM's output goes (its epilogue), built by the functions below:
 // GEMM_STORE: W's rows (the output's columns) in up to GEMM_OUT_MAX segments, each written to its own buffer:
 //   columns [first[i], first[i + 1]) to p[i], (R, width) row-major. One launch computes Q, K and V from the
-//   projections' weights stacked in one matrix; every element is computed exactly as alone.
+//   projections' weights stacked in one matrix; every element is computed exactly as alone. With ssq (as
+//   GEMM_SWIGLU's below), each row times its 1 / rms: the RMSNorm before attention folded in.
 // GEMM_ADD: p[0] (R, N) += the product: the residual add of the O and down projections, in the GEMM's last write;
 //   with ssq, also the new rows rounded to BF16 into h (R, N) and their sums of squares into ssq (R,
 //   row_ssq_blocks(N)): the next RMSNorm's statistics (row_stats.h), so that no kernel of its own runs.
@@ -54,8 +55,9 @@ struct gemm_out {
 static inline gemm_out gemm_store(float *p) {
     return gemm_out{{p, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_STORE, nullptr, 0, nullptr, 0.0f};
 }
-static inline gemm_out gemm_store_segments(float *p0, float *p1, int first1, float *p2 = nullptr, int first2 = 0) {
-    return gemm_out{{p0, p1, p2}, {0, first1, first2}, p2 ? 3 : 2, GEMM_STORE, nullptr, 0, nullptr, 0.0f};
+static inline gemm_out gemm_store_segments(float *p0, float *p1, int first1, float *p2 = nullptr, int first2 = 0,
+                                           const float *ssq = nullptr, float eps = 0.0f) {
+    return gemm_out{{p0, p1, p2}, {0, first1, first2}, p2 ? 3 : 2, GEMM_STORE, nullptr, 0, const_cast<float *>(ssq), eps};
 }
 static inline gemm_out gemm_add_to(float *x, bf16 *x_bf16 = nullptr, float *ssq = nullptr) {
     return gemm_out{{x, nullptr, nullptr}, {0, 0, 0}, 1, GEMM_ADD, x_bf16, 0, ssq, 0.0f};
@@ -147,9 +149,8 @@ cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const
 // row_ssq_blocks(dim)) - what GEMM_ADD's epilogue with ssq leaves, bit for bit (row_stats.cu).
 cudaError_t launch_row_stats(float *x, const float *delta, int n, int dim, bf16 *out_bf16, float *ssq, cudaStream_t s);
 
-// dst = BF16(src), and x += d, elementwise (convert.cu).
+// dst = BF16(src), elementwise (convert.cu).
 cudaError_t launch_to_bf16(const float *src, long n, bf16 *dst, cudaStream_t s);
-cudaError_t launch_add(float *x, const float *d, long n, cudaStream_t s);
 // out = p[0] + p[1] + ... (in that order), elementwise over n floats; the buffers on the launching device.
 #define BUFFER_LIST_MAX 8
 struct buffer_list {

@@ -77,7 +77,10 @@ struct rank_state {
     bf16 *act_bf16;                               // a GEMM's input in BF16, written by the kernel before it
     bf16 *mlp_bf16;                               // the down GEMM's: SwiGLU's output, the gate/up GEMM's epilogue
     bf16 *x_bf16;                                 // the gate/up GEMM's: the residual stream after attention, rounded
-    float *row_ssq;                               // ... and its rows' sums of squares (the RMSNorm folded into gate/up)
+    float *row_ssq;                               // ... and its rows' sums of squares (the RMSNorms folded into the
+                                                  // QKV and gate/up GEMMs)
+    const float *stats_x;                         // the rows (xr) x_bf16 and row_ssq describe after a visit's down
+    int stats_rows;                               // projection, and how many; nullptr: none
     gemm_workspace gemm_ws;                       // the GEMM's K-segment partials and counters (every launch on
                                                   // the rank's stream shares them: each leaves the counters zero)
     int *d_tokens, *d_ids;

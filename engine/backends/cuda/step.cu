@@ -64,6 +64,7 @@ void step_begin(backend *base, const step_plan *step) {
         if (r->staged_unsynced) CUDA_CHECK(cudaStreamSynchronize(r->stream));
         r->staged_unsynced = true;
         r->stage_at = 0;
+        r->stats_x = nullptr;   // the residual stream's rows are written anew (embed, write_rows)
         if (staged_rows > r->stage_cap) grow_stage(r, staged_rows);   // before any capture: pinned allocation is not capturable
         r->key = key;
         r->mode = EAGER;
@@ -178,9 +179,13 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
             CUDA_CHECK(cudaMemcpyAsync(r->xb + (size_t)i * dim, r->x + (size_t)parts[p].row0 * dim,
                                        sizeof(float) * dim * parts[p].n_rows, cudaMemcpyDeviceToDevice, r->stream));
 
-    // attention block: this rank's heads; the output projection's partial sums all-reduced
-    CUDA_CHECK(launch_rmsnorm(xr, nullptr, w[W_ATTN_NORM], R, dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
-    linear_bf16(r, r->act_bf16, w[W_Q], R, qd + 2 * kvd, dim, gemm_store_segments(r->q, r->k, qd, r->v, qd + kvd));
+    // attention block: this rank's heads; the RMSNorm folded into the QKV GEMM (its weight in Q/K/V's columns, each
+    // row's 1 / rms in the epilogue) from the rows' statistics the previous visit's down projection left, when it
+    // ran on these very rows in place (a decode step's visits after the first), else made here
+    if (!(in_place && r->stats_x == xr && r->stats_rows == R))
+        CUDA_CHECK(launch_row_stats(xr, nullptr, R, dim, r->x_bf16, r->row_ssq, r->stream));
+    linear_bf16(r, r->x_bf16, w[W_Q], R, qd + 2 * kvd, dim,
+                gemm_store_segments(r->q, r->k, qd, r->v, qd + kvd, r->row_ssq, c->norm_eps));
     // one query per sequence (decode): split-KV over all rows, bias + q/k norm + RoPE + KV append done by the
     // attention kernel itself; a sequence's prompt: those first (qkv_rope), then the tiled prefill kernel (their
     // output in BF16: the output projection's input)
@@ -215,11 +220,12 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     // MLP block: the RMSNorm folded into this rank's rows of gate/up (its weight in their columns, each row's
     // 1 / rms and SwiGLU in the GEMM's epilogue: gate and up interleaved), then its columns of down
     linear_bf16(r, r->x_bf16, w[W_GATE], R, gemm_swiglu_rows(hidden), dim, gemm_swiglu(r->mlp_bf16, hidden, r->row_ssq, c->norm_eps));
-    linear_bf16(r, r->mlp_bf16, w[W_DOWN], R, dim, hidden, whole ? gemm_add_to(xr) : gemm_store(r->tmp));
+    linear_bf16(r, r->mlp_bf16, w[W_DOWN], R, dim, hidden, whole ? gemm_add_to(xr, r->x_bf16, r->row_ssq) : gemm_store(r->tmp));
     if (!whole) {
         all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
-        CUDA_CHECK(launch_add(xr, r->tmp, (long)R * dim, r->stream));
+        CUDA_CHECK(launch_row_stats(xr, r->tmp, R, dim, r->x_bf16, r->row_ssq, r->stream));
     }
+    r->stats_x = in_place ? xr : nullptr, r->stats_rows = R;   // the next visit's statistics, if it takes these rows
 
     if (!in_place)
         for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++)
@@ -252,6 +258,7 @@ void write_rows(backend *base, int row0, int n, const float *in) {
     int dim = base->cfg->dim;
     each(b, [&](rank_state *r) {
         flush_embed(b, r);
+        r->stats_x = nullptr;
         CUDA_CHECK(cudaMemcpyAsync(r->x + (size_t)row0 * dim, in, sizeof(float) * n * dim, cudaMemcpyHostToDevice, r->stream));
         CUDA_CHECK(cudaStreamSynchronize(r->stream));
         r->staged_unsynced = false;

@@ -1,5 +1,5 @@
 // The CUDA backend's weights: each rank's share converted to BF16 and uploaded once, Q/K/V stacked, gate/up
-// interleaved.
+// interleaved, the RMSNorm weights before them folded into their columns.
 #include <initializer_list>
 
 #include "engine/backends/cuda/internal.h"
@@ -43,9 +43,21 @@ bf16 *upload(rank_state *r, const st_tensor *t, const tp_block &blk) {
     return d;
 }
 
-// Layer tensors with the same columns (Q, K, V; gate, up) uploaded as one matrix, their rows stacked in order, so
-// one GEMM computes them all; each tensor's pointer is its first row.
-void upload_stacked(rank_state *r, const model_config *c, const st_archive *a, int l, std::initializer_list<layer_tensor> ws) {
+// A norm's weight of layer l (every rank holds it whole), as floats: what the GEMM after it folds into its columns.
+std::vector<float> norm_weight(rank_state *r, const model_config *c, const st_archive *a, int l, layer_tensor w) {
+    tp_block blk;
+    tp_layer_block(c, &r->shard, w, &blk);
+    std::vector<float> norm((size_t)(blk.rows * blk.cols));
+    tensor_block_to_f32(weights_layer(a, l, w), blk.row0, blk.rows, blk.col0, blk.cols, norm.data());
+    return norm;
+}
+
+// Q, K and V uploaded as one matrix, their rows stacked in order, so that one GEMM computes them all; each tensor's
+// pointer is its first row. The RMSNorm before attention is folded in: its weight multiplies their columns here,
+// each row's 1 / rms the products in the GEMM's epilogue.
+void upload_qkv(rank_state *r, const model_config *c, const st_archive *a, int l) {
+    std::initializer_list<layer_tensor> ws = {W_Q, W_K, W_V};
+    std::vector<float> norm = norm_weight(r, c, a, l, W_ATTN_NORM);
     tp_block blk;
     size_t rows = 0;
     for (layer_tensor w : ws) tp_layer_block(c, &r->shard, w, &blk), rows += (size_t)blk.rows;
@@ -54,7 +66,7 @@ void upload_stacked(rank_state *r, const model_config *c, const st_archive *a, i
     for (layer_tensor w : ws) {
         tp_layer_block(c, &r->shard, w, &blk);
         r->layers[l][w] = d;
-        upload_to(r, d, weights_layer(a, l, w), blk);
+        upload_to(r, d, weights_layer(a, l, w), blk, 0, 0, norm.data());
         d += (size_t)(blk.rows * blk.cols);
     }
 }
@@ -63,10 +75,8 @@ void upload_stacked(rank_state *r, const model_config *c, const st_archive *a, i
 // past the MLP's width; gate's pointer is the matrix, up's its ninth row. The RMSNorm before the MLP is folded in:
 // its weight multiplies their columns here, each row's 1 / rms the products in the epilogue.
 void upload_gate_up(rank_state *r, const model_config *c, const st_archive *a, int l) {
+    std::vector<float> norm = norm_weight(r, c, a, l, W_FFN_NORM);
     tp_block blk;
-    tp_layer_block(c, &r->shard, W_FFN_NORM, &blk);
-    std::vector<float> norm((size_t)(blk.rows * blk.cols));
-    tensor_block_to_f32(weights_layer(a, l, W_FFN_NORM), blk.row0, blk.rows, blk.col0, blk.cols, norm.data());
     tp_layer_block(c, &r->shard, W_GATE, &blk);
     size_t rows = (size_t)gemm_swiglu_rows((int)blk.rows);
     bf16 *d = dev_alloc<bf16>(rows * (size_t)blk.cols);
@@ -93,7 +103,7 @@ int load_weights(backend *base, const st_archive *a, rp_err *err) {
         r->lm_head = c->tied_embeddings ? r->embed : upload(r, weights_global(c, a, G_LM_HEAD), blk);
         r->layers.assign(c->n_layers, std::vector<bf16 *>(W_N_LAYER_TENSORS, nullptr));
         for (int l = 0; l < c->n_layers; l++) {
-            upload_stacked(r, c, a, l, {W_Q, W_K, W_V});
+            upload_qkv(r, c, a, l);
             upload_gate_up(r, c, a, l);
             for (int w = 0; w < W_N_LAYER_TENSORS; w++)
                 if (!r->layers[l][w] && tp_layer_block(c, &r->shard, (layer_tensor)w, &blk))
