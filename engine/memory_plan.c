@@ -31,6 +31,12 @@ int memory_plan_graph_rows(const memory_plan *p) {
     return rows < PLAN_GRAPH_ROWS_MAX ? rows : PLAN_GRAPH_ROWS_MAX;
 }
 
+int memory_plan_sample_slices(const model_config *c, const memory_plan *p) {
+    tp_shard sh;
+    tp_shard_of(c, p->shape.tp, 0, &sh);
+    return sample_slices(sh.n_vocab, p->shape.tp);
+}
+
 size_t memory_plan_kv_slot_bytes(const model_config *c, int tp, int capacity) {
     size_t half = (size_t)capacity * memory_plan_kv_bytes_per_position(c, tp) / 2;
     return 2 * ((half + PLAN_KV_ALIGN - 1) / PLAN_KV_ALIGN * PLAN_KV_ALIGN);
@@ -88,7 +94,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_LOGITS] = L * vocab * f;
     b[BUF_IDS] = L * sizeof(int);
     b[BUF_UNIFORM] = L * f;
-    b[BUF_CANDIDATES] = (1 + tp) * L * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
+    b[BUF_CANDIDATES] = (1 + tp) * (size_t)sample_slices((int)vocab, s.tp) * L * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
     size_t decode_rows = (size_t)s.seqs > PLAN_GRAPH_ROWS ? (size_t)s.seqs : PLAN_GRAPH_ROWS;
     b[BUF_PARTIAL] = decode_rows * sh.n_heads * splits * (c->head_dim + 2) * f;
     b[BUF_ATT_COUNT] = attention_counters((int)decode_rows, sh.n_heads) * sizeof(unsigned);

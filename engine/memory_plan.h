@@ -59,7 +59,8 @@ typedef enum {
                                        // ubatch, dim) when tp > 2 (every rank's copy, summed in rank order)
     BUF_LOGITS,                        // (logit_rows, vocab / tp)
     BUF_IDS, BUF_UNIFORM,              // (logit_rows) sampled ids, their uniform draws
-    BUF_CANDIDATES,                    // (1 + tp, logit_rows) candidate rows: this GPU's, and every GPU's gathered
+    BUF_CANDIDATES,                    // (1 + tp, sampling slices, logit_rows) candidate records: this GPU's, and
+                                       // every GPU's gathered
     BUF_PARTIAL,                       // (seqs, n_heads / tp, ctx / ATTENTION_CHUNK, head_dim + 2): split-KV partials
     BUF_ATT_COUNT,                     // (seqs, n_heads / tp) unsigned: the splits' counters (zeroed once)
     BUF_GEMM_PARTIAL,                  // the GEMM's K-segment partials: the most gemm_workspace_floats of a weight
@@ -83,6 +84,9 @@ typedef struct memory_plan {
 // The most rows of a decode step the CUDA backend captures as a graph under this plan: its decode rows (attention
 // partials, max(seqs, PLAN_GRAPH_ROWS)) and logit rows, up to PLAN_GRAPH_ROWS_MAX.
 int memory_plan_graph_rows(const memory_plan *p);
+// The slices each GPU's vocabulary is cut in for sampling (kernels/shapes.h's sample_slices of rank 0's share):
+// the same on every GPU.
+int memory_plan_sample_slices(const model_config *c, const memory_plan *p);
 
 // Fills in the plan of one GPU (rank 0, the largest share); zero or negative fields of the shape take defaults
 // (ubatch 512, 1 sequence, logit_rows = max(seqs, 16), no KV, ctx min(max_position_embeddings, 4096), max_visits

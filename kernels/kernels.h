@@ -160,8 +160,9 @@ struct buffer_list {
 cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_t s);
 
 // Sampling, in two launches so that a tensor-parallel run moves only candidates between GPUs (sample.cu):
-// launch_sample_candidates: per row of a slice of the vocabulary (logits (rows, n_vocab), ids vocab0..), the row's
-// candidate record (SAMPLE_CANDIDATE_ROW_BYTES(k) bytes at cand + r * that): its k best (logit, id) pairs in order
+// launch_sample_candidates: per row of a slice of the vocabulary (logits (rows, n_vocab), ids vocab0..), cut again
+// in `slices` (shapes.h's sample_slices: a CTA each), each slice's candidate record (SAMPLE_CANDIDATE_ROW_BYTES(k)
+// bytes at cand + (slice * rows + r) * that): its k best (logit, id) pairs in order
 // of decreasing logit (the lower id first on ties), its max, sum_i e^((l_i - max) / temp) over the slice, and
 // whether it holds NaN or an infinity. k = 1 when temp <= 0 (greedy), else min(top_k or SAMPLE_MAX_K, n_vocab);
 // found by a radix select, six passes over the row whatever k.
@@ -170,11 +171,12 @@ cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_
 // draw with uniform[r] in [0, 1); greedy when temp <= 0; -1 for a row that is not finite; SAMPLE_NEEDS_HOST for a
 // row whose candidates cannot decide (top-k off or past SAMPLE_MAX_K, and the top-p / min-p cut, if any, beyond
 // the candidates): its logits are then sampled on the host (sampler_pick), so every draw follows the same rule.
-// launch_sample: both on one whole vocabulary (cand: rows * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K) bytes).
+// launch_sample: both on one whole vocabulary (cand: sample_slices(vocab, 1) * rows *
+// SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K) bytes).
 #define SAMPLE_NEEDS_HOST (-2)
 int sample_candidates_k(float temp, int top_k);   // k of a record: 1 greedy, else top_k up to SAMPLE_MAX_K
 cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,
-                                     unsigned char *cand, cudaStream_t s);
+                                     int slices, unsigned char *cand, cudaStream_t s);
 cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, int top_k, float temp,
                                float top_p, float min_p, const float *uniform, int *out, cudaStream_t s);
 cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, int top_k, float top_p, float min_p,

@@ -123,15 +123,18 @@ __device__ static void block_sort_candidates(float *v, int *id, int n) {
         }
 }
 
-__global__ void __launch_bounds__(SC_THREADS) sample_candidates_kernel(const float *logits, int n_vocab, int vocab0,
+__global__ void __launch_bounds__(SC_THREADS) sample_candidates_kernel(const float *logits, int row_vocab, int vocab0,
                                                                          float temp, int k, unsigned char *cand) {
     __shared__ float sv[SC_THREADS];
     __shared__ int si[SC_THREADS], bad;
     __shared__ unsigned hist[SC_WARPS][256];
     __shared__ float top_v[SAMPLE_MAX_K];
     __shared__ int top_id[SAMPLE_MAX_K], n_above, n_equal;
-    const float *l = logits + (size_t)blockIdx.x * n_vocab;
-    cand_header *h = record(cand, blockIdx.x, k);
+    // this CTA's slice (blockIdx.y of gridDim.y) of the row's vocabulary; its record after the slices before it
+    const int s0 = (int)((long)row_vocab * blockIdx.y / gridDim.y), n_vocab = (int)((long)row_vocab * (blockIdx.y + 1) / gridDim.y) - s0;
+    const float *l = logits + (size_t)blockIdx.x * row_vocab + s0;
+    vocab0 += s0;
+    cand_header *h = record(cand + (size_t)blockIdx.y * gridDim.x * SAMPLE_CANDIDATE_ROW_BYTES(k), blockIdx.x, k);
     cand_pair *pairs = (cand_pair *)(h + 1);
     if (row_not_finite(l, n_vocab, &bad)) {
         if (threadIdx.x == 0) h->bad = 1, h->k = 0, h->max = 0, h->sum = 0;
@@ -192,8 +195,8 @@ __global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size
     __shared__ float cand_v[SAMPLE_MAX_K];
     __shared__ int cand_id[SAMPLE_MAX_K];
     if (threadIdx.x != 0) return;   // sequential over the candidates
-    const cand_header *h[BUFFER_LIST_MAX];
-    int at[BUFFER_LIST_MAX], total = 0, bad = 0;
+    const cand_header *h[SAMPLE_MAX_SLICES];
+    int at[SAMPLE_MAX_SLICES], total = 0, bad = 0;
     for (int s = 0; s < n_slices; s++) {
         h[s] = record((unsigned char *)cand + s * slice_stride, blockIdx.x, k);
         at[s] = 0, total += h[s]->k, bad |= h[s]->bad;
@@ -276,15 +279,16 @@ int sample_candidates_k(float temp, int top_k) {   // the record's stride: a sli
 }
 
 cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,
-                                     unsigned char *cand, cudaStream_t s) {
+                                     int slices, unsigned char *cand, cudaStream_t s) {
+    if (slices < 1 || slices > SAMPLE_MAX_SLICES || slices > n_vocab) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
-    return REPRISE_LAUNCH(sample_candidates_kernel, dim3(rows), dim3(SC_THREADS), 0, s, logits, n_vocab, vocab0, temp,
+    return REPRISE_LAUNCH(sample_candidates_kernel, dim3(rows, slices), dim3(SC_THREADS), 0, s, logits, n_vocab, vocab0, temp,
                           sample_candidates_k(temp, top_k), cand);
 }
 
 cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, int top_k, float temp,
                                float top_p, float min_p, const float *uniform, int *out, cudaStream_t s) {
-    if (n_slices < 1 || n_slices > BUFFER_LIST_MAX) return cudaErrorInvalidValue;
+    if (n_slices < 1 || n_slices > SAMPLE_MAX_SLICES) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
     return REPRISE_LAUNCH(sample_pick_kernel, dim3(rows), dim3(32), 0, s, cand, n_slices, slice_stride, k, top_k, temp, top_p,
                           min_p, uniform, out);
@@ -292,8 +296,9 @@ cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t s
 
 cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, int top_k, float top_p, float min_p,
                           const float *uniform, unsigned char *cand, int *out, cudaStream_t s) {
-    cudaError_t e = launch_sample_candidates(logits, rows, vocab, 0, temp, top_k, cand, s);
+    int slices = sample_slices(vocab, 1), k = sample_candidates_k(temp, top_k);
+    cudaError_t e = launch_sample_candidates(logits, rows, vocab, 0, temp, top_k, slices, cand, s);
     if (e != cudaSuccess) return e;
-    int k = sample_candidates_k(temp, top_k);
-    return launch_sample_pick(cand, 1, (size_t)rows * SAMPLE_CANDIDATE_ROW_BYTES(k), rows, k, top_k, temp, top_p, min_p, uniform, out, s);
+    return launch_sample_pick(cand, slices, (size_t)rows * SAMPLE_CANDIDATE_ROW_BYTES(k), rows, k, top_k, temp, top_p, min_p,
+                              uniform, out, s);
 }

@@ -9,6 +9,13 @@
 // flag, count) and (logit, id) pairs.
 #define SAMPLE_MAX_K 1024
 #define SAMPLE_CANDIDATE_ROW_BYTES(k) (16 + 8 * (size_t)(k))
+// A row's candidates are found by up to SAMPLE_MAX_SLICES CTAs in all, each over a slice of the vocabulary (at least
+// 4096 ids): of the tp GPUs' shares, each cut in sample_slices(its vocabulary, tp), the same on every GPU.
+#define SAMPLE_MAX_SLICES 8
+static inline int sample_slices(int n_vocab, int tp) {
+    int most = SAMPLE_MAX_SLICES / (tp > 0 ? tp : 1), s = n_vocab / 4096;
+    return s < 1 ? 1 : s > most ? (most > 0 ? most : 1) : s;
+}
 
 // The GEMM (gemm_mma.cu): how many segments K's 16-wide steps are cut into, by the weight's shape (N outputs, K
 // inputs) alone - it fixes every output's order of summation, whatever the row count. Doubled from 1 while the

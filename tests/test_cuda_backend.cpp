@@ -324,7 +324,7 @@ static void device_sampling_follows_the_cpu_rules(void) {
                 std::vector<float> part((size_t)rows * nv);
                 for (int r = 0; r < rows; r++) memcpy(&part[(size_t)r * nv], &l[(size_t)r * vocab + v0], nv * sizeof(float));
                 float *dp = dev(part);
-                launch_sample_candidates(dp, rows, nv, v0, c.temp, c.k, cand_all + sl * stride, 0);
+                launch_sample_candidates(dp, rows, nv, v0, c.temp, c.k, 1, cand_all + sl * stride, 0);
                 cudaDeviceSynchronize();
                 cudaFree(dp);
             }
@@ -392,7 +392,7 @@ static void device_sampling_follows_the_cpu_rules(void) {
     unsigned char *ct;
     cudaMalloc((void **)&ct, 3 * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
     for (int k : {1, 2, 7, 500, 501, SAMPLE_MAX_K}) {
-        CHECK(launch_sample_candidates(dlt, 3, tv, 100, 1.0f, k, ct, 0) == cudaSuccess, "candidates");
+        CHECK(launch_sample_candidates(dlt, 3, tv, 100, 1.0f, k, 1, ct, 0) == cudaSuccess, "candidates");
         size_t stride = SAMPLE_CANDIDATE_ROW_BYTES(k);
         std::vector<unsigned char> rec = host(ct, 3 * stride);
         int bad = 0;
@@ -413,6 +413,33 @@ static void device_sampling_follows_the_cpu_rules(void) {
         CHECK(bad == 0, "top %d candidates: %d wrong entries (counts, values or ids)", k, bad);
     }
     cudaFree(dlt), cudaFree(ct);
+
+    // A vocabulary cut in several slices, a CTA each (sample_slices: 40000 ids in 8): the same ids as the CPU rule
+    const int wide = 40000, wrows = 3;
+    std::vector<float> lw = randv((size_t)wrows * wide, 6), uw = {0.1f, 0.55f, 0.93f};
+    lw[5] = lw[wide - 1] = 30;   // a tie across the first and last slices: the lower id
+    float *dlw = dev(lw), *duw = dev(uw);
+    unsigned char *cw;
+    int *ow;
+    cudaMalloc((void **)&cw, (size_t)SAMPLE_MAX_SLICES * wrows * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
+    cudaMalloc((void **)&ow, wrows * sizeof(int));
+    CHECK(sample_slices(wide, 1) == 8 && sample_slices(wide, 2) == 4 && sample_slices(4095, 1) == 1, "slices %d %d %d",
+          sample_slices(wide, 1), sample_slices(wide, 2), sample_slices(4095, 1));
+    struct { float temp; int k; float p, minp; } wc[] = {{0, 0, 1, 0}, {1, 50, 1, 0}, {0.8f, 100, 0.9f, 0}, {1.5f, 2000, 1, 0.05f}};
+    for (auto c : wc) {
+        CHECK(launch_sample(dlw, wrows, wide, c.temp, c.k, c.p, c.minp, duw, cw, ow, 0) == cudaSuccess, "launch");
+        std::vector<int> got = host(ow, wrows);
+        int bad = 0;
+        for (int r = 0; r < wrows; r++) {
+            const float *lr = &lw[(size_t)r * wide];
+            int want = c.temp <= 0 ? argmax(lr, wide) : reference_sample(lr, wide, c.temp, c.k, c.p, c.minp, uw[r]);
+            bad += got[r] != want && got[r] != SAMPLE_NEEDS_HOST;
+            bad += got[r] == SAMPLE_NEEDS_HOST && c.k > 0 && c.k <= SAMPLE_MAX_K;   // a top-k inside the candidates decides
+        }
+        CHECK(bad == 0, "vocabulary %d in %d slices, temp %g top-k %d top-p %g min-p %g: %d rows differ (%d %d %d)", wide,
+              sample_slices(wide, 1), c.temp, c.k, c.p, c.minp, bad, got[0], got[1], got[2]);
+    }
+    cudaFree(dlw), cudaFree(duw), cudaFree(cw), cudaFree(ow);
 }
 
 // The device sampler's distribution: 4000 draws of one 12-token row (the uniforms from the CPU sampler's seeded RNG)

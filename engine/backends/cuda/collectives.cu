@@ -38,10 +38,11 @@ void all_reduce(cuda_backend *b, rank_state *r, float *rank_state::*buf, size_t 
     CUDA_CHECK(cudaMemcpyAsync(mine, r->reduce, count * sizeof(float), cudaMemcpyDeviceToDevice, r->stream));
 }
 
-// Every rank's first `bytes` of d_cand gathered, in rank order, after the first plan.logit_rows candidate rows of
-// every rank's d_cand: NCCL's all-gather, or device copies where the ranks share a GPU.
+// Every rank's first `bytes` of d_cand gathered, in rank order, after the room for this rank's own candidate records
+// (its sample_slices slices of plan.logit_rows rows) in every rank's d_cand: NCCL's all-gather, or device copies
+// where the ranks share a GPU.
 unsigned char *all_gather_candidates(cuda_backend *b, rank_state *r, size_t bytes) {
-    unsigned char *gathered = r->d_cand + (size_t)r->cap_logit_rows * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
+    unsigned char *gathered = r->d_cand + (size_t)r->sample_slices * r->cap_logit_rows * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
     if (!b->share_gpu) {
         NCCL_CHECK(ncclAllGather(r->d_cand, gathered, bytes, ncclUint8, r->comm, r->stream));
         return gathered;

@@ -70,6 +70,7 @@ struct rank_state {
     memory_plan plan;                             // the buffers below are sized by it
     int cap_rows, cap_logit_rows;
     int graph_rows;                               // decode steps of up to this many rows are captured (the plan's)
+    int sample_slices;                            // CTAs a row's candidates are found by, over this rank's vocabulary
     float *x, *xb, *q, *k, *v, *tmp, *partial, *reduce;
     size_t cap_partial;
     unsigned *att_count;                          // decode attention's split counters (zero between launches)

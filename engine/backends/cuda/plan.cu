@@ -53,6 +53,7 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     r->cap_rows = s.ubatch;
     r->cap_logit_rows = s.logit_rows;
     r->graph_rows = memory_plan_graph_rows(p);
+    r->sample_slices = memory_plan_sample_slices(c, p);
     r->plan = *p;
     drop_graphs(r);
 }

@@ -285,15 +285,16 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
         CUDA_CHECK(launch_rmsnorm(xr, nullptr, r->final_norm, n, c->dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
         linear_bf16(r, r->act_bf16, r->lm_head, n, nv, c->dim, gemm_store(r->d_logits));
         if (params) {
-            int k = sample_candidates_k(params->temp, params->top_k);
-            size_t bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k);
-            CUDA_CHECK(launch_sample_candidates(r->d_logits, n, nv, r->shard.vocab0, params->temp, params->top_k,
+            // each rank's vocabulary in sample_slices slices, a CTA each; rank 0 merges every rank's slices
+            int k = sample_candidates_k(params->temp, params->top_k), slices = r->sample_slices;
+            size_t slice_bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k);
+            CUDA_CHECK(launch_sample_candidates(r->d_logits, n, nv, r->shard.vocab0, params->temp, params->top_k, slices,
                                                 r->d_cand, r->stream));
-            const unsigned char *cand = b->tp > 1 ? all_gather_candidates(b, r, bytes) : r->d_cand;
+            const unsigned char *cand = b->tp > 1 ? all_gather_candidates(b, r, slices * slice_bytes) : r->d_cand;
             if (r->rank == 0) {
                 CUDA_CHECK(cudaMemcpyAsync(r->d_uniform, r->stage_uniform, n * sizeof(float), cudaMemcpyHostToDevice, r->stream));
-                CUDA_CHECK(launch_sample_pick(cand, b->tp, bytes, n, k, params->top_k, params->temp, params->top_p, params->min_p,
-                                              r->d_uniform, r->d_ids, r->stream));
+                CUDA_CHECK(launch_sample_pick(cand, b->tp * slices, slice_bytes, n, k, params->top_k, params->temp, params->top_p,
+                                              params->min_p, r->d_uniform, r->d_ids, r->stream));
                 CUDA_CHECK(cudaMemcpyAsync(r->stage_ids, r->d_ids, sizeof(int) * n, cudaMemcpyDeviceToHost, r->stream));
             }
         } else
