@@ -80,10 +80,9 @@ static void this_builds_kernels(void) {
     }
     const char *launched[] = {"attention_decode_kernel", "attention_prefill_kernel", "gemm_mma_kernel<1, 8, true>",
                               "gemm_mma_kernel<8, 4, false>", "gemm_wgmma_kernel<128, 6, 1>", "gemm_wgmma_kernel<64, 4, 2>",
-                              "to_bf16_kernel", "add_kernel", "sum_buffers_kernel", "embed_kernel",
+                              "to_bf16_kernel", "row_stats_kernel", "sum_buffers_kernel", "embed_kernel",
                               "gemm_bf16_kernel<4, false>", "gemm_bf16_kernel<8, false>", "gemm_bf16_kernel<4, true>",
-                              "qkv_rope_kernel", "rmsnorm_kernel", "sample_candidates_kernel", "sample_pick_kernel",
-                              "swiglu_kernel"};
+                              "qkv_rope_kernel", "rmsnorm_kernel", "sample_candidates_kernel", "sample_pick_kernel"};
     for (size_t i = 0; i < sizeof launched / sizeof *launched; i++) {
         const kernel_resources *k = kernel_resources_find(&t, launched[i]);
         CHECK(k && k->registers > 0, "%s: not in %s", launched[i], KERNEL_RESOURCES_PATH);
