@@ -1173,7 +1173,7 @@ static void tensor_parallel_matches_one_gpu(void) {
 
 // --tp 3 (mistral's 6 KV heads, 2 a GPU; its MLP rows split unevenly): the all-reduce as an all-gather and a sum in
 // rank order; one GPU's logits within BF16 rounding, and a sequence's logits bit-identical alone and beside others.
-static void tensor_parallel_over_three_gpus(void) {
+[[maybe_unused]] static void tensor_parallel_over_three_gpus(void) {   // not run under ASan (see main)
     int n_dev = 0;
     cudaGetDeviceCount(&n_dev);
 #ifdef REPRISE_CUDA_EMULATION
@@ -1308,7 +1308,9 @@ int main(void) {
 #if !defined(__SANITIZE_ADDRESS__)   // the same tests at --tp 2: the optimised build runs them; ASan's run would be long
     RUN(tensor_parallel_keeps_exactness);
 #endif
+#if !defined(__SANITIZE_ADDRESS__)   // as above
     RUN(tensor_parallel_over_three_gpus);
+#endif
     RUN(tensor_parallel_refuses_what_it_cannot_split);
 #ifdef REPRISE_CUDA_EMULATION
     RUN(memory_plan_equals_peak_allocation);
