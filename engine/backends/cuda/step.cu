@@ -1,8 +1,10 @@
 // The CUDA backend's forward step: BF16 weights uploaded once (every visit of a layer uses the same device pointers), a BF16 KV
-// cache per visit, float32 activations. A layer execution gathers its sequences' rows, then: RMSNorm, the QKV
-// projections (BF16 activations through reprise's batch-invariant tensor-core GEMM), bias + q/k norm + RoPE + KV
-// append fused, attention (split-KV for decode rows, tiled flash-style for a prompt's rows), output projection with
-// the residual add in its epilogue, RMSNorm, gate/up with SwiGLU in its epilogue, down with the residual add.
+// cache per visit, float32 activations. A layer execution takes its sequences' rows (in place, or gathered), then:
+// the QKV projections (BF16 activations through reprise's batch-invariant tensor-core GEMM) with the RMSNorm folded
+// in (its weight in the columns, each row's 1/rms in the epilogue), attention (split-KV for decode rows, doing bias +
+// q/k norm + RoPE + KV append itself; for a prompt's rows qkv_rope, then the tiled flash-style kernel), the output
+// projection adding the residual and leaving the next norm's statistics, gate/up with that norm folded in and SwiGLU
+// in its epilogue, down adding the residual.
 //
 // Tensor parallel (--tp N): one host thread per GPU (rank), each holding 1/N of every unique layer
 // (engine/tensor_parallel.c says which rows and columns): its query heads' whole GQA groups of Q/K/V and their KV,
@@ -25,8 +27,9 @@
 namespace reprise_cuda {
 
 // A step's graph key: a decode step - the whole call in one window, one row per sequence, from the embeddings to
-// logits or samples of at most graph_rows rows (the plan's decode rows, up to PLAN_GRAPH_ROWS_MAX) - hashed over what its captured graph fixes: each layer execution's
-// layer and parts (their rows, in place or gathered) and the sampling parameters. Positions, lengths and KV slot
+// logits or samples of at most graph_rows rows (the plan's decode rows, up to PLAN_GRAPH_ROWS_MAX) - hashed over
+// what its captured graph fixes: each layer execution's layer and parts (their rows, in place or gathered) and the
+// sampling parameters. Positions, lengths and KV slot
 // pointers are not in it: a replay reads them from the staging, and attention's grid is sized by the run's context
 // (ctx), whatever the slots' capacity, so a sequence keeps its graph as it grows and a server's requests share
 // theirs. 0: a step never captured (a prompt's, a span's, every row's logits, or positions past ctx).
