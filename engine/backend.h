@@ -40,7 +40,7 @@ typedef struct {
     int any_prompt;         // some part is a prompt's
 } layer_exec;
 
-struct sampler_params;
+struct sample_row;
 
 // A forward step (one window of rows) as planned before it runs: every layer execution, how it starts and what it
 // ends with. A backend may capture a step and replay it when the same plan comes again (CUDA graphs).
@@ -52,7 +52,7 @@ typedef struct {
     int to_hidden;                        // it ends by read_rows (a span's earlier part), without logits
     int all_logits;                       // logits for every row
     int n_out;                            // rows it ends with: their logits, or an id sampled from each
-    const struct sampler_params *sample;  // the sampling parameters when it samples; NULL: logits
+    const struct sample_row *sample;      // its n_out rows' draws when it samples (engine/sampler.h); NULL: logits
     int whole_call;                       // the forward call fits in this one window
 } step_plan;
 
@@ -82,9 +82,9 @@ struct backend {
     void (*write_rows)(backend *b, int row0, int n, const float *in);
     // Copies the first n positions of one KV slot into another (a shared prefix, reused).
     void (*kv_copy)(backend *b, kv_slot *dst, const kv_slot *src, int n);
-    // Final norm, LM head and sampling on the device for the given rows: one id per row, drawn with uniform[i]
-    // by the rules of sampler_pick (engine/sampler.h). May be NULL: the engine then samples host logits.
-    void (*sample)(backend *b, const int *rows, int n, const struct sampler_params *p, const float *uniform, int *ids);
+    // Final norm, LM head and sampling on the device for the given rows: req[i].id (and its logprobs) for row i, by
+    // the rules of sample_rows_host (engine/sampler.h). May be NULL: the engine then samples host logits.
+    void (*sample)(backend *b, const int *rows, int n, struct sample_row *req);
     // Final norm and LM head for the given rows; logits to host memory, (n, vocab_size).
     void (*logits)(backend *b, const int *rows, int n, float *out);
     int (*kv_alloc)(backend *b, kv_slot *kv, int capacity, rp_err *err);

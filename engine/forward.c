@@ -63,14 +63,8 @@ static int next_layer(sequence **seqs, int n_seqs, const int *cursor, const int 
     return best;
 }
 
-typedef struct {   // what a step ends with when it samples: the shared parameters, per-row draws, the ids
-    const sampler_params *params;
-    const float *uniform;
-    int *ids;
-} sample_request;
-
 static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, const forward_span *span,
-               int all_logits, float *logits, const sample_request *sr, forward_stats *stats, rp_err *err);
+               int all_logits, float *logits, sample_row *sr, forward_stats *stats, rp_err *err);
 
 int forward(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, int all_logits,
             float *logits, forward_stats *stats, rp_err *err) {
@@ -82,22 +76,9 @@ int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *to
     return run(m, seqs, n_seqs, tokens, n_tokens, span, all_logits, logits, NULL, stats, err);
 }
 
-int forward_sample(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
-                   struct sampler **samplers, int *ids, forward_stats *stats, rp_err *err) {
-    if (n_seqs < 1) return rp_fail(err, "forward: no sequences");
-    if (sampler_has_penalties(&samplers[0]->p)) {   // the penalties need what each sequence saw: drawn on the host
-        float *lg = rp_malloc(sizeof(float) * (size_t)n_seqs * m->cfg.vocab_size);
-        int rc = run(m, seqs, n_seqs, tokens, n_tokens, NULL, 0, lg, NULL, stats, err);
-        for (int i = 0; i < n_seqs && !rc; i++) ids[i] = sampler_sample(samplers[i], lg + (size_t)i * m->cfg.vocab_size);
-        free(lg);
-        return rc;
-    }
-    float *u = rp_malloc(sizeof(float) * (size_t)n_seqs);
-    for (int i = 0; i < n_seqs; i++) u[i] = sampler_uniform(samplers[i]);
-    sample_request sr = {&samplers[0]->p, u, ids};
-    int rc = run(m, seqs, n_seqs, tokens, n_tokens, NULL, 0, NULL, &sr, stats, err);
-    free(u);
-    return rc;
+int forward_sample(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, sample_row *req,
+                   forward_stats *stats, rp_err *err) {
+    return run(m, seqs, n_seqs, tokens, n_tokens, NULL, 0, NULL, req, stats, err);
 }
 
 // One sequence's share of a window of rows.
@@ -164,7 +145,7 @@ static void plan_layers(const model *m, const window_seq *ws, int n, const int *
 // Runs rows of consecutive sequences as one step: embed (or take hidden_in), every visit, then logits or sampling
 // for the sequences that end here (every row when all_logits). Positions do not advance here.
 static void run_window(model *m, const window_seq *ws, int n, const float *hidden_in, float *hidden_out, int all_logits,
-                       float *logits, const sample_request *sr, int whole_call, forward_stats *stats) {
+                       float *logits, sample_row *sr, int whole_call, forward_stats *stats) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int *row0 = rp_malloc(sizeof(int) * (size_t)n), total = 0, n_out = 0, first_out = -1;
@@ -184,7 +165,7 @@ static void run_window(model *m, const window_seq *ws, int n, const float *hidde
     plan_layers(m, ws, n, row0, &sl);
     step_plan step = {.n_rows = total, .execs = sl.execs, .n_execs = sl.n_execs, .from_hidden = hidden_in != NULL,
                       .to_hidden = hidden_out != NULL, .all_logits = all_logits, .n_out = n_out,
-                      .sample = sr ? sr->params : NULL, .whole_call = whole_call};
+                      .sample = sr && n_out ? sr + first_out : NULL, .whole_call = whole_call};
 
     be->reserve(be, total);
     if (be->step_begin) be->step_begin(be, &step);
@@ -202,15 +183,12 @@ static void run_window(model *m, const window_seq *ws, int n, const float *hidde
 
     if (hidden_out) be->read_rows(be, 0, total, hidden_out);   // a partial span: the hidden state goes back
     else if (n_out && !sr) be->logits(be, rows, n_out, all_logits ? logits : logits + (size_t)first_out * c->vocab_size);
-    else if (n_out && be->sample) be->sample(be, rows, n_out, sr->params, sr->uniform + first_out, sr->ids + first_out);
-    else if (n_out) {   // sample host logits, one row at a time, by the same rule
+    else if (n_out && be->sample) be->sample(be, rows, n_out, sr + first_out);
+    else if (n_out) {   // sample host logits by the same rules
         float *lg = rp_malloc(sizeof(float) * (size_t)n_out * c->vocab_size);
-        struct prob_id *work = rp_malloc(sizeof *work * (size_t)c->vocab_size);
         be->logits(be, rows, n_out, lg);
-        for (int i = 0; i < n_out; i++)
-            sr->ids[first_out + i] = sampler_pick(sr->params, lg + (size_t)i * c->vocab_size, c->vocab_size,
-                                                  sr->uniform[first_out + i], work);
-        free(lg), free(work);
+        sample_rows_host(lg, c->vocab_size, sr + first_out, n_out, NULL, NULL);
+        free(lg);
     }
     free(rows), free(row0), free(sl.execs), free(sl.parts), free(sl.row_part);
 }
@@ -219,7 +197,7 @@ static void run_window(model *m, const window_seq *ws, int n, const float *hidde
 // sequences' prompts, go in chunks, each seeing the KV its earlier chunks wrote. Rows keep their order, so a
 // window is a contiguous range of the call's rows and the sequences that end in it are consecutive.
 static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, const forward_span *span,
-               int all_logits, float *logits, const sample_request *sr, forward_stats *stats, rp_err *err) {
+               int all_logits, float *logits, sample_row *sr, forward_stats *stats, rp_err *err) {
     const model_config *c = &m->cfg;
     if (n_seqs < 1) return rp_fail(err, "forward: no sequences");
     int total = 0;

@@ -4,6 +4,7 @@
 
 #include "engine/kv_cache.h"
 #include "engine/model.h"
+#include "engine/sampler.h"
 #include "engine/schedule.h"
 
 typedef struct {
@@ -37,11 +38,10 @@ typedef struct {
 int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
                      const forward_span *span, int all_logits, float *logits, forward_stats *stats, rp_err *err);
 
-// Feeds the tokens like forward() and returns, instead of logits, the next id of each sequence drawn by its
-// sampler (all with the same parameters), on the device when the backend samples there.
-struct sampler;
-int forward_sample(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,
-                   struct sampler **samplers, int *ids, forward_stats *stats, rp_err *err);
+// Feeds the tokens like forward() and, instead of logits, draws the next id of each sequence as req[i] asks (its
+// own filters, draw, edits and logprobs; engine/sampler.h): on the device when the backend samples there.
+int forward_sample(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens, sample_row *req,
+                   forward_stats *stats, rp_err *err);
 
 // Feeds n_tokens[i] tokens to sequence i, for all i at once. Writes logits for every fed token
 // ((sum n_tokens, vocab), sequence by sequence) when all_logits, else for each sequence's last token

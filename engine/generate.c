@@ -8,7 +8,7 @@
 void gen_begin(gen_seq *g, sequence *seq, sampler *smp, const int *ids, int n, int max_new) {
     memset(g, 0, sizeof *g);
     g->seq = seq, g->smp = smp, g->feed = ids, g->n_feed = n, g->max_new = max_new;
-    g->extra_eos = -1, g->next = -1;
+    g->extra_eos = -1, g->next = -1, g->logprobs = -1;
     g->state = GEN_RUNNING;
 }
 
@@ -34,51 +34,45 @@ void gen_take(const model *m, gen_seq *g, int id) {
     else if (kc->n_past + 1 > ctx) g->state = GEN_CONTEXT_FULL;
 }
 
-static int same_params(const sampler_params *a, const sampler_params *b) {
-    return a->temp == b->temp && a->top_k == b->top_k && a->top_p == b->top_p && a->min_p == b->min_p &&
-           a->repeat_penalty == b->repeat_penalty && a->frequency_penalty == b->frequency_penalty &&
-           a->presence_penalty == b->presence_penalty;
-}
-
 static int step_rows(const gen_seq *s) { return s->n_step > 0 && s->n_step < s->n_feed ? s->n_step : s->n_feed; }
 
 // One forward pass over group[0..n): feeds each its step's rows; ids[i] is the id drawn for a sequence whose feed
-// completed (-1: none drawn, or non-finite logits). all_rows: every row's logits go to rows_out.
+// completed (-1: none drawn, or non-finite logits). all_rows: every row's logits go to rows_out, and the draws are
+// made from them on the host; else the backend draws (on the device where it can), each row by its own request.
 static int run_group(model *m, gen_seq **group, int n, int all_rows, int *ids, forward_stats *stats, rp_err *err) {
-    int vocab = m->cfg.vocab_size, on_host = all_rows, total = 0;
+    int vocab = m->cfg.vocab_size, total = 0, n_edits = 0;
     size_t cap = (size_t)n;
     sequence **seqs = rp_malloc(sizeof *seqs * cap);
     const int **feeds = rp_malloc(sizeof *feeds * cap);
     int *counts = rp_malloc(sizeof(int) * cap);
-    sampler **smp = rp_malloc(sizeof *smp * cap);
+    sample_row *req = rp_calloc(cap, sizeof *req);
+    static const sampler_params greedy = {.temp = 0, .top_p = 1};
     for (int i = 0; i < n; i++) {
         gen_seq *s = group[i];
-        seqs[i] = s->seq, feeds[i] = s->feed, counts[i] = step_rows(s), smp[i] = s->smp, total += counts[i];
-        // a draw the device cannot make, or a step that draws for some sequences only, is made on the host
-        on_host |= s->n_bias > 0 || s->logits_out || counts[i] < s->n_feed || s->max_new == 0 ||
-                   !same_params(&s->smp->p, &group[0]->smp->p);
+        seqs[i] = s->seq, feeds[i] = s->feed, counts[i] = step_rows(s), total += counts[i];
+        if (counts[i] == s->n_feed && s->max_new != 0) n_edits += sampler_edits_max(s->smp, s->n_bias);
+    }
+    logit_edit *edits = rp_malloc(sizeof *edits * (size_t)(n_edits ? n_edits : 1));
+    n_edits = 0;
+    for (int i = 0; i < n; i++) {
+        gen_seq *s = group[i];
+        req[i] = (sample_row){.p = &greedy, .n_top = -1, .id = -1};
+        if (counts[i] < s->n_feed || s->max_new == 0) continue;   // nothing to draw (yet): a greedy row, ignored
+        req[i].p = &s->smp->p, req[i].uniform = sampler_uniform(s->smp);
+        req[i].edits = edits + n_edits, req[i].n_edits = sampler_edits(s->smp, s->bias_id, s->bias, s->n_bias, edits + n_edits);
+        n_edits += req[i].n_edits;
+        if (s->logprobs >= 0) req[i].n_top = s->logprobs, req[i].lp = &s->lp;
     }
     int rc;
-    if (!on_host) rc = forward_sample(m, seqs, n, feeds, counts, smp, ids, stats, err);
+    if (!all_rows) rc = forward_sample(m, seqs, n, feeds, counts, req, stats, err);
     else {
-        float *logits = rp_malloc(sizeof(float) * (size_t)(all_rows ? total : n) * vocab), *biased = NULL;
-        rc = forward(m, seqs, n, feeds, counts, all_rows, logits, stats, err);
+        float *logits = rp_malloc(sizeof(float) * (size_t)total * vocab);
+        rc = forward(m, seqs, n, feeds, counts, 1, logits, stats, err);
         for (int i = 0, row0 = 0; i < n && !rc; row0 += counts[i], i++) {
-            gen_seq *s = group[i];
-            const float *row = logits + (size_t)(all_rows ? row0 + counts[i] - 1 : i) * vocab;
-            if (all_rows) memcpy(s->rows_out, logits + (size_t)row0 * vocab, sizeof(float) * (size_t)counts[i] * vocab);
-            ids[i] = -1;
-            if (counts[i] < s->n_feed || s->max_new == 0) continue;   // nothing to draw (yet)
-            if (s->logits_out) memcpy(s->logits_out, row, sizeof(float) * (size_t)vocab);
-            if (s->n_bias) {
-                if (!biased) biased = rp_malloc(sizeof(float) * (size_t)vocab);
-                memcpy(biased, row, sizeof(float) * (size_t)vocab);
-                for (int b = 0; b < s->n_bias; b++) biased[s->bias_id[b]] += s->bias[b];
-                row = biased;
-            }
-            ids[i] = sampler_sample(s->smp, row);
+            memcpy(group[i]->rows_out, logits + (size_t)row0 * vocab, sizeof(float) * (size_t)counts[i] * vocab);
+            sample_rows_host(logits + (size_t)(row0 + counts[i] - 1) * vocab, vocab, &req[i], 1, NULL, NULL);
         }
-        free(logits), free(biased);
+        free(logits);
     }
     for (int i = 0; i < n; i++) {
         gen_seq *s = group[i];
@@ -87,11 +81,16 @@ static int run_group(model *m, gen_seq **group, int n, int all_rows, int *ids, f
             continue;
         }
         int fed = counts[i];
+        ids[i] = -1;
         if (fed < s->n_feed) s->feed += fed, s->n_feed -= fed;
         else if (s->max_new == 0) s->n_feed = 0, s->state = GEN_LENGTH;
-        else gen_take(m, s, ids[i]);
+        else {
+            ids[i] = req[i].id;
+            sampler_record(s->smp, ids[i]);
+            gen_take(m, s, ids[i]);
+        }
     }
-    free(seqs), free(feeds), free(counts), free(smp);
+    free(seqs), free(feeds), free(counts), free(req), free(edits);
     return rc;
 }
 

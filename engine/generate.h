@@ -27,7 +27,9 @@ typedef struct {
     const int *bias_id;      // logit_bias: bias[i] added to logit bias_id[i] before drawing (n_bias entries)
     const float *bias;
     int n_bias;
-    float *logits_out;       // when not NULL: the logits (vocab) the id was drawn from, before bias
+    int logprobs;            // -1: none; else each drawn id's log-probability and the `logprobs` (<= 20) most
+                             // likely tokens' (before bias and penalties) go to lp
+    token_logprob lp;
     float *rows_out;         // when not NULL: the logits of every row a step feeds ((n_step, vocab): prompt logprobs)
     int n_step;              // of the pending tokens, how many the next step feeds (0: all); the id is drawn once
                              // a step feeds the last of them
@@ -41,7 +43,7 @@ typedef struct {
 
 // A sequence to generate from: feeds ids[0..n) (a prompt, or its part the KV cache does not hold yet; the caller
 // keeps them alive while they are pending) and then what it draws with smp, at most max_new ids. The other fields
-// start as none (no bias, no logits out, no extra end-of-sequence id, the KV's capacity as the context).
+// start as none (no bias, no logprobs, no extra end-of-sequence id, the KV's capacity as the context).
 void gen_begin(gen_seq *g, sequence *seq, sampler *smp, const int *ids, int n, int max_new);
 
 // Takes an id drawn elsewhere (from a prefill's logits) as a step's draw: counts it, applies the stop rules, and
@@ -50,8 +52,8 @@ void gen_take(const model *m, gen_seq *g, int id);
 
 // One step over the running sequences of g: feeds each its pending tokens (n_step of them where set) in one forward
 // pass (those with rows_out in a second, every row's logits kept), draws the next id of each whose feed completes -
-// on the device where the backend samples, when every feed completes and no sequence needs its logits, its bias or
-// sampling parameters of its own - and applies the stop rules, in this order: non-finite logits, an end-of-sequence
+// on the device where the backend samples, each row by its own parameters, bias, penalties and logprobs (the
+// rows_out pass on the host) - and applies the stop rules, in this order: non-finite logits, an end-of-sequence
 // id (unless ignore_eos), max_new ids, no room in the context to feed the id. Returns how many still run; -1 with err
 // when a pass failed (its sequences are GEN_FAILED, nothing of theirs advanced).
 int generate_step(model *m, gen_seq *const *g, int n, forward_stats *stats, rp_err *err);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/tensor_parallel.h"
+#include "kernels/sample_params.h"
 #include "kernels/shapes.h"
 #include "loader/weights.h"
 
@@ -92,9 +93,10 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_META] = r * (size_t)s.max_visits * PLAN_META_ROW_BYTES;
     b[BUF_REDUCE] = tp > 2 ? tp * r * c->dim * f : tp > 1 ? r * c->dim * f : 0;   // > 2: every rank's copy
     b[BUF_LOGITS] = L * vocab * f;
-    b[BUF_IDS] = L * sizeof(int);
-    b[BUF_UNIFORM] = L * f;
+    b[BUF_IDS] = L * 2 * sizeof(int);
+    b[BUF_SAMPLE_PARAMS] = L * sizeof(sample_row_params);
     b[BUF_CANDIDATES] = (1 + tp) * (size_t)sample_slices((int)vocab, s.tp) * L * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
+    b[BUF_LOGPROBS] = (size_t)sample_slices((int)vocab, s.tp) * L * SAMPLE_LOGPROB_RECORD_BYTES;
     size_t decode_rows = (size_t)s.seqs > PLAN_GRAPH_ROWS ? (size_t)s.seqs : PLAN_GRAPH_ROWS;
     b[BUF_PARTIAL] = decode_rows * sh.n_heads * splits * (c->head_dim + 2) * f;
     b[BUF_ATT_COUNT] = attention_counters((int)decode_rows, sh.n_heads) * sizeof(unsigned);
@@ -104,7 +106,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_GEMM_COUNT] = gemm_counters * sizeof(unsigned);
     b[BUF_ROPE] = (size_t)(c->head_dim / 2) * f;
     for (int i = BUF_X; i <= BUF_REDUCE; i++) p->activations += b[i];
-    for (int i = BUF_LOGITS; i <= BUF_CANDIDATES; i++) p->logits += b[i];
+    for (int i = BUF_LOGITS; i <= BUF_LOGPROBS; i++) p->logits += b[i];
     for (int i = BUF_PARTIAL; i <= BUF_ROPE; i++) p->scratch += b[i];
     p->weights = tp_rank_weight_bytes(c, s.tp, 0);
     p->kv = (size_t)s.kv_slots * memory_plan_kv_slot_bytes(c, s.tp, s.ctx);

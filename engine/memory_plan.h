@@ -58,9 +58,11 @@ typedef enum {
     BUF_REDUCE,                        // (ubatch, dim) when tp > 1 (the all-reduce through device copies), (tp,
                                        // ubatch, dim) when tp > 2 (every rank's copy, summed in rank order)
     BUF_LOGITS,                        // (logit_rows, vocab / tp)
-    BUF_IDS, BUF_UNIFORM,              // (logit_rows) sampled ids, their uniform draws
+    BUF_IDS,                           // (logit_rows) sampled ids and their logits (int, float)
+    BUF_SAMPLE_PARAMS,                 // (logit_rows) each row's sample_row_params (kernels/sample_params.h)
     BUF_CANDIDATES,                    // (1 + tp, sampling slices, logit_rows) candidate records: this GPU's, and
                                        // every GPU's gathered
+    BUF_LOGPROBS,                      // (sampling slices, logit_rows) log-probability summaries
     BUF_PARTIAL,                       // (seqs, n_heads / tp, ctx / ATTENTION_CHUNK, head_dim + 2): split-KV partials
     BUF_ATT_COUNT,                     // (seqs, n_heads / tp) unsigned: the splits' counters (zeroed once)
     BUF_GEMM_PARTIAL,                  // the GEMM's K-segment partials: the most gemm_workspace_floats of a weight
@@ -75,7 +77,7 @@ typedef struct memory_plan {
     size_t weights;         // BF16 weights, each unique layer once whatever the schedule
     size_t kv;              // kv_slots x ctx positions x (K and V, BF16)
     size_t activations;     // BUF_X .. BUF_REDUCE
-    size_t logits;          // BUF_LOGITS .. BUF_CANDIDATES
+    size_t logits;          // BUF_LOGITS .. BUF_LOGPROBS
     size_t scratch;         // BUF_PARTIAL .. BUF_ROPE
     size_t device;          // all of the above: what the backend allocates
     size_t pinned_host;     // pinned staging in host memory (not device memory)

@@ -65,15 +65,43 @@ void sampler_set_prompt(sampler *s, const int *ids, int n) {
     for (int i = 0; i < n; i++) history_add(&s->seen, ids[i], 0);
 }
 
-// vLLM's order: repetition on every token seen (prompt or generated), then frequency and presence on the generated.
-void penalties_apply(const sampler_params *p, const token_history *h, float *logits) {
-    float rep = p->repeat_penalty > 0 ? p->repeat_penalty : 1;
-    for (int i = 0; i < h->cap; i++) {
-        if (h->id[i] < 0) continue;
-        float *l = &logits[h->id[i]];
-        if (rep != 1) *l = *l > 0 ? *l / rep : *l * rep;
-        if (h->count[i]) *l -= p->frequency_penalty * (float)h->count[i] + p->presence_penalty;
+static int edit_by_id(const void *a, const void *b) {
+    const logit_edit *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+int sampler_edits_max(const sampler *s, int n_bias) { return n_bias + (sampler_has_penalties(&s->p) ? s->seen.n : 0); }
+
+// vLLM's order: repetition on every token seen (prompt or generated), then frequency and presence on the generated;
+// a logit_bias before them all.
+int sampler_edits(const sampler *s, const int *bias_id, const float *bias, int n_bias, logit_edit *out) {
+    int n = 0;
+    if (sampler_has_penalties(&s->p)) {
+        const sampler_params *p = &s->p;
+        const token_history *h = &s->seen;
+        float rep = p->repeat_penalty > 0 ? p->repeat_penalty : 1;
+        for (int i = 0; i < h->cap; i++)
+            if (h->id[i] >= 0)
+                out[n++] = (logit_edit){h->id[i], 0, rep, h->count[i] ? p->frequency_penalty * (float)h->count[i] + p->presence_penalty : 0};
     }
+    qsort(out, (size_t)n, sizeof *out, edit_by_id);
+    int n_seen = n;
+    for (int b = 0; b < n_bias; b++) {   // into the seen token's edit, or a new one
+        int lo = 0, hi = n_seen;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (out[mid].id < bias_id[b]) lo = mid + 1;
+            else hi = mid;
+        }
+        logit_edit *e = NULL;
+        if (lo < n_seen && out[lo].id == bias_id[b]) e = &out[lo];
+        for (int j = n_seen; j < n && !e; j++)
+            if (out[j].id == bias_id[b]) e = &out[j];
+        if (!e) e = &out[n++], *e = (logit_edit){bias_id[b], 0, 1, 0};
+        e->add += bias[b];
+    }
+    if (n > n_seen) qsort(out, (size_t)n, sizeof *out, edit_by_id);
+    return n;
 }
 
 // xorshift64*: small, fast, and reproducible across machines for a given seed.
@@ -108,13 +136,67 @@ static int by_prob_desc(const void *a, const void *b) {
 
 float sampler_uniform(sampler *s) { return s->p.temp > 0 ? rng_uniform(&s->rng) : 0.0f; }
 
+void sampler_record(sampler *s, int id) {
+    if (id >= 0 && sampler_has_penalties(&s->p)) history_add(&s->seen, id, 1);
+}
+
 int sampler_sample(sampler *s, const float *logits) {
-    if (!s->penalized) return sampler_pick(&s->p, logits, s->vocab, sampler_uniform(s), s->work);
-    memcpy(s->penalized, logits, sizeof(float) * (size_t)s->vocab);
-    if (s->seen.cap) penalties_apply(&s->p, &s->seen, s->penalized);
-    int id = sampler_pick(&s->p, s->penalized, s->vocab, sampler_uniform(s), s->work);
-    if (id >= 0) history_add(&s->seen, id, 1);
-    return id;
+    logit_edit *edits = rp_malloc(sizeof *edits * (size_t)(sampler_edits_max(s, 0) + 1));
+    sample_row r = {.p = &s->p, .uniform = sampler_uniform(s), .edits = edits, .n_edits = sampler_edits(s, NULL, NULL, 0, edits),
+                    .n_top = -1};
+    sample_rows_host(logits, s->vocab, &r, 1, s->work, s->penalized);
+    free(edits);
+    sampler_record(s, r.id);
+    return r.id;
+}
+
+void token_logprob_finish(token_logprob *t, int id, float logit, float mx, double sum, const float *top_v,
+                          const int *top_id, int n_top) {
+    double lse = mx + log(sum);
+    t->id = id;
+    t->logprob = (float)((double)logit - mx - log(sum));
+    t->n_top = n_top;
+    for (int j = 0; j < n_top; j++) t->top_id[j] = top_id[j], t->top_logprob[j] = (float)(top_v[j] - lse);
+}
+
+void token_logprob_of_row(const float *row, int vocab, int id, int n_top, token_logprob *t) {
+    float mx = -INFINITY, top_v[SAMPLE_MAX_LOGPROBS];
+    int top_id[SAMPLE_MAX_LOGPROBS], n = 0;
+    for (int i = 0; i < vocab; i++)
+        if (row[i] > mx) mx = row[i];
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)row[i] - mx);
+    if (n_top > SAMPLE_MAX_LOGPROBS) n_top = SAMPLE_MAX_LOGPROBS;
+    for (int i = 0; i < vocab && n_top > 0; i++) {   // insertion into the short sorted list (ties: lowest id first)
+        if (n == n_top && !(row[i] > top_v[n_top - 1])) continue;
+        int j = n < n_top ? n++ : n_top - 1;
+        while (j > 0 && row[i] > top_v[j - 1]) {
+            top_v[j] = top_v[j - 1], top_id[j] = top_id[j - 1];
+            j--;
+        }
+        top_v[j] = row[i], top_id[j] = i;
+    }
+    token_logprob_finish(t, id, id >= 0 ? row[id] : NAN, mx, sum, top_v, top_id, n);
+}
+
+void sample_rows_host(const float *logits, int vocab, sample_row *rows, int n, struct prob_id *work, float *edited) {
+    struct prob_id *own_work = work ? NULL : rp_malloc(sizeof *work * (size_t)vocab);
+    float *own_edited = NULL;
+    if (!work) work = own_work;
+    for (int i = 0; i < n; i++) {
+        sample_row *r = &rows[i];
+        const float *row = logits + (size_t)i * vocab;
+        const float *draw_from = row;
+        if (r->n_edits) {
+            if (!edited) edited = own_edited = rp_malloc(sizeof(float) * (size_t)vocab);
+            memcpy(edited, row, sizeof(float) * (size_t)vocab);
+            for (int e = 0; e < r->n_edits; e++) edited[r->edits[e].id] = logit_edit_apply(&r->edits[e], edited[r->edits[e].id]);
+            draw_from = edited;
+        }
+        r->id = sampler_pick(r->p, draw_from, vocab, r->uniform, work);
+        if (r->n_top >= 0 && r->lp) token_logprob_of_row(row, vocab, r->id, r->n_top, r->lp);
+    }
+    free(own_edited), free(own_work);
 }
 
 int sampler_pick(const sampler_params *sp, const float *logits, int n, float u, struct prob_id *work) {

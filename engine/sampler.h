@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "kernels/sample_params.h"
+
 typedef struct sampler_params {
     float temp;     // <= 0: greedy (argmax, lowest id on ties)
     int top_k;      // <= 0: off
@@ -35,8 +37,8 @@ typedef struct sampler {
     uint64_t rng;
     int vocab;
     struct prob_id *work;   // (vocab)
+    float *penalized;       // (vocab) with penalties: the edited copy of a row sampler_sample draws from
     token_history seen;     // with penalties: the prompt set by sampler_set_prompt, the ids sampler_sample chose
-    float *penalized;       // (vocab) with penalties: the logits they change, copied
 } sampler;
 
 void sampler_init(sampler *s, const sampler_params *p, int vocab);
@@ -47,15 +49,55 @@ int sampler_has_penalties(const sampler_params *p);
 void sampler_set_prompt(sampler *s, const int *ids, int n);
 // Draws the next id from logits (penalties applied to a copy first, and the id recorded as generated).
 int sampler_sample(sampler *s, const float *logits);
-// The penalties of p for the tokens of h, applied in place to logits (vocab entries).
-void penalties_apply(const sampler_params *p, const token_history *h, float *logits);
 // The two halves of sampler_sample, for sampling elsewhere (on a GPU): the step's uniform draw (the RNG advances
 // only when sampling is random), and the choice from logits given that draw. A row holding NaN or an infinity
 // gives -1: the sequence has failed, and its caller says so (never an id out of range).
 float sampler_uniform(sampler *s);
+// Records id as generated (the penalties' history), for a draw made by sampler_pick elsewhere.
+void sampler_record(sampler *s, int id);
 int sampler_pick(const sampler_params *p, const float *logits, int vocab, float u, struct prob_id *work);
 int argmax(const float *x, int n);
 // log softmax(logits)[id], computed stably in double.
 double log_prob_of(const float *logits, int vocab, int id);
+
+// A drawn token's log-probability and the most likely tokens', from the model's logits (before any edit or
+// temperature): what the server's logprobs return.
+typedef struct token_logprob {
+    int id;
+    float logprob;                          // log softmax(logits)[id]
+    int n_top;                              // entries of top_* (most likely first, lowest id on ties)
+    int top_id[SAMPLE_MAX_LOGPROBS];
+    float top_logprob[SAMPLE_MAX_LOGPROBS];
+} token_logprob;
+
+// The log-probability of id and the n_top (<= SAMPLE_MAX_LOGPROBS) most likely tokens of one row of logits.
+void token_logprob_of_row(const float *row, int vocab, int id, int n_top, token_logprob *t);
+// The same from a row's summary: its largest logit mx, sum of e^(l - mx) over the row (double), the logit of id,
+// and its n_top largest (logit, id) pairs in order - one formula for the host's rows and the device's summaries.
+void token_logprob_finish(token_logprob *t, int id, float logit, float mx, double sum, const float *top_v,
+                          const int *top_id, int n_top);
+
+// One row's draw as a backend makes it. In: the filters (p; its penalties come as edits), the uniform draw,
+// the logit edits (sorted by id, each id once: sampler_edits), and n_top (-1: no log-probabilities; else the
+// chosen id's and the n_top most likely). Out: id (-1: the logits are not finite) and *lp when n_top >= 0.
+typedef struct sample_row {
+    const sampler_params *p;
+    float uniform;
+    const logit_edit *edits;
+    int n_edits;
+    int n_top;
+    int id;
+    token_logprob *lp;
+} sample_row;
+
+// The edits of one draw: logit_bias (bias[i] added to bias_id[i]; a repeated id's biases summed) and, when s has
+// penalties, the penalties of every token s has seen; sorted by id. out holds n_bias + s->seen.n entries; returns
+// how many it wrote.
+int sampler_edits(const sampler *s, const int *bias_id, const float *bias, int n_bias, logit_edit *out);
+int sampler_edits_max(const sampler *s, int n_bias);   // the room sampler_edits needs
+// Draws each of n rows (logits (n, vocab)) as its request says, on the host: edits on a copy, sampler_pick, and
+// the log-probabilities of the unedited row. What a backend that does not sample on the device runs, and the rule
+// the device's draws follow. work (vocab) and edited (vocab floats): scratch, or NULL (allocated here).
+void sample_rows_host(const float *logits, int vocab, sample_row *rows, int n, struct prob_id *work, float *edited);
 
 #endif

@@ -38,7 +38,7 @@ __host__ __device__ static inline int att_lanes(int hd) {
 // 8 elements of a BF16 row from element `at` (zeros past hd): one 16-byte load where the row allows it.
 __device__ static inline void att_load8(const bf16 *row, int at, int hd, bool wide, float v[8]) {
     if (wide && at + 8 <= hd) {
-        uint4 raw = *reinterpret_cast<const uint4 *>(row + at);
+        uint4 raw = ldg_16(row + at);   // positions before the row's: no CTA of this launch writes them
         uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 REPRISE_UNROLL
         for (int e = 0; e < 8; e++) v[e] = __uint_as_float((w[e / 2] >> (16 * (e % 2)) & 0xffffu) << 16);

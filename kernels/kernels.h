@@ -159,27 +159,39 @@ struct buffer_list {
 };
 cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_t s);
 
-// Sampling, in two launches so that a tensor-parallel run moves only candidates between GPUs (sample.cu):
-// launch_sample_candidates: per row of a slice of the vocabulary (logits (rows, n_vocab), ids vocab0..), cut again
-// in `slices` (shapes.h's sample_slices: a CTA each), each slice's candidate record (SAMPLE_CANDIDATE_ROW_BYTES(k)
-// bytes at cand + (slice * rows + r) * that): its k best (logit, id) pairs in order
-// of decreasing logit (the lower id first on ties), its max, sum_i e^((l_i - max) / temp) over the slice, and
-// whether it holds NaN or an infinity. k = 1 when temp <= 0 (greedy), else min(top_k or SAMPLE_MAX_K, n_vocab);
-// found by a radix select, six passes over the row whatever k.
+// Sampling (sample.cu), each row by its own request (params: (rows) sample_row_params, kernels/sample_params.h), in
+// launches that a tensor-parallel run chains so that only candidates move between GPUs:
+// launch_sample_logprobs: for each row with n_top >= 0, per slice of this GPU's vocabulary (logits (rows, n_vocab),
+// ids vocab0..; `slices` CTAs a row), a SAMPLE_LOGPROB_RECORD_BYTES record at out + (slice * rows + r) * that: its
+// largest logit, the sum of e^(l - max) in double, its min(n_top, 20) largest (logit, id) pairs in candidate order
+// (larger first, lower id on ties); runs before the edits (log-probabilities are of the model's logits).
+// launch_sample_edits: each row's edits (edits[edit0 ..+ n_edits), ids in this GPU's range) applied in place by
+// logit_edit_apply; each edited logit's previous value to raw[edit] (edits and raw may be mapped host memory).
+// launch_sample_candidates: per row and slice, the candidate record (SAMPLE_CANDIDATE_ROW_BYTES(k_stride) bytes at
+// cand + (slice * rows + r) * that): its k best (logit, id) pairs in candidate order, its max, sum_i e^((l_i - max)
+// / temp) over the slice, and whether it holds NaN or an infinity. k = sample_candidates_k(temp, top_k) of the row
+// (<= k_stride: sample_k_stride over the rows), fewer where the slice is shorter; by a radix select, six passes
+// over the row whatever k.
 // launch_sample_pick: per row, the records of n_slices slices (slice s's at cand + s * slice_stride bytes) merged -
 // the k best over all, the denominator over the whole vocabulary - then temperature, top-k, top-p and min-p, and a
-// draw with uniform[r] in [0, 1); greedy when temp <= 0; -1 for a row that is not finite; SAMPLE_NEEDS_HOST for a
-// row whose candidates cannot decide (top-k off or past SAMPLE_MAX_K, and the top-p / min-p cut, if any, beyond
-// the candidates): its logits are then sampled on the host (sampler_pick), so every draw follows the same rule.
-// launch_sample: both on one whole vocabulary (cand: sample_slices(vocab, 1) * rows *
-// SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K) bytes).
+// draw with its uniform in [0, 1); greedy when temp <= 0. out (rows, 2): the id and its logit (as a float's bits);
+// -1 for a row that is not finite; SAMPLE_NEEDS_HOST for a row whose candidates cannot decide (top-k off or past
+// SAMPLE_MAX_K, and the top-p / min-p cut, if any, beyond the candidates): its logits are then sampled on the host
+// (sample_rows_host), so every draw follows the same rule.
+// launch_sample: candidates and pick on one whole vocabulary (cand: sample_slices(vocab, 1) * rows *
+// SAMPLE_CANDIDATE_ROW_BYTES(k_stride) bytes).
+#include "kernels/sample_params.h"
 #define SAMPLE_NEEDS_HOST (-2)
-int sample_candidates_k(float temp, int top_k);   // k of a record: 1 greedy, else top_k up to SAMPLE_MAX_K
-cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, float temp, int top_k,
-                                     int slices, unsigned char *cand, cudaStream_t s);
-cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k, int top_k, float temp,
-                               float top_p, float min_p, const float *uniform, int *out, cudaStream_t s);
-cudaError_t launch_sample(const float *logits, int rows, int vocab, float temp, int top_k, float top_p, float min_p,
-                          const float *uniform, unsigned char *cand, int *out, cudaStream_t s);
+int sample_k_stride(const sample_row_params *params, int rows);   // the largest k of the rows' records (host params)
+cudaError_t launch_sample_logprobs(const float *logits, int rows, int n_vocab, int vocab0, const sample_row_params *params,
+                                   int slices, unsigned char *out, cudaStream_t s);
+cudaError_t launch_sample_edits(float *logits, int rows, int n_vocab, int vocab0, const sample_row_params *params,
+                                const logit_edit *edits, float *raw, cudaStream_t s);
+cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, const sample_row_params *params,
+                                     int k_stride, int slices, unsigned char *cand, cudaStream_t s);
+cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t slice_stride, int rows, int k_stride,
+                               const sample_row_params *params, int *out, cudaStream_t s);
+cudaError_t launch_sample(const float *logits, int rows, int vocab, const sample_row_params *params, int k_stride,
+                          unsigned char *cand, int *out, cudaStream_t s);
 
 #endif

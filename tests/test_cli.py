@@ -293,7 +293,7 @@ check(has(i72, r"weights in cpu backend +135\.43 GiB", r"KV per token, cpu \(bf1
 check(has("".join(run("inspect", "-m", T + "/q72", "--schedule", "rys:45,52", "--gpu-memory", "79")[1:]), r"fits +no, not on a 79\.000 GiB GPU"),
       "inspect: RYS-XLarge does not fit one 79 GiB GPU")
 i7 = "".join(run("inspect", "-m", T + "/q7", "--schedule", "rys:10,20", "--batch", "64", "-c", "1600", "--gpu-memory", "79")[1:])
-check(has(i7, r"64 sequence\(s\) of 1600 positions, 512 rows per step", r"2432 slots x 1600 positions", r"logits +45\.141 MiB  64 rows",
+check(has(i7, r"64 sequence\(s\) of 1600 positions, 512 rows per step", r"2432 slots x 1600 positions", r"logits +45\.229 MiB  64 rows",
           r"most sequences that fit +552"),
       "inspect: a 64-config sweep batch of Qwen2-7B plans logits for 64 rows, not every prompt row")
 tp72 = "".join(run("inspect", "-m", T + "/q72", "--schedule", "rys:45,52", "--tp", "2", "-c", "32768", "--gpu-memory", "79")[1:])

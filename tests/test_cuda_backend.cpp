@@ -13,6 +13,7 @@
 extern "C" {
 #include "tools/export.h"
 #include "engine/forward.h"
+#include "engine/generate.h"
 #include "engine/sampler.h"
 #include "loader/json_file.h"
 }
@@ -299,22 +300,49 @@ static int reference_sample(const float *l, int vocab, float temp, int top_k, fl
     return p[keep - 1].second;
 }
 
+// Rows' requests on the device: one rule for all, row r drawn with u[r] (freed by the caller).
+static sample_row_params *rule_params(int rows, float temp, int k, float p, float minp, const std::vector<float> &u) {
+    std::vector<sample_row_params> h(rows);
+    for (int r = 0; r < rows; r++) h[r] = {temp, p, minp, u[(size_t)r % u.size()], k, -1, 0, 0};
+    sample_row_params *d;
+    cudaMalloc((void **)&d, rows * sizeof *d);
+    cudaMemcpy(d, h.data(), rows * sizeof *d, cudaMemcpyHostToDevice);
+    return d;
+}
+
+// Both sampling launches on a whole vocabulary by one rule (rule_params); out: (rows, 2) id and logit.
+static cudaError_t launch_rule(const float *dl, int rows, int vocab, float temp, int k, float p, float minp, const std::vector<float> &u,
+                               unsigned char *cand, int *out) {
+    sample_row_params *d = rule_params(rows, temp, k, p, minp, u);
+    cudaError_t e = launch_sample(dl, rows, vocab, d, sample_candidates_k(temp, k), cand, out, 0);
+    cudaDeviceSynchronize();
+    cudaFree(d);
+    return e;
+}
+
+static std::vector<int> host_ids(const int *out, int rows) {   // the ids of a pick's (rows, 2) output
+    std::vector<int> both = host(out, 2 * rows), ids(rows);
+    for (int r = 0; r < rows; r++) ids[r] = both[2 * (size_t)r];
+    return ids;
+}
+
 static void device_sampling_follows_the_cpu_rules(void) {
     const int rows = 64, vocab = 300;
     std::vector<float> l = randv((size_t)rows * vocab, 4), u = randv(rows, 0.5f);
     for (float &x : u) x += 0.5f;   // [0, 1)
     for (int r = 0; r < rows; r++) l[(size_t)r * vocab + 7] = l[(size_t)r * vocab + 9] = 5;   // ties: the lower id first
-    float *dl = dev(l), *du = dev(u);
+    float *dl = dev(l);
     int *out;
     unsigned char *cand, *cand_all;
     size_t cand_bytes = (size_t)rows * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
-    cudaMalloc((void **)&out, rows * sizeof(int));
+    cudaMalloc((void **)&out, 2 * rows * sizeof(int));
     cudaMalloc((void **)&cand, cand_bytes), cudaMalloc((void **)&cand_all, 3 * cand_bytes);
     struct { float temp; int k; float p, minp; } cases[] = {{0, 0, 1, 0}, {1, 0, 1, 0}, {0.7f, 40, 0.95f, 0.05f}, {1.3f, 5, 1, 0}, {1, 0, 0.5f, 0}, {1, 0, 1, 0.3f},
                  {1, 5, 0.6f, 0}};   // top-p over the 5 survivors, renormalised
     for (auto c : cases) {
-        CHECK(launch_sample(dl, rows, vocab, c.temp, c.k, c.p, c.minp, du, cand, out, 0) == cudaSuccess, "launch");
-        std::vector<int> got = host(out, rows);
+        CHECK(launch_rule(dl, rows, vocab, c.temp, c.k, c.p, c.minp, u, cand, out) == cudaSuccess, "launch");
+        std::vector<int> got = host_ids(out, rows);
+        sample_row_params *dpr = rule_params(rows, c.temp, c.k, c.p, c.minp, u);
         // the vocabulary cut in 2 and 3 slices (as tensor-parallel GPUs hold it): each slice's candidates, merged
         for (int n_slices : {2, 3}) {
             int k = sample_candidates_k(c.temp, c.k);
@@ -324,15 +352,16 @@ static void device_sampling_follows_the_cpu_rules(void) {
                 std::vector<float> part((size_t)rows * nv);
                 for (int r = 0; r < rows; r++) memcpy(&part[(size_t)r * nv], &l[(size_t)r * vocab + v0], nv * sizeof(float));
                 float *dp = dev(part);
-                launch_sample_candidates(dp, rows, nv, v0, c.temp, c.k, 1, cand_all + sl * stride, 0);
+                launch_sample_candidates(dp, rows, nv, v0, dpr, k, 1, cand_all + sl * stride, 0);
                 cudaDeviceSynchronize();
                 cudaFree(dp);
             }
-            launch_sample_pick(cand_all, n_slices, stride, rows, k, c.k, c.temp, c.p, c.minp, du, out, 0);
-            std::vector<int> merged = host(out, rows);
+            launch_sample_pick(cand_all, n_slices, stride, rows, k, dpr, out, 0);
+            std::vector<int> merged = host_ids(out, rows);
             CHECK(merged == got, "temp %g top-k %d top-p %g min-p %g: %d slices pick other ids than the whole vocabulary",
                   c.temp, c.k, c.p, c.minp, n_slices);
         }
+        cudaFree(dpr);
         int bad = 0;
         for (int r = 0; r < rows; r++) {
             const float *lr = &l[(size_t)r * vocab];
@@ -341,20 +370,20 @@ static void device_sampling_follows_the_cpu_rules(void) {
         }
         CHECK(bad == 0, "temp %g top-k %d top-p %g min-p %g: %d of %d rows differ", c.temp, c.k, c.p, c.minp, bad, rows);
     }
-    CHECK(launch_sample(dl, rows, vocab, 0, 0, 1, 0, du, cand, out, 0) == cudaSuccess && host(out, 1)[0] == 7,
-          "argmax tie goes to the lower id: %d", host(out, 1)[0]);
+    CHECK(launch_rule(dl, rows, vocab, 0, 0, 1, 0, u, cand, out) == cudaSuccess && host_ids(out, 1)[0] == 7,
+          "argmax tie goes to the lower id: %d", host_ids(out, 1)[0]);
     // rows holding NaN or an infinity (one NaN, +inf, -inf, all NaN): -1, for every rule, as on the CPU
     l[3 * vocab + 100] = NAN, l[5 * vocab + 7] = INFINITY, l[6 * vocab + 0] = -INFINITY;
     for (int i = 0; i < vocab; i++) l[(size_t)8 * vocab + i] = NAN;
     cudaMemcpy(dl, l.data(), l.size() * sizeof(float), cudaMemcpyHostToDevice);
     for (auto c : cases) {   // rows 0..8 hold the planted ones
-        launch_sample(dl, 9, vocab, c.temp, c.k, c.p, c.minp, du, cand, out, 0);
-        std::vector<int> got = host(out, 9);
+        launch_rule(dl, 9, vocab, c.temp, c.k, c.p, c.minp, u, cand, out);
+        std::vector<int> got = host_ids(out, 9);
         for (int r : {3, 5, 6, 8})   // the CPU sampler's rule is tests/test_sampler.c's
             CHECK(got[r] == -1, "temp %g: row %d is not finite: device %d", c.temp, r, got[r]);
         CHECK(got[4] >= 0 && got[4] < vocab, "a finite row still samples");
     }
-    cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(cand), cudaFree(cand_all);
+    cudaFree(dl), cudaFree(out), cudaFree(cand), cudaFree(cand_all);
 
     // A vocabulary past SAMPLE_MAX_K candidates: a row is decided on the device when its top-k survivors, or its
     // top-p or min-p cut, lie inside the candidates, else it is SAMPLE_NEEDS_HOST (the backend then samples the row's
@@ -362,15 +391,15 @@ static void device_sampling_follows_the_cpu_rules(void) {
     const int big = SAMPLE_MAX_K + 476;
     std::vector<float> lb((size_t)2 * big, 0.0f), ub = {0.3f, 0.6f};
     lb[(size_t)big + 10] = lb[(size_t)big + 20] = lb[(size_t)big + 30] = 12;
-    float *dlb = dev(lb), *dub = dev(ub);
+    float *dlb = dev(lb);
     unsigned char *cb_;
-    cudaMalloc((void **)&out, 2 * sizeof(int));
+    cudaMalloc((void **)&out, 2 * 2 * sizeof(int));
     cudaMalloc((void **)&cb_, 2 * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
     struct { float temp; int k; float p, minp; int flat_on_host; } bc[] = {
         {1, 0, 1, 0, 1}, {1, 0, 0.9f, 0, 1}, {1, 0, 1, 0.5f, 1}, {1, 50, 1, 0, 0}, {1, SAMPLE_MAX_K + 1, 1, 0, 1}};
     for (auto c : bc) {
-        launch_sample(dlb, 2, big, c.temp, c.k, c.p, c.minp, dub, cb_, out, 0);
-        std::vector<int> got = host(out, 2);
+        launch_rule(dlb, 2, big, c.temp, c.k, c.p, c.minp, ub, cb_, out);
+        std::vector<int> got = host_ids(out, 2);
         CHECK((got[0] == SAMPLE_NEEDS_HOST) == (c.flat_on_host == 1), "vocab %d, top-k %d top-p %g min-p %g: flat row gave %d",
               big, c.k, c.p, c.minp, got[0]);
         if (got[0] != SAMPLE_NEEDS_HOST)
@@ -380,7 +409,7 @@ static void device_sampling_follows_the_cpu_rules(void) {
         CHECK(got[1] == want1, "vocab %d, top-k %d top-p %g min-p %g: peaked row gave %d, want %d", big, c.k, c.p, c.minp,
               got[1], want1);
     }
-    cudaFree(dlb), cudaFree(dub), cudaFree(out), cudaFree(cb_);
+    cudaFree(dlb), cudaFree(out), cudaFree(cb_);
 
     // The candidate records themselves (the radix select): the k largest logits, larger first and the lower id on
     // ties, over rows of many ties (4 distinct values), negative and positive ones, k from 1 to the whole row
@@ -392,7 +421,10 @@ static void device_sampling_follows_the_cpu_rules(void) {
     unsigned char *ct;
     cudaMalloc((void **)&ct, 3 * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
     for (int k : {1, 2, 7, 500, 501, SAMPLE_MAX_K}) {
-        CHECK(launch_sample_candidates(dlt, 3, tv, 100, 1.0f, k, 1, ct, 0) == cudaSuccess, "candidates");
+        sample_row_params *dpt = rule_params(3, 1.0f, k, 1, 0, {0.5f});
+        CHECK(launch_sample_candidates(dlt, 3, tv, 100, dpt, k, 1, ct, 0) == cudaSuccess, "candidates");
+        cudaDeviceSynchronize();
+        cudaFree(dpt);
         size_t stride = SAMPLE_CANDIDATE_ROW_BYTES(k);
         std::vector<unsigned char> rec = host(ct, 3 * stride);
         int bad = 0;
@@ -418,17 +450,17 @@ static void device_sampling_follows_the_cpu_rules(void) {
     const int wide = 40000, wrows = 3;
     std::vector<float> lw = randv((size_t)wrows * wide, 6), uw = {0.1f, 0.55f, 0.93f};
     lw[5] = lw[wide - 1] = 30;   // a tie across the first and last slices: the lower id
-    float *dlw = dev(lw), *duw = dev(uw);
+    float *dlw = dev(lw);
     unsigned char *cw;
     int *ow;
     cudaMalloc((void **)&cw, (size_t)SAMPLE_MAX_SLICES * wrows * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
-    cudaMalloc((void **)&ow, wrows * sizeof(int));
+    cudaMalloc((void **)&ow, 2 * wrows * sizeof(int));
     CHECK(sample_slices(wide, 1) == 8 && sample_slices(wide, 2) == 4 && sample_slices(4095, 1) == 1, "slices %d %d %d",
           sample_slices(wide, 1), sample_slices(wide, 2), sample_slices(4095, 1));
     struct { float temp; int k; float p, minp; } wc[] = {{0, 0, 1, 0}, {1, 50, 1, 0}, {0.8f, 100, 0.9f, 0}, {1.5f, 2000, 1, 0.05f}};
     for (auto c : wc) {
-        CHECK(launch_sample(dlw, wrows, wide, c.temp, c.k, c.p, c.minp, duw, cw, ow, 0) == cudaSuccess, "launch");
-        std::vector<int> got = host(ow, wrows);
+        CHECK(launch_rule(dlw, wrows, wide, c.temp, c.k, c.p, c.minp, uw, cw, ow) == cudaSuccess, "launch");
+        std::vector<int> got = host_ids(ow, wrows);
         int bad = 0;
         for (int r = 0; r < wrows; r++) {
             const float *lr = &lw[(size_t)r * wide];
@@ -439,7 +471,77 @@ static void device_sampling_follows_the_cpu_rules(void) {
         CHECK(bad == 0, "vocabulary %d in %d slices, temp %g top-k %d top-p %g min-p %g: %d rows differ (%d %d %d)", wide,
               sample_slices(wide, 1), c.temp, c.k, c.p, c.minp, bad, got[0], got[1], got[2]);
     }
-    cudaFree(dlw), cudaFree(duw), cudaFree(cw), cudaFree(ow);
+    cudaFree(dlw), cudaFree(cw), cudaFree(ow);
+}
+
+// Every row of a batch drawn on the device by its own request - greedy, temperature with top-k, top-p and min-p, a
+// logit_bias, the three penalties, log-probabilities (none, the chosen's, the top 5 and 20) - gives the ids and
+// log-probabilities of the host's rule on the same logits (the backend's sample hook off: sample_rows_host), over
+// steps whose graphs replay, and no row is drawn on the host.
+static void device_sampling_per_row_equals_the_host_rule(void) {
+    const int n = 6, steps = 8;
+    sampler_params sp[n];
+    memset(sp, 0, sizeof sp);
+    for (int i = 0; i < n; i++) sp[i].top_p = 1, sp[i].seed = 3 + (uint64_t)i;
+    sp[1].temp = 1;
+    sp[2].temp = 0.8f, sp[2].top_k = 5, sp[2].top_p = 0.9f;
+    sp[3].temp = 1.2f, sp[3].min_p = 0.1f, sp[3].frequency_penalty = 1.5f, sp[3].presence_penalty = 0.5f;
+    sp[4].repeat_penalty = 3;
+    sp[5].temp = 1, sp[5].top_k = 40;
+    const int logprobs[n] = {0, -1, 5, 20, -1, 1};
+    const int bias_id[2] = {5, 17};
+    const float bias[2] = {-100, 8};
+    int prompt[4] = {1, 9, 5, 17};
+    std::vector<int> ids[2];
+    std::vector<token_logprob> lps[2];
+    long host_rows = -1, replays = 0;
+    for (int pass = 0; pass < 2; pass++) {   // 0: on the device; 1: the host's rule on the same backend's logits
+        model m;
+        rp_err err;
+        CHECK(load_cuda(&m, FIXTURES_DIR "/llama", &err, n) == 0, "%s", err.msg);
+        if (!m.be) return;
+        auto hook = m.be->sample;
+        if (pass) m.be->sample = nullptr;
+        schedule s;
+        schedule_parse(&s, "base", m.cfg.n_layers, &err);
+        sequence seq[n];
+        sampler smp[n];
+        gen_seq g[n], *gp[n];
+        for (int i = 0; i < n; i++) {
+            CHECK(sequence_init(&seq[i], &m, &s, 4 + steps + 1, &err) == 0, "%s", err.msg);
+            sampler_init(&smp[i], &sp[i], m.cfg.vocab_size);
+            sampler_set_prompt(&smp[i], prompt, 4);
+            gen_begin(&g[i], &seq[i], &smp[i], prompt, 4, steps);
+            g[i].ignore_eos = 1, g[i].logprobs = logprobs[i];
+            if (i == 1 || i == 5) g[i].bias_id = bias_id, g[i].bias = bias, g[i].n_bias = 2;
+            gp[i] = &g[i];
+        }
+        for (int step = 0; step < steps; step++) {
+            CHECK(generate_step(&m, gp, n, nullptr, &err) >= 0, "%s", err.msg);
+            for (int i = 0; i < n; i++) {
+                ids[pass].push_back(g[i].next);
+                lps[pass].push_back(g[i].lp);
+            }
+        }
+        if (!pass) host_rows = backend_cuda_host_sampled_rows(m.be), replays = backend_cuda_graph_replays(m.be);
+        m.be->sample = hook;
+        for (int i = 0; i < n; i++) sequence_free(&seq[i], &m), sampler_free(&smp[i]);
+        schedule_free(&s);
+        model_free(&m);
+    }
+    CHECK(ids[0] == ids[1], "the device's ids differ from the host rule's");
+    int bad = 0, biased = 0;
+    for (size_t j = 0; j < ids[0].size(); j++) {
+        int row = (int)(j % n);
+        biased += (row == 1 || row == 5) && ids[0][j] == 5;
+        if (logprobs[row] < 0) continue;
+        const token_logprob &a = lps[0][j], &b = lps[1][j];
+        bad += a.id != b.id || fabsf(a.logprob - b.logprob) > 1e-5f || a.n_top != b.n_top || a.n_top != (logprobs[row] ? logprobs[row] : 0);
+        for (int t = 0; t < a.n_top && t < b.n_top; t++) bad += a.top_id[t] != b.top_id[t] || fabsf(a.top_logprob[t] - b.top_logprob[t]) > 1e-5f;
+    }
+    CHECK(bad == 0, "%d log-probability entries differ from the host rule's", bad);
+    CHECK(biased == 0, "a logit_bias of -100 on id 5 was drawn %d times", biased);
+    CHECK(host_rows == 0 && replays > 0, "rows drawn on the host: %ld (want 0); graph replays %ld", host_rows, replays);
 }
 
 // The device sampler's distribution: 4000 draws of one 12-token row (the uniforms from the CPU sampler's seeded RNG)
@@ -450,10 +552,10 @@ static void device_sampling_passes_a_chi_square_test(void) {
     std::vector<float> row = {2.0f, 1.5f, 1.4f, 0.3f, 0.0f, -0.2f, -1.0f, -1.1f, 0.9f, 0.5f, -3.0f, 1.0f};
     std::vector<float> logits((size_t)draws * vocab);
     for (int d = 0; d < draws; d++) memcpy(&logits[(size_t)d * vocab], row.data(), vocab * sizeof(float));
-    float *dl = dev(logits), *du;
+    float *dl = dev(logits);
     int *out;
     unsigned char *cand;
-    cudaMalloc((void **)&du, draws * sizeof(float)), cudaMalloc((void **)&out, draws * sizeof(int));
+    cudaMalloc((void **)&out, 2 * draws * sizeof(int));
     cudaMalloc((void **)&cand, (size_t)draws * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K));
     struct { float temp; int k; float p, minp; } cases[] = {{1, 0, 1, 0}, {0.7f, 5, 1, 0}, {1.2f, 0, 0.8f, 0}, {1, 0, 1, 0.2f}};
     for (auto c : cases) {
@@ -464,9 +566,8 @@ static void device_sampling_passes_a_chi_square_test(void) {
         std::vector<float> u(draws);
         for (float &x : u) x = sampler_uniform(&s);
         sampler_free(&s);
-        cudaMemcpy(du, u.data(), draws * sizeof(float), cudaMemcpyHostToDevice);
-        CHECK(launch_sample(dl, draws, vocab, c.temp, c.k, c.p, c.minp, du, cand, out, 0) == cudaSuccess, "launch");
-        std::vector<int> got = host(out, draws), count(vocab, 0);
+        CHECK(launch_rule(dl, draws, vocab, c.temp, c.k, c.p, c.minp, u, cand, out) == cudaSuccess, "launch");
+        std::vector<int> got = host_ids(out, draws), count(vocab, 0);
         for (int id : got) count[id >= 0 && id < vocab ? id : 0]++;
         // the CPU rule's probabilities: the mass each token gets over u in [0, 1), from its cumulative cut points
         std::vector<double> prob(vocab, 0.0);
@@ -486,7 +587,7 @@ static void device_sampling_passes_a_chi_square_test(void) {
         CHECK(outside == 0 && chi2 < 31.3, "temp %g top-k %d top-p %g min-p %g: chi-square %.1f over %d degrees of freedom, "
               "%d draws of tokens the rule drops", c.temp, c.k, c.p, c.minp, chi2, df, outside);
     }
-    cudaFree(dl), cudaFree(du), cudaFree(out), cudaFree(cand);
+    cudaFree(dl), cudaFree(out), cudaFree(cand);
 }
 
 // The tensor-core GEMM: each output against a double-precision sum of the same BF16 inputs, on odd and aligned sizes
@@ -1195,6 +1296,7 @@ static void tensor_parallel_matches_one_gpu(void) {
     repeat_equals_physical_duplicate_on_cuda();
     sequence_logits_do_not_depend_on_the_batch();
     graph_replay_equals_eager();
+    device_sampling_per_row_equals_the_host_rule();
     g_tp = 1;
 }
 
@@ -1289,6 +1391,7 @@ int main(void) {
     RUN(convert_helpers_match_reference);
     RUN(device_sampling_follows_the_cpu_rules);
     RUN(device_sampling_passes_a_chi_square_test);
+    RUN(device_sampling_per_row_equals_the_host_rule);
     RUN(gemm_bf16_matches_reference_and_is_batch_invariant);
     RUN(gemm_mma_matches_reference_and_is_batch_invariant);
     RUN(gemm_epilogues_add_and_swiglu);

@@ -194,6 +194,34 @@ for tp in ("1", "2"):
         want = out("generate", "-p", pr, "-n", "8", "--temp", "0", "--schedule", sc, "--backend", "cuda", "--tp", tp)
         if st != 200 or r["choices"][0]["text"] != want:
             bad.append("--tp %s %s %s: %r, generate %r" % (tp, pr, sc, r, want))
+    # requests of their own sampling parameters in one batch, drawn on the device: each the text generate gives alone
+    samplers = [{"temperature": 1, "seed": 3, "top_k": -1, "top_p": 1, "min_p": 0},
+                {"temperature": 0.8, "seed": 5, "top_k": 5, "top_p": 0.9, "min_p": 0},
+                {"temperature": 1.2, "seed": 7, "top_k": -1, "top_p": 1, "min_p": 0.1, "frequency_penalty": 1.5, "presence_penalty": 0.5},
+                {"temperature": 0, "top_k": -1, "top_p": 1, "min_p": 0, "repetition_penalty": 3}]
+    flags = {"temperature": "--temp", "seed": "--seed", "top_k": "--top-k", "top_p": "--top-p", "min_p": "--min-p",
+             "frequency_penalty": "--frequency-penalty", "presence_penalty": "--presence-penalty", "repetition_penalty": "--repeat-penalty"}
+    got = {}
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, post(port, dict(samplers[i], prompt="7", max_tokens=10, ignore_eos=True))))
+               for i in range(len(samplers))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for i, sp in enumerate(samplers):
+        args = [a for k, v in sp.items() for a in (flags[k], str(max(v, 0) if k == "top_k" else v))]   # the server's off: -1
+        want = out("generate", "-p", "7", "-n", "10", "--ignore-eos", *args, "--backend", "cuda", "--tp", tp)
+        st, r = got[i]
+        if st != 200 or r["choices"][0]["text"] != want:
+            bad.append("--tp %s %s: %r, generate %r" % (tp, sp, r, want))
+    # a logit_bias moves the draw, not the log-probabilities (of the model's logits: the device keeps the unedited)
+    g1 = (out("generate", "--tokens", "1,5,6,7,11", "-n", "1", "--temp", "0", "--backend", "cuda", "--tp", tp) or "0").split()[0]
+    lp = []
+    for extra in ({}, {"logit_bias": {g1: -100}}):
+        st, r = post(port, dict(extra, prompt=[1, 5, 6, 7, 11], max_tokens=1, temperature=0, logprobs=5))
+        lp.append(r["choices"][0]["logprobs"] if st == 200 else None)
+    if not lp[0] or not lp[1] or lp[0]["tokens"] == lp[1]["tokens"] or lp[0]["top_logprobs"] != lp[1]["top_logprobs"] or \
+            lp[1]["token_logprobs"][0] != lp[1]["top_logprobs"][0].get(lp[1]["tokens"][0]) or \
+            lp[0]["token_logprobs"][0] != max(lp[0]["top_logprobs"][0].values()):
+        bad.append("--tp %s logit_bias against the greedy id %s: logprobs %r" % (tp, g1, lp))
     st, r = post(port, {"prompt": [1, 5, 6, 7, 11], "max_tokens": 1, "echo": True, "logprobs": 1})
     lp = r["choices"][0]["logprobs"]["token_logprobs"] if st == 200 else []
     want = json.loads(out("score", "--tokens", "1,5,6,7,11", "--json", "--backend", "cuda", "--tp", tp) or "{}").get("logprobs", [])
@@ -207,8 +235,9 @@ for tp in ("1", "2"):
     p.terminate()
     if p.wait(60) != 0:
         bad.append("--tp %s: the server exited %s" % (tp, p.returncode))
-check(not bad, "serve on the CUDA backend (--tp 1 and 2): mixed-schedule greedy text equal to generate's, echo logprobs "
-      "equal to score's, no device allocation after the first step%s" % (": " + "; ".join(bad[:3]) if bad else ""))
+check(not bad, "serve on the CUDA backend (--tp 1 and 2): mixed-schedule greedy text equal to generate's, requests of their "
+      "own sampling parameters and penalties in one batch equal to generate's, a logit_bias moving the draw and not the "
+      "logprobs, echo logprobs equal to score's, no device allocation after the first step%s" % (": " + "; ".join(bad[:3]) if bad else ""))
 
 # without --kv-budget, serve's KV budget is what the GPU's free memory holds when that is less than the default
 # 256 MiB of headroom, the buffers (64 KiB of them the GEMM's K-segment partials of the down projection; 512 KiB fewer

@@ -37,7 +37,6 @@ struct serve_engine {
     long kv_used, order;
     int draining, stopping;
     int echo_rows;                           // most rows of prompt logprobs in one step
-    float *logits;                           // (max_seqs, vocab): the rows ids were drawn from, where logprobs are asked
     float *echo_logits;                      // (echo_rows, vocab): every row of the prompts whose logprobs are asked
 };
 
@@ -268,29 +267,6 @@ static void plan_step(serve_engine *e) {
     }
 }
 
-// The log-probability of id and the k most likely tokens, from one row of raw logits.
-static void token_logprobs(const float *row, int vocab, int id, int k, serve_token *t) {
-    float mx = -INFINITY;
-    for (int i = 0; i < vocab; i++)
-        if (row[i] > mx) mx = row[i];
-    double sum = 0;
-    for (int i = 0; i < vocab; i++) sum += exp((double)row[i] - mx);
-    double lse = mx + log(sum);
-    t->id = id;
-    t->logprob = (float)((double)row[id] - mx - log(sum));   // log_prob_of's formula, without its second pass
-    t->n_top = 0;
-    for (int i = 0; i < vocab && k > 0; i++) {   // insertion into the short sorted list (ties: lowest id first)
-        if (t->n_top == k && !(row[i] > t->top_logprob[k - 1])) continue;
-        int j = t->n_top < k ? t->n_top++ : k - 1;
-        while (j > 0 && row[i] > t->top_logprob[j - 1]) {
-            t->top_logprob[j] = t->top_logprob[j - 1], t->top_id[j] = t->top_id[j - 1];
-            j--;
-        }
-        t->top_logprob[j] = row[i], t->top_id[j] = i;
-    }
-    for (int j = 0; j < t->n_top; j++) t->top_logprob[j] = (float)(t->top_logprob[j] - lse);
-}
-
 // Runs the step's rows as one generation step (outside the lock): each request feeds its rows of the step, those
 // whose prompt logprobs are asked keep every row's logits, and each whose feed completes draws its next id.
 typedef struct {
@@ -305,7 +281,7 @@ static void run_step(serve_engine *e, step_item *items, int n_items) {
         gen_request *r = items[i].r;
         gen_seq *s = &r->gen;
         s->feed = r->ids + r->n_fed, s->n_feed = r->n_ids - r->n_fed, s->n_step = r->in_step;
-        s->logits_out = r->logprobs >= 0 ? e->logits + (size_t)i * vocab : NULL;
+        s->logprobs = r->logprobs >= 0 ? (r->logprobs > 1 ? r->logprobs : 1) : -1;
         s->rows_out = NULL;
         if (wants_prompt_logprobs(r)) s->rows_out = e->echo_logits + (size_t)echo_row * vocab, echo_row += r->in_step;
         g[i] = s;
@@ -319,8 +295,9 @@ static void run_step(serve_engine *e, step_item *items, int n_items) {
         if (!g[i]->rows_out || items[i].error[0]) continue;
         for (int j = 0; j < r->in_step; j++) {
             int t = r->n_fed + j + 1;
-            if (t < r->n_prompt) token_logprobs(g[i]->rows_out + (size_t)j * vocab, vocab, r->ids[t], r->logprobs > 1 ? r->logprobs : 1,
-                                                &r->prompt_out[t]);
+            if (t < r->n_prompt)
+                token_logprob_of_row(g[i]->rows_out + (size_t)j * vocab, vocab, r->ids[t], r->logprobs > 1 ? r->logprobs : 1,
+                                     &r->prompt_out[t]);
         }
     }
     free(g);
@@ -328,7 +305,6 @@ static void run_step(serve_engine *e, step_item *items, int n_items) {
 
 // Under the lock: positions advance, completed feeds take their drawn token, finished requests end.
 static void publish(serve_engine *e, step_item *items, int n_items) {
-    int vocab = e->m->cfg.vocab_size;
     double t = rp_now_s();
     for (int i = 0; i < n_items; i++) {
         gen_request *r = items[i].r;
@@ -365,9 +341,8 @@ static void publish(serve_engine *e, step_item *items, int n_items) {
         }
         if (r->n_out == r->cap_out) r->out = rp_realloc(r->out, sizeof *r->out * (size_t)(r->cap_out = 2 * r->cap_out + 16));
         serve_token *tok = &r->out[r->n_out++];
-        memset(tok, 0, sizeof *tok);
-        tok->id = id;
-        if (r->logprobs >= 0) token_logprobs(g->logits_out, vocab, id, r->logprobs > 1 ? r->logprobs : 1, tok);
+        if (r->logprobs >= 0) *tok = g->lp;
+        else memset(tok, 0, sizeof *tok), tok->id = id;
         r->ids[r->n_ids++] = id;
         rp_err err;
         if (text_out_push(&r->text, id, &err)) finish(e, r, FINISH_ERROR, err.msg);
@@ -412,14 +387,13 @@ serve_engine *serve_engine_start(model *m, const tokenizer *tok, const serve_lim
     int vocab = m->cfg.vocab_size;
     e->echo_rows = PLAN_SCORE_LOGIT_ROWS < lim->step_tokens ? PLAN_SCORE_LOGIT_ROWS : lim->step_tokens;
     e->running = rp_calloc((size_t)lim->max_seqs, sizeof *e->running);
-    e->logits = rp_malloc(sizeof(float) * (size_t)lim->max_seqs * vocab);
     e->echo_logits = rp_malloc(sizeof(float) * (size_t)e->echo_rows * vocab);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->work, NULL);
     pthread_cond_init(&e->changed, NULL);
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
         rp_fail(err, "cannot start the engine thread");
-        free(e->running), free(e->logits), free(e->echo_logits), free(e);
+        free(e->running), free(e->echo_logits), free(e);
         return NULL;
     }
     return e;
@@ -451,6 +425,6 @@ void serve_engine_stop(serve_engine *e) {
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->work);
     pthread_cond_destroy(&e->changed);
-    free(e->running), free(e->logits), free(e->echo_logits);
+    free(e->running), free(e->echo_logits);
     free(e);
 }

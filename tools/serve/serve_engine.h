@@ -9,17 +9,12 @@
 #include "tools/serve/serve_metrics.h"
 #include "tools/text_out.h"
 
-#define SERVE_MAX_LOGPROBS 20
+#define SERVE_MAX_LOGPROBS SAMPLE_MAX_LOGPROBS
 #define SERVE_MAX_STOPS 4
 
-// One token of output, with its log-probability and the most likely alternatives when they were asked for.
-typedef struct {
-    int id;
-    float logprob;                          // log softmax of the model's logits (before bias and temperature)
-    int n_top;                              // entries of top_* (most likely first)
-    int top_id[SERVE_MAX_LOGPROBS];
-    float top_logprob[SERVE_MAX_LOGPROBS];
-} serve_token;
+// One token of output, with its log-probability (of the model's logits: before bias, penalties and temperature)
+// and the most likely alternatives when they were asked for.
+typedef token_logprob serve_token;
 
 typedef enum { FINISH_NONE, FINISH_STOP, FINISH_LENGTH, FINISH_ABORT, FINISH_ERROR } finish_reason;
 

@@ -19,8 +19,9 @@ void destroy_rank(rank_state *r) {
     drop_graphs(r);
     cudaFree(r->kv_arena);
     cudaFreeHost(r->stage_meta);
-    cudaFreeHost(r->stage_tokens), cudaFreeHost(r->stage_logits), cudaFreeHost(r->stage_uniform), cudaFreeHost(r->stage_ids);
-    cudaFree(r->d_ids), cudaFree(r->d_uniform), cudaFree(r->d_cand);
+    cudaFreeHost(r->stage_tokens), cudaFreeHost(r->stage_logits), cudaFreeHost(r->stage_params), cudaFreeHost(r->stage_ids);
+    cudaFreeHost(r->stage_logprobs);
+    cudaFree(r->d_ids), cudaFree(r->d_params), cudaFree(r->d_cand), cudaFree(r->d_logprobs);
     if (r->comm) ncclCommDestroy(r->comm);
     if (r->ready) cudaEventDestroy(r->ready), cudaEventDestroy(r->done);
     if (r->stream) cudaStreamDestroy(r->stream);
@@ -30,6 +31,7 @@ void destroy(backend *base) {
     cuda_backend *b = cb(base);
     if (!b->ranks.empty()) each(b, destroy_rank);
     b->threads.stop();
+    cudaFreeHost(b->stage_edits), cudaFreeHost(b->stage_edit_raw);
     for (rank_state *r : b->ranks) delete r;
     delete b;
 }

@@ -50,8 +50,9 @@ struct rank_state {
     int *stage_tokens;                            // (cap_rows) pinned
     int embed_lo, embed_hi;                       // rows whose tokens are staged, not yet embedded (flush_embed)
     float *stage_logits;                          // (cap_logit_rows, shard vocabulary) pinned
-    float *stage_uniform;                         // (cap_logit_rows) pinned: each row's draw when sampling
-    int *stage_ids;                               // (cap_logit_rows) pinned: sampled ids
+    sample_row_params *stage_params;              // (cap_logit_rows) pinned: each row's request when sampling
+    int *stage_ids;                               // (cap_logit_rows, 2) pinned: sampled ids and their logits
+    unsigned char *stage_logprobs;                // (sample_slices, cap_logit_rows) pinned: log-probability records
     struct graph {
         cudaGraphExec_t exec;
         unsigned long long last_used;
@@ -85,7 +86,8 @@ struct rank_state {
     gemm_workspace gemm_ws;                       // the GEMM's K-segment partials and counters (every launch on
                                                   // the rank's stream shares them: each leaves the counters zero)
     int *d_tokens, *d_ids;
-    float *d_uniform;
+    sample_row_params *d_params;
+    unsigned char *d_logprobs;
     unsigned char *d_cand;                        // d_cand: this rank's candidate rows, then all ranks' gathered
     float *d_logits;
     unsigned char *kv_arena;                      // the KV slots' memory (kv_pool.cu): the plan's KV
@@ -98,6 +100,12 @@ struct cuda_backend {
     int use_graphs;                               // REPRISE_CUDA_GRAPHS=0 turns them off
     size_t graph_cache;                           // REPRISE_CUDA_GRAPH_CACHE, default 64
     long host_sampled_rows;                       // rows the device's candidates could not decide (sample())
+    // A sampling step's logit edits (logit_bias, penalties), every row's one after another, in pinned host memory
+    // that every rank's edit kernel reads (mapped: no copy node, whatever their number); edit_raw gets each
+    // edited logit's value before it. Grown (graphs dropped) when a step needs more.
+    logit_edit *stage_edits;
+    float *stage_edit_raw;
+    size_t edits_cap;
     size_t kv_arena_bytes;                        // each rank's arena (kv_pool.cu)
     std::map<size_t, size_t> kv_free_ranges;      // its free ranges: offset -> bytes (the same on every rank)
     long allocations_at_start = -1;               // device_allocations at the first step
@@ -183,7 +191,7 @@ void layer_run(backend *base, const layer_exec *e);
 void read_rows(backend *base, int row0, int n, float *out);
 void write_rows(backend *base, int row0, int n, const float *in);
 void logits(backend *base, const int *rows, int n, float *out);
-void sample(backend *base, const int *rows, int n, const sampler_params *p, const float *uniform, int *ids);
+void sample(backend *base, const int *rows, int n, sample_row *req);
 
 }   // namespace reprise_cuda
 

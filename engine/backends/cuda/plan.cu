@@ -29,8 +29,8 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     realloc_dev(&r->act_bf16, n[BUF_ACT_BF16]), realloc_dev(&r->mlp_bf16, n[BUF_MLP_BF16]);
     realloc_dev(&r->x_bf16, n[BUF_X_BF16]), realloc_dev(&r->row_ssq, n[BUF_ROW_SSQ]);
     realloc_dev(&r->d_tokens, n[BUF_TOKENS]), realloc_dev(&r->reduce, n[BUF_REDUCE]);
-    realloc_dev(&r->d_logits, n[BUF_LOGITS]), realloc_dev(&r->d_ids, n[BUF_IDS]), realloc_dev(&r->d_uniform, n[BUF_UNIFORM]);
-    realloc_dev(&r->d_cand, n[BUF_CANDIDATES]);
+    realloc_dev(&r->d_logits, n[BUF_LOGITS]), realloc_dev(&r->d_ids, n[BUF_IDS]), realloc_dev(&r->d_params, n[BUF_SAMPLE_PARAMS]);
+    realloc_dev(&r->d_cand, n[BUF_CANDIDATES]), realloc_dev(&r->d_logprobs, n[BUF_LOGPROBS]);
     realloc_dev(&r->partial, n[BUF_PARTIAL]), realloc_dev(&r->att_count, n[BUF_ATT_COUNT]);
     if (n[BUF_ATT_COUNT]) CUDA_CHECK(cudaMemset(r->att_count, 0, n[BUF_ATT_COUNT]));
     realloc_dev(&r->gemm_ws.partial, n[BUF_GEMM_PARTIAL]), realloc_dev(&r->gemm_ws.count, n[BUF_GEMM_COUNT]);
@@ -47,8 +47,9 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     const plan_shape &s = p->shape;
     realloc_pinned(&r->stage_tokens, (size_t)s.ubatch * sizeof(int));
     realloc_pinned(&r->stage_logits, (size_t)s.logit_rows * r->shard.n_vocab * sizeof(float));
-    realloc_pinned(&r->stage_uniform, (size_t)s.logit_rows * sizeof(float));
-    realloc_pinned(&r->stage_ids, (size_t)s.logit_rows * sizeof(int));
+    realloc_pinned(&r->stage_params, n[BUF_SAMPLE_PARAMS]);
+    realloc_pinned(&r->stage_ids, n[BUF_IDS]);
+    realloc_pinned(&r->stage_logprobs, n[BUF_LOGPROBS]);
     grow_stage(r, n[BUF_META] / PLAN_META_ROW_BYTES);   // (ubatch x max_visits)
     r->cap_rows = s.ubatch;
     r->cap_logit_rows = s.logit_rows;

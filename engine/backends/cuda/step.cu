@@ -28,20 +28,36 @@ namespace reprise_cuda {
 
 // A step's graph key: a decode step - the whole call in one window, one row per sequence, from the embeddings to
 // logits or samples of at most graph_rows rows (the plan's decode rows, up to PLAN_GRAPH_ROWS_MAX) - hashed over
-// what its captured graph fixes: each layer execution's layer and parts (their rows, in place or gathered) and the
-// sampling parameters. Positions, lengths and KV slot
-// pointers are not in it: a replay reads them from the staging, and attention's grid is sized by the run's context
+// what its captured graph fixes: each layer execution's layer and parts (their rows, in place or gathered) and, for
+// a sampling step, its candidate records' stride and whether edits and log-probabilities run. Positions, lengths,
+// KV slot pointers and each row's sampling request are not in it: a replay reads them from the staging, and
+// attention's grid is sized by the run's context
 // (ctx), whatever the slots' capacity, so a sequence keeps its graph as it grows and a server's requests share
 // theirs. 0: a step never captured (a prompt's, a span's, every row's logits, or positions past ctx).
+// What a sampling step's launches depend on beyond its row count (its graph's shape).
+struct sample_step_shape {
+    int k_stride;       // candidates per row record: the largest row's
+    size_t edits;       // logit edits in all (0: no edit kernel)
+    bool logprobs;      // some row wants log-probabilities
+};
+static sample_step_shape sample_shape(const sample_row *req, int n) {
+    sample_step_shape sh = {1, 0, false};
+    for (int i = 0; i < n; i++) {
+        int k = sample_candidates_k(req[i].p->temp, req[i].p->top_k);
+        if (k > sh.k_stride) sh.k_stride = k;
+        sh.edits += (size_t)req[i].n_edits, sh.logprobs |= req[i].n_top >= 0;
+    }
+    return sh;
+}
+
 unsigned long long graph_key(const step_plan *p, int ctx, int graph_rows) {
     if (!p->whole_call || p->from_hidden || p->to_hidden || p->all_logits || p->n_rows > graph_rows) return 0;
     unsigned long long h = 1469598103934665603ull;
     auto mix = [&h](unsigned long long v) { h = (h ^ v) * 1099511628211ull; };
     mix((unsigned long long)p->n_rows);
-    if (p->sample) {   // a sampling step is another graph than a logits step, and its parameters are part of it
-        mix(0x5a3b1e);
-        mix((unsigned long long)(long long)(p->sample->temp * 1e6)), mix((unsigned long long)p->sample->top_k);
-        mix((unsigned long long)(long long)(p->sample->top_p * 1e6)), mix((unsigned long long)(long long)(p->sample->min_p * 1e6));
+    if (p->sample) {   // a sampling step is another graph than a logits step
+        sample_step_shape sh = sample_shape(p->sample, p->n_out);
+        mix(0x5a3b1e), mix((unsigned long long)sh.k_stride), mix((unsigned long long)(sh.edits > 0)), mix((unsigned long long)sh.logprobs);
     }
     for (int x = 0; x < p->n_execs; x++) {
         const layer_exec &e = p->execs[x];
@@ -60,6 +76,17 @@ void step_begin(backend *base, const step_plan *step) {
     unsigned long long key = graph_key(step, b->ranks[0]->plan.shape.ctx, b->ranks[0]->graph_rows);
     size_t staged_rows = 0;
     for (int x = 0; x < step->n_execs; x++) staged_rows += (size_t)step->execs[x].n_rows;
+    size_t edits = step->sample ? sample_shape(step->sample, step->n_out).edits : 0;
+    if (edits > b->edits_cap) {   // before any capture (pinned allocation is not capturable); graphs read the old
+        size_t cap = b->edits_cap ? b->edits_cap : 4096;
+        while (cap < edits) cap *= 2;
+        CUDA_CHECK(cudaFreeHost(b->stage_edits));
+        CUDA_CHECK(cudaFreeHost(b->stage_edit_raw));
+        CUDA_CHECK(cudaMallocHost((void **)&b->stage_edits, cap * sizeof(logit_edit)));
+        CUDA_CHECK(cudaMallocHost((void **)&b->stage_edit_raw, cap * sizeof(float)));
+        b->edits_cap = cap;
+        each(b, drop_graphs);
+    }
     each(b, [&](rank_state *r) {
         // A window of a long prompt ends no sequence, so nothing synchronised it: its copies from the pinned staging
         // (tokens, positions, KV rows) may still be in flight, and this step is about to overwrite that staging. A
@@ -269,15 +296,22 @@ void write_rows(backend *base, int row0, int n, const float *in) {
 }
 
 // The end of a step on one rank: final norm and its vocabulary's LM head for the given rows, then either the
-// logits (each rank fills its columns of out_logits) or sampled ids (params: each row drawn with uniform[i]; the
-// ranks' candidates gathered, rank 0's pick returned). A capturing step is instantiated and replayed here. An
-// eager step with more rows than the logits buffers hold goes in chunks (score's every-row logits).
-void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const sampler_params *params,
-                 const float *uniform, float *out_logits, int *out_ids) {
+// logits (each rank fills its columns of out_logits) or sampled ids (params: each row's request; its log-probability
+// records, if asked, before the edits, then the edits, the candidates, the ranks' candidates gathered, rank 0's pick
+// into out_ids (rows, 2): id and logit; each rank's records to out_lp, slice s's row i at out_lp + (s * lp_rows +
+// i) * SAMPLE_LOGPROB_RECORD_BYTES). A capturing step is instantiated and replayed here. An eager step with more
+// rows than the logits buffers hold goes in chunks (score's every-row logits).
+void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const sample_row_params *params,
+                 float *out_logits, int *out_ids, unsigned char *out_lp, int lp_rows) {
     const model_config *c = b->base.cfg;
-    int nv = r->shard.n_vocab;
+    int nv = r->shard.n_vocab, slices = r->sample_slices, k_stride = 1;
+    bool edits = false, logprobs = false;
     flush_embed(b, r);
-    if (params) memcpy(r->stage_uniform, uniform, n * sizeof(float));
+    if (params) {
+        memcpy(r->stage_params, params, n * sizeof *params);
+        k_stride = sample_k_stride(params, n);
+        for (int i = 0; i < n; i++) edits |= params[i].n_edits > 0, logprobs |= params[i].n_top >= 0;
+    }
     if (r->mode != REPLAY) {
         bool in_order = true;   // consecutive rows (a decode step's) are normalised where they are, others gathered
         for (int i = 1; i < n; i++) in_order &= rows[i] == rows[0] + i;
@@ -289,16 +323,22 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
         linear_bf16(r, r->act_bf16, r->lm_head, n, nv, c->dim, gemm_store(r->d_logits));
         if (params) {
             // each rank's vocabulary in sample_slices slices, a CTA each; rank 0 merges every rank's slices
-            int k = sample_candidates_k(params->temp, params->top_k), slices = r->sample_slices;
-            size_t slice_bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k);
-            CUDA_CHECK(launch_sample_candidates(r->d_logits, n, nv, r->shard.vocab0, params->temp, params->top_k, slices,
-                                                r->d_cand, r->stream));
+            size_t slice_bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k_stride);
+            CUDA_CHECK(cudaMemcpyAsync(r->d_params, r->stage_params, n * sizeof *params, cudaMemcpyHostToDevice, r->stream));
+            if (logprobs) {
+                CUDA_CHECK(launch_sample_logprobs(r->d_logits, n, nv, r->shard.vocab0, r->d_params, slices, r->d_logprobs, r->stream));
+                CUDA_CHECK(cudaMemcpyAsync(r->stage_logprobs, r->d_logprobs, (size_t)slices * n * SAMPLE_LOGPROB_RECORD_BYTES,
+                                           cudaMemcpyDeviceToHost, r->stream));
+            }
+            if (edits)
+                CUDA_CHECK(launch_sample_edits(r->d_logits, n, nv, r->shard.vocab0, r->d_params, b->stage_edits, b->stage_edit_raw,
+                                               r->stream));
+            CUDA_CHECK(launch_sample_candidates(r->d_logits, n, nv, r->shard.vocab0, r->d_params, k_stride, slices, r->d_cand,
+                                                r->stream));
             const unsigned char *cand = b->tp > 1 ? all_gather_candidates(b, r, slices * slice_bytes) : r->d_cand;
             if (r->rank == 0) {
-                CUDA_CHECK(cudaMemcpyAsync(r->d_uniform, r->stage_uniform, n * sizeof(float), cudaMemcpyHostToDevice, r->stream));
-                CUDA_CHECK(launch_sample_pick(cand, b->tp * slices, slice_bytes, n, k, params->top_k, params->temp, params->top_p,
-                                              params->min_p, r->d_uniform, r->d_ids, r->stream));
-                CUDA_CHECK(cudaMemcpyAsync(r->stage_ids, r->d_ids, sizeof(int) * n, cudaMemcpyDeviceToHost, r->stream));
+                CUDA_CHECK(launch_sample_pick(cand, b->tp * slices, slice_bytes, n, k_stride, r->d_params, r->d_ids, r->stream));
+                CUDA_CHECK(cudaMemcpyAsync(r->stage_ids, r->d_ids, sizeof(int) * 2 * n, cudaMemcpyDeviceToHost, r->stream));
             }
         } else
             CUDA_CHECK(cudaMemcpyAsync(r->stage_logits, r->d_logits, sizeof(float) * n * nv, cudaMemcpyDeviceToHost, r->stream));
@@ -329,46 +369,120 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
     CUDA_CHECK(cudaStreamSynchronize(r->stream));
     r->staged_unsynced = false;
     if (params) {
-        if (r->rank == 0) memcpy(out_ids, r->stage_ids, sizeof(int) * n);
+        if (r->rank == 0) memcpy(out_ids, r->stage_ids, sizeof(int) * 2 * n);
+        for (int s = 0; s < slices && logprobs; s++)
+            memcpy(out_lp + (size_t)s * lp_rows * SAMPLE_LOGPROB_RECORD_BYTES, r->stage_logprobs + (size_t)s * n * SAMPLE_LOGPROB_RECORD_BYTES,
+                   (size_t)n * SAMPLE_LOGPROB_RECORD_BYTES);
     } else
         for (int i = 0; i < n; i++)
             memcpy(out_logits + (size_t)i * c->vocab_size + r->shard.vocab0, r->stage_logits + (size_t)i * nv, sizeof(float) * nv);
 }
 
-void finish_step(cuda_backend *b, const int *rows, int n, const sampler_params *params, const float *uniform,
-                 float *out_logits, int *out_ids) {
+// out_lp: (tp, sample_slices, n) records when sampling with log-probabilities.
+void finish_step(cuda_backend *b, const int *rows, int n, const sample_row_params *params, float *out_logits, int *out_ids,
+                 unsigned char *out_lp) {
     each(b, [&](rank_state *r) {
         int chunk = r->cap_logit_rows < r->cap_rows ? r->cap_logit_rows : r->cap_rows;
         if (n > chunk && r->mode != EAGER) {   // cannot be: captured steps have at most graph_rows rows
             fprintf(stderr, "reprise: a captured step's logits exceed the planned rows (internal error)\n");
             abort();
         }
+        unsigned char *lp = out_lp ? out_lp + (size_t)r->rank * r->sample_slices * n * SAMPLE_LOGPROB_RECORD_BYTES : nullptr;
         for (int i = 0; i < n; i += chunk) {
             int k = n - i < chunk ? n - i : chunk;
-            finish_rows(b, r, rows + i, k, params, params ? uniform + i : nullptr,
-                        params ? nullptr : out_logits + (size_t)i * b->base.cfg->vocab_size, params ? out_ids + i : nullptr);
+            finish_rows(b, r, rows + i, k, params ? params + i : nullptr, params ? nullptr : out_logits + (size_t)i * b->base.cfg->vocab_size,
+                        params ? out_ids + 2 * i : nullptr, lp ? lp + (size_t)i * SAMPLE_LOGPROB_RECORD_BYTES : nullptr, n);
         }
         r->mode = EAGER;
     });
 }
 
-void logits(backend *base, const int *rows, int n, float *out) { finish_step(cb(base), rows, n, nullptr, nullptr, out, nullptr); }
+void logits(backend *base, const int *rows, int n, float *out) { finish_step(cb(base), rows, n, nullptr, out, nullptr, nullptr); }
 
-// The device draws each row from its candidates; a row they cannot decide (SAMPLE_NEEDS_HOST: top-k off with a
-// nucleus past SAMPLE_MAX_K tokens, say) gets its logits and is drawn on the host by the same rule and draw.
-void sample(backend *base, const int *rows, int n, const sampler_params *p, const float *uniform, int *ids) {
+struct logprob_record {   // sample.cu's, as the host reads it
+    float max;
+    int n;
+    double sum;
+    struct {
+        float v;
+        int id;
+    } top[SAMPLE_MAX_LOGPROBS];
+};
+static_assert(sizeof(logprob_record) == SAMPLE_LOGPROB_RECORD_BYTES, "sample.cu's record");
+
+// A row's log-probabilities from its records (every rank's slices): the largest logit, the sums scaled to it, the
+// top lists merged; the chosen id's logit before its edit (the edit kernel kept it) or as the pick saw it.
+static void row_logprobs(const cuda_backend *b, const unsigned char *lp, int n, int row, const sample_row *req,
+                         const sample_row_params *params, int id, float picked) {
+    int records = b->tp * b->ranks[0]->sample_slices;
+    float mx = -INFINITY;
+    std::vector<std::pair<float, int>> top;
+    for (int s = 0; s < records; s++) {
+        const logprob_record *rec = (const logprob_record *)(lp + ((size_t)s * n + row) * SAMPLE_LOGPROB_RECORD_BYTES);
+        if (!(rec->max <= mx)) mx = rec->max;   // NaN (a row not finite) wins
+        for (int j = 0; j < rec->n; j++) top.push_back({rec->top[j].v, rec->top[j].id});
+    }
+    double sum = 0;
+    for (int s = 0; s < records; s++) {
+        const logprob_record *rec = (const logprob_record *)(lp + ((size_t)s * n + row) * SAMPLE_LOGPROB_RECORD_BYTES);
+        sum += rec->max == mx ? rec->sum : rec->sum * exp((double)rec->max - mx);
+    }
+    std::sort(top.begin(), top.end(), [](const std::pair<float, int> &x, const std::pair<float, int> &y) {
+        return x.first > y.first || (x.first == y.first && x.second < y.second);
+    });
+    int n_top = std::min((int)top.size(), std::min(req->n_top, SAMPLE_MAX_LOGPROBS));
+    float top_v[SAMPLE_MAX_LOGPROBS];
+    int top_id[SAMPLE_MAX_LOGPROBS];
+    for (int j = 0; j < n_top; j++) top_v[j] = top[j].first, top_id[j] = top[j].second;
+    float logit = id < 0 ? NAN : picked;
+    const logit_edit *e = std::lower_bound(req->edits, req->edits + req->n_edits, id,
+                                           [](const logit_edit &x, int want) { return x.id < want; });
+    if (id >= 0 && e != req->edits + req->n_edits && e->id == id) logit = b->stage_edit_raw[params->edit0 + (e - req->edits)];
+    token_logprob_finish(req->lp, id, logit, mx, sum, top_v, top_id, n_top);
+}
+
+// The device draws each row by its request (engine/sampler.h's sample_row); a row its candidates cannot decide
+// (SAMPLE_NEEDS_HOST: top-k off with a nucleus past SAMPLE_MAX_K tokens, say) gets its logits and is drawn on the
+// host by the same rule and draw. No other row's logits leave the device.
+void sample(backend *base, const int *rows, int n, sample_row *req) {
     cuda_backend *b = cb(base);
-    finish_step(b, rows, n, p, uniform, nullptr, ids);
-    std::vector<int> host_rows, at;
+    std::vector<sample_row_params> params(n);
+    size_t at = 0;
+    bool logprobs = false;
+    for (int i = 0; i < n; i++) {
+        const sampler_params *p = req[i].p;
+        params[i] = {p->temp, p->top_p, p->min_p, req[i].uniform, p->top_k,
+                     req[i].n_top < 0 ? -1 : std::min(req[i].n_top, SAMPLE_MAX_LOGPROBS), (int)at, req[i].n_edits};
+        logprobs |= req[i].n_top >= 0 && req[i].lp;
+        at += (size_t)req[i].n_edits;
+    }
+    if (at > b->edits_cap) {   // step_begin grew the staging for this step: a caller that skipped it
+        fprintf(stderr, "reprise: a sampling step's logit edits exceed their staging (internal error)\n");
+        abort();
+    }
     for (int i = 0; i < n; i++)
-        if (ids[i] == SAMPLE_NEEDS_HOST) host_rows.push_back(rows[i]), at.push_back(i);
+        if (req[i].n_edits) memcpy(b->stage_edits + params[i].edit0, req[i].edits, sizeof(logit_edit) * (size_t)req[i].n_edits);
+    std::vector<int> out(2 * (size_t)n);
+    std::vector<unsigned char> lp(logprobs ? (size_t)b->tp * b->ranks[0]->sample_slices * n * SAMPLE_LOGPROB_RECORD_BYTES : 0);
+    finish_step(b, rows, n, params.data(), nullptr, out.data(), logprobs ? lp.data() : nullptr);
+    std::vector<int> host_rows, host_at;
+    for (int i = 0; i < n; i++) {
+        req[i].id = out[2 * i];
+        if (req[i].id == SAMPLE_NEEDS_HOST) host_rows.push_back(rows[i]), host_at.push_back(i);
+        else if (req[i].n_top >= 0 && req[i].lp) {
+            float picked;
+            memcpy(&picked, &out[2 * i + 1], sizeof picked);
+            row_logprobs(b, lp.data(), n, i, &req[i], &params[i], req[i].id, picked);
+        }
+    }
     if (host_rows.empty()) return;
     int vocab = b->base.cfg->vocab_size;
     std::vector<float> lg((size_t)host_rows.size() * vocab);
-    std::vector<prob_id> work(vocab);
-    finish_step(b, host_rows.data(), (int)host_rows.size(), nullptr, nullptr, lg.data(), nullptr);   // eager: x holds the step's rows
-    for (size_t j = 0; j < host_rows.size(); j++)
-        ids[at[j]] = sampler_pick(p, lg.data() + j * vocab, vocab, uniform[at[j]], work.data());
+    std::vector<sample_row> host_req;
+    for (int i : host_at) host_req.push_back(req[i]);
+    finish_step(b, host_rows.data(), (int)host_rows.size(), nullptr, lg.data(), nullptr, nullptr);   // eager: x holds the rows
+    sample_rows_host(lg.data(), vocab, host_req.data(), (int)host_req.size(), nullptr, nullptr);
+    for (size_t j = 0; j < host_at.size(); j++) req[host_at[j]].id = host_req[j].id;
     b->host_sampled_rows += (long)host_rows.size();
 }
 
