@@ -58,6 +58,8 @@ __global__ void __launch_bounds__(32 * ATT_WARPS, 2)
     attention_decode_kernel(const float *q, qkv_raw raw, bool fused, const int *row_pos, bf16 *const *row_k,
                             bf16 *const *row_v, int n_heads, int n_kv_heads, int hd, int gs, int chunk, int n_splits,
                             float *partial, unsigned *count, float *out, bf16 *out16) {
+    pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
+    pdl_launch_dependents();
     // each slot's (m, l) and acc per head: slots x gs x (lanes x 8) floats, at most 8 x 32 x 4 x 8 (32 KB)
     __shared__ float slot_ml[ATT_WARPS * 32 * ATT_GROUP][2];
     __shared__ float slot_acc[ATT_WARPS * 32 * ATT_GROUP * 8];
@@ -244,6 +246,6 @@ cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_
     if (rows == 0) return cudaSuccess;
     int gs = att_heads_per_cta(n_heads, n_kv_heads), ctas = att_split_ctas(rows, n_heads / gs, n_splits);
     qkv_raw none = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0.0f};
-    return REPRISE_LAUNCH(attention_decode_kernel, dim3(rows, n_heads / gs, ctas), dim3(32 * ATT_WARPS), 0, s, q,
+    return REPRISE_LAUNCH_PDL(attention_decode_kernel, dim3(rows, n_heads / gs, ctas), dim3(32 * ATT_WARPS), 0, s, q,
                           raw ? *raw : none, raw != nullptr, row_pos, row_k, row_v, n_heads, n_kv_heads, head_dim, gs, chunk, n_splits, partial, count, out, out_bf16);
 }

@@ -9,6 +9,8 @@ __global__ void to_bf16_kernel(const float *src, long n, bf16 *dst) {
 }
 
 __global__ void sum_buffers_kernel(buffer_list bufs, long n, float *out) {
+    pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
+    pdl_launch_dependents();
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         float s = bufs.p[0][i];
         for (int b = 1; b < bufs.n; b++) s += bufs.p[b][i];   // in rank order: every rank computes the same sum
@@ -27,5 +29,5 @@ cudaError_t launch_to_bf16(const float *src, long n, bf16 *dst, cudaStream_t s) 
 
 cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_t s) {
     if (bufs.n < 1 || bufs.n > BUFFER_LIST_MAX) return cudaErrorInvalidValue;
-    return REPRISE_LAUNCH(sum_buffers_kernel, grid_for(n), dim3(256), 0, s, bufs, n, out);
+    return REPRISE_LAUNCH_PDL(sum_buffers_kernel, grid_for(n), dim3(256), 0, s, bufs, n, out);
 }

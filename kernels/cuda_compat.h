@@ -38,4 +38,29 @@ static inline uint4 ldg_16(const void *p) {
 #define REPRISE_UNROLL
 #endif
 
+// Programmatic dependent launch (sm_90; kernels/launch.h's REPRISE_LAUNCH_PDL): a kernel so launched may be resident
+// while the kernel before it on the stream still runs, so it calls pdl_wait() (griddepcontrol.wait: returns once that
+// grid has completed and its writes are visible) before its first access to global memory - reads of what another
+// kernel writes, and writes to what another kernel reads - and pdl_launch_dependents() (griddepcontrol.
+// launch_dependents) once the kernel after it may be launched: at its start (the next one's CTAs only take the SM
+// slots it leaves free, and wait). No-ops before sm_90, and on a launch without the attribute.
+#if defined(__CUDACC__)
+__device__ static inline void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ static inline void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+// A hint that the 128-byte line at p (global memory) will be read soon: fetched into L2, nothing read or waited for.
+__device__ static inline void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+#elif !defined(REPRISE_REAL_CUDA)
+static inline void prefetch_l2(const void *) {}   // the emulation's memory has no cache to warm
+static inline void pdl_wait() { emu::grid_dependency_wait(); }
+static inline void pdl_launch_dependents() { emu::launch_dependents(); }
+#endif
+
 #endif

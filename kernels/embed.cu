@@ -5,6 +5,8 @@
 #include "kernels/launch.h"
 
 __global__ void embed_kernel(const bf16 *table, const int *tokens, int dim, int vocab0, int n_vocab, float *x) {
+    pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
+    pdl_launch_dependents();
     int t = tokens[blockIdx.x] - vocab0;
     float *dst = x + (size_t)blockIdx.x * dim;
     if (t < 0 || t >= n_vocab) {
@@ -17,5 +19,5 @@ __global__ void embed_kernel(const bf16 *table, const int *tokens, int dim, int 
 
 cudaError_t launch_embed(const bf16 *table, const int *tokens, int n, int dim, int vocab0, int n_vocab, float *x, cudaStream_t s) {
     if (n == 0) return cudaSuccess;
-    return REPRISE_LAUNCH(embed_kernel, dim3(n), dim3(128), 0, s, table, tokens, dim, vocab0, n_vocab, x);
+    return REPRISE_LAUNCH_PDL(embed_kernel, dim3(n), dim3(128), 0, s, table, tokens, dim, vocab0, n_vocab, x);
 }

@@ -186,12 +186,22 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
     __shared__ __align__(128) gm_stage<NT> ring[STAGES];
     int f0 = blockIdx.x * GM_FEATURES, row0 = SPLIT ? 0 : blockIdx.y * 8 * NT;
     int steps = (K + 15) / 16, per_seg = (steps + S - 1) / S;
+    int s_first = SPLIT ? blockIdx.y : 0, s_end = SPLIT ? blockIdx.y + 1 : S;
+    // Launched early (REPRISE_LAUNCH_PDL): the weights no kernel writes head for L2 while the previous kernel
+    // finishes - this CTA's rows, its segments' k range, a 128-byte line a prefetch - then nothing else of global
+    // memory before that kernel is done.
+    if (K % 64 == 0) {
+        int k0 = s_first * per_seg * 16, k1 = min(K, s_end * per_seg * 16), lines = (k1 - k0) / 64;
+        for (int i = threadIdx.x; i < GM_FEATURES * lines; i += 32 * GM_WARPS)
+            if (f0 + i / lines < N) prefetch_l2(W + (size_t)(f0 + i / lines) * K + k0 + 64 * (i % lines));
+    }
+    pdl_wait();
+    pdl_launch_dependents();
     bool fast = K % 8 == 0 && (uintptr_t)X % 16 == 0 && (uintptr_t)W % 16 == 0;
     uint64_t policy = l2_evict_first();
     float acc[NT][4], sum[NT][4];
     for (int j = 0; j < NT; j++)
         for (int i = 0; i < 4; i++) sum[j][i] = 0.0f;
-    int s_first = SPLIT ? blockIdx.y : 0, s_end = SPLIT ? blockIdx.y + 1 : S;
     for (int s = s_first; s < s_end; s++) {
         gm_segment<NT, STAGES>(acc, ring, X, W, R, N, K, f0, row0, s * per_seg, min(steps, (s + 1) * per_seg), fast, policy);
         for (int j = 0; j < NT; j++)
@@ -207,7 +217,7 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
 // model finds the kernel's registers and shared memory by it).
 static_assert(gm_stages(1) == 8 && gm_stages(2) == 7 && gm_stages(4) == 6 && gm_stages(8) == 4, "GM_LAUNCH's literals");
 #define GM_LAUNCH(NT, STAGES, SPLIT)                                                                                     \
-    REPRISE_LAUNCH((gemm_mma_kernel<NT, STAGES, SPLIT>),                                                               \
+    REPRISE_LAUNCH_PDL((gemm_mma_kernel<NT, STAGES, SPLIT>),                                                               \
                    dim3((N + GM_FEATURES - 1) / GM_FEATURES, SPLIT ? S : (R + 8 * NT - 1) / (8 * NT)), dim3(32 * GM_WARPS), \
                    0, s, X, W, R, N, K, S, out, ws.partial, ws.count)
 

@@ -14,4 +14,33 @@
     emu::launch_kernel(#kernel, kernel, (grid), (block), (smem), (stream), __VA_ARGS__)
 #endif
 
+// The same launch with programmatic dependent launch (the attribute cudaLaunchAttributeProgrammaticStreamSerialization):
+// it may start while the kernel before it on the stream finishes - its launch latency, and its work before pdl_wait,
+// hidden behind that kernel's tail. Only for a kernel that calls pdl_wait() before touching global memory
+// (cuda_compat.h). On a GPU before sm_90, or with REPRISE_PDL=0 (to measure what it brings), an ordinary launch.
+#ifdef __CUDACC__
+int reprise_pdl_enabled();   // launch.cu: the device is sm_90 or later and REPRISE_PDL is not 0
+template <typename... P, typename... A>
+static inline cudaError_t reprise_launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                                             A &&...args) {
+    if (!reprise_pdl_enabled()) {
+        kernel<<<grid, block, smem, stream>>>(static_cast<P>(args)...);
+        return cudaGetLastError();
+    }
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid, config.blockDim = block, config.dynamicSmemBytes = smem, config.stream = stream;
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = attribute, config.numAttrs = 1;
+    return cudaLaunchKernelEx(&config, kernel, static_cast<P>(args)...);
+}
+#define REPRISE_LAUNCH_PDL(kernel, grid, block, smem, stream, ...) \
+    reprise_launch_pdl(kernel, (grid), (block), (smem), (stream), __VA_ARGS__)
+#else
+#define REPRISE_LAUNCH_PDL(kernel, grid, block, smem, stream, ...) \
+    (emu::pdl_enabled() ? emu::launch_kernel_pdl(#kernel, kernel, (grid), (block), (smem), (stream), __VA_ARGS__) \
+                        : emu::launch_kernel(#kernel, kernel, (grid), (block), (smem), (stream), __VA_ARGS__))
+#endif
+
 #endif

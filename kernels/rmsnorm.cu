@@ -5,6 +5,8 @@
 #include "kernels/launch.h"
 
 __global__ void rmsnorm_kernel(float *x, const float *delta, const bf16 *w, int dim, float eps, float *out, bf16 *out16) {
+    pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
+    pdl_launch_dependents();
     __shared__ float warp_sums[32];
     float *xr = x + (size_t)blockIdx.x * dim;
     const float *dr = delta ? delta + (size_t)blockIdx.x * dim : nullptr;
@@ -31,5 +33,5 @@ __global__ void rmsnorm_kernel(float *x, const float *delta, const bf16 *w, int 
 cudaError_t launch_rmsnorm(float *x, const float *delta, const bf16 *w, int n, int dim, float eps, float *out, bf16 *out_bf16,
                            cudaStream_t s) {
     if (!out && !out_bf16) return cudaErrorInvalidValue;
-    return REPRISE_LAUNCH(rmsnorm_kernel, dim3(n), dim3(256), 0, s, x, delta, w, dim, eps, out, out_bf16);
+    return REPRISE_LAUNCH_PDL(rmsnorm_kernel, dim3(n), dim3(256), 0, s, x, delta, w, dim, eps, out, out_bf16);
 }

@@ -12,6 +12,8 @@
 #define RS_GROUP 4   // blocks a warp holds at once
 
 __global__ void __launch_bounds__(32 * RS_WARPS) row_stats_kernel(float *x, const float *delta, int dim, bf16 *out16, float *ssq) {
+    pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
+    pdl_launch_dependents();
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, blocks = (dim + ROW_SSQ_BLOCK - 1) / ROW_SSQ_BLOCK;
     float *xr = x + (size_t)blockIdx.x * dim;
     const float *dr = delta ? delta + (size_t)blockIdx.x * dim : nullptr;
@@ -56,5 +58,5 @@ REPRISE_UNROLL
 cudaError_t launch_row_stats(float *x, const float *delta, int n, int dim, bf16 *out_bf16, float *ssq, cudaStream_t s) {
     if (n < 0 || dim < 1 || !x || !out_bf16 || !ssq) return cudaErrorInvalidValue;
     if (n == 0) return cudaSuccess;
-    return REPRISE_LAUNCH(row_stats_kernel, dim3(n), dim3(32 * RS_WARPS), 0, s, x, delta, dim, out_bf16, ssq);
+    return REPRISE_LAUNCH_PDL(row_stats_kernel, dim3(n), dim3(32 * RS_WARPS), 0, s, x, delta, dim, out_bf16, ssq);
 }

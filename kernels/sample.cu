@@ -167,6 +167,8 @@ __device__ static void slice_of(int n_vocab, int *s0, int *n) {
 __global__ void __launch_bounds__(SC_THREADS) sample_candidates_kernel(const float *logits, int row_vocab, int vocab0,
                                                                          const sample_row_params *params, int k_stride,
                                                                          unsigned char *cand) {
+    pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
+    pdl_launch_dependents();
     __shared__ float sv[SC_THREADS];
     __shared__ int si[SC_THREADS], bad;
     __shared__ unsigned hist[SC_WARPS][256];
@@ -210,6 +212,8 @@ __global__ void __launch_bounds__(SC_THREADS) sample_candidates_kernel(const flo
 // block a row, its threads over the row's edits (each id once: no two threads write one logit).
 __global__ void sample_edit_kernel(float *logits, int row_vocab, int vocab0, const sample_row_params *params,
                                    const logit_edit *edits, float *raw) {
+    pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
+    pdl_launch_dependents();
     const sample_row_params p = params[blockIdx.x];
     float *l = logits + (size_t)blockIdx.x * row_vocab;
     for (int e = threadIdx.x; e < p.n_edits; e += blockDim.x) {
@@ -233,6 +237,8 @@ struct logprob_record {   // SAMPLE_LOGPROB_RECORD_BYTES
 // logits in candidate order - the unedited logits: this runs before the edits.
 __global__ void __launch_bounds__(SC_THREADS) sample_logprobs_kernel(const float *logits, int row_vocab, int vocab0,
                                                                        const sample_row_params *params, unsigned char *out) {
+    pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
+    pdl_launch_dependents();
     __shared__ double sd[SC_THREADS];
     __shared__ float sv[SC_THREADS];
     __shared__ int si[SC_THREADS], bad;
@@ -278,6 +284,8 @@ __device__ static void pick_out(int *out, int id, float v) {
 
 __global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size_t slice_stride, int k_stride,
                                    const sample_row_params *params, int *out) {
+    pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
+    pdl_launch_dependents();
     __shared__ float cand_v[SAMPLE_MAX_K], cand_l[SAMPLE_MAX_K];
     __shared__ int cand_id[SAMPLE_MAX_K];
     if (threadIdx.x != 0) return;   // sequential over the candidates
@@ -367,7 +375,7 @@ cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab,
     if (slices < 1 || slices > SAMPLE_MAX_SLICES || slices > n_vocab || k_stride < 1 || k_stride > SAMPLE_MAX_K)
         return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
-    return REPRISE_LAUNCH(sample_candidates_kernel, dim3(rows, slices), dim3(SC_THREADS), 0, s, logits, n_vocab, vocab0, params,
+    return REPRISE_LAUNCH_PDL(sample_candidates_kernel, dim3(rows, slices), dim3(SC_THREADS), 0, s, logits, n_vocab, vocab0, params,
                           k_stride, cand);
 }
 
@@ -375,20 +383,20 @@ cudaError_t launch_sample_pick(const unsigned char *cand, int n_slices, size_t s
                                const sample_row_params *params, int *out, cudaStream_t s) {
     if (n_slices < 1 || n_slices > SAMPLE_MAX_SLICES) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
-    return REPRISE_LAUNCH(sample_pick_kernel, dim3(rows), dim3(32), 0, s, cand, n_slices, slice_stride, k_stride, params, out);
+    return REPRISE_LAUNCH_PDL(sample_pick_kernel, dim3(rows), dim3(32), 0, s, cand, n_slices, slice_stride, k_stride, params, out);
 }
 
 cudaError_t launch_sample_edits(float *logits, int rows, int n_vocab, int vocab0, const sample_row_params *params,
                                 const logit_edit *edits, float *raw, cudaStream_t s) {
     if (rows == 0) return cudaSuccess;
-    return REPRISE_LAUNCH(sample_edit_kernel, dim3(rows), dim3(256), 0, s, logits, n_vocab, vocab0, params, edits, raw);
+    return REPRISE_LAUNCH_PDL(sample_edit_kernel, dim3(rows), dim3(256), 0, s, logits, n_vocab, vocab0, params, edits, raw);
 }
 
 cudaError_t launch_sample_logprobs(const float *logits, int rows, int n_vocab, int vocab0, const sample_row_params *params,
                                    int slices, unsigned char *out, cudaStream_t s) {
     if (slices < 1 || slices > SAMPLE_MAX_SLICES || slices > n_vocab) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
-    return REPRISE_LAUNCH(sample_logprobs_kernel, dim3(rows, slices), dim3(SC_THREADS), 0, s, logits, n_vocab, vocab0, params, out);
+    return REPRISE_LAUNCH_PDL(sample_logprobs_kernel, dim3(rows, slices), dim3(SC_THREADS), 0, s, logits, n_vocab, vocab0, params, out);
 }
 
 int sample_k_stride(const sample_row_params *params, int rows) {

@@ -122,6 +122,13 @@ PY
     step plan_check plan_check
 
     step bench_gpu "$build/bench_gpu"
+    # what programmatic dependent launch brings: the same decode bench with it off (the speed model assumes 1 us a
+    # launch after a kernel instead of 2.3: bench/GPU_NOTES.md)
+    bench_no_pdl() {
+        REPRISE_PDL=0 "$build/bench_gpu" --gemm 0 || return 1
+        grep -E "^(base|rys)" "$out/bench_no_pdl.log" | awk '{print $1" b"$3": "$4" tok/s"}' | paste -sd ';' >"$out/bench_no_pdl.note"
+    }
+    step bench_no_pdl bench_no_pdl
     # the split over 2 ranks (on one GPU they share it: the sharded kernels, the all-reduce through device copies)
     step bench_gpu_tp2 "$build/bench_gpu" --tp 2 --gemm 0
     # reprise bench on the device: base and a repeated block side by side, with the measured bandwidth's roofline

@@ -26,6 +26,8 @@ GATES = {
     "share of the GEMMs' global loads in 16-byte loads (at least)": 0.99,
     "compulsory DRAM bytes of a visit over its minimum": 1.02,
     "GEMM shared-memory wavefronts over the fewest": 1.01,
+    "kernels of a visit not launched early (programmatic dependent launch)": 0,
+    "global accesses before a programmatic dependent launch's wait": 0,
 }
 SMS = 132
 DIM, HIDDEN, HEADS, KV_HEADS, HEAD_DIM = 2048, 5632, 16, 4, 128
@@ -110,6 +112,16 @@ def bank_conflicts():
     print("  GEMM shared-memory wavefronts over the fewest: %.3f" % degree)
 
 
+def early_launches():
+    # every kernel of a visit follows a kernel and is launched early; no thread of such a launch touches global
+    # memory before its pdl_wait (on a GPU: a race with the kernel before it)
+    ordinary = per_visit(lambda s: sum(1 for r in counters(s) if not r.get("pdl")))
+    early = sum(r.get("pdl_early", 0) for r in counters(steps[0]) + counters(steps[1]))
+    assert ordinary <= GATES["kernels of a visit not launched early (programmatic dependent launch)"], ordinary
+    assert early <= GATES["global accesses before a programmatic dependent launch's wait"], early
+    print("  a visit's kernels not launched early: %d; global accesses before a wait: %d" % (ordinary, early))
+
+
 attempt("kernels per decode layer visit at most %d" % GATES["kernels per layer visit"], kernels_per_visit)
 attempt("memcpy nodes per decode layer visit at most %d" % GATES["memcpy nodes per layer visit"], copies_per_visit)
 attempt("decode GEMMs over 8 MB of weights with fewer than 2 CTAs for each of the %d SMs: at most %d a step"
@@ -120,4 +132,6 @@ attempt("a visit's compulsory DRAM bytes within %.2f x its weights and KV" % GAT
         compulsory_bytes)
 attempt("GEMM shared-memory bank conflicts at most %.2f x the fewest wavefronts" % GATES["GEMM shared-memory wavefronts over the fewest"],
         bank_conflicts)
+attempt("every kernel of a decode visit launched early (programmatic dependent launch), none touching global memory "
+        "before its wait", early_launches)
 finish()

@@ -174,7 +174,12 @@ unsigned active_mask();
 
 using kernel_body = std::function<void()>;
 cudaError_t launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                   kernel_body body);
+                   kernel_body body, bool pdl = false);
+// griddepcontrol.wait and .launch_dependents (kernels/cuda_compat.h's pdl_wait, pdl_launch_dependents): kernels run
+// one after another here, so the wait only records that the thread waited (the perf build counts accesses before it).
+void grid_dependency_wait();
+void launch_dependents();
+bool pdl_enabled();   // REPRISE_PDL is not 0 (the emulated GPU is an sm_90)
 
 // The launch wrapper's target: arguments are converted to the kernel's parameter types and captured by value,
 // so a launch recorded into a CUDA graph replays with the arguments it was captured with.
@@ -185,6 +190,15 @@ cudaError_t launch_kernel(const char *name, void (*kernel)(P...), dim3 grid, dim
     std::tuple<std::decay_t<P>...> captured(static_cast<std::decay_t<P>>(args)...);
     return launch(name, reinterpret_cast<const void *>(kernel), grid, block, smem, stream,
                   [kernel, captured]() { std::apply(kernel, captured); });
+}
+// The same with programmatic dependent launch (kernels/launch.h's REPRISE_LAUNCH_PDL).
+template <typename... P, typename... A>
+cudaError_t launch_kernel_pdl(const char *name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                              cudaStream_t stream, A &&...args) {
+    static_assert(sizeof...(P) == sizeof...(A), "wrong number of kernel arguments");
+    std::tuple<std::decay_t<P>...> captured(static_cast<std::decay_t<P>>(args)...);
+    return launch(name, reinterpret_cast<const void *>(kernel), grid, block, smem, stream,
+                  [kernel, captured]() { std::apply(kernel, captured); }, true);
 }
 
 template <typename T>

@@ -44,6 +44,7 @@ struct fiber {
     unsigned char in[16], out[16];
     void *fake_stack;
     async_state async;   // its cp.async copies not yet waited for
+    bool pdl_waited;     // it has run griddepcontrol.wait (pdl_wait)
 };
 
 struct warp_wait {
@@ -70,6 +71,7 @@ struct block_run {
 
 thread_local block_run *B;
 thread_local fiber *F;
+thread_local bool launch_pdl;   // the kernel running on this OS thread was launched with programmatic dependent launch
 thread_local std::vector<char *> stack_pool;
 
 #if EMU_ASAN
@@ -531,7 +533,23 @@ unsigned active_mask() {
     return m;
 }
 
-void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kernel_body &body) {
+void grid_dependency_wait() {
+    if (F) F->pdl_waited = true;
+}
+void launch_dependents() {}
+static int pdl_state = -1;   // REPRISE_PDL, read once (a plain int: racing readers decide the same)
+bool pdl_enabled() {
+    if (pdl_state < 0) {
+        const char *e = getenv("REPRISE_PDL");
+        pdl_state = !(e && !strcmp(e, "0"));
+    }
+    return pdl_state == 1;
+}
+bool pdl_launch() { return launch_pdl; }
+bool pdl_unwaited() { return launch_pdl && F && !F->pdl_waited; }
+
+void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kernel_body &body, bool pdl) {
+    launch_pdl = pdl;
     block_run *outer_b = B;   // a kernel launched from inside another is not supported, but keep state sane
     fiber *outer_f = F;
     int n = (int)(block.x * block.y * block.z);
@@ -556,6 +574,7 @@ void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kern
                         for (unsigned tx = 0; tx < block.x; tx++, i++) {
                             fibers[i].c = thread_coords{{tx, ty, tz}, {bx, by, bz}, block, grid};
                             fibers[i].linear = i;
+                            fibers[i].pdl_waited = false;
                         }
                 if (perf) perf->block_begin(n);
                 run_block(b);
@@ -563,6 +582,7 @@ void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kern
                 if (perf) perf->block_end();
             }
     if (perf) perf->launch_end();
+    launch_pdl = false;
     B = outer_b;
     F = outer_f;
 }

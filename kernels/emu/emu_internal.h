@@ -21,6 +21,8 @@ struct op {
     size_t smem = 0;                        // a kernel's dynamic shared memory
     size_t bytes = 0;                       // a copy's or a memset's
     int copy_kind = 0;                      // a copy's cudaMemcpyKind
+    bool pdl = false;                       // a kernel launched with programmatic dependent launch whose stream's
+                                            // previous work is a kernel (the launch it may overlap)
 };
 
 // The launch counters (REPRISE_EMU_PROFILE): a line for work issued outside a capture, and for a graph's launch
@@ -31,7 +33,11 @@ void profile_graph(const std::vector<op> &ops, bool fresh, int device);
 // Runs the op now, or records it when the stream is capturing a graph.
 cudaError_t submit(cudaStream_t stream, op o);
 
-void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kernel_body &body);
+void run_kernel(const char *name, dim3 grid, dim3 block, size_t smem, const kernel_body &body, bool pdl);
+// The running kernel's programmatic dependent launch: whether it is one, and whether the running CUDA thread has
+// not waited for the previous grid yet (an access now would race it on a GPU).
+bool pdl_launch();
+bool pdl_unwaited();
 
 // The perf build's counters (kernels/emu/perf/emu_perf.cpp installs them): called around each launch and each CTA,
 // and for the accesses kernels report themselves (perf_access, perf_tensor, perf_quiet).

@@ -39,6 +39,7 @@ struct CUstream_st {
     cudaStreamCaptureMode capture_mode = cudaStreamCaptureModeGlobal;
     std::thread::id capture_thread;
     std::vector<emu::op> captured;
+    bool last_kernel = false;   // the last work submitted (not captured) is a kernel launch
     // the worker: runs queued work in order
     std::mutex m;
     std::condition_variable cv;
@@ -202,6 +203,7 @@ cudaError_t submit(cudaStream_t stream, op o) {
         return cudaSuccess;
     }
     if (o.name != "event" && o.name != "graph") profile_launch(o, current);
+    if (stream) stream->last_kernel = o.kind == op::KERNEL;
     if (stream) {
         enqueue(stream, std::move(o.run));
         return cudaSuccess;
@@ -214,7 +216,7 @@ cudaError_t submit(cudaStream_t stream, op o) {
 }
 
 cudaError_t launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                   kernel_body body) {
+                   kernel_body body, bool pdl) {
     unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
     if (threads == 0 || threads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x == 0 ||
         grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
@@ -226,8 +228,12 @@ cudaError_t launch(const char *name, const void *fn, dim3 grid, dim3 block, size
         if (it != devices[current].max_smem.end()) allowed = (size_t)it->second;
     }
     if (smem > allowed) return record(cudaErrorInvalidValue);
-    op o{op::KERNEL, name, fn, [name, grid, block, smem, body]() { run_kernel(name, grid, block, smem, body); }};
-    o.grid = grid, o.block = block, o.smem = smem;
+    // it may overlap only a kernel before it on its stream (after a copy or an event wait: an ordinary launch)
+    if (pdl)
+        pdl = stream && (stream->capturing ? !stream->captured.empty() && stream->captured.back().kind == op::KERNEL
+                                           : stream->last_kernel);
+    op o{op::KERNEL, name, fn, [name, grid, block, smem, body, pdl]() { run_kernel(name, grid, block, smem, body, pdl); }};
+    o.grid = grid, o.block = block, o.smem = smem, o.pdl = pdl;
     return submit(stream, std::move(o));
 }
 

@@ -15,8 +15,8 @@
 // the datasheet, HBM3e at 4.8 on the H200: the same 0.875 of it reached by a copy) and nothing else: the same SMs,
 // clocks, L2 and tensor cores.
 static const gpu_model models[] = {
-    {"h200", 4.2e12, 10.0e12, 660e12, 1.755e9, 2.3e-6, 0.84e-6, 4.0},
-    {"h100", 2.93e12, 10.0e12, 660e12, 1.755e9, 2.3e-6, 0.84e-6, 4.0},
+    {"h200", 4.2e12, 10.0e12, 660e12, 1.755e9, 2.3e-6, 0.84e-6, 4.0, 1.0e-6},
+    {"h100", 2.93e12, 10.0e12, 660e12, 1.755e9, 2.3e-6, 0.84e-6, 4.0, 1.0e-6},
 };
 
 const gpu_model *gpu_model_named(const char *name) {
@@ -61,6 +61,7 @@ int launch_list_read(launch_list *out, const char *path, rp_err *err) {
         c->shared_ideal = num(j, "shared_ideal"), c->tensor_flops = num(j, "tensor_flops");
         c->async_requests = num(j, "async_requests"), c->async_threads = num(j, "async_threads");
         c->async_peak = num(j, "async_peak"), c->span_sectors = num(j, "span_sectors");
+        c->pdl = (int)num(j, "pdl"), c->pdl_early = num(j, "pdl_early");
         cJSON_Delete(j);
     }
     free(line);
@@ -74,7 +75,8 @@ void launch_list_free(launch_list *l) {
     *l = (launch_list){0};
 }
 
-// launch + max(dram, l2, tensor, smem, latency):
+// launch + max(dram, l2, tensor, smem, latency), launch being pdl_launch for a programmatic dependent launch after a
+// kernel:
 //   dram     compulsory bytes (the sample's distinct sectors scaled up, at most the footprint) over the bandwidth the launch can draw: the GPU's, or less when too few warps are
 //            resident to keep it busy (Little's law: bytes in flight / latency, each resident warp with its
 //            requests in flight, of their mean size, outstanding);
@@ -108,7 +110,7 @@ launch_prediction gpu_predict(const gpu_model *g, const sm_limits *sm, const ker
     p.dram_bytes = c->dram_sectors * 32 * scale;
     if (c->span_sectors > 0 && c->span_sectors * 32 < p.dram_bytes) p.dram_bytes = c->span_sectors * 32;
     p.flops = c->tensor_flops * scale;
-    p.launch = g->launch;
+    p.launch = c->pdl ? fmin(g->pdl_launch, g->launch) : g->launch;
     p.dram = p.dram_bytes / reachable;
     p.l2 = sectors * 32 / g->l2_bandwidth;
     double per_sm = ceil(resident_ctas / sm->sms);   // CTAs sharing an SM's tensor cores in a full wave

@@ -17,6 +17,9 @@ typedef struct {
     double launch;           // seconds a kernel costs however small it is (ramp up, drain, the launch itself)
     double latency;          // seconds of one dependent round trip to memory
     double in_flight;        // independent requests a warp keeps in flight (the latency term divides by it)
+    double pdl_launch;       // `launch` for a programmatic dependent launch after a kernel: the launch and ramp-up
+                             // overlap that kernel's tail; what remains is the wait for it (not fitted: an assumption
+                             // until a GPU measures bench_gpu with REPRISE_PDL=0 and 1)
 } gpu_model;
 
 // The model of a GPU by name (h100, h200), or NULL.
@@ -33,6 +36,8 @@ typedef struct {
     double async_requests;                 // of the load requests, cp.async's (the warp does not wait for them)
     double span_sectors;                   // the counted CTAs' footprint: each allocation's touched span, summed
     double async_threads, async_peak;     // threads that waited for copies, and the sum of their most in flight
+    int pdl;                               // a programmatic dependent launch right after a kernel
+    double pdl_early;                      // its global accesses made before pdl_wait (a race on a GPU: must be 0)
 } launch_counters;
 
 typedef struct {

@@ -103,6 +103,7 @@ struct cuda_backend {
     // A sampling step's logit edits (logit_bias, penalties), every row's one after another, in pinned host memory
     // that every rank's edit kernel reads (mapped: no copy node, whatever their number); edit_raw gets each
     // edited logit's value before it. Grown (graphs dropped) when a step needs more.
+    std::vector<sample_row_params> step_params;   // a sampling step's rows' requests (step_begin)
     logit_edit *stage_edits;
     float *stage_edit_raw;
     size_t edits_cap;

@@ -87,6 +87,19 @@ void step_begin(backend *base, const step_plan *step) {
         b->edits_cap = cap;
         each(b, drop_graphs);
     }
+    // a sampling step's requests: each row's filters, draw and edit range, its edits in the mapped staging
+    b->step_params.clear();
+    for (int i = 0, at = 0; step->sample && i < step->n_out; i++) {
+        const sample_row &q = step->sample[i];
+        b->step_params.push_back({q.p->temp, q.p->top_p, q.p->min_p, q.uniform, q.p->top_k,
+                                  q.n_top < 0 || !q.lp ? -1 : std::min(q.n_top, SAMPLE_MAX_LOGPROBS), at, q.n_edits});
+        if (q.n_edits) memcpy(b->stage_edits + at, q.edits, sizeof(logit_edit) * (size_t)q.n_edits);
+        at += q.n_edits;
+    }
+    if (b->step_params.size() > (size_t)b->ranks[0]->cap_logit_rows) {   // sampled rows are sequences' last: never more
+        fprintf(stderr, "reprise: a step samples more rows than the plan's logits rows (internal error)\n");
+        abort();
+    }
     each(b, [&](rank_state *r) {
         // A window of a long prompt ends no sequence, so nothing synchronised it: its copies from the pinned staging
         // (tokens, positions, KV rows) may still be in flight, and this step is about to overwrite that staging. A
@@ -121,6 +134,12 @@ void step_begin(backend *base, const step_plan *step) {
         r->meta_rows = staged_rows;
         if (r->mode != REPLAY && staged_rows)
             CUDA_CHECK(cudaMemcpyAsync(r->d_meta, r->stage_meta, staged_rows * PLAN_META_ROW_BYTES, cudaMemcpyHostToDevice, r->stream));
+        // the sampling requests too, here: the step's last kernels (norm, LM head, sampling) then follow one another
+        size_t n_params = b->step_params.size();
+        if (n_params) memcpy(r->stage_params, b->step_params.data(), n_params * sizeof(sample_row_params));
+        if (r->mode != REPLAY && n_params)
+            CUDA_CHECK(cudaMemcpyAsync(r->d_params, r->stage_params, n_params * sizeof(sample_row_params), cudaMemcpyHostToDevice,
+                                       r->stream));
     });
 }
 
@@ -307,8 +326,7 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
     int nv = r->shard.n_vocab, slices = r->sample_slices, k_stride = 1;
     bool edits = false, logprobs = false;
     flush_embed(b, r);
-    if (params) {
-        memcpy(r->stage_params, params, n * sizeof *params);
+    if (params) {   // staged and copied by step_begin
         k_stride = sample_k_stride(params, n);
         for (int i = 0; i < n; i++) edits |= params[i].n_edits > 0, logprobs |= params[i].n_top >= 0;
     }
@@ -324,7 +342,6 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
         if (params) {
             // each rank's vocabulary in sample_slices slices, a CTA each; rank 0 merges every rank's slices
             size_t slice_bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k_stride);
-            CUDA_CHECK(cudaMemcpyAsync(r->d_params, r->stage_params, n * sizeof *params, cudaMemcpyHostToDevice, r->stream));
             if (logprobs) {
                 CUDA_CHECK(launch_sample_logprobs(r->d_logits, n, nv, r->shard.vocab0, r->d_params, slices, r->d_logprobs, r->stream));
                 CUDA_CHECK(cudaMemcpyAsync(r->stage_logprobs, r->d_logprobs, (size_t)slices * n * SAMPLE_LOGPROB_RECORD_BYTES,
@@ -446,22 +463,13 @@ static void row_logprobs(const cuda_backend *b, const unsigned char *lp, int n, 
 // host by the same rule and draw. No other row's logits leave the device.
 void sample(backend *base, const int *rows, int n, sample_row *req) {
     cuda_backend *b = cb(base);
-    std::vector<sample_row_params> params(n);
-    size_t at = 0;
-    bool logprobs = false;
-    for (int i = 0; i < n; i++) {
-        const sampler_params *p = req[i].p;
-        params[i] = {p->temp, p->top_p, p->min_p, req[i].uniform, p->top_k,
-                     req[i].n_top < 0 ? -1 : std::min(req[i].n_top, SAMPLE_MAX_LOGPROBS), (int)at, req[i].n_edits};
-        logprobs |= req[i].n_top >= 0 && req[i].lp;
-        at += (size_t)req[i].n_edits;
-    }
-    if (at > b->edits_cap) {   // step_begin grew the staging for this step: a caller that skipped it
-        fprintf(stderr, "reprise: a sampling step's logit edits exceed their staging (internal error)\n");
+    const std::vector<sample_row_params> &params = b->step_params;   // step_begin staged them from the same requests
+    if ((int)params.size() != n) {
+        fprintf(stderr, "reprise: sample() without its step's requests (internal error)\n");
         abort();
     }
-    for (int i = 0; i < n; i++)
-        if (req[i].n_edits) memcpy(b->stage_edits + params[i].edit0, req[i].edits, sizeof(logit_edit) * (size_t)req[i].n_edits);
+    bool logprobs = false;
+    for (int i = 0; i < n; i++) logprobs |= params[i].n_top >= 0;
     std::vector<int> out(2 * (size_t)n);
     std::vector<unsigned char> lp(logprobs ? (size_t)b->tp * b->ranks[0]->sample_slices * n * SAMPLE_LOGPROB_RECORD_BYTES : 0);
     finish_step(b, rows, n, params.data(), nullptr, out.data(), logprobs ? lp.data() : nullptr);

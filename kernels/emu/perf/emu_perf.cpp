@@ -51,7 +51,8 @@ struct request {
 
 struct counters {
     unsigned long long load_bytes, store_bytes, wide_bytes, load_requests, store_requests, load_sectors, store_sectors,
-        shared_bytes, shared_requests, shared_wavefronts, shared_ideal, async_requests, async_threads, async_peak;
+        shared_bytes, shared_requests, shared_wavefronts, shared_ideal, async_requests, async_threads, async_peak,
+        pdl_early;   // global accesses a thread of a programmatic dependent launch made before its pdl_wait
     double tensor_flops;
 };
 
@@ -185,11 +186,12 @@ void launch_end() {
              "\"load_bytes\":%llu,\"store_bytes\":%llu,\"wide_bytes\":%llu,\"load_requests\":%llu,\"load_sectors\":%llu,"
              "\"store_requests\":%llu,\"store_sectors\":%llu,\"dram_sectors\":%zu,\"shared_bytes\":%llu,"
              "\"shared_requests\":%llu,\"shared_wavefronts\":%llu,\"shared_ideal\":%llu,\"tensor_flops\":%.0f,"
-             "\"async_requests\":%llu,\"async_threads\":%llu,\"async_peak\":%llu,\"span_sectors\":%llu}",
+             "\"async_requests\":%llu,\"async_threads\":%llu,\"async_peak\":%llu,\"span_sectors\":%llu,\"pdl\":%d,"
+             "\"pdl_early\":%llu}",
              L.grid.x, L.grid.y, L.grid.z, L.block.x, L.block.y, L.block.z, L.smem, L.ctas, L.ctas_run, sample_every,
              c.load_bytes, c.store_bytes, c.wide_bytes, c.load_requests, c.load_sectors, c.store_requests, c.store_sectors,
              L.sectors.size(), c.shared_bytes, c.shared_requests, c.shared_wavefronts, c.shared_ideal, c.tensor_flops,
-             c.async_requests, c.async_threads, c.async_peak, span_sectors);
+             c.async_requests, c.async_threads, c.async_peak, span_sectors, pdl_launch() ? 1 : 0, c.pdl_early);
     std::string name;
     for (char ch : L.name) name += ch == '"' || ch == '\\' ? '_' : ch;
     profile_line("{\"launch\":\"counters\",\"name\":\"" + name + "\"" + buf);
@@ -219,6 +221,7 @@ request *record(const void *p, size_t bytes, bool write, const void *pc) {
     if (bulk) L.bulk_req[t] = &r;   // (an unordered_map's elements stay where they are)
     if (r.units.empty()) r.global = global, r.write = write, r.async = false;
     r.bytes += bytes;
+    if (global && pdl_unwaited()) L.c.pdl_early++;
     if (global) {
         auto span = std::find_if(L.spans.begin(), L.spans.end(), [](const std::array<uintptr_t, 3> &x) { return x[0] == L.lo; });
         if (span == L.spans.end()) L.spans.push_back({L.lo, a, a + bytes});
