@@ -300,6 +300,38 @@ static int reference_sample(const float *l, int vocab, float temp, int top_k, fl
     return p[keep - 1].second;
 }
 
+// row_stats (the rows a GEMM with a folded RMSNorm reads, made after an all-reduce): x += delta, BF16(x) and each
+// 64-element block's sum of squares by fused multiply-adds in order - bit for bit the host's, for rows of one to
+// several CTAs (8200 elements: 129 blocks, a short last one, over 5 CTAs), with and without delta.
+static void row_stats_matches_the_host_rule(void) {
+    for (int dim : {64, 100, 2048, 2049, 8200})
+        for (int with_delta = 0; with_delta < 2; with_delta++) {
+            const int n = 3, blocks = (dim + 63) / 64;
+            std::vector<float> x = randv((size_t)n * dim, 2), d = randv((size_t)n * dim, 1);
+            float *dx = dev(x), *dd = dev(d), *dssq;
+            bf16 *d16;
+            cudaMalloc((void **)&dssq, (size_t)n * blocks * sizeof(float));
+            cudaMalloc((void **)&d16, (size_t)n * dim * sizeof(bf16));
+            CHECK(launch_row_stats(dx, with_delta ? dd : nullptr, n, dim, d16, dssq, 0) == cudaSuccess, "launch");
+            std::vector<float> gx = host(dx, (size_t)n * dim), gssq = host(dssq, (size_t)n * blocks);
+            std::vector<bf16> g16 = host(d16, (size_t)n * dim);
+            int bad = 0;
+            for (int r = 0; r < n; r++)
+                for (int b = 0; b < blocks; b++) {
+                    float ssq = 0;
+                    for (int i = b * 64; i < dim && i < b * 64 + 64; i++) {
+                        size_t at = (size_t)r * dim + i;
+                        float v = with_delta ? x[at] + d[at] : x[at];
+                        ssq = fmaf(v, v, ssq);
+                        bad += gx[at] != v || __bfloat162float(g16[at]) != __bfloat162float(__float2bfloat16(v));
+                    }
+                    bad += gssq[(size_t)r * blocks + b] != ssq;
+                }
+            CHECK(bad == 0, "dim %d%s: %d values differ from the host's", dim, with_delta ? " with delta" : "", bad);
+            cudaFree(dx), cudaFree(dd), cudaFree(dssq), cudaFree(d16);
+        }
+}
+
 // Rows' requests on the device: one rule for all, row r drawn with u[r] (freed by the caller).
 static sample_row_params *rule_params(int rows, float temp, int k, float p, float minp, const std::vector<float> &u) {
     std::vector<sample_row_params> h(rows);
@@ -1389,6 +1421,7 @@ int main(void) {
     RUN(rmsnorm_with_residual_matches_reference);
     RUN(rope_append_attention_and_attention_prefill_match_reference);
     RUN(convert_helpers_match_reference);
+    RUN(row_stats_matches_the_host_rule);
     RUN(device_sampling_follows_the_cpu_rules);
     RUN(device_sampling_passes_a_chi_square_test);
     RUN(device_sampling_per_row_equals_the_host_rule);
