@@ -4,12 +4,18 @@
 //   naive:      one model loaded once; each config alone, nothing shared
 //   sweep:      reprise sweep: the base's prefix shared, configs decoded together
 // Prints figures and ratios; asserts nothing. All three must give the same rows; it says whether they do.
-// usage: bench_sweep [-m DIR] [--probe SPEC] [--items N] [--configs LIST] [--no-duplicated]
+// --backend cuda runs the naive and sweep modes on a GPU (the duplicated mode, on the CPU, is for small models);
+// --shape qwen2-7b writes a model of Qwen2-7B's shapes (dim 3584, 28 layers, GQA 28:4, MLP 18944, vocabulary 152064)
+// with random BF16 weights and the built-in model's tokenizer, for a sweep at that size (tests/run_gpu.sh).
+// usage: bench_sweep [-m DIR | --shape qwen2-7b] [--backend cpu|cuda] [--probe SPEC] [--items N] [--configs LIST]
+//                    [--no-duplicated]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "bench/random_model.h"
+#include "engine/memory_plan.h"
 #include "tools/export.h"
 #include "loader/fingerprint.h"
 #include "loader/json_file.h"
@@ -52,30 +58,59 @@ static int setup(sweep_run *r, model *m, tokenizer *tok, probe *p, config_list *
     return 0;
 }
 
+// A model of a real model's shapes with random BF16 weights, and the built-in model's tokenizer (its ids are in any
+// vocabulary): written into dir.
+static int write_shaped_model(const char *dir, const char *shape) {
+    if (strcmp(shape, "qwen2-7b")) return fprintf(stderr, "bench_sweep: --shape %s: qwen2-7b is the one known\n", shape), -1;
+    random_model_shape s = {3584, 18944, 28, 28, 4, 152064, 32768};
+    fprintf(stderr, "bench_sweep: writing a random model of Qwen2-7B's shapes to %s\n", dir);
+    if (random_model_write(dir, s, 1)) return -1;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp '%s/tokenizer.json' '%s/' && { cp '%s/tokenizer_config.json' '%s/' 2>/dev/null || true; }",
+             REPRISE_DEFAULT_MODEL, dir, REPRISE_DEFAULT_MODEL, dir);
+    return system(cmd) == 0 ? 0 : (fprintf(stderr, "bench_sweep: cannot copy the tokenizer into %s\n", dir), -1);
+}
+
 int main(int argc, char **argv) {
     cpu_threads_bound_spinning(argv);
-    const char *dir = REPRISE_DEFAULT_MODEL, *spec = "arith", *configs = NULL;
+    const char *dir = REPRISE_DEFAULT_MODEL, *spec = "arith", *configs = NULL, *backend = "cpu", *shape = NULL;
     int items = 32, duplicated = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--probe") && i + 1 < argc) spec = argv[++i];
         else if (!strcmp(argv[i], "--items") && i + 1 < argc) items = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--configs") && i + 1 < argc) configs = argv[++i];
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = argv[++i];
         else if (!strcmp(argv[i], "--no-duplicated")) duplicated = 0;
-        else return fprintf(stderr, "usage: bench_sweep [-m DIR] [--probe SPEC] [--items N] [--configs LIST] [--no-duplicated]\n"), 2;
+        else
+            return fprintf(stderr, "usage: bench_sweep [-m DIR | --shape qwen2-7b] [--backend cpu|cuda] [--probe SPEC] [--items N] "
+                                   "[--configs LIST] [--no-duplicated]\n"), 2;
+    }
+    char shaped[] = "/tmp/reprise-bench-sweep-model-XXXXXX";
+    if (shape) {
+        if (!mkdtemp(shaped) || write_shaped_model(shaped, shape)) return 1;
+        dir = shaped;
     }
     rp_err err;
     model m;
-    double t_load = rp_now_s();
-    if (model_load(&m, dir, "cpu", 0, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
-    t_load = rp_now_s() - t_load;
-    model_dir md;   // its tokenizer (the model above reads the rest)
+    model_dir md;   // its tokenizer and config (the model reads the rest)
     tokenizer *tok = model_dir_open(&md, dir, MODEL_DIR_TOKENIZER, NULL, "bench_sweep", &err) ? NULL : md.tok;
     probe p;
     config_list cl;
     space_opts so = {.stride = 1, .repeat = 2, .configs = configs};
-    if (!tok || probe_load(&p, spec, items, items, 0, &err) || sweep_space_build(&cl, m.cfg.n_layers, &so, &err))
+    if (!tok || probe_load(&p, spec, items, items, 0, &err) || sweep_space_build(&cl, md.cfg.n_layers, &so, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
+    // the memory plan of the largest run here (the sweep's batch of 64), before any weight is read
+    plan_shape plan;
+    sweep_run pr = {.tok = tok, .probes = &p, .n_probes = 1, .configs = &cl, .batch = 64};
+    sweep_prepare(&pr, &md.cfg, &plan);
+    sweep_prompts_free(&pr);
+    double t_load = rp_now_s();
+    if (model_load_planned(&m, dir, backend, 0, &plan, 0, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    t_load = rp_now_s() - t_load;
+    if (duplicated && strcmp(backend, "cpu"))
+        duplicated = 0, fprintf(stderr, "bench_sweep: --backend %s: no duplicated-checkpoint mode (it loads a model per config)\n", backend);
     char tmpl[] = "/tmp/reprise-bench-sweep-XXXXXX";
     char *tmp = mkdtemp(tmpl);
     outcome out[3] = {{0}};
@@ -124,8 +159,8 @@ int main(int argc, char **argv) {
         sweep_db_close(&d);
     }
     double hours_per_config[3];
-    printf("model %s (%d layers), probe %s x %d items, %d configs (base included); model load %.3f s\n", dir,
-           m.cfg.n_layers, spec, p.n_items, cl.n, t_load);
+    printf("model %s (%d layers), backend %s, probe %s x %d items, %d configs (base included); model load %.3f s\n",
+           shape ? shape : dir, m.cfg.n_layers, backend, spec, p.n_items, cl.n, t_load);
     printf("%-11s %10s %14s %16s %14s %10s\n", "mode", "seconds", "configs/hour", "layer execs", "visits run", "scores");
     for (int mode = duplicated ? 0 : 1; mode < 3; mode++) {
         hours_per_config[mode] = out[mode].seconds / 3600 / cl.n;
@@ -143,5 +178,6 @@ int main(int argc, char **argv) {
     probe_free(&p);
     model_dir_close(&md);
     model_free(&m);
+    if (shape) random_model_remove(shaped);
     return 0;
 }

@@ -121,6 +121,14 @@ PY
     }
     step plan_check plan_check
 
+    # a sweep at Qwen2-7B's shapes (random BF16 weights, the built-in tokenizer): configs per hour of reprise sweep
+    # against --naive (one config at a time, nothing shared) in the same run, on the same GPU
+    sweep_qwen7b() {
+        "$build/bench_sweep" --shape qwen2-7b --backend cuda --no-duplicated --items 16 \
+            --configs "rys:8,12;rys:10,14;rys:12,16;rys:14,18;rys:9,15;rys:11,17;rys:13,19" || return 1
+        grep -o "reprise sweep vs naive: [0-9.]*x configs/hour" "$out/sweep_qwen7b.log" >"$out/sweep_qwen7b.note"
+    }
+    step sweep_qwen7b sweep_qwen7b
     step bench_gpu "$build/bench_gpu"
     # what programmatic dependent launch brings: the same decode bench with it off (the speed model assumes 1 us a
     # launch after a kernel instead of 2.3: bench/GPU_NOTES.md)
