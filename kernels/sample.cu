@@ -302,15 +302,20 @@ __global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size
         pick_out(out, -1, 0);
         return;
     }
-    int kk = k < total ? k : total;
-    for (int c = 0; c < kk; c++) {   // the slices' sorted lists, merged
+    // the slices' sorted lists, merged one candidate at a time: a draw whose top-p or min-p cut decides it merges
+    // only up to the cut (a nucleus of a few dozen, not SAMPLE_MAX_K dependent steps)
+    const int kk = k < total ? k : total;
+    int merged = 0;
+    auto merge_next = [&]() {
         int from = -1;
         for (int s = 0; s < n_slices; s++)
             if (at[s] < h[s]->k && (from < 0 || before(((const cand_pair *)(h[s] + 1))[at[s]], ((const cand_pair *)(h[from] + 1))[at[from]])))
                 from = s;
         cand_pair cp = ((const cand_pair *)(h[from] + 1))[at[from]++];
-        cand_v[c] = cand_l[c] = cp.v, cand_id[c] = cp.id;
-    }
+        cand_v[merged] = cand_l[merged] = cp.v, cand_id[merged] = cp.id;
+        merged++;
+    };
+    merge_next();
     if (temp <= 0) {
         pick_out(out, cand_id[0], cand_l[0]);
         return;
@@ -319,7 +324,6 @@ __global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size
     // slice holds it, so one slice gives exactly its own sum)
     float mx = cand_v[0], sum = 0;
     for (int s = 0; s < n_slices; s++) sum += h[s]->max == mx ? h[s]->sum : h[s]->sum * __expf((h[s]->max - mx) / temp);
-    for (int c = 0; c < kk; c++) cand_v[c] = __expf((cand_v[c] - mx) / temp);
     // The candidates decide the draw when they hold every token the filters could keep: the whole vocabulary (each
     // slice kept fewer than k), or every top-k survivor, or a top-p / min-p cut that falls inside them. Otherwise
     // the row is SAMPLE_NEEDS_HOST and the backend samples its logits on the host by the same rule.
@@ -330,27 +334,45 @@ __global__ void sample_pick_kernel(const unsigned char *cand, int n_slices, size
         pick_out(out, SAMPLE_NEEDS_HOST, 0);
         return;
     }
-    float norm = sum;   // HF: top-p over the top-k survivors, renormalised; top-k off: the whole vocabulary
-    if (top_k > 0) {
-        norm = 0;
-        for (int c = 0; c < kk; c++) norm += cand_v[c];
-    }
     int keep = kk;
-    if (top_p < 1) {
+    if (decided) {   // every candidate counts: all merged, top-p (over the top-k survivors when top-k is on), min-p
+        while (merged < kk) merge_next();
+        for (int c = 0; c < kk; c++) cand_v[c] = __expf((cand_v[c] - mx) / temp);
+        float norm = sum;   // HF: top-p over the top-k survivors, renormalised; top-k off: the whole vocabulary
+        if (top_k > 0) {
+            norm = 0;
+            for (int c = 0; c < kk; c++) norm += cand_v[c];
+        }
+        if (top_p < 1) {
+            float cum = 0;
+            for (int c = 0; c < keep; c++) {
+                cum += cand_v[c] / norm;
+                if (cum >= top_p) {
+                    keep = c + 1;
+                    break;
+                }
+            }
+        }
+        if (min_p > 0) {
+            int c = 1;
+            while (c < keep && cand_v[c] >= min_p * cand_v[0]) c++;
+            keep = c;
+        }
+    } else {   // top-k off, the vocabulary past the candidates: a top-p or min-p cut inside them decides, found in
+               // order as the candidates merge - the same cut as over all of them (min-p's first, at a candidate)
         float cum = 0;
-        for (int c = 0; c < keep; c++) {
-            cum += cand_v[c] / norm;
-            if (cum >= top_p) {
+        for (int c = 0; c < kk; c++) {
+            if (c == merged) merge_next();
+            cand_v[c] = __expf((cand_v[c] - mx) / temp);
+            if (min_p > 0 && c >= 1 && !(cand_v[c] >= min_p * cand_v[0])) {   // below the floor: so is every one after
+                keep = c, decided = 1;
+                break;
+            }
+            if (top_p < 1 && (cum += cand_v[c] / sum) >= top_p) {
                 keep = c + 1, decided = 1;
                 break;
             }
         }
-    }
-    if (min_p > 0) {
-        int c = 1;
-        while (c < keep && cand_v[c] >= min_p * cand_v[0]) c++;
-        if (c < keep) decided = 1;   // a candidate below the floor: every token after it is too
-        keep = c;
     }
     if (!decided) {
         pick_out(out, SAMPLE_NEEDS_HOST, 0);

@@ -489,20 +489,30 @@ static void device_sampling_follows_the_cpu_rules(void) {
     cudaMalloc((void **)&ow, 2 * wrows * sizeof(int));
     CHECK(sample_slices(wide, 1) == 8 && sample_slices(wide, 2) == 4 && sample_slices(4095, 1) == 1, "slices %d %d %d",
           sample_slices(wide, 1), sample_slices(wide, 2), sample_slices(4095, 1));
-    struct { float temp; int k; float p, minp; } wc[] = {{0, 0, 1, 0}, {1, 50, 1, 0}, {0.8f, 100, 0.9f, 0}, {1.5f, 2000, 1, 0.05f}};
+    // (the last three: top-k off with a top-p or min-p cut, the candidates merged only up to it, on rows with 40
+    // planted logits spread through every slice above the rest: the cut falls inside the candidates)
+    struct { float temp; int k; float p, minp; } wc[] = {{0, 0, 1, 0}, {1, 50, 1, 0}, {0.8f, 100, 0.9f, 0}, {1.5f, 2000, 1, 0.05f},
+                                                         {1, 0, 0.8f, 0}, {1, 0, 1, 0.05f}, {1.2f, 0, 0.95f, 0.01f}};
+    std::vector<float> lz = lw;
+    for (int r = 0; r < wrows; r++)
+        for (int j = 0; j < 40; j++) lz[(size_t)r * wide + (size_t)j * 997 + r] = 12 + 0.2f * j;
+    float *dlz = dev(lz);
     for (auto c : wc) {
-        CHECK(launch_rule(dlw, wrows, wide, c.temp, c.k, c.p, c.minp, uw, cw, ow) == cudaSuccess, "launch");
+        bool planted = c.temp > 0 && c.k == 0;
+        const std::vector<float> &l = planted ? lz : lw;
+        CHECK(launch_rule(planted ? dlz : dlw, wrows, wide, c.temp, c.k, c.p, c.minp, uw, cw, ow) == cudaSuccess, "launch");
         std::vector<int> got = host_ids(ow, wrows);
         int bad = 0;
         for (int r = 0; r < wrows; r++) {
-            const float *lr = &lw[(size_t)r * wide];
+            const float *lr = &l[(size_t)r * wide];
             int want = c.temp <= 0 ? argmax(lr, wide) : reference_sample(lr, wide, c.temp, c.k, c.p, c.minp, uw[r]);
             bad += got[r] != want && got[r] != SAMPLE_NEEDS_HOST;
-            bad += got[r] == SAMPLE_NEEDS_HOST && c.k > 0 && c.k <= SAMPLE_MAX_K;   // a top-k inside the candidates decides
+            bad += got[r] == SAMPLE_NEEDS_HOST && ((c.k > 0 && c.k <= SAMPLE_MAX_K) || planted);   // these decide on the device
         }
         CHECK(bad == 0, "vocabulary %d in %d slices, temp %g top-k %d top-p %g min-p %g: %d rows differ (%d %d %d)", wide,
               sample_slices(wide, 1), c.temp, c.k, c.p, c.minp, bad, got[0], got[1], got[2]);
     }
+    cudaFree(dlz);
     cudaFree(dlw), cudaFree(cw), cudaFree(ow);
 }
 
