@@ -16,12 +16,14 @@
 // Decode steps run as CUDA graphs, one per rank, collectives included: the second step of a shape (the engine's
 // key: sequences, schedules, one token each) is captured from the stream and instantiated - a shape seen once, as
 // the last steps of a sweep's batch where sequences finish one by one, is never worth a capture - and later steps of
-// that shape only refresh pinned host staging buffers - tokens, and every layer execution's rows' positions and KV
-// slot pointers - which the graph's two copies (one each, a step) read, and replay; attention's grid is sized by the
+// that shape only refresh pinned host staging buffers - tokens, every layer execution's rows' positions and KV slot
+// pointers, a sampling step's per-row requests - which the graph's copies (one each, a step) read (a row's logit edits
+// are read by the edit kernel from mapped pinned memory), and replay; attention's grid is sized by the
 // run's context, its CTAs taking the splits up to each row's current length. A layer execution whose rows
 // follow one another (a decode step's, where its sequences all visit the layer) works on the residual stream in
 // place: no copy nodes within a visit. Everything else a kernel needs lives at fixed
-// device addresses, so one graph serves the whole generation.
+// device addresses, so one graph serves the whole generation. On sm_90 the step's kernels go out with programmatic
+// dependent launch (kernels/launch.h): each is launched while the one before finishes, and waits for it.
 #include "engine/backends/cuda/internal.h"
 
 namespace reprise_cuda {
