@@ -18,8 +18,10 @@
 // ld.global.nc.v4 (LDG.128 through the read-only path, where a plain dereference of a pointer read from memory is a
 // generic LD). The emulation's compiler splits the copy into narrower loads, so its perf counters are told what the
 // hardware does: one 16-byte access a lane.
+// st_16: one 16-byte store (p 16-byte aligned), counted the same way.
 #if defined(__CUDACC__)
 __device__ static inline uint4 ldg_16(const void *p) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
+__device__ static inline void st_16(void *p, uint4 v) { *reinterpret_cast<uint4 *>(p) = v; }
 #elif !defined(REPRISE_REAL_CUDA)
 static inline uint4 ldg_16(const void *p) {
     emu::perf_quiet(true);
@@ -28,6 +30,12 @@ static inline uint4 ldg_16(const void *p) {
     emu::perf_quiet(false);
     emu::perf_access(p, 16, false);
     return v;
+}
+static inline void st_16(void *p, uint4 v) {
+    emu::perf_quiet(true);
+    memcpy(p, &v, sizeof v);
+    emu::perf_quiet(false);
+    emu::perf_access(p, 16, true);
 }
 #endif
 
