@@ -96,7 +96,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_IDS] = L * 2 * sizeof(int);
     b[BUF_SAMPLE_PARAMS] = L * sizeof(sample_row_params);
     b[BUF_CANDIDATES] = (1 + tp) * (size_t)sample_slices((int)vocab, s.tp) * L * SAMPLE_CANDIDATE_ROW_BYTES(SAMPLE_MAX_K);
-    b[BUF_LOGPROBS] = (size_t)sample_slices((int)vocab, s.tp) * L * SAMPLE_LOGPROB_RECORD_BYTES;
+    b[BUF_LOGPROBS] = (size_t)sample_slices((int)vocab, s.tp) * L * sizeof(sample_logprob_record);
     size_t decode_rows = (size_t)s.seqs > PLAN_GRAPH_ROWS ? (size_t)s.seqs : PLAN_GRAPH_ROWS;
     b[BUF_PARTIAL] = decode_rows * sh.n_heads * splits * (c->head_dim + 2) * f;
     b[BUF_ATT_COUNT] = attention_counters((int)decode_rows, sh.n_heads) * sizeof(unsigned);

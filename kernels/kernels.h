@@ -162,15 +162,15 @@ cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_
 // Sampling (sample.cu), each row by its own request (params: (rows) sample_row_params, kernels/sample_params.h), in
 // launches that a tensor-parallel run chains so that only candidates move between GPUs:
 // launch_sample_logprobs: for each row with n_top >= 0, per slice of this GPU's vocabulary (logits (rows, n_vocab),
-// ids vocab0..; `slices` CTAs a row), a SAMPLE_LOGPROB_RECORD_BYTES record at out + (slice * rows + r) * that: its
-// largest logit, the sum of e^(l - max) in double, its min(n_top, 20) largest (logit, id) pairs in candidate order
+// ids vocab0..; `slices` CTAs a row), a sample_logprob_record at out[slice * rows + r]: its largest logit, the sum
+// of e^(l - max) in double, its min(n_top, 20) largest (logit, id) pairs in candidate order
 // (larger first, lower id on ties); runs before the edits (log-probabilities are of the model's logits).
 // launch_sample_edits: each row's edits (edits[edit0 ..+ n_edits), ids in this GPU's range) applied in place by
 // logit_edit_apply; each edited logit's previous value to raw[edit] (edits and raw may be mapped host memory).
 // launch_sample_candidates: per row and slice, the candidate record (SAMPLE_CANDIDATE_ROW_BYTES(k_stride) bytes at
 // cand + (slice * rows + r) * that): its k best (logit, id) pairs in candidate order, its max, sum_i e^((l_i - max)
 // / temp) over the slice, and whether it holds NaN or an infinity. k = sample_candidates_k(temp, top_k) of the row
-// (<= k_stride: sample_k_stride over the rows), fewer where the slice is shorter; by a radix select, six passes
+// (<= k_stride: the largest over the rows), fewer where the slice is shorter; by a radix select, six passes
 // over the row whatever k.
 // launch_sample_pick: per row, the records of n_slices slices (slice s's at cand + s * slice_stride bytes) merged -
 // the k best over all, the denominator over the whole vocabulary - then temperature, top-k, top-p and min-p, and a
@@ -182,9 +182,8 @@ cudaError_t launch_sum_buffers(buffer_list bufs, long n, float *out, cudaStream_
 // SAMPLE_CANDIDATE_ROW_BYTES(k_stride) bytes).
 #include "kernels/sample_params.h"
 #define SAMPLE_NEEDS_HOST (-2)
-int sample_k_stride(const sample_row_params *params, int rows);   // the largest k of the rows' records (host params)
 cudaError_t launch_sample_logprobs(const float *logits, int rows, int n_vocab, int vocab0, const sample_row_params *params,
-                                   int slices, unsigned char *out, cudaStream_t s);
+                                   int slices, sample_logprob_record *out, cudaStream_t s);
 cudaError_t launch_sample_edits(float *logits, int rows, int n_vocab, int vocab0, const sample_row_params *params,
                                 const logit_edit *edits, float *raw, cudaStream_t s);
 cudaError_t launch_sample_candidates(const float *logits, int rows, int n_vocab, int vocab0, const sample_row_params *params,

@@ -11,7 +11,7 @@
     (kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__), cudaGetLastError())
 #else
 #define REPRISE_LAUNCH(kernel, grid, block, smem, stream, ...) \
-    emu::launch_kernel(#kernel, kernel, (grid), (block), (smem), (stream), __VA_ARGS__)
+    emu::launch_kernel(#kernel, kernel, false, (grid), (block), (smem), (stream), __VA_ARGS__)
 #endif
 
 // The same launch with programmatic dependent launch (the attribute cudaLaunchAttributeProgrammaticStreamSerialization):
@@ -39,8 +39,7 @@ static inline cudaError_t reprise_launch_pdl(void (*kernel)(P...), dim3 grid, di
     reprise_launch_pdl(kernel, (grid), (block), (smem), (stream), __VA_ARGS__)
 #else
 #define REPRISE_LAUNCH_PDL(kernel, grid, block, smem, stream, ...) \
-    (emu::pdl_enabled() ? emu::launch_kernel_pdl(#kernel, kernel, (grid), (block), (smem), (stream), __VA_ARGS__) \
-                        : emu::launch_kernel(#kernel, kernel, (grid), (block), (smem), (stream), __VA_ARGS__))
+    emu::launch_kernel(#kernel, kernel, emu::pdl_enabled(), (grid), (block), (smem), (stream), __VA_ARGS__)
 #endif
 
 #endif

@@ -225,18 +225,11 @@ __global__ void sample_edit_kernel(float *logits, int row_vocab, int vocab0, con
     }
 }
 
-struct logprob_record {   // SAMPLE_LOGPROB_RECORD_BYTES
-    float max;
-    int n;
-    double sum;   // of e^(l - max) over the slice
-    cand_pair top[SAMPLE_MAX_LOGPROBS];
-};
-
 // Per row that asks (n_top >= 0), per slice of its vocabulary: the largest logit, the sum of e^(l - max) in double
 // (a block sum; the host sums the slices' and GPUs' scaled to the common max) and the min(n_top, slice) largest
 // logits in candidate order - the unedited logits: this runs before the edits.
 __global__ void __launch_bounds__(SC_THREADS) sample_logprobs_kernel(const float *logits, int row_vocab, int vocab0,
-                                                                       const sample_row_params *params, unsigned char *out) {
+                                                                       const sample_row_params *params, sample_logprob_record *out) {
     pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
     pdl_launch_dependents();
     __shared__ double sd[SC_THREADS];
@@ -250,7 +243,7 @@ __global__ void __launch_bounds__(SC_THREADS) sample_logprobs_kernel(const float
     int s0, n_vocab;
     slice_of(row_vocab, &s0, &n_vocab);
     const float *l = logits + (size_t)blockIdx.x * row_vocab + s0;
-    logprob_record *rec = (logprob_record *)(out + ((size_t)blockIdx.y * gridDim.x + blockIdx.x) * SAMPLE_LOGPROB_RECORD_BYTES);
+    sample_logprob_record *rec = out + (size_t)blockIdx.y * gridDim.x + blockIdx.x;
     if (row_not_finite(l, n_vocab, &bad)) {   // no distribution: the row's draw fails (-1) and says so
         if (threadIdx.x == 0) rec->max = NAN, rec->n = 0, rec->sum = 0;
         return;
@@ -269,7 +262,7 @@ __global__ void __launch_bounds__(SC_THREADS) sample_logprobs_kernel(const float
         if ((int)threadIdx.x < s2) sd[threadIdx.x] += sd[threadIdx.x + s2];
         __syncthreads();
     }
-    for (int c = threadIdx.x; c < n; c += blockDim.x) rec->top[c] = cand_pair{top_v[c], vocab0 + s0 + top_id[c]};
+    for (int c = threadIdx.x; c < n; c += blockDim.x) rec->top[c].v = top_v[c], rec->top[c].id = vocab0 + s0 + top_id[c];
     if (threadIdx.x == 0) rec->max = mx, rec->n = n, rec->sum = sd[0];
 }
 
@@ -415,19 +408,10 @@ cudaError_t launch_sample_edits(float *logits, int rows, int n_vocab, int vocab0
 }
 
 cudaError_t launch_sample_logprobs(const float *logits, int rows, int n_vocab, int vocab0, const sample_row_params *params,
-                                   int slices, unsigned char *out, cudaStream_t s) {
+                                   int slices, sample_logprob_record *out, cudaStream_t s) {
     if (slices < 1 || slices > SAMPLE_MAX_SLICES || slices > n_vocab) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
     return REPRISE_LAUNCH_PDL(sample_logprobs_kernel, dim3(rows, slices), dim3(SC_THREADS), 0, s, logits, n_vocab, vocab0, params, out);
-}
-
-int sample_k_stride(const sample_row_params *params, int rows) {
-    int k = 1;
-    for (int r = 0; r < rows; r++) {
-        int kr = sample_candidates_k(params[r].temp, params[r].top_k);
-        if (kr > k) k = kr;
-    }
-    return k;
 }
 
 cudaError_t launch_sample(const float *logits, int rows, int vocab, const sample_row_params *params, int k_stride,

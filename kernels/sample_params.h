@@ -43,6 +43,18 @@ typedef struct sample_row_params {
     int edit0, n_edits;
 } sample_row_params;
 
+// One slice's log-probability summary of a row (sample.cu's launch_sample_logprobs; the CUDA backend merges the
+// slices' and GPUs'): its largest logit, the sum of e^(l - max) over it in double, its n largest (logit, id) pairs.
+typedef struct sample_logprob_record {
+    float max;
+    int n;
+    double sum;
+    struct {
+        float v;
+        int id;
+    } top[SAMPLE_MAX_LOGPROBS];
+} sample_logprob_record;
+
 // The candidates a row's record keeps (sample.cu): 1 greedy, else its top_k up to SAMPLE_MAX_K (a slice with fewer
 // ids keeps fewer).
 SAMPLE_FN int sample_candidates_k(float temp, int top_k) {

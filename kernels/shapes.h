@@ -9,9 +9,6 @@
 // flag, count) and (logit, id) pairs.
 #define SAMPLE_MAX_K 1024
 #define SAMPLE_CANDIDATE_ROW_BYTES(k) (16 + 8 * (size_t)(k))
-// A row's log-probability summary per slice (sample.cu's launch_sample_logprobs): largest logit, count, the sum of
-// e^(l - max) in double, and up to SAMPLE_MAX_LOGPROBS (20) (logit, id) pairs.
-#define SAMPLE_LOGPROB_RECORD_BYTES (16 + 8 * 20)
 // A row's candidates are found by up to SAMPLE_MAX_SLICES CTAs in all, each over a slice of the vocabulary (at least
 // 4096 ids): of the tp GPUs' shares, each cut in sample_slices(its vocabulary, tp), the same on every GPU.
 #define SAMPLE_MAX_SLICES 8

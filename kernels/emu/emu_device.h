@@ -181,24 +181,16 @@ void grid_dependency_wait();
 void launch_dependents();
 bool pdl_enabled();   // REPRISE_PDL is not 0 (the emulated GPU is an sm_90)
 
-// The launch wrapper's target: arguments are converted to the kernel's parameter types and captured by value,
-// so a launch recorded into a CUDA graph replays with the arguments it was captured with.
+// The launch wrappers' target: arguments are converted to the kernel's parameter types and captured by value,
+// so a launch recorded into a CUDA graph replays with the arguments it was captured with. pdl: a programmatic
+// dependent launch (kernels/launch.h's REPRISE_LAUNCH_PDL).
 template <typename... P, typename... A>
-cudaError_t launch_kernel(const char *name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+cudaError_t launch_kernel(const char *name, void (*kernel)(P...), bool pdl, dim3 grid, dim3 block, size_t smem,
                           cudaStream_t stream, A &&...args) {
     static_assert(sizeof...(P) == sizeof...(A), "wrong number of kernel arguments");
     std::tuple<std::decay_t<P>...> captured(static_cast<std::decay_t<P>>(args)...);
     return launch(name, reinterpret_cast<const void *>(kernel), grid, block, smem, stream,
-                  [kernel, captured]() { std::apply(kernel, captured); });
-}
-// The same with programmatic dependent launch (kernels/launch.h's REPRISE_LAUNCH_PDL).
-template <typename... P, typename... A>
-cudaError_t launch_kernel_pdl(const char *name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
-                              cudaStream_t stream, A &&...args) {
-    static_assert(sizeof...(P) == sizeof...(A), "wrong number of kernel arguments");
-    std::tuple<std::decay_t<P>...> captured(static_cast<std::decay_t<P>>(args)...);
-    return launch(name, reinterpret_cast<const void *>(kernel), grid, block, smem, stream,
-                  [kernel, captured]() { std::apply(kernel, captured); }, true);
+                  [kernel, captured]() { std::apply(kernel, captured); }, pdl);
 }
 
 template <typename T>

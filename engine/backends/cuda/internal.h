@@ -52,7 +52,7 @@ struct rank_state {
     float *stage_logits;                          // (cap_logit_rows, shard vocabulary) pinned
     sample_row_params *stage_params;              // (cap_logit_rows) pinned: each row's request when sampling
     int *stage_ids;                               // (cap_logit_rows, 2) pinned: sampled ids and their logits
-    unsigned char *stage_logprobs;                // (sample_slices, cap_logit_rows) pinned: log-probability records
+    sample_logprob_record *stage_logprobs;        // (sample_slices, cap_logit_rows) pinned: log-probability records
     struct graph {
         cudaGraphExec_t exec;
         unsigned long long last_used;
@@ -87,10 +87,17 @@ struct rank_state {
                                                   // the rank's stream shares them: each leaves the counters zero)
     int *d_tokens, *d_ids;
     sample_row_params *d_params;
-    unsigned char *d_logprobs;
+    sample_logprob_record *d_logprobs;
     unsigned char *d_cand;                        // d_cand: this rank's candidate rows, then all ranks' gathered
     float *d_logits;
     unsigned char *kv_arena;                      // the KV slots' memory (kv_pool.cu): the plan's KV
+};
+
+// What a sampling step's launches depend on beyond its row count (its graph's shape).
+struct sample_step_shape {
+    int k_stride;       // candidates per row record: the largest row's
+    size_t edits;       // logit edits in all (0: no edit kernel)
+    bool logprobs;      // some row wants log-probabilities
 };
 
 struct cuda_backend {
@@ -104,6 +111,7 @@ struct cuda_backend {
     // that every rank's edit kernel reads (mapped: no copy node, whatever their number); edit_raw gets each
     // edited logit's value before it. Grown (graphs dropped) when a step needs more.
     std::vector<sample_row_params> step_params;   // a sampling step's rows' requests (step_begin)
+    sample_step_shape step_shape;                 // and what its launches depend on (step_begin)
     logit_edit *stage_edits;
     float *stage_edit_raw;
     size_t edits_cap;

@@ -36,29 +36,22 @@ namespace reprise_cuda {
 // attention's grid is sized by the run's context
 // (ctx), whatever the slots' capacity, so a sequence keeps its graph as it grows and a server's requests share
 // theirs. 0: a step never captured (a prompt's, a span's, every row's logits, or positions past ctx).
-// What a sampling step's launches depend on beyond its row count (its graph's shape).
-struct sample_step_shape {
-    int k_stride;       // candidates per row record: the largest row's
-    size_t edits;       // logit edits in all (0: no edit kernel)
-    bool logprobs;      // some row wants log-probabilities
-};
 static sample_step_shape sample_shape(const sample_row *req, int n) {
     sample_step_shape sh = {1, 0, false};
     for (int i = 0; i < n; i++) {
         int k = sample_candidates_k(req[i].p->temp, req[i].p->top_k);
         if (k > sh.k_stride) sh.k_stride = k;
-        sh.edits += (size_t)req[i].n_edits, sh.logprobs |= req[i].n_top >= 0;
+        sh.edits += (size_t)req[i].n_edits, sh.logprobs |= req[i].n_top >= 0 && req[i].lp;
     }
     return sh;
 }
 
-unsigned long long graph_key(const step_plan *p, int ctx, int graph_rows) {
+unsigned long long graph_key(const step_plan *p, const sample_step_shape &sh, int ctx, int graph_rows) {
     if (!p->whole_call || p->from_hidden || p->to_hidden || p->all_logits || p->n_rows > graph_rows) return 0;
     unsigned long long h = 1469598103934665603ull;
     auto mix = [&h](unsigned long long v) { h = (h ^ v) * 1099511628211ull; };
     mix((unsigned long long)p->n_rows);
     if (p->sample) {   // a sampling step is another graph than a logits step
-        sample_step_shape sh = sample_shape(p->sample, p->n_out);
         mix(0x5a3b1e), mix((unsigned long long)sh.k_stride), mix((unsigned long long)(sh.edits > 0)), mix((unsigned long long)sh.logprobs);
     }
     for (int x = 0; x < p->n_execs; x++) {
@@ -75,10 +68,11 @@ unsigned long long graph_key(const step_plan *p, int ctx, int graph_rows) {
 void step_begin(backend *base, const step_plan *step) {
     cuda_backend *b = cb(base);
     if (b->allocations_at_start < 0) b->allocations_at_start = device_allocations;
-    unsigned long long key = graph_key(step, b->ranks[0]->plan.shape.ctx, b->ranks[0]->graph_rows);
+    b->step_shape = step->sample ? sample_shape(step->sample, step->n_out) : sample_step_shape{1, 0, false};
+    unsigned long long key = graph_key(step, b->step_shape, b->ranks[0]->plan.shape.ctx, b->ranks[0]->graph_rows);
     size_t staged_rows = 0;
     for (int x = 0; x < step->n_execs; x++) staged_rows += (size_t)step->execs[x].n_rows;
-    size_t edits = step->sample ? sample_shape(step->sample, step->n_out).edits : 0;
+    size_t edits = b->step_shape.edits;
     if (edits > b->edits_cap) {   // before any capture (pinned allocation is not capturable); graphs read the old
         size_t cap = b->edits_cap ? b->edits_cap : 4096;
         while (cap < edits) cap *= 2;
@@ -94,7 +88,7 @@ void step_begin(backend *base, const step_plan *step) {
     for (int i = 0, at = 0; step->sample && i < step->n_out; i++) {
         const sample_row &q = step->sample[i];
         b->step_params.push_back({q.p->temp, q.p->top_p, q.p->min_p, q.uniform, q.p->top_k,
-                                  q.n_top < 0 || !q.lp ? -1 : std::min(q.n_top, SAMPLE_MAX_LOGPROBS), at, q.n_edits});
+                                  q.n_top >= 0 && q.lp ? std::min(q.n_top, SAMPLE_MAX_LOGPROBS) : -1, at, q.n_edits});
         if (q.n_edits) memcpy(b->stage_edits + at, q.edits, sizeof(logit_edit) * (size_t)q.n_edits);
         at += q.n_edits;
     }
@@ -317,21 +311,18 @@ void write_rows(backend *base, int row0, int n, const float *in) {
 }
 
 // The end of a step on one rank: final norm and its vocabulary's LM head for the given rows, then either the
-// logits (each rank fills its columns of out_logits) or sampled ids (params: each row's request; its log-probability
-// records, if asked, before the edits, then the edits, the candidates, the ranks' candidates gathered, rank 0's pick
-// into out_ids (rows, 2): id and logit; each rank's records to out_lp, slice s's row i at out_lp + (s * lp_rows +
-// i) * SAMPLE_LOGPROB_RECORD_BYTES). A capturing step is instantiated and replayed here. An eager step with more
-// rows than the logits buffers hold goes in chunks (score's every-row logits).
-void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const sample_row_params *params,
-                 float *out_logits, int *out_ids, unsigned char *out_lp, int lp_rows) {
+// logits (each rank fills its columns of out_logits) or, given out_ids, sampled ids (the step's requests, staged and copied
+// by step_begin, drawn as b->step_shape says - log-probability records, if asked, before the edits, then the edits,
+// the candidates, the ranks' candidates gathered, rank 0's pick into out_ids (rows, 2): id and logit; each rank's
+// records to out_lp, slice s's row i at out_lp[s * lp_rows + i]). A capturing step is instantiated and replayed here.
+// An eager step with more rows than the logits buffers hold goes in chunks (score's every-row logits).
+void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, float *out_logits, int *out_ids,
+                 sample_logprob_record *out_lp, int lp_rows) {
     const model_config *c = b->base.cfg;
-    int nv = r->shard.n_vocab, slices = r->sample_slices, k_stride = 1;
-    bool edits = false, logprobs = false;
+    const bool sampling = out_ids != nullptr;
+    const int nv = r->shard.n_vocab, slices = r->sample_slices, k_stride = b->step_shape.k_stride;
+    const bool edits = b->step_shape.edits > 0, logprobs = b->step_shape.logprobs;
     flush_embed(b, r);
-    if (params) {   // staged and copied by step_begin
-        k_stride = sample_k_stride(params, n);
-        for (int i = 0; i < n; i++) edits |= params[i].n_edits > 0, logprobs |= params[i].n_top >= 0;
-    }
     if (r->mode != REPLAY) {
         bool in_order = true;   // consecutive rows (a decode step's) are normalised where they are, others gathered
         for (int i = 1; i < n; i++) in_order &= rows[i] == rows[0] + i;
@@ -341,12 +332,12 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
                                        cudaMemcpyDeviceToDevice, r->stream));
         CUDA_CHECK(launch_rmsnorm(xr, nullptr, r->final_norm, n, c->dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
         linear_bf16(r, r->act_bf16, r->lm_head, n, nv, c->dim, gemm_store(r->d_logits));
-        if (params) {
+        if (sampling) {
             // each rank's vocabulary in sample_slices slices, a CTA each; rank 0 merges every rank's slices
             size_t slice_bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k_stride);
             if (logprobs) {
                 CUDA_CHECK(launch_sample_logprobs(r->d_logits, n, nv, r->shard.vocab0, r->d_params, slices, r->d_logprobs, r->stream));
-                CUDA_CHECK(cudaMemcpyAsync(r->stage_logprobs, r->d_logprobs, (size_t)slices * n * SAMPLE_LOGPROB_RECORD_BYTES,
+                CUDA_CHECK(cudaMemcpyAsync(r->stage_logprobs, r->d_logprobs, (size_t)slices * n * sizeof(sample_logprob_record),
                                            cudaMemcpyDeviceToHost, r->stream));
             }
             if (edits)
@@ -387,63 +378,50 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, const s
     }
     CUDA_CHECK(cudaStreamSynchronize(r->stream));
     r->staged_unsynced = false;
-    if (params) {
+    if (sampling) {
         if (r->rank == 0) memcpy(out_ids, r->stage_ids, sizeof(int) * 2 * n);
         for (int s = 0; s < slices && logprobs; s++)
-            memcpy(out_lp + (size_t)s * lp_rows * SAMPLE_LOGPROB_RECORD_BYTES, r->stage_logprobs + (size_t)s * n * SAMPLE_LOGPROB_RECORD_BYTES,
-                   (size_t)n * SAMPLE_LOGPROB_RECORD_BYTES);
+            memcpy(out_lp + (size_t)s * lp_rows, r->stage_logprobs + (size_t)s * n, (size_t)n * sizeof(sample_logprob_record));
     } else
         for (int i = 0; i < n; i++)
             memcpy(out_logits + (size_t)i * c->vocab_size + r->shard.vocab0, r->stage_logits + (size_t)i * nv, sizeof(float) * nv);
 }
 
-// out_lp: (tp, sample_slices, n) records when sampling with log-probabilities.
-void finish_step(cuda_backend *b, const int *rows, int n, const sample_row_params *params, float *out_logits, int *out_ids,
-                 unsigned char *out_lp) {
+// Sampling when out_ids is given; out_lp: (tp, sample_slices, n) records when sampling with log-probabilities.
+void finish_step(cuda_backend *b, const int *rows, int n, float *out_logits, int *out_ids, sample_logprob_record *out_lp) {
     each(b, [&](rank_state *r) {
         int chunk = r->cap_logit_rows < r->cap_rows ? r->cap_logit_rows : r->cap_rows;
         if (n > chunk && r->mode != EAGER) {   // cannot be: captured steps have at most graph_rows rows
             fprintf(stderr, "reprise: a captured step's logits exceed the planned rows (internal error)\n");
             abort();
         }
-        unsigned char *lp = out_lp ? out_lp + (size_t)r->rank * r->sample_slices * n * SAMPLE_LOGPROB_RECORD_BYTES : nullptr;
-        for (int i = 0; i < n; i += chunk) {
+        sample_logprob_record *lp = out_lp ? out_lp + (size_t)r->rank * r->sample_slices * n : nullptr;
+        for (int i = 0; i < n; i += chunk) {   // a sampling step's rows are sequences' last: always one chunk
             int k = n - i < chunk ? n - i : chunk;
-            finish_rows(b, r, rows + i, k, params ? params + i : nullptr, params ? nullptr : out_logits + (size_t)i * b->base.cfg->vocab_size,
-                        params ? out_ids + 2 * i : nullptr, lp ? lp + (size_t)i * SAMPLE_LOGPROB_RECORD_BYTES : nullptr, n);
+            finish_rows(b, r, rows + i, k, out_ids ? nullptr : out_logits + (size_t)i * b->base.cfg->vocab_size,
+                        out_ids ? out_ids + 2 * i : nullptr, lp ? lp + i : nullptr, n);
         }
         r->mode = EAGER;
     });
 }
 
-void logits(backend *base, const int *rows, int n, float *out) { finish_step(cb(base), rows, n, nullptr, out, nullptr, nullptr); }
-
-struct logprob_record {   // sample.cu's, as the host reads it
-    float max;
-    int n;
-    double sum;
-    struct {
-        float v;
-        int id;
-    } top[SAMPLE_MAX_LOGPROBS];
-};
-static_assert(sizeof(logprob_record) == SAMPLE_LOGPROB_RECORD_BYTES, "sample.cu's record");
+void logits(backend *base, const int *rows, int n, float *out) { finish_step(cb(base), rows, n, out, nullptr, nullptr); }
 
 // A row's log-probabilities from its records (every rank's slices): the largest logit, the sums scaled to it, the
 // top lists merged; the chosen id's logit before its edit (the edit kernel kept it) or as the pick saw it.
-static void row_logprobs(const cuda_backend *b, const unsigned char *lp, int n, int row, const sample_row *req,
+static void row_logprobs(const cuda_backend *b, const sample_logprob_record *lp, int n, int row, const sample_row *req,
                          const sample_row_params *params, int id, float picked) {
     int records = b->tp * b->ranks[0]->sample_slices;
     float mx = -INFINITY;
     std::vector<std::pair<float, int>> top;
     for (int s = 0; s < records; s++) {
-        const logprob_record *rec = (const logprob_record *)(lp + ((size_t)s * n + row) * SAMPLE_LOGPROB_RECORD_BYTES);
+        const sample_logprob_record *rec = &lp[(size_t)s * n + row];
         if (!(rec->max <= mx)) mx = rec->max;   // NaN (a row not finite) wins
         for (int j = 0; j < rec->n; j++) top.push_back({rec->top[j].v, rec->top[j].id});
     }
     double sum = 0;
     for (int s = 0; s < records; s++) {
-        const logprob_record *rec = (const logprob_record *)(lp + ((size_t)s * n + row) * SAMPLE_LOGPROB_RECORD_BYTES);
+        const sample_logprob_record *rec = &lp[(size_t)s * n + row];
         sum += rec->max == mx ? rec->sum : rec->sum * exp((double)rec->max - mx);
     }
     std::sort(top.begin(), top.end(), [](const std::pair<float, int> &x, const std::pair<float, int> &y) {
@@ -470,16 +448,14 @@ void sample(backend *base, const int *rows, int n, sample_row *req) {
         fprintf(stderr, "reprise: sample() without its step's requests (internal error)\n");
         abort();
     }
-    bool logprobs = false;
-    for (int i = 0; i < n; i++) logprobs |= params[i].n_top >= 0;
     std::vector<int> out(2 * (size_t)n);
-    std::vector<unsigned char> lp(logprobs ? (size_t)b->tp * b->ranks[0]->sample_slices * n * SAMPLE_LOGPROB_RECORD_BYTES : 0);
-    finish_step(b, rows, n, params.data(), nullptr, out.data(), logprobs ? lp.data() : nullptr);
+    std::vector<sample_logprob_record> lp(b->step_shape.logprobs ? (size_t)b->tp * b->ranks[0]->sample_slices * n : 0);
+    finish_step(b, rows, n, nullptr, out.data(), lp.empty() ? nullptr : lp.data());
     std::vector<int> host_rows, host_at;
     for (int i = 0; i < n; i++) {
         req[i].id = out[2 * i];
         if (req[i].id == SAMPLE_NEEDS_HOST) host_rows.push_back(rows[i]), host_at.push_back(i);
-        else if (req[i].n_top >= 0 && req[i].lp) {
+        else if (params[i].n_top >= 0) {
             float picked;
             memcpy(&picked, &out[2 * i + 1], sizeof picked);
             row_logprobs(b, lp.data(), n, i, &req[i], &params[i], req[i].id, picked);
@@ -490,7 +466,7 @@ void sample(backend *base, const int *rows, int n, sample_row *req) {
     std::vector<float> lg((size_t)host_rows.size() * vocab);
     std::vector<sample_row> host_req;
     for (int i : host_at) host_req.push_back(req[i]);
-    finish_step(b, host_rows.data(), (int)host_rows.size(), nullptr, lg.data(), nullptr, nullptr);   // eager: x holds the rows
+    finish_step(b, host_rows.data(), (int)host_rows.size(), lg.data(), nullptr, nullptr);   // eager: x holds the rows
     sample_rows_host(lg.data(), vocab, host_req.data(), (int)host_req.size(), nullptr, nullptr);
     for (size_t j = 0; j < host_at.size(); j++) req[host_at[j]].id = host_req[j].id;
     b->host_sampled_rows += (long)host_rows.size();
