@@ -6,9 +6,12 @@
 // mma_bf16_16816 accumulating into a chain that starts at zero). Nothing in it depends on R, on the other rows or on
 // the tile the element falls in, so a row's numbers are the same alone or in any batch; only how the work is cut
 // over CTAs changes with R:
-//   R <= GEMM_SPLIT_ROWS (decode): one CTA per (64 features, segment), so even a 2048-wide weight fills the GPU;
-//     each writes its segment's partial to the workspace and the last CTA of a feature block to finish (a counter)
-//     adds the S partials in segment order and writes the output; the counter is reset for the next launch;
+//   R <= GEMM_SPLIT_ROWS (decode): one CTA per (64 features, row block, segment) - from 9 rows, two row blocks - so
+//     even a 2048-wide weight fills the GPU; each writes its segment's partial to the workspace and the last CTA of a
+//     (feature block, row block) to finish (a counter) adds the S partials in segment order and writes the output;
+//     the counter is reset for the next launch. A feature block's row blocks are neighbours in the grid (blockIdx.x =
+//     feature block x row blocks + row block), so they run together and the second reads the weights from L2: more
+//     CTAs, each with a deeper ring, keep more bytes in flight than one CTA of 64 rows could;
 //   R > GEMM_SPLIT_ROWS (prefill): one CTA per (64 features, 64 rows) runs every segment in turn, adding each
 //     segment's chain to its running sum in the same order.
 // The weight is the MMA's first operand (16 features x 16 k) and the tokens its narrow second (8 rows a tile), so a
@@ -129,18 +132,16 @@ template <int NT>
 __device__ static void gm_write(float tot[NT][4], int R, int N, int K, int f0, int row0, const gemm_out &out,
                                 float *scratch) {
     if (out.ssq && out.epilogue != GEMM_ADD) {   // each row times its 1 / rms first (the RMSNorm folded in)
-        float scale[NT][2];   // this lane's rows' (row0 + 8 j + 2 t + h)
+        __shared__ float row_scale[8 * NT];   // made once a CTA, a warp a row (every lane reads them all)
+        for (int rr = threadIdx.x / 32; rr < 8 * NT; rr += GM_WARPS) {
+            float v = row0 + rr < R ? row_inv_rms_warp(out.ssq + (size_t)(row0 + rr) * ((K + ROW_SSQ_BLOCK - 1) / ROW_SSQ_BLOCK), K, out.eps) : 0.0f;
+            if (threadIdx.x % 32 == 0) row_scale[rr] = v;
+        }
+        __syncthreads();
 REPRISE_UNROLL
         for (int j = 0; j < NT; j++)
 REPRISE_UNROLL
-            for (int h = 0; h < 2; h++) {
-                int r = row0 + 8 * j + 2 * (threadIdx.x % 4) + h;
-                scale[j][h] = r < R ? gemm_out_row_scale(out, K, r) : 0.0f;
-            }
-REPRISE_UNROLL
-        for (int j = 0; j < NT; j++)
-REPRISE_UNROLL
-            for (int i = 0; i < 4; i++) tot[j][i] *= scale[j][i % 2];
+            for (int i = 0; i < 4; i++) tot[j][i] *= row_scale[8 * j + 2 * (threadIdx.x % 4) + i % 2];
     }
     if (out.epilogue == GEMM_SWIGLU) {
         GM_FOR_EACH_ELEMENT(if (i < 2 && n < N && r < R) gemm_out_put_swiglu(out, r, n, tot[j][i], tot[j][i + 2]);)
@@ -161,10 +162,9 @@ REPRISE_UNROLL
 // The decode split's end: this CTA's segment partial into the workspace; the last CTA of the feature block to finish
 // adds the S partials in segment order, writes the output and resets the block's counter.
 template <int NT>
-__device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int K, int S, int f0, const gemm_out &out,
+__device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int K, int S, int f0, int row0, const gemm_out &out,
                                        float *partial, unsigned *count, float *scratch) {
     __shared__ bool last;
-    const int row0 = 0;
     GM_FOR_EACH_ELEMENT(if (n < N && r < R) partial[((size_t)blockIdx.y * R + r) * N + n] = acc[j][i];)
     __threadfence();   // the partial is visible device-wide before the counter says so
     __syncthreads();
@@ -184,16 +184,19 @@ template <int NT, int STAGES, bool SPLIT>
 __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, const bf16 *W, int R, int N, int K, int S,
                                                                   gemm_out out, float *partial, unsigned *count) {
     __shared__ __align__(128) gm_stage<NT> ring[STAGES];
-    int f0 = blockIdx.x * GM_FEATURES, row0 = SPLIT ? 0 : blockIdx.y * 8 * NT;
+    int row_blocks = SPLIT ? (R + 8 * NT - 1) / (8 * NT) : 1, row_block = SPLIT ? blockIdx.x % row_blocks : blockIdx.y;
+    int f0 = blockIdx.x / row_blocks * GM_FEATURES, row0 = row_block * 8 * NT;
     int steps = (K + 15) / 16, per_seg = (steps + S - 1) / S;
     int s_first = SPLIT ? blockIdx.y : 0, s_end = SPLIT ? blockIdx.y + 1 : S;
     // Launched early (REPRISE_LAUNCH_PDL): the weights no kernel writes head for L2 while the previous kernel
     // finishes - this CTA's rows, its segments' k range, a 128-byte line a prefetch - then nothing else of global
     // memory before that kernel is done.
-    if (K % 64 == 0) {
+    if (K % 64 == 0) {   // a feature block's row blocks share its weights: each prefetches every row_blocks-th row
         int k0 = s_first * per_seg * 16, k1 = min(K, s_end * per_seg * 16), lines = (k1 - k0) / 64;
-        for (int i = threadIdx.x; i < GM_FEATURES * lines; i += 32 * GM_WARPS)
-            if (f0 + i / lines < N) prefetch_l2(W + (size_t)(f0 + i / lines) * K + k0 + 64 * (i % lines));
+        for (int i = threadIdx.x; i < GM_FEATURES / row_blocks * lines; i += 32 * GM_WARPS) {
+            int f = f0 + row_blocks * (i / lines) + (SPLIT ? row_block : 0);
+            if (f < N) prefetch_l2(W + (size_t)f * K + k0 + 64 * (i % lines));
+        }
     }
     pdl_wait();
     pdl_launch_dependents();
@@ -209,7 +212,7 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
     }
     static_assert(sizeof(ring) >= 8 * NT * GM_FEATURES * sizeof(float), "the epilogue's scratch fits the ring");
     float *scratch = reinterpret_cast<float *>(ring);   // free once the segments are done
-    if (SPLIT && S > 1) gm_finish_split<NT>(sum, R, N, K, S, f0, out, partial, count, scratch);   // sum: the one segment's chain
+    if (SPLIT && S > 1) gm_finish_split<NT>(sum, R, N, K, S, f0, row0, out, partial, count, scratch);   // sum: the one segment's chain
     else gm_write<NT>(sum, R, N, K, f0, row0, out, scratch);
 }
 
@@ -218,7 +221,8 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
 static_assert(gm_stages(1) == 8 && gm_stages(2) == 7 && gm_stages(4) == 6 && gm_stages(8) == 4, "GM_LAUNCH's literals");
 #define GM_LAUNCH(NT, STAGES, SPLIT)                                                                                     \
     REPRISE_LAUNCH_PDL((gemm_mma_kernel<NT, STAGES, SPLIT>),                                                               \
-                   dim3((N + GM_FEATURES - 1) / GM_FEATURES, SPLIT ? S : (R + 8 * NT - 1) / (8 * NT)), dim3(32 * GM_WARPS), \
+                   dim3((N + GM_FEATURES - 1) / GM_FEATURES * (SPLIT ? (R + 8 * NT - 1) / (8 * NT) : 1),                 \
+                        SPLIT ? S : (R + 8 * NT - 1) / (8 * NT)), dim3(32 * GM_WARPS),                                 \
                    0, s, X, W, R, N, K, S, out, ws.partial, ws.count)
 
 cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N, int K, int S, gemm_out out,
@@ -237,10 +241,11 @@ cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N
     const bf16 *W = static_cast<const bf16 *>(Wt.data);
     if (R > GEMM_SPLIT_ROWS) return GM_LAUNCH(8, 4, false);
     if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;   // the split needs its workspace
-    if (R <= 8) return GM_LAUNCH(1, 8, true);
-    if (R <= 16) return GM_LAUNCH(2, 7, true);
-    if (R <= 32) return GM_LAUNCH(4, 6, true);
-    return GM_LAUNCH(8, 4, true);
+    // 1-8 rows in one CTA of a tile; from 9, two row blocks of 1, 2 or 4 tiles (GEMM_SPLIT_ROW_BLOCKS)
+    static_assert(GEMM_SPLIT_ROW_BLOCKS == 2 && GEMM_SPLIT_ROWS == 2 * 32, "two row blocks of at most 4 tiles");
+    if (R <= 16) return GM_LAUNCH(1, 8, true);
+    if (R <= 32) return GM_LAUNCH(2, 7, true);
+    return GM_LAUNCH(4, 6, true);
 }
 
 cudaError_t launch_gemm_mma(const bf16 *X, gemm_weight W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s) {

@@ -20,4 +20,17 @@ __device__ static inline float row_inv_rms(const float *ssq, int dim, float eps)
     return rsqrtf(s / dim + eps);
 }
 
+// The same by a whole warp, every lane getting it: the lanes load 32 blocks at once (one request, where a thread
+// alone waits on a load per block), then each lane adds them up in block order from shuffles - row_inv_rms's sum,
+// bit for bit.
+__device__ static inline float row_inv_rms_warp(const float *ssq, int dim, float eps) {
+    const int lane = threadIdx.x % 32, blocks = (dim + ROW_SSQ_BLOCK - 1) / ROW_SSQ_BLOCK;
+    float s = 0.0f;
+    for (int b0 = 0; b0 < blocks; b0 += 32) {
+        float mine = b0 + lane < blocks ? ssq[b0 + lane] : 0.0f;
+        for (int j = 0; j < 32 && b0 + j < blocks; j++) s += __shfl_sync(0xffffffffu, mine, j);
+    }
+    return rsqrtf(s / dim + eps);
+}
+
 #endif

@@ -22,6 +22,7 @@ static inline int sample_slices(int n_vocab, int tp) {
 // decode grid (a CTA per 64 outputs and segment) has fewer than 2 CTAs for each of an H100's 132 SMs, keeping at
 // least 8 steps (128 k) a segment, at most 32 segments.
 #define GEMM_SPLIT_ROWS 64   // up to this many rows, the segments run in CTAs of their own (the decode grid)
+#define GEMM_SPLIT_ROW_BLOCKS 2   // ...and from 9 rows, in this many row blocks (CTAs) per 64 outputs and segment
 #define GEMM_WGMMA_ROWS 128  // from this many rows, the prefill GEMM on wgmma where the GPU allows (gemm_wgmma.cu)
 static inline int gemm_k_segments(int N, int K) {
     int blocks = (N + 63) / 64, steps = (K + 15) / 16, S = 1;
@@ -36,12 +37,14 @@ static inline int gemm_swiglu_rows(int hidden) { return 16 * ((hidden + 7) / 8);
 #define ROW_SSQ_BLOCK 64
 static inline int row_ssq_blocks(int dim) { return (dim + ROW_SSQ_BLOCK - 1) / ROW_SSQ_BLOCK; }
 // The workspace a GEMM of that shape needs, in floats (the segments' partials of up to GEMM_SPLIT_ROWS rows) and in
-// counters (one per 64 outputs, zero before the first launch; each launch leaves them zero).
+// counters (one per 64 outputs and row block, zero before the first launch; each launch leaves them zero).
 static inline size_t gemm_workspace_floats(int N, int K) {
     int S = gemm_k_segments(N, K);
     return S > 1 ? (size_t)S * GEMM_SPLIT_ROWS * (size_t)N : 0;
 }
-static inline size_t gemm_workspace_counters(int N) { return (size_t)(N + 63) / 64; }
+static inline size_t gemm_workspace_counters(int N) {
+    return (size_t)(N + 63) / 64 * GEMM_SPLIT_ROW_BLOCKS;
+}
 
 // Decode attention (attention.cu): one counter per row and head at most (its CTAs serve a head group each), zero
 // before the first launch; each launch leaves them zero.

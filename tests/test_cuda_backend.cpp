@@ -687,14 +687,15 @@ static void gemm_bf16_matches_reference_and_is_batch_invariant(void) {
         }
 }
 
-// The forward's GEMM (gemm_mma.cu, and gemm_wgmma.cu from GEMM_WGMMA_ROWS rows): against a double-precision sum on
-// odd and aligned shapes, one segment or many (gemm_k_segments), the slow path (K not a multiple of 8) and the fast
-// one; every row bit-identical alone (mma.sync's decode split) and in batches of the M list issue 29 names (the
-// split up to 64 rows, mma.sync's prefill tiles past it, wgmma's from 128 rows; 512 at one shape); the wgmma kernel
-// bit-identical to mma.sync's tiles (what gemm_wgmma_probe asks a GPU); the output's columns split over three
-// buffers exactly as in one; the workspace's counters left zero; no workspace refused.
+// The forward's GEMM (gemm_mma.cu, and gemm_wgmma.cu from GEMM_WGMMA_ROWS rows): against a double-precision sum on odd
+// and aligned shapes, one segment or many (gemm_k_segments), the slow path (K not a multiple of 8) and the fast one;
+// every row bit-identical alone (mma.sync's decode split) and in batches of the M list issue 29 names (the split up to
+// 64 rows, in two row blocks from 9, the second ragged at 33 and 40, mma.sync's prefill tiles past it, wgmma's from 128
+// rows; 512 at one shape); the wgmma kernel bit-identical to mma.sync's tiles (what gemm_wgmma_probe asks a GPU); the
+// output's columns split over three buffers exactly as in one; the workspace's counters left zero; no workspace
+// refused.
 static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
-    const int Ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 65, 128, 129, 512};
+    const int Ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 40, 64, 65, 128, 129, 512};
     struct { int N, K, Rmax; } shapes[] = {{67, 172, 129}, {300, 520, 512}, {67, 1024, 129}, {200, 2048, 129}};
     for (auto sh : shapes) {
         int N = sh.N, K = sh.K, S = gemm_k_segments(N, K), Rmax = sh.Rmax;
@@ -726,6 +727,7 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
         int differ = 0;
         for (int M : Ms) {
             if (M > Rmax) continue;
+            cudaMemset(dout, 0xff, (size_t)M * N * sizeof(float));   // NaNs: a row no CTA writes cannot pass for right
             CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), M, N, K, one, ws, 0) == cudaSuccess, "launch of %d rows", M);
             std::vector<float> got = host(dout, (size_t)M * N);
             for (int r = 0; r < M; r++) differ += memcmp(&got[(size_t)r * N], alone[r].data(), N * sizeof(float)) != 0;
@@ -773,15 +775,15 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
     }
 }
 
-// The GEMM's epilogues (kernels.h, gemm_out.h) through every path of it (the decode split, one segment, mma.sync's
-// prefill tiles, wgmma's from 128 rows): GEMM_ADD leaves x + the stored product, bit for bit, and with statistics
-// the new rows in BF16 and their sums of squares exactly as the host's fused multiply-adds and row_stats make them;
-// GEMM_SWIGLU of gate and up interleaved by 8 rows (an MLP width not a multiple of 8: zero rows padding the last
-// run) gives BF16(silu(gate) * up) of the stored product's columns, against the CPU's formula within a BF16 step,
-// writes nothing past the MLP's width, and with each row's 1 / rms from sums of squares scales gate and up by it;
-// each row's SwiGLU output bit-identical alone and in the batch.
+// The GEMM's epilogues (kernels.h, gemm_out.h) through every path of it (the decode split - in two row blocks at 40
+// rows -, one segment, mma.sync's prefill tiles, wgmma's from 128 rows): GEMM_ADD leaves x + the stored product, bit
+// for bit, and with statistics the new rows in BF16 and their sums of squares exactly as the host's fused multiply-adds
+// and row_stats make them; GEMM_SWIGLU of gate and up interleaved by 8 rows (an MLP width not a multiple of 8: zero
+// rows padding the last run) gives BF16(silu(gate) * up) of the stored product's columns, against the CPU's formula
+// within a BF16 step, writes nothing past the MLP's width, and with each row's 1 / rms from sums of squares scales gate
+// and up by it; each row's SwiGLU output bit-identical alone and in the batch.
 static void gemm_epilogues_add_and_swiglu(void) {
-    struct { int hidden, K, R; } shapes[] = {{172, 64, 129}, {40, 520, 100}, {300, 2048, 5}};
+    struct { int hidden, K, R; } shapes[] = {{172, 576, 129}, {40, 520, 100}, {300, 2048, 5}, {72, 520, 40}};
     for (auto sh : shapes) {
         int hidden = sh.hidden, K = sh.K, R = sh.R, N = gemm_swiglu_rows(hidden);
         std::vector<float> x = bf16_round(randv((size_t)R * K)), gate = bf16_round(randv((size_t)hidden * K, 0.3f)),
@@ -867,10 +869,10 @@ static void gemm_epilogues_add_and_swiglu(void) {
         }
         CHECK(differ == 0, "hidden %d K %d: %d rows' SwiGLU differ alone and in %d rows", hidden, K, differ, R);
         {   // with each row's 1 / rms from sums of squares (the RMSNorm folded in): against the host's scale, and each
-            // row the same alone as in the batch
+            // row the same alone (the decode split's warp-wide sum) as in the batch (wgmma's one-thread sum at 129 rows)
             int blocks = row_ssq_blocks(K);
             std::vector<float> ssq = randv((size_t)R * blocks, 2.0f);
-            for (float &s : ssq) s = fabsf(s) + 0.1f;
+            for (float &s : ssq) s = ldexpf(fabsf(s) + 0.1f, (int)(fabsf(s) * 12) - 12);   // sums whose order shows in their bits
             float *dssq = dev(ssq);
             gemm_out o = gemm_swiglu(dh, hidden, dssq, 1e-5f);
             CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N, K, o, ws, 0) == cudaSuccess, "swiglu with scale");
@@ -896,6 +898,17 @@ static void gemm_epilogues_add_and_swiglu(void) {
                 differ_s += memcmp(one.data(), &hs[(size_t)r * hidden], hidden * sizeof(bf16)) != 0;
             }
             CHECK(differ_s == 0, "hidden %d K %d: %d rows' scaled SwiGLU differ alone and in %d rows", hidden, K, differ_s, R);
+            // the same scale on a stored FP32 product (Q/K/V's), where a scale's last bit shows
+            gemm_out st = gemm_store(dout);
+            st.ssq = dssq, st.eps = 1e-5f;
+            CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N, K, st, ws, 0) == cudaSuccess, "store with scale");
+            std::vector<float> ps = host(dout, (size_t)R * N);
+            for (int r = 0; r < R; r += 7) {
+                st.ssq = dssq + (size_t)r * blocks;
+                CHECK(launch_gemm_mma(dx + (size_t)r * K, gemm_weight_bf16(dw), 1, N, K, st, ws, 0) == cudaSuccess, "row");
+                differ_s += memcmp(host(dout, (size_t)N).data(), &ps[(size_t)r * N], N * sizeof(float)) != 0;
+            }
+            CHECK(differ_s == 0, "hidden %d K %d: %d rows' scaled products differ alone and in %d rows", hidden, K, differ_s, R);
             cudaFree(dssq);
         }
         CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), R, N + 16, K, gemm_swiglu(dh, hidden), ws, 0) == cudaErrorInvalidValue,
