@@ -88,6 +88,9 @@ struct backend {
     // Final norm and LM head for the given rows; logits to host memory, (n, vocab_size).
     void (*logits)(backend *b, const int *rows, int n, float *out);
     int (*kv_alloc)(backend *b, kv_slot *kv, int capacity, rp_err *err);
+    // Makes a slot hold `capacity` positions, keeping what it holds, without moving it (the CUDA backend's pages);
+    // on failure the slot is as it was, or larger. May be NULL: the engine then moves the slot into a larger one.
+    int (*kv_grow)(backend *b, kv_slot *kv, int capacity, rp_err *err);
     void (*kv_free)(backend *b, kv_slot *kv);
     size_t (*kv_bytes_per_token)(const backend *b);   // one visit
     size_t (*weight_bytes)(const backend *b);

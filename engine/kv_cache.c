@@ -38,11 +38,15 @@ void kv_cache_free(kv_cache *c, backend *be) {
 int kv_cache_grow(kv_cache *c, backend *be, int capacity, rp_err *err) {
     if (c->borrowed) return rp_fail(err, "a KV cache borrowed from a pool cannot grow");
     if (capacity <= c->capacity) return 0;
-    // slot by slot, so that the device holds one slot twice at a time, not the whole cache (a KV arena sized by the
-    // plan has room for that); a slot's old memory is given back as soon as its copy is queued (the copies run in
-    // order on the backend's stream, so a slot made later in that memory is written after the read)
+    // slot by slot: in place where the backend can (the CUDA backend's pages); else moved, so that the device holds
+    // one slot twice at a time, not the whole cache, a slot's old memory given back as soon as its copy is queued
+    // (the copies run in order on the backend's stream, so a slot made later in that memory is written after the read)
     for (int v = 0; v < c->n_slots; v++) {
         if (c->slots[v].capacity >= capacity) continue;   // grown by an earlier call that failed further on
+        if (be->kv_grow) {   // in place: nothing moves
+            if (be->kv_grow(be, &c->slots[v], capacity, err)) return -1;
+            continue;
+        }
         kv_slot bigger;
         memset(&bigger, 0, sizeof bigger);
         if (be->kv_alloc(be, &bigger, capacity, err)) return -1;   // the slots before it grown, the cache's capacity not

@@ -16,8 +16,9 @@ int kv_cache_init(kv_cache *c, backend *be, int n_visits, int capacity, rp_err *
 // A cache over slots taken from a pool (kv_pool_take); freeing the cache leaves them to the pool.
 void kv_cache_init_borrowed(kv_cache *c, kv_slot *slots, int n_visits);
 void kv_cache_free(kv_cache *c, backend *be);
-// Moves an owned cache to slots of a larger capacity, keeping the n_past positions it holds (a server grows a
-// request's cache as it generates instead of reserving its whole context up front), one slot at a time. On failure
+// Makes an owned cache's slots hold a larger capacity, keeping the n_past positions it holds (a server grows a
+// request's cache as it generates instead of reserving its whole context up front), one slot at a time: in place by
+// the backend's kv_grow where it has one, else moved into larger slots. On failure
 // the cache holds what it held at its capacity (some slots may be larger already; a later call finishes them).
 int kv_cache_grow(kv_cache *c, backend *be, int capacity, rp_err *err);
 

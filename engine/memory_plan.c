@@ -38,9 +38,10 @@ int memory_plan_sample_slices(const model_config *c, const memory_plan *p) {
     return sample_slices(sh.n_vocab, p->shape.tp);
 }
 
+size_t memory_plan_kv_page_bytes(const model_config *c, int tp) { return KV_PAGE * memory_plan_kv_bytes_per_position(c, tp); }
+
 size_t memory_plan_kv_slot_bytes(const model_config *c, int tp, int capacity) {
-    size_t half = (size_t)capacity * memory_plan_kv_bytes_per_position(c, tp) / 2;
-    return 2 * ((half + PLAN_KV_ALIGN - 1) / PLAN_KV_ALIGN * PLAN_KV_ALIGN);
+    return (size_t)kv_pages_for(capacity) * (memory_plan_kv_page_bytes(c, tp) + PLAN_KV_TABLE_ENTRIES * sizeof(void *));
 }
 
 // The GEMM's workspace (gemm_mma.cu): the most any weight one GPU multiplies by needs.
@@ -109,6 +110,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     for (int i = BUF_LOGITS; i <= BUF_LOGPROBS; i++) p->logits += b[i];
     for (int i = BUF_PARTIAL; i <= BUF_ROPE; i++) p->scratch += b[i];
     p->weights = tp_rank_weight_bytes(c, s.tp, 0);
+    p->kv_pages = (size_t)s.kv_slots * (size_t)kv_pages_for(s.ctx);
     p->kv = (size_t)s.kv_slots * memory_plan_kv_slot_bytes(c, s.tp, s.ctx);
     p->device = p->weights + p->kv + p->activations + p->logits + p->scratch;
     // tokens, logits, draws and ids of a step, and each layer execution's rows (position, K and V slot pointers)
@@ -133,7 +135,7 @@ void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size
         snprintf(note, sizeof note, "BF16, each unique layer once, this GPU's share of %d", s->tp);
         add_line(buf, cap, &at, "weights", p->weights, note);
     } else add_line(buf, cap, &at, "weights", p->weights, "BF16, each unique layer once");
-    snprintf(note, sizeof note, "%ld slots x %d positions", s->kv_slots, s->ctx);
+    snprintf(note, sizeof note, "%ld slots x %d positions (%zu pages of %d)", s->kv_slots, s->ctx, p->kv_pages, KV_PAGE);
     add_line(buf, cap, &at, "kv cache", p->kv, note);
     snprintf(note, sizeof note, "%d rows per step (--ubatch)", s->ubatch);
     add_line(buf, cap, &at, "activations", p->activations, note);

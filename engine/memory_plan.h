@@ -14,7 +14,7 @@
 #define PLAN_ATTENTION_CHUNK 256       // positions per split of the decode attention kernel
 #define PLAN_GRAPH_ROWS 16             // decode rows always planned for (attention partials, logits): captured
 #define PLAN_GRAPH_ROWS_MAX 256        // decode steps of up to the plan's decode rows, at most this many, are captured
-#define PLAN_META_ROW_BYTES (sizeof(int) + 2 * sizeof(void *))   // a step row's position and KV slot (K, V)
+#define PLAN_META_ROW_BYTES (sizeof(int) + sizeof(void *))   // a step row's position and KV slot (its page table)
 #define PLAN_HEADROOM (256u << 20)     // left free beyond the plan: graphs, library kernels loaded lazily
 
 // The KV cache's element type (--kv-dtype). The CUDA backend keeps BF16 and refuses f32; the CPU backend keeps
@@ -52,7 +52,7 @@ typedef enum {
     BUF_MLP_BF16,                      // (ubatch, hidden_dim / tp) BF16: SwiGLU's output, the down GEMM's input
     BUF_TOKENS,                        // (ubatch) int
     BUF_META,                          // (ubatch x max_visits) rows of a step's layer executions: each one's KV slot
-                                       // (K and V pointers) and position, copied from the host in one piece a step
+                                       // (its page table) and position, copied from the host in one piece a step
     BUF_X_BF16,                        // (ubatch, dim) BF16: the residual stream rounded, the gate/up GEMM's input
     BUF_ROW_SSQ,                       // (ubatch, dim / 64): its rows' sums of squares (the RMSNorm folded in)
     BUF_REDUCE,                        // (ubatch, dim) when tp > 1 (the all-reduce through device copies), (tp,
@@ -75,7 +75,8 @@ typedef struct memory_plan {
     plan_shape shape;
     size_t buffer[BUF_N];   // bytes of each buffer
     size_t weights;         // BF16 weights, each unique layer once whatever the schedule
-    size_t kv;              // kv_slots x ctx positions x (K and V, BF16)
+    size_t kv;              // kv_pages pages of KV_PAGE positions x (K and V, BF16), and their page tables
+    size_t kv_pages;        // kv_slots x the pages of ctx positions
     size_t activations;     // BUF_X .. BUF_REDUCE
     size_t logits;          // BUF_LOGITS .. BUF_LOGPROBS
     size_t scratch;         // BUF_PARTIAL .. BUF_ROPE
@@ -101,9 +102,12 @@ void memory_plan_fit_kv(const model_config *c, memory_plan *p, size_t device_byt
 
 // Bytes of one visit's KV slot per position on the CUDA backend (BF16 K and V), on one of tp GPUs.
 size_t memory_plan_kv_bytes_per_position(const model_config *c, int tp);
-// Bytes of one KV slot of `capacity` positions as the CUDA backend's KV arena holds it: K, then V, each from a
-// multiple of PLAN_KV_ALIGN bytes.
-#define PLAN_KV_ALIGN 256
+// The CUDA backend's KV arena (engine/backends/cuda/kv_pool.cu) is pages of KV_PAGE positions (kernels/shapes.h):
+// the bytes of one page (K and V), and those a KV slot of `capacity` positions takes - its pages and their share of
+// the page tables' pool (PLAN_KV_TABLE_ENTRIES entries a page: a slot's table holds a power of two of entries, at
+// most twice its pages).
+#define PLAN_KV_TABLE_ENTRIES 2
+size_t memory_plan_kv_page_bytes(const model_config *c, int tp);
 size_t memory_plan_kv_slot_bytes(const model_config *c, int tp, int capacity);
 
 // The plan as lines "  weights   12.34 GiB" ..., with "of FREE free" when free_bytes > 0, into buf.

@@ -21,6 +21,7 @@
 
 #include "kernels/head_transform.h"
 #include "kernels/kernels.h"
+#include "kernels/kv_pages.h"
 #include "kernels/launch.h"
 
 #define MAX_HEAD_DIM 256
@@ -55,8 +56,8 @@ REPRISE_UNROLL
 }
 
 __global__ void __launch_bounds__(32 * ATT_WARPS, 2)
-    attention_decode_kernel(const float *q, qkv_raw raw, bool fused, const int *row_pos, bf16 *const *row_k,
-                            bf16 *const *row_v, int n_heads, int n_kv_heads, int hd, int gs, int chunk, int n_splits,
+    attention_decode_kernel(const float *q, qkv_raw raw, bool fused, const int *row_pos, bf16 *const *const *row_kv,
+                            int n_heads, int n_kv_heads, int hd, int gs, int chunk, int n_splits,
                             float *partial, unsigned *count, float *out, bf16 *out16) {
     pdl_wait();   // launched early (REPRISE_LAUNCH_PDL): nothing of global memory before the previous kernel is done
     pdl_launch_dependents();
@@ -72,8 +73,8 @@ __global__ void __launch_bounds__(32 * ATT_WARPS, 2)
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, lanes = att_lanes(hd), per_warp = 32 / lanes;
     const int sub = lane / lanes, at = 8 * (lane % lanes), slot = warp * per_warp + sub, slots = ATT_WARPS * per_warp;
     const int kvd = n_kv_heads * hd;
-    bf16 *K = row_k[r] + (size_t)kvh * hd, *V = row_v[r] + (size_t)kvh * hd;
-    const bool wide = hd % 8 == 0 && reinterpret_cast<uintptr_t>(K) % 16 == 0 && reinterpret_cast<uintptr_t>(V) % 16 == 0;
+    const kv_table kv = row_kv[r];   // the KV head's rows: kv_key / kv_value (position, kvd) + kvh * hd
+    const bool wide = hd % 8 == 0;     // pages start on 16-byte boundaries (kv_pages.h)
     // fused, the CTA that takes the split holding the row's position: its key and value from kv_own
     const bool own_cta = fused && (active - 1) % (int)gridDim.z == (int)blockIdx.z;
     const float scale = rsqrtf((float)hd);
@@ -91,7 +92,8 @@ __global__ void __launch_bounds__(32 * ATT_WARPS, 2)
             for (int i = lane; i < hd; i += 32) {
                 bf16 kb = __float2bfloat16(h[i]), vb = head_value(raw.v[(size_t)r * kvd + kvh * hd + i], raw.bv ? raw.bv + kvh * hd : nullptr, i);
                 h[i] = __bfloat162float(kb), kv_own[1][i] = __bfloat162float(vb);
-                if (h0 % group == 0) K[(size_t)pos * kvd + i] = kb, V[(size_t)pos * kvd + i] = vb;   // one writer per KV head
+                if (h0 % group == 0)   // one writer per KV head
+                    kv_key(kv, pos, kvd)[kvh * hd + i] = kb, kv_value(kv, pos, kvd)[kvh * hd + i] = vb;
             }
         }
         __syncthreads();
@@ -124,8 +126,8 @@ REPRISE_UNROLL
                     att_own8(kv_own[0], at, hd, kk[u]);
                     att_own8(kv_own[1], at, hd, vv[u]);
                 } else if (valid[u]) {
-                    att_load8(K + (size_t)t * kvd, at, hd, wide, kk[u]);
-                    att_load8(V + (size_t)t * kvd, at, hd, wide, vv[u]);
+                    att_load8(kv_key(kv, t, kvd) + kvh * hd, at, hd, wide, kk[u]);
+                    att_load8(kv_value(kv, t, kvd) + kvh * hd, at, hd, wide, vv[u]);
                 } else {
 REPRISE_UNROLL
                     for (int e = 0; e < 8; e++) kk[u][e] = vv[u][e] = 0.0f;
@@ -237,7 +239,7 @@ static int att_heads_per_cta(int n_heads, int n_kv_heads) {
     return gs;
 }
 
-cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
+cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_pos, bf16 *const *const *row_kv, int rows,
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
                              unsigned *count, float *out, bf16 *out_bf16, cudaStream_t s) {
     if (head_dim < 1 || head_dim > MAX_HEAD_DIM || n_kv_heads < 1 || n_heads % n_kv_heads || n_splits < 1 || chunk < 1 ||
@@ -247,5 +249,5 @@ cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_
     int gs = att_heads_per_cta(n_heads, n_kv_heads), ctas = att_split_ctas(rows, n_heads / gs, n_splits);
     qkv_raw none = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0.0f};
     return REPRISE_LAUNCH_PDL(attention_decode_kernel, dim3(rows, n_heads / gs, ctas), dim3(32 * ATT_WARPS), 0, s, q,
-                          raw ? *raw : none, raw != nullptr, row_pos, row_k, row_v, n_heads, n_kv_heads, head_dim, gs, chunk, n_splits, partial, count, out, out_bf16);
+                          raw ? *raw : none, raw != nullptr, row_pos, row_kv, n_heads, n_kv_heads, head_dim, gs, chunk, n_splits, partial, count, out, out_bf16);
 }

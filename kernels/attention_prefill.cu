@@ -6,12 +6,13 @@
 // 16 queries instead of once per query. GQA: query head h reads key/value head h / (heads / kv_heads). The output in
 // FP32, or rounded to BF16 (the output projection's input, as launch_to_bf16 rounds) into out16.
 #include "kernels/kernels.h"
+#include "kernels/kv_pages.h"
 #include "kernels/launch.h"
 
 #define PREFILL_ROWS 16
 #define MAX_HD 256
 
-__global__ void attention_prefill_kernel(const float *q, int n_rows, int pos0, const bf16 *Kc, const bf16 *Vc, int n_heads,
+__global__ void attention_prefill_kernel(const float *q, int n_rows, int pos0, kv_table kv, int n_heads,
                                          int n_kv_heads, int hd, int tile, float *out, bf16 *out16) {
     REPRISE_DYNAMIC_SHARED(float, smem);   // K tile then V tile: 2 * tile * hd floats
     float *ks = smem, *vs = smem + (size_t)tile * hd;
@@ -27,9 +28,8 @@ __global__ void attention_prefill_kernel(const float *q, int n_rows, int pos0, c
         int tn = min(tile, last_pos + 1 - t0);
         for (int e = threadIdx.x; e < tn * hd; e += blockDim.x) {
             int t = e / hd, i = e % hd;
-            size_t src = (size_t)(t0 + t) * kvd + kvh * hd + i;
-            ks[e] = __bfloat162float(Kc[src]);
-            vs[e] = __bfloat162float(Vc[src]);
+            ks[e] = __bfloat162float(kv_key(kv, t0 + t, kvd)[kvh * hd + i]);
+            vs[e] = __bfloat162float(kv_value(kv, t0 + t, kvd)[kvh * hd + i]);
         }
         __syncthreads();
         for (int j = 0; j < 4; j++) {
@@ -61,12 +61,12 @@ __global__ void attention_prefill_kernel(const float *q, int n_rows, int pos0, c
     }
 }
 
-cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const bf16 *k_slot, const bf16 *v_slot,
+cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, bf16 *const *kv,
                                      int n_heads, int n_kv_heads, int head_dim, float *out, bf16 *out_bf16, cudaStream_t s) {
     if (head_dim > MAX_HD || !out == !out_bf16) return cudaErrorInvalidValue;
     int tile = 4096 / head_dim;   // 2 * tile * head_dim floats = 32 KB of shared memory
     if (tile < 8) tile = 8;
     size_t smem = 2 * (size_t)tile * head_dim * sizeof(float);
     return REPRISE_LAUNCH(attention_prefill_kernel, dim3((n_rows + PREFILL_ROWS - 1) / PREFILL_ROWS, n_heads), dim3(128), smem,
-                          s, q, n_rows, pos0, k_slot, v_slot, n_heads, n_kv_heads, head_dim, tile, out, out_bf16);
+                          s, q, n_rows, pos0, kv, n_heads, n_kv_heads, head_dim, tile, out, out_bf16);
 }

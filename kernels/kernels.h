@@ -109,11 +109,11 @@ cudaError_t gemm_wgmma_probe(int *answer, cudaStream_t s);
 const char *gemm_wgmma_probe_name(int answer);
 
 // Per row: q/k/v bias, q/k RMSNorm per head, RoPE at row_pos[r], then k and v written into the row's KV slot
-// (row_k[r], row_v[r], position row_pos[r]) as BF16 (qkv_rope.cu).
+// (the page table row_kv[r], kv_pages.h; position row_pos[r]) as BF16 (qkv_rope.cu).
 cudaError_t launch_qkv_rope(float *q, float *k, const float *v, const bf16 *bq, const bf16 *bk, const bf16 *bv,
                             const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, const int *row_pos,
-                            bf16 *const *row_k, bf16 *const *row_v, int rows, int n_heads, int n_kv_heads, int head_dim,
-                            float eps, cudaStream_t s);
+                            bf16 *const *const *row_kv, int rows, int n_heads, int n_kv_heads, int head_dim, float eps,
+                            cudaStream_t s);
 
 // A decode step's QKV projection as the GEMM wrote it, and what makes attention's inputs of it (head_transform.h).
 struct qkv_raw {
@@ -123,7 +123,8 @@ struct qkv_raw {
     float eps;
 };
 
-// Causal attention of each row's query over positions 0..row_pos[r] of its KV slot, in one kernel (attention.cu):
+// Causal attention of each row's query over positions 0..row_pos[r] of its KV slot (the page table row_kv[r],
+// kv_pages.h), in one kernel (attention.cu):
 // n_splits chunks of `chunk` positions (those past a row's length do nothing), each CTA serving the query heads of
 // one GQA group that share its K/V reads; the splits' partial (max, sum, output) merged in split order by the last
 // CTA to finish. With raw, q is the projection's raw output and the kernel does launch_qkv_rope's work itself -
@@ -131,7 +132,7 @@ struct qkv_raw {
 // own position. partial: rows * n_heads * n_splits * (head_dim + 2) floats; count: attention_counters(rows,
 // n_heads) counters (shapes.h), zero before the first launch (each launch leaves them zero). The output into out
 // (FP32) or out_bf16 (rounded as launch_to_bf16 rounds: the output projection's input), exactly one of them.
-cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_pos, bf16 *const *row_k, bf16 *const *row_v, int rows,
+cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_pos, bf16 *const *const *row_kv, int rows,
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
                              unsigned *count, float *out, bf16 *out_bf16, cudaStream_t s);
 
@@ -139,9 +140,10 @@ cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_
 // default): the tests' way to have CTAs take several splits. The numbers never depend on it.
 void attention_fix_split_ctas(int ctas);
 
-// Causal attention of one sequence's n_rows new queries (positions pos0..) over its KV slot (positions 0..),
-// tiled: a K/V tile in shared memory serves 16 queries (attention_prefill.cu); into out or out_bf16, as above.
-cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, const bf16 *k_slot, const bf16 *v_slot,
+// Causal attention of one sequence's n_rows new queries (positions pos0..) over its KV slot (positions 0..; the page
+// table kv, on the device), tiled: a K/V tile in shared memory serves 16 queries (attention_prefill.cu); into out or
+// out_bf16, as above.
+cudaError_t launch_attention_prefill(const float *q, int n_rows, int pos0, bf16 *const *kv,
                                      int n_heads, int n_kv_heads, int head_dim, float *out, bf16 *out_bf16,
                                      cudaStream_t s);
 

@@ -46,6 +46,12 @@ static inline size_t gemm_workspace_counters(int N) {
     return (size_t)(N + 63) / 64 * GEMM_SPLIT_ROW_BLOCKS;
 }
 
+// The CUDA backend's KV slots are pages of KV_PAGE positions (kernels/kv_pages.h), so that a slot grows by pages
+// and never moves; the decode attention's 256-position splits are 16 whole pages. Small pages waste little of a short
+// sequence's KV (a sweep's prompts), and a page's keys are still KV_PAGE rows of a whole KV width in one piece.
+#define KV_PAGE 16
+static inline int kv_pages_for(int positions) { return (positions + KV_PAGE - 1) / KV_PAGE; }
+
 // Decode attention (attention.cu): one counter per row and head at most (its CTAs serve a head group each), zero
 // before the first launch; each launch leaves them zero.
 static inline size_t attention_counters(int rows, int n_heads) { return (size_t)rows * (size_t)n_heads; }

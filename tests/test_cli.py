@@ -285,7 +285,7 @@ def has(text, *patterns):
 
 
 i72 = "".join(run("inspect", "-m", T + "/q72", "--schedule", "rys:45,52", "-c", "4096", "--gpu-memory", "139")[1:])
-check(has(i72, r"weights +135\.426 GiB", r"87 slots x 4096 positions", r"kv cache +1\.359 GiB", r"fits +yes, on a 139\.000 GiB GPU",
+check(has(i72, r"weights +135\.426 GiB", r"87 slots x 4096 positions", r"kv cache +1\.360 GiB", r"fits +yes, on a 139\.000 GiB GPU",
           r"parameters +72706203648"),
       "inspect: RYS-XLarge (rys:45,52 on Qwen2-72B) at 4096 positions fits one 139 GiB GPU: 135.4 GiB of weights, 87 KV slots")
 check(has(i72, r"weights in cpu backend +135\.43 GiB", r"KV per token, cpu \(bf16\) +348\.00 KiB"),
@@ -298,7 +298,7 @@ check(has(i7, r"64 sequence\(s\) of 1600 positions, 512 rows per step", r"2432 s
       "inspect: a 64-config sweep batch of Qwen2-7B plans logits for 64 rows, not every prompt row")
 tp72 = "".join(run("inspect", "-m", T + "/q72", "--schedule", "rys:45,52", "--tp", "2", "-c", "32768", "--gpu-memory", "79")[1:])
 check(has(tp72, r"weights per GPU \(bf16\) +67\.71 GiB", r"KV per token per GPU +174\.00 KiB",
-          r"weights +67\.714 GiB  BF16, each unique layer once, this GPU's share of 2", r"kv cache +5\.438 GiB  87 slots x 32768 positions",
+          r"weights +67\.714 GiB  BF16, each unique layer once, this GPU's share of 2", r"kv cache +5\.440 GiB  87 slots x 32768 positions",
           r"fits +yes, on each 79\.000 GiB GPU"),
       "inspect --tp 2: RYS-XLarge at 32768 positions fits two 79 GiB GPUs (67.7 GiB of weights and 5.4 GiB of KV each)")
 expect_error("--tp that does not divide the KV heads", "do not split evenly", "inspect", "-m", T + "/q72", "--tp", "3")

@@ -10,6 +10,7 @@
 
 #include "engine/backends/cuda/backend_cuda.h"
 #include "kernels/kernels.h"
+#include "kernels/kv_pages.h"
 extern "C" {
 #include "tools/export.h"
 #include "engine/forward.h"
@@ -65,6 +66,36 @@ static float max_diff(const std::vector<float> &a, const std::vector<float> &b) 
     return m;
 }
 
+// A KV slot laid out as the CUDA backend lays it out (kernels/kv_pages.h): pages of KV_PAGE positions, each
+// allocated by itself and listed in reverse allocation order (only the table, never address arithmetic, finds a
+// page), the table on the device.
+struct paged_kv {
+    int kvd;
+    std::vector<bf16 *> pages;
+    bf16 **table;
+    paged_kv(int positions, int kvd_) : kvd(kvd_), pages(kv_pages_for(positions)) {
+        for (size_t i = pages.size(); i-- > 0;) {
+            cudaMalloc((void **)&pages[i], kv_page_elems(kvd) * sizeof(bf16));
+            cudaMemset(pages[i], 0, kv_page_elems(kvd) * sizeof(bf16));
+        }
+        table = dev(pages);
+    }
+    ~paged_kv() {
+        for (bf16 *p : pages) cudaFree(p);
+        cudaFree(table);
+    }
+    std::vector<bf16> rows(int n, bool values) const {   // positions 0..n-1's keys (or values), (n, kvd)
+        std::vector<bf16> out((size_t)n * kvd);
+        for (int t = 0; t < n; t++)
+            cudaMemcpy(&out[(size_t)t * kvd], (values ? kv_value : kv_key)(pages.data(), t, kvd), kvd * sizeof(bf16), cudaMemcpyDeviceToHost);
+        return out;
+    }
+    void set(int t, const bf16 *key, const bf16 *value) {
+        cudaMemcpy(kv_key(pages.data(), t, kvd), key, kvd * sizeof(bf16), cudaMemcpyHostToDevice);
+        cudaMemcpy(kv_value(pages.data(), t, kvd), value, kvd * sizeof(bf16), cudaMemcpyHostToDevice);
+    }
+};
+
 static void rmsnorm_with_residual_matches_reference(void) {
     for (int dim : {64, 67, 300}) {
         int n = 3;
@@ -92,7 +123,8 @@ static void rmsnorm_with_residual_matches_reference(void) {
     }
 }
 
-// q/k/v bias, q/k norm, RoPE, KV append; then attention over the appended keys, against naive references.
+// q/k/v bias, q/k norm, RoPE, KV append into a paged slot (pages out of address order); then attention over the
+// appended keys, against naive references.
 static void rope_append_attention_and_attention_prefill_match_reference(void) {
     struct { int heads, kv_heads, hd, len; } cases[] = {{4, 4, 64, 5}, {8, 2, 128, 300}, {7, 1, 64, 257}, {8, 4, 8, 33}, {16, 2, 256, 140}, {6, 2, 80, 40}};
     for (auto cs : cases) {
@@ -105,13 +137,13 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
                            kn = bf16_round(randv(cs.hd, 1.5f));
         std::vector<int> pos(L);
         for (int t = 0; t < L; t++) pos[t] = t;
-        bf16 *kc, *vc;
-        cudaMalloc((void **)&kc, L * kvd * sizeof(bf16)), cudaMalloc((void **)&vc, L * kvd * sizeof(bf16));
-        std::vector<bf16 *> rk(L, kc), rv(L, vc);
+        paged_kv cache(L, kvd);
+        std::vector<kv_table> row_kv(L, cache.table);
         float *dq = dev(q), *dk = dev(k), *dv = dev(v), *dinv = dev(inv), *att, *partial;
         int *dpos = dev(pos);
-        bf16 **drk = dev(rk), **drv = dev(rv), *dbq = dev_bf16(bq), *dbk = dev_bf16(bk), *dbv = dev_bf16(bv), *dqn = dev_bf16(qn), *dkn = dev_bf16(kn);
-        CHECK(launch_qkv_rope(dq, dk, dv, dbq, dbk, dbv, dqn, dkn, dinv, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, 1e-6f, 0) == cudaSuccess, "rope");
+        kv_table *drkv = dev(row_kv);
+        bf16 *dbq = dev_bf16(bq), *dbk = dev_bf16(bk), *dbv = dev_bf16(bv), *dqn = dev_bf16(qn), *dkn = dev_bf16(kn);
+        CHECK(launch_qkv_rope(dq, dk, dv, dbq, dbk, dbv, dqn, dkn, dinv, dpos, drkv, L, cs.heads, cs.kv_heads, cs.hd, 1e-6f, 0) == cudaSuccess, "rope");
         // reference: the same transform on the host
         auto transform = [&](float *h, const float *bias, const std::vector<float> &nw, int t) {
             for (int i = 0; i < cs.hd; i++) h[i] += bias[i];
@@ -131,7 +163,7 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
             for (int i = 0; i < kvd; i++) rvv[t * kvd + i] += bv[i];
         }
         float dqd = max_diff(host(dq, L * qd), rq);
-        std::vector<bf16> kh = host(kc, L * kvd), vh = host(vc, L * kvd);
+        std::vector<bf16> kh = cache.rows(L, false), vh = cache.rows(L, true);
         float dkd = 0, dvd = 0;
         for (int i = 0; i < L * kvd; i++) dkd = fmaxf(dkd, fabsf(__bfloat162float(kh[i]) - rkk[i])), dvd = fmaxf(dvd, fabsf(__bfloat162float(vh[i]) - rvv[i]));
         CHECK(dqd < 1e-4f && dkd < 0.03f && dvd < 0.03f, "heads %d/%d hd %d: q %g k %g v %g", cs.heads, cs.kv_heads, cs.hd, dqd, dkd, dvd);
@@ -143,31 +175,31 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
         unsigned *count;
         cudaMalloc((void **)&count, attention_counters(L, cs.heads) * sizeof(unsigned));
         cudaMemset(count, 0, attention_counters(L, cs.heads) * sizeof(unsigned));
-        CHECK(launch_attention(dq, nullptr, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
+        CHECK(launch_attention(dq, nullptr, dpos, drkv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
                   cudaSuccess,
               "attention");
         {   // into BF16 (the output projection's input): bit for bit launch_to_bf16 of the FP32 output
             bf16 *a16, *conv;
             cudaMalloc((void **)&a16, L * qd * sizeof(bf16)), cudaMalloc((void **)&conv, L * qd * sizeof(bf16));
-            CHECK(launch_attention(dq, nullptr, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, nullptr, a16, 0) ==
+            CHECK(launch_attention(dq, nullptr, dpos, drkv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, nullptr, a16, 0) ==
                           cudaSuccess &&
                       launch_to_bf16(att, L * qd, conv, 0) == cudaSuccess,
                   "attention into BF16");
             std::vector<bf16> x = host(a16, L * qd), y = host(conv, L * qd);
             CHECK(!memcmp(x.data(), y.data(), x.size() * sizeof(bf16)), "heads %d/%d hd %d: BF16 attention differs", cs.heads, cs.kv_heads, cs.hd);
-            CHECK(launch_attention_prefill(dq, L, 0, kc, vc, cs.heads, cs.kv_heads, cs.hd, nullptr, a16, 0) == cudaSuccess &&
-                      launch_attention_prefill(dq, L, 0, kc, vc, cs.heads, cs.kv_heads, cs.hd, att, nullptr, 0) == cudaSuccess &&
+            CHECK(launch_attention_prefill(dq, L, 0, cache.table, cs.heads, cs.kv_heads, cs.hd, nullptr, a16, 0) == cudaSuccess &&
+                      launch_attention_prefill(dq, L, 0, cache.table, cs.heads, cs.kv_heads, cs.hd, att, nullptr, 0) == cudaSuccess &&
                       launch_to_bf16(att, L * qd, conv, 0) == cudaSuccess,
                   "prefill attention into BF16");
             x = host(a16, L * qd), y = host(conv, L * qd);
             CHECK(!memcmp(x.data(), y.data(), x.size() * sizeof(bf16)), "heads %d/%d hd %d: BF16 prefill attention differs", cs.heads,
                   cs.kv_heads, cs.hd);
-            CHECK(launch_attention(dq, nullptr, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, a16, 0) ==
+            CHECK(launch_attention(dq, nullptr, dpos, drkv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, a16, 0) ==
                       cudaErrorInvalidValue,
                   "two outputs accepted");
             cudaFree(a16), cudaFree(conv);
             // the FP32 decode output again, for the reference below
-            CHECK(launch_attention(dq, nullptr, dpos, drk, drv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
+            CHECK(launch_attention(dq, nullptr, dpos, drkv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
                       cudaSuccess,
                   "attention");
         }
@@ -197,30 +229,28 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
         {   // fused (a decode step's): the raw projection of rows L - 1 and L / 2, each in its own copy of the cache
             // with its own position poisoned - the kernel transforms and appends them itself; the same bits as above
             int rows[2] = {L - 1, L / 2};
-            size_t slot_bytes = (size_t)L * kvd * sizeof(bf16);
             std::vector<float> q2, k2, v2;
             for (int t : rows)
                 q2.insert(q2.end(), q.begin() + (size_t)t * qd, q.begin() + (size_t)(t + 1) * qd),
                     k2.insert(k2.end(), k.begin() + (size_t)t * kvd, k.begin() + (size_t)(t + 1) * kvd),
                     v2.insert(v2.end(), v.begin() + (size_t)t * kvd, v.begin() + (size_t)(t + 1) * kvd);
-            bf16 *slots[2][2];
-            std::vector<bf16 *> fk(2), fv(2);
             std::vector<int> fpos(rows, rows + 2);
+            std::vector<bf16> poison(kvd);
+            memset((void *)poison.data(), 0x7f, kvd * sizeof(bf16));
+            paged_kv copy0(L, kvd), copy1(L, kvd), *slots[2] = {&copy0, &copy1};
+            std::vector<kv_table> fkv(2);
             for (int i = 0; i < 2; i++) {
-                for (int kv = 0; kv < 2; kv++) {
-                    cudaMalloc((void **)&slots[i][kv], slot_bytes);
-                    cudaMemcpy(slots[i][kv], kv ? vc : kc, slot_bytes, cudaMemcpyDeviceToDevice);
-                    cudaMemset(slots[i][kv] + (size_t)rows[i] * kvd, 0x7f, kvd * sizeof(bf16));
-                }
-                fk[i] = slots[i][0], fv[i] = slots[i][1];
+                for (int t = 0; t < L; t++) slots[i]->set(t, &kh[(size_t)t * kvd], &vh[(size_t)t * kvd]);
+                slots[i]->set(rows[i], poison.data(), poison.data());
+                fkv[i] = slots[i]->table;
             }
             float *fq = dev(q2), *fkr = dev(k2), *fvr = dev(v2), *fatt;
             int *dfpos = dev(fpos);
-            bf16 **dfk = dev(fk), **dfv = dev(fv);
+            kv_table *dfkv = dev(fkv);
             cudaMalloc((void **)&fatt, 2 * qd * sizeof(float));
             qkv_raw raw = {fkr, fvr, dbq, dbk, dbv, dqn, dkn, dinv, 1e-6f};
             attention_fix_split_ctas(2);   // the last split taken by a CTA that took another first, where there are 3
-            CHECK(launch_attention(fq, &raw, dfpos, dfk, dfv, 2, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, fatt,
+            CHECK(launch_attention(fq, &raw, dfpos, dfkv, 2, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, fatt,
                                    nullptr, 0) == cudaSuccess,
                   "fused attention");
             attention_fix_split_ctas(0);
@@ -229,14 +259,13 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
             for (int i = 0; i < 2; i++) {
                 differ += memcmp(&fgot[(size_t)i * qd], &got[(size_t)rows[i] * qd], qd * sizeof(float)) != 0;
                 for (int kv = 0; kv < 2; kv++) {
-                    std::vector<bf16> slot = host(slots[i][kv], (size_t)(rows[i] + 1) * kvd);
+                    std::vector<bf16> slot = slots[i]->rows(rows[i] + 1, kv);
                     differ += memcmp(slot.data(), (kv ? vh : kh).data(), slot.size() * sizeof(bf16)) != 0;
-                    cudaFree(slots[i][kv]);
                 }
             }
             CHECK(differ == 0, "heads %d/%d hd %d len %d: fused attention differs from qkv_rope + attention (%d of 6 outputs/slots)",
                   cs.heads, cs.kv_heads, cs.hd, L, differ);
-            for (void *p : {(void *)fq, (void *)fkr, (void *)fvr, (void *)fatt, (void *)dfpos, (void *)dfk, (void *)dfv, (void *)count})
+            for (void *p : {(void *)fq, (void *)fkr, (void *)fvr, (void *)fatt, (void *)dfpos, (void *)dfkv, (void *)count})
                 cudaFree(p);
         }
         // the tiled prefill kernel: all rows from position 0, and the rows after the first 5 as a continuation
@@ -244,14 +273,14 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
             if (pos0 >= L) continue;
             int n = L - pos0;
             cudaMemset(att, 0, L * qd * sizeof(float));
-            CHECK(launch_attention_prefill(dq + (size_t)pos0 * qd, n, pos0, kc, vc, cs.heads, cs.kv_heads, cs.hd, att, nullptr, 0) == cudaSuccess,
+            CHECK(launch_attention_prefill(dq + (size_t)pos0 * qd, n, pos0, cache.table, cs.heads, cs.kv_heads, cs.hd, att, nullptr, 0) == cudaSuccess,
                   "prefill");
             std::vector<float> pg = host(att, (size_t)n * qd), pw(want.begin() + (size_t)pos0 * qd, want.end());
             float dp = max_diff(pg, pw);
             CHECK(dp < 1e-4f, "prefill attention heads %d/%d hd %d rows %d from %d: max diff %g", cs.heads, cs.kv_heads, cs.hd, n, pos0, dp);
         }
-        for (void *p : {(void *)kc, (void *)vc, (void *)dq, (void *)dk, (void *)dv, (void *)dinv, (void *)att, (void *)partial, (void *)dpos,
-                        (void *)drk, (void *)drv, (void *)dbq, (void *)dbk, (void *)dbv, (void *)dqn, (void *)dkn})
+        for (void *p : {(void *)dq, (void *)dk, (void *)dv, (void *)dinv, (void *)att, (void *)partial, (void *)dpos,
+                        (void *)drkv, (void *)dbq, (void *)dbk, (void *)dbv, (void *)dqn, (void *)dkn})
             cudaFree(p);
     }
 }
@@ -1255,12 +1284,61 @@ static void kv_slots_come_from_the_planned_arena(void) {
     }
     after = backend_cuda_allocations_after_start(m.be);
     CHECK(after == 0, "%ld device allocations and frees with a pool's slots lent again", after);
-    sequence extra;   // past the plan's KV: a slot of its own, counted
+    sequence extra;   // past the plan's KV: pages of their own, counted
     CHECK(sequence_init(&extra, &m, &s, 8, &err) == 0, "%s", err.msg);
     after = backend_cuda_allocations_after_start(m.be);
-    CHECK(after >= 12, "a cache past the plan's KV: %ld allocations counted (want one K and one V a slot, 6 slots)", after);
+    CHECK(after >= 6, "a cache past the plan's KV: %ld allocations counted (want a page a slot, 6 slots)", after);
     sequence_free(&extra, &m);
     kv_pool_free(&pool, m.be);
+    schedule_free(&s);
+    model_free(&m);
+}
+
+// KV slots are pages (kernels/kv_pages.h) and grow in place: a sequence that starts in one page and is grown past
+// it as a server grows one (kv_cache_grow) gives, step after step across the pages' boundary, the logits of a
+// sequence that had its whole context from the start, bit for bit, decoded beside it in the same batch; the growth
+// copies nothing (kv_copy's bytes), allocates nothing, and takes one page a slot from the arena. A prefix copied
+// over pages (a sweep's) continues as the original does.
+static void kv_slots_grow_by_pages_in_place(void) {
+    plan_shape shape = {.ubatch = 0, .seqs = 3, .logit_rows = 0, .kv_slots = 3L * 6, .ctx = 3 * KV_PAGE, .max_visits = 6,
+                        .tp = g_tp, .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO};
+    model m;
+    rp_err err;
+    CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cuda", 0, &shape, 0, &err) == 0, "%s", err.msg);
+    schedule s;
+    schedule_parse(&s, "rys:1,3", m.cfg.n_layers, &err);   // 6 visits
+    size_t V = (size_t)m.cfg.vocab_size;
+    std::vector<float> lg(3 * V);
+    sequence grown, whole, copied, *ptr[3] = {&grown, &whole, &copied};
+    CHECK(sequence_init(&grown, &m, &s, 16, &err) == 0 && sequence_init(&whole, &m, &s, 2 * KV_PAGE + 8, &err) == 0, "%s", err.msg);
+    int differ = 0, t = 0;
+    auto step = [&](int n) {   // the same token for every sequence: their rows must be equal
+        int tok[3] = {1 + t % 7, 1 + t % 7, 1 + t % 7}, one[3] = {1, 1, 1};
+        const int *feed[3] = {&tok[0], &tok[1], &tok[2]};
+        CHECK(forward(&m, ptr, n, feed, one, 0, lg.data(), nullptr, &err) == 0, "%s", err.msg);
+        for (int i = 1; i < n; i++) differ += memcmp(&lg[i * V], &lg[0], V * sizeof(float)) != 0;
+        t++;
+    };
+    for (int i = 0; i < 16; i++) step(2);
+    long free_before = backend_cuda_kv_pages_free(m.be), moved_before = backend_cuda_kv_bytes_copied(m.be);
+    CHECK(kv_cache_grow(&grown.cache, m.be, 2 * KV_PAGE + 8, &err) == 0, "grow: %s", err.msg);
+    CHECK(backend_cuda_kv_bytes_copied(m.be) == moved_before, "growing a cache copied %ld bytes of KV",
+          backend_cuda_kv_bytes_copied(m.be) - moved_before);
+    CHECK(free_before - backend_cuda_kv_pages_free(m.be) == 2 * 6, "growing 6 slots from 16 positions to %d took %ld pages (want 12)",
+          2 * KV_PAGE + 8, free_before - backend_cuda_kv_pages_free(m.be));
+    while (t < KV_PAGE + 10) step(2);   // across the first pages' end
+    CHECK(differ == 0, "%d steps' logits differ between a grown cache and a whole one", differ);
+    // a prefix of KV_PAGE + 10 positions copied page by page into a new cache, which then runs beside the others
+    CHECK(sequence_init(&copied, &m, &s, 2 * KV_PAGE + 8, &err) == 0, "%s", err.msg);
+    for (int v = 0; v < 6; v++) m.be->kv_copy(m.be, &copied.cache.slots[v], &whole.cache.slots[v], t);
+    copied.cache.n_past = t;
+    while (t < KV_PAGE + 20) step(3);
+    CHECK(differ == 0, "%d rows' logits differ after a prefix copied over pages", differ);
+    long after = backend_cuda_allocations_after_start(m.be);
+    CHECK(after == 0, "%ld device allocations and frees after the first step", after);
+    sequence_free(&grown, &m), sequence_free(&whole, &m), sequence_free(&copied, &m);
+    CHECK(backend_cuda_kv_pages_free(m.be) == (long)(3 * 6 * 3), "pages not all given back: %ld of %d free",
+          backend_cuda_kv_pages_free(m.be), 3 * 6 * 3);
     schedule_free(&s);
     model_free(&m);
 }
@@ -1463,6 +1541,7 @@ int main(void) {
     RUN(graph_replay_equals_eager);
     RUN(graphs_do_not_depend_on_kv_capacity);
     RUN(kv_slots_come_from_the_planned_arena);
+    RUN(kv_slots_grow_by_pages_in_place);
     RUN(tensor_parallel_matches_one_gpu);
 #if !defined(__SANITIZE_ADDRESS__)   // the same tests at --tp 2: the optimised build runs them; ASan's run would be long
     RUN(tensor_parallel_keeps_exactness);

@@ -18,6 +18,7 @@ void destroy_rank(rank_state *r) {
     cudaFree(r->act_bf16), cudaFree(r->mlp_bf16), cudaFree(r->x_bf16), cudaFree(r->row_ssq), cudaFree(r->gemm_ws.count), cudaFree(r->att_count), cudaFree(r->d_tokens), cudaFree(r->d_meta);
     drop_graphs(r);
     cudaFree(r->kv_arena);
+    for (void *p : r->kv_extra) cudaFree(p);
     cudaFreeHost(r->stage_meta);
     cudaFreeHost(r->stage_tokens), cudaFreeHost(r->stage_logits), cudaFreeHost(r->stage_params), cudaFreeHost(r->stage_ids);
     cudaFreeHost(r->stage_logprobs);
@@ -49,6 +50,8 @@ extern "C" long backend_cuda_allocations_after_start(const backend *b) {
     const cuda_backend *c = reinterpret_cast<const cuda_backend *>(b);
     return c->allocations_at_start < 0 ? 0 : device_allocations - c->allocations_at_start;
 }
+extern "C" long backend_cuda_kv_pages_free(const backend *b) { return (long)reinterpret_cast<const cuda_backend *>(b)->kv_free_pages.size(); }
+extern "C" long backend_cuda_kv_bytes_copied(const backend *b) { return reinterpret_cast<const cuda_backend *>(b)->kv_bytes_copied; }
 extern "C" long backend_cuda_host_sampled_rows(const backend *b) { return reinterpret_cast<const cuda_backend *>(b)->host_sampled_rows; }
 
 extern "C" backend *backend_cuda_create(const model_config *cfg, int, rp_err *err) {
@@ -67,7 +70,7 @@ extern "C" backend *backend_cuda_create(const model_config *cfg, int, rp_err *er
     b->base.cfg = cfg;
     b->base.load_weights = load_weights, b->base.reserve = reserve, b->base.embed = embed, b->base.layer = layer_run;
     b->base.read_rows = read_rows, b->base.write_rows = write_rows, b->base.kv_copy = kv_copy, b->base.logits = logits;
-    b->base.kv_alloc = kv_alloc, b->base.kv_free = kv_free, b->base.kv_bytes_per_token = kv_bytes_per_token;
+    b->base.kv_alloc = kv_alloc, b->base.kv_grow = kv_grow, b->base.kv_free = kv_free, b->base.kv_bytes_per_token = kv_bytes_per_token;
     b->base.weight_bytes = weight_bytes, b->base.destroy = destroy, b->base.step_begin = step_begin;
     b->base.sample = sample, b->base.plan = plan, b->base.allocations_after_start = backend_cuda_allocations_after_start;
     const char *g = getenv("REPRISE_CUDA_GRAPHS");

@@ -20,6 +20,9 @@ long backend_cuda_graph_captures(const backend *b);
 // Device allocations and frees since the first step (the backend's allocations_after_start).
 long backend_cuda_allocations_after_start(const backend *b);
 long backend_cuda_graphs_cached(const backend *b);
+// KV pages free in the arena (rank 0's; every rank has the same), and bytes of KV kv_copy has queued so far.
+long backend_cuda_kv_pages_free(const backend *b);
+long backend_cuda_kv_bytes_copied(const backend *b);
 
 // The device's memory bandwidth as a device-to-device copy of `bytes` moves it (bytes read plus bytes written per
 // second, the median of 9 timed copies after a warm-up); 0 with an error when the copy cannot run.

@@ -18,6 +18,7 @@
 #include "engine/backends/cuda/cuda_check.h"
 #include "engine/backends/cuda/rank_threads.h"
 #include "kernels/kernels.h"
+#include "kernels/kv_pages.h"
 extern "C" {
 #include "engine/memory_plan.h"
 #include "engine/sampler.h"
@@ -40,7 +41,7 @@ struct rank_state {
     step_mode mode;
     unsigned long long key;
     // Pinned host memory that a captured graph's copies read. step_begin stages every layer execution's rows (KV
-    // slot pointers and positions, step_meta's layout) and copies them to d_meta in one piece; each layer
+    // page tables and positions, step_meta's layout) and copies them to d_meta in one piece; each layer
     // execution then takes the next meta_rows entries, so a replay finds them where it was captured (step_begin
     // makes room before any capture).
     unsigned char *stage_meta;                    // (stage_cap rows) pinned
@@ -90,7 +91,10 @@ struct rank_state {
     sample_logprob_record *d_logprobs;
     unsigned char *d_cand;                        // d_cand: this rank's candidate rows, then all ranks' gathered
     float *d_logits;
-    unsigned char *kv_arena;                      // the KV slots' memory (kv_pool.cu): the plan's KV
+    unsigned char *kv_arena;                      // the KV pages (kv_pool.cu): the plan's KV
+    bf16 **kv_tables;                             // the pool the slots' page tables come from (kv_pool.cu)
+    std::vector<bf16 *> kv_page_at;               // every page's address on this rank, by page id
+    std::vector<void *> kv_extra;                 // pages and tables past the plan's KV: cudaMalloc'd, kept
 };
 
 // What a sampling step's launches depend on beyond its row count (its graph's shape).
@@ -115,23 +119,27 @@ struct cuda_backend {
     logit_edit *stage_edits;
     float *stage_edit_raw;
     size_t edits_cap;
-    size_t kv_arena_bytes;                        // each rank's arena (kv_pool.cu)
-    std::map<size_t, size_t> kv_free_ranges;      // its free ranges: offset -> bytes (the same on every rank)
+    // KV pages (kv_pool.cu): ids the same on every rank (each holds the same KV heads' worth)
+    size_t kv_page_bytes;                         // one page's keys and values on one rank
+    std::vector<int> kv_free_pages;               // free page ids, a stack
+    size_t kv_table_entries;                      // the page tables' pool, in entries (one page's address each)
+    std::map<size_t, size_t> kv_free_tables;      // its free ranges: first entry -> entries
+    long kv_bytes_copied = 0;                     // KV bytes kv_copy has queued (rank 0's)
     long allocations_at_start = -1;               // device_allocations at the first step
     std::vector<rank_state *> ranks;
     rank_threads threads;                         // tp > 1: one per rank
     rank_barrier barrier;
 };
 
-// A step's rows as staged and copied (n of them: every layer execution's, in run order): K slot pointers, V slot
-// pointers, positions.
+// A step's rows as staged and copied (n of them: every layer execution's, in run order): their KV slots' page tables
+// (kv_pages.h), positions.
 struct step_meta {
-    bf16 **krow, **vrow;
+    kv_table *kv;
     int *pos;
 };
 inline step_meta step_meta_at(unsigned char *base, size_t n) {
-    bf16 **p = reinterpret_cast<bf16 **>(base);
-    return step_meta{p, p + n, reinterpret_cast<int *>(p + 2 * n)};
+    kv_table *p = reinterpret_cast<kv_table *>(base);
+    return step_meta{p, reinterpret_cast<int *>(p + n)};
 }
 
 inline cuda_backend *cb(backend *b) { return reinterpret_cast<cuda_backend *>(b); }
@@ -174,17 +182,17 @@ template <typename T> void realloc_pinned(T **p, size_t bytes) {
     CUDA_CHECK(cudaMallocHost((void **)p, bytes ? bytes : 1));
 }
 
-bf16 *rank_k(const kv_slot *kv, const rank_state *r);   // this rank's K of a slot (step.cu)
-bf16 *rank_v(const kv_slot *kv, const rank_state *r);
 
 // upload.cu
 int load_weights(backend *base, const st_archive *a, rp_err *err);
 // kv_pool.cu
 size_t kv_bytes_per_token(const backend *base);
-void kv_arena_alloc(cuda_backend *b, size_t bytes);
+void kv_arena_alloc(cuda_backend *b, size_t pages);
 int kv_alloc(backend *base, kv_slot *kv, int capacity, rp_err *err);
+int kv_grow(backend *base, kv_slot *kv, int capacity, rp_err *err);
 void kv_free(backend *base, kv_slot *kv);
 void kv_copy(backend *base, kv_slot *dst, const kv_slot *src, int n);
+kv_table rank_kv(const kv_slot *kv, const rank_state *r);   // a slot's page table on this rank (its device address)
 // plan.cu
 void drop_graphs(rank_state *r);
 void grow_stage(rank_state *r, size_t entries);

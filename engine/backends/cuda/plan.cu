@@ -132,7 +132,7 @@ int plan(backend *base, memory_plan *p, rp_err *err) {
                        b->tp > 1 ? " --tp N" : "");
     }
     each(b, [&](rank_state *r) { alloc_buffers(r, base->cfg, p); });
-    kv_arena_alloc(b, p->kv);
+    kv_arena_alloc(b, p->kv_pages);
     return 0;
 }
 

@@ -16,8 +16,8 @@
 // Decode steps run as CUDA graphs, one per rank, collectives included: the second step of a shape (the engine's
 // key: sequences, schedules, one token each) is captured from the stream and instantiated - a shape seen once, as
 // the last steps of a sweep's batch where sequences finish one by one, is never worth a capture - and later steps of
-// that shape only refresh pinned host staging buffers - tokens, every layer execution's rows' positions and KV slot
-// pointers, a sampling step's per-row requests - which the graph's copies (one each, a step) read (a row's logit edits
+// that shape only refresh pinned host staging buffers - tokens, every layer execution's rows' positions and KV slots'
+// page tables, a sampling step's per-row requests - which the graph's copies (one each, a step) read (a row's logit edits
 // are read by the edit kernel from mapped pinned memory), and replay; attention's grid is sized by the
 // run's context, its CTAs taking the splits up to each row's current length. A layer execution whose rows
 // follow one another (a decode step's, where its sequences all visit the layer) works on the residual stream in
@@ -32,7 +32,7 @@ namespace reprise_cuda {
 // logits or samples of at most graph_rows rows (the plan's decode rows, up to PLAN_GRAPH_ROWS_MAX) - hashed over
 // what its captured graph fixes: each layer execution's layer and parts (their rows, in place or gathered) and, for
 // a sampling step, its candidate records' stride and whether edits and log-probabilities run. Positions, lengths,
-// KV slot pointers and each row's sampling request are not in it: a replay reads them from the staging, and
+// KV page tables and each row's sampling request are not in it: a replay reads them from the staging, and
 // attention's grid is sized by the run's context
 // (ctx), whatever the slots' capacity, so a sequence keeps its graph as it grows and a server's requests share
 // theirs. 0: a step never captured (a prompt's, a span's, every row's logits, or positions past ctx).
@@ -116,7 +116,7 @@ void step_begin(backend *base, const step_plan *step) {
             }
         }
         if (r->mode == CAPTURE) CUDA_CHECK(cudaStreamBeginCapture(r->stream, cudaStreamCaptureModeThreadLocal));
-        // every layer execution's rows - KV slot pointers and positions - staged, and copied in one piece (a replay
+        // every layer execution's rows - KV page tables and positions - staged, and copied in one piece (a replay
         // refreshes the staging its graph's copy reads)
         step_meta h = step_meta_at(r->stage_meta, staged_rows);
         size_t at = 0;
@@ -124,7 +124,7 @@ void step_begin(backend *base, const step_plan *step) {
             const layer_exec &e = step->execs[x];
             for (int i = 0; i < e.n_rows; i++, at++) {
                 const kv_slot *kv = e.parts[e.row_part[i]].kv;
-                h.krow[at] = rank_k(kv, r), h.vrow[at] = rank_v(kv, r), h.pos[at] = e.row_pos[i];
+                h.kv[at] = rank_kv(kv, r), h.pos[at] = e.row_pos[i];
             }
         }
         r->meta_rows = staged_rows;
@@ -173,8 +173,6 @@ void linear_bf16(rank_state *r, const bf16 *X, const bf16 *W, int R, int N, int 
     CUDA_CHECK(launch_gemm_mma(X, gemm_weight_bf16(W), R, N, K, out, r->gemm_ws, r->stream));
 }
 
-bf16 *rank_k(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->k)[r->rank]; }
-bf16 *rank_v(const kv_slot *kv, const rank_state *r) { return static_cast<bf16 **>(kv->v)[r->rank]; }
 
 void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     const model_config *c = b->base.cfg;
@@ -192,7 +190,7 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     }
     step_meta d = step_meta_at(r->d_meta, r->meta_rows);
     int *pos = d.pos + r->stage_at;
-    bf16 **krow = d.krow + r->stage_at, **vrow = d.vrow + r->stage_at;
+    kv_table *kv = d.kv + r->stage_at;
     r->stage_at += R;
     // A decode-sized call (the steps graphs capture) has the splits of the run's context, so that the grid is the
     // same at every step (its CTAs take the splits up to each row's length), into scratch reserved up front; a
@@ -236,19 +234,19 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     // output in BF16: the output projection's input)
     qkv_raw raw = {r->k, r->v, w[W_Q_BIAS], w[W_K_BIAS], w[W_V_BIAS], w[W_Q_NORM], w[W_K_NORM], r->inv_freq, c->norm_eps};
     if (!any_prefill)
-        CUDA_CHECK(launch_attention(r->q, &raw, pos, krow, vrow, R, heads, kv_heads, hd, n_splits, chunk,
+        CUDA_CHECK(launch_attention(r->q, &raw, pos, kv, R, heads, kv_heads, hd, n_splits, chunk,
                                     r->partial, r->att_count, nullptr, r->act_bf16, r->stream));
     else {
-        CUDA_CHECK(launch_qkv_rope(r->q, r->k, r->v, raw.bq, raw.bk, raw.bv, raw.q_norm, raw.k_norm, r->inv_freq, pos, krow,
-                                   vrow, R, heads, kv_heads, hd, c->norm_eps, r->stream));
+        CUDA_CHECK(launch_qkv_rope(r->q, r->k, r->v, raw.bq, raw.bk, raw.bv, raw.q_norm, raw.k_norm, r->inv_freq, pos, kv, R,
+                                   heads, kv_heads, hd, c->norm_eps, r->stream));
         for (int p = 0, i = 0; p < n_parts; i += parts[p].n_rows, p++) {
             float *qr = r->q + (size_t)i * qd;
             bf16 *ar = r->act_bf16 + (size_t)i * qd;
             if (parts[p].prompt)
-                CUDA_CHECK(launch_attention_prefill(qr, parts[p].n_rows, parts[p].pos0, rank_k(parts[p].kv, r),
-                                                    rank_v(parts[p].kv, r), heads, kv_heads, hd, nullptr, ar, r->stream));
+                CUDA_CHECK(launch_attention_prefill(qr, parts[p].n_rows, parts[p].pos0, rank_kv(parts[p].kv, r), heads,
+                                                    kv_heads, hd, nullptr, ar, r->stream));
             else
-                CUDA_CHECK(launch_attention(qr, nullptr, pos + i, krow + i, vrow + i, 1, heads, kv_heads, hd,
+                CUDA_CHECK(launch_attention(qr, nullptr, pos + i, kv + i, 1, heads, kv_heads, hd,
                                             n_splits, chunk, r->partial, r->att_count, nullptr, ar, r->stream));
         }
     }
