@@ -97,7 +97,7 @@ int memory_plan_sample_slices(const model_config *c, const memory_plan *p);
 void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_plan *p);
 
 // The shape's kv_slots lowered to what fits in device_bytes with PLAN_HEADROOM kept free (the KV gets 95% of what
-// is left after every other buffer: per-request allocations fragment); the plan recomputed for it.
+// is left after every other buffer: a margin for what the plan does not see); the plan recomputed for it.
 void memory_plan_fit_kv(const model_config *c, memory_plan *p, size_t device_bytes);
 
 // Bytes of one visit's KV slot per position on the CUDA backend (BF16 K and V), on one of tp GPUs.

@@ -28,6 +28,7 @@
 #define ATT_WARPS 8   // warps per split
 #define ATT_GROUP 4   // most query heads a CTA serves
 #define ATT_LOADS 2   // positions a lane loads at once (keys and values)
+#define ATT_MAX_CHUNK 256   // most positions a split: its pages' addresses fit the CTA's shared table
 
 // Lanes that hold one position: its 16-byte chunks (hd / 8), rounded up to a power of two.
 __host__ __device__ static inline int att_lanes(int hd) {
@@ -66,6 +67,7 @@ __global__ void __launch_bounds__(32 * ATT_WARPS, 2)
     __shared__ float slot_acc[ATT_WARPS * 32 * ATT_GROUP * 8];
     __shared__ float q_head[ATT_GROUP][MAX_HEAD_DIM];   // fused: the CTA's query heads, transformed
     __shared__ float kv_own[2][MAX_HEAD_DIM];           // fused, the last split: the row's key and value (as cached)
+    __shared__ bf16 *split_pages[ATT_MAX_CHUNK / KV_PAGE];   // the split's pages (kv_pages.h), read once a split
     __shared__ bool last;
     const int r = blockIdx.x, hg = blockIdx.y, group = n_heads / n_kv_heads;
     const int h0 = hg * gs, kvh = h0 / group, pos = row_pos[r], len = pos + 1, active = (len + chunk - 1) / chunk;
@@ -107,6 +109,10 @@ REPRISE_UNROLL
     unsigned *counter = &count[(size_t)r * gridDim.y + hg];
     for (int split = blockIdx.z; split < active; split += gridDim.z) {   // the CTA's splits, one after another
         const int t0 = split * chunk, t1 = min(t0 + chunk, len), own_t = fused && split == active - 1 ? pos : -1;
+        // the split's page addresses into shared memory: each position's loads then wait on no table read of their
+        // own (the barrier: the previous split's readers are past the merge's barriers already)
+        if ((int)threadIdx.x < (t1 - t0 + KV_PAGE - 1) / KV_PAGE) split_pages[threadIdx.x] = kv[t0 / KV_PAGE + threadIdx.x];
+        __syncthreads();
         float acc[ATT_GROUP][8], m[ATT_GROUP], l[ATT_GROUP];
 REPRISE_UNROLL
         for (int g = 0; g < ATT_GROUP; g++) {
@@ -126,8 +132,9 @@ REPRISE_UNROLL
                     att_own8(kv_own[0], at, hd, kk[u]);
                     att_own8(kv_own[1], at, hd, vv[u]);
                 } else if (valid[u]) {
-                    att_load8(kv_key(kv, t, kvd) + kvh * hd, at, hd, wide, kk[u]);
-                    att_load8(kv_value(kv, t, kvd) + kvh * hd, at, hd, wide, vv[u]);
+                    const bf16 *page = split_pages[(t - t0) / KV_PAGE];   // chunk: whole pages, so t0 starts one
+                    att_load8(page + (size_t)(t % KV_PAGE) * kvd + kvh * hd, at, hd, wide, kk[u]);
+                    att_load8(page + (size_t)(KV_PAGE + t % KV_PAGE) * kvd + kvh * hd, at, hd, wide, vv[u]);
                 } else {
 REPRISE_UNROLL
                     for (int e = 0; e < 8; e++) kk[u][e] = vv[u][e] = 0.0f;
@@ -243,7 +250,7 @@ cudaError_t launch_attention(const float *q, const qkv_raw *raw, const int *row_
                              int n_heads, int n_kv_heads, int head_dim, int n_splits, int chunk, float *partial,
                              unsigned *count, float *out, bf16 *out_bf16, cudaStream_t s) {
     if (head_dim < 1 || head_dim > MAX_HEAD_DIM || n_kv_heads < 1 || n_heads % n_kv_heads || n_splits < 1 || chunk < 1 ||
-        !out == !out_bf16)
+        chunk > ATT_MAX_CHUNK || chunk % KV_PAGE || !out == !out_bf16)
         return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
     int gs = att_heads_per_cta(n_heads, n_kv_heads), ctas = att_split_ctas(rows, n_heads / gs, n_splits);

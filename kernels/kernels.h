@@ -124,10 +124,9 @@ struct qkv_raw {
 };
 
 // Causal attention of each row's query over positions 0..row_pos[r] of its KV slot (the page table row_kv[r],
-// kv_pages.h), in one kernel (attention.cu):
-// n_splits chunks of `chunk` positions (those past a row's length do nothing), each CTA serving the query heads of
-// one GQA group that share its K/V reads; the splits' partial (max, sum, output) merged in split order by the last
-// CTA to finish. With raw, q is the projection's raw output and the kernel does launch_qkv_rope's work itself -
+// kv_pages.h), in one kernel (attention.cu): n_splits chunks of `chunk` positions (whole KV pages, at most 256;
+// those past a row's length do nothing), each CTA serving the query heads of one GQA group that share its K/V reads;
+// the splits' partial (max, sum, output) merged in split order by the last CTA to finish. With raw, q is the projection's raw output and the kernel does launch_qkv_rope's work itself -
 // the same bits - appending each row's k and v at row_pos[r]; without, q is final and the KV slot holds the row's
 // own position. partial: rows * n_heads * n_splits * (head_dim + 2) floats; count: attention_counters(rows,
 // n_heads) counters (shapes.h), zero before the first launch (each launch leaves them zero). The output into out

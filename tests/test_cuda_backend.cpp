@@ -197,6 +197,9 @@ static void rope_append_attention_and_attention_prefill_match_reference(void) {
             CHECK(launch_attention(dq, nullptr, dpos, drkv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, a16, 0) ==
                       cudaErrorInvalidValue,
                   "two outputs accepted");
+            CHECK(launch_attention(dq, nullptr, dpos, drkv, L, cs.heads, cs.kv_heads, cs.hd, splits, KV_PAGE + 1, partial, count, att,
+                                   nullptr, 0) == cudaErrorInvalidValue,
+                  "splits of part of a KV page accepted");
             cudaFree(a16), cudaFree(conv);
             // the FP32 decode output again, for the reference below
             CHECK(launch_attention(dq, nullptr, dpos, drkv, L, cs.heads, cs.kv_heads, cs.hd, splits, chunk, partial, count, att, nullptr, 0) ==
