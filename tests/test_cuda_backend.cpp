@@ -1342,6 +1342,23 @@ static void kv_slots_grow_by_pages_in_place(void) {
     sequence_free(&grown, &m), sequence_free(&whole, &m), sequence_free(&copied, &m);
     CHECK(backend_cuda_kv_pages_free(m.be) == (long)(3 * 6 * 3), "pages not all given back: %ld of %d free",
           backend_cuda_kv_pages_free(m.be), 3 * 6 * 3);
+#ifdef REPRISE_CUDA_EMULATION
+    {   // past the plan with the device full: refused with the reason; with room again, the same cache is made
+        CHECK(sequence_init(&whole, &m, &s, 3 * KV_PAGE, &err) == 0 && sequence_init(&grown, &m, &s, 3 * KV_PAGE, &err) == 0 &&
+                  sequence_init(&copied, &m, &s, 3 * KV_PAGE, &err) == 0,
+              "%s", err.msg);   // every planned page taken
+        size_t used = emu_device_used(0);
+        emu_set_device_memory(0, used + 1024);
+        sequence extra;
+        int rc = sequence_init(&extra, &m, &s, 8, &err);
+        CHECK(rc != 0 && strstr(err.msg, "out of GPU memory") && strstr(err.msg, "KV pages"), "a cache past a full device: rc %d, '%s'", rc,
+              rc ? err.msg : "");
+        emu_set_device_memory(0, 16ull << 30);
+        CHECK(sequence_init(&extra, &m, &s, 8, &err) == 0, "%s", err.msg);
+        sequence_free(&extra, &m);
+        sequence_free(&grown, &m), sequence_free(&whole, &m), sequence_free(&copied, &m);
+    }
+#endif
     schedule_free(&s);
     model_free(&m);
 }
@@ -1426,13 +1443,15 @@ static void tensor_parallel_matches_one_gpu(void) {
 }
 
 // Under --tp 2, what holds on one GPU still holds: a repeated layer equals its physical duplicate bit for bit, a
-// sequence's logits do not depend on the batch, and replayed graphs (collectives inside) equal eager steps.
+// sequence's logits do not depend on the batch, replayed graphs (collectives inside) equal eager steps, and KV
+// grows by pages on both GPUs.
 [[maybe_unused]] static void tensor_parallel_keeps_exactness(void) {   // not run under ASan (see main)
     g_tp = 2;
     repeat_equals_physical_duplicate_on_cuda();
     sequence_logits_do_not_depend_on_the_batch();
     graph_replay_equals_eager();
     device_sampling_per_row_equals_the_host_rule();
+    kv_slots_grow_by_pages_in_place();
     g_tp = 1;
 }
 
