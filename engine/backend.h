@@ -80,6 +80,11 @@ struct backend {
     // Copies rows of the hidden state to host memory, (n, dim), or from it.
     void (*read_rows)(backend *b, int row0, int n, float *out);
     void (*write_rows)(backend *b, int row0, int n, const float *in);
+    // Copies hidden-state rows row0..row0+n into the backend's stash from its row `at` (stash_rows), or back
+    // (unstash_rows): a sweep's base snapshots, kept where the rows are (rows of the plan's stash_rows). May be NULL:
+    // the engine then moves them through host memory (read_rows, write_rows).
+    void (*stash_rows)(backend *b, long at, int row0, int n);
+    void (*unstash_rows)(backend *b, long at, int row0, int n);
     // Copies the first n positions of one KV slot into another (a shared prefix, reused).
     void (*kv_copy)(backend *b, kv_slot *dst, const kv_slot *src, int n);
     // Final norm, LM head and sampling on the device for the given rows: req[i].id (and its logprobs) for row i, by

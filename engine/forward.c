@@ -90,6 +90,7 @@ typedef struct {
     int prompt;          // the call feeds it several tokens
     int from, end;       // the visits to run
     int out;             // index of its output (logits row or sampled id) when its last row is here, else -1
+    int index;           // the sequence's index in the call
 } window_seq;
 
 // A window's layer executions, planned before any runs: each execution serves every sequence whose next visit it
@@ -144,8 +145,8 @@ static void plan_layers(const model *m, const window_seq *ws, int n, const int *
 
 // Runs rows of consecutive sequences as one step: embed (or take hidden_in), every visit, then logits or sampling
 // for the sequences that end here (every row when all_logits). Positions do not advance here.
-static void run_window(model *m, const window_seq *ws, int n, const float *hidden_in, float *hidden_out, int all_logits,
-                       float *logits, sample_row *sr, int whole_call, forward_stats *stats) {
+static void run_window(model *m, const window_seq *ws, int n, const float *hidden_in, const long *stash_in, float *hidden_out,
+                       long stash_out, int all_logits, float *logits, sample_row *sr, int whole_call, forward_stats *stats) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     int *row0 = rp_malloc(sizeof(int) * (size_t)n), total = 0, n_out = 0, first_out = -1;
@@ -160,17 +161,20 @@ static void run_window(model *m, const window_seq *ws, int n, const float *hidde
     else
         for (int i = 0, k = 0; i < n; i++)
             if (ws[i].out >= 0) rows[k++] = row0[i] + ws[i].n - 1;
-    if (hidden_out) n_out = 0;
+    int to_hidden = hidden_out || stash_out >= 0;
+    if (to_hidden) n_out = 0;
     step_layers sl;
     plan_layers(m, ws, n, row0, &sl);
-    step_plan step = {.n_rows = total, .execs = sl.execs, .n_execs = sl.n_execs, .from_hidden = hidden_in != NULL,
-                      .to_hidden = hidden_out != NULL, .all_logits = all_logits, .n_out = n_out,
+    step_plan step = {.n_rows = total, .execs = sl.execs, .n_execs = sl.n_execs, .from_hidden = hidden_in || stash_in,
+                      .to_hidden = to_hidden, .all_logits = all_logits, .n_out = n_out,
                       .sample = sr && n_out ? sr + first_out : NULL, .whole_call = whole_call};
 
     be->reserve(be, total);
     if (be->step_begin) be->step_begin(be, &step);
     for (int i = 0; i < n; i++) {
-        if (ws[i].from > 0) be->write_rows(be, row0[i], ws[i].n, hidden_in + (size_t)row0[i] * c->dim);
+        if (ws[i].from > 0 && stash_in && stash_in[ws[i].index] >= 0)
+            be->unstash_rows(be, stash_in[ws[i].index] + ws[i].offset, row0[i], ws[i].n);
+        else if (ws[i].from > 0) be->write_rows(be, row0[i], ws[i].n, hidden_in + (size_t)row0[i] * c->dim);
         else be->embed(be, ws[i].tokens, ws[i].n, row0[i]);
     }
     for (int x = 0; x < sl.n_execs; x++) {   // each layer execution reads its weights once for all its parts
@@ -181,7 +185,8 @@ static void run_window(model *m, const window_seq *ws, int n, const float *hidde
         }
     }
 
-    if (hidden_out) be->read_rows(be, 0, total, hidden_out);   // a partial span: the hidden state goes back
+    if (stash_out >= 0) be->stash_rows(be, stash_out, 0, total);   // a partial span: the hidden state kept there...
+    else if (hidden_out) be->read_rows(be, 0, total, hidden_out);   // ...or brought back
     else if (n_out && !sr) be->logits(be, rows, n_out, all_logits ? logits : logits + (size_t)first_out * c->vocab_size);
     else if (n_out && be->sample) be->sample(be, rows, n_out, sr + first_out);
     else if (n_out) {   // sample host logits by the same rules
@@ -222,10 +227,11 @@ static int run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, 
             ws[n++] = (window_seq){.seq = seqs[i], .tokens = tokens[i] + (lo - r), .n = hi - lo, .offset = lo - r,
                                    .from = span && span->from_visit ? span->from_visit[i] : 0,
                                    .end = partial && span->to_visit < n_visits ? span->to_visit : n_visits,
-                                   .out = hi == r + n_tokens[i] ? i : -1, .prompt = n_tokens[i] > 1};
+                                   .out = hi == r + n_tokens[i] ? i : -1, .prompt = n_tokens[i] > 1, .index = i};
         }
-        run_window(m, ws, n, span && span->hidden_in ? span->hidden_in + (size_t)w0 * c->dim : NULL,
-                   partial ? span->hidden_out + (size_t)w0 * c->dim : NULL, all_logits,
+        long stash_out = partial && span->stash_out >= 0 && !span->hidden_out ? span->stash_out + w0 : -1;
+        run_window(m, ws, n, span && span->hidden_in ? span->hidden_in + (size_t)w0 * c->dim : NULL, span ? span->stash_in : NULL,
+                   partial && span->hidden_out ? span->hidden_out + (size_t)w0 * c->dim : NULL, stash_out, all_logits,
                    all_logits ? logits + (size_t)w0 * c->vocab_size : logits, sr, total <= ub, stats);
     }
     free(ws);

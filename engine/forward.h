@@ -27,12 +27,17 @@ typedef struct {
 // visit 0 takes the hidden state entering its first visit from hidden_in instead of embedding its tokens (its KV
 // slots before that visit must already hold these positions). With to_visit >= 0 the pass stops there and writes
 // the hidden state to hidden_out, without logits, and the sequences' positions do not advance; to_visit < 0 runs
-// to the end. Hidden states are (sum n_tokens, dim), sequence by sequence.
+// to the end. Hidden states are (sum n_tokens, dim), sequence by sequence. Where the backend keeps a stash (its
+// stash_rows, planned), they may stay there instead: a sequence with stash_in[i] >= 0 takes its rows from stash row
+// stash_in[i] on (not from hidden_in), and with stash_out >= 0 the rows go to the stash from that row (not to
+// hidden_out).
 typedef struct {
     const int *from_visit;   // per sequence; NULL: all start at visit 0
     const float *hidden_in;
     int to_visit;
     float *hidden_out;
+    const long *stash_in;    // per sequence, or NULL
+    long stash_out;          // -1 (or 0 with hidden_out given): not to the stash
 } forward_span;
 
 int forward_span_run(model *m, sequence **seqs, int n_seqs, const int *const *tokens, const int *n_tokens,

@@ -66,6 +66,7 @@ static void defaults(const model_config *c, const plan_shape *in, plan_shape *s)
     if (s->logit_rows < s->seqs) s->logit_rows = s->seqs;
     if (s->logit_rows < PLAN_GRAPH_ROWS) s->logit_rows = PLAN_GRAPH_ROWS;   // a captured step's rows in one go
     if (s->kv_slots < 0) s->kv_slots = 0;
+    if (s->stash_rows < 0) s->stash_rows = 0;
     if (s->max_visits <= 0) s->max_visits = 2 * c->n_layers;
     if (s->tp <= 0) s->tp = 1;
 }
@@ -106,13 +107,15 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     b[BUF_GEMM_PARTIAL] = gemm_floats * f;
     b[BUF_GEMM_COUNT] = gemm_counters * sizeof(unsigned);
     b[BUF_ROPE] = (size_t)(c->head_dim / 2) * f;
+    b[BUF_STASH] = (size_t)s.stash_rows * c->dim * f;
     for (int i = BUF_X; i <= BUF_REDUCE; i++) p->activations += b[i];
     for (int i = BUF_LOGITS; i <= BUF_LOGPROBS; i++) p->logits += b[i];
     for (int i = BUF_PARTIAL; i <= BUF_ROPE; i++) p->scratch += b[i];
     p->weights = tp_rank_weight_bytes(c, s.tp, 0);
     p->kv_pages = (size_t)s.kv_slots * (size_t)kv_pages_for(s.ctx);
     p->kv = (size_t)s.kv_slots * memory_plan_kv_slot_bytes(c, s.tp, s.ctx);
-    p->device = p->weights + p->kv + p->activations + p->logits + p->scratch;
+    p->stash = b[BUF_STASH];
+    p->device = p->weights + p->kv + p->activations + p->logits + p->scratch + p->stash;
     // tokens, logits, draws and ids of a step, and each layer execution's rows (position, K and V slot pointers)
     p->pinned_host = r * sizeof(int) + L * vocab * f + L * (f + sizeof(int)) +
                      r * (size_t)s.max_visits * PLAN_META_ROW_BYTES;
@@ -143,6 +146,10 @@ void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size
     add_line(buf, cap, &at, "logits", p->logits, note);
     snprintf(note, sizeof note, "attention partials for %d decode rows, GEMM partials, RoPE table", s->seqs > PLAN_GRAPH_ROWS ? s->seqs : PLAN_GRAPH_ROWS);
     add_line(buf, cap, &at, "scratch", p->scratch, note);
+    if (p->stash) {
+        snprintf(note, sizeof note, "%ld rows of hidden state kept between spans (a sweep's snapshots)", s->stash_rows);
+        add_line(buf, cap, &at, "stash", p->stash, note);
+    }
     if (free_bytes) snprintf(note, sizeof note, "of %.3f GiB free on the device (%.3f GiB kept as headroom)",
                              free_bytes / 1073741824.0, PLAN_HEADROOM / 1073741824.0);
     else snprintf(note, sizeof note, "on the device, plus %.3f GiB headroom", PLAN_HEADROOM / 1073741824.0);

@@ -39,6 +39,8 @@ typedef struct {
     int kv_fit;       // kv_slots is a most: a backend that knows its free memory lowers it to what fits (a server's
                       // KV budget by default), and the plan it keeps says what it took
     kv_dtype kv_dtype;   // --kv-dtype
+    long stash_rows;     // rows of hidden state kept on the device between forward spans (a sweep's base snapshots,
+                         // backend.h's stash_rows); a backend whose device cannot hold them plans none (0)
 } plan_shape;
 
 // The buffers of the CUDA backend on one GPU. Activations are (ubatch, width) float32 unless said otherwise; under
@@ -68,6 +70,7 @@ typedef enum {
     BUF_GEMM_PARTIAL,                  // the GEMM's K-segment partials: the most gemm_workspace_floats of a weight
     BUF_GEMM_COUNT,                    // its per-feature-block counters (unsigned, zeroed once)
     BUF_ROPE,                          // (head_dim / 2) RoPE inverse frequencies
+    BUF_STASH,                         // (stash_rows, dim): hidden-state rows kept between spans (a sweep's snapshots)
     BUF_N
 } plan_buffer;
 
@@ -80,6 +83,7 @@ typedef struct memory_plan {
     size_t activations;     // BUF_X .. BUF_REDUCE
     size_t logits;          // BUF_LOGITS .. BUF_LOGPROBS
     size_t scratch;         // BUF_PARTIAL .. BUF_ROPE
+    size_t stash;           // BUF_STASH
     size_t device;          // all of the above: what the backend allocates
     size_t pinned_host;     // pinned staging in host memory (not device memory)
 } memory_plan;

@@ -69,6 +69,11 @@ rc2, _, _ = run(*sweep_args, "--out", T + "/b1", "--batch", "1", "--ubatch", "4"
 ok = rc1 == 0 and rc2 == 0 and "CPU emulation" in err1
 check(ok and len(rows(T + "/b64/results.sqlite")) == 12 and rows(T + "/b64/results.sqlite") == rows(T + "/b1/results.sqlite"),
       "CUDA backend: a sweep at --batch 1 --ubatch 4 gives the rows of --batch 64, exactly")
+# the base's hidden states stay on the device (the backend's stash, planned), and sharing them changes no number:
+# the rows of --naive (every config from its first visit, nothing shared)
+rc3, _, _ = run(*sweep_args, "--out", T + "/naive", "--naive")
+check(rc3 == 0 and "hidden states kept on the device" in err1 and rows(T + "/naive/results.sqlite") == rows(T + "/b64/results.sqlite"),
+      "CUDA backend: the sweep keeps the base's hidden states on the device, and its rows are --naive's, exactly")
 
 # a prompt longer than --ubatch runs in windows; a window that ends no sequence must not change a number. Every window
 # size against one window, on both backends, at prompt lengths that straddle the window (w-1, w, w+1, 2w+1): through

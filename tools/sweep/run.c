@@ -217,20 +217,21 @@ static int decode(sweep_run *r, const probe *p, const probe_item *it, slot *slot
 
 static int compare_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
-// Runs the slots' prompts: each from visit from[i] (with the base's hidden state there and its KV slots before it)
-// or from the start; returns their last-token logits.
+// Runs the slots' prompts: each from visit from[i] (with the base's hidden state there - snap_of[i] on the host, or
+// the backend's stash from row stash_of[i] - and its KV slots before it) or from the start; returns their
+// last-token logits.
 static int prefill(sweep_run *r, slot *slots, int n, const int *ids, int P, const int *from, float *const *snap_of,
-                   float *logits, rp_err *err) {
+                   const long *stash_of, float *logits, rp_err *err) {
     int dim = r->m->cfg.dim;
     sequence **seqs = rp_malloc(sizeof *seqs * n);
     const int **feeds = rp_malloc(sizeof *feeds * n);
     int *counts = rp_malloc(sizeof(int) * n);
-    float *hidden = rp_malloc(sizeof(float) * (size_t)n * P * dim);
+    float *hidden = stash_of ? NULL : rp_malloc(sizeof(float) * (size_t)n * P * dim);
     for (int i = 0; i < n; i++) {
         seqs[i] = &slots[i].seq, feeds[i] = ids, counts[i] = P;
-        if (from[i] > 0) memcpy(hidden + (size_t)i * P * dim, snap_of[i], sizeof(float) * (size_t)P * dim);
+        if (from[i] > 0 && !stash_of) memcpy(hidden + (size_t)i * P * dim, snap_of[i], sizeof(float) * (size_t)P * dim);
     }
-    forward_span span = {.from_visit = from, .hidden_in = hidden, .to_visit = -1};
+    forward_span span = {.from_visit = from, .hidden_in = hidden, .to_visit = -1, .stash_in = stash_of, .stash_out = -1};
     int rc = forward_span_run(r->m, seqs, n, feeds, counts, &span, 0, logits, &r->stats, err);
     free(seqs), free(feeds), free(counts), free(hidden);
     return rc;
@@ -286,15 +287,21 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
     float *logits = rp_malloc(sizeof(float) * (size_t)(r->batch + 1) * vocab);
     r->pool.used = 0;   // the pool's slots serve this item: the base's, then each batch's
     int base_failed = 0, have_base = 0;
+    // the snapshots stay on the device where the backend keeps a stash the plan sized for them (else the host)
+    int on_device = n_cuts && r->m->be->stash_rows && r->m->plan.shape.stash_rows >= (long)n_cuts * P;
+    r->snapshots_on_device += on_device;
     if (n_cuts) {
         base_failed = sequence_init_pooled(&base.seq, r->m, &base_sched, &r->pool, &merr);
         have_base = !base_failed;
         sequence *b1[1] = {&base.seq};
         const int *feed = ids;
         for (int k = 0; k < n_cuts && !base_failed; k++) {
-            snap[k] = rp_malloc(sizeof(float) * (size_t)P * dim);
+            if (!on_device) snap[k] = rp_malloc(sizeof(float) * (size_t)P * dim);
             int start = k ? cuts[k - 1] : 0;
-            forward_span span = {.from_visit = &start, .hidden_in = k ? snap[k - 1] : NULL, .to_visit = cuts[k], .hidden_out = snap[k]};
+            long in_at = (long)(k - 1) * P;   // cut k - 1's rows in the stash
+            forward_span span = {.from_visit = &start, .hidden_in = k && !on_device ? snap[k - 1] : NULL, .to_visit = cuts[k],
+                                 .hidden_out = on_device ? NULL : snap[k], .stash_in = k && on_device ? &in_at : NULL,
+                                 .stash_out = on_device ? (long)k * P : -1};
             base_failed = forward_span_run(r->m, b1, 1, &feed, &P, &span, 0, NULL, &r->stats, &merr);
         }
     }
@@ -307,6 +314,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
         int n = n_pending - t0i < step ? n_pending - t0i : step;
         slot *slots = rp_calloc((size_t)n, sizeof *slots);
         float **snap_of = rp_malloc(sizeof *snap_of * n);
+        long *stash_of = rp_malloc(sizeof *stash_of * n);
         int *fr = rp_malloc(sizeof(int) * n), made = 0, failed = 0;
         r->pool.used = mark;
         for (int i = 0; i < n; i++) slots[i].cfg = pending[t0i + i];
@@ -315,12 +323,12 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
             slots[i].reply = rp_malloc(sizeof(int) * (size_t)(probe_item_max_new(p, it) + 1));
             fr[i] = from[t0i + i];
             if ((failed = sequence_init_pooled(&slots[i].seq, r->m, &cl->c[c].sched, &r->pool, &merr))) break;
-            snap_of[i] = NULL;
+            snap_of[i] = NULL, stash_of[i] = -1;
             for (int k = 0; k < n_cuts; k++)
-                if (cuts[k] == fr[i]) snap_of[i] = snap[k];
+                if (cuts[k] == fr[i]) snap_of[i] = snap[k], stash_of[i] = (long)k * P;
             for (int v = 0; v < fr[i]; v++) r->m->be->kv_copy(r->m->be, &slots[i].seq.cache.slots[v], &base.seq.cache.slots[v], P);
         }
-        if (!failed) failed = prefill(r, slots, n, ids, P, fr, snap_of, logits, &merr);
+        if (!failed) failed = prefill(r, slots, n, ids, P, fr, snap_of, on_device ? stash_of : NULL, logits, &merr);
         if (!failed)
             failed = p->kind == PROBE_MC ? score_options(r, p, it, slots, n, logits, P, &merr)
                      : p->loglik         ? score_answer(r, p, it, slots, n, logits, P, &merr)
@@ -329,7 +337,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
         else if (failed) rc = fail_unfinished(r, p, it, slots, n, merr.msg, err);
         for (int i = 0; i < made; i++) sequence_free(&slots[i].seq, r->m), free(slots[i].reply);
         if (made < n) free(slots[made].reply);
-        free(slots), free(snap_of), free(fr);
+        free(slots), free(snap_of), free(stash_of), free(fr);
         report_progress(r, t0);
     }
     if (have_base) sequence_free(&base.seq, r->m);
@@ -342,7 +350,7 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
 static int by_visits_desc(const void *a, const void *b) { return *(const int *)b - *(const int *)a; }
 
 void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
-    int ctx_max = 1, N = cfg->n_layers;
+    int ctx_max = 1, N = cfg->n_layers, prompt_max = 0;
     r->prompts = rp_calloc((size_t)r->n_probes, sizeof *r->prompts);
     for (int p = 0; p < r->n_probes; p++) {
         const probe *pr = &r->probes[p];
@@ -361,6 +369,7 @@ void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
                 rp_fail(&e, "the prompt (%d tokens) and its reply (%d) do not fit the context of %d", sp->n, longest, cfg->max_pos);
             else {
                 if (sp->n + longest > ctx_max) ctx_max = sp->n + longest;
+                if (sp->n > prompt_max) prompt_max = sp->n;
                 continue;
             }
             sp->error = rp_strdup(e.msg);
@@ -381,8 +390,19 @@ void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
         if (r->plan_visits > max_visits) max_visits = r->plan_visits;
         slots = (r->naive ? 0 : N) + (long)step * max_visits;
     }
+    // the base's snapshots: one a distinct visit where configs leave the base (a search's: any of N)
+    long cuts = 0;
+    if (!r->naive && r->plan_visits > 0) cuts = N;
+    else if (!r->naive) {
+        unsigned char *seen = rp_calloc((size_t)N + 1, 1);
+        for (int c = 0; c < n; c++) {
+            int f = shared_prefix(&r->configs->c[c].sched, N);
+            if (f > 0 && !seen[f]) seen[f] = 1, cuts++;
+        }
+        free(seen);
+    }
     *shape = (plan_shape){.ubatch = r->ubatch, .seqs = step, .logit_rows = 0, .kv_slots = slots, .ctx = ctx_max,
-                          .max_visits = max_visits};
+                          .max_visits = max_visits, .stash_rows = cuts * prompt_max};
     r->pool_slots = slots, r->pool_ctx = ctx_max;
 }
 
@@ -455,8 +475,9 @@ int sweep_run_all(sweep_run *r, const sweep_step *step, rp_err *err) {
     if (prepared_here) sweep_prompts_free(r);
     if (r->progress == 2) fprintf(stderr, "\n");
     if (r->progress)
-        fprintf(stderr, "sweep: %ld new rows (%ld were already done) in %.1f s; %ld layer executions for %ld visits\n",
-                r->rows_done - already, already, rp_now_s() - t0, r->stats.layer_execs, r->stats.visits);
+        fprintf(stderr, "sweep: %ld new rows (%ld were already done) in %.1f s; %ld layer executions for %ld visits%s\n",
+                r->rows_done - already, already, rp_now_s() - t0, r->stats.layer_execs, r->stats.visits,
+                r->snapshots_on_device ? "; the base's hidden states kept on the device" : "");
     if (r->progress && r->rows_failed)
         fprintf(stderr, "sweep: %ld of the new rows failed and have no score (reasons in summary.json; "
                         "--retry-failed runs them again)\n", r->rows_failed);

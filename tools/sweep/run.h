@@ -56,10 +56,12 @@ typedef struct {
     kv_pool pool;              // the KV slots of one item's base and batch, reused by every item
     long pool_slots;
     int pool_ctx;
+    long snapshots_on_device;  // items whose base snapshots stayed in the backend's stash (not the host)
 } sweep_run;
 
 // Before the model is loaded: tokenizes every item's prompt (r->tok, r->ct, r->probes and r->configs set) and
-// gives the run's shape for the memory plan: the longest prompt and reply, the batch's sequences and KV slots.
+// gives the run's shape for the memory plan: the longest prompt and reply, the batch's sequences and KV slots, and
+// the stash for the base's snapshots on the device (a cut a distinct shared prefix, of the longest prompt's rows).
 // A prompt that cannot run is not an error here: it is kept as the reason its rows fail.
 void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape);
 void sweep_prompts_free(sweep_run *r);

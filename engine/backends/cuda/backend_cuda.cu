@@ -17,7 +17,7 @@ void destroy_rank(rank_state *r) {
     for (float *p : {r->x, r->xb, r->q, r->k, r->v, r->tmp, r->partial, r->d_logits, r->reduce, r->gemm_ws.partial}) cudaFree(p);
     cudaFree(r->act_bf16), cudaFree(r->mlp_bf16), cudaFree(r->x_bf16), cudaFree(r->row_ssq), cudaFree(r->gemm_ws.count), cudaFree(r->att_count), cudaFree(r->d_tokens), cudaFree(r->d_meta);
     drop_graphs(r);
-    cudaFree(r->kv_arena);
+    cudaFree(r->kv_arena), cudaFree(r->stash);
     for (void *p : r->kv_extra) cudaFree(p);
     cudaFreeHost(r->stage_meta);
     cudaFreeHost(r->stage_tokens), cudaFreeHost(r->stage_logits), cudaFreeHost(r->stage_params), cudaFreeHost(r->stage_ids);
@@ -69,7 +69,7 @@ extern "C" backend *backend_cuda_create(const model_config *cfg, int, rp_err *er
     b->base.name = "cuda";
     b->base.cfg = cfg;
     b->base.load_weights = load_weights, b->base.reserve = reserve, b->base.embed = embed, b->base.layer = layer_run;
-    b->base.read_rows = read_rows, b->base.write_rows = write_rows, b->base.kv_copy = kv_copy, b->base.logits = logits;
+    b->base.read_rows = read_rows, b->base.write_rows = write_rows, b->base.stash_rows = stash_rows, b->base.unstash_rows = unstash_rows, b->base.kv_copy = kv_copy, b->base.logits = logits;
     b->base.kv_alloc = kv_alloc, b->base.kv_grow = kv_grow, b->base.kv_free = kv_free, b->base.kv_bytes_per_token = kv_bytes_per_token;
     b->base.weight_bytes = weight_bytes, b->base.destroy = destroy, b->base.step_begin = step_begin;
     b->base.sample = sample, b->base.plan = plan, b->base.allocations_after_start = backend_cuda_allocations_after_start;

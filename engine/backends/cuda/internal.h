@@ -91,6 +91,7 @@ struct rank_state {
     sample_logprob_record *d_logprobs;
     unsigned char *d_cand;                        // d_cand: this rank's candidate rows, then all ranks' gathered
     float *d_logits;
+    float *stash;                                 // (plan's stash_rows, dim): hidden-state rows kept between spans
     unsigned char *kv_arena;                      // the KV pages (kv_pool.cu): the plan's KV
     bf16 **kv_tables;                             // the pool the slots' page tables come from (kv_pool.cu)
     std::vector<bf16 *> kv_page_at;               // every page's address on this rank, by page id
@@ -206,6 +207,8 @@ void step_begin(backend *base, const step_plan *step);
 void embed(backend *base, const int *tokens, int n, int row0);
 void layer_run(backend *base, const layer_exec *e);
 void read_rows(backend *base, int row0, int n, float *out);
+void stash_rows(backend *base, long at, int row0, int n);
+void unstash_rows(backend *base, long at, int row0, int n);
 void write_rows(backend *base, int row0, int n, const float *in);
 void logits(backend *base, const int *rows, int n, float *out);
 void sample(backend *base, const int *rows, int n, sample_row *req);

@@ -34,6 +34,7 @@ void alloc_buffers(rank_state *r, const model_config *c, const memory_plan *p) {
     realloc_dev(&r->partial, n[BUF_PARTIAL]), realloc_dev(&r->att_count, n[BUF_ATT_COUNT]);
     if (n[BUF_ATT_COUNT]) CUDA_CHECK(cudaMemset(r->att_count, 0, n[BUF_ATT_COUNT]));
     realloc_dev(&r->gemm_ws.partial, n[BUF_GEMM_PARTIAL]), realloc_dev(&r->gemm_ws.count, n[BUF_GEMM_COUNT]);
+    realloc_dev(&r->stash, n[BUF_STASH]);
     if (n[BUF_GEMM_COUNT]) CUDA_CHECK(cudaMemset(r->gemm_ws.count, 0, n[BUF_GEMM_COUNT]));
     if (!r->inv_freq) {   // the RoPE table is set once: it never changes size
         int half = c->head_dim / 2;
@@ -115,6 +116,12 @@ int plan(backend *base, memory_plan *p, rp_err *err) {
         for (rank_state *r : b->ranks) least = std::min(least, r->free_bytes / (b->share_gpu ? b->tp : 1));
         memory_plan_fit_kv(base->cfg, p, least);
     }
+    for (rank_state *r : b->ranks)   // a stash that does not fit is not planned: the engine goes through the host
+        if (p->shape.stash_rows && (b->share_gpu ? b->tp : 1) * p->device + PLAN_HEADROOM > r->free_bytes) {
+            plan_shape s = p->shape;
+            s.stash_rows = 0;
+            memory_plan_compute(base->cfg, &s, p);
+        }
     for (rank_state *r : b->ranks) {
         int sharing = b->share_gpu ? b->tp : 1;   // ranks on this rank's GPU, each with the plan
         size_t need = sharing * p->device;

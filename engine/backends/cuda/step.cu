@@ -296,6 +296,29 @@ void read_rows(backend *base, int row0, int n, float *out) {
     });
 }
 
+// The stash (a sweep's snapshots of the hidden state): device copies on each rank's stream, in order with the steps
+// around them; nothing crosses to the host and nothing waits.
+void stash_rows(backend *base, long at, int row0, int n) {
+    cuda_backend *b = cb(base);
+    int dim = base->cfg->dim;
+    each(b, [&](rank_state *r) {   // the residual stream is the same on every rank: each keeps its own copy
+        flush_embed(b, r);
+        CUDA_CHECK(cudaMemcpyAsync(r->stash + (size_t)at * dim, r->x + (size_t)row0 * dim, sizeof(float) * n * dim,
+                                   cudaMemcpyDeviceToDevice, r->stream));
+    });
+}
+
+void unstash_rows(backend *base, long at, int row0, int n) {
+    cuda_backend *b = cb(base);
+    int dim = base->cfg->dim;
+    each(b, [&](rank_state *r) {
+        flush_embed(b, r);
+        r->stats_x = nullptr;
+        CUDA_CHECK(cudaMemcpyAsync(r->x + (size_t)row0 * dim, r->stash + (size_t)at * dim, sizeof(float) * n * dim,
+                                   cudaMemcpyDeviceToDevice, r->stream));
+    });
+}
+
 void write_rows(backend *base, int row0, int n, const float *in) {
     cuda_backend *b = cb(base);
     int dim = base->cfg->dim;
