@@ -15,6 +15,14 @@ int kv_dtype_parse(const char *text, kv_dtype *out) {
     return -1;
 }
 
+const char *weights_format_name(weights_format w) { return w == WEIGHTS_FP8 ? "fp8" : "stored"; }
+
+int weights_format_parse(const char *text, weights_format *out) {
+    for (int w = WEIGHTS_AS_STORED; w <= WEIGHTS_FP8; w++)
+        if (!strcmp(text, weights_format_name((weights_format)w))) return *out = (weights_format)w, 0;
+    return -1;
+}
+
 kv_dtype kv_dtype_for_cpu(kv_dtype asked, st_dtype weights) {
     if (asked != KV_DTYPE_AUTO) return asked;
     return weights == ST_BF16 ? KV_DTYPE_BF16 : KV_DTYPE_F32;

@@ -27,6 +27,13 @@ const char *kv_dtype_name(kv_dtype t);
 // model (as it was trained, and as the CUDA backend keeps it), float32 otherwise.
 kv_dtype kv_dtype_for_cpu(kv_dtype asked, st_dtype weights);
 
+// The projections' weights (--weights): as the checkpoint stores them, or quantized to FP8 E4M3 at load, a scale
+// per output row (loader/fp8.h; the CPU backend; embeddings, LM head and norms stay as stored).
+typedef enum { WEIGHTS_AS_STORED, WEIGHTS_FP8 } weights_format;
+// "stored", "fp8": 0, or -1 for anything else.
+int weights_format_parse(const char *text, weights_format *out);
+const char *weights_format_name(weights_format w);
+
 // What a run needs at once. Every count is an upper bound the engine keeps to (it chunks, never overflows).
 typedef struct {
     int ubatch;       // most rows of one forward step
@@ -39,6 +46,7 @@ typedef struct {
     int kv_fit;       // kv_slots is a most: a backend that knows its free memory lowers it to what fits (a server's
                       // KV budget by default), and the plan it keeps says what it took
     kv_dtype kv_dtype;   // --kv-dtype
+    weights_format weights;   // --weights
     long stash_rows;     // rows of hidden state kept on the device between forward spans (a sweep's base snapshots,
                          // backend.h's stash_rows); a backend whose device cannot hold them plans none (0)
 } plan_shape;

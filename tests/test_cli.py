@@ -252,6 +252,12 @@ for cmd in ("tokenize", "chat"):
 # the built-in default model (no -m): arithmetic, greedy
 got = out("generate", "-p", "12+35=", "-n", "8", "--temp", "0")
 check(got == "47", "built-in model: 12+35= gives 47 (got %r)" % got)
+# --weights fp8: the projections quantized at load (the CPU backend), the arithmetic kept; inspect counts the bytes
+got = out("generate", "-p", "12+35=", "-n", "8", "--temp", "0", "--weights", "fp8")
+check(got == "47", "built-in model with --weights fp8: 12+35= gives 47 (got %r)" % got)
+ins = "".join(run("inspect", "--weights", "fp8")[1:])
+check(re.search(r"weights in cpu backend \(fp8\) +1\.17 MiB", ins) is not None, "inspect --weights fp8: the CPU backend's bytes in FP8")
+expect_error("--weights fp9", "--weights: 'fp9': stored or fp8", "generate", "-p", "1", "--weights", "fp9")
 # the README's demo: a schedule changes the answer
 a, b = out("generate", "-p", "99*99=", "--temp", "0"), out("generate", "-p", "99*99=", "--temp", "0", "--schedule", "rys:2,4")
 check(a == "9701" and b == "9801", "README demo: 99*99= gives 9701 on base and 9801 on rys:2,4 (got %r, %r)" % (a, b))

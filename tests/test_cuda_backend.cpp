@@ -1253,7 +1253,7 @@ static void graphs_do_not_depend_on_kv_capacity(void) {
 // slots past the plan's KV are allocations of their own, and the count sees them.
 static void kv_slots_come_from_the_planned_arena(void) {
     plan_shape shape = {.ubatch = 0, .seqs = 2, .logit_rows = 0, .kv_slots = 2L * 6, .ctx = 40, .max_visits = 6, .tp = g_tp,
-                        .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO, .stash_rows = 0};
+                        .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO, .weights = WEIGHTS_AS_STORED, .stash_rows = 0};
     model m;
     rp_err err;
     CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cuda", 0, &shape, 0, &err) == 0, "%s", err.msg);
@@ -1304,7 +1304,7 @@ static void kv_slots_come_from_the_planned_arena(void) {
 // over pages (a sweep's) continues as the original does.
 static void kv_slots_grow_by_pages_in_place(void) {
     plan_shape shape = {.ubatch = 0, .seqs = 3, .logit_rows = 0, .kv_slots = 3L * 6, .ctx = 3 * KV_PAGE, .max_visits = 6,
-                        .tp = g_tp, .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO, .stash_rows = 0};
+                        .tp = g_tp, .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO, .weights = WEIGHTS_AS_STORED, .stash_rows = 0};
     model m;
     rp_err err;
     CHECK(model_load_planned(&m, FIXTURES_DIR "/llama", "cuda", 0, &shape, 0, &err) == 0, "%s", err.msg);
@@ -1512,7 +1512,7 @@ static void memory_plan_equals_peak_allocation(void) {
     struct { int ubatch, ctx, batch, prompt; } points[] = {{0, 40, 1, 12}, {8, 48, 4, 20}, {16, 64, 3, 30}, {512, 64, 20, 9}};
     for (auto &pt : points) {
         plan_shape shape = {.ubatch = pt.ubatch, .seqs = pt.batch, .logit_rows = 0, .kv_slots = 6L * pt.batch,
-                            .ctx = pt.ctx, .max_visits = 6, .tp = 1, .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO, .stash_rows = 0};
+                            .ctx = pt.ctx, .max_visits = 6, .tp = 1, .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO, .weights = WEIGHTS_AS_STORED, .stash_rows = 0};
         size_t planned = 0;
         int loaded;
         rp_err err;

@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "engine/backends/cpu/matmul.h"
+#include "loader/fp8.h"
 #include "loader/weights.h"
 #include "tests/test_util.h"
 
@@ -111,8 +112,84 @@ static void paths_agree_bit_for_bit_and_rows_stand_alone(void) {
             }
 }
 
+// FP8 panels (matrix_pack_fp8): each output is its row's scale times the chain of fused multiply-adds over the codes'
+// values, bit for bit on every path, thread count and row alone; the codes and scales are fp8_quantize_row's; every
+// one of the 254 finite codes widens to its value (one-hot inputs read each back through the tile); a weight that is
+// not finite is refused naming its row.
+static void fp8_panels_give_the_scaled_chain(void) {
+    static const int ns[] = {1, 3, 7, 50}, ds[] = {1, 17, 100}, ks[] = {7, 64, 129};
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (size_t b = 0; b < sizeof ds / sizeof *ds; b++)
+            for (size_t c = 0; c < sizeof ks / sizeof *ks; c++) {
+                int n = ns[a], d = ds[b], k = ks[c];
+                float *x = random_floats((size_t)n * k), *w = random_floats((size_t)d * k), *scales = malloc(sizeof(float) * d);
+                for (int j = 0; j < d; j++)   // rows of different magnitudes
+                    for (int i = 0; i < k; i++) w[(size_t)j * k + i] *= ldexpf(1.0f, j % 9 - 4);
+                uint8_t *codes = malloc((size_t)d * k);
+                rp_err err;
+                for (int j = 0; j < d; j++) fp8_quantize_row(w + (size_t)j * k, k, codes + (size_t)j * k, &scales[j], &err);
+                float *want = malloc(sizeof(float) * n * d), *out = malloc(sizeof(float) * n * d), *one = malloc(sizeof(float) * d);
+                for (int r = 0; r < n; r++)
+                    for (int j = 0; j < d; j++) {
+                        float acc = 0.0f;
+                        for (int i = 0; i < k; i++) acc = fmaf(x[(size_t)r * k + i], fp8_e4m3_value(codes[(size_t)j * k + i]), acc);
+                        want[(size_t)r * d + j] = acc * scales[j];
+                    }
+                packed_matrix m;
+                CHECK(matrix_pack_fp8(&m, w, ST_F32, d, k, &err) == 0, "%s", err.msg);
+                for (int p = 0; p < matmul_path_count(); p++) {
+                    matmul_use_path(p);
+                    for (int threads = 1; threads <= 3; threads += 2) {
+                        matmul(out, x, &m, n, threads);
+                        CHECK(!memcmp(out, want, sizeof(float) * n * d), "FP8 n %d d %d k %d: path %s, %d threads", n, d, k,
+                              matmul_path_name(p), threads);
+                    }
+                    for (int r = 0; r < n; r += 3) {
+                        matmul(one, x + (size_t)r * k, &m, 1, 1);
+                        CHECK(!memcmp(one, want + (size_t)r * d, sizeof(float) * d), "FP8 n %d d %d k %d: row %d alone (%s)", n, d,
+                              k, r, matmul_path_name(p));
+                    }
+                }
+                matmul_use_path(0);
+                float row[129];
+                matrix_row(&m, d - 1, row);
+                int bad = 0;
+                for (int i = 0; i < k; i++) bad += row[i] != fp8_e4m3_value(codes[(size_t)(d - 1) * k + i]) * scales[d - 1];
+                CHECK(bad == 0, "FP8 d %d k %d: matrix_row is not value x scale (%d)", d, k, bad);
+                matrix_free(&m);
+                free(x), free(w), free(scales), free(codes), free(want), free(out), free(one);
+            }
+    // every finite code through the tiles: a row holding each code's value (448 in it, so the scale is 1)
+    int k = 0;
+    float all[256];
+    for (int c = 0; c < 256; c++)
+        if ((c & 0x7f) != 0x7f) all[k++] = fp8_e4m3_value((uint8_t)c);
+    float *eye = calloc((size_t)k * k, sizeof(float)), *got = malloc(sizeof(float) * k);
+    for (int r = 0; r < k; r++) eye[(size_t)r * k + r] = 1.0f;
+    packed_matrix m;
+    rp_err err;
+    CHECK(matrix_pack_fp8(&m, all, ST_F32, 1, k, &err) == 0 && m.scales[0] == 1.0f, "pack the codes' values");
+    for (int p = 0; p < matmul_path_count(); p++) {
+        matmul_use_path(p);
+        for (int n = 1; n <= k; n += k - 1) {   // 1 row (the tile reads codes) and all (widened first)
+            int bad = 0;
+            for (int r0 = 0; r0 + n <= k; r0 += n) {
+                matmul(got, eye + (size_t)r0 * k, &m, n, 1);
+                for (int r = 0; r < n; r++) bad += got[r] != all[r0 + r];   // (-0: a chain from +0 gives +0)
+            }
+            CHECK(bad == 0, "%s, %d rows a call: %d codes widen to another value", matmul_path_name(p), n, bad);
+        }
+    }
+    matmul_use_path(0);
+    matrix_free(&m);
+    all[5] = INFINITY;
+    CHECK(matrix_pack_fp8(&m, all, ST_F32, 2, k / 2, &err) != 0 && strstr(err.msg, "row 0"), "an infinite weight refused: %s", err.msg);
+    free(eye), free(got);
+}
+
 int main(void) {
     RUN(packing_keeps_every_element);
     RUN(paths_agree_bit_for_bit_and_rows_stand_alone);
+    RUN(fp8_panels_give_the_scaled_chain);
     return test_failures ? 1 : 0;
 }

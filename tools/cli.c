@@ -58,6 +58,9 @@ static int rule_backend(void *at, const char *flag, const char *v, rp_err *err) 
 static int rule_kv_dtype(void *at, const char *flag, const char *v, rp_err *err) {
     return kv_dtype_parse(v, at) ? rp_fail(err, "%s: '%s': auto, bf16 or f32", flag, v) : 0;
 }
+static int rule_weights(void *at, const char *flag, const char *v, rp_err *err) {
+    return weights_format_parse(v, at) ? rp_fail(err, "%s: '%s': stored or fp8", flag, v) : 0;
+}
 static int rule_stop(void *at, const char *flag, const char *v, rp_err *err) {
     cli_opts *o = at;
     if (o->n_stops == 8) return rp_fail(err, "%s: at most 8 stop strings", flag);
@@ -118,6 +121,9 @@ static void shared_table(cli_opts *o, option_def t[SHARED_MAX]) {
          .help = "threads (default: all cores; more than the cores are lowered to them, said on stderr)"},
         {OPT_RULE, "--kv-dtype", "T", &o->kv_dtype, .rule = rule_kv_dtype,
          .help = "the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32"},
+        {OPT_RULE, "--weights", "W", &o->weights, .rule = rule_weights, .def = "stored",
+         .help = "the projections' weights: stored (as the checkpoint holds them) or fp8 (quantized at load to E4M3, a "
+                 "scale per output row; the CPU backend)"},
         {OPT_SWITCH, "--allow-unused-tensors", NULL, &o->allow_unused_tensors,
          .help = "run a checkpoint holding tensors the model does not read (layers at or beyond num_hidden_layers, "
                  "names the architecture does not use), which is otherwise refused"},
@@ -186,7 +192,7 @@ int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedul
     if (config_load(&cfg, o->model_dir, err)) return -1;
     if (schedule_parse(s, o->schedule, cfg.n_layers, err)) return rp_wrap(err, "--schedule");
     plan_shape shape = {.ubatch = o->ubatch, .seqs = 1, .logit_rows = logit_rows, .kv_slots = s->n_visits, .ctx = ctx,
-                        .max_visits = s->n_visits, .tp = o->tp, .kv_dtype = o->kv_dtype};
+                        .max_visits = s->n_visits, .tp = o->tp, .kv_dtype = o->kv_dtype, .weights = o->weights};
     if (model_load_planned(m, o->model_dir, o->backend, o->threads, &shape, o->allow_unused_tensors, err)) {
         schedule_free(s);
         return -1;

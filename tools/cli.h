@@ -24,6 +24,7 @@ typedef struct {
     int n_predict;           // -n (-1: until end-of-sequence or a full context)
     int threads;             // -t
     kv_dtype kv_dtype;       // --kv-dtype (auto, bf16, f32)
+    weights_format weights;  // --weights (stored, fp8)
     int ctx;                 // -c (0: not given; see cli_context)
     int ubatch;              // --ubatch: most rows of one forward step (0: PLAN_DEFAULT_UBATCH)
     int tp;                  // --tp: GPUs the model is split over (0: 1)

@@ -69,7 +69,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **sched_t
         {OPT_RULE, "--gpu", "NAME", &o->gpu, .rule = rule_gpu,
          .help = "h100, h200 or a100: print that GPU's rooflines alone, measuring nothing (no GPU here)"},
         SHARED_FLAG("--backend"), SHARED_FLAG("--tp"), {OPT_SHARED, "-t", .help = "threads of the CPU backend (default: all cores)"},
-        SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--allow-unused-tensors"),
+        SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"), SHARED_FLAG("--allow-unused-tensors"),
         OPTIONS_END,
     };
     if (cli_begin(argc, argv, synopsis, options, &c, code)) {
@@ -78,7 +78,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **sched_t
     }
     static const char *const formats[] = {"md", "csv", "json", "jsonl"};
     o->format = formats[format], o->warmup = !no_warmup;
-    o->model_dir = c.model_dir, o->backend = c.backend, o->threads = c.threads, o->tp = c.tp, o->kv_dtype = c.kv_dtype;
+    o->model_dir = c.model_dir, o->backend = c.backend, o->threads = c.threads, o->tp = c.tp, o->kv_dtype = c.kv_dtype, o->weights = c.weights;
     o->allow_unused_tensors = c.allow_unused_tensors;
     model_config cfg;   // llama-bench's defaults, cut to the context of a small model
     rp_err err;

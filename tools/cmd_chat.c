@@ -28,7 +28,7 @@ static const option_def options[] = {
     SHARED_FLAG("--seed"),
     {.kind = OPT_HEADING, .flag = "penalties (over each reply's prompt):"},
     SHARED_FLAG("--repeat-penalty"), SHARED_FLAG("--presence-penalty"), SHARED_FLAG("--frequency-penalty"),
-    SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--allow-unused-tensors"),
+    SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"), SHARED_FLAG("--allow-unused-tensors"),
     OPTIONS_END,
 };
 

@@ -15,7 +15,7 @@ static const option_def options[] = {
     SHARED_FLAG("--temp"), SHARED_FLAG("--top-k"), SHARED_FLAG("--top-p"), SHARED_FLAG("--min-p"),
     SHARED_FLAG("--seed"), SHARED_FLAG("--repeat-penalty"), SHARED_FLAG("--presence-penalty"),
     SHARED_FLAG("--frequency-penalty"), SHARED_FLAG("--stop"), SHARED_FLAG("--ignore-eos"),
-    SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--allow-unused-tensors"),
+    SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"), SHARED_FLAG("--allow-unused-tensors"),
     OPTIONS_END,
 };
 

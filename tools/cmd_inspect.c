@@ -52,7 +52,7 @@ int cmd_inspect(int argc, char **argv) {
         {OPT_SHARED, "--tp", .help = "the model split over N GPUs (tensor parallel): the plan of each (default 1)"},
         {OPT_REAL, "--gpu-memory", "GIB", &gpu_memory_gib, 0.001, 1e6,
          .help = "the GPU's memory in GiB (e.g. 79 for an H100 80GB, 139 for an H200)"},
-        SHARED_FLAG("--kv-dtype"),
+        SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"),
         {OPT_SHARED, "--allow-unused-tensors",
          .help = "accepted as by the commands that run the model; inspect lists such tensors anyway"},
         {.kind = OPT_HEADING, .flag = "Tensors the model does not read (layers at or beyond num_hidden_layers, names the architecture does not\n"
@@ -87,7 +87,10 @@ int cmd_inspect(int argc, char **argv) {
         params += st_numel(t);
         stored += (long long)t->nbytes;
         by_dtype[t->dtype]++;
-        cpu += t->ndim == 2 ? (double)matrix_packed_bytes(t->dtype, (int)t->shape[0], (int)t->shape[1]) : 4.0 * st_numel(t);
+        int fp8 = o.weights == WEIGHTS_FP8 && t->ndim == 2 && strstr(t->name, "layers.");   // a projection, quantized
+        cpu += t->ndim == 2 ? (double)matrix_packed_bytes(fp8 ? ST_F8_E4M3 : t->dtype, (int)t->shape[0], (int)t->shape[1]) +
+                                  (fp8 ? 4.0 * (double)t->shape[0] : 0.0)
+                            : 4.0 * st_numel(t);
     }
     kv_dtype cpu_kv = kv_dtype_for_cpu(o.kv_dtype, weights_layer(&a, 0, W_Q)->dtype);
     int cpu_kv_bytes = cpu_kv == KV_DTYPE_BF16 ? 2 : 4;
@@ -118,7 +121,7 @@ int cmd_inspect(int argc, char **argv) {
     }
     free(unused);
     print_bytes("weights as stored", (double)stored);
-    print_bytes("weights in cpu backend", cpu);
+    print_bytes(o.weights == WEIGHTS_FP8 ? "weights in cpu backend (fp8)" : "weights in cpu backend", cpu);
     print_bytes("weights on a GPU (bf16)", 2.0 * params);
     char text[256];
     int len = schedule_format(&s, text, sizeof text);

@@ -30,7 +30,7 @@ int cmd_score(int argc, char **argv) {
         {OPT_SWITCH, "--json", NULL, &json, .help = "print {\"tokens\", \"logprobs\", \"perplexity\"} as JSON instead"},
         {OPT_SHARED, "-c", .help = "context length (default: the number of tokens)"},
         SHARED_FLAG("--ubatch"), SHARED_FLAG("--tp"), SHARED_FLAG("--backend"), SHARED_FLAG("-t"),
-        SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--allow-unused-tensors"),
+        SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"), SHARED_FLAG("--allow-unused-tensors"),
         OPTIONS_END,
     };
     if (cli_begin(argc, argv, synopsis, options, &o, &code)) return code;

@@ -81,7 +81,7 @@ int cmd_serve(int argc, char **argv) {
         {OPT_SHARED, "--tp", .help = "split the model over N GPUs (tensor parallel; default 1)"},
         SHARED_FLAG("--backend"),
         {OPT_SHARED, "-t", .help = "threads of the CPU backend (default: all cores)"},
-        SHARED_FLAG("--kv-dtype"),
+        SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"),
         {OPT_SHARED, "--allow-unused-tensors", .help = "serve a checkpoint holding tensors the model does not read (else refused)"},
         OPTIONS_END,
     };
@@ -150,7 +150,7 @@ int cmd_serve(int argc, char **argv) {
     plan_shape shape = {.ubatch = lim.step_tokens, .seqs = lim.max_seqs,
                         .logit_rows = lim.max_seqs > PLAN_SCORE_LOGIT_ROWS ? lim.max_seqs : PLAN_SCORE_LOGIT_ROWS,
                         .kv_slots = (lim.kv_budget + ctx - 1) / ctx, .ctx = ctx, .max_visits = max_visits, .tp = o.tp,
-                        .kv_fit = !f.kv_budget, .kv_dtype = o.kv_dtype};
+                        .kv_fit = !f.kv_budget, .kv_dtype = o.kv_dtype, .weights = o.weights};
     if (model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, o.allow_unused_tensors, &err)) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         goto out;

@@ -269,7 +269,7 @@ int bench_offline(const bench_opts *o) {
     int measure = !o->gpu;
     if (!rc && measure) {   // one load for every schedule: their layers are the same weights
         plan_shape shape = {.ubatch = 0, .seqs = most_seqs, .logit_rows = most_seqs, .kv_slots = (long)most_visits * most_seqs,
-                            .ctx = need_ctx, .max_visits = most_visits, .tp = o->tp, .kv_dtype = o->kv_dtype};
+                            .ctx = need_ctx, .max_visits = most_visits, .tp = o->tp, .kv_dtype = o->kv_dtype, .weights = o->weights};
         if (model_load_planned(&m, o->model_dir, o->backend, o->threads, &shape, o->allow_unused_tensors, &err)) {
             fprintf(stderr, "reprise bench: %s\n", err.msg);
             rc = 1;

@@ -12,6 +12,7 @@ typedef struct {
     int threads, tp;
     int allow_unused_tensors;                    // --allow-unused-tensors
     kv_dtype kv_dtype;                           // --kv-dtype
+    weights_format weights;                      // --weights
     int prompts[BENCH_MAX_LIST], n_prompts;      // -p
     int gens[BENCH_MAX_LIST], n_gens;            // -n
     int pg[BENCH_MAX_LIST][2], n_pg;             // -pg N,M

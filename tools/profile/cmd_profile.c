@@ -214,7 +214,7 @@ int cmd_profile(int argc, char **argv) {
         SHARED_FLAG("--chat-template"), SHARED_FLAG("--system"),
         {OPT_SHARED, "--ubatch",
          .help = "tokens per chunk (default 512): the states held at once are N x (visits+1) x dim floats"},
-        SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--tp"), SHARED_FLAG("--kv-dtype"),
+        SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--tp"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"),
         SHARED_FLAG("--allow-unused-tensors"),
         OPTIONS_END,
     };
@@ -255,7 +255,7 @@ int cmd_profile(int argc, char **argv) {
     model m = {0};
     if (!rc) {
         plan_shape shape = {.ubatch = chunk, .seqs = 1, .logit_rows = 1, .kv_slots = sched.n_visits, .ctx = longest,
-                            .max_visits = sched.n_visits, .tp = o.tp, .kv_dtype = o.kv_dtype};
+                            .max_visits = sched.n_visits, .tp = o.tp, .kv_dtype = o.kv_dtype, .weights = o.weights};
         rc = model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, o.allow_unused_tensors, &err);
     }
     if (!rc && mkdir(out, 0755) && errno != EEXIST) rc = rp_fail(&err, "--out %s: cannot create: %s", out, strerror(errno));

@@ -355,7 +355,7 @@ static int parse_flags(int argc, char **argv, sweep_flags *f, int *code) {
         {OPT_INT, "--confirm-items", "N", &f->confirm_items, 1, 1 << 24,
          .help = "items of each confirm probe (default: all of a file; generated: 4 x --items, from another seed "
                  "than the screen's)"},
-        SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--allow-unused-tensors"),
+        SHARED_FLAG("--backend"), SHARED_FLAG("-t"), SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"), SHARED_FLAG("--allow-unused-tensors"),
         OPTIONS_END,
     };
     if (cli_begin(argc, argv, synopsis, options, &f->o, code)) return -1;
@@ -492,7 +492,7 @@ int cmd_sweep(int argc, char **argv) {
     plan_shape shape, cshape;
     if (!rc) sweep_prepare(&r, &cfg, &shape), sweep_name_unrunnable(&r);
     if (!rc && f.confirm) cr.configs = &cl, sweep_prepare(&cr, &cfg, &cshape), shape_max(&shape, &cshape);
-    shape.tp = o->tp, shape.kv_dtype = o->kv_dtype;
+    shape.tp = o->tp, shape.kv_dtype = o->kv_dtype, shape.weights = o->weights;
     if (!rc) rc = model_load_planned(&m, o->model_dir, o->backend, o->threads, &shape, o->allow_unused_tensors, &err);
     if (!rc && f.prune_dir) rc = check_profile_model(&f, &m, prune_fp, &err);
     if (!rc) rc = open_db(&d, f.out, &r, &m, &err);

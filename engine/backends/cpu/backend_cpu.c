@@ -21,6 +21,7 @@ typedef struct {
     backend base;
     int n_threads;
     kv_dtype kv_asked;   // the plan's --kv-dtype
+    weights_format weights;   // the plan's --weights: FP8 packs the projections quantized
     int kv_bf16;         // the KV cache holds BF16 (else float32): decided at load, from kv_asked and the weights
     packed_matrix embed;     // (vocab, dim) when the LM head is not tied to it (rows read out of the panels)
     float *final_norm;   // (dim)
@@ -50,9 +51,12 @@ static float *to_f32(cpu_backend *b, const st_tensor *t) {
     return p;
 }
 
-// A matrix packed straight from the mapped checkpoint, in its stored dtype.
-static int to_packed(cpu_backend *b, const st_tensor *t, packed_matrix *m, rp_err *err) {
-    if (matrix_pack(m, t->data, t->dtype, (int)t->shape[0], (int)t->shape[1]))
+// A matrix packed straight from the mapped checkpoint, in its stored dtype, or quantized to FP8 (fp8: a projection
+// under --weights fp8).
+static int to_packed(cpu_backend *b, const st_tensor *t, packed_matrix *m, int fp8, rp_err *err) {
+    if (fp8) {
+        if (matrix_pack_fp8(m, t->data, t->dtype, (int)t->shape[0], (int)t->shape[1], err)) return rp_wrap(err, "%s", t->name);
+    } else if (matrix_pack(m, t->data, t->dtype, (int)t->shape[0], (int)t->shape[1]))
         return rp_fail(err, "out of memory packing %s (%zu bytes)", t->name, (size_t)st_numel(t) * st_dtype_size(t->dtype));
     b->weight_bytes += matrix_bytes(m);
     return 0;
@@ -61,6 +65,7 @@ static int to_packed(cpu_backend *b, const st_tensor *t, packed_matrix *m, rp_er
 static int cpu_plan(backend *base, memory_plan *p, rp_err *err) {
     (void)err;
     ((cpu_backend *)base)->kv_asked = p->shape.kv_dtype;
+    ((cpu_backend *)base)->weights = p->shape.weights;
     return 0;
 }
 
@@ -69,9 +74,9 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     const model_config *c = base->cfg;
     if (weights_check(c, a, err)) return -1;
     b->kv_bf16 = kv_dtype_for_cpu(b->kv_asked, weights_layer(a, 0, W_Q)->dtype) == KV_DTYPE_BF16;
-    if (!c->tied_embeddings && to_packed(b, weights_global(c, a, G_EMBED), &b->embed, err)) return -1;
+    if (!c->tied_embeddings && to_packed(b, weights_global(c, a, G_EMBED), &b->embed, 0, err)) return -1;
     b->final_norm = to_f32(b, weights_global(c, a, G_FINAL_NORM));
-    if (to_packed(b, weights_global(c, a, c->tied_embeddings ? G_EMBED : G_LM_HEAD), &b->lm_head, err)) return -1;
+    if (to_packed(b, weights_global(c, a, c->tied_embeddings ? G_EMBED : G_LM_HEAD), &b->lm_head, 0, err)) return -1;
     b->layers = rp_calloc((size_t)c->n_layers, sizeof *b->layers);
     int64_t shape[2];
     for (int l = 0; l < c->n_layers; l++)
@@ -80,7 +85,7 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
             if (!rank) continue;
             const st_tensor *t = weights_layer(a, l, (layer_tensor)w);
             if (rank == 1) b->layers[l].w[w] = to_f32(b, t);
-            else if (to_packed(b, t, &b->layers[l].m[w], err)) return -1;
+            else if (to_packed(b, t, &b->layers[l].m[w], b->weights == WEIGHTS_FP8, err)) return -1;
             else if (l == 0) b->layer_params += (size_t)shape[0] * shape[1];
         }
     return 0;

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loader/fp8.h"
 #include "loader/weights.h"
 
 #define MR 6          // input rows per call of a tile function (the AVX2 tile takes them 3 at a time)
@@ -33,16 +34,17 @@
 #define ROW_BLOCK 48  // input rows whose x stays in L2 while a thread's panels pass over them
 #define DIRECT_ROWS 3 // up to this many rows, a path that can widens BF16/F16 weights in registers
 
-static size_t elem_size(st_dtype t) { return t == ST_F32 ? 4 : 2; }
+static size_t elem_size(st_dtype t) { return t == ST_F32 ? 4 : t == ST_F8_E4M3 ? 1 : 2; }
 
 static float elem_f32(const void *p, st_dtype t, size_t i) {
     if (t == ST_F32) return ((const float *)p)[i];
+    if (t == ST_F8_E4M3) return fp8_e4m3_value(((const uint8_t *)p)[i]);
     uint16_t h = ((const uint16_t *)p)[i];
     return t == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
 }
 
 int matrix_pack(packed_matrix *m, const void *w, st_dtype dtype, int d, int k) {
-    m->d = d, m->k = k, m->dtype = dtype, m->n_panels = (d + MATMUL_LANES - 1) / MATMUL_LANES;
+    m->d = d, m->k = k, m->dtype = dtype, m->n_panels = (d + MATMUL_LANES - 1) / MATMUL_LANES, m->scales = NULL;
     size_t es = elem_size(dtype), panel = (size_t)k * MATMUL_LANES * es;
     m->panels = aligned_alloc(64, (matrix_bytes(m) + 63) & ~(size_t)63);
     if (!m->panels) return -1;
@@ -58,20 +60,37 @@ int matrix_pack(packed_matrix *m, const void *w, st_dtype dtype, int d, int k) {
     return 0;
 }
 
+int matrix_pack_fp8(packed_matrix *m, const void *w, st_dtype dtype, int d, int k, rp_err *err) {
+    uint8_t *codes = malloc((size_t)d * k + 1);
+    float *row = malloc(sizeof(float) * ((size_t)k + 1)), *scales = malloc(sizeof(float) * ((size_t)d + 1));
+    int rc = !codes || !row || !scales ? rp_fail(err, "out of memory quantizing a (%d, %d) matrix to FP8", d, k) : 0;
+    for (int j = 0; j < d && !rc; j++) {
+        for (int kk = 0; kk < k; kk++) row[kk] = elem_f32(w, dtype, (size_t)j * k + kk);
+        if (fp8_quantize_row(row, k, codes + (size_t)j * k, &scales[j], err)) rc = rp_wrap(err, "row %d", j);
+    }
+    if (!rc && matrix_pack(m, codes, ST_F8_E4M3, d, k)) rc = rp_fail(err, "out of memory packing a (%d, %d) FP8 matrix", d, k);
+    if (!rc) m->scales = scales, scales = NULL;
+    free(codes), free(row), free(scales);
+    return rc;
+}
+
 void matrix_free(packed_matrix *m) {
-    free(m->panels);
-    m->panels = NULL;
+    free(m->panels), free(m->scales);
+    m->panels = NULL, m->scales = NULL;
 }
 
 size_t matrix_packed_bytes(st_dtype dtype, int d, int k) {
     return (size_t)((d + MATMUL_LANES - 1) / MATMUL_LANES) * k * MATMUL_LANES * elem_size(dtype);
 }
 
-size_t matrix_bytes(const packed_matrix *m) { return matrix_packed_bytes(m->dtype, m->d, m->k); }
+size_t matrix_bytes(const packed_matrix *m) {
+    return matrix_packed_bytes(m->dtype, m->d, m->k) + (m->scales ? sizeof(float) * (size_t)m->d : 0);
+}
 
 void matrix_row(const packed_matrix *m, int j, float *out) {
     size_t base = (size_t)(j / MATMUL_LANES) * m->k * MATMUL_LANES + j % MATMUL_LANES;
-    for (int kk = 0; kk < m->k; kk++) out[kk] = elem_f32(m->panels, m->dtype, base + (size_t)kk * MATMUL_LANES);
+    float scale = m->scales ? m->scales[j] : 1.0f;
+    for (int kk = 0; kk < m->k; kk++) out[kk] = elem_f32(m->panels, m->dtype, base + (size_t)kk * MATMUL_LANES) * scale;
 }
 
 // A tile: rows [0, mr) of x against the np panels starting at w0 (elements of dtype), whose first output column
@@ -92,7 +111,7 @@ static void tile_portable(float *out, int d, const float *x, int k, const void *
         for (int p = 0; p < np; p++) {
             size_t at = ((size_t)p * k + kk) * MATMUL_LANES;
             const float *wv = (const float *)w0 + at;
-            if (dtype != ST_F32) widen_portable(widened, (const uint16_t *)w0 + at, dtype, MATMUL_LANES), wv = widened;
+            if (dtype != ST_F32) widen_portable(widened, (const unsigned char *)w0 + at * elem_size(dtype), dtype, MATMUL_LANES), wv = widened;
             for (int r = 0; r < mr; r++) {
                 float xv = x[(size_t)r * k + kk];
                 for (int l = 0; l < MATMUL_LANES; l++) acc[r][p][l] = fmaf(xv, wv[l], acc[r][p][l]);
@@ -111,9 +130,18 @@ static void tile_portable(float *out, int d, const float *x, int k, const void *
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-// Eight weights from element i, widened to float32 (aligned: i is a multiple of 8).
+// Eight weights from element i, widened to float32 (aligned: i is a multiple of 8). E4M3 codes: the sign moved to
+// bit 15 and the rest shifted up by 7 make the half-precision number of the same mantissa with an exponent 8 lower
+// (both biases, 7 and 15, apart by 8; subnormals too), so F16C widens it and x 256 restores it, exactly. (The NaN
+// code would come out as 480: fp8_quantize_row never makes it.)
 AVX2 __attribute__((always_inline)) static inline __m256 load8(const void *w, size_t i, st_dtype dtype) {
     if (dtype == ST_F32) return _mm256_load_ps((const float *)w + i);
+    if (dtype == ST_F8_E4M3) {
+        __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)((const uint8_t *)w + i)));
+        __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8),
+                                 _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7f)), 7));
+        return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+    }
     __m128i h = _mm_load_si128((const __m128i *)((const uint16_t *)w + i));
     if (dtype == ST_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
@@ -156,6 +184,7 @@ AVX2 __attribute__((always_inline)) static inline void tile_avx2_rows(float *out
 AVX2 static void tile_avx2(float *out, int d, const float *x, int k, const void *w0, st_dtype dtype, int j0, int mr, int np) {
     if (dtype == ST_F32) tile_avx2_rows(out, d, x, k, w0, ST_F32, j0, mr, np);
     else if (dtype == ST_BF16) tile_avx2_rows(out, d, x, k, w0, ST_BF16, j0, mr, np);
+    else if (dtype == ST_F8_E4M3) tile_avx2_rows(out, d, x, k, w0, ST_F8_E4M3, j0, mr, np);
     else tile_avx2_rows(out, d, x, k, w0, ST_F16, j0, mr, np);
 }
 
@@ -165,6 +194,8 @@ AVX2 static void widen_avx2(float *dst, const void *src, st_dtype dtype, size_t 
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(src, i, ST_BF16));
     else if (dtype == ST_F16)
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(src, i, ST_F16));
+    else if (dtype == ST_F8_E4M3)
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(src, i, ST_F8_E4M3));
     widen_portable(dst + i, (const unsigned char *)src + i * elem_size(dtype), dtype, n - i);
 }
 #endif
@@ -220,6 +251,9 @@ static void matmul_panels(const matmul_path *path, float *out, const float *x, c
             if (scratch) path->widen(scratch, w0, dtype, np * panel), w0 = scratch, dtype = ST_F32;
             for (int r = r0; r < r1; r += MR)
                 path->tile(out + (size_t)r * d, d, x + (size_t)r * k, k, w0, dtype, p * MATMUL_LANES, r1 - r < MR ? r1 - r : MR, np);
+            if (w->scales)   // FP8: each output times its row's scale, after its chain
+                for (int r = r0; r < r1; r++)
+                    for (int j = p * MATMUL_LANES; j < (p + np) * MATMUL_LANES && j < d; j++) out[(size_t)r * d + j] *= w->scales[j];
         }
     }
 }

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "loader/error.h"
 #include "loader/safetensors.h"
 
 #define MATMUL_LANES 16   // output rows per panel: two AVX2 vectors of floats (one AVX-512 vector)
@@ -13,22 +14,28 @@
 // interleaved by k, so that the 16 weights of one input column are contiguous (two AVX2 loads).
 // Element (j, kk) sits at panels[(j / 16) * k * 16 + kk * 16 + j % 16]; rows past d are zeros.
 // The elements keep the checkpoint's dtype: a BF16 model costs its file size in memory, and decode reads half the
-// bytes of float32. Every BF16 and F16 value is exactly a float32, so the dtype changes no result.
+// bytes of float32. Every BF16 and F16 value is exactly a float32, so the dtype changes no result. FP8 (E4M3,
+// loader/fp8.h) panels hold codes, and each output row its scale: output j is scale[j] x (the chain over the codes'
+// values, exact in float32), so the FP8 weight is value(code) x scale - where the GPU applies it too.
 typedef struct {
     void *panels;     // (n_panels, k, 16) elements of dtype
-    st_dtype dtype;   // ST_F32, ST_BF16 or ST_F16
+    st_dtype dtype;   // ST_F32, ST_BF16, ST_F16 or ST_F8_E4M3
+    float *scales;    // (d) ST_F8_E4M3: each output row's scale; else NULL
     int d, k, n_panels;
 } packed_matrix;
 
 // Packs row-major w (d, k) of the given dtype (ST_F32, ST_BF16, ST_F16; w need not be aligned, e.g. a tensor in
 // the mapped checkpoint). 0, or -1 out of memory.
 int matrix_pack(packed_matrix *m, const void *w, st_dtype dtype, int d, int k);
+// Packs it as FP8 instead, each row quantized with its own scale (fp8_quantize_row: its largest magnitude / 448, the
+// nearest code to each weight / scale). 0, or -1 with an error naming the row (a weight not finite, out of memory).
+int matrix_pack_fp8(packed_matrix *m, const void *w, st_dtype dtype, int d, int k, rp_err *err);
 void matrix_free(packed_matrix *m);
 size_t matrix_bytes(const packed_matrix *m);
 // The bytes a (d, k) matrix of dtype takes once packed (its rows padded to whole panels).
 size_t matrix_packed_bytes(st_dtype dtype, int d, int k);
 
-// Row j of W as float32 (an embedding lookup from a packed table), into out (k).
+// Row j of W as float32 (an embedding lookup from a packed table; FP8: value x scale), into out (k).
 void matrix_row(const packed_matrix *m, int j, float *out);
 
 // out (n, d) = x (n, k) . W^T. Every output element is one chain of fused multiply-adds over k in order, from 0,

@@ -107,6 +107,9 @@ int setup_ranks(cuda_backend *b, int tp, rp_err *err) {
 // Refuses a plan that does not fit a device's free memory (checked before any weight is uploaded), naming it.
 int plan(backend *base, memory_plan *p, rp_err *err) {
     cuda_backend *b = cb(base);
+    if (p->shape.weights == WEIGHTS_FP8)
+        return rp_fail(err, "--weights fp8: the CUDA backend runs the weights as stored for now (FP8 there is the next "
+                            "step); use --backend cpu");
     if (p->shape.kv_dtype == KV_DTYPE_F32)
         return rp_fail(err, "--kv-dtype f32: the CUDA backend keeps its KV cache in BF16 (use --backend cpu for float32)");
     if (setup_ranks(b, p->shape.tp, err)) return -1;
