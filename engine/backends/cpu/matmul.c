@@ -36,9 +36,15 @@
 
 static size_t elem_size(st_dtype t) { return t == ST_F32 ? 4 : t == ST_F8_E4M3 ? 1 : 2; }
 
+// An FP8 panel's element widens to its code's value times 2^-8 (what F16C makes of it, below: exact), and its
+// row's output is multiplied by scale x 2^8 after the chain - the chain's sums are those of the values exactly
+// scaled by 2^-8 (a power of two; nothing here comes near float's underflow), so the result is scale x the chain
+// over the values, bit for bit.
+#define FP8_WIDENED (1.0f / 256.0f)
+
 static float elem_f32(const void *p, st_dtype t, size_t i) {
     if (t == ST_F32) return ((const float *)p)[i];
-    if (t == ST_F8_E4M3) return fp8_e4m3_value(((const uint8_t *)p)[i]);
+    if (t == ST_F8_E4M3) return fp8_e4m3_value(((const uint8_t *)p)[i]) * FP8_WIDENED;
     uint16_t h = ((const uint16_t *)p)[i];
     return t == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
 }
@@ -89,7 +95,7 @@ size_t matrix_bytes(const packed_matrix *m) {
 
 void matrix_row(const packed_matrix *m, int j, float *out) {
     size_t base = (size_t)(j / MATMUL_LANES) * m->k * MATMUL_LANES + j % MATMUL_LANES;
-    float scale = m->scales ? m->scales[j] : 1.0f;
+    float scale = m->scales ? m->scales[j] / FP8_WIDENED : 1.0f;
     for (int kk = 0; kk < m->k; kk++) out[kk] = elem_f32(m->panels, m->dtype, base + (size_t)kk * MATMUL_LANES) * scale;
 }
 
@@ -130,17 +136,16 @@ static void tile_portable(float *out, int d, const float *x, int k, const void *
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-// Eight weights from element i, widened to float32 (aligned: i is a multiple of 8). E4M3 codes: the sign moved to
-// bit 15 and the rest shifted up by 7 make the half-precision number of the same mantissa with an exponent 8 lower
-// (both biases, 7 and 15, apart by 8; subnormals too), so F16C widens it and x 256 restores it, exactly. (The NaN
-// code would come out as 480: fp8_quantize_row never makes it.)
+// Eight weights from element i, widened to float32 (aligned: i is a multiple of 8). E4M3 codes: a code in the high
+// byte of a 16-bit lane, shifted right by one with its sign copied and that copy cleared (bit 14), is the
+// half-precision number of the same mantissa with an exponent 8 lower (the biases, 7 and 15, are 8 apart;
+// subnormals too), which F16C widens exactly: value x 2^-8 (FP8_WIDENED). (The NaN code would come out as 480 x
+// 2^-8: fp8_quantize_row never makes it.)
 AVX2 __attribute__((always_inline)) static inline __m256 load8(const void *w, size_t i, st_dtype dtype) {
     if (dtype == ST_F32) return _mm256_load_ps((const float *)w + i);
     if (dtype == ST_F8_E4M3) {
-        __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)((const uint8_t *)w + i)));
-        __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8),
-                                 _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7f)), 7));
-        return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+        __m128i h = _mm_unpacklo_epi8(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i *)((const uint8_t *)w + i)));
+        return _mm256_cvtph_ps(_mm_andnot_si128(_mm_set1_epi16(0x4000), _mm_srai_epi16(h, 1)));
     }
     __m128i h = _mm_load_si128((const __m128i *)((const uint16_t *)w + i));
     if (dtype == ST_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -251,9 +256,10 @@ static void matmul_panels(const matmul_path *path, float *out, const float *x, c
             if (scratch) path->widen(scratch, w0, dtype, np * panel), w0 = scratch, dtype = ST_F32;
             for (int r = r0; r < r1; r += MR)
                 path->tile(out + (size_t)r * d, d, x + (size_t)r * k, k, w0, dtype, p * MATMUL_LANES, r1 - r < MR ? r1 - r : MR, np);
-            if (w->scales)   // FP8: each output times its row's scale, after its chain
+            if (w->scales)   // FP8: each output times its row's scale (and 2^8: FP8_WIDENED), after its chain
                 for (int r = r0; r < r1; r++)
-                    for (int j = p * MATMUL_LANES; j < (p + np) * MATMUL_LANES && j < d; j++) out[(size_t)r * d + j] *= w->scales[j];
+                    for (int j = p * MATMUL_LANES; j < (p + np) * MATMUL_LANES && j < d; j++)
+                        out[(size_t)r * d + j] *= w->scales[j] / FP8_WIDENED;
         }
     }
 }
