@@ -119,7 +119,7 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     for (int i = BUF_X; i <= BUF_REDUCE; i++) p->activations += b[i];
     for (int i = BUF_LOGITS; i <= BUF_LOGPROBS; i++) p->logits += b[i];
     for (int i = BUF_PARTIAL; i <= BUF_ROPE; i++) p->scratch += b[i];
-    p->weights = tp_rank_weight_bytes(c, s.tp, 0);
+    p->weights = s.weights == WEIGHTS_FP8 ? tp_rank_weight_bytes_fp8(c, s.tp, 0) : tp_rank_weight_bytes(c, s.tp, 0);
     p->kv_pages = (size_t)s.kv_slots * (size_t)kv_pages_for(s.ctx);
     p->kv = (size_t)s.kv_slots * memory_plan_kv_slot_bytes(c, s.tp, s.ctx);
     p->stash = b[BUF_STASH];
@@ -142,10 +142,10 @@ void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size
     char note[160];
     size_t at = 0;
     buf[0] = 0;
-    if (s->tp > 1) {
-        snprintf(note, sizeof note, "BF16, each unique layer once, this GPU's share of %d", s->tp);
-        add_line(buf, cap, &at, "weights", p->weights, note);
-    } else add_line(buf, cap, &at, "weights", p->weights, "BF16, each unique layer once");
+    const char *format = s->weights == WEIGHTS_FP8 ? "FP8 projections (a scale a row), the rest BF16" : "BF16";
+    if (s->tp > 1) snprintf(note, sizeof note, "%s, each unique layer once, this GPU's share of %d", format, s->tp);
+    else snprintf(note, sizeof note, "%s, each unique layer once", format);
+    add_line(buf, cap, &at, "weights", p->weights, note);
     snprintf(note, sizeof note, "%ld slots x %d positions (%zu pages of %d)", s->kv_slots, s->ctx, p->kv_pages, KV_PAGE);
     add_line(buf, cap, &at, "kv cache", p->kv, note);
     snprintf(note, sizeof note, "%d rows per step (--ubatch)", s->ubatch);

@@ -58,17 +58,26 @@ int tp_global_block(const model_config *c, const tp_shard *s, global_tensor g, t
     return nd;
 }
 
-size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank) {
+// The bytes of rank `rank`'s weights, the layers' matrices at `matrix_bytes` an element plus `row_bytes` a row.
+static size_t rank_weight_bytes(const model_config *c, int tp, int rank, size_t matrix_bytes, size_t row_bytes) {
     tp_shard s;
     tp_block b;
     tp_shard_of(c, tp, rank, &s);
     size_t n = 0;
     for (int g = 0; g < G_N_GLOBAL_TENSORS; g++)
-        if (!(g == G_LM_HEAD && c->tied_embeddings) && tp_global_block(c, &s, (global_tensor)g, &b)) n += (size_t)(b.rows * b.cols);
+        if (!(g == G_LM_HEAD && c->tied_embeddings) && tp_global_block(c, &s, (global_tensor)g, &b)) n += 2 * (size_t)(b.rows * b.cols);
+    int64_t shape[2];
     for (int w = 0; w < W_N_LAYER_TENSORS; w++)
         if (tp_layer_block(c, &s, (layer_tensor)w, &b)) {
             if (w == W_GATE || w == W_UP) b.rows = gemm_swiglu_rows((int)b.rows) / 2;   // their zero rows (interleaved)
-            n += (size_t)c->n_layers * (size_t)(b.rows * b.cols);
+            int matrix = layer_tensor_shape(c, (layer_tensor)w, shape) == 2;
+            n += (size_t)c->n_layers * (matrix ? (size_t)(b.rows * b.cols) * matrix_bytes + (size_t)b.rows * row_bytes
+                                               : 2 * (size_t)(b.rows * b.cols));
         }
-    return 2 * n;
+    return n;
+}
+
+size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank) { return rank_weight_bytes(c, tp, rank, 2, 0); }
+size_t tp_rank_weight_bytes_fp8(const model_config *c, int tp, int rank) {
+    return rank_weight_bytes(c, tp, rank, 1, sizeof(float));
 }

@@ -123,6 +123,8 @@ int cmd_inspect(int argc, char **argv) {
     print_bytes("weights as stored", (double)stored);
     print_bytes(o.weights == WEIGHTS_FP8 ? "weights in cpu backend (fp8)" : "weights in cpu backend", cpu);
     print_bytes("weights on a GPU (bf16)", 2.0 * params);
+    if (o.weights == WEIGHTS_FP8)   // the plan below counts them so (the CUDA backend does not run FP8 yet)
+        print_bytes("weights on a GPU (fp8)", (double)tp_rank_weight_bytes_fp8(&c, 1, 0));
     char text[256];
     int len = schedule_format(&s, text, sizeof text);
     printf("%-28s %s%s\n", "schedule", text, len >= (int)sizeof text ? "..." : "");
@@ -138,11 +140,12 @@ int cmd_inspect(int argc, char **argv) {
         printf("%-28s %d GPUs: %d of %d query heads, %d of %d KV heads, %d of %d MLP rows, %d of %d vocabulary rows each\n",
                "tensor parallel", tp, c.n_heads / tp, c.n_heads, c.n_kv_heads / tp, c.n_kv_heads, (c.hidden_dim + tp - 1) / tp,
                c.hidden_dim, (c.vocab_size + tp - 1) / tp, c.vocab_size);
-        print_bytes("weights per GPU (bf16)", (double)tp_rank_weight_bytes(&c, tp, 0));
+        print_bytes(o.weights == WEIGHTS_FP8 ? "weights per GPU (fp8)" : "weights per GPU (bf16)",
+                    (double)(o.weights == WEIGHTS_FP8 ? tp_rank_weight_bytes_fp8(&c, tp, 0) : tp_rank_weight_bytes(&c, tp, 0)));
         print_bytes("KV per token per GPU", (double)memory_plan_kv_bytes_per_position(&c, tp) * s.n_visits);
     }
     plan_shape shape = {.ubatch = o.ubatch, .seqs = batch, .kv_slots = (long)s.n_visits * batch,
-                        .ctx = cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits, .tp = tp};
+                        .ctx = cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits, .tp = tp, .weights = o.weights};
     memory_plan plan;
     memory_plan_compute(&c, &shape, &plan);
     size_t device = (size_t)(gpu_memory_gib * 1073741824.0);
