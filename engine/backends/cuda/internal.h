@@ -121,10 +121,8 @@ struct cuda_backend {
     float *stage_edit_raw;
     size_t edits_cap;
     // KV pages (kv_pool.cu): ids the same on every rank (each holds the same KV heads' worth)
-    size_t kv_page_bytes;                         // one page's keys and values on one rank
     std::vector<int> kv_free_pages;               // free page ids, a stack
-    size_t kv_table_entries;                      // the page tables' pool, in entries (one page's address each)
-    std::map<size_t, size_t> kv_free_tables;      // its free ranges: first entry -> entries
+    std::map<size_t, size_t> kv_free_tables;      // the page tables' pool's free ranges: first entry -> entries
     long kv_bytes_copied = 0;                     // KV bytes kv_copy has queued (rank 0's)
     long allocations_at_start = -1;               // device_allocations at the first step
     std::vector<rank_state *> ranks;

@@ -28,10 +28,7 @@ size_t kv_bytes_per_token(const backend *base) {
     return memory_plan_kv_bytes_per_position(base->cfg, b->tp > 0 ? b->tp : 1);
 }
 
-static size_t page_bytes(cuda_backend *b) {
-    if (!b->kv_page_bytes) b->kv_page_bytes = memory_plan_kv_page_bytes(b->base.cfg, b->tp > 0 ? b->tp : 1);
-    return b->kv_page_bytes;
-}
+static size_t page_bytes(const cuda_backend *b) { return memory_plan_kv_page_bytes(b->base.cfg, b->tp > 0 ? b->tp : 1); }
 
 // The arena of every rank: the plan's pages, then the tables' pool (once: pages stay where they are).
 void kv_arena_alloc(cuda_backend *b, size_t pages) {
@@ -44,7 +41,6 @@ void kv_arena_alloc(cuda_backend *b, size_t pages) {
         for (size_t i = 0; i < pages; i++) r->kv_page_at[i] = reinterpret_cast<bf16 *>(r->kv_arena + i * bytes);
     });
     for (size_t i = pages; i-- > 0;) b->kv_free_pages.push_back((int)i);   // page 0 taken first
-    b->kv_table_entries = entries;
     b->kv_free_tables[0] = entries;
 }
 
@@ -166,9 +162,10 @@ int kv_grow(backend *base, kv_slot *kv, int capacity, rp_err *err) {
 }
 
 int kv_alloc(backend *base, kv_slot *kv, int capacity, rp_err *err) {
-    kv->k = new paged_slot(), kv->v = nullptr;
-    kv->capacity = 0;
-    if (kv_grow(base, kv, capacity, err) || place_table(cb(base), slot_of(kv), SIZE_MAX, err)) {
+    paged_slot *s = new paged_slot();
+    kv->k = s, kv->v = nullptr;
+    kv->capacity = capacity;
+    if (take_pages(cb(base), s, kv_pages_for(capacity), err) || place_table(cb(base), s, 0, err)) {
         kv_free(base, kv);
         return -1;
     }
