@@ -25,7 +25,7 @@ int weights_format_parse(const char *text, weights_format *out) {
 
 kv_dtype kv_dtype_for_cpu(kv_dtype asked, st_dtype weights) {
     if (asked != KV_DTYPE_AUTO) return asked;
-    return weights == ST_BF16 ? KV_DTYPE_BF16 : KV_DTYPE_F32;
+    return weights == ST_BF16 || weights == ST_F8_E4M3 ? KV_DTYPE_BF16 : KV_DTYPE_F32;   // an FP8 model is a BF16 one
 }
 
 const char *kv_dtype_name(kv_dtype t) { return t == KV_DTYPE_F32 ? "f32" : t == KV_DTYPE_BF16 ? "bf16" : "auto"; }

@@ -24,7 +24,8 @@ typedef enum { KV_DTYPE_AUTO, KV_DTYPE_F32, KV_DTYPE_BF16 } kv_dtype;
 int kv_dtype_parse(const char *text, kv_dtype *out);
 const char *kv_dtype_name(kv_dtype t);
 // The CPU backend's KV dtype for what was asked and the dtype the weights are stored in: auto is BF16 for a BF16
-// model (as it was trained, and as the CUDA backend keeps it), float32 otherwise.
+// model (as it was trained, and as the CUDA backend keeps it) and an FP8 checkpoint's (a BF16 model's, quantized),
+// float32 otherwise.
 kv_dtype kv_dtype_for_cpu(kv_dtype asked, st_dtype weights);
 
 // The projections' weights (--weights): as the checkpoint stores them, or quantized to FP8 E4M3 at load, a scale

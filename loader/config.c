@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "loader/json_file.h"
+#include "loader/quantization.h"
 
 const char *arch_name(arch_kind a) {
     static const char *names[] = {"llama", "qwen2", "mistral", "qwen3"};
@@ -143,7 +144,9 @@ static int parse_config(const cJSON *root, model_config *c, const char *file, rp
     if (c->arch == ARCH_QWEN2) c->qkv_bias = 1;
     else if (attn_bias) return rp_fail(err, "%s: attention_bias true is not supported for %s", file, t);
     c->qk_norm = c->arch == ARCH_QWEN3;
-    if (parse_rope_scaling(root, c, file, err) || get_eos(root, c, file, err)) return -1;
+    if (parse_rope_scaling(root, c, file, err) || get_eos(root, c, file, err) ||
+        quant_config_parse(root, &c->quant, file, err))
+        return -1;
     // sliding-window attention: Mistral v0.1 sets sliding_window; Qwen2/Qwen3 set it with use_sliding_window false
     int window = 0, use_window = 1;
     if (get_int(root, "sliding_window", 0, 1, 1 << 30, &window, file, err) ||

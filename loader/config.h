@@ -8,6 +8,18 @@ typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL, ARCH_QWEN3 } arch_kind;
 
 #define MAX_EOS_IDS 8
 
+// config.json's quantization_config, for checkpoints whose projections are stored in FP8 E4M3 (loader/quantization.h
+// reads it and the scales). Every layout is a scale per block of weights, block_rows x block_cols, a 0 meaning the
+// whole dimension: per tensor (0, 0), per output channel (1, 0), a group along the input (1, g), blocks (128, 128).
+typedef enum { QUANT_NONE, QUANT_COMPRESSED_TENSORS, QUANT_FP8 } quant_method;
+typedef struct {
+    quant_method method;      // compressed-tensors float-quantized, or the "fp8" layout (transformers, DeepSeek)
+    int block_rows, block_cols;
+    char scale_name[24];      // the scale's name, replacing the projection's last component "weight":
+                              // "weight_scale" (a multiplier), or "weight_scale_inv" (the fp8 layout's blocks: the
+                              // same multiplier, named for the inverse of the quantizer's divisor)
+} quant_config;
+
 typedef struct {
     arch_kind arch;
     char model_type[16];
@@ -35,6 +47,7 @@ typedef struct {
     int bos_id;         // -1 if none
     int n_eos;
     int eos_ids[MAX_EOS_IDS];
+    quant_config quant;     // quantization_config; method QUANT_NONE without one
 } model_config;
 
 const char *arch_name(arch_kind a);

@@ -347,10 +347,17 @@ int st_write_file(const char *path, const st_out_tensor *t, int n, rp_err *err) 
         unsigned char len8[8];
         for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
         int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, hlen, f) == hlen;
-        for (int i = 0; i < n && ok; i++) ok = fwrite(t[i].data, 1, t[i].nbytes, f) == t[i].nbytes;
+        for (int i = 0; i < n && ok && !rc; i++) {
+            int fills = !t[i].data && t[i].fill;
+            void *made = fills ? malloc(t[i].nbytes ? t[i].nbytes : 1) : NULL;
+            if (fills && !made) rc = rp_fail(err, "out of memory making tensor '%s' (%zu bytes)", t[i].name, t[i].nbytes);
+            else if (made && t[i].fill(t[i].source, made, err)) rc = rp_wrap(err, "tensor '%s'", t[i].name);
+            else ok = !t[i].nbytes || fwrite(made ? made : t[i].data, 1, t[i].nbytes, f) == t[i].nbytes;
+            free(made);
+        }
         if (fclose(f) != 0) ok = 0;
-        if (!ok) rc = rp_fail(err, "%s: write failed: %s", tmp, strerror(errno));
-        else if (rename(tmp, path)) rc = rp_fail(err, "%s: cannot rename into place: %s", path, strerror(errno));
+        if (!rc && !ok) rc = rp_fail(err, "%s: write failed: %s", tmp, strerror(errno));
+        else if (!rc && rename(tmp, path)) rc = rp_fail(err, "%s: cannot rename into place: %s", path, strerror(errno));
         if (rc) unlink(tmp);
     }
     free(tmp);

@@ -52,7 +52,8 @@ void st_close(st_archive *a);
 
 const st_tensor *st_find(const st_archive *a, const char *name);
 
-// Writing: a tensor whose bytes come from memory.
+// Writing: a tensor whose bytes come from memory, or are made when the writer reaches it (data NULL: fill writes
+// the nbytes into dst, or fails with an error), so that a converted checkpoint is never whole in memory.
 typedef struct {
     const char *name;
     st_dtype dtype;
@@ -60,6 +61,8 @@ typedef struct {
     int64_t shape[ST_MAX_DIMS];
     const void *data;
     size_t nbytes;
+    int (*fill)(const void *source, void *dst, rp_err *err);
+    const void *source;   // fill's argument
 } st_out_tensor;
 
 // Writes a safetensors file (tensors in the given order; header lists them sorted by name), atomically

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "loader/quantization.h"
+
 const char *const layer_tensor_suffix[W_N_LAYER_TENSORS] = {
     [W_ATTN_NORM] = "input_layernorm.weight",  [W_Q] = "self_attn.q_proj.weight",
     [W_K] = "self_attn.k_proj.weight",         [W_V] = "self_attn.v_proj.weight",
@@ -53,7 +55,9 @@ static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape) 
     }
 }
 
-static int check_one(const st_archive *a, const char *name, int ndim, const int64_t *shape, rp_err *err) {
+// q: the config's quantization where the tensor is a projection, whose weights may be FP8 with their scales; else NULL.
+static int check_one(const st_archive *a, const char *name, int ndim, const int64_t *shape, const quant_config *q,
+                     rp_err *err) {
     const st_tensor *t = st_find(a, name);
     if (!t) return rp_fail(err, "tensor '%s' is missing", name);
     int ok = t->ndim == ndim;
@@ -64,8 +68,15 @@ static int check_one(const st_archive *a, const char *name, int ndim, const int6
         format_shape(want, sizeof want, ndim, shape);
         return rp_fail(err, "tensor '%s' has shape [%s], config.json implies [%s]", name, got, want);
     }
+    if (q && t->dtype == ST_F8_E4M3) {
+        if (q->method == QUANT_NONE)
+            return rp_fail(err, "tensor '%s' is F8_E4M3 but config.json has no quantization_config (which says where its "
+                           "scales are)", name);
+        return quant_scales_check(q, a, t, err) ? 0 : -1;
+    }
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
-        return rp_fail(err, "tensor '%s' has dtype %s (supported: F32, F16, BF16)", name, st_dtype_name(t->dtype));
+        return rp_fail(err, "tensor '%s' has dtype %s (supported: F32, F16, BF16%s)", name, st_dtype_name(t->dtype),
+                       q ? "; F8_E4M3 with its scales" : "");
     return 0;
 }
 
@@ -73,21 +84,29 @@ int weights_check(const model_config *c, const st_archive *a, rp_err *err) {
     int64_t s[2];
     for (int g = 0; g < G_N_GLOBAL_TENSORS; g++) {
         int nd = global_tensor_shape(c, (global_tensor)g, s);
-        if (nd && check_one(a, global_tensor_name[g], nd, s, err)) return -1;
+        if (nd && check_one(a, global_tensor_name[g], nd, s, NULL, err)) return -1;
     }
     char name[160];
     for (int l = 0; l < c->n_layers; l++)
         for (int w = 0; w < W_N_LAYER_TENSORS; w++) {
             int nd = layer_tensor_shape(c, (layer_tensor)w, s);
             snprintf(name, sizeof name, "model.layers.%d.%s", l, layer_tensor_suffix[w]);
-            if (nd && check_one(a, name, nd, s, err)) return -1;
+            if (nd && check_one(a, name, nd, s, nd == 2 ? &c->quant : NULL, err)) return -1;
         }
     return 0;
 }
 
-// Whether the architecture reads the tensor `name` for config c.
+// Whether the architecture reads the tensor `name` for config c (a projection's scale with it).
 static int weights_reads(const model_config *c, const char *name) {
     int64_t s[2];
+    char base[256];
+    if (quant_companion_of(&c->quant, name, base, sizeof base)) {
+        int layer, at = 0;
+        if (sscanf(base, "model.layers.%d.%n", &layer, &at) != 1 || !at || layer < 0 || layer >= c->n_layers) return 0;
+        for (int w = 0; w < W_N_LAYER_TENSORS; w++)
+            if (!strcmp(base + at, layer_tensor_suffix[w])) return layer_tensor_shape(c, (layer_tensor)w, s) == 2;
+        return 0;
+    }
     for (int g = 0; g < G_N_GLOBAL_TENSORS; g++)
         if (!strcmp(name, global_tensor_name[g])) return global_tensor_shape(c, (global_tensor)g, s) > 0;
     int layer, at = 0;
@@ -111,6 +130,10 @@ int weights_unused(const model_config *c, const st_archive *a, const st_tensor *
 }
 
 int weights_refuse_unused(const model_config *c, const st_archive *a, rp_err *err) {
+    for (int i = 0; i < a->n_tensors && c->quant.method == QUANT_NONE; i++)   // the scales are unread for this reason
+        if (a->tensors[i].dtype == ST_F8_E4M3)
+            return rp_fail(err, "tensor '%s' is F8_E4M3 but config.json has no quantization_config (which says where "
+                           "its scales are)", a->tensors[i].name);
     const st_tensor *some[4];
     int n = weights_unused(c, a, some, 4), beyond = 0, top = -1;
     if (!n) return 0;

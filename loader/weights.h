@@ -23,7 +23,9 @@ extern const char *const global_tensor_name[G_N_GLOBAL_TENSORS];
 int layer_tensor_shape(const model_config *c, layer_tensor w, int64_t shape[2]);
 int global_tensor_shape(const model_config *c, global_tensor g, int64_t shape[2]);
 
-// Checks that every tensor the config needs is present with its shape and a float dtype (F32, F16, BF16).
+// Checks that every tensor the config needs is present with its shape and a float dtype (F32, F16, BF16; a
+// projection also F8_E4M3 where config.json's quantization_config says where its scales are, which are checked too:
+// loader/quantization.h).
 int weights_check(const model_config *c, const st_archive *a, rp_err *err);
 
 // The checkpoint's tensors the model does not read (a layer at or beyond num_hidden_layers, a name the architecture

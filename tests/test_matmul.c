@@ -187,9 +187,63 @@ static void fp8_panels_give_the_scaled_chain(void) {
     free(eye), free(got);
 }
 
+// A checkpoint's FP8 codes with a scale per row and group of inputs (128 x 128 blocks, groups of 32): each output
+// is the groups' scaled chains added in order by fused multiply-adds, whatever the path, the threads, the rows.
+static void fp8_groups_add_their_scaled_chains_in_order(void) {
+    static const int ns[] = {1, 4, 50}, ds[] = {5, 40}, ks[] = {24, 100}, group_ks[] = {8, 32, 200};
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = 0; b < 2; b++)
+            for (size_t c = 0; c < 2; c++)
+                for (size_t g = 0; g < 3; g++) {
+                    int n = ns[a], d = ds[b], k = ks[c], gk = group_ks[g] < k ? group_ks[g] : k, groups = (k + gk - 1) / gk;
+                    float *x = random_floats((size_t)n * k), *scales = random_floats((size_t)d * groups);
+                    uint8_t *codes = malloc((size_t)d * k);
+                    for (int i = 0; i < d * k; i++) codes[i] = (uint8_t)(rand() % 256);
+                    for (int i = 0; i < d * k; i++)
+                        if ((codes[i] & 0x7f) == 0x7f) codes[i] = 0x3c;   // no NaN code
+                    for (int i = 0; i < d * groups; i++) scales[i] = fabsf(scales[i]) + 0.01f;
+                    float *want = malloc(sizeof(float) * n * d), *out = malloc(sizeof(float) * n * d), *one = malloc(sizeof(float) * d);
+                    for (int r = 0; r < n; r++)
+                        for (int j = 0; j < d; j++) {
+                            float total = 0.0f;
+                            for (int q = 0; q < groups; q++) {
+                                float chain = 0.0f;
+                                for (int i = q * gk; i < (q + 1) * gk && i < k; i++)
+                                    chain = fmaf(x[(size_t)r * k + i], fp8_e4m3_value(codes[(size_t)j * k + i]), chain);
+                                total = q ? fmaf(chain, scales[(size_t)j * groups + q], total) : chain * scales[(size_t)j * groups];
+                            }
+                            want[(size_t)r * d + j] = total;
+                        }
+                    packed_matrix m;
+                    rp_err err;
+                    CHECK(matrix_pack_fp8_codes(&m, codes, d, k, scales, gk, &err) == 0, "%s", err.msg);
+                    for (int p = 0; p < matmul_path_count(); p++) {
+                        matmul_use_path(p);
+                        for (int threads = 1; threads <= 3; threads += 2) {
+                            matmul(out, x, &m, n, threads);
+                            CHECK(!memcmp(out, want, sizeof(float) * n * d), "groups of %d: n %d d %d k %d: path %s, %d threads",
+                                  gk, n, d, k, matmul_path_name(p), threads);
+                        }
+                        matmul(one, x + (size_t)(n - 1) * k, &m, 1, 1);
+                        CHECK(!memcmp(one, want + (size_t)(n - 1) * d, sizeof(float) * d), "groups of %d: the last row alone (%s)",
+                              gk, matmul_path_name(p));
+                    }
+                    matmul_use_path(0);
+                    matrix_free(&m);
+                    free(x), free(scales), free(codes), free(want), free(out), free(one);
+                }
+    uint8_t nan_row[4] = {1, 2, 0xff, 3};
+    float scale = 1.0f;
+    packed_matrix m;
+    rp_err err;
+    CHECK(matrix_pack_fp8_codes(&m, nan_row, 1, 4, &scale, 4, &err) == -1 && strstr(err.msg, "[0, 2] is the NaN code"),
+          "a NaN code is refused by place: %s", err.msg);
+}
+
 int main(void) {
     RUN(packing_keeps_every_element);
     RUN(paths_agree_bit_for_bit_and_rows_stand_alone);
     RUN(fp8_panels_give_the_scaled_chain);
+    RUN(fp8_groups_add_their_scaled_chains_in_order);
     return test_failures ? 1 : 0;
 }

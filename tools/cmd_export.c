@@ -6,10 +6,12 @@
 #include "tools/cli.h"
 
 static const char *synopsis =
-    "usage: reprise export [-m DIR] --schedule S -o OUT\n"
+    "usage: reprise export [-m DIR] --schedule S [--weights fp8] -o OUT\n"
     "Writes OUT/model.safetensors with one copy of each visited layer (layer v of the output is layer\n"
     "schedule[v] of the input), config.json with num_hidden_layers = visits, and the model's other files.\n"
-    "Any engine can run the result; `reprise --schedule base` on it equals `--schedule S` on DIR.\n";
+    "Any engine can run the result; `reprise --schedule base` on it equals `--schedule S` on DIR.\n"
+    "With --weights fp8 the projections are written in FP8 E4M3 with a scale per output row (the compressed-\n"
+    "tensors layout, as vLLM reads it); reprise reads it back to the bits of --weights fp8 on DIR.\n";
 
 int cmd_export(int argc, char **argv) {
     cli_opts o;
@@ -20,6 +22,9 @@ int cmd_export(int argc, char **argv) {
         SHARED_FLAG("-m"),
         {OPT_SHARED, "--schedule", .help = "layer schedule, e.g. rys:3,6 or 0-5,3-9"},
         {OPT_TEXT, "-o", "OUT", &out, .help = "output directory (created if needed; must differ from DIR)"},
+        {OPT_SHARED, "--weights",
+         .help = "the projections' weights: stored (as DIR holds them) or fp8 (E4M3, a scale per output row, "
+                 "compressed-tensors)"},
         {OPT_SHARED, "--allow-unused-tensors",
          .help = "export a checkpoint holding tensors the model does not read (they are left out)"},
         OPTIONS_END,
@@ -42,7 +47,7 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "reprise export: %s\n", err.msg);
         return 1;
     }
-    int rc = export_schedule(o.model_dir, &s, out, &err);
+    int rc = export_schedule(o.model_dir, &s, o.weights, out, &err);
     if (rc) fprintf(stderr, "reprise export: %s\n", err.msg);
     else fprintf(stderr, "reprise export: wrote %s (%d layers from %d)\n", out, s.n_visits, c.n_layers);
     schedule_free(&s);

@@ -7,6 +7,7 @@
 #include "engine/backends/cpu/matmul.h"
 #include "engine/memory_plan.h"
 #include "engine/tensor_parallel.h"
+#include "loader/quantization.h"
 #include "loader/weights.h"
 #include "tools/cli.h"
 
@@ -84,12 +85,17 @@ int cmd_inspect(int argc, char **argv) {
         int skip = 0;   // the parameters are those the model reads
         for (int u = 0; u < n_unused && !skip; u++) skip = unused[u] == t;
         if (skip) continue;
-        params += st_numel(t);
         stored += (long long)t->nbytes;
         by_dtype[t->dtype]++;
-        int fp8 = o.weights == WEIGHTS_FP8 && t->ndim == 2 && strstr(t->name, "layers.");   // a projection, quantized
+        char base[256];
+        if (quant_companion_of(&c.quant, t->name, base, sizeof base)) continue;   // a scale: counted with its weights
+        params += st_numel(t);
+        // a projection in FP8: as stored, or quantized at load; its scales a row and group of the CPU backend
+        int fp8 = t->ndim == 2 && strstr(t->name, "layers.") && (o.weights == WEIGHTS_FP8 || t->dtype == ST_F8_E4M3);
+        int groups = t->dtype == ST_F8_E4M3 ? (int)((t->shape[1] + quant_group_cols(&c.quant, (int)t->shape[1]) - 1) /
+                                                    quant_group_cols(&c.quant, (int)t->shape[1])) : 1;
         cpu += t->ndim == 2 ? (double)matrix_packed_bytes(fp8 ? ST_F8_E4M3 : t->dtype, (int)t->shape[0], (int)t->shape[1]) +
-                                  (fp8 ? 4.0 * (double)t->shape[0] : 0.0)
+                                  (fp8 ? 4.0 * (double)t->shape[0] * groups : 0.0)
                             : 4.0 * st_numel(t);
     }
     kv_dtype cpu_kv = kv_dtype_for_cpu(o.kv_dtype, weights_layer(&a, 0, W_Q)->dtype);
@@ -114,6 +120,12 @@ int cmd_inspect(int argc, char **argv) {
         if (by_dtype[d]) printf(" %lld %s", by_dtype[d], st_dtype_name((st_dtype)d));
     printf("\n");
     printf("%-28s %lld (%s)\n", "parameters", params, count_text(params, (char[32]){0}, 32));
+    weights_format gpu_weights = c.quant.method != QUANT_NONE ? WEIGHTS_FP8 : o.weights;   // an FP8 checkpoint stays so
+    if (c.quant.method != QUANT_NONE) {
+        char layout[96];
+        quant_describe(&c.quant, layout, sizeof layout);
+        printf("%-28s FP8 E4M3 projections (%s), the rest as stored\n", "quantization", layout);
+    }
     if (n_unused) {   // a checkpoint that disagrees with its config.json: every other command refuses it
         printf("%-28s %d, not counted above; run commands refuse this checkpoint without --allow-unused-tensors\n",
                "unused tensors", n_unused);
@@ -121,9 +133,9 @@ int cmd_inspect(int argc, char **argv) {
     }
     free(unused);
     print_bytes("weights as stored", (double)stored);
-    print_bytes(o.weights == WEIGHTS_FP8 ? "weights in cpu backend (fp8)" : "weights in cpu backend", cpu);
-    print_bytes("weights on a GPU (bf16)", 2.0 * params);
-    if (o.weights == WEIGHTS_FP8)   // the plan below counts them so (the CUDA backend does not run FP8 yet)
+    print_bytes(gpu_weights == WEIGHTS_FP8 ? "weights in cpu backend (fp8)" : "weights in cpu backend", cpu);
+    if (c.quant.method == QUANT_NONE) print_bytes("weights on a GPU (bf16)", 2.0 * params);
+    if (gpu_weights == WEIGHTS_FP8)   // the plan below counts them so (the CUDA backend does not run FP8 yet)
         print_bytes("weights on a GPU (fp8)", (double)tp_rank_weight_bytes_fp8(&c, 1, 0));
     char text[256];
     int len = schedule_format(&s, text, sizeof text);
@@ -140,12 +152,12 @@ int cmd_inspect(int argc, char **argv) {
         printf("%-28s %d GPUs: %d of %d query heads, %d of %d KV heads, %d of %d MLP rows, %d of %d vocabulary rows each\n",
                "tensor parallel", tp, c.n_heads / tp, c.n_heads, c.n_kv_heads / tp, c.n_kv_heads, (c.hidden_dim + tp - 1) / tp,
                c.hidden_dim, (c.vocab_size + tp - 1) / tp, c.vocab_size);
-        print_bytes(o.weights == WEIGHTS_FP8 ? "weights per GPU (fp8)" : "weights per GPU (bf16)",
-                    (double)(o.weights == WEIGHTS_FP8 ? tp_rank_weight_bytes_fp8(&c, tp, 0) : tp_rank_weight_bytes(&c, tp, 0)));
+        print_bytes(gpu_weights == WEIGHTS_FP8 ? "weights per GPU (fp8)" : "weights per GPU (bf16)",
+                    (double)(gpu_weights == WEIGHTS_FP8 ? tp_rank_weight_bytes_fp8(&c, tp, 0) : tp_rank_weight_bytes(&c, tp, 0)));
         print_bytes("KV per token per GPU", (double)memory_plan_kv_bytes_per_position(&c, tp) * s.n_visits);
     }
     plan_shape shape = {.ubatch = o.ubatch, .seqs = batch, .kv_slots = (long)s.n_visits * batch,
-                        .ctx = cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits, .tp = tp, .weights = o.weights};
+                        .ctx = cli_context(&o, &c, 0, NULL), .max_visits = s.n_visits, .tp = tp, .weights = gpu_weights};
     memory_plan plan;
     memory_plan_compute(&c, &shape, &plan);
     size_t device = (size_t)(gpu_memory_gib * 1073741824.0);

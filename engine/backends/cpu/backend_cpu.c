@@ -10,6 +10,7 @@
 #include "loader/alloc.h"
 #include "engine/backends/cpu/matmul.h"
 #include "engine/memory_plan.h"
+#include "loader/quantization.h"
 #include "loader/weights.h"
 
 typedef struct {
@@ -53,8 +54,18 @@ static float *to_f32(cpu_backend *b, const st_tensor *t) {
 
 // A matrix packed straight from the mapped checkpoint, in its stored dtype, or quantized to FP8 (fp8: a projection
 // under --weights fp8).
-static int to_packed(cpu_backend *b, const st_tensor *t, packed_matrix *m, int fp8, rp_err *err) {
-    if (fp8) {
+static int to_packed(cpu_backend *b, const st_archive *a, const st_tensor *t, packed_matrix *m, int fp8, rp_err *err) {
+    if (t->dtype == ST_F8_E4M3) {   // an FP8 checkpoint's projection: its codes, and its scales a row and group
+        const quant_config *q = &b->base.cfg->quant;
+        const st_tensor *scale = quant_scales_check(q, a, t, err);
+        int d = (int)t->shape[0], k = (int)t->shape[1], group_k = quant_group_cols(q, k);
+        if (!scale) return -1;
+        float *scales = rp_malloc(sizeof(float) * (size_t)d * ((k + group_k - 1) / group_k));
+        quant_scales_expand(q, scale, d, k, scales);
+        int rc = matrix_pack_fp8_codes(m, t->data, d, k, scales, group_k, err);
+        free(scales);
+        if (rc) return rp_wrap(err, "%s", t->name);
+    } else if (fp8) {
         if (matrix_pack_fp8(m, t->data, t->dtype, (int)t->shape[0], (int)t->shape[1], err)) return rp_wrap(err, "%s", t->name);
     } else if (matrix_pack(m, t->data, t->dtype, (int)t->shape[0], (int)t->shape[1]))
         return rp_fail(err, "out of memory packing %s (%zu bytes)", t->name, (size_t)st_numel(t) * st_dtype_size(t->dtype));
@@ -74,9 +85,9 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     const model_config *c = base->cfg;
     if (weights_check(c, a, err)) return -1;
     b->kv_bf16 = kv_dtype_for_cpu(b->kv_asked, weights_layer(a, 0, W_Q)->dtype) == KV_DTYPE_BF16;
-    if (!c->tied_embeddings && to_packed(b, weights_global(c, a, G_EMBED), &b->embed, 0, err)) return -1;
+    if (!c->tied_embeddings && to_packed(b, a, weights_global(c, a, G_EMBED), &b->embed, 0, err)) return -1;
     b->final_norm = to_f32(b, weights_global(c, a, G_FINAL_NORM));
-    if (to_packed(b, weights_global(c, a, c->tied_embeddings ? G_EMBED : G_LM_HEAD), &b->lm_head, 0, err)) return -1;
+    if (to_packed(b, a, weights_global(c, a, c->tied_embeddings ? G_EMBED : G_LM_HEAD), &b->lm_head, 0, err)) return -1;
     b->layers = rp_calloc((size_t)c->n_layers, sizeof *b->layers);
     int64_t shape[2];
     for (int l = 0; l < c->n_layers; l++)
@@ -85,7 +96,7 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
             if (!rank) continue;
             const st_tensor *t = weights_layer(a, l, (layer_tensor)w);
             if (rank == 1) b->layers[l].w[w] = to_f32(b, t);
-            else if (to_packed(b, t, &b->layers[l].m[w], b->weights == WEIGHTS_FP8, err)) return -1;
+            else if (to_packed(b, a, t, &b->layers[l].m[w], b->weights == WEIGHTS_FP8, err)) return -1;
             else if (l == 0) b->layer_params += (size_t)shape[0] * shape[1];
         }
     return 0;

@@ -51,6 +51,7 @@ static float elem_f32(const void *p, st_dtype t, size_t i) {
 
 int matrix_pack(packed_matrix *m, const void *w, st_dtype dtype, int d, int k) {
     m->d = d, m->k = k, m->dtype = dtype, m->n_panels = (d + MATMUL_LANES - 1) / MATMUL_LANES, m->scales = NULL;
+    m->group_k = k;
     size_t es = elem_size(dtype), panel = (size_t)k * MATMUL_LANES * es;
     m->panels = aligned_alloc(64, (matrix_bytes(m) + 63) & ~(size_t)63);
     if (!m->panels) return -1;
@@ -80,6 +81,20 @@ int matrix_pack_fp8(packed_matrix *m, const void *w, st_dtype dtype, int d, int 
     return rc;
 }
 
+int matrix_groups(const packed_matrix *m) { return (m->k + m->group_k - 1) / m->group_k; }
+
+int matrix_pack_fp8_codes(packed_matrix *m, const uint8_t *codes, int d, int k, const float *scales, int group_k, rp_err *err) {
+    for (size_t i = 0; i < (size_t)d * k; i++)
+        if ((codes[i] & 0x7f) == 0x7f) return rp_fail(err, "weight [%zu, %zu] is the NaN code", i / k, i % k);
+    if (matrix_pack(m, codes, ST_F8_E4M3, d, k)) return rp_fail(err, "out of memory packing a (%d, %d) FP8 matrix", d, k);
+    m->group_k = group_k < k ? group_k : k;
+    size_t n = (size_t)d * matrix_groups(m);
+    m->scales = malloc(sizeof(float) * n);
+    if (!m->scales) return matrix_free(m), rp_fail(err, "out of memory for a (%d, %d) FP8 matrix's scales", d, k);
+    memcpy(m->scales, scales, sizeof(float) * n);
+    return 0;
+}
+
 void matrix_free(packed_matrix *m) {
     free(m->panels), free(m->scales);
     m->panels = NULL, m->scales = NULL;
@@ -90,18 +105,21 @@ size_t matrix_packed_bytes(st_dtype dtype, int d, int k) {
 }
 
 size_t matrix_bytes(const packed_matrix *m) {
-    return matrix_packed_bytes(m->dtype, m->d, m->k) + (m->scales ? sizeof(float) * (size_t)m->d : 0);
+    return matrix_packed_bytes(m->dtype, m->d, m->k) + (m->scales ? sizeof(float) * (size_t)m->d * matrix_groups(m) : 0);
 }
 
 void matrix_row(const packed_matrix *m, int j, float *out) {
     size_t base = (size_t)(j / MATMUL_LANES) * m->k * MATMUL_LANES + j % MATMUL_LANES;
-    float scale = m->scales ? m->scales[j] / FP8_WIDENED : 1.0f;
-    for (int kk = 0; kk < m->k; kk++) out[kk] = elem_f32(m->panels, m->dtype, base + (size_t)kk * MATMUL_LANES) * scale;
+    for (int kk = 0; kk < m->k; kk++) {
+        float scale = m->scales ? m->scales[(size_t)j * matrix_groups(m) + kk / m->group_k] / FP8_WIDENED : 1.0f;
+        out[kk] = elem_f32(m->panels, m->dtype, base + (size_t)kk * MATMUL_LANES) * scale;
+    }
 }
 
-// A tile: rows [0, mr) of x against the np panels starting at w0 (elements of dtype), whose first output column
-// is j0.
-typedef void tile_fn(float *out, int d, const float *x, int k, const void *w0, st_dtype dtype, int j0, int mr, int np);
+// A tile: rows [0, mr) of x (rows of k) against the np panels starting at w0 (elements of dtype), over the inputs
+// [kb, ke): out[r * ld + c] for the first `valid` of the tile's columns c.
+typedef void tile_fn(float *out, int ld, int valid, const float *x, int k, int kb, int ke, const void *w0, st_dtype dtype,
+                     int mr, int np);
 // Widens n elements of dtype to float32.
 typedef void widen_fn(float *dst, const void *src, st_dtype dtype, size_t n);
 
@@ -111,9 +129,10 @@ static void widen_portable(float *dst, const void *src, st_dtype dtype, size_t n
 
 // The portable tile, lane by lane (BF16/F16 panels element by element: slow, and only used when matmul could not
 // get the scratch to widen them into).
-static void tile_portable(float *out, int d, const float *x, int k, const void *w0, st_dtype dtype, int j0, int mr, int np) {
+static void tile_portable(float *out, int ld, int valid, const float *x, int k, int kb, int ke, const void *w0,
+                          st_dtype dtype, int mr, int np) {
     float acc[MR][NP][MATMUL_LANES] = {{{0}}}, widened[MATMUL_LANES];
-    for (int kk = 0; kk < k; kk++)
+    for (int kk = kb; kk < ke; kk++)
         for (int p = 0; p < np; p++) {
             size_t at = ((size_t)p * k + kk) * MATMUL_LANES;
             const float *wv = (const float *)w0 + at;
@@ -126,8 +145,8 @@ static void tile_portable(float *out, int d, const float *x, int k, const void *
     for (int r = 0; r < mr; r++)
         for (int p = 0; p < np; p++)
             for (int l = 0; l < MATMUL_LANES; l++) {
-                int j = j0 + p * MATMUL_LANES + l;
-                if (j < d) out[(size_t)r * d + j] = acc[r][p][l];
+                int c = p * MATMUL_LANES + l;
+                if (c < valid) out[(size_t)r * ld + c] = acc[r][p][l];
             }
 }
 
@@ -153,13 +172,13 @@ AVX2 __attribute__((always_inline)) static inline __m256 load8(const void *w, si
 }
 
 // AVX2: a panel is two ymm halves; 3 rows x 2 panels, 12 ymm sums.
-AVX2 __attribute__((always_inline)) static inline void tile256(float *out, int d, const float *x, int k, const void *w0,
-                                                               st_dtype dtype, int j0, int mr, int np) {
+AVX2 __attribute__((always_inline)) static inline void tile256(float *out, int ld, int valid, const float *x, int k, int kb,
+                                                               int ke, const void *w0, st_dtype dtype, int mr, int np) {
     __m256 acc[3][NP][2];
     for (int r = 0; r < 3; r++)
         for (int p = 0; p < NP; p++) acc[r][p][0] = acc[r][p][1] = _mm256_setzero_ps();
     size_t panel = (size_t)k * MATMUL_LANES;
-    for (int kk = 0; kk < k; kk++) {
+    for (int kk = kb; kk < ke; kk++) {
         size_t i = (size_t)kk * MATMUL_LANES;
         __m256 a0 = load8(w0, i, dtype), a1 = load8(w0, i + 8, dtype), b0 = a0, b1 = a1;
         if (np > 1) b0 = load8(w0, panel + i, dtype), b1 = load8(w0, panel + i + 8, dtype);
@@ -173,24 +192,26 @@ AVX2 __attribute__((always_inline)) static inline void tile256(float *out, int d
         for (int p = 0; p < np; p++) {
             float tmp[MATMUL_LANES];
             _mm256_storeu_ps(tmp, acc[r][p][0]), _mm256_storeu_ps(tmp + 8, acc[r][p][1]);
-            int j = j0 + p * MATMUL_LANES, valid = d - j < MATMUL_LANES ? d - j : MATMUL_LANES;
-            memcpy(out + (size_t)r * d + j, tmp, sizeof(float) * (size_t)valid);
+            int c = p * MATMUL_LANES, n = valid - c < MATMUL_LANES ? valid - c : MATMUL_LANES;
+            if (n > 0) memcpy(out + (size_t)r * ld + c, tmp, sizeof(float) * (size_t)n);
         }
 }
 
 // The rows of one call, 3 at a time, for one dtype known at compile time (so load8 is specialised).
-AVX2 __attribute__((always_inline)) static inline void tile_avx2_rows(float *out, int d, const float *x, int k, const void *w0,
-                                                                      st_dtype dtype, int j0, int mr, int np) {
+AVX2 __attribute__((always_inline)) static inline void tile_avx2_rows(float *out, int ld, int valid, const float *x, int k,
+                                                                      int kb, int ke, const void *w0, st_dtype dtype, int mr,
+                                                                      int np) {
     int r = 0;
-    for (; r + 3 <= mr && np == NP; r += 3) tile256(out + (size_t)r * d, d, x + (size_t)r * k, k, w0, dtype, j0, 3, NP);
-    for (; r < mr; r++) tile256(out + (size_t)r * d, d, x + (size_t)r * k, k, w0, dtype, j0, 1, np);
+    for (; r + 3 <= mr && np == NP; r += 3) tile256(out + (size_t)r * ld, ld, valid, x + (size_t)r * k, k, kb, ke, w0, dtype, 3, NP);
+    for (; r < mr; r++) tile256(out + (size_t)r * ld, ld, valid, x + (size_t)r * k, k, kb, ke, w0, dtype, 1, np);
 }
 
-AVX2 static void tile_avx2(float *out, int d, const float *x, int k, const void *w0, st_dtype dtype, int j0, int mr, int np) {
-    if (dtype == ST_F32) tile_avx2_rows(out, d, x, k, w0, ST_F32, j0, mr, np);
-    else if (dtype == ST_BF16) tile_avx2_rows(out, d, x, k, w0, ST_BF16, j0, mr, np);
-    else if (dtype == ST_F8_E4M3) tile_avx2_rows(out, d, x, k, w0, ST_F8_E4M3, j0, mr, np);
-    else tile_avx2_rows(out, d, x, k, w0, ST_F16, j0, mr, np);
+AVX2 static void tile_avx2(float *out, int ld, int valid, const float *x, int k, int kb, int ke, const void *w0,
+                           st_dtype dtype, int mr, int np) {
+    if (dtype == ST_F32) tile_avx2_rows(out, ld, valid, x, k, kb, ke, w0, ST_F32, mr, np);
+    else if (dtype == ST_BF16) tile_avx2_rows(out, ld, valid, x, k, kb, ke, w0, ST_BF16, mr, np);
+    else if (dtype == ST_F8_E4M3) tile_avx2_rows(out, ld, valid, x, k, kb, ke, w0, ST_F8_E4M3, mr, np);
+    else tile_avx2_rows(out, ld, valid, x, k, kb, ke, w0, ST_F16, mr, np);
 }
 
 AVX2 static void widen_avx2(float *dst, const void *src, st_dtype dtype, size_t n) {
@@ -241,6 +262,24 @@ void matmul_use_path(int i) {
     if (i >= 0 && i < n_paths) path_of_cpu = &paths[i];
 }
 
+// FP8: rows [0, mr) of x against the np panels from output column j0, a group of inputs at a time: each output is
+// (the group's chain) x its scale (and 2^8: FP8_WIDENED), the groups' terms summed in order by fused multiply-adds.
+static void scaled_groups(const matmul_path *path, float *out, const float *x, const packed_matrix *w, const void *w0,
+                          st_dtype dtype, int j0, int mr, int np) {
+    float chain[MR * NP * MATMUL_LANES];
+    int d = w->d, k = w->k, groups = matrix_groups(w), ld = NP * MATMUL_LANES, valid = d - j0 < ld ? d - j0 : ld;
+    for (int g = 0; g < groups; g++) {
+        int kb = g * w->group_k, ke = kb + w->group_k < k ? kb + w->group_k : k;
+        path->tile(chain, ld, valid, x, k, kb, ke, w0, dtype, mr, np);
+        for (int r = 0; r < mr; r++)
+            for (int c = 0; c < valid && c < np * MATMUL_LANES; c++) {
+                float term = chain[r * ld + c], scale = w->scales[(size_t)(j0 + c) * groups + g] / FP8_WIDENED;
+                float *o = out + (size_t)r * d + j0 + c;
+                *o = g ? fmaf(term, scale, *o) : term * scale;
+            }
+    }
+}
+
 // Rows [0, n) against panels [pa, pb), one thread's share. scratch: NP panels of float32, when the panels are to
 // be widened before the tile reads them.
 static void matmul_panels(const matmul_path *path, float *out, const float *x, const packed_matrix *w, int n, int pa,
@@ -254,12 +293,12 @@ static void matmul_panels(const matmul_path *path, float *out, const float *x, c
             const void *w0 = (const unsigned char *)w->panels + p * panel * es;
             st_dtype dtype = w->dtype;
             if (scratch) path->widen(scratch, w0, dtype, np * panel), w0 = scratch, dtype = ST_F32;
-            for (int r = r0; r < r1; r += MR)
-                path->tile(out + (size_t)r * d, d, x + (size_t)r * k, k, w0, dtype, p * MATMUL_LANES, r1 - r < MR ? r1 - r : MR, np);
-            if (w->scales)   // FP8: each output times its row's scale (and 2^8: FP8_WIDENED), after its chain
-                for (int r = r0; r < r1; r++)
-                    for (int j = p * MATMUL_LANES; j < (p + np) * MATMUL_LANES && j < d; j++)
-                        out[(size_t)r * d + j] *= w->scales[j] / FP8_WIDENED;
+            int j0 = p * MATMUL_LANES, valid = d - j0;
+            for (int r = r0; r < r1; r += MR) {
+                int mr = r1 - r < MR ? r1 - r : MR;
+                if (!w->scales) path->tile(out + (size_t)r * d + j0, d, valid, x + (size_t)r * k, k, 0, k, w0, dtype, mr, np);
+                else scaled_groups(path, out + (size_t)r * d, x + (size_t)r * k, w, w0, dtype, j0, mr, np);
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 #define REPRISE_MATMUL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "loader/error.h"
 #include "loader/safetensors.h"
@@ -17,10 +18,14 @@
 // bytes of float32. Every BF16 and F16 value is exactly a float32, so the dtype changes no result. FP8 (E4M3,
 // loader/fp8.h) panels hold codes, and each output row its scale: output j is scale[j] x (the chain over the codes'
 // values, exact in float32), so the FP8 weight is value(code) x scale - where the GPU applies it too.
+// A checkpoint stored in FP8 may scale groups of a row's inputs apart (loader/quantization.h: 128 x 128 blocks):
+// then output j is the sum, group by group in order, of scale[j][g] x (the chain over group g's columns), each term
+// added with one fused multiply-add; one group (a scale a row) is the case above.
 typedef struct {
     void *panels;     // (n_panels, k, 16) elements of dtype
     st_dtype dtype;   // ST_F32, ST_BF16, ST_F16 or ST_F8_E4M3
-    float *scales;    // (d) ST_F8_E4M3: each output row's scale; else NULL
+    float *scales;    // (d, groups) ST_F8_E4M3: each output row's scale for each group of group_k inputs; else NULL
+    int group_k;      // the inputs one scale covers (k: one a row)
     int d, k, n_panels;
 } packed_matrix;
 
@@ -30,6 +35,11 @@ int matrix_pack(packed_matrix *m, const void *w, st_dtype dtype, int d, int k);
 // Packs it as FP8 instead, each row quantized with its own scale (fp8_quantize_row: its largest magnitude / 448, the
 // nearest code to each weight / scale). 0, or -1 with an error naming the row (a weight not finite, out of memory).
 int matrix_pack_fp8(packed_matrix *m, const void *w, st_dtype dtype, int d, int k, rp_err *err);
+// Packs a checkpoint's FP8 codes (d, k) with their scales (d, ceil(k / group_k), copied). -1 with an error naming
+// the row and column of a NaN code (S.1111.111: no weight is NaN), or out of memory.
+int matrix_pack_fp8_codes(packed_matrix *m, const uint8_t *codes, int d, int k, const float *scales, int group_k, rp_err *err);
+// The groups of a row: ceil(k / group_k).
+int matrix_groups(const packed_matrix *m);
 void matrix_free(packed_matrix *m);
 size_t matrix_bytes(const packed_matrix *m);
 // The bytes a (d, k) matrix of dtype takes once packed (its rows padded to whole panels).

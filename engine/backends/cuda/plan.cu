@@ -110,6 +110,9 @@ int plan(backend *base, memory_plan *p, rp_err *err) {
     if (p->shape.weights == WEIGHTS_FP8)
         return rp_fail(err, "--weights fp8: the CUDA backend runs the weights as stored for now (FP8 there is the next "
                             "step); use --backend cpu");
+    if (base->cfg->quant.method != QUANT_NONE)
+        return rp_fail(err, "this checkpoint's projections are FP8 (config.json's quantization_config): the CUDA backend "
+                            "runs BF16 weights for now (FP8 there is the next step); use --backend cpu");
     if (p->shape.kv_dtype == KV_DTYPE_F32)
         return rp_fail(err, "--kv-dtype f32: the CUDA backend keeps its KV cache in BF16 (use --backend cpu for float32)");
     if (setup_ranks(b, p->shape.tp, err)) return -1;
