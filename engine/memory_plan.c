@@ -119,7 +119,8 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     for (int i = BUF_X; i <= BUF_REDUCE; i++) p->activations += b[i];
     for (int i = BUF_LOGITS; i <= BUF_LOGPROBS; i++) p->logits += b[i];
     for (int i = BUF_PARTIAL; i <= BUF_ROPE; i++) p->scratch += b[i];
-    p->weights = s.weights == WEIGHTS_FP8 ? tp_rank_weight_bytes_fp8(c, s.tp, 0) : tp_rank_weight_bytes(c, s.tp, 0);
+    int fp8 = s.weights == WEIGHTS_FP8 || c->quant.method != QUANT_NONE;   // quantized at load, or stored so
+    p->weights = fp8 ? tp_rank_weight_bytes_fp8(c, s.tp, 0) : tp_rank_weight_bytes(c, s.tp, 0);
     p->kv_pages = (size_t)s.kv_slots * (size_t)kv_pages_for(s.ctx);
     p->kv = (size_t)s.kv_slots * memory_plan_kv_slot_bytes(c, s.tp, s.ctx);
     p->stash = b[BUF_STASH];

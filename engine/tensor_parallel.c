@@ -78,6 +78,6 @@ static size_t rank_weight_bytes(const model_config *c, int tp, int rank, size_t 
 }
 
 size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank) { return rank_weight_bytes(c, tp, rank, 2, 0); }
-size_t tp_rank_weight_bytes_fp8(const model_config *c, int tp, int rank) {
-    return rank_weight_bytes(c, tp, rank, 1, sizeof(float));
+size_t tp_rank_weight_bytes_fp8(const model_config *c, int tp, int rank) {   // and the two norms as float column scales
+    return rank_weight_bytes(c, tp, rank, 1, sizeof(float)) + (size_t)c->n_layers * 2 * (size_t)c->dim * sizeof(float);
 }

@@ -2,6 +2,8 @@
 #ifndef REPRISE_KERNELS_H
 #define REPRISE_KERNELS_H
 
+#include <stdint.h>
+
 #include "kernels/cuda_compat.h"
 #include "kernels/shapes.h"
 
@@ -76,16 +78,21 @@ struct gemm_workspace {
     unsigned *count;
     int wgmma;   // GEMM_WGMMA_ON (gemm_wgmma_probe's answer on this GPU): GEMM_WGMMA_ROWS rows and more on wgmma
 };
-// The weight operand: its elements' type, and for the types that need one a scale per output feature. BF16 alone
-// today; FP8 (E4M3, a scale per row) is to come through the same kernel, its tiles loaded and widened by their own
-// functions (gemm_mma.cu's gm_weight_traits). A type the kernel does not know: cudaErrorNotSupported.
-enum gemm_weight_type { GEMM_WEIGHT_BF16 };
+// The weight operand: its elements' type, and for FP8 (E4M3 codes, W8A16) a scale per output feature - the weight is
+// value(code) x row_scale[n] - and optionally a scale per input column that X's columns are multiplied by in the
+// kernel (the RMSNorm weight, which the BF16 path folds into its weights at upload). The wgmma path takes BF16 alone:
+// FP8 runs the mma.sync kernel at every R (gemm_mma.cu). A type the kernel does not know: cudaErrorNotSupported.
+enum gemm_weight_type { GEMM_WEIGHT_BF16 = 0, GEMM_WEIGHT_E4M3 = 1 };
 struct gemm_weight {
     const void *data;          // (N, K) row-major
     gemm_weight_type type;
-    const float *row_scale;    // (N), or nullptr where the type has none
+    const float *row_scale;    // (N) for E4M3; nullptr for BF16
+    const float *col_scale;    // (K) for E4M3, or nullptr: X's columns times it (rounded to BF16) before the product
 };
-static inline gemm_weight gemm_weight_bf16(const bf16 *w) { return gemm_weight{w, GEMM_WEIGHT_BF16, nullptr}; }
+static inline gemm_weight gemm_weight_bf16(const bf16 *w) { return gemm_weight{w, GEMM_WEIGHT_BF16, nullptr, nullptr}; }
+static inline gemm_weight gemm_weight_e4m3(const uint8_t *codes, const float *row_scale, const float *col_scale = nullptr) {
+    return gemm_weight{codes, GEMM_WEIGHT_E4M3, row_scale, col_scale};
+}
 cudaError_t launch_gemm_mma(const bf16 *X, gemm_weight W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s);
 // The same kernel with K cut into `segments` given by the caller: bench's yardstick of what batch invariance costs
 // (segments chosen by R, as a library would, change a row's bits with the batch). The forward never calls it.

@@ -31,13 +31,22 @@ uint8_t fp8_e4m3_from_float(float x) {
     return sign | (uint8_t)code;
 }
 
-int fp8_quantize_row(const float *w, int k, uint8_t *codes, float *scale, rp_err *err) {
+int fp8_row_scale(const float *w, int k, float *scale, rp_err *err) {
     float amax = 0.0f;
     for (int i = 0; i < k; i++) {
         if (!isfinite(w[i])) return rp_fail(err, "weight %d of the row is %g: FP8 needs finite weights", i, (double)w[i]);
         if (fabsf(w[i]) > amax) amax = fabsf(w[i]);
     }
     *scale = amax > 0.0f ? amax / FP8_E4M3_MAX : 1.0f;
-    for (int i = 0; i < k; i++) codes[i] = fp8_e4m3_from_float(w[i] / *scale);
+    return 0;
+}
+
+void fp8_encode(const float *w, int n, float scale, uint8_t *codes) {
+    for (int i = 0; i < n; i++) codes[i] = fp8_e4m3_from_float(w[i] / scale);
+}
+
+int fp8_quantize_row(const float *w, int k, uint8_t *codes, float *scale, rp_err *err) {
+    if (fp8_row_scale(w, k, scale, err)) return -1;
+    fp8_encode(w, k, *scale, codes);
     return 0;
 }

@@ -22,5 +22,10 @@ uint8_t fp8_e4m3_from_float(float x);
 // nearest to w[i] / scale, so that w[i] ~ value(code[i]) x scale and the largest weight is exactly +-448 x scale.
 // A row of zeros has scale 1 (and zero codes). A weight that is not finite is refused, naming its column.
 int fp8_quantize_row(const float *w, int k, uint8_t *codes, float *scale, rp_err *err);
+// Its two halves, for a row quantized in pieces (a GPU's share of a row split over tensor-parallel ranks): the row's
+// scale (its largest magnitude / 448, 1 for zeros; a weight not finite refused, naming its column), and the codes of
+// n weights with a given scale.
+int fp8_row_scale(const float *w, int k, float *scale, rp_err *err);
+void fp8_encode(const float *w, int n, float scale, uint8_t *codes);
 
 #endif

@@ -16,6 +16,7 @@ extern "C" {
 #include "engine/forward.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
+#include "loader/fp8.h"
 #include "loader/json_file.h"
 }
 #include "tests/test_util.h"
@@ -28,11 +29,19 @@ static std::mt19937 rng(7);
 
 // The tensor-parallel degree the CUDA models of the tests below load with (tests run again with 2).
 static int g_tp = 1;
+// The projections' weights the models of the tests below load with, on both backends (tests run again with FP8).
+static weights_format g_weights = WEIGHTS_AS_STORED;
 static int load_cuda(model *m, const char *dir, rp_err *err, int seqs = 0) {
     plan_shape shape;
     memset(&shape, 0, sizeof shape);
-    shape.tp = g_tp, shape.seqs = seqs;
+    shape.tp = g_tp, shape.seqs = seqs, shape.weights = g_weights;
     return model_load_planned(m, dir, "cuda", 0, &shape, 0, err);
+}
+static int load_cpu(model *m, const char *dir, rp_err *err) {
+    plan_shape shape;
+    memset(&shape, 0, sizeof shape);
+    shape.tp = 1, shape.weights = g_weights;
+    return model_load_planned(m, dir, "cpu", 2, &shape, 0, err);
 }
 static std::vector<float> randv(size_t n, float scale = 1) {
     std::uniform_real_distribution<float> d(-scale, scale);
@@ -801,9 +810,75 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
         if (S > 1)
             CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), 1, N, K, one, gemm_workspace{nullptr, nullptr, 0}, 0) == cudaErrorInvalidValue,
                   "N %d K %d: a split launch without its workspace was accepted", N, K);
-        CHECK(launch_gemm_mma(dx, gemm_weight{dw, (gemm_weight_type)(GEMM_WEIGHT_BF16 + 1), nullptr}, 1, N, K, one, ws, 0) ==
+        CHECK(launch_gemm_mma(dx, gemm_weight{dw, (gemm_weight_type)(GEMM_WEIGHT_E4M3 + 1), nullptr, nullptr}, 1, N, K, one, ws, 0) ==
                   cudaErrorNotSupported, "a weight type the kernel does not know was accepted");
         cudaFree(dx), cudaFree(dw), cudaFree(dout), cudaFree(partial), cudaFree(count);
+    }
+}
+
+// W8A16 (GEMM_WEIGHT_E4M3): FP8 codes widened in the kernel are the BF16 GEMM of their values - bit for bit, each
+// output times its row's scale after its sum, X's columns times col_scale (rounded to BF16) before it - on the slow
+// path (K not a multiple of 16) and the fast one, one segment or many, the decode split (in two row blocks from 9
+// rows) and the prefill tiles; every row alone equals its row in a batch (batch invariance); every one of the 254
+// finite codes widens exactly (a row holding each); FP8 without its row scales refused.
+static void gemm_e4m3_is_the_bf16_gemm_of_its_values(void) {
+    struct { int N, K; } shapes[] = {{67, 172}, {300, 512}, {200, 2048}, {254, 256}};
+    const int Ms[] = {1, 9, 17, 40, 65, 130};
+    for (auto sh : shapes) {
+        int N = sh.N, K = sh.K, Rmax = 130;
+        std::vector<uint8_t> codes((size_t)N * K);
+        for (size_t i = 0; i < codes.size(); i++) {
+            codes[i] = (uint8_t)(rng() % 256);
+            if ((codes[i] & 0x7f) == 0x7f) codes[i] ^= 1;   // no NaN code
+        }
+        if (N == 254)   // row n holds code n (0x7f and 0xff, the NaNs, skipped) in every column: each widened
+            for (int n = 0; n < N; n++)
+                for (int k = 0; k < K; k++) codes[(size_t)n * K + k] = (uint8_t)(n < 127 ? n : n + 1);
+        std::vector<float> values(codes.size()), x = bf16_round(randv((size_t)Rmax * K)), row_scale(N), col_scale(K);
+        for (size_t i = 0; i < codes.size(); i++) values[i] = fp8_e4m3_value(codes[i]);
+        for (float &v : row_scale) v = 0.001f + (float)(rng() % 1000) / 1000.0f;
+        for (float &v : col_scale) v = 0.5f + (float)(rng() % 1000) / 1000.0f;
+        uint8_t *dcodes;
+        float *drs, *dcs, *dout, *dref, *partial;
+        unsigned *count;
+        cudaMalloc((void **)&dcodes, codes.size());
+        cudaMemcpy(dcodes, codes.data(), codes.size(), cudaMemcpyHostToDevice);
+        cudaMalloc((void **)&drs, N * sizeof(float)), cudaMalloc((void **)&dcs, K * sizeof(float));
+        cudaMemcpy(drs, row_scale.data(), N * sizeof(float), cudaMemcpyHostToDevice);
+        cudaMemcpy(dcs, col_scale.data(), K * sizeof(float), cudaMemcpyHostToDevice);
+        cudaMalloc((void **)&dout, (size_t)Rmax * N * sizeof(float)), cudaMalloc((void **)&dref, (size_t)Rmax * N * sizeof(float));
+        cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16);
+        cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
+        cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned));
+        gemm_workspace ws = {partial, count, 0};
+        bf16 *dw = dev_bf16(values);   // the codes' values: exact in BF16
+        for (int scaled = 0; scaled < 2; scaled++) {
+            std::vector<float> xs = x;   // X's columns times col_scale, as the kernel rounds them
+            if (scaled)
+                for (size_t i = 0; i < xs.size(); i++) xs[i] = __bfloat162float(__float2bfloat16(xs[i] * col_scale[i % K]));
+            bf16 *dx = dev_bf16(x), *dxs = dev_bf16(xs);
+            gemm_weight w8 = gemm_weight_e4m3(dcodes, drs, scaled ? dcs : nullptr);
+            int bad = 0, differ = 0;
+            for (int M : Ms) {
+                CHECK(launch_gemm_mma(dx, w8, M, N, K, gemm_store(dout), ws, 0) == cudaSuccess, "FP8 launch, %d rows", M);
+                CHECK(launch_gemm_mma(dxs, gemm_weight_bf16(dw), M, N, K, gemm_store(dref), ws, 0) == cudaSuccess, "BF16 launch");
+                std::vector<float> got = host(dout, (size_t)M * N), ref = host(dref, (size_t)M * N);
+                for (int r = 0; r < M; r++)
+                    for (int n = 0; n < N; n++) bad += got[(size_t)r * N + n] != ref[(size_t)r * N + n] * row_scale[n];
+                if (M > 1) {   // its last row alone
+                    CHECK(launch_gemm_mma(dx + (size_t)(M - 1) * K, w8, 1, N, K, gemm_store(dref), ws, 0) == cudaSuccess, "launch");
+                    std::vector<float> one = host(dref, N);
+                    differ += memcmp(one.data(), got.data() + (size_t)(M - 1) * N, N * sizeof(float)) != 0;
+                }
+            }
+            CHECK(bad == 0, "N %d K %d%s: %d outputs differ from the BF16 GEMM of the values times the row scale", N, K,
+                  scaled ? " (X's columns scaled)" : "", bad);
+            CHECK(differ == 0, "N %d K %d: %d batches' last rows differ from the row alone", N, K, differ);
+            cudaFree(dx), cudaFree(dxs);
+        }
+        CHECK(launch_gemm_mma(dw, gemm_weight_e4m3(dcodes, nullptr), 1, N, K, gemm_store(dout), ws, 0) == cudaErrorInvalidValue,
+              "FP8 without its row scales was accepted");
+        cudaFree(dcodes), cudaFree(drs), cudaFree(dcs), cudaFree(dout), cudaFree(dref), cudaFree(partial), cudaFree(count), cudaFree(dw);
     }
 }
 
@@ -1035,6 +1110,7 @@ static void batch_invariance_on(const char *dir) {
 
 static void sequence_logits_do_not_depend_on_the_batch(void) { batch_invariance_on(FIXTURES_DIR "/llama"); }
 
+
 // --ubatch windows on the CUDA backend: prompts of three sequences cut into windows of 1, 5, 7 or 16 rows (so a
 // single row can fall alone into a window) give every row's logits bit-identical to one window, then decode too.
 static void ubatch_windows_give_identical_logits_on_cuda(void) {
@@ -1058,7 +1134,7 @@ static void ubatch_windows_give_identical_logits_on_cuda(void) {
 static void forward_matches_cpu(const char *dir, int n_tokens, const char *sched_text, int check_greedy) {
     model mc, mg;
     rp_err err;
-    if (model_load(&mc, dir, "cpu", 2, &err) || load_cuda(&mg, dir, &err)) {
+    if (load_cpu(&mc, dir, &err) || load_cuda(&mg, dir, &err)) {
         CHECK(0, "%s: %s", dir, err.msg);
         return;
     }
@@ -1098,6 +1174,20 @@ static void full_forward_matches_cpu_on_tiny_models(void) {
 }
 
 // A whole prompt in one pass: more than 8 rows, so the projections go through cuBLAS GEMMs.
+// FP8 weights (--weights fp8: E4M3 codes and a scale a row, W8A16) on the CUDA backend: each tiny model's forward
+// against the CPU backend's FP8 forward (the same codes and scales; the GPU's activations and KV in BF16) within the
+// BF16 tolerance, under a repeat; a sequence's logits bit-identical beside 1, 7 and 40 others (batch invariance).
+static void fp8_weights_on_cuda_match_cpu_and_are_batch_invariant(void) {
+    g_weights = WEIGHTS_FP8;
+    for (const char *v : {"llama", "qwen2", "qwen3", "mistral"}) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s", FIXTURES_DIR, v);
+        forward_matches_cpu(dir, 10, "rys:1,3", 0);
+    }
+    batch_invariance_on(FIXTURES_DIR "/qwen3");
+    g_weights = WEIGHTS_AS_STORED;
+}
+
 static void prefill_through_cublas_matches_cpu(void) {
     model mc, mg;
     rp_err err;
@@ -1404,6 +1494,15 @@ static void tp_matches_one_gpu(const char *dir, const char *sched_text, int n_st
     model_free(&m1), model_free(&m2);
 }
 
+// FP8 over two GPUs: o_proj and down_proj split by columns, each rank quantizing its columns with the whole row's
+// scale (as one GPU and the CPU do): the same logits as one GPU within the tolerance above, the same greedy ids.
+static void fp8_weights_split_over_two_gpus(void) {
+    g_weights = WEIGHTS_FP8;
+    tp_matches_one_gpu(FIXTURES_DIR "/llama", "rys:1,3", 6);
+    tp_matches_one_gpu(FIXTURES_DIR "/qwen3", "base", 6);
+    g_weights = WEIGHTS_AS_STORED;
+}
+
 static void tensor_parallel_matches_one_gpu(void) {
     // every schedule kind on llama; two each on qwen3 (q/k norm) and mistral (6 KV heads, 3 per GPU); qwen2's one KV
     // head cannot split: refused below
@@ -1532,6 +1631,16 @@ static void memory_plan_equals_peak_allocation(void) {
               "refused: %d, peak %zu, '%s'", !loaded, refused_peak, loaded ? "" : err.msg);
         emu_set_device_memory(0, 16ull << 30);
     }
+    // FP8 weights: codes, a scale a row, the norms as column scales, as planned
+    plan_shape shape = {.ubatch = 8, .seqs = 4, .logit_rows = 0, .kv_slots = 24, .ctx = 48, .max_visits = 6, .tp = 1,
+                        .kv_fit = 0, .kv_dtype = KV_DTYPE_AUTO, .weights = WEIGHTS_FP8, .stash_rows = 0};
+    size_t planned = 0;
+    int loaded;
+    rp_err err;
+    size_t peak = run_planned(shape, 4, 20, &planned, &loaded, &err);
+    CHECK(loaded, "%s", err.msg);
+    fprintf(stderr, "  FP8 weights: peak %zu bytes, plan %zu (ratio %.4f)\n", peak, planned, (double)peak / planned);
+    CHECK((double)peak / planned > 0.95 && (double)peak / planned < 1.05, "FP8: peak %zu vs plan %zu", peak, planned);
 }
 #endif
 
@@ -1550,11 +1659,13 @@ int main(void) {
     RUN(device_sampling_per_row_equals_the_host_rule);
     RUN(gemm_bf16_matches_reference_and_is_batch_invariant);
     RUN(gemm_mma_matches_reference_and_is_batch_invariant);
+    RUN(gemm_e4m3_is_the_bf16_gemm_of_its_values);
     RUN(gemm_epilogues_add_and_swiglu);
 #ifdef REPRISE_REAL_CUDA
     RUN(gemm_rows_bit_identical_at_the_bench_shapes);   // a GPU's check: minutes under the emulation
 #endif
     RUN(sequence_logits_do_not_depend_on_the_batch);
+    RUN(fp8_weights_on_cuda_match_cpu_and_are_batch_invariant);
     RUN(ubatch_windows_give_identical_logits_on_cuda);
     RUN(full_forward_matches_cpu_on_tiny_models);
     RUN(prefill_through_cublas_matches_cpu);
@@ -1565,6 +1676,7 @@ int main(void) {
     RUN(kv_slots_come_from_the_planned_arena);
     RUN(kv_slots_grow_by_pages_in_place);
     RUN(tensor_parallel_matches_one_gpu);
+    RUN(fp8_weights_split_over_two_gpus);
 #if !defined(__SANITIZE_ADDRESS__)   // the same tests at --tp 2: the optimised build runs them; ASan's run would be long
     RUN(tensor_parallel_keeps_exactness);
 #endif

@@ -151,8 +151,9 @@ check(not bad, "penalties: CUDA and CPU give the same text (greedy and seeded), 
 
 rc, o, e = run("generate", "-p", "7", "-n", "2", "--backend", "cuda", "--kv-dtype", "f32")
 check(rc != 0 and "the CUDA backend keeps its KV cache in BF16" in e and not o, "CUDA backend: --kv-dtype f32 refused, naming why")
-rc, o, e = run("generate", "-p", "7", "-n", "2", "--backend", "cuda", "--weights", "fp8")
-check(rc != 0 and "--weights fp8" in e and "--backend cpu" in e and not o, "CUDA backend: --weights fp8 refused (not there yet), naming why")
+rc, o, e = run("generate", "-p", "7", "-n", "6", "--temp", "0", "--backend", "cuda", "--weights", "fp8")
+rc2, o2, e2 = run("generate", "-p", "7", "-n", "6", "--temp", "0", "--backend", "cpu", "--weights", "fp8")
+check(rc == 0 and rc2 == 0 and o and o == o2, "CUDA backend: --weights fp8 (W8A16) gives the CPU backend's greedy text (%r, %r)" % (o, o2))
 
 # the plan of generate on the built-in model: refused on a device one byte too small, run on one just big enough
 small = dict(os.environ, REPRISE_EMU_DEVICE_MEMORY="1000000")

@@ -123,7 +123,7 @@ static void shared_table(cli_opts *o, option_def t[SHARED_MAX]) {
          .help = "the CPU backend's KV cache: auto (default: bf16 for a BF16 model, else f32), bf16 or f32"},
         {OPT_RULE, "--weights", "W", &o->weights, .rule = rule_weights, .def = "stored",
          .help = "the projections' weights: stored (as the checkpoint holds them: an FP8 checkpoint in FP8) or fp8 "
-                 "(quantized at load to E4M3, a scale per output row; the CPU backend)"},
+                 "(quantized at load to E4M3, a scale per output row; both backends)"},
         {OPT_SWITCH, "--allow-unused-tensors", NULL, &o->allow_unused_tensors,
          .help = "run a checkpoint holding tensors the model does not read (layers at or beyond num_hidden_layers, "
                  "names the architecture does not use), which is otherwise refused"},

@@ -135,7 +135,7 @@ int cmd_inspect(int argc, char **argv) {
     print_bytes("weights as stored", (double)stored);
     print_bytes(gpu_weights == WEIGHTS_FP8 ? "weights in cpu backend (fp8)" : "weights in cpu backend", cpu);
     if (c.quant.method == QUANT_NONE) print_bytes("weights on a GPU (bf16)", 2.0 * params);
-    if (gpu_weights == WEIGHTS_FP8)   // the plan below counts them so (the CUDA backend does not run FP8 yet)
+    if (gpu_weights == WEIGHTS_FP8)   // the plan below counts them so
         print_bytes("weights on a GPU (fp8)", (double)tp_rank_weight_bytes_fp8(&c, 1, 0));
     char text[256];
     int len = schedule_format(&s, text, sizeof text);

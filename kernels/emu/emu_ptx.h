@@ -76,6 +76,38 @@ template <int NUM> static inline void emu_ldmatrix(uint32_t *r, const void *smem
 static inline void ldmatrix_x4(uint32_t r[4], const void *smem_row) { emu_ldmatrix<4>(r, smem_row); }
 static inline void ldmatrix_x2(uint32_t r[2], const void *smem_row) { emu_ldmatrix<2>(r, smem_row); }
 
+// prmt.b32 d, a, b, c (default mode): byte n of d is byte (c's nibble n & 7) of {b, a}, or, where the nibble's bit 3
+// is set, that byte's sign bit replicated over 8 bits.
+static inline uint32_t emu_prmt(uint32_t a, uint32_t b, uint32_t sel) {
+    uint64_t both = (uint64_t)b << 32 | a;
+    uint32_t d = 0;
+    for (int n = 0; n < 4; n++) {
+        unsigned nib = sel >> (4 * n) & 15, byte = (unsigned)(both >> (8 * (nib & 7))) & 0xff;
+        if (nib & 8) byte = byte & 0x80 ? 0xff : 0;
+        d |= byte << (8 * n);
+    }
+    return d;
+}
+// fma.rn.bf16x2 lane by lane: each product and sum in float (exact for these: a BF16 times a BF16 has 16 significant
+// bits), rounded once to BF16 by the host's round-to-nearest-even (subnormals kept, as PTX's bf16 fma keeps them).
+static inline uint32_t emu_fma_bf16x2(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t d = 0;
+    for (int h = 0; h < 2; h++) {
+        float r = fmaf(emu::bf16_bits(a >> (16 * h) & 0xffff), emu::bf16_bits(b >> (16 * h) & 0xffff),
+                       emu::bf16_bits(c >> (16 * h) & 0xffff));
+        __nv_bfloat16 v = __float2bfloat16(r);
+        uint16_t bits;
+        memcpy(&bits, &v, 2);
+        d |= (uint32_t)bits << (16 * h);
+    }
+    return d;
+}
+static inline void widen_e4m3x4(uint32_t codes, uint32_t out[2]) {
+    uint32_t lo = (emu_prmt(codes, 0, E4M3_PAIR_LO) << 4) & E4M3_LANE_MASK, hi = (emu_prmt(codes, 0, E4M3_PAIR_HI) << 4) & E4M3_LANE_MASK;
+    out[0] = emu_fma_bf16x2(lo, BF16X2_2POW120, BF16X2_MINUS_ZERO);
+    out[1] = emu_fma_bf16x2(hi, BF16X2_2POW120, BF16X2_MINUS_ZERO);
+}
+
 static inline uint64_t l2_evict_first() { return 1; }   // a cache hint: nothing to emulate
 
 static inline void cp_async_16(void *smem, const void *gmem, int src_bytes) {

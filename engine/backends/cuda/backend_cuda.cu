@@ -12,7 +12,7 @@ size_t weight_bytes(const backend *base) {   // one GPU's: rank 0 holds the larg
 }
 
 void destroy_rank(rank_state *r) {
-    for (bf16 *p : r->weight_allocs) cudaFree(p);
+    for (void *p : r->weight_allocs) cudaFree(p);
     cudaFree(r->inv_freq);
     for (float *p : {r->x, r->xb, r->q, r->k, r->v, r->tmp, r->partial, r->d_logits, r->reduce, r->gemm_ws.partial}) cudaFree(p);
     cudaFree(r->act_bf16), cudaFree(r->mlp_bf16), cudaFree(r->x_bf16), cudaFree(r->row_ssq), cudaFree(r->gemm_ws.count), cudaFree(r->att_count), cudaFree(r->d_tokens), cudaFree(r->d_meta);

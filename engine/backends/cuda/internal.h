@@ -66,7 +66,9 @@ struct rank_state {
     std::vector<std::vector<bf16 *>> layers;      // [layer][layer_tensor] this rank's blocks, nullptr where absent;
                                                   // K and V point into Q's allocation (stacked), up into gate's
                                                   // (interleaved by 8 rows: gemm_swiglu_rows)
-    std::vector<bf16 *> weight_allocs;            // every weight allocation, once
+    std::vector<std::vector<gemm_weight>> proj;   // [layer][W_Q, W_O, W_GATE, W_DOWN] the GEMMs' weight operands: BF16
+                                                  // (layers' blocks) or FP8 codes with their scales
+    std::vector<void *> weight_allocs;            // every weight allocation, once
     float *inv_freq;                              // (head_dim / 2)
     size_t weight_bytes;
     memory_plan plan;                             // the buffers below are sized by it

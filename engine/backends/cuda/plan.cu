@@ -1,6 +1,9 @@
 // The CUDA backend's memory: the ranks set up for the plan's tp, the plan checked against free memory, every step
 // buffer and the pinned staging allocated by it.
 #include "engine/backends/cuda/internal.h"
+extern "C" {
+#include "loader/quantization.h"
+}
 
 namespace reprise_cuda {
 
@@ -107,12 +110,13 @@ int setup_ranks(cuda_backend *b, int tp, rp_err *err) {
 // Refuses a plan that does not fit a device's free memory (checked before any weight is uploaded), naming it.
 int plan(backend *base, memory_plan *p, rp_err *err) {
     cuda_backend *b = cb(base);
-    if (p->shape.weights == WEIGHTS_FP8)
-        return rp_fail(err, "--weights fp8: the CUDA backend runs the weights as stored for now (FP8 there is the next "
-                            "step); use --backend cpu");
-    if (base->cfg->quant.method != QUANT_NONE)
-        return rp_fail(err, "this checkpoint's projections are FP8 (config.json's quantization_config): the CUDA backend "
-                            "runs BF16 weights for now (FP8 there is the next step); use --backend cpu");
+    const quant_config *q = &base->cfg->quant;
+    if (q->method != QUANT_NONE && q->block_cols) {   // a scale per group of inputs: the GEMM applies one a row
+        char layout[96];
+        quant_describe(q, layout, sizeof layout);
+        return rp_fail(err, "this checkpoint's FP8 scales vary along a row (%s): the CUDA backend runs FP8 with one "
+                            "scale a row (per tensor or per output channel); use --backend cpu", layout);
+    }
     if (p->shape.kv_dtype == KV_DTYPE_F32)
         return rp_fail(err, "--kv-dtype f32: the CUDA backend keeps its KV cache in BF16 (use --backend cpu for float32)");
     if (setup_ranks(b, p->shape.tp, err)) return -1;

@@ -169,14 +169,15 @@ void embed(backend *base, const int *tokens, int n, int row0) {
 // V stored from stacked weights; the residual added; SwiGLU of interleaved gate/up), its input the BF16 rows the
 // kernel before wrote (RMSNorm, attention, the gate/up GEMM: no conversion launch). One numeric rule whatever the
 // batch (K's segments fixed by the weight's shape), so a sequence's logits do not depend on the sequences beside it.
-void linear_bf16(rank_state *r, const bf16 *X, const bf16 *W, int R, int N, int K, gemm_out out) {
-    CUDA_CHECK(launch_gemm_mma(X, gemm_weight_bf16(W), R, N, K, out, r->gemm_ws, r->stream));
+void linear(rank_state *r, const bf16 *X, gemm_weight W, int R, int N, int K, gemm_out out) {
+    CUDA_CHECK(launch_gemm_mma(X, W, R, N, K, out, r->gemm_ws, r->stream));
 }
 
 
 void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     const model_config *c = b->base.cfg;
     const std::vector<bf16 *> &w = r->layers[e->layer];
+    const std::vector<gemm_weight> &proj = r->proj[e->layer];
     const visit_part *parts = e->parts;
     int n_parts = e->n_parts, R = e->n_rows;
     int dim = c->dim, hd = c->head_dim, heads = r->shard.n_heads, kv_heads = r->shard.n_kv_heads;
@@ -227,7 +228,7 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     // ran on these very rows in place (a decode step's visits after the first), else made here
     if (!(in_place && r->stats_x == xr && r->stats_rows == R))
         CUDA_CHECK(launch_row_stats(xr, nullptr, R, dim, r->x_bf16, r->row_ssq, r->stream));
-    linear_bf16(r, r->x_bf16, w[W_Q], R, qd + 2 * kvd, dim,
+    linear(r, r->x_bf16, proj[W_Q], R, qd + 2 * kvd, dim,
                 gemm_store_segments(r->q, r->k, qd, r->v, qd + kvd, r->row_ssq, c->norm_eps));
     // one query per sequence (decode): split-KV over all rows, bias + q/k norm + RoPE + KV append done by the
     // attention kernel itself; a sequence's prompt: those first (qkv_rope), then the tiled prefill kernel (their
@@ -254,7 +255,7 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
     // squares (the next RMSNorm's statistics); tensor parallel: the ranks' partial sums all-reduced first, then
     // added by row_stats, which leaves the same
     bool whole = b->tp == 1;
-    linear_bf16(r, r->act_bf16, w[W_O], R, dim, qd, whole ? gemm_add_to(xr, r->x_bf16, r->row_ssq) : gemm_store(r->tmp));
+    linear(r, r->act_bf16, proj[W_O], R, dim, qd, whole ? gemm_add_to(xr, r->x_bf16, r->row_ssq) : gemm_store(r->tmp));
     if (!whole) {
         all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
         CUDA_CHECK(launch_row_stats(xr, r->tmp, R, dim, r->x_bf16, r->row_ssq, r->stream));
@@ -262,8 +263,8 @@ void layer_rank(cuda_backend *b, rank_state *r, const layer_exec *e) {
 
     // MLP block: the RMSNorm folded into this rank's rows of gate/up (its weight in their columns, each row's
     // 1 / rms and SwiGLU in the GEMM's epilogue: gate and up interleaved), then its columns of down
-    linear_bf16(r, r->x_bf16, w[W_GATE], R, gemm_swiglu_rows(hidden), dim, gemm_swiglu(r->mlp_bf16, hidden, r->row_ssq, c->norm_eps));
-    linear_bf16(r, r->mlp_bf16, w[W_DOWN], R, dim, hidden, whole ? gemm_add_to(xr, r->x_bf16, r->row_ssq) : gemm_store(r->tmp));
+    linear(r, r->x_bf16, proj[W_GATE], R, gemm_swiglu_rows(hidden), dim, gemm_swiglu(r->mlp_bf16, hidden, r->row_ssq, c->norm_eps));
+    linear(r, r->mlp_bf16, proj[W_DOWN], R, dim, hidden, whole ? gemm_add_to(xr, r->x_bf16, r->row_ssq) : gemm_store(r->tmp));
     if (!whole) {
         all_reduce(b, r, &rank_state::tmp, 0, (size_t)R * dim);
         CUDA_CHECK(launch_row_stats(xr, r->tmp, R, dim, r->x_bf16, r->row_ssq, r->stream));
@@ -352,7 +353,7 @@ void finish_rows(cuda_backend *b, rank_state *r, const int *rows, int n, float *
             CUDA_CHECK(cudaMemcpyAsync(r->xb + (size_t)i * c->dim, r->x + (size_t)rows[i] * c->dim, sizeof(float) * c->dim,
                                        cudaMemcpyDeviceToDevice, r->stream));
         CUDA_CHECK(launch_rmsnorm(xr, nullptr, r->final_norm, n, c->dim, c->norm_eps, nullptr, r->act_bf16, r->stream));
-        linear_bf16(r, r->act_bf16, r->lm_head, n, nv, c->dim, gemm_store(r->d_logits));
+        linear(r, r->act_bf16, gemm_weight_bf16(r->lm_head), n, nv, c->dim, gemm_store(r->d_logits));
         if (sampling) {
             // each rank's vocabulary in sample_slices slices, a CTA each; rank 0 merges every rank's slices
             size_t slice_bytes = (size_t)n * SAMPLE_CANDIDATE_ROW_BYTES(k_stride);

@@ -1,10 +1,29 @@
 // The CUDA backend's weights: each rank's share converted to BF16 and uploaded once, Q/K/V stacked, gate/up
-// interleaved, the RMSNorm weights before them folded into their columns.
+// interleaved, the RMSNorm weights before them folded into their columns. FP8 projections (an FP8 checkpoint's, or
+// --weights fp8's) go up as E4M3 codes with a float scale a row, the RMSNorm weight beside them as a float column
+// scale that the GEMM applies to X (codes cannot hold it).
 #include <initializer_list>
+#include <string>
 
 #include "engine/backends/cuda/internal.h"
+extern "C" {
+#include "loader/fp8.h"
+#include "loader/quantization.h"
+}
 
 namespace reprise_cuda {
+
+// Host rows (rows of row_bytes, packed) to d in runs of `run` rows, run i at row i x `pitch` of d (the gate/up
+// interleaving), or all in a row when run is rows.
+static void copy_runs(void *d, const void *h, size_t row_bytes, int64_t rows, int64_t run, int64_t pitch) {
+    int64_t whole = rows / run, rest = rows % run;
+    unsigned char *at = static_cast<unsigned char *>(d);
+    const unsigned char *src = static_cast<const unsigned char *>(h);
+    if (whole) CUDA_CHECK(cudaMemcpy2D(at, pitch * row_bytes, src, run * row_bytes, run * row_bytes, whole, cudaMemcpyHostToDevice));
+    if (rest)
+        CUDA_CHECK(cudaMemcpy(at + (size_t)(whole * pitch) * row_bytes, src + (size_t)(whole * run) * row_bytes, rest * row_bytes,
+                              cudaMemcpyHostToDevice));
+}
 
 // The block of a tensor this rank holds, converted to BF16 and uploaded to d, in pieces of at most 16M elements so
 // the host holds little at once (a 72B model's LM head is 1.2G elements). Its rows go in runs of `run` rows, run i
@@ -19,19 +38,14 @@ void upload_to(rank_state *r, bf16 *d, const st_tensor *t, const tp_block &blk, 
     std::vector<float> f;
     std::vector<bf16> h;
     for (int64_t row = 0; row < blk.rows; row += step) {
-        int64_t rows = std::min(step, blk.rows - row), whole = rows / run, rest = rows % run;
+        int64_t rows = std::min(step, blk.rows - row);
         size_t m = (size_t)(rows * blk.cols);
         f.resize(m), h.resize(m);
         tensor_block_to_f32(t, blk.row0 + row, rows, blk.col0, blk.cols, f.data());
         if (col_scale)
             for (size_t i = 0; i < m; i++) f[i] *= col_scale[i % (size_t)blk.cols];
         for (size_t i = 0; i < m; i++) h[i] = __float2bfloat16(f[i]);
-        bf16 *at = d + (size_t)(row / run * pitch * blk.cols);
-        if (whole)
-            CUDA_CHECK(cudaMemcpy2D(at, pitch * row_bytes, h.data(), run * row_bytes, run * row_bytes, whole, cudaMemcpyHostToDevice));
-        if (rest)
-            CUDA_CHECK(cudaMemcpy(at + (size_t)(whole * pitch * blk.cols), h.data() + (size_t)(whole * run * blk.cols), rest * row_bytes,
-                                  cudaMemcpyHostToDevice));
+        copy_runs(d + (size_t)(row / run * pitch * blk.cols), h.data(), row_bytes, rows, run, pitch);
     }
     r->weight_bytes += n * sizeof(bf16);
 }
@@ -55,6 +69,78 @@ std::vector<float> norm_weight(rank_state *r, const model_config *c, const st_ar
 // Q, K and V uploaded as one matrix, their rows stacked in order, so that one GEMM computes them all; each tensor's
 // pointer is its first row. The RMSNorm before attention is folded in: its weight multiplies their columns here,
 // each row's 1 / rms the products in the GEMM's epilogue.
+// --- FP8 ---
+
+// Whether a GEMM of these tensors runs in FP8: --weights fp8, or any of them stored in FP8 (a projection the
+// checkpoint left in 16 bits that shares a GEMM with FP8 ones is quantized with them, a scale a row).
+static bool group_fp8(const rank_state *r, const st_archive *a, int l, std::initializer_list<layer_tensor> ws) {
+    if (r->plan.shape.weights == WEIGHTS_FP8) return true;
+    for (layer_tensor w : ws)
+        if (weights_layer(a, l, w)->dtype == ST_F8_E4M3) return true;
+    return false;
+}
+
+// A projection's block as E4M3 codes into codes (device; rows in runs as upload_to) and its rows' scales into scales
+// (device, the same rows): the checkpoint's codes and scales (a scale a row: per tensor or per output channel), or
+// quantized here as the CPU quantizes at load, each row's scale over the whole row (a rank holding some of its
+// columns quantizes them as the CPU does the row). -1 with err for a weight that is not finite.
+static int upload_fp8_to(rank_state *r, const model_config *c, const st_archive *a, uint8_t *codes, float *scales,
+                         const st_tensor *t, const tp_block &blk, int64_t run, int64_t pitch, rp_err *err) {
+    int64_t K = t->shape[1];
+    if (run <= 0) run = pitch = std::max<int64_t>(1, blk.rows);
+    std::vector<float> stored_scale;
+    if (t->dtype == ST_F8_E4M3) {   // the checkpoint's: one a row (the plan refused any other layout)
+        const st_tensor *st = quant_scales_check(&c->quant, a, t, err);
+        if (!st) return -1;
+        stored_scale.resize((size_t)t->shape[0]);
+        quant_scales_expand(&c->quant, st, (int)t->shape[0], (int)K, stored_scale.data());
+    }
+    int64_t step = std::max<int64_t>(1, ((int64_t)16 << 20) / std::max<int64_t>(1, blk.cols));
+    step = std::max<int64_t>(run, step / run * run);   // whole runs a piece
+    std::vector<uint8_t> hc;
+    std::vector<float> hs, row((size_t)K);
+    for (int64_t row0 = 0; row0 < blk.rows; row0 += step) {
+        int64_t rows = std::min(step, blk.rows - row0);
+        hc.resize((size_t)(rows * blk.cols)), hs.resize((size_t)rows);
+        for (int64_t i = 0; i < rows; i++) {
+            int64_t src = blk.row0 + row0 + i;
+            uint8_t *out = hc.data() + (size_t)(i * blk.cols);
+            if (t->dtype == ST_F8_E4M3) {
+                memcpy(out, static_cast<const uint8_t *>(t->data) + (size_t)(src * K + blk.col0), (size_t)blk.cols);
+                hs[i] = stored_scale[(size_t)src];
+                continue;
+            }
+            tensor_block_to_f32(t, src, 1, 0, K, row.data());
+            if (fp8_row_scale(row.data(), (int)K, &hs[i], err)) return rp_wrap(err, "%s: row %lld", t->name, (long long)src);
+            fp8_encode(row.data() + blk.col0, (int)blk.cols, hs[i], out);
+        }
+        int64_t at = row0 / run * pitch;
+        copy_runs(codes + (size_t)(at * blk.cols), hc.data(), (size_t)blk.cols, rows, run, pitch);
+        copy_runs(scales + at, hs.data(), sizeof(float), rows, run, pitch);
+    }
+    r->weight_bytes += (size_t)(blk.rows * blk.cols) + (size_t)blk.rows * sizeof(float);
+    return 0;
+}
+
+// An FP8 GEMM's operand: `rows` rows of codes (zeros) and scales (zeros) allocated for this rank.
+static gemm_weight alloc_fp8(rank_state *r, size_t rows, int64_t cols, const float *col_scale) {
+    uint8_t *codes = dev_alloc<uint8_t>(rows * (size_t)cols);
+    float *scales = dev_alloc<float>(rows);
+    CUDA_CHECK(cudaMemset(codes, 0, rows * (size_t)cols));
+    CUDA_CHECK(cudaMemset(scales, 0, rows * sizeof(float)));
+    r->weight_allocs.push_back(codes), r->weight_allocs.push_back(scales);
+    return gemm_weight_e4m3(codes, scales, col_scale);
+}
+
+// A norm's weight on the device as floats: FP8's column scale for the GEMM after it.
+static float *upload_floats(rank_state *r, const std::vector<float> &v) {
+    float *d = dev_alloc<float>(v.size());
+    CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+    r->weight_allocs.push_back(d);
+    r->weight_bytes += v.size() * sizeof(float);
+    return d;
+}
+
 void upload_qkv(rank_state *r, const model_config *c, const st_archive *a, int l) {
     std::initializer_list<layer_tensor> ws = {W_Q, W_K, W_V};
     std::vector<float> norm = norm_weight(r, c, a, l, W_ATTN_NORM);
@@ -69,6 +155,25 @@ void upload_qkv(rank_state *r, const model_config *c, const st_archive *a, int l
         upload_to(r, d, weights_layer(a, l, w), blk, 0, 0, norm.data());
         d += (size_t)(blk.rows * blk.cols);
     }
+    r->proj[l][W_Q] = gemm_weight_bf16(r->layers[l][W_Q]);
+}
+
+// The same in FP8: codes stacked, their scales stacked alike, the norm's weight the column scale.
+static int upload_qkv_fp8(rank_state *r, const model_config *c, const st_archive *a, int l, rp_err *err) {
+    std::initializer_list<layer_tensor> ws = {W_Q, W_K, W_V};
+    tp_block blk;
+    size_t rows = 0, at = 0;
+    for (layer_tensor w : ws) tp_layer_block(c, &r->shard, w, &blk), rows += (size_t)blk.rows;
+    gemm_weight g = alloc_fp8(r, rows, blk.cols, upload_floats(r, norm_weight(r, c, a, l, W_ATTN_NORM)));
+    for (layer_tensor w : ws) {
+        tp_layer_block(c, &r->shard, w, &blk);
+        if (upload_fp8_to(r, c, a, (uint8_t *)g.data + at * (size_t)blk.cols, (float *)g.row_scale + at, weights_layer(a, l, w),
+                          blk, 0, 0, err))
+            return -1;
+        at += (size_t)blk.rows;
+    }
+    r->proj[l][W_Q] = g;
+    return 0;
 }
 
 // Gate and up as the GEMM's SwiGLU epilogue reads them (kernels.h, GEMM_SWIGLU): interleaved by 8 rows, zero rows
@@ -87,13 +192,47 @@ void upload_gate_up(rank_state *r, const model_config *c, const st_archive *a, i
     upload_to(r, d + 8 * (size_t)blk.cols, weights_layer(a, l, W_UP), blk, 8, 16, norm.data());
     r->layers[l][W_GATE] = d, r->layers[l][W_UP] = d + 8 * (size_t)blk.cols;
     r->weight_bytes += (rows - 2 * (size_t)blk.rows) * (size_t)blk.cols * sizeof(bf16);   // the zero rows
+    r->proj[l][W_GATE] = gemm_weight_bf16(d);
+}
+
+// The same in FP8: codes and scales interleaved alike (the zero rows' scales zero), the norm's weight the column scale.
+static int upload_gate_up_fp8(rank_state *r, const model_config *c, const st_archive *a, int l, rp_err *err) {
+    tp_block blk;
+    tp_layer_block(c, &r->shard, W_GATE, &blk);
+    size_t rows = (size_t)gemm_swiglu_rows((int)blk.rows);
+    gemm_weight g = alloc_fp8(r, rows, blk.cols, upload_floats(r, norm_weight(r, c, a, l, W_FFN_NORM)));
+    uint8_t *codes = (uint8_t *)g.data;
+    float *scales = (float *)g.row_scale;
+    if (upload_fp8_to(r, c, a, codes, scales, weights_layer(a, l, W_GATE), blk, 8, 16, err)) return -1;
+    tp_layer_block(c, &r->shard, W_UP, &blk);
+    if (upload_fp8_to(r, c, a, codes + 8 * (size_t)blk.cols, scales + 8, weights_layer(a, l, W_UP), blk, 8, 16, err)) return -1;
+    r->weight_bytes += (rows - 2 * (size_t)blk.rows) * ((size_t)blk.cols + sizeof(float));   // the zero rows
+    r->proj[l][W_GATE] = g;
+    return 0;
+}
+
+// o_proj or down_proj alone, in FP8 or BF16 as stored or asked.
+static int upload_single(rank_state *r, const model_config *c, const st_archive *a, int l, layer_tensor w, rp_err *err) {
+    tp_block blk;
+    tp_layer_block(c, &r->shard, w, &blk);
+    if (!group_fp8(r, a, l, {w})) {
+        r->layers[l][w] = upload(r, weights_layer(a, l, w), blk);
+        r->proj[l][w] = gemm_weight_bf16(r->layers[l][w]);
+        return 0;
+    }
+    gemm_weight g = alloc_fp8(r, (size_t)blk.rows, blk.cols, nullptr);
+    r->proj[l][w] = g;
+    return upload_fp8_to(r, c, a, (uint8_t *)g.data, (float *)g.row_scale, weights_layer(a, l, w), blk, 0, 0, err);
 }
 
 int load_weights(backend *base, const st_archive *a, rp_err *err) {
     cuda_backend *b = cb(base);
     const model_config *c = base->cfg;
     if (weights_check(c, a, err)) return -1;
+    std::vector<rp_err> errs(b->ranks.size());
+    std::vector<int> failed(b->ranks.size(), 0);
     each(b, [&](rank_state *r) {
+        size_t me = (size_t)(std::find(b->ranks.begin(), b->ranks.end(), r) - b->ranks.begin());
         tp_block blk;
         tp_global_block(c, &r->shard, G_EMBED, &blk);
         r->embed = upload(r, weights_global(c, a, G_EMBED), blk);   // (and lm_head, when tied, is the same)
@@ -102,14 +241,22 @@ int load_weights(backend *base, const st_archive *a, rp_err *err) {
         tp_global_block(c, &r->shard, G_LM_HEAD, &blk);
         r->lm_head = c->tied_embeddings ? r->embed : upload(r, weights_global(c, a, G_LM_HEAD), blk);
         r->layers.assign(c->n_layers, std::vector<bf16 *>(W_N_LAYER_TENSORS, nullptr));
-        for (int l = 0; l < c->n_layers; l++) {
-            upload_qkv(r, c, a, l);
-            upload_gate_up(r, c, a, l);
+        r->proj.assign(c->n_layers, std::vector<gemm_weight>(W_N_LAYER_TENSORS, gemm_weight_bf16(nullptr)));
+        for (int l = 0; l < c->n_layers && !failed[me]; l++) {
+            if (group_fp8(r, a, l, {W_Q, W_K, W_V})) failed[me] = upload_qkv_fp8(r, c, a, l, &errs[me]) != 0;
+            else upload_qkv(r, c, a, l);
+            if (group_fp8(r, a, l, {W_GATE, W_UP})) failed[me] |= upload_gate_up_fp8(r, c, a, l, &errs[me]) != 0;
+            else upload_gate_up(r, c, a, l);
+            failed[me] |= upload_single(r, c, a, l, W_O, &errs[me]) != 0 || upload_single(r, c, a, l, W_DOWN, &errs[me]) != 0;
+            const layer_tensor projections[] = {W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN};
             for (int w = 0; w < W_N_LAYER_TENSORS; w++)
-                if (!r->layers[l][w] && tp_layer_block(c, &r->shard, (layer_tensor)w, &blk))
+                if (std::find(std::begin(projections), std::end(projections), (layer_tensor)w) == std::end(projections) &&
+                    !r->layers[l][w] && tp_layer_block(c, &r->shard, (layer_tensor)w, &blk))
                     r->layers[l][w] = upload(r, weights_layer(a, l, (layer_tensor)w), blk);
         }
     });
+    for (size_t i = 0; i < failed.size(); i++)
+        if (failed[i]) return *err = errs[i], -1;
     return 0;
 }
 
