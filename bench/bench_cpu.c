@@ -203,9 +203,8 @@ int main(int argc, char **argv) {
     // bandwidth measured now, with the threads decode ran on
     int n_threads = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     double bw = roofline_cpu_bandwidth(n_threads), ctx = n_prompt + n_decode / 2.0;
-    double wb, kb;   // the bytes per weight and KV element the backend holds (2 and 2 for this BF16 model)
-    roofline_element_bytes(&m, &wb, &kb);
-    double bytes_base = roofline_decode_bytes(&m.cfg, &base, 1, ctx, wb, kb), bytes_rep = roofline_decode_bytes(&m.cfg, &rep, 1, ctx, wb, kb);
+    roofline_bytes rb = roofline_element_bytes(&m);   // the bytes per element the backend holds (2 for this BF16 model)
+    double bytes_base = roofline_decode_bytes(&m.cfg, &base, 1, ctx, rb), bytes_rep = roofline_decode_bytes(&m.cfg, &rep, 1, ctx, rb);
     printf("read bandwidth (measured, %d threads): %.1f GB/s; decode reads %.1f MB a step (base), reaching %.0f%% of it; "
            "%s %.0f%%\n", n_threads, bw / 1e9, bytes_base / 1e6, 100 * bytes_base * n_decode / tb.decode_s / bw, sched_text,
            100 * bytes_rep * n_decode / tr.decode_s / bw);

@@ -5,7 +5,7 @@
 // and its share of the step are printed. Without a GPU it prints the rooflines for the GPU named by --gpu and says
 // that nothing was measured. Prints, never asserts.
 // usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] [--tp N] [--gemm 0|1]
-//                  [--profile 0|1]
+//                  [--profile 0|1] [--weights stored|fp8]
 // Built on the emulation's perf build (bench_gpu_emu: no GPU), it measures nothing and predicts instead: for each
 // shape -m names (bench, llama3-8b, qwen2-72b-tp2, all), one decode step at batch 1 after --prompt positions is
 // counted (one CTA in 16, or REPRISE_EMU_PERF_SAMPLE) on 1 and 2 layers, and tools/bench/gpu_model.c turns each
@@ -13,6 +13,8 @@
 //   --counters FILE  append the counted steps' launch lines there (the tests read them)
 //   --prefill 1      with -m bench, also the prefill of --prompt tokens (% of the tensor cores' rate per kernel)
 //   --batch N        the decode step of N sequences (default 1), each after --prompt positions
+//   --weights fp8    the projections in FP8 (W8A16, quantized at load), the roofline at a byte a weight (on a GPU
+//                    too: run it with and without to compare)
 //   --gemm 1         the GEMM alone instead of the step, at each shape's weights: every variant, decode rows (1, 16,
 //                    64) against the bandwidth and, at the bench model's shapes, 512 rows against the tensor cores
 //   --gemm-rows LIST the GEMM table's row counts instead (e.g. 1,16)
@@ -45,6 +47,8 @@ double bench_cublas_gemm_seconds(int R, int N, int K, char *err, size_t cap);
 #include "loader/json_file.h"
 #include "loader/weights.h"
 #include "tools/common/stats.h"
+
+static weights_format bench_weights;   // --weights stored|fp8: the projections' weights of the model run
 
 // The model shapes the GEMM tables and the predictions are made at (-m under the emulation): bench_gpu's own model,
 // and one GPU's share of two real ones.
@@ -136,7 +140,7 @@ static int counted_step(random_model_shape s, int layers, int batch, int ctx, in
     s.layers = layers;
     if (!mkdtemp(dir) || random_model_write(dir, s, 1)) return rp_fail(err, "cannot write a random model");
     model m;
-    plan_shape plan = {.seqs = batch, .ctx = ctx + 8, .tp = tp};
+    plan_shape plan = {.seqs = batch, .ctx = ctx + 8, .tp = tp, .weights = bench_weights};
     int rc = model_load_planned(&m, dir, "cuda", 0, &plan, 0, err);
     if (rc) {
         random_model_remove(dir);
@@ -224,7 +228,7 @@ static int predict_shape(const char *title, random_model_shape s, int tp, int ba
         printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): %s, prefill of %d tokens\n", title, prompt);
     else
         printf("\nPREDICTED (the emulation's counters and the speed model; nothing measured): %s, decode at batch %d, %d positions "
-               "in the KV cache\n", title, batch, ctx);
+               "in the KV cache%s\n", title, batch, ctx, bench_weights == WEIGHTS_FP8 ? ", FP8 weights (W8A16)" : "");
     const char *share = prompt ? "% tensor" : "% bw";   // of the tensor cores' rate, or of the bandwidth
     printf("%-30s %8s %10s | %9s %8s %-8s | %9s %8s %-8s\n", "kernel (one layer visit)", "launches", "DRAM KB", "h100 us",
            share, "bound", "h200 us", share, "bound");
@@ -261,7 +265,8 @@ static int predict_shape(const char *title, random_model_shape s, int tp, int ba
         schedule_base(&base, s.layers);
         double tokens = prompt ? prompt : batch;
         double roof = prompt ? roofline_gpu(gpus[gi])->bf16_flops * tp / roofline_prefill_flops(&cfg, &base, prompt / 2.0)
-                             : batch / (roofline_decode_bytes(&cfg, &base, batch, ctx, 2, 2) / tp / g->dram_bandwidth);
+                             : batch / (roofline_decode_bytes(&cfg, &base, batch, ctx, roofline_gpu_bytes(&cfg, bench_weights == WEIGHTS_FP8)) /
+                                        tp / g->dram_bandwidth);
         schedule_free(&base);
         char at[64];
         if (prompt) snprintf(at, sizeof at, "%.0f TFLOP/s dense BF16, datasheet", roofline_gpu(gpus[gi])->bf16_flops / 1e12);
@@ -323,7 +328,8 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
                        first.occ.ctas_per_sm, first.in_flight, first.in_flight_sm_bytes / 1024);
                 for (int gi = 0; gi < 2; gi++) {
                     const gpu_model *g = gpu_model_named(gi ? "h200" : "h100");
-                    double sec = 0, bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
+                    double wbytes = backend_cuda_gemm_variant_fp8(v) ? 1.0 * N * K + 4.0 * N : 2.0 * N * K;   // FP8: codes, scales
+                    double sec = 0, bytes = wbytes + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
                     const char *bound = "-";
                     for (int j = 0; j < l.n; j++) {
                         launch_prediction p = predict_launch(g, res, &l.l[j]);
@@ -363,10 +369,11 @@ static int fit_to_measured(const launch_list *counted, const kernel_resource_tab
 }
 #endif
 
-// Tokens/s at the roofline of tp GPUs, each reading (or multiplying) its 1/tp of the step (BF16 weights and KV).
+// Tokens/s at the roofline of tp GPUs, each reading (or multiplying) its 1/tp of the step (BF16 weights and KV, or
+// FP8 projections under --weights fp8).
 static void roofline(const model_config *c, const schedule *s, int batch, int ctx, int tp, double bw, double flops,
                      double *decode_tps, double *prefill_tps) {
-    *decode_tps = batch / (roofline_decode_bytes(c, s, batch, ctx, 2, 2) / tp / bw);
+    *decode_tps = batch / (roofline_decode_bytes(c, s, batch, ctx, roofline_gpu_bytes(c, bench_weights == WEIGHTS_FP8)) / tp / bw);
     *prefill_tps = flops * tp / roofline_prefill_flops(c, s, ctx / 2.0);
 }
 
@@ -390,10 +397,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--measured")) measured_path = argv[i + 1];
         else if (!strcmp(argv[i], "--gemm-rows")) gemm_rows = argv[i + 1];
         else if (!strcmp(argv[i], "--gemm-variant")) gemm_variant = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--weights")) {
+            if (weights_format_parse(argv[i + 1], &bench_weights))
+                return fprintf(stderr, "bench_gpu: --weights %s: stored or fp8\n", argv[i + 1]), 2;
+        }
 #endif
         else
             return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] "
-                                   "[--tp N] [--gemm 0|1] [--profile 0|1]\n"), 2;
+                                   "[--tp N] [--gemm 0|1] [--profile 0|1] [--weights stored|fp8]\n"), 2;
     }
     char tmpl[] = "/tmp/reprise-bench-gpu-XXXXXX";
     int own = !dir;
@@ -439,7 +450,7 @@ int main(int argc, char **argv) {
     model m;
     rp_err err;
 #ifdef REPRISE_REAL_CUDA
-    plan_shape plan = {.seqs = 16, .tp = tp};   // decode batches of up to 16
+    plan_shape plan = {.seqs = 16, .tp = tp, .weights = bench_weights};   // decode batches of up to 16
     int measured = model_load_planned(&m, dir, "cuda", 0, &plan, 0, &err) == 0;
 #else
     int measured = 0;

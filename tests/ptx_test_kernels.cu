@@ -231,6 +231,14 @@ cudaError_t launch_tma_tile(const bf16 *src, int src_rows, int src_cols, int col
 cudaError_t launch_mma_tile(const bf16 *A, const bf16 *Bt, const float *C, float *D, int via_ldmatrix, int plant) {
     return REPRISE_LAUNCH(mma_tile_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, A, Bt, C, D, via_ldmatrix, plant);
 }
+// Each thread widens the 4 E4M3 codes of its word (widen_e4m3x4) into out's two words.
+__global__ void widen_e4m3_kernel(const uint32_t *codes, uint32_t *out) {
+    widen_e4m3x4(codes[threadIdx.x], out + 2 * threadIdx.x);
+}
+cudaError_t launch_widen_e4m3(const uint32_t *codes, uint32_t *out) {
+    return REPRISE_LAUNCH(widen_e4m3_kernel, dim3(1), dim3(64), 0, (cudaStream_t)0, codes, out);
+}
+
 cudaError_t launch_cp_async(const int4 *src, int *out, int mode) {
     return REPRISE_LAUNCH(cp_async_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, src, out, mode);
 }

@@ -75,6 +75,31 @@ static void cp_async_data_arrives_at_its_wait(void) {
     CHECK(bad == 0, "zero fill: %d slots not zero past the bytes read", bad);
 }
 
+// widen_e4m3x4: every one of the 256 E4M3 codes (the two NaNs aside) becomes the BF16 of its value, exactly - its
+// subnormals too (through a BF16 subnormal times 2^120 on the device: what a GPU must not flush) - in the fragment
+// order (the lower code in the lower half).
+static void e4m3_codes_widen_to_their_bf16_values(void) {
+    std::vector<uint32_t> words(64);
+    for (int i = 0; i < 256; i++) words[i / 4] |= (uint32_t)i << (8 * (i % 4));
+    uint32_t *codes = device_copy(words), *out = device_copy(std::vector<uint32_t>(128, 0));
+    CHECK(launch_widen_e4m3(codes, out) == cudaSuccess, "launch");
+    std::vector<uint32_t> o = host_copy(out, 128);
+    int bad = 0;
+    for (int i = 0; i < 256; i++) {
+        if ((i & 0x7f) == 0x7f) continue;
+        uint32_t half = (o[i / 2] >> (16 * (i % 2))) & 0xffff, bits = half << 16;
+        float got;
+        memcpy(&got, &bits, 4);
+        int e = (i >> 3) & 15, m = i & 7;
+        float want = (e ? ldexpf(1.0f + m / 8.0f, e - 7) : ldexpf((float)m, -9)) * (i & 0x80 ? -1.0f : 1.0f);
+        if (!(got == want && std::signbit(got) == std::signbit(want))) {
+            if (bad++ < 4) fprintf(stderr, "  code 0x%02x: got %g, want %g\n", i, got, want);
+        }
+    }
+    CHECK(bad == 0, "%d of 254 codes widen wrongly", bad);
+    cudaFree(codes), cudaFree(out);
+}
+
 static void misaligned_addresses_fault(void) {
     int4 *src;
     cudaMalloc((void **)&src, 64);
@@ -258,6 +283,7 @@ static void mma_and_wgmma_bits(void) {
 int main(void) {
     RUN(mma_fragments_follow_the_isa);
     RUN(cp_async_data_arrives_at_its_wait);
+    RUN(e4m3_codes_widen_to_their_bf16_values);
 #ifndef REPRISE_PTX_ON_GPU   // a fault ends the device's context
     RUN(misaligned_addresses_fault);
 #endif

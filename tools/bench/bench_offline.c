@@ -214,8 +214,7 @@ static void print_row(const bench_opts *o, const bench_env *env, const bench_row
 
 // Tokens/s at the roofline: the prompt's FLOPs over the peak, then each generation step's bytes over the bandwidth
 // (every GPU of tp reading or multiplying its share).
-static double roofline_ts(const model_config *c, const schedule *s, const bench_test *t, const bench_env *env, double wb,
-                          double kb) {
+static double roofline_ts(const model_config *c, const schedule *s, const bench_test *t, const bench_env *env, roofline_bytes rb) {
     double secs = 0;
     if (t->n_prompt) {
         if (env->peak_flops <= 0) return 0;
@@ -223,7 +222,7 @@ static double roofline_ts(const model_config *c, const schedule *s, const bench_
     }
     if (t->n_gen) {
         if (env->bandwidth <= 0) return 0;
-        secs += t->n_gen * roofline_decode_bytes(c, s, t->seqs, t->depth + t->n_prompt + t->n_gen / 2.0, wb, kb) /
+        secs += t->n_gen * roofline_decode_bytes(c, s, t->seqs, t->depth + t->n_prompt + t->n_gen / 2.0, rb) /
                 (env->bandwidth * env->tp);
     }
     return secs > 0 ? (double)t->seqs * (t->n_prompt + t->n_gen) / secs : 0;
@@ -275,13 +274,14 @@ int bench_offline(const bench_opts *o) {
             rc = 1;
         }
     }
-    double wb = 2, kb = 2;   // bytes per weight and per KV element: BF16 on a GPU; on the CPU backend, as it holds them
+    // bytes per element: on a GPU BF16, or FP8 projections (--weights fp8, an FP8 checkpoint); on the CPU as it holds them
+    roofline_bytes rb = roofline_gpu_bytes(&cfg, o->weights == WEIGHTS_FP8 || cfg.quant.method != QUANT_NONE);
     if (!rc && measure) {
         env.backend = m.be->name;
         env.threads = o->threads > 0 ? o->threads : omp_get_max_threads();
         const backend_entry *dev = backend_builtin_find(m.be->name);   // a device backend measures its device
         if (!strcmp(m.be->name, "cpu")) {
-            roofline_element_bytes(&m, &wb, &kb);
+            rb = roofline_element_bytes(&m);
             fprintf(stderr, "reprise bench: measuring the CPU's bandwidth and its matmul's peak\n");
             env.bandwidth = roofline_cpu_bandwidth(env.threads), env.bandwidth_source = "measured: multi-threaded read of 256 MiB";
             env.peak_flops = roofline_cpu_matmul_peak(env.threads), env.peak_source = "measured: the CPU backend's matmul, best of three shapes";
@@ -316,7 +316,7 @@ int bench_offline(const bench_opts *o) {
             *r = (bench_row){.schedule = o->schedules[k], .visits = scheds[k].n_visits, .t = tests[t], .base_row = t};
             r->samples_s = rp_calloc((size_t)o->reps, sizeof(double));
             r->steps_s = rp_calloc((size_t)o->reps * (tests[t].n_gen ? tests[t].n_gen : 1), sizeof(double));
-            r->roofline_ts = roofline_ts(&cfg, &scheds[k], &tests[t], &env, wb, kb);
+            r->roofline_ts = roofline_ts(&cfg, &scheds[k], &tests[t], &env, rb);
             if (!measure) continue;
             char name[64];
             test_name(&tests[t], name, sizeof name);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine/backends/cpu/matmul.h"
+#include "engine/tensor_parallel.h"
 #include "tools/common/stats.h"
 #include "loader/weights.h"
 
@@ -30,18 +31,31 @@ static double layer_params(const model_config *c) {
     return p;
 }
 
-double roofline_decode_bytes(const model_config *c, const schedule *s, int batch, double ctx, double weight_bytes,
-                             double kv_bytes) {
-    double weights = (layer_params(c) * s->n_visits + (double)c->vocab_size * c->dim + c->dim) * weight_bytes;
-    double kv = 2.0 * c->n_kv_heads * c->head_dim * kv_bytes * s->n_visits * ctx * batch;
+// The embedding, final norm and LM head's elements (the head counted once when tied).
+static double head_params(const model_config *c) {
+    return (double)c->vocab_size * c->dim * (c->tied_embeddings ? 1 : 2) + c->dim;
+}
+
+double roofline_decode_bytes(const model_config *c, const schedule *s, int batch, double ctx, roofline_bytes b) {
+    double weights = layer_params(c) * s->n_visits * b.layer + ((double)c->vocab_size * c->dim + c->dim) * b.head;
+    double kv = 2.0 * c->n_kv_heads * c->head_dim * b.kv * s->n_visits * ctx * batch;
     return weights + kv;
 }
 
-void roofline_element_bytes(const model *m, double *weight_bytes, double *kv_bytes) {
-    double params = 0;
-    for (int i = 0; i < m->weights.n_tensors; i++) params += (double)st_numel(&m->weights.tensors[i]);
-    *weight_bytes = params > 0 ? (double)m->be->weight_bytes(m->be) / params : 0;
-    *kv_bytes = (double)m->be->kv_bytes_per_token(m->be) / (2.0 * m->cfg.n_kv_heads * m->cfg.head_dim);
+roofline_bytes roofline_gpu_bytes(const model_config *c, int fp8) {
+    roofline_bytes b = {2, 2, 2};
+    if (fp8) b.layer = ((double)tp_rank_weight_bytes_fp8(c, 1, 0) - 2 * head_params(c)) / (layer_params(c) * c->n_layers);
+    return b;
+}
+
+roofline_bytes roofline_element_bytes(const model *m) {
+    const model_config *c = &m->cfg;
+    const st_tensor *embed = weights_global(c, &m->weights, G_EMBED);
+    roofline_bytes b = {0, embed ? (double)st_dtype_size(embed->dtype) : 2, 0};
+    double layers = layer_params(c) * c->n_layers;
+    b.layer = layers > 0 ? ((double)m->be->weight_bytes(m->be) - head_params(c) * b.head) / layers : 0;
+    b.kv = (double)m->be->kv_bytes_per_token(m->be) / (2.0 * c->n_kv_heads * c->head_dim);
+    return b;
 }
 
 double roofline_prefill_flops(const model_config *c, const schedule *s, double ctx) {

@@ -16,16 +16,23 @@ typedef struct {
 // The datasheet peaks of a GPU by name (h100, h200, a100), or NULL.
 const gpu_peaks *roofline_gpu(const char *name);
 
+// Bytes per element as a backend holds them: a layer's weights (FP8's scales included), the embedding and LM head's,
+// and the KV cache's.
+typedef struct {
+    double layer, head, kv;
+} roofline_bytes;
+
 // Bytes one decode step of `batch` sequences must read: the weights of every visit (a repeated layer's are read
 // again: at real sizes a layer does not stay in cache between its visits), the final norm and LM head, and each
-// sequence's keys and values of every visit over ctx positions. weight_bytes and kv_bytes are the backend's bytes
-// per element (2 and 2 on CUDA; on the CPU as roofline_element_bytes says).
-double roofline_decode_bytes(const model_config *c, const schedule *s, int batch, double ctx, double weight_bytes,
-                             double kv_bytes);
+// sequence's keys and values of every visit over ctx positions, at b's bytes per element.
+double roofline_decode_bytes(const model_config *c, const schedule *s, int batch, double ctx, roofline_bytes b);
 
-// Bytes per weight (what the backend holds over the checkpoint's parameters) and per KV element, as the loaded
-// model's backend stores them: a BF16 model on the CPU backend is 2 and 2, an F32 one 4 and 4.
-void roofline_element_bytes(const model *m, double *weight_bytes, double *kv_bytes);
+// The CUDA backend's: BF16 throughout ({2, 2, 2}), or with FP8 projections a byte a weight and their scales (the
+// memory plan's bytes: tp_rank_weight_bytes_fp8), the head and KV still BF16.
+roofline_bytes roofline_gpu_bytes(const model_config *c, int fp8);
+// As the loaded model's backend holds them (what it allocated, the head at its tensor's dtype): a BF16 model on the
+// CPU backend is {2, 2, 2}, an F32 one {4, 4, 4}, a BF16 one with --weights fp8 about {1, 2, 2}.
+roofline_bytes roofline_element_bytes(const model *m);
 
 // FLOPs of one prompt token: 2 x the parameters of every visit and of the LM head, plus attention (QK^T and AV)
 // over ctx positions in every visit.
