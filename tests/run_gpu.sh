@@ -84,7 +84,11 @@ if [ -x "$build/reprise" ]; then
             printf 'stories260K cuda --tp 2: %s\n' "$b"
             [ "$a" = "$b" ] || ok=1
         fi
-        echo "greedy text equal on cpu, cuda and cuda --tp 2" >"$out/cli_compare.note"
+        a=$("$B" generate -p "12+35=" -n 8 --temp 0 --backend cpu --weights fp8 2>/dev/null)
+        b=$("$B" generate -p "12+35=" -n 8 --temp 0 --backend cuda --weights fp8 2>>"$out/cli_compare.err")
+        echo "built-in model 12+35=, --weights fp8: cpu '$a', cuda '$b'"
+        [ "$a" = "$b" ] || ok=1
+        echo "greedy text equal on cpu, cuda and cuda --tp 2 (and in FP8 on cpu and cuda)" >"$out/cli_compare.note"
         return $ok
     }
     step cli_compare compare_cli
@@ -130,6 +134,23 @@ PY
     }
     step sweep_qwen7b sweep_qwen7b
     step bench_gpu "$build/bench_gpu"
+    # FP8 weights (W8A16): the same bench with the projections quantized at load, its roofline at a byte a weight; the
+    # note: FP8's batch-1 decode of base over BF16's, both measured in this run on this GPU (the target: 1.6x)
+    bench_fp8() {
+        "$build/bench_gpu" --weights fp8 --gemm 0 || return 1
+        local a b
+        a=$(awk '$1 == "base" && $2 == "decode" && $3 == 1 {print $4}' "$out/bench_gpu.log")
+        b=$(awk '$1 == "base" && $2 == "decode" && $3 == 1 {print $4" "$6}' "$out/bench_fp8.log")
+        [ -n "$a" ] && [ -n "$b" ] && echo "$a $b" | awk '{printf "base b1: fp8 %s tok/s (%s%% of its roofline), bf16 %s: %.2fx\n", $2, $3, $1, $2 / $1}' >"$out/bench_fp8.note"
+    }
+    step bench_fp8 bench_fp8
+    # what FP8 costs in accuracy on this GPU: stored against --weights fp8 (greedy agreement, mean |dlogprob|, RYS
+    # deltas' signs)
+    fp8_accuracy() {
+        python3 bench/fp8_accuracy.py "$B" --backend cuda --shared "$shared" --items 64 || return 1
+        grep -E "^every config|flipped sign" "$out/fp8_accuracy.log" >"$out/fp8_accuracy.note"
+    }
+    step fp8_accuracy fp8_accuracy
     # what programmatic dependent launch brings: the same decode bench with it off (the speed model assumes 1 us a
     # launch after a kernel instead of 2.3: bench/GPU_NOTES.md)
     bench_no_pdl() {

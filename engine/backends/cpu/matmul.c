@@ -171,6 +171,20 @@ AVX2 __attribute__((always_inline)) static inline __m256 load8(const void *w, si
     return _mm256_cvtph_ps(h);
 }
 
+// A panel's 16 weights of one input column, widened to two halves of float32 (a0: lanes 0-7, a1: 8-15). FP8 takes
+// all 16 codes at once: sign-extended to 16 bits, shifted left by 7 (the sign lands in bit 15, and a copy of it in
+// bit 14, cleared; exponent and mantissa in bits 7-13) - the same half-precision numbers as load8's, in 3 operations
+// for 16 codes rather than 3 for each 8.
+AVX2 __attribute__((always_inline)) static inline void load16(const void *w, size_t i, st_dtype dtype, __m256 *a0, __m256 *a1) {
+    if (dtype == ST_F8_E4M3) {
+        __m256i h = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)((const uint8_t *)w + i)));
+        h = _mm256_andnot_si256(_mm256_set1_epi16(0x4000), _mm256_slli_epi16(h, 7));
+        *a0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h)), *a1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+        return;
+    }
+    *a0 = load8(w, i, dtype), *a1 = load8(w, i + 8, dtype);
+}
+
 // AVX2: a panel is two ymm halves; 3 rows x 2 panels, 12 ymm sums.
 AVX2 __attribute__((always_inline)) static inline void tile256(float *out, int ld, int valid, const float *x, int k, int kb,
                                                                int ke, const void *w0, st_dtype dtype, int mr, int np) {
@@ -180,8 +194,10 @@ AVX2 __attribute__((always_inline)) static inline void tile256(float *out, int l
     size_t panel = (size_t)k * MATMUL_LANES;
     for (int kk = kb; kk < ke; kk++) {
         size_t i = (size_t)kk * MATMUL_LANES;
-        __m256 a0 = load8(w0, i, dtype), a1 = load8(w0, i + 8, dtype), b0 = a0, b1 = a1;
-        if (np > 1) b0 = load8(w0, panel + i, dtype), b1 = load8(w0, panel + i + 8, dtype);
+        __m256 a0, a1, b0, b1;
+        load16(w0, i, dtype, &a0, &a1);
+        b0 = a0, b1 = a1;
+        if (np > 1) load16(w0, panel + i, dtype, &b0, &b1);
         for (int r = 0; r < mr; r++) {
             __m256 xv = _mm256_set1_ps(x[(size_t)r * k + kk]);
             acc[r][0][0] = _mm256_fmadd_ps(xv, a0, acc[r][0][0]), acc[r][0][1] = _mm256_fmadd_ps(xv, a1, acc[r][0][1]);
