@@ -58,8 +58,9 @@ int tp_global_block(const model_config *c, const tp_shard *s, global_tensor g, t
     return nd;
 }
 
-// The bytes of rank `rank`'s weights, the layers' matrices at `matrix_bytes` an element plus `row_bytes` a row.
-static size_t rank_weight_bytes(const model_config *c, int tp, int rank, size_t matrix_bytes, size_t row_bytes) {
+// The bytes of rank `rank`'s weights, the layers' matrices at `matrix_bytes` an element plus `row_bytes` a row, their
+// rows padded to a multiple of `col_pad` elements.
+static size_t rank_weight_bytes(const model_config *c, int tp, int rank, size_t matrix_bytes, size_t row_bytes, int64_t col_pad) {
     tp_shard s;
     tp_block b;
     tp_shard_of(c, tp, rank, &s);
@@ -71,13 +72,15 @@ static size_t rank_weight_bytes(const model_config *c, int tp, int rank, size_t 
         if (tp_layer_block(c, &s, (layer_tensor)w, &b)) {
             if (w == W_GATE || w == W_UP) b.rows = gemm_swiglu_rows((int)b.rows) / 2;   // their zero rows (interleaved)
             int matrix = layer_tensor_shape(c, (layer_tensor)w, shape) == 2;
-            n += (size_t)c->n_layers * (matrix ? (size_t)(b.rows * b.cols) * matrix_bytes + (size_t)b.rows * row_bytes
+            int64_t cols = (b.cols + col_pad - 1) / col_pad * col_pad;
+            n += (size_t)c->n_layers * (matrix ? (size_t)(b.rows * cols) * matrix_bytes + (size_t)b.rows * row_bytes
                                                : 2 * (size_t)(b.rows * b.cols));
         }
     return n;
 }
 
-size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank) { return rank_weight_bytes(c, tp, rank, 2, 0); }
-size_t tp_rank_weight_bytes_fp8(const model_config *c, int tp, int rank) {   // and the two norms as float column scales
-    return rank_weight_bytes(c, tp, rank, 1, sizeof(float)) + (size_t)c->n_layers * 2 * (size_t)c->dim * sizeof(float);
+size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank) { return rank_weight_bytes(c, tp, rank, 2, 0, 1); }
+size_t tp_rank_weight_bytes_fp8(const model_config *c, int tp, int rank) {   // and the two norms as column multipliers
+    size_t dim16 = (size_t)(c->dim + 15) / 16 * 16;
+    return rank_weight_bytes(c, tp, rank, 1, sizeof(float), 16) + (size_t)c->n_layers * 2 * dim16 * 2;
 }

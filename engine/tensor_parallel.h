@@ -36,9 +36,9 @@ int tp_global_block(const model_config *c, const tp_shard *s, global_tensor g, t
 // BF16 weight bytes rank `rank` holds (each unique layer once, whatever the schedule; gate and up with the zero
 // rows their interleaving pads them by).
 size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank);
-// The same with the layers' projections in FP8 (--weights fp8, or an FP8 checkpoint): a byte a weight and a float
-// scale a row, and each layer's two RMSNorm weights again as float column scales; embeddings, LM head, norms and biases
-// in BF16.
+// The same with the layers' projections in FP8 (--weights fp8, or an FP8 checkpoint): a byte a weight (rows padded to
+// 16) and a float scale a row, and each layer's two RMSNorm weights again as the GEMM's column multipliers (2 bytes a
+// column); embeddings, LM head, norms and biases in BF16.
 size_t tp_rank_weight_bytes_fp8(const model_config *c, int tp, int rank);
 
 // The GEMMs a rank runs, one per weight as the CUDA backend multiplies by them (Q|K|V stacked, O, gate|up stacked,

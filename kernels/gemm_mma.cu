@@ -23,11 +23,11 @@
 // the residual stream, or SwiGLU of interleaved gate/up rows.
 //
 // FP8 weights (W8A16, GEMM_WEIGHT_E4M3): the stages hold the codes (half the bytes of BF16, so more stages in the
-// same shared memory), and each stage, once landed, is widened by the CTA into one BF16 tile (widen_e4m3x4: exact)
-// that the same ldmatrix and MMA read: the same k-steps, the same order, the rule above unchanged. The weight is
-// value(code) x row_scale[n]: the scale multiplies each output's sum in the epilogue; col_scale (the RMSNorm weight
-// the BF16 path folds into its columns, which FP8 codes cannot hold) multiplies X's columns in the stage instead,
-// each element rounded to BF16 - the same for every row, so batch invariance holds.
+// same shared memory), stored in fragment order (kernels.h): each lane reads its A fragment's 4 codes of a row with
+// one 32-bit load and widens them in registers (widen_e4m3x4: exact, the column multiplier - the RMSNorm weight the
+// BF16 path folds into its weights - folded in with one rounding, as BF16's fold rounds), so shared memory carries
+// each code once in and once out, as BF16's elements; the same MMA, the same k-steps in the same order: the rule above
+// unchanged. The row's scale multiplies each output's sum in the epilogue.
 #include <stdint.h>
 
 #include "kernels/gemm_out.h"
@@ -44,94 +44,109 @@
 // 0.6 KB per 8 rows), so that a warp has 2 x (depth - 1) 16-byte copies of weights in flight at each wait: at 2 CTAs
 // an SM, 56 KB in flight for 1-8 rows (the bandwidth of HBM over its latency wants about 32 KB an SM).
 constexpr int gm_stages(int NT) { return NT <= 1 ? 8 : NT == 2 ? 7 : NT == 4 ? 6 : 4; }
-// FP8 stages are 2 KB of codes (and X's rows) beside one 5 KB widened tile: deeper rings in the same 46 KB, so that
-// about as many bytes of weights are in flight (13 x 2 KB at 1-8 rows against BF16's 7 x 4 KB). At 4 tiles, 9 stages
-// (46.7 KB) rather than 8: with 42 KB ptxas aims at 5 CTAs an SM, 96 registers, and spills.
-constexpr int gm_stages_e4m3(int NT) { return NT <= 1 ? 14 : NT == 2 ? 11 : NT == 4 ? 9 : 5; }
+// FP8 stages are 2 KB of codes (in 3 KB: rows padded to 48 bytes) and X's rows: deeper rings in the same 46 KB, so
+// that about as many bytes of weights are in flight (11 x 2 KB at 1-8 rows against BF16's 7 x 4 KB).
+constexpr int gm_stages_e4m3(int NT) { return NT <= 1 ? 12 : NT == 2 ? 10 : NT == 4 ? 8 : 5; }
+// 4 CTAs an SM (their shared memory allows no more): registers up to 128 a thread. Without it ptxas sizes FP8's
+// 4-tile kernel (45 KB of shared memory) for 5 CTAs, 96 registers, and spills.
+#define GM_MIN_CTAS 4
+#define GM_E4M3_ROW_WORDS 12   // a stage's row of 32 codes, padded to 48 bytes: a quad's 32-bit reads of 8 rows hit
+                               // 32 different banks
 
 // How a weight type reaches the tensor cores (kernels.h, gemm_weight; WEIGHT is a gemm_weight_type, a literal in
 // the kernel's name). BF16: a stage's weight tile holds the elements as stored (64 rows of 32 k, 16-byte copies of 8
 // elements, rows padded to 80 bytes) and the MMA's A fragment is read from it by ldmatrix as it is. E4M3: 64 rows of
-// 32 codes, unpadded (the widening reads each 16 bytes once, conflict-free), widened into the BF16 tile `wide`.
+// 32 codes in fragment order (two blocks of 16), widened as the fragments are read.
 template <int WEIGHT> struct gm_weight_traits;
 template <> struct gm_weight_traits<GEMM_WEIGHT_BF16> {
-    using type = bf16;
-    static constexpr int per_copy = 8, row = GM_ROW;   // elements of one 16-byte copy; a tile row's elements
+    using type = bf16;                  // an element in global memory
+    static constexpr int per_copy = 8;  // elements of one 16-byte copy
 };
 template <> struct gm_weight_traits<GEMM_WEIGHT_E4M3> {
     using type = uint8_t;
-    static constexpr int per_copy = 16, row = GM_STAGE_K;
+    static constexpr int per_copy = 16;
 };
 
 // One stage: the CTA's weight rows and up to 8 * NT rows of X, for 32 k.
-template <int NT, int WEIGHT> struct gm_stage {
-    typename gm_weight_traits<WEIGHT>::type w[GM_FEATURES][gm_weight_traits<WEIGHT>::row];
+template <int NT, int WEIGHT> struct gm_stage;
+template <int NT> struct gm_stage<NT, GEMM_WEIGHT_BF16> {
+    bf16 w[GM_FEATURES][GM_ROW];
+    bf16 x[8 * NT][GM_ROW];
+};
+template <int NT> struct gm_stage<NT, GEMM_WEIGHT_E4M3> {
+    uint32_t w[GM_FEATURES][GM_E4M3_ROW_WORDS];   // 4 codes a word
     bf16 x[8 * NT][GM_ROW];
 };
 
 // Issues the copies of one stage: k in [k0, k0 + 32) clipped to kend (the segment's end; zeros past it), weight rows
 // f0.., X rows row0.., zeros past N, R and K.
+// W's rows are ldw elements apart (BF16: K; E4M3: gemm_e4m3_row_codes(K), so a chunk of codes is whole or past the
+// segment). fast_w, fast_x: 16-byte copies of W, of X (else element by element).
 template <int NT, int WEIGHT>
 __device__ static void gm_load_stage(gm_stage<NT, WEIGHT> &st, const bf16 *X, const typename gm_weight_traits<WEIGHT>::type *W,
-                                     int R, int N, int K, int f0, int row0, int k0, int kend, bool fast, uint64_t policy) {
+                                     int ldw, int R, int N, int K, int f0, int row0, int k0, int kend, bool fast_w, bool fast_x,
+                                     uint64_t policy) {
     using WT = typename gm_weight_traits<WEIGHT>::type;
     constexpr int E = gm_weight_traits<WEIGHT>::per_copy, per_w = GM_STAGE_K / E;   // 16-byte chunks of a row's 32 k
     constexpr int per_x = GM_STAGE_K / 8;
     const int chunks_w = GM_FEATURES * per_w, chunks = chunks_w + 8 * NT * per_x;
+    const int kend_w = WEIGHT == GEMM_WEIGHT_E4M3 ? min(kend + 15, ldw) / 16 * 16 : kend;   // (codes past K are zeros)
     for (int c = threadIdx.x; c < chunks; c += 32 * GM_WARPS) {
         if (c < chunks_w) {
             int row = c / per_w, kk = E * (c % per_w), k = k0 + kk, src_row = f0 + row;
-            int valid = src_row < N ? min(E, max(0, kend - k)) : 0;   // elements of this chunk inside the segment
-            WT *dst = &st.w[row][kk];
-            if (fast) {
-                const WT *src = valid ? W + (size_t)src_row * K + k : W;
+            int valid = src_row < N ? min(E, max(0, kend_w - k)) : 0;   // elements of this chunk inside the segment
+            WT *dst = reinterpret_cast<WT *>(reinterpret_cast<unsigned char *>(&st.w[row][0]) + kk * sizeof(WT));
+            if (fast_w) {
+                const WT *src = valid ? W + (size_t)src_row * ldw + k : W;
                 if (valid == E) cp_async_16_policy(dst, src, policy);
                 else cp_async_16(dst, src, (int)sizeof(WT) * valid);
             } else
-                for (int e = 0; e < E; e++) dst[e] = e < valid ? W[(size_t)src_row * K + k + e] : WT(0);
+                for (int e = 0; e < E; e++) dst[e] = e < valid ? W[(size_t)src_row * ldw + k + e] : WT(0);
         } else {
             int row = (c - chunks_w) / per_x, kk = 8 * ((c - chunks_w) % per_x), k = k0 + kk, src_row = row0 + row;
             int valid = src_row < R ? min(8, max(0, kend - k)) : 0;
             bf16 *dst = &st.x[row][kk];
-            if (fast) cp_async_16(dst, valid ? X + (size_t)src_row * K + k : X, 2 * valid);
+            if (fast_x) cp_async_16(dst, valid ? X + (size_t)src_row * K + k : X, 2 * valid);
             else
                 for (int e = 0; e < 8; e++) dst[e] = e < valid ? X[(size_t)src_row * K + k + e] : __float2bfloat16(0.0f);
         }
     }
 }
 
-// FP8: a landed stage's codes widened into `wide` (each thread 16 codes of one row), and X's columns times col_scale
-// (when given) in place, each element rounded to BF16; the caller syncs before the MMAs read them.
+// The A fragment of k-step `step` (block h of the stage) for this lane: BF16 through ldmatrix; E4M3 from the lane's
+// 32-bit words of rows g and g + 8 (fragment order), widened with the block's column multipliers.
 template <int NT>
-__device__ static void gm_widen_stage(gm_stage<NT, GEMM_WEIGHT_E4M3> &st, uint4 (*wide)[GM_ROW / 8], const float *col_scale,
-                                      int k0, int K) {
-    static_assert(GM_FEATURES * GM_STAGE_K == 16 * 32 * GM_WARPS, "a thread widens 16 codes");
-    int row = threadIdx.x / 2, half = threadIdx.x % 2;
-    uint4 codes;
-    memcpy(&codes, &st.w[row][16 * half], 16);
-    uint32_t o[8];
-    widen_e4m3x4(codes.x, o), widen_e4m3x4(codes.y, o + 2), widen_e4m3x4(codes.z, o + 4), widen_e4m3x4(codes.w, o + 6);
-    wide[row][2 * half] = make_uint4(o[0], o[1], o[2], o[3]);
-    wide[row][2 * half + 1] = make_uint4(o[4], o[5], o[6], o[7]);
-    if (!col_scale) return;
-    for (int e = threadIdx.x; e < 8 * NT * GM_STAGE_K; e += 32 * GM_WARPS) {
-        int r = e / GM_STAGE_K, kk = e % GM_STAGE_K;
-        if (k0 + kk < K) st.x[r][kk] = __float2bfloat16(__bfloat162float(st.x[r][kk]) * __ldg(&col_scale[k0 + kk]));
+__device__ static inline void gm_a_fragment(uint32_t a[4], const gm_stage<NT, GEMM_WEIGHT_BF16> &st, const uint32_t *, int h, int)  {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    ldmatrix_x4(a, &st.w[16 * warp + lane % 16][16 * h + 8 * (lane / 16)]);
+}
+template <int NT>
+__device__ static inline void gm_a_fragment(uint32_t a[4], const gm_stage<NT, GEMM_WEIGHT_E4M3> &st, const uint32_t *col_mult,
+                                            int h, int step) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    uint32_t m01 = BF16X2_2POW120, m23 = BF16X2_2POW120, lo[2], hi[2];
+    if (col_mult) {
+        uint2 m = __ldg(reinterpret_cast<const uint2 *>(col_mult) + 4 * (size_t)step + t);
+        m01 = m.x, m23 = m.y;
     }
+    widen_e4m3x4(st.w[16 * warp + g][4 * h + t], m01, m23, lo);
+    widen_e4m3x4(st.w[16 * warp + g + 8][4 * h + t], m01, m23, hi);
+    a[0] = lo[0], a[1] = hi[0], a[2] = lo[1], a[3] = hi[1];
 }
 
 // One segment's chain for this warp's 16 features and the CTA's 8 * NT rows: acc = sum over k-steps [ks0, ks1) in
 // order, starting from zero.
 template <int NT, int STAGES, int WEIGHT>
-__device__ static void gm_segment(float acc[NT][4], gm_stage<NT, WEIGHT> *ring, uint4 (*wide)[GM_ROW / 8], const bf16 *X,
-                                  const typename gm_weight_traits<WEIGHT>::type *W, const float *col_scale, int R, int N,
-                                  int K, int f0, int row0, int ks0, int ks1, bool fast, uint64_t policy) {
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+__device__ static void gm_segment(float acc[NT][4], gm_stage<NT, WEIGHT> *ring, const bf16 *X,
+                                  const typename gm_weight_traits<WEIGHT>::type *W, const uint32_t *col_mult, int ldw, int R,
+                                  int N, int K, int f0, int row0, int ks0, int ks1, bool fast_w, bool fast_x, uint64_t policy) {
+    int lane = threadIdx.x % 32;
     for (int j = 0; j < NT; j++)
         for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
     int kend = min(16 * ks1, K), stages = (ks1 - ks0 + 1) / 2;
     for (int s = 0; s < STAGES - 1; s++) {   // the ring's first stages in flight
-        if (s < stages) gm_load_stage<NT, WEIGHT>(ring[s], X, W, R, N, K, f0, row0, 16 * (ks0 + 2 * s), kend, fast, policy);
+        if (s < stages)
+            gm_load_stage<NT, WEIGHT>(ring[s], X, W, ldw, R, N, K, f0, row0, 16 * (ks0 + 2 * s), kend, fast_w, fast_x, policy);
         cp_async_commit();
     }
     for (int s = 0; s < stages; s++) {
@@ -139,19 +154,13 @@ __device__ static void gm_segment(float acc[NT][4], gm_stage<NT, WEIGHT> *ring, 
         __syncthreads();               // ...and everyone's; and stage s - 1 is no longer read: refill it
         int next = s + STAGES - 1;
         if (next < stages)
-            gm_load_stage<NT, WEIGHT>(ring[next % STAGES], X, W, R, N, K, f0, row0, 16 * (ks0 + 2 * next), kend, fast, policy);
+            gm_load_stage<NT, WEIGHT>(ring[next % STAGES], X, W, ldw, R, N, K, f0, row0, 16 * (ks0 + 2 * next), kend, fast_w,
+                                      fast_x, policy);
         cp_async_commit();
         gm_stage<NT, WEIGHT> &st = ring[s % STAGES];
-        const bf16 (*a_tile)[GM_ROW];
-        if constexpr (WEIGHT == GEMM_WEIGHT_E4M3) {
-            gm_widen_stage<NT>(st, wide, col_scale, 16 * (ks0 + 2 * s), K);
-            __syncthreads();   // the widened tile and X's scaled columns are whole (the next wait's sync frees them)
-            a_tile = reinterpret_cast<const bf16 (*)[GM_ROW]>(wide);   // an address for ldmatrix
-        } else
-            a_tile = st.w;
         for (int h = 0; h < 2 && ks0 + 2 * s + h < ks1; h++) {
             uint32_t a[4];
-            ldmatrix_x4(a, &a_tile[16 * warp + lane % 16][16 * h + 8 * (lane / 16)]);
+            gm_a_fragment<NT>(a, st, col_mult, h, ks0 + 2 * s + h);
 REPRISE_UNROLL
             for (int j = 0; j < NT; j++) {
                 uint32_t b[2];
@@ -236,13 +245,13 @@ __device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int
 }
 
 template <int NT, int STAGES, bool SPLIT, int WEIGHT>
-__global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, const void *W_data, const float *row_scale,
-                                                                  const float *col_scale, int R, int N, int K, int S,
+__global__ void __launch_bounds__(32 * GM_WARPS, GM_MIN_CTAS) gemm_mma_kernel(const bf16 *X, const void *W_data, const float *row_scale,
+                                                                  const uint32_t *col_mult, int R, int N, int K, int S,
                                                                   gemm_out out, float *partial, unsigned *count) {
     using WT = typename gm_weight_traits<WEIGHT>::type;
     const WT *W = static_cast<const WT *>(W_data);
+    const int ldw = WEIGHT == GEMM_WEIGHT_E4M3 ? gemm_e4m3_row_codes(K) : K;   // W's row pitch, in elements
     __shared__ __align__(128) gm_stage<NT, WEIGHT> ring[STAGES];
-    __shared__ uint4 wide[WEIGHT == GEMM_WEIGHT_E4M3 ? GM_FEATURES : 1][GM_ROW / 8];   // FP8's widened tile (BF16)
     int row_blocks = SPLIT ? (R + 8 * NT - 1) / (8 * NT) : 1, row_block = SPLIT ? blockIdx.x % row_blocks : blockIdx.y;
     int f0 = blockIdx.x / row_blocks * GM_FEATURES, row0 = row_block * 8 * NT;
     int steps = (K + 15) / 16, per_seg = (steps + S - 1) / S;
@@ -251,23 +260,24 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
     // finishes - this CTA's rows, its segments' k range, a 128-byte line a prefetch - then nothing else of global
     // memory before that kernel is done.
     constexpr int per_line = 128 / sizeof(WT);   // elements of a 128-byte line
-    if (K % per_line == 0) {   // a feature block's row blocks share its weights: each prefetches every row_blocks-th row
-        int k0 = s_first * per_seg * 16, k1 = min(K, s_end * per_seg * 16), lines = (k1 - k0) / per_line;
+    if (ldw % per_line == 0) {   // a feature block's row blocks share its weights: each prefetches every row_blocks-th row
+        int k0 = s_first * per_seg * 16, k1 = min(ldw, s_end * per_seg * 16), lines = (k1 - k0) / per_line;
         for (int i = threadIdx.x; i < GM_FEATURES / row_blocks * lines; i += 32 * GM_WARPS) {
             int f = f0 + row_blocks * (i / lines) + (SPLIT ? row_block : 0);
-            if (f < N) prefetch_l2(W + (size_t)f * K + k0 + per_line * (i % lines));
+            if (f < N) prefetch_l2(W + (size_t)f * ldw + k0 + per_line * (i % lines));
         }
     }
     pdl_wait();
     pdl_launch_dependents();
-    bool fast = K % gm_weight_traits<WEIGHT>::per_copy == 0 && (uintptr_t)X % 16 == 0 && (uintptr_t)W % 16 == 0;
+    bool fast_x = K % 8 == 0 && (uintptr_t)X % 16 == 0;
+    bool fast_w = ldw % gm_weight_traits<WEIGHT>::per_copy == 0 && (uintptr_t)W % 16 == 0;
     uint64_t policy = l2_evict_first();
     float acc[NT][4], sum[NT][4];
     for (int j = 0; j < NT; j++)
         for (int i = 0; i < 4; i++) sum[j][i] = 0.0f;
     for (int s = s_first; s < s_end; s++) {
-        gm_segment<NT, STAGES, WEIGHT>(acc, ring, wide, X, W, col_scale, R, N, K, f0, row0, s * per_seg,
-                                       min(steps, (s + 1) * per_seg), fast, policy);
+        gm_segment<NT, STAGES, WEIGHT>(acc, ring, X, W, col_mult, ldw, R, N, K, f0, row0, s * per_seg,
+                                       min(steps, (s + 1) * per_seg), fast_w, fast_x, policy);
         for (int j = 0; j < NT; j++)
             for (int i = 0; i < 4; i++) sum[j][i] += acc[j][i];
     }
@@ -280,14 +290,14 @@ __global__ void __launch_bounds__(32 * GM_WARPS) gemm_mma_kernel(const bf16 *X, 
 // The launch of one instantiation, spelled with literals so that the emulation's launch name is ptxas's (the speed
 // model finds the kernel's registers and shared memory by it).
 static_assert(gm_stages(1) == 8 && gm_stages(2) == 7 && gm_stages(4) == 6 && gm_stages(8) == 4, "GM_LAUNCH's literals");
-static_assert(gm_stages_e4m3(1) == 14 && gm_stages_e4m3(2) == 11 && gm_stages_e4m3(4) == 9 && gm_stages_e4m3(8) == 5,
+static_assert(gm_stages_e4m3(1) == 12 && gm_stages_e4m3(2) == 10 && gm_stages_e4m3(4) == 8 && gm_stages_e4m3(8) == 5,
               "GM_LAUNCH's literals");
 static_assert(GEMM_WEIGHT_BF16 == 0 && GEMM_WEIGHT_E4M3 == 1, "GM_LAUNCH's literals");
 #define GM_LAUNCH(NT, STAGES, SPLIT, WEIGHT)                                                                             \
     REPRISE_LAUNCH_PDL((gemm_mma_kernel<NT, STAGES, SPLIT, WEIGHT>),                                                       \
                    dim3((N + GM_FEATURES - 1) / GM_FEATURES * (SPLIT ? (R + 8 * NT - 1) / (8 * NT) : 1),                 \
                         SPLIT ? S : (R + 8 * NT - 1) / (8 * NT)), dim3(32 * GM_WARPS),                                 \
-                   0, s, X, Wt.data, Wt.row_scale, Wt.col_scale, R, N, K, S, out, ws.partial, ws.count)
+                   0, s, X, Wt.data, Wt.row_scale, Wt.col_mult, R, N, K, S, out, ws.partial, ws.count)
 
 cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N, int K, int S, gemm_out out,
                                      gemm_workspace ws, cudaStream_t s) {
@@ -308,9 +318,9 @@ cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N
     if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;   // the split needs its workspace
     // 1-8 rows in one CTA of a tile; from 9, two row blocks of 1, 2 or 4 tiles (GEMM_SPLIT_ROW_BLOCKS)
     static_assert(GEMM_SPLIT_ROW_BLOCKS == 2 && GEMM_SPLIT_ROWS == 2 * 32, "two row blocks of at most 4 tiles");
-    if (R <= 16) return e4m3 ? GM_LAUNCH(1, 14, true, 1) : GM_LAUNCH(1, 8, true, 0);
-    if (R <= 32) return e4m3 ? GM_LAUNCH(2, 11, true, 1) : GM_LAUNCH(2, 7, true, 0);
-    return e4m3 ? GM_LAUNCH(4, 9, true, 1) : GM_LAUNCH(4, 6, true, 0);
+    if (R <= 16) return e4m3 ? GM_LAUNCH(1, 12, true, 1) : GM_LAUNCH(1, 8, true, 0);
+    if (R <= 32) return e4m3 ? GM_LAUNCH(2, 10, true, 1) : GM_LAUNCH(2, 7, true, 0);
+    return e4m3 ? GM_LAUNCH(4, 8, true, 1) : GM_LAUNCH(4, 6, true, 0);
 }
 
 cudaError_t launch_gemm_mma(const bf16 *X, gemm_weight W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s) {

@@ -2,7 +2,9 @@
 #ifndef REPRISE_KERNELS_H
 #define REPRISE_KERNELS_H
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/cuda_compat.h"
 #include "kernels/shapes.h"
@@ -79,19 +81,57 @@ struct gemm_workspace {
     int wgmma;   // GEMM_WGMMA_ON (gemm_wgmma_probe's answer on this GPU): GEMM_WGMMA_ROWS rows and more on wgmma
 };
 // The weight operand: its elements' type, and for FP8 (E4M3 codes, W8A16) a scale per output feature - the weight is
-// value(code) x row_scale[n] - and optionally a scale per input column that X's columns are multiplied by in the
-// kernel (the RMSNorm weight, which the BF16 path folds into its weights at upload). The wgmma path takes BF16 alone:
-// FP8 runs the mma.sync kernel at every R (gemm_mma.cu). A type the kernel does not know: cudaErrorNotSupported.
+// value(code) x col_mult x row_scale[n] - in the layout below. The wgmma path takes BF16 alone: FP8 runs the mma.sync
+// kernel at every R (gemm_mma.cu). A type the kernel does not know: cudaErrorNotSupported.
+//
+// E4M3 on the device: each row gemm_e4m3_row_codes(K) codes (K rounded up to 16, zeros past K), each block of 16 in
+// fragment order (gemm_e4m3_order_row): position 4t + j holds the block's column (2t, 2t+1, 2t+8, 2t+9)[j], so that
+// lane t of an MMA quad reads the 4 codes of its A fragment in a row with one 32-bit load and widens them in
+// registers (no pass through shared memory). col_mult, optional: per block, per t, two BF16x2 words, the columns'
+// multipliers x 2^120 (2t, 2t+1) and (2t+8, 2t+9) (gemm_e4m3_col_mults: the RMSNorm weight the BF16 path folds into
+// its weights, folded here as it widens them); nullptr: 2^120 (the codes' values).
 enum gemm_weight_type { GEMM_WEIGHT_BF16 = 0, GEMM_WEIGHT_E4M3 = 1 };
 struct gemm_weight {
-    const void *data;          // (N, K) row-major
+    const void *data;          // BF16: (N, K) row-major; E4M3: (N, gemm_e4m3_row_codes(K)) in fragment order
     gemm_weight_type type;
     const float *row_scale;    // (N) for E4M3; nullptr for BF16
-    const float *col_scale;    // (K) for E4M3, or nullptr: X's columns times it (rounded to BF16) before the product
+    const uint32_t *col_mult;  // (row_codes / 16, 4, 2) BF16x2 for E4M3, or nullptr
 };
 static inline gemm_weight gemm_weight_bf16(const bf16 *w) { return gemm_weight{w, GEMM_WEIGHT_BF16, nullptr, nullptr}; }
-static inline gemm_weight gemm_weight_e4m3(const uint8_t *codes, const float *row_scale, const float *col_scale = nullptr) {
-    return gemm_weight{codes, GEMM_WEIGHT_E4M3, row_scale, col_scale};
+static inline gemm_weight gemm_weight_e4m3(const uint8_t *codes, const float *row_scale, const uint32_t *col_mult = nullptr) {
+    return gemm_weight{codes, GEMM_WEIGHT_E4M3, row_scale, col_mult};
+}
+__host__ __device__ static inline int gemm_e4m3_row_codes(int K) { return (K + 15) / 16 * 16; }
+// A row's K codes in the device's order (out: gemm_e4m3_row_codes(K) bytes, zeros past K). Host code.
+static inline void gemm_e4m3_order_row(const uint8_t *codes, int K, uint8_t *out) {
+    for (int b = 0; b < gemm_e4m3_row_codes(K); b += 16)
+        for (int t = 0; t < 4; t++)
+            for (int j = 0; j < 4; j++) {
+                int k = b + (j < 2 ? 2 * t + j : 2 * t + 8 + j - 2);
+                out[b + 4 * t + j] = k < K ? codes[k] : 0;
+            }
+}
+// The column multipliers of col_scale (K floats) as the kernel reads them (out: gemm_e4m3_row_codes(K) / 2 words),
+// each BF16(col_scale x 2^(120 - E)) with E >= 0 the least that keeps them finite (|col_scale| < 2^(7 + E)); returns E:
+// the rows' scales must carry 2^E. Columns past K get 0. Host code.
+static inline int gemm_e4m3_col_mults(const float *col_scale, int K, uint32_t *out) {
+    float most = 0;
+    for (int k = 0; k < K; k++) most = fmaxf(most, fabsf(col_scale[k]));
+    int E = 0;
+    while (most >= ldexpf(1.0f, 7 + E)) E++;
+    auto bits = [&](int k) -> uint32_t {
+        if (k >= K) return 0;
+        float f = ldexpf(col_scale[k], 120 - E);
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        return (u + 0x7fffu + ((u >> 16) & 1)) >> 16;   // to BF16, to nearest even
+    };
+    for (int b = 0; b < gemm_e4m3_row_codes(K); b += 16)
+        for (int t = 0; t < 4; t++) {
+            out[b / 2 + 2 * t] = bits(b + 2 * t) | bits(b + 2 * t + 1) << 16;
+            out[b / 2 + 2 * t + 1] = bits(b + 2 * t + 8) | bits(b + 2 * t + 9) << 16;
+        }
+    return E;
 }
 cudaError_t launch_gemm_mma(const bf16 *X, gemm_weight W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s);
 // The same kernel with K cut into `segments` given by the caller: bench's yardstick of what batch invariance costs

@@ -99,20 +99,21 @@ __device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void *smem_row)
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(a) : "memory");
 }
 
-// Four FP8 E4M3 codes (the bytes of `codes`, the first lowest) widened to BF16 exactly, two a register as an MMA
-// fragment holds them (the lower-indexed in the low half). E4M3's sign, exponent and mantissa bits, moved into BF16's
-// (sign to bit 15, the 7 others to bits 4..10: prmt places each code in a 16-bit lane with its sign copied over the
-// high byte, a shift by 4 and a mask keep bit 15 and bits 4..10), are the code's value x 2^-120 as a BF16 - its
-// subnormals too: E4M3's subnormals m x 2^-9 land on BF16's, m/8 x 2^-126 - and one BF16 multiply by 2^120 (exact:
-// the product is a BF16) makes the value. 4 instructions a pair; NaN codes (S.1111.111) are never loaded.
-__device__ __forceinline__ void widen_e4m3x4(uint32_t codes, uint32_t out[2]) {
+// Four FP8 E4M3 codes (the bytes of `codes`, the first lowest) widened to BF16, two a register as an MMA fragment
+// holds them (the lower-indexed in the low half), codes 0-1 times the BF16x2 multipliers m01 and codes 2-3 times m23.
+// E4M3's sign, exponent and mantissa bits, moved into BF16's (prmt places each code in a 16-bit lane with its sign
+// copied over the high byte; a shift by 4 and a mask keep bit 15 and bits 4..10), are the code's value x 2^-120 as a
+// BF16 - its subnormals too: E4M3's m x 2^-9 land on BF16's subnormal m/8 x 2^-126 - and one BF16 fused multiply by
+// m x 2^120 rounds value x m once: with m = 2^120 (BF16X2_2POW120) the value itself, exactly. 4 instructions a pair;
+// NaN codes (S.1111.111) are never loaded.
+__device__ __forceinline__ void widen_e4m3x4(uint32_t codes, uint32_t m01, uint32_t m23, uint32_t out[2]) {
 #if __CUDA_ARCH__ >= 800
     uint32_t lo, hi;
     asm("prmt.b32 %0, %1, 0, %2;\n" : "=r"(lo) : "r"(codes), "n"(E4M3_PAIR_LO));
     asm("prmt.b32 %0, %1, 0, %2;\n" : "=r"(hi) : "r"(codes), "n"(E4M3_PAIR_HI));
     lo = (lo << 4) & E4M3_LANE_MASK, hi = (hi << 4) & E4M3_LANE_MASK;
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(out[0]) : "r"(lo), "r"(BF16X2_2POW120), "r"(BF16X2_MINUS_ZERO));
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(out[1]) : "r"(hi), "r"(BF16X2_2POW120), "r"(BF16X2_MINUS_ZERO));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(out[0]) : "r"(lo), "r"(m01), "r"(BF16X2_MINUS_ZERO));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(out[1]) : "r"(hi), "r"(m23), "r"(BF16X2_MINUS_ZERO));
 #endif
 }
 

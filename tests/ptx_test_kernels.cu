@@ -233,7 +233,7 @@ cudaError_t launch_mma_tile(const bf16 *A, const bf16 *Bt, const float *C, float
 }
 // Each thread widens the 4 E4M3 codes of its word (widen_e4m3x4) into out's two words.
 __global__ void widen_e4m3_kernel(const uint32_t *codes, uint32_t *out) {
-    widen_e4m3x4(codes[threadIdx.x], out + 2 * threadIdx.x);
+    widen_e4m3x4(codes[threadIdx.x], BF16X2_2POW120, BF16X2_2POW120, out + 2 * threadIdx.x);
 }
 cudaError_t launch_widen_e4m3(const uint32_t *codes, uint32_t *out) {
     return REPRISE_LAUNCH(widen_e4m3_kernel, dim3(1), dim3(64), 0, (cudaStream_t)0, codes, out);

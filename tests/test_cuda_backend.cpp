@@ -816,17 +816,18 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
     }
 }
 
-// W8A16 (GEMM_WEIGHT_E4M3): FP8 codes widened in the kernel are the BF16 GEMM of their values - bit for bit, each
-// output times its row's scale after its sum, X's columns times col_scale (rounded to BF16) before it - on the slow
-// path (K not a multiple of 16) and the fast one, one segment or many, the decode split (in two row blocks from 9
-// rows) and the prefill tiles; every row alone equals its row in a batch (batch invariance); every one of the 254
-// finite codes widens exactly (a row holding each); FP8 without its row scales refused.
+// W8A16 (GEMM_WEIGHT_E4M3): FP8 codes in fragment order, widened in registers, are the BF16 GEMM of BF16(value x
+// column multiplier) - bit for bit, each output times its row's scale after its sum - on K a multiple of 16 and not,
+// one segment or many, the decode split (in two row blocks from 9 rows) and the prefill tiles; with no multipliers
+// and with the RMSNorm-like multipliers (one set large enough to take an exponent shift, E > 0); every row alone
+// equals its row in a batch (batch invariance); every one of the 254 finite codes widens exactly (a shape holding
+// each); FP8 without its row scales refused.
 static void gemm_e4m3_is_the_bf16_gemm_of_its_values(void) {
-    struct { int N, K; } shapes[] = {{67, 172}, {300, 512}, {200, 2048}, {254, 256}};
+    struct { int N, K; float col_max; } shapes[] = {{67, 172, 1.5f}, {300, 512, 300.0f}, {200, 2048, 1.5f}, {254, 256, 1.5f}};
     const int Ms[] = {1, 9, 17, 40, 65, 130};
     for (auto sh : shapes) {
-        int N = sh.N, K = sh.K, Rmax = 130;
-        std::vector<uint8_t> codes((size_t)N * K);
+        int N = sh.N, K = sh.K, K16 = gemm_e4m3_row_codes(K), Rmax = 130;
+        std::vector<uint8_t> codes((size_t)N * K), ordered((size_t)N * K16);
         for (size_t i = 0; i < codes.size(); i++) {
             codes[i] = (uint8_t)(rng() % 256);
             if ((codes[i] & 0x7f) == 0x7f) codes[i] ^= 1;   // no NaN code
@@ -834,34 +835,45 @@ static void gemm_e4m3_is_the_bf16_gemm_of_its_values(void) {
         if (N == 254)   // row n holds code n (0x7f and 0xff, the NaNs, skipped) in every column: each widened
             for (int n = 0; n < N; n++)
                 for (int k = 0; k < K; k++) codes[(size_t)n * K + k] = (uint8_t)(n < 127 ? n : n + 1);
-        std::vector<float> values(codes.size()), x = bf16_round(randv((size_t)Rmax * K)), row_scale(N), col_scale(K);
-        for (size_t i = 0; i < codes.size(); i++) values[i] = fp8_e4m3_value(codes[i]);
+        for (int n = 0; n < N; n++) gemm_e4m3_order_row(&codes[(size_t)n * K], K, &ordered[(size_t)n * K16]);
+        std::vector<float> x = bf16_round(randv((size_t)Rmax * K)), row_scale(N), col_scale(K);
         for (float &v : row_scale) v = 0.001f + (float)(rng() % 1000) / 1000.0f;
-        for (float &v : col_scale) v = 0.5f + (float)(rng() % 1000) / 1000.0f;
+        for (int k = 0; k < K; k++) col_scale[k] = (k % 2 ? -1.0f : 1.0f) * (0.1f + sh.col_max * (float)(rng() % 1000) / 1000.0f);
+        std::vector<uint32_t> mult((size_t)K16 / 2);
+        int E = gemm_e4m3_col_mults(col_scale.data(), K, mult.data());
+        CHECK((sh.col_max > 200) == (E > 0), "K %d: exponent shift %d for multipliers up to %g", K, E, sh.col_max);
         uint8_t *dcodes;
-        float *drs, *dcs, *dout, *dref, *partial;
+        uint32_t *dmult;
+        float *drs, *dout, *dref, *partial;
         unsigned *count;
-        cudaMalloc((void **)&dcodes, codes.size());
-        cudaMemcpy(dcodes, codes.data(), codes.size(), cudaMemcpyHostToDevice);
-        cudaMalloc((void **)&drs, N * sizeof(float)), cudaMalloc((void **)&dcs, K * sizeof(float));
+        cudaMalloc((void **)&dcodes, ordered.size());
+        cudaMemcpy(dcodes, ordered.data(), ordered.size(), cudaMemcpyHostToDevice);
+        cudaMalloc((void **)&dmult, mult.size() * 4);
+        cudaMemcpy(dmult, mult.data(), mult.size() * 4, cudaMemcpyHostToDevice);
+        cudaMalloc((void **)&drs, N * sizeof(float));
         cudaMemcpy(drs, row_scale.data(), N * sizeof(float), cudaMemcpyHostToDevice);
-        cudaMemcpy(dcs, col_scale.data(), K * sizeof(float), cudaMemcpyHostToDevice);
         cudaMalloc((void **)&dout, (size_t)Rmax * N * sizeof(float)), cudaMalloc((void **)&dref, (size_t)Rmax * N * sizeof(float));
         cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16);
         cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
         cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned));
         gemm_workspace ws = {partial, count, 0};
-        bf16 *dw = dev_bf16(values);   // the codes' values: exact in BF16
+        bf16 *dx = dev_bf16(x);
         for (int scaled = 0; scaled < 2; scaled++) {
-            std::vector<float> xs = x;   // X's columns times col_scale, as the kernel rounds them
-            if (scaled)
-                for (size_t i = 0; i < xs.size(); i++) xs[i] = __bfloat162float(__float2bfloat16(xs[i] * col_scale[i % K]));
-            bf16 *dx = dev_bf16(x), *dxs = dev_bf16(xs);
-            gemm_weight w8 = gemm_weight_e4m3(dcodes, drs, scaled ? dcs : nullptr);
+            std::vector<float> wref((size_t)N * K);   // BF16(value x multiplier), the multiplier BF16(col x 2^(120-E)) / 2^120
+            for (int k = 0; k < K; k++) {
+                uint32_t bits = (uint32_t)(mult[(k / 16) * 8 + 2 * ((k % 8) / 2) + (k % 16 >= 8)] >> (16 * (k % 2))) << 16;
+                float m;
+                memcpy(&m, &bits, 4);
+                m = scaled ? ldexpf(m, -120) : 1.0f;
+                for (int n = 0; n < N; n++)
+                    wref[(size_t)n * K + k] = __bfloat162float(__float2bfloat16(fp8_e4m3_value(codes[(size_t)n * K + k]) * m));
+            }
+            bf16 *dw = dev_bf16(wref);
+            gemm_weight w8 = gemm_weight_e4m3(dcodes, drs, scaled ? dmult : nullptr);
             int bad = 0, differ = 0;
             for (int M : Ms) {
                 CHECK(launch_gemm_mma(dx, w8, M, N, K, gemm_store(dout), ws, 0) == cudaSuccess, "FP8 launch, %d rows", M);
-                CHECK(launch_gemm_mma(dxs, gemm_weight_bf16(dw), M, N, K, gemm_store(dref), ws, 0) == cudaSuccess, "BF16 launch");
+                CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), M, N, K, gemm_store(dref), ws, 0) == cudaSuccess, "BF16 launch");
                 std::vector<float> got = host(dout, (size_t)M * N), ref = host(dref, (size_t)M * N);
                 for (int r = 0; r < M; r++)
                     for (int n = 0; n < N; n++) bad += got[(size_t)r * N + n] != ref[(size_t)r * N + n] * row_scale[n];
@@ -871,14 +883,14 @@ static void gemm_e4m3_is_the_bf16_gemm_of_its_values(void) {
                     differ += memcmp(one.data(), got.data() + (size_t)(M - 1) * N, N * sizeof(float)) != 0;
                 }
             }
-            CHECK(bad == 0, "N %d K %d%s: %d outputs differ from the BF16 GEMM of the values times the row scale", N, K,
-                  scaled ? " (X's columns scaled)" : "", bad);
+            CHECK(bad == 0, "N %d K %d%s: %d outputs differ from the BF16 GEMM of the widened weights times the row scale", N, K,
+                  scaled ? " (column multipliers)" : "", bad);
             CHECK(differ == 0, "N %d K %d: %d batches' last rows differ from the row alone", N, K, differ);
-            cudaFree(dx), cudaFree(dxs);
+            cudaFree(dw);
         }
-        CHECK(launch_gemm_mma(dw, gemm_weight_e4m3(dcodes, nullptr), 1, N, K, gemm_store(dout), ws, 0) == cudaErrorInvalidValue,
+        CHECK(launch_gemm_mma(dx, gemm_weight_e4m3(dcodes, nullptr), 1, N, K, gemm_store(dout), ws, 0) == cudaErrorInvalidValue,
               "FP8 without its row scales was accepted");
-        cudaFree(dcodes), cudaFree(drs), cudaFree(dcs), cudaFree(dout), cudaFree(dref), cudaFree(partial), cudaFree(count), cudaFree(dw);
+        cudaFree(dcodes), cudaFree(dmult), cudaFree(drs), cudaFree(dout), cudaFree(dref), cudaFree(partial), cudaFree(count), cudaFree(dx);
     }
 }
 

@@ -102,10 +102,10 @@ static inline uint32_t emu_fma_bf16x2(uint32_t a, uint32_t b, uint32_t c) {
     }
     return d;
 }
-static inline void widen_e4m3x4(uint32_t codes, uint32_t out[2]) {
+static inline void widen_e4m3x4(uint32_t codes, uint32_t m01, uint32_t m23, uint32_t out[2]) {
     uint32_t lo = (emu_prmt(codes, 0, E4M3_PAIR_LO) << 4) & E4M3_LANE_MASK, hi = (emu_prmt(codes, 0, E4M3_PAIR_HI) << 4) & E4M3_LANE_MASK;
-    out[0] = emu_fma_bf16x2(lo, BF16X2_2POW120, BF16X2_MINUS_ZERO);
-    out[1] = emu_fma_bf16x2(hi, BF16X2_2POW120, BF16X2_MINUS_ZERO);
+    out[0] = emu_fma_bf16x2(lo, m01, BF16X2_MINUS_ZERO);
+    out[1] = emu_fma_bf16x2(hi, m23, BF16X2_MINUS_ZERO);
 }
 
 static inline uint64_t l2_evict_first() { return 1; }   // a cache hint: nothing to emulate

@@ -1,7 +1,7 @@
 // The CUDA backend's weights: each rank's share converted to BF16 and uploaded once, Q/K/V stacked, gate/up
 // interleaved, the RMSNorm weights before them folded into their columns. FP8 projections (an FP8 checkpoint's, or
-// --weights fp8's) go up as E4M3 codes with a float scale a row, the RMSNorm weight beside them as a float column
-// scale that the GEMM applies to X (codes cannot hold it).
+// --weights fp8's) go up as E4M3 codes in the GEMM's fragment order with a float scale a row, the RMSNorm weight
+// beside them as column multipliers that the GEMM folds in as it widens the codes (kernels.h).
 #include <initializer_list>
 #include <string>
 
@@ -80,12 +80,13 @@ static bool group_fp8(const rank_state *r, const st_archive *a, int l, std::init
     return false;
 }
 
-// A projection's block as E4M3 codes into codes (device; rows in runs as upload_to) and its rows' scales into scales
-// (device, the same rows): the checkpoint's codes and scales (a scale a row: per tensor or per output channel), or
-// quantized here as the CPU quantizes at load, each row's scale over the whole row (a rank holding some of its
-// columns quantizes them as the CPU does the row). -1 with err for a weight that is not finite.
+// A projection's block as E4M3 codes into codes (device, rows of gemm_e4m3_row_codes(cols) in the GEMM's fragment
+// order, in runs as upload_to) and its rows' scales times scale_mult into scales (device, the same rows): the
+// checkpoint's codes and scales (a scale a row: per tensor or per output channel), or quantized here as the CPU
+// quantizes at load, each row's scale over the whole row (a rank holding some of its columns quantizes them as the CPU
+// does the row). -1 with err for a weight that is not finite.
 static int upload_fp8_to(rank_state *r, const model_config *c, const st_archive *a, uint8_t *codes, float *scales,
-                         const st_tensor *t, const tp_block &blk, int64_t run, int64_t pitch, rp_err *err) {
+                         const st_tensor *t, const tp_block &blk, int64_t run, int64_t pitch, float scale_mult, rp_err *err) {
     int64_t K = t->shape[1];
     if (run <= 0) run = pitch = std::max<int64_t>(1, blk.rows);
     std::vector<float> stored_scale;
@@ -97,47 +98,53 @@ static int upload_fp8_to(rank_state *r, const model_config *c, const st_archive 
     }
     int64_t step = std::max<int64_t>(1, ((int64_t)16 << 20) / std::max<int64_t>(1, blk.cols));
     step = std::max<int64_t>(run, step / run * run);   // whole runs a piece
-    std::vector<uint8_t> hc;
+    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)blk.cols);
+    std::vector<uint8_t> hc, in((size_t)blk.cols);
     std::vector<float> hs, row((size_t)K);
     for (int64_t row0 = 0; row0 < blk.rows; row0 += step) {
         int64_t rows = std::min(step, blk.rows - row0);
-        hc.resize((size_t)(rows * blk.cols)), hs.resize((size_t)rows);
+        hc.resize((size_t)rows * row_codes), hs.resize((size_t)rows);
         for (int64_t i = 0; i < rows; i++) {
             int64_t src = blk.row0 + row0 + i;
-            uint8_t *out = hc.data() + (size_t)(i * blk.cols);
             if (t->dtype == ST_F8_E4M3) {
-                memcpy(out, static_cast<const uint8_t *>(t->data) + (size_t)(src * K + blk.col0), (size_t)blk.cols);
+                memcpy(in.data(), static_cast<const uint8_t *>(t->data) + (size_t)(src * K + blk.col0), (size_t)blk.cols);
                 hs[i] = stored_scale[(size_t)src];
-                continue;
+            } else {
+                tensor_block_to_f32(t, src, 1, 0, K, row.data());
+                if (fp8_row_scale(row.data(), (int)K, &hs[i], err)) return rp_wrap(err, "%s: row %lld", t->name, (long long)src);
+                fp8_encode(row.data() + blk.col0, (int)blk.cols, hs[i], in.data());
             }
-            tensor_block_to_f32(t, src, 1, 0, K, row.data());
-            if (fp8_row_scale(row.data(), (int)K, &hs[i], err)) return rp_wrap(err, "%s: row %lld", t->name, (long long)src);
-            fp8_encode(row.data() + blk.col0, (int)blk.cols, hs[i], out);
+            gemm_e4m3_order_row(in.data(), (int)blk.cols, hc.data() + (size_t)i * row_codes);
+            hs[i] *= scale_mult;
         }
         int64_t at = row0 / run * pitch;
-        copy_runs(codes + (size_t)(at * blk.cols), hc.data(), (size_t)blk.cols, rows, run, pitch);
+        copy_runs(codes + (size_t)at * row_codes, hc.data(), row_codes, rows, run, pitch);
         copy_runs(scales + at, hs.data(), sizeof(float), rows, run, pitch);
     }
-    r->weight_bytes += (size_t)(blk.rows * blk.cols) + (size_t)blk.rows * sizeof(float);
+    r->weight_bytes += (size_t)blk.rows * (row_codes + sizeof(float));
     return 0;
 }
 
 // An FP8 GEMM's operand: `rows` rows of codes (zeros) and scales (zeros) allocated for this rank.
-static gemm_weight alloc_fp8(rank_state *r, size_t rows, int64_t cols, const float *col_scale) {
-    uint8_t *codes = dev_alloc<uint8_t>(rows * (size_t)cols);
+static gemm_weight alloc_fp8(rank_state *r, size_t rows, int64_t cols, const uint32_t *col_mult) {
+    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)cols);
+    uint8_t *codes = dev_alloc<uint8_t>(rows * row_codes);
     float *scales = dev_alloc<float>(rows);
-    CUDA_CHECK(cudaMemset(codes, 0, rows * (size_t)cols));
+    CUDA_CHECK(cudaMemset(codes, 0, rows * row_codes));
     CUDA_CHECK(cudaMemset(scales, 0, rows * sizeof(float)));
     r->weight_allocs.push_back(codes), r->weight_allocs.push_back(scales);
-    return gemm_weight_e4m3(codes, scales, col_scale);
+    return gemm_weight_e4m3(codes, scales, col_mult);
 }
 
-// A norm's weight on the device as floats: FP8's column scale for the GEMM after it.
-static float *upload_floats(rank_state *r, const std::vector<float> &v) {
-    float *d = dev_alloc<float>(v.size());
-    CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+// A norm's weight as the column multipliers of the FP8 GEMM after it (kernels.h, gemm_e4m3_col_mults), on the
+// device; *scale_mult: the 2^E its rows' scales must carry.
+static const uint32_t *upload_col_mults(rank_state *r, const std::vector<float> &norm, float *scale_mult) {
+    std::vector<uint32_t> h((size_t)gemm_e4m3_row_codes((int)norm.size()) / 2);
+    *scale_mult = ldexpf(1.0f, gemm_e4m3_col_mults(norm.data(), (int)norm.size(), h.data()));
+    uint32_t *d = dev_alloc<uint32_t>(h.size());
+    CUDA_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
     r->weight_allocs.push_back(d);
-    r->weight_bytes += v.size() * sizeof(float);
+    r->weight_bytes += h.size() * sizeof(uint32_t);
     return d;
 }
 
@@ -164,11 +171,13 @@ static int upload_qkv_fp8(rank_state *r, const model_config *c, const st_archive
     tp_block blk;
     size_t rows = 0, at = 0;
     for (layer_tensor w : ws) tp_layer_block(c, &r->shard, w, &blk), rows += (size_t)blk.rows;
-    gemm_weight g = alloc_fp8(r, rows, blk.cols, upload_floats(r, norm_weight(r, c, a, l, W_ATTN_NORM)));
+    float scale_mult;
+    gemm_weight g = alloc_fp8(r, rows, blk.cols, upload_col_mults(r, norm_weight(r, c, a, l, W_ATTN_NORM), &scale_mult));
+    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)blk.cols);
     for (layer_tensor w : ws) {
         tp_layer_block(c, &r->shard, w, &blk);
-        if (upload_fp8_to(r, c, a, (uint8_t *)g.data + at * (size_t)blk.cols, (float *)g.row_scale + at, weights_layer(a, l, w),
-                          blk, 0, 0, err))
+        if (upload_fp8_to(r, c, a, (uint8_t *)g.data + at * row_codes, (float *)g.row_scale + at, weights_layer(a, l, w), blk,
+                          0, 0, scale_mult, err))
             return -1;
         at += (size_t)blk.rows;
     }
@@ -200,13 +209,16 @@ static int upload_gate_up_fp8(rank_state *r, const model_config *c, const st_arc
     tp_block blk;
     tp_layer_block(c, &r->shard, W_GATE, &blk);
     size_t rows = (size_t)gemm_swiglu_rows((int)blk.rows);
-    gemm_weight g = alloc_fp8(r, rows, blk.cols, upload_floats(r, norm_weight(r, c, a, l, W_FFN_NORM)));
+    float scale_mult;
+    gemm_weight g = alloc_fp8(r, rows, blk.cols, upload_col_mults(r, norm_weight(r, c, a, l, W_FFN_NORM), &scale_mult));
     uint8_t *codes = (uint8_t *)g.data;
     float *scales = (float *)g.row_scale;
-    if (upload_fp8_to(r, c, a, codes, scales, weights_layer(a, l, W_GATE), blk, 8, 16, err)) return -1;
+    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)blk.cols);
+    if (upload_fp8_to(r, c, a, codes, scales, weights_layer(a, l, W_GATE), blk, 8, 16, scale_mult, err)) return -1;
     tp_layer_block(c, &r->shard, W_UP, &blk);
-    if (upload_fp8_to(r, c, a, codes + 8 * (size_t)blk.cols, scales + 8, weights_layer(a, l, W_UP), blk, 8, 16, err)) return -1;
-    r->weight_bytes += (rows - 2 * (size_t)blk.rows) * ((size_t)blk.cols + sizeof(float));   // the zero rows
+    if (upload_fp8_to(r, c, a, codes + 8 * row_codes, scales + 8, weights_layer(a, l, W_UP), blk, 8, 16, scale_mult, err))
+        return -1;
+    r->weight_bytes += (rows - 2 * (size_t)blk.rows) * (row_codes + sizeof(float));   // the zero rows
     r->proj[l][W_GATE] = g;
     return 0;
 }
@@ -222,7 +234,7 @@ static int upload_single(rank_state *r, const model_config *c, const st_archive 
     }
     gemm_weight g = alloc_fp8(r, (size_t)blk.rows, blk.cols, nullptr);
     r->proj[l][w] = g;
-    return upload_fp8_to(r, c, a, (uint8_t *)g.data, (float *)g.row_scale, weights_layer(a, l, w), blk, 0, 0, err);
+    return upload_fp8_to(r, c, a, (uint8_t *)g.data, (float *)g.row_scale, weights_layer(a, l, w), blk, 0, 0, 1.0f, err);
 }
 
 int load_weights(backend *base, const st_archive *a, rp_err *err) {
