@@ -44,14 +44,16 @@
 // 0.6 KB per 8 rows), so that a warp has 2 x (depth - 1) 16-byte copies of weights in flight at each wait: at 2 CTAs
 // an SM, 56 KB in flight for 1-8 rows (the bandwidth of HBM over its latency wants about 32 KB an SM).
 constexpr int gm_stages(int NT) { return NT <= 1 ? 8 : NT == 2 ? 7 : NT == 4 ? 6 : 4; }
-// FP8 stages are 2 KB of codes (in 3 KB: rows padded to 48 bytes) and X's rows: deeper rings in the same 46 KB, so
-// that about as many bytes of weights are in flight (11 x 2 KB at 1-8 rows against BF16's 7 x 4 KB).
-constexpr int gm_stages_e4m3(int NT) { return NT <= 1 ? 12 : NT == 2 ? 10 : NT == 4 ? 8 : 5; }
+// FP8 stages are 2 KB of codes and X's rows: deeper rings in the same 46 KB, so that as many bytes of weights or more
+// are in flight (15 x 2 KB at 1-8 rows against BF16's 7 x 4 KB).
+constexpr int gm_stages_e4m3(int NT) { return NT <= 1 ? 16 : NT == 2 ? 13 : NT == 4 ? 10 : 6; }
 // 4 CTAs an SM (their shared memory allows no more): registers up to 128 a thread. Without it ptxas sizes FP8's
 // 4-tile kernel (45 KB of shared memory) for 5 CTAs, 96 registers, and spills.
 #define GM_MIN_CTAS 4
-#define GM_E4M3_ROW_WORDS 12   // a stage's row of 32 codes, padded to 48 bytes: a quad's 32-bit reads of 8 rows hit
-                               // 32 different banks
+#define GM_E4M3_ROW_WORDS 8   // a stage's row of 32 codes; its two 16-byte halves swapped in rows 4-7 of every 8
+                              // (gm_e4m3_swizzle), so that a quad's 32-bit reads of 8 rows hit 32 different banks
+// Where word w of a stage's row `row` of codes sits.
+__device__ static inline int gm_e4m3_swizzle(int row, int w) { return w ^ (4 * ((row >> 2) & 1)); }
 
 // How a weight type reaches the tensor cores (kernels.h, gemm_weight; WEIGHT is a gemm_weight_type, a literal in
 // the kernel's name). BF16: a stage's weight tile holds the elements as stored (64 rows of 32 k, 16-byte copies of 8
@@ -95,7 +97,9 @@ __device__ static void gm_load_stage(gm_stage<NT, WEIGHT> &st, const bf16 *X, co
         if (c < chunks_w) {
             int row = c / per_w, kk = E * (c % per_w), k = k0 + kk, src_row = f0 + row;
             int valid = src_row < N ? min(E, max(0, kend_w - k)) : 0;   // elements of this chunk inside the segment
-            WT *dst = reinterpret_cast<WT *>(reinterpret_cast<unsigned char *>(&st.w[row][0]) + kk * sizeof(WT));
+            int at = kk * (int)sizeof(WT);   // the chunk's bytes in the tile's row (FP8's halves swizzled)
+            if (WEIGHT == GEMM_WEIGHT_E4M3) at = 4 * gm_e4m3_swizzle(row, at / 4);
+            WT *dst = reinterpret_cast<WT *>(reinterpret_cast<unsigned char *>(&st.w[row][0]) + at);
             if (fast_w) {
                 const WT *src = valid ? W + (size_t)src_row * ldw + k : W;
                 if (valid == E) cp_async_16_policy(dst, src, policy);
@@ -129,8 +133,9 @@ __device__ static inline void gm_a_fragment(uint32_t a[4], const gm_stage<NT, GE
         uint2 m = __ldg(reinterpret_cast<const uint2 *>(col_mult) + 4 * (size_t)step + t);
         m01 = m.x, m23 = m.y;
     }
-    widen_e4m3x4(st.w[16 * warp + g][4 * h + t], m01, m23, lo);
-    widen_e4m3x4(st.w[16 * warp + g + 8][4 * h + t], m01, m23, hi);
+    int r = 16 * warp + g;
+    widen_e4m3x4(st.w[r][gm_e4m3_swizzle(r, 4 * h + t)], m01, m23, lo);
+    widen_e4m3x4(st.w[r + 8][gm_e4m3_swizzle(r + 8, 4 * h + t)], m01, m23, hi);
     a[0] = lo[0], a[1] = hi[0], a[2] = lo[1], a[3] = hi[1];
 }
 
@@ -290,7 +295,7 @@ __global__ void __launch_bounds__(32 * GM_WARPS, GM_MIN_CTAS) gemm_mma_kernel(co
 // The launch of one instantiation, spelled with literals so that the emulation's launch name is ptxas's (the speed
 // model finds the kernel's registers and shared memory by it).
 static_assert(gm_stages(1) == 8 && gm_stages(2) == 7 && gm_stages(4) == 6 && gm_stages(8) == 4, "GM_LAUNCH's literals");
-static_assert(gm_stages_e4m3(1) == 12 && gm_stages_e4m3(2) == 10 && gm_stages_e4m3(4) == 8 && gm_stages_e4m3(8) == 5,
+static_assert(gm_stages_e4m3(1) == 16 && gm_stages_e4m3(2) == 13 && gm_stages_e4m3(4) == 10 && gm_stages_e4m3(8) == 6,
               "GM_LAUNCH's literals");
 static_assert(GEMM_WEIGHT_BF16 == 0 && GEMM_WEIGHT_E4M3 == 1, "GM_LAUNCH's literals");
 #define GM_LAUNCH(NT, STAGES, SPLIT, WEIGHT)                                                                             \
@@ -314,13 +319,13 @@ cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N
         return e ? e : launch_row_stats(out.p[0], nullptr, R, N, out.h, out.ssq, s);
     }
     bool e4m3 = Wt.type == GEMM_WEIGHT_E4M3;
-    if (R > GEMM_SPLIT_ROWS) return e4m3 ? GM_LAUNCH(8, 5, false, 1) : GM_LAUNCH(8, 4, false, 0);
+    if (R > GEMM_SPLIT_ROWS) return e4m3 ? GM_LAUNCH(8, 6, false, 1) : GM_LAUNCH(8, 4, false, 0);
     if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;   // the split needs its workspace
     // 1-8 rows in one CTA of a tile; from 9, two row blocks of 1, 2 or 4 tiles (GEMM_SPLIT_ROW_BLOCKS)
     static_assert(GEMM_SPLIT_ROW_BLOCKS == 2 && GEMM_SPLIT_ROWS == 2 * 32, "two row blocks of at most 4 tiles");
-    if (R <= 16) return e4m3 ? GM_LAUNCH(1, 12, true, 1) : GM_LAUNCH(1, 8, true, 0);
-    if (R <= 32) return e4m3 ? GM_LAUNCH(2, 10, true, 1) : GM_LAUNCH(2, 7, true, 0);
-    return e4m3 ? GM_LAUNCH(4, 8, true, 1) : GM_LAUNCH(4, 6, true, 0);
+    if (R <= 16) return e4m3 ? GM_LAUNCH(1, 16, true, 1) : GM_LAUNCH(1, 8, true, 0);
+    if (R <= 32) return e4m3 ? GM_LAUNCH(2, 13, true, 1) : GM_LAUNCH(2, 7, true, 0);
+    return e4m3 ? GM_LAUNCH(4, 10, true, 1) : GM_LAUNCH(4, 6, true, 0);
 }
 
 cudaError_t launch_gemm_mma(const bf16 *X, gemm_weight W, int R, int N, int K, gemm_out out, gemm_workspace ws, cudaStream_t s) {

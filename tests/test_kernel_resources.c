@@ -80,8 +80,8 @@ static void this_builds_kernels(void) {
     }
     const char *launched[] = {"attention_decode_kernel", "attention_prefill_kernel", "gemm_mma_kernel<1, 8, true, 0>",
                               "gemm_mma_kernel<2, 7, true, 0>", "gemm_mma_kernel<4, 6, true, 0>", "gemm_mma_kernel<8, 4, false, 0>",
-                              "gemm_mma_kernel<1, 12, true, 1>", "gemm_mma_kernel<2, 10, true, 1>",
-                              "gemm_mma_kernel<4, 8, true, 1>", "gemm_mma_kernel<8, 5, false, 1>", "gemm_wgmma_kernel<128, 6, 1>", "gemm_wgmma_kernel<64, 4, 2>",
+                              "gemm_mma_kernel<1, 16, true, 1>", "gemm_mma_kernel<2, 13, true, 1>",
+                              "gemm_mma_kernel<4, 10, true, 1>", "gemm_mma_kernel<8, 6, false, 1>", "gemm_wgmma_kernel<128, 6, 1>", "gemm_wgmma_kernel<64, 4, 2>",
                               "to_bf16_kernel", "row_stats_kernel", "sum_buffers_kernel", "embed_kernel",
                               "gemm_bf16_kernel<4, false>", "gemm_bf16_kernel<8, false>", "gemm_bf16_kernel<4, true>",
                               "qkv_rope_kernel", "rmsnorm_kernel", "sample_candidates_kernel", "sample_pick_kernel"};
