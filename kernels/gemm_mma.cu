@@ -78,6 +78,7 @@ template <int NT> struct gm_stage<NT, GEMM_WEIGHT_BF16> {
 template <int NT> struct gm_stage<NT, GEMM_WEIGHT_E4M3> {
     uint32_t w[GM_FEATURES][GM_E4M3_ROW_WORDS];   // 4 codes a word
     bf16 x[8 * NT][GM_ROW];
+    uint32_t mult[16];                            // the column multipliers of the stage's two k-steps (when given)
 };
 
 // Issues the copies of one stage: k in [k0, k0 + 32) clipped to kend (the segment's end; zeros past it), weight rows
@@ -86,13 +87,19 @@ template <int NT> struct gm_stage<NT, GEMM_WEIGHT_E4M3> {
 // segment). fast_w, fast_x: 16-byte copies of W, of X (else element by element).
 template <int NT, int WEIGHT>
 __device__ static void gm_load_stage(gm_stage<NT, WEIGHT> &st, const bf16 *X, const typename gm_weight_traits<WEIGHT>::type *W,
-                                     int ldw, int R, int N, int K, int f0, int row0, int k0, int kend, bool fast_w, bool fast_x,
-                                     uint64_t policy) {
+                                     const uint32_t *col_mult, int ldw, int R, int N, int K, int f0, int row0, int k0, int kend,
+                                     bool fast_w, bool fast_x, uint64_t policy) {
     using WT = typename gm_weight_traits<WEIGHT>::type;
     constexpr int E = gm_weight_traits<WEIGHT>::per_copy, per_w = GM_STAGE_K / E;   // 16-byte chunks of a row's 32 k
     constexpr int per_x = GM_STAGE_K / 8;
     const int chunks_w = GM_FEATURES * per_w, chunks = chunks_w + 8 * NT * per_x;
     const int kend_w = WEIGHT == GEMM_WEIGHT_E4M3 ? min(kend + 15, ldw) / 16 * 16 : kend;   // (codes past K are zeros)
+    if constexpr (WEIGHT == GEMM_WEIGHT_E4M3)   // FP8's column multipliers, with the codes: 4 copies of 16 bytes
+        if (col_mult && threadIdx.x >= 32 * GM_WARPS - 4) {   // (the threads with the fewest chunks below)
+            int c = threadIdx.x - (32 * GM_WARPS - 4), step = k0 / 16 + c / 2;
+            bool valid = 16 * step < kend_w;
+            cp_async_16(&st.mult[4 * c], valid ? col_mult + 8 * (size_t)step + 4 * (c % 2) : col_mult, valid ? 16 : 0);
+        }
     for (int c = threadIdx.x; c < chunks; c += 32 * GM_WARPS) {
         if (c < chunks_w) {
             int row = c / per_w, kk = E * (c % per_w), k = k0 + kk, src_row = f0 + row;
@@ -117,22 +124,18 @@ __device__ static void gm_load_stage(gm_stage<NT, WEIGHT> &st, const bf16 *X, co
     }
 }
 
-// The A fragment of k-step `step` (block h of the stage) for this lane: BF16 through ldmatrix; E4M3 from the lane's
-// 32-bit words of rows g and g + 8 (fragment order), widened with the block's column multipliers.
+// The A fragment of block h of the stage for this lane: BF16 through ldmatrix; E4M3 from the lane's 32-bit words of
+// rows g and g + 8 (fragment order), widened with the block's column multipliers (from the stage, when there are).
 template <int NT>
-__device__ static inline void gm_a_fragment(uint32_t a[4], const gm_stage<NT, GEMM_WEIGHT_BF16> &st, const uint32_t *, int h, int)  {
+__device__ static inline void gm_a_fragment(uint32_t a[4], const gm_stage<NT, GEMM_WEIGHT_BF16> &st, bool, int h) {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     ldmatrix_x4(a, &st.w[16 * warp + lane % 16][16 * h + 8 * (lane / 16)]);
 }
 template <int NT>
-__device__ static inline void gm_a_fragment(uint32_t a[4], const gm_stage<NT, GEMM_WEIGHT_E4M3> &st, const uint32_t *col_mult,
-                                            int h, int step) {
+__device__ static inline void gm_a_fragment(uint32_t a[4], const gm_stage<NT, GEMM_WEIGHT_E4M3> &st, bool mults, int h) {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     uint32_t m01 = BF16X2_2POW120, m23 = BF16X2_2POW120, lo[2], hi[2];
-    if (col_mult) {
-        uint2 m = __ldg(reinterpret_cast<const uint2 *>(col_mult) + 4 * (size_t)step + t);
-        m01 = m.x, m23 = m.y;
-    }
+    if (mults) m01 = st.mult[8 * h + 2 * t], m23 = st.mult[8 * h + 2 * t + 1];
     int r = 16 * warp + g;
     widen_e4m3x4(st.w[r][gm_e4m3_swizzle(r, 4 * h + t)], m01, m23, lo);
     widen_e4m3x4(st.w[r + 8][gm_e4m3_swizzle(r + 8, 4 * h + t)], m01, m23, hi);
@@ -151,7 +154,8 @@ __device__ static void gm_segment(float acc[NT][4], gm_stage<NT, WEIGHT> *ring, 
     int kend = min(16 * ks1, K), stages = (ks1 - ks0 + 1) / 2;
     for (int s = 0; s < STAGES - 1; s++) {   // the ring's first stages in flight
         if (s < stages)
-            gm_load_stage<NT, WEIGHT>(ring[s], X, W, ldw, R, N, K, f0, row0, 16 * (ks0 + 2 * s), kend, fast_w, fast_x, policy);
+            gm_load_stage<NT, WEIGHT>(ring[s], X, W, col_mult, ldw, R, N, K, f0, row0, 16 * (ks0 + 2 * s), kend, fast_w, fast_x,
+                                      policy);
         cp_async_commit();
     }
     for (int s = 0; s < stages; s++) {
@@ -159,13 +163,13 @@ __device__ static void gm_segment(float acc[NT][4], gm_stage<NT, WEIGHT> *ring, 
         __syncthreads();               // ...and everyone's; and stage s - 1 is no longer read: refill it
         int next = s + STAGES - 1;
         if (next < stages)
-            gm_load_stage<NT, WEIGHT>(ring[next % STAGES], X, W, ldw, R, N, K, f0, row0, 16 * (ks0 + 2 * next), kend, fast_w,
-                                      fast_x, policy);
+            gm_load_stage<NT, WEIGHT>(ring[next % STAGES], X, W, col_mult, ldw, R, N, K, f0, row0, 16 * (ks0 + 2 * next), kend,
+                                      fast_w, fast_x, policy);
         cp_async_commit();
         gm_stage<NT, WEIGHT> &st = ring[s % STAGES];
         for (int h = 0; h < 2 && ks0 + 2 * s + h < ks1; h++) {
             uint32_t a[4];
-            gm_a_fragment<NT>(a, st, col_mult, h, ks0 + 2 * s + h);
+            gm_a_fragment<NT>(a, st, col_mult != nullptr, h);
 REPRISE_UNROLL
             for (int j = 0; j < NT; j++) {
                 uint32_t b[2];
