@@ -90,7 +90,7 @@ struct gemm_workspace {
 // registers (no pass through shared memory). col_mult, optional: per block, per t, two BF16x2 words, the columns'
 // multipliers x 2^120 (2t, 2t+1) and (2t+8, 2t+9) (gemm_e4m3_col_mults: the RMSNorm weight the BF16 path folds into
 // its weights, folded here as it widens them); nullptr: 2^120 (the codes' values).
-enum gemm_weight_type { GEMM_WEIGHT_BF16 = 0, GEMM_WEIGHT_E4M3 = 1 };
+enum gemm_weight_type : int { GEMM_WEIGHT_BF16 = 0, GEMM_WEIGHT_E4M3 = 1 };   // (int: any value may come, and be refused)
 struct gemm_weight {
     const void *data;          // BF16: (N, K) row-major; E4M3: (N, gemm_e4m3_row_codes(K)) in fragment order
     gemm_weight_type type;
