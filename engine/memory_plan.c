@@ -23,6 +23,8 @@ int weights_format_parse(const char *text, weights_format *out) {
     return -1;
 }
 
+int weights_fp8(const model_config *c, weights_format w) { return w == WEIGHTS_FP8 || c->quant.method != QUANT_NONE; }
+
 kv_dtype kv_dtype_for_cpu(kv_dtype asked, st_dtype weights) {
     if (asked != KV_DTYPE_AUTO) return asked;
     return weights == ST_BF16 || weights == ST_F8_E4M3 ? KV_DTYPE_BF16 : KV_DTYPE_F32;   // an FP8 model is a BF16 one
@@ -119,8 +121,8 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     for (int i = BUF_X; i <= BUF_REDUCE; i++) p->activations += b[i];
     for (int i = BUF_LOGITS; i <= BUF_LOGPROBS; i++) p->logits += b[i];
     for (int i = BUF_PARTIAL; i <= BUF_ROPE; i++) p->scratch += b[i];
-    int fp8 = s.weights == WEIGHTS_FP8 || c->quant.method != QUANT_NONE;   // quantized at load, or stored so
-    p->weights = fp8 ? tp_rank_weight_bytes_fp8(c, s.tp, 0) : tp_rank_weight_bytes(c, s.tp, 0);
+    p->fp8 = weights_fp8(c, s.weights);
+    p->weights = p->fp8 ? tp_rank_weight_bytes_fp8(c, s.tp, 0) : tp_rank_weight_bytes(c, s.tp, 0);
     p->kv_pages = (size_t)s.kv_slots * (size_t)kv_pages_for(s.ctx);
     p->kv = (size_t)s.kv_slots * memory_plan_kv_slot_bytes(c, s.tp, s.ctx);
     p->stash = b[BUF_STASH];
@@ -143,7 +145,7 @@ void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size
     char note[160];
     size_t at = 0;
     buf[0] = 0;
-    const char *format = s->weights == WEIGHTS_FP8 ? "FP8 projections (a scale a row), the rest BF16" : "BF16";
+    const char *format = p->fp8 ? "FP8 projections (a scale a row), the rest BF16" : "BF16";
     if (s->tp > 1) snprintf(note, sizeof note, "%s, each unique layer once, this GPU's share of %d", format, s->tp);
     else snprintf(note, sizeof note, "%s, each unique layer once", format);
     add_line(buf, cap, &at, "weights", p->weights, note);

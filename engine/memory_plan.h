@@ -34,6 +34,8 @@ typedef enum { WEIGHTS_AS_STORED, WEIGHTS_FP8 } weights_format;
 // "stored", "fp8": 0, or -1 for anything else.
 int weights_format_parse(const char *text, weights_format *out);
 const char *weights_format_name(weights_format w);
+// Whether the projections run in FP8: asked (--weights fp8) or stored so (an FP8 checkpoint's quantization_config).
+int weights_fp8(const model_config *c, weights_format w);
 
 // What a run needs at once. Every count is an upper bound the engine keeps to (it chunks, never overflows).
 typedef struct {
@@ -86,7 +88,8 @@ typedef enum {
 typedef struct memory_plan {
     plan_shape shape;
     size_t buffer[BUF_N];   // bytes of each buffer
-    size_t weights;         // BF16 weights, each unique layer once whatever the schedule
+    size_t weights;         // the weights, each unique layer once whatever the schedule
+    int fp8;                // the projections counted in FP8 (weights_fp8: asked, or an FP8 checkpoint), else BF16
     size_t kv;              // kv_pages pages of KV_PAGE positions x (K and V, BF16), and their page tables
     size_t kv_pages;        // kv_slots x the pages of ctx positions
     size_t activations;     // BUF_X .. BUF_REDUCE

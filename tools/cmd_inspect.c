@@ -120,7 +120,7 @@ int cmd_inspect(int argc, char **argv) {
         if (by_dtype[d]) printf(" %lld %s", by_dtype[d], st_dtype_name((st_dtype)d));
     printf("\n");
     printf("%-28s %lld (%s)\n", "parameters", params, count_text(params, (char[32]){0}, 32));
-    weights_format gpu_weights = c.quant.method != QUANT_NONE ? WEIGHTS_FP8 : o.weights;   // an FP8 checkpoint stays so
+    weights_format gpu_weights = weights_fp8(&c, o.weights) ? WEIGHTS_FP8 : WEIGHTS_AS_STORED;   // an FP8 checkpoint stays so
     if (c.quant.method != QUANT_NONE) {
         char layout[96];
         quant_describe(&c.quant, layout, sizeof layout);

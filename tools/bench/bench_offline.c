@@ -275,7 +275,7 @@ int bench_offline(const bench_opts *o) {
         }
     }
     // bytes per element: on a GPU BF16, or FP8 projections (--weights fp8, an FP8 checkpoint); on the CPU as it holds them
-    roofline_bytes rb = roofline_gpu_bytes(&cfg, o->weights == WEIGHTS_FP8 || cfg.quant.method != QUANT_NONE);
+    roofline_bytes rb = roofline_gpu_bytes(&cfg, weights_fp8(&cfg, o->weights));
     if (!rc && measure) {
         env.backend = m.be->name;
         env.threads = o->threads > 0 ? o->threads : omp_get_max_threads();

@@ -3,7 +3,6 @@
 // --weights fp8's) go up as E4M3 codes in the GEMM's fragment order with a float scale a row, the RMSNorm weight
 // beside them as column multipliers that the GEMM folds in as it widens the codes (kernels.h).
 #include <initializer_list>
-#include <string>
 
 #include "engine/backends/cuda/internal.h"
 extern "C" {
@@ -66,9 +65,6 @@ std::vector<float> norm_weight(rank_state *r, const model_config *c, const st_ar
     return norm;
 }
 
-// Q, K and V uploaded as one matrix, their rows stacked in order, so that one GEMM computes them all; each tensor's
-// pointer is its first row. The RMSNorm before attention is folded in: its weight multiplies their columns here,
-// each row's 1 / rms the products in the GEMM's epilogue.
 // --- FP8 ---
 
 // Whether a GEMM of these tensors runs in FP8: --weights fp8, or any of them stored in FP8 (a projection the
@@ -148,6 +144,9 @@ static const uint32_t *upload_col_mults(rank_state *r, const std::vector<float> 
     return d;
 }
 
+// Q, K and V uploaded as one matrix, their rows stacked in order, so that one GEMM computes them all; each tensor's
+// pointer is its first row. The RMSNorm before attention is folded in: its weight multiplies their columns here,
+// each row's 1 / rms the products in the GEMM's epilogue.
 void upload_qkv(rank_state *r, const model_config *c, const st_archive *a, int l) {
     std::initializer_list<layer_tensor> ws = {W_Q, W_K, W_V};
     std::vector<float> norm = norm_weight(r, c, a, l, W_ATTN_NORM);
