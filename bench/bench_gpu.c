@@ -328,8 +328,8 @@ static int predict_gemms(const char *title, random_model_shape s, int tp, const 
                        first.occ.ctas_per_sm, first.in_flight, first.in_flight_sm_bytes / 1024);
                 for (int gi = 0; gi < 2; gi++) {
                     const gpu_model *g = gpu_model_named(gi ? "h200" : "h100");
-                    double wbytes = backend_cuda_gemm_variant_fp8(v) ? 1.0 * N * K + 4.0 * N : 2.0 * N * K;   // FP8: codes, scales
-                    double sec = 0, bytes = wbytes + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
+                    double sec = 0, bytes = backend_cuda_gemm_variant_weight_bytes(v, N, K) + 2.0 * R * K + 4.0 * R * N;
+                    double flops = 2.0 * R * N * K;
                     const char *bound = "-";
                     for (int j = 0; j < l.n; j++) {
                         launch_prediction p = predict_launch(g, res, &l.l[j]);
@@ -516,11 +516,12 @@ int main(int argc, char **argv) {
                     char cerr[256];
                     double ref = bench_cublas_gemm_seconds(R, N, K, cerr, sizeof cerr);
                     if (ref <= 0) return fprintf(stderr, "bench_gpu: %s\n", cerr), 1;
-                    double bytes = 2.0 * N * K + 2.0 * R * K + 4.0 * R * N, flops = 2.0 * R * N * K;
+                    double flops = 2.0 * R * N * K;
                     if (flops / ref > peak) peak = flops / ref;
                     for (int v = -1; v < 0 || backend_cuda_gemm_variant(v); v++) {
                         if (v >= 0 && (!gemm_variant_shown(v, R) || (v == 0 && m > 0))) continue;
-                        double sec = ref;
+                        double sec = ref, bytes = (v < 0 ? 2.0 * N * K : backend_cuda_gemm_variant_weight_bytes(v, N, K)) +
+                                                  2.0 * R * K + 4.0 * R * N;   // (FP8 variants: their codes and scales)
                         if (v >= 0) {
                             rp_err gerr;
                             if ((sec = backend_cuda_time_gemm(R, N, K, v, &gerr)) <= 0) return fprintf(stderr, "bench_gpu: %s\n", gerr.msg), 1;

@@ -122,7 +122,8 @@ void memory_plan_compute(const model_config *c, const plan_shape *shape, memory_
     for (int i = BUF_LOGITS; i <= BUF_LOGPROBS; i++) p->logits += b[i];
     for (int i = BUF_PARTIAL; i <= BUF_ROPE; i++) p->scratch += b[i];
     p->fp8 = weights_fp8(c, s.weights);
-    p->weights = p->fp8 ? tp_rank_weight_bytes_fp8(c, s.tp, 0) : tp_rank_weight_bytes(c, s.tp, 0);
+    p->fp8_group_cols = p->fp8 && c->quant.method != QUANT_NONE ? c->quant.block_cols : 0;
+    p->weights = tp_max_rank_weight_bytes(c, s.tp, p->fp8);
     p->kv_pages = (size_t)s.kv_slots * (size_t)kv_pages_for(s.ctx);
     p->kv = (size_t)s.kv_slots * memory_plan_kv_slot_bytes(c, s.tp, s.ctx);
     p->stash = b[BUF_STASH];
@@ -145,7 +146,10 @@ void memory_plan_format(const memory_plan *p, size_t free_bytes, char *buf, size
     char note[160];
     size_t at = 0;
     buf[0] = 0;
-    const char *format = p->fp8 ? "FP8 projections (a scale a row), the rest BF16" : "BF16";
+    char format[96] = "BF16";
+    if (p->fp8 && p->fp8_group_cols)
+        snprintf(format, sizeof format, "FP8 projections (a scale a row and %d inputs), the rest BF16", p->fp8_group_cols);
+    else if (p->fp8) snprintf(format, sizeof format, "FP8 projections (a scale a row), the rest BF16");
     if (s->tp > 1) snprintf(note, sizeof note, "%s, each unique layer once, this GPU's share of %d", format, s->tp);
     else snprintf(note, sizeof note, "%s, each unique layer once", format);
     add_line(buf, cap, &at, "weights", p->weights, note);

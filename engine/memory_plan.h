@@ -90,6 +90,7 @@ typedef struct memory_plan {
     size_t buffer[BUF_N];   // bytes of each buffer
     size_t weights;         // the weights, each unique layer once whatever the schedule
     int fp8;                // the projections counted in FP8 (weights_fp8: asked, or an FP8 checkpoint), else BF16
+    int fp8_group_cols;     // FP8: the inputs of a row one scale covers (the checkpoint's), 0 for one scale a row
     size_t kv;              // kv_pages pages of KV_PAGE positions x (K and V, BF16), and their page tables
     size_t kv_pages;        // kv_slots x the pages of ctx positions
     size_t activations;     // BUF_X .. BUF_REDUCE

@@ -1,6 +1,8 @@
 // How a tensor-parallel run splits a model over its ranks: one rule for the memory plan and the upload.
 #include "engine/tensor_parallel.h"
 
+#include "loader/quantization.h"
+
 #include "kernels/shapes.h"
 
 int tp_check(const model_config *c, int tp, rp_err *err) {
@@ -58,29 +60,37 @@ int tp_global_block(const model_config *c, const tp_shard *s, global_tensor g, t
     return nd;
 }
 
-// The bytes of rank `rank`'s weights, the layers' matrices at `matrix_bytes` an element plus `row_bytes` a row, their
-// rows padded to a multiple of `col_pad` elements.
-static size_t rank_weight_bytes(const model_config *c, int tp, int rank, size_t matrix_bytes, size_t row_bytes, int64_t col_pad) {
+// The bytes of rank `rank`'s weights: the layers' matrices in BF16, or with fp8 a byte an element (rows padded to 16)
+// and a float scale a row and scale group (quant_row_groups of the rank's columns).
+static size_t rank_weight_bytes(const model_config *c, int tp, int rank, int fp8) {
     tp_shard s;
     tp_block b;
     tp_shard_of(c, tp, rank, &s);
     size_t n = 0;
     for (int g = 0; g < G_N_GLOBAL_TENSORS; g++)
         if (!(g == G_LM_HEAD && c->tied_embeddings) && tp_global_block(c, &s, (global_tensor)g, &b)) n += 2 * (size_t)(b.rows * b.cols);
-    int64_t shape[2];
+    int64_t shape[2], col_pad = fp8 ? 16 : 1;
     for (int w = 0; w < W_N_LAYER_TENSORS; w++)
         if (tp_layer_block(c, &s, (layer_tensor)w, &b)) {
             if (w == W_GATE || w == W_UP) b.rows = gemm_swiglu_rows((int)b.rows) / 2;   // their zero rows (interleaved)
             int matrix = layer_tensor_shape(c, (layer_tensor)w, shape) == 2;
             int64_t cols = (b.cols + col_pad - 1) / col_pad * col_pad;
-            n += (size_t)c->n_layers * (matrix ? (size_t)(b.rows * cols) * matrix_bytes + (size_t)b.rows * row_bytes
-                                               : 2 * (size_t)(b.rows * b.cols));
+            size_t row_bytes = fp8 ? (size_t)cols + sizeof(float) * (size_t)quant_row_groups(&c->quant, b.col0, b.cols) : 2 * (size_t)b.cols;
+            n += (size_t)c->n_layers * (matrix ? (size_t)b.rows * row_bytes : 2 * (size_t)(b.rows * b.cols));
         }
     return n;
 }
 
-size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank) { return rank_weight_bytes(c, tp, rank, 2, 0, 1); }
+size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank) { return rank_weight_bytes(c, tp, rank, 0); }
 size_t tp_rank_weight_bytes_fp8(const model_config *c, int tp, int rank) {   // and the two norms as column multipliers
     size_t dim16 = (size_t)(c->dim + 15) / 16 * 16;
-    return rank_weight_bytes(c, tp, rank, 1, sizeof(float), 16) + (size_t)c->n_layers * 2 * dim16 * 2;
+    return rank_weight_bytes(c, tp, rank, 1) + (size_t)c->n_layers * 2 * dim16 * 2;
+}
+size_t tp_max_rank_weight_bytes(const model_config *c, int tp, int fp8) {
+    size_t most = 0;
+    for (int rank = 0; rank < tp; rank++) {
+        size_t n = fp8 ? tp_rank_weight_bytes_fp8(c, tp, rank) : tp_rank_weight_bytes(c, tp, rank);
+        most = n > most ? n : most;
+    }
+    return most;
 }

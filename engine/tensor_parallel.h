@@ -37,9 +37,13 @@ int tp_global_block(const model_config *c, const tp_shard *s, global_tensor g, t
 // rows their interleaving pads them by).
 size_t tp_rank_weight_bytes(const model_config *c, int tp, int rank);
 // The same with the layers' projections in FP8 (--weights fp8, or an FP8 checkpoint): a byte a weight (rows padded to
-// 16) and a float scale a row, and each layer's two RMSNorm weights again as the GEMM's column multipliers (2 bytes a
+// 16) and a float scale a row - one a row and group of inputs for a checkpoint whose scales vary along a row
+// (quant_row_groups) - and each layer's two RMSNorm weights again as the GEMM's column multipliers (2 bytes a
 // column); embeddings, LM head, norms and biases in BF16.
 size_t tp_rank_weight_bytes_fp8(const model_config *c, int tp, int rank);
+// The most weight bytes any rank holds (rank 0 in BF16; with FP8 scale groups, a rank whose columns start inside a
+// group holds one more scale a row).
+size_t tp_max_rank_weight_bytes(const model_config *c, int tp, int fp8);
 
 // The GEMMs a rank runs, one per weight as the CUDA backend multiplies by them (Q|K|V stacked, O, gate|up stacked,
 // down, the LM head): out (R, n) = X (R, k) . W^T. The memory plan sizes the GEMM's workspace by them; bench_gpu

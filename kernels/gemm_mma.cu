@@ -28,6 +28,13 @@
 // BF16 path folds into its weights - folded in with one rounding, as BF16's fold rounds), so shared memory carries
 // each code once in and once out, as BF16's elements; the same MMA, the same k-steps in the same order: the rule above
 // unchanged. The row's scale multiplies each output's sum in the epilogue.
+//
+// FP8 with scales along a row (gemm_weight.group_k: a scale per output feature and group of inputs): within a
+// segment, each group's k-steps make their own chain (starting at zero), and the segment's term is the groups' chains
+// times their scales, summed in order by fused multiply-adds (the CPU's arithmetic: matmul.c, scaled_groups); the
+// segments then add up as above. A segment boundary inside a group cuts it in two chains, each times its scale: what
+// a row's number is still depends on the weight's shape and groups alone. The scales of a group are loaded as its
+// first k-step starts, used after its last. Registers: 4 more a tile, so prefill takes 4 tiles a CTA, not 8.
 #include <stdint.h>
 
 #include "kernels/gemm_out.h"
@@ -47,6 +54,10 @@ constexpr int gm_stages(int NT) { return NT <= 1 ? 8 : NT == 2 ? 7 : NT == 4 ? 6
 // FP8 stages are 2 KB of codes and X's rows: deeper rings in the same 46 KB, so that as many bytes of weights or more
 // are in flight (15 x 2 KB at 1-8 rows against BF16's 7 x 4 KB).
 constexpr int gm_stages_e4m3(int NT) { return NT <= 1 ? 16 : NT == 2 ? 13 : NT == 4 ? 10 : 6; }
+// The kernel's weight variants: GEMM_WEIGHT_BF16, GEMM_WEIGHT_E4M3 (a scale a row, in the epilogue) and FP8 with
+// its scales in groups along K (the same codes and stages).
+constexpr int GM_E4M3_GROUPS = 2;
+__host__ __device__ constexpr int gm_storage(int WEIGHT) { return WEIGHT == GEMM_WEIGHT_BF16 ? GEMM_WEIGHT_BF16 : GEMM_WEIGHT_E4M3; }
 // 4 CTAs an SM (their shared memory allows no more): registers up to 128 a thread. Without it ptxas sizes FP8's
 // 4-tile kernel (45 KB of shared memory) for 5 CTAs, 96 registers, and spills.
 #define GM_MIN_CTAS 4
@@ -68,6 +79,15 @@ template <> struct gm_weight_traits<GEMM_WEIGHT_E4M3> {
     using type = uint8_t;
     static constexpr int per_copy = 16;
 };
+template <> struct gm_weight_traits<GM_E4M3_GROUPS> : gm_weight_traits<GEMM_WEIGHT_E4M3> {};
+
+// FP8's scales along K (GM_E4M3_GROUPS): row_scale (N, count), groups of k inputs, the first boundary at k - shift.
+struct gm_groups {
+    const float *scale;
+    int k, shift, count;
+    __device__ bool starts(int ks) const { return (16 * ks + shift) % k == 0; }   // k-step ks opens a group
+    __device__ int of(int ks) const { return (16 * ks + shift) / k; }
+};
 
 // One stage: the CTA's weight rows and up to 8 * NT rows of X, for 32 k.
 template <int NT, int WEIGHT> struct gm_stage;
@@ -86,15 +106,15 @@ template <int NT> struct gm_stage<NT, GEMM_WEIGHT_E4M3> {
 // W's rows are ldw elements apart (BF16: K; E4M3: gemm_e4m3_row_codes(K), so a chunk of codes is whole or past the
 // segment). fast_w, fast_x: 16-byte copies of W, of X (else element by element).
 template <int NT, int WEIGHT>
-__device__ static void gm_load_stage(gm_stage<NT, WEIGHT> &st, const bf16 *X, const typename gm_weight_traits<WEIGHT>::type *W,
+__device__ static void gm_load_stage(gm_stage<NT, gm_storage(WEIGHT)> &st, const bf16 *X, const typename gm_weight_traits<WEIGHT>::type *W,
                                      const uint32_t *col_mult, int ldw, int R, int N, int K, int f0, int row0, int k0, int kend,
                                      bool fast_w, bool fast_x, uint64_t policy) {
     using WT = typename gm_weight_traits<WEIGHT>::type;
     constexpr int E = gm_weight_traits<WEIGHT>::per_copy, per_w = GM_STAGE_K / E;   // 16-byte chunks of a row's 32 k
     constexpr int per_x = GM_STAGE_K / 8;
     const int chunks_w = GM_FEATURES * per_w, chunks = chunks_w + 8 * NT * per_x;
-    const int kend_w = WEIGHT == GEMM_WEIGHT_E4M3 ? min(kend + 15, ldw) / 16 * 16 : kend;   // (codes past K are zeros)
-    if constexpr (WEIGHT == GEMM_WEIGHT_E4M3)   // FP8's column multipliers, with the codes: 4 copies of 16 bytes
+    const int kend_w = gm_storage(WEIGHT) == GEMM_WEIGHT_E4M3 ? min(kend + 15, ldw) / 16 * 16 : kend;   // (codes past K are zeros)
+    if constexpr (gm_storage(WEIGHT) == GEMM_WEIGHT_E4M3)   // FP8's column multipliers, with the codes: 4 copies of 16 bytes
         if (col_mult && threadIdx.x >= 32 * GM_WARPS - 4) {   // (the threads with the fewest chunks below)
             int c = threadIdx.x - (32 * GM_WARPS - 4), step = k0 / 16 + c / 2;
             bool valid = 16 * step < kend_w;
@@ -105,7 +125,7 @@ __device__ static void gm_load_stage(gm_stage<NT, WEIGHT> &st, const bf16 *X, co
             int row = c / per_w, kk = E * (c % per_w), k = k0 + kk, src_row = f0 + row;
             int valid = src_row < N ? min(E, max(0, kend_w - k)) : 0;   // elements of this chunk inside the segment
             int at = kk * (int)sizeof(WT);   // the chunk's bytes in the tile's row (FP8's halves swizzled)
-            if (WEIGHT == GEMM_WEIGHT_E4M3) at = 4 * gm_e4m3_swizzle(row, at / 4);
+            if (gm_storage(WEIGHT) == GEMM_WEIGHT_E4M3) at = 4 * gm_e4m3_swizzle(row, at / 4);
             WT *dst = reinterpret_cast<WT *>(reinterpret_cast<unsigned char *>(&st.w[row][0]) + at);
             if (fast_w) {
                 const WT *src = valid ? W + (size_t)src_row * ldw + k : W;
@@ -142,15 +162,29 @@ __device__ static inline void gm_a_fragment(uint32_t a[4], const gm_stage<NT, GE
     a[0] = lo[0], a[1] = hi[0], a[2] = lo[1], a[3] = hi[1];
 }
 
+// This lane's two features' scales for group `group` (features f and f + 8 of the warp; 0 past N).
+__device__ static inline void gm_group_scales(float sc[2], const gm_groups &gs, int N, int f0, int group) {
+    int n = f0 + 16 * (threadIdx.x / 32) + (threadIdx.x % 32) / 4;
+    sc[0] = n < N ? __ldg(&gs.scale[(size_t)n * gs.count + group]) : 0.0f;
+    sc[1] = n + 8 < N ? __ldg(&gs.scale[(size_t)(n + 8) * gs.count + group]) : 0.0f;
+}
+
 // One segment's chain for this warp's 16 features and the CTA's 8 * NT rows: acc = sum over k-steps [ks0, ks1) in
-// order, starting from zero.
+// order, starting from zero. GM_E4M3_GROUPS: acc = the sum, in order, of each group's chain (from zero) times its
+// scale (the first a product, the next fused multiply-adds).
 template <int NT, int STAGES, int WEIGHT>
-__device__ static void gm_segment(float acc[NT][4], gm_stage<NT, WEIGHT> *ring, const bf16 *X,
-                                  const typename gm_weight_traits<WEIGHT>::type *W, const uint32_t *col_mult, int ldw, int R,
-                                  int N, int K, int f0, int row0, int ks0, int ks1, bool fast_w, bool fast_x, uint64_t policy) {
+__device__ static void gm_segment(float acc[NT][4], gm_stage<NT, gm_storage(WEIGHT)> *ring, const bf16 *X,
+                                  const typename gm_weight_traits<WEIGHT>::type *W, const uint32_t *col_mult, const gm_groups &gs,
+                                  int ldw, int R, int N, int K, int f0, int row0, int ks0, int ks1, bool fast_w, bool fast_x,
+                                  uint64_t policy) {
+    constexpr bool grouped = WEIGHT == GM_E4M3_GROUPS;
     int lane = threadIdx.x % 32;
+    float chain[NT][4], sc[2] = {0.0f, 0.0f};   // grouped: the open group's chain and its scales
+    bool first = true;
     for (int j = 0; j < NT; j++)
-        for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
+        for (int i = 0; i < 4; i++) acc[j][i] = chain[j][i] = 0.0f;
+    if constexpr (grouped)
+        if (ks0 < ks1) gm_group_scales(sc, gs, N, f0, gs.of(ks0));
     int kend = min(16 * ks1, K), stages = (ks1 - ks0 + 1) / 2;
     for (int s = 0; s < STAGES - 1; s++) {   // the ring's first stages in flight
         if (s < stages)
@@ -166,7 +200,7 @@ __device__ static void gm_segment(float acc[NT][4], gm_stage<NT, WEIGHT> *ring, 
             gm_load_stage<NT, WEIGHT>(ring[next % STAGES], X, W, col_mult, ldw, R, N, K, f0, row0, 16 * (ks0 + 2 * next), kend,
                                       fast_w, fast_x, policy);
         cp_async_commit();
-        gm_stage<NT, WEIGHT> &st = ring[s % STAGES];
+        gm_stage<NT, gm_storage(WEIGHT)> &st = ring[s % STAGES];
         for (int h = 0; h < 2 && ks0 + 2 * s + h < ks1; h++) {
             uint32_t a[4];
             gm_a_fragment<NT>(a, st, col_mult != nullptr, h);
@@ -174,7 +208,22 @@ REPRISE_UNROLL
             for (int j = 0; j < NT; j++) {
                 uint32_t b[2];
                 ldmatrix_x2(b, &st.x[8 * j + lane % 8][16 * h + 8 * ((lane / 8) % 2)]);
-                mma_bf16_16816(acc[j], a, b, acc[j]);
+                if constexpr (grouped) mma_bf16_16816(chain[j], a, b, chain[j]);
+                else mma_bf16_16816(acc[j], a, b, acc[j]);
+            }
+            if constexpr (grouped) {
+                int ks = ks0 + 2 * s + h + 1;   // the next k-step
+                if (ks == ks1 || gs.starts(ks)) {   // the group's chain ends here: times its scale, into acc
+REPRISE_UNROLL
+                    for (int j = 0; j < NT; j++)
+REPRISE_UNROLL
+                        for (int i = 0; i < 4; i++) {
+                            acc[j][i] = first ? chain[j][i] * sc[i / 2] : fmaf(chain[j][i], sc[i / 2], acc[j][i]);
+                            chain[j][i] = 0.0f;
+                        }
+                    first = false;
+                    if (ks < ks1) gm_group_scales(sc, gs, N, f0, gs.of(ks));
+                }
             }
         }
     }
@@ -255,12 +304,13 @@ __device__ static void gm_finish_split(const float acc[NT][4], int R, int N, int
 
 template <int NT, int STAGES, bool SPLIT, int WEIGHT>
 __global__ void __launch_bounds__(32 * GM_WARPS, GM_MIN_CTAS) gemm_mma_kernel(const bf16 *X, const void *W_data, const float *row_scale,
-                                                                  const uint32_t *col_mult, int R, int N, int K, int S,
-                                                                  gemm_out out, float *partial, unsigned *count) {
+                                                                  const uint32_t *col_mult, int group_k, int group_shift, int R,
+                                                                  int N, int K, int S, gemm_out out, float *partial,
+                                                                  unsigned *count) {
     using WT = typename gm_weight_traits<WEIGHT>::type;
     const WT *W = static_cast<const WT *>(W_data);
-    const int ldw = WEIGHT == GEMM_WEIGHT_E4M3 ? gemm_e4m3_row_codes(K) : K;   // W's row pitch, in elements
-    __shared__ __align__(128) gm_stage<NT, WEIGHT> ring[STAGES];
+    const int ldw = gm_storage(WEIGHT) == GEMM_WEIGHT_E4M3 ? gemm_e4m3_row_codes(K) : K;   // W's row pitch, in elements
+    __shared__ __align__(128) gm_stage<NT, gm_storage(WEIGHT)> ring[STAGES];
     int row_blocks = SPLIT ? (R + 8 * NT - 1) / (8 * NT) : 1, row_block = SPLIT ? blockIdx.x % row_blocks : blockIdx.y;
     int f0 = blockIdx.x / row_blocks * GM_FEATURES, row0 = row_block * 8 * NT;
     int steps = (K + 15) / 16, per_seg = (steps + S - 1) / S;
@@ -281,11 +331,13 @@ __global__ void __launch_bounds__(32 * GM_WARPS, GM_MIN_CTAS) gemm_mma_kernel(co
     bool fast_x = K % 8 == 0 && (uintptr_t)X % 16 == 0;
     bool fast_w = ldw % gm_weight_traits<WEIGHT>::per_copy == 0 && (uintptr_t)W % 16 == 0;
     uint64_t policy = l2_evict_first();
+    gm_groups gs{row_scale, max(group_k, 16), group_shift, gemm_e4m3_groups(K, group_k, group_shift)};
+    if (WEIGHT == GM_E4M3_GROUPS) row_scale = nullptr;   // the scales are in the segments' sums, not the epilogue's
     float acc[NT][4], sum[NT][4];
     for (int j = 0; j < NT; j++)
         for (int i = 0; i < 4; i++) sum[j][i] = 0.0f;
     for (int s = s_first; s < s_end; s++) {
-        gm_segment<NT, STAGES, WEIGHT>(acc, ring, X, W, col_mult, ldw, R, N, K, f0, row0, s * per_seg,
+        gm_segment<NT, STAGES, WEIGHT>(acc, ring, X, W, col_mult, gs, ldw, R, N, K, f0, row0, s * per_seg,
                                        min(steps, (s + 1) * per_seg), fast_w, fast_x, policy);
         for (int j = 0; j < NT; j++)
             for (int i = 0; i < 4; i++) sum[j][i] += acc[j][i];
@@ -301,12 +353,12 @@ __global__ void __launch_bounds__(32 * GM_WARPS, GM_MIN_CTAS) gemm_mma_kernel(co
 static_assert(gm_stages(1) == 8 && gm_stages(2) == 7 && gm_stages(4) == 6 && gm_stages(8) == 4, "GM_LAUNCH's literals");
 static_assert(gm_stages_e4m3(1) == 16 && gm_stages_e4m3(2) == 13 && gm_stages_e4m3(4) == 10 && gm_stages_e4m3(8) == 6,
               "GM_LAUNCH's literals");
-static_assert(GEMM_WEIGHT_BF16 == 0 && GEMM_WEIGHT_E4M3 == 1, "GM_LAUNCH's literals");
+static_assert(GEMM_WEIGHT_BF16 == 0 && GEMM_WEIGHT_E4M3 == 1 && GM_E4M3_GROUPS == 2, "GM_LAUNCH's literals");
 #define GM_LAUNCH(NT, STAGES, SPLIT, WEIGHT)                                                                             \
     REPRISE_LAUNCH_PDL((gemm_mma_kernel<NT, STAGES, SPLIT, WEIGHT>),                                                       \
                    dim3((N + GM_FEATURES - 1) / GM_FEATURES * (SPLIT ? (R + 8 * NT - 1) / (8 * NT) : 1),                 \
                         SPLIT ? S : (R + 8 * NT - 1) / (8 * NT)), dim3(32 * GM_WARPS),                                 \
-                   0, s, X, Wt.data, Wt.row_scale, Wt.col_mult, R, N, K, S, out, ws.partial, ws.count)
+                   0, s, X, Wt.data, Wt.row_scale, Wt.col_mult, Wt.group_k, Wt.group_shift, R, N, K, S, out, ws.partial, ws.count)
 
 cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N, int K, int S, gemm_out out,
                                      gemm_workspace ws, cudaStream_t s) {
@@ -322,7 +374,14 @@ cudaError_t launch_gemm_mma_segments(const bf16 *X, gemm_weight Wt, int R, int N
         cudaError_t e = launch_gemm_wgmma(X, Wt, R, N, K, S, add, 0, s);
         return e ? e : launch_row_stats(out.p[0], nullptr, R, N, out.h, out.ssq, s);
     }
-    bool e4m3 = Wt.type == GEMM_WEIGHT_E4M3;
+    bool e4m3 = Wt.type == GEMM_WEIGHT_E4M3, groups = e4m3 && Wt.group_k > 0;
+    if (groups && (Wt.group_k % 16 || Wt.group_shift < 0 || Wt.group_shift >= Wt.group_k || Wt.group_shift % 16))
+        return cudaErrorInvalidValue;   // groups' boundaries fall between k-steps
+    if (groups) {   // (4 tiles at most: the groups' chains take registers)
+        if (R > GEMM_SPLIT_ROWS) return GM_LAUNCH(4, 10, false, 2);
+        if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;
+        return R <= 16 ? GM_LAUNCH(1, 16, true, 2) : R <= 32 ? GM_LAUNCH(2, 13, true, 2) : GM_LAUNCH(4, 10, true, 2);
+    }
     if (R > GEMM_SPLIT_ROWS) return e4m3 ? GM_LAUNCH(8, 6, false, 1) : GM_LAUNCH(8, 4, false, 0);
     if (S > 1 && (!ws.partial || !ws.count)) return cudaErrorInvalidValue;   // the split needs its workspace
     // 1-8 rows in one CTA of a tile; from 9, two row blocks of 1, 2 or 4 tiles (GEMM_SPLIT_ROW_BLOCKS)

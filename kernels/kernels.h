@@ -80,9 +80,11 @@ struct gemm_workspace {
     unsigned *count;
     int wgmma;   // GEMM_WGMMA_ON (gemm_wgmma_probe's answer on this GPU): GEMM_WGMMA_ROWS rows and more on wgmma
 };
-// The weight operand: its elements' type, and for FP8 (E4M3 codes, W8A16) a scale per output feature - the weight is
-// value(code) x col_mult x row_scale[n] - in the layout below. The wgmma path takes BF16 alone: FP8 runs the mma.sync
-// kernel at every R (gemm_mma.cu). A type the kernel does not know: cudaErrorNotSupported.
+// The weight operand: its elements' type, and for FP8 (E4M3 codes, W8A16) its scales - one per output feature (the
+// weight is value(code) x col_mult x row_scale[n]), or, with group_k, one per output feature and group of group_k
+// inputs (value x col_mult x row_scale[n][group]: the 128x128 blocks and groups published checkpoints carry) - in the
+// layout below. The wgmma path takes BF16 alone: FP8 runs the mma.sync kernel at every R (gemm_mma.cu). A type the
+// kernel does not know: cudaErrorNotSupported.
 //
 // E4M3 on the device: each row gemm_e4m3_row_codes(K) codes (K rounded up to 16, zeros past K), each block of 16 in
 // fragment order (gemm_e4m3_order_row): position 4t + j holds the block's column (2t, 2t+1, 2t+8, 2t+9)[j], so that
@@ -90,16 +92,26 @@ struct gemm_workspace {
 // registers (no pass through shared memory). col_mult, optional: per block, per t, two BF16x2 words, the columns'
 // multipliers x 2^120 (2t, 2t+1) and (2t+8, 2t+9) (gemm_e4m3_col_mults: the RMSNorm weight the BF16 path folds into
 // its weights, folded here as it widens them); nullptr: 2^120 (the codes' values).
+// Groups: the input columns [0, K) fall in groups of group_k (a multiple of 16) whose first boundary is at
+// group_k - group_shift (a tensor-parallel rank holding columns from c0 of a checkpoint's groups: shift = c0 mod
+// group_k, a multiple of 16), gemm_e4m3_groups of them; row_scale (N, groups).
 enum gemm_weight_type : int { GEMM_WEIGHT_BF16 = 0, GEMM_WEIGHT_E4M3 = 1 };   // (int: any value may come, and be refused)
 struct gemm_weight {
     const void *data;          // BF16: (N, K) row-major; E4M3: (N, gemm_e4m3_row_codes(K)) in fragment order
     gemm_weight_type type;
-    const float *row_scale;    // (N) for E4M3; nullptr for BF16
+    const float *row_scale;    // E4M3: (N) without groups, (N, gemm_e4m3_groups) with; nullptr for BF16
     const uint32_t *col_mult;  // (row_codes / 16, 4, 2) BF16x2 for E4M3, or nullptr
+    int group_k;               // E4M3: the inputs one scale covers, or 0 for one scale a row
+    int group_shift;           // where the inputs start in their first group (0 <= shift < group_k)
 };
-static inline gemm_weight gemm_weight_bf16(const bf16 *w) { return gemm_weight{w, GEMM_WEIGHT_BF16, nullptr, nullptr}; }
-static inline gemm_weight gemm_weight_e4m3(const uint8_t *codes, const float *row_scale, const uint32_t *col_mult = nullptr) {
-    return gemm_weight{codes, GEMM_WEIGHT_E4M3, row_scale, col_mult};
+static inline gemm_weight gemm_weight_bf16(const bf16 *w) { return gemm_weight{w, GEMM_WEIGHT_BF16, nullptr, nullptr, 0, 0}; }
+static inline gemm_weight gemm_weight_e4m3(const uint8_t *codes, const float *row_scale, const uint32_t *col_mult = nullptr,
+                                           int group_k = 0, int group_shift = 0) {
+    return gemm_weight{codes, GEMM_WEIGHT_E4M3, row_scale, col_mult, group_k, group_shift};
+}
+// The scale groups a row of K inputs spans (1 without groups).
+__host__ __device__ static inline int gemm_e4m3_groups(int K, int group_k, int group_shift) {
+    return group_k > 0 ? (group_shift + K + group_k - 1) / group_k : 1;
 }
 __host__ __device__ static inline int gemm_e4m3_row_codes(int K) { return (K + 15) / 16 * 16; }
 // A row's K codes in the device's order (out: gemm_e4m3_row_codes(K) bytes, zeros past K). Host code.

@@ -141,6 +141,11 @@ void quant_scale_name(const quant_config *q, const char *weight_name, char *out,
 
 int quant_group_cols(const quant_config *q, int k) { return q->block_cols && q->block_cols < k ? q->block_cols : k; }
 
+int quant_row_groups(const quant_config *q, int64_t col0, int64_t cols) {
+    int64_t bc = q->method != QUANT_NONE ? q->block_cols : 0;
+    return bc ? (int)((col0 % bc + cols + bc - 1) / bc) : 1;
+}
+
 // The scale grid's rows and columns for a (d, k) weight.
 static void grid(const quant_config *q, int64_t d, int64_t k, int64_t *rows, int64_t *cols) {
     *rows = q->block_rows ? (d + q->block_rows - 1) / q->block_rows : 1;

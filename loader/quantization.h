@@ -24,6 +24,10 @@ void quant_scale_name(const quant_config *q, const char *weight_name, char *out,
 // The input columns one scale covers along a row: block_cols, or k when a row has one scale.
 int quant_group_cols(const quant_config *q, int k);
 
+// The scale groups along a row's inputs [col0, col0 + cols) (a tensor-parallel rank's columns of a row) when a
+// scale covers block_cols of them: those the columns touch, the first possibly in part; 1 for one scale a row.
+int quant_row_groups(const quant_config *q, int64_t col0, int64_t cols);
+
 // The scale tensor of FP8 projection w (d, k), checked: present, of the layout's shape ([R, C] with R = d /
 // block_rows and C = k / block_cols rounded up, a 0 counting as the whole dimension; [R] when C is 1, [] or [1]
 // for one scale), a float dtype, every value finite and positive. NULL with an error naming the tensor otherwise.

@@ -810,7 +810,7 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
         if (S > 1)
             CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), 1, N, K, one, gemm_workspace{nullptr, nullptr, 0}, 0) == cudaErrorInvalidValue,
                   "N %d K %d: a split launch without its workspace was accepted", N, K);
-        CHECK(launch_gemm_mma(dx, gemm_weight{dw, (gemm_weight_type)(GEMM_WEIGHT_E4M3 + 1), nullptr, nullptr}, 1, N, K, one, ws, 0) ==
+        CHECK(launch_gemm_mma(dx, gemm_weight{dw, (gemm_weight_type)(GEMM_WEIGHT_E4M3 + 1), nullptr, nullptr, 0, 0}, 1, N, K, one, ws, 0) ==
                   cudaErrorNotSupported, "a weight type the kernel does not know was accepted");
         cudaFree(dx), cudaFree(dw), cudaFree(dout), cudaFree(partial), cudaFree(count);
     }
@@ -891,6 +891,94 @@ static void gemm_e4m3_is_the_bf16_gemm_of_its_values(void) {
         CHECK(launch_gemm_mma(dx, gemm_weight_e4m3(dcodes, nullptr), 1, N, K, gemm_store(dout), ws, 0) == cudaErrorInvalidValue,
               "FP8 without its row scales was accepted");
         cudaFree(dcodes), cudaFree(dmult), cudaFree(drs), cudaFree(dout), cudaFree(dref), cudaFree(partial), cudaFree(count), cudaFree(dx);
+    }
+}
+
+// FP8 with scales along K (gemm_weight.group_k, group_shift): each output is, segment by segment (the weight's
+// shape's k-segments, as BF16's), the sum of its groups' chains times their scales - the first a product, the next
+// fused multiply-adds - the segments added in order. The reference builds each (segment, group) piece's chain bit for
+// bit from the BF16 GEMM of the widened weights with every other column zero (zero products add nothing), then
+// combines them as the rule says, on the host. Every row count's rows (the decode split, one and two row blocks, the
+// prefill tiles) equal it: batch-invariant. Groups whose boundaries fall inside a k-step are refused.
+static void gemm_e4m3_groups_are_scaled_chains(void) {
+    struct { int N, K, group_k, shift; } shapes[] = {{67, 172, 32, 0}, {130, 512, 128, 64}, {70, 2048, 128, 0}, {40, 320, 16, 0}};
+    const int Ms[] = {1, 9, 17, 40, 65, 130}, Rmax = 130;
+    for (auto sh : shapes) {
+        int N = sh.N, K = sh.K, K16 = gemm_e4m3_row_codes(K), G = gemm_e4m3_groups(K, sh.group_k, sh.shift);
+        std::vector<uint8_t> codes((size_t)N * K), ordered((size_t)N * K16);
+        for (size_t i = 0; i < codes.size(); i++) {
+            codes[i] = (uint8_t)(rng() % 256);
+            if ((codes[i] & 0x7f) == 0x7f) codes[i] ^= 1;   // no NaN code
+        }
+        for (int n = 0; n < N; n++) gemm_e4m3_order_row(&codes[(size_t)n * K], K, &ordered[(size_t)n * K16]);
+        std::vector<float> x = bf16_round(randv((size_t)Rmax * K)), scale((size_t)N * G), col_scale(K);
+        for (float &v : scale) v = 0.001f + (float)(rng() % 1000) / 1000.0f;
+        for (int k = 0; k < K; k++) col_scale[k] = (k % 2 ? -1.0f : 1.0f) * (0.1f + 1.5f * (float)(rng() % 1000) / 1000.0f);
+        std::vector<uint32_t> mult((size_t)K16 / 2);
+        CHECK(gemm_e4m3_col_mults(col_scale.data(), K, mult.data()) == 0, "multipliers below 2 need no shift");
+        std::vector<float> wide((size_t)N * K);   // BF16(value x multiplier), as the previous test
+        for (int k = 0; k < K; k++) {
+            uint32_t bits = (uint32_t)(mult[(k / 16) * 8 + 2 * ((k % 8) / 2) + (k % 16 >= 8)] >> (16 * (k % 2))) << 16;
+            float m;
+            memcpy(&m, &bits, 4);
+            for (int n = 0; n < N; n++)
+                wide[(size_t)n * K + k] = __bfloat162float(__float2bfloat16(fp8_e4m3_value(codes[(size_t)n * K + k]) * ldexpf(m, -120)));
+        }
+        uint8_t *dcodes;
+        uint32_t *dmult;
+        float *dscale, *dout, *dref, *partial;
+        unsigned *count;
+        cudaMalloc((void **)&dcodes, ordered.size());
+        cudaMemcpy(dcodes, ordered.data(), ordered.size(), cudaMemcpyHostToDevice);
+        cudaMalloc((void **)&dmult, mult.size() * 4);
+        cudaMemcpy(dmult, mult.data(), mult.size() * 4, cudaMemcpyHostToDevice);
+        cudaMalloc((void **)&dscale, scale.size() * sizeof(float));
+        cudaMemcpy(dscale, scale.data(), scale.size() * sizeof(float), cudaMemcpyHostToDevice);
+        cudaMalloc((void **)&dout, (size_t)Rmax * N * sizeof(float)), cudaMalloc((void **)&dref, (size_t)Rmax * N * sizeof(float));
+        cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16);
+        cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
+        cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned));
+        gemm_workspace ws = {partial, count, 0};
+        bf16 *dx = dev_bf16(x);
+        // The reference: per segment, per group piece, the chain of the piece's columns alone.
+        int steps = (K + 15) / 16, S = gemm_k_segments(N, K), per_seg = (steps + S - 1) / S;
+        std::vector<float> ref((size_t)Rmax * N, 0.0f), seg((size_t)Rmax * N);
+        for (int s = 0; s < S; s++) {
+            int ks = s * per_seg, ks_end = std::min(steps, (s + 1) * per_seg);
+            bool first = true;
+            while (ks < ks_end) {
+                int g = (16 * ks + sh.shift) / sh.group_k, piece_end = std::min(ks_end, ((g + 1) * sh.group_k - sh.shift) / 16);
+                std::vector<float> w((size_t)N * K, 0.0f);
+                for (int n = 0; n < N; n++)
+                    for (int k = 16 * ks; k < std::min(K, 16 * piece_end); k++) w[(size_t)n * K + k] = wide[(size_t)n * K + k];
+                bf16 *dw = dev_bf16(w);
+                CHECK(launch_gemm_mma(dx, gemm_weight_bf16(dw), Rmax, N, K, gemm_store(dref), ws, 0) == cudaSuccess, "BF16 launch");
+                std::vector<float> chain = host(dref, (size_t)Rmax * N);
+                for (int r = 0; r < Rmax; r++)
+                    for (int n = 0; n < N; n++) {
+                        float c = chain[(size_t)r * N + n], sc = scale[(size_t)n * G + g], &a = seg[(size_t)r * N + n];
+                        a = first ? c * sc : fmaf(c, sc, a);
+                    }
+                first = false, ks = piece_end;
+                cudaFree(dw);
+            }
+            for (size_t i = 0; i < ref.size() && !first; i++) ref[i] += seg[i];
+        }
+        gemm_weight w8 = gemm_weight_e4m3(dcodes, dscale, dmult, sh.group_k, sh.shift);
+        int bad = 0;
+        for (int M : Ms) {
+            CHECK(launch_gemm_mma(dx, w8, M, N, K, gemm_store(dout), ws, 0) == cudaSuccess, "FP8 launch, %d rows", M);
+            std::vector<float> got = host(dout, (size_t)M * N);
+            for (size_t i = 0; i < got.size(); i++) bad += got[i] != ref[i];
+        }
+        CHECK(bad == 0, "N %d K %d, groups of %d from %d: %d outputs differ from the groups' chains times their scales", N, K,
+              sh.group_k, sh.shift, bad);
+        for (gemm_weight odd : {gemm_weight_e4m3(dcodes, dscale, dmult, 24, 0), gemm_weight_e4m3(dcodes, dscale, dmult, 32, 8),
+                                gemm_weight_e4m3(dcodes, dscale, dmult, 32, 32)})
+            CHECK(launch_gemm_mma(dx, odd, 1, N, K, gemm_store(dout), ws, 0) == cudaErrorInvalidValue,
+                  "groups of %d from %d (boundaries inside k-steps) were accepted", odd.group_k, odd.group_shift);
+        cudaFree(dcodes), cudaFree(dmult), cudaFree(dscale), cudaFree(dout), cudaFree(dref), cudaFree(partial), cudaFree(count);
+        cudaFree(dx);
     }
 }
 
@@ -1672,6 +1760,7 @@ int main(void) {
     RUN(gemm_bf16_matches_reference_and_is_batch_invariant);
     RUN(gemm_mma_matches_reference_and_is_batch_invariant);
     RUN(gemm_e4m3_is_the_bf16_gemm_of_its_values);
+    RUN(gemm_e4m3_groups_are_scaled_chains);
     RUN(gemm_epilogues_add_and_swiglu);
 #ifdef REPRISE_REAL_CUDA
     RUN(gemm_rows_bit_identical_at_the_bench_shapes);   // a GPU's check: minutes under the emulation

@@ -200,35 +200,54 @@ malformed("packed", lambda t, c: c["quantization_config"].__setitem__("format", 
 malformed("block-size", lambda t, c: c.__setitem__("quantization_config", {"quant_method": "fp8", "weight_block_size": [128]}),
           ["weight_block_size"])
 
-# the emulated CUDA backend (W8A16: the codes widened in the GEMM, a scale a row; activations and KV in BF16): the
-# layouts with a scale a row against the reference within BF16's rounding (2% of the logits' range, as the CUDA
-# backend's BF16 forward against the CPU's), the same greedy ids; scales along a row refused, naming the CPU backend
+# the emulated CUDA backend (W8A16: the codes widened in the GEMM; a scale a row in the epilogue, or scales along a
+# row applied to each group's chain; activations and KV in BF16): every layout against the reference within BF16's
+# rounding (2% of the logits' range, as the CUDA backend's BF16 forward against the CPU's), the same greedy ids;
+# --tp 2 (two emulated GPUs) where a rank's columns start inside a group of scales (llama's down_proj from column 48
+# in groups of 32), and refused by name where that start is not a multiple of 16 (mistral's o_proj from column 24)
 if EMU:
-    for layout in ("ct-tensor", "ct-channel", "fp8-tensor"):
+    def on_cuda(arch, layout, *extra):
+        model, toks = os.path.join(TMP, "%s-%s" % (arch, layout)), tokens_of(arch)
+        c, w = F.write_fp8_checkpoint(arch, layout, model)
+        out = os.path.join(TMP, "cuda.f32")
+        r = run("score", "-m", model, "--tokens", ",".join(map(str, toks)), "--backend", "cuda", "--dump-logits", out, *extra,
+                binary=EMU)
+        assert r.returncode == 0, r.stderr[-400:]
+        got = np.fromfile(out, dtype="<f4").reshape(len(toks), -1)
+        ref = F.forward(c, w, toks, SCHEDULES["base"])
+        err, tol = np.abs(got - ref).max(), 0.02 * np.abs(ref).max()
+        print("     %s %s on cuda%s: max |dlogit| %.3g (max |logit| %.3g)" % (arch, layout, " " + " ".join(extra) if extra else "",
+                                                                              err, np.abs(ref).max()))
+        assert err <= tol, "max |reprise - numpy| = %g > %g" % (err, tol)
+        r = run("generate", "-m", model, "--tokens", ",".join(map(str, toks[:6])), "-n", "4", "--temp", "0",
+                "--backend", "cuda", *extra, binary=EMU)
+        assert r.returncode == 0, r.stderr[-400:]
+        got_ids, want = [int(t) for t in r.stdout.split()], greedy(c, w, toks[:6], 4)
+        assert got_ids == want, "greedy: reprise %s, numpy %s" % (got_ids, want)
+    for layout in F.LAYOUTS:
         for arch in ARCHS:
-            def on_cuda(arch=arch, layout=layout):
-                model, toks = os.path.join(TMP, "%s-%s" % (arch, layout)), tokens_of(arch)
-                c, w = F.write_fp8_checkpoint(arch, layout, model)
-                out = os.path.join(TMP, "cuda.f32")
-                r = run("score", "-m", model, "--tokens", ",".join(map(str, toks)), "--backend", "cuda", "--dump-logits", out,
-                        binary=EMU)
-                assert r.returncode == 0, r.stderr[-400:]
-                got = np.fromfile(out, dtype="<f4").reshape(len(toks), -1)
-                ref = F.forward(c, w, toks, SCHEDULES["base"])
-                err, tol = np.abs(got - ref).max(), 0.02 * np.abs(ref).max()
-                print("     %s %s on cuda: max |dlogit| %.3g (max |logit| %.3g)" % (arch, layout, err, np.abs(ref).max()))
-                assert err <= tol, "max |reprise - numpy| = %g > %g" % (err, tol)
-                r = run("generate", "-m", model, "--tokens", ",".join(map(str, toks[:6])), "-n", "4", "--temp", "0",
-                        "--backend", "cuda", binary=EMU)
-                assert r.returncode == 0, r.stderr[-400:]
-                got_ids, want = [int(t) for t in r.stdout.split()], greedy(c, w, toks[:6], 4)
-                assert got_ids == want, "greedy: reprise %s, numpy %s" % (got_ids, want)
             attempt("the emulated CUDA backend runs %s in %s: score within 2%% of the range, greedy ids equal" % (arch, layout),
-                    on_cuda)
+                    lambda arch=arch, layout=layout: on_cuda(arch, layout))
     for layout in ("ct-group", "ct-block", "fp8-block"):
-        r = run("score", "-m", os.path.join(TMP, "llama-" + layout), "--tokens", "1,2,3", "--backend", "cuda", binary=EMU)
-        check(r.returncode == 1 and "vary along a row" in r.stderr and "--backend cpu" in r.stderr,
-              "the emulated CUDA backend refuses %s, naming why (%s)" % (layout, r.stderr.strip()[-160:]))
+        attempt("--tp 2 on the emulated CUDA backend runs llama in %s (ranks' columns inside groups of scales)" % layout,
+                lambda layout=layout: on_cuda("llama", layout, "--tp", "2"))
+    for arch, layout in (("llama", "fp8-block"), ("qwen3", "ct-group")):   # batch invariance with scales along a row
+        def invariant_on_cuda(arch=arch, layout=layout):
+            model, toks, out = os.path.join(TMP, "%s-%s" % (arch, layout)), tokens_of(arch), os.path.join(TMP, "cuda.f32")
+            runs = []
+            for extra in ((), ("--ubatch", "5"), ("--ubatch", "1")):
+                r = run("score", "-m", model, "--tokens", ",".join(map(str, toks)), "--backend", "cuda", "--dump-logits", out,
+                        *extra, binary=EMU)
+                assert r.returncode == 0, r.stderr[-400:]
+                runs.append(open(out, "rb").read())
+            assert runs[1] == runs[0] and runs[2] == runs[0], "the logits differ with the rows a step"
+        attempt("%s in %s on the emulated CUDA backend: logits bit-identical in one pass, 5 rows and 1 row a step"
+                % (arch, layout), invariant_on_cuda)
+    r = run("score", "-m", os.path.join(TMP, "mistral-ct-block"), "--tokens", "1,2,3", "--backend", "cuda", "--tp", "2",
+            binary=EMU)
+    check(r.returncode == 1 and "--tp 2" in r.stderr and "o_proj" in r.stderr and "multiple of 16" in r.stderr,
+          "--tp 2 refuses mistral in ct-block (rank 1's o_proj columns start 24 into a group), naming why (%s)"
+          % r.stderr.strip()[-200:])
 
 shutil.rmtree(TMP, ignore_errors=True)
 finish()

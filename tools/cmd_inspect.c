@@ -153,7 +153,7 @@ int cmd_inspect(int argc, char **argv) {
                "tensor parallel", tp, c.n_heads / tp, c.n_heads, c.n_kv_heads / tp, c.n_kv_heads, (c.hidden_dim + tp - 1) / tp,
                c.hidden_dim, (c.vocab_size + tp - 1) / tp, c.vocab_size);
         print_bytes(gpu_weights == WEIGHTS_FP8 ? "weights per GPU (fp8)" : "weights per GPU (bf16)",
-                    (double)(gpu_weights == WEIGHTS_FP8 ? tp_rank_weight_bytes_fp8(&c, tp, 0) : tp_rank_weight_bytes(&c, tp, 0)));
+                    (double)tp_max_rank_weight_bytes(&c, tp, gpu_weights == WEIGHTS_FP8));
         print_bytes("KV per token per GPU", (double)memory_plan_kv_bytes_per_position(&c, tp) * s.n_visits);
     }
     plan_shape shape = {.ubatch = o.ubatch, .seqs = batch, .kv_slots = (long)s.n_visits * batch,

@@ -39,8 +39,9 @@ const char *backend_cuda_gemm_prefill(rp_err *err);
 // One launch of GEMM variant `variant` at that shape, waited for (the emulation's counters see it); 0, or -1 with
 // an error.
 int backend_cuda_run_gemm(int R, int N, int K, int variant, rp_err *err);
-// Whether GEMM variant v reads FP8 weights (a byte a weight and a float scale a row).
-int backend_cuda_gemm_variant_fp8(int v);
+// The weight bytes GEMM variant v reads at (N, K): BF16's 2 a weight; FP8's codes (rows padded to 16) and a float
+// scale a row, or a row and 128 inputs.
+double backend_cuda_gemm_variant_weight_bytes(int v, int N, int K);
 
 // Seconds one all-reduce of `count` floats among the backend's tensor-parallel ranks takes, as a decode step runs
 // it: 20 in a CUDA graph replayed (NCCL), or eagerly (ranks sharing a GPU); rank 0's median of 9, after a warm-up.

@@ -111,11 +111,23 @@ int setup_ranks(cuda_backend *b, int tp, rp_err *err) {
 int plan(backend *base, memory_plan *p, rp_err *err) {
     cuda_backend *b = cb(base);
     const quant_config *q = &base->cfg->quant;
-    if (q->method != QUANT_NONE && q->block_cols) {   // a scale per group of inputs: the GEMM applies one a row
+    if (q->method != QUANT_NONE && q->block_cols) {   // scales along a row: the GEMM's groups end between k-steps
         char layout[96];
         quant_describe(q, layout, sizeof layout);
-        return rp_fail(err, "this checkpoint's FP8 scales vary along a row (%s): the CUDA backend runs FP8 with one "
-                            "scale a row (per tensor or per output channel); use --backend cpu", layout);
+        if (q->block_cols % 16)
+            return rp_fail(err, "this checkpoint's FP8 scales cover %d inputs of a row (%s): the CUDA backend's GEMM takes "
+                                "groups of a multiple of 16 inputs; use --backend cpu", q->block_cols, layout);
+        for (int rank = 0; rank < p->shape.tp; rank++) {   // a rank's columns start at a multiple of 16 in their group
+            tp_shard s;
+            tp_block blk;
+            tp_shard_of(base->cfg, p->shape.tp, rank, &s);
+            for (int w = 0; w < W_N_LAYER_TENSORS; w++)
+                if (tp_layer_block(base->cfg, &s, (layer_tensor)w, &blk) && blk.col0 % q->block_cols % 16)
+                    return rp_fail(err, "--tp %d: rank %d's columns of %s start %lld inputs into a group of %d FP8 scales (%s); "
+                                        "the CUDA backend's GEMM needs a multiple of 16 there; use another --tp",
+                                   p->shape.tp, rank, layer_tensor_suffix[w], (long long)(blk.col0 % q->block_cols),
+                                   q->block_cols, layout);
+        }
     }
     if (p->shape.kv_dtype == KV_DTYPE_F32)
         return rp_fail(err, "--kv-dtype f32: the CUDA backend keeps its KV cache in BF16 (use --backend cpu for float32)");

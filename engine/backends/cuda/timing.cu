@@ -50,6 +50,8 @@ extern "C" double backend_cuda_copy_bandwidth(size_t bytes, rp_err *err) {
 #define GEMM_MMA_BY_ROWS_VARIANT (GEMM_BF16_VARIANTS + 1)
 #define GEMM_MMA_ONLY_VARIANT (GEMM_BF16_VARIANTS + 2)
 #define GEMM_E4M3_VARIANT (GEMM_BF16_VARIANTS + 3)
+#define GEMM_E4M3_GROUPS_VARIANT (GEMM_BF16_VARIANTS + 4)
+#define GEMM_E4M3_GROUP_K 128   // the 128x128 blocks DeepSeek-V3 and Qwen3's FP8 checkpoints publish
 extern "C" const char *backend_cuda_gemm_variant(int v) {
     if (v == GEMM_MMA_VARIANT)
         return "the forward's: mma.sync with a 4-8-stage cp.async ring (gemm_mma.cu), from 128 rows wgmma + TMA "
@@ -58,11 +60,18 @@ extern "C" const char *backend_cuda_gemm_variant(int v) {
         return "the same, K cut by the row count (one segment past 64 rows): not batch-invariant, the yardstick";
     if (v == GEMM_MMA_ONLY_VARIANT) return "mma.sync alone at every row count (no wgmma)";
     if (v == GEMM_E4M3_VARIANT)
-        return "FP8 weights (W8A16): the forward's mma.sync kernel on E4M3 codes widened in shared memory, a scale a row";
+        return "FP8 weights (W8A16): the forward's mma.sync kernel on E4M3 codes widened in registers, a scale a row";
+    if (v == GEMM_E4M3_GROUPS_VARIANT)
+        return "FP8 weights with a scale a row and 128 inputs (128x128 blocks): each group's chain times its scale";
     return v >= 0 && v < GEMM_BF16_VARIANTS ? gemm_bf16_variant_name[v] : nullptr;
 }
 
-extern "C" int backend_cuda_gemm_variant_fp8(int v) { return v == GEMM_E4M3_VARIANT; }
+extern "C" double backend_cuda_gemm_variant_weight_bytes(int v, int N, int K) {
+    double codes = (double)N * gemm_e4m3_row_codes(K);
+    if (v == GEMM_E4M3_VARIANT) return codes + 4.0 * N;
+    if (v == GEMM_E4M3_GROUPS_VARIANT) return codes + 4.0 * N * gemm_e4m3_groups(K, GEMM_E4M3_GROUP_K, 0);
+    return 2.0 * N * K;
+}
 
 // What the forward's GEMM runs at prefill rows on the current GPU (gemm_wgmma_probe's answer, in words).
 extern "C" const char *backend_cuda_gemm_prefill(rp_err *err) {
@@ -80,14 +89,15 @@ struct gemm_buffers {
     size_t copies = 1;
     int turn = 0, wgmma = 0;   // wgmma: gemm_wgmma_probe's answer on this GPU, asked once, outside the timed launches
     ~gemm_buffers() { cudaFree(x), cudaFree(w), cudaFree(out), cudaFree(partial), cudaFree(count), cudaFree(row_scale); }
+    static size_t scales(int N, int K) { return (size_t)N * gemm_e4m3_groups(K, GEMM_E4M3_GROUP_K, 0); }   // enough for both
     bool alloc(int R, int N, int K, size_t n_copies) {
         copies = n_copies;
         size_t w_elems = (size_t)N * K;
         return gemm_wgmma_probe(&wgmma, 0) == cudaSuccess && cudaMalloc((void **)&x, (size_t)R * K * sizeof(bf16)) == cudaSuccess &&
                cudaMalloc((void **)&w, copies * w_elems * sizeof(bf16)) == cudaSuccess &&
                cudaMalloc((void **)&out, (size_t)R * N * sizeof(float)) == cudaSuccess &&
-               cudaMalloc((void **)&row_scale, (size_t)N * sizeof(float)) == cudaSuccess &&
-               cudaMemset(row_scale, 0x3c, (size_t)N * sizeof(float)) == cudaSuccess &&
+               cudaMalloc((void **)&row_scale, scales(N, K) * sizeof(float)) == cudaSuccess &&
+               cudaMemset(row_scale, 0x3c, scales(N, K) * sizeof(float)) == cudaSuccess &&
                cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16) == cudaSuccess &&
                cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned)) == cudaSuccess &&
                cudaMemset(count, 0, gemm_workspace_counters(N) * sizeof(unsigned)) == cudaSuccess &&
@@ -100,6 +110,9 @@ struct gemm_buffers {
         gemm_workspace ws{partial, count, variant == GEMM_MMA_ONLY_VARIANT ? 0 : wgmma};
         if (variant == GEMM_E4M3_VARIANT)   // codes 0x3c (1.5), packed: the copies' first N x K bytes each
             return launch_gemm_mma(x, gemm_weight_e4m3(reinterpret_cast<const uint8_t *>(wt), row_scale), R, N, K, o, ws, 0);
+        if (variant == GEMM_E4M3_GROUPS_VARIANT)
+            return launch_gemm_mma(x, gemm_weight_e4m3(reinterpret_cast<const uint8_t *>(wt), row_scale, nullptr, GEMM_E4M3_GROUP_K),
+                                   R, N, K, o, ws, 0);
         if (variant < 0 || variant == GEMM_MMA_VARIANT || variant == GEMM_MMA_ONLY_VARIANT)   // the forward's GEMM
             return launch_gemm_mma(x, gemm_weight_bf16(wt), R, N, K, o, ws, 0);
         if (variant == GEMM_MMA_BY_ROWS_VARIANT)

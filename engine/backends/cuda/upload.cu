@@ -76,20 +76,27 @@ static bool group_fp8(const rank_state *r, const st_archive *a, int l, std::init
     return false;
 }
 
+// The input columns one FP8 scale covers in this model's GEMMs: the checkpoint's block_cols, or 0 for one a row
+// (per tensor or per output channel, and --weights fp8).
+static int fp8_group_k(const model_config *c) { return c->quant.method != QUANT_NONE ? c->quant.block_cols : 0; }
+
 // A projection's block as E4M3 codes into codes (device, rows of gemm_e4m3_row_codes(cols) in the GEMM's fragment
-// order, in runs as upload_to) and its rows' scales times scale_mult into scales (device, the same rows): the
-// checkpoint's codes and scales (a scale a row: per tensor or per output channel), or quantized here as the CPU
-// quantizes at load, each row's scale over the whole row (a rank holding some of its columns quantizes them as the CPU
-// does the row). -1 with err for a weight that is not finite.
+// order, in runs as upload_to) and its rows' scales times scale_mult into scales (device, the same rows, each
+// quant_row_groups scales: the groups of the block's columns): the checkpoint's codes and scales (a rank takes the
+// scales of the groups its columns fall in), or quantized here as the CPU quantizes at load, each row's scale over the
+// whole row (a rank holding some of its columns quantizes them as the CPU does the row; with groups, the row's scale
+// in each). -1 with err for a weight that is not finite.
 static int upload_fp8_to(rank_state *r, const model_config *c, const st_archive *a, uint8_t *codes, float *scales,
                          const st_tensor *t, const tp_block &blk, int64_t run, int64_t pitch, float scale_mult, rp_err *err) {
     int64_t K = t->shape[1];
     if (run <= 0) run = pitch = std::max<int64_t>(1, blk.rows);
+    int G = quant_row_groups(&c->quant, blk.col0, blk.cols), g0 = fp8_group_k(c) ? (int)(blk.col0 / fp8_group_k(c)) : 0;
+    int stored_groups = (int)((K + quant_group_cols(&c->quant, (int)K) - 1) / quant_group_cols(&c->quant, (int)K));
     std::vector<float> stored_scale;
-    if (t->dtype == ST_F8_E4M3) {   // the checkpoint's: one a row (the plan refused any other layout)
+    if (t->dtype == ST_F8_E4M3) {   // the checkpoint's: (rows, stored_groups)
         const st_tensor *st = quant_scales_check(&c->quant, a, t, err);
         if (!st) return -1;
-        stored_scale.resize((size_t)t->shape[0]);
+        stored_scale.resize((size_t)t->shape[0] * stored_groups);
         quant_scales_expand(&c->quant, st, (int)t->shape[0], (int)K, stored_scale.data());
     }
     int64_t step = std::max<int64_t>(1, ((int64_t)16 << 20) / std::max<int64_t>(1, blk.cols));
@@ -99,37 +106,41 @@ static int upload_fp8_to(rank_state *r, const model_config *c, const st_archive 
     std::vector<float> hs, row((size_t)K);
     for (int64_t row0 = 0; row0 < blk.rows; row0 += step) {
         int64_t rows = std::min(step, blk.rows - row0);
-        hc.resize((size_t)rows * row_codes), hs.resize((size_t)rows);
+        hc.resize((size_t)rows * row_codes), hs.resize((size_t)rows * G);
         for (int64_t i = 0; i < rows; i++) {
             int64_t src = blk.row0 + row0 + i;
+            float *h = &hs[(size_t)i * G];
             if (t->dtype == ST_F8_E4M3) {
                 memcpy(in.data(), static_cast<const uint8_t *>(t->data) + (size_t)(src * K + blk.col0), (size_t)blk.cols);
-                hs[i] = stored_scale[(size_t)src];
+                for (int g = 0; g < G; g++) h[g] = stored_scale[(size_t)src * stored_groups + g0 + g];
             } else {
                 tensor_block_to_f32(t, src, 1, 0, K, row.data());
-                if (fp8_row_scale(row.data(), (int)K, &hs[i], err)) return rp_wrap(err, "%s: row %lld", t->name, (long long)src);
-                fp8_encode(row.data() + blk.col0, (int)blk.cols, hs[i], in.data());
+                if (fp8_row_scale(row.data(), (int)K, &h[0], err)) return rp_wrap(err, "%s: row %lld", t->name, (long long)src);
+                fp8_encode(row.data() + blk.col0, (int)blk.cols, h[0], in.data());
+                for (int g = 1; g < G; g++) h[g] = h[0];
             }
             gemm_e4m3_order_row(in.data(), (int)blk.cols, hc.data() + (size_t)i * row_codes);
-            hs[i] *= scale_mult;
+            for (int g = 0; g < G; g++) h[g] *= scale_mult;
         }
         int64_t at = row0 / run * pitch;
         copy_runs(codes + (size_t)at * row_codes, hc.data(), row_codes, rows, run, pitch);
-        copy_runs(scales + at, hs.data(), sizeof(float), rows, run, pitch);
+        copy_runs(scales + (size_t)at * G, hs.data(), G * sizeof(float), rows, run, pitch);
     }
-    r->weight_bytes += (size_t)blk.rows * (row_codes + sizeof(float));
+    r->weight_bytes += (size_t)blk.rows * (row_codes + G * sizeof(float));
     return 0;
 }
 
-// An FP8 GEMM's operand: `rows` rows of codes (zeros) and scales (zeros) allocated for this rank.
-static gemm_weight alloc_fp8(rank_state *r, size_t rows, int64_t cols, const uint32_t *col_mult) {
-    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)cols);
+// An FP8 GEMM's operand: `rows` rows of codes (zeros) and scales (zeros) allocated for this rank, for the columns
+// of blk (their scale groups: a scale a row, or one per row and group the columns fall in).
+static gemm_weight alloc_fp8(rank_state *r, const model_config *c, size_t rows, const tp_block &blk, const uint32_t *col_mult) {
+    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)blk.cols), groups = (size_t)quant_row_groups(&c->quant, blk.col0, blk.cols);
     uint8_t *codes = dev_alloc<uint8_t>(rows * row_codes);
-    float *scales = dev_alloc<float>(rows);
+    float *scales = dev_alloc<float>(rows * groups);
     CUDA_CHECK(cudaMemset(codes, 0, rows * row_codes));
-    CUDA_CHECK(cudaMemset(scales, 0, rows * sizeof(float)));
+    CUDA_CHECK(cudaMemset(scales, 0, rows * groups * sizeof(float)));
     r->weight_allocs.push_back(codes), r->weight_allocs.push_back(scales);
-    return gemm_weight_e4m3(codes, scales, col_mult);
+    int gk = fp8_group_k(c);
+    return gemm_weight_e4m3(codes, scales, col_mult, gk, gk ? (int)(blk.col0 % gk) : 0);
 }
 
 // A norm's weight as the column multipliers of the FP8 GEMM after it (kernels.h, gemm_e4m3_col_mults), on the
@@ -171,11 +182,11 @@ static int upload_qkv_fp8(rank_state *r, const model_config *c, const st_archive
     size_t rows = 0, at = 0;
     for (layer_tensor w : ws) tp_layer_block(c, &r->shard, w, &blk), rows += (size_t)blk.rows;
     float scale_mult;
-    gemm_weight g = alloc_fp8(r, rows, blk.cols, upload_col_mults(r, norm_weight(r, c, a, l, W_ATTN_NORM), &scale_mult));
-    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)blk.cols);
+    gemm_weight g = alloc_fp8(r, c, rows, blk, upload_col_mults(r, norm_weight(r, c, a, l, W_ATTN_NORM), &scale_mult));
+    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)blk.cols), groups = (size_t)quant_row_groups(&c->quant, blk.col0, blk.cols);
     for (layer_tensor w : ws) {
         tp_layer_block(c, &r->shard, w, &blk);
-        if (upload_fp8_to(r, c, a, (uint8_t *)g.data + at * row_codes, (float *)g.row_scale + at, weights_layer(a, l, w), blk,
+        if (upload_fp8_to(r, c, a, (uint8_t *)g.data + at * row_codes, (float *)g.row_scale + at * groups, weights_layer(a, l, w), blk,
                           0, 0, scale_mult, err))
             return -1;
         at += (size_t)blk.rows;
@@ -209,15 +220,15 @@ static int upload_gate_up_fp8(rank_state *r, const model_config *c, const st_arc
     tp_layer_block(c, &r->shard, W_GATE, &blk);
     size_t rows = (size_t)gemm_swiglu_rows((int)blk.rows);
     float scale_mult;
-    gemm_weight g = alloc_fp8(r, rows, blk.cols, upload_col_mults(r, norm_weight(r, c, a, l, W_FFN_NORM), &scale_mult));
+    gemm_weight g = alloc_fp8(r, c, rows, blk, upload_col_mults(r, norm_weight(r, c, a, l, W_FFN_NORM), &scale_mult));
     uint8_t *codes = (uint8_t *)g.data;
     float *scales = (float *)g.row_scale;
-    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)blk.cols);
+    size_t row_codes = (size_t)gemm_e4m3_row_codes((int)blk.cols), groups = (size_t)quant_row_groups(&c->quant, blk.col0, blk.cols);
     if (upload_fp8_to(r, c, a, codes, scales, weights_layer(a, l, W_GATE), blk, 8, 16, scale_mult, err)) return -1;
     tp_layer_block(c, &r->shard, W_UP, &blk);
-    if (upload_fp8_to(r, c, a, codes + 8 * row_codes, scales + 8, weights_layer(a, l, W_UP), blk, 8, 16, scale_mult, err))
+    if (upload_fp8_to(r, c, a, codes + 8 * row_codes, scales + 8 * groups, weights_layer(a, l, W_UP), blk, 8, 16, scale_mult, err))
         return -1;
-    r->weight_bytes += (rows - 2 * (size_t)blk.rows) * (row_codes + sizeof(float));   // the zero rows
+    r->weight_bytes += (rows - 2 * (size_t)blk.rows) * (row_codes + groups * sizeof(float));   // the zero rows
     r->proj[l][W_GATE] = g;
     return 0;
 }
@@ -231,7 +242,7 @@ static int upload_single(rank_state *r, const model_config *c, const st_archive 
         r->proj[l][w] = gemm_weight_bf16(r->layers[l][w]);
         return 0;
     }
-    gemm_weight g = alloc_fp8(r, (size_t)blk.rows, blk.cols, nullptr);
+    gemm_weight g = alloc_fp8(r, c, (size_t)blk.rows, blk, nullptr);
     r->proj[l][w] = g;
     return upload_fp8_to(r, c, a, (uint8_t *)g.data, (float *)g.row_scale, weights_layer(a, l, w), blk, 0, 0, 1.0f, err);
 }
