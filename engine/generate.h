@@ -1,5 +1,5 @@
 // One generation step for a batch of sequences: every token loop goes through it (the command line's generate and
-// chat, a sweep's replies, the server, bench), and self-speculative decoding will sit behind it.
+// chat, a sweep's replies, the server, bench), and self-speculative decoding sits behind it (engine/speculative.h).
 #ifndef REPRISE_GENERATE_H
 #define REPRISE_GENERATE_H
 
@@ -15,6 +15,10 @@ typedef enum {
     GEN_FAILED,       // the step's forward pass failed (generate_step's error says why)
     GEN_STOPPED,      // its caller stopped it (a stop string, a cancelled request)
 } gen_state;
+
+#define GEN_MAX_DRAWN 17   // the most ids one step draws: a draft's most proposals and the target's own
+
+struct spec_draft;
 
 // A sequence being generated: what the next step feeds it, how its next id is drawn, and its stop rules.
 typedef struct {
@@ -39,6 +43,11 @@ typedef struct {
     int next;                // the id last drawn
     int n_generated;         // ids drawn, an end-of-sequence one included
     gen_state state;
+
+    struct spec_draft *draft;   // self-speculative decoding with this draft (engine/speculative.h), or NULL: the
+                                // prompt is fed to it too, and each later step may draw several ids
+    int drawn[GEN_MAX_DRAWN];   // the ids the last step drew, in order (`next` is the last): one without a draft
+    int n_drawn;
 } gen_seq;
 
 // A sequence to generate from: feeds ids[0..n) (a prompt, or its part the KV cache does not hold yet; the caller
@@ -46,12 +55,13 @@ typedef struct {
 // start as none (no bias, no logprobs, no extra end-of-sequence id, the KV's capacity as the context).
 void gen_begin(gen_seq *g, sequence *seq, sampler *smp, const int *ids, int n, int max_new);
 
-// Takes an id drawn elsewhere (from a prefill's logits) as a step's draw: counts it, applies the stop rules, and
-// feeds it next while the sequence runs.
+// Takes an id drawn elsewhere (from a prefill's logits) as a step's draw: counts it (in drawn too), applies the stop
+// rules, and feeds it next while the sequence runs.
 void gen_take(const model *m, gen_seq *g, int id);
 
 // One step over the running sequences of g: feeds each its pending tokens (n_step of them where set) in one forward
-// pass (those with rows_out in a second, every row's logits kept), draws the next id of each whose feed completes -
+// pass (those with rows_out in a second, every row's logits kept; those with a draft that can propose, speculative
+// steps: spec_step, drawing up to K + 1 ids), draws the next id of each whose feed completes -
 // on the device where the backend samples, each row by its own parameters, bias, penalties and logprobs (the
 // rows_out pass on the host) - and applies the stop rules, in this order: non-finite logits, an end-of-sequence
 // id (unless ignore_eos), max_new ids, no room in the context to feed the id. Returns how many still run; -1 with err

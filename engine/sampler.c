@@ -18,8 +18,7 @@ void sampler_init(sampler *s, const sampler_params *p, int vocab) {
 
 void sampler_free(sampler *s) {
     free(s->work), free(s->penalized);
-    free(s->seen.id), free(s->seen.count), free(s->seen.in_prompt);
-    memset(&s->seen, 0, sizeof s->seen);
+    sampler_history_free(&s->seen);
 }
 
 int sampler_has_penalties(const sampler_params *p) {
@@ -199,10 +198,9 @@ void sample_rows_host(const float *logits, int vocab, sample_row *rows, int n, s
     free(own_edited), free(own_work);
 }
 
-int sampler_pick(const sampler_params *sp, const float *logits, int n, float u, struct prob_id *work) {
-    for (int i = 0; i < n; i++)
-        if (!isfinite(logits[i])) return -1;   // no distribution to draw from: an error for this sequence
-    if (sp->temp <= 0) return argmax(logits, n);
+// The filtered distribution of a finite row at temperature > 0: work sorted by probability (softmax at the
+// temperature over the whole row), its first `keep` entries kept by top-k, top-p and min-p; returns keep.
+static int filter(const sampler_params *sp, const float *logits, int n, struct prob_id *work) {
     float mx = logits[argmax(logits, n)], sum = 0;
     for (int i = 0; i < n; i++) {
         work[i].id = i;
@@ -230,6 +228,19 @@ int sampler_pick(const sampler_params *sp, const float *logits, int n, float u, 
         while (k < keep && work[k].p >= floor_p) k++;
         keep = k;
     }
+    return keep;
+}
+
+static int all_finite(const float *x, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+int sampler_pick(const sampler_params *sp, const float *logits, int n, float u, struct prob_id *work) {
+    if (!all_finite(logits, n)) return -1;   // no distribution to draw from: an error for this sequence
+    if (sp->temp <= 0) return argmax(logits, n);
+    int keep = filter(sp, logits, n, work);
     float total = 0;
     for (int i = 0; i < keep; i++) total += work[i].p;
     float r = u * total, cum = 0;
@@ -238,4 +249,38 @@ int sampler_pick(const sampler_params *sp, const float *logits, int n, float u, 
         if (r < cum) return work[i].id;
     }
     return work[keep - 1].id;
+}
+
+int sampler_distribution(const sampler_params *sp, const float *logits, int n, struct prob_id *work, float *probs) {
+    if (!all_finite(logits, n)) return -1;
+    memset(probs, 0, sizeof(float) * (size_t)n);
+    if (sp->temp <= 0) {
+        probs[argmax(logits, n)] = 1.0f;
+        return 0;
+    }
+    int keep = filter(sp, logits, n, work);
+    double total = 0;
+    for (int i = 0; i < keep; i++) total += work[i].p;
+    for (int i = 0; i < keep; i++) probs[work[i].id] = (float)(work[i].p / total);
+    return 0;
+}
+
+void sampler_history_copy(token_history *to, const token_history *from) {
+    if (to->cap != from->cap) {
+        free(to->id), free(to->count), free(to->in_prompt);
+        to->cap = from->cap;
+        to->id = from->cap ? rp_malloc(sizeof(int) * (size_t)from->cap) : NULL;
+        to->count = from->cap ? rp_malloc(sizeof(int) * (size_t)from->cap) : NULL;
+        to->in_prompt = from->cap ? rp_malloc((size_t)from->cap) : NULL;
+    }
+    to->n = from->n;
+    if (!from->cap) return;
+    memcpy(to->id, from->id, sizeof(int) * (size_t)from->cap);
+    memcpy(to->count, from->count, sizeof(int) * (size_t)from->cap);
+    memcpy(to->in_prompt, from->in_prompt, (size_t)from->cap);
+}
+
+void sampler_history_free(token_history *h) {
+    free(h->id), free(h->count), free(h->in_prompt);
+    memset(h, 0, sizeof *h);
 }

@@ -56,6 +56,13 @@ float sampler_uniform(sampler *s);
 // Records id as generated (the penalties' history), for a draw made by sampler_pick elsewhere.
 void sampler_record(sampler *s, int id);
 int sampler_pick(const sampler_params *p, const float *logits, int vocab, float u, struct prob_id *work);
+// The distribution sampler_pick draws from, into probs (vocab): softmax at the temperature, filtered by top-k,
+// top-p and min-p, renormalised; at temperature <= 0 all of it on the argmax. -1 for a row that is not finite.
+// (Speculative decoding's acceptance rule compares the target's and the draft's.)
+int sampler_distribution(const sampler_params *p, const float *logits, int vocab, struct prob_id *work, float *probs);
+// A copy of a history (to try tokens and go back: a draft's proposals), and its release.
+void sampler_history_copy(token_history *to, const token_history *from);
+void sampler_history_free(token_history *h);
 int argmax(const float *x, int n);
 // log softmax(logits)[id], computed stably in double.
 double log_prob_of(const float *logits, int vocab, int id);

@@ -88,6 +88,12 @@ static void shared_table(cli_opts *o, option_def t[SHARED_MAX]) {
          .help = "tokens to generate (default: until end-of-sequence or the context is full)"},
         {OPT_TEXT, "--schedule", "S", &o->schedule, .def = "base",
          .help = "layer schedule: base, 0-5,3-9, rys:I,J or rys:I,J,K"},
+        {OPT_TEXT, "--draft", "S", &o->draft,
+         .help = "self-speculative decoding: schedule S of the same weights (e.g. one that skips layers) proposes "
+                 "tokens and --schedule checks them in one pass; greedy output is unchanged, sampled output keeps "
+                 "--schedule's distribution (default: none)"},
+        {OPT_INT, "--draft-tokens", "K", &o->draft_tokens, 1, 16,
+         .help = "tokens the draft proposes a step (default: adapted to how many are accepted, from 4)"},
         {OPT_INT, "-c", "N", &o->ctx, 1, 1 << 30,
          .help = "context length (default: prompt + N with -n, else max_position_embeddings up to 4096)"},
         {OPT_INT, "--ubatch", "N", &o->ubatch, 1, 1 << 20,
@@ -187,14 +193,23 @@ int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err) {
     return 0;
 }
 
-int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedule *s, rp_err *err) {
+int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedule *s, schedule *draft, rp_err *err) {
     model_config cfg;
     if (config_load(&cfg, o->model_dir, err)) return -1;
     if (schedule_parse(s, o->schedule, cfg.n_layers, err)) return rp_wrap(err, "--schedule");
-    plan_shape shape = {.ubatch = o->ubatch, .seqs = 1, .logit_rows = logit_rows, .kv_slots = s->n_visits, .ctx = ctx,
-                        .max_visits = s->n_visits, .tp = o->tp, .kv_dtype = o->kv_dtype, .weights = o->weights};
+    if (draft) memset(draft, 0, sizeof *draft);
+    if (draft && o->draft && schedule_parse(draft, o->draft, cfg.n_layers, err)) {
+        schedule_free(s);
+        return rp_wrap(err, "--draft");
+    }
+    int draft_visits = draft ? draft->n_visits : 0;   // the draft's slots, and its rows beside the prompt's
+    plan_shape shape = {.ubatch = o->ubatch, .seqs = draft_visits ? 2 : 1, .logit_rows = logit_rows,
+                        .kv_slots = s->n_visits + draft_visits, .ctx = ctx,
+                        .max_visits = s->n_visits > draft_visits ? s->n_visits : draft_visits, .tp = o->tp,
+                        .kv_dtype = o->kv_dtype, .weights = o->weights};
     if (model_load_planned(m, o->model_dir, o->backend, o->threads, &shape, o->allow_unused_tensors, err)) {
         schedule_free(s);
+        if (draft_visits) schedule_free(draft);
         return -1;
     }
     return 0;

@@ -12,6 +12,8 @@
 typedef struct {
     const char *model_dir;   // -m
     const char *schedule;    // --schedule
+    const char *draft;       // --draft: a schedule proposing tokens for --schedule to check (NULL: none)
+    int draft_tokens;        // --draft-tokens (0: adapted)
     const char *backend;     // --backend
     const char *tokens;      // --tokens
     const char *prompt;      // -p
@@ -56,8 +58,9 @@ int cli_parse_tokens(const char *text, int **ids, int *n, rp_err *err);
 int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err);
 
 // Loads -m with --backend and -t for one sequence of ctx positions (logit_rows rows of logits at a time), planned
-// before any weight is read, and parses --schedule against it.
-int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedule *s, rp_err *err);
+// before any weight is read, and parses --schedule against it; with draft (not NULL) and --draft given, parses
+// --draft into it and plans its sequence too (draft->n_visits is 0 without --draft).
+int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedule *s, schedule *draft, rp_err *err);
 
 // Without -c, a context is never sized by max_position_embeddings alone (131072 for Llama 3.1: 16 GiB of KV).
 #define CLI_DEFAULT_CONTEXT 4096

@@ -23,7 +23,7 @@ static const option_def options[] = {
     {OPT_SHARED, "-c", .help = "context length (default: max_position_embeddings, at most 4096)"},
     SHARED_FLAG("--ubatch"), SHARED_FLAG("--tp"),
     {OPT_SHARED, "--stop", .help = "also end a reply at STRING (repeatable)"},
-    SHARED_FLAG("--schedule"),
+    SHARED_FLAG("--schedule"), SHARED_FLAG("--draft"), SHARED_FLAG("--draft-tokens"),
     SHARED_FLAG("--temp"), SHARED_FLAG("--top-k"), SHARED_FLAG("--top-p"), SHARED_FLAG("--min-p"),
     SHARED_FLAG("--seed"),
     {.kind = OPT_HEADING, .flag = "penalties (over each reply's prompt):"},

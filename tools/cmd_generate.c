@@ -11,7 +11,7 @@ static const char *synopsis =
 
 static const option_def options[] = {
     SHARED_FLAG("-m"), SHARED_FLAG("-p"), SHARED_FLAG("-f"), SHARED_FLAG("--tokens"), SHARED_FLAG("--no-special"),
-    SHARED_FLAG("-n"), SHARED_FLAG("--schedule"), SHARED_FLAG("-c"), SHARED_FLAG("--ubatch"), SHARED_FLAG("--tp"),
+    SHARED_FLAG("-n"), SHARED_FLAG("--schedule"), SHARED_FLAG("--draft"), SHARED_FLAG("--draft-tokens"), SHARED_FLAG("-c"), SHARED_FLAG("--ubatch"), SHARED_FLAG("--tp"),
     SHARED_FLAG("--temp"), SHARED_FLAG("--top-k"), SHARED_FLAG("--top-p"), SHARED_FLAG("--min-p"),
     SHARED_FLAG("--seed"), SHARED_FLAG("--repeat-penalty"), SHARED_FLAG("--presence-penalty"),
     SHARED_FLAG("--frequency-penalty"), SHARED_FLAG("--stop"), SHARED_FLAG("--ignore-eos"),
@@ -60,6 +60,11 @@ int cmd_generate(int argc, char **argv) {
                 n_prompt, st.prefill_s, n_prompt / (st.prefill_s > 0 ? st.prefill_s : 1e-9), st.n_generated,
                 st.decode_s, st.n_generated > 1 ? (st.n_generated - 1) / st.decode_s : 0.0, s.sched.n_visits,
                 s.m.cfg.n_layers);
+        if (s.draft_sched.n_visits)
+            fprintf(stderr, "reprise generate: draft of %d visits: %ld steps, %ld tokens proposed, %ld accepted (%.1f%%), "
+                            "%.2f tokens a step\n", s.draft_sched.n_visits, st.spec_steps, st.proposed, st.accepted,
+                    st.proposed ? 100.0 * st.accepted / st.proposed : 0.0,
+                    st.spec_steps ? (double)(st.accepted + st.spec_steps) / st.spec_steps : 0.0);
     } else if (n_new > 0 || rc) {
         fprintf(stderr, "reprise generate: %s\n", err.msg);
         rc = -1;

@@ -43,7 +43,7 @@ int cmd_score(int argc, char **argv) {
     schedule s;
     if (tok_failed || cli_prompt_ids(&o, tok, &ids, &n, &as_text, &err) ||
         (n < 2 && !dump_logits && rp_fail(&err, "scoring needs at least 2 tokens, the input has %d", n)) ||
-        cli_load_model(&o, o.ctx ? o.ctx : n, PLAN_SCORE_LOGIT_ROWS, &m, &s, &err)) {
+        cli_load_model(&o, o.ctx ? o.ctx : n, PLAN_SCORE_LOGIT_ROWS, &m, &s, NULL, &err)) {
         fprintf(stderr, "reprise score: %s\n", err.msg);
         tokenizer_free(tok);
         free(ids);

@@ -18,11 +18,12 @@ int session_load(session *s, const cli_opts *o, unsigned need, rp_err *err) {
 }
 
 int session_start(session *s, const cli_opts *o, int ctx, rp_err *err) {
-    if (cli_load_model(o, ctx, 1, &s->m, &s->sched, err)) {
+    if (cli_load_model(o, ctx, SPEC_MAX_TOKENS + 1, &s->m, &s->sched, &s->draft_sched, err)) {
         session_close(s);
         return -1;
     }
-    if (sequence_init(&s->seq, &s->m, &s->sched, ctx, err)) {
+    if (sequence_init(&s->seq, &s->m, &s->sched, ctx, err) ||
+        (s->draft_sched.n_visits && spec_draft_init(&s->draft, &s->m, &s->draft_sched, ctx, o->draft_tokens, o->sampling.seed, err))) {
         session_close(s);
         return -1;
     }
@@ -38,6 +39,8 @@ void session_close(session *s) {
         sampler_free(&s->smp);
         sequence_free(&s->seq, &s->m);
     }
+    spec_draft_free(&s->draft, &s->m);
+    if (s->draft_sched.n_visits) schedule_free(&s->draft_sched);
     free(s->cached);
     model_dir_close(&s->md);
     schedule_free(&s->sched);
@@ -66,6 +69,11 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     gen_seq g;   // its ids are drawn where the backend samples (on the GPU for the CUDA backend)
     gen_begin(&g, &s->seq, &s->smp, prompt + common, n - common, max_new > 0 ? max_new : 1);
     g.ignore_eos = s->ignore_eos, g.extra_eos = s->extra_eos;
+    if (s->draft_sched.n_visits) {   // the draft holds what the target holds (or is stale, and proposes nothing)
+        spec_draft_rewind(&s->draft, common);
+        g.draft = &s->draft;
+    }
+    long steps0 = s->draft.steps, proposed0 = s->draft.proposed, accepted0 = s->draft.accepted;
     gen_seq *batch[1] = {&g};
     double t0 = rp_now_s();
     if (generate_step(&s->m, batch, 1, NULL, err) < 0) return -1;
@@ -80,39 +88,45 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
     size_t printed = 0;   // of out.text
     int rc = 0;
     double t1 = rp_now_s();
-    for (int i = 0; i < max_new; i++) {
-        st->n_generated++;
-        int eos = g.state == GEN_EOS;
-        if (!as_text) {
-            printf("%s%d", i ? " " : "", g.next);
-            fflush(stdout);
-        } else {
-            if (eos ? text_out_finish(&out, err) : text_out_push(&out, g.next, err)) {
-                rc = -1;
-                break;
-            }
-            if (out.committed > printed) {
-                fwrite(out.text + printed, 1, out.committed - printed, stdout);
+    for (int stop = 0; !stop;) {   // a step's ids (several with a draft), in order
+        for (int j = 0; j < g.n_drawn && !stop; j++) {
+            int id = g.drawn[j], eos = g.state == GEN_EOS && j == g.n_drawn - 1;
+            if (!as_text) {
+                printf("%s%d", st->n_generated ? " " : "", id);
                 fflush(stdout);
-                printed = out.committed;
+            } else {
+                if (eos ? text_out_finish(&out, err) : text_out_push(&out, id, err)) {
+                    rc = -1, stop = 1;
+                    break;
+                }
+                if (out.committed > printed) {
+                    fwrite(out.text + printed, 1, out.committed - printed, stdout);
+                    fflush(stdout);
+                    printed = out.committed;
+                }
             }
+            st->n_generated++;
+            if (as_text && out.stopped) stop = 1;
         }
-        if (as_text && out.stopped) break;
+        if (stop) break;
         if (g.state != GEN_RUNNING) {
             st->context_full = g.state == GEN_CONTEXT_FULL;
             break;
         }
-        int fed = g.next;
+        int fed = g.next;   // the step feeds it, and the ids it draws but the last
         if (generate_step(&s->m, batch, 1, NULL, err) < 0) {
             rc = -1;
             break;
         }
         if (g.state == GEN_NOT_FINITE) {
-            rc = rp_fail(err, "the logits at generated token %d are not finite (NaN or infinity): stopped", i + 2);
+            rc = rp_fail(err, "the logits at generated token %d are not finite (NaN or infinity): stopped", st->n_generated + g.n_drawn + 1);
             break;
         }
         s->cached[s->n_cached++] = fed;
+        for (int j = 0; j + 1 < g.n_drawn; j++) s->cached[s->n_cached++] = g.drawn[j];
     }
+    st->spec_steps = s->draft.steps - steps0, st->proposed = s->draft.proposed - proposed0;
+    st->accepted = s->draft.accepted - accepted0;
     if (as_text) {
         if (rc == 0 && text_out_finish(&out, err) == 0 && out.len > printed)   // whatever the stream still held back
             fwrite(out.text + printed, 1, out.len - printed, stdout);

@@ -2,6 +2,7 @@
 #ifndef REPRISE_SESSION_H
 #define REPRISE_SESSION_H
 
+#include "engine/speculative.h"
 #include "loader/model_dir.h"
 #include "tools/cli.h"
 
@@ -13,6 +14,8 @@ typedef struct {
     model m;              // loaded by session_start
     schedule sched;
     sequence seq;
+    schedule draft_sched; // --draft's (n_visits 0: none)
+    spec_draft draft;     // its sequence and state, with --draft
     sampler smp;          // smp.work is set once the session is open
     int *cached;          // ids whose keys and values the sequence holds, in order
     int n_cached;
@@ -27,6 +30,7 @@ typedef struct {
     int n_generated;
     double prefill_s, decode_s;
     int context_full;     // generation stopped because the context was full
+    long spec_steps, proposed, accepted;   // with --draft: speculative steps, tokens the draft proposed, accepted
 } gen_stats;
 
 // A session opens in two steps, so that the tokenizer can size the context: session_load reads the config, the
