@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Self-speculative decoding through the command line: generate and chat with --draft print the text and ids of
+decoding without it (greedy), on the CPU backend and on the emulated CUDA backend (one GPU and --tp 2); the draft's
+acceptance is printed; a bad --draft or --draft-tokens is refused by name.
+usage: test_speculative_cli.py REPRISE FIXTURES_DIR SHARED_DIR full|quick [REPRISE_EMU]
+quick (under the sanitizers): the emulated CUDA backend on one GPU and the built-in model alone."""
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, finish  # noqa: E402
+
+BIN, FIX, SHARED = sys.argv[1:4]
+QUICK = sys.argv[4] == "quick"
+EMU = sys.argv[5] if len(sys.argv) > 5 else None
+STORIES = os.path.join(SHARED, "models", "stories260K")
+
+
+def run(binary, *args, stdin=None):
+    p = subprocess.run([binary, *args], capture_output=True, text=True, input=stdin, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+def same_with_draft(binary, label, base_args, drafts, backend=()):
+    """generate with each draft (K adapted, and K = 3) prints what generate without one prints."""
+    rc, want, e = run(binary, "generate", *base_args, *backend)
+    if rc != 0 or not want.strip():
+        check(False, "%s: generate without a draft failed (%s)" % (label, e[-300:]))
+        return
+    for d in drafts:
+        for k in ((), ("--draft-tokens", "3")):
+            rc, got, e = run(binary, "generate", *base_args, *backend, "--draft", d, *k)
+            said = re.search(r"draft of \d+ visits: (\d+) steps, (\d+) tokens proposed, (\d+) accepted", e)
+            check(rc == 0 and got == want and said and int(said.group(2)) > 0,
+                  "%s, draft %s%s: the same output as without a draft, acceptance said (%s)" %
+                  (label, d, " K 3" if k else "", said.group(0) if said else e[-200:]))
+
+
+GREEDY = ("--temp", "0", "--ignore-eos")
+runs = [(BIN, (), "cpu")]
+if EMU:   # (the emulation is slow: on it, one draft a model past the built-in one, and --tp 2 on the built-in model)
+    runs += [(EMU, ("--backend", "cuda"), "emulated cuda")] + ([] if QUICK else [(EMU, ("--backend", "cuda", "--tp", "2"),
+                                                                                   "emulated cuda --tp 2")])
+for binary, backend, where in runs:
+    same_with_draft(binary, "built-in model, text, " + where, ("-p", "12+35=", "-n", "40", *GREEDY), ["0-3,5", "0,5", "base"],
+                    backend)
+    if binary == EMU and (QUICK or "--tp" in backend):
+        continue
+    few = (lambda drafts: drafts[:1]) if binary == EMU else (lambda drafts: drafts)
+    same_with_draft(binary, "built-in model under rys:2,4, " + where,
+                    ("-p", "7+8=", "-n", "30", "--schedule", "rys:2,4", *GREEDY), ["0-2,4,5"], backend)
+    same_with_draft(binary, "qwen3 fixture, ids, " + where,
+                    ("-m", os.path.join(FIX, "qwen3"), "--tokens", "1,5,9,13", "-n", "30", *GREEDY), few(["0,2,3", "3"]), backend)
+    if os.path.isdir(STORIES):
+        same_with_draft(binary, "stories260K, text, " + where,
+                        ("-m", STORIES, "-p", "Once upon a time", "-n", "60", *GREEDY), ["0,1,2,4"], backend)
+
+# chat: the same replies turn after turn (the draft follows the conversation's cache)
+turns = "1+2=\n30+12=\n7+7=\n"
+rc, want, e = run(BIN, "chat", "--temp", "0", stdin=turns)
+rc2, got, e2 = run(BIN, "chat", "--temp", "0", "--draft", "0-3,5", stdin=turns)
+check(rc == 0 and rc2 == 0 and want and got == want, "chat with --draft gives chat's replies (%s)" % e2[-200:])
+
+# bad input: named
+for args, text in [(("--draft", "0-2,9"), "--draft"), (("--draft", "rys:"), "--draft"),
+                   (("--draft", "0,1", "--draft-tokens", "17"), "--draft-tokens"),
+                   (("--draft", "0,1", "--draft-tokens", "0"), "--draft-tokens")]:
+    rc, o, e = run(BIN, "generate", "-p", "1+1=", "-n", "4", *args)
+    check(0 < rc < 128 and text in e and not o, "generate %s is refused naming %s (%s)" % (" ".join(args), text, e.strip()[-160:]))
+
+finish()
