@@ -57,6 +57,22 @@ check(out.returncode == 0 and len(rows) == 4 and all(r["roofline_ts"] > 0 and r[
 slower = {r["test"]: r["roofline_ts"] for r in rows if r["schedule"] == "rys:2,4"}
 check(all(slower[r["test"]] < r["roofline_ts"] for r in rows if r["schedule"] == "base"), "a repeated block lowers the roofline")
 
+# --draft: each generation test again with the draft, beside its row, with the draft's counters (greedy: the same ids)
+out = bench("-p", "8", "-n", "12", "-pg", "4,6", "-r", "2", "--schedule", "base;rys:2,4", "--draft", "0-3,5", "--draft-tokens", "3",
+            "-o", "json")
+rows = json.loads(out.stdout) if out.returncode == 0 else []
+drafted = [r for r in rows if "draft" in r]
+check(out.returncode == 0 and len(rows) == 2 * 5 and len(drafted) == 4 and
+      all(r["schedule"].endswith(" + draft 0-3,5") and r["draft_proposed"] > 0 and
+          0 <= r["draft_accepted"] <= r["draft_proposed"] and r["draft_steps"] > 0 and
+          abs(r["draft_acceptance"] - r["draft_accepted"] / r["draft_proposed"]) < 1e-6 and r["draft_ids_per_step"] >= 1 and
+          r["time_vs_base"] > 0 and r["p50_ms"] > 0 for r in drafted),
+      "--draft: a drafted row after each generation test's, with its acceptance and ids a step (%s)" % out.stderr[-200:])
+order = [r["schedule"] for r in rows]
+check(order[:5] == ["base", "base", "base + draft 0-3,5", "base", "base + draft 0-3,5"], "--draft: each drafted row right after its own: %s" % order[:5])
+out = bench("-n", "4", "-r", "1", "--draft", "0-9")
+check(out.returncode != 0 and "--draft" in out.stderr, "refused: --draft 0-9 (%s)" % out.stderr.strip()[-120:])
+
 for args, words in [(["-p", "100"], "max_position_embeddings 64"), (["-p", "x"], "not a comma-separated list"),
                     (["--schedule", "base;0-9"], "layer"), (["-o", "xml"], "md, csv, json or jsonl"), (["--gpu", "v100"], "h100, h200 or a100"),
                     (["-pg", "4"], "not N,M"), (["--frobnicate", "1"], "unknown option")]:

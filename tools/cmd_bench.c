@@ -68,6 +68,10 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **sched_t
          .help = "the table: md, csv, json or jsonl (llama-bench's field names, plus schedule, visits, n_seqs)"},
         {OPT_RULE, "--gpu", "NAME", &o->gpu, .rule = rule_gpu,
          .help = "h100, h200 or a100: print that GPU's rooflines alone, measuring nothing (no GPU here)"},
+        {OPT_SHARED, "--draft",
+         .help = "self-speculative decoding: each generation test again with schedule S of the same weights drafting, "
+                 "its row beside the one without (time vs base: against that row), with the draft's acceptance"},
+        SHARED_FLAG("--draft-tokens"),
         SHARED_FLAG("--backend"), SHARED_FLAG("--tp"), {OPT_SHARED, "-t", .help = "threads of the CPU backend (default: all cores)"},
         SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"), SHARED_FLAG("--allow-unused-tensors"),
         OPTIONS_END,
@@ -80,6 +84,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **sched_t
     o->format = formats[format], o->warmup = !no_warmup;
     o->model_dir = c.model_dir, o->backend = c.backend, o->threads = c.threads, o->tp = c.tp, o->kv_dtype = c.kv_dtype, o->weights = c.weights;
     o->allow_unused_tensors = c.allow_unused_tensors;
+    o->draft = c.draft, o->draft_tokens = c.draft_tokens;
     model_config cfg;   // llama-bench's defaults, cut to the context of a small model
     rp_err err;
     if (config_load(&cfg, o->model_dir, &err)) return fprintf(stderr, "reprise bench: %s\n", err.msg), *code = 2, -1;

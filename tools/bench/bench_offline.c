@@ -14,6 +14,7 @@
 #include "engine/forward.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "tools/bench/roofline.h"
 #include "tools/common/stats.h"
 
@@ -31,7 +32,10 @@ typedef struct {
     double *steps_s;     // (reps x n_gen) generation steps
     int n_steps;
     double roofline_ts;  // 0: unknown
-    int base_row;        // the row of the first schedule with the same test (the time ratio)
+    int base_row;        // the row of the first schedule with the same test (the time ratio); a draft's row: the
+                         // same schedule's without it
+    const schedule *draft;   // --draft's row: drafted by it (else NULL)
+    long spec[3];        // its drafts' speculative steps, ids proposed, ids accepted (all runs)
 } bench_row;
 
 // --- the machine's limits -------------------------------------------------------------------------------------------
@@ -53,46 +57,70 @@ static double gpu_gemm_peak(const backend_entry *dev, int emulated, rp_err *err)
 
 // One run: depth tokens fed untimed, then the timed prompt (all sequences in one step) and generation steps, each a
 // generation step as `reprise generate` runs it (greedy, drawn where the backend samples), end-of-sequence ignored.
-static int run_test(model *m, const schedule *s, const bench_test *t, double *seconds, double *steps, rp_err *err) {
+// With a draft (and its K), each sequence drafts with it: a step may draw several ids, the steps run until each
+// sequence has drawn the test's ids, and spec gains the drafts' counters.
+static int run_test(model *m, const schedule *s, const bench_test *t, const schedule *draft, int draft_k, double *seconds,
+                    double *steps, int *n_steps, long spec[3], rp_err *err) {
     int B = t->seqs, vocab = m->cfg.vocab_size, ctx = t->depth + t->n_prompt + t->n_gen;
     int longest = t->depth > t->n_prompt ? t->depth : t->n_prompt;
     sequence *seqs = rp_calloc((size_t)B, sizeof *seqs);
-    sequence **ptr = rp_malloc(sizeof *ptr * (size_t)B);
-    const int **feeds = rp_malloc(sizeof *feeds * (size_t)B);
-    int *counts = rp_malloc(sizeof(int) * (size_t)B), *ids = rp_malloc(sizeof(int) * (size_t)(longest > 1 ? longest : 1));
+    sequence **ptr = rp_malloc(sizeof *ptr * (size_t)(2 * B));
+    const int **feeds = rp_malloc(sizeof *feeds * (size_t)(2 * B));
+    int *counts = rp_malloc(sizeof(int) * (size_t)(2 * B)), *ids = rp_malloc(sizeof(int) * (size_t)(longest > 1 ? longest : 1));
     int *first = rp_malloc(sizeof(int) * (size_t)B);
     float *logits = rp_malloc(sizeof(float) * (size_t)B * vocab);
     gen_seq *gs = rp_calloc((size_t)B, sizeof *gs), **g = rp_malloc(sizeof *g * (size_t)B);
+    spec_draft *drafts = rp_calloc((size_t)B, sizeof *drafts);
     sampler greedy;
     sampler_params gp = {.temp = 0};
     sampler_init(&greedy, &gp, vocab);
-    int rc = 0, made = 0;
+    int rc = 0, made = 0, drafted = 0;
     for (int i = 0; i < (longest > 1 ? longest : 1); i++) ids[i] = (int)((i * 7919L + 1) % vocab);
     for (; made < B && !rc; made++) {
         rc = sequence_init(&seqs[made], m, s, ctx, err);
         ptr[made] = &seqs[made];
     }
     if (rc) made--;
-    for (int i = 0; i < B; i++) feeds[i] = ids, counts[i] = t->depth;
-    if (!rc && t->depth) rc = forward(m, ptr, B, feeds, counts, 0, logits, NULL, err);
+    for (; draft && drafted < B && !rc; drafted++)   // each draft's KV holds the depth as its target's does
+        if ((rc = spec_draft_init(&drafts[drafted], m, draft, ctx, draft_k, 0, err))) drafted--;
+    for (int i = 0; i < B + drafted; i++) feeds[i] = ids, counts[i] = t->depth;
+    for (int i = 0; i < drafted; i++) ptr[B + i] = &drafts[i].seq;   // (their logits after the targets')
+    float *depth_logits = rp_malloc(sizeof(float) * (size_t)(B + drafted) * vocab);
+    if (!rc && t->depth) rc = forward(m, ptr, B + drafted, feeds, counts, 0, depth_logits, NULL, err);
+    if (!rc && t->depth) memcpy(logits, depth_logits, sizeof(float) * (size_t)B * vocab);
+    free(depth_logits);
+    // the ids each sequence draws: the prompt's (or none), then one a generation step without a draft
+    int want = (t->n_prompt ? 1 : 0) + t->n_gen;
     for (int i = 0; i < B && !rc; i++) {   // the prompt, or the first token: greedy after the depth, or a fixed one
         first[i] = t->depth ? argmax(logits + (size_t)i * vocab, vocab) : 1 % vocab;
-        gen_begin(&gs[i], ptr[i], &greedy, t->n_prompt ? ids : &first[i], t->n_prompt ? t->n_prompt : 1, -1);
+        gen_begin(&gs[i], ptr[i], &greedy, t->n_prompt ? ids : &first[i], t->n_prompt ? t->n_prompt : 1, draft ? want : -1);
         gs[i].ignore_eos = 1;
+        if (draft) gs[i].draft = &drafts[i];
         g[i] = &gs[i];
     }
     double t0 = rp_now_s();
+    *n_steps = 0;
     if (!rc && t->n_prompt && generate_step(m, g, B, NULL, err) < 0) rc = -1;
     for (int k = 0; k < t->n_gen && !rc; k++) {
-        for (int i = 0; i < B && !rc; i++)
-            if (gs[i].state != GEN_RUNNING)   // cannot be with the context sized for the test, but for NaN logits
+        int running = 0;
+        for (int i = 0; i < B && !rc; i++) {
+            running += gs[i].state == GEN_RUNNING;
+            if (gs[i].state != GEN_RUNNING && !(draft && gs[i].state == GEN_LENGTH))   // (a draft's run ends at its ids)
                 rc = rp_fail(err, "sequence %d stopped after %d tokens: %s", i, gs[i].n_generated,
                              gs[i].state == GEN_NOT_FINITE ? "its logits are not finite" : "its context is full");
+        }
+        if (!running) break;
         double g0 = rp_now_s();
         if (!rc && generate_step(m, g, B, NULL, err) < 0) rc = -1;
         if (steps) steps[k] = rp_now_s() - g0;
+        *n_steps = k + 1;
     }
     *seconds = rp_now_s() - t0;
+    for (int i = 0; i < drafted; i++) {
+        spec[0] += drafts[i].steps, spec[1] += drafts[i].proposed, spec[2] += drafts[i].accepted;
+        spec_draft_free(&drafts[i], m);
+    }
+    free(drafts);
     for (int i = 0; i < made; i++) sequence_free(&seqs[i], m);
     sampler_free(&greedy);
     free(seqs), free(ptr), free(feeds), free(counts), free(ids), free(first), free(logits), free(gs), free(g);
@@ -141,6 +169,12 @@ typedef struct {
 
 static void print_row(const bench_opts *o, const bench_env *env, const bench_row *rows, int i, int first) {
     const bench_row *r = &rows[i];
+    // a drafted row: its schedule's label names the draft; the acceptance (proposals kept) and the ids a
+    // speculative step gives (those kept and the target's own)
+    char label[256];
+    snprintf(label, sizeof label, r->draft ? "%s + draft %s" : "%s", r->schedule, r->draft ? o->draft : "");
+    double acceptance = r->spec[1] ? (double)r->spec[2] / r->spec[1] : 0;
+    double per_step = r->spec[0] ? (double)(r->spec[2] + r->spec[0]) / r->spec[0] : 0;
     row_stats st, base;
     stats_of(r, &st);
     double vs_base = 0;
@@ -157,8 +191,9 @@ static void print_row(const bench_opts *o, const bench_env *env, const bench_row
     if (!strcmp(fmt, "md")) {
         if (first) {
             printf("| schedule | visits | backend | tp | seqs | test | t/s | time vs base | roofline t/s | %% roofline | "
-                   "p50 ms | p90 ms | p99 ms |\n");
-            printf("| --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+                   "p50 ms | p90 ms | p99 ms |%s\n", o->draft ? " draft accepted | ids a step |" : "");
+            printf("| --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |%s\n",
+                   o->draft ? " ---: | ---: |" : "");
         }
         char ts[64] = "-", roof[32] = "-", pc[32] = "-", vb[32] = "-", p[3][32] = {"-", "-", "-"};
         if (r->n_samples) snprintf(ts, sizeof ts, "%.2f ± %.2f", st.avg_ts, st.stddev_ts);
@@ -170,25 +205,29 @@ static void print_row(const bench_opts *o, const bench_env *env, const bench_row
             snprintf(p[1], sizeof p[1], "%.3f", st.p90);
             snprintf(p[2], sizeof p[2], "%.3f", st.p99);
         }
-        printf("| %s | %d | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", r->schedule, r->visits, env->backend,
+        printf("| %s | %d | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |", label, r->visits, env->backend,
                env->tp, r->t.seqs, test, ts, vb, roof, pc, p[0], p[1], p[2]);
+        if (o->draft && r->draft) printf(" %.1f%% | %.2f |", 100 * acceptance, per_step);
+        else if (o->draft) printf(" - | - |");
+        printf("\n");
     } else if (!strcmp(fmt, "csv")) {
         if (first)
             printf("model,schedule,visits,n_layers,backend,tp,n_threads,n_seqs,n_prompt,n_gen,n_depth,test,avg_ns,stddev_ns,"
                    "avg_ts,stddev_ts,time_vs_base,roofline_ts,roofline_pct,bandwidth_gbs,peak_gflops,p50_ms,p90_ms,p99_ms,"
-                   "samples_ns,samples_ts\n");
+                   "samples_ns,samples_ts,draft,draft_steps,draft_proposed,draft_accepted,draft_acceptance,draft_ids_per_step\n");
         char p[3][32] = {"", "", ""};   // a prompt test has no generation steps: empty, never a 0 that reads as a time
         if (gen && r->n_samples)
             snprintf(p[0], sizeof p[0], "%.6f", st.p50), snprintf(p[1], sizeof p[1], "%.6f", st.p90),
                 snprintf(p[2], sizeof p[2], "%.6f", st.p99);
         printf("\"%s\",\"%s\",%d,%d,%s,%d,%d,%d,%d,%d,%d,\"%s\",%.0f,%.0f,%.6f,%.6f,%.6f,%.6f,%.3f,%.3f,%.3f,%s,%s,%s,\"",
-               env->model, r->schedule, r->visits, env->n_layers, env->backend, env->tp, env->threads, r->t.seqs, r->t.n_prompt,
+               env->model, label, r->visits, env->n_layers, env->backend, env->tp, env->threads, r->t.seqs, r->t.n_prompt,
                r->t.n_gen, r->t.depth, test, st.avg_ns, st.stddev_ns, st.avg_ts, st.stddev_ts, vs_base, r->roofline_ts, pct,
                env->bandwidth / 1e9, env->peak_flops / 1e9, p[0], p[1], p[2]);
         for (int k = 0; k < r->n_samples; k++) printf("%s%.0f", k ? ";" : "", r->samples_s[k] * 1e9);
         printf("\",\"");
         for (int k = 0; k < r->n_samples; k++) printf("%s%.6f", k ? ";" : "", st.ts[k]);
-        printf("\"\n");
+        printf("\",\"%s\",%ld,%ld,%ld,%.6f,%.6f\n", r->draft ? o->draft : "", r->spec[0], r->spec[1], r->spec[2], acceptance,
+               per_step);
     } else {   // json (an array) or jsonl (an object a line)
         int jsonl = !strcmp(fmt, "jsonl");
         char p[3][32] = {"null", "null", "null"};   // a prompt test has no generation steps
@@ -201,13 +240,18 @@ static void print_row(const bench_opts *o, const bench_env *env, const bench_row
                "\"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"time_vs_base\": %.6f, "
                "\"roofline_ts\": %.6f, \"roofline_pct\": %.3f, \"bandwidth_gbs\": %.3f, \"bandwidth_source\": \"%s\", "
                "\"peak_gflops\": %.3f, \"peak_source\": \"%s\", \"p50_ms\": %s, \"p90_ms\": %s, \"p99_ms\": %s, \"samples_ns\": [",
-               env->model, r->schedule, r->visits, env->n_layers, env->backend, env->tp, env->threads, r->t.seqs, r->t.n_prompt,
+               env->model, label, r->visits, env->n_layers, env->backend, env->tp, env->threads, r->t.seqs, r->t.n_prompt,
                r->t.n_gen, r->t.depth, test, st.avg_ns, st.stddev_ns, st.avg_ts, st.stddev_ts, vs_base, r->roofline_ts, pct,
                env->bandwidth / 1e9, env->bandwidth_source, env->peak_flops / 1e9, env->peak_source, p[0], p[1], p[2]);
         for (int k = 0; k < r->n_samples; k++) printf("%s%.0f", k ? ", " : "", r->samples_s[k] * 1e9);
         printf("], \"samples_ts\": [");
         for (int k = 0; k < r->n_samples; k++) printf("%s%.6f", k ? ", " : "", st.ts[k]);
-        printf("]}%s", jsonl ? "\n" : "");
+        printf("]");
+        if (r->draft)
+            printf(", \"draft\": \"%s\", \"draft_steps\": %ld, \"draft_proposed\": %ld, \"draft_accepted\": %ld, "
+                   "\"draft_acceptance\": %.6f, \"draft_ids_per_step\": %.6f", o->draft, r->spec[0], r->spec[1], r->spec[2],
+                   acceptance, per_step);
+        printf("}%s", jsonl ? "\n" : "");
     }
     free(st.ts);
 }
@@ -263,12 +307,20 @@ int bench_offline(const bench_opts *o) {
             rc = 1;
         } else if (scheds[k].n_visits > most_visits) most_visits = scheds[k].n_visits;
     }
+    schedule draft = {0};
+    if (!rc && o->draft && schedule_parse(&draft, o->draft, cfg.n_layers, &err)) {
+        fprintf(stderr, "reprise bench: --draft: %s\n", err.msg);
+        rc = 1;
+    }
     bench_env env = {.model = o->model_dir, .tp = o->tp > 0 ? o->tp : 1, .n_layers = cfg.n_layers};
     model m = {0};
-    int measure = !o->gpu;
-    if (!rc && measure) {   // one load for every schedule: their layers are the same weights
-        plan_shape shape = {.ubatch = 0, .seqs = most_seqs, .logit_rows = most_seqs, .kv_slots = (long)most_visits * most_seqs,
-                            .ctx = need_ctx, .max_visits = most_visits, .tp = o->tp, .kv_dtype = o->kv_dtype, .weights = o->weights};
+    int measure = !o->gpu, dv = draft.n_visits;
+    if (!rc && measure) {   // one load for every schedule: their layers are the same weights (a draft's too)
+        plan_shape shape = {.ubatch = 0, .seqs = most_seqs * (dv ? 2 : 1),
+                            .logit_rows = most_seqs * (dv ? SPEC_MAX_TOKENS + 1 : 1),
+                            .kv_slots = (long)(most_visits + dv) * most_seqs, .ctx = need_ctx,
+                            .max_visits = most_visits > dv ? most_visits : dv, .tp = o->tp, .kv_dtype = o->kv_dtype,
+                            .weights = o->weights};
         if (model_load_planned(&m, o->model_dir, o->backend, o->threads, &shape, o->allow_unused_tensors, &err)) {
             fprintf(stderr, "reprise bench: %s\n", err.msg);
             rc = 1;
@@ -308,31 +360,47 @@ int bench_offline(const bench_opts *o) {
         printf("no GPU measured: the rooflines of %s%s (datasheet: %.2f TB/s, %.0f TFLOP/s dense BF16)\n\n", env.tp > 1 ? "GPUs x" : "",
                o->gpu, peaks->bandwidth / 1e12, peaks->bf16_flops / 1e12);
     }
-    int n_rows = o->n_schedules * n_tests;
-    bench_row *rows = rp_calloc((size_t)(n_rows ? n_rows : 1), sizeof *rows);
-    for (int k = 0, i = 0; k < o->n_schedules && !rc; k++)
-        for (int t = 0; t < n_tests; t++, i++) {
-            bench_row *r = &rows[i];
-            *r = (bench_row){.schedule = o->schedules[k], .visits = scheds[k].n_visits, .t = tests[t], .base_row = t};
-            r->samples_s = rp_calloc((size_t)o->reps, sizeof(double));
-            r->steps_s = rp_calloc((size_t)o->reps * (tests[t].n_gen ? tests[t].n_gen : 1), sizeof(double));
-            r->roofline_ts = roofline_ts(&cfg, &scheds[k], &tests[t], &env, rb);
-            if (!measure) continue;
-            char name[64];
-            test_name(&tests[t], name, sizeof name);
-            fprintf(stderr, "reprise bench: %s, %s, %d sequence%s (%d/%d)\n", r->schedule, name, tests[t].seqs,
-                    tests[t].seqs == 1 ? "" : "s", i + 1, o->n_schedules * n_tests);
-            for (int rep = o->warmup ? -1 : 0; rep < o->reps && !rc; rep++) {
-                double secs;
-                if (run_test(&m, &scheds[k], &tests[t], &secs, rep < 0 ? NULL : r->steps_s + r->n_steps, &err)) {
-                    fprintf(stderr, "reprise bench: %s %s: %s\n", r->schedule, name, err.msg);
-                    rc = 1;
-                } else if (rep >= 0) {
-                    r->samples_s[r->n_samples++] = secs;
-                    r->n_steps += tests[t].n_gen;
-                }
+    // the rows: each schedule's tests in order, a generation test followed by its drafted row with --draft
+    int n_rows = 0, *first_row = rp_malloc(sizeof(int) * (size_t)(n_tests ? n_tests : 1));
+    bench_row *rows = rp_calloc((size_t)(2 * o->n_schedules * n_tests + 1), sizeof *rows);
+    for (int k = 0; k < o->n_schedules && !rc; k++)
+        for (int t = 0; t < n_tests; t++)
+            for (int drafted = 0; drafted < (dv && tests[t].n_gen ? 2 : 1); drafted++) {
+                if (k == 0 && !drafted) first_row[t] = n_rows;
+                int base = drafted ? n_rows - 1 : first_row[t];
+                rows[n_rows] = (bench_row){.schedule = o->schedules[k], .visits = scheds[k].n_visits, .t = tests[t],
+                                           .base_row = base, .draft = drafted ? &draft : NULL};
+                n_rows++;
+            }
+    for (int i = 0; i < n_rows && !rc; i++) {
+        bench_row *r = &rows[i];
+        const schedule *sched = &scheds[0];
+        for (int k = 0; k < o->n_schedules; k++)
+            if (r->schedule == o->schedules[k]) sched = &scheds[k];
+        r->samples_s = rp_calloc((size_t)o->reps, sizeof(double));
+        r->steps_s = rp_calloc((size_t)o->reps * (r->t.n_gen ? r->t.n_gen : 1), sizeof(double));
+        r->roofline_ts = roofline_ts(&cfg, sched, &r->t, &env, rb);
+        if (!measure) continue;
+        char name[64];
+        test_name(&r->t, name, sizeof name);
+        fprintf(stderr, "reprise bench: %s%s%s, %s, %d sequence%s (%d/%d)\n", r->schedule, r->draft ? ", draft " : "",
+                r->draft ? o->draft : "", name, r->t.seqs, r->t.seqs == 1 ? "" : "s", i + 1, n_rows);
+        for (int rep = o->warmup ? -1 : 0; rep < o->reps && !rc; rep++) {
+            double secs;
+            int steps;
+            long spec[3] = {0, 0, 0};
+            if (run_test(&m, sched, &r->t, r->draft, o->draft_tokens, &secs, rep < 0 ? NULL : r->steps_s + r->n_steps, &steps,
+                         spec, &err)) {
+                fprintf(stderr, "reprise bench: %s %s: %s\n", r->schedule, name, err.msg);
+                rc = 1;
+            } else if (rep >= 0) {
+                r->samples_s[r->n_samples++] = secs;
+                r->n_steps += steps;
+                for (int j = 0; j < 3; j++) r->spec[j] += spec[j];
             }
         }
+    }
+    free(first_row);
     if (!rc && !strcmp(o->format, "md") && measure)
         printf("model %s, %s backend%s, %d threads; bandwidth %.2f GB/s (%s); peak %.1f GFLOP/s (%s)\n\n", o->model_dir, env.backend,
                env.tp > 1 ? " (tensor parallel)" : "", env.threads, env.bandwidth / 1e9, env.bandwidth_source, env.peak_flops / 1e9,
@@ -343,8 +411,12 @@ int bench_offline(const bench_opts *o) {
         printf("\nt/s: tokens per second of all sequences, mean ± standard deviation of %d runs; time vs base: this schedule's "
                "time over the first schedule's for the same test (visits / layers: the work it adds); roofline: decode "
                "bytes (weights of every visit, KV of every visit) over the bandwidth, prompt FLOPs over the peak;\np50/p90/p99: generation steps' times.\n", o->reps);
+    if (!rc && !strcmp(o->format, "md") && o->draft)
+        printf("+ draft S: the row above run again with S drafting (self-speculative decoding; greedy, the same ids): time "
+               "vs base is against that row; draft accepted: proposals kept; ids a step: ids a speculative step drew.\n");
     for (int i = 0; i < n_rows; i++) free(rows[i].samples_s), free(rows[i].steps_s);
     for (int k = 0; k < o->n_schedules; k++) schedule_free(&scheds[k]);
+    if (dv) schedule_free(&draft);
     free(rows), free(scheds), free(tests);
     if (m.be) model_free(&m);
     return rc;

@@ -22,6 +22,8 @@ typedef struct {
     int warmup;                                  // one untimed run per test first
     char *schedules[BENCH_MAX_LIST];             // --schedule "base;rys:2,4"
     int n_schedules;
+    const char *draft;                           // --draft: each generation test again with this draft (or NULL)
+    int draft_tokens;                            // --draft-tokens (0: adapted)
     const char *format;                          // md, csv, json, jsonl
     const char *gpu;                             // --gpu: rooflines alone, for that GPU, when none is here
 } bench_opts;
