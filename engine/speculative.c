@@ -39,8 +39,8 @@ void spec_draft_rewind(spec_draft *d, int n_past) {
 
 int spec_tokens_now(const gen_seq *g) {
     const spec_draft *d = g->draft;
-    if (!d || d->stale || g->state != GEN_RUNNING || g->n_feed != 1 || g->feed != &g->next || g->max_new == 0 || g->rows_out ||
-        g->logprobs >= 0)   // (log-probabilities: ordinary steps)
+    if (!d || d->stale || g->state != GEN_RUNNING || g->n_feed != 1 || g->n_generated == 0 || g->feed[0] != g->next ||
+        g->max_new == 0 || g->rows_out || g->logprobs >= 0)   // (log-probabilities: ordinary steps)
         return 0;
     const kv_cache *t = &g->seq->cache, *dc = &d->seq.cache;
     if (dc->n_past + d->n_lag != t->n_past) return 0;   // not in step with the target

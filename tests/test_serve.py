@@ -247,6 +247,58 @@ def test_basics(s):
               "penalties %s: %r, generate's %r" % (pen, b.get("choices"), want))
 
 
+def test_drafts(s):
+    """draft_schedule: self-speculative decoding per request, echoed; greedy text equals reprise generate's (no draft)
+    alone and under continuous batching with requests without a draft and with other drafts, streamed or not; the
+    metrics count proposed and accepted tokens."""
+    d0, a0 = s.metric("reprise:spec_decode_num_draft_tokens_total"), s.metric("reprise:spec_decode_num_accepted_tokens_total")
+    want = {sc: generate_cli("12+35=", 30, sc) for sc in ("base", "rys:2,4")}
+    st, b = s.post("/v1/completions", {"prompt": "12+35=", "max_tokens": 30, "temperature": 0, "draft_schedule": "0-3,5"})
+    check(st == 200 and b.get("draft_schedule") == "0-3,5" and b["choices"][0]["text"] == want["base"],
+          "draft_schedule 0-3,5: echoed, the text of reprise generate without a draft: %r" % b)
+    st, b = s.post("/v1/completions", {"prompt": "12+35=", "max_tokens": 30, "temperature": 0, "draft_schedule": "none"})
+    check(st == 200 and "draft_schedule" not in b and b["choices"][0]["text"] == want["base"], "draft_schedule none: no draft")
+    out, bad = {}, []
+
+    def one(i):
+        sc, dr, stream = ("base", "rys:2,4")[i % 2], (None, "0-3,5", "0,5", "base", "0-2")[i % 5], i % 3 == 0
+        body = {"prompt": "12+35=", "max_tokens": 30, "temperature": 0, "layer_schedule": sc, "stream": stream}
+        if dr:
+            body["draft_schedule"] = dr
+        st, raw, _ = s.request("POST", "/v1/completions", body)
+        text = ("".join(json.loads(e)["choices"][0]["text"] for e in sse_events(raw)[:-1] if json.loads(e)["choices"])
+                if stream else json.loads(raw)["choices"][0]["text"])
+        if st != 200 or text != want[sc]:
+            bad.append((sc, dr, stream, st, text))
+        out[i] = text
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not bad and len(out) == 30, "30 requests at once, with and without drafts, 4 drafts, 2 schedules, streamed or "
+                                      "not: each the text of reprise generate without a draft (%s)" % bad[:3])
+    d1, a1 = s.metric("reprise:spec_decode_num_draft_tokens_total"), s.metric("reprise:spec_decode_num_accepted_tokens_total")
+    check(d1 > d0 and a0 <= a1 - 1 and a1 - a0 <= d1 - d0, "the metrics count proposals (%g) and accepted ones (%g)" % (d1 - d0, a1 - a0))
+
+
+def test_default_draft():
+    """--draft: the server's draft for requests that name none; a request's own (or none) overrides it."""
+    s = Server("--draft", "0-3,5", "--draft-tokens", "3", "--parallel", "4")
+    try:
+        want = generate_cli("99*99=", 20, "rys:2,4")
+        st, b = s.post("/v1/completions", {"prompt": "99*99=", "max_tokens": 20, "temperature": 0, "layer_schedule": "rys:2,4"})
+        check(st == 200 and b.get("draft_schedule") == "0-3,5" and b["choices"][0]["text"] == want,
+              "serve --draft: requests take it, echoed, greedy text unchanged: %r" % b)
+        st, b = s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "99*99="}], "max_tokens": 12,
+                                                "temperature": 0, "draft_schedule": "none"})
+        check(st == 200 and "draft_schedule" not in b, "draft_schedule none turns the server's draft off")
+        check(s.metric("reprise:spec_decode_num_draft_tokens_total") > 0, "the server's draft proposed")
+    finally:
+        s.stop()
+
+
 def test_loglikelihood(s):
     # as lm-evaluation-harness asks: token ids, echo, logprobs, max_tokens 1 (and the old max_tokens 0 form)
     tokens = [1, 5, 6, 7, 11, 8, 9, 12, 4]
@@ -296,6 +348,9 @@ MALFORMED = [
     ({"prompt": "a", "layer_schedule": "0-3,x"}, 400, "'x'"),
     ({"prompt": "a", "layer_schedule": "0-9"}, 400, "layer"),
     ({"prompt": "a", "layer_schedule": 7}, 400, "layer_schedule must be a string"),
+    ({"prompt": "a", "draft_schedule": "0-3,x"}, 400, "'x'"),
+    ({"prompt": "a", "draft_schedule": "0-9"}, 400, "draft_schedule: "),
+    ({"prompt": "a", "draft_schedule": 7}, 400, "draft_schedule must be a string"),
     ({"prompt": "a", "model": "gpt-4"}, 404, "The model `gpt-4` does not exist."),
     ({"prompt": []}, 400, "prompt must be"),
     ({}, 400, "prompt is required"),
@@ -601,6 +656,7 @@ def main():
     try:
         test_openmp_spinning(s)
         test_basics(s)
+        test_drafts(s)
         test_loglikelihood(s)
         test_malformed(s)
         test_seeded_under_load(s)
@@ -613,6 +669,7 @@ def main():
     finally:
         s.stop()
     test_api_key()
+    test_default_draft()
     with tempfile.TemporaryDirectory() as d:
         write_slow_model(d)
         test_preemption(d)

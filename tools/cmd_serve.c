@@ -60,6 +60,10 @@ int cmd_serve(int argc, char **argv) {
          .help = "address to listen on (0.0.0.0 or :: for every interface)"},
         {OPT_INT, "--port", "N", &f.port, 0, 65535, .def = "8080", .help = "port (0: any free port, printed on stderr)"},
         {OPT_SHARED, "--schedule", .help = "the layer schedule of requests that name none"},
+        {OPT_SHARED, "--draft",
+         .help = "self-speculative decoding for requests that name no draft_schedule: schedule S of the same weights "
+                 "proposes tokens, the request's schedule checks them (greedy output unchanged; default: none)"},
+        SHARED_FLAG("--draft-tokens"),
         {OPT_TEXT, "--served-model-name", "S", &f.served_name,
          .help = "the model's name in the API (default: the model directory's name)"},
         {OPT_SHARED, "-c",
@@ -103,10 +107,11 @@ int cmd_serve(int argc, char **argv) {
     if (!key && getenv("REPRISE_API_KEY") && *getenv("REPRISE_API_KEY")) key = rp_strdup(getenv("REPRISE_API_KEY"));
 
     model_dir md;
-    schedule sched = {0};
+    schedule sched = {0}, draft = {0};
     int rc = 1;
     if (model_dir_open(&md, o.model_dir, MODEL_DIR_TOKENIZER | MODEL_DIR_CHAT, o.chat_template, "the server", &err) ||
-        (schedule_parse(&sched, o.schedule, md.cfg.n_layers, &err) && rp_wrap(&err, "--schedule"))) {
+        (schedule_parse(&sched, o.schedule, md.cfg.n_layers, &err) && rp_wrap(&err, "--schedule")) ||
+        (o.draft && schedule_parse(&draft, o.draft, md.cfg.n_layers, &err) && rp_wrap(&err, "--draft"))) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         free(key);
         model_dir_close(&md);
@@ -118,9 +123,10 @@ int cmd_serve(int argc, char **argv) {
     int ctx = cli_context(&o, &cfg, 0, NULL);
     serve_limits lim = {.max_seqs = f.parallel, .step_tokens = o.ubatch ? o.ubatch : PLAN_DEFAULT_UBATCH,
                         .queue = f.queue, .ctx = ctx};
-    lim.kv_budget = f.kv_budget ? f.kv_budget : (long)lim.max_seqs * ctx * sched.n_visits;
+    lim.kv_budget = f.kv_budget ? f.kv_budget : (long)lim.max_seqs * ctx * (sched.n_visits + draft.n_visits);
     int max_visits = f.max_visits ? f.max_visits : 2 * cfg.n_layers;
     if (max_visits < sched.n_visits) max_visits = sched.n_visits;
+    if (max_visits < draft.n_visits) max_visits = draft.n_visits;
     char *name = f.served_name ? rp_strdup(f.served_name) : model_name_of(o.model_dir);
     serve_http *http = NULL;
     serve_engine *engine = NULL;
@@ -147,8 +153,9 @@ int cmd_serve(int argc, char **argv) {
         goto out;
     }
     fprintf(stderr, "reprise serve: listening on http://%s:%d (loading %s)\n", f.host, serve_http_port(http), o.model_dir);
-    plan_shape shape = {.ubatch = lim.step_tokens, .seqs = lim.max_seqs,
-                        .logit_rows = lim.max_seqs > PLAN_SCORE_LOGIT_ROWS ? lim.max_seqs : PLAN_SCORE_LOGIT_ROWS,
+    // (a request's draft runs beside it in a step: twice the sequences)
+    plan_shape shape = {.ubatch = lim.step_tokens, .seqs = 2 * lim.max_seqs,
+                        .logit_rows = 2 * lim.max_seqs > PLAN_SCORE_LOGIT_ROWS ? 2 * lim.max_seqs : PLAN_SCORE_LOGIT_ROWS,
                         .kv_slots = (lim.kv_budget + ctx - 1) / ctx, .ctx = ctx, .max_visits = max_visits, .tp = o.tp,
                         .kv_fit = !f.kv_budget, .kv_dtype = o.kv_dtype, .weights = o.weights};
     if (model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, o.allow_unused_tensors, &err)) {
@@ -168,7 +175,8 @@ int cmd_serve(int argc, char **argv) {
         goto out;
     }
     serve_context sc = {.cfg = &m.cfg, .tok = tok, .ct = &ct, .model_name = name, .default_schedule = o.schedule,
-                        .ctx = ctx, .kv_budget = lim.kv_budget, .max_visits = max_visits};
+                        .default_draft = o.draft, .draft_tokens = o.draft_tokens, .ctx = ctx, .kv_budget = lim.kv_budget,
+                        .max_visits = max_visits};
     serve_http_ready(http, engine, &sc, &met, o.model_dir);
     fprintf(stderr, "reprise serve: ready: model %s (%s backend), schedule %s (%d visits), context %d, %d running at once, "
                     "KV budget %ld visit-positions, chat template %s%s\n", name, m.be->name, o.schedule, sched.n_visits, ctx,
@@ -189,6 +197,7 @@ out:
     if (m.be) model_free(&m);
     serve_metrics_free(&met);
     schedule_free(&sched);
+    schedule_free(&draft);
     model_dir_close(&md);
     free(name), free(key);
     return rc;

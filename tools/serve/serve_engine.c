@@ -51,6 +51,7 @@ gen_request *gen_request_new(void) {
 static void request_free(gen_request *r) {
     free(r->prompt);
     schedule_free(&r->sched);
+    schedule_free(&r->draft_sched);
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     free(r->bias_id), free(r->bias);
     free(r->out), free(r->prompt_out), free(r->ids);
@@ -115,12 +116,13 @@ int serve_engine_submit(serve_engine *e, gen_request **reqs, int n, rp_err *err)
 
 // --- finishing, preempting ---------------------------------------------------------------------------------------
 
-static long kv_cost(const gen_request *r) { return (long)r->seq.cache.capacity * r->sched.n_visits; }
+static long kv_cost(const gen_request *r) { return (long)r->seq.cache.capacity * (r->sched.n_visits + r->draft_sched.n_visits); }
 
 static void drop_seq(serve_engine *e, gen_request *r) {
     if (!r->has_seq) return;
     e->kv_used -= kv_cost(r);
     sequence_free(&r->seq, e->m);
+    spec_draft_free(&r->draft, e->m);
     r->has_seq = 0;
     r->n_fed = 0;
 }
@@ -167,7 +169,7 @@ static void make_room(serve_engine *e, gen_request *r) {
     if (need <= cap) return;
     int grown = 2 * cap < r->limit ? 2 * cap : r->limit;
     if (grown < need) grown = need;
-    long delta = (long)(grown - cap) * r->sched.n_visits;
+    long delta = (long)(grown - cap) * (r->sched.n_visits + r->draft_sched.n_visits);
     while (e->kv_used + delta > e->lim.kv_budget) {
         gen_request *latest = e->running[0];
         for (int i = 1; i < e->n_running; i++)
@@ -176,7 +178,8 @@ static void make_room(serve_engine *e, gen_request *r) {
         if (latest == r) return;
     }
     rp_err err;
-    if (kv_cache_grow(&r->seq.cache, e->m->be, grown, &err)) {   // out of device memory despite the budget
+    if (kv_cache_grow(&r->seq.cache, e->m->be, grown, &err) ||
+        (r->draft_sched.n_visits && kv_cache_grow(&r->draft.seq.cache, e->m->be, grown, &err))) {   // out of device memory
         if (e->n_running > 1) preempt(e, r);   // it recomputes once others have finished
         else finish(e, r, FINISH_ERROR, err.msg);
         return;
@@ -207,11 +210,15 @@ static void admit(serve_engine *e) {
     while (e->waiting && e->n_running < e->lim.max_seqs) {
         gen_request *r = e->waiting;
         int cap = r->n_ids + SERVE_KV_GROW < r->limit ? r->n_ids + SERVE_KV_GROW : r->limit;
-        if (e->kv_used + (long)cap * r->sched.n_visits > e->lim.kv_budget) break;
+        if (e->kv_used + (long)cap * (r->sched.n_visits + r->draft_sched.n_visits) > e->lim.kv_budget) break;
         e->waiting = r->next;
         e->n_queued--;
         rp_err err;
-        if (sequence_init(&r->seq, e->m, &r->sched, cap, &err)) {   // the device is fuller than the budget says
+        int no_seq = sequence_init(&r->seq, e->m, &r->sched, cap, &err);
+        if (!no_seq && r->draft_sched.n_visits &&
+            spec_draft_init(&r->draft, e->m, &r->draft_sched, cap, r->draft_tokens, r->sampling.seed, &err))
+            sequence_free(&r->seq, e->m), no_seq = 1;
+        if (no_seq) {   // the device is fuller than the budget says
             if (e->n_running) {   // others will free theirs: wait at the front of the line
                 r->next = e->waiting;
                 e->waiting = r;
@@ -235,6 +242,7 @@ static void admit(serve_engine *e) {
         r->gen.n_generated = r->n_generated, r->gen.ctx = r->limit;
         r->gen.ignore_eos = r->ignore_eos, r->gen.extra_eos = r->extra_eos;
         r->gen.bias_id = r->bias_id, r->gen.bias = r->bias, r->gen.n_bias = r->n_bias;
+        if (r->draft_sched.n_visits) r->gen.draft = &r->draft;   // (its KV as fresh as the target's: the ids are fed to both)
         e->running[e->n_running++] = r;
     }
 }
@@ -272,6 +280,7 @@ static void plan_step(serve_engine *e) {
 typedef struct {
     gen_request *r;
     char error[1024];
+    long proposed, accepted;   // its draft's proposals of the step, and those kept
 } step_item;
 
 static void run_step(serve_engine *e, step_item *items, int n_items) {
@@ -286,10 +295,12 @@ static void run_step(serve_engine *e, step_item *items, int n_items) {
         if (wants_prompt_logprobs(r)) s->rows_out = e->echo_logits + (size_t)echo_row * vocab, echo_row += r->in_step;
         g[i] = s;
     }
+    for (int i = 0; i < n_items; i++) items[i].proposed = -items[i].r->draft.proposed, items[i].accepted = -items[i].r->draft.accepted;
     rp_err err;
     if (generate_step(e->m, g, n_items, NULL, &err) < 0)
         for (int i = 0; i < n_items; i++)
             if (g[i]->state == GEN_FAILED) snprintf(items[i].error, sizeof items[i].error, "%s", err.msg);
+    for (int i = 0; i < n_items; i++) items[i].proposed += items[i].r->draft.proposed, items[i].accepted += items[i].r->draft.accepted;
     for (int i = 0; i < n_items; i++) {   // prompt logprobs: row j predicts token n_fed + j + 1
         gen_request *r = items[i].r;
         if (!g[i]->rows_out || items[i].error[0]) continue;
@@ -314,6 +325,9 @@ static void publish(serve_engine *e, step_item *items, int n_items) {
             continue;
         }
         r->n_fed += r->in_step;
+        if (g->n_drawn > 1) r->n_fed = r->seq.cache.n_past;   // a speculative step: its kept proposals are fed too
+        serve_metrics_add(e->met, &e->met->spec_draft_tokens, items[i].proposed);
+        serve_metrics_add(e->met, &e->met->spec_accepted_tokens, items[i].accepted);
         if (r->prompt_out && !r->prompt_done && r->n_fed >= r->n_prompt) {
             r->prompt_out[0].id = r->ids[0];
             r->prompt_out[0].logprob = NAN;
@@ -329,25 +343,30 @@ static void publish(serve_engine *e, step_item *items, int n_items) {
             finish(e, r, FINISH_ERROR, "the logits are not finite (NaN or infinity): nothing to sample");
             continue;
         }
-        int id = g->next;
-        r->n_generated = g->n_generated;   // the engine's count, published under the lock
-        serve_metrics_add(e->met, &e->met->generation_tokens, 1);
-        if (r->n_generated == 1) serve_metrics_observe(e->met, &e->met->ttft, t - r->t_submit);
-        else serve_metrics_observe(e->met, &e->met->inter_token, t - r->t_last);
-        r->t_last = t;
-        if (g->state == GEN_EOS) {
-            finish(e, r, FINISH_STOP, NULL);
-            continue;
+        // the step's ids in order (several after a speculative step; the last one with the sequence's state)
+        for (int j = 0; j < g->n_drawn; j++) {
+            int id = g->drawn[j], last = j == g->n_drawn - 1;
+            r->n_generated = g->n_generated - (g->n_drawn - 1 - j);   // the engine's count, published under the lock
+            serve_metrics_add(e->met, &e->met->generation_tokens, 1);
+            if (r->n_generated == 1) serve_metrics_observe(e->met, &e->met->ttft, t - r->t_submit);
+            else serve_metrics_observe(e->met, &e->met->inter_token, j ? 0 : t - r->t_last);
+            r->t_last = t;
+            if (last && g->state == GEN_EOS) {
+                finish(e, r, FINISH_STOP, NULL);
+                break;
+            }
+            if (r->n_out == r->cap_out) r->out = rp_realloc(r->out, sizeof *r->out * (size_t)(r->cap_out = 2 * r->cap_out + 16));
+            serve_token *tok = &r->out[r->n_out++];
+            if (r->logprobs >= 0) *tok = g->lp;   // (a step with logprobs draws one id: no draft)
+            else memset(tok, 0, sizeof *tok), tok->id = id;
+            r->ids[r->n_ids++] = id;
+            rp_err err;
+            if (text_out_push(&r->text, id, &err)) finish(e, r, FINISH_ERROR, err.msg);
+            else if (r->text.stopped) finish(e, r, FINISH_STOP, NULL);
+            else if (last && g->state != GEN_RUNNING) finish(e, r, FINISH_LENGTH, NULL);   // max_tokens (the engine's rule)
+            else continue;
+            break;
         }
-        if (r->n_out == r->cap_out) r->out = rp_realloc(r->out, sizeof *r->out * (size_t)(r->cap_out = 2 * r->cap_out + 16));
-        serve_token *tok = &r->out[r->n_out++];
-        if (r->logprobs >= 0) *tok = g->lp;
-        else memset(tok, 0, sizeof *tok), tok->id = id;
-        r->ids[r->n_ids++] = id;
-        rp_err err;
-        if (text_out_push(&r->text, id, &err)) finish(e, r, FINISH_ERROR, err.msg);
-        else if (r->text.stopped) finish(e, r, FINISH_STOP, NULL);
-        else if (g->state != GEN_RUNNING) finish(e, r, FINISH_LENGTH, NULL);   // max_tokens (the engine's length rule)
     }
 }
 

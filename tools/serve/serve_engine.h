@@ -6,6 +6,7 @@
 #include "engine/forward.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "tools/serve/serve_metrics.h"
 #include "tools/text_out.h"
 
@@ -24,6 +25,8 @@ struct gen_request {
     int *prompt;
     int n_prompt;
     schedule sched;
+    schedule draft_sched;    // self-speculative decoding with this draft (n_visits 0: none)
+    int draft_tokens;        // its K (0: adapted)
     sampler_params sampling;
     int max_tokens;          // tokens to generate at most (0: prompt logprobs only)
     int logprobs;            // alternatives per token; -1: no logprobs
@@ -52,6 +55,7 @@ struct gen_request {
     int refs;                // the client's and, while it runs, the engine's
     sequence seq;
     int has_seq;
+    spec_draft draft;        // with a draft: its sequence (held and freed with seq) and counters
     sampler smp;
     gen_seq gen;             // its generation: what a step feeds it, how its ids are drawn, its stop rules
     int *ids;                // prompt, then the generated tokens: what the KV must hold (recomputed after preemption)

@@ -240,6 +240,8 @@ static gen_request *make_request(serve_http *h, const completion_request *cr, in
     r->prompt = rp_malloc(sizeof(int) * (size_t)r->n_prompt);
     memcpy(r->prompt, cr->prompts[p], sizeof(int) * (size_t)r->n_prompt);
     schedule_copy(&r->sched, &cr->sched);
+    if (cr->draft.n_visits) schedule_copy(&r->draft_sched, &cr->draft);
+    r->draft_tokens = h->sc->draft_tokens;
     r->sampling = cr->sampling;
     // a seeded request's choice c draws from seed + c, so that its text is the same alone or under load
     r->sampling.seed = cr->seed_given ? cr->sampling.seed + (uint64_t)choice : next_random(h) % 2147483648ull;
@@ -292,6 +294,7 @@ static cJSON *response_head(const generation *g, const char *object) {
     cJSON_AddNumberToObject(root, "created", (double)g->created);
     cJSON_AddStringToObject(root, "model", g->h->sc->model_name);
     cJSON_AddStringToObject(root, "layer_schedule", g->cr.schedule_text);
+    if (g->cr.draft_text) cJSON_AddStringToObject(root, "draft_schedule", g->cr.draft_text);
     return root;
 }
 

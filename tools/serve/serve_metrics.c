@@ -86,6 +86,10 @@ char *serve_metrics_render(serve_metrics *m, const serve_gauges *g, const char *
                    label, (double)g->device_allocations);
     put_metric(&b, "prompt_tokens_total", "counter", "Prompt tokens prefilled.", label, (double)m->prompt_tokens);
     put_metric(&b, "generation_tokens_total", "counter", "Tokens generated.", label, (double)m->generation_tokens);
+    put_metric(&b, "spec_decode_num_draft_tokens_total", "counter", "Tokens proposed by requests' draft schedules.", label,
+               (double)m->spec_draft_tokens);
+    put_metric(&b, "spec_decode_num_accepted_tokens_total", "counter",
+               "Tokens of the drafts' proposals the target schedules accepted.", label, (double)m->spec_accepted_tokens);
     put_metric(&b, "num_preemptions_total", "counter", "Requests preempted (KV freed, recomputed later).", label,
                (double)m->preemptions);
     put(&b, "# HELP reprise:request_success_total Requests finished, by finish reason.\n"

@@ -17,6 +17,7 @@ typedef struct {
     pthread_mutex_t mu;
     long prompt_tokens, generation_tokens;   // counters
     long preemptions;
+    long spec_draft_tokens, spec_accepted_tokens;   // self-speculative decoding: proposed, accepted
     long finished_stop, finished_length;    // requests finished, by finish reason
     long finished_abort;                    // cancelled: the client went away
     long requests_error;                    // refused with a 4xx or 5xx, or failed in the engine

@@ -259,7 +259,7 @@ static int check_lengths(const serve_context *sc, completion_request *r, int max
         int n = r->n_prompt[i];
         if (n == 0) return api_fail(e, 400, r->chat ? "messages" : "prompt", "the prompt is empty");
         if (!max_tokens_given && r->chat) {   // the rest of the context, as far as the KV budget allows
-            long room = sc->kv_budget / r->sched.n_visits;
+            long room = sc->kv_budget / (r->sched.n_visits + r->draft.n_visits);
             if (room > sc->ctx) room = sc->ctx;
             r->max_tokens = room > n ? (int)(room - n) : 0;
         }
@@ -272,12 +272,12 @@ static int check_lengths(const serve_context *sc, completion_request *r, int max
                             "This model's maximum context length is %d tokens. However, you requested %ld tokens (%d in the "
                             "messages, %d in the completion). Please reduce the length of the messages or completion.",
                             sc->ctx, (long)n + r->max_tokens, n, r->max_tokens);
-        long need = ((long)n + r->max_tokens) * r->sched.n_visits;
+        long need = ((long)n + r->max_tokens) * (r->sched.n_visits + r->draft.n_visits);
         if (need > sc->kv_budget)
             return api_fail(e, 400, "max_tokens",
                             "the request needs %ld KV visit-positions ((%d prompt + %d completion tokens) x %d visits of its "
-                            "schedule), more than the server's KV budget of %ld (--kv-budget)", need, n, r->max_tokens,
-                            r->sched.n_visits, sc->kv_budget);
+                            "schedule%s), more than the server's KV budget of %ld (--kv-budget)", need, n, r->max_tokens,
+                            r->sched.n_visits + r->draft.n_visits, r->draft.n_visits ? " and its draft's" : "", sc->kv_budget);
     }
     return 0;
 }
@@ -352,6 +352,26 @@ int completion_request_parse(const char *body, size_t len, int chat, const serve
         api_fail(e, 400, "layer_schedule", "layer_schedule: %d visits, more than the %d this server allows (--max-visits)",
                  r->sched.n_visits, sc->max_visits);
         goto out;
+    }
+    // draft_schedule: self-speculative decoding with that schedule of the same weights ("none": without the
+    // server's --draft)
+    cJSON *draft = field(root, "draft_schedule");
+    if (draft && !cJSON_IsString(draft)) {
+        api_fail(e, 400, "draft_schedule", "draft_schedule must be a string such as \"0-39,56-79\" (or \"none\")");
+        goto out;
+    }
+    const char *draft_text = draft ? draft->valuestring : sc->default_draft;
+    if (draft_text && strcmp(draft_text, "none")) {
+        r->draft_text = rp_strdup(draft_text);
+        if (schedule_parse(&r->draft, r->draft_text, sc->cfg->n_layers, &err)) {
+            api_fail(e, 400, "draft_schedule", "draft_schedule: %s", err.msg);
+            goto out;
+        }
+        if (r->draft.n_visits > sc->max_visits) {
+            api_fail(e, 400, "draft_schedule", "draft_schedule: %d visits, more than the %d this server allows (--max-visits)",
+                     r->draft.n_visits, sc->max_visits);
+            goto out;
+        }
     }
     const char *mt_name = "max_tokens";
     if (chat && !field(root, "max_tokens") && field(root, "max_completion_tokens")) mt_name = "max_completion_tokens";
@@ -430,5 +450,7 @@ void completion_request_free(completion_request *r) {
     free(r->bias_id), free(r->bias);
     schedule_free(&r->sched);
     free(r->schedule_text);
+    if (r->draft.n_visits) schedule_free(&r->draft);
+    free(r->draft_text);
     memset(r, 0, sizeof *r);
 }

@@ -30,6 +30,8 @@ typedef struct {
     const chat_template *ct;   // family CHAT_NONE: /v1/chat/completions is refused
     const char *model_name;
     const char *default_schedule;
+    const char *default_draft; // --draft: the draft schedule of requests that name none (NULL: none)
+    int draft_tokens;          // --draft-tokens (0: adapted)
     int ctx;                   // positions of one request at most
     long kv_budget;            // visit-positions
     int max_visits;            // most visits of a request's schedule
@@ -57,6 +59,8 @@ typedef struct {
     float *bias;
     schedule sched;
     char *schedule_text;       // as given (or the server's default)
+    schedule draft;            // draft_schedule (n_visits 0: none)
+    char *draft_text;          // as given (or the server's --draft), NULL without a draft
 } completion_request;
 
 // Parses a /v1/completions (chat = 0) or /v1/chat/completions body. 0, or -1 with e filled (a 4xx).
