@@ -51,9 +51,9 @@ static int parse_rys_block(const char *args, const char *p, const char *e, long 
     return 0;
 }
 
-// rys:I,J[,K] runs layers 0..J-1, then the block I..J-1 K-1 more times (K in all, default 2), then J..N-1. Blocks
-// joined by '+' (rys:3,5+7,9,3) each repeat so, in ascending order and apart (a block starts at or after the
-// previous one's J).
+// rys:I,J[,K] runs layers 0..J-1, then the block I..J-1 K-1 more times (K in all, default 2), then J..N-1; K = 0
+// skips the block (layers 0..I-1, then J..N-1: a draft for self-speculative decoding). Blocks joined by '+'
+// (rys:3,5+7,9,3) each repeat so, in ascending order and apart (a block starts at or after the previous one's J).
 static int parse_rys(schedule *s, const char *args, int n_layers, rp_err *err) {
     int cap = 0;
     long next = 0, visits = n_layers;   // next: the first layer not yet visited
@@ -66,13 +66,13 @@ static int parse_rys(schedule *s, const char *args, int n_layers, rp_err *err) {
         long i = v[0], j = v[1], k = v[2];
         if (j > n_layers) return rp_fail(err, "schedule 'rys:%s': J=%ld is past the last layer (model has %d layers)", args, j, n_layers);
         if (i >= j) return rp_fail(err, "schedule 'rys:%s': I=%ld must be below J=%ld", args, i, j);
-        if (k < 1) return rp_fail(err, "schedule 'rys:%s': K=%ld must be at least 1", args, k);
+        if (k < 0) return rp_fail(err, "schedule 'rys:%s': K=%ld must be at least 0", args, k);
         if (i < next)
             return rp_fail(err, "schedule 'rys:%s': block %ld,%ld overlaps or precedes the one before it (blocks go in "
                            "ascending order, apart)", args, i, j);
         if (k - 1 > (MAX_VISITS - visits) / (j - i)) return rp_fail(err, "schedule 'rys:%s': more than %d visits", args, MAX_VISITS);
         visits += (j - i) * (k - 1);
-        for (long l = next; l < j; l++) push(s, &cap, (int)l);
+        for (long l = next; l < (k ? j : i); l++) push(s, &cap, (int)l);
         for (long r = 1; r < k; r++)
             for (long l = i; l < j; l++) push(s, &cap, (int)l);
         next = j;

@@ -36,6 +36,8 @@ static void forms_parse_to_their_visits(void) {
     expect("rys:1,3,3", 4, (int[]){0, 1, 2, 1, 2, 1, 2, 3}, 8);
     expect("rys:1,3,1", 4, (int[]){0, 1, 2, 3}, 4);      // run once in all: base
     expect("rys:2,3,2", 4, (int[]){0, 1, 2, 2, 3}, 5);
+    expect("rys:1,3,0", 4, (int[]){0, 3}, 2);            // run 0 times: skipped (a draft)
+    expect("rys:0,2,0+3,4,0", 5, (int[]){2, 4}, 2);
     expect("rys:0,1+2,4", 5, (int[]){0, 0, 1, 2, 3, 2, 3, 4}, 8);   // blocks joined by '+'
     expect("rys:0,2,3+2,3", 4, (int[]){0, 1, 0, 1, 0, 1, 2, 2, 3}, 9);   // adjacent blocks, the first run 3 times
 }
@@ -110,7 +112,8 @@ static void bad_schedules_name_the_offending_token(void) {
     expect_error("rys:1", 4, "rys:I,J");
     expect_error("rys:3,1", 4, "I=3 must be below J=1");
     expect_error("rys:1,5", 4, "J=5");
-    expect_error("rys:1,3,0", 4, "K=0");
+    expect_error("rys:0,4,0", 4, "no visits");
+    expect_error("rys:1,3,-1", 4, "'-1'");
     expect_error("rys:1,3,2,4", 4, "too many");
     expect_error("rys:x,3", 4, "'x'");
     expect_error("rys:1,3,9999999", 4, "visits");

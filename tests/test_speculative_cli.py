@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Self-speculative decoding through the command line: generate and chat with --draft print the text and ids of
 decoding without it (greedy), on the CPU backend and on the emulated CUDA backend (one GPU and --tp 2); the draft's
-acceptance is printed; a bad --draft or --draft-tokens is refused by name.
+acceptance is printed; a bad --draft or --draft-tokens is refused by name; `sweep --score acceptance` ranks drafts
+(rows whose scores follow from their counts, resumed, other targets and K kept apart, --timed, the beam and
+surrogate searches over skipped blocks).
 usage: test_speculative_cli.py REPRISE FIXTURES_DIR SHARED_DIR full|quick [REPRISE_EMU]
 quick (under the sanitizers): the emulated CUDA backend on one GPU and the built-in model alone."""
 import os
 import re
+import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, finish  # noqa: E402
@@ -69,5 +74,68 @@ for args, text in [(("--draft", "0-2,9"), "--draft"), (("--draft", "rys:"), "--d
                    (("--draft", "0,1", "--draft-tokens", "0"), "--draft-tokens")]:
     rc, o, e = run(BIN, "generate", "-p", "1+1=", "-n", "4", *args)
     check(0 < rc < 128 and text in e and not o, "generate %s is refused naming %s (%s)" % (" ".join(args), text, e.strip()[-160:]))
+
+# sweep --score acceptance: the grid's blocks skipped (--repeat 0), each a draft for the target
+T = tempfile.mkdtemp(prefix="reprise-spec-")
+
+
+def rows(db):
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT c.label, r.probe, r.item, r.score, r.reply FROM results r JOIN configs c ON c.id = r.config "
+                         "ORDER BY 1, 2, 3").fetchall()
+
+
+def visits(label, n_layers=6):
+    if label == "base":
+        return n_layers
+    skipped = sum(int(j) - int(i) for i, j in re.findall(r"(\d+),(\d+),0", label))
+    return n_layers - skipped
+
+
+def scores_follow_counts(rs, target_visits):
+    bad = []
+    for label, probe_key, item, score, text in rs:
+        m = re.match(r"(\d+) of (\d+) proposals accepted in (\d+) speculative steps", text or "")
+        if not m:
+            bad.append((label, text))
+            continue
+        a, p, st = map(int, m.groups())
+        want = (a + st) * target_visits / (p * visits(label) + st * target_visits) if st else 1.0
+        if abs(score - want) > 1e-9:
+            bad.append((label, item, score, want))
+    return bad
+
+
+SWEEP = ("sweep", "--probe", "arith", "--items", "6", "--score", "acceptance", "--repeat", "0", "-t", "2")
+rc, o, e = run(BIN, *SWEEP, "--out", T + "/a")
+got = rows(T + "/a/results.sqlite") if rc == 0 else []
+check(rc == 0 and len(got) == 21 * 6 and {r[1] for r in got} == {"accept[base,0]:arith"} and
+      "rys:4,6,0" in o and not scores_follow_counts(got, 6),
+      "sweep --score acceptance: a row per (draft, item), each score (accepted + steps) x T / (proposed x D + steps x T) "
+      "of its counts (%s)" % (scores_follow_counts(got, 6)[:3] or e[-300:]))
+check(all(abs(r[3] - 1) < 1e-12 for r in got if r[0] == "base"), "the target's own schedule as the draft scores 1 (no gain)")
+best = re.search(r"^1 +(\S+)", o, re.M)
+check(best is not None, "the ranking names the best draft: %s" % (best.group(1) if best else o[-300:]))
+rc, o, e = run(BIN, *SWEEP, "--out", T + "/a")
+check(rc == 0 and "0 new rows (126 were already done)" in e, "the same command resumes: nothing runs again (%s)" % e[-200:])
+rc, o, e = run(BIN, *SWEEP, "--out", T + "/a", "--target", "rys:2,4", "--draft-tokens", "3")
+other = [r for r in rows(T + "/a/results.sqlite") if r[1] == "accept[rys:2,4,3]:arith"]
+check(rc == 0 and len(other) == 126 and not scores_follow_counts(other, 8),
+      "--target rys:2,4 --draft-tokens 3: rows of their own (accept[rys:2,4,3]:arith), scored against 8 visits")
+rc, o, e = run(BIN, *SWEEP, "--out", T + "/t", "--timed", "--i-range", "3:5", "--j-range", "4:6")
+timed = rows(T + "/t/results.sqlite") if rc == 0 else []
+check(rc == 0 and timed and all(r[1] == "accept[base,0,timed]:arith" and r[3] > 0 for r in timed),
+      "--timed: measured speed-ups, rows apart (%s)" % e[-200:])
+for search in ("beam", "surrogate"):
+    rc, o, e = run(BIN, *SWEEP, "--out", T + "/" + search, "--search", search, "--budget", "28")
+    labels = {r[0] for r in rows(T + "/" + search + "/results.sqlite")} if rc == 0 else set()
+    check(rc == 0 and len(labels) == 29 and any("+" in l for l in labels) and all(l == "base" or l.endswith(",0") or ",0+" in l
+                                                                                   for l in labels),
+          "--search %s proposes drafts beyond the grid, skipped blocks alone (%s)" % (search, sorted(labels)[-3:]))
+for args, text in [(("--timed",), "--timed"), (("--score", "acceptance", "--confirm", "2", "--confirm-probe", "arith"), "--confirm"),
+                   (("--score", "acceptance", "--target", "0-9"), "--target")]:
+    rc, o, e = run(BIN, "sweep", "--probe", "arith", "--items", "2", "--out", T + "/bad", *args)
+    check(0 < rc < 128 and text in e, "sweep %s is refused naming %s (%s)" % (" ".join(args), text, e.strip()[-160:]))
+shutil.rmtree(T, ignore_errors=True)
 
 finish()

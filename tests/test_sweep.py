@@ -726,7 +726,7 @@ expect_error("--score loglik on eq", "has no reference answer text",
 write(p("re.jsonl"), '{"prompt": "1+1=", "answer": "[0-9]+", "match": "regex"}\n')
 expect_error("--score loglik on a regex answer", "matched by a regex",
              "sweep", "--probe", "jsonl:" + p("re.jsonl"), "--score", "loglik", "--out", p("e6"))
-expect_error("bad --score", "--score best: gen or loglik", "sweep", "--probe", "arith", "--score", "best", "--out", p("e7"))
+expect_error("bad --score", "--score best: gen, loglik or acceptance", "sweep", "--probe", "arith", "--score", "best", "--out", p("e7"))
 expect_error("--confirm without --confirm-probe", "go together", "sweep", "--probe", "arith", "--out", p("e8"), "--confirm", "3")
 expect_error("a number with trailing text", "--batch: '64x'", "sweep", "--probe", "arith", "--out", p("e11"), "--batch", "64x")
 expect_error("zero items", "--items: '0'", "sweep", "--probe", "arith", "--out", p("e12"), "--items", "0")

@@ -18,10 +18,11 @@ int blocks_valid(const blocks *b, const block_space *sp) {
     if (b->n < 0 || b->n > sp->max_blocks || b->n > BLOCKS_MAX) return 0;
     for (int t = 0; t < b->n; t++) {
         if (b->i[t] < 0 || b->j[t] > sp->n_layers || b->i[t] >= b->j[t]) return 0;
-        if (b->k[t] < 2 || b->k[t] > sp->max_passes) return 0;
+        if (sp->skips ? b->k[t] != 0 : b->k[t] < 2 || b->k[t] > sp->max_passes) return 0;
         if (t && b->i[t] < b->j[t - 1]) return 0;
     }
-    return blocks_visits(b, sp->n_layers) <= sp->max_visits;
+    int v = blocks_visits(b, sp->n_layers);
+    return v >= 1 && v <= sp->max_visits;
 }
 
 void blocks_label(const blocks *b, char *buf, size_t cap) {
@@ -88,7 +89,7 @@ int blocks_moves(const blocks *b, const block_space *sp, const blocks *partners,
         }
         blocks c = *b;
         c.k[t]++;
-        push(out, &n, cap, &c, sp);
+        if (!sp->skips) push(out, &n, cap, &c, sp);   // (a skipped block has no passes to add)
     }
     for (int p = 0; p < n_partners && b->n < sp->max_blocks; p++)
         for (int t = 0; t < partners[p].n; t++) {
@@ -111,7 +112,7 @@ int blocks_pool(const block_space *sp, int cap, uint64_t seed, blocks **out) {
     label_set seen;
     label_set_init(&seen, cap);
     char label[256];
-    for (int k = 2; k <= sp->max_passes && sp->max_blocks >= 1; k++)
+    for (int k = sp->skips ? 0 : 2; k <= (sp->skips ? 0 : sp->max_passes) && sp->max_blocks >= 1; k++)
         for (int i = 0; i < N; i++)
             for (int j = i + 1; j <= N && n < cap; j++) {
                 blocks c = {.n = 1, .i = {i}, .j = {j}, .k = {k}};
@@ -128,7 +129,7 @@ int blocks_pool(const block_space *sp, int cap, uint64_t seed, blocks **out) {
         for (int t = 0; t < c.n; t++) {
             c.i[t] = (int)(splitmix(&s) % (uint64_t)N);
             c.j[t] = c.i[t] + 1 + (int)(splitmix(&s) % (uint64_t)(N - c.i[t]));
-            c.k[t] = 2 + (int)(splitmix(&s) % (uint64_t)(sp->max_passes - 1));
+            c.k[t] = sp->skips ? 0 : 2 + (int)(splitmix(&s) % (uint64_t)(sp->max_passes - 1));
         }
         for (int a = 1; a < c.n; a++)   // blocks in ascending order
             for (int b = a; b > 0 && c.i[b] < c.i[b - 1]; b--) {

@@ -7,7 +7,8 @@
 
 #define BLOCKS_MAX 8
 
-// Blocks [i, j) run k times in all (k >= 2), ascending and apart (i[t+1] >= j[t]); n == 0 is base.
+// Blocks [i, j) run k times in all (k >= 2; k == 0: skipped, a draft's), ascending and apart (i[t+1] >= j[t]);
+// n == 0 is base.
 typedef struct {
     int n;
     int i[BLOCKS_MAX], j[BLOCKS_MAX], k[BLOCKS_MAX];
@@ -16,6 +17,7 @@ typedef struct {
 // What a search may propose: at most max_blocks blocks of at most max_passes passes, at most max_visits visits.
 typedef struct {
     int n_layers, max_blocks, max_passes, max_visits;
+    int skips;   // the blocks are skipped (k = 0), not repeated: drafts for --score acceptance
 } block_space;
 
 int blocks_visits(const blocks *b, int n_layers);

@@ -239,7 +239,9 @@ typedef struct {
     cli_opts o;
     const char *probes[16], *cprobes[16], *out;
     int n_probes, n_cprobes;
-    int items, batch, top, naive, retry_failed, loglik, max_tokens;
+    int items, batch, top, naive, retry_failed, loglik, max_tokens;   // loglik: --score (0 gen, 1 loglik, 2 acceptance)
+    const char *target;            // --score acceptance: --target
+    int timed;                     // --timed
     int confirm, confirm_items;    // --confirm N on --confirm-probe SPEC (--confirm-items)
     int halving, halving_items;    // --search halving, --halving-items
     int search;                    // 1: beam, 2: surrogate
@@ -288,8 +290,12 @@ static int parse_flags(int argc, char **argv, sweep_flags *f, int *code) {
          .help = "the reply budget of probes that generate replies (defaults: math 64, arith 12, eq 96, jsonl 64, "
                  "bbh 48; a jsonl line's own max_tokens wins): a short-context model runs them"},
         {OPT_SHARED, "--seed", .help = "seed of generated items and of bbh's subset"},
-        {OPT_CHOICE, "--score", "MODE", &f->loglik, .choices = "gen|loglik", .def = "gen",
-         .help = "gen: greedy replies scored as each probe defines; loglik: the log-probability of the reference "
+        {OPT_CHOICE, "--score", "MODE", &f->loglik, .choices = "gen|loglik|acceptance", .def = "gen",
+         .help = "gen: greedy replies scored as each probe defines; acceptance: each config drafts for --target "
+                 "(self-speculative decoding) while it decodes the item's greedy reply, scored by the speed-up per "
+                 "token in visits ((accepted + steps) x target visits / (proposed x config visits + steps x target "
+                 "visits)), rows under probe \"accept[TARGET,K]:NAME\" (with --repeat 0 the grid skips its blocks); "
+                 "loglik: the log-probability of the reference "
                  "answer after the prompt, one forward and no decoding (math, arith, jsonl exact/numeric, bbh: its "
                  "option letters as mc; mc is always by log-likelihood): a cheap, noise-free screen. Its rows are "
                  "kept apart, under probe \"loglik:NAME\""},
@@ -298,7 +304,14 @@ static int parse_flags(int argc, char **argv, sweep_flags *f, int *code) {
         {OPT_TEXT, "--j-range", "A:B", &so->j_range, .help = "block ends J, exclusive (default 1:N)"},
         {OPT_TEXT, "--block-sizes", "LIST", &so->block_sizes, .help = "allowed J-I, e.g. 1,2,4 (default any)"},
         {OPT_INT, "--stride", "S", &so->stride, 1, 1 << 16, .def = "1", .help = "step of I and J"},
-        {OPT_INT, "--repeat", "K", &so->repeat, 1, 1 << 16, .def = "2", .help = "run the grid's blocks K times in all (rys:I,J,K)"},
+        {OPT_INT, "--repeat", "K", &so->repeat, 0, 1 << 16, .def = "2",
+         .help = "run the grid's blocks K times in all (rys:I,J,K); 0 skips them (drafts for --score acceptance)"},
+        {OPT_TEXT, "--target", "S", &f->target, .def = "base",
+         .help = "--score acceptance: the schedule the configs draft for"},
+        SHARED_FLAG("--draft-tokens"),
+        {OPT_SWITCH, "--timed", NULL, &f->timed,
+         .help = "--score acceptance by measured time: the target's decoding alone over the drafted one's, per item "
+                 "(one config at a time)"},
         {OPT_TEXT, "--configs", "LIST", &so->configs,
          .help = "explicit schedules separated by ';', e.g. \"rys:3,5;0-4,2-7\" (no grid unless grid flags)"},
         {OPT_TEXT, "--configs-file", "FILE", &so->configs_file, .help = "one schedule per line"},
@@ -381,6 +394,11 @@ static int check_flags(sweep_flags *f) {
                                "surrogate); a grid's shards share nothing until `sweep merge`\n"), -1;
     if ((f->confirm > 0) != (f->n_cprobes > 0))
         return fprintf(stderr, "reprise sweep: --confirm N (N > 0) and --confirm-probe SPEC go together\n"), -1;
+    if (f->timed && f->loglik != 2)
+        return fprintf(stderr, "reprise sweep: --timed measures drafts: it goes with --score acceptance\n"), -1;
+    if (f->confirm && f->loglik == 2)
+        return fprintf(stderr, "reprise sweep: --confirm scores replies; --score acceptance ranks drafts by speed: run "
+                               "the winners again with more --items instead\n"), -1;
     return 0;
 }
 
@@ -390,7 +408,8 @@ static int load_probes(const sweep_flags *f, probe *ps, int *loaded, probe *cps,
     int rc = 0;
     for (int p = 0; p < f->n_probes && !rc; p++, ++*loaded) {
         rc = probe_load(&ps[p], f->probes[p], f->items, f->items, f->seed, err);
-        if (!rc && f->loglik) rc = probe_use_loglik(&ps[p], err);
+        if (!rc && f->loglik == 1) rc = probe_use_loglik(&ps[p], err);
+        if (!rc && f->loglik == 2) rc = probe_use_acceptance(&ps[p], f->target, f->o.draft_tokens, f->timed, err);
         if (!rc && f->max_tokens) probe_set_max_new(&ps[p], f->max_tokens);
     }
     // confirm probes: every item of a file unless --confirm-items; generated ones, 4x the screen's --items
@@ -419,6 +438,7 @@ static int build_space(sweep_flags *f, int n_layers, config_list *cl, char *prun
         f->so.i_range = f->prune_i, f->so.j_range = f->prune_j;
     if (!rc) rc = sweep_space_build(cl, n_layers, &f->so, err);
     f->sopt.space.n_layers = n_layers, f->sopt.seed = f->seed;
+    f->sopt.space.skips = f->loglik == 2;   // --score acceptance searches drafts: blocks skipped
     if (!f->sopt.space.max_visits) f->sopt.space.max_visits = 2 * n_layers;
     return rc;
 }
@@ -483,6 +503,8 @@ int cmd_sweep(int argc, char **argv) {
                    .shard_k = f.search_shard_k, .shard_n = f.search_shard_n};
     int rc = load_probes(&f, ps, &loaded, cps, &cloaded, &err);
     r.n_probes = loaded;
+    if (!rc && f.loglik == 2 && schedule_parse(&r.target, f.target, cfg.n_layers, &err)) rc = rp_wrap(&err, "--target");
+    r.draft_tokens = o->draft_tokens, r.timed = f.timed;
     sweep_run cr = r;   // the confirmation: the screen's model and settings, other probes
     cr.probes = cps, cr.n_probes = cloaded, cr.config_ids = NULL, cr.prompts = NULL, cr.exchange = NULL;
     if (!rc) rc = build_space(&f, cfg.n_layers, &cl, prune_fp, sizeof prune_fp, &err);
@@ -524,6 +546,7 @@ int cmd_sweep(int argc, char **argv) {
     free(r.config_ids);
     sweep_db_close(&d);
     sweep_space_free(&cl);
+    schedule_free(&r.target);
     sweep_prompts_free(&r);
     sweep_prompts_free(&cr);
     for (int p = 0; p < loaded; p++) probe_free(&ps[p]);

@@ -658,10 +658,21 @@ int probe_use_loglik(probe *p, rp_err *err) {
     return 0;
 }
 
+int probe_use_acceptance(probe *p, const char *target, int k, int timed, rp_err *err) {
+    if (p->kind == PROBE_MC) return rp_fail(err, "--score acceptance: %s is multiple choice, scored without a reply to draft", p->name);
+    char name[sizeof p->name];
+    int n = snprintf(name, sizeof name, "accept[%s,%d%s]:%s", target, k, timed ? ",timed" : "", p->name);
+    if (n >= (int)sizeof name) return rp_fail(err, "--score acceptance: the probe name '%s' is too long", p->name);
+    memcpy(p->name, name, sizeof name);
+    p->acceptance = 1;
+    return 0;
+}
+
 void probe_describe(const probe *p, char *out, size_t cap) {
     uint64_t h = FINGERPRINT_SEED;
     int head[4] = {(int)p->kind, p->max_new, p->loglik, p->n_items};
     h = fingerprint_bytes(h, head, sizeof head);
+    if (p->acceptance) h = fingerprint_bytes(h, &p->acceptance, sizeof p->acceptance);   // (absent: the old fingerprint)
     for (int i = 0; i < p->n_items; i++) {
         const probe_item *it = &p->items[i];
         h = fingerprint_str(fingerprint_str(fingerprint_str(h, it->id), it->prompt), it->answer);

@@ -35,6 +35,7 @@ typedef struct {
     int n_available;       // items the file holds (or were generated) before --items kept the first n_items
     int max_new;           // tokens a reply may have (an item's own max_new overrides it)
     int loglik;            // scored by the log-probability of the answer after the prompt, no decoding (--score loglik)
+    int acceptance;        // a config is a draft for the target schedule: scored by its speed-up (--score acceptance)
 } probe;
 
 // spec: "math[:FILE]", "eq:FILE", "mc:FILE", "jsonl:FILE", "arith", "bbh:FILE" (a spec of up to PROBE_NAME_MAX - 1
@@ -57,6 +58,12 @@ int probe_use_loglik(probe *p, rp_err *err);
 // What the probe's rows mean, as text for the sweep database: its items (ids, prompts, answers, options,
 // references), how many, its kind, scoring and reply length, fingerprinted ("12 items, fingerprint 0123abcd...").
 void probe_describe(const probe *p, char *out, size_t cap);
+
+// Makes p a --score acceptance probe: each config drafts for `target` (K ids a step, 0: adapted) while the target
+// decodes the item's greedy reply, scored by the speed-up per token in visits (timed: in measured time); its key
+// becomes "accept[TARGET,K]:NAME" ("accept[TARGET,K,timed]:NAME"): rows of another target, K or measure never mix.
+// Refused for mc probes (no reply is decoded).
+int probe_use_acceptance(probe *p, const char *target, int k, int timed, rp_err *err);
 
 // Score of a generated reply to item (not for mc), in [0, 1].
 double probe_score_reply(const probe *p, const probe_item *it, const char *reply);

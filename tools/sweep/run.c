@@ -6,6 +6,7 @@
 // decode together, one forward step for all of them, so a layer's weights are read once per step for every
 // config that visits it next (engine/README.md, the forward pass). Replies are scored and committed one by one as each config finishes.
 #include "tools/sweep/run.h"
+#include "engine/speculative.h"
 #include "loader/alloc.h"
 
 #include "engine/generate.h"
@@ -245,6 +246,71 @@ static int fail_unfinished(sweep_run *r, const probe *p, const probe_item *it, s
     return rc;
 }
 
+// --score acceptance: each pending config drafts (engine/speculative.h) for r->target while the target decodes the
+// item's greedy reply (the configs of a batch together, each with its own target sequence); the row's score is the
+// speed-up per token in visits, (accepted + steps) x target visits / (proposed x draft visits + steps x target
+// visits) over the speculative steps - the tokens a step gives over what its K draft passes and one verifying pass
+// cost, against a visit a layer for a plain step - 1 when no step was speculative. The prompt (fed to both) is not
+// counted. With plain_s > 0 (--timed: one config a batch), the score is measured instead: plain_s, the target's
+// decoding alone, over this decoding's seconds (prompt included in both). Its text: the draft's counts.
+// pending NULL (n = 1): the target alone, its seconds into *plain_out (nothing committed).
+static int accept_batch(sweep_run *r, const probe *p, const probe_item *it, const int *pending, int n, const int *ids, int P,
+                        int eot, double plain_s, double *plain_out, rp_err *err) {
+    const config_list *cl = r->now.configs;
+    int ctx = P + probe_item_max_new(p, it), rc = 0, made = 0, failed = 0;
+    sequence *seqs = rp_calloc((size_t)n, sizeof *seqs);
+    spec_draft *drafts = rp_calloc((size_t)n, sizeof *drafts);
+    gen_seq *gs = rp_calloc((size_t)n, sizeof *gs), **g = rp_malloc(sizeof *g * (size_t)n);
+    sampler greedy;
+    sampler_params gp = {.temp = 0};
+    sampler_init(&greedy, &gp, r->m->cfg.vocab_size);
+    rp_err merr;
+    for (; made < n && !failed; made++) {
+        failed = sequence_init(&seqs[made], r->m, &r->target, ctx, &merr);
+        if (!failed && pending &&
+            (failed = spec_draft_init(&drafts[made], r->m, &cl->c[pending[made]].sched, ctx, r->draft_tokens, 0, &merr)))
+            sequence_free(&seqs[made], r->m);
+        if (failed) break;
+        gen_begin(&gs[made], &seqs[made], &greedy, ids, P, probe_item_max_new(p, it));
+        gs[made].extra_eos = eot, gs[made].draft = pending ? &drafts[made] : NULL;
+        g[made] = &gs[made];
+    }
+    double t0 = rp_now_s();
+    while (!failed) {
+        int running = generate_step(r->m, g, n, &r->stats, &merr);
+        if (running < 0) failed = 1;
+        if (running <= 0) break;
+    }
+    double seconds = rp_now_s() - t0;
+    if (!pending) {   // the target alone (--timed's yardstick)
+        *plain_out = failed ? 0 : seconds;
+        if (failed) *err = merr;
+        n = 0, rc = failed ? -1 : 0;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        if (failed) {
+            rc = fail_row(r, p, it, pending[i], merr.msg, err);
+            continue;
+        }
+        const spec_draft *d = &drafts[i];
+        double T = r->target.n_visits, D = cl->c[pending[i]].sched.n_visits;
+        double score = plain_s > 0 ? plain_s / seconds
+                       : d->steps ? (d->accepted + d->steps) * T / (d->proposed * D + d->steps * T) : 1.0;
+        char text[160];
+        snprintf(text, sizeof text, "%ld of %ld proposals accepted in %ld speculative steps, %d tokens", d->accepted,
+                 d->proposed, d->steps, gs[i].n_generated);
+        r->rows_done++;
+        if ((rc = sweep_db_add_result(r->db, r->now.config_ids[pending[i]], p->name, it->id, score, text, err))) r->db_failed = 1;
+    }
+    for (int i = 0; i < made; i++) {
+        if (pending) spec_draft_free(&drafts[i], r->m);
+        sequence_free(&seqs[i], r->m);
+    }
+    sampler_free(&greedy);
+    free(seqs), free(drafts), free(gs), free(g);
+    return rc;
+}
+
 // Evaluates the item's pending configs. Returns -1 only when the database fails; a problem of the item or of a
 // config (a prompt that does not fit, non-finite logits) is recorded as a failed row and the sweep goes on.
 static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sweep_prompt *sp, double t0, rp_err *err) {
@@ -268,6 +334,18 @@ static int run_item(sweep_run *r, const probe *p, const probe_item *it, const sw
     const char *eot_text;
     model_dir_end_of_turn(&r->ct, r->tok, &eot, &eot_text);
     rp_err merr;   // a model error: fails the rows it concerns, not the sweep
+    if (p->acceptance) {   // drafts for the target: nothing of the base's is shared
+        double plain = 0;   // --timed: the target's decoding alone, measured first (a failure fails the item's rows)
+        int step = r->timed ? 1 : r->batch;
+        if (r->timed && accept_batch(r, p, it, NULL, 1, ids, P, eot, 0, &plain, &merr))
+            for (int t = 0; t < n_pending && !rc; t++) rc = fail_row(r, p, it, pending[t], merr.msg, err);
+        for (int t = 0; t < n_pending && !rc && (!r->timed || plain > 0); t += step) {
+            rc = accept_batch(r, p, it, pending + t, n_pending - t < step ? n_pending - t : step, ids, P, eot, plain, NULL, err);
+            report_progress(r, t0);
+        }
+        free(pending);
+        return rc;
+    }
 
     // the base's hidden state at every visit where a config leaves it (none when naive: nothing is shared)
     int *from = rp_calloc((size_t)n_pending, sizeof(int)), *cuts = rp_malloc(sizeof(int) * (n_pending + 1)), n_cuts = 0;
@@ -374,6 +452,17 @@ void sweep_prepare(sweep_run *r, const model_config *cfg, plan_shape *shape) {
             }
             sp->error = rp_strdup(e.msg);
         }
+    }
+    if (r->target.n_visits) {   // --score acceptance: a target and a draft a config of the batch, their own KV
+        int most = 0;
+        for (int c = 0; c < r->configs->n; c++)
+            if (r->configs->c[c].sched.n_visits > most) most = r->configs->c[c].sched.n_visits;
+        if (r->plan_visits > most) most = r->plan_visits;
+        int step = r->naive ? 1 : r->batch, top = most > r->target.n_visits ? most : r->target.n_visits;
+        *shape = (plan_shape){.ubatch = r->ubatch, .seqs = 2 * step, .logit_rows = step * (SPEC_MAX_TOKENS + 1),
+                              .kv_slots = (long)step * (r->target.n_visits + most), .ctx = ctx_max, .max_visits = top};
+        r->pool_slots = 0, r->pool_ctx = ctx_max;
+        return;
     }
     // the pool: the base's slots and those of the batch with the most visits
     int n = r->configs->n, step = r->naive ? 1 : r->batch, max_visits = N;

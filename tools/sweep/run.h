@@ -37,6 +37,9 @@ typedef struct {
     sweep_step now;            // what the sweep_run_all in progress measures (set by it alone)
     sweep_db *db;
     int batch;                 // most configs decoded together
+    schedule target;           // --score acceptance: the schedule each config drafts for
+    int draft_tokens;          // its drafts' K (0: adapted)
+    int timed;                 // --timed: a draft's score is measured time (the target alone over it), one at a time
     int naive;                 // one config at a time, nothing shared (the baseline the benchmark compares with)
     int progress;              // 0 quiet, 1 plain lines, 2 a terminal bar
     int ubatch;                // --ubatch

@@ -55,10 +55,10 @@ int sweep_space_build(config_list *l, int n_layers, const space_opts *o, rp_err 
                 rc = rp_fail(err, "--block-sizes %s: expected a list of sizes like 1,2,4", o->block_sizes);
     if (!rc && grid && !(rc = parse_range("--i-range", o->i_range, 0, n_layers - 1, &ia, &ib, err)) &&
         !(rc = parse_range("--j-range", o->j_range, 1, n_layers, &ja, &jb, err))) {
-        int stride = o->stride > 0 ? o->stride : 1, k = o->repeat > 0 ? o->repeat : 2;
+        int stride = o->stride > 0 ? o->stride : 1, k = o->repeat >= 0 ? o->repeat : 2;
         for (int i = ia; i <= ib && !rc; i += stride)
             for (int j = ja; j <= jb && !rc; j += stride) {
-                if (j <= i || !size_allowed(o->block_sizes, j - i)) continue;
+                if (j <= i || !size_allowed(o->block_sizes, j - i) || (k == 0 && j - i == n_layers)) continue;   // (not every layer skipped)
                 char label[64];
                 if (k == 2) snprintf(label, sizeof label, "rys:%d,%d", i, j);
                 else snprintf(label, sizeof label, "rys:%d,%d,%d", i, j, k);

@@ -19,7 +19,7 @@ typedef struct {
     const char *i_range, *j_range;   // "A:B", inclusive
     const char *block_sizes;         // "1,2,4": allowed J - I
     int stride;                      // I and J step from the start of their ranges
-    int repeat;                      // K of the grid's blocks
+    int repeat;                      // K of the grid's blocks (0: each block skipped - drafts, --score acceptance)
     const char *configs;             // schedules separated by ';'
     const char *configs_file;        // one schedule per line; '#' starts a comment
     int shard_k, shard_n;            // keep configs whose index (base excluded) is K mod N
