@@ -166,6 +166,11 @@ PY
         "$build/bench_cpu" --write-model "$dir" || return 1
         "$B" bench -m "$dir" --backend cuda -p 512 -n 128 -b 1,16 -r 3 --schedule "base;rys:4,8"
         local rc=$?
+        # self-speculative decoding on the device: a draft that skips layers 4-7 and one that skips 8-11 beside no
+        # draft (random weights: the acceptance is whatever they give; the time per verifying pass of K + 1 rows
+        # against a step of one is the figure a real model's gain rests on)
+        "$B" bench -m "$dir" --backend cuda -n 128 -r 3 --draft "rys:4,8,0" --draft-tokens 4 || rc=1
+        "$B" bench -m "$dir" --backend cuda -n 128 -r 3 --draft "rys:8,12,0" || rc=1
         rm -rf "$dir"
         return $rc
     }

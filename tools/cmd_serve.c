@@ -153,9 +153,9 @@ int cmd_serve(int argc, char **argv) {
         goto out;
     }
     fprintf(stderr, "reprise serve: listening on http://%s:%d (loading %s)\n", f.host, serve_http_port(http), o.model_dir);
-    // (a request's draft runs beside it in a step: twice the sequences)
-    plan_shape shape = {.ubatch = lim.step_tokens, .seqs = 2 * lim.max_seqs,
-                        .logit_rows = 2 * lim.max_seqs > PLAN_SCORE_LOGIT_ROWS ? 2 * lim.max_seqs : PLAN_SCORE_LOGIT_ROWS,
+    // (a request with a draft counts as two of --parallel's sequences: the draft runs beside it in a step)
+    plan_shape shape = {.ubatch = lim.step_tokens, .seqs = lim.max_seqs,
+                        .logit_rows = lim.max_seqs > PLAN_SCORE_LOGIT_ROWS ? lim.max_seqs : PLAN_SCORE_LOGIT_ROWS,
                         .kv_slots = (lim.kv_budget + ctx - 1) / ctx, .ctx = ctx, .max_visits = max_visits, .tp = o.tp,
                         .kv_fit = !f.kv_budget, .kv_dtype = o.kv_dtype, .weights = o.weights};
     if (model_load_planned(&m, o.model_dir, o.backend, o.threads, &shape, o.allow_unused_tensors, &err)) {

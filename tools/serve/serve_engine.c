@@ -34,6 +34,8 @@ struct serve_engine {
     int n_queued;                            // incoming + waiting
     gen_request **running;                   // (max_seqs) in admission order
     int n_running;
+    int n_seqs;                              // the running requests' sequences: one each, two with a draft (the
+                                             // plan's --parallel sequences hold both)
     long kv_used, order;
     int draining, stopping;
     int echo_rows;                           // most rows of prompt logprobs in one step
@@ -118,9 +120,12 @@ int serve_engine_submit(serve_engine *e, gen_request **reqs, int n, rp_err *err)
 
 static long kv_cost(const gen_request *r) { return (long)r->seq.cache.capacity * (r->sched.n_visits + r->draft_sched.n_visits); }
 
+static int seqs_of(const gen_request *r) { return r->draft_sched.n_visits ? 2 : 1; }
+
 static void drop_seq(serve_engine *e, gen_request *r) {
     if (!r->has_seq) return;
     e->kv_used -= kv_cost(r);
+    e->n_seqs -= seqs_of(r);
     sequence_free(&r->seq, e->m);
     spec_draft_free(&r->draft, e->m);
     r->has_seq = 0;
@@ -209,6 +214,9 @@ static void reap_cancelled(serve_engine *e) {
 static void admit(serve_engine *e) {
     while (e->waiting && e->n_running < e->lim.max_seqs) {
         gen_request *r = e->waiting;
+        if (r->draft_sched.n_visits && e->lim.max_seqs < 2) schedule_free(&r->draft_sched);   // (--parallel 1: no room
+                                                                                             // for a draft; the same text)
+        if (e->n_seqs + seqs_of(r) > e->lim.max_seqs) break;
         int cap = r->n_ids + SERVE_KV_GROW < r->limit ? r->n_ids + SERVE_KV_GROW : r->limit;
         if (e->kv_used + (long)cap * (r->sched.n_visits + r->draft_sched.n_visits) > e->lim.kv_budget) break;
         e->waiting = r->next;
@@ -233,6 +241,7 @@ static void admit(serve_engine *e) {
         r->n_fed = 0;
         r->order = e->order++;
         e->kv_used += kv_cost(r);
+        e->n_seqs += seqs_of(r);
         if (!r->smp.work) {
             sampler_init(&r->smp, &r->sampling, e->m->cfg.vocab_size);
             sampler_set_prompt(&r->smp, r->prompt, r->n_prompt);
