@@ -103,8 +103,7 @@ int sampler_edits(const sampler *s, const int *bias_id, const float *bias, int n
     return n;
 }
 
-// xorshift64*: small, fast, and reproducible across machines for a given seed.
-static float rng_uniform(uint64_t *state) {
+float rng_uniform(uint64_t *state) {
     uint64_t x = *state ? *state : 1;
     x ^= x >> 12;
     x ^= x << 25;

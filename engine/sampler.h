@@ -53,6 +53,9 @@ int sampler_sample(sampler *s, const float *logits);
 // only when sampling is random), and the choice from logits given that draw. A row holding NaN or an infinity
 // gives -1: the sequence has failed, and its caller says so (never an id out of range).
 float sampler_uniform(sampler *s);
+// A uniform draw in [0, 1) from an xorshift64* state (the sampler's RNG; small, fast, reproducible across machines
+// for a given seed): for draws of their own (a draft's proposals).
+float rng_uniform(uint64_t *state);
 // Records id as generated (the penalties' history), for a draw made by sampler_pick elsewhere.
 void sampler_record(sampler *s, int id);
 int sampler_pick(const sampler_params *p, const float *logits, int vocab, float u, struct prob_id *work);

@@ -83,16 +83,6 @@ int spec_accept_or_replace(const float *p, const float *q, int vocab, int d, flo
     return last;
 }
 
-// xorshift64* as the sampler's: the draft's own draws.
-static float uniform01(uint64_t *state) {
-    uint64_t x = *state ? *state : 1;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return (float)((x * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
-}
-
 // Row `row` with g's edits (logit_bias; penalties from its sampler's history as it now stands) into out.
 static void edited_row(const gen_seq *g, const float *row, int vocab, float *out, logit_edit *edits) {
     memcpy(out, row, sizeof(float) * (size_t)vocab);
@@ -145,7 +135,7 @@ int spec_step(model *m, gen_seq *const *g, int n, forward_stats *stats, rp_err *
             edited_row(s, logits + (size_t)r * vocab, vocab, edited, edits);
             float *q = d->q + (size_t)j * vocab;
             if (sampler_distribution(&s->smp->p, edited, vocab, work, q)) continue;   // not finite: no more proposals
-            int id = s->smp->p.temp > 0 ? draw_from(q, vocab, uniform01(&d->rng)) : argmax(q, vocab);
+            int id = s->smp->p.temp > 0 ? draw_from(q, vocab, rng_uniform(&d->rng)) : argmax(q, vocab);
             if (id < 0) continue;
             props[i * SPEC_MAX_TOKENS + j] = id, n_props[i] = j + 1;
             sampler_record(s->smp, id);   // the next rows' penalties see it (undone below)

@@ -816,6 +816,38 @@ static void gemm_mma_matches_reference_and_is_batch_invariant(void) {
     }
 }
 
+// FP8 GEMM tests' operands: n random E4M3 codes (no NaN); (N, K) codes in the device's fragment order; and the
+// weights the GEMM multiplies, BF16(value x multiplier) with each column's multiplier read back from mult
+// (gemm_e4m3_col_mults' BF16 x 2^120, over 2^120), or the codes' values without mult.
+static std::vector<uint8_t> random_e4m3_codes(size_t n) {
+    std::vector<uint8_t> codes(n);
+    for (uint8_t &c : codes) {
+        c = (uint8_t)(rng() % 256);
+        if ((c & 0x7f) == 0x7f) c ^= 1;   // no NaN code
+    }
+    return codes;
+}
+static std::vector<uint8_t> e4m3_fragment_order(const std::vector<uint8_t> &codes, int N, int K) {
+    int K16 = gemm_e4m3_row_codes(K);
+    std::vector<uint8_t> ordered((size_t)N * K16);
+    for (int n = 0; n < N; n++) gemm_e4m3_order_row(&codes[(size_t)n * K], K, &ordered[(size_t)n * K16]);
+    return ordered;
+}
+static std::vector<float> e4m3_widened(const std::vector<uint8_t> &codes, int N, int K, const std::vector<uint32_t> *mult) {
+    std::vector<float> w((size_t)N * K);
+    for (int k = 0; k < K; k++) {
+        float m = 1.0f;
+        if (mult) {
+            uint32_t bits = (uint32_t)((*mult)[(k / 16) * 8 + 2 * ((k % 8) / 2) + (k % 16 >= 8)] >> (16 * (k % 2))) << 16;
+            memcpy(&m, &bits, 4);
+            m = ldexpf(m, -120);
+        }
+        for (int n = 0; n < N; n++)
+            w[(size_t)n * K + k] = __bfloat162float(__float2bfloat16(fp8_e4m3_value(codes[(size_t)n * K + k]) * m));
+    }
+    return w;
+}
+
 // W8A16 (GEMM_WEIGHT_E4M3): FP8 codes in fragment order, widened in registers, are the BF16 GEMM of BF16(value x
 // column multiplier) - bit for bit, each output times its row's scale after its sum - on K a multiple of 16 and not,
 // one segment or many, the decode split (in two row blocks from 9 rows) and the prefill tiles; with no multipliers
@@ -827,31 +859,21 @@ static void gemm_e4m3_is_the_bf16_gemm_of_its_values(void) {
     const int Ms[] = {1, 9, 17, 40, 65, 130};
     for (auto sh : shapes) {
         int N = sh.N, K = sh.K, K16 = gemm_e4m3_row_codes(K), Rmax = 130;
-        std::vector<uint8_t> codes((size_t)N * K), ordered((size_t)N * K16);
-        for (size_t i = 0; i < codes.size(); i++) {
-            codes[i] = (uint8_t)(rng() % 256);
-            if ((codes[i] & 0x7f) == 0x7f) codes[i] ^= 1;   // no NaN code
-        }
+        std::vector<uint8_t> codes = random_e4m3_codes((size_t)N * K);
         if (N == 254)   // row n holds code n (0x7f and 0xff, the NaNs, skipped) in every column: each widened
             for (int n = 0; n < N; n++)
                 for (int k = 0; k < K; k++) codes[(size_t)n * K + k] = (uint8_t)(n < 127 ? n : n + 1);
-        for (int n = 0; n < N; n++) gemm_e4m3_order_row(&codes[(size_t)n * K], K, &ordered[(size_t)n * K16]);
+        std::vector<uint8_t> ordered = e4m3_fragment_order(codes, N, K);
         std::vector<float> x = bf16_round(randv((size_t)Rmax * K)), row_scale(N), col_scale(K);
         for (float &v : row_scale) v = 0.001f + (float)(rng() % 1000) / 1000.0f;
         for (int k = 0; k < K; k++) col_scale[k] = (k % 2 ? -1.0f : 1.0f) * (0.1f + sh.col_max * (float)(rng() % 1000) / 1000.0f);
         std::vector<uint32_t> mult((size_t)K16 / 2);
         int E = gemm_e4m3_col_mults(col_scale.data(), K, mult.data());
         CHECK((sh.col_max > 200) == (E > 0), "K %d: exponent shift %d for multipliers up to %g", K, E, sh.col_max);
-        uint8_t *dcodes;
-        uint32_t *dmult;
-        float *drs, *dout, *dref, *partial;
+        uint8_t *dcodes = dev(ordered);
+        uint32_t *dmult = dev(mult);
+        float *drs = dev(row_scale), *dout, *dref, *partial;
         unsigned *count;
-        cudaMalloc((void **)&dcodes, ordered.size());
-        cudaMemcpy(dcodes, ordered.data(), ordered.size(), cudaMemcpyHostToDevice);
-        cudaMalloc((void **)&dmult, mult.size() * 4);
-        cudaMemcpy(dmult, mult.data(), mult.size() * 4, cudaMemcpyHostToDevice);
-        cudaMalloc((void **)&drs, N * sizeof(float));
-        cudaMemcpy(drs, row_scale.data(), N * sizeof(float), cudaMemcpyHostToDevice);
         cudaMalloc((void **)&dout, (size_t)Rmax * N * sizeof(float)), cudaMalloc((void **)&dref, (size_t)Rmax * N * sizeof(float));
         cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16);
         cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
@@ -859,15 +881,8 @@ static void gemm_e4m3_is_the_bf16_gemm_of_its_values(void) {
         gemm_workspace ws = {partial, count, 0};
         bf16 *dx = dev_bf16(x);
         for (int scaled = 0; scaled < 2; scaled++) {
-            std::vector<float> wref((size_t)N * K);   // BF16(value x multiplier), the multiplier BF16(col x 2^(120-E)) / 2^120
-            for (int k = 0; k < K; k++) {
-                uint32_t bits = (uint32_t)(mult[(k / 16) * 8 + 2 * ((k % 8) / 2) + (k % 16 >= 8)] >> (16 * (k % 2))) << 16;
-                float m;
-                memcpy(&m, &bits, 4);
-                m = scaled ? ldexpf(m, -120) : 1.0f;
-                for (int n = 0; n < N; n++)
-                    wref[(size_t)n * K + k] = __bfloat162float(__float2bfloat16(fp8_e4m3_value(codes[(size_t)n * K + k]) * m));
-            }
+            // BF16(value x multiplier), the multiplier BF16(col x 2^(120-E)) / 2^120
+            std::vector<float> wref = e4m3_widened(codes, N, K, scaled ? &mult : nullptr);
             bf16 *dw = dev_bf16(wref);
             gemm_weight w8 = gemm_weight_e4m3(dcodes, drs, scaled ? dmult : nullptr);
             int bad = 0, differ = 0;
@@ -905,35 +920,17 @@ static void gemm_e4m3_groups_are_scaled_chains(void) {
     const int Ms[] = {1, 9, 17, 40, 65, 130}, Rmax = 130;
     for (auto sh : shapes) {
         int N = sh.N, K = sh.K, K16 = gemm_e4m3_row_codes(K), G = gemm_e4m3_groups(K, sh.group_k, sh.shift);
-        std::vector<uint8_t> codes((size_t)N * K), ordered((size_t)N * K16);
-        for (size_t i = 0; i < codes.size(); i++) {
-            codes[i] = (uint8_t)(rng() % 256);
-            if ((codes[i] & 0x7f) == 0x7f) codes[i] ^= 1;   // no NaN code
-        }
-        for (int n = 0; n < N; n++) gemm_e4m3_order_row(&codes[(size_t)n * K], K, &ordered[(size_t)n * K16]);
+        std::vector<uint8_t> codes = random_e4m3_codes((size_t)N * K), ordered = e4m3_fragment_order(codes, N, K);
         std::vector<float> x = bf16_round(randv((size_t)Rmax * K)), scale((size_t)N * G), col_scale(K);
         for (float &v : scale) v = 0.001f + (float)(rng() % 1000) / 1000.0f;
         for (int k = 0; k < K; k++) col_scale[k] = (k % 2 ? -1.0f : 1.0f) * (0.1f + 1.5f * (float)(rng() % 1000) / 1000.0f);
         std::vector<uint32_t> mult((size_t)K16 / 2);
         CHECK(gemm_e4m3_col_mults(col_scale.data(), K, mult.data()) == 0, "multipliers below 2 need no shift");
-        std::vector<float> wide((size_t)N * K);   // BF16(value x multiplier), as the previous test
-        for (int k = 0; k < K; k++) {
-            uint32_t bits = (uint32_t)(mult[(k / 16) * 8 + 2 * ((k % 8) / 2) + (k % 16 >= 8)] >> (16 * (k % 2))) << 16;
-            float m;
-            memcpy(&m, &bits, 4);
-            for (int n = 0; n < N; n++)
-                wide[(size_t)n * K + k] = __bfloat162float(__float2bfloat16(fp8_e4m3_value(codes[(size_t)n * K + k]) * ldexpf(m, -120)));
-        }
-        uint8_t *dcodes;
-        uint32_t *dmult;
-        float *dscale, *dout, *dref, *partial;
+        std::vector<float> wide = e4m3_widened(codes, N, K, &mult);   // BF16(value x multiplier)
+        uint8_t *dcodes = dev(ordered);
+        uint32_t *dmult = dev(mult);
+        float *dscale = dev(scale), *dout, *dref, *partial;
         unsigned *count;
-        cudaMalloc((void **)&dcodes, ordered.size());
-        cudaMemcpy(dcodes, ordered.data(), ordered.size(), cudaMemcpyHostToDevice);
-        cudaMalloc((void **)&dmult, mult.size() * 4);
-        cudaMemcpy(dmult, mult.data(), mult.size() * 4, cudaMemcpyHostToDevice);
-        cudaMalloc((void **)&dscale, scale.size() * sizeof(float));
-        cudaMemcpy(dscale, scale.data(), scale.size() * sizeof(float), cudaMemcpyHostToDevice);
         cudaMalloc((void **)&dout, (size_t)Rmax * N * sizeof(float)), cudaMalloc((void **)&dref, (size_t)Rmax * N * sizeof(float));
         cudaMalloc((void **)&partial, gemm_workspace_floats(N, K) * sizeof(float) + 16);
         cudaMalloc((void **)&count, gemm_workspace_counters(N) * sizeof(unsigned));
