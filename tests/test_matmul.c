@@ -67,7 +67,7 @@ static void packing_keeps_every_element(void) {
 }
 
 static void paths_agree_bit_for_bit_and_rows_stand_alone(void) {
-    static const int ns[] = {1, 2, 3, 4, 6, 7, 13, 50}, ds[] = {1, 15, 16, 17, 33, 100}, ks[] = {1, 7, 64, 129};
+    static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 13, 50}, ds[] = {1, 15, 16, 17, 33, 100}, ks[] = {1, 7, 64, 129};
     fprintf(stderr, "  paths on this CPU:");
     for (int p = 0; p < matmul_path_count(); p++) fprintf(stderr, " %s", matmul_path_name(p));
     fprintf(stderr, "\n");
@@ -117,7 +117,7 @@ static void paths_agree_bit_for_bit_and_rows_stand_alone(void) {
 // one of the 254 finite codes widens to its value (one-hot inputs read each back through the tile); a weight that is
 // not finite is refused naming its row.
 static void fp8_panels_give_the_scaled_chain(void) {
-    static const int ns[] = {1, 3, 7, 50}, ds[] = {1, 17, 100}, ks[] = {7, 64, 129};
+    static const int ns[] = {1, 3, 5, 7, 50}, ds[] = {1, 17, 100}, ks[] = {7, 64, 129};
     for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
         for (size_t b = 0; b < sizeof ds / sizeof *ds; b++)
             for (size_t c = 0; c < sizeof ks / sizeof *ks; c++) {

@@ -3,8 +3,10 @@
 // Algorithm: W is packed into panels of 16 output rows interleaved by k (matmul.h), so one input column's 16
 // weights are contiguous (two AVX2 vectors). The AVX2 tile, 3 input rows x 2 panels (32 outputs), keeps its 12
 // vectors of sums in registers; for each k it loads the panels' four weight vectors once and, per row, broadcasts
-// x[r][k] into a fused multiply-add with each. Decode (1 row) streams each panel once; prefill reuses each weight
-// vector across 3 rows from registers and each panel pair across a block of rows from L2. Threads split the panels.
+// x[r][k] into a fused multiply-add with each; 4 to 6 rows take a tall tile, 6 rows x 1 panel, so a few rows (a
+// speculative verifying pass) read each weight once. Decode (1 row) streams each panel once; prefill reuses each
+// weight vector across 3 or 6 rows from registers and each panel pair across a block of rows from L2. Threads split
+// the panels.
 //
 // BF16 and F16 panels: a decode step (at most 3 rows) widens each weight vector to float32 in registers as it is
 // loaded, so it streams half the bytes of float32; more rows first widen a panel pair into a float32 scratch once
@@ -185,7 +187,7 @@ AVX2 __attribute__((always_inline)) static inline void load16(const void *w, siz
     *a0 = load8(w, i, dtype), *a1 = load8(w, i + 8, dtype);
 }
 
-// AVX2: a panel is two ymm halves; 3 rows x 2 panels, 12 ymm sums.
+// AVX2: a panel is two ymm halves; up to 3 rows x 2 panels, 12 ymm sums.
 AVX2 __attribute__((always_inline)) static inline void tile256(float *out, int ld, int valid, const float *x, int k, int kb,
                                                                int ke, const void *w0, st_dtype dtype, int mr, int np) {
     __m256 acc[3][NP][2];
@@ -213,13 +215,48 @@ AVX2 __attribute__((always_inline)) static inline void tile256(float *out, int l
         }
 }
 
-// The rows of one call, 3 at a time, for one dtype known at compile time (so load8 is specialised).
+// AVX2, 4 to 6 rows against one panel: 12 ymm sums, each weight vector loaded once for all the rows. A verifying
+// pass of a few rows (speculative decoding) then streams the weights once, as a decode step does, instead of once
+// for a 3-row tile and again from L2 for each row left over, which cost a 5-row pass twice a 1-row step.
+AVX2 __attribute__((always_inline)) static inline void tile_tall(float *out, int ld, int valid, const float *x, int k, int kb,
+                                                                 int ke, const void *w0, st_dtype dtype, int mr) {
+    __m256 acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int kk = kb; kk < ke; kk++) {
+        __m256 a0, a1;
+        load16(w0, (size_t)kk * MATMUL_LANES, dtype, &a0, &a1);
+        for (int r = 0; r < mr; r++) {
+            __m256 xv = _mm256_set1_ps(x[(size_t)r * k + kk]);
+            acc[r][0] = _mm256_fmadd_ps(xv, a0, acc[r][0]), acc[r][1] = _mm256_fmadd_ps(xv, a1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float tmp[MATMUL_LANES];
+        _mm256_storeu_ps(tmp, acc[r][0]), _mm256_storeu_ps(tmp + 8, acc[r][1]);
+        int n = valid < MATMUL_LANES ? valid : MATMUL_LANES;
+        if (n > 0) memcpy(out + (size_t)r * ld, tmp, sizeof(float) * (size_t)n);
+    }
+}
+
+// The rows of one call for one dtype known at compile time (so load8 is specialised): up to 3 rows in one tile
+// against both panels, 4 to 6 rows in a tall tile per panel; the row count a compile-time constant in each.
 AVX2 __attribute__((always_inline)) static inline void tile_avx2_rows(float *out, int ld, int valid, const float *x, int k,
                                                                       int kb, int ke, const void *w0, st_dtype dtype, int mr,
                                                                       int np) {
-    int r = 0;
-    for (; r + 3 <= mr && np == NP; r += 3) tile256(out + (size_t)r * ld, ld, valid, x + (size_t)r * k, k, kb, ke, w0, dtype, 3, NP);
-    for (; r < mr; r++) tile256(out + (size_t)r * ld, ld, valid, x + (size_t)r * k, k, kb, ke, w0, dtype, 1, np);
+    switch (mr) {
+    case 1: tile256(out, ld, valid, x, k, kb, ke, w0, dtype, 1, np); return;
+    case 2: tile256(out, ld, valid, x, k, kb, ke, w0, dtype, 2, np); return;
+    case 3: tile256(out, ld, valid, x, k, kb, ke, w0, dtype, 3, np); return;
+    }
+    size_t panel_bytes = (size_t)k * MATMUL_LANES * elem_size(dtype);
+    for (int p = 0; p < np && valid > p * MATMUL_LANES; p++) {
+        const void *wp = (const unsigned char *)w0 + p * panel_bytes;
+        float *op = out + p * MATMUL_LANES;
+        int left = valid - p * MATMUL_LANES;
+        if (mr == 4) tile_tall(op, ld, left, x, k, kb, ke, wp, dtype, 4);
+        else if (mr == 5) tile_tall(op, ld, left, x, k, kb, ke, wp, dtype, 5);
+        else tile_tall(op, ld, left, x, k, kb, ke, wp, dtype, 6);
+    }
 }
 
 AVX2 static void tile_avx2(float *out, int ld, int valid, const float *x, int k, int kb, int ke, const void *w0,
