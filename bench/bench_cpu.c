@@ -22,6 +22,7 @@
 #include "engine/sampler.h"
 #include "loader/json_file.h"
 #include "loader/weights.h"
+#include "bench/bench_usage.h"
 #include "bench/random_model.h"
 #include "tools/common/stats.h"
 
@@ -136,15 +137,18 @@ int main(int argc, char **argv) {
             *(!strcmp(argv[i], "--contention") ? &contend : &decode_only) = 1;
             memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof *argv), argc--, i--;
         }
-    for (int i = 1; i + 1 < argc; i += 2) {
+    static const char usage[] = "usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N]\n"
+                                "       bench_cpu --contention [-m DIR] [--decode N]\n"
+                                "       bench_cpu --write-model DIR\n";
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 >= argc) return bench_usage(argv[i], usage);
         if (!strcmp(argv[i], "--write-model")) return random_model_write(argv[i + 1], RANDOM_MODEL_100M, 1) ? 1 : 0;
         if (!strcmp(argv[i], "-m")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--schedule")) sched_text = argv[i + 1];
         else if (!strcmp(argv[i], "--prompt")) n_prompt = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode")) n_decode = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
-        else return fprintf(stderr, "usage: bench_cpu [-m DIR] [--schedule S] [--prompt N] [--decode N] [-t N] | "
-                                    "--contention [-m DIR] [--decode N] | --write-model DIR\n"), 2;
+        else return bench_usage(argv[i], usage);
     }
     char tmpl[] = "/tmp/reprise-bench-XXXXXX";
     int own = !dir;

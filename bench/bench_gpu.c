@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_usage.h"
 #include "bench/random_model.h"
 #include "kernels/shapes.h"
 #include "engine/forward.h"
@@ -381,7 +382,12 @@ int main(int argc, char **argv) {
     const char *dir = NULL, *gpu = NULL, *sched_text = NULL;
     int n_prompt = 512, n_decode = 32, profile = 0, tp = 1;
     int gemm_table = -1;   // --gemm; not given: on with a GPU, off under the emulation (minutes of it)
-    for (int i = 1; i + 1 < argc; i += 2) {
+    static const char usage[] = "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] "
+                                "[--tp N] [--gemm 0|1] [--profile 0|1] [--weights stored|fp8]\n"
+                                "bench_gpu_emu (predictions, no GPU) also: [--batch N] [--prefill 0|1] [--measured FILE] "
+                                "[--gemm-rows N,..] [--gemm-variant V]\n";
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 >= argc) return bench_usage(argv[i], usage);
         if (!strcmp(argv[i], "-m")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--gpu")) gpu = argv[i + 1];
         else if (!strcmp(argv[i], "--schedule")) sched_text = argv[i + 1];
@@ -403,8 +409,7 @@ int main(int argc, char **argv) {
         }
 #endif
         else
-            return fprintf(stderr, "usage: bench_gpu [-m DIR] [--gpu h100|h200|a100] [--schedule S] [--prompt N] [--decode N] "
-                                   "[--tp N] [--gemm 0|1] [--profile 0|1] [--weights stored|fp8]\n"), 2;
+            return bench_usage(argv[i], usage);
     }
     char tmpl[] = "/tmp/reprise-bench-gpu-XXXXXX";
     int own = !dir;

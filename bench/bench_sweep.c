@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench/bench_usage.h"
 #include "bench/random_model.h"
 #include "engine/memory_plan.h"
 #include "tools/export.h"
@@ -84,8 +85,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = argv[++i];
         else if (!strcmp(argv[i], "--no-duplicated")) duplicated = 0;
         else
-            return fprintf(stderr, "usage: bench_sweep [-m DIR | --shape qwen2-7b] [--backend cpu|cuda] [--probe SPEC] [--items N] "
-                                   "[--configs LIST] [--no-duplicated]\n"), 2;
+            return bench_usage(argv[i], "usage: bench_sweep [-m DIR | --shape qwen2-7b] [--backend cpu|cuda] [--probe SPEC] "
+                                        "[--items N] [--configs LIST] [--no-duplicated]\n");
     }
     char shaped[] = "/tmp/reprise-bench-sweep-model-XXXXXX";
     if (shape) {

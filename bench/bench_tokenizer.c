@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_usage.h"
 #include "loader/json_file.h"
 #include "loader/tokenizer.h"
 #include "tools/common/stats.h"
@@ -57,6 +58,10 @@ static double encode_seconds(const tokenizer *t, const char *text, size_t len, i
 int main(int argc, char **argv) {
     const char *defaults[] = {SHARED_DIR "/tokenizers/qwen3/tokenizer.json", SHARED_DIR "/tokenizers/llama3/tokenizer.json",
                               SHARED_DIR "/tokenizers/mistral/tokenizer.json"};
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-')
+            return bench_usage(argv[i], "usage: bench_tokenizer [tokenizer.json ...]   (default: ../shared's qwen3, llama3 "
+                                        "and mistral tokenizers)\n");
     int n_paths = argc > 1 ? argc - 1 : 3;
     const char **paths = argc > 1 ? (const char **)argv + 1 : defaults;
     char *text = mixed_text(1 << 20);

@@ -202,6 +202,77 @@ p = subprocess.run([BIN, "chat", "--top-p", "0.5", "--presence-penalty", "1", "-
                    capture_output=True)
 check(p.returncode == 0 and "chat --top-p" not in p.stdout.decode() and "--presence-penalty" in out("chat", "--help"),
       "chat takes --top-p and --presence-penalty, named on its help's grouped lines")
+# the spellings llama.cpp and vLLM users type: aliases run as reprise's flag, --flag=value, and the rest answered
+plain = out("generate", "-m", M, "--tokens", "1", "-n", "6", "--temp", "0", "-c", "16", "-t", "1")
+for args in (("--model", M, "--max-tokens", "6", "--ctx-size", "16", "--threads", "1"),
+             ("--model=" + M, "--n-predict=6", "--max-model-len=16", "--temperature=0", "-t", "1"),
+             ("-m", M, "--predict", "6", "--tensor-parallel-size", "1", "-c", "16", "-t", "1")):
+    check(out("generate", "--tokens", "1", "--temp", "0", *args) == plain and plain, "generate %s: as -m -n -c -t" % " ".join(args[2:]))
+expect_error("a typo gets the closest flag", "unknown option '--top_k' (did you mean --top-k?)", "generate", "-m", M,
+             "--tokens", "1", "--top_k", "3")
+expect_error("a typo of an alias", "(did you mean --max-tokens?)", "generate", "-m", M, "--tokens", "1", "--max_tokens", "3")
+expect_error("llama.cpp's -ngl answered", "unknown option '-ngl': reprise runs every layer on the GPU with --backend cuda",
+             "generate", "-m", M, "--tokens", "1", "-ngl", "99")
+expect_error("vLLM's --gpu-memory-utilization answered", "--kv-budget N caps it", "serve", "-m", M,
+             "--gpu-memory-utilization", "0.9")
+expect_error("an alias of a flag the command lacks", "it is reprise's --parallel, which this command does not take",
+             "generate", "-m", M, "--tokens", "1", "--max-num-seqs", "4")
+expect_error("a switch given a value", "--ignore-eos takes no value (given '1')", "generate", "-m", M, "--tokens", "1",
+             "--ignore-eos=1")
+expect_error("--flag=value checked as the value", "--max-tokens: 'x' is not an integer", "generate", "-m", M, "--tokens", "1", "--max-tokens=x")
+expect_error("nothing close: see --help", "unknown option '--frobnicate' (see --help)", "generate", "-m", M, "--tokens", "1",
+             "--frobnicate", "1")
+for b in ("bench_cpu", "bench_gpu", "bench_sweep", "bench_tokenizer"):
+    path = os.path.join(os.path.dirname(BIN), b)
+    rc, o, e = run("--help", binary=path)
+    rc2, o2, e2 = run("--bogus", binary=path)
+    check(rc == 0 and o.startswith("usage: " + b) and rc2 == 2 and "usage: " + b in e2 and not o2,
+          "%s --help prints its usage (exit %d); a bad flag is refused with it (exit %d)" % (b, rc, rc2))
+# -m ORG/NAME: a model in the Hugging Face cache, found as the hub's tools lay it out (refs/REV holding a commit,
+# snapshots/COMMIT of links into blobs/), never downloaded
+def hub_cache(root, repo, refs):
+    """A cache under root holding the fixture M as repo at each ref -> commit of refs."""
+    folder = os.path.join(root, "models--" + repo.replace("/", "--"))
+    os.makedirs(os.path.join(folder, "refs"), exist_ok=True)
+    os.makedirs(os.path.join(folder, "blobs"), exist_ok=True)
+    for ref, commit in refs.items():
+        write(os.path.join(folder, "refs", ref), commit + "\n")
+        os.makedirs(os.path.join(folder, "snapshots", commit), exist_ok=True)
+        for name in os.listdir(M):
+            blob = os.path.join(folder, "blobs", name + ".blob")
+            if not os.path.exists(blob):
+                shutil.copy(os.path.join(M, name), blob)
+            os.symlink(os.path.join("..", "..", "blobs", name + ".blob"), os.path.join(folder, "snapshots", commit, name))
+    return folder
+
+
+clean = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME")}
+hub = hub_cache(os.path.join(T, "hub"), "test-org/tiny-llama", {"main": "a1b2c3", "v2": "d4e5f6"})
+gen = ("generate", "--tokens", "1", "-n", "6", "--temp", "0", "-c", "16", "-t", "1")
+check(out(*gen, "-m", "test-org/tiny-llama", env=dict(clean, HF_HUB_CACHE=os.path.join(T, "hub"))) == plain,
+      "-m ORG/NAME from $HF_HUB_CACHE: the model's output")
+hub_cache(os.path.join(T, "hfhome", "hub"), "test-org/tiny-llama", {"main": "a1b2c3"})
+check(out(*gen, "-m", "test-org/tiny-llama", env=dict(clean, HF_HOME=os.path.join(T, "hfhome"))) == plain, "from $HF_HOME/hub")
+hub_cache(os.path.join(T, "home", ".cache", "huggingface", "hub"), "test-org/tiny-llama", {"main": "a1b2c3"})
+check(out(*gen, "-m", "test-org/tiny-llama", env=dict(clean, HOME=os.path.join(T, "home"))) == plain,
+      "from the default cache, ~/.cache/huggingface/hub")
+env = dict(clean, HF_HUB_CACHE=os.path.join(T, "hub"))
+for rev in ("v2", "d4e5f6", "a1b2c3"):
+    check(out(*gen, "-m", "test-org/tiny-llama", "--revision", rev, env=env) == plain, "--revision %s (a ref, or a commit)" % rev)
+rc, o, e = run("inspect", "-m", "test-org/tiny-llama", "--revision", "v2", env=env)
+check(rc == 0 and "snapshots/d4e5f6" in o + e, "inspect shows the snapshot a revision names")
+expect_error("a revision not in the cache", "revision 'v9' is not in the cache", *gen, "-m", "test-org/tiny-llama",
+             "--revision", "v9", env=env)
+expect_error("a model not in the cache names where it looked and how to download it",
+             "looked for %s/models--test-org--missing" % os.path.join(T, "hub"), *gen, "-m", "test-org/missing", env=env)
+expect_error("... and the command that downloads it", "`huggingface-cli download test-org/missing`", *gen, "-m",
+             "test-org/missing", env=env)
+shutil.rmtree(os.path.join(hub, "snapshots", "d4e5f6"))
+expect_error("a ref whose snapshot is gone", "names commit d4e5f6, whose snapshot", *gen, "-m", "test-org/tiny-llama",
+             "--revision", "v2", env=env)
+expect_error("--revision with a directory", "is a directory, not a Hugging Face name", *gen, "-m", M, "--revision", "main")
+expect_error("--revision that is a path", "a branch, tag or commit (one name)", *gen, "-m", "test-org/tiny-llama",
+             "--revision", "../x", env=env)
 expect_error("bad token list", "'x3'", "generate", "-m", M, "--tokens", "1,x3")
 expect_error("token outside the vocabulary", "token id 96 is outside the vocabulary", "generate", "-m", M, "--tokens", "1,96", "-n", "2")
 expect_error("context overflow", "needs a context of 7, more than -c 4", "generate", "-m", M, "--tokens", "1,2,3", "-n", "5", "-c", "4")

@@ -103,6 +103,31 @@ static void errors_name_the_flag(void) {
     CHECK(options_find(naming, NULL, "--nowhere") == NULL, "an unresolved shared flag is found");
 }
 
+// llama.cpp's and vLLM's spellings: an alias runs as the flag it names when the table takes it (the table's own flag
+// of that name wins), --flag=value is one argument, and a flag not taken gets the closest one or an answer.
+static void aliases_and_equals(void) {
+    flags f;
+    rp_err err;
+    int help;
+    const char *argv[] = {"--temperature", "1.5", "--n-predict=4", "--mode=exact", "--each=a", "--on"};
+    CHECK(parse(&f, 6, argv, &err, &help) == 0, "%s", err.msg);
+    CHECK(f.temp == 1.5f && f.n == 4 && f.mode == 2 && f.count == 1 && !strcmp(f.each[0], "a") && f.on,
+          "temp %g n %d mode %d each %d", f.temp, f.n, f.mode, f.count);
+    free(f.rest.items);
+    refused(1, (const char *[]){"--on=1"}, "--on takes no value (given '1')");
+    refused(1, (const char *[]){"-n=4"}, "unknown option '-n=4'");   // short flags take their value apart
+    refused(1, (const char *[]){"--temp=x"}, "--temp: 'x' is not a number");
+    refused(2, (const char *[]){"--mdoe", "fast"}, "unknown option '--mdoe' (did you mean --mode?)");
+    refused(2, (const char *[]){"--temperatur", "1"}, "(did you mean --temperature?)");
+    refused(2, (const char *[]){"--threads", "2"}, "it is reprise's -t, which this command does not take");
+    refused(2, (const char *[]){"-ngl", "99"}, "no partial offload");
+    refused(2, (const char *[]){"--xyz", "1"}, "unknown option '--xyz' (see --help)");
+    // a table's own flag of an alias's name is the table's
+    int own = 0;
+    option_def t[] = {{OPT_INT, "--max-tokens", "N", &own, 0, 99, .help = "own"}, {OPT_INT, "-n", "N", &f.n, 0, 99, .help = "n"}, OPTIONS_END};
+    CHECK(options_parse(2, (char *[]){"--max-tokens", "7"}, 0, t, NULL, &help, &err) == 0 && own == 7, "own --max-tokens: %d", own);
+}
+
 // The help, as printed, into buf.
 static void help_text(char *buf, size_t cap) {
     flags f;
@@ -154,6 +179,7 @@ static void help_fits_and_aligns(void) {
 int main(void) {
     RUN(defaults_then_each_kind);
     RUN(errors_name_the_flag);
+    RUN(aliases_and_equals);
     RUN(help_fits_and_aligns);
     return TEST_EXIT();
 }

@@ -611,7 +611,17 @@ def test_api_key():
         check(s.request("GET", "/v1/models")[0] == 401, "no key: 401")
         check(s.request("GET", "/v1/models", headers={"Authorization": "Bearer wrong"})[0] == 401, "a wrong key: 401")
         check(s.request("GET", "/v1/models", headers={"Authorization": "Bearer sekret"})[0] == 200, "the key: 200")
-        check(s.request("GET", "/metrics", headers={"Authorization": "Bearer sekre"})[0] == 401, "a prefix of the key: 401")
+        check(s.request("GET", "/v1/models", headers={"Authorization": "Bearer sekre"})[0] == 401, "a prefix of the key: 401")
+        check(s.request("GET", "/metrics")[0] == 200, "/metrics needs no API key (as vLLM's)")
+    finally:
+        s.stop()
+    s = Server("--api-key", "sekret", "--metrics-key", "scrape")
+    try:
+        check(s.request("GET", "/metrics")[0] == 401 and
+              s.request("GET", "/metrics", headers={"Authorization": "Bearer sekret"})[0] == 401 and
+              s.request("GET", "/metrics", headers={"Authorization": "Bearer scrape"})[0] == 200 and
+              s.request("GET", "/v1/models", headers={"Authorization": "Bearer scrape"})[0] == 401,
+              "--metrics-key: /metrics takes that key alone, and it opens nothing else")
     finally:
         s.stop()
     env = dict(os.environ, REPRISE_API_KEY="fromenv")
@@ -621,6 +631,46 @@ def test_api_key():
               s.request("GET", "/v1/models", headers={"Authorization": "Bearer fromenv"})[0] == 200, "REPRISE_API_KEY")
     finally:
         s.stop()
+
+
+def test_access_log(s):
+    """A line on stderr per request: client, "METHOD PATH", status, a generation's schedule and tokens, seconds."""
+    st, b = s.post("/v1/completions", {"prompt": "12+34=", "max_tokens": 3, "temperature": 0, "layer_schedule": "0-4,3,5"})
+    st2, _ = s.post("/v1/completions", {"prompt": "1+1=", "max_tokens": 2, "stream": True, "layer_schedule": "0-5,5"})
+    s.request("GET", "/no/such%01path")   # decoded by the server to a control character
+    time.sleep(0.3)
+    log = s.stderr()
+    want = r'reprise serve: 127\.0\.0\.1 "POST /v1/completions" 200 schedule=0-4,3,5 prompt_tokens=%d completion_tokens=%d ' \
+           r'\d+\.\d{3} s' % (b["usage"]["prompt_tokens"], b["usage"]["completion_tokens"])
+    check(st == 200 and re.search(want, log), "the access log's line of a completion: %s" % want)
+    check(st2 == 200 and re.search(r'"POST /v1/completions" 200 schedule=0-5,5 prompt_tokens=\d+ completion_tokens=\d+ ', log),
+          "a streamed completion's line, with its tokens")
+    check('"GET /no/such?path" 404 ' in log, "a 404's line, the control character in its path made printable")
+
+
+def test_quiet_and_hub_name():
+    """--quiet: no access log. -m ORG/NAME from a Hugging Face cache: /v1/models lists that name, and requests may
+    name the model by it, by -m as typed or by the directory it names."""
+    with tempfile.TemporaryDirectory() as hub:
+        snap = os.path.join(hub, "models--reprise-test--arith", "snapshots", "0123abcd")
+        os.makedirs(snap)
+        os.makedirs(os.path.join(hub, "models--reprise-test--arith", "refs"))
+        with open(os.path.join(hub, "models--reprise-test--arith", "refs", "main"), "w") as f:
+            f.write("0123abcd")
+        for name in os.listdir(DEFAULT_MODEL):
+            os.symlink(os.path.abspath(os.path.join(DEFAULT_MODEL, name)), os.path.join(snap, name))
+        s = Server("-m", "reprise-test/arith", "--quiet", env=dict(os.environ, HF_HUB_CACHE=hub))
+        try:
+            _, raw, _ = s.request("GET", "/v1/models")
+            check([m["id"] for m in json.loads(raw)["data"]] == ["reprise-test/arith"], "/v1/models: the hub name: %s" % raw[:200])
+            for model in ("reprise-test/arith", snap):
+                st, b = s.post("/v1/completions", {"model": model, "prompt": "12+34=", "max_tokens": 3, "temperature": 0})
+                check(st == 200 and b["model"] == "reprise-test/arith", "a request naming the model as %s: %d" % (model, st))
+            st, b = s.post("/v1/completions", {"model": "arith", "prompt": "1", "max_tokens": 1})
+            check(st == 404, "another name: 404 (%d)" % st)
+            check('"POST /v1/completions"' not in s.stderr(), "--quiet: no access log")
+        finally:
+            s.stop()
 
 
 def test_openai_client(s):
@@ -656,6 +706,7 @@ def main():
     try:
         test_openmp_spinning(s)
         test_basics(s)
+        test_access_log(s)
         test_drafts(s)
         test_loglikelihood(s)
         test_malformed(s)
@@ -669,6 +720,7 @@ def main():
     finally:
         s.stop()
     test_api_key()
+    test_quiet_and_hub_name()
     test_default_draft()
     with tempfile.TemporaryDirectory() as d:
         write_slow_model(d)

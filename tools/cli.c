@@ -79,7 +79,10 @@ static int rule_threads(void *at, const char *flag, const char *v, rp_err *err) 
 #define SHARED_MAX 40
 static void shared_table(cli_opts *o, option_def t[SHARED_MAX]) {
     const option_def list[] = {
-        {OPT_TEXT, "-m", "DIR", &o->model_dir, .help = "model directory (default: the built-in model)"},
+        {OPT_TEXT, "-m", "DIR", &o->model_dir,
+         .help = "model directory, or a Hugging Face name (ORG/NAME) in the local hub cache (default: the built-in model)"},
+        {OPT_TEXT, "--revision", "REV", &o->revision,
+         .help = "with -m ORG/NAME: the branch, tag or commit in the cache (default main)"},
         {OPT_TEXT, "-p", "TEXT", &o->prompt, .help = "prompt text (BOS added as the tokenizer's post-processor says)"},
         {OPT_TEXT, "-f", "FILE", &o->file, .help = "prompt text from a file"},
         {OPT_TEXT, "--tokens", "IDS", &o->tokens, .help = "prompt token ids, e.g. 1,403,407"},
@@ -159,7 +162,14 @@ int cli_begin(int argc, char **argv, const char *synopsis, const option_def *tab
         *exit_code = 0;
         return -1;
     }
-    if (!o->model_dir) o->model_dir = REPRISE_DEFAULT_MODEL;
+    static model_location located;   // one model a process; pointers into it outlive copies of o
+    o->model_given = o->model_dir, o->where = &located;
+    if (model_locate(&located, o->model_dir, o->revision, REPRISE_DEFAULT_MODEL, &err)) {
+        fprintf(stderr, "reprise %s: %s\n", argv[1], err.msg);
+        *exit_code = 2;
+        return -1;
+    }
+    o->model_dir = located.dir;
     if (o->seed_random) fprintf(stderr, "reprise %s: --seed -1: the seed is %llu\n", argv[1], (unsigned long long)o->sampling.seed);
     return 0;
 }

@@ -2,6 +2,7 @@
 #ifndef REPRISE_CLI_H
 #define REPRISE_CLI_H
 
+#include "loader/model_locate.h"
 #include "engine/forward.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -10,7 +11,10 @@
 // The flags several commands share (cli.c's table says how each is read and what it does); a command's own flags
 // live in its own file, in its own table.
 typedef struct {
-    const char *model_dir;   // -m
+    const char *model_dir;   // -m, then the directory it names (model_locate: a hub name's snapshot, the built-in model)
+    const char *model_given; // -m as typed (NULL: none)
+    const char *revision;    // --revision: of a hub name
+    const model_location *where; // where -m was found, and the model's name (the process's one: outlives o's copies)
     const char *schedule;    // --schedule
     const char *draft;       // --draft: a schedule proposing tokens for --schedule to check (NULL: none)
     int draft_tokens;        // --draft-tokens (0: adapted)

@@ -50,7 +50,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **sched_t
     cli_opts c;
     int format = 0, no_warmup = 0;
     const option_def options[] = {
-        SHARED_FLAG("-m"),
+        SHARED_FLAG("-m"), SHARED_FLAG("--revision"),
         {OPT_INTS, "-p", "N,..", o->prompts, 1, BENCH_MAX_LIST, &o->n_prompts,
          .help = "prompt processing tests: N prompt tokens per sequence in one step (default 512, at most half the context)"},
         {OPT_INTS, "-n", "N,..", o->gens, 1, BENCH_MAX_LIST, &o->n_gens,

@@ -14,7 +14,7 @@ static const char *synopsis =
     "(the KV cache is reused across turns). Lines /reset (start over) and /exit (or end of input) are commands.\n";
 
 static const option_def options[] = {
-    SHARED_FLAG("-m"),
+    SHARED_FLAG("-m"), SHARED_FLAG("--revision"),
     {OPT_SHARED, "--system", .help = "system prompt"},
     {OPT_SHARED, "--chat-template",
      .help = "chatml, llama3, llama2, mistral, or plain (a base model: each line is a prompt of its own, BOS + the "

@@ -19,7 +19,7 @@ int cmd_export(int argc, char **argv) {
     int code;
     const char *out = NULL;
     const option_def options[] = {
-        SHARED_FLAG("-m"),
+        SHARED_FLAG("-m"), SHARED_FLAG("--revision"),
         {OPT_SHARED, "--schedule", .help = "layer schedule, e.g. rys:3,6 or 0-5,3-9"},
         {OPT_TEXT, "-o", "OUT", &out, .help = "output directory (created if needed; must differ from DIR)"},
         {OPT_SHARED, "--weights",

@@ -10,7 +10,7 @@ static const char *synopsis =
     "printed, space-separated, on one line. Statistics go to stderr.\n";
 
 static const option_def options[] = {
-    SHARED_FLAG("-m"), SHARED_FLAG("-p"), SHARED_FLAG("-f"), SHARED_FLAG("--tokens"), SHARED_FLAG("--no-special"),
+    SHARED_FLAG("-m"), SHARED_FLAG("--revision"), SHARED_FLAG("-p"), SHARED_FLAG("-f"), SHARED_FLAG("--tokens"), SHARED_FLAG("--no-special"),
     SHARED_FLAG("-n"), SHARED_FLAG("--schedule"), SHARED_FLAG("--draft"), SHARED_FLAG("--draft-tokens"), SHARED_FLAG("-c"), SHARED_FLAG("--ubatch"), SHARED_FLAG("--tp"),
     SHARED_FLAG("--temp"), SHARED_FLAG("--top-k"), SHARED_FLAG("--top-p"), SHARED_FLAG("--min-p"),
     SHARED_FLAG("--seed"), SHARED_FLAG("--repeat-penalty"), SHARED_FLAG("--presence-penalty"),

@@ -43,7 +43,7 @@ int cmd_inspect(int argc, char **argv) {
     int code, all_tensors = 0, batch = 1;
     float gpu_memory_gib = 0;
     const option_def options[] = {
-        SHARED_FLAG("-m"),
+        SHARED_FLAG("-m"), SHARED_FLAG("--revision"),
         SHARED_FLAG("--schedule"),
         {OPT_SWITCH, "--tensors", NULL, &all_tensors, .help = "list every tensor with its dtype and shape"},
         {OPT_SHARED, "-c", .help = "context of each sequence (default: max_position_embeddings up to 4096)"},

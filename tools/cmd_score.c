@@ -20,7 +20,7 @@ int cmd_score(int argc, char **argv) {
     int code, json = 0;
     const char *dump_logits = NULL;
     const option_def options[] = {
-        SHARED_FLAG("-m"),
+        SHARED_FLAG("-m"), SHARED_FLAG("--revision"),
         {OPT_SHARED, "--tokens", .help = "token ids, e.g. 1,403,407 (at least 2)"},
         {OPT_SHARED, "-p", .help = "text to score, through the tokenizer (BOS added unless --no-special)"},
         {OPT_SHARED, "-f", .help = "text to score, from a file"},

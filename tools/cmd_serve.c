@@ -20,8 +20,8 @@ static const char *synopsis =
 
 // serve's own flags (the shared ones are in cli_opts).
 typedef struct {
-    const char *host, *api_key, *api_key_file, *served_name;
-    int port, parallel, queue;
+    const char *host, *api_key, *api_key_file, *served_name, *metrics_key;
+    int port, parallel, queue, quiet;
     int kv_budget, max_visits;   // 0: not given (see their help)
 } serve_flags;
 
@@ -38,15 +38,12 @@ static char *read_key_file(const char *path, rp_err *err) {
     return text;
 }
 
-static char *model_name_of(const char *dir) {
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/') n--;
-    size_t start = n;
-    while (start > 0 && dir[start - 1] != '/') start--;
-    char *name = rp_strndup(dir + start, n - start);
-    for (char *p = name; *p; p++)   // it goes into a Prometheus label too
+// The model's name in the API and in /metrics' labels: the hub name as given, or the directory's name.
+static char *model_name_of(const char *name) {
+    char *out = rp_strdup(name);
+    for (char *p = out; *p; p++)   // it goes into a Prometheus label too
         if (*p == '"' || *p == '\\' || *p == '\n') *p = '_';
-    return name;
+    return out;
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -55,7 +52,8 @@ int cmd_serve(int argc, char **argv) {
     int code;
     serve_flags f = {0};
     const option_def options[] = {
-        {OPT_SHARED, "-m", .help = "model directory, with tokenizer.json (default: the built-in model)"},
+        {OPT_SHARED, "-m", .help = "model directory with tokenizer.json, or a Hugging Face name (ORG/NAME) in the local hub cache (default: the built-in model)"},
+        SHARED_FLAG("--revision"),
         {OPT_TEXT, "--host", "ADDR", &f.host, .def = "127.0.0.1",
          .help = "address to listen on (0.0.0.0 or :: for every interface)"},
         {OPT_INT, "--port", "N", &f.port, 0, 65535, .def = "8080", .help = "port (0: any free port, printed on stderr)"},
@@ -70,9 +68,15 @@ int cmd_serve(int argc, char **argv) {
          .help = "context length: prompt + completion of one request (default min(max_position_embeddings, 4096))"},
         {OPT_SHARED, "--chat-template", .help = "chatml, llama3, llama2, mistral or plain (default: the model's "
                                                 "tokenizer_config.json)"},
-        {OPT_TEXT, "--api-key", "KEY", &f.api_key, .help = "require 'Authorization: Bearer KEY' on every route but /health; also"},
+        {OPT_TEXT, "--api-key", "KEY", &f.api_key,
+         .help = "require 'Authorization: Bearer KEY' on every route but /health and /metrics; also"},
         {OPT_TEXT, "--api-key-file", "FILE", &f.api_key_file,
          .help = "the key from the first line of FILE, or the environment variable REPRISE_API_KEY"},
+        {OPT_TEXT, "--metrics-key", "KEY", &f.metrics_key,
+         .help = "require 'Authorization: Bearer KEY' on /metrics (default: /metrics is open, as vLLM's is)"},
+        {OPT_SWITCH, "--quiet", NULL, &f.quiet,
+         .help = "no access log (otherwise a line on stderr per request: client, method and path, status, a generation's "
+                 "schedule and tokens, seconds)"},
         {OPT_INT, "--parallel", "N", &f.parallel, 1, 4096, .def = "16", .help = "requests running at once"},
         {OPT_SHARED, "--ubatch", .help = "rows of one forward step: decode rows and prompt chunks together (default 512)"},
         {OPT_INT, "--kv-budget", "N", &f.kv_budget, 1, 2147483647L,
@@ -127,7 +131,7 @@ int cmd_serve(int argc, char **argv) {
     int max_visits = f.max_visits ? f.max_visits : 2 * cfg.n_layers;
     if (max_visits < sched.n_visits) max_visits = sched.n_visits;
     if (max_visits < draft.n_visits) max_visits = draft.n_visits;
-    char *name = f.served_name ? rp_strdup(f.served_name) : model_name_of(o.model_dir);
+    char *name = f.served_name ? rp_strdup(f.served_name) : model_name_of(o.where->name);
     serve_http *http = NULL;
     serve_engine *engine = NULL;
     model m = {0};
@@ -148,7 +152,7 @@ int cmd_serve(int argc, char **argv) {
                 lim.kv_budget, sched.n_visits);
         goto out;
     }
-    if (!(http = serve_http_start(f.host, f.port, key, &err))) {
+    if (!(http = serve_http_start(f.host, f.port, key, f.metrics_key, !f.quiet, &err))) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         goto out;
     }
@@ -174,7 +178,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "reprise serve: %s\n", err.msg);
         goto out;
     }
-    serve_context sc = {.cfg = &m.cfg, .tok = tok, .ct = &ct, .model_name = name, .default_schedule = o.schedule,
+    serve_context sc = {.cfg = &m.cfg, .tok = tok, .ct = &ct, .model_name = name, .model_paths = {o.model_given, o.model_dir}, .default_schedule = o.schedule,
                         .default_draft = o.draft, .draft_tokens = o.draft_tokens, .ctx = ctx, .kv_budget = lim.kv_budget,
                         .max_visits = max_visits};
     serve_http_ready(http, engine, &sc, &met, o.model_dir);

@@ -15,7 +15,8 @@ int cmd_tokenize(int argc, char **argv) {
     rp_err err;
     int code, json = 0;
     const option_def options[] = {
-        {OPT_SHARED, "-m", .help = "directory with tokenizer.json (default: the built-in model)"},
+        {OPT_SHARED, "-m", .help = "directory with tokenizer.json, or a Hugging Face name (ORG/NAME) in the local hub cache (default: the built-in model)"},
+        SHARED_FLAG("--revision"),
         {OPT_SHARED, "-p", .help = "the text"},
         {OPT_SHARED, "-f", .help = "the text, from a file"},
         {OPT_SHARED, "--no-special", .help = "do not add BOS or other tokens of the post-processor's template"},

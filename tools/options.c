@@ -128,6 +128,84 @@ static int apply_defaults(const option_def *table, const option_def *shared, rp_
     return 0;
 }
 
+// Flags of llama.cpp and vLLM (and the OpenAI API's names) that mean one of reprise's: taken as that flag wherever
+// the command takes it, so a command line typed from habit runs. A command's own flag of the same name wins.
+static const struct {
+    const char *alias, *flag;
+} aliases[] = {
+    {"--model", "-m"},          {"--prompt", "-p"},          {"--file", "-f"},
+    {"--n-predict", "-n"},      {"--predict", "-n"},         {"--max-tokens", "-n"},
+    {"--ctx-size", "-c"},       {"--max-model-len", "-c"},   {"--threads", "-t"},
+    {"--temperature", "--temp"}, {"--repetition-penalty", "--repeat-penalty"},
+    {"--tensor-parallel-size", "--tp"}, {"-tp", "--tp"},
+    {"--ubatch-size", "--ubatch"}, {"-ub", "--ubatch"},
+    {"--max-num-seqs", "--parallel"}, {"-np", "--parallel"},
+    {"--system-prompt", "--system"}, {"-sys", "--system"},
+};
+
+// Familiar flags with no counterpart, answered with what reprise does instead of a bare "unknown option".
+static const char *const gpu_layers = "reprise runs every layer on the GPU with --backend cuda (auto picks it when a GPU is "
+                                      "present); it has no partial offload";
+static const struct {
+    const char *flag, *answer;
+} answers[] = {
+    {"-ngl", gpu_layers}, {"--n-gpu-layers", gpu_layers}, {"--gpu-layers", gpu_layers},
+    {"--gpu-memory-utilization", "reprise fits the KV cache to the GPU's free memory by itself; serve's --kv-budget N caps it"},
+    {"--quantization", "--weights fp8 quantizes the projections to FP8 at load; an FP8 checkpoint runs as stored"},
+    {"--dtype", "the weights run as stored (BF16 on a GPU, stored or float32 on the CPU); --weights fp8 for FP8"},
+};
+
+// Edits (insert, delete, replace) from a to b, at most 32 characters of b counted.
+static int edit_distance(const char *a, const char *b) {
+    int nb = (int)strlen(b), row[34];
+    if (nb > 32) nb = 32;
+    for (int j = 0; j <= nb; j++) row[j] = j;
+    for (int i = 1; a[i - 1]; i++) {
+        int diag = row[0];
+        row[0] = i;
+        for (int j = 1; j <= nb; j++) {
+            int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up, row[j] = best;
+        }
+    }
+    return row[nb];
+}
+
+// The entry for a flag as typed: the table's own, else an alias's whose flag the table takes.
+static const option_def *find_flag(const option_def *table, const option_def *shared, const char *flag) {
+    const option_def *d = options_find(table, shared, flag);
+    for (size_t i = 0; !d && i < sizeof aliases / sizeof *aliases; i++)
+        if (!strcmp(aliases[i].alias, flag)) d = options_find(table, shared, aliases[i].flag);
+    return d;
+}
+
+// Why flag is refused: an answer for a familiar flag, an alias of a flag this command does not take, or the closest
+// flag it does take (a typo: at most 2 edits, fewer than half the flag).
+static int unknown_flag(const option_def *table, const option_def *shared, const char *flag, rp_err *err) {
+    for (size_t i = 0; i < sizeof answers / sizeof *answers; i++)
+        if (!strcmp(answers[i].flag, flag)) return rp_fail(err, "unknown option '%s': %s", flag, answers[i].answer);
+    for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++)
+        if (!strcmp(aliases[i].alias, flag))
+            return rp_fail(err, "unknown option '%s': it is reprise's %s, which this command does not take (see --help)", flag,
+                           aliases[i].flag);
+    const char *best = NULL;
+    int best_d = 3;
+    for (const option_def *d = table; d->kind != OPT_END; d++) {
+        if (d->kind == OPT_HEADING || d->kind == OPT_ARGS || !options_find(table, shared, d->flag)) continue;
+        int e = edit_distance(flag, d->flag);
+        if (e < best_d && 2 * e < (int)strlen(d->flag)) best = d->flag, best_d = e;
+    }
+    for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++) {
+        int e = edit_distance(flag, aliases[i].alias);
+        if (e < best_d && 2 * e < (int)strlen(aliases[i].alias) && options_find(table, shared, aliases[i].flag))
+            best = aliases[i].alias, best_d = e;
+    }
+    if (best) return rp_fail(err, "unknown option '%s' (did you mean %s?)", flag, best);
+    return rp_fail(err, "unknown option '%s' (see --help)", flag);
+}
+
 int options_parse(int argc, char **argv, int first, const option_def *table, const option_def *shared, int *help,
                   rp_err *err) {
     *help = 0;
@@ -147,14 +225,19 @@ int options_parse(int argc, char **argv, int first, const option_def *table, con
             args->items[args->n++] = a;
             continue;
         }
-        const option_def *d = options_find(table, shared, a);
-        if (!d) return rp_fail(err, "unknown option '%s' (see --help)", a);
+        // --flag=value, as argparse and llama.cpp's long flags take it
+        const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
+        char flag[64];
+        snprintf(flag, sizeof flag, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+        const option_def *d = find_flag(table, shared, flag);
+        if (!d) return unknown_flag(table, shared, flag, err);
         if (d->kind == OPT_SWITCH) {
+            if (eq) return rp_fail(err, "%s takes no value (given '%s')", flag, eq + 1);
             *(int *)d->at = 1;
             continue;
         }
-        if (i + 1 >= argc) return rp_fail(err, "%s needs a value (see --help)", a);
-        if (read_value(d, a, argv[++i], err)) return -1;
+        if (!eq && i + 1 >= argc) return rp_fail(err, "%s needs a value (see --help)", flag);
+        if (read_value(d, flag, eq ? eq + 1 : argv[++i], err)) return -1;
     }
     return 0;
 }

@@ -198,7 +198,7 @@ int cmd_profile(int argc, char **argv) {
     rp_err err;
     cli_opts o;
     const option_def options[] = {
-        SHARED_FLAG("-m"),
+        SHARED_FLAG("-m"), SHARED_FLAG("--revision"),
         {OPT_REPEAT, "--probe", "SPEC", specs, 0, 16, &n_specs,
          .help = "prompts of a probe, as sweep's --probe (math[:FILE], eq:FILE, mc:FILE, jsonl:FILE, arith); "
                  "repeatable; through the chat template as a sweep feeds them"},

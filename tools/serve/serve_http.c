@@ -8,6 +8,7 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,8 @@
 struct serve_http {
     struct MHD_Daemon *daemon;
     char *api_key;
+    char *metrics_key;   // --metrics-key: /metrics asks for it (NULL: /metrics is open, as vLLM's is)
+    int access_log;      // a line on stderr per request (not --quiet)
     int port;
     pthread_mutex_t mu;
     pthread_cond_t idle;
@@ -48,11 +51,20 @@ static uint64_t next_random(serve_http *h) {   // splitmix64, for request ids an
 
 // --- plain responses -------------------------------------------------------------------------------------------------
 
+// The status of the response this thread queued last: a connection's handler runs on its own thread
+// (MHD_USE_THREAD_PER_CONNECTION) and queues its response before it returns, so on_request reads it for the access log.
+static _Thread_local int queued_status;
+
+static enum MHD_Result queue(struct MHD_Connection *c, int status, struct MHD_Response *resp) {
+    queued_status = status;
+    return MHD_queue_response(c, (unsigned)status, resp);
+}
+
 static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *type, char *text, const char *retry_after) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", type);
     if (retry_after) MHD_add_response_header(resp, "Retry-After", retry_after);
-    enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
+    enum MHD_Result rc = queue(c, status, resp);
     MHD_destroy_response(resp);
     return rc;
 }
@@ -208,9 +220,16 @@ static const char *finish_name(finish_reason f) {
 
 // --- generation --------------------------------------------------------------------------------------------------
 
+// What the access log says of a request beyond its method and path, filled in as it is answered.
+typedef struct {
+    char schedule[96];                     // a generation's layer_schedule
+    long prompt_tokens, completion_tokens;  // -1: not a generation
+} access_entry;
+
 typedef struct {
     serve_http *h;
     struct MHD_Connection *conn;
+    access_entry *log;
     completion_request cr;
     gen_request **reqs;   // (n_reqs) prompt p, choice c at p * cr.n + c
     int n_reqs;
@@ -276,10 +295,15 @@ static char *prompt_text(const generation *g, int p) {
     return s;
 }
 
+static void count_tokens(const generation *g, long *prompt, long *completion) {
+    *prompt = *completion = 0;
+    for (int p = 0; p < g->cr.n_prompts; p++) *prompt += g->cr.n_prompt[p];
+    for (int i = 0; i < g->n_reqs; i++) *completion += g->reqs[i]->n_generated;
+}
+
 static cJSON *usage_of(const generation *g) {
-    long prompt = 0, completion = 0;
-    for (int p = 0; p < g->cr.n_prompts; p++) prompt += g->cr.n_prompt[p];
-    for (int i = 0; i < g->n_reqs; i++) completion += g->reqs[i]->n_generated;
+    long prompt, completion;
+    count_tokens(g, &prompt, &completion);
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", (double)prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", (double)completion);
@@ -379,6 +403,7 @@ static cJSON *chunk(const generation *g, int i, const char *text, int role, cJSO
 // Appends the events for whatever is new since the last call (under the engine's lock).
 static void collect(generation *g) {
     const serve_http *h = g->h;
+    count_tokens(g, &g->log->prompt_tokens, &g->log->completion_tokens);
     for (int i = 0; i < g->n_reqs; i++) {
         gen_request *r = g->reqs[i];
         if (g->finish_sent[i]) continue;
@@ -476,14 +501,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) { generation_free(cls); }
 
-static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const char *body, size_t len, int chat) {
+static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const char *body, size_t len, int chat,
+                                access_entry *log) {
     generation *g = rp_calloc(1, sizeof *g);
-    g->h = h, g->conn = c;
+    g->h = h, g->conn = c, g->log = log;
     api_error e;
     if (completion_request_parse(body, len, chat, h->sc, &g->cr, &e)) {
         generation_free(g);
         return send_error(h, c, &e);
     }
+    snprintf(log->schedule, sizeof log->schedule, "%s", g->cr.schedule_text ? g->cr.schedule_text : "");
     snprintf(g->id, sizeof g->id, "%s-%016llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)next_random(h));
     g->created = (long)time(NULL);
     g->n_reqs = g->cr.n_prompts * g->cr.n;
@@ -504,7 +531,7 @@ static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const c
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, g, stream_free);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        enum MHD_Result rc = queue(c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
         return rc;
     }
@@ -525,6 +552,7 @@ static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const c
     for (int i = 0; i < g->n_reqs && !failed; i++)
         if (g->reqs[i]->finish == FINISH_ERROR || g->reqs[i]->finish == FINISH_ABORT) failed = g->reqs[i];
     cJSON *resp = failed ? NULL : full_response(g);
+    count_tokens(g, &log->prompt_tokens, &log->completion_tokens);
     char why[1024];
     snprintf(why, sizeof why, "%s", failed ? (failed->finish == FINISH_ERROR ? failed->error : "the request was aborted") : "");
     serve_engine_unlock(h->engine);
@@ -628,15 +656,15 @@ static enum MHD_Result metrics(serve_http *h, struct MHD_Connection *c) {
     return send_text(c, 200, "text/plain; version=0.0.4", serve_metrics_render(h->met, &g, h->sc->model_name), NULL);
 }
 
-// Constant-time comparison of the Authorization header with "Bearer KEY".
-static int authorized(const serve_http *h, struct MHD_Connection *c) {
-    if (!h->api_key) return 1;
+// Constant-time comparison of the Authorization header with "Bearer KEY" (key NULL: none asked).
+static int authorized(struct MHD_Connection *c, const char *key) {
+    if (!key) return 1;
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     if (!auth || strncmp(auth, "Bearer ", 7)) return 0;
     const char *given = auth + 7;
-    size_t n = strlen(h->api_key), m = strlen(given);
+    size_t n = strlen(key), m = strlen(given);
     unsigned char diff = n != m;
-    for (size_t i = 0; i < n; i++) diff |= (unsigned char)(h->api_key[i] ^ given[i < m ? i : 0]);
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)(key[i] ^ given[i < m ? i : 0]);
     return diff == 0;
 }
 
@@ -645,7 +673,31 @@ typedef struct {
     size_t len, cap;
     int too_large, answered;
     int in_flight;   // a generation request: counted in serve_http.in_flight until its response is sent
+    // the access log's line: when it came, who asked what, the answer's status and a generation's figures
+    double t0;
+    char client[64], method[16], path[128];
+    int status;
+    access_entry log;
 } conn_state;
+
+// A request's text for the log: printable ASCII, at most cap - 1 bytes ("..." where cut).
+static void loggable(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    for (; s && *s && n + 1 < cap; s++) out[n++] = *s > 32 && *s < 127 && *s != '"' ? *s : '?';
+    out[n] = 0;
+    if (s && *s && cap > 4) memcpy(out + cap - 4, "...", 4);
+}
+
+// One line a request, as web servers' access logs and vLLM's: client, "METHOD PATH", status, then a generation's
+// schedule and tokens, and the time from its headers to its last byte.
+static void access_line(const conn_state *st) {
+    char gen[200] = "";
+    if (st->log.prompt_tokens >= 0)
+        snprintf(gen, sizeof gen, " schedule=%s prompt_tokens=%ld completion_tokens=%ld", st->log.schedule,
+                 st->log.prompt_tokens, st->log.completion_tokens);
+    fprintf(stderr, "reprise serve: %s \"%s %s\" %d%s %.3f s\n", st->client, st->method, st->path, st->status, gen,
+            rp_now_s() - st->t0);
+}
 
 static int path_is(const char *url, const char *path) {   // at the root or under /v1
     return !strcmp(url, path) || (!strncmp(url, "/v1", 3) && !strcmp(url + 3, path));
@@ -661,7 +713,10 @@ static enum MHD_Result route(serve_http *h, struct MHD_Connection *c, const char
         if (draining) return fail(h, c, 503, NULL, "the server is shutting down");
         return send_text(c, 200, "text/plain", rp_strdup(""), NULL);
     }
-    if (!authorized(h, c)) return fail(h, c, 401, NULL, "Unauthorized: give the server's API key as 'Authorization: Bearer KEY'");
+    if (!strcmp(url, "/metrics") && !h->metrics_key) {   // open unless --metrics-key, as vLLM's
+    } else if (!authorized(c, !strcmp(url, "/metrics") ? h->metrics_key : h->api_key))
+        return fail(h, c, 401, NULL, "Unauthorized: give the server's %s as 'Authorization: Bearer KEY'",
+                    !strcmp(url, "/metrics") ? "metrics key" : "API key");
     if (!ready) return fail(h, c, 503, NULL, "the model is loading");
     if (st->too_large) return fail(h, c, 413, NULL, "the request body is larger than %u bytes", SERVE_MAX_BODY);
     struct {
@@ -682,8 +737,8 @@ static enum MHD_Result route(serve_http *h, struct MHD_Connection *c, const char
             if (refused) return fail(h, c, 503, NULL, "the server is shutting down");
         }
         switch (i) {
-        case 0: return generate(h, c, st->body ? st->body : "", st->len, 0);
-        case 1: return generate(h, c, st->body ? st->body : "", st->len, 1);
+        case 0: return generate(h, c, st->body ? st->body : "", st->len, 0, &st->log);
+        case 1: return generate(h, c, st->body ? st->body : "", st->len, 1, &st->log);
         case 2: return models(h, c);
         case 3: return metrics(h, c);
         case 4: return tokenize(h, c, st->body ? st->body : "", st->len);
@@ -702,10 +757,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!st) {   // the headers are in; the body (if any) comes next
         st = rp_calloc(1, sizeof *st);
         *con_cls = st;
+        st->t0 = rp_now_s(), st->log.prompt_tokens = -1;
+        loggable(st->method, sizeof st->method, method), loggable(st->path, sizeof st->path, url);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        char host[64] = "-";
+        if (ci && ci->client_addr)
+            getnameinfo(ci->client_addr, ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+                        host, sizeof host, NULL, 0, NI_NUMERICHOST);
+        snprintf(st->client, sizeof st->client, "%s", host);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > SERVE_MAX_BODY) {   // refused before reading it
             st->too_large = st->answered = 1;
-            return fail(h, c, 413, NULL, "the request body has %s bytes, more than the %u allowed", cl, SERVE_MAX_BODY);
+            enum MHD_Result rc = fail(h, c, 413, NULL, "the request body has %s bytes, more than the %u allowed", cl, SERVE_MAX_BODY);
+            st->status = queued_status;
+            return rc;
         }
         return MHD_YES;
     }
@@ -724,7 +789,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (st->answered) return MHD_YES;
     st->answered = 1;
-    return route(h, c, url, method, st);
+    queued_status = 0;
+    enum MHD_Result rc = route(h, c, url, method, st);
+    st->status = queued_status;   // 0: nothing was answered (a client gone mid-generation)
+    return rc;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
@@ -736,11 +804,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         if (--h->in_flight == 0) pthread_cond_broadcast(&h->idle);
         pthread_mutex_unlock(&h->mu);
     }
+    if (st && h->access_log) access_line(st);
     if (st) free(st->body), free(st);
     *con_cls = NULL;
 }
 
-serve_http *serve_http_start(const char *host, int port, const char *api_key, rp_err *err) {
+serve_http *serve_http_start(const char *host, int port, const char *api_key, const char *metrics_key, int access_log,
+                             rp_err *err) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
     char service[16];
     snprintf(service, sizeof service, "%d", port);
@@ -763,6 +833,8 @@ serve_http *serve_http_start(const char *host, int port, const char *api_key, rp
     }
     serve_http *h = rp_calloc(1, sizeof *h);
     h->api_key = api_key ? rp_strdup(api_key) : NULL;
+    h->metrics_key = metrics_key ? rp_strdup(metrics_key) : NULL;
+    h->access_log = access_log;
     h->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     h->started = (long)time(NULL);
     pthread_mutex_init(&h->mu, NULL);
@@ -806,6 +878,6 @@ void serve_http_stop(serve_http *h) {
     if (h->daemon) MHD_stop_daemon(h->daemon);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->idle);
-    free(h->api_key);
+    free(h->api_key), free(h->metrics_key);
     free(h);
 }

@@ -333,7 +333,9 @@ int completion_request_parse(const char *body, size_t len, int chat, const serve
         api_fail(e, 400, "model", "model must be a string");
         goto out;
     }
-    if (model && strcmp(model->valuestring, sc->model_name)) {
+    int named = !model || !strcmp(model->valuestring, sc->model_name);
+    for (int i = 0; i < 2 && !named; i++) named = sc->model_paths[i] && !strcmp(model->valuestring, sc->model_paths[i]);
+    if (!named) {
         api_fail(e, 404, "model", "The model `%s` does not exist.", model->valuestring);
         goto out;
     }

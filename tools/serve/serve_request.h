@@ -29,6 +29,7 @@ typedef struct {
     const tokenizer *tok;
     const chat_template *ct;   // family CHAT_NONE: /v1/chat/completions is refused
     const char *model_name;
+    const char *model_paths[2];   // also taken as the model's name: -m as typed and the directory it names
     const char *default_schedule;
     const char *default_draft; // --draft: the draft schedule of requests that name none (NULL: none)
     int draft_tokens;          // --draft-tokens (0: adapted)
