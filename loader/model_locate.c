@@ -2,6 +2,7 @@
 #include "loader/model_locate.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +88,9 @@ static int builtin(model_location *loc, const char *fallback, rp_err *err) {
             snprintf(path, sizeof path, tries[i], exe);
             char conf[MODEL_PATH_MAX + 96];
             snprintf(conf, sizeof conf, "%s/config.json", path);
-            if (access(conf, R_OK) == 0 && strlen(path) < sizeof loc->dir) {
-                copy(loc->dir, sizeof loc->dir, path);
+            char real[PATH_MAX];
+            if (access(conf, R_OK) == 0 && realpath(path, real) && strlen(real) < sizeof loc->dir) {
+                copy(loc->dir, sizeof loc->dir, real);
                 copy(loc->name, sizeof loc->name, "default_model");
                 return 0;
             }

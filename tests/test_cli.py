@@ -273,6 +273,24 @@ expect_error("a ref whose snapshot is gone", "names commit d4e5f6, whose snapsho
 expect_error("--revision with a directory", "is a directory, not a Hugging Face name", *gen, "-m", M, "--revision", "main")
 expect_error("--revision that is a path", "a branch, tag or commit (one name)", *gen, "-m", "test-org/tiny-llama",
              "--revision", "../x", env=env)
+# the built-in model travels with the command: beside the binary, or in the install prefix (cmake --install), wherever
+# that prefix is moved
+if shutil.which("cmake"):
+    subprocess.run(["cmake", "--install", os.path.dirname(BIN), "--prefix", T + "/prefix"], capture_output=True, check=True)
+    os.rename(T + "/prefix", T + "/moved")
+    rc, o, e = run("inspect", binary=T + "/moved/bin/reprise")
+    check(rc == 0 and re.search(r"^model +%s/moved/share/reprise/default_model$" % re.escape(os.path.realpath(T)), o, re.M),
+          "an installed reprise, its prefix moved, finds the built-in model under it: %s" % o.splitlines()[:1])
+    check(out("generate", "-p", "99*99=", "-n", "6", "--temp", "0", binary=T + "/moved/bin/reprise") ==
+          out("generate", "-p", "99*99=", "-n", "6", "--temp", "0"), "... and runs it")
+else:
+    skip("cmake --install: no cmake on this machine")
+os.makedirs(T + "/beside")
+shutil.copy(BIN, T + "/beside/reprise")
+shutil.copytree(DEFAULT_MODEL, T + "/beside/default_model")
+rc, o, e = run("inspect", binary=T + "/beside/reprise")
+check(rc == 0 and re.search(r"^model +%s/beside/default_model$" % re.escape(os.path.realpath(T)), o, re.M),
+      "a binary with default_model/ beside it takes that one")
 expect_error("bad token list", "'x3'", "generate", "-m", M, "--tokens", "1,x3")
 expect_error("token outside the vocabulary", "token id 96 is outside the vocabulary", "generate", "-m", M, "--tokens", "1,96", "-n", "2")
 expect_error("context overflow", "needs a context of 7, more than -c 4", "generate", "-m", M, "--tokens", "1,2,3", "-n", "5", "-c", "4")
