@@ -62,6 +62,7 @@ struct memory_plan;
 struct backend {
     const char *name;
     const model_config *cfg;
+    struct load_progress *progress;   // load_weights reports the tensors it has read here (NULL: nobody asks)
     // Converts the weights into the backend's layout once. Missing or misshapen tensors are errors.
     int (*load_weights)(backend *b, const st_archive *a, rp_err *err);
     // Takes the run's memory plan before any weight is loaded: refuses it, naming the plan, when it does not fit

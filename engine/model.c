@@ -2,11 +2,13 @@
 #include "engine/model.h"
 #include "loader/alloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/backends/builtin.h"
 #include "engine/tensor_parallel.h"
+#include "loader/load_progress.h"
 #include "loader/weights.h"
 
 const backend_entry *backend_builtin_find(const char *name) {
@@ -45,9 +47,12 @@ int model_load_planned(model *m, const char *dir, const char *backend_name, int 
         return -1;
     }
     if (strcmp(backend_name, "auto") == 0) {   // the first that runs here (a GPU where there is one); the CPU cannot split
-        rp_err quiet;
+        rp_err quiet = {.msg = "this reprise was built without the CUDA backend"};
         for (const backend_entry *e = backend_builtin; e->name && !m->be; e++)
             if (tp == 1 || e == cuda) m->be = e->create(&m->cfg, n_threads, tp > 1 ? err : &quiet);
+        // which it took and why, as a user of an engine that picks for them wants to know
+        if (m->be && strcmp(m->be->name, "cpu") == 0) fprintf(stderr, "reprise: --backend auto: cpu (no GPU backend: %s)\n", quiet.msg);
+        else if (m->be) fprintf(stderr, "reprise: --backend auto: %s (the CUDA backend started)\n", m->be->name);
     } else if ((named = backend_builtin_find(backend_name))) m->be = named->create(&m->cfg, n_threads, err);
     else if (strcmp(backend_name, "cuda") == 0)
         rp_fail(err, "--backend cuda: this reprise was built without the CUDA backend (cmake -DREPRISE_CUDA=ON, or "
@@ -63,7 +68,13 @@ int model_load_planned(model *m, const char *dir, const char *backend_name, int 
         model_free(m);
         return -1;
     }
-    if (m->be->load_weights(m->be, &m->weights, err)) {
+    load_progress progress;
+    load_progress_begin(&progress, &m->weights);
+    m->be->progress = &progress;
+    int failed = m->be->load_weights(m->be, &m->weights, err);
+    m->be->progress = NULL;
+    load_progress_end(&progress);
+    if (failed) {
         rp_wrap(err, "%s", dir);
         model_free(m);
         return -1;

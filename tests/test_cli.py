@@ -291,6 +291,16 @@ shutil.copytree(DEFAULT_MODEL, T + "/beside/default_model")
 rc, o, e = run("inspect", binary=T + "/beside/reprise")
 check(rc == 0 and re.search(r"^model +%s/beside/default_model$" % re.escape(os.path.realpath(T)), o, re.M),
       "a binary with default_model/ beside it takes that one")
+# loading says what it does: progress once it takes longer than $REPRISE_PROGRESS_S (1 s), and auto's choice
+rc, o, e = run("generate", "-m", M, "--tokens", "1", "-n", "2", env=dict(os.environ, REPRISE_PROGRESS_S="0"))
+n_tensors = re.search(r"tensors +(\d+) in", out("inspect", "-m", M)).group(1)
+check(rc == 0 and re.search(r"reprise: loading weights: [\d.]+ of [\d.]+ [MG]iB \(\d+%%\), \d+ of %s tensors, [\d.]+ [MG]iB/s, ETA" % n_tensors, e)
+      and re.search(r"reprise: loaded [\d.]+ [MG]iB, %s tensors, in [\d.]+ s" % n_tensors, e),
+      "REPRISE_PROGRESS_S=0: the load's progress and its end, every tensor counted: %s" % e[:300])
+check("loading weights" not in run("generate", "-m", M, "--tokens", "1", "-n", "2")[2], "a load under a second says nothing")
+e = run("generate", "-m", M, "--tokens", "1", "-n", "2", "--backend", "auto")[2]
+check(re.search(r"reprise: --backend auto: (cpu \(no GPU backend: .+\)|cuda \(the CUDA backend started\))", e),
+      "--backend auto says which backend it took and why: %s" % e[:200])
 expect_error("bad token list", "'x3'", "generate", "-m", M, "--tokens", "1,x3")
 expect_error("token outside the vocabulary", "token id 96 is outside the vocabulary", "generate", "-m", M, "--tokens", "1,96", "-n", "2")
 expect_error("context overflow", "needs a context of 7, more than -c 4", "generate", "-m", M, "--tokens", "1,2,3", "-n", "5", "-c", "4")
@@ -374,6 +384,18 @@ ok = ok and subprocess.run([sys.executable, sparse, T + "/q72", '{%s,"hidden_siz
                             '"num_attention_heads":64,"num_key_value_heads":8}' % Q]).returncode == 0
 check(ok, "sparse checkpoints of Qwen2-7B and Qwen2-72B shapes")
 
+
+# the CPU backend refuses a model larger than the memory free, before reading a weight, naming both figures
+with open("/proc/meminfo") as f:
+    avail_gib = int(re.search(r"MemAvailable:\s+(\d+) kB", f.read()).group(1)) / 2**20
+if avail_gib < 130:
+    rc, o, e = run("generate", "-m", T + "/q72", "--tokens", "1", "-n", "2", "--backend", "cpu")
+    m = re.search(r"the CPU backend needs ([\d.]+) GiB \(weights 135\.43 GiB, KV cache [\d.]+ GiB\) and this machine has "
+                  r"([\d.]+) GiB free \((MemAvailable in /proc/meminfo|the cgroup's memory\.max less its memory\.current)\)", e)
+    check(rc == 1 and m and abs(float(m.group(2)) - avail_gib) < 2, "a 72B model on the CPU is refused with both figures: %s" % e[-300:])
+    check("REPRISE_SKIP_MEMORY_CHECK=1" in e, "... and the way to try anyway")
+else:
+    skip("the memory check: this machine has %.0f GiB free, more than a 72B model needs" % avail_gib)
 
 def has(text, *patterns):
     return all(re.search(p, text) for p in patterns)

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "engine/backends/cpu/backend_cpu.h"
 #include "loader/alloc.h"
 
 #include "engine/backends/cpu/matmul.h"
@@ -90,13 +91,7 @@ int cmd_inspect(int argc, char **argv) {
         char base[256];
         if (quant_companion_of(&c.quant, t->name, base, sizeof base)) continue;   // a scale: counted with its weights
         params += st_numel(t);
-        // a projection in FP8: as stored, or quantized at load; its scales a row and group of the CPU backend
-        int fp8 = t->ndim == 2 && strstr(t->name, "layers.") && (o.weights == WEIGHTS_FP8 || t->dtype == ST_F8_E4M3);
-        int groups = t->dtype == ST_F8_E4M3 ? (int)((t->shape[1] + quant_group_cols(&c.quant, (int)t->shape[1]) - 1) /
-                                                    quant_group_cols(&c.quant, (int)t->shape[1])) : 1;
-        cpu += t->ndim == 2 ? (double)matrix_packed_bytes(fp8 ? ST_F8_E4M3 : t->dtype, (int)t->shape[0], (int)t->shape[1]) +
-                                  (fp8 ? 4.0 * (double)t->shape[0] * groups : 0.0)
-                            : 4.0 * st_numel(t);
+        cpu += cpu_tensor_bytes(&c, t, o.weights);
     }
     kv_dtype cpu_kv = kv_dtype_for_cpu(o.kv_dtype, weights_layer(&a, 0, W_Q)->dtype);
     int cpu_kv_bytes = cpu_kv == KV_DTYPE_BF16 ? 2 : 4;

@@ -2,6 +2,7 @@
 // vectors in float32, a KV cache of float32 or BF16 (BF16 for BF16 models unless --kv-dtype f32), batch-invariant
 // matmuls and attention over OpenMP threads. The numerical reference.
 #include <math.h>
+#include <stdio.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "engine/backends/cpu/matmul.h"
 #include "engine/memory_plan.h"
 #include "loader/quantization.h"
+#include "loader/load_progress.h"
 #include "loader/weights.h"
 
 typedef struct {
@@ -24,6 +26,7 @@ typedef struct {
     kv_dtype kv_asked;   // the plan's --kv-dtype
     weights_format weights;   // the plan's --weights: FP8 packs the projections quantized
     int kv_bf16;         // the KV cache holds BF16 (else float32): decided at load, from kv_asked and the weights
+    double kv_positions; // the plan's KV slots x positions (counted in the memory check; 0: none planned)
     packed_matrix embed;     // (vocab, dim) when the LM head is not tied to it (rows read out of the panels)
     float *final_norm;   // (dim)
     packed_matrix lm_head;   // (vocab, dim); the embedding table too when tied
@@ -48,6 +51,7 @@ typedef struct {
 static float *to_f32(cpu_backend *b, const st_tensor *t) {
     float *p = rp_malloc(sizeof(float) * (size_t)st_numel(t));
     tensor_to_f32(t, p);
+    load_progress_add(b->base.progress, (double)t->nbytes, 1);
     b->weight_bytes += sizeof(float) * (size_t)st_numel(t);
     return p;
 }
@@ -70,6 +74,7 @@ static int to_packed(cpu_backend *b, const st_archive *a, const st_tensor *t, pa
     } else if (matrix_pack(m, t->data, t->dtype, (int)t->shape[0], (int)t->shape[1]))
         return rp_fail(err, "out of memory packing %s (%zu bytes)", t->name, (size_t)st_numel(t) * st_dtype_size(t->dtype));
     b->weight_bytes += matrix_bytes(m);
+    load_progress_add(b->base.progress, (double)t->nbytes, 1);
     return 0;
 }
 
@@ -77,7 +82,77 @@ static int cpu_plan(backend *base, memory_plan *p, rp_err *err) {
     (void)err;
     ((cpu_backend *)base)->kv_asked = p->shape.kv_dtype;
     ((cpu_backend *)base)->weights = p->shape.weights;
+    ((cpu_backend *)base)->kv_positions = (double)p->shape.kv_slots * p->shape.ctx;
     return 0;
+}
+
+double cpu_tensor_bytes(const model_config *c, const st_tensor *t, weights_format w) {
+    if (t->ndim != 2) return 4.0 * (double)st_numel(t);
+    int fp8 = strstr(t->name, "layers.") && (w == WEIGHTS_FP8 || t->dtype == ST_F8_E4M3);
+    int k = (int)t->shape[1], group_k = t->dtype == ST_F8_E4M3 ? quant_group_cols(&c->quant, k) : k;
+    return (double)matrix_packed_bytes(fp8 ? ST_F8_E4M3 : t->dtype, (int)t->shape[0], k) +
+           (fp8 ? 4.0 * (double)t->shape[0] * ((k + group_k - 1) / group_k) : 0.0);
+}
+
+// A number from a one-line file ("max": no limit, -1).
+static double read_number(const char *path) {
+    FILE *f = fopen(path, "r");
+    char line[64] = "";
+    if (!f) return -1;
+    if (!fgets(line, sizeof line, f)) line[0] = 0;
+    fclose(f);
+    char *end;
+    double v = strtod(line, &end);
+    return end == line ? -1 : v;
+}
+
+double host_memory_available(char *why, size_t cap) {
+    double avail = -1;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &avail) == 1) {
+            avail *= 1024;
+            break;
+        }
+    if (f) fclose(f);
+    snprintf(why, cap, "MemAvailable in /proc/meminfo");
+    // cgroup v2: this process's group, its limit less what it holds (a container's memory limit)
+    double limit = read_number("/sys/fs/cgroup/memory.max"), used = read_number("/sys/fs/cgroup/memory.current");
+    if (limit > 0 && used >= 0 && (avail < 0 || limit - used < avail)) {
+        avail = limit > used ? limit - used : 0;
+        snprintf(why, cap, "the cgroup's memory.max less its memory.current");
+    }
+    return avail < 0 ? 0 : avail;
+}
+
+// Refuses a model whose packed weights (and the plan's KV) exceed the memory this machine has free, before a weight
+// is read: swapping 140 GB of weights would take hours and then be slow. REPRISE_SKIP_MEMORY_CHECK=1 skips it.
+static int check_host_memory(cpu_backend *b, const st_archive *a, rp_err *err) {
+    const char *skip = getenv("REPRISE_SKIP_MEMORY_CHECK");
+    if (skip && *skip && strcmp(skip, "0")) return 0;
+    const model_config *c = b->base.cfg;
+    double weights = 0;
+    int n_unused = weights_unused(c, a, NULL, 0);
+    const st_tensor **unused = rp_malloc(sizeof *unused * (size_t)(n_unused + 1));
+    weights_unused(c, a, unused, n_unused);
+    for (int i = 0; i < a->n_tensors; i++) {
+        const st_tensor *t = &a->tensors[i];
+        int read = 1;
+        char base[256];
+        for (int u = 0; u < n_unused && read; u++) read = unused[u] != t;
+        if (read && !quant_companion_of(&c->quant, t->name, base, sizeof base)) weights += cpu_tensor_bytes(c, t, b->weights);
+    }
+    free(unused);
+    double kv = b->kv_positions * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * (b->kv_bf16 ? 2 : 4);
+    char why[96];
+    double avail = host_memory_available(why, sizeof why), gib = 1024.0 * 1024 * 1024;
+    if (avail <= 0 || weights + kv <= avail) return 0;
+    char need[96];
+    if (kv > 0) snprintf(need, sizeof need, "%.2f GiB (weights %.2f GiB, KV cache %.2f GiB)", (weights + kv) / gib, weights / gib, kv / gib);
+    else snprintf(need, sizeof need, "%.2f GiB for its weights", weights / gib);
+    return rp_fail(err, "the CPU backend needs %s and this machine has %.2f GiB free (%s): a smaller model, --weights fp8 "
+                        "(a byte a weight), a GPU, or REPRISE_SKIP_MEMORY_CHECK=1 to try anyway", need, avail / gib, why);
 }
 
 static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
@@ -85,6 +160,7 @@ static int cpu_load_weights(backend *base, const st_archive *a, rp_err *err) {
     const model_config *c = base->cfg;
     if (weights_check(c, a, err)) return -1;
     b->kv_bf16 = kv_dtype_for_cpu(b->kv_asked, weights_layer(a, 0, W_Q)->dtype) == KV_DTYPE_BF16;
+    if (check_host_memory(b, a, err)) return -1;
     if (!c->tied_embeddings && to_packed(b, a, weights_global(c, a, G_EMBED), &b->embed, 0, err)) return -1;
     b->final_norm = to_f32(b, weights_global(c, a, G_FINAL_NORM));
     if (to_packed(b, a, weights_global(c, a, c->tied_embeddings ? G_EMBED : G_LM_HEAD), &b->lm_head, 0, err)) return -1;

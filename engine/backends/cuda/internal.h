@@ -23,6 +23,7 @@ extern "C" {
 #include "engine/memory_plan.h"
 #include "engine/sampler.h"
 #include "engine/tensor_parallel.h"
+#include "loader/load_progress.h"
 #include "loader/weights.h"
 }
 

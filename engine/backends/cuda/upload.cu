@@ -247,6 +247,26 @@ static int upload_single(rank_state *r, const model_config *c, const st_archive 
     return upload_fp8_to(r, c, a, (uint8_t *)g.data, (float *)g.row_scale, weights_layer(a, l, w), blk, 0, 0, 1.0f, err);
 }
 
+// Reports layer l's tensors (l -1: the embeddings, final norm and LM head) to the load's progress: rank 0 speaks for
+// every rank, which read slices of the same tensors.
+static void report_loaded(backend *base, const st_archive *a, int l) {
+    const model_config *c = base->cfg;
+    double bytes = 0;
+    int n = 0;
+    int64_t shape[2];
+    if (l < 0)
+        for (global_tensor g : {G_EMBED, G_FINAL_NORM, G_LM_HEAD}) {
+            const st_tensor *t = g == G_LM_HEAD && c->tied_embeddings ? nullptr : weights_global(c, a, g);
+            if (t) bytes += (double)t->nbytes, n++;
+        }
+    for (int w = 0; l >= 0 && w < W_N_LAYER_TENSORS; w++)
+        if (layer_tensor_shape(c, (layer_tensor)w, shape)) {
+            const st_tensor *t = weights_layer(a, l, (layer_tensor)w);
+            if (t) bytes += (double)t->nbytes, n++;
+        }
+    load_progress_add(base->progress, bytes, n);
+}
+
 int load_weights(backend *base, const st_archive *a, rp_err *err) {
     cuda_backend *b = cb(base);
     const model_config *c = base->cfg;
@@ -262,6 +282,7 @@ int load_weights(backend *base, const st_archive *a, rp_err *err) {
         r->final_norm = upload(r, weights_global(c, a, G_FINAL_NORM), blk);
         tp_global_block(c, &r->shard, G_LM_HEAD, &blk);
         r->lm_head = c->tied_embeddings ? r->embed : upload(r, weights_global(c, a, G_LM_HEAD), blk);
+        if (me == 0) report_loaded(base, a, -1);
         r->layers.assign(c->n_layers, std::vector<bf16 *>(W_N_LAYER_TENSORS, nullptr));
         r->proj.assign(c->n_layers, std::vector<gemm_weight>(W_N_LAYER_TENSORS, gemm_weight_bf16(nullptr)));
         for (int l = 0; l < c->n_layers && !failed[me]; l++) {
@@ -275,6 +296,7 @@ int load_weights(backend *base, const st_archive *a, rp_err *err) {
                 if (std::find(std::begin(projections), std::end(projections), (layer_tensor)w) == std::end(projections) &&
                     !r->layers[l][w] && tp_layer_block(c, &r->shard, (layer_tensor)w, &blk))
                     r->layers[l][w] = upload(r, weights_layer(a, l, (layer_tensor)w), blk);
+            if (me == 0) report_loaded(base, a, l);
         }
     });
     for (size_t i = 0; i < failed.size(); i++)
