@@ -237,6 +237,23 @@ int cli_context(const cli_opts *o, const model_config *c, int n_prompt, const ch
     return ctx;
 }
 
+int cli_split_schedules(const char *cmd, const char *text, char **list, char **out, int cap, int *n) {
+    *list = rp_strdup(text);
+    char *save = NULL;
+    *n = 0;
+    for (char *s = strtok_r(*list, ";", &save); s; s = strtok_r(NULL, ";", &save)) {
+        char *t = schedule_tidy(s);   // "base; rys:1,3": the row is named "rys:1,3"
+        strcpy(s, t);                 // never longer
+        free(t);
+        if (!*s) continue;
+        if (*n == cap) return fprintf(stderr, "%s: --schedule: at most %d schedules\n", cmd, cap), -1;
+        out[(*n)++] = s;
+    }
+    if (*n) return 0;
+    fprintf(stderr, "%s: --schedule: no schedules\n", cmd);
+    return -1;
+}
+
 int cli_check_tokens(const int *ids, int n, int vocab, rp_err *err) {
     for (int i = 0; i < n; i++)
         if (ids[i] >= vocab) return rp_fail(err, "--tokens: token id %d is outside the vocabulary [0, %d)", ids[i], vocab);

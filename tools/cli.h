@@ -10,7 +10,7 @@
 
 // The flags several commands share (cli.c's table says how each is read and what it does); a command's own flags
 // live in its own file, in its own table.
-typedef struct {
+typedef struct cli_opts {
     const char *model_dir;   // -m, then the directory it names (model_locate: a hub name's snapshot, the built-in model)
     const char *model_given; // -m as typed (NULL: none)
     const char *revision;    // --revision: of a hub name
@@ -73,6 +73,10 @@ int cli_load_model(const cli_opts *o, int ctx, int logit_rows, model *m, schedul
 // max_position_embeddings (the caller's check then names it); else min(max_position_embeddings, 4096), said on
 // stderr as "reprise CMD: context of ..." unless cmd is NULL.
 int cli_context(const cli_opts *o, const model_config *c, int n_prompt, const char *cmd);
+
+// Splits "a; b;c" (--schedule of bench and score --perplexity) into at most cap schedules' texts, each tidied
+// (pointers into *list, which the caller frees). None is an error, printed on stderr after cmd.
+int cli_split_schedules(const char *cmd, const char *text, char **list, char **out, int cap, int *n);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

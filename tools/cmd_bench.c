@@ -203,22 +203,6 @@ static int parse_serve_args(int argc, char **argv, serve_bench_opts *o, const ch
     return 0;
 }
 
-// Splits "a;b;c" into o's schedules (pointers into *list, which the caller frees).
-static int split_schedules(const char *text, char **list, char **out, int *n) {
-    *list = rp_strdup(text);
-    char *save = NULL;
-    *n = 0;
-    for (char *s = strtok_r(*list, ";", &save); s && *n < BENCH_MAX_LIST; s = strtok_r(NULL, ";", &save)) {
-        char *t = schedule_tidy(s);   // "base; rys:1,3": the row is named "rys:1,3"
-        strcpy(s, t);                 // never longer
-        free(t);
-        if (*s) out[(*n)++] = s;
-    }
-    if (*n) return 0;
-    fprintf(stderr, "reprise bench: --schedule: no schedules\n");
-    return -1;
-}
-
 static int cmd_bench_serve(int argc, char **argv) {
     serve_bench_opts o = {0};
     const char *sched_text = NULL;
@@ -234,7 +218,7 @@ static int cmd_bench_serve(int argc, char **argv) {
         bench_opts b = {0};
         parse_args(3, h, &b, &sched_text, &rc);
     }
-    else if (sched_text && split_schedules(sched_text, &list, o.schedules, &o.n_schedules)) rc = 2;
+    else if (sched_text && cli_split_schedules("reprise bench", sched_text, &list, o.schedules, BENCH_MAX_LIST, &o.n_schedules)) rc = 2;
     else rc = bench_serve(&o);
     free(list);
     return rc;
@@ -248,7 +232,7 @@ int cmd_bench(int argc, char **argv) {
     int code;
     if (parse_args(argc, argv, &o, &sched_text, &code)) return code;
     char *list = NULL;
-    int rc = split_schedules(sched_text, &list, o.schedules, &o.n_schedules) ? 2 : bench_offline(&o);
+    int rc = cli_split_schedules("reprise bench", sched_text, &list, o.schedules, BENCH_MAX_LIST, &o.n_schedules) ? 2 : bench_offline(&o);
     free(list);
     return rc;
 }

@@ -8,16 +8,21 @@
 #include "loader/tokenizer.h"
 #include "engine/sampler.h"
 #include "tools/cli.h"
+#include "tools/perplexity.h"
 
 static const char *synopsis =
     "usage: reprise score [-m DIR] (--tokens IDS | -p TEXT | -f FILE) [--schedule S] [--dump-logits FILE] [--json]\n"
+    "       reprise score --perplexity [-m DIR] (-f FILE | -p TEXT | --tokens IDS) [-c N] [--stride S] [--schedule \"S;S..\"]\n"
     "Runs the tokens through the model in one pass and prints, for each token after the first,\n"
-    "`position<TAB>id<TAB>log-probability`, then `perplexity<TAB>value`.\n";
+    "`position<TAB>id<TAB>log-probability`, then `perplexity<TAB>value`. With --perplexity: a long text in windows\n"
+    "of -c tokens every --stride tokens (the Hugging Face recipe; each token scored once, from its window's tokens\n"
+    "before it), each schedule a row: the mean negative log-likelihood a token and the perplexity, with standard\n"
+    "errors, and each schedule's difference from the first over the same tokens, with its paired standard error.\n";
 
 int cmd_score(int argc, char **argv) {
     cli_opts o;
     rp_err err;
-    int code, json = 0;
+    int code, json = 0, perplexity = 0, stride = 0;
     const char *dump_logits = NULL;
     const option_def options[] = {
         SHARED_FLAG("-m"), SHARED_FLAG("--revision"),
@@ -25,10 +30,16 @@ int cmd_score(int argc, char **argv) {
         {OPT_SHARED, "-p", .help = "text to score, through the tokenizer (BOS added unless --no-special)"},
         {OPT_SHARED, "-f", .help = "text to score, from a file"},
         {OPT_SHARED, "--no-special", .help = "do not add BOS to the text"},
-        SHARED_FLAG("--schedule"),
+        {OPT_SHARED, "--schedule", .help = "layer schedule: base, 0-5,3-9, rys:I,J or rys:I,J,K (default base); with "
+                                           "--perplexity several, ';'-separated, each a row (\"base;rys:45,52\")"},
         {OPT_TEXT, "--dump-logits", "FILE", &dump_logits, .help = "write the raw logits, float32 little-endian, shape [tokens][vocab]"},
         {OPT_SWITCH, "--json", NULL, &json, .help = "print {\"tokens\", \"logprobs\", \"perplexity\"} as JSON instead"},
-        {OPT_SHARED, "-c", .help = "context length (default: the number of tokens)"},
+        {OPT_SWITCH, "--perplexity", NULL, &perplexity,
+         .help = "the text's perplexity in sliding windows, every schedule of --schedule (';'-separated) side by side"},
+        {OPT_INT, "--stride", "S", &stride, 1, 1 << 30,
+         .help = "--perplexity: tokens between windows' starts (default: the window, -c: windows apart)"},
+        {OPT_SHARED, "-c", .help = "context length (default: the number of tokens); --perplexity: the window (default "
+                                   "min(max_position_embeddings, 4096), at most the text)"},
         SHARED_FLAG("--ubatch"), SHARED_FLAG("--tp"), SHARED_FLAG("--backend"), SHARED_FLAG("-t"),
         SHARED_FLAG("--kv-dtype"), SHARED_FLAG("--weights"), SHARED_FLAG("--allow-unused-tensors"),
         OPTIONS_END,
@@ -41,6 +52,20 @@ int cmd_score(int argc, char **argv) {
     int *ids = NULL, n = 0, as_text;
     model m;
     schedule s;
+    if (perplexity) {
+        int rc = tok_failed || cli_prompt_ids(&o, tok, &ids, &n, &as_text, &err) ? -1 : 0;
+        tokenizer_free(tok);
+        if (rc) fprintf(stderr, "reprise score: %s\n", err.msg);
+        else if (dump_logits) fprintf(stderr, "reprise score: --dump-logits goes without --perplexity\n"), rc = -1;
+        else rc = perplexity_command(&o, ids, n, stride, json);
+        free(ids);
+        return rc < 0 ? 2 : rc;
+    }
+    if (stride) {
+        fprintf(stderr, "reprise score: --stride goes with --perplexity\n");
+        tokenizer_free(tok);
+        return 2;
+    }
     if (tok_failed || cli_prompt_ids(&o, tok, &ids, &n, &as_text, &err) ||
         (n < 2 && !dump_logits && rp_fail(&err, "scoring needs at least 2 tokens, the input has %d", n)) ||
         cli_load_model(&o, o.ctx ? o.ctx : n, PLAN_SCORE_LOGIT_ROWS, &m, &s, NULL, &err)) {
