@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -460,6 +461,55 @@ if os.path.isfile(S + "/expected.json"):
         pty = p.stdout.decode("utf-8", "replace")
         check(p.returncode == 0 and "template chatml" in pty and len([x for x in pty.split("\n") if "> " in x]) >= 3 and
               "error" not in pty.lower(), "chat: three turns through a pseudo-terminal")
+    # chat's commands (never sent to the model), a message continued by a trailing backslash, /save and /load
+    conv = os.path.join(T, "conv.json")
+    p = subprocess.run([BIN, "chat", "-m", S, "--chat-template", "chatml", "-n", "12", "--temp", "0"], capture_output=True,
+                       input=("/help\nHello\\\nthere\n/save %s\n/bogus\n/reset\n/load %s\nWhat next?\n/save %s.2\n/quit\n"
+                              "never sent\n" % (conv, conv, conv)).encode())
+    e = p.stderr.decode()
+    saved = json.loads(read(conv))["messages"] if os.path.exists(conv) else []
+    saved2 = json.loads(read(conv + ".2"))["messages"] if os.path.exists(conv + ".2") else []
+    check(p.returncode == 0 and "/save FILE, /load FILE" in e and "(saved 2 messages" in e and "unknown command /bogus" in e
+          and "(conversation reset)" in e and "(loaded 2 messages" in e and "(saved 4 messages" in e,
+          "chat: /help, /save, an unknown command, /reset, /load, /quit: %s" % e[-400:])
+    check([m["role"] for m in saved] == ["user", "assistant"] and saved[0]["content"] == "Hello\nthere" and
+          [m["content"] for m in saved2[:2]] == [m["content"] for m in saved] and saved2[2]["content"] == "What next?",
+          "chat: 'Hello\\' + 'there' is one message of two lines; /load brought the turns back, /quit ended it")
+    p = subprocess.run([BIN, "chat", "-m", S, "--chat-template", "chatml", "-n", "4", "--temp", "0"], capture_output=True,
+                       input=b"\x1b[200~Once upon\na time\\\nthere\x1b[201~\n/save " + conv.encode() + b"\n")
+    check(p.returncode == 0 and json.loads(read(conv))["messages"][0]["content"] == "Once upon\na time\\\nthere",
+          "chat: a bracketed paste is one message, its lines (and a backslash in it) as pasted")
+    write(T + "/bad.json", "{bad")
+    write(T + "/badrole.json", '{"messages": [{"role": "bot", "content": "x"}]}')
+    p = subprocess.run([BIN, "chat", "-m", S, "--chat-template", "chatml", "-n", "4", "--temp", "0"], capture_output=True,
+                       input=("/load %s/bad.json\n/load %s/badrole.json\n/load\n" % (T, T)).encode())
+    e = p.stderr.decode()
+    check(p.returncode == 0 and "bad.json: not JSON" in e and 'message 0: a "role" (system, user or assistant)' in e and
+          "/load needs a FILE" in e, "chat: a bad /load is refused, naming the problem: %s" % e[-300:])
+    # a full context drops the oldest turns, with a notice, and the chat goes on
+    p = subprocess.run([BIN, "chat", "-m", S, "--chat-template", "chatml", "-n", "16", "-c", "96", "--temp", "0", "--system", "Be kind"],
+                       input=b"Hello there\nWhat is your name?\nTell me a story\nOnce upon a time\nAnother one\n/save %s\n"
+                       % conv.encode(), capture_output=True)
+    e, kept = p.stderr.decode(), json.loads(read(conv))["messages"]
+    check(p.returncode == 0 and "(the context of 96 tokens was full: the oldest 2 message(s) were dropped)" in e and
+          kept[0] == {"role": "system", "content": "Be kind"} and kept[-2]["content"] == "Another one" and len(kept) < 11,
+          "chat: a full context drops the oldest turns, the system prompt kept: %s" % e[-300:])
+    # Ctrl-C stops the reply being written, not the conversation (the emulated CUDA build decodes slowly enough)
+    emu = os.path.join(os.path.dirname(BIN), "reprise_emu")
+    if os.path.exists(emu):
+        p = subprocess.Popen([emu, "chat", "-m", S, "--chat-template", "chatml", "-n", "300", "--temp", "0"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdin.write(b"Tell me a story\n")
+        p.stdin.flush()
+        first = p.stdout.read(1)   # the reply has begun
+        p.send_signal(signal.SIGINT)
+        o, e = p.communicate(("/save %s\n/quit\n" % conv).encode(), timeout=600)
+        kept = json.loads(read(conv))["messages"]
+        check(p.returncode == 0 and first and "(reply stopped: Ctrl-C)" in e.decode() and len(kept) == 2 and
+              kept[1]["role"] == "assistant" and 0 < len(kept[1]["content"]) < 300,
+              "chat: Ctrl-C stops the reply (%d characters kept), the chat goes on to /save and /quit" % len(kept[-1]["content"]))
+    else:
+        skip("chat's Ctrl-C: no reprise_emu in this build")
     got = [int(x) for x in out("generate", "-m", S, "--tokens", "1", "-n", "200", "--temp", "0").split()]
     check(got == expected["greedy_bos_200"]["ids"][1:201],
           "stories260K: generate --tokens 1 -n 200 --temp 0 prints greedy_bos_200 ids[1..200]")

@@ -109,6 +109,10 @@ int session_generate(session *s, const int *prompt, int n, int max_new, int as_t
             if (as_text && out.stopped) stop = 1;
         }
         if (stop) break;
+        if (s->interrupt && *s->interrupt) {   // Ctrl-C in chat: the reply so far stands, the cache holds what was fed
+            st->interrupted = 1;
+            break;
+        }
         if (g.state != GEN_RUNNING) {
             st->context_full = g.state == GEN_CONTEXT_FULL;
             break;

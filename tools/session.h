@@ -23,6 +23,7 @@ typedef struct {
     int n_stops;
     int ignore_eos;
     int extra_eos;        // one more end-of-sequence id (a chat template's end-of-turn token), -1 if none
+    volatile int *interrupt;   // set (by a signal handler): the reply in progress stops after its current step
 } session;
 
 typedef struct {
@@ -30,6 +31,7 @@ typedef struct {
     int n_generated;
     double prefill_s, decode_s;
     int context_full;     // generation stopped because the context was full
+    int interrupted;      // generation stopped because *session.interrupt was set
     long spec_steps, proposed, accepted;   // with --draft: speculative steps, tokens the draft proposed, accepted
 } gen_stats;
 
