@@ -129,7 +129,7 @@ int main(int argc, char **argv) {
                 char out_dir[300];
                 snprintf(out_dir, sizeof out_dir, "%s/dup%d", tmp, c);
                 model dm;
-                if (export_schedule(dir, &cl.c[c].sched, WEIGHTS_AS_STORED, out_dir, &err) || model_load(&dm, out_dir, "cpu", 0, &err))
+                if (export_schedule(dir, &cl.c[c].sched, &(export_opts){.quiet = 1}, out_dir, &err) || model_load(&dm, out_dir, "cpu", 0, &err))
                     return fprintf(stderr, "%s\n", err.msg), 1;
                 config_list one = {0};
                 space_opts base_only = {.configs = "base"};

@@ -302,6 +302,38 @@ check("loading weights" not in run("generate", "-m", M, "--tokens", "1", "-n", "
 e = run("generate", "-m", M, "--tokens", "1", "-n", "2", "--backend", "auto")[2]
 check(re.search(r"reprise: --backend auto: (cpu \(no GPU backend: .+\)|cuda \(the CUDA backend started\))", e),
       "--backend auto says which backend it took and why: %s" % e[:200])
+# export writes shards with an index as Hugging Face does; a source shard kept whole is hard-linked, not copied
+def st_names(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return [k for k in json.loads(f.read(n)) if k != "__metadata__"]
+
+
+MS = os.path.join(FIX, "mistral")   # two shards: layers 0-3 under their names in a 0-3,2-3 export
+src_shards = sorted(f for f in os.listdir(MS) if f.endswith(".safetensors"))
+want = out("generate", "-m", MS, "--schedule", "0-3,2-3", "--tokens", "1,5", "-n", "8", "--temp", "0")
+for extra, linked, n_shards in (([], 2, 4), (["--no-links"], 0, 6)):
+    dst = T + "/ms-export" + "".join(extra)
+    rc, o, e = run("export", "-m", MS, "--schedule", "0-3,2-3", "--shard-size", "100KB", "-o", dst, *extra)
+    shards = sorted(f for f in os.listdir(dst) if f.endswith(".safetensors")) if rc == 0 else []
+    index = json.loads(read(dst + "/model.safetensors.index.json")) if rc == 0 else {"weight_map": {}}
+    mapped = {n: f for f in shards for n in st_names(os.path.join(dst, f))}
+    same = [f for f in shards if any(os.stat(os.path.join(dst, f)).st_ino == os.stat(os.path.join(MS, g)).st_ino for g in src_shards)]
+    check(rc == 0 and shards == ["model-%05d-of-%05d.safetensors" % (k, n_shards) for k in range(1, n_shards + 1)] and
+          index["weight_map"] == mapped and
+          len(mapped) == 57 and index["metadata"]["total_size"] > 0 and len(same) == linked and
+          e.count(" linked to the source's") == linked,
+          "export --shard-size 100KB %s: %d shards and an index naming every tensor's shard, %d linked" %
+          (" ".join(extra), n_shards, linked))
+    check(out("generate", "-m", dst, "--tokens", "1,5", "-n", "8", "--temp", "0") == want and want, "... which runs as the schedule does")
+# the same folder exported again with another shape: the earlier shards are replaced, none left behind
+rc, o, e = run("export", "-m", MS, "--schedule", "0,1", "-o", T + "/ms-export")
+check(rc == 0 and sorted(f for f in os.listdir(T + "/ms-export") if f.startswith("model")) == ["model.safetensors"] and
+      out("generate", "-m", T + "/ms-export", "--tokens", "1,5", "-n", "8", "--temp", "0") ==
+      out("generate", "-m", MS, "--schedule", "0,1", "--tokens", "1,5", "-n", "8", "--temp", "0"),
+      "an export over an earlier one: one model.safetensors, the earlier shards and index gone")
+expect_error("a bad --shard-size", "--shard-size 5XB: a size such as 5GB", "export", "-m", MS, "--schedule", "base", "-o",
+             T + "/x", "--shard-size", "5XB")
 expect_error("bad token list", "'x3'", "generate", "-m", M, "--tokens", "1,x3")
 expect_error("token outside the vocabulary", "token id 96 is outside the vocabulary", "generate", "-m", M, "--tokens", "1,96", "-n", "2")
 expect_error("context overflow", "needs a context of 7, more than -c 4", "generate", "-m", M, "--tokens", "1,2,3", "-n", "5", "-c", "4")
@@ -397,6 +429,17 @@ if avail_gib < 130:
     check("REPRISE_SKIP_MEMORY_CHECK=1" in e, "... and the way to try anyway")
 else:
     skip("the memory check: this machine has %.0f GiB free, more than a 72B model needs" % avail_gib)
+
+# export at real sizes: a 72B schedule's copy is refused before a byte is written when the disk cannot take it
+free_gib = shutil.disk_usage(T).free / 2**30
+if free_gib < 140:
+    rc, o, e = run("export", "-m", T + "/q72", "--schedule", "rys:45,52", "-o", T + "/q72-rys")
+    check(rc == 1 and re.search(r"-o \S+: the export writes 146\.87 GiB \(0 B more linked to the source's shards\) and its "
+                                r"filesystem has [\d.]+ GiB free; nothing was written", e) and
+          not [f for f in os.listdir(T + "/q72-rys") if f.endswith(".safetensors")],
+          "export of RYS-XLarge to a disk without 147 GiB free: refused with both figures, nothing written: %s" % e[-200:])
+else:
+    skip("export's free-space check: %.0f GiB free here" % free_gib)
 
 def has(text, *patterns):
     return all(re.search(p, text) for p in patterns)

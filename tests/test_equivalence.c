@@ -76,7 +76,7 @@ static void check_variant(const char *name) {
         // the oracle: base on the physically duplicated checkpoint
         char out[600];
         snprintf(out, sizeof out, "%s/%d", tmp, k);
-        CHECK(export_schedule(src, &sched[k], WEIGHTS_AS_STORED, out, &err) == 0, "%s", err.msg);
+        CHECK(export_schedule(src, &sched[k], &(export_opts){.quiet = 1}, out, &err) == 0, "%s", err.msg);
         model dup;
         CHECK(model_load(&dup, out, "cpu", 2, &err) == 0, "%s", err.msg);
         CHECK(dup.cfg.n_layers == sched[k].n_visits, "exported %d layers", dup.cfg.n_layers);
@@ -140,7 +140,7 @@ static void mixed_schedules_share_layer_executions(void) {
     rp_err err;
     schedule six;
     CHECK(schedule_parse(&six, "0-3,2-3", 4, &err) == 0, "%s", err.msg);   // any 6-layer model will do
-    CHECK(export_schedule(FIXTURES_DIR "/llama", &six, WEIGHTS_AS_STORED, tmp, &err) == 0, "%s", err.msg);
+    CHECK(export_schedule(FIXTURES_DIR "/llama", &six, &(export_opts){.quiet = 1}, tmp, &err) == 0, "%s", err.msg);
     schedule_free(&six);
     model m;
     CHECK(model_load(&m, tmp, "cpu", 2, &err) == 0, "%s", err.msg);

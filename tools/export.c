@@ -2,13 +2,17 @@
 #include "tools/export.h"
 #include "loader/alloc.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "loader/config.h"
 #include "loader/fp8.h"
@@ -16,6 +20,7 @@
 #include "loader/quantization.h"
 #include "loader/safetensors.h"
 #include "loader/weights.h"
+#include "tools/common/stats.h"
 
 // "model.layers.<n>.<rest>": returns n and points *rest at the suffix; -1 for any other name.
 static int layer_of(const char *name, const char **rest) {
@@ -56,51 +61,59 @@ static int is_projection(const model_config *c, const char *rest) {
     return 0;
 }
 
-static int write_tensors(const st_archive *a, const model_config *c, const schedule *s, int fp8, const char *path,
-                         rp_err *err) {
-    int cap = a->n_tensors * 2 + 16, n = 0;
-    st_out_tensor *out = rp_malloc(sizeof *out * cap);
-    char **names = rp_malloc(sizeof *names * cap);
-    // non-layer tensors as they are; then each visit's copy of its layer, renamed to the visit's index
+// The export's tensors in order, each with the source tensor it is unchanged from (same name, same bytes) or NULL.
+typedef struct {
+    st_out_tensor *t;
+    char **names;
+    const st_tensor **same;
+    int n, cap;
+} out_list;
+
+static st_out_tensor *add(out_list *o, const st_tensor *t, char *name) {
+    if (o->n == o->cap) {
+        o->cap = o->cap ? 2 * o->cap : 64;
+        o->t = rp_realloc(o->t, sizeof *o->t * o->cap);
+        o->names = rp_realloc(o->names, sizeof *o->names * o->cap);
+        o->same = rp_realloc(o->same, sizeof *o->same * o->cap);
+    }
+    o->names[o->n] = name;
+    o->same[o->n] = strcmp(name, t->name) ? NULL : t;
+    st_out_tensor *x = &o->t[o->n++];
+    *x = (st_out_tensor){.name = name, .dtype = t->dtype, .ndim = t->ndim, .data = t->data, .nbytes = t->nbytes};
+    memcpy(x->shape, t->shape, sizeof t->shape);
+    return x;
+}
+
+// Non-layer tensors as they are; then each visit's copy of its layer, renamed to the visit's index.
+static void list_tensors(const st_archive *a, const model_config *c, const schedule *s, int fp8, out_list *o) {
     for (int i = 0; i < a->n_tensors; i++) {
         const char *rest = NULL;
-        if (layer_of(a->tensors[i].name, &rest) >= 0) continue;
-        const st_tensor *t = &a->tensors[i];
-        names[n] = rp_strdup(t->name);
-        out[n] = (st_out_tensor){.name = names[n], .dtype = t->dtype, .ndim = t->ndim, .data = t->data, .nbytes = t->nbytes};
-        memcpy(out[n].shape, t->shape, sizeof t->shape);
-        n++;
+        if (layer_of(a->tensors[i].name, &rest) < 0) add(o, &a->tensors[i], rp_strdup(a->tensors[i].name));
     }
     for (int v = 0; v < s->n_visits; v++)
         for (int i = 0; i < a->n_tensors; i++) {
             const char *rest = NULL;
             if (layer_of(a->tensors[i].name, &rest) != s->layer[v]) continue;
             const st_tensor *t = &a->tensors[i];
-            if (n + 2 > cap) {
-                cap *= 2;
-                out = rp_realloc(out, sizeof *out * cap);
-                names = rp_realloc(names, sizeof *names * cap);
-            }
-            names[n] = rp_malloc(strlen(rest) + 32);
-            sprintf(names[n], "model.layers.%d.%s", v, rest);
-            out[n] = (st_out_tensor){.name = names[n], .dtype = t->dtype, .ndim = t->ndim, .data = t->data, .nbytes = t->nbytes};
-            memcpy(out[n].shape, t->shape, sizeof t->shape);
+            char *name = rp_malloc(strlen(rest) + 32);
+            sprintf(name, "model.layers.%d.%s", v, rest);
+            st_out_tensor *x = add(o, t, name);
             if (fp8 && is_projection(c, rest)) {   // codes now, and the scale beside them (compressed-tensors)
-                out[n].dtype = ST_F8_E4M3, out[n].data = NULL, out[n].nbytes = (size_t)st_numel(t);
-                out[n].fill = fill_codes, out[n].source = t;
-                n++;
-                names[n] = rp_malloc(strlen(rest) + 40);
-                sprintf(names[n], "model.layers.%d.%.*sweight_scale", v, (int)(strlen(rest) - strlen("weight")), rest);
-                out[n] = (st_out_tensor){.name = names[n], .dtype = ST_F32, .ndim = 2, .shape = {t->shape[0], 1},
-                                         .nbytes = sizeof(float) * (size_t)t->shape[0], .fill = fill_scales, .source = t};
+                x->dtype = ST_F8_E4M3, x->data = NULL, x->nbytes = (size_t)st_numel(t), x->fill = fill_codes, x->source = t;
+                o->same[o->n - 1] = NULL;
+                char *sname = rp_malloc(strlen(rest) + 40);
+                sprintf(sname, "model.layers.%d.%.*sweight_scale", v, (int)(strlen(rest) - strlen("weight")), rest);
+                st_out_tensor *sc = add(o, t, sname);
+                *sc = (st_out_tensor){.name = sname, .dtype = ST_F32, .ndim = 2, .shape = {t->shape[0], 1},
+                                      .nbytes = sizeof(float) * (size_t)t->shape[0], .fill = fill_scales, .source = t};
+                o->same[o->n - 1] = NULL;
             }
-            n++;
         }
-    int rc = st_write_file(path, out, n, err);
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    free(out);
-    return rc;
+}
+
+static void list_free(out_list *o) {
+    for (int i = 0; i < o->n; i++) free(o->names[i]);
+    free(o->t), free(o->names), free(o->same);
 }
 
 // The quantization_config of an FP8 export: compressed-tensors float-quantized, a scale per output channel, weights
@@ -179,10 +192,180 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-int export_schedule(const char *src_dir, const schedule *s, weights_format weights, const char *out_dir, rp_err *err) {
+int export_parse_size(const char *text, double *bytes) {
+    char *end;
+    double v = strtod(text, &end);
+    static const struct {
+        const char *suffix;
+        double scale;
+    } units[] = {{"", 1}, {"B", 1}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+                 {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+    if (end == text || !(v > 0)) return -1;
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (!strcasecmp(end, units[i].suffix)) return *bytes = v * units[i].scale, 0;
+    return -1;
+}
+
+// A file an earlier export left in out_dir that this one replaces: model.safetensors, its index, a shard.
+static int is_weights_file(const char *n) {
+    return !strcmp(n, "model.safetensors") || !strcmp(n, "model.safetensors.index.json") ||
+           (!strncmp(n, "model-", 6) && strstr(n, "-of-") && ends_with(n, ".safetensors"));
+}
+
+typedef struct {
+    int src_file;   // a source shard linked as it is, or -1: written from its tensors
+    double bytes;   // tensor bytes
+    int n;          // tensors
+} shard;
+
+// "4.66 GiB", "181.2 KiB": bytes in the largest binary unit below them.
+static char *bytes_text(double b, char out[32]) {
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) b /= 1024, u++;
+    snprintf(out, 32, u ? "%.2f %s" : "%.0f %s", b, units[u]);
+    return out;
+}
+
+static double file_size(const char *path, int *links) {
+    struct stat st;
+    if (stat(path, &st)) return 0;
+    if (links) *links = (int)st.st_nlink;
+    return (double)st.st_size;
+}
+
+// The index Hugging Face writes beside shards: total tensor bytes and each tensor's file.
+static int write_index(const char *out_dir, const out_list *o, const int *shard_of, char names[][64], double total, rp_err *err) {
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "metadata"), *map = cJSON_AddObjectToObject(root, "weight_map");
+    cJSON_AddNumberToObject(meta, "total_size", total);
+    for (int i = 0; i < o->n; i++) cJSON_AddStringToObject(map, o->names[i], names[shard_of[i]]);
+    char *text = cJSON_Print(root), *path = path_join(out_dir, "model.safetensors.index.json");
+    cJSON_Delete(root);
+    FILE *f = fopen(path, "w");
+    int ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f)) ok = 0;
+    int rc = ok ? 0 : rp_fail(err, "%s: cannot write: %s", path, strerror(errno));
+    free(text), free(path);
+    return rc;
+}
+
+// Writes the shards: the planned ones from the list, the linked ones by a hard link (a copy where the filesystem
+// refuses it), a line on stderr after each.
+static int write_shards(const st_archive *a, const out_list *o, const shard *sh, int n_shards, const int *shard_of,
+                        char names[][64], const char *out_dir, double to_write, int quiet, rp_err *err) {
+    st_out_tensor *part = rp_malloc(sizeof *part * (size_t)(o->n ? o->n : 1));
+    double t0 = rp_now_s(), written = 0;
+    int rc = 0;
+    for (int k = 0; k < n_shards && !rc; k++) {
+        char *path = path_join(out_dir, names[k]);
+        const char *how = "written";
+        if (sh[k].src_file >= 0) {
+            how = "linked to the source's";
+            if (link(a->files[sh[k].src_file].path, path)) {
+                how = "copied from the source's (no hard link here)";
+                rc = copy_file(a->files[sh[k].src_file].path, path, err);
+                written += sh[k].bytes;
+            }
+        } else {
+            int n = 0;
+            for (int i = 0; i < o->n; i++)
+                if (shard_of[i] == k) part[n++] = o->t[i];
+            rc = st_write_file(path, part, n, err);
+            written += sh[k].bytes;
+        }
+        double t = rp_now_s() - t0, rate = t > 0 ? written / t : 0;
+        char size[32], done[32], all[32], speed[32], eta[32] = "";
+        if (rate > 0 && to_write > written) snprintf(eta, sizeof eta, ", ETA %.0f s", (to_write - written) / rate);
+        if (!rc && !quiet)
+            fprintf(stderr, "reprise export: %s %s (%s, %d tensors); %s of %s written, %s/s%s\n", names[k], how,
+                    bytes_text(sh[k].bytes, size), sh[k].n, bytes_text(written, done), bytes_text(to_write, all),
+                    bytes_text(rate, speed), eta);
+        free(path);
+    }
+    free(part);
+    return rc;
+}
+
+static int write_weights(const st_archive *a, const model_config *c, const schedule *s, const export_opts *eo,
+                         const char *src_dir, const char *out_dir, rp_err *err) {
+    out_list o = {0};
+    list_tensors(a, c, s, eo->weights == WEIGHTS_FP8, &o);
+    double limit = eo->shard_bytes > 0 ? eo->shard_bytes : EXPORT_SHARD_BYTES, total = 0;
+    // a source shard is linked when the export keeps every one of its tensors under its name
+    int *in_file = rp_calloc((size_t)a->n_files, sizeof(int)), *kept = rp_calloc((size_t)a->n_files, sizeof(int));
+    int *link_shard = rp_malloc(sizeof(int) * (size_t)a->n_files), *shard_of = rp_malloc(sizeof(int) * (size_t)(o.n + 1));
+    for (int i = 0; i < a->n_tensors; i++) in_file[a->tensors[i].file]++;
+    for (int i = 0; i < o.n; i++)
+        if (o.same[i]) kept[o.same[i]->file]++;
+    shard *sh = rp_malloc(sizeof *sh * (size_t)(a->n_files + o.n + 1));
+    int n_shards = 0;
+    for (int f = 0; f < a->n_files; f++) {
+        link_shard[f] = -1;
+        if (!eo->no_links && in_file[f] && kept[f] == in_file[f])
+            sh[link_shard[f] = n_shards++] = (shard){.src_file = f};
+    }
+    int open = -1;   // the new shard being filled
+    for (int i = 0; i < o.n; i++) {
+        double b = (double)o.t[i].nbytes;
+        total += b;
+        int k = o.same[i] ? link_shard[o.same[i]->file] : -1;
+        if (k < 0) {
+            if (open < 0 || (sh[open].n && sh[open].bytes + b > limit)) sh[open = n_shards++] = (shard){.src_file = -1};
+            k = open;
+        }
+        shard_of[i] = k, sh[k].bytes += b, sh[k].n++;
+    }
+    char (*names)[64] = rp_malloc(sizeof *names * (size_t)(n_shards ? n_shards : 1));
+    for (int k = 0; k < n_shards; k++)
+        if (n_shards == 1) snprintf(names[k], sizeof names[k], "model.safetensors");
+        else snprintf(names[k], sizeof names[k], "model-%05d-of-%05d.safetensors", k + 1, n_shards);
+    // what the disk must take: new shards, and linked ones where a link cannot be made (another filesystem)
+    struct stat src_st, out_st;
+    int same_fs = !stat(src_dir, &src_st) && !stat(out_dir, &out_st) && src_st.st_dev == out_st.st_dev;
+    double to_write = 0, linked = 0, freed = 0;
+    for (int k = 0; k < n_shards; k++) {
+        if (sh[k].src_file >= 0 && same_fs) linked += sh[k].bytes;
+        else to_write += sh[k].bytes;
+    }
+    DIR *d = opendir(out_dir);   // an earlier export's weights: replaced, their space freed (unless linked elsewhere)
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (is_weights_file(e->d_name)) {
+            char *p = path_join(out_dir, e->d_name);
+            int links = 1;
+            double size = file_size(p, &links);
+            if (links == 1) freed += size;
+            free(p);
+        }
+    if (d) closedir(d);
+    struct statvfs vfs;
+    double avail = statvfs(out_dir, &vfs) ? -1 : (double)vfs.f_bavail * vfs.f_frsize;
+    int rc = 0;
+    if (avail >= 0 && to_write + (1 << 20) > avail + freed)
+    {
+        char w[32], l[32], f[32];
+        rc = rp_fail(err, "-o %s: the export writes %s (%s more linked to the source's shards) and its filesystem has %s "
+                          "free%s; nothing was written", out_dir, bytes_text(to_write, w), bytes_text(linked, l),
+                     bytes_text(avail + freed, f), freed > 0 ? " (counting the earlier export's weights it replaces)" : "");
+    }
+    d = rc ? NULL : opendir(out_dir);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (is_weights_file(e->d_name)) {
+            char *p = path_join(out_dir, e->d_name);
+            if (unlink(p)) rc = rp_fail(err, "%s: cannot replace: %s", p, strerror(errno));
+            free(p);
+        }
+    if (d) closedir(d);
+    if (!rc) rc = write_shards(a, &o, sh, n_shards, shard_of, names, out_dir, to_write, eo->quiet, err);
+    if (!rc && n_shards > 1) rc = write_index(out_dir, &o, shard_of, names, total, err);
+    free(names), free(sh), free(in_file), free(kept), free(link_shard), free(shard_of);
+    list_free(&o);
+    return rc;
+}
+
+int export_schedule(const char *src_dir, const schedule *s, const export_opts *eo, const char *out_dir, rp_err *err) {
     model_config cfg;
     if (config_load(&cfg, src_dir, err)) return -1;
-    int fp8 = weights == WEIGHTS_FP8;
+    int fp8 = eo->weights == WEIGHTS_FP8;
     char layout[96];
     quant_describe(&cfg.quant, layout, sizeof layout);
     if (fp8 && cfg.quant.method != QUANT_NONE)
@@ -195,9 +378,7 @@ int export_schedule(const char *src_dir, const schedule *s, weights_format weigh
         return rp_fail(err, "-o %s: the output directory must differ from the model directory", out_dir);
     st_archive a;
     if (st_open_dir(&a, src_dir, err)) return -1;
-    char *st_path = path_join(out_dir, "model.safetensors");
-    int rc = weights_check(&cfg, &a, err) ? -1 : write_tensors(&a, &cfg, s, fp8, st_path, err);
-    free(st_path);
+    int rc = weights_check(&cfg, &a, err) ? -1 : write_weights(&a, &cfg, s, eo, src_dir, out_dir, err);
     st_close(&a);
     if (rc || write_config(src_dir, s, fp8, out_dir, err)) return -1;
 
