@@ -1325,7 +1325,9 @@ static void repeat_equals_physical_duplicate_on_cuda(void) {
     rp_err err;
     schedule s;
     schedule_parse(&s, "rys:1,3", 4, &err);
-    CHECK(export_schedule(FIXTURES_DIR "/qwen3", &s, WEIGHTS_AS_STORED, tmp, &err) == 0, "%s", err.msg);
+    export_opts eo = {};
+    eo.quiet = 1;
+    CHECK(export_schedule(FIXTURES_DIR "/qwen3", &s, &eo, tmp, &err) == 0, "%s", err.msg);
     model m, d;
     CHECK(load_cuda(&m, FIXTURES_DIR "/qwen3", &err) == 0 && load_cuda(&d, tmp, &err) == 0, "%s", err.msg);
     schedule base;

@@ -226,6 +226,14 @@ typedef struct {
     long prompt_tokens, completion_tokens;  // -1: not a generation
 } access_entry;
 
+// A request's text for the log: printable ASCII, at most cap - 1 bytes ("..." where cut).
+static void loggable(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    for (; s && *s && n + 1 < cap; s++) out[n++] = *s > 32 && *s < 127 && *s != '"' ? *s : '?';
+    out[n] = 0;
+    if (s && *s && cap > 4) memcpy(out + cap - 4, "...", 4);
+}
+
 typedef struct {
     serve_http *h;
     struct MHD_Connection *conn;
@@ -510,7 +518,7 @@ static enum MHD_Result generate(serve_http *h, struct MHD_Connection *c, const c
         generation_free(g);
         return send_error(h, c, &e);
     }
-    snprintf(log->schedule, sizeof log->schedule, "%s", g->cr.schedule_text ? g->cr.schedule_text : "");
+    loggable(log->schedule, sizeof log->schedule, g->cr.schedule_text);   // the client's text: no quotes, no newlines
     snprintf(g->id, sizeof g->id, "%s-%016llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)next_random(h));
     g->created = (long)time(NULL);
     g->n_reqs = g->cr.n_prompts * g->cr.n;
@@ -679,14 +687,6 @@ typedef struct {
     int status;
     access_entry log;
 } conn_state;
-
-// A request's text for the log: printable ASCII, at most cap - 1 bytes ("..." where cut).
-static void loggable(char *out, size_t cap, const char *s) {
-    size_t n = 0;
-    for (; s && *s && n + 1 < cap; s++) out[n++] = *s > 32 && *s < 127 && *s != '"' ? *s : '?';
-    out[n] = 0;
-    if (s && *s && cap > 4) memcpy(out + cap - 4, "...", 4);
-}
 
 // One line a request, as web servers' access logs and vLLM's: client, "METHOD PATH", status, then a generation's
 // schedule and tokens, and the time from its headers to its last byte.
