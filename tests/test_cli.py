@@ -553,6 +553,13 @@ if os.path.isfile(S + "/expected.json"):
               "chat: Ctrl-C stops the reply (%d characters kept), the chat goes on to /save and /quit" % len(kept[-1]["content"]))
     else:
         skip("chat's Ctrl-C: no reprise_emu in this build")
+    # score runs a long text in chunks of 64 rows: its logits are those of the text's prefixes, bit for bit
+    ids = ",".join(str(x) for x in expected["greedy_bos_200"]["ids"][:150])
+    run("score", "-m", S, "--tokens", ids, "--dump-logits", T + "/long.f32")
+    run("score", "-m", S, "--tokens", ",".join(ids.split(",")[:100]), "--dump-logits", T + "/prefix.f32")
+    row = 512 * 4
+    check(os.path.getsize(T + "/long.f32") == 150 * row and read(T + "/long.f32", "rb")[:100 * row] == read(T + "/prefix.f32", "rb"),
+          "score of 150 tokens (3 chunks): its first 100 rows are those of scoring the first 100 alone")
     got = [int(x) for x in out("generate", "-m", S, "--tokens", "1", "-n", "200", "--temp", "0").split()]
     check(got == expected["greedy_bos_200"]["ids"][1:201],
           "stories260K: generate --tokens 1 -n 200 --temp 0 prints greedy_bos_200 ids[1..200]")

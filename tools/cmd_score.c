@@ -1,7 +1,9 @@
 // `reprise score`: log-probability of each token given the ones before it, and the perplexity.
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "loader/json_file.h"
 #include "loader/alloc.h"
@@ -75,24 +77,44 @@ int cmd_score(int argc, char **argv) {
         return 1;
     }
     tokenizer_free(tok);
+    // The tokens go through in chunks of the plan's logit rows, each chunk's logits used (and dumped) before the next:
+    // a 32k-token text of a 152k vocabulary would be 19 GB of logits at once. A row's logits are the same in any chunk.
     int vocab = m.cfg.vocab_size, rc = 0;
-    float *logits = rp_malloc(sizeof(float) * (size_t)n * vocab);
+    float *logits = rp_malloc(sizeof(float) * (size_t)PLAN_SCORE_LOGIT_ROWS * vocab);
+    double *lp = rp_malloc(sizeof(double) * n), total = 0;
     sequence seq;
     sequence *batch[1] = {&seq};
-    const int *feed = ids;
+    FILE *dump = NULL;
     if (cli_check_tokens(ids, n, vocab, &err) || sequence_init(&seq, &m, &s, o.ctx ? o.ctx : n, &err)) {
         fprintf(stderr, "reprise score: %s\n", err.msg);
         rc = 1;
         goto out_model;
     }
-    if (forward(&m, batch, 1, &feed, &n, 1, logits, NULL, &err)) {
-        fprintf(stderr, "reprise score: %s\n", err.msg);
+    if (dump_logits && !(dump = fopen(dump_logits, "wb"))) {
+        fprintf(stderr, "reprise score: --dump-logits %s: cannot write: %s\n", dump_logits, strerror(errno));
         rc = 1;
         goto out_seq;
     }
-    double total = 0;
-    double *lp = rp_malloc(sizeof(double) * n);
-    for (int t = 1; t < n; t++) total += lp[t] = log_prob_of(logits + (size_t)(t - 1) * vocab, vocab, ids[t]);
+    for (int r0 = 0; r0 < n && !rc; r0 += PLAN_SCORE_LOGIT_ROWS) {
+        int rows = n - r0 < PLAN_SCORE_LOGIT_ROWS ? n - r0 : PLAN_SCORE_LOGIT_ROWS;
+        const int *feed = ids + r0;
+        if (forward(&m, batch, 1, &feed, &rows, 1, logits, NULL, &err)) {
+            fprintf(stderr, "reprise score: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        for (int t = r0; t < r0 + rows && t + 1 < n; t++)   // row t predicts token t + 1
+            total += lp[t + 1] = log_prob_of(logits + (size_t)(t - r0) * vocab, vocab, ids[t + 1]);
+        if (dump && fwrite(logits, sizeof(float) * vocab, (size_t)rows, dump) != (size_t)rows) {
+            fprintf(stderr, "reprise score: --dump-logits %s: cannot write: %s\n", dump_logits, strerror(errno));
+            rc = 1;
+        }
+    }
+    if (dump && fclose(dump) && !rc) {
+        fprintf(stderr, "reprise score: --dump-logits %s: cannot write: %s\n", dump_logits, strerror(errno));
+        rc = 1;
+    }
+    if (rc) goto out_seq;
     double ppl = n > 1 ? exp(-total / (n - 1)) : NAN;
     if (json) {
         printf("{\"tokens\": [");
@@ -105,19 +127,10 @@ int cmd_score(int argc, char **argv) {
         for (int t = 1; t < n; t++) printf("%d\t%d\t%.6f\n", t, ids[t], lp[t]);
         if (n > 1) printf("perplexity\t%.6f\n", ppl);
     }
-    free(lp);
-    if (dump_logits) {
-        FILE *f = fopen(dump_logits, "wb");
-        int ok = f && fwrite(logits, sizeof(float) * vocab, (size_t)n, f) == (size_t)n;
-        if (f && fclose(f)) ok = 0;
-        if (!ok) {
-            fprintf(stderr, "reprise score: --dump-logits %s: cannot write\n", dump_logits);
-            rc = 1;
-        }
-    }
 out_seq:
     sequence_free(&seq, &m);
 out_model:
+    free(lp);
     free(logits);
     schedule_free(&s);
     model_free(&m);
