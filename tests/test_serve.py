@@ -28,12 +28,12 @@ from checks import check, finish, skip  # noqa: E402
 class Server:
     """reprise serve on a free port; stderr kept for the test to read."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, first=()):
         env = dict(env or os.environ)
         # under ASan, freed memory waits in a quarantine of up to 256 MiB: kept small, RSS shows what the server holds
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4:thread_local_quarantine_size_kb=64"
         self.err = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([REPRISE, "serve", "--port", "0", *args], stderr=self.err, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([REPRISE, "serve", *first, "--port", "0", *args], stderr=self.err, stdout=subprocess.DEVNULL,
                                      env=env)
         self.port = None
         deadline = time.time() + 120
@@ -649,8 +649,8 @@ def test_access_log(s):
 
 
 def test_quiet_and_hub_name():
-    """--quiet: no access log. -m ORG/NAME from a Hugging Face cache: /v1/models lists that name, and requests may
-    name the model by it, by -m as typed or by the directory it names."""
+    """--quiet: no access log. `serve ORG/NAME` from a Hugging Face cache: /v1/models lists that name, and requests may
+    name the model by it, by the model as typed or by the directory it names."""
     with tempfile.TemporaryDirectory() as hub:
         snap = os.path.join(hub, "models--reprise-test--arith", "snapshots", "0123abcd")
         os.makedirs(snap)
@@ -659,7 +659,8 @@ def test_quiet_and_hub_name():
             f.write("0123abcd")
         for name in os.listdir(DEFAULT_MODEL):
             os.symlink(os.path.abspath(os.path.join(DEFAULT_MODEL, name)), os.path.join(snap, name))
-        s = Server("-m", "reprise-test/arith", "--quiet", env=dict(os.environ, HF_HUB_CACHE=hub))
+        # the model first, as `vllm serve MODEL` takes it
+        s = Server("--quiet", env=dict(os.environ, HF_HUB_CACHE=hub), first=("reprise-test/arith",))
         try:
             _, raw, _ = s.request("GET", "/v1/models")
             check([m["id"] for m in json.loads(raw)["data"]] == ["reprise-test/arith"], "/v1/models: the hub name: %s" % raw[:200])

@@ -13,10 +13,11 @@
 #include "tools/serve/serve_http.h"
 
 static const char *synopsis =
-    "usage: reprise serve [-m DIR] [--host ADDR] [--port N] [--schedule S] [-c N] [options]\n"
+    "usage: reprise serve [-m DIR | MODEL] [--host ADDR] [--port N] [--schedule S] [-c N] [options]\n"
     "An OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics,\n"
     "/tokenize, /detokenize, /tokenizer_info. Requests run together in continuous batches; a request's\n"
-    "\"layer_schedule\" field runs it with that schedule. SIGTERM or SIGINT: finish what is in flight, then exit.\n";
+    "\"layer_schedule\" field runs it with that schedule. SIGTERM or SIGINT: finish what is in flight, then exit.\n"
+    "The model may come first, as `vllm serve MODEL` takes it: `reprise serve Qwen/Qwen2-7B` is `-m Qwen/Qwen2-7B`.\n";
 
 // serve's own flags (the shared ones are in cli_opts).
 typedef struct {
@@ -93,7 +94,17 @@ int cmd_serve(int argc, char **argv) {
         {OPT_SHARED, "--allow-unused-tensors", .help = "serve a checkpoint holding tensors the model does not read (else refused)"},
         OPTIONS_END,
     };
-    if (cli_begin(argc, argv, synopsis, options, &o, &code))
+    // `reprise serve MODEL ...`, vLLM's order: the model before the flags is -m's
+    char **args = argv;
+    if (argc > 2 && argv[2][0] != '-') {
+        args = rp_malloc(sizeof *args * (size_t)(argc + 2));
+        args[0] = argv[0], args[1] = argv[1], args[2] = "-m";
+        memcpy(args + 3, argv + 2, sizeof *args * (size_t)(argc - 1));   // and argv's NULL
+        argc++;
+    }
+    int begun = cli_begin(argc, args, synopsis, options, &o, &code);
+    if (args != argv) free(args);   // o points into argv's strings, not into args
+    if (begun)
         return code;
     // the signals are waited for by this thread alone; every thread started from here on blocks them
     sigset_t stop_signals;
