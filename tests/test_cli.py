@@ -302,7 +302,8 @@ check("loading weights" not in run("generate", "-m", M, "--tokens", "1", "-n", "
 e = run("generate", "-m", M, "--tokens", "1", "-n", "2", "--backend", "auto")[2]
 check(re.search(r"reprise: --backend auto: (cpu \(no GPU backend: .+\)|cuda \(the CUDA backend started\))", e),
       "--backend auto says which backend it took and why: %s" % e[:200])
-# export writes shards with an index as Hugging Face does; a source shard kept whole is hard-linked, not copied
+# export writes shards with an index as Hugging Face does; a source shard kept whole is copied whole (reflinked where
+# the filesystem shares blocks), never hard-linked: a write into the export must not reach the source
 def st_names(path):
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
@@ -311,21 +312,28 @@ def st_names(path):
 
 MS = os.path.join(FIX, "mistral")   # two shards: layers 0-3 under their names in a 0-3,2-3 export
 src_shards = sorted(f for f in os.listdir(MS) if f.endswith(".safetensors"))
+src_bytes = {g: read(os.path.join(MS, g), "rb") for g in src_shards}
 want = out("generate", "-m", MS, "--schedule", "0-3,2-3", "--tokens", "1,5", "-n", "8", "--temp", "0")
-for extra, linked, n_shards in (([], 2, 4), (["--no-links"], 0, 6)):
+for extra, kept, n_shards in (([], 2, 4), (["--no-clones"], 0, 6)):
     dst = T + "/ms-export" + "".join(extra)
     rc, o, e = run("export", "-m", MS, "--schedule", "0-3,2-3", "--shard-size", "100KB", "-o", dst, *extra)
     shards = sorted(f for f in os.listdir(dst) if f.endswith(".safetensors")) if rc == 0 else []
     index = json.loads(read(dst + "/model.safetensors.index.json")) if rc == 0 else {"weight_map": {}}
     mapped = {n: f for f in shards for n in st_names(os.path.join(dst, f))}
-    same = [f for f in shards if any(os.stat(os.path.join(dst, f)).st_ino == os.stat(os.path.join(MS, g)).st_ino for g in src_shards)]
+    whole = [f for f in shards if read(os.path.join(dst, f), "rb") in src_bytes.values()]
+    inodes = {os.stat(os.path.join(MS, g)).st_ino for g in src_shards}
     check(rc == 0 and shards == ["model-%05d-of-%05d.safetensors" % (k, n_shards) for k in range(1, n_shards + 1)] and
-          index["weight_map"] == mapped and
-          len(mapped) == 57 and index["metadata"]["total_size"] > 0 and len(same) == linked and
-          e.count(" linked to the source's") == linked,
-          "export --shard-size 100KB %s: %d shards and an index naming every tensor's shard, %d linked" %
-          (" ".join(extra), n_shards, linked))
+          index["weight_map"] == mapped and len(mapped) == 57 and index["metadata"]["total_size"] > 0 and
+          len(whole) == kept == len(re.findall(r"(cloned|copied whole) from the source's", e)) and
+          not any(os.stat(os.path.join(dst, f)).st_ino in inodes for f in shards),
+          "export --shard-size 100KB %s: %d shards and an index naming every tensor's shard, %d the source's copied whole "
+          "(no hard link)" % (" ".join(extra), n_shards, kept))
     check(out("generate", "-m", dst, "--tokens", "1,5", "-n", "8", "--temp", "0") == want and want, "... which runs as the schedule does")
+    for f in whole:   # patched in place, as a tool editing a tensor does: the source keeps its bytes
+        with open(os.path.join(dst, f), "r+b") as h:
+            h.seek(-4, 2)
+            h.write(b"\xff\xff\xff\x7f")
+    check(all(read(os.path.join(MS, g), "rb") == src_bytes[g] for g in src_shards), "a write into the export leaves the source as it was")
 # the same folder exported again with another shape: the earlier shards are replaced, none left behind
 rc, o, e = run("export", "-m", MS, "--schedule", "0,1", "-o", T + "/ms-export")
 check(rc == 0 and sorted(f for f in os.listdir(T + "/ms-export") if f.startswith("model")) == ["model.safetensors"] and
@@ -434,8 +442,8 @@ else:
 free_gib = shutil.disk_usage(T).free / 2**30
 if free_gib < 140:
     rc, o, e = run("export", "-m", T + "/q72", "--schedule", "rys:45,52", "-o", T + "/q72-rys")
-    check(rc == 1 and re.search(r"-o \S+: the export writes 146\.87 GiB \(0 B more linked to the source's shards\) and its "
-                                r"filesystem has [\d.]+ GiB free; nothing was written", e) and
+    check(rc == 1 and re.search(r"-o \S+: the export writes 146\.87 GiB \(0 B more cloned from the source's shards, blocks "
+                                r"shared\) and its filesystem has [\d.]+ GiB free; nothing was written", e) and
           not [f for f in os.listdir(T + "/q72-rys") if f.endswith(".safetensors")],
           "export of RYS-XLarge to a disk without 147 GiB free: refused with both figures, nothing written: %s" % e[-200:])
 else:

@@ -11,7 +11,8 @@ static const char *synopsis =
     "schedule[v] of the input), config.json with num_hidden_layers = visits, and the model's other files.\n"
     "Any engine can run the result; `reprise --schedule base` on it equals `--schedule S` on DIR.\n"
     "The tensors go in shards with model.safetensors.index.json, as Hugging Face writes them; a source shard\n"
-    "kept whole (the layers before the schedule's first repeat) is hard-linked where the filesystem allows.\n"
+    "kept whole (the layers before the schedule's first repeat) is copied whole, sharing its blocks (a reflink)\n"
+    "where the filesystem can.\n"
     "The free space is checked before anything is written, and each shard written says so on stderr.\n"
     "With --weights fp8 the projections are written in FP8 E4M3 with a scale per output row (the compressed-\n"
     "tensors layout, as vLLM reads it); reprise reads it back to the bits of --weights fp8 on DIR.\n";
@@ -21,7 +22,7 @@ int cmd_export(int argc, char **argv) {
     rp_err err;
     int code;
     const char *out = NULL, *shard_size = "5GB";
-    int no_links = 0;
+    int no_clones = 0;
     const option_def options[] = {
         SHARED_FLAG("-m"), SHARED_FLAG("--revision"),
         {OPT_SHARED, "--schedule", .help = "layer schedule, e.g. rys:3,6 or 0-5,3-9"},
@@ -31,7 +32,8 @@ int cmd_export(int argc, char **argv) {
                  "compressed-tensors)"},
         {OPT_TEXT, "--shard-size", "SIZE", &shard_size, .def = "5GB",
          .help = "most bytes of tensors a shard holds: 5GB, 500MB, 2GiB, or bytes (a larger tensor is a shard of its own)"},
-        {OPT_SWITCH, "--no-links", NULL, &no_links, .help = "write every shard, even those the source holds unchanged"},
+        {OPT_SWITCH, "--no-clones", NULL, &no_clones,
+         .help = "write every shard from its tensors, even those the source holds whole"},
         {OPT_SHARED, "--allow-unused-tensors",
          .help = "export a checkpoint holding tensors the model does not read (they are left out)"},
         OPTIONS_END,
@@ -41,7 +43,7 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "reprise export: -o OUT is required (see --help)\n");
         return 2;
     }
-    export_opts eo = {.weights = o.weights, .no_links = no_links};
+    export_opts eo = {.weights = o.weights, .no_clones = no_clones};
     if (export_parse_size(shard_size, &eo.shard_bytes)) {
         fprintf(stderr, "reprise export: --shard-size %s: a size such as 5GB, 500MB, 2GiB or a number of bytes\n", shard_size);
         return 2;

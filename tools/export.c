@@ -13,6 +13,9 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 
 #include "loader/config.h"
 #include "loader/fp8.h"
@@ -169,24 +172,6 @@ static int write_config(const char *src_dir, const schedule *s, int fp8, const c
     return rc;
 }
 
-static int copy_file(const char *src, const char *dst, rp_err *err) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return rp_fail(err, "%s: cannot open: %s", src, strerror(errno));
-    FILE *out = fopen(dst, "wb");
-    if (!out) {
-        fclose(in);
-        return rp_fail(err, "%s: cannot create: %s", dst, strerror(errno));
-    }
-    char buf[1 << 16];
-    size_t n;
-    int ok = 1;
-    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
-    ok = ok && !ferror(in);
-    fclose(in);
-    if (fclose(out)) ok = 0;
-    return ok ? 0 : rp_fail(err, "%s: copy failed", dst);
-}
-
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
@@ -249,8 +234,50 @@ static int write_index(const char *out_dir, const out_list *o, const int *shard_
     return rc;
 }
 
-// Writes the shards: the planned ones from the list, the linked ones by a hard link (a copy where the filesystem
-// refuses it), a line on stderr after each.
+// A copy of src at dst that shares src's blocks where the filesystem can (a reflink: btrfs, XFS, bcachefs; a write
+// into either stays apart), else copied in the kernel (copy_file_range; server-side on NFS), else by read and write.
+// Not a hard link: a tool that patches a tensor of the export in place would change the source. *shared: reflinked.
+static int clone_file(const char *src, const char *dst, int *shared, rp_err *err) {
+    int in = open(src, O_RDONLY | O_CLOEXEC), out = in < 0 ? -1 : open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = in < 0 ? rp_fail(err, "%s: cannot open: %s", src, strerror(errno))
+             : out < 0 ? rp_fail(err, "%s: cannot create: %s", dst, strerror(errno)) : 0;
+    *shared = !rc && ioctl(out, FICLONE, in) == 0;
+    for (int kernel = 1; !rc && !*shared;) {
+        ssize_t n;
+        if (kernel && (n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0)) < 0) {
+            if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP) break;
+            kernel = 0;   // this kernel or filesystem pair cannot: the plain way, from where it stopped
+            continue;
+        }
+        if (!kernel) {
+            char buf[1 << 16];
+            n = read(in, buf, sizeof buf);
+            if (n > 0 && write(out, buf, (size_t)n) != n) n = -1;
+        }
+        if (n <= 0) {
+            if (n < 0) rc = rp_fail(err, "%s: copy failed: %s", dst, strerror(errno));
+            break;
+        }
+    }
+    if (out >= 0 && close(out) && !rc) rc = rp_fail(err, "%s: cannot write: %s", dst, strerror(errno));
+    if (in >= 0) close(in);
+    return rc;
+}
+
+// Whether out_dir's filesystem shares a file's blocks with src's (a reflink of src, made and removed): kept shards
+// then cost the disk nothing.
+static int clones_share(const char *src, const char *out_dir) {
+    char *probe = path_join(out_dir, ".reprise-clone-probe");
+    int in = open(src, O_RDONLY | O_CLOEXEC), out = in < 0 ? -1 : open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int shared = out >= 0 && ioctl(out, FICLONE, in) == 0;
+    if (out >= 0) close(out), unlink(probe);
+    if (in >= 0) close(in);
+    free(probe);
+    return shared;
+}
+
+// Writes the shards: the planned ones from the list, the kept ones as copies of the source's (reflinked where the
+// filesystem can), a line on stderr after each.
 static int write_shards(const st_archive *a, const out_list *o, const shard *sh, int n_shards, const int *shard_of,
                         char names[][64], const char *out_dir, double to_write, int quiet, rp_err *err) {
     st_out_tensor *part = rp_malloc(sizeof *part * (size_t)(o->n ? o->n : 1));
@@ -260,12 +287,10 @@ static int write_shards(const st_archive *a, const out_list *o, const shard *sh,
         char *path = path_join(out_dir, names[k]);
         const char *how = "written";
         if (sh[k].src_file >= 0) {
-            how = "linked to the source's";
-            if (link(a->files[sh[k].src_file].path, path)) {
-                how = "copied from the source's (no hard link here)";
-                rc = copy_file(a->files[sh[k].src_file].path, path, err);
-                written += sh[k].bytes;
-            }
+            int shared = 0;
+            rc = clone_file(a->files[sh[k].src_file].path, path, &shared, err);
+            how = shared ? "cloned from the source's (blocks shared)" : "copied whole from the source's";
+            if (!shared) written += sh[k].bytes;
         } else {
             int n = 0;
             for (int i = 0; i < o->n; i++)
@@ -291,7 +316,7 @@ static int write_weights(const st_archive *a, const model_config *c, const sched
     out_list o = {0};
     list_tensors(a, c, s, eo->weights == WEIGHTS_FP8, &o);
     double limit = eo->shard_bytes > 0 ? eo->shard_bytes : EXPORT_SHARD_BYTES, total = 0;
-    // a source shard is linked when the export keeps every one of its tensors under its name
+    // a source shard is copied whole when the export keeps every one of its tensors under its name
     int *in_file = rp_calloc((size_t)a->n_files, sizeof(int)), *kept = rp_calloc((size_t)a->n_files, sizeof(int));
     int *link_shard = rp_malloc(sizeof(int) * (size_t)a->n_files), *shard_of = rp_malloc(sizeof(int) * (size_t)(o.n + 1));
     for (int i = 0; i < a->n_tensors; i++) in_file[a->tensors[i].file]++;
@@ -301,7 +326,7 @@ static int write_weights(const st_archive *a, const model_config *c, const sched
     int n_shards = 0;
     for (int f = 0; f < a->n_files; f++) {
         link_shard[f] = -1;
-        if (!eo->no_links && in_file[f] && kept[f] == in_file[f])
+        if (!eo->no_clones && in_file[f] && kept[f] == in_file[f])
             sh[link_shard[f] = n_shards++] = (shard){.src_file = f};
     }
     int open = -1;   // the new shard being filled
@@ -319,14 +344,17 @@ static int write_weights(const st_archive *a, const model_config *c, const sched
     for (int k = 0; k < n_shards; k++)
         if (n_shards == 1) snprintf(names[k], sizeof names[k], "model.safetensors");
         else snprintf(names[k], sizeof names[k], "model-%05d-of-%05d.safetensors", k + 1, n_shards);
-    // what the disk must take: new shards, and linked ones where a link cannot be made (another filesystem)
-    struct stat src_st, out_st;
-    int same_fs = !stat(src_dir, &src_st) && !stat(out_dir, &out_st) && src_st.st_dev == out_st.st_dev;
+    // what the disk must take: new shards, and the kept ones unless the filesystem shares their blocks
+    int first_kept = -1;
+    for (int k = 0; k < n_shards && first_kept < 0; k++)
+        if (sh[k].src_file >= 0) first_kept = k;
+    int share = first_kept >= 0 && clones_share(a->files[sh[first_kept].src_file].path, out_dir);
     double to_write = 0, linked = 0, freed = 0;
     for (int k = 0; k < n_shards; k++) {
-        if (sh[k].src_file >= 0 && same_fs) linked += sh[k].bytes;
+        if (sh[k].src_file >= 0 && share) linked += sh[k].bytes;
         else to_write += sh[k].bytes;
     }
+    (void)src_dir;
     DIR *d = opendir(out_dir);   // an earlier export's weights: replaced, their space freed (unless linked elsewhere)
     for (struct dirent *e; d && (e = readdir(d));)
         if (is_weights_file(e->d_name)) {
@@ -343,8 +371,8 @@ static int write_weights(const st_archive *a, const model_config *c, const sched
     if (avail >= 0 && to_write + (1 << 20) > avail + freed)
     {
         char w[32], l[32], f[32];
-        rc = rp_fail(err, "-o %s: the export writes %s (%s more linked to the source's shards) and its filesystem has %s "
-                          "free%s; nothing was written", out_dir, bytes_text(to_write, w), bytes_text(linked, l),
+        rc = rp_fail(err, "-o %s: the export writes %s (%s more cloned from the source's shards, blocks shared) and its "
+                          "filesystem has %s free%s; nothing was written", out_dir, bytes_text(to_write, w), bytes_text(linked, l),
                      bytes_text(avail + freed, f), freed > 0 ? " (counting the earlier export's weights it replaces)" : "");
     }
     d = rc ? NULL : opendir(out_dir);
@@ -390,7 +418,8 @@ int export_schedule(const char *src_dir, const schedule *s, const export_opts *e
             strcmp(n, "model.safetensors.index.json") == 0)
             continue;
         char *src = path_join(src_dir, n), *dst = path_join(out_dir, n);
-        if (file_exists(src)) rc = copy_file(src, dst, err);
+        int shared;
+        if (file_exists(src)) rc = clone_file(src, dst, &shared, err);
         free(src);
         free(dst);
     }

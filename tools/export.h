@@ -11,7 +11,7 @@
 typedef struct {
     weights_format weights;   // WEIGHTS_FP8: the projections quantized (below)
     double shard_bytes;       // most tensor bytes a shard holds (0: EXPORT_SHARD_BYTES); a larger tensor has its own
-    int no_links;             // write every shard, even one the source holds unchanged
+    int no_clones;            // write every shard from its tensors, even one the source holds whole
     int quiet;                // no progress lines on stderr
 } export_opts;
 
@@ -20,8 +20,9 @@ typedef struct {
 // reordered to match); every other file of src_dir copied unchanged. The tensors go in shards of at most
 // shard_bytes, model-00001-of-0000N.safetensors with model.safetensors.index.json (one shard: model.safetensors
 // alone), as Hugging Face writes them; a source shard whose every tensor the export keeps under the same name (the
-// layers before a schedule's first repeat or skip) is hard-linked where the filesystem allows (else copied), so a
-// RYS export writes only what is new. The bytes to write are checked against the free space before anything is
+// layers before a schedule's first repeat or skip) is copied whole, reflinked where the filesystem shares blocks
+// (btrfs, XFS: a RYS export then writes only what is new), never hard-linked (a write into the export would reach
+// the source). The bytes to write are checked against the free space before anything is
 // written; a line on stderr after each shard says how far it is. weights WEIGHTS_FP8 writes the projections
 // quantized as --weights fp8 quantizes them at load (E4M3, a float32 scale per output row), in the compressed-tensors
 // layout (F8_E4M3 `weight` and `weight_scale` [d, 1]; config.json's quantization_config says so), which reprise
