@@ -14,7 +14,13 @@ static int is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static void copy(char *out, size_t cap, const char *s) { snprintf(out, cap, "%s", s); }
+// s into out[cap], cut to fit (callers check lengths that matter first).
+static void copy(char *out, size_t cap, const char *s) {
+    size_t n = strlen(s);
+    if (n >= cap) n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = 0;
+}
 
 void hf_hub_cache_dir(char *out, size_t cap, const char **why) {
     const char *v, *from;
