@@ -49,17 +49,15 @@ static void say(conversation *c, const char *role, char *content) {
     c->m[c->n++] = (chat_message){.role = role, .content = content};
 }
 
-static void forget(conversation *c, int keep) {
-    for (int i = keep; i < c->n; i++) free((char *)c->m[i].content);
-    c->n = keep;
-}
-
 // Removes messages [at, at + n).
 static void drop(conversation *c, int at, int n) {
+    if (n <= 0) return;   // (an empty conversation has no array to move within)
     for (int i = at; i < at + n; i++) free((char *)c->m[i].content);
     memmove(c->m + at, c->m + at + n, sizeof *c->m * (size_t)(c->n - at - n));
     c->n -= n;
 }
+
+static void forget(conversation *c, int keep) { drop(c, keep, c->n - keep); }
 
 static volatile int interrupted;   // SIGINT: the reply in progress stops (session.interrupt)
 static void on_sigint(int sig) { (void)sig, interrupted = 1; }

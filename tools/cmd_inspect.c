@@ -5,7 +5,6 @@
 #include "engine/backends/cpu/backend_cpu.h"
 #include "loader/alloc.h"
 
-#include "engine/backends/cpu/matmul.h"
 #include "engine/memory_plan.h"
 #include "engine/tensor_parallel.h"
 #include "loader/quantization.h"

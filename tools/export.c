@@ -312,7 +312,7 @@ static int write_shards(const st_archive *a, const out_list *o, const shard *sh,
 }
 
 static int write_weights(const st_archive *a, const model_config *c, const schedule *s, const export_opts *eo,
-                         const char *src_dir, const char *out_dir, rp_err *err) {
+                         const char *out_dir, rp_err *err) {
     out_list o = {0};
     list_tensors(a, c, s, eo->weights == WEIGHTS_FP8, &o);
     double limit = eo->shard_bytes > 0 ? eo->shard_bytes : EXPORT_SHARD_BYTES, total = 0;
@@ -354,7 +354,6 @@ static int write_weights(const st_archive *a, const model_config *c, const sched
         if (sh[k].src_file >= 0 && share) linked += sh[k].bytes;
         else to_write += sh[k].bytes;
     }
-    (void)src_dir;
     DIR *d = opendir(out_dir);   // an earlier export's weights: replaced, their space freed (unless linked elsewhere)
     for (struct dirent *e; d && (e = readdir(d));)
         if (is_weights_file(e->d_name)) {
@@ -406,7 +405,7 @@ int export_schedule(const char *src_dir, const schedule *s, const export_opts *e
         return rp_fail(err, "-o %s: the output directory must differ from the model directory", out_dir);
     st_archive a;
     if (st_open_dir(&a, src_dir, err)) return -1;
-    int rc = weights_check(&cfg, &a, err) ? -1 : write_weights(&a, &cfg, s, eo, src_dir, out_dir, err);
+    int rc = weights_check(&cfg, &a, err) ? -1 : write_weights(&a, &cfg, s, eo, out_dir, err);
     st_close(&a);
     if (rc || write_config(src_dir, s, fp8, out_dir, err)) return -1;
 

@@ -18,15 +18,26 @@
 
 #define ROWS_A_STEP 64   // rows of logits a forward step returns, over all schedules (the plan's logit rows)
 
-int perplexity_windows(int n, int window, int stride, long *scored) {
+// A window of the walk: tokens [b, e), scoring [first, e) (none when first >= e).
+typedef struct {
+    long b, e, first;
+} text_window;
+
+// The window after w (w->e 0: the first), or 0 once a window has reached the text's end.
+static int next_window(text_window *w, int n, int window, int stride) {
+    if (w->e == n) return 0;
+    long b = w->e ? w->b + stride : 0, e = b + window < n ? b + window : n;
+    *w = (text_window){.b = b, .e = e, .first = w->e > b + 1 ? w->e : b + 1};
+    return 1;
+}
+
+// The windows: [b, min(b + window, n)) for b = 0, stride, 2 stride, .. until one reaches the end; each scores the
+// tokens no earlier window scored (the first token of the text is never scored, nor any window's first), each
+// predicted from its window's tokens before it. Returns the number of windows; *scored: tokens scored in all.
+static int perplexity_windows(int n, int window, int stride, long *scored) {
     int windows = 0;
-    long total = 0, prev_end = 0;
-    for (long b = 0; b < n; b += stride) {
-        long e = b + window < n ? b + window : n, first = prev_end > b + 1 ? prev_end : b + 1;
-        windows++, total += e > first ? e - first : 0, prev_end = e;
-        if (e == n) break;
-    }
-    *scored = total;
+    *scored = 0;
+    for (text_window w = {0}; next_window(&w, n, window, stride); windows++) *scored += w.e > w.first ? w.e - w.first : 0;
     return windows;
 }
 
@@ -113,21 +124,19 @@ int perplexity_run(model *m, const schedule *schedules, char *const *names, int 
     double **nll = rp_malloc(sizeof *nll * (size_t)n_s);
     for (int s = 0; s < n_s; s++) nll[s] = rp_malloc(sizeof(double) * (size_t)scored);
     float *logits = rp_malloc(sizeof(float) * (size_t)ROWS_A_STEP * m->cfg.vocab_size);
-    int rc = 0, w = 0;
-    long prev_end = 0, at = 0;
+    int rc = 0, k = 0;
+    long at = 0;
     double t0 = rp_now_s(), last = t0;
-    for (long b = 0; b < n && !rc; b += po->stride, w++) {
-        long e = b + po->window < n ? b + po->window : n, first = prev_end > b + 1 ? prev_end : b + 1;
-        if (e > first) rc = score_window(m, schedules, n_s, ids, b, e, first, nll, at, logits, err);
-        if (rc) rp_wrap(err, "window %d (tokens %ld-%ld)", w + 1, b, e - 1);
-        at += e > first ? e - first : 0, prev_end = e;
+    for (text_window w = {0}; !rc && next_window(&w, n, po->window, po->stride); k++) {
+        if (w.e > w.first) rc = score_window(m, schedules, n_s, ids, w.b, w.e, w.first, nll, at, logits, err);
+        if (rc) rp_wrap(err, "window %d (tokens %ld-%ld)", k + 1, w.b, w.e - 1);
+        at += w.e > w.first ? w.e - w.first : 0;
         double now = rp_now_s();
-        if (!rc && now - last > 10 && e < n) {   // a long text on a large model: minutes
-            fprintf(stderr, "reprise score: window %d of %d (%.0f%%), ETA %.0f s\n", w + 1, windows, 100.0 * at / scored,
+        if (!rc && now - last > 10 && w.e < n) {   // a long text on a large model: minutes
+            fprintf(stderr, "reprise score: window %d of %d (%.0f%%), ETA %.0f s\n", k + 1, windows, 100.0 * at / scored,
                     (now - t0) / at * (scored - at));
             last = now;
         }
-        if (e == n) break;
     }
     if (!rc) print_table(names, schedules, n_s, nll, scored, windows, po, n);
     for (int s = 0; s < n_s; s++) free(nll[s]);

@@ -13,11 +13,6 @@ typedef struct {
     int json;     // print JSON instead of the table
 } perplexity_opts;
 
-// The windows: [b, min(b + window, n)) for b = 0, stride, 2 stride, .. until one reaches the end; each scores the
-// tokens no earlier window scored (the first token of the text is never scored, nor any window's first), each
-// predicted from its window's tokens before it. Returns the number of windows; *scored: tokens scored in all.
-int perplexity_windows(int n, int window, int stride, long *scored);
-
 // Scores ids under schedules[0..n_schedules) (names as given, for the table) on m, whose plan holds n_schedules
 // sequences of window positions, and prints the table (or JSON) on stdout.
 int perplexity_run(model *m, const schedule *schedules, char *const *names, int n_schedules, const int *ids, int n,

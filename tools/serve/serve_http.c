@@ -713,10 +713,10 @@ static enum MHD_Result route(serve_http *h, struct MHD_Connection *c, const char
         if (draining) return fail(h, c, 503, NULL, "the server is shutting down");
         return send_text(c, 200, "text/plain", rp_strdup(""), NULL);
     }
-    if (!strcmp(url, "/metrics") && !h->metrics_key) {   // open unless --metrics-key, as vLLM's
-    } else if (!authorized(c, !strcmp(url, "/metrics") ? h->metrics_key : h->api_key))
+    int scrape = !strcmp(url, "/metrics");   // open unless --metrics-key (as vLLM's), and never the API key's
+    if (!authorized(c, scrape ? h->metrics_key : h->api_key))
         return fail(h, c, 401, NULL, "Unauthorized: give the server's %s as 'Authorization: Bearer KEY'",
-                    !strcmp(url, "/metrics") ? "metrics key" : "API key");
+                    scrape ? "metrics key" : "API key");
     if (!ready) return fail(h, c, 503, NULL, "the model is loading");
     if (st->too_large) return fail(h, c, 413, NULL, "the request body is larger than %u bytes", SERVE_MAX_BODY);
     struct {

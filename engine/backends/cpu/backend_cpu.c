@@ -126,6 +126,8 @@ double host_memory_available(char *why, size_t cap) {
     return avail < 0 ? 0 : avail;
 }
 
+static size_t cpu_kv_bytes_per_token(const backend *base);
+
 // Refuses a model whose packed weights (and the plan's KV) exceed the memory this machine has free, before a weight
 // is read: swapping 140 GB of weights would take hours and then be slow. REPRISE_SKIP_MEMORY_CHECK=1 skips it.
 static int check_host_memory(cpu_backend *b, const st_archive *a, rp_err *err) {
@@ -144,7 +146,7 @@ static int check_host_memory(cpu_backend *b, const st_archive *a, rp_err *err) {
         if (read && !quant_companion_of(&c->quant, t->name, base, sizeof base)) weights += cpu_tensor_bytes(c, t, b->weights);
     }
     free(unused);
-    double kv = b->kv_positions * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * (b->kv_bf16 ? 2 : 4);
+    double kv = b->kv_positions * (double)cpu_kv_bytes_per_token(&b->base);   // a slot is one visit's, kv_bf16 set
     char why[96];
     double avail = host_memory_available(why, sizeof why), gib = 1024.0 * 1024 * 1024;
     if (avail <= 0 || weights + kv <= avail) return 0;
